@@ -1,1 +1,15 @@
+/**
+ * @medshare/crypto — MedShare's cryptography. Pure computation: no files, no network, no clocks.
+ *
+ *   abe      CP-ABE (FAME) with hybrid STREAM payloads and versioned encodings
+ *   policy   the policy language (parse, format, span programs)
+ *   curve    the BLS12-381 layer over mcl-wasm
+ */
 export * from './errors.ts';
+export * as abe from './abe.ts';
+export * as curve from './curve/bls12381.ts';
+export { parsePolicy, parseAttributes, DEFAULT_POLICY_LIMITS, type PolicyLimits, type KeyAttribute } from './policy/parser.ts';
+export { formatPolicy, type PolicyNode, type Attribute } from './policy/ast.ts';
+export { armor, dearmor } from './encoding/armor.ts';
+export { ObjectType, SchemeId, typeName } from './encoding/envelope.ts';
+export { PayloadSealer, PayloadOpener, CHUNK_BYTES, SEALED_CHUNK_BYTES } from './hybrid/stream.ts';

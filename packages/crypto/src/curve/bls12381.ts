@@ -1,0 +1,250 @@
+/**
+ * A thin typed layer over mcl-wasm's BLS12-381 (Type-3 pairing e: G1 × G2 → GT, prime order r).
+ *
+ * - Hashing to G1/G2 is RFC 9380 `BLS12381G1_XMD:SHA-256_SSWU_RO_` (mcl `setMapToMode(IRTF)`), always with an
+ *   explicit domain separation tag, so two uses of the hash can never collide.
+ * - Point encodings are the ZCash/IETF compressed form (`setETHserialization(true)`): 48 bytes in G1, 96 in G2.
+ * - Decoders validate: length, canonical encoding, on-curve, prime-order subgroup (`isValidOrder`),
+ *   and refuse the identity. GT elements are checked to have order r. Failures raise MalformedInputError.
+ */
+import * as mcl from 'mcl-wasm';
+import { MalformedInputError } from '../errors.ts';
+import { hasMillerLoopVec, hashAndMapWithDst, millerLoopVec } from './mcl-raw.ts';
+
+export type { Fr, G1, G2, GT } from 'mcl-wasm';
+type Fr = mcl.Fr;
+type G1 = mcl.G1;
+type G2 = mcl.G2;
+type GT = mcl.GT;
+
+export const FR_BYTES = 32;
+export const G1_BYTES = 48;
+export const G2_BYTES = 96;
+export const GT_BYTES = 576;
+
+/** The group order r. */
+export const CURVE_ORDER = 0x73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001n;
+
+const G1_GENERATOR_HEX =
+  '97f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb';
+const G2_GENERATOR_HEX =
+  '93e02b6052719f607dacd3a088274f65596bd0d09920b61ab5da61bbdc7f5049334cf11213945d57e5ac7d055d042b7e' +
+  '024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb8';
+
+let ready: Promise<void> | undefined;
+let generatorG1: G1;
+let generatorG2: G2;
+
+/** Initialises mcl for BLS12-381 once per process. Every other function here requires it. */
+export function initCurve(): Promise<void> {
+  ready ??= (async () => {
+    await mcl.init(mcl.BLS12_381);
+    mcl.setMapToMode(mcl.IRTF);
+    mcl.setETHserialization(true);
+    // Decoders check subgroup membership themselves (isValidOrder) so the error can say which check failed.
+    mcl.verifyOrderG1(false);
+    mcl.verifyOrderG2(false);
+    generatorG1 = new mcl.G1();
+    generatorG1.deserializeHexStr(G1_GENERATOR_HEX);
+    generatorG2 = new mcl.G2();
+    generatorG2.deserializeHexStr(G2_GENERATOR_HEX);
+  })();
+  return ready;
+}
+
+function assertReady(): void {
+  if (!generatorG1) throw new Error('initCurve() must be awaited before using the curve');
+}
+
+/** The standard generator of G1 (a fresh copy). */
+export function g1Generator(): G1 {
+  assertReady();
+  return generatorG1.clone();
+}
+
+/** The standard generator of G2 (a fresh copy). */
+export function g2Generator(): G2 {
+  assertReady();
+  return generatorG2.clone();
+}
+
+/** A uniformly random non-zero scalar from the operating system's CSPRNG (via mcl's getRandomValues). */
+export function randomFr(): Fr {
+  const x = new mcl.Fr();
+  do x.setByCSPRNG();
+  while (x.isZero());
+  return x;
+}
+
+/** The scalar x mod r, for any integer x (negative values wrap). */
+export function frFromBigInt(x: bigint): Fr {
+  const reduced = ((x % CURVE_ORDER) + CURVE_ORDER) % CURVE_ORDER;
+  const out = new mcl.Fr();
+  out.setStr(reduced.toString(16), 16);
+  return out;
+}
+
+/** The scalar as an integer in [0, r). */
+export function frToBigInt(x: Fr): bigint {
+  return BigInt('0x' + x.getStr(16));
+}
+
+export const frAdd = (a: Fr, b: Fr): Fr => mcl.add(a, b);
+export const frSub = (a: Fr, b: Fr): Fr => mcl.sub(a, b);
+export const frMul = (a: Fr, b: Fr): Fr => mcl.mul(a, b);
+export const frNeg = (a: Fr): Fr => mcl.neg(a);
+/** Multiplicative inverse; the caller guarantees a ≠ 0. */
+export const frInv = (a: Fr): Fr => mcl.inv(a);
+
+export const g1Add = (a: G1, b: G1): G1 => mcl.add(a, b);
+export const g1Sub = (a: G1, b: G1): G1 => mcl.sub(a, b);
+export const g1Neg = (a: G1): G1 => mcl.neg(a);
+export const g1Mul = (a: G1, k: Fr): G1 => mcl.mul(a, k);
+export const g2Add = (a: G2, b: G2): G2 => mcl.add(a, b);
+export const g2Mul = (a: G2, k: Fr): G2 => mcl.mul(a, k);
+export const gtMul = (a: GT, b: GT): GT => mcl.mul(a, b);
+export const gtDiv = (a: GT, b: GT): GT => mcl.div(a, b);
+export const gtPow = (a: GT, k: Fr): GT => mcl.pow(a, k);
+
+/** Σ k_i·P_i in G1 by mcl's multi-scalar multiplication. */
+export function msmG1(points: readonly G1[], scalars: readonly Fr[]): G1 {
+  return mcl.mulVec(points as G1[], scalars as Fr[]);
+}
+
+/** Σ k_i·Q_i in G2 by mcl's multi-scalar multiplication. */
+export function msmG2(points: readonly G2[], scalars: readonly Fr[]): G2 {
+  return mcl.mulVec(points as G2[], scalars as Fr[]);
+}
+
+/** The single pairing e(P, Q). */
+export function pairing(p: G1, q: G2): GT {
+  return mcl.pairing(p, q);
+}
+
+/** The Miller loop alone (for benchmarks; combine with finalExp). */
+export const millerLoop = (p: G1, q: G2): GT => mcl.millerLoop(p, q);
+/** The final exponentiation alone (for benchmarks). */
+export const finalExp = (f: GT): GT => mcl.finalExp(f);
+
+/**
+ * Π e(P_i, Q_i) with one shared final exponentiation: one vectorised Miller loop when mcl exports it,
+ * otherwise the product of separate Miller loops (same result, slightly slower).
+ */
+export function multiPairing(g1s: readonly G1[], g2s: readonly G2[]): GT {
+  if (g1s.length !== g2s.length || g1s.length === 0) throw new RangeError('multiPairing needs equal, non-empty inputs');
+  let f: GT;
+  if (hasMillerLoopVec()) {
+    f = new mcl.GT();
+    millerLoopVec(f, g1s, g2s);
+  } else {
+    f = mcl.millerLoop(g1s[0]!, g2s[0]!);
+    for (let i = 1; i < g1s.length; i++) f = mcl.mul(f, mcl.millerLoop(g1s[i]!, g2s[i]!));
+  }
+  return mcl.finalExp(f);
+}
+
+/** Separate-loop multi-pairing, kept so tests and benchmarks can compare it with the vectorised one. */
+export function multiPairingSeparate(g1s: readonly G1[], g2s: readonly G2[]): GT {
+  let f = mcl.millerLoop(g1s[0]!, g2s[0]!);
+  for (let i = 1; i < g1s.length; i++) f = mcl.mul(f, mcl.millerLoop(g1s[i]!, g2s[i]!));
+  return mcl.finalExp(f);
+}
+
+const utf8 = new TextEncoder();
+
+/** RFC 9380 hash_to_curve into G1 with an explicit domain separation tag. */
+export function hashToG1(msg: Uint8Array, dst: string): G1 {
+  assertReady();
+  const out = new mcl.G1();
+  hashAndMapWithDst('G1', out, msg, utf8.encode(dst));
+  return out;
+}
+
+/** RFC 9380 hash_to_curve into G2 with an explicit domain separation tag. */
+export function hashToG2(msg: Uint8Array, dst: string): G2 {
+  assertReady();
+  const out = new mcl.G2();
+  hashAndMapWithDst('G2', out, msg, utf8.encode(dst));
+  return out;
+}
+
+/** Uniform random element of GT (as e(g1, g2)^x for random x). */
+export function randomGT(): GT {
+  return mcl.pow(pairing(generatorG1, generatorG2), randomFr());
+}
+
+/** The identity of GT. */
+export function gtOne(): GT {
+  const one = new mcl.GT();
+  one.setInt(1);
+  return one;
+}
+
+export const g1ToBytes = (p: G1): Uint8Array => p.serialize();
+export const g2ToBytes = (q: G2): Uint8Array => q.serialize();
+export const gtToBytes = (x: GT): Uint8Array => x.serialize();
+export const frToBytes = (x: Fr): Uint8Array => x.serialize();
+
+function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): Uint8Array }>(
+  make: () => T,
+  bytes: Uint8Array,
+  size: number,
+  what: string,
+): T {
+  if (bytes.length !== size) throw new MalformedInputError(`${what}: expected ${size} bytes, got ${bytes.length}`);
+  const value = make();
+  try {
+    value.deserialize(bytes);
+  } catch {
+    throw new MalformedInputError(`${what}: not a valid encoding`);
+  }
+  // Reject non-canonical encodings: re-encoding must give back exactly the input.
+  const again = value.serialize();
+  if (again.length !== bytes.length || !again.every((b, i) => b === bytes[i])) {
+    throw new MalformedInputError(`${what}: non-canonical encoding`);
+  }
+  return value;
+}
+
+/** Decodes a compressed G1 point; rejects off-curve, non-subgroup and identity points. */
+export function g1FromBytes(bytes: Uint8Array, what = 'G1 point'): G1 {
+  const p = decodeWith(() => new mcl.G1(), bytes, G1_BYTES, what);
+  if (p.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
+  if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
+  return p;
+}
+
+/** Decodes a compressed G2 point; rejects off-curve, non-subgroup and identity points. */
+export function g2FromBytes(bytes: Uint8Array, what = 'G2 point'): G2 {
+  const q = decodeWith(() => new mcl.G2(), bytes, G2_BYTES, what);
+  if (q.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
+  if (!q.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
+  return q;
+}
+
+/** Decodes a scalar (big-endian, < r); rejects zero. */
+export function frFromBytes(bytes: Uint8Array, what = 'scalar'): Fr {
+  const x = decodeWith(() => new mcl.Fr(), bytes, FR_BYTES, what);
+  if (x.isZero()) throw new MalformedInputError(`${what}: zero is not allowed`);
+  return x;
+}
+
+/**
+ * Decodes a GT element and checks x^r = 1 and x ≠ 1. The exponentiation uses only generic Fp12
+ * multiplication (no cyclotomic shortcuts that assume membership), so a non-member cannot pass.
+ */
+export function gtFromBytes(bytes: Uint8Array, what = 'GT element'): GT {
+  const x = decodeWith(() => new mcl.GT(), bytes, GT_BYTES, what);
+  if (x.isOne() || x.isZero()) throw new MalformedInputError(`${what}: degenerate element`);
+  if (!gtPowBig(x, CURVE_ORDER).isOne()) throw new MalformedInputError(`${what}: not in the order-r subgroup`);
+  return x;
+}
+
+function gtPowBig(x: GT, e: bigint): GT {
+  let result = gtOne();
+  for (let bit = BigInt(e.toString(2).length - 1); bit >= 0n; bit--) {
+    result = mcl.mul(result, result);
+    if ((e >> bit) & 1n) result = mcl.mul(result, x);
+  }
+  return result;
+}

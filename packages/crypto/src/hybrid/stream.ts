@@ -1,0 +1,140 @@
+/**
+ * Chunked AES-256-GCM for payloads of any size in bounded memory: the STREAM construction of Hoang,
+ * Reyhanitabar, Rogaway & Vizár ("Online Authenticated-Encryption and its Nonce-Reuse Misuse-Resistance",
+ * CRYPTO 2015, §7), as used by age and Tink. Each payload has its own key (derived by HKDF from a fresh
+ * KEM secret), so nonces never repeat across payloads; within one, the nonce is a chunk counter and a
+ * final-chunk flag, so reordering, dropping, truncating or extending chunks fails authentication.
+ *
+ *   nonce(i, last) = 0x00 × 7 ‖ u32be(i) ‖ (last ? 0x01 : 0x00)
+ *   chunk i        = AES-256-GCM(key, nonce, aad = header digest, plaintext_i) ‖ tag(16)
+ *
+ * Every chunk but the last carries exactly CHUNK_BYTES of plaintext; the last carries fewer (possibly 0),
+ * so a reader knows a chunk is last from its length alone and never needs to look ahead.
+ */
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
+import { IntegrityError } from '../errors.ts';
+
+export const CHUNK_BYTES = 64 * 1024;
+export const TAG_BYTES = 16;
+export const SEALED_CHUNK_BYTES = CHUNK_BYTES + TAG_BYTES;
+const MAX_CHUNKS = 2 ** 32;
+
+/** SHA-256 digest of a header, bound to every chunk as associated data. */
+export function headerDigest(header: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(header).digest());
+}
+
+/** HKDF-SHA256 from a KEM secret to a payload key; `label` separates the schemes that use it. */
+export function derivePayloadKey(secret: Uint8Array, digest: Uint8Array, label: string): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', secret, digest, `MedShare v1 payload key: ${label}`, 32));
+}
+
+function nonce(index: number, last: boolean): Buffer {
+  if (index >= MAX_CHUNKS) throw new RangeError('payload too large for one STREAM');
+  const n = Buffer.alloc(12);
+  n.writeUInt32BE(index, 7);
+  n[11] = last ? 1 : 0;
+  return n;
+}
+
+/** Encrypts a payload chunk by chunk. Feed any amount with `push`; call `finish` once at the end. */
+export class PayloadSealer {
+  private index = 0;
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly aad: Uint8Array,
+  ) {}
+
+  private seal(plaintext: Uint8Array, last: boolean): Uint8Array {
+    const cipher = createCipheriv('aes-256-gcm', this.key, nonce(this.index++, last));
+    cipher.setAAD(this.aad);
+    const body = cipher.update(plaintext);
+    cipher.final();
+    return Buffer.concat([body, cipher.getAuthTag()]);
+  }
+
+  /** Adds plaintext; returns the sealed chunks completed by it (possibly none). */
+  push(data: Uint8Array): Uint8Array[] {
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    const out: Uint8Array[] = [];
+    if (this.pendingBytes < CHUNK_BYTES) return out;
+    let buffer = Buffer.concat(this.pending);
+    // A full chunk is never the last one (the last is always shorter), so it can be sealed at once.
+    while (buffer.length >= CHUNK_BYTES) {
+      out.push(this.seal(buffer.subarray(0, CHUNK_BYTES), false));
+      buffer = buffer.subarray(CHUNK_BYTES);
+    }
+    this.pending = [buffer];
+    this.pendingBytes = buffer.length;
+    return out;
+  }
+
+  /** Seals what is left (fewer than CHUNK_BYTES, possibly none) as the final chunk. */
+  finish(): Uint8Array {
+    const rest = Buffer.concat(this.pending);
+    this.pending = [];
+    return this.seal(rest, true);
+  }
+}
+
+/** Decrypts a payload chunk by chunk; any tampering, truncation or extension raises IntegrityError. */
+export class PayloadOpener {
+  private index = 0;
+  private buffer: Buffer = Buffer.alloc(0);
+  private done = false;
+
+  constructor(
+    private readonly key: Uint8Array,
+    private readonly aad: Uint8Array,
+  ) {}
+
+  private open(sealed: Uint8Array, last: boolean): Uint8Array {
+    const tagAt = sealed.length - TAG_BYTES;
+    const decipher = createDecipheriv('aes-256-gcm', this.key, nonce(this.index++, last));
+    decipher.setAAD(this.aad);
+    decipher.setAuthTag(sealed.subarray(tagAt));
+    const body = decipher.update(sealed.subarray(0, tagAt));
+    try {
+      decipher.final();
+    } catch {
+      throw new IntegrityError(`payload chunk ${this.index - 1} failed authentication (tampered, corrupted or wrong key)`);
+    }
+    return body;
+  }
+
+  /** Adds ciphertext bytes; returns the plaintext of every full chunk now available. */
+  push(data: Uint8Array): Uint8Array[] {
+    if (this.done && data.length > 0) throw new IntegrityError('data after the final payload chunk');
+    this.buffer = this.buffer.length === 0 ? Buffer.from(data) : Buffer.concat([this.buffer, data]);
+    const out: Uint8Array[] = [];
+    while (this.buffer.length >= SEALED_CHUNK_BYTES) {
+      out.push(this.open(this.buffer.subarray(0, SEALED_CHUNK_BYTES), false));
+      this.buffer = this.buffer.subarray(SEALED_CHUNK_BYTES);
+    }
+    return out;
+  }
+
+  /** Ends the payload: what remains must be exactly one authentic final chunk. */
+  finish(): Uint8Array {
+    if (this.buffer.length < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
+    const plaintext = this.open(this.buffer, true);
+    this.buffer = Buffer.alloc(0);
+    this.done = true;
+    return plaintext;
+  }
+}
+
+/** One-shot helpers for payloads already in memory. */
+export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
+  const sealer = new PayloadSealer(key, aad);
+  return Buffer.concat([...sealer.push(plaintext), sealer.finish()]);
+}
+
+export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
+  const opener = new PayloadOpener(key, aad);
+  return Buffer.concat([...opener.push(sealed), opener.finish()]);
+}

@@ -1,0 +1,132 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import * as curve from '../src/curve/bls12381.ts';
+import { MalformedInputError } from '../src/errors.ts';
+
+before(() => curve.initCurve());
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+const unhex = (s: string) => new Uint8Array(Buffer.from(s, 'hex'));
+
+// RFC 9380 Appendix J.9.1, suite BLS12381G1_XMD:SHA-256_SSWU_RO_.
+const RFC9380_DST = 'QUUX-V01-CS02-with-BLS12381G1_XMD:SHA-256_SSWU_RO_';
+const RFC9380_VECTORS = [
+  {
+    msg: '',
+    x: '052926add2207b76ca4fa57a8734416c8dc95e24501772c814278700eed6d1e4e8cf62d9c09db0fac349612b759e79a1',
+    y: '08ba738453bfed09cb546dbb0783dbb3a5f1f566ed67bb6be0e8c67e2e81a4cc68ee29813bb7994998f3eae0c9c6a265',
+  },
+  {
+    msg: 'abc',
+    x: '03567bc5ef9c690c2ab2ecdf6a96ef1c139cc0b2f284dca0a9a7943388a49a3aee664ba5379a7655d3c68900be2f6903',
+    y: '0b9c15f3fe6e5cf4211f346271d7b01c8f3b28be689c8429c85b67af215533311f0b8dfaaa154fa6b88176c229f2885d',
+  },
+];
+
+test('hashToG1 matches the RFC 9380 test vectors', () => {
+  for (const v of RFC9380_VECTORS) {
+    const p = curve.hashToG1(new TextEncoder().encode(v.msg), RFC9380_DST);
+    p.normalize();
+    assert.equal(p.getX().serializeToHexStr(), v.x, `x for msg "${v.msg}"`);
+    assert.equal(p.getY().serializeToHexStr(), v.y, `y for msg "${v.msg}"`);
+  }
+});
+
+test('hashing is domain separated: the same message under two DSTs gives unrelated points', () => {
+  const msg = new TextEncoder().encode('role:doctor');
+  assert.ok(!curve.hashToG1(msg, 'A').isEqual(curve.hashToG1(msg, 'B')));
+  assert.ok(!curve.hashToG2(msg, 'A').isEqual(curve.hashToG2(msg, 'B')));
+});
+
+test('the pairing is bilinear and non-degenerate', () => {
+  const a = curve.randomFr();
+  const b = curve.randomFr();
+  const lhs = curve.pairing(curve.g1Mul(curve.g1Generator(), a), curve.g2Mul(curve.g2Generator(), b));
+  const rhs = curve.gtPow(curve.pairing(curve.g1Generator(), curve.g2Generator()), curve.frMul(a, b));
+  assert.ok(lhs.isEqual(rhs));
+  assert.ok(!curve.pairing(curve.g1Generator(), curve.g2Generator()).isOne());
+});
+
+test('multiPairing (one vectorised Miller loop, one final exponentiation) equals the product of separate pairings', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 7 }), (n) => {
+      const ps = Array.from({ length: n }, () => curve.g1Mul(curve.g1Generator(), curve.randomFr()));
+      const qs = Array.from({ length: n }, () => curve.g2Mul(curve.g2Generator(), curve.randomFr()));
+      let expected = curve.gtOne();
+      for (let i = 0; i < n; i++) expected = curve.gtMul(expected, curve.pairing(ps[i]!, qs[i]!));
+      assert.ok(curve.multiPairing(ps, qs).isEqual(expected));
+      assert.ok(curve.multiPairingSeparate(ps, qs).isEqual(expected));
+    }),
+    { numRuns: 10 },
+  );
+});
+
+test('msmG1 equals the sum of separate multiplications', () => {
+  const ps = Array.from({ length: 5 }, () => curve.hashToG1(curve.frToBytes(curve.randomFr()), 'msm-test'));
+  const ks = ps.map(() => curve.randomFr());
+  let expected = curve.g1Mul(ps[0]!, ks[0]!);
+  for (let i = 1; i < ps.length; i++) expected = curve.g1Add(expected, curve.g1Mul(ps[i]!, ks[i]!));
+  assert.ok(curve.msmG1(ps, ks).isEqual(expected));
+});
+
+test('encodings round-trip for every group', () => {
+  const k = curve.randomFr();
+  const p = curve.g1Mul(curve.g1Generator(), k);
+  const q = curve.g2Mul(curve.g2Generator(), k);
+  const x = curve.randomGT();
+  assert.ok(curve.g1FromBytes(curve.g1ToBytes(p)).isEqual(p));
+  assert.ok(curve.g2FromBytes(curve.g2ToBytes(q)).isEqual(q));
+  assert.ok(curve.gtFromBytes(curve.gtToBytes(x)).isEqual(x));
+  assert.ok(curve.frFromBytes(curve.frToBytes(k)).isEqual(k));
+  assert.equal(hex(curve.g1ToBytes(curve.g1Generator())).slice(0, 8), '97f1d3a7');
+});
+
+test('frFromBigInt reduces modulo r and wraps negatives', () => {
+  assert.equal(curve.frToBigInt(curve.frFromBigInt(-1n)), curve.CURVE_ORDER - 1n);
+  assert.equal(curve.frToBigInt(curve.frFromBigInt(curve.CURVE_ORDER + 5n)), 5n);
+});
+
+test('decoders reject wrong lengths, the identity, off-curve and non-subgroup points', () => {
+  const reject = (f: () => unknown, pattern: RegExp) => assert.throws(f, (e: unknown) => e instanceof MalformedInputError && pattern.test(e.message));
+  reject(() => curve.g1FromBytes(new Uint8Array(47)), /expected 48 bytes/);
+  reject(() => curve.g2FromBytes(new Uint8Array(97)), /expected 96 bytes/);
+  // Compressed identity: flag bits 0xc0 then zeros.
+  const infinity = new Uint8Array(48);
+  infinity[0] = 0xc0;
+  reject(() => curve.g1FromBytes(infinity), /identity/);
+  // Compressed points with small x: each is off the curve or, when it decompresses, outside the r-order
+  // subgroup (the cofactors are huge, so a point found this way is essentially never in G1/G2).
+  const reasons = (size: number, decode: (b: Uint8Array) => unknown) => {
+    const seen = new Set<string>();
+    for (let x = 1; x < 30; x++) {
+      const bytes = new Uint8Array(size);
+      bytes[0] = 0x80;
+      bytes[size - 1] = x;
+      try {
+        decode(bytes);
+        seen.add('accepted');
+      } catch (e) {
+        assert.ok(e instanceof MalformedInputError);
+        seen.add(e.message.replace(/^.*: /, ''));
+      }
+    }
+    return seen;
+  };
+  const g1Reasons = reasons(48, (b) => curve.g1FromBytes(b));
+  assert.ok(g1Reasons.has('not in the prime-order subgroup'), [...g1Reasons].join('; '));
+  assert.ok(!g1Reasons.has('accepted'));
+  const g2Reasons = reasons(96, (b) => curve.g2FromBytes(b));
+  assert.ok(g2Reasons.has('not in the prime-order subgroup'), [...g2Reasons].join('; '));
+  assert.ok(!g2Reasons.has('accepted'));
+  // Scalars must be below r and non-zero.
+  reject(() => curve.frFromBytes(unhex(curve.CURVE_ORDER.toString(16).padStart(64, '0'))), /valid encoding|non-canonical/);
+  reject(() => curve.frFromBytes(new Uint8Array(32)), /zero/);
+});
+
+test('gtFromBytes rejects elements outside the order-r subgroup', () => {
+  // The Miller loop output before the final exponentiation is (overwhelmingly) not in GT.
+  const f = curve.millerLoop(curve.g1Generator(), curve.g2Generator());
+  assert.throws(() => curve.gtFromBytes(curve.gtToBytes(f)), /order-r subgroup/);
+  assert.throws(() => curve.gtFromBytes(curve.gtToBytes(curve.gtOne())), /degenerate/);
+});
