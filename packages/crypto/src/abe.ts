@@ -13,7 +13,7 @@ import { AccessDeniedError, LimitExceededError, MalformedInputError } from './er
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
-import { derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
+import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
 import { attributeKey, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
@@ -136,7 +136,7 @@ export function encrypt(publicKey: PublicKey, policy: string, plaintext: Uint8Ar
   const { key, header } = encapsulate(publicKey, policy, limits);
   const digest = headerDigest(header);
   const payload = sealPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, plaintext);
-  return Buffer.concat([header, payload]);
+  return concatBytes([header, payload]);
 }
 
 /**

@@ -131,10 +131,16 @@ export class PayloadOpener {
 /** One-shot helpers for payloads already in memory. */
 export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const sealer = new PayloadSealer(key, aad);
-  return Buffer.concat([...sealer.push(plaintext), sealer.finish()]);
+  return concatBytes([...sealer.push(plaintext), sealer.finish()]);
 }
 
 export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
   const opener = new PayloadOpener(key, aad);
-  return Buffer.concat([...opener.push(sealed), opener.finish()]);
+  return concatBytes([...opener.push(sealed), opener.finish()]);
+}
+
+/** Concatenation as a plain Uint8Array (the API never hands out Node Buffers). */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const joined = Buffer.concat(parts);
+  return new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
 }
