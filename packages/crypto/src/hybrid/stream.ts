@@ -101,7 +101,8 @@ export class PayloadOpener {
     try {
       decipher.final();
     } catch {
-      throw new IntegrityError(`payload chunk ${this.index - 1} failed authentication (tampered, corrupted or wrong key)`);
+      const why = last ? 'truncated, tampered or corrupted' : 'tampered, corrupted or reordered';
+      throw new IntegrityError(`payload chunk ${this.index - 1}${last ? ' (final)' : ''} failed authentication: ${why}`);
     }
     return body;
   }
