@@ -64,7 +64,7 @@ describe('medshare abe', () => {
     writeFileSync(path('tampered.ct'), ct);
     const r = await runCli(['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('tampered.ct'), '--out', path('tampered.out')]);
     assert.equal(r.code, 4);
-    assert.match(r.stderr, /^medshare: payload chunk 3 failed authentication: tampered/);
+    assert.match(r.stderr, /^medshare: payload chunk 3 \(final\) failed authentication/);
     assert.equal(existsSync(path('tampered.out')), false);
     assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
   });
