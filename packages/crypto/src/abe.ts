@@ -110,7 +110,7 @@ function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEnc
   const w = new ByteWriter().raw(authorityId).text(policy);
   for (const q of enc.c0) w.raw(c.g2ToBytes(q));
   w.u32(enc.rows.length);
-  for (const row of enc.rows) for (const p of row) w.raw(c.g1ToBytes(p));
+  for (const row of enc.rows) for (const p of row) w.raw(c.g1ToBytesUncompressed(p));
   w.u32(CHUNK_BYTES);
   return sealEnvelope(ObjectType.AbeCiphertext, SchemeId.Fame, w.finish());
 }
@@ -150,9 +150,10 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const policy = r.text(limits.maxLength * 4);
   const program = compilePolicy(policy, limits);
   const c0: fame.Triple<c.G2> = [readG2(r, 'ct0'), readG2(r, 'ct0'), readG2(r, 'ct0')];
-  const rowCount = r.count(limits.maxLeaves, 3 * c.G1_BYTES);
+  const rowCount = r.count(limits.maxLeaves, 3 * c.G1_UNCOMPRESSED_BYTES);
   if (rowCount !== program.rows.length) throw new MalformedInputError(`ciphertext has ${rowCount} rows but its policy needs ${program.rows.length}`);
-  const rows = Array.from({ length: rowCount }, (_, i): fame.Triple<c.G1> => [readG1(r, `row ${i}`), readG1(r, `row ${i}`), readG1(r, `row ${i}`)]);
+  const row = (i: number) => c.g1FromBytesOnCurve(r.raw(c.G1_UNCOMPRESSED_BYTES), `row ${i}`);
+  const rows = Array.from({ length: rowCount }, (_, i): fame.Triple<c.G1> => [row(i), row(i), row(i)]);
   const chunkSize = r.u32();
   if (chunkSize !== CHUNK_BYTES) throw new MalformedInputError(`unsupported payload chunk size ${chunkSize}`);
   r.end();

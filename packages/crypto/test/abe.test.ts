@@ -2,7 +2,9 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
+import * as mcl from 'mcl-wasm';
 import * as abe from '../src/abe.ts';
+import * as c from '../src/curve/bls12381.ts';
 import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, MedShareError, PolicySyntaxError, UnsupportedError } from '../src/errors.ts';
 import { CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { attributeList, policyText } from './arbitraries.ts';
@@ -52,7 +54,7 @@ describe('CP-ABE correctness', () => {
           pieces.push(...sealer.push(plaintext.subarray(offset, offset + cut)));
           offset += cut;
         }
-        pieces.push(...sealer.push(plaintext.subarray(offset)), sealer.finish());
+        pieces.push(...sealer.push(plaintext.subarray(offset)), ...sealer.finish());
         const ciphertext = Buffer.concat(pieces);
         assert.deepEqual(Buffer.from(abe.decrypt(key, ciphertext)), plaintext);
         const parsed = abe.openHeader(ciphertext);
@@ -126,21 +128,29 @@ describe('CP-ABE hostile input', () => {
     );
   });
 
-  test('a non-subgroup point behind a valid checksum is rejected (invalid-curve / small-subgroup injection)', () => {
+  test('a non-subgroup point behind a valid checksum is refused (invalid-curve / small-subgroup injection)', () => {
+    const key = abe.keygen(authority.masterKey, 'role:emergency');
     const ct = abe.encrypt(authority.publicKey, 'role:emergency', utf8('x'));
-    // Find a compressed G1 encoding that decompresses to a point outside the r-order subgroup.
+    // An on-curve point outside the r-order subgroup: decompress small x values without the subgroup check.
     let rogue: Uint8Array | undefined;
     for (let x = 1; !rogue; x++) {
-      const candidate = new Uint8Array(48);
-      candidate[0] = 0x80;
-      candidate[47] = x;
+      const compressed = new Uint8Array(48);
+      compressed[0] = 0x80;
+      compressed[47] = x;
+      const p = new mcl.G1();
       try {
-        abe.openHeader(reseal(ct, (body) => patchFirstRow(body, candidate)));
-      } catch (e) {
-        if (e instanceof MalformedInputError && /prime-order subgroup/.test(e.message)) rogue = candidate;
+        p.deserialize(compressed);
+      } catch {
+        continue; // x is not the abscissa of a curve point
       }
+      if (!p.isValidOrder()) rogue = c.g1ToBytesUncompressed(p);
     }
-    assert.ok(rogue);
+    const forged = reseal(ct, (body) => patchFirstRow(body, rogue!));
+    assert.throws(() => abe.decrypt(key, forged), (e: unknown) => e instanceof MalformedInputError && /ciphertext rows: not in the prime-order subgroup/.test(e.message));
+    // An off-curve point is refused while decoding.
+    const offCurve = rogue!.slice();
+    offCurve[95]! ^= 1;
+    assert.throws(() => abe.openHeader(reseal(ct, (body) => patchFirstRow(body, offCurve))), /row 0: not a point on the curve/);
   });
 
   test('absurd counts behind a valid checksum are refused before any allocation', () => {
@@ -162,7 +172,7 @@ describe('CP-ABE hostile input', () => {
   });
 });
 
-/** Replaces the first ciphertext row's first G1 element (after id, policy text and ct0). */
+/** Replaces the first ciphertext row's first G1 element (uncompressed; after id, policy text, ct0 and count). */
 function patchFirstRow(body: Uint8Array, point: Uint8Array): Uint8Array {
   const copy = body.slice();
   const textLength = new DataView(copy.buffer).getUint32(16);

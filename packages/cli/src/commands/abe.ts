@@ -47,7 +47,7 @@ export async function sealStream(input: Readable, header: Uint8Array, sealer: Pa
       progress.tick((chunk as Buffer).length);
       for (const sealed of sealer.push(chunk as Buffer)) await write(out.stream, sealed);
     }
-    await write(out.stream, sealer.finish());
+    for (const sealed of sealer.finish()) await write(out.stream, sealed);
   } finally {
     progress.stop();
   }

@@ -210,7 +210,7 @@ function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): U
 export function g1FromBytes(bytes: Uint8Array, what = 'G1 point'): G1 {
   const p = decodeWith(() => new mcl.G1(), bytes, G1_BYTES, what);
   if (p.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
-  if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
+  assertInG1(p, what);
   return p;
 }
 
@@ -220,6 +220,40 @@ export function g2FromBytes(bytes: Uint8Array, what = 'G2 point'): G2 {
   if (q.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
   if (!q.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
   return q;
+}
+
+export const G1_UNCOMPRESSED_BYTES = 96;
+
+/** Uncompressed affine encoding x ‖ y (48 bytes each, big-endian; the ZCash flag bits are all 0). */
+export function g1ToBytesUncompressed(p: G1): Uint8Array {
+  const [, x, y] = mcl.normalize(p).getStr(16).split(' ');
+  return new Uint8Array(Buffer.from(x!.padStart(96, '0') + y!.padStart(96, '0'), 'hex'));
+}
+
+/**
+ * Decodes an uncompressed G1 point and checks it is canonical and on the curve — but NOT that it is in the
+ * prime-order subgroup. Cheap (no square root, no subgroup test); callers must run `assertInG1` on every
+ * point derived from it that meets secret material in a pairing (see docs/crypto.md, "Validation").
+ */
+export function g1FromBytesOnCurve(bytes: Uint8Array, what = 'G1 point'): G1 {
+  if (bytes.length !== G1_UNCOMPRESSED_BYTES) throw new MalformedInputError(`${what}: expected ${G1_UNCOMPRESSED_BYTES} bytes, got ${bytes.length}`);
+  if ((bytes[0]! & 0xe0) !== 0) throw new MalformedInputError(`${what}: unexpected flag bits for an uncompressed point`);
+  const hex = Buffer.from(bytes).toString('hex');
+  const p = new mcl.G1();
+  try {
+    p.setStr(`1 ${hex.slice(0, 96)} ${hex.slice(96)}`, 16);
+  } catch {
+    throw new MalformedInputError(`${what}: not a point on the curve`);
+  }
+  if (p.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
+  const again = g1ToBytesUncompressed(p);
+  if (!again.every((b, i) => b === bytes[i])) throw new MalformedInputError(`${what}: non-canonical encoding`);
+  return p;
+}
+
+/** Throws unless p is in the prime-order subgroup G1. */
+export function assertInG1(p: G1, what: string): void {
+  if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
 }
 
 /** Decodes a scalar (big-endian, < r); rejects zero. */

@@ -220,7 +220,10 @@ export function decapsulate(userKey: FameUserKey, program: SpanProgram, encapsul
   for (const l of [0, 1, 2] as const) {
     g1s.push(c.g1Add(userKey.kPrime[l], weightedSum(used.map((u) => [u.sk[l], u.gamma]))));
     g2s.push(encapsulation.c0[l]);
-    g1s.push(c.g1Neg(weightedSum(used.map((u) => [u.ct[l], u.gamma]))));
+    // Rows are decoded on-curve only; the aggregate that meets sk_0 in the pairing is what must be in G1.
+    const rowsAggregate = weightedSum(used.map((u) => [u.ct[l], u.gamma]));
+    c.assertInG1(rowsAggregate, 'ciphertext rows');
+    g1s.push(c.g1Neg(rowsAggregate));
     g2s.push(userKey.k0[l]);
   }
   return c.multiPairing(g1s, g2s);
