@@ -108,7 +108,7 @@ export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POL
 
 function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEncapsulation): Uint8Array {
   const w = new ByteWriter().raw(authorityId).text(policy);
-  for (const q of enc.c0) w.raw(c.g2ToBytes(q));
+  for (const q of enc.c0) w.raw(c.g2ToBytesUncompressed(q));
   w.u32(enc.rows.length);
   for (const row of enc.rows) for (const p of row) w.raw(c.g1ToBytesUncompressed(p));
   w.u32(CHUNK_BYTES);
@@ -149,7 +149,8 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const authorityId = r.raw(AUTHORITY_ID_BYTES);
   const policy = r.text(limits.maxLength * 4);
   const program = compilePolicy(policy, limits);
-  const c0: fame.Triple<c.G2> = [readG2(r, 'ct0'), readG2(r, 'ct0'), readG2(r, 'ct0')];
+  const readC0 = () => c.g2FromBytesUncompressed(r.raw(c.G2_UNCOMPRESSED_BYTES), 'ct0');
+  const c0: fame.Triple<c.G2> = [readC0(), readC0(), readC0()];
   const rowCount = r.count(limits.maxLeaves, 3 * c.G1_UNCOMPRESSED_BYTES);
   if (rowCount !== program.rows.length) throw new MalformedInputError(`ciphertext has ${rowCount} rows but its policy needs ${program.rows.length}`);
   const row = (i: number) => c.g1FromBytesOnCurve(r.raw(c.G1_UNCOMPRESSED_BYTES), `row ${i}`);

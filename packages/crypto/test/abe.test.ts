@@ -176,7 +176,7 @@ describe('CP-ABE hostile input', () => {
 function patchFirstRow(body: Uint8Array, point: Uint8Array): Uint8Array {
   const copy = body.slice();
   const textLength = new DataView(copy.buffer).getUint32(16);
-  copy.set(point, 16 + 4 + textLength + 3 * 96 + 4);
+  copy.set(point, 16 + 4 + textLength + 3 * 192 + 4);
   return copy;
 }
 
