@@ -398,6 +398,11 @@ export class Reader {
 
   constructor(private readonly userKey: abe.UserKey) {}
 
+  /** How many delegations this reader has opened (and cached). */
+  get cachedDelegations(): number {
+    return this.cache.size;
+  }
+
   private hashOfX(header: ConvertedHeader): c.G2 {
     const id = createHash('sha256').update(header.delegationId).update(header.rk2.bytes).digest('hex');
     let h = this.cache.get(id);
