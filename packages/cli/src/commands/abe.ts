@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { abe, armor, dearmor, envelopeLength, AccessDeniedError, ObjectType, type PayloadSealer, type PayloadOpener } from '@medshare/crypto';
+import { abe, armor, dearmor, envelopeLength, pre, AccessDeniedError, ObjectType, type PayloadSealer, type PayloadOpener } from '@medshare/crypto';
 import { inputSize, openInput, openOutput, progressBar, readSmallFile, write, writeFileAtomic, type Output } from '../io.ts';
 
 async function loadPublicKey(path: string): Promise<abe.PublicKey> {
@@ -142,7 +142,7 @@ export function registerAbe(program: Command): void {
 
   group
     .command('decrypt')
-    .description('decrypt a file with a user key (exit 3: attributes do not satisfy the policy; 4: tampered)')
+    .description('decrypt a file, or a record converted by `pre convert`, with a user key (exit 3: policy not satisfied; 4: tampered)')
     .requiredOption('--public <file>', 'the authority public key')
     .requiredOption('--key <file>', 'the user key')
     .requiredOption('--in <file>', 'ciphertext (- for stdin)')
@@ -153,7 +153,10 @@ export function registerAbe(program: Command): void {
       const [publicKey, userKey] = [await loadPublicKey(o.public), await loadUserKey(o.key)];
       sameAuthority(publicKey.authorityId, userKey.authorityId, 'the user key was issued by a different authority than this public key');
       const { header, payload } = await readHeaderFrom(openInput(o.in), ObjectType.AbeCiphertext);
-      const opener = abe.decryptStream(userKey, abe.openHeader(header));
+      const opener =
+        header[5] === ObjectType.ConvertedCiphertext
+          ? pre.createReader(userKey).decryptStream(pre.openConvertedHeader(header))
+          : abe.decryptStream(userKey, abe.openHeader(header));
       const size = await inputSize(o.in);
       await withOutput(o.out, { overwrite: o.force }, (out) => openStream(payload, opener, out, size));
     });
