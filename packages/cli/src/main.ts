@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { describeFailure, EXIT } from './errors.ts';
 import { registerAbe } from './commands/abe.ts';
 import { registerPatientKeys, registerPre } from './commands/pre.ts';
+import { registerDemo } from './commands/demo.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
   registerAbe(program);
   registerPatientKeys(program);
   registerPre(program);
+  registerDemo(program);
   return program;
 }
 
