@@ -45,9 +45,9 @@ export async function sealStream(input: Readable, header: Uint8Array, sealer: Pa
     await write(out.stream, header);
     for await (const chunk of input) {
       progress.tick((chunk as Buffer).length);
-      for (const sealed of sealer.push(chunk as Buffer)) await write(out.stream, sealed);
+      await write(out.stream, sealer.push(chunk as Buffer));
     }
-    for (const sealed of sealer.finish()) await write(out.stream, sealed);
+    await write(out.stream, sealer.finish());
   } finally {
     progress.stop();
   }
@@ -83,7 +83,7 @@ export async function openStream(payload: AsyncIterable<Buffer>, opener: Payload
   try {
     for await (const chunk of payload) {
       progress.tick(chunk.length);
-      for (const plain of opener.push(chunk)) await write(out.stream, plain);
+      await write(out.stream, opener.push(chunk));
     }
     await write(out.stream, opener.finish());
   } finally {
