@@ -88,7 +88,8 @@ export interface ConvertedHeader {
   readonly core: RecordCore;
   readonly c2Converted: c.GT;
   readonly delegationId: Uint8Array;
-  readonly rk2: abe.CiphertextHeader;
+  /** The delegation's FAME header, still encoded: a reader parses it only when its cache misses. */
+  readonly rk2: Uint8Array;
   readonly bytes: Uint8Array;
 }
 
@@ -383,7 +384,7 @@ export function openConvertedHeader(input: Uint8Array): ConvertedHeader {
   const core = readCore(r);
   const c2Converted = c.gtFromBytesUnchecked(r.raw(c.GT_BYTES), "c2'");
   const delegationId = r.raw(ID_BYTES).slice();
-  const rk2 = abe.openHeader(r.bytes(MAX_RK2));
+  const rk2 = r.bytes(MAX_RK2);
   r.end();
   return { core, c2Converted, delegationId, rk2, bytes: envelope.bytes };
 }
@@ -404,10 +405,10 @@ export class Reader {
   }
 
   private hashOfX(header: ConvertedHeader): c.G2 {
-    const id = createHash('sha256').update(header.delegationId).update(header.rk2.bytes).digest('hex');
+    const id = createHash('sha256').update(header.delegationId).update(header.rk2).digest('hex');
     let h = this.cache.get(id);
     if (!h) {
-      h = scheme.hashGtToG2(abe.decapsulate(this.userKey, header.rk2));
+      h = scheme.hashGtToG2(abe.decapsulate(this.userKey, abe.openHeader(header.rk2)));
       if (this.cache.size >= Reader.MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(id, h);
     }
