@@ -3,7 +3,7 @@
  * failure never leaves a partial output), `-` for stdin/stdout, and a progress bar for long work on a TTY.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -52,24 +52,29 @@ export async function openOutput(path: string, options: { secret?: boolean; over
   if (path === '-') return { stream: process.stdout, commit: async () => {}, abort: async () => {} };
   if (!options.overwrite && (await stat(path).catch(() => undefined))) throw new UsageError(`${path} already exists (use --force to overwrite)`);
   const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await open(temp, 'wx', options.secret ? 0o600 : 0o644);
-  const stream = createWriteStream('', { fd: handle.fd, autoClose: false });
+  // `flush` makes the stream fsync before it closes, so a renamed file is durable.
+  const stream = createWriteStream(temp, { flags: 'wx', mode: options.secret ? 0o600 : 0o644, flush: true });
+  await once(stream, 'open');
   let done = false;
   return {
     stream,
     async commit() {
+      const closed = once(stream, 'close');
       stream.end();
-      await once(stream, 'finish');
-      await handle.sync();
-      await handle.close();
+      await closed;
       if (options.secret) await chmod(temp, 0o600);
       await rename(temp, path);
       done = true;
     },
     async abort() {
       if (done) return;
-      stream.destroy();
-      await handle.close().catch(() => {});
+      // A write may still be in flight: ignore its late errors and remove the file once the stream has closed.
+      stream.on('error', () => {});
+      if (!stream.closed) {
+        const closed = once(stream, 'close');
+        stream.destroy();
+        await closed;
+      }
       await rm(temp, { force: true });
     },
   };
