@@ -42,7 +42,7 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
   });
   const issuer = new TokenIssuer({ issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now });
   const trust = new TrustList();
-  trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: { get keys() { return keys.jwks().keys; } }, sessionStatus: localSessionStatus(sessions, now) });
+  trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });
   const verifier = new TokenVerifier(config.issuer, trust, { now });
   return { accounts, issuer, keys, sessions, verifier, trust, adminToken: config.adminToken, now };
 }

@@ -25,7 +25,8 @@ export type SessionStatus = (sessionId: string) => Promise<boolean>;
 export interface FederationMember {
   readonly issuer: string;
   readonly hospital: string;
-  readonly jwks: JSONWebKeySet | URL;
+  /** Inline keys, a URL to fetch them from, or (for a hospital's own tokens) its live key ring. */
+  readonly jwks: JSONWebKeySet | URL | (() => JSONWebKeySet);
   readonly sessionStatus: SessionStatus;
 }
 
@@ -37,7 +38,13 @@ export class TrustList {
 
   /** Adds (or replaces) a member. */
   add(member: FederationMember): void {
-    const keys = member.jwks instanceof URL ? createRemoteJWKSet(member.jwks, { cooldownDuration: 5_000, cacheMaxAge: 600_000 }) : createLocalJWKSet(member.jwks);
+    const { jwks } = member;
+    const keys: KeyResolver =
+      jwks instanceof URL
+        ? createRemoteJWKSet(jwks, { cooldownDuration: 5_000, cacheMaxAge: 600_000 })
+        : typeof jwks === 'function'
+          ? (header, token) => createLocalJWKSet(jwks())(header, token)
+          : createLocalJWKSet(jwks);
     this.members.set(member.issuer, { member, keys });
   }
 
