@@ -13,7 +13,7 @@ import { AccessDeniedError, LimitExceededError, MalformedInputError } from './er
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
-import { derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
+import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
 import { attributeKey, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
@@ -108,9 +108,9 @@ export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POL
 
 function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEncapsulation): Uint8Array {
   const w = new ByteWriter().raw(authorityId).text(policy);
-  for (const q of enc.c0) w.raw(c.g2ToBytes(q));
+  for (const q of enc.c0) w.raw(c.g2ToBytesUncompressed(q));
   w.u32(enc.rows.length);
-  for (const row of enc.rows) for (const p of row) w.raw(c.g1ToBytes(p));
+  for (const row of enc.rows) for (const p of row) w.raw(c.g1ToBytesUncompressed(p));
   w.u32(CHUNK_BYTES);
   return sealEnvelope(ObjectType.AbeCiphertext, SchemeId.Fame, w.finish());
 }
@@ -136,7 +136,7 @@ export function encrypt(publicKey: PublicKey, policy: string, plaintext: Uint8Ar
   const { key, header } = encapsulate(publicKey, policy, limits);
   const digest = headerDigest(header);
   const payload = sealPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, plaintext);
-  return Buffer.concat([header, payload]);
+  return concatBytes([header, payload]);
 }
 
 /**
@@ -149,10 +149,12 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const authorityId = r.raw(AUTHORITY_ID_BYTES);
   const policy = r.text(limits.maxLength * 4);
   const program = compilePolicy(policy, limits);
-  const c0: fame.Triple<c.G2> = [readG2(r, 'ct0'), readG2(r, 'ct0'), readG2(r, 'ct0')];
-  const rowCount = r.count(limits.maxLeaves, 3 * c.G1_BYTES);
+  const readC0 = () => c.g2FromBytesUncompressed(r.raw(c.G2_UNCOMPRESSED_BYTES), 'ct0');
+  const c0: fame.Triple<c.G2> = [readC0(), readC0(), readC0()];
+  const rowCount = r.count(limits.maxLeaves, 3 * c.G1_UNCOMPRESSED_BYTES);
   if (rowCount !== program.rows.length) throw new MalformedInputError(`ciphertext has ${rowCount} rows but its policy needs ${program.rows.length}`);
-  const rows = Array.from({ length: rowCount }, (_, i): fame.Triple<c.G1> => [readG1(r, `row ${i}`), readG1(r, `row ${i}`), readG1(r, `row ${i}`)]);
+  const row = (i: number) => c.g1FromBytesOnCurve(r.raw(c.G1_UNCOMPRESSED_BYTES), `row ${i}`);
+  const rows = Array.from({ length: rowCount }, (_, i): fame.Triple<c.G1> => [row(i), row(i), row(i)]);
   const chunkSize = r.u32();
   if (chunkSize !== CHUNK_BYTES) throw new MalformedInputError(`unsupported payload chunk size ${chunkSize}`);
   r.end();

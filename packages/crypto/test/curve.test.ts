@@ -82,6 +82,27 @@ test('encodings round-trip for every group', () => {
   assert.equal(hex(curve.g1ToBytes(curve.g1Generator())).slice(0, 8), '97f1d3a7');
 });
 
+test('uncompressed encodings follow the ZCash layout (checked against @noble/curves for the generators)', () => {
+  const g1 =
+    '17f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb' +
+    '08b3f481e3aaa0f1a09e30ed741d8ae4fcf5e095d5d00af600db18cb2c04b3edd03cc744a2888ae40caa232946c5e7e1';
+  const g2 =
+    '13e02b6052719f607dacd3a088274f65596bd0d09920b61ab5da61bbdc7f5049334cf11213945d57e5ac7d055d042b7e' +
+    '024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb8' +
+    '0606c4a02ea734cc32acd2b02bc28b99cb3e287e85a763af267492ab572e99ab3f370d275cec1da1aaa9075ff05f79be' +
+    '0ce5d527727d6e118cc9cdc6da2e351aadfd9baa8cbdd3a76d429a695160d12c923ac9cc3baca289e193548608b82801';
+  assert.equal(hex(curve.g1ToBytesUncompressed(curve.g1Generator())), g1);
+  assert.equal(hex(curve.g2ToBytesUncompressed(curve.g2Generator())), g2);
+  assert.ok(curve.g1FromBytesOnCurve(unhex(g1)).isEqual(curve.g1Generator()));
+  assert.ok(curve.g2FromBytesUncompressed(unhex(g2)).isEqual(curve.g2Generator()));
+  // A coordinate ≥ p is refused (here x = p, which would reduce to 0).
+  const unreduced = '1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab' + g1.slice(96);
+  assert.throws(() => curve.g1FromBytesOnCurve(unhex(unreduced)), /not reduced modulo p/);
+  const offCurve = unhex(g1);
+  offCurve[95]! ^= 1;
+  assert.throws(() => curve.g1FromBytesOnCurve(offCurve), /not a point on the curve/);
+});
+
 test('frFromBigInt reduces modulo r and wraps negatives', () => {
   assert.equal(curve.frToBigInt(curve.frFromBigInt(-1n)), curve.CURVE_ORDER - 1n);
   assert.equal(curve.frToBigInt(curve.frFromBigInt(curve.CURVE_ORDER + 5n)), 5n);

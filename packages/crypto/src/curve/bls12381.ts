@@ -210,7 +210,7 @@ function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): U
 export function g1FromBytes(bytes: Uint8Array, what = 'G1 point'): G1 {
   const p = decodeWith(() => new mcl.G1(), bytes, G1_BYTES, what);
   if (p.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
-  if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
+  assertInG1(p, what);
   return p;
 }
 
@@ -220,6 +220,72 @@ export function g2FromBytes(bytes: Uint8Array, what = 'G2 point'): G2 {
   if (q.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
   if (!q.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
   return q;
+}
+
+export const G1_UNCOMPRESSED_BYTES = 96;
+export const G2_UNCOMPRESSED_BYTES = 192;
+
+/** The base field modulus p, as 96 lowercase hex digits (for canonicality checks by string comparison). */
+const FIELD_MODULUS_HEX =
+  '1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab';
+
+/**
+ * Uncompressed affine encodings in the ZCash/IETF layout: G1 is x ‖ y, G2 is x.c1 ‖ x.c0 ‖ y.c1 ‖ y.c0,
+ * each coordinate 48 bytes big-endian; the three flag bits of the first byte are 0.
+ */
+export function g1ToBytesUncompressed(p: G1): Uint8Array {
+  return coordinatesToBytes(mcl.normalize(p).getStr(16).split(' ').slice(1));
+}
+
+export function g2ToBytesUncompressed(q: G2): Uint8Array {
+  const [xc0, xc1, yc0, yc1] = mcl.normalize(q).getStr(16).split(' ').slice(1);
+  return coordinatesToBytes([xc1!, xc0!, yc1!, yc0!]);
+}
+
+function coordinatesToBytes(hex: string[]): Uint8Array {
+  return new Uint8Array(Buffer.from(hex.map((h) => h.padStart(96, '0')).join(''), 'hex'));
+}
+
+/** Splits uncompressed bytes into canonical coordinates (each < p) as hex, checking length and flags. */
+function bytesToCoordinates(bytes: Uint8Array, count: number, what: string): string[] {
+  if (bytes.length !== count * 48) throw new MalformedInputError(`${what}: expected ${count * 48} bytes, got ${bytes.length}`);
+  if ((bytes[0]! & 0xe0) !== 0) throw new MalformedInputError(`${what}: unexpected flag bits for an uncompressed point`);
+  const hex = Buffer.from(bytes).toString('hex');
+  const coordinates = Array.from({ length: count }, (_, i) => hex.slice(96 * i, 96 * (i + 1)));
+  if (coordinates.some((x) => x >= FIELD_MODULUS_HEX)) throw new MalformedInputError(`${what}: coordinate not reduced modulo p`);
+  return coordinates;
+}
+
+function setAffine<T extends G1 | G2>(point: T, coordinates: string[], what: string): T {
+  try {
+    point.setStr(`1 ${coordinates.join(' ')}`, 16);
+  } catch {
+    throw new MalformedInputError(`${what}: not a point on the curve`);
+  }
+  if (point.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
+  return point;
+}
+
+/**
+ * Decodes an uncompressed G1 point and checks it is canonical and on the curve — but NOT that it is in the
+ * prime-order subgroup. Cheap (no square root, no subgroup test); callers must run `assertInG1` on every
+ * point derived from it that meets secret material in a pairing (see docs/crypto.md, "Validation").
+ */
+export function g1FromBytesOnCurve(bytes: Uint8Array, what = 'G1 point'): G1 {
+  return setAffine(new mcl.G1(), bytesToCoordinates(bytes, 2, what), what);
+}
+
+/** Decodes an uncompressed G2 point with all checks: canonical, on the curve, in the prime-order subgroup. */
+export function g2FromBytesUncompressed(bytes: Uint8Array, what = 'G2 point'): G2 {
+  const [xc1, xc0, yc1, yc0] = bytesToCoordinates(bytes, 4, what);
+  const q = setAffine(new mcl.G2(), [xc0!, xc1!, yc0!, yc1!], what);
+  if (!q.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
+  return q;
+}
+
+/** Throws unless p is in the prime-order subgroup G1. */
+export function assertInG1(p: G1, what: string): void {
+  if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
 }
 
 /** Decodes a scalar (big-endian, < r); rejects zero. */

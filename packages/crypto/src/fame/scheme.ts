@@ -61,13 +61,16 @@ const KIND_COLUMN = 0x02;
 /** The six oracle points H(x, l, t), indexed [l][t]. */
 type OraclePoints = [[G1, G1], [G1, G1], [G1, G1]];
 
-function oracle(kind: number, data: Uint8Array): OraclePoints {
-  const point = (l: number, t: number) => {
-    const msg = new Uint8Array(3 + data.length);
-    msg.set([kind, l, t]);
-    msg.set(data, 3);
-    return c.hashToG1(msg, DST);
-  };
+/** The oracle's input for H(x, l, t): kind ‖ l ‖ t ‖ data, where data is a tagged, length-prefixed encoding. */
+export function oracleMessage(kind: 'attribute' | 'column', l: number, t: number, data: Uint8Array): Uint8Array {
+  const msg = new Uint8Array(3 + data.length);
+  msg.set([kind === 'attribute' ? KIND_ATTRIBUTE : KIND_COLUMN, l, t]);
+  msg.set(data, 3);
+  return msg;
+}
+
+function oracle(kind: 'attribute' | 'column', data: Uint8Array): OraclePoints {
+  const point = (l: number, t: number) => c.hashToG1(oracleMessage(kind, l, t, data), DST);
   return [
     [point(0, 0), point(0, 1)],
     [point(1, 0), point(1, 1)],
@@ -84,7 +87,7 @@ function attributeOracle(attribute: Attribute): OraclePoints {
   const key = attributeKey(attribute);
   let points = attributeCache.get(key);
   if (!points) {
-    points = oracle(KIND_ATTRIBUTE, attributeBytes(attribute));
+    points = oracle('attribute', attributeBytes(attribute));
     if (attributeCache.size >= MAX_CACHED_ATTRIBUTES) attributeCache.delete(attributeCache.keys().next().value!);
     attributeCache.set(key, points);
   }
@@ -96,7 +99,7 @@ function columnOracle(column: number): OraclePoints {
   if (!points) {
     const data = new Uint8Array(4);
     new DataView(data.buffer).setUint32(0, column);
-    points = oracle(KIND_COLUMN, data);
+    points = oracle('column', data);
     columnCache[column] = points;
   }
   return points;
@@ -217,7 +220,10 @@ export function decapsulate(userKey: FameUserKey, program: SpanProgram, encapsul
   for (const l of [0, 1, 2] as const) {
     g1s.push(c.g1Add(userKey.kPrime[l], weightedSum(used.map((u) => [u.sk[l], u.gamma]))));
     g2s.push(encapsulation.c0[l]);
-    g1s.push(c.g1Neg(weightedSum(used.map((u) => [u.ct[l], u.gamma]))));
+    // Rows are decoded on-curve only; the aggregate that meets sk_0 in the pairing is what must be in G1.
+    const rowsAggregate = weightedSum(used.map((u) => [u.ct[l], u.gamma]));
+    c.assertInG1(rowsAggregate, 'ciphertext rows');
+    g1s.push(c.g1Neg(rowsAggregate));
     g2s.push(userKey.k0[l]);
   }
   return c.multiPairing(g1s, g2s);

@@ -37,7 +37,10 @@ function nonce(index: number, last: boolean): Buffer {
   return n;
 }
 
-/** Encrypts a payload chunk by chunk. Feed any amount with `push`; call `finish` once at the end. */
+/**
+ * Encrypts a payload chunk by chunk. Feed any amount with `push`; call `finish` once at the end. Both return
+ * pieces to write in order (a chunk's ciphertext and its tag are separate pieces, to avoid copying).
+ */
 export class PayloadSealer {
   private index = 0;
   private pending: Uint8Array[] = [];
@@ -48,35 +51,43 @@ export class PayloadSealer {
     private readonly aad: Uint8Array,
   ) {}
 
-  private seal(plaintext: Uint8Array, last: boolean): Uint8Array {
+  private seal(plaintext: Uint8Array, last: boolean): Uint8Array[] {
     const cipher = createCipheriv('aes-256-gcm', this.key, nonce(this.index++, last));
     cipher.setAAD(this.aad);
     const body = cipher.update(plaintext);
     cipher.final();
-    return Buffer.concat([body, cipher.getAuthTag()]);
+    return [body, cipher.getAuthTag()];
   }
 
-  /** Adds plaintext; returns the sealed chunks completed by it (possibly none). */
+  /** Adds plaintext; returns the sealed pieces completed by it (possibly none). */
   push(data: Uint8Array): Uint8Array[] {
-    this.pending.push(data);
-    this.pendingBytes += data.length;
     const out: Uint8Array[] = [];
-    if (this.pendingBytes < CHUNK_BYTES) return out;
-    let buffer = Buffer.concat(this.pending);
-    // A full chunk is never the last one (the last is always shorter), so it can be sealed at once.
-    while (buffer.length >= CHUNK_BYTES) {
-      out.push(this.seal(buffer.subarray(0, CHUNK_BYTES), false));
-      buffer = buffer.subarray(CHUNK_BYTES);
+    let offset = 0;
+    if (this.pendingBytes > 0) {
+      const needed = CHUNK_BYTES - this.pendingBytes;
+      if (data.length < needed) {
+        this.pending.push(Buffer.from(data));
+        this.pendingBytes += data.length;
+        return out;
+      }
+      this.pending.push(data.subarray(0, needed));
+      out.push(...this.seal(Buffer.concat(this.pending), false));
+      offset = needed;
     }
-    this.pending = [buffer];
-    this.pendingBytes = buffer.length;
+    // A full chunk is never the last one (the last is always shorter), so it can be sealed at once.
+    for (; data.length - offset >= CHUNK_BYTES; offset += CHUNK_BYTES) {
+      out.push(...this.seal(data.subarray(offset, offset + CHUNK_BYTES), false));
+    }
+    this.pending = offset < data.length ? [Buffer.from(data.subarray(offset))] : [];
+    this.pendingBytes = data.length - offset;
     return out;
   }
 
   /** Seals what is left (fewer than CHUNK_BYTES, possibly none) as the final chunk. */
-  finish(): Uint8Array {
+  finish(): Uint8Array[] {
     const rest = Buffer.concat(this.pending);
     this.pending = [];
+    this.pendingBytes = 0;
     return this.seal(rest, true);
   }
 }
@@ -101,7 +112,8 @@ export class PayloadOpener {
     try {
       decipher.final();
     } catch {
-      throw new IntegrityError(`payload chunk ${this.index - 1} failed authentication (tampered, corrupted or wrong key)`);
+      const why = last ? 'truncated, tampered or corrupted' : 'tampered, corrupted or reordered';
+      throw new IntegrityError(`payload chunk ${this.index - 1}${last ? ' (final)' : ''} failed authentication: ${why}`);
     }
     return body;
   }
@@ -131,10 +143,16 @@ export class PayloadOpener {
 /** One-shot helpers for payloads already in memory. */
 export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
   const sealer = new PayloadSealer(key, aad);
-  return Buffer.concat([...sealer.push(plaintext), sealer.finish()]);
+  return concatBytes([...sealer.push(plaintext), ...sealer.finish()]);
 }
 
 export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
   const opener = new PayloadOpener(key, aad);
-  return Buffer.concat([...opener.push(sealed), opener.finish()]);
+  return concatBytes([...opener.push(sealed), opener.finish()]);
+}
+
+/** Concatenation as a plain Uint8Array (the API never hands out Node Buffers). */
+export function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const joined = Buffer.concat(parts);
+  return new Uint8Array(joined.buffer, joined.byteOffset, joined.length);
 }

@@ -109,7 +109,9 @@ export function formatPolicy(node: PolicyNode): string {
     case 'compare':
       return `${node.name} ${node.op} ${node.value}`;
     case 'gate': {
-      const parts = node.children.map((c) => (c.kind === 'gate' ? `(${formatPolicy(c)})` : formatPolicy(c)));
+      // and/or operands that are themselves and/or gates need parentheses; `k of (...)` is self-delimiting.
+      const isChain = (c: PolicyNode) => c.kind === 'gate' && (c.threshold === 1 || c.threshold === c.children.length);
+      const parts = node.children.map((c) => (isChain(c) ? `(${formatPolicy(c)})` : formatPolicy(c)));
       if (node.threshold === node.children.length && node.children.length > 1) return parts.join(' and ');
       if (node.threshold === 1 && node.children.length > 1) return parts.join(' or ');
       return `${node.threshold} of (${node.children.map(formatPolicy).join(', ')})`;

@@ -110,7 +110,7 @@ class Parser {
     if (t.kind === 'word' && /^\d+$/.test(t.text) && this.tokens[this.index + 1]?.text.toLowerCase() === 'of') {
       return this.threshold();
     }
-    if (t.kind !== 'word') this.fail("an attribute, a comparison, a threshold or '('");
+    if (t.kind !== 'word' || this.isKeyword('and') || this.isKeyword('or')) this.fail("an attribute, a comparison, a threshold or '('");
     const name = this.name();
     if (this.current.kind === ':') {
       this.index++;

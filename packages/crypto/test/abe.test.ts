@@ -1,0 +1,210 @@
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import * as mcl from 'mcl-wasm';
+import * as abe from '../src/abe.ts';
+import * as c from '../src/curve/bls12381.ts';
+import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, MedShareError, PolicySyntaxError, UnsupportedError } from '../src/errors.ts';
+import { CHUNK_BYTES } from '../src/hybrid/stream.ts';
+import { attributeList, policyText } from './arbitraries.ts';
+import { reseal, utf8 } from './helpers.ts';
+
+let authority: ReturnType<typeof abe.setup>;
+before(async () => {
+  await abe.init();
+  authority = abe.setup();
+});
+
+const POLICY = '(role:doctor and dept:cardiology) or role:emergency';
+
+describe('CP-ABE correctness', () => {
+  test('a key decrypts exactly when its attributes satisfy the policy (random policies, keys, payloads)', () => {
+    fc.assert(
+      fc.property(policyText, attributeList, fc.uint8Array({ maxLength: 300 }), (policy, attributes, plaintext) => {
+        const key = abe.keygen(authority.masterKey, attributes);
+        const ciphertext = abe.encrypt(authority.publicKey, policy, plaintext);
+        if (abe.satisfies(attributes, policy)) {
+          assert.deepEqual(abe.decrypt(key, ciphertext), plaintext);
+        } else {
+          assert.throws(() => abe.decrypt(key, ciphertext), AccessDeniedError);
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  test('payloads across chunk boundaries round-trip (0, 1, CHUNK-1, CHUNK, CHUNK+1, 3·CHUNK bytes)', () => {
+    const key = abe.keygen(authority.masterKey, 'role:emergency');
+    for (const size of [0, 1, CHUNK_BYTES - 1, CHUNK_BYTES, CHUNK_BYTES + 1, 3 * CHUNK_BYTES]) {
+      const plaintext = randomBytes(size);
+      assert.deepEqual(Buffer.from(abe.decrypt(key, abe.encrypt(authority.publicKey, POLICY, plaintext))), plaintext, `size ${size}`);
+    }
+  });
+
+  test('streaming encryption and decryption agree with the one-shot API for random split points', () => {
+    const key = abe.keygen(authority.masterKey, 'role:doctor, dept:cardiology');
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 * CHUNK_BYTES }), fc.array(fc.integer({ min: 1, max: 50_000 }), { maxLength: 8 }), (size, cuts) => {
+        const plaintext = randomBytes(size);
+        const { header, sealer } = abe.encryptStream(authority.publicKey, POLICY);
+        const pieces: Uint8Array[] = [header];
+        let offset = 0;
+        for (const cut of cuts) {
+          pieces.push(...sealer.push(plaintext.subarray(offset, offset + cut)));
+          offset += cut;
+        }
+        pieces.push(...sealer.push(plaintext.subarray(offset)), ...sealer.finish());
+        const ciphertext = Buffer.concat(pieces);
+        assert.deepEqual(Buffer.from(abe.decrypt(key, ciphertext)), plaintext);
+        const parsed = abe.openHeader(ciphertext);
+        const opener = abe.decryptStream(key, parsed);
+        const out: Uint8Array[] = [];
+        const payload = ciphertext.subarray(parsed.bytes.length);
+        for (let i = 0; i < payload.length; i += 7777) out.push(...opener.push(payload.subarray(i, i + 7777)));
+        out.push(opener.finish());
+        assert.deepEqual(Buffer.concat(out), plaintext);
+      }),
+      { numRuns: 15 },
+    );
+  });
+
+  test('every key and header survives encode → decode → encode byte for byte', () => {
+    const user = abe.keygen(authority.masterKey, 'role:doctor, dept:"internal medicine", level=4');
+    const pk = abe.encodePublicKey(authority.publicKey);
+    const msk = abe.encodeMasterKey(authority.masterKey);
+    const uk = abe.encodeUserKey(user);
+    assert.deepEqual(abe.encodePublicKey(abe.decodePublicKey(pk)), pk);
+    assert.deepEqual(abe.encodeMasterKey(abe.decodeMasterKey(msk)), msk);
+    assert.deepEqual(abe.encodeUserKey(abe.decodeUserKey(uk)), uk);
+    assert.deepEqual(abe.decodePublicKey(pk).authorityId, authority.publicKey.authorityId);
+    // A decoded key still decrypts, and a decoded master key still issues working keys.
+    const ct = abe.encrypt(abe.decodePublicKey(pk), 'level >= 3 and role:doctor', utf8('x'));
+    assert.deepEqual(abe.decrypt(abe.decodeUserKey(uk), ct), utf8('x'));
+    assert.deepEqual(abe.decrypt(abe.keygen(abe.decodeMasterKey(msk), 'role:doctor, level=9'), ct), utf8('x'));
+  });
+});
+
+describe('CP-ABE refusal', () => {
+  test('a dermatologist cannot read a cardiology record', () => {
+    const ct = abe.encrypt(authority.publicKey, POLICY, utf8('lab result'));
+    const derm = abe.keygen(authority.masterKey, 'role:doctor, dept:dermatology');
+    assert.throws(() => abe.decrypt(derm, ct), (e: unknown) => e instanceof AccessDeniedError && /does not satisfy/.test(e.message));
+  });
+
+  test('numeric thresholds refuse values outside the range', () => {
+    const ct = abe.encrypt(authority.publicKey, 'role:doctor and level >= 3', utf8('x'));
+    assert.throws(() => abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, level=2'), ct), AccessDeniedError);
+    assert.deepEqual(abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, level=3'), ct), utf8('x'));
+  });
+
+  test('a key from another authority is refused by name', () => {
+    const other = abe.setup();
+    const ct = abe.encrypt(authority.publicKey, 'role:emergency', utf8('x'));
+    assert.throws(() => abe.decrypt(abe.keygen(other.masterKey, 'role:emergency'), ct), /different attribute authority/);
+  });
+});
+
+describe('CP-ABE hostile input', () => {
+  test('truncation at every length of a user key is a typed error, never a crash', () => {
+    const uk = abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor, level=2'));
+    for (let n = 0; n < uk.length; n += 7) {
+      assert.throws(() => abe.decodeUserKey(uk.subarray(0, n)), (e: unknown) => e instanceof MedShareError, `length ${n}`);
+    }
+  });
+
+  test('extended, random, wrong-type, wrong-version, wrong-scheme and wrong-curve objects are refused clearly', () => {
+    const pk = abe.encodePublicKey(authority.publicKey);
+    assert.throws(() => abe.decodePublicKey(Buffer.concat([pk, Buffer.from([0])])), /1 unexpected trailing bytes/);
+    assert.throws(() => abe.decodePublicKey(abe.encodeMasterKey(authority.masterKey)), /expected a abe public key, got a abe master key/);
+    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 4: 2 })), (e: unknown) => e instanceof UnsupportedError && /format version 2/.test(e.message));
+    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 6: 9 })), (e: unknown) => e instanceof UnsupportedError && /scheme id 9/.test(e.message));
+    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 7: 2 })), (e: unknown) => e instanceof UnsupportedError && /only BLS12-381/.test(e.message));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
+        assert.throws(() => abe.decodeUserKey(bytes), MedShareError);
+        assert.throws(() => abe.openHeader(bytes), MedShareError);
+      }),
+    );
+  });
+
+  test('a non-subgroup point behind a valid checksum is refused (invalid-curve / small-subgroup injection)', () => {
+    const key = abe.keygen(authority.masterKey, 'role:emergency');
+    const ct = abe.encrypt(authority.publicKey, 'role:emergency', utf8('x'));
+    // An on-curve point outside the r-order subgroup: decompress small x values without the subgroup check.
+    let rogue: Uint8Array | undefined;
+    for (let x = 1; !rogue; x++) {
+      const compressed = new Uint8Array(48);
+      compressed[0] = 0x80;
+      compressed[47] = x;
+      const p = new mcl.G1();
+      try {
+        p.deserialize(compressed);
+      } catch {
+        continue; // x is not the abscissa of a curve point
+      }
+      if (!p.isValidOrder()) rogue = c.g1ToBytesUncompressed(p);
+    }
+    const forged = reseal(ct, (body) => patchFirstRow(body, rogue!));
+    assert.throws(() => abe.decrypt(key, forged), (e: unknown) => e instanceof MalformedInputError && /ciphertext rows: not in the prime-order subgroup/.test(e.message));
+    // An off-curve point is refused while decoding.
+    const offCurve = rogue!.slice();
+    offCurve[95]! ^= 1;
+    assert.throws(() => abe.openHeader(reseal(ct, (body) => patchFirstRow(body, offCurve))), /row 0: not a point on the curve/);
+  });
+
+  test('absurd counts behind a valid checksum are refused before any allocation', () => {
+    const uk = abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor'));
+    const huge = reseal(uk, (body) => {
+      const copy = body.slice();
+      // The component count follows authority id, attribute text, 3 G2 and 3 G1 elements.
+      const textLength = new DataView(copy.buffer).getUint32(16);
+      new DataView(copy.buffer).setUint32(16 + 4 + textLength + 3 * 96 + 3 * 48, 0xffffffff);
+      return copy;
+    });
+    assert.throws(() => abe.decodeUserKey(huge), /count 4294967295 exceeds the limit of 1/);
+  });
+
+  test('oversized policies are refused with the configured bound', () => {
+    const big = Array.from({ length: 40 }, (_, i) => `level >= ${i + 1}`).join(' or ');
+    assert.throws(() => abe.encrypt(authority.publicKey, big, utf8('x')), (e: unknown) => e instanceof LimitExceededError && /limit is 1024/.test(e.message));
+    assert.throws(() => abe.encrypt(authority.publicKey, 'role:', utf8('x')), PolicySyntaxError);
+  });
+});
+
+/** Replaces the first ciphertext row's first G1 element (uncompressed; after id, policy text, ct0 and count). */
+function patchFirstRow(body: Uint8Array, point: Uint8Array): Uint8Array {
+  const copy = body.slice();
+  const textLength = new DataView(copy.buffer).getUint32(16);
+  copy.set(point, 16 + 4 + textLength + 3 * 192 + 4);
+  return copy;
+}
+
+describe('CP-ABE tamper detection', () => {
+  test('flipping any byte of a ciphertext is detected: IntegrityError (or MalformedInputError for the magic)', () => {
+    const key = abe.keygen(authority.masterKey, 'role:emergency');
+    const ct = abe.encrypt(authority.publicKey, 'role:doctor or role:emergency', randomBytes(40));
+    for (let i = 0; i < ct.length; i++) {
+      const bad = ct.slice();
+      bad[i]! ^= 1 << (i % 8);
+      assert.throws(
+        () => abe.decrypt(key, bad),
+        (e: unknown) => (i < 4 ? e instanceof MalformedInputError : e instanceof IntegrityError),
+        `byte ${i}`,
+      );
+    }
+  });
+
+  test('a rewritten header with a recomputed checksum is still caught by the payload AEAD', () => {
+    const key = abe.keygen(authority.masterKey, 'role:emergency');
+    const ct = abe.encrypt(authority.publicKey, 'role:emergency or role:nurse', utf8('secret'));
+    // Swap the order of the two policy operands: same rows, same satisfiability, different header.
+    const swapped = reseal(ct, (body) => {
+      const text = Buffer.from(body);
+      const at = text.indexOf('role:emergency or role:nurse');
+      text.write('role:nurse or role:emergency'.padEnd(28), at);
+      return new Uint8Array(text);
+    });
+    assert.throws(() => abe.decrypt(key, swapped), IntegrityError);
+  });
+});
