@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { describeFailure, EXIT } from './errors.ts';
 import { registerAbe } from './commands/abe.ts';
+import { registerIdentity } from './commands/identity.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -10,6 +11,7 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerAbe(program);
+  registerIdentity(program);
   return program;
 }
 

@@ -24,7 +24,7 @@ export { TrustList, TokenVerifier, remoteSessionStatus, localSessionStatus, type
 export { TOKEN_ALGORITHM, TOKEN_TYPE, MAX_TOKEN_CHARS, type VerifiedToken } from './sso/claims.ts';
 export { seal, open, importDevicePublicKey, type SealedBox } from './ta/sealed-box.ts';
 export { TrustedAuthority, openIssuedKey, deliveryContext, type IssuedKey, type KeyRequest, type TrustedAuthorityOptions } from './ta/authority.ts';
-export { RegistrationCentre, deriveServerSecret, derivePairwiseKey, checkIdentifier, type DeviceCredential, type DeviceRevocationCheck } from './device/registration-centre.ts';
+export { RegistrationCentre, deriveServerSecret, derivePairwiseKey, checkIdentifier, type DeviceCredential, type RegistrationCentreState, type DeviceRevocationCheck } from './device/registration-centre.ts';
 export { createLoginRequest, acceptLoginResponse, deriveSessionKey, protocolMac, type LoginRequest, type LoginResponse } from './device/protocol.ts';
 export { contentDigest, signatureBase, signatureInput, signRequest, parseSignatureHeaders, splitTarget, type SignatureParams, type SignedRequestParts } from './device/signature.ts';
 export { DeviceAuthServer, type DeviceAuthServerOptions, type DeviceSession } from './device/server.ts';

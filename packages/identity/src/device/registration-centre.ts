@@ -49,6 +49,14 @@ export function derivePairwiseKey(serverSecret: Uint8Array, deviceId: string): B
 /** Answers whether a device registration has been revoked. */
 export type DeviceRevocationCheck = (deviceId: string) => Promise<boolean>;
 
+/** The RC's persistent state (secret: `root` must be stored encrypted or with owner-only access). */
+export interface RegistrationCentreState {
+  readonly root: string; // base64url
+  readonly servers: string[];
+  readonly devices: string[];
+  readonly revoked: string[];
+}
+
 /** The registration centre: enrols servers, registers and revokes devices. */
 export class RegistrationCentre {
   private readonly servers = new Set<string>();
@@ -57,6 +65,24 @@ export class RegistrationCentre {
 
   constructor(private readonly root: Uint8Array = randomBytes(32)) {
     if (root.length < 32) throw new MalformedInputError('the registration centre root secret must be at least 32 bytes');
+  }
+
+  /** Restores a centre from its saved state; MalformedInputError if the state is not one. */
+  static fromState(state: RegistrationCentreState): RegistrationCentre {
+    const lists = [state?.servers, state?.devices, state?.revoked];
+    if (typeof state?.root !== 'string' || !lists.every((l) => Array.isArray(l) && l.every((id) => typeof id === 'string' && IDENTIFIER.test(id)))) {
+      throw new MalformedInputError('registration centre state is malformed');
+    }
+    const centre = new RegistrationCentre(Buffer.from(state.root, 'base64url'));
+    state.servers.forEach((id) => centre.servers.add(id));
+    state.devices.forEach((id) => centre.devices.add(id));
+    state.revoked.forEach((id) => centre.revoked.add(id));
+    return centre;
+  }
+
+  /** The state to persist after a change. */
+  toState(): RegistrationCentreState {
+    return { root: Buffer.from(this.root).toString('base64url'), servers: [...this.servers], devices: [...this.devices], revoked: [...this.revoked] };
   }
 
   /** Enrols a medical server and returns its secret s_j, to be installed on that server only. */
