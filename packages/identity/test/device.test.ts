@@ -38,6 +38,7 @@ async function startServer(serverId: string): Promise<void> {
     routes: (scope) => {
       scope.post('/records', async (request) => ({ device: request.medshareDevice?.deviceId, received: request.body }));
       scope.get('/records', async (request) => ({ device: request.medshareDevice?.deviceId, query: request.query }));
+      scope.put('/blobs', async (request) => ({ device: request.medshareDevice?.deviceId, bytes: (request.body as Buffer).length }));
     },
   });
   servers[serverId] = { app, url: new URL(await app.listen({ host: '127.0.0.1', port: 0 })) };
@@ -69,6 +70,16 @@ test('one registration works with several servers: mutual login and signed reque
     const get = await session.fetch('GET', '/records?patient=p1&category=lab');
     assert.deepEqual(await get.json(), { device: credential.deviceId, query: { patient: 'p1', category: 'lab' } });
   }
+});
+
+test('non-JSON bodies are signed and verified over their raw bytes', async () => {
+  const session = await DeviceSessionClient.login(url('server-a'), credential, 'server-a', clock.now);
+  const blob = Buffer.from([0, 1, 2, 255, 254]);
+  const headers = { ...session.sign('PUT', '/blobs', blob), 'content-type': 'application/octet-stream' };
+  const ok = await fetch(new URL('/blobs', url('server-a')), { method: 'PUT', headers, body: blob });
+  assert.deepEqual(await ok.json(), { device: credential.deviceId, bytes: 5 });
+  const altered = await fetch(new URL('/blobs', url('server-a')), { method: 'PUT', headers: { ...session.sign('PUT', '/blobs', blob), 'content-type': 'application/octet-stream' }, body: Buffer.from([0, 1, 2, 255, 253]) });
+  assert.equal(altered.status, 401);
 });
 
 test('a replayed request is refused', async () => {

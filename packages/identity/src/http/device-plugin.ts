@@ -5,8 +5,9 @@
  *   every route added by `routes` requires a valid HMAC request signature (device/signature.ts);
  *   the handler finds the authenticated device in `request.medshareDevice`.
  *
- * Inside the plugin the JSON body parser keeps the raw bytes, because the signature covers the
- * digest of exactly the bytes that were sent.
+ * Inside the plugin the body parsers keep the raw bytes, because the signature covers the digest of
+ * exactly the bytes that were sent: JSON bodies are parsed after that, any other type is handed to
+ * the route as a Buffer.
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
@@ -43,6 +44,11 @@ export async function deviceAuthenticationPlugin(app: FastifyInstance, options: 
     } catch {
       done(new MalformedInputError('request body is not valid JSON'), undefined);
     }
+  });
+
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: options.bodyLimit ?? 1024 * 1024 }, (request, body, done) => {
+    request.medshareRawBody = body as Buffer;
+    done(null, body);
   });
 
   app.post('/device/login', { bodyLimit: 4096 }, async (request) => options.server.login(request.body));
