@@ -140,6 +140,18 @@ test('key rotation: new tokens verify after the verifier refetches the JWKS; old
   assert.equal(a.service.keys.jwks().keys.length, 1, 'the retired key leaves the JWKS after its retention');
 });
 
+test('a live session can get fresh tokens for other audiences; after logout it cannot', async () => {
+  const { token, sessionId } = await loginA(['medshare-cloud']);
+  const refreshed = await a.post('token', { audience: ['medshare-ta'] }, token);
+  assert.equal(refreshed.status, 200);
+  assert.equal(refreshed.body.sessionId, sessionId);
+  const ta = new TokenVerifier('medshare-ta', trust, { now: clock.now });
+  assert.equal((await ta.verify(refreshed.body.token)).sessionId, sessionId);
+  assert.equal((await a.post('token', { audience: ['x'], scopes: ['system/*.cruds'] }, token)).status, 400, 'no scope beyond those granted');
+  assert.equal((await a.post('logout', undefined, token)).status, 204);
+  assert.equal((await a.post('token', { audience: ['medshare-ta'] }, refreshed.body.token)).status, 401);
+});
+
 test('revocation stops a token at every verifier at once', async () => {
   const { token } = await loginA();
   await cloud.verify(token);

@@ -214,6 +214,13 @@ export class AccountService {
     return { credentialId: credential.id };
   }
 
+  /** What a token of an existing session may carry for `userId` (attributes and scopes as stored now). */
+  async profile(userId: string): Promise<Pick<AuthenticatedUser, 'id' | 'attributes' | 'scopes'>> {
+    const user = await this.options.users.findById(userId);
+    if (!user) throw new AccessDeniedError('unknown user');
+    return { id: user.id, attributes: user.attributes, scopes: user.scopes };
+  }
+
   /** Replaces a user's recovery codes (after a login); returns the new clear codes. */
   async regenerateRecoveryCodes(userId: string): Promise<string[]> {
     const { codes, digests } = newRecoveryCodes();

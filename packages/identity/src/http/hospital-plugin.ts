@@ -11,6 +11,7 @@
  *   POST /login/webauthn                   { ticket, response, audience, scopes?, deviceKey? } → token
  *   POST /webauthn/register/options        (bearer) → WebAuthn creation options
  *   POST /webauthn/register                (bearer) { response } → { credentialId }
+ *   POST /token                            (bearer) { audience, scopes?, deviceKey? } → a fresh token, same session
  *   POST /logout                           (bearer) revokes the session everywhere
  *   GET  /sso/sessions/:sid                { active }
  */
@@ -127,6 +128,15 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
   }, async (request) => accounts.finishWebAuthnRegistration((await authenticated(request)).subject, request.body.response));
+
+  app.post<{ Body: TokenFields }>('/token', {
+    bodyLimit: BODY_LIMIT,
+    schema: { body: { type: 'object', required: ['audience'], additionalProperties: false, properties: tokenRequest } },
+  }, async (request) => {
+    const current = await authenticated(request);
+    const issued = await issuer.sign(await accounts.profile(current.subject), current.sessionId, request.body);
+    return { token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: 'Bearer' };
+  });
 
   app.post('/logout', async (request, reply) => {
     await sessions.revoke((await authenticated(request)).sessionId);
