@@ -4,6 +4,7 @@
  * services to SQL-backed stores instead.
  */
 import { AccountService, type LoginTicket } from './account/accounts.ts';
+import { CredentialService } from './account/credentials.ts';
 import { AttemptLimiter, type LimiterOptions } from './account/limiter.ts';
 import type { ScryptParams } from './account/password.ts';
 import type { RelyingParty } from './account/webauthn.ts';
@@ -11,7 +12,7 @@ import type { HospitalPluginOptions } from './http/hospital-plugin.ts';
 import { localSessionStatus, TokenVerifier, TrustList } from './sso/federation.ts';
 import { TokenIssuer } from './sso/issuer.ts';
 import { SigningKeyRing } from './sso/keyring.ts';
-import { MemoryAttemptStore, MemorySessionStore, MemoryTicketStore, MemoryUserStore } from './stores.ts';
+import { MemoryAttemptStore, MemorySessionStore, MemoryTicketStore, MemoryUserStore } from './memory-stores.ts';
 
 export interface HospitalConfig {
   readonly hospital: string;
@@ -28,13 +29,14 @@ export interface HospitalConfig {
 export async function createMemoryHospital(config: HospitalConfig): Promise<HospitalPluginOptions & { trust: TrustList }> {
   const now = config.now ?? Date.now;
   const tokenSeconds = config.tokenSeconds ?? 300;
-  const sessions = new MemorySessionStore();
+  const sessions = new MemorySessionStore(now);
   const keys = await SigningKeyRing.create((tokenSeconds + 60) * 1000, now);
+  const users = new MemoryUserStore();
+  const credentials = new CredentialService({ users, challenges: new MemoryTicketStore<string>(), relyingParty: config.relyingParty, now });
   const accounts = new AccountService({
     hospital: config.hospital,
-    users: new MemoryUserStore(),
+    users,
     tickets: new MemoryTicketStore<LoginTicket>(),
-    challenges: new MemoryTicketStore<string>(),
     limiter: new AttemptLimiter(new MemoryAttemptStore(100_000, now), config.limits, now),
     relyingParty: config.relyingParty,
     scrypt: config.scrypt,
@@ -44,5 +46,5 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
   const trust = new TrustList();
   trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });
   const verifier = new TokenVerifier(config.issuer, trust, { now });
-  return { accounts, issuer, keys, sessions, verifier, trust, adminToken: config.adminToken, now };
+  return { accounts, credentials, issuer, keys, sessions, verifier, trust, adminToken: config.adminToken, now };
 }

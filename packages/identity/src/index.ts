@@ -10,6 +10,7 @@
  */
 export * from './errors.ts';
 export * from './stores.ts';
+export * from './memory-stores.ts';
 export { hashPassword, verifyPassword, needsRehash, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from './account/password.ts';
 export { base32Encode, base32Decode } from './account/base32.ts';
 export { hotp, totp, matchTotp, timeStep, newTotpSecret, otpauthUri, DEFAULT_TOTP, type TotpAlgorithm, type TotpOptions } from './account/totp.ts';
@@ -18,6 +19,7 @@ export { AttemptLimiter, DEFAULT_LIMITS, type LimiterOptions } from './account/l
 export { canonicalAttributes, checkScopes, grantScopes } from './account/vouching.ts';
 export type { RelyingParty } from './account/webauthn.ts';
 export { AccountService, type AccountServiceOptions, type AuthenticatedUser, type Enrolment, type LoginTicket } from './account/accounts.ts';
+export { CredentialService, type CredentialServiceOptions } from './account/credentials.ts';
 export { SigningKeyRing } from './sso/keyring.ts';
 export { TokenIssuer, deviceKeyThumbprint, type IssuedToken, type IssuerOptions, type TokenRequest } from './sso/issuer.ts';
 export { TrustList, TokenVerifier, remoteSessionStatus, localSessionStatus, type FederationMember, type SessionStatus } from './sso/federation.ts';

@@ -101,6 +101,20 @@ test('recovery codes log in once each', async () => {
   assert.equal((await hospital.post('login/recovery', { ticket: ticket2, code: e.recoveryCodes[0], audience: ['x'] })).status, 401);
 });
 
+test('a logged-in user can replace the recovery codes; the old ones stop working', async () => {
+  const { user, enrolment: e } = await newUser('henry');
+  const ticket = (await passwordStep(user.username, user.password)).body.ticket;
+  const { token } = (await hospital.post('login/recovery', { ticket, code: e.recoveryCodes[0], audience: ['x'] })).body;
+  const fresh = await hospital.post('recovery-codes', undefined, token);
+  assert.equal(fresh.status, 200);
+  assert.equal(fresh.body.recoveryCodes.length, 10);
+  const t1 = (await passwordStep(user.username, user.password)).body.ticket;
+  assert.equal((await hospital.post('login/recovery', { ticket: t1, code: e.recoveryCodes[1], audience: ['x'] })).status, 401);
+  const t2 = (await passwordStep(user.username, user.password)).body.ticket;
+  assert.equal((await hospital.post('login/recovery', { ticket: t2, code: fresh.body.recoveryCodes[0], audience: ['x'] })).status, 200);
+  assert.equal((await hospital.post('recovery-codes', undefined)).status, 401);
+});
+
 test('lockout after five failures, for existing and unknown accounts alike; it lifts with time', async () => {
   const { user } = await newUser('frank');
   for (const name of [user.username, 'ghost-user']) {

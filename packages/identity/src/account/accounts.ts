@@ -9,7 +9,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AccessDeniedError, MalformedInputError, LimitExceededError } from '@medshare/crypto';
-import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { ConflictError } from '../errors.ts';
 import type { TicketStore, UserRecord, UserStore } from '../stores.ts';
 import { base32Decode, base32Encode } from './base32.ts';
@@ -18,11 +18,10 @@ import { DEFAULT_SCRYPT_PARAMS, hashPassword, verifyPassword, type ScryptParams 
 import { findRecoveryCode, newRecoveryCodes } from './recovery.ts';
 import { DEFAULT_TOTP, matchTotp, newTotpSecret, otpauthUri, type TotpOptions } from './totp.ts';
 import { canonicalAttributes, checkScopes } from './vouching.ts';
-import { authenticationOptions, registrationOptions, verifyAssertion, verifyRegistration, type RelyingParty } from './webauthn.ts';
+import { authenticationOptions, verifyAssertion, type RelyingParty } from './webauthn.ts';
 
 const TICKET_SECONDS = 300;
 const TICKET_ATTEMPTS = 3;
-const CHALLENGE_SECONDS = 300;
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const MIN_PASSWORD_CHARS = 12;
 
@@ -56,7 +55,6 @@ export interface AccountServiceOptions {
   readonly hospital: string;
   readonly users: UserStore;
   readonly tickets: TicketStore<LoginTicket>;
-  readonly challenges: TicketStore<string>;
   readonly limiter: AttemptLimiter;
   readonly relyingParty: RelyingParty;
   readonly scrypt?: ScryptParams;
@@ -64,7 +62,7 @@ export interface AccountServiceOptions {
   readonly now?: () => number;
 }
 
-/** Registration and multi-factor login for one hospital. */
+/** Registration and multi-factor login for one hospital (enrolment of further factors: credentials.ts). */
 export class AccountService {
   private readonly scrypt: ScryptParams;
   private readonly totpOptions: TotpOptions;
@@ -188,48 +186,6 @@ export class AccountService {
       });
       return updated === true;
     });
-  }
-
-  /** WebAuthn enrolment, part 1 (for a user who is already logged in). */
-  async webauthnRegistrationOptions(userId: string): Promise<PublicKeyCredentialCreationOptionsJSON> {
-    const user = await this.options.users.findById(userId);
-    if (!user) throw new AccessDeniedError('unknown user');
-    const options = await registrationOptions(this.options.relyingParty, user);
-    const nowMs = this.now();
-    await this.options.challenges.put(`register:${userId}`, options.challenge, nowMs + CHALLENGE_SECONDS * 1000, nowMs);
-    return options;
-  }
-
-  /** WebAuthn enrolment, part 2: verifies the attestation and stores the credential. */
-  async finishWebAuthnRegistration(userId: string, response: RegistrationResponseJSON): Promise<{ credentialId: string }> {
-    const challenge = await this.options.challenges.take(`register:${userId}`, this.now());
-    if (!challenge) throw new AccessDeniedError('no pending WebAuthn registration');
-    const credential = await verifyRegistration(this.options.relyingParty, challenge, response);
-    const added = await this.options.users.update(userId, (u) => {
-      if (u.credentials.some((c) => c.id === credential.id)) return false;
-      u.credentials.push(credential);
-      return true;
-    });
-    if (!added) throw new ConflictError('credential is already registered');
-    return { credentialId: credential.id };
-  }
-
-  /** What a token of an existing session may carry for `userId` (attributes and scopes as stored now). */
-  async profile(userId: string): Promise<Pick<AuthenticatedUser, 'id' | 'attributes' | 'scopes'>> {
-    const user = await this.options.users.findById(userId);
-    if (!user) throw new AccessDeniedError('unknown user');
-    return { id: user.id, attributes: user.attributes, scopes: user.scopes };
-  }
-
-  /** Replaces a user's recovery codes (after a login); returns the new clear codes. */
-  async regenerateRecoveryCodes(userId: string): Promise<string[]> {
-    const { codes, digests } = newRecoveryCodes();
-    const done = await this.options.users.update(userId, (u) => {
-      u.recoveryDigests = digests;
-      return true;
-    });
-    if (!done) throw new AccessDeniedError('unknown user');
-    return codes;
   }
 
   private async secondFactor(

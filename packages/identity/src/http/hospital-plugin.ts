@@ -11,6 +11,7 @@
  *   POST /login/webauthn                   { ticket, response, audience, scopes?, deviceKey? } → token
  *   POST /webauthn/register/options        (bearer) → WebAuthn creation options
  *   POST /webauthn/register                (bearer) { response } → { credentialId }
+ *   POST /recovery-codes                   (bearer) → ten new recovery codes (the old ones stop working)
  *   POST /token                            (bearer) { audience, scopes?, deviceKey? } → a fresh token, same session
  *   POST /logout                           (bearer) revokes the session everywhere
  *   GET  /sso/sessions/:sid                { active }
@@ -20,6 +21,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { AccessDeniedError } from '@medshare/crypto';
 import type { AccountService, AuthenticatedUser } from '../account/accounts.ts';
+import type { CredentialService } from '../account/credentials.ts';
 import type { SigningKeyRing } from '../sso/keyring.ts';
 import type { TokenIssuer } from '../sso/issuer.ts';
 import { localSessionStatus, type TokenVerifier } from '../sso/federation.ts';
@@ -29,6 +31,7 @@ import { bearerToken, useProblemDetails } from './problem.ts';
 
 export interface HospitalPluginOptions {
   readonly accounts: AccountService;
+  readonly credentials: CredentialService;
   readonly issuer: TokenIssuer;
   readonly keys: SigningKeyRing;
   readonly sessions: SessionStore;
@@ -66,7 +69,7 @@ function digest(value: string): Buffer {
 /** The Fastify plugin; register it with a prefix such as `/identity`. */
 export async function hospitalIdentityPlugin(app: FastifyInstance, options: HospitalPluginOptions): Promise<void> {
   useProblemDetails(app, 401);
-  const { accounts, issuer, keys, sessions, verifier } = options;
+  const { accounts, credentials, issuer, keys, sessions, verifier } = options;
   const now = options.now ?? Date.now;
   const adminDigest = digest(options.adminToken);
 
@@ -122,21 +125,23 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
   }, async (request) => issue(await accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip), request.body));
 
-  app.post('/webauthn/register/options', async (request) => accounts.webauthnRegistrationOptions((await authenticated(request)).subject));
+  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await authenticated(request)).subject));
 
   app.post<{ Body: { response: never } }>('/webauthn/register', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
-  }, async (request) => accounts.finishWebAuthnRegistration((await authenticated(request)).subject, request.body.response));
+  }, async (request) => credentials.finishWebAuthnRegistration((await authenticated(request)).subject, request.body.response));
 
   app.post<{ Body: TokenFields }>('/token', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['audience'], additionalProperties: false, properties: tokenRequest } },
   }, async (request) => {
     const current = await authenticated(request);
-    const issued = await issuer.sign(await accounts.profile(current.subject), current.sessionId, request.body);
+    const issued = await issuer.sign(await credentials.profile(current.subject), current.sessionId, request.body);
     return { token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: 'Bearer' };
   });
+
+  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await authenticated(request)).subject) }));
 
   app.post('/logout', async (request, reply) => {
     await sessions.revoke((await authenticated(request)).sessionId);
