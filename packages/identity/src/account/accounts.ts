@@ -67,12 +67,14 @@ export class AccountService {
   private readonly scrypt: ScryptParams;
   private readonly totpOptions: TotpOptions;
   private readonly now: () => number;
-  private dummyHash: Promise<string> | undefined;
+  /** Hash of a random password, verified against for unknown usernames (started at once, so even the first costs the same). */
+  private readonly dummyHash: Promise<string>;
 
   constructor(private readonly options: AccountServiceOptions) {
     this.scrypt = options.scrypt ?? DEFAULT_SCRYPT_PARAMS;
     this.totpOptions = { ...DEFAULT_TOTP, ...options.totp };
     this.now = options.now ?? Date.now;
+    this.dummyHash = hashPassword(randomBytes(16).toString('hex'), this.scrypt);
   }
 
   /**
@@ -115,7 +117,7 @@ export class AccountService {
     const limiter = this.options.limiter;
     await limiter.check(username, client);
     const user = await this.options.users.findByUsername(username);
-    const ok = await verifyPassword(password, user?.passwordHash ?? (await this.dummy())).catch((error: unknown) => {
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await this.dummyHash)).catch((error: unknown) => {
       if (error instanceof LimitExceededError) throw error;
       return false;
     });
@@ -208,11 +210,6 @@ export class AccountService {
       await this.options.tickets.put(String(ticket), { ...pending, attemptsLeft: pending.attemptsLeft - 1 }, pending.expiresAtMs, nowMs);
     }
     throw new AccessDeniedError(`invalid ${factor === 'webauthn' ? 'WebAuthn assertion' : 'code'}`);
-  }
-
-  private dummy(): Promise<string> {
-    this.dummyHash ??= hashPassword(randomBytes(16).toString('hex'), this.scrypt);
-    return this.dummyHash;
   }
 }
 

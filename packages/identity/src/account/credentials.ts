@@ -69,5 +69,4 @@ export class CredentialService {
     if (!done) throw new AccessDeniedError('unknown user');
     return codes;
   }
-
 }
