@@ -26,9 +26,9 @@ export async function readSmallFile(path: string, what: string): Promise<Uint8Ar
   return new Uint8Array(Buffer.concat(chunks));
 }
 
-/** A readable stream of the input; `-` is stdin. */
+/** A readable stream of the input; `-` is stdin. Large reads keep per-chunk overhead low. */
 export function openInput(path: string): Readable {
-  return path === '-' ? process.stdin : createReadStream(path);
+  return path === '-' ? process.stdin : createReadStream(path, { highWaterMark: 1024 * 1024 });
 }
 
 /** Size of an input file, or undefined for stdin. */
@@ -87,9 +87,10 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, o
   }
 }
 
-/** Writes with backpressure. */
-export async function write(stream: Writable, data: Uint8Array): Promise<void> {
-  if (!stream.write(data)) await once(stream, 'drain');
+/** Writes with backpressure; several pieces go out as one write. */
+export async function write(stream: Writable, data: Uint8Array | Uint8Array[]): Promise<void> {
+  const bytes = Array.isArray(data) ? Buffer.concat(data) : data;
+  if (bytes.length > 0 && !stream.write(bytes)) await once(stream, 'drain');
 }
 
 /** A byte-count progress bar on stderr, shown only for large inputs on an interactive terminal. */

@@ -1,6 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import { describeFailure, EXIT } from './errors.ts';
 import { registerAbe } from './commands/abe.ts';
+import { registerPatientKeys, registerPre } from './commands/pre.ts';
+import { registerDemo } from './commands/demo.ts';
 import { registerIdentity } from './commands/identity.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
@@ -11,6 +13,9 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   registerAbe(program);
+  registerPatientKeys(program);
+  registerPre(program);
+  registerDemo(program);
   registerIdentity(program);
   return program;
 }

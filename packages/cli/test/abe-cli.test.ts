@@ -4,26 +4,14 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync, statSync, readdir
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { runCli } from './run-cli.ts';
+import { runCli, runOk, setupAuthority } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'medshare-abe-cli-'));
 const path = (name: string) => join(dir, name);
 const POLICY = '(role:doctor and dept:cardiology) or role:emergency';
 
-async function ok(args: string[], stdin?: Buffer) {
-  const r = await runCli(args, { stdin });
-  assert.equal(r.code, 0, r.stderr);
-  return r;
-}
-
 before(async () => {
-  await ok(['abe', 'setup', '--out', path('authority')]);
-  for (const [name, attributes] of [
-    ['cardiologist', 'role:doctor,dept:cardiology,level=3'],
-    ['dermatologist', 'role:doctor,dept:dermatology'],
-  ]) {
-    await ok(['abe', 'keygen', '--public', path('authority/abe-public.key'), '--master', path('authority/abe-master.key'), '--attributes', attributes!, '--out', path(`${name}.key`)]);
-  }
+  await setupAuthority(dir, 'role:doctor,dept:cardiology,level=3');
 });
 
 const pub = () => path('authority/abe-public.key');
@@ -38,20 +26,20 @@ describe('medshare abe', () => {
   test('encrypt then decrypt round-trips a multi-chunk file (exit 0)', async () => {
     const plaintext = randomBytes(200_000);
     writeFileSync(path('record.bin'), plaintext);
-    await ok(['abe', 'encrypt', '--public', pub(), '--policy', POLICY, '--in', path('record.bin'), '--out', path('record.ct')]);
-    await ok(['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('record.ct'), '--out', path('record.out')]);
+    await runOk(['abe', 'encrypt', '--public', pub(), '--policy', POLICY, '--in', path('record.bin'), '--out', path('record.ct')]);
+    await runOk(['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('record.ct'), '--out', path('record.out')]);
     assert.deepEqual(readFileSync(path('record.out')), plaintext);
   });
 
   test('stdin and stdout work with -', async () => {
     const plaintext = Buffer.from('{"resourceType":"Observation"}');
-    const enc = await ok(['abe', 'encrypt', '--public', pub(), '--policy', 'role:doctor', '--in', '-', '--out', '-'], plaintext);
-    const dec = await ok(['abe', 'decrypt', '--public', pub(), '--key', path('dermatologist.key'), '--in', '-', '--out', '-'], enc.stdoutBytes);
+    const enc = await runOk(['abe', 'encrypt', '--public', pub(), '--policy', 'role:doctor', '--in', '-', '--out', '-'], plaintext);
+    const dec = await runOk(['abe', 'decrypt', '--public', pub(), '--key', path('dermatologist.key'), '--in', '-', '--out', '-'], enc.stdoutBytes);
     assert.deepEqual(dec.stdoutBytes, plaintext);
   });
 
   test('exit 3 when the attributes do not satisfy the policy, and no output file is left', async () => {
-    await ok(['abe', 'encrypt', '--public', pub(), '--policy', POLICY, '--in', path('record.bin'), '--out', path('denied.ct')]);
+    await runOk(['abe', 'encrypt', '--public', pub(), '--policy', POLICY, '--in', path('record.bin'), '--out', path('denied.ct')]);
     const r = await runCli(['abe', 'decrypt', '--public', pub(), '--key', path('dermatologist.key'), '--in', path('denied.ct'), '--out', path('denied.out')]);
     assert.equal(r.code, 3);
     assert.equal(r.stderr, 'medshare: the key does not satisfy the ciphertext policy\n');

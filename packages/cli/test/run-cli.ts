@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
@@ -25,4 +26,22 @@ export function runCli(args: string[], options: { stdin?: Buffer | string; cwd?:
     });
     child.stdin.end(options.stdin ?? '');
   });
+}
+
+/** Runs the CLI and asserts exit 0, naming the command and its stderr on failure. */
+export async function runOk(args: string[], stdin?: Buffer): Promise<CliResult> {
+  const result = await runCli(args, { stdin });
+  assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+  return result;
+}
+
+/** An attribute authority in `dir` with a cardiologist and a dermatologist key beside it. */
+export async function setupAuthority(dir: string, cardiologistAttributes = 'role:doctor,dept:cardiology'): Promise<void> {
+  await runOk(['abe', 'setup', '--out', `${dir}/authority`]);
+  for (const [name, attributes] of [
+    ['cardiologist', cardiologistAttributes],
+    ['dermatologist', 'role:doctor,dept:dermatology'],
+  ] as const) {
+    await runOk(['abe', 'keygen', '--public', `${dir}/authority/abe-public.key`, '--master', `${dir}/authority/abe-master.key`, '--attributes', attributes, '--out', `${dir}/${name}.key`]);
+  }
 }

@@ -7,6 +7,7 @@
  */
 export * from './errors.ts';
 export * as abe from './abe.ts';
+export * as pre from './pre.ts';
 export * as curve from './curve/bls12381.ts';
 export { parsePolicy, parseAttributes, DEFAULT_POLICY_LIMITS, type PolicyLimits, type KeyAttribute } from './policy/parser.ts';
 export { formatPolicy, type PolicyNode, type Attribute } from './policy/ast.ts';

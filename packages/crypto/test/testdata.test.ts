@@ -6,6 +6,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as abe from '../src/abe.ts';
+import * as pre from '../src/pre.ts';
 import { armor, dearmor } from '../src/encoding/armor.ts';
 import { ObjectType } from '../src/encoding/envelope.ts';
 
@@ -43,4 +44,19 @@ test('a key issued today by the pinned master key decrypts the pinned ciphertext
 
 test('armor of one type is refused where another is expected, by name', () => {
   assert.throws(() => dearmor(read('abe-public.key'), ObjectType.AbeUserKey), /expected a medshare abe user key, got a medshare abe public key/);
+});
+
+test('pinned PRE objects: keys re-encode identically, the record and its conversion decrypt', () => {
+  const patient = pre.decodePatientKey(dearmor(read('patient.key'), ObjectType.PatientSecretKey));
+  assert.deepEqual(pre.encodePatientKey(patient), dearmor(read('patient.key'), ObjectType.PatientSecretKey));
+  const bundle = pre.decodePublicKeys(dearmor(read('patient.pub'), ObjectType.PatientPublicKeys));
+  assert.equal(bundle.patientId, 'patient-testvector');
+  const rkBytes = dearmor(read('lab.rk'), ObjectType.ReEncryptionKey);
+  const rk = pre.decodeReEncryptionKey(rkBytes);
+  assert.deepEqual(pre.encodeReEncryptionKey(rk), rkBytes);
+  assert.deepEqual(pre.decrypt(patient, read('pre-record.ct')), read('abe-plaintext.json'));
+  const userKey = abe.decodeUserKey(dearmor(read('abe-user.key'), ObjectType.AbeUserKey));
+  assert.deepEqual(pre.createReader(userKey).decrypt(read('pre-record.abe.ct')), read('abe-plaintext.json'));
+  // Converting the pinned record today gives a ciphertext the same reader opens.
+  assert.deepEqual(pre.createReader(userKey).decrypt(pre.convert(rk, read('pre-record.ct'))), read('abe-plaintext.json'));
 });

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import * as abe from '../src/abe.ts';
+import * as pre from '../src/pre.ts';
 import { armor } from '../src/encoding/armor.ts';
 import { ObjectType } from '../src/encoding/envelope.ts';
 
@@ -20,3 +21,13 @@ writeFileSync(new URL('abe-master.key', dir), armor(ObjectType.AbeMasterKey, abe
 writeFileSync(new URL('abe-user.key', dir), armor(ObjectType.AbeUserKey, abe.encodeUserKey(userKey)));
 writeFileSync(new URL('abe-ciphertext.bin', dir), ciphertext);
 writeFileSync(new URL('abe-plaintext.json', dir), plaintext);
+
+// Proxy re-encryption: a patient key, its signed bundle, a lab record, a delegation, the converted record.
+const patient = pre.generatePatientKey('patient-testvector');
+const record = pre.encrypt(pre.publicKeys(patient), 'lab', 'record-1', plaintext);
+const rk = pre.delegate(patient, 'lab', publicKey, '(role:doctor and dept:cardiology) or role:emergency');
+writeFileSync(new URL('patient.key', dir), armor(ObjectType.PatientSecretKey, pre.encodePatientKey(patient)));
+writeFileSync(new URL('patient.pub', dir), armor(ObjectType.PatientPublicKeys, pre.encodePublicKeys(patient)));
+writeFileSync(new URL('pre-record.ct', dir), record);
+writeFileSync(new URL('lab.rk', dir), armor(ObjectType.ReEncryptionKey, pre.encodeReEncryptionKey(rk)));
+writeFileSync(new URL('pre-record.abe.ct', dir), pre.convert(rk, record));

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { abe, armor, dearmor, envelopeLength, AccessDeniedError, ObjectType, type PayloadSealer, type PayloadOpener } from '@medshare/crypto';
+import { abe, armor, dearmor, envelopeLength, pre, AccessDeniedError, ObjectType, type PayloadSealer, type PayloadOpener } from '@medshare/crypto';
 import { inputSize, openInput, openOutput, progressBar, readSmallFile, write, writeFileAtomic, type Output } from '../io.ts';
 
 async function loadPublicKey(path: string): Promise<abe.PublicKey> {
@@ -45,9 +45,9 @@ export async function sealStream(input: Readable, header: Uint8Array, sealer: Pa
     await write(out.stream, header);
     for await (const chunk of input) {
       progress.tick((chunk as Buffer).length);
-      for (const sealed of sealer.push(chunk as Buffer)) await write(out.stream, sealed);
+      await write(out.stream, sealer.push(chunk as Buffer));
     }
-    for (const sealed of sealer.finish()) await write(out.stream, sealed);
+    await write(out.stream, sealer.finish());
   } finally {
     progress.stop();
   }
@@ -83,7 +83,7 @@ export async function openStream(payload: AsyncIterable<Buffer>, opener: Payload
   try {
     for await (const chunk of payload) {
       progress.tick(chunk.length);
-      for (const plain of opener.push(chunk)) await write(out.stream, plain);
+      await write(out.stream, opener.push(chunk));
     }
     await write(out.stream, opener.finish());
   } finally {
@@ -142,7 +142,7 @@ export function registerAbe(program: Command): void {
 
   group
     .command('decrypt')
-    .description('decrypt a file with a user key (exit 3: attributes do not satisfy the policy; 4: tampered)')
+    .description('decrypt a file, or a record converted by `pre convert`, with a user key (exit 3: policy not satisfied; 4: tampered)')
     .requiredOption('--public <file>', 'the authority public key')
     .requiredOption('--key <file>', 'the user key')
     .requiredOption('--in <file>', 'ciphertext (- for stdin)')
@@ -153,7 +153,10 @@ export function registerAbe(program: Command): void {
       const [publicKey, userKey] = [await loadPublicKey(o.public), await loadUserKey(o.key)];
       sameAuthority(publicKey.authorityId, userKey.authorityId, 'the user key was issued by a different authority than this public key');
       const { header, payload } = await readHeaderFrom(openInput(o.in), ObjectType.AbeCiphertext);
-      const opener = abe.decryptStream(userKey, abe.openHeader(header));
+      const opener =
+        header[5] === ObjectType.ConvertedCiphertext
+          ? pre.createReader(userKey).decryptStream(pre.openConvertedHeader(header))
+          : abe.decryptStream(userKey, abe.openHeader(header));
       const size = await inputSize(o.in);
       await withOutput(o.out, { overwrite: o.force }, (out) => openStream(payload, opener, out, size));
     });

@@ -283,6 +283,13 @@ export function g2FromBytesUncompressed(bytes: Uint8Array, what = 'G2 point'): G
   return q;
 }
 
+/** Decodes an uncompressed G1 point with every check, subgroup membership included. */
+export function g1FromBytesUncompressed(bytes: Uint8Array, what = 'G1 point'): G1 {
+  const p = g1FromBytesOnCurve(bytes, what);
+  assertInG1(p, what);
+  return p;
+}
+
 /** Throws unless p is in the prime-order subgroup G1. */
 export function assertInG1(p: G1, what: string): void {
   if (!p.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
@@ -303,6 +310,17 @@ export function gtFromBytes(bytes: Uint8Array, what = 'GT element'): GT {
   const x = decodeWith(() => new mcl.GT(), bytes, GT_BYTES, what);
   if (x.isOne() || x.isZero()) throw new MalformedInputError(`${what}: degenerate element`);
   if (!gtPowBig(x, CURVE_ORDER).isOne()) throw new MalformedInputError(`${what}: not in the order-r subgroup`);
+  return x;
+}
+
+/**
+ * Decodes a canonical, non-zero Fp12 element WITHOUT the order-r check. Only for values that are multiplied
+ * or divided and then hashed (a PRE c2), never paired or raised to a secret exponent: a non-member only
+ * makes the derived key wrong, which the AEAD then rejects.
+ */
+export function gtFromBytesUnchecked(bytes: Uint8Array, what = 'GT element'): GT {
+  const x = decodeWith(() => new mcl.GT(), bytes, GT_BYTES, what);
+  if (x.isZero()) throw new MalformedInputError(`${what}: zero is not an element of GT`);
   return x;
 }
 

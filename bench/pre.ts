@@ -1,0 +1,72 @@
+/**
+ * Proxy re-encryption benchmark: hospital encrypt, patient decrypt, delegate, cloud convert, reader decrypt
+ * (first record of a delegation and cached), and a batch conversion on one core vs two worker threads —
+ * with the pairing measured in the same run.
+ *
+ *   node --import tsx bench/pre.ts
+ */
+import { randomBytes } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { abe, pre } from '@medshare/crypto';
+import { ms, ratio, timeIt } from './lib/measure.ts';
+import { measurePrimitives, primitiveRows } from './lib/primitives.ts';
+import { printTable } from './lib/report.ts';
+
+await abe.init();
+const prim = measurePrimitives();
+printTable('Primitives (BLS12-381, mcl-wasm)', ['operation', 'ms', 'pairings'], primitiveRows(prim));
+
+const ta = abe.setup();
+const patient = pre.generatePatientKey('patient-bench');
+const bundle = pre.publicKeys(patient);
+const POLICY = '(role:doctor and dept:cardiology) or role:emergency';
+const record = randomBytes(4096);
+const ct = pre.encrypt(bundle, 'lab', 'rec', record);
+const header = pre.openRecordHeader(ct);
+const rk = pre.delegate(patient, 'lab', ta.publicKey, POLICY);
+const converted = pre.convert(rk, ct);
+const convertedHeader = pre.openConvertedHeader(converted);
+const userKey = abe.keygen(ta.masterKey, 'role:doctor, dept:cardiology');
+const warmReader = pre.createReader(userKey);
+warmReader.decrypt(converted);
+
+const rows: Array<[string, number]> = [
+  ['hospital encrypt (4 KiB record)', timeIt(() => pre.encrypt(bundle, 'lab', 'rec', record))],
+  ['patient decrypt (4 KiB record)', timeIt(() => pre.decrypt(patient, ct))],
+  ['patient delegate (category → policy)', timeIt(() => pre.delegate(patient, 'lab', ta.publicKey, POLICY))],
+  ['cloud convert (header; payload copied)', timeIt(() => pre.convertHeader(rk, pre.openRecordHeader(ct)))],
+  ['  of which: the conversion alone', timeIt(() => pre.convertHeader(rk, header))],
+  ['reader decrypt, first record of a delegation', timeIt(() => pre.createReader(userKey).decrypt(converted))],
+  ['reader decrypt, cached delegation', timeIt(() => warmReader.decrypt(converted))],
+  ['  of which: recovering R alone', timeIt(() => warmReader.recordSecret(convertedHeader))],
+];
+printTable('Proxy re-encryption, 4 KiB records', ['operation', 'ms', 'pairings'], rows.map(([name, t]) => [name, ms(t), ratio(t / prim.pairing)]));
+
+// Batch conversion: one core (this thread) vs one worker per core.
+const BATCH = 600;
+const headers = Array.from({ length: BATCH }, (_, i) => pre.openRecordHeader(pre.encrypt(bundle, 'lab', `r${i}`, record)).bytes);
+const encodedRk = pre.encodeReEncryptionKey(rk);
+let t = performance.now();
+for (const h of headers) pre.convertHeader(rk, pre.openRecordHeader(h));
+const oneCore = performance.now() - t;
+
+const threads = Math.max(2, availableParallelism());
+const workers = Array.from({ length: threads }, () => new Worker(new URL('./lib/convert-worker.mjs', import.meta.url), { workerData: { rk: encodedRk } }));
+const run = (w: Worker, batch: Uint8Array[]) =>
+  new Promise<Uint8Array[]>((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+    w.postMessage(batch);
+  });
+const slices = (n: number) => workers.map((_, k) => headers.slice((k * n) / threads, ((k + 1) * n) / threads));
+await Promise.all(workers.map((w, k) => run(w, slices(threads * 4)[k]!))); // warm-up: init and JIT in every worker
+t = performance.now();
+const results = await Promise.all(workers.map((w, k) => run(w, slices(BATCH)[k]!)));
+const parallel = performance.now() - t;
+await Promise.all(workers.map((w) => w.terminate()));
+if (results.flat().length !== BATCH) throw new Error('batch conversion lost records');
+printTable(`Batch conversion of ${BATCH} records`, ['setup', 'records/s', 'speed-up'], [
+  ['one core (main thread)', (BATCH / (oneCore / 1000)).toFixed(0), '1.00'],
+  [`${threads} worker threads`, (BATCH / (parallel / 1000)).toFixed(0), ratio(oneCore / parallel)],
+]);

@@ -1,0 +1,22 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { runCli } from './run-cli.ts';
+
+test('medshare demo tells the whole story and exits 0', async () => {
+  const r = await runCli(['demo']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout;
+  assert.match(out, /Antonia enrols at St Mary's/);
+  assert.match(out, /plaintext found in the cloud's store: none/);
+  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL/);
+  assert.match(out, /6\. Dr Patel .*\n\s+→ refused: the key does not satisfy the ciphertext policy/);
+  assert.match(out, /8\. Dr Chen reads again\n\s+→ refused: no active delegation 'lab'/);
+  assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);
+  assert.match(out, /^Summary:/m);
+});
+
+test('medshare demo refuses a missing bundle with one line and exit 2', async () => {
+  const r = await runCli(['demo', '--bundle', '/nonexistent/bundle.json']);
+  assert.equal(r.code, 2);
+  assert.equal(r.stderr, 'medshare: /nonexistent/bundle.json: no such file\n');
+});

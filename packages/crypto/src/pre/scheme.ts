@@ -1,0 +1,99 @@
+/**
+ * Public-key → CP-ABE proxy re-encryption: the math.
+ *
+ * The key-encapsulation technique of identity-based proxy re-encryption (Green & Ateniese, "Identity-Based
+ * Proxy Re-encryption", ACNS 2007, §4, scheme IBP1: the re-encryption key is the delegator's secret blinded
+ * by H(X), with X encrypted to the delegatee), with FAME CP-ABE in the role of IBE and ElGamal in GT as the
+ * first-level public-key scheme. Per category t (and key epoch e):
+ *
+ *   patient secret   a_t = HKDF(master secret, category, epoch) ∈ Zr,   decryption key  g2^{a_t} (never published)
+ *   public key       pk_t = e(g1, g2)^{a_t} ∈ GT
+ *   encrypt          R ← GT, r ← Zr:  c1 = g1^r,  c2 = R · pk_t^r
+ *   patient decrypt  R = c2 / e(c1, g2^{a_t})
+ *   delegate to P    X ← GT:  rk1 = g2^{a_t} · H(X),  rk2 = FAME.Encapsulate(P) of X     (H: GT → G2)
+ *   convert (proxy)  c2' = c2 / e(c1, rk1) = R / e(c1, H(X))
+ *   reader           X = FAME.Decapsulate(rk2) (once per delegation),  R = c2' · e(c1, H(X))
+ *
+ * Deviation from the construction first proposed for MedShare: there pk_t was g2^{a_t}, which *is* the
+ * decryption key, so anyone could compute R = c2 / e(c1, pk_t). Publishing pk_t in GT keeps g2^{a_t}
+ * secret; see docs/crypto.md §9 and the regression test `public-g2-key-decrypts-anything`.
+ */
+import { hkdfSync } from 'node:crypto';
+import * as mcl from 'mcl-wasm';
+import * as c from '../curve/bls12381.ts';
+import type { Fr, G1, G2, GT } from '../curve/bls12381.ts';
+
+const HASH_GT_DST = 'MEDSHARE-V01-CS02-PRE-GT-with-BLS12381G2_XMD:SHA-256_SSWU_RO_';
+const utf8 = new TextEncoder();
+
+/** e(g1, g2), computed once. */
+let baseGt: GT | undefined;
+function base(): GT {
+  baseGt ??= c.pairing(c.g1Generator(), c.g2Generator());
+  return baseGt;
+}
+
+/**
+ * The category secret a_{t,e}: HKDF-SHA256 of the patient's master secret with the category and epoch as
+ * length-prefixed info, 64 bytes reduced mod r (statistically uniform). Categories are independent: knowing
+ * g2^{a} for one gives nothing about another.
+ */
+export function categorySecret(masterSecret: Uint8Array, category: string, epoch: number): Fr {
+  const name = utf8.encode(category);
+  const info = new Uint8Array(2 + name.length + 4);
+  const view = new DataView(info.buffer);
+  view.setUint16(0, name.length);
+  info.set(name, 2);
+  view.setUint32(2 + name.length, epoch);
+  const okm = new Uint8Array(hkdfSync('sha256', masterSecret, 'MedShare v1 PRE category secret', info, 64));
+  const a = new mcl.Fr();
+  a.setBigEndianMod(okm);
+  return a;
+}
+
+/** pk_t = e(g1, g2)^{a_t}. */
+export function categoryPublicKey(a: Fr): GT {
+  return c.gtPow(base(), a);
+}
+
+/** The patient's decryption key for a category: g2^{a_t}. Secret. */
+export function categoryDecryptionKey(a: Fr): G2 {
+  return c.g2Mul(c.g2Generator(), a);
+}
+
+/** Hospital-side encapsulation: a fresh uniformly random R and (c1, c2). One G1 and two GT exponentiations. */
+export function encapsulate(publicKey: GT): { R: GT; c1: G1; c2: GT } {
+  const r = c.randomFr();
+  const R = c.randomGT();
+  return { R, c1: c.g1Mul(c.g1Generator(), r), c2: c.gtMul(R, c.gtPow(publicKey, r)) };
+}
+
+/** Patient-side decapsulation: R = c2 / e(c1, g2^{a_t}). c1 must already be checked to be in G1. */
+export function decapsulate(decryptionKey: G2, c1: G1, c2: GT): GT {
+  return c.gtDiv(c2, c.pairing(c1, decryptionKey));
+}
+
+/** H: GT → G2, RFC 9380 hashing of the canonical encoding of X. */
+export function hashGtToG2(x: GT): G2 {
+  return c.hashToG2(c.gtToBytes(x), HASH_GT_DST);
+}
+
+/** The first half of a category re-encryption key: rk1 = g2^{a_t} · H(X). */
+export function reEncryptionKey(decryptionKey: G2, x: GT): G2 {
+  return c.g2Add(decryptionKey, hashGtToG2(x));
+}
+
+/** The proxy's conversion: c2' = c2 / e(c1, rk1). One pairing. */
+export function convert(rk1: G2, c1: G1, c2: GT): GT {
+  return c.gtDiv(c2, c.pairing(c1, rk1));
+}
+
+/** The reader's recovery with H(X) known: R = c2' · e(c1, H(X)). One pairing. */
+export function recover(hashOfX: G2, c1: G1, c2Converted: GT): GT {
+  return c.gtMul(c2Converted, c.pairing(c1, hashOfX));
+}
+
+/** A single-record grant computed by the patient, who knows R: c2' = R / e(c1, H(X)). */
+export function recordGrant(R: GT, c1: G1, x: GT): GT {
+  return c.gtDiv(R, c.pairing(c1, hashGtToG2(x)));
+}
