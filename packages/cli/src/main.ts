@@ -3,6 +3,7 @@ import { describeFailure, EXIT } from './errors.ts';
 import { registerAbe } from './commands/abe.ts';
 import { registerPatientKeys, registerPre } from './commands/pre.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerIdentity } from './commands/identity.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerPatientKeys(program);
   registerPre(program);
   registerDemo(program);
+  registerIdentity(program);
   return program;
 }
 

@@ -1,0 +1,216 @@
+/**
+ * A hospital's accounts: registration with vouched attributes, and the two-step multi-factor login
+ * (password, then a TOTP code, a WebAuthn assertion or a recovery code).
+ *
+ * No user enumeration: an unknown username costs the same scrypt work (a dummy hash made with the
+ * same parameters), counts against the same lockout key, and fails with the same message as a wrong
+ * password. The second step needs the single-use ticket the first step returned, which expires in
+ * five minutes and allows three wrong codes.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { AccessDeniedError, MalformedInputError, LimitExceededError } from '@medshare/crypto';
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
+import { ConflictError } from '../errors.ts';
+import type { TicketStore, UserRecord, UserStore } from '../stores.ts';
+import { base32Decode, base32Encode } from './base32.ts';
+import { AttemptLimiter } from './limiter.ts';
+import { DEFAULT_SCRYPT_PARAMS, hashPassword, verifyPassword, type ScryptParams } from './password.ts';
+import { findRecoveryCode, newRecoveryCodes } from './recovery.ts';
+import { DEFAULT_TOTP, matchTotp, newTotpSecret, otpauthUri, type TotpOptions } from './totp.ts';
+import { canonicalAttributes, checkScopes } from './vouching.ts';
+import { authenticationOptions, verifyAssertion, type RelyingParty } from './webauthn.ts';
+
+const TICKET_SECONDS = 300;
+const TICKET_ATTEMPTS = 3;
+const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+const MIN_PASSWORD_CHARS = 12;
+
+/** A ticket for the second login step. */
+interface LoginTicket {
+  readonly userId: string;
+  readonly username: string;
+  readonly attemptsLeft: number;
+  readonly expiresAtMs: number;
+  readonly webauthnChallenge?: string;
+}
+
+/** The identity of a user who completed both factors. */
+export interface AuthenticatedUser {
+  readonly id: string;
+  readonly username: string;
+  readonly attributes: string[];
+  readonly scopes: string[];
+  readonly factor: 'totp' | 'webauthn' | 'recovery';
+}
+
+/** What registration returns, to show the user exactly once. */
+export interface Enrolment {
+  readonly userId: string;
+  readonly totpUri: string;
+  readonly totpSecret: string;
+  readonly recoveryCodes: string[];
+}
+
+export interface AccountServiceOptions {
+  readonly hospital: string;
+  readonly users: UserStore;
+  readonly tickets: TicketStore<LoginTicket>;
+  readonly limiter: AttemptLimiter;
+  readonly relyingParty: RelyingParty;
+  readonly scrypt?: ScryptParams;
+  readonly totp?: Partial<TotpOptions>;
+  readonly now?: () => number;
+}
+
+/** Registration and multi-factor login for one hospital (enrolment of further factors: credentials.ts). */
+export class AccountService {
+  private readonly scrypt: ScryptParams;
+  private readonly totpOptions: TotpOptions;
+  private readonly now: () => number;
+  /** Hash of a random password, verified against for unknown usernames (started at once, so even the first costs the same). */
+  private readonly dummyHash: Promise<string>;
+
+  constructor(private readonly options: AccountServiceOptions) {
+    this.scrypt = options.scrypt ?? DEFAULT_SCRYPT_PARAMS;
+    this.totpOptions = { ...DEFAULT_TOTP, ...options.totp };
+    this.now = options.now ?? Date.now;
+    this.dummyHash = hashPassword(randomBytes(16).toString('hex'), this.scrypt);
+  }
+
+  /**
+   * Registers a user with the attributes the hospital vouches for (`role:doctor`, `level=3`, ...;
+   * `hospital:` and `uid:` are added here) and the SMART scopes they may request. Enrols TOTP and
+   * recovery codes at once so that no account exists without a second factor.
+   */
+  async register(input: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<Enrolment> {
+    if (!USERNAME.test(input.username)) throw new MalformedInputError('username must be 1-64 of a-z 0-9 . _ - starting with a letter or digit');
+    if ([...input.password].length < MIN_PASSWORD_CHARS) throw new MalformedInputError(`password must have at least ${MIN_PASSWORD_CHARS} characters`);
+    checkScopes(input.scopes);
+    const id = randomUUID();
+    const attributes = canonicalAttributes([...input.attributes, `hospital:${this.options.hospital}`, `uid:${id}`]);
+    const secret = newTotpSecret();
+    const recovery = newRecoveryCodes();
+    const user: UserRecord = {
+      id,
+      username: input.username,
+      attributes,
+      scopes: [...input.scopes],
+      passwordHash: await hashPassword(input.password, this.scrypt),
+      totpSecret: base32Encode(secret),
+      lastTotpStep: -1,
+      recoveryDigests: recovery.digests,
+      webauthnUserId: randomBytes(16).toString('base64url'),
+      credentials: [],
+    };
+    if (!(await this.options.users.create(user))) throw new ConflictError(`username ${input.username} is already registered`);
+    return {
+      userId: id,
+      totpSecret: base32Encode(secret),
+      totpUri: otpauthUri(secret, this.options.hospital, input.username, this.totpOptions),
+      recoveryCodes: recovery.codes,
+    };
+  }
+
+  /** Step 1: checks the password; returns a ticket for step 2 and the factors the user has. */
+  async startLogin(username: string, password: string, client: string): Promise<{ ticket: string; factors: string[] }> {
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256) throw new MalformedInputError('username and password are required');
+    const limiter = this.options.limiter;
+    await limiter.check(username, client);
+    const user = await this.options.users.findByUsername(username);
+    const ok = await verifyPassword(password, user?.passwordHash ?? (await this.dummyHash)).catch((error: unknown) => {
+      if (error instanceof LimitExceededError) throw error;
+      return false;
+    });
+    if (!user || !ok) {
+      await limiter.fail(username);
+      throw new AccessDeniedError('invalid username or password');
+    }
+    const ticket = randomBytes(32).toString('base64url');
+    const nowMs = this.now();
+    const expiresAtMs = nowMs + TICKET_SECONDS * 1000;
+    await this.options.tickets.put(ticket, { userId: user.id, username, attemptsLeft: TICKET_ATTEMPTS, expiresAtMs }, expiresAtMs, nowMs);
+    const factors = ['totp', 'recovery', ...(user.credentials.length > 0 ? ['webauthn'] : [])];
+    return { ticket, factors };
+  }
+
+  /** Step 2 with a TOTP code; each time step is accepted once. */
+  async finishWithTotp(ticket: string, code: string, client: string): Promise<AuthenticatedUser> {
+    return this.secondFactor(ticket, client, 'totp', async (user) => {
+      if (!user.totpSecret) return false;
+      const step = matchTotp(base32Decode(user.totpSecret), String(code), this.now() / 1000, this.totpOptions);
+      if (step === undefined) return false;
+      const fresh = await this.options.users.update(user.id, (u) => {
+        if (step <= u.lastTotpStep) return false;
+        u.lastTotpStep = step;
+        return true;
+      });
+      return fresh === true;
+    });
+  }
+
+  /** Step 2 with a recovery code, which is used up. */
+  async finishWithRecoveryCode(ticket: string, code: string, client: string): Promise<AuthenticatedUser> {
+    return this.secondFactor(ticket, client, 'recovery', async (user) => {
+      const consumed = await this.options.users.update(user.id, (u) => {
+        const index = findRecoveryCode(u.recoveryDigests, String(code));
+        if (index < 0) return false;
+        u.recoveryDigests.splice(index, 1);
+        return true;
+      });
+      return consumed === true;
+    });
+  }
+
+  /** Step 2 with WebAuthn, part 1: the assertion challenge (bound to the ticket). */
+  async webauthnLoginOptions(ticket: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const nowMs = this.now();
+    const pending = await this.options.tickets.take(String(ticket), nowMs);
+    if (!pending) throw new AccessDeniedError('invalid or expired login ticket');
+    const user = await this.options.users.findById(pending.userId);
+    if (!user || user.credentials.length === 0) throw new AccessDeniedError('no WebAuthn credential is registered');
+    const options = await authenticationOptions(this.options.relyingParty, user);
+    await this.options.tickets.put(String(ticket), { ...pending, webauthnChallenge: options.challenge }, pending.expiresAtMs, nowMs);
+    return options;
+  }
+
+  /** Step 2 with WebAuthn, part 2: verifies the assertion and stores the new signature counter. */
+  async finishWithWebAuthn(ticket: string, response: AuthenticationResponseJSON, client: string): Promise<AuthenticatedUser> {
+    return this.secondFactor(ticket, client, 'webauthn', async (user, pending) => {
+      if (!pending.webauthnChallenge) return false;
+      const challenge = pending.webauthnChallenge;
+      const result = await verifyAssertion(this.options.relyingParty, challenge, user, response).catch(() => undefined);
+      if (!result) return false;
+      const updated = await this.options.users.update(user.id, (u) => {
+        const credential = u.credentials.find((c) => c.id === result.credentialId);
+        if (!credential) return false;
+        credential.counter = result.newCounter;
+        return true;
+      });
+      return updated === true;
+    });
+  }
+
+  private async secondFactor(
+    ticket: string,
+    client: string,
+    factor: AuthenticatedUser['factor'],
+    check: (user: UserRecord, pending: LoginTicket) => Promise<boolean>,
+  ): Promise<AuthenticatedUser> {
+    const nowMs = this.now();
+    const pending = await this.options.tickets.take(String(ticket), nowMs);
+    if (!pending) throw new AccessDeniedError('invalid or expired login ticket');
+    await this.options.limiter.check(pending.username, client);
+    const user = await this.options.users.findById(pending.userId);
+    if (user && (await check(user, pending))) {
+      await this.options.limiter.succeed(pending.username);
+      return { id: user.id, username: user.username, attributes: user.attributes, scopes: user.scopes, factor };
+    }
+    await this.options.limiter.fail(pending.username);
+    if (pending.attemptsLeft > 1) {
+      await this.options.tickets.put(String(ticket), { ...pending, attemptsLeft: pending.attemptsLeft - 1 }, pending.expiresAtMs, nowMs);
+    }
+    throw new AccessDeniedError(`invalid ${factor === 'webauthn' ? 'WebAuthn assertion' : 'code'}`);
+  }
+}
+
+export type { LoginTicket };

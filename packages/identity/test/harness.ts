@@ -1,0 +1,77 @@
+/** Real Fastify servers on 127.0.0.1 for the identity tests, with a controllable clock. */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { createMemoryHospital, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember } from '../src/index.ts';
+
+/** A clock tests can move forward. */
+export class TestClock {
+  private offsetMs = 0;
+  readonly now = () => Date.now() + this.offsetMs;
+  advance(seconds: number): void {
+    this.offsetMs += seconds * 1000;
+  }
+}
+
+export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
+export const FAST_SCRYPT = { logN: 12, r: 8, p: 1 };
+
+export interface RunningHospital {
+  readonly name: string;
+  readonly issuer: string;
+  readonly base: URL; // …/identity/
+  readonly origin: string;
+  readonly app: FastifyInstance;
+  readonly service: Awaited<ReturnType<typeof createMemoryHospital>>;
+  /** This hospital as another member's trust list sees it: JWKS and session status over HTTP. */
+  member(): FederationMember;
+  post(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  close(): Promise<void>;
+}
+
+/** Starts a hospital identity service on 127.0.0.1 (random port). */
+export async function startHospital(name: string, clock: TestClock, limits = {}): Promise<RunningHospital> {
+  const issuer = `https://idp.${name}.example`;
+  const origin = `https://${name}.example`;
+  const service = await createMemoryHospital({
+    hospital: name,
+    issuer,
+    adminToken: ADMIN_TOKEN,
+    relyingParty: { id: `${name}.example`, name, origins: [origin] },
+    scrypt: FAST_SCRYPT,
+    limits,
+    now: clock.now,
+  });
+  const app = Fastify({ logger: false });
+  await app.register(hospitalIdentityPlugin, { ...service, prefix: '/identity' });
+  const address = await app.listen({ host: '127.0.0.1', port: 0 });
+  const base = new URL('/identity/', address);
+  return {
+    name,
+    issuer,
+    base,
+    origin,
+    app,
+    service,
+    member: () => ({ issuer, hospital: name, jwks: new URL('.well-known/jwks.json', base), sessionStatus: remoteSessionStatus(base) }),
+    post: (path, body, bearer) => postJson(new URL(path, base), body, bearer),
+    close: () => app.close(),
+  };
+}
+
+/** POSTs JSON and returns status, parsed body and headers. */
+export async function postJson(url: URL, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (bearer) headers.authorization = `Bearer ${bearer}`;
+  const response = await fetch(url, { method: 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
+}
+
+export const DOCTOR = { username: 'alice', password: 'a long enough passphrase', attributes: ['role:doctor', 'dept:cardiology', 'level=3'], scopes: ['user/Observation.rs', 'patient/*.rs', 'openid'] };
+
+/** Registers a user and returns the enrolment (TOTP secret, recovery codes). */
+export async function register(hospital: RunningHospital, user = DOCTOR): Promise<{ userId: string; totpSecret: string; recoveryCodes: string[] }> {
+  const result = await hospital.post('users', user, ADMIN_TOKEN);
+  if (result.status !== 201) throw new Error(`registration failed: ${JSON.stringify(result.body)}`);
+  return result.body;
+}

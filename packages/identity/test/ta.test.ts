@@ -1,0 +1,132 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { JWK } from 'jose';
+import { abe } from '@medshare/crypto';
+import { base32Decode, MemoryNonceCache, openIssuedKey, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList, type IssuedKey } from '../src/index.ts';
+import { DOCTOR, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+
+const clock = new TestClock();
+let a: RunningHospital;
+let secret: Uint8Array;
+let taApp: FastifyInstance;
+let taUrl: URL;
+let publicKey: abe.PublicKey;
+
+function deviceKeyPair(): { privateKey: KeyObject; jwk: JWK } {
+  const pair = generateKeyPairSync('x25519');
+  return { privateKey: pair.privateKey, jwk: pair.publicKey.export({ format: 'jwk' }) as JWK };
+}
+
+before(async () => {
+  await abe.init();
+  a = await startHospital('hospital-a', clock);
+  secret = base32Decode((await register(a)).totpSecret);
+  const trust = new TrustList();
+  trust.add(a.member());
+  const keys = abe.setup();
+  publicKey = keys.publicKey;
+  const authority = new TrustedAuthority({
+    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
+    publicKey: keys.publicKey,
+    masterKey: keys.masterKey,
+    usedTokens: new MemoryNonceCache(),
+    now: clock.now,
+  });
+  taApp = Fastify({ logger: false });
+  await taApp.register(trustedAuthorityPlugin, { authority, publicKey: keys.publicKey });
+  taUrl = new URL(await taApp.listen({ host: '127.0.0.1', port: 0 }));
+});
+after(async () => {
+  await a.close();
+  await taApp.close();
+});
+
+async function login(deviceKey?: JWK): Promise<string> {
+  clock.advance(30);
+  const ticket = (await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
+  const result = await a.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000), audience: ['medshare-ta'], ...(deviceKey ? { deviceKey } : {}) });
+  assert.equal(result.status, 200, JSON.stringify(result.body));
+  return result.body.token;
+}
+
+const requestKey = (token: string | undefined, body: unknown) => postJson(new URL('/ta/keys', taUrl), body, token);
+
+test('an authenticated user gets a key for vouched attributes, sealed to the device, which decrypts matching records', async () => {
+  const device = deviceKeyPair();
+  const token = await login(device.jwk);
+  const result = await requestKey(token, { attributes: ['role:doctor', 'dept:cardiology', 'level=3'], deviceKey: device.jwk });
+  assert.equal(result.status, 200, JSON.stringify(result.body));
+  const issued = result.body as IssuedKey;
+  assert.deepEqual(Object.keys(issued.box).sort(), ['ct', 'epk', 'iv', 'tag', 'v']);
+  const userKey = openIssuedKey(device.privateKey, issued);
+  assert.equal(abe.formatAttributes(userKey.attributes), 'role:doctor, dept:cardiology, level=3');
+  const record = new TextEncoder().encode('{"resourceType":"Observation"}');
+  const allowed = abe.encrypt(publicKey, 'role:doctor and dept:cardiology and level >= 2', record);
+  assert.equal(Buffer.from(abe.decrypt(userKey, allowed)).toString(), Buffer.from(record).toString());
+  const denied = abe.encrypt(publicKey, 'role:nurse', record);
+  assert.throws(() => abe.decrypt(userKey, denied), /satisf|denied|policy/i);
+});
+
+test('the key never travels in clear: the response holds no decodable user key, and another device cannot open it', async () => {
+  const device = deviceKeyPair();
+  const token = await login(device.jwk);
+  const issued = (await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body as IssuedKey;
+  const other = deviceKeyPair();
+  assert.throws(() => openIssuedKey(other.privateKey, issued), /authentication/);
+  assert.throws(() => openIssuedKey(device.privateKey, { ...issued, subject: 'someone-else' }), /authentication/);
+  const ct = Buffer.from(issued.box.ct, 'base64url');
+  assert.throws(() => abe.decodeUserKey(ct));
+});
+
+test('attributes the hospital did not vouch for are refused', async () => {
+  const device = deviceKeyPair();
+  for (const attributes of [['role:admin'], ['role:doctor', 'dept:oncology'], ['level=4'], ['hospital:hospital-b']]) {
+    const token = await login(device.jwk);
+    const result = await requestKey(token, { attributes, deviceKey: device.jwk });
+    assert.equal(result.status, 403, attributes.join());
+    assert.match(result.body.detail, /is not vouched for by hospital-a/);
+  }
+});
+
+test('no token, a token for another audience, an unbound token, another device key, or a reused token: refused', async () => {
+  const device = deviceKeyPair();
+  assert.equal((await requestKey(undefined, { attributes: ['role:doctor'], deviceKey: device.jwk })).status, 403);
+  const unbound = await login();
+  assert.match((await requestKey(unbound, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /not bound to a device key/);
+  const token = await login(device.jwk);
+  const thief = deviceKeyPair();
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: thief.jwk })).body.detail, /different device key/);
+  assert.equal((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).status, 200);
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /already been used/);
+  clock.advance(30);
+  const ticket = (await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
+  const cloudToken = (await a.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000), audience: ['medshare-cloud'], deviceKey: device.jwk })).body.token;
+  assert.match((await requestKey(cloudToken, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /not for audience medshare-ta/);
+});
+
+test('a revoked session gets no key', async () => {
+  const device = deviceKeyPair();
+  const token = await login(device.jwk);
+  assert.equal((await a.post('logout', undefined, token)).status, 204);
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /revoked/);
+});
+
+test('malformed key requests are 400 problem+json', async () => {
+  const device = deviceKeyPair();
+  const token = await login(device.jwk);
+  const bad: unknown[] = [{ attributes: [], deviceKey: device.jwk }, { attributes: ['role:doctor'], deviceKey: { kty: 'EC' } }, { attributes: ['role doctor ('], deviceKey: device.jwk }];
+  for (const body of bad) {
+    const result = await requestKey(token, body);
+    assert.equal(result.status, 400, JSON.stringify(body));
+    assert.equal(result.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+  }
+});
+
+test('the TA publishes its public parameters', async () => {
+  const response = await fetch(new URL('/ta/public-key', taUrl));
+  const body = (await response.json()) as { authorityId: string; publicKey: string };
+  const decoded = abe.decodePublicKey(Buffer.from(body.publicKey, 'base64'));
+  assert.equal(Buffer.from(decoded.authorityId).toString('hex'), body.authorityId);
+});
