@@ -97,9 +97,9 @@ export function generateCheckpointKey(name: string): { signer: CheckpointSigner;
 }
 
 function decodeKey(text: string, expectedLength: number, what: string): { name: string; material: Buffer } {
-  const parts = text.trim().split('+');
-  const [name, idHex, encoded] = parts;
-  if (parts.length !== 3 || name === undefined || idHex === undefined || encoded === undefined) {
+  // Names and hex key IDs contain no '+', base64 may: split on the first two only.
+  const [, name, idHex, encoded] = /^([^+]+)\+([0-9a-f]{8})\+(.+)$/s.exec(text.trim()) ?? [];
+  if (name === undefined || idHex === undefined || encoded === undefined) {
     throw new MalformedInputError(`a ${what} has the form name+keyid+base64`);
   }
   checkName(name);
