@@ -9,7 +9,7 @@
  * other processes (services scaled out on PostgreSQL) queue behind it, and a failed transaction fails exactly
  * the entries of that batch, whose callers see the error.
  */
-import { IntegrityError, LimitExceededError, MalformedInputError } from '@medshare/crypto';
+import { IntegrityError, LimitExceededError, MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { migrate, type Database, type Queryable } from '@medshare/db';
 import { buildAuditEvent, canonicalBytes, parseEntry, patientOf, type AuditEvent, type AuditEventInput } from './entry.ts';
 import { hashLeaf } from './hashing.ts';
@@ -60,7 +60,7 @@ export class AuditLog {
   private constructor(
     readonly db: Database,
     readonly origin: string,
-    private readonly signer: CheckpointSigner,
+    private readonly signer: CheckpointSigner | undefined,
     options: BatchOptions,
   ) {
     this.maxBatch = options.maxBatch ?? 2_000;
@@ -87,6 +87,21 @@ export class AuditLog {
     return log;
   }
 
+  /**
+   * Opens an existing log for reading only (proofs, entries, checkpoints), as an auditor or the CLI does: no
+   * signing key is needed and nothing is written. `logVkey` is the stored log key, for callers that pin none.
+   */
+  static async openReader(db: Database): Promise<{ log: AuditLog; logVkey: string }> {
+    const head = await db
+      .query<{ origin: string; log_vkey: string }>('SELECT origin, log_vkey FROM ledger_head WHERE id = 1')
+      .catch(() => ({ rows: [] }));
+    const row = head.rows[0];
+    if (row === undefined) throw new MalformedInputError('this database holds no audit log');
+    const log = new AuditLog(db, row.origin, undefined, {});
+    await log.catchUp(db);
+    return { log, logVkey: row.log_vkey };
+  }
+
   /** Number of entries this process knows are committed. */
   get size(): number {
     return this.tree.size;
@@ -97,6 +112,7 @@ export class AuditLog {
     if (this.queue.length >= this.maxQueued) {
       return Promise.reject(new LimitExceededError(`more than ${this.maxQueued} entries waiting to be appended`));
     }
+    if (this.signer === undefined) return Promise.reject(new UnsupportedError('this log was opened for reading only'));
     let event: AuditEvent;
     try {
       event = buildAuditEvent(input, 0);
@@ -161,6 +177,7 @@ export class AuditLog {
   }
 
   private signCheckpoint(size: number): string {
+    if (this.signer === undefined) throw new UnsupportedError('this log was opened for reading only');
     const body = formatCheckpoint({ origin: this.origin, size, rootHash: this.tree.rootHash(size) });
     return signNote(body, [this.signer], Math.floor(Date.now() / 1000));
   }
@@ -195,8 +212,8 @@ export class AuditLog {
         : await this.db.query<{ note: string }>('SELECT note FROM ledger_checkpoints WHERE size = $1', [size]);
     const note = result.rows[0]?.note;
     if (note !== undefined) return note;
-    if (size === undefined || size === 0) return this.signCheckpoint(0);
-    throw new MalformedInputError(`no checkpoint was signed at size ${size}`);
+    if ((size ?? 0) === 0 && this.signer !== undefined) return this.signCheckpoint(0);
+    throw new MalformedInputError(`no checkpoint was signed at size ${size ?? 0}`);
   }
 
   /** Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped). */
