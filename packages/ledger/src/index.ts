@@ -10,3 +10,5 @@ export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type Veri
 export { verifyLog, cosignersOf, type TrustPolicy, type VerifyReport } from './verify.ts';
 export { buildInclusionBundle, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
 export { ForkDetectedError, WitnessConflictError } from './errors.ts';
+export { AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt } from './anchor.ts';
+export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';
