@@ -53,6 +53,8 @@ const LOAD_PAGE = 20_000;
 export class AuditLog {
   private queue: Pending[] = [];
   private flushing: Promise<void> | undefined;
+  /** Serialises everything that appends to `tree` (batch writes, catching up on other processes' entries). */
+  private treeLock: Promise<unknown> = Promise.resolve();
   private tree = new MerkleTree();
   private readonly maxBatch: number;
   private readonly maxQueued: number;
@@ -92,10 +94,10 @@ export class AuditLog {
    * signing key is needed and nothing is written. `logVkey` is the stored log key, for callers that pin none.
    */
   static async openReader(db: Database): Promise<{ log: AuditLog; logVkey: string }> {
-    const head = await db
-      .query<{ origin: string; log_vkey: string }>('SELECT origin, log_vkey FROM ledger_head WHERE id = 1')
-      .catch(() => ({ rows: [] }));
-    const row = head.rows[0];
+    const exists = await db.query<{ t: string | null }>("SELECT to_regclass('ledger_head')::text AS t");
+    const row = exists.rows[0]?.t
+      ? (await db.query<{ origin: string; log_vkey: string }>('SELECT origin, log_vkey FROM ledger_head WHERE id = 1')).rows[0]
+      : undefined;
     if (row === undefined) throw new MalformedInputError('this database holds no audit log');
     const log = new AuditLog(db, row.origin, undefined, {});
     await log.catchUp(db);
@@ -137,13 +139,15 @@ export class AuditLog {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, this.maxBatch);
         try {
-          const results = await this.writeBatch(batch.map((p) => p.event));
+          const results = await this.exclusive(() => this.writeBatch(batch.map((p) => p.event)));
           batch.forEach((pending, i) => pending.resolve(results[i]!));
         } catch (error) {
           batch.forEach((pending) => pending.reject(error));
           // The transaction rolled back; the tree may hold leaves that were never committed.
-          this.tree = new MerkleTree();
-          await this.catchUp(this.db).catch(() => undefined);
+          await this.exclusive(async () => {
+            this.tree = new MerkleTree();
+            await this.catchUp(this.db);
+          }).catch(() => undefined);
         }
       }
     } finally {
@@ -201,7 +205,14 @@ export class AuditLog {
   /** Picks up entries other processes appended since. */
   async refresh(): Promise<void> {
     await this.flush();
-    await this.catchUp(this.db);
+    await this.exclusive(() => this.catchUp(this.db));
+  }
+
+  /** Runs `work` after every earlier tree-changing operation has finished. */
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.treeLock.then(work);
+    this.treeLock = run.catch(() => undefined);
+    return run;
   }
 
   /** The signed checkpoint note of `size` (default: the latest), with every cosignature collected so far. */

@@ -1,6 +1,6 @@
 import { after, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IntegrityError, LimitExceededError, MalformedInputError } from '@medshare/crypto';
+import { IntegrityError, LimitExceededError, MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { openTestDatabases, type Database } from '@medshare/db';
 import {
   AuditLog, buildInclusionBundle, collectCosignatures, ForkDetectedError, generateCheckpointKey, hashLeaf, parseEntry,
@@ -228,4 +228,17 @@ test('entries parse back to the events appended', async () => {
   assert.deepEqual(parseEntry(stored.bytes), stored.event);
   assert.equal((await log.entriesForPatient(pseudonym('zoe'))).length, 1);
   await assert.rejects(log.entry(99), MalformedInputError);
+});
+
+test('a reader needs no key and writes nothing; a database without a log is refused clearly', async () => {
+  const db = databases[0]!.db;
+  await reset(db);
+  await assert.rejects(AuditLog.openReader(db), /holds no audit log/);
+  const writer = await AuditLog.open(db, logKey.signer);
+  await writer.append(accessEvent('reader'));
+  const { log, logVkey } = await AuditLog.openReader(db);
+  assert.equal(logVkey, logKey.signer.verifier.vkey);
+  assert.equal(log.size, 1);
+  assert.ok(log.rootHash().equals(writer.rootHash()));
+  await assert.rejects(log.append(accessEvent('nope')), UnsupportedError);
 });
