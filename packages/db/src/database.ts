@@ -22,7 +22,7 @@ export interface Database extends Queryable {
   readonly engine: 'pglite' | 'postgres';
   /** Runs `work` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Releases the engine (and, for a per-handle schema, drops nothing: see `openDatabase`). */
+  /** Releases the engine: closes PGlite or ends the connection pool. */
   close(): Promise<void>;
 }
 

@@ -24,9 +24,9 @@ export interface NoteSignature {
   signature: Buffer;
 }
 
-/** Bounds that keep parsing linear and small whatever the input. */
-export const MAX_NOTE_BYTES = 64 * 1024;
-export const MAX_SIGNATURES = 100;
+// Bounds that keep parsing linear and small whatever the input.
+const MAX_NOTE_BYTES = 64 * 1024;
+const MAX_SIGNATURES = 100;
 
 const EM_DASH = '\u2014';
 const ORIGIN = /^[^\s+]{1,255}$/u;
@@ -57,10 +57,9 @@ export function parseCheckpoint(body: string): Checkpoint {
   return { origin, size: Number(sizeText), rootHash };
 }
 
-/** Appends one signature line per signer to `body` (a new note) or to an existing note's signatures. */
-export function signNote(body: string, signers: readonly CheckpointSigner[], timestamp: number, existing: readonly NoteSignature[] = []): string {
-  const added = signers.map((signer) => ({ name: signer.verifier.name, signature: signer.sign(body, timestamp) }));
-  return formatNote(body, [...existing, ...added]);
+/** A new note: `body` signed by each signer at `timestamp` (seconds since the epoch). */
+export function signNote(body: string, signers: readonly CheckpointSigner[], timestamp: number): string {
+  return formatNote(body, signers.map((signer) => ({ name: signer.verifier.name, signature: signer.sign(body, timestamp) })));
 }
 
 /** Serialises a note from its body and signature lines. */
