@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { BrowserProvider, type Signer } from 'ethers';
+import { BrowserProvider, Wallet, type Signer } from 'ethers';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
@@ -108,3 +108,30 @@ test('a real chain is configured through LEDGER_RPC_URL; missing settings are a 
   assert.ok(client instanceof AnchorClient);
   client.contract.runner?.provider?.destroy();
 });
+
+test('LEDGER_RPC_URL: the same client over a JSON-RPC HTTP endpoint on 127.0.0.1 anchors and proves', async () => {
+  const { JsonRpcServer } = await import('hardhat/internal/hardhat-network/jsonrpc/server.js');
+  const server = new JsonRpcServer({ hostname: '127.0.0.1', port: 0, provider: hre.network.provider });
+  const { port } = await server.listen();
+  try {
+    const deployed = await AnchorClient.deploy(admin);
+    const env = {
+      LEDGER_RPC_URL: `http://127.0.0.1:${port}`,
+      // Hardhat's first development account, derived from its public test mnemonic.
+      LEDGER_PRIVATE_KEY: Wallet.fromPhrase(HARDHAT_MNEMONIC).privateKey,
+      LEDGER_ANCHOR_ADDRESS: await deployed.address(),
+    };
+    const remote = anchorClientFromEnv(env);
+    await log.append(accessEvent('over-http'));
+    const receipt = await remote.anchorLatest(log, logKey.signer.verifier);
+    assert.equal(receipt.treeSize, log.size);
+    const readOnly = anchorClientFromEnv({ ...env, LEDGER_PRIVATE_KEY: '' });
+    assert.equal((await readOnly.proveAnchored(await log.checkpoint(), logKey.signer.verifier)).blockNumber, receipt.blockNumber);
+    remote.contract.runner?.provider?.destroy();
+    readOnly.contract.runner?.provider?.destroy();
+  } finally {
+    await server.close();
+  }
+});
+
+const HARDHAT_MNEMONIC = 'test test test test test test test test test test test junk';

@@ -4,6 +4,8 @@
  *   proof   an inclusion proof bundle for one entry (JSON), verifiable offline with `check-proof`
  *   check-proof  verify such a bundle offline against pinned keys
  *   log     who accessed a patient's records, each line with its inclusion proof checked
+ *   anchor / anchored  put the latest checkpoint on the EVM chain / prove a checkpoint is there
+ *           (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, and LEDGER_PRIVATE_KEY to write)
  * The database is `--data DIR` (PGlite), else DATABASE_URL (PostgreSQL), else ./.medshare/data.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -11,7 +13,7 @@ import type { Command } from 'commander';
 import { IntegrityError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
-  AuditLog, buildInclusionBundle, parseVerifierKey, verifyInclusionBundle, verifyLog, type CheckpointVerifier,
+  AuditLog, anchorClientFromEnv, buildInclusionBundle, parseVerifierKey, verifyInclusionBundle, verifyLog, type CheckpointVerifier,
   type InclusionBundle,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
@@ -151,4 +153,34 @@ export function registerAudit(program: Command): void {
       process.stdout.write(`${checked.length} entr${checked.length === 1 ? 'y' : 'ies'} for ${options.patient}\n`);
     });
   });
+
+  addTrustOptions(
+    audit
+      .command('anchor')
+      .description("anchor the log's latest checkpoint on the EVM chain (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, LEDGER_PRIVATE_KEY)")
+      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)'),
+  ).action(async (options: StoreOptions & TrustOptions) => {
+    const chain = anchorClientFromEnv();
+    try {
+      const receipt = await withReader(options, (log, storedVkey) => chain.anchorLatest(log, trustFrom(options, storedVkey).log));
+      process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+    } finally {
+      chain.contract.runner?.provider?.destroy();
+    }
+  });
+
+  audit
+    .command('anchored')
+    .description('prove from the chain that a signed checkpoint was anchored (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS)')
+    .requiredOption('--checkpoint <file>', 'the signed checkpoint note')
+    .requiredOption('--log-key <vkey>', "the log's verifier key")
+    .action(async (options: { checkpoint: string; logKey: string }) => {
+      const chain = anchorClientFromEnv();
+      try {
+        const receipt = await chain.proveAnchored(readFileSync(options.checkpoint, 'utf8'), parseVerifierKey(options.logKey));
+        process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+      } finally {
+        chain.contract.runner?.provider?.destroy();
+      }
+    });
 }
