@@ -26,13 +26,18 @@ export async function migrate(db: Database, component: string, migrations: reado
       throw new MalformedInputError(`migration versions of ${component} must be 1, 2, 3, ... in order`);
     }
   });
-  await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
-    component text NOT NULL,
-    version integer NOT NULL,
-    description text NOT NULL,
-    checksum text NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (component, version))`);
+  // CREATE TABLE IF NOT EXISTS is not safe against a concurrent twin on PostgreSQL (a unique violation in the
+  // catalog), so the bookkeeping table is created under a lock too.
+  await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext('schema_migrations'))");
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      component text NOT NULL,
+      version integer NOT NULL,
+      description text NOT NULL,
+      checksum text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (component, version))`);
+  });
   const applied: number[] = [];
   for (const migration of migrations) {
     const checksum = createHash('sha256').update(migration.statements.join('\n;\n')).digest('hex');

@@ -62,6 +62,16 @@ for (const { label, db } of databases) {
       await assert.rejects(migrate(db, 'Bad Name; DROP', NOTES), MalformedInputError);
     });
 
+    test('concurrent migrators apply each migration exactly once', async () => {
+      const racing: Migration[] = [
+        { version: 1, description: 'a', statements: ['CREATE TABLE race_a (x int)'] },
+        { version: 2, description: 'b', statements: ['CREATE TABLE race_b (x int)'] },
+      ];
+      const results = await Promise.all([migrate(db, 'race', racing), migrate(db, 'race', racing), migrate(db, 'race', racing)]);
+      assert.deepEqual(results.flat().sort(), [1, 2]);
+      assert.equal(await schemaVersion(db, 'race'), 2);
+    });
+
     test('a transaction commits on success and rolls back on error', async () => {
       await db.transaction(async (tx) => {
         await tx.query("INSERT INTO notes (id, body) VALUES (10, 'kept')");
