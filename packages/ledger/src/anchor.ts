@@ -14,7 +14,7 @@ import { loadAnchorArtifact } from './contract.ts';
 import { parseNote } from './note.ts';
 import { verifyCheckpointNote, type VerifiedCheckpoint } from './witness.ts';
 import type { CheckpointVerifier } from './keys.ts';
-import type { AuditLog } from './log.ts';
+import type { AuditLog, StoredEntry } from './log.ts';
 
 /** Where and when a checkpoint was anchored. */
 export interface AnchorReceipt {
@@ -147,6 +147,15 @@ export class AnchorClient {
     } catch (error) {
       throw chainError(this.contract, error, 'recording consent');
     }
+  }
+
+  /** Puts a logged consent-grant or consent-revoke entry on the chain: its policy hash, the direction, its index. */
+  async recordConsentEntry(entry: StoredEntry): Promise<AnchorReceipt> {
+    const code = entry.event.type.code;
+    if (code !== 'consent-grant' && code !== 'consent-revoke') throw new MalformedInputError(`entry ${entry.index} is not a consent event`);
+    const policy = entry.event.entity.find((e) => e.type.code === 'policy')?.what.identifier.value;
+    if (policy === undefined) throw new MalformedInputError(`entry ${entry.index} names no policy`);
+    return this.recordConsent(policy, code === 'consent-grant', entry.index);
   }
 
   /** Whether the chain currently records the consent as granted. */

@@ -102,6 +102,19 @@ test('consent grants and revocations are recorded by hash only', async () => {
   await assert.rejects(anchor.recordConsent('not a hash', true, 1), MalformedInputError);
 });
 
+test('consent entries of the log go on the chain as hashes, grant then revoke', async () => {
+  const anchor = await AnchorClient.deploy(admin);
+  const policyHash = hashName('policy: role:emergency');
+  const grant = await log.append({ ...accessEvent('consenting'), type: 'consent-grant', policyHash, records: [] });
+  const revoke = await log.append({ ...accessEvent('consenting'), type: 'consent-revoke', policyHash, records: [] });
+  await anchor.recordConsentEntry(await log.entry(grant.index));
+  assert.equal(await anchor.consentGranted(policyHash), true);
+  await anchor.recordConsentEntry(await log.entry(revoke.index));
+  assert.equal(await anchor.consentGranted(policyHash), false);
+  const access = await log.append(accessEvent('not-consent'));
+  await assert.rejects(anchor.recordConsentEntry(await log.entry(access.index)), /not a consent event/);
+});
+
 test('a real chain is configured through LEDGER_RPC_URL; missing settings are a clear error', () => {
   assert.throws(() => anchorClientFromEnv({}), /LEDGER_RPC_URL/);
   const client = anchorClientFromEnv({ LEDGER_RPC_URL: 'http://127.0.0.1:1', LEDGER_ANCHOR_ADDRESS: '0x5FbDB2315678afecb367f032d93F642f64180aa3' });
