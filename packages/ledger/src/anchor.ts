@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Contract, ContractFactory, JsonRpcProvider, Wallet, keccak256, toUtf8Bytes, type ContractRunner, type Signer } from 'ethers';
-import { IntegrityError, MalformedInputError, MedShareError } from '@medshare/crypto';
+import { AccessDeniedError, IntegrityError, MalformedInputError, type MedShareError } from '@medshare/crypto';
+import { ChainCallError } from './errors.ts';
 import { loadAnchorArtifact } from './contract.ts';
 import { parseNote } from './note.ts';
 import { verifyCheckpointNote, type VerifiedCheckpoint } from './witness.ts';
@@ -53,10 +54,10 @@ function chainError(contract: Contract, error: unknown, action: string): MedShar
   }
   if (name === 'NotConsistent') return new IntegrityError(`${action}: the chain refuses a checkpoint inconsistent with the one it anchored (fork)`);
   if (name === 'NotNewer') return new MalformedInputError(`${action}: the chain already holds this or a larger tree size`);
-  if (name === 'NotAuthorised') return new IntegrityError(`${action}: this account may not anchor`);
+  if (name === 'NotAuthorised') return new AccessDeniedError(`${action}: this account may not anchor`);
   if (name === 'ConsentUnchanged') return new MalformedInputError(`${action}: the consent is already in that state`);
   const message = shortMessage ?? (error instanceof Error ? error.message.split('\n')[0] : String(error));
-  return new MedShareError('UNSUPPORTED', `${action}: chain call failed (${message})`);
+  return new ChainCallError(`${action}: chain call failed (${message})`);
 }
 
 /** A client of one deployed LedgerAnchor contract. */

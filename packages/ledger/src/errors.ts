@@ -21,3 +21,10 @@ export class WitnessConflictError extends MedShareError {
     this.witnessSize = witnessSize;
   }
 }
+
+/** A chain call that failed for a reason other than a known contract refusal (node unreachable, out of gas, ...). */
+export class ChainCallError extends MedShareError {
+  constructor(message: string) {
+    super('UNSUPPORTED', message);
+  }
+}

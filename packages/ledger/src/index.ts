@@ -9,6 +9,6 @@ export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions } from
 export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type VerifiedCheckpoint, type AddCheckpointRequest } from './witness.ts';
 export { verifyLog, cosignersOf, type TrustPolicy, type VerifyReport } from './verify.ts';
 export { buildInclusionBundle, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
-export { ForkDetectedError, WitnessConflictError } from './errors.ts';
+export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';
 export { AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt } from './anchor.ts';
 export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';
