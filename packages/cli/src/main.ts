@@ -4,6 +4,7 @@ import { registerAbe } from './commands/abe.ts';
 import { registerPatientKeys, registerPre } from './commands/pre.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerIdentity } from './commands/identity.ts';
+import { registerAudit } from './commands/audit.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerPre(program);
   registerDemo(program);
   registerIdentity(program);
+  registerAudit(program);
   return program;
 }
 

@@ -11,10 +11,10 @@ export interface CliResult {
   stdoutBytes: Buffer;
 }
 
-/** Runs the real `medshare` binary in a child process, optionally feeding stdin. */
-export function runCli(args: string[], options: { stdin?: Buffer | string; cwd?: string } = {}): Promise<CliResult> {
+/** Runs the real `medshare` binary in a child process, optionally feeding stdin and setting its environment. */
+export function runCli(args: string[], options: { stdin?: Buffer | string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk));

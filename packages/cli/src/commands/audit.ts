@@ -1,0 +1,186 @@
+/**
+ * `medshare audit`: check the tamper-evident ledger without trusting the server that keeps it.
+ *   verify  recompute the tree from every stored entry; check every checkpoint, cosignature and external checkpoint
+ *   proof   an inclusion proof bundle for one entry (JSON), verifiable offline with `check-proof`
+ *   check-proof  verify such a bundle offline against pinned keys
+ *   log     who accessed a patient's records, each line with its inclusion proof checked
+ *   anchor / anchored  put the latest checkpoint on the EVM chain / prove a checkpoint is there
+ *           (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, and LEDGER_PRIVATE_KEY to write)
+ * The database is `--data DIR` (PGlite), else DATABASE_URL (PostgreSQL), else ./.medshare/data.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { IntegrityError } from '@medshare/crypto';
+import { openDatabase, type Database } from '@medshare/db';
+import {
+  AuditLog, anchorClientFromEnv, buildInclusionBundle, parseVerifierKey, verifyInclusionBundle, verifyLog, type CheckpointVerifier,
+  type InclusionBundle,
+} from '@medshare/ledger';
+import { UsageError } from '../errors.ts';
+
+const DEFAULT_DATA_DIR = '.medshare/data';
+const PSEUDONYM = /^psn:[A-Za-z0-9_-]{16,86}$/;
+
+interface StoreOptions {
+  data?: string;
+}
+
+interface TrustOptions {
+  logKey?: string;
+  witnessKey?: string[];
+  quorum?: string;
+}
+
+async function openStore(options: StoreOptions): Promise<Database> {
+  const url = process.env['DATABASE_URL'];
+  if (options.data === undefined && url) return openDatabase({ url });
+  const dataDir = options.data ?? DEFAULT_DATA_DIR;
+  if (!existsSync(dataDir)) throw new UsageError(`${dataDir}: no such ledger data directory`);
+  return openDatabase({ dataDir });
+}
+
+async function withReader<T>(options: StoreOptions, work: (log: AuditLog, storedVkey: string, db: Database) => Promise<T>): Promise<T> {
+  const db = await openStore(options);
+  try {
+    const { log, logVkey } = await AuditLog.openReader(db);
+    return await work(log, logVkey, db);
+  } finally {
+    await db.close();
+  }
+}
+
+function quorumOf(options: TrustOptions): number {
+  const quorum = Number(options.quorum ?? '0');
+  if (!Number.isSafeInteger(quorum) || quorum < 0) throw new UsageError('--quorum must be a non-negative integer');
+  return quorum;
+}
+
+/** The keys to trust: pinned with --log-key, or (with a warning) the key the database names. */
+function trustFrom(options: TrustOptions, storedVkey: string | undefined): { log: CheckpointVerifier; witnesses: CheckpointVerifier[]; quorum: number } {
+  const vkey = options.logKey ?? storedVkey;
+  if (vkey === undefined) throw new UsageError('--log-key is required');
+  if (options.logKey === undefined) process.stderr.write('medshare: trusting the log key stored in the database; pin it with --log-key\n');
+  return { log: parseVerifierKey(vkey), witnesses: (options.witnessKey ?? []).map(parseVerifierKey), quorum: quorumOf(options) };
+}
+
+function entryId(text: string): number {
+  if (!/^(0|[1-9][0-9]{0,14})$/.test(text)) throw new UsageError('--entry must be a non-negative integer');
+  return Number(text);
+}
+
+function addTrustOptions(command: Command): Command {
+  return command
+    .option('--log-key <vkey>', "the log's verifier key (C2SP vkey); default: the one stored with the log")
+    .option('--witness-key <vkey...>', "trusted witnesses' verifier keys")
+    .option('--quorum <n>', 'witness cosignatures required on the latest checkpoint', '0');
+}
+
+/** Registers the `audit` command group. */
+export function registerAudit(program: Command): void {
+  const audit = program.command('audit').description('check the tamper-evident audit ledger');
+
+  addTrustOptions(
+    audit
+      .command('verify')
+      .description('recompute the tree from every entry; check every checkpoint and cosignature')
+      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+      .option('--checkpoint <file...>', 'checkpoints obtained elsewhere (a witness, the chain) that must match'),
+  ).action(async (options: StoreOptions & TrustOptions & { checkpoint?: string[] }) => {
+    const external = (options.checkpoint ?? []).map((file) => readFileSync(file, 'utf8'));
+    const report = await withReader(options, async (_log, storedVkey, db) => verifyLog(db, { ...trustFrom(options, storedVkey), external }));
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    if (!report.ok) {
+      const where = report.firstBadIndex === undefined ? '' : ` at entry ${report.firstBadIndex}`;
+      throw new IntegrityError(`ledger verification failed${where}: ${report.problem}`);
+    }
+  });
+
+  audit
+    .command('proof')
+    .description('print the inclusion proof bundle of one entry (JSON, verifiable offline)')
+    .requiredOption('--entry <id>', 'entry index')
+    .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+    .action(async (options: StoreOptions & { entry: string }) => {
+      const bundle = await withReader(options, (log) => buildInclusionBundle(log, entryId(options.entry)));
+      process.stdout.write(`${JSON.stringify(bundle, null, 2)}\n`);
+    });
+
+  addTrustOptions(
+    audit
+      .command('check-proof')
+      .description('verify an inclusion proof bundle offline against pinned keys')
+      .argument('<file>', 'bundle written by `medshare audit proof` (- for stdin)'),
+  ).action(async (file: string, options: TrustOptions) => {
+    if (options.logKey === undefined) throw new UsageError('--log-key is required to check a proof offline');
+    let bundle: InclusionBundle;
+    try {
+      bundle = JSON.parse(readFileSync(file === '-' ? 0 : file, 'utf8')) as InclusionBundle;
+    } catch (error) {
+      if (error instanceof SyntaxError) throw new UsageError(`${file}: not JSON`);
+      throw error;
+    }
+    const { event, treeSize, cosigners } = verifyInclusionBundle(bundle, trustFrom(options, undefined));
+    process.stdout.write(`entry ${event.id} (${event.type.code}) is in the log at checkpoint ${treeSize}; cosigned by ${cosigners.length} trusted witness(es)\n`);
+  });
+
+  addTrustOptions(
+    audit
+      .command('log')
+      .description("who accessed a patient's records, each entry with its inclusion proof checked")
+      .requiredOption('--patient <pseudonym>', 'the patient pseudonym (psn:...)')
+      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+      .option('--json', 'print the proof bundles as JSON'),
+  ).action(async (options: StoreOptions & TrustOptions & { patient: string; json?: boolean }) => {
+    if (!PSEUDONYM.test(options.patient)) throw new UsageError('--patient must be a pseudonym (psn:...)');
+    await withReader(options, async (log, storedVkey) => {
+      const trust = trustFrom(options, storedVkey);
+      const entries = await log.entriesForPatient(options.patient);
+      const bundles = await Promise.all(entries.map((e) => buildInclusionBundle(log, e.index)));
+      const checked = bundles.map((bundle) => ({ bundle, ...verifyInclusionBundle(bundle, trust) }));
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify(bundles, null, 2)}\n`);
+        return;
+      }
+      for (const { event, treeSize } of checked) {
+        const who = event.agent.map((a) => `${a.who.identifier.value} (${a.role.map((r) => r.text).join(',')})`).join(' ');
+        const what = event.entity.filter((e) => e.type.code !== 'patient').map((e) => `${e.type.code}:${e.securityLabel?.[0]?.code ?? e.what.identifier.value.slice(0, 19)}`);
+        const reason = event.purposeOfEvent?.[0]?.coding[0]?.code;
+        process.stdout.write(
+          `#${event.id} ${event.recorded} ${event.type.code}${reason ? `[${reason}]` : ''} by ${who} at ${event.source.observer.identifier.value}` +
+            ` ${what.join(' ')} — proof ok at checkpoint ${treeSize}\n`,
+        );
+      }
+      process.stdout.write(`${checked.length} entr${checked.length === 1 ? 'y' : 'ies'} for ${options.patient}\n`);
+    });
+  });
+
+  addTrustOptions(
+    audit
+      .command('anchor')
+      .description("anchor the log's latest checkpoint on the EVM chain (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, LEDGER_PRIVATE_KEY)")
+      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)'),
+  ).action(async (options: StoreOptions & TrustOptions) => {
+    const chain = anchorClientFromEnv();
+    try {
+      const receipt = await withReader(options, (log, storedVkey) => chain.anchorLatest(log, trustFrom(options, storedVkey).log));
+      process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+    } finally {
+      chain.contract.runner?.provider?.destroy();
+    }
+  });
+
+  audit
+    .command('anchored')
+    .description('prove from the chain that a signed checkpoint was anchored (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS)')
+    .requiredOption('--checkpoint <file>', 'the signed checkpoint note')
+    .requiredOption('--log-key <vkey>', "the log's verifier key")
+    .action(async (options: { checkpoint: string; logKey: string }) => {
+      const chain = anchorClientFromEnv();
+      try {
+        const receipt = await chain.proveAnchored(readFileSync(options.checkpoint, 'utf8'), parseVerifierKey(options.logKey));
+        process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
+      } finally {
+        chain.contract.runner?.provider?.destroy();
+      }
+    });
+}

@@ -1,0 +1,110 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+import { migrate, openDatabase, openTestDatabases, schemaVersion, type Migration, type TestDatabase } from '../src/index.ts';
+
+const databases: TestDatabase[] = await openTestDatabases();
+after(async () => {
+  for (const { db } of databases) await db.close();
+});
+
+const NOTES: Migration[] = [
+  { version: 1, description: 'notes table', statements: ['CREATE TABLE notes (id integer PRIMARY KEY, body text NOT NULL)'] },
+  { version: 2, description: 'notes tag', statements: ["ALTER TABLE notes ADD COLUMN tag text NOT NULL DEFAULT ''"] },
+];
+
+for (const { label, db } of databases) {
+  describe(`database on ${label}`, () => {
+    before(async () => {
+      await migrate(db, 'notes', NOTES);
+    });
+
+    test('parameters, bytea and bigint round-trip the same on every engine', async () => {
+      const result = await db.query<{ n: number; b: Uint8Array; t: string }>(
+        'SELECT $1::bigint AS n, $2::bytea AS b, $3::text AS t',
+        [9007199254740991n.toString(), Buffer.from([0, 1, 255]), "it's"],
+      );
+      const row = result.rows[0]!;
+      assert.equal(row.n, Number.MAX_SAFE_INTEGER);
+      assert.deepEqual([...row.b], [0, 1, 255]);
+      assert.equal(row.t, "it's");
+    });
+
+    test('migrations are applied once, in order, and recorded per component', async () => {
+      assert.equal(await schemaVersion(db, 'notes'), 2);
+      assert.deepEqual(await migrate(db, 'notes', NOTES), []);
+      assert.deepEqual(await migrate(db, 'other', [NOTES[0]!].map((m) => ({ ...m, statements: ['CREATE TABLE other_t (x int)'] }))), [1]);
+      assert.equal(await schemaVersion(db, 'other'), 1);
+      await db.query("INSERT INTO notes (id, body, tag) VALUES (1, 'a', 'x')");
+      assert.equal((await db.query<{ c: number }>('SELECT count(*)::int AS c FROM notes')).rows[0]!.c, 1);
+    });
+
+    test('a failing migration is rolled back entirely, including its bookkeeping', async () => {
+      const broken: Migration[] = [
+        { version: 1, description: 'half', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] },
+      ];
+      await assert.rejects(migrate(db, 'broken', broken));
+      assert.equal(await schemaVersion(db, 'broken'), 0);
+      const exists = await db.query<{ r: string | null }>("SELECT to_regclass('half_done')::text AS r");
+      assert.equal(exists.rows[0]!.r, null);
+    });
+
+    test('an applied migration that was edited afterwards is refused', async () => {
+      const edited = NOTES.map((m) => (m.version === 2 ? { ...m, statements: ['SELECT 1'] } : m));
+      await assert.rejects(migrate(db, 'notes', edited), IntegrityError);
+    });
+
+    test('migrations out of order and bad component names are refused', async () => {
+      await assert.rejects(migrate(db, 'notes', [NOTES[1]!]), MalformedInputError);
+      await assert.rejects(migrate(db, 'Bad Name; DROP', NOTES), MalformedInputError);
+    });
+
+    test('concurrent migrators apply each migration exactly once', async () => {
+      const racing: Migration[] = [
+        { version: 1, description: 'a', statements: ['CREATE TABLE race_a (x int)'] },
+        { version: 2, description: 'b', statements: ['CREATE TABLE race_b (x int)'] },
+      ];
+      const results = await Promise.all([migrate(db, 'race', racing), migrate(db, 'race', racing), migrate(db, 'race', racing)]);
+      assert.deepEqual(results.flat().sort(), [1, 2]);
+      assert.equal(await schemaVersion(db, 'race'), 2);
+    });
+
+    test('a transaction commits on success and rolls back on error', async () => {
+      await db.transaction(async (tx) => {
+        await tx.query("INSERT INTO notes (id, body) VALUES (10, 'kept')");
+      });
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.query("INSERT INTO notes (id, body) VALUES (11, 'dropped')");
+          throw new Error('abort');
+        }),
+        /abort/,
+      );
+      const ids = (await db.query<{ id: number }>('SELECT id FROM notes WHERE id >= 10 ORDER BY id')).rows.map((r) => r.id);
+      assert.deepEqual(ids, [10]);
+    });
+  });
+}
+
+test('a PGlite data directory persists across openings', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'medshare-db-'));
+  try {
+    const first = await openDatabase({ dataDir: dir });
+    await migrate(first, 'notes', NOTES);
+    await first.query("INSERT INTO notes (id, body) VALUES (1, 'persisted')");
+    await first.close();
+    const second = await openDatabase({ dataDir: dir });
+    assert.equal(await schemaVersion(second, 'notes'), 2);
+    assert.equal((await second.query<{ body: string }>('SELECT body FROM notes')).rows[0]!.body, 'persisted');
+    await second.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a schema name that is not an identifier is refused before connecting', async () => {
+  await assert.rejects(openDatabase({ url: 'postgres://127.0.0.1:1/x', schema: 'x; DROP' }), MalformedInputError);
+});

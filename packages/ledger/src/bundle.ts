@@ -1,0 +1,65 @@
+/**
+ * Inclusion-proof bundles: everything needed to check, offline and without trusting the cloud, that one entry is
+ * in the log — the entry's canonical bytes, its index, the RFC 9162 audit path, and the signed (and cosigned)
+ * checkpoint it leads to. A patient's app or an auditor needs only the log's and witnesses' public keys.
+ */
+import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+import { parseEntry, type AuditEvent } from './entry.ts';
+import { HASH_SIZE, hashLeaf } from './hashing.ts';
+import { parseCheckpoint, parseNote } from './note.ts';
+import { verifyInclusion } from './proofs.ts';
+import { cosignersOf } from './verify.ts';
+import { verifyCheckpointNote } from './witness.ts';
+import type { CheckpointVerifier } from './keys.ts';
+import type { AuditLog } from './log.ts';
+
+/** The JSON form of an inclusion proof bundle. */
+export interface InclusionBundle {
+  index: number;
+  /** The entry's canonical JSON, exactly the leaf's bytes. */
+  entry: string;
+  /** Audit path, base64, leaf side first. */
+  inclusionProof: string[];
+  /** The signed checkpoint note the path leads to. */
+  checkpoint: string;
+}
+
+/** Builds the bundle of entry `index` against the latest checkpoint of `log`. */
+export async function buildInclusionBundle(log: AuditLog, index: number): Promise<InclusionBundle> {
+  await log.flush();
+  const checkpoint = await log.checkpoint();
+  const { size } = parseCheckpoint(parseNote(checkpoint).body);
+  const stored = await log.entry(index);
+  if (index >= size) throw new MalformedInputError(`entry ${index} is not yet covered by a checkpoint`);
+  return {
+    index,
+    entry: stored.bytes.toString('utf8'),
+    inclusionProof: log.inclusionProof(index, size).map((h) => h.toString('base64')),
+    checkpoint,
+  };
+}
+
+/** Checks a bundle against trusted keys; returns the event and who cosigned, or throws IntegrityError. */
+export function verifyInclusionBundle(
+  bundle: InclusionBundle,
+  trust: { log: CheckpointVerifier; witnesses?: readonly CheckpointVerifier[]; quorum?: number },
+): { event: AuditEvent; treeSize: number; cosigners: string[] } {
+  if (typeof bundle !== 'object' || bundle === null || typeof bundle.entry !== 'string' || typeof bundle.checkpoint !== 'string'
+    || !Array.isArray(bundle.inclusionProof) || bundle.inclusionProof.length > 64 || !Number.isSafeInteger(bundle.index)) {
+    throw new MalformedInputError('not an inclusion proof bundle');
+  }
+  const checkpoint = verifyCheckpointNote(bundle.checkpoint, trust.log);
+  const proof = bundle.inclusionProof.map((h) => (typeof h === 'string' ? Buffer.from(h, 'base64') : Buffer.alloc(0)));
+  if (proof.some((h) => h.length !== HASH_SIZE)) throw new MalformedInputError('an audit path hash is 32 bytes of base64');
+  const bytes = Buffer.from(bundle.entry, 'utf8');
+  const event = parseEntry(bytes);
+  if (event.id !== String(bundle.index)) throw new IntegrityError(`the entry says it is ${event.id}, the bundle says ${bundle.index}`);
+  if (!verifyInclusion(hashLeaf(bytes), bundle.index, checkpoint.size, proof, checkpoint.rootHash)) {
+    throw new IntegrityError(`entry ${bundle.index} is not in the log at checkpoint ${checkpoint.size}`);
+  }
+  const cosigners = cosignersOf(bundle.checkpoint, trust.witnesses ?? []);
+  if (cosigners.length < (trust.quorum ?? 0)) {
+    throw new IntegrityError(`the checkpoint has ${cosigners.length} witness cosignatures, ${trust.quorum} required`);
+  }
+  return { event, treeSize: checkpoint.size, cosigners };
+}

@@ -1,0 +1,157 @@
+/**
+ * Ledger entries: FHIR R4 AuditEvent-shaped records (https://hl7.org/fhir/R4/auditevent.html) of grants,
+ * revocations, record accesses and emergency ("break-the-glass") accesses, serialised as RFC 8785 canonical
+ * JSON (JCS, via the `canonicalize` library) so that every party hashes the same bytes.
+ *
+ * No PHI and no key can reach the ledger by construction: every field is a closed code, a pseudonym
+ * (`psn:` + 16-86 base64url characters), a SHA-256 hash (`sha256:` + 64 hex) or a short lower-case identifier.
+ * Free text — the usual way PHI leaks into audit logs — is not accepted anywhere, not even as a reason for an
+ * emergency access (that is a v3-ActReason code).
+ */
+import canonicalize from 'canonicalize';
+import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
+
+/** What happened, as this platform's AuditEvent.type codes. */
+export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create'] as const;
+export type AuditEventType = (typeof EVENT_TYPES)[number];
+
+const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
+  'consent-grant': 'C',
+  'consent-revoke': 'D',
+  'record-access': 'R',
+  'emergency-access': 'R',
+  'record-create': 'C',
+};
+
+/** FHIR AuditEvent.action codes: create, read, update, delete, execute. */
+export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
+/** FHIR R4 AuditEvent.outcome codes by name. */
+const OUTCOME_CODES = { success: '0', 'minor-failure': '4', 'serious-failure': '8', 'major-failure': '12' } as const;
+export type AuditOutcome = keyof typeof OUTCOME_CODES;
+/** HL7 v3-ActReason codes accepted as the reason of an emergency access. */
+export const EMERGENCY_REASONS = ['BTG', 'ETREAT'] as const;
+
+/** What a service records; turned into the canonical AuditEvent by `buildAuditEvent`. */
+export interface AuditEventInput {
+  type: AuditEventType;
+  action?: AuditAction;
+  outcome?: AuditOutcome;
+  /** When it happened; defaults to now. */
+  recorded?: Date;
+  /** The pseudonymous patient the event concerns. */
+  patient: string;
+  /** Who acted: pseudonymous user ids and their role codes. */
+  agents: { who: string; role: string; requestor?: boolean }[];
+  /** The domain (hospital) that observed and reports the event. */
+  source: string;
+  /** Records touched, by ciphertext hash, with their category. */
+  records?: { hash: string; category: string }[];
+  /** Consent grants and revocations: the hash of the access policy / re-encryption key concerned. */
+  policyHash?: string;
+  /** Required for, and only for, emergency access. */
+  emergencyReason?: (typeof EMERGENCY_REASONS)[number];
+}
+
+/** The FHIR-shaped object that is canonicalised into a leaf. */
+export interface AuditEvent {
+  resourceType: 'AuditEvent';
+  id: string;
+  type: { system: string; code: AuditEventType };
+  action: AuditAction;
+  outcome: string;
+  recorded: string;
+  purposeOfEvent?: { coding: { system: string; code: string }[] }[];
+  agent: { who: { identifier: { value: string } }; role: { text: string }[]; requestor: boolean }[];
+  source: { observer: { identifier: { value: string } } };
+  entity: { what: { identifier: { value: string } }; type: { code: string }; securityLabel?: { code: string }[] }[];
+}
+
+const TYPE_SYSTEM = 'https://medshare.dev/fhir/CodeSystem/audit-event-type';
+const ACT_REASON_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ActReason';
+const PSEUDONYM = /^psn:[A-Za-z0-9_-]{16,86}$/;
+const HASH = /^sha256:[0-9a-f]{64}$/;
+const CODE = /^[a-z][a-z0-9-]{0,62}$/;
+const MAX_AGENTS = 8;
+const MAX_RECORDS = 64;
+const EARLIEST = Date.UTC(2000, 0, 1);
+
+function expect(ok: boolean, message: string): void {
+  if (!ok) throw new MalformedInputError(`audit event: ${message}`);
+}
+
+const identifier = (value: string) => ({ identifier: { value } });
+
+/** Validates `input` and builds the AuditEvent that will be entry `index` of the log. */
+export function buildAuditEvent(input: AuditEventInput, index: number): AuditEvent {
+  expect(typeof input === 'object' && input !== null, 'an event is an object');
+  expect(EVENT_TYPES.includes(input.type), `type must be one of ${EVENT_TYPES.join(', ')}`);
+  const action = input.action ?? DEFAULT_ACTION[input.type];
+  expect(['C', 'R', 'U', 'D', 'E'].includes(action), 'action must be one of C, R, U, D, E');
+  const outcome = OUTCOME_CODES[input.outcome ?? 'success'];
+  expect(outcome !== undefined, 'outcome must be success, minor-failure, serious-failure or major-failure');
+  const recorded = input.recorded ?? new Date();
+  expect(recorded instanceof Date && recorded.getTime() >= EARLIEST, 'recorded must be a valid date after 2000');
+  expect(typeof input.patient === 'string' && PSEUDONYM.test(input.patient), 'patient must be a pseudonym (psn:...), never an identifier');
+  expect(Array.isArray(input.agents) && input.agents.length > 0, 'at least one agent is required');
+  if (input.agents.length > MAX_AGENTS) throw new LimitExceededError(`audit event: at most ${MAX_AGENTS} agents`);
+  for (const agent of input.agents) {
+    expect(typeof agent.who === 'string' && PSEUDONYM.test(agent.who), 'agent.who must be a pseudonym (psn:...)');
+    expect(typeof agent.role === 'string' && CODE.test(agent.role), 'agent.role must be a lower-case code');
+  }
+  expect(typeof input.source === 'string' && CODE.test(input.source), 'source must be a lower-case domain code');
+  const records = input.records ?? [];
+  expect(Array.isArray(records), 'records must be a list');
+  if (records.length > MAX_RECORDS) throw new LimitExceededError(`audit event: at most ${MAX_RECORDS} records`);
+  for (const record of records) {
+    expect(typeof record.hash === 'string' && HASH.test(record.hash), 'a record is named by sha256:<64 hex>');
+    expect(typeof record.category === 'string' && CODE.test(record.category), 'a record category is a lower-case code');
+  }
+  const isConsent = input.type === 'consent-grant' || input.type === 'consent-revoke';
+  expect(isConsent === (input.policyHash !== undefined), 'policyHash is required for, and only for, consent events');
+  expect(input.policyHash === undefined || HASH.test(input.policyHash), 'policyHash must be sha256:<64 hex>');
+  const isEmergency = input.type === 'emergency-access';
+  expect(isEmergency === (input.emergencyReason !== undefined), 'emergencyReason is required for, and only for, emergency access');
+  expect(input.emergencyReason === undefined || EMERGENCY_REASONS.includes(input.emergencyReason), `emergencyReason must be one of ${EMERGENCY_REASONS.join(', ')}`);
+
+  const entity: AuditEvent['entity'] = [{ what: identifier(input.patient), type: { code: 'patient' } }];
+  for (const record of records) entity.push({ what: identifier(record.hash), type: { code: 'record' }, securityLabel: [{ code: record.category }] });
+  if (input.policyHash !== undefined) entity.push({ what: identifier(input.policyHash), type: { code: 'policy' } });
+  return {
+    resourceType: 'AuditEvent',
+    id: String(index),
+    type: { system: TYPE_SYSTEM, code: input.type },
+    action,
+    outcome,
+    recorded: recorded.toISOString(),
+    ...(input.emergencyReason === undefined ? {} : { purposeOfEvent: [{ coding: [{ system: ACT_REASON_SYSTEM, code: input.emergencyReason }] }] }),
+    agent: input.agents.map((agent) => ({ who: identifier(agent.who), role: [{ text: agent.role }], requestor: agent.requestor ?? true })),
+    source: { observer: identifier(input.source) },
+    entity,
+  };
+}
+
+/** The RFC 8785 canonical JSON bytes of an event: exactly the leaf's data. */
+export function canonicalBytes(event: AuditEvent): Buffer {
+  const text = canonicalize(event);
+  if (text === undefined) throw new MalformedInputError('audit event is not serialisable');
+  return Buffer.from(text, 'utf8');
+}
+
+/** The pseudonymous patient of a stored event (the first entity of type patient). */
+export function patientOf(event: AuditEvent): string | undefined {
+  if (!Array.isArray(event.entity)) return undefined;
+  return event.entity.find((e) => e?.type?.code === 'patient')?.what?.identifier?.value;
+}
+
+/** Parses stored entry bytes back into an event, checking they are canonical (a re-encoding is tampering). */
+export function parseEntry(bytes: Uint8Array): AuditEvent {
+  let event: AuditEvent;
+  try {
+    event = JSON.parse(Buffer.from(bytes).toString('utf8')) as AuditEvent;
+  } catch {
+    throw new MalformedInputError('entry is not JSON');
+  }
+  expect(typeof event === 'object' && event !== null && event.resourceType === 'AuditEvent', 'entry is not an AuditEvent');
+  expect(canonicalBytes(event).equals(Buffer.from(bytes)), 'entry is not in canonical form');
+  return event;
+}

@@ -1,0 +1,14 @@
+/** @medshare/ledger: the tamper-evident audit ledger (RFC 9162 log, C2SP checkpoints, witnesses, EVM anchoring). */
+export { hashLeaf, hashChildren, EMPTY_ROOT } from './hashing.ts';
+export { MerkleTree } from './tree.ts';
+export { verifyInclusion, verifyConsistency } from './proofs.ts';
+export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REASONS, type AuditEvent, type AuditEventInput, type AuditEventType } from './entry.ts';
+export { generateCheckpointKey, parseSignerKey, parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from './keys.ts';
+export { formatCheckpoint, parseCheckpoint, parseNote, formatNote, signNote, type Checkpoint, type NoteSignature } from './note.ts';
+export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions } from './log.ts';
+export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type VerifiedCheckpoint, type AddCheckpointRequest } from './witness.ts';
+export { verifyLog, cosignersOf, type TrustPolicy, type VerifyReport } from './verify.ts';
+export { buildInclusionBundle, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
+export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';
+export { AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt } from './anchor.ts';
+export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';

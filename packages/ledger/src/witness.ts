@@ -1,0 +1,132 @@
+/**
+ * Witnesses (c2sp.org/tlog-witness semantics, in process): each hospital runs one. A witness cosigns a log's
+ * checkpoint only after checking that it is signed by the log and consistent (RFC 9162 §2.1.4) with the last
+ * checkpoint it cosigned, and remembers that checkpoint in its own database. A log that shows two witnesses
+ * (or one witness twice) different histories is caught: same size with another root, or a failing consistency
+ * proof, is a fork, reported with both signed checkpoints as evidence.
+ */
+import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+import { migrate, type Database } from '@medshare/db';
+import { findSignature, parseCheckpoint, parseNote, type Checkpoint, type NoteSignature } from './note.ts';
+import { verifyConsistency } from './proofs.ts';
+import { LEDGER_MIGRATIONS } from './schema.ts';
+import { ForkDetectedError, WitnessConflictError } from './errors.ts';
+import type { CheckpointSigner, CheckpointVerifier } from './keys.ts';
+import type { AuditLog } from './log.ts';
+
+/** A checkpoint note verified against the log's key. */
+export interface VerifiedCheckpoint extends Checkpoint {
+  note: string;
+  /** Time of the log's signature (seconds since the epoch). */
+  time: number;
+}
+
+/** Parses `note` and checks the log's signature and origin; throws IntegrityError otherwise. */
+export function verifyCheckpointNote(note: string, log: CheckpointVerifier): VerifiedCheckpoint {
+  const { body, signatures } = parseNote(note);
+  const checkpoint = parseCheckpoint(body);
+  if (checkpoint.origin !== log.name) throw new IntegrityError(`checkpoint of ${checkpoint.origin}, expected ${log.name}`);
+  const time = findSignature(body, signatures, log);
+  if (time === undefined) throw new IntegrityError(`checkpoint of size ${checkpoint.size} is not signed by the log key`);
+  return { ...checkpoint, note, time };
+}
+
+/**
+ * Checks two signed checkpoints of one log against each other. Returns the fork, if any: equal sizes with
+ * different roots, or a consistency proof (from the smaller to the larger) that does not verify.
+ */
+export function findFork(a: VerifiedCheckpoint, b: VerifiedCheckpoint, proof: readonly Uint8Array[]): ForkDetectedError | undefined {
+  const [older, newer] = a.size <= b.size ? [a, b] : [b, a];
+  if (older.size === newer.size) {
+    return older.rootHash.equals(newer.rootHash)
+      ? undefined
+      : new ForkDetectedError(`fork: two checkpoints of size ${older.size} with different roots`, [older.note, newer.note]);
+  }
+  return verifyConsistency(older.size, newer.size, proof, older.rootHash, newer.rootHash)
+    ? undefined
+    : new ForkDetectedError(`fork: checkpoint ${newer.size} is not consistent with checkpoint ${older.size}`, [older.note, newer.note]);
+}
+
+/** What a log sends a witness: the size it believes the witness is at, a proof from there, the new checkpoint. */
+export interface AddCheckpointRequest {
+  oldSize: number;
+  consistencyProof: readonly Uint8Array[];
+  note: string;
+}
+
+/** A witness of one log, with its state in its own database. */
+export class Witness {
+  private constructor(
+    private readonly db: Database,
+    private readonly signer: CheckpointSigner,
+    private readonly log: CheckpointVerifier,
+  ) {}
+
+  /** Opens the witness `signer.verifier.name` of the log whose key is `log`. */
+  static async open(db: Database, signer: CheckpointSigner, log: CheckpointVerifier): Promise<Witness> {
+    await migrate(db, 'ledger', LEDGER_MIGRATIONS);
+    return new Witness(db, signer, log);
+  }
+
+  /** The witness's public key, for verifiers' trust policies. */
+  get verifier(): CheckpointVerifier {
+    return this.signer.verifier;
+  }
+
+  /** The last checkpoint this witness cosigned, if any. */
+  async latest(): Promise<VerifiedCheckpoint | undefined> {
+    const row = (
+      await this.db.query<{ note: string }>('SELECT note FROM ledger_witness_state WHERE witness = $1 AND origin = $2', [
+        this.verifier.name,
+        this.log.name,
+      ])
+    ).rows[0];
+    return row === undefined ? undefined : verifyCheckpointNote(row.note, this.log);
+  }
+
+  /** Verifies and cosigns a checkpoint; returns the cosignature line to attach to it. */
+  async addCheckpoint(request: AddCheckpointRequest, now: number = Math.floor(Date.now() / 1000)): Promise<NoteSignature> {
+    const incoming = verifyCheckpointNote(request.note, this.log);
+    const latest = await this.latest();
+    const latestSize = latest?.size ?? 0;
+    if (request.oldSize !== latestSize) throw new WitnessConflictError(latestSize);
+    if (incoming.size < latestSize) throw new MalformedInputError(`checkpoint ${incoming.size} is older than ${latestSize}`);
+    // A first checkpoint extends the empty tree, which every tree does.
+    const fork = latest === undefined ? undefined : findFork(latest, incoming, request.consistencyProof);
+    if (fork !== undefined) throw fork;
+    // Compare-and-swap on the size, so two concurrent requests cannot both move the witness.
+    const updated = await this.db.query<{ witness: string }>(
+      latest === undefined
+        ? 'INSERT INTO ledger_witness_state (witness, origin, size, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING witness'
+        : 'UPDATE ledger_witness_state SET size = $3, note = $4 WHERE witness = $1 AND origin = $2 AND size = $5 RETURNING witness',
+      latest === undefined
+        ? [this.verifier.name, this.log.name, incoming.size, request.note]
+        : [this.verifier.name, this.log.name, incoming.size, request.note, latestSize],
+    );
+    if (updated.rows.length === 0) throw new WitnessConflictError((await this.latest())?.size ?? 0);
+    const { body } = parseNote(request.note);
+    return { name: this.verifier.name, signature: this.signer.sign(body, now) };
+  }
+}
+
+/**
+ * Has every witness cosign the log's latest checkpoint: each is sent a consistency proof from the size it last
+ * cosigned. Returns the checkpoint note with the new cosignatures attached (and stored). A witness that refuses
+ * (a fork, a conflict) makes this throw its error; cosignatures already gathered are kept.
+ */
+export async function collectCosignatures(log: AuditLog, witnesses: readonly Witness[]): Promise<string> {
+  await log.flush();
+  const note = await log.checkpoint();
+  const { size } = parseCheckpoint(parseNote(note).body);
+  const cosignatures: NoteSignature[] = [];
+  try {
+    for (const witness of witnesses) {
+      const oldSize = (await witness.latest())?.size ?? 0;
+      if (oldSize > size) throw new WitnessConflictError(oldSize);
+      cosignatures.push(await witness.addCheckpoint({ oldSize, consistencyProof: log.consistencyProof(oldSize, size), note }));
+    }
+  } finally {
+    if (cosignatures.length > 0) await log.addCosignatures(size, cosignatures);
+  }
+  return log.checkpoint(size);
+}

@@ -1,0 +1,8 @@
+// Recompiles packages/ledger/contracts/LedgerAnchor.sol and rewrites the committed artifact next to it.
+// Usage: node --import tsx scripts/compile-ledger-contract.ts
+import { writeFileSync } from 'node:fs';
+import { compileAnchorContract, formatArtifact } from '../packages/ledger/src/contract.ts';
+
+const artifact = await compileAnchorContract();
+writeFileSync(new URL('../packages/ledger/contracts/LedgerAnchor.json', import.meta.url), formatArtifact(artifact));
+console.log(`LedgerAnchor: ${artifact.compiler}, ${(artifact.bytecode.length - 2) / 2} bytes of init code`);
