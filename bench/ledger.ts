@@ -3,13 +3,13 @@
 // Method for 10^6: the in-memory RFC 9162 tree (the one AuditLog keeps) is built from 10^6 leaf hashes of
 // distinct synthetic entries (SHA-256 leaf hashing included in the build time). Appending 10^6 rows through
 // PGlite would take minutes at the measured append rate and proves nothing more about proof cost, which
-// depends only on the tree. Writes docs/img/ledger-*.svg.
+// depends only on the tree. Writes docs/benchmarks/ledger-*.svg.
 import { performance } from 'node:perf_hooks';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { createHash, randomInt } from 'node:crypto';
 import { openDatabase } from '@medshare/db';
 import { AuditLog, MerkleTree, generateCheckpointKey, hashLeaf, verifyConsistency, verifyInclusion, type AuditEventInput } from '@medshare/ledger';
+import { plotLines, printTable } from './lib/report.ts';
 
 const quick = process.argv.includes('--quick');
 const psn = (label: string) => `psn:${createHash('sha256').update(label).digest('base64url').slice(0, 22)}`;
@@ -20,45 +20,6 @@ const event = (i: number): AuditEventInput => ({
   source: 'hospital-a',
   records: [{ hash: `sha256:${createHash('sha256').update(`record-${i}`).digest('hex')}`, category: 'lab' }],
 });
-
-function table(title: string, header: string[], rows: (string | number)[][]): void {
-  console.log(`\n### ${title}\n`);
-  console.log(`| ${header.join(' | ')} |`);
-  console.log(`|${header.map(() => '---').join('|')}|`);
-  for (const row of rows) console.log(`| ${row.join(' | ')} |`);
-}
-
-/** A minimal line chart (log-scaled x) as SVG text. */
-function svgChart(title: string, xLabel: string, yLabel: string, series: { name: string; points: [number, number][] }[]): string {
-  const W = 640, H = 360, L = 70, R = 150, T = 40, B = 50;
-  const xs = series.flatMap((s) => s.points.map((p) => Math.log10(p[0])));
-  const ys = series.flatMap((s) => s.points.map((p) => p[1]));
-  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
-  const y1 = Math.max(...ys) * 1.1;
-  const px = (x: number) => L + ((Math.log10(x) - x0) / (x1 - x0 || 1)) * (W - L - R);
-  const py = (y: number) => H - B - (y / y1) * (H - T - B);
-  const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${title}</text>`,
-    `<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/>`, `<line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>`,
-    `<text x="${(L + W - R) / 2}" y="${H - 12}" text-anchor="middle">${xLabel}</text>`,
-    `<text x="16" y="${(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 ${(T + H - B) / 2})">${yLabel}</text>`];
-  for (let i = 0; i <= 4; i++) {
-    const y = (y1 * i) / 4;
-    parts.push(`<text x="${L - 6}" y="${py(y) + 4}" text-anchor="end">${y >= 100 ? y.toFixed(0) : y.toFixed(1)}</text>`);
-  }
-  for (const x of [...new Set(series.flatMap((s) => s.points.map((p) => p[0])))]) {
-    parts.push(`<text x="${px(x)}" y="${H - B + 16}" text-anchor="middle">${x >= 1000 ? `10^${Math.round(Math.log10(x))}` : x}</text>`);
-  }
-  series.forEach((s, i) => {
-    const color = colors[i % colors.length];
-    parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${s.points.map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ')}"/>`);
-    for (const [x, y] of s.points) parts.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`);
-    parts.push(`<text x="${W - R + 10}" y="${T + 16 * i + 10}" fill="${color}">${s.name}</text>`);
-  });
-  parts.push('</svg>');
-  return parts.join('\n');
-}
 
 async function appendBench(): Promise<[number, number][]> {
   const key = generateCheckpointKey('bench.medshare/audit');
@@ -78,7 +39,7 @@ async function appendBench(): Promise<[number, number][]> {
     curve.push([maxBatch, n / seconds]);
     await db.close();
   }
-  table('Batched appends on PGlite (in memory), concurrent callers', ['max batch', 'entries', 'seconds', 'appends/s', 'checkpoints signed'], rows);
+  printTable('Batched appends on PGlite (in memory), concurrent callers', ['max batch', 'entries', 'seconds', 'appends/s', 'checkpoints signed'], rows);
   return curve;
 }
 
@@ -92,7 +53,7 @@ async function verifyBench(): Promise<void> {
   const start = performance.now();
   const report = await verifyLog(db, { log: key.signer.verifier });
   const seconds = (performance.now() - start) / 1000;
-  table('Full audit verification on PGlite (recompute every leaf, check every checkpoint)', ['entries', 'checkpoints', 'ok', 'seconds', 'entries/s'], [
+  printTable('Full audit verification on PGlite (recompute every leaf, check every checkpoint)', ['entries', 'checkpoints', 'ok', 'seconds', 'entries/s'], [
     [report.size, report.checkpoints, String(report.ok), seconds.toFixed(2), Math.round(report.size / seconds)],
   ]);
   await db.close();
@@ -131,7 +92,7 @@ function proofBench(): { name: string; points: [number, number][] }[] {
     series.cg.push([size, cg]);
     series.cv.push([size, cv]);
   }
-  table('RFC 9162 proofs (mean of 2,000 random proofs per size)', ['tree size', 'build s (cumulative)', 'inclusion hashes', 'inclusion gen µs', 'inclusion verify µs', 'consistency hashes', 'consistency gen µs', 'consistency verify µs', 'RSS MiB'], rows);
+  printTable('RFC 9162 proofs (mean of 2,000 random proofs per size)', ['tree size', 'build s (cumulative)', 'inclusion hashes', 'inclusion gen µs', 'inclusion verify µs', 'consistency hashes', 'consistency gen µs', 'consistency verify µs', 'RSS MiB'], rows);
   return [
     { name: 'inclusion gen', points: series.ig },
     { name: 'inclusion verify', points: series.iv },
@@ -144,7 +105,7 @@ console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, 
 const appendCurve = await appendBench();
 await verifyBench();
 const proofSeries = proofBench();
-mkdirSync(new URL('../docs/img/', import.meta.url), { recursive: true });
-writeFileSync(new URL('../docs/img/ledger-appends.svg', import.meta.url), svgChart('Batched appends on PGlite', 'max entries per batch (log scale)', 'appends per second', [{ name: 'appends/s', points: appendCurve }]));
-writeFileSync(new URL('../docs/img/ledger-proofs.svg', import.meta.url), svgChart('Proof time vs tree size', 'tree size (log scale)', 'microseconds per proof', proofSeries));
-console.log('\nPlots written to docs/img/ledger-appends.svg and docs/img/ledger-proofs.svg');
+const points = (series: { name: string; points: [number, number][] }[]) => series.flatMap((s) => s.points.map(([x, y]) => ({ series: s.name, x, y })));
+await plotLines('docs/benchmarks/ledger-appends.svg', points([{ name: 'appends/s', points: appendCurve }]), { title: 'Batched appends on PGlite', x: 'max entries per batch', y: 'appends per second', logX: true });
+await plotLines('docs/benchmarks/ledger-proofs.svg', points(proofSeries), { title: 'Proof time vs tree size', x: 'tree size', y: 'microseconds per proof', logX: true });
+console.log('\nPlots written to docs/benchmarks/ledger-appends.svg and docs/benchmarks/ledger-proofs.svg');

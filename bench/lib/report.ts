@@ -4,7 +4,7 @@ import * as vega from 'vega';
 import * as vegaLite from 'vega-lite';
 
 /** Prints a markdown table. */
-export function printTable(title: string, header: string[], rows: string[][]): void {
+export function printTable(title: string, header: string[], rows: Array<Array<string | number>>): void {
   console.log(`\n### ${title}\n`);
   console.log(`| ${header.join(' | ')} |`);
   console.log(`|${header.map(() => '---').join('|')}|`);
@@ -17,8 +17,8 @@ export interface Point {
   y: number;
 }
 
-/** Renders a multi-series line chart (log-scaled y optional) to an SVG file. */
-export async function plotLines(file: string, points: Point[], axes: { title: string; x: string; y: string; logY?: boolean }): Promise<void> {
+/** Renders a multi-series line chart (log-scaled axes optional) to an SVG file. */
+export async function plotLines(file: string, points: Point[], axes: { title: string; x: string; y: string; logX?: boolean; logY?: boolean }): Promise<void> {
   const spec: vegaLite.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: axes.title,
@@ -27,7 +27,7 @@ export async function plotLines(file: string, points: Point[], axes: { title: st
     data: { values: points },
     mark: { type: 'line', point: true },
     encoding: {
-      x: { field: 'x', type: 'quantitative', title: axes.x },
+      x: { field: 'x', type: 'quantitative', title: axes.x, scale: axes.logX ? { type: 'log' } : {} },
       y: { field: 'y', type: 'quantitative', title: axes.y, scale: axes.logY ? { type: 'log' } : {} },
       color: { field: 'series', type: 'nominal', title: null },
     },
