@@ -5,3 +5,11 @@ export { profileConfig, PROFILES, type ProfileName, type ProfileKeys } from './d
 export { dateShiftOffset, shiftDate, partialDate, indicatesAgeOver89 } from './deid/dates.ts';
 export { cryptoHash, cryptoHashReference, encryptValue, decryptValue, perturbNumber } from './deid/methods.ts';
 export { scrubText, findPhi, nameMatcher, type Finding, type PhiKind } from './deid/free-text.ts';
+export { pseudonym, ReidentificationTable } from './pseudonyms.ts';
+export { parseCsv, formatCsv, tableFromFhir, columnIndex, type Table } from './anon/table.ts';
+export { Hierarchy, type HierarchyNode } from './anon/hierarchy.ts';
+export { mondrian, encode, modelCheck, type QuasiIdentifier, type MondrianOptions, type MondrianResult, type EquivalenceClass } from './anon/mondrian.ts';
+export { checkModel, isLDiverse, earthMoversDistance, type PrivacyModel, type LDiversity } from './anon/models.ts';
+export { measure, originalClasses, type Metrics } from './anon/metrics.ts';
+export { anonymizeWithReport, utilityCurve, utilityPlotSvg, type AnonymizationReport, type CurvePoint } from './anon/report.ts';
+export { deidentifyFile, deidentifyPath, type DeidTarget } from './deid/files.ts';
