@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { describeFailure, EXIT } from './errors.ts';
+import { registerPrivacy } from './commands/privacy.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -8,6 +9,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
+  registerPrivacy(program);
   return program;
 }
 
