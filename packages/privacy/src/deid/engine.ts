@@ -226,7 +226,7 @@ function label(code: Label): JsonObject {
 
 function partialZip(zip: string, restricted: string[]): string {
   const digits = zip.slice(0, 3);
-  if (restricted.includes(digits)) return '0'.repeat(zip.length);
+  if (restricted.includes(digits)) return zip.replace(/\d/g, '0');
   return digits + zip.slice(3).replace(/\d/g, '0');
 }
 
