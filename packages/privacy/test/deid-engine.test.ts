@@ -1,9 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cryptoHash, Deidentifier, parseConfig, parseConfigText } from '../src/index.ts';
+import { cryptoHash, Deidentifier, parseConfig, parseConfigText, type ResourceContext } from '../src/index.ts';
 
 type Json = Record<string, any>;
-const engine = (rules: object[], parameters: object = {}, processingErrors = 'raise') => new Deidentifier(parseConfig({ fhirVersion: 'R4', processingErrors, fhirPathRules: rules, parameters }));
+/** A Deidentifier whose output is typed loosely, for terse assertions. */
+function engine(rules: object[], parameters: object = {}, processingErrors = 'raise') {
+  const deidentifier = new Deidentifier(parseConfig({ fhirVersion: 'R4', processingErrors, fhirPathRules: rules, parameters }));
+  return { processResource: (resource: Json, context?: ResourceContext): Json => deidentifier.processResource(resource, context) };
+}
 const labels = (r: Json) => (r['meta']?.['security'] ?? []).map((s: Json) => s['code']);
 
 function patient(): Json {

@@ -6,6 +6,7 @@
  */
 import { MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { compilePath, type CompiledPath } from './fhir-nodes.ts';
+import { compileNative, type NodeIndex, type TypedNode } from './native-paths.ts';
 
 export const METHODS = ['keep', 'redact', 'dateShift', 'cryptoHash', 'encrypt', 'substitute', 'perturb', 'generalize', 'scrubText'] as const;
 export type Method = (typeof METHODS)[number];
@@ -16,6 +17,8 @@ export interface Rule {
   path: string;
   method: Method;
   compiled: CompiledPath;
+  /** The same path evaluated on the typed walk, when its shape allows (see native-paths.ts). */
+  native?: (index: NodeIndex) => TypedNode[];
   replaceWith?: unknown;
   span?: number;
   rangeType?: 'fixed' | 'proportional';
@@ -131,6 +134,12 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
     }
   };
   const parsed: Rule = { index, path: path as string, method: m, compiled: compile(path as string, 'path') };
+  try {
+    const native = compileNative(path as string);
+    if (native) parsed.native = native;
+  } catch (error) {
+    fail(`${at}: invalid FHIRPath in path "${String(path)}": ${firstLine(error)}`);
+  }
   if (m === 'substitute') {
     if (!('replaceWith' in rule)) fail(`${at}: substitute needs "replaceWith"`);
     parsed.replaceWith = rule['replaceWith'];

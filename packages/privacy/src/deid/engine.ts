@@ -8,7 +8,8 @@
  */
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
-import { compileValueExpression, pruneRemoved, readValue, REMOVED, toLocations, typeIndex, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
+import { compileValueExpression, forgetDescendants, pruneRemoved, readValue, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
+import { indexResource } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, perturbNumber } from './methods.ts';
 import { nameMatcher, scrubText } from './free-text.ts';
@@ -99,18 +100,27 @@ export class Deidentifier {
   }
 
   private processOne(resource: JsonObject, context: ResourceContext, container: JsonObject): void {
-    const types = typeIndex(resource);
+    forgetDescendants(resource);
+    const index = indexResource(resource);
+    const types = new WeakMap<object, Map<string, string>>();
+    for (const node of index.all) {
+      let byKey = types.get(node.parent);
+      if (!byKey) types.set(node.parent, (byKey = new Map()));
+      byKey.set(node.key, node.type);
+    }
     const claimed = new WeakMap<object, Set<string>>();
     const labels = new Set<Label>();
     const environment = { resource, rootResource: container };
     for (const rule of this.config.rules) {
-      let results: unknown[];
+      let locations: NodeLocation[];
       try {
-        results = rule.compiled(resource, environment);
+        locations = rule.native
+          ? rule.native(index).map((node) => ({ parent: node.parent, key: node.key, index: node.index, type: node.type, value: readValue(node.parent, node.key, node.index) }))
+          : toLocations(rule.compiled(resource, environment), resource);
       } catch (error) {
         throw new MalformedInputError(`rule ${rule.index} (${rule.path}): ${(error as Error).message.split('\n')[0]}`);
       }
-      for (const location of toLocations(results, resource)) {
+      for (const location of locations) {
         if (isClaimed(claimed, location)) continue;
         this.applyToNode(rule, location, { resource, context, types, claimed, labels });
       }

@@ -193,17 +193,9 @@ export function pruneRemoved(node: unknown): boolean {
   return false;
 }
 
-/** Evaluates `descendants()` once per resource: the FHIR type of every element, by location. */
-export function typeIndex(resource: JsonObject): WeakMap<object, Map<string, string>> {
-  const index = new WeakMap<object, Map<string, string>>();
-  const descendants = DESCENDANTS(resource) as ResourceNodeLike[];
-  descendantsCache.set(resource, indexDescendants(descendants));
-  for (const location of toLocations(descendants, resource)) {
-    let byKey = index.get(location.parent);
-    if (!byKey) index.set(location.parent, (byKey = new Map()));
-    byKey.set(location.key, location.type);
-  }
-  return index;
+/** Drops the cached descendants of a resource (its content is about to change or be re-read). */
+export function forgetDescendants(resource: JsonObject): void {
+  descendantsCache.delete(resource);
 }
 
 const DESCENDANTS = compilePath('descendants()');

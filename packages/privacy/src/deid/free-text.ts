@@ -18,20 +18,26 @@ export interface Finding {
 
 const MONTHS = 'Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?';
 
-/** Pattern detectors, most specific first; earlier findings win where spans overlap. */
-const PATTERNS: [PhiKind, RegExp][] = [
-  ['URL', /\b(?:https?|ftp):\/\/[^\s<>"')]+|\bwww\.[^\s<>"')]+/gi],
-  ['EMAIL', /\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/g],
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi],
-  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi],
-  ['SSN', /\b\d{3}-\d{2}-\d{4}\b/g],
-  ['PHONE', /(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b/g],
-  ['DATE', new RegExp(`\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?|\\b\\d{1,2}[/.-]\\d{1,2}[/.-]\\d{2,4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?,?\\s+\\d{4}\\b|\\b\\d{1,2}\\s+(?:${MONTHS})\\.?,?\\s+\\d{4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{4}\\b`, 'gi')],
-  ['ID', /\b(?:MRN|medical record(?: number)?|account(?: number)?|acct|member id|policy(?: number)?|licen[cs]e(?: number)?|passport(?: number)?|DL|device id|serial(?: number)?|plan id|health plan(?: number)?)[\s#:.]*(?:no\.?|number|#)?[\s#:.]*[A-Z0-9][A-Z0-9-]{3,}\b/gi],
-  ['ADDRESS', /\b\d{1,6}\s+(?:[A-Z][A-Za-z0-9'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle|Highway|Hwy|Parkway|Pkwy|Square|Sq)\b\.?(?:\s+(?:Apt|Suite|Unit)\.?\s*#?\w+)?/g],
-  ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi],
-  ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi],
-  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g],
+const hasDigit = (text: string) => /\d/.test(text);
+
+/**
+ * Pattern detectors, most specific first; earlier findings win where spans overlap. Each has a
+ * cheap guard (a character the pattern cannot match without) so that most short coded strings
+ * skip the regular expressions entirely.
+ */
+const PATTERNS: [PhiKind, RegExp, (text: string) => boolean][] = [
+  ['URL', /\b(?:https?|ftp):\/\/[^\s<>"')]+|\bwww\.[^\s<>"')]+/gi, (t) => t.includes('://') || /www\./i.test(t)],
+  ['EMAIL', /\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
+  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, hasDigit],
+  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, hasDigit],
+  ['SSN', /\b\d{3}-\d{2}-\d{4}\b/g, hasDigit],
+  ['PHONE', /(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b/g, hasDigit],
+  ['DATE', new RegExp(`\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?|\\b\\d{1,2}[/.-]\\d{1,2}[/.-]\\d{2,4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?,?\\s+\\d{4}\\b|\\b\\d{1,2}\\s+(?:${MONTHS})\\.?,?\\s+\\d{4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{4}\\b`, 'gi'), hasDigit],
+  ['ID', /\b(?:MRN|medical record(?: number)?|account(?: number)?|acct|member id|policy(?: number)?|licen[cs]e(?: number)?|passport(?: number)?|DL|device id|serial(?: number)?|plan id|health plan(?: number)?)[\s#:.]*(?:no\.?|number|#)?[\s#:.]*[A-Z0-9][A-Z0-9-]{3,}\b/gi, (t) => t.length > 5],
+  ['ADDRESS', /\b\d{1,6}\s+(?:[A-Z][A-Za-z0-9'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle|Highway|Hwy|Parkway|Pkwy|Square|Sq)\b\.?(?:\s+(?:Apt|Suite|Unit)\.?\s*#?\w+)?/g, hasDigit],
+  ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
+  ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi, hasDigit],
+  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, hasDigit],
 ];
 
 /** Builds a case-insensitive whole-word matcher for a set of names; `undefined` when the set is empty. */
@@ -47,8 +53,9 @@ export function nameMatcher(names: Iterable<string>): RegExp | undefined {
 export function findPhi(text: string, names?: RegExp): Finding[] {
   const findings: Finding[] = [];
   const taken = (start: number, end: number) => findings.some((f) => start < f.end && f.start < end);
-  const detectors: [PhiKind, RegExp][] = names ? [['NAME', names], ...PATTERNS] : PATTERNS;
-  for (const [kind, pattern] of detectors) {
+  const detectors: [PhiKind, RegExp, (text: string) => boolean][] = names ? [['NAME', names, () => true], ...PATTERNS] : PATTERNS;
+  for (const [kind, pattern, guard] of detectors) {
+    if (!guard(text)) continue;
     pattern.lastIndex = 0;
     for (const match of text.matchAll(pattern)) {
       const start = match.index;

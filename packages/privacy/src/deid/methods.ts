@@ -10,9 +10,20 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 
+/** Recently computed hashes: the same ids recur in many references of a Bundle. */
+const hashCache = new Map<string, string>();
+const HASH_CACHE_LIMIT = 50_000;
+
 /** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. */
 export function cryptoHash(value: string, key: string): string {
-  return createHmac('sha256', key).update(value, 'utf8').digest('hex');
+  const cacheKey = `${key.length}:${key}\u0000${value}`;
+  let hash = hashCache.get(cacheKey);
+  if (hash === undefined) {
+    hash = createHmac('sha256', key).update(value, 'utf8').digest('hex');
+    if (hashCache.size >= HASH_CACHE_LIMIT) hashCache.clear();
+    hashCache.set(cacheKey, hash);
+  }
+  return hash;
 }
 
 const REFERENCE = /^((?:[a-z][a-z0-9+.-]*:\/\/[^]*?\/)?[A-Z][A-Za-z]+\/)([^/]+)(\/_history\/[^/]+)?$/;
