@@ -40,13 +40,14 @@ function push<K>(map: Map<K, TypedNode[]>, key: K, node: TypedNode): void {
 
 /** The FHIR type of element `key` under model path `typePath`, the path its own children use, and its element name (`value` for `valueQuantity`). */
 function childType(typePath: string, key: string): { type: string; next: string; name: string } {
-  const cacheKey = `${typePath}.${key}`;
-  let info = childTypeCache.get(cacheKey);
-  if (!info) childTypeCache.set(cacheKey, (info = resolveChildType(typePath, key)));
+  let byKey = childTypeCache.get(typePath);
+  if (!byKey) childTypeCache.set(typePath, (byKey = new Map()));
+  let info = byKey.get(key);
+  if (!info) byKey.set(key, (info = resolveChildType(typePath, key)));
   return info;
 }
 
-const childTypeCache = new Map<string, { type: string; next: string; name: string }>();
+const childTypeCache = new Map<string, Map<string, { type: string; next: string; name: string }>>();
 
 function resolveChildType(typePath: string, key: string): { type: string; next: string; name: string } {
   const path = `${typePath}.${key}`;
