@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import {
@@ -51,8 +51,8 @@ export function registerPrivacy(program: Command): void {
       const count = await deidentifyPath(new Deidentifier(config), options.in, options.out, {
         onFileStart: (file, resources) => {
           total += resources;
-          if (bar && total === resources) bar.start(total, 0, { file });
-          else bar?.setTotal(total), bar?.update({ file });
+          if (bar && total === resources) bar.start(total, 0, { file: basename(file) });
+          else bar?.setTotal(total), bar?.update({ file: basename(file) });
         },
         onResource: (n) => bar?.update(n),
       });
