@@ -130,3 +130,20 @@ test('a table extracted from FHIR by FHIRPath columns can be anonymized; the plo
   assert.match(svg, /^<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
   assert.match(svg, /NCP/);
 });
+
+test('suppression withholds outlier groups within the budget; published classes stay k-anonymous', () => {
+  for (const maxSuppression of [0.01, 0.05]) {
+    const options = { quasiIdentifiers: adultQis, model: { k: 10 }, maxSuppression };
+    const result = mondrian(adult, options);
+    assert.ok(result.suppressed.length <= Math.floor(maxSuppression * adult.rows.length));
+    assert.equal(result.table.rows.length, adult.rows.length - result.suppressed.length);
+    for (const size of classSizes(result.table, adultQis.map((q) => q.column)).values()) assert.ok(size >= 10);
+    const published = result.classes.reduce((sum, c) => sum + c.records.length, 0);
+    assert.equal(published + result.suppressed.length, adult.rows.length);
+    const metrics = measure(encode(adult, options), result.classes, 10, result.suppressed.length);
+    assert.equal(metrics.suppressedRecords, result.suppressed.length);
+  }
+  const some = mondrian(adult, { quasiIdentifiers: adultQis, model: { k: 10 }, maxSuppression: 0.05 });
+  assert.ok(some.suppressed.length > 0, 'the Adult subset has outliers to suppress');
+  assert.throws(() => mondrian(adult, { quasiIdentifiers: adultQis, model: { k: 10 }, maxSuppression: 1 }), /maxSuppression/);
+});

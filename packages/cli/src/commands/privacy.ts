@@ -73,6 +73,7 @@ export function registerPrivacy(program: Command): void {
     .option('--t <t>', 't of t-closeness', Number)
     .addOption(new Option('--mode <mode>', 'Mondrian variant').choices(['strict', 'relaxed']).default('strict'))
     .option('--hierarchies <dir>', 'folder of ARX hierarchies named <column>.csv or *_hierarchy_<column>.csv')
+    .option('--max-suppression <fraction>', 'share of rows that may be suppressed (withheld), e.g. 0.02', Number, 0)
     .option('--missing <token>', 'drop rows containing this cell value (e.g. "?")')
     .requiredOption('--out <file>', 'anonymized CSV')
     .option('--report <file>', 'JSON report of utility and risk before and after')
@@ -86,6 +87,7 @@ export function registerPrivacy(program: Command): void {
         ...(options.sensitive !== undefined ? { sensitive: options.sensitive } : {}),
         model: { k: options.k, ...(l ? { l } : {}), ...(options.t !== undefined ? { t: options.t } : {}) },
         mode: options.mode,
+        maxSuppression: options.maxSuppression,
       };
       const { table: anonymized, report } = anonymizeWithReport(table, mondrianOptions);
       await writeFile(options.out, formatCsv(anonymized));
@@ -94,7 +96,7 @@ export function registerPrivacy(program: Command): void {
         const ks = [...new Set([2, 5, 10, 20, 50, 100, options.k])].sort((a, b) => a - b).filter((k) => k <= table.rows.length);
         await writeFile(options.plot, await utilityPlotSvg(utilityCurve(table, mondrianOptions, ks)));
       }
-      process.stderr.write(`anonymized ${table.rows.length} rows into ${report.after.classes} classes; NCP ${report.after.ncpPercent.toFixed(2)}%\n`);
+      process.stderr.write(`anonymized ${table.rows.length} rows into ${report.after.classes} classes (${report.after.suppressedRecords} suppressed); NCP ${report.after.ncpPercent.toFixed(2)}%\n`);
     });
 }
 
@@ -108,6 +110,7 @@ interface AnonymizeOptions {
   c: number;
   t?: number;
   mode: 'strict' | 'relaxed';
+  maxSuppression: number;
   hierarchies?: string;
   missing?: string;
   out: string;

@@ -7,12 +7,15 @@
  * - Average class size metric C_avg = (n / #classes) / k (LeFevre et al. 2006).
  * - Prosecutor re-identification risk (El Emam): highest 1/|class| and the mean, #classes/n;
  *   the share of records that are unique on their QIs.
+ * Suppressed records count as fully generalised (NCP 1 on every QI) and cost n each in the
+ * discernibility metric, as Bayardo & Agrawal define it; risks are over the published records.
  */
 import type { EncodedTable, EquivalenceClass } from './mondrian.ts';
 import type { HierarchyNode } from './hierarchy.ts';
 
 export interface Metrics {
   records: number;
+  suppressedRecords: number;
   classes: number;
   /** Normalised certainty penalty, percent (0 = original values). */
   ncpPercent: number;
@@ -26,10 +29,11 @@ export interface Metrics {
 }
 
 /** Metrics of a partition of the table into equivalence classes. */
-export function measure(data: EncodedTable, classes: EquivalenceClass[], k: number): Metrics {
+export function measure(data: EncodedTable, classes: EquivalenceClass[], k: number, suppressedRecords = 0): Metrics {
   const n = data.n;
-  let penalty = 0;
-  let discernibility = 0;
+  const published = n - suppressedRecords;
+  let penalty = suppressedRecords * data.ranges.length;
+  let discernibility = suppressedRecords * n;
   let smallest = Infinity;
   let uniques = 0;
   for (const cls of classes) {
@@ -42,14 +46,15 @@ export function measure(data: EncodedTable, classes: EquivalenceClass[], k: numb
   const d = data.ranges.length;
   return {
     records: n,
+    suppressedRecords,
     classes: classes.length,
     ncpPercent: n === 0 || d === 0 ? 0 : (100 * penalty) / (n * d),
     discernibility,
-    averageClassSize: classes.length === 0 ? 0 : n / classes.length,
-    normalisedAverageClassSize: classes.length === 0 ? 0 : n / classes.length / k,
+    averageClassSize: classes.length === 0 ? 0 : published / classes.length,
+    normalisedAverageClassSize: classes.length === 0 ? 0 : published / classes.length / k,
     highestProsecutorRisk: classes.length === 0 ? 0 : 1 / smallest,
-    averageProsecutorRisk: n === 0 ? 0 : classes.length / n,
-    uniqueRecordShare: n === 0 ? 0 : uniques / n,
+    averageProsecutorRisk: published === 0 ? 0 : classes.length / published,
+    uniqueRecordShare: published === 0 ? 0 : uniques / published,
   };
 }
 

@@ -8,6 +8,9 @@
  * - strict: records equal to the median all go left (partitions do not overlap);
  * - relaxed: records are sorted and cut in two halves, so the median value may fall on both sides.
  * Each final partition is published with its tight bounds (min-max of its own records).
+ * Optional suppression (`maxSuppression`, a fraction of the rows): a categorical split whose
+ * child groups are not all valid may still be made by suppressing (withholding) the records of
+ * the invalid groups, while the budget lasts; suppressed rows are left out of the output.
  */
 import { MalformedInputError } from '@medshare/crypto';
 import { columnIndex, type Table } from './table.ts';
@@ -21,6 +24,8 @@ export interface MondrianOptions {
   sensitive?: string;
   model: PrivacyModel;
   mode?: 'strict' | 'relaxed';
+  /** Largest share of rows that may be suppressed, in [0, 1); default 0. */
+  maxSuppression?: number;
 }
 
 /** One equivalence class: its records and, per QI, the generalised bounds. */
@@ -31,8 +36,11 @@ export interface EquivalenceClass {
 }
 
 export interface MondrianResult {
+  /** The generalised table: the input's rows in order, without suppressed rows. */
   table: Table;
   classes: EquivalenceClass[];
+  /** Indices (in the input) of the suppressed rows. */
+  suppressed: number[];
 }
 
 /** Columnar encoding of the QIs and the sensitive attribute. */
@@ -96,17 +104,21 @@ export function mondrian(table: Table, options: MondrianOptions): MondrianResult
   const data = encode(table, options);
   const satisfies = modelCheck(data, options.model);
   const all = [...Array(data.n).keys()];
-  if (data.n === 0) return { table: { columns: table.columns, rows: [] }, classes: [] };
+  const maxSuppression = options.maxSuppression ?? 0;
+  if (!(maxSuppression >= 0 && maxSuppression < 1)) throw new MalformedInputError('maxSuppression must be within [0, 1)');
+  if (data.n === 0) return { table: { columns: table.columns, rows: [] }, classes: [], suppressed: [] };
   if (!satisfies(all)) throw new MalformedInputError(`the table (${data.n} rows) cannot satisfy the privacy model even as one class`);
   const classes: EquivalenceClass[] = [];
+  const suppression = { budget: Math.floor(maxSuppression * data.n), records: [] as number[] };
   const stack: EquivalenceClass[] = [tighten({ records: all, bounds: [] }, data)];
   while (stack.length > 0) {
     const partition = stack.pop() as EquivalenceClass;
-    const parts = splitOnce(partition, data, satisfies, options.mode ?? 'strict');
+    const parts = splitOnce(partition, data, satisfies, options.mode ?? 'strict', suppression, options.model.k);
     if (parts) stack.push(...parts.map((records) => tighten({ records, bounds: partition.bounds }, data)));
     else classes.push(partition);
   }
-  return { table: generalise(table, options, classes), classes };
+  const suppressed = suppression.records.sort((a, b) => a - b);
+  return { table: generalise(table, options, classes, new Set(suppressed)), classes, suppressed };
 }
 
 /** The privacy-model predicate on a set of records. */
@@ -146,7 +158,7 @@ function normalisedWidth(bound: [number, number] | HierarchyNode, range: number)
 }
 
 /** Tries the QIs from widest to narrowest; returns the parts of the first allowed split, or null. */
-function splitOnce(partition: EquivalenceClass, data: EncodedTable, satisfies: (records: number[]) => boolean, mode: 'strict' | 'relaxed'): number[][] | null {
+function splitOnce(partition: EquivalenceClass, data: EncodedTable, satisfies: (records: number[]) => boolean, mode: 'strict' | 'relaxed', suppression: { budget: number; records: number[] }, minimumClassSize: number): number[][] | null {
   const order = partition.bounds
     .map((bound, q) => ({ q, width: normalisedWidth(bound, data.ranges[q] ?? 0) }))
     .filter((d) => d.width > 0)
@@ -154,7 +166,17 @@ function splitOnce(partition: EquivalenceClass, data: EncodedTable, satisfies: (
   for (const { q } of order) {
     const values = data.numeric[q];
     const parts = values ? splitNumeric(partition.records, values, mode) : splitCategorical(partition.records, data.paths[q] as HierarchyNode[][], (partition.bounds[q] as HierarchyNode).depth);
-    if (parts && parts.length > 1 && parts.every(satisfies)) return parts;
+    if (!parts || parts.length < 2) continue;
+    if (parts.every(satisfies)) return parts;
+    if (values || suppression.records.length >= suppression.budget) continue;
+    // Categorical split with suppression: withhold the invalid child groups if the budget allows.
+    const valid = parts.filter(satisfies);
+    const invalid = parts.filter((part) => !valid.includes(part)).flat();
+    // Only outliers are withheld: fewer records than one class, so the budget is not spent early.
+    if (valid.length > 0 && invalid.length < minimumClassSize && suppression.records.length + invalid.length <= suppression.budget) {
+      suppression.records.push(...invalid);
+      return valid; // one valid group left: the partition narrows to it
+    }
   }
   return null;
 }
@@ -186,12 +208,12 @@ function splitCategorical(records: number[], paths: HierarchyNode[][], depth: nu
 }
 
 /** Writes each record's QI cells as its class's generalised value: `lo-hi` ranges or hierarchy labels. */
-function generalise(table: Table, options: MondrianOptions, classes: EquivalenceClass[]): Table {
+function generalise(table: Table, options: MondrianOptions, classes: EquivalenceClass[], suppressed: Set<number>): Table {
   const rows = table.rows.map((row) => [...row]);
   const columns = options.quasiIdentifiers.map((qi) => table.columns.indexOf(qi.column));
   for (const cls of classes) {
     const labels = cls.bounds.map((bound) => (Array.isArray(bound) ? (bound[0] === bound[1] ? String(bound[0]) : `${bound[0]}-${bound[1]}`) : bound.label));
     for (const r of cls.records) columns.forEach((col, q) => ((rows[r] as string[])[col] = labels[q] ?? ''));
   }
-  return { columns: [...table.columns], rows };
+  return { columns: [...table.columns], rows: rows.filter((_, r) => !suppressed.has(r)) };
 }

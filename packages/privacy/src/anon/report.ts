@@ -30,7 +30,7 @@ export function anonymizeWithReport(table: Table, options: MondrianOptions): { t
     quasiIdentifiers: options.quasiIdentifiers.map((qi) => qi.column),
     ...(options.sensitive !== undefined ? { sensitive: options.sensitive } : {}),
     before: measure(data, originalClasses(data), k),
-    after: measure(data, result.classes, k),
+    after: measure(data, result.classes, k, result.suppressed.length),
     runtimeMs,
   };
   return { table: result.table, report };
@@ -47,7 +47,7 @@ export function utilityCurve(table: Table, options: MondrianOptions, ks: number[
   const data = encode(table, options);
   return modes.flatMap((mode) => ks.map((k) => {
     const result = mondrian(table, { ...options, mode, model: { ...options.model, k } });
-    return { k, mode, ncpPercent: measure(data, result.classes, k).ncpPercent };
+    return { k, mode, ncpPercent: measure(data, result.classes, k, result.suppressed.length).ncpPercent };
   }));
 }
 
