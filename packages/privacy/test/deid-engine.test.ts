@@ -134,3 +134,12 @@ test('redact-only configurations are idempotent', () => {
   const twice = e.processResource(structuredClone(once));
   assert.deepEqual(twice, once);
 });
+
+test('a top-level union in a rule path does not collapse equal values (FHIRPath | deduplicates by value)', () => {
+  const condition = { resourceType: 'Condition', id: 'c', onsetDateTime: '2001-02-03', recordedDate: '2001-02-03' };
+  for (const path of ["Condition.onset.first() | Condition.recordedDate", "nodesByType('dateTime') | Condition.recordedDate"]) {
+    const out = engine([{ path, method: 'redact' }]).processResource(structuredClone(condition));
+    assert.equal(out['onsetDateTime'], undefined, path);
+    assert.equal(out['recordedDate'], undefined, path);
+  }
+});

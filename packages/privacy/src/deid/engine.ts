@@ -35,6 +35,8 @@ export interface ResourceContext {
   names?: RegExp;
   /** The date-shift prefix for `file` and `folder` scopes (the file or folder name). */
   scopeName?: string;
+  /** Called after each Bundle entry's resource is processed (progress reporting). */
+  onEntry?: () => void;
 }
 
 /** De-identifies FHIR resources under one configuration. */
@@ -76,7 +78,11 @@ export class Deidentifier {
     try {
       for (const contained of asArray(resource['contained'])) this.processOne(contained as JsonObject, context, resource);
       const entries = resource['resourceType'] === 'Bundle' ? (asArray(resource['entry']) as JsonObject[]).filter((e) => isObject(e['resource'])) : [];
-      for (const entry of entries) this.processResource(entry['resource'] as JsonObject, context);
+      const entryContext = { ...context, onEntry: undefined };
+      for (const entry of entries) {
+        this.processResource(entry['resource'] as JsonObject, entryContext);
+        context.onEntry?.();
+      }
       // The Bundle's own elements are processed with its entries' resources detached, so the
       // rules do not walk every entry a second time.
       const detached = entries.map((entry) => entry['resource']);

@@ -7,6 +7,7 @@
  */
 import fhirpath from 'fhirpath';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
+import { splitUnion } from './union.ts';
 
 /** A JSON object node of a FHIR resource. */
 export type JsonObject = Record<string, unknown>;
@@ -105,10 +106,14 @@ function rewriteHelpers(path: string): string {
     .replace(/nodesByName\(\s*'([^']*)'\s*\)/g, "descendants().nodesNamed('$1')");
 }
 
-/** Compiles a FHIRPath (throws fhirpath's own error on a syntax error). */
+/**
+ * Compiles a FHIRPath (throws fhirpath's own error on a syntax error). A top-level union is
+ * compiled branch by branch and concatenated: FHIRPath's `|` removes duplicates by value, which
+ * would let a second element with the same value as the first escape its rule.
+ */
 export function compilePath(path: string): CompiledPath {
-  const compiled = fhirpath.compile(rewriteHelpers(path), r4Model, { resolveInternalTypes: false, userInvocationTable } as never);
-  return (resource, environment) => compiled(resource as never, environment as never) as unknown[];
+  const branches = splitUnion(path).map((branch) => fhirpath.compile(rewriteHelpers(branch), r4Model, { resolveInternalTypes: false, userInvocationTable } as never));
+  return (resource, environment) => branches.flatMap((compiled) => compiled(resource as never, environment as never) as unknown[]);
 }
 
 /** Compiles an expression whose results are plain values (used for generalize cases). */

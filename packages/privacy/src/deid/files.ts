@@ -64,22 +64,9 @@ export async function deidentifyFile(engine: Deidentifier, input: string, output
   target.onFileStart?.(input, resources.length);
   const names = engine.namesFor(resources);
   let count = 0;
-  const processEach = json['resourceType'] === 'Bundle';
-  if (processEach) {
-    // Entries one by one, for progress; the Bundle's own elements last, with entries already done.
-    for (const resource of resources) {
-      engine.processResource(resource, { names, scopeName });
-      target.onResource?.(++count);
-    }
-    const entries = json['entry'] as JsonObject[];
-    const detached = entries.map((e) => e['resource']);
-    entries.forEach((e) => delete e['resource']);
-    engine.processResource(json, { names, scopeName });
-    entries.forEach((e, i) => detached[i] !== undefined && (e['resource'] = detached[i]));
-  } else {
-    engine.processResource(json, { names, scopeName });
-    target.onResource?.(++count);
-  }
+  const isBundle = json['resourceType'] === 'Bundle';
+  engine.processResource(json, { names, scopeName, onEntry: () => target.onResource?.(++count) });
+  if (!isBundle) target.onResource?.(++count);
   await writeFile(output, JSON.stringify(json, null, 2) + '\n');
   return count;
 }

@@ -9,6 +9,7 @@
 import fhirpath from 'fhirpath';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import type { JsonObject, NodeLocation } from './fhir-nodes.ts';
+import { splitUnion } from './union.ts';
 
 const model = r4Model as unknown as {
   path2Type: Record<string, string>;
@@ -117,25 +118,6 @@ export function compileNative(path: string): ((index: NodeIndex) => TypedNode[])
   const evaluators = compiled as ((index: NodeIndex) => TypedNode[])[];
   if (evaluators.length === 1) return evaluators[0];
   return (index) => [...new Set(evaluators.flatMap((evaluate) => evaluate(index)))];
-}
-
-function splitUnion(path: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let quote = false;
-  let start = 0;
-  for (let i = 0; i < path.length; i++) {
-    const ch = path[i];
-    if (ch === "'") quote = !quote;
-    else if (!quote && ch === '(') depth++;
-    else if (!quote && ch === ')') depth--;
-    else if (!quote && depth === 0 && ch === '|') {
-      parts.push(path.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  parts.push(path.slice(start).trim());
-  return parts;
 }
 
 function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | undefined {
