@@ -66,3 +66,18 @@ test('medshare anonymize writes a k-anonymous CSV, a JSON report and an SVG plot
   assert.equal(badQi.code, 2);
   assert.match(badQi.stderr, /unknown column "height"/);
 });
+
+test('medshare anonymize builds its table from FHIR resources by FHIRPath columns', async () => {
+  const columns = join(dir, 'columns.json');
+  writeFileSync(columns, JSON.stringify({ resourceType: 'Observation', columns: { code: 'code.coding.code', year: 'effective.toString().substring(0,4)', status: 'status' } }));
+  const out = join(dir, 'obs.csv');
+  const result = await runCli(['anonymize', '--in', join(FIXTURES, 'synthea-carolee-trimmed.json'), '--fhir-columns', columns, '--qi', 'code,year', '--k', '2', '--out', out]);
+  assert.equal(result.code, 0, result.stderr);
+  const lines = readFileSync(out, 'utf8').trim().split('\n');
+  assert.equal(lines[0], 'code,year,status');
+  assert.equal(lines.length, 7);
+  writeFileSync(columns, '{"resourceType": 3}');
+  const bad = await runCli(['anonymize', '--in', join(FIXTURES, 'synthea-carolee-trimmed.json'), '--fhir-columns', columns, '--qi', 'code', '--k', '2', '--out', out]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /columns\.json: expected/);
+});

@@ -20,6 +20,7 @@ import {
   parseCsv,
   profileConfig,
   PROFILES,
+  tableFromFhir,
   utilityCurve,
   utilityPlotSvg,
   type LDiversity,
@@ -63,7 +64,8 @@ export function registerPrivacy(program: Command): void {
   program
     .command('anonymize')
     .description('k-anonymize a CSV table with Mondrian (plus optional l-diversity / t-closeness) and report utility and risk')
-    .requiredOption('--in <file>', 'input CSV (header row; "," or ";" separated)')
+    .requiredOption('--in <file>', 'input CSV (header row; "," or ";" separated), or FHIR JSON/Bundle/NDJSON with --fhir-columns')
+    .option('--fhir-columns <file>', 'JSON {"resourceType": "Patient", "columns": {"name": "FHIRPath", ...}}: build the table from FHIR resources')
     .requiredOption('--qi <columns>', 'comma-separated quasi-identifier columns')
     .option('--sensitive <column>', 'sensitive attribute (for l-diversity / t-closeness)')
     .requiredOption('--k <k>', 'k of k-anonymity', positiveInteger)
@@ -79,7 +81,9 @@ export function registerPrivacy(program: Command): void {
     .option('--report <file>', 'JSON report of utility and risk before and after')
     .option('--plot <file>', 'SVG plot of NCP vs k (k = 2,5,10,20,50,100 and the chosen k)')
     .action(async (options: AnonymizeOptions) => {
-      const table = parseCsv(await readFile(options.in, 'utf8'), { source: options.in, ...(options.missing !== undefined ? { missing: options.missing } : {}) });
+      const table = options.fhirColumns
+        ? await fhirTable(options.in, options.fhirColumns)
+        : parseCsv(await readFile(options.in, 'utf8'), { source: options.in, ...(options.missing !== undefined ? { missing: options.missing } : {}) });
       const quasiIdentifiers = await quasiIdentifiersFor(table, options.qi.split(',').map((c) => c.trim()).filter(Boolean), options.hierarchies);
       const l: LDiversity | undefined = options.l === undefined ? undefined : options.lKind === 'recursive' ? { kind: 'recursive', l: options.l, c: options.c } : { kind: options.lKind, l: options.l };
       const mondrianOptions = {
@@ -113,9 +117,36 @@ interface AnonymizeOptions {
   maxSuppression: number;
   hierarchies?: string;
   missing?: string;
+  fhirColumns?: string;
   out: string;
   report?: string;
   plot?: string;
+}
+
+/** A table from FHIR resources (a resource, a Bundle or NDJSON) by the FHIRPath columns in `columnsFile`. */
+async function fhirTable(input: string, columnsFile: string): Promise<Table> {
+  let spec: { resourceType?: unknown; columns?: unknown };
+  try {
+    spec = JSON.parse(await readFile(columnsFile, 'utf8')) as typeof spec;
+  } catch (error) {
+    throw new UsageError(`${columnsFile}: not valid JSON (${(error as Error).message})`);
+  }
+  const columns = spec.columns as Record<string, unknown> | undefined;
+  if (typeof spec.resourceType !== 'string' || !columns || typeof columns !== 'object' || !Object.values(columns).every((v) => typeof v === 'string')) {
+    throw new UsageError(`${columnsFile}: expected {"resourceType": "...", "columns": {"name": "FHIRPath", ...}}`);
+  }
+  const text = (await readFile(input, 'utf8')).replace(/^\uFEFF/, '');
+  let resources: unknown[];
+  try {
+    const parsed = /\.ndjson$/i.test(input) ? text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as unknown) : [JSON.parse(text) as unknown];
+    resources = parsed.flatMap((r) => {
+      const bundle = r as { resourceType?: string; entry?: { resource?: unknown }[] };
+      return bundle.resourceType === 'Bundle' ? (bundle.entry ?? []).map((e) => e.resource) : [r];
+    });
+  } catch (error) {
+    throw new UsageError(`${input}: not valid JSON (${(error as Error).message})`);
+  }
+  return tableFromFhir(resources, spec.resourceType, columns as Record<string, string>);
 }
 
 function positiveInteger(value: string): number {
