@@ -77,3 +77,11 @@ test('free text recall on the Synthea notes, labelled from each bundle\'s Patien
   assert.ok(counts.NAME.found / counts.NAME.total >= 0.99, JSON.stringify(counts));
   assert.ok(counts.DATE.found / counts.DATE.total >= 0.99, JSON.stringify(counts));
 });
+
+test('the built-in first-name dictionary finds names that are in no resource, case-sensitively', () => {
+  const engine = new Deidentifier(profileConfig('safe-harbor', keys));
+  const names = engine.namesFor([]);
+  assert.equal(scrubText('Seen with her daughter Margaret today.', names).text, 'Seen with her daughter [NAME] today.');
+  assert.equal(scrubText('symptoms may improve', names).text, 'symptoms may improve');
+  assert.equal(scrubText('Seen with her daughter Margaret today.', []).text, 'Seen with her daughter Margaret today.');
+});

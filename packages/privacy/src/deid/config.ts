@@ -27,7 +27,7 @@ export interface Rule {
   otherValues?: 'redact' | 'keep';
 }
 
-/** The `parameters` block. `dateShiftAlgorithm`, `dateShiftScope: patient` and `nameDictionary` are MedShare extensions. */
+/** The `parameters` block. `dateShiftAlgorithm`, `dateShiftScope: patient`, `nameDictionary` and `builtinNameDictionary` are MedShare extensions. */
 export interface Parameters {
   dateShiftKey: string;
   dateShiftScope: 'resource' | 'file' | 'folder' | 'patient';
@@ -39,6 +39,7 @@ export interface Parameters {
   enablePartialZipCodesForRedact: boolean;
   restrictedZipCodeTabulationAreas: string[];
   nameDictionary: string[];
+  builtinNameDictionary: boolean;
 }
 
 export interface DeidConfig {
@@ -59,6 +60,7 @@ const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]
   enablePartialZipCodesForRedact: 'boolean',
   restrictedZipCodeTabulationAreas: 'string[]',
   nameDictionary: 'string[]',
+  builtinNameDictionary: 'boolean',
 };
 
 const RULE_KEYS: Record<Method, string[]> = {
@@ -182,6 +184,7 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
     enablePartialZipCodesForRedact: false,
     restrictedZipCodeTabulationAreas: [],
     nameDictionary: [],
+    builtinNameDictionary: false,
   };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const kind = PARAMETER_KINDS[key as keyof Parameters];

@@ -12,7 +12,7 @@ import { compileValueExpression, forgetDescendants, pruneRemoved, readValue, REM
 import { indexResource } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, perturbNumber } from './methods.ts';
-import { nameMatcher, scrubText } from './free-text.ts';
+import { builtinNameMatcher, nameMatcher, scrubText, type NameMatcher } from './free-text.ts';
 
 const LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
 const LABELS = {
@@ -31,8 +31,8 @@ const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer
 
 /** What a resource is processed with, beyond the configuration. */
 export interface ResourceContext {
-  /** Names known for this record set, for free-text scrubbing. */
-  names?: RegExp;
+  /** Name matchers for free-text scrubbing (see `namesFor`). */
+  names?: readonly NameMatcher[];
   /** The date-shift prefix for `file` and `folder` scopes (the file or folder name). */
   scopeName?: string;
   /** Called after each Bundle entry's resource is processed (progress reporting). */
@@ -53,8 +53,11 @@ export class Deidentifier {
     }
   }
 
-  /** Name matcher for free text: the names in `resources` (Patient, RelatedPerson, Practitioner) plus the dictionary. */
-  namesFor(resources: Iterable<JsonObject>): RegExp | undefined {
+  /**
+   * Name matchers for free text: the names in `resources` (Patient, RelatedPerson, Practitioner)
+   * plus `nameDictionary`, and the built-in first-name dictionary when enabled.
+   */
+  namesFor(resources: Iterable<JsonObject>): NameMatcher[] {
     const names = new Set(this.dictionary);
     for (const resource of resources) {
       if (!['Patient', 'RelatedPerson', 'Practitioner', 'Person'].includes(String(resource['resourceType']))) continue;
@@ -66,7 +69,8 @@ export class Deidentifier {
       const maiden = asArray(resource['extension']).find((e) => (e as JsonObject)['url'] === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName') as JsonObject | undefined;
       if (typeof maiden?.['valueString'] === 'string') for (const word of maiden['valueString'].split(/\s+/)) names.add(word);
     }
-    return nameMatcher(names);
+    const matchers = [nameMatcher(names), this.config.parameters.builtinNameDictionary ? builtinNameMatcher() : undefined];
+    return matchers.filter((m): m is NameMatcher => m !== undefined);
   }
 
   /**
@@ -247,7 +251,7 @@ function partialZip(zip: string, restricted: string[]): string {
 }
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
-function scrubLeaf(leaf: NodeLocation, value: string, names: RegExp | undefined): string {
+function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = []): string {
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule

