@@ -6,6 +6,7 @@
  * are processed as resources of their own. Every processed resource is tagged in `meta.security`
  * with the HL7 v3 ObservationValue codes of the operations applied.
  */
+/// <reference types="fhir" />
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
 import { compileValueExpression, forgetDescendants, pruneRemoved, readValue, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
@@ -61,13 +62,13 @@ export class Deidentifier {
     const names = new Set(this.dictionary);
     for (const resource of resources) {
       if (!['Patient', 'RelatedPerson', 'Practitioner', 'Person'].includes(String(resource['resourceType']))) continue;
-      for (const name of asArray(resource['name']) as JsonObject[]) {
-        for (const part of [...asArray(name['given']), name['family'], name['text']]) {
-          if (typeof part === 'string') for (const word of part.split(/\s+/)) names.add(word);
-        }
-      }
-      const maiden = asArray(resource['extension']).find((e) => (e as JsonObject)['url'] === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName') as JsonObject | undefined;
-      if (typeof maiden?.['valueString'] === 'string') for (const word of maiden['valueString'].split(/\s+/)) names.add(word);
+      // Input is untrusted JSON: the FHIR types describe the expected shape, typeof checks enforce it.
+      const person = resource as unknown as fhir4.Patient | fhir4.RelatedPerson | fhir4.Practitioner | fhir4.Person;
+      const parts: unknown[] = [];
+      for (const name of asArray(person.name) as fhir4.HumanName[]) parts.push(...asArray(name?.given), name?.family, name?.text);
+      const maiden = (asArray(person.extension) as fhir4.Extension[]).find((e) => e?.url === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName');
+      parts.push(maiden?.valueString);
+      for (const part of parts) if (typeof part === 'string') for (const word of part.split(/\s+/)) names.add(word);
     }
     const matchers = [nameMatcher(names), this.config.parameters.builtinNameDictionary ? builtinNameMatcher() : undefined];
     return matchers.filter((m): m is NameMatcher => m !== undefined);
