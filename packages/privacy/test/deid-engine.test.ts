@@ -121,7 +121,8 @@ test('Bundles: entries and contained resources are processed; Bundle fullUrls ha
 
 test('processingErrors: skip turns a failing resource into an empty REDACTED resource; raise names it', () => {
   const rules = [{ path: "Patient.birthDate.toDate() + 'x'", method: 'redact' }];
-  assert.throws(() => engine(rules).processResource(patient()), /Patient\/example|rule 0/);
+  assert.throws(() => engine(rules).processResource(patient()), /^MalformedInputError: Patient\/example: rule 0 \(Patient\.birthDate/);
+  assert.throws(() => engine([{ path: 'Patient.gender', method: 'encrypt' }]).processResource(patient()), /Patient\/example: the encrypt method needs the encryptKey parameter/);
   const skipped = engine(rules, {}, 'skip').processResource(patient());
   assert.deepEqual(Object.keys(skipped).sort(), ['id', 'meta', 'resourceType']);
   assert.deepEqual(labels(skipped), ['REDACTED']);

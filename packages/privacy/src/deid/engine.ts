@@ -100,8 +100,9 @@ export class Deidentifier {
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
+        // Name the failing resource; errors of other kinds (integrity, limits) keep their type.
+        if (error instanceof MedShareError && error.code !== 'MALFORMED') throw error;
         const reason = error instanceof Error ? error.message : String(error);
-        if (error instanceof MedShareError) throw error;
         throw new MalformedInputError(`${String(resource['resourceType'])}/${String(resource['id'] ?? '?')}: ${reason}`);
       }
       for (const key of Object.keys(resource)) if (key !== 'resourceType' && key !== 'id') delete resource[key];
