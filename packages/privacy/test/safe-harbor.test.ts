@@ -44,6 +44,8 @@ test('research profile keeps codes and values, shifts dates per patient and pseu
 });
 
 test('free text: phone, e-mail, SSN, dates, URLs, IPs, ZIPs, addresses, MRNs and old ages are found', () => {
+  assert.deepEqual(findPhi('take 12/0.015 mL and 0.15/30 tabs').map((f) => f.kind), []);
+  assert.deepEqual(findPhi('on 3-4-2019 or 03.04.19').map((f) => f.kind), ['DATE', 'DATE']);
   const note = 'Seen 03/04/2019 and on March 5, 2019. Call 555-123-4567 or mail jd@example.org. SSN 123-45-6789. MRN: A123456. Lives at 12 Main Street, 02138. See https://x.org/a from 10.0.0.1. A 93 year-old man; a 45 year-old woman.';
   const kinds = findPhi(note).map((f) => f.kind);
   for (const kind of ['DATE', 'PHONE', 'EMAIL', 'SSN', 'ID', 'ADDRESS', 'ZIP', 'URL', 'IP', 'AGE']) assert.ok(kinds.includes(kind as never), kind);
@@ -51,9 +53,10 @@ test('free text: phone, e-mail, SSN, dates, URLs, IPs, ZIPs, addresses, MRNs and
   assert.doesNotMatch(scrubText(note).text, /93|555-123|jd@|123-45/);
 });
 
-test('free text recall on the Synthea notes, labelled from each bundle\'s Patient, is at least 0.99 for names and dates', { skip: hasSharedData ? false : SKIP_NO_DATA }, () => {
+test('free text recall on the Synthea notes, labelled from each bundle\'s Patient, is at least 0.99 for names and dates; date precision too', { skip: hasSharedData ? false : SKIP_NO_DATA }, () => {
   const engine = new Deidentifier(profileConfig('safe-harbor', keys));
   const counts = { NAME: { found: 0, total: 0 }, DATE: { found: 0, total: 0 } };
+  const dateFindings = { correct: 0, total: 0 };
   for (const path of patientBundles()) {
     const resources = (readJson(path) as Json)['entry'].map((e: Json) => e['resource']);
     const patient = resources.find((r: Json) => r.resourceType === 'Patient');
@@ -62,6 +65,10 @@ test('free text recall on the Synthea notes, labelled from each bundle\'s Patien
     for (const doc of resources.filter((r: Json) => r.resourceType === 'DocumentReference')) {
       const text = Buffer.from(doc.content[0].attachment.data, 'base64').toString('utf8');
       const findings = findPhi(text, matcher);
+      for (const f of findings.filter((x) => x.kind === 'DATE')) {
+        dateFindings.total++;
+        if (/^\d{4}-\d{2}-\d{2}$/.test(text.slice(f.start, f.end))) dateFindings.correct++;
+      }
       const covered = (start: number, end: number, kind: string) => findings.some((f) => f.kind === kind && f.start <= start && f.end >= end);
       for (const name of names) for (const m of text.matchAll(new RegExp(`\\b${name}\\b`, 'g'))) {
         counts.NAME.total++;
@@ -76,6 +83,8 @@ test('free text recall on the Synthea notes, labelled from each bundle\'s Patien
   assert.ok(counts.NAME.total > 0 && counts.DATE.total > 0);
   assert.ok(counts.NAME.found / counts.NAME.total >= 0.99, JSON.stringify(counts));
   assert.ok(counts.DATE.found / counts.DATE.total >= 0.99, JSON.stringify(counts));
+  // Every date finding in these notes should be a real date (dosages like 12/0.015 are not).
+  assert.ok(dateFindings.correct / dateFindings.total >= 0.99, JSON.stringify(dateFindings));
 });
 
 test('the built-in first-name dictionary finds names that are in no resource, case-sensitively', () => {

@@ -35,7 +35,7 @@ const PATTERNS: [PhiKind, RegExp, (text: string) => boolean][] = [
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, hasDigit],
   ['SSN', /\b\d{3}-\d{2}-\d{4}\b/g, hasDigit],
   ['PHONE', /(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b/g, hasDigit],
-  ['DATE', new RegExp(`\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?|\\b\\d{1,2}[/.-]\\d{1,2}[/.-]\\d{2,4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?,?\\s+\\d{4}\\b|\\b\\d{1,2}\\s+(?:${MONTHS})\\.?,?\\s+\\d{4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{4}\\b`, 'gi'), hasDigit],
+  ['DATE', new RegExp(`\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?|(?<![\\d.])\\d{1,2}([/.-])\\d{1,2}\\1\\d{2,4}(?![\\d.])|\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?,?\\s+\\d{4}\\b|\\b\\d{1,2}\\s+(?:${MONTHS})\\.?,?\\s+\\d{4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{4}\\b`, 'gi'), hasDigit],
   ['ID', /\b(?:MRN|medical record(?: number)?|account(?: number)?|acct|member id|policy(?: number)?|licen[cs]e(?: number)?|passport(?: number)?|DL|device id|serial(?: number)?|plan id|health plan(?: number)?)[\s#:.]*(?:no\.?|number|#)?[\s#:.]*[A-Z0-9][A-Z0-9-]{3,}\b/gi, (t) => t.length > 5],
   ['ADDRESS', /\b\d{1,6}\s+(?:[A-Z][A-Za-z0-9'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle|Highway|Hwy|Parkway|Pkwy|Square|Sq)\b\.?(?:\s+(?:Apt|Suite|Unit)\.?\s*#?\w+)?/g, hasDigit],
   ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
