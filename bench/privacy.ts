@@ -1,0 +1,82 @@
+/**
+ * Privacy benchmarks: de-identification throughput with the `safe-harbor` profile on the Synthea
+ * bundles, and Mondrian on UCI Adult (adult.data; QIs age, workclass, education-num,
+ * marital-status, occupation, race, sex, native-country) for k = 2..100, strict and relaxed.
+ * Run: node --import tsx bench/privacy.ts   (needs ../shared/data beside the repository)
+ * Writes docs/benchmarks/privacy-utility-vs-k.svg.
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Deidentifier, encode, Hierarchy, measure, mondrian, parseCsv, profileConfig, utilityPlotSvg, type CurvePoint, type QuasiIdentifier } from '@medshare/privacy';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const data = `${root}../shared/data`;
+if (!existsSync(data)) {
+  console.error(`bench/privacy.ts needs the shared data at ${data}`);
+  process.exit(1);
+}
+
+function deidThroughput(): void {
+  const dir = `${data}/synthea`;
+  const texts = readdirSync(dir).map((f) => readFileSync(`${dir}/${f}`, 'utf8').replace(/^\uFEFF/, ''));
+  const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
+  const rates: number[] = [];
+  let resources = 0;
+  let coldRate = 0;
+  for (let round = 0; round < 8; round++) {
+    const bundles = texts.map((t) => JSON.parse(t) as { entry: { resource: Record<string, unknown> }[] });
+    resources = 0;
+    const start = performance.now();
+    for (const bundle of bundles) {
+      const list = bundle.entry.map((e) => e.resource);
+      resources += list.length;
+      engine.processResource(bundle as never, { names: engine.namesFor(list) });
+    }
+    const ms = performance.now() - start;
+    if (round === 0) coldRate = (resources / ms) * 1000;
+    else if (round >= 3) rates.push((resources / ms) * 1000); // rounds 0-2 warm the JIT
+  }
+  rates.sort((a, b) => a - b);
+  console.log('\n## De-identification, safe-harbor profile, 13 Synthea bundles (JSON parse excluded, one thread)\n');
+  console.log('| resources | first round (cold) resources/s | warm rounds | warm median resources/s | warm best resources/s |');
+  console.log('|---:|---:|---:|---:|---:|');
+  console.log(`| ${resources} | ${Math.round(coldRate)} | ${rates.length} | ${Math.round(rates[rates.length >> 1] ?? 0)} | ${Math.round(rates.at(-1) ?? 0)} |`);
+}
+
+async function mondrianAdult(): Promise<void> {
+  const columns = ['age', 'workclass', 'fnlwgt', 'education', 'education-num', 'marital-status', 'occupation', 'relationship', 'race', 'sex', 'capital-gain', 'capital-loss', 'hours-per-week', 'native-country', 'salary-class'];
+  const table = parseCsv(readFileSync(`${data}/adult/adult.data`, 'utf8'), { header: columns, delimiter: ',', missing: '?' });
+  const hierarchy = (c: string) => Hierarchy.parse(readFileSync(`${data}/adult/adult_hierarchy_${c}.csv`, 'utf8'));
+  const qis: QuasiIdentifier[] = [
+    { column: 'age', kind: 'numeric' },
+    { column: 'workclass', kind: 'categorical', hierarchy: hierarchy('workclass') },
+    { column: 'education-num', kind: 'numeric' },
+    ...['marital-status', 'occupation', 'race', 'sex', 'native-country'].map((column) => ({ column, kind: 'categorical' as const, hierarchy: hierarchy(column) })),
+  ];
+  const encoded = encode(table, { quasiIdentifiers: qis, model: { k: 2 } });
+  const points: CurvePoint[] = [];
+  console.log(`\n## Mondrian on adult.data (${table.rows.length} complete rows, 8 QIs)\n`);
+  console.log('| mode | k | runtime (ms, median of 3) | NCP (%) | classes | smallest class |');
+  console.log('|---|---:|---:|---:|---:|---:|');
+  for (const mode of ['strict', 'relaxed'] as const) {
+    for (const k of [2, 5, 10, 20, 50, 100]) {
+      const times: number[] = [];
+      let result = mondrian(table, { quasiIdentifiers: qis, model: { k }, mode });
+      for (let i = 0; i < 3; i++) {
+        const start = performance.now();
+        result = mondrian(table, { quasiIdentifiers: qis, model: { k }, mode });
+        times.push(performance.now() - start);
+      }
+      times.sort((a, b) => a - b);
+      const metrics = measure(encoded, result.classes, k);
+      points.push({ k, mode, ncpPercent: metrics.ncpPercent });
+      const smallest = Math.min(...result.classes.map((c) => c.records.length));
+      console.log(`| ${mode} | ${k} | ${(times[1] ?? 0).toFixed(0)} | ${metrics.ncpPercent.toFixed(2)} | ${metrics.classes} | ${smallest} |`);
+    }
+  }
+  writeFileSync(`${root}docs/benchmarks/privacy-utility-vs-k.svg`, await utilityPlotSvg(points, 'Mondrian on UCI Adult: NCP vs k'));
+  console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
+}
+
+deidThroughput();
+await mondrianAdult();

@@ -1,0 +1,66 @@
+/**
+ * Date handling for de-identification: date shifting and partial (year-only) redaction of FHIR
+ * `date`, `dateTime` and `instant` values, and the HIPAA Safe Harbor age rule
+ * (45 CFR 164.514(b)(2)(i)(C): ages over 89, and dates that indicate them, are removed).
+ *
+ * The default shift reproduces Microsoft's anonymizer: offset = fold over the UTF-8 bytes of
+ * (prefix + dateShiftKey) with o = (o*131 + b) mod 101, minus 50 days. That fold is not a keyed
+ * PRF: 101 possible offsets, and one known (original, shifted) date pair reveals the offset of a
+ * patient. The `hmac` variant derives the offset from HMAC-SHA256(dateShiftKey, prefix) (RFC 2104)
+ * so offsets are unpredictable without the key; it is the recommended choice for new data.
+ */
+import { createHmac } from 'node:crypto';
+
+const SHIFT_RANGE = 50;
+const AGE_THRESHOLD = 89;
+const DATE = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?/;
+const TIME = /T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$/;
+
+/** The date-shift offset in days, in [-50, 50], for a prefix (resource id, file, folder or patient id). */
+export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' | 'hmac' = 'fold'): number {
+  if (algorithm === 'hmac') {
+    const mac = createHmac('sha256', key).update(prefix, 'utf8').digest();
+    return (mac.readUInt32BE(0) % (2 * SHIFT_RANGE + 1)) - SHIFT_RANGE;
+  }
+  let offset = 0;
+  for (const byte of Buffer.from(prefix + key, 'utf8')) offset = (offset * 131 + byte) % (2 * SHIFT_RANGE + 1);
+  return offset - SHIFT_RANGE;
+}
+
+/** True when a date (possibly partial) lies more than 89 years before `now`: it indicates an age over 89. */
+export function indicatesAgeOver89(value: string, now = new Date()): boolean {
+  const match = DATE.exec(value);
+  if (!match) return false;
+  const year = Number(match[1]);
+  const month = match[2] ? Number(match[2]) : 1;
+  const day = match[3] ? Number(match[3]) : 1;
+  const nowMonth = now.getUTCMonth() + 1;
+  const beforeBirthday = nowMonth < month || (nowMonth === month && now.getUTCDate() < day);
+  return now.getUTCFullYear() - year - (beforeBirthday ? 1 : 0) > AGE_THRESHOLD;
+}
+
+/**
+ * Partial redaction of a date: its year, or `undefined` (remove) when the date is unparseable
+ * or indicates an age over 89.
+ */
+export function partialDate(value: string, now = new Date()): string | undefined {
+  const match = DATE.exec(value);
+  if (!match || indicatesAgeOver89(value, now)) return undefined;
+  return match[1];
+}
+
+/**
+ * Shifts a full date by `offsetDays`. A dateTime keeps its time zone and has its time set to
+ * 00:00:00. Returns `undefined` when the value has no day (partial) or indicates an age over 89:
+ * the caller then redacts it, as the reference tool does.
+ */
+export function shiftDate(value: string, offsetDays: number, now = new Date()): string | undefined {
+  const match = DATE.exec(value);
+  if (!match || !match[3] || indicatesAgeOver89(value, now)) return undefined;
+  const shifted = new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + offsetDays));
+  const date = shifted.toISOString().slice(0, 10);
+  const time = TIME.exec(value);
+  if (!time) return date;
+  const fraction = time[4] ? '.' + '0'.repeat(time[4].length - 1) : '';
+  return `${date}T00:00:00${fraction}${time[5] ?? ''}`;
+}

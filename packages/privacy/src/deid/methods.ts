@@ -1,0 +1,77 @@
+/**
+ * The value-level de-identification methods of Microsoft's FHIR anonymizer, applied to one
+ * primitive value: cryptoHash (HMAC-SHA256, RFC 2104, hex), encrypt, perturb, generalize and
+ * substitute. Dates and free text live in dates.ts and free-text.ts.
+ *
+ * Deviation: the reference tool encrypts with AES-CBC under the raw key bytes. We use AES-256-GCM
+ * (NIST SP 800-38D) under a key derived by HKDF-SHA256 (RFC 5869) from `encryptKey`, so ciphertexts
+ * are authenticated and any key length is accepted. Output: base64(iv(12) || ciphertext || tag(16)).
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
+import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+
+/** Recently computed hashes: the same ids recur in many references of a Bundle. */
+const hashCache = new Map<string, string>();
+const HASH_CACHE_LIMIT = 50_000;
+
+/** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. */
+export function cryptoHash(value: string, key: string): string {
+  const cacheKey = `${key.length}:${key}\u0000${value}`;
+  let hash = hashCache.get(cacheKey);
+  if (hash === undefined) {
+    hash = createHmac('sha256', key).update(value, 'utf8').digest('hex');
+    if (hashCache.size >= HASH_CACHE_LIMIT) hashCache.clear();
+    hashCache.set(cacheKey, hash);
+  }
+  return hash;
+}
+
+const REFERENCE = /^((?:[a-z][a-z0-9+.-]*:\/\/[^]*?\/)?[A-Z][A-Za-z]+\/)([^/]+)(\/_history\/[^/]+)?$/;
+
+/** cryptoHash of a reference: only the id part of `Type/id` (or `urn:uuid:id`) is hashed, so references stay resolvable. */
+export function cryptoHashReference(reference: string, key: string): string {
+  const match = REFERENCE.exec(reference);
+  if (match) return `${match[1]}${cryptoHash(match[2] ?? '', key)}${match[3] ?? ''}`;
+  if (reference.startsWith('urn:uuid:')) return `urn:uuid:${cryptoHash(reference.slice(9), key)}`;
+  if (reference.startsWith('#')) return reference;
+  return cryptoHash(reference, key);
+}
+
+function encryptionKey(encryptKey: string): Buffer {
+  if (encryptKey === '') throw new MalformedInputError('the encrypt method needs the encryptKey parameter');
+  return Buffer.from(hkdfSync('sha256', Buffer.from(encryptKey, 'utf8'), Buffer.alloc(0), 'medshare/deid/encrypt/v1', 32));
+}
+
+/** Encrypts a value with AES-256-GCM under a key derived from `encryptKey`. */
+export function encryptValue(value: string, encryptKey: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', encryptionKey(encryptKey), iv);
+  const body = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()]);
+  return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64');
+}
+
+/** Decrypts an `encryptValue` output; an authorised holder of `encryptKey` uses it to recover values. */
+export function decryptValue(encoded: string, encryptKey: string): string {
+  const bytes = Buffer.from(encoded, 'base64');
+  if (bytes.length < 28) throw new MalformedInputError('encrypted value is too short');
+  const decipher = createDecipheriv('aes-256-gcm', encryptionKey(encryptKey), bytes.subarray(0, 12));
+  decipher.setAuthTag(bytes.subarray(bytes.length - 16));
+  try {
+    return Buffer.concat([decipher.update(bytes.subarray(12, bytes.length - 16)), decipher.final()]).toString('utf8');
+  } catch {
+    throw new IntegrityError('encrypted value failed authentication (wrong key or tampered)');
+  }
+}
+
+/**
+ * Adds uniform noise in [-span/2, +span/2] (span scaled by |value| when proportional), then rounds
+ * to `roundTo` decimals (integers stay integers). Noise comes from node:crypto's CSPRNG.
+ */
+export function perturbNumber(value: number, span: number, rangeType: 'fixed' | 'proportional', roundTo: number, integer: boolean): number {
+  const width = rangeType === 'proportional' ? span * Math.abs(value) : span;
+  const unit = randomInt(0, 2 ** 48 - 1) / (2 ** 48 - 2);
+  const noisy = value + (unit - 0.5) * width;
+  const digits = integer ? 0 : roundTo;
+  const rounded = Number(noisy.toFixed(digits));
+  return Object.is(rounded, -0) ? 0 : rounded;
+}

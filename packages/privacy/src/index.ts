@@ -1,0 +1,15 @@
+/** @medshare/privacy: desensitization of FHIR records and anonymization of tables for research release. */
+export { parseConfig, parseConfigText, METHODS, type DeidConfig, type Rule, type Parameters, type Method } from './deid/config.ts';
+export { Deidentifier, patientId, type ResourceContext } from './deid/engine.ts';
+export { profileConfig, PROFILES, type ProfileName, type ProfileKeys } from './deid/profiles.ts';
+export { dateShiftOffset, shiftDate, partialDate, indicatesAgeOver89 } from './deid/dates.ts';
+export { cryptoHash, cryptoHashReference, encryptValue, decryptValue, perturbNumber } from './deid/methods.ts';
+export { scrubText, findPhi, nameMatcher, builtinNameMatcher, type Finding, type PhiKind, type NameMatcher, type NameDictionary } from './deid/free-text.ts';
+export { pseudonym, ReidentificationTable } from './pseudonyms.ts';
+export { parseCsv, formatCsv, tableFromFhir, columnIndex, type Table } from './anon/table.ts';
+export { Hierarchy, type HierarchyNode } from './anon/hierarchy.ts';
+export { mondrian, encode, modelCheck, type QuasiIdentifier, type MondrianOptions, type MondrianResult, type EquivalenceClass } from './anon/mondrian.ts';
+export { checkModel, isLDiverse, earthMoversDistance, type PrivacyModel, type LDiversity } from './anon/models.ts';
+export { measure, originalClasses, type Metrics } from './anon/metrics.ts';
+export { anonymizeWithReport, utilityCurve, utilityPlotSvg, type AnonymizationReport, type CurvePoint } from './anon/report.ts';
+export { deidentifyFile, deidentifyPath, type DeidTarget } from './deid/files.ts';

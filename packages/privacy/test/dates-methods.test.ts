@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { cryptoHash, cryptoHashReference, dateShiftOffset, decryptValue, encryptValue, indicatesAgeOver89, partialDate, perturbNumber, shiftDate } from '../src/index.ts';
+
+const NOW = new Date(Date.UTC(2026, 10, 24));
+
+test('date-shift offset reproduces the reference tool: "example" with key "123" shifts 2000-01-01 to 2000-02-11', () => {
+  assert.equal(dateShiftOffset('example', '123'), 41);
+  assert.equal(shiftDate('2000-01-01', 41, NOW), '2000-02-11');
+});
+
+test('offsets stay within [-50, 50] for both algorithms and the HMAC variant depends on the key', () => {
+  fc.assert(fc.property(fc.string(), fc.string(), (id, key) => {
+    for (const algorithm of ['fold', 'hmac'] as const) {
+      const o = dateShiftOffset(id, key, algorithm);
+      assert.ok(o >= -50 && o <= 50);
+    }
+  }));
+  const offsets = new Set(['k1', 'k2', 'k3', 'k4', 'k5', 'k6'].map((k) => dateShiftOffset('patient-1', k, 'hmac')));
+  assert.ok(offsets.size > 1);
+});
+
+test('a shifted dateTime keeps its date shift and time zone, with time 00:00:00', () => {
+  assert.equal(shiftDate('2015-06-30T23:10:05+02:00', 1, NOW), '2015-07-01T00:00:00+02:00');
+  assert.equal(shiftDate('2015-06-30T23:10:05.123Z', -30, NOW), '2015-05-31T00:00:00.000Z');
+  assert.equal(shiftDate('2015-06-30T23:10:05', 0, NOW), '2015-06-30T00:00:00');
+});
+
+test('leap days shift correctly and partial dates are not shifted', () => {
+  assert.equal(shiftDate('2020-02-29', 1, NOW), '2020-03-01');
+  assert.equal(shiftDate('2020-03-01', -1, NOW), '2020-02-29');
+  assert.equal(shiftDate('2019-03-01', -1, NOW), '2019-02-28');
+  assert.equal(shiftDate('2020-02', 5, NOW), undefined);
+  assert.equal(shiftDate('2020', 5, NOW), undefined);
+});
+
+test('ages 89 and 90: a date indicating an age over 89 is removed, 89 keeps its year', () => {
+  assert.equal(indicatesAgeOver89('1937-11-24', NOW), false); // 89 today
+  assert.equal(indicatesAgeOver89('1936-11-24', NOW), true); // 90 today
+  assert.equal(indicatesAgeOver89('1936-11-25', NOW), false); // 90 tomorrow
+  assert.equal(partialDate('1937-11-24', NOW), '1937');
+  assert.equal(partialDate('1936-11-24', NOW), undefined);
+  assert.equal(partialDate('1990-05', NOW), '1990');
+  assert.equal(partialDate('2001-02-03T10:00:00-05:00', NOW), '2001');
+  assert.equal(shiftDate('1930-01-01', 3, NOW), undefined);
+});
+
+test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the id of a reference', () => {
+  assert.equal(cryptoHash('what do ya want for nothing?', 'Jefe'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+  const h = cryptoHash('123', 'key');
+  assert.equal(cryptoHashReference('Patient/123', 'key'), `Patient/${h}`);
+  assert.equal(cryptoHashReference('https://example.org/fhir/Patient/123/_history/2', 'key'), `https://example.org/fhir/Patient/${h}/_history/2`);
+  assert.equal(cryptoHashReference('urn:uuid:123', 'key'), `urn:uuid:${h}`);
+  assert.equal(cryptoHashReference('#contained-1', 'key'), '#contained-1');
+});
+
+test('encrypt round-trips, is randomised, and detects tampering and wrong keys', () => {
+  const a = encryptValue('Jane Doe', 'secret');
+  assert.notEqual(a, encryptValue('Jane Doe', 'secret'));
+  assert.equal(decryptValue(a, 'secret'), 'Jane Doe');
+  assert.throws(() => decryptValue(a, 'other'), { code: 'INTEGRITY' });
+  const bytes = Buffer.from(a, 'base64');
+  bytes[14] = (bytes[14] ?? 0) ^ 1;
+  assert.throws(() => decryptValue(bytes.toString('base64'), 'secret'), { code: 'INTEGRITY' });
+  assert.throws(() => encryptValue('x', ''), { code: 'MALFORMED' });
+});
+
+test('perturb stays within half the span (fixed and proportional) and rounds', () => {
+  fc.assert(fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 0, max: 100, noNaN: true }), (value, span) => {
+    const fixed = perturbNumber(value, span, 'fixed', 6, false);
+    assert.ok(Math.abs(fixed - value) <= span / 2 + 1e-6);
+    const proportional = perturbNumber(value, span / 100, 'proportional', 6, false);
+    assert.ok(Math.abs(proportional - value) <= (Math.abs(value) * span) / 200 + 1e-6);
+  }));
+  assert.ok(Number.isInteger(perturbNumber(70, 10, 'fixed', 2, true)));
+});
