@@ -2,6 +2,7 @@ import { before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
+import * as mcl from 'mcl-wasm';
 import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
 import * as c from '../src/curve/bls12381.ts';
@@ -183,6 +184,31 @@ describe('PRE tamper and hostile input', () => {
     const rk = pre.delegate(patient, 'lab', ta.publicKey, 'role:emergency');
     const forged: pre.ReEncryptionKey = { ...rk, scope: { kind: 'category', rk1: c.g2Mul(c.g2Generator(), c.randomFr()) } };
     assert.throws(() => pre.createReader(abe.keygen(ta.masterKey, 'role:emergency')).decrypt(pre.convert(forged, ct)), IntegrityError);
+  });
+
+  test('a c1 outside the prime-order subgroup (checksum recomputed) is refused before any pairing', () => {
+    const ct = pre.encrypt(bundle, 'lab', 'rec-9', utf8('x'));
+    const coreLength = pre.openRecordHeader(ct).core.bytes.length;
+    let rogue: Uint8Array | undefined;
+    for (let x = 1; !rogue; x++) {
+      const compressed = new Uint8Array(48);
+      compressed[0] = 0x80;
+      compressed[47] = x;
+      const p = new mcl.G1();
+      try {
+        p.deserialize(compressed);
+      } catch {
+        continue;
+      }
+      if (!p.isValidOrder()) rogue = c.g1ToBytesUncompressed(p);
+    }
+    const forged = reseal(ct, (body) => {
+      const copy = body.slice();
+      copy.set(rogue!, coreLength - 4 - 96);
+      return copy;
+    });
+    assert.throws(() => pre.decrypt(patient, forged), (e: unknown) => e instanceof MalformedInputError && /c1: not in the prime-order subgroup/.test(e.message));
+    assert.throws(() => pre.convert(pre.delegate(patient, 'lab', ta.publicKey, POLICY), forged), /c1: not in the prime-order subgroup/);
   });
 
   test('truncated, random, wrong-type and oversized inputs are typed errors', () => {
