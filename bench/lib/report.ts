@@ -29,7 +29,7 @@ export async function plotLines(file: string, points: Point[], axes: { title: st
     encoding: {
       x: { field: 'x', type: 'quantitative', title: axes.x, scale: axes.logX ? { type: 'log' } : {} },
       y: { field: 'y', type: 'quantitative', title: axes.y, scale: axes.logY ? { type: 'log' } : {} },
-      color: { field: 'series', type: 'nominal', title: null },
+      color: { field: 'series', type: 'nominal', title: null, legend: { labelLimit: 400 } },
     },
   };
   const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
