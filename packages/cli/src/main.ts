@@ -3,6 +3,7 @@ import { describeFailure, EXIT } from './errors.ts';
 import { registerAbe } from './commands/abe.ts';
 import { registerPatientKeys, registerPre } from './commands/pre.ts';
 import { registerDemo } from './commands/demo.ts';
+import { registerInspect } from './commands/inspect.ts';
 import { registerIdentity } from './commands/identity.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerPrivacy } from './commands/privacy.ts';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerPatientKeys(program);
   registerPre(program);
   registerDemo(program);
+  registerInspect(program);
   registerIdentity(program);
   registerAudit(program);
   registerPrivacy(program);

@@ -11,6 +11,6 @@ export * as pre from './pre.ts';
 export * as curve from './curve/bls12381.ts';
 export { parsePolicy, parseAttributes, DEFAULT_POLICY_LIMITS, type PolicyLimits, type KeyAttribute } from './policy/parser.ts';
 export { formatPolicy, type PolicyNode, type Attribute } from './policy/ast.ts';
-export { armor, dearmor } from './encoding/armor.ts';
+export { armor, dearmor, detectType } from './encoding/armor.ts';
 export { ObjectType, SchemeId, typeName, envelopeLength } from './encoding/envelope.ts';
 export { PayloadSealer, PayloadOpener, CHUNK_BYTES, SEALED_CHUNK_BYTES } from './hybrid/stream.ts';

@@ -191,6 +191,7 @@ function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): U
   size: number,
   what: string,
 ): T {
+  assertReady();
   if (bytes.length !== size) throw new MalformedInputError(`${what}: expected ${size} bytes, got ${bytes.length}`);
   const value = make();
   try {
@@ -257,6 +258,7 @@ function bytesToCoordinates(bytes: Uint8Array, count: number, what: string): str
 }
 
 function setAffine<T extends G1 | G2>(point: T, coordinates: string[], what: string): T {
+  assertReady();
   try {
     point.setStr(`1 ${coordinates.join(' ')}`, 16);
   } catch {

@@ -6,7 +6,7 @@
  *   -----END MEDSHARE ABE USER KEY-----
  */
 import { MalformedInputError } from '../errors.ts';
-import { MAGIC, type ObjectType, typeName } from './envelope.ts';
+import { MAGIC, ObjectType, typeName } from './envelope.ts';
 
 const LINE = 64;
 
@@ -33,3 +33,13 @@ export function dearmor(input: Uint8Array, type: ObjectType): Uint8Array {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new MalformedInputError(`${expected.toLowerCase()}: invalid base64`);
   return new Uint8Array(Buffer.from(b64, 'base64'));
 }
+
+/** The object type of binary or armored input, from its magic and type byte or its armor label. */
+export function detectType(input: Uint8Array): ObjectType | undefined {
+  if (input.length >= 6 && MAGIC.every((b, i) => input[i] === b)) return input[5] as ObjectType;
+  const head = new TextDecoder().decode(input.subarray(0, 100));
+  const label = /^\s*-----BEGIN MEDSHARE ([A-Z0-9 -]+)-----/.exec(head)?.[1];
+  return ALL_TYPES.find((type) => typeName(type) === label);
+}
+
+const ALL_TYPES = Object.values(ObjectType).filter((v): v is ObjectType => typeof v === 'number');
