@@ -193,7 +193,7 @@ export function satisfies(attributes: string | readonly KeyAttribute[], policy: 
   const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : attributes;
   const held = new Set(expandKeyAttributes(parsed).map(attributeKey));
   const program = compilePolicy(policy);
-  return reconstruct(program, (a) => held.has(attributeKey(a))) !== undefined;
+  return reconstruct(program, (row) => held.has(row.key)) !== undefined;
 }
 
 // ---- encodings -------------------------------------------------------------------------------

@@ -141,7 +141,7 @@ describe('numeric comparisons (bit decomposition)', () => {
         (op, k, v) => {
           const program = toSpanProgram(expandComparisons(parsePolicy(`x ${op} ${k}`)));
           const held = new Set(integerBits('x', v).map((a) => JSON.stringify(a)));
-          const ok = reconstruct(program, (a) => held.has(JSON.stringify(a))) !== undefined;
+          const ok = reconstruct(program, (row) => held.has(JSON.stringify(row.attribute))) !== undefined;
           const expected = { '<': v < k, '<=': v <= k, '>': v > k, '>=': v >= k, '==': v === k }[op]!;
           assert.equal(ok, expected, `${v} ${op} ${k}`);
           assert.ok(program.rows.length <= 32);
@@ -155,7 +155,7 @@ describe('numeric comparisons (bit decomposition)', () => {
     const program = toSpanProgram(expandComparisons(parsePolicy('x >= 0')));
     const holds = (v: number) => {
       const held = new Set(integerBits('x', v).map((a) => JSON.stringify(a)));
-      return reconstruct(program, (a) => held.has(JSON.stringify(a))) !== undefined;
+      return reconstruct(program, (row) => held.has(JSON.stringify(row.attribute))) !== undefined;
     };
     assert.ok(holds(0) && holds(12345));
     assert.equal(reconstruct(program, () => false), undefined);
@@ -170,7 +170,7 @@ describe('span programs', () => {
         const program = toSpanProgram(expandComparisons(tree));
         const { strings, integers, expanded } = heldAttributes(list);
         const held = new Set(expanded.map((a) => JSON.stringify(a)));
-        const coefficients = reconstruct(program, (a) => held.has(JSON.stringify(a)));
+        const coefficients = reconstruct(program, (row) => held.has(JSON.stringify(row.attribute)));
         assert.equal(coefficients !== undefined, evaluate(tree, strings, integers), `${text} | ${list}`);
         if (coefficients) {
           const sum = combination(program, coefficients);
@@ -184,7 +184,7 @@ describe('span programs', () => {
 
   test('and/or policies reconstruct with coefficients that are all 1 (decryption by additions only)', () => {
     const program = toSpanProgram(expandComparisons(parsePolicy('(a:1 and (b:1 or c:1) and d:1) or (e:1 and f:1)')));
-    const coefficients = reconstruct(program, (a) => a.kind === 'string' && ['a', 'c', 'd'].includes(a.name))!;
+    const coefficients = reconstruct(program, ({ attribute: a }) => a.kind === 'string' && ['a', 'c', 'd'].includes(a.name))!;
     assert.equal(coefficients.size, 3);
     assert.ok([...coefficients.values()].every((g) => g === undefined));
   });

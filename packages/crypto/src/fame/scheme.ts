@@ -188,6 +188,17 @@ export function encapsulate(publicKey: FamePublicKey, program: SpanProgram): { k
   return { key, encapsulation: { c0, rows } };
 }
 
+/** A user key's components by attribute key, built once per key object. */
+const componentIndex = new WeakMap<FameUserKey, Map<string, Triple<G1>>>();
+function componentsByAttribute(userKey: FameUserKey): Map<string, Triple<G1>> {
+  let index = componentIndex.get(userKey);
+  if (!index) {
+    index = new Map(userKey.components.map((comp) => [attributeKey(comp.attribute), comp.k]));
+    componentIndex.set(userKey, index);
+  }
+  return index;
+}
+
 /** Σ γ_i·P_i where γ = undefined stands for 1. */
 function weightedSum(terms: Array<[G1, Fr | undefined]>): G1 {
   const unit = terms.filter(([, g]) => g === undefined).map(([p]) => p);
@@ -207,14 +218,10 @@ function weightedSum(terms: Array<[G1, Fr | undefined]>): G1 {
  * Throws AccessDeniedError if the key's attributes do not satisfy the policy.
  */
 export function decapsulate(userKey: FameUserKey, program: SpanProgram, encapsulation: FameEncapsulation): GT {
-  const byAttribute = new Map(userKey.components.map((comp) => [attributeKey(comp.attribute), comp.k]));
-  const coefficients = reconstruct(program, (a) => byAttribute.has(attributeKey(a)));
+  const byAttribute = componentsByAttribute(userKey);
+  const coefficients = reconstruct(program, (row) => byAttribute.has(row.key));
   if (!coefficients) throw new AccessDeniedError('the key does not satisfy the ciphertext policy');
-  const used = [...coefficients].map(([row, gamma]) => ({
-    gamma,
-    ct: encapsulation.rows[row]!,
-    sk: byAttribute.get(attributeKey(program.rows[row]!.attribute))!,
-  }));
+  const used = [...coefficients].map(([row, gamma]) => ({ gamma, ct: encapsulation.rows[row]!, sk: byAttribute.get(program.rows[row]!.key)! }));
   const g1s: G1[] = [];
   const g2s: G2[] = [];
   for (const l of [0, 1, 2] as const) {

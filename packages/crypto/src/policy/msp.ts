@@ -11,10 +11,12 @@
  * Leaves become rows, labelled by their attribute. With `and`/`or` only, every reconstruction coefficient
  * is 1, so decryption combines rows with group additions alone.
  */
-import type { Attribute, ExpandedNode } from './ast.ts';
+import { attributeKey, type Attribute, type ExpandedNode } from './ast.ts';
 
 export interface SpanRow {
   attribute: Attribute;
+  /** attributeKey(attribute), computed once. */
+  key: string;
   /** Non-zero entries as (column, integer value); columns not listed are zero. */
   entries: Array<[column: number, value: bigint]>;
 }
@@ -45,7 +47,7 @@ export function toSpanProgram(root: ExpandedNode): SpanProgram {
   let columns = 1;
   const build = (node: ExpandedNode, v: Vector): SpanTree => {
     if (node.kind === 'leaf') {
-      rows.push({ attribute: node.attribute, entries: [...v].filter(([, x]) => x !== 0n).sort((a, b) => a[0] - b[0]) });
+      rows.push({ attribute: node.attribute, key: attributeKey(node.attribute), entries: [...v].filter(([, x]) => x !== 0n).sort((a, b) => a[0] - b[0]) });
       return { kind: 'leaf', row: rows.length - 1, attribute: node.attribute };
     }
     const n = node.children.length;

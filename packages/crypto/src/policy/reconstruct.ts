@@ -5,8 +5,7 @@
  * satisfied child, a t-of-n gate its t cheapest satisfied children scaled by their Lagrange coefficients at 0.
  */
 import { frFromBigInt, frInv, frMul, frSub, type Fr } from '../curve/bls12381.ts';
-import type { Attribute } from './ast.ts';
-import type { SpanProgram, SpanTree } from './msp.ts';
+import type { SpanProgram, SpanRow, SpanTree } from './msp.ts';
 
 interface Solution {
   /** Row index → coefficient, or undefined for the coefficient 1 (combined by plain addition). */
@@ -38,14 +37,14 @@ function merge(parts: Solution[]): Solution {
   return { rows, cost: parts.reduce((sum, p) => sum + p.cost, 0) };
 }
 
-function solve(node: SpanTree, holds: (a: Attribute) => boolean): Solution | undefined {
+function solve(node: SpanTree, rows: SpanRow[], holds: (row: SpanRow) => boolean): Solution | undefined {
   switch (node.kind) {
     case 'leaf':
-      return holds(node.attribute) ? { rows: new Map([[node.row, undefined]]), cost: 1 } : undefined;
+      return holds(rows[node.row]!) ? { rows: new Map([[node.row, undefined]]), cost: 1 } : undefined;
     case 'and': {
       const parts: Solution[] = [];
       for (const child of node.children) {
-        const part = solve(child, holds);
+        const part = solve(child, rows, holds);
         if (!part) return undefined;
         parts.push(part);
       }
@@ -54,14 +53,14 @@ function solve(node: SpanTree, holds: (a: Attribute) => boolean): Solution | und
     case 'or': {
       let best: Solution | undefined;
       for (const child of node.children) {
-        const part = solve(child, holds);
+        const part = solve(child, rows, holds);
         if (part && (!best || part.cost < best.cost)) best = part;
       }
       return best;
     }
     case 'threshold': {
       const satisfied = node.children
-        .map((child, k) => ({ x: k + 1, part: solve(child, holds) }))
+        .map((child, k) => ({ x: k + 1, part: solve(child, rows, holds) }))
         .filter((c): c is { x: number; part: Solution } => c.part !== undefined)
         .sort((a, b) => a.part.cost - b.part.cost)
         .slice(0, node.threshold);
@@ -73,9 +72,9 @@ function solve(node: SpanTree, holds: (a: Attribute) => boolean): Solution | und
 }
 
 /**
- * The rows and coefficients that reconstruct e_0 from the attributes for which `holds` is true,
+ * The rows and coefficients that reconstruct e_0 from the rows whose attribute the key holds (`holds`),
  * or undefined if they do not satisfy the policy. A coefficient of undefined means 1.
  */
-export function reconstruct(program: SpanProgram, holds: (a: Attribute) => boolean): Map<number, Fr | undefined> | undefined {
-  return solve(program.tree, holds)?.rows;
+export function reconstruct(program: SpanProgram, holds: (row: SpanRow) => boolean): Map<number, Fr | undefined> | undefined {
+  return solve(program.tree, program.rows, holds)?.rows;
 }
