@@ -5,6 +5,7 @@ import { registerPatientKeys, registerPre } from './commands/pre.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerIdentity } from './commands/identity.ts';
 import { registerAudit } from './commands/audit.ts';
+import { registerServe } from './commands/serve.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerIdentity(program);
   registerAudit(program);
+  registerServe(program);
   return program;
 }
 

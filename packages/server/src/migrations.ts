@@ -18,6 +18,7 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
         signing_key bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now())`,
       `CREATE TABLE cloud_records (
+        seq bigserial UNIQUE,
         record_id text PRIMARY KEY,
         patient text NOT NULL REFERENCES cloud_patients(patient),
         category text NOT NULL,

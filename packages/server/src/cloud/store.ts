@@ -90,7 +90,7 @@ export class CloudStore {
   async listRecords(patient: string, category?: string): Promise<RecordMeta[]> {
     const rows = await this.db.query<{ record_id: string; patient: string; category: string; source: string; size: number; created_at: unknown }>(
       `SELECT record_id, patient, category, source, size, created_at FROM cloud_records
-       WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY created_at, record_id`,
+       WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY seq`,
       [patient, category ?? null],
     );
     return rows.rows.map((r) => ({ recordId: r.record_id, patient: r.patient, category: r.category, source: r.source, size: r.size, createdAt: iso(r.created_at) }));
@@ -100,7 +100,7 @@ export class CloudStore {
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
     const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array }>(
       `SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2
-       AND ($3::text[] IS NULL OR record_id = ANY($3::text[])) ORDER BY created_at, record_id`,
+       AND ($3::text[] IS NULL OR record_id = ANY($3::text[])) ORDER BY seq`,
       [patient, category, recordIds ?? null],
     );
     return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));

@@ -2,7 +2,8 @@
  * The typed client SDK of the platform, used by the CLI (and later the web portal). It speaks HTTP to the
  * services and does on the client what must never happen on a server: the patient's key stays with the patient
  * (delegations are computed here, pre.delegate), and the doctor's CP-ABE key is opened and used only here
- * (pre.createReader). Problems (RFC 9457) come back as typed errors.
+ * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
+ * initialise it first (abe.init is idempotent).
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
@@ -94,6 +95,7 @@ export class PlatformClient {
 
   /** Logs a reader in on a fresh device key, obtains her CP-ABE key sealed to it, and returns a doctor client. */
   async loginReader(hospital: string, username: string, password: string, totpSecret: string, attributes: string[]): Promise<DoctorClient> {
+    await abe.init();
     const device = generateKeyPairSync('x25519');
     const deviceKey = device.publicKey.export({ format: 'jwk' }) as KeyRequest['deviceKey'];
     const session = await this.login(hospital, username, password, totpSecret, deviceKey);
@@ -115,6 +117,7 @@ export class PatientClient {
 
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
+    await abe.init();
     await call(this.session.base, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
   }
 
@@ -126,6 +129,7 @@ export class PatientClient {
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
   async delegate(category: string, policy: string, abePublicKey: abe.PublicKey, options: { emergency?: boolean } = {}): Promise<{ delegationId: string; category: string; policy: string }> {
+    await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
     return call(this.session.base, 'POST', this.path('/delegations'), { body, token: this.session.token });
