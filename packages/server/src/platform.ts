@@ -43,8 +43,10 @@ export interface PlatformOptions {
   readonly categories?: CategoryMapping;
   /** scrypt parameters for passwords (identity's production default when absent). */
   readonly scrypt?: ScryptParams;
-  /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens). */
-  readonly logger?: boolean;
+  /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens); or a destination stream. */
+  readonly logger?: boolean | { stream: NodeJS.WritableStream };
+  /** The clock of token issuance and verification (tests move it). */
+  readonly now?: () => number;
 }
 
 /** A composed platform: the Fastify app plus the services, for tests and the CLI. */
@@ -70,7 +72,10 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey));
   const setup = await loadAuthoritySetup(db);
 
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1024 * 1024 });
+  const now = options.now ?? Date.now;
+  const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
+  // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414.
+  const app = Fastify({ logger, bodyLimit: 1024 * 1024, maxParamLength: 2048 });
   useProblems(app);
   // Registered first so that it sees every route and schema below.
   await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
@@ -79,15 +84,15 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   for (const hospital of options.hospitals) {
     const issuer = `urn:medshare:idp:${hospital}`;
     const service = await createMemoryHospital({
-      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt,
+      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, now,
       relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
     });
-    trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions) });
+    trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
     issuers.set(hospital, issuer);
     await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
   }
-  const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust);
-  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust), ...setup, usedTokens: new MemoryNonceCache() });
+  const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
+  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new MemoryNonceCache(), now });
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
   const cloud = new CloudService(store, ledger);
   const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING);

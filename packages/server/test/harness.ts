@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
-import { createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform } from '../src/index.ts';
+import { createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformOptions } from '../src/index.ts';
 
 export const ADMIN = 'admin-token-for-platform-tests-0123';
 export const FAST_SCRYPT = { logN: 12, r: 8, p: 1 };
@@ -33,8 +33,8 @@ export interface Cast {
 const PASSWORD = 'a long enough passphrase';
 
 /** Starts the platform on `db` with two hospitals and logs in the cast. */
-export async function startCast(db: Database): Promise<Cast> {
-  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT });
+export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
+  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT, ...extra });
   const base = new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
   const client = new PlatformClient(base);
   const enrol = (hospital: string, username: string, attributes: string[]) =>

@@ -28,6 +28,8 @@ export const CONVERTED_RECORD_TYPE = 'application/vnd.medshare.pre-converted';
 export async function gatewayPlugin(app: FastifyInstance, options: GatewayPluginOptions): Promise<void> {
   useProblems(app);
   const { gateway, cloud, verifier } = options;
+  // FHIR JSON only: a text/plain body would otherwise reach the handler as a string (415 instead).
+  app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/fhir+json', { parseAs: 'string', bodyLimit: GATEWAY_BODY_LIMIT }, (_request, body, done) => {
     try {
       done(null, JSON.parse(body as string));
