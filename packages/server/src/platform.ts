@@ -14,7 +14,7 @@ import { abe, MalformedInputError } from '@medshare/crypto';
 import { migrate, type Database } from '@medshare/db';
 import {
   createMemoryHospital, hospitalIdentityPlugin, localSessionStatus, MemoryNonceCache, TokenVerifier, trustedAuthorityPlugin,
-  TrustedAuthority, TrustList, type ScryptParams,
+  TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
 } from '@medshare/identity';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
@@ -45,6 +45,8 @@ export interface PlatformOptions {
   readonly scrypt?: ScryptParams;
   /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens); or a destination stream. */
   readonly logger?: boolean | { stream: NodeJS.WritableStream };
+  /** Login rate limits and lockout (identity's defaults when absent; a load test from one address raises them). */
+  readonly limits?: Partial<LimiterOptions>;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
 }
@@ -75,7 +77,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const now = options.now ?? Date.now;
   const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
   // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414.
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, maxParamLength: 2048 });
+  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 } });
   useProblems(app);
   // Registered first so that it sees every route and schema below.
   await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
@@ -84,7 +86,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   for (const hospital of options.hospitals) {
     const issuer = `urn:medshare:idp:${hospital}`;
     const service = await createMemoryHospital({
-      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, now,
+      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now,
       relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
     });
     trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
