@@ -8,6 +8,7 @@
  *   /gateway/...               hospital gateway (FHIR R4 facade)
  *   /openapi.json              the OpenAPI document of all of the above
  */
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
@@ -47,6 +48,8 @@ export interface PlatformOptions {
   readonly logger?: boolean | { stream: NodeJS.WritableStream };
   /** Login rate limits and lockout (identity's defaults when absent; a load test from one address raises them). */
   readonly limits?: Partial<LimiterOptions>;
+  /** Requests per client address per minute on every route (default 600; identity's login limits come on top). */
+  readonly requestsPerMinute?: number;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
 }
@@ -81,6 +84,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   useProblems(app);
   // Registered first so that it sees every route and schema below.
   await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
+  await app.register(rateLimit, { global: true, max: options.requestsPerMinute ?? 600, timeWindow: 60_000 });
   const trust = new TrustList();
   const issuers = new Map<string, string>();
   for (const hospital of options.hospitals) {

@@ -159,6 +159,24 @@ for (const { label, db } of databases) {
       assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length);
     });
 
+    test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
+      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
+      try {
+        const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
+        const statuses: number[] = [];
+        let last: Response | undefined;
+        for (let i = 0; i < 7; i++) {
+          last = await fetch(new URL(`/cloud/patients/${patient}/records`, base));
+          statuses.push(last.status);
+        }
+        assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
+        assert.match(last!.headers.get('content-type') ?? '', /^application\/problem\+json/);
+        assert.ok(Number(last!.headers.get('retry-after')) > 0);
+      } finally {
+        await limited.close();
+      }
+    });
+
     test('expired and revoked tokens are refused', async () => {
       const chen = cast.chen.session.token;
       assert.equal((await request('GET', `/cloud/patients/${patient}/records?category=lab`, { token: chen })).status, 200);
