@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
-import { HttpProblemError } from '../src/index.ts';
+import { CONVERTED_RECORD_TYPE, HttpProblemError } from '../src/index.ts';
 import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -59,6 +59,23 @@ for (const { label, db } of databases) {
       assert.equal(some.length, 1);
       await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
       await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'notes'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'notes'/.test(e.message));
+    });
+
+    test("a St Mary's system reads her records back through its gateway as a FHIR searchset of Binary", async () => {
+      const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+      const cardiologist = await cast.registerAndLogin('st-marys', 'stm-cardiology', ['role:doctor', 'dept:cardiology']);
+      const response = await fetch(new URL(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`, cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      assert.equal(response.status, 200);
+      const searchset = (await response.json()) as { resourceType: string; type: string; total: number; entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }> };
+      assert.equal(searchset.resourceType, 'Bundle');
+      assert.equal(searchset.type, 'searchset');
+      assert.equal(searchset.total, labCount);
+      assert.ok(searchset.entry.every((e) => e.resource.resourceType === 'Binary' && e.resource.contentType === CONVERTED_RECORD_TYPE));
+      // Any key satisfying the delegation's policy opens them, here the Riverside cardiologist's.
+      const opened = searchset.entry.map((e) => cast.chen.decrypt(e.resource.data));
+      assert.ok(opened.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
+      const unknown = await fetch(new URL('/gateway/fhir/Patient/not-enrolled/records?category=lab', cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      assert.equal(unknown.status, 404);
     });
 
     test('only the patient lists, delegates, revokes and reads her log', async () => {

@@ -172,16 +172,17 @@ export class DoctorClient {
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
     const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
-    return records.map((r) => this.open(r.ciphertext));
+    return records.map((r) => this.decrypt(r.ciphertext));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
     const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
-    return records.map((r) => this.open(r.ciphertext));
+    return records.map((r) => this.decrypt(r.ciphertext));
   }
 
-  private open(ciphertext: string): FhirResource {
+  /** Decrypts one converted record given in base64 (from the cloud, or a FHIR Binary of a gateway searchset). */
+  decrypt(ciphertext: string): FhirResource {
     return JSON.parse(utf8.decode(this.reader.decrypt(Buffer.from(ciphertext, 'base64')))) as FhirResource;
   }
 }
