@@ -175,13 +175,14 @@ export class CloudService {
   /** Appends to the ledger (pseudonyms, codes and hashes only) and to the patient's access log. */
   private async audit(
     caller: Caller, patient: string, action: string, category: string, outcome: 'success' | 'minor-failure', records: number,
-    reason: string | null, event: Pick<AuditEventInput, 'type' | 'policyHash' | 'emergencyReason'>, touched: AuditEventInput['records'] = [],
+    reason: string | null, event: Pick<AuditEventInput, 'type' | 'policyHash' | 'emergencyReason'>, touched: NonNullable<AuditEventInput['records']> = [],
   ): Promise<void> {
     const role = ROLE_CODE.test(caller.role) ? caller.role : 'other';
     const base = { ...event, outcome, patient, source: LEDGER_SOURCE, agents: [{ who: caller.pseudonym, role }] };
+    // One ledger entry per 64 records touched (the entry format's limit), at least one entry.
     let first: number | undefined;
-    for (let i = 0; i === 0 || i < (touched ?? []).length; i += MAX_RECORDS_PER_EVENT) {
-      const { index } = await this.ledger.append({ ...base, records: (touched ?? []).slice(i, i + MAX_RECORDS_PER_EVENT) });
+    for (let i = 0; i === 0 || i < touched.length; i += MAX_RECORDS_PER_EVENT) {
+      const { index } = await this.ledger.append({ ...base, records: touched.slice(i, i + MAX_RECORDS_PER_EVENT) });
       first ??= index;
     }
     await this.store.logAccess(patient, {
