@@ -7,6 +7,7 @@ import { registerInspect } from './commands/inspect.ts';
 import { registerIdentity } from './commands/identity.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerPrivacy } from './commands/privacy.ts';
+import { registerServe } from './commands/serve.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerIdentity(program);
   registerAudit(program);
   registerPrivacy(program);
+  registerServe(program);
   return program;
 }
 

@@ -1,74 +1,44 @@
 /**
- * `medshare demo` — the MedShare story end to end on real cryptography, in one process: a trusted authority,
- * two hospitals, a patient, a cloud that stores and converts ciphertexts, doctors who read or are refused,
- * revocation, emergency access and the patient's access log. (The HTTP services and database arrive with
- * the platform; this runs the same cryptographic flow they will.)
+ * `medshare demo` — the MedShare story end to end through the real HTTP services on 127.0.0.1: the platform
+ * (trusted authority, two hospitals' identity services, the cloud, the hospital gateway; @medshare/server) runs
+ * on embedded PGlite in a temporary data directory, and every actor uses the typed SDK over HTTP with MFA login
+ * and SSO tokens. Upload, delegation, a read, a refusal, revocation, emergency access and the access log.
  */
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { abe, pre, AccessDeniedError } from '@medshare/crypto';
+import { MedShareError, pre } from '@medshare/crypto';
+import { openDatabase } from '@medshare/db';
+import { agentPseudonym, cloudContents, createPlatform, GatewayClient, PatientClient, PlatformClient, type DoctorClient, type FhirResource } from '@medshare/server';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/synthea-sample.json', import.meta.url));
 const LAB_POLICY = '(role:doctor and dept:cardiology) or role:emergency';
-
-/** FHIR resource type → record category (the platform makes this configurable). */
-const CATEGORY_OF: Record<string, string> = {
-  Observation: 'lab',
-  DiagnosticReport: 'lab',
-  ImagingStudy: 'imaging',
-  DocumentReference: 'notes',
-  MedicationRequest: 'medication',
-  Immunization: 'medication',
-};
 const CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'];
+const HOSPITALS = ['st-marys', 'riverside'];
 
-interface FhirResource {
-  resourceType: string;
-  id: string;
+interface DemoResource extends FhirResource {
   code?: { coding?: Array<{ display?: string }> };
   valueQuantity?: { value?: number; unit?: string };
   name?: Array<{ given?: string[]; family?: string }>;
 }
 
-interface StoredRecord {
-  recordId: string;
-  category: string;
-  ciphertext: Uint8Array;
-}
-
-interface AccessEvent {
-  actor: string;
-  action: string;
-  category: string;
-  outcome: string;
-  reason?: string;
-}
-
-/** The semi-trusted cloud: ciphertexts, re-encryption keys, and an append-only access log. */
-class Cloud {
-  readonly records: StoredRecord[] = [];
-  readonly delegations = new Map<string, pre.ReEncryptionKey>();
-  readonly log: AccessEvent[] = [];
-
-  /** Converts every record of `category` with the delegation `name`; refuses if it was revoked. */
-  read(name: string, category: string): Uint8Array[] {
-    const rk = this.delegations.get(name);
-    if (!rk) throw new AccessDeniedError(`no active delegation '${name}' (revoked or never granted)`);
-    return this.records.filter((r) => r.category === category).map((r) => pre.convert(rk, r.ciphertext));
-  }
-}
-
+/** Runs the story; `write` receives the narrative line by line. */
 export async function runDemo(bundlePath: string, write: (line: string) => void): Promise<void> {
   const started = performance.now();
+  const bundle = JSON.parse((await readFile(bundlePath, 'utf8')).replace(/^\uFEFF/, '')) as { entry?: Array<{ resource: DemoResource }> };
+  const resources = (bundle.entry ?? []).map((e) => e.resource);
+  const person = resources.find((r) => r.resourceType === 'Patient');
   const summary: string[][] = [];
-  const step = async (n: number, actor: string, title: string, body: () => Promise<string> | string) => {
+  const step = async (n: number, actor: string, title: string, body: () => Promise<string>) => {
     const t = performance.now();
     let outcome: string;
     try {
       outcome = await body();
     } catch (error) {
-      if (!(error instanceof AccessDeniedError)) throw error;
+      if (!(error instanceof MedShareError && error.code === 'ACCESS_DENIED')) throw error;
       outcome = `refused: ${error.message}`;
     }
     const elapsed = performance.now() - t;
@@ -77,73 +47,92 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   };
 
   write('MedShare demo: cross-hospital sharing of one patient\'s records through a semi-trusted cloud.');
-  write('Everything below is real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
-  await abe.init();
-  const bundle = JSON.parse((await readFile(bundlePath, 'utf8')).replace(/^\uFEFF/, '')) as { entry?: Array<{ resource: FhirResource }> };
-  const resources = (bundle.entry ?? []).map((e) => e.resource);
-  const person = resources.find((r) => r.resourceType === 'Patient');
-  const cloud = new Cloud();
-  let ta!: ReturnType<typeof abe.setup>;
-  let patient!: pre.PatientSecretKey;
+  write('Real HTTP services on 127.0.0.1, embedded PostgreSQL (PGlite) in a temporary directory, MFA logins and SSO tokens,');
+  write('real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
+  const dataDir = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
+  const db = await openDatabase({ dataDir });
+  const adminToken = randomBytes(24).toString('base64url');
+  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminToken });
+  try {
+    const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
+    const client = new PlatformClient(base);
+    const names = new Map<string, string>();
+    const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
+      const password = randomBytes(18).toString('base64url');
+      const enrolment = await client.registerUser(hospital, adminToken, { username, password, attributes, scopes: ['patient/*.rs'] });
+      names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
+      return { password, totpSecret: enrolment.totpSecret };
+    };
+    const reader = async (username: string, attributes: string[], display: string): Promise<DoctorClient> => {
+      const { password, totpSecret } = await enrol('riverside', username, attributes, display);
+      return client.loginReader('riverside', username, password, totpSecret, attributes);
+    };
+    let patient!: PatientClient;
+    let chen!: DoctorClient;
+    let patel!: DoctorClient;
+    let okafor!: DoctorClient;
+    let labDelegation = '';
 
-  await step(1, 'trusted authority', 'The trusted authority sets up CP-ABE (FAME on BLS12-381)', () => {
-    ta = abe.setup();
-    return `authority ${Buffer.from(ta.publicKey.authorityId).toString('hex').slice(0, 16)}…`;
-  });
-  await step(2, 'patient', `${person?.name?.[0]?.given?.[0]?.replace(/\d+$/, '') ?? 'The patient'} enrols at St Mary's: one key pair per record category`, () => {
-    patient = pre.generatePatientKey('patient-7f3a9c', CATEGORIES);
-    return `pseudonym ${patient.patientId}, categories ${CATEGORIES.join(', ')}; signed public keys published`;
-  });
-  await step(3, "St Mary's", `St Mary's encrypts her ${resources.length} FHIR resources under her category keys and uploads them`, () => {
-    const keys = pre.decodePublicKeys(pre.encodePublicKeys(patient), pre.publicKeys(patient).signingKey);
-    for (const r of resources) {
-      const category = CATEGORY_OF[r.resourceType] ?? 'clinical';
-      cloud.records.push({ recordId: r.id, category, ciphertext: pre.encrypt(keys, category, r.id, new TextEncoder().encode(JSON.stringify(r))) });
-    }
-    const stored = Buffer.concat(cloud.records.map((r) => r.ciphertext)).toString('latin1');
-    const leaked = resources.filter((r) => stored.includes(JSON.stringify(r).slice(0, 40)) || (person?.name?.[0]?.family && stored.includes(person.name[0].family)));
-    const byCategory = CATEGORIES.map((t) => `${t} ${cloud.records.filter((r) => r.category === t).length}`).join(', ');
-    return `${cloud.records.length} ciphertexts (${byCategory}); plaintext found in the cloud's store: ${leaked.length === 0 ? 'none' : leaked.length}`;
-  });
-  await step(4, 'patient', `The patient delegates 'lab' to ${LAB_POLICY}, and pre-approves emergency access`, () => {
-    cloud.delegations.set('lab', pre.delegate(patient, 'lab', ta.publicKey, LAB_POLICY));
-    cloud.delegations.set('emergency-lab', pre.delegate(patient, 'lab', ta.publicKey, 'role:emergency'));
-    return 'the cloud holds two re-encryption keys and learns nothing from them';
-  });
-  const readLab = (who: string, attributes: string, delegation: string, reason?: string) => {
-    const reader = pre.createReader(abe.keygen(ta.masterKey, attributes));
-    try {
-      const records = cloud.read(delegation, 'lab').map((ct) => JSON.parse(new TextDecoder().decode(reader.decrypt(ct))) as FhirResource);
-      cloud.log.push({ actor: who, action: reason ? 'emergency read' : 'read', category: 'lab', outcome: `${records.length} records`, reason });
+    await step(1, 'trusted authority', `The platform starts on ${base}: trusted authority (FAME CP-ABE setup), ${HOSPITALS.join(' and ')} identity, cloud, gateway`, async () => {
+      const abeKey = await client.abePublicKey();
+      chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
+      patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');
+      okafor = await reader('okafor', ['role:emergency'], 'Dr Okafor (emergency)');
+      return `authority ${Buffer.from(abeKey.authorityId).toString('hex').slice(0, 16)}…; three Riverside clinicians logged in (password + TOTP) and hold CP-ABE keys sealed to their devices`;
+    });
+    await step(2, 'patient', `${person?.name?.[0]?.given?.[0]?.replace(/\d+$/, '') ?? 'The patient'} enrols at St Mary's: one key pair per record category`, async () => {
+      const { password, totpSecret } = await enrol('st-marys', 'patient', ['role:patient'], 'patient');
+      const session = await client.login('st-marys', 'patient', password, totpSecret);
+      patient = new PatientClient(session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+      await patient.register();
+      return `pseudonym ${patient.key.patientId}, categories ${CATEGORIES.join(', ')}; signed public keys published to the cloud`;
+    });
+    await step(3, "St Mary's", `St Mary's gateway encrypts her ${resources.length} FHIR resources under her category keys and uploads them`, async () => {
+      const { password, totpSecret } = await enrol('st-marys', 'ehr', ['role:gateway'], "St Mary's EHR");
+      const gateway = new GatewayClient(await client.login('st-marys', 'ehr', password, totpSecret));
+      await gateway.enrol(person?.id ?? '', patient.key.patientId);
+      const result = await gateway.upload(bundle);
+      const retry = await gateway.upload(bundle);
+      const stored = (await cloudContents(db)).toString('latin1');
+      const family = person?.name?.[0]?.family;
+      const leaked = resources.filter((r) => stored.includes(JSON.stringify(r).slice(0, 40)) || (family !== undefined && stored.includes(family)));
+      const byCategory = CATEGORIES.map((c) => `${c} ${result.byCategory[c] ?? 0}`).join(', ');
+      return `${result.stored} ciphertexts (${byCategory}); a retry stored ${retry.stored}; plaintext found in the cloud's store: ${leaked.length === 0 ? 'none' : leaked.length}`;
+    });
+    await step(4, 'patient', `The patient delegates 'lab' to ${LAB_POLICY}, and pre-approves emergency access`, async () => {
+      const abeKey = await client.abePublicKey();
+      labDelegation = (await patient.delegate('lab', LAB_POLICY, abeKey)).delegationId;
+      await patient.delegate('lab', 'role:emergency', abeKey, { emergency: true });
+      return 'the cloud holds two re-encryption keys and learns nothing from them';
+    });
+    const readLab = async (doctor: DoctorClient, reason?: string) => {
+      const records = (reason ? await doctor.emergencyRead(patient.key.patientId, 'lab', reason) : await doctor.read(patient.key.patientId, 'lab')) as DemoResource[];
       const sample = records.find((r) => r.valueQuantity);
       return `read ${records.length} lab records, e.g. ${sample?.code?.coding?.[0]?.display} ${sample?.valueQuantity?.value} ${sample?.valueQuantity?.unit ?? ''}`.trim();
-    } catch (error) {
-      cloud.log.push({ actor: who, action: reason ? 'emergency read' : 'read', category: 'lab', outcome: 'refused', reason });
-      throw error;
-    }
-  };
-  await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results', () =>
-    readLab('Dr Chen (Riverside, cardiology)', 'role:doctor, dept:cardiology, hospital:riverside, uid:chen', 'lab'),
-  );
-  await step(6, 'Dr Patel, dermatology, Riverside', 'Dr Patel (dermatology, Riverside Hospital) tries the same', () =>
-    readLab('Dr Patel (Riverside, dermatology)', 'role:doctor, dept:dermatology, hospital:riverside, uid:patel', 'lab'),
-  );
-  await step(7, 'patient', "The patient revokes the 'lab' delegation: the cloud deletes the key", () => {
-    cloud.delegations.delete('lab');
-    cloud.log.push({ actor: 'patient', action: 'revoke', category: 'lab', outcome: 'delegation deleted' });
-    return 'revoked';
-  });
-  await step(8, 'Dr Chen, cardiology, Riverside', 'Dr Chen reads again', () => readLab('Dr Chen (Riverside, cardiology)', 'role:doctor, dept:cardiology, hospital:riverside, uid:chen', 'lab'));
-  await step(9, 'Dr Okafor, emergency', 'Emergency: Dr Okafor breaks the glass with a stated reason', () =>
-    readLab('Dr Okafor (emergency)', 'role:emergency, hospital:riverside, uid:okafor', 'emergency-lab', 'unconscious on arrival, suspected myocardial infarction'),
-  );
-  await step(10, 'patient', "The patient reads her access log", () => `${cloud.log.length} entries (below)`);
+    };
+    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results', () => readLab(chen));
+    await step(6, 'Dr Patel, dermatology, Riverside', 'Dr Patel (dermatology, Riverside Hospital) tries the same', () => readLab(patel));
+    await step(7, 'patient', "The patient revokes the 'lab' delegation: the cloud deletes the key", async () => {
+      await patient.revoke(labDelegation);
+      return 'revoked';
+    });
+    await step(8, 'Dr Chen, cardiology, Riverside', 'Dr Chen reads again', () => readLab(chen));
+    await step(9, 'Dr Okafor, emergency', 'Emergency: Dr Okafor breaks the glass with a stated reason', () =>
+      readLab(okafor, 'unconscious on arrival, suspected myocardial infarction'),
+    );
+    const log = await patient.accessLog();
+    await step(10, 'patient', 'The patient reads her access log', async () => `${log.length} entries (below), each also in the audit ledger`);
 
-  write('\nAccess log (what the patient sees):');
-  write(table(['actor', 'action', 'category', 'outcome', 'reason'], cloud.log.map((e) => [e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));
-  write('\nSummary:');
-  write(table(['step', 'actor', 'outcome', 'time'], summary));
-  write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+    write('\nAccess log (what the patient sees):');
+    write(table(['actor', 'action', 'category', 'outcome', 'reason'], log.map((e) => [names.get(e.actor) ?? e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));
+    write('\nSummary:');
+    write(table(['step', 'actor', 'outcome', 'time'], summary));
+    write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+  } finally {
+    await platform.close();
+    await db.close();
+    await rm(dataDir, { recursive: true, force: true });
+  }
 }
 
 /** A plain-text table. */
@@ -153,10 +142,11 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
+/** Registers `medshare demo`. */
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('run the end-to-end sharing story on a sample Synthea patient and exit')
+    .description('run the end-to-end sharing story through the HTTP services on a sample Synthea patient and exit')
     .option('--bundle <file>', 'a FHIR transaction Bundle to use instead of the shipped sample')
     .action(async (o: { bundle?: string }) => {
       await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`));

@@ -1,0 +1,52 @@
+/**
+ * `medshare serve` — the whole platform (@medshare/server) in one process: trusted authority, each hospital's
+ * identity service, the cloud and the hospital gateway. Data in embedded PGlite under `--data`, or in PostgreSQL
+ * when DATABASE_URL is set. The administrator token (user registration) is read like every secret: a hidden
+ * prompt on a terminal, else one line on stdin — never a command-line argument.
+ */
+import { mkdir } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { openDatabase } from '@medshare/db';
+import { createPlatform } from '@medshare/server';
+import { UsageError } from '../errors.ts';
+import { readSecrets } from '../secrets.ts';
+
+interface ServeOptions {
+  data: string;
+  port: string;
+  host: string;
+  hospital: string[];
+  log?: boolean;
+}
+
+async function serve(options: ServeOptions): Promise<void> {
+  const port = Number(options.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`not a port: ${options.port}`);
+  const [adminToken] = await readSecrets(['administrator token']);
+  if (adminToken === undefined || adminToken.length < 16) throw new UsageError('the administrator token must have at least 16 characters');
+  const url = process.env['DATABASE_URL'];
+  const usePostgres = url !== undefined && url !== '';
+  if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
+  const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
+  const platform = await createPlatform({ db, hospitals: options.hospital, adminToken, logger: options.log ?? false });
+  const address = await platform.app.listen({ host: options.host, port });
+  process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => void platform.close().then(() => db.close()).then(() => resolve());
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+/** Registers `medshare serve`. */
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('run the platform (trusted authority, hospital identity, cloud, gateway) until SIGINT/SIGTERM; DATABASE_URL selects PostgreSQL')
+    .option('--data <dir>', 'PGlite data directory (ignored when DATABASE_URL is set)', 'medshare-data')
+    .option('--port <n>', 'TCP port (0 = any free one)', '8080')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])
+    .option('--log', 'log requests (method, URL, status; never bodies or tokens)')
+    .action(serve);
+}

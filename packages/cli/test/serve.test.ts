@@ -1,0 +1,51 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PatientClient, PlatformClient } from '@medshare/server';
+import { pre } from '@medshare/crypto';
+
+const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
+const ADMIN = 'serve-test-admin-token-0123456789';
+
+test('medshare serve runs the platform on PGlite, keeps data across restarts, and stops on SIGTERM', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'medshare-serve-'));
+  const env = { ...process.env, DATABASE_URL: '' };
+  const running = new Set<ReturnType<typeof spawn>>();
+  const start = () => new Promise<{ stop: () => Promise<number | null>; base: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--port', '0', '--hospital', 'st-marys'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('close', () => running.delete(child));
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /^(http:\/\/127\.0\.0\.1:\d+)\//m.exec(out);
+      if (match) resolve({ base: match[1]!, stop: () => new Promise((done) => { child.once('close', done); child.kill('SIGTERM'); }) });
+    });
+    child.once('close', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
+    child.stdin.end(`${ADMIN}\n`);
+  });
+  try {
+    const first = await start();
+    const client = new PlatformClient(first.base);
+    const openapi = await (await fetch(new URL('/openapi.json', first.base))).json() as { openapi: string; paths: Record<string, unknown> };
+    assert.match(openapi.openapi, /^3\./);
+    assert.ok('/cloud/patients/{patient}/read' in openapi.paths);
+    const { totpSecret } = await client.registerUser('st-marys', ADMIN, { username: 'p', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
+    const patient = new PatientClient(await client.login('st-marys', 'p', 'a long enough passphrase', totpSecret), pre.generatePatientKey('psn:serve-test-patient-0001'));
+    await patient.register();
+    const authority = (await client.abePublicKey()).authorityId;
+    assert.equal(await first.stop(), 0);
+    const second = await start();
+    assert.deepEqual((await new PlatformClient(second.base).abePublicKey()).authorityId, authority, 'the TA setup persists');
+    assert.equal(await second.stop(), 0);
+  } finally {
+    for (const child of running) child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+});

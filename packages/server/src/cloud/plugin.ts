@@ -1,0 +1,111 @@
+/**
+ * The cloud's HTTP API (Fastify). Every route needs a platform SSO token; bodies are JSON with schemas and limits.
+ *
+ *   PUT    /patients/:patient                      (patient) { publicKeys }        register her signed key bundle
+ *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
+ *   POST   /patients/:patient/read                 (reader) { category, recordIds? } converted ciphertexts
+ *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason } converted ciphertexts
+ *   POST   /patients/:patient/delegations          (patient) { reencryptionKey, emergency? }
+ *   GET    /patients/:patient/delegations          (patient)
+ *   DELETE /patients/:patient/delegations/:id      (patient) revoke
+ *   GET    /patients/:patient/access-log           (patient)
+ */
+import type { FastifyInstance } from 'fastify';
+import { MalformedInputError } from '@medshare/crypto';
+import type { TokenVerifier } from '@medshare/identity';
+import { authenticate, patientParam, useProblems } from '../http.ts';
+import type { CloudService } from './service.ts';
+
+export interface CloudPluginOptions {
+  readonly cloud: CloudService;
+  readonly verifier: TokenVerifier;
+}
+
+const BASE64 = '^[A-Za-z0-9+/]*={0,2}$';
+const CATEGORY = { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,63}$' };
+const RECORD_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' };
+const patientParams = { type: 'object', required: ['patient'], properties: { patient: { type: 'string', maxLength: 100 } } };
+const SMALL_BODY = 256 * 1024;
+
+const decode = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
+const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+
+/** The Fastify plugin; register it with prefix `/cloud`. */
+export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
+  useProblems(app);
+  const { cloud, verifier } = options;
+  const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
+
+  app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>('/patients/:patient', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: { type: 'object', required: ['publicKeys'], additionalProperties: false, properties: { publicKeys: { type: 'string', maxLength: 200_000, pattern: BASE64 } } },
+    },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    await cloud.registerPatient(who, patientParam(request.params.patient), decode(request.body.publicKeys));
+    return reply.status(201).send({ patient: request.params.patient });
+  });
+
+  app.get<{ Params: { patient: string }; Querystring: { category?: string } }>('/patients/:patient/records', {
+    schema: { params: patientParams, querystring: { type: 'object', additionalProperties: false, properties: { category: CATEGORY } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return { records: await cloud.listRecords(who, patientParam(request.params.patient), request.query.category) };
+  });
+
+  app.post<{ Params: { patient: string }; Body: { category: string; recordIds?: string[] } }>('/patients/:patient/read', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } } },
+    },
+  }, async (request) => {
+    const who = await caller(request);
+    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
+    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+  });
+
+  app.post<{ Params: { patient: string }; Body: { category: string; reason: string } }>('/patients/:patient/emergency-read', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: { type: 'object', required: ['category', 'reason'], additionalProperties: false, properties: { category: CATEGORY, reason: { type: 'string', minLength: 1, maxLength: 500 } } },
+    },
+  }, async (request) => {
+    const who = await caller(request);
+    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason });
+    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+  });
+
+  app.post<{ Params: { patient: string }; Body: { reencryptionKey: string; emergency?: boolean } }>('/patients/:patient/delegations', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: { type: 'object', required: ['reencryptionKey'], additionalProperties: false, properties: { reencryptionKey: { type: 'string', maxLength: 200_000, pattern: BASE64 }, emergency: { type: 'boolean' } } },
+    },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    return reply.status(201).send(await cloud.delegate(who, patientParam(request.params.patient), decode(request.body.reencryptionKey), request.body.emergency ?? false));
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/delegations', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { delegations: await cloud.delegations(who, patientParam(request.params.patient)) };
+  });
+
+  app.delete<{ Params: { patient: string; id: string } }>('/patients/:patient/delegations/:id', {
+    schema: { params: { type: 'object', required: ['patient', 'id'], properties: { patient: { type: 'string', maxLength: 100 }, id: { type: 'string', maxLength: 100 } } } },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    if (!/^[0-9a-f]{32}$/.test(request.params.id)) throw new MalformedInputError('a delegation id is 32 hex digits');
+    await cloud.revoke(who, patientParam(request.params.patient), request.params.id);
+    return reply.status(204).send();
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/access-log', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { entries: await cloud.accessLog(who, patientParam(request.params.patient)) };
+  });
+}

@@ -1,0 +1,163 @@
+/**
+ * The cloud's SQL store (through @medshare/db, PGlite or PostgreSQL): patients' signed public-key bundles,
+ * record ciphertexts with minimal metadata, delegations (re-encryption keys) and the access log the patient sees.
+ * Uploads of many records are one transaction and `ON CONFLICT DO NOTHING` on the record id, so a retried upload
+ * neither duplicates nor half-applies.
+ */
+import type { Database, Queryable } from '@medshare/db';
+
+/** Metadata of a stored record (what the cloud knows besides the ciphertext). */
+export interface RecordMeta {
+  recordId: string;
+  patient: string;
+  category: string;
+  source: string;
+  size: number;
+  createdAt: string;
+}
+
+/** A record to store. */
+export interface NewRecord {
+  recordId: string;
+  category: string;
+  ciphertext: Uint8Array;
+}
+
+/** A stored delegation. */
+export interface DelegationRow {
+  delegationId: string;
+  patient: string;
+  category: string;
+  policy: string;
+  emergency: boolean;
+  reencryptionKey: Uint8Array;
+  createdAt: string;
+}
+
+/** One line of a patient's access log. */
+export interface AccessEntry {
+  actor: string;
+  hospital: string;
+  role: string;
+  action: string;
+  category: string;
+  outcome: string;
+  records: number;
+  reason: string | null;
+  ledgerIndex: number | null;
+  at: string;
+}
+
+const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : String(value));
+
+/** SQL access for the cloud service. */
+export class CloudStore {
+  constructor(readonly db: Database) {}
+
+  /** Registers a patient's key bundle; false when the pseudonym is already taken. */
+  async addPatient(patient: string, owner: string, publicKeys: Uint8Array, signingKey: Uint8Array): Promise<boolean> {
+    const result = await this.db.query(
+      'INSERT INTO cloud_patients (patient, owner, public_keys, signing_key) VALUES ($1, $2, $3, $4) ON CONFLICT (patient) DO NOTHING RETURNING patient',
+      [patient, owner, publicKeys, signingKey],
+    );
+    return result.rows.length === 1;
+  }
+
+  /** A patient's owner and key bundle, if registered. */
+  async patient(patient: string): Promise<{ owner: string; publicKeys: Uint8Array; signingKey: Uint8Array } | undefined> {
+    const row = (await this.db.query<{ owner: string; public_keys: Uint8Array; signing_key: Uint8Array }>(
+      'SELECT owner, public_keys, signing_key FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
+    return row && { owner: row.owner, publicKeys: row.public_keys, signingKey: row.signing_key };
+  }
+
+  /** Stores records in one transaction; returns how many were new (retries insert nothing). */
+  async addRecords(patient: string, source: string, records: readonly NewRecord[]): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      let added = 0;
+      for (const record of records) {
+        const result = await tx.query(
+          `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
+          [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext],
+        );
+        added += result.rows.length;
+      }
+      return added;
+    });
+  }
+
+  /** Metadata of a patient's records, optionally of one category. */
+  async listRecords(patient: string, category?: string): Promise<RecordMeta[]> {
+    const rows = await this.db.query<{ record_id: string; patient: string; category: string; source: string; size: number; created_at: unknown }>(
+      `SELECT record_id, patient, category, source, size, created_at FROM cloud_records
+       WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY seq`,
+      [patient, category ?? null],
+    );
+    return rows.rows.map((r) => ({ recordId: r.record_id, patient: r.patient, category: r.category, source: r.source, size: r.size, createdAt: iso(r.created_at) }));
+  }
+
+  /** Ciphertexts of a patient's records of one category (or only `recordIds` among them). */
+  async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
+    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array }>(
+      `SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2
+       AND ($3::text[] IS NULL OR record_id = ANY($3::text[])) ORDER BY seq`,
+      [patient, category, recordIds ?? null],
+    );
+    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));
+  }
+
+  /** Stores a delegation. */
+  async addDelegation(row: Omit<DelegationRow, 'createdAt'>): Promise<void> {
+    await this.db.query(
+      `INSERT INTO cloud_delegations (delegation_id, patient, category, policy, emergency, reencryption_key)
+       VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delegation_id) DO NOTHING`,
+      [row.delegationId, row.patient, row.category, row.policy, row.emergency, row.reencryptionKey],
+    );
+  }
+
+  /** A patient's active delegations, optionally of one category. */
+  async delegations(patient: string, category?: string): Promise<DelegationRow[]> {
+    const rows = await this.db.query<{ delegation_id: string; patient: string; category: string; policy: string; emergency: boolean; reencryption_key: Uint8Array; created_at: unknown }>(
+      `SELECT * FROM cloud_delegations WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY created_at, delegation_id`,
+      [patient, category ?? null],
+    );
+    return rows.rows.map((r) => ({
+      delegationId: r.delegation_id, patient: r.patient, category: r.category, policy: r.policy,
+      emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
+    }));
+  }
+
+  /** Deletes a delegation (revocation): the re-encryption key is gone. Returns the deleted row. */
+  async deleteDelegation(patient: string, delegationId: string): Promise<DelegationRow | undefined> {
+    const found = (await this.delegations(patient)).find((d) => d.delegationId === delegationId);
+    if (found === undefined) return undefined;
+    await this.db.query('DELETE FROM cloud_delegations WHERE patient = $1 AND delegation_id = $2', [patient, delegationId]);
+    return found;
+  }
+
+  /** Appends to the patient-visible access log. */
+  async logAccess(patient: string, entry: Omit<AccessEntry, 'at'>, q: Queryable = this.db): Promise<void> {
+    await q.query(
+      `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex],
+    );
+  }
+
+  /** A patient's access log, oldest first. */
+  async accessLog(patient: string, limit = 10_000): Promise<AccessEntry[]> {
+    const rows = await this.db.query<{ actor: string; hospital: string; role: string; action: string; category: string; outcome: string; records: number; reason: string | null; ledger_index: number | null; at: unknown }>(
+      'SELECT * FROM cloud_access_log WHERE patient = $1 ORDER BY id LIMIT $2', [patient, limit]);
+    return rows.rows.map((r) => ({
+      actor: r.actor, hospital: r.hospital, role: r.role, action: r.action, category: r.category, outcome: r.outcome,
+      records: r.records, reason: r.reason, ledgerIndex: r.ledger_index, at: iso(r.at),
+    }));
+  }
+
+  /** A named platform secret, created with `make` on first use (first writer wins across processes). */
+  async platformSecret(name: string, make: () => string): Promise<string> {
+    await this.db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, make()]);
+    const row = (await this.db.query<{ secret: string }>('SELECT secret FROM platform_keys WHERE name = $1', [name])).rows[0];
+    return row!.secret;
+  }
+}

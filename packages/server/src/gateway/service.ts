@@ -1,0 +1,67 @@
+/**
+ * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment), encrypts each
+ * incoming resource under the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads the whole
+ * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
+ * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
+ */
+import { MalformedInputError, pre } from '@medshare/crypto';
+import type { Database } from '@medshare/db';
+import type { CloudService } from '../cloud/service.ts';
+import { NotFoundError } from '../http.ts';
+import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
+
+/** What an upload did. */
+export interface UploadResult {
+  patient: string;
+  received: number;
+  stored: number;
+  byCategory: Record<string, number>;
+}
+
+const utf8 = new TextEncoder();
+
+/** One gateway serves every hospital of the process; each call names the caller's hospital. */
+export class GatewayService {
+  constructor(
+    private readonly db: Database,
+    private readonly cloud: CloudService,
+    private readonly mapping: CategoryMapping,
+  ) {}
+
+  /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
+  async enrol(hospital: string, fhirId: string, patient: string): Promise<void> {
+    await this.cloud.publicKeys(patient);
+    const result = await this.db.query(
+      `INSERT INTO gateway_patients (hospital, fhir_id, patient) VALUES ($1, $2, $3)
+       ON CONFLICT (hospital, fhir_id) DO UPDATE SET patient = gateway_patients.patient RETURNING patient`,
+      [hospital, fhirId, patient],
+    );
+    const stored = (result.rows[0] as { patient: string } | undefined)?.patient;
+    if (stored !== patient) throw new MalformedInputError('this FHIR patient is already enrolled under another pseudonym');
+  }
+
+  /** The pseudonym of a hospital's FHIR patient. */
+  async pseudonymOf(hospital: string, fhirId: string): Promise<string> {
+    const row = (await this.db.query<{ patient: string }>('SELECT patient FROM gateway_patients WHERE hospital = $1 AND fhir_id = $2', [hospital, fhirId])).rows[0];
+    if (row === undefined) throw new NotFoundError(`FHIR patient ${fhirId} is not enrolled at ${hospital}`);
+    return row.patient;
+  }
+
+  /** Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing. */
+  async upload(hospital: string, body: unknown): Promise<UploadResult> {
+    const resources = resourcesOf(body);
+    const patient = await this.pseudonymOf(hospital, patientOf(resources));
+    const keys = await this.cloud.publicKeys(patient);
+    const available = new Set(keys.categories.map((k) => k.category));
+    const byCategory: Record<string, number> = {};
+    const records = resources.map((resource) => {
+      const category = categoryOf(this.mapping, resource);
+      if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
+      byCategory[category] = (byCategory[category] ?? 0) + 1;
+      const recordId = recordIdOf(hospital, patient, resource);
+      return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, utf8.encode(JSON.stringify(resource))) };
+    });
+    const stored = await this.cloud.upload(hospital, patient, records);
+    return { patient, received: resources.length, stored, byCategory };
+  }
+}

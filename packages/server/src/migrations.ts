@@ -1,0 +1,85 @@
+/**
+ * Versioned schemas of the platform's own components (applied with `migrate` of @medshare/db). The cloud keeps
+ * only ciphertexts and the minimal metadata the issue allows: pseudonymous patient id, category, record id, size,
+ * times. Delegations hold re-encryption keys (public-key material, useless without the reader's ABE key).
+ * The trusted authority's state lives in its own component and tables, so it can move to its own database.
+ */
+import type { Migration } from '@medshare/db';
+
+export const CLOUD_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'patients, records, delegations, access log',
+    statements: [
+      `CREATE TABLE cloud_patients (
+        patient text PRIMARY KEY,
+        owner text NOT NULL,
+        public_keys bytea NOT NULL,
+        signing_key bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      `CREATE TABLE cloud_records (
+        seq bigserial UNIQUE,
+        record_id text PRIMARY KEY,
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        source text NOT NULL,
+        size integer NOT NULL,
+        ciphertext bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      'CREATE INDEX cloud_records_patient_category ON cloud_records (patient, category)',
+      `CREATE TABLE cloud_delegations (
+        delegation_id text PRIMARY KEY,
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        policy text NOT NULL,
+        emergency boolean NOT NULL,
+        reencryption_key bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      'CREATE INDEX cloud_delegations_patient ON cloud_delegations (patient, category)',
+      `CREATE TABLE cloud_access_log (
+        id bigserial PRIMARY KEY,
+        patient text NOT NULL,
+        actor text NOT NULL,
+        hospital text NOT NULL,
+        role text NOT NULL,
+        action text NOT NULL,
+        category text NOT NULL,
+        outcome text NOT NULL,
+        records integer NOT NULL,
+        reason text,
+        ledger_index integer,
+        at timestamptz NOT NULL DEFAULT now())`,
+      'CREATE INDEX cloud_access_log_patient ON cloud_access_log (patient, id)',
+      `CREATE TABLE platform_keys (
+        name text PRIMARY KEY,
+        secret text NOT NULL)`,
+    ],
+  },
+];
+
+export const GATEWAY_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'enrolled patients per hospital',
+    statements: [
+      `CREATE TABLE gateway_patients (
+        hospital text NOT NULL,
+        fhir_id text NOT NULL,
+        patient text NOT NULL,
+        PRIMARY KEY (hospital, fhir_id))`,
+    ],
+  },
+];
+
+export const AUTHORITY_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'CP-ABE setup of the trusted authority',
+    statements: [
+      `CREATE TABLE ta_setup (
+        id integer PRIMARY KEY CHECK (id = 1),
+        public_key bytea NOT NULL,
+        master_key bytea NOT NULL)`,
+    ],
+  },
+];

@@ -1,0 +1,115 @@
+/**
+ * The platform in one process (docs/platform.md): the trusted authority, one identity service per hospital,
+ * the cloud and the hospital gateway, as Fastify plugins on one server, sharing a federation trust list.
+ *
+ *   /identity/<hospital>/...   hospital identity (accounts, MFA login, SSO tokens)   @medshare/identity
+ *   /ta/...                    trusted authority (CP-ABE public key, sealed key issuance)
+ *   /cloud/...                 cloud store and re-encryption proxy
+ *   /gateway/...               hospital gateway (FHIR R4 facade)
+ *   /openapi.json              the OpenAPI document of all of the above
+ */
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { abe, MalformedInputError } from '@medshare/crypto';
+import { migrate, type Database } from '@medshare/db';
+import {
+  createMemoryHospital, hospitalIdentityPlugin, localSessionStatus, MemoryNonceCache, TokenVerifier, trustedAuthorityPlugin,
+  TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
+} from '@medshare/identity';
+import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
+import { loadAuthoritySetup } from './authority.ts';
+import { cloudPlugin } from './cloud/plugin.ts';
+import { CloudService } from './cloud/service.ts';
+import { CloudStore } from './cloud/store.ts';
+import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.ts';
+import { gatewayPlugin } from './gateway/plugin.ts';
+import { GatewayService } from './gateway/service.ts';
+import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
+import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
+
+/** The audience of trusted-authority tokens (identity's TA plugin checks it). */
+export const TA_AUDIENCE = 'medshare-ta';
+const HOSPITAL_NAME = /^[a-z][a-z0-9-]{0,62}$/;
+const LEDGER_KEY_NAME = 'medshare.cloud/audit';
+
+export interface PlatformOptions {
+  /** The database every component uses (separate ones per component are possible; one is the default). */
+  readonly db: Database;
+  /** Hospital names (lower-case codes); each gets an identity service at /identity/<name>/. */
+  readonly hospitals: readonly string[];
+  /** Administrator credential of every hospital's identity service (register users). */
+  readonly adminToken: string;
+  /** Resource type → category mapping of the gateway. */
+  readonly categories?: CategoryMapping;
+  /** scrypt parameters for passwords (identity's production default when absent). */
+  readonly scrypt?: ScryptParams;
+  /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens); or a destination stream. */
+  readonly logger?: boolean | { stream: NodeJS.WritableStream };
+  /** Login rate limits and lockout (identity's defaults when absent; a load test from one address raises them). */
+  readonly limits?: Partial<LimiterOptions>;
+  /** Requests per client address per minute on every route (default 600; identity's login limits come on top). */
+  readonly requestsPerMinute?: number;
+  /** The clock of token issuance and verification (tests move it). */
+  readonly now?: () => number;
+}
+
+/** A composed platform: the Fastify app plus the services, for tests and the CLI. */
+export interface Platform {
+  readonly app: FastifyInstance;
+  readonly cloud: CloudService;
+  readonly ledger: AuditLog;
+  readonly abePublicKey: abe.PublicKey;
+  /** Issuer URL of each hospital's tokens. */
+  readonly issuers: ReadonlyMap<string, string>;
+  close(): Promise<void>;
+}
+
+/** Builds the platform app (not yet listening). */
+export async function createPlatform(options: PlatformOptions): Promise<Platform> {
+  for (const name of options.hospitals) if (!HOSPITAL_NAME.test(name)) throw new MalformedInputError(`hospital names are lower-case codes: '${name}'`);
+  await abe.init();
+  const { db } = options;
+  await migrate(db, 'cloud', CLOUD_MIGRATIONS);
+  await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
+  const store = new CloudStore(db);
+  const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
+  const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey));
+  const setup = await loadAuthoritySetup(db);
+
+  const now = options.now ?? Date.now;
+  const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
+  // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414.
+  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 } });
+  useProblems(app);
+  // Registered first so that it sees every route and schema below.
+  await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
+  await app.register(rateLimit, { global: true, max: options.requestsPerMinute ?? 600, timeWindow: 60_000 });
+  const trust = new TrustList();
+  const issuers = new Map<string, string>();
+  for (const hospital of options.hospitals) {
+    const issuer = `urn:medshare:idp:${hospital}`;
+    const service = await createMemoryHospital({
+      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now,
+      relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
+    });
+    trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
+    issuers.set(hospital, issuer);
+    await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
+  }
+  const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
+  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new MemoryNonceCache(), now });
+  await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
+  const cloud = new CloudService(store, ledger);
+  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING);
+  await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
+  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return {
+    app, cloud, ledger, abePublicKey: setup.publicKey, issuers,
+    close: async () => {
+      await app.close();
+      await ledger.flush();
+    },
+  };
+}

@@ -1,0 +1,203 @@
+/**
+ * The typed client SDK of the platform, used by the CLI (and later the web portal). It speaks HTTP to the
+ * services and does on the client what must never happen on a server: the patient's key stays with the patient
+ * (delegations are computed here, pre.delegate), and the doctor's CP-ABE key is opened and used only here
+ * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
+ * initialise it first (abe.init is idempotent).
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
+import { base32Decode, openIssuedKey, totp, type IssuedKey, type KeyRequest } from '@medshare/identity';
+import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
+import type { FhirResource } from '../gateway/fhir.ts';
+import type { UploadResult } from '../gateway/service.ts';
+import { PLATFORM_AUDIENCE } from '../http.ts';
+
+/** An HTTP problem answer as a typed error (ACCESS_DENIED for 401/403, LIMIT for 413, MALFORMED for other 4xx). */
+export class HttpProblemError extends MedShareError {
+  constructor(readonly status: number, message: string) {
+    super(codeFor(status), message);
+  }
+}
+
+function codeFor(status: number): ErrorCode {
+  if (status === 401 || status === 403) return 'ACCESS_DENIED';
+  if (status === 413) return 'LIMIT';
+  return 'MALFORMED';
+}
+
+/** What registration returns (shown once). */
+export interface UserEnrolment {
+  userId: string;
+  totpSecret: string;
+  recoveryCodes: string[];
+}
+
+/** A logged-in user. */
+export interface Session {
+  readonly base: URL;
+  readonly hospital: string;
+  readonly token: string;
+}
+
+const TA_AUDIENCE = 'medshare-ta';
+const utf8 = new TextDecoder();
+
+async function call<T>(base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string } = {}): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  const response = await fetch(new URL(path, base), { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+  const text = await response.text();
+  if (!response.ok) {
+    let detail = `HTTP ${response.status}`;
+    try {
+      detail = (JSON.parse(text) as { detail?: string }).detail ?? detail;
+    } catch {
+      // not a problem document: keep the status line
+    }
+    if (response.status === 413) throw new LimitExceededError(detail);
+    throw new HttpProblemError(response.status, detail);
+  }
+  return (text === '' ? undefined : JSON.parse(text)) as T;
+}
+
+/** Entry point: registration and login against one platform base URL. */
+export class PlatformClient {
+  readonly base: URL;
+
+  constructor(baseUrl: string | URL) {
+    this.base = new URL(baseUrl);
+  }
+
+  /** Registers a user at a hospital (administrator credential). */
+  registerUser(hospital: string, adminToken: string, user: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<UserEnrolment> {
+    return call(this.base, 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
+  }
+
+  /**
+   * Password + TOTP login. The token is for the platform and the trusted authority; with `deviceKey` it is bound
+   * to that key (needed for a CP-ABE key).
+   */
+  async login(hospital: string, username: string, password: string, totpSecret: string, deviceKey?: KeyRequest['deviceKey']): Promise<Session> {
+    const { ticket } = await call<{ ticket: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
+    const code = totp(base32Decode(totpSecret), Date.now() / 1000);
+    const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(deviceKey ? { deviceKey } : {}) };
+    const { token } = await call<{ token: string }>(this.base, 'POST', `/identity/${hospital}/login/totp`, { body });
+    return { base: this.base, hospital, token };
+  }
+
+  /** The trusted authority's CP-ABE public parameters. */
+  async abePublicKey(): Promise<abe.PublicKey> {
+    const { publicKey } = await call<{ publicKey: string }>(this.base, 'GET', '/ta/public-key');
+    return abe.decodePublicKey(Buffer.from(publicKey, 'base64'));
+  }
+
+  /** Logs a reader in on a fresh device key, obtains her CP-ABE key sealed to it, and returns a doctor client. */
+  async loginReader(hospital: string, username: string, password: string, totpSecret: string, attributes: string[]): Promise<DoctorClient> {
+    await abe.init();
+    const device = generateKeyPairSync('x25519');
+    const deviceKey = device.publicKey.export({ format: 'jwk' }) as KeyRequest['deviceKey'];
+    const session = await this.login(hospital, username, password, totpSecret, deviceKey);
+    const issued = await call<IssuedKey>(this.base, 'POST', '/ta/keys', { body: { attributes, deviceKey }, token: session.token });
+    return new DoctorClient(session, openIssuedKey(device.privateKey as KeyObject, issued));
+  }
+}
+
+/** A patient: her own key stays here; the cloud gets public keys and re-encryption keys only. */
+export class PatientClient {
+  constructor(
+    readonly session: Session,
+    readonly key: pre.PatientSecretKey,
+  ) {}
+
+  private path(suffix = ''): string {
+    return `/cloud/patients/${encodeURIComponent(this.key.patientId)}${suffix}`;
+  }
+
+  /** Publishes her signed category public keys under her pseudonym. */
+  async register(): Promise<void> {
+    await abe.init();
+    await call(this.session.base, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
+  }
+
+  /** Her records' metadata (optionally one category). */
+  async records(category?: string): Promise<RecordMeta[]> {
+    const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
+    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
+  }
+
+  /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
+  async delegate(category: string, policy: string, abePublicKey: abe.PublicKey, options: { emergency?: boolean } = {}): Promise<{ delegationId: string; category: string; policy: string }> {
+    await abe.init();
+    const rk = pre.delegate(this.key, category, abePublicKey, policy);
+    const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
+    return call(this.session.base, 'POST', this.path('/delegations'), { body, token: this.session.token });
+  }
+
+  /** Her active delegations. */
+  async delegations(): Promise<Array<{ delegationId: string; category: string; policy: string; emergency: boolean; createdAt: string }>> {
+    return (await call<{ delegations: [] }>(this.session.base, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
+  }
+
+  /** Revokes a delegation: the cloud deletes the re-encryption key. */
+  async revoke(delegationId: string): Promise<void> {
+    await call(this.session.base, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
+  }
+
+  /** Every grant, revocation, access and emergency access about her. */
+  async accessLog(): Promise<AccessEntry[]> {
+    return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+  }
+}
+
+/** A reader (doctor, emergency staff): finds records by category and decrypts converted ones locally. */
+export class DoctorClient {
+  private readonly reader: pre.Reader;
+
+  constructor(
+    readonly session: Session,
+    userKey: abe.UserKey,
+  ) {
+    this.reader = pre.createReader(userKey);
+  }
+
+  /** Metadata of a patient's records in a category she delegated to this reader. */
+  async search(patient: string, category: string): Promise<RecordMeta[]> {
+    const path = `/cloud/patients/${encodeURIComponent(patient)}/records?category=${encodeURIComponent(category)}`;
+    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', path, { token: this.session.token })).records;
+  }
+
+  /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
+  async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
+    const body = { category, ...(recordIds ? { recordIds } : {}) };
+    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    return records.map((r) => this.decrypt(r.ciphertext));
+  }
+
+  /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
+  async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
+    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
+    return records.map((r) => this.decrypt(r.ciphertext));
+  }
+
+  /** Decrypts one converted record given in base64 (from the cloud, or a FHIR Binary of a gateway searchset). */
+  decrypt(ciphertext: string): FhirResource {
+    return JSON.parse(utf8.decode(this.reader.decrypt(Buffer.from(ciphertext, 'base64')))) as FhirResource;
+  }
+}
+
+/** A hospital system talking to its gateway. */
+export class GatewayClient {
+  constructor(readonly session: Session) {}
+
+  /** Enrols a FHIR patient of this hospital under her pseudonym. */
+  async enrol(fhirId: string, patient: string): Promise<void> {
+    await call(this.session.base, 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token });
+  }
+
+  /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
+  upload(resourceOrBundle: unknown): Promise<UploadResult> {
+    return call(this.session.base, 'POST', '/gateway/fhir', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The platform end to end over real HTTP on 127.0.0.1, on PGlite and (when DATABASE_URL is set) PostgreSQL:
+ * registration, gateway upload of a whole Synthea bundle (atomic, idempotent), delegation, conversion on read,
+ * refusal, revocation, emergency access, the access log and the ledger.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { abe } from '@medshare/crypto';
+import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { CONVERTED_RECORD_TYPE, HttpProblemError } from '../src/index.ts';
+import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+
+const databases: TestDatabase[] = await openTestDatabases();
+after(async () => {
+  for (const { db } of databases) await db.close();
+});
+
+for (const { label, db } of databases) {
+  describe(`platform on ${label}`, () => {
+    let cast: Cast;
+    let abePublicKey: abe.PublicKey;
+    let labDelegation: string;
+    const bundle = sampleBundle();
+    const labCount = bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length;
+
+    before(async () => {
+      cast = await startCast(db);
+      abePublicKey = await cast.client.abePublicKey();
+    });
+    after(async () => cast.platform.close());
+
+    test('the patient registers her keys; the gateway enrols her and uploads the whole bundle once', async () => {
+      await cast.patient.register();
+      const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+      await cast.gateway.enrol(patientFhirId, cast.patient.key.patientId);
+      const first = await cast.gateway.upload(bundle);
+      assert.equal(first.received, bundle.entry.length);
+      assert.equal(first.stored, bundle.entry.length);
+      assert.equal(first.byCategory['lab'], labCount);
+      const retry = await cast.gateway.upload(bundle);
+      assert.equal(retry.stored, 0, 'a retried upload stores nothing twice');
+      const records = await cast.patient.records();
+      assert.equal(records.length, bundle.entry.length);
+      assert.ok(records.every((r) => r.patient === cast.patient.key.patientId && r.size > 0 && r.source === 'st-marys'));
+    });
+
+    test('a cardiologist reads her lab records after delegation; a dermatologist is refused', async () => {
+      const delegation = await cast.patient.delegate('lab', LAB_POLICY, abePublicKey);
+      labDelegation = delegation.delegationId;
+      assert.equal(delegation.policy, LAB_POLICY);
+      const found = await cast.chen.search(cast.patient.key.patientId, 'lab');
+      assert.equal(found.length, labCount);
+      const records = await cast.chen.read(cast.patient.key.patientId, 'lab');
+      assert.equal(records.length, labCount);
+      assert.ok(records.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
+      const ids = new Set(bundle.entry.map((e) => e.resource.id));
+      assert.ok(records.every((r) => ids.has(r.id)), 'decrypted resources are the uploaded ones');
+      const some = await cast.chen.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]);
+      assert.equal(some.length, 1);
+      await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
+      await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'notes'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'notes'/.test(e.message));
+    });
+
+    test("a St Mary's system reads her records back through its gateway as a FHIR searchset of Binary", async () => {
+      const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+      const cardiologist = await cast.registerAndLogin('st-marys', 'stm-cardiology', ['role:doctor', 'dept:cardiology']);
+      const response = await fetch(new URL(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`, cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      assert.equal(response.status, 200);
+      const searchset = (await response.json()) as { resourceType: string; type: string; total: number; entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }> };
+      assert.equal(searchset.resourceType, 'Bundle');
+      assert.equal(searchset.type, 'searchset');
+      assert.equal(searchset.total, labCount);
+      assert.ok(searchset.entry.every((e) => e.resource.resourceType === 'Binary' && e.resource.contentType === CONVERTED_RECORD_TYPE));
+      // Any key satisfying the delegation's policy opens them, here the Riverside cardiologist's.
+      const opened = searchset.entry.map((e) => cast.chen.decrypt(e.resource.data));
+      assert.ok(opened.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
+      const unknown = await fetch(new URL('/gateway/fhir/Patient/not-enrolled/records?category=lab', cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      assert.equal(unknown.status, 404);
+    });
+
+    test('only the patient lists, delegates, revokes and reads her log', async () => {
+      const patient = cast.patient.key.patientId;
+      const asChen = (method: string, path: string, body?: unknown) =>
+        fetch(new URL(`/cloud/patients/${patient}${path}`, cast.base), {
+          method, headers: { authorization: `Bearer ${cast.chen.session.token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
+        });
+      for (const [method, path] of [['GET', '/records'], ['GET', '/delegations'], ['GET', '/access-log'], ['DELETE', `/delegations/${labDelegation}`]] as const) {
+        const response = await asChen(method, path);
+        assert.equal(response.status, 403, `${method} ${path}`);
+        assert.equal(response.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+      }
+      assert.equal((await cast.patient.delegations()).length, 1);
+    });
+
+    test('revocation deletes the key: the cardiologist is refused at once', async () => {
+      await cast.patient.revoke(labDelegation);
+      await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'lab'/.test(e.message));
+      assert.equal((await cast.patient.delegations()).length, 0);
+      await assert.rejects(cast.patient.revoke(labDelegation), (e: HttpProblemError) => e.status === 404);
+    });
+
+    test('emergency access needs role:emergency, a reason and an emergency delegation; it is shown to the patient', async () => {
+      const patient = cast.patient.key.patientId;
+      await assert.rejects(cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival'), (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message));
+      await cast.patient.delegate('lab', 'role:emergency', abePublicKey, { emergency: true });
+      await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
+      await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'an emergency delegation is not usable for ordinary reads');
+      const emptyReason = await fetch(new URL(`/cloud/patients/${patient}/emergency-read`, cast.base), {
+        method: 'POST', headers: { authorization: `Bearer ${cast.okafor.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
+      });
+      assert.equal(emptyReason.status, 400);
+      const records = await cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival');
+      assert.equal(records.length, labCount);
+      const log = await cast.patient.accessLog();
+      const emergency = log.filter((e) => e.action === 'emergency read' && e.outcome === `${labCount} records`);
+      assert.equal(emergency.length, 1);
+      assert.equal(emergency[0]!.reason, 'unconscious on arrival');
+      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 4), ['grant:ok', `read:${labCount} records`, `read:1 records`, 'read:refused']);
+    });
+
+    test('every grant, revocation and access is in the ledger, under pseudonyms only', async () => {
+      await cast.platform.ledger.flush();
+      const entries = await cast.platform.ledger.entriesForPatient(cast.patient.key.patientId);
+      const types = entries.map((e) => e.event.type.code);
+      for (const type of ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access']) assert.ok(types.includes(type as never), type);
+      const text = entries.map((e) => e.bytes.toString('utf8')).join('\n');
+      assert.doesNotMatch(text, /chen|okafor|antonia|Antonia|unconscious/);
+      const log = await cast.patient.accessLog();
+      assert.ok(log.every((e) => e.ledgerIndex !== null && e.actor.startsWith('psn:')));
+    });
+  });
+}

@@ -1,0 +1,121 @@
+/**
+ * Reliability: every Synthea bundle of ../shared/data goes through the gateway whole; 20 concurrent uploaders and
+ * readers lose nothing; a process killed in the middle of an upload leaves no partial record (child process).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pre } from '@medshare/crypto';
+import { openDatabase, openTestDatabases, type TestDatabase } from '@medshare/db';
+import { PatientClient } from '../src/index.ts';
+import { CATEGORIES, LAB_POLICY, startCast, type Cast } from './harness.ts';
+
+const SYNTHEA = fileURLToPath(new URL('../../../../shared/data/synthea', import.meta.url));
+const CHILD = fileURLToPath(new URL('./fixtures/upload-child.ts', import.meta.url));
+const databases: TestDatabase[] = await openTestDatabases();
+after(async () => {
+  for (const { db } of databases) await db.close();
+});
+
+for (const [position, { label, db }] of databases.entries()) {
+  describe(`reliability on ${label}`, () => {
+    let cast: Cast;
+    before(async () => {
+      cast = await startCast(db);
+    });
+    after(async () => cast.platform.close());
+
+    // ~5,000 resources take ~50 s to encrypt on 2 cores: run on the first engine only (the SQL is the same).
+    const skipSynthea = !existsSync(SYNTHEA) ? 'no ../shared/data/synthea' : position > 0 ? 'run on PGlite only (time)' : false;
+    test('every Synthea patient bundle of the shared data set is uploaded whole, and a retry adds nothing', { skip: skipSynthea }, async () => {
+      const files = readdirSync(SYNTHEA).filter((f) => f.endsWith('.json')).sort();
+      assert.ok(files.length > 0);
+      for (const [i, file] of files.entries()) {
+        const bundle = JSON.parse(readFileSync(join(SYNTHEA, file), 'utf8').replace(/^\uFEFF/, '')) as { entry: Array<{ resource: { resourceType: string; id: string } }> };
+        if (!bundle.entry.some((e) => e.resource.resourceType === 'Patient')) {
+          // Synthea's hospital and practitioner directories are not patient records: refused as a whole, clearly.
+          await assert.rejects(cast.gateway.upload(bundle), /exactly one patient/);
+          continue;
+        }
+        const patient = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+        await patient.register();
+        await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient.key.patientId);
+        const result = await cast.gateway.upload(bundle);
+        assert.equal(result.stored, bundle.entry.length, file);
+        if (i === 0) assert.equal((await cast.gateway.upload(bundle)).stored, 0, 'retry');
+        assert.equal((await patient.records()).length, bundle.entry.length, file);
+      }
+    });
+
+    test('20 concurrent uploaders and 20 concurrent readers lose nothing', async () => {
+      await cast.patient.register();
+      const fhirPatient = `concurrent-${randomBytes(4).toString('hex')}`;
+      await cast.gateway.enrol(fhirPatient, cast.patient.key.patientId);
+      const observation = (i: number, j: number) => ({ resourceType: 'Observation', id: `obs-${i}-${j}`, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i * 100 + j } });
+      const uploads = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: Array.from({ length: 2 }, (_, j) => ({ resource: observation(i, j) })) })));
+      assert.deepEqual(uploads.map((u) => u.stored), Array(20).fill(2));
+      await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
+      const reads = await Promise.all(Array.from({ length: 20 }, () => cast.chen.read(cast.patient.key.patientId, 'lab')));
+      for (const records of reads) {
+        assert.equal(records.length, 40);
+        assert.equal(new Set(records.map((r) => r.id)).size, 40);
+      }
+      const log = await cast.patient.accessLog();
+      assert.equal(log.filter((e) => e.action === 'read' && e.outcome === '40 records').length, 20, 'every read is logged');
+    });
+  });
+}
+
+describe('a process killed in the middle of an upload', () => {
+  const runChild = (args: string[]) => new Promise<{ out: string; code: number | null; signal: string | null }>((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      // Killed 300 ms into a transaction that takes several seconds.
+      if (out.includes('ready')) setTimeout(() => child.kill('SIGKILL'), 300);
+    });
+    child.on('close', (code, signal) => resolve({ out, code, signal }));
+  });
+
+  test('leaves no partial record (PGlite data directory)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'medshare-crash-'));
+    try {
+      const { out, signal } = await runChild([dir]);
+      assert.equal(signal, 'SIGKILL');
+      assert.ok(out.includes('ready') && !out.includes('done'), 'killed during the upload');
+      const db = await openDatabase({ dataDir: dir });
+      try {
+        assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_records')).rows[0]!.n, 0);
+        assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_patients')).rows[0]!.n, 1, 'what was committed before survives');
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('leaves no partial record (PostgreSQL)', { skip: !process.env['DATABASE_URL'] && 'DATABASE_URL is not set' }, async () => {
+    const schema = `crash_${randomBytes(4).toString('hex')}`;
+    const url = process.env['DATABASE_URL']!;
+    const { out, signal } = await runChild([url, schema]);
+    assert.equal(signal, 'SIGKILL');
+    assert.ok(out.includes('ready') && !out.includes('done'), 'killed during the upload');
+    const db = await openDatabase({ url, schema });
+    try {
+      assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_records')).rows[0]!.n, 0);
+      assert.equal((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_patients')).rows[0]!.n, 1);
+    } finally {
+      await db.query(`DROP SCHEMA ${schema} CASCADE`);
+      await db.close();
+    }
+  });
+});
