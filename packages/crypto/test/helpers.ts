@@ -1,5 +1,7 @@
 /** Test helpers: craft envelopes with a *valid* checksum, to reach the validation behind it. */
 import { createHash } from 'node:crypto';
+import * as mcl from 'mcl-wasm';
+import { g1ToBytesUncompressed } from '../src/curve/bls12381.ts';
 import { PREFIX_BYTES, CHECKSUM_BYTES, sealEnvelope, type ObjectType, type SchemeId } from '../src/encoding/envelope.ts';
 
 /** Splits an envelope (at the start of `bytes`) into its body and what follows it. */
@@ -31,3 +33,22 @@ export function concat(...parts: Uint8Array[]): Uint8Array {
 }
 
 export const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/**
+ * An on-curve G1 point outside the r-order subgroup, uncompressed: small x values decompressed without the
+ * subgroup check (the cofactor is huge, so the first x that is on the curve almost surely qualifies).
+ */
+export function nonSubgroupG1(): Uint8Array {
+  for (let x = 1; ; x++) {
+    const compressed = new Uint8Array(48);
+    compressed[0] = 0x80;
+    compressed[47] = x;
+    const p = new mcl.G1();
+    try {
+      p.deserialize(compressed);
+    } catch {
+      continue; // x is not the abscissa of a curve point
+    }
+    if (!p.isValidOrder()) return g1ToBytesUncompressed(p);
+  }
+}
