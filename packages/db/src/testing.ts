@@ -17,6 +17,8 @@ export async function openTestDatabases(): Promise<TestDatabase[]> {
   const opened: TestDatabase[] = [{ label: 'pglite', db: await openDatabase() }];
   const url = process.env['DATABASE_URL'];
   if (url !== undefined && url !== '') {
+    // A value that is not a URL would be read by pg as a relative path on a host named "base".
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error('DATABASE_URL must start with postgres:// or postgresql://');
     const schema = `test_${process.pid}_${randomBytes(4).toString('hex')}`;
     const db = await openDatabase({ url, schema });
     const close = db.close;
