@@ -3,7 +3,8 @@
  * `pre/scheme.ts`, security argument in docs/crypto.md §9).
  *
  *   Patient    generatePatientKey → publicKeys (signed bundle) · decrypt · delegate / delegateRecord · rotate
- *   Hospital   encrypt / encryptStream under the bundle's key for a category
+ *   Hospital   encrypt / encryptStream under the bundle's key for a category; with an emergency capsule, also
+ *              a platform emergency grant of each record (docs/crypto.md §10)
  *   Cloud      convert / convertHeader with a re-encryption key (learns nothing; deleting the key revokes)
  *   Reader     createReader(userKey).decrypt — FAME once per delegation, then one pairing per record
  *
@@ -235,20 +236,35 @@ function findCategoryKey(keys: PatientPublicKeys, category: string): CategoryKey
   return key;
 }
 
-/** Hospital: streaming encryption of one record under the patient's key for `category`. */
-export function encryptStream(keys: PatientPublicKeys, category: string, recordId: string): { header: Uint8Array; sealer: PayloadSealer } {
+/**
+ * Hospital: streaming encryption of one record under the patient's key for `category`. With an emergency
+ * capsule, also the record's platform emergency grant (encoded), for the cloud to store beside it.
+ */
+export function encryptStream(keys: PatientPublicKeys, category: string, recordId: string, emergency?: EmergencyCapsule): { header: Uint8Array; sealer: PayloadSealer; emergencyGrant?: Uint8Array } {
   checkText(recordId, 'record id');
   const key = findCategoryKey(keys, category);
   const { R, c1, c2 } = scheme.encapsulate(key.key);
   const core = encodeCore(category, key.epoch, recordId, key.keyId, c1);
   const header = sealEnvelope(ObjectType.PreCiphertext, SchemeId.PreToFame, concatBytes([core, c.gtToBytes(c2)]));
-  return { header, sealer: new PayloadSealer(payloadKey(R, core), coreDigest(core)) };
+  const sealer = new PayloadSealer(payloadKey(R, core), coreDigest(core));
+  if (emergency === undefined) return { header, sealer };
+  const grant: ReEncryptionKey = {
+    patientId: keys.patientId, category, epoch: key.epoch, keyId: key.keyId, delegationId: emergency.delegationId,
+    scope: { kind: 'record', recordId, c2Converted: scheme.recordGrant(R, c1, emergency.hashOfX) }, rk2: emergency.rk2,
+  };
+  return { header, sealer, emergencyGrant: encodeEmergencyGrant(grant) };
 }
 
 /** Hospital: encrypts a record in memory. */
 export function encrypt(keys: PatientPublicKeys, category: string, recordId: string, plaintext: Uint8Array): Uint8Array {
-  const { header, sealer } = encryptStream(keys, category, recordId);
-  return concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
+  return encryptWithEmergencyGrant(keys, category, recordId, plaintext).ciphertext;
+}
+
+/** Hospital: encrypts a record in memory and, given a capsule, makes its platform emergency grant. */
+export function encryptWithEmergencyGrant(keys: PatientPublicKeys, category: string, recordId: string, plaintext: Uint8Array, emergency?: EmergencyCapsule): { ciphertext: Uint8Array; emergencyGrant?: Uint8Array } {
+  const { header, sealer, emergencyGrant } = encryptStream(keys, category, recordId, emergency);
+  const ciphertext = concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
+  return emergencyGrant === undefined ? { ciphertext } : { ciphertext, emergencyGrant };
 }
 
 /** Parses a record ciphertext header at the start of `input`. */
@@ -318,7 +334,7 @@ export function delegateRecord(key: PatientSecretKey, header: RecordHeader, abeP
     epoch: header.core.epoch,
     keyId: header.core.keyId,
     delegationId: new Uint8Array(randomBytes(ID_BYTES)),
-    scope: { kind: 'record', recordId: header.core.recordId, c2Converted: scheme.recordGrant(R, header.core.c1, x) },
+    scope: { kind: 'record', recordId: header.core.recordId, c2Converted: scheme.recordGrant(R, header.core.c1, scheme.hashGtToG2(x)) },
     rk2,
   };
 }
@@ -387,6 +403,86 @@ export function openConvertedHeader(input: Uint8Array): ConvertedHeader {
   const rk2 = r.bytes(MAX_RK2);
   r.end();
   return { core, c2Converted, delegationId, rk2, bytes: envelope.bytes };
+}
+
+// ---- platform emergency grants (docs/crypto.md §10) -----------------------------------------
+
+/**
+ * The public part of a platform emergency capsule: X encapsulated (FAME) under the platform's emergency policy.
+ * It plays the role of a delegation's rk2 for every record granted under it.
+ */
+export interface EmergencyCapsuleInfo {
+  readonly delegationId: Uint8Array;
+  readonly policy: string;
+  readonly rk2: Uint8Array;
+}
+
+/** A capsule as the hospital holds it while encrypting: H(X) lets it grant records; it never leaves the hospital. */
+export interface EmergencyCapsule extends EmergencyCapsuleInfo {
+  readonly hashOfX: c.G2;
+}
+
+/** Hospital: a fresh capsule under `policy` (one FAME encapsulation), for the records of one upload. */
+export function emergencyCapsule(abePublicKey: abe.PublicKey, policy: string): EmergencyCapsule {
+  const { key: x, header } = abe.encapsulate(abePublicKey, policy);
+  return { delegationId: new Uint8Array(randomBytes(ID_BYTES)), policy: abe.openHeader(header).policy, rk2: header, hashOfX: scheme.hashGtToG2(x) };
+}
+
+/** The capsule's public part, for the cloud: delegation id ‖ bytes rk2. */
+export function encodeEmergencyCapsule(capsule: EmergencyCapsuleInfo): Uint8Array {
+  return sealEnvelope(ObjectType.EmergencyCapsule, SchemeId.PreToFame, new ByteWriter().raw(capsule.delegationId).bytes(capsule.rk2).finish());
+}
+
+/** Decodes and validates (the embedded FAME header included) a capsule's public part. */
+export function decodeEmergencyCapsule(bytes: Uint8Array): EmergencyCapsuleInfo {
+  const r = openEnvelope(bytes, ObjectType.EmergencyCapsule, SchemeId.PreToFame).body;
+  const delegationId = r.raw(ID_BYTES).slice();
+  const rk2 = r.bytes(MAX_RK2).slice();
+  r.end();
+  return { delegationId, policy: abe.openHeader(rk2).policy, rk2 };
+}
+
+// A grant is a record-scoped re-encryption key whose rk2 lives once, in its capsule.
+function encodeEmergencyGrant(grant: ReEncryptionKey): Uint8Array {
+  if (grant.scope.kind !== 'record') throw new MalformedInputError('an emergency grant is record-scoped');
+  const w = new ByteWriter().text(grant.patientId).text(grant.category).u32(grant.epoch).raw(grant.keyId).raw(grant.delegationId);
+  w.text(grant.scope.recordId).raw(c.gtToBytes(grant.scope.c2Converted));
+  return sealEnvelope(ObjectType.EmergencyGrant, SchemeId.PreToFame, w.finish());
+}
+
+/** A decoded emergency grant: who, which record, and under which capsule (its delegation id). */
+export interface EmergencyGrant {
+  readonly patientId: string;
+  readonly category: string;
+  readonly epoch: number;
+  readonly keyId: Uint8Array;
+  readonly delegationId: Uint8Array;
+  readonly recordId: string;
+  readonly c2Converted: c.GT;
+}
+
+export function decodeEmergencyGrant(bytes: Uint8Array): EmergencyGrant {
+  const r = openEnvelope(bytes, ObjectType.EmergencyGrant, SchemeId.PreToFame).body;
+  const patientId = r.text(MAX_TEXT);
+  const category = r.text(64);
+  checkCategory(category);
+  const epoch = r.u32();
+  const keyId = r.raw(ID_BYTES).slice();
+  const delegationId = r.raw(ID_BYTES).slice();
+  const recordId = r.text(MAX_TEXT);
+  const c2Converted = c.gtFromBytesUnchecked(r.raw(c.GT_BYTES), "c2'");
+  r.end();
+  return { patientId, category, epoch, keyId, delegationId, recordId, c2Converted };
+}
+
+/**
+ * Cloud: the re-encryption key of one record under a platform emergency capsule (then `convert` as usual).
+ * AccessDeniedError if the grant was made under another capsule; `convert` refuses it for any other record.
+ */
+export function emergencyGrantKey(capsule: EmergencyCapsuleInfo, grant: Uint8Array): ReEncryptionKey {
+  const { recordId, c2Converted, ...key } = decodeEmergencyGrant(grant);
+  if (!equalBytes(key.delegationId, capsule.delegationId)) throw new AccessDeniedError('the emergency grant was made under another capsule');
+  return { ...key, scope: { kind: 'record', recordId, c2Converted }, rk2: capsule.rk2 };
 }
 
 /**

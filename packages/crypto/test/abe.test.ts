@@ -114,7 +114,7 @@ describe('CP-ABE hostile input', () => {
   test('extended, random, wrong-type, wrong-version, wrong-scheme and wrong-curve objects are refused clearly', () => {
     const pk = abe.encodePublicKey(authority.publicKey);
     assert.throws(() => abe.decodePublicKey(Buffer.concat([pk, Buffer.from([0])])), /1 unexpected trailing bytes/);
-    assert.throws(() => abe.decodePublicKey(abe.encodeMasterKey(authority.masterKey)), /expected a abe public key, got a abe master key/);
+    assert.throws(() => abe.decodePublicKey(abe.encodeMasterKey(authority.masterKey)), /expected an abe public key, got an abe master key/);
     assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 4: 2 })), (e: unknown) => e instanceof UnsupportedError && /format version 2/.test(e.message));
     assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 6: 9 })), (e: unknown) => e instanceof UnsupportedError && /scheme id 9/.test(e.message));
     assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 7: 2 })), (e: unknown) => e instanceof UnsupportedError && /only BLS12-381/.test(e.message));

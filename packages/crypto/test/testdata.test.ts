@@ -60,3 +60,17 @@ test('pinned PRE objects: keys re-encode identically, the record and its convers
   // Converting the pinned record today gives a ciphertext the same reader opens.
   assert.deepEqual(pre.createReader(userKey).decrypt(pre.convert(rk, read('pre-record.ct'))), read('abe-plaintext.json'));
 });
+
+test('pinned emergency capsule and grant: they re-encode identically and convert the pinned record for the pinned reader', () => {
+  const capsuleBytes = dearmor(read('emergency.capsule'), ObjectType.EmergencyCapsule);
+  const capsule = pre.decodeEmergencyCapsule(capsuleBytes);
+  assert.deepEqual(pre.encodeEmergencyCapsule(capsule), capsuleBytes);
+  assert.equal(capsule.policy, '(role:doctor and dept:cardiology) or role:emergency');
+  const grant = dearmor(read('emergency-record.grant'), ObjectType.EmergencyGrant);
+  assert.equal(pre.decodeEmergencyGrant(grant).recordId, 'record-2');
+  const record = read('emergency-record.ct');
+  const patient = pre.decodePatientKey(dearmor(read('patient.key'), ObjectType.PatientSecretKey));
+  assert.deepEqual(pre.decrypt(patient, record), read('abe-plaintext.json'));
+  const userKey = abe.decodeUserKey(dearmor(read('abe-user.key'), ObjectType.AbeUserKey));
+  assert.deepEqual(pre.createReader(userKey).decrypt(pre.convert(pre.emergencyGrantKey(capsule, grant), record)), read('abe-plaintext.json'));
+});

@@ -1,33 +1,60 @@
 /**
- * Regenerates the pinned test vectors in this folder. Run it ONLY when the format version changes on
- * purpose: `node --import tsx packages/crypto/testdata/generate.ts`. The test `testdata.test.ts` fails on
- * any unintended change to the encodings, because these bytes were produced by an earlier build.
+ * Writes the pinned test vectors of this folder that are missing; `--force` regenerates all of them (only when
+ * a format version changes on purpose). The test `testdata.test.ts` fails on any unintended change to the
+ * encodings, because these bytes were produced by an earlier build. New vectors are made from the pinned keys
+ * already here, so they stay consistent with them:
+ *   node --import tsx packages/crypto/testdata/generate.ts [--force]
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
-import { armor } from '../src/encoding/armor.ts';
+import { armor, dearmor } from '../src/encoding/armor.ts';
 import { ObjectType } from '../src/encoding/envelope.ts';
 
 await abe.init();
 const dir = new URL('.', import.meta.url);
-const { publicKey, masterKey } = abe.setup();
-const userKey = abe.keygen(masterKey, 'role:doctor, dept:cardiology, level=3');
-const plaintext = new TextEncoder().encode('{"resourceType":"Observation","status":"final"}');
-const ciphertext = abe.encrypt(publicKey, '(role:doctor and dept:cardiology and level >= 2) or role:emergency', plaintext);
+const force = process.argv.includes('--force');
+const path = (name: string) => new URL(name, dir);
+const pinned = (name: string) => !force && existsSync(path(name));
+const readPinned = (name: string, type: ObjectType) => dearmor(new Uint8Array(readFileSync(path(name))), type);
+const write = (name: string, bytes: Uint8Array | string) => {
+  if (!pinned(name)) writeFileSync(path(name), bytes);
+};
+const POLICY = '(role:doctor and dept:cardiology) or role:emergency';
 
-writeFileSync(new URL('abe-public.key', dir), armor(ObjectType.AbePublicKey, abe.encodePublicKey(publicKey)));
-writeFileSync(new URL('abe-master.key', dir), armor(ObjectType.AbeMasterKey, abe.encodeMasterKey(masterKey)));
-writeFileSync(new URL('abe-user.key', dir), armor(ObjectType.AbeUserKey, abe.encodeUserKey(userKey)));
-writeFileSync(new URL('abe-ciphertext.bin', dir), ciphertext);
-writeFileSync(new URL('abe-plaintext.json', dir), plaintext);
+// CP-ABE: an authority, a cardiologist's key and a ciphertext.
+let publicKey: abe.PublicKey;
+if (pinned('abe-public.key')) {
+  publicKey = abe.decodePublicKey(readPinned('abe-public.key', ObjectType.AbePublicKey));
+} else {
+  const authority = abe.setup();
+  publicKey = authority.publicKey;
+  const plaintext = new TextEncoder().encode('{"resourceType":"Observation","status":"final"}');
+  writeFileSync(path('abe-public.key'), armor(ObjectType.AbePublicKey, abe.encodePublicKey(publicKey)));
+  writeFileSync(path('abe-master.key'), armor(ObjectType.AbeMasterKey, abe.encodeMasterKey(authority.masterKey)));
+  writeFileSync(path('abe-user.key'), armor(ObjectType.AbeUserKey, abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor, dept:cardiology, level=3'))));
+  writeFileSync(path('abe-ciphertext.bin'), abe.encrypt(publicKey, '(role:doctor and dept:cardiology and level >= 2) or role:emergency', plaintext));
+  writeFileSync(path('abe-plaintext.json'), plaintext);
+}
+const plaintext = new Uint8Array(readFileSync(path('abe-plaintext.json')));
 
 // Proxy re-encryption: a patient key, its signed bundle, a lab record, a delegation, the converted record.
-const patient = pre.generatePatientKey('patient-testvector');
-const record = pre.encrypt(pre.publicKeys(patient), 'lab', 'record-1', plaintext);
-const rk = pre.delegate(patient, 'lab', publicKey, '(role:doctor and dept:cardiology) or role:emergency');
-writeFileSync(new URL('patient.key', dir), armor(ObjectType.PatientSecretKey, pre.encodePatientKey(patient)));
-writeFileSync(new URL('patient.pub', dir), armor(ObjectType.PatientPublicKeys, pre.encodePublicKeys(patient)));
-writeFileSync(new URL('pre-record.ct', dir), record);
-writeFileSync(new URL('lab.rk', dir), armor(ObjectType.ReEncryptionKey, pre.encodeReEncryptionKey(rk)));
-writeFileSync(new URL('pre-record.abe.ct', dir), pre.convert(rk, record));
+const patient = pinned('patient.key') ? pre.decodePatientKey(readPinned('patient.key', ObjectType.PatientSecretKey)) : pre.generatePatientKey('patient-testvector');
+write('patient.key', armor(ObjectType.PatientSecretKey, pre.encodePatientKey(patient)));
+write('patient.pub', armor(ObjectType.PatientPublicKeys, pre.encodePublicKeys(patient)));
+if (!pinned('pre-record.ct')) {
+  const record = pre.encrypt(pre.publicKeys(patient), 'lab', 'record-1', plaintext);
+  const rk = pre.delegate(patient, 'lab', publicKey, POLICY);
+  writeFileSync(path('pre-record.ct'), record);
+  writeFileSync(path('lab.rk'), armor(ObjectType.ReEncryptionKey, pre.encodeReEncryptionKey(rk)));
+  writeFileSync(path('pre-record.abe.ct'), pre.convert(rk, record));
+}
+
+// Platform emergency access: a capsule, a record encrypted with its grant.
+if (!pinned('emergency-record.ct')) {
+  const capsule = pre.emergencyCapsule(publicKey, POLICY);
+  const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(pre.publicKeys(patient), 'lab', 'record-2', plaintext, capsule);
+  writeFileSync(path('emergency.capsule'), armor(ObjectType.EmergencyCapsule, pre.encodeEmergencyCapsule(capsule)));
+  writeFileSync(path('emergency-record.grant'), armor(ObjectType.EmergencyGrant, emergencyGrant!));
+  writeFileSync(path('emergency-record.ct'), ciphertext);
+}

@@ -53,6 +53,19 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
         ['policy', abe.openHeader(rk.rk2).policy],
       ];
     }
+    case ObjectType.EmergencyCapsule: {
+      const capsule = pre.decodeEmergencyCapsule(bytes);
+      return [['emergency capsule', hex(capsule.delegationId)], ['policy', capsule.policy]];
+    }
+    case ObjectType.EmergencyGrant: {
+      const grant = pre.decodeEmergencyGrant(bytes);
+      return [
+        ['patient', grant.patientId],
+        ['category', `${grant.category} (epoch ${grant.epoch})`],
+        ['scope', `record ${grant.recordId} only, platform emergency access`],
+        ['emergency capsule', hex(grant.delegationId)],
+      ];
+    }
     case ObjectType.ConvertedCiphertext: {
       const header = pre.openConvertedHeader(bytes);
       return [

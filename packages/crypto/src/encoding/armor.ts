@@ -6,7 +6,7 @@
  *   -----END MEDSHARE ABE USER KEY-----
  */
 import { MalformedInputError } from '../errors.ts';
-import { MAGIC, ObjectType, typeName } from './envelope.ts';
+import { MAGIC, ObjectType, typeName, withArticle } from './envelope.ts';
 
 const LINE = 64;
 
@@ -28,7 +28,7 @@ export function dearmor(input: Uint8Array, type: ObjectType): Uint8Array {
   const match = /^\s*-----BEGIN ([A-Z0-9 -]+)-----\r?\n([A-Za-z0-9+/=\r\n]*?)\r?\n?-----END \1-----\s*$/.exec(text);
   const expected = `MEDSHARE ${typeName(type)}`;
   if (!match) throw new MalformedInputError(`not a MedShare ${typeName(type).toLowerCase()} (neither binary nor armored text)`);
-  if (match[1] !== expected) throw new MalformedInputError(`expected a ${expected.toLowerCase()}, got a ${match[1]!.toLowerCase()}`);
+  if (match[1] !== expected) throw new MalformedInputError(`expected ${withArticle(expected.toLowerCase())}, got ${withArticle(match[1]!.toLowerCase())}`);
   const b64 = match[2]!.replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new MalformedInputError(`${expected.toLowerCase()}: invalid base64`);
   return new Uint8Array(Buffer.from(b64, 'base64'));

@@ -37,6 +37,8 @@ export enum ObjectType {
   PreCiphertext = 7,
   ReEncryptionKey = 8,
   ConvertedCiphertext = 9,
+  EmergencyCapsule = 10,
+  EmergencyGrant = 11,
 }
 
 export enum SchemeId {
@@ -60,7 +62,12 @@ const TYPE_NAMES: Record<ObjectType, string> = {
   [ObjectType.PreCiphertext]: 'PRE CIPHERTEXT',
   [ObjectType.ReEncryptionKey]: 'RE-ENCRYPTION KEY',
   [ObjectType.ConvertedCiphertext]: 'CONVERTED CIPHERTEXT',
+  [ObjectType.EmergencyCapsule]: 'EMERGENCY CAPSULE',
+  [ObjectType.EmergencyGrant]: 'EMERGENCY GRANT',
 };
+
+/** `a name` or `an name`, for messages. */
+export const withArticle = (name: string): string => `${/^[aeiou]/i.test(name) ? 'an' : 'a'} ${name}`;
 
 /** Human-readable name of an object type, also used as the text-armor label. */
 export function typeName(type: ObjectType): string {
@@ -129,7 +136,7 @@ export function openEnvelope(input: Uint8Array, expected: ObjectType, scheme: Sc
   const stored = input.subarray(bodyEnd, total);
   if (!digest.every((b, i) => b === stored[i])) throw new IntegrityError(`corrupted ${name}: checksum mismatch`);
   if (input[4] !== FORMAT_VERSION) throw new UnsupportedError(`${name}: format version ${input[4]} is not supported (this build reads version ${FORMAT_VERSION})`);
-  if (input[5] !== expected) throw new MalformedInputError(`expected a ${name}, got a ${typeName(input[5] as ObjectType).toLowerCase()}`);
+  if (input[5] !== expected) throw new MalformedInputError(`expected ${withArticle(name)}, got ${withArticle(typeName(input[5] as ObjectType).toLowerCase())}`);
   if (input[6] !== scheme) throw new UnsupportedError(`${name}: scheme id ${input[6]} is not supported here`);
   if (input[7] !== CurveId.Bls12_381) throw new UnsupportedError(`${name}: curve id ${input[7]} is not supported (only BLS12-381)`);
   return {

@@ -13,6 +13,8 @@
  *   delegate to P    X ← GT:  rk1 = g2^{a_t} · H(X),  rk2 = FAME.Encapsulate(P) of X     (H: GT → G2)
  *   convert (proxy)  c2' = c2 / e(c1, rk1) = R / e(c1, H(X))
  *   reader           X = FAME.Decapsulate(rk2) (once per delegation),  R = c2' · e(c1, H(X))
+ *   record grant     c2' = R / e(c1, H(X)) by a party that knows R (patient: one shared record; encrypting
+ *                    hospital: platform emergency grants — docs/crypto.md §10)
  *
  * Deviation from the construction first proposed for MedShare: there pk_t was g2^{a_t}, which *is* the
  * decryption key, so anyone could compute R = c2 / e(c1, pk_t). Publishing pk_t in GT keeps g2^{a_t}
@@ -93,7 +95,10 @@ export function recover(hashOfX: G2, c1: G1, c2Converted: GT): GT {
   return c.gtMul(c2Converted, c.pairing(c1, hashOfX));
 }
 
-/** A single-record grant computed by the patient, who knows R: c2' = R / e(c1, H(X)). */
-export function recordGrant(R: GT, c1: G1, x: GT): GT {
-  return c.gtDiv(R, c.pairing(c1, hashGtToG2(x)));
+/**
+ * A single-record grant computed by whoever knows R — the patient (any record) or the hospital that encrypted
+ * it (platform emergency grants): c2' = R / e(c1, H(X)). One pairing.
+ */
+export function recordGrant(R: GT, c1: G1, hashOfX: G2): GT {
+  return c.gtDiv(R, c.pairing(c1, hashOfX));
 }
