@@ -55,6 +55,27 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
         secret text NOT NULL)`,
     ],
   },
+  {
+    version: 2,
+    description: 'platform emergency capsules and per-record grants; patient opt-out',
+    statements: [
+      'ALTER TABLE cloud_patients ADD COLUMN platform_emergency boolean NOT NULL DEFAULT true',
+      `CREATE TABLE cloud_emergency_capsules (
+        capsule_id text PRIMARY KEY,
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        source text NOT NULL,
+        policy text NOT NULL,
+        capsule bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      'CREATE INDEX cloud_emergency_capsules_patient ON cloud_emergency_capsules (patient)',
+      `CREATE TABLE cloud_emergency_grants (
+        record_id text PRIMARY KEY REFERENCES cloud_records(record_id),
+        capsule_id text NOT NULL REFERENCES cloud_emergency_capsules(capsule_id) ON DELETE CASCADE,
+        emergency_grant bytea NOT NULL)`,
+      'CREATE INDEX cloud_emergency_grants_capsule ON cloud_emergency_grants (capsule_id)',
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [

@@ -52,7 +52,16 @@ export interface PlatformOptions {
   readonly requestsPerMinute?: number;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
+  /**
+   * The platform's emergency policy: gateways grant every record under it, and role:emergency staff whose
+   * attributes satisfy it may break the glass where the patient has no emergency delegation of her own (unless
+   * she opted out). Default `role:emergency`; null for no platform emergency access.
+   */
+  readonly emergencyPolicy?: string | null;
 }
+
+/** The default platform emergency policy. */
+export const DEFAULT_EMERGENCY_POLICY = 'role:emergency';
 
 /** A composed platform: the Fastify app plus the services, for tests and the CLI. */
 export interface Platform {
@@ -100,8 +109,10 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
   const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new MemoryNonceCache(), now });
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
-  const cloud = new CloudService(store, ledger);
-  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING);
+  const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
+  if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
+  const cloud = new CloudService(store, ledger, emergencyPolicy === null ? {} : { emergencyPolicy });
+  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { abe } from '@medshare/crypto';
+import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
 import { CONVERTED_RECORD_TYPE, HttpProblemError } from '../src/index.ts';
 import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
@@ -99,8 +99,70 @@ for (const { label, db } of databases) {
       await assert.rejects(cast.patient.revoke(labDelegation), (e: HttpProblemError) => e.status === 404);
     });
 
+    test("platform emergency access: without a delegation of hers, role:emergency breaks the glass under the platform's policy; she sees it and can opt out", async () => {
+      const patient = cast.patient.key.patientId;
+      const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', subject: { reference: `Patient/${patientFhirId}` } });
+      assert.deepEqual(await cast.patient.platformEmergency(), { policy: 'role:emergency', allowed: true, grantedRecords: bundle.entry.length });
+      await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
+      await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'the platform policy is for emergencies only');
+      const records = await cast.okafor.emergencyRead(patient, 'lab', 'collapsed in the street');
+      assert.equal(records.length, labCount);
+      assert.ok(records.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
+      const seen = (await cast.patient.accessLog()).filter((e) => e.action === 'emergency read (platform policy)');
+      assert.deepEqual(seen.map((e) => [e.outcome, e.reason]), [[`${labCount} records`, 'collapsed in the street']]);
+
+      // She withdraws consent: every grant is deleted at once, and grants of later uploads are dropped.
+      assert.deepEqual(await cast.patient.setPlatformEmergency(false), { policy: 'role:emergency', allowed: false, grantedRecords: 0 });
+      await assert.rejects(cast.okafor.emergencyRead(patient, 'lab', 'collapsed again'), (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message));
+      assert.equal((await cast.gateway.upload(note('note-while-opted-out'))).stored, 1);
+      assert.equal((await cast.patient.platformEmergency()).grantedRecords, 0);
+      // Consent given again covers what hospitals upload from then on.
+      assert.equal((await cast.patient.setPlatformEmergency(true)).grantedRecords, 0);
+      assert.equal((await cast.gateway.upload(note('note-after-opt-in'))).stored, 1);
+      assert.equal((await cast.patient.platformEmergency()).grantedRecords, 1);
+      const notes = await cast.okafor.emergencyRead(patient, 'notes', 'collapsed again');
+      assert.deepEqual(notes.map((r) => r.id), ['note-after-opt-in']);
+      const consent = (await cast.patient.accessLog()).filter((e) => /platform emergency access/.test(e.action)).map((e) => e.action);
+      assert.deepEqual(consent, ['refuse platform emergency access', 'allow platform emergency access']);
+      const asChen = await fetch(new URL(`/cloud/patients/${patient}/platform-emergency`, cast.base), {
+        method: 'PUT', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ allowed: false }),
+      });
+      assert.equal(asChen.status, 403, 'only the patient decides');
+    });
+
+    test('the cloud refuses emergency grants not under its policy or not matching their record, and stores nothing', async () => {
+      const patient = cast.patient.key.patientId;
+      const { cloud } = cast.platform;
+      const keys = await cloud.publicKeys(patient);
+      const before = (await cast.patient.records()).length;
+      const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+      const upload = (capsule: pre.EmergencyCapsule, recordId: string) => {
+        const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, 'notes', recordId, new TextEncoder().encode('{}'), capsule);
+        const record = { recordId, category: 'notes', ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
+        const uploaded = { capsuleId: hex(capsule.delegationId), category: 'notes', policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule) };
+        return { record, uploaded };
+      };
+      const good = pre.emergencyCapsule(abePublicKey, 'role:emergency');
+      const a = upload(good, 'forged-a');
+      const b = upload(good, 'forged-b');
+      const lax = upload(pre.emergencyCapsule(abePublicKey, 'role:doctor'), 'forged-c');
+      const cases: Array<[string, Parameters<typeof cloud.upload>[2], Parameters<typeof cloud.upload>[3], RegExp]> = [
+        ['a capsule under another policy', [lax.record], [lax.uploaded], /platform's emergency policy 'role:emergency'/],
+        ["record a's grant on record b", [{ ...b.record, emergency: a.record.emergency }], [a.uploaded], /grant of record forged-b does not match/],
+        ['a grant whose capsule is not uploaded', [a.record], [], /does not match its record or capsule/],
+        ['a capsule under a wrong id', [a.record], [{ ...a.uploaded, capsuleId: '0'.repeat(32) }], /capsule id must be its delegation id/],
+        ['a grant that is not a grant', [{ ...a.record, emergency: { ...a.record.emergency, grant: a.uploaded.capsule } }], [a.uploaded], /expected an emergency grant/],
+      ];
+      for (const [what, records, capsules, message] of cases) {
+        await assert.rejects(cloud.upload('st-marys', patient, records, capsules), (e: Error) => e instanceof MedShareError && message.test(e.message), what);
+      }
+      assert.equal((await cast.patient.records()).length, before);
+    });
+
     test('emergency access needs role:emergency, a reason and an emergency delegation; it is shown to the patient', async () => {
       const patient = cast.patient.key.patientId;
+      await cast.patient.setPlatformEmergency(false); // her own emergency delegation only, from here on
       await assert.rejects(cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival'), (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message));
       await cast.patient.delegate('lab', 'role:emergency', abePublicKey, { emergency: true });
       await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));

@@ -9,6 +9,8 @@
  *   GET    /patients/:patient/delegations          (patient)
  *   DELETE /patients/:patient/delegations/:id      (patient) revoke
  *   GET    /patients/:patient/access-log           (patient)
+ *   GET    /patients/:patient/platform-emergency   (patient) the platform's emergency policy and her consent
+ *   PUT    /patients/:patient/platform-emergency   (patient) { allowed } give or withdraw that consent
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
@@ -107,5 +109,18 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   app.get<{ Params: { patient: string } }>('/patients/:patient/access-log', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { entries: await cloud.accessLog(who, patientParam(request.params.patient)) };
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return cloud.platformEmergency(who, patientParam(request.params.patient));
+  });
+
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/platform-emergency', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
   });
 }

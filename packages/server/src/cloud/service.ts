@@ -7,13 +7,17 @@
  *
  * Authorisation is enforced twice: here (the caller's vouched attributes must satisfy a delegation's policy)
  * and cryptographically (the converted header opens only under an ABE key that satisfies that policy).
+ *
+ * Emergency reads use the patient's own emergency delegation when one is usable, else the platform's emergency
+ * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
+ * the patient has opted out of those.
  */
 import { createHash } from 'node:crypto';
 import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/crypto';
 import type { AuditEventInput, AuditLog } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
-import type { AccessEntry, CloudStore, DelegationRow, NewRecord, RecordMeta } from './store.ts';
+import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
 export interface ConvertedRecord {
@@ -26,6 +30,26 @@ const MAX_RECORDS_PER_EVENT = 64;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_REASON = 500;
 const MAX_CACHED_KEYS = 10_000;
+const utf8 = new TextEncoder();
+
+/** The cloud's settings. */
+export interface CloudOptions {
+  /** The platform's emergency policy; hospitals' emergency grants must be made under it. None: no platform emergency access. */
+  readonly emergencyPolicy?: string;
+}
+
+/** What a patient sees of platform emergency access to her records. */
+export interface PlatformEmergencyStatus {
+  /** The platform's emergency policy, or null when the platform has none. */
+  policy: string | null;
+  /** Her consent (opt-out model: true until she withdraws it). */
+  allowed: boolean;
+  /** How many of her records hospitals have granted under it. */
+  grantedRecords: number;
+}
+
+/** Where an authorised read takes its conversion keys from. */
+type ReadSource = { kind: 'delegation'; delegation: DelegationRow } | { kind: 'platform' };
 
 /** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
 export function sha256Name(bytes: Uint8Array): string {
@@ -39,11 +63,19 @@ export class CloudService {
    * decoding: every read first finds the delegation in the database, so a revoked key is never used.
    */
   private readonly decodedKeys = new Map<string, pre.ReEncryptionKey>();
+  /** Decoded emergency capsules by id (decoding validates the FAME header); capsules never change. */
+  private readonly decodedCapsules = new Map<string, pre.EmergencyCapsuleInfo>();
 
   constructor(
     private readonly store: CloudStore,
     private readonly ledger: AuditLog,
+    private readonly options: CloudOptions = {},
   ) {}
+
+  /** The platform's emergency policy (what gateways grant under), or undefined when there is none. */
+  get emergencyPolicy(): string | undefined {
+    return this.options.emergencyPolicy;
+  }
 
   /** A patient registers her signed key bundle under her pseudonym; she becomes its owner. */
   async registerPatient(caller: Caller, patient: string, bundle: Uint8Array): Promise<void> {
@@ -67,10 +99,35 @@ export class CloudService {
     return pre.decodePublicKeys(found.publicKeys, found.signingKey);
   }
 
-  /** Stores a hospital's records of one patient atomically and idempotently; returns how many were new. */
-  async upload(source: string, patient: string, records: readonly NewRecord[]): Promise<number> {
+  /**
+   * Stores a hospital's records of one patient atomically and idempotently; returns how many were new. Records may
+   * carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy.
+   */
+  async upload(source: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<number> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
-    return this.store.addRecords(patient, source, records);
+    this.checkEmergencyGrants(patient, records, capsules);
+    return this.store.addRecords(patient, source, records, capsules);
+  }
+
+  /** The patient's view of platform emergency access: the policy, her consent, how many records it covers. */
+  async platformEmergency(caller: Caller, patient: string): Promise<PlatformEmergencyStatus> {
+    await this.requireOwner(caller, patient);
+    const found = await this.store.patient(patient);
+    return { policy: this.options.emergencyPolicy ?? null, allowed: found!.platformEmergency, grantedRecords: await this.store.emergencyGrantCount(patient) };
+  }
+
+  /**
+   * The patient gives or withdraws consent to platform emergency access. Withdrawing deletes every grant at once;
+   * hospitals' later grants are dropped. Recorded as a consent grant or revocation of the platform policy.
+   */
+  async setPlatformEmergency(caller: Caller, patient: string, allowed: boolean): Promise<PlatformEmergencyStatus> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.setPlatformEmergency(patient, allowed)) {
+      const policyHash = sha256Name(utf8.encode(this.options.emergencyPolicy ?? ''));
+      await this.audit(caller, patient, allowed ? 'allow platform emergency access' : 'refuse platform emergency access', 'all', 'success', 0, null,
+        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash });
+    }
+    return this.platformEmergency(caller, patient);
   }
 
   /** Record metadata for the patient herself, or for a reader one of whose delegations covers the category. */
@@ -113,7 +170,8 @@ export class CloudService {
 
   /**
    * Converts every record of `category` (or only `recordIds`) for a reader whose attributes satisfy an active
-   * delegation. Emergency reads need role:emergency, a stated reason and an emergency delegation.
+   * delegation. Emergency reads need role:emergency and a stated reason, and use an emergency delegation of the
+   * patient or, failing that, the platform's emergency grants (records without one are not returned).
    */
   async read(caller: Caller, patient: string, category: string, options: { recordIds?: readonly string[]; reason?: string } = {}): Promise<ConvertedRecord[]> {
     const emergency = options.reason !== undefined;
@@ -121,22 +179,29 @@ export class CloudService {
       if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
       if (options.reason!.trim().length === 0 || options.reason!.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
     }
-    if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
-    let delegation: DelegationRow;
+    const found = await this.store.patient(patient);
+    if (found === undefined) throw new NotFoundError('no such patient');
+    const event: Parameters<CloudService['audit']>[7] = emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' };
+    let source: ReadSource;
     try {
-      delegation = await this.usableDelegation(caller, patient, category, emergency);
+      source = await this.readSource(caller, patient, category, emergency, found.platformEmergency);
     } catch (error) {
-      await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null,
-        emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' });
+      await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null, event);
       throw error;
     }
-    const rk = this.decoded(delegation);
-    const stored = await this.store.ciphertexts(patient, category, options.recordIds);
-    const converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(rk, r.ciphertext) }));
-    await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'success', converted.length, options.reason ?? null,
-      emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' },
-      stored.map((r) => ({ hash: sha256Name(r.ciphertext), category })));
-    return converted;
+    let converted: Array<ConvertedRecord & { stored: Uint8Array }>;
+    if (source.kind === 'delegation') {
+      const rk = this.decoded(source.delegation);
+      const stored = await this.store.ciphertexts(patient, category, options.recordIds);
+      converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(rk, r.ciphertext), stored: r.ciphertext }));
+    } else {
+      const stored = await this.store.emergencyRecords(patient, category, options.recordIds);
+      converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(pre.emergencyGrantKey(this.capsule(r), r.grant), r.ciphertext), stored: r.ciphertext }));
+    }
+    const action = source.kind === 'platform' ? 'emergency read (platform policy)' : emergency ? 'emergency read' : 'read';
+    await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
+      converted.map((r) => ({ hash: sha256Name(r.stored), category })));
+    return converted.map(({ recordId, ciphertext }) => ({ recordId, ciphertext }));
   }
 
   /** The patient's access log: every grant, revocation, access and emergency access about her. */
@@ -153,6 +218,50 @@ export class CloudService {
       this.decodedKeys.set(delegation.delegationId, rk);
     }
     return rk;
+  }
+
+  private capsule(record: EmergencyRecord): pre.EmergencyCapsuleInfo {
+    let capsule = this.decodedCapsules.get(record.capsuleId);
+    if (capsule === undefined) {
+      capsule = pre.decodeEmergencyCapsule(record.capsule);
+      if (this.decodedCapsules.size >= MAX_CACHED_KEYS) this.decodedCapsules.delete(this.decodedCapsules.keys().next().value!);
+      this.decodedCapsules.set(record.capsuleId, capsule);
+    }
+    return capsule;
+  }
+
+  /** The patient's delegation that authorises this read; for an emergency, the platform's grants as a fallback. */
+  private async readSource(caller: Caller, patient: string, category: string, emergency: boolean, platformEmergency: boolean): Promise<ReadSource> {
+    try {
+      return { kind: 'delegation', delegation: await this.usableDelegation(caller, patient, category, emergency) };
+    } catch (error) {
+      const policy = this.options.emergencyPolicy;
+      if (!emergency || policy === undefined || !platformEmergency || !abe.satisfies(caller.token.attributes.join(', '), policy)) throw error;
+      return { kind: 'platform' };
+    }
+  }
+
+  /** Every capsule is under the platform's policy; every grant names its record, patient, category, key and capsule. */
+  private checkEmergencyGrants(patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): void {
+    const byId = new Map<string, NewCapsule>();
+    for (const capsule of capsules) {
+      const info = pre.decodeEmergencyCapsule(capsule.capsule);
+      if (this.options.emergencyPolicy === undefined) throw new MalformedInputError('this platform has no emergency policy; upload without emergency grants');
+      if (info.policy !== this.options.emergencyPolicy || capsule.policy !== info.policy) throw new MalformedInputError(`an emergency capsule must be under the platform's emergency policy '${this.options.emergencyPolicy}'`);
+      if (capsule.capsuleId !== Buffer.from(info.delegationId).toString('hex')) throw new MalformedInputError('an emergency capsule id must be its delegation id');
+      byId.set(capsule.capsuleId, capsule);
+    }
+    for (const record of records) {
+      if (record.emergency === undefined) continue;
+      const capsule = byId.get(record.emergency.capsuleId);
+      const grant = pre.decodeEmergencyGrant(record.emergency.grant);
+      const { core } = pre.openRecordHeader(record.ciphertext);
+      if (capsule === undefined || capsule.category !== record.category || Buffer.from(grant.delegationId).toString('hex') !== capsule.capsuleId
+        || grant.patientId !== patient || grant.recordId !== record.recordId || core.recordId !== record.recordId || grant.category !== record.category
+        || core.category !== record.category || grant.epoch !== core.epoch || Buffer.compare(grant.keyId, core.keyId) !== 0) {
+        throw new MalformedInputError(`the emergency grant of record ${record.recordId} does not match its record or capsule`);
+      }
+    }
   }
 
   private async isOwner(caller: Caller, patient: string): Promise<boolean> {
@@ -187,7 +296,7 @@ export class CloudService {
     }
     await this.store.logAccess(patient, {
       actor: caller.pseudonym, hospital: caller.token.hospital, role, action, category,
-      outcome: outcome === 'success' ? (action === 'read' || action === 'emergency read' ? `${records} records` : 'ok') : 'refused',
+      outcome: outcome === 'success' ? (event.type === 'record-access' || event.type === 'emergency-access' ? `${records} records` : 'ok') : 'refused',
       records, reason, ledgerIndex: first ?? null,
     });
   }

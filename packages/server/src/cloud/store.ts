@@ -16,11 +16,29 @@ export interface RecordMeta {
   createdAt: string;
 }
 
-/** A record to store. */
+/** A record to store, with its platform emergency grant when the hospital made one. */
 export interface NewRecord {
   recordId: string;
   category: string;
   ciphertext: Uint8Array;
+  emergency?: { capsuleId: string; grant: Uint8Array };
+}
+
+/** A platform emergency capsule as uploaded by a hospital (its public part). */
+export interface NewCapsule {
+  capsuleId: string;
+  category: string;
+  policy: string;
+  capsule: Uint8Array;
+}
+
+/** A record readable under a platform emergency capsule: what `pre.emergencyGrantKey` and `pre.convert` need. */
+export interface EmergencyRecord {
+  recordId: string;
+  ciphertext: Uint8Array;
+  capsuleId: string;
+  capsule: Uint8Array;
+  grant: Uint8Array;
 }
 
 /** A stored delegation. */
@@ -63,17 +81,25 @@ export class CloudStore {
     return result.rows.length === 1;
   }
 
-  /** A patient's owner and key bundle, if registered. */
-  async patient(patient: string): Promise<{ owner: string; publicKeys: Uint8Array; signingKey: Uint8Array } | undefined> {
-    const row = (await this.db.query<{ owner: string; public_keys: Uint8Array; signing_key: Uint8Array }>(
-      'SELECT owner, public_keys, signing_key FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
-    return row && { owner: row.owner, publicKeys: row.public_keys, signingKey: row.signing_key };
+  /** A patient's owner, key bundle and platform emergency consent, if registered. */
+  async patient(patient: string): Promise<{ owner: string; publicKeys: Uint8Array; signingKey: Uint8Array; platformEmergency: boolean } | undefined> {
+    const row = (await this.db.query<{ owner: string; public_keys: Uint8Array; signing_key: Uint8Array; platform_emergency: boolean }>(
+      'SELECT owner, public_keys, signing_key, platform_emergency FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
+    return row && { owner: row.owner, publicKeys: row.public_keys, signingKey: row.signing_key, platformEmergency: row.platform_emergency };
   }
 
-  /** Stores records in one transaction; returns how many were new (retries insert nothing). */
-  async addRecords(patient: string, source: string, records: readonly NewRecord[]): Promise<number> {
+  /**
+   * Stores records in one transaction; returns how many were new (retries insert nothing). Grants are stored
+   * for new records only, and a capsule only when one of its grants is, so a retry leaves no orphan capsule.
+   * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
+   * first is seen, and one that commits later deletes what this stored).
+   */
+  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<number> {
     return this.db.transaction(async (tx) => {
       let added = 0;
+      const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
+        'SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]?.platform_emergency === true;
+      const storedCapsules = new Set<string>();
       for (const record of records) {
         const result = await tx.query(
           `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
@@ -81,8 +107,50 @@ export class CloudStore {
           [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext],
         );
         added += result.rows.length;
+        if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
+        const { capsuleId, grant } = record.emergency;
+        if (!storedCapsules.has(capsuleId)) {
+          const capsule = capsules.find((c) => c.capsuleId === capsuleId)!;
+          await tx.query(
+            'INSERT INTO cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule) VALUES ($1, $2, $3, $4, $5, $6)',
+            [capsuleId, patient, capsule.category, source, capsule.policy, capsule.capsule],
+          );
+          storedCapsules.add(capsuleId);
+        }
+        await tx.query('INSERT INTO cloud_emergency_grants (record_id, capsule_id, emergency_grant) VALUES ($1, $2, $3)', [record.recordId, capsuleId, grant]);
       }
       return added;
+    });
+  }
+
+  /** Records of one category (or only `recordIds`) that carry a platform emergency grant, with grant and capsule. */
+  async emergencyRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<EmergencyRecord[]> {
+    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; capsule_id: string; capsule: Uint8Array; emergency_grant: Uint8Array }>(
+      `SELECT r.record_id, r.ciphertext, c.capsule_id, c.capsule, g.emergency_grant
+       FROM cloud_records r JOIN cloud_emergency_grants g ON g.record_id = r.record_id JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id
+       WHERE r.patient = $1 AND r.category = $2 AND ($3::text[] IS NULL OR r.record_id = ANY($3::text[])) ORDER BY r.seq`,
+      [patient, category, recordIds ?? null],
+    );
+    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant }));
+  }
+
+  /** How many of a patient's records carry a platform emergency grant. */
+  async emergencyGrantCount(patient: string): Promise<number> {
+    const row = (await this.db.query<{ n: number }>(
+      'SELECT count(*) AS n FROM cloud_emergency_grants g JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id WHERE c.patient = $1', [patient])).rows[0];
+    return row?.n ?? 0;
+  }
+
+  /**
+   * Records the patient's consent to platform emergency access. Withdrawing it deletes every grant and capsule
+   * of hers in the same transaction. Returns whether the setting changed.
+   */
+  async setPlatformEmergency(patient: string, allowed: boolean): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const changed = await tx.query(
+        'UPDATE cloud_patients SET platform_emergency = $2 WHERE patient = $1 AND platform_emergency <> $2 RETURNING patient', [patient, allowed]);
+      if (!allowed) await tx.query('DELETE FROM cloud_emergency_capsules WHERE patient = $1', [patient]);
+      return changed.rows.length === 1;
     });
   }
 

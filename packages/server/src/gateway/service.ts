@@ -4,9 +4,10 @@
  * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
  * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
  */
-import { MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import type { CloudService } from '../cloud/service.ts';
+import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 
@@ -19,13 +20,20 @@ export interface UploadResult {
 }
 
 const utf8 = new TextEncoder();
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
-/** One gateway serves every hospital of the process; each call names the caller's hospital. */
+/**
+ * One gateway serves every hospital of the process; each call names the caller's hospital. Given the TA's public
+ * key and a cloud with an emergency policy, it also grants each record to a fresh capsule per upload and
+ * category under that policy (platform emergency access, docs/platform.md §3): one FAME encapsulation per
+ * capsule and one pairing per record.
+ */
 export class GatewayService {
   constructor(
     private readonly db: Database,
     private readonly cloud: CloudService,
     private readonly mapping: CategoryMapping,
+    private readonly abePublicKey?: abe.PublicKey,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -54,14 +62,24 @@ export class GatewayService {
     const keys = await this.cloud.publicKeys(patient);
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
-    const records = resources.map((resource) => {
+    const capsules = new Map<string, pre.EmergencyCapsule>();
+    const policy = this.cloud.emergencyPolicy;
+    const records = resources.map((resource): NewRecord => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       const recordId = recordIdOf(hospital, patient, resource);
-      return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, utf8.encode(JSON.stringify(resource))) };
+      const plaintext = utf8.encode(JSON.stringify(resource));
+      if (policy === undefined || this.abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
+      let capsule = capsules.get(category);
+      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(this.abePublicKey, policy)));
+      const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
+      return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
-    const stored = await this.cloud.upload(hospital, patient, records);
+    const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
+      capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
+    }));
+    const stored = await this.cloud.upload(hospital, patient, records, uploaded);
     return { patient, received: resources.length, stored, byCategory };
   }
 }

@@ -9,6 +9,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
 import { base32Decode, openIssuedKey, totp, type IssuedKey, type KeyRequest } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
+import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
@@ -148,6 +149,16 @@ export class PatientClient {
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
     return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+  }
+
+  /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */
+  async platformEmergency(): Promise<PlatformEmergencyStatus> {
+    return call(this.session.base, 'GET', this.path('/platform-emergency'), { token: this.session.token });
+  }
+
+  /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
+  async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
+    return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
   }
 }
 
