@@ -14,6 +14,8 @@ test('medshare demo tells the whole story and exits 0', async () => {
   assert.match(out, /6\. Dr Patel .*\n\s+→ refused: your attributes satisfy no active delegation of 'lab'/);
   assert.match(out, /8\. Dr Chen reads again\n\s+→ refused: no active delegation of 'lab' \(revoked or never granted\)/);
   assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);
+  assert.match(out, /10\. Emergency on 'medication'.*\n\s+→ read 6 medication records/);
+  assert.match(out, /emergency read \(platform policy\)\s+medication\s+6 records\s+anaphylaxis/);
   assert.match(out, /^Summary:/m);
 });
 

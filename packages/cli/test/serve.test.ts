@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PatientClient, PlatformClient } from '@medshare/server';
 import { pre } from '@medshare/crypto';
+import { runCli } from './run-cli.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
 const ADMIN = 'serve-test-admin-token-0123456789';
@@ -48,4 +49,10 @@ test('medshare serve runs the platform on PGlite, keeps data across restarts, an
     for (const child of running) child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('medshare serve refuses a malformed emergency policy with one line, before starting anything', async () => {
+  const r = await runCli(['serve', '--port', '0', '--emergency-policy', 'role:emergency and ('], { stdin: `${ADMIN}\n` });
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /^medshare: .*position \d+.*\n$/);
 });

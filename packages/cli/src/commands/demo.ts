@@ -22,6 +22,7 @@ const HOSPITALS = ['st-marys', 'riverside'];
 interface DemoResource extends FhirResource {
   code?: { coding?: Array<{ display?: string }> };
   valueQuantity?: { value?: number; unit?: string };
+  medicationCodeableConcept?: { coding?: Array<{ display?: string }> };
   name?: Array<{ given?: string[]; family?: string }>;
 }
 
@@ -117,11 +118,19 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       return 'revoked';
     });
     await step(8, 'Dr Chen, cardiology, Riverside', 'Dr Chen reads again', () => readLab(chen));
-    await step(9, 'Dr Okafor, emergency', 'Emergency: Dr Okafor breaks the glass with a stated reason', () =>
+    await step(9, 'Dr Okafor, emergency', "Emergency: Dr Okafor breaks the glass with a stated reason, under the patient's pre-approved emergency delegation", () =>
       readLab(okafor, 'unconscious on arrival, suspected myocardial infarction'),
     );
+    await step(10, 'Dr Okafor, emergency', "Emergency on 'medication', which the patient never delegated: the platform's emergency policy", async () => {
+      const records = (await okafor.emergencyRead(patient.key.patientId, 'medication', 'anaphylaxis, needs current medication list')) as DemoResource[];
+      const sample = records.find((r) => r.medicationCodeableConcept)?.medicationCodeableConcept?.coding?.[0]?.display;
+      const example = sample === undefined ? '' : `, e.g. ${sample.length > 40 ? `${sample.slice(0, 39)}…` : sample}`;
+      return `read ${records.length} medication records${example} (St Mary's granted them to the policy at upload)`;
+    });
     const log = await patient.accessLog();
-    await step(10, 'patient', 'The patient reads her access log', async () => `${log.length} entries (below), each also in the audit ledger`);
+    const consent = await patient.platformEmergency();
+    await step(11, 'patient', 'The patient reads her access log and her platform emergency setting', async () =>
+      `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
     write('\nAccess log (what the patient sees):');
     write(table(['actor', 'action', 'category', 'outcome', 'reason'], log.map((e) => [names.get(e.actor) ?? e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));

@@ -6,8 +6,9 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { abe } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
-import { createPlatform } from '@medshare/server';
+import { createPlatform, DEFAULT_EMERGENCY_POLICY } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 
@@ -17,18 +18,22 @@ interface ServeOptions {
   host: string;
   hospital: string[];
   log?: boolean;
+  emergencyPolicy: string;
+  platformEmergency: boolean;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
   const port = Number(options.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`not a port: ${options.port}`);
+  const emergencyPolicy = options.platformEmergency ? options.emergencyPolicy : null;
+  if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy); // a bad policy fails before anything starts
   const [adminToken] = await readSecrets(['administrator token']);
   if (adminToken === undefined || adminToken.length < 16) throw new UsageError('the administrator token must have at least 16 characters');
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
   if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
   const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
-  const platform = await createPlatform({ db, hospitals: options.hospital, adminToken, logger: options.log ?? false });
+  const platform = await createPlatform({ db, hospitals: options.hospital, adminToken, logger: options.log ?? false, emergencyPolicy });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
   await new Promise<void>((resolve) => {
@@ -48,5 +53,7 @@ export function registerServe(program: Command): void {
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])
     .option('--log', 'log requests (method, URL, status; never bodies or tokens)')
+    .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
+    .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
     .action(serve);
 }
