@@ -339,9 +339,21 @@ export function delegateRecord(key: PatientSecretKey, header: RecordHeader, abeP
   };
 }
 
+/** What names a re-encryption key or an emergency grant: patient, category key (category, epoch, key id), delegation. */
+type KeyFields = Pick<ReEncryptionKey, 'patientId' | 'category' | 'epoch' | 'keyId' | 'delegationId'>;
+
+const writeKeyFields = (k: KeyFields) => new ByteWriter().text(k.patientId).text(k.category).u32(k.epoch).raw(k.keyId).raw(k.delegationId);
+
+function readKeyFields(r: ByteReader): KeyFields {
+  const patientId = r.text(MAX_TEXT);
+  const category = r.text(64);
+  checkCategory(category);
+  return { patientId, category, epoch: r.u32(), keyId: r.raw(ID_BYTES).slice(), delegationId: r.raw(ID_BYTES).slice() };
+}
+
 /** Binary encoding of a re-encryption key. */
 export function encodeReEncryptionKey(rk: ReEncryptionKey): Uint8Array {
-  const w = new ByteWriter().text(rk.patientId).text(rk.category).u32(rk.epoch).raw(rk.keyId).raw(rk.delegationId);
+  const w = writeKeyFields(rk);
   if (rk.scope.kind === 'category') w.u8(0).raw(c.g2ToBytes(rk.scope.rk1));
   else w.u8(1).text(rk.scope.recordId).raw(c.gtToBytes(rk.scope.c2Converted));
   w.bytes(rk.rk2);
@@ -352,12 +364,7 @@ const MAX_RK2 = 4 * 1024 * 1024;
 
 export function decodeReEncryptionKey(bytes: Uint8Array): ReEncryptionKey {
   const r = openEnvelope(bytes, ObjectType.ReEncryptionKey, SchemeId.PreToFame).body;
-  const patientId = r.text(MAX_TEXT);
-  const category = r.text(64);
-  checkCategory(category);
-  const epoch = r.u32();
-  const keyId = r.raw(ID_BYTES).slice();
-  const delegationId = r.raw(ID_BYTES).slice();
+  const fields = readKeyFields(r);
   const kind = r.u8();
   let scope: ReEncryptionKey['scope'];
   if (kind === 0) scope = { kind: 'category', rk1: c.g2FromBytes(r.raw(c.G2_BYTES), 'rk1') };
@@ -366,7 +373,7 @@ export function decodeReEncryptionKey(bytes: Uint8Array): ReEncryptionKey {
   const rk2 = r.bytes(MAX_RK2).slice();
   r.end();
   abe.openHeader(rk2); // validate the embedded ABE header now, not at first use
-  return { patientId, category, epoch, keyId, delegationId, scope, rk2 };
+  return { ...fields, scope, rk2 };
 }
 
 /**
@@ -445,34 +452,24 @@ export function decodeEmergencyCapsule(bytes: Uint8Array): EmergencyCapsuleInfo 
 // A grant is a record-scoped re-encryption key whose rk2 lives once, in its capsule.
 function encodeEmergencyGrant(grant: ReEncryptionKey): Uint8Array {
   if (grant.scope.kind !== 'record') throw new MalformedInputError('an emergency grant is record-scoped');
-  const w = new ByteWriter().text(grant.patientId).text(grant.category).u32(grant.epoch).raw(grant.keyId).raw(grant.delegationId);
+  const w = writeKeyFields(grant);
   w.text(grant.scope.recordId).raw(c.gtToBytes(grant.scope.c2Converted));
   return sealEnvelope(ObjectType.EmergencyGrant, SchemeId.PreToFame, w.finish());
 }
 
-/** A decoded emergency grant: who, which record, and under which capsule (its delegation id). */
-export interface EmergencyGrant {
-  readonly patientId: string;
-  readonly category: string;
-  readonly epoch: number;
-  readonly keyId: Uint8Array;
-  readonly delegationId: Uint8Array;
+/** A decoded emergency grant: whose key, which record, and under which capsule (its delegation id). */
+export interface EmergencyGrant extends KeyFields {
   readonly recordId: string;
   readonly c2Converted: c.GT;
 }
 
 export function decodeEmergencyGrant(bytes: Uint8Array): EmergencyGrant {
   const r = openEnvelope(bytes, ObjectType.EmergencyGrant, SchemeId.PreToFame).body;
-  const patientId = r.text(MAX_TEXT);
-  const category = r.text(64);
-  checkCategory(category);
-  const epoch = r.u32();
-  const keyId = r.raw(ID_BYTES).slice();
-  const delegationId = r.raw(ID_BYTES).slice();
+  const fields = readKeyFields(r);
   const recordId = r.text(MAX_TEXT);
   const c2Converted = c.gtFromBytesUnchecked(r.raw(c.GT_BYTES), "c2'");
   r.end();
-  return { patientId, category, epoch, keyId, delegationId, recordId, c2Converted };
+  return { ...fields, recordId, c2Converted };
 }
 
 /**
