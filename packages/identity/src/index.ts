@@ -12,7 +12,6 @@ export * from './errors.ts';
 export * from './stores.ts';
 export * from './memory-stores.ts';
 export { SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore, SqlTicketStore, SqlUserStore } from './sql/stores.ts';
-export { IDENTITY_MIGRATIONS } from './sql/schema.ts';
 export { hashPassword, verifyPassword, needsRehash, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from './account/password.ts';
 export { base32Encode, base32Decode } from './account/base32.ts';
 export { hotp, totp, matchTotp, timeStep, newTotpSecret, otpauthUri, DEFAULT_TOTP, type TotpAlgorithm, type TotpOptions } from './account/totp.ts';
