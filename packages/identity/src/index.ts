@@ -6,11 +6,12 @@
  *   ta        the trusted authority's binding of CP-ABE attribute keys to authenticated users
  *   device    HMAC multi-server device authentication (registration centre, mutual auth, RFC 9421-shaped signatures)
  *   http      Fastify plugins for all of the above, errors as RFC 9457 problem+json
- *   stores    storage interfaces and in-memory implementations
+ *   stores    storage interfaces, in memory and on @medshare/db (PGlite or PostgreSQL)
  */
 export * from './errors.ts';
 export * from './stores.ts';
 export * from './memory-stores.ts';
+export { SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore, SqlTicketStore, SqlUserStore } from './sql/stores.ts';
 export { hashPassword, verifyPassword, needsRehash, DEFAULT_SCRYPT_PARAMS, type ScryptParams } from './account/password.ts';
 export { base32Encode, base32Decode } from './account/base32.ts';
 export { hotp, totp, matchTotp, timeStep, newTotpSecret, otpauthUri, DEFAULT_TOTP, type TotpAlgorithm, type TotpOptions } from './account/totp.ts';
@@ -35,4 +36,4 @@ export { useProblemDetails, bearerToken, type Problem } from './http/problem.ts'
 export { hospitalIdentityPlugin, type HospitalPluginOptions } from './http/hospital-plugin.ts';
 export { trustedAuthorityPlugin, type TaPluginOptions } from './http/ta-plugin.ts';
 export { deviceAuthenticationPlugin, type DevicePluginOptions } from './http/device-plugin.ts';
-export { createMemoryHospital, type HospitalConfig } from './hospital.ts';
+export { createMemoryHospital, createSqlHospital, migrateIdentity, type HospitalConfig, type HospitalService } from './hospital.ts';

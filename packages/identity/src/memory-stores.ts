@@ -2,7 +2,9 @@
  * In-memory implementations of the identity stores (stores.ts): complete and bounded (entries expire,
  * sizes are capped), for demos, single-process deployments and tests.
  */
-import type { AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, TicketStore, UserRecord, UserStore } from './stores.ts';
+import type {
+  AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredSigningKey, TicketStore, UserRecord, UserStore,
+} from './stores.ts';
 
 const MAX_EXPIRING_ENTRIES = 1_000_000;
 
@@ -59,7 +61,12 @@ export class MemoryUserStore implements UserStore {
 
   async update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined> {
     const user = this.byId.get(id);
-    return user && change(user);
+    if (!user) return undefined;
+    // Applied to a copy and kept only if `change` returns, like a rolled-back transaction when it throws.
+    const draft = structuredClone(user);
+    const result = change(draft);
+    this.byId.set(id, draft);
+    return result;
   }
 }
 
@@ -159,5 +166,21 @@ export class MemoryAttemptStore implements AttemptStore {
         budget--;
       }
     }
+  }
+}
+
+/** In-memory SigningKeyStore: the keys of a ring that need not survive the process. */
+export class MemorySigningKeyStore implements SigningKeyStore {
+  private keys: StoredSigningKey[] = [];
+
+  async initialise(fresh: StoredSigningKey): Promise<StoredSigningKey[]> {
+    if (this.keys.length === 0) this.keys = [fresh];
+    return [...this.keys];
+  }
+
+  async rotate(fresh: StoredSigningKey, nowMs: number, forgetUpToMs: number): Promise<StoredSigningKey[]> {
+    const retired = this.keys.map((key) => (key.retiredAtMs === undefined ? { ...key, retiredAtMs: nowMs } : key));
+    this.keys = [...retired.filter((key) => key.retiredAtMs! > forgetUpToMs), fresh];
+    return [...this.keys];
   }
 }

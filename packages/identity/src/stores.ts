@@ -1,11 +1,11 @@
 /**
- * Storage interfaces of the identity service (in-memory implementations: memory-stores.ts).
+ * Storage interfaces of the identity service: in memory (memory-stores.ts) and on @medshare/db (sql/stores.ts).
  *
  * Every mutation that must be atomic (consuming a TOTP step, a recovery code, a ticket, a nonce)
- * is one method here, so that the SQL-backed implementations (issue #5, shared database package)
- * can make it one statement or one transaction. The in-memory versions are complete and are what
- * a single-process demo or test uses; they bound their size by expiring entries.
+ * is one method here, so that the SQL implementations make it one statement or one transaction.
+ * The in-memory versions serve single-process demos and tests; they bound their size by expiring entries.
  */
+import type { JWK } from 'jose';
 
 /** A WebAuthn credential registered to a user (fields as @simplewebauthn/server returns them). */
 export interface StoredCredential {
@@ -78,4 +78,20 @@ export interface AttemptRecord {
 
 export interface AttemptStore {
   update<T>(key: string, change: (record: AttemptRecord) => T): Promise<T>;
+}
+
+/** One token-signing key as a store keeps it; `retiredAtMs` is absent on the current key. */
+export interface StoredSigningKey {
+  readonly kid: string;
+  readonly privateJwk: JWK;
+  readonly publicJwk: JWK;
+  readonly retiredAtMs?: number;
+}
+
+/** A hospital's token-signing keys. Each method is atomic and returns every kept key, oldest first, the current one last. */
+export interface SigningKeyStore {
+  /** Makes `fresh` the current key unless there is one already (the first of concurrent starters wins). */
+  initialise(fresh: StoredSigningKey): Promise<StoredSigningKey[]>;
+  /** Retires the current key at `nowMs`, makes `fresh` current and forgets keys retired at or before `forgetUpToMs`. */
+  rotate(fresh: StoredSigningKey, nowMs: number, forgetUpToMs: number): Promise<StoredSigningKey[]>;
 }

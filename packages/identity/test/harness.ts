@@ -1,6 +1,7 @@
 /** Real Fastify servers on 127.0.0.1 for the identity tests, with a controllable clock. */
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createMemoryHospital, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember } from '../src/index.ts';
+import type { Database } from '@medshare/db';
+import { createMemoryHospital, createSqlHospital, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember, type HospitalService } from '../src/index.ts';
 
 /** A clock tests can move forward. */
 export class TestClock {
@@ -20,18 +21,18 @@ export interface RunningHospital {
   readonly base: URL; // …/identity/
   readonly origin: string;
   readonly app: FastifyInstance;
-  readonly service: Awaited<ReturnType<typeof createMemoryHospital>>;
+  readonly service: HospitalService;
   /** This hospital as another member's trust list sees it: JWKS and session status over HTTP. */
   member(): FederationMember;
   post(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }>;
   close(): Promise<void>;
 }
 
-/** Starts a hospital identity service on 127.0.0.1 (random port). */
-export async function startHospital(name: string, clock: TestClock, limits = {}): Promise<RunningHospital> {
+/** Starts a hospital identity service on 127.0.0.1 (random port), on SQL stores in `db` if given, else in memory. */
+export async function startHospital(name: string, clock: TestClock, limits = {}, db?: Database): Promise<RunningHospital> {
   const issuer = `https://idp.${name}.example`;
   const origin = `https://${name}.example`;
-  const service = await createMemoryHospital({
+  const config = {
     hospital: name,
     issuer,
     adminToken: ADMIN_TOKEN,
@@ -39,7 +40,8 @@ export async function startHospital(name: string, clock: TestClock, limits = {})
     scrypt: FAST_SCRYPT,
     limits,
     now: clock.now,
-  });
+  };
+  const service = db ? await createSqlHospital(db, config) : await createMemoryHospital(config);
   const app = Fastify({ logger: false });
   await app.register(hospitalIdentityPlugin, { ...service, prefix: '/identity' });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });

@@ -1,6 +1,8 @@
 /**
  * The platform in one process (docs/platform.md): the trusted authority, one identity service per hospital,
- * the cloud and the hospital gateway, as Fastify plugins on one server, sharing a federation trust list.
+ * the cloud and the hospital gateway, as Fastify plugins on one server, sharing a federation trust list. Every
+ * component keeps its state in `db` (the hospitals' identity services in the identity_* tables, one row set per
+ * hospital), so a restart keeps accounts, sessions, signing keys and the TA's record of used tokens.
  *
  *   /identity/<hospital>/...   hospital identity (accounts, MFA login, SSO tokens)   @medshare/identity
  *   /ta/...                    trusted authority (CP-ABE public key, sealed key issuance)
@@ -14,7 +16,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
 import { migrate, type Database } from '@medshare/db';
 import {
-  createMemoryHospital, hospitalIdentityPlugin, localSessionStatus, MemoryNonceCache, TokenVerifier, trustedAuthorityPlugin,
+  createSqlHospital, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
   TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
 } from '@medshare/identity';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
@@ -81,6 +83,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const { db } = options;
   await migrate(db, 'cloud', CLOUD_MIGRATIONS);
   await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
+  await migrateIdentity(db);
   const store = new CloudStore(db);
   const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
   const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey));
@@ -98,7 +101,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const issuers = new Map<string, string>();
   for (const hospital of options.hospitals) {
     const issuer = `urn:medshare:idp:${hospital}`;
-    const service = await createMemoryHospital({
+    const service = await createSqlHospital(db, {
       hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now,
       relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
     });
@@ -107,7 +110,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
   }
   const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
-  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new MemoryNonceCache(), now });
+  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'), now });
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);

@@ -204,6 +204,11 @@ for (const { label, db } of databases) {
       assert.ok(stored.length > 10_000 && logs.length > 1_000, 'there is something to scan');
       const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
       const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
+      // The hospitals' identity secrets share the database but stay in their identity_* tables.
+      const signingKeys = (await db.query<{ d: string }>("SELECT private_jwk->>'d' AS d FROM identity_signing_keys")).rows.map((r) => r.d);
+      const accounts = (await db.query<{ totp_secret: string; password_hash: string }>('SELECT totp_secret, password_hash FROM identity_users')).rows;
+      assert.ok(signingKeys.length >= 2 && accounts.length >= 5);
+      needles.push(...signingKeys, ...accounts.flatMap((a) => [a.totp_secret, a.password_hash]));
       for (const text of [stored, logs]) {
         for (const needle of needles) assert.ok(!text.includes(needle), `found ${needle}`);
         for (const token of [cast.chen.session.token, cast.patient.session.token, cast.gateway.session.token]) assert.ok(!text.includes(token.split('.')[2]!), 'a token');

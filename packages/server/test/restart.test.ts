@@ -1,0 +1,123 @@
+/**
+ * A platform stopped and started again on the same data (a PGlite data directory; the same PostgreSQL schema when
+ * DATABASE_URL is set) keeps its hospitals' identity state: the user and her TOTP enrolment (a code already used
+ * stays used), her session (a token issued before the restart still verifies at the cloud and can be refreshed),
+ * a logged-out session stays revoked, a lockout stays, and the trusted authority still refuses a token it has
+ * already issued a key for.
+ */
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pre } from '@medshare/crypto';
+import { openDatabase, type Database } from '@medshare/db';
+import { base32Decode, totp } from '@medshare/identity';
+import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
+import { ADMIN, FAST_SCRYPT } from './harness.ts';
+
+const PASSWORD = 'a long enough passphrase';
+const HOSPITAL = 'st-marys';
+let offsetMs = 0;
+const now = () => Date.now() + offsetMs;
+
+interface Target {
+  label: string;
+  skip: string | false;
+  open(): Promise<Database>;
+  cleanup(): Promise<void>;
+}
+
+const dataDir = await mkdtemp(join(tmpdir(), 'medshare-restart-'));
+const url = process.env['DATABASE_URL'];
+const schema = `restart_${randomBytes(4).toString('hex')}`;
+const targets: Target[] = [
+  { label: 'a PGlite data directory', skip: false, open: () => openDatabase({ dataDir }), cleanup: () => rm(dataDir, { recursive: true, force: true }) },
+  {
+    label: 'one PostgreSQL schema',
+    skip: !url && 'DATABASE_URL is not set',
+    open: () => openDatabase({ url: url!, schema }),
+    cleanup: async () => {
+      const db = await openDatabase({ url: url! });
+      await db.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await db.close();
+    },
+  },
+];
+
+/** The platform on `db`, listening on 127.0.0.1. */
+async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
+  const platform = await createPlatform({ db, hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
+  return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
+}
+
+async function call(base: URL, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const response = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Password + TOTP at the platform's clock; `code` defaults to the current one. */
+async function login(base: URL, username: string, secret: string, extra: Record<string, unknown> = {}, code = totp(base32Decode(secret), now() / 1000)) {
+  const first = await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username, password: PASSWORD });
+  assert.equal(first.status, 200, JSON.stringify(first.body));
+  return { code, ...(await call(base, 'POST', `/identity/${HOSPITAL}/login/totp`, { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...extra })) };
+}
+
+for (const target of targets) {
+  describe(`a platform restarted on ${target.label}`, { skip: target.skip }, () => {
+    test('keeps users, TOTP enrolments, sessions, signing keys, revocations, lockouts and the TA\'s used tokens', async () => {
+      try {
+        // First life.
+        let db = await target.open();
+        let { platform, base } = await start(db);
+        const enrolment = await call(base, 'POST', `/identity/${HOSPITAL}/users`, { username: 'antonia', password: PASSWORD, attributes: ['role:patient'], scopes: ['patient/*.rs'] }, ADMIN);
+        assert.equal(enrolment.status, 201);
+        const secret: string = enrolment.body.totpSecret;
+        const deviceKey = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' });
+        const kept = await login(base, 'antonia', secret, { deviceKey });
+        assert.equal(kept.status, 200);
+        assert.equal((await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token)).status, 200);
+        const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
+        await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).register();
+        offsetMs += 30_000;
+        const revoked = await login(base, 'antonia', secret);
+        assert.equal(revoked.status, 200);
+        assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/logout`, undefined, revoked.body.token)).status, 204);
+        for (let i = 0; i < 3; i++) assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 401);
+        const jwks = (await call(base, 'GET', `/identity/${HOSPITAL}/.well-known/jwks.json`)).body;
+        await platform.close();
+        await db.close();
+
+        // Second life, on the same data.
+        db = await target.open();
+        ({ platform, base } = await start(db));
+        try {
+          assert.deepEqual((await call(base, 'GET', `/identity/${HOSPITAL}/.well-known/jwks.json`)).body, jwks, 'the same signing key');
+          const refreshed = await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, kept.body.token);
+          assert.equal(refreshed.status, 200, 'a token from before the restart refreshes');
+          assert.equal(refreshed.body.sessionId, kept.body.sessionId);
+          assert.deepEqual(await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).records(), [], 'the cloud accepts it');
+          assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
+          assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, revoked.body.token)).status, 401);
+          const ta = await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token);
+          assert.equal(ta.status, 403);
+          assert.match(ta.body.detail, /already been used/);
+          assert.equal((await login(base, 'antonia', secret, {}, revoked.code)).status, 401, 'a TOTP step used before the restart stays used');
+          offsetMs += 30_000;
+          assert.equal((await login(base, 'antonia', secret)).status, 200, 'her enrolment still logs her in');
+          assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 429, 'still locked');
+        } finally {
+          await platform.close();
+          await db.close();
+        }
+      } finally {
+        await target.cleanup();
+      }
+    });
+  });
+}
