@@ -19,6 +19,7 @@ import {
 } from '@medshare/identity';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
+import { createConverter } from './cloud/conversion-pool.ts';
 import { cloudPlugin } from './cloud/plugin.ts';
 import { CloudService } from './cloud/service.ts';
 import { CloudStore } from './cloud/store.ts';
@@ -52,6 +53,11 @@ export interface PlatformOptions {
   readonly requestsPerMinute?: number;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
+  /**
+   * Worker threads converting records on read (default 0: in the event loop's thread, enough for tests and a small
+   * clinic; `medshare serve` uses every core but one, at least one — see cloud/conversion-pool.ts).
+   */
+  readonly conversionWorkers?: number;
 }
 
 /** A composed platform: the Fastify app plus the services, for tests and the CLI. */
@@ -100,7 +106,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
   const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new MemoryNonceCache(), now });
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
-  const cloud = new CloudService(store, ledger);
+  const converter = await createConverter(options.conversionWorkers ?? 0);
+  const cloud = new CloudService(store, ledger, converter);
   const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
@@ -109,6 +116,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     app, cloud, ledger, abePublicKey: setup.publicKey, issuers,
     close: async () => {
       await app.close();
+      await converter.close();
       await ledger.flush();
     },
   };

@@ -13,6 +13,7 @@ import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/cryp
 import type { AuditEventInput, AuditLog } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
+import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { AccessEntry, CloudStore, DelegationRow, NewRecord, RecordMeta } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
@@ -25,7 +26,6 @@ const LEDGER_SOURCE = 'cloud';
 const MAX_RECORDS_PER_EVENT = 64;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_REASON = 500;
-const MAX_CACHED_KEYS = 10_000;
 
 /** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
 export function sha256Name(bytes: Uint8Array): string {
@@ -35,14 +35,13 @@ export function sha256Name(bytes: Uint8Array): string {
 /** The cloud service behind the HTTP routes and the gateway. */
 export class CloudService {
   /**
-   * Decoded re-encryption keys by delegation id (decoding checks subgroup membership: ~2.5 ms). Only a cache of
-   * decoding: every read first finds the delegation in the database, so a revoked key is never used.
+   * `converter` converts in this thread or in worker threads (conversion-pool.ts); either caches decoded keys by
+   * delegation id, but every read first finds the delegation in the database, so a revoked key is never used.
    */
-  private readonly decodedKeys = new Map<string, pre.ReEncryptionKey>();
-
   constructor(
     private readonly store: CloudStore,
     private readonly ledger: AuditLog,
+    private readonly converter: Converter = new InThreadConverter(),
   ) {}
 
   /** A patient registers her signed key bundle under her pseudonym; she becomes its owner. */
@@ -106,7 +105,7 @@ export class CloudService {
   async revoke(caller: Caller, patient: string, delegationId: string): Promise<void> {
     await this.requireOwner(caller, patient);
     const removed = await this.store.deleteDelegation(patient, delegationId);
-    this.decodedKeys.delete(delegationId);
+    this.converter.forget(delegationId);
     if (removed === undefined) throw new NotFoundError('no such delegation');
     await this.audit(caller, patient, 'revoke', removed.category, 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(removed.reencryptionKey) });
   }
@@ -130,9 +129,9 @@ export class CloudService {
         emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' });
       throw error;
     }
-    const rk = this.decoded(delegation);
     const stored = await this.store.ciphertexts(patient, category, options.recordIds);
-    const converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(rk, r.ciphertext) }));
+    const ciphertexts = await this.converter.convert(delegation, stored.map((r) => r.ciphertext));
+    const converted = stored.map((r, i) => ({ recordId: r.recordId, ciphertext: ciphertexts[i]! }));
     await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'success', converted.length, options.reason ?? null,
       emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' },
       stored.map((r) => ({ hash: sha256Name(r.ciphertext), category })));
@@ -143,16 +142,6 @@ export class CloudService {
   async accessLog(caller: Caller, patient: string): Promise<AccessEntry[]> {
     await this.requireOwner(caller, patient);
     return this.store.accessLog(patient);
-  }
-
-  private decoded(delegation: DelegationRow): pre.ReEncryptionKey {
-    let rk = this.decodedKeys.get(delegation.delegationId);
-    if (rk === undefined) {
-      rk = pre.decodeReEncryptionKey(delegation.reencryptionKey);
-      if (this.decodedKeys.size >= MAX_CACHED_KEYS) this.decodedKeys.delete(this.decodedKeys.keys().next().value!);
-      this.decodedKeys.set(delegation.delegationId, rk);
-    }
-    return rk;
   }
 
   private async isOwner(caller: Caller, patient: string): Promise<boolean> {
