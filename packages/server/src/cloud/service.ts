@@ -76,7 +76,7 @@ export class CloudService {
   async listRecords(caller: Caller, patient: string, category?: string): Promise<RecordMeta[]> {
     if (!(await this.isOwner(caller, patient))) {
       if (category === undefined) throw new AccessDeniedError('only the patient lists all her records; readers name a category');
-      await this.usableDelegation(caller, patient, category, false);
+      this.usableDelegation(caller, await this.store.delegations(patient, category), category, false);
     }
     return this.store.listRecords(patient, category);
   }
@@ -120,10 +120,11 @@ export class CloudService {
       if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
       if (options.reason!.trim().length === 0 || options.reason!.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
     }
-    if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
+    const delegations = await this.store.readableDelegations(patient, category);
+    if (delegations === undefined) throw new NotFoundError('no such patient');
     let delegation: DelegationRow;
     try {
-      delegation = await this.usableDelegation(caller, patient, category, emergency);
+      delegation = this.usableDelegation(caller, delegations, category, emergency);
     } catch (error) {
       await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null,
         emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' });
@@ -152,9 +153,10 @@ export class CloudService {
     if (!(await this.isOwner(caller, patient))) throw new AccessDeniedError('only the patient herself may do this');
   }
 
-  private async usableDelegation(caller: Caller, patient: string, category: string, emergency: boolean): Promise<DelegationRow> {
+  /** The first of the patient's active delegations of `category` whose policy the caller's attributes satisfy. */
+  private usableDelegation(caller: Caller, delegations: readonly DelegationRow[], category: string, emergency: boolean): DelegationRow {
     const attributes = caller.token.attributes.join(', ');
-    const candidates = (await this.store.delegations(patient, category)).filter((d) => d.emergency === emergency);
+    const candidates = delegations.filter((d) => d.emergency === emergency);
     const usable = candidates.find((d) => abe.satisfies(attributes, d.policy));
     if (usable !== undefined) return usable;
     if (candidates.length === 0) throw new AccessDeniedError(`no active ${emergency ? 'emergency ' : ''}delegation of '${category}' (revoked or never granted)`);
