@@ -120,10 +120,15 @@ export class CloudStore {
 
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them). */
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
+    // Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh
+    // bulk upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the
+    // whole category to find them.
     const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array }>(
-      `SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2
-       AND ($3::text[] IS NULL OR record_id = ANY($3::text[])) ORDER BY seq`,
-      [patient, category, recordIds ?? null],
+      recordIds === undefined
+        ? 'SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
+        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext FROM cloud_records WHERE record_id = ANY($3::text[]))
+           SELECT record_id, ciphertext FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+      recordIds === undefined ? [patient, category] : [patient, category, recordIds],
     );
     return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));
   }
