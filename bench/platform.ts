@@ -22,12 +22,13 @@ import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { createPlatform, defaultConversionWorkers, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
-import type { ReadResult, ReadTask } from './lib/read-clients.ts';
+import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
 import { printTable } from './lib/report.ts';
 
 const RECORDS = Number(process.argv[2] ?? 10_000);
 const READ_SECONDS = Number(process.argv[3] ?? 20);
+const WARMUP_SECONDS = 5;
 const WORKER_COUNTS = (process.argv[4] ?? `0,${defaultConversionWorkers()}`).split(',').map(Number);
 const DOCTORS = 20;
 const BATCH = 500;
@@ -70,10 +71,13 @@ async function loginDoctors(base: string): Promise<string[]> {
 async function readPhase(base: string, patient: string, recordIds: string[]): Promise<string[]> {
   const tokens = await loginDoctors(base);
   const child = fork(new URL('./lib/read-clients.ts', import.meta.url), { execArgv: ['--import', 'tsx'] });
+  const message = async () => ((await once(child, 'message')) as [ClientMessage])[0];
+  child.send({ base, patient, category: 'lab', tokens, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
+  const first = await message();
+  if (first !== 'measuring') throw new Error(first.failure ?? 'the clients stopped before measuring');
   const serverCpu = process.cpuUsage();
   const machine = machineBusyMs();
-  child.send({ base, patient, category: 'lab', tokens, recordIds, seconds: READ_SECONDS } satisfies ReadTask);
-  const [result] = (await once(child, 'message')) as [ReadResult];
+  const result = (await message()) as ReadResult;
   const machineMs = machineBusyMs() - machine;
   const server = process.cpuUsage(serverCpu);
   const serverMs = (server.user + server.system) / 1000;

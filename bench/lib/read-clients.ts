@@ -1,7 +1,8 @@
 /**
  * The doctors of bench/platform.ts, in a process of their own so that the server's process measures the server:
- * one loop per token, each reading one random record at a time over HTTP for the given time. Reports every
- * latency, the wall time and this process's CPU time to the parent.
+ * one loop per token, each reading one random record at a time over HTTP. The first `warmupSeconds` are not
+ * measured (JIT and wasm tier-up in fresh workers); the parent is told when measuring starts, and gets every
+ * latency of the measured `seconds`, their wall time and this process's CPU time in them.
  */
 import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
@@ -12,8 +13,12 @@ export interface ReadTask {
   category: string;
   tokens: string[];
   recordIds: string[];
+  warmupSeconds: number;
   seconds: number;
 }
+
+/** What the parent receives: 'measuring' when the warm-up ends, then the result (types only: importing this module runs it). */
+export type ClientMessage = 'measuring' | ReadResult;
 
 export interface ReadResult {
   latencies: number[];
@@ -46,18 +51,23 @@ function read(token: string, recordId: string): Promise<number> {
 
 const latencies: number[] = [];
 let failure: string | undefined;
-const cpu = process.cpuUsage();
-const start = performance.now();
-const until = start + task.seconds * 1000;
+let cpu: NodeJS.CpuUsage | undefined;
+const measureFrom = performance.now() + task.warmupSeconds * 1000;
+const until = measureFrom + task.seconds * 1000;
+const measuring = setTimeout(() => {
+  cpu = process.cpuUsage();
+  process.send!('measuring' satisfies ClientMessage);
+}, task.warmupSeconds * 1000);
 await Promise.all(task.tokens.map(async (token) => {
   while (failure === undefined && performance.now() < until) {
     const t = performance.now();
     const status = await read(token, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
     if (status !== 200) failure = `read failed: HTTP ${status}`;
-    else latencies.push(performance.now() - t);
+    else if (t >= measureFrom) latencies.push(performance.now() - t);
   }
 }));
+clearTimeout(measuring);
 const used = process.cpuUsage(cpu);
 agent.destroy();
-process.send!({ latencies, seconds: (performance.now() - start) / 1000, cpuMs: (used.user + used.system) / 1000, failure } satisfies ReadResult);
+process.send!({ latencies, seconds: (performance.now() - measureFrom) / 1000, cpuMs: (used.user + used.system) / 1000, failure } satisfies ClientMessage);
 process.disconnect();

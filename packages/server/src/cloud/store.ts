@@ -129,6 +129,7 @@ export class CloudStore {
         : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext FROM cloud_records WHERE record_id = ANY($3::text[]))
            SELECT record_id, ciphertext FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
+      { prepared: true },
     );
     return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));
   }
@@ -158,6 +159,7 @@ export class CloudStore {
        LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2
        WHERE p.patient = $1 ORDER BY d.created_at, d.delegation_id`,
       [patient, category],
+      { prepared: true },
     );
     if (rows.rows.length === 0) return undefined;
     return rows.rows.filter((r): r is { registered: string } & DelegationSqlRow => r.delegation_id != null).map(delegationRow);
