@@ -6,7 +6,7 @@
  * set-up (in the event loop, or N worker threads), with freshly logged-in doctors. The pairing and the
  * conversion are measured in the same run, so costs read as pairing-equivalents.
  *
- *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>]
+ *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>]
  *
  * The doctors run in a child process (bench/lib/read-clients.ts), so this process's CPU time is the server's
  * (event loop and conversion workers); but both share this machine's cores with each other and with PostgreSQL.
@@ -17,10 +17,10 @@ import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { availableParallelism, cpus } from 'node:os';
 import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
-import { createPlatform, defaultConversionWorkers, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
+import { createPlatform, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
@@ -29,7 +29,7 @@ import { printTable } from './lib/report.ts';
 const RECORDS = Number(process.argv[2] ?? 10_000);
 const READ_SECONDS = Number(process.argv[3] ?? 20);
 const WARMUP_SECONDS = 5;
-const WORKER_COUNTS = (process.argv[4] ?? `0,${defaultConversionWorkers()}`).split(',').map(Number);
+const WORKER_COUNTS = process.argv[4]?.split(',').map(Number) ?? [...new Set([0, Math.max(1, availableParallelism() - 1), availableParallelism()])];
 const DOCTORS = 20;
 const BATCH = 500;
 const ADMIN = randomBytes(24).toString('base64url');

@@ -17,21 +17,25 @@ interface ServeOptions {
   host: string;
   hospital: string[];
   log?: boolean;
-  conversionWorkers: string;
+  conversionWorkers?: string;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
   const port = Number(options.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`not a port: ${options.port}`);
-  const conversionWorkers = Number(options.conversionWorkers);
-  if (!Number.isInteger(conversionWorkers) || conversionWorkers < 0 || conversionWorkers > 256) throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
+  const conversionWorkers = options.conversionWorkers === undefined ? undefined : Number(options.conversionWorkers);
+  if (conversionWorkers !== undefined && !(Number.isInteger(conversionWorkers) && conversionWorkers >= 0 && conversionWorkers <= 256)) {
+    throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
+  }
   const [adminToken] = await readSecrets(['administrator token']);
   if (adminToken === undefined || adminToken.length < 16) throw new UsageError('the administrator token must have at least 16 characters');
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
   if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
   const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
-  const platform = await createPlatform({ db, hospitals: options.hospital, adminToken, logger: options.log ?? false, conversionWorkers });
+  const platform = await createPlatform({
+    db, hospitals: options.hospital, adminToken, logger: options.log ?? false, conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
+  });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
   await new Promise<void>((resolve) => {
@@ -51,6 +55,6 @@ export function registerServe(program: Command): void {
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])
     .option('--log', 'log requests (method, URL, status; never bodies or tokens)')
-    .option('--conversion-workers <n>', 'worker threads for re-encryption on read (0 = in the main thread)', String(defaultConversionWorkers()))
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
     .action(serve);
 }

@@ -210,8 +210,12 @@ export class ConversionPool implements Converter {
   }
 }
 
-/** The worker count `medshare serve` uses by default: every core but the event loop's, at least one. */
-export const defaultConversionWorkers = (): number => Math.max(1, availableParallelism() - 1);
+/**
+ * The worker count `medshare serve` uses by default (docs/benchmarks.md § Platform): one per core on PostgreSQL,
+ * where the event loop mostly waits for the database and the workers should have every core; on PGlite, whose
+ * engine runs in the event loop's own thread, every core but that one. At least one.
+ */
+export const defaultConversionWorkers = (engine: 'pglite' | 'postgres'): number => Math.max(1, availableParallelism() - (engine === 'pglite' ? 1 : 0));
 
 /** In-thread conversion for 0 workers, else a started pool. */
 export async function createConverter(workers: number): Promise<Converter> {
