@@ -1,26 +1,35 @@
 /**
  * Platform benchmark (issue #5): N records (default 10,000) of 4 KiB made from the Synthea data, uploaded through
- * the hospital gateway over HTTP, then 20 concurrent doctors reading single records through the cloud (SQL fetch +
- * proxy re-encryption + HTTP), on PGlite and — when DATABASE_URL is set — PostgreSQL. The pairing and the
- * conversion are measured in the same run, so the conversion's cost is reported in pairing-equivalents.
+ * the hospital gateway over HTTP, then 20 concurrent doctors reading single records through the cloud (token check,
+ * SQL, proxy re-encryption, ledger and access log, HTTP), on PGlite and — when DATABASE_URL is set — PostgreSQL.
+ * The records are uploaded once per engine; the platform is then restarted on the same data for each conversion
+ * set-up (in the event loop, or N worker threads), with freshly logged-in doctors. The pairing and the
+ * conversion are measured in the same run, so costs read as pairing-equivalents.
  *
- *   node --import tsx bench/platform.ts [records] [seconds of reads]
+ *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>]
  *
- * Everything runs in one process on this machine: the server (one Node event loop) and the clients share the
- * two cores. Doctors fetch converted ciphertexts; decryption happens on a doctor's own machine and is in
- * bench/pre.ts.
+ * The doctors run in a child process (bench/lib/read-clients.ts), so this process's CPU time is the server's
+ * (event loop and conversion workers); but both share this machine's cores with each other and with PostgreSQL.
+ * CPU time per read is reported for the server, the clients and the rest of the machine (PostgreSQL and anything
+ * else running). Doctors fetch converted ciphertexts; decryption happens on a doctor's machine (bench/pre.ts).
  */
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { abe, pre } from '@medshare/crypto';
+import { availableParallelism, cpus } from 'node:os';
+import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { createPlatform, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
+import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
 import { printTable } from './lib/report.ts';
 
 const RECORDS = Number(process.argv[2] ?? 10_000);
 const READ_SECONDS = Number(process.argv[3] ?? 20);
+const WARMUP_SECONDS = 5;
+const WORKER_COUNTS = process.argv[4]?.split(',').map(Number) ?? [...new Set([0, Math.max(1, availableParallelism() - 1), availableParallelism()])];
 const DOCTORS = 20;
 const BATCH = 500;
 const ADMIN = randomBytes(24).toString('base64url');
@@ -45,18 +54,62 @@ function makeRecord(i: number, text: string, fhirPatient: string): Record<string
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
-async function run(label: string, db: Database): Promise<string[]> {
-  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientAttemptsPerWindow: 1000 }, requestsPerMinute: 1_000_000 });
+/** Busy milliseconds of every core of the machine so far (os.cpus: all processes, ours and PostgreSQL's included). */
+const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + t.nice + t.sys + t.irq, 0);
+
+/** Fresh doctors on a running platform: each logged in with password + TOTP, holding a sealed CP-ABE key. */
+async function loginDoctors(base: string): Promise<string[]> {
+  const client = new PlatformClient(base);
+  return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
+    const attributes = ['role:doctor', 'dept:cardiology'];
+    const { totpSecret } = await client.registerUser('riverside', ADMIN, { username: `doctor${d}`, password: PASSWORD, attributes, scopes: [] });
+    return (await client.loginReader('riverside', `doctor${d}`, PASSWORD, totpSecret, attributes)).session.token;
+  }));
+}
+
+/** The read phase against one platform: the doctors in a child process, CPU time per read by whom. */
+async function readPhase(base: string, patient: string, recordIds: string[]): Promise<string[]> {
+  const tokens = await loginDoctors(base);
+  const child = fork(new URL('./lib/read-clients.ts', import.meta.url), { execArgv: ['--import', 'tsx'] });
+  const message = async () => ((await once(child, 'message')) as [ClientMessage])[0];
+  child.send({ base, patient, category: 'lab', tokens, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
+  const first = await message();
+  if (first !== 'measuring') throw new Error(first.failure ?? 'the clients stopped before measuring');
+  const serverCpu = process.cpuUsage();
+  const machine = machineBusyMs();
+  const result = (await message()) as ReadResult;
+  const machineMs = machineBusyMs() - machine;
+  const server = process.cpuUsage(serverCpu);
+  const serverMs = (server.user + server.system) / 1000;
+  if (result.failure !== undefined) throw new Error(result.failure);
+  const reads = result.latencies.length;
+  const latencies = result.latencies.sort((a, b) => a - b);
+  const perRead = (x: number) => (x / reads).toFixed(2);
+  return [String(reads), ms(percentile(latencies, 50)), ms(percentile(latencies, 99)), (reads / result.seconds).toFixed(0),
+    perRead(serverMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
+}
+
+const platformOptions = (db: Database, conversionWorkers: number) => ({
+  db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientAttemptsPerWindow: 1000 },
+  requestsPerMinute: 1_000_000, conversionWorkers,
+});
+
+/** Uploads the records once, then measures reads with each conversion set-up on a platform restarted on the same data. */
+async function run(label: string, db: Database): Promise<{ upload: string[]; reads: string[][] }> {
+  const platform = await createPlatform(platformOptions(db, 0));
+  let patientId: string;
+  let ids: string[];
+  let uploadRate: number;
   try {
     const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
     const client = new PlatformClient(base);
     const login = async (hospital: string, username: string, attributes: string[]) => {
       const { totpSecret } = await client.registerUser(hospital, ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
-      return { totpSecret, session: () => client.login(hospital, username, PASSWORD, totpSecret) };
+      return client.login(hospital, username, PASSWORD, totpSecret);
     };
-    const patient = new PatientClient(await (await login('st-marys', 'patient', ['role:patient'])).session(), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));
+    const patient = new PatientClient(await login('st-marys', 'patient', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));
     await patient.register();
-    const gateway = new GatewayClient(await (await login('st-marys', 'ehr', ['role:gateway'])).session());
+    const gateway = new GatewayClient(await login('st-marys', 'ehr', ['role:gateway']));
     const fhirPatient = `bench-${randomBytes(4).toString('hex')}`;
     await gateway.enrol(fhirPatient, patient.key.patientId);
     const text = syntheaText();
@@ -66,36 +119,24 @@ async function run(label: string, db: Database): Promise<string[]> {
       const entry = Array.from({ length: Math.min(BATCH, RECORDS - from) }, (_, j) => ({ resource: makeRecord(from + j, text, fhirPatient) }));
       await gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry });
     }
-    const uploadSeconds = (performance.now() - uploadStart) / 1000;
+    uploadRate = RECORDS / ((performance.now() - uploadStart) / 1000);
     await patient.delegate('lab', '(role:doctor and dept:cardiology) or role:emergency', await client.abePublicKey());
-    const ids = (await patient.records('lab')).map((r) => r.recordId);
-
-    const doctors = await Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
-      const { totpSecret } = await login('riverside', `doctor${d}`, ['role:doctor', 'dept:cardiology']);
-      return client.loginReader('riverside', `doctor${d}`, PASSWORD, totpSecret, ['role:doctor', 'dept:cardiology']);
-    }));
-    const latencies: number[] = [];
-    const readStart = performance.now();
-    const until = readStart + READ_SECONDS * 1000;
-    await Promise.all(doctors.map(async (doctor) => {
-      while (performance.now() < until) {
-        const id = ids[Math.floor(Math.random() * ids.length)]!;
-        const t = performance.now();
-        const response = await fetch(new URL(`/cloud/patients/${patient.key.patientId}/read`, base), {
-          method: 'POST', headers: { authorization: `Bearer ${doctor.session.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ category: 'lab', recordIds: [id] }),
-        });
-        if (response.status !== 200) throw new Error(`read failed: ${response.status}`);
-        await response.arrayBuffer();
-        latencies.push(performance.now() - t);
-      }
-    }));
-    const readSeconds = (performance.now() - readStart) / 1000;
-    latencies.sort((a, b) => a - b);
-    return [label, String(RECORDS), (RECORDS / uploadSeconds).toFixed(0), String(latencies.length), ms(percentile(latencies, 50)), ms(percentile(latencies, 99)), (latencies.length / readSeconds).toFixed(0)];
+    patientId = patient.key.patientId;
+    ids = (await patient.records('lab')).map((r) => r.recordId);
   } finally {
     await platform.close();
   }
+  const reads: string[][] = [];
+  for (const workers of WORKER_COUNTS) {
+    const reading = await createPlatform(platformOptions(db, workers));
+    try {
+      const base = await reading.app.listen({ host: '127.0.0.1', port: 0 });
+      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(base, patientId, ids))]);
+    } finally {
+      await reading.close();
+    }
+  }
+  return { upload: [label, String(RECORDS), uploadRate.toFixed(0)], reads };
 }
 
 await abe.init();
@@ -104,31 +145,44 @@ const ta = abe.setup();
 const patientKey = pre.generatePatientKey('psn:bench-conversion-0001', ['lab']);
 const ciphertext = pre.encrypt(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096));
 const rk = pre.delegate(patientKey, 'lab', ta.publicKey, '(role:doctor and dept:cardiology) or role:emergency');
-const convertMs = timeIt(() => pre.convert(rk, ciphertext));
+const fast = pre.precompute(rk);
 const header = pre.openRecordHeader(ciphertext);
-const convertHeaderMs = timeIt(() => pre.convertHeader(rk, header));
-const encryptMs = timeIt(() => pre.encrypt(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096)));
-printTable('Costs measured in this run', ['operation', 'ms', 'pairing-equivalents'], [
-  ['pairing e(P,Q)', ms(primitives.pairing), '1.00'],
-  ['cloud conversion of one 4 KiB record (pre.convert)', ms(convertMs), ratio(convertMs / primitives.pairing)],
-  ['  of which the header conversion alone (pre.convertHeader)', ms(convertHeaderMs), ratio(convertHeaderMs / primitives.pairing)],
-  ['gateway encryption of one 4 KiB record (pre.encrypt)', ms(encryptMs), ratio(encryptMs / primitives.pairing)],
-]);
+const p = curve.g1Mul(curve.g1Generator(), curve.randomFr());
+const rk1 = rk.scope.kind === 'category' ? rk.scope.rk1 : curve.g2Generator();
+const lines = new curve.PrecomputedG2(rk1);
+const costs: Array<[string, number]> = [
+  ['pairing e(P,Q)', primitives.pairing],
+  ['pairing with precomputed G2 lines', timeIt(() => lines.pairing(p))],
+  ['cloud conversion of one 4 KiB record, key precomputed as the cloud holds it (pre.convert)', timeIt(() => pre.convert(fast, ciphertext))],
+  ['  of which the header conversion alone (pre.convertHeader)', timeIt(() => pre.convertHeader(fast, header))],
+  ['cloud conversion without precomputation (before)', timeIt(() => pre.convert(rk, ciphertext))],
+  ["precomputing rk1's lines (once per cached key)", timeIt(() => new curve.PrecomputedG2(rk1).destroy())],
+  ['gateway encryption of one 4 KiB record (pre.encrypt)', timeIt(() => pre.encrypt(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096)))],
+];
+lines.destroy();
+pre.release(fast);
+printTable('Costs measured in this run', ['operation', 'ms', 'pairing-equivalents'], costs.map(([name, t]) => [name, ms(t), ratio(t / primitives.pairing)]));
 
-const rows: string[][] = [];
+const uploads: string[][] = [];
+const reads: string[][] = [];
+const record = (result: { upload: string[]; reads: string[][] }) => {
+  uploads.push(result.upload);
+  reads.push(...result.reads);
+};
 const pglite = await openDatabase();
-rows.push(await run('PGlite (in memory)', pglite));
+record(await run('PGlite (in memory)', pglite));
 await pglite.close();
 const url = process.env['DATABASE_URL'];
 if (url) {
   const schema = `bench_${randomBytes(4).toString('hex')}`;
   const postgres = await openDatabase({ url, schema });
   try {
-    rows.push(await run('PostgreSQL 127.0.0.1', postgres));
+    record(await run('PostgreSQL 127.0.0.1', postgres));
   } finally {
     await postgres.query(`DROP SCHEMA ${schema} CASCADE`);
     await postgres.close();
   }
 }
-printTable(`Platform over HTTP: upload, then ${DOCTORS} concurrent doctors reading single records for ${READ_SECONDS} s`,
-  ['engine', 'records', 'upload records/s', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s'], rows);
+printTable('Upload through the gateway (transaction Bundles of 500)', ['engine', 'records', 'upload records/s'], uploads);
+printTable(`${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
+  ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);

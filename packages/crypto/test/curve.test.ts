@@ -62,6 +62,22 @@ test('multiPairing (one vectorised Miller loop, one final exponentiation) equals
   );
 });
 
+test('a pairing with precomputed G2 lines equals the pairing, before and after destroy', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 4 }), (uses) => {
+      const q = curve.g2Mul(curve.g2Generator(), curve.randomFr());
+      const precomputed = new curve.PrecomputedG2(q);
+      const ps = Array.from({ length: uses }, () => curve.g1Mul(curve.g1Generator(), curve.randomFr()));
+      for (const p of ps) assert.ok(precomputed.pairing(p).isEqual(curve.pairing(p, q)));
+      precomputed.destroy();
+      precomputed.destroy();
+      // Without its lines it still pairs correctly: mcl's own precomputedMillerLoop would read freed memory.
+      for (const p of ps) assert.ok(precomputed.pairing(p).isEqual(curve.pairing(p, q)));
+    }),
+    { numRuns: 30 },
+  );
+});
+
 test('msmG1 equals the sum of separate multiplications', () => {
   const ps = Array.from({ length: 5 }, () => curve.hashToG1(curve.frToBytes(curve.randomFr()), 'msm-test'));
   const ks = ps.map(() => curve.randomFr());

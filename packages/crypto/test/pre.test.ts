@@ -51,6 +51,24 @@ describe('PRE correctness', () => {
     assert.equal(reader.cachedDelegations, 1);
   });
 
+  test('a precomputed key converts to exactly the same bytes, also after release; a record grant is left as it is', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 5_000 }), fc.constantFrom(...pre.DEFAULT_CATEGORIES), (plaintext, category) => {
+        const rk = pre.decodeReEncryptionKey(pre.encodeReEncryptionKey(pre.delegate(patient, category, ta.publicKey, POLICY)));
+        const fast = pre.precompute(rk);
+        assert.deepEqual(pre.encodeReEncryptionKey(fast), pre.encodeReEncryptionKey(rk));
+        const cts = [0, 1, 2].map((i) => pre.encrypt(bundle, category, `r${i}`, plaintext));
+        for (const ct of cts) assert.deepEqual(pre.convert(fast, ct), pre.convert(rk, ct));
+        pre.release(fast);
+        assert.deepEqual(pre.convert(fast, cts[0]!), pre.convert(rk, cts[0]!));
+      }),
+      { numRuns: 10 },
+    );
+    const ct = pre.encrypt(bundle, 'lab', 'one', randomBytes(10));
+    const grant = pre.delegateRecord(patient, pre.openRecordHeader(ct), ta.publicKey, POLICY);
+    assert.equal(pre.precompute(grant), grant);
+  });
+
   test('keys and bundles survive encode → decode → encode; a bundle is signed and checked', () => {
     const encoded = pre.encodePatientKey(patient);
     assert.deepEqual(pre.encodePatientKey(pre.decodePatientKey(encoded)), encoded);

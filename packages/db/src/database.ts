@@ -10,10 +10,19 @@ export interface QueryResult<Row> {
   rows: Row[];
 }
 
+/** How a statement is run. */
+export interface QueryOptions {
+  /**
+   * PostgreSQL: prepare the statement once per connection and reuse its plan (for a fixed statement on a hot
+   * path; never for SQL whose text varies, each text would stay prepared). PGlite ignores it.
+   */
+  prepared?: boolean;
+}
+
 /** Anything that runs parameterised SQL: the database itself or an open transaction. */
 export interface Queryable {
   /** Runs one statement with `$1..$n` parameters. */
-  query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<QueryResult<Row>>;
+  query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<Row>>;
 }
 
 /** A database handle shared by the platform's components. */

@@ -1,10 +1,24 @@
 /** The server engine: PostgreSQL through a `pg` connection pool. */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { Database, Queryable, QueryResult } from './database.ts';
+import type { Database, Queryable, QueryOptions, QueryResult } from './database.ts';
 
 // Return int8 (bigint, count(*)) as JS numbers like PGlite does; log sizes stay far below 2^53.
 const INT8_OID = 20;
 pg.types.setTypeParser(INT8_OID, (text) => Number(text));
+
+const statementNames = new Map<string, string>();
+
+/** pg's query config; a prepared statement is named by a digest of its text (pg prepares a name once per connection). */
+function statement(sql: string, params: readonly unknown[], options: QueryOptions | undefined): pg.QueryConfig {
+  if (!options?.prepared) return { text: sql, values: params as unknown[] };
+  let name = statementNames.get(sql);
+  if (name === undefined) {
+    name = `medshare_${createHash('sha256').update(sql).digest('hex').slice(0, 32)}`;
+    statementNames.set(sql, name);
+  }
+  return { name, text: sql, values: params as unknown[] };
+}
 
 /** Opens a pool on `url`; with `schema`, that schema is created and put first on every connection's search_path. */
 export async function openPostgres(url: string, schema?: string): Promise<Database> {
@@ -14,8 +28,8 @@ export async function openPostgres(url: string, schema?: string): Promise<Databa
     ...(schema === undefined ? {} : { options: `-c search_path=${schema},public` }),
   });
   if (schema !== undefined) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
-  const query = async <Row>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<Row>> => {
-    const result = await pool.query(sql, params as unknown[]);
+  const query = async <Row>(sql: string, params: readonly unknown[] = [], options?: QueryOptions): Promise<QueryResult<Row>> => {
+    const result = await pool.query(statement(sql, params, options));
     return { rows: result.rows as Row[] };
   };
   return {
@@ -26,8 +40,8 @@ export async function openPostgres(url: string, schema?: string): Promise<Databa
       try {
         await client.query('BEGIN');
         const tx: Queryable = {
-          query: async <Row>(sql: string, params: readonly unknown[] = []) => ({
-            rows: (await client.query(sql, params as unknown[])).rows as Row[],
+          query: async <Row>(sql: string, params: readonly unknown[] = [], options?: QueryOptions) => ({
+            rows: (await client.query(statement(sql, params, options))).rows as Row[],
           }),
         };
         const value = await work(tx);

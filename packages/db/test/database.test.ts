@@ -72,6 +72,18 @@ for (const { label, db } of databases) {
       assert.equal(await schemaVersion(db, 'race'), 2);
     });
 
+    test('a prepared statement runs again with other parameters, in and out of a transaction', async () => {
+      const sql = 'SELECT $1::int + 1 AS n';
+      for (const i of [1, 2, 3]) assert.equal((await db.query<{ n: number }>(sql, [i], { prepared: true })).rows[0]!.n, i + 1);
+      await db.transaction(async (tx) => {
+        assert.equal((await tx.query<{ n: number }>(sql, [41], { prepared: true })).rows[0]!.n, 42);
+        if (db.engine === 'postgres') {
+          const prepared = await tx.query<{ c: number }>('SELECT count(*)::int AS c FROM pg_prepared_statements WHERE statement = $1', [sql]);
+          assert.equal(prepared.rows[0]!.c, 1, 'prepared once on this connection');
+        }
+      });
+    });
+
     test('a transaction commits on success and rolls back on error', async () => {
       await db.transaction(async (tx) => {
         await tx.query("INSERT INTO notes (id, body) VALUES (10, 'kept')");

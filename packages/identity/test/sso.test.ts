@@ -140,6 +140,25 @@ test('key rotation: new tokens verify after the verifier refetches the JWKS; old
   assert.equal(a.service.keys.jwks().keys.length, 1, 'the retired key leaves the JWKS after its retention');
 });
 
+test("a live key ring (a hospital's own tokens): a new key verifies at once, a retired one only within its retention", async () => {
+  const ownClock = new TestClock();
+  const keys = await SigningKeyRing.create(60_000, ownClock.now);
+  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), now: ownClock.now });
+  const live = new TrustList();
+  live.add({ issuer: 'urn:test:live', hospital: 'live', jwks: () => keys.jwks(), sessionStatus: async () => true });
+  const verifier = new TokenVerifier('medshare-cloud', live, { now: ownClock.now });
+  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:live', 'uid:u1'], scopes: ['openid'], factor: 'totp' };
+  const issue = async () => (await issuer.startSession(user, { audience: ['medshare-cloud'] })).token;
+  const old = await issue();
+  await verifier.verify(old);
+  await keys.rotate();
+  await verifier.verify(await issue());
+  await verifier.verify(old);
+  ownClock.advance(61);
+  await assert.rejects(verifier.verify(old), /unknown key/);
+  await verifier.verify(await issue());
+});
+
 test('a live session can get fresh tokens for other audiences; after logout it cannot', async () => {
   const { token, sessionId } = await loginA(['medshare-cloud']);
   const refreshed = await a.post('token', { audience: ['medshare-ta'] }, token);

@@ -44,6 +44,13 @@ export interface BatchOptions {
   maxBatch?: number;
   /** Most entries waiting; beyond it `append` fails fast instead of growing memory without bound. */
   maxQueued?: number;
+  /**
+   * Group commit under load: when the previous batch held more than one entry (appends are concurrent), the next
+   * one waits this long for more to join, so that fewer, larger transactions carry the same entries (as
+   * PostgreSQL's commit_delay with commit_siblings). A lone appender never waits, nor does a full batch. Default
+   * 0: a batch takes what is queued by the end of the current tick.
+   */
+  lingerMs?: number;
 }
 
 const ROWS_PER_INSERT = 500;
@@ -58,6 +65,10 @@ export class AuditLog {
   private tree = new MerkleTree();
   private readonly maxBatch: number;
   private readonly maxQueued: number;
+  private readonly lingerMs: number;
+  private lastBatchSize = 0;
+  /** Ends a lingering wait early (the batch is full). */
+  private wake: (() => void) | undefined;
 
   private constructor(
     readonly db: Database,
@@ -67,6 +78,7 @@ export class AuditLog {
   ) {
     this.maxBatch = options.maxBatch ?? 2_000;
     this.maxQueued = options.maxQueued ?? 100_000;
+    this.lingerMs = options.lingerMs ?? 0;
   }
 
   /**
@@ -124,6 +136,7 @@ export class AuditLog {
     return new Promise((resolve, reject) => {
       this.queue.push({ event, resolve, reject });
       this.flushing ??= this.flushAll();
+      if (this.queue.length >= this.maxBatch) this.wake?.();
     });
   }
 
@@ -133,11 +146,11 @@ export class AuditLog {
   }
 
   private async flushAll(): Promise<void> {
-    // Let the current tick's appends join the first batch.
-    await new Promise((resolve) => setImmediate(resolve));
     try {
-      while (this.queue.length > 0) {
+      do {
+        await this.gather();
         const batch = this.queue.splice(0, this.maxBatch);
+        this.lastBatchSize = batch.length;
         try {
           const results = await this.exclusive(() => this.writeBatch(batch.map((p) => p.event)));
           batch.forEach((pending, i) => pending.resolve(results[i]!));
@@ -149,10 +162,26 @@ export class AuditLog {
             await this.catchUp(this.db);
           }).catch(() => undefined);
         }
-      }
+      } while (this.queue.length > 0);
     } finally {
       this.flushing = undefined;
     }
+  }
+
+  /** Lets the current tick's appends join the next batch, and under concurrent load those of the next few ms. */
+  private async gather(): Promise<void> {
+    if (this.lingerMs === 0 || this.lastBatchSize <= 1 || this.queue.length >= this.maxBatch) {
+      await new Promise((resolve) => setImmediate(resolve));
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => this.wake!(), this.lingerMs);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+    });
   }
 
   private async writeBatch(events: AuditEvent[]): Promise<AppendResult[]> {

@@ -44,6 +44,22 @@ for (const { label, db } of databases) {
       assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 300, checkpoints, latestCosigners: [] });
     });
 
+    test('under concurrent load a batch lingers for the appends of later ticks until it is full; a lone appender does not wait', async () => {
+      const log = await AuditLog.open(db, logKey.signer, { lingerMs: 600_000, maxBatch: 4 });
+      const checkpoints = async () => (await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints')).rows[0]!.c;
+      await log.append(accessEvent('p', 'alone'));
+      await Promise.all([log.append(accessEvent('p', 'a')), log.append(accessEvent('p', 'b'))]);
+      assert.equal(await checkpoints(), 2, 'neither the lone append nor the first pair lingered');
+      // The last batch held two, so the next waits (up to 10 minutes) for appends of later ticks, until it holds four.
+      const later: Array<Promise<{ index: number }>> = [];
+      for (let i = 0; i < 4; i++) {
+        later.push(log.append(accessEvent('p', `later-${i}`)));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.deepEqual((await Promise.all(later)).map((r) => r.index), [3, 4, 5, 6]);
+      assert.equal(await checkpoints(), 3, 'the four later appends were committed as one batch');
+    });
+
     test('two appenders on one database (two service processes) interleave without losing or reusing an index', async () => {
       const a = await AuditLog.open(db, logKey.signer, { maxBatch: 16 });
       const b = await AuditLog.open(db, logKey.signer, { maxBatch: 16 });

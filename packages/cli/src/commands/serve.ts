@@ -8,7 +8,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { abe } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
-import { createPlatform, DEFAULT_EMERGENCY_POLICY } from '@medshare/server';
+import { createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 
@@ -20,6 +20,7 @@ interface ServeOptions {
   log?: boolean;
   emergencyPolicy: string;
   platformEmergency: boolean;
+  conversionWorkers?: string;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
@@ -27,13 +28,20 @@ async function serve(options: ServeOptions): Promise<void> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`not a port: ${options.port}`);
   const emergencyPolicy = options.platformEmergency ? options.emergencyPolicy : null;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy); // a bad policy fails before anything starts
+  const conversionWorkers = options.conversionWorkers === undefined ? undefined : Number(options.conversionWorkers);
+  if (conversionWorkers !== undefined && !(Number.isInteger(conversionWorkers) && conversionWorkers >= 0 && conversionWorkers <= 256)) {
+    throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
+  }
   const [adminToken] = await readSecrets(['administrator token']);
   if (adminToken === undefined || adminToken.length < 16) throw new UsageError('the administrator token must have at least 16 characters');
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
   if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
   const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
-  const platform = await createPlatform({ db, hospitals: options.hospital, adminToken, logger: options.log ?? false, emergencyPolicy });
+  const platform = await createPlatform({
+    db, hospitals: options.hospital, adminToken, logger: options.log ?? false, emergencyPolicy,
+    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
+  });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
   await new Promise<void>((resolve) => {
@@ -55,5 +63,6 @@ export function registerServe(program: Command): void {
     .option('--log', 'log requests (method, URL, status; never bodies or tokens)')
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
     .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
     .action(serve);
 }

@@ -121,6 +121,32 @@ export function pairing(p: G1, q: G2): GT {
   return mcl.pairing(p, q);
 }
 
+/**
+ * A G2 point with its Miller-loop line coefficients computed once, for many pairings with the same Q (the
+ * cloud's rk1): each `pairing(P)` then skips the line computation and equals `pairing(P, Q)`. The lines take
+ * 20 KiB of mcl's wasm heap, outside the garbage collector, until `destroy()`; after it the pairing is
+ * computed without them (same value), so a late `destroy` can never make a caller compute garbage.
+ */
+export class PrecomputedG2 {
+  private lines: mcl.PrecomputedG2 | undefined;
+
+  constructor(readonly q: G2) {
+    assertReady();
+    this.lines = new mcl.PrecomputedG2(q);
+  }
+
+  /** e(P, Q). */
+  pairing(p: G1): GT {
+    return this.lines === undefined ? mcl.pairing(p, this.q) : mcl.finalExp(mcl.precomputedMillerLoop(p, this.lines));
+  }
+
+  /** Frees the wasm memory of the lines (idempotent). */
+  destroy(): void {
+    this.lines?.destroy();
+    this.lines = undefined;
+  }
+}
+
 /** The Miller loop alone (for benchmarks; combine with finalExp). */
 export const millerLoop = (p: G1, q: G2): GT => mcl.millerLoop(p, q);
 /** The final exponentiation alone (for benchmarks). */

@@ -85,9 +85,9 @@ export function reEncryptionKey(decryptionKey: G2, x: GT): G2 {
   return c.g2Add(decryptionKey, hashGtToG2(x));
 }
 
-/** The proxy's conversion: c2' = c2 / e(c1, rk1). One pairing. */
-export function convert(rk1: G2, c1: G1, c2: GT): GT {
-  return c.gtDiv(c2, c.pairing(c1, rk1));
+/** The proxy's conversion: c2' = c2 / e(c1, rk1). One pairing (cheaper when rk1's lines are precomputed). */
+export function convert(rk1: G2 | c.PrecomputedG2, c1: G1, c2: GT): GT {
+  return c.gtDiv(c2, rk1 instanceof c.PrecomputedG2 ? rk1.pairing(c1) : c.pairing(c1, rk1));
 }
 
 /** The reader's recovery with H(X) known: R = c2' · e(c1, H(X)). One pairing. */

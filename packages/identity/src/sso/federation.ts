@@ -32,6 +32,23 @@ export interface FederationMember {
 
 type KeyResolver = JWTVerifyGetKey;
 
+/**
+ * A key resolver over a live key ring, rebuilt only when the ring's keys change (jose copies a JWKS and imports
+ * its keys afresh, which on every token was a measurable share of a request): a retired key stops verifying at once.
+ */
+function liveKeySet(jwks: () => JSONWebKeySet): KeyResolver {
+  let keys: readonly object[] = [];
+  let resolver: KeyResolver | undefined;
+  return (header, token) => {
+    const current = jwks();
+    if (resolver === undefined || current.keys.length !== keys.length || current.keys.some((key, i) => key !== keys[i])) {
+      keys = current.keys;
+      resolver = createLocalJWKSet(current);
+    }
+    return resolver(header, token);
+  };
+}
+
 /** The members a relying party trusts, keyed by issuer. */
 export class TrustList {
   private readonly members = new Map<string, { member: FederationMember; keys: KeyResolver }>();
@@ -43,7 +60,7 @@ export class TrustList {
       jwks instanceof URL
         ? createRemoteJWKSet(jwks, { cooldownDuration: 5_000, cacheMaxAge: 600_000 })
         : typeof jwks === 'function'
-          ? (header, token) => createLocalJWKSet(jwks())(header, token)
+          ? liveKeySet(jwks)
           : createLocalJWKSet(jwks);
     this.members.set(member.issuer, { member, keys });
   }

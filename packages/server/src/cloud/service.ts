@@ -17,6 +17,7 @@ import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/cryp
 import type { AuditEventInput, AuditLog } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
+import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
@@ -29,7 +30,7 @@ const LEDGER_SOURCE = 'cloud';
 const MAX_RECORDS_PER_EVENT = 64;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_REASON = 500;
-const MAX_CACHED_KEYS = 10_000;
+const MAX_CACHED_CAPSULES = 10_000;
 const utf8 = new TextEncoder();
 
 /** The cloud's settings. */
@@ -59,16 +60,16 @@ export function sha256Name(bytes: Uint8Array): string {
 /** The cloud service behind the HTTP routes and the gateway. */
 export class CloudService {
   /**
-   * Decoded re-encryption keys by delegation id (decoding checks subgroup membership: ~2.5 ms). Only a cache of
-   * decoding: every read first finds the delegation in the database, so a revoked key is never used.
+   * `converter` converts in this thread or in worker threads (conversion-pool.ts); either caches decoded keys by
+   * delegation id, but every read first finds the delegation in the database, so a revoked key is never used.
    */
-  private readonly decodedKeys = new Map<string, pre.ReEncryptionKey>();
   /** Decoded emergency capsules by id (decoding validates the FAME header); capsules never change. */
   private readonly decodedCapsules = new Map<string, pre.EmergencyCapsuleInfo>();
 
   constructor(
     private readonly store: CloudStore,
     private readonly ledger: AuditLog,
+    private readonly converter: Converter = new InThreadConverter(),
     private readonly options: CloudOptions = {},
   ) {}
 
@@ -134,7 +135,7 @@ export class CloudService {
   async listRecords(caller: Caller, patient: string, category?: string): Promise<RecordMeta[]> {
     if (!(await this.isOwner(caller, patient))) {
       if (category === undefined) throw new AccessDeniedError('only the patient lists all her records; readers name a category');
-      await this.usableDelegation(caller, patient, category, false);
+      this.usableDelegation(caller, await this.store.delegations(patient, category), category, false);
     }
     return this.store.listRecords(patient, category);
   }
@@ -163,7 +164,7 @@ export class CloudService {
   async revoke(caller: Caller, patient: string, delegationId: string): Promise<void> {
     await this.requireOwner(caller, patient);
     const removed = await this.store.deleteDelegation(patient, delegationId);
-    this.decodedKeys.delete(delegationId);
+    this.converter.forget(delegationId);
     if (removed === undefined) throw new NotFoundError('no such delegation');
     await this.audit(caller, patient, 'revoke', removed.category, 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(removed.reencryptionKey) });
   }
@@ -179,22 +180,23 @@ export class CloudService {
       if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
       if (options.reason!.trim().length === 0 || options.reason!.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
     }
-    const found = await this.store.patient(patient);
+    const found = await this.store.readableDelegations(patient, category);
     if (found === undefined) throw new NotFoundError('no such patient');
     const event: Parameters<CloudService['audit']>[7] = emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' };
     let source: ReadSource;
     try {
-      source = await this.readSource(caller, patient, category, emergency, found.platformEmergency);
+      source = this.readSource(caller, found.delegations, category, emergency, found.platformEmergency);
     } catch (error) {
       await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null, event);
       throw error;
     }
     let converted: Array<ConvertedRecord & { stored: Uint8Array }>;
     if (source.kind === 'delegation') {
-      const rk = this.decoded(source.delegation);
       const stored = await this.store.ciphertexts(patient, category, options.recordIds);
-      converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(rk, r.ciphertext), stored: r.ciphertext }));
+      const ciphertexts = await this.converter.convert(source.delegation, stored.map((r) => r.ciphertext));
+      converted = stored.map((r, i) => ({ recordId: r.recordId, ciphertext: ciphertexts[i]!, stored: r.ciphertext }));
     } else {
+      // A grant is already c2': no pairing, so no worker.
       const stored = await this.store.emergencyRecords(patient, category, options.recordIds);
       converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(pre.emergencyGrantKey(this.capsule(r), r.grant), r.ciphertext), stored: r.ciphertext }));
     }
@@ -210,30 +212,20 @@ export class CloudService {
     return this.store.accessLog(patient);
   }
 
-  private decoded(delegation: DelegationRow): pre.ReEncryptionKey {
-    let rk = this.decodedKeys.get(delegation.delegationId);
-    if (rk === undefined) {
-      rk = pre.decodeReEncryptionKey(delegation.reencryptionKey);
-      if (this.decodedKeys.size >= MAX_CACHED_KEYS) this.decodedKeys.delete(this.decodedKeys.keys().next().value!);
-      this.decodedKeys.set(delegation.delegationId, rk);
-    }
-    return rk;
-  }
-
   private capsule(record: EmergencyRecord): pre.EmergencyCapsuleInfo {
     let capsule = this.decodedCapsules.get(record.capsuleId);
     if (capsule === undefined) {
       capsule = pre.decodeEmergencyCapsule(record.capsule);
-      if (this.decodedCapsules.size >= MAX_CACHED_KEYS) this.decodedCapsules.delete(this.decodedCapsules.keys().next().value!);
+      if (this.decodedCapsules.size >= MAX_CACHED_CAPSULES) this.decodedCapsules.delete(this.decodedCapsules.keys().next().value!);
       this.decodedCapsules.set(record.capsuleId, capsule);
     }
     return capsule;
   }
 
   /** The patient's delegation that authorises this read; for an emergency, the platform's grants as a fallback. */
-  private async readSource(caller: Caller, patient: string, category: string, emergency: boolean, platformEmergency: boolean): Promise<ReadSource> {
+  private readSource(caller: Caller, delegations: readonly DelegationRow[], category: string, emergency: boolean, platformEmergency: boolean): ReadSource {
     try {
-      return { kind: 'delegation', delegation: await this.usableDelegation(caller, patient, category, emergency) };
+      return { kind: 'delegation', delegation: this.usableDelegation(caller, delegations, category, emergency) };
     } catch (error) {
       const policy = this.options.emergencyPolicy;
       if (!emergency || policy === undefined || !platformEmergency || !abe.satisfies(caller.token.attributes.join(', '), policy)) throw error;
@@ -272,9 +264,10 @@ export class CloudService {
     if (!(await this.isOwner(caller, patient))) throw new AccessDeniedError('only the patient herself may do this');
   }
 
-  private async usableDelegation(caller: Caller, patient: string, category: string, emergency: boolean): Promise<DelegationRow> {
+  /** The first of the patient's active delegations of `category` whose policy the caller's attributes satisfy. */
+  private usableDelegation(caller: Caller, delegations: readonly DelegationRow[], category: string, emergency: boolean): DelegationRow {
     const attributes = caller.token.attributes.join(', ');
-    const candidates = (await this.store.delegations(patient, category)).filter((d) => d.emergency === emergency);
+    const candidates = delegations.filter((d) => d.emergency === emergency);
     const usable = candidates.find((d) => abe.satisfies(attributes, d.policy));
     if (usable !== undefined) return usable;
     if (candidates.length === 0) throw new AccessDeniedError(`no active ${emergency ? 'emergency ' : ''}delegation of '${category}' (revoked or never granted)`);

@@ -4,7 +4,7 @@
  * Uploads of many records are one transaction and `ON CONFLICT DO NOTHING` on the record id, so a retried upload
  * neither duplicates nor half-applies.
  */
-import type { Database, Queryable } from '@medshare/db';
+import type { Database } from '@medshare/db';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
 export interface RecordMeta {
@@ -66,10 +66,32 @@ export interface AccessEntry {
   at: string;
 }
 
+const ACCESS_COLUMNS = 10;
+/** Rows per INSERT: 10 parameters each, well under PostgreSQL's 65,535. */
+const ACCESS_ROWS_PER_INSERT = 1000;
+
 const iso = (value: unknown) => (value instanceof Date ? value.toISOString() : String(value));
+
+interface DelegationSqlRow {
+  delegation_id: string;
+  patient: string;
+  category: string;
+  policy: string;
+  emergency: boolean;
+  reencryption_key: Uint8Array;
+  created_at: unknown;
+}
+
+const delegationRow = (r: DelegationSqlRow): DelegationRow => ({
+  delegationId: r.delegation_id, patient: r.patient, category: r.category, policy: r.policy,
+  emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
+});
 
 /** SQL access for the cloud service. */
 export class CloudStore {
+  private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
+  private accessFlush: Promise<void> | undefined;
+
   constructor(readonly db: Database) {}
 
   /** Registers a patient's key bundle; false when the pseudonym is already taken. */
@@ -166,10 +188,16 @@ export class CloudStore {
 
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them). */
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
+    // Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh
+    // bulk upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the
+    // whole category to find them.
     const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array }>(
-      `SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2
-       AND ($3::text[] IS NULL OR record_id = ANY($3::text[])) ORDER BY seq`,
-      [patient, category, recordIds ?? null],
+      recordIds === undefined
+        ? 'SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
+        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext FROM cloud_records WHERE record_id = ANY($3::text[]))
+           SELECT record_id, ciphertext FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+      recordIds === undefined ? [patient, category] : [patient, category, recordIds],
+      { prepared: true },
     );
     return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));
   }
@@ -185,14 +213,28 @@ export class CloudStore {
 
   /** A patient's active delegations, optionally of one category. */
   async delegations(patient: string, category?: string): Promise<DelegationRow[]> {
-    const rows = await this.db.query<{ delegation_id: string; patient: string; category: string; policy: string; emergency: boolean; reencryption_key: Uint8Array; created_at: unknown }>(
+    const rows = await this.db.query<DelegationSqlRow>(
       `SELECT * FROM cloud_delegations WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY created_at, delegation_id`,
       [patient, category ?? null],
     );
-    return rows.rows.map((r) => ({
-      delegationId: r.delegation_id, patient: r.patient, category: r.category, policy: r.policy,
-      emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
-    }));
+    return rows.rows.map(delegationRow);
+  }
+
+  /**
+   * What a read needs first, in one round trip: the patient's platform emergency consent and her active
+   * delegations of `category`; undefined when she is not registered.
+   */
+  async readableDelegations(patient: string, category: string): Promise<{ platformEmergency: boolean; delegations: DelegationRow[] } | undefined> {
+    const rows = await this.db.query<{ registered: string; platform_emergency: boolean } & Partial<DelegationSqlRow>>(
+      `SELECT p.patient AS registered, p.platform_emergency, d.* FROM cloud_patients p
+       LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2
+       WHERE p.patient = $1 ORDER BY d.created_at, d.delegation_id`,
+      [patient, category],
+      { prepared: true },
+    );
+    if (rows.rows.length === 0) return undefined;
+    const delegations = rows.rows.filter((r): r is { registered: string; platform_emergency: boolean } & DelegationSqlRow => r.delegation_id != null).map(delegationRow);
+    return { platformEmergency: rows.rows[0]!.platform_emergency, delegations };
   }
 
   /** Deletes a delegation (revocation): the re-encryption key is gone. Returns the deleted row. */
@@ -203,13 +245,38 @@ export class CloudStore {
     return found;
   }
 
-  /** Appends to the patient-visible access log. */
-  async logAccess(patient: string, entry: Omit<AccessEntry, 'at'>, q: Queryable = this.db): Promise<void> {
-    await q.query(
-      `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex],
-    );
+  /**
+   * Appends to the patient-visible access log; resolves once the row is committed. Rows of concurrent callers
+   * are group-committed: one multi-row INSERT for everything queued while the previous one ran.
+   */
+  logAccess(patient: string, entry: Omit<AccessEntry, 'at'>): Promise<void> {
+    const values = [patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex];
+    return new Promise((resolve, reject) => {
+      this.accessQueue.push({ values, resolve, reject });
+      this.accessFlush ??= this.flushAccessLog();
+    });
+  }
+
+  private async flushAccessLog(): Promise<void> {
+    // Let the current tick's callers join the first batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    try {
+      while (this.accessQueue.length > 0) {
+        const batch = this.accessQueue.splice(0, ACCESS_ROWS_PER_INSERT);
+        const rows = batch.map((_, i) => `(${Array.from({ length: ACCESS_COLUMNS }, (_, j) => `$${i * ACCESS_COLUMNS + j + 1}`).join(', ')})`);
+        try {
+          await this.db.query(
+            `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index) VALUES ${rows.join(', ')}`,
+            batch.flatMap((row) => row.values),
+          );
+          for (const row of batch) row.resolve();
+        } catch (error) {
+          for (const row of batch) row.reject(error);
+        }
+      }
+    } finally {
+      this.accessFlush = undefined;
+    }
   }
 
   /** A patient's access log, oldest first. */

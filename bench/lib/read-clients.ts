@@ -1,0 +1,73 @@
+/**
+ * The doctors of bench/platform.ts, in a process of their own so that the server's process measures the server:
+ * one loop per token, each reading one random record at a time over HTTP. The first `warmupSeconds` are not
+ * measured (JIT and wasm tier-up in fresh workers); the parent is told when measuring starts, and gets every
+ * latency of the measured `seconds`, their wall time and this process's CPU time in them.
+ */
+import { once } from 'node:events';
+import { Agent, request as httpRequest } from 'node:http';
+
+export interface ReadTask {
+  base: string;
+  patient: string;
+  category: string;
+  tokens: string[];
+  recordIds: string[];
+  warmupSeconds: number;
+  seconds: number;
+}
+
+/** What the parent receives: 'measuring' when the warm-up ends, then the result (types only: importing this module runs it). */
+export type ClientMessage = 'measuring' | ReadResult;
+
+export interface ReadResult {
+  latencies: number[];
+  seconds: number;
+  cpuMs: number;
+  failure?: string;
+}
+
+const [task] = (await once(process, 'message')) as [ReadTask];
+const url = new URL(`/cloud/patients/${task.patient}/read`, task.base);
+// node:http with kept-alive connections, one per doctor: a lighter client than fetch, so less of the shared cores go to load generation.
+const agent = new Agent({ keepAlive: true, maxSockets: task.tokens.length });
+
+/** One read: POST, the whole response body, its status. */
+function read(token: string, recordId: string): Promise<number> {
+  const body = JSON.stringify({ category: task.category, recordIds: [recordId] });
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(url, {
+      method: 'POST', agent,
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (response) => {
+      response.on('data', () => undefined);
+      response.on('end', () => resolve(response.statusCode ?? 0));
+      response.on('error', reject);
+    });
+    request.on('error', reject);
+    request.end(body);
+  });
+}
+
+const latencies: number[] = [];
+let failure: string | undefined;
+let cpu: NodeJS.CpuUsage | undefined;
+const measureFrom = performance.now() + task.warmupSeconds * 1000;
+const until = measureFrom + task.seconds * 1000;
+const measuring = setTimeout(() => {
+  cpu = process.cpuUsage();
+  process.send!('measuring' satisfies ClientMessage);
+}, task.warmupSeconds * 1000);
+await Promise.all(task.tokens.map(async (token) => {
+  while (failure === undefined && performance.now() < until) {
+    const t = performance.now();
+    const status = await read(token, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
+    if (status !== 200) failure = `read failed: HTTP ${status}`;
+    else if (t >= measureFrom) latencies.push(performance.now() - t);
+  }
+}));
+clearTimeout(measuring);
+const used = process.cpuUsage(cpu);
+agent.destroy();
+process.send!({ latencies, seconds: (performance.now() - measureFrom) / 1000, cpuMs: (used.user + used.system) / 1000, failure } satisfies ClientMessage);
+process.disconnect();

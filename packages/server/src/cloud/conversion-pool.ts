@@ -1,0 +1,223 @@
+/**
+ * The cloud's record conversions (pre.convert: one pairing each, the bulk of a read's CPU time), either in the
+ * calling thread or in a pool of worker threads, so that a multi-core server converts in parallel while its
+ * event loop serves HTTP and SQL.
+ *
+ * Both keep decoded re-encryption keys with rk1's Miller-loop lines precomputed (pre.precompute), by delegation
+ * id, checked against the key's bytes on every use. That is only a cache of decoding: the service finds the
+ * delegation in the database on every read and sends its key along, so a revoked delegation never reaches a
+ * converter, whatever a worker still holds.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
+
+/** The delegation whose key converts, as the database holds it. */
+export interface DelegationKey {
+  readonly delegationId: string;
+  readonly reencryptionKey: Uint8Array;
+}
+
+/** Converts stored record ciphertexts for a reader. */
+export interface Converter {
+  /** pre.convert of each ciphertext under the delegation's key, in order; MedShareErrors as pre.convert throws them. */
+  convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]>;
+  /** Drops a revoked delegation's cached key. */
+  forget(delegationId: string): void;
+  close(): Promise<void>;
+}
+
+/** 20 KiB of precomputed lines (wasm memory) and ~2 KiB of decoded key each: ~22 MiB per converter when full. */
+const MAX_CACHED_KEYS = 1024;
+/** Records per message to a worker: a large read spreads over the pool, and no message holds a worker for long. */
+const RECORDS_PER_JOB = 32;
+
+/** Decoded, precomputed keys by delegation id; the least recently used is evicted and its wasm memory freed. */
+export class KeyCache {
+  private readonly keys = new Map<string, { bytes: Uint8Array; rk: pre.ReEncryptionKey }>();
+
+  /** The decoded key; decodes (with subgroup checks) and precomputes on a miss or when the bytes differ. */
+  get(key: DelegationKey): pre.ReEncryptionKey {
+    const hit = this.keys.get(key.delegationId);
+    if (hit !== undefined && Buffer.compare(hit.bytes, key.reencryptionKey) === 0) {
+      // Re-inserted: Map order is the eviction order.
+      this.keys.delete(key.delegationId);
+      this.keys.set(key.delegationId, hit);
+      return hit.rk;
+    }
+    this.forget(key.delegationId);
+    const rk = pre.precompute(pre.decodeReEncryptionKey(key.reencryptionKey));
+    if (this.keys.size >= MAX_CACHED_KEYS) this.forget(this.keys.keys().next().value!);
+    this.keys.set(key.delegationId, { bytes: new Uint8Array(key.reencryptionKey), rk });
+    return rk;
+  }
+
+  forget(delegationId: string): void {
+    const entry = this.keys.get(delegationId);
+    if (entry === undefined) return;
+    this.keys.delete(delegationId);
+    pre.release(entry.rk);
+  }
+
+  clear(): void {
+    for (const id of [...this.keys.keys()]) this.forget(id);
+  }
+}
+
+/** Conversions in the calling thread (tests, small deployments). */
+export class InThreadConverter implements Converter {
+  private readonly keys = new KeyCache();
+
+  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    const rk = this.keys.get(key);
+    return ciphertexts.map((ct) => pre.convert(rk, ct));
+  }
+
+  forget(delegationId: string): void {
+    this.keys.forget(delegationId);
+  }
+
+  async close(): Promise<void> {
+    this.keys.clear();
+  }
+}
+
+/** Main thread → worker. */
+export type WorkerRequest = { id: number; key: DelegationKey; ciphertexts: readonly Uint8Array[] } | { forget: string };
+/** Worker → main thread. */
+export type WorkerReply = { ready: true } | { id: number; ciphertexts: Uint8Array[] } | { id: number; error: { code?: ErrorCode; message: string } };
+
+const TYPED_ERRORS: Partial<Record<ErrorCode, new (message: string) => Error>> = {
+  MALFORMED: MalformedInputError, UNSUPPORTED: UnsupportedError, LIMIT: LimitExceededError, ACCESS_DENIED: AccessDeniedError, INTEGRITY: IntegrityError,
+};
+
+/** A worker's error as the caller would have seen it in-thread: typed errors keep their class (and HTTP status). */
+function revive(error: { code?: ErrorCode; message: string }): Error {
+  const Typed = error.code === undefined ? undefined : TYPED_ERRORS[error.code];
+  return Typed === undefined ? new Error(`conversion failed in a worker: ${error.message}`) : new Typed(error.message);
+}
+
+interface Job {
+  records: number;
+  resolve: (ciphertexts: Uint8Array[]) => void;
+  reject: (error: Error) => void;
+}
+
+interface Slot {
+  worker: Worker;
+  jobs: Map<number, Job>;
+  /** Records sent and not yet answered: the next job goes to the least loaded worker. */
+  load: number;
+  /** The worker has exited and is not yet replaced. */
+  dead: boolean;
+}
+
+// Workers do not inherit the tsx loader on Node 20; the .mjs entry registers it before loading the TypeScript.
+const WORKER_ENTRY = new URL('./conversion-worker.mjs', import.meta.url);
+/** A worker that dies before it is ready is replaced only after this pause, so a broken set-up cannot spin. */
+const RESTART_DELAY_MS = 1000;
+
+/**
+ * Worker threads converting in parallel. A worker that dies (crash, out of memory, terminated) fails the jobs it
+ * held with a plain Error (a 500 problem at the HTTP layer, never a hang) and is replaced.
+ */
+export class ConversionPool implements Converter {
+  private readonly slots: Slot[] = [];
+  private nextJob = 0;
+  private closed = false;
+
+  private constructor() {}
+
+  /** Starts `size` workers and waits until each has initialised the curve (a worker that cannot start fails this). */
+  static async start(size: number): Promise<ConversionPool> {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError('a conversion pool needs at least one worker');
+    const pool = new ConversionPool();
+    try {
+      await Promise.all(Array.from({ length: size }, (_, i) => pool.spawn(i)));
+    } catch (error) {
+      await pool.close();
+      throw error;
+    }
+    return pool;
+  }
+
+  /** Workers in the pool. */
+  get size(): number {
+    return this.slots.length;
+  }
+
+  private spawn(index: number): Promise<void> {
+    const slot: Slot = { worker: new Worker(WORKER_ENTRY), jobs: new Map(), load: 0, dead: false };
+    this.slots[index] = slot;
+    // An idle pool must not keep the process alive; pending requests do.
+    slot.worker.unref();
+    let ready = false;
+    let failure: Error | undefined;
+    return new Promise((resolve, reject) => {
+      slot.worker.on('message', (reply: WorkerReply) => {
+        if ('ready' in reply) {
+          ready = true;
+          return resolve();
+        }
+        const job = slot.jobs.get(reply.id);
+        if (job === undefined) return;
+        slot.jobs.delete(reply.id);
+        slot.load -= job.records;
+        if ('error' in reply) job.reject(revive(reply.error));
+        else job.resolve(reply.ciphertexts);
+      });
+      slot.worker.on('error', (error) => (failure = error));
+      slot.worker.on('exit', (code) => {
+        slot.dead = true;
+        const error = new Error(`a conversion worker stopped (exit code ${code}${failure ? `: ${failure.message}` : ''})`);
+        for (const job of slot.jobs.values()) job.reject(error);
+        slot.jobs.clear();
+        reject(error);
+        if (this.closed) return;
+        const restart = () => void (this.closed ? undefined : this.spawn(index).catch(() => undefined));
+        if (ready) restart();
+        else setTimeout(restart, RESTART_DELAY_MS).unref();
+      });
+    });
+  }
+
+  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+    if (this.closed) throw new Error('the conversion pool is closed');
+    const jobs: Array<Promise<Uint8Array[]>> = [];
+    for (let from = 0; from < ciphertexts.length; from += RECORDS_PER_JOB) {
+      const live = this.slots.filter((s) => !s.dead);
+      if (live.length === 0) throw new Error('no conversion worker is running');
+      const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
+      // Exact copies, moved to the worker: cloning a view would copy its whole backing store (a pooled slab, a result buffer).
+      const batch = ciphertexts.slice(from, from + RECORDS_PER_JOB).map((ct) => new Uint8Array(ct));
+      const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, ciphertexts: batch };
+      jobs.push(new Promise((resolve, reject) => {
+        slot.jobs.set(request.id, { records: batch.length, resolve, reject });
+        slot.load += batch.length;
+        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((ct) => ct.buffer)]);
+      }));
+    }
+    return (await Promise.all(jobs)).flat();
+  }
+
+  forget(delegationId: string): void {
+    for (const slot of this.slots) if (!slot.dead) slot.worker.postMessage({ forget: delegationId } satisfies WorkerRequest);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((slot) => slot.worker.terminate()));
+  }
+}
+
+/**
+ * The worker count `medshare serve` uses by default (docs/benchmarks.md § Platform): one per core on PostgreSQL,
+ * where the event loop mostly waits for the database and the workers should have every core; on PGlite, whose
+ * engine runs in the event loop's own thread, every core but that one. At least one.
+ */
+export const defaultConversionWorkers = (engine: 'pglite' | 'postgres'): number => Math.max(1, availableParallelism() - (engine === 'pglite' ? 1 : 0));
+
+/** In-thread conversion for 0 workers, else a started pool. */
+export async function createConverter(workers: number): Promise<Converter> {
+  return workers === 0 ? new InThreadConverter() : ConversionPool.start(workers);
+}
