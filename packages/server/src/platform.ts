@@ -69,7 +69,7 @@ export interface PlatformOptions {
   readonly emergencyPolicy?: string | null;
   /**
    * Worker threads converting records on read (default 0: in the event loop's thread, enough for tests and a small
-   * clinic; `medshare serve` uses every core but one, at least one — see cloud/conversion-pool.ts).
+   * clinic; `medshare serve` defaults to defaultConversionWorkers, see cloud/conversion-pool.ts).
    */
   readonly conversionWorkers?: number;
 }

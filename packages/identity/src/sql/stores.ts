@@ -162,6 +162,8 @@ export class SqlSessionStore implements SessionStore {
     const rows = await this.db.query<{ id: string; user_id: string; expires_at_ms: number; revoked: boolean }>(
       'SELECT id, user_id, expires_at_ms, revoked FROM identity_sessions WHERE hospital = $1 AND id = $2',
       [this.hospital, id],
+      // Checked on every request to every service (revocation is immediate): planned once per connection.
+      { prepared: true },
     );
     const row = rows.rows[0];
     return row && { id: row.id, userId: row.user_id, expiresAtMs: row.expires_at_ms, revoked: row.revoked };
