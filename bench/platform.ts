@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
-import { createPlatform, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
+import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
@@ -57,19 +57,23 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 /** Busy milliseconds of every core of the machine so far (os.cpus: all processes, ours and PostgreSQL's included). */
 const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + t.nice + t.sys + t.irq, 0);
 
-/** Fresh doctors on a running platform: each logged in with password + TOTP, holding a sealed CP-ABE key. */
-async function loginDoctors(base: string): Promise<string[]> {
+/**
+ * Fresh doctors on a running platform: each logged in with password + TOTP, holding a sealed CP-ABE key. Accounts
+ * persist in the database across read phases, so each phase registers its own (`phase` in the username).
+ */
+async function loginDoctors(base: string, phase: string): Promise<string[]> {
   const client = new PlatformClient(base);
   return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
     const attributes = ['role:doctor', 'dept:cardiology'];
-    const { totpSecret } = await client.registerUser('riverside', ADMIN, { username: `doctor${d}`, password: PASSWORD, attributes, scopes: [] });
-    return (await client.loginReader('riverside', `doctor${d}`, PASSWORD, totpSecret, attributes)).session.token;
+    const username = `doctor${d}-${phase}`;
+    const { totpSecret } = await client.registerUser('riverside', ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
+    return (await client.loginReader('riverside', username, PASSWORD, totpSecret, attributes)).session.token;
   }));
 }
 
 /** The read phase against one platform: the doctors in a child process, CPU time per read by whom. */
-async function readPhase(base: string, patient: string, recordIds: string[]): Promise<string[]> {
-  const tokens = await loginDoctors(base);
+async function readPhase(base: string, phase: string, patient: string, recordIds: string[]): Promise<string[]> {
+  const tokens = await loginDoctors(base, phase);
   const child = fork(new URL('./lib/read-clients.ts', import.meta.url), { execArgv: ['--import', 'tsx'] });
   const message = async () => ((await once(child, 'message')) as [ClientMessage])[0];
   child.send({ base, patient, category: 'lab', tokens, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
@@ -131,7 +135,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
     const reading = await createPlatform(platformOptions(db, workers));
     try {
       const base = await reading.app.listen({ host: '127.0.0.1', port: 0 });
-      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(base, patientId, ids))]);
+      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(base, `w${workers}`, patientId, ids))]);
     } finally {
       await reading.close();
     }
@@ -145,6 +149,7 @@ const ta = abe.setup();
 const patientKey = pre.generatePatientKey('psn:bench-conversion-0001', ['lab']);
 const ciphertext = pre.encrypt(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096));
 const rk = pre.delegate(patientKey, 'lab', ta.publicKey, '(role:doctor and dept:cardiology) or role:emergency');
+const capsule = pre.emergencyCapsule(ta.publicKey, DEFAULT_EMERGENCY_POLICY);
 const fast = pre.precompute(rk);
 const header = pre.openRecordHeader(ciphertext);
 const p = curve.g1Mul(curve.g1Generator(), curve.randomFr());
@@ -158,6 +163,7 @@ const costs: Array<[string, number]> = [
   ['cloud conversion without precomputation (before)', timeIt(() => pre.convert(rk, ciphertext))],
   ["precomputing rk1's lines (once per cached key)", timeIt(() => new curve.PrecomputedG2(rk1).destroy())],
   ['gateway encryption of one 4 KiB record (pre.encrypt)', timeIt(() => pre.encrypt(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096)))],
+  ['  with its platform emergency grant (pre.encryptWithEmergencyGrant)', timeIt(() => pre.encryptWithEmergencyGrant(pre.publicKeys(patientKey), 'lab', 'r', randomBytes(4096), capsule))],
 ];
 lines.destroy();
 pre.release(fast);
