@@ -190,10 +190,20 @@ export function decrypt(userKey: UserKey, ciphertext: Uint8Array): Uint8Array {
 
 /** True if the key's attributes satisfy the policy (no cryptography: a pre-check for services and UIs). */
 export function satisfies(attributes: string | readonly KeyAttribute[], policy: string): boolean {
-  const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : attributes;
-  const held = new Set(expandKeyAttributes(parsed).map(attributeKey));
+  return policyCheck(policy)(attributes);
+}
+
+/**
+ * `satisfies` with the policy compiled once, for a service that checks many readers against the same policies
+ * (parsing and building the span program cost more than the check itself).
+ */
+export function policyCheck(policy: string): (attributes: string | readonly KeyAttribute[]) => boolean {
   const program = compilePolicy(policy);
-  return reconstruct(program, (row) => held.has(row.key)) !== undefined;
+  return (attributes) => {
+    const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : attributes;
+    const held = new Set(expandKeyAttributes(parsed).map(attributeKey));
+    return reconstruct(program, (row) => held.has(row.key)) !== undefined;
+  };
 }
 
 // ---- encodings -------------------------------------------------------------------------------

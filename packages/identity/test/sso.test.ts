@@ -72,6 +72,19 @@ test('expired token is refused (after the 30 s skew)', async () => {
   await assert.rejects(cloud.verify(token), /expired/);
 });
 
+test('a token already verified (its signature remembered) is still refused once it expires or outlives its maximum lifetime', async () => {
+  const { token } = await loginA();
+  await cloud.verify(token);
+  await cloud.verify(token);
+  clock.advance(300 + 31);
+  await assert.rejects(cloud.verify(token), /expired/);
+  const { token: second } = await loginA();
+  const strict = new TokenVerifier('medshare-cloud', trust, { now: clock.now, maxLifetimeSeconds: 60 });
+  await strict.verify(second);
+  clock.advance(60 + 31);
+  await assert.rejects(strict.verify(second), /expired/);
+});
+
 test('wrong audience is refused', async () => {
   const { token } = await loginA(['some-other-service']);
   await assert.rejects(cloud.verify(token), /not for audience medshare-cloud/);

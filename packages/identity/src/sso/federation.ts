@@ -12,8 +12,13 @@
  *   - `hospital` is the listed hospital, `attrs` contains exactly `hospital:<that hospital>` and
  *     `uid:<sub>` (a hospital can vouch only for its own staff);
  *   - its session is still active at the issuer (checked on every verification: revocation is immediate).
+ *
+ * A verifier remembers the tokens whose signatures it has verified (the signature check was a fifth of a cloud
+ * read's event-loop time). A remembered token skips only the signature, and only while its issuer still resolves
+ * its header to the very key object that verified it (a rotated, retired or refetched key means a full check);
+ * every claim and the session are checked on every verification, and a token near its expiry is checked in full.
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters, type CompactJWSHeaderParameters } from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { SessionStore } from '../stores.ts';
 import { MAX_TOKEN_CHARS, TOKEN_ALGORITHM, TOKEN_TYPE, type VerifiedToken } from './claims.ts';
@@ -49,9 +54,15 @@ function liveKeySet(jwks: () => JSONWebKeySet): KeyResolver {
   };
 }
 
+/** A trusted member with its key resolver; replaced as a whole when the member is. */
+export interface TrustedIssuer {
+  readonly member: FederationMember;
+  readonly keys: KeyResolver;
+}
+
 /** The members a relying party trusts, keyed by issuer. */
 export class TrustList {
-  private readonly members = new Map<string, { member: FederationMember; keys: KeyResolver }>();
+  private readonly members = new Map<string, TrustedIssuer>();
 
   /** Adds (or replaces) a member. */
   add(member: FederationMember): void {
@@ -71,7 +82,7 @@ export class TrustList {
   }
 
   /** The member and key resolver for an issuer, if trusted. */
-  lookup(issuer: string): { member: FederationMember; keys: KeyResolver } | undefined {
+  lookup(issuer: string): TrustedIssuer | undefined {
     return this.members.get(issuer);
   }
 }
@@ -119,8 +130,20 @@ function stringArray(value: unknown, what: string): string[] {
   return value as string[];
 }
 
+/** Tokens whose signature a verifier remembers; the oldest is forgotten first. */
+const MAX_REMEMBERED_TOKENS = 10_000;
+
+interface RememberedToken {
+  readonly trusted: TrustedIssuer;
+  /** The key object that verified the signature. */
+  readonly key: unknown;
+  readonly payload: JWTPayload;
+}
+
 /** Verifies SSO tokens for one audience against a trust list. */
 export class TokenVerifier {
+  private readonly remembered = new Map<string, RememberedToken>();
+
   constructor(
     private readonly audience: string,
     private readonly trust: TrustList,
@@ -131,9 +154,10 @@ export class TokenVerifier {
   async verify(token: string): Promise<VerifiedToken> {
     if (typeof token !== 'string' || token.length === 0) throw new MalformedInputError('token is missing');
     if (token.length > MAX_TOKEN_CHARS) throw new AccessDeniedError('token is too long');
+    let header: ProtectedHeaderParameters;
     let unverified: JWTPayload;
     try {
-      const header = decodeProtectedHeader(token);
+      header = decodeProtectedHeader(token);
       if (header.alg !== TOKEN_ALGORITHM) throw new AccessDeniedError(`token algorithm ${String(header.alg)} is not allowed`);
       unverified = decodeJwt(token);
     } catch (error) {
@@ -142,8 +166,33 @@ export class TokenVerifier {
     }
     const trusted = typeof unverified.iss === 'string' ? this.trust.lookup(unverified.iss) : undefined;
     if (!trusted) throw new AccessDeniedError('token issuer is not trusted');
+    const payload = (await this.rememberedPayload(token, header, trusted)) ?? (await this.verifySignatureAndTimes(token, trusted));
+    return this.checkClaims(payload, trusted.member);
+  }
+
+  /**
+   * The payload of a token this verifier has verified, if nothing since can have changed the answer: same trust
+   * list entry, the header still resolves to the same key, and (stricter than jose, without skew) not yet near
+   * `exp` or the maximum lifetime — the only time checks that can turn from pass to fail.
+   */
+  private async rememberedPayload(token: string, header: ProtectedHeaderParameters, trusted: TrustedIssuer): Promise<JWTPayload | undefined> {
+    const hit = this.remembered.get(token);
+    if (hit === undefined) return undefined;
+    const nowSeconds = (this.options.now ?? Date.now)() / 1000 + 1;
+    const { exp, iat } = hit.payload as { exp: number; iat: number };
+    const fresh = hit.trusted === trusted && nowSeconds < exp && nowSeconds - iat < (this.options.maxLifetimeSeconds ?? 900);
+    const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
+    const sameKey = fresh && (await Promise.resolve()
+      .then(() => trusted.keys(header as CompactJWSHeaderParameters, { protected: encodedHeader, payload, signature }))
+      .then((key) => key === hit.key, () => false));
+    if (sameKey) return hit.payload;
+    this.remembered.delete(token);
+    return undefined;
+  }
+
+  private async verifySignatureAndTimes(token: string, trusted: TrustedIssuer): Promise<JWTPayload> {
     const now = this.options.now ?? Date.now;
-    const payload = await jwtVerify(token, trusted.keys, {
+    const { payload, key } = await jwtVerify(token, trusted.keys, {
       issuer: trusted.member.issuer,
       audience: this.audience,
       algorithms: [TOKEN_ALGORITHM],
@@ -152,13 +201,12 @@ export class TokenVerifier {
       clockTolerance: this.options.clockToleranceSeconds ?? 30,
       maxTokenAge: this.options.maxLifetimeSeconds ?? 900,
       currentDate: new Date(now()),
-    }).then(
-      (result) => result.payload,
-      (error: unknown) => {
-        throw new AccessDeniedError(reason(error, this.audience));
-      },
-    );
-    return this.checkClaims(payload, trusted.member);
+    }).catch((error: unknown) => {
+      throw new AccessDeniedError(reason(error, this.audience));
+    });
+    if (this.remembered.size >= MAX_REMEMBERED_TOKENS) this.remembered.delete(this.remembered.keys().next().value!);
+    this.remembered.set(token, { trusted, key, payload });
+    return payload;
   }
 
   private async checkClaims(payload: JWTPayload, member: FederationMember): Promise<VerifiedToken> {

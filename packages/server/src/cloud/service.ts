@@ -30,7 +30,8 @@ const LEDGER_SOURCE = 'cloud';
 const MAX_RECORDS_PER_EVENT = 64;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_REASON = 500;
-const MAX_CACHED_CAPSULES = 10_000;
+/** Entries in each of the service's caches of pure decodings (capsules, compiled policies). */
+const MAX_CACHED = 10_000;
 const utf8 = new TextEncoder();
 
 /** The cloud's settings. */
@@ -52,6 +53,17 @@ export interface PlatformEmergencyStatus {
 /** Where an authorised read takes its conversion keys from. */
 type ReadSource = { kind: 'delegation'; delegation: DelegationRow } | { kind: 'platform' };
 
+/** `cache.get(key)`, computed and stored on a miss; the oldest entry goes when full. Only for values that never go stale. */
+function cached<V>(cache: Map<string, V>, key: string, compute: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = compute();
+    if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
+    cache.set(key, value);
+  }
+  return value;
+}
+
 /** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
 export function sha256Name(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -59,13 +71,15 @@ export function sha256Name(bytes: Uint8Array): string {
 
 /** The cloud service behind the HTTP routes and the gateway. */
 export class CloudService {
+  /** Decoded emergency capsules by id (decoding validates the FAME header); capsules never change. */
+  private readonly decodedCapsules = new Map<string, pre.EmergencyCapsuleInfo>();
+  /** Compiled policies by their text: every read checks the reader against the patient's delegation policies. */
+  private readonly policyChecks = new Map<string, ReturnType<typeof abe.policyCheck>>();
+
   /**
    * `converter` converts in this thread or in worker threads (conversion-pool.ts); either caches decoded keys by
    * delegation id, but every read first finds the delegation in the database, so a revoked key is never used.
    */
-  /** Decoded emergency capsules by id (decoding validates the FAME header); capsules never change. */
-  private readonly decodedCapsules = new Map<string, pre.EmergencyCapsuleInfo>();
-
   constructor(
     private readonly store: CloudStore,
     private readonly ledger: AuditLog,
@@ -213,13 +227,12 @@ export class CloudService {
   }
 
   private capsule(record: EmergencyRecord): pre.EmergencyCapsuleInfo {
-    let capsule = this.decodedCapsules.get(record.capsuleId);
-    if (capsule === undefined) {
-      capsule = pre.decodeEmergencyCapsule(record.capsule);
-      if (this.decodedCapsules.size >= MAX_CACHED_CAPSULES) this.decodedCapsules.delete(this.decodedCapsules.keys().next().value!);
-      this.decodedCapsules.set(record.capsuleId, capsule);
-    }
-    return capsule;
+    return cached(this.decodedCapsules, record.capsuleId, () => pre.decodeEmergencyCapsule(record.capsule));
+  }
+
+  /** abe.satisfies with the policy compiled once. */
+  private satisfies(caller: Caller, policy: string): boolean {
+    return cached(this.policyChecks, policy, () => abe.policyCheck(policy))(caller.token.attributes.join(', '));
   }
 
   /** The patient's delegation that authorises this read; for an emergency, the platform's grants as a fallback. */
@@ -228,7 +241,7 @@ export class CloudService {
       return { kind: 'delegation', delegation: this.usableDelegation(caller, delegations, category, emergency) };
     } catch (error) {
       const policy = this.options.emergencyPolicy;
-      if (!emergency || policy === undefined || !platformEmergency || !abe.satisfies(caller.token.attributes.join(', '), policy)) throw error;
+      if (!emergency || policy === undefined || !platformEmergency || !this.satisfies(caller, policy)) throw error;
       return { kind: 'platform' };
     }
   }
@@ -266,9 +279,8 @@ export class CloudService {
 
   /** The first of the patient's active delegations of `category` whose policy the caller's attributes satisfy. */
   private usableDelegation(caller: Caller, delegations: readonly DelegationRow[], category: string, emergency: boolean): DelegationRow {
-    const attributes = caller.token.attributes.join(', ');
     const candidates = delegations.filter((d) => d.emergency === emergency);
-    const usable = candidates.find((d) => abe.satisfies(attributes, d.policy));
+    const usable = candidates.find((d) => this.satisfies(caller, d.policy));
     if (usable !== undefined) return usable;
     if (candidates.length === 0) throw new AccessDeniedError(`no active ${emergency ? 'emergency ' : ''}delegation of '${category}' (revoked or never granted)`);
     throw new AccessDeniedError(`your attributes satisfy no active delegation of '${category}'`);
