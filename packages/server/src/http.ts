@@ -76,7 +76,10 @@ function problemFor(error: unknown): { type: string; title: string; status: numb
   }
   const fastifyError = error as Partial<FastifyError>;
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
-    return { type: 'urn:medshare:problem:bad-request', title: 'Bad request', status: fastifyError.statusCode, detail: String(fastifyError.message).slice(0, 200) };
+    // Ajv's message for an unknown field does not say which one.
+    const unknown = fastifyError.validation?.find((v) => v.keyword === 'additionalProperties')?.params.additionalProperty;
+    const detail = typeof unknown === 'string' ? `${fastifyError.message}: '${unknown}'` : String(fastifyError.message);
+    return { type: 'urn:medshare:problem:bad-request', title: 'Bad request', status: fastifyError.statusCode, detail: detail.slice(0, 200) };
   }
   return { type: 'urn:medshare:problem:internal', title: 'Internal error', status: 500, detail: 'the request could not be completed' };
 }

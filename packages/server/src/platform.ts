@@ -103,8 +103,9 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
 
   const now = options.now ?? Date.now;
   const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
-  // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414.
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 } });
+  // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414. Unknown fields
+  // are refused, as the schemas say (`additionalProperties: false`), not silently dropped (Fastify's default).
+  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 }, ajv: { customOptions: { removeAdditional: false } } });
   useProblems(app);
   // Registered first so that it sees every route and schema below.
   await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });

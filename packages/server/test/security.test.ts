@@ -137,6 +137,19 @@ for (const { label, db } of databases) {
       assert.equal((await cast.patient.records()).length, before);
     });
 
+    test('unknown fields in a body or query are 400 problems naming the field, not silently dropped', async () => {
+      const answers = [
+        await request('POST', `/cloud/patients/${patient}/read`, { token: cast.chen.session.token, body: JSON.stringify({ category: 'lab', asRole: 'admin' }) }),
+        await request('GET', `/cloud/patients/${patient}/records?category=lab&asRole=admin`, { token: cast.patient.session.token }),
+        await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { token: cast.patient.session.token, body: JSON.stringify({ allowed: true, policy: 'role:any' }) }),
+      ];
+      for (const [i, answer] of answers.entries()) {
+        assert.equal(answer.status, 400);
+        assert.match(answer.type, /^application\/problem\+json/);
+        assert.match(answer.body.detail, i === 2 ? /must NOT have additional properties: 'policy'/ : /must NOT have additional properties: 'asRole'/);
+      }
+    });
+
     test('injection strings and path traversal in every parameter are 400/404 problems and change nothing', async () => {
       const token = cast.patient.session.token;
       const chen = cast.chen.session.token;

@@ -43,7 +43,8 @@ async function serve(options: { hospital: string; issuer?: string; host: string;
     adminToken: adminToken!,
     relyingParty: { id: rpId, name: options.hospital, origins: [options.origin ?? `https://${rpId}`] },
   });
-  const app = Fastify({ logger: false });
+  // Unknown fields are refused, as the schemas say, not silently dropped (Fastify's default).
+  const app = Fastify({ logger: false, ajv: { customOptions: { removeAdditional: false } } });
   await app.register(hospitalIdentityPlugin, { ...service, prefix: '/identity' });
   if (options.rcDir || options.deviceServerId) {
     if (!options.rcDir || !options.deviceServerId) throw new UsageError('--rc-dir and --device-server-id go together');
