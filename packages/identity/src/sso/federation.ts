@@ -127,7 +127,7 @@ function reason(error: unknown, audience: string): string {
 
 function stringArray(value: unknown, what: string): string[] {
   if (!Array.isArray(value) || value.length > 64 || !value.every((v) => typeof v === 'string')) throw new AccessDeniedError(`token ${what} claim is malformed`);
-  return value as string[];
+  return [...(value as string[])];
 }
 
 /** Tokens whose signature a verifier remembers; the oldest is forgotten first. */
@@ -229,7 +229,8 @@ export class TokenVerifier {
       subject: sub,
       sessionId: sid,
       tokenId: jti,
-      audience: typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []),
+      // Copies: a remembered payload serves later requests, so nothing handed out may alias it.
+      audience: typeof payload.aud === 'string' ? [payload.aud] : [...(payload.aud ?? [])],
       attributes,
       scopes: scope ? scope.split(' ') : [],
       deviceKeyThumbprint: typeof cnf?.jkt === 'string' ? cnf.jkt : undefined,
