@@ -477,6 +477,7 @@ export interface EmergencyGrant extends KeyFields {
   readonly c2Converted: c.GT;
 }
 
+/** Decodes an emergency grant (the cloud checks its fields against the record and capsule at upload). */
 export function decodeEmergencyGrant(bytes: Uint8Array): EmergencyGrant {
   const r = openEnvelope(bytes, ObjectType.EmergencyGrant, SchemeId.PreToFame).body;
   const fields = readKeyFields(r);

@@ -135,6 +135,7 @@ const MAX_REMEMBERED_TOKENS = 10_000;
 
 interface RememberedToken {
   readonly trusted: TrustedIssuer;
+  readonly header: CompactJWSHeaderParameters;
   /** The key object that verified the signature. */
   readonly key: unknown;
   readonly payload: JWTPayload;
@@ -154,8 +155,32 @@ export class TokenVerifier {
   async verify(token: string): Promise<VerifiedToken> {
     if (typeof token !== 'string' || token.length === 0) throw new MalformedInputError('token is missing');
     if (token.length > MAX_TOKEN_CHARS) throw new AccessDeniedError('token is too long');
-    let header: ProtectedHeaderParameters;
+    const hit = this.remembered.get(token);
+    const { trusted, payload } = hit !== undefined && (await this.stillVerified(token, hit)) ? hit : await this.verifySignature(token);
+    return this.checkClaims(payload, trusted.member);
+  }
+
+  /**
+   * Whether a remembered token's signature check still stands: same trust-list entry, the header still resolves
+   * to the same key, and (stricter than jose, without skew) not yet near `exp` or the maximum lifetime — the only
+   * time checks that can turn from pass to fail. Forgets the token when not.
+   */
+  private async stillVerified(token: string, hit: RememberedToken): Promise<boolean> {
+    const nowSeconds = (this.options.now ?? Date.now)() / 1000 + 1;
+    const { iss, exp, iat } = hit.payload as { iss: string; exp: number; iat: number };
+    const fresh = this.trust.lookup(iss) === hit.trusted && nowSeconds < exp && nowSeconds - iat < (this.options.maxLifetimeSeconds ?? 900);
+    const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
+    const sameKey = fresh && (await Promise.resolve()
+      .then(() => hit.trusted.keys(hit.header, { protected: encodedHeader, payload, signature }))
+      .then((key) => key === hit.key, () => false));
+    if (!sameKey) this.remembered.delete(token);
+    return sameKey;
+  }
+
+  /** The full check: header, issuer, signature and times (jose); the result is remembered. */
+  private async verifySignature(token: string): Promise<RememberedToken> {
     let unverified: JWTPayload;
+    let header: ProtectedHeaderParameters;
     try {
       header = decodeProtectedHeader(token);
       if (header.alg !== TOKEN_ALGORITHM) throw new AccessDeniedError(`token algorithm ${String(header.alg)} is not allowed`);
@@ -166,31 +191,6 @@ export class TokenVerifier {
     }
     const trusted = typeof unverified.iss === 'string' ? this.trust.lookup(unverified.iss) : undefined;
     if (!trusted) throw new AccessDeniedError('token issuer is not trusted');
-    const payload = (await this.rememberedPayload(token, header, trusted)) ?? (await this.verifySignatureAndTimes(token, trusted));
-    return this.checkClaims(payload, trusted.member);
-  }
-
-  /**
-   * The payload of a token this verifier has verified, if nothing since can have changed the answer: same trust
-   * list entry, the header still resolves to the same key, and (stricter than jose, without skew) not yet near
-   * `exp` or the maximum lifetime — the only time checks that can turn from pass to fail.
-   */
-  private async rememberedPayload(token: string, header: ProtectedHeaderParameters, trusted: TrustedIssuer): Promise<JWTPayload | undefined> {
-    const hit = this.remembered.get(token);
-    if (hit === undefined) return undefined;
-    const nowSeconds = (this.options.now ?? Date.now)() / 1000 + 1;
-    const { exp, iat } = hit.payload as { exp: number; iat: number };
-    const fresh = hit.trusted === trusted && nowSeconds < exp && nowSeconds - iat < (this.options.maxLifetimeSeconds ?? 900);
-    const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
-    const sameKey = fresh && (await Promise.resolve()
-      .then(() => trusted.keys(header as CompactJWSHeaderParameters, { protected: encodedHeader, payload, signature }))
-      .then((key) => key === hit.key, () => false));
-    if (sameKey) return hit.payload;
-    this.remembered.delete(token);
-    return undefined;
-  }
-
-  private async verifySignatureAndTimes(token: string, trusted: TrustedIssuer): Promise<JWTPayload> {
     const now = this.options.now ?? Date.now;
     const { payload, key } = await jwtVerify(token, trusted.keys, {
       issuer: trusted.member.issuer,
@@ -204,9 +204,10 @@ export class TokenVerifier {
     }).catch((error: unknown) => {
       throw new AccessDeniedError(reason(error, this.audience));
     });
+    const verified: RememberedToken = { trusted, header: { ...header, alg: TOKEN_ALGORITHM }, key, payload };
     if (this.remembered.size >= MAX_REMEMBERED_TOKENS) this.remembered.delete(this.remembered.keys().next().value!);
-    this.remembered.set(token, { trusted, key, payload });
-    return payload;
+    this.remembered.set(token, verified);
+    return verified;
   }
 
   private async checkClaims(payload: JWTPayload, member: FederationMember): Promise<VerifiedToken> {
