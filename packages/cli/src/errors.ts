@@ -7,6 +7,7 @@ export const EXIT = {
   usage: 2,
   denied: 3,
   integrity: 4,
+  unavailable: 5,
 } as const;
 
 const EXIT_BY_CODE: Record<ErrorCode, number> = {
@@ -16,6 +17,11 @@ const EXIT_BY_CODE: Record<ErrorCode, number> = {
   POLICY_SYNTAX: EXIT.usage,
   ACCESS_DENIED: EXIT.denied,
   INTEGRITY: EXIT.integrity,
+  UNAUTHENTICATED: EXIT.denied,
+  NOT_FOUND: EXIT.usage,
+  CONFLICT: EXIT.usage,
+  RATE_LIMITED: EXIT.failure,
+  UNAVAILABLE: EXIT.unavailable,
 };
 
 /** A usage problem found by a command itself (a missing file, a bad option value). */

@@ -11,7 +11,12 @@ export type ErrorCode =
   | 'LIMIT' // input exceeds a configured bound (policy size, attribute count, length)
   | 'POLICY_SYNTAX' // the policy or attribute text does not parse
   | 'ACCESS_DENIED' // the key's attributes do not satisfy the policy, or the key is for something else
-  | 'INTEGRITY'; // authenticated data failed verification: tampered or corrupted
+  | 'INTEGRITY' // authenticated data failed verification: tampered or corrupted
+  | 'UNAUTHENTICATED' // no usable credential: missing, expired or not verifiable
+  | 'NOT_FOUND' // the named object does not exist (or is not visible to the caller)
+  | 'CONFLICT' // the request contradicts the current state (a duplicate, a stale epoch, a lost race)
+  | 'RATE_LIMITED' // too many attempts; try again later
+  | 'UNAVAILABLE'; // a dependency (database, remote service) is down or timed out; safe to retry later
 
 /** Base class of all MedShare errors. */
 export class MedShareError extends Error {
@@ -64,5 +69,44 @@ export class AccessDeniedError extends MedShareError {
 export class IntegrityError extends MedShareError {
   constructor(message: string) {
     super('INTEGRITY', message);
+  }
+}
+
+/** The request carries no usable credential (missing, expired, not verifiable). */
+export class UnauthenticatedError extends MedShareError {
+  constructor(message: string) {
+    super('UNAUTHENTICATED', message);
+  }
+}
+
+/** The named object does not exist, or is not visible to the caller. */
+export class NotFoundError extends MedShareError {
+  constructor(message: string) {
+    super('NOT_FOUND', message);
+  }
+}
+
+/** The request contradicts the current state: a duplicate, a stale or backwards epoch, a lost race. */
+export class ConflictError extends MedShareError {
+  constructor(message: string) {
+    super('CONFLICT', message);
+  }
+}
+
+/** Too many attempts; `retryAfterSeconds` says when to try again (rounded, never another account's exact unlock time). */
+export class RateLimitedError extends MedShareError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('RATE_LIMITED', message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A dependency (database, remote service) is down or timed out; the same request may succeed later. */
+export class UnavailableError extends MedShareError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 5) {
+    super('UNAVAILABLE', message);
+    this.retryAfterSeconds = retryAfterSeconds;
   }
 }

@@ -2,3 +2,11 @@
 export { openDatabase, type Database, type OpenDatabaseOptions, type Queryable, type QueryOptions, type QueryResult } from './database.ts';
 export { migrate, schemaVersion, type Migration } from './migrations.ts';
 export { openTestDatabases, type TestDatabase } from './testing.ts';
+export {
+  KEK_ENV,
+  keyEncryptionKeyFromBytes,
+  loadKeyEncryptionKey,
+  randomKeyEncryptionKey,
+  type KeyEncryptionKey,
+  type LoadKeyEncryptionKeyOptions,
+} from './key-encryption.ts';

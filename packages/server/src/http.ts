@@ -5,22 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
-import { AccessDeniedError, MalformedInputError, MedShareError } from '@medshare/crypto';
+import { AccessDeniedError, MalformedInputError, MedShareError, NotFoundError, UnauthenticatedError, type ErrorCode } from '@medshare/crypto';
 import { bearerToken, type TokenVerifier, type VerifiedToken } from '@medshare/identity';
 
-/** A request that carries no usable credential (401, unlike AccessDeniedError's 403). */
-export class UnauthenticatedError extends MedShareError {
-  constructor(message: string) {
-    super('ACCESS_DENIED', message);
-  }
-}
-
-/** A resource that does not exist (404). */
-export class NotFoundError extends MedShareError {
-  constructor(message: string) {
-    super('MALFORMED', message);
-  }
-}
+export { NotFoundError, UnauthenticatedError } from '@medshare/crypto';
 
 /** Who is calling, as the platform sees it after verifying the token. */
 export interface Caller {
@@ -70,8 +58,8 @@ function problemFor(error: unknown): { type: string; title: string; status: numb
   if (error instanceof UnauthenticatedError) return { type: 'urn:medshare:problem:unauthenticated', title: 'Authentication required', status: 401, detail: error.message };
   if (error instanceof NotFoundError) return { type: 'urn:medshare:problem:not-found', title: 'Not found', status: 404, detail: error.message };
   if (error instanceof MedShareError) {
-    const status = error.code === 'ACCESS_DENIED' ? 403 : error.code === 'LIMIT' ? 413 : 400;
-    const title = status === 403 ? 'Forbidden' : status === 413 ? 'Too large' : 'Bad request';
+    const status = STATUS_BY_CODE[error.code];
+    const title = TITLE_BY_STATUS[status] ?? 'Bad request';
     return { type: `urn:medshare:problem:${error.code.toLowerCase().replace('_', '-')}`, title, status, detail: error.message };
   }
   const fastifyError = error as Partial<FastifyError>;
@@ -83,6 +71,29 @@ function problemFor(error: unknown): { type: string; title: string; status: numb
   }
   return { type: 'urn:medshare:problem:internal', title: 'Internal error', status: 500, detail: 'the request could not be completed' };
 }
+
+const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  MALFORMED: 400,
+  UNSUPPORTED: 400,
+  POLICY_SYNTAX: 400,
+  INTEGRITY: 400,
+  LIMIT: 413,
+  ACCESS_DENIED: 403,
+  UNAUTHENTICATED: 401,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  RATE_LIMITED: 429,
+  UNAVAILABLE: 503,
+};
+const TITLE_BY_STATUS: Record<number, string> = {
+  401: 'Authentication required',
+  403: 'Forbidden',
+  404: 'Not found',
+  409: 'Conflict',
+  413: 'Too large',
+  429: 'Too many requests',
+  503: 'Service unavailable',
+};
 
 /** Installs problem+json errors and a problem+json 404 on a Fastify scope. */
 export function useProblems(app: FastifyInstance): void {

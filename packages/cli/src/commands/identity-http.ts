@@ -22,7 +22,10 @@ export async function postJson(url: URL, body: unknown, bearer?: string): Promis
   if (response.ok) return parsed;
   const detail = typeof parsed?.detail === 'string' ? parsed.detail : `HTTP ${response.status}`;
   if (response.status === 401 || response.status === 403) throw new AccessDeniedError(detail);
-  if (response.status === 429) throw new RateLimitedError(Number(response.headers.get('retry-after') ?? 60));
+  if (response.status === 429) {
+    const wait = Number(response.headers.get('retry-after') ?? 60);
+    throw new RateLimitedError(`too many attempts; retry after ${wait} s`, wait);
+  }
   if (response.status >= 400 && response.status < 500) throw new MalformedInputError(detail);
   throw new Error(`server error: ${detail}`);
 }

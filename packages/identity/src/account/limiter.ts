@@ -10,6 +10,11 @@
 import type { AttemptStore } from '../stores.ts';
 import { RateLimitedError } from '../errors.ts';
 
+function tooManyAttempts(waitMs: number): RateLimitedError {
+  const seconds = Math.ceil(waitMs / 1000);
+  return new RateLimitedError(`too many attempts; retry after ${seconds} s`, seconds);
+}
+
 /** Limits; the defaults allow 5 failures before a 60 s lock and 30 attempts a minute per client. */
 export interface LimiterOptions {
   readonly maxFailures: number;
@@ -47,9 +52,9 @@ export class AttemptLimiter {
       record.windowCount++;
       return record.windowCount > clientAttemptsPerWindow ? record.windowStartMs + clientWindowSeconds * 1000 - nowMs : 0;
     });
-    if (clientWait > 0) throw new RateLimitedError(Math.ceil(clientWait / 1000));
+    if (clientWait > 0) throw tooManyAttempts(clientWait);
     const lockWait = await this.store.update(`account:${accountKey}`, (record) => record.lockedUntilMs - nowMs);
-    if (lockWait > 0) throw new RateLimitedError(Math.ceil(lockWait / 1000));
+    if (lockWait > 0) throw tooManyAttempts(lockWait);
   }
 
   /** Records a failed attempt on an account, locking it once the threshold is reached. */

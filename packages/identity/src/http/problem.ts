@@ -7,7 +7,18 @@ import type { FastifyError, FastifyInstance } from 'fastify';
 import { MedShareError } from '@medshare/crypto';
 import { ConflictError, RateLimitedError } from '../errors.ts';
 
-const STATUS = { MALFORMED: 400, UNSUPPORTED: 400, POLICY_SYNTAX: 400, LIMIT: 413, INTEGRITY: 400 } as const;
+const STATUS = {
+  MALFORMED: 400,
+  UNSUPPORTED: 400,
+  POLICY_SYNTAX: 400,
+  LIMIT: 413,
+  INTEGRITY: 400,
+  UNAUTHENTICATED: 401,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+  RATE_LIMITED: 429,
+  UNAVAILABLE: 503,
+} as const;
 
 /** A problem document. */
 export interface Problem {
