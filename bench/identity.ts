@@ -4,14 +4,14 @@
  *
  *   node --import tsx bench/identity.ts          (writes docs/benchmarks/identity-scrypt.svg)
  */
-import { generateKeyPairSync } from 'node:crypto';
 import Fastify from 'fastify';
-import type { JWK } from 'jose';
 import { abe } from '@medshare/crypto';
 import {
   base32Decode,
   createLoginRequest,
   createMemoryHospital,
+  DeviceKeys,
+  DpopVerifier,
   DeviceAuthServer,
   deviceAuthenticationPlugin,
   DeviceSessionClient,
@@ -73,16 +73,20 @@ rows.push(['TOTP verify (±1 step, 3 HMAC-SHA1)', ms(await timeAsync(async () =>
 
 const sessions = new MemorySessionStore();
 const keys = await SigningKeyRing.create(600_000);
-const issuer = new TokenIssuer({ issuer: 'https://idp.a.example', hospital: 'a', keys, sessions });
-const user = { id: 'u1', username: 'alice', attributes: ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:a', 'uid:u1'], scopes: ['user/Observation.rs'], factor: 'totp' as const };
-const device = generateKeyPairSync('x25519');
-const deviceKey = device.publicKey.export({ format: 'jwk' }) as JWK;
-const { sessionId } = await issuer.startSession(user, { audience: ['medshare-ta'] });
-rows.push(['SSO token issue (EdDSA sign)', ms(await timeAsync(() => issuer.sign(user, sessionId, { audience: ['medshare-ta'], deviceKey })))]);
+const issuer = new TokenIssuer({ issuer: 'https://idp.a.example', hospital: 'a', keys, sessions, audiences: ['medshare-ta'], clients: ['medshare-app'] });
+const user = {
+  id: 'u1', username: 'alice', attributes: ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:a', 'uid:u1'], scopes: ['user/Observation.rs'], factor: 'totp' as const,
+  methods: ['pwd', 'otp'],
+};
+const device = await DeviceKeys.generate();
+const deviceKey = device.sealingPublicJwk;
+const { sessionId } = await issuer.startSession(user, { audience: ['medshare-ta'] }, { proofKey: device.dpop.thumbprint, sealingKey: device.sealingThumbprint });
+const session = (await sessions.get(sessionId))!;
+rows.push(['SSO token issue (EdDSA sign)', ms(await timeAsync(() => issuer.sign(user, session, { audience: ['medshare-ta'] })))]);
 const trust = new TrustList();
 trust.add({ issuer: 'https://idp.a.example', hospital: 'a', jwks: keys.jwks(), sessionStatus: localSessionStatus(sessions) });
 const verifier = new TokenVerifier('medshare-ta', trust);
-const token = (await issuer.sign(user, sessionId, { audience: ['medshare-ta'], deviceKey })).token;
+const token = (await issuer.sign(user, session, { audience: ['medshare-ta'] })).token;
 rows.push(['SSO token verify (EdDSA, local session check)', ms(await timeAsync(() => verifier.verify(token)))]);
 
 await abe.init();
@@ -92,10 +96,13 @@ const taCases: Array<[string, string[]]> = [
   ['2 string + 1 integer attribute (level=3, expanded to bit attributes)', ['role:doctor', 'dept:cardiology', 'level=3']],
 ];
 for (const [label, attributes] of taCases) {
-  const authority = new TrustedAuthority({ verifier, publicKey: authorityKeys.publicKey, masterKey: authorityKeys.masterKey, usedTokens: new MemoryNonceCache() });
-  rows.push([`TA key issuance, ${label}: verify + FAME keygen + seal`, ms(await timeAsync(async () => {
-    const fresh = (await issuer.sign(user, sessionId, { audience: ['medshare-ta'], deviceKey })).token;
-    await authority.issueKey(fresh, { attributes, deviceKey });
+  const authority = new TrustedAuthority({
+    verifier, publicKey: authorityKeys.publicKey, masterKey: authorityKeys.masterKey, usedTokens: new MemoryNonceCache(), proofs: new DpopVerifier(new MemoryNonceCache()),
+  });
+  const url = 'https://ta.example/ta/keys';
+  rows.push([`TA key issuance, ${label}: verify + DPoP proof + FAME keygen + seal`, ms(await timeAsync(async () => {
+    const fresh = (await issuer.sign(user, session, { audience: ['medshare-ta'] })).token;
+    await authority.issueKey(fresh, { attributes, deviceKey }, { proof: await device.dpop.proof('POST', url, { accessToken: fresh }), method: 'POST', url });
   }))]);
 }
 
@@ -121,7 +128,7 @@ httpRows.push(['HMAC-signed POST, 1 KiB JSON', ms(await timeAsync(() => client.f
 httpRows.push(['device mutual login (2 messages)', ms(await timeAsync(() => DeviceSessionClient.login(base, credential, 'server-a')))]);
 await app.close();
 
-const hospital = await createMemoryHospital({ hospital: 'a', issuer: 'https://idp.a.example', adminToken: 'bench-admin-token', relyingParty: { id: 'a.example', name: 'a', origins: ['https://a.example'] } });
+const hospital = await createMemoryHospital({ hospital: 'a', issuer: 'https://idp.a.example', adminToken: 'bench-admin-token', audiences: ['medshare-cloud'], relyingParty: { id: 'a.example', name: 'a', origins: ['https://a.example'] } });
 const idp = Fastify({ logger: false });
 await idp.register(hospitalIdentityPlugin, { ...hospital, prefix: '/identity' });
 const idpBase = new URL('/identity/', await idp.listen({ host: '127.0.0.1', port: 0 }));

@@ -19,7 +19,7 @@ import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { abe, curve, pre } from '@medshare/crypto';
-import { openDatabase, type Database } from '@medshare/db';
+import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
@@ -66,7 +66,7 @@ async function loginDoctors(base: string, phase: string): Promise<string[]> {
   return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
     const attributes = ['role:doctor', 'dept:cardiology'];
     const username = `doctor${d}-${phase}`;
-    const { totpSecret } = await client.registerUser('riverside', ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
+    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: [] });
     return (await client.loginReader('riverside', username, PASSWORD, totpSecret, attributes)).session.token;
   }));
 }
@@ -94,7 +94,7 @@ async function readPhase(base: string, phase: string, patient: string, recordIds
 }
 
 const platformOptions = (db: Database, conversionWorkers: number) => ({
-  db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientAttemptsPerWindow: 1000 },
+  db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` }, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientFreeFailures: 1000 },
   requestsPerMinute: 1_000_000, conversionWorkers,
 });
 
@@ -108,7 +108,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
     const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
     const client = new PlatformClient(base);
     const login = async (hospital: string, username: string, attributes: string[]) => {
-      const { totpSecret } = await client.registerUser(hospital, ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
+      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
       return client.login(hospital, username, PASSWORD, totpSecret);
     };
     const patient = new PatientClient(await login('st-marys', 'patient', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));

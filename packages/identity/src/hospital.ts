@@ -3,31 +3,41 @@
  * `identity serve`, the tests) or on SQL stores in a @medshare/db database (the platform server), where
  * accounts, sessions, tickets, lockout counters and signing keys survive a restart.
  */
-import { migrate, type Database } from '@medshare/db';
+import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
+import { AdminService } from './account/admin.ts';
 import { AccountService, type LoginTicket } from './account/accounts.ts';
 import { CredentialService } from './account/credentials.ts';
 import { AttemptLimiter, type LimiterOptions } from './account/limiter.ts';
 import type { ScryptParams } from './account/password.ts';
 import type { RelyingParty } from './account/webauthn.ts';
 import type { HospitalPluginOptions } from './http/hospital-plugin.ts';
+import { DpopVerifier } from './sso/dpop.ts';
 import { localSessionStatus, TokenVerifier, TrustList } from './sso/federation.ts';
 import { TokenIssuer } from './sso/issuer.ts';
 import { SigningKeyRing } from './sso/keyring.ts';
-import { MemoryAttemptStore, MemorySessionStore, MemorySigningKeyStore, MemoryTicketStore, MemoryUserStore } from './memory-stores.ts';
+import { MemoryAttemptStore, MemoryNonceCache, MemorySessionStore, MemorySigningKeyStore, MemoryTicketStore, MemoryUserStore } from './memory-stores.ts';
 import { IDENTITY_MIGRATIONS } from './sql/schema.ts';
-import { SqlAttemptStore, SqlSessionStore, SqlSigningKeyStore, SqlTicketStore, SqlUserStore } from './sql/stores.ts';
-import type { AttemptStore, SessionStore, SigningKeyStore, TicketStore, UserStore } from './stores.ts';
+import { SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore, SqlTicketStore, SqlUserStore } from './sql/stores.ts';
+import type { AttemptStore, NonceCache, SessionStore, SigningKeyStore, TicketStore, UserStore } from './stores.ts';
 
 export interface HospitalConfig {
   readonly hospital: string;
   readonly issuer: string;
+  /** This hospital's administrator credential (no other hospital's works here). */
   readonly adminToken: string;
+  /** The services its tokens may be for (registered audiences); its issuer URL is the audience of its account endpoints. */
+  readonly audiences: readonly string[];
+  /** Registered clients (RFC 9068 `client_id`); the first is the default. Default: `medshare-app`. */
+  readonly clients?: readonly string[];
   readonly relyingParty: RelyingParty;
   readonly scrypt?: ScryptParams;
   readonly limits?: Partial<LimiterOptions>;
   readonly tokenSeconds?: number;
   readonly now?: () => number;
 }
+
+/** The client a login names when it names none. */
+export const DEFAULT_CLIENT = 'medshare-app';
 
 /** What a hospital's identity service keeps. */
 interface HospitalStores {
@@ -37,6 +47,7 @@ interface HospitalStores {
   readonly challenges: TicketStore<string>;
   readonly attempts: AttemptStore;
   readonly keys: SigningKeyStore;
+  readonly proofs: NonceCache;
 }
 
 /** A hospital identity service, ready to mount with hospitalIdentityPlugin. */
@@ -52,6 +63,7 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
     challenges: new MemoryTicketStore<string>(),
     attempts: new MemoryAttemptStore(100_000, now),
     keys: new MemorySigningKeyStore(),
+    proofs: new MemoryNonceCache(),
   });
 }
 
@@ -62,19 +74,21 @@ export async function migrateIdentity(db: Database): Promise<void> {
 
 /**
  * A hospital identity service on SQL stores in `db`, rows keyed by `config.hospital` (several hospitals can
- * share one database). Its signing keys are reloaded, so tokens issued before a restart still verify.
+ * share one database). Its signing keys are reloaded, so tokens issued before a restart still verify. TOTP secrets
+ * and private signing keys are stored wrapped by `config.kek`, which never enters the database.
  */
-export async function createSqlHospital(db: Database, config: HospitalConfig): Promise<HospitalService> {
+export async function createSqlHospital(db: Database, config: HospitalConfig & { readonly kek: KeyEncryptionKey }): Promise<HospitalService> {
   await migrateIdentity(db);
   const now = config.now ?? Date.now;
   const { hospital } = config;
   return wire(config, now, {
-    users: new SqlUserStore(db, hospital),
+    users: new SqlUserStore(db, hospital, config.kek),
     sessions: new SqlSessionStore(db, hospital, now),
     loginTickets: new SqlTicketStore<LoginTicket>(db, `${hospital}/login`),
     challenges: new SqlTicketStore<string>(db, `${hospital}/webauthn`),
     attempts: new SqlAttemptStore(db, hospital, now),
-    keys: new SqlSigningKeyStore(db, hospital),
+    keys: new SqlSigningKeyStore(db, hospital, config.kek),
+    proofs: new SqlNonceCache(db, `${hospital}/dpop`),
   });
 }
 
@@ -82,19 +96,26 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   const tokenSeconds = config.tokenSeconds ?? 300;
   const { users, sessions } = stores;
   const keys = await SigningKeyRing.open(stores.keys, (tokenSeconds + 60) * 1000, now);
-  const credentials = new CredentialService({ users, challenges: stores.challenges, relyingParty: config.relyingParty, now });
+  const credentials = new CredentialService({ hospital: config.hospital, users, challenges: stores.challenges, relyingParty: config.relyingParty, scrypt: config.scrypt, now });
+  const limiter = new AttemptLimiter(stores.attempts, config.limits, now);
+  const admin = new AdminService({ hospital: config.hospital, users, sessions, limiter });
   const accounts = new AccountService({
     hospital: config.hospital,
     users,
     tickets: stores.loginTickets,
-    limiter: new AttemptLimiter(stores.attempts, config.limits, now),
+    limiter,
     relyingParty: config.relyingParty,
     scrypt: config.scrypt,
     now,
   });
-  const issuer = new TokenIssuer({ issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now });
+  const issuer = new TokenIssuer({
+    issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now, audiences: config.audiences, clients: config.clients ?? [DEFAULT_CLIENT],
+  });
   const trust = new TrustList();
   trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });
   const verifier = new TokenVerifier(config.issuer, trust, { now });
-  return { accounts, credentials, issuer, keys, sessions, verifier, trust, adminToken: config.adminToken, now };
+  // Ending a session is no privilege: logout takes any token of this hospital, whatever its audience.
+  const logoutVerifier = new TokenVerifier([config.issuer, ...config.audiences], trust, { now });
+  const proofs = new DpopVerifier(stores.proofs, now);
+  return { accounts, admin, credentials, issuer, keys, proofs, sessions, verifier, logoutVerifier, trust, adminToken: config.adminToken, now };
 }

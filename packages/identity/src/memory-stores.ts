@@ -112,12 +112,12 @@ export class MemorySessionStore implements SessionStore {
       for (const [id, s] of this.sessions) if (s.expiresAtMs <= nowMs) this.sessions.delete(id);
       if (this.sessions.size >= this.maxSessions) throw new Error('session store is full');
     }
-    this.sessions.set(session.id, { ...session });
+    this.sessions.set(session.id, structuredClone(session));
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
     const session = this.sessions.get(id);
-    return session && { ...session };
+    return session && structuredClone(session);
   }
 
   async revoke(id: string): Promise<void> {
@@ -135,6 +135,13 @@ export class MemorySessionStore implements SessionStore {
     }
     return count;
   }
+
+  async rotateRefresh(id: string, expected: string, next: string, nowMs: number): Promise<boolean> {
+    const session = this.sessions.get(id);
+    if (!session || session.revoked || session.expiresAtMs <= nowMs || session.refreshDigest !== expected) return false;
+    this.sessions.set(id, { ...session, refreshDigest: next });
+    return true;
+  }
 }
 
 /**
@@ -150,10 +157,18 @@ export class MemoryAttemptStore implements AttemptStore {
     let record = this.records.get(key);
     if (!record) {
       if (this.records.size >= this.maxKeys) this.forgetOldestUnlocked();
-      record = { failures: 0, lockedUntilMs: 0, windowStartMs: 0, windowCount: 0 };
+      record = { failures: 0, lockedUntilMs: 0, lastFailureMs: 0 };
       this.records.set(key, record);
     }
     return change(record);
+  }
+
+  async remove(key: string): Promise<void> {
+    this.records.delete(key);
+  }
+
+  async removeAll(prefix: string): Promise<void> {
+    for (const key of this.records.keys()) if (key.startsWith(prefix)) this.records.delete(key);
   }
 
   private forgetOldestUnlocked(): void {

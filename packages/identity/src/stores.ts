@@ -19,7 +19,7 @@ export interface StoredCredential {
 export interface UserRecord {
   readonly id: string;
   readonly username: string;
-  readonly attributes: string[];
+  attributes: string[];
   readonly scopes: string[];
   passwordHash: string;
   totpSecret: string | undefined; // base32
@@ -27,6 +27,8 @@ export interface UserRecord {
   recoveryDigests: string[];
   readonly webauthnUserId: string; // base64url, random, not the username
   credentials: StoredCredential[];
+  /** Set by the hospital's administrator: no login, no refresh, no key. */
+  disabled: boolean;
 }
 
 /** Users of one hospital. */
@@ -52,12 +54,32 @@ export interface NonceCache {
   add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean>;
 }
 
+/** The device keys a login proved possession of (RFC 7638 thumbprints). */
+export interface SessionDevice {
+  /** The Ed25519 DPoP key that signed the login challenge: every token of the session is bound to it (`cnf.jkt`). */
+  readonly proofKey: string;
+  /** The X25519 key the login's proof named: the only key the trusted authority seals attribute keys to. */
+  readonly sealingKey?: string;
+}
+
 /** A login session: what an SSO token's `sid` refers to. */
 export interface SessionRecord {
   readonly id: string;
   readonly userId: string;
   readonly expiresAtMs: number;
   revoked: boolean;
+  /** When the user presented her factors (unix seconds): every token's `auth_time`. */
+  readonly authTime: number;
+  /** RFC 8176 authentication methods of the login (`pwd`, `otp`, `hwk`, ...). */
+  readonly methods: string[];
+  /** The registered client the session was started for (RFC 9068 `client_id`). */
+  readonly clientId: string;
+  /** The audiences the login asked for: a refresh may narrow them, never widen them. */
+  readonly audiences: string[];
+  /** Absent when the login proved no device key: then the session has no refresh credential. */
+  readonly device?: SessionDevice;
+  /** SHA-256 (base64url) of the current refresh credential's secret. */
+  readonly refreshDigest?: string;
 }
 
 /** Sessions of one hospital; revocation is immediate for every verifier that consults it. */
@@ -66,18 +88,29 @@ export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;
   revoke(id: string): Promise<void>;
   revokeAllForUser(userId: string): Promise<number>;
+  /**
+   * Replaces the refresh digest of an active session if it is still `expected` (compare-and-set, so a refresh
+   * credential is used once even under concurrent refreshes); false otherwise.
+   */
+  rotateRefresh(id: string, expected: string, next: string, nowMs: number): Promise<boolean>;
 }
 
-/** Failure counters for lockout and rate limiting. */
+/** A failure counter of the throttle (account/limiter.ts). */
 export interface AttemptRecord {
   failures: number;
+  /** No attempt under this key before this time. */
   lockedUntilMs: number;
-  windowStartMs: number;
-  windowCount: number;
+  lastFailureMs: number;
 }
 
+/** Failure counters by key. */
 export interface AttemptStore {
+  /** Applies `change` atomically to the record of `key` (a zero record if there is none). */
   update<T>(key: string, change: (record: AttemptRecord) => T): Promise<T>;
+  /** Forgets the record of `key`. */
+  remove(key: string): Promise<void>;
+  /** Forgets every record whose key starts with `prefix`. */
+  removeAll(prefix: string): Promise<void>;
 }
 
 /** One token-signing key as a store keeps it; `retiredAtMs` is absent on the current key. */

@@ -1,7 +1,9 @@
 /** Real Fastify servers on 127.0.0.1 for the identity tests, with a controllable clock. */
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { Database } from '@medshare/db';
-import { createMemoryHospital, createSqlHospital, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember, type HospitalService } from '../src/index.ts';
+import { randomKeyEncryptionKey, type Database } from '@medshare/db';
+import {
+  createMemoryHospital, createSqlHospital, DeviceKeys, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember, type HospitalService,
+} from '../src/index.ts';
 
 /** A clock tests can move forward. */
 export class TestClock {
@@ -13,6 +15,8 @@ export class TestClock {
 }
 
 export const ADMIN_TOKEN = 'admin-token-for-tests-0123456789';
+/** The services the test hospitals register as audiences. */
+export const SERVICES = ['medshare-cloud', 'medshare-ta', 'x'];
 export const FAST_SCRYPT = { logN: 12, r: 8, p: 1 };
 
 export interface RunningHospital {
@@ -24,7 +28,9 @@ export interface RunningHospital {
   readonly service: HospitalService;
   /** This hospital as another member's trust list sees it: JWKS and session status over HTTP. */
   member(): FederationMember;
-  post(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  post(path: string, body: unknown, bearer?: string, dpop?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** The absolute URL of a path of this service (what a DPoP proof names). */
+  url(path: string): URL;
   close(): Promise<void>;
 }
 
@@ -37,11 +43,12 @@ export async function startHospital(name: string, clock: TestClock, limits = {},
     issuer,
     adminToken: ADMIN_TOKEN,
     relyingParty: { id: `${name}.example`, name, origins: [origin] },
+    audiences: SERVICES,
     scrypt: FAST_SCRYPT,
     limits,
     now: clock.now,
   };
-  const service = db ? await createSqlHospital(db, config) : await createMemoryHospital(config);
+  const service = db ? await createSqlHospital(db, { ...config, kek: randomKeyEncryptionKey() }) : await createMemoryHospital(config);
   const app = Fastify({ logger: false });
   await app.register(hospitalIdentityPlugin, { ...service, prefix: '/identity' });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -54,16 +61,18 @@ export async function startHospital(name: string, clock: TestClock, limits = {},
     app,
     service,
     member: () => ({ issuer, hospital: name, jwks: new URL('.well-known/jwks.json', base), sessionStatus: remoteSessionStatus(base) }),
-    post: (path, body, bearer) => postJson(new URL(path, base), body, bearer),
+    post: (path, body, bearer, dpop) => postJson(new URL(path, base), body, bearer, dpop),
+    url: (path) => new URL(path, base),
     close: () => app.close(),
   };
 }
 
-/** POSTs JSON and returns status, parsed body and headers. */
-export async function postJson(url: URL, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }> {
+/** POSTs JSON and returns status, parsed body and headers; with `dpop`, the token goes as `DPoP` with that proof. */
+export async function postJson(url: URL, body: unknown, bearer?: string, dpop?: string): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (bearer) headers.authorization = `Bearer ${bearer}`;
+  if (bearer) headers.authorization = `${dpop ? 'DPoP' : 'Bearer'} ${bearer}`;
+  if (dpop) headers.dpop = dpop;
   const response = await fetch(url, { method: 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
@@ -76,4 +85,15 @@ export async function register(hospital: RunningHospital, user = DOCTOR): Promis
   const result = await hospital.post('users', user, ADMIN_TOKEN);
   if (result.status !== 201) throw new Error(`registration failed: ${JSON.stringify(result.body)}`);
   return result.body;
+}
+
+/** A login (password, TOTP at `clock`) on `device`, whose keys sign the challenge; the token is also for the hospital itself. */
+export async function deviceLogin(
+  hospital: RunningHospital, device: DeviceKeys, totpCode: () => string, options: { username?: string; password?: string; audience?: string[] } = {},
+): Promise<{ status: number; body: any }> {
+  const first = await hospital.post('login/password', { username: options.username ?? DOCTOR.username, password: options.password ?? DOCTOR.password });
+  if (first.status !== 200) return first;
+  const proof = await device.loginProof(hospital.url('login/totp'), first.body.challenge);
+  const audience = options.audience ?? ['medshare-cloud', 'medshare-ta', hospital.issuer];
+  return hospital.post('login/totp', { ticket: first.body.ticket, code: totpCode(), audience, deviceKey: device.sealingPublicJwk }, undefined, proof);
 }

@@ -2,8 +2,8 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { base32Decode, SigningKeyRing, TokenIssuer, TokenVerifier, totp, TrustList, MemorySessionStore, type AuthenticatedUser } from '../src/index.ts';
-import { DOCTOR, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+import { base32Decode, DeviceKeys, SigningKeyRing, TokenIssuer, TokenVerifier, totp, TrustList, MemorySessionStore, type AuthenticatedUser } from '../src/index.ts';
+import { DOCTOR, deviceLogin, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
 let a: RunningHospital;
@@ -110,8 +110,8 @@ test('an issuer not on the trust list is refused, and removing a member stops it
 
 test('a token signed by a key not in the issuer JWKS is refused (hospital B cannot speak for A)', async () => {
   const rogueKeys = await SigningKeyRing.create(60_000, clock.now);
-  const rogue = new TokenIssuer({ issuer: a.issuer, hospital: 'hospital-a', keys: rogueKeys, sessions: new MemorySessionStore(), now: clock.now });
-  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:hospital-a', 'uid:u1'], scopes: ['openid'], factor: 'totp' };
+  const rogue = new TokenIssuer({ issuer: a.issuer, hospital: 'hospital-a', keys: rogueKeys, sessions: new MemorySessionStore(), now: clock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
+  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:hospital-a', 'uid:u1'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] };
   const forged = await rogue.startSession(user, { audience: ['medshare-cloud'] });
   await assert.rejects(cloud.verify(forged.token), /unknown key/);
 });
@@ -133,8 +133,8 @@ test('a member cannot vouch for another hospital or another uid', async () => {
   // A correctly signed token of hospital B whose attributes claim hospital A.
   const bKeys = b.service.keys;
   const now = Math.floor(clock.now() / 1000);
-  const session = await b.service.issuer.startSession({ id: 'u2', username: 'bob', attributes: ['role:doctor', 'hospital:hospital-b', 'uid:u2'], scopes: ['openid'], factor: 'totp' }, { audience: ['medshare-cloud'] });
-  const claims = { sid: session.sessionId, hospital: 'hospital-b', attrs: ['role:doctor', 'hospital:hospital-a', 'uid:u2'], scope: 'openid' };
+  const session = await b.service.issuer.startSession({ id: 'u2', username: 'bob', attributes: ['role:doctor', 'hospital:hospital-b', 'uid:u2'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] }, { audience: ['medshare-cloud'] });
+  const claims = { sid: session.sessionId, hospital: 'hospital-b', attrs: ['role:doctor', 'hospital:hospital-a', 'uid:u2'], scope: 'openid', client_id: 'medshare-app', auth_time: now };
   const lying = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: bKeys.current.kid })
     .setIssuer(b.issuer).setSubject('u2').setAudience('medshare-cloud').setIssuedAt(now).setExpirationTime(now + 60).setJti('j1')
@@ -161,11 +161,11 @@ test('key rotation: new tokens verify after the verifier refetches the JWKS; old
 test("a live key ring (a hospital's own tokens): a new key verifies at once, a retired one only within its retention", async () => {
   const ownClock = new TestClock();
   const keys = await SigningKeyRing.create(60_000, ownClock.now);
-  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), now: ownClock.now });
+  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), now: ownClock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
   const live = new TrustList();
   live.add({ issuer: 'urn:test:live', hospital: 'live', jwks: () => keys.jwks(), sessionStatus: async () => true });
   const verifier = new TokenVerifier('medshare-cloud', live, { now: ownClock.now });
-  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:live', 'uid:u1'], scopes: ['openid'], factor: 'totp' };
+  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:live', 'uid:u1'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] };
   const issue = async () => (await issuer.startSession(user, { audience: ['medshare-cloud'] })).token;
   const old = await issue();
   await verifier.verify(old);
@@ -177,16 +177,28 @@ test("a live key ring (a hospital's own tokens): a new key verifies at once, a r
   await verifier.verify(await issue());
 });
 
-test('a live session can get fresh tokens for other audiences; after logout it cannot', async () => {
-  const { token, sessionId } = await loginA(['medshare-cloud']);
-  const refreshed = await a.post('token', { audience: ['medshare-ta'] }, token);
-  assert.equal(refreshed.status, 200);
+test('a device session refreshes with its refresh credential and a proof by its key, within the login\'s audiences; after logout it cannot', async () => {
+  clock.advance(30);
+  const device = await DeviceKeys.generate();
+  const login = await deviceLogin(a, device, () => totp(secretA, clock.now() / 1000), { audience: ['medshare-cloud', 'medshare-ta'] });
+  assert.equal(login.status, 200, JSON.stringify(login.body));
+  const { sessionId, refreshToken } = login.body;
+  const refresh = async (body: Record<string, unknown>, signer = device) => a.post('token', body, undefined, await signer.dpop.proof('POST', a.url('token')));
+  const refreshed = await refresh({ refreshToken, audience: ['medshare-ta'] });
+  assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
   assert.equal(refreshed.body.sessionId, sessionId);
   const ta = new TokenVerifier('medshare-ta', trust, { now: clock.now });
-  assert.equal((await ta.verify(refreshed.body.token)).sessionId, sessionId);
-  assert.equal((await a.post('token', { audience: ['x'], scopes: ['system/*.cruds'] }, token)).status, 400, 'no scope beyond those granted');
-  assert.equal((await a.post('logout', undefined, token)).status, 204);
-  assert.equal((await a.post('token', { audience: ['medshare-ta'] }, refreshed.body.token)).status, 401);
+  const verified = await ta.verify(refreshed.body.token);
+  assert.equal(verified.sessionId, sessionId);
+  assert.equal(verified.proofKeyThumbprint, device.dpop.thumbprint, 'the refreshed token keeps the device binding');
+  assert.equal(verified.sealingKeyThumbprint, device.sealingThumbprint);
+  assert.equal((await refresh({ refreshToken, audience: ['medshare-ta'] })).status, 401, 'a refresh credential works once');
+  const next = refreshed.body.refreshToken;
+  assert.equal((await refresh({ refreshToken: next, audience: ['x'] })).status, 401, 'no audience beyond those of the login');
+  assert.equal((await refresh({ refreshToken: next, scopes: ['system/*.cruds'] })).status, 400, 'no scope beyond those granted');
+  assert.equal((await refresh({ refreshToken: next }, await DeviceKeys.generate())).status, 401, 'another device key cannot refresh');
+  assert.equal((await a.post('logout', undefined, refreshed.body.token)).status, 204);
+  assert.equal((await refresh({ refreshToken: next })).status, 401);
 });
 
 test('revocation stops a token at every verifier at once', async () => {

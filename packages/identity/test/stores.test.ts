@@ -8,7 +8,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose';
-import { openTestDatabases, type Database } from '@medshare/db';
+import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
   AccountService, AttemptLimiter, base32Decode, MemoryAttemptStore, MemoryNonceCache, MemorySessionStore, MemorySigningKeyStore,
   MemoryTicketStore, MemoryUserStore, migrateIdentity, SigningKeyRing, SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore,
@@ -34,6 +34,9 @@ interface Backend {
 }
 
 const databases = await openTestDatabases();
+const kek = randomKeyEncryptionKey();
+/** The fields of a session that these tests do not look at. */
+const SESSION = { authTime: 1_700_000_000, methods: ['pwd', 'otp'], clientId: 'medshare-app', audiences: ['medshare-cloud'] };
 after(async () => {
   for (const { db } of databases) await db.close();
 });
@@ -54,12 +57,12 @@ const backends: Backend[] = [
     label,
     db,
     open: (hospital: string, now: () => number): Stores => ({
-      users: new SqlUserStore(db, hospital),
+      users: new SqlUserStore(db, hospital, kek),
       sessions: new SqlSessionStore(db, hospital, now),
       tickets: new SqlTicketStore<LoginTicket>(db, `${hospital}/login`),
       nonces: new SqlNonceCache(db, `${hospital}/nonces`),
       attempts: new SqlAttemptStore(db, hospital, now),
-      keys: new SqlSigningKeyStore(db, hospital),
+      keys: new SqlSigningKeyStore(db, hospital, kek),
     }),
   })),
 ];
@@ -70,7 +73,7 @@ const freshHospital = () => `h-${randomBytes(6).toString('hex')}`;
 function user(username: string): UserRecord {
   return {
     id: randomUUID(), username, attributes: ['role:doctor', 'level=3'], scopes: ['openid'], passwordHash: 'scrypt$hash', totpSecret: 'JBSWY3DPEHPK3PXP',
-    lastTotpStep: -1, recoveryDigests: ['d1', 'd2'], webauthnUserId: randomBytes(16).toString('base64url'), credentials: [],
+    lastTotpStep: -1, recoveryDigests: ['d1', 'd2'], webauthnUserId: randomBytes(16).toString('base64url'), credentials: [], disabled: false,
   };
 }
 
@@ -150,7 +153,7 @@ for (const backend of backends) {
     test('two logins racing with the same TOTP code, or the same recovery code: exactly one succeeds', async () => {
       const stores = open();
       const accounts = new AccountService({
-        hospital: 'race', users: stores.users, tickets: stores.tickets, limiter: new AttemptLimiter(stores.attempts, { clientAttemptsPerWindow: 1000, maxFailures: 100 }),
+        hospital: 'race', users: stores.users, tickets: stores.tickets, limiter: new AttemptLimiter(stores.attempts, { clientFreeFailures: 1000, accountFreeFailures: 100 }),
         relyingParty: { id: 'race.example', name: 'race', origins: ['https://race.example'] }, scrypt: FAST_SCRYPT,
       });
       const enrolment = await accounts.register({ ...DOCTOR });
@@ -201,8 +204,8 @@ for (const backend of backends) {
     test('sessions: create, get, revoke, revoke all of a user', async () => {
       const { sessions } = open();
       const expiresAtMs = Date.now() + 3_600_000;
-      for (const [id, userId] of [['s1', 'u1'], ['s2', 'u1'], ['s3', 'u1'], ['s4', 'u2']] as const) await sessions.create({ id, userId, expiresAtMs, revoked: false });
-      assert.deepEqual(await sessions.get('s1'), { id: 's1', userId: 'u1', expiresAtMs, revoked: false });
+      for (const [id, userId] of [['s1', 'u1'], ['s2', 'u1'], ['s3', 'u1'], ['s4', 'u2']] as const) await sessions.create({ id, userId, expiresAtMs, revoked: false, ...SESSION });
+      assert.deepEqual(await sessions.get('s1'), { id: 's1', userId: 'u1', expiresAtMs, revoked: false, ...SESSION });
       assert.equal(await sessions.get('nope'), undefined);
       await sessions.revoke('s1');
       await sessions.revoke('nope');
@@ -215,16 +218,23 @@ for (const backend of backends) {
 
     test('attempts: a fresh record is zero, changes persist, concurrent changes lose nothing', async () => {
       const { attempts } = open();
-      assert.deepEqual(await attempts.update('account:a', (r) => ({ ...r })), { failures: 0, lockedUntilMs: 0, windowStartMs: 0, windowCount: 0 });
+      assert.deepEqual(await attempts.update('account:a', (r) => ({ ...r })), { failures: 0, lockedUntilMs: 0, lastFailureMs: 0 });
       await attempts.update('account:a', (r) => {
         r.failures = 3;
         r.lockedUntilMs = 123;
-        r.windowStartMs = 456;
-        r.windowCount = 7;
+        r.lastFailureMs = 456;
       });
-      assert.deepEqual(await attempts.update('account:a', (r) => ({ ...r })), { failures: 3, lockedUntilMs: 123, windowStartMs: 456, windowCount: 7 });
-      await Promise.all(Array.from({ length: 20 }, () => attempts.update('client:x', (r) => r.windowCount++)));
-      assert.equal(await attempts.update('client:x', (r) => r.windowCount), 20);
+      assert.deepEqual(await attempts.update('account:a', (r) => ({ ...r })), { failures: 3, lockedUntilMs: 123, lastFailureMs: 456 });
+      await Promise.all(Array.from({ length: 20 }, () => attempts.update('client:x', (r) => r.failures++)));
+      assert.equal(await attempts.update('client:x', (r) => r.failures), 20);
+      await attempts.update('pair:a|1', (r) => r.failures++);
+      await attempts.update('pair:a|2', (r) => r.failures++);
+      await attempts.update('pair:b|1', (r) => r.failures++);
+      await attempts.removeAll('pair:a|');
+      assert.equal(await attempts.update('pair:a|1', (r) => r.failures), 0, 'forgotten by prefix');
+      assert.equal(await attempts.update('pair:b|1', (r) => r.failures), 1, 'another prefix kept');
+      await attempts.remove('pair:b|1');
+      assert.equal(await attempts.update('pair:b|1', (r) => r.failures), 0);
     });
 
     test('signing keys: the first key stays, rotation retires the current key and forgets old ones', async () => {
@@ -264,7 +274,7 @@ for (const { label, db } of databases) {
 
     test('two hospitals in one database see only their own rows', async () => {
       const [a, b] = [freshHospital(), freshHospital()];
-      const [usersA, usersB] = [new SqlUserStore(db, a), new SqlUserStore(db, b)];
+      const [usersA, usersB] = [new SqlUserStore(db, a, kek), new SqlUserStore(db, b, kek)];
       const alice = user('alice');
       assert.equal(await usersA.create(alice), true);
       assert.equal(await usersB.create(user('alice')), true, 'the same username at another hospital');
@@ -272,7 +282,7 @@ for (const { label, db } of databases) {
       assert.equal(await usersB.findById(alice.id), undefined);
       assert.equal(await usersB.update(alice.id, () => true), undefined);
       const [sessionsA, sessionsB] = [new SqlSessionStore(db, a), new SqlSessionStore(db, b)];
-      await sessionsA.create({ id: 's', userId: alice.id, expiresAtMs: Date.now() + 60_000, revoked: false });
+      await sessionsA.create({ id: 's', userId: alice.id, expiresAtMs: Date.now() + 60_000, revoked: false, ...SESSION });
       assert.equal(await sessionsB.get('s'), undefined);
       await sessionsB.revoke('s');
       assert.equal(await sessionsB.revokeAllForUser(alice.id), 0);
@@ -281,8 +291,8 @@ for (const { label, db } of databases) {
       await ticketsA.put('t', 'for a', Date.now() + 60_000, Date.now());
       assert.equal(await ticketsB.take('t', Date.now()), undefined);
       assert.equal(await ticketsA.take('t', Date.now()), 'for a');
-      const ringA = await SigningKeyRing.open(new SqlSigningKeyStore(db, a), 60_000);
-      const ringB = await SigningKeyRing.open(new SqlSigningKeyStore(db, b), 60_000);
+      const ringA = await SigningKeyRing.open(new SqlSigningKeyStore(db, a, kek), 60_000);
+      const ringB = await SigningKeyRing.open(new SqlSigningKeyStore(db, b, kek), 60_000);
       assert.notEqual(ringA.current.kid, ringB.current.kid);
     });
 
@@ -297,8 +307,8 @@ for (const { label, db } of databases) {
       for (let i = 0; i < 100; i++) {
         await tickets.put(`old-${i}`, 'x', t0 + 10, t0);
         await nonces.add(`old-${i}`, t0 + 10, t0);
-        await sessions.create({ id: `old-${i}`, userId: 'u', expiresAtMs: t0 + 10, revoked: i % 2 === 0 });
-        await attempts.update(`client:old-${i}`, (r) => r.windowCount++);
+        await sessions.create({ id: `old-${i}`, userId: 'u', expiresAtMs: t0 + 10, revoked: i % 2 === 0, ...SESSION });
+        await attempts.update(`client:old-${i}`, (r) => r.failures++);
       }
       await attempts.update('account:locked', (r) => {
         r.lockedUntilMs = t0 + 3_600_000;
@@ -307,8 +317,8 @@ for (const { label, db } of databases) {
       for (let i = 0; i < 4; i++) {
         await tickets.put(`new-${i}`, 'x', nowMs + 10, nowMs);
         await nonces.add(`new-${i}`, nowMs + 10, nowMs);
-        await sessions.create({ id: `new-${i}`, userId: 'u', expiresAtMs: nowMs + 10, revoked: false });
-        await attempts.update(`client:new-${i}`, (r) => r.windowCount++);
+        await sessions.create({ id: `new-${i}`, userId: 'u', expiresAtMs: nowMs + 10, revoked: false, ...SESSION });
+        await attempts.update(`client:new-${i}`, (r) => r.failures++);
       }
       assert.equal(await count('identity_tickets', 'scope', `${hospital}/login`), 4);
       assert.equal(await count('identity_nonces', 'scope', `${hospital}/nonces`), 4);

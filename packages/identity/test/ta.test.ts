@@ -1,11 +1,11 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { JWK } from 'jose';
 import { abe } from '@medshare/crypto';
-import { base32Decode, MemoryNonceCache, openIssuedKey, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList, type IssuedKey } from '../src/index.ts';
-import { DOCTOR, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+import {
+  base32Decode, DeviceKeys, DpopVerifier, MemoryNonceCache, openIssuedKey, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList, type IssuedKey,
+} from '../src/index.ts';
+import { DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
 let a: RunningHospital;
@@ -14,9 +14,10 @@ let taApp: FastifyInstance;
 let taUrl: URL;
 let publicKey: abe.PublicKey;
 
-function deviceKeyPair(): { privateKey: KeyObject; jwk: JWK } {
-  const pair = generateKeyPairSync('x25519');
-  return { privateKey: pair.privateKey, jwk: pair.publicKey.export({ format: 'jwk' }) as JWK };
+/** A device: its keys, and `jwk` its sealing key as a key request names it. */
+async function deviceKeyPair(): Promise<DeviceKeys & { jwk: DeviceKeys['sealingPublicJwk']; privateKey: DeviceKeys['sealingPrivateKey'] }> {
+  const keys = await DeviceKeys.generate();
+  return Object.assign(keys, { jwk: keys.sealingPublicJwk, privateKey: keys.sealingPrivateKey });
 }
 
 before(async () => {
@@ -32,6 +33,7 @@ before(async () => {
     publicKey: keys.publicKey,
     masterKey: keys.masterKey,
     usedTokens: new MemoryNonceCache(),
+    proofs: new DpopVerifier(new MemoryNonceCache(), clock.now),
     now: clock.now,
   });
   taApp = Fastify({ logger: false });
@@ -43,20 +45,31 @@ after(async () => {
   await taApp.close();
 });
 
-async function login(deviceKey?: JWK): Promise<string> {
+/** A login on `device` (its keys sign the challenge), or without one. */
+async function login(device?: DeviceKeys, audience = ['medshare-ta']): Promise<string> {
   clock.advance(30);
-  const ticket = (await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
-  const result = await a.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000), audience: ['medshare-ta'], ...(deviceKey ? { deviceKey } : {}) });
+  const code = () => totp(secret, clock.now() / 1000);
+  let result;
+  if (device) {
+    result = await deviceLogin(a, device, code, { audience });
+  } else {
+    const ticket = (await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
+    result = await a.post('login/totp', { ticket, code: code(), audience });
+  }
   assert.equal(result.status, 200, JSON.stringify(result.body));
   return result.body.token;
 }
 
-const requestKey = (token: string | undefined, body: unknown) => postJson(new URL('/ta/keys', taUrl), body, token);
+/** A key request with a DPoP proof by `signer` (none without). */
+const requestKey = async (token: string | undefined, body: unknown, signer?: DeviceKeys) => {
+  const url = new URL('/ta/keys', taUrl);
+  return postJson(url, body, token, signer && token ? await signer.dpop.proof('POST', url, { accessToken: token }) : undefined);
+};
 
 test('an authenticated user gets a key for vouched attributes, sealed to the device, which decrypts matching records', async () => {
-  const device = deviceKeyPair();
-  const token = await login(device.jwk);
-  const result = await requestKey(token, { attributes: ['role:doctor', 'dept:cardiology', 'level=3'], deviceKey: device.jwk });
+  const device = await deviceKeyPair();
+  const token = await login(device);
+  const result = await requestKey(token, { attributes: ['role:doctor', 'dept:cardiology', 'level=3'], deviceKey: device.jwk }, device);
   assert.equal(result.status, 200, JSON.stringify(result.body));
   const issued = result.body as IssuedKey;
   assert.deepEqual(Object.keys(issued.box).sort(), ['ct', 'epk', 'iv', 'tag', 'v']);
@@ -70,10 +83,10 @@ test('an authenticated user gets a key for vouched attributes, sealed to the dev
 });
 
 test('the key never travels in clear: the response holds no decodable user key, and another device cannot open it', async () => {
-  const device = deviceKeyPair();
-  const token = await login(device.jwk);
-  const issued = (await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body as IssuedKey;
-  const other = deviceKeyPair();
+  const device = await deviceKeyPair();
+  const token = await login(device);
+  const issued = (await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).body as IssuedKey;
+  const other = await deviceKeyPair();
   assert.throws(() => openIssuedKey(other.privateKey, issued), /authentication/);
   assert.throws(() => openIssuedKey(device.privateKey, { ...issued, subject: 'someone-else' }), /authentication/);
   const ct = Buffer.from(issued.box.ct, 'base64url');
@@ -81,44 +94,42 @@ test('the key never travels in clear: the response holds no decodable user key, 
 });
 
 test('attributes the hospital did not vouch for are refused', async () => {
-  const device = deviceKeyPair();
+  const device = await deviceKeyPair();
   for (const attributes of [['role:admin'], ['role:doctor', 'dept:oncology'], ['level=4'], ['hospital:hospital-b']]) {
-    const token = await login(device.jwk);
-    const result = await requestKey(token, { attributes, deviceKey: device.jwk });
+    const token = await login(device);
+    const result = await requestKey(token, { attributes, deviceKey: device.jwk }, device);
     assert.equal(result.status, 403, attributes.join());
     assert.match(result.body.detail, /is not vouched for by hospital-a/);
   }
 });
 
 test('no token, a token for another audience, an unbound token, another device key, or a reused token: refused', async () => {
-  const device = deviceKeyPair();
-  assert.equal((await requestKey(undefined, { attributes: ['role:doctor'], deviceKey: device.jwk })).status, 403);
+  const device = await deviceKeyPair();
+  assert.equal((await requestKey(undefined, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).status, 403);
   const unbound = await login();
-  assert.match((await requestKey(unbound, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /not bound to a device key/);
-  const token = await login(device.jwk);
-  const thief = deviceKeyPair();
-  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: thief.jwk })).body.detail, /different device key/);
-  assert.equal((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).status, 200);
-  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /already been used/);
-  clock.advance(30);
-  const ticket = (await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
-  const cloudToken = (await a.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000), audience: ['medshare-cloud'], deviceKey: device.jwk })).body.token;
-  assert.match((await requestKey(cloudToken, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /not for audience medshare-ta/);
+  assert.match((await requestKey(unbound, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).body.detail, /not bound to a device key/);
+  const token = await login(device);
+  const thief = await deviceKeyPair();
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: thief.jwk }, device)).body.detail, /different device key/);
+  assert.equal((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).status, 200);
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).body.detail, /already been used/);
+  const cloudToken = await login(device, ['medshare-cloud']);
+  assert.match((await requestKey(cloudToken, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).body.detail, /not for audience medshare-ta/);
 });
 
 test('a revoked session gets no key', async () => {
-  const device = deviceKeyPair();
-  const token = await login(device.jwk);
+  const device = await deviceKeyPair();
+  const token = await login(device);
   assert.equal((await a.post('logout', undefined, token)).status, 204);
-  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk })).body.detail, /revoked/);
+  assert.match((await requestKey(token, { attributes: ['role:doctor'], deviceKey: device.jwk }, device)).body.detail, /revoked/);
 });
 
 test('malformed key requests are 400 problem+json', async () => {
-  const device = deviceKeyPair();
-  const token = await login(device.jwk);
+  const device = await deviceKeyPair();
+  const token = await login(device);
   const bad: unknown[] = [{ attributes: [], deviceKey: device.jwk }, { attributes: ['role:doctor'], deviceKey: { kty: 'EC' } }, { attributes: ['role doctor ('], deviceKey: device.jwk }];
   for (const body of bad) {
-    const result = await requestKey(token, body);
+    const result = await requestKey(token, body, device);
     assert.equal(result.status, 400, JSON.stringify(body));
     assert.equal(result.headers.get('content-type'), 'application/problem+json; charset=utf-8');
   }

@@ -14,10 +14,10 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
-import { migrate, type Database } from '@medshare/db';
+import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
-  TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
+  createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
+  TrustedAuthority, TrustList, type LimiterOptions, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
@@ -47,8 +47,17 @@ export interface PlatformOptions {
   readonly db: Database;
   /** Hospital names (lower-case codes); each gets an identity service at /identity/<name>/. */
   readonly hospitals: readonly string[];
-  /** Administrator credential of every hospital's identity service (register users). */
-  readonly adminToken: string;
+  /** Each hospital's own administrator credential (registration, administration), by hospital name. */
+  readonly adminTokens: Readonly<Record<string, string>>;
+  /** Wraps the secrets the platform keeps in `db` (TOTP secrets, signing keys, the TA's master key); never stored there. */
+  readonly kek: KeyEncryptionKey;
+  /** The WebAuthn relying party (id and origins) of the hospitals' identity services (default localhost, http://localhost). */
+  readonly relyingParty?: Pick<RelyingParty, 'id' | 'origins'>;
+  /**
+   * Proxies whose X-Forwarded-For / -Proto / -Host are believed (addresses or CIDR ranges, as Fastify's trustProxy):
+   * behind a reverse proxy, login throttling then counts the client's address, not the proxy's. Default: none.
+   */
+  readonly trustProxy?: readonly string[];
   /** Resource type → category mapping of the gateway. */
   readonly categories?: CategoryMapping;
   /** scrypt parameters for passwords (identity's production default when absent). */
@@ -99,31 +108,41 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const store = new CloudStore(db);
   const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
   const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey), { lingerMs: LEDGER_LINGER_MS });
-  const setup = await loadAuthoritySetup(db);
+  const setup = await loadAuthoritySetup(db, options.kek);
 
   const now = options.now ?? Date.now;
   const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
   // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414. Unknown fields
   // are refused, as the schemas say (`additionalProperties: false`), not silently dropped (Fastify's default).
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 }, ajv: { customOptions: { removeAdditional: false } } });
+  const app = Fastify({
+    logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 }, ajv: { customOptions: { removeAdditional: false } },
+    ...(options.trustProxy && options.trustProxy.length > 0 ? { trustProxy: [...options.trustProxy] } : {}),
+  });
   useProblems(app);
   // Registered first so that it sees every route and schema below.
   await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
   await app.register(rateLimit, { global: true, max: options.requestsPerMinute ?? 600, timeWindow: 60_000 });
   const trust = new TrustList();
   const issuers = new Map<string, string>();
+  const relyingParty = options.relyingParty ?? { id: 'localhost', origins: ['http://localhost'] };
   for (const hospital of options.hospitals) {
     const issuer = `urn:medshare:idp:${hospital}`;
+    const adminToken = options.adminTokens[hospital];
+    if (adminToken === undefined) throw new MalformedInputError(`hospital ${hospital} has no administrator credential`);
     const service = await createSqlHospital(db, {
-      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now,
-      relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
+      hospital, issuer, adminToken, scrypt: options.scrypt, limits: options.limits, now, kek: options.kek,
+      audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
+      relyingParty: { ...relyingParty, name: `MedShare ${hospital}` },
     });
     trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
     issuers.set(hospital, issuer);
     await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
   }
   const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
-  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'), now });
+  const authority = new TrustedAuthority({
+    verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
+    proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now), now,
+  });
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);

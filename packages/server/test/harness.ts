@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
-import type { Database } from '@medshare/db';
+import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformOptions } from '../src/index.ts';
 
 export const ADMIN = 'admin-token-for-platform-tests-0123';
+/** Each hospital's own administrator credential. */
+export const ADMINS: Record<string, string> = { 'st-marys': ADMIN, riverside: 'admin-token-for-riverside-tests-4567' };
 export const FAST_SCRYPT = { logN: 12, r: 8, p: 1 };
 export const CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'];
 export const LAB_POLICY = '(role:doctor and dept:cardiology) or role:emergency';
@@ -19,6 +21,8 @@ export function sampleBundle(): { resourceType: string; type: string; entry: Arr
 
 export interface Cast {
   platform: Platform;
+  /** The platform's key-encryption key (tests unwrap what it stored). */
+  kek: KeyEncryptionKey;
   base: URL;
   client: PlatformClient;
   patient: PatientClient;
@@ -34,11 +38,12 @@ const PASSWORD = 'a long enough passphrase';
 
 /** Starts the platform on `db` with two hospitals and logs in the cast. */
 export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
-  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT, ...extra });
+  const kek = randomKeyEncryptionKey();
+  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek, scrypt: FAST_SCRYPT, ...extra });
   const base = new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
   const client = new PlatformClient(base);
   const enrol = (hospital: string, username: string, attributes: string[]) =>
-    client.registerUser(hospital, ADMIN, { username, password: PASSWORD, attributes, scopes: ['patient/*.rs'] });
+    client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: ['patient/*.rs'] });
   const reader = async (username: string, attributes: string[]) => {
     const { totpSecret } = await enrol('riverside', username, attributes);
     return client.loginReader('riverside', username, PASSWORD, totpSecret, attributes);
@@ -49,7 +54,7 @@ export async function startCast(db: Database, extra: Partial<PlatformOptions> = 
   const gatewayEnrolment = await enrol('st-marys', 'ehr-system', ['role:gateway']);
   const gateway = new GatewayClient(await client.login('st-marys', 'ehr-system', PASSWORD, gatewayEnrolment.totpSecret));
   return {
-    platform, base, client, patient, gateway,
+    platform, kek, base, client, patient, gateway,
     chen: await reader('chen', ['role:doctor', 'dept:cardiology']),
     patel: await reader('patel', ['role:doctor', 'dept:dermatology']),
     okafor: await reader('okafor', ['role:emergency']),

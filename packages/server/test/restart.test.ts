@@ -5,17 +5,20 @@
  * a logged-out session stays revoked, a lockout stays, and the trusted authority still refuses a token it has
  * already issued a key for.
  */
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
-import { openDatabase, type Database } from '@medshare/db';
-import { base32Decode, totp } from '@medshare/identity';
+import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
+import { base32Decode, DeviceKeys, totp } from '@medshare/identity';
 import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT } from './harness.ts';
+
+/** The platform's key-encryption key: outside the database, the same in both lives. */
+const kek = randomKeyEncryptionKey();
 
 const PASSWORD = 'a long enough passphrase';
 const HOSPITAL = 'st-marys';
@@ -48,24 +51,40 @@ const targets: Target[] = [
 
 /** The platform on `db`, listening on 127.0.0.1. */
 async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
-  const platform = await createPlatform({ db, hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
+  const platform = await createPlatform({
+    db, hospitals: [HOSPITAL], adminTokens: { [HOSPITAL]: ADMIN }, kek, scrypt: FAST_SCRYPT, limits: { accountFreeFailures: 2, baseDelaySeconds: 600 }, now,
+  });
   return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
 }
 
-async function call(base: URL, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+async function call(base: URL, method: string, path: string, body?: unknown, token?: string, dpop?: string): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  if (token !== undefined) headers.authorization = `${dpop ? 'DPoP' : 'Bearer'} ${token}`;
+  if (dpop !== undefined) headers.dpop = dpop;
   const response = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
-/** Password + TOTP at the platform's clock; `code` defaults to the current one. */
-async function login(base: URL, username: string, secret: string, extra: Record<string, unknown> = {}, code = totp(base32Decode(secret), now() / 1000)) {
+/** Password + TOTP at the platform's clock (on `device` when given); `code` defaults to the current one. */
+async function login(base: URL, username: string, secret: string, device?: DeviceKeys, code = totp(base32Decode(secret), now() / 1000)) {
   const first = await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username, password: PASSWORD });
   assert.equal(first.status, 200, JSON.stringify(first.body));
-  return { code, ...(await call(base, 'POST', `/identity/${HOSPITAL}/login/totp`, { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...extra })) };
+  const path = `/identity/${HOSPITAL}/login/totp`;
+  const body = { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(device ? { deviceKey: device.sealingPublicJwk } : {}) };
+  return { code, ...(await call(base, 'POST', path, body, undefined, device && (await device.loginProof(new URL(path, base), first.body.challenge)))) };
+}
+
+/** A refresh signed by `device`. */
+async function refresh(base: URL, device: DeviceKeys, refreshToken: string) {
+  const path = `/identity/${HOSPITAL}/token`;
+  return call(base, 'POST', path, { refreshToken, audience: [PLATFORM_AUDIENCE] }, undefined, await device.dpop.proof('POST', new URL(path, base)));
+}
+
+/** A key request signed by `device`. */
+async function requestKey(base: URL, device: DeviceKeys, token: string) {
+  return call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey: device.sealingPublicJwk }, token, await device.dpop.proof('POST', new URL('/ta/keys', base), { accessToken: token }));
 }
 
 for (const target of targets) {
@@ -78,14 +97,15 @@ for (const target of targets) {
         const enrolment = await call(base, 'POST', `/identity/${HOSPITAL}/users`, { username: 'antonia', password: PASSWORD, attributes: ['role:patient'], scopes: ['patient/*.rs'] }, ADMIN);
         assert.equal(enrolment.status, 201);
         const secret: string = enrolment.body.totpSecret;
-        const deviceKey = generateKeyPairSync('x25519').publicKey.export({ format: 'jwk' });
-        const kept = await login(base, 'antonia', secret, { deviceKey });
+        const device = await DeviceKeys.generate();
+        const kept = await login(base, 'antonia', secret, device);
         assert.equal(kept.status, 200);
-        assert.equal((await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token)).status, 200);
+        assert.equal((await requestKey(base, device, kept.body.token)).status, 200);
         const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
-        await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).register();
+        const session = { base, hospital: HOSPITAL, token: kept.body.token, refreshToken: kept.body.refreshToken, device };
+        await new PatientClient(session, key).register();
         offsetMs += 30_000;
-        const revoked = await login(base, 'antonia', secret);
+        const revoked = await login(base, 'antonia', secret, device);
         assert.equal(revoked.status, 200);
         assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/logout`, undefined, revoked.body.token)).status, 204);
         for (let i = 0; i < 3; i++) assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 401);
@@ -98,16 +118,16 @@ for (const target of targets) {
         ({ platform, base } = await start(db));
         try {
           assert.deepEqual((await call(base, 'GET', `/identity/${HOSPITAL}/.well-known/jwks.json`)).body, jwks, 'the same signing key');
-          const refreshed = await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, kept.body.token);
-          assert.equal(refreshed.status, 200, 'a token from before the restart refreshes');
+          const refreshed = await refresh(base, device, kept.body.refreshToken);
+          assert.equal(refreshed.status, 200, 'a session from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
-          assert.deepEqual(await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).records(), [], 'the cloud accepts it');
+          assert.deepEqual(await new PatientClient(session, key).records(), [], 'the cloud accepts its token');
           assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
-          assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, revoked.body.token)).status, 401);
-          const ta = await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token);
+          assert.equal((await refresh(base, device, revoked.body.refreshToken)).status, 401);
+          const ta = await requestKey(base, device, kept.body.token);
           assert.equal(ta.status, 403);
           assert.match(ta.body.detail, /already been used/);
-          assert.equal((await login(base, 'antonia', secret, {}, revoked.code)).status, 401, 'a TOTP step used before the restart stays used');
+          assert.equal((await login(base, 'antonia', secret, undefined, revoked.code)).status, 401, 'a TOTP step used before the restart stays used');
           offsetMs += 30_000;
           assert.equal((await login(base, 'antonia', secret)).status, 200, 'her enrolment still logs her in');
           assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 429, 'still locked');

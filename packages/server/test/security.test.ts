@@ -8,9 +8,9 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
-import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
-import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
 after(async () => {
@@ -67,7 +67,7 @@ for (const { label, db } of databases) {
 
     test('missing, malformed, wrong-audience and foreign tokens are 401 problems on every endpoint', async () => {
       const taOnly = await (async () => {
-        const { totpSecret } = await cast.client.registerUser('riverside', ADMIN, { username: 'ta-only', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: [] });
+        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username: 'ta-only', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: [] });
         const { ticket } = (await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'ta-only', password: 'a long enough passphrase' }) })).body;
         const { totp, base32Decode } = await import('@medshare/identity');
         const code = totp(base32Decode(totpSecret), Date.now() / 1000);
@@ -75,7 +75,7 @@ for (const { label, db } of databases) {
       })();
       // Another platform with the same hospital names and issuers, but its own signing keys.
       const foreignDb = (await openTestDatabases())[0]!.db;
-      const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT });
+      const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT });
       const foreignBase = await foreign.app.listen({ host: '127.0.0.1', port: 0 });
       const foreignClient = new PlatformClient(foreignBase);
       const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
@@ -177,7 +177,7 @@ for (const { label, db } of databases) {
     });
 
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
-      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
+      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
       try {
         const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
         const statuses: number[] = [];
@@ -218,8 +218,19 @@ for (const { label, db } of databases) {
       const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
       const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
       // The hospitals' identity secrets share the database but stay in their identity_* tables.
-      const signingKeys = (await db.query<{ d: string }>("SELECT private_jwk->>'d' AS d FROM identity_signing_keys")).rows.map((r) => r.d);
-      const accounts = (await db.query<{ totp_secret: string; password_hash: string }>('SELECT totp_secret, password_hash FROM identity_users')).rows;
+      // (wrapped by the platform's key-encryption key: unwrapped here to know what to look for).
+      const keyRows = (await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')).rows;
+      const signingKeys = await Promise.all(keyRows.map(async (r) => {
+        const jwk = await cast.kek.unwrap(r.private_key_wrapped, `identity_signing_keys.private_key_wrapped|${r.hospital}|${r.kid}`);
+        return (JSON.parse(Buffer.from(jwk).toString('utf8')) as { d: string }).d;
+      }));
+      const userRows = (await db.query<{ hospital: string; id: string; totp_secret_wrapped: Uint8Array; password_hash: string }>(
+        'SELECT hospital, id, totp_secret_wrapped, password_hash FROM identity_users',
+      )).rows;
+      const accounts = await Promise.all(userRows.map(async (r) => ({
+        totp_secret: Buffer.from(await cast.kek.unwrap(r.totp_secret_wrapped, `identity_users.totp_secret_wrapped|${r.hospital}|${r.id}`)).toString('utf8'),
+        password_hash: r.password_hash,
+      })));
       assert.ok(signingKeys.length >= 2 && accounts.length >= 5);
       needles.push(...signingKeys, ...accounts.flatMap((a) => [a.totp_secret, a.password_hash]));
       for (const text of [stored, logs]) {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { MedShareError, pre } from '@medshare/crypto';
-import { openDatabase } from '@medshare/db';
+import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import { agentPseudonym, cloudContents, createPlatform, GatewayClient, PatientClient, PlatformClient, type DoctorClient, type FhirResource } from '@medshare/server';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/synthea-sample.json', import.meta.url));
@@ -52,15 +52,16 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   write('real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
   const dataDir = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
   const db = await openDatabase({ dataDir });
-  const adminToken = randomBytes(24).toString('base64url');
-  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminToken });
+  const adminTokens = Object.fromEntries(HOSPITALS.map((hospital) => [hospital, randomBytes(24).toString('base64url')]));
+  // The demo keeps nothing: a key-encryption key in memory only.
+  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey() });
   try {
     const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
     const client = new PlatformClient(base);
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
-      const enrolment = await client.registerUser(hospital, adminToken, { username, password, attributes, scopes: ['patient/*.rs'] });
+      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: ['patient/*.rs'] });
       names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };

@@ -34,13 +34,16 @@ function port(value: string): number {
   return n;
 }
 
-async function serve(options: { hospital: string; issuer?: string; host: string; port: number; rpId?: string; origin?: string; rcDir?: string; deviceServerId?: string }): Promise<void> {
+async function serve(options: {
+  hospital: string; issuer?: string; host: string; port: number; rpId?: string; origin?: string; rcDir?: string; deviceServerId?: string; audience?: string[];
+}): Promise<void> {
   const [adminToken] = await readSecrets(['administrator token']);
   const rpId = options.rpId ?? 'localhost';
   const service = await createMemoryHospital({
     hospital: options.hospital,
     issuer: options.issuer ?? `urn:medshare:hospital:${options.hospital}`,
     adminToken: adminToken!,
+    audiences: options.audience ?? [],
     relyingParty: { id: rpId, name: options.hospital, origins: [options.origin ?? `https://${rpId}`] },
   });
   // Unknown fields are refused, as the schemas say, not silently dropped (Fastify's default).
@@ -93,6 +96,7 @@ export function registerIdentity(program: Command): void {
     .option('--issuer <id>', 'token issuer identifier (default urn:medshare:hospital:<name>)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <port>', 'port (0 = any free port)', port, 0)
+    .option('--audience <aud...>', 'services its tokens may be for (registered audiences; the issuer itself always is one)')
     .option('--rp-id <id>', 'WebAuthn relying-party id (default localhost)')
     .option('--origin <url>', 'WebAuthn origin (default https://<rp-id>)')
     .option('--rc-dir <dir>', 'also authenticate devices, with server secret and revocations from this registration centre')

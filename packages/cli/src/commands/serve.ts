@@ -1,13 +1,16 @@
 /**
  * `medshare serve` — the whole platform (@medshare/server) in one process: trusted authority, each hospital's
  * identity service, the cloud and the hospital gateway. Data in embedded PGlite under `--data`, or in PostgreSQL
- * when DATABASE_URL is set. The administrator token (user registration) is read like every secret: a hidden
- * prompt on a terminal, else one line on stdin — never a command-line argument.
+ * when DATABASE_URL is set. Each hospital's administrator token (registration, administration) is read like every
+ * secret: a hidden prompt on a terminal, else one line per hospital on stdin, in --hospital order — never a
+ * command-line argument. Secrets kept in the database are wrapped by the key-encryption key of MEDSHARE_KEK or of
+ * the --kek file (created 0600 on first start), which is never stored in the database.
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { abe } from '@medshare/crypto';
-import { openDatabase } from '@medshare/db';
+import { loadKeyEncryptionKey, openDatabase } from '@medshare/db';
 import { createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -21,6 +24,10 @@ interface ServeOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
+  kek?: string;
+  trustProxy?: string[];
+  rpId?: string;
+  origin?: string;
 }
 
 async function serve(options: ServeOptions): Promise<void> {
@@ -32,15 +39,24 @@ async function serve(options: ServeOptions): Promise<void> {
   if (conversionWorkers !== undefined && !(Number.isInteger(conversionWorkers) && conversionWorkers >= 0 && conversionWorkers <= 256)) {
     throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
   }
-  const [adminToken] = await readSecrets(['administrator token']);
-  if (adminToken === undefined || adminToken.length < 16) throw new UsageError('the administrator token must have at least 16 characters');
+  const tokens = await readSecrets(options.hospital.map((hospital) => `administrator token of ${hospital}`));
+  const adminTokens: Record<string, string> = {};
+  options.hospital.forEach((hospital, i) => {
+    const token = tokens[i];
+    if (token === undefined || token.length < 16) throw new UsageError(`the administrator token of ${hospital} must have at least 16 characters`);
+    adminTokens[hospital] = token;
+  });
+  if (new Set(Object.values(adminTokens)).size !== options.hospital.length) throw new UsageError('each hospital needs its own administrator token');
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
-  if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
-  const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
+  await mkdir(options.data, { recursive: true, mode: 0o700 });
+  const kek = loadKeyEncryptionKey({ file: options.kek ?? join(options.data, 'kek'), create: true });
+  const db = await openDatabase(usePostgres ? { url } : { dataDir: join(options.data, 'db') });
   const platform = await createPlatform({
-    db, hospitals: options.hospital, adminToken, logger: options.log ?? false, emergencyPolicy,
+    db, hospitals: options.hospital, adminTokens, kek, logger: options.log ?? false, emergencyPolicy,
     conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
+    ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),
+    ...(options.rpId || options.origin ? { relyingParty: relyingParty(options.rpId, options.origin) } : {}),
   });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
@@ -51,12 +67,30 @@ async function serve(options: ServeOptions): Promise<void> {
   });
 }
 
+/** The WebAuthn relying party of --rp-id and --origin (each defaulting from the other). */
+function relyingParty(rpId: string | undefined, origin: string | undefined): { id: string; origins: string[] } {
+  let parsed: URL;
+  try {
+    parsed = new URL(origin ?? `https://${rpId}`);
+  } catch {
+    throw new UsageError(`not an origin: ${origin}`);
+  }
+  if (parsed.origin !== (origin ?? parsed.origin)) throw new UsageError(`an origin is scheme://host[:port], not ${origin}`);
+  const id = rpId ?? parsed.hostname;
+  if (parsed.hostname !== id && !parsed.hostname.endsWith(`.${id}`)) throw new UsageError(`origin ${parsed.origin} is not within relying-party id ${id}`);
+  return { id, origins: [parsed.origin] };
+}
+
 /** Registers `medshare serve`. */
 export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the platform (trusted authority, hospital identity, cloud, gateway) until SIGINT/SIGTERM; DATABASE_URL selects PostgreSQL')
-    .option('--data <dir>', 'PGlite data directory (ignored when DATABASE_URL is set)', 'medshare-data')
+    .option('--data <dir>', 'data directory: PGlite database (unless DATABASE_URL is set) and the key-encryption key file', 'medshare-data')
+    .option('--kek <file>', 'key-encryption key file (default <data>/kek, created 0600; MEDSHARE_KEK overrides)')
+    .option('--trust-proxy <addresses...>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy')
+    .option('--rp-id <id>', 'WebAuthn relying-party id (default: the --origin host, else localhost)')
+    .option('--origin <url>', 'WebAuthn origin browsers use (default https://<rp-id>, else http://localhost)')
     .option('--port <n>', 'TCP port (0 = any free one)', '8080')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])

@@ -7,14 +7,14 @@
  * password. The second step needs the single-use ticket the first step returned, which expires in
  * five minutes and allows three wrong codes.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { AccessDeniedError, MalformedInputError, LimitExceededError } from '@medshare/crypto';
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/server';
 import { ConflictError } from '../errors.ts';
 import type { TicketStore, UserRecord, UserStore } from '../stores.ts';
 import { base32Decode, base32Encode } from './base32.ts';
 import { AttemptLimiter } from './limiter.ts';
-import { DEFAULT_SCRYPT_PARAMS, hashPassword, verifyPassword, type ScryptParams } from './password.ts';
+import { checkNewPassword, DEFAULT_SCRYPT_PARAMS, hashPassword, verifyPassword, type ScryptParams } from './password.ts';
 import { findRecoveryCode, newRecoveryCodes } from './recovery.ts';
 import { DEFAULT_TOTP, matchTotp, newTotpSecret, otpauthUri, type TotpOptions } from './totp.ts';
 import { canonicalAttributes, checkScopes } from './vouching.ts';
@@ -23,7 +23,6 @@ import { authenticationOptions, verifyAssertion, type RelyingParty } from './web
 const TICKET_SECONDS = 300;
 const TICKET_ATTEMPTS = 3;
 const USERNAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const MIN_PASSWORD_CHARS = 12;
 
 /** A ticket for the second login step. */
 interface LoginTicket {
@@ -41,6 +40,18 @@ export interface AuthenticatedUser {
   readonly attributes: string[];
   readonly scopes: string[];
   readonly factor: 'totp' | 'webauthn' | 'recovery';
+  /** RFC 8176 methods: `pwd` and `otp` (TOTP or recovery code) or `hwk` (WebAuthn). */
+  readonly methods: string[];
+}
+
+const METHODS: Record<AuthenticatedUser['factor'], string[]> = { totp: ['pwd', 'otp'], recovery: ['pwd', 'otp'], webauthn: ['pwd', 'hwk'] };
+
+/**
+ * The challenge a device signs (as the DPoP `nonce`) to prove its keys at the second login step: derived from the
+ * ticket, so it names exactly one login and needs no storage.
+ */
+export function loginChallenge(ticket: string): string {
+  return createHash('sha256').update(`medshare/login-challenge/v1|${ticket}`).digest('base64url');
 }
 
 /** What registration returns, to show the user exactly once. */
@@ -84,7 +95,7 @@ export class AccountService {
    */
   async register(input: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<Enrolment> {
     if (!USERNAME.test(input.username)) throw new MalformedInputError('username must be 1-64 of a-z 0-9 . _ - starting with a letter or digit');
-    if ([...input.password].length < MIN_PASSWORD_CHARS) throw new MalformedInputError(`password must have at least ${MIN_PASSWORD_CHARS} characters`);
+    checkNewPassword(input.password);
     checkScopes(input.scopes);
     const id = randomUUID();
     const attributes = canonicalAttributes([...input.attributes, `hospital:${this.options.hospital}`, `uid:${id}`]);
@@ -101,6 +112,7 @@ export class AccountService {
       recoveryDigests: recovery.digests,
       webauthnUserId: randomBytes(16).toString('base64url'),
       credentials: [],
+      disabled: false,
     };
     if (!(await this.options.users.create(user))) throw new ConflictError(`username ${input.username} is already registered`);
     return {
@@ -111,8 +123,11 @@ export class AccountService {
     };
   }
 
-  /** Step 1: checks the password; returns a ticket for step 2 and the factors the user has. */
-  async startLogin(username: string, password: string, client: string): Promise<{ ticket: string; factors: string[] }> {
+  /**
+   * Step 1: checks the password; returns a ticket for step 2, the factors the user has and the challenge a device
+   * signs at step 2 to prove its keys. Throttled per (username, client address) and per address (limiter.ts).
+   */
+  async startLogin(username: string, password: string, client: string): Promise<{ ticket: string; factors: string[]; challenge: string }> {
     if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256) throw new MalformedInputError('username and password are required');
     const limiter = this.options.limiter;
     await limiter.check(username, client);
@@ -122,15 +137,16 @@ export class AccountService {
       return false;
     });
     if (!user || !ok) {
-      await limiter.fail(username);
+      await limiter.fail(username, client);
       throw new AccessDeniedError('invalid username or password');
     }
+    if (user.disabled) throw new AccessDeniedError('this account is disabled; ask your hospital administrator');
     const ticket = randomBytes(32).toString('base64url');
     const nowMs = this.now();
     const expiresAtMs = nowMs + TICKET_SECONDS * 1000;
     await this.options.tickets.put(ticket, { userId: user.id, username, attemptsLeft: TICKET_ATTEMPTS, expiresAtMs }, expiresAtMs, nowMs);
     const factors = ['totp', 'recovery', ...(user.credentials.length > 0 ? ['webauthn'] : [])];
-    return { ticket, factors };
+    return { ticket, factors, challenge: loginChallenge(ticket) };
   }
 
   /** Step 2 with a TOTP code; each time step is accepted once. */
@@ -201,11 +217,12 @@ export class AccountService {
     if (!pending) throw new AccessDeniedError('invalid or expired login ticket');
     await this.options.limiter.check(pending.username, client);
     const user = await this.options.users.findById(pending.userId);
+    if (user?.disabled) throw new AccessDeniedError('this account is disabled; ask your hospital administrator');
     if (user && (await check(user, pending))) {
-      await this.options.limiter.succeed(pending.username);
-      return { id: user.id, username: user.username, attributes: user.attributes, scopes: user.scopes, factor };
+      await this.options.limiter.succeed(pending.username, client);
+      return { id: user.id, username: user.username, attributes: user.attributes, scopes: user.scopes, factor, methods: METHODS[factor] };
     }
-    await this.options.limiter.fail(pending.username);
+    await this.options.limiter.fail(pending.username, client);
     if (pending.attemptsLeft > 1) {
       await this.options.tickets.put(String(ticket), { ...pending, attemptsLeft: pending.attemptsLeft - 1 }, pending.expiresAtMs, nowMs);
     }

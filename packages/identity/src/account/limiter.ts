@@ -1,38 +1,45 @@
 /**
- * Lockout and rate limiting of authentication attempts (NIST SP 800-63B §5.2.2 "rate limiting").
+ * Throttling of authentication attempts (NIST SP 800-63B §5.2.2 "rate limiting") that cannot be turned into a
+ * lockout of the account's owner.
  *
- * Two independent limits, both applied to every attempt whether or not the account exists:
- *  - per account: after `maxFailures` consecutive failures the account is locked for
- *    `lockBaseSeconds`, doubling with each further failure up to `lockMaxSeconds`; a success resets it.
- *    Locking is temporary on purpose, so an attacker cannot lock a clinician out for good.
- *  - per client (IP address): at most `clientAttemptsPerWindow` attempts per `clientWindowSeconds`.
+ * Failures are counted under two keys, both applied to every attempt whether or not the account exists:
+ *  - per (account, client address): after `accountFreeFailures` failures from one address, each further failure
+ *    makes that address wait `baseDelaySeconds`, doubling up to `maxDelaySeconds`, before its next attempt on that
+ *    account. Another address is not affected: the owner, logging in from where she has not been failing, gets in.
+ *  - per client address across accounts: after `clientFreeFailures` failures, the same growing delays for every
+ *    account (password spraying from one address).
+ * A success clears the (account, address) count only; the address count is not cleared by a success (an attacker
+ * with one account of her own cannot reset it) and, like the other, is forgotten after `forgetAfterSeconds`
+ * without a failure. Retry-After is rounded up to a whole `retryQuantumSeconds`, and concerns only the caller's own
+ * address. The guesses per account per day these defaults allow are computed in test/limiter.test.ts and stated
+ * in docs/identity.md.
  */
 import type { AttemptStore } from '../stores.ts';
 import { RateLimitedError } from '../errors.ts';
 
-function tooManyAttempts(waitMs: number): RateLimitedError {
-  const seconds = Math.ceil(waitMs / 1000);
-  return new RateLimitedError(`too many attempts; retry after ${seconds} s`, seconds);
-}
-
-/** Limits; the defaults allow 5 failures before a 60 s lock and 30 attempts a minute per client. */
+/** Limits (defaults: DEFAULT_LIMITS). */
 export interface LimiterOptions {
-  readonly maxFailures: number;
-  readonly lockBaseSeconds: number;
-  readonly lockMaxSeconds: number;
-  readonly clientAttemptsPerWindow: number;
-  readonly clientWindowSeconds: number;
+  readonly accountFreeFailures: number;
+  readonly clientFreeFailures: number;
+  readonly baseDelaySeconds: number;
+  readonly maxDelaySeconds: number;
+  readonly forgetAfterSeconds: number;
+  readonly retryQuantumSeconds: number;
 }
 
 export const DEFAULT_LIMITS: LimiterOptions = {
-  maxFailures: 5,
-  lockBaseSeconds: 60,
-  lockMaxSeconds: 3600,
-  clientAttemptsPerWindow: 30,
-  clientWindowSeconds: 60,
+  accountFreeFailures: 5,
+  clientFreeFailures: 20,
+  baseDelaySeconds: 30,
+  maxDelaySeconds: 3600,
+  forgetAfterSeconds: 24 * 3600,
+  retryQuantumSeconds: 60,
 };
 
-/** Tracks failures per account and attempts per client. */
+const pairKey = (account: string, client: string) => `pair:${account.length}:${account}|${client}`;
+const clientKey = (client: string) => `client:${client}`;
+
+/** Tracks failures per (account, address) and per address. */
 export class AttemptLimiter {
   private readonly limits: LimiterOptions;
 
@@ -40,41 +47,46 @@ export class AttemptLimiter {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
-  /** Throws RateLimitedError if the account is locked or the client is over its budget; counts the attempt. */
-  async check(accountKey: string, clientKey: string): Promise<void> {
+  /** Throws RateLimitedError if this address must still wait before trying this account. */
+  async check(account: string, client: string): Promise<void> {
     const nowMs = this.now();
-    const { clientAttemptsPerWindow, clientWindowSeconds } = this.limits;
-    const clientWait = await this.store.update(`client:${clientKey}`, (record) => {
-      if (nowMs - record.windowStartMs >= clientWindowSeconds * 1000) {
-        record.windowStartMs = nowMs;
-        record.windowCount = 0;
-      }
-      record.windowCount++;
-      return record.windowCount > clientAttemptsPerWindow ? record.windowStartMs + clientWindowSeconds * 1000 - nowMs : 0;
-    });
-    if (clientWait > 0) throw tooManyAttempts(clientWait);
-    const lockWait = await this.store.update(`account:${accountKey}`, (record) => record.lockedUntilMs - nowMs);
-    if (lockWait > 0) throw tooManyAttempts(lockWait);
+    const waits = await Promise.all([pairKey(account, client), clientKey(client)].map((key) => this.store.update(key, (record) => record.lockedUntilMs - nowMs)));
+    const waitMs = Math.max(...waits);
+    if (waitMs > 0) {
+      const quantum = this.limits.retryQuantumSeconds;
+      const seconds = Math.ceil(waitMs / 1000 / quantum) * quantum;
+      throw new RateLimitedError(`too many failed attempts from this address; retry after ${seconds} s`, seconds);
+    }
   }
 
-  /** Records a failed attempt on an account, locking it once the threshold is reached. */
-  async fail(accountKey: string): Promise<void> {
+  /** Records a failed attempt of `client` on `account`. */
+  async fail(account: string, client: string): Promise<void> {
+    const { accountFreeFailures, clientFreeFailures } = this.limits;
+    await this.count(pairKey(account, client), accountFreeFailures);
+    await this.count(clientKey(client), clientFreeFailures);
+  }
+
+  /** Clears the (account, address) failures after a complete successful login. */
+  async succeed(account: string, client: string): Promise<void> {
+    await this.store.remove(pairKey(account, client));
+  }
+
+  /** Forgets every address's failures on `account` (an administrator's unlock). */
+  async unlock(account: string): Promise<void> {
+    await this.store.removeAll(pairKey(account, ''));
+  }
+
+  private async count(key: string, free: number): Promise<void> {
     const nowMs = this.now();
-    const { maxFailures, lockBaseSeconds, lockMaxSeconds } = this.limits;
-    await this.store.update(`account:${accountKey}`, (record) => {
+    const { baseDelaySeconds, maxDelaySeconds, forgetAfterSeconds } = this.limits;
+    await this.store.update(key, (record) => {
+      if (nowMs - record.lastFailureMs >= forgetAfterSeconds * 1000) record.failures = 0;
       record.failures++;
-      if (record.failures >= maxFailures) {
-        const seconds = Math.min(lockMaxSeconds, lockBaseSeconds * 2 ** (record.failures - maxFailures));
+      record.lastFailureMs = nowMs;
+      if (record.failures > free) {
+        const seconds = Math.min(maxDelaySeconds, baseDelaySeconds * 2 ** Math.min(30, record.failures - free - 1));
         record.lockedUntilMs = nowMs + seconds * 1000;
       }
-    });
-  }
-
-  /** Clears an account's failures after a complete successful login. */
-  async succeed(accountKey: string): Promise<void> {
-    await this.store.update(`account:${accountKey}`, (record) => {
-      record.failures = 0;
-      record.lockedUntilMs = 0;
     });
   }
 }

@@ -83,3 +83,11 @@ export function needsRehash(stored: string, params: ScryptParams = DEFAULT_SCRYP
   const current = parseHash(stored).params;
   return current.logN !== params.logN || current.r !== params.r || current.p !== params.p;
 }
+
+/** The shortest password accepted at registration or change (NIST SP 800-63B §5.1.1.2 asks for at least 8). */
+export const MIN_PASSWORD_CHARS = 12;
+
+/** Refuses (MalformedInputError) a new password that is too short. */
+export function checkNewPassword(password: string): void {
+  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_CHARS) throw new MalformedInputError(`password must have at least ${MIN_PASSWORD_CHARS} characters`);
+}

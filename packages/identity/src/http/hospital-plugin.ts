@@ -1,43 +1,60 @@
 /**
- * A hospital's identity service as a Fastify plugin: user registration (administrator), the
- * two-step multi-factor login that ends in an SSO token, WebAuthn enrolment, logout, the JWKS and
- * the session-status endpoint other federation members consult.
+ * A hospital's identity service as a Fastify plugin: user registration and administration (this hospital's
+ * administrator credential), the two-step multi-factor login that ends in an SSO token, refresh, factor changes
+ * behind step-up, logout, the JWKS and the session-status endpoint other federation members consult.
  *
  *   GET  /.well-known/jwks.json            public signing keys
- *   POST /users                            (admin bearer) register a user → enrolment (shown once)
- *   POST /login/password                   { username, password } → { ticket, factors }
- *   POST /login/totp | /login/recovery     { ticket, code, audience, scopes?, deviceKey? } → token
+ *   POST /users                            (admin) register a user → enrolment (shown once)
+ *   POST /admin/users/:username/disable | /enable | /revoke-sessions | /unlock        (admin)
+ *   PUT  /admin/users/:username/attributes (admin) { attributes } → the new attributes; her sessions are revoked
+ *   POST /login/password                   { username, password } → { ticket, factors, challenge }
+ *   POST /login/totp | /login/recovery     { ticket, code, audience, clientId?, scopes?, deviceKey? } → token
  *   POST /login/webauthn/options           { ticket } → WebAuthn request options
- *   POST /login/webauthn                   { ticket, response, audience, scopes?, deviceKey? } → token
- *   POST /webauthn/register/options        (bearer) → WebAuthn creation options
- *   POST /webauthn/register                (bearer) { response } → { credentialId }
- *   POST /recovery-codes                   (bearer) → ten new recovery codes (the old ones stop working)
- *   POST /token                            (bearer) { audience, scopes?, deviceKey? } → a fresh token, same session
- *   POST /logout                           (bearer) revokes the session everywhere
+ *   POST /login/webauthn                   { ticket, response, audience, clientId?, scopes?, deviceKey? } → token
+ *   POST /token                            (DPoP proof) { refreshToken, audience?, scopes? } → fresh token and refresh credential
+ *   POST /webauthn/register/options        (step-up) → WebAuthn creation options
+ *   POST /webauthn/register                (step-up) { response } → { credentialId }
+ *   POST /recovery-codes                   (step-up) → ten new recovery codes (the old ones stop working)
+ *   POST /totp/reset                       (step-up) → a new TOTP secret (the old one stops working)
+ *   POST /password                         (step-up) { password } → 204
+ *   POST /logout                           (any token of this hospital) revokes the session everywhere
  *   GET  /sso/sessions/:sid                { active }
+ *
+ * Login with a device: the device signs the `challenge` of step 1 in a DPoP proof (RFC 9449 `nonce`) with its
+ * Ed25519 key, naming its X25519 key (`sealing_jkt`) when it gives one as `deviceKey`. The session is then bound
+ * to both (`cnf`), and gets a refresh credential. Step-up: `Authorization: DPoP <token>` for this hospital's own
+ * audience (its issuer URL), a DPoP proof by the token's key, and a login at most five minutes old.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { AccessDeniedError } from '@medshare/crypto';
-import type { AccountService, AuthenticatedUser } from '../account/accounts.ts';
-import type { CredentialService } from '../account/credentials.ts';
-import type { SigningKeyRing } from '../sso/keyring.ts';
-import type { TokenIssuer } from '../sso/issuer.ts';
-import { localSessionStatus, type TokenVerifier } from '../sso/federation.ts';
+import { loginChallenge, type AccountService, type AuthenticatedUser } from '../account/accounts.ts';
+import type { AdminService } from '../account/admin.ts';
+import { requireRecentLogin, type CredentialService } from '../account/credentials.ts';
 import type { VerifiedToken } from '../sso/claims.ts';
-import type { SessionStore } from '../stores.ts';
+import type { DpopVerifier } from '../sso/dpop.ts';
+import { localSessionStatus, type TokenVerifier } from '../sso/federation.ts';
+import { deviceKeyThumbprint, type IssuedToken, type TokenIssuer } from '../sso/issuer.ts';
+import type { SigningKeyRing } from '../sso/keyring.ts';
+import type { SessionDevice, SessionStore } from '../stores.ts';
 import { bearerToken, useProblemDetails } from './problem.ts';
+import { dpopHeader, presentedToken, requestUrl } from './proof.ts';
 
 export interface HospitalPluginOptions {
   readonly accounts: AccountService;
   readonly credentials: CredentialService;
+  readonly admin: AdminService;
+  /** Checks DPoP proofs (its used-proof cache is this hospital's). */
+  readonly proofs: DpopVerifier;
   readonly issuer: TokenIssuer;
   readonly keys: SigningKeyRing;
   readonly sessions: SessionStore;
   /** Verifies this hospital's own tokens (audience = its issuer URL). */
   readonly verifier: TokenVerifier;
-  /** Administrator credential for registration; compared in constant time. */
+  /** Verifies any token of this hospital, whatever its audience (logout). */
+  readonly logoutVerifier: TokenVerifier;
+  /** This hospital's administrator credential (registration, administration); compared in constant time. */
   readonly adminToken: string;
   readonly now?: () => number;
 }
@@ -47,6 +64,7 @@ const str = (maxLength: number) => ({ type: 'string', minLength: 1, maxLength })
 const tokenRequest = {
   audience: { type: 'array', minItems: 1, maxItems: 8, items: str(256) },
   scopes: { type: 'array', maxItems: 64, items: str(128) },
+  clientId: str(128),
   deviceKey: { type: 'object', maxProperties: 8 },
 };
 const codeBody = {
@@ -59,8 +77,11 @@ const codeBody = {
 interface TokenFields {
   audience: string[];
   scopes?: string[];
+  clientId?: string;
   deviceKey?: JWK;
 }
+
+const usernameParams = { type: 'object', required: ['username'], properties: { username: str(64) } };
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -69,19 +90,53 @@ function digest(value: string): Buffer {
 /** The Fastify plugin; register it with a prefix such as `/identity`. */
 export async function hospitalIdentityPlugin(app: FastifyInstance, options: HospitalPluginOptions): Promise<void> {
   useProblemDetails(app, 401);
-  const { accounts, credentials, issuer, keys, sessions, verifier } = options;
+  const { accounts, admin, credentials, issuer, keys, logoutVerifier, proofs, sessions, verifier } = options;
   const now = options.now ?? Date.now;
   const adminDigest = digest(options.adminToken);
 
-  async function authenticated(request: FastifyRequest): Promise<VerifiedToken> {
+  function requireAdmin(request: FastifyRequest): void {
     const token = bearerToken(request.headers.authorization);
-    if (!token) throw new AccessDeniedError('a bearer token is required');
-    return verifier.verify(token);
+    if (!token || !timingSafeEqual(digest(token), adminDigest)) throw new AccessDeniedError('administrator credential of this hospital required');
   }
 
-  async function issue(user: AuthenticatedUser, fields: TokenFields) {
-    const issued = await issuer.startSession(user, fields);
-    return { token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: 'Bearer', factor: user.factor };
+
+  /** Step-up: a DPoP-bound token for this hospital, a proof by its key, a login within five minutes. */
+  async function steppedUp(request: FastifyRequest): Promise<VerifiedToken> {
+    const presented = presentedToken(request.headers.authorization);
+    if (!presented) throw new AccessDeniedError('a token is required');
+    const token = await verifier.verify(presented.token);
+    if (token.proofKeyThumbprint === undefined) throw new AccessDeniedError('changing a factor needs a login with a device key (DPoP)');
+    await proofs.verify(dpopHeader(request), { method: request.method, url: requestUrl(request), accessToken: presented.token, thumbprint: token.proofKeyThumbprint });
+    requireRecentLogin(token, now());
+    return token;
+  }
+
+  /** The device keys the login's DPoP proof signs the challenge of `ticket` with (none without a proof). */
+  async function provenDevice(request: FastifyRequest, ticket: string, deviceKey: JWK | undefined): Promise<SessionDevice | undefined> {
+    const proof = dpopHeader(request);
+    if (proof === undefined) {
+      if (deviceKey !== undefined) throw new AccessDeniedError('a device key must be proven: sign the login challenge in a DPoP proof');
+      return undefined;
+    }
+    const verified = await proofs.verify(proof, { method: 'POST', url: requestUrl(request), nonce: loginChallenge(ticket) });
+    if (deviceKey === undefined) return { proofKey: verified.thumbprint };
+    const sealingKey = await deviceKeyThumbprint(deviceKey);
+    if (verified.payload.sealing_jkt !== sealingKey) throw new AccessDeniedError('the login proof does not name this device key');
+    return { proofKey: verified.thumbprint, sealingKey };
+  }
+
+  function answer(issued: IssuedToken, factor?: AuthenticatedUser['factor']) {
+    return {
+      token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: issued.refreshToken ? 'DPoP' : 'Bearer',
+      ...(issued.refreshToken ? { refreshToken: issued.refreshToken } : {}), ...(factor ? { factor } : {}),
+    };
+  }
+
+  async function login(request: FastifyRequest<{ Body: { ticket: string } & TokenFields }>, finish: () => Promise<AuthenticatedUser>) {
+    const device = await provenDevice(request, request.body.ticket, request.body.deviceKey);
+    const user = await finish();
+    const { audience, scopes, clientId } = request.body;
+    return answer(await issuer.startSession(user, { audience, ...(scopes ? { scopes } : {}), ...(clientId ? { clientId } : {}) }, device), user.factor);
   }
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'max-age=60').send(keys.jwks()));
@@ -97,9 +152,31 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
       },
     },
   }, async (request, reply) => {
-    const token = bearerToken(request.headers.authorization);
-    if (!token || !timingSafeEqual(digest(token), adminDigest)) throw new AccessDeniedError('administrator credential required');
+    requireAdmin(request);
     return reply.status(201).send(await accounts.register(request.body));
+  });
+
+  const adminActions = {
+    disable: (username: string) => admin.setDisabled(username, true),
+    enable: (username: string) => admin.setDisabled(username, false),
+    'revoke-sessions': (username: string) => admin.revokeSessions(username),
+    unlock: async (username: string) => (await admin.unlock(username), {}),
+  };
+  for (const [action, run] of Object.entries(adminActions)) {
+    app.post<{ Params: { username: string } }>(`/admin/users/:username/${action}`, { schema: { params: usernameParams } }, async (request) => {
+      requireAdmin(request);
+      return run(request.params.username);
+    });
+  }
+  app.put<{ Params: { username: string }; Body: { attributes: string[] } }>('/admin/users/:username/attributes', {
+    bodyLimit: BODY_LIMIT,
+    schema: {
+      params: usernameParams,
+      body: { type: 'object', required: ['attributes'], additionalProperties: false, properties: { attributes: { type: 'array', maxItems: 64, items: str(256) } } },
+    },
+  }, async (request) => {
+    requireAdmin(request);
+    return admin.setAttributes(request.params.username, request.body.attributes);
   });
 
   app.post<{ Body: { username: string; password: string } }>('/login/password', {
@@ -108,11 +185,11 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
   }, async (request) => accounts.startLogin(request.body.username, request.body.password, request.ip));
 
   app.post<{ Body: { ticket: string; code: string } & TokenFields }>('/login/totp', { bodyLimit: BODY_LIMIT, schema: { body: codeBody } }, async (request) =>
-    issue(await accounts.finishWithTotp(request.body.ticket, request.body.code, request.ip), request.body),
+    login(request, () => accounts.finishWithTotp(request.body.ticket, request.body.code, request.ip)),
   );
 
   app.post<{ Body: { ticket: string; code: string } & TokenFields }>('/login/recovery', { bodyLimit: BODY_LIMIT, schema: { body: codeBody } }, async (request) =>
-    issue(await accounts.finishWithRecoveryCode(request.body.ticket, request.body.code, request.ip), request.body),
+    login(request, () => accounts.finishWithRecoveryCode(request.body.ticket, request.body.code, request.ip)),
   );
 
   app.post<{ Body: { ticket: string } }>('/login/webauthn/options', {
@@ -123,28 +200,42 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
   app.post<{ Body: { ticket: string; response: never } & TokenFields }>('/login/webauthn', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
-  }, async (request) => issue(await accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip), request.body));
+  }, async (request) => login(request, () => accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip)));
 
-  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await authenticated(request)).subject));
+  app.post<{ Body: { refreshToken: string; audience?: string[]; scopes?: string[] } }>('/token', {
+    bodyLimit: BODY_LIMIT,
+    schema: {
+      body: { type: 'object', required: ['refreshToken'], additionalProperties: false, properties: { refreshToken: str(256), audience: tokenRequest.audience, scopes: tokenRequest.scopes } },
+    },
+  }, async (request) => {
+    const proof = await proofs.verify(dpopHeader(request), { method: 'POST', url: requestUrl(request) });
+    const { refreshToken, audience, scopes } = request.body;
+    return answer(await issuer.refresh(refreshToken, proof.thumbprint, { ...(audience ? { audience } : {}), ...(scopes ? { scopes } : {}) }, (id) => credentials.profile(id)));
+  });
+
+  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await steppedUp(request)).subject));
 
   app.post<{ Body: { response: never } }>('/webauthn/register', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
-  }, async (request) => credentials.finishWebAuthnRegistration((await authenticated(request)).subject, request.body.response));
+  }, async (request) => credentials.finishWebAuthnRegistration((await steppedUp(request)).subject, request.body.response));
 
-  app.post<{ Body: TokenFields }>('/token', {
+  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await steppedUp(request)).subject) }));
+
+  app.post('/totp/reset', async (request) => credentials.resetTotp((await steppedUp(request)).subject));
+
+  app.post<{ Body: { password: string } }>('/password', {
     bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['audience'], additionalProperties: false, properties: tokenRequest } },
-  }, async (request) => {
-    const current = await authenticated(request);
-    const issued = await issuer.sign(await credentials.profile(current.subject), current.sessionId, request.body);
-    return { token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: 'Bearer' };
+    schema: { body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password: str(1024) } } },
+  }, async (request, reply) => {
+    await credentials.changePassword((await steppedUp(request)).subject, request.body.password);
+    return reply.status(204).send();
   });
 
-  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await authenticated(request)).subject) }));
-
   app.post('/logout', async (request, reply) => {
-    await sessions.revoke((await authenticated(request)).sessionId);
+    const presented = presentedToken(request.headers.authorization);
+    if (!presented) throw new AccessDeniedError('a token is required');
+    await sessions.revoke((await logoutVerifier.verify(presented.token)).sessionId);
     return reply.status(204).send();
   });
 

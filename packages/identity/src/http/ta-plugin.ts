@@ -2,7 +2,7 @@
  * The trusted authority's key service as a Fastify plugin.
  *
  *   GET  /ta/public-key   the CP-ABE public parameters (base64 of the versioned encoding)
- *   POST /ta/keys         (bearer SSO token) { attributes, deviceKey } → the key sealed to deviceKey
+ *   POST /ta/keys         (`Authorization: DPoP <SSO token>`, `DPoP: <proof>`) { attributes, deviceKey } → the key sealed to deviceKey
  *
  * The response holds only the sealed box; the clear key exists only inside TrustedAuthority.issueKey.
  */
@@ -10,7 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import type { JWK } from 'jose';
 import { abe, AccessDeniedError } from '@medshare/crypto';
 import type { TrustedAuthority } from '../ta/authority.ts';
-import { bearerToken, useProblemDetails } from './problem.ts';
+import { useProblemDetails } from './problem.ts';
+import { dpopHeader, presentedToken, requestUrl } from './proof.ts';
 
 export interface TaPluginOptions {
   readonly authority: TrustedAuthority;
@@ -38,8 +39,8 @@ export async function trustedAuthorityPlugin(app: FastifyInstance, options: TaPl
       },
     },
   }, async (request) => {
-    const token = bearerToken(request.headers.authorization);
-    if (!token) throw new AccessDeniedError('a bearer SSO token is required');
-    return options.authority.issueKey(token, request.body);
+    const presented = presentedToken(request.headers.authorization);
+    if (!presented) throw new AccessDeniedError('an SSO token is required');
+    return options.authority.issueKey(presented.token, request.body, { proof: dpopHeader(request), method: request.method, url: requestUrl(request) });
   });
 }

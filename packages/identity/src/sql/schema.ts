@@ -4,7 +4,8 @@
  * tickets and nonces by a scope naming the hospital (or the trusted authority) and the purpose. Times are
  * milliseconds since the epoch from the service's clock, the same clock the in-memory stores compare against.
  * These are a hospital's identity tables, never the cloud's: password hashes, TOTP secrets and signing keys
- * stay out of every `cloud_*` table.
+ * stay out of every `cloud_*` table, and
+ * TOTP secrets and private signing keys are stored wrapped by the service's key-encryption key (@medshare/db).
  */
 import type { Migration } from '@medshare/db';
 
@@ -68,6 +69,33 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (hospital, kid))`,
       // At most one current key per hospital: concurrent first starts cannot both install one.
       'CREATE UNIQUE INDEX identity_signing_keys_current ON identity_signing_keys (hospital) WHERE retired_at_ms IS NULL',
+    ],
+  },
+  {
+    version: 2,
+    description: 'secrets wrapped by the key-encryption key, sessions bound to device keys with refresh credentials, disabled users, throttle per address',
+    statements: [
+      // Secrets are stored wrapped from now on. SQL cannot wrap the clear ones of version 1 (the KEK never enters the
+      // database), so they are dropped: such users re-enrol TOTP through their administrator, and signing keys are new.
+      'ALTER TABLE identity_users DROP COLUMN totp_secret',
+      'ALTER TABLE identity_users ADD COLUMN totp_secret_wrapped bytea',
+      'ALTER TABLE identity_users ADD COLUMN disabled boolean NOT NULL DEFAULT false',
+      'DELETE FROM identity_signing_keys',
+      'ALTER TABLE identity_signing_keys DROP COLUMN private_jwk',
+      'ALTER TABLE identity_signing_keys ADD COLUMN private_key_wrapped bytea NOT NULL',
+      // Sessions of version 1 carry no device binding: they end here.
+      'UPDATE identity_sessions SET revoked = true',
+      `ALTER TABLE identity_sessions
+        ADD COLUMN auth_time bigint NOT NULL DEFAULT 0,
+        ADD COLUMN methods text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN client_id text NOT NULL DEFAULT '',
+        ADD COLUMN audiences text[] NOT NULL DEFAULT '{}',
+        ADD COLUMN proof_key text,
+        ADD COLUMN sealing_key text,
+        ADD COLUMN refresh_digest text`,
+      'DELETE FROM identity_attempts',
+      'ALTER TABLE identity_attempts RENAME COLUMN window_start_ms TO last_failure_ms',
+      'ALTER TABLE identity_attempts DROP COLUMN window_count',
     ],
   },
 ];

@@ -11,8 +11,12 @@
  * rows are added and a sweep never waits or deadlocks.
  *
  * Values travel as `$n::text::jsonb` (JSON text) because `pg` would send a JS array as a Postgres array.
+ *
+ * Secrets at rest: TOTP secrets and private signing keys are wrapped by the key-encryption key given to the store
+ * (never stored in the database), each under a context naming its table, column and row, so a wrapped value copied
+ * to another row does not unwrap there.
  */
-import type { Database, Queryable } from '@medshare/db';
+import type { Database, KeyEncryptionKey, Queryable } from '@medshare/db';
 import type {
   AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredCredential, StoredSigningKey,
   TicketStore, UserRecord, UserStore,
@@ -33,64 +37,80 @@ interface UserRow {
   attributes: string[];
   scopes: string[];
   password_hash: string;
-  totp_secret: string | null;
+  totp_secret_wrapped: Uint8Array | null;
   last_totp_step: number;
   recovery_digests: string[];
   webauthn_user_id: string;
   credentials: StoredCredential[];
+  disabled: boolean;
 }
 
-const USER_COLUMNS = 'id, username, attributes, scopes, password_hash, totp_secret, last_totp_step, recovery_digests, webauthn_user_id, credentials';
+const USER_COLUMNS =
+  'id, username, attributes, scopes, password_hash, totp_secret_wrapped, last_totp_step, recovery_digests, webauthn_user_id, credentials, disabled';
 
-function userOf(row: UserRow): UserRecord {
-  return {
-    id: row.id,
-    username: row.username,
-    attributes: row.attributes,
-    scopes: row.scopes,
-    passwordHash: row.password_hash,
-    totpSecret: row.totp_secret ?? undefined,
-    lastTotpStep: row.last_totp_step,
-    recoveryDigests: row.recovery_digests,
-    webauthnUserId: row.webauthn_user_id,
-    credentials: row.credentials,
-  };
-}
-
-/** Users of one hospital. */
+/** Users of one hospital; TOTP secrets wrapped by `kek`. */
 export class SqlUserStore implements UserStore {
-  constructor(private readonly db: Database, private readonly hospital: string) {}
+  constructor(private readonly db: Database, private readonly hospital: string, private readonly kek: KeyEncryptionKey) {}
+
+  private totpContext(id: string): string {
+    return `identity_users.totp_secret_wrapped|${this.hospital}|${id}`;
+  }
+
+  private async wrapTotp(id: string, secret: string | undefined): Promise<Uint8Array | null> {
+    return secret === undefined ? null : this.kek.wrap(Buffer.from(secret, 'utf8'), this.totpContext(id));
+  }
+
+  private async userOf(row: UserRow): Promise<UserRecord> {
+    const totp = row.totp_secret_wrapped === null ? undefined : Buffer.from(await this.kek.unwrap(row.totp_secret_wrapped, this.totpContext(row.id))).toString('utf8');
+    return {
+      id: row.id,
+      username: row.username,
+      attributes: row.attributes,
+      scopes: row.scopes,
+      passwordHash: row.password_hash,
+      totpSecret: totp,
+      lastTotpStep: row.last_totp_step,
+      recoveryDigests: row.recovery_digests,
+      webauthnUserId: row.webauthn_user_id,
+      credentials: row.credentials,
+      disabled: row.disabled,
+    };
+  }
 
   async create(user: UserRecord): Promise<boolean> {
     const inserted = await this.db.query(
-      `INSERT INTO identity_users (hospital, ${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb)
+      `INSERT INTO identity_users (hospital, ${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12)
        ON CONFLICT (hospital, username) DO NOTHING RETURNING id`,
-      [this.hospital, user.id, user.username, user.attributes, user.scopes, user.passwordHash, user.totpSecret ?? null, user.lastTotpStep,
-        user.recoveryDigests, user.webauthnUserId, JSON.stringify(user.credentials)],
+      [this.hospital, user.id, user.username, user.attributes, user.scopes, user.passwordHash, await this.wrapTotp(user.id, user.totpSecret), user.lastTotpStep,
+        user.recoveryDigests, user.webauthnUserId, JSON.stringify(user.credentials), user.disabled],
     );
     return inserted.rows.length === 1;
   }
 
   async findByUsername(username: string): Promise<UserRecord | undefined> {
     const rows = await this.db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND username = $2`, [this.hospital, username]);
-    return rows.rows[0] && userOf(rows.rows[0]);
+    return rows.rows[0] && this.userOf(rows.rows[0]);
   }
 
   async findById(id: string): Promise<UserRecord | undefined> {
     const rows = await this.db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND id = $2`, [this.hospital, id]);
-    return rows.rows[0] && userOf(rows.rows[0]);
+    return rows.rows[0] && this.userOf(rows.rows[0]);
   }
 
   async update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined> {
     return this.db.transaction(async (tx) => {
       const row = (await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND id = $2 FOR UPDATE`, [this.hospital, id])).rows[0];
       if (!row) return undefined;
-      const user = userOf(row);
+      const user = await this.userOf(row);
+      const before = user.totpSecret;
       const result = change(user);
+      // Rewrapped only when changed: an unchanged secret keeps its stored bytes.
+      const totp = user.totpSecret === before ? row.totp_secret_wrapped : await this.wrapTotp(id, user.totpSecret);
       await tx.query(
-        `UPDATE identity_users SET password_hash = $3, totp_secret = $4, last_totp_step = $5, recovery_digests = $6, credentials = $7::text::jsonb
+        `UPDATE identity_users SET attributes = $3, password_hash = $4, totp_secret_wrapped = $5, last_totp_step = $6, recovery_digests = $7,
+           credentials = $8::text::jsonb, disabled = $9
          WHERE hospital = $1 AND id = $2`,
-        [this.hospital, id, user.passwordHash, user.totpSecret ?? null, user.lastTotpStep, user.recoveryDigests, JSON.stringify(user.credentials)],
+        [this.hospital, id, user.attributes, user.passwordHash, totp, user.lastTotpStep, user.recoveryDigests, JSON.stringify(user.credentials), user.disabled],
       );
       return result;
     });
@@ -147,26 +167,59 @@ export class SqlNonceCache implements NonceCache {
   }
 }
 
+interface SessionRow {
+  id: string;
+  user_id: string;
+  expires_at_ms: number;
+  revoked: boolean;
+  auth_time: number;
+  methods: string[];
+  client_id: string;
+  audiences: string[];
+  proof_key: string | null;
+  sealing_key: string | null;
+  refresh_digest: string | null;
+}
+
+const SESSION_COLUMNS = 'id, user_id, expires_at_ms, revoked, auth_time, methods, client_id, audiences, proof_key, sealing_key, refresh_digest';
+
 /** Login sessions of one hospital; expired sessions are swept as new ones start. */
 export class SqlSessionStore implements SessionStore {
   constructor(private readonly db: Database, private readonly hospital: string, private readonly now: () => number = Date.now) {}
 
   async create(session: SessionRecord): Promise<void> {
-    await this.db.query('INSERT INTO identity_sessions (hospital, id, user_id, expires_at_ms, revoked) VALUES ($1, $2, $3, $4, $5)', [
-      this.hospital, session.id, session.userId, session.expiresAtMs, session.revoked,
-    ]);
+    await this.db.query(
+      `INSERT INTO identity_sessions (hospital, ${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+      [this.hospital, session.id, session.userId, session.expiresAtMs, session.revoked, session.authTime, session.methods, session.clientId,
+        session.audiences, session.device?.proofKey ?? null, session.device?.sealingKey ?? null, session.refreshDigest ?? null],
+    );
     await sweep(this.db, 'identity_sessions', 'hospital, id', 'hospital = $1 AND expires_at_ms <= $2', [this.hospital, this.now()]);
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
-    const rows = await this.db.query<{ id: string; user_id: string; expires_at_ms: number; revoked: boolean }>(
-      'SELECT id, user_id, expires_at_ms, revoked FROM identity_sessions WHERE hospital = $1 AND id = $2',
+    const rows = await this.db.query<SessionRow>(
+      `SELECT ${SESSION_COLUMNS} FROM identity_sessions WHERE hospital = $1 AND id = $2`,
       [this.hospital, id],
       // Checked on every request to every service (revocation is immediate): planned once per connection.
       { prepared: true },
     );
     const row = rows.rows[0];
-    return row && { id: row.id, userId: row.user_id, expiresAtMs: row.expires_at_ms, revoked: row.revoked };
+    if (!row) return undefined;
+    return {
+      id: row.id, userId: row.user_id, expiresAtMs: row.expires_at_ms, revoked: row.revoked, authTime: row.auth_time, methods: row.methods,
+      clientId: row.client_id, audiences: row.audiences,
+      ...(row.proof_key === null ? {} : { device: { proofKey: row.proof_key, ...(row.sealing_key === null ? {} : { sealingKey: row.sealing_key }) } }),
+      ...(row.refresh_digest === null ? {} : { refreshDigest: row.refresh_digest }),
+    };
+  }
+
+  async rotateRefresh(id: string, expected: string, next: string, nowMs: number): Promise<boolean> {
+    const rows = await this.db.query(
+      `UPDATE identity_sessions SET refresh_digest = $4
+       WHERE hospital = $1 AND id = $2 AND refresh_digest = $3 AND NOT revoked AND expires_at_ms > $5 RETURNING id`,
+      [this.hospital, id, expected, next, nowMs],
+    );
+    return rows.rows.length === 1;
   }
 
   async revoke(id: string): Promise<void> {
@@ -197,20 +250,20 @@ export class SqlAttemptStore implements AttemptStore {
     const { result, created } = await this.db.transaction(async (tx) => {
       // Make sure the row exists, so that FOR UPDATE has a row to lock even for a key never seen before.
       const inserted = await tx.query(
-        `INSERT INTO identity_attempts (hospital, key, failures, locked_until_ms, window_start_ms, window_count, updated_at_ms)
-         VALUES ($1, $2, 0, 0, 0, 0, $3) ON CONFLICT (hospital, key) DO NOTHING RETURNING key`,
+        `INSERT INTO identity_attempts (hospital, key, failures, locked_until_ms, last_failure_ms, updated_at_ms)
+         VALUES ($1, $2, 0, 0, 0, $3) ON CONFLICT (hospital, key) DO NOTHING RETURNING key`,
         [this.hospital, key, nowMs],
       );
-      const row = (await tx.query<{ failures: number; locked_until_ms: number; window_start_ms: number; window_count: number }>(
-        'SELECT failures, locked_until_ms, window_start_ms, window_count FROM identity_attempts WHERE hospital = $1 AND key = $2 FOR UPDATE',
+      const row = (await tx.query<{ failures: number; locked_until_ms: number; last_failure_ms: number }>(
+        'SELECT failures, locked_until_ms, last_failure_ms FROM identity_attempts WHERE hospital = $1 AND key = $2 FOR UPDATE',
         [this.hospital, key],
       )).rows[0]!;
-      const record: AttemptRecord = { failures: row.failures, lockedUntilMs: row.locked_until_ms, windowStartMs: row.window_start_ms, windowCount: row.window_count };
+      const record: AttemptRecord = { failures: row.failures, lockedUntilMs: row.locked_until_ms, lastFailureMs: row.last_failure_ms };
       const result = change(record);
       await tx.query(
-        `UPDATE identity_attempts SET failures = $3, locked_until_ms = $4, window_start_ms = $5, window_count = $6, updated_at_ms = $7
+        `UPDATE identity_attempts SET failures = $3, locked_until_ms = $4, last_failure_ms = $5, updated_at_ms = $6
          WHERE hospital = $1 AND key = $2`,
-        [this.hospital, key, record.failures, record.lockedUntilMs, record.windowStartMs, record.windowCount, nowMs],
+        [this.hospital, key, record.failures, record.lockedUntilMs, record.lastFailureMs, nowMs],
       );
       return { result, created: inserted.rows.length === 1 };
     });
@@ -221,25 +274,41 @@ export class SqlAttemptStore implements AttemptStore {
     }
     return result;
   }
+
+  async remove(key: string): Promise<void> {
+    await this.db.query('DELETE FROM identity_attempts WHERE hospital = $1 AND key = $2', [this.hospital, key]);
+  }
+
+  async removeAll(prefix: string): Promise<void> {
+    await this.db.query('DELETE FROM identity_attempts WHERE hospital = $1 AND starts_with(key, $2)', [this.hospital, prefix]);
+  }
 }
 
 interface KeyRow {
   kid: string;
-  private_jwk: StoredSigningKey['privateJwk'];
+  private_key_wrapped: Uint8Array;
   public_jwk: StoredSigningKey['publicJwk'];
   retired_at_ms: number | null;
 }
 
-/** The SSO signing keys of one hospital, private JWKs included (the hospital's identity tables, not the cloud's). */
+/** The SSO signing keys of one hospital, private keys wrapped by `kek` (the hospital's identity tables, not the cloud's). */
 export class SqlSigningKeyStore implements SigningKeyStore {
-  constructor(private readonly db: Database, private readonly hospital: string) {}
+  constructor(private readonly db: Database, private readonly hospital: string, private readonly kek: KeyEncryptionKey) {}
+
+  private context(kid: string): string {
+    return `identity_signing_keys.private_key_wrapped|${this.hospital}|${kid}`;
+  }
+
+  private wrap(key: StoredSigningKey): Promise<Uint8Array> {
+    return this.kek.wrap(Buffer.from(JSON.stringify(key.privateJwk), 'utf8'), this.context(key.kid));
+  }
 
   async initialise(fresh: StoredSigningKey): Promise<StoredSigningKey[]> {
     // The partial unique index on current keys makes a second starter's insert a no-op.
     await this.db.query(
-      `INSERT INTO identity_signing_keys (hospital, kid, private_jwk, public_jwk) VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb)
+      `INSERT INTO identity_signing_keys (hospital, kid, private_key_wrapped, public_jwk) VALUES ($1, $2, $3, $4::text::jsonb)
        ON CONFLICT DO NOTHING`,
-      [this.hospital, fresh.kid, JSON.stringify(fresh.privateJwk), JSON.stringify(fresh.publicJwk)],
+      [this.hospital, fresh.kid, await this.wrap(fresh), JSON.stringify(fresh.publicJwk)],
     );
     return this.load(this.db);
   }
@@ -250,8 +319,8 @@ export class SqlSigningKeyStore implements SigningKeyStore {
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`identity_signing_keys:${this.hospital}`]);
       await tx.query('UPDATE identity_signing_keys SET retired_at_ms = $2 WHERE hospital = $1 AND retired_at_ms IS NULL', [this.hospital, nowMs]);
       await tx.query('DELETE FROM identity_signing_keys WHERE hospital = $1 AND retired_at_ms <= $2', [this.hospital, forgetUpToMs]);
-      await tx.query('INSERT INTO identity_signing_keys (hospital, kid, private_jwk, public_jwk) VALUES ($1, $2, $3::text::jsonb, $4::text::jsonb)', [
-        this.hospital, fresh.kid, JSON.stringify(fresh.privateJwk), JSON.stringify(fresh.publicJwk),
+      await tx.query('INSERT INTO identity_signing_keys (hospital, kid, private_key_wrapped, public_jwk) VALUES ($1, $2, $3, $4::text::jsonb)', [
+        this.hospital, fresh.kid, await this.wrap(fresh), JSON.stringify(fresh.publicJwk),
       ]);
       return this.load(tx);
     });
@@ -260,14 +329,14 @@ export class SqlSigningKeyStore implements SigningKeyStore {
   private async load(db: Queryable): Promise<StoredSigningKey[]> {
     // Retired keys by retirement time, then the current key (NULL sorts last).
     const rows = await db.query<KeyRow>(
-      'SELECT kid, private_jwk, public_jwk, retired_at_ms FROM identity_signing_keys WHERE hospital = $1 ORDER BY retired_at_ms, kid',
+      'SELECT kid, private_key_wrapped, public_jwk, retired_at_ms FROM identity_signing_keys WHERE hospital = $1 ORDER BY retired_at_ms, kid',
       [this.hospital],
     );
-    return rows.rows.map((row) => ({
+    return Promise.all(rows.rows.map(async (row) => ({
       kid: row.kid,
-      privateJwk: row.private_jwk,
+      privateJwk: JSON.parse(Buffer.from(await this.kek.unwrap(row.private_key_wrapped, this.context(row.kid))).toString('utf8')) as StoredSigningKey['privateJwk'],
       publicJwk: row.public_jwk,
       ...(row.retired_at_ms === null ? {} : { retiredAtMs: row.retired_at_ms }),
-    }));
+    })));
   }
 }

@@ -141,15 +141,18 @@ interface RememberedToken {
   readonly payload: JWTPayload;
 }
 
-/** Verifies SSO tokens for one audience against a trust list. */
+/** Verifies SSO tokens for one audience (or any of several) against a trust list. */
 export class TokenVerifier {
   private readonly remembered = new Map<string, RememberedToken>();
+  private readonly audienceList: string[];
 
   constructor(
-    private readonly audience: string,
+    private readonly audience: string | readonly string[],
     private readonly trust: TrustList,
     private readonly options: { clockToleranceSeconds?: number; maxLifetimeSeconds?: number; now?: () => number } = {},
-  ) {}
+  ) {
+    this.audienceList = typeof audience === 'string' ? [audience] : [...audience];
+  }
 
   /** Verifies a token (see the module comment); AccessDeniedError names the failed check. */
   async verify(token: string): Promise<VerifiedToken> {
@@ -194,15 +197,15 @@ export class TokenVerifier {
     const now = this.options.now ?? Date.now;
     const { payload, key } = await jwtVerify(token, trusted.keys, {
       issuer: trusted.member.issuer,
-      audience: this.audience,
+      audience: this.audienceList,
       algorithms: [TOKEN_ALGORITHM],
       typ: TOKEN_TYPE,
-      requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp', 'hospital', 'attrs'],
+      requiredClaims: ['sub', 'sid', 'jti', 'iat', 'exp', 'hospital', 'attrs', 'client_id', 'auth_time'],
       clockTolerance: this.options.clockToleranceSeconds ?? 30,
       maxTokenAge: this.options.maxLifetimeSeconds ?? 900,
       currentDate: new Date(now()),
     }).catch((error: unknown) => {
-      throw new AccessDeniedError(reason(error, this.audience));
+      throw new AccessDeniedError(reason(error, this.audienceList.join(' or ')));
     });
     const verified: RememberedToken = { trusted, header: { ...header, alg: TOKEN_ALGORITHM }, key, payload };
     if (this.remembered.size >= MAX_REMEMBERED_TOKENS) this.remembered.delete(this.remembered.keys().next().value!);
@@ -211,8 +214,11 @@ export class TokenVerifier {
   }
 
   private async checkClaims(payload: JWTPayload, member: FederationMember): Promise<VerifiedToken> {
-    const { sub, sid, jti, exp } = payload;
-    if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string' || typeof exp !== 'number') throw new AccessDeniedError('token claims are malformed');
+    const { sub, sid, jti, exp, client_id: clientId, auth_time: authTime, acr } = payload as JWTPayload & { client_id?: unknown; auth_time?: unknown; acr?: unknown };
+    if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string' || typeof exp !== 'number' || typeof clientId !== 'string'
+      || typeof authTime !== 'number' || (acr !== undefined && typeof acr !== 'string')) {
+      throw new AccessDeniedError('token claims are malformed');
+    }
     if (payload.hospital !== member.hospital) throw new AccessDeniedError('token hospital does not match its issuer');
     const attributes = stringArray(payload.attrs, 'attrs');
     const hospitals = attributes.filter((a) => a.startsWith('hospital:'));
@@ -222,7 +228,8 @@ export class TokenVerifier {
     }
     const scope = payload.scope;
     if (scope !== undefined && typeof scope !== 'string') throw new AccessDeniedError('token scope claim is malformed');
-    const cnf = payload.cnf as { jkt?: unknown } | undefined;
+    const cnf = payload.cnf as { jkt?: unknown; sealing_jkt?: unknown } | undefined;
+    const methods = payload.amr === undefined ? [] : stringArray(payload.amr, 'amr');
     if (!(await member.sessionStatus(sid))) throw new AccessDeniedError('token session has been revoked');
     return {
       issuer: member.issuer,
@@ -230,11 +237,16 @@ export class TokenVerifier {
       subject: sub,
       sessionId: sid,
       tokenId: jti,
+      clientId,
       // Copies: a remembered payload serves later requests, so nothing handed out may alias it.
       audience: typeof payload.aud === 'string' ? [payload.aud] : [...(payload.aud ?? [])],
       attributes,
       scopes: scope ? scope.split(' ') : [],
-      deviceKeyThumbprint: typeof cnf?.jkt === 'string' ? cnf.jkt : undefined,
+      authTime,
+      acr,
+      methods,
+      proofKeyThumbprint: typeof cnf?.jkt === 'string' ? cnf.jkt : undefined,
+      sealingKeyThumbprint: typeof cnf?.sealing_jkt === 'string' ? cnf.sealing_jkt : undefined,
       expiresAt: exp,
     };
   }

@@ -4,11 +4,13 @@
  *
  * A key is issued only if
  *   1. the SSO token verifies for the TA's audience (issuer on the trust list, signature, expiry,
- *      live session — see sso/federation.ts);
- *   2. the token is bound (`cnf.jkt`) to the X25519 device key the request names, so a stolen
- *      token cannot have a key delivered anywhere else;
- *   3. every requested attribute is one the user's hospital vouched for in that token;
- *   4. the token has not already been used for a key (its `jti` goes into a nonce cache until expiry).
+ *      live session — see sso/federation.ts; a disabled user's sessions are revoked, so she gets no key);
+ *   2. the request carries a DPoP proof (sso/dpop.ts) for this request and this token, signed by the key the
+ *      token is bound to (`cnf.jkt`): the device that signed the login challenge, not whoever holds the token;
+ *   3. the X25519 key the key is to be sealed to is the one that login's proof named (`cnf.sealing_jkt`), so
+ *      neither a stolen token nor a refresh can have a key delivered anywhere else;
+ *   4. every requested attribute is one the user's hospital vouched for in that token;
+ *   5. the token has not already been used for a key (its `jti` goes into a nonce cache until expiry).
  * The key is then sealed to the device key (ta/sealed-box.ts) and exists in clear only in memory
  * here and on the device. Nothing here logs, and errors name attributes, never key material.
  */
@@ -18,6 +20,7 @@ import { abe, AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import { canonicalAttributes } from '../account/vouching.ts';
 import type { VerifiedToken } from '../sso/claims.ts';
 import type { TokenVerifier } from '../sso/federation.ts';
+import type { DpopVerifier, ProofExpectation } from '../sso/dpop.ts';
 import { deviceKeyThumbprint } from '../sso/issuer.ts';
 import type { NonceCache } from '../stores.ts';
 import { importDevicePublicKey, open, seal, type SealedBox } from './sealed-box.ts';
@@ -42,8 +45,13 @@ export interface TrustedAuthorityOptions {
   readonly publicKey: abe.PublicKey;
   readonly masterKey: abe.MasterKey;
   readonly usedTokens: NonceCache;
+  /** Checks the DPoP proofs of key requests (its used-proof cache is the TA's). */
+  readonly proofs: DpopVerifier;
   readonly now?: () => number;
 }
+
+/** The request a DPoP proof must be for. */
+export type ProofContext = Pick<ProofExpectation, 'method' | 'url'> & { readonly proof: string | undefined };
 
 /** The context string both sides bind into the sealed box. */
 export function deliveryContext(authorityId: string, subject: string, tokenId: string): string {
@@ -59,12 +67,13 @@ export class TrustedAuthority {
   }
 
   /** The checks of the module comment, then keygen and sealing. */
-  async issueKey(token: string, request: KeyRequest): Promise<IssuedKey> {
+  async issueKey(token: string, request: KeyRequest, context: ProofContext): Promise<IssuedKey> {
     const verified = await this.options.verifier.verify(token);
     const attributes = this.vouchedAttributes(verified, request);
     const thumbprint = await deviceKeyThumbprint(request.deviceKey);
-    if (verified.deviceKeyThumbprint === undefined) throw new AccessDeniedError('token is not bound to a device key');
-    if (verified.deviceKeyThumbprint !== thumbprint) throw new AccessDeniedError('token is bound to a different device key');
+    if (verified.proofKeyThumbprint === undefined || verified.sealingKeyThumbprint === undefined) throw new AccessDeniedError('token is not bound to a device key');
+    await this.options.proofs.verify(context.proof, { method: context.method, url: context.url, accessToken: token, thumbprint: verified.proofKeyThumbprint });
+    if (verified.sealingKeyThumbprint !== thumbprint) throw new AccessDeniedError('token is bound to a different device key');
     const nowMs = (this.options.now ?? Date.now)();
     const fresh = await this.options.usedTokens.add(`${verified.issuer} ${verified.tokenId}`, verified.expiresAt * 1000 + 60_000, nowMs);
     if (!fresh) throw new AccessDeniedError('token has already been used to obtain a key');

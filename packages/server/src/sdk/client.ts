@@ -5,9 +5,8 @@
  * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
  * initialise it first (abe.init is idempotent).
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
-import { base32Decode, openIssuedKey, totp, type IssuedKey, type KeyRequest } from '@medshare/identity';
+import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
@@ -34,20 +33,25 @@ export interface UserEnrolment {
   recoveryCodes: string[];
 }
 
-/** A logged-in user. */
+/** A logged-in user; `device` holds the keys the login proved (the token is bound to them). */
 export interface Session {
   readonly base: URL;
   readonly hospital: string;
   readonly token: string;
+  readonly refreshToken: string;
+  readonly device: DeviceKeys;
 }
 
 const TA_AUDIENCE = 'medshare-ta';
 const utf8 = new TextDecoder();
 
-async function call<T>(base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string } = {}): Promise<T> {
+async function call<T>(
+  base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string; dpop?: string } = {},
+): Promise<T> {
   const headers: Record<string, string> = {};
   if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
+  if (options.dpop !== undefined) headers.dpop = options.dpop;
   const response = await fetch(new URL(path, base), { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
   const text = await response.text();
   if (!response.ok) {
@@ -77,15 +81,19 @@ export class PlatformClient {
   }
 
   /**
-   * Password + TOTP login. The token is for the platform and the trusted authority; with `deviceKey` it is bound
-   * to that key (needed for a CP-ABE key).
+   * Password + TOTP login on fresh device keys, which sign the login challenge: the token (for the platform and the
+   * trusted authority) is bound to them, and only they can refresh it or have a CP-ABE key sealed to them.
    */
-  async login(hospital: string, username: string, password: string, totpSecret: string, deviceKey?: KeyRequest['deviceKey']): Promise<Session> {
-    const { ticket } = await call<{ ticket: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
+  async login(hospital: string, username: string, password: string, totpSecret: string): Promise<Session> {
+    const device = await DeviceKeys.generate();
+    const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
     const code = totp(base32Decode(totpSecret), Date.now() / 1000);
-    const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(deviceKey ? { deviceKey } : {}) };
-    const { token } = await call<{ token: string }>(this.base, 'POST', `/identity/${hospital}/login/totp`, { body });
-    return { base: this.base, hospital, token };
+    const path = `/identity/${hospital}/login/totp`;
+    const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
+    const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(this.base, 'POST', path, {
+      body, dpop: await device.loginProof(new URL(path, this.base), challenge),
+    });
+    return { base: this.base, hospital, token, refreshToken, device };
   }
 
   /** The trusted authority's CP-ABE public parameters. */
@@ -94,14 +102,14 @@ export class PlatformClient {
     return abe.decodePublicKey(Buffer.from(publicKey, 'base64'));
   }
 
-  /** Logs a reader in on a fresh device key, obtains her CP-ABE key sealed to it, and returns a doctor client. */
+  /** Logs a reader in on fresh device keys, obtains her CP-ABE key sealed to them, and returns a doctor client. */
   async loginReader(hospital: string, username: string, password: string, totpSecret: string, attributes: string[]): Promise<DoctorClient> {
     await abe.init();
-    const device = generateKeyPairSync('x25519');
-    const deviceKey = device.publicKey.export({ format: 'jwk' }) as KeyRequest['deviceKey'];
-    const session = await this.login(hospital, username, password, totpSecret, deviceKey);
-    const issued = await call<IssuedKey>(this.base, 'POST', '/ta/keys', { body: { attributes, deviceKey }, token: session.token });
-    return new DoctorClient(session, openIssuedKey(device.privateKey as KeyObject, issued));
+    const session = await this.login(hospital, username, password, totpSecret);
+    const { device, token } = session;
+    const dpop = await device.dpop.proof('POST', new URL('/ta/keys', this.base), { accessToken: token });
+    const issued = await call<IssuedKey>(this.base, 'POST', '/ta/keys', { body: { attributes, deviceKey: device.sealingPublicJwk }, token, dpop });
+    return new DoctorClient(session, openIssuedKey(device.sealingPrivateKey, issued));
   }
 }
 
