@@ -28,20 +28,23 @@ export interface RunningHospital {
   readonly service: HospitalService;
   /** This hospital as another member's trust list sees it: JWKS and session status over HTTP. */
   member(): FederationMember;
-  post(path: string, body: unknown, bearer?: string, dpop?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** POSTs JSON; `from` is the client address it appears to come from (X-Forwarded-For). */
+  post(path: string, body: unknown, bearer?: string, dpop?: string, from?: string): Promise<{ status: number; body: any; headers: Headers }>;
+  /** PUTs JSON (administrator operations). */
+  put(path: string, body: unknown, bearer?: string): Promise<{ status: number; body: any; headers: Headers }>;
   /** The absolute URL of a path of this service (what a DPoP proof names). */
   url(path: string): URL;
   close(): Promise<void>;
 }
 
 /** Starts a hospital identity service on 127.0.0.1 (random port), on SQL stores in `db` if given, else in memory. */
-export async function startHospital(name: string, clock: TestClock, limits = {}, db?: Database): Promise<RunningHospital> {
+export async function startHospital(name: string, clock: TestClock, limits = {}, db?: Database, adminToken = ADMIN_TOKEN): Promise<RunningHospital> {
   const issuer = `https://idp.${name}.example`;
   const origin = `https://${name}.example`;
   const config = {
     hospital: name,
     issuer,
-    adminToken: ADMIN_TOKEN,
+    adminToken,
     relyingParty: { id: `${name}.example`, name, origins: [origin] },
     audiences: SERVICES,
     scrypt: FAST_SCRYPT,
@@ -49,7 +52,8 @@ export async function startHospital(name: string, clock: TestClock, limits = {},
     now: clock.now,
   };
   const service = db ? await createSqlHospital(db, { ...config, kek: randomKeyEncryptionKey() }) : await createMemoryHospital(config);
-  const app = Fastify({ logger: false });
+  // X-Forwarded-For from the loopback is believed, so tests can speak from several client addresses.
+  const app = Fastify({ logger: false, trustProxy: '127.0.0.1' });
   await app.register(hospitalIdentityPlugin, { ...service, prefix: '/identity' });
   const address = await app.listen({ host: '127.0.0.1', port: 0 });
   const base = new URL('/identity/', address);
@@ -61,19 +65,23 @@ export async function startHospital(name: string, clock: TestClock, limits = {},
     app,
     service,
     member: () => ({ issuer, hospital: name, jwks: new URL('.well-known/jwks.json', base), sessionStatus: remoteSessionStatus(base) }),
-    post: (path, body, bearer, dpop) => postJson(new URL(path, base), body, bearer, dpop),
+    post: (path, body, bearer, dpop, from) => postJson(new URL(path, base), body, bearer, dpop, from),
     url: (path) => new URL(path, base),
+    put: (path, body, bearer) => postJson(new URL(path, base), body, bearer, undefined, undefined, 'PUT'),
     close: () => app.close(),
   };
 }
 
 /** POSTs JSON and returns status, parsed body and headers; with `dpop`, the token goes as `DPoP` with that proof. */
-export async function postJson(url: URL, body: unknown, bearer?: string, dpop?: string): Promise<{ status: number; body: any; headers: Headers }> {
+export async function postJson(
+  url: URL, body: unknown, bearer?: string, dpop?: string, from?: string, method = 'POST',
+): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = {};
+  if (from) headers['x-forwarded-for'] = from;
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (bearer) headers.authorization = `${dpop ? 'DPoP' : 'Bearer'} ${bearer}`;
   if (dpop) headers.dpop = dpop;
-  const response = await fetch(url, { method: 'POST', headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
 }

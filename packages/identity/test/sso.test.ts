@@ -179,7 +179,7 @@ test("a live key ring (a hospital's own tokens): a new key verifies at once, a r
 
 test('a device session refreshes with its refresh credential and a proof by its key, within the login\'s audiences; after logout it cannot', async () => {
   clock.advance(30);
-  const device = await DeviceKeys.generate();
+  const device = await DeviceKeys.generate(clock.now);
   const login = await deviceLogin(a, device, () => totp(secretA, clock.now() / 1000), { audience: ['medshare-cloud', 'medshare-ta'] });
   assert.equal(login.status, 200, JSON.stringify(login.body));
   const { sessionId, refreshToken } = login.body;
@@ -196,7 +196,7 @@ test('a device session refreshes with its refresh credential and a proof by its 
   const next = refreshed.body.refreshToken;
   assert.equal((await refresh({ refreshToken: next, audience: ['x'] })).status, 401, 'no audience beyond those of the login');
   assert.equal((await refresh({ refreshToken: next, scopes: ['system/*.cruds'] })).status, 400, 'no scope beyond those granted');
-  assert.equal((await refresh({ refreshToken: next }, await DeviceKeys.generate())).status, 401, 'another device key cannot refresh');
+  assert.equal((await refresh({ refreshToken: next }, await DeviceKeys.generate(clock.now))).status, 401, 'another device key cannot refresh');
   assert.equal((await a.post('logout', undefined, refreshed.body.token)).status, 204);
   assert.equal((await refresh({ refreshToken: next })).status, 401);
 });

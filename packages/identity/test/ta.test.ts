@@ -16,7 +16,7 @@ let publicKey: abe.PublicKey;
 
 /** A device: its keys, and `jwk` its sealing key as a key request names it. */
 async function deviceKeyPair(): Promise<DeviceKeys & { jwk: DeviceKeys['sealingPublicJwk']; privateKey: DeviceKeys['sealingPrivateKey'] }> {
-  const keys = await DeviceKeys.generate();
+  const keys = await DeviceKeys.generate(clock.now);
   return Object.assign(keys, { jwk: keys.sealingPublicJwk, privateKey: keys.sealingPrivateKey });
 }
 

@@ -97,7 +97,7 @@ for (const target of targets) {
         const enrolment = await call(base, 'POST', `/identity/${HOSPITAL}/users`, { username: 'antonia', password: PASSWORD, attributes: ['role:patient'], scopes: ['patient/*.rs'] }, ADMIN);
         assert.equal(enrolment.status, 201);
         const secret: string = enrolment.body.totpSecret;
-        const device = await DeviceKeys.generate();
+        const device = await DeviceKeys.generate(now);
         const kept = await login(base, 'antonia', secret, device);
         assert.equal(kept.status, 200);
         assert.equal((await requestKey(base, device, kept.body.token)).status, 200);

@@ -13,11 +13,11 @@ import { deviceKeyThumbprint } from './issuer.ts';
 export class DeviceKeys {
   private constructor(readonly dpop: DpopKey, readonly sealingPublicJwk: JWK, readonly sealingPrivateKey: KeyObject, readonly sealingThumbprint: string) {}
 
-  /** Fresh keys. */
-  static async generate(): Promise<DeviceKeys> {
+  /** Fresh keys; `now` dates their proofs. */
+  static async generate(now: () => number = Date.now): Promise<DeviceKeys> {
     const sealing = generateKeyPairSync('x25519');
     const jwk = sealing.publicKey.export({ format: 'jwk' }) as JWK;
-    return new DeviceKeys(await DpopKey.generate(), jwk, sealing.privateKey, await deviceKeyThumbprint(jwk));
+    return new DeviceKeys(await DpopKey.generate(now), jwk, sealing.privateKey, await deviceKeyThumbprint(jwk));
   }
 
   /** The proof for a login's second step at `url`: signs the hospital's `challenge` and names the sealing key. */

@@ -35,14 +35,14 @@ export function proofTarget(url: string | URL): string {
 
 /** A device's proof-of-possession key (Ed25519), on the device. */
 export class DpopKey {
-  private constructor(private readonly privateKey: CryptoKey, readonly publicJwk: JWK, readonly thumbprint: string) {}
+  private constructor(private readonly privateKey: CryptoKey, readonly publicJwk: JWK, readonly thumbprint: string, private readonly now: () => number) {}
 
-  /** A fresh key (non-extractable: it never leaves this process). */
-  static async generate(): Promise<DpopKey> {
+  /** A fresh key (non-extractable: it never leaves this process); `now` dates its proofs. */
+  static async generate(now: () => number = Date.now): Promise<DpopKey> {
     const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { crv: 'Ed25519' });
     const jwk = await exportJWK(publicKey);
     const publicJwk = { kty: jwk.kty, crv: jwk.crv, x: jwk.x } as JWK;
-    return new DpopKey(privateKey, publicJwk, await calculateJwkThumbprint(publicJwk));
+    return new DpopKey(privateKey, publicJwk, await calculateJwkThumbprint(publicJwk), now);
   }
 
   /** A proof for one request; `accessToken` adds `ath`, `nonce` a server's challenge, `claims` anything else. */
@@ -50,7 +50,7 @@ export class DpopKey {
     const payload: JWTPayload = { ...extra.claims, htm: method.toUpperCase(), htu: proofTarget(url), jti: randomBytes(16).toString('base64url') };
     if (extra.accessToken !== undefined) payload.ath = accessTokenHash(extra.accessToken);
     if (extra.nonce !== undefined) payload.nonce = extra.nonce;
-    return new SignJWT(payload).setProtectedHeader({ alg: ALGORITHM, typ: DPOP_TYPE, jwk: this.publicJwk }).setIssuedAt().sign(this.privateKey);
+    return new SignJWT(payload).setProtectedHeader({ alg: ALGORITHM, typ: DPOP_TYPE, jwk: this.publicJwk }).setIssuedAt(Math.floor(this.now() / 1000)).sign(this.privateKey);
   }
 }
 
