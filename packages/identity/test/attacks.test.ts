@@ -156,11 +156,13 @@ test('an attacker failing from her address does not lock the doctor out; Retry-A
   // The attacker is slowed down even with the right password: her address must wait.
   assert.equal((await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, attacker)).status, 429);
   // The doctor, from her own address, gets in at once (a correct password and second factor).
-  clock.advance(1);
+  clock.advance(30);
   const first = await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, '198.51.100.7');
   assert.equal(first.status, 200);
   assert.equal((await a.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'] }, undefined, undefined, '198.51.100.7')).status, 200);
-  // Until the administrator unlocks the account.
+  // Failing on, the attacker waits longer each time, until the administrator unlocks the account.
+  assert.equal((await a.post('login/password', { username: DOCTOR.username, password: 'one more wrong guess' }, undefined, undefined, attacker)).status, 401);
+  assert.equal((await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, attacker)).status, 429);
   assert.equal((await a.post(`admin/users/${DOCTOR.username}/unlock`, undefined, ADMIN_TOKEN)).status, 200);
   assert.equal((await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, attacker)).status, 200);
 });

@@ -1,7 +1,7 @@
 import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { openTestDatabases } from '@medshare/db';
-import { base32Decode, totp } from '../src/index.ts';
+import { base32Decode, DeviceKeys, totp } from '../src/index.ts';
 import { ADMIN_TOKEN, DOCTOR, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 // The same behaviour on in-memory stores and on SQL stores (PGlite, and PostgreSQL when DATABASE_URL is set).
@@ -17,7 +17,7 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
     let enrolment: Awaited<ReturnType<typeof register>>;
 
     before(async () => {
-      hospital = await startHospital('hospital-a', clock, { maxFailures: 5, lockBaseSeconds: 60, clientAttemptsPerWindow: 1000 }, db);
+      hospital = await startHospital('hospital-a', clock, { accountFreeFailures: 5, baseDelaySeconds: 60, clientFreeFailures: 1000 }, db);
       enrolment = await register(hospital);
     });
     after(() => hospital.close());
@@ -55,12 +55,14 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       assert.deepEqual(first.body.factors, ['totp', 'recovery']);
       const second = await hospital.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'], scopes: ['user/Observation.rs'] });
       assert.equal(second.status, 200, JSON.stringify(second.body));
-      const verified = await hospital.service.verifier.verify(second.body.token);
+      const verified = await hospital.service.logoutVerifier.verify(second.body.token);
       assert.equal(verified.subject, enrolment.userId);
       assert.equal(verified.hospital, 'hospital-a');
       assert.deepEqual(verified.scopes, ['user/Observation.rs']);
       assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${enrolment.userId}`]);
-      assert.deepEqual(verified.audience, ['https://idp.hospital-a.example', 'medshare-cloud']);
+      assert.deepEqual(verified.audience, ['medshare-cloud'], 'the audience asked for, not the issuer besides');
+      assert.equal(verified.clientId, 'medshare-app');
+      assert.deepEqual(verified.methods, ['pwd', 'otp']);
     });
 
     test('no user enumeration: unknown user and wrong password get the same status and message', async () => {
@@ -112,9 +114,12 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
 
     test('a logged-in user can replace the recovery codes; the old ones stop working', async () => {
       const { user, enrolment: e } = await newUser('henry');
-      const ticket = (await passwordStep(user.username, user.password)).body.ticket;
-      const { token } = (await hospital.post('login/recovery', { ticket, code: e.recoveryCodes[0], audience: ['x'] })).body;
-      const fresh = await hospital.post('recovery-codes', undefined, token);
+      const first = (await passwordStep(user.username, user.password)).body;
+      const device = await DeviceKeys.generate(clock.now);
+      const proof = await device.loginProof(hospital.url('login/recovery'), first.challenge);
+      const login = await hospital.post('login/recovery', { ticket: first.ticket, code: e.recoveryCodes[0], audience: [hospital.issuer] }, undefined, proof);
+      const { token } = login.body;
+      const fresh = await hospital.post('recovery-codes', undefined, token, await device.dpop.proof('POST', hospital.url('recovery-codes'), { accessToken: token }));
       assert.equal(fresh.status, 200);
       assert.equal(fresh.body.recoveryCodes.length, 10);
       const t1 = (await passwordStep(user.username, user.password)).body.ticket;
@@ -124,10 +129,11 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       assert.equal((await hospital.post('recovery-codes', undefined)).status, 401);
     });
 
-    test('lockout after five failures, for existing and unknown accounts alike; it lifts with time', async () => {
+    test('after five failures an address waits, for existing and unknown accounts alike; it lifts with time', async () => {
       const { user } = await newUser('frank');
       for (const name of [user.username, 'ghost-user']) {
-        for (let i = 0; i < 5; i++) assert.equal((await passwordStep(name, 'wrong passphrase!!')).status, 401);
+        // Five failures are free; the sixth makes this address wait before its next attempt on this account.
+        for (let i = 0; i < 6; i++) assert.equal((await passwordStep(name, 'wrong passphrase!!')).status, 401);
         const locked = await passwordStep(name, name === user.username ? user.password : 'anything at all');
         assert.equal(locked.status, 429);
         assert.equal(locked.headers.get('retry-after'), '60');
@@ -136,10 +142,10 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       assert.equal((await passwordStep(user.username, user.password)).status, 200);
     });
 
-    test('per-client rate limit', async () => {
-      const limited = await startHospital('hospital-rl', clock, { clientAttemptsPerWindow: 3 }, db);
+    test('failures from one address across accounts (password spraying) make that address wait', async () => {
+      const limited = await startHospital('hospital-rl', clock, { clientFreeFailures: 3 }, db);
       try {
-        for (let i = 0; i < 3; i++) assert.equal((await limited.post('login/password', { username: `u${i}`, password: 'whatever passphrase' })).status, 401);
+        for (let i = 0; i < 4; i++) assert.equal((await limited.post('login/password', { username: `u${i}`, password: 'whatever passphrase' })).status, 401);
         const over = await limited.post('login/password', { username: 'u9', password: 'whatever passphrase' });
         assert.equal(over.status, 429);
         assert.equal(over.body.type, 'urn:medshare:problem:rate-limited');
@@ -164,9 +170,9 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       const ticket = (await passwordStep()).body.ticket;
       clock.advance(30);
       const { token } = (await hospital.post('login/totp', { ticket, code: code(), audience: ['x'] })).body;
-      await hospital.service.verifier.verify(token);
-      assert.equal((await hospital.post('logout', undefined, token)).status, 204);
-      await assert.rejects(hospital.service.verifier.verify(token), /revoked/);
+      await hospital.service.logoutVerifier.verify(token);
+      assert.equal((await hospital.post('logout', undefined, token)).status, 204, 'a token of any of its audiences logs out');
+      await assert.rejects(hospital.service.logoutVerifier.verify(token), /revoked/);
     });
   });
 }

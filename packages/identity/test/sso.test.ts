@@ -91,7 +91,7 @@ test('a token already verified (its signature remembered) is still refused once 
 });
 
 test('wrong audience is refused', async () => {
-  const { token } = await loginA(['some-other-service']);
+  const { token } = await loginA(['medshare-ta']);
   await assert.rejects(cloud.verify(token), /not for audience medshare-cloud/);
 });
 

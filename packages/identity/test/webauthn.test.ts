@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { base32Decode, totp } from '../src/index.ts';
-import { DOCTOR, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+import { base32Decode, DeviceKeys, totp } from '../src/index.ts';
+import { DOCTOR, deviceLogin, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 import { SoftwareAuthenticator } from './software-authenticator.ts';
 
 const clock = new TestClock();
@@ -14,18 +14,26 @@ before(async () => {
 });
 after(() => hospital.close());
 
-async function totpLogin(): Promise<string> {
+/** A fresh login on a device (enrolment is a factor change: step-up). */
+async function totpLogin(): Promise<{ token: string; device: DeviceKeys }> {
   clock.advance(30);
-  const ticket = (await hospital.post('login/password', { username: DOCTOR.username, password: DOCTOR.password })).body.ticket;
-  return (await hospital.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000), audience: ['x'] })).body.token;
+  const device = await DeviceKeys.generate(clock.now);
+  const result = await deviceLogin(hospital, device, () => totp(secret, clock.now() / 1000));
+  assert.equal(result.status, 200, JSON.stringify(result.body));
+  return { token: result.body.token, device };
+}
+
+/** A step-up request: the token with a proof by its device key. */
+async function stepUp(login: { token: string; device: DeviceKeys }, path: string, body?: unknown) {
+  return hospital.post(path, body, login.token, await login.device.dpop.proof('POST', hospital.url(path), { accessToken: login.token }));
 }
 
 async function enrol(authenticator: SoftwareAuthenticator): Promise<{ status: number; body: any }> {
-  const token = await totpLogin();
-  const options = await hospital.post('webauthn/register/options', undefined, token);
+  const login = await totpLogin();
+  const options = await stepUp(login, 'webauthn/register/options');
   assert.equal(options.status, 200);
   assert.equal(options.body.authenticatorSelection.userVerification, 'required');
-  return hospital.post('webauthn/register', { response: authenticator.create(options.body) }, token);
+  return stepUp(login, 'webauthn/register', { response: authenticator.create(options.body) });
 }
 
 async function assertionStep(): Promise<{ ticket: string; options: any; factors: string[] }> {
@@ -44,7 +52,7 @@ test('enrol a platform authenticator, then log in with password + WebAuthn', asy
   const result = await hospital.post('login/webauthn', { ticket, response: authenticator.get(options), audience: ['medshare-cloud'] });
   assert.equal(result.status, 200, JSON.stringify(result.body));
   assert.equal(result.body.factor, 'webauthn');
-  const verified = await hospital.service.verifier.verify(result.body.token);
+  const verified = await hospital.service.logoutVerifier.verify(result.body.token);
   assert.ok(verified.audience.includes('medshare-cloud'));
 });
 
@@ -71,10 +79,10 @@ test('an authenticator without user verification cannot enrol', async () => {
   assert.equal(result.body.detail, 'WebAuthn registration could not be verified');
 });
 
-test('WebAuthn endpoints need a bearer token and a pending challenge', async () => {
+test('WebAuthn enrolment needs a step-up token and a pending challenge', async () => {
   assert.equal((await hospital.post('webauthn/register/options', undefined)).status, 401);
-  const token = await totpLogin();
+  const login = await totpLogin();
   const authenticator = new SoftwareAuthenticator(hospital.origin);
   const fake = authenticator.create({ challenge: 'AAAA', rp: { id: 'hospital-a.example', name: 'x' }, user: { id: 'AAAA', name: 'x', displayName: 'x' }, pubKeyCredParams: [] });
-  assert.equal((await hospital.post('webauthn/register', { response: fake }, token)).body.detail, 'no pending WebAuthn registration');
+  assert.equal((await stepUp(login, 'webauthn/register', { response: fake })).body.detail, 'no pending WebAuthn registration');
 });

@@ -47,11 +47,16 @@ export class AttemptLimiter {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
-  /** Throws RateLimitedError if this address must still wait before trying this account. */
-  async check(account: string, client: string): Promise<void> {
+  /** How long (ms) this address must still wait before trying this account; 0 when it may try now. */
+  async wait(account: string, client: string): Promise<number> {
     const nowMs = this.now();
     const waits = await Promise.all([pairKey(account, client), clientKey(client)].map((key) => this.store.update(key, (record) => record.lockedUntilMs - nowMs)));
-    const waitMs = Math.max(...waits);
+    return Math.max(0, ...waits);
+  }
+
+  /** Throws RateLimitedError if this address must still wait before trying this account. */
+  async check(account: string, client: string): Promise<void> {
+    const waitMs = await this.wait(account, client);
     if (waitMs > 0) {
       const quantum = this.limits.retryQuantumSeconds;
       const seconds = Math.ceil(waitMs / 1000 / quantum) * quantum;
