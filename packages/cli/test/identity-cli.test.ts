@@ -17,7 +17,7 @@ let url: string;
 
 before(async () => {
   assert.equal((await runCli(['identity', 'rc', 'init', '--dir', dir])).code, 0);
-  server = spawn(process.execPath, [BIN, 'identity', 'serve', '--hospital', 'hospital-a', '--rc-dir', dir, '--device-server-id', 'server-a'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  server = spawn(process.execPath, [BIN, 'identity', 'serve', '--hospital', 'hospital-a', '--audience', 'medshare-cloud', 'x', '--rc-dir', dir, '--device-server-id', 'server-a'], { stdio: ['pipe', 'pipe', 'inherit'] });
   server.stdin!.end(`${ADMIN}\n`);
   url = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -59,6 +59,27 @@ test('wrong password exits 3 with one line; no secret appears in output; missing
   assert.equal(missing.code, 2);
   const badAdmin = await runCli(['identity', 'register-user', '--server', url, '--username', 'bob'], { stdin: `wrong-admin\n${PASSWORD}\n` });
   assert.equal(badAdmin.code, 3);
+});
+
+test('identity admin: disable refuses her login, enable restores it, attributes are replaced, an unknown user exits 4xx', async () => {
+  const registered = await runCli(['identity', 'register-user', '--server', url, '--username', 'dora', '--attribute', 'role:doctor', '--json'], { stdin: `${ADMIN}\n${PASSWORD}\n` });
+  assert.equal(registered.code, 0, registered.stderr);
+  const enrolment = JSON.parse(registered.stdout);
+  const login = (recovery: number) =>
+    runCli(['identity', 'login', '--server', url, '--username', 'dora', '--audience', 'x', '--recovery'], { stdin: `${PASSWORD}\n${enrolment.recoveryCodes[recovery]}\n` });
+  const disabled = await runCli(['identity', 'admin', 'disable', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` });
+  assert.equal(disabled.code, 0, disabled.stderr);
+  assert.equal((await login(0)).code, 3, 'disabled: refused');
+  assert.equal((await runCli(['identity', 'admin', 'disable', '--server', url, '--username', 'dora'], { stdin: 'not-the-admin-token\n' })).code, 3);
+  assert.equal((await runCli(['identity', 'admin', 'enable', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` })).code, 0);
+  assert.equal((await login(1)).code, 0, 'enabled: logs in');
+  const changed = await runCli(['identity', 'admin', 'attributes', '--server', url, '--username', 'dora', '--attribute', 'role:nurse'], { stdin: `${ADMIN}\n` });
+  assert.equal(changed.code, 0, changed.stderr);
+  assert.ok(JSON.parse(changed.stdout).attributes.includes('role:nurse'));
+  assert.equal((await runCli(['identity', 'admin', 'unlock', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` })).code, 0);
+  const unknown = await runCli(['identity', 'admin', 'revoke-sessions', '--server', url, '--username', 'nobody'], { stdin: `${ADMIN}\n` });
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /^medshare: no user nobody/);
 });
 
 test('devices: register at the RC, mutual login with the server, revoke', async () => {

@@ -121,7 +121,7 @@ for (const target of targets) {
           const refreshed = await refresh(base, device, kept.body.refreshToken);
           assert.equal(refreshed.status, 200, 'a session from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
-          assert.deepEqual(await new PatientClient(session, key).records(), [], 'the cloud accepts its token');
+          assert.deepEqual(await new PatientClient({ ...session, base }, key).records(), [], 'the cloud accepts its token');
           assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
           assert.equal((await refresh(base, device, revoked.body.refreshToken)).status, 401);
           const ta = await requestKey(base, device, kept.body.token);

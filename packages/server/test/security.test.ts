@@ -177,7 +177,7 @@ for (const { label, db } of databases) {
     });
 
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
-      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
+      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
       try {
         const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
         const statuses: number[] = [];

@@ -1,14 +1,14 @@
 /** HTTP calls of the `medshare identity` commands: problem+json answers become typed errors (exit codes). */
-import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
+import { AccessDeniedError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { RateLimitedError } from '@medshare/identity';
 
-/** POSTs JSON to `url`; returns the parsed body of a 2xx answer or throws the matching typed error. */
-export async function postJson(url: URL, body: unknown, bearer?: string): Promise<any> {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
+/** POSTs (or PUTs) JSON to `url`; returns the parsed body of a 2xx answer or throws the matching typed error. */
+export async function postJson(url: URL, body: unknown, bearer?: string, method: 'POST' | 'PUT' = 'POST'): Promise<any> {
+  const headers: Record<string, string> = body === undefined ? {} : { 'content-type': 'application/json' };
   if (bearer) headers.authorization = `Bearer ${bearer}`;
   let response: Response;
   try {
-    response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
+    response = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
   } catch {
     throw new Error(`cannot reach ${url.origin}`);
   }
@@ -26,6 +26,7 @@ export async function postJson(url: URL, body: unknown, bearer?: string): Promis
     const wait = Number(response.headers.get('retry-after') ?? 60);
     throw new RateLimitedError(`too many attempts; retry after ${wait} s`, wait);
   }
+  if (response.status === 404) throw new NotFoundError(detail);
   if (response.status >= 400 && response.status < 500) throw new MalformedInputError(detail);
   throw new Error(`server error: ${detail}`);
 }

@@ -4,6 +4,7 @@
  *   serve             run a hospital identity service (in-memory stores) and, with --rc-dir, a device-authenticating server
  *   register-user     register a staff member or patient (administrator)         secrets: admin token, password
  *   login             password + TOTP (or --recovery code) → SSO token            secrets: password, code
+ *   admin ...         a hospital administrator's account operations (identity-admin.ts)
  *   rc ...            the registration centre of device authentication (identity-devices.ts)
  *   device-login      mutual authentication of a registered device with a server
  *
@@ -17,6 +18,7 @@ import { readSecrets } from '../secrets.ts';
 import { writeFileAtomic } from '../io.ts';
 import { postJson } from './identity-http.ts';
 import { deviceServerPlugin, registerDeviceCommands } from './identity-devices.ts';
+import { registerIdentityAdmin } from './identity-admin.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -124,5 +126,6 @@ export function registerIdentity(program: Command): void {
     .option('--out <file>', 'write the token to this file (mode 0600) instead of stdout')
     .action(login);
 
+  registerIdentityAdmin(identity);
   registerDeviceCommands(identity);
 }
