@@ -66,7 +66,7 @@ async function loginDoctors(base: string, phase: string): Promise<string[]> {
   return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
     const attributes = ['role:doctor', 'dept:cardiology'];
     const username = `doctor${d}-${phase}`;
-    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: [] });
+    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] });
     return (await client.loginReader('riverside', username, PASSWORD, totpSecret, attributes)).session.token;
   }));
 }
@@ -108,7 +108,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
     const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
     const client = new PlatformClient(base);
     const login = async (hospital: string, username: string, attributes: string[]) => {
-      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: [] });
+      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] });
       return client.login(hospital, username, PASSWORD, totpSecret);
     };
     const patient = new PatientClient(await login('st-marys', 'patient', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));

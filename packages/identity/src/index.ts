@@ -19,6 +19,7 @@ export { newRecoveryCodes, findRecoveryCode, digestRecoveryCode, RECOVERY_CODE_C
 export { AttemptLimiter, DEFAULT_LIMITS, type LimiterOptions } from './account/limiter.ts';
 export { AdminService, type AdminServiceOptions } from './account/admin.ts';
 export { canonicalAttributes, checkScopes, grantScopes } from './account/vouching.ts';
+export { parseSmartScope, grantsCategory, FHIR_CATEGORY_CODES, type SmartScope, type CategoryTypes } from './account/smart-scopes.ts';
 export type { RelyingParty } from './account/webauthn.ts';
 export { AccountService, loginChallenge, type AccountServiceOptions, type AuthenticatedUser, type Enrolment, type LoginTicket } from './account/accounts.ts';
 export { CredentialService, requireRecentLogin, STEP_UP_SECONDS, type CredentialServiceOptions } from './account/credentials.ts';

@@ -148,9 +148,10 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
-  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
-  await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
-  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
+  const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
+  const gateway = new GatewayService(db, cloud, categories, setup.publicKey);
+  await app.register(cloudPlugin, { cloud, verifier: platformVerifier, categories, prefix: '/cloud' });
+  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, prefix: '/gateway' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return {
     app, cloud, ledger, abePublicKey: setup.publicKey, issuers,

@@ -36,6 +36,11 @@ export interface Cast {
 
 const PASSWORD = 'a long enough passphrase';
 
+/** SMART scopes by role: a patient reads her own records (`patient/`), staff read as users (`user/`). */
+export function smartScopes(attributes: readonly string[]): string[] {
+  return attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
+}
+
 /** Starts the platform on `db` with two hospitals and logs in the cast. */
 export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
   const kek = randomKeyEncryptionKey();
@@ -43,7 +48,7 @@ export async function startCast(db: Database, extra: Partial<PlatformOptions> = 
   const base = new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
   const client = new PlatformClient(base);
   const enrol = (hospital: string, username: string, attributes: string[]) =>
-    client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: ['patient/*.rs'] });
+    client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: smartScopes(attributes) });
   const reader = async (username: string, attributes: string[]) => {
     const { totpSecret } = await enrol('riverside', username, attributes);
     return client.loginReader('riverside', username, PASSWORD, totpSecret, attributes);

@@ -91,6 +91,28 @@ for (const { label, db } of databases) {
       }
     });
 
+    test('a token without the SMART scope is refused (403) even when the delegation would let it decrypt', async () => {
+      const login = async (username: string, scopes: string[]) => {
+        const attributes = ['role:doctor', 'dept:cardiology'];
+        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username, password: 'a long enough passphrase', attributes, scopes });
+        return cast.client.loginReader('riverside', username, 'a long enough passphrase', totpSecret, attributes);
+      };
+      // The issue's case: a cardiologist whose token grants only user/Patient.r read the lab records.
+      const patientOnly = await login('scoped-patient-only', ['user/Patient.r', 'openid']);
+      await assert.rejects(patientOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message));
+      await assert.rejects(patientOnly.search(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
+      const viaGateway = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
+      assert.equal(viaGateway.status, 403);
+      // A patient/ scope is the patient's own, not a doctor's.
+      await assert.rejects((await login('scoped-patient-context', ['patient/*.rs'])).read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
+      // SMART v2 granular: Observation with category=laboratory reads lab; v1 read syntax too.
+      const lab = bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length;
+      assert.equal((await (await login('scoped-v2-lab', ['user/Observation.rs?category=laboratory'])).read(patient, 'lab')).length, lab);
+      assert.equal((await (await login('scoped-v1', ['user/Observation.read'])).read(patient, 'lab')).length, lab);
+      const imagingOnly = await login('scoped-v2-imaging', ['user/Observation.rs?category=imaging']);
+      await assert.rejects(imagingOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
+    });
+
     test('insufficient roles are 403 problems', async () => {
       const chen = cast.chen.session.token;
       for (const [method, path, body] of endpoints()) {

@@ -61,7 +61,9 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
-      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: ['patient/*.rs'] });
+      // SMART scopes: the patient reads her own records, staff read as users.
+      const scopes = attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
+      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes });
       names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };

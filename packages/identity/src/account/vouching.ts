@@ -1,15 +1,15 @@
 /**
  * What a hospital vouches for: attributes in the CP-ABE attribute syntax of @medshare/crypto
- * (`role:doctor`, `dept:cardiology`, `level=3`), and SMART App Launch v2 scopes
- * (HL7 SMART App Launch 2.0, §"Scopes for requesting clinical data": `user/Observation.rs`, `patient/*.rs`).
+ * (`role:doctor`, `dept:cardiology`, `level=3`), and SMART App Launch v1 and v2 scopes (smart-scopes.ts:
+ * `user/Observation.read`, `user/Observation.rs?category=laboratory`, `patient/*.rs`).
  * Attributes are kept in one canonical text form so that the trusted authority can compare what a
  * user asks for with what the token vouches for by string equality.
  */
 import { abe, MalformedInputError, LimitExceededError, parseAttributes } from '@medshare/crypto';
+import { parseSmartScope } from './smart-scopes.ts';
 
 const MAX_ATTRIBUTES = 64;
 const MAX_SCOPES = 64;
-const SMART_SCOPE = /^(patient|user|system)\/(\*|[A-Z][A-Za-z]{0,63})\.(c?r?u?d?s?|read|write|\*)$/;
 const OIDC_SCOPES = new Set(['openid', 'fhirUser', 'profile', 'launch', 'launch/patient', 'offline_access']);
 
 /** Canonical form of each attribute (via the crypto package's parser); rejects duplicates and bad syntax. */
@@ -27,12 +27,12 @@ export function canonicalAttributes(attributes: readonly string[]): string[] {
   return canonical;
 }
 
-/** Validates SMART v2 / OpenID scopes. */
+/** Validates SMART v1/v2 and OpenID scopes. */
 export function checkScopes(scopes: readonly string[]): void {
   if (scopes.length > MAX_SCOPES) throw new LimitExceededError(`at most ${MAX_SCOPES} scopes`);
   for (const scope of scopes) {
-    if (typeof scope !== 'string' || !(SMART_SCOPE.test(scope) || OIDC_SCOPES.has(scope))) {
-      throw new MalformedInputError(`not a SMART v2 scope: ${String(scope).slice(0, 64)}`);
+    if (typeof scope !== 'string' || !(OIDC_SCOPES.has(scope) || parseSmartScope(scope))) {
+      throw new MalformedInputError(`not a SMART scope: ${String(scope).slice(0, 64)}`);
     }
   }
 }

@@ -1,5 +1,6 @@
 /**
  * The cloud's HTTP API (Fastify). Every route needs a platform SSO token; bodies are JSON with schemas and limits.
+ * Reading and searching records also need a SMART scope for their category (scopes.ts).
  *
  *   PUT    /patients/:patient                      (patient) { publicKeys }        register her signed key bundle
  *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
@@ -15,12 +16,16 @@
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
 import type { TokenVerifier } from '@medshare/identity';
+import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, useProblems } from '../http.ts';
+import { requireRecordScope } from '../scopes.ts';
 import type { CloudService } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
   readonly verifier: TokenVerifier;
+  /** Resource type → category, for SMART scopes. */
+  readonly categories: CategoryMapping;
 }
 
 const BASE64 = '^[A-Za-z0-9+/]*={0,2}$';
@@ -35,7 +40,7 @@ const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base6
 /** The Fastify plugin; register it with prefix `/cloud`. */
 export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
   useProblems(app);
-  const { cloud, verifier } = options;
+  const { cloud, verifier, categories } = options;
   const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
 
   app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>('/patients/:patient', {
@@ -54,6 +59,7 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     schema: { params: patientParams, querystring: { type: 'object', additionalProperties: false, properties: { category: CATEGORY } } },
   }, async (request) => {
     const who = await caller(request);
+    requireRecordScope(who, request.query.category, 's', categories);
     return { records: await cloud.listRecords(who, patientParam(request.params.patient), request.query.category) };
   });
 
@@ -65,6 +71,7 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     },
   }, async (request) => {
     const who = await caller(request);
+    requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
     return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
   });
@@ -77,6 +84,7 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     },
   }, async (request) => {
     const who = await caller(request);
+    requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason });
     return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
   });

@@ -6,18 +6,22 @@
  *   POST /patients                        { fhirId, patient }   enrol a FHIR patient under her pseudonym
  *   POST /fhir                            a resource or a transaction Bundle → encrypted and uploaded atomically
  *   GET  /fhir/Patient/:id/records?category=   converted records for the caller, as a FHIR searchset of Binary
+ *                                              (a SMART scope to read and search that category, scopes.ts)
  */
 import type { FastifyInstance } from 'fastify';
 import type { TokenVerifier } from '@medshare/identity';
 import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
-import { FHIR_ID } from './fhir.ts';
+import { requireRecordScope } from '../scopes.ts';
+import { FHIR_ID, type CategoryMapping } from './fhir.ts';
 import type { GatewayService } from './service.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
   readonly cloud: CloudService;
   readonly verifier: TokenVerifier;
+  /** Resource type → category, for SMART scopes. */
+  readonly categories: CategoryMapping;
 }
 
 export const GATEWAY_BODY_LIMIT = 32 * 1024 * 1024;
@@ -67,6 +71,8 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     },
   }, async (request) => {
     const caller = await authenticate(verifier, request);
+    requireRecordScope(caller, request.query.category, 'r', options.categories);
+    requireRecordScope(caller, request.query.category, 's', options.categories);
     const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
     const records = await cloud.read(caller, patient, request.query.category);
     return {
