@@ -45,6 +45,7 @@ interface HospitalStores {
   readonly sessions: SessionStore;
   readonly loginTickets: TicketStore<LoginTicket>;
   readonly challenges: TicketStore<string>;
+  readonly passkeys: TicketStore<string>;
   readonly attempts: AttemptStore;
   readonly keys: SigningKeyStore;
   readonly proofs: NonceCache;
@@ -61,6 +62,7 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
     sessions: new MemorySessionStore(now),
     loginTickets: new MemoryTicketStore<LoginTicket>(),
     challenges: new MemoryTicketStore<string>(),
+    passkeys: new MemoryTicketStore<string>(),
     attempts: new MemoryAttemptStore(100_000, now),
     keys: new MemorySigningKeyStore(),
     proofs: new MemoryNonceCache(),
@@ -86,6 +88,7 @@ export async function createSqlHospital(db: Database, config: HospitalConfig & {
     sessions: new SqlSessionStore(db, hospital, now),
     loginTickets: new SqlTicketStore<LoginTicket>(db, `${hospital}/login`),
     challenges: new SqlTicketStore<string>(db, `${hospital}/webauthn`),
+    passkeys: new SqlTicketStore<string>(db, `${hospital}/passkey`),
     attempts: new SqlAttemptStore(db, hospital, now),
     keys: new SqlSigningKeyStore(db, hospital, config.kek),
     proofs: new SqlNonceCache(db, `${hospital}/dpop`),
@@ -103,6 +106,7 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
     hospital: config.hospital,
     users,
     tickets: stores.loginTickets,
+    passkeyChallenges: stores.passkeys,
     limiter,
     relyingParty: config.relyingParty,
     scrypt: config.scrypt,

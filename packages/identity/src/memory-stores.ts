@@ -59,6 +59,11 @@ export class MemoryUserStore implements UserStore {
     return user && structuredClone(user);
   }
 
+  async findByWebAuthnUserId(handle: string): Promise<UserRecord | undefined> {
+    for (const user of this.byId.values()) if (user.webauthnUserId === handle) return structuredClone(user);
+    return undefined;
+  }
+
   async update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined> {
     const user = this.byId.get(id);
     if (!user) return undefined;

@@ -36,6 +36,8 @@ export interface UserStore {
   create(user: UserRecord): Promise<boolean>; // false if the username is taken
   findByUsername(username: string): Promise<UserRecord | undefined>;
   findById(id: string): Promise<UserRecord | undefined>;
+  /** The user whose WebAuthn user handle this is (a passkey assertion names it). */
+  findByWebAuthnUserId(handle: string): Promise<UserRecord | undefined>;
   /** Applies `change` atomically; returns its result, or undefined if the user does not exist. */
   update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined>;
 }

@@ -153,7 +153,7 @@ for (const backend of backends) {
     test('two logins racing with the same TOTP code, or the same recovery code: exactly one succeeds', async () => {
       const stores = open();
       const accounts = new AccountService({
-        hospital: 'race', users: stores.users, tickets: stores.tickets, limiter: new AttemptLimiter(stores.attempts, { clientFreeFailures: 1000, accountFreeFailures: 100 }),
+        hospital: 'race', users: stores.users, tickets: stores.tickets, passkeyChallenges: new MemoryTicketStore<string>(), limiter: new AttemptLimiter(stores.attempts, { clientFreeFailures: 1000, accountFreeFailures: 100 }),
         relyingParty: { id: 'race.example', name: 'race', origins: ['https://race.example'] }, scrypt: FAST_SCRYPT,
       });
       const enrolment = await accounts.register({ ...DOCTOR });

@@ -18,7 +18,7 @@ import { checkNewPassword, DEFAULT_SCRYPT_PARAMS, hashPassword, verifyPassword, 
 import { findRecoveryCode, newRecoveryCodes } from './recovery.ts';
 import { DEFAULT_TOTP, matchTotp, newTotpSecret, otpauthUri, type TotpOptions } from './totp.ts';
 import { canonicalAttributes, checkScopes } from './vouching.ts';
-import { authenticationOptions, verifyAssertion, type RelyingParty } from './webauthn.ts';
+import { authenticationOptions, passkeyOptions, verifyAssertion, type RelyingParty } from './webauthn.ts';
 
 const TICKET_SECONDS = 300;
 const TICKET_ATTEMPTS = 3;
@@ -39,12 +39,18 @@ export interface AuthenticatedUser {
   readonly username: string;
   readonly attributes: string[];
   readonly scopes: string[];
-  readonly factor: 'totp' | 'webauthn' | 'recovery';
-  /** RFC 8176 methods: `pwd` and `otp` (TOTP or recovery code) or `hwk` (WebAuthn). */
+  readonly factor: 'totp' | 'webauthn' | 'recovery' | 'passkey';
+  /** RFC 8176 methods: `pwd` and `otp` (TOTP or recovery code) or `hwk` (WebAuthn); a passkey login: `hwk` and `user`. */
   readonly methods: string[];
 }
 
-const METHODS: Record<AuthenticatedUser['factor'], string[]> = { totp: ['pwd', 'otp'], recovery: ['pwd', 'otp'], webauthn: ['pwd', 'hwk'] };
+const METHODS: Record<AuthenticatedUser['factor'], string[]> = {
+  totp: ['pwd', 'otp'], recovery: ['pwd', 'otp'], webauthn: ['pwd', 'hwk'],
+  // A passkey with user verification: the device (something you have) unlocked by a biometric or PIN.
+  passkey: ['hwk', 'user'],
+};
+/** Throttle account key of passkey attempts whose user handle names nobody. */
+const UNKNOWN_PASSKEY = 'passkey:unknown';
 
 /**
  * The challenge a device signs (as the DPoP `nonce`) to prove its keys at the second login step: derived from the
@@ -66,6 +72,8 @@ export interface AccountServiceOptions {
   readonly hospital: string;
   readonly users: UserStore;
   readonly tickets: TicketStore<LoginTicket>;
+  /** Passkey login challenges, by ticket. */
+  readonly passkeyChallenges: TicketStore<string>;
   readonly limiter: AttemptLimiter;
   readonly relyingParty: RelyingParty;
   readonly scrypt?: ScryptParams;
@@ -204,6 +212,43 @@ export class AccountService {
       });
       return updated === true;
     });
+  }
+
+  /**
+   * Passkey login (WebAuthn as the first and second factor), part 1: a ticket and request options for any
+   * discoverable credential of this relying party, with user verification required.
+   */
+  async passkeyLoginOptions(): Promise<{ ticket: string; options: PublicKeyCredentialRequestOptionsJSON; challenge: string }> {
+    const options = await passkeyOptions(this.options.relyingParty);
+    const ticket = randomBytes(32).toString('base64url');
+    const nowMs = this.now();
+    await this.options.passkeyChallenges.put(ticket, options.challenge, nowMs + TICKET_SECONDS * 1000, nowMs);
+    return { ticket, options, challenge: loginChallenge(ticket) };
+  }
+
+  /**
+   * Passkey login, part 2: the assertion must answer the ticket's challenge (used once) from a registered origin,
+   * with user verification, by a credential of the user its handle names; throttled like a password.
+   */
+  async finishWithPasskey(ticket: string, response: AuthenticationResponseJSON, client: string): Promise<AuthenticatedUser> {
+    const challenge = await this.options.passkeyChallenges.take(String(ticket), this.now());
+    if (!challenge) throw new AccessDeniedError('invalid or expired login ticket');
+    const handle = typeof response?.response?.userHandle === 'string' ? response.response.userHandle : '';
+    const user = handle === '' ? undefined : await this.options.users.findByWebAuthnUserId(handle);
+    const account = user?.username ?? UNKNOWN_PASSKEY;
+    await this.options.limiter.check(account, client);
+    const result = user && (await verifyAssertion(this.options.relyingParty, challenge, user, response).catch(() => undefined));
+    if (!user || !result) {
+      await this.options.limiter.fail(account, client);
+      throw new AccessDeniedError('invalid WebAuthn assertion');
+    }
+    if (user.disabled) throw new AccessDeniedError('this account is disabled; ask your hospital administrator');
+    await this.options.users.update(user.id, (u) => {
+      const credential = u.credentials.find((c) => c.id === result.credentialId);
+      if (credential) credential.counter = result.newCounter;
+    });
+    await this.options.limiter.succeed(account, client);
+    return { id: user.id, username: user.username, attributes: user.attributes, scopes: user.scopes, factor: 'passkey', methods: METHODS.passkey };
   }
 
   private async secondFactor(

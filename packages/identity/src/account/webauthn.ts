@@ -59,6 +59,11 @@ export async function verifyRegistration(rp: RelyingParty, challenge: string, re
   };
 }
 
+/** Request options for a passkey login: any discoverable credential of this relying party, user verification required. */
+export function passkeyOptions(rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  return generateAuthenticationOptions({ rpID: rp.id, allowCredentials: [], userVerification: 'required' });
+}
+
 /** Request options for an assertion by one of `user`'s credentials. */
 export function authenticationOptions(rp: RelyingParty, user: UserRecord): Promise<PublicKeyCredentialRequestOptionsJSON> {
   return generateAuthenticationOptions({

@@ -11,6 +11,8 @@
  *   POST /login/totp | /login/recovery     { ticket, code, audience, clientId?, scopes?, deviceKey? } → token
  *   POST /login/webauthn/options           { ticket } → WebAuthn request options
  *   POST /login/webauthn                   { ticket, response, audience, clientId?, scopes?, deviceKey? } → token
+ *   POST /login/passkey/options            → { ticket, options, challenge }   (WebAuthn as the first and second factor)
+ *   POST /login/passkey                    { ticket, response, audience, clientId?, scopes?, deviceKey? } → token
  *   POST /token                            (DPoP proof) { refreshToken, audience?, scopes? } → fresh token and refresh credential
  *   POST /webauthn/register/options        (step-up) → WebAuthn creation options
  *   POST /webauthn/register                (step-up) { response } → { credentialId }
@@ -201,6 +203,13 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
   }, async (request) => login(request, () => accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip)));
+
+  app.post('/login/passkey/options', async () => accounts.passkeyLoginOptions());
+
+  app.post<{ Body: { ticket: string; response: never } & TokenFields }>('/login/passkey', {
+    bodyLimit: BODY_LIMIT,
+    schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
+  }, async (request) => login(request, () => accounts.finishWithPasskey(request.body.ticket, request.body.response, request.ip)));
 
   app.post<{ Body: { refreshToken: string; audience?: string[]; scopes?: string[] } }>('/token', {
     bodyLimit: BODY_LIMIT,

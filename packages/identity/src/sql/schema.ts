@@ -80,6 +80,8 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
       'ALTER TABLE identity_users DROP COLUMN totp_secret',
       'ALTER TABLE identity_users ADD COLUMN totp_secret_wrapped bytea',
       'ALTER TABLE identity_users ADD COLUMN disabled boolean NOT NULL DEFAULT false',
+      // Passkey logins find the user by the handle her authenticator returns.
+      'CREATE INDEX identity_users_webauthn ON identity_users (hospital, webauthn_user_id)',
       'DELETE FROM identity_signing_keys',
       'ALTER TABLE identity_signing_keys DROP COLUMN private_jwk',
       'ALTER TABLE identity_signing_keys ADD COLUMN private_key_wrapped bytea NOT NULL',

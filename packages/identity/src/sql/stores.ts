@@ -97,6 +97,11 @@ export class SqlUserStore implements UserStore {
     return rows.rows[0] && this.userOf(rows.rows[0]);
   }
 
+  async findByWebAuthnUserId(handle: string): Promise<UserRecord | undefined> {
+    const rows = await this.db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND webauthn_user_id = $2`, [this.hospital, handle]);
+    return rows.rows[0] && this.userOf(rows.rows[0]);
+  }
+
   async update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined> {
     return this.db.transaction(async (tx) => {
       const row = (await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND id = $2 FOR UPDATE`, [this.hospital, id])).rows[0];
