@@ -56,3 +56,12 @@ test('medshare serve refuses a malformed emergency policy with one line, before 
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /^medshare: .*position \d+.*\n$/);
 });
+
+test('medshare serve refuses an origin outside its relying-party id, and one administrator token for two hospitals', async () => {
+  const outside = await runCli(['serve', '--port', '0', '--hospital', 'st-marys', '--rp-id', 'a.example', '--origin', 'https://b.example'], { stdin: `${ADMIN}\n` });
+  assert.equal(outside.code, 2);
+  assert.match(outside.stderr, /^medshare: origin https:\/\/b\.example is not within relying-party id a\.example\n$/);
+  const shared = await runCli(['serve', '--port', '0', '--hospital', 'st-marys', 'riverside'], { stdin: `${ADMIN}\n${ADMIN}\n` });
+  assert.equal(shared.code, 2);
+  assert.match(shared.stderr, /^medshare: each hospital needs its own administrator token\n$/);
+});

@@ -39,6 +39,7 @@ async function serve(options: ServeOptions): Promise<void> {
   if (conversionWorkers !== undefined && !(Number.isInteger(conversionWorkers) && conversionWorkers >= 0 && conversionWorkers <= 256)) {
     throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
   }
+  const rp = options.rpId || options.origin ? relyingParty(options.rpId, options.origin) : undefined;
   const tokens = await readSecrets(options.hospital.map((hospital) => `administrator token of ${hospital}`));
   const adminTokens: Record<string, string> = {};
   options.hospital.forEach((hospital, i) => {
@@ -56,7 +57,7 @@ async function serve(options: ServeOptions): Promise<void> {
     db, hospitals: options.hospital, adminTokens, kek, logger: options.log ?? false, emergencyPolicy,
     conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
     ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),
-    ...(options.rpId || options.origin ? { relyingParty: relyingParty(options.rpId, options.origin) } : {}),
+    ...(rp ? { relyingParty: rp } : {}),
   });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
