@@ -9,26 +9,34 @@
 /// <reference types="fhir" />
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
-import { compileValueExpression, forgetDescendants, pruneRemoved, readValue, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
-import { indexResource } from './native-paths.ts';
+import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
+import { elementPart, indexResource, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, perturbNumber } from './methods.ts';
 import { builtinNameMatcher, nameMatcher, scrubText, type NameMatcher } from './free-text.ts';
 
 const LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
+/**
+ * The security labels the reference tool writes (its SecurityLabels.cs), in the order it appends
+ * them: only REDACTED, ABSTRED and CRYTOHASH carry the v3-ObservationValue system.
+ */
 const LABELS = {
-  REDACTED: 'redacted',
-  ABSTRED: 'abstracted',
-  CRYTOHASH: 'cryptographic hash function',
-  MASKED: 'masked',
-  PERTURBED: 'exact value is replaced with another exact value',
-  SUBSTITUTED: 'substituted',
-  GENERALIZED: 'exact value is replaced with a general value',
+  REDACTED: { system: LABEL_SYSTEM, code: 'REDACTED', display: 'redacted' },
+  ABSTRED: { system: LABEL_SYSTEM, code: 'ABSTRED', display: 'abstracted' },
+  CRYTOHASH: { system: LABEL_SYSTEM, code: 'CRYTOHASH', display: 'cryptographic hash function' },
+  ENCRYPT: { code: 'ENCRYPT', display: 'exact value is transformed into ciphertext' },
+  PERTURBED: { code: 'PERTURBED', display: 'exact value is replaced with another exact value' },
+  SUBSTITUTED: { code: 'SUBSTITUTED', display: 'exact value is replaced with a predefined value' },
+  GENERALIZED: { code: 'GENERALIZED', display: 'exact value is replaced with a general value' },
 } as const;
 type Label = keyof typeof LABELS;
+const LABEL_ORDER = Object.keys(LABELS) as Label[];
 
 const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer64']);
+const NUMBER_TYPES = new Set(['decimal', ...INTEGER_TYPES]);
+const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duration', 'SimpleQuantity', 'MoneyQuantity']);
+const PRIMITIVE_TYPES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
 
 /** What a resource is processed with, beyond the configuration. */
 export interface ResourceContext {
@@ -40,10 +48,21 @@ export interface ResourceContext {
   onEntry?: () => void;
 }
 
+/** The state of one top-level resource's processing (its nested resources included). */
+interface Run {
+  context: ResourceContext;
+  /** The top-level resource: its id is the `resource`-scope date-shift prefix, as in the reference tool. */
+  top: JsonObject;
+  /** Nodes processed by an earlier rule, which later rules leave alone (first rule wins). */
+  visited: Set<TypedNode>;
+  /** Substituted nodes: everything below them counts as visited. */
+  sealed: Set<TypedNode>;
+}
+
 /** De-identifies FHIR resources under one configuration. */
 export class Deidentifier {
   private readonly dictionary: string[];
-  private readonly generalizers = new Map<Rule, { condition: (v: unknown) => unknown[]; expression: (v: unknown) => unknown[] }[]>();
+  private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
@@ -75,28 +94,19 @@ export class Deidentifier {
   }
 
   /**
-   * De-identifies one resource in place (with its contained resources) and returns it. With
+   * De-identifies one resource in place, with the resources nested in it (contained resources,
+   * Bundle entries), and returns it. As in the reference tool, a resource is processed before the
+   * resources inside it, each nested resource with its own rules; the labels of the operations
+   * applied are added to `meta.security` of every resource that is not a contained one (a
+   * container, a Bundle, also carries the labels of what it contains). With
    * `processingErrors: skip` a resource that fails becomes an empty resource tagged REDACTED.
+   * Throws MalformedInputError (naming the resource) for a failure under `raise`.
    */
   processResource(resource: JsonObject, context: ResourceContext = {}): JsonObject {
     if (typeof resource['resourceType'] !== 'string') throw new MalformedInputError('not a FHIR resource: missing resourceType');
     try {
-      for (const contained of asArray(resource['contained'])) this.processOne(contained as JsonObject, context, resource);
-      const entries = resource['resourceType'] === 'Bundle' ? (asArray(resource['entry']) as JsonObject[]).filter((e) => isObject(e['resource'])) : [];
-      const entryContext = { ...context, onEntry: undefined };
-      for (const entry of entries) {
-        this.processResource(entry['resource'] as JsonObject, entryContext);
-        context.onEntry?.();
-      }
-      // The Bundle's own elements are processed with its entries' resources detached, so the
-      // rules do not walk every entry a second time.
-      const detached = entries.map((entry) => entry['resource']);
-      for (const entry of entries) delete entry['resource'];
-      try {
-        this.processOne(resource, context, resource);
-      } finally {
-        entries.forEach((entry, i) => (entry['resource'] = detached[i]));
-      }
+      this.visitResource(resource, false, { context, top: resource, visited: new Set(), sealed: new Set() });
+      pruneRemoved(resource);
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
@@ -105,151 +115,292 @@ export class Deidentifier {
         const reason = error instanceof Error ? error.message : String(error);
         throw new MalformedInputError(`${String(resource['resourceType'])}/${String(resource['id'] ?? '?')}: ${reason}`);
       }
-      for (const key of Object.keys(resource)) if (key !== 'resourceType' && key !== 'id') delete resource[key];
-      resource['meta'] = { security: [label('REDACTED')] };
+      for (const key of Object.keys(resource)) if (key !== 'resourceType') delete resource[key];
+      resource['meta'] = { security: [{ ...LABELS.REDACTED }] };
       return resource;
     }
   }
 
-  private processOne(resource: JsonObject, context: ResourceContext, container: JsonObject): void {
+  private visitResource(resource: JsonObject, contained: boolean, run: Run): Set<Label> {
     forgetDescendants(resource);
     const index = indexResource(resource);
-    const types = new WeakMap<object, Map<string, string>>();
-    for (const node of index.all) {
-      let byKey = types.get(node.parent);
-      if (!byKey) types.set(node.parent, (byKey = new Map()));
-      byKey.set(node.key, node.type);
+    const labels = this.applyRules(resource, index, run);
+    const entries = resource['resourceType'] === 'Bundle';
+    for (const nested of index.resources) {
+      for (const label of this.visitResource(nested.value as JsonObject, nested.key === 'contained', run)) labels.add(label);
+      if (entries && nested.key === 'resource') run.context.onEntry?.();
     }
-    const claimed = new WeakMap<object, Set<string>>();
+    if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
+    return labels;
+  }
+
+  private applyRules(resource: JsonObject, index: NodeIndex, run: Run): Set<Label> {
     const labels = new Set<Label>();
-    const environment = { resource, rootResource: container };
+    const type = String(resource['resourceType']);
+    const environment = { resource, rootResource: run.top };
     for (const rule of this.config.rules) {
-      let locations: NodeLocation[];
+      if (rule.resourceType !== '' && rule.resourceType !== type) continue;
+      let nodes: TypedNode[];
       try {
-        locations = rule.native
-          ? rule.native(index).map((node) => ({ parent: node.parent, key: node.key, index: node.index, type: node.type, value: readValue(node.parent, node.key, node.index) }))
-          : toLocations(rule.compiled(resource, environment), resource);
+        nodes = rule.native ? rule.native(index) : fromLocations(rule.compiled(resource, environment), index);
       } catch (error) {
         throw new MalformedInputError(`rule ${rule.index} (${rule.path}): ${(error as Error).message.split('\n')[0]}`);
       }
-      for (const location of locations) {
-        if (isClaimed(claimed, location)) continue;
-        this.applyToNode(rule, location, { resource, context, types, claimed, labels });
-      }
+      for (const node of nodes) this.processRecursive(rule, node, run, labels);
     }
-    pruneRemoved(resource);
-    if (labels.size > 0) {
-      const meta = (resource['meta'] ??= {}) as JsonObject;
-      const security = (meta['security'] ??= []) as JsonObject[];
-      for (const code of labels) if (!security.some((s) => s['code'] === code)) security.push(label(code));
-    }
+    return labels;
   }
 
-  private applyToNode(rule: Rule, location: NodeLocation, state: State): void {
-    const value = location.value;
-    if (value === REMOVED || value === undefined) return;
-    if (typeof value !== 'object' || value === null) return this.applyToLeaf(rule, location, state);
-    const object = value as JsonObject;
-    if (rule.method === 'substitute' && typeof rule.replaceWith === 'object' && !hasClaimedLeaf(object, state.claimed)) {
-      writeValue(location, structuredClone(rule.replaceWith));
-      claimSubtree(location, state.claimed);
-      state.labels.add('SUBSTITUTED');
-      return;
-    }
-    if (location.type === 'Age' && rule.method === 'redact' && this.config.parameters.enablePartialAgesForRedact && typeof object['value'] === 'number') {
-      if (object['value'] <= 89) return claimSubtree(location, state.claimed);
-    }
-    for (const leaf of leaves(object, state.types)) {
-      if (!isClaimed(state.claimed, leaf)) this.applyToLeaf(rule, leaf, state);
-    }
+  /** Applies a rule's method to a node and to every node below it not yet processed (nested resources excepted). */
+  private processRecursive(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+    if (isVisited(node, run)) return;
+    this.applyMethod(rule, node, run, labels);
+    run.visited.add(node);
+    for (const child of node.children) if (!child.nested) this.processRecursive(rule, child, run, labels);
   }
 
-  private applyToLeaf(rule: Rule, leaf: NodeLocation, state: State): void {
+  private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     const params = this.config.parameters;
-    const value = leaf.value;
-    const set = (next: unknown, labelCode?: Label) => {
-      writeValue(leaf, next === undefined ? REMOVED : next);
-      if (labelCode) state.labels.add(labelCode);
+    const value = primitiveValue(node);
+    const set = (next: unknown, label: Label) => {
+      writeValue(node, next === undefined || next === null ? REMOVED : next);
+      node.value = next ?? undefined;
+      labels.add(label);
     };
-    const isDate = DATE_TYPES.has(leaf.type) && typeof value === 'string';
     switch (rule.method) {
       case 'keep':
-        break;
+        return;
       case 'redact':
-        if (isDate && params.enablePartialDatesForRedact) set(partialDate(value), 'ABSTRED');
-        else if (leaf.key === 'postalCode' && typeof value === 'string' && params.enablePartialZipCodesForRedact) set(partialZip(value, params.restrictedZipCodeTabulationAreas), 'ABSTRED');
-        else set(undefined, 'REDACTED');
-        break;
+        if (isEmpty(value)) return;
+        if (DATE_TYPES.has(node.type)) return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (node.type === 'decimal' && node.parentNode?.type === 'Age') {
+          return set(params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
+        }
+        if (node.key === 'postalCode') {
+          if (params.enablePartialZipCodesForRedact) return set(partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
+          return set(undefined, 'REDACTED');
+        }
+        return set(undefined, 'REDACTED');
       case 'dateShift': {
-        if (!isDate) return; // not claimed: a later rule may still handle a non-date value
-        const offset = dateShiftOffset(this.shiftPrefix(state), params.dateShiftKey, params.dateShiftAlgorithm);
-        const shifted = shiftDate(value, offset);
-        if (shifted !== undefined) set(shifted, 'PERTURBED');
-        else set(params.enablePartialDatesForRedact ? partialDate(value) : undefined, 'REDACTED');
-        break;
+        if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
+        const offset = params.dateShiftFixedOffsetInDays ?? dateShiftOffset(this.shiftPrefix(node, run), params.dateShiftKey, params.dateShiftAlgorithm);
+        const shifted = shiftDate(String(value), offset);
+        if (shifted !== undefined) return set(shifted, 'PERTURBED');
+        return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
       }
       case 'cryptoHash':
-        if (typeof value !== 'string') return;
-        set(leaf.key === 'reference' || leaf.key === 'fullUrl' ? cryptoHashReference(value, params.cryptoHashKey) : cryptoHash(value, params.cryptoHashKey), 'CRYTOHASH');
-        break;
+        if (isEmpty(value)) return;
+        return set(node.key === 'reference' && node.parentNode?.type === 'Reference' ? cryptoHashReference(String(value), params.cryptoHashKey) : cryptoHash(String(value), params.cryptoHashKey), 'CRYTOHASH');
       case 'encrypt':
-        set(encryptValue(String(value), params.encryptKey), 'MASKED');
-        break;
+        if (isEmpty(value)) return;
+        return set(encryptValue(String(value), params.encryptKey), 'ENCRYPT');
       case 'substitute':
-        set(structuredClone(rule.replaceWith), 'SUBSTITUTED');
-        break;
+        substitute(node, rule.replaceWith, run);
+        labels.add('SUBSTITUTED');
+        return;
       case 'perturb':
-        if (typeof value !== 'number') return;
-        set(perturbNumber(value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(leaf.type)), 'PERTURBED');
-        break;
-      case 'generalize':
-        set(this.generalize(rule, value), 'GENERALIZED');
-        break;
-      case 'scrubText':
+        return this.perturb(rule, node, run, labels);
+      case 'generalize': {
+        if (!PRIMITIVE_TYPES.has(node.type)) {
+          throw new MalformedInputError(`generalize applies to primitive values only, not to ${node.type || 'an untyped element'} at ${node.key}`);
+        }
+        if (value === undefined) return;
+        return set(this.generalize(rule, value, node.type), 'GENERALIZED');
+      }
+      case 'scrubText': {
         if (typeof value !== 'string') return;
-        set(scrubLeaf(leaf, value, state.context.names), 'REDACTED');
-        break;
+        const scrubbed = scrubLeaf(node, value, run.context.names);
+        if (scrubbed !== value) set(scrubbed, 'REDACTED');
+        return;
+      }
     }
-    claim(state.claimed, leaf);
   }
 
-  private generalize(rule: Rule, value: unknown): unknown {
+  /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
+  private perturb(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+    const target = NUMBER_TYPES.has(node.type) ? node : QUANTITY_TYPES.has(node.type) ? node.children.find((c) => c.key === 'value') : undefined;
+    if (!target || typeof target.value !== 'number' || run.visited.has(target)) return;
+    let next = perturbNumber(target.value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(target.type));
+    if (target.type === 'positiveInt' && next <= 0) next = 1;
+    if (target.type === 'unsignedInt' && next < 0) next = 0;
+    writeValue(target, next);
+    target.value = next;
+    for (const below of descendants(node)) run.visited.add(below);
+    labels.add('PERTURBED');
+  }
+
+  private generalize(rule: Rule, value: unknown, type: string): unknown {
     for (const { condition, expression } of this.generalizers.get(rule) ?? []) {
-      if (condition(value)[0] === true) return expression(value)[0];
+      let matched: boolean;
+      try {
+        matched = condition(value, type)[0] === true;
+        if (matched) return expression(value, type)[0];
+      } catch (error) {
+        throw new MalformedInputError(`generalize failed on a ${type} value: ${(error as Error).message.split('\n')[0]}`);
+      }
     }
     return rule.otherValues === 'keep' ? value : undefined;
   }
 
-  private shiftPrefix(state: State): string {
-    const { resource, context } = state;
+  private shiftPrefix(node: TypedNode, run: Run): string {
+    const { context, top } = run;
     switch (this.config.parameters.dateShiftScope) {
       case 'file':
       case 'folder':
         return context.scopeName ?? '';
-      case 'patient':
+      case 'patient': {
+        const resource = owningResource(node) ?? top;
         return patientId(resource) ?? String(resource['id'] ?? '');
+      }
       default:
-        return String(resource['id'] ?? '');
+        return typeof top['id'] === 'string' ? top['id'] : '';
     }
   }
 }
 
-interface State {
-  resource: JsonObject;
-  context: ResourceContext;
-  types: WeakMap<object, Map<string, string>>;
-  claimed: WeakMap<object, Set<string>>;
-  labels: Set<Label>;
+function isVisited(node: TypedNode, run: Run): boolean {
+  if (run.visited.has(node)) return true;
+  for (let current: TypedNode | undefined = node; current; current = current.parentNode) if (run.sealed.has(current)) return true;
+  return false;
 }
 
-function label(code: Label): JsonObject {
-  return { system: LABEL_SYSTEM, code, display: LABELS[code] };
+/** A node's primitive value (undefined for a complex element or an absent primitive). */
+function primitiveValue(node: TypedNode): unknown {
+  const value = node.value;
+  return value !== null && typeof value === 'object' ? undefined : value;
+}
+
+function isEmpty(value: unknown): boolean {
+  return value === undefined || value === null || value === '';
+}
+
+function* descendants(node: TypedNode): Generator<TypedNode> {
+  for (const child of node.children) {
+    yield child;
+    yield* descendants(child);
+  }
+}
+
+function owningResource(node: TypedNode): JsonObject | undefined {
+  let current: TypedNode | undefined = node;
+  while (current?.parentNode) current = current.parentNode;
+  return current?.value as JsonObject | undefined;
+}
+
+/** Maps fhirpath results to the nodes of the index (results in nested resources and literals are dropped). */
+function fromLocations(results: unknown[], index: NodeIndex): TypedNode[] {
+  const nodes: TypedNode[] = [];
+  for (const location of toLocations(results, index.root.value as JsonObject)) {
+    const node = index.byParent.get(location.parent)?.find((n) => n.key === location.key && n.index === location.index);
+    if (node) nodes.push(node);
+  }
+  for (const result of results) if ((result as { data?: unknown })?.data === index.root.value && (result as { parentResNode?: unknown }).parentResNode == null) nodes.push(index.root);
+  return nodes;
+}
+
+/**
+ * The reference tool's substitute: the node takes the replacement's value and children, element
+ * by element and item by item; what an earlier rule processed is kept (an emptied copy of an
+ * element keeps the processed parts below it), other elements absent from the replacement are
+ * removed, extra replacement items are added. Everything below is then left to no other rule.
+ */
+function substitute(node: TypedNode, replaceWith: unknown, run: Run): void {
+  const replacement = replaceWith === null || replaceWith === undefined ? (PRIMITIVE_TYPES.has(node.type) ? null : {}) : replaceWith;
+  const keep = new Set<TypedNode>();
+  markKept(node, run, keep);
+  substituteNode(node, replacement, run, keep);
+  run.sealed.add(node);
+}
+
+function markKept(node: TypedNode, run: Run, keep: Set<TypedNode>): boolean {
+  let kept = false;
+  for (const child of node.children) kept = markKept(child, run, keep) || kept;
+  if (kept || run.visited.has(node)) {
+    keep.add(node);
+    return true;
+  }
+  return false;
+}
+
+/** Writes `replacement` into the node's place, keeping processed descendants. */
+function substituteNode(node: TypedNode, replacement: unknown, run: Run, keep: Set<TypedNode>): void {
+  if (run.visited.has(node)) return;
+  const complex = node.value !== null && typeof node.value === 'object';
+  if (replacement === null ? !complex : typeof replacement !== 'object') {
+    // The primitive's own value; its id and extensions (children) go unless processed before.
+    writeValue(node, replacement === null ? REMOVED : replacement);
+    for (const child of node.children) {
+      if (run.visited.has(child)) continue;
+      if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+    return;
+  }
+  const target = (replacement ?? {}) as JsonObject;
+  let object = node.value;
+  if (object === null || typeof object !== 'object') {
+    object = {};
+    writeValue(node, object);
+  }
+  const json = object as JsonObject;
+  const byName = new Map<string, TypedNode[]>();
+  for (const child of node.children) {
+    const list = byName.get(child.key);
+    if (list) list.push(child);
+    else byName.set(child.key, [child]);
+  }
+  for (const [name, value] of Object.entries(target)) {
+    const targets = Array.isArray(value) ? value : [value];
+    const children = byName.get(name) ?? [];
+    let i = 0;
+    for (const child of children) {
+      if (run.visited.has(child)) i++;
+      else if (i < targets.length) substituteNode(child, targets[i++], run, keep);
+      else if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+    if (i < targets.length) {
+      const extra = structuredClone(targets.slice(i));
+      const existing = json[name];
+      if (existing === undefined || existing === REMOVED) json[name] = Array.isArray(value) ? extra : extra[0];
+      else json[name] = [...(Array.isArray(existing) ? existing : [existing]), ...extra];
+    }
+  }
+  for (const [name, children] of byName) {
+    if (name in target) continue;
+    for (const child of children) {
+      if (run.visited.has(child)) continue;
+      if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+  }
+}
+
+/** Removes a node (and the element part of a primitive). */
+function removeNode(node: TypedNode): void {
+  writeValue(node, REMOVED);
+  const part = node.parent[`_${node.key}`];
+  if (part === undefined) return;
+  if (node.index === null || !Array.isArray(part)) node.parent[`_${node.key}`] = REMOVED;
+  else part[node.index] = REMOVED;
+}
+
+/** Appends the labels not already present (codes compared case-insensitively), in the reference tool's order. */
+function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
+  let meta = resource['meta'];
+  if (meta === REMOVED || meta === null || typeof meta !== 'object') resource['meta'] = meta = {};
+  const metaObject = meta as JsonObject;
+  let security = metaObject['security'];
+  if (!Array.isArray(security)) metaObject['security'] = security = [];
+  const list = security as unknown[];
+  const present = (code: string) => list.some((s) => s !== null && typeof s === 'object' && String((s as JsonObject)['code']).toLowerCase() === code.toLowerCase());
+  for (const code of LABEL_ORDER) if (labels.has(code) && !present(code)) list.push({ ...LABELS[code] });
 }
 
 function partialZip(zip: string, restricted: string[]): string {
-  const digits = zip.slice(0, 3);
-  if (restricted.includes(digits)) return zip.replace(/\d/g, '0');
-  return digits + zip.slice(3).replace(/\d/g, '0');
+  if (restricted.some((area) => zip.startsWith(area))) return zip.replace(/\d/g, '0');
+  if (zip.length < 3) return zip;
+  return zip.slice(0, 3) + zip.slice(3).replace(/\d/g, '0');
 }
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
@@ -271,48 +422,6 @@ export function patientId(resource: JsonObject): string | undefined {
     if (typeof reference === 'string') return reference.replace(/^urn:uuid:|^.*Patient\//, '');
   }
   return undefined;
-}
-
-function leafKey(location: Pick<NodeLocation, 'key' | 'index'>): string {
-  return `${location.key}|${location.index ?? ''}`;
-}
-
-function isClaimed(claimed: WeakMap<object, Set<string>>, location: NodeLocation): boolean {
-  return claimed.get(location.parent)?.has(leafKey(location)) ?? false;
-}
-
-function claim(claimed: WeakMap<object, Set<string>>, location: Pick<NodeLocation, 'parent' | 'key' | 'index'>): void {
-  let keys = claimed.get(location.parent);
-  if (!keys) claimed.set(location.parent, (keys = new Set()));
-  keys.add(leafKey(location));
-}
-
-function claimSubtree(location: NodeLocation, claimed: WeakMap<object, Set<string>>): void {
-  claim(claimed, location);
-  const value = readValue(location.parent, location.key, location.index);
-  if (value && typeof value === 'object') for (const leaf of leaves(value as JsonObject, new WeakMap())) claim(claimed, leaf);
-}
-
-function hasClaimedLeaf(object: JsonObject, claimed: WeakMap<object, Set<string>>): boolean {
-  for (const leaf of leaves(object, new WeakMap())) if (isClaimed(claimed, leaf)) return true;
-  return false;
-}
-
-/** Every primitive value inside an element, skipping nested resources. */
-function* leaves(object: JsonObject, types: WeakMap<object, Map<string, string>>): Generator<NodeLocation> {
-  for (const [key, value] of Object.entries(object)) {
-    const items = Array.isArray(value) ? value : [value];
-    for (let i = 0; i < items.length; i++) {
-      const item: unknown = items[i];
-      const index = Array.isArray(value) ? i : null;
-      if (item === REMOVED) continue;
-      if (item && typeof item === 'object') {
-        if (typeof (item as JsonObject)['resourceType'] !== 'string') yield* leaves(item as JsonObject, types);
-      } else {
-        yield { parent: object, key, index, type: types.get(object)?.get(key) ?? typeof item, value: item };
-      }
-    }
-  }
 }
 
 function isObject(value: unknown): value is JsonObject {
