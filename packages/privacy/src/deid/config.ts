@@ -52,6 +52,12 @@ export interface Parameters {
   restrictedZipCodeTabulationAreas: string[];
   nameDictionary: string[];
   builtinNameDictionary: boolean;
+  /**
+   * MedShare extension: cryptoHash keeps links and forms valid — a UUID hashes to a UUID, and
+   * `fullUrl` and `Bundle.entry.request.url` are hashed like references (id part only; a bare
+   * resource type is kept and a search query dropped, since it may carry identifiers).
+   */
+  cryptoHashKeepsForm: boolean;
 }
 
 export interface DeidConfig {
@@ -75,6 +81,7 @@ const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]
   restrictedZipCodeTabulationAreas: 'string[]',
   nameDictionary: 'string[]',
   builtinNameDictionary: 'boolean',
+  cryptoHashKeepsForm: 'boolean',
 };
 
 const RULE_KEYS: Record<Method, string[]> = {
@@ -202,6 +209,7 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
     restrictedZipCodeTabulationAreas: [],
     nameDictionary: [],
     builtinNameDictionary: false,
+    cryptoHashKeepsForm: false,
   };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const kind = PARAMETER_KINDS[key as keyof Parameters];

@@ -10,9 +10,9 @@
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
 import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
-import { elementPart, indexResource, type NodeIndex, type TypedNode } from './native-paths.ts';
+import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
-import { cryptoHash, cryptoHashReference, encryptValue, perturbNumber } from './methods.ts';
+import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
 import { builtinNameMatcher, nameMatcher, scrubText, type NameMatcher } from './free-text.ts';
 
 const LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
@@ -190,7 +190,7 @@ export class Deidentifier {
       }
       case 'cryptoHash':
         if (isEmpty(value)) return;
-        return set(node.key === 'reference' && node.parentNode?.type === 'Reference' ? cryptoHashReference(String(value), params.cryptoHashKey) : cryptoHash(String(value), params.cryptoHashKey), 'CRYTOHASH');
+        return set(this.hash(node, String(value)), 'CRYTOHASH');
       case 'encrypt':
         if (isEmpty(value)) return;
         return set(encryptValue(String(value), params.encryptKey), 'ENCRYPT');
@@ -214,6 +214,19 @@ export class Deidentifier {
         return;
       }
     }
+  }
+
+  /** cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay UUIDs and Bundle links stay valid. */
+  private hash(node: TypedNode, value: string): string {
+    const key = this.config.parameters.cryptoHashKey;
+    const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
+    if (!this.config.parameters.cryptoHashKeepsForm) return isReference ? cryptoHashReference(value, key) : cryptoHash(value, key);
+    const hash = (id: string) => formKeepingHash(id, key);
+    if (node.key === 'url' && node.parentNode?.key === 'request') {
+      const path = value.split('?')[0] ?? '';
+      return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
+    }
+    return isReference || node.key === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
   }
 
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */

@@ -90,6 +90,7 @@ export function profileConfig(name: ProfileName, keys: ProfileKeys): DeidConfig 
     enablePartialDatesForRedact: true,
     enablePartialZipCodesForRedact: true,
     builtinNameDictionary: true,
+    cryptoHashKeepsForm: true,
     // ZIP3 areas with 20,000 or fewer people (2000 Census), listed by HHS for Safe Harbor.
     restrictedZipCodeTabulationAreas: ['036', '059', '063', '102', '203', '556', '692', '790', '821', '823', '830', '831', '878', '879', '884', '890', '893'],
   };
