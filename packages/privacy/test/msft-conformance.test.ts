@@ -57,7 +57,7 @@ test('contained resources: processed with their own rules, labelled on the conta
 
 test('a container rule does not reach into contained resources; a rule scoped to another type does not run', () => {
   const patient: Json = { resourceType: 'Patient', id: 'p', name: [{ family: 'A' }], contained: [{ resourceType: 'Practitioner', id: 'x', name: [{ family: 'B' }] }] };
-  const out = engine([{ path: 'Patient.name', method: 'redact' }, { path: 'Observation.id', method: 'redact' }]).processResource(patient);
+  const out = engine([{ path: 'Patient.name', method: 'redact' }, { path: 'Observation.id', method: 'redact' }]).processResource(patient) as Json;
   assert.deepEqual(out['contained'][0]['name'], [{ family: 'B' }]);
   assert.equal(out['name'], undefined);
   assert.equal(out['id'], 'p');

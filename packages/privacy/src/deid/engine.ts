@@ -13,7 +13,9 @@ import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLoc
 import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
-import { builtinNameMatcher, nameMatcher, scrubText, type NameMatcher } from './free-text.ts';
+import { builtinNameMatchers, nameMatcher, scrubText, termMatcher, type NameMatcher } from './free-text.ts';
+
+const PEOPLE = ['Patient', 'RelatedPerson', 'Practitioner', 'Person'];
 
 const LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
 /**
@@ -74,22 +76,31 @@ export class Deidentifier {
   }
 
   /**
-   * Name matchers for free text: the names in `resources` (Patient, RelatedPerson, Practitioner)
-   * plus `nameDictionary`, and the built-in first-name dictionary when enabled.
+   * Matchers for free text: the names, address lines, cities and postal codes of the people in
+   * `resources` (Patient and its contacts, RelatedPerson, Practitioner, Person) plus
+   * `nameDictionary`, and the built-in name and city dictionaries when enabled.
    */
   namesFor(resources: Iterable<JsonObject>): NameMatcher[] {
     const names = new Set(this.dictionary);
+    const places = new Set<string>();
+    const zips = new Set<string>();
     for (const resource of resources) {
-      if (!['Patient', 'RelatedPerson', 'Practitioner', 'Person'].includes(String(resource['resourceType']))) continue;
+      if (!PEOPLE.includes(String(resource['resourceType']))) continue;
       // Input is untrusted JSON: the FHIR types describe the expected shape, typeof checks enforce it.
-      const person = resource as unknown as fhir4.Patient | fhir4.RelatedPerson | fhir4.Practitioner | fhir4.Person;
+      const person = resource as unknown as fhir4.Patient;
+      const humanNames = [...asArray(person.name), ...(asArray(person.contact) as fhir4.PatientContact[]).flatMap((c) => asArray(c?.name))] as fhir4.HumanName[];
       const parts: unknown[] = [];
-      for (const name of asArray(person.name) as fhir4.HumanName[]) parts.push(...asArray(name?.given), name?.family, name?.text);
+      for (const name of humanNames) parts.push(...asArray(name?.given), name?.family, name?.text);
       const maiden = (asArray(person.extension) as fhir4.Extension[]).find((e) => e?.url === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName');
       parts.push(maiden?.valueString);
       for (const part of parts) if (typeof part === 'string') for (const word of part.split(/\s+/)) names.add(word);
+      const addresses = [...asArray(person.address), ...(asArray(person.contact) as fhir4.PatientContact[]).map((c) => c?.address)] as fhir4.Address[];
+      for (const address of addresses) {
+        for (const part of [...asArray(address?.line), address?.city, address?.district, address?.text]) if (typeof part === 'string' && part.length >= 3) places.add(part);
+        if (typeof address?.postalCode === 'string') zips.add(address.postalCode);
+      }
     }
-    const matchers = [nameMatcher(names), this.config.parameters.builtinNameDictionary ? builtinNameMatcher() : undefined];
+    const matchers = [nameMatcher(names), termMatcher('ADDRESS', places), termMatcher('ZIP', zips), ...(this.config.parameters.builtinNameDictionary ? builtinNameMatchers() : [])];
     return matchers.filter((m): m is NameMatcher => m !== undefined);
   }
 
