@@ -58,6 +58,11 @@ export interface Parameters {
    * resource type is kept and a search query dropped, since it may carry identifiers).
    */
   cryptoHashKeepsForm: boolean;
+  /**
+   * MedShare extension: the `value` of a Quantity in years (UCUM `a`) is an age for partial
+   * redaction, as an Age's is (kept up to 89, removed over).
+   */
+  quantityAgesAsAges: boolean;
 }
 
 export interface DeidConfig {
@@ -82,6 +87,7 @@ const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]
   nameDictionary: 'string[]',
   builtinNameDictionary: 'boolean',
   cryptoHashKeepsForm: 'boolean',
+  quantityAgesAsAges: 'boolean',
 };
 
 const RULE_KEYS: Record<Method, string[]> = {
@@ -210,6 +216,7 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
     nameDictionary: [],
     builtinNameDictionary: false,
     cryptoHashKeepsForm: false,
+    quantityAgesAsAges: false,
   };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const kind = PARAMETER_KINDS[key as keyof Parameters];

@@ -174,7 +174,7 @@ export class Deidentifier {
     const params = this.config.parameters;
     const value = primitiveValue(node);
     const set = (next: unknown, label: Label) => {
-      writeValue(node, next === undefined || next === null ? REMOVED : next);
+      writeValue(node, next ?? REMOVED);
       node.value = next ?? undefined;
       labels.add(label);
     };
@@ -184,7 +184,7 @@ export class Deidentifier {
       case 'redact':
         if (isEmpty(value)) return;
         if (DATE_TYPES.has(node.type)) return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
-        if (node.type === 'decimal' && node.parentNode?.type === 'Age') {
+        if (node.type === 'decimal' && this.isAge(node)) {
           return set(params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
         }
         if (node.key === 'postalCode') {
@@ -225,6 +225,16 @@ export class Deidentifier {
         return;
       }
     }
+  }
+
+  /** The value of an Age (or, with `quantityAgesAsAges`, of a Quantity in years). */
+  private isAge(node: TypedNode): boolean {
+    const parent = node.parentNode;
+    if (node.key !== 'value' || !parent) return false;
+    if (parent.type === 'Age') return true;
+    if (!this.config.parameters.quantityAgesAsAges || !QUANTITY_TYPES.has(parent.type)) return false;
+    const quantity = parent.value as JsonObject;
+    return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
   }
 
   /** cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay UUIDs and Bundle links stay valid. */
@@ -412,7 +422,7 @@ function removeNode(node: TypedNode): void {
 /** Appends the labels not already present (codes compared case-insensitively), in the reference tool's order. */
 function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
   let meta = resource['meta'];
-  if (meta === REMOVED || meta === null || typeof meta !== 'object') resource['meta'] = meta = {};
+  if (meta === REMOVED || typeof meta !== 'object') resource['meta'] = meta = {};
   const metaObject = meta as JsonObject;
   let security = metaObject['security'];
   if (!Array.isArray(security)) metaObject['security'] = security = [];
@@ -429,13 +439,49 @@ function partialZip(zip: string, restricted: string[]): string {
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
 function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = []): string {
+  // A base64 attachment's contentType is its sibling.
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     return Buffer.from(scrubText(decoded, names).text, 'utf8').toString('base64');
   }
+  if (leaf.type === 'xhtml') return scrubXhtml(value, names);
   return scrubText(value, names).text;
+}
+
+const XHTML_TAG = /(<[^>]*>)/;
+
+/**
+ * Scrubs a narrative and keeps it valid XHTML: the text between tags is scrubbed (entities
+ * decoded first, so that `&amp;` does not hide a finding), and each tag keeps only its name and
+ * `xmlns` (other attributes — titles, links — may carry identifiers and are dropped).
+ */
+function scrubXhtml(xhtml: string, names: readonly NameMatcher[]): string {
+  return xhtml
+    .split(XHTML_TAG)
+    .map((part, i) => {
+      if (i % 2 === 1) {
+        const tag = /^<(\/?)([A-Za-z][\w:-]*)[^>]*?(\/?)>$/.exec(part);
+        if (!tag) return '';
+        const xmlns = /\sxmlns=("[^"]*"|'[^']*')/.exec(part);
+        return `<${tag[1]}${tag[2]}${xmlns ? ` xmlns=${xmlns[1]}` : ''}${tag[3]}>`;
+      }
+      return escapeXml(scrubText(unescapeXml(part), names).text);
+    })
+    .join('');
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(/&(amp|lt|gt|quot|apos|#\d+|#x[0-9a-f]+);/gi, (entity, name: string) => {
+    const lower = name.toLowerCase();
+    if (lower[0] === '#') return String.fromCodePoint(lower[1] === 'x' ? parseInt(lower.slice(2), 16) : parseInt(lower.slice(1), 10));
+    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[lower] ?? entity;
+  });
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /** The id of the patient a resource belongs to (itself, or its subject/patient reference). */

