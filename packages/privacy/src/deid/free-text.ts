@@ -59,7 +59,7 @@ const EARLY_PATTERNS: Pattern[] = [
 /** Detectors that run after the dictionaries. */
 const LATE_PATTERNS: Pattern[] = [
   // Capitalised words after a title are a name, whether or not a dictionary has it.
-  ['NAME', /(?<=\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+)\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?/gu, (t) => /\b(?:M[rsx]|Miss|Dr|Prof|Sra?)\b/.test(t)],
+  ['NAME', /(?<=\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+)\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?/gu, (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t)],
   // The label stays (ordinary words); the value goes. A value needs a digit, so "MRN: pending" is kept.
   ['ID', /(?<=\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?)(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,}\b/gi, (t) => t.length > 5],
   // Medicare Beneficiary Identifier (CMS format: 11 characters, no S L O I B Z letters) and the older HICN (SSN + letter).
