@@ -7,6 +7,7 @@
 import { MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { compilePath, type CompiledPath } from './fhir-nodes.ts';
 import { compileNative, type NodeIndex, type TypedNode } from './native-paths.ts';
+import type { TextScope } from './free-text.ts';
 
 export const METHODS = ['keep', 'redact', 'dateShift', 'cryptoHash', 'encrypt', 'substitute', 'perturb', 'generalize', 'scrubText'] as const;
 export type Method = (typeof METHODS)[number];
@@ -33,6 +34,8 @@ export interface Rule {
   roundTo?: number;
   cases?: { condition: string; expression: string }[];
   otherValues?: 'redact' | 'keep';
+  /** scrubText (MedShare): `terminology` looks in coded text for the record's own terms and fixed-form identifiers only. */
+  scope?: TextScope;
 }
 
 /** The `parameters` block. `dateShiftAlgorithm`, `dateShiftScope: patient`, `nameDictionary` and `builtinNameDictionary` are MedShare extensions. */
@@ -96,7 +99,7 @@ const RULE_KEYS: Record<Method, string[]> = {
   dateShift: [],
   cryptoHash: [],
   encrypt: [],
-  scrubText: [],
+  scrubText: ['scope'],
   substitute: ['replaceWith'],
   perturb: ['span', 'rangeType', 'roundTo'],
   generalize: ['cases', 'otherValues'],
@@ -182,6 +185,11 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
     const roundTo = rule['roundTo'] ?? 2;
     if (typeof roundTo !== 'number' || !Number.isInteger(roundTo) || roundTo < 0 || roundTo > 28) fail(`${at}: roundTo must be an integer 0..28`);
     Object.assign(parsed, { span, rangeType, roundTo });
+  }
+  if (m === 'scrubText') {
+    const scope = rule['scope'] ?? 'all';
+    if (scope !== 'all' && scope !== 'terminology') fail(`${at}: scope must be "all" or "terminology"`);
+    parsed.scope = scope as TextScope;
   }
   if (m === 'generalize') {
     const cases = rule['cases'];

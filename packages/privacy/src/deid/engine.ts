@@ -13,7 +13,7 @@ import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLoc
 import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
-import { builtinNameMatchers, nameMatcher, scrubText, termMatcher, type NameMatcher } from './free-text.ts';
+import { builtinNameMatchers, nameMatcher, scrubText, termMatcher, type NameMatcher, type TextScope } from './free-text.ts';
 
 const PEOPLE = ['Patient', 'RelatedPerson', 'Practitioner', 'Person'];
 
@@ -38,6 +38,7 @@ const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer64']);
 const NUMBER_TYPES = new Set(['decimal', ...INTEGER_TYPES]);
 const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duration', 'SimpleQuantity', 'MoneyQuantity']);
+const TEXT_TYPES = new Set(['string', 'markdown', 'xhtml', 'base64Binary', '']);
 const PRIMITIVE_TYPES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
 
 /** What a resource is processed with, beyond the configuration. */
@@ -84,7 +85,7 @@ export class Deidentifier {
     const names = new Set(this.dictionary);
     const places = new Set<string>();
     const zips = new Set<string>();
-    for (const resource of resources) {
+    for (const resource of withContained(resources)) {
       if (!PEOPLE.includes(String(resource['resourceType']))) continue;
       // Input is untrusted JSON: the FHIR types describe the expected shape, typeof checks enforce it.
       const person = resource as unknown as fhir4.Patient;
@@ -219,8 +220,9 @@ export class Deidentifier {
         return set(this.generalize(rule, value, node.type), 'GENERALIZED');
       }
       case 'scrubText': {
-        if (typeof value !== 'string') return;
-        const scrubbed = scrubLeaf(node, value, run.context.names);
+        // Free text only: uris, codes and ids below a matched element (an extension's url) are links and terminology.
+        if (typeof value !== 'string' || !TEXT_TYPES.has(node.type)) return;
+        const scrubbed = scrubLeaf(node, value, run.context.names, rule.scope);
         if (scrubbed !== value) set(scrubbed, 'REDACTED');
         return;
       }
@@ -289,6 +291,14 @@ export class Deidentifier {
       default:
         return typeof top['id'] === 'string' ? top['id'] : '';
     }
+  }
+}
+
+/** The resources and the resources they contain (a contained Patient's names are the record's too). */
+function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> {
+  for (const resource of resources) {
+    yield resource;
+    for (const contained of asArray(resource['contained'])) if (isObject(contained)) yield contained;
   }
 }
 
@@ -438,7 +448,7 @@ function partialZip(zip: string, restricted: string[]): string {
 }
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
-function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = []): string {
+function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = [], scope: TextScope = 'all'): string {
   // A base64 attachment's contentType is its sibling.
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
@@ -447,7 +457,7 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
     return Buffer.from(scrubText(decoded, names).text, 'utf8').toString('base64');
   }
   if (leaf.type === 'xhtml') return scrubXhtml(value, names);
-  return scrubText(value, names).text;
+  return scrubText(value, names, scope).text;
 }
 
 const XHTML_TAG = /(<[^>]*>)/;

@@ -185,15 +185,24 @@ const EARLY = EARLY_PATTERNS.map(patternDetector);
 const LATE = LATE_PATTERNS.map(patternDetector);
 
 /**
+ * What to look for: `all`, or `terminology` for coded text (Coding.display, CodeableConcept.text):
+ * the record's own names and places and the fixed-form identifiers (dates, contacts, SSNs), but
+ * not the built-in dictionaries nor addresses, ZIPs and long numbers, which codes and their
+ * displays are full of ("Primary Care Practitioner", SNOMED codes).
+ */
+export type TextScope = 'all' | 'terminology';
+
+/**
  * Finds PHI spans in `text`: non-overlapping, sorted by position. Dates, contacts and numbers
  * with a fixed form are found first, then the dictionaries (`names`), then addresses, labelled
  * identifiers, ZIP codes and long numbers; earlier findings win where spans overlap.
  */
-export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = []): Finding[] {
+export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = [], scope: TextScope = 'all'): Finding[] {
   const findings: Finding[] = [];
   const taken = (start: number, end: number) => findings.some((f) => start < f.end && f.start < end);
-  const matchers: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
-  const detectors: Detector[] = [...EARLY, ...matchers.map(matcherDetector), ...LATE];
+  const all: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
+  const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
+  const detectors: Detector[] = [...EARLY, ...matchers.map(matcherDetector), ...(scope === 'all' ? LATE : [])];
   for (const [kind, matchAll, guard] of detectors) {
     if (!guard(text)) continue;
     for (const [start, end] of matchAll(text)) if (end > start && !taken(start, end)) findings.push({ kind, start, end });
@@ -202,8 +211,8 @@ export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[
 }
 
 /** Replaces every PHI finding by its `[KIND]` tag. */
-export function scrubText(text: string, names: NameMatcher | readonly NameMatcher[] = []): { text: string; findings: Finding[] } {
-  const findings = findPhi(text, names);
+export function scrubText(text: string, names: NameMatcher | readonly NameMatcher[] = [], scope: TextScope = 'all'): { text: string; findings: Finding[] } {
+  const findings = findPhi(text, names, scope);
   let out = '';
   let cursor = 0;
   for (const finding of findings) {

@@ -110,7 +110,7 @@ function resolveChildType(typePath: string, key: string): ChildType {
 /** The element part (`_key`) of a primitive: `object._key` or `object._key[index]`. */
 export function elementPart(object: JsonObject, key: string, index: number | null): JsonObject | undefined {
   const part = object[`_${key}`];
-  const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : undefined;
+  const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : index === 0 ? part : undefined;
   return item && typeof item === 'object' ? (item as JsonObject) : undefined;
 }
 
@@ -157,9 +157,9 @@ export function indexResource(resource: JsonObject): NodeIndex {
       if (info.repeating && !Array.isArray(value)) {
         // A repeating element given as a single value is written as an array, as the reference tool's serializer does.
         value = object[key] = [value];
-        const part = object[`_${key}`];
-        if (part !== undefined && !Array.isArray(part)) object[`_${key}`] = [part];
       }
+      const part = object[`_${key}`];
+      if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[`_${key}`] = [part];
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
           const item: unknown = value[i];

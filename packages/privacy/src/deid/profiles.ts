@@ -25,10 +25,15 @@ export interface ProfileKeys {
   dateShiftKey: string;
 }
 
-/** Terminology text is not about the patient: kept, so that "Primary Care Practitioner" is not read as a name. */
+/**
+ * Terminology text is scrubbed for the record's own names and places and fixed-form identifiers
+ * only, not the name dictionaries, so that "Primary Care Practitioner" is not read as a name.
+ */
+/** Extension text first: a later `keep` (Address.state) would otherwise keep the extensions below the kept value. */
+const EXTENSION_TEXT = [{ path: "nodesByType('Extension').valueString | nodesByType('Extension').valueMarkdown", method: 'scrubText' }];
+
 const TERMINOLOGY = [
-  { path: "nodesByType('Coding').display", method: 'keep' },
-  { path: "nodesByType('CodeableConcept').text", method: 'keep' },
+  { path: "nodesByType('Coding').display | nodesByType('CodeableConcept').text", method: 'scrubText', scope: 'terminology' },
 ];
 
 const FREE_TEXT = [
@@ -68,6 +73,7 @@ const IDS_AND_REFERENCES = [
 ];
 
 const SAFE_HARBOR_RULES = [
+  ...EXTENSION_TEXT,
   ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
@@ -82,6 +88,7 @@ const SAFE_HARBOR_RULES = [
 ];
 
 const RESEARCH_RULES = [
+  ...EXTENSION_TEXT,
   ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
