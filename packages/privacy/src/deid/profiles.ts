@@ -61,8 +61,6 @@ const DIRECT_IDENTIFIERS = [
   { path: "nodesByType('Extension').valueUri", method: 'redact' },
   // (R) DICOM study, series and instance UIDs identify the imaging of one patient.
   { path: 'ImagingStudy.series.uid | ImagingStudy.series.instance.uid', method: 'cryptoHash' },
-  // (C) An age given as a Quantity in years (UCUM `a`) counts as an age: removed over 89.
-  { path: "nodesByType('Quantity').where(code = 'a' or unit = 'a' or unit = 'yr' or unit = 'years' or unit = 'year').value", method: 'redact' },
 ];
 
 const IDS_AND_REFERENCES = [
