@@ -2,11 +2,13 @@
  * Privacy benchmarks: de-identification throughput with the `safe-harbor` profile on the Synthea
  * bundles, and Mondrian on UCI Adult (adult.data; QIs age, workclass, education-num,
  * marital-status, occupation, race, sex, native-country) for k = 2..100, strict and relaxed.
- * Run: node --import tsx bench/privacy.ts [--deid-only]   (needs ../shared/data beside the repository)
+ * Run: node --import tsx bench/privacy.ts [--deid-only | --free-text]   (needs ../shared/data beside the repository,
+ * or MEDSHARE_SHARED_DIR)
  * Writes docs/benchmarks/privacy-utility-vs-k.svg.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { readSentences, scorePhi } from '../packages/privacy/test/phi-eval.ts';
 import { Deidentifier, encode, Hierarchy, measure, mondrian, parseCsv, profileConfig, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -60,6 +62,22 @@ function deidThroughput(): void {
   console.log('| resources | rounds | median ms | resources/s (CPU) | JSON parse+stringify ms (median) | ratio to parse+stringify (median) |');
   console.log('|---:|---:|---:|---:|---:|---:|');
   console.log(`| ${resources} | ${deid.length} | ${median(deid).toFixed(0)} | ${Math.round((resources / median(deid)) * 1000)} | ${median(reference).toFixed(0)} | ${median(ratios).toFixed(2)}x |`);
+}
+
+/** Recall and precision by PHI kind on the labelled sentences (packages/privacy/test/fixtures), built-in dictionaries only. */
+function freeTextScores(): void {
+  const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
+  const scores = scorePhi(readSentences(), engine.namesFor([]));
+  console.log('| kind | labelled spans | removed | recall | findings of this kind | on a labelled span | precision |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const [kind, k] of Object.entries(scores.byKind)) {
+    const f = scores.findings[kind] ?? { total: 0, onPhi: 0 };
+    console.log(`| ${kind} | ${k.spans} | ${k.removed} | ${(k.removed / k.spans).toFixed(3)} | ${f.total} | ${f.onPhi} | ${f.total ? (f.onPhi / f.total).toFixed(3) : '–'} |`);
+  }
+  const spans = Object.values(scores.byKind).reduce((a, k) => a + k.spans, 0);
+  const removed = Object.values(scores.byKind).reduce((a, k) => a + k.removed, 0);
+  console.log(`| all | ${spans} | ${removed} | ${scores.recall.toFixed(3)} | | | ${scores.precision.toFixed(3)} |`);
+  console.log(`\nordinary words kept: ${scores.words.kept} of ${scores.words.total} (${(scores.words.kept / scores.words.total).toFixed(3)})`);
 }
 
 const ADULT_COLUMNS = ['age', 'workclass', 'fnlwgt', 'education', 'education-num', 'marital-status', 'occupation', 'relationship', 'race', 'sex', 'capital-gain', 'capital-loss', 'hours-per-week', 'native-country', 'salary-class'];
@@ -141,6 +159,10 @@ async function mondrianAdult(): Promise<void> {
   console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
 }
 
+if (process.argv.includes('--free-text')) {
+  freeTextScores();
+  process.exit(0);
+}
 deidThroughput();
 if (process.argv.includes('--deid-only')) process.exit(0);
 await mondrianAdult();
