@@ -143,8 +143,8 @@ export class Deidentifier {
       if (entries && nested.key === 'resource') run.context.onEntry?.();
     }
     if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
-    // Each resource prunes its own elements (its nested resources pruned themselves) once they are all processed.
-    if (labels.size > 0) pruneRemoved(resource, resource);
+    // Each resource prunes its own elements (its nested resources pruned themselves), as the reference tool removes empty nodes.
+    pruneRemoved(resource, resource);
     return labels;
   }
 
@@ -176,38 +176,35 @@ export class Deidentifier {
   private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     const params = this.config.parameters;
     const value = primitiveValue(node);
-    const set = (next: unknown, label: Label) => {
-      writeValue(node, next ?? REMOVED);
-      node.value = next ?? undefined;
-      labels.add(label);
-    };
+    // (A closure here would be created per node: the hot path uses a plain function.)
+    const set = setValue;
     switch (rule.method) {
       case 'keep':
         return;
       case 'redact':
         if (isEmpty(value)) return;
-        if (DATE_TYPES.has(node.type)) return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (DATE_TYPES.has(node.type)) return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
         if (node.type === 'decimal' && node.key === 'value' && node.parentNode?.type === 'Age') {
-          return set(params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
+          return set(node, run, labels, params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
         }
         if (node.key === 'postalCode') {
-          if (params.enablePartialZipCodesForRedact) return set(partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
-          return set(undefined, 'REDACTED');
+          if (params.enablePartialZipCodesForRedact) return set(node, run, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
+          return set(node, run, labels, undefined, 'REDACTED');
         }
-        return set(undefined, 'REDACTED');
+        return set(node, run, labels, undefined, 'REDACTED');
       case 'dateShift': {
         if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
         const offset = params.dateShiftFixedOffsetInDays ?? dateShiftOffset(this.shiftPrefix(node, run), params.dateShiftKey, params.dateShiftAlgorithm);
         const shifted = shiftDate(String(value), offset);
-        if (shifted !== undefined) return set(shifted, 'PERTURBED');
-        return set(params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (shifted !== undefined) return set(node, run, labels, shifted, 'PERTURBED');
+        return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
       }
       case 'cryptoHash':
         if (isEmpty(value)) return;
-        return set(this.hash(node, String(value)), 'CRYTOHASH');
+        return set(node, run, labels, this.hash(node, String(value)), 'CRYTOHASH');
       case 'encrypt':
         if (isEmpty(value)) return;
-        return set(encryptValue(String(value), params.encryptKey), 'ENCRYPT');
+        return set(node, run, labels, encryptValue(String(value), params.encryptKey), 'ENCRYPT');
       case 'substitute':
         substitute(node, rule.replaceWith, run);
         labels.add('SUBSTITUTED');
@@ -219,13 +216,13 @@ export class Deidentifier {
           throw new MalformedInputError(`generalize applies to primitive values only, not to ${node.type || 'an untyped element'} at ${node.key}`);
         }
         if (value === undefined) return;
-        return set(this.generalize(rule, value, node.type), 'GENERALIZED');
+        return set(node, run, labels, this.generalize(rule, value, node.type), 'GENERALIZED');
       }
       case 'scrubText': {
         // Free text only: uris, codes and ids below a matched element (an extension's url) are links and terminology.
         if (typeof value !== 'string' || !TEXT_TYPES.has(node.type)) return;
         const scrubbed = scrubLeaf(node, value, run.context.names, rule.scope);
-        if (scrubbed !== value) set(scrubbed, 'REDACTED');
+        if (scrubbed !== value) set(node, run, labels, scrubbed, 'REDACTED');
         return;
       }
     }
@@ -306,6 +303,13 @@ function retypeQuantityAges(index: NodeIndex): void {
   index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
   for (const node of ages) node.type = 'Age';
   index.byType.set('Age', [...(index.byType.get('Age') ?? []), ...ages]);
+}
+
+/** Writes a method's result into a node (undefined or null removes it) and records the label. */
+function setValue(node: TypedNode, _run: Run, labels: Set<Label>, next: unknown, label: Label): void {
+  writeValue(node, next ?? REMOVED);
+  node.value = next ?? undefined;
+  labels.add(label);
 }
 
 function isVisited(node: TypedNode, run: Run): boolean {

@@ -213,7 +213,18 @@ export function pruneRemoved(node: unknown, root?: object): boolean {
     const object = node as JsonObject;
     // With a root given, nested resources (contained, entries) are left alone: they were pruned with their own rules.
     if (root !== undefined && object !== root && typeof object['resourceType'] === 'string') return false;
-    for (const key of Object.keys(object)) {
+    const keys = Object.keys(object);
+    let hasParts = false;
+    for (const key of keys) if (key.charCodeAt(0) === 95) hasParts = true;
+    if (!hasParts) {
+      // The common case: no element parts, no string building.
+      for (const key of keys) {
+        const value = object[key];
+        if (value === REMOVED || (typeof value === 'object' && pruneRemoved(value, root))) delete object[key];
+      }
+      return Object.keys(object).length === 0;
+    }
+    for (const key of keys) {
       if (!(key in object)) continue;
       const partKey = key.charCodeAt(0) === 95 ? key : `_${key}`;
       const valueKey = partKey.slice(1);

@@ -236,6 +236,28 @@ const patternDetector = ([kind, pattern, guard]: Pattern): Detector => [kind, (t
 const EARLY = EARLY_PATTERNS.map(patternDetector);
 const LATE = LATE_PATTERNS.map(patternDetector);
 
+function overlaps(findings: Finding[], start: number, end: number): boolean {
+  for (const f of findings) if (start < f.end && f.start < end) return true;
+  return false;
+}
+
+/** The detector lists for a matcher set, built once per set and scope. */
+const detectorCache = new WeakMap<object, Map<TextScope, Detector[][]>>();
+const NO_MATCHERS: readonly NameMatcher[] = [];
+
+function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextScope): Detector[][] {
+  const all: readonly NameMatcher[] = Array.isArray(names) ? names : names ? [names as NameMatcher] : NO_MATCHERS;
+  let byScope = detectorCache.get(all);
+  if (!byScope) detectorCache.set(all, (byScope = new Map()));
+  let lists = byScope.get(scope);
+  if (!lists) {
+    const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
+    lists = [EARLY, matchers.map(matcherDetector), scope === 'all' ? LATE : []];
+    byScope.set(scope, lists);
+  }
+  return lists;
+}
+
 /**
  * What to look for: `all`, or `terminology` for coded text (Coding.display, CodeableConcept.text):
  * the record's own names and places and the fixed-form identifiers (dates, contacts, SSNs), but
@@ -251,14 +273,12 @@ export type TextScope = 'all' | 'terminology';
  */
 export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = [], scope: TextScope = 'all'): Finding[] {
   const findings: Finding[] = [];
-  const taken = (start: number, end: number) => findings.some((f) => start < f.end && f.start < end);
-  const all: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
-  const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
-  const detectors: Detector[] = [...EARLY, ...matchers.map(matcherDetector), ...(scope === 'all' ? LATE : [])];
   const digits = countDigits(text);
-  for (const [kind, matchAll, guard] of detectors) {
-    if (!guard(text, digits)) continue;
-    for (const [start, end] of matchAll(text)) if (end > start && !taken(start, end)) findings.push({ kind, start, end });
+  for (const detectors of detectorsFor(names, scope)) {
+    for (const [kind, matchAll, guard] of detectors) {
+      if (!guard(text, digits)) continue;
+      for (const [start, end] of matchAll(text)) if (end > start && !overlaps(findings, start, end)) findings.push({ kind, start, end });
+    }
   }
   return findings.sort((a, b) => a.start - b.start);
 }
