@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import * as abe from '../src/abe.ts';
 import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, MedShareError, PolicySyntaxError, UnsupportedError } from '../src/errors.ts';
 import { CHUNK_BYTES } from '../src/hybrid/stream.ts';
-import { attributeList, policyText } from './arbitraries.ts';
+import { attributeList, policyText, occurrencesNeeded } from './arbitraries.ts';
 import { nonSubgroupG1, reseal, utf8 } from './helpers.ts';
 
 let authority: ReturnType<typeof abe.setup>;
@@ -20,7 +20,7 @@ describe('CP-ABE correctness', () => {
   test('a key decrypts exactly when its attributes satisfy the policy (random policies, keys, payloads)', () => {
     fc.assert(
       fc.property(policyText, attributeList, fc.uint8Array({ maxLength: 300 }), (policy, attributes, plaintext) => {
-        const key = abe.keygen(authority.masterKey, attributes);
+        const key = abe.keygen(authority.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) });
         const ciphertext = abe.encrypt(authority.publicKey, policy, plaintext);
         if (abe.satisfies(attributes, policy)) {
           assert.deepEqual(abe.decrypt(key, ciphertext), plaintext);
@@ -142,12 +142,12 @@ describe('CP-ABE hostile input', () => {
     const uk = abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor'));
     const huge = reseal(uk, (body) => {
       const copy = body.slice();
-      // The component count follows authority id, attribute text, 3 G2 and 3 G1 elements.
+      // The component count follows authority id, attribute text, K (u16), 3 G2 and 3 G1 elements.
       const textLength = new DataView(copy.buffer).getUint32(16);
-      new DataView(copy.buffer).setUint32(16 + 4 + textLength + 3 * 96 + 3 * 48, 0xffffffff);
+      new DataView(copy.buffer).setUint32(16 + 4 + textLength + 2 + 3 * 96 + 3 * 48, 0xffffffff);
       return copy;
     });
-    assert.throws(() => abe.decodeUserKey(huge), /count 4294967295 exceeds the limit of 1/);
+    assert.throws(() => abe.decodeUserKey(huge), /count 4294967295 exceeds the limit of 8/);
   });
 
   test('oversized policies are refused with the configured bound', () => {

@@ -9,6 +9,7 @@ import { AccessDeniedError, IntegrityError, PolicySyntaxError } from '../src/err
 import * as fame from '../src/fame/scheme.ts';
 import { attributeBytes, type Attribute } from '../src/policy/ast.ts';
 import { integerBits } from '../src/policy/numeric.ts';
+import { keyLabels, rowLabels } from '../src/policy/occurrence.ts';
 import { utf8 } from './helpers.ts';
 
 let authority: ReturnType<typeof abe.setup>;
@@ -20,13 +21,22 @@ before(async () => {
 /** The KEM key a forged key recovers, compared with the real one: pooling must not reproduce it. */
 function pooledKeyRecovers(policy: string, forged: fame.FameUserKey): boolean {
   const program = abe.compilePolicy(policy);
-  const { key, encapsulation } = fame.encapsulate(authority.publicKey.fame, program);
+  const labels = rowLabels(program);
+  const { key, encapsulation } = fame.encapsulate(authority.publicKey.fame, program, labels);
   try {
-    return fame.decapsulate(forged, program, encapsulation).isEqual(key);
+    return fame.decapsulate(forged, program, labels, encapsulation).isEqual(key);
   } catch (e) {
     if (e instanceof AccessDeniedError) return false;
     throw e;
   }
+}
+
+/** The components of `key` for every copy of `attribute`. */
+function copiesOf(key: abe.UserKey, attribute: Attribute): fame.FameKeyComponent[] {
+  const wanted = new Set(keyLabels([attribute], key.maxOccurrences).map(fame.labelKey));
+  const copies = key.fame.components.filter((k) => wanted.has(fame.labelKey(k.label)));
+  assert.equal(copies.length, key.maxOccurrences);
+  return copies;
 }
 
 describe('collusion: users cannot pool key components', () => {
@@ -36,15 +46,15 @@ describe('collusion: users cannot pool key components', () => {
     const b = abe.keygen(authority.masterKey, 'role:nurse, dept:cardiology');
     assert.throws(() => abe.decrypt(a, abe.encrypt(authority.publicKey, policy, utf8('x'))), AccessDeniedError);
     assert.throws(() => abe.decrypt(b, abe.encrypt(authority.publicKey, policy, utf8('x'))), AccessDeniedError);
-    const doctor = a.fame.components.find((k) => k.attribute.kind === 'string' && k.attribute.value === 'doctor')!;
-    const cardiology = b.fame.components.find((k) => k.attribute.kind === 'string' && k.attribute.value === 'cardiology')!;
+    const doctor = copiesOf(a, { kind: 'string', name: 'role', value: 'doctor' });
+    const cardiology = copiesOf(b, { kind: 'string', name: 'dept', value: 'cardiology' });
     // Every way to assemble a key from the two users' parts: either user's sk0/sk' with both components.
     for (const base of [a.fame, b.fame]) {
-      const forged: fame.FameUserKey = { k0: base.k0, kPrime: base.kPrime, components: [doctor, cardiology] };
+      const forged: fame.FameUserKey = { k0: base.k0, kPrime: base.kPrime, components: [...doctor, ...cardiology] };
       assert.equal(pooledKeyRecovers(policy, forged), false);
     }
     // Mixing sk0 of one user with sk' of the other does not help either.
-    const mixed: fame.FameUserKey = { k0: a.fame.k0, kPrime: b.fame.kPrime, components: [doctor, cardiology] };
+    const mixed: fame.FameUserKey = { k0: a.fame.k0, kPrime: b.fame.kPrime, components: [...doctor, ...cardiology] };
     assert.equal(pooledKeyRecovers(policy, mixed), false);
   });
 
@@ -54,6 +64,7 @@ describe('collusion: users cannot pool key components', () => {
     const pooled: abe.UserKey = {
       authorityId: a.authorityId,
       attributes: [...a.attributes, ...b.attributes],
+      maxOccurrences: a.maxOccurrences,
       fame: { k0: a.fame.k0, kPrime: a.fame.kPrime, components: [...a.fame.components, ...b.fame.components] },
     };
     const ct = abe.encrypt(authority.publicKey, 'role:doctor and dept:cardiology', utf8('lab result'));
@@ -65,9 +76,8 @@ describe('collusion: users cannot pool key components', () => {
     assert.throws(() => abe.keygen(authority.masterKey, 'level=1, level=2'), PolicySyntaxError);
     const one = abe.keygen(authority.masterKey, 'level=1');
     const two = abe.keygen(authority.masterKey, 'level=2');
-    const bitOf = (key: abe.UserKey, i: number) => key.fame.components.find((k) => k.attribute.kind === 'bit' && k.attribute.bit === i)!;
     // Bits 0 and 1 set come from `one` (bit 0) and `two` (bit 1); the rest are 0 in both.
-    const components = integerBits('level', 3).map((bit) => (bit.bit === 0 ? bitOf(one, 0) : bitOf(two, bit.bit)));
+    const components = integerBits('level', 3).flatMap((bit) => copiesOf(bit.bit === 0 ? one : two, bit));
     for (const base of [one.fame, two.fame]) {
       assert.equal(pooledKeyRecovers('level == 3', { k0: base.k0, kPrime: base.kPrime, components }), false);
     }
