@@ -14,7 +14,7 @@ import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
 import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
-import { attributeKey, quoteIfNeeded, type Attribute } from './policy/ast.ts';
+import { attributeKey, attributeLabel, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
 import { checkOccurrenceBound, checkOccurrences, DEFAULT_MAX_OCCURRENCES, keyLabels, rowLabels } from './policy/occurrence.ts';
@@ -219,6 +219,17 @@ export function decrypt(userKey: UserKey, ciphertext: Uint8Array): Uint8Array {
   const key = decapsulate(userKey, header);
   const digest = headerDigest(header.bytes);
   return openPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, ciphertext.subarray(header.bytes.length));
+}
+
+/**
+ * The attributes `policy` names more than once once comparisons are expanded, as readable labels (a repeated bit of
+ * an integer is reported as its name, `level (integer bits)`): the policies whose format-1 objects were unsafe and
+ * must be re-issued. Throws like compilePolicy, except that no occurrence bound applies.
+ */
+export function repeatedAttributes(policy: string): string[] {
+  const program = compilePolicy(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: Number.MAX_SAFE_INTEGER });
+  const repeated = program.rows.filter((row) => row.occurrence === 2).map((row) => (row.attribute.kind === 'bit' ? `${row.attribute.name} (integer bits)` : attributeLabel(row.attribute)));
+  return [...new Set(repeated)];
 }
 
 /** True if the key's attributes satisfy the policy (no cryptography: a pre-check for services and UIs). */
