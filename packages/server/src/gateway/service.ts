@@ -20,6 +20,8 @@ export interface UploadResult {
 }
 
 const utf8 = new TextEncoder();
+/** Patients whose epochs a gateway remembers (a few hundred bytes each). */
+const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
@@ -31,7 +33,8 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 export class GatewayService {
   /**
    * The highest epoch of each patient's categories this gateway has encrypted under (kept in memory, for the life of
-   * the process): a bundle that moves one back — an old bundle replayed by the cloud — is refused.
+   * the process, for the MAX_TRACKED_PATIENTS most recent patients): a bundle that moves one back — an old bundle
+   * replayed by the cloud — is refused.
    */
   private readonly seenEpochs = new Map<string, Map<string, number>>();
 
@@ -69,6 +72,8 @@ export class GatewayService {
       if (epoch < before) throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
     }
     for (const { category, epoch } of keys.categories) seen.set(category, epoch);
+    this.seenEpochs.delete(keys.patientId);
+    if (this.seenEpochs.size >= MAX_TRACKED_PATIENTS) this.seenEpochs.delete(this.seenEpochs.keys().next().value!);
     this.seenEpochs.set(keys.patientId, seen);
     return keys;
   }
