@@ -32,7 +32,8 @@ test('totals equal the plaintext oracle for random hospitals, histograms and quo
       ({ n, t, cells, seed, quorum }) => {
         const dkg = th.runDkg({ n, t });
         const histograms = seed.map((row) => row.slice(0, cells));
-        const aggregate = th.addCiphertexts(...histograms.map((h) => th.encrypt(dkg.publicKey, h)));
+        const [first, ...rest] = histograms.map((h) => th.encrypt(dkg.publicKey, h));
+        const aggregate = th.addCiphertexts(first!, ...rest);
         const result = th.combine(dkg.publicKey, aggregate, partialsOf(dkg, aggregate, quorum.slice(0, t)));
         assert.deepEqual(result.values, sum(histograms));
         assert.deepEqual(result.rejected, []);
@@ -190,7 +191,7 @@ test('hostile input: truncated, oversized, wrong version or kind, non-subgroup, 
   for (let cut = 0; cut < ct.length; cut += 7) assert.throws(() => th.decodeCiphertext(ct.subarray(0, cut)), MalformedInputError);
   for (let cut = 0; cut < partial.length; cut += 11) assert.throws(() => th.decodePartial(partial.subarray(0, cut)), MalformedInputError);
   for (let cut = 0; cut < pk.length; cut += 5) assert.throws(() => th.decodePublicKey(pk.subarray(0, cut)), MalformedInputError);
-  const edit = (bytes: Uint8Array, at: number, value: Uint8Array) => {
+  const edit = (bytes: Uint8Array, at: number, value: ArrayLike<number>) => {
     const copy = new Uint8Array(bytes);
     copy.set(value, at);
     return copy;
