@@ -2,7 +2,7 @@
 export { hashLeaf, hashChildren, EMPTY_ROOT } from './hashing.ts';
 export { MerkleTree } from './tree.ts';
 export { verifyInclusion, verifyConsistency } from './proofs.ts';
-export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REASONS, type AuditEvent, type AuditEventInput, type AuditEventType } from './entry.ts';
+export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REASONS, STATS_ROLES, type AuditEvent, type StatsEventDetail, type AuditEventInput, type AuditEventType } from './entry.ts';
 export { generateCheckpointKey, parseSignerKey, parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from './keys.ts';
 export { formatCheckpoint, parseCheckpoint, parseNote, formatNote, signNote, type Checkpoint, type NoteSignature } from './note.ts';
 export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions } from './log.ts';

@@ -8,6 +8,7 @@
  *   /ta/...                    trusted authority (CP-ABE public key, sealed key issuance)
  *   /cloud/...                 cloud store and re-encryption proxy
  *   /gateway/...               hospital gateway (FHIR R4 facade)
+ *   /stats/...                 cross-hospital statistics under threshold encryption (when a consortium is given)
  *   /openapi.json              the OpenAPI document of all of the above
  */
 import rateLimit from '@fastify/rate-limit';
@@ -30,6 +31,9 @@ import { gatewayPlugin } from './gateway/plugin.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
 import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
+import { StatsAggregator } from './stats/aggregator.ts';
+import type { Consortium } from './stats/consortium.ts';
+import { statsPlugin } from './stats/plugin.ts';
 
 /** The audience of trusted-authority tokens (identity's TA plugin checks it). */
 export const TA_AUDIENCE = 'medshare-ta';
@@ -72,6 +76,8 @@ export interface PlatformOptions {
    * clinic; `medshare serve` defaults to defaultConversionWorkers, see cloud/conversion-pool.ts).
    */
   readonly conversionWorkers?: number;
+  /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
+  readonly statsConsortium?: Consortium;
 }
 
 /** The default platform emergency policy. */
@@ -82,6 +88,8 @@ export interface Platform {
   readonly app: FastifyInstance;
   readonly cloud: CloudService;
   readonly ledger: AuditLog;
+  /** The cloud's statistics service, when a consortium was given. */
+  readonly stats?: StatsAggregator;
   readonly abePublicKey: abe.PublicKey;
   /** Issuer URL of each hospital's tokens. */
   readonly issuers: ReadonlyMap<string, string>;
@@ -132,9 +140,11 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
+  const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);
+  if (stats !== undefined) await app.register(statsPlugin, { stats, verifier: platformVerifier, prefix: '/stats' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return {
-    app, cloud, ledger, abePublicKey: setup.publicKey, issuers,
+    app, cloud, ledger, ...(stats === undefined ? {} : { stats }), abePublicKey: setup.publicKey, issuers,
     close: async () => {
       await app.close();
       await converter.close();

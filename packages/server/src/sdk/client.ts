@@ -44,7 +44,8 @@ export interface Session {
 const TA_AUDIENCE = 'medshare-ta';
 const utf8 = new TextDecoder();
 
-async function call<T>(base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string } = {}): Promise<T> {
+/** One JSON request to the platform; problem answers become typed errors (HttpProblemError, LimitExceededError). */
+export async function call<T>(base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string } = {}): Promise<T> {
   const headers: Record<string, string> = {};
   if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;

@@ -184,7 +184,7 @@ export function parseQuery(input: unknown, allow: AllowList = DEFAULT_ALLOW_LIST
   if (age !== undefined) query.age = age;
   if (input.gender !== undefined) {
     if (!Array.isArray(input.gender) || input.gender.length === 0 || input.gender.some((g) => !GENDERS.includes(g))) fail(`gender must list some of ${GENDERS.join(', ')}`);
-    query.gender = [...new Set(input.gender as StatsQuery['gender'] & string[])].sort();
+    query.gender = [...new Set(input.gender as NonNullable<StatsQuery['gender']>)].sort();
   }
   if (input.groupBy !== undefined) {
     if (!Array.isArray(input.groupBy) || input.groupBy.some((d) => !DIMENSIONS.includes(d))) fail(`groupBy must list some of ${DIMENSIONS.join(', ')}`);
