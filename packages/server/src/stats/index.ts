@@ -7,3 +7,4 @@ export { StatsAggregator, DEFAULT_RELEASE_RULES, type Release, type ReleasedCell
 export { statsPlugin } from './plugin.ts';
 export { StatsClient, HospitalStatsClient } from './client.ts';
 export type { BudgetState } from './budget.ts';
+export { runLocalQuery, formatRelease, type LocalHospital } from './local.ts';
