@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { AccessDeniedError, ConflictError, IntegrityError, LimitExceededError, MalformedInputError, threshold } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
-import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
+import type { AuditLog } from '@medshare/ledger';
+import { startCast, type Cast } from './harness.ts';
+import { HospitalStatsClient, StatsClient } from '../src/stats/client.ts';
 import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
 import { formConsortium, signPayload } from '../src/stats/consortium.ts';
 import { StatsHospital, type Contribution } from '../src/stats/hospital.ts';
@@ -67,13 +69,19 @@ function oracle(people: Person[]): Map<string, number> {
 
 let db: Database;
 let ledger: AuditLog;
+let cast: Cast;
+const HTTP_CODES = ['st-marys', 'riverside'];
+let httpConsortium: ReturnType<typeof formConsortium>;
+// One PGlite and one platform (whose ledger every test appends to) for the whole file.
 before(async () => {
   await curve.initCurve();
   db = await openDatabase();
-  ledger = await AuditLog.open(db, parseSignerKey(generateCheckpointKey('medshare.test/stats').skey));
+  httpConsortium = formConsortium(HTTP_CODES, 2);
+  cast = await startCast(db, { statsConsortium: httpConsortium.consortium });
+  ledger = cast.platform.ledger;
 });
 after(async () => {
-  await ledger.flush();
+  await cast.platform.close();
   await db.close();
 });
 
@@ -273,3 +281,45 @@ test('a copy of a hospital\'s database yields no key share: it is wrapped by the
 });
 
 export type { StatsQuery };
+
+test('over HTTP: researchers need role:researcher, hospitals post signed messages, one query released, a repeat over budget is a 413', async () => {
+  const kek = randomKeyEncryptionKey();
+  const codes = HTTP_CODES;
+  const { consortium, secrets } = httpConsortium;
+  {
+    const stats = cast.platform.stats!;
+    await stats.setBudget('http-set', 1);
+    const agents = [];
+    for (const code of codes) {
+      await StatsHospital.enrol(db, kek, code, consortium, secrets.get(code)!);
+      const agent = await StatsHospital.open(db, kek, code, consortium);
+      await agent.setBudget('http-set', 1);
+      agents.push(new HospitalStatsClient(cast.base, agent));
+    }
+    const query = { ...QUERY, querySet: 'http-set', groupBy: ['gender'], epsilon: 0.6 };
+    const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+    assert.equal(anonymous.status, 401);
+    const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
+    await assert.rejects(new StatsClient(cast.base, doctor.token).submit(query), (e: { status?: number }) => e.status === 403);
+    const researcher = new StatsClient(cast.base, (await cast.registerAndLogin('riverside', 'res', ['role:researcher'])).token);
+    await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
+    const { queryId } = await researcher.submit(query);
+    const people = fc.sample(person, { numRuns: 60, seed: 3 });
+    await agents[0]!.contribute(queryId, people.slice(0, 30).flatMap(resourcesOf));
+    // A contribution posted in riverside's name but signed by st-marys is refused.
+    const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64') }),
+    });
+    assert.equal(forged.status, 403);
+    await assert.rejects(researcher.release(queryId), /waiting for contributions from riverside/);
+    await agents[1]!.contribute(queryId, people.slice(30).flatMap(resourcesOf));
+    for (const a of agents) await a.decrypt(queryId);
+    const release = await researcher.release(queryId);
+    assert.deepEqual(release.decryptedBy, codes);
+    assert.equal(release.cells.length, 4);
+    assert.deepEqual((await researcher.status(queryId)).release, release);
+    assert.deepEqual(await researcher.budget('http-set'), { querySet: 'http-set', budget: 1, spent: 0.6, remaining: 0.4 });
+    await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
+  }
+});
