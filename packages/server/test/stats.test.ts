@@ -266,6 +266,12 @@ test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replay
   const sig = (bytes: Uint8Array) => signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, 'sha256:x', s.codes[0]!, bytes);
   await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: s.codes[0]!, ciphertext: zero.subarray(0, 50), signature: sig(zero.subarray(0, 50)) }), /not signed/);
   await assert.rejects(s.cloud.addContribution('no-such-query-id', mine[0]!), /no statistics query/);
+  const short = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, [1]));
+  const hash = (await s.cloud.status(ticket.queryId)).queryHash;
+  const signedShort = { hospital: s.codes[0]!, ciphertext: short, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short) };
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, signedShort), /wrong number of cells/);
+  await s.cloud.addContribution(ticket.queryId, mine[0]!);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, mine[0]!), /already contributed/);
 });
 
 test('a copy of a hospital\'s database yields no key share: it is wrapped by the KEK and bound to its row', async () => {

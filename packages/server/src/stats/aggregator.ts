@@ -19,7 +19,7 @@ import { memberOf, verifyPayload, type Consortium } from './consortium.ts';
 import type { Contribution, QueryTicket, SignedPartial } from './hospital.ts';
 import { STATS_CLOUD_MIGRATIONS } from './migrations.ts';
 import { noiseVariance, laplaceAlpha } from './noise.ts';
-import { DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
+import { cellCount, DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
 
 /** Release rules: cells whose noisy count is below `minCount` are suppressed (their sums too). */
 export interface ReleaseRules {
@@ -149,15 +149,14 @@ export class StatsAggregator {
 
   /** Stores a member's contribution after checking its signature and ciphertext (AccessDeniedError / MalformedInputError / ConflictError). */
   async addContribution(queryId: string, contribution: Contribution): Promise<void> {
-    const { hash, release } = await this.load(queryId);
+    const { query, hash, release } = await this.load(queryId);
     if (release !== undefined) throw new ConflictError('this query is already released');
     memberOf(this.consortium, contribution.hospital);
     if (!verifyPayload(this.consortium, 'contribution', queryId, hash, contribution.hospital, contribution.ciphertext, contribution.signature)) {
       throw new AccessDeniedError(`the contribution is not signed by ${contribution.hospital} for this query`);
     }
     const ct = threshold.decodeCiphertext(contribution.ciphertext);
-    const { query } = await this.load(queryId);
-    if (ct.c1.length !== groupsOf(query).length * (query.measure.kind === 'sum' ? 2 : 1)) throw new MalformedInputError('the contribution has the wrong number of cells');
+    if (ct.c1.length !== cellCount(query)) throw new MalformedInputError('the contribution has the wrong number of cells');
     if (threshold.keyFingerprint(this.consortium.publicKey) !== Buffer.from(ct.keyId).toString('hex')) throw new MalformedInputError('the contribution is under another key');
     const inserted = await this.db.query('INSERT INTO stats_contributions (query_id, hospital, ciphertext, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING hospital', [
       queryId, contribution.hospital, contribution.ciphertext, contribution.signature,
