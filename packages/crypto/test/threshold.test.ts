@@ -66,6 +66,10 @@ test('a wrong partial decryption is detected and its participant named; the othe
   assert.deepEqual(result.rejected, [2]);
   assert.deepEqual(result.used, [1, 3]);
   assert.throws(() => th.combine(dkg.publicKey, ct, [p1!, cheat]), (e: unknown) => e instanceof AccessDeniedError && /participant\(s\) 2 gave invalid/.test(e.message));
+  // Garbage posted first under participant 3's index does not shut out participant 3's valid partial.
+  const garbage = { ...p3!, d: p3!.d.map((d) => curve.g1Add(d, g())) };
+  const mixed = th.combine(dkg.publicKey, ct, [garbage, p3!, cheat, p1!]);
+  assert.deepEqual([mixed.used, mixed.rejected, mixed.values], [[1, 3], [2], [3n, 0n, 7n]]);
 });
 
 test('attack: a cheater proving with its own share for a shifted D, or borrowing another participant\'s partial, is rejected', () => {

@@ -137,7 +137,7 @@ export function verifyPartial(pk: ThresholdPublicKey, ct: Ciphertext, partial: P
 
 /**
  * Verifies every partial, then combines t valid ones (lowest indices first) and decodes each cell with
- * |value| ≤ bound. Participants whose proofs fail are listed in `rejected` and never used. Throws
+ * |value| ≤ bound. Participants none of whose partials verifies are listed in `rejected`; invalid partials are never used. Throws
  * AccessDeniedError if fewer than t distinct participants gave valid partials (t − 1 cannot decrypt), and
  * IntegrityError from decoding if a cell is out of bound.
  */
@@ -145,10 +145,14 @@ export function combine(pk: ThresholdPublicKey, ct: Ciphertext, partials: readon
   if (!sameBytes(ct.keyId, keyIdOf(pk))) throw new AccessDeniedError('the ciphertext is under another key');
   const valid = new Map<number, PartialDecryption>();
   const rejected = new Set<number>();
+  // A valid partial counts even if an invalid one claiming the same index came first (anyone can post garbage
+  // under an index); an index is rejected only if none of its partials verifies.
   for (const partial of partials) {
-    if (valid.has(partial.index) || rejected.has(partial.index)) continue;
-    if (verifyPartial(pk, ct, partial)) valid.set(partial.index, partial);
-    else rejected.add(partial.index);
+    if (valid.has(partial.index)) continue;
+    if (verifyPartial(pk, ct, partial)) {
+      valid.set(partial.index, partial);
+      rejected.delete(partial.index);
+    } else rejected.add(partial.index);
   }
   const used = [...valid.keys()].sort((a, b) => a - b).slice(0, pk.t);
   const rejectedList = [...rejected].sort((a, b) => a - b);
