@@ -227,11 +227,13 @@ test('a cheating hospital\'s wrong partial decryption is detected and named; wit
   await s.cloud.addPartial(ticket.queryId, { hospital: cheat, partial: forged, signature: signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged) });
   await s.cloud.addPartial(ticket.queryId, await s.hospitals[1]!.decrypt(ticket, contributions));
   await assert.rejects(s.cloud.release(ticket.queryId), (e: unknown) => e instanceof AccessDeniedError && new RegExp(`1 valid partial decryptions, 2 needed; rejected \\(proof failed\\): ${cheat}`).test(e.message));
+  // Nobody can blame a hospital for a partial it did not sign: the cheat's signed partial posted in lakeside's name.
+  const cheatSignature = signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged);
+  await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[2]!, partial: forged, signature: cheatSignature }), (e: unknown) => e instanceof AccessDeniedError && /not signed by/.test(e.message));
   await s.cloud.addPartial(ticket.queryId, await s.hospitals[2]!.decrypt(ticket, contributions));
   const release = await s.cloud.release(ticket.queryId);
   assert.deepEqual(release.rejected, [cheat]);
   assert.deepEqual(release.decryptedBy, s.codes.slice(1));
-  // Nobody can blame a hospital for a partial it did not sign.
   await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[1]!, partial: forged, signature: new Uint8Array(64) }), ConflictError);
 });
 
