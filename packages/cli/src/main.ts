@@ -9,6 +9,7 @@ import { registerAudit } from './commands/audit.ts';
 import { registerPrivacy } from './commands/privacy.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerStats } from './commands/stats.ts';
+import { registerCloud } from './commands/cloud.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerPrivacy(program);
   registerServe(program);
   registerStats(program);
+  registerCloud(program);
   return program;
 }
 
