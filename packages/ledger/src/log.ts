@@ -111,6 +111,8 @@ export class AuditLog {
   /** Ends a lingering wait early (the batch is full). */
   private wake: (() => void) | undefined;
   private alarm: Fault | undefined;
+  /** The tree size last matched against (or signed into) the checkpoint held outside the database: entries below it are vouched for. */
+  private trustedSize = 0;
   private cosignFailures = 0;
   private witnessedSize = 0;
   /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
@@ -179,6 +181,7 @@ export class AuditLog {
     const trusted = await this.options.trusted?.load();
     const { report, tree } = await auditStoredLog(this.db, { log: verifier, quorum: 0, external: trusted === undefined ? [] : [trusted] });
     this.tree = tree;
+    this.trustedSize = tree.size;
     if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
   }
 
@@ -299,6 +302,7 @@ export class AuditLog {
       }
       const size = start + rows.length;
       const note = this.signCheckpoint(size);
+      this.trustedSize = size;
       await tx.query('UPDATE ledger_head SET size = $1 WHERE id = 1', [size]);
       await tx.query('INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)', [size, note]);
       return { results: rows.map((r) => ({ index: r.index, leafHash: r.leafHash })), note };
@@ -314,7 +318,9 @@ export class AuditLog {
       const trusted = verifyCheckpointNote(note, this.signer.verifier);
       if (trusted.size > this.tree.size) fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
       else if (!this.tree.rootHash(trusted.size).equals(trusted.rootHash)) {
-        fault = { index: 0, problem: `entries before ${trusted.size} do not match the checkpoint held outside the database` };
+        // What this process had vouched for matched before: the fault is in what it loaded since.
+        const from = Math.min(this.trustedSize, trusted.size);
+        fault = { index: from, problem: `entries ${from}..${trusted.size - 1} do not match the checkpoint held outside the database` };
       }
     } catch (error) {
       fault = { index: 0, problem: `the checkpoint held outside the database: ${error instanceof Error ? error.message : 'unreadable'}` };
