@@ -8,7 +8,7 @@ import { parseEntry, type AuditEvent } from './entry.ts';
 import { HASH_SIZE, hashLeaf } from './hashing.ts';
 import { parseCheckpoint, parseNote } from './note.ts';
 import { verifyInclusion } from './proofs.ts';
-import { cosignersOf } from './verify.ts';
+import { cosignersOf, defaultQuorum } from './verify.ts';
 import { verifyCheckpointNote } from './witness.ts';
 import type { CheckpointVerifier } from './keys.ts';
 import type { AuditLog } from './log.ts';
@@ -39,7 +39,10 @@ export async function buildInclusionBundle(log: AuditLog, index: number): Promis
   };
 }
 
-/** Checks a bundle against trusted keys; returns the event and who cosigned, or throws IntegrityError. */
+/**
+ * Checks a bundle against trusted keys (quorum: a majority of `witnesses` unless given); returns the event and who
+ * cosigned, or throws IntegrityError.
+ */
 export function verifyInclusionBundle(
   bundle: InclusionBundle,
   trust: { log: CheckpointVerifier; witnesses?: readonly CheckpointVerifier[]; quorum?: number },
@@ -58,8 +61,9 @@ export function verifyInclusionBundle(
     throw new IntegrityError(`entry ${bundle.index} is not in the log at checkpoint ${checkpoint.size}`);
   }
   const cosigners = cosignersOf(bundle.checkpoint, trust.witnesses ?? []);
-  if (cosigners.length < (trust.quorum ?? 0)) {
-    throw new IntegrityError(`the checkpoint has ${cosigners.length} witness cosignatures, ${trust.quorum} required`);
+  const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
+  if (cosigners.length < quorum) {
+    throw new IntegrityError(`the checkpoint has ${cosigners.length} witness cosignatures, ${quorum} required`);
   }
   return { event, treeSize: checkpoint.size, cosigners };
 }

@@ -6,13 +6,15 @@ export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REA
 export {
   generateCheckpointKey, parseSignerKey, parseVerifierKey, type CheckpointKeyType, type CheckpointSigner, type CheckpointVerifier,
 } from './keys.ts';
-export { loadLogSigner, type LogSignerOptions } from './signing-key.ts';
+export { loadNoteSigner, type NoteSignerOptions } from './signing-key.ts';
 export { formatCheckpoint, parseCheckpoint, parseNote, formatNote, signNote, type Checkpoint, type NoteSignature } from './note.ts';
 export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions, type LogOptions, type LedgerHealth } from './log.ts';
 export { CheckpointFile, type TrustedCheckpoint } from './trusted.ts';
 export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type VerifiedCheckpoint, type AddCheckpointRequest } from './witness.ts';
 export { HttpCosigner, formatAddCheckpoint, parseAddCheckpoint, cosignatureFrom, type Cosigner } from './cosigner.ts';
 export { witnessPlugin, type WitnessPluginOptions } from './witness-http.ts';
+export { ledgerRoutesPlugin, MAX_ENTRIES_PER_PAGE, type LedgerRoutesOptions } from './http.ts';
+export { LedgerClient, verifyRemoteLog, fetchVerifiedEntries } from './remote.ts';
 export { verifyLog, cosignersOf, defaultQuorum, type TrustPolicy, type VerifyReport, type Fault } from './verify.ts';
 export { buildInclusionBundle, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
 export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';

@@ -119,6 +119,15 @@ export class AuditLog {
   private readonly witnessSizes = new Map<string, number>();
   private witnessing: Promise<void> = Promise.resolve();
   private readonly waiters: { size: number; resolve: () => void }[] = [];
+  /** The latest checkpoint the quorum cosigned, as this process holds it (rows deleted from the database cannot hide it). */
+  private witnessedNote: string | undefined;
+  /** Entry indices by patient, from the verified entries themselves (never from the stored patient column). */
+  private patientIndex = new Map<string, number[]>();
+  private readonly indexPatient = (index: number, patient: string): void => {
+    const list = this.patientIndex.get(patient);
+    if (list === undefined) this.patientIndex.set(patient, [index]);
+    else list.push(index);
+  };
   readonly quorum: number;
 
   private constructor(
@@ -167,7 +176,7 @@ export class AuditLog {
       : undefined;
     if (row === undefined) throw new MalformedInputError('this database holds no audit log');
     const log = new AuditLog(db, row.origin, undefined, {});
-    const { tree, fault } = await scanEntries(db);
+    const { tree, fault } = await scanEntries(db, new MerkleTree(), Infinity, log.indexPatient);
     log.tree = tree;
     if (fault !== undefined) log.raise(fault);
     return { log, logVkey: row.log_vkey };
@@ -179,7 +188,9 @@ export class AuditLog {
    */
   private async load(verifier: CheckpointVerifier): Promise<void> {
     const trusted = await this.options.trusted?.load();
-    const { report, tree } = await auditStoredLog(this.db, { log: verifier, quorum: 0, external: trusted === undefined ? [] : [trusted] });
+    this.patientIndex = new Map();
+    const external = trusted === undefined ? [] : [trusted];
+    const { report, tree } = await auditStoredLog(this.db, { log: verifier, quorum: 0, external }, this.indexPatient);
     this.tree = tree;
     this.trustedSize = tree.size;
     if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
@@ -294,6 +305,8 @@ export class AuditLog {
         this.tree.append(leafHash);
         return { index: start + i, text: bytes.toString('utf8'), leafHash, patient: patientOf(event) ?? '' };
       });
+      // Indexed only once the rows are built; a rolled-back batch reloads everything (flushAll).
+      rows.forEach((r) => this.indexPatient(r.index, r.patient));
       for (let offset = 0; offset < rows.length; offset += ROWS_PER_INSERT) {
         const chunk = rows.slice(offset, offset + ROWS_PER_INSERT);
         const params = chunk.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]);
@@ -341,7 +354,7 @@ export class AuditLog {
   private async catchUp(q: Queryable, upTo?: number): Promise<void> {
     const target = upTo ?? (await q.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0]?.size ?? 0;
     if (this.tree.size >= target) return;
-    const { fault } = await scanEntries(q, this.tree, target);
+    const { fault } = await scanEntries(q, this.tree, target, this.indexPatient);
     if (fault !== undefined) {
       this.raise(fault);
       this.checkHealthy();
@@ -376,7 +389,9 @@ export class AuditLog {
   /** Has the configured witnesses cosign the latest checkpoint, after the current round (failures are counted, not thrown). */
   private cosignLater(): void {
     const cosigners = this.options.cosigners ?? [];
+    if (this.alarm !== undefined) return; // a halted log asks no one to vouch for it
     if (cosigners.length === 0) {
+      this.witnessedNote = undefined;
       this.settleWaiters(this.size);
       return;
     }
@@ -395,7 +410,10 @@ export class AuditLog {
     const settled = await Promise.allSettled(cosigners.map((cosigner) => this.requestCosignature(cosigner, note, size)));
     const obtained = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
     const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained) : note;
-    if (obtained.length >= this.quorum && cosigners === this.options.cosigners) this.settleWaiters(size);
+    if (obtained.length >= this.quorum && cosigners === this.options.cosigners && size >= this.witnessedSize) {
+      this.witnessedNote = stored;
+      this.settleWaiters(size);
+    }
     settled.forEach((result, i) => {
       if (result.status === 'rejected') {
         this.cosignFailures += 1;
@@ -451,7 +469,7 @@ export class AuditLog {
         this.waiters.push(waiter);
       });
     }
-    return this.checkpoint(this.witnessedSize);
+    return this.witnessedNote ?? this.checkpoint(this.witnessedSize);
   }
 
   /** Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped). */
@@ -502,16 +520,39 @@ export class AuditLog {
   }
 
   /**
-   * Every entry about one pseudonymous patient, oldest first (at most `limit`). The patient column only finds
-   * candidates: each is checked against the tree and its own patient, so an edited column cannot add entries; one
-   * that hides entries is caught by `verifyLog` and by the log's scan on open.
+   * Entries `start` to `end` - 1 exactly as stored, for clients that check them themselves (the public routes):
+   * a row that disagrees with the tree is served as it is, and halts the log.
+   */
+  async storedEntries(start: number, end: number): Promise<{ index: number; entry: string }[]> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.size) {
+      throw new MalformedInputError(`entries ${start}..${end} are not within the log of ${this.size}`);
+    }
+    const rows = (await this.db.query<EntryRow>(
+      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end],
+    )).rows;
+    for (const [i, row] of rows.entries()) {
+      try {
+        this.checked(row, start + i);
+      } catch {
+        break; // raised: the log is halted, the client finds the fault itself
+      }
+    }
+    return rows.map((row) => ({ index: row.idx, entry: row.entry }));
+  }
+
+  /**
+   * Every entry about one pseudonymous patient, oldest first (at most `limit`). Found by the index the log built
+   * from the verified entries themselves, not by the stored patient column (which an attacker could edit to hide
+   * entries); each entry is read back and checked against the tree.
    */
   async entriesForPatient(patient: string, limit = 10_000): Promise<StoredEntry[]> {
+    const indices = (this.patientIndex.get(patient) ?? []).slice(0, limit);
+    if (indices.length === 0) return [];
     const rows = await this.db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE patient = $1 AND idx < $2 ORDER BY idx LIMIT $3',
-      [patient, this.size, limit],
+      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = ANY($1::bigint[]) ORDER BY idx', [indices],
     );
-    return rows.rows.map((row) => this.checked(row, row.idx));
+    const byIndex = new Map(rows.rows.map((row) => [Number(row.idx), row]));
+    return indices.map((index) => this.checked(byIndex.get(index), index));
   }
 
   /** `row` as entry `index`, after checking it against the tree; a mismatch halts the log and throws IntegrityError. */

@@ -1,5 +1,5 @@
 /**
- * The log's signing key at rest: in the `ledger_keys` table only as wrapped by the service's key-encryption key
+ * Log and witness signing keys at rest: in the `ledger_keys` table only as wrapped by the service's key-encryption key
  * (@medshare/db `KeyEncryptionKey`, a 0600 file or MEDSHARE_KEK, never in the database), bound to the row it is
  * stored in. A copy of the database therefore cannot sign checkpoints, and a key swapped into the row by someone
  * without the KEK does not unwrap.
@@ -8,8 +8,8 @@ import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { generateCheckpointKey, parseSignerKey, type CheckpointKeyType, type CheckpointSigner } from './keys.ts';
 import { LEDGER_MIGRATIONS } from './schema.ts';
 
-/** How `loadLogSigner` finds or makes the key. */
-export interface LogSignerOptions {
+/** How `loadNoteSigner` finds or makes the key. */
+export interface NoteSignerOptions {
   /** The key's name, which is the log's origin. */
   name: string;
   kek: KeyEncryptionKey;
@@ -22,10 +22,10 @@ export interface LogSignerOptions {
 const context = (name: string): string => `ledger_keys/wrapped/${name}`;
 
 /**
- * The log's signer, created and stored wrapped on first use.
+ * A log's or a witness's signer, created and stored wrapped on first use.
  * @throws IntegrityError when the stored key was wrapped by another KEK, for another row, or altered.
  */
-export async function loadLogSigner(db: Database, options: LogSignerOptions): Promise<CheckpointSigner> {
+export async function loadNoteSigner(db: Database, options: NoteSignerOptions): Promise<CheckpointSigner> {
   await migrate(db, 'ledger', LEDGER_MIGRATIONS);
   const select = async () =>
     (await db.query<{ wrapped: Uint8Array }>('SELECT wrapped FROM ledger_keys WHERE name = $1', [options.name])).rows[0]?.wrapped;

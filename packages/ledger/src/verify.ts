@@ -65,7 +65,7 @@ export interface EntryRow {
  * Checks that `row` is entry `index`: its position, canonical form, id, stored leaf hash and patient column.
  * Returns the recomputed leaf hash, or the fault.
  */
-export function checkEntryRow(row: EntryRow, index: number): { leafHash: Buffer } | Fault {
+export function checkEntryRow(row: EntryRow, index: number): { leafHash: Buffer; patient: string } | Fault {
   if (row.idx !== index) return { index, problem: `entry ${index} is missing (deleted or renumbered)` };
   const bytes = Buffer.from(row.entry, 'utf8');
   let event;
@@ -77,12 +77,21 @@ export function checkEntryRow(row: EntryRow, index: number): { leafHash: Buffer 
   if (event.id !== String(index)) return { index, problem: `entry ${index} carries id ${event.id}: an entry was inserted, deleted or reordered` };
   const leafHash = hashLeaf(bytes);
   if (!leafHash.equals(Buffer.from(row.leaf_hash))) return { index, problem: `entry ${index} was changed after it was logged` };
-  if ((patientOf(event) ?? '') !== row.patient) return { index, problem: `entry ${index} is filed under another patient than it names` };
-  return { leafHash };
+  const patient = patientOf(event) ?? '';
+  if (patient !== row.patient) return { index, problem: `entry ${index} is filed under another patient than it names` };
+  return { leafHash, patient };
 }
 
-/** Recomputes leaf hashes in index order from `tree.size` up to `upTo` (default: all stored) until the first fault. */
-export async function scanEntries(db: Queryable, tree: MerkleTree = new MerkleTree(), upTo = Infinity): Promise<{ tree: MerkleTree; fault?: Fault }> {
+/**
+ * Recomputes leaf hashes in index order from `tree.size` up to `upTo` (default: all stored) until the first fault;
+ * `onEntry` sees each good entry's patient (the log indexes patients from the entries themselves).
+ */
+export async function scanEntries(
+  db: Queryable,
+  tree: MerkleTree = new MerkleTree(),
+  upTo = Infinity,
+  onEntry?: (index: number, patient: string) => void,
+): Promise<{ tree: MerkleTree; fault?: Fault }> {
   while (tree.size < upTo) {
     const rows = await db.query<EntryRow>(
       'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2',
@@ -91,6 +100,7 @@ export async function scanEntries(db: Queryable, tree: MerkleTree = new MerkleTr
     for (const row of rows.rows) {
       const checked = checkEntryRow(row, tree.size);
       if ('problem' in checked) return { tree, fault: checked };
+      onEntry?.(tree.size, checked.patient);
       tree.append(checked.leafHash);
     }
     if (rows.rows.length < PAGE) break;
@@ -122,8 +132,12 @@ export async function verifyLog(db: Database, trust: TrustPolicy): Promise<Verif
 }
 
 /** `verifyLog`, also returning the tree recomputed from the entries (up to the first bad one). */
-export async function auditStoredLog(db: Queryable, trust: TrustPolicy): Promise<{ report: VerifyReport; tree: MerkleTree }> {
-  const scanned = await scanEntries(db);
+export async function auditStoredLog(
+  db: Queryable,
+  trust: TrustPolicy,
+  onEntry?: (index: number, patient: string) => void,
+): Promise<{ report: VerifyReport; tree: MerkleTree }> {
+  const scanned = await scanEntries(db, new MerkleTree(), Infinity, onEntry);
   const { tree } = scanned;
   let entryFault = scanned.fault;
   const head = (await db.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0];

@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadLogSigner, MerkleTree, parseNote, parseVerifierKey,
+  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseVerifierKey,
   signNote, verifyCheckpointNote, verifyLog, Witness,
 } from '../src/index.ts';
 import { accessEvent } from './fixtures.ts';
@@ -33,7 +33,7 @@ async function reset(): Promise<void> {
 
 /** A log whose key is KEK-wrapped in the database and whose last checkpoint is also kept in a file. */
 async function guardedLog(n: number, file = new CheckpointFile(join(dir, `checkpoint-${fileCount++}`))) {
-  const signer = await loadLogSigner(db, { name: 'medshare.test/audit', kek });
+  const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
   const alarms: { index: number; problem: string }[] = [];
   const open = () => AuditLog.open(db, signer, { trusted: file, onAlarm: (alarm) => alarms.push(alarm) });
   const log = await open();
@@ -136,13 +136,13 @@ describe('the signing key at rest', () => {
   beforeEach(reset);
 
   test('it is stored only wrapped: no row of the database holds the key, and another KEK cannot unwrap it', async () => {
-    const signer = await loadLogSigner(db, { name: 'medshare.test/audit', kek });
-    const again = await loadLogSigner(db, { name: 'medshare.test/audit', kek });
+    const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
+    const again = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
     assert.equal(again.verifier.vkey, signer.verifier.vkey);
     const note = signNote('body\n', [signer], 0);
     const dump = JSON.stringify((await db.query('SELECT * FROM ledger_keys')).rows.map((r: unknown) => Buffer.from((r as { wrapped: Uint8Array }).wrapped).toString('base64')));
     assert.ok(!dump.includes('PRIVATE'), 'the key text is not stored');
-    await assert.rejects(loadLogSigner(db, { name: 'medshare.test/audit', kek: randomKeyEncryptionKey() }), IntegrityError);
+    await assert.rejects(loadNoteSigner(db, { name: 'medshare.test/audit', kek: randomKeyEncryptionKey() }), IntegrityError);
     assert.ok(note.length > 0);
   });
 
@@ -153,7 +153,7 @@ describe('the signing key at rest', () => {
     const theirs = generateCheckpointKey('medshare.test/audit', 'ed25519');
     const attackerKek = randomKeyEncryptionKey();
     await db.query('UPDATE ledger_keys SET wrapped = $1', [await attackerKek.wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.test/audit')]);
-    await assert.rejects(loadLogSigner(db, { name: 'medshare.test/audit', kek }), IntegrityError);
+    await assert.rejects(loadNoteSigner(db, { name: 'medshare.test/audit', kek }), IntegrityError);
     // Even with the key swapped and the head rewritten to match, the file's checkpoint is signed by the old key.
     await db.query('UPDATE ledger_head SET log_vkey = $1', [theirs.signer.verifier.vkey]);
     const swapped = await AuditLog.open(db, theirs.signer, { trusted: file });
@@ -208,7 +208,7 @@ describe('witness checks (c2sp.org/tlog-witness)', () => {
   });
 
   test('the log obtains cosignatures after each commit, learning a restarted witness size from its conflict answer', async () => {
-    const signer = await loadLogSigner(db, { name: 'medshare.test/audit', kek });
+    const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
     const witnesses = await Promise.all(['a', 'b', 'c'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, signer.verifier)));
     const log = await AuditLog.open(db, signer, { cosigners: witnesses });
     assert.equal(log.quorum, 2);

@@ -288,11 +288,4 @@ export class CloudStore {
       records: r.records, reason: r.reason, ledgerIndex: r.ledger_index, at: iso(r.at),
     }));
   }
-
-  /** A named platform secret, created with `make` on first use (first writer wins across processes). */
-  async platformSecret(name: string, make: () => string): Promise<string> {
-    await this.db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, make()]);
-    const row = (await this.db.query<{ secret: string }>('SELECT secret FROM platform_keys WHERE name = $1', [name])).rows[0];
-    return row!.secret;
-  }
 }
