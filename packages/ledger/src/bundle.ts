@@ -11,7 +11,7 @@ import { verifyInclusion } from './proofs.ts';
 import { cosignersOf, defaultQuorum } from './verify.ts';
 import { verifyCheckpointNote } from './witness.ts';
 import type { CheckpointVerifier } from './keys.ts';
-import type { AuditLog } from './log.ts';
+import type { AuditLog, StoredEntry } from './log.ts';
 
 /** The JSON form of an inclusion proof bundle. */
 export interface InclusionBundle {
@@ -31,12 +31,27 @@ export async function buildInclusionBundle(log: AuditLog, index: number): Promis
   const { size } = parseCheckpoint(parseNote(checkpoint).body);
   const stored = await log.entry(index);
   if (index >= size) throw new MalformedInputError(`entry ${index} is not yet covered by a checkpoint`);
-  return {
-    index,
-    entry: stored.bytes.toString('utf8'),
-    inclusionProof: log.inclusionProof(index, size).map((h) => h.toString('base64')),
-    checkpoint,
-  };
+  return bundlesAgainst(log, [stored], checkpoint, size)[0]!;
+}
+
+/**
+ * The bundles of `indices` against the latest checkpoint the witness quorum cosigned, waiting (up to `timeoutMs`)
+ * until one covers them all: an upload receipt, a patient's proven access log.
+ * @throws UnavailableError when no witnessed checkpoint covers them in time, IntegrityError for a tampered entry.
+ */
+export async function buildWitnessedBundles(log: AuditLog, indices: readonly number[], timeoutMs?: number): Promise<InclusionBundle[]> {
+  if (indices.length === 0) return [];
+  const checkpoint = await log.witnessedCheckpoint(Math.max(...indices) + 1, timeoutMs);
+  const { size } = parseCheckpoint(parseNote(checkpoint).body);
+  return bundlesAgainst(log, await Promise.all(indices.map((i) => log.entry(i))), checkpoint, size);
+}
+
+/** Bundles of stored entries against `checkpoint` (of tree `size`, covering them). */
+export function bundlesAgainst(log: AuditLog, entries: readonly StoredEntry[], checkpoint: string, size: number): InclusionBundle[] {
+  return entries.map((stored) => ({
+    index: stored.index, entry: stored.bytes.toString('utf8'), checkpoint,
+    inclusionProof: log.inclusionProof(stored.index, size).map((h) => h.toString('base64')),
+  }));
 }
 
 /**

@@ -17,7 +17,7 @@ import { MalformedInputError, UnavailableError } from '@medshare/crypto';
 import { parseCheckpoint, parseNote } from './note.ts';
 import type { CheckpointVerifier } from './keys.ts';
 import type { AuditLog, StoredEntry } from './log.ts';
-import type { InclusionBundle } from './bundle.ts';
+import { bundlesAgainst, type InclusionBundle } from './bundle.ts';
 
 /** What the routes serve. */
 export interface LedgerRoutesOptions {
@@ -65,12 +65,7 @@ export const ledgerRoutesPlugin: FastifyPluginAsync<LedgerRoutesOptions> = async
     proof: log.consistencyProof(request.query.first, request.query.second).map((h) => h.toString('base64')),
   }));
 
-  /** The bundle of each stored entry against `checkpoint` (which covers them). */
-  const bundlesOf = (entries: readonly StoredEntry[], checkpoint: string): InclusionBundle[] =>
-    entries.map((stored) => ({
-      index: stored.index, entry: stored.bytes.toString('utf8'), checkpoint,
-      inclusionProof: log.inclusionProof(stored.index, sizeOf(checkpoint)).map((h) => h.toString('base64')),
-    }));
+  const bundlesOf = (entries: readonly StoredEntry[], checkpoint: string): InclusionBundle[] => bundlesAgainst(log, entries, checkpoint, sizeOf(checkpoint));
 
   app.get<{ Params: { index: number } }>(
     '/bundle/:index',

@@ -16,7 +16,7 @@ export { witnessPlugin, type WitnessPluginOptions } from './witness-http.ts';
 export { ledgerRoutesPlugin, MAX_ENTRIES_PER_PAGE, type LedgerRoutesOptions } from './http.ts';
 export { LedgerClient, verifyRemoteLog, fetchVerifiedEntries } from './remote.ts';
 export { verifyLog, cosignersOf, defaultQuorum, type TrustPolicy, type VerifyReport, type Fault } from './verify.ts';
-export { buildInclusionBundle, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
+export { buildInclusionBundle, buildWitnessedBundles, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
 export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';
 export { AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt } from './anchor.ts';
 export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';

@@ -8,7 +8,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, ledgerRoutesPlugin, loadNoteSigner, Witness, witnessPlugin, type Cosigner, type Fault,
+  AuditLog, CheckpointFile, ledgerRoutesPlugin, loadNoteSigner, Witness, witnessPlugin, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 
 /** The log's key name, which is its origin. */
@@ -29,6 +29,8 @@ export interface PlatformLedgerOptions {
 export interface PlatformLedger {
   readonly log: AuditLog;
   readonly witnesses: readonly Witness[];
+  /** The keys a hospital pins to check receipts and bundles: the log's, the witnesses', a majority quorum. */
+  readonly trust: TrustPolicy;
   register(app: FastifyInstance): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function openPlatformLedger(db: Database, options: PlatformLedgerOp
   return {
     log,
     witnesses,
+    trust: { log: signer.verifier, witnesses: witnesses.map((w) => w.verifier), quorum: log.quorum },
     async register(app) {
       sink.log = (fault) => app.log.error({ ledgerAlarm: fault }, `audit ledger halted: entry ${fault.index}: ${fault.problem}`);
       for (const fault of alarms.splice(0)) sink.log(fault);

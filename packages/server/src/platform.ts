@@ -141,7 +141,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
-  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
+  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey, platformLedger.trust);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
   await platformLedger.register(app);

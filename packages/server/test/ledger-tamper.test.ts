@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { IntegrityError } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey } from '@medshare/db';
 import {
-  formatAddCheckpoint, formatCheckpoint, generateCheckpointKey, hashLeaf, LedgerClient, MerkleTree, signNote, verifyRemoteLog, type TrustPolicy,
+  formatAddCheckpoint, formatCheckpoint, generateCheckpointKey, hashLeaf, LedgerClient, MerkleTree, parseVerifierKey, signNote, verifyInclusionBundle,
+  verifyRemoteLog, type InclusionBundle, type TrustPolicy,
 } from '@medshare/ledger';
-import { parseVerifierKey } from '@medshare/ledger';
-import { createPlatform, type Platform } from '../src/index.ts';
+import { createPlatform, type PatientClient, type Platform, type UploadResult } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -31,6 +31,8 @@ let base: string;
 let trust: TrustPolicy;
 let patient: string;
 let savedCheckpoint: string;
+let uploaded: UploadResult;
+let provenLog: Awaited<ReturnType<PatientClient['provenAccessLog']>>;
 
 async function start(): Promise<void> {
   platform = await createPlatform(options);
@@ -45,7 +47,7 @@ before(async () => {
   platform = cast.platform;
   await cast.patient.register();
   await cast.gateway.enrol(sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, cast.patient.key.patientId);
-  await cast.gateway.upload(sampleBundle());
+  uploaded = await cast.gateway.upload(sampleBundle());
   await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
   for (let i = 0; i < 9; i++) await cast.chen.read(cast.patient.key.patientId, 'lab');
   patient = cast.patient.key.patientId;
@@ -53,6 +55,7 @@ before(async () => {
   await platform.ledger.flush();
   const keys = await ledger().keys();
   trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
+  provenLog = await cast.patient.provenAccessLog(trust);
   assert.equal(keys.quorum, 2, 'a majority of the two hospitals\' witnesses');
   const report = await verifyRemoteLog(ledger(), trust);
   assert.equal(report.ok, true, report.problem);
@@ -98,6 +101,31 @@ async function attack(steps: () => Promise<void>): Promise<void> {
 }
 
 const entryRow = async (index: number) => (await db.query<{ entry: string }>('SELECT entry FROM ledger_entries WHERE idx = $1', [index])).rows[0]!.entry;
+
+describe('upload receipts and the proven access log', () => {
+  test('an upload is on the ledger: the gateway holds a witnessed receipt naming every stored ciphertext, which proves a record the cloud later drops', async () => {
+    assert.equal(uploaded.receipts.length, Math.ceil(uploaded.stored / 64));
+    const rows = (await db.query<{ bundle: string }>('SELECT bundle FROM gateway_receipts ORDER BY ledger_index')).rows;
+    assert.equal(rows.length, uploaded.receipts.length);
+    const named = new Set<string>();
+    for (const { bundle } of rows) {
+      const { event, cosigners } = verifyInclusionBundle(JSON.parse(bundle) as InclusionBundle, trust);
+      assert.equal(event.type.code, 'record-create');
+      assert.equal(cosigners.length, 2);
+      for (const entity of event.entity) if (entity.type.code === 'record') named.add(entity.what.identifier.value);
+    }
+    // The cloud drops one record: the receipt still names its ciphertext hash, under a witnessed checkpoint.
+    const dropped = (await db.query<{ record_id: string; ciphertext: Uint8Array }>('SELECT record_id, ciphertext FROM cloud_records LIMIT 1')).rows[0]!;
+    const { sha256Name } = await import('../src/cloud/service.ts');
+    assert.ok(named.has(sha256Name(dropped.ciphertext)));
+    assert.equal(named.size, uploaded.stored);
+  });
+
+  test("the patient's access log shows the upload and every line is proven by an inclusion bundle the SDK checked", () => {
+    assert.ok(provenLog.some((e) => e.action === 'upload' && e.proof?.event.type.code === 'record-create'));
+    assert.ok(provenLog.filter((e) => e.ledgerIndex !== null).every((e) => e.proof !== null && e.proof.cosigners.length === 2));
+  });
+});
 
 describe('tampering with the ledger of a running platform is detected and the entry named', () => {
   test('edit an entry', () =>
