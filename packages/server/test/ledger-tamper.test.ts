@@ -11,12 +11,13 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IntegrityError } from '@medshare/crypto';
-import { openTestDatabases, randomKeyEncryptionKey } from '@medshare/db';
+import { migrate, openTestDatabases, randomKeyEncryptionKey } from '@medshare/db';
 import {
   formatAddCheckpoint, formatCheckpoint, generateCheckpointKey, hashLeaf, LedgerClient, MerkleTree, parseVerifierKey, signNote, verifyInclusionBundle,
   verifyRemoteLog, type InclusionBundle, type TrustPolicy,
 } from '@medshare/ledger';
 import { createPlatform, type PatientClient, type Platform, type UploadResult } from '../src/index.ts';
+import { CLOUD_MIGRATIONS } from '../src/migrations.ts';
 import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -42,7 +43,12 @@ async function start(): Promise<void> {
 const ledger = () => new LedgerClient(`${base}/ledger`);
 const health = async () => (await fetch(`${base}/ledger/health`)).status;
 
+/** A log key an older version stored in plaintext (platform_keys): adopted, wrapped, and its plaintext row deleted. */
+const legacyKey = generateCheckpointKey('medshare.cloud/audit');
+
 before(async () => {
+  await migrate(db, 'cloud', CLOUD_MIGRATIONS);
+  await db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2)', ['medshare.cloud/audit', legacyKey.skey]);
   const cast = await startCast(db, options);
   platform = cast.platform;
   await cast.patient.register();
@@ -55,6 +61,8 @@ before(async () => {
   await platform.ledger.flush();
   const keys = await ledger().keys();
   trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
+  assert.equal(keys.log, legacyKey.signer.verifier.vkey, 'the old plaintext key was adopted');
+  assert.equal((await db.query('SELECT * FROM platform_keys')).rows.length, 0, 'and its plaintext row deleted');
   provenLog = await cast.patient.provenAccessLog(trust);
   assert.equal(keys.quorum, 2, 'a majority of the two hospitals\' witnesses');
   const report = await verifyRemoteLog(ledger(), trust);
