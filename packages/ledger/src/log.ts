@@ -90,6 +90,8 @@ export interface LedgerHealth {
   alarms: number;
   /** Cosignature requests that failed. */
   cosignFailures: number;
+  /** Writes of the checkpoint outside the database that failed (it then lags behind, still a prefix). */
+  trustedSaveFailures: number;
   /** The largest tree size whose checkpoint carries the quorum's cosignatures (0 before any). */
   witnessedSize: number;
   quorum: number;
@@ -114,6 +116,7 @@ export class AuditLog {
   /** The tree size last matched against (or signed into) the checkpoint held outside the database: entries below it are vouched for. */
   private trustedSize = 0;
   private cosignFailures = 0;
+  private trustedSaveFailures = 0;
   private witnessedSize = 0;
   /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
   private readonly witnessSizes = new Map<string, number>();
@@ -214,7 +217,8 @@ export class AuditLog {
   health(): LedgerHealth {
     return {
       ok: this.alarm === undefined, size: this.size, ...(this.alarm === undefined ? {} : { alarm: this.alarm }),
-      alarms: this.alarm === undefined ? 0 : 1, cosignFailures: this.cosignFailures, witnessedSize: this.witnessedSize, quorum: this.quorum,
+      alarms: this.alarm === undefined ? 0 : 1, cosignFailures: this.cosignFailures, trustedSaveFailures: this.trustedSaveFailures,
+      witnessedSize: this.witnessedSize, quorum: this.quorum,
     };
   }
 
@@ -257,8 +261,10 @@ export class AuditLog {
         this.lastBatchSize = batch.length;
         try {
           const { results, note } = await this.exclusive(() => this.writeBatch(batch.map((p) => p.event)));
-          // Only a committed checkpoint moves the copy outside the database (a rolled-back one must not).
-          await this.options.trusted?.save(note);
+          // Only a committed checkpoint moves the copy outside the database (a rolled-back one must not), and before
+          // the callers learn of it, so another process never loads entries the copy does not yet vouch for. A failed
+          // write leaves an older copy, which the tree still extends: counted, not fatal to the committed batch.
+          await this.options.trusted?.save(note).catch(() => (this.trustedSaveFailures += 1));
           batch.forEach((pending, i) => pending.resolve(results[i]!));
           this.cosignLater();
         } catch (error) {
@@ -329,7 +335,9 @@ export class AuditLog {
     let fault: Fault | undefined;
     try {
       const trusted = verifyCheckpointNote(note, this.signer.verifier);
-      if (trusted.size > this.tree.size) fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
+      if (trusted.size > this.tree.size) {
+        fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
+      }
       else if (!this.tree.rootHash(trusted.size).equals(trusted.rootHash)) {
         // What this process had vouched for matched before: the fault is in what it loaded since.
         const from = Math.min(this.trustedSize, trusted.size);
@@ -506,17 +514,6 @@ export class AuditLog {
     if (index >= this.size) throw new MalformedInputError(`no entry ${index} in the log`);
     const row = (await this.db.query<EntryRow>('SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = $1', [index])).rows[0];
     return this.checked(row, index);
-  }
-
-  /** Entries `start` to `end` - 1 (within the tree), each checked against the tree. */
-  async entries(start: number, end: number): Promise<StoredEntry[]> {
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.size) {
-      throw new MalformedInputError(`entries ${start}..${end} are not within the log of ${this.size}`);
-    }
-    const rows = await this.db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end],
-    );
-    return Array.from({ length: end - start }, (_, i) => this.checked(rows.rows[i], start + i));
   }
 
   /**

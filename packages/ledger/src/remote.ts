@@ -29,7 +29,8 @@ export class LedgerClient {
     }
     if (!response.ok) {
       const detail = (await response.text()).slice(0, 300);
-      throw response.status >= 500 ? new UnavailableError(`${path}: ${response.status} ${detail}`) : new MalformedInputError(`${path}: ${response.status} ${detail}`);
+      const message = `${path}: ${response.status} ${detail}`;
+      throw response.status >= 500 ? new UnavailableError(message) : new MalformedInputError(message);
     }
     return response;
   }
@@ -147,7 +148,8 @@ export async function verifyRemoteLog(client: LedgerClient, trust: TrustPolicy):
       return { ...report, problem: `external checkpoint: ${error instanceof MedShareError ? error.message : 'unreadable'}` };
     }
     if (earlier.size > checkpoint.size) {
-      return { ...report, firstBadIndex: checkpoint.size, problem: `the log was cut back: a checkpoint of ${earlier.size} was seen, ${checkpoint.size} is served` };
+      const problem = `the log was cut back: a checkpoint of ${earlier.size} was seen, ${checkpoint.size} is served`;
+      return { ...report, firstBadIndex: checkpoint.size, problem };
     }
     if (!tree.rootHash(earlier.size).equals(earlier.rootHash)) {
       const index = await firstMismatch(client, tree, earlier);

@@ -178,7 +178,8 @@ export async function auditStoredLog(
   if (fault !== undefined) return { report: { ...report, firstBadIndex: fault.index, problem: fault.problem }, tree };
   const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
   if (latestCosigners.length < quorum) {
-    return { report: { ...report, ok: false, problem: `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required` }, tree };
+    const problem = `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required`;
+    return { report: { ...report, ok: false, problem }, tree };
   }
   return { report, tree };
 }

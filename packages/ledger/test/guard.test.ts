@@ -119,7 +119,7 @@ describe('the log refuses to sign a history forged in its database', () => {
     const { log } = await guardedLog(5);
     await log.flush();
     await db.query(`UPDATE ledger_entries SET entry = replace(entry, '"outcome":"0"', '"outcome":"4"') WHERE idx = 2`);
-    await assert.rejects(log.entries(0, 5), IntegrityError);
+    await assert.rejects(log.entry(2), IntegrityError);
     assert.equal(log.health().alarm?.index, 2);
   });
 
