@@ -9,7 +9,7 @@
  * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
  * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
-import { type abe, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { CloudService } from '../cloud/service.ts';
@@ -29,6 +29,8 @@ export interface UploadResult {
 }
 
 const utf8 = new TextEncoder();
+/** Patients whose epochs a gateway remembers (a few hundred bytes each). */
+const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
@@ -38,6 +40,13 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
  * capsule and one pairing per record.
  */
 export class GatewayService {
+  /**
+   * The highest epoch of each patient's categories this gateway has encrypted under (kept in memory, for the life of
+   * the process, for the MAX_TRACKED_PATIENTS most recent patients): a bundle that moves one back — an old bundle
+   * replayed by the cloud — is refused.
+   */
+  private readonly seenEpochs = new Map<string, Map<string, number>>();
+
   constructor(
     private readonly db: Database,
     private readonly cloud: CloudService,
@@ -66,6 +75,20 @@ export class GatewayService {
     return row.patient;
   }
 
+  /** `keys` if no epoch is below one this gateway already used for the patient (ConflictError otherwise). */
+  private checkEpochs(keys: pre.PatientPublicKeys): pre.PatientPublicKeys {
+    const seen = this.seenEpochs.get(keys.patientId) ?? new Map<string, number>();
+    for (const { category, epoch } of keys.categories) {
+      const before = seen.get(category) ?? 0;
+      if (epoch < before) throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
+    }
+    for (const { category, epoch } of keys.categories) seen.set(category, epoch);
+    this.seenEpochs.delete(keys.patientId);
+    if (this.seenEpochs.size >= MAX_TRACKED_PATIENTS) this.seenEpochs.delete(this.seenEpochs.keys().next().value!);
+    this.seenEpochs.set(keys.patientId, seen);
+    return keys;
+  }
+
   /**
    * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
    * obtains, checks and stores the ledger receipts. @throws IntegrityError for a receipt that does not verify.
@@ -74,7 +97,7 @@ export class GatewayService {
     const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const keys = await this.cloud.publicKeys(patient);
+    const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
