@@ -9,18 +9,20 @@
  *   /cloud/...                 cloud store and re-encryption proxy
  *   /gateway/...               hospital gateway (FHIR R4 facade)
  *   /stats/...                 cross-hospital statistics under threshold encryption (when a consortium is given)
+ *   /ledger/...                public audit ledger: witnessed checkpoint, entries, proofs, health (ledger.ts)
+ *   /witness/<hospital>/...    each hospital's witness (c2sp.org/tlog-witness add-checkpoint)
  *   /openapi.json              the OpenAPI document of all of the above
  */
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
-import { migrate, type Database } from '@medshare/db';
+import { migrate, randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   createSqlHospital, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
   TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
 } from '@medshare/identity';
-import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
+import type { AuditLog } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
 import { createConverter } from './cloud/conversion-pool.ts';
 import { cloudPlugin } from './cloud/plugin.ts';
@@ -30,6 +32,7 @@ import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.t
 import { gatewayPlugin } from './gateway/plugin.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
+import { openPlatformLedger } from './ledger.ts';
 import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
 import { StatsAggregator } from './stats/aggregator.ts';
 import type { Consortium } from './stats/consortium.ts';
@@ -38,7 +41,6 @@ import { statsPlugin } from './stats/plugin.ts';
 /** The audience of trusted-authority tokens (identity's TA plugin checks it). */
 export const TA_AUDIENCE = 'medshare-ta';
 const HOSPITAL_NAME = /^[a-z][a-z0-9-]{0,62}$/;
-const LEDGER_KEY_NAME = 'medshare.cloud/audit';
 /**
  * Group commit of the audit ledger under concurrent load (AuditLog's lingerMs): 20 doctors reading on PostgreSQL
  * went from ~3 to ~6 entries per transaction and the database's CPU time per read fell by a third
@@ -78,6 +80,13 @@ export interface PlatformOptions {
   readonly conversionWorkers?: number;
   /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
   readonly statsConsortium?: Consortium;
+  /**
+   * The key-encryption key that wraps the services' secrets in the database (the ledger's and witnesses' signing
+   * keys). Default: a fresh one in memory, which suits only a database that is not reopened (tests, demos).
+   */
+  readonly kek?: KeyEncryptionKey;
+  /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
+  readonly ledgerCheckpointFile?: string;
 }
 
 /** The default platform emergency policy. */
@@ -105,8 +114,11 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
   await migrateIdentity(db);
   const store = new CloudStore(db);
-  const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
-  const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey), { lingerMs: LEDGER_LINGER_MS });
+  const platformLedger = await openPlatformLedger(db, {
+    kek: options.kek ?? randomKeyEncryptionKey(), hospitals: options.hospitals, lingerMs: LEDGER_LINGER_MS,
+    ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
+  });
+  const ledger = platformLedger.log;
   const setup = await loadAuthoritySetup(db);
 
   const now = options.now ?? Date.now;
@@ -137,11 +149,12 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
-  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
+  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey, platformLedger.trust);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier: platformVerifier, prefix: '/stats' });
+  await platformLedger.register(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return {
     app, cloud, ledger, ...(stats === undefined ? {} : { stats }), abePublicKey: setup.publicKey, issuers,

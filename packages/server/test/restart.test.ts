@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
-import { openDatabase, type Database } from '@medshare/db';
+import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { base32Decode, totp } from '@medshare/identity';
 import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT } from './harness.ts';
@@ -20,6 +20,8 @@ import { ADMIN, FAST_SCRYPT } from './harness.ts';
 const PASSWORD = 'a long enough passphrase';
 const HOSPITAL = 'st-marys';
 let offsetMs = 0;
+/** The service's key-encryption key, kept across restarts as a KEK file or MEDSHARE_KEK would be. */
+const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 interface Target {
@@ -48,7 +50,7 @@ const targets: Target[] = [
 
 /** The platform on `db`, listening on 127.0.0.1. */
 async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
-  const platform = await createPlatform({ db, hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
+  const platform = await createPlatform({ db, hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now, kek });
   return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
 }
 

@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
-import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
@@ -18,6 +18,8 @@ after(async () => {
 });
 
 let offsetMs = 0;
+/** One KEK for every platform opened on the same database (as a KEK file would be). */
+const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 for (const { label, db } of databases) {
@@ -56,7 +58,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream } });
+      cast = await startCast(db, { now, logger: { stream }, kek });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -178,7 +180,7 @@ for (const { label, db } of databases) {
     });
 
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
-      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
+      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5, kek });
       try {
         const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
         const statuses: number[] = [];

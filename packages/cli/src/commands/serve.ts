@@ -1,19 +1,22 @@
 /**
  * `medshare serve` — the whole platform (@medshare/server) in one process: trusted authority, each hospital's
  * identity service, the cloud and the hospital gateway. Data in embedded PGlite under `--data`, or in PostgreSQL
- * when DATABASE_URL is set. The administrator token (user registration) is read like every secret: a hidden
+ * when DATABASE_URL is set; `--state` holds what must stay outside the database: the key-encryption key (`kek`,
+ * unless MEDSHARE_KEK is set) and the ledger's last signed checkpoint (`ledger-checkpoint`). The administrator token (user registration) is read like every secret: a hidden
  * prompt on a terminal, else one line on stdin — never a command-line argument.
  */
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { abe } from '@medshare/crypto';
-import { openDatabase } from '@medshare/db';
+import { loadKeyEncryptionKey, openDatabase } from '@medshare/db';
 import { createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 
 interface ServeOptions {
   data: string;
+  state: string;
   port: string;
   host: string;
   hospital: string[];
@@ -37,10 +40,13 @@ async function serve(options: ServeOptions): Promise<void> {
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
   if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
+  // What must stay outside the database: the KEK (unless MEDSHARE_KEK is set) and the ledger's last signed checkpoint.
+  await mkdir(options.state, { recursive: true, mode: 0o700 });
+  const kek = loadKeyEncryptionKey({ file: join(options.state, 'kek'), create: true });
   const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
   const platform = await createPlatform({
     db, hospitals: options.hospital, adminToken, logger: options.log ?? false, emergencyPolicy,
-    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
+    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine), kek, ledgerCheckpointFile: join(options.state, 'ledger-checkpoint'),
   });
   const address = await platform.app.listen({ host: options.host, port });
   process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
@@ -57,6 +63,7 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('run the platform (trusted authority, hospital identity, cloud, gateway) until SIGINT/SIGTERM; DATABASE_URL selects PostgreSQL')
     .option('--data <dir>', 'PGlite data directory (ignored when DATABASE_URL is set)', 'medshare-data')
+    .option('--state <dir>', 'kept outside the database: the key-encryption key file (unless MEDSHARE_KEK) and the ledger checkpoint', 'medshare-state')
     .option('--port <n>', 'TCP port (0 = any free one)', '8080')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])
