@@ -19,6 +19,24 @@ export const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.
 /** Formats a ratio for a table. */
 export const ratio = (x: number): string => x.toFixed(2);
 
+/**
+ * CPU time (process.cpuUsage, user + system) of each operation, the operations run in turn `rounds` times so
+ * that a reference primitive and the operation under test see the same machine state; medians in milliseconds.
+ */
+export function cpuAlternating(ops: Record<string, () => unknown>, rounds: number): Record<string, number> {
+  const samples: Record<string, number[]> = Object.fromEntries(Object.keys(ops).map((k) => [k, []]));
+  for (const op of Object.values(ops)) op(); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    for (const [name, op] of Object.entries(ops)) {
+      const start = process.cpuUsage();
+      op();
+      const used = process.cpuUsage(start);
+      samples[name]!.push((used.user + used.system) / 1000);
+    }
+  }
+  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, v.sort((a, b) => a - b)[Math.floor(v.length / 2)]!]));
+}
+
 /** CPU time of the process (user + system) in milliseconds: less disturbed than wall time on a shared machine. */
 function cpuMs(): number {
   const { user, system } = process.cpuUsage();

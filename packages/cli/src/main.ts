@@ -8,6 +8,7 @@ import { registerIdentity } from './commands/identity.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerPrivacy } from './commands/privacy.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerStats } from './commands/stats.ts';
 import { registerCloud } from './commands/cloud.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerPrivacy(program);
   registerServe(program);
+  registerStats(program);
   registerCloud(program);
   return program;
 }

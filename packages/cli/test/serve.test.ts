@@ -17,7 +17,7 @@ test('medshare serve runs the platform on PGlite, keeps data across restarts, an
   const env = { ...process.env, DATABASE_URL: '' };
   const running = new Set<ReturnType<typeof spawn>>();
   const start = () => new Promise<{ stop: () => Promise<number | null>; base: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--port', '0', '--hospital', 'st-marys'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--state', join(dir, 'state'), '--port', '0', '--hospital', 'st-marys'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     running.add(child);
     child.once('close', () => running.delete(child));
     let out = '';

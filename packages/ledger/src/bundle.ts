@@ -8,10 +8,10 @@ import { parseEntry, type AuditEvent } from './entry.ts';
 import { HASH_SIZE, hashLeaf } from './hashing.ts';
 import { parseCheckpoint, parseNote } from './note.ts';
 import { verifyInclusion } from './proofs.ts';
-import { cosignersOf } from './verify.ts';
+import { cosignersOf, defaultQuorum } from './verify.ts';
 import { verifyCheckpointNote } from './witness.ts';
 import type { CheckpointVerifier } from './keys.ts';
-import type { AuditLog } from './log.ts';
+import type { AuditLog, StoredEntry } from './log.ts';
 
 /** The JSON form of an inclusion proof bundle. */
 export interface InclusionBundle {
@@ -31,15 +31,33 @@ export async function buildInclusionBundle(log: AuditLog, index: number): Promis
   const { size } = parseCheckpoint(parseNote(checkpoint).body);
   const stored = await log.entry(index);
   if (index >= size) throw new MalformedInputError(`entry ${index} is not yet covered by a checkpoint`);
-  return {
-    index,
-    entry: stored.bytes.toString('utf8'),
-    inclusionProof: log.inclusionProof(index, size).map((h) => h.toString('base64')),
-    checkpoint,
-  };
+  return bundlesAgainst(log, [stored], checkpoint, size)[0]!;
 }
 
-/** Checks a bundle against trusted keys; returns the event and who cosigned, or throws IntegrityError. */
+/**
+ * The bundles of `indices` against the latest checkpoint the witness quorum cosigned, waiting (up to `timeoutMs`)
+ * until one covers them all: an upload receipt, a patient's proven access log.
+ * @throws UnavailableError when no witnessed checkpoint covers them in time, IntegrityError for a tampered entry.
+ */
+export async function buildWitnessedBundles(log: AuditLog, indices: readonly number[], timeoutMs?: number): Promise<InclusionBundle[]> {
+  if (indices.length === 0) return [];
+  const checkpoint = await log.witnessedCheckpoint(Math.max(...indices) + 1, timeoutMs);
+  const { size } = parseCheckpoint(parseNote(checkpoint).body);
+  return bundlesAgainst(log, await Promise.all(indices.map((i) => log.entry(i))), checkpoint, size);
+}
+
+/** Bundles of stored entries against `checkpoint` (of tree `size`, covering them). */
+export function bundlesAgainst(log: AuditLog, entries: readonly StoredEntry[], checkpoint: string, size: number): InclusionBundle[] {
+  return entries.map((stored) => ({
+    index: stored.index, entry: stored.bytes.toString('utf8'), checkpoint,
+    inclusionProof: log.inclusionProof(stored.index, size).map((h) => h.toString('base64')),
+  }));
+}
+
+/**
+ * Checks a bundle against trusted keys (quorum: a majority of `witnesses` unless given); returns the event and who
+ * cosigned, or throws IntegrityError.
+ */
 export function verifyInclusionBundle(
   bundle: InclusionBundle,
   trust: { log: CheckpointVerifier; witnesses?: readonly CheckpointVerifier[]; quorum?: number },
@@ -58,8 +76,9 @@ export function verifyInclusionBundle(
     throw new IntegrityError(`entry ${bundle.index} is not in the log at checkpoint ${checkpoint.size}`);
   }
   const cosigners = cosignersOf(bundle.checkpoint, trust.witnesses ?? []);
-  if (cosigners.length < (trust.quorum ?? 0)) {
-    throw new IntegrityError(`the checkpoint has ${cosigners.length} witness cosignatures, ${trust.quorum} required`);
+  const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
+  if (cosigners.length < quorum) {
+    throw new IntegrityError(`the checkpoint has ${cosigners.length} witness cosignatures, ${quorum} required`);
   }
   return { event, treeSize: checkpoint.size, cosigners };
 }

@@ -1,6 +1,6 @@
 /**
  * Ledger entries: FHIR R4 AuditEvent-shaped records (https://hl7.org/fhir/R4/auditevent.html) of grants,
- * revocations, record accesses and emergency ("break-the-glass") accesses, serialised as RFC 8785 canonical
+ * revocations, record accesses, emergency ("break-the-glass") accesses and cross-hospital statistics queries, serialised as RFC 8785 canonical
  * JSON (JCS, via the `canonicalize` library) so that every party hashes the same bytes.
  *
  * No PHI and no key can reach the ledger by construction: every field is a closed code, a pseudonym
@@ -12,7 +12,7 @@ import canonicalize from 'canonicalize';
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 
 /** What happened, as this platform's AuditEvent.type codes. */
-export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create'] as const;
+export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release'] as const;
 export type AuditEventType = (typeof EVENT_TYPES)[number];
 
 const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
@@ -21,6 +21,8 @@ const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
   'record-access': 'R',
   'emergency-access': 'R',
   'record-create': 'C',
+  'stats-query': 'E',
+  'stats-release': 'R',
 };
 
 /** FHIR AuditEvent.action codes: create, read, update, delete, execute. */
@@ -38,8 +40,8 @@ export interface AuditEventInput {
   outcome?: AuditOutcome;
   /** When it happened; defaults to now. */
   recorded?: Date;
-  /** The pseudonymous patient the event concerns. */
-  patient: string;
+  /** The pseudonymous patient the event concerns (every event but the statistics ones, which concern none). */
+  patient?: string;
   /** Who acted: pseudonymous user ids and their role codes. */
   agents: { who: string; role: string; requestor?: boolean }[];
   /** The domain (hospital) that observed and reports the event. */
@@ -50,7 +52,24 @@ export interface AuditEventInput {
   policyHash?: string;
   /** Required for, and only for, emergency access. */
   emergencyReason?: (typeof EMERGENCY_REASONS)[number];
+  /** Required for, and only for, statistics events: the query by hash, its query set, and ε with the budget, in millionths. */
+  stats?: StatsEventDetail;
 }
+
+/** The privacy accounting of a statistics query as the ledger records it (integers: exact sums). */
+export interface StatsEventDetail {
+  querySet: string;
+  queryHash: string;
+  epsilonMicros: number;
+  /** The query set's spent budget after this query, and its total. */
+  spentMicros: number;
+  budgetMicros: number;
+  /** The hospitals and what each did: approve (contributed its encrypted histogram), decrypt (its partial was used), reject (its proof failed). */
+  hospitals: { code: string; role: (typeof STATS_ROLES)[number] }[];
+}
+
+/** What a hospital did in a statistics query. */
+export const STATS_ROLES = ['approve', 'decrypt', 'reject'] as const;
 
 /** The FHIR-shaped object that is canonicalised into a leaf. */
 export interface AuditEvent {
@@ -63,7 +82,13 @@ export interface AuditEvent {
   purposeOfEvent?: { coding: { system: string; code: string }[] }[];
   agent: { who: { identifier: { value: string } }; role: { text: string }[]; requestor: boolean }[];
   source: { observer: { identifier: { value: string } } };
-  entity: { what: { identifier: { value: string } }; type: { code: string }; securityLabel?: { code: string }[] }[];
+  entity: {
+    what: { identifier: { value: string } };
+    type: { code: string };
+    role?: { code: string };
+    securityLabel?: { code: string }[];
+    detail?: { type: string; valueString: string }[];
+  }[];
 }
 
 const TYPE_SYSTEM = 'https://medshare.dev/fhir/CodeSystem/audit-event-type';
@@ -73,6 +98,7 @@ const HASH = /^sha256:[0-9a-f]{64}$/;
 const CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_AGENTS = 8;
 const MAX_RECORDS = 64;
+const MAX_HOSPITALS = 64;
 const EARLIEST = Date.UTC(2000, 0, 1);
 
 function expect(ok: boolean, message: string): void {
@@ -91,7 +117,11 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   expect(outcome !== undefined, 'outcome must be success, minor-failure, serious-failure or major-failure');
   const recorded = input.recorded ?? new Date();
   expect(recorded instanceof Date && recorded.getTime() >= EARLIEST, 'recorded must be a valid date after 2000');
-  expect(typeof input.patient === 'string' && PSEUDONYM.test(input.patient), 'patient must be a pseudonym (psn:...), never an identifier');
+  const isStats = input.type === 'stats-query' || input.type === 'stats-release';
+  if (isStats) expect(input.patient === undefined, 'statistics events concern no patient');
+  else expect(typeof input.patient === 'string' && PSEUDONYM.test(input.patient), 'patient must be a pseudonym (psn:...), never an identifier');
+  expect(isStats === (input.stats !== undefined), 'stats is required for, and only for, statistics events');
+  if (input.stats !== undefined) checkStats(input.stats);
   expect(Array.isArray(input.agents) && input.agents.length > 0, 'at least one agent is required');
   if (input.agents.length > MAX_AGENTS) throw new LimitExceededError(`audit event: at most ${MAX_AGENTS} agents`);
   for (const agent of input.agents) {
@@ -113,7 +143,8 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   expect(isEmergency === (input.emergencyReason !== undefined), 'emergencyReason is required for, and only for, emergency access');
   expect(input.emergencyReason === undefined || EMERGENCY_REASONS.includes(input.emergencyReason), `emergencyReason must be one of ${EMERGENCY_REASONS.join(', ')}`);
 
-  const entity: AuditEvent['entity'] = [{ what: identifier(input.patient), type: { code: 'patient' } }];
+  const entity: AuditEvent['entity'] = input.patient === undefined ? [] : [{ what: identifier(input.patient), type: { code: 'patient' } }];
+  if (input.stats !== undefined) entity.push(...statsEntities(input.stats));
   for (const record of records) entity.push({ what: identifier(record.hash), type: { code: 'record' }, securityLabel: [{ code: record.category }] });
   if (input.policyHash !== undefined) entity.push({ what: identifier(input.policyHash), type: { code: 'policy' } });
   return {
@@ -128,6 +159,34 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
     source: { observer: identifier(input.source) },
     entity,
   };
+}
+
+function checkStats(stats: StatsEventDetail): void {
+  expect(typeof stats === 'object' && stats !== null, 'stats is an object');
+  expect(typeof stats.querySet === 'string' && CODE.test(stats.querySet), 'stats.querySet must be a lower-case code');
+  expect(typeof stats.queryHash === 'string' && HASH.test(stats.queryHash), 'stats.queryHash must be sha256:<64 hex>');
+  for (const key of ['epsilonMicros', 'spentMicros', 'budgetMicros'] as const) {
+    expect(Number.isSafeInteger(stats[key]) && stats[key] >= 0, `stats.${key} must be a non-negative integer`);
+  }
+  expect(Array.isArray(stats.hospitals), 'stats.hospitals must be a list');
+  if (stats.hospitals.length > MAX_HOSPITALS) throw new LimitExceededError(`audit event: at most ${MAX_HOSPITALS} hospitals`);
+  for (const h of stats.hospitals) {
+    expect(typeof h.code === 'string' && CODE.test(h.code), 'a hospital is named by its lower-case domain code');
+    expect(STATS_ROLES.includes(h.role), `a hospital's role is one of ${STATS_ROLES.join(', ')}`);
+  }
+}
+
+function statsEntities(stats: StatsEventDetail): AuditEvent['entity'] {
+  const detail = (type: string, value: number) => ({ type, valueString: String(value) });
+  return [
+    {
+      what: identifier(stats.queryHash),
+      type: { code: 'query' },
+      securityLabel: [{ code: stats.querySet }],
+      detail: [detail('epsilon-micros', stats.epsilonMicros), detail('spent-micros', stats.spentMicros), detail('budget-micros', stats.budgetMicros)],
+    },
+    ...stats.hospitals.map((h) => ({ what: identifier(h.code), type: { code: 'hospital' }, role: { code: h.role } })),
+  ];
 }
 
 /** The RFC 8785 canonical JSON bytes of an event: exactly the leaf's data. */

@@ -1,5 +1,5 @@
 /** Ledger-specific errors, subclasses of the platform's typed errors (see @medshare/crypto). */
-import { MedShareError } from '@medshare/crypto';
+import { ConflictError, MedShareError } from '@medshare/crypto';
 
 /**
  * Two checkpoints of one log that cannot both be true: same size with different roots, or a consistency proof
@@ -14,10 +14,10 @@ export class ForkDetectedError extends MedShareError {
 }
 
 /** A witness's view is at another size than the caller assumed (C2SP tlog-witness answers 409 Conflict). */
-export class WitnessConflictError extends MedShareError {
+export class WitnessConflictError extends ConflictError {
   readonly witnessSize: number;
   constructor(witnessSize: number) {
-    super('MALFORMED', `the witness has already cosigned size ${witnessSize}`);
+    super(`the witness has already cosigned size ${witnessSize}`);
     this.witnessSize = witnessSize;
   }
 }

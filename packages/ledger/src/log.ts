@@ -8,15 +8,28 @@
  * the batch's indices come from `ledger_head`, read under a row lock (SELECT ... FOR UPDATE), so appenders in
  * other processes (services scaled out on PostgreSQL) queue behind it, and a failed transaction fails exactly
  * the entries of that batch, whose callers see the error.
+ *
+ * Never signing a forged history (docs/ledger.md §Trust model): the database is the party under audit, so on open
+ * the log recomputes every leaf hash from the stored entries (log.ts → verify.ts `auditStoredLog`) and checks the
+ * tree against the stored signed checkpoints and against the last checkpoint held *outside* the database (a
+ * `TrustedCheckpoint`: a file in the service's data directory, written after every commit). Before every
+ * signature it re-reads that checkpoint and checks the tree still extends it, and entries other processes
+ * appended are recomputed the same way. Any mismatch halts the log: it refuses to sign or append, calls
+ * `onAlarm` once (the service logs it), counts it in `health()` and the health route fails.
  */
-import { IntegrityError, LimitExceededError, MalformedInputError, UnsupportedError } from '@medshare/crypto';
+import { IntegrityError, LimitExceededError, MalformedInputError, UnavailableError, UnsupportedError } from '@medshare/crypto';
 import { migrate, type Database, type Queryable } from '@medshare/db';
 import { buildAuditEvent, canonicalBytes, parseEntry, patientOf, type AuditEvent, type AuditEventInput } from './entry.ts';
 import { hashLeaf } from './hashing.ts';
 import { LEDGER_MIGRATIONS } from './schema.ts';
 import { MerkleTree } from './tree.ts';
-import { formatCheckpoint, parseNote, signNote, formatNote, type NoteSignature } from './note.ts';
-import type { CheckpointSigner } from './keys.ts';
+import { formatCheckpoint, parseCheckpoint, parseNote, signNote, formatNote, type NoteSignature } from './note.ts';
+import { auditStoredLog, checkEntryRow, defaultQuorum, scanEntries, type EntryRow, type Fault } from './verify.ts';
+import { verifyCheckpointNote } from './witness.ts';
+import { WitnessConflictError } from './errors.ts';
+import type { CheckpointSigner, CheckpointVerifier } from './keys.ts';
+import type { TrustedCheckpoint } from './trusted.ts';
+import type { Cosigner } from './cosigner.ts';
 
 /** Where an appended entry landed. */
 export interface AppendResult {
@@ -53,8 +66,38 @@ export interface BatchOptions {
   lingerMs?: number;
 }
 
+/** How a log is opened for appending. */
+export interface LogOptions extends BatchOptions {
+  /** The last checkpoint kept outside the database, checked on open and before every signature, and advanced after each commit. */
+  trusted?: TrustedCheckpoint;
+  /** The witnesses that cosign every checkpoint (in the background, after each commit). */
+  cosigners?: readonly Cosigner[];
+  /** Cosignatures a checkpoint needs to count as witnessed; default: a majority of `cosigners`. */
+  quorum?: number;
+  /** Called once when the log finds tampering and halts (the service logs it). */
+  onAlarm?: (alarm: Fault) => void;
+  /** Called when a witness refuses or cannot be reached (the checkpoint stays below quorum until the next one). */
+  onCosignFailure?: (witness: string, error: unknown) => void;
+}
+
+/** What the health check reports: whether the log is consistent, and its counters (the metrics). */
+export interface LedgerHealth {
+  ok: boolean;
+  size: number;
+  /** The tampering that halted the log, with the first bad entry index. */
+  alarm?: Fault;
+  /** Times tampering was detected (0 or 1: the log halts at the first). */
+  alarms: number;
+  /** Cosignature requests that failed. */
+  cosignFailures: number;
+  /** Writes of the checkpoint outside the database that failed (it then lags behind, still a prefix). */
+  trustedSaveFailures: number;
+  /** The largest tree size whose checkpoint carries the quorum's cosignatures (0 before any). */
+  witnessedSize: number;
+  quorum: number;
+}
+
 const ROWS_PER_INSERT = 500;
-const LOAD_PAGE = 20_000;
 
 /** The audit log of one origin, persisted through @medshare/db. */
 export class AuditLog {
@@ -69,23 +112,44 @@ export class AuditLog {
   private lastBatchSize = 0;
   /** Ends a lingering wait early (the batch is full). */
   private wake: (() => void) | undefined;
+  private alarm: Fault | undefined;
+  /** The tree size last matched against (or signed into) the checkpoint held outside the database: entries below it are vouched for. */
+  private trustedSize = 0;
+  private cosignFailures = 0;
+  private trustedSaveFailures = 0;
+  private witnessedSize = 0;
+  /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
+  private readonly witnessSizes = new Map<string, number>();
+  private witnessing: Promise<void> = Promise.resolve();
+  private readonly waiters: { size: number; resolve: () => void }[] = [];
+  /** The latest checkpoint the quorum cosigned, as this process holds it (rows deleted from the database cannot hide it). */
+  private witnessedNote: string | undefined;
+  /** Entry indices by patient, from the verified entries themselves (never from the stored patient column). */
+  private patientIndex = new Map<string, number[]>();
+  private readonly indexPatient = (index: number, patient: string): void => {
+    const list = this.patientIndex.get(patient);
+    if (list === undefined) this.patientIndex.set(patient, [index]);
+    else list.push(index);
+  };
+  readonly quorum: number;
 
   private constructor(
     readonly db: Database,
     readonly origin: string,
     private readonly signer: CheckpointSigner | undefined,
-    options: BatchOptions,
+    private readonly options: LogOptions,
   ) {
     this.maxBatch = options.maxBatch ?? 2_000;
     this.maxQueued = options.maxQueued ?? 100_000;
     this.lingerMs = options.lingerMs ?? 0;
+    this.quorum = options.quorum ?? defaultQuorum(options.cosigners?.length ?? 0);
   }
 
   /**
    * Opens (creating on first use) the log in `db`. The origin is the signer's key name, as C2SP recommends.
    * A database already holding a log of another origin or key is refused.
    */
-  static async open(db: Database, signer: CheckpointSigner, options: BatchOptions = {}): Promise<AuditLog> {
+  static async open(db: Database, signer: CheckpointSigner, options: LogOptions = {}): Promise<AuditLog> {
     await migrate(db, 'ledger', LEDGER_MIGRATIONS);
     const origin = signer.verifier.name;
     await db.query(
@@ -97,7 +161,10 @@ export class AuditLog {
       throw new IntegrityError(`this database holds the log ${head?.origin}, not ${origin} with this key`);
     }
     const log = new AuditLog(db, origin, signer, options);
-    await log.catchUp(db);
+    await log.load(signer.verifier);
+    // Witnesses see the current checkpoint at once (a restarted log learns where each of them is).
+    if (log.size > 0) log.cosignLater();
+    else log.settleWaiters(0);
     return log;
   }
 
@@ -112,8 +179,47 @@ export class AuditLog {
       : undefined;
     if (row === undefined) throw new MalformedInputError('this database holds no audit log');
     const log = new AuditLog(db, row.origin, undefined, {});
-    await log.catchUp(db);
+    const { tree, fault } = await scanEntries(db, new MerkleTree(), Infinity, log.indexPatient);
+    log.tree = tree;
+    if (fault !== undefined) log.raise(fault);
     return { log, logVkey: row.log_vkey };
+  }
+
+  /**
+   * Rebuilds the tree from the stored entries, recomputing every leaf hash, and checks it against the stored
+   * checkpoints and the one held outside the database. A mismatch halts the log (see `health`).
+   */
+  private async load(verifier: CheckpointVerifier): Promise<void> {
+    const trusted = await this.options.trusted?.load();
+    this.patientIndex = new Map();
+    const external = trusted === undefined ? [] : [trusted];
+    const { report, tree } = await auditStoredLog(this.db, { log: verifier, quorum: 0, external }, this.indexPatient);
+    this.tree = tree;
+    this.trustedSize = tree.size;
+    if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
+  }
+
+  /** Halts the log on the first tampering found: nothing is signed or appended from now on. */
+  private raise(fault: Fault): void {
+    if (this.alarm !== undefined) return;
+    this.alarm = fault;
+    this.options.onAlarm?.(fault);
+  }
+
+  /** Throws when the log is halted. */
+  private checkHealthy(): void {
+    if (this.alarm !== undefined) {
+      throw new IntegrityError(`the audit log refuses to sign: entry ${this.alarm.index}: ${this.alarm.problem}`);
+    }
+  }
+
+  /** The health check and metrics: not ok once tampering was found. */
+  health(): LedgerHealth {
+    return {
+      ok: this.alarm === undefined, size: this.size, ...(this.alarm === undefined ? {} : { alarm: this.alarm }),
+      alarms: this.alarm === undefined ? 0 : 1, cosignFailures: this.cosignFailures, trustedSaveFailures: this.trustedSaveFailures,
+      witnessedSize: this.witnessedSize, quorum: this.quorum,
+    };
   }
 
   /** Number of entries this process knows are committed. */
@@ -129,6 +235,7 @@ export class AuditLog {
     if (this.signer === undefined) return Promise.reject(new UnsupportedError('this log was opened for reading only'));
     let event: AuditEvent;
     try {
+      this.checkHealthy();
       event = buildAuditEvent(input, 0);
     } catch (error) {
       return Promise.reject(error);
@@ -143,6 +250,7 @@ export class AuditLog {
   /** Waits until everything queued so far is committed (or failed). */
   async flush(): Promise<void> {
     while (this.flushing !== undefined) await this.flushing;
+    await this.witnessing;
   }
 
   private async flushAll(): Promise<void> {
@@ -152,15 +260,20 @@ export class AuditLog {
         const batch = this.queue.splice(0, this.maxBatch);
         this.lastBatchSize = batch.length;
         try {
-          const results = await this.exclusive(() => this.writeBatch(batch.map((p) => p.event)));
+          const { results, note } = await this.exclusive(() => this.writeBatch(batch.map((p) => p.event)));
+          // Only a committed checkpoint moves the copy outside the database (a rolled-back one must not), and before
+          // the callers learn of it, so another process never loads entries the copy does not yet vouch for. A failed
+          // write leaves an older copy, which the tree still extends: counted, not fatal to the committed batch.
+          await this.options.trusted?.save(note).catch(() => (this.trustedSaveFailures += 1));
           batch.forEach((pending, i) => pending.resolve(results[i]!));
+          this.cosignLater();
         } catch (error) {
           batch.forEach((pending) => pending.reject(error));
           // The transaction rolled back; the tree may hold leaves that were never committed.
-          await this.exclusive(async () => {
-            this.tree = new MerkleTree();
-            await this.catchUp(this.db);
-          }).catch(() => undefined);
+          if (this.alarm === undefined && this.signer !== undefined) {
+            const verifier = this.signer.verifier;
+            await this.exclusive(() => this.load(verifier)).catch(() => undefined);
+          }
         }
       } while (this.queue.length > 0);
     } finally {
@@ -184,11 +297,13 @@ export class AuditLog {
     });
   }
 
-  private async writeBatch(events: AuditEvent[]): Promise<AppendResult[]> {
+  private async writeBatch(events: AuditEvent[]): Promise<{ results: AppendResult[]; note: string }> {
     return this.db.transaction(async (tx) => {
+      this.checkHealthy();
       const head = (await tx.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1 FOR UPDATE')).rows[0];
       if (head === undefined) throw new IntegrityError('the ledger head row is missing');
       await this.catchUp(tx, head.size);
+      await this.checkTrusted();
       const start = head.size;
       const rows = events.map((event, i) => {
         const bytes = canonicalBytes({ ...event, id: String(start + i) });
@@ -196,6 +311,8 @@ export class AuditLog {
         this.tree.append(leafHash);
         return { index: start + i, text: bytes.toString('utf8'), leafHash, patient: patientOf(event) ?? '' };
       });
+      // Indexed only once the rows are built; a rolled-back batch reloads everything (flushAll).
+      rows.forEach((r) => this.indexPatient(r.index, r.patient));
       for (let offset = 0; offset < rows.length; offset += ROWS_PER_INSERT) {
         const chunk = rows.slice(offset, offset + ROWS_PER_INSERT);
         const params = chunk.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]);
@@ -203,10 +320,36 @@ export class AuditLog {
         await tx.query(`INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params);
       }
       const size = start + rows.length;
+      const note = this.signCheckpoint(size);
+      this.trustedSize = size;
       await tx.query('UPDATE ledger_head SET size = $1 WHERE id = 1', [size]);
-      await tx.query('INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)', [size, this.signCheckpoint(size)]);
-      return rows.map((r) => ({ index: r.index, leafHash: r.leafHash }));
+      await tx.query('INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)', [size, note]);
+      return { results: rows.map((r) => ({ index: r.index, leafHash: r.leafHash })), note };
     });
+  }
+
+  /** Before a signature: the tree must extend the checkpoint held outside the database (another process may have moved it). */
+  private async checkTrusted(): Promise<void> {
+    const note = await this.options.trusted?.load();
+    if (note === undefined || this.signer === undefined) return;
+    let fault: Fault | undefined;
+    try {
+      const trusted = verifyCheckpointNote(note, this.signer.verifier);
+      if (trusted.size > this.tree.size) {
+        fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
+      }
+      else if (!this.tree.rootHash(trusted.size).equals(trusted.rootHash)) {
+        // What this process had vouched for matched before: the fault is in what it loaded since.
+        const from = Math.min(this.trustedSize, trusted.size);
+        fault = { index: from, problem: `entries ${from}..${trusted.size - 1} do not match the checkpoint held outside the database` };
+      }
+    } catch (error) {
+      fault = { index: 0, problem: `the checkpoint held outside the database: ${error instanceof Error ? error.message : 'unreadable'}` };
+    }
+    if (fault !== undefined) {
+      this.raise(fault);
+      this.checkHealthy();
+    }
   }
 
   private signCheckpoint(size: number): string {
@@ -215,19 +358,14 @@ export class AuditLog {
     return signNote(body, [this.signer], Math.floor(Date.now() / 1000));
   }
 
-  /** Loads leaf hashes committed by others (or before this process started) into the tree. */
+  /** Loads entries committed by other processes into the tree, recomputing each leaf hash; a bad one halts the log. */
   private async catchUp(q: Queryable, upTo?: number): Promise<void> {
     const target = upTo ?? (await q.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0]?.size ?? 0;
-    while (this.tree.size < target) {
-      const page = await q.query<{ idx: number; leaf_hash: Uint8Array }>(
-        'SELECT idx, leaf_hash FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx',
-        [this.tree.size, Math.min(target, this.tree.size + LOAD_PAGE)],
-      );
-      if (page.rows.length === 0) throw new IntegrityError(`entry ${this.tree.size} is missing from the log`);
-      for (const row of page.rows) {
-        if (row.idx !== this.tree.size) throw new IntegrityError(`entry ${this.tree.size} is missing from the log`);
-        this.tree.append(row.leaf_hash);
-      }
+    if (this.tree.size >= target) return;
+    const { fault } = await scanEntries(q, this.tree, target, this.indexPatient);
+    if (fault !== undefined) {
+      this.raise(fault);
+      this.checkHealthy();
     }
   }
 
@@ -254,6 +392,92 @@ export class AuditLog {
     if (note !== undefined) return note;
     if ((size ?? 0) === 0 && this.signer !== undefined) return this.signCheckpoint(0);
     throw new MalformedInputError(`no checkpoint was signed at size ${size ?? 0}`);
+  }
+
+  /** Has the configured witnesses cosign the latest checkpoint, after the current round (failures are counted, not thrown). */
+  private cosignLater(): void {
+    const cosigners = this.options.cosigners ?? [];
+    if (this.alarm !== undefined) return; // a halted log asks no one to vouch for it
+    if (cosigners.length === 0) {
+      this.witnessedNote = undefined;
+      this.settleWaiters(this.size);
+      return;
+    }
+    this.witnessing = this.witnessing.then(() => this.cosign(cosigners, { strict: false })).then(() => undefined, () => undefined);
+  }
+
+  /**
+   * Asks each of `cosigners` to cosign the latest checkpoint, each with a consistency proof from the size it last
+   * cosigned (learnt from its 409 answer when unknown), verifies each cosignature and stores those obtained.
+   * Returns the checkpoint note with them. With `strict`, the first refusal is thrown (after storing the others);
+   * otherwise refusals are counted in `health().cosignFailures` and reported to `onCosignFailure`.
+   */
+  async cosign(cosigners: readonly Cosigner[], { strict }: { strict: boolean }): Promise<string> {
+    const note = await this.checkpoint();
+    const { size } = parseCheckpoint(parseNote(note).body);
+    const settled = await Promise.allSettled(cosigners.map((cosigner) => this.requestCosignature(cosigner, note, size)));
+    const obtained = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
+    const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained) : note;
+    if (obtained.length >= this.quorum && cosigners === this.options.cosigners && size >= this.witnessedSize) {
+      this.witnessedNote = stored;
+      this.settleWaiters(size);
+    }
+    settled.forEach((result, i) => {
+      if (result.status === 'rejected') {
+        this.cosignFailures += 1;
+        this.options.onCosignFailure?.(cosigners[i]!.verifier.name, result.reason);
+      }
+    });
+    const refusal = settled.find((result) => result.status === 'rejected');
+    if (strict && refusal !== undefined) throw (refusal as PromiseRejectedResult).reason;
+    return stored;
+  }
+
+  private async requestCosignature(cosigner: Cosigner, note: string, size: number): Promise<NoteSignature> {
+    const name = cosigner.verifier.name;
+    const { body } = parseNote(note);
+    for (let attempt = 0; ; attempt++) {
+      const oldSize = this.witnessSizes.get(name) ?? 0;
+      if (oldSize > size) throw new IntegrityError(`the witness ${name} has cosigned size ${oldSize}, beyond this log's ${size}`);
+      try {
+        const cosignature = await cosigner.addCheckpoint({ oldSize, consistencyProof: this.consistencyProof(oldSize, size), note });
+        if (cosignature.name !== name || cosigner.verifier.verify(body, cosignature.signature) === undefined) {
+          throw new IntegrityError(`the witness ${name} returned an invalid cosignature`);
+        }
+        this.witnessSizes.set(name, size);
+        return cosignature;
+      } catch (error) {
+        // The first request to a witness learns its size from the 409 answer, as c2sp.org/tlog-witness intends.
+        if (!(error instanceof WitnessConflictError) || attempt > 0) throw error;
+        this.witnessSizes.set(name, error.witnessSize);
+      }
+    }
+  }
+
+  private settleWaiters(size: number): void {
+    this.witnessedSize = Math.max(this.witnessedSize, size);
+    for (const waiter of this.waiters.filter((w) => w.size <= this.witnessedSize)) {
+      this.waiters.splice(this.waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  }
+
+  /**
+   * Resolves with the latest witnessed checkpoint note once one of at least `size` carries the quorum's
+   * cosignatures (at once without witnesses). @throws UnavailableError after `timeoutMs` without one.
+   */
+  async witnessedCheckpoint(size: number, timeoutMs = 10_000): Promise<string> {
+    if (this.witnessedSize < size) {
+      await new Promise<void>((resolve, reject) => {
+        const waiter = { size, resolve: () => { clearTimeout(timer); resolve(); } };
+        const timer = setTimeout(() => {
+          this.waiters.splice(this.waiters.indexOf(waiter), 1);
+          reject(new UnavailableError(`no checkpoint of size ${size} or more reached the witness quorum (${this.quorum}) in time`));
+        }, timeoutMs);
+        this.waiters.push(waiter);
+      });
+    }
+    return this.witnessedNote ?? this.checkpoint(this.witnessedSize);
   }
 
   /** Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped). */
@@ -284,31 +508,60 @@ export class AuditLog {
     return this.tree.rootHash(size);
   }
 
-  /** One stored entry, parsed. */
+  /** One stored entry, parsed and checked against the tree (an entry edited since it was loaded halts the log). */
   async entry(index: number): Promise<StoredEntry> {
     if (!Number.isSafeInteger(index) || index < 0) throw new MalformedInputError('an entry id is a non-negative integer');
-    const row = (await this.db.query<EntryRow>('SELECT idx, entry, leaf_hash FROM ledger_entries WHERE idx = $1', [index])).rows[0];
-    if (row === undefined) throw new MalformedInputError(`no entry ${index} in the log`);
-    return toStoredEntry(row);
+    if (index >= this.size) throw new MalformedInputError(`no entry ${index} in the log`);
+    const row = (await this.db.query<EntryRow>('SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = $1', [index])).rows[0];
+    return this.checked(row, index);
   }
 
-  /** Every entry about one pseudonymous patient, oldest first (at most `limit`). */
+  /**
+   * Entries `start` to `end` - 1 exactly as stored, for clients that check them themselves (the public routes):
+   * a row that disagrees with the tree is served as it is, and halts the log.
+   */
+  async storedEntries(start: number, end: number): Promise<{ index: number; entry: string }[]> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.size) {
+      throw new MalformedInputError(`entries ${start}..${end} are not within the log of ${this.size}`);
+    }
+    const rows = (await this.db.query<EntryRow>(
+      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end],
+    )).rows;
+    for (const [i, row] of rows.entries()) {
+      try {
+        this.checked(row, start + i);
+      } catch {
+        break; // raised: the log is halted, the client finds the fault itself
+      }
+    }
+    return rows.map((row) => ({ index: row.idx, entry: row.entry }));
+  }
+
+  /**
+   * Every entry about one pseudonymous patient, oldest first (at most `limit`). Found by the index the log built
+   * from the verified entries themselves, not by the stored patient column (which an attacker could edit to hide
+   * entries); each entry is read back and checked against the tree.
+   */
   async entriesForPatient(patient: string, limit = 10_000): Promise<StoredEntry[]> {
+    const indices = (this.patientIndex.get(patient) ?? []).slice(0, limit);
+    if (indices.length === 0) return [];
     const rows = await this.db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash FROM ledger_entries WHERE patient = $1 ORDER BY idx LIMIT $2',
-      [patient, limit],
+      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = ANY($1::bigint[]) ORDER BY idx', [indices],
     );
-    return rows.rows.map(toStoredEntry);
+    const byIndex = new Map(rows.rows.map((row) => [Number(row.idx), row]));
+    return indices.map((index) => this.checked(byIndex.get(index), index));
   }
-}
 
-interface EntryRow {
-  idx: number;
-  entry: string;
-  leaf_hash: Uint8Array;
-}
-
-function toStoredEntry(row: EntryRow): StoredEntry {
-  const bytes = Buffer.from(row.entry, 'utf8');
-  return { index: row.idx, event: parseEntry(bytes), bytes, leafHash: Buffer.from(row.leaf_hash) };
+  /** `row` as entry `index`, after checking it against the tree; a mismatch halts the log and throws IntegrityError. */
+  private checked(row: EntryRow | undefined, index: number): StoredEntry {
+    const result = row === undefined ? { index, problem: `entry ${index} is missing (deleted or renumbered)` } : checkEntryRow(row, index);
+    const fault = 'problem' in result ? result
+      : result.leafHash.equals(this.tree.leafHash(index)) ? undefined : { index, problem: `entry ${index} was changed after it was logged` };
+    if (fault !== undefined) {
+      this.raise(fault);
+      throw new IntegrityError(`entry ${index}: ${fault.problem}`);
+    }
+    const bytes = Buffer.from(row!.entry, 'utf8');
+    return { index, event: parseEntry(bytes), bytes, leafHash: Buffer.from(row!.leaf_hash) };
+  }
 }

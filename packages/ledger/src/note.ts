@@ -88,12 +88,18 @@ export function parseNote(note: string): { body: string; signatures: NoteSignatu
   return { body, signatures };
 }
 
-/** The timestamp of the first valid signature by `verifier` on a parsed note, or undefined. */
+/**
+ * The timestamp of the signature by `verifier` on a parsed note, or undefined when it has none or when any line
+ * that names this key (its name and key ID) fails to verify: as stock note verifiers do (Go's note.Open), a bad
+ * signature by a known key condemns the note even if a good one follows.
+ */
 export function findSignature(body: string, signatures: readonly NoteSignature[], verifier: CheckpointVerifier): number | undefined {
+  let found: number | undefined;
   for (const { name, signature } of signatures) {
     if (name !== verifier.name || !verifier.keyId.equals(signature.subarray(0, 4))) continue;
     const time = verifier.verify(body, signature);
-    if (time !== undefined) return time;
+    if (time === undefined) return undefined;
+    found ??= time;
   }
-  return undefined;
+  return found;
 }

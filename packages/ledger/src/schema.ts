@@ -29,4 +29,13 @@ export const LEDGER_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (witness, origin))`,
     ],
   },
+  {
+    version: 2,
+    description: "the log's signing key, wrapped by the service's key-encryption key",
+    statements: [
+      `CREATE TABLE ledger_keys (
+        name text PRIMARY KEY,
+        wrapped bytea NOT NULL)`,
+    ],
+  },
 ];

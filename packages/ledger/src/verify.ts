@@ -8,13 +8,18 @@
  * entries *and* their stored hashes consistently is still caught by the first signed checkpoint after the change;
  * the fault is then located to the entries after the previous good checkpoint, and the report names the first
  * of them (exactly the bad entry when checkpoints are per entry). The smaller of the two findings is reported.
+ *
+ * The `patient` column, which `audit log --patient` queries by, must equal the entry's own patient: an edited
+ * column would hide entries from the patient's log while every hash still matched.
+ *
+ * The same scan is how the log checks itself when it opens (log.ts): `auditStoredLog` returns the recomputed tree.
  */
 import { MedShareError } from '@medshare/crypto';
-import type { Database } from '@medshare/db';
-import { parseEntry } from './entry.ts';
+import type { Database, Queryable } from '@medshare/db';
+import { parseEntry, patientOf } from './entry.ts';
 import { hashLeaf } from './hashing.ts';
 import { MerkleTree } from './tree.ts';
-import { findSignature, parseNote } from './note.ts';
+import { findSignature, parseCheckpoint, parseNote } from './note.ts';
 import { verifyCheckpointNote, type VerifiedCheckpoint } from './witness.ts';
 import type { CheckpointVerifier } from './keys.ts';
 
@@ -22,6 +27,7 @@ import type { CheckpointVerifier } from './keys.ts';
 export interface TrustPolicy {
   log: CheckpointVerifier;
   witnesses?: readonly CheckpointVerifier[];
+  /** Valid cosignatures required on the latest checkpoint; default: a majority of `witnesses`. */
   quorum?: number;
   /** Checkpoints obtained elsewhere (a witness, the chain): each must match the stored log. */
   external?: readonly string[];
@@ -39,42 +45,67 @@ export interface VerifyReport {
   problem?: string;
 }
 
-interface Fault {
+/** Where a check failed: the first bad index (or the first of the smallest range known to hold the fault). */
+export interface Fault {
   index: number;
   problem: string;
 }
 
 const PAGE = 10_000;
 
-/** Recomputes leaf hashes in index order until the first entry-level fault. */
-async function scanEntries(db: Database): Promise<{ tree: MerkleTree; fault?: Fault }> {
-  const tree = new MerkleTree();
-  for (;;) {
-    const rows = await db.query<{ idx: number; entry: string; leaf_hash: Uint8Array }>(
-      'SELECT idx, entry, leaf_hash FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2',
-      [tree.size, PAGE],
+/** A stored entry row as the scan reads it. */
+export interface EntryRow {
+  idx: number;
+  entry: string;
+  leaf_hash: Uint8Array;
+  patient: string;
+}
+
+/**
+ * Checks that `row` is entry `index`: its position, canonical form, id, stored leaf hash and patient column.
+ * Returns the recomputed leaf hash, or the fault.
+ */
+export function checkEntryRow(row: EntryRow, index: number): { leafHash: Buffer; patient: string } | Fault {
+  if (row.idx !== index) return { index, problem: `entry ${index} is missing (deleted or renumbered)` };
+  const bytes = Buffer.from(row.entry, 'utf8');
+  let event;
+  try {
+    event = parseEntry(bytes);
+  } catch (error) {
+    return { index, problem: `entry ${index} is not a canonical AuditEvent: ${describe(error)}` };
+  }
+  if (event.id !== String(index)) return { index, problem: `entry ${index} carries id ${event.id}: an entry was inserted, deleted or reordered` };
+  const leafHash = hashLeaf(bytes);
+  if (!leafHash.equals(Buffer.from(row.leaf_hash))) return { index, problem: `entry ${index} was changed after it was logged` };
+  const patient = patientOf(event) ?? '';
+  if (patient !== row.patient) return { index, problem: `entry ${index} is filed under another patient than it names` };
+  return { leafHash, patient };
+}
+
+/**
+ * Recomputes leaf hashes in index order from `tree.size` up to `upTo` (default: all stored) until the first fault;
+ * `onEntry` sees each good entry's patient (the log indexes patients from the entries themselves).
+ */
+export async function scanEntries(
+  db: Queryable,
+  tree: MerkleTree = new MerkleTree(),
+  upTo = Infinity,
+  onEntry?: (index: number, patient: string) => void,
+): Promise<{ tree: MerkleTree; fault?: Fault }> {
+  while (tree.size < upTo) {
+    const rows = await db.query<EntryRow>(
+      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2',
+      [tree.size, Math.min(PAGE, upTo - tree.size)],
     );
     for (const row of rows.rows) {
-      const i = tree.size;
-      if (row.idx !== i) return { tree, fault: { index: i, problem: `entry ${i} is missing (deleted or renumbered)` } };
-      const bytes = Buffer.from(row.entry, 'utf8');
-      let id: string;
-      try {
-        id = parseEntry(bytes).id;
-      } catch (error) {
-        return { tree, fault: { index: i, problem: `entry ${i} is not a canonical AuditEvent: ${describe(error)}` } };
-      }
-      if (id !== String(i)) return { tree, fault: { index: i, problem: `entry ${i} carries id ${id}: an entry was inserted, deleted or reordered` } };
-      const leafHash = hashLeaf(bytes);
-      if (!leafHash.equals(Buffer.from(row.leaf_hash))) return { tree, fault: { index: i, problem: `entry ${i} was changed after it was logged` } };
-      tree.append(leafHash);
+      const checked = checkEntryRow(row, tree.size);
+      if ('problem' in checked) return { tree, fault: checked };
+      onEntry?.(tree.size, checked.patient);
+      tree.append(checked.leafHash);
     }
     if (rows.rows.length < PAGE) break;
   }
-  const head = (await db.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0];
-  if (head !== undefined && head.size !== tree.size) {
-    return { tree, fault: { index: Math.min(head.size, tree.size), problem: `the head says ${head.size} entries, ${tree.size} are stored` } };
-  }
+  if (upTo !== Infinity && tree.size < upTo) return { tree, fault: { index: tree.size, problem: `entry ${tree.size} is missing from the log` } };
   return { tree };
 }
 
@@ -97,7 +128,22 @@ function checkAgainstTree(note: string, tree: MerkleTree, trust: TrustPolicy, go
 
 /** Recomputes the log in `db` and checks it against `trust`. Never throws for a tampered log: it reports. */
 export async function verifyLog(db: Database, trust: TrustPolicy): Promise<VerifyReport> {
-  const { tree, fault: entryFault } = await scanEntries(db);
+  return (await auditStoredLog(db, trust)).report;
+}
+
+/** `verifyLog`, also returning the tree recomputed from the entries (up to the first bad one). */
+export async function auditStoredLog(
+  db: Queryable,
+  trust: TrustPolicy,
+  onEntry?: (index: number, patient: string) => void,
+): Promise<{ report: VerifyReport; tree: MerkleTree }> {
+  const scanned = await scanEntries(db, new MerkleTree(), Infinity, onEntry);
+  const { tree } = scanned;
+  let entryFault = scanned.fault;
+  const head = (await db.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0];
+  if (entryFault === undefined && head !== undefined && head.size !== tree.size) {
+    entryFault = { index: Math.min(head.size, tree.size), problem: `the head says ${head.size} entries, ${tree.size} are stored` };
+  }
   const complete = entryFault === undefined;
   const rows = (await db.query<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints ORDER BY size')).rows;
   let goodSize = 0;
@@ -118,7 +164,9 @@ export async function verifyLog(db: Database, trust: TrustPolicy): Promise<Verif
   }
   for (const note of trust.external ?? []) {
     if (fault !== undefined) break;
-    const result = checkAgainstTree(note, tree, trust, 0, complete);
+    // The stored checkpoints that matched bound where the fault can be: after the last of them that the external one covers.
+    const covered = rows.map((r) => r.size).filter((size) => size <= goodSize && size <= externalSize(note));
+    const result = checkAgainstTree(note, tree, trust, covered.length === 0 ? 0 : Math.max(...covered), true);
     if ('problem' in result) fault = { index: result.index, problem: `external checkpoint: ${result.problem}` };
   }
   if (entryFault !== undefined && (fault === undefined || entryFault.index <= fault.index)) fault = entryFault;
@@ -127,12 +175,27 @@ export async function verifyLog(db: Database, trust: TrustPolicy): Promise<Verif
   }
   const latestCosigners = latest === undefined ? [] : cosignersOf(latest.note, trust.witnesses ?? []);
   const report: VerifyReport = { ok: fault === undefined, size: tree.size, checkpoints: rows.length, latestCosigners };
-  if (fault !== undefined) return { ...report, firstBadIndex: fault.index, problem: fault.problem };
-  const quorum = trust.quorum ?? 0;
+  if (fault !== undefined) return { report: { ...report, firstBadIndex: fault.index, problem: fault.problem }, tree };
+  const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
   if (latestCosigners.length < quorum) {
-    return { ...report, ok: false, problem: `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required` };
+    const problem = `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required`;
+    return { report: { ...report, ok: false, problem }, tree };
   }
-  return report;
+  return { report, tree };
+}
+
+/** The default witness quorum: a majority of the configured witnesses (none when there are none). */
+export function defaultQuorum(witnesses: number): number {
+  return witnesses === 0 ? 0 : Math.floor(witnesses / 2) + 1;
+}
+
+/** The tree size a checkpoint note claims, or 0 when it cannot be read (its check then reports why). */
+function externalSize(note: string): number {
+  try {
+    return parseCheckpoint(parseNote(note).body).size;
+  } catch {
+    return 0;
+  }
 }
 
 /** Names of the trusted witnesses whose cosignature on `note` verifies. */

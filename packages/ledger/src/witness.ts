@@ -5,7 +5,7 @@
  * (or one witness twice) different histories is caught: same size with another root, or a failing consistency
  * proof, is a fork, reported with both signed checkpoints as evidence.
  */
-import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { migrate, type Database } from '@medshare/db';
 import { findSignature, parseCheckpoint, parseNote, type Checkpoint, type NoteSignature } from './note.ts';
 import { verifyConsistency } from './proofs.ts';
@@ -13,6 +13,7 @@ import { LEDGER_MIGRATIONS } from './schema.ts';
 import { ForkDetectedError, WitnessConflictError } from './errors.ts';
 import type { CheckpointSigner, CheckpointVerifier } from './keys.ts';
 import type { AuditLog } from './log.ts';
+import type { Cosigner } from './cosigner.ts';
 
 /** A checkpoint note verified against the log's key. */
 export interface VerifiedCheckpoint extends Checkpoint {
@@ -54,7 +55,7 @@ export interface AddCheckpointRequest {
   note: string;
 }
 
-/** A witness of one log, with its state in its own database. */
+/** A witness of one log, with its state in its own database. It is a `Cosigner` (cosigner.ts) for in-process use. */
 export class Witness {
   private constructor(
     private readonly db: Database,
@@ -84,14 +85,30 @@ export class Witness {
     return row === undefined ? undefined : verifyCheckpointNote(row.note, this.log);
   }
 
-  /** Verifies and cosigns a checkpoint; returns the cosignature line to attach to it. */
+  /** The origin of the log this witness watches. */
+  get origin(): string {
+    return this.log.name;
+  }
+
+  /**
+   * Verifies and cosigns a checkpoint (the checks of c2sp.org/tlog-witness add-checkpoint, in its order); returns
+   * the cosignature line to attach to it.
+   * @throws NotFoundError for another log's checkpoint, IntegrityError when the log's signature does not verify,
+   *   MalformedInputError for an old size above the checkpoint's or a non-empty proof from size 0,
+   *   WitnessConflictError when the old size is not the witness's, ForkDetectedError for an inconsistent checkpoint.
+   */
   async addCheckpoint(request: AddCheckpointRequest, now: number = Math.floor(Date.now() / 1000)): Promise<NoteSignature> {
+    const { body } = parseNote(request.note);
+    if (parseCheckpoint(body).origin !== this.log.name) throw new NotFoundError(`this witness does not witness ${parseCheckpoint(body).origin}`);
     const incoming = verifyCheckpointNote(request.note, this.log);
+    if (!Number.isSafeInteger(request.oldSize) || request.oldSize < 0 || request.oldSize > incoming.size) {
+      throw new MalformedInputError(`old size ${request.oldSize} is not between 0 and the checkpoint's ${incoming.size}`);
+    }
+    // Every tree extends the empty one, and the only proof of that is the empty proof (c2sp.org/tlog-witness).
+    if (request.oldSize === 0 && request.consistencyProof.length > 0) throw new MalformedInputError('a consistency proof from size 0 is empty');
     const latest = await this.latest();
     const latestSize = latest?.size ?? 0;
     if (request.oldSize !== latestSize) throw new WitnessConflictError(latestSize);
-    if (incoming.size < latestSize) throw new MalformedInputError(`checkpoint ${incoming.size} is older than ${latestSize}`);
-    // A first checkpoint extends the empty tree, which every tree does.
     const fork = latest === undefined ? undefined : findFork(latest, incoming, request.consistencyProof);
     if (fork !== undefined) throw fork;
     // Compare-and-swap on the size, so two concurrent requests cannot both move the witness.
@@ -104,29 +121,16 @@ export class Witness {
         : [this.verifier.name, this.log.name, incoming.size, request.note, latestSize],
     );
     if (updated.rows.length === 0) throw new WitnessConflictError((await this.latest())?.size ?? 0);
-    const { body } = parseNote(request.note);
     return { name: this.verifier.name, signature: this.signer.sign(body, now) };
   }
 }
 
 /**
- * Has every witness cosign the log's latest checkpoint: each is sent a consistency proof from the size it last
+ * Has every witness cosign the log's latest checkpoint, each sent a consistency proof from the size it last
  * cosigned. Returns the checkpoint note with the new cosignatures attached (and stored). A witness that refuses
  * (a fork, a conflict) makes this throw its error; cosignatures already gathered are kept.
  */
-export async function collectCosignatures(log: AuditLog, witnesses: readonly Witness[]): Promise<string> {
+export async function collectCosignatures(log: AuditLog, witnesses: readonly Cosigner[]): Promise<string> {
   await log.flush();
-  const note = await log.checkpoint();
-  const { size } = parseCheckpoint(parseNote(note).body);
-  const cosignatures: NoteSignature[] = [];
-  try {
-    for (const witness of witnesses) {
-      const oldSize = (await witness.latest())?.size ?? 0;
-      if (oldSize > size) throw new WitnessConflictError(oldSize);
-      cosignatures.push(await witness.addCheckpoint({ oldSize, consistencyProof: log.consistencyProof(oldSize, size), note }));
-    }
-  } finally {
-    if (cosignatures.length > 0) await log.addCosignatures(size, cosignatures);
-  }
-  return log.checkpoint(size);
+  return log.cosign(witnesses, { strict: true });
 }

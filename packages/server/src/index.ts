@@ -14,3 +14,4 @@ export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, HttpProblemError, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents } from './inspect.ts';
+export * from './stats/index.ts';

@@ -90,6 +90,18 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (hospital, fhir_id))`,
     ],
   },
+  {
+    version: 2,
+    description: 'upload receipts: ledger inclusion bundles of the record-create entries',
+    statements: [
+      `CREATE TABLE gateway_receipts (
+        hospital text NOT NULL,
+        patient text NOT NULL,
+        ledger_index bigint NOT NULL,
+        bundle text NOT NULL,
+        PRIMARY KEY (hospital, ledger_index))`,
+    ],
+  },
 ];
 
 export const AUTHORITY_MIGRATIONS: readonly Migration[] = [

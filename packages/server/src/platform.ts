@@ -8,6 +8,9 @@
  *   /ta/...                    trusted authority (CP-ABE public key, sealed key issuance)
  *   /cloud/...                 cloud store and re-encryption proxy
  *   /gateway/...               hospital gateway (FHIR R4 facade)
+ *   /stats/...                 cross-hospital statistics under threshold encryption (when a consortium is given)
+ *   /ledger/...                public audit ledger: witnessed checkpoint, entries, proofs, health (ledger.ts)
+ *   /witness/<hospital>/...    each hospital's witness (c2sp.org/tlog-witness add-checkpoint)
  *   /openapi.json              the OpenAPI document of all of the above
  */
 import rateLimit from '@fastify/rate-limit';
@@ -19,7 +22,7 @@ import {
   createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
   TrustedAuthority, TrustList, type LimiterOptions, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
-import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
+import type { AuditLog } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
 import { createConverter } from './cloud/conversion-pool.ts';
 import { cloudPlugin } from './cloud/plugin.ts';
@@ -29,12 +32,15 @@ import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.t
 import { gatewayPlugin } from './gateway/plugin.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
+import { openPlatformLedger } from './ledger.ts';
 import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
+import { StatsAggregator } from './stats/aggregator.ts';
+import type { Consortium } from './stats/consortium.ts';
+import { statsPlugin } from './stats/plugin.ts';
 
 /** The audience of trusted-authority tokens (identity's TA plugin checks it). */
 export const TA_AUDIENCE = 'medshare-ta';
 const HOSPITAL_NAME = /^[a-z][a-z0-9-]{0,62}$/;
-const LEDGER_KEY_NAME = 'medshare.cloud/audit';
 /**
  * Group commit of the audit ledger under concurrent load (AuditLog's lingerMs): 20 doctors reading on PostgreSQL
  * went from ~3 to ~6 entries per transaction and the database's CPU time per read fell by a third
@@ -49,7 +55,10 @@ export interface PlatformOptions {
   readonly hospitals: readonly string[];
   /** Each hospital's own administrator credential (registration, administration), by hospital name. */
   readonly adminTokens: Readonly<Record<string, string>>;
-  /** Wraps the secrets the platform keeps in `db` (TOTP secrets, signing keys, the TA's master key); never stored there. */
+  /**
+   * Wraps the secrets the platform keeps in `db` (TOTP secrets, token-signing keys, the TA's master key, the ledger's and
+   * witnesses' signing keys); never stored there. Tests and demos that never reopen a database use a random one.
+   */
   readonly kek: KeyEncryptionKey;
   /** The WebAuthn relying party (id and origins) of the hospitals' identity services (default localhost, http://localhost). */
   readonly relyingParty?: Pick<RelyingParty, 'id' | 'origins'>;
@@ -81,6 +90,10 @@ export interface PlatformOptions {
    * clinic; `medshare serve` defaults to defaultConversionWorkers, see cloud/conversion-pool.ts).
    */
   readonly conversionWorkers?: number;
+  /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
+  readonly statsConsortium?: Consortium;
+  /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
+  readonly ledgerCheckpointFile?: string;
 }
 
 /** The default platform emergency policy. */
@@ -91,6 +104,8 @@ export interface Platform {
   readonly app: FastifyInstance;
   readonly cloud: CloudService;
   readonly ledger: AuditLog;
+  /** The cloud's statistics service, when a consortium was given. */
+  readonly stats?: StatsAggregator;
   readonly abePublicKey: abe.PublicKey;
   /** Issuer URL of each hospital's tokens. */
   readonly issuers: ReadonlyMap<string, string>;
@@ -106,8 +121,11 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
   await migrateIdentity(db);
   const store = new CloudStore(db);
-  const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
-  const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey), { lingerMs: LEDGER_LINGER_MS });
+  const platformLedger = await openPlatformLedger(db, {
+    kek: options.kek, hospitals: options.hospitals, lingerMs: LEDGER_LINGER_MS,
+    ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
+  });
+  const ledger = platformLedger.log;
   const setup = await loadAuthoritySetup(db, options.kek);
 
   const now = options.now ?? Date.now;
@@ -149,12 +167,15 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
-  const gateway = new GatewayService(db, cloud, categories, setup.publicKey);
+  const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, categories, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, prefix: '/gateway' });
+  const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);
+  if (stats !== undefined) await app.register(statsPlugin, { stats, verifier: platformVerifier, prefix: '/stats' });
+  await platformLedger.register(app);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return {
-    app, cloud, ledger, abePublicKey: setup.publicKey, issuers,
+    app, cloud, ledger, ...(stats === undefined ? {} : { stats }), abePublicKey: setup.publicKey, issuers,
     close: async () => {
       await app.close();
       await converter.close();

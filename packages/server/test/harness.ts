@@ -43,8 +43,8 @@ export function smartScopes(attributes: readonly string[]): string[] {
 
 /** Starts the platform on `db` with two hospitals and logs in the cast. */
 export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
-  const kek = randomKeyEncryptionKey();
-  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek, scrypt: FAST_SCRYPT, ...extra });
+  const kek = extra.kek ?? randomKeyEncryptionKey();
+  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, scrypt: FAST_SCRYPT, ...extra, kek });
   const base = new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
   const client = new PlatformClient(base);
   const enrol = (hospital: string, username: string, attributes: string[]) =>

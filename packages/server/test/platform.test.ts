@@ -136,6 +136,8 @@ for (const { label, db } of databases) {
       const { cloud } = cast.platform;
       const keys = await cloud.publicKeys(patient);
       const before = (await cast.patient.records()).length;
+      // Refused before anything is stored or logged, so the uploader's token is never consulted beyond its hospital.
+      const gatewayCaller = { token: { hospital: 'st-marys' }, pseudonym: 'psn:gateway-of-st-marys0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
       const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
       const upload = (capsule: pre.EmergencyCapsule, recordId: string) => {
         const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, 'notes', recordId, new TextEncoder().encode('{}'), capsule);
@@ -155,7 +157,7 @@ for (const { label, db } of databases) {
         ['a grant that is not a grant', [{ ...a.record, emergency: { ...a.record.emergency, grant: a.uploaded.capsule } }], [a.uploaded], /expected an emergency grant/],
       ];
       for (const [what, records, capsules, message] of cases) {
-        await assert.rejects(cloud.upload('st-marys', patient, records, capsules), (e: Error) => e instanceof MedShareError && message.test(e.message), what);
+        await assert.rejects(cloud.upload(gatewayCaller, patient, records, capsules), (e: Error) => e instanceof MedShareError && message.test(e.message), what);
       }
       assert.equal((await cast.patient.records()).length, before);
     });
@@ -177,7 +179,8 @@ for (const { label, db } of databases) {
       const emergency = log.filter((e) => e.action === 'emergency read' && e.outcome === `${labCount} records`);
       assert.equal(emergency.length, 1);
       assert.equal(emergency[0]!.reason, 'unconscious on arrival');
-      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 4), ['grant:ok', `read:${labCount} records`, `read:1 records`, 'read:refused']);
+      // The upload comes first: hospitals' uploads are in her access log too (and on the ledger).
+      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 5), ['upload:ok', 'grant:ok', `read:${labCount} records`, `read:1 records`, 'read:refused']);
     });
 
     test('every grant, revocation and access is in the ledger, under pseudonyms only', async () => {

@@ -17,12 +17,11 @@ import { base32Decode, DeviceKeys, totp } from '@medshare/identity';
 import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT } from './harness.ts';
 
-/** The platform's key-encryption key: outside the database, the same in both lives. */
-const kek = randomKeyEncryptionKey();
-
 const PASSWORD = 'a long enough passphrase';
 const HOSPITAL = 'st-marys';
 let offsetMs = 0;
+/** The service's key-encryption key, kept across restarts as a KEK file or MEDSHARE_KEK would be. */
+const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 interface Target {

@@ -18,6 +18,8 @@ after(async () => {
 });
 
 let offsetMs = 0;
+/** One KEK for every platform opened on the same database (as a KEK file would be). */
+const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 for (const { label, db } of databases) {
@@ -56,7 +58,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream } });
+      cast = await startCast(db, { now, logger: { stream }, kek });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);

@@ -6,15 +6,17 @@
  *   log     who accessed a patient's records, each line with its inclusion proof checked
  *   anchor / anchored  put the latest checkpoint on the EVM chain / prove a checkpoint is there
  *           (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, and LEDGER_PRIVATE_KEY to write)
- * The database is `--data DIR` (PGlite), else DATABASE_URL (PostgreSQL), else ./.medshare/data.
+ * verify, proof and log read a running platform's public ledger routes with `--url` (e.g. http://host/ledger, no
+ * database access), else the database: `--data DIR` (PGlite), else DATABASE_URL (PostgreSQL), else ./.medshare/data.
+ * The witness quorum defaults to a majority of the `--witness-key`s given.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { IntegrityError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
-  AuditLog, anchorClientFromEnv, buildInclusionBundle, parseVerifierKey, verifyInclusionBundle, verifyLog, type CheckpointVerifier,
-  type InclusionBundle,
+  AuditLog, anchorClientFromEnv, buildInclusionBundle, defaultQuorum, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyLog,
+  verifyRemoteLog, type CheckpointVerifier, type InclusionBundle,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
 
@@ -23,6 +25,7 @@ const PSEUDONYM = /^psn:[A-Za-z0-9_-]{16,86}$/;
 
 interface StoreOptions {
   data?: string;
+  url?: string;
 }
 
 interface TrustOptions {
@@ -50,17 +53,34 @@ async function withReader<T>(options: StoreOptions, work: (log: AuditLog, stored
 }
 
 function quorumOf(options: TrustOptions): number {
-  const quorum = Number(options.quorum ?? '0');
+  const quorum = Number(options.quorum ?? defaultQuorum(options.witnessKey?.length ?? 0));
   if (!Number.isSafeInteger(quorum) || quorum < 0) throw new UsageError('--quorum must be a non-negative integer');
   return quorum;
 }
 
-/** The keys to trust: pinned with --log-key, or (with a warning) the key the database names. */
+/** The ledger client of `--url`. */
+function remote(options: StoreOptions): LedgerClient {
+  try {
+    return new LedgerClient(new URL(options.url!).href);
+  } catch {
+    throw new UsageError(`--url: not a URL: ${options.url}`);
+  }
+}
+
+/** The keys to trust: pinned with --log-key, or (with a warning) the key the database or server names. */
 function trustFrom(options: TrustOptions, storedVkey: string | undefined): { log: CheckpointVerifier; witnesses: CheckpointVerifier[]; quorum: number } {
   const vkey = options.logKey ?? storedVkey;
   if (vkey === undefined) throw new UsageError('--log-key is required');
-  if (options.logKey === undefined) process.stderr.write('medshare: trusting the log key stored in the database; pin it with --log-key\n');
+  if (options.logKey === undefined) process.stderr.write('medshare: trusting the log key the ledger itself names; pin it with --log-key\n');
   return { log: parseVerifierKey(vkey), witnesses: (options.witnessKey ?? []).map(parseVerifierKey), quorum: quorumOf(options) };
+}
+
+/** Trust for `--url`: pinned keys, else (with a warning) the keys the server publishes. */
+async function remoteTrust(options: StoreOptions & TrustOptions): Promise<ReturnType<typeof trustFrom>> {
+  if (options.logKey !== undefined) return trustFrom(options, undefined);
+  const published = await remote(options).keys();
+  const witnessKey = options.witnessKey ?? published.witnesses;
+  return trustFrom({ ...options, witnessKey, quorum: options.quorum ?? String(defaultQuorum(witnessKey.length)) }, published.log);
 }
 
 function entryId(text: string): number {
@@ -72,7 +92,7 @@ function addTrustOptions(command: Command): Command {
   return command
     .option('--log-key <vkey>', "the log's verifier key (C2SP vkey); default: the one stored with the log")
     .option('--witness-key <vkey...>', "trusted witnesses' verifier keys")
-    .option('--quorum <n>', 'witness cosignatures required on the latest checkpoint', '0');
+    .option('--quorum <n>', 'witness cosignatures required on the latest checkpoint (default: a majority of --witness-key)');
 }
 
 /** Registers the `audit` command group. */
@@ -84,10 +104,13 @@ export function registerAudit(program: Command): void {
       .command('verify')
       .description('recompute the tree from every entry; check every checkpoint and cosignature')
       .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
-      .option('--checkpoint <file...>', 'checkpoints obtained elsewhere (a witness, the chain) that must match'),
+      .option('--url <url>', "a running platform's ledger routes (http://host/ledger) instead of a database")
+      .option('--checkpoint <file...>', 'checkpoints obtained elsewhere (a witness, the chain, an earlier run) that must match'),
   ).action(async (options: StoreOptions & TrustOptions & { checkpoint?: string[] }) => {
     const external = (options.checkpoint ?? []).map((file) => readFileSync(file, 'utf8'));
-    const report = await withReader(options, async (_log, storedVkey, db) => verifyLog(db, { ...trustFrom(options, storedVkey), external }));
+    const report = options.url !== undefined
+      ? await verifyRemoteLog(remote(options), { ...(await remoteTrust(options)), external })
+      : await withReader(options, async (_log, storedVkey, db) => verifyLog(db, { ...trustFrom(options, storedVkey), external }));
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     if (!report.ok) {
       const where = report.firstBadIndex === undefined ? '' : ` at entry ${report.firstBadIndex}`;
@@ -100,8 +123,10 @@ export function registerAudit(program: Command): void {
     .description('print the inclusion proof bundle of one entry (JSON, verifiable offline)')
     .requiredOption('--entry <id>', 'entry index')
     .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+    .option('--url <url>', "a running platform's ledger routes (http://host/ledger) instead of a database")
     .action(async (options: StoreOptions & { entry: string }) => {
-      const bundle = await withReader(options, (log) => buildInclusionBundle(log, entryId(options.entry)));
+      const index = entryId(options.entry);
+      const bundle = options.url !== undefined ? await remote(options).bundle(index) : await withReader(options, (log) => buildInclusionBundle(log, index));
       process.stdout.write(`${JSON.stringify(bundle, null, 2)}\n`);
     });
 
@@ -129,29 +154,33 @@ export function registerAudit(program: Command): void {
       .description("who accessed a patient's records, each entry with its inclusion proof checked")
       .requiredOption('--patient <pseudonym>', 'the patient pseudonym (psn:...)')
       .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+      .option('--url <url>', "a running platform's ledger routes (http://host/ledger) instead of a database")
       .option('--json', 'print the proof bundles as JSON'),
   ).action(async (options: StoreOptions & TrustOptions & { patient: string; json?: boolean }) => {
     if (!PSEUDONYM.test(options.patient)) throw new UsageError('--patient must be a pseudonym (psn:...)');
-    await withReader(options, async (log, storedVkey) => {
-      const trust = trustFrom(options, storedVkey);
-      const entries = await log.entriesForPatient(options.patient);
-      const bundles = await Promise.all(entries.map((e) => buildInclusionBundle(log, e.index)));
-      const checked = bundles.map((bundle) => ({ bundle, ...verifyInclusionBundle(bundle, trust) }));
-      if (options.json) {
-        process.stdout.write(`${JSON.stringify(bundles, null, 2)}\n`);
-        return;
-      }
-      for (const { event, treeSize } of checked) {
-        const who = event.agent.map((a) => `${a.who.identifier.value} (${a.role.map((r) => r.text).join(',')})`).join(' ');
-        const what = event.entity.filter((e) => e.type.code !== 'patient').map((e) => `${e.type.code}:${e.securityLabel?.[0]?.code ?? e.what.identifier.value.slice(0, 19)}`);
-        const reason = event.purposeOfEvent?.[0]?.coding[0]?.code;
-        process.stdout.write(
-          `#${event.id} ${event.recorded} ${event.type.code}${reason ? `[${reason}]` : ''} by ${who} at ${event.source.observer.identifier.value}` +
-            ` ${what.join(' ')} — proof ok at checkpoint ${treeSize}\n`,
-        );
-      }
-      process.stdout.write(`${checked.length} entr${checked.length === 1 ? 'y' : 'ies'} for ${options.patient}\n`);
-    });
+    const fetchBundles = async (): Promise<{ bundles: InclusionBundle[]; trust: ReturnType<typeof trustFrom> }> => {
+      if (options.url !== undefined) return { bundles: await remote(options).patientBundles(options.patient), trust: await remoteTrust(options) };
+      return withReader(options, async (log, storedVkey) => {
+        const entries = await log.entriesForPatient(options.patient);
+        return { bundles: await Promise.all(entries.map((e) => buildInclusionBundle(log, e.index))), trust: trustFrom(options, storedVkey) };
+      });
+    };
+    const { bundles, trust } = await fetchBundles();
+    const checked = bundles.map((bundle) => ({ bundle, ...verifyInclusionBundle(bundle, trust) }));
+    if (options.json) {
+      process.stdout.write(`${JSON.stringify(bundles, null, 2)}\n`);
+      return;
+    }
+    for (const { event, treeSize } of checked) {
+      const who = event.agent.map((a) => `${a.who.identifier.value} (${a.role.map((r) => r.text).join(',')})`).join(' ');
+      const what = event.entity.filter((e) => e.type.code !== 'patient').map((e) => `${e.type.code}:${e.securityLabel?.[0]?.code ?? e.what.identifier.value.slice(0, 19)}`);
+      const reason = event.purposeOfEvent?.[0]?.coding[0]?.code;
+      process.stdout.write(
+        `#${event.id} ${event.recorded} ${event.type.code}${reason ? `[${reason}]` : ''} by ${who} at ${event.source.observer.identifier.value}` +
+          ` ${what.join(' ')} — proof ok at checkpoint ${treeSize}\n`,
+      );
+    }
+    process.stdout.write(`${checked.length} entr${checked.length === 1 ? 'y' : 'ies'} for ${options.patient}\n`);
   });
 
   addTrustOptions(

@@ -1,10 +1,11 @@
 /**
  * `medshare serve` — the whole platform (@medshare/server) in one process: trusted authority, each hospital's
  * identity service, the cloud and the hospital gateway. Data in embedded PGlite under `--data`, or in PostgreSQL
- * when DATABASE_URL is set. Each hospital's administrator token (registration, administration) is read like every
+ * when DATABASE_URL is set; `--state` holds what must stay outside the database: the key-encryption key (`kek`,
+ * unless MEDSHARE_KEK is set; it wraps the secrets kept in the database) and the ledger's last signed checkpoint
+ * (`ledger-checkpoint`). Each hospital's administrator token (registration, administration) is read like every
  * secret: a hidden prompt on a terminal, else one line per hospital on stdin, in --hospital order — never a
- * command-line argument. Secrets kept in the database are wrapped by the key-encryption key of MEDSHARE_KEK or of
- * the --kek file (created 0600 on first start), which is never stored in the database.
+ * command-line argument.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { readSecrets } from '../secrets.ts';
 
 interface ServeOptions {
   data: string;
+  state: string;
   port: string;
   host: string;
   hospital: string[];
@@ -24,7 +26,6 @@ interface ServeOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
-  kek?: string;
   trustProxy?: string[];
   rpId?: string;
   origin?: string;
@@ -50,12 +51,14 @@ async function serve(options: ServeOptions): Promise<void> {
   if (new Set(Object.values(adminTokens)).size !== options.hospital.length) throw new UsageError('each hospital needs its own administrator token');
   const url = process.env['DATABASE_URL'];
   const usePostgres = url !== undefined && url !== '';
-  await mkdir(options.data, { recursive: true, mode: 0o700 });
-  const kek = loadKeyEncryptionKey({ file: options.kek ?? join(options.data, 'kek'), create: true });
-  const db = await openDatabase(usePostgres ? { url } : { dataDir: join(options.data, 'db') });
+  if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
+  // What must stay outside the database: the KEK (unless MEDSHARE_KEK is set) and the ledger's last signed checkpoint.
+  await mkdir(options.state, { recursive: true, mode: 0o700 });
+  const kek = loadKeyEncryptionKey({ file: join(options.state, 'kek'), create: true });
+  const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
   const platform = await createPlatform({
-    db, hospitals: options.hospital, adminTokens, kek, logger: options.log ?? false, emergencyPolicy,
-    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine),
+    db, hospitals: options.hospital, adminTokens, logger: options.log ?? false, emergencyPolicy,
+    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine), kek, ledgerCheckpointFile: join(options.state, 'ledger-checkpoint'),
     ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),
     ...(rp ? { relyingParty: rp } : {}),
   });
@@ -87,8 +90,8 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('run the platform (trusted authority, hospital identity, cloud, gateway) until SIGINT/SIGTERM; DATABASE_URL selects PostgreSQL')
-    .option('--data <dir>', 'data directory: PGlite database (unless DATABASE_URL is set) and the key-encryption key file', 'medshare-data')
-    .option('--kek <file>', 'key-encryption key file (default <data>/kek, created 0600; MEDSHARE_KEK overrides)')
+    .option('--data <dir>', 'PGlite data directory (ignored when DATABASE_URL is set)', 'medshare-data')
+    .option('--state <dir>', 'kept outside the database: the key-encryption key file (unless MEDSHARE_KEK) and the ledger checkpoint', 'medshare-state')
     .option('--trust-proxy <addresses...>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy')
     .option('--rp-id <id>', 'WebAuthn relying-party id (default: the --origin host, else localhost)')
     .option('--origin <url>', 'WebAuthn origin browsers use (default https://<rp-id>, else http://localhost)')

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { abe, AccessDeniedError, ConflictError, formatVersion, MalformedInputError, ObjectType, pre } from '@medshare/crypto';
-import type { AuditEventInput, AuditLog } from '@medshare/ledger';
+import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
@@ -33,6 +33,12 @@ const MAX_REASON = 500;
 /** Entries in each of the service's caches of pure decodings (capsules, compiled policies). */
 const MAX_CACHED = 10_000;
 const utf8 = new TextEncoder();
+
+/** What an upload stored, and the ledger entries that record it. */
+export interface UploadOutcome {
+  stored: number;
+  ledgerEntries: number[];
+}
 
 /** The cloud's settings. */
 export interface CloudOptions {
@@ -173,13 +179,28 @@ export class CloudService {
   }
 
   /**
-   * Stores a hospital's records of one patient atomically and idempotently; returns how many were new. Records may
-   * carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy.
+   * Stores a hospital gateway's records of one patient atomically and idempotently, then appends `record-create`
+   * entries naming the new records by ciphertext hash (≤ 64 a entry) and shows the upload in the patient's access
+   * log. Returns how many records were new and the ledger entries (the gateway asks for their receipts). Records
+   * may carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy.
    */
-  async upload(source: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<number> {
+  async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
     this.checkEmergencyGrants(patient, records, capsules);
-    return this.store.addRecords(patient, source, records, capsules);
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules);
+    if (added.length === 0) return { stored: 0, ledgerEntries: [] };
+    const touched = added.map((r) => ({ hash: sha256Name(r.ciphertext), category: r.category }));
+    const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
+    const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
+    return { stored: added.length, ledgerEntries };
+  }
+
+  /**
+   * Receipts of ledger entries: each entry's inclusion bundle against a checkpoint the witness quorum cosigned
+   * (waiting for one, up to 10 s). @throws UnavailableError when the witnesses do not cosign in time.
+   */
+  receipts(entries: readonly number[]): Promise<InclusionBundle[]> {
+    return buildWitnessedBundles(this.ledger, entries);
   }
 
   /** The patient's view of platform emergency access: the policy, her consent, how many records it covers. */
@@ -348,19 +369,20 @@ export class CloudService {
   private async audit(
     caller: Caller, patient: string, action: string, category: string, outcome: 'success' | 'minor-failure', records: number,
     reason: string | null, event: Pick<AuditEventInput, 'type' | 'policyHash' | 'emergencyReason'>, touched: NonNullable<AuditEventInput['records']> = [],
-  ): Promise<void> {
+  ): Promise<number[]> {
     const role = ROLE_CODE.test(caller.role) ? caller.role : 'other';
     const base = { ...event, outcome, patient, source: LEDGER_SOURCE, agents: [{ who: caller.pseudonym, role }] };
     // One ledger entry per 64 records touched (the entry format's limit), at least one entry.
-    let first: number | undefined;
+    const indices: number[] = [];
     for (let i = 0; i === 0 || i < touched.length; i += MAX_RECORDS_PER_EVENT) {
-      const { index } = await this.ledger.append({ ...base, records: touched.slice(i, i + MAX_RECORDS_PER_EVENT) });
-      first ??= index;
+      indices.push((await this.ledger.append({ ...base, records: touched.slice(i, i + MAX_RECORDS_PER_EVENT) })).index);
     }
+    const first = indices[0];
     await this.store.logAccess(patient, {
       actor: caller.pseudonym, hospital: caller.token.hospital, role, action, category,
       outcome: outcome === 'success' ? (event.type === 'record-access' || event.type === 'emergency-access' ? `${records} records` : 'ok') : 'refused',
       records, reason, ledgerIndex: first ?? null,
     });
+    return indices;
   }
 }

@@ -151,14 +151,14 @@ export class CloudStore {
   }
 
   /**
-   * Stores records in one transaction; returns how many were new (retries insert nothing). Grants are stored
+   * Stores records in one transaction; returns those that were new (retries insert nothing). Grants are stored
    * for new records only, and a capsule only when one of its grants is, so a retry leaves no orphan capsule.
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
    * first is seen, and one that commits later deletes what this stored).
    */
-  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<number> {
+  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
-      let added = 0;
+      const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
         'SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]?.platform_emergency === true;
       const storedCapsules = new Set<string>();
@@ -168,7 +168,7 @@ export class CloudStore {
            ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
           [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext],
         );
-        added += result.rows.length;
+        if (result.rows.length > 0) added.push(record);
         if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
         const { capsuleId, grant } = record.emergency;
         if (!storedCapsules.has(capsuleId)) {
@@ -327,12 +327,5 @@ export class CloudStore {
       actor: r.actor, hospital: r.hospital, role: r.role, action: r.action, category: r.category, outcome: r.outcome,
       records: r.records, reason: r.reason, ledgerIndex: r.ledger_index, at: iso(r.at),
     }));
-  }
-
-  /** A named platform secret, created with `make` on first use (first writer wins across processes). */
-  async platformSecret(name: string, make: () => string): Promise<string> {
-    await this.db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, make()]);
-    const row = (await this.db.query<{ secret: string }>('SELECT secret FROM platform_keys WHERE name = $1', [name])).rows[0];
-    return row!.secret;
   }
 }

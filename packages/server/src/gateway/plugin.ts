@@ -60,7 +60,7 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
   app.post('/fhir', { bodyLimit: GATEWAY_BODY_LIMIT }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'gateway');
-    const result = await gateway.upload(caller.token.hospital, request.body);
+    const result = await gateway.upload(caller, request.body);
     return reply.status(result.stored > 0 ? 201 : 200).send(result);
   });
 

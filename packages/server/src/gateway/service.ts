@@ -3,10 +3,17 @@
  * incoming resource under the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads the whole
  * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
  * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
+ *
+ * Receipts: the cloud records every stored upload in the audit ledger (`record-create` entries naming the
+ * ciphertexts by hash); the gateway obtains each entry's inclusion proof against a checkpoint the hospitals'
+ * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
+ * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
 import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
+import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { CloudService } from '../cloud/service.ts';
+import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
@@ -17,6 +24,8 @@ export interface UploadResult {
   received: number;
   stored: number;
   byCategory: Record<string, number>;
+  /** The ledger entries recording the stored records, each proven in the tree of `treeSize` (witnessed). */
+  receipts: { index: number; treeSize: number }[];
 }
 
 const utf8 = new TextEncoder();
@@ -43,6 +52,8 @@ export class GatewayService {
     private readonly cloud: CloudService,
     private readonly mapping: CategoryMapping,
     private readonly abePublicKey?: abe.PublicKey,
+    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
+    private readonly receiptTrust?: TrustPolicy,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -78,8 +89,12 @@ export class GatewayService {
     return keys;
   }
 
-  /** Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing. */
-  async upload(hospital: string, body: unknown): Promise<UploadResult> {
+  /**
+   * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
+   * obtains, checks and stores the ledger receipts. @throws IntegrityError for a receipt that does not verify.
+   */
+  async upload(caller: Caller, body: unknown): Promise<UploadResult> {
+    const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
     const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
@@ -102,7 +117,16 @@ export class GatewayService {
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const stored = await this.cloud.upload(hospital, patient, records, uploaded);
-    return { patient, received: resources.length, stored, byCategory };
+    const { stored, ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    const receipts = [];
+    for (const bundle of await this.cloud.receipts(ledgerEntries)) {
+      const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
+      await this.db.query(
+        'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [hospital, patient, bundle.index, JSON.stringify(bundle)],
+      );
+      receipts.push({ index: bundle.index, treeSize });
+    }
+    return { patient, received: resources.length, stored, byCategory, receipts };
   }
 }

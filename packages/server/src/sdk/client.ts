@@ -5,7 +5,8 @@
  * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
  * initialise it first (abe.init is idempotent).
  */
-import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
+import { abe, IntegrityError, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
+import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
@@ -45,7 +46,11 @@ export interface Session {
 const TA_AUDIENCE = 'medshare-ta';
 const utf8 = new TextDecoder();
 
-async function call<T>(
+/**
+ * One JSON request to the platform; problem answers become typed errors (HttpProblemError, LimitExceededError). With
+ * `dpop`, the token goes as `Authorization: DPoP` with that proof.
+ */
+export async function call<T>(
   base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string; dpop?: string } = {},
 ): Promise<T> {
   const headers: Record<string, string> = {};
@@ -173,6 +178,29 @@ export class PatientClient {
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
     return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+  }
+
+  /**
+   * Her access log with each entry proven: its ledger entry's inclusion bundle is fetched from the public ledger
+   * routes and checked against the keys she pins (`trust`: the log's and witnesses' keys, a majority quorum by
+   * default), and the entry must be about her and of what the log line says. @throws IntegrityError on any mismatch.
+   */
+  async provenAccessLog(trust: TrustPolicy): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null }>> {
+    const ledger = new LedgerClient(new URL('/ledger', this.session.base).href);
+    const proven = [];
+    for (const entry of await this.accessLog()) {
+      if (entry.ledgerIndex === null) {
+        proven.push({ ...entry, proof: null });
+        continue;
+      }
+      const proof = verifyInclusionBundle(await ledger.bundle(entry.ledgerIndex), trust);
+      const about = proof.event.entity.find((e) => e.type.code === 'patient')?.what.identifier.value;
+      if (proof.event.id !== String(entry.ledgerIndex) || about !== this.key.patientId) {
+        throw new IntegrityError(`ledger entry ${entry.ledgerIndex} is not the one her access log names`);
+      }
+      proven.push({ ...entry, proof });
+    }
+    return proven;
   }
 
   /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */

@@ -1,0 +1,229 @@
+/**
+ * The log never signs a forged history: attacks by whoever can edit the log's database (the cloud operator, or a
+ * breach of it), with the signing key wrapped by a KEK the attacker does not hold and the last checkpoint in a
+ * file outside the database.
+ */
+import { after, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPublicKey, verify } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
+import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
+import {
+  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseVerifierKey,
+  signNote, verifyCheckpointNote, verifyLog, Witness,
+} from '../src/index.ts';
+import { accessEvent } from './fixtures.ts';
+
+const { db } = (await openTestDatabases())[0]!;
+const dir = mkdtempSync(join(tmpdir(), 'ledger-guard-'));
+after(async () => {
+  await db.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+const kek = randomKeyEncryptionKey();
+let fileCount = 0;
+
+async function reset(): Promise<void> {
+  await db.query('DROP TABLE IF EXISTS ledger_entries, ledger_checkpoints, ledger_head, ledger_witness_state, ledger_keys, schema_migrations');
+}
+
+/** A log whose key is KEK-wrapped in the database and whose last checkpoint is also kept in a file. */
+async function guardedLog(n: number, file = new CheckpointFile(join(dir, `checkpoint-${fileCount++}`))) {
+  const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
+  const alarms: { index: number; problem: string }[] = [];
+  const open = () => AuditLog.open(db, signer, { trusted: file, onAlarm: (alarm) => alarms.push(alarm) });
+  const log = await open();
+  for (let i = 0; i < n; i++) await log.append(accessEvent(`patient-${i % 3}`, `doctor-${i}`));
+  return { log, signer, file, alarms, open };
+}
+
+/** The issue's attack: edit entry 6 and its leaf hash, delete the checkpoints that cover it, restart. */
+async function forgeEntryAndCheckpoints(database: Database, index: number): Promise<void> {
+  const row = (await database.query<{ entry: string }>('SELECT entry FROM ledger_entries WHERE idx = $1', [index])).rows[0]!;
+  const forged = row.entry.replace('"outcome":"0"', '"outcome":"4"');
+  await database.query('UPDATE ledger_entries SET entry = $1, leaf_hash = $2 WHERE idx = $3', [forged, hashLeaf(Buffer.from(forged)), index]);
+  await database.query('DELETE FROM ledger_checkpoints WHERE size > $1', [index]);
+}
+
+describe('the log refuses to sign a history forged in its database', () => {
+  beforeEach(reset);
+
+  test('edit entry 6 and its leaf hash, delete the checkpoints of size ≥ 7, restart: the log halts and names entry 6', async () => {
+    const { log, open, alarms } = await guardedLog(10);
+    await log.flush();
+    await forgeEntryAndCheckpoints(db, 6);
+    const reopened = await open();
+    assert.equal(reopened.health().ok, false);
+    assert.equal(reopened.health().alarm?.index, 6, reopened.health().alarm?.problem);
+    assert.equal(alarms.length, 1);
+    await assert.rejects(reopened.append(accessEvent('after')), IntegrityError);
+    assert.equal((await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints WHERE size > 6')).rows[0]!.c, 0, 'nothing new was signed');
+  });
+
+  test('without a restart: a forged entry that another process would load is refused before the next signature', async () => {
+    const { log, alarms, open } = await guardedLog(4);
+    const other = await open();
+    await other.append(accessEvent('other process'));
+    // The forged row is entry 4, written by "the other process"; the first log loads it before signing.
+    await forgeEntryAndCheckpoints(db, 4);
+    await assert.rejects(log.append(accessEvent('next')), IntegrityError);
+    assert.equal(log.health().alarm?.index, 4);
+    assert.ok(alarms.length >= 1);
+  });
+
+  test('truncate the log consistently (entries, checkpoints and head): the file outside the database names the first missing entry', async () => {
+    const { log, open } = await guardedLog(8);
+    await log.flush();
+    await db.query('DELETE FROM ledger_entries WHERE idx >= 5');
+    await db.query('DELETE FROM ledger_checkpoints WHERE size > 5');
+    await db.query('UPDATE ledger_head SET size = 5');
+    assert.equal((await verifyLog(db, { log: log['signer']!.verifier })).ok, true, 'alone, the database looks consistent');
+    const reopened = await open();
+    assert.equal(reopened.health().alarm?.index, 5, reopened.health().alarm?.problem);
+  });
+
+  test('delete everything: an empty database under a non-empty checkpoint file is refused', async () => {
+    const { log, file, open } = await guardedLog(3);
+    await log.flush();
+    await reset();
+    const reopened = await open();
+    assert.equal(reopened.health().ok, false);
+    assert.equal(reopened.health().alarm?.index, 0);
+    assert.ok((await file.load())?.includes('\n3\n'));
+  });
+
+  test('reorder two entries: named at the first', async () => {
+    const { log, open } = await guardedLog(6);
+    await log.flush();
+    await db.query('UPDATE ledger_entries SET idx = -1 WHERE idx = 2');
+    await db.query('UPDATE ledger_entries SET idx = 2 WHERE idx = 3');
+    await db.query('UPDATE ledger_entries SET idx = 3 WHERE idx = -1');
+    assert.equal((await open()).health().alarm?.index, 2);
+  });
+
+  test('edit the patient column to hide an entry from the patient\'s log: caught on open and by verify', async () => {
+    const { log, open, signer } = await guardedLog(6);
+    await log.flush();
+    await db.query("UPDATE ledger_entries SET patient = 'psn:AAAAAAAAAAAAAAAAAAAAAA' WHERE idx = 4");
+    assert.equal((await open()).health().alarm?.index, 4);
+    const report = await verifyLog(db, { log: signer.verifier });
+    assert.equal(report.firstBadIndex, 4);
+    assert.match(report.problem ?? '', /another patient/);
+  });
+
+  test('an entry edited under a running log is refused when read, and the log halts', async () => {
+    const { log } = await guardedLog(5);
+    await log.flush();
+    await db.query(`UPDATE ledger_entries SET entry = replace(entry, '"outcome":"0"', '"outcome":"4"') WHERE idx = 2`);
+    await assert.rejects(log.entry(2), IntegrityError);
+    assert.equal(log.health().alarm?.index, 2);
+  });
+
+  test('an honest restart is fine, and keeps appending', async () => {
+    const { log, open } = await guardedLog(5);
+    await log.flush();
+    const reopened = await open();
+    assert.equal(reopened.health().ok, true, reopened.health().alarm?.problem);
+    assert.equal((await reopened.append(accessEvent('later'))).index, 5);
+  });
+});
+
+describe('the signing key at rest', () => {
+  beforeEach(reset);
+
+  test('it is stored only wrapped: no row of the database holds the key, and another KEK cannot unwrap it', async () => {
+    const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
+    const again = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
+    assert.equal(again.verifier.vkey, signer.verifier.vkey);
+    const note = signNote('body\n', [signer], 0);
+    const dump = JSON.stringify((await db.query('SELECT * FROM ledger_keys')).rows.map((r: unknown) => Buffer.from((r as { wrapped: Uint8Array }).wrapped).toString('base64')));
+    assert.ok(!dump.includes('PRIVATE'), 'the key text is not stored');
+    await assert.rejects(loadNoteSigner(db, { name: 'medshare.test/audit', kek: randomKeyEncryptionKey() }), IntegrityError);
+    assert.ok(note.length > 0);
+  });
+
+  test('replace the signing key in the database: the new key does not unwrap; a key swapped in with the KEK is caught by the checkpoint file', async () => {
+    const { log, file } = await guardedLog(3);
+    await log.flush();
+    // An attacker without the KEK writes their own key wrapped by their own KEK.
+    const theirs = generateCheckpointKey('medshare.test/audit', 'ed25519');
+    const attackerKek = randomKeyEncryptionKey();
+    await db.query('UPDATE ledger_keys SET wrapped = $1', [await attackerKek.wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.test/audit')]);
+    await assert.rejects(loadNoteSigner(db, { name: 'medshare.test/audit', kek }), IntegrityError);
+    // Even with the key swapped and the head rewritten to match, the file's checkpoint is signed by the old key.
+    await db.query('UPDATE ledger_head SET log_vkey = $1', [theirs.signer.verifier.vkey]);
+    const swapped = await AuditLog.open(db, theirs.signer, { trusted: file });
+    assert.equal(swapped.health().ok, false);
+    assert.match(swapped.health().alarm?.problem ?? '', /not signed by the log key/);
+  });
+});
+
+describe('note keys', () => {
+  test('type 0x01 is plain Ed25519 over the note body (c2sp.org/signed-note), checked with node:crypto directly', () => {
+    fc.assert(fc.property(fc.stringMatching(/^[a-z][a-z0-9./-]{0,30}$/), fc.string({ maxLength: 200 }), (name, text) => {
+      const { signer } = generateCheckpointKey(name, 'ed25519');
+      const body = `${text.replace(/\n/g, ' ')}\n`;
+      const line = parseNote(signNote(body, [signer], 0)).signatures[0]!;
+      const raw = Buffer.from(signer.verifier.vkey.split('+').slice(2).join('+'), 'base64');
+      assert.equal(raw[0], 0x01);
+      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.subarray(1).toString('base64url') }, format: 'jwk' });
+      assert.equal(line.signature.length, 4 + 64);
+      assert.ok(verify(null, Buffer.from(body), publicKey, line.signature.subarray(4)));
+      assert.equal(parseVerifierKey(signer.verifier.vkey).verify(body, line.signature), 0);
+    }), { numRuns: 30 });
+  });
+
+  test('a note with a failing signature by a known key is refused even when a valid one follows', () => {
+    const { signer } = generateCheckpointKey('medshare.test/log', 'ed25519');
+    const tree = new MerkleTree();
+    tree.append(hashLeaf(Buffer.from('x')));
+    const body = formatCheckpoint({ origin: 'medshare.test/log', size: 1, rootHash: tree.rootHash() });
+    const good = parseNote(signNote(body, [signer], 0)).signatures[0]!;
+    const bad = { ...good, signature: Buffer.from(good.signature) };
+    bad.signature[10]! ^= 1;
+    assert.throws(() => verifyCheckpointNote(formatNote(body, [bad, good]), signer.verifier), IntegrityError);
+    assert.throws(() => verifyCheckpointNote(formatNote(body, [good, bad]), signer.verifier), IntegrityError);
+    assert.equal(verifyCheckpointNote(formatNote(body, [good]), signer.verifier).size, 1);
+  });
+});
+
+describe('witness checks (c2sp.org/tlog-witness)', () => {
+  beforeEach(reset);
+
+  test('from old size 0 only the empty proof is accepted; an unknown log is 404; an old size above the checkpoint is refused', async () => {
+    const { log, signer } = await guardedLog(3);
+    const witness = await Witness.open(db, generateCheckpointKey('hospital-a.test/w').signer, signer.verifier);
+    const note = await log.checkpoint();
+    await assert.rejects(witness.addCheckpoint({ oldSize: 0, consistencyProof: [Buffer.alloc(32)], note }), MalformedInputError);
+    await assert.rejects(witness.addCheckpoint({ oldSize: 4, consistencyProof: [], note }), MalformedInputError);
+    const other = generateCheckpointKey('other.test/log', 'ed25519').signer;
+    const otherNote = signNote(formatCheckpoint({ origin: 'other.test/log', size: 0, rootHash: new MerkleTree().rootHash() }), [other], 0);
+    await assert.rejects(witness.addCheckpoint({ oldSize: 0, consistencyProof: [], note: otherNote }), NotFoundError);
+    const cosignature = await witness.addCheckpoint({ oldSize: 0, consistencyProof: [], note });
+    assert.equal(cosignature.name, 'hospital-a.test/w');
+  });
+
+  test('the log obtains cosignatures after each commit, learning a restarted witness size from its conflict answer', async () => {
+    const signer = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
+    const witnesses = await Promise.all(['a', 'b', 'c'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, signer.verifier)));
+    const log = await AuditLog.open(db, signer, { cosigners: witnesses });
+    assert.equal(log.quorum, 2);
+    for (let i = 0; i < 4; i++) await log.append(accessEvent(`p${i}`));
+    await log.flush();
+    const witnessed = await log.witnessedCheckpoint(4);
+    assert.equal(verifyCheckpointNote(witnessed, signer.verifier).size, 4);
+    // A restarted log knows nothing of the witnesses' sizes: it learns them from 409 and goes on.
+    const restarted = await AuditLog.open(db, signer, { cosigners: witnesses });
+    await restarted.append(accessEvent('after restart'));
+    await restarted.flush();
+    assert.equal((await witnesses[2]!.latest())?.size, 5);
+    assert.equal(restarted.health().cosignFailures, 0);
+    const report = await verifyLog(db, { log: signer.verifier, witnesses: witnesses.map((w) => w.verifier) });
+    assert.equal(report.ok, true, report.problem);
+    assert.equal(report.latestCosigners.length, 3);
+  });
+});

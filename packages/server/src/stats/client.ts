@@ -1,0 +1,62 @@
+/**
+ * HTTP clients of the statistics API: a researcher's (submit, release, budget) and a hospital's agent, which runs
+ * the hospital's half of a query against the cloud — fetch the ticket, contribute its encrypted histogram, then,
+ * once every member has contributed, fetch the contributions and post its partial decryption of their total.
+ */
+import { call } from '../sdk/client.ts';
+import type { BudgetState } from './budget.ts';
+import type { QueryStatus, Release } from './aggregator.ts';
+import type { StatsResource } from './evaluate.ts';
+import type { Contribution, QueryTicket, StatsHospital } from './hospital.ts';
+
+const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
+const text = (value: Uint8Array) => Buffer.from(value).toString('base64');
+
+/** A researcher's view of the statistics API, with a platform SSO token carrying role:researcher. */
+export class StatsClient {
+  readonly base: URL;
+  constructor(baseUrl: string | URL, private readonly token: string) {
+    this.base = new URL(baseUrl);
+  }
+
+  /** Submits a query; refused (403/413 as typed errors) outside the allow-list or over budget. */
+  submit(query: unknown): Promise<{ queryId: string; queryHash: string; budget: BudgetState }> {
+    return call(this.base, 'POST', '/stats/queries', { body: { query }, token: this.token });
+  }
+
+  status(queryId: string): Promise<QueryStatus> {
+    return call(this.base, 'GET', `/stats/queries/${queryId}`);
+  }
+
+  release(queryId: string): Promise<Release> {
+    return call(this.base, 'POST', `/stats/queries/${queryId}/release`, { token: this.token });
+  }
+
+  budget(querySet: string): Promise<BudgetState> {
+    return call(this.base, 'GET', `/stats/budgets/${querySet}`, { token: this.token });
+  }
+}
+
+/** A hospital's agent talking to the cloud's statistics API. */
+export class HospitalStatsClient {
+  readonly base: URL;
+  constructor(baseUrl: string | URL, private readonly hospital: StatsHospital) {
+    this.base = new URL(baseUrl);
+  }
+
+  /** Evaluates the query on `resources` (this hospital's own records) and posts the signed encrypted histogram. */
+  async contribute(queryId: string, resources: Iterable<StatsResource>): Promise<void> {
+    const ticket = await call<QueryTicket>(this.base, 'GET', `/stats/queries/${queryId}/ticket`);
+    const c = await this.hospital.contribute(ticket, resources);
+    await call(this.base, 'POST', `/stats/queries/${queryId}/contributions`, { body: { hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature) } });
+  }
+
+  /** Fetches every contribution, checks and adds them here, and posts this hospital's partial decryption of the total. */
+  async decrypt(queryId: string): Promise<void> {
+    const ticket = await call<QueryTicket>(this.base, 'GET', `/stats/queries/${queryId}/ticket`);
+    const { contributions } = await call<{ contributions: { hospital: string; ciphertext: string; signature: string }[] }>(this.base, 'GET', `/stats/queries/${queryId}/contributions`);
+    const decoded: Contribution[] = contributions.map((c) => ({ hospital: c.hospital, ciphertext: bytes(c.ciphertext), signature: bytes(c.signature) }));
+    const p = await this.hospital.decrypt(ticket, decoded);
+    await call(this.base, 'POST', `/stats/queries/${queryId}/partials`, { body: { hospital: p.hospital, partial: text(p.partial), signature: text(p.signature) } });
+  }
+}

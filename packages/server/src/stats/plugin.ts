@@ -1,0 +1,101 @@
+/**
+ * The cloud's statistics API (Fastify; register with prefix `/stats`). Researchers authenticate with a platform
+ * SSO token (role:researcher); hospitals authenticate what they send by their consortium signature, which the
+ * service checks, so a forged contribution or partial is refused and a failing proof is blamed on its signer only.
+ *
+ *   GET  /consortium                         the threshold public key and the members' verify keys
+ *   POST /queries                  (researcher) { query }            → 201 { queryId, queryHash, budget }
+ *   GET  /queries/:id                          progress, and the release once made
+ *   GET  /queries/:id/ticket                   the query for the hospitals to evaluate
+ *   POST /queries/:id/contributions (hospital) { hospital, ciphertext, signature }
+ *   GET  /queries/:id/contributions            every contribution (ciphertexts: the hospitals add them themselves)
+ *   POST /queries/:id/partials      (hospital) { hospital, partial, signature }
+ *   POST /queries/:id/release      (researcher) the noisy totals, small cells suppressed, budget shown
+ *   GET  /budgets/:querySet        (researcher) the query set's privacy budget
+ */
+import type { FastifyInstance } from 'fastify';
+import type { TokenVerifier } from '@medshare/identity';
+import { authenticate, requireRole, useProblems } from '../http.ts';
+import type { StatsAggregator } from './aggregator.ts';
+import { consortiumToJson } from './consortium.ts';
+
+export interface StatsPluginOptions {
+  readonly stats: StatsAggregator;
+  readonly verifier: TokenVerifier;
+}
+
+const BASE64 = { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' } as const;
+const HOSPITAL = { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } as const;
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } } } as const;
+/** A 65,536-cell ciphertext is 6 MiB, 8 MiB in base64. */
+const CIPHERTEXT_BODY = 9 * 1024 * 1024;
+
+const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
+const text = (value: Uint8Array) => Buffer.from(value).toString('base64');
+
+/** The Fastify plugin of the cloud's statistics service. */
+export async function statsPlugin(app: FastifyInstance, options: StatsPluginOptions): Promise<void> {
+  useProblems(app);
+  const { stats, verifier } = options;
+  const researcher = async (request: Parameters<typeof authenticate>[1]) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, 'researcher');
+    return caller;
+  };
+
+  app.get('/consortium', async () => consortiumToJson(stats.consortium));
+
+  app.post<{ Body: { query: unknown } }>('/queries', {
+    bodyLimit: 64 * 1024,
+    schema: { body: { type: 'object', required: ['query'], additionalProperties: false, properties: { query: { type: 'object' } } } },
+  }, async (request, reply) => {
+    const caller = await researcher(request);
+    const { ticket, queryHash, budget } = await stats.submit(caller.pseudonym, request.body.query);
+    return reply.status(201).send({ queryId: ticket.queryId, queryHash, budget });
+  });
+
+  app.get<{ Params: { id: string } }>('/queries/:id', { schema: { params: idParams } }, async (request) => stats.status(request.params.id));
+
+  app.get<{ Params: { id: string } }>('/queries/:id/ticket', { schema: { params: idParams } }, async (request) => stats.ticket(request.params.id));
+
+  const signedBody = (field: string) => ({
+    type: 'object',
+    required: ['hospital', field, 'signature'],
+    additionalProperties: false,
+    properties: { hospital: HOSPITAL, [field]: { ...BASE64, maxLength: CIPHERTEXT_BODY }, signature: { ...BASE64, maxLength: 200 } },
+  });
+
+  app.post<{ Params: { id: string }; Body: { hospital: string; ciphertext: string; signature: string } }>('/queries/:id/contributions', {
+    bodyLimit: CIPHERTEXT_BODY,
+    schema: { params: idParams, body: signedBody('ciphertext') },
+  }, async (request, reply) => {
+    const { hospital, ciphertext, signature } = request.body;
+    await stats.addContribution(request.params.id, { hospital, ciphertext: bytes(ciphertext), signature: bytes(signature) });
+    return reply.status(201).send({ hospital });
+  });
+
+  app.get<{ Params: { id: string } }>('/queries/:id/contributions', { schema: { params: idParams } }, async (request) => ({
+    contributions: (await stats.contributions(request.params.id)).map((c) => ({ hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature) })),
+  }));
+
+  app.post<{ Params: { id: string }; Body: { hospital: string; partial: string; signature: string } }>('/queries/:id/partials', {
+    bodyLimit: CIPHERTEXT_BODY,
+    schema: { params: idParams, body: signedBody('partial') },
+  }, async (request, reply) => {
+    const { hospital, partial, signature } = request.body;
+    await stats.addPartial(request.params.id, { hospital, partial: bytes(partial), signature: bytes(signature) });
+    return reply.status(201).send({ hospital });
+  });
+
+  app.post<{ Params: { id: string } }>('/queries/:id/release', { schema: { params: idParams } }, async (request) => {
+    await researcher(request);
+    return stats.release(request.params.id);
+  });
+
+  app.get<{ Params: { querySet: string } }>('/budgets/:querySet', {
+    schema: { params: { type: 'object', required: ['querySet'], properties: { querySet: HOSPITAL } } },
+  }, async (request) => {
+    await researcher(request);
+    return stats.budget(request.params.querySet);
+  });
+}

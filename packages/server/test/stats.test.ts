@@ -1,0 +1,333 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { AccessDeniedError, ConflictError, IntegrityError, LimitExceededError, MalformedInputError, threshold } from '@medshare/crypto';
+import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
+import type { AuditLog } from '@medshare/ledger';
+import { startCast, type Cast } from './harness.ts';
+import { HospitalStatsClient, StatsClient } from '../src/stats/client.ts';
+import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
+import { formConsortium, signPayload } from '../src/stats/consortium.ts';
+import { StatsHospital, type Contribution } from '../src/stats/hospital.ts';
+import { StatsAggregator } from '../src/stats/aggregator.ts';
+import { DEFAULT_ALLOW_LIST, parseQuery, type StatsQuery } from '../src/stats/query.ts';
+import { laplaceAlpha, noiseShare, noiseVariance } from '../src/stats/noise.ts';
+import { curve } from '@medshare/crypto';
+
+const DIABETES = 'http://snomed.info/sct|44054006';
+const HBA1C = 'http://loinc.org|4548-4';
+const HOSPITALS = ['st-marys', 'riverside', 'lakeside'];
+
+/** Ground truth of one synthetic patient, and the FHIR resources a hospital holds for it. */
+interface Person {
+  id: string;
+  birthDate: string;
+  gender: 'female' | 'male';
+  diabetic: boolean;
+  hba1c: { date: string; value: number }[];
+}
+
+function resourcesOf(p: Person): StatsResource[] {
+  const out: StatsResource[] = [{ resourceType: 'Patient', id: p.id, birthDate: p.birthDate, gender: p.gender }];
+  const subject = { reference: `urn:uuid:${p.id}` };
+  if (p.diabetic) out.push({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006' }] }, onsetDateTime: '2015-03-01' });
+  for (const o of p.hba1c) out.push({ resourceType: 'Observation', subject, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: `${o.date}T10:00:00Z`, valueQuantity: { value: o.value } });
+  return out;
+}
+
+const person = fc.record({
+  id: fc.uuid(),
+  birthDate: fc.date({ min: new Date('1930-01-01'), max: new Date('2010-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
+  gender: fc.constantFrom('female' as const, 'male' as const),
+  diabetic: fc.boolean(),
+  hba1c: fc.array(fc.record({ date: fc.date({ min: new Date('2018-01-01'), max: new Date('2025-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)), value: fc.integer({ min: 40, max: 120 }).map((v) => v / 10) }), { maxLength: 3 }),
+});
+
+const QUERY = {
+  querySet: 'diabetes-2026',
+  asOf: '2026-01-01',
+  where: [{ resourceType: 'Condition', codes: [DIABETES] }, { resourceType: 'Observation', codes: [HBA1C], value: { min: 7 }, date: { from: '2020-01-01', to: '2025-12-31' } }],
+  age: { min: 45 },
+  groupBy: ['ageBand', 'gender'],
+  epsilon: 0.5,
+};
+
+/** The oracle, from the ground truth: patients over 45 with diabetes and an HbA1c ≥ 7 in 2020-2025, by age band and gender. */
+function oracle(people: Person[]): Map<string, number> {
+  const bands = [[0, 17], [18, 44], [45, 64], [65, 74], [75, 84], [85, 200]];
+  const out = new Map<string, number>();
+  for (const p of people) {
+    const [y, m, d] = p.birthDate.split('-').map(Number) as [number, number, number];
+    const age = 2026 - y - (m > 1 || (m === 1 && d > 1) ? 1 : 0);
+    if (age < 45 || !p.diabetic || !p.hba1c.some((o) => o.value >= 7 && o.date >= '2020-01-01' && o.date <= '2025-12-31')) continue;
+    const band = bands.findIndex(([lo, hi]) => age >= lo! && age <= hi!);
+    const key = `${band}/${p.gender}`;
+    out.set(key, (out.get(key) ?? 0) + 1);
+  }
+  return out;
+}
+
+let db: Database;
+let ledger: AuditLog;
+let cast: Cast;
+const HTTP_CODES = ['st-marys', 'riverside'];
+let httpConsortium: ReturnType<typeof formConsortium>;
+// One PGlite and one platform (whose ledger every test appends to) for the whole file.
+before(async () => {
+  await curve.initCurve();
+  db = await openDatabase();
+  httpConsortium = formConsortium(HTTP_CODES, 2);
+  cast = await startCast(db, { statsConsortium: httpConsortium.consortium });
+  ledger = cast.platform.ledger;
+});
+after(async () => {
+  await cast.platform.close();
+  await db.close();
+});
+
+test('query language: shape errors, allow-list refusals and limits are typed and clear', () => {
+  assert.equal(parseQuery(QUERY).groupBy.length, 2);
+  assert.throws(() => parseQuery({ ...QUERY, select: '*' }), (e: unknown) => e instanceof MalformedInputError && /unknown field 'select'/.test(e.message));
+  assert.throws(() => parseQuery({ ...QUERY, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: unknown) => e instanceof AccessDeniedError && /icd-10 is not allowed/.test(e.message));
+  assert.throws(() => parseQuery({ ...QUERY, where: [{ resourceType: 'DocumentReference', codes: [HBA1C] }] }), MalformedInputError);
+  assert.throws(() => parseQuery(QUERY, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': ['2339-0'] } } }), /Condition is not on the allow-list/);
+  assert.throws(() => parseQuery({ ...QUERY, epsilon: 5 }), (e: unknown) => e instanceof AccessDeniedError && /epsilon 5 is outside/.test(e.message));
+  assert.throws(() => parseQuery({ ...QUERY, groupBy: ['ageBand', 'gender', 'year'] }), LimitExceededError);
+  assert.throws(() => parseQuery({ ...QUERY, groupBy: ['year'], where: [{ resourceType: 'Condition', codes: [DIABETES] }] }), /needs a criterion with a date range/);
+  assert.throws(() => parseQuery({ ...QUERY, where: new Array(5).fill(QUERY.where[0]) }), LimitExceededError);
+  assert.throws(() => parseQuery({ ...QUERY, measure: { kind: 'sum', code: 'http://loinc.org|8302-2', min: 0, max: 250, scale: 1 } }), /summing .* is not allowed/);
+  assert.throws(() => parseQuery({ ...QUERY, asOf: '2026-02-30x' }), /asOf must be a date/);
+  assert.throws(() => parseQuery('SELECT * FROM patients'), MalformedInputError);
+});
+
+test('the evaluator equals the ground-truth oracle on random patients (fast-check)', () => {
+  const query = parseQuery(QUERY);
+  fc.assert(
+    fc.property(fc.array(person, { maxLength: 40 }), (people) => {
+      const cells = evaluateQuery(query, people.flatMap(resourcesOf));
+      const expected = oracle(people);
+      cells.forEach((v, k) => assert.equal(v, expected.get(`${Math.floor(k / 4)}/${['female', 'male', 'other', 'unknown'][k % 4]}`) ?? 0, `cell ${k}`));
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('encrypted totals over hospitals equal the plaintext evaluation of the pooled data, before noise (fast-check)', () => {
+  const query = parseQuery({ ...QUERY, groupBy: ['ageBand'], measure: { kind: 'sum', code: HBA1C, min: 4, max: 14, scale: 10 } });
+  const dkg = threshold.runDkg({ n: 3, t: 2 });
+  fc.assert(
+    fc.property(fc.array(fc.tuple(person, fc.integer({ min: 0, max: 2 })), { maxLength: 30 }), (assigned) => {
+      const at = (h: number) => assigned.filter(([, k]) => k === h).flatMap(([p]) => resourcesOf(p));
+      const cts = [0, 1, 2].map((h) => threshold.encrypt(dkg.publicKey, evaluateQuery(query, at(h))));
+      const total = threshold.addCiphertexts(cts[0]!, cts[1]!, cts[2]!);
+      const partials = [1, 3].map((j) => threshold.partialDecrypt(dkg.shares[j - 1]!, dkg.publicKey.verificationKeys[j - 1]!, total));
+      const values = threshold.combine(dkg.publicKey, total, partials).values.map(Number);
+      assert.deepEqual(values, evaluateQuery(query, assigned.flatMap(([p]) => resourcesOf(p))));
+    }),
+    { numRuns: 5 },
+  );
+});
+
+test('distributed noise: n shares for h honest sum to discrete Laplace with the stated variance', () => {
+  const alpha = laplaceAlpha(1, 1);
+  const samples = Array.from({ length: 12_000 }, () => noiseShare(alpha, 3) + noiseShare(alpha, 3) + noiseShare(alpha, 3));
+  const variance = samples.reduce((a, x) => a + x * x, 0) / samples.length;
+  assert.ok(Math.abs(variance - noiseVariance(alpha, 3, 3)) / noiseVariance(alpha, 3, 3) < 0.1, `variance ${variance}`);
+  // P(Z = 0) of a discrete Laplace is (1 − α)/(1 + α).
+  const zero = samples.filter((x) => x === 0).length / samples.length;
+  assert.ok(Math.abs(zero - (1 - alpha) / (1 + alpha)) < 0.02, `P(0) ${zero}`);
+  assert.ok(samples.every(Number.isInteger));
+});
+
+/** A consortium of three (t = 2) on the shared database, with budgets, and a data set split among them. */
+async function setup(tag: string, budget = 1) {
+  const querySet = `diabetes-${tag}`;
+  const query = { ...QUERY, querySet };
+  const kek = randomKeyEncryptionKey();
+  const codes = HOSPITALS.map((h) => `${h}-${tag}`);
+  const { consortium, secrets } = formConsortium(codes, 2);
+  const hospitals: StatsHospital[] = [];
+  for (const code of codes) {
+    await StatsHospital.enrol(db, kek, code, consortium, secrets.get(code)!);
+    const h = await StatsHospital.open(db, kek, code, consortium);
+    await h.setBudget(querySet, budget);
+    hospitals.push(h);
+  }
+  const cloud = await StatsAggregator.open(db, ledger, consortium);
+  await cloud.setBudget(querySet, budget);
+  const people = fc.sample(person, { numRuns: 240, seed: 7 }).map((p, i) => ({ ...p, diabetic: i % 2 === 0, hba1c: i % 3 === 0 ? [] : [{ date: '2022-05-05', value: 6 + (i % 5) }], birthDate: `19${40 + (i % 40)}-06-15` }));
+  const data = codes.map((_, h) => people.filter((_, i) => i % 3 === h).flatMap(resourcesOf));
+  return { kek, codes, consortium, secrets, hospitals, cloud, people, data, query, querySet };
+}
+
+const REQUESTER = 'psn:researcher-0123456789ab';
+
+test('a cross-hospital query end to end: noisy totals near the truth, small cells suppressed, budget and ledger accounted', async () => {
+  const s = await setup('e2e');
+  const { ticket, budget } = await s.cloud.submit(REQUESTER, s.query);
+  assert.deepEqual(budget, { querySet: s.querySet, budget: 1, spent: 0.5, remaining: 0.5 });
+  for (const [i, h] of s.hospitals.entries()) await s.cloud.addContribution(ticket.queryId, await h.contribute(ticket, s.data[i]!));
+  const contributions = await s.cloud.contributions(ticket.queryId);
+  for (const h of s.hospitals.slice(1)) await s.cloud.addPartial(ticket.queryId, await h.decrypt(ticket, contributions));
+  const release = await s.cloud.release(ticket.queryId);
+  assert.deepEqual(release.decryptedBy, s.codes.slice(1));
+  assert.deepEqual(release.contributors, [...s.codes].sort());
+  assert.equal(release.cells.length, 24);
+  const truth = oracle(s.people);
+  const sigma = release.noise.countStdDev;
+  for (const [k, cell] of release.cells.entries()) {
+    const real = truth.get(`${Math.floor(k / 4)}/${['female', 'male', 'other', 'unknown'][k % 4]}`) ?? 0;
+    if (cell.count === null) assert.ok(real < 10 + 12 * sigma, `suppressed cell ${k} with ${real}`);
+    else {
+      assert.ok(cell.count >= 10, 'released cells are at least the threshold');
+      assert.ok(Math.abs(cell.count - real) <= 12 * sigma, `cell ${k}: ${cell.count} vs ${real} (σ ${sigma})`);
+    }
+  }
+  assert.ok(release.cells.some((c) => c.count === null) && release.cells.some((c) => c.count !== null));
+  assert.deepEqual(await s.cloud.release(ticket.queryId), release, 'a release is made once');
+  await ledger.flush();
+  const entries = (await db.query<{ entry: string }>("SELECT entry FROM ledger_entries WHERE entry LIKE '%stats-%' ORDER BY idx")).rows.map((r) => JSON.parse(r.entry));
+  const last = entries.at(-1)!;
+  assert.equal(last.type.code, 'stats-release');
+  assert.deepEqual(last.entity.filter((e: { type: { code: string } }) => e.type.code === 'hospital').map((e: { role: { code: string } }) => e.role.code), ['approve', 'decrypt', 'decrypt']);
+  assert.ok(!JSON.stringify(entries).includes('44054006'), 'the query text is not on the ledger, only its hash');
+  // Each hospital accounted its own budget too.
+  assert.deepEqual(await s.hospitals[0]!.budget(s.querySet), { querySet: s.querySet, budget: 1, spent: 0.5, remaining: 0.5 });
+});
+
+test('over budget or outside the allow-list: refused with a clear error by the cloud, and by each hospital itself', async () => {
+  const s = await setup('budget', 0.8);
+  await s.cloud.submit(REQUESTER, s.query);
+  await assert.rejects(s.cloud.submit(REQUESTER, s.query), (e: unknown) => e instanceof LimitExceededError && /budget of query set diabetes-budget is exhausted: ε 0.5 of 0.8 spent, 0.3 left, this query needs 0.5/.test(e.message));
+  assert.deepEqual(await s.cloud.budget(s.querySet), { querySet: s.querySet, budget: 0.8, spent: 0.5, remaining: 0.3 });
+  await assert.rejects(s.cloud.submit(REQUESTER, { ...s.query, querySet: 'unfunded' }), /no privacy budget is set for query set unfunded/);
+  await assert.rejects(s.cloud.submit(REQUESTER, { ...s.query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), AccessDeniedError);
+  // A cloud that skips its own checks still meets the hospitals': each spends from its own budget.
+  const h = s.hospitals[0]!;
+  await h.contribute({ queryId: 'skipped-check-1', query: s.query }, s.data[0]!);
+  await assert.rejects(h.contribute({ queryId: 'skipped-check-2', query: s.query }, s.data[0]!), LimitExceededError);
+  const strict = await StatsHospital.open(db, s.kek, s.codes[1]!, s.consortium, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': '*' } } });
+  await assert.rejects(strict.contribute({ queryId: 'not-allowed-here', query: s.query }, []), /Condition is not on the allow-list/);
+  // Restarting keeps the account.
+  const reopened = await StatsHospital.open(db, s.kek, s.codes[0]!, s.consortium);
+  assert.equal((await reopened.budget(s.querySet))!.spent, 0.5);
+});
+
+test('a cheating hospital\'s wrong partial decryption is detected and named; with too few honest ones nothing is released', async () => {
+  const s = await setup('cheat');
+  const { ticket } = await s.cloud.submit(REQUESTER, s.query);
+  for (const [i, h] of s.hospitals.entries()) await s.cloud.addContribution(ticket.queryId, await h.contribute(ticket, s.data[i]!));
+  const contributions = await s.cloud.contributions(ticket.queryId);
+  // Hospital 1 decrypts honestly, then alters its partial (adds G to cell 0) and signs the altered one itself.
+  const honest = await s.hospitals[0]!.decrypt(ticket, contributions);
+  const p = threshold.decodePartial(honest.partial);
+  const forged = threshold.encodePartial({ ...p, d: p.d.map((d, k) => (k === 0 ? curve.g1Add(d, curve.g1Generator()) : d)) });
+  const { queryHash } = await s.cloud.status(ticket.queryId);
+  const cheat = s.codes[0]!;
+  await s.cloud.addPartial(ticket.queryId, { hospital: cheat, partial: forged, signature: signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged) });
+  await s.cloud.addPartial(ticket.queryId, await s.hospitals[1]!.decrypt(ticket, contributions));
+  await assert.rejects(s.cloud.release(ticket.queryId), (e: unknown) => e instanceof AccessDeniedError && new RegExp(`1 valid partial decryptions, 2 needed; rejected \\(proof failed\\): ${cheat}`).test(e.message));
+  // Nobody can blame a hospital for a partial it did not sign: the cheat's signed partial posted in lakeside's name.
+  const cheatSignature = signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged);
+  await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[2]!, partial: forged, signature: cheatSignature }), (e: unknown) => e instanceof AccessDeniedError && /not signed by/.test(e.message));
+  await s.cloud.addPartial(ticket.queryId, await s.hospitals[2]!.decrypt(ticket, contributions));
+  const release = await s.cloud.release(ticket.queryId);
+  assert.deepEqual(release.rejected, [cheat]);
+  assert.deepEqual(release.decryptedBy, s.codes.slice(1));
+  await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[1]!, partial: forged, signature: new Uint8Array(64) }), ConflictError);
+});
+
+test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replayed or altered contributions, a second total', async () => {
+  const s = await setup('attack');
+  const { ticket } = await s.cloud.submit(REQUESTER, s.query);
+  const mine = await Promise.all(s.hospitals.map((h, i) => h.contribute(ticket, s.data[i]!)));
+  // Ask hospitals 2 and 3 to decrypt hospital 1's histogram alone.
+  await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!]), (e: unknown) => e instanceof AccessDeniedError && /missing: /.test(e.message));
+  // Or hospital 1's histogram plus encryptions of zero in the others' names (the cloud cannot sign for them).
+  const zero = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, new Array(24).fill(0)));
+  const fake = (hospital: string): Contribution => ({ hospital, ciphertext: zero, signature: mine[0]!.signature });
+  await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!, fake(s.codes[1]!), fake(s.codes[2]!)]), /not signed by/);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, fake(s.codes[1]!)), /not signed by/);
+  // Replaying a contribution signed for another query.
+  const { ticket: other } = await s.cloud.submit(REQUESTER, s.query);
+  const elsewhere = await s.hospitals[2]!.contribute(other, s.data[2]!);
+  await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!, mine[1]!, elsewhere]), /not signed by/);
+  // The same member twice, or its own contribution swapped for another it signed.
+  await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!, mine[0]!, mine[2]!]), /single contribution/);
+  // A hospital contributes once per query (fresh noise twice could be averaged away).
+  await assert.rejects(s.hospitals[0]!.contribute(ticket, s.data[0]!), ConflictError);
+  // Decrypting the genuine total works once; another total for the same query is refused.
+  await s.hospitals[1]!.decrypt(ticket, mine);
+  await s.hospitals[1]!.decrypt(ticket, [mine[2]!, mine[0]!, mine[1]!]); // the same total again is harmless
+  const resigned = { ...mine[0]!, ciphertext: zero, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, (await s.cloud.status(ticket.queryId)).queryHash, s.codes[0]!, zero) };
+  await assert.rejects(s.hospitals[1]!.decrypt(ticket, [resigned, mine[1]!, mine[2]!]), ConflictError);
+  await assert.rejects(s.hospitals[0]!.decrypt(ticket, [resigned, mine[1]!, mine[2]!]), /own contribution was altered/);
+  // A hospital that never contributed decrypts nothing.
+  await assert.rejects(s.hospitals[0]!.decrypt({ queryId: 'never-contributed', query: s.query }, mine), /did not contribute/);
+  // Hostile ciphertexts at the cloud: truncated, another key.
+  const sig = (bytes: Uint8Array) => signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, 'sha256:x', s.codes[0]!, bytes);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: s.codes[0]!, ciphertext: zero.subarray(0, 50), signature: sig(zero.subarray(0, 50)) }), /not signed/);
+  await assert.rejects(s.cloud.addContribution('no-such-query-id', mine[0]!), /no statistics query/);
+  const short = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, [1]));
+  const hash = (await s.cloud.status(ticket.queryId)).queryHash;
+  const signedShort = { hospital: s.codes[0]!, ciphertext: short, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short) };
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, signedShort), /wrong number of cells/);
+  await s.cloud.addContribution(ticket.queryId, mine[0]!);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, mine[0]!), /already contributed/);
+});
+
+test('a copy of a hospital\'s database yields no key share: it is wrapped by the KEK and bound to its row', async () => {
+  const s = await setup('copy');
+  const row = (await db.query<{ share: Uint8Array }>('SELECT share FROM stats_hospital_keys WHERE hospital = $1', [s.codes[0]])).rows[0]!;
+  const plain = threshold.encodeKeyShare(s.secrets.get(s.codes[0]!)!.share);
+  assert.ok(!Buffer.from(row.share).includes(Buffer.from(plain.subarray(-32))), 'the share is not stored in the clear');
+  await assert.rejects(StatsHospital.open(db, randomKeyEncryptionKey(), s.codes[0]!, s.consortium), IntegrityError);
+  // Moving hospital 1's wrapped share into hospital 2's row does not unwrap there.
+  await db.query('UPDATE stats_hospital_keys SET share = $1 WHERE hospital = $2', [row.share, s.codes[1]]);
+  await assert.rejects(StatsHospital.open(db, s.kek, s.codes[1]!, s.consortium), IntegrityError);
+  await assert.rejects(StatsHospital.enrol(db, s.kek, s.codes[0]!, s.consortium, s.secrets.get(s.codes[0]!)!), ConflictError);
+});
+
+export type { StatsQuery };
+
+test('over HTTP: researchers need role:researcher, hospitals post signed messages, one query released, a repeat over budget is a 413', async () => {
+  const kek = randomKeyEncryptionKey();
+  const codes = HTTP_CODES;
+  const { consortium, secrets } = httpConsortium;
+  {
+    const stats = cast.platform.stats!;
+    await stats.setBudget('http-set', 1);
+    const agents = [];
+    for (const code of codes) {
+      await StatsHospital.enrol(db, kek, code, consortium, secrets.get(code)!);
+      const agent = await StatsHospital.open(db, kek, code, consortium);
+      await agent.setBudget('http-set', 1);
+      agents.push(new HospitalStatsClient(cast.base, agent));
+    }
+    const query = { ...QUERY, querySet: 'http-set', groupBy: ['gender'], epsilon: 0.6 };
+    const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+    assert.equal(anonymous.status, 401);
+    const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
+    await assert.rejects(new StatsClient(cast.base, doctor.token).submit(query), (e: { status?: number }) => e.status === 403);
+    const researcher = new StatsClient(cast.base, (await cast.registerAndLogin('riverside', 'res', ['role:researcher'])).token);
+    await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
+    const { queryId } = await researcher.submit(query);
+    const people = fc.sample(person, { numRuns: 60, seed: 3 });
+    await agents[0]!.contribute(queryId, people.slice(0, 30).flatMap(resourcesOf));
+    // A contribution posted in riverside's name but signed by st-marys is refused.
+    const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64') }),
+    });
+    assert.equal(forged.status, 403);
+    await assert.rejects(researcher.release(queryId), /waiting for contributions from riverside/);
+    await agents[1]!.contribute(queryId, people.slice(30).flatMap(resourcesOf));
+    for (const a of agents) await a.decrypt(queryId);
+    const release = await researcher.release(queryId);
+    assert.deepEqual(release.decryptedBy, codes);
+    assert.equal(release.cells.length, 4);
+    assert.deepEqual((await researcher.status(queryId)).release, release);
+    assert.deepEqual(await researcher.budget('http-set'), { querySet: 'http-set', budget: 1, spent: 0.6, remaining: 0.4 });
+    await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
+  }
+});
