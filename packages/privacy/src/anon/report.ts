@@ -4,7 +4,8 @@
  */
 import * as vega from 'vega';
 import type { Table } from './table.ts';
-import { encode, mondrian, type MondrianOptions } from './mondrian.ts';
+import { encode } from './encoding.ts';
+import { mondrian, type MondrianOptions } from './mondrian.ts';
 import { measure, originalClasses, type Metrics } from './metrics.ts';
 
 export interface AnonymizationReport {
