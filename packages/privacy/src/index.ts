@@ -13,5 +13,7 @@ export { mondrian, type MondrianOptions, type MondrianResult, type EquivalenceCl
 export { checkModel, isLDiverse, earthMoversDistance, HierarchicalDistance, type PrivacyModel, type LDiversity } from './anon/models.ts';
 export { measure, originalClasses, type Metrics } from './anon/metrics.ts';
 export { globalRecoding, intervalLevels, MAX_LATTICE, type GlobalOptions, type GlobalResult } from './anon/lattice.ts';
-export { anonymizeWithReport, utilityCurve, utilityPlotSvg, type AnonymizationReport, type CurvePoint } from './anon/report.ts';
+export { riskReport, fitPitman, pitmanLogLikelihood, logGamma, type RiskReport, type RiskModelFigures } from './anon/risk.ts';
+export { researchTable, resourcesFromText, MAX_RESOURCES, type ResearchField, type ResearchTableOptions } from './anon/fhir-table.ts';
+export { anonymizeWithReport, runMethod, utilityCurve, utilityPlotSvg, riskPlotSvg, type AnonymizationReport, type CurvePoint, type Method as AnonymizationMethod, type MethodReport, type MethodRun, type ReleaseOptions } from './anon/report.ts';
 export { deidentifyFile, deidentifyPath, type DeidTarget } from './deid/files.ts';
