@@ -4,7 +4,9 @@
  */
 export { createPlatform, DEFAULT_EMERGENCY_POLICY, TA_AUDIENCE, type Platform, type PlatformOptions } from './platform.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';
-export { CloudService, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus } from './cloud/service.ts';
+export { CloudService, repeatedAttributePolicies, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus, type RepeatedAttributePolicy } from './cloud/service.ts';
+export { CloudStore } from './cloud/store.ts';
+export { CLOUD_MIGRATIONS } from './migrations.ts';
 export { defaultConversionWorkers } from './cloud/conversion-pool.ts';
 export type { AccessEntry, RecordMeta } from './cloud/store.ts';
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, resourcesOf, patientOf, recordIdOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';

@@ -4,7 +4,7 @@
  * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
  * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
  */
-import { type abe, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import type { CloudService } from '../cloud/service.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
@@ -20,6 +20,8 @@ export interface UploadResult {
 }
 
 const utf8 = new TextEncoder();
+/** Patients whose epochs a gateway remembers (a few hundred bytes each). */
+const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
@@ -29,6 +31,13 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
  * capsule and one pairing per record.
  */
 export class GatewayService {
+  /**
+   * The highest epoch of each patient's categories this gateway has encrypted under (kept in memory, for the life of
+   * the process, for the MAX_TRACKED_PATIENTS most recent patients): a bundle that moves one back — an old bundle
+   * replayed by the cloud — is refused.
+   */
+  private readonly seenEpochs = new Map<string, Map<string, number>>();
+
   constructor(
     private readonly db: Database,
     private readonly cloud: CloudService,
@@ -55,11 +64,25 @@ export class GatewayService {
     return row.patient;
   }
 
+  /** `keys` if no epoch is below one this gateway already used for the patient (ConflictError otherwise). */
+  private checkEpochs(keys: pre.PatientPublicKeys): pre.PatientPublicKeys {
+    const seen = this.seenEpochs.get(keys.patientId) ?? new Map<string, number>();
+    for (const { category, epoch } of keys.categories) {
+      const before = seen.get(category) ?? 0;
+      if (epoch < before) throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
+    }
+    for (const { category, epoch } of keys.categories) seen.set(category, epoch);
+    this.seenEpochs.delete(keys.patientId);
+    if (this.seenEpochs.size >= MAX_TRACKED_PATIENTS) this.seenEpochs.delete(this.seenEpochs.keys().next().value!);
+    this.seenEpochs.set(keys.patientId, seen);
+    return keys;
+  }
+
   /** Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing. */
   async upload(hospital: string, body: unknown): Promise<UploadResult> {
     const resources = resourcesOf(body);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const keys = await this.cloud.publicKeys(patient);
+    const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
