@@ -25,10 +25,10 @@
  * Numeric QIs without a hierarchy get intervals of doubling width (`intervalLevels`).
  */
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
-import { columnIndex, type Table } from './table.ts';
+import type { Table } from './table.ts';
 import type { HierarchyNode } from './hierarchy.ts';
 import { checkOptions, encode, sensitiveCheck, type AnonymizationOptions, type EncodedTable } from './encoding.ts';
-import type { EquivalenceClass } from './mondrian.ts';
+import { generalise, type EquivalenceClass } from './mondrian.ts';
 
 export interface GlobalOptions extends AnonymizationOptions {
   /** Largest share of rows that may be suppressed, in [0, 1); default 0. */
@@ -438,12 +438,5 @@ function apply(table: Table, options: GlobalOptions, tuples: Tuples, node: numbe
     else classes[c]?.records.push(r);
   }
   const published = classes.filter((cls, c) => !failing[c] && cls.records.length > 0);
-  const positions = options.quasiIdentifiers.map((qi) => columnIndex(table, qi.column));
-  const dropped = new Set(suppressed);
-  const rows = table.rows.map((row) => [...row]);
-  for (const cls of published) {
-    const labels = cls.bounds.map((bound) => (Array.isArray(bound) ? (bound[0] === bound[1] ? String(bound[0]) : `${bound[0]}-${bound[1]}`) : bound.label));
-    for (const r of cls.records) positions.forEach((col, q) => ((rows[r] as string[])[col] = labels[q] ?? ''));
-  }
-  return { table: { columns: [...table.columns], rows: rows.filter((_, r) => !dropped.has(r)) }, classes: published, suppressed };
+  return { table: generalise(table, options, published, new Set(suppressed)), classes: published, suppressed };
 }

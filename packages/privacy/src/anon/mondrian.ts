@@ -285,8 +285,8 @@ function splitNumeric(records: number[], values: Float64Array, mode: 'strict' | 
   return [sorted.slice(0, cut), sorted.slice(cut)];
 }
 
-/** Writes each record's QI cells as its class's generalised value: `lo-hi` ranges or hierarchy labels. */
-function generalise(table: Table, options: MondrianOptions, classes: EquivalenceClass[], suppressed: Set<number>): Table {
+/** Writes each record's QI cells as its class's generalised value (`lo-hi` ranges or hierarchy labels), without the suppressed rows. */
+export function generalise(table: Table, options: AnonymizationOptions, classes: EquivalenceClass[], suppressed: Set<number>): Table {
   const rows = table.rows.map((row) => [...row]);
   const columns = options.quasiIdentifiers.map((qi) => table.columns.indexOf(qi.column));
   for (const cls of classes) {
