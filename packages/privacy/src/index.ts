@@ -8,8 +8,12 @@ export { scrubText, findPhi, nameMatcher, termMatcher, builtinNameMatcher, built
 export { pseudonym, ReidentificationTable } from './pseudonyms.ts';
 export { parseCsv, formatCsv, tableFromFhir, columnIndex, type Table } from './anon/table.ts';
 export { Hierarchy, type HierarchyNode } from './anon/hierarchy.ts';
-export { mondrian, encode, modelCheck, type QuasiIdentifier, type MondrianOptions, type MondrianResult, type EquivalenceClass } from './anon/mondrian.ts';
-export { checkModel, isLDiverse, earthMoversDistance, type PrivacyModel, type LDiversity } from './anon/models.ts';
+export { encode, modelCheck, type QuasiIdentifier, type AnonymizationOptions, type EncodedTable, type EncodedSensitive } from './anon/encoding.ts';
+export { mondrian, type MondrianOptions, type MondrianResult, type EquivalenceClass, type SiblingGroup } from './anon/mondrian.ts';
+export { checkModel, isLDiverse, earthMoversDistance, HierarchicalDistance, type PrivacyModel, type LDiversity } from './anon/models.ts';
 export { measure, originalClasses, type Metrics } from './anon/metrics.ts';
-export { anonymizeWithReport, utilityCurve, utilityPlotSvg, type AnonymizationReport, type CurvePoint } from './anon/report.ts';
+export { globalRecoding, intervalLevels, MAX_LATTICE, type GlobalOptions, type GlobalResult } from './anon/lattice.ts';
+export { riskReport, fitPitman, pitmanLogLikelihood, logGamma, type RiskReport, type RiskModelFigures } from './anon/risk.ts';
+export { researchTable, resourcesFromText, MAX_RESOURCES, type ResearchField, type ResearchTableOptions } from './anon/fhir-table.ts';
+export { anonymizeWithReport, runMethod, utilityCurve, utilityPlotSvg, riskPlotSvg, type AnonymizationReport, type CurvePoint, type Method as AnonymizationMethod, type MethodReport, type MethodRun, type ReleaseOptions } from './anon/report.ts';
 export { deidentifyFile, deidentifyPath, type DeidTarget } from './deid/files.ts';

@@ -10,7 +10,8 @@
  * Suppressed records count as fully generalised (NCP 1 on every QI) and cost n each in the
  * discernibility metric, as Bayardo & Agrawal define it; risks are over the published records.
  */
-import type { EncodedTable, EquivalenceClass } from './mondrian.ts';
+import type { EncodedTable } from './encoding.ts';
+import type { EquivalenceClass } from './mondrian.ts';
 import type { HierarchyNode } from './hierarchy.ts';
 
 export interface Metrics {
@@ -19,6 +20,8 @@ export interface Metrics {
   classes: number;
   /** Normalised certainty penalty, percent (0 = original values). */
   ncpPercent: number;
+  /** NCP of each QI alone, percent, in the order of the QIs (the per-attribute loss). */
+  attributeNcpPercent: number[];
   discernibility: number;
   averageClassSize: number;
   /** C_avg for the given k. */
@@ -32,23 +35,25 @@ export interface Metrics {
 export function measure(data: EncodedTable, classes: EquivalenceClass[], k: number, suppressedRecords = 0): Metrics {
   const n = data.n;
   const published = n - suppressedRecords;
-  let penalty = suppressedRecords * data.ranges.length;
+  const d = data.ranges.length;
+  const perAttribute = new Array<number>(d).fill(suppressedRecords);
   let discernibility = suppressedRecords * n;
   let smallest = Infinity;
   let uniques = 0;
   for (const cls of classes) {
     const size = cls.records.length;
-    cls.bounds.forEach((bound, q) => (penalty += size * certaintyPenalty(bound, data.ranges[q] ?? 0)));
+    cls.bounds.forEach((bound, q) => (perAttribute[q] = (perAttribute[q] ?? 0) + size * certaintyPenalty(bound, data.ranges[q] ?? 0)));
     discernibility += size * size;
     smallest = Math.min(smallest, size);
     if (size === 1) uniques++;
   }
-  const d = data.ranges.length;
+  const penalty = perAttribute.reduce((a, b) => a + b, 0);
   return {
     records: n,
     suppressedRecords,
     classes: classes.length,
     ncpPercent: n === 0 || d === 0 ? 0 : (100 * penalty) / (n * d),
+    attributeNcpPercent: perAttribute.map((p) => (n === 0 ? 0 : (100 * p) / n)),
     discernibility,
     averageClassSize: classes.length === 0 ? 0 : published / classes.length,
     normalisedAverageClassSize: classes.length === 0 ? 0 : published / classes.length / k,
