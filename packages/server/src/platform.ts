@@ -1,144 +1,122 @@
 /**
- * The platform in one process (docs/platform.md): the trusted authority, one identity service per hospital,
- * the cloud and the hospital gateway, as Fastify plugins on one server, sharing a federation trust list. Every
- * component keeps its state in `db` (the hospitals' identity services in the identity_* tables, one row set per
- * hospital), so a restart keeps accounts, sessions, signing keys and the TA's record of used tokens.
- *
- *   /identity/<hospital>/...   hospital identity (accounts, MFA login, SSO tokens)   @medshare/identity
- *   /ta/...                    trusted authority (CP-ABE public key, sealed key issuance)
- *   /cloud/...                 cloud store and re-encryption proxy
- *   /gateway/...               hospital gateway (FHIR R4 facade)
- *   /openapi.json              the OpenAPI document of all of the above
+ * `medshare serve all`: every trust domain of the platform on one machine — the trusted authority, the cloud and
+ * one service per hospital — each its own Fastify server on its own port with its own database, talking to the
+ * others only over HTTP exactly as separate deployments do (the hospitals' gateways upload through the cloud's
+ * gateway routes; the cloud and the authority verify hospital tokens against the JWKS and session-status routes
+ * the hospitals serve). Nothing is shared in memory: what runs here runs the same across machines
+ * (docs/platform.md § Deployment).
  */
-import rateLimit from '@fastify/rate-limit';
-import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { abe, MalformedInputError } from '@medshare/crypto';
-import { migrate, type Database } from '@medshare/db';
-import {
-  createSqlHospital, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
-  TrustedAuthority, TrustList, type LimiterOptions, type ScryptParams,
-} from '@medshare/identity';
-import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
-import { loadAuthoritySetup } from './authority.ts';
-import { createConverter } from './cloud/conversion-pool.ts';
-import { cloudPlugin } from './cloud/plugin.ts';
-import { CloudService } from './cloud/service.ts';
-import { CloudStore } from './cloud/store.ts';
-import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.ts';
-import { gatewayPlugin } from './gateway/plugin.ts';
-import { GatewayService } from './gateway/service.ts';
-import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
-import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
+import type { abe } from '@medshare/crypto';
+import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
+import { TrustList, type LimiterOptions, type ScryptParams } from '@medshare/identity';
+import type { AuditLog } from '@medshare/ledger';
+import type { CloudService } from './cloud/service.ts';
+import type { CategoryMapping } from './gateway/fhir.ts';
+import type { ServiceUrls } from './http-client.ts';
+import { listen, type ServiceHttpOptions } from './services/app.ts';
+import { createAuthorityService, type AuthorityService } from './services/authority.ts';
+import { createCloudService, type CloudDeployment } from './services/cloud.ts';
+import { createHospitalService, type HospitalDeployment } from './services/hospital.ts';
+import { checkHospitalName, trustHospital } from './services/trust.ts';
 
-/** The audience of trusted-authority tokens (identity's TA plugin checks it). */
-export const TA_AUDIENCE = 'medshare-ta';
-const HOSPITAL_NAME = /^[a-z][a-z0-9-]{0,62}$/;
-const LEDGER_KEY_NAME = 'medshare.cloud/audit';
-/**
- * Group commit of the audit ledger under concurrent load (AuditLog's lingerMs): 20 doctors reading on PostgreSQL
- * went from ~3 to ~6 entries per transaction and the database's CPU time per read fell by a third
- * (docs/benchmarks.md § Platform); a lone request never waits.
- */
-const LEDGER_LINGER_MS = 10;
+/** One database per trust domain. */
+export interface PlatformDatabases {
+  readonly authority: Database;
+  readonly cloud: Database;
+  readonly hospitals: Readonly<Record<string, Database>>;
+}
 
-export interface PlatformOptions {
-  /** The database every component uses (separate ones per component are possible; one is the default). */
-  readonly db: Database;
-  /** Hospital names (lower-case codes); each gets an identity service at /identity/<name>/. */
+export interface PlatformOptions extends ServiceHttpOptions {
+  /** Each service's own database. */
+  readonly databases: PlatformDatabases;
+  /** Hospital names (lower-case codes); each gets its own service. */
   readonly hospitals: readonly string[];
   /** Administrator credential of every hospital's identity service (register users). */
   readonly adminToken: string;
-  /** Resource type → category mapping of the gateway. */
+  /** The cloud's key-encryption key (default: a fresh one in memory, for a platform that keeps nothing). */
+  readonly cloudKek?: KeyEncryptionKey;
+  /** Resource type → category mapping of the gateways. */
   readonly categories?: CategoryMapping;
   /** scrypt parameters for passwords (identity's production default when absent). */
   readonly scrypt?: ScryptParams;
-  /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens); or a destination stream. */
-  readonly logger?: boolean | { stream: NodeJS.WritableStream };
   /** Login rate limits and lockout (identity's defaults when absent; a load test from one address raises them). */
   readonly limits?: Partial<LimiterOptions>;
-  /** Requests per client address per minute on every route (default 600; identity's login limits come on top). */
-  readonly requestsPerMinute?: number;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
-  /**
-   * The platform's emergency policy: gateways grant every record under it, and role:emergency staff whose
-   * attributes satisfy it may break the glass where the patient has no emergency delegation of her own (unless
-   * she opted out). Default `role:emergency`; null for no platform emergency access.
-   */
+  /** The platform's emergency policy (default `role:emergency`; null for none), see CloudServiceOptions. */
   readonly emergencyPolicy?: string | null;
-  /**
-   * Worker threads converting records on read (default 0: in the event loop's thread, enough for tests and a small
-   * clinic; `medshare serve` defaults to defaultConversionWorkers, see cloud/conversion-pool.ts).
-   */
+  /** Worker threads converting records on read in the cloud (default 0: in its event loop). */
   readonly conversionWorkers?: number;
+  /** Address every service listens on (default 127.0.0.1). */
+  readonly host?: string;
+  /** The authority's port; the cloud's is the next one, then each hospital's in order. 0 (default): free ports. */
+  readonly port?: number;
 }
 
-/** The default platform emergency policy. */
-export const DEFAULT_EMERGENCY_POLICY = 'role:emergency';
-
-/** A composed platform: the Fastify app plus the services, for tests and the CLI. */
+/** A running platform: every service listening, and what tests and the CLI look at. */
 export interface Platform {
-  readonly app: FastifyInstance;
+  readonly urls: ServiceUrls;
   readonly cloud: CloudService;
   readonly ledger: AuditLog;
   readonly abePublicKey: abe.PublicKey;
-  /** Issuer URL of each hospital's tokens. */
+  /** Issuer of each hospital's tokens. */
   readonly issuers: ReadonlyMap<string, string>;
+  readonly services: { readonly authority: AuthorityService; readonly cloud: CloudDeployment; readonly hospitals: readonly HospitalDeployment[] };
   close(): Promise<void>;
 }
 
-/** Builds the platform app (not yet listening). */
+/** Starts every service, each listening on its own port, wired to the others by URL. */
 export async function createPlatform(options: PlatformOptions): Promise<Platform> {
-  for (const name of options.hospitals) if (!HOSPITAL_NAME.test(name)) throw new MalformedInputError(`hospital names are lower-case codes: '${name}'`);
-  await abe.init();
-  const { db } = options;
-  await migrate(db, 'cloud', CLOUD_MIGRATIONS);
-  await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
-  await migrateIdentity(db);
-  const store = new CloudStore(db);
-  const ledgerKey = await store.platformSecret(LEDGER_KEY_NAME, () => generateCheckpointKey(LEDGER_KEY_NAME).skey);
-  const ledger = await AuditLog.open(db, parseSignerKey(ledgerKey), { lingerMs: LEDGER_LINGER_MS });
-  const setup = await loadAuthoritySetup(db);
-
-  const now = options.now ?? Date.now;
-  const logger = typeof options.logger === 'object' ? { level: 'info', stream: options.logger.stream } : (options.logger ?? false);
-  // Long path parameters reach schema validation (a 400 problem) instead of the router's bare 414. Unknown fields
-  // are refused, as the schemas say (`additionalProperties: false`), not silently dropped (Fastify's default).
-  const app = Fastify({ logger, bodyLimit: 1024 * 1024, routerOptions: { maxParamLength: 2048 }, ajv: { customOptions: { removeAdditional: false } } });
-  useProblems(app);
-  // Registered first so that it sees every route and schema below.
-  await app.register(swagger, { openapi: { info: { title: 'MedShare platform', version: '0.1.0' } } });
-  await app.register(rateLimit, { global: true, max: options.requestsPerMinute ?? 600, timeWindow: 60_000 });
-  const trust = new TrustList();
-  const issuers = new Map<string, string>();
-  for (const hospital of options.hospitals) {
-    const issuer = `urn:medshare:idp:${hospital}`;
-    const service = await createSqlHospital(db, {
-      hospital, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now,
-      relyingParty: { id: 'localhost', name: `MedShare ${hospital}`, origins: ['http://localhost'] },
-    });
-    trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
-    issuers.set(hospital, issuer);
-    await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
-  }
-  const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
-  const authority = new TrustedAuthority({ verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'), now });
-  await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
-  const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
-  if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
-  const converter = await createConverter(options.conversionWorkers ?? 0);
-  const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
-  const gateway = new GatewayService(db, cloud, options.categories ?? DEFAULT_CATEGORY_MAPPING, setup.publicKey);
-  await app.register(cloudPlugin, { cloud, verifier: platformVerifier, prefix: '/cloud' });
-  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, prefix: '/gateway' });
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  return {
-    app, cloud, ledger, abePublicKey: setup.publicKey, issuers,
-    close: async () => {
-      await app.close();
-      await converter.close();
-      await ledger.flush();
-    },
+  for (const name of options.hospitals) checkHospitalName(name);
+  const host = options.host ?? '127.0.0.1';
+  const port = (offset: number) => (options.port ? options.port + offset : 0);
+  const http: ServiceHttpOptions = { logger: options.logger, requestsPerMinute: options.requestsPerMinute, trustProxy: options.trustProxy, tls: options.tls };
+  const database = (name: string) => {
+    const db = options.databases.hospitals[name];
+    if (db === undefined) throw new Error(`no database for hospital ${name}`);
+    return db;
   };
+  // The cloud and the authority learn the hospitals' URLs once those listen (a distributed deployment reads
+  // them from its config file instead).
+  const cloudTrust = new TrustList();
+  const authorityTrust = new TrustList();
+  const authority = await createAuthorityService({ ...http, db: options.databases.authority, hospitals: authorityTrust, now: options.now });
+  const cloud = await createCloudService({
+    ...http, db: options.databases.cloud, kek: options.cloudKek ?? randomKeyEncryptionKey(), hospitals: cloudTrust, now: options.now,
+    emergencyPolicy: options.emergencyPolicy, conversionWorkers: options.conversionWorkers,
+  });
+  const started: Array<{ close(): Promise<void> }> = [authority, cloud];
+  try {
+    const authorityUrl = await listen(authority.app, host, port(0));
+    const cloudUrl = await listen(cloud.app, host, port(1));
+    const hospitals: HospitalDeployment[] = [];
+    const hospitalUrls: Record<string, URL> = {};
+    for (const [i, name] of options.hospitals.entries()) {
+      const hospital = await createHospitalService({
+        ...http, db: database(name), name, adminToken: options.adminToken, cloud: cloudUrl, authorityUrl,
+        categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
+      });
+      started.push(hospital);
+      hospitals.push(hospital);
+      hospitalUrls[name] = await listen(hospital.app, host, port(2 + i));
+      for (const trust of [cloudTrust, authorityTrust]) trustHospital(trust, { name, url: hospitalUrls[name] });
+    }
+    return {
+      urls: { authority: authorityUrl, cloud: cloudUrl, hospitals: hospitalUrls },
+      cloud: cloud.cloud,
+      ledger: cloud.ledger,
+      abePublicKey: authority.abePublicKey,
+      issuers: new Map(hospitals.map((h) => [h.name, h.issuer])),
+      services: { authority, cloud, hospitals },
+      close: () => closeAll(started),
+    };
+  } catch (error) {
+    await closeAll(started);
+    throw error;
+  }
+}
+
+/** Closes services in reverse order of starting (hospitals first: they call the cloud). */
+async function closeAll(services: ReadonlyArray<{ close(): Promise<void> }>): Promise<void> {
+  for (const service of [...services].reverse()) await service.close();
 }

@@ -14,8 +14,8 @@ import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { base32Decode, totp } from '@medshare/identity';
-import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
-import { ADMIN, FAST_SCRYPT } from './harness.ts';
+import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform, type ServiceUrls } from '../src/index.ts';
+import { ADMIN, FAST_SCRYPT, routeUrl, sharedDatabases } from './harness.ts';
 
 const PASSWORD = 'a long enough passphrase';
 const HOSPITAL = 'st-marys';
@@ -47,22 +47,22 @@ const targets: Target[] = [
 ];
 
 /** The platform on `db`, listening on 127.0.0.1. */
-async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
-  const platform = await createPlatform({ db, hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
-  return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
+async function start(db: Database): Promise<{ platform: Platform; base: ServiceUrls }> {
+  const platform = await createPlatform({ databases: sharedDatabases(db, [HOSPITAL]), hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
+  return { platform, base: platform.urls };
 }
 
-async function call(base: URL, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
+async function call(base: ServiceUrls, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token !== undefined) headers.authorization = `Bearer ${token}`;
-  const response = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(routeUrl(base, path, HOSPITAL), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
 /** Password + TOTP at the platform's clock; `code` defaults to the current one. */
-async function login(base: URL, username: string, secret: string, extra: Record<string, unknown> = {}, code = totp(base32Decode(secret), now() / 1000)) {
+async function login(base: ServiceUrls, username: string, secret: string, extra: Record<string, unknown> = {}, code = totp(base32Decode(secret), now() / 1000)) {
   const first = await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username, password: PASSWORD });
   assert.equal(first.status, 200, JSON.stringify(first.body));
   return { code, ...(await call(base, 'POST', `/identity/${HOSPITAL}/login/totp`, { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...extra })) };
@@ -83,7 +83,7 @@ for (const target of targets) {
         assert.equal(kept.status, 200);
         assert.equal((await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token)).status, 200);
         const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
-        await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).register();
+        await new PatientClient({ urls: base, hospital: HOSPITAL, token: kept.body.token }, key).register();
         offsetMs += 30_000;
         const revoked = await login(base, 'antonia', secret);
         assert.equal(revoked.status, 200);
@@ -101,7 +101,7 @@ for (const target of targets) {
           const refreshed = await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, kept.body.token);
           assert.equal(refreshed.status, 200, 'a token from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
-          assert.deepEqual(await new PatientClient({ base, hospital: HOSPITAL, token: kept.body.token }, key).records(), [], 'the cloud accepts it');
+          assert.deepEqual(await new PatientClient({ urls: base, hospital: HOSPITAL, token: kept.body.token }, key).records(), [], 'the cloud accepts it');
           assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
           assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/token`, { audience: [PLATFORM_AUDIENCE] }, revoked.body.token)).status, 401);
           const ta = await call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey }, kept.body.token);

@@ -10,17 +10,20 @@ import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
-import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { ADMIN, FAST_SCRYPT, LAB_POLICY, sampleBundle, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
+// The cloud gets a database of its own, so that what it holds can be scanned table by table.
+const cloudDatabases: TestDatabase[] = await openTestDatabases();
 after(async () => {
-  for (const { db } of databases) await db.close();
+  for (const { db } of [...databases, ...cloudDatabases]) await db.close();
 });
 
 let offsetMs = 0;
 const now = () => Date.now() + offsetMs;
 
 for (const { label, db } of databases) {
+  const cloudDb = cloudDatabases.find((d) => d.label === label)!.db;
   describe(`security on ${label}`, () => {
     let cast: Cast;
     const logLines: string[] = [];
@@ -31,7 +34,7 @@ for (const { label, db } of databases) {
       const headers: Record<string, string> = {};
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
       if (options.body !== undefined) headers['content-type'] = options.type ?? 'application/json';
-      const response = await fetch(new URL(path, cast.base), { method, headers, body: options.body });
+      const response = await fetch(cast.urlFor(path), { method, headers, body: options.body });
       const text = await response.text();
       return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : undefined };
     };
@@ -47,6 +50,8 @@ for (const { label, db } of databases) {
       ['GET', `/cloud/patients/${patient}/access-log`, undefined],
       ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],
       ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
+      ['GET', `/cloud/patients/${patient}/public-keys`, undefined],
+      ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
       ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
       ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
@@ -55,7 +60,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream } });
+      cast = await startCast(db, { now, logger: { stream }, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -75,9 +80,8 @@ for (const { label, db } of databases) {
       })();
       // Another platform with the same hospital names and issuers, but its own signing keys.
       const foreignDb = (await openTestDatabases())[0]!.db;
-      const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT });
-      const foreignBase = await foreign.app.listen({ host: '127.0.0.1', port: 0 });
-      const foreignClient = new PlatformClient(foreignBase);
+      const foreign = await createPlatform({ databases: sharedDatabases(foreignDb, ['st-marys', 'riverside']), hospitals: ['st-marys', 'riverside'], adminToken: ADMIN, scrypt: FAST_SCRYPT });
+      const foreignClient = new PlatformClient(foreign.urls);
       const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
       const foreignToken = (await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret)).token;
       await foreign.close();
@@ -177,9 +181,9 @@ for (const { label, db } of databases) {
     });
 
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
-      const limited = await createPlatform({ db, hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
+      const limited = await createPlatform({ databases: sharedDatabases(db, ['st-marys']), hospitals: ['st-marys'], adminToken: ADMIN, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
       try {
-        const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
+        const base = limited.urls.cloud;
         const statuses: number[] = [];
         let last: Response | undefined;
         for (let i = 0; i < 7; i++) {
@@ -212,12 +216,12 @@ for (const { label, db } of databases) {
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {
       await cast.platform.ledger.flush();
-      const stored = (await cloudContents(db)).toString('latin1');
+      const stored = (await cloudContents(cloudDb)).toString('latin1');
       const logs = logLines.join('');
       assert.ok(stored.length > 10_000 && logs.length > 1_000, 'there is something to scan');
       const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
       const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
-      // The hospitals' identity secrets share the database but stay in their identity_* tables.
+      // The hospitals' identity secrets are in their own databases; cloudContents reads every table of the cloud's.
       const signingKeys = (await db.query<{ d: string }>("SELECT private_jwk->>'d' AS d FROM identity_signing_keys")).rows.map((r) => r.d);
       const accounts = (await db.query<{ totp_secret: string; password_hash: string }>('SELECT totp_secret, password_hash FROM identity_users')).rows;
       assert.ok(signingKeys.length >= 2 && accounts.length >= 5);

@@ -1,23 +1,28 @@
 /**
- * `medshare demo` — the MedShare story end to end through the real HTTP services on 127.0.0.1: the platform
- * (trusted authority, two hospitals' identity services, the cloud, the hospital gateway; @medshare/server) runs
- * on embedded PGlite in a temporary data directory, and every actor uses the typed SDK over HTTP with MFA login
- * and SSO tokens. Upload, delegation, a read, a refusal, revocation, emergency access and the access log.
+ * `medshare demo` — the MedShare story end to end across separate processes on 127.0.0.1: the trusted authority,
+ * the cloud and two hospitals (identity service and FHIR gateway each) run as four `medshare serve` processes,
+ * each with its own embedded PGlite database and key-encryption key in a temporary directory, and every actor
+ * uses the typed SDK over HTTP with MFA login and SSO tokens. Upload, delegation, a read, a refusal, revocation,
+ * emergency access and the access log; then a copy of the cloud's database is attacked with every key-shaped value
+ * it holds.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { MedShareError, pre } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
-import { agentPseudonym, cloudContents, createPlatform, GatewayClient, PatientClient, PlatformClient, type DoctorClient, type FhirResource } from '@medshare/server';
+import { agentPseudonym, everyValue, GatewayClient, issuerOf, PatientClient, PlatformClient, tryEveryKey, type DoctorClient, type FhirResource } from '@medshare/server';
+import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/synthea-sample.json', import.meta.url));
 const LAB_POLICY = '(role:doctor and dept:cardiology) or role:emergency';
 const CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'];
 const HOSPITALS = ['st-marys', 'riverside'];
+/** What an attacker holding the TA's master key would make a key for: every attribute the story's policies name. */
+const ATTACKER_ATTRIBUTES = 'role:doctor, dept:cardiology, role:emergency';
 
 interface DemoResource extends FhirResource {
   code?: { coding?: Array<{ display?: string }> };
@@ -48,20 +53,24 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   };
 
   write('MedShare demo: cross-hospital sharing of one patient\'s records through a semi-trusted cloud.');
-  write('Real HTTP services on 127.0.0.1, embedded PostgreSQL (PGlite) in a temporary directory, MFA logins and SSO tokens,');
-  write('real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
-  const dataDir = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
-  const db = await openDatabase({ dataDir });
+  write('Real HTTP services on 127.0.0.1, one process per trust domain, each with its own embedded PostgreSQL (PGlite) and keys,');
+  write('MFA logins and SSO tokens, real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
+  const root = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
   const adminToken = randomBytes(24).toString('base64url');
-  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminToken });
+  let deployment: Awaited<ReturnType<typeof startLocalDeployment>> | undefined;
   try {
-    const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
-    const client = new PlatformClient(base);
+    deployment = await startLocalDeployment({ root, hospitals: HOSPITALS, adminToken });
+    const running = deployment;
+    write(table(['process', 'pid', 'URL', 'holds'], [...running.services.values()].map((s) => [
+      s.kind === 'hospital' ? `hospital ${s.name}` : s.name, String(s.child.pid), s.url.href, HOLDINGS[s.kind],
+    ])));
+    write('');
+    const client = new PlatformClient(running.urls);
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
       const enrolment = await client.registerUser(hospital, adminToken, { username, password, attributes, scopes: ['patient/*.rs'] });
-      names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
+      names.set(agentPseudonym(issuerOf(hospital), enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };
     const reader = async (username: string, attributes: string[], display: string): Promise<DoctorClient> => {
@@ -74,7 +83,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     let okafor!: DoctorClient;
     let labDelegation = '';
 
-    await step(1, 'trusted authority', `The platform starts on ${base}: trusted authority (FAME CP-ABE setup), ${HOSPITALS.join(' and ')} identity, cloud, gateway`, async () => {
+    await step(1, 'trusted authority', `The platform starts as ${running.services.size} processes: trusted authority (FAME CP-ABE setup), cloud, ${HOSPITALS.join(' and ')} (identity, gateway)`, async () => {
       const abeKey = await client.abePublicKey();
       chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
       patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');
@@ -94,11 +103,8 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       await gateway.enrol(person?.id ?? '', patient.key.patientId);
       const result = await gateway.upload(bundle);
       const retry = await gateway.upload(bundle);
-      const stored = (await cloudContents(db)).toString('latin1');
-      const family = person?.name?.[0]?.family;
-      const leaked = resources.filter((r) => stored.includes(JSON.stringify(r).slice(0, 40)) || (family !== undefined && stored.includes(family)));
       const byCategory = CATEGORIES.map((c) => `${c} ${result.byCategory[c] ?? 0}`).join(', ');
-      return `${result.stored} ciphertexts (${byCategory}); a retry stored ${retry.stored}; plaintext found in the cloud's store: ${leaked.length === 0 ? 'none' : leaked.length}`;
+      return `${result.stored} ciphertexts sent to the cloud over HTTP (${byCategory}); a retry stored ${retry.stored}`;
     });
     await step(4, 'patient', `The patient delegates 'lab' to ${LAB_POLICY}, and pre-approves emergency access`, async () => {
       const abeKey = await client.abePublicKey();
@@ -132,15 +138,33 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     await step(11, 'patient', 'The patient reads her access log and her platform emergency setting', async () =>
       `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
+    await running.stop();
+    await step(12, 'attacker', "Someone copies the cloud's database (its data directory) and attacks the copy with everything in it", async () => {
+      const copy = join(root, 'cloud-copy');
+      await cp(join(running.services.get('cloud')!.dataDir, 'db'), copy, { recursive: true });
+      const db = await openDatabase({ dataDir: copy });
+      try {
+        const values = await everyValue(db);
+        const stored = Buffer.concat(values).toString('latin1');
+        const family = person?.name?.[0]?.family;
+        const leaked = resources.filter((r) => stored.includes(JSON.stringify(r).slice(0, 40)) || stored.includes(r.id) || (family !== undefined && stored.includes(family)));
+        const scan = await tryEveryKey(values, ATTACKER_ATTRIBUTES);
+        const { masterKeys, userKeys, patientKeys, scalars } = scan.candidates;
+        return `plaintext or FHIR ids found: ${leaked.length === 0 ? 'none' : leaked.length}; key-shaped values: ${masterKeys} ABE master keys, ${userKeys} ABE user keys, `
+          + `${patientKeys} patient keys, ${scalars} 32-byte scalars; records decrypted with them: ${scan.decrypted} of ${scan.records} (${scan.attempts} attempts)`;
+      } finally {
+        await db.close();
+      }
+    });
+
     write('\nAccess log (what the patient sees):');
     write(table(['actor', 'action', 'category', 'outcome', 'reason'], log.map((e) => [names.get(e.actor) ?? e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));
     write('\nSummary:');
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
   } finally {
-    await platform.close();
-    await db.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await deployment?.stop();
+    await rm(root, { recursive: true, force: true });
   }
 }
 

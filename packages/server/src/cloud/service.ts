@@ -114,6 +114,14 @@ export class CloudService {
     return pre.decodePublicKeys(found.publicKeys, found.signingKey);
   }
 
+  /** A patient's signed key bundle as registered (verified first), for a gateway in another domain. */
+  async publicKeyBundle(patient: string): Promise<Uint8Array> {
+    const found = await this.store.patient(patient);
+    if (found === undefined) throw new NotFoundError('no such patient');
+    pre.decodePublicKeys(found.publicKeys, found.signingKey);
+    return found.publicKeys;
+  }
+
   /**
    * Stores a hospital's records of one patient atomically and idempotently; returns how many were new. Records may
    * carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy.

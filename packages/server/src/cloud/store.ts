@@ -4,7 +4,7 @@
  * Uploads of many records are one transaction and `ON CONFLICT DO NOTHING` on the record id, so a retried upload
  * neither duplicates nor half-applies.
  */
-import type { Database } from '@medshare/db';
+import type { Database, KeyEncryptionKey } from '@medshare/db';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
 export interface RecordMeta {
@@ -66,6 +66,8 @@ export interface AccessEntry {
   at: string;
 }
 
+/** Marks a platform secret stored wrapped by the KEK (base64 of the wrapped bytes follows). */
+const WRAPPED_PREFIX = 'kek:';
 const ACCESS_COLUMNS = 10;
 /** Rows per INSERT: 10 parameters each, well under PostgreSQL's 65,535. */
 const ACCESS_ROWS_PER_INSERT = 1000;
@@ -289,10 +291,20 @@ export class CloudStore {
     }));
   }
 
-  /** A named platform secret, created with `make` on first use (first writer wins across processes). */
-  async platformSecret(name: string, make: () => string): Promise<string> {
-    await this.db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, make()]);
-    const row = (await this.db.query<{ secret: string }>('SELECT secret FROM platform_keys WHERE name = $1', [name])).rows[0];
-    return row!.secret;
+  /**
+   * A named platform secret, created with `make` on first use (first writer wins across processes). It is stored
+   * wrapped by the cloud's key-encryption key (context `cloud/platform_keys/<name>`), which never enters the
+   * database; a secret stored in the clear by an earlier version is wrapped in place on first read.
+   */
+  async platformSecret(name: string, make: () => string, kek: KeyEncryptionKey): Promise<string> {
+    const context = `cloud/platform_keys/${name}`;
+    const wrap = async (secret: string) => `${WRAPPED_PREFIX}${Buffer.from(await kek.wrap(new TextEncoder().encode(secret), context)).toString('base64')}`;
+    await this.db.query('INSERT INTO platform_keys (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, await wrap(make())]);
+    const stored = (await this.db.query<{ secret: string }>('SELECT secret FROM platform_keys WHERE name = $1', [name])).rows[0]!.secret;
+    if (!stored.startsWith(WRAPPED_PREFIX)) {
+      await this.db.query('UPDATE platform_keys SET secret = $2 WHERE name = $1 AND secret = $3', [name, await wrap(stored), stored]);
+      return stored;
+    }
+    return new TextDecoder().decode(await kek.unwrap(new Uint8Array(Buffer.from(stored.slice(WRAPPED_PREFIX.length), 'base64')), context));
   }
 }

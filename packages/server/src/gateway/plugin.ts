@@ -9,14 +9,15 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { TokenVerifier } from '@medshare/identity';
-import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
+import type { CloudApi } from './cloud-api.ts';
 import { FHIR_ID } from './fhir.ts';
 import type { GatewayService } from './service.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
-  readonly cloud: CloudService;
+  readonly cloud: CloudApi;
+  /** Verifies tokens of the gateway's own hospital (its callers are that hospital's systems and staff). */
   readonly verifier: TokenVerifier;
 }
 
@@ -49,14 +50,14 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
   }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'gateway');
-    await gateway.enrol(caller.token.hospital, request.body.fhirId, request.body.patient);
+    await gateway.enrol(caller, request.body.fhirId, request.body.patient);
     return reply.status(201).send({ fhirId: request.body.fhirId, patient: request.body.patient });
   });
 
   app.post('/fhir', { bodyLimit: GATEWAY_BODY_LIMIT }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'gateway');
-    const result = await gateway.upload(caller.token.hospital, request.body);
+    const result = await gateway.upload(caller, request.body);
     return reply.status(result.stored > 0 ? 201 : 200).send(result);
   });
 
@@ -68,7 +69,7 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
   }, async (request) => {
     const caller = await authenticate(verifier, request);
     const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
-    const records = await cloud.read(caller, patient, request.query.category);
+    const records = await cloud.read(caller.bearer, patient, request.query.category);
     return {
       resourceType: 'Bundle',
       type: 'searchset',

@@ -1,31 +1,20 @@
 /**
  * The typed client SDK of the platform, used by the CLI (and later the web portal). It speaks HTTP to the
- * services and does on the client what must never happen on a server: the patient's key stays with the patient
- * (delegations are computed here, pre.delegate), and the doctor's CP-ABE key is opened and used only here
- * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
- * initialise it first (abe.init is idempotent).
+ * services — one URL per service: the authority, the cloud, each hospital — and does on the client what must
+ * never happen on a server: the patient's key stays with the patient (delegations are computed here,
+ * pre.delegate), and the doctor's CP-ABE key is opened and used only here (pre.createReader). Problems (RFC 9457)
+ * come back as typed errors (http-client.ts); every call has a timeout and idempotent ones are retried. Methods
+ * that use the pairing library initialise it first (abe.init is idempotent).
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { abe, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
+import { abe, MalformedInputError, pre } from '@medshare/crypto';
 import { base32Decode, openIssuedKey, totp, type IssuedKey, type KeyRequest } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
 import type { UploadResult } from '../gateway/service.ts';
+import { callJson, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
-
-/** An HTTP problem answer as a typed error (ACCESS_DENIED for 401/403, LIMIT for 413, MALFORMED for other 4xx). */
-export class HttpProblemError extends MedShareError {
-  constructor(readonly status: number, message: string) {
-    super(codeFor(status), message);
-  }
-}
-
-function codeFor(status: number): ErrorCode {
-  if (status === 401 || status === 403) return 'ACCESS_DENIED';
-  if (status === 413) return 'LIMIT';
-  return 'MALFORMED';
-}
 
 /** What registration returns (shown once). */
 export interface UserEnrolment {
@@ -36,44 +25,33 @@ export interface UserEnrolment {
 
 /** A logged-in user. */
 export interface Session {
-  readonly base: URL;
+  /** The services' URLs. */
+  readonly urls: ServiceUrls;
   readonly hospital: string;
   readonly token: string;
 }
 
 const TA_AUDIENCE = 'medshare-ta';
+/** A whole patient bundle is encrypted by the gateway and stored by the cloud in one call. */
+const UPLOAD_TIMEOUT_MS = 300_000;
 const utf8 = new TextDecoder();
 
-async function call<T>(base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string } = {}): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  const response = await fetch(new URL(path, base), { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
-  const text = await response.text();
-  if (!response.ok) {
-    let detail = `HTTP ${response.status}`;
-    try {
-      detail = (JSON.parse(text) as { detail?: string }).detail ?? detail;
-    } catch {
-      // not a problem document: keep the status line
-    }
-    if (response.status === 413) throw new LimitExceededError(detail);
-    throw new HttpProblemError(response.status, detail);
-  }
-  return (text === '' ? undefined : JSON.parse(text)) as T;
+const call = <T>(base: URL, method: string, path: string, options: CallOptions = {}): Promise<T> => callJson<T>(base, method, path, options);
+
+/** The URL of a hospital's service. */
+function hospitalUrl(urls: ServiceUrls, hospital: string): URL {
+  const url = urls.hospitals[hospital];
+  if (url === undefined) throw new MalformedInputError(`no URL is configured for hospital '${hospital}'`);
+  return url;
 }
 
-/** Entry point: registration and login against one platform base URL. */
+/** Entry point: registration and login, given the URL of each service. */
 export class PlatformClient {
-  readonly base: URL;
-
-  constructor(baseUrl: string | URL) {
-    this.base = new URL(baseUrl);
-  }
+  constructor(readonly urls: ServiceUrls) {}
 
   /** Registers a user at a hospital (administrator credential). */
   registerUser(hospital: string, adminToken: string, user: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<UserEnrolment> {
-    return call(this.base, 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
+    return call(hospitalUrl(this.urls, hospital), 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
   }
 
   /**
@@ -81,16 +59,17 @@ export class PlatformClient {
    * to that key (needed for a CP-ABE key).
    */
   async login(hospital: string, username: string, password: string, totpSecret: string, deviceKey?: KeyRequest['deviceKey']): Promise<Session> {
-    const { ticket } = await call<{ ticket: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
+    const base = hospitalUrl(this.urls, hospital);
+    const { ticket } = await call<{ ticket: string }>(base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
     const code = totp(base32Decode(totpSecret), Date.now() / 1000);
     const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(deviceKey ? { deviceKey } : {}) };
-    const { token } = await call<{ token: string }>(this.base, 'POST', `/identity/${hospital}/login/totp`, { body });
-    return { base: this.base, hospital, token };
+    const { token } = await call<{ token: string }>(base, 'POST', `/identity/${hospital}/login/totp`, { body });
+    return { urls: this.urls, hospital, token };
   }
 
   /** The trusted authority's CP-ABE public parameters. */
   async abePublicKey(): Promise<abe.PublicKey> {
-    const { publicKey } = await call<{ publicKey: string }>(this.base, 'GET', '/ta/public-key');
+    const { publicKey } = await call<{ publicKey: string }>(this.urls.authority, 'GET', '/ta/public-key');
     return abe.decodePublicKey(Buffer.from(publicKey, 'base64'));
   }
 
@@ -100,7 +79,7 @@ export class PlatformClient {
     const device = generateKeyPairSync('x25519');
     const deviceKey = device.publicKey.export({ format: 'jwk' }) as KeyRequest['deviceKey'];
     const session = await this.login(hospital, username, password, totpSecret, deviceKey);
-    const issued = await call<IssuedKey>(this.base, 'POST', '/ta/keys', { body: { attributes, deviceKey }, token: session.token });
+    const issued = await call<IssuedKey>(this.urls.authority, 'POST', '/ta/keys', { body: { attributes, deviceKey }, token: session.token });
     return new DoctorClient(session, openIssuedKey(device.privateKey as KeyObject, issued));
   }
 }
@@ -119,13 +98,13 @@ export class PatientClient {
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
     await abe.init();
-    await call(this.session.base, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
+    await call(this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
   }
 
   /** Her records' metadata (optionally one category). */
   async records(category?: string): Promise<RecordMeta[]> {
     const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
+    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
   }
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
@@ -133,32 +112,32 @@ export class PatientClient {
     await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
-    return call(this.session.base, 'POST', this.path('/delegations'), { body, token: this.session.token });
+    return call(this.session.urls.cloud, 'POST', this.path('/delegations'), { body, token: this.session.token });
   }
 
   /** Her active delegations. */
   async delegations(): Promise<Array<{ delegationId: string; category: string; policy: string; emergency: boolean; createdAt: string }>> {
-    return (await call<{ delegations: [] }>(this.session.base, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
+    return (await call<{ delegations: [] }>(this.session.urls.cloud, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
   }
 
   /** Revokes a delegation: the cloud deletes the re-encryption key. */
   async revoke(delegationId: string): Promise<void> {
-    await call(this.session.base, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
+    await call(this.session.urls.cloud, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
   }
 
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
-    return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+    return (await call<{ entries: AccessEntry[] }>(this.session.urls.cloud, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
   }
 
   /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */
   async platformEmergency(): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'GET', this.path('/platform-emergency'), { token: this.session.token });
+    return call(this.session.urls.cloud, 'GET', this.path('/platform-emergency'), { token: this.session.token });
   }
 
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
+    return call(this.session.urls.cloud, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
   }
 }
 
@@ -176,19 +155,19 @@ export class DoctorClient {
   /** Metadata of a patient's records in a category she delegated to this reader. */
   async search(patient: string, category: string): Promise<RecordMeta[]> {
     const path = `/cloud/patients/${encodeURIComponent(patient)}/records?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', path, { token: this.session.token })).records;
+    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', path, { token: this.session.token })).records;
   }
 
   /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
+    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
@@ -204,11 +183,13 @@ export class GatewayClient {
 
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
-    await call(this.session.base, 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token });
+    await call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token, idempotent: true });
   }
 
-  /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
+  /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return call(this.session.base, 'POST', '/gateway/fhir', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
+    return call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/fhir', {
+      body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
+    });
   }
 }
