@@ -18,9 +18,9 @@ const START_TIMEOUT_MS = 300_000;
 
 /** What each kind of process holds (docs/platform.md § Deployment; the deployment test checks the tables). */
 export const HOLDINGS: Readonly<Record<'authority' | 'cloud' | 'hospital', string>> = {
-  authority: 'CP-ABE master key (ta_setup), record of tokens it issued keys for',
-  cloud: 'ciphertexts, signed patient public keys, re-encryption keys, emergency capsules and grants, access log, audit ledger (its signing key wrapped by the cloud\'s KEK)',
-  hospital: 'accounts, password hashes, TOTP secrets, SSO signing keys, sessions, gateway enrolments (FHIR id → pseudonym); sees plaintext FHIR at upload',
+  authority: 'the CP-ABE master key; ids of tokens it issued keys for',
+  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger',
+  hospital: 'accounts, TOTP secrets, SSO signing keys, sessions, FHIR id → pseudonym; plaintext FHIR in memory',
 };
 
 /** One service process of a local deployment. */

@@ -86,9 +86,9 @@ function attempt<T>(decode: () => T): T | undefined {
  * The attack on a copy of a database: every value (and each of its base64/hex/JSON readings) that parses as a key,
  * secret or scalar is tried against every record ciphertext found in the same values. ABE master keys are used
  * to make a key with `attributes` (the attacker's choice: every attribute the deployment's policies name); ABE
- * user keys read every record through every re-encryption key and emergency grant found; patient secret keys
- * and 32-byte scalars (as a patient's master secret) decrypt records directly. A scalar is tried once per
- * (patient key id, category, epoch): the record secret depends only on those, so one failure stands for the group.
+ * user keys read every record through every re-encryption key and emergency grant found (those `pre.convert` accepts
+ * for it: the same record, or the same category, epoch and patient key); patient secret keys
+ * and 32-byte scalars (as a patient's master secret) decrypt records directly.
  */
 export async function tryEveryKey(values: readonly Buffer[], attributes: string): Promise<KeyScan> {
   await abe.init();
@@ -101,6 +101,7 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
   const masterKeys: abe.MasterKey[] = [];
   const userKeys: abe.UserKey[] = [];
   const patientKeys: pre.PatientSecretKey[] = [];
+  const bundles: pre.PatientPublicKeys[] = [];
   const scalars = new Map<string, Uint8Array>();
   for (const bytes of all) {
     const u8 = new Uint8Array(bytes);
@@ -117,6 +118,8 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
     if (user !== undefined) { userKeys.push(user); continue; }
     const patient = attempt(() => pre.decodePatientKey(u8));
     if (patient !== undefined) { patientKeys.push(patient); continue; }
+    const bundle = attempt(() => pre.decodePublicKeys(u8));
+    if (bundle !== undefined) { bundles.push(bundle); continue; }
     if (u8.length === 32) scalars.set(Buffer.from(u8).toString('hex'), u8);
   }
   let attempts = 0;
@@ -130,18 +133,39 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
     const capsule = capsules.get(Buffer.from(pre.decodeEmergencyGrant(g).delegationId).toString('hex'));
     return capsule === undefined ? [] : [attempt(() => pre.emergencyGrantKey(capsule, g))].filter((k): k is pre.ReEncryptionKey => k !== undefined);
   });
+  // pre.convert refuses a key for another record, category, epoch or patient key: only the keys it accepts are tried.
+  const fits = (rk: pre.ReEncryptionKey, core: pre.RecordCore) => rk.scope.kind === 'record'
+    ? rk.scope.recordId === core.recordId
+    : rk.category === core.category && rk.epoch === core.epoch && Buffer.compare(rk.keyId, core.keyId) === 0;
   for (const [i, record] of records.entries()) {
-    for (const reader of readers) {
+    if (readers.length > 0) {
       for (const rk of [...rks, ...grantKeys]) {
+        if (!fits(rk, record.header.core)) continue;
         const converted = attempt(() => pre.convert(rk, record.bytes));
-        if (converted !== undefined) tryOpen(i, () => reader.decrypt(converted));
+        if (converted !== undefined) for (const reader of readers) tryOpen(i, () => reader.decrypt(converted));
       }
     }
     for (const key of patientKeys) tryOpen(i, () => pre.decrypt(key, record.bytes));
   }
+  // A scalar is tried as each registered patient's master secret: it is hers only if it yields the first key of
+  // her signed bundle (one GT exponentiation), and then it is tried on every record under her keys. Records under
+  // keys of no bundle found are tried directly, once per (key id, category, epoch): the record secret depends on those only.
+  const owned = new Set(bundles.flatMap((b) => b.categories.map((k) => Buffer.from(k.keyId).toString('hex'))));
   const groups = new Map<string, number>();
-  for (const [i, { header }] of records.entries()) groups.set(`${Buffer.from(header.core.keyId).toString('hex')}|${header.core.category}|${header.core.epoch}`, i);
+  for (const [i, { header }] of records.entries()) {
+    const keyId = Buffer.from(header.core.keyId).toString('hex');
+    if (!owned.has(keyId)) groups.set(`${keyId}|${header.core.category}|${header.core.epoch}`, i);
+  }
   for (const scalar of scalars.values()) {
+    for (const bundle of bundles) {
+      const first = bundle.categories[0]!;
+      const guess: pre.PatientSecretKey = { patientId: bundle.patientId, masterSecret: scalar, epochs: new Map(bundle.categories.map((k) => [k.category, k.epoch])) };
+      attempts++;
+      const derived = attempt(() => pre.publicKeys({ ...guess, epochs: new Map([[first.category, first.epoch]]) }));
+      if (derived === undefined || Buffer.compare(derived.categories[0]!.keyId, first.keyId) !== 0) continue;
+      const theirs = new Set(bundle.categories.map((k) => Buffer.from(k.keyId).toString('hex')));
+      for (const [i, record] of records.entries()) if (theirs.has(Buffer.from(record.header.core.keyId).toString('hex'))) tryOpen(i, () => pre.decrypt(guess, record.bytes));
+    }
     for (const i of groups.values()) {
       const { category, epoch } = records[i]!.header.core;
       tryOpen(i, () => pre.decrypt({ patientId: 'psn:attacker-guess-000000', masterSecret: scalar, epochs: new Map([[category, epoch]]) }, records[i]!.bytes));

@@ -67,8 +67,17 @@ export class PlatformClient {
     return { urls: this.urls, hospital, token };
   }
 
+  /** A fresh token for the same session (before the current one expires); the session itself is unchanged. */
+  async refresh(session: Session): Promise<Session> {
+    const { token } = await call<{ token: string }>(hospitalUrl(this.urls, session.hospital), 'POST', `/identity/${session.hospital}/token`, {
+      body: { audience: [PLATFORM_AUDIENCE, TA_AUDIENCE] }, token: session.token,
+    });
+    return { ...session, token };
+  }
+
   /** The trusted authority's CP-ABE public parameters. */
   async abePublicKey(): Promise<abe.PublicKey> {
+    await abe.init();
     const { publicKey } = await call<{ publicKey: string }>(this.urls.authority, 'GET', '/ta/public-key');
     return abe.decodePublicKey(Buffer.from(publicKey, 'base64'));
   }
@@ -147,9 +156,14 @@ export class DoctorClient {
 
   constructor(
     readonly session: Session,
-    userKey: abe.UserKey,
+    private readonly userKey: abe.UserKey,
   ) {
     this.reader = pre.createReader(userKey);
+  }
+
+  /** The same reader (her CP-ABE key) with another session: a refreshed token, or other service URLs (another cloud instance). */
+  withSession(session: Session): DoctorClient {
+    return new DoctorClient(session, this.userKey);
   }
 
   /** Metadata of a patient's records in a category she delegated to this reader. */
