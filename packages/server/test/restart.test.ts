@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
-import { openDatabase, type Database } from '@medshare/db';
+import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { base32Decode, totp } from '@medshare/identity';
 import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform, type ServiceUrls } from '../src/index.ts';
 import { ADMIN, FAST_SCRYPT, routeUrl, sharedDatabases } from './harness.ts';
@@ -46,9 +46,12 @@ const targets: Target[] = [
   },
 ];
 
+/** The cloud's key-encryption key, the same across restarts (as its KEK file or MEDSHARE_KEK would be). */
+const cloudKek = randomKeyEncryptionKey();
+
 /** The platform on `db`, listening on 127.0.0.1. */
 async function start(db: Database): Promise<{ platform: Platform; base: ServiceUrls }> {
-  const platform = await createPlatform({ databases: sharedDatabases(db, [HOSPITAL]), hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now });
+  const platform = await createPlatform({ databases: sharedDatabases(db, [HOSPITAL]), hospitals: [HOSPITAL], adminToken: ADMIN, scrypt: FAST_SCRYPT, limits: { maxFailures: 3 }, now, cloudKek });
   return { platform, base: platform.urls };
 }
 
