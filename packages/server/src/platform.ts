@@ -6,7 +6,7 @@
  * the hospitals serve). Nothing is shared in memory: what runs here runs the same across machines
  * (docs/platform.md § Deployment).
  */
-import type { abe } from '@medshare/crypto';
+import { MalformedInputError, type abe } from '@medshare/crypto';
 import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { TrustList, type LimiterOptions, type ScryptParams } from '@medshare/identity';
 import type { AuditLog } from '@medshare/ledger';
@@ -73,7 +73,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const http: ServiceHttpOptions = { logger: options.logger, requestsPerMinute: options.requestsPerMinute, trustProxy: options.trustProxy, tls: options.tls };
   const database = (name: string) => {
     const db = options.databases.hospitals[name];
-    if (db === undefined) throw new Error(`no database for hospital ${name}`);
+    if (db === undefined) throw new MalformedInputError(`no database is given for hospital ${name}`);
     return db;
   };
   // The cloud and the authority learn the hospitals' URLs once those listen (a distributed deployment reads

@@ -7,8 +7,8 @@
  *   serve all                       every service on this machine, each on its own port and database (the default)
  *
  * Each keeps its data under its own `--data` directory: embedded PGlite in `<data>/db`, or its own PostgreSQL
- * schema when DATABASE_URL is set (give each service its own database and role for real separation), and its
- * key-encryption key in `<data>/kek` (0600; MEDSHARE_KEK overrides). Services find each other through `--config`
+ * schema when DATABASE_URL is set (give each service its own database and role for real separation); the cloud's
+ * key-encryption key is `<data>/kek` (0600; MEDSHARE_KEK overrides). Services find each other through `--config`
  * (docs/platform.md) and the URL flags. The administrator token of a hospital (user registration) is read like every
  * secret: a hidden prompt on a terminal, else one line on stdin — never an argument.
  */
@@ -95,19 +95,21 @@ async function httpOptions(options: CommonOptions): Promise<ServiceHttpOptions> 
   return { tls, trustProxy, requestsPerMinute, logger: options.log ?? false };
 }
 
-/** A service's own storage: its data directory, its database (PGlite there, or its PostgreSQL schema) and its KEK. */
+/** A service's own storage: its data directory, its database (PGlite there, or its PostgreSQL schema). */
 interface ServiceStorage {
   readonly db: Database;
-  readonly kek: KeyEncryptionKey;
   readonly where: string;
+  readonly dataDir: string;
 }
+
+/** A service's key-encryption key: `<data>/kek` (created 0600), or MEDSHARE_KEK. */
+const serviceKek = (storage: ServiceStorage): KeyEncryptionKey => loadKeyEncryptionKey({ file: join(storage.dataDir, 'kek'), create: true });
 
 async function openStorage(dataDir: string, schema: string): Promise<ServiceStorage> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
-  const kek = loadKeyEncryptionKey({ file: join(dataDir, 'kek'), create: true });
   const url = process.env['DATABASE_URL'];
-  if (url !== undefined && url !== '') return { db: await openDatabase({ url, schema }), kek, where: `PostgreSQL schema ${schema}` };
-  return { db: await openDatabase({ dataDir: join(dataDir, 'db') }), kek, where: `PGlite in ${join(dataDir, 'db')}` };
+  if (url !== undefined && url !== '') return { db: await openDatabase({ url, schema }), dataDir, where: `PostgreSQL schema ${schema}` };
+  return { db: await openDatabase({ dataDir: join(dataDir, 'db') }), dataDir, where: `PGlite in ${join(dataDir, 'db')}` };
 }
 
 /** Runs until SIGINT/SIGTERM, then closes the services and their databases. */
@@ -157,7 +159,7 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
-    ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
+    ...http, db: storage.db, kek: serviceKek(storage), hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
   });
   say('cloud', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
@@ -204,7 +206,7 @@ async function serveAll(options: AllOptions): Promise<void> {
     const hospitals: Record<string, Database> = {};
     for (const name of options.hospital) hospitals[name] = (await open(`hospital-${name}`, `medshare_hospital_${name.replaceAll('-', '_')}`)).db;
     const platform = await createPlatform({
-      ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, cloudKek: cloud.kek, hospitals: options.hospital, adminToken: token,
+      ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, cloudKek: serviceKek(cloud), hospitals: options.hospital, adminToken: token,
       emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
     });
     say('authority', platform.urls.authority, authority.where);
