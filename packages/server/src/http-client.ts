@@ -50,7 +50,7 @@ export interface CallOptions {
   readonly body?: unknown;
   readonly token?: string;
   readonly contentType?: string;
-  /** Milliseconds before the call is abandoned with UnavailableError (default 60 s: a read converts a whole category). */
+  /** Milliseconds before the call is abandoned with UnavailableError (default 120 s: a read converts a whole category). */
   readonly timeoutMs?: number;
   /**
    * Whether repeating the call changes nothing more than the first time (GET, PUT, DELETE are; a POST that the
@@ -61,7 +61,7 @@ export interface CallOptions {
   readonly retries?: number;
 }
 
-const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_TIMEOUT_MS = 120_000;
 /** Waits between retries grow from this; a Retry-After above MAX_RETRY_WAIT_MS ends the retries instead. */
 const RETRY_BASE_MS = 250;
 const MAX_RETRY_WAIT_MS = 5_000;
