@@ -1,6 +1,7 @@
 /**
  * CP-ABE (FAME) benchmark: setup, keygen, encrypt, decrypt for 1–50 attributes with AND and OR policies,
- * each also expressed in primitive-equivalents measured in the same run; plus hybrid payload throughput.
+ * each also expressed in primitive-equivalents measured in the same run; decryption of policies that repeat
+ * attributes (up to 50 leaves); keygen time and key size against the occurrence bound K; hybrid payload throughput.
  *
  *   node --import tsx bench/abe.ts          (writes docs/benchmarks/abe.svg)
  */
@@ -8,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { abe, curve } from '@medshare/crypto';
 import { clearOracleCache } from '../packages/crypto/src/fame/scheme.ts';
 import { derivePayloadKey, headerDigest, openPayload, sealPayload } from '../packages/crypto/src/hybrid/stream.ts';
-import { ms, ratio, timeIt } from './lib/measure.ts';
+import { alternateWith, ms, ratio, timeIt } from './lib/measure.ts';
 import { measurePrimitives, primitiveRows } from './lib/primitives.ts';
 import { plotLines, printTable, type Point } from './lib/report.ts';
 
@@ -81,6 +82,45 @@ printTable('Marginal cost per additional attribute (1 → 50)', ['operation', 'G
   ['encrypt, AND policy, cold hash cache', ratio(slope(results.encryptAndCold!))],
   ['decrypt, AND policy (pairings stay 6 Miller loops + 1 final exp.)', ratio(slope(results.decryptAnd!))],
 ]);
+
+const g1 = curve.g1Generator();
+const g2 = curve.g2Generator();
+const pairing = () => curve.pairing(g1, g2);
+
+// Policies that name attributes more than once (the one-use copies, docs/crypto.md §2): DNF with a shared attribute,
+// an AND that names every attribute twice, and two comparisons on one integer (its bits repeat).
+const repeatedRows: string[][] = [];
+for (const leaves of [4, 10, 20, 50]) {
+  const half = leaves / 2;
+  const names = Array.from({ length: half }, (_, i) => `attr:a${i}`);
+  // Clause i shares attr:s(i mod 6) with others: at most 5 uses of one attribute, within the default K = 8.
+  const dnf = names.map((a, i) => `(attr:s${i % 6} and ${a})`).join(' or ');
+  const twice = [...names, ...names].join(' and ');
+  const key = abe.keygen(masterKey, [...Array.from({ length: 6 }, (_, i) => `attr:s${i}`), ...names].join(', '));
+  for (const [shape, policy] of [['DNF (s_(i mod 6) and a_i) or …', dnf], ['AND, each attribute twice', twice]] as const) {
+    const ct = abe.encrypt(publicKey, policy, payload);
+    const { ms: t, ratio: r } = alternateWith(pairing, () => abe.decrypt(key, ct));
+    repeatedRows.push([shape, String(abe.compilePolicy(policy).rows.length), ms(t), ratio(r)]);
+  }
+}
+{
+  const policy = '(level >= 3 and role:a) or (level >= 5 and role:b)';
+  const key = abe.keygen(masterKey, 'role:b, level=7');
+  const ct = abe.encrypt(publicKey, policy, payload);
+  const { ms: t, ratio: r } = alternateWith(pairing, () => abe.decrypt(key, ct));
+  repeatedRows.push([policy, String(abe.compilePolicy(policy).rows.length), ms(t), ratio(r)]);
+}
+printTable('Decryption of policies that repeat attributes (CPU time, alternated with a pairing)', ['policy', 'leaves', 'decrypt ms', 'decrypt pairings'], repeatedRows);
+
+// Keygen and key size against the bound K, for a typical reader (3 string attributes + 1 integer = 35 expanded).
+const READER = 'role:doctor, dept:cardiology, hospital:riverside, level=3';
+const boundRows: string[][] = [];
+for (const K of [1, 2, 4, 8, 16]) {
+  const { ms: t, ratio: r } = alternateWith(pairing, () => abe.keygen(masterKey, READER, { maxOccurrences: K }), { runs: 5 });
+  const bytes = abe.encodeUserKey(abe.keygen(masterKey, READER, { maxOccurrences: K })).length;
+  boundRows.push([String(K), ms(t), ratio(r), String(bytes)]);
+}
+printTable(`Keygen against the occurrence bound K (${READER}; CPU time, alternated with a pairing)`, ['K', 'keygen ms', 'keygen pairings', 'key bytes'], boundRows);
 
 // Hybrid payload throughput on 1 MiB records.
 const record = randomBytes(1024 * 1024);

@@ -8,6 +8,7 @@ import { registerIdentity } from './commands/identity.ts';
 import { registerAudit } from './commands/audit.ts';
 import { registerPrivacy } from './commands/privacy.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerCloud } from './commands/cloud.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerAudit(program);
   registerPrivacy(program);
   registerServe(program);
+  registerCloud(program);
   return program;
 }
 

@@ -8,8 +8,8 @@ const vector = (name: string) => fileURLToPath(new URL(`../../crypto/testdata/${
 test('inspect describes every kind of object from the pinned vectors, and prints no secret', async () => {
   const expectations: Array<[string, RegExp]> = [
     ['abe-public.key', /^type\s+abe public key .*\nauthority\s+[0-9a-f]{32}\n$/],
-    ['abe-user.key', /attributes\s+role:doctor, dept:cardiology, level=3/],
-    ['abe-ciphertext.bin', /policy\s+\(role:doctor and dept:cardiology and level >= 2\) or role:emergency\nrows\s+34/],
+    ['abe-user.key', /type\s+abe user key \(format 2, BLS12-381\)[\s\S]*attributes\s+role:doctor, dept:cardiology, level=3\ncopies per attribute\s+8/],
+    ['abe-ciphertext.bin', /policy\s+\(role:doctor and dept:cardiology and level >= 2\) or \(role:doctor and level >= 3\) or role:emergency\nrows\s+67/],
     ['patient.pub', /signing key\s+[0-9a-f]{64} \(signature valid\)[\s\S]*category lab\s+epoch 1, key id/],
     ['pre-record.ct', /category\s+lab \(epoch 1\)\nrecord\s+record-1/],
     ['lab.rk', /scope\s+the whole category[\s\S]*policy\s+\(role:doctor and dept:cardiology\) or role:emergency/],

@@ -14,9 +14,10 @@ import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
 import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
-import { attributeKey, quoteIfNeeded, type Attribute } from './policy/ast.ts';
+import { attributeKey, attributeLabel, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
+import { checkOccurrenceBound, checkOccurrences, DEFAULT_MAX_OCCURRENCES, keyLabels, rowLabels } from './policy/occurrence.ts';
 import { DEFAULT_POLICY_LIMITS, parseAttributes, parsePolicy, type KeyAttribute, type PolicyLimits } from './policy/parser.ts';
 import { reconstruct } from './policy/reconstruct.ts';
 
@@ -37,18 +38,30 @@ export interface MasterKey {
   readonly fame: fame.FameMasterKey;
 }
 
-/** A user's attribute key. */
+/** A user's attribute key: for every (expanded) attribute, `maxOccurrences` components (the one-use copies). */
 export interface UserKey {
   readonly authorityId: Uint8Array;
   readonly attributes: readonly KeyAttribute[];
+  /** K: the key can decrypt policies that name each of its attributes at most K times. */
+  readonly maxOccurrences: number;
   readonly fame: fame.FameUserKey;
 }
+
+/** Options of `keygen`. */
+export interface KeygenOptions {
+  /** K, the copies of each attribute (default DEFAULT_MAX_OCCURRENCES = 8, at most 64); key size grows linearly. */
+  maxOccurrences?: number;
+}
+
+export { DEFAULT_MAX_OCCURRENCES };
 
 /** A parsed ciphertext header: enough to decide access and to open the payload. */
 export interface CiphertextHeader {
   readonly authorityId: Uint8Array;
   readonly policy: string;
   readonly program: SpanProgram;
+  /** The oracle label of each row: (attribute, occurrence), pairwise distinct. */
+  readonly labels: readonly Uint8Array[];
   readonly encapsulation: fame.FameEncapsulation;
   /** The header's exact bytes (its length is where the payload starts). */
   readonly bytes: Uint8Array;
@@ -88,22 +101,31 @@ export function formatAttributes(attributes: readonly KeyAttribute[]): string {
 }
 
 /**
- * KeyGen: a user key for `attributes`, given as text (`role:doctor, dept:cardiology, level=3`) or parsed.
- * Integer attributes take one value each; duplicates are rejected.
+ * KeyGen: a user key for `attributes`, given as text (`role:doctor, dept:cardiology, level=3`) or parsed, with
+ * K = `options.maxOccurrences` copies of each attribute. Integer attributes take one value each; duplicates are
+ * rejected (PolicySyntaxError); LimitExceededError for a bound outside 1..64.
  */
-export function keygen(masterKey: MasterKey, attributes: string | readonly KeyAttribute[]): UserKey {
+export function keygen(masterKey: MasterKey, attributes: string | readonly KeyAttribute[], options: KeygenOptions = {}): UserKey {
   const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : parseAttributes(formatAttributes(attributes));
-  return { authorityId: masterKey.authorityId, attributes: parsed, fame: fame.keygen(masterKey.fame, expandKeyAttributes(parsed)) };
+  const maxOccurrences = options.maxOccurrences ?? DEFAULT_MAX_OCCURRENCES;
+  const labels = keyLabels(expandKeyAttributes(parsed), maxOccurrences);
+  return { authorityId: masterKey.authorityId, attributes: parsed, maxOccurrences, fame: fame.keygen(masterKey.fame, labels) };
 }
 
-/** Parses a policy into its span program, enforcing the size limits. */
+/**
+ * Parses a policy into its span program, enforcing the size limits: LimitExceededError past `maxLeaves`, or when
+ * one attribute is named more than `maxOccurrences` times (the message names it); PolicySyntaxError if it does
+ * not parse.
+ */
 export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): SpanProgram {
   const expanded = expandComparisons(parsePolicy(policy, limits));
   const leaves = countLeaves(expanded);
   if (leaves > limits.maxLeaves) {
     throw new LimitExceededError(`policy has ${leaves} attribute leaves after expanding comparisons; the limit is ${limits.maxLeaves}`);
   }
-  return toSpanProgram(expanded);
+  const program = toSpanProgram(expanded);
+  checkOccurrences(program, limits.maxOccurrences);
+  return program;
 }
 
 function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEncapsulation): Uint8Array {
@@ -127,7 +149,7 @@ export function encryptStream(publicKey: PublicKey, policy: string, limits?: Pol
  */
 export function encapsulate(publicKey: PublicKey, policy: string, limits?: PolicyLimits): { key: c.GT; header: Uint8Array } {
   const program = compilePolicy(policy, limits);
-  const { key, encapsulation } = fame.encapsulate(publicKey.fame, program);
+  const { key, encapsulation } = fame.encapsulate(publicKey.fame, program, rowLabels(program));
   return { key, header: encodeHeader(publicKey.authorityId, policy, encapsulation) };
 }
 
@@ -158,19 +180,30 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const chunkSize = r.u32();
   if (chunkSize !== CHUNK_BYTES) throw new MalformedInputError(`unsupported payload chunk size ${chunkSize}`);
   r.end();
-  return { authorityId, policy, program, encapsulation: { c0, rows }, bytes: envelope.bytes };
+  return { authorityId, policy, program, labels: rowLabels(program), encapsulation: { c0, rows }, bytes: envelope.bytes };
 }
 
 function sameAuthority(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** Recovers the KEM key of a header; AccessDeniedError if the key does not satisfy the policy. */
+/**
+ * Recovers the KEM key of a header; AccessDeniedError if the key does not satisfy the policy (including when it
+ * would, but the policy names one of its attributes more often than the key's bound K).
+ */
 export function decapsulate(userKey: UserKey, header: CiphertextHeader): c.GT {
   if (!sameAuthority(userKey.authorityId, header.authorityId)) {
     throw new AccessDeniedError('the key was issued by a different attribute authority than the ciphertext');
   }
-  return fame.decapsulate(userKey.fame, header.program, header.encapsulation);
+  try {
+    return fame.decapsulate(userKey.fame, header.program, header.labels, header.encapsulation);
+  } catch (error) {
+    const needed = Math.max(...header.program.rows.map((row) => row.occurrence));
+    if (error instanceof AccessDeniedError && needed > userKey.maxOccurrences && satisfiedBy(header.program, userKey.attributes)) {
+      throw new AccessDeniedError(`the policy names an attribute ${needed} times but this key carries ${userKey.maxOccurrences} copies; ask the authority for a key with a larger bound`);
+    }
+    throw error;
+  }
 }
 
 /** Streaming decryption: an opener for the payload that follows `header`. */
@@ -188,6 +221,17 @@ export function decrypt(userKey: UserKey, ciphertext: Uint8Array): Uint8Array {
   return openPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, ciphertext.subarray(header.bytes.length));
 }
 
+/**
+ * The attributes `policy` names more than once once comparisons are expanded, as readable labels (a repeated bit of
+ * an integer is reported as its name, `level (integer bits)`): the policies whose format-1 objects were unsafe and
+ * must be re-issued. Throws like compilePolicy, except that no occurrence bound applies.
+ */
+export function repeatedAttributes(policy: string): string[] {
+  const program = compilePolicy(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: Number.MAX_SAFE_INTEGER });
+  const repeated = program.rows.filter((row) => row.occurrence === 2).map((row) => (row.attribute.kind === 'bit' ? `${row.attribute.name} (integer bits)` : attributeLabel(row.attribute)));
+  return [...new Set(repeated)];
+}
+
 /** True if the key's attributes satisfy the policy (no cryptography: a pre-check for services and UIs). */
 export function satisfies(attributes: string | readonly KeyAttribute[], policy: string): boolean {
   return policyCheck(policy)(attributes);
@@ -199,11 +243,13 @@ export function satisfies(attributes: string | readonly KeyAttribute[], policy: 
  */
 export function policyCheck(policy: string): (attributes: string | readonly KeyAttribute[]) => boolean {
   const program = compilePolicy(policy);
-  return (attributes) => {
-    const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : attributes;
-    const held = new Set(expandKeyAttributes(parsed).map(attributeKey));
-    return reconstruct(program, (row) => held.has(row.key)) !== undefined;
-  };
+  return (attributes) => satisfiedBy(program, typeof attributes === 'string' ? parseAttributes(attributes) : attributes);
+}
+
+/** True if `attributes` satisfy the span program, whatever the number of copies a key for them carries. */
+function satisfiedBy(program: SpanProgram, attributes: readonly KeyAttribute[]): boolean {
+  const held = new Set(expandKeyAttributes(attributes).map(attributeKey));
+  return reconstruct(program, (row) => held.has(row.key)) !== undefined;
 }
 
 // ---- encodings -------------------------------------------------------------------------------
@@ -243,9 +289,12 @@ export function decodeMasterKey(bytes: Uint8Array): MasterKey {
   return { authorityId, fame: { a: [a1, a2], b: [b1, b2], gd } };
 }
 
-/** Binary encoding of a user key: authority id, attribute list text, sk0, sk', one triple per attribute. */
+/**
+ * Binary encoding of a user key (format 2): authority id, attribute list text, K (u16), sk0, sk', then one triple
+ * per (expanded attribute, copy 1..K), attribute by attribute.
+ */
 export function encodeUserKey(key: UserKey): Uint8Array {
-  const w = new ByteWriter().raw(key.authorityId).text(formatAttributes(key.attributes));
+  const w = new ByteWriter().raw(key.authorityId).text(formatAttributes(key.attributes)).u16(key.maxOccurrences);
   for (const q of key.fame.k0) w.raw(c.g2ToBytes(q));
   for (const p of key.fame.kPrime) w.raw(c.g1ToBytes(p));
   w.u32(key.fame.components.length);
@@ -253,16 +302,22 @@ export function encodeUserKey(key: UserKey): Uint8Array {
   return sealEnvelope(ObjectType.AbeUserKey, SchemeId.Fame, w.finish());
 }
 
+/**
+ * Decodes and validates a user key (subgroup checks on every element). UnsupportedError for a format-1 key (it
+ * must be re-issued), MalformedInputError or LimitExceededError for a malformed one.
+ */
 export function decodeUserKey(bytes: Uint8Array, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): UserKey {
   const r = openEnvelope(bytes, ObjectType.AbeUserKey, SchemeId.Fame).body;
   const authorityId = r.raw(AUTHORITY_ID_BYTES);
   const attributes = parseAttributes(r.text(limits.maxLength * 4), limits);
-  const expanded = expandKeyAttributes(attributes);
+  const maxOccurrences = r.u16();
+  checkOccurrenceBound(maxOccurrences);
+  const labels = keyLabels(expandKeyAttributes(attributes), maxOccurrences);
   const k0: fame.Triple<c.G2> = [readG2(r, 'sk0'), readG2(r, 'sk0'), readG2(r, 'sk0')];
   const kPrime: fame.Triple<c.G1> = [readG1(r, "sk'"), readG1(r, "sk'"), readG1(r, "sk'")];
-  const count = r.count(expanded.length, 3 * c.G1_BYTES);
-  if (count !== expanded.length) throw new MalformedInputError(`user key has ${count} components for ${expanded.length} attributes`);
-  const components = expanded.map((attribute) => ({ attribute, k: [readG1(r, 'sk_y'), readG1(r, 'sk_y'), readG1(r, 'sk_y')] as fame.Triple<c.G1> }));
+  const count = r.count(labels.length, 3 * c.G1_BYTES);
+  if (count !== labels.length) throw new MalformedInputError(`user key has ${count} components for ${labels.length} attribute copies`);
+  const components = labels.map((label) => ({ label, k: [readG1(r, 'sk_y'), readG1(r, 'sk_y'), readG1(r, 'sk_y')] as fame.Triple<c.G1> }));
   r.end();
-  return { authorityId, attributes, fame: { k0, kPrime, components } };
+  return { authorityId, attributes, maxOccurrences, fame: { k0, kPrime, components } };
 }

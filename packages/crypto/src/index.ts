@@ -12,5 +12,5 @@ export * as curve from './curve/bls12381.ts';
 export { parsePolicy, parseAttributes, DEFAULT_POLICY_LIMITS, type PolicyLimits, type KeyAttribute } from './policy/parser.ts';
 export { formatPolicy, type PolicyNode, type Attribute } from './policy/ast.ts';
 export { armor, dearmor, detectType } from './encoding/armor.ts';
-export { ObjectType, SchemeId, typeName, envelopeLength } from './encoding/envelope.ts';
+export { ObjectType, SchemeId, typeName, envelopeLength, formatVersion } from './encoding/envelope.ts';
 export { PayloadSealer, PayloadOpener, CHUNK_BYTES, SEALED_CHUNK_BYTES } from './hybrid/stream.ts';

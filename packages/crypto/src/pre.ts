@@ -313,13 +313,14 @@ export function delegate(key: PatientSecretKey, category: string, abePublicKey: 
   if (epoch === undefined) throw new MalformedInputError(`no category '${category}' in this patient key`);
   const a = secretFor(key, category, epoch);
   const { key: x, header } = abe.encapsulate(abePublicKey, policy);
+  const delegationId = new Uint8Array(randomBytes(ID_BYTES));
   return {
     patientId: key.patientId,
     category,
     epoch,
     keyId: keyIdOf(scheme.categoryPublicKey(a)),
-    delegationId: new Uint8Array(randomBytes(ID_BYTES)),
-    scope: { kind: 'category', rk1: scheme.reEncryptionKey(scheme.categoryDecryptionKey(a), x) },
+    delegationId,
+    scope: { kind: 'category', rk1: scheme.reEncryptionKey(scheme.categoryDecryptionKey(a), scheme.delegationHash(x, delegationId, header)) },
     rk2: header,
   };
 }
@@ -328,13 +329,14 @@ export function delegate(key: PatientSecretKey, category: string, abePublicKey: 
 export function delegateRecord(key: PatientSecretKey, header: RecordHeader, abePublicKey: abe.PublicKey, policy: string): ReEncryptionKey {
   const R = recordSecret(key, header);
   const { key: x, header: rk2 } = abe.encapsulate(abePublicKey, policy);
+  const delegationId = new Uint8Array(randomBytes(ID_BYTES));
   return {
     patientId: key.patientId,
     category: header.core.category,
     epoch: header.core.epoch,
     keyId: header.core.keyId,
-    delegationId: new Uint8Array(randomBytes(ID_BYTES)),
-    scope: { kind: 'record', recordId: header.core.recordId, c2Converted: scheme.recordGrant(R, header.core.c1, scheme.hashGtToG2(x)) },
+    delegationId,
+    scope: { kind: 'record', recordId: header.core.recordId, c2Converted: scheme.recordGrant(R, header.core.c1, scheme.delegationHash(x, delegationId, rk2)) },
     rk2,
   };
 }
@@ -438,7 +440,7 @@ export interface EmergencyCapsuleInfo {
   readonly rk2: Uint8Array;
 }
 
-/** A capsule as the hospital holds it while encrypting: H(X) lets it grant records; it never leaves the hospital. */
+/** A capsule as the hospital holds it while encrypting: H(X, id, rk2) lets it grant records; it never leaves the hospital. */
 export interface EmergencyCapsule extends EmergencyCapsuleInfo {
   readonly hashOfX: c.G2;
 }
@@ -446,7 +448,8 @@ export interface EmergencyCapsule extends EmergencyCapsuleInfo {
 /** Hospital: a fresh capsule under `policy` (one FAME encapsulation), for the records of one upload. */
 export function emergencyCapsule(abePublicKey: abe.PublicKey, policy: string): EmergencyCapsule {
   const { key: x, header } = abe.encapsulate(abePublicKey, policy);
-  return { delegationId: new Uint8Array(randomBytes(ID_BYTES)), policy: abe.openHeader(header).policy, rk2: header, hashOfX: scheme.hashGtToG2(x) };
+  const delegationId = new Uint8Array(randomBytes(ID_BYTES));
+  return { delegationId, policy: abe.openHeader(header).policy, rk2: header, hashOfX: scheme.delegationHash(x, delegationId, header) };
 }
 
 /** The capsule's public part, for the cloud: delegation id ‖ bytes rk2. */
@@ -516,7 +519,7 @@ export class Reader {
     const id = createHash('sha256').update(header.delegationId).update(header.rk2).digest('hex');
     let h = this.cache.get(id);
     if (!h) {
-      h = scheme.hashGtToG2(abe.decapsulate(this.userKey, abe.openHeader(header.rk2)));
+      h = scheme.delegationHash(abe.decapsulate(this.userKey, abe.openHeader(header.rk2)), header.delegationId, header.rk2);
       if (this.cache.size >= Reader.MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
       this.cache.set(id, h);
     }

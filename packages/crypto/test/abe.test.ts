@@ -5,7 +5,11 @@ import fc from 'fast-check';
 import * as abe from '../src/abe.ts';
 import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, MedShareError, PolicySyntaxError, UnsupportedError } from '../src/errors.ts';
 import { CHUNK_BYTES } from '../src/hybrid/stream.ts';
-import { attributeList, policyText } from './arbitraries.ts';
+import { ByteReader, ByteWriter } from '../src/encoding/bytes.ts';
+import { attributeBytes } from '../src/policy/ast.ts';
+import { DEFAULT_POLICY_LIMITS } from '../src/policy/parser.ts';
+import * as pre from '../src/pre.ts';
+import { attributeList, policyText, occurrencesNeeded } from './arbitraries.ts';
 import { nonSubgroupG1, reseal, utf8 } from './helpers.ts';
 
 let authority: ReturnType<typeof abe.setup>;
@@ -20,7 +24,7 @@ describe('CP-ABE correctness', () => {
   test('a key decrypts exactly when its attributes satisfy the policy (random policies, keys, payloads)', () => {
     fc.assert(
       fc.property(policyText, attributeList, fc.uint8Array({ maxLength: 300 }), (policy, attributes, plaintext) => {
-        const key = abe.keygen(authority.masterKey, attributes);
+        const key = abe.keygen(authority.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) });
         const ciphertext = abe.encrypt(authority.publicKey, policy, plaintext);
         if (abe.satisfies(attributes, policy)) {
           assert.deepEqual(abe.decrypt(key, ciphertext), plaintext);
@@ -142,12 +146,12 @@ describe('CP-ABE hostile input', () => {
     const uk = abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor'));
     const huge = reseal(uk, (body) => {
       const copy = body.slice();
-      // The component count follows authority id, attribute text, 3 G2 and 3 G1 elements.
+      // The component count follows authority id, attribute text, K (u16), 3 G2 and 3 G1 elements.
       const textLength = new DataView(copy.buffer).getUint32(16);
-      new DataView(copy.buffer).setUint32(16 + 4 + textLength + 3 * 96 + 3 * 48, 0xffffffff);
+      new DataView(copy.buffer).setUint32(16 + 4 + textLength + 2 + 3 * 96 + 3 * 48, 0xffffffff);
       return copy;
     });
-    assert.throws(() => abe.decodeUserKey(huge), /count 4294967295 exceeds the limit of 1/);
+    assert.throws(() => abe.decodeUserKey(huge), /count 4294967295 exceeds the limit of 8/);
   });
 
   test('oversized policies are refused with the configured bound', () => {
@@ -191,5 +195,50 @@ describe('CP-ABE tamper detection', () => {
       return new Uint8Array(text);
     });
     assert.throws(() => abe.decrypt(key, swapped), IntegrityError);
+  });
+});
+
+describe('CP-ABE occurrence bound K (one-use copies)', () => {
+  test('a policy naming one attribute more than K times is refused with LIMIT, naming the attribute', () => {
+    const nine = Array.from({ length: 9 }, (_, i) => `(role:doctor and dept:d${i})`).join(' or ');
+    assert.throws(() => abe.encrypt(authority.publicKey, nine, utf8('x')), (e: unknown) => e instanceof LimitExceededError && /names 'role:doctor' 9 times; at most 8/.test(e.message));
+    const comparisons = Array.from({ length: 9 }, (_, i) => `level >= ${i + 2}`).join(' or ');
+    assert.throws(() => abe.compilePolicy(comparisons), (e: unknown) => e instanceof LimitExceededError && /bit \d+ of 'level' \(from its comparisons\) 9 times/.test(e.message));
+    // Eight uses are within the default bound and decrypt with a default key.
+    const eight = Array.from({ length: 8 }, (_, i) => `(role:doctor and dept:d${i})`).join(' or ');
+    assert.deepEqual(abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, dept:d7'), abe.encrypt(authority.publicKey, eight, utf8('ok'))), utf8('ok'));
+    assert.throws(() => abe.keygen(authority.masterKey, 'role:doctor', { maxOccurrences: 0 }), LimitExceededError);
+    assert.throws(() => abe.keygen(authority.masterKey, 'role:doctor', { maxOccurrences: 65 }), LimitExceededError);
+  });
+
+  test('a key with fewer copies than a satisfied policy needs is refused, saying so; a larger bound is configurable', () => {
+    const policy = '(role:doctor and dept:a) or (role:doctor and dept:b) or (role:doctor and dept:c)';
+    const ct = abe.encrypt(authority.publicKey, policy, utf8('ok'));
+    const small = abe.keygen(authority.masterKey, 'role:doctor, dept:c', { maxOccurrences: 2 });
+    assert.throws(() => abe.decrypt(small, ct), (e: unknown) => e instanceof AccessDeniedError && /names an attribute 3 times but this key carries 2 copies/.test(e.message));
+    // Its first two copies still serve the rows they label.
+    assert.deepEqual(abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, dept:b', { maxOccurrences: 2 }), ct), utf8('ok'));
+    const limits = { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 10 };
+    const ten = Array.from({ length: 10 }, (_, i) => `(role:doctor and dept:d${i})`).join(' or ');
+    const wide = abe.keygen(authority.masterKey, 'role:doctor, dept:d9', { maxOccurrences: 10 });
+    const decoded = abe.decodeUserKey(abe.encodeUserKey(wide));
+    assert.equal(decoded.maxOccurrences, 10);
+    const tenCt = abe.encrypt(authority.publicKey, ten, utf8('ten'), limits);
+    assert.deepEqual(abe.decapsulate(decoded, abe.openHeader(tenCt, limits)).isEqual(abe.decapsulate(wide, abe.openHeader(tenCt, limits))), true);
+  });
+
+  test('attribute encodings refuse fields over 65,535 bytes instead of wrapping their u16 length', () => {
+    const long = 'x'.repeat(65_536);
+    assert.throws(() => attributeBytes({ kind: 'string', name: 'role', value: long }), (e: unknown) => e instanceof LimitExceededError && /65536 bytes exceeds the limit of 65535/.test(e.message));
+    assert.throws(() => attributeBytes({ kind: 'bit', name: long, bit: 0, set: true }), LimitExceededError);
+    assert.equal(attributeBytes({ kind: 'string', name: 'role', value: 'x'.repeat(65_535) }).length, 1 + 2 + 4 + 2 + 65_535);
+  });
+
+  test('text fields keep a leading U+FEFF: what is read is exactly what was written', () => {
+    const reader = new ByteReader(new ByteWriter().text('\uFEFFrole:doctor').finish(), 'test');
+    assert.equal(reader.text(100), '\uFEFFrole:doctor');
+    // Before, the patient id came back without it, so the key re-encoded to other bytes than it was read from.
+    const patient = pre.generatePatientKey('\uFEFFpatient');
+    assert.equal(pre.decodePatientKey(pre.encodePatientKey(patient)).patientId, '\uFEFFpatient');
   });
 });

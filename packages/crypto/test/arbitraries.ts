@@ -1,5 +1,6 @@
 /** fast-check generators shared by the crypto tests: random policies and the attribute sets that meet them. */
 import fc from 'fast-check';
+import { compilePolicy } from '../src/abe.ts';
 
 const NAMES = ['role', 'dept', 'hospital', 'uid', 'site'];
 const VALUES = ['doctor', 'nurse', 'emergency', 'cardiology', 'derm', 'a', 'b', 'c'];
@@ -33,3 +34,11 @@ export const attributeList = fc
     fc.option(fc.integer({ min: 0, max: 250 }), { nil: undefined }),
   )
   .map(([strings, level, age]) => [...strings, ...(level !== undefined ? [`level=${level}`] : []), ...(age !== undefined ? [`age=${age}`] : [])].join(', '));
+
+/**
+ * The bound K a key needs to decrypt `policy`: the most rows naming one attribute. Property tests that issue a key
+ * per run use it (keygen costs K components per attribute), which also exercises keys whose K is exactly enough.
+ */
+export function occurrencesNeeded(policy: string): number {
+  return Math.max(...compilePolicy(policy).rows.map((row) => row.occurrence));
+}

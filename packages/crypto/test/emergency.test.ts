@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
 import { AccessDeniedError, IntegrityError, MedShareError } from '../src/errors.ts';
-import { attributeList, policyText } from './arbitraries.ts';
+import { attributeList, policyText, occurrencesNeeded } from './arbitraries.ts';
 import { reseal, utf8 } from './helpers.ts';
 
 const EMERGENCY = 'role:emergency';
@@ -42,7 +42,7 @@ describe('emergency grants: correctness', () => {
       fc.property(fc.uint8Array({ maxLength: 40_000 }), fc.constantFrom(...pre.DEFAULT_CATEGORIES), policyText, attributeList, (plaintext, category, policy, attributes) => {
         const { ciphertext, grant, capsule } = upload(pre.emergencyCapsule(ta.publicKey, policy), `rec-${category}`, plaintext, category);
         assert.deepEqual(pre.decrypt(patient, ciphertext), plaintext);
-        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes));
+        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
         const converted = cloudConvert(capsule, grant, ciphertext);
         if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
         else assert.throws(() => reader.decrypt(converted), AccessDeniedError);

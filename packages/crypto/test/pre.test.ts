@@ -7,7 +7,7 @@ import * as pre from '../src/pre.ts';
 import * as c from '../src/curve/bls12381.ts';
 import * as scheme from '../src/pre/scheme.ts';
 import { AccessDeniedError, IntegrityError, MalformedInputError, MedShareError } from '../src/errors.ts';
-import { attributeList, policyText } from './arbitraries.ts';
+import { attributeList, policyText, occurrencesNeeded } from './arbitraries.ts';
 import { nonSubgroupG1, reseal, utf8 } from './helpers.ts';
 
 let ta: ReturnType<typeof abe.setup>;
@@ -33,7 +33,7 @@ describe('PRE correctness', () => {
         const ct = pre.encrypt(bundle, category, `rec-${category}`, plaintext);
         assert.deepEqual(pre.decrypt(patient, ct), plaintext);
         const converted = pre.convert(pre.delegate(patient, category, ta.publicKey, policy), ct);
-        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes));
+        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
         if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
         else assert.throws(() => reader.decrypt(converted), AccessDeniedError);
       }),
@@ -129,7 +129,7 @@ describe('PRE collusion boundary', () => {
     assert.equal(rk.scope.kind, 'category');
     // The reader learns X from rk2; with the proxy's rk1 the pair computes rk1 − H(X) = g2^{a_lab}.
     const x = abe.decapsulate(cardiologist, abe.openHeader(rk.rk2));
-    const stolen = c.g2Add(rk.scope.kind === 'category' ? rk.scope.rk1 : c.g2Generator(), c.g2Mul(scheme.hashGtToG2(x), c.frFromBigInt(-1n)));
+    const stolen = c.g2Add(rk.scope.kind === 'category' ? rk.scope.rk1 : c.g2Generator(), c.g2Mul(scheme.delegationHash(x, rk.delegationId, rk.rk2), c.frFromBigInt(-1n)));
     const openWith = (ct: Uint8Array) => {
       const header = pre.openRecordHeader(ct);
       return scheme.decapsulate(stolen, header.core.c1, header.c2).isEqual(pre.recordSecret(patient, header));

@@ -9,6 +9,7 @@ import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
 import { armor, dearmor } from '../src/encoding/armor.ts';
 import { ObjectType } from '../src/encoding/envelope.ts';
+import { UnsupportedError } from '../src/errors.ts';
 
 const read = (name: string) => new Uint8Array(readFileSync(new URL(`../testdata/${name}`, import.meta.url)));
 
@@ -33,7 +34,9 @@ test('the pinned ciphertext decrypts with the pinned user key to the pinned plai
   const userKey = abe.decodeUserKey(dearmor(read('abe-user.key'), ObjectType.AbeUserKey));
   assert.deepEqual(abe.decrypt(userKey, read('abe-ciphertext.bin')), read('abe-plaintext.json'));
   assert.equal(abe.formatAttributes(userKey.attributes), 'role:doctor, dept:cardiology, level=3');
-  assert.equal(abe.openHeader(read('abe-ciphertext.bin')).policy, '(role:doctor and dept:cardiology and level >= 2) or role:emergency');
+  const header = abe.openHeader(read('abe-ciphertext.bin'));
+  assert.equal(header.policy, '(role:doctor and dept:cardiology and level >= 2) or (role:doctor and level >= 3) or role:emergency');
+  assert.ok(header.program.rows.some((row) => row.occurrence === 2), 'the pinned policy repeats attributes');
 });
 
 test('a key issued today by the pinned master key decrypts the pinned ciphertext', () => {
@@ -76,4 +79,19 @@ test('pinned emergency capsule and grant: they re-encode identically and convert
   assert.deepEqual(pre.decrypt(patient, record), read('abe-plaintext.json'));
   const userKey = abe.decodeUserKey(dearmor(read('abe-user.key'), ObjectType.AbeUserKey));
   assert.deepEqual(pre.createReader(userKey).decrypt(pre.convert(pre.emergencyGrantKey(capsule, grant), record)), read('abe-plaintext.json'));
+});
+
+test('format-1 vectors (before the one-use transformation) are refused with UNSUPPORTED and a migration hint', () => {
+  const v1 = (name: string) => read(`v1/${name}`);
+  const refused = (decode: () => unknown, hint: RegExp) =>
+    assert.throws(decode, (e: unknown) => e instanceof UnsupportedError && /format version 1 is not supported/.test(e.message) && hint.test(e.message));
+  refused(() => abe.decodeUserKey(dearmor(v1('abe-user.key'), ObjectType.AbeUserKey)), /issue the key again/);
+  refused(() => abe.openHeader(v1('abe-ciphertext.bin')), /encrypt the plaintext again/);
+  refused(() => pre.decodeReEncryptionKey(dearmor(v1('lab.rk'), ObjectType.ReEncryptionKey)), /delegates again/);
+  refused(() => pre.openConvertedHeader(v1('pre-record.abe.ct')), /convert the stored record ciphertext again/);
+  refused(() => pre.decodeEmergencyCapsule(dearmor(v1('emergency.capsule'), ObjectType.EmergencyCapsule)), /new emergency capsule/);
+  refused(() => pre.decodeEmergencyGrant(dearmor(v1('emergency-record.grant'), ObjectType.EmergencyGrant)), /new emergency capsule/);
+  // What did not change still reads: the v1 record ciphertext decrypts for its patient, and the TA's keys are the same.
+  const patient = pre.decodePatientKey(dearmor(read('patient.key'), ObjectType.PatientSecretKey));
+  assert.deepEqual(pre.decrypt(patient, v1('emergency-record.ct')), read('abe-plaintext.json'));
 });

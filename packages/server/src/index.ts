@@ -11,7 +11,9 @@ export { createHospitalService, type HospitalDeployment, type HospitalServiceOpt
 export { federationTrust, trustHospital, issuerOf, checkHospitalName, remoteSessionCheck, HOSPITAL_NAME, type HospitalPeer } from './services/trust.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';
 export { callJson, errorFromProblem, codeForStatus, HttpProblemError, sameOrigin, type CallOptions, type ServiceUrls } from './http-client.ts';
-export { CloudService, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus } from './cloud/service.ts';
+export { CloudService, repeatedAttributePolicies, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus, type RepeatedAttributePolicy } from './cloud/service.ts';
+export { CloudStore } from './cloud/store.ts';
+export { CLOUD_MIGRATIONS } from './migrations.ts';
 export { defaultConversionWorkers } from './cloud/conversion-pool.ts';
 export type { AccessEntry, RecordMeta } from './cloud/store.ts';
 export { HttpCloudApi, type CloudApi, type PatientKeys } from './gateway/cloud-api.ts';

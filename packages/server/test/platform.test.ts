@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
-import { CONVERTED_RECORD_TYPE, HttpProblemError } from '../src/index.ts';
-import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient, recordIdOf } from '../src/index.ts';
+import { CATEGORIES, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
 after(async () => {
@@ -189,6 +189,59 @@ for (const { label, db } of databases) {
       assert.doesNotMatch(text, /chen|okafor|antonia|Antonia|unconscious/);
       const log = await cast.patient.accessLog();
       assert.ok(log.every((e) => e.ledgerIndex !== null && e.actor.startsWith('psn:')));
+    });
+
+    test('key rotation reaches the platform: the new bundle replaces the old, new uploads use the new epoch, an old-epoch key converts none of them', async () => {
+      const patient = cast.patient.key.patientId;
+      const oldKey = cast.patient.key;
+      const rotated = await cast.patient.rotate('lab');
+      assert.equal(rotated.key.epochs.get('lab'), 2);
+      // A no-op re-publish, the old bundle again (epoch backwards) and a bundle signed by another key are refused.
+      await assert.rejects(rotated.register(), (e: HttpProblemError) => e.status === 409 && /already published/.test(e.message));
+      await assert.rejects(cast.patient.register(), (e: HttpProblemError) => e.status === 409 && /back from epoch 2 to 1/.test(e.message));
+      const impostor = new PatientClient(cast.patient.session, pre.rotate(pre.rotate(pre.generatePatientKey(patient, CATEGORIES), 'lab'), 'lab'));
+      await assert.rejects(impostor.register(), (e: HttpProblemError) => e.status === 400 && /unexpected key/.test(e.message));
+      // A new lab record, uploaded after the rotation, is encrypted under epoch 2.
+      const lab = bundle.entry.find((e) => e.resource.resourceType === 'Observation')!.resource;
+      const fresh = { ...lab, id: 'after-rotation-1' };
+      assert.equal((await cast.gateway.upload(fresh)).stored, 1);
+      const freshId = recordIdOf('st-marys', patient, fresh);
+      // A cloud that serves the old bundle again (its database edited) is refused by the gateway, which used epoch 2.
+      const published = (await db.query<{ public_keys: Uint8Array }>('SELECT public_keys FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!.public_keys;
+      await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, pre.encodePublicKeys(oldKey)]);
+      await assert.rejects(cast.gateway.upload({ ...lab, id: 'after-rotation-2' }), (e: HttpProblemError) => e.status === 409 && /epoch 1 after epoch 2/.test(e.message));
+      await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, published]);
+      // The patient delegates lab once with her old key (epoch 1) and once with the new one (epoch 2).
+      const readRaw = async () => {
+        const response = await fetch(cast.urlFor(`/cloud/patients/${patient}/read`), {
+          method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
+        });
+        return { status: response.status, body: (await response.json()) as { records?: Array<{ ciphertext: string }>; detail?: string } };
+      };
+      const old = await new PatientClient(cast.patient.session, oldKey).delegate('lab', LAB_POLICY, abePublicKey);
+      const refused = await readRaw();
+      assert.equal(refused.status, 403);
+      assert.match(refused.body.detail!, /another key of category 'lab' \(epoch 1, record epoch 2\)/);
+      await rotated.revoke(old.delegationId);
+      const current = await rotated.delegate('lab', LAB_POLICY, abePublicKey);
+      const converted = await readRaw();
+      assert.equal(converted.status, 200);
+      const ciphertext = new Uint8Array(Buffer.from(converted.body.records![0]!.ciphertext, 'base64'));
+      assert.equal(pre.openConvertedHeader(ciphertext).core.epoch, 2);
+      assert.equal((await cast.chen.read(patient, 'lab', [freshId]))[0]!.id, 'after-rotation-1');
+      await rotated.revoke(current.delegationId);
+      cast.patient = rotated;
+    });
+
+    test('the patient lists her delegations and capsules whose policy repeats an attribute', async () => {
+      const repeated = '(role:doctor and level >= 3) or (role:nurse and level >= 5)';
+      const made = await cast.patient.delegate('notes', repeated, abePublicKey);
+      await cast.patient.delegate('imaging', LAB_POLICY, abePublicKey);
+      const listed = (await cast.patient.repeatedAttributePolicies()).filter((p) => p.kind === 'delegation');
+      assert.deepEqual(listed.map((p) => [p.id, p.policy, p.repeated, p.format, p.reissue]), [[made.delegationId, repeated, ['level (integer bits)'], 2, false]]);
+      const asChen = await fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`), { headers: { authorization: `Bearer ${cast.chen.session.token}` } });
+      assert.equal(asChen.status, 403);
+      for (const d of await cast.patient.delegations()) await cast.patient.revoke(d.delegationId);
     });
   });
 }

@@ -46,6 +46,7 @@ for (const { label, db } of databases) {
       ['POST', `/cloud/patients/${patient}/emergency-read`, JSON.stringify({ category: 'lab', reason: 'test' })],
       ['POST', `/cloud/patients/${patient}/delegations`, JSON.stringify({ reencryptionKey: 'AAAA' })],
       ['GET', `/cloud/patients/${patient}/delegations`, undefined],
+      ['GET', `/cloud/patients/${patient}/repeated-attribute-policies`, undefined],
       ['DELETE', `/cloud/patients/${patient}/delegations/${'0'.repeat(32)}`, undefined],
       ['GET', `/cloud/patients/${patient}/access-log`, undefined],
       ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],

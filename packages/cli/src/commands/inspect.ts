@@ -3,7 +3,7 @@
  * category, epoch, record id, attributes. Never prints secret material.
  */
 import type { Command } from 'commander';
-import { abe, dearmor, detectType, pre, typeName, MalformedInputError, ObjectType } from '@medshare/crypto';
+import { abe, dearmor, detectType, formatVersion, pre, typeName, MalformedInputError, ObjectType } from '@medshare/crypto';
 import { openInput, readSmallFile } from '../io.ts';
 import { readHeaderFrom } from './abe.ts';
 
@@ -20,7 +20,7 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
       return [['authority', hex(abe.decodeMasterKey(bytes).authorityId)], ['secret', 'yes — keep it on the trusted authority only']];
     case ObjectType.AbeUserKey: {
       const key = abe.decodeUserKey(bytes);
-      return [['authority', hex(key.authorityId)], ['attributes', abe.formatAttributes(key.attributes)], ['secret', 'yes']];
+      return [['authority', hex(key.authorityId)], ['attributes', abe.formatAttributes(key.attributes)], ['copies per attribute', String(key.maxOccurrences)], ['secret', 'yes']];
     }
     case ObjectType.AbeCiphertext: {
       const header = abe.openHeader(bytes);
@@ -86,7 +86,7 @@ export function registerInspect(program: Command): void {
     .action(async (file: string) => {
       await abe.init();
       const { type, bytes } = await load(file);
-      const rows: Array<[string, string]> = [['type', `${typeName(type).toLowerCase()} (format 1, BLS12-381)`], ...describe(type, bytes)];
+      const rows: Array<[string, string]> = [['type', `${typeName(type).toLowerCase()} (format ${formatVersion(type)}, BLS12-381)`], ...describe(type, bytes)];
       const width = Math.max(...rows.map(([k]) => k.length));
       process.stdout.write(rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n');
     });

@@ -54,7 +54,10 @@ export function registerPatientKeys(program: Command): void {
       await abe.init();
       const rotated = pre.rotate(await loadPatientKey(o.key), o.category);
       await writePatientFiles(o.out, rotated, true);
-      process.stderr.write(`${o.category} is now at epoch ${rotated.epochs.get(o.category)}; publish the new patient.pub to hospitals\n`);
+      process.stderr.write(
+        `${o.category} is now at epoch ${rotated.epochs.get(o.category)}; publish the new patient.pub (the cloud replaces the old bundle, ` +
+          `hospitals then encrypt under the new epoch) and delegate ${o.category} again: old-epoch re-encryption keys convert no new record\n`,
+      );
     });
 }
 

@@ -98,11 +98,14 @@ export class ByteReader {
     return this.raw(size);
   }
 
-  /** Length-prefixed (u32) UTF-8 text, at most `max` bytes; invalid UTF-8 is rejected. */
+  /**
+   * Length-prefixed (u32) UTF-8 text, at most `max` bytes; invalid UTF-8 is rejected. A leading U+FEFF is kept
+   * (TextDecoder would drop it), so the text read is exactly the text written and re-encodes to the same bytes.
+   */
   text(max: number): string {
     const bytes = this.bytes(max);
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
     } catch {
       return this.fail('text field is not valid UTF-8');
     }

@@ -3,7 +3,7 @@
  *
  *   offset  size  field
  *   0       4     magic "MSHR"
- *   4       1     format version (1)
+ *   4       1     format version (formatVersion(type): 1 or 2, see FORMAT_VERSIONS)
  *   5       1     object type (ObjectType)
  *   6       1     scheme id (SchemeId)
  *   7       1     curve id (CurveId)
@@ -21,7 +21,6 @@ import { IntegrityError, MalformedInputError, UnsupportedError } from '../errors
 import { ByteReader } from './bytes.ts';
 
 export const MAGIC = Uint8Array.from([0x4d, 0x53, 0x48, 0x52]); // "MSHR"
-export const FORMAT_VERSION = 1;
 export const PREFIX_BYTES = 12;
 export const CHECKSUM_BYTES = 32;
 /** No MedShare key or header is anywhere near this; larger declared lengths are corruption or hostility. */
@@ -50,6 +49,41 @@ export enum SchemeId {
 
 export enum CurveId {
   Bls12_381 = 1,
+}
+
+/**
+ * The format version written for each object type. Version 2 (this build) changed every object that holds or
+ * depends on FAME rows or key components: the one-use labels (attribute, occurrence) of `policy/occurrence.ts`,
+ * and H(X) of a delegation bound to its id and rk2. Version-1 objects of those types are refused with
+ * UnsupportedError and MIGRATIONS says what to do; the other types did not change and stay at version 1.
+ */
+export const FORMAT_VERSIONS: Record<ObjectType, number> = {
+  [ObjectType.AbePublicKey]: 1,
+  [ObjectType.AbeMasterKey]: 1,
+  [ObjectType.AbeUserKey]: 2,
+  [ObjectType.AbeCiphertext]: 2,
+  [ObjectType.PatientSecretKey]: 1,
+  [ObjectType.PatientPublicKeys]: 1,
+  [ObjectType.PreCiphertext]: 1,
+  [ObjectType.ReEncryptionKey]: 2,
+  [ObjectType.ConvertedCiphertext]: 2,
+  [ObjectType.EmergencyCapsule]: 2,
+  [ObjectType.EmergencyGrant]: 2,
+};
+
+/** How to replace a version-1 object of a type whose format changed (shown in the UnsupportedError). */
+const MIGRATIONS: Partial<Record<ObjectType, string>> = {
+  [ObjectType.AbeUserKey]: 'ask the attribute authority to issue the key again (medshare abe keygen; the master key is unchanged)',
+  [ObjectType.AbeCiphertext]: 'encrypt the plaintext again with this build (medshare abe encrypt)',
+  [ObjectType.ReEncryptionKey]: 'the patient delegates again (medshare pre delegate) and the old key is deleted',
+  [ObjectType.ConvertedCiphertext]: 'convert the stored record ciphertext again with a current re-encryption key',
+  [ObjectType.EmergencyCapsule]: 'the hospital makes a new emergency capsule and uploads its records with it',
+  [ObjectType.EmergencyGrant]: 'the hospital uploads the record again with a new emergency capsule',
+};
+
+/** The format version this build writes and reads for `type`. */
+export function formatVersion(type: ObjectType): number {
+  return FORMAT_VERSIONS[type] ?? 1;
 }
 
 const TYPE_NAMES: Record<ObjectType, string> = {
@@ -84,7 +118,7 @@ function sha256(...parts: Uint8Array[]): Uint8Array {
 export function sealEnvelope(type: ObjectType, scheme: SchemeId, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(PREFIX_BYTES + body.length + CHECKSUM_BYTES);
   out.set(MAGIC, 0);
-  out[4] = FORMAT_VERSION;
+  out[4] = formatVersion(type);
   out[5] = type;
   out[6] = scheme;
   out[7] = CurveId.Bls12_381;
@@ -135,8 +169,16 @@ export function openEnvelope(input: Uint8Array, expected: ObjectType, scheme: Sc
   const digest = sha256(input.subarray(0, bodyEnd));
   const stored = input.subarray(bodyEnd, total);
   if (!digest.every((b, i) => b === stored[i])) throw new IntegrityError(`corrupted ${name}: checksum mismatch`);
-  if (input[4] !== FORMAT_VERSION) throw new UnsupportedError(`${name}: format version ${input[4]} is not supported (this build reads version ${FORMAT_VERSION})`);
+  const version = input[4]!;
+  if (version < 1 || version > 2) throw new UnsupportedError(`${name}: format version ${version} is not supported (this build reads versions 1 and 2)`);
   if (input[5] !== expected) throw new MalformedInputError(`expected ${withArticle(name)}, got ${withArticle(typeName(input[5] as ObjectType).toLowerCase())}`);
+  if (version !== formatVersion(expected)) {
+    const migration = version < formatVersion(expected) ? MIGRATIONS[expected] : undefined;
+    throw new UnsupportedError(
+      `${name}: format version ${version} is not supported (this build reads version ${formatVersion(expected)})` +
+        (migration ? `: version 1 is unsafe for policies that name an attribute twice; to migrate, ${migration}` : ''),
+    );
+  }
   if (input[6] !== scheme) throw new UnsupportedError(`${name}: scheme id ${input[6]} is not supported here`);
   if (input[7] !== CurveId.Bls12_381) throw new UnsupportedError(`${name}: curve id ${input[7]} is not supported (only BLS12-381)`);
   return {

@@ -8,11 +8,16 @@
  * Notation follows the paper: A = (a1, a2), B = (b1, b2), d = (d1, d2, d3), and the random oracle
  * H(x, l, t) for l ∈ {1,2,3}, t ∈ {1,2} (0-based below). Deviations (KEM form, hashing encoding)
  * are explained in docs/crypto.md.
+ *
+ * The scheme works on oracle labels x (opaque bytes), not on attributes: every row of a ciphertext and every
+ * component of a key names the label it is hashed under. FAME's security argument needs the rows' labels to be
+ * distinct (the authors' implementation forbids attribute re-use): two rows hashed to the same points subtract
+ * to a row with no attribute in it. `policy/occurrence.ts` maps policies and keys to distinct labels
+ * (the one-use transformation); this file only does the algebra.
  */
 import * as c from '../curve/bls12381.ts';
 import type { Fr, G1, G2, GT } from '../curve/bls12381.ts';
 import { AccessDeniedError } from '../errors.ts';
-import { attributeBytes, attributeKey, type Attribute } from '../policy/ast.ts';
 import type { SpanProgram } from '../policy/msp.ts';
 import { reconstruct } from '../policy/reconstruct.ts';
 
@@ -33,7 +38,8 @@ export interface FameMasterKey {
 }
 
 export interface FameKeyComponent {
-  attribute: Attribute;
+  /** The oracle label y this component answers for. */
+  label: Uint8Array;
   /** sk_{y,1}, sk_{y,2}, sk_{y,3} */
   k: Triple<G1>;
 }
@@ -53,8 +59,11 @@ export interface FameEncapsulation {
   rows: Array<Triple<G1>>;
 }
 
-/** RFC 9380 DST for every hash of this scheme; the message encodes (kind, l, t, data) unambiguously. */
-const DST = 'MEDSHARE-V01-CS01-FAME-with-BLS12381G1_XMD:SHA-256_SSWU_RO_';
+/**
+ * RFC 9380 DST for every hash of this scheme; the message encodes (kind, l, t, data) unambiguously. V02: the
+ * format-2 labels (attribute, occurrence) are hashed under a DST of their own, so no format-1 point recurs.
+ */
+const DST = 'MEDSHARE-V02-CS01-FAME-with-BLS12381G1_XMD:SHA-256_SSWU_RO_';
 const KIND_ATTRIBUTE = 0x01;
 const KIND_COLUMN = 0x02;
 
@@ -83,11 +92,14 @@ const MAX_CACHED_ATTRIBUTES = 8192;
 const attributeCache = new Map<string, OraclePoints>();
 const columnCache: OraclePoints[] = [];
 
-function attributeOracle(attribute: Attribute): OraclePoints {
-  const key = attributeKey(attribute);
+/** A label as a map key. */
+export const labelKey = (label: Uint8Array): string => Buffer.from(label).toString('hex');
+
+function attributeOracle(label: Uint8Array): OraclePoints {
+  const key = labelKey(label);
   let points = attributeCache.get(key);
   if (!points) {
-    points = oracle('attribute', attributeBytes(attribute));
+    points = oracle('attribute', label);
     if (attributeCache.size >= MAX_CACHED_ATTRIBUTES) attributeCache.delete(attributeCache.keys().next().value!);
     attributeCache.set(key, points);
   }
@@ -141,14 +153,17 @@ function keyTriple(points: OraclePoints, br: Triple<Fr>, aInv: [Fr, Fr], sigma: 
   return [forT(0), forT(1), c.g1Mul(g, c.frNeg(sigma))];
 }
 
-/** KeyGen for a set of attributes (already expanded: integer attributes as their bits). */
-export function keygen(masterKey: FameMasterKey, attributes: Attribute[]): FameUserKey {
+/**
+ * KeyGen for a list of labels: one component per label, each with its own σ, all sharing r1, r2 (as the
+ * paper's key shares them across attributes).
+ */
+export function keygen(masterKey: FameMasterKey, labels: readonly Uint8Array[]): FameUserKey {
   const h = c.g2Generator();
   const r: [Fr, Fr] = [c.randomFr(), c.randomFr()];
   const br: Triple<Fr> = [c.frMul(masterKey.b[0], r[0]), c.frMul(masterKey.b[1], r[1]), c.frAdd(r[0], r[1])];
   const aInv: [Fr, Fr] = [c.frInv(masterKey.a[0]), c.frInv(masterKey.a[1])];
   const k0: Triple<G2> = [c.g2Mul(h, br[0]), c.g2Mul(h, br[1]), c.g2Mul(h, br[2])];
-  const components = attributes.map((attribute) => ({ attribute, k: keyTriple(attributeOracle(attribute), br, aInv, c.randomFr()) }));
+  const components = labels.map((label) => ({ label, k: keyTriple(attributeOracle(label), br, aInv, c.randomFr()) }));
   // sk' uses the oracle of the target column, and hides g^{d_t} under a fresh σ'.
   const prime = keyTriple(columnOracle(0), br, aInv, c.randomFr());
   const kPrime: Triple<G1> = [c.g1Add(prime[0], masterKey.gd[0]), c.g1Add(prime[1], masterKey.gd[1]), c.g1Add(prime[2], masterKey.gd[2])];
@@ -168,16 +183,18 @@ function combine(base: G1, terms: Array<[G1, bigint]>): G1 {
 
 /**
  * Encrypt as a KEM: returns a uniformly random key K = e(g,h)^{(d1 a1 + d3) s1 + (d2 a2 + d3) s2} and its
- * encapsulation. Row i with attribute y and matrix row M_i gets, for l = 1..3,
- * ct_{i,l} = Π_t ( H(y,l,t) · Π_j H(0j,l,t)^{M_ij} )^{s_t}: additions inside, one 2-term MSM per l.
+ * encapsulation. Row i with label y_i = labels[i] and matrix row M_i gets, for l = 1..3,
+ * ct_{i,l} = Π_t ( H(y_i,l,t) · Π_j H(0j,l,t)^{M_ij} )^{s_t}: additions inside, one 2-term MSM per l.
+ * The labels must be pairwise distinct for the scheme to be secure (see the file comment); this is the caller's
+ * duty (`policy/occurrence.ts`), not checked here.
  */
-export function encapsulate(publicKey: FamePublicKey, program: SpanProgram): { key: GT; encapsulation: FameEncapsulation } {
+export function encapsulate(publicKey: FamePublicKey, program: SpanProgram, labels: readonly Uint8Array[]): { key: GT; encapsulation: FameEncapsulation } {
   const h = c.g2Generator();
   const s: [Fr, Fr] = [c.randomFr(), c.randomFr()];
   const c0: Triple<G2> = [c.g2Mul(publicKey.hA[0], s[0]), c.g2Mul(publicKey.hA[1], s[1]), c.g2Mul(h, c.frAdd(s[0], s[1]))];
   const columns = Array.from({ length: program.columns }, (_, j) => columnOracle(j));
-  const rows = program.rows.map((row): Triple<G1> => {
-    const own = attributeOracle(row.attribute);
+  const rows = program.rows.map((row, i): Triple<G1> => {
+    const own = attributeOracle(labels[i]!);
     const forL = (l: 0 | 1 | 2) => {
       const perT = ([0, 1] as const).map((t) => combine(own[l][t], row.entries.map(([j, x]) => [columns[j]![l][t], x])));
       return c.msmG1(perT, s);
@@ -188,12 +205,12 @@ export function encapsulate(publicKey: FamePublicKey, program: SpanProgram): { k
   return { key, encapsulation: { c0, rows } };
 }
 
-/** A user key's components by attribute key, built once per key object. */
+/** A user key's components by label, built once per key object. */
 const componentIndex = new WeakMap<FameUserKey, Map<string, Triple<G1>>>();
-function componentsByAttribute(userKey: FameUserKey): Map<string, Triple<G1>> {
+function componentsByLabel(userKey: FameUserKey): Map<string, Triple<G1>> {
   let index = componentIndex.get(userKey);
   if (!index) {
-    index = new Map(userKey.components.map((comp) => [attributeKey(comp.attribute), comp.k]));
+    index = new Map(userKey.components.map((comp) => [labelKey(comp.label), comp.k]));
     componentIndex.set(userKey, index);
   }
   return index;
@@ -211,27 +228,44 @@ function weightedSum(terms: Array<[G1, Fr | undefined]>): G1 {
   return acc!;
 }
 
+/** One term of the decryption equation: a ciphertext row, its coefficient γ_i (undefined = 1) and a key component. */
+export interface DecryptionTerm {
+  ct: Triple<G1>;
+  gamma: Fr | undefined;
+  sk: Triple<G1>;
+}
+
 /**
- * Decrypt as a KEM: finds a satisfying set of rows and coefficients γ, then
- * K = Π_l e(sk'_l · Π_i sk_{π(i),l}^{γ_i}, ct_{0,l}) · e(Π_i ct_{i,l}^{γ_i}, sk_{0,l})^{−1}
- * as one multi-pairing of six pairs (six Miller loops, one final exponentiation).
- * Throws AccessDeniedError if the key's attributes do not satisfy the policy.
+ * The decryption equation for given terms:
+ * K = Π_l e(sk'_l · Π_i sk_{i,l}^{γ_i}, ct_{0,l}) · e(Π_i ct_{i,l}^{γ_i}, sk_{0,l})^{−1}
+ * as one multi-pairing of six pairs (six Miller loops, one final exponentiation). It yields the KEM key exactly
+ * when Σ γ_i·M_i = e_0 and each term's component answers for its row's label; `decapsulate` chooses the terms.
  */
-export function decapsulate(userKey: FameUserKey, program: SpanProgram, encapsulation: FameEncapsulation): GT {
-  const byAttribute = componentsByAttribute(userKey);
-  const coefficients = reconstruct(program, (row) => byAttribute.has(row.key));
-  if (!coefficients) throw new AccessDeniedError('the key does not satisfy the ciphertext policy');
-  const used = [...coefficients].map(([row, gamma]) => ({ gamma, ct: encapsulation.rows[row]!, sk: byAttribute.get(program.rows[row]!.key)! }));
+export function decryptionEquation(userKey: FameUserKey, c0: Triple<G2>, terms: readonly DecryptionTerm[]): GT {
   const g1s: G1[] = [];
   const g2s: G2[] = [];
   for (const l of [0, 1, 2] as const) {
-    g1s.push(c.g1Add(userKey.kPrime[l], weightedSum(used.map((u) => [u.sk[l], u.gamma]))));
-    g2s.push(encapsulation.c0[l]);
+    g1s.push(c.g1Add(userKey.kPrime[l], weightedSum(terms.map((u) => [u.sk[l], u.gamma]))));
+    g2s.push(c0[l]);
     // Rows are decoded on-curve only; the aggregate that meets sk_0 in the pairing is what must be in G1.
-    const rowsAggregate = weightedSum(used.map((u) => [u.ct[l], u.gamma]));
+    const rowsAggregate = weightedSum(terms.map((u) => [u.ct[l], u.gamma]));
     c.assertInG1(rowsAggregate, 'ciphertext rows');
     g1s.push(c.g1Neg(rowsAggregate));
     g2s.push(userKey.k0[l]);
   }
   return c.multiPairing(g1s, g2s);
+}
+
+/**
+ * Decrypt as a KEM: finds a satisfying set of rows (those whose label the key has a component for) and their
+ * coefficients γ, then evaluates the decryption equation. `labels[i]` is row i's label, as encapsulated.
+ * Throws AccessDeniedError if the key's labels do not satisfy the span program.
+ */
+export function decapsulate(userKey: FameUserKey, program: SpanProgram, labels: readonly Uint8Array[], encapsulation: FameEncapsulation): GT {
+  const byLabel = componentsByLabel(userKey);
+  const rowKeys = labels.map(labelKey);
+  const coefficients = reconstruct(program, (_row, i) => byLabel.has(rowKeys[i]!));
+  if (!coefficients) throw new AccessDeniedError('the key does not satisfy the ciphertext policy');
+  const terms = [...coefficients].map(([row, gamma]) => ({ gamma, ct: encapsulation.rows[row]!, sk: byLabel.get(rowKeys[row]!)! }));
+  return decryptionEquation(userKey, encapsulation.c0, terms);
 }

@@ -5,6 +5,7 @@
  * (`and` is n-of-n, `or` is 1-of-n, `2 of (a, b, c)` is 2-of-3). Numeric comparisons (`level >= 3`) are
  * syntax: `expandComparisons` turns them into gates over bit attributes before anything cryptographic.
  */
+import { LimitExceededError } from '../errors.ts';
 
 /** `name:value`, held by a key as is. */
 export interface StringAttribute {
@@ -55,15 +56,28 @@ export const MAX_INTEGER = 2 ** INTEGER_BITS - 1;
 
 const utf8 = new TextEncoder();
 
+/** Largest field of an attribute encoding: its length prefix is a u16. */
+export const MAX_ATTRIBUTE_FIELD_BYTES = 0xffff;
+
+/** UTF-8 bytes of an attribute's name or value; LimitExceededError past the u16 length prefix (no silent wrap). */
+function fieldBytes(text: string, what: string): Uint8Array {
+  const bytes = utf8.encode(text);
+  if (bytes.length > MAX_ATTRIBUTE_FIELD_BYTES) {
+    throw new LimitExceededError(`attribute ${what} of ${bytes.length} bytes exceeds the limit of ${MAX_ATTRIBUTE_FIELD_BYTES}`);
+  }
+  return bytes;
+}
+
 /**
  * The canonical, unambiguous byte encoding of an attribute: a kind tag then length-prefixed fields.
  * It is what the scheme hashes and what keys store, so `role:doctor` and a bit of `role` can never collide,
  * and no choice of name or value can make one attribute's encoding a prefix of another's.
+ * Throws LimitExceededError for a name or value over 65,535 bytes.
  */
 export function attributeBytes(attribute: Attribute): Uint8Array {
-  const name = utf8.encode(attribute.name);
+  const name = fieldBytes(attribute.name, 'name');
   if (attribute.kind === 'string') {
-    const value = utf8.encode(attribute.value);
+    const value = fieldBytes(attribute.value, 'value');
     const out = new Uint8Array(1 + 2 + name.length + 2 + value.length);
     const view = new DataView(out.buffer);
     out[0] = 0x01;

@@ -8,7 +8,8 @@
  *  - `or` (1-of-n): every child gets v.
  *  - t-of-n: t-1 fresh columns; child x (x = 1..n) gets v + Σ_j x^j e_{c_j}. Any t children reconstruct v
  *    with their Lagrange coefficients at 0; fewer than t cannot (a Vandermonde argument).
- * Leaves become rows, labelled by their attribute. With `and`/`or` only, every reconstruction coefficient
+ * Leaves become rows, labelled by their attribute and its occurrence: the k-th row (in leaf order) naming an
+ * attribute has occurrence k, which `occurrence.ts` turns into a distinct oracle label. With `and`/`or` only, every reconstruction coefficient
  * is 1, so decryption combines rows with group additions alone.
  */
 import { attributeKey, type Attribute, type ExpandedNode } from './ast.ts';
@@ -17,6 +18,8 @@ export interface SpanRow {
   attribute: Attribute;
   /** attributeKey(attribute), computed once. */
   key: string;
+  /** 1 for the first row naming this attribute, 2 for the second, … (the one-use transformation's copy index). */
+  occurrence: number;
   /** Non-zero entries as (column, integer value); columns not listed are zero. */
   entries: Array<[column: number, value: bigint]>;
 }
@@ -44,10 +47,14 @@ function plus(v: Vector, extra: Array<[number, bigint]>): Vector {
 /** Builds the span program of an expanded policy (deterministic: the same policy gives the same matrix). */
 export function toSpanProgram(root: ExpandedNode): SpanProgram {
   const rows: SpanRow[] = [];
+  const occurrences = new Map<string, number>();
   let columns = 1;
   const build = (node: ExpandedNode, v: Vector): SpanTree => {
     if (node.kind === 'leaf') {
-      rows.push({ attribute: node.attribute, key: attributeKey(node.attribute), entries: [...v].filter(([, x]) => x !== 0n).sort((a, b) => a[0] - b[0]) });
+      const key = attributeKey(node.attribute);
+      const occurrence = (occurrences.get(key) ?? 0) + 1;
+      occurrences.set(key, occurrence);
+      rows.push({ attribute: node.attribute, key, occurrence, entries: [...v].filter(([, x]) => x !== 0n).sort((a, b) => a[0] - b[0]) });
       return { kind: 'leaf', row: rows.length - 1, attribute: node.attribute };
     }
     const n = node.children.length;

@@ -16,6 +16,7 @@
 import { LimitExceededError, PolicySyntaxError } from '../errors.ts';
 import { MAX_INTEGER, NAME, type ComparisonOperator, type GateNode, type PolicyNode, type StringAttribute } from './ast.ts';
 import { tokenize, type Token } from './lexer.ts';
+import { DEFAULT_MAX_OCCURRENCES } from './occurrence.ts';
 
 /** Bounds that keep hostile policies from costing unbounded time or memory. */
 export interface PolicyLimits {
@@ -27,9 +28,14 @@ export interface PolicyLimits {
   maxChildren: number;
   /** Leaves after numeric comparisons are expanded into bits (= rows of the span program). */
   maxLeaves: number;
+  /**
+   * Rows naming one attribute (after comparisons are expanded): the one-use transformation's bound K
+   * (`occurrence.ts`). Keys carry that many copies of each attribute, so it must not exceed the keys' bound.
+   */
+  maxOccurrences: number;
 }
 
-export const DEFAULT_POLICY_LIMITS: PolicyLimits = { maxLength: 16_384, maxDepth: 32, maxChildren: 256, maxLeaves: 1024 };
+export const DEFAULT_POLICY_LIMITS: PolicyLimits = { maxLength: 16_384, maxDepth: 32, maxChildren: 256, maxLeaves: 1024, maxOccurrences: DEFAULT_MAX_OCCURRENCES };
 
 /** An attribute as a key holder states it: a string attribute or an integer one (`level=3`). */
 export type KeyAttribute = StringAttribute | { kind: 'integer'; name: string; value: number };

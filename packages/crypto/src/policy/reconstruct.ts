@@ -37,10 +37,10 @@ function merge(parts: Solution[]): Solution {
   return { rows, cost: parts.reduce((sum, p) => sum + p.cost, 0) };
 }
 
-function solve(node: SpanTree, rows: SpanRow[], holds: (row: SpanRow) => boolean): Solution | undefined {
+function solve(node: SpanTree, rows: SpanRow[], holds: (row: SpanRow, index: number) => boolean): Solution | undefined {
   switch (node.kind) {
     case 'leaf':
-      return holds(rows[node.row]!) ? { rows: new Map([[node.row, undefined]]), cost: 1 } : undefined;
+      return holds(rows[node.row]!, node.row) ? { rows: new Map([[node.row, undefined]]), cost: 1 } : undefined;
     case 'and': {
       const parts: Solution[] = [];
       for (const child of node.children) {
@@ -72,9 +72,9 @@ function solve(node: SpanTree, rows: SpanRow[], holds: (row: SpanRow) => boolean
 }
 
 /**
- * The rows and coefficients that reconstruct e_0 from the rows whose attribute the key holds (`holds`),
- * or undefined if they do not satisfy the policy. A coefficient of undefined means 1.
+ * The rows and coefficients that reconstruct e_0 from the rows the key can use (`holds`, given the row and its
+ * index), or undefined if they do not satisfy the policy. A coefficient of undefined means 1.
  */
-export function reconstruct(program: SpanProgram, holds: (row: SpanRow) => boolean): Map<number, Fr | undefined> | undefined {
+export function reconstruct(program: SpanProgram, holds: (row: SpanRow, index: number) => boolean): Map<number, Fr | undefined> | undefined {
   return solve(program.tree, program.rows, holds)?.rows;
 }

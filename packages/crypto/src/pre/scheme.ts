@@ -10,22 +10,28 @@
  *   public key       pk_t = e(g1, g2)^{a_t} ∈ GT
  *   encrypt          R ← GT, r ← Zr:  c1 = g1^r,  c2 = R · pk_t^r
  *   patient decrypt  R = c2 / e(c1, g2^{a_t})
- *   delegate to P    X ← GT:  rk1 = g2^{a_t} · H(X),  rk2 = FAME.Encapsulate(P) of X     (H: GT → G2)
- *   convert (proxy)  c2' = c2 / e(c1, rk1) = R / e(c1, H(X))
- *   reader           X = FAME.Decapsulate(rk2) (once per delegation),  R = c2' · e(c1, H(X))
- *   record grant     c2' = R / e(c1, H(X)) by a party that knows R (patient: one shared record; encrypting
- *                    hospital: platform emergency grants — docs/crypto.md §10)
+ *   delegate to P    X ← GT, id ← 16 random bytes:  rk2 = FAME.Encapsulate(P) of X,
+ *                    rk1 = g2^{a_t} · H(X, id, rk2)     (H: GT × id × SHA-256(rk2) → G2)
+ *   convert (proxy)  c2' = c2 / e(c1, rk1) = R / e(c1, H(X, id, rk2))
+ *   reader           X = FAME.Decapsulate(rk2) (once per delegation),  R = c2' · e(c1, H(X, id, rk2))
+ *   record grant     c2' = R / e(c1, H(X, id, rk2)) by a party that knows R (patient: one shared record;
+ *                    encrypting hospital: platform emergency grants — docs/crypto.md §10)
+ *
+ * H hashes the delegation id and a digest of rk2 with X (format 2), so what the reader's key derivation relies on
+ * is bound: a converted header whose delegation id or rk2 was swapped for another yields a wrong R, which the
+ * payload's AEAD refuses, even when the swapped-in rk2 encapsulates the same X.
  *
  * Deviation from the construction first proposed for MedShare: there pk_t was g2^{a_t}, which *is* the
  * decryption key, so anyone could compute R = c2 / e(c1, pk_t). Publishing pk_t in GT keeps g2^{a_t}
  * secret; see docs/crypto.md §9 and the regression test `public-g2-key-decrypts-anything`.
  */
-import { hkdfSync } from 'node:crypto';
+import { createHash, hkdfSync } from 'node:crypto';
 import * as mcl from 'mcl-wasm';
 import * as c from '../curve/bls12381.ts';
 import type { Fr, G1, G2, GT } from '../curve/bls12381.ts';
 
-const HASH_GT_DST = 'MEDSHARE-V01-CS02-PRE-GT-with-BLS12381G2_XMD:SHA-256_SSWU_RO_';
+const HASH_GT_DST = 'MEDSHARE-V02-CS02-PRE-GT-with-BLS12381G2_XMD:SHA-256_SSWU_RO_';
+const DELEGATION_ID_BYTES = 16;
 const utf8 = new TextEncoder();
 
 /** e(g1, g2), computed once. */
@@ -75,14 +81,19 @@ export function decapsulate(decryptionKey: G2, c1: G1, c2: GT): GT {
   return c.gtDiv(c2, c.pairing(c1, decryptionKey));
 }
 
-/** H: GT → G2, RFC 9380 hashing of the canonical encoding of X. */
-export function hashGtToG2(x: GT): G2 {
-  return c.hashToG2(c.gtToBytes(x), HASH_GT_DST);
+/**
+ * H(X, id, rk2): RFC 9380 hashing to G2 of X's canonical encoding ‖ the 16-byte delegation id ‖ SHA-256(rk2)
+ * (fixed sizes, so the concatenation is unambiguous). RangeError for an id of another size (a programming error).
+ */
+export function delegationHash(x: GT, delegationId: Uint8Array, rk2: Uint8Array): G2 {
+  if (delegationId.length !== DELEGATION_ID_BYTES) throw new RangeError('a delegation id is 16 bytes');
+  const digest = createHash('sha256').update(rk2).digest();
+  return c.hashToG2(Buffer.concat([c.gtToBytes(x), delegationId, digest]), HASH_GT_DST);
 }
 
-/** The first half of a category re-encryption key: rk1 = g2^{a_t} · H(X). */
-export function reEncryptionKey(decryptionKey: G2, x: GT): G2 {
-  return c.g2Add(decryptionKey, hashGtToG2(x));
+/** The first half of a category re-encryption key: rk1 = g2^{a_t} · H(X, id, rk2), given H(X, id, rk2). */
+export function reEncryptionKey(decryptionKey: G2, hashOfX: G2): G2 {
+  return c.g2Add(decryptionKey, hashOfX);
 }
 
 /** The proxy's conversion: c2' = c2 / e(c1, rk1). One pairing (cheaper when rk1's lines are precomputed). */

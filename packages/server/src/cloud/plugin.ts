@@ -84,8 +84,13 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     },
   }, async (request, reply) => {
     const who = await caller(request);
-    await cloud.registerPatient(who, patientParam(request.params.patient), decode(request.body.publicKeys));
-    return reply.status(201).send({ patient: request.params.patient });
+    const { created } = await cloud.registerPatient(who, patientParam(request.params.patient), decode(request.body.publicKeys));
+    return reply.status(created ? 201 : 200).send({ patient: request.params.patient, replaced: !created });
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/repeated-attribute-policies', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { policies: await cloud.repeatedAttributePolicies(who, patientParam(request.params.patient)) };
   });
 
   app.get<{ Params: { patient: string }; Querystring: { category?: string } }>('/patients/:patient/records', {

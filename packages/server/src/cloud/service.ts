@@ -13,12 +13,12 @@
  * the patient has opted out of those.
  */
 import { createHash } from 'node:crypto';
-import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, ConflictError, formatVersion, MalformedInputError, ObjectType, pre } from '@medshare/crypto';
 import type { AuditEventInput, AuditLog } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
-import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta } from './store.ts';
+import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
 export interface ConvertedRecord {
@@ -69,6 +69,47 @@ export function sha256Name(bytes: Uint8Array): string {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 }
 
+/** A stored policy that repeats an attribute, with what it repeats and whether its object must be re-issued. */
+export interface RepeatedAttributePolicy extends StoredPolicy {
+  repeated: string[];
+  reissue: boolean;
+}
+
+/**
+ * The stored delegations and emergency capsules (of one patient, or all: the operator's review) whose policy repeats
+ * an attribute. A policy this build cannot compile is listed with what it fails on, to be re-issued as well.
+ */
+export async function repeatedAttributePolicies(store: CloudStore, patient?: string): Promise<RepeatedAttributePolicy[]> {
+  const current = { delegation: formatVersion(ObjectType.ReEncryptionKey), capsule: formatVersion(ObjectType.EmergencyCapsule) };
+  const out: RepeatedAttributePolicy[] = [];
+  for (const row of await store.storedPolicies(patient)) {
+    let repeated: string[];
+    try {
+      repeated = abe.repeatedAttributes(row.policy);
+    } catch (error) {
+      repeated = [`(policy refused: ${(error as Error).message})`];
+    }
+    if (repeated.length > 0) out.push({ ...row, repeated, reissue: row.format < current[row.kind] });
+  }
+  return out;
+}
+
+/**
+ * A re-published bundle must keep every category and move no epoch back, and must change at least one:
+ * ConflictError otherwise (the cloud would serve an old epoch again, or nothing changed).
+ */
+export function checkEpochsAdvance(previous: pre.PatientPublicKeys, next: pre.PatientPublicKeys): void {
+  let advanced = false;
+  for (const old of previous.categories) {
+    const now = next.categories.find((k) => k.category === old.category);
+    if (now === undefined) throw new ConflictError(`the new key bundle drops category '${old.category}'`);
+    if (now.epoch < old.epoch) throw new ConflictError(`the new key bundle moves '${old.category}' back from epoch ${old.epoch} to ${now.epoch}`);
+    if (now.epoch > old.epoch) advanced = true;
+    else if (!Buffer.from(now.keyId).equals(Buffer.from(old.keyId))) throw new ConflictError(`the new key bundle changes the '${old.category}' key without a new epoch`);
+  }
+  if (!advanced && next.categories.length === previous.categories.length) throw new ConflictError('the key bundle is already published (no epoch moved forward)');
+}
+
 /** The cloud service behind the HTTP routes and the gateway. */
 export class CloudService {
   /** Decoded emergency capsules by id (decoding validates the FAME header); capsules never change. */
@@ -92,19 +133,36 @@ export class CloudService {
     return this.options.emergencyPolicy;
   }
 
-  /** A patient registers her signed key bundle under her pseudonym; she becomes its owner. */
-  async registerPatient(caller: Caller, patient: string, bundle: Uint8Array): Promise<void> {
+  /**
+   * A patient registers her signed key bundle under her pseudonym; she becomes its owner. Publishing again replaces
+   * it (after `keys rotate`) when it is signed by her registered signing key (IntegrityError otherwise), keeps every
+   * category and moves at least one epoch forward and none back (ConflictError for a no-op or a backwards
+   * bundle, or when another replacement committed first). Returns whether it was a first registration.
+   */
+  async registerPatient(caller: Caller, patient: string, bundle: Uint8Array): Promise<{ created: boolean }> {
     if (caller.role !== 'patient') throw new AccessDeniedError('only a patient registers her keys');
     const keys = pre.decodePublicKeys(bundle);
     if (keys.patientId !== patient) throw new MalformedInputError('the key bundle is for another pseudonym');
     const existing = await this.store.patient(patient);
-    if (existing !== undefined) {
-      if (existing.owner !== caller.pseudonym) throw new AccessDeniedError('this pseudonym belongs to another patient');
-      return;
-    }
-    if (!(await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey))) {
+    if (existing === undefined) {
+      if (await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey)) return { created: true };
       throw new AccessDeniedError('this pseudonym belongs to another patient');
     }
+    if (existing.owner !== caller.pseudonym) throw new AccessDeniedError('this pseudonym belongs to another patient');
+    pre.decodePublicKeys(bundle, existing.signingKey);
+    checkEpochsAdvance(pre.decodePublicKeys(existing.publicKeys, existing.signingKey), keys);
+    if (!(await this.store.replacePatientKeys(patient, existing.publicKeys, bundle))) throw new ConflictError('the key bundle was replaced concurrently; fetch it and publish again');
+    return { created: false };
+  }
+
+  /**
+   * The owner's delegations and the emergency capsules of her records whose policy names an attribute more than
+   * once (after expanding comparisons): under format 1 those were unsafe, so they are to be re-issued (`reissue`
+   * when the stored object is still format 1).
+   */
+  async repeatedAttributePolicies(caller: Caller, patient: string): Promise<RepeatedAttributePolicy[]> {
+    await this.requireOwner(caller, patient);
+    return repeatedAttributePolicies(this.store, patient);
   }
 
   /** A patient's verified public keys (for a hospital gateway that encrypts for her). */

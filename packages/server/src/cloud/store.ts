@@ -52,6 +52,20 @@ export interface DelegationRow {
   createdAt: string;
 }
 
+/** A stored delegation's or emergency capsule's policy (see `CloudStore.storedPolicies`). */
+export interface StoredPolicy {
+  kind: 'delegation' | 'capsule';
+  id: string;
+  patient: string;
+  category: string;
+  /** The hospital that uploaded a capsule; null for a patient's delegation. */
+  source: string | null;
+  policy: string;
+  /** Envelope format version of the stored re-encryption key or capsule. */
+  format: number;
+  createdAt: string;
+}
+
 /** One line of a patient's access log. */
 export interface AccessEntry {
   actor: string;
@@ -103,6 +117,32 @@ export class CloudStore {
       [patient, owner, publicKeys, signingKey],
     );
     return result.rows.length === 1;
+  }
+
+  /**
+   * Replaces a patient's key bundle (a rotation) if it is still `expected`: false when another replacement
+   * committed first, so two concurrent re-publishes cannot both win on a stale comparison.
+   */
+  async replacePatientKeys(patient: string, expected: Uint8Array, publicKeys: Uint8Array): Promise<boolean> {
+    const result = await this.db.query('UPDATE cloud_patients SET public_keys = $3 WHERE patient = $1 AND public_keys = $2 RETURNING patient', [patient, expected, publicKeys]);
+    return result.rows.length === 1;
+  }
+
+  /**
+   * The policies of stored delegations and emergency capsules (of one patient, or all), with the format version of
+   * the stored object (byte 4 of its envelope): what a review of policies to re-issue needs, without the keys.
+   */
+  async storedPolicies(patient?: string): Promise<StoredPolicy[]> {
+    const rows = await this.db.query<{ kind: 'delegation' | 'capsule'; id: string; patient: string; category: string; source: string | null; policy: string; format: number; created_at: unknown }>(
+      `SELECT 'delegation' AS kind, delegation_id AS id, patient, category, NULL AS source, policy, get_byte(reencryption_key, 4) AS format, created_at
+         FROM cloud_delegations WHERE $1::text IS NULL OR patient = $1
+       UNION ALL
+       SELECT 'capsule' AS kind, capsule_id AS id, patient, category, source, policy, get_byte(capsule, 4) AS format, created_at
+         FROM cloud_emergency_capsules WHERE $1::text IS NULL OR patient = $1
+       ORDER BY created_at, id`,
+      [patient ?? null],
+    );
+    return rows.rows.map((r) => ({ kind: r.kind, id: r.id, patient: r.patient, category: r.category, source: r.source, policy: r.policy, format: Number(r.format), createdAt: iso(r.created_at) }));
   }
 
   /** A patient's owner, key bundle and platform emergency consent, if registered. */

@@ -5,7 +5,7 @@
  * database, and sees plaintext FHIR; the cloud, reached through `CloudApi` (HTTP in production), receives only
  * ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
  */
-import { type abe, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError, type Caller } from '../http.ts';
@@ -21,6 +21,8 @@ export interface UploadResult {
 }
 
 const utf8 = new TextEncoder();
+/** Patients whose epochs a gateway remembers (a few hundred bytes each). */
+const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
@@ -30,6 +32,13 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
  * encapsulation per capsule and one pairing per record. Calls to the cloud carry the caller's own token.
  */
 export class GatewayService {
+  /**
+   * The highest epoch of each patient's categories this gateway has encrypted under (kept in memory, for the life of
+   * the process, for the MAX_TRACKED_PATIENTS most recent patients): a bundle that moves one back — an old bundle
+   * replayed by the cloud — is refused.
+   */
+  private readonly seenEpochs = new Map<string, Map<string, number>>();
+
   /**
    * `abePublicKey` gives the TA's public key (fetched from the authority once, at first need), or undefined for no
    * platform emergency grants.
@@ -61,13 +70,29 @@ export class GatewayService {
     return row.patient;
   }
 
+  /** `keys` if no epoch is below one this gateway already used for the patient (ConflictError otherwise). */
+  private checkEpochs(keys: pre.PatientPublicKeys): pre.PatientPublicKeys {
+    const seen = this.seenEpochs.get(keys.patientId) ?? new Map<string, number>();
+    for (const { category, epoch } of keys.categories) {
+      const before = seen.get(category) ?? 0;
+      if (epoch < before) throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
+    }
+    for (const { category, epoch } of keys.categories) seen.set(category, epoch);
+    this.seenEpochs.delete(keys.patientId);
+    if (this.seenEpochs.size >= MAX_TRACKED_PATIENTS) this.seenEpochs.delete(this.seenEpochs.keys().next().value!);
+    this.seenEpochs.set(keys.patientId, seen);
+    return keys;
+  }
+
   /** Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing. */
   async upload(caller: Caller, body: unknown): Promise<UploadResult> {
     const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const { keys, emergencyPolicy: policy } = await this.cloud.patientKeys(caller.bearer, patient);
-    if (keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+    const answer = await this.cloud.patientKeys(caller.bearer, patient);
+    if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+    const keys = this.checkEpochs(answer.keys);
+    const policy = answer.emergencyPolicy;
     const abePublicKey = policy === undefined || this.abePublicKey === undefined ? undefined : await this.abePublicKey();
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};

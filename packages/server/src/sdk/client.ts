@@ -110,6 +110,22 @@ export class PatientClient {
     await call(this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
   }
 
+  /**
+   * Starts a new key epoch for `category` and publishes the new bundle, which replaces the old one at the cloud
+   * (hospitals encrypt new records under it). Returns the client holding the rotated key; keep it (and its file):
+   * the old key objects still open older records. Delegations of the old epoch convert no new record: delegate again.
+   */
+  async rotate(category: string): Promise<PatientClient> {
+    const rotated = new PatientClient(this.session, pre.rotate(this.key, category));
+    await rotated.register();
+    return rotated;
+  }
+
+  /** Her delegations and her records' emergency capsules whose policy repeats an attribute (to re-issue those still `reissue`). */
+  async repeatedAttributePolicies(): Promise<Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>> {
+    return (await call<{ policies: [] }>(this.session.urls.cloud, 'GET', this.path('/repeated-attribute-policies'), { token: this.session.token })).policies;
+  }
+
   /** Her records' metadata (optionally one category). */
   async records(category?: string): Promise<RecordMeta[]> {
     const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
