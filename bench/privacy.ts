@@ -2,45 +2,82 @@
  * Privacy benchmarks: de-identification throughput with the `safe-harbor` profile on the Synthea
  * bundles, and Mondrian on UCI Adult (adult.data; QIs age, workclass, education-num,
  * marital-status, occupation, race, sex, native-country) for k = 2..100, strict and relaxed.
- * Run: node --import tsx bench/privacy.ts   (needs ../shared/data beside the repository)
+ * Run: node --import tsx bench/privacy.ts [--deid-only | --free-text]   (needs ../shared/data beside the repository,
+ * or MEDSHARE_SHARED_DIR)
  * Writes docs/benchmarks/privacy-utility-vs-k.svg.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { readSentences, scorePhi } from '../packages/privacy/test/phi-eval.ts';
 import { Deidentifier, encode, Hierarchy, measure, mondrian, parseCsv, profileConfig, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const data = `${root}../shared/data`;
+const data = `${process.env['MEDSHARE_SHARED_DIR'] ?? `${root}../shared`}/data`;
 if (!existsSync(data)) {
   console.error(`bench/privacy.ts needs the shared data at ${data}`);
   process.exit(1);
 }
 
+/**
+ * Safe-harbor throughput on one core, in CPU time (process.cpuUsage), alternating each round with a
+ * reference pass over the same bundles in the same process: JSON.parse + JSON.stringify of every
+ * bundle. Both start from the same text; the de-identification round also parses and serialises.
+ */
 function deidThroughput(): void {
   const dir = `${data}/synthea`;
   const texts = readdirSync(dir).map((f) => readFileSync(`${dir}/${f}`, 'utf8').replace(/^\uFEFF/, ''));
   const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
-  const rates: number[] = [];
+  const cpuMs = (run: () => void) => {
+    const before = process.cpuUsage();
+    run();
+    const used = process.cpuUsage(before);
+    return (used.user + used.system) / 1000;
+  };
   let resources = 0;
-  let coldRate = 0;
-  for (let round = 0; round < 8; round++) {
-    const bundles = texts.map((t) => JSON.parse(t) as { entry: { resource: Record<string, unknown> }[] });
+  const deid: number[] = [];
+  const reference: number[] = [];
+  for (let round = 0; round < 9; round++) {
+    const ref = cpuMs(() => {
+      for (const text of texts) JSON.stringify(JSON.parse(text));
+    });
     resources = 0;
-    const start = performance.now();
-    for (const bundle of bundles) {
-      const list = bundle.entry.map((e) => e.resource);
-      resources += list.length;
-      engine.processResource(bundle as never, { names: engine.namesFor(list) });
+    const ms = cpuMs(() => {
+      for (const text of texts) {
+        const bundle = JSON.parse(text) as { entry?: { resource: Record<string, unknown> }[] };
+        const list = (bundle.entry ?? []).map((e) => e.resource);
+        resources += list.length || 1;
+        engine.processResource(bundle as never, { names: engine.namesFor(list) });
+        JSON.stringify(bundle);
+      }
+    });
+    if (round >= 3) {
+      // rounds 0-2 warm the JIT (and load the name and city dictionaries)
+      deid.push(ms);
+      reference.push(ref);
     }
-    const ms = performance.now() - start;
-    if (round === 0) coldRate = (resources / ms) * 1000;
-    else if (round >= 3) rates.push((resources / ms) * 1000); // rounds 0-2 warm the JIT
   }
-  rates.sort((a, b) => a - b);
-  console.log('\n## De-identification, safe-harbor profile, 13 Synthea bundles (JSON parse excluded, one thread)\n');
-  console.log('| resources | first round (cold) resources/s | warm rounds | warm median resources/s | warm best resources/s |');
-  console.log('|---:|---:|---:|---:|---:|');
-  console.log(`| ${resources} | ${Math.round(coldRate)} | ${rates.length} | ${Math.round(rates[rates.length >> 1] ?? 0)} | ${Math.round(rates.at(-1) ?? 0)} |`);
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+  const ratios = deid.map((ms, i) => ms / reference[i]!);
+  console.log('\n## De-identification, safe-harbor profile, the Synthea bundles (CPU time, one thread, parse and stringify included)\n');
+  console.log('| resources | rounds | median ms | resources/s (CPU) | JSON parse+stringify ms (median) | ratio to parse+stringify (median) |');
+  console.log('|---:|---:|---:|---:|---:|---:|');
+  console.log(`| ${resources} | ${deid.length} | ${median(deid).toFixed(0)} | ${Math.round((resources / median(deid)) * 1000)} | ${median(reference).toFixed(0)} | ${median(ratios).toFixed(2)}x |`);
+}
+
+/** Recall and precision by PHI kind on the labelled sentences (packages/privacy/test/fixtures), built-in dictionaries only. */
+function freeTextScores(): void {
+  const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
+  const scores = scorePhi(readSentences(), engine.namesFor([]));
+  console.log('| kind | labelled spans | removed | recall | findings of this kind | on a labelled span | precision |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|');
+  for (const [kind, k] of Object.entries(scores.byKind)) {
+    const f = scores.findings[kind] ?? { total: 0, onPhi: 0 };
+    console.log(`| ${kind} | ${k.spans} | ${k.removed} | ${(k.removed / k.spans).toFixed(3)} | ${f.total} | ${f.onPhi} | ${f.total ? (f.onPhi / f.total).toFixed(3) : '–'} |`);
+  }
+  const spans = Object.values(scores.byKind).reduce((a, k) => a + k.spans, 0);
+  const removed = Object.values(scores.byKind).reduce((a, k) => a + k.removed, 0);
+  console.log(`| all | ${spans} | ${removed} | ${scores.recall.toFixed(3)} | | | ${scores.precision.toFixed(3)} |`);
+  console.log(`\nordinary words kept: ${scores.words.kept} of ${scores.words.total} (${(scores.words.kept / scores.words.total).toFixed(3)})`);
 }
 
 const ADULT_COLUMNS = ['age', 'workclass', 'fnlwgt', 'education', 'education-num', 'marital-status', 'occupation', 'relationship', 'race', 'sex', 'capital-gain', 'capital-loss', 'hours-per-week', 'native-country', 'salary-class'];
@@ -122,6 +159,11 @@ async function mondrianAdult(): Promise<void> {
   console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
 }
 
+if (process.argv.includes('--free-text')) {
+  freeTextScores();
+  process.exit(0);
+}
 deidThroughput();
+if (process.argv.includes('--deid-only')) process.exit(0);
 await mondrianAdult();
 mondrianAdultReferenceSetting();

@@ -4,7 +4,7 @@ export { Deidentifier, patientId, type ResourceContext } from './deid/engine.ts'
 export { profileConfig, PROFILES, type ProfileName, type ProfileKeys } from './deid/profiles.ts';
 export { dateShiftOffset, shiftDate, partialDate, indicatesAgeOver89 } from './deid/dates.ts';
 export { cryptoHash, cryptoHashReference, encryptValue, decryptValue, perturbNumber } from './deid/methods.ts';
-export { scrubText, findPhi, nameMatcher, builtinNameMatcher, type Finding, type PhiKind, type NameMatcher, type NameDictionary } from './deid/free-text.ts';
+export { scrubText, findPhi, nameMatcher, termMatcher, builtinNameMatcher, builtinNameMatchers, type Finding, type PhiKind, type NameMatcher, type NameDictionary, type TermMatcher } from './deid/free-text.ts';
 export { pseudonym, ReidentificationTable } from './pseudonyms.ts';
 export { parseCsv, formatCsv, tableFromFhir, columnIndex, type Table } from './anon/table.ts';
 export { Hierarchy, type HierarchyNode } from './anon/hierarchy.ts';

@@ -51,8 +51,12 @@ test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the i
   const h = cryptoHash('123', 'key');
   assert.equal(cryptoHashReference('Patient/123', 'key'), `Patient/${h}`);
   assert.equal(cryptoHashReference('https://example.org/fhir/Patient/123/_history/2', 'key'), `https://example.org/fhir/Patient/${h}/_history/2`);
-  assert.equal(cryptoHashReference('urn:uuid:123', 'key'), `urn:uuid:${h}`);
-  assert.equal(cryptoHashReference('#contained-1', 'key'), '#contained-1');
+  // As the reference tool: urn:uuid: only with a well-formed UUID (else the whole value is hashed), and `#id` hashes the contained id.
+  const uuid = '9b00887f-9f0f-4c85-8aae-5fc643b4dff7';
+  assert.equal(cryptoHashReference(`urn:uuid:${uuid}`, 'key'), `urn:uuid:${cryptoHash(uuid, 'key')}`);
+  assert.equal(cryptoHashReference('urn:uuid:123', 'key'), cryptoHash('urn:uuid:123', 'key'));
+  assert.equal(cryptoHashReference('urn:oid:1.2.3', 'key'), `urn:oid:${cryptoHash('1.2.3', 'key')}`);
+  assert.equal(cryptoHashReference('#contained-1', 'key'), `#${cryptoHash('contained-1', 'key')}`);
 });
 
 test('encrypt round-trips, is randomised, and detects tampering and wrong keys', () => {

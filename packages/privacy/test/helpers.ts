@@ -6,8 +6,10 @@ export const FIXTURE_BUNDLE = fileURLToPath(new URL('./fixtures/synthea-carolee-
 export const FIXTURE_ADULT = fileURLToPath(new URL('./fixtures/adult_subset.csv', import.meta.url));
 export const FIXTURE_HIERARCHIES = fileURLToPath(new URL('./fixtures/adult-hierarchies', import.meta.url));
 
-/** ../shared/data beside the repository root, when present (CI and developer worktrees). */
-export const SHARED_DATA = fileURLToPath(new URL('../../../../shared/data', import.meta.url));
+/** ../shared beside the repository root (CI), or MEDSHARE_SHARED_DIR (a worktree elsewhere). */
+export const SHARED = process.env['MEDSHARE_SHARED_DIR'] ?? fileURLToPath(new URL('../../../../shared', import.meta.url));
+/** ../shared/data, when present. */
+export const SHARED_DATA = `${SHARED}/data`;
 export const SYNTHEA_DIR = `${SHARED_DATA}/synthea`;
 export const hasSharedData = existsSync(SYNTHEA_DIR);
 export const SKIP_NO_DATA = hasSharedData ? false : 'needs ../shared/data (the full Synthea and Adult data) beside the repository';

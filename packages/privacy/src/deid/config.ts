@@ -7,6 +7,7 @@
 import { MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { compilePath, type CompiledPath } from './fhir-nodes.ts';
 import { compileNative, type NodeIndex, type TypedNode } from './native-paths.ts';
+import type { TextScope } from './free-text.ts';
 
 export const METHODS = ['keep', 'redact', 'dateShift', 'cryptoHash', 'encrypt', 'substitute', 'perturb', 'generalize', 'scrubText'] as const;
 export type Method = (typeof METHODS)[number];
@@ -16,6 +17,14 @@ export interface Rule {
   index: number;
   path: string;
   method: Method;
+  /**
+   * The resource type the path starts with (`Patient` in `Patient.name`), or '' for a path that
+   * applies to every resource (`nodesByType(...)`, `Resource.…`, `DomainResource.…`). As in the
+   * reference tool, a rule only runs on resources of its type.
+   */
+  resourceType: string;
+  /** The path is a resource type alone (`Patient`, `Resource`): it matches the resource itself. */
+  wholeResource: boolean;
   compiled: CompiledPath;
   /** The same path evaluated on the typed walk, when its shape allows (see native-paths.ts). */
   native?: (index: NodeIndex) => TypedNode[];
@@ -25,11 +34,17 @@ export interface Rule {
   roundTo?: number;
   cases?: { condition: string; expression: string }[];
   otherValues?: 'redact' | 'keep';
+  /** scrubText (MedShare): `terminology` looks in coded text for the record's own terms and fixed-form identifiers only. */
+  scope?: TextScope;
 }
 
 /** The `parameters` block. `dateShiftAlgorithm`, `dateShiftScope: patient`, `nameDictionary` and `builtinNameDictionary` are MedShare extensions. */
 export interface Parameters {
   dateShiftKey: string;
+  /** A fixed shift in days (-365..365) used instead of the keyed offset, as in the reference tool. */
+  dateShiftFixedOffsetInDays: number | undefined;
+  /** Settings for the reference tool's custom processors: accepted so its configurations load, not used. */
+  customSettings: Record<string, unknown> | undefined;
   dateShiftScope: 'resource' | 'file' | 'folder' | 'patient';
   dateShiftAlgorithm: 'fold' | 'hmac';
   cryptoHashKey: string;
@@ -40,6 +55,17 @@ export interface Parameters {
   restrictedZipCodeTabulationAreas: string[];
   nameDictionary: string[];
   builtinNameDictionary: boolean;
+  /**
+   * MedShare extension: cryptoHash keeps links and forms valid — a UUID hashes to a UUID, and
+   * `fullUrl` and `Bundle.entry.request.url` are hashed like references (id part only; a bare
+   * resource type is kept and a search query dropped, since it may carry identifiers).
+   */
+  cryptoHashKeepsForm: boolean;
+  /**
+   * MedShare extension: a Quantity in years (UCUM `a`) is typed Age, so `nodesByType('Age')`
+   * rules and partial ages apply to it (kept up to 89, removed over).
+   */
+  quantityAgesAsAges: boolean;
 }
 
 export interface DeidConfig {
@@ -49,8 +75,10 @@ export interface DeidConfig {
   parameters: Parameters;
 }
 
-const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]'> = {
+const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]' | 'integer' | 'object'> = {
   dateShiftKey: 'string',
+  dateShiftFixedOffsetInDays: 'integer',
+  customSettings: 'object',
   dateShiftScope: 'string',
   dateShiftAlgorithm: 'string',
   cryptoHashKey: 'string',
@@ -61,6 +89,8 @@ const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]
   restrictedZipCodeTabulationAreas: 'string[]',
   nameDictionary: 'string[]',
   builtinNameDictionary: 'boolean',
+  cryptoHashKeepsForm: 'boolean',
+  quantityAgesAsAges: 'boolean',
 };
 
 const RULE_KEYS: Record<Method, string[]> = {
@@ -69,7 +99,7 @@ const RULE_KEYS: Record<Method, string[]> = {
   dateShift: [],
   cryptoHash: [],
   encrypt: [],
-  scrubText: [],
+  scrubText: ['scope'],
   substitute: ['replaceWith'],
   perturb: ['span', 'rangeType', 'roundTo'],
   generalize: ['cases', 'otherValues'],
@@ -97,10 +127,11 @@ export function parseConfig(json: unknown, source = 'config'): DeidConfig {
     if (!['fhirVersion', 'processingErrors', 'fhirPathRules', 'parameters'].includes(key)) fail(`unknown top-level key "${key}"`);
   }
   const fhirVersion = root['fhirVersion'] ?? 'R4';
-  if (fhirVersion !== 'R4' && fhirVersion !== '') {
+  if (typeof fhirVersion !== 'string' || (fhirVersion.toUpperCase() !== 'R4' && fhirVersion !== '')) {
     throw new UnsupportedError(`${source}: fhirVersion "${String(fhirVersion)}" is not supported (only R4)`);
   }
-  const processingErrors = root['processingErrors'] ?? 'raise';
+  // Enumerations are case-insensitive in the reference tool (its JSON reader maps them to C# enums).
+  const processingErrors = lower(root['processingErrors'] ?? 'raise');
   if (processingErrors !== 'raise' && processingErrors !== 'skip') fail('processingErrors must be "raise" or "skip"');
   const rawRules = root['fhirPathRules'] ?? [];
   if (!Array.isArray(rawRules)) fail('fhirPathRules must be an array');
@@ -120,10 +151,8 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
   const path = rule['path'];
   const method = rule['method'];
   if (typeof path !== 'string' || path.trim() === '') fail(`${where}: "path" must be a non-empty string`);
-  if (typeof method !== 'string' || !(METHODS as readonly string[]).includes(method)) {
-    fail(`${where} (${String(path)}): unknown method "${String(method)}"; expected one of ${METHODS.join(', ')}`);
-  }
-  const m = method as Method;
+  const m = METHODS.find((known) => typeof method === 'string' && known.toLowerCase() === method.toLowerCase());
+  if (m === undefined) fail(`${where} (${String(path)}): unknown method "${String(method)}"; expected one of ${METHODS.join(', ')} (any case)`);
   const at = `${where} (${String(path)})`;
   for (const key of Object.keys(rule)) {
     if (!['path', 'method', ...RULE_KEYS[m]].includes(key)) fail(`${at}: unknown key "${key}" for method ${m}`);
@@ -135,9 +164,11 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
       return fail(`${at}: invalid FHIRPath in ${what} "${expression}": ${firstLine(error)}`);
     }
   };
-  const parsed: Rule = { index, path: path as string, method: m, compiled: compile(path as string, 'path') };
+  const split = splitResourceType(path as string);
+  const parsed: Rule = { index, path: path as string, method: m!, ...split, compiled: compile(split.wholeResource ? 'true' : split.expression, 'path') };
+  compile(path as string, 'path');
   try {
-    const native = compileNative(path as string);
+    const native = split.wholeResource ? (nodes: NodeIndex) => [nodes.root] : compileNative(split.expression);
     if (native) parsed.native = native;
   } catch (error) {
     fail(`${at}: invalid FHIRPath in path "${String(path)}": ${firstLine(error)}`);
@@ -149,11 +180,16 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
   if (m === 'perturb') {
     const span = rule['span'];
     if (typeof span !== 'number' || !Number.isFinite(span) || span < 0) fail(`${at}: perturb needs a non-negative numeric "span"`);
-    const rangeType = rule['rangeType'] ?? 'fixed';
+    const rangeType = lower(rule['rangeType'] ?? 'fixed');
     if (rangeType !== 'fixed' && rangeType !== 'proportional') fail(`${at}: rangeType must be "fixed" or "proportional"`);
     const roundTo = rule['roundTo'] ?? 2;
     if (typeof roundTo !== 'number' || !Number.isInteger(roundTo) || roundTo < 0 || roundTo > 28) fail(`${at}: roundTo must be an integer 0..28`);
     Object.assign(parsed, { span, rangeType, roundTo });
+  }
+  if (m === 'scrubText') {
+    const scope = rule['scope'] ?? 'all';
+    if (scope !== 'all' && scope !== 'terminology') fail(`${at}: scope must be "all" or "terminology"`);
+    parsed.scope = scope as TextScope;
   }
   if (m === 'generalize') {
     const cases = rule['cases'];
@@ -164,7 +200,7 @@ function parseRule(raw: unknown, index: number, fail: (m: string) => never): Rul
       compile(expression as string, 'expression');
       return { condition, expression: expression as string };
     });
-    const otherValues = rule['otherValues'] ?? 'redact';
+    const otherValues = lower(rule['otherValues'] ?? 'redact');
     if (otherValues !== 'redact' && otherValues !== 'keep') fail(`${at}: otherValues must be "redact" or "keep"`);
     parsed.otherValues = otherValues as 'redact' | 'keep';
   }
@@ -175,6 +211,8 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
   if (!isObject(raw)) fail('parameters must be an object');
   const params: Parameters = {
     dateShiftKey: '',
+    dateShiftFixedOffsetInDays: undefined,
+    customSettings: undefined,
     dateShiftScope: 'resource',
     dateShiftAlgorithm: 'fold',
     cryptoHashKey: '',
@@ -185,17 +223,39 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
     restrictedZipCodeTabulationAreas: [],
     nameDictionary: [],
     builtinNameDictionary: false,
+    cryptoHashKeepsForm: false,
+    quantityAgesAsAges: false,
   };
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const kind = PARAMETER_KINDS[key as keyof Parameters];
     if (!kind) fail(`unknown parameter "${key}"`);
-    const ok = kind === 'string[]' ? Array.isArray(value) && value.every((v) => typeof v === 'string') : typeof value === kind;
-    if (!ok) fail(`parameter "${key}" must be ${kind === 'string[]' ? 'an array of strings' : `a ${kind}`}`);
-    (params as unknown as Record<string, unknown>)[key] = value;
+    if (value === null && (kind === 'integer' || kind === 'object')) continue;
+    const ok =
+      kind === 'string[]' ? Array.isArray(value) && value.every((v) => typeof v === 'string')
+      : kind === 'integer' ? Number.isInteger(value)
+      : kind === 'object' ? isObject(value)
+      : typeof value === kind;
+    if (!ok) fail(`parameter "${key}" must be ${kind === 'string[]' ? 'an array of strings' : kind === 'integer' ? 'an integer' : `a ${kind}`}`);
+    (params as unknown as Record<string, unknown>)[key] = key === 'dateShiftScope' || key === 'dateShiftAlgorithm' ? lower(value) : value;
   }
+  const fixed = params.dateShiftFixedOffsetInDays;
+  if (fixed !== undefined && (fixed < -365 || fixed > 365)) fail(`dateShiftFixedOffsetInDays ${fixed} is outside -365..365`);
   if (!['resource', 'file', 'folder', 'patient'].includes(params.dateShiftScope)) fail('dateShiftScope must be resource, file, folder or patient');
   if (!['fold', 'hmac'].includes(params.dateShiftAlgorithm)) fail('dateShiftAlgorithm must be fold or hmac');
   return params;
+}
+
+const PATH_RESOURCE_TYPE = /^([A-Z][a-zA-Z]*)?\.?(.*)$/s;
+
+/** Splits `Patient.name` into its resource type and the expression evaluated on the resource; `Resource`/`DomainResource` apply to all. */
+function splitResourceType(path: string): { resourceType: string; wholeResource: boolean; expression: string } {
+  const [, type = '', rest = ''] = PATH_RESOURCE_TYPE.exec(path) ?? [];
+  const resourceType = type === 'Resource' || type === 'DomainResource' ? '' : type;
+  return { resourceType, wholeResource: path === type, expression: rest === '' ? path : rest };
+}
+
+function lower(value: unknown): unknown {
+  return typeof value === 'string' ? value.toLowerCase() : value;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {

@@ -16,11 +16,16 @@ const AGE_THRESHOLD = 89;
 const DATE = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?/;
 const TIME = /T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$/;
 
-/** The date-shift offset in days, in [-50, 50], for a prefix (resource id, file, folder or patient id). */
+/**
+ * The date-shift offset in days for a prefix (resource id, file, folder or patient id): in
+ * [-50, 50] for `fold` (the reference tool's, which can be 0), in [-50, -1] ∪ [1, 50] for `hmac`
+ * (never 0, so a shifted date never equals the original).
+ */
 export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' | 'hmac' = 'fold'): number {
   if (algorithm === 'hmac') {
     const mac = createHmac('sha256', key).update(prefix, 'utf8').digest();
-    return (mac.readUInt32BE(0) % (2 * SHIFT_RANGE + 1)) - SHIFT_RANGE;
+    const draw = mac.readUInt32BE(0) % (2 * SHIFT_RANGE);
+    return draw < SHIFT_RANGE ? draw - SHIFT_RANGE : draw - SHIFT_RANGE + 1;
   }
   let offset = 0;
   for (const byte of Buffer.from(prefix + key, 'utf8')) offset = (offset * 131 + byte) % (2 * SHIFT_RANGE + 1);

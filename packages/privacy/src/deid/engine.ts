@@ -9,26 +9,37 @@
 /// <reference types="fhir" />
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
-import { compileValueExpression, forgetDescendants, pruneRemoved, readValue, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
-import { indexResource } from './native-paths.ts';
+import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
+import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
-import { cryptoHash, cryptoHashReference, encryptValue, perturbNumber } from './methods.ts';
-import { builtinNameMatcher, nameMatcher, scrubText, type NameMatcher } from './free-text.ts';
+import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
+import { builtinNameMatchers, nameMatcher, scrubText, termMatcher, type NameMatcher, type TextScope } from './free-text.ts';
+
+const PEOPLE = ['Patient', 'RelatedPerson', 'Practitioner', 'Person'];
 
 const LABEL_SYSTEM = 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue';
+/**
+ * The security labels the reference tool writes (its SecurityLabels.cs), in the order it appends
+ * them: only REDACTED, ABSTRED and CRYTOHASH carry the v3-ObservationValue system.
+ */
 const LABELS = {
-  REDACTED: 'redacted',
-  ABSTRED: 'abstracted',
-  CRYTOHASH: 'cryptographic hash function',
-  MASKED: 'masked',
-  PERTURBED: 'exact value is replaced with another exact value',
-  SUBSTITUTED: 'substituted',
-  GENERALIZED: 'exact value is replaced with a general value',
+  REDACTED: { system: LABEL_SYSTEM, code: 'REDACTED', display: 'redacted' },
+  ABSTRED: { system: LABEL_SYSTEM, code: 'ABSTRED', display: 'abstracted' },
+  CRYTOHASH: { system: LABEL_SYSTEM, code: 'CRYTOHASH', display: 'cryptographic hash function' },
+  ENCRYPT: { code: 'ENCRYPT', display: 'exact value is transformed into ciphertext' },
+  PERTURBED: { code: 'PERTURBED', display: 'exact value is replaced with another exact value' },
+  SUBSTITUTED: { code: 'SUBSTITUTED', display: 'exact value is replaced with a predefined value' },
+  GENERALIZED: { code: 'GENERALIZED', display: 'exact value is replaced with a general value' },
 } as const;
 type Label = keyof typeof LABELS;
+const LABEL_ORDER = Object.keys(LABELS) as Label[];
 
 const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer64']);
+const NUMBER_TYPES = new Set(['decimal', ...INTEGER_TYPES]);
+const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duration', 'SimpleQuantity', 'MoneyQuantity']);
+const TEXT_TYPES = new Set(['string', 'markdown', 'xhtml', 'base64Binary', '']);
+const PRIMITIVE_TYPES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
 
 /** What a resource is processed with, beyond the configuration. */
 export interface ResourceContext {
@@ -40,10 +51,21 @@ export interface ResourceContext {
   onEntry?: () => void;
 }
 
+/** The state of one top-level resource's processing (its nested resources included). */
+interface Run {
+  context: ResourceContext;
+  /** The top-level resource: its id is the `resource`-scope date-shift prefix, as in the reference tool. */
+  top: JsonObject;
+  /** Nodes processed by an earlier rule, which later rules leave alone (first rule wins). */
+  visited: Set<TypedNode>;
+  /** Substituted nodes: everything below them counts as visited. */
+  sealed: Set<TypedNode>;
+}
+
 /** De-identifies FHIR resources under one configuration. */
 export class Deidentifier {
   private readonly dictionary: string[];
-  private readonly generalizers = new Map<Rule, { condition: (v: unknown) => unknown[]; expression: (v: unknown) => unknown[] }[]>();
+  private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
@@ -55,48 +77,47 @@ export class Deidentifier {
   }
 
   /**
-   * Name matchers for free text: the names in `resources` (Patient, RelatedPerson, Practitioner)
-   * plus `nameDictionary`, and the built-in first-name dictionary when enabled.
+   * Matchers for free text: the names, address lines, cities and postal codes of the people in
+   * `resources` (Patient and its contacts, RelatedPerson, Practitioner, Person) plus
+   * `nameDictionary`, and the built-in name and city dictionaries when enabled.
    */
   namesFor(resources: Iterable<JsonObject>): NameMatcher[] {
     const names = new Set(this.dictionary);
-    for (const resource of resources) {
-      if (!['Patient', 'RelatedPerson', 'Practitioner', 'Person'].includes(String(resource['resourceType']))) continue;
+    const places = new Set<string>();
+    const zips = new Set<string>();
+    for (const resource of withContained(resources)) {
+      if (!PEOPLE.includes(String(resource['resourceType']))) continue;
       // Input is untrusted JSON: the FHIR types describe the expected shape, typeof checks enforce it.
-      const person = resource as unknown as fhir4.Patient | fhir4.RelatedPerson | fhir4.Practitioner | fhir4.Person;
+      const person = resource as unknown as fhir4.Patient;
+      const humanNames = [...asArray(person.name), ...(asArray(person.contact) as fhir4.PatientContact[]).flatMap((c) => asArray(c?.name))] as fhir4.HumanName[];
       const parts: unknown[] = [];
-      for (const name of asArray(person.name) as fhir4.HumanName[]) parts.push(...asArray(name?.given), name?.family, name?.text);
+      for (const name of humanNames) parts.push(...asArray(name?.given), name?.family, name?.text);
       const maiden = (asArray(person.extension) as fhir4.Extension[]).find((e) => e?.url === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName');
       parts.push(maiden?.valueString);
       for (const part of parts) if (typeof part === 'string') for (const word of part.split(/\s+/)) names.add(word);
+      const addresses = [...asArray(person.address), ...(asArray(person.contact) as fhir4.PatientContact[]).map((c) => c?.address)] as fhir4.Address[];
+      for (const address of addresses) {
+        for (const part of [...asArray(address?.line), address?.city, address?.district, address?.text]) if (typeof part === 'string' && part.length >= 3) places.add(part);
+        if (typeof address?.postalCode === 'string') zips.add(address.postalCode);
+      }
     }
-    const matchers = [nameMatcher(names), this.config.parameters.builtinNameDictionary ? builtinNameMatcher() : undefined];
+    const matchers = [nameMatcher(names), termMatcher('ADDRESS', places), termMatcher('ZIP', zips), ...(this.config.parameters.builtinNameDictionary ? builtinNameMatchers() : [])];
     return matchers.filter((m): m is NameMatcher => m !== undefined);
   }
 
   /**
-   * De-identifies one resource in place (with its contained resources) and returns it. With
+   * De-identifies one resource in place, with the resources nested in it (contained resources,
+   * Bundle entries), and returns it. As in the reference tool, a resource is processed before the
+   * resources inside it, each nested resource with its own rules; the labels of the operations
+   * applied are added to `meta.security` of every resource that is not a contained one (a
+   * container, a Bundle, also carries the labels of what it contains). With
    * `processingErrors: skip` a resource that fails becomes an empty resource tagged REDACTED.
+   * Throws MalformedInputError (naming the resource) for a failure under `raise`.
    */
   processResource(resource: JsonObject, context: ResourceContext = {}): JsonObject {
     if (typeof resource['resourceType'] !== 'string') throw new MalformedInputError('not a FHIR resource: missing resourceType');
     try {
-      for (const contained of asArray(resource['contained'])) this.processOne(contained as JsonObject, context, resource);
-      const entries = resource['resourceType'] === 'Bundle' ? (asArray(resource['entry']) as JsonObject[]).filter((e) => isObject(e['resource'])) : [];
-      const entryContext = { ...context, onEntry: undefined };
-      for (const entry of entries) {
-        this.processResource(entry['resource'] as JsonObject, entryContext);
-        context.onEntry?.();
-      }
-      // The Bundle's own elements are processed with its entries' resources detached, so the
-      // rules do not walk every entry a second time.
-      const detached = entries.map((entry) => entry['resource']);
-      for (const entry of entries) delete entry['resource'];
-      try {
-        this.processOne(resource, context, resource);
-      } finally {
-        entries.forEach((entry, i) => (entry['resource'] = detached[i]));
-      }
+      this.visitResource(resource, false, { context, top: resource, visited: new Set(), sealed: new Set() });
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
@@ -105,162 +126,405 @@ export class Deidentifier {
         const reason = error instanceof Error ? error.message : String(error);
         throw new MalformedInputError(`${String(resource['resourceType'])}/${String(resource['id'] ?? '?')}: ${reason}`);
       }
-      for (const key of Object.keys(resource)) if (key !== 'resourceType' && key !== 'id') delete resource[key];
-      resource['meta'] = { security: [label('REDACTED')] };
+      for (const key of Object.keys(resource)) if (key !== 'resourceType') delete resource[key];
+      resource['meta'] = { security: [{ ...LABELS.REDACTED }] };
       return resource;
     }
   }
 
-  private processOne(resource: JsonObject, context: ResourceContext, container: JsonObject): void {
+  private visitResource(resource: JsonObject, contained: boolean, run: Run): Set<Label> {
     forgetDescendants(resource);
     const index = indexResource(resource);
-    const types = new WeakMap<object, Map<string, string>>();
-    for (const node of index.all) {
-      let byKey = types.get(node.parent);
-      if (!byKey) types.set(node.parent, (byKey = new Map()));
-      byKey.set(node.key, node.type);
+    if (this.config.parameters.quantityAgesAsAges) retypeQuantityAges(index);
+    const labels = this.applyRules(resource, index, run);
+    const entries = resource['resourceType'] === 'Bundle';
+    for (const nested of index.resources) {
+      for (const label of this.visitResource(nested.value as JsonObject, nested.key === 'contained', run)) labels.add(label);
+      if (entries && nested.key === 'resource') run.context.onEntry?.();
     }
-    const claimed = new WeakMap<object, Set<string>>();
+    if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
+    // Each resource prunes its own elements (its nested resources pruned themselves), as the reference tool removes empty nodes.
+    pruneRemoved(resource, resource);
+    return labels;
+  }
+
+  private applyRules(resource: JsonObject, index: NodeIndex, run: Run): Set<Label> {
     const labels = new Set<Label>();
-    const environment = { resource, rootResource: container };
+    const type = String(resource['resourceType']);
+    const environment = { resource, rootResource: run.top };
     for (const rule of this.config.rules) {
-      let locations: NodeLocation[];
+      if (rule.resourceType !== '' && rule.resourceType !== type) continue;
+      let nodes: TypedNode[];
       try {
-        locations = rule.native
-          ? rule.native(index).map((node) => ({ parent: node.parent, key: node.key, index: node.index, type: node.type, value: readValue(node.parent, node.key, node.index) }))
-          : toLocations(rule.compiled(resource, environment), resource);
+        nodes = rule.native ? rule.native(index) : fromLocations(rule.compiled(resource, environment), index);
       } catch (error) {
         throw new MalformedInputError(`rule ${rule.index} (${rule.path}): ${(error as Error).message.split('\n')[0]}`);
       }
-      for (const location of locations) {
-        if (isClaimed(claimed, location)) continue;
-        this.applyToNode(rule, location, { resource, context, types, claimed, labels });
-      }
+      for (const node of nodes) this.processRecursive(rule, node, run, labels);
     }
-    pruneRemoved(resource);
-    if (labels.size > 0) {
-      const meta = (resource['meta'] ??= {}) as JsonObject;
-      const security = (meta['security'] ??= []) as JsonObject[];
-      for (const code of labels) if (!security.some((s) => s['code'] === code)) security.push(label(code));
-    }
+    return labels;
   }
 
-  private applyToNode(rule: Rule, location: NodeLocation, state: State): void {
-    const value = location.value;
-    if (value === REMOVED || value === undefined) return;
-    if (typeof value !== 'object' || value === null) return this.applyToLeaf(rule, location, state);
-    const object = value as JsonObject;
-    if (rule.method === 'substitute' && typeof rule.replaceWith === 'object' && !hasClaimedLeaf(object, state.claimed)) {
-      writeValue(location, structuredClone(rule.replaceWith));
-      claimSubtree(location, state.claimed);
-      state.labels.add('SUBSTITUTED');
-      return;
-    }
-    if (location.type === 'Age' && rule.method === 'redact' && this.config.parameters.enablePartialAgesForRedact && typeof object['value'] === 'number') {
-      if (object['value'] <= 89) return claimSubtree(location, state.claimed);
-    }
-    for (const leaf of leaves(object, state.types)) {
-      if (!isClaimed(state.claimed, leaf)) this.applyToLeaf(rule, leaf, state);
-    }
+  /** Applies a rule's method to a node and to every node below it not yet processed (nested resources excepted). */
+  private processRecursive(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+    if (isVisited(node, run)) return;
+    this.applyMethod(rule, node, run, labels);
+    run.visited.add(node);
+    for (const child of node.children) if (!child.nested) this.processRecursive(rule, child, run, labels);
   }
 
-  private applyToLeaf(rule: Rule, leaf: NodeLocation, state: State): void {
+  private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     const params = this.config.parameters;
-    const value = leaf.value;
-    const set = (next: unknown, labelCode?: Label) => {
-      writeValue(leaf, next === undefined ? REMOVED : next);
-      if (labelCode) state.labels.add(labelCode);
-    };
-    const isDate = DATE_TYPES.has(leaf.type) && typeof value === 'string';
+    const value = primitiveValue(node);
+    // (A closure here would be created per node: the hot path uses a plain function.)
+    const set = setValue;
     switch (rule.method) {
       case 'keep':
-        break;
+        return;
       case 'redact':
-        if (isDate && params.enablePartialDatesForRedact) set(partialDate(value), 'ABSTRED');
-        else if (leaf.key === 'postalCode' && typeof value === 'string' && params.enablePartialZipCodesForRedact) set(partialZip(value, params.restrictedZipCodeTabulationAreas), 'ABSTRED');
-        else set(undefined, 'REDACTED');
-        break;
+        if (isEmpty(value)) return;
+        if (DATE_TYPES.has(node.type)) return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (node.type === 'decimal' && node.key === 'value' && node.parentNode?.type === 'Age') {
+          return set(node, run, labels, params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
+        }
+        if (node.key === 'postalCode') {
+          if (params.enablePartialZipCodesForRedact) return set(node, run, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
+          return set(node, run, labels, undefined, 'REDACTED');
+        }
+        return set(node, run, labels, undefined, 'REDACTED');
       case 'dateShift': {
-        if (!isDate) return; // not claimed: a later rule may still handle a non-date value
-        const offset = dateShiftOffset(this.shiftPrefix(state), params.dateShiftKey, params.dateShiftAlgorithm);
-        const shifted = shiftDate(value, offset);
-        if (shifted !== undefined) set(shifted, 'PERTURBED');
-        else set(params.enablePartialDatesForRedact ? partialDate(value) : undefined, 'REDACTED');
-        break;
+        if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
+        const offset = params.dateShiftFixedOffsetInDays ?? dateShiftOffset(this.shiftPrefix(node, run), params.dateShiftKey, params.dateShiftAlgorithm);
+        const shifted = shiftDate(String(value), offset);
+        if (shifted !== undefined) return set(node, run, labels, shifted, 'PERTURBED');
+        return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
       }
       case 'cryptoHash':
-        if (typeof value !== 'string') return;
-        set(leaf.key === 'reference' || leaf.key === 'fullUrl' ? cryptoHashReference(value, params.cryptoHashKey) : cryptoHash(value, params.cryptoHashKey), 'CRYTOHASH');
-        break;
+        if (isEmpty(value)) return;
+        return set(node, run, labels, this.hash(node, String(value)), 'CRYTOHASH');
       case 'encrypt':
-        set(encryptValue(String(value), params.encryptKey), 'MASKED');
-        break;
+        if (isEmpty(value)) return;
+        return set(node, run, labels, encryptValue(String(value), params.encryptKey), 'ENCRYPT');
       case 'substitute':
-        set(structuredClone(rule.replaceWith), 'SUBSTITUTED');
-        break;
+        substitute(node, rule.replaceWith, run);
+        labels.add('SUBSTITUTED');
+        return;
       case 'perturb':
-        if (typeof value !== 'number') return;
-        set(perturbNumber(value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(leaf.type)), 'PERTURBED');
-        break;
-      case 'generalize':
-        set(this.generalize(rule, value), 'GENERALIZED');
-        break;
-      case 'scrubText':
-        if (typeof value !== 'string') return;
-        set(scrubLeaf(leaf, value, state.context.names), 'REDACTED');
-        break;
+        return this.perturb(rule, node, run, labels);
+      case 'generalize': {
+        if (!PRIMITIVE_TYPES.has(node.type)) {
+          throw new MalformedInputError(`generalize applies to primitive values only, not to ${node.type || 'an untyped element'} at ${node.key}`);
+        }
+        if (value === undefined) return;
+        return set(node, run, labels, this.generalize(rule, value, node.type), 'GENERALIZED');
+      }
+      case 'scrubText': {
+        // Free text only: uris, codes and ids below a matched element (an extension's url) are links and terminology.
+        if (typeof value !== 'string' || !TEXT_TYPES.has(node.type)) return;
+        const scrubbed = scrubLeaf(node, value, run.context.names, rule.scope);
+        if (scrubbed !== value) set(node, run, labels, scrubbed, 'REDACTED');
+        return;
+      }
     }
-    claim(state.claimed, leaf);
   }
 
-  private generalize(rule: Rule, value: unknown): unknown {
+  /** cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay UUIDs and Bundle links stay valid. */
+  private hash(node: TypedNode, value: string): string {
+    const key = this.config.parameters.cryptoHashKey;
+    const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
+    if (!this.config.parameters.cryptoHashKeepsForm) return isReference ? cryptoHashReference(value, key) : cryptoHash(value, key);
+    const hash = (id: string) => formKeepingHash(id, key);
+    if (node.key === 'url' && node.parentNode?.key === 'request') {
+      const path = value.split('?')[0] ?? '';
+      return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
+    }
+    return isReference || node.key === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
+  }
+
+  /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
+  private perturb(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+    const target = NUMBER_TYPES.has(node.type) ? node : QUANTITY_TYPES.has(node.type) ? node.children.find((c) => c.key === 'value') : undefined;
+    if (!target || typeof target.value !== 'number' || run.visited.has(target)) return;
+    let next = perturbNumber(target.value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(target.type));
+    if (target.type === 'positiveInt' && next <= 0) next = 1;
+    if (target.type === 'unsignedInt' && next < 0) next = 0;
+    writeValue(target, next);
+    target.value = next;
+    for (const below of descendants(node)) run.visited.add(below);
+    labels.add('PERTURBED');
+  }
+
+  private generalize(rule: Rule, value: unknown, type: string): unknown {
     for (const { condition, expression } of this.generalizers.get(rule) ?? []) {
-      if (condition(value)[0] === true) return expression(value)[0];
+      let matched: boolean;
+      try {
+        matched = condition(value, type)[0] === true;
+        if (matched) return expression(value, type)[0];
+      } catch (error) {
+        throw new MalformedInputError(`generalize failed on a ${type} value: ${(error as Error).message.split('\n')[0]}`);
+      }
     }
     return rule.otherValues === 'keep' ? value : undefined;
   }
 
-  private shiftPrefix(state: State): string {
-    const { resource, context } = state;
+  private shiftPrefix(node: TypedNode, run: Run): string {
+    const { context, top } = run;
     switch (this.config.parameters.dateShiftScope) {
       case 'file':
       case 'folder':
         return context.scopeName ?? '';
-      case 'patient':
+      case 'patient': {
+        const resource = owningResource(node) ?? top;
         return patientId(resource) ?? String(resource['id'] ?? '');
+      }
       default:
-        return String(resource['id'] ?? '');
+        return typeof top['id'] === 'string' ? top['id'] : '';
     }
   }
 }
 
-interface State {
-  resource: JsonObject;
-  context: ResourceContext;
-  types: WeakMap<object, Map<string, string>>;
-  claimed: WeakMap<object, Set<string>>;
-  labels: Set<Label>;
+/** The resources and the resources they contain (a contained Patient's names are the record's too). */
+function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> {
+  for (const resource of resources) {
+    yield resource;
+    for (const contained of asArray(resource['contained'])) if (isObject(contained)) yield contained;
+  }
 }
 
-function label(code: Label): JsonObject {
-  return { system: LABEL_SYSTEM, code, display: LABELS[code] };
+/** With `quantityAgesAsAges`: a Quantity in years (UCUM `a`) is typed Age, so Age rules (and partial ages) apply to it. */
+function retypeQuantityAges(index: NodeIndex): void {
+  const quantities = index.byType.get('Quantity');
+  if (!quantities) return;
+  const ages = quantities.filter((node) => {
+    const quantity = node.value as JsonObject;
+    return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
+  });
+  if (ages.length === 0) return;
+  index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
+  for (const node of ages) node.type = 'Age';
+  index.byType.set('Age', [...(index.byType.get('Age') ?? []), ...ages]);
+}
+
+/** Writes a method's result into a node (undefined or null removes it) and records the label. */
+function setValue(node: TypedNode, _run: Run, labels: Set<Label>, next: unknown, label: Label): void {
+  writeValue(node, next ?? REMOVED);
+  node.value = next ?? undefined;
+  labels.add(label);
+}
+
+function isVisited(node: TypedNode, run: Run): boolean {
+  if (run.visited.has(node)) return true;
+  if (run.sealed.size === 0) return false;
+  for (let current: TypedNode | undefined = node; current; current = current.parentNode) if (run.sealed.has(current)) return true;
+  return false;
+}
+
+/** A node's primitive value (undefined for a complex element or an absent primitive). */
+function primitiveValue(node: TypedNode): unknown {
+  const value = node.value;
+  return value !== null && typeof value === 'object' ? undefined : value;
+}
+
+function isEmpty(value: unknown): boolean {
+  return value === undefined || value === null || value === '';
+}
+
+function* descendants(node: TypedNode): Generator<TypedNode> {
+  for (const child of node.children) {
+    yield child;
+    yield* descendants(child);
+  }
+}
+
+function owningResource(node: TypedNode): JsonObject | undefined {
+  let current: TypedNode | undefined = node;
+  while (current?.parentNode) current = current.parentNode;
+  return current?.value as JsonObject | undefined;
+}
+
+/** Maps fhirpath results to the nodes of the index (results in nested resources and literals are dropped). */
+function fromLocations(results: unknown[], index: NodeIndex): TypedNode[] {
+  const nodes: TypedNode[] = [];
+  for (const location of toLocations(results, index.root.value as JsonObject)) {
+    const node = index.byParent(location.parent)?.find((n) => n.key === location.key && n.index === location.index);
+    if (node) nodes.push(node);
+  }
+  for (const result of results) if ((result as { data?: unknown })?.data === index.root.value && (result as { parentResNode?: unknown }).parentResNode == null) nodes.push(index.root);
+  return nodes;
+}
+
+/**
+ * The reference tool's substitute: the node takes the replacement's value and children, element
+ * by element and item by item; what an earlier rule processed is kept (an emptied copy of an
+ * element keeps the processed parts below it), other elements absent from the replacement are
+ * removed, extra replacement items are added. Everything below is then left to no other rule.
+ */
+function substitute(node: TypedNode, replaceWith: unknown, run: Run): void {
+  const replacement = replaceWith === null || replaceWith === undefined ? (PRIMITIVE_TYPES.has(node.type) ? null : {}) : replaceWith;
+  const keep = new Set<TypedNode>();
+  markKept(node, run, keep);
+  substituteNode(node, replacement, run, keep);
+  run.sealed.add(node);
+}
+
+function markKept(node: TypedNode, run: Run, keep: Set<TypedNode>): boolean {
+  let kept = false;
+  for (const child of node.children) kept = markKept(child, run, keep) || kept;
+  if (kept || run.visited.has(node)) {
+    keep.add(node);
+    return true;
+  }
+  return false;
+}
+
+/** Writes `replacement` into the node's place, keeping processed descendants. */
+function substituteNode(node: TypedNode, replacement: unknown, run: Run, keep: Set<TypedNode>): void {
+  if (run.visited.has(node)) return;
+  const complex = node.value !== null && typeof node.value === 'object';
+  if (replacement === null ? !complex : typeof replacement !== 'object') {
+    // The primitive's own value; its id and extensions (children) go unless processed before.
+    writeValue(node, replacement === null ? REMOVED : replacement);
+    for (const child of node.children) {
+      if (run.visited.has(child)) continue;
+      if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+    return;
+  }
+  const target = (replacement ?? {}) as JsonObject;
+  let object = node.value;
+  if (object === null || typeof object !== 'object') {
+    object = {};
+    writeValue(node, object);
+  }
+  const json = object as JsonObject;
+  const byName = new Map<string, TypedNode[]>();
+  for (const child of node.children) {
+    const list = byName.get(child.key);
+    if (list) list.push(child);
+    else byName.set(child.key, [child]);
+  }
+  for (const [name, value] of Object.entries(target)) {
+    const targets = Array.isArray(value) ? value : [value];
+    const children = byName.get(name) ?? [];
+    let i = 0;
+    for (const child of children) {
+      if (run.visited.has(child)) i++;
+      else if (i < targets.length) substituteNode(child, targets[i++], run, keep);
+      else if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+    if (i < targets.length) {
+      const extra = structuredClone(targets.slice(i));
+      const existing = json[name];
+      if (existing === undefined || existing === REMOVED) json[name] = Array.isArray(value) ? extra : extra[0];
+      else json[name] = [...(Array.isArray(existing) ? existing : [existing]), ...extra];
+    }
+  }
+  for (const [name, children] of byName) {
+    if (name in target) continue;
+    for (const child of children) {
+      if (run.visited.has(child)) continue;
+      if (keep.has(child)) substituteNode(child, null, run, keep);
+      else removeNode(child);
+    }
+  }
+}
+
+/** Removes a node (and the element part of a primitive). */
+function removeNode(node: TypedNode): void {
+  writeValue(node, REMOVED);
+  const part = node.parent[`_${node.key}`];
+  if (part === undefined) return;
+  if (node.index === null || !Array.isArray(part)) node.parent[`_${node.key}`] = REMOVED;
+  else part[node.index] = REMOVED;
+}
+
+/** Appends the labels not already present (codes compared case-insensitively), in the reference tool's order. */
+function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
+  let meta = resource['meta'];
+  if (meta === REMOVED || typeof meta !== 'object') resource['meta'] = meta = {};
+  const metaObject = meta as JsonObject;
+  let security = metaObject['security'];
+  if (!Array.isArray(security)) metaObject['security'] = security = [];
+  const list = security as unknown[];
+  const present = (code: string) => list.some((s) => s !== null && typeof s === 'object' && String((s as JsonObject)['code']).toLowerCase() === code.toLowerCase());
+  for (const code of LABEL_ORDER) if (labels.has(code) && !present(code)) list.push({ ...LABELS[code] });
 }
 
 function partialZip(zip: string, restricted: string[]): string {
-  const digits = zip.slice(0, 3);
-  if (restricted.includes(digits)) return zip.replace(/\d/g, '0');
-  return digits + zip.slice(3).replace(/\d/g, '0');
+  if (restricted.some((area) => zip.startsWith(area))) return zip.replace(/\d/g, '0');
+  if (zip.length < 3) return zip;
+  return zip.slice(0, 3) + zip.slice(3).replace(/\d/g, '0');
 }
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
-function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = []): string {
+function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = NO_NAMES, scope: TextScope = 'all'): string {
+  // A base64 attachment's contentType is its sibling.
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule
     const decoded = Buffer.from(value, 'base64').toString('utf8');
     return Buffer.from(scrubText(decoded, names).text, 'utf8').toString('base64');
   }
-  return scrubText(value, names).text;
+  if (leaf.type === 'xhtml') return scrubXhtml(value, names);
+  return cachedScrub(value, names, scope);
+}
+
+/**
+ * Scrubbed texts by matcher set: a record set's resources repeat the same displays and texts
+ * thousands of times ("Body mass index (BMI) [Ratio]"), and a text scrubs the same way under
+ * the same matchers. Bounded; dropped with the matcher set.
+ */
+const scrubCache = new WeakMap<readonly NameMatcher[], Map<string, string>>();
+const SCRUB_CACHE_LIMIT = 20_000;
+const NO_NAMES: readonly NameMatcher[] = [];
+
+function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextScope): string {
+  let cache = scrubCache.get(names);
+  if (!cache) scrubCache.set(names, (cache = new Map()));
+  const key = scope === 'all' ? value : `\u0000${value}`;
+  let scrubbed = cache.get(key);
+  if (scrubbed === undefined) {
+    scrubbed = scrubText(value, names, scope).text;
+    if (cache.size >= SCRUB_CACHE_LIMIT) cache.clear();
+    cache.set(key, scrubbed);
+  }
+  return scrubbed;
+}
+
+const XHTML_TAG = /(<[^>]*>)/;
+
+/**
+ * Scrubs a narrative and keeps it valid XHTML: the text between tags is scrubbed (entities
+ * decoded first, so that `&amp;` does not hide a finding), and each tag keeps only its name and
+ * `xmlns` (other attributes — titles, links — may carry identifiers and are dropped).
+ */
+function scrubXhtml(xhtml: string, names: readonly NameMatcher[]): string {
+  return xhtml
+    .split(XHTML_TAG)
+    .map((part, i) => {
+      if (i % 2 === 1) {
+        const tag = /^<(\/?)([A-Za-z][\w:-]*)[^>]*?(\/?)>$/.exec(part);
+        if (!tag) return '';
+        const xmlns = /\sxmlns=("[^"]*"|'[^']*')/.exec(part);
+        return `<${tag[1]}${tag[2]}${xmlns ? ` xmlns=${xmlns[1]}` : ''}${tag[3]}>`;
+      }
+      return escapeXml(cachedScrub(unescapeXml(part), names, 'all'));
+    })
+    .join('');
+}
+
+function unescapeXml(text: string): string {
+  return text.replace(/&(amp|lt|gt|quot|apos|#\d+|#x[0-9a-f]+);/gi, (entity, name: string) => {
+    const lower = name.toLowerCase();
+    if (lower[0] === '#') return String.fromCodePoint(lower[1] === 'x' ? parseInt(lower.slice(2), 16) : parseInt(lower.slice(1), 10));
+    return ({ amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" } as Record<string, string>)[lower] ?? entity;
+  });
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /** The id of the patient a resource belongs to (itself, or its subject/patient reference). */
@@ -271,48 +535,6 @@ export function patientId(resource: JsonObject): string | undefined {
     if (typeof reference === 'string') return reference.replace(/^urn:uuid:|^.*Patient\//, '');
   }
   return undefined;
-}
-
-function leafKey(location: Pick<NodeLocation, 'key' | 'index'>): string {
-  return `${location.key}|${location.index ?? ''}`;
-}
-
-function isClaimed(claimed: WeakMap<object, Set<string>>, location: NodeLocation): boolean {
-  return claimed.get(location.parent)?.has(leafKey(location)) ?? false;
-}
-
-function claim(claimed: WeakMap<object, Set<string>>, location: Pick<NodeLocation, 'parent' | 'key' | 'index'>): void {
-  let keys = claimed.get(location.parent);
-  if (!keys) claimed.set(location.parent, (keys = new Set()));
-  keys.add(leafKey(location));
-}
-
-function claimSubtree(location: NodeLocation, claimed: WeakMap<object, Set<string>>): void {
-  claim(claimed, location);
-  const value = readValue(location.parent, location.key, location.index);
-  if (value && typeof value === 'object') for (const leaf of leaves(value as JsonObject, new WeakMap())) claim(claimed, leaf);
-}
-
-function hasClaimedLeaf(object: JsonObject, claimed: WeakMap<object, Set<string>>): boolean {
-  for (const leaf of leaves(object, new WeakMap())) if (isClaimed(claimed, leaf)) return true;
-  return false;
-}
-
-/** Every primitive value inside an element, skipping nested resources. */
-function* leaves(object: JsonObject, types: WeakMap<object, Map<string, string>>): Generator<NodeLocation> {
-  for (const [key, value] of Object.entries(object)) {
-    const items = Array.isArray(value) ? value : [value];
-    for (let i = 0; i < items.length; i++) {
-      const item: unknown = items[i];
-      const index = Array.isArray(value) ? i : null;
-      if (item === REMOVED) continue;
-      if (item && typeof item === 'object') {
-        if (typeof (item as JsonObject)['resourceType'] !== 'string') yield* leaves(item as JsonObject, types);
-      } else {
-        yield { parent: object, key, index, type: types.get(object)?.get(key) ?? typeof item, value: item };
-      }
-    }
-  }
 }
 
 function isObject(value: unknown): value is JsonObject {

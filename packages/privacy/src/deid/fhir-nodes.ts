@@ -116,10 +116,23 @@ export function compilePath(path: string): CompiledPath {
   return (resource, environment) => branches.flatMap((compiled) => compiled(resource as never, environment as never) as unknown[]);
 }
 
-/** Compiles an expression whose results are plain values (used for generalize cases). */
-export function compileValueExpression(expression: string): (input: unknown) => unknown[] {
-  const compiled = fhirpath.compile(expression, r4Model);
-  return (input) => compiled(input as never) as unknown[];
+/**
+ * Compiles an expression whose results are plain values (generalize cases), evaluated with
+ * `$this` typed as the FHIR type of the value (so `$this >= @1990-01-01` compares dates).
+ * Numbers and booleans are evaluated untyped: they need no FHIR type to compare.
+ */
+export function compileValueExpression(expression: string): (input: unknown, type?: string) => unknown[] {
+  const byType = new Map<string, (input: unknown) => unknown[]>();
+  const untyped = fhirpath.compile(expression, r4Model);
+  return (input, type) => {
+    if (type === undefined || typeof input !== 'string') return untyped(input as never) as unknown[];
+    let compiled = byType.get(type);
+    if (!compiled) {
+      const fn = fhirpath.compile({ base: type, expression } as never, r4Model);
+      byType.set(type, (compiled = (value) => fn(value as never) as unknown[]));
+    }
+    return compiled(input);
+  };
 }
 
 function nodeType(node: ResourceNodeLike): string {
@@ -177,25 +190,83 @@ export function writeValue(location: Pick<NodeLocation, 'parent' | 'key' | 'inde
   else parent[key] = value;
 }
 
-/** Marks a location as removed; `pruneRemoved` deletes the markers and any object left empty. */
-export const REMOVED = Symbol('removed');
+/**
+ * Marks a location as removed; `pruneRemoved` deletes the markers and any object left empty.
+ * It is JSON `null`, which FHIRPath reads as empty, so later rules' conditions evaluate on the
+ * partly processed resource without tripping over a marker.
+ */
+export const REMOVED = null;
 
-/** Deletes removed markers and the empty objects and arrays they leave behind. Returns true if `node` became empty. */
-export function pruneRemoved(node: unknown): boolean {
+/**
+ * Deletes removed markers and the empty objects and arrays they leave behind. A primitive array
+ * and its element-part array (`given`, `_given`) are pruned together so their items stay aligned
+ * (an item whose value went but whose extensions stay becomes `null`). Returns true if `node` became empty.
+ */
+export function pruneRemoved(node: unknown, root?: object): boolean {
   if (Array.isArray(node)) {
     for (let i = node.length - 1; i >= 0; i--) {
-      if (node[i] === REMOVED || pruneRemoved(node[i])) node.splice(i, 1);
+      if (node[i] === REMOVED || pruneRemoved(node[i], root)) node.splice(i, 1);
     }
     return node.length === 0;
   }
   if (typeof node === 'object' && node !== null) {
     const object = node as JsonObject;
-    for (const key of Object.keys(object)) {
-      if (object[key] === REMOVED || pruneRemoved(object[key])) delete object[key];
+    // With a root given, nested resources (contained, entries) are left alone: they were pruned with their own rules.
+    if (root !== undefined && object !== root && typeof object['resourceType'] === 'string') return false;
+    const keys = Object.keys(object);
+    let hasParts = false;
+    for (const key of keys) if (key.charCodeAt(0) === 95) hasParts = true;
+    if (!hasParts) {
+      // The common case: no element parts, no string building.
+      for (const key of keys) {
+        const value = object[key];
+        if (value === REMOVED || (typeof value === 'object' && pruneRemoved(value, root))) delete object[key];
+      }
+      return Object.keys(object).length === 0;
+    }
+    for (const key of keys) {
+      if (!(key in object)) continue;
+      const partKey = key.charCodeAt(0) === 95 ? key : `_${key}`;
+      const valueKey = partKey.slice(1);
+      if (partKey in object && (key === valueKey || !(valueKey in object))) {
+        prunePrimitive(object, valueKey, partKey, root);
+        continue;
+      }
+      if (key === partKey) continue;
+      if (object[key] === REMOVED || pruneRemoved(object[key], root)) delete object[key];
     }
     return Object.keys(object).length === 0;
   }
   return false;
+}
+
+const gone = (value: unknown) => value === REMOVED || value === undefined;
+
+function prunePrimitive(object: JsonObject, valueKey: string, partKey: string, root?: object): void {
+  const value = object[valueKey];
+  const part = object[partKey];
+  if (Array.isArray(value) || Array.isArray(part)) {
+    const values = Array.isArray(value) ? value : value === undefined ? [] : [value];
+    const parts = Array.isArray(part) ? part : gone(part) ? [] : [part];
+    const length = Math.max(values.length, parts.length);
+    const keptValues: unknown[] = [];
+    const keptParts: unknown[] = [];
+    for (let i = 0; i < length; i++) {
+      const v = values[i];
+      const p = parts[i];
+      const partGone = gone(p) || pruneRemoved(p, root);
+      if (gone(v) && partGone) continue;
+      keptValues.push(gone(v) ? null : v);
+      keptParts.push(partGone ? null : p);
+    }
+    if (keptValues.some((v) => v !== null)) object[valueKey] = keptValues;
+    else delete object[valueKey];
+    if (keptParts.some((p) => p !== null)) object[partKey] = keptParts;
+    else delete object[partKey];
+    return;
+  }
+  if (gone(value)) delete object[valueKey];
+  if (gone(part) || pruneRemoved(part, root)) delete object[partKey];
 }
 
 /** Drops the cached descendants of a resource (its content is about to change or be re-read). */

