@@ -97,25 +97,52 @@ function levelColumns(data: EncodedTable, options: GlobalOptions): LevelColumn[]
       }
       return column;
     }
-    const paths = data.paths[q] as HierarchyNode[][];
-    const height = Math.max(...paths.map((p) => p.length - 1), 0);
-    const size = qi.kind === 'categorical' ? qi.hierarchy.size : 1;
-    const column: LevelColumn = { codes: [], bounds: [], penalty: [] };
-    for (let level = 0; level <= height; level++) {
-      const ids = new Map<HierarchyNode, number>();
-      const nodes: HierarchyNode[] = [];
-      let penalty = 0;
-      const codes = Int32Array.from(paths, (path) => {
-        const node = path[Math.max(path.length - 1 - level, 0)] as HierarchyNode;
-        let id = ids.get(node);
-        if (id === undefined) ids.set(node, (id = nodes.length)), nodes.push(node);
-        penalty += node.children.length === 0 ? 0 : node.leafCount / size;
-        return id;
-      });
-      column.codes.push(codes), column.bounds.push(nodes), column.penalty.push(penalty);
-    }
-    return column;
+    return categoricalLevels(data.paths[q] as HierarchyNode[][], qi.kind === 'categorical' ? qi.hierarchy.size : 1);
   });
+}
+
+/**
+ * A categorical QI's levels. The records' distinct leaves are found once, then each level's codes
+ * come from a per-leaf lookup table (a Map lookup per leaf, not per record and level). Codes are
+ * numbered in the order of each value's first record, and penalties summed in record order.
+ */
+function categoricalLevels(paths: HierarchyNode[][], size: number): LevelColumn {
+  const leafIds = new Map<HierarchyNode[], number>();
+  const leaves: HierarchyNode[][] = [];
+  const leafOf = new Int32Array(paths.length);
+  let height = 0;
+  for (let r = 0; r < paths.length; r++) {
+    const path = paths[r] as HierarchyNode[];
+    let id = leafIds.get(path);
+    if (id === undefined) leafIds.set(path, (id = leaves.length)), leaves.push(path), (height = Math.max(height, path.length - 1));
+    leafOf[r] = id;
+  }
+  const column: LevelColumn = { codes: [], bounds: [], penalty: [] };
+  for (let level = 0; level <= height; level++) {
+    const ids = new Map<HierarchyNode, number>();
+    const nodes: HierarchyNode[] = [];
+    const codeOfLeaf = new Int32Array(leaves.length);
+    const costOfLeaf = new Float64Array(leaves.length);
+    leaves.forEach((path, leaf) => {
+      const node = path[Math.max(path.length - 1 - level, 0)] as HierarchyNode;
+      let id = ids.get(node);
+      if (id === undefined) ids.set(node, (id = nodes.length)), nodes.push(node);
+      codeOfLeaf[leaf] = id;
+      costOfLeaf[leaf] = node.children.length === 0 ? 0 : node.leafCount / size;
+    });
+    const codes = gather(codeOfLeaf, leafOf);
+    let penalty = 0;
+    for (let r = 0; r < paths.length; r++) penalty += costOfLeaf[leafOf[r] as number] as number;
+    column.codes.push(codes), column.bounds.push(nodes), column.penalty.push(penalty);
+  }
+  return column;
+}
+
+/** \`values[rows[i]]\` for each i, in a plain loop (Int32Array.from with a callback goes through the iterator protocol). */
+function gather(values: Int32Array, rows: ArrayLike<number>): Int32Array {
+  const out = new Int32Array(rows.length);
+  for (let i = 0; i < rows.length; i++) out[i] = values[rows[i] as number] as number;
+  return out;
 }
 
 /** The records collapsed to their distinct (QI codes, sensitive value) tuples, each with its weight. */
@@ -137,9 +164,9 @@ function compress(columns: LevelColumn[], sensitive: Int32Array | null, n: numbe
   const first = grouping.representative;
   return {
     m,
-    columns: columns.map((c) => ({ ...c, codes: c.codes.map((codes) => Int32Array.from(first, (r) => codes[r] as number)) })),
+    columns: columns.map((c) => ({ ...c, codes: c.codes.map((codes) => gather(codes, first)) })),
     weight: Float64Array.from(grouping.sizes),
-    sensitive: sensitive ? Int32Array.from(first, (r) => sensitive[r] as number) : null,
+    sensitive: sensitive ? gather(sensitive, first) : null,
     tupleOf: grouping.classOf,
   };
 }
@@ -183,24 +210,27 @@ interface NodeClasses {
 }
 
 function groupRecords(columns: LevelColumn[], node: number[], n: number, weight: Float64Array | null): NodeClasses {
-  const codes = columns.map((c, q) => c.codes[node[q] ?? 0] as Int32Array);
-  const radix = columns.map((c, q) => (c.bounds[node[q] ?? 0] as unknown[]).length);
+  const { codes, radix } = splittingColumns(columns, node);
+  return groupByCodes(codes, radix, n, weight);
+}
+
+/** The node's code columns and their widths, leaving out columns generalised to one value (they cannot split a class). */
+function splittingColumns(columns: LevelColumn[], node: number[]): { codes: Int32Array[]; radix: number[] } {
+  const codes: Int32Array[] = [];
+  const radix: number[] = [];
+  columns.forEach((c, q) => {
+    const width = (c.bounds[node[q] ?? 0] as unknown[]).length;
+    if (width > 1) codes.push(c.codes[node[q] ?? 0] as Int32Array), radix.push(width);
+  });
+  return { codes, radix };
+}
+
+/** Classes numbered in the order of their first record (each class's representative). */
+function groupByCodes(codes: Int32Array[], radix: number[], n: number, weight: Float64Array | ArrayLike<number> | null): NodeClasses {
+  const keys = packedKeys(codes, radix, n);
   const classOf = new Int32Array(n);
   const sizes: number[] = [];
   const representative: number[] = [];
-  // Mixed-radix keys while they stay exact doubles; beyond that, renumber the key so far after each QI.
-  const keys = new Float64Array(n);
-  let span = 1;
-  codes.forEach((column, q) => {
-    const width = radix[q] as number;
-    if (span * width > 2 ** 52) {
-      const ids = new DenseIds(n);
-      for (let r = 0; r < n; r++) keys[r] = ids.id(keys[r] as number);
-      span = ids.size;
-    }
-    for (let r = 0; r < n; r++) keys[r] = (keys[r] as number) * width + (column[r] as number);
-    span *= width;
-  });
   const table = new DenseIds(n);
   for (let r = 0; r < n; r++) {
     const c = table.id(keys[r] as number);
@@ -209,6 +239,41 @@ function groupRecords(columns: LevelColumn[], node: number[], n: number, weight:
     sizes[c]! += weight ? (weight[r] as number) : 1;
   }
   return { classOf, sizes, representative };
+}
+
+/**
+ * The classes of `node` from those of one of its specialisations (ARX's roll-up): each class of
+ * `from` lies inside one class of `node`, so only `from`'s representatives are grouped, weighted
+ * by their class sizes, instead of every tuple. The numbering is the one `groupRecords` gives:
+ * `from`'s classes are in first-tuple order, so the merged classes are too.
+ */
+function rollUp(columns: LevelColumn[], node: number[], from: NodeClasses): NodeClasses {
+  const { codes, radix } = splittingColumns(columns, node);
+  const reps = from.representative;
+  const merged = groupByCodes(codes.map((column) => gather(column, reps)), radix, reps.length, from.sizes);
+  return { classOf: gather(merged.classOf, from.classOf), sizes: merged.sizes, representative: merged.representative.map((c) => reps[c] as number) };
+}
+
+/**
+ * One integer key per record, equal exactly when the records' codes are: mixed-radix keys while
+ * they stay exact doubles; beyond that, the key so far is renumbered densely before the next QI.
+ * Column by column in plain loops over typed arrays, so each loop is one tight monomorphic pass.
+ */
+function packedKeys(codes: Int32Array[], radix: number[], n: number): Float64Array {
+  const keys = new Float64Array(n);
+  let span = 1;
+  for (let q = 0; q < codes.length; q++) {
+    const column = codes[q] as Int32Array;
+    const width = radix[q] as number;
+    if (span * width > 2 ** 52) {
+      const ids = new DenseIds(n);
+      for (let r = 0; r < n; r++) keys[r] = ids.id(keys[r] as number);
+      span = ids.size;
+    }
+    for (let r = 0; r < n; r++) keys[r] = (keys[r] as number) * width + (column[r] as number);
+    span *= width;
+  }
+  return keys;
 }
 
 /** Evaluation of one node: which classes fail (and why), and how many records that suppresses. */
@@ -220,8 +285,9 @@ interface Evaluation {
   monotoneFailures: number;
 }
 
-function evaluate(tuples: Tuples, node: number[], options: GlobalOptions, data: EncodedTable): Evaluation {
-  const grouping = groupRecords(tuples.columns, node, tuples.m, tuples.weight);
+/** \`from\`, when given, is the grouping of a specialisation of \`node\` to roll the classes up from. */
+function evaluate(tuples: Tuples, node: number[], options: GlobalOptions, data: EncodedTable, from?: NodeClasses): Evaluation {
+  const grouping = from ? rollUp(tuples.columns, node, from) : groupRecords(tuples.columns, node, tuples.m, tuples.weight);
   const { sizes } = grouping;
   const model = options.model;
   const failing = sizes.map((size) => size < model.k);
@@ -299,6 +365,30 @@ function latticeNodes(columns: LevelColumn[], n: number): { node: number[]; boun
   return nodes;
 }
 
+/** Recent groupings (a bounded number: each holds a class per tuple), to roll later nodes up from. */
+class GroupingCache {
+  private readonly entries = new Map<number, { node: number[]; grouping: NodeClasses }>();
+
+  constructor(private readonly capacity: number) {}
+
+  add(index: number, node: number[], grouping: NodeClasses): void {
+    if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value as number);
+    this.entries.set(index, { node, grouping });
+  }
+
+  /** Of the cached specialisations of \`node\`, the grouping with the fewest classes (the cheapest to roll up). */
+  fewestClassesBelow(node: number[]): NodeClasses | undefined {
+    let best: NodeClasses | undefined;
+    for (const entry of this.entries.values()) {
+      if (below(entry.node, node) && (!best || entry.grouping.sizes.length < best.sizes.length)) best = entry.grouping;
+    }
+    return best;
+  }
+}
+
+/** Groupings kept for roll-up: enough to hold the recent neighbourhood of the search, a few MB on Adult. */
+const CACHED_GROUPINGS = 64;
+
 const below = (a: number[], b: number[]) => a.every((level, q) => level <= (b[q] as number));
 const sum = (node: number[]) => node.reduce((s, l) => s + l, 0);
 const heightsOf = (columns: LevelColumn[]) => columns.map((c) => c.codes.length - 1);
@@ -358,12 +448,15 @@ export function globalRecoding(table: Table, options: GlobalOptions, exhaustive 
   const tuples = compress(columns, data.sensitive?.values ?? null, n);
   const search = { latticeSize: nodes.length, checked: 0, taggedNotAnonymous: 0, taggedAnonymous: 0, boundStopped: 0 };
   const evaluations = new Map<number, Evaluation>();
+  const groupings = new GroupingCache(CACHED_GROUPINGS);
   const check = (index: number): Evaluation => {
     let evaluation = evaluations.get(index);
     if (!evaluation) {
       search.checked++;
-      evaluation = evaluate(tuples, (nodes[index] as { node: number[] }).node, options, data);
+      const node = (nodes[index] as { node: number[] }).node;
+      evaluation = evaluate(tuples, node, options, data, groupings.fewestClassesBelow(node));
       evaluations.set(index, evaluation);
+      groupings.add(index, node, evaluation.grouping);
     }
     return evaluation;
   };
