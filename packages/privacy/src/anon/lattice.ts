@@ -23,6 +23,8 @@
  *   later node can beat it. With suppression the NCP is not monotonic (a higher node may suppress
  *   fewer records), which this bound handles where tagging alone could not.
  * Numeric QIs without a hierarchy get intervals of doubling width (`intervalLevels`).
+ * A node's classes are rolled up from those of a cached specialisation (ARX's roll-up optimisation):
+ * grouping the specialisation's class representatives, weighted by size, is cheaper than every tuple.
  */
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 import type { Table } from './table.ts';
