@@ -2,7 +2,7 @@
  * @medshare/server — the MedShare platform over HTTP (docs/platform.md): trusted authority, hospital identity,
  * cloud store and re-encryption proxy, hospital FHIR gateway, and the typed client SDK used by the CLI.
  */
-export { createPlatform, DEFAULT_EMERGENCY_POLICY, TA_AUDIENCE, type Platform, type PlatformOptions } from './platform.ts';
+export { createPlatform, DEFAULT_EMERGENCY_POLICY, PORTAL_CLIENT, TA_AUDIENCE, type Platform, type PlatformOptions } from './platform.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';
 export { CloudService, repeatedAttributePolicies, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus, type RepeatedAttributePolicy } from './cloud/service.ts';
 export { CloudStore } from './cloud/store.ts';

@@ -19,8 +19,8 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
-  TrustedAuthority, TrustList, type LimiterOptions, type RelyingParty, type ScryptParams,
+  createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, oidcPlugin, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
+  TrustedAuthority, TrustList, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import type { AuditLog } from '@medshare/ledger';
 import { loadAuthoritySetup } from './authority.ts';
@@ -92,9 +92,20 @@ export interface PlatformOptions {
   readonly conversionWorkers?: number;
   /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
   readonly statsConsortium?: Consortium;
+  /** OpenID Connect clients of every hospital besides the portal (PORTAL_CLIENT). */
+  readonly oidcClients?: readonly OidcClient[];
+  /** The origin browsers reach the platform at, for OIDC issuer URLs (default: the origin each request was addressed to). */
+  readonly publicOrigin?: string;
   /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
   readonly ledgerCheckpointFile?: string;
 }
+
+/** The web portal (served at /portal/) as every hospital's OpenID Connect client. */
+export const PORTAL_CLIENT: OidcClient = {
+  clientId: 'medshare-portal', name: 'MedShare portal', redirectUris: ['/portal/'], audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
+};
+/** What the OIDC discovery documents list as supported scopes. */
+const OIDC_SCOPES = ['openid', 'profile', 'offline_access', 'patient/*.rs', 'user/*.rs', 'user/*.cruds', 'system/*.cruds'];
 
 /** The default platform emergency policy. */
 export const DEFAULT_EMERGENCY_POLICY = 'role:emergency';
@@ -151,10 +162,15 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
       hospital, issuer, adminToken, scrypt: options.scrypt, limits: options.limits, now, kek: options.kek,
       audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
       relyingParty: { ...relyingParty, name: `MedShare ${hospital}` },
+      oidcClients: [PORTAL_CLIENT, ...(options.oidcClients ?? [])], fhirServers: ['/gateway/fhir'],
     });
     trust.add({ issuer, hospital, jwks: () => service.keys.jwks(), sessionStatus: localSessionStatus(service.sessions, now) });
     issuers.set(hospital, issuer);
     await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
+    await app.register(oidcPlugin, {
+      hospital, provider: service.oidc, accounts: service.accounts, proofs: service.proofs, scopesSupported: OIDC_SCOPES,
+      ...(options.publicOrigin === undefined ? {} : { publicOrigin: options.publicOrigin }), prefix: `/identity/${hospital}`,
+    });
   }
   const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
   const authority = new TrustedAuthority({
