@@ -134,7 +134,7 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   });
   const oidc = new OidcProvider({
     hospital: config.hospital, clients: oidcClients, credentials, issuer, keys, sessions, now,
-    requests: stores.oidcRequests, codes: stores.oidcCodes, redeemed: stores.oidcRedeemed, fhirServers: config.fhirServers ?? [],
+    requests: stores.oidcRequests, codes: stores.oidcCodes, redeemed: stores.oidcRedeemed, fhirServers: config.fhirServers ?? [], accountAudience: config.issuer,
   });
   const trust = new TrustList();
   trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });

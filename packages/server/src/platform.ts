@@ -11,6 +11,8 @@
  *   /stats/...                 cross-hospital statistics under threshold encryption (when a consortium is given)
  *   /ledger/...                public audit ledger: witnessed checkpoint, entries, proofs, health (ledger.ts)
  *   /witness/<hospital>/...    each hospital's witness (c2sp.org/tlog-witness add-checkpoint)
+ *   /identity/<hospital>/oidc/ OpenID Connect provider (discovery under /identity/<hospital>/.well-known/)
+ *   /portal/                   the web portal (portal.ts; / redirects there)
  *   /openapi.json              the OpenAPI document of all of the above
  */
 import rateLimit from '@fastify/rate-limit';
@@ -33,6 +35,7 @@ import { gatewayPlugin } from './gateway/plugin.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
 import { openPlatformLedger } from './ledger.ts';
+import { portalPlugin } from './portal.ts';
 import { CLOUD_MIGRATIONS, GATEWAY_MIGRATIONS } from './migrations.ts';
 import { StatsAggregator } from './stats/aggregator.ts';
 import type { Consortium } from './stats/consortium.ts';
@@ -96,13 +99,15 @@ export interface PlatformOptions {
   readonly oidcClients?: readonly OidcClient[];
   /** The origin browsers reach the platform at, for OIDC issuer URLs (default: the origin each request was addressed to). */
   readonly publicOrigin?: string;
+  /** Serve the web portal at /portal/ (default true). */
+  readonly portal?: boolean;
   /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
   readonly ledgerCheckpointFile?: string;
 }
 
 /** The web portal (served at /portal/) as every hospital's OpenID Connect client. */
 export const PORTAL_CLIENT: OidcClient = {
-  clientId: 'medshare-portal', name: 'MedShare portal', redirectUris: ['/portal/'], audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
+  clientId: 'medshare-portal', name: 'MedShare portal', redirectUris: ['/portal/'], audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE], accountAccess: true,
 };
 /** What the OIDC discovery documents list as supported scopes. */
 const OIDC_SCOPES = ['openid', 'profile', 'offline_access', 'patient/*.rs', 'user/*.rs', 'user/*.cruds', 'system/*.cruds'];
@@ -189,6 +194,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier: platformVerifier, prefix: '/stats' });
   await platformLedger.register(app);
+  if (options.portal !== false) await app.register(portalPlugin, { hospitals: options.hospitals });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return {
     app, cloud, ledger, ...(stats === undefined ? {} : { stats }), abePublicKey: setup.publicKey, issuers,

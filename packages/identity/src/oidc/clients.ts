@@ -15,6 +15,8 @@ export interface OidcClient {
   readonly redirectUris: readonly string[];
   /** Audiences of the access tokens it gets (registered audiences of the hospital). */
   readonly audiences: readonly string[];
+  /** Its tokens are also for the hospital's own account endpoints (adding a passkey, after a recent login). */
+  readonly accountAccess?: boolean;
 }
 
 /** The registry of one hospital's clients. */

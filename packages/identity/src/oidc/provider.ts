@@ -73,6 +73,8 @@ export interface OidcProviderOptions {
   readonly redeemed: TicketStore<string>;
   /** FHIR servers a SMART `aud` may name (a path is the service's own origin). */
   readonly fhirServers: readonly string[];
+  /** The audience of the hospital's own account endpoints (its SSO issuer). */
+  readonly accountAudience: string;
   readonly now?: () => number;
 }
 
@@ -206,7 +208,8 @@ export class OidcProvider {
     const smartScopes = issued.scopes.filter((s) => parseSmartScope(s));
     let token;
     try {
-      token = await this.options.issuer.startSession(user, { audience: [...client.audiences], clientId, ...(smartScopes.length > 0 ? { scopes: smartScopes } : {}) }, device);
+      const audience = [...client.audiences, ...(client.accountAccess ? [this.options.accountAudience] : [])];
+      token = await this.options.issuer.startSession(user, { audience, clientId, ...(smartScopes.length > 0 ? { scopes: smartScopes } : {}) }, device);
     } catch (error) {
       if (error instanceof MedShareError) throw new OAuthError('invalid_grant', error.message);
       throw error;
