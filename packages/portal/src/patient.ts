@@ -11,7 +11,8 @@ import { api, ApiError } from './api.ts';
 import type { Resource } from './clinical.ts';
 import { clinicalView } from './clinical.ts';
 import { busy, field, h, show, status } from './dom.ts';
-import { backupFile, loadSecret, restoreBackup, storeSecret } from './keystore.ts';
+import { backupFile, restoreBackup } from './backup.ts';
+import { loadSecret, storeSecret } from './keystore.ts';
 import { policyBuilder } from './policy-builder.ts';
 import type { Session } from './session.ts';
 

@@ -6,17 +6,19 @@
  * cross-hospital statistics query under threshold homomorphic encryption.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { UsageError } from '../errors.ts';
 import { curve, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import {
   agentPseudonym, cloudContents, createPlatform, formConsortium, GatewayClient, HospitalStatsClient, PatientClient, PlatformClient, StatsClient, StatsHospital,
   type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
+import { patientKeyBackup } from '@medshare/portal';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/synthea-sample.json', import.meta.url));
 const LAB_POLICY = '(role:doctor and dept:cardiology) or role:emergency';
@@ -30,8 +32,20 @@ interface DemoResource extends FhirResource {
   name?: Array<{ given?: string[]; family?: string }>;
 }
 
-/** Runs the story; `write` receives the narrative line by line. */
-export async function runDemo(bundlePath: string, write: (line: string) => void): Promise<void> {
+/** A demo account, for signing in to the portal afterwards. */
+interface DemoAccount {
+  hospital: string;
+  username: string;
+  display: string;
+  password: string;
+  totpSecret: string;
+}
+
+/**
+ * Runs the story; `write` receives the narrative line by line. With `portalPort`, the services then keep running on
+ * that port (until `stop` resolves) and the portal's URL, the demo accounts and the patient's key backup are printed.
+ */
+export async function runDemo(bundlePath: string, write: (line: string) => void, options: { portalPort?: number; stop?: Promise<void> } = {}): Promise<void> {
   const started = performance.now();
   const bundle = JSON.parse((await readFile(bundlePath, 'utf8')).replace(/^\uFEFF/, '')) as { entry?: Array<{ resource: DemoResource }> };
   const resources = (bundle.entry ?? []).map((e) => e.resource);
@@ -61,9 +75,15 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   await curve.initCurve();
   const { consortium, secrets } = formConsortium(HOSPITALS, 2);
   // The demo keeps nothing: a key-encryption key in memory only.
-  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey(), statsConsortium: consortium });
+  const portalOrigin = options.portalPort === undefined ? undefined : `http://localhost:${options.portalPort}`;
+  const platform = await createPlatform({
+    db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey(), statsConsortium: consortium,
+    // Passkeys in the portal: the browser's origin is http://localhost:<port>.
+    ...(portalOrigin === undefined ? {} : { relyingParty: { id: 'localhost', origins: [portalOrigin] } }),
+  });
+  const accounts: DemoAccount[] = [];
   try {
-    const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
+    const base = await platform.app.listen({ host: '127.0.0.1', port: options.portalPort ?? 0 });
     const client = new PlatformClient(base);
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
@@ -72,6 +92,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       const scopes = attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
       const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes });
       names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
+      accounts.push({ hospital, username, display, password, totpSecret: enrolment.totpSecret });
       return { password, totpSecret: enrolment.totpSecret };
     };
     const reader = async (username: string, attributes: string[], display: string): Promise<DoctorClient> => {
@@ -174,6 +195,18 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     write('\nSummary:');
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+    if (portalOrigin === undefined) {
+      write('\nThe web portal: `npx medshare demo --portal` keeps these services running at http://localhost:8080/portal/ and prints the demo accounts.');
+    } else {
+      const passphrase = randomBytes(12).toString('base64url');
+      const backup = join(tmpdir(), `medshare-demo-patient-key-${randomBytes(4).toString('hex')}.json`);
+      await writeFile(backup, patientKeyBackup(patient.key.patientId, pre.encodePatientKey(patient.key), passphrase), { mode: 0o600 });
+      write(`\nThe web portal is at ${portalOrigin}/portal/ (Ctrl-C stops it). Demo accounts (password, then the TOTP secret in an authenticator app):`);
+      write(table(['hospital', 'username', 'who', 'password', 'TOTP secret (base32)'], accounts.map((a) => [a.hospital, a.username, a.display, a.password, a.totpSecret])));
+      write(`Hospital administrators: ${HOSPITALS.map((h) => `${h} ${adminTokens[h]}`).join(', ')}`);
+      write(`The patient's key backup: ${backup}, passphrase ${passphrase} (in the portal: Restore from backup).`);
+      await options.stop;
+    }
   } finally {
     await platform.close();
     await db.close();
@@ -226,7 +259,15 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description('run the end-to-end sharing story through the HTTP services on a sample Synthea patient and exit')
     .option('--bundle <file>', 'a FHIR transaction Bundle to use instead of the shipped sample')
-    .action(async (o: { bundle?: string }) => {
-      await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`));
+    .option('--portal', 'then keep the services running for the web portal and print its URL and the demo accounts (until Ctrl-C)')
+    .option('--port <n>', 'the port of --portal', '8080')
+    .action(async (o: { bundle?: string; portal?: boolean; port: string }) => {
+      const port = Number(o.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`not a port: ${o.port}`);
+      const stop = o.portal ? new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      }) : undefined;
+      await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`), stop ? { portalPort: port, stop } : {});
     });
 }
