@@ -63,8 +63,12 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
     await rm(dataDir, { recursive: true, force: true });
   });
   browser = await launching;
-  const shot = async (page: Page, name: string) => {
-    if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  /** A screenshot of the page, or of one section of it (`selector`), when $MEDSHARE_SCREENSHOTS is set. */
+  const shot = async (page: Page, name: string, selector?: string) => {
+    if (!SHOTS) return;
+    const path = join(SHOTS, `${name}.png`);
+    if (selector) await page.locator(selector).screenshot({ path });
+    else await page.screenshot({ path, fullPage: true });
   };
   const person = async () => {
     const context = await browser!.newContext({ viewport: { width: 1100, height: 900 } });
@@ -148,7 +152,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await patient.page.getByRole('button', { name: 'Show my records' }).click();
   await expectText(patient.page, `${labCount} records decrypted in this browser.`);
   assert.ok(await patient.page.locator('table.observations tbody tr').count() > 0);
-  await shot(patient.page, 'patient-records');
+  await shot(patient.page, 'patient-records', '#records');
 
   // She builds "role:doctor and dept:cardiology" for lab; a broken edit is shown as invalid first.
   await patient.page.locator('#sharing').getByLabel('Category to share').selectOption('lab');
@@ -165,7 +169,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await patient.page.getByLabel('Only for emergency access').check();
   await patient.page.getByRole('button', { name: 'Share', exact: true }).click();
   await expectText(patient.page, 'Shared lab with role:emergency (emergency only).');
-  await shot(patient.page, 'patient-sharing');
+  await shot(patient.page, 'patient-sharing', '#sharing');
 
   // The cardiologist reads lab as clinical views; the dermatologist is refused.
   const chen = await person();
@@ -233,7 +237,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const proven = rows.filter((r) => r.includes('✓ entry')).length;
   assert.ok(proven >= rows.length - 1, `entries proven in the browser: ${proven} of ${rows.length}`);
   assert.ok(!rows.some((r) => r.includes('✗')), 'no proof failed');
-  await shot(patient.page, 'patient-access-log');
+  await shot(patient.page, 'patient-access-log', '#access-log');
 
   // Her secret key never left the browser: decode every string of every request and search for its bytes.
   const secret = Buffer.from(await patient.page.evaluate(`(async () => {

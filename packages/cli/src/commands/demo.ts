@@ -82,6 +82,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     ...(portalOrigin === undefined ? {} : { relyingParty: { id: 'localhost', origins: [portalOrigin] } }),
   });
   const accounts: DemoAccount[] = [];
+  let backup: string | undefined;
   try {
     const base = await platform.app.listen({ host: '127.0.0.1', port: options.portalPort ?? 0 });
     const client = new PlatformClient(base);
@@ -199,7 +200,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       write('\nThe web portal: `npx medshare demo --portal` keeps these services running at http://localhost:8080/portal/ and prints the demo accounts.');
     } else {
       const passphrase = randomBytes(12).toString('base64url');
-      const backup = join(tmpdir(), `medshare-demo-patient-key-${randomBytes(4).toString('hex')}.json`);
+      backup = join(tmpdir(), `medshare-demo-patient-key-${randomBytes(4).toString('hex')}.json`);
       await writeFile(backup, patientKeyBackup(patient.key.patientId, pre.encodePatientKey(patient.key), passphrase), { mode: 0o600 });
       write(`\nThe web portal is at ${portalOrigin}/portal/ (Ctrl-C stops it). Demo accounts (password, then the TOTP secret in an authenticator app):`);
       write(table(['hospital', 'username', 'who', 'password', 'TOTP secret (base32)'], accounts.map((a) => [a.hospital, a.username, a.display, a.password, a.totpSecret])));
@@ -211,6 +212,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     await platform.close();
     await db.close();
     await rm(dataDir, { recursive: true, force: true });
+    if (backup !== undefined) await rm(backup, { force: true });
   }
 }
 
