@@ -5,6 +5,7 @@
  * page's memory only, and sent only to this hospital's identity service.
  */
 import { api } from './api.ts';
+import { at } from './config.ts';
 import { busy, field, h, show, status } from './dom.ts';
 
 /** The administrator screens for `hospital`, in `root`. */
@@ -50,9 +51,9 @@ export function adminScreen(root: HTMLElement, hospital: string): void {
   const witnessOut = h('div', { 'aria-live': 'polite' });
   const witness = h('button', { type: 'button', class: 'secondary' }, 'Check ledger and witnesses') as HTMLButtonElement;
   witness.addEventListener('click', () => busy(witness, witnessOut, async () => {
-    const keys = await api<{ log: string; witnesses: string[]; quorum: number }>('GET', '/ledger/keys');
-    const health = await fetch('/ledger/health').then(async (r) => ({ ok: r.ok, body: await r.json() as Record<string, unknown> }));
-    const checkpoint = await fetch('/ledger/checkpoint').then((r) => r.text());
+    const keys = await api<{ log: string; witnesses: string[]; quorum: number }>('GET', at('cloud', '/ledger/keys'));
+    const health = await fetch(at('cloud', '/ledger/health')).then(async (r) => ({ ok: r.ok, body: await r.json() as Record<string, unknown> }));
+    const checkpoint = await fetch(at('cloud', '/ledger/checkpoint')).then((r) => r.text());
     const cosigned = checkpoint.split('\n').filter((line) => line.startsWith('— ')).map((line) => line.split(' ')[1]);
     show(witnessOut, status(health.ok ? 'Ledger healthy.' : 'Ledger reports a fault.', health.ok ? 'ok' : 'error'),
       h('p', {}, `Checkpoint of ${checkpoint.split('\n')[1] ?? '?'} entries, signed by: ${cosigned.join(', ')}. Quorum ${keys.quorum} of ${keys.witnesses.length} witnesses.`),

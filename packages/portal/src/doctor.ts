@@ -8,6 +8,7 @@ import { abe, pre } from '@medshare/crypto';
 import { Buffer } from 'buffer';
 import { api } from './api.ts';
 import { clinicalView, type Resource } from './clinical.ts';
+import { at } from './config.ts';
 import { busy, field, h, show, status } from './dom.ts';
 import { CATEGORIES } from './patient.ts';
 import { deliveryContext, openBox, type SealedBox } from './sealed-box.ts';
@@ -19,9 +20,10 @@ const utf8 = new TextDecoder();
 async function attributeKey(session: Session): Promise<abe.UserKey> {
   await abe.init();
   const attributes = session.attributes.filter((a) => !a.startsWith('uid:'));
-  const issued = await api<{ authorityId: string; subject: string; tokenId: string; box: SealedBox }>('POST', '/ta/keys', {
+  const url = at('authority', '/ta/keys');
+  const issued = await api<{ authorityId: string; subject: string; tokenId: string; box: SealedBox }>('POST', url, {
     body: { attributes, deviceKey: session.device.sealingJwk }, token: session.token,
-    dpop: await session.device.proof('POST', '/ta/keys', { accessToken: session.token }),
+    dpop: await session.device.proof('POST', url, { accessToken: session.token }),
   });
   const bytes = await openBox(session.device.sealingPrivateKey, session.device.sealingJwk, issued.box, deliveryContext(issued.authorityId, issued.subject, issued.tokenId));
   return abe.decodeUserKey(bytes);
@@ -33,7 +35,7 @@ export async function doctorScreen(root: HTMLElement, session: Session): Promise
   const patient = h('input', { type: 'text', id: 'patient', autocomplete: 'off', spellcheck: 'false', placeholder: 'psn:…', pattern: 'psn:[A-Za-z0-9_-]{16,86}', required: true });
   const category = h('select', { id: 'category' }, ...CATEGORIES.map((c) => h('option', { value: c }, c)));
   const out = h('div', { 'aria-live': 'polite', id: 'reader-output' });
-  const path = (suffix: string) => `/cloud/patients/${encodeURIComponent(patient.value.trim())}${suffix}`;
+  const path = (suffix: string) => at('cloud', `/cloud/patients/${encodeURIComponent(patient.value.trim())}${suffix}`);
   const decrypt = (records: Array<{ ciphertext: string }>) => records.map((r) => JSON.parse(utf8.decode(reader.decrypt(new Uint8Array(Buffer.from(r.ciphertext, 'base64'))))) as Resource);
 
   const read = h('button', { type: 'button' }, 'Read records') as HTMLButtonElement;

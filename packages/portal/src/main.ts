@@ -7,7 +7,8 @@ import '@picocss/pico/css/pico.min.css';
 import './style.css';
 import { adminScreen } from './admin.ts';
 import { doctorScreen } from './doctor.ts';
-import { busy, field, h, show, status } from './dom.ts';
+import { loadConfig } from './config.ts';
+import { busy, h, show, status } from './dom.ts';
 import { patientScreen } from './patient.ts';
 import { securitySection } from './security.ts';
 import { completeSignIn, signIn, type Session } from './session.ts';
@@ -15,50 +16,43 @@ import { completeSignIn, signIn, type Session } from './session.ts';
 const main = document.getElementById('main')!;
 const who = document.getElementById('who')!;
 
-async function hospitals(): Promise<string[]> {
-  const config = (await (await fetch('/portal/config.json')).json()) as { hospitals: string[] };
-  return config.hospitals;
-}
-
-function landing(list: string[], error?: string): void {
+function landing(hospital: string, error?: string): void {
   const out = h('div', { 'aria-live': 'polite' }, error ? status(error, 'error') : null);
-  const hospital = h('select', { id: 'hospital' }, ...list.map((x) => h('option', { value: x }, x)));
-  const go = h('button', { type: 'button', id: 'sign-in' }, 'Sign in') as HTMLButtonElement;
-  go.addEventListener('click', () => busy(go, out, () => signIn(hospital.value)));
-  const adminHospital = h('select', { id: 'admin-hospital' }, ...list.map((x) => h('option', { value: x }, x)));
+  const go = h('button', { type: 'button', id: 'sign-in' }, `Sign in with ${hospital}`) as HTMLButtonElement;
+  go.addEventListener('click', () => busy(go, out, () => signIn(hospital)));
   const admin = h('button', { type: 'button', class: 'secondary', id: 'administer' }, 'Administer') as HTMLButtonElement;
   admin.addEventListener('click', () => {
-    who.replaceChildren(h('li', {}, `Administrator of ${adminHospital.value}`));
-    adminScreen(main, adminHospital.value);
+    who.replaceChildren(h('li', {}, `Administrator of ${hospital}`));
+    adminScreen(main, hospital);
   });
   show(main,
-    h('h1', {}, 'MedShare portal'),
+    h('h1', {}, `MedShare portal — ${hospital}`),
     h('p', {}, 'Patients keep their keys in this browser and decide who reads which records; clinicians read what patients share, decrypted here; every access is proven by the ledger.'),
-    h('section', { 'aria-labelledby': 'signin-title' }, h('h2', { id: 'signin-title' }, 'Sign in'), field('Your hospital', hospital), go, out),
-    h('section', { 'aria-labelledby': 'admin-title' }, h('h2', { id: 'admin-title' }, 'Hospital administration'), field('Hospital', adminHospital), admin));
+    h('section', { 'aria-labelledby': 'signin-title' }, h('h2', { id: 'signin-title' }, 'Sign in'), h('p', {}, `With your ${hospital} account: password and one-time code, or a passkey.`), go, out),
+    h('section', { 'aria-labelledby': 'admin-title' }, h('h2', { id: 'admin-title' }, 'Hospital administration'), admin));
 }
 
-async function signedIn(session: Session, list: string[]): Promise<void> {
+async function signedIn(session: Session): Promise<void> {
   who.replaceChildren(h('li', {}, `${session.username} · ${session.role} · ${session.hospital}`));
   main.setAttribute('data-role', session.role);
   const screen = h('div', { id: 'screen' });
   show(main, screen, securitySection(session));
-  if (session.role === 'patient') await patientScreen(screen, session, list);
+  if (session.role === 'patient') await patientScreen(screen, session);
   else await doctorScreen(screen, session);
   main.focus();
 }
 
 async function start(): Promise<void> {
-  const list = await hospitals();
+  const { hospital } = await loadConfig();
   let session: Session | undefined;
   try {
     session = await completeSignIn();
   } catch (error) {
-    return landing(list, `Sign-in failed: ${(error as Error).message}`);
+    return landing(hospital, `Sign-in failed: ${(error as Error).message}`);
   }
-  if (!session) return landing(list);
+  if (!session) return landing(hospital);
   try {
-    await signedIn(session, list);
+    await signedIn(session);
   } catch (error) {
     main.prepend(status((error as Error).message, 'error'));
   }

@@ -10,6 +10,7 @@ import { Buffer } from 'buffer';
 import { api, ApiError } from './api.ts';
 import type { Resource } from './clinical.ts';
 import { clinicalView } from './clinical.ts';
+import { at } from './config.ts';
 import { busy, field, h, show, status } from './dom.ts';
 import { backupFile, restoreBackup } from './backup.ts';
 import { loadSecret, storeSecret } from './keystore.ts';
@@ -31,31 +32,31 @@ let abeKey: Promise<abe.PublicKey> | undefined;
 export function abePublicKey(): Promise<abe.PublicKey> {
   abeKey ??= (async () => {
     await abe.init();
-    const { publicKey } = await api<{ publicKey: string }>('GET', '/ta/public-key');
+    const { publicKey } = await api<{ publicKey: string }>('GET', at('authority', '/ta/public-key'));
     return abe.decodePublicKey(fromBase64(publicKey));
   })();
   return abeKey;
 }
 
 /** The patient's screens, in `root`. */
-export async function patientScreen(root: HTMLElement, session: Session, hospitals: string[]): Promise<void> {
+export async function patientScreen(root: HTMLElement, session: Session): Promise<void> {
   await abe.init();
   const keyId = `${session.hospital}|${session.subject}`;
   const stored = await loadSecret(keyId);
-  if (!stored) return keySetup(root, session, keyId, hospitals);
+  if (!stored) return keySetup(root, session, keyId);
   const key = pre.decodePatientKey(stored);
-  return dashboard(root, session, keyId, key, hospitals);
+  return dashboard(root, session, keyId, key);
 }
 
 /** First visit on this device: make her keys, or restore them from her backup. */
-function keySetup(root: HTMLElement, session: Session, keyId: string, hospitals: string[]): void {
+function keySetup(root: HTMLElement, session: Session, keyId: string): void {
   const out = h('div', { 'aria-live': 'polite' });
   const create = h('button', { type: 'button' }, 'Create my keys') as HTMLButtonElement;
   create.addEventListener('click', () => busy(create, out, async () => {
     const key = pre.generatePatientKey(`psn:${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url')}`, CATEGORIES);
-    await api('PUT', `/cloud/patients/${encodeURIComponent(key.patientId)}`, { body: { publicKeys: toBase64(pre.encodePublicKeys(key)) }, token: session.token });
+    await api('PUT', at('cloud', `/cloud/patients/${encodeURIComponent(key.patientId)}`), { body: { publicKeys: toBase64(pre.encodePublicKeys(key)) }, token: session.token });
     await storeSecret(keyId, key.patientId, pre.encodePatientKey(key));
-    await dashboard(root, session, keyId, key, hospitals);
+    await dashboard(root, session, keyId, key);
   }));
   const file = h('input', { type: 'file', accept: '.json,application/json' });
   const passphrase = h('input', { type: 'password', autocomplete: 'off' });
@@ -66,7 +67,7 @@ function keySetup(root: HTMLElement, session: Session, keyId: string, hospitals:
     const secret = await restoreBackup(await chosen.text(), passphrase.value);
     const key = pre.decodePatientKey(secret);
     await storeSecret(keyId, key.patientId, secret);
-    await dashboard(root, session, keyId, key, hospitals);
+    await dashboard(root, session, keyId, key);
   }));
   show(root, h('section', { 'aria-labelledby': 'keys-title' },
     h('h2', { id: 'keys-title' }, 'Your keys'),
@@ -76,9 +77,9 @@ function keySetup(root: HTMLElement, session: Session, keyId: string, hospitals:
     field('Backup file', file), field('Backup passphrase', passphrase), restore, out));
 }
 
-async function dashboard(root: HTMLElement, session: Session, keyId: string, initialKey: pre.PatientSecretKey, hospitals: string[]): Promise<void> {
+async function dashboard(root: HTMLElement, session: Session, keyId: string, initialKey: pre.PatientSecretKey): Promise<void> {
   let key = initialKey;
-  const patientPath = (suffix = '') => `/cloud/patients/${encodeURIComponent(key.patientId)}${suffix}`;
+  const patientPath = (suffix = '') => at('cloud', `/cloud/patients/${encodeURIComponent(key.patientId)}${suffix}`);
   const call = <T>(method: string, suffix: string, body?: unknown) => api<T>(method, patientPath(suffix), { token: session.token, ...(body === undefined ? {} : { body }) });
 
   // Keys: her pseudonym (what a hospital enrols her under), backup, rotation.
@@ -136,7 +137,7 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
         return h('tr', {}, h('td', {}, d.category), h('td', {}, h('code', {}, d.policy)), h('td', {}, d.emergency ? 'emergency' : 'routine'), h('td', {}, d.createdAt.slice(0, 16).replace('T', ' ')), h('td', {}, revoke));
       }))));
   };
-  const builder = policyBuilder(hospitals);
+  const builder = policyBuilder();
   const shareCategory = h('select', {}, ...CATEGORIES.map((c) => h('option', { value: c }, c)));
   const emergency = h('input', { type: 'checkbox' });
   const share = h('button', { type: 'button' }, 'Share') as HTMLButtonElement;
@@ -188,7 +189,7 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
 
 /** The ledger keys she pins on first use (a later change is refused, not silently accepted). */
 async function pinnedLedgerKeys(): Promise<{ log: string; witnesses: string[]; quorum: number }> {
-  const served = await api<{ log: string; witnesses: string[]; quorum: number }>('GET', '/ledger/keys');
+  const served = await api<{ log: string; witnesses: string[]; quorum: number }>('GET', at('cloud', '/ledger/keys'));
   const pinned = localStorage.getItem('medshare-portal/ledger-keys');
   if (pinned === null) {
     localStorage.setItem('medshare-portal/ledger-keys', JSON.stringify(served));
@@ -200,7 +201,7 @@ async function pinnedLedgerKeys(): Promise<{ log: string; witnesses: string[]; q
 
 /** Her access log as a table, each entry's inclusion proof and cosignatures verified here. */
 async function accessLog(patientId: string, session: Session): Promise<HTMLElement> {
-  const { entries } = await api<{ entries: AccessEntry[] }>('GET', `/cloud/patients/${encodeURIComponent(patientId)}/access-log`, { token: session.token });
+  const { entries } = await api<{ entries: AccessEntry[] }>('GET', at('cloud', `/cloud/patients/${encodeURIComponent(patientId)}/access-log`), { token: session.token });
   const keys = await pinnedLedgerKeys();
   const trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey), quorum: keys.quorum };
   let verified = 0;
@@ -210,7 +211,7 @@ async function accessLog(patientId: string, session: Session): Promise<HTMLEleme
     if (entry.ledgerIndex === null) proof = 'not in the ledger';
     else {
       try {
-        const bundle = await api<InclusionBundle>('GET', `/ledger/bundle/${entry.ledgerIndex}`);
+        const bundle = await api<InclusionBundle>('GET', at('cloud', `/ledger/bundle/${entry.ledgerIndex}`));
         const checked = verifyInclusionBundle(bundle, trust);
         const about = checked.event.entity.find((e) => e.type.code === 'patient')?.what.identifier.value;
         if (checked.event.id !== String(entry.ledgerIndex) || about !== patientId) throw new Error('the ledger entry is about something else');

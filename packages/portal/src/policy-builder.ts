@@ -13,7 +13,7 @@ const ROLES = ['', 'doctor', 'nurse', 'emergency', 'pharmacist', 'researcher'];
 const value = (text: string) => (/^[a-z0-9_-]+$/i.test(text) ? text : `"${text.replace(/["\\]/g, '')}"`);
 
 /** A builder element and the policy it currently holds. @throws from policy() when the text is not a valid policy. */
-export function policyBuilder(hospitals: string[]): { element: HTMLElement; policy(): string } {
+export function policyBuilder(): { element: HTMLElement; policy(): string } {
   const clauses = h('div', { class: 'clauses' });
   const text = h('textarea', { rows: '2', spellcheck: 'false', id: 'policy-text' });
   const verdict = h('p', { class: 'status', role: 'status', id: 'policy-verdict' });
@@ -40,12 +40,12 @@ export function policyBuilder(hospitals: string[]): { element: HTMLElement; poli
     const n = rows.length + 1;
     const role = h('select', {}, ...ROLES.map((r) => h('option', { value: r }, r === '' ? 'any role' : r)));
     const dept = h('input', { type: 'text', placeholder: 'e.g. cardiology', autocomplete: 'off' });
-    const hospital = h('select', {}, h('option', { value: '' }, 'any hospital'), ...hospitals.map((x) => h('option', { value: x }, x)));
+    const hospital = h('input', { type: 'text', placeholder: 'any hospital', autocomplete: 'off' });
     const level = h('input', { type: 'number', min: '0', max: '10', placeholder: 'none' });
     rows.push(() => {
       const conditions = [
         role.value && `role:${value(role.value)}`, dept.value.trim() && `dept:${value(dept.value.trim().toLowerCase())}`,
-        hospital.value && `hospital:${value(hospital.value)}`, level.value !== '' && `level >= ${Number(level.value)}`,
+        hospital.value.trim() && `hospital:${value(hospital.value.trim().toLowerCase())}`, level.value !== '' && `level >= ${Number(level.value)}`,
       ].filter((c): c is string => Boolean(c));
       return conditions.length > 1 ? `(${conditions.join(' and ')})` : (conditions[0] ?? '');
     });

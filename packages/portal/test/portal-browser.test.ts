@@ -31,17 +31,31 @@ const ADMINS: Record<string, string> = { 'st-marys': 'admin-token-st-marys-porta
 const PASSWORD = 'a long enough passphrase';
 const BUNDLE = new URL('../../cli/fixtures/synthea-sample.json', import.meta.url);
 
-async function freePort(): Promise<number> {
+/** True when `port` on 127.0.0.1 can be listened on now. */
+async function isFree(port: number): Promise<boolean> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((resolve) => server.close(resolve));
+  return ok;
+}
+
+/** A first port of `count` free consecutive ones (the platform's services listen from it on; origins must be known first). */
+async function freePorts(count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await isFree(base + i);
+    if (free) return base;
+  }
 }
 
 test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the glass, access log, passkey; the secret key never leaves the browser', { skip, timeout: 180_000 }, async (t) => {
-  const port = await freePort();
-  const origin = `http://localhost:${port}`;
+  const port = await freePorts(4);
+  // authority :port, cloud :port+1, then each hospital, whose portal the browser opens at http://localhost:<its port>.
+  const origins: Record<string, string> = { 'st-marys': `http://localhost:${port + 2}`, riverside: `http://localhost:${port + 3}` };
   assert.ok(existsSync(new URL('../dist/index.html', import.meta.url)), 'the portal is not built: npm run build -w @medshare/portal');
   const launching = chromium.launch({
     executablePath: CHROMIUM, headless: true,
@@ -51,10 +65,9 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const db = await openDatabase({ dataDir });
   const platform = await createPlatform({
     db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 },
-    relyingParty: { id: 'localhost', origins: [origin] }, requestsPerMinute: 10_000,
+    relyingParty: { id: 'localhost', origins: Object.values(origins) }, portalOrigins: Object.values(origins), requestsPerMinute: 10_000, port,
   });
-  await platform.app.listen({ host: '127.0.0.1', port });
-  const sdk = new PlatformClient(`http://127.0.0.1:${port}`);
+  const sdk = new PlatformClient(platform.urls);
   let browser: Browser | undefined;
   t.after(async () => {
     await browser?.close();
@@ -81,16 +94,15 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
     (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] })).totpSecret;
   /** Signs in through the portal and the hospital's sign-in pages (password, then TOTP). */
   const signIn = async (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) => {
-    await page.goto(`${origin}/portal/`);
-    await page.getByLabel('Your hospital').selectOption(hospital);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.goto(`${origins[hospital]}/portal/`);
+    await page.getByRole('button', { name: `Sign in with ${hospital}` }).click();
     await page.getByLabel('Username').fill(username);
     await page.getByLabel('Password').fill(password);
     if (shotName) await shot(page, shotName);
     await page.getByRole('button', { name: 'Continue' }).click();
     await page.getByLabel('One-time code from your authenticator app').fill(totp(base32Decode(totpSecret), Date.now() / 1000));
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(`${origin}/portal/`);
+    await page.waitForURL(`${origins[hospital]}/portal/`);
     await page.getByText(`${username} ·`).waitFor();
   };
   const alertText = async (page: Page) => (await page.getByRole('alert').first().textContent()) ?? '';
@@ -103,9 +115,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
 
   // The administrator of Riverside onboards the cardiologist in the portal.
   const admin = await person();
-  await admin.page.goto(`${origin}/portal/`);
+  await admin.page.goto(`${origins['riverside']}/portal/`);
   await shot(admin.page, 'landing');
-  await admin.page.getByLabel('Hospital', { exact: true }).selectOption('riverside');
   await admin.page.getByRole('button', { name: 'Administer' }).click();
   await admin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
   await admin.page.getByLabel('Username', { exact: true }).fill('chen');
@@ -118,8 +129,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await expectText(admin.page, 'Ledger healthy.');
   await shot(admin.page, 'admin');
   const wrongAdmin = await person();
-  await wrongAdmin.page.goto(`${origin}/portal/`);
-  await wrongAdmin.page.getByRole('button', { name: 'Administer' }).click(); // st-marys, with Riverside's credential
+  await wrongAdmin.page.goto(`${origins['st-marys']}/portal/`);
+  await wrongAdmin.page.getByRole('button', { name: 'Administer' }).click(); // St Mary's, with Riverside's credential
   await wrongAdmin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
   await wrongAdmin.page.getByLabel('Username', { exact: true }).fill('mallory');
   await wrongAdmin.page.getByRole('button', { name: 'Onboard' }).click();
@@ -199,11 +210,10 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   });
   await chen.page.getByRole('button', { name: 'Add a passkey' }).click();
   await expectText(chen.page, 'Passkey added');
-  await chen.page.goto(`${origin}/portal/`);
-  await chen.page.getByLabel('Your hospital').selectOption('riverside');
-  await chen.page.getByRole('button', { name: 'Sign in' }).click();
+  await chen.page.goto(`${origins['riverside']}/portal/`);
+  await chen.page.getByRole('button', { name: 'Sign in with riverside' }).click();
   await chen.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
-  await chen.page.waitForURL(`${origin}/portal/`);
+  await chen.page.waitForURL(`${origins['riverside']}/portal/`);
   await expectText(chen.page, 'chen ·');
 
   // The patient revokes the routine lab delegation; the cardiologist (signed in with her passkey) is refused.

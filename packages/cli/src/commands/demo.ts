@@ -42,8 +42,9 @@ interface DemoAccount {
 }
 
 /**
- * Runs the story; `write` receives the narrative line by line. With `portalPort`, the services then keep running on
- * that port (until `stop` resolves) and the portal's URL, the demo accounts and the patient's key backup are printed.
+ * Runs the story; `write` receives the narrative line by line. With `portalPort`, the services listen from that port
+ * on (authority, cloud, then each hospital) and keep running until `stop` resolves, and the hospitals' portal URLs,
+ * the demo accounts and the patient's key backup are printed.
  */
 export async function runDemo(bundlePath: string, write: (line: string) => void, options: { portalPort?: number; stop?: Promise<void> } = {}): Promise<void> {
   const started = performance.now();
@@ -75,17 +76,19 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
   await curve.initCurve();
   const { consortium, secrets } = formConsortium(HOSPITALS, 2);
   // The demo keeps nothing: a key-encryption key in memory only.
-  const portalOrigin = options.portalPort === undefined ? undefined : `http://localhost:${options.portalPort}`;
+  const portalPort = options.portalPort;
+  // Each hospital's portal is at http://localhost:<its port>: its passkeys' origin.
+  const portalOrigins = portalPort === undefined ? undefined : HOSPITALS.map((_h, i) => `http://localhost:${portalPort + 2 + i}`);
   const platform = await createPlatform({
     db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey(), statsConsortium: consortium,
-    // Passkeys in the portal: the browser's origin is http://localhost:<port>.
-    ...(portalOrigin === undefined ? {} : { relyingParty: { id: 'localhost', origins: [portalOrigin] } }),
+    ...(portalOrigins === undefined ? {} : { port: portalPort, relyingParty: { id: 'localhost', origins: portalOrigins }, portalOrigins }),
   });
   const accounts: DemoAccount[] = [];
   let backup: string | undefined;
   try {
-    const base = await platform.app.listen({ host: '127.0.0.1', port: options.portalPort ?? 0 });
-    const client = new PlatformClient(base);
+    const { urls } = platform;
+    const base = urls.cloud;
+    const client = new PlatformClient(urls);
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
@@ -108,7 +111,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     let researcher!: StatsClient;
     let released: string[][] = [];
 
-    await step(1, 'trusted authority', `The platform starts on ${base}: trusted authority (FAME CP-ABE setup), ${HOSPITALS.join(' and ')} identity, cloud, gateway`, async () => {
+    await step(1, 'trusted authority', `The platform starts on 127.0.0.1: trusted authority (FAME CP-ABE setup) on :${urls.authority.port}, cloud on :${urls.cloud.port}, ${HOSPITALS.map((h) => `${h} (identity, gateway, witness) on :${urls.hospitals[h]!.port}`).join(', ')}`, async () => {
       const abeKey = await client.abePublicKey();
       chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
       patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');
@@ -196,13 +199,14 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     write('\nSummary:');
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
-    if (portalOrigin === undefined) {
-      write('\nThe web portal: `npx medshare demo --portal` keeps these services running at http://localhost:8080/portal/ and prints the demo accounts.');
+    if (portalOrigins === undefined) {
+      write('\nThe web portal: `npx medshare demo --portal` keeps these services running (ports 8080-8083) and prints each hospital\'s portal URL and the demo accounts.');
     } else {
       const passphrase = randomBytes(12).toString('base64url');
       backup = join(tmpdir(), `medshare-demo-patient-key-${randomBytes(4).toString('hex')}.json`);
       await writeFile(backup, patientKeyBackup(patient.key.patientId, pre.encodePatientKey(patient.key), passphrase), { mode: 0o600 });
-      write(`\nThe web portal is at ${portalOrigin}/portal/ (Ctrl-C stops it). Demo accounts (password, then the TOTP secret in an authenticator app):`);
+      write(`\nThe web portal (Ctrl-C stops it): ${HOSPITALS.map((h, i) => `${h} ${portalOrigins[i]}/portal/`).join(', ')}`);
+      write('Demo accounts (sign in at the account\'s hospital: password, then a code from the TOTP secret in an authenticator app):');
       write(table(['hospital', 'username', 'who', 'password', 'TOTP secret (base32)'], accounts.map((a) => [a.hospital, a.username, a.display, a.password, a.totpSecret])));
       write(`Hospital administrators: ${HOSPITALS.map((h) => `${h} ${adminTokens[h]}`).join(', ')}`);
       write(`The patient's key backup: ${backup}, passphrase ${passphrase} (in the portal: Restore from backup).`);
@@ -261,11 +265,11 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description('run the end-to-end sharing story through the HTTP services on a sample Synthea patient and exit')
     .option('--bundle <file>', 'a FHIR transaction Bundle to use instead of the shipped sample')
-    .option('--portal', 'then keep the services running for the web portal and print its URL and the demo accounts (until Ctrl-C)')
-    .option('--port <n>', 'the port of --portal', '8080')
+    .option('--portal', 'then keep the services running for the web portal and print its URLs and the demo accounts (until Ctrl-C)')
+    .option('--port <n>', 'the first port of --portal (authority; then cloud, then each hospital)', '8080')
     .action(async (o: { bundle?: string; portal?: boolean; port: string }) => {
       const port = Number(o.port);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`not a port: ${o.port}`);
+      if (!Number.isInteger(port) || port < 1 || port > 65530) throw new UsageError(`not a port: ${o.port}`);
       const stop = o.portal ? new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
