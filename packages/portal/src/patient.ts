@@ -228,8 +228,8 @@ async function accessLog(patientId: string, session: Session): Promise<HTMLEleme
       h('td', {}, entry.reason ?? ''), h('td', { class: 'proof' }, proof)));
   }
   return h('div', {}, status(`${entries.length} entries; ${verified} proven against the ledger in this browser.`, 'ok'),
-    h('table', { id: 'access-log-table' },
+    h('div', { class: 'overflow-auto' }, h('table', { id: 'access-log-table' },
       h('caption', {}, 'Access log'),
       h('thead', {}, h('tr', {}, ...['When', 'Who', 'What', 'Category', 'Outcome', 'Reason', 'Ledger proof'].map((c) => h('th', { scope: 'col' }, c)))),
-      h('tbody', {}, ...rows)));
+      h('tbody', {}, ...rows))));
 }

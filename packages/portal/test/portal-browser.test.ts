@@ -84,7 +84,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
     else await page.screenshot({ path, fullPage: true });
   };
   const person = async () => {
-    const context = await browser!.newContext({ viewport: { width: 1100, height: 900 } });
+    const context = await browser!.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await context.newPage();
     const errors: string[] = [];
     page.on('pageerror', (error) => errors.push(error.message));
