@@ -113,6 +113,19 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
     if (!(await wanted.isVisible())) assert.fail(`waiting for "${text}": ${await alertText(page)}`);
   };
 
+  // What the hospital serves the portal with, and who may call the cloud from a browser.
+  const page = await fetch(new URL('/portal/', platform.urls.hospitals['st-marys']));
+  const csp = page.headers.get('content-security-policy') ?? '';
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.ok(csp.includes(`connect-src 'self' ${platform.urls.cloud.origin} ${platform.urls.authority.origin};`), csp);
+  const config = await (await fetch(new URL('/portal/config.json', platform.urls.hospitals['st-marys']))).json();
+  assert.deepEqual(config, { hospital: 'st-marys', cloud: platform.urls.cloud.origin, authority: platform.urls.authority.origin });
+  const preflight = (from: string) => fetch(new URL('/cloud/patients/psn:AAAAAAAAAAAAAAAAAAAAAA/delegations', platform.urls.cloud), {
+    method: 'OPTIONS', headers: { origin: from, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+  });
+  assert.equal((await preflight(origins['st-marys']!)).headers.get('access-control-allow-origin'), origins['st-marys']);
+  assert.equal((await preflight('https://evil.example')).headers.get('access-control-allow-origin'), null, 'a page of another origin may not call the cloud');
+
   // The administrator of Riverside onboards the cardiologist in the portal.
   const admin = await person();
   await admin.page.goto(`${origins['riverside']}/portal/`);
