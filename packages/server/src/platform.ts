@@ -153,6 +153,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
       peers.push({ name, url: hospitalUrls[name], witnessKey: hospital.witnessKey });
     }
     const portals = options.portalOrigins ?? Object.values(hospitalUrls).flatMap((url) => [url.origin, url.origin.replace('//127.0.0.1:', '//localhost:')]);
+    // The hospitals' portals call the authority and the cloud from browsers.
     const browserFacing: ServiceHttpOptions = { ...http, browserOrigins: [...new Set(portals)] };
     const authority = await createAuthorityService({ ...browserFacing, db: databases.authority, kek: keks.authority, hospitals: peers, now: options.now });
     started.push(authority);
