@@ -30,6 +30,7 @@ import { CloudService } from './cloud/service.ts';
 import { CloudStore } from './cloud/store.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.ts';
 import { gatewayPlugin } from './gateway/plugin.ts';
+import { SearchIndexWriter } from './gateway/search-index.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
 import { openPlatformLedger } from './ledger.ts';
@@ -167,7 +168,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
-  const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust);
+  const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust, new SearchIndexWriter(db, options.kek));
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, categories, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, prefix: '/gateway' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);

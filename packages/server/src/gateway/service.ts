@@ -16,6 +16,7 @@ import type { CloudService } from '../cloud/service.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
+import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 
 /** What an upload did. */
@@ -32,6 +33,8 @@ const utf8 = new TextEncoder();
 /** Patients whose epochs a gateway remembers (a few hundred bytes each). */
 const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+/** Attempts of an upload whose index write keeps losing races with the hospital's other gateway instances. */
+const MAX_INDEX_ATTEMPTS = 8;
 
 /**
  * One gateway serves every hospital of the process; each call names the caller's hospital. Given the TA's public
@@ -54,6 +57,8 @@ export class GatewayService {
     private readonly abePublicKey?: abe.PublicKey,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
     private readonly receiptTrust?: TrustPolicy,
+    /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
+    private readonly index?: SearchIndexWriter,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -102,11 +107,13 @@ export class GatewayService {
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const policy = this.cloud.emergencyPolicy;
+    const indexed: IndexedRecord[] = [];
     const records = resources.map((resource): NewRecord => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       const recordId = recordIdOf(hospital, patient, resource);
+      indexed.push({ recordId, category, resource });
       const plaintext = utf8.encode(JSON.stringify(resource));
       if (policy === undefined || this.abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
       let capsule = capsules.get(category);
@@ -117,7 +124,7 @@ export class GatewayService {
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { stored, ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    const { stored, ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
     const receipts = [];
     for (const bundle of await this.cloud.receipts(ledgerEntries)) {
       const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
@@ -128,5 +135,25 @@ export class GatewayService {
       receipts.push({ index: bundle.index, treeSize });
     }
     return { patient, received: resources.length, stored, byCategory, receipts };
+  }
+
+  /**
+   * cloud.upload with the index writes of the records, in the same transaction at the cloud. A write that lost a
+   * race with another instance of this hospital's gateway (ConflictError) is rebuilt on the new state and retried.
+   */
+  private async uploadWithIndex(caller: Caller, keys: pre.PatientPublicKeys, records: NewRecord[], capsules: NewCapsule[], indexed: IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>) {
+    if (this.index === undefined) return this.cloud.upload(caller, keys.patientId, records, capsules);
+    for (let attempt = 1; ; attempt++) {
+      const states = await this.cloud.indexStates(caller, keys.patientId, [...new Set(indexed.map((r) => r.category))]);
+      for (const s of states) {
+        if (keys.categories.find((k) => k.category === s.category)?.epoch !== s.keyEpoch) throw new ConflictError(`the patient's '${s.category}' key epoch moved during the upload; upload again`);
+      }
+      const writes = await this.index.writes(caller.token.hospital, keys, states, indexed, emergency);
+      try {
+        return await this.cloud.upload(caller, keys.patientId, records, capsules, writes);
+      } catch (error) {
+        if (!(error instanceof ConflictError) || attempt >= MAX_INDEX_ATTEMPTS) throw error;
+      }
+    }
   }
 }
