@@ -18,6 +18,7 @@
  *
  * Pure computation: node:crypto HMAC only; no I/O.
  */
+import { isUtf8 } from 'node:buffer';
 import { createHmac } from 'node:crypto';
 import { IntegrityError, LimitExceededError, MalformedInputError } from '../errors.ts';
 
@@ -36,7 +37,6 @@ export const MAX_COUNT = 1_000_000;
 
 const KEYWORD_LABEL = 'medshare/sse/v1/keyword\0';
 const utf8 = new TextEncoder();
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** What an entry records: the record gained or lost the keyword. */
 export type Operation = 'add' | 'delete';
@@ -123,12 +123,13 @@ export class KeywordQuery {
   constructor(key: Uint8Array, keyword: string, count: number) {
     if (!Number.isInteger(count) || count < 0 || count > MAX_COUNT) throw new LimitExceededError(`a keyword count must be 0 to ${MAX_COUNT}`);
     const kw = keywordKey(key, keyword);
-    this.labels = [];
-    this.masks = [];
+    this.labels = new Array<Uint8Array>(count);
+    this.masks = new Array<Uint8Array>(count);
     for (let c = 1; c <= count; c++) {
+      // Views into the one PRF output: the label goes out, the mask stays for resolving.
       const pad = entryPad(kw, c);
-      this.labels.push(new Uint8Array(pad.subarray(0, LABEL_BYTES)));
-      this.masks.push(new Uint8Array(pad.subarray(LABEL_BYTES)));
+      this.labels[c - 1] = pad.subarray(0, LABEL_BYTES);
+      this.masks[c - 1] = pad.subarray(LABEL_BYTES);
     }
   }
 
@@ -162,17 +163,14 @@ export class KeywordQuery {
 }
 
 function unmask(mask: Uint8Array, value: Uint8Array, counter: number): Entry {
-  const plain = new Uint8Array(VALUE_BYTES);
+  const plain = Buffer.allocUnsafe(VALUE_BYTES);
   for (let i = 0; i < VALUE_BYTES; i++) plain[i] = value[i]! ^ mask[i]!;
   const op = plain[0];
   const length = plain[1]!;
-  const bad = () => new IntegrityError(`index entry ${counter} does not unmask to an entry (altered, or another label's row)`);
-  if ((op !== 1 && op !== 2) || length === 0 || length > MAX_RECORD_ID_BYTES || plain.subarray(2 + length).some((b) => b !== 0)) throw bad();
-  let recordId: string;
-  try {
-    recordId = strictUtf8.decode(plain.subarray(2, 2 + length));
-  } catch {
-    throw bad();
+  let padding = 0;
+  for (let i = 2 + length; i < VALUE_BYTES; i++) padding |= plain[i]!;
+  if ((op !== 1 && op !== 2) || length === 0 || length > MAX_RECORD_ID_BYTES || padding !== 0 || !isUtf8(plain.subarray(2, 2 + length))) {
+    throw new IntegrityError(`index entry ${counter} does not unmask to an entry (altered, or another label's row)`);
   }
-  return { counter, operation: op === 1 ? 'add' : 'delete', recordId };
+  return { counter, operation: op === 1 ? 'add' : 'delete', recordId: plain.toString('utf8', 2, 2 + length) };
 }
