@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { abe, AccessDeniedError, IntegrityError, pre, sse } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
 import { GatewayClient, httpSearchTransport, HttpProblemError, type DoctorClient, type Session } from '../src/index.ts';
-import { parseQuery, clinicalDateOf, codingsOf } from '../src/search/keywords.ts';
+import { parseQuery } from '../src/search/keywords.ts';
 import { searchRecords, type SearchTransport } from '../src/search/reader.ts';
 import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
@@ -99,23 +99,7 @@ for (const { label, db } of databases) {
             }
             assert.deepEqual(await search(cast.chen, q), oracle(q), q);
           }
-        }), { numRuns: 4 });
-    });
-
-    test('the Synthea sample is searchable too (code|system of its lab results, dates as uploaded)', async () => {
-      const bundle = sampleBundle();
-      await cast.gateway.upload(bundle);
-      const obs = bundle.entry.map((e) => e.resource as never as Observation).filter((r) => r.resourceType === 'Observation');
-      uploaded.push(...obs);
-      const first = codingsOf(obs[0] as never)[0]!;
-      const { bundle: found } = await cast.chen.searchFhir(patient, 'Observation', `code=${first.system}|${first.code}`);
-      const expected = uploaded.filter((o) => codingsOf(o as never).some((c) => c.code === first.code && c.system === first.system)).map((o) => o.id).sort();
-      assert.ok(expected.length > 0);
-      assert.deepEqual(ids(found), expected);
-      assert.equal(found.type, 'searchset');
-      const year = clinicalDateOf(obs[0] as never)!.slice(0, 4);
-      const { bundle: byYear } = await cast.chen.searchFhir(patient, 'Observation', `date=${year}`);
-      assert.ok(ids(byYear).includes(obs[0]!.id));
+        }), { numRuns: 3 });
     });
 
     test('forward privacy: a token taken before an upload, replayed to the cloud after it, returns none of the new rows', async () => {

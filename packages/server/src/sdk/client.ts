@@ -12,7 +12,7 @@ import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus, ReaderSubIndex } from '../cloud/service.ts';
 import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
 import { parseQuery } from '../search/keywords.ts';
-import { searchRecords, searchset, type SearchStats, type SearchTransport } from '../search/reader.ts';
+import { searchRecords, searchset, SubIndexCache, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 
@@ -252,6 +252,8 @@ export function httpSearchTransport(session: Session, reason?: string): SearchTr
 export class DoctorClient {
   /** The reader of converted records under this doctor's CP-ABE key (its FAME results are cached per delegation). */
   readonly reader: pre.Reader;
+  /** Sub-indexes opened by earlier searches (keys and states, by version). */
+  private readonly subIndexes = new SubIndexCache();
 
   constructor(
     readonly session: Session,
@@ -288,7 +290,7 @@ export class DoctorClient {
   async searchFhir(patient: string, resourceType: string, query: string | URLSearchParams, options: { reason?: string; categories?: CategoryMapping } = {}): Promise<{ bundle: Record<string, unknown>; stats: SearchStats }> {
     const parsed = parseQuery(resourceType, typeof query === 'string' ? new URLSearchParams(query) : query);
     const category = categoryOf(options.categories ?? DEFAULT_CATEGORY_MAPPING, { resourceType, id: 'query' });
-    const { resources, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed);
+    const { resources, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
     return { bundle: searchset(resources), stats };
   }
 

@@ -8,6 +8,7 @@
  *   3. those records are read (converted), decrypted and checked against the whole query; a record the index
  *      pointed to that does not even carry the searched keyword is an IntegrityError (the index was altered).
  */
+import { createHash } from 'node:crypto';
 import { IntegrityError, MalformedInputError, pre, sse } from '@medshare/crypto';
 import type { ReaderSubIndex } from '../cloud/service.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
@@ -37,13 +38,39 @@ export interface SearchStats {
 const utf8 = new TextDecoder();
 
 /** An opened sub-index: its key and state. */
-interface OpenedSubIndex {
+export interface OpenedSubIndex {
   key: Uint8Array;
   state: sse.WriterState;
 }
 
+/**
+ * Opened sub-indexes of earlier searches, by sub-index, state version and the digest of the key capsule and sealed
+ * state as the cloud sent them: a repeated search skips the key's decryption (a pairing) and the state's opening
+ * (hashing costs a fifth of opening); anything the cloud changes misses and is opened, and checked, again.
+ * Bounded; the oldest entry goes first.
+ */
+export class SubIndexCache {
+  private readonly entries = new Map<string, OpenedSubIndex>();
+  constructor(private readonly capacity = 256) {}
+
+  /** The opened sub-index for `id`, computed by `open` on a miss. */
+  get(id: string, open: () => OpenedSubIndex): OpenedSubIndex {
+    let found = this.entries.get(id);
+    if (found === undefined) {
+      found = open();
+      if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
+      this.entries.set(id, found);
+    }
+    return found;
+  }
+}
+
 /** Decrypts a sub-index's converted key capsule and opens its state. @throws IntegrityError for a capsule of another sub-index. */
-function openSubIndex(reader: pre.Reader, patient: string, category: string, sub: ReaderSubIndex): OpenedSubIndex {
+function openSubIndex(reader: pre.Reader, patient: string, category: string, sub: ReaderSubIndex, cache?: SubIndexCache): OpenedSubIndex {
+  if (cache !== undefined) {
+    const id = `${subIndexName(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source)}|${sub.version}|${createHash('sha256').update(sub.keyCapsule).update(sub.state).digest('hex')}`;
+    return cache.get(id, () => openSubIndex(reader, patient, category, sub));
+  }
   const header = pre.openConvertedHeader(sub.keyCapsule);
   if (header.core.recordId !== keyCapsuleId(category, sub.keyEpoch, sub.indexEpoch, sub.source) || header.core.category !== category || header.core.epoch !== sub.keyEpoch) {
     throw new IntegrityError(`the cloud answered with the index key of another sub-index for ${sub.source}`);
@@ -58,8 +85,10 @@ function openSubIndex(reader: pre.Reader, patient: string, category: string, sub
  * index found them, and what it cost. @throws AccessDeniedError (from the cloud or the reader's key) when the reader
  * may not search; IntegrityError when the cloud's answer does not fit the index.
  */
-export async function searchRecords(reader: pre.Reader, transport: SearchTransport, patient: string, category: string, query: IndexQuery): Promise<{ resources: FhirResource[]; stats: SearchStats }> {
-  const subs = (await transport.subIndexes(patient, category)).map((s) => openSubIndex(reader, patient, category, s));
+export async function searchRecords(
+  reader: pre.Reader, transport: SearchTransport, patient: string, category: string, query: IndexQuery, cache?: SubIndexCache,
+): Promise<{ resources: FhirResource[]; stats: SearchStats }> {
+  const subs = (await transport.subIndexes(patient, category)).map((s) => openSubIndex(reader, patient, category, s, cache));
   const total = (keywords: readonly string[]) => subs.reduce((n, s) => n + keywords.reduce((m, k) => m + (s.state.counts.get(k) ?? 0), 0), 0);
   const group = [...query.groups].sort((a, b) => total(a.anyOf) - total(b.anyOf))[0];
   if (group === undefined) throw new MalformedInputError('a search needs at least one parameter');
