@@ -10,7 +10,7 @@
  * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
  * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
-import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
@@ -161,7 +161,8 @@ export class GatewayService {
       try {
         return await this.cloud.upload(caller.bearer, keys.patientId, records, capsules, writes);
       } catch (error) {
-        if (!(error instanceof ConflictError) || attempt >= MAX_INDEX_ATTEMPTS) throw error;
+        // Over HTTP a 409 comes back as an error of code CONFLICT (http-client.ts's mapping), not a ConflictError.
+        if (!(error instanceof MedShareError && error.code === 'CONFLICT') || attempt >= MAX_INDEX_ATTEMPTS) throw error;
       }
     }
   }
