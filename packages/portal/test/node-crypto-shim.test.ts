@@ -1,7 +1,7 @@
 /**
  * The browser's node:crypto shim (src/shims/node-crypto.ts, audited @noble primitives) against node:crypto itself
- * on random inputs: SHA-256/512, HKDF, AES-256-GCM both ways (and a forged tag refused with no plaintext), Ed25519
- * keys from DER, signatures both ways, a flipped signature bit refused.
+ * on random inputs: SHA-256/512, HMAC, HKDF, AES-256-GCM both ways (and a forged tag refused with no plaintext), Ed25519
+ * keys from DER, signatures both ways, a flipped signature bit refused; node:buffer's isUtf8.
  */
 import * as node from 'node:crypto';
 import { test } from 'node:test';
@@ -11,9 +11,12 @@ import * as shim from '../src/shims/node-crypto.ts';
 
 const bytes = (min: number, max: number) => fc.uint8Array({ minLength: min, maxLength: max });
 
-test('hashes and HKDF agree with node:crypto', () => {
+test('hashes, HMAC and HKDF agree with node:crypto', () => {
   fc.assert(fc.property(bytes(0, 300), bytes(0, 40), bytes(0, 40), fc.integer({ min: 1, max: 96 }), (data, salt, info, length) => {
-    for (const alg of ['sha256', 'sha512']) assert.equal(shim.createHash(alg).update(data).update('x').digest('hex'), node.createHash(alg).update(data).update('x').digest('hex'));
+    for (const alg of ['sha256', 'sha512']) {
+      assert.equal(shim.createHash(alg).update(data).update('x').digest('hex'), node.createHash(alg).update(data).update('x').digest('hex'));
+      assert.equal(shim.createHmac(alg, salt).update(data).update(info).digest('base64'), node.createHmac(alg, salt).update(data).update(info).digest('base64'));
+    }
     assert.deepEqual(Buffer.from(shim.hkdfSync('sha256', data, salt, info, length)), Buffer.from(node.hkdfSync('sha256', data, salt, info, length)));
   }), { numRuns: 100 });
 });
@@ -52,4 +55,12 @@ test('Ed25519 from DER: the same public key, signatures verify both ways, a flip
   }), { numRuns: 50 });
   assert.throws(() => shim.createPublicKey({ key: Buffer.alloc(44), format: 'der', type: 'spki' }), /not an Ed25519 DER key/);
   assert.throws(() => shim.createHash('md5'), /not available/);
+});
+
+test('the node:buffer shim\'s isUtf8 agrees with node:buffer', async () => {
+  const { isUtf8 } = await import('node:buffer');
+  const ours = await import('../src/shims/node-buffer.ts');
+  fc.assert(fc.property(fc.oneof(bytes(0, 64), fc.string({ unit: 'grapheme' }).map((s) => new TextEncoder().encode(s))), (input) => {
+    assert.equal(ours.isUtf8(input), isUtf8(input));
+  }), { numRuns: 300 });
 });

@@ -12,6 +12,7 @@
 import { gcm } from '@noble/ciphers/aes.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { hkdf } from '@noble/hashes/hkdf.js';
+import { hmac } from '@noble/hashes/hmac.js';
 import { sha256, sha512 } from '@noble/hashes/sha2.js';
 import { Buffer } from 'buffer';
 
@@ -42,6 +43,21 @@ export function createHash(name: string) {
     },
   };
   return hash;
+}
+
+/** node:crypto's createHmac for sha256 and sha512. */
+export function createHmac(name: string, key: Data) {
+  const state = hmac.create(hashOf(name), bytes(key));
+  const mac = {
+    update(data: Data, encoding?: Encoding) {
+      state.update(bytes(data, encoding));
+      return mac;
+    },
+    digest(encoding?: Encoding): any {
+      return out(state.digest(), encoding);
+    },
+  };
+  return mac;
 }
 
 /** node:crypto's hkdfSync (returns an ArrayBuffer, as node does). */
@@ -194,4 +210,4 @@ export function generateKeyPairSync(): never {
   throw new Error('node:crypto shim: generateKeyPairSync is not available in the browser');
 }
 
-export default { createHash, hkdfSync, randomBytes, timingSafeEqual, createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, sign, verify, generateKeyPairSync, KeyObject };
+export default { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual, createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, sign, verify, generateKeyPairSync, KeyObject };
