@@ -57,6 +57,8 @@ export interface LocalDeploymentOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Extra arguments of every `serve` (for example `--requests-per-minute`). */
   readonly args?: readonly string[];
+  /** Extra arguments of `serve cloud` only (for example `--stats-consortium`). */
+  readonly cloudArgs?: readonly string[];
   /** With DATABASE_URL in `env`: a prefix making each service's schema unique (`<prefix>_<service>`). */
   readonly schemaPrefix?: string;
 }
@@ -90,7 +92,8 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
   const spawnService = (service: ServiceProcess): Promise<void> => {
     const kindArgs = service.kind === 'hospital' ? ['hospital', '--name', service.name] : [service.kind];
     const schema = options.schemaPrefix === undefined ? [] : ['--schema', `${options.schemaPrefix}_${service.name.replaceAll('-', '_')}`];
-    const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? [])], {
+    const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? []),
+      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : [])], {
       env, stdio: ['pipe', 'pipe', 'pipe'],
     });
     service.child = child;
