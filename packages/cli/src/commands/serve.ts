@@ -17,7 +17,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { abe } from '@medshare/crypto';
+import { abe, curve } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
@@ -208,6 +208,8 @@ async function statsOf(options: CloudOptions): Promise<{ consortium?: Consortium
     if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
     throw new UsageError(`${options.statsConsortium} is not JSON`);
   }
+  // The consortium's threshold key is decoded on the curve.
+  await curve.initCurve();
   return { consortium: consortiumFromJson(json), budgets };
 }
 
