@@ -15,3 +15,7 @@ export type { UploadResult } from './gateway/service.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, HttpProblemError, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents } from './inspect.ts';
 export * from './stats/index.ts';
+export { StorageAuditClient, auditStorage, committedRecords, verifiedInventory, DEFAULT_SAMPLES, type CommittedRecord, type StorageAuditResult, type StorageAuditOptions } from './storage-audit/auditor.ts';
+export { StorageAuditCloud, type FailingRecord } from './storage-audit/cloud.ts';
+export { StorageTagger, storageName } from './storage-audit/tagger.ts';
+export { challengeDigest, type WireChallenge } from './storage-audit/wire.ts';

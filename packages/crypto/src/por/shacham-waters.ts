@@ -113,7 +113,7 @@ export interface PerFileProof {
 
 export type Proof = AggregateProof | PerFileProof;
 
-/** What the prover holds for one challenged file: the stored bytes and their tags (either may be damaged). */
+/** What the prover holds for one challenged file: the stored bytes and their tags (either may be damaged or sparse). */
 export interface StoredFile {
   readonly data: Uint8Array;
   readonly tags: TagSet;
@@ -269,6 +269,25 @@ export function decodeTagSet(bytes: Uint8Array): TagSet {
   return { sectors, tags };
 }
 
+/**
+ * Decodes only the tags at `blocks` (what a proof needs) from an encoded tag set, leaving the others undefined:
+ * a prover touches a few tags of a large record. @throws as `decodeTagSet`.
+ */
+export function decodeTagsAt(bytes: Uint8Array, blocks: readonly number[]): TagSet {
+  if (!(bytes instanceof Uint8Array) || bytes.length < 6) throw new MalformedInputError('proof-of-storage tag set: truncated header');
+  if (bytes[0] !== VERSION) throw new UnsupportedError(`proof-of-storage tag set: version ${bytes[0]} is not supported`);
+  const sectors = bytes[1]!;
+  checkSectors(sectors);
+  const count = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2);
+  if (count === 0 || count > MAX_BLOCKS) throw new LimitExceededError(`proof-of-storage tag set: 1..${MAX_BLOCKS} blocks`);
+  if (bytes.length !== 6 + count * curve.G1_BYTES) throw new MalformedInputError(`proof-of-storage tag set: ${count} tags need ${6 + count * curve.G1_BYTES} bytes, got ${bytes.length}`);
+  const tags: G1[] = new Array<G1>(count);
+  for (const i of blocks) {
+    if (i >= 0 && i < count) tags[i] = curve.g1FromBytes(bytes.subarray(6 + i * curve.G1_BYTES, 6 + (i + 1) * curve.G1_BYTES), `tag ${i}`);
+  }
+  return { sectors, tags };
+}
+
 /** A fresh challenge nonce from the operating system's CSPRNG. */
 export function freshNonce(): Uint8Array {
   return new Uint8Array(randomBytes(NONCE_BYTES));
@@ -362,9 +381,9 @@ function zeros(n: number): Fr[] {
 }
 
 /** Σ ν_i m_ij and the σ_i with their ν_i for the samples of one group (missing tags are left out). */
-function accumulate(samples: readonly Sample[], stored: readonly StoredFile[], sectors: number, mu: Fr[], points: G1[], scalars: Fr[]): void {
+function accumulate(samples: readonly Sample[], stored: readonly (StoredFile | undefined)[], sectors: number, mu: Fr[], points: G1[], scalars: Fr[]): void {
   for (const s of samples) {
-    const file = stored[s.file]!;
+    const file = stored[s.file] ?? LOST;
     const m = sectorsOf(file.data, s.block, sectors);
     for (let j = 0; j < sectors; j++) mu[j] = curve.frAdd(mu[j]!, curve.frMul(s.coefficient, m[j]!));
     const tag = file.tags.tags[s.block];
@@ -375,16 +394,20 @@ function accumulate(samples: readonly Sample[], stored: readonly StoredFile[], s
   }
 }
 
+/** A file the prover no longer has. */
+const LOST: StoredFile = { data: new Uint8Array(0), tags: { sectors: 1, tags: [] } };
+
 function sum(points: G1[], scalars: Fr[]): G1 {
   return points.length === 0 ? new mcl.G1() : curve.msmG1(points, scalars);
 }
 
 /**
- * The cloud's answer to a challenge from what it holds (`stored[i]` is file i of the challenge). A file whose
- * bytes or tags were lost or altered yields a proof that does not verify.
+ * The cloud's answer to a challenge from what it holds (`stored[i]` is file i of the challenge, undefined when
+ * lost; only sampled files are read). A file whose bytes or tags were lost or altered yields a proof that does
+ * not verify.
  * @throws MalformedInputError for a challenge that does not validate or a stored list of the wrong length.
  */
-export function prove(challenge: Challenge, stored: readonly StoredFile[], kind: Proof['kind'] = 'aggregate'): Proof {
+export function prove(challenge: Challenge, stored: readonly (StoredFile | undefined)[], kind: Proof['kind'] = 'aggregate'): Proof {
   const samples = expandChallenge(challenge);
   if (stored.length !== challenge.files.length) throw new MalformedInputError('proof of storage: one stored file per challenged file');
   const s = challenge.sectors;

@@ -18,6 +18,7 @@ import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type Inclus
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
+import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
@@ -44,6 +45,8 @@ export interface UploadOutcome {
 export interface CloudOptions {
   /** The platform's emergency policy; hospitals' emergency grants must be made under it. None: no platform emergency access. */
   readonly emergencyPolicy?: string;
+  /** Storage auditing: checks and keeps uploaded records' proof-of-storage tags (none: tags are refused). */
+  readonly storage?: StorageAuditCloud;
 }
 
 /** What a patient sees of platform emergency access to her records. */
@@ -187,9 +190,18 @@ export class CloudService {
   async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
     this.checkEmergencyGrants(patient, records, capsules);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules);
+    const storage = this.options.storage;
+    if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
+    const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, async (tx, record) => {
+      const checked = tags.get(record.recordId);
+      if (checked !== undefined) await storage!.storeTags(tx, record.recordId, checked);
+    });
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
-    const touched = added.map((r) => ({ hash: sha256Name(r.ciphertext), category: r.category }));
+    const touched = added.map((r) => {
+      const commitment = tags.get(r.recordId)?.commitment;
+      return { hash: sha256Name(r.ciphertext), category: r.category, ...(commitment === undefined ? {} : { storage: commitment }) };
+    });
     const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
     const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
     return { stored: added.length, ledgerEntries };

@@ -17,6 +17,7 @@ import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
+import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
 
 /** What an upload did. */
 export interface UploadResult {
@@ -54,6 +55,8 @@ export class GatewayService {
     private readonly abePublicKey?: abe.PublicKey,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
     private readonly receiptTrust?: TrustPolicy,
+    /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
+    private readonly tagger?: StorageTagger,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -102,7 +105,7 @@ export class GatewayService {
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const policy = this.cloud.emergencyPolicy;
-    const records = resources.map((resource): NewRecord => {
+    const encrypted = resources.map((resource): NewRecord => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
@@ -114,13 +117,19 @@ export class GatewayService {
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
+    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
     const { stored, ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
     const receipts = [];
     for (const bundle of await this.cloud.receipts(ledgerEntries)) {
-      const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
+      let treeSize = 0;
+      if (this.receiptTrust !== undefined) {
+        const verified = verifyInclusionBundle(bundle, this.receiptTrust);
+        checkReceiptCommitments(verified.event, records);
+        treeSize = verified.treeSize;
+      }
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],
