@@ -6,13 +6,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
 import { LedgerClient, parseVerifierKey, verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import {
   auditStorage, HttpProblemError, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
 } from '../src/index.ts';
+import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
 import { sampleBundle, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -136,6 +139,20 @@ test('a cloud that replaces a hospital\'s public key with its own is caught: the
   }
 });
 
+test('the gateway\'s receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError', async () => {
+  const record = inventory[0]!;
+  const { event } = verifyInclusionBundle(await ledger.bundle(record.entry), trust);
+  const { ciphertext } = await storedRecord(record.hash);
+  const tags = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [record.hash])).rows[0]!.tags;
+  const publicKey = (await db.query<{ public_key: Uint8Array }>('SELECT public_key FROM storage_keys')).rows[0]!.public_key;
+  checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags } }]);
+  const otherTags = new Uint8Array(tags);
+  otherTags[10]! ^= 1;
+  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags: otherTags } }]), IntegrityError);
+  const otherKey = por.encodePublicKey(por.generateKey().publicKey);
+  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey: otherKey, tags } }]), IntegrityError);
+});
+
 test('at upload the cloud refuses tags that do not match the ciphertext, another hospital\'s key, and a key without proof of possession', async () => {
   const cloud = await StorageAuditCloud.open(db, cast.platform.ledger);
   const tagger = await StorageTagger.open(db, cast.kek);
@@ -181,4 +198,43 @@ test('hostile challenges get problem answers, and only auditors and gateways may
   assert.equal(await status(wire, doctor.token), 403);
   assert.equal(await status(wire, 'not-a-token'), 401);
   await assert.rejects(new StorageAuditClient(cast.base, doctor.token).report(wire, []), (e: unknown) => e instanceof HttpProblemError && e.status === 403);
+});
+
+/** The real `medshare` binary with stdin, for the CLI's own behaviour (output, exit code, one-line errors). */
+function medshare(args: string[], stdin: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const bin = fileURLToPath(new URL('../../cli/bin/medshare.js', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+test('medshare audit storage --url: names a damaged record, exits non-zero with a one-line error; pinned keys required to trust', async () => {
+  const keys = await ledger.keys();
+  const pinned = ['--url', cast.base.href, '--log-key', keys.log, ...keys.witnesses.flatMap((k) => ['--witness-key', k])];
+  const victim = inventory[2]!;
+  const { recordId, ciphertext } = await storedRecord(victim.hash);
+  const altered = new Uint8Array(ciphertext);
+  altered[10]! ^= 0x80;
+  await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, altered]);
+  try {
+    const failed = await medshare(['audit', 'storage', ...pinned, '--no-report'], `${auditorToken}\n`);
+    assert.equal(failed.code, 4, failed.stderr);
+    assert.match(failed.stdout, new RegExp(`^FAILED ${victim.hash} \\(${victim.category}\\)$`, 'm'));
+    assert.match(failed.stdout, /^FAILED: \d+ record\(s\) of 1 hospital\(s\), \d+ block\(s\) sampled, 1 failing$/m);
+    const lastLine = failed.stderr.trim().split('\n').at(-1)!;
+    assert.match(lastLine, /storage audit failed: 1 record/);
+    assert.doesNotMatch(failed.stderr, /\bat .*\.ts:\d+/, 'no stack trace');
+  } finally {
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, ciphertext]);
+  }
+  const bad = await medshare(['audit', 'storage', '--url', 'not a url'], `${auditorToken}\n`);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--url: not a URL/);
 });
