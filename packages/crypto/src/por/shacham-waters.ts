@@ -237,13 +237,24 @@ export function tagFile(key: PorSecretKey, name: Uint8Array, data: Uint8Array, s
   checkName(name);
   const blocks = blockCount(data.length, sectors);
   if (blocks > MAX_BLOCKS) throw new LimitExceededError(`proof of storage: at most ${MAX_BLOCKS} blocks per file`);
-  const bases = [new mcl.G1(), ...generators(sectors).map((u) => curve.g1Mul(u, key.x))];
+  const bases = [new mcl.G1(), ...scaledGenerators(key, sectors)];
   const tags: G1[] = [];
   for (let i = 0; i < blocks; i++) {
     bases[0] = blockPoint(name, i);
     tags.push(curve.msmG1(bases, [key.x, ...sectorsOf(data, i, sectors)]));
   }
   return { sectors, tags };
+}
+
+/** u_j^x of each key, computed once per key and sector count (s G1 multiplications; a record is often one block). */
+const scaledByKey = new WeakMap<PorSecretKey, Map<number, G1[]>>();
+
+function scaledGenerators(key: PorSecretKey, sectors: number): G1[] {
+  let bySectors = scaledByKey.get(key);
+  if (bySectors === undefined) scaledByKey.set(key, (bySectors = new Map()));
+  let scaled = bySectors.get(sectors);
+  if (scaled === undefined) bySectors.set(sectors, (scaled = generators(sectors).map((u) => curve.g1Mul(u, key.x))));
+  return scaled;
 }
 
 /** version ‖ sectors ‖ block count (4, big-endian) ‖ 48-byte tags. */
