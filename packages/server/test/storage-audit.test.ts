@@ -7,6 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import Fastify from 'fastify';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
@@ -151,6 +152,37 @@ test('the gateway\'s receipt check: a record-create entry that commits to other 
   assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags: otherTags } }]), IntegrityError);
   const otherKey = por.encodePublicKey(por.generateKey().publicKey);
   assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey: otherKey, tags } }]), IntegrityError);
+});
+
+test('a cloud that replays an earlier proof, or answers garbage, fails the audit with every sampled record named', async () => {
+  // A front for the real cloud: keys pass through; the first proof is forwarded and remembered, then replayed.
+  let recorded: string | undefined;
+  let garbage = false;
+  const front = Fastify();
+  const forward = async (path: string, body?: unknown) => (await fetch(new URL(path, cast.base), {
+    method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${auditorToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })).json();
+  front.get('/cloud/storage/keys', async () => forward('/cloud/storage/keys'));
+  front.post('/cloud/storage/audit', { bodyLimit: 16 * 1024 * 1024 }, async (request) => {
+    if (garbage) return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+    if (recorded === undefined) recorded = ((await forward('/cloud/storage/audit', request.body)) as { proof: string }).proof;
+    return { proof: recorded };
+  });
+  front.post('/cloud/storage/audit/report', async () => ({ ledgerEntries: [] }));
+  const client = new StorageAuditClient(new URL(await front.listen({ host: '127.0.0.1', port: 0 })), auditorToken);
+  try {
+    assert.equal((await auditStorage(client, inventory)).ok, true, 'the first, forwarded proof is honest');
+    const replayed = await auditStorage(client, inventory);
+    assert.equal(replayed.ok, false, 'a replayed proof fails a fresh challenge');
+    assert.ok(replayed.failing.length > 0);
+    garbage = true;
+    const broken = await auditStorage(client, inventory);
+    assert.equal(broken.ok, false);
+    assert.equal(broken.failing.length, inventory.length, 'every challenged record is named (all blocks are sampled here)');
+  } finally {
+    await front.close();
+  }
 });
 
 test('at upload the cloud refuses tags that do not match the ciphertext, another hospital\'s key, and a key without proof of possession', async () => {
