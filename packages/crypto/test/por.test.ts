@@ -229,6 +229,13 @@ test('tamper: an altered σ or μ, μ moved between owners, a proof checked unde
   assert.equal(por.verifyTagSet(f.keys[1 - x.key]!.publicKey, x.name, x.data, x.tags), false);
   assert.equal(por.verifyTagSet(f.keys[x.key]!.publicKey, utf8('another-record'), x.data, x.tags), false);
   assert.equal(por.verifyTagSet(f.keys[x.key]!.publicKey, x.name, x.data, { sectors: S, tags: x.tags.tags.slice(1) }), false);
+  // The batched upload check over many files of one owner: one altered file among them is enough to fail it.
+  const mine = f.files.filter((y) => y.key === 0).map((y) => ({ name: y.name, data: y.data, tags: y.tags }));
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, mine), true);
+  const oneBad = mine.map((y, i) => (i === mine.length - 1 ? { ...y, data: Uint8Array.from(y.data, (b, j) => (j === 5 ? b ^ 1 : b)) } : y));
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, oneBad), false);
+  const swappedTags = [{ ...mine[0]!, tags: mine[1]!.tags }, { ...mine[1]!, tags: mine[0]!.tags }];
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, swappedTags), false);
 });
 
 test('rogue keys: a public key without a valid proof of possession is refused', () => {

@@ -193,6 +193,12 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   const altered = new Uint8Array(ciphertext);
   altered[1500] = 8;
   await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r1', ciphertext: altered, storage: good }]), IntegrityError);
+  // One bad record among several of an upload is named.
+  const other = new Uint8Array(900).fill(3);
+  await assert.rejects(
+    cloud.checkUpload('riverside', [{ recordId: 'r0', ciphertext: other, storage: await tagger.tag('riverside', other) }, { recordId: 'r1', ciphertext: altered, storage: good }]),
+    (e: unknown) => e instanceof IntegrityError && /record r1 /.test(e.message),
+  );
   // St Mary's key (registered by the uploads above) presented by riverside.
   const stMarys = await tagger.tag('st-marys', ciphertext);
   await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r2', ciphertext, storage: stMarys }]), AccessDeniedError);

@@ -496,38 +496,53 @@ export function failingFiles(challenge: Challenge, keys: readonly PorPublicKey[]
   return failing.sort((a, b) => a - b);
 }
 
+/** A file with its tags, as an uploader presents it. */
+export interface TaggedFile {
+  readonly name: Uint8Array;
+  readonly data: Uint8Array;
+  readonly tags: TagSet;
+}
+
 /**
  * Checks a tag set against the file and its owner's key (the cloud, before it accepts an upload, so a hospital
  * cannot make the cloud fail later audits with bad tags): every block challenged with random coefficients.
  */
 export function verifyTagSet(key: PorPublicKey, name: Uint8Array, data: Uint8Array, set: TagSet): boolean {
-  checkName(name);
-  const blocks = blockCount(data.length, set.sectors);
-  if (set.tags.length !== blocks) return false;
-  if (blocks > MAX_SAMPLES) {
-    for (let start = 0; start < blocks; start += MAX_SAMPLES) {
-      const part = { sectors: set.sectors, tags: set.tags.slice(start, start + MAX_SAMPLES) };
-      if (!verifyTagRange(key, name, data, part, start)) return false;
-    }
-    return true;
-  }
-  return verifyTagRange(key, name, data, set, 0);
+  return verifyTagSets(key, [{ name, data, tags: set }]);
 }
 
-function verifyTagRange(key: PorPublicKey, name: Uint8Array, data: Uint8Array, part: TagSet, offset: number): boolean {
-  const s = part.sectors;
+/**
+ * Checks the tag sets of many files of one owner in one randomised check (every block of every file with its own
+ * random coefficient, up to MAX_SAMPLES blocks per multi-pairing of two pairs): true only if every tag matches,
+ * except with probability 1/r. Tag sets with the wrong block count or mixed sector counts are false.
+ */
+export function verifyTagSets(key: PorPublicKey, files: readonly TaggedFile[]): boolean {
+  const blocks: { file: TaggedFile; block: number }[] = [];
+  const sectors = files[0]?.tags.sectors;
+  for (const file of files) {
+    checkName(file.name);
+    if (file.tags.sectors !== sectors || file.tags.tags.length !== blockCount(file.data.length, file.tags.sectors)) return false;
+    for (let i = 0; i < file.tags.tags.length; i++) blocks.push({ file, block: i });
+  }
+  for (let start = 0; start < blocks.length; start += MAX_SAMPLES) {
+    if (!verifyBlocks(key, sectors!, blocks.slice(start, start + MAX_SAMPLES))) return false;
+  }
+  return true;
+}
+
+function verifyBlocks(key: PorPublicKey, s: number, blocks: readonly { file: TaggedFile; block: number }[]): boolean {
   const mu = zeros(s);
   const points: G1[] = [];
   const hashes: G1[] = [];
   const coefficients: Fr[] = [];
-  part.tags.forEach((tag, i) => {
+  for (const { file, block } of blocks) {
     const nu = curve.randomFr();
-    const m = sectorsOf(data, offset + i, s);
+    const m = sectorsOf(file.data, block, s);
     for (let j = 0; j < s; j++) mu[j] = curve.frAdd(mu[j]!, curve.frMul(nu, m[j]!));
-    points.push(tag);
-    hashes.push(blockPoint(name, offset + i));
+    points.push(file.tags.tags[block]!);
+    hashes.push(blockPoint(file.name, block));
     coefficients.push(nu);
-  });
+  }
   const a = curve.msmG1([...generators(s), ...hashes], [...mu, ...coefficients]);
   return curve.multiPairing([curve.g1Neg(curve.msmG1(points, coefficients)), a], [curve.g2Generator(), key.v]).isOne();
 }

@@ -167,7 +167,8 @@ export async function auditStorage(client: StorageAuditClient, inventory: readon
     failing.push(...failed.map((i) => ({ hash: auditable[i]!.hash, category: auditable[i]!.category })));
     progress(`per-record proofs: ${failed.length} record(s) failing`);
   }
-  const ledgerEntries = options.report === false ? [] : await client.report(wire, failing.filter((f) => wire.files.some((x) => x.hash === f.hash)));
+  const challenged = new Set(wire.files.map((f) => f.hash));
+  const ledgerEntries = options.report === false ? [] : await client.report(wire, failing.filter((f) => challenged.has(f.hash)));
   return {
     ok: ok && failing.length === 0, records: records.length, hospitals: keyIds.length,
     samples: por.expandChallenge(challenge).length, failing, challenge: challengeDigest(wire), ledgerEntries,

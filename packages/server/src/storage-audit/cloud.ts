@@ -79,23 +79,28 @@ export class StorageAuditCloud {
    */
   async checkUpload(hospital: string, records: readonly { recordId: string; ciphertext: Uint8Array; storage?: RecordStorageTags }[]): Promise<Map<string, CheckedTags>> {
     const checked = new Map<string, CheckedTags>();
-    const registered = new Set<string>();
+    // One randomised check per hospital key for the whole upload (two pairings, not two per record).
+    const byKey = new Map<string, { key: por.PorPublicKey; files: (por.TaggedFile & { recordId: string })[] }>();
     for (const record of records) {
       if (record.storage === undefined) continue;
-      const key = this.decodeKey(record.storage.publicKey);
       const keyId = sha256Hex(record.storage.publicKey);
-      if (!registered.has(keyId)) {
+      let group = byKey.get(keyId);
+      if (group === undefined) {
+        group = { key: this.decodeKey(record.storage.publicKey), files: [] };
         await this.registerKey(hospital, keyId, record.storage.publicKey);
-        registered.add(keyId);
+        byKey.set(keyId, group);
       }
       const set = por.decodeTagSet(record.storage.tags);
-      if (!por.verifyTagSet(key, storageName(record.ciphertext), record.ciphertext, set)) {
-        throw new IntegrityError(`the proof-of-storage tags of record ${record.recordId} do not match its ciphertext and key`);
-      }
+      group.files.push({ recordId: record.recordId, name: storageName(record.ciphertext), data: record.ciphertext, tags: set });
       checked.set(record.recordId, {
         recordHash: `sha256:${sha256Hex(record.ciphertext)}`, keyId, tags: record.storage.tags,
         commitment: { tags: `sha256:${sha256Hex(record.storage.tags)}`, blocks: set.tags.length, key: `sha256:${keyId}` },
       });
+    }
+    for (const { key, files } of byKey.values()) {
+      if (por.verifyTagSets(key, files)) continue;
+      const bad = files.find((f) => !por.verifyTagSet(key, f.name, f.data, f.tags));
+      throw new IntegrityError(`the proof-of-storage tags of record ${bad?.recordId ?? files[0]!.recordId} do not match its ciphertext and key`);
     }
     return checked;
   }
