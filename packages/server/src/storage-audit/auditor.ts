@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { curve, IntegrityError, MedShareError, por } from '@medshare/crypto';
 import { LedgerClient, storageCommitmentOf, verifyRemoteLogEntries, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
-import { call, HttpProblemError } from '../sdk/client.ts';
+import { callJson, HttpProblemError } from '../http-client.ts';
 import type { FailingRecord } from './cloud.ts';
 import { challengeDigest, fromWire, type WireChallenge } from './wire.ts';
 
@@ -98,7 +98,7 @@ export class StorageAuditClient {
    * MalformedInputError when one does not decode or its proof of possession fails.
    */
   async keys(): Promise<Map<string, por.PorPublicKey>> {
-    const answer = await call<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', { token: this.token });
+    const answer = await callJson<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', { token: this.token, idempotent: true });
     const keys = new Map<string, por.PorPublicKey>();
     for (const { keyId, publicKey } of answer.keys) {
       const bytes = new Uint8Array(Buffer.from(publicKey, 'base64'));
@@ -110,13 +110,14 @@ export class StorageAuditClient {
 
   /** The cloud's proof for a challenge (bytes, to decode against the challenge). */
   async prove(challenge: WireChallenge, kind: por.Proof['kind']): Promise<Uint8Array> {
-    const answer = await call<{ proof: string }>(this.base, 'POST', '/cloud/storage/audit', { token: this.token, body: { challenge, kind } });
+    // Proving changes nothing at the cloud: safe to retry.
+    const answer = await callJson<{ proof: string }>(this.base, 'POST', '/cloud/storage/audit', { token: this.token, body: { challenge, kind }, idempotent: true });
     return new Uint8Array(Buffer.from(answer.proof, 'base64'));
   }
 
   /** Asks the cloud to append the result to the ledger; returns the entries. */
   async report(challenge: WireChallenge, failing: FailingRecord[]): Promise<number[]> {
-    return (await call<{ ledgerEntries: number[] }>(this.base, 'POST', '/cloud/storage/audit/report', { token: this.token, body: { challenge, failing } })).ledgerEntries;
+    return (await callJson<{ ledgerEntries: number[] }>(this.base, 'POST', '/cloud/storage/audit/report', { token: this.token, body: { challenge, failing } })).ledgerEntries;
   }
 }
 
