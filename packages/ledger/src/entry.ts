@@ -145,7 +145,8 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   expect(recorded instanceof Date && recorded.getTime() >= EARLIEST, 'recorded must be a valid date after 2000');
   const isStats = input.type === 'stats-query' || input.type === 'stats-release';
   const isStorageAudit = input.type === 'storage-audit';
-  if (isStats || isStorageAudit) expect(input.patient === undefined, 'statistics events and storage audits concern no patient');
+  if (isStats) expect(input.patient === undefined, 'statistics events concern no patient');
+  else if (isStorageAudit) expect(input.patient === undefined, 'storage audits concern no patient');
   else expect(typeof input.patient === 'string' && PSEUDONYM.test(input.patient), 'patient must be a pseudonym (psn:...), never an identifier');
   expect(isStorageAudit === (input.storageAudit !== undefined), 'storageAudit is required for, and only for, storage audits');
   if (input.storageAudit !== undefined) checkStorageAudit(input.storageAudit);
