@@ -210,7 +210,11 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   // The hospital's secret key is stored wrapped by its KEK, not in the clear.
   const stored = (await db.query<{ secret_key: Uint8Array }>("SELECT secret_key FROM storage_hospital_keys WHERE hospital = 'riverside'")).rows[0]!.secret_key;
   const secret = por.encodeSecretKey(await tagger.keyOf('riverside'));
-  assert.equal(Buffer.from(stored).includes(Buffer.from(secret)), false);
+  for (const form of [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('hex')), Buffer.from(Buffer.from(secret).toString('base64'))]) {
+    assert.equal(Buffer.from(stored).includes(form), false);
+  }
+  const dump = (await db.query<{ t: string }>("SELECT string_agg(encode(secret_key, 'hex') || encode(public_key, 'hex'), '') AS t FROM storage_hospital_keys")).rows[0]!.t;
+  assert.equal(dump.includes(Buffer.from(secret).toString('hex')), false, 'no row of the table holds the secret in the clear');
 });
 
 test('hostile challenges get problem answers, and only auditors and gateways may challenge', async () => {
