@@ -303,6 +303,13 @@ test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs
   const badTag = new Uint8Array(tags);
   badTag.set(nonSubgroupCompressed(), 6);
   throwsA(() => por.decodeTagSet(badTag), MalformedInputError, /subgroup/);
+  // The prover's partial decoding checks the header the same way and every tag it decodes.
+  throwsA(() => por.decodeTagsAt(badTag, [0]), MalformedInputError, /subgroup/);
+  throwsA(() => por.decodeTagsAt(tags.subarray(0, tags.length - 1), [0]), MalformedInputError);
+  const encoded = por.encodeTagSet(f.files[1]!.tags);
+  const partial = por.decodeTagsAt(encoded, [1]);
+  assert.ok(partial.tags[1]!.isEqual(f.files[1]!.tags.tags[1]!));
+  assert.equal(partial.tags[0], undefined);
   const key = por.encodePublicKey(f.keys[0]!.publicKey);
   throwsA(() => por.decodePublicKey(key.subarray(1)), MalformedInputError);
   throwsA(() => por.decodePublicKey(Uint8Array.from(key, (b, i) => (i === 0 ? 9 : b))), UnsupportedError);

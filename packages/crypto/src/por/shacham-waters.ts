@@ -267,8 +267,8 @@ export function encodeTagSet(set: TagSet): Uint8Array {
   return out;
 }
 
-/** Decodes a tag set. @throws MalformedInputError, UnsupportedError, LimitExceededError. */
-export function decodeTagSet(bytes: Uint8Array): TagSet {
+/** The header of an encoded tag set, checked against the length. @throws as `decodeTagSet`. */
+function tagSetHeader(bytes: Uint8Array): { sectors: number; count: number } {
   if (!(bytes instanceof Uint8Array) || bytes.length < 6) throw new MalformedInputError('proof-of-storage tag set: truncated header');
   if (bytes[0] !== VERSION) throw new UnsupportedError(`proof-of-storage tag set: version ${bytes[0]} is not supported`);
   const sectors = bytes[1]!;
@@ -276,8 +276,15 @@ export function decodeTagSet(bytes: Uint8Array): TagSet {
   const count = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2);
   if (count === 0 || count > MAX_BLOCKS) throw new LimitExceededError(`proof-of-storage tag set: 1..${MAX_BLOCKS} blocks`);
   if (bytes.length !== 6 + count * curve.G1_BYTES) throw new MalformedInputError(`proof-of-storage tag set: ${count} tags need ${6 + count * curve.G1_BYTES} bytes, got ${bytes.length}`);
-  const tags = Array.from({ length: count }, (_, i) => curve.g1FromBytes(bytes.subarray(6 + i * curve.G1_BYTES, 6 + (i + 1) * curve.G1_BYTES), `tag ${i}`));
-  return { sectors, tags };
+  return { sectors, count };
+}
+
+const tagAt = (bytes: Uint8Array, i: number): G1 => curve.g1FromBytes(bytes.subarray(6 + i * curve.G1_BYTES, 6 + (i + 1) * curve.G1_BYTES), `tag ${i}`);
+
+/** Decodes a tag set. @throws MalformedInputError, UnsupportedError, LimitExceededError. */
+export function decodeTagSet(bytes: Uint8Array): TagSet {
+  const { sectors, count } = tagSetHeader(bytes);
+  return { sectors, tags: Array.from({ length: count }, (_, i) => tagAt(bytes, i)) };
 }
 
 /**
@@ -285,17 +292,9 @@ export function decodeTagSet(bytes: Uint8Array): TagSet {
  * a prover touches a few tags of a large record. @throws as `decodeTagSet`.
  */
 export function decodeTagsAt(bytes: Uint8Array, blocks: readonly number[]): TagSet {
-  if (!(bytes instanceof Uint8Array) || bytes.length < 6) throw new MalformedInputError('proof-of-storage tag set: truncated header');
-  if (bytes[0] !== VERSION) throw new UnsupportedError(`proof-of-storage tag set: version ${bytes[0]} is not supported`);
-  const sectors = bytes[1]!;
-  checkSectors(sectors);
-  const count = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2);
-  if (count === 0 || count > MAX_BLOCKS) throw new LimitExceededError(`proof-of-storage tag set: 1..${MAX_BLOCKS} blocks`);
-  if (bytes.length !== 6 + count * curve.G1_BYTES) throw new MalformedInputError(`proof-of-storage tag set: ${count} tags need ${6 + count * curve.G1_BYTES} bytes, got ${bytes.length}`);
+  const { sectors, count } = tagSetHeader(bytes);
   const tags: G1[] = new Array<G1>(count);
-  for (const i of blocks) {
-    if (i >= 0 && i < count) tags[i] = curve.g1FromBytes(bytes.subarray(6 + i * curve.G1_BYTES, 6 + (i + 1) * curve.G1_BYTES), `tag ${i}`);
-  }
+  for (const i of blocks) if (i >= 0 && i < count) tags[i] = tagAt(bytes, i);
   return { sectors, tags };
 }
 
