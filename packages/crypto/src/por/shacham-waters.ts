@@ -119,7 +119,7 @@ export interface StoredFile {
   readonly tags: TagSet;
 }
 
-let sectorGenerators: G1[] = [];
+const sectorGenerators: G1[] = [];
 
 /** u_0..u_{s-1}, hashed once per process. */
 function generators(sectors: number): G1[] {
