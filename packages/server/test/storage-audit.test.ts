@@ -158,6 +158,7 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
   // A front for the real cloud: keys pass through; the first proof is forwarded and remembered, then replayed.
   let recorded: string | undefined;
   let garbage = false;
+  let badAggregateOnly = false;
   const front = Fastify();
   const forward = async (path: string, body?: unknown) => (await fetch(new URL(path, cast.base), {
     method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${auditorToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -165,6 +166,11 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
   })).json();
   front.get('/cloud/storage/keys', async () => forward('/cloud/storage/keys'));
   front.post('/cloud/storage/audit', { bodyLimit: 16 * 1024 * 1024 }, async (request) => {
+    if (badAggregateOnly) {
+      const body = request.body as { kind: string };
+      if (body.kind === 'aggregate') return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+      return forward('/cloud/storage/audit', request.body);
+    }
     if (garbage) return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
     if (recorded === undefined) recorded = ((await forward('/cloud/storage/audit', request.body)) as { proof: string }).proof;
     return { proof: recorded };
@@ -180,6 +186,10 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
     const broken = await auditStorage(client, inventory);
     assert.equal(broken.ok, false);
     assert.equal(broken.failing.length, inventory.length, 'every challenged record is named (all blocks are sampled here)');
+    // A broken aggregate with sound per-record proofs of the same challenge: possession is proven, nobody is named.
+    badAggregateOnly = true;
+    const perRecord = await auditStorage(client, inventory);
+    assert.deepEqual({ ok: perRecord.ok, failing: perRecord.failing }, { ok: true, failing: [] });
   } finally {
     await front.close();
   }
@@ -257,7 +267,7 @@ function medshare(args: string[], stdin: string): Promise<{ code: number; stdout
   });
 }
 
-test('medshare audit storage --url: names a damaged record, exits non-zero with a one-line error; pinned keys required to trust', async () => {
+test('medshare audit storage --url: names a damaged record, exits 4 with a one-line error; a bad --url is a usage error', async () => {
   const keys = await ledger.keys();
   const pinned = ['--url', cast.base.href, '--log-key', keys.log, ...keys.witnesses.flatMap((k) => ['--witness-key', k])];
   const victim = inventory[2]!;
