@@ -31,8 +31,10 @@ const reference = { pairing: () => curve.pairing(p, q), g1Mul: () => curve.g1Mul
 const mib = new Uint8Array(randomBytes(MIB));
 const mibName = new TextEncoder().encode('one-mebibyte');
 const mibTags = por.tagFile(keys[0]!, mibName, mib);
+const record2k = mib.subarray(0, 2048);
 const perMib = cpuAlternating({
   ...reference,
+  tag2KiB: () => por.tagFile(keys[0]!, mibName, record2k),
   tagMiB: () => por.tagFile(keys[0]!, mibName, mib),
   checkMiB: () => {
     if (!por.verifyTagSet(publicKeys[0]!, mibName, mib, mibTags)) throw new Error('tags do not verify');
@@ -43,6 +45,7 @@ const mu = (x: number) => ratio(x / perMib['g1Mul']!);
 printTable(`Tagging (s = ${por.DEFAULT_SECTORS}, ${por.blockCount(MIB)} blocks per MiB; CPU ms, medians)`, ['step', 'ms', 'pairings', 'G1 muls'], [
   ['pairing', perMib['pairing']!.toFixed(3), '1.00', mu(perMib['pairing']!)],
   ['G1 scalar multiplication', perMib['g1Mul']!.toFixed(3), pr(perMib['g1Mul']!), '1.00'],
+  ['gateway: tag one 2 KiB record (3 blocks)', perMib['tag2KiB']!.toFixed(2), pr(perMib['tag2KiB']!), mu(perMib['tag2KiB']!)],
   ['gateway: tag 1 MiB of ciphertext', perMib['tagMiB']!.toFixed(0), pr(perMib['tagMiB']!), mu(perMib['tagMiB']!)],
   ['cloud: check the tags of 1 MiB at upload', perMib['checkMiB']!.toFixed(0), pr(perMib['checkMiB']!), mu(perMib['checkMiB']!)],
 ]);

@@ -287,6 +287,6 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
     await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, ciphertext]);
   }
   const bad = await medshare(['audit', 'storage', '--url', 'not a url'], `${auditorToken}\n`);
-  assert.notEqual(bad.code, 0);
+  assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /--url: not a URL/);
 });
