@@ -209,7 +209,8 @@ export class AuditLog {
     this.fullAudit = undefined;
     this.fullAuditError = undefined;
     const head = (await this.db.query<{ size: number; log_vkey: string }>('SELECT size, log_vkey FROM ledger_head WHERE id = 1')).rows[0];
-    const chunks = (await this.db.query<{ level: number; chunk: number; hashes: Uint8Array }>('SELECT level, chunk, hashes FROM ledger_tree')).rows;
+    // As hex text: decoding it natively is ~20× cheaper than PGlite's bytea parsing (64 MiB at 10^6 entries).
+    const chunks = (await this.db.query<{ level: number; chunk: number; hex: string }>("SELECT level, chunk, encode(hashes, 'hex') AS hex FROM ledger_tree")).rows;
     const logKey = verifier ?? parseVerifierKey(head?.log_vkey ?? '');
     const trusted = verifier === undefined ? undefined : await this.options.trusted?.load();
     if (chunks.length === 0 && (head?.size ?? 0) > 0) {
@@ -224,7 +225,7 @@ export class AuditLog {
     }
     let tree: MerkleTree;
     try {
-      tree = MerkleTree.fromChunks(chunks.map((c) => ({ level: c.level, chunk: Number(c.chunk), hashes: c.hashes })));
+      tree = MerkleTree.fromChunks(chunks.map((c) => ({ level: c.level, chunk: Number(c.chunk), hashes: Buffer.from(c.hex, 'hex') })));
     } catch (error) {
       tree = new MerkleTree();
       this.raise({ index: 0, problem: `the stored Merkle tree: ${error instanceof Error ? error.message : 'unreadable'}` });
@@ -311,8 +312,9 @@ export class AuditLog {
   private async saveChunks(tx: Queryable, chunks: readonly TreeChunk[]): Promise<void> {
     for (let offset = 0; offset < chunks.length; offset += 100) {
       const part = chunks.slice(offset, offset + 100);
-      const params = part.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes)]);
-      const values = part.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`).join(', ');
+      // Hex text, decoded by the database: cheaper than PGlite's bytea parameter encoding.
+      const params = part.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]);
+      const values = part.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, decode($${3 * i + 3}, 'hex'))`).join(', ');
       await tx.query(`INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
     }
   }

@@ -202,6 +202,19 @@ describe('the persisted Merkle tree (opening reads no entries) is checked too', 
     assert.equal(reader.health().ok, true);
   });
 
+  test('a gap (a deleted entry) does not make the reader throw: verify reports the first bad index, the entry read is a typed error', async () => {
+    const { log, signer } = await guardedLog(8);
+    await log.flush();
+    await db.query('DELETE FROM ledger_entries WHERE idx = 3');
+    const { log: reader } = await AuditLog.openReader(db);
+    assert.equal(reader.size, 8);
+    assert.equal(reader.inclusionProof(5).length, 3, 'proofs still come from the stored tree');
+    await assert.rejects(reader.entry(3), IntegrityError);
+    const report = await verifyLog(db, { log: signer.verifier });
+    assert.equal(report.ok, false);
+    assert.equal(report.firstBadIndex, 3, report.problem);
+  });
+
   test('in the background, a patient query waits for the audit, so an edited patient column still cannot hide an entry', async () => {
     const { log, signer, file } = await guardedLog(6);
     await log.flush();
