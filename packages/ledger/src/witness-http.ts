@@ -19,7 +19,7 @@ import type { Witness } from './witness.ts';
 /** The witnesses served, one per log origin. */
 export interface WitnessPluginOptions {
   /** A `Witness`, or anything answering for one origin as it does (a hospital's witness opened on first request). */
-  witnesses: ReadonlyArray<Pick<Witness, 'origin' | 'addCheckpoint'>>;
+  witnesses: ReadonlyArray<Pick<Witness, 'origin' | 'addCheckpoint'> & Partial<Pick<Witness, 'chainCosign'>>>;
 }
 
 function statusOf(error: unknown): number {
@@ -60,7 +60,7 @@ export const witnessPlugin: FastifyPluginAsync<WitnessPluginOptions> = async (ap
     const note = typeof request.body === 'string' ? request.body : '';
     const origin = parseCheckpoint(parseNote(note).body).origin;
     const witness = byOrigin.get(origin);
-    if (witness === undefined) throw new NotFoundError(`no witness here for ${origin}`);
+    if (witness?.chainCosign === undefined) throw new NotFoundError(`no witness here gives chain cosignatures for ${origin}`);
     // A WitnessConflictError becomes 409 with the witness's size, as for add-checkpoint (the error handler).
     return reply.type('text/plain; charset=utf-8').send(`${await witness.chainCosign(note)}\n`);
   });

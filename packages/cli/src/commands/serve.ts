@@ -17,11 +17,11 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { abe } from '@medshare/crypto';
+import { abe, curve } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
-  listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
+  checkHospitalName, consortiumFromJson, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY,
+  defaultConversionWorkers, listen, type Consortium, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
 } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -47,6 +47,21 @@ interface CloudOptions extends CommonOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
+  statsConsortium?: string;
+}
+
+/** The statistics consortium of --stats-consortium (its public JSON), if given: the cloud then serves /stats. */
+async function statsConsortiumOf(options: CloudOptions): Promise<{ statsConsortium?: Consortium }> {
+  if (options.statsConsortium === undefined) return {};
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(options.statsConsortium, 'utf8'));
+  } catch (error) {
+    if (error instanceof SyntaxError) throw new UsageError(`${options.statsConsortium}: not JSON`);
+    throw error;
+  }
+  await curve.initCurve(); // the threshold key is decoded onto the curve
+  return { statsConsortium: consortiumFromJson(json) };
 }
 
 interface RelyingPartyOptions {
@@ -193,10 +208,11 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const config = await deployment(options);
   const http = await httpOptions(options);
+  const stats = await statsConsortiumOf(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
-    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'),
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), ...stats,
   });
   say('cloud', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
@@ -232,6 +248,7 @@ async function serveAll(options: AllOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const http = await httpOptions(options);
   const rp = relyingParty(options);
+  const stats = await statsConsortiumOf(options);
   const tokens = await adminTokens(options.hospital);
   const opened: ServiceStorage[] = [];
   const open = async (dir: string, schema: string) => {
@@ -255,7 +272,7 @@ async function serveAll(options: AllOptions): Promise<void> {
     const platform = await createPlatform({
       ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
       hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
-      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}),
+      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...stats,
     });
     say('authority', platform.urls.authority, authority.where);
     say('cloud', platform.urls.cloud, cloud.where);
@@ -293,7 +310,8 @@ function cloudOptions(command: Command): Command {
   return command
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
     .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
-    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)');
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
+    .option('--stats-consortium <file>', 'statistics consortium (public JSON: threshold key and members) whose queries the cloud aggregates at /stats');
 }
 
 function webAuthn(command: Command): Command {
