@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { consortiumToJson, formConsortium, PatientClient, PlatformClient, type ServiceUrls } from '@medshare/server';
-import { curve, pre } from '@medshare/crypto';
+import { PatientClient, PlatformClient, type ServiceUrls } from '@medshare/server';
+import { pre } from '@medshare/crypto';
 import { runCli } from './run-cli.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
@@ -17,8 +17,7 @@ test('medshare serve (all) runs every service on its own port and PGlite, keeps 
   const env = { ...process.env, DATABASE_URL: '' };
   const running = new Set<ReturnType<typeof spawn>>();
   const start = () => new Promise<{ stop: () => Promise<number | null>; urls: ServiceUrls }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--state', join(dir, 'state'), '--port', '0', '--hospital', 'st-marys',
-      '--stats-consortium', join(dir, 'consortium.json')], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--state', join(dir, 'state'), '--port', '0', '--hospital', 'st-marys'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     running.add(child);
     child.once('close', () => running.delete(child));
     let out = '';
@@ -37,14 +36,9 @@ test('medshare serve (all) runs every service on its own port and PGlite, keeps 
     child.once('close', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
     child.stdin.end(`${ADMIN}\n`);
   });
-  await curve.initCurve();
-  const { consortium } = formConsortium(['st-marys', 'riverside'], 2);
-  await writeFile(join(dir, 'consortium.json'), JSON.stringify(consortiumToJson(consortium)));
   try {
     const first = await start();
     const client = new PlatformClient(first.urls);
-    // --stats-consortium: the cloud aggregates that consortium's queries at /stats.
-    assert.deepEqual(await (await fetch(new URL('/stats/consortium', first.urls.cloud))).json(), consortiumToJson(consortium));
     const openapi = await (await fetch(new URL('/openapi.json', first.urls.cloud))).json() as { openapi: string; paths: Record<string, unknown> };
     assert.match(openapi.openapi, /^3\./);
     assert.ok('/cloud/patients/{patient}/read' in openapi.paths);
@@ -58,18 +52,6 @@ test('medshare serve (all) runs every service on its own port and PGlite, keeps 
     assert.equal(await second.stop(), 0);
   } finally {
     for (const child of running) child.kill('SIGKILL');
-    await rm(dir, { recursive: true, force: true });
-  }
-});
-
-test('medshare serve refuses a malformed statistics consortium file with one line, before starting anything', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'medshare-serve-stats-'));
-  try {
-    await writeFile(join(dir, 'bad.json'), '{"version": 1, "members": []');
-    const r = await runCli(['serve', 'cloud', '--data', join(dir, 'data'), '--port', '0', '--stats-consortium', join(dir, 'bad.json')]);
-    assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /^medshare: .*bad\.json: not JSON\n$/);
-  } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });

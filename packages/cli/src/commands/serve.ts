@@ -20,8 +20,8 @@ import type { Command } from 'commander';
 import { abe, curve } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  checkHospitalName, consortiumFromJson, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY,
-  defaultConversionWorkers, listen, type Consortium, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
+  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
+  consortiumFromJson, listen, parseDeploymentConfig, type Consortium, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
 } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -48,20 +48,7 @@ interface CloudOptions extends CommonOptions {
   platformEmergency: boolean;
   conversionWorkers?: string;
   statsConsortium?: string;
-}
-
-/** The statistics consortium of --stats-consortium (its public JSON), if given: the cloud then serves /stats. */
-async function statsConsortiumOf(options: CloudOptions): Promise<{ statsConsortium?: Consortium }> {
-  if (options.statsConsortium === undefined) return {};
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(options.statsConsortium, 'utf8'));
-  } catch (error) {
-    if (error instanceof SyntaxError) throw new UsageError(`${options.statsConsortium}: not JSON`);
-    throw error;
-  }
-  await curve.initCurve(); // the threshold key is decoded onto the curve
-  return { statsConsortium: consortiumFromJson(json) };
+  statsBudget?: string[];
 }
 
 interface RelyingPartyOptions {
@@ -203,17 +190,41 @@ async function serveAuthority(options: CommonOptions): Promise<void> {
   });
 }
 
+/** The statistics consortium of --stats-consortium (its public JSON) and the budgets of --stats-budget SET=EPSILON. */
+async function statsOf(options: CloudOptions): Promise<{ consortium?: Consortium; budgets: Array<[string, number]> }> {
+  const budgets = (options.statsBudget ?? []).map((entry): [string, number] => {
+    const match = /^([A-Za-z0-9_.-]{1,64})=([0-9]+(?:\.[0-9]+)?)$/.exec(entry);
+    if (!match) throw new UsageError(`--stats-budget takes querySet=epsilon: ${entry}`);
+    return [match[1]!, Number(match[2])];
+  });
+  if (options.statsConsortium === undefined) {
+    if (budgets.length > 0) throw new UsageError('--stats-budget needs --stats-consortium');
+    return { budgets };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(options.statsConsortium, 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
+    throw new UsageError(`${options.statsConsortium} is not JSON`);
+  }
+  // The consortium's threshold key is decoded on the curve.
+  await curve.initCurve();
+  return { consortium: consortiumFromJson(json), budgets };
+}
+
 async function serveCloud(options: CloudOptions): Promise<void> {
   const port = integer(options.port, 'a port', 0, 65535);
   const emergencyPolicy = emergencyPolicyOf(options);
+  const stats = await statsOf(options);
   const config = await deployment(options);
   const http = await httpOptions(options);
-  const stats = await statsConsortiumOf(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
-    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), ...stats,
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), ...(stats.consortium ? { statsConsortium: stats.consortium } : {}),
   });
+  for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
     await service.close();
@@ -248,7 +259,6 @@ async function serveAll(options: AllOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const http = await httpOptions(options);
   const rp = relyingParty(options);
-  const stats = await statsConsortiumOf(options);
   const tokens = await adminTokens(options.hospital);
   const opened: ServiceStorage[] = [];
   const open = async (dir: string, schema: string) => {
@@ -272,7 +282,7 @@ async function serveAll(options: AllOptions): Promise<void> {
     const platform = await createPlatform({
       ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
       hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
-      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...stats,
+      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}),
     });
     say('authority', platform.urls.authority, authority.where);
     say('cloud', platform.urls.cloud, cloud.where);
@@ -310,8 +320,13 @@ function cloudOptions(command: Command): Command {
   return command
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
     .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
-    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
-    .option('--stats-consortium <file>', 'statistics consortium (public JSON: threshold key and members) whose queries the cloud aggregates at /stats');
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)');
+}
+
+function statsOptions(command: Command): Command {
+  return command
+    .option('--stats-consortium <file>', 'the statistics consortium (public JSON: threshold key, members, verify keys): serve /stats')
+    .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-consortium)');
 }
 
 function webAuthn(command: Command): Command {
@@ -325,7 +340,7 @@ export function registerServe(program: Command): void {
   const serve = program.command('serve').description('run MedShare services until SIGINT/SIGTERM (one per trust domain); DATABASE_URL selects PostgreSQL');
   common(serve.command('authority').description('the trusted authority: CP-ABE setup and key issuance to authenticated users'), 'medshare-authority')
     .action(serveAuthority);
-  cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud'))
+  statsOptions(cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')))
     .action(serveCloud);
   webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway and ledger witness (administrator token on stdin)"), 'medshare-hospital'))
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
