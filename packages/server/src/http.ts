@@ -1,12 +1,12 @@
 /**
- * What every platform route shares: bearer-token authentication against the federation trust list, role checks,
+ * What every platform route shares: DPoP-bound token authentication against the federation trust list, role checks,
  * pseudonyms for agents, and RFC 9457 problem details (401 for a missing or bad token, 403 for a valid token
  * that is not allowed, 400/413/415 for bad input, 404 for unknown resources, 500 saying nothing more).
  */
 import { createHash } from 'node:crypto';
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { AccessDeniedError, MalformedInputError, MedShareError, NotFoundError, UnauthenticatedError, type ErrorCode } from '@medshare/crypto';
-import { bearerToken, type TokenVerifier, type VerifiedToken } from '@medshare/identity';
+import { DPOP_CHALLENGE, type SenderConstrainedVerifier, type VerifiedToken } from '@medshare/identity';
 
 export { NotFoundError, UnauthenticatedError } from '@medshare/crypto';
 
@@ -28,17 +28,12 @@ export function agentPseudonym(issuer: string, subject: string): string {
   return `psn:${createHash('sha256').update(`medshare/agent/v1|${issuer}|${subject}`).digest('base64url').slice(0, 22)}`;
 }
 
-/** Verifies the bearer token of a request (401 when missing or invalid). */
-export async function authenticate(verifier: TokenVerifier, request: FastifyRequest): Promise<Caller> {
-  const raw = bearerToken(request.headers.authorization);
-  if (raw === undefined) throw new UnauthenticatedError('a bearer SSO token is required');
-  let token: VerifiedToken;
-  try {
-    token = await verifier.verify(raw);
-  } catch (error) {
-    if (error instanceof MedShareError) throw new UnauthenticatedError(error.message);
-    throw error;
-  }
+/**
+ * Verifies the request's DPoP-bound token and its proof (401 when either is missing or fails a check): a token
+ * alone is not enough on any platform route (identity's dpop/verify.ts).
+ */
+export async function authenticate(verifier: SenderConstrainedVerifier, request: FastifyRequest): Promise<Caller> {
+  const token = await verifier.verifyRequest(request);
   const role = token.attributes.find((a) => a.startsWith('role:'))?.slice('role:'.length) ?? 'none';
   return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role };
 }
@@ -99,7 +94,7 @@ const TITLE_BY_STATUS: Record<number, string> = {
 export function useProblems(app: FastifyInstance): void {
   app.setErrorHandler((error, _request, reply) => {
     const problem = problemFor(error);
-    if (problem.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (problem.status === 401) void reply.header('www-authenticate', DPOP_CHALLENGE);
     return reply.status(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((_request, reply) =>

@@ -19,7 +19,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, MalformedInputError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
+  createSqlHospital, DpopVerifier, hospitalIdentityPlugin, localSessionStatus, migrateIdentity, SenderConstrainedVerifier, SqlNonceCache, TokenVerifier, trustedAuthorityPlugin,
   TrustedAuthority, TrustList, type LimiterOptions, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import type { AuditLog } from '@medshare/ledger';
@@ -156,7 +156,9 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     issuers.set(hospital, issuer);
     await app.register(hospitalIdentityPlugin, { ...service, prefix: `/identity/${hospital}` });
   }
-  const platformVerifier = new TokenVerifier(PLATFORM_AUDIENCE, trust, { now });
+  // Platform routes take DPoP-bound tokens only; used proofs are kept in the database, so that a cloud scaled out
+  // over several processes on one database refuses a proof replayed to another of them.
+  const platformVerifier = new SenderConstrainedVerifier(new TokenVerifier(PLATFORM_AUDIENCE, trust, { now }), new DpopVerifier(new SqlNonceCache(db, 'platform/dpop'), now));
   const authority = new TrustedAuthority({
     verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
     proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now), now,

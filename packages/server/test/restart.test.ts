@@ -49,11 +49,11 @@ const targets: Target[] = [
 ];
 
 /** The platform on `db`, listening on 127.0.0.1. */
-async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
+async function start(db: Database, port = 0): Promise<{ platform: Platform; base: URL }> {
   const platform = await createPlatform({
     db, hospitals: [HOSPITAL], adminTokens: { [HOSPITAL]: ADMIN }, kek, scrypt: FAST_SCRYPT, limits: { accountFreeFailures: 2, baseDelaySeconds: 600 }, now,
   });
-  return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
+  return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port })) };
 }
 
 async function call(base: URL, method: string, path: string, body?: unknown, token?: string, dpop?: string): Promise<{ status: number; body: any }> {
@@ -103,6 +103,9 @@ for (const target of targets) {
         const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
         const session = { base, hospital: HOSPITAL, token: kept.body.token, refreshToken: kept.body.refreshToken, device };
         await new PatientClient(session, key).register();
+        const recordsPath = `/cloud/patients/${key.patientId}/records`;
+        const usedProof = await device.dpop.proof('GET', new URL(recordsPath, base), { accessToken: kept.body.token });
+        assert.equal((await call(base, 'GET', recordsPath, undefined, kept.body.token, usedProof)).status, 200);
         offsetMs += 30_000;
         const revoked = await login(base, 'antonia', secret, device);
         assert.equal(revoked.status, 200);
@@ -112,16 +115,20 @@ for (const target of targets) {
         await platform.close();
         await db.close();
 
-        // Second life, on the same data.
+        // Second life, on the same data (and the same address, so that old proofs name it).
         db = await target.open();
-        ({ platform, base } = await start(db));
+        ({ platform, base } = await start(db, Number(base.port)));
         try {
           assert.deepEqual((await call(base, 'GET', `/identity/${HOSPITAL}/.well-known/jwks.json`)).body, jwks, 'the same signing key');
           const refreshed = await refresh(base, device, kept.body.refreshToken);
           assert.equal(refreshed.status, 200, 'a session from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
           assert.deepEqual(await new PatientClient({ ...session, base }, key).records(), [], 'the cloud accepts its token');
-          assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
+          const replayed = await call(base, 'GET', recordsPath, undefined, kept.body.token, usedProof);
+          assert.equal(replayed.status, 401, 'a DPoP proof used before the restart stays used');
+          assert.match(replayed.body.detail, /already been used/);
+          const revokedProof = await device.dpop.proof('GET', new URL(recordsPath, base), { accessToken: revoked.body.token });
+          assert.equal((await call(base, 'GET', recordsPath, undefined, revoked.body.token, revokedProof)).status, 401, 'the logged-out session stays revoked');
           assert.equal((await refresh(base, device, revoked.body.refreshToken)).status, 401);
           const ta = await requestKey(base, device, kept.body.token);
           assert.equal(ta.status, 403);

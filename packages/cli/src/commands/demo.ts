@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { curve, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import {
-  agentPseudonym, cloudContents, createPlatform, formConsortium, GatewayClient, HospitalStatsClient, PatientClient, PlatformClient, StatsClient, StatsHospital,
+  agentPseudonym, cloudContents, createPlatform, formConsortium, GatewayClient, HospitalStatsClient, PatientClient, PlatformClient, roleScopes, StatsClient, StatsHospital,
   type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
 
@@ -68,9 +68,8 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
-      // SMART scopes: the patient reads her own records, staff read as users.
-      const scopes = attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
-      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes });
+      // SMART scopes: the patient reads her own records, the EHR system uploads, staff read as users.
+      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: roleScopes(attributes) });
       names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };
@@ -155,7 +154,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       }
       await platform.stats!.setBudget(STATS_QUERY.querySet, 1);
       const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
-      researcher = new StatsClient(base, (await client.login('riverside', 'researcher', password, totpSecret)).token);
+      researcher = new StatsClient(await client.login('riverside', 'researcher', password, totpSecret));
       const { queryId } = await researcher.submit(STATS_QUERY);
       for (const [i, hospital] of HOSPITALS.entries()) await agents.get(hospital)!.contribute(queryId, demoCohort(hospital, 300 + 100 * i));
       for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);

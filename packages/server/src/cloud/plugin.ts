@@ -1,5 +1,6 @@
 /**
- * The cloud's HTTP API (Fastify). Every route needs a platform SSO token; bodies are JSON with schemas and limits.
+ * The cloud's HTTP API (Fastify). Every route needs a platform SSO token bound to the caller's device key and a
+ * DPoP proof of that key for the request (identity's dpop/verify.ts, checked before the body is read); bodies are JSON with schemas and limits.
  * Reading and searching records also need a SMART scope for their category (scopes.ts).
  *
  *   PUT    /patients/:patient                      (patient) { publicKeys }        register her signed key bundle
@@ -15,7 +16,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
-import type { TokenVerifier } from '@medshare/identity';
+import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
@@ -23,7 +24,8 @@ import type { CloudService } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
-  readonly verifier: TokenVerifier;
+  /** Checks the caller's DPoP-bound token and proof. */
+  readonly verifier: SenderConstrainedVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
 }
@@ -41,6 +43,7 @@ const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base6
 export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
   useProblems(app);
   const { cloud, verifier, categories } = options;
+  senderConstrained(app, verifier);
   const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
 
   app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>('/patients/:patient', {

@@ -1,6 +1,7 @@
 /**
  * The hospital gateway's FHIR R4 facade (Fastify). Callers are the hospital's own systems with a token of role
- * `gateway` from that hospital; the hospital is the token's. Bodies are `application/fhir+json` or
+ * `gateway` from that hospital; the hospital is the token's. Every route needs the token DPoP-bound and a proof
+ * for the request (identity's dpop/verify.ts, checked before the body is read). Bodies are `application/fhir+json` or
  * `application/json` (anything else is 415), at most 32 MiB (a whole Synthea patient is 0.5-3.2 MB).
  *
  *   POST /patients                        { fhirId, patient }   enrol a FHIR patient under her pseudonym
@@ -9,7 +10,7 @@
  *                                              (a SMART scope to read and search that category, scopes.ts)
  */
 import type { FastifyInstance } from 'fastify';
-import type { TokenVerifier } from '@medshare/identity';
+import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
@@ -19,7 +20,8 @@ import type { GatewayService } from './service.ts';
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
   readonly cloud: CloudService;
-  readonly verifier: TokenVerifier;
+  /** Checks the caller's DPoP-bound token and proof. */
+  readonly verifier: SenderConstrainedVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
 }
@@ -32,6 +34,7 @@ export const CONVERTED_RECORD_TYPE = 'application/vnd.medshare.pre-converted';
 export async function gatewayPlugin(app: FastifyInstance, options: GatewayPluginOptions): Promise<void> {
   useProblems(app);
   const { gateway, cloud, verifier } = options;
+  senderConstrained(app, verifier);
   // FHIR JSON only: a text/plain body would otherwise reach the handler as a string (415 instead).
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/fhir+json', { parseAs: 'string', bodyLimit: GATEWAY_BODY_LIMIT }, (_request, body, done) => {

@@ -16,6 +16,7 @@ import type { CloudService } from '../cloud/service.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
+import { requireWriteScope } from '../scopes.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 
 /** What an upload did. */
@@ -91,11 +92,13 @@ export class GatewayService {
 
   /**
    * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
-   * obtains, checks and stores the ledger receipts. @throws IntegrityError for a receipt that does not verify.
+   * obtains, checks and stores the ledger receipts. @throws AccessDeniedError when the token has no SMART scope to
+   * write one of the resources; IntegrityError for a receipt that does not verify.
    */
   async upload(caller: Caller, body: unknown): Promise<UploadResult> {
     const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
+    requireWriteScope(caller, resources, this.mapping);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
     const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
     const available = new Set(keys.categories.map((k) => k.category));

@@ -72,6 +72,15 @@ export async function call<T>(
   return (text === '' ? undefined : JSON.parse(text)) as T;
 }
 
+/**
+ * One request as `session`: its token as `Authorization: DPoP`, with a fresh proof of the session's device key for
+ * this method, URL and token (the platform refuses the token without one).
+ */
+export async function sessionCall<T>(session: Session, method: string, path: string, options: { body?: unknown; contentType?: string } = {}): Promise<T> {
+  const dpop = await session.device.dpop.proof(method, new URL(path, session.base), { accessToken: session.token });
+  return call<T>(session.base, method, path, { ...options, token: session.token, dpop });
+}
+
 /** Entry point: registration and login against one platform base URL. */
 export class PlatformClient {
   readonly base: URL;
@@ -132,7 +141,7 @@ export class PatientClient {
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
     await abe.init();
-    await call(this.session.base, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
+    await sessionCall(this.session, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') } });
   }
 
   /**
@@ -148,13 +157,13 @@ export class PatientClient {
 
   /** Her delegations and her records' emergency capsules whose policy repeats an attribute (to re-issue those still `reissue`). */
   async repeatedAttributePolicies(): Promise<Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>> {
-    return (await call<{ policies: [] }>(this.session.base, 'GET', this.path('/repeated-attribute-policies'), { token: this.session.token })).policies;
+    return (await sessionCall<{ policies: [] }>(this.session, 'GET', this.path('/repeated-attribute-policies'))).policies;
   }
 
   /** Her records' metadata (optionally one category). */
   async records(category?: string): Promise<RecordMeta[]> {
     const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
+    return (await sessionCall<{ records: RecordMeta[] }>(this.session, 'GET', this.path(`/records${query}`))).records;
   }
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
@@ -162,22 +171,22 @@ export class PatientClient {
     await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
-    return call(this.session.base, 'POST', this.path('/delegations'), { body, token: this.session.token });
+    return sessionCall(this.session, 'POST', this.path('/delegations'), { body });
   }
 
   /** Her active delegations. */
   async delegations(): Promise<Array<{ delegationId: string; category: string; policy: string; emergency: boolean; createdAt: string }>> {
-    return (await call<{ delegations: [] }>(this.session.base, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
+    return (await sessionCall<{ delegations: [] }>(this.session, 'GET', this.path('/delegations'))).delegations;
   }
 
   /** Revokes a delegation: the cloud deletes the re-encryption key. */
   async revoke(delegationId: string): Promise<void> {
-    await call(this.session.base, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
+    await sessionCall(this.session, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`));
   }
 
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
-    return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+    return (await sessionCall<{ entries: AccessEntry[] }>(this.session, 'GET', this.path('/access-log'))).entries;
   }
 
   /**
@@ -205,12 +214,12 @@ export class PatientClient {
 
   /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */
   async platformEmergency(): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'GET', this.path('/platform-emergency'), { token: this.session.token });
+    return sessionCall(this.session, 'GET', this.path('/platform-emergency'));
   }
 
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
+    return sessionCall(this.session, 'PUT', this.path('/platform-emergency'), { body: { allowed } });
   }
 }
 
@@ -228,19 +237,19 @@ export class DoctorClient {
   /** Metadata of a patient's records in a category she delegated to this reader. */
   async search(patient: string, category: string): Promise<RecordMeta[]> {
     const path = `/cloud/patients/${encodeURIComponent(patient)}/records?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', path, { token: this.session.token })).records;
+    return (await sessionCall<{ records: RecordMeta[] }>(this.session, 'GET', path)).records;
   }
 
   /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
+    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason } });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
@@ -256,11 +265,11 @@ export class GatewayClient {
 
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
-    await call(this.session.base, 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token });
+    await sessionCall(this.session, 'POST', '/gateway/patients', { body: { fhirId, patient } });
   }
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return call(this.session.base, 'POST', '/gateway/fhir', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
+    return sessionCall(this.session, 'POST', '/gateway/fhir', { body: resourceOrBundle, contentType: 'application/fhir+json' });
   }
 }
