@@ -172,7 +172,7 @@ for (const { label, db } of databases) {
         ['read-only v1', ['system/*.read']], ['read-only v2', ['user/*.rs']], ['Patient only', ['system/Patient.write']],
         ['lab writes only', ['system/*.c?category=laboratory']], ['patient context', ['patient/*.write']], ['no scope', []],
       ] as const) {
-        const answer = await request('POST', '/gateway/fhir', { as: await login(`gw-${what.replaceAll(' ', '-')}`, [...scopes]), body: JSON.stringify(bundle), type: 'application/fhir+json' });
+        const answer = await request('POST', '/gateway/fhir', { as: await login(`gw-${what.toLowerCase().replaceAll(' ', '-')}`, [...scopes]), body: JSON.stringify(bundle), type: 'application/fhir+json' });
         assert.equal(answer.status, 403, what);
         assert.match(answer.body.detail, /SMART scope to write/, what);
       }

@@ -61,12 +61,18 @@ export class SenderConstrainedVerifier {
 }
 
 /**
- * Requires a DPoP-bound token and proof on every route of the Fastify scope `app` (an `onRequest` hook: nothing of
- * the body is read before the caller is known). The scope's error handler answers the UnauthenticatedError (401).
- * Handlers get the token from `verifier.verifyRequest(request)` again (the same answer, no second check).
+ * Requires a DPoP-bound token and proof on every route of the Fastify scope `app` registered after this call: an
+ * `onRequest` hook of each route, so nothing of the body is read before the caller is known, appended after the
+ * hooks that parent scopes' `onRoute` handlers added (a rate limiter counts refused requests too). The scope's
+ * error handler answers the UnauthenticatedError (401). Handlers get the token from `verifier.verifyRequest(request)`
+ * again (the same answer, no second check).
  */
 export function senderConstrained(app: FastifyInstance, verifier: SenderConstrainedVerifier): void {
-  app.addHook('onRequest', async (request) => {
+  const check = async (request: FastifyRequest) => {
     await verifier.verifyRequest(request);
+  };
+  app.addHook('onRoute', (route) => {
+    const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
+    route.onRequest = [...hooks, check];
   });
 }
