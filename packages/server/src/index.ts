@@ -12,6 +12,7 @@ export type { AccessEntry, RecordMeta } from './cloud/store.ts';
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, resourcesOf, patientOf, recordIdOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
+export { ResearchExporter, RELEASE_PROFILES, type ReleaseRecorder, type ResearchRelease } from './gateway/research-export.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, HttpProblemError, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents } from './inspect.ts';
 export { roleScopes, requireRecordScope, requireWriteScope } from './scopes.ts';

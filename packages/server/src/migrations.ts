@@ -76,6 +76,11 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX cloud_emergency_grants_capsule ON cloud_emergency_grants (capsule_id)',
     ],
   },
+  {
+    version: 3,
+    description: "patients' consent to de-identified research release (opt-in)",
+    statements: ['ALTER TABLE cloud_patients ADD COLUMN research_consent boolean NOT NULL DEFAULT false'],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -100,6 +105,15 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         ledger_index bigint NOT NULL,
         bundle text NOT NULL,
         PRIMARY KEY (hospital, ledger_index))`,
+    ],
+  },
+  {
+    version: 3,
+    description: "each hospital's de-identification key (hash and date-shift keys derive from it), wrapped by the KEK",
+    statements: [
+      `CREATE TABLE gateway_deid_keys (
+        hospital text PRIMARY KEY,
+        key_wrapped bytea NOT NULL)`,
     ],
   },
 ];

@@ -30,6 +30,7 @@ import { CloudService } from './cloud/service.ts';
 import { CloudStore } from './cloud/store.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.ts';
 import { gatewayPlugin } from './gateway/plugin.ts';
+import { ResearchExporter } from './gateway/research-export.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
 import { openPlatformLedger } from './ledger.ts';
@@ -171,7 +172,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
   const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, categories, prefix: '/cloud' });
-  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, prefix: '/gateway' });
+  const exporter = new ResearchExporter(db, options.kek, cloud, (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
+  await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, exporter, prefix: '/gateway' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier: platformVerifier, prefix: '/stats' });
   await platformLedger.register(app);

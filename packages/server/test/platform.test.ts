@@ -3,10 +3,11 @@
  * registration, gateway upload of a whole Synthea bundle (atomic, idempotent), delegation, conversion on read,
  * refusal, revocation, emergency access, the access log and the ledger.
  */
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
-import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient, recordIdOf } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
@@ -192,6 +193,45 @@ for (const { label, db } of databases) {
       assert.doesNotMatch(text, /chen|okafor|antonia|Antonia|unconscious/);
       const log = await cast.patient.accessLog();
       assert.ok(log.every((e) => e.ledgerIndex !== null && e.actor.startsWith('psn:')));
+    });
+
+    test('research release: refused and recorded without her consent; with it, de-identified with the hospital keys and on the ledger first', async () => {
+      const patient = cast.patient.key.patientId;
+      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }>; id: string };
+      assert.deepEqual(await cast.patient.researchConsent(), { allowed: false }, 'opt-in: no consent by default');
+      await assert.rejects(cast.gateway.researchExport(bundle, 'safe-harbor'), (e: HttpProblemError) => e.status === 403 && /not consented/.test(e.message));
+      await cast.patient.setResearchConsent(true);
+      // Only a hospital's gateway releases; a doctor's token is refused; an unknown profile is a 400.
+      const doctorSession = await cast.registerAndLogin('st-marys', 'release-doctor', ['role:doctor']);
+      const asDoctor = await sessionFetch(doctorSession, new URL('/gateway/research-exports?profile=safe-harbor', cast.base), { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(bundle) });
+      assert.equal(asDoctor.status, 403);
+      await assert.rejects(cast.gateway.researchExport(bundle, 'everything'), (e: HttpProblemError) => e.status === 400);
+      const release = await cast.gateway.researchExport(bundle, 'safe-harbor');
+      const text = JSON.stringify(release.released);
+      for (const needle of [person.name[0]!.family, person.name[0]!.given[0]!, person.id]) assert.ok(!text.includes(needle), `released ${needle}`);
+      assert.equal((release.released as unknown as { entry: unknown[] }).entry.length, bundle.entry.length);
+      assert.equal(release.digest, `sha256:${createHash('sha256').update(text).digest('hex')}`, 'the digest names what was released');
+      // The hospital's keys: the same patient gets the same hashed ids in every release (and they are not plain hashes).
+      const again = await cast.gateway.researchExport(bundle, 'safe-harbor');
+      assert.equal(again.released.id, release.released.id);
+      assert.equal(JSON.stringify(again.released), text);
+      // On the ledger before release, refused attempts included, and in her access log.
+      await cast.platform.ledger.flush();
+      const entries = (await cast.platform.ledger.entriesForPatient(patient)).filter((e) => e.event.type.code === 'research-export');
+      assert.deepEqual(entries.map((e) => e.event.outcome), ['4', '0', '0']);
+      const recorded = entries.find((e) => Number(e.event.id) === release.ledgerIndex)!;
+      assert.deepEqual(recorded.event.entity.filter((x) => x.type.code === 'record').map((x) => [x.what.identifier.value, x.securityLabel?.[0]?.code]), [[release.digest, 'safe-harbor']]);
+      assert.doesNotMatch(recorded.bytes.toString('utf8'), new RegExp(person.name[0]!.family));
+      const log = (await cast.patient.accessLog()).filter((e) => e.action.startsWith('research release'));
+      assert.deepEqual(log.map((e) => e.outcome), ['refused', 'ok', 'ok']);
+      // The key is in the gateway's database only wrapped: another KEK does not open it.
+      const row = (await db.query<{ key_wrapped: Uint8Array }>("SELECT key_wrapped FROM gateway_deid_keys WHERE hospital = 'st-marys'")).rows[0]!;
+      await assert.rejects(randomKeyEncryptionKey().unwrap(row.key_wrapped, 'gateway_deid_keys.key_wrapped|st-marys'));
+      // Withdrawn consent stops the next release.
+      await cast.patient.setResearchConsent(false);
+      await assert.rejects(cast.gateway.researchExport(bundle, 'research'), (e: HttpProblemError) => e.status === 403);
+      const consent = (await cast.patient.accessLog()).filter((e) => /research release$/.test(e.action)).map((e) => e.action);
+      assert.deepEqual(consent, ['allow research release', 'refuse research release']);
     });
 
     test('key rotation reaches the platform: the new bundle replaces the old, new uploads use the new epoch, an old-epoch key converts none of them', async () => {

@@ -13,6 +13,9 @@
  *   GET    /patients/:patient/access-log           (patient)
  *   GET    /patients/:patient/platform-emergency   (patient) the platform's emergency policy and her consent
  *   PUT    /patients/:patient/platform-emergency   (patient) { allowed } give or withdraw that consent
+ *   GET    /patients/:patient/research-consent     (patient) whether she consents to de-identified research release
+ *   PUT    /patients/:patient/research-consent     (patient) { allowed } give or withdraw it
+ *   POST   /patients/:patient/research-exports     (gateway) { profile, digest, resources } record a release (403 without consent)
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
@@ -138,5 +141,32 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   }, async (request) => {
     const who = await caller(request);
     return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/research-consent', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return cloud.researchConsent(who, patientParam(request.params.patient));
+  });
+
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/research-consent', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return cloud.setResearchConsent(who, patientParam(request.params.patient), request.body.allowed);
+  });
+
+  app.post<{ Params: { patient: string }; Body: { profile: string; digest: string; resources: number } }>('/patients/:patient/research-exports', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: {
+        type: 'object', required: ['profile', 'digest', 'resources'], additionalProperties: false,
+        properties: { profile: CATEGORY, digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, resources: { type: 'integer', minimum: 1, maximum: 1_000_000 } },
+      },
+    },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    return reply.status(201).send({ ledgerIndex: await cloud.recordResearchExport(who, patientParam(request.params.patient), request.body) });
   });
 }

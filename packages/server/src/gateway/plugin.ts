@@ -8,6 +8,9 @@
  *   POST /fhir                            a resource or a transaction Bundle → encrypted and uploaded atomically
  *   GET  /fhir/Patient/:id/records?category=   converted records for the caller, as a FHIR searchset of Binary
  *                                              (a SMART scope to read and search that category, scopes.ts)
+ *   POST /research-exports?profile=       a resource or Bundle of one consenting patient → { profile, released, digest,
+ *                                         ledgerIndex }: de-identified with the hospital's keys, recorded on the
+ *                                         ledger first (research-export.ts); 403 when she has not consented
  */
 import type { FastifyInstance } from 'fastify';
 import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
@@ -15,6 +18,7 @@ import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import { FHIR_ID, type CategoryMapping } from './fhir.ts';
+import type { ResearchExporter } from './research-export.ts';
 import type { GatewayService } from './service.ts';
 
 export interface GatewayPluginOptions {
@@ -24,6 +28,8 @@ export interface GatewayPluginOptions {
   readonly verifier: SenderConstrainedVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
+  /** Research release (de-identified FHIR for consenting patients). */
+  readonly exporter: ResearchExporter;
 }
 
 export const GATEWAY_BODY_LIMIT = 32 * 1024 * 1024;
@@ -84,5 +90,14 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
       total: records.length,
       entry: records.map((r) => ({ resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(r.ciphertext).toString('base64') } })),
     };
+  });
+
+  app.post<{ Querystring: { profile: string } }>('/research-exports', {
+    bodyLimit: GATEWAY_BODY_LIMIT,
+    schema: { querystring: { type: 'object', required: ['profile'], additionalProperties: false, properties: { profile: { type: 'string', maxLength: 32 } } } },
+  }, async (request) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, 'gateway');
+    return options.exporter.release(caller, request.body, request.query.profile);
   });
 }

@@ -217,6 +217,16 @@ export class PatientClient {
     return sessionCall(this.session, 'GET', this.path('/platform-emergency'));
   }
 
+  /** Whether she consents to de-identified research release of her records. */
+  async researchConsent(): Promise<{ allowed: boolean }> {
+    return sessionCall(this.session, 'GET', this.path('/research-consent'));
+  }
+
+  /** Gives or withdraws her consent to de-identified research release (recorded on the ledger). */
+  async setResearchConsent(allowed: boolean): Promise<{ allowed: boolean }> {
+    return sessionCall(this.session, 'PUT', this.path('/research-consent'), { body: { allowed } });
+  }
+
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
     return sessionCall(this.session, 'PUT', this.path('/platform-emergency'), { body: { allowed } });
@@ -266,6 +276,14 @@ export class GatewayClient {
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
     await sessionCall(this.session, 'POST', '/gateway/patients', { body: { fhirId, patient } });
+  }
+
+  /**
+   * A research release: the resource or Bundle of one consenting patient, de-identified under `profile` with the
+   * hospital's keys and recorded on the ledger (403 HttpProblemError when she has not consented).
+   */
+  researchExport(resourceOrBundle: unknown, profile: string): Promise<{ profile: string; released: FhirResource; digest: string; ledgerIndex: number }> {
+    return sessionCall(this.session, 'POST', `/gateway/research-exports?profile=${encodeURIComponent(profile)}`, { body: resourceOrBundle, contentType: 'application/fhir+json' });
   }
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
