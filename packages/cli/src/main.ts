@@ -10,6 +10,7 @@ import { registerPrivacy } from './commands/privacy.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerStats } from './commands/stats.ts';
 import { registerCloud } from './commands/cloud.ts';
+import { registerExport } from './commands/export.ts';
 
 /** Builds the `medshare` command tree. Each command group lives in its own module. */
 export function buildProgram(): Command {
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerStats(program);
   registerCloud(program);
+  registerExport(program);
   return program;
 }
 

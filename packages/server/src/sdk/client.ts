@@ -99,11 +99,15 @@ export class PlatformClient {
    * trusted authority) is bound to them, and only they can refresh it or have a CP-ABE key sealed to them.
    */
   async login(hospital: string, username: string, password: string, totpSecret: string): Promise<Session> {
+    return this.loginWithCode(hospital, username, password, () => totp(base32Decode(totpSecret), Date.now() / 1000));
+  }
+
+  /** The same login with a one-time code the user typed (`code` is asked for after the password step). */
+  async loginWithCode(hospital: string, username: string, password: string, code: string | (() => string)): Promise<Session> {
     const device = await DeviceKeys.generate();
     const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
-    const code = totp(base32Decode(totpSecret), Date.now() / 1000);
     const path = `/identity/${hospital}/login/totp`;
-    const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
+    const body = { ticket, code: typeof code === 'string' ? code : code(), audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
     const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(this.base, 'POST', path, {
       body, dpop: await device.loginProof(new URL(path, this.base), challenge),
     });
