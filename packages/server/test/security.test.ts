@@ -310,6 +310,31 @@ for (const { label, db } of databases) {
       }
     });
 
+    test('behind a trusted proxy a proof names the public URL and throttling counts each client; without trust the forwarded headers are ignored', async () => {
+      const path = `/cloud/patients/${patient}/records?category=lab`;
+      const publicUrl = new URL(path, 'https://medshare.example');
+      const forwarded = (client: string) => ({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'medshare.example', 'x-forwarded-for': client });
+      // The test platform trusts no proxy: a proof for the public URL is for another request than the one it sees.
+      const untrusted = await fetch(new URL(path, cast.base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+      assert.equal(untrusted.status, 401);
+      assert.match(((await untrusted.json()) as { detail: string }).detail, /another request/);
+      const proxied = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
+      try {
+        const base = await proxied.app.listen({ host: '127.0.0.1', port: 0 });
+        const viaProxy = await fetch(new URL(path, base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+        assert.equal(viaProxy.status, 200, 'the proof for the public URL is accepted behind the trusted proxy');
+        const statuses = async (client: string, n: number) => {
+          const seen: number[] = [];
+          for (let i = 0; i < n; i++) seen.push((await fetch(new URL(path, base), { headers: forwarded(client) })).status);
+          return seen;
+        };
+        assert.deepEqual(await statuses('10.0.0.1', 5), [401, 401, 401, 401, 429], 'one client over its budget');
+        assert.deepEqual(await statuses('10.0.0.2', 1), [401], 'another client behind the same proxy keeps its own');
+      } finally {
+        await proxied.close();
+      }
+    });
+
     test('expired and revoked tokens are refused', async () => {
       const chen = cast.chen.session;
       assert.equal((await request('GET', `/cloud/patients/${patient}/records?category=lab`, { as: chen })).status, 200);
