@@ -335,6 +335,19 @@ for (const { label, db } of databases) {
       }
     });
 
+    test("one hospital's administrator token registers and administers nobody at another hospital", async () => {
+      const stMarys = ADMINS['st-marys']!;
+      const body = JSON.stringify({ username: 'level5', password: 'a long enough passphrase', attributes: ['role:doctor', 'level=5'], scopes: ['user/*.rs'] });
+      assert.ok([401, 403].includes((await request('POST', '/identity/riverside/users', { token: stMarys, body })).status), 'register at Riverside');
+      for (const action of ['disable', 'revoke-sessions', 'unlock']) {
+        assert.ok([401, 403].includes((await request('POST', `/identity/riverside/admin/users/chen/${action}`, { token: stMarys })).status), action);
+      }
+      const attributes = await request('PUT', '/identity/riverside/admin/users/chen/attributes', { token: stMarys, body: JSON.stringify({ attributes: ['role:doctor', 'dept:cardiology', 'level=5'] }) });
+      assert.ok([401, 403].includes(attributes.status), 'attributes');
+      assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length, 'Chen is untouched');
+      assert.equal((await request('POST', '/identity/riverside/users', { token: ADMINS['riverside']!, body })).status, 201, "Riverside's own token does");
+    });
+
     test('expired and revoked tokens are refused', async () => {
       const chen = cast.chen.session;
       assert.equal((await request('GET', `/cloud/patients/${patient}/records?category=lab`, { as: chen })).status, 200);
