@@ -26,8 +26,11 @@ export class SenderConstrainedVerifier {
   /**
    * @param tokens verifies the token itself (issuer, signature, audience, times, revocation)
    * @param proofs verifies the proof; its replay cache should be shared by every instance of the service
+   * @param options.issuerProofs also accept a proof signed by one of the token issuer's published token-signing keys:
+   *   the hospital's own service calling on its user's behalf (the gateway → the cloud). This gives the hospital no
+   *   power it lacks: it can issue its users tokens bound to any key it likes. A thief holds neither key.
    */
-  constructor(readonly tokens: TokenVerifier, private readonly proofs: DpopVerifier) {}
+  constructor(readonly tokens: TokenVerifier, private readonly proofs: DpopVerifier, private readonly options: { issuerProofs?: boolean } = {}) {}
 
   /**
    * The request's verified token. A second call for the same request returns the first answer (the proof's `jti`
@@ -49,9 +52,15 @@ export class SenderConstrainedVerifier {
       if (token.proofKeyThumbprint === undefined) throw new AccessDeniedError('the token is not bound to a device key: log in with a DPoP proof');
       // RFC 9449 §7.1: a DPoP-bound token must not be accepted under the Bearer scheme.
       if (presented.scheme !== 'DPoP') throw new AccessDeniedError('a DPoP-bound token goes with Authorization: DPoP and a DPoP proof');
-      await this.proofs.verify(dpopHeader(request), {
-        method: request.method, url: requestUrl(request), accessToken: presented.token, thumbprint: token.proofKeyThumbprint,
-      });
+      const expected = { method: request.method, url: requestUrl(request), accessToken: presented.token };
+      if (!this.options.issuerProofs) {
+        await this.proofs.verify(dpopHeader(request), { ...expected, thumbprint: token.proofKeyThumbprint });
+        return token;
+      }
+      const { thumbprint } = await this.proofs.verify(dpopHeader(request), expected);
+      if (thumbprint !== token.proofKeyThumbprint && !(await this.tokens.issuerHoldsKey(token.issuer, thumbprint))) {
+        throw new AccessDeniedError('DPoP proof is signed by another key than the token is bound to');
+      }
       return token;
     } catch (error) {
       if (error instanceof MedShareError && !(error instanceof UnauthenticatedError)) throw new UnauthenticatedError(error.message);
