@@ -10,7 +10,10 @@ import { Agent, request as httpRequest } from 'node:http';
 import { PlatformClient, type Session } from '@medshare/server';
 
 export interface ReadTask {
+  /** The cloud's URL. */
   base: string;
+  /** The doctors' hospital's URL (their logins). */
+  hospitalUrl: string;
   patient: string;
   category: string;
   doctors: Array<{ hospital: string; username: string; password: string; totpSecret: string }>;
@@ -33,7 +36,7 @@ const [task] = (await once(process, 'message')) as [ReadTask];
 const url = new URL(`/cloud/patients/${task.patient}/read`, task.base);
 // node:http with kept-alive connections, one per doctor: a lighter client than fetch, so less of the shared cores go to load generation.
 const agent = new Agent({ keepAlive: true, maxSockets: task.doctors.length });
-const client = new PlatformClient(task.base);
+const client = new PlatformClient({ authority: new URL(task.base), cloud: new URL(task.base), hospitals: { [task.doctors[0]!.hospital]: new URL(task.hospitalUrl) } });
 const sessions = await Promise.all(task.doctors.map((d) => client.login(d.hospital, d.username, d.password, d.totpSecret)));
 
 /** One read: POST, the whole response body, its status. */

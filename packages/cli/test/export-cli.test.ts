@@ -37,8 +37,8 @@ function patientBundle(id: string, family: string): object {
 before(async () => {
   db = await openDatabase();
   platform = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: { 'st-marys': ADMIN }, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 } });
-  base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
-  const client = new PlatformClient(base);
+  base = platform.urls.hospitals['st-marys']!.href;
+  const client = new PlatformClient(platform.urls);
   const enrol = async (username: string, attributes: string[]) =>
     (await client.registerUser('st-marys', ADMIN, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
   const gateway = new GatewayClient(await client.login('st-marys', 'ehr', PASSWORD, await enrol('ehr', ['role:gateway'])));

@@ -81,6 +81,18 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
     description: "patients' consent to de-identified research release (opt-in)",
     statements: ['ALTER TABLE cloud_patients ADD COLUMN research_consent boolean NOT NULL DEFAULT false'],
   },
+  {
+    version: 4,
+    description: 'used DPoP proofs (RFC 9449 jti replay cache), until they could no longer pass the freshness check',
+    statements: [
+      `CREATE TABLE cloud_dpop_nonces (
+        scope text NOT NULL,
+        nonce text NOT NULL,
+        expires_at_ms bigint NOT NULL,
+        PRIMARY KEY (scope, nonce))`,
+      'CREATE INDEX cloud_dpop_nonces_expiry ON cloud_dpop_nonces (scope, expires_at_ms)',
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -127,6 +139,22 @@ export const AUTHORITY_MIGRATIONS: readonly Migration[] = [
         id integer PRIMARY KEY CHECK (id = 1),
         public_key bytea NOT NULL,
         master_key bytea NOT NULL)`,
+    ],
+  },
+];
+
+/**
+ * Public keys of other services a service pinned on first sight (the cloud pins each hospital's witness key, a
+ * hospital the log's key): never secrets, so any service's database may hold them.
+ */
+export const FEDERATION_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'public keys of other services, pinned on first sight',
+    statements: [
+      `CREATE TABLE federation_pins (
+        name text PRIMARY KEY,
+        value text NOT NULL)`,
     ],
   },
 ];

@@ -11,11 +11,13 @@ import { abe } from '@medshare/crypto';
 import { DpopKey } from '@medshare/identity';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient, type Session } from '../src/index.ts';
-import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, sampleBundle, sessionHeaders, startCast, type Cast } from './harness.ts';
+import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
+// The cloud gets a database of its own, so that what it holds can be scanned table by table.
+const cloudDatabases: TestDatabase[] = await openTestDatabases();
 after(async () => {
-  for (const { db } of databases) await db.close();
+  for (const { db } of [...databases, ...cloudDatabases]) await db.close();
 });
 
 let offsetMs = 0;
@@ -24,6 +26,7 @@ const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 for (const { label, db } of databases) {
+  const cloudDb = cloudDatabases.find((d) => d.label === label)!.db;
   describe(`security on ${label}`, () => {
     let cast: Cast;
     const logLines: string[] = [];
@@ -32,10 +35,10 @@ for (const { label, db } of databases) {
 
     /** `as`: the session's token with a fresh DPoP proof; `token`: a bare bearer token (what a thief holds). */
     const request = async (method: string, path: string, options: { as?: Session; token?: string; body?: string | Buffer; type?: string } = {}) => {
-      const headers: Record<string, string> = options.as === undefined ? {} : await sessionHeaders(options.as, method, new URL(path, cast.base));
+      const headers: Record<string, string> = options.as === undefined ? {} : await sessionHeaders(options.as, method, cast.urlFor(path));
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
       if (options.body !== undefined) headers['content-type'] = options.type ?? 'application/json';
-      const response = await fetch(new URL(path, cast.base), { method, headers, body: options.body });
+      const response = await fetch(cast.urlFor(path), { method, headers, body: options.body });
       const text = await response.text();
       return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : undefined };
     };
@@ -52,6 +55,8 @@ for (const { label, db } of databases) {
       ['GET', `/cloud/patients/${patient}/access-log`, undefined],
       ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],
       ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
+      ['GET', `/cloud/patients/${patient}/public-keys`, undefined],
+      ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
       ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
       ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
@@ -60,7 +65,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream }, kek, requestsPerMinute: 10_000 });
+      cast = await startCast(db, { now, logger: { stream }, kek, requestsPerMinute: 10_000, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -81,8 +86,7 @@ for (const { label, db } of databases) {
       // Another platform with the same hospital names and issuers, but its own signing keys.
       const foreignDb = (await openTestDatabases())[0]!.db;
       const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT });
-      const foreignBase = await foreign.app.listen({ host: '127.0.0.1', port: 0 });
-      const foreignClient = new PlatformClient(foreignBase);
+      const foreignClient = new PlatformClient(foreign.urls);
       const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
       const foreignSession = await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret);
       await foreign.close();
@@ -101,11 +105,11 @@ for (const { label, db } of databases) {
     });
 
     test('a stolen access token is refused at the cloud and the gateway without the device key, with a replayed proof, or with a proof for another request', async () => {
-      const victim = cast.chen.session;
-      const stolen = victim.token;
+      // The victims: Dr Chen at the cloud, a St Mary's doctor at St Mary's gateway (which takes only its own hospital's tokens).
+      const stMarysDoctor = await cast.registerAndLogin('st-marys', 'stolen-token-victim', ['role:doctor']);
       const thief = await DpopKey.generate();
       const send = (method: string, path: string, headers: Record<string, string>, body?: string) =>
-        fetch(new URL(path, cast.base), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
+        fetch(cast.urlFor(path), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
       const refusal = async (response: Response, pattern: RegExp, what: string) => {
         const problem = (await response.json()) as { detail: string };
         assert.equal(response.status, 401, `${what}: ${problem.detail}`);
@@ -113,8 +117,10 @@ for (const { label, db } of databases) {
         assert.match(response.headers.get('www-authenticate') ?? '', /^DPoP /, what);
       };
       for (const [method, path, body] of endpoints()) {
-        const url = new URL(path, cast.base);
+        const url = cast.urlFor(path);
         const where = `${method} ${path}`;
+        const victim = path.startsWith('/gateway/') ? stMarysDoctor : cast.chen.session;
+        const stolen = victim.token;
         await refusal(await send(method, path, { authorization: `Bearer ${stolen}` }, body), /DPoP/, `the token alone as Bearer: ${where}`);
         await refusal(await send(method, path, { authorization: `DPoP ${stolen}` }, body), /proof of the device key is required/, `no proof: ${where}`);
         const thiefProof = await thief.proof(method, url, { accessToken: stolen });
@@ -195,8 +201,12 @@ for (const { label, db } of databases) {
       const patientOnly = await login('scoped-patient-only', ['user/Patient.r', 'openid']);
       await assert.rejects(patientOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message));
       await assert.rejects(patientOnly.search(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
-      const viaGateway = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { as: patientOnly.session });
+      // At her own hospital's gateway (another hospital's gateway does not take Riverside's tokens at all: 401).
+      const riversideGateway = routeUrl(cast.urls, '/gateway/fhir/Patient/x/records?category=lab', 'riverside');
+      const viaGateway = await fetch(riversideGateway, { headers: await sessionHeaders(patientOnly.session, 'GET', riversideGateway) });
       assert.equal(viaGateway.status, 403);
+      const elsewhere = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
+      assert.equal(elsewhere.status, 401, "St Mary's gateway trusts only St Mary's tokens");
       // A patient/ scope is the patient's own, not a doctor's.
       await assert.rejects((await login('scoped-patient-context', ['patient/*.rs'])).read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
       // SMART v2 granular: Observation with category=laboratory reads lab; v1 read syntax too.
@@ -213,11 +223,13 @@ for (const { label, db } of databases) {
         if (path.includes('/read') && !path.includes('emergency')) continue; // Chen may read (her delegation)
         if (path.startsWith('/cloud/patients') && method === 'GET' && path.includes('records')) continue; // and search
         const answer = await request(method, path, { as: chen, body });
-        assert.ok([403, 404].includes(answer.status), `${method} ${path}: ${answer.status}`);
-        if (!path.startsWith('/gateway/fhir/Patient')) assert.equal(answer.status, 403, `${method} ${path}`);
+        // A gateway trusts only its own hospital's tokens: Riverside's Dr Chen is unknown at St Mary's gateway.
+        if (path.startsWith('/gateway/')) assert.equal(answer.status, 401, `${method} ${path}`);
+        else assert.equal(answer.status, 403, `${method} ${path}`);
       }
       const patientSession = cast.patient.session;
       assert.equal((await request('POST', '/gateway/fhir', { as: patientSession, body: JSON.stringify(bundle) })).status, 403);
+      assert.equal((await request('POST', '/gateway/patients', { as: patientSession, body: JSON.stringify({ fhirId: 'x', patient }) })).status, 403);
       assert.equal((await request('POST', `/cloud/patients/${patient}/emergency-read`, { as: patientSession, body: JSON.stringify({ category: 'lab', reason: 'x' }) })).status, 403);
     });
 
@@ -295,7 +307,7 @@ for (const { label, db } of databases) {
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
       const limited = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
       try {
-        const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
+        const base = limited.urls.cloud;
         const statuses: number[] = [];
         let last: Response | undefined;
         for (let i = 0; i < 7; i++) {
@@ -320,7 +332,7 @@ for (const { label, db } of databases) {
       assert.match(((await untrusted.json()) as { detail: string }).detail, /another request/);
       const proxied = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
       try {
-        const base = await proxied.app.listen({ host: '127.0.0.1', port: 0 });
+        const base = proxied.urls.cloud;
         const viaProxy = await fetch(new URL(path, base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
         assert.equal(viaProxy.status, 200, 'the proof for the public URL is accepted behind the trusted proxy');
         const statuses = async (client: string, n: number) => {
@@ -365,12 +377,12 @@ for (const { label, db } of databases) {
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {
       await cast.platform.ledger.flush();
-      const stored = (await cloudContents(db)).toString('latin1');
+      const stored = (await cloudContents(cloudDb)).toString('latin1');
       const logs = logLines.join('');
       assert.ok(stored.length > 10_000 && logs.length > 1_000, 'there is something to scan');
       const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
       const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
-      // The hospitals' identity secrets share the database but stay in their identity_* tables.
+      // The hospitals' identity secrets are in their own databases; cloudContents reads every table of the cloud's.
       // (wrapped by the platform's key-encryption key: unwrapped here to know what to look for).
       const keyRows = (await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')).rows;
       const signingKeys = await Promise.all(keyRows.map(async (r) => {

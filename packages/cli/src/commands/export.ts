@@ -1,5 +1,5 @@
 /**
- * `medshare export`: research release through a running platform (`medshare serve`). A hospital's gateway system
+ * `medshare export`: research release through a hospital's running service (`medshare serve`). Its gateway system
  * logs in (password and one-time code from the terminal or standard input, never argv) and sends each patient's
  * FHIR file to its gateway, which de-identifies it under the profile with the hospital's keys and has the release
  * recorded on the ledger before answering (packages/server/src/gateway/research-export.ts). Each release is written
@@ -10,7 +10,7 @@
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command, Option } from 'commander';
-import { HttpProblemError, PlatformClient, RELEASE_PROFILES, GatewayClient } from '@medshare/server';
+import { GatewayClient, HttpProblemError, PlatformClient, RELEASE_PROFILES, sameOrigin } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { writeFileAtomic } from '../io.ts';
 import { readSecrets } from '../secrets.ts';
@@ -38,7 +38,7 @@ async function exportRecords(options: ExportOptions): Promise<void> {
   const files = await inputFiles(options.in);
   await mkdir(options.out, { recursive: true });
   const [password, code] = await readSecrets(['password', 'one-time code']);
-  const session = await new PlatformClient(options.url).loginWithCode(options.hospital, options.username, password!, code!);
+  const session = await new PlatformClient(sameOrigin(options.url, [options.hospital])).loginWithCode(options.hospital, options.username, password!, code!);
   const gateway = new GatewayClient(session);
   const released: Array<{ file: string; ledgerIndex: number; digest: string }> = [];
   const skipped: string[] = [];
@@ -73,7 +73,7 @@ export function registerExport(program: Command): void {
   program
     .command('export')
     .description("research release: de-identified FHIR of consenting patients, through the hospital's gateway, recorded on the ledger")
-    .requiredOption('--url <url>', 'the platform (medshare serve)')
+    .requiredOption('--url <url>', "the hospital's service (its identity and gateway routes)")
     .requiredOption('--hospital <name>', "the hospital whose gateway releases (its system's account)")
     .requiredOption('--username <name>', 'the gateway system account (role:gateway); password and one-time code are read from the terminal or stdin')
     .addOption(new Option('--profile <name>', 'de-identification profile').choices([...RELEASE_PROFILES]).makeOptionMandatory())

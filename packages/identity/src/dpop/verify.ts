@@ -10,7 +10,7 @@
  * is parsed before the caller is known), or call `verifyRequest` per route where only some routes take tokens.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AccessDeniedError, MedShareError, UnauthenticatedError } from '@medshare/crypto';
+import { AccessDeniedError, MedShareError, UnauthenticatedError, UnavailableError } from '@medshare/crypto';
 import { dpopHeader, presentedToken, requestUrl } from '../http/proof.ts';
 import type { VerifiedToken } from '../sso/claims.ts';
 import type { DpopVerifier } from '../sso/dpop.ts';
@@ -63,7 +63,8 @@ export class SenderConstrainedVerifier {
       }
       return token;
     } catch (error) {
-      if (error instanceof MedShareError && !(error instanceof UnauthenticatedError)) throw new UnauthenticatedError(error.message);
+      // An issuer that cannot be asked about the session is a 503, not a bad token.
+      if (error instanceof MedShareError && !(error instanceof UnauthenticatedError) && !(error instanceof UnavailableError)) throw new UnauthenticatedError(error.message);
       throw error;
     }
   }

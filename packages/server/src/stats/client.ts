@@ -16,12 +16,12 @@ const text = (value: Uint8Array) => Buffer.from(value).toString('base64');
 export class StatsClient {
   readonly base: URL;
   constructor(private readonly session: Session) {
-    this.base = session.base;
+    this.base = session.urls.cloud;
   }
 
   /** Submits a query; refused (403/413 as typed errors) outside the allow-list or over budget. */
   submit(query: unknown): Promise<{ queryId: string; queryHash: string; budget: BudgetState }> {
-    return sessionCall(this.session, 'POST', '/stats/queries', { body: { query } });
+    return sessionCall(this.session, this.base, 'POST', '/stats/queries', { body: { query } });
   }
 
   status(queryId: string): Promise<QueryStatus> {
@@ -29,11 +29,11 @@ export class StatsClient {
   }
 
   release(queryId: string): Promise<Release> {
-    return sessionCall(this.session, 'POST', `/stats/queries/${queryId}/release`);
+    return sessionCall(this.session, this.base, 'POST', `/stats/queries/${queryId}/release`);
   }
 
   budget(querySet: string): Promise<BudgetState> {
-    return sessionCall(this.session, 'GET', `/stats/budgets/${querySet}`);
+    return sessionCall(this.session, this.base, 'GET', `/stats/budgets/${querySet}`);
   }
 }
 
