@@ -141,14 +141,36 @@ for (const { label, db } of databases) {
       }
     });
 
+    test("at the cloud a proof by the token's issuing hospital (its gateway calling for its user) is accepted, one by another hospital is not", async () => {
+      const keyOf = (name: string) => cast.platform.services.hospitals.find((h) => h.name === name)!.identity.keys.proofKey();
+      const url = cast.urlFor(`/cloud/patients/${patient}/records?category=lab`);
+      const chen = cast.chen.session.token; // a Riverside token
+      const withProof = async (key: Awaited<ReturnType<typeof keyOf>>) =>
+        fetch(url, { headers: { authorization: `DPoP ${chen}`, dpop: await key.proof('GET', url, { accessToken: chen }) } });
+      const foreign = await withProof(await keyOf('st-marys'));
+      assert.equal(foreign.status, 401);
+      assert.match(((await foreign.json()) as { detail: string }).detail, /another key/);
+      assert.equal((await withProof(await keyOf('riverside'))).status, 200);
+      // A hospital gateway itself accepts only its users' own device keys.
+      const gatewayUrl = cast.urlFor('/gateway/fhir/Patient/x/records?category=lab');
+      const stMarys = cast.gateway.session.token;
+      const atGateway = await fetch(gatewayUrl, { headers: { authorization: `DPoP ${stMarys}`, dpop: await (await keyOf('st-marys')).proof('GET', gatewayUrl, { accessToken: stMarys }) } });
+      assert.equal(atGateway.status, 401);
+    });
+
     test('a token never bound to a device key (login without a DPoP proof) is refused on every endpoint', async () => {
       const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
       const { ticket } = (await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
       const { totp, base32Decode } = await import('@medshare/identity');
       const code = totp(base32Decode(totpSecret), Date.now() / 1000);
       const unbound = (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-platform'] }) })).body.token as string;
+      // And one of St Mary's, for St Mary's gateway.
+      const stMarys = await cast.client.registerUser('st-marys', ADMIN, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
+      const second = (await request('POST', '/identity/st-marys/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
+      const stMarysCode = totp(base32Decode(stMarys.totpSecret), Date.now() / 1000);
+      const unboundAtStMarys = (await request('POST', '/identity/st-marys/login/totp', { body: JSON.stringify({ ticket: second.ticket, code: stMarysCode, audience: ['medshare-platform'] }) })).body.token as string;
       for (const [method, path, body] of endpoints()) {
-        const answer = await request(method, path, { token: unbound, body });
+        const answer = await request(method, path, { token: path.startsWith('/gateway/') ? unboundAtStMarys : unbound, body });
         assert.equal(answer.status, 401, `${method} ${path}`);
         assert.match(answer.body.detail, /not bound to a device key/);
       }
@@ -281,6 +303,8 @@ for (const { label, db } of databases) {
     test('injection strings and path traversal in every parameter are 400/404 problems and change nothing', async () => {
       const own = cast.patient.session;
       const chen = cast.chen.session;
+      // St Mary's gateway takes only St Mary's tokens.
+      const stMarysDoctor = await cast.registerAndLogin('st-marys', 'injection-doctor', ['role:doctor']);
       const hostile = ["'; DROP TABLE cloud_records; --", "lab' OR '1'='1", '../../etc/passwd', '..%2F..%2Fetc', '%00', 'psn:aaaaaaaaaaaaaaaa/../../x', '$(id)', '<script>alert(1)</script>', 'a'.repeat(1000)];
       for (const value of hostile) {
         const enc = encodeURIComponent(value);
@@ -292,7 +316,7 @@ for (const { label, db } of databases) {
           await request('DELETE', `/cloud/patients/${patient}/delegations/${enc}`, { as: own }),
           await request('GET', `/cloud/patients/${enc}/platform-emergency`, { as: own }),
           await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { as: own, body: JSON.stringify({ allowed: value }) }),
-          await request('GET', `/gateway/fhir/Patient/${enc}/records?category=lab`, { as: chen }),
+          await request('GET', `/gateway/fhir/Patient/${enc}/records?category=lab`, { as: stMarysDoctor }),
           await request('POST', '/gateway/patients', { as: cast.gateway.session, body: JSON.stringify({ fhirId: value, patient }) }),
           await request('POST', '/gateway/patients', { as: cast.gateway.session, body: JSON.stringify({ fhirId: 'x', patient: value }) }),
         ];
@@ -330,11 +354,11 @@ for (const { label, db } of databases) {
       const untrusted = await fetch(new URL(path, cast.base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
       assert.equal(untrusted.status, 401);
       assert.match(((await untrusted.json()) as { detail: string }).detail, /another request/);
-      const proxied = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
+      const proxied = await createPlatform({ databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb }, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
       try {
         const base = proxied.urls.cloud;
         const viaProxy = await fetch(new URL(path, base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
-        assert.equal(viaProxy.status, 200, 'the proof for the public URL is accepted behind the trusted proxy');
+        assert.equal(viaProxy.status, 200, `the proof for the public URL is accepted behind the trusted proxy: ${await viaProxy.text()}`);
         const statuses = async (client: string, n: number) => {
           const seen: number[] = [];
           for (let i = 0; i < n; i++) seen.push((await fetch(new URL(path, base), { headers: forwarded(client) })).status);
