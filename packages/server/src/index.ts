@@ -22,7 +22,7 @@ export { DEFAULT_CATEGORY_MAPPING, categoryOf, resourcesOf, patientOf, recordIdO
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
 export { ResearchExporter, RELEASE_PROFILES, type ReleaseRecorder, type ResearchRelease } from './gateway/research-export.ts';
-export { PlatformClient, PatientClient, DoctorClient, GatewayClient, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
+export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';
 export { roleScopes, requireRecordScope, requireWriteScope } from './scopes.ts';

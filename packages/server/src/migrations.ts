@@ -78,11 +78,48 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    description: 'searchable index: sub-indexes per writer and epoch (key capsule, sealed state), rows, index epochs',
+    statements: [
+      `CREATE TABLE cloud_index_epochs (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        epoch integer NOT NULL,
+        PRIMARY KEY (patient, category))`,
+      `CREATE TABLE cloud_index_writers (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        source text NOT NULL,
+        key_epoch integer NOT NULL,
+        index_epoch integer NOT NULL,
+        key_capsule bytea NOT NULL,
+        state bytea NOT NULL,
+        version integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (patient, category, source, key_epoch, index_epoch))`,
+      `CREATE TABLE cloud_index_key_grants (
+        patient text NOT NULL,
+        category text NOT NULL,
+        source text NOT NULL,
+        key_epoch integer NOT NULL,
+        index_epoch integer NOT NULL,
+        capsule_id text NOT NULL REFERENCES cloud_emergency_capsules(capsule_id) ON DELETE CASCADE,
+        emergency_grant bytea NOT NULL,
+        PRIMARY KEY (patient, category, source, key_epoch, index_epoch),
+        FOREIGN KEY (patient, category, source, key_epoch, index_epoch) REFERENCES cloud_index_writers ON DELETE CASCADE)`,
+      `CREATE TABLE cloud_index_rows (
+        label bytea PRIMARY KEY,
+        patient text NOT NULL,
+        category text NOT NULL,
+        value bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 4,
     description: "patients' consent to de-identified research release (opt-in)",
     statements: ['ALTER TABLE cloud_patients ADD COLUMN research_consent boolean NOT NULL DEFAULT false'],
   },
   {
-    version: 4,
+    version: 5,
     description: 'used DPoP proofs (RFC 9449 jti replay cache), until they could no longer pass the freshness check',
     statements: [
       `CREATE TABLE cloud_dpop_nonces (
@@ -121,6 +158,15 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    description: 'each hospital\'s searchable-index secret (KEK-wrapped), from which its sub-index keys are derived',
+    statements: [
+      `CREATE TABLE gateway_index_secrets (
+        hospital text PRIMARY KEY,
+        secret bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 4,
     description: "each hospital's de-identification key (hash and date-shift keys derive from it), wrapped by the KEK",
     statements: [
       `CREATE TABLE gateway_deid_keys (
