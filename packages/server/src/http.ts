@@ -6,8 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { AccessDeniedError, MalformedInputError, RateLimitedError, UnavailableError } from '@medshare/crypto';
-import { DPOP_CHALLENGE, presentedToken, problemFor, type SenderConstrainedVerifier, type VerifiedToken } from '@medshare/identity';
+import { AccessDeniedError, MalformedInputError, MedShareError, RateLimitedError, UnauthenticatedError, UnavailableError } from '@medshare/crypto';
+import { DPOP_CHALLENGE, presentedToken, problemFor, type SenderConstrainedVerifier, type TokenVerifier, type VerifiedToken } from '@medshare/identity';
 
 export { NotFoundError, UnauthenticatedError } from '@medshare/crypto';
 
@@ -40,6 +40,26 @@ export async function authenticate(verifier: SenderConstrainedVerifier, request:
   const raw = presentedToken(request.headers.authorization)!.token;
   const role = token.attributes.find((a) => a.startsWith('role:'))?.slice('role:'.length) ?? 'none';
   return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role, bearer: raw };
+}
+
+/**
+ * A bare bearer token (401 when missing or invalid), for the storage-audit routes only: their CLI (`medshare audit
+ * storage`) takes a token from `medshare identity login`, which has no device key yet. Not DPoP-bound: a stolen
+ * auditor token works there (docs/identity.md §8).
+ */
+export async function authenticateBearer(verifier: TokenVerifier, request: FastifyRequest): Promise<Caller> {
+  const presented = presentedToken(request.headers.authorization);
+  if (presented === undefined) throw new UnauthenticatedError('a bearer SSO token is required');
+  let token: VerifiedToken;
+  try {
+    token = await verifier.verify(presented.token);
+  } catch (error) {
+    // An issuer that cannot be asked about the session is a 503, not a bad token.
+    if (error instanceof MedShareError && !(error instanceof UnavailableError)) throw new UnauthenticatedError(error.message);
+    throw error;
+  }
+  const role = token.attributes.find((a) => a.startsWith('role:'))?.slice('role:'.length) ?? 'none';
+  return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role, bearer: presented.token };
 }
 
 /** Refuses (403) a caller whose role is not one of `roles`. */

@@ -19,6 +19,7 @@ import { requireWriteScope } from '../scopes.ts';
 import type { CloudApi } from './cloud-api.ts';
 import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
+import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
 
 /** What an upload did. */
 export interface UploadResult {
@@ -64,6 +65,8 @@ export class GatewayService {
     private readonly receiptTrust?: () => Promise<TrustPolicy>,
     /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
     private readonly index?: SearchIndexWriter,
+    /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
+    private readonly tagger?: StorageTagger,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -119,7 +122,7 @@ export class GatewayService {
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const indexed: IndexedRecord[] = [];
-    const records = resources.map((resource): NewRecord => {
+    const encrypted = resources.map((resource): NewRecord => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
@@ -132,6 +135,7 @@ export class GatewayService {
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
+    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
@@ -139,7 +143,12 @@ export class GatewayService {
     const receipts = [];
     const trust = ledgerEntries.length === 0 || this.receiptTrust === undefined ? undefined : await this.receiptTrust();
     for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
-      const { treeSize } = trust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, trust);
+      let treeSize = 0;
+      if (trust !== undefined) {
+        const verified = verifyInclusionBundle(bundle, trust);
+        checkReceiptCommitments(verified.event, records);
+        treeSize = verified.treeSize;
+      }
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],
