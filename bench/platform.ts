@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
-import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient, type ServiceUrls } from '@medshare/server';
+import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient, roleScopes, type ServiceUrls } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
@@ -58,26 +58,28 @@ const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.lengt
 const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + t.nice + t.sys + t.irq, 0);
 
 /**
- * Fresh doctors on a running platform: each logged in with password + TOTP, holding a sealed CP-ABE key. Accounts
- * persist in the database across read phases, so each phase registers its own (`phase` in the username).
+ * Fresh doctors on a running platform, registered here; the reading process logs each in (password + TOTP on its
+ * own device key, which signs every read's DPoP proof). Accounts persist in the database across read phases, so
+ * each phase registers its own (`phase` in the username).
  */
-async function loginDoctors(urls: ServiceUrls, phase: string): Promise<string[]> {
+async function registerDoctors(urls: ServiceUrls, phase: string): Promise<ReadTask['doctors']> {
   const client = new PlatformClient(urls);
   return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
     const attributes = ['role:doctor', 'dept:cardiology'];
     const username = `doctor${d}-${phase}`;
-    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] });
-    return (await client.loginReader('riverside', username, PASSWORD, totpSecret, attributes)).session.token;
+    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
+    return { hospital: 'riverside', username, password: PASSWORD, totpSecret };
   }));
 }
 
 /** The read phase against one platform: the doctors in a child process, CPU time per read by whom. */
 async function readPhase(urls: ServiceUrls, phase: string, patient: string, recordIds: string[]): Promise<string[]> {
-  const tokens = await loginDoctors(urls, phase);
+  const doctors = await registerDoctors(urls, phase);
   const base = urls.cloud.href;
+  const hospitalUrl = urls.hospitals['riverside']!.href;
   const child = fork(new URL('./lib/read-clients.ts', import.meta.url), { execArgv: ['--import', 'tsx'] });
   const message = async () => ((await once(child, 'message')) as [ClientMessage])[0];
-  child.send({ base, patient, category: 'lab', tokens, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
+  child.send({ base, hospitalUrl, patient, category: 'lab', doctors, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
   const first = await message();
   if (first !== 'measuring') throw new Error(first.failure ?? 'the clients stopped before measuring');
   const serverCpu = process.cpuUsage();
@@ -111,7 +113,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
   try {
     const client = new PlatformClient(platform.urls);
     const login = async (hospital: string, username: string, attributes: string[]) => {
-      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] });
+      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
       return client.login(hospital, username, PASSWORD, totpSecret);
     };
     const patient = new PatientClient(await login('st-marys', 'patient', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));

@@ -1,17 +1,22 @@
 /**
  * The doctors of bench/platform.ts, in a process of their own so that the server's process measures the server:
- * one loop per token, each reading one random record at a time over HTTP. The first `warmupSeconds` are not
+ * each logs in on its own device key, then loops reading one random record at a time over HTTP, every read with
+ * its DPoP-bound token and a fresh proof. The first `warmupSeconds` are not
  * measured (JIT and wasm tier-up in fresh workers); the parent is told when measuring starts, and gets every
  * latency of the measured `seconds`, their wall time and this process's CPU time in them.
  */
 import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
+import { PlatformClient, type Session } from '@medshare/server';
 
 export interface ReadTask {
+  /** The cloud's URL. */
   base: string;
+  /** The doctors' hospital's URL (their logins). */
+  hospitalUrl: string;
   patient: string;
   category: string;
-  tokens: string[];
+  doctors: Array<{ hospital: string; username: string; password: string; totpSecret: string }>;
   recordIds: string[];
   warmupSeconds: number;
   seconds: number;
@@ -30,15 +35,18 @@ export interface ReadResult {
 const [task] = (await once(process, 'message')) as [ReadTask];
 const url = new URL(`/cloud/patients/${task.patient}/read`, task.base);
 // node:http with kept-alive connections, one per doctor: a lighter client than fetch, so less of the shared cores go to load generation.
-const agent = new Agent({ keepAlive: true, maxSockets: task.tokens.length });
+const agent = new Agent({ keepAlive: true, maxSockets: task.doctors.length });
+const client = new PlatformClient({ authority: new URL(task.base), cloud: new URL(task.base), hospitals: { [task.doctors[0]!.hospital]: new URL(task.hospitalUrl) } });
+const sessions = await Promise.all(task.doctors.map((d) => client.login(d.hospital, d.username, d.password, d.totpSecret)));
 
 /** One read: POST, the whole response body, its status. */
-function read(token: string, recordId: string): Promise<number> {
+async function read(session: Session, recordId: string): Promise<number> {
   const body = JSON.stringify({ category: task.category, recordIds: [recordId] });
+  const dpop = await session.device.dpop.proof('POST', url, { accessToken: session.token });
   return new Promise((resolve, reject) => {
     const request = httpRequest(url, {
       method: 'POST', agent,
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      headers: { authorization: `DPoP ${session.token}`, dpop, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
     }, (response) => {
       response.on('data', () => undefined);
       response.on('end', () => resolve(response.statusCode ?? 0));
@@ -58,10 +66,10 @@ const measuring = setTimeout(() => {
   cpu = process.cpuUsage();
   process.send!('measuring' satisfies ClientMessage);
 }, task.warmupSeconds * 1000);
-await Promise.all(task.tokens.map(async (token) => {
+await Promise.all(sessions.map(async (session) => {
   while (failure === undefined && performance.now() < until) {
     const t = performance.now();
-    const status = await read(token, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
+    const status = await read(session, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
     if (status !== 200) failure = `read failed: HTTP ${status}`;
     else if (t >= measureFrom) latencies.push(performance.now() - t);
   }

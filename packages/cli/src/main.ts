@@ -25,6 +25,7 @@ const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Re
   { names: ['serve'], load: async () => [(await import('./commands/serve.ts')).registerServe] },
   { names: ['stats'], load: async () => [(await import('./commands/stats.ts')).registerStats] },
   { names: ['cloud'], load: async () => [(await import('./commands/cloud.ts')).registerCloud] },
+  { names: ['export'], load: async () => [(await import('./commands/export.ts')).registerExport] },
 ];
 
 function newProgram(): Command {

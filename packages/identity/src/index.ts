@@ -3,6 +3,7 @@
  *
  *   account   passwords (scrypt), TOTP (RFC 6238), WebAuthn, recovery codes, throttling, the MFA login, step-up, administration
  *   sso       EdDSA JWT access tokens, DPoP (RFC 9449) device binding and refresh, key rotation, the federation trust list, revocation
+ *   dpop      DPoP-bound tokens at resource servers (the cloud, the gateway): token and proof checked together
  *   ta        the trusted authority's binding of CP-ABE attribute keys to authenticated users
  *   device    HMAC multi-server device authentication (registration centre, mutual auth, RFC 9421-shaped signatures)
  *   http      Fastify plugins for all of the above, errors as RFC 9457 problem+json
@@ -19,7 +20,7 @@ export { newRecoveryCodes, findRecoveryCode, digestRecoveryCode, RECOVERY_CODE_C
 export { AttemptLimiter, DEFAULT_LIMITS, type LimiterOptions } from './account/limiter.ts';
 export { AdminService, type AdminServiceOptions } from './account/admin.ts';
 export { canonicalAttributes, checkScopes, grantScopes } from './account/vouching.ts';
-export { parseSmartScope, grantsCategory, FHIR_CATEGORY_CODES, type SmartScope, type CategoryTypes } from './account/smart-scopes.ts';
+export { parseSmartScope, grantsCategory, grantsResource, FHIR_CATEGORY_CODES, type SmartScope, type CategoryTypes } from './account/smart-scopes.ts';
 export type { RelyingParty } from './account/webauthn.ts';
 export { AccountService, loginChallenge, type AccountServiceOptions, type AuthenticatedUser, type Enrolment, type LoginTicket } from './account/accounts.ts';
 export { CredentialService, requireRecentLogin, STEP_UP_SECONDS, type CredentialServiceOptions } from './account/credentials.ts';
@@ -27,6 +28,7 @@ export { SigningKeyRing } from './sso/keyring.ts';
 export { TokenIssuer, deviceKeyThumbprint, type IssuedToken, type IssuerOptions, type TokenProfile, type TokenRequest } from './sso/issuer.ts';
 export { DpopKey, DpopVerifier, accessTokenHash, proofTarget, DPOP_TYPE, type ProofExpectation, type VerifiedProof } from './sso/dpop.ts';
 export { DeviceKeys } from './sso/device-keys.ts';
+export { SenderConstrainedVerifier, senderConstrained, DPOP_CHALLENGE } from './dpop/verify.ts';
 export { TrustList, TokenVerifier, remoteSessionStatus, localSessionStatus, type FederationMember, type SessionStatus } from './sso/federation.ts';
 export { TOKEN_ALGORITHM, TOKEN_TYPE, MAX_TOKEN_CHARS, ACR_MULTI_FACTOR, type VerifiedToken } from './sso/claims.ts';
 export { seal, open, importDevicePublicKey, type SealedBox } from './ta/sealed-box.ts';

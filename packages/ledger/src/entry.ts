@@ -12,7 +12,7 @@ import canonicalize from 'canonicalize';
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 
 /** What happened, as this platform's AuditEvent.type codes. */
-export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release', 'storage-audit'] as const;
+export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release', 'storage-audit', 'research-export'] as const;
 export type AuditEventType = (typeof EVENT_TYPES)[number];
 
 const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
@@ -24,6 +24,8 @@ const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
   'stats-query': 'E',
   'stats-release': 'R',
   'storage-audit': 'E',
+  // A hospital released a patient's records de-identified (the released bundle is the entry's record, by hash).
+  'research-export': 'E',
 };
 
 /** FHIR AuditEvent.action codes: create, read, update, delete, execute. */

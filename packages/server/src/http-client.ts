@@ -49,8 +49,11 @@ export function errorFromProblem(status: number, body: string): HttpProblemError
 export interface CallOptions {
   readonly body?: unknown;
   readonly token?: string;
-  /** A DPoP proof (RFC 9449): the token then goes as `Authorization: DPoP`. */
-  readonly dpop?: string;
+  /**
+   * A DPoP proof (RFC 9449), or a function making a fresh one for the URL called (once per attempt: a proof is
+   * single-use, so a retry needs a new one); the token then goes as `Authorization: DPoP`.
+   */
+  readonly dpop?: string | ((url: URL) => Promise<string>);
   readonly contentType?: string;
   /** Milliseconds before the call is abandoned with UnavailableError (default 120 s: a read converts a whole category). */
   readonly timeoutMs?: number;
@@ -75,7 +78,6 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
   const headers: Record<string, string> = {};
   if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
   if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
-  if (options.dpop !== undefined) headers.dpop = options.dpop;
   const body = options.body === undefined ? undefined : JSON.stringify(options.body);
   const idempotent = options.idempotent ?? (method === 'GET' || method === 'PUT' || method === 'DELETE');
   const retries = idempotent ? (options.retries ?? 2) : 0;
@@ -84,6 +86,7 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
     let failure: MedShareError;
     let wait = RETRY_BASE_MS * 2 ** attempt;
     try {
+      if (options.dpop !== undefined) headers.dpop = typeof options.dpop === 'string' ? options.dpop : await options.dpop(url);
       const response = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
       const text = await response.text();
       if (response.ok) return (text === '' ? undefined : JSON.parse(text)) as T;

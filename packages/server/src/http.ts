@@ -1,5 +1,5 @@
 /**
- * What every platform route shares: bearer-token authentication against the federation trust list, role checks,
+ * What every platform route shares: DPoP-bound token authentication against the federation trust list, role checks,
  * pseudonyms for agents, and RFC 9457 problem details through identity's one error→HTTP mapping (`problemFor`: 401 for
  * a missing or bad token, 403 for a valid token that is not allowed, 400/413/415 for bad input, 404 for unknown
  * resources, 503 with Retry-After while a dependency is down, 500 saying nothing more).
@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AccessDeniedError, MalformedInputError, MedShareError, RateLimitedError, UnauthenticatedError, UnavailableError } from '@medshare/crypto';
-import { bearerToken, problemFor, type TokenVerifier, type VerifiedToken } from '@medshare/identity';
+import { DPOP_CHALLENGE, presentedToken, problemFor, type SenderConstrainedVerifier, type TokenVerifier, type VerifiedToken } from '@medshare/identity';
 
 export { NotFoundError, UnauthenticatedError } from '@medshare/crypto';
 
@@ -31,20 +31,35 @@ export function agentPseudonym(issuer: string, subject: string): string {
   return `psn:${createHash('sha256').update(`medshare/agent/v1|${issuer}|${subject}`).digest('base64url').slice(0, 22)}`;
 }
 
-/** Verifies the bearer token of a request (401 when missing or invalid). */
-export async function authenticate(verifier: TokenVerifier, request: FastifyRequest): Promise<Caller> {
-  const raw = bearerToken(request.headers.authorization);
-  if (raw === undefined) throw new UnauthenticatedError('a bearer SSO token is required');
+/**
+ * Verifies the request's DPoP-bound token and its proof (401 when either is missing or fails a check): a token
+ * alone is not enough on any platform route (identity's dpop/verify.ts).
+ */
+export async function authenticate(verifier: SenderConstrainedVerifier, request: FastifyRequest): Promise<Caller> {
+  const token = await verifier.verifyRequest(request);
+  const raw = presentedToken(request.headers.authorization)!.token;
+  const role = token.attributes.find((a) => a.startsWith('role:'))?.slice('role:'.length) ?? 'none';
+  return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role, bearer: raw };
+}
+
+/**
+ * A bare bearer token (401 when missing or invalid), for the storage-audit routes only: their CLI (`medshare audit
+ * storage`) takes a token from `medshare identity login`, which has no device key yet. Not DPoP-bound: a stolen
+ * auditor token works there (docs/identity.md §8).
+ */
+export async function authenticateBearer(verifier: TokenVerifier, request: FastifyRequest): Promise<Caller> {
+  const presented = presentedToken(request.headers.authorization);
+  if (presented === undefined) throw new UnauthenticatedError('a bearer SSO token is required');
   let token: VerifiedToken;
   try {
-    token = await verifier.verify(raw);
+    token = await verifier.verify(presented.token);
   } catch (error) {
     // An issuer that cannot be asked about the session is a 503, not a bad token.
     if (error instanceof MedShareError && !(error instanceof UnavailableError)) throw new UnauthenticatedError(error.message);
     throw error;
   }
   const role = token.attributes.find((a) => a.startsWith('role:'))?.slice('role:'.length) ?? 'none';
-  return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role, bearer: raw };
+  return { token, pseudonym: agentPseudonym(token.issuer, token.subject), role, bearer: presented.token };
 }
 
 /** Refuses (403) a caller whose role is not one of `roles`. */
@@ -63,7 +78,7 @@ export function useProblems(app: FastifyInstance): void {
   app.setErrorHandler((error, _request, reply) => {
     const problem = problemFor(error);
     if (error instanceof RateLimitedError || error instanceof UnavailableError) void reply.header('retry-after', String(error.retryAfterSeconds));
-    if (problem.status === 401) void reply.header('www-authenticate', 'Bearer');
+    if (problem.status === 401) void reply.header('www-authenticate', DPOP_CHALLENGE);
     return reply.status(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((_request, reply) =>

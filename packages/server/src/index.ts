@@ -21,9 +21,11 @@ export { HttpCloudApi, type CloudApi, type PatientKeys } from './gateway/cloud-a
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, resourcesOf, patientOf, recordIdOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
-export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, type Session, type UserEnrolment } from './sdk/client.ts';
+export { ResearchExporter, RELEASE_PROFILES, type ReleaseRecorder, type ResearchRelease } from './gateway/research-export.ts';
+export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';
+export { roleScopes, requireRecordScope, requireWriteScope } from './scopes.ts';
 export * from './stats/index.ts';
 export { StorageAuditClient, auditStorage, committedRecords, verifiedInventory, DEFAULT_SAMPLES, type CommittedRecord, type StorageAuditResult, type StorageAuditOptions } from './storage-audit/auditor.ts';
 export { StorageAuditCloud, type FailingRecord } from './storage-audit/cloud.ts';

@@ -113,6 +113,23 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
         value bytea NOT NULL)`,
     ],
   },
+  {
+    version: 4,
+    description: "patients' consent to de-identified research release (opt-in)",
+    statements: ['ALTER TABLE cloud_patients ADD COLUMN research_consent boolean NOT NULL DEFAULT false'],
+  },
+  {
+    version: 5,
+    description: 'used DPoP proofs (RFC 9449 jti replay cache), until they could no longer pass the freshness check',
+    statements: [
+      `CREATE TABLE cloud_dpop_nonces (
+        scope text NOT NULL,
+        nonce text NOT NULL,
+        expires_at_ms bigint NOT NULL,
+        PRIMARY KEY (scope, nonce))`,
+      'CREATE INDEX cloud_dpop_nonces_expiry ON cloud_dpop_nonces (scope, expires_at_ms)',
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -146,6 +163,15 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE gateway_index_secrets (
         hospital text PRIMARY KEY,
         secret bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 4,
+    description: "each hospital's de-identification key (hash and date-shift keys derive from it), wrapped by the KEK",
+    statements: [
+      `CREATE TABLE gateway_deid_keys (
+        hospital text PRIMARY KEY,
+        key_wrapped bytea NOT NULL)`,
     ],
   },
 ];

@@ -4,11 +4,22 @@
  * category (the gateway's mapping), in the caller's context — `patient/` for the patient herself, `user/` or
  * `system/` for everyone else. A token without it is refused (403) even when a delegation would let its attributes
  * decrypt: the scope is what the user granted this client, the delegation what the patient granted the user.
+ * An upload needs a scope to create (`c`; v1 `write`) every resource it holds, as `user/` or `system/`.
  */
 import { AccessDeniedError } from '@medshare/crypto';
-import { grantsCategory } from '@medshare/identity';
-import type { CategoryMapping } from './gateway/fhir.ts';
+import { grantsCategory, grantsResource } from '@medshare/identity';
+import { categoryOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';
 import type { Caller } from './http.ts';
+
+/**
+ * The SMART scopes the demo, tests and benchmarks grant by role: a patient reads her own records (`patient/*.rs`),
+ * a hospital's gateway system uploads (`system/*.write`, SMART v1 for `cud`), other staff read as users (`user/*.rs`).
+ */
+export function roleScopes(attributes: readonly string[]): string[] {
+  if (attributes.includes('role:patient')) return ['patient/*.rs'];
+  if (attributes.includes('role:gateway')) return ['system/*.write'];
+  return ['user/*.rs'];
+}
 
 /**
  * Throws AccessDeniedError unless the caller's token has a scope for `interaction` (read or search) on `category`;
@@ -20,5 +31,18 @@ export function requireRecordScope(caller: Caller, category: string | undefined,
   if (!grantsCategory(caller.token.scopes, contexts, category ?? '', interaction, inCategory)) {
     const verb = interaction === 'r' ? 'read' : 'search';
     throw new AccessDeniedError(`the token has no SMART scope to ${verb} ${category ?? 'all'} records (${contexts.map((c) => `${c}/`).join(' or ')})`);
+  }
+}
+
+/**
+ * Throws AccessDeniedError (naming the first resource type refused) unless the caller's token has a `user/` or
+ * `system/` scope to create each of `resources` (its type, or `*`; `category=` criteria must name its category).
+ */
+export function requireWriteScope(caller: Caller, resources: readonly FhirResource[], mapping: CategoryMapping): void {
+  const contexts = ['user', 'system'] as const;
+  for (const resource of resources) {
+    if (!grantsResource(caller.token.scopes, contexts, resource.resourceType, categoryOf(mapping, resource), 'c')) {
+      throw new AccessDeniedError(`the token has no SMART scope to write ${resource.resourceType} (user/ or system/ ….c or .write)`);
+    }
   }
 }

@@ -10,7 +10,7 @@ import { abe, AccessDeniedError, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { ConversionPool, InThreadConverter } from '../src/cloud/conversion-pool.ts';
 import { HttpProblemError } from '../src/index.ts';
-import { LAB_POLICY, startCast, type Cast } from './harness.ts';
+import { LAB_POLICY, sessionFetch, startCast, type Cast } from './harness.ts';
 
 /** The pool's workers, for the tests that stop one as a crash would. */
 const workersOf = (pool: ConversionPool) => (pool as unknown as { slots: Array<{ worker: { threadId: number; terminate(): Promise<number> }; jobs: Map<number, unknown> }> }).slots;
@@ -109,8 +109,8 @@ describe('the platform with a conversion pool', () => {
 
   test('a worker dying mid-read fails that read with a 500 problem, and the next read succeeds', async () => {
     const [slot] = workersOf(pool);
-    const reading = fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/read`), {
-      method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' },
+    const reading = sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/read`), {
+      method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ category: 'lab' }),
     });
     while (slot!.jobs.size === 0) await new Promise((resolve) => setImmediate(resolve));

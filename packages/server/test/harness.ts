@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
 import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls,
+  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, roleScopes, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls,
+  type Session,
 } from '../src/index.ts';
 
 export const ADMIN = 'admin-token-for-platform-tests-0123';
@@ -53,14 +54,20 @@ export interface Cast {
   patel: DoctorClient;
   okafor: DoctorClient;
   /** A doctor at St Mary's with a plain platform session (no ABE key). */
-  registerAndLogin(hospital: string, username: string, attributes: string[]): Promise<{ token: string }>;
+  registerAndLogin(hospital: string, username: string, attributes: string[]): Promise<Session>;
 }
 
 const PASSWORD = 'a long enough passphrase';
 
-/** SMART scopes by role: a patient reads her own records (`patient/`), staff read as users (`user/`). */
-export function smartScopes(attributes: readonly string[]): string[] {
-  return attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
+
+/** fetch as `session`: its token and a fresh DPoP proof for this method and URL added to `init`'s headers. */
+export async function sessionFetch(session: Session, url: URL, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Response> {
+  return fetch(url, { ...init, headers: { ...init.headers, ...(await sessionHeaders(session, init.method ?? 'GET', url)) } });
+}
+
+/** The headers of one request as `session`: `Authorization: DPoP` and a fresh proof of its device key. */
+export async function sessionHeaders(session: Session, method: string, url: string | URL): Promise<Record<string, string>> {
+  return { authorization: `DPoP ${session.token}`, dpop: await session.device.dpop.proof(method, url, { accessToken: session.token }) };
 }
 
 const HOSPITALS = ['st-marys', 'riverside'];
@@ -72,7 +79,7 @@ export async function startCast(db: Database, extra: Partial<PlatformOptions> = 
   const { urls } = platform;
   const client = new PlatformClient(urls);
   const enrol = (hospital: string, username: string, attributes: string[]) =>
-    client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: smartScopes(attributes) });
+    client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
   const reader = async (username: string, attributes: string[]) => {
     const { totpSecret } = await enrol('riverside', username, attributes);
     return client.loginReader('riverside', username, PASSWORD, totpSecret, attributes);

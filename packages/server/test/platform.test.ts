@@ -3,12 +3,13 @@
  * registration, gateway upload of a whole Synthea bundle (atomic, idempotent), delegation, conversion on read,
  * refusal, revocation, emergency access, the access log and the ledger.
  */
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
-import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient, recordIdOf } from '../src/index.ts';
-import { CATEGORIES, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { CATEGORIES, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
 after(async () => {
@@ -64,7 +65,7 @@ for (const { label, db } of databases) {
     test("a St Mary's system reads her records back through its gateway as a FHIR searchset of Binary", async () => {
       const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
       const cardiologist = await cast.registerAndLogin('st-marys', 'stm-cardiology', ['role:doctor', 'dept:cardiology']);
-      const response = await fetch(cast.urlFor(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      const response = await sessionFetch(cardiologist, cast.urlFor(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`));
       assert.equal(response.status, 200);
       const searchset = (await response.json()) as { resourceType: string; type: string; total: number; entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }> };
       assert.equal(searchset.resourceType, 'Bundle');
@@ -74,15 +75,15 @@ for (const { label, db } of databases) {
       // Any key satisfying the delegation's policy opens them, here the Riverside cardiologist's.
       const opened = searchset.entry.map((e) => cast.chen.decrypt(e.resource.data));
       assert.ok(opened.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
-      const unknown = await fetch(cast.urlFor('/gateway/fhir/Patient/not-enrolled/records?category=lab'), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      const unknown = await sessionFetch(cardiologist, cast.urlFor('/gateway/fhir/Patient/not-enrolled/records?category=lab'));
       assert.equal(unknown.status, 404);
     });
 
     test('only the patient lists, delegates, revokes and reads her log', async () => {
       const patient = cast.patient.key.patientId;
       const asChen = (method: string, path: string, body?: unknown) =>
-        fetch(cast.urlFor(`/cloud/patients/${patient}${path}`), {
-          method, headers: { authorization: `Bearer ${cast.chen.session.token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
+        sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}${path}`), {
+          method, headers: { ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
         });
       for (const [method, path] of [['GET', '/records'], ['GET', '/delegations'], ['GET', '/access-log'], ['DELETE', `/delegations/${labDelegation}`]] as const) {
         const response = await asChen(method, path);
@@ -125,8 +126,8 @@ for (const { label, db } of databases) {
       assert.deepEqual(notes.map((r) => r.id), ['note-after-opt-in']);
       const consent = (await cast.patient.accessLog()).filter((e) => /platform emergency access/.test(e.action)).map((e) => e.action);
       assert.deepEqual(consent, ['refuse platform emergency access', 'allow platform emergency access']);
-      const asChen = await fetch(cast.urlFor(`/cloud/patients/${patient}/platform-emergency`), {
-        method: 'PUT', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ allowed: false }),
+      const asChen = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}/platform-emergency`), {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allowed: false }),
       });
       assert.equal(asChen.status, 403, 'only the patient decides');
     });
@@ -169,8 +170,8 @@ for (const { label, db } of databases) {
       await cast.patient.delegate('lab', 'role:emergency', abePublicKey, { emergency: true });
       await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
       await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'an emergency delegation is not usable for ordinary reads');
-      const emptyReason = await fetch(cast.urlFor(`/cloud/patients/${patient}/emergency-read`), {
-        method: 'POST', headers: { authorization: `Bearer ${cast.okafor.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
+      const emptyReason = await sessionFetch(cast.okafor.session, cast.urlFor(`/cloud/patients/${patient}/emergency-read`), {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
       });
       assert.equal(emptyReason.status, 400);
       const records = await cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival');
@@ -192,6 +193,45 @@ for (const { label, db } of databases) {
       assert.doesNotMatch(text, /chen|okafor|antonia|Antonia|unconscious/);
       const log = await cast.patient.accessLog();
       assert.ok(log.every((e) => e.ledgerIndex !== null && e.actor.startsWith('psn:')));
+    });
+
+    test('research release: refused and recorded without her consent; with it, de-identified with the hospital keys and on the ledger first', async () => {
+      const patient = cast.patient.key.patientId;
+      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }>; id: string };
+      assert.deepEqual(await cast.patient.researchConsent(), { allowed: false }, 'opt-in: no consent by default');
+      await assert.rejects(cast.gateway.researchExport(bundle, 'safe-harbor'), (e: HttpProblemError) => e.status === 403 && /not consented/.test(e.message));
+      await cast.patient.setResearchConsent(true);
+      // Only a hospital's gateway releases; a doctor's token is refused; an unknown profile is a 400.
+      const doctorSession = await cast.registerAndLogin('st-marys', 'release-doctor', ['role:doctor']);
+      const asDoctor = await sessionFetch(doctorSession, cast.urlFor('/gateway/research-exports?profile=safe-harbor'), { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(bundle) });
+      assert.equal(asDoctor.status, 403);
+      await assert.rejects(cast.gateway.researchExport(bundle, 'everything'), (e: HttpProblemError) => e.status === 400);
+      const release = await cast.gateway.researchExport(bundle, 'safe-harbor');
+      const text = JSON.stringify(release.released);
+      for (const needle of [person.name[0]!.family, person.name[0]!.given[0]!, person.id]) assert.ok(!text.includes(needle), `released ${needle}`);
+      assert.equal((release.released as unknown as { entry: unknown[] }).entry.length, bundle.entry.length);
+      assert.equal(release.digest, `sha256:${createHash('sha256').update(text).digest('hex')}`, 'the digest names what was released');
+      // The hospital's keys: the same patient gets the same hashed ids in every release (and they are not plain hashes).
+      const again = await cast.gateway.researchExport(bundle, 'safe-harbor');
+      assert.equal(again.released.id, release.released.id);
+      assert.equal(JSON.stringify(again.released), text);
+      // On the ledger before release, refused attempts included, and in her access log.
+      await cast.platform.ledger.flush();
+      const entries = (await cast.platform.ledger.entriesForPatient(patient)).filter((e) => e.event.type.code === 'research-export');
+      assert.deepEqual(entries.map((e) => e.event.outcome), ['4', '0', '0']);
+      const recorded = entries.find((e) => Number(e.event.id) === release.ledgerIndex)!;
+      assert.deepEqual(recorded.event.entity.filter((x) => x.type.code === 'record').map((x) => [x.what.identifier.value, x.securityLabel?.[0]?.code]), [[release.digest, 'safe-harbor']]);
+      assert.doesNotMatch(recorded.bytes.toString('utf8'), new RegExp(person.name[0]!.family));
+      const log = (await cast.patient.accessLog()).filter((e) => e.action.startsWith('research release'));
+      assert.deepEqual(log.map((e) => e.outcome), ['refused', 'ok', 'ok']);
+      // The key is in the gateway's database only wrapped: another KEK does not open it.
+      const row = (await db.query<{ key_wrapped: Uint8Array }>("SELECT key_wrapped FROM gateway_deid_keys WHERE hospital = 'st-marys'")).rows[0]!;
+      await assert.rejects(randomKeyEncryptionKey().unwrap(row.key_wrapped, 'gateway_deid_keys.key_wrapped|st-marys'));
+      // Withdrawn consent stops the next release.
+      await cast.patient.setResearchConsent(false);
+      await assert.rejects(cast.gateway.researchExport(bundle, 'research'), (e: HttpProblemError) => e.status === 403);
+      const consent = (await cast.patient.accessLog()).filter((e) => /research release$/.test(e.action)).map((e) => e.action);
+      assert.deepEqual(consent, ['allow research release', 'refuse research release']);
     });
 
     test('key rotation reaches the platform: the new bundle replaces the old, new uploads use the new epoch, an old-epoch key converts none of them', async () => {
@@ -216,8 +256,8 @@ for (const { label, db } of databases) {
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, published]);
       // The patient delegates lab once with her old key (epoch 1) and once with the new one (epoch 2).
       const readRaw = async () => {
-        const response = await fetch(cast.urlFor(`/cloud/patients/${patient}/read`), {
-          method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
+        const response = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}/read`), {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
         });
         return { status: response.status, body: (await response.json()) as { records?: Array<{ ciphertext: string }>; detail?: string } };
       };
@@ -242,7 +282,7 @@ for (const { label, db } of databases) {
       await cast.patient.delegate('imaging', LAB_POLICY, abePublicKey);
       const listed = (await cast.patient.repeatedAttributePolicies()).filter((p) => p.kind === 'delegation');
       assert.deepEqual(listed.map((p) => [p.id, p.policy, p.repeated, p.format, p.reissue]), [[made.delegationId, repeated, ['level (integer bits)'], 2, false]]);
-      const asChen = await fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`), { headers: { authorization: `Bearer ${cast.chen.session.token}` } });
+      const asChen = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`));
       assert.equal(asChen.status, 403);
       for (const d of await cast.patient.delegations()) await cast.patient.revoke(d.delegationId);
     });

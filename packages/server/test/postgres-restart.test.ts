@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MedShareError } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
-import { startCast } from './harness.ts';
+import { sessionFetch, startCast } from './harness.ts';
 
 const tools = existsSync('/usr/bin/pg_createcluster') && existsSync('/usr/lib/postgresql');
 const skip = !process.env['DATABASE_URL'] ? 'DATABASE_URL is not set' : !tools ? 'pg_createcluster is not installed' : false;
@@ -61,7 +61,7 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       ctl('stop');
       try {
         // While it is down: a 503 problem with Retry-After, answered promptly.
-        const answer = await fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/records`), { headers: { authorization: `Bearer ${cast.patient.session.token}` } });
+        const answer = await sessionFetch(cast.patient.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/records`));
         assert.equal(answer.status, 503);
         assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json/);
         assert.ok(Number(answer.headers.get('retry-after')) > 0);
@@ -71,7 +71,7 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       }
       const back = Date.now();
       for (;;) {
-        const answer = await fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/records`), { headers: { authorization: `Bearer ${cast.patient.session.token}` } });
+        const answer = await sessionFetch(cast.patient.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/records`));
         if (answer.status === 200) break;
         assert.ok(Date.now() - back < 20_000, `service resumes by itself (still ${answer.status})`);
         await new Promise((resolve) => setTimeout(resolve, 250));

@@ -103,6 +103,9 @@ for (const target of targets) {
         const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
         const session = { urls: base, hospital: HOSPITAL, token: kept.body.token, refreshToken: kept.body.refreshToken, device };
         await new PatientClient(session, key).register();
+        const recordsPath = `/cloud/patients/${key.patientId}/records`;
+        const usedProof = await device.dpop.proof('GET', routeUrl(base, recordsPath, HOSPITAL), { accessToken: kept.body.token });
+        assert.equal((await call(base, 'GET', recordsPath, undefined, kept.body.token, usedProof)).status, 200);
         offsetMs += 30_000;
         const revoked = await login(base, 'antonia', secret, device);
         assert.equal(revoked.status, 200);
@@ -121,7 +124,8 @@ for (const target of targets) {
           assert.equal(refreshed.status, 200, 'a session from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
           assert.deepEqual(await new PatientClient({ ...session, urls: base }, key).records(), [], 'the cloud accepts its token');
-          assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
+          const revokedProof = await device.dpop.proof('GET', routeUrl(base, recordsPath, HOSPITAL), { accessToken: revoked.body.token });
+          assert.equal((await call(base, 'GET', recordsPath, undefined, revoked.body.token, revokedProof)).status, 401, 'the logged-out session stays revoked');
           assert.equal((await refresh(base, device, revoked.body.refreshToken)).status, 401);
           const ta = await requestKey(base, device, kept.body.token);
           assert.equal(ta.status, 403);

@@ -14,7 +14,7 @@ import { openTestDatabases, type TestDatabase } from '@medshare/db';
 import { GatewayClient, httpSearchTransport, HttpProblemError, type DoctorClient, type Session } from '../src/index.ts';
 import { parseQuery } from '../src/search/keywords.ts';
 import { searchRecords, type SearchTransport } from '../src/search/reader.ts';
-import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = (await openTestDatabases()).slice(0, 1);
 after(async () => {
@@ -177,8 +177,8 @@ for (const { label, db } of databases) {
     });
 
     test('hostile requests: malformed labels, too many, or a category without delegation are clear 4xx', async () => {
-      const token = cast.chen.session.token;
-      const post = (path: string, body: unknown) => fetch(new URL(`/cloud/patients/${encodeURIComponent(patient)}${path}`, cast.base), { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const post = (path: string, body: unknown) =>
+        sessionFetch(cast.chen.session, new URL(`/cloud/patients/${encodeURIComponent(patient)}${path}`, cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       for (const body of [{ category: 'lab', labels: ['short'] }, { category: 'lab', labels: ['A'.repeat(24), 'not base64 at all!!!!!!!'] }, { category: 'lab' }, { category: 'lab', labels: [], extra: 1 }, { category: 'LAB', labels: [] }]) {
         const response = await post('/search', body);
         assert.equal(response.status, 400, JSON.stringify(body));

@@ -2,7 +2,7 @@
  * Secrets at rest, tested as a thief with a copy of the database would: the raw files of a PGlite data directory
  * (tables, indexes and the write-ahead log) and, when DATABASE_URL is set, a pg_dump of the platform's schema are
  * searched for every secret the platform keeps — TOTP secrets, the hospitals' private signing keys, the trusted
- * authority's master key — as raw bytes and in hex, base64, base64url and base32. None may appear: each is stored
+ * authority's master key, the ledger's and witnesses' signing keys, the hospitals' de-identification keys — as raw bytes and in hex, base64, base64url and base32. None may appear: each is stored
  * wrapped by the key-encryption key, which is not in the database. The secrets to look for are unwrapped with that
  * key (the one thing the copy lacks); the same database under another key does not start.
  */
@@ -15,7 +15,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openDatabase, randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { base32Decode, base32Encode } from '@medshare/identity';
-import { createPlatform, PlatformClient } from '../src/index.ts';
+import { pre } from '@medshare/crypto';
+import { createPlatform, GatewayClient, PatientClient, PlatformClient, roleScopes } from '../src/index.ts';
 import { ADMINS, FAST_SCRYPT } from './harness.ts';
 
 const PASSWORD = 'a long enough passphrase';
@@ -39,6 +40,18 @@ async function keptSecrets(db: Database, kek: KeyEncryptionKey, totpSecrets: str
   secrets.push(['the TA master key', masterKey]);
   // A window of its scalars, in case the encoding around them were ever changed.
   secrets.push(['a window of the TA master key', masterKey.subarray(masterKey.length - 48, masterKey.length - 16)]);
+  // The ledger's and the witnesses' note signing keys (PRIVATE+KEY+<name>+<hash>+<base64 key>).
+  const ledgerKeys = (await db.query<{ name: string; wrapped: Uint8Array }>('SELECT name, wrapped FROM ledger_keys')).rows;
+  assert.ok(ledgerKeys.length >= 3, 'the log and the witnesses have keys');
+  for (const row of ledgerKeys) {
+    const skey = Buffer.from(await kek.unwrap(row.wrapped, `ledger_keys/wrapped/${row.name}`)).toString('utf8');
+    const material = /^PRIVATE\+KEY\+[^+]*\+[0-9a-f]+\+(.+)$/.exec(skey)![1]!;
+    secrets.push([`the ledger signing key ${row.name}`, Buffer.from(material, 'base64').subarray(1)]);
+  }
+  // Each hospital's research-release de-identification key.
+  const deid = (await db.query<{ hospital: string; key_wrapped: Uint8Array }>('SELECT hospital, key_wrapped FROM gateway_deid_keys')).rows;
+  assert.equal(deid.length, 1, 'a release made a de-identification key');
+  for (const row of deid) secrets.push([`the de-identification key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `gateway_deid_keys.key_wrapped|${row.hospital}`)]);
   return secrets;
 }
 
@@ -60,6 +73,17 @@ async function populate(db: Database, kek: KeyEncryptionKey): Promise<string[]> 
       secrets.push(totpSecret);
     }
     await client.loginReader('riverside', 'chen', PASSWORD, secrets[1]!, ['role:doctor']);
+    // A research release attempt (refused: no consent) makes St Mary's de-identification key.
+    const enrol = async (username: string, attributes: string[]) => {
+      const { totpSecret } = await client.registerUser('st-marys', ADMINS['st-marys']!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
+      secrets.push(totpSecret);
+      return client.login('st-marys', username, PASSWORD, totpSecret);
+    };
+    const patient = new PatientClient(await enrol('bea', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['clinical']));
+    await patient.register();
+    const gateway = new GatewayClient(await enrol('ehr', ['role:gateway']));
+    await gateway.enrol('p1', patient.key.patientId);
+    await assert.rejects(gateway.researchExport({ resourceType: 'Patient', id: 'p1' }, 'safe-harbor'), /not consented/);
     return secrets;
   } finally {
     await platform.close();

@@ -1,6 +1,6 @@
 /**
  * Refusals and hostile input over real HTTP: every endpoint refuses missing, invalid, foreign, wrong-audience,
- * expired, revoked and insufficient tokens; malformed FHIR, oversized bodies, wrong content types, injection
+ * expired, revoked and insufficient tokens, and a stolen token without its device key's DPoP proof (RFC 9449); malformed FHIR, oversized bodies, wrong content types, injection
  * strings and path traversal are clear 4xx problems that change nothing; and nothing the cloud stores or logs
  * contains plaintext.
  */
@@ -8,9 +8,10 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
+import { DpopKey } from '@medshare/identity';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
-import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
-import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sharedDatabases, startCast, type Cast } from './harness.ts';
+import { cloudContents, createPlatform, PlatformClient, type Session } from '../src/index.ts';
+import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
 // The cloud gets a database of its own, so that what it holds can be scanned table by table.
@@ -32,8 +33,9 @@ for (const { label, db } of databases) {
     const bundle = sampleBundle();
     let patient: string;
 
-    const request = async (method: string, path: string, options: { token?: string; body?: string | Buffer; type?: string } = {}) => {
-      const headers: Record<string, string> = {};
+    /** `as`: the session's token with a fresh DPoP proof; `token`: a bare bearer token (what a thief holds). */
+    const request = async (method: string, path: string, options: { as?: Session; token?: string; body?: string | Buffer; type?: string } = {}) => {
+      const headers: Record<string, string> = options.as === undefined ? {} : await sessionHeaders(options.as, method, cast.urlFor(path));
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
       if (options.body !== undefined) headers['content-type'] = options.type ?? 'application/json';
       const response = await fetch(cast.urlFor(path), { method, headers, body: options.body });
@@ -63,7 +65,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream }, kek, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
+      cast = await startCast(db, { now, logger: { stream }, kek, requestsPerMinute: 10_000, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -86,16 +88,129 @@ for (const { label, db } of databases) {
       const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT });
       const foreignClient = new PlatformClient(foreign.urls);
       const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
-      const foreignToken = (await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret)).token;
+      const foreignSession = await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret);
       await foreign.close();
       await foreignDb.close();
       for (const [method, path, body] of endpoints()) {
-        for (const [what, token] of [['no token', undefined], ['garbage', 'not.a.jwt'], ['TA-only audience', taOnly], ['foreign signer', foreignToken]] as const) {
+        for (const [what, token] of [['no token', undefined], ['garbage', 'not.a.jwt'], ['TA-only audience', taOnly]] as const) {
           const answer = await request(method, path, { token, body });
           assert.equal(answer.status, 401, `${what}: ${method} ${path}`);
           assert.match(answer.type, /^application\/problem\+json/);
         }
+        // With a valid proof of its own key: the signature is what fails.
+        const answer = await request(method, path, { as: foreignSession, body });
+        assert.equal(answer.status, 401, `foreign signer: ${method} ${path}`);
+        assert.match(answer.body.detail, /signature|unknown key/, `foreign signer: ${method} ${path}`);
       }
+    });
+
+    test('a stolen access token is refused at the cloud and the gateway without the device key, with a replayed proof, or with a proof for another request', async () => {
+      // The victims: Dr Chen at the cloud, a St Mary's doctor at St Mary's gateway (which takes only its own hospital's tokens).
+      const stMarysDoctor = await cast.registerAndLogin('st-marys', 'stolen-token-victim', ['role:doctor']);
+      const thief = await DpopKey.generate();
+      const send = (method: string, path: string, headers: Record<string, string>, body?: string) =>
+        fetch(cast.urlFor(path), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
+      const refusal = async (response: Response, pattern: RegExp, what: string) => {
+        const problem = (await response.json()) as { detail: string };
+        assert.equal(response.status, 401, `${what}: ${problem.detail}`);
+        assert.match(problem.detail, pattern, what);
+        assert.match(response.headers.get('www-authenticate') ?? '', /^DPoP /, what);
+      };
+      for (const [method, path, body] of endpoints()) {
+        const url = cast.urlFor(path);
+        const where = `${method} ${path}`;
+        const victim = path.startsWith('/gateway/') ? stMarysDoctor : cast.chen.session;
+        const stolen = victim.token;
+        await refusal(await send(method, path, { authorization: `Bearer ${stolen}` }, body), /DPoP/, `the token alone as Bearer: ${where}`);
+        await refusal(await send(method, path, { authorization: `DPoP ${stolen}` }, body), /proof of the device key is required/, `no proof: ${where}`);
+        const thiefProof = await thief.proof(method, url, { accessToken: stolen });
+        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: thiefProof }, body), /another key/, `a proof by the thief's key: ${where}`);
+        // The victim's own proofs, captured on the wire: for another URL, another method, another token, or used once already.
+        const otherUrl = await victim.device.dpop.proof(method, new URL('/cloud/patients/elsewhere/access-log', cast.base), { accessToken: stolen });
+        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherUrl }, body), /another request/, `a proof for another URL: ${where}`);
+        const otherMethod = await victim.device.dpop.proof(method === 'GET' ? 'DELETE' : 'GET', url, { accessToken: stolen });
+        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherMethod }, body), /another request/, `a proof for another method: ${where}`);
+        const otherToken = await victim.device.dpop.proof(method, url, { accessToken: cast.patient.session.token });
+        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherToken }, body), /another access token/, `a proof for another token: ${where}`);
+        const headers = await sessionHeaders(victim, method, url);
+        const first = await send(method, path, headers, body);
+        assert.notEqual(first.status, 401, `the victim's own request: ${where}`);
+        await first.arrayBuffer();
+        await refusal(await send(method, path, headers, body), /already been used/, `a replayed proof: ${where}`);
+        await refusal(await send(method, path, { ...headers, authorization: `Bearer ${stolen}` }, body), /Authorization: DPoP/, `the token as Bearer with a proof: ${where}`);
+      }
+    });
+
+    test("at the cloud a proof by the token's issuing hospital (its gateway calling for its user) is accepted, one by another hospital is not", async () => {
+      const keyOf = (name: string) => cast.platform.services.hospitals.find((h) => h.name === name)!.identity.keys.proofKey();
+      const url = cast.urlFor(`/cloud/patients/${patient}/records?category=lab`);
+      const chen = cast.chen.session.token; // a Riverside token
+      const withProof = async (key: Awaited<ReturnType<typeof keyOf>>) =>
+        fetch(url, { headers: { authorization: `DPoP ${chen}`, dpop: await key.proof('GET', url, { accessToken: chen }) } });
+      const foreign = await withProof(await keyOf('st-marys'));
+      assert.equal(foreign.status, 401);
+      assert.match(((await foreign.json()) as { detail: string }).detail, /another key/);
+      assert.equal((await withProof(await keyOf('riverside'))).status, 200);
+      // A hospital gateway itself accepts only its users' own device keys.
+      const gatewayUrl = cast.urlFor('/gateway/fhir/Patient/x/records?category=lab');
+      const stMarys = cast.gateway.session.token;
+      const atGateway = await fetch(gatewayUrl, { headers: { authorization: `DPoP ${stMarys}`, dpop: await (await keyOf('st-marys')).proof('GET', gatewayUrl, { accessToken: stMarys }) } });
+      assert.equal(atGateway.status, 401);
+    });
+
+    test('a token never bound to a device key (login without a DPoP proof) is refused on every endpoint', async () => {
+      const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
+      const { ticket } = (await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
+      const { totp, base32Decode } = await import('@medshare/identity');
+      const code = totp(base32Decode(totpSecret), Date.now() / 1000);
+      const unbound = (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-platform'] }) })).body.token as string;
+      // And one of St Mary's, for St Mary's gateway.
+      const stMarys = await cast.client.registerUser('st-marys', ADMIN, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
+      const second = (await request('POST', '/identity/st-marys/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
+      const stMarysCode = totp(base32Decode(stMarys.totpSecret), Date.now() / 1000);
+      const unboundAtStMarys = (await request('POST', '/identity/st-marys/login/totp', { body: JSON.stringify({ ticket: second.ticket, code: stMarysCode, audience: ['medshare-platform'] }) })).body.token as string;
+      for (const [method, path, body] of endpoints()) {
+        const answer = await request(method, path, { token: path.startsWith('/gateway/') ? unboundAtStMarys : unbound, body });
+        assert.equal(answer.status, 401, `${method} ${path}`);
+        assert.match(answer.body.detail, /not bound to a device key/);
+      }
+    });
+
+    test('a stale DPoP proof is refused', async () => {
+      const session = await cast.registerAndLogin('riverside', 'stale-proof', ['role:doctor']);
+      const path = `/cloud/patients/${patient}/records?category=lab`;
+      const headers = await sessionHeaders(session, 'GET', new URL(path, cast.base));
+      offsetMs = 90_000;
+      try {
+        const answer = await fetch(new URL(path, cast.base), { headers });
+        assert.equal(answer.status, 401);
+        assert.match(((await answer.json()) as { detail: string }).detail, /not fresh|not valid/);
+      } finally {
+        offsetMs = 0;
+      }
+    });
+
+    test('a read-only token is refused on upload (403), and a write scope for other resource types does not do', async () => {
+      const login = async (username: string, scopes: string[]) => {
+        const { totpSecret } = await cast.client.registerUser('st-marys', ADMIN, { username, password: 'a long enough passphrase', attributes: ['role:gateway'], scopes });
+        return cast.client.login('st-marys', username, 'a long enough passphrase', totpSecret);
+      };
+      const before = (await cast.patient.records()).length;
+      for (const [what, scopes] of [
+        ['read-only v1', ['system/*.read']], ['read-only v2', ['user/*.rs']], ['Patient only', ['system/Patient.write']],
+        ['lab writes only', ['system/*.c?category=laboratory']], ['patient context', ['patient/*.write']], ['no scope', []],
+      ] as const) {
+        const answer = await request('POST', '/gateway/fhir', { as: await login(`gw-${what.toLowerCase().replaceAll(' ', '-')}`, [...scopes]), body: JSON.stringify(bundle), type: 'application/fhir+json' });
+        assert.equal(answer.status, 403, what);
+        assert.match(answer.body.detail, /SMART scope to write/, what);
+      }
+      assert.equal((await cast.patient.records()).length, before, 'nothing stored');
+      // A v2 create scope on every type it holds uploads (the same bundle again: accepted, nothing new to store).
+      const types = [...new Set(bundle.entry.map((e) => e.resource.resourceType))];
+      const writer = await login('gw-v2-create', types.map((t) => `system/${t}.c`));
+      const answer = await request('POST', '/gateway/fhir', { as: writer, body: JSON.stringify(bundle), type: 'application/fhir+json' });
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body.received, bundle.entry.length);
     });
 
     test('a token without the SMART scope is refused (403) even when the delegation would let it decrypt', async () => {
@@ -109,7 +224,8 @@ for (const { label, db } of databases) {
       await assert.rejects(patientOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message));
       await assert.rejects(patientOnly.search(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
       // At her own hospital's gateway (another hospital's gateway does not take Riverside's tokens at all: 401).
-      const viaGateway = await fetch(routeUrl(cast.urls, '/gateway/fhir/Patient/x/records?category=lab', 'riverside'), { headers: { authorization: `Bearer ${patientOnly.session.token}` } });
+      const riversideGateway = routeUrl(cast.urls, '/gateway/fhir/Patient/x/records?category=lab', 'riverside');
+      const viaGateway = await fetch(riversideGateway, { headers: await sessionHeaders(patientOnly.session, 'GET', riversideGateway) });
       assert.equal(viaGateway.status, 403);
       const elsewhere = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
       assert.equal(elsewhere.status, 401, "St Mary's gateway trusts only St Mary's tokens");
@@ -124,23 +240,23 @@ for (const { label, db } of databases) {
     });
 
     test('insufficient roles are 403 problems', async () => {
-      const chen = cast.chen.session.token;
+      const chen = cast.chen.session;
       for (const [method, path, body] of endpoints()) {
         if (path.includes('/read') && !path.includes('emergency')) continue; // Chen may read (her delegation)
         if (path.startsWith('/cloud/patients') && method === 'GET' && path.includes('records')) continue; // and search
-        const answer = await request(method, path, { token: chen, body });
+        const answer = await request(method, path, { as: chen, body });
         // A gateway trusts only its own hospital's tokens: Riverside's Dr Chen is unknown at St Mary's gateway.
         if (path.startsWith('/gateway/')) assert.equal(answer.status, 401, `${method} ${path}`);
         else assert.equal(answer.status, 403, `${method} ${path}`);
       }
-      const patientToken = cast.patient.session.token;
-      assert.equal((await request('POST', '/gateway/fhir', { token: patientToken, body: JSON.stringify(bundle) })).status, 403);
-      assert.equal((await request('POST', '/gateway/patients', { token: patientToken, body: JSON.stringify({ fhirId: 'x', patient }) })).status, 403);
-      assert.equal((await request('POST', `/cloud/patients/${patient}/emergency-read`, { token: patientToken, body: JSON.stringify({ category: 'lab', reason: 'x' }) })).status, 403);
+      const patientSession = cast.patient.session;
+      assert.equal((await request('POST', '/gateway/fhir', { as: patientSession, body: JSON.stringify(bundle) })).status, 403);
+      assert.equal((await request('POST', '/gateway/patients', { as: patientSession, body: JSON.stringify({ fhirId: 'x', patient }) })).status, 403);
+      assert.equal((await request('POST', `/cloud/patients/${patient}/emergency-read`, { as: patientSession, body: JSON.stringify({ category: 'lab', reason: 'x' }) })).status, 403);
     });
 
     test('malformed FHIR, oversized bodies and wrong content types are refused and store nothing', async () => {
-      const gw = cast.gateway.session.token;
+      const gw = cast.gateway.session;
       const before = (await cast.patient.records()).length;
       const patientEntry = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!;
       const cases: Array<[string, string | Buffer, string, number]> = [
@@ -161,21 +277,21 @@ for (const { label, db } of databases) {
         ['XML', '<Bundle xmlns="http://hl7.org/fhir"/>', 'application/fhir+xml', 415],
       ];
       for (const [what, body, type, status] of cases) {
-        const answer = await request('POST', '/gateway/fhir', { token: gw, body, type });
+        const answer = await request('POST', '/gateway/fhir', { as: gw, body, type });
         assert.equal(answer.status, status, what);
         assert.match(answer.type, /^application\/problem\+json/, what);
       }
       const bigCloudBody = JSON.stringify({ reencryptionKey: 'A'.repeat(300 * 1024) });
-      assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { token: cast.patient.session.token, body: bigCloudBody })).status, 413);
-      assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { token: cast.patient.session.token, body: JSON.stringify({ reencryptionKey: 'AAAA' }) })).status, 400);
+      assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: bigCloudBody })).status, 413);
+      assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: JSON.stringify({ reencryptionKey: 'AAAA' }) })).status, 400);
       assert.equal((await cast.patient.records()).length, before);
     });
 
     test('unknown fields in a body or query are 400 problems naming the field, not silently dropped', async () => {
       const answers = [
-        await request('POST', `/cloud/patients/${patient}/read`, { token: cast.chen.session.token, body: JSON.stringify({ category: 'lab', asRole: 'admin' }) }),
-        await request('GET', `/cloud/patients/${patient}/records?category=lab&asRole=admin`, { token: cast.patient.session.token }),
-        await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { token: cast.patient.session.token, body: JSON.stringify({ allowed: true, policy: 'role:any' }) }),
+        await request('POST', `/cloud/patients/${patient}/read`, { as: cast.chen.session, body: JSON.stringify({ category: 'lab', asRole: 'admin' }) }),
+        await request('GET', `/cloud/patients/${patient}/records?category=lab&asRole=admin`, { as: cast.patient.session }),
+        await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { as: cast.patient.session, body: JSON.stringify({ allowed: true, policy: 'role:any' }) }),
       ];
       for (const [i, answer] of answers.entries()) {
         assert.equal(answer.status, 400);
@@ -185,22 +301,24 @@ for (const { label, db } of databases) {
     });
 
     test('injection strings and path traversal in every parameter are 400/404 problems and change nothing', async () => {
-      const token = cast.patient.session.token;
-      const chen = cast.chen.session.token;
+      const own = cast.patient.session;
+      const chen = cast.chen.session;
+      // St Mary's gateway takes only St Mary's tokens.
+      const stMarysDoctor = await cast.registerAndLogin('st-marys', 'injection-doctor', ['role:doctor']);
       const hostile = ["'; DROP TABLE cloud_records; --", "lab' OR '1'='1", '../../etc/passwd', '..%2F..%2Fetc', '%00', 'psn:aaaaaaaaaaaaaaaa/../../x', '$(id)', '<script>alert(1)</script>', 'a'.repeat(1000)];
       for (const value of hostile) {
         const enc = encodeURIComponent(value);
         const answers = [
-          await request('GET', `/cloud/patients/${enc}/records`, { token }),
-          await request('GET', `/cloud/patients/${patient}/records?category=${enc}`, { token }),
-          await request('POST', `/cloud/patients/${patient}/read`, { token: chen, body: JSON.stringify({ category: value }) }),
-          await request('POST', `/cloud/patients/${patient}/read`, { token: chen, body: JSON.stringify({ category: 'lab', recordIds: [value] }) }),
-          await request('DELETE', `/cloud/patients/${patient}/delegations/${enc}`, { token }),
-          await request('GET', `/cloud/patients/${enc}/platform-emergency`, { token }),
-          await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { token, body: JSON.stringify({ allowed: value }) }),
-          await request('GET', `/gateway/fhir/Patient/${enc}/records?category=lab`, { token: chen }),
-          await request('POST', '/gateway/patients', { token: cast.gateway.session.token, body: JSON.stringify({ fhirId: value, patient }) }),
-          await request('POST', '/gateway/patients', { token: cast.gateway.session.token, body: JSON.stringify({ fhirId: 'x', patient: value }) }),
+          await request('GET', `/cloud/patients/${enc}/records`, { as: own }),
+          await request('GET', `/cloud/patients/${patient}/records?category=${enc}`, { as: own }),
+          await request('POST', `/cloud/patients/${patient}/read`, { as: chen, body: JSON.stringify({ category: value }) }),
+          await request('POST', `/cloud/patients/${patient}/read`, { as: chen, body: JSON.stringify({ category: 'lab', recordIds: [value] }) }),
+          await request('DELETE', `/cloud/patients/${patient}/delegations/${enc}`, { as: own }),
+          await request('GET', `/cloud/patients/${enc}/platform-emergency`, { as: own }),
+          await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { as: own, body: JSON.stringify({ allowed: value }) }),
+          await request('GET', `/gateway/fhir/Patient/${enc}/records?category=lab`, { as: stMarysDoctor }),
+          await request('POST', '/gateway/patients', { as: cast.gateway.session, body: JSON.stringify({ fhirId: value, patient }) }),
+          await request('POST', '/gateway/patients', { as: cast.gateway.session, body: JSON.stringify({ fhirId: 'x', patient: value }) }),
         ];
         answers.forEach((answer, i) => {
           assert.ok([400, 404].includes(answer.status), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
@@ -228,20 +346,57 @@ for (const { label, db } of databases) {
       }
     });
 
+    test('behind a trusted proxy a proof names the public URL and throttling counts each client; without trust the forwarded headers are ignored', async () => {
+      const path = `/cloud/patients/${patient}/records?category=lab`;
+      const publicUrl = new URL(path, 'https://medshare.example');
+      const forwarded = (client: string) => ({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'medshare.example', 'x-forwarded-for': client });
+      // The test platform trusts no proxy: a proof for the public URL is for another request than the one it sees.
+      const untrusted = await fetch(new URL(path, cast.base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+      assert.equal(untrusted.status, 401);
+      assert.match(((await untrusted.json()) as { detail: string }).detail, /another request/);
+      const proxied = await createPlatform({ databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb }, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
+      try {
+        const base = proxied.urls.cloud;
+        const viaProxy = await fetch(new URL(path, base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+        assert.equal(viaProxy.status, 200, `the proof for the public URL is accepted behind the trusted proxy: ${await viaProxy.text()}`);
+        const statuses = async (client: string, n: number) => {
+          const seen: number[] = [];
+          for (let i = 0; i < n; i++) seen.push((await fetch(new URL(path, base), { headers: forwarded(client) })).status);
+          return seen;
+        };
+        assert.deepEqual(await statuses('10.0.0.1', 5), [401, 401, 401, 401, 429], 'one client over its budget');
+        assert.deepEqual(await statuses('10.0.0.2', 1), [401], 'another client behind the same proxy keeps its own');
+      } finally {
+        await proxied.close();
+      }
+    });
+
+    test("one hospital's administrator token registers and administers nobody at another hospital", async () => {
+      const stMarys = ADMINS['st-marys']!;
+      const body = JSON.stringify({ username: 'level5', password: 'a long enough passphrase', attributes: ['role:doctor', 'level=5'], scopes: ['user/*.rs'] });
+      assert.ok([401, 403].includes((await request('POST', '/identity/riverside/users', { token: stMarys, body })).status), 'register at Riverside');
+      for (const action of ['disable', 'revoke-sessions', 'unlock']) {
+        assert.ok([401, 403].includes((await request('POST', `/identity/riverside/admin/users/chen/${action}`, { token: stMarys })).status), action);
+      }
+      const attributes = await request('PUT', '/identity/riverside/admin/users/chen/attributes', { token: stMarys, body: JSON.stringify({ attributes: ['role:doctor', 'dept:cardiology', 'level=5'] }) });
+      assert.ok([401, 403].includes(attributes.status), 'attributes');
+      assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length, 'Chen is untouched');
+      assert.equal((await request('POST', '/identity/riverside/users', { token: ADMINS['riverside']!, body })).status, 201, "Riverside's own token does");
+    });
+
     test('expired and revoked tokens are refused', async () => {
-      const chen = cast.chen.session.token;
-      assert.equal((await request('GET', `/cloud/patients/${patient}/records?category=lab`, { token: chen })).status, 200);
+      const chen = cast.chen.session;
+      assert.equal((await request('GET', `/cloud/patients/${patient}/records?category=lab`, { as: chen })).status, 200);
       offsetMs = 10 * 60 * 1000;
       try {
-        const answer = await request('GET', `/cloud/patients/${patient}/records?category=lab`, { token: chen });
+        const answer = await request('GET', `/cloud/patients/${patient}/records?category=lab`, { as: chen });
         assert.equal(answer.status, 401);
         assert.match(answer.body.detail, /expired|exp/);
       } finally {
         offsetMs = 0;
       }
-      const patientToken = cast.patient.session.token;
-      assert.equal((await request('POST', '/identity/st-marys/logout', { token: patientToken })).status, 204);
-      assert.equal((await request('GET', `/cloud/patients/${patient}/access-log`, { token: patientToken })).status, 401);
+      assert.equal((await request('POST', '/identity/st-marys/logout', { token: cast.patient.session.token })).status, 204);
+      assert.equal((await request('GET', `/cloud/patients/${patient}/access-log`, { as: cast.patient.session })).status, 401);
     });
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {

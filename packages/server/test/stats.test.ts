@@ -353,8 +353,8 @@ test('over HTTP: researchers need role:researcher, hospitals post signed message
     const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
     assert.equal(anonymous.status, 401);
     const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
-    await assert.rejects(new StatsClient(cast.base, doctor.token).submit(query), (e: { status?: number }) => e.status === 403);
-    const researcher = new StatsClient(cast.base, (await cast.registerAndLogin('riverside', 'res', ['role:researcher'])).token);
+    await assert.rejects(new StatsClient(doctor).submit(query), (e: { status?: number }) => e.status === 403);
+    const researcher = new StatsClient(await cast.registerAndLogin('riverside', 'res', ['role:researcher']));
     await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
     const { queryId } = await researcher.submit(query);
     const people = fc.sample(person, { numRuns: 60, seed: 3 });

@@ -15,8 +15,8 @@ import type { Command } from 'commander';
 import { curve, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import {
-  agentPseudonym, consortiumToJson, everyValue, formConsortium, GatewayClient, HospitalStatsClient, issuerOf, PatientClient, PlatformClient, StatsClient, StatsHospital,
-  tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
+  agentPseudonym, consortiumToJson, everyValue, formConsortium, GatewayClient, HospitalStatsClient, issuerOf, PatientClient, PlatformClient, roleScopes, StatsClient,
+  StatsHospital, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
 import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
@@ -81,9 +81,8 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
-      // SMART scopes: the patient reads her own records, staff read as users.
-      const scopes = attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
-      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes });
+      // SMART scopes: the patient reads her own records, the EHR system uploads, staff read as users.
+      const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: roleScopes(attributes) });
       names.set(agentPseudonym(issuerOf(hospital), enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };
@@ -170,7 +169,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
         agents.set(hospital, new HospitalStatsClient(base, agent));
       }
       const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
-      researcher = new StatsClient(base, (await client.login('riverside', 'researcher', password, totpSecret)).token);
+      researcher = new StatsClient(await client.login('riverside', 'researcher', password, totpSecret));
       const { queryId } = await researcher.submit(STATS_QUERY);
       for (const [i, hospital] of HOSPITALS.entries()) await agents.get(hospital)!.contribute(queryId, demoCohort(hospital, 300 + 100 * i));
       for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);

@@ -72,3 +72,19 @@ export function grantsCategory(
     return scope.categories.length === 0 || scope.categories.some((code) => FHIR_CATEGORY_CODES[code] === category);
   });
 }
+
+/**
+ * Whether any of `scopes` allows `interaction` (`c` create, `u` update, ...) on one resource of `resourceType`
+ * going into record category `category`, in `context`: a scope of that context allowing the interaction, on `*` or
+ * that type, and, with `category=` criteria, one whose code names that category.
+ */
+export function grantsResource(
+  scopes: readonly string[], contexts: readonly SmartScope['context'][], resourceType: string, category: string, interaction: 'c' | 'r' | 'u' | 'd' | 's',
+): boolean {
+  return scopes.some((text) => {
+    const scope = parseSmartScope(text);
+    if (!scope || !contexts.includes(scope.context) || !scope.interactions.has(interaction)) return false;
+    if (scope.resourceType !== '*' && scope.resourceType !== resourceType) return false;
+    return scope.categories.length === 0 || scope.categories.some((code) => FHIR_CATEGORY_CODES[code] === category);
+  });
+}

@@ -16,6 +16,7 @@
  * (never stored in the database), each under a context naming its table, column and row, so a wrapped value copied
  * to another row does not unwrap there.
  */
+import { MalformedInputError } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey, Queryable } from '@medshare/db';
 import type {
   AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredCredential, StoredSigningKey,
@@ -154,20 +155,25 @@ export class SqlTicketStore<T> implements TicketStore<T> {
   }
 }
 
-/** Nonces of one scope (e.g. the trusted authority's used tokens). */
+/**
+ * Nonces of one scope (e.g. the trusted authority's used tokens), in `identity_nonces` or in another table of the
+ * same shape (scope, nonce, expires_at_ms; primary key scope, nonce) that a service without identity tables keeps.
+ */
 export class SqlNonceCache implements NonceCache {
-  constructor(private readonly db: Database, private readonly scope: string) {}
+  constructor(private readonly db: Database, private readonly scope: string, private readonly table = 'identity_nonces') {
+    if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
+  }
 
   async add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean> {
     // Inserted, or an expired entry replaced: a row comes back. A live entry (a replay) is left alone: none does.
     const rows = await this.db.query(
-      `INSERT INTO identity_nonces (scope, nonce, expires_at_ms) VALUES ($1, $2, $3)
-       ON CONFLICT (scope, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms WHERE identity_nonces.expires_at_ms <= $4
+      `INSERT INTO ${this.table} (scope, nonce, expires_at_ms) VALUES ($1, $2, $3)
+       ON CONFLICT (scope, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms WHERE ${this.table}.expires_at_ms <= $4
        RETURNING nonce`,
       [this.scope, nonce, expiresAtMs, nowMs],
     );
     if (rows.rows.length === 0) return false;
-    await sweep(this.db, 'identity_nonces', 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs]);
+    await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs]);
     return true;
   }
 }

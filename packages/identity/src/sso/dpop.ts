@@ -39,6 +39,12 @@ export function proofTarget(url: string | URL): string {
 export class DpopKey {
   private constructor(private readonly privateKey: CryptoKey, readonly publicJwk: JWK, readonly thumbprint: string, private readonly now: () => number) {}
 
+  /** A proof key over an existing Ed25519 key pair (a hospital's token-signing key, see SigningKeyRing.proofKey). */
+  static async fromKeyPair(privateKey: CryptoKey, publicJwk: JWK, now: () => number = Date.now): Promise<DpopKey> {
+    const jwk = { kty: publicJwk.kty, crv: publicJwk.crv, x: publicJwk.x } as JWK;
+    return new DpopKey(privateKey, jwk, await calculateJwkThumbprint(jwk), now);
+  }
+
   /** A fresh key (non-extractable: it never leaves this process); `now` dates its proofs. */
   static async generate(now: () => number = Date.now): Promise<DpopKey> {
     const { privateKey, publicKey } = await generateKeyPair(ALGORITHM, { crv: 'Ed25519' });
@@ -64,7 +70,7 @@ export interface ProofExpectation {
   readonly accessToken?: string;
   /** The nonce the server handed out. */
   readonly nonce?: string;
-  /** The thumbprint the proof's key must have (`cnf.jkt` of the token, or a session's key). */
+  /** The thumbprint the proof's key must have (`cnf.jkt` of the token, or a session's key); absent: the caller checks it. */
   readonly thumbprint?: string;
 }
 

@@ -18,7 +18,7 @@
  * its header to the very key object that verified it (a rotated, retired or refetched key means a full check);
  * every claim and the session are checked on every verification, and a token near its expiry is checked in full.
  */
-import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters, type CompactJWSHeaderParameters } from 'jose';
+import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, type CryptoKey, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters, type CompactJWSHeaderParameters } from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { SessionStore } from '../stores.ts';
 import { MAX_TOKEN_CHARS, TOKEN_ALGORITHM, TOKEN_TYPE, type VerifiedToken } from './claims.ts';
@@ -152,6 +152,22 @@ export class TokenVerifier {
     private readonly options: { clockToleranceSeconds?: number; maxLifetimeSeconds?: number; now?: () => number } = {},
   ) {
     this.audienceList = typeof audience === 'string' ? [audience] : [...audience];
+  }
+
+  /**
+   * Whether `issuer` is a trusted member whose published keys include the key with RFC 7638 thumbprint `thumbprint`
+   * (key ids are thumbprints, keyring.ts). Never throws.
+   */
+  async issuerHoldsKey(issuer: string, thumbprint: string): Promise<boolean> {
+    const trusted = this.trust.lookup(issuer);
+    if (!trusted) return false;
+    try {
+      const key = await trusted.keys({ alg: TOKEN_ALGORITHM, kid: thumbprint }, { protected: '', payload: '', signature: '' });
+      const jwk = await exportJWK(key as CryptoKey);
+      return (await calculateJwkThumbprint(jwk)) === thumbprint;
+    } catch {
+      return false;
+    }
   }
 
   /** Verifies a token (see the module comment); AccessDeniedError names the failed check. */

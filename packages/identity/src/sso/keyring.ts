@@ -10,6 +10,7 @@
  */
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { MemorySigningKeyStore } from '../memory-stores.ts';
+import { DpopKey } from './dpop.ts';
 import type { SigningKeyStore, StoredSigningKey } from '../stores.ts';
 
 /** Signing keys of one issuer. */
@@ -36,6 +37,15 @@ export class SigningKeyRing {
   /** The key new tokens are signed with. */
   get current(): { kid: string; privateKey: CryptoKey } {
     return this.signer;
+  }
+
+  /**
+   * The current key as a DPoP proof key: the hospital's own services sign with it the proofs of calls they make for
+   * the hospital's users with those users' tokens (the gateway → the cloud; dpop/verify.ts `issuerProofs`).
+   */
+  proofKey(): Promise<DpopKey> {
+    const current = this.keys[this.keys.length - 1]!;
+    return DpopKey.fromKeyPair(this.signer.privateKey, current.publicJwk, this.now);
   }
 
   /** Makes a fresh key current and retires the previous one; returns the new key id. */

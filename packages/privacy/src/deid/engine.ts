@@ -56,8 +56,7 @@ interface Run {
   context: ResourceContext;
   /** The top-level resource: its id is the `resource`-scope date-shift prefix, as in the reference tool. */
   top: JsonObject;
-  /** Nodes processed by an earlier rule, which later rules leave alone (first rule wins). */
-  visited: Set<TypedNode>;
+  /** Nodes processed by an earlier rule, which later rules leave alone (first rule wins), are marked `visited`. */
   /** Substituted nodes: everything below them counts as visited. */
   sealed: Set<TypedNode>;
 }
@@ -65,10 +64,14 @@ interface Run {
 /** De-identifies FHIR resources under one configuration. */
 export class Deidentifier {
   private readonly dictionary: string[];
+  /** The form-keeping hash under this configuration's key, made once (not a closure per hashed value). */
+  private readonly keepFormHash: (id: string) => string;
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
+    const key = config.parameters.cryptoHashKey;
+    this.keepFormHash = (id) => formKeepingHash(id, key);
     for (const rule of config.rules) {
       if (rule.cases) {
         this.generalizers.set(rule, rule.cases.map((c) => ({ condition: compileValueExpression(c.condition), expression: compileValueExpression(c.expression) })));
@@ -117,7 +120,7 @@ export class Deidentifier {
   processResource(resource: JsonObject, context: ResourceContext = {}): JsonObject {
     if (typeof resource['resourceType'] !== 'string') throw new MalformedInputError('not a FHIR resource: missing resourceType');
     try {
-      this.visitResource(resource, false, { context, top: resource, visited: new Set(), sealed: new Set() });
+      this.visitResource(resource, false, { context, top: resource, sealed: new Set() });
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
@@ -169,7 +172,7 @@ export class Deidentifier {
   private processRecursive(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     if (isVisited(node, run)) return;
     this.applyMethod(rule, node, run, labels);
-    run.visited.add(node);
+    node.visited = true;
     for (const child of node.children) if (!child.nested) this.processRecursive(rule, child, run, labels);
   }
 
@@ -233,7 +236,7 @@ export class Deidentifier {
     const key = this.config.parameters.cryptoHashKey;
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
     if (!this.config.parameters.cryptoHashKeepsForm) return isReference ? cryptoHashReference(value, key) : cryptoHash(value, key);
-    const hash = (id: string) => formKeepingHash(id, key);
+    const hash = this.keepFormHash;
     if (node.key === 'url' && node.parentNode?.key === 'request') {
       const path = value.split('?')[0] ?? '';
       return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
@@ -244,13 +247,13 @@ export class Deidentifier {
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
   private perturb(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     const target = NUMBER_TYPES.has(node.type) ? node : QUANTITY_TYPES.has(node.type) ? node.children.find((c) => c.key === 'value') : undefined;
-    if (!target || typeof target.value !== 'number' || run.visited.has(target)) return;
+    if (!target || typeof target.value !== 'number' || target.visited) return;
     let next = perturbNumber(target.value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(target.type));
     if (target.type === 'positiveInt' && next <= 0) next = 1;
     if (target.type === 'unsignedInt' && next < 0) next = 0;
     writeValue(target, next);
     target.value = next;
-    for (const below of descendants(node)) run.visited.add(below);
+    for (const below of descendants(node)) below.visited = true;
     labels.add('PERTURBED');
   }
 
@@ -313,7 +316,7 @@ function setValue(node: TypedNode, _run: Run, labels: Set<Label>, next: unknown,
 }
 
 function isVisited(node: TypedNode, run: Run): boolean {
-  if (run.visited.has(node)) return true;
+  if (node.visited) return true;
   if (run.sealed.size === 0) return false;
   for (let current: TypedNode | undefined = node; current; current = current.parentNode) if (run.sealed.has(current)) return true;
   return false;
@@ -370,7 +373,7 @@ function substitute(node: TypedNode, replaceWith: unknown, run: Run): void {
 function markKept(node: TypedNode, run: Run, keep: Set<TypedNode>): boolean {
   let kept = false;
   for (const child of node.children) kept = markKept(child, run, keep) || kept;
-  if (kept || run.visited.has(node)) {
+  if (kept || node.visited) {
     keep.add(node);
     return true;
   }
@@ -379,13 +382,13 @@ function markKept(node: TypedNode, run: Run, keep: Set<TypedNode>): boolean {
 
 /** Writes `replacement` into the node's place, keeping processed descendants. */
 function substituteNode(node: TypedNode, replacement: unknown, run: Run, keep: Set<TypedNode>): void {
-  if (run.visited.has(node)) return;
+  if (node.visited) return;
   const complex = node.value !== null && typeof node.value === 'object';
   if (replacement === null ? !complex : typeof replacement !== 'object') {
     // The primitive's own value; its id and extensions (children) go unless processed before.
     writeValue(node, replacement === null ? REMOVED : replacement);
     for (const child of node.children) {
-      if (run.visited.has(child)) continue;
+      if (child.visited) continue;
       if (keep.has(child)) substituteNode(child, null, run, keep);
       else removeNode(child);
     }
@@ -409,7 +412,7 @@ function substituteNode(node: TypedNode, replacement: unknown, run: Run, keep: S
     const children = byName.get(name) ?? [];
     let i = 0;
     for (const child of children) {
-      if (run.visited.has(child)) i++;
+      if (child.visited) i++;
       else if (i < targets.length) substituteNode(child, targets[i++], run, keep);
       else if (keep.has(child)) substituteNode(child, null, run, keep);
       else removeNode(child);
@@ -424,7 +427,7 @@ function substituteNode(node: TypedNode, replacement: unknown, run: Run, keep: S
   for (const [name, children] of byName) {
     if (name in target) continue;
     for (const child of children) {
-      if (run.visited.has(child)) continue;
+      if (child.visited) continue;
       if (keep.has(child)) substituteNode(child, null, run, keep);
       else removeNode(child);
     }

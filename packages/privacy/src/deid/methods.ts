@@ -43,10 +43,10 @@ const LITERAL_REFERENCES = [
  */
 export function cryptoHashReference(reference: string, key: string, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
   if (reference.startsWith('#')) return `#${hash(reference.slice(1))}`;
-  for (const pattern of LITERAL_REFERENCES) {
-    const match = pattern.exec(reference);
-    if (match) return `${match[1]}${hash(match[2] ?? '')}${match[3] ?? ''}`;
-  }
+  // Only the pattern its scheme can match is tried (the first one is an alternation of every resource type).
+  const pattern = reference.startsWith('urn:uuid:') ? LITERAL_REFERENCES[2]! : reference.startsWith('urn:oid:') ? LITERAL_REFERENCES[1]! : LITERAL_REFERENCES[0]!;
+  const match = pattern.exec(reference);
+  if (match) return `${match[1]}${hash(match[2] ?? '')}${match[3] ?? ''}`;
   return hash(reference);
 }
 

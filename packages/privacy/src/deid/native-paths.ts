@@ -33,6 +33,10 @@ export interface TypedNode extends NodeLocation {
   parentNode: TypedNode | undefined;
   /** A nested resource (contained, Bundle entry, Parameters resource): listed, not entered. */
   nested: boolean;
+  /** Its element name (`value` for `valueQuantity`). */
+  name: string;
+  /** Processed by a rule already (the engine's first-rule-wins mark; a node belongs to one processing run). */
+  visited: boolean;
 }
 
 /** Every element of one resource (nested resources are listed but not entered), indexed for rule evaluation. */
@@ -40,7 +44,8 @@ export interface NodeIndex {
   root: TypedNode;
   all: TypedNode[];
   byType: Map<string, TypedNode[]>;
-  byName: Map<string, TypedNode[]>;
+  /** The nodes of an element name (a choice element under both names: `value` and `valueQuantity`); built on first use. */
+  byName(name: string): TypedNode[] | undefined;
   /** The nodes whose JSON parent is a given object (to map fhirpath results back to nodes); built on first use. */
   byParent(parent: object): TypedNode[] | undefined;
   /** Nested resources, in document order. */
@@ -120,10 +125,23 @@ const NO_CHILDREN: TypedNode[] = [];
 /** Walks a resource once, typing every element. */
 export function indexResource(resource: JsonObject): NodeIndex {
   const rootType = String(resource['resourceType']);
-  const root: TypedNode = { parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType, children: [], parentNode: undefined, nested: false };
+  const root: TypedNode = {
+    parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType, children: [], parentNode: undefined, nested: false, name: 'root', visited: false,
+  };
   let byParent: Map<object, TypedNode[]> | undefined;
+  let byName: Map<string, TypedNode[]> | undefined;
   const index: NodeIndex = {
-    root, all: [], byType: new Map(), byName: new Map(), resources: [],
+    root, all: [], byType: new Map(), resources: [],
+    byName: (name) => {
+      if (!byName) {
+        byName = new Map();
+        for (const node of index.all) {
+          push(byName, node.name, node);
+          if (node.name !== node.key) push(byName, node.key, node);
+        }
+      }
+      return byName.get(name);
+    },
     byParent: (parent) => {
       if (!byParent) {
         byParent = new Map();
@@ -136,14 +154,12 @@ export function indexResource(resource: JsonObject): NodeIndex {
     const nested = item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string';
     const node: TypedNode = {
       parent: object, key, index: i, type: nested ? String((item as JsonObject)['resourceType']) : info.type, value: item ?? undefined,
-      typePath: info.next, children: NO_CHILDREN, parentNode, nested,
+      typePath: info.next, children: NO_CHILDREN, parentNode, nested, name: info.name, visited: false,
     };
     if (parentNode.children === NO_CHILDREN) parentNode.children = [node];
     else parentNode.children.push(node);
     index.all.push(node);
     push(index.byType, node.type, node);
-    push(index.byName, info.name, node);
-    if (info.name !== key) push(index.byName, key, node);
     if (nested) index.resources.push(node);
     else if (item !== null && typeof item === 'object') visit(item as JsonObject, info.next, node);
     else {
@@ -232,7 +248,7 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
   return (index) => {
     let nodes: TypedNode[];
     if (byType !== undefined) nodes = index.byType.get(byType) ?? [];
-    else if (byName !== undefined) nodes = index.byName.get(byName) ?? [];
+    else if (byName !== undefined) nodes = index.byName(byName) ?? [];
     else if (typeName === undefined) nodes = [index.root];
     else nodes = typeName === index.root.type || typeName === 'Resource' || typeName === 'DomainResource' ? [index.root] : [];
     for (const step of steps) nodes = step(nodes, index);

@@ -1,5 +1,6 @@
 /**
- * The cloud's HTTP API (Fastify). Every route needs a platform SSO token; bodies are JSON with schemas and limits.
+ * The cloud's HTTP API (Fastify). Every route needs a platform SSO token bound to the caller's device key and a
+ * DPoP proof of that key for the request (identity's dpop/verify.ts, checked before the body is read); bodies are JSON with schemas and limits.
  * Reading and searching records also need a SMART scope for their category (scopes.ts).
  *
  *   PUT    /patients/:patient                      (patient) { publicKeys }        register her signed key bundle
@@ -19,13 +20,16 @@
  *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
  *   POST   /receipts                               (gateway) { entries } inclusion bundles of ledger entries, witnessed
+ *   GET    /patients/:patient/research-consent     (patient) whether she consents to de-identified research release
+ *   PUT    /patients/:patient/research-consent     (patient) { allowed } give or withdraw it
+ *   POST   /patients/:patient/research-exports     (gateway) { profile, digest, resources } record a release (403 without consent)
  *
  * The gateway routes take `role:gateway` tokens of any hospital on the cloud's trust list; the record source is
  * the token's hospital. They carry ciphertexts, hashed record ids and emergency capsules/grants only.
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
-import type { TokenVerifier } from '@medshare/identity';
+import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
@@ -36,7 +40,8 @@ import type { CloudService } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
-  readonly verifier: TokenVerifier;
+  /** Checks the caller's DPoP-bound token and proof. */
+  readonly verifier: SenderConstrainedVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
 }
@@ -91,6 +96,7 @@ const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base6
 export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
   useProblems(app);
   const { cloud, verifier, categories } = options;
+  senderConstrained(app, verifier);
   const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
 
   app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>('/patients/:patient', {
@@ -269,5 +275,32 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   }, async (request) => {
     requireRole(await caller(request), 'gateway');
     return { bundles: await cloud.receipts(request.body.entries) };
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/research-consent', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return cloud.researchConsent(who, patientParam(request.params.patient));
+  });
+
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/research-consent', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return cloud.setResearchConsent(who, patientParam(request.params.patient), request.body.allowed);
+  });
+
+  app.post<{ Params: { patient: string }; Body: { profile: string; digest: string; resources: number } }>('/patients/:patient/research-exports', {
+    bodyLimit: SMALL_BODY,
+    schema: {
+      params: patientParams,
+      body: {
+        type: 'object', required: ['profile', 'digest', 'resources'], additionalProperties: false,
+        properties: { profile: CATEGORY, digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, resources: { type: 'integer', minimum: 1, maximum: 1_000_000 } },
+      },
+    },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    return reply.status(201).send({ ledgerIndex: await cloud.recordResearchExport(who, patientParam(request.params.patient), request.body) });
   });
 }

@@ -32,6 +32,8 @@ const LEDGER_SOURCE = 'cloud';
 const MAX_RECORDS_PER_EVENT = 64;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const MAX_REASON = 500;
+/** What a research consent is a consent to (its ledger policy hash is this text's). */
+export const RESEARCH_PURPOSE = 'medshare/research-release/v1';
 /** Entries in each of the service's caches of pure decodings (capsules, compiled policies). */
 const MAX_CACHED = 10_000;
 const utf8 = new TextEncoder();
@@ -267,6 +269,41 @@ export class CloudService {
         { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash });
     }
     return this.platformEmergency(caller, patient);
+  }
+
+  /** Whether the patient consents to de-identified research release of her records (the patient only). */
+  async researchConsent(caller: Caller, patient: string): Promise<{ allowed: boolean }> {
+    await this.requireOwner(caller, patient);
+    return { allowed: (await this.store.researchConsent(patient)) === true };
+  }
+
+  /** The patient gives or withdraws research consent; recorded as a consent grant or revocation of RESEARCH_PURPOSE. */
+  async setResearchConsent(caller: Caller, patient: string, allowed: boolean): Promise<{ allowed: boolean }> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.setResearchConsent(patient, allowed)) {
+      await this.audit(caller, patient, allowed ? 'allow research release' : 'refuse research release', 'all', 'success', 0, null,
+        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode(RESEARCH_PURPOSE)) });
+    }
+    return { allowed };
+  }
+
+  /**
+   * A hospital's gateway (role:gateway) is about to release a patient's records de-identified: refused unless she
+   * consents; else recorded on the ledger (the released bundle by hash, its profile as the record's label) and in
+   * her access log, before anything is released. Returns the ledger index. @throws AccessDeniedError, NotFoundError
+   */
+  async recordResearchExport(caller: Caller, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number> {
+    if (caller.role !== 'gateway') throw new AccessDeniedError('a research release is made by a hospital gateway');
+    const consent = await this.store.researchConsent(patient);
+    if (consent === undefined) throw new NotFoundError('no such patient');
+    const event = { type: 'research-export' as const };
+    const touched = [{ hash: release.digest, category: release.profile }];
+    if (!consent) {
+      await this.audit(caller, patient, `research release (${release.profile})`, 'all', 'minor-failure', 0, null, event, touched);
+      throw new AccessDeniedError('the patient has not consented to research release');
+    }
+    const [index] = await this.audit(caller, patient, `research release (${release.profile})`, 'all', 'success', release.resources, null, event, touched);
+    return index!;
   }
 
   /** Record metadata for the patient herself, or for a reader one of whose delegations covers the category. */

@@ -234,6 +234,18 @@ export class CloudStore {
     });
   }
 
+  /** Whether the patient consents to de-identified research release (undefined: not registered). */
+  async researchConsent(patient: string): Promise<boolean | undefined> {
+    const row = (await this.db.query<{ research_consent: boolean }>('SELECT research_consent FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
+    return row?.research_consent;
+  }
+
+  /** Sets the patient's research consent; true when it changed. */
+  async setResearchConsent(patient: string, allowed: boolean): Promise<boolean> {
+    const changed = await this.db.query('UPDATE cloud_patients SET research_consent = $2 WHERE patient = $1 AND research_consent <> $2 RETURNING patient', [patient, allowed]);
+    return changed.rows.length === 1;
+  }
+
   /** Metadata of a patient's records, optionally of one category. */
   async listRecords(patient: string, category?: string): Promise<RecordMeta[]> {
     const rows = await this.db.query<{ record_id: string; patient: string; category: string; source: string; size: number; created_at: unknown }>(

@@ -1,6 +1,8 @@
 /**
  * What a hospital gateway needs from the cloud, as an interface: in production an HTTP client of the cloud's
- * gateway routes (`HttpCloudApi`), authenticated with the hospital's own `role:gateway` token, so the gateway
+ * gateway routes (`HttpCloudApi`), authenticated with its caller's token (a `role:gateway` token of the hospital's
+ * own system, or a user's reading through it) and a DPoP proof signed by the hospital's token-signing key (the
+ * cloud accepts that key's proofs for that hospital's tokens: identity's dpop/verify.ts `issuerProofs`), so the gateway
  * can run in the hospital's domain and the cloud in another. What crosses is what the cloud may hold anyway:
  * pseudonyms, record ids (hashes), categories, ciphertexts, emergency capsules and grants, searchable-index rows and
  * sealed states — never FHIR, FHIR ids or index keywords.
@@ -11,7 +13,8 @@ import { decodeWriterStates, encodeIndexWrites } from '../cloud/index-wire.ts';
 import type { IndexWrite } from '../cloud/search-store.ts';
 import type { ConvertedRecord, UploadOutcome, WriterIndexState } from '../cloud/service.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
-import { callJson } from '../http-client.ts';
+import type { DpopKey } from '@medshare/identity';
+import { callJson, type CallOptions } from '../http-client.ts';
 
 /** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
 export interface PatientKeys {
@@ -35,6 +38,8 @@ export interface CloudApi {
   receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]>;
   /** Converted records of one category for the token's holder. */
   read(token: string, patient: string, category: string): Promise<ConvertedRecord[]>;
+  /** Records a research release on the ledger (AccessDeniedError when the patient has not consented); the entry's index. */
+  recordResearchExport(token: string, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number>;
 }
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -44,9 +49,22 @@ const UPLOAD_TIMEOUT_MS = 300_000;
 
 /** The cloud's gateway routes over HTTP(S). */
 export class HttpCloudApi implements CloudApi {
-  /** `base` is the cloud's URL, or a function giving it (known once the cloud listens). */
-  constructor(base: URL | (() => URL), private readonly timeoutMs = 60_000) {
+  /**
+   * `base` is the cloud's URL, or a function giving it (known once the cloud listens); `proofKey` signs each call's
+   * DPoP proof (the hospital's signing key), without which the cloud refuses the token.
+   */
+  constructor(base: URL | (() => URL), private readonly options: { proofKey?: () => Promise<DpopKey>; timeoutMs?: number } = {}) {
     this.baseOf = base instanceof URL ? () => base : base;
+    this.timeoutMs = options.timeoutMs ?? 60_000;
+  }
+
+  private readonly timeoutMs: number;
+
+  /** `token` with a fresh proof for each attempt of a `method` call. */
+  private auth(method: string, token: string): Pick<CallOptions, 'token' | 'dpop'> {
+    const proofKey = this.options.proofKey;
+    if (proofKey === undefined) return { token };
+    return { token, dpop: async (url) => (await proofKey()).proof(method, url, { accessToken: token }) };
   }
 
   private readonly baseOf: () => URL;
@@ -60,7 +78,7 @@ export class HttpCloudApi implements CloudApi {
   }
 
   async patientKeys(token: string, patient: string): Promise<PatientKeys> {
-    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { token, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
     // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
     return { keys: pre.decodePublicKeys(unb64(answer.publicKeys)), emergencyPolicy: answer.emergencyPolicy ?? undefined };
   }
@@ -76,23 +94,29 @@ export class HttpCloudApi implements CloudApi {
       capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
     };
     // Record ids are deterministic and stored ON CONFLICT DO NOTHING: a repeated upload stores nothing twice.
-    return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { token, body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
+    return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { ...this.auth('POST', token), body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
   }
 
   async indexStates(token: string, patient: string, categories: readonly string[]): Promise<WriterIndexState[]> {
-    const answer = await callJson<{ states: Parameters<typeof decodeWriterStates>[0] }>(this.base, 'POST', this.path(patient, '/index-states'), { token, body: { categories }, idempotent: true, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ states: Parameters<typeof decodeWriterStates>[0] }>(this.base, 'POST', this.path(patient, '/index-states'), { ...this.auth('POST', token), body: { categories }, idempotent: true, timeoutMs: this.timeoutMs });
     return decodeWriterStates(answer.states);
   }
 
   async receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]> {
     if (entries.length === 0) return [];
     // Reading bundles changes nothing: safe to retry.
-    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { token, body: { entries }, idempotent: true, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { ...this.auth('POST', token), body: { entries }, idempotent: true, timeoutMs: this.timeoutMs });
     return answer.bundles;
   }
 
   async read(token: string, patient: string, category: string): Promise<ConvertedRecord[]> {
-    const answer = await callJson<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.base, 'POST', this.path(patient, '/read'), { token, body: { category }, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.base, 'POST', this.path(patient, '/read'), { ...this.auth('POST', token), body: { category }, timeoutMs: this.timeoutMs });
     return answer.records.map((r) => ({ recordId: r.recordId, ciphertext: unb64(r.ciphertext) }));
+  }
+
+  async recordResearchExport(token: string, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number> {
+    // Not retried: a second entry for one release would be a second release on the ledger.
+    const answer = await callJson<{ ledgerIndex: number }>(this.base, 'POST', this.path(patient, '/research-exports'), { ...this.auth('POST', token), body: release, timeoutMs: this.timeoutMs });
+    return answer.ledgerIndex;
   }
 }

@@ -1,28 +1,35 @@
 /**
  * The hospital gateway's FHIR R4 facade (Fastify). Callers are the hospital's own systems with a token of role
- * `gateway` from that hospital; the hospital is the token's. Bodies are `application/fhir+json` or
+ * `gateway` from that hospital; the hospital is the token's. Every route needs the token DPoP-bound and a proof
+ * for the request (identity's dpop/verify.ts, checked before the body is read). Bodies are `application/fhir+json` or
  * `application/json` (anything else is 415), at most 32 MiB (a whole Synthea patient is 0.5-3.2 MB).
  *
  *   POST /patients                        { fhirId, patient }   enrol a FHIR patient under her pseudonym
  *   POST /fhir                            a resource or a transaction Bundle → encrypted and uploaded atomically
  *   GET  /fhir/Patient/:id/records?category=   converted records for the caller, as a FHIR searchset of Binary
  *                                              (a SMART scope to read and search that category, scopes.ts)
+ *   POST /research-exports?profile=       a resource or Bundle of one consenting patient → { profile, released, digest,
+ *                                         ledgerIndex }: de-identified with the hospital's keys, recorded on the
+ *                                         ledger first (research-export.ts); 403 when she has not consented
  */
 import type { FastifyInstance } from 'fastify';
-import type { TokenVerifier } from '@medshare/identity';
+import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import type { CloudApi } from './cloud-api.ts';
 import { FHIR_ID, type CategoryMapping } from './fhir.ts';
+import type { ResearchExporter } from './research-export.ts';
 import type { GatewayService } from './service.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
   readonly cloud: CloudApi;
-  /** Verifies tokens of the gateway's own hospital (its callers are that hospital's systems and staff). */
-  readonly verifier: TokenVerifier;
+  /** Checks the caller's DPoP-bound token (of the gateway's own hospital: its systems and staff) and proof. */
+  readonly verifier: SenderConstrainedVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
+  /** Research release (de-identified FHIR for consenting patients). */
+  readonly exporter: ResearchExporter;
 }
 
 export const GATEWAY_BODY_LIMIT = 32 * 1024 * 1024;
@@ -33,6 +40,7 @@ export const CONVERTED_RECORD_TYPE = 'application/vnd.medshare.pre-converted';
 export async function gatewayPlugin(app: FastifyInstance, options: GatewayPluginOptions): Promise<void> {
   useProblems(app);
   const { gateway, cloud, verifier } = options;
+  senderConstrained(app, verifier);
   // FHIR JSON only: a text/plain body would otherwise reach the handler as a string (415 instead).
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/fhir+json', { parseAs: 'string', bodyLimit: GATEWAY_BODY_LIMIT }, (_request, body, done) => {
@@ -82,5 +90,14 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
       total: records.length,
       entry: records.map((r) => ({ resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(r.ciphertext).toString('base64') } })),
     };
+  });
+
+  app.post<{ Querystring: { profile: string } }>('/research-exports', {
+    bodyLimit: GATEWAY_BODY_LIMIT,
+    schema: { querystring: { type: 'object', required: ['profile'], additionalProperties: false, properties: { profile: { type: 'string', maxLength: 32 } } } },
+  }, async (request) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, 'gateway');
+    return options.exporter.release(caller, request.body, request.query.profile);
   });
 }

@@ -15,6 +15,7 @@ import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError, type Caller } from '../http.ts';
+import { requireWriteScope } from '../scopes.ts';
 import type { CloudApi } from './cloud-api.ts';
 import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
@@ -104,11 +105,13 @@ export class GatewayService {
 
   /**
    * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
-   * obtains, checks and stores the ledger receipts. @throws IntegrityError for a receipt that does not verify.
+   * obtains, checks and stores the ledger receipts. @throws AccessDeniedError when the token has no SMART scope to
+   * write one of the resources; IntegrityError for a receipt that does not verify.
    */
   async upload(caller: Caller, body: unknown): Promise<UploadResult> {
     const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
+    requireWriteScope(caller, resources, this.mapping);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
     const answer = await this.cloud.patientKeys(caller.bearer, patient);
     if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');

@@ -50,6 +50,14 @@ function hospitalUrl(urls: ServiceUrls, hospital: string): URL {
   return url;
 }
 
+/**
+ * One request as `session` to the service at `base`: its token as `Authorization: DPoP`, with a fresh proof of the
+ * session's device key for this method, URL and token for every attempt (the platform refuses the token without one).
+ */
+export function sessionCall<T>(session: Session, base: URL, method: string, path: string, options: Omit<CallOptions, 'token' | 'dpop'> = {}): Promise<T> {
+  return call<T>(base, method, path, { ...options, token: session.token, dpop: (url) => session.device.dpop.proof(method, url, { accessToken: session.token }) });
+}
+
 /** Entry point: registration and login, given the URL of each service. */
 export class PlatformClient {
   constructor(readonly urls: ServiceUrls) {}
@@ -64,12 +72,16 @@ export class PlatformClient {
    * trusted authority) is bound to them, and only they can refresh it or have a CP-ABE key sealed to them.
    */
   async login(hospital: string, username: string, password: string, totpSecret: string): Promise<Session> {
+    return this.loginWithCode(hospital, username, password, () => totp(base32Decode(totpSecret), Date.now() / 1000));
+  }
+
+  /** The same login with a one-time code the user typed (`code` is asked for after the password step). */
+  async loginWithCode(hospital: string, username: string, password: string, code: string | (() => string)): Promise<Session> {
     const base = hospitalUrl(this.urls, hospital);
     const device = await DeviceKeys.generate();
     const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
-    const code = totp(base32Decode(totpSecret), Date.now() / 1000);
     const path = `/identity/${hospital}/login/totp`;
-    const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
+    const body = { ticket, code: typeof code === 'string' ? code : code(), audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
     const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(base, 'POST', path, {
       body, dpop: await device.loginProof(new URL(path, base), challenge),
     });
@@ -121,7 +133,7 @@ export class PatientClient {
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
     await abe.init();
-    await call(this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
+    await sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') } });
   }
 
   /**
@@ -137,13 +149,13 @@ export class PatientClient {
 
   /** Her delegations and her records' emergency capsules whose policy repeats an attribute (to re-issue those still `reissue`). */
   async repeatedAttributePolicies(): Promise<Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>> {
-    return (await call<{ policies: [] }>(this.session.urls.cloud, 'GET', this.path('/repeated-attribute-policies'), { token: this.session.token })).policies;
+    return (await sessionCall<{ policies: [] }>(this.session, this.session.urls.cloud, 'GET', this.path('/repeated-attribute-policies'))).policies;
   }
 
   /** Her records' metadata (optionally one category). */
   async records(category?: string): Promise<RecordMeta[]> {
     const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
+    return (await sessionCall<{ records: RecordMeta[] }>(this.session, this.session.urls.cloud, 'GET', this.path(`/records${query}`))).records;
   }
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
@@ -151,22 +163,22 @@ export class PatientClient {
     await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
-    return call(this.session.urls.cloud, 'POST', this.path('/delegations'), { body, token: this.session.token });
+    return sessionCall(this.session, this.session.urls.cloud, 'POST', this.path('/delegations'), { body });
   }
 
   /** Her active delegations. */
   async delegations(): Promise<Array<{ delegationId: string; category: string; policy: string; emergency: boolean; createdAt: string }>> {
-    return (await call<{ delegations: [] }>(this.session.urls.cloud, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
+    return (await sessionCall<{ delegations: [] }>(this.session, this.session.urls.cloud, 'GET', this.path('/delegations'))).delegations;
   }
 
   /** Revokes a delegation: the cloud deletes the re-encryption key. */
   async revoke(delegationId: string): Promise<void> {
-    await call(this.session.urls.cloud, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
+    await sessionCall(this.session, this.session.urls.cloud, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`));
   }
 
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
-    return (await call<{ entries: AccessEntry[] }>(this.session.urls.cloud, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+    return (await sessionCall<{ entries: AccessEntry[] }>(this.session, this.session.urls.cloud, 'GET', this.path('/access-log'))).entries;
   }
 
   /**
@@ -194,12 +206,22 @@ export class PatientClient {
 
   /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */
   async platformEmergency(): Promise<PlatformEmergencyStatus> {
-    return call(this.session.urls.cloud, 'GET', this.path('/platform-emergency'), { token: this.session.token });
+    return sessionCall(this.session, this.session.urls.cloud, 'GET', this.path('/platform-emergency'));
+  }
+
+  /** Whether she consents to de-identified research release of her records. */
+  async researchConsent(): Promise<{ allowed: boolean }> {
+    return sessionCall(this.session, this.session.urls.cloud, 'GET', this.path('/research-consent'));
+  }
+
+  /** Gives or withdraws her consent to de-identified research release (recorded on the ledger). */
+  async setResearchConsent(allowed: boolean): Promise<{ allowed: boolean }> {
+    return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/research-consent'), { body: { allowed } });
   }
 
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
-    return call(this.session.urls.cloud, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
+    return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/platform-emergency'), { body: { allowed } });
   }
 }
 
@@ -208,27 +230,26 @@ export class PatientClient {
  * with `reason`, the emergency variants (audited as emergency searches and reads).
  */
 export function httpSearchTransport(session: Session, reason?: string): SearchTransport {
-  const { token } = session;
   const base = session.urls.cloud;
   const path = (patient: string, suffix: string) => `/cloud/patients/${encodeURIComponent(patient)}${suffix}`;
   const extra = reason === undefined ? {} : { reason };
   const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
   return {
     async subIndexes(patient, category) {
-      const { subIndexes } = await call<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
-        base, 'POST', path(patient, '/search/indexes'), { body: { category, ...extra }, token });
+      const { subIndexes } = await sessionCall<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
+        session, base, 'POST', path(patient, '/search/indexes'), { body: { category, ...extra } });
       return subIndexes.map((s) => ({ ...s, keyCapsule: bytes(s.keyCapsule), state: bytes(s.state) }));
     },
     async rows(patient, category, labels) {
-      const { values } = await call<{ values: Array<string | null> }>(base, 'POST', path(patient, '/search'),
-        { body: { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra }, token });
+      const { values } = await sessionCall<{ values: Array<string | null> }>(session, base, 'POST', path(patient, '/search'),
+        { body: { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra } });
       return values.map((v) => (v === null ? undefined : bytes(v)));
     },
     async records(patient, category, recordIds) {
       const out: Uint8Array[] = [];
       for (let i = 0; i < recordIds.length; i += 1000) {
-        const { records } = await call<{ records: Array<{ ciphertext: string }> }>(base, 'POST', path(patient, reason === undefined ? '/read' : '/emergency-read'),
-          { body: { category, recordIds: recordIds.slice(i, i + 1000), ...extra }, token });
+        const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(session, base, 'POST', path(patient, reason === undefined ? '/read' : '/emergency-read'),
+          { body: { category, recordIds: recordIds.slice(i, i + 1000), ...extra } });
         out.push(...records.map((r) => bytes(r.ciphertext)));
       }
       return out;
@@ -258,19 +279,19 @@ export class DoctorClient {
   /** Metadata of a patient's records in a category she delegated to this reader. */
   async search(patient: string, category: string): Promise<RecordMeta[]> {
     const path = `/cloud/patients/${encodeURIComponent(patient)}/records?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', path, { token: this.session.token })).records;
+    return (await sessionCall<{ records: RecordMeta[] }>(this.session, this.session.urls.cloud, 'GET', path)).records;
   }
 
   /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
+    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason } });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
@@ -299,13 +320,23 @@ export class GatewayClient {
 
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
-    await call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token, idempotent: true });
+    await sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', { body: { fhirId, patient }, idempotent: true });
+  }
+
+  /**
+   * A research release: the resource or Bundle of one consenting patient, de-identified under `profile` with the
+   * hospital's keys and recorded on the ledger (403 HttpProblemError when she has not consented).
+   */
+  researchExport(resourceOrBundle: unknown, profile: string): Promise<{ profile: string; released: FhirResource; digest: string; ledgerIndex: number }> {
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', `/gateway/research-exports?profile=${encodeURIComponent(profile)}`, {
+      body: resourceOrBundle, contentType: 'application/fhir+json', timeoutMs: UPLOAD_TIMEOUT_MS,
+    });
   }
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/fhir', {
-      body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/fhir', {
+      body: resourceOrBundle, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
     });
   }
 }

@@ -12,7 +12,7 @@
 import type { FastifyInstance } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
-import { TokenVerifier } from '@medshare/identity';
+import { DpopVerifier, SenderConstrainedVerifier, SqlNonceCache, TokenVerifier } from '@medshare/identity';
 import type { AuditLog, TrustPolicy } from '@medshare/ledger';
 import { createConverter } from '../cloud/conversion-pool.ts';
 import { cloudPlugin } from '../cloud/plugin.ts';
@@ -90,13 +90,21 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
-  const verifier = new TokenVerifier(PLATFORM_AUDIENCE, federationTrust(options.hospitals), { now: options.now });
+  // Tokens only with a DPoP proof by the key they are bound to, or by their issuing hospital's signing key (its
+  // gateway calling for its user, dpop/verify.ts); used proofs are kept in the cloud's database, so every cloud
+  // process on it refuses a proof replayed to another.
+  const verifier = new SenderConstrainedVerifier(
+    new TokenVerifier(PLATFORM_AUDIENCE, federationTrust(options.hospitals), { now: options.now }),
+    new DpopVerifier(new SqlNonceCache(db, 'cloud', 'cloud_dpop_nonces'), options.now),
+    { issuerProofs: true },
+  );
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const storage = await StorageAuditCloud.open(db, ledger.log);
   const cloud = new CloudService(store, ledger.log, converter, { storage, ...(emergencyPolicy === null ? {} : { emergencyPolicy }) });
   const app = await serviceApp('MedShare cloud', options);
   await app.register(cloudPlugin, { cloud, verifier, categories: options.categories ?? DEFAULT_CATEGORY_MAPPING, prefix: '/cloud' });
-  await app.register(storageAuditPlugin, { storage, verifier, prefix: '/cloud/storage' });
+  // Bearer tokens still (docs/identity.md §8: its CLI has no device key yet).
+  await app.register(storageAuditPlugin, { storage, verifier: verifier.tokens, prefix: '/cloud/storage' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger.log, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, prefix: '/stats' });
   await ledger.register(app);

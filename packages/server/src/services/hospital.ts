@@ -17,11 +17,12 @@ import type { FastifyInstance } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
+import { ResearchExporter } from '../gateway/research-export.ts';
 import { SearchIndexWriter } from '../gateway/search-index.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { callJson } from '../http-client.ts';
@@ -123,7 +124,8 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   });
   const given = options.cloud;
   const cloudUrl = options.cloudUrl ?? (given instanceof URL || typeof given === 'function' ? given : undefined);
-  const cloud = given instanceof URL || typeof given === 'function' ? new HttpCloudApi(() => resolve(given)) : given;
+  // The gateway's calls to the cloud carry its caller's token with a DPoP proof by this hospital's signing key.
+  const cloud = given instanceof URL || typeof given === 'function' ? new HttpCloudApi(() => resolve(given), { proofKey: () => identity.keys.proofKey() }) : given;
   const witness = await openHospitalWitness(db, {
     kek, hospital: name,
     cloudUrl: () => {
@@ -151,7 +153,11 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     });
   }
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
-  await app.register(gatewayPlugin, { gateway, cloud, verifier: new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), categories, prefix: '/gateway' });
+  // Their tokens only with a DPoP proof of their device key (the identity service's replay cache).
+  const verifier = new SenderConstrainedVerifier(new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), identity.proofs);
+  const exporter = new ResearchExporter(db, kek, { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
+    (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
+  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, prefix: '/gateway' });
   await witness.register(app);
   return { app, name, issuer, identity, witnessKey: witness.verifier.vkey, close: () => app.close() };
 }

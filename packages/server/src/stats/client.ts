@@ -3,7 +3,7 @@
  * the hospital's half of a query against the cloud — fetch the ticket, contribute its encrypted histogram, then,
  * once every member has contributed, fetch the contributions and post its partial decryption of their total.
  */
-import { call } from '../sdk/client.ts';
+import { call, sessionCall, type Session } from '../sdk/client.ts';
 import type { BudgetState } from './budget.ts';
 import type { QueryStatus, Release } from './aggregator.ts';
 import type { StatsResource } from './evaluate.ts';
@@ -12,16 +12,16 @@ import type { Contribution, QueryTicket, StatsHospital } from './hospital.ts';
 const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
 const text = (value: Uint8Array) => Buffer.from(value).toString('base64');
 
-/** A researcher's view of the statistics API, with a platform SSO token carrying role:researcher. */
+/** A researcher's view of the statistics API, as a logged-in session carrying role:researcher (DPoP-bound). */
 export class StatsClient {
   readonly base: URL;
-  constructor(baseUrl: string | URL, private readonly token: string) {
-    this.base = new URL(baseUrl);
+  constructor(private readonly session: Session) {
+    this.base = session.urls.cloud;
   }
 
   /** Submits a query; refused (403/413 as typed errors) outside the allow-list or over budget. */
   submit(query: unknown): Promise<{ queryId: string; queryHash: string; budget: BudgetState }> {
-    return call(this.base, 'POST', '/stats/queries', { body: { query }, token: this.token });
+    return sessionCall(this.session, this.base, 'POST', '/stats/queries', { body: { query } });
   }
 
   status(queryId: string): Promise<QueryStatus> {
@@ -29,11 +29,11 @@ export class StatsClient {
   }
 
   release(queryId: string): Promise<Release> {
-    return call(this.base, 'POST', `/stats/queries/${queryId}/release`, { token: this.token });
+    return sessionCall(this.session, this.base, 'POST', `/stats/queries/${queryId}/release`);
   }
 
   budget(querySet: string): Promise<BudgetState> {
-    return call(this.base, 'GET', `/stats/budgets/${querySet}`, { token: this.token });
+    return sessionCall(this.session, this.base, 'GET', `/stats/budgets/${querySet}`);
   }
 }
 

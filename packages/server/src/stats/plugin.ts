@@ -14,14 +14,15 @@
  *   GET  /budgets/:querySet        (researcher) the query set's privacy budget
  */
 import type { FastifyInstance } from 'fastify';
-import type { TokenVerifier } from '@medshare/identity';
+import type { SenderConstrainedVerifier } from '@medshare/identity';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import type { StatsAggregator } from './aggregator.ts';
 import { consortiumToJson } from './consortium.ts';
 
 export interface StatsPluginOptions {
   readonly stats: StatsAggregator;
-  readonly verifier: TokenVerifier;
+  /** Checks the caller's DPoP-bound token and proof. */
+  readonly verifier: SenderConstrainedVerifier;
 }
 
 const BASE64 = { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' } as const;

@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { TokenVerifier } from '@medshare/identity';
-import { authenticate, requireRole, useProblems } from '../http.ts';
+import { authenticateBearer as authenticate, requireRole, useProblems } from '../http.ts';
 import type { StorageAuditCloud, StorageAuditReport } from './cloud.ts';
 import { WIRE_CHALLENGE_SCHEMA, type WireChallenge } from './wire.ts';
 
