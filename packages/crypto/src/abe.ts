@@ -128,6 +128,40 @@ export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POL
   return program;
 }
 
+/** A policy compiled for headers: its span program and row labels (treated as immutable by every caller). */
+interface CompiledPolicy {
+  readonly program: SpanProgram;
+  readonly labels: readonly Uint8Array[];
+}
+
+/** Bounded: a reader's headers name few distinct policies (one per delegation), and each entry is small. */
+const MAX_COMPILED_POLICIES = 512;
+const compiledPolicies = new Map<string, CompiledPolicy>();
+
+/**
+ * compilePolicy and rowLabels for a header's policy, cached by policy text and limits: decrypting many records of
+ * one policy parses it once. Throws as compilePolicy does (failures are not cached). The least recently used entry
+ * is evicted.
+ */
+function compiledForHeader(policy: string, limits: PolicyLimits): CompiledPolicy {
+  const name = `${limits === DEFAULT_POLICY_LIMITS ? 'default' : JSON.stringify(limits)}\n${policy}`;
+  let compiled = compiledPolicies.get(name);
+  if (compiled !== undefined) {
+    compiledPolicies.delete(name);
+  } else {
+    const program = compilePolicy(policy, limits);
+    compiled = { program, labels: rowLabels(program) };
+    if (compiledPolicies.size >= MAX_COMPILED_POLICIES) compiledPolicies.delete(compiledPolicies.keys().next().value!);
+  }
+  compiledPolicies.set(name, compiled);
+  return compiled;
+}
+
+/** Empties the compiled-policy cache (benchmarks measure decryption with and without it). */
+export function clearPolicyCache(): void {
+  compiledPolicies.clear();
+}
+
 function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEncapsulation): Uint8Array {
   const w = new ByteWriter().raw(authorityId).text(policy);
   for (const q of enc.c0) w.raw(c.g2ToBytesUncompressed(q));
@@ -170,7 +204,7 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const r = envelope.body;
   const authorityId = r.raw(AUTHORITY_ID_BYTES);
   const policy = r.text(limits.maxLength * 4);
-  const program = compilePolicy(policy, limits);
+  const { program, labels } = compiledForHeader(policy, limits);
   const readC0 = () => c.g2FromBytesUncompressed(r.raw(c.G2_UNCOMPRESSED_BYTES), 'ct0');
   const c0: fame.Triple<c.G2> = [readC0(), readC0(), readC0()];
   const rowCount = r.count(limits.maxLeaves, 3 * c.G1_UNCOMPRESSED_BYTES);
@@ -180,7 +214,7 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const chunkSize = r.u32();
   if (chunkSize !== CHUNK_BYTES) throw new MalformedInputError(`unsupported payload chunk size ${chunkSize}`);
   r.end();
-  return { authorityId, policy, program, labels: rowLabels(program), encapsulation: { c0, rows }, bytes: envelope.bytes };
+  return { authorityId, policy, program, labels, encapsulation: { c0, rows }, bytes: envelope.bytes };
 }
 
 function sameAuthority(a: Uint8Array, b: Uint8Array): boolean {

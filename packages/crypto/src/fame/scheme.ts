@@ -216,11 +216,19 @@ function componentsByLabel(userKey: FameUserKey): Map<string, Triple<G1>> {
   return index;
 }
 
-/** Σ γ_i·P_i where γ = undefined stands for 1. */
+/** The map keys of a label list, remembered per list object (a header's labels come from a compiled-policy cache). */
+const labelKeyLists = new WeakMap<readonly Uint8Array[], string[]>();
+function labelKeysOf(labels: readonly Uint8Array[]): string[] {
+  let keys = labelKeyLists.get(labels);
+  if (keys === undefined) labelKeyLists.set(labels, (keys = labels.map(labelKey)));
+  return keys;
+}
+
+/** Σ γ_i·P_i where γ = undefined stands for 1: the unit terms summed inside wasm, the others by one MSM. */
 function weightedSum(terms: Array<[G1, Fr | undefined]>): G1 {
   const unit = terms.filter(([, g]) => g === undefined).map(([p]) => p);
   const scaled = terms.filter((t): t is [G1, Fr] => t[1] !== undefined);
-  let acc = unit.length > 0 ? unit.reduce((x, y) => c.g1Add(x, y)) : undefined;
+  let acc = unit.length > 0 ? c.g1Sum(unit) : undefined;
   if (scaled.length > 0) {
     const msm = c.msmG1(scaled.map(([p]) => p), scaled.map(([, g]) => g));
     acc = acc ? c.g1Add(acc, msm) : msm;
@@ -263,7 +271,7 @@ export function decryptionEquation(userKey: FameUserKey, c0: Triple<G2>, terms: 
  */
 export function decapsulate(userKey: FameUserKey, program: SpanProgram, labels: readonly Uint8Array[], encapsulation: FameEncapsulation): GT {
   const byLabel = componentsByLabel(userKey);
-  const rowKeys = labels.map(labelKey);
+  const rowKeys = labelKeysOf(labels);
   const coefficients = reconstruct(program, (_row, i) => byLabel.has(rowKeys[i]!));
   if (!coefficients) throw new AccessDeniedError('the key does not satisfy the ciphertext policy');
   const terms = [...coefficients].map(([row, gamma]) => ({ gamma, ct: encapsulation.rows[row]!, sk: byLabel.get(rowKeys[row]!)! }));
