@@ -14,7 +14,7 @@ import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
 import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
-import { attributeKey, attributeLabel, quoteIfNeeded, type Attribute } from './policy/ast.ts';
+import { attributeKey, attributeLabel, MAX_INTEGER, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
 import { checkOccurrenceBound, checkOccurrences, DEFAULT_MAX_OCCURRENCES, keyLabels, rowLabels } from './policy/occurrence.ts';
@@ -110,6 +110,18 @@ export function keygen(masterKey: MasterKey, attributes: string | readonly KeyAt
   const maxOccurrences = options.maxOccurrences ?? DEFAULT_MAX_OCCURRENCES;
   const labels = keyLabels(expandKeyAttributes(parsed), maxOccurrences);
   return { authorityId: masterKey.authorityId, attributes: parsed, maxOccurrences, fame: fame.keygen(masterKey.fame, labels) };
+}
+
+/**
+ * Hashes the oracle points of every copy (1..K) of `attributes` into the process's attribute cache, so that the
+ * next keygen naming them does no RFC 9380 hashing (which is most of a cold keygen). An integer attribute is warmed
+ * for every value (both settings of each of its bits), so any key for that name then hits. Returns the labels hashed
+ * now; PolicySyntaxError / LimitExceededError as keygen throws them.
+ */
+export function warmAttributeHashes(attributes: string | readonly KeyAttribute[], options: KeygenOptions = {}): number {
+  const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : parseAttributes(formatAttributes(attributes));
+  const expanded = parsed.flatMap((a): Attribute[] => (a.kind === 'integer' ? [...integerBits(a.name, 0), ...integerBits(a.name, MAX_INTEGER)] : [a]));
+  return fame.warmOracle(keyLabels(expanded, options.maxOccurrences ?? DEFAULT_MAX_OCCURRENCES));
 }
 
 /**

@@ -161,6 +161,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
     proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now), now,
   });
+  // Every key names its hospital: hash those attributes now, in the background, rather than in the first keygens.
+  void authority.warm(options.hospitals.map((hospital) => `hospital:${hospital}`)).catch(() => undefined);
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);

@@ -87,7 +87,7 @@ function oracle(kind: 'attribute' | 'column', data: Uint8Array): OraclePoints {
   ];
 }
 
-/** Bounded caches: hashing to the curve is the costliest part of encryption for a new attribute. */
+/** Bounded caches: hashing to the curve is the costliest part of encryption and keygen for a new attribute. */
 const MAX_CACHED_ATTRIBUTES = 8192;
 const attributeCache = new Map<string, OraclePoints>();
 const columnCache: OraclePoints[] = [];
@@ -95,14 +95,17 @@ const columnCache: OraclePoints[] = [];
 /** A label as a map key. */
 export const labelKey = (label: Uint8Array): string => Buffer.from(label).toString('hex');
 
+/** The oracle points of a label, from the cache when present; the least recently used label is evicted. */
 function attributeOracle(label: Uint8Array): OraclePoints {
   const key = labelKey(label);
   let points = attributeCache.get(key);
-  if (!points) {
+  if (points) {
+    attributeCache.delete(key);
+  } else {
     points = oracle('attribute', label);
     if (attributeCache.size >= MAX_CACHED_ATTRIBUTES) attributeCache.delete(attributeCache.keys().next().value!);
-    attributeCache.set(key, points);
   }
+  attributeCache.set(key, points);
   return points;
 }
 
@@ -115,6 +118,20 @@ function columnOracle(column: number): OraclePoints {
     columnCache[column] = points;
   }
   return points;
+}
+
+/**
+ * Hashes `labels` into the attribute cache now (those already cached are skipped), so that a later keygen or
+ * encryption naming them skips RFC 9380 hashing. Returns how many labels were hashed.
+ */
+export function warmOracle(labels: readonly Uint8Array[]): number {
+  let hashed = 0;
+  for (const label of labels) {
+    if (attributeCache.has(labelKey(label))) continue;
+    attributeOracle(label);
+    hashed++;
+  }
+  return hashed;
 }
 
 /** Empties the hash caches (benchmarks measure cold and warm encryption). */
