@@ -14,6 +14,7 @@ import * as c from '../src/curve/bls12381.ts';
 import * as scheme from '../src/pre/scheme.ts';
 import { AccessDeniedError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
 import { DEFAULT_POLICY_LIMITS } from '../src/policy/parser.ts';
+import { openPayload, PayloadOpener, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { occurrencesNeeded, policyText } from './arbitraries.ts';
 
 let ta: ReturnType<typeof abe.setup>;
@@ -212,5 +213,32 @@ describe('compiled-policy cache', () => {
     assert.throws(() => abe.openHeader(ct, { ...DEFAULT_POLICY_LIMITS, maxLeaves: 2 }), LimitExceededError);
     // The refusal is not cached either: the default limits still accept it.
     assert.equal(abe.openHeader(ct).program.rows.length, 3);
+  });
+});
+
+describe('payload opening without copies', () => {
+  test('opening in random pieces (full chunks in place, partial ones buffered) equals the one-shot opening', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const aad = new Uint8Array(randomBytes(32));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 * SEALED_CHUNK_BYTES }), fc.array(fc.integer({ min: 1, max: 2 * SEALED_CHUNK_BYTES }), { maxLength: 8 }), (size, cuts) => {
+        const plaintext = new Uint8Array(randomBytes(size));
+        const sealed = sealPayload(key, aad, plaintext);
+        assert.deepEqual(openPayload(key, aad, sealed), plaintext);
+        const opener = new PayloadOpener(key, aad);
+        const out: Uint8Array[] = [];
+        let offset = 0;
+        for (const cut of cuts) {
+          // The caller reuses its buffer after each push: the opener must have copied what it kept.
+          const piece = Buffer.from(sealed.subarray(offset, offset + cut));
+          out.push(...opener.push(piece));
+          piece.fill(0);
+          offset = Math.min(sealed.length, offset + cut);
+        }
+        out.push(...opener.push(sealed.subarray(offset)), opener.finish());
+        assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
+      }),
+      { numRuns: 30 },
+    );
   });
 });
