@@ -16,7 +16,7 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verif
 import * as abe from './abe.ts';
 import * as c from './curve/bls12381.ts';
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
-import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
+import { envelopeLength, ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import { AccessDeniedError, IntegrityError, MalformedInputError } from './errors.ts';
 import { CHUNK_BYTES, concatBytes, derivePayloadKey, openPayload, PayloadOpener, PayloadSealer, sealPayload } from './hybrid/stream.ts';
 import * as scheme from './pre/scheme.ts';
@@ -445,6 +445,18 @@ export function convertHeader(rk: ReEncryptionKey, header: RecordHeader): Uint8A
   else throw new AccessDeniedError(`the re-encryption key shares record '${rk.scope.recordId}' only`);
   const body = new ByteWriter().raw(core.bytes).raw(c.gtToBytes(c2Converted)).raw(rk.delegationId).bytes(rk.rk2).finish();
   return sealEnvelope(ObjectType.ConvertedCiphertext, SchemeId.PreToFame, body);
+}
+
+/**
+ * Cloud: splits a stored record ciphertext into its header envelope and its payload (views, no copy) without
+ * validating the header, which `openRecordHeader` does where it is converted: the cloud moves only headers to its
+ * converters and serves the payload as it is stored. IntegrityError if `ciphertext` is shorter than the header it
+ * announces, MalformedInputError if it does not start like a record ciphertext.
+ */
+export function splitRecord(ciphertext: Uint8Array): { header: Uint8Array; payload: Uint8Array } {
+  const length = envelopeLength(ciphertext, ObjectType.PreCiphertext);
+  if (length === undefined || length > ciphertext.length) throw new IntegrityError('corrupted record ciphertext: truncated');
+  return { header: ciphertext.subarray(0, length), payload: ciphertext.subarray(length) };
 }
 
 /** Cloud: converts a whole record ciphertext in memory (the payload is copied unchanged). */

@@ -1,7 +1,8 @@
 /**
- * The cloud's record conversions (pre.convert: one pairing each, the bulk of a read's CPU time), either in the
+ * The cloud's record conversions (pre.convertHeader: one pairing each, the bulk of a read's CPU time), either in the
  * calling thread or in a pool of worker threads, so that a multi-core server converts in parallel while its
- * event loop serves HTTP and SQL.
+ * event loop serves HTTP and SQL. Only record headers (about 0.8 KiB each) travel to and from the workers: the
+ * payload, which conversion leaves unchanged, stays where the database put it.
  *
  * Both keep decoded re-encryption keys with rk1's Miller-loop lines precomputed (pre.precompute), by delegation
  * id, checked against the key's bytes on every use. That is only a cache of decoding: the service finds the
@@ -18,10 +19,13 @@ export interface DelegationKey {
   readonly reencryptionKey: Uint8Array;
 }
 
-/** Converts stored record ciphertexts for a reader. */
+/** Converts stored record headers for a reader. */
 export interface Converter {
-  /** pre.convert of each ciphertext under the delegation's key, in order; MedShareErrors as pre.convert throws them. */
-  convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]>;
+  /**
+   * The converted header of each record header (pre.splitRecord's `header`) under the delegation's key, in order;
+   * MedShareErrors as pre.openRecordHeader and pre.convertHeader throw them.
+   */
+  convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]>;
   /** Drops a revoked delegation's cached key. */
   forget(delegationId: string): void;
   close(): Promise<void>;
@@ -29,6 +33,9 @@ export interface Converter {
 
 /** 20 KiB of precomputed lines (wasm memory) and ~2 KiB of decoded key each: ~22 MiB per converter when full. */
 const MAX_CACHED_KEYS = 1024;
+/** Converts one stored record header (pre.convertHeader after decoding and validating it). */
+export const convertStoredHeader = (rk: pre.ReEncryptionKey, header: Uint8Array): Uint8Array => pre.convertHeader(rk, pre.openRecordHeader(header));
+
 /** Records per message to a worker: a large read spreads over the pool, and no message holds a worker for long. */
 const RECORDS_PER_JOB = 32;
 
@@ -68,9 +75,9 @@ export class KeyCache {
 export class InThreadConverter implements Converter {
   private readonly keys = new KeyCache();
 
-  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  async convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]> {
     const rk = this.keys.get(key);
-    return ciphertexts.map((ct) => pre.convert(rk, ct));
+    return headers.map((header) => convertStoredHeader(rk, header));
   }
 
   forget(delegationId: string): void {
@@ -83,9 +90,9 @@ export class InThreadConverter implements Converter {
 }
 
 /** Main thread → worker. */
-export type WorkerRequest = { id: number; key: DelegationKey; ciphertexts: readonly Uint8Array[] } | { forget: string };
+export type WorkerRequest = { id: number; key: DelegationKey; headers: readonly Uint8Array[] } | { forget: string };
 /** Worker → main thread. */
-export type WorkerReply = { ready: true } | { id: number; ciphertexts: Uint8Array[] } | { id: number; error: { code?: ErrorCode; message: string } };
+export type WorkerReply = { ready: true } | { id: number; headers: Uint8Array[] } | { id: number; error: { code?: ErrorCode; message: string } };
 
 const TYPED_ERRORS: Partial<Record<ErrorCode, new (message: string) => Error>> = {
   MALFORMED: MalformedInputError, UNSUPPORTED: UnsupportedError, LIMIT: LimitExceededError, ACCESS_DENIED: AccessDeniedError, INTEGRITY: IntegrityError,
@@ -164,7 +171,7 @@ export class ConversionPool implements Converter {
         slot.jobs.delete(reply.id);
         slot.load -= job.records;
         if ('error' in reply) job.reject(revive(reply.error));
-        else job.resolve(reply.ciphertexts);
+        else job.resolve(reply.headers);
       });
       slot.worker.on('error', (error) => (failure = error));
       slot.worker.on('exit', (code) => {
@@ -181,20 +188,21 @@ export class ConversionPool implements Converter {
     });
   }
 
-  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  async convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]> {
     if (this.closed) throw new Error('the conversion pool is closed');
     const jobs: Array<Promise<Uint8Array[]>> = [];
-    for (let from = 0; from < ciphertexts.length; from += RECORDS_PER_JOB) {
+    for (let from = 0; from < headers.length; from += RECORDS_PER_JOB) {
       const live = this.slots.filter((s) => !s.dead);
       if (live.length === 0) throw new Error('no conversion worker is running');
       const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
-      // Exact copies, moved to the worker: cloning a view would copy its whole backing store (a pooled slab, a result buffer).
-      const batch = ciphertexts.slice(from, from + RECORDS_PER_JOB).map((ct) => new Uint8Array(ct));
-      const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, ciphertexts: batch };
+      // Exact copies of the headers, moved to the worker: cloning a view would copy its whole backing store (the
+      // stored ciphertext, payload included).
+      const batch = headers.slice(from, from + RECORDS_PER_JOB).map((header) => new Uint8Array(header));
+      const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, headers: batch };
       jobs.push(new Promise((resolve, reject) => {
         slot.jobs.set(request.id, { records: batch.length, resolve, reject });
         slot.load += batch.length;
-        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((ct) => ct.buffer)]);
+        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((header) => header.buffer)]);
       }));
     }
     return (await Promise.all(jobs)).flat();

@@ -1,7 +1,7 @@
-/** A conversion worker of the cloud's ConversionPool (conversion-pool.ts): converts the records it is sent. */
+/** A conversion worker of the cloud's ConversionPool (conversion-pool.ts): converts the record headers it is sent. */
 import { parentPort } from 'node:worker_threads';
-import { abe, MedShareError, pre } from '@medshare/crypto';
-import { KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
+import { abe, MedShareError } from '@medshare/crypto';
+import { convertStoredHeader, KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
 
 const port = parentPort!;
 await abe.init();
@@ -12,10 +12,10 @@ port.on('message', (request: WorkerRequest) => {
   let moved: ArrayBuffer[] = [];
   try {
     const rk = keys.get(request.key);
-    // Exact copies, moved back without a second copy (a small conversion may sit in a shared Buffer slab).
-    const ciphertexts = request.ciphertexts.map((ct) => new Uint8Array(pre.convert(rk, ct)));
-    reply = { id: request.id, ciphertexts };
-    moved = ciphertexts.map((ct) => ct.buffer);
+    // Each converted header in a buffer of its own, moved back without a second copy.
+    const headers = request.headers.map((header) => convertStoredHeader(rk, header));
+    reply = { id: request.id, headers };
+    moved = headers.map((header) => header.buffer as ArrayBuffer);
   } catch (error) {
     reply = { id: request.id, error: error instanceof MedShareError ? { code: error.code, message: error.message } : { message: String(error) } };
   }

@@ -6,6 +6,7 @@
  *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
  *   POST   /patients/:patient/read                 (reader) { category, recordIds? } converted ciphertexts
  *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason } converted ciphertexts
+ *          (both as JSON with base64, or with `Accept: application/octet-stream` as a binary record stream)
  *   POST   /patients/:patient/delegations          (patient) { reencryptionKey, emergency? }
  *   GET    /patients/:patient/delegations          (patient)
  *   DELETE /patients/:patient/delegations/:id      (patient) revoke
@@ -13,13 +14,15 @@
  *   GET    /patients/:patient/platform-emergency   (patient) the platform's emergency policy and her consent
  *   PUT    /patients/:patient/platform-emergency   (patient) { allowed } give or withdraw that consent
  */
-import type { FastifyInstance } from 'fastify';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
 import type { TokenVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
-import type { CloudService } from './service.ts';
+import { recordFrames, RECORD_STREAM_TYPE } from './record-stream.ts';
+import type { CloudService, ConvertedRecord } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
@@ -36,6 +39,17 @@ const SMALL_BODY = 256 * 1024;
 
 const decode = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
 const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
+
+/**
+ * A read's answer: with `Accept: application/octet-stream`, the binary record stream (record-stream.ts), each payload
+ * written as stored; otherwise JSON with base64 ciphertexts (small records, simple clients).
+ */
+function answerRecords(request: FastifyRequest, reply: FastifyReply, converted: readonly ConvertedRecord[]) {
+  if ((request.headers.accept ?? '').split(',').some((type) => type.trim().split(';')[0] === RECORD_STREAM_TYPE)) {
+    return reply.type(RECORD_STREAM_TYPE).send(Readable.from(recordFrames(converted), { objectMode: false }));
+  }
+  return reply.send({ records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) });
+}
 
 /** The Fastify plugin; register it with prefix `/cloud`. */
 export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
@@ -74,11 +88,11 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
       params: patientParams,
       body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } } },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const who = await caller(request);
     requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
-    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+    return answerRecords(request, reply, converted);
   });
 
   app.post<{ Params: { patient: string }; Body: { category: string; reason: string } }>('/patients/:patient/emergency-read', {
@@ -87,11 +101,11 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
       params: patientParams,
       body: { type: 'object', required: ['category', 'reason'], additionalProperties: false, properties: { category: CATEGORY, reason: { type: 'string', minLength: 1, maxLength: 500 } } },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const who = await caller(request);
     requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason });
-    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+    return answerRecords(request, reply, converted);
   });
 
   app.post<{ Params: { patient: string }; Body: { reencryptionKey: string; emergency?: boolean } }>('/patients/:patient/delegations', {

@@ -20,10 +20,30 @@ import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
 
-/** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
-export interface ConvertedRecord {
-  recordId: string;
-  ciphertext: Uint8Array;
+/**
+ * A converted record: its converted header and the payload as stored (a view of the stored bytes: conversion never
+ * touches it). `ciphertext` joins them, ready for the reader's `pre.createReader(key).decrypt`; streaming responses
+ * write the two parts without joining them.
+ */
+export class ConvertedRecord {
+  constructor(
+    readonly recordId: string,
+    readonly header: Uint8Array,
+    readonly payload: Uint8Array,
+  ) {}
+
+  /** Bytes of the converted ciphertext (header ‖ payload). */
+  get size(): number {
+    return this.header.length + this.payload.length;
+  }
+
+  /** The converted ciphertext in one buffer (a copy of the payload). */
+  get ciphertext(): Uint8Array {
+    const joined = new Uint8Array(this.size);
+    joined.set(this.header);
+    joined.set(this.payload, this.header.length);
+    return joined;
+  }
 }
 
 const LEDGER_SOURCE = 'cloud';
@@ -283,20 +303,27 @@ export class CloudService {
       await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null, event);
       throw error;
     }
-    let converted: Array<ConvertedRecord & { stored: Uint8Array }>;
+    let converted: ConvertedRecord[];
+    let stored: Array<{ ciphertext: Uint8Array }>;
     if (source.kind === 'delegation') {
-      const stored = await this.store.ciphertexts(patient, category, options.recordIds);
-      const ciphertexts = await this.converter.convert(source.delegation, stored.map((r) => r.ciphertext));
-      converted = stored.map((r, i) => ({ recordId: r.recordId, ciphertext: ciphertexts[i]!, stored: r.ciphertext }));
+      const records = await this.store.ciphertexts(patient, category, options.recordIds);
+      const parts = records.map((r) => pre.splitRecord(r.ciphertext));
+      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      converted = records.map((r, i) => new ConvertedRecord(r.recordId, headers[i]!, parts[i]!.payload));
+      stored = records;
     } else {
       // A grant is already c2': no pairing, so no worker.
-      const stored = await this.store.emergencyRecords(patient, category, options.recordIds);
-      converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(pre.emergencyGrantKey(this.capsule(r), r.grant), r.ciphertext), stored: r.ciphertext }));
+      const records = await this.store.emergencyRecords(patient, category, options.recordIds);
+      converted = records.map((r) => {
+        const { header, payload } = pre.splitRecord(r.ciphertext);
+        return new ConvertedRecord(r.recordId, pre.convertHeader(pre.emergencyGrantKey(this.capsule(r), r.grant), pre.openRecordHeader(header)), payload);
+      });
+      stored = records;
     }
     const action = source.kind === 'platform' ? 'emergency read (platform policy)' : emergency ? 'emergency read' : 'read';
     await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
-      converted.map((r) => ({ hash: sha256Name(r.stored), category })));
-    return converted.map(({ recordId, ciphertext }) => ({ recordId, ciphertext }));
+      stored.map((r) => ({ hash: sha256Name(r.ciphertext), category })));
+    return converted;
   }
 
   /** The patient's access log: every grant, revocation, access and emergency access about her. */
