@@ -6,9 +6,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { abe, AccessDeniedError, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { ConversionPool, InThreadConverter } from '../src/cloud/conversion-pool.ts';
+import { parseRecordFrames, recordFrames, RECORD_STREAM_TYPE } from '../src/cloud/record-stream.ts';
 import { HttpProblemError } from '../src/index.ts';
 import { LAB_POLICY, startCast, type Cast } from './harness.ts';
 
@@ -39,10 +40,14 @@ describe('conversion pool', () => {
 
   test('workers convert to exactly the bytes of in-thread conversion, in order, for several delegations', async () => {
     const inThread = new InThreadConverter();
+    const headers = records.map((ct) => pre.splitRecord(ct).header);
     for (const key of [delegation(), delegation()]) {
-      const expected = await inThread.convert(key, records);
-      assert.deepEqual(await pool.convert(key, records), expected);
-      assert.deepEqual(await pool.convert(key, records.slice(3, 4)), expected.slice(3, 4));
+      const expected = await inThread.convert(key, headers);
+      assert.deepEqual(await pool.convert(key, headers), expected);
+      assert.deepEqual(await pool.convert(key, headers.slice(3, 4)), expected.slice(3, 4));
+      // A converted header and the stored payload make exactly the in-memory conversion of the whole record.
+      const rk = pre.decodeReEncryptionKey(key.reencryptionKey);
+      expected.forEach((header, i) => assert.deepEqual(Buffer.concat([header, pre.splitRecord(records[i]!).payload]), Buffer.from(pre.convert(rk, records[i]!))));
     }
     assert.deepEqual(await pool.convert(delegation(), []), []);
     await inThread.close();
@@ -120,6 +125,40 @@ describe('the platform with a conversion pool', () => {
     assert.equal(response.headers.get('content-type'), 'application/problem+json; charset=utf-8');
     assert.deepEqual(await response.json(), { type: 'urn:medshare:problem:internal', title: 'Internal error', status: 500, detail: 'the request could not be completed' });
     assert.equal((await cast.chen.read(cast.patient.key.patientId, 'lab')).length, 80);
+  });
+
+  test('a read as a binary record stream carries exactly the ciphertexts of the JSON read, which decrypt', async () => {
+    const url = new URL(`/cloud/patients/${cast.patient.key.patientId}/read`, cast.base);
+    const post = (accept: string) => fetch(url, {
+      method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json', accept },
+      body: JSON.stringify({ category: 'lab' }),
+    });
+    const json = (await (await post('application/json')).json()) as { records: Array<{ recordId: string; ciphertext: string }> };
+    const response = await post('application/octet-stream');
+    assert.equal(response.headers.get('content-type'), RECORD_STREAM_TYPE);
+    const streamed: Array<{ recordId: string; ciphertext: string }> = [];
+    for await (const r of parseRecordFrames(response.body!)) streamed.push({ recordId: r.recordId, ciphertext: Buffer.concat([r.header, r.payload]).toString('base64') });
+    assert.equal(streamed.length, 80);
+    // Conversion is randomised only through the key, not per read: both reads convert to the same bytes.
+    assert.deepEqual(streamed, json.records);
+    assert.deepEqual(streamed.map((r) => cast.chen.decrypt(r.ciphertext).id).sort(), json.records.map((r) => cast.chen.decrypt(r.ciphertext).id).sort());
+  });
+
+  test('a truncated or implausible record stream is a typed error, not a hang or a short answer', async () => {
+    const frames = [...recordFrames([{ recordId: 'r1', header: new Uint8Array(40).fill(1), payload: new Uint8Array(1000).fill(2) }])];
+    const whole = Buffer.concat(frames);
+    const parse = async (bytes: Uint8Array, cut = 7) => {
+      const pieces = Array.from({ length: Math.ceil(bytes.length / cut) }, (_, i) => bytes.subarray(i * cut, (i + 1) * cut));
+      const out = [];
+      for await (const r of parseRecordFrames((async function* () { yield* pieces; })())) out.push(r);
+      return out;
+    };
+    assert.deepEqual((await parse(whole)).map((r) => [r.recordId, r.header.length, r.payload.length]), [['r1', 40, 1000]]);
+    for (const cut of [1, 2, 6, 47, whole.length - 1]) await assert.rejects(parse(whole.subarray(0, cut)), MalformedInputError, `cut at ${cut}`);
+    const hugeHeader = Buffer.from(whole);
+    hugeHeader.writeUInt32BE(0xffffffff, 2 + 2);
+    await assert.rejects(parse(hugeHeader), /implausible header length/);
+    await assert.rejects(parse(new Uint8Array([0, 0])), /implausible record id length/);
   });
 
   test('closing the platform stops the workers', async () => {
