@@ -76,6 +76,12 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX cloud_emergency_grants_capsule ON cloud_emergency_grants (capsule_id)',
     ],
   },
+  {
+    version: 3,
+    description: "each record's ciphertext hash, stored at upload: reads name records in the ledger without rehashing them",
+    // NULL for records stored before: the read hashes those.
+    statements: ['ALTER TABLE cloud_records ADD COLUMN ciphertext_hash text'],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [

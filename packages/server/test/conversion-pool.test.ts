@@ -6,11 +6,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { abe, AccessDeniedError, MalformedInputError, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { ConversionPool, InThreadConverter } from '../src/cloud/conversion-pool.ts';
 import { parseRecordFrames, recordFrames, RECORD_STREAM_TYPE } from '../src/cloud/record-stream.ts';
-import { HttpProblemError } from '../src/index.ts';
+import { HttpProblemError, sha256Name } from '../src/index.ts';
 import { LAB_POLICY, startCast, type Cast } from './harness.ts';
 
 /** The pool's workers, for the tests that stop one as a crash would. */
@@ -159,6 +159,26 @@ describe('the platform with a conversion pool', () => {
     hugeHeader.writeUInt32BE(0xffffffff, 2 + 2);
     await assert.rejects(parse(hugeHeader), /implausible header length/);
     await assert.rejects(parse(new Uint8Array([0, 0])), /implausible record id length/);
+  });
+
+  test('the record hash the ledger names is stored at upload; a record stored before it existed is hashed at read', async () => {
+    const store = (cast.platform.cloud as unknown as { store: { ciphertexts(p: string, c: string): Promise<Array<{ recordId: string; ciphertext: Uint8Array; hash: string }>> } }).store;
+    const patient = cast.patient.key.patientId;
+    const rows = (await db.query<{ record_id: string; ciphertext_hash: string | null }>('SELECT record_id, ciphertext_hash FROM cloud_records WHERE patient = $1', [patient])).rows;
+    assert.ok(rows.length === 80 && rows.every((r) => r.ciphertext_hash !== null));
+    for (const r of await store.ciphertexts(patient, 'lab')) assert.equal(r.hash, sha256Name(r.ciphertext));
+    await db.query('UPDATE cloud_records SET ciphertext_hash = NULL WHERE record_id = $1', [rows[0]!.record_id]);
+    const legacy = (await store.ciphertexts(patient, 'lab')).find((r) => r.recordId === rows[0]!.record_id)!;
+    assert.equal(legacy.hash, sha256Name(legacy.ciphertext));
+  });
+
+  test('edit a stored payload in the database: the reader refuses the record (the stored hash does not vouch for it)', async () => {
+    const [row] = (await db.query<{ record_id: string; ciphertext: Uint8Array }>('SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 ORDER BY seq LIMIT 1', [cast.patient.key.patientId])).rows;
+    const edited = new Uint8Array(row!.ciphertext);
+    edited[edited.length - 1]! ^= 1;
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [row!.record_id, edited]);
+    await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'lab', [row!.record_id]), IntegrityError);
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [row!.record_id, row!.ciphertext]);
   });
 
   test('closing the platform stops the workers', async () => {

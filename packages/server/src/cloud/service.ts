@@ -12,13 +12,12 @@
  * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
  * the patient has opted out of those.
  */
-import { createHash } from 'node:crypto';
 import { abe, AccessDeniedError, ConflictError, formatVersion, MalformedInputError, ObjectType, pre } from '@medshare/crypto';
 import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
-import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
+import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredPolicy } from './store.ts';
 
 /**
  * A converted record: its converted header and the payload as stored (a view of the stored bytes: conversion never
@@ -90,10 +89,7 @@ function cached<V>(cache: Map<string, V>, key: string, compute: () => V): V {
   return value;
 }
 
-/** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
-export function sha256Name(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+export { sha256Name };
 
 /** A stored policy that repeats an attribute, with what it repeats and whether its object must be re-issued. */
 export interface RepeatedAttributePolicy extends StoredPolicy {
@@ -304,7 +300,7 @@ export class CloudService {
       throw error;
     }
     let converted: ConvertedRecord[];
-    let stored: Array<{ ciphertext: Uint8Array }>;
+    let stored: Array<{ hash: string }>;
     if (source.kind === 'delegation') {
       const records = await this.store.ciphertexts(patient, category, options.recordIds);
       const parts = records.map((r) => pre.splitRecord(r.ciphertext));
@@ -322,7 +318,7 @@ export class CloudService {
     }
     const action = source.kind === 'platform' ? 'emergency read (platform policy)' : emergency ? 'emergency read' : 'read';
     await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
-      stored.map((r) => ({ hash: sha256Name(r.ciphertext), category })));
+      stored.map((r) => ({ hash: r.hash, category })));
     return converted;
   }
 
