@@ -10,15 +10,16 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { TokenVerifier } from '@medshare/identity';
-import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
+import type { CloudApi } from './cloud-api.ts';
 import { FHIR_ID, type CategoryMapping } from './fhir.ts';
 import type { GatewayService } from './service.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
-  readonly cloud: CloudService;
+  readonly cloud: CloudApi;
+  /** Verifies tokens of the gateway's own hospital (its callers are that hospital's systems and staff). */
   readonly verifier: TokenVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
@@ -53,7 +54,7 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
   }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'gateway');
-    await gateway.enrol(caller.token.hospital, request.body.fhirId, request.body.patient);
+    await gateway.enrol(caller, request.body.fhirId, request.body.patient);
     return reply.status(201).send({ fhirId: request.body.fhirId, patient: request.body.patient });
   });
 
@@ -74,7 +75,7 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     requireRecordScope(caller, request.query.category, 'r', options.categories);
     requireRecordScope(caller, request.query.category, 's', options.categories);
     const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
-    const records = await cloud.read(caller, patient, request.query.category);
+    const records = await cloud.read(caller.bearer, patient, request.query.category);
     return {
       resourceType: 'Bundle',
       type: 'searchset',

@@ -1,8 +1,9 @@
 /**
  * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment), encrypts each
  * incoming resource under the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads the whole
- * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
- * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
+ * upload to the cloud in one transaction. The gateway runs at the hospital, in the hospital's process and
+ * database, and sees plaintext FHIR; the cloud, reached through `CloudApi` (HTTP in production), receives only
+ * ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
  *
  * Receipts: the cloud records every stored upload in the audit ledger (`record-create` entries naming the
  * ciphertexts by hash); the gateway obtains each entry's inclusion proof against a checkpoint the hospitals'
@@ -12,10 +13,9 @@
 import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
-import type { CloudService } from '../cloud/service.ts';
-import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
-import { NotFoundError } from '../http.ts';
+import { NotFoundError, type Caller } from '../http.ts';
+import type { CloudApi } from './cloud-api.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 
 /** What an upload did. */
@@ -34,10 +34,10 @@ const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
- * One gateway serves every hospital of the process; each call names the caller's hospital. Given the TA's public
- * key and a cloud with an emergency policy, it also grants each record to a fresh capsule per upload and
- * category under that policy (platform emergency access, docs/platform.md §3): one FAME encapsulation per
- * capsule and one pairing per record.
+ * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
+ * token). Given the TA's public key and a cloud with an emergency policy, it also grants each record to a fresh
+ * capsule per upload and category under that policy (platform emergency access, docs/platform.md §3): one FAME
+ * encapsulation per capsule and one pairing per record. Calls to the cloud carry the caller's own token.
  */
 export class GatewayService {
   /**
@@ -47,18 +47,23 @@ export class GatewayService {
    */
   private readonly seenEpochs = new Map<string, Map<string, number>>();
 
+  /**
+   * `abePublicKey` gives the TA's public key (fetched from the authority once, at first need), or undefined for no
+   * platform emergency grants.
+   */
   constructor(
     private readonly db: Database,
-    private readonly cloud: CloudService,
+    private readonly cloud: CloudApi,
     private readonly mapping: CategoryMapping,
-    private readonly abePublicKey?: abe.PublicKey,
-    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
-    private readonly receiptTrust?: TrustPolicy,
+    private readonly abePublicKey?: () => Promise<abe.PublicKey>,
+    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
+    private readonly receiptTrust?: () => Promise<TrustPolicy>,
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
-  async enrol(hospital: string, fhirId: string, patient: string): Promise<void> {
-    await this.cloud.publicKeys(patient);
+  async enrol(caller: Caller, fhirId: string, patient: string): Promise<void> {
+    const hospital = caller.token.hospital;
+    await this.cloud.patientKeys(caller.bearer, patient);
     const result = await this.db.query(
       `INSERT INTO gateway_patients (hospital, fhir_id, patient) VALUES ($1, $2, $3)
        ON CONFLICT (hospital, fhir_id) DO UPDATE SET patient = gateway_patients.patient RETURNING patient`,
@@ -97,30 +102,34 @@ export class GatewayService {
     const hospital = caller.token.hospital;
     const resources = resourcesOf(body);
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
+    const answer = await this.cloud.patientKeys(caller.bearer, patient);
+    if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+    const keys = this.checkEpochs(answer.keys);
+    const policy = answer.emergencyPolicy;
+    const abePublicKey = policy === undefined || this.abePublicKey === undefined ? undefined : await this.abePublicKey();
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
-    const policy = this.cloud.emergencyPolicy;
     const records = resources.map((resource): NewRecord => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       const recordId = recordIdOf(hospital, patient, resource);
       const plaintext = utf8.encode(JSON.stringify(resource));
-      if (policy === undefined || this.abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
+      if (policy === undefined || abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
       let capsule = capsules.get(category);
-      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(this.abePublicKey, policy)));
+      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(abePublicKey, policy)));
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { stored, ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    const { stored, ledgerEntries } = await this.cloud.upload(caller.bearer, patient, records, uploaded);
     const receipts = [];
-    for (const bundle of await this.cloud.receipts(ledgerEntries)) {
-      const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
+    const trust = ledgerEntries.length === 0 || this.receiptTrust === undefined ? undefined : await this.receiptTrust();
+    for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
+      const { treeSize } = trust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, trust);
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],
