@@ -6,9 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { abe, AccessDeniedError, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, curve, IntegrityError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
-import { ConversionPool, InThreadConverter } from '../src/cloud/conversion-pool.ts';
+import { ConversionPool, InThreadConverter, InThreadEncryptor } from '../src/cloud/conversion-pool.ts';
 import { parseRecordFrames, recordFrames, RECORD_STREAM_TYPE } from '../src/cloud/record-stream.ts';
 import { HttpProblemError, sha256Name } from '../src/index.ts';
 import { LAB_POLICY, startCast, type Cast } from './harness.ts';
@@ -60,6 +60,31 @@ describe('conversion pool', () => {
     assert.deepEqual(await pool.convert(second, records.slice(0, 2)), await new InThreadConverter().convert(second, records.slice(0, 2)));
   });
 
+  test('workers encrypt a batch in order: each record decrypts for the patient, each grant converts for the emergency reader', async () => {
+    const capsule = pre.emergencyCapsule(ta.publicKey, 'role:emergency');
+    const emergencyReader = pre.createReader(abe.keygen(ta.masterKey, 'role:emergency', { maxOccurrences: 1 }));
+    const plaintexts = Array.from({ length: 40 }, (_, i) => new Uint8Array(randomBytes(i * 50)));
+    const batch = {
+      bundle: pre.encodePublicKeys(patient),
+      capsules: [{ category: 'lab', capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) }],
+      records: plaintexts.map((plaintext, i) => ({ recordId: `e${i}`, category: i % 2 === 0 ? 'lab' : 'imaging', plaintext })),
+    };
+    const info = pre.decodeEmergencyCapsule(pre.encodeEmergencyCapsule(capsule));
+    for (const encryptor of [pool, new InThreadEncryptor()]) {
+      const encrypted = await encryptor.encrypt(batch);
+      assert.equal(encrypted.length, plaintexts.length);
+      encrypted.forEach((r, i) => {
+        assert.deepEqual(pre.decrypt(patient, r.ciphertext), plaintexts[i]);
+        assert.equal(pre.openRecordHeader(r.ciphertext).core.recordId, `e${i}`);
+        if (i % 2 === 1) return assert.equal(r.grant, undefined, 'imaging has no capsule');
+        assert.deepEqual(emergencyReader.decrypt(pre.convert(pre.emergencyGrantKey(info, r.grant!), r.ciphertext)), plaintexts[i]);
+      });
+    }
+    // A bundle that does not verify is refused with its type, in a worker as in-thread.
+    const forged = { ...batch, bundle: Uint8Array.from(batch.bundle, (b, i) => (i === batch.bundle.length - 1 ? b ^ 1 : b)) };
+    await assert.rejects(pool.encrypt(forged), MedShareError);
+  });
+
   test("a worker's refusal keeps its type (and so its HTTP status)", async () => {
     await assert.rejects(pool.convert(delegation('imaging'), records.slice(0, 1)), AccessDeniedError);
     await assert.rejects(new InThreadConverter().convert(delegation('imaging'), records.slice(0, 1)), AccessDeniedError);
@@ -88,7 +113,8 @@ describe('the platform with a conversion pool', () => {
 
   before(async () => {
     db = await openDatabase();
-    cast = await startCast(db, { conversionWorkers: 1 });
+    // The gateway's upload below is encrypted by a worker too.
+    cast = await startCast(db, { conversionWorkers: 1, encryptionWorkers: 1 });
     pool = (cast.platform.cloud as unknown as { converter: ConversionPool }).converter;
     await cast.patient.register();
     await cast.gateway.enrol('pool-patient', cast.patient.key.patientId);

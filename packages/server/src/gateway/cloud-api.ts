@@ -13,6 +13,8 @@ import { callJson, callRecordStream } from '../http-client.ts';
 /** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
 export interface PatientKeys {
   readonly keys: pre.PatientPublicKeys;
+  /** The signed bundle `keys` was decoded from (what the gateway's encryption workers decode and verify themselves). */
+  readonly bundle: Uint8Array;
   /** The cloud's platform emergency policy; undefined when there is none. */
   readonly emergencyPolicy: string | undefined;
 }
@@ -54,7 +56,8 @@ export class HttpCloudApi implements CloudApi {
   async patientKeys(token: string, patient: string): Promise<PatientKeys> {
     const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { token, timeoutMs: this.timeoutMs });
     // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
-    return { keys: pre.decodePublicKeys(unb64(answer.publicKeys)), emergencyPolicy: answer.emergencyPolicy ?? undefined };
+    const bundle = unb64(answer.publicKeys);
+    return { keys: pre.decodePublicKeys(bundle), bundle, emergencyPolicy: answer.emergencyPolicy ?? undefined };
   }
 
   async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): Promise<UploadOutcome> {

@@ -15,6 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { createSqlHospital, hospitalIdentityPlugin, TokenVerifier, type HospitalService, type LimiterOptions, type RelyingParty, type ScryptParams } from '@medshare/identity';
+import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
@@ -59,6 +60,8 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly limits?: Partial<LimiterOptions>;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
+  /** Worker threads encrypting the gateway's uploads (default 0: in the event loop's thread). */
+  readonly encryptionWorkers?: number;
 }
 
 /** A composed hospital service (not yet listening). */
@@ -112,11 +115,19 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust());
+  const workers = options.encryptionWorkers ?? 0;
+  const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
   await app.register(gatewayPlugin, { gateway, cloud, verifier: new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), categories, prefix: '/gateway' });
   await witness.register(app);
-  return { app, name, issuer, identity, witnessKey: witness.verifier.vkey, close: () => app.close() };
+  return {
+    app, name, issuer, identity, witnessKey: witness.verifier.vkey,
+    close: async () => {
+      await app.close();
+      await encryptor.close();
+    },
+  };
 }
