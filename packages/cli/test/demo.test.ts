@@ -10,7 +10,7 @@ test('medshare demo tells the whole story and exits 0', async () => {
   assert.match(out, /plaintext found in the cloud's store: none/);
   assert.match(out, /a retry stored 0;/);
   assert.match(out, /Real HTTP services on 127\.0\.0\.1/);
-  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL/);
+  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL; code=http:\/\/loinc\.org\|\S+ \(.*\) found [1-9]\d* without the cloud learning the code/);
   assert.match(out, /6\. Dr Patel .*\n\s+→ refused: your attributes satisfy no active delegation of 'lab'/);
   assert.match(out, /8\. Dr Chen reads again\n\s+→ refused: no active delegation of 'lab' \(revoked or never granted\)/);
   assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);

@@ -21,7 +21,7 @@ export { HttpCloudApi, type CloudApi, type PatientKeys } from './gateway/cloud-a
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, resourcesOf, patientOf, recordIdOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
-export { PlatformClient, PatientClient, DoctorClient, GatewayClient, type Session, type UserEnrolment } from './sdk/client.ts';
+export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, type Session, type UserEnrolment } from './sdk/client.ts';
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';
 export * from './stats/index.ts';

@@ -24,7 +24,7 @@ const CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'];
 const HOSPITALS = ['st-marys', 'riverside'];
 
 interface DemoResource extends FhirResource {
-  code?: { coding?: Array<{ display?: string }> };
+  code?: { coding?: Array<{ system?: string; code?: string; display?: string }> };
   valueQuantity?: { value?: number; unit?: string };
   medicationCodeableConcept?: { coding?: Array<{ display?: string }> };
   name?: Array<{ given?: string[]; family?: string }>;
@@ -124,7 +124,13 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       const sample = records.find((r) => r.valueQuantity);
       return `read ${records.length} lab records, e.g. ${sample?.code?.coding?.[0]?.display} ${sample?.valueQuantity?.value} ${sample?.valueQuantity?.unit ?? ''}`.trim();
     };
-    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results', () => readLab(chen));
+    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results, then searches them on the encrypted index', async () => {
+      const read = await readLab(chen);
+      const coding = resources.filter((r) => r.resourceType === 'Observation').map((r) => (r as DemoResource).code?.coding?.[0]).find((c) => c?.system === 'http://loinc.org' && c.code !== undefined);
+      if (coding === undefined) return read;
+      const { bundle: found } = await chen.searchFhir(patient.key.patientId, 'Observation', `code=${coding.system}|${coding.code}`);
+      return `${read}; code=${coding.system}|${coding.code} (${coding.display}) found ${String(found.total)} without the cloud learning the code`;
+    });
     await step(6, 'Dr Patel, dermatology, Riverside', 'Dr Patel (dermatology, Riverside Hospital) tries the same', () => readLab(patel));
     await step(7, 'patient', "The patient revokes the 'lab' delegation: the cloud deletes the key", async () => {
       await patient.revoke(labDelegation);

@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Database } from '@medshare/db';
+import { SearchStore, type IndexWrite } from './search-store.ts';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
 export interface RecordMeta {
@@ -117,7 +118,12 @@ export class CloudStore {
   private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
   private accessFlush: Promise<void> | undefined;
 
-  constructor(readonly db: Database) {}
+  /** The searchable index's tables (search-store.ts). */
+  readonly search: SearchStore;
+
+  constructor(readonly db: Database) {
+    this.search = new SearchStore(db);
+  }
 
   /** Registers a patient's key bundle; false when the pseudonym is already taken. */
   async addPatient(patient: string, owner: string, publicKeys: Uint8Array, signingKey: Uint8Array): Promise<boolean> {
@@ -165,9 +171,10 @@ export class CloudStore {
    * Stores records in one transaction; returns those that were new (retries insert nothing). Grants are stored
    * for new records only, and a capsule only when one of its grants is, so a retry leaves no orphan capsule.
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
-   * first is seen, and one that commits later deletes what this stored).
+   * first is seen, and one that commits later deletes what this stored). Searchable-index writes of the same
+   * upload commit with it or not at all (SearchStore.write: ConflictError on a concurrent write of a sub-index).
    */
-  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<NewRecord[]> {
+  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = []): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
       const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
@@ -192,6 +199,7 @@ export class CloudStore {
         }
         await tx.query('INSERT INTO cloud_emergency_grants (record_id, capsule_id, emergency_grant) VALUES ($1, $2, $3)', [record.recordId, capsuleId, grant]);
       }
+      if (index.length > 0) await this.search.write(tx, patient, source, index, new Set(added.map((r) => r.recordId)), storedCapsules);
       return added;
     });
   }

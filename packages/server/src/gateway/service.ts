@@ -10,13 +10,14 @@
  * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
  * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
-import { type abe, ConflictError, curve, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError, type Caller } from '../http.ts';
 import type { CloudApi } from './cloud-api.ts';
+import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 
 /** What an upload did. */
@@ -33,6 +34,8 @@ const utf8 = new TextEncoder();
 /** Patients whose epochs a gateway remembers (a few hundred bytes each). */
 const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+/** Attempts of an upload whose index write keeps losing races with the hospital's other gateway instances. */
+const MAX_INDEX_ATTEMPTS = 8;
 
 /**
  * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
@@ -59,6 +62,8 @@ export class GatewayService {
     private readonly abePublicKey?: () => Promise<abe.PublicKey>,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
     private readonly receiptTrust?: () => Promise<TrustPolicy>,
+    /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
+    private readonly index?: SearchIndexWriter,
     /** Where records are encrypted: this thread by default, or the hospital service's worker pool. */
     private readonly encryptor: RecordEncryptor = new InThreadEncryptor(),
   ) {}
@@ -113,12 +118,15 @@ export class GatewayService {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
+    const indexed: IndexedRecord[] = [];
     const inputs = resources.map((resource) => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
-      return { recordId: recordIdOf(hospital, patient, resource), category, plaintext: utf8.encode(JSON.stringify(resource)) };
+      const recordId = recordIdOf(hospital, patient, resource);
+      indexed.push({ recordId, category, resource });
+      return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
     const encrypted = await this.encryptor.encrypt({
@@ -134,7 +142,7 @@ export class GatewayService {
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { stored, ledgerEntries } = await this.cloud.upload(caller.bearer, patient, records, uploaded);
+    const { stored, ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
     const receipts = [];
     const trust = ledgerEntries.length === 0 || this.receiptTrust === undefined ? undefined : await this.receiptTrust();
     for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
@@ -146,5 +154,26 @@ export class GatewayService {
       receipts.push({ index: bundle.index, treeSize });
     }
     return { patient, received: resources.length, stored, byCategory, receipts };
+  }
+
+  /**
+   * cloud.upload with the index writes of the records, in the same transaction at the cloud. A write that lost a
+   * race with another instance of this hospital's gateway (ConflictError) is rebuilt on the new state and retried.
+   */
+  private async uploadWithIndex(caller: Caller, keys: pre.PatientPublicKeys, records: NewRecord[], capsules: NewCapsule[], indexed: IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>) {
+    if (this.index === undefined) return this.cloud.upload(caller.bearer, keys.patientId, records, capsules);
+    for (let attempt = 1; ; attempt++) {
+      const states = await this.cloud.indexStates(caller.bearer, keys.patientId, [...new Set(indexed.map((r) => r.category))]);
+      for (const s of states) {
+        if (keys.categories.find((k) => k.category === s.category)?.epoch !== s.keyEpoch) throw new ConflictError(`the patient's '${s.category}' key epoch moved during the upload; upload again`);
+      }
+      const writes = await this.index.writes(caller.token.hospital, keys, states, indexed, emergency);
+      try {
+        return await this.cloud.upload(caller.bearer, keys.patientId, records, capsules, writes);
+      } catch (error) {
+        // Over HTTP a 409 comes back as an error of code CONFLICT (http-client.ts's mapping), not a ConflictError.
+        if (!(error instanceof MedShareError && error.code === 'CONFLICT') || attempt >= MAX_INDEX_ATTEMPTS) throw error;
+      }
+    }
   }
 }

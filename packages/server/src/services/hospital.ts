@@ -19,6 +19,7 @@ import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
+import { SearchIndexWriter } from '../gateway/search-index.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
@@ -117,7 +118,7 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), encryptor);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
