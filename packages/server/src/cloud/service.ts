@@ -398,7 +398,10 @@ export class CloudService {
       // A delegation converts the key epoch it was made for; sub-indexes of other epochs need their own delegation.
       const epoch = cached(this.delegationEpochs, source.delegation.delegationId, () => pre.decodeReEncryptionKey(source.delegation.reencryptionKey).epoch);
       usable = subs.filter((s) => s.keyEpoch === epoch);
-      keys = await this.converter.convert(source.delegation, usable.map((s) => s.keyCapsule));
+      // Converters take headers only: each converted header is joined with its capsule's payload again.
+      const parts = usable.map((s) => pre.splitRecord(s.keyCapsule));
+      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      keys = parts.map((p, i) => new Uint8Array(Buffer.concat([headers[i]!, p.payload])));
     } else {
       usable = subs.filter((s) => s.emergency !== undefined);
       keys = usable.map((s) => pre.convert(pre.emergencyGrantKey(cached(this.decodedCapsules, s.emergency!.capsuleId, () => pre.decodeEmergencyCapsule(s.emergency!.capsule)), s.emergency!.grant), s.keyCapsule));
