@@ -11,11 +11,7 @@ import { migrate, openDatabase } from '@medshare/db';
 import { SearchStore } from '../packages/server/src/cloud/search-store.ts';
 import { CLOUD_MIGRATIONS } from '../packages/server/src/migrations.ts';
 import { keywordsOf } from '../packages/server/src/search/keywords.ts';
-import { alternate, ms, ratio } from './lib/measure.ts';
-
-/** CPU ms per call of each operation, alternated with the first (the HMAC reference), medians of `rounds` (bench/lib/measure.ts). */
-const cpuAlternating = (ops: Record<string, () => unknown>, rounds: number): Record<string, number> =>
-  Object.fromEntries(Object.entries(alternate(Object.keys(ops)[0]!, ops, { rounds })).map(([name, m]) => [name, m.ms]));
+import { cpuAlternating, ms, ratio } from './lib/measure.ts';
 import { printTable } from './lib/report.ts';
 
 await abe.init();

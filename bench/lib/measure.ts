@@ -73,6 +73,14 @@ export function alternate(reference: string, ops: Record<string, () => unknown>,
 }
 
 /**
+ * `alternate` with the first operation as the reference, giving only each operation's CPU milliseconds per call
+ * (for benchmarks that compute their own ratios from them).
+ */
+export function cpuAlternating(ops: Record<string, () => unknown>, rounds: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(alternate(Object.keys(ops)[0]!, ops, { rounds })).map(([name, m]) => [name, m.ms]));
+}
+
+/**
  * The result of running an operation once in a fresh process: its CPU time and the ratio to the reference
  * primitive measured (alternated, after a warm-up) in that same process.
  */

@@ -25,3 +25,7 @@ export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchT
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';
 export * from './stats/index.ts';
+export { StorageAuditClient, auditStorage, committedRecords, verifiedInventory, DEFAULT_SAMPLES, type CommittedRecord, type StorageAuditResult, type StorageAuditOptions } from './storage-audit/auditor.ts';
+export { StorageAuditCloud, type FailingRecord } from './storage-audit/cloud.ts';
+export { StorageTagger, storageName } from './storage-audit/tagger.ts';
+export { challengeDigest, type WireChallenge } from './storage-audit/wire.ts';

@@ -64,6 +64,8 @@ const uploadBody = {
         properties: {
           recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
           emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
+          // Proof-of-storage tags (48 bytes per 992-byte block) and the hospital's public key (storage-audit/).
+          storage: { type: 'object', required: ['publicKey', 'tags'], additionalProperties: false, properties: { publicKey: B64(256), tags: B64(4 * 1024 * 1024) } },
         },
       },
     },
@@ -79,7 +81,7 @@ const uploadBody = {
 };
 
 interface UploadBody {
-  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string } }>;
+  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string }; storage?: { publicKey: string; tags: string } }>;
   capsules: Array<{ capsuleId: string; category: string; policy: string; capsule: string }>;
   index?: IndexWireWrite[];
 }
@@ -244,6 +246,7 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     const records = request.body.records.map((r): NewRecord => ({
       recordId: r.recordId, category: r.category, ciphertext: decode(r.ciphertext),
       ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
+      ...(r.storage ? { storage: { publicKey: decode(r.storage.publicKey), tags: decode(r.storage.tags) } } : {}),
     }));
     const capsules = request.body.capsules.map((c): NewCapsule => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: decode(c.capsule) }));
     const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules, decodeIndexWrites(request.body.index ?? []));

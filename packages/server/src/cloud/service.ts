@@ -17,6 +17,7 @@ import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type Inclus
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
+import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
 import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredPolicy } from './store.ts';
 
@@ -64,6 +65,8 @@ export interface UploadOutcome {
 export interface CloudOptions {
   /** The platform's emergency policy; hospitals' emergency grants must be made under it. None: no platform emergency access. */
   readonly emergencyPolicy?: string;
+  /** Storage auditing: checks and keeps uploaded records' proof-of-storage tags (none: tags are refused). */
+  readonly storage?: StorageAuditCloud;
 }
 
 /** What a patient sees of platform emergency access to her records. */
@@ -236,9 +239,18 @@ export class CloudService {
     this.checkEmergencyGrants(patient, records, capsules);
     const recordCategories = new Map(records.map((r) => [r.recordId, r.category]));
     for (const write of index) checkIndexWrite(patient, write, recordCategories);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index);
+    const storage = this.options.storage;
+    if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
+    const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, async (tx, record) => {
+      const checked = tags.get(record.recordId);
+      if (checked !== undefined) await storage!.storeTags(tx, record.recordId, checked);
+    });
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
-    const touched = added.map((r) => ({ hash: sha256Name(r.ciphertext), category: r.category }));
+    const touched = added.map((r) => {
+      const commitment = tags.get(r.recordId)?.commitment;
+      return { hash: sha256Name(r.ciphertext), category: r.category, ...(commitment === undefined ? {} : { storage: commitment }) };
+    });
     const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
     const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
     return { stored: added.length, ledgerEntries };

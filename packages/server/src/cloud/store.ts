@@ -5,7 +5,8 @@
  * neither duplicates nor half-applies.
  */
 import { createHash } from 'node:crypto';
-import type { Database } from '@medshare/db';
+import type { Database, Queryable } from '@medshare/db';
+import type { RecordStorageTags } from '../storage-audit/tagger.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
@@ -24,6 +25,8 @@ export interface NewRecord {
   category: string;
   ciphertext: Uint8Array;
   emergency?: { capsuleId: string; grant: Uint8Array };
+  /** The record's proof-of-storage tags and its hospital's public key (storage-audit/), when the gateway tags. */
+  storage?: RecordStorageTags;
 }
 
 /** A platform emergency capsule as uploaded by a hospital (its public part). */
@@ -173,8 +176,12 @@ export class CloudStore {
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
    * first is seen, and one that commits later deletes what this stored). Searchable-index writes of the same
    * upload commit with it or not at all (SearchStore.write: ConflictError on a concurrent write of a sub-index).
+   * `onAdded` runs inside the transaction for each new record (the storage audit stores its tags there).
    */
-  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = []): Promise<NewRecord[]> {
+  async addRecords(
+    patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = [],
+    onAdded?: (tx: Queryable, record: NewRecord) => Promise<void>,
+  ): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
       const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
@@ -186,7 +193,10 @@ export class CloudStore {
            ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
           [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext, sha256Name(record.ciphertext)],
         );
-        if (result.rows.length > 0) added.push(record);
+        if (result.rows.length > 0) {
+          added.push(record);
+          await onAdded?.(tx, record);
+        }
         if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
         const { capsuleId, grant } = record.emergency;
         if (!storedCapsules.has(capsuleId)) {

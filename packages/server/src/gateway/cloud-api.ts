@@ -74,6 +74,7 @@ export class HttpCloudApi implements CloudApi {
       records: records.map((r) => ({
         recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
         ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
+        ...(r.storage ? { storage: { publicKey: b64(r.storage.publicKey), tags: b64(r.storage.tags) } } : {}),
       })),
       capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
     };

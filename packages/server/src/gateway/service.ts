@@ -19,6 +19,7 @@ import { NotFoundError, type Caller } from '../http.ts';
 import type { CloudApi } from './cloud-api.ts';
 import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
 import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
+import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
 
 /** What an upload did. */
 export interface UploadResult {
@@ -64,6 +65,8 @@ export class GatewayService {
     private readonly receiptTrust?: () => Promise<TrustPolicy>,
     /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
     private readonly index?: SearchIndexWriter,
+    /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
+    private readonly tagger?: StorageTagger,
     /** Where records are encrypted: this thread by default, or the hospital service's worker pool. */
     private readonly encryptor: RecordEncryptor = new InThreadEncryptor(),
   ) {}
@@ -129,16 +132,17 @@ export class GatewayService {
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
-    const encrypted = await this.encryptor.encrypt({
+    const sealed = await this.encryptor.encrypt({
       bundle: answer.bundle,
       capsules: [...capsules].map(([category, capsule]) => ({ category, capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) })),
       records: inputs,
     });
-    const records = inputs.map(({ recordId, category }, i): NewRecord => {
-      const { ciphertext, grant } = encrypted[i]!;
+    const encrypted = inputs.map(({ recordId, category }, i): NewRecord => {
+      const { ciphertext, grant } = sealed[i]!;
       const capsule = capsules.get(category);
       return capsule === undefined || grant === undefined ? { recordId, category, ciphertext } : { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant } };
     });
+    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
@@ -146,7 +150,12 @@ export class GatewayService {
     const receipts = [];
     const trust = ledgerEntries.length === 0 || this.receiptTrust === undefined ? undefined : await this.receiptTrust();
     for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
-      const { treeSize } = trust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, trust);
+      let treeSize = 0;
+      if (trust !== undefined) {
+        const verified = verifyInclusionBundle(bundle, trust);
+        checkReceiptCommitments(verified.event, records);
+        treeSize = verified.treeSize;
+      }
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],

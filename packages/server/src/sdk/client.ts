@@ -76,6 +76,19 @@ export class PlatformClient {
     return { urls: this.urls, hospital, token, refreshToken, device };
   }
 
+  /**
+   * A fresh token for the same session (tokens live minutes): the refresh credential, with a DPoP proof by the
+   * session's device keys (nobody else can use it). The session itself is unchanged.
+   */
+  async refresh(session: Session): Promise<Session> {
+    const base = hospitalUrl(this.urls, session.hospital);
+    const path = `/identity/${session.hospital}/token`;
+    const { token, refreshToken } = await call<{ token: string; refreshToken?: string }>(base, 'POST', path, {
+      body: { refreshToken: session.refreshToken, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE] }, dpop: await session.device.dpop.proof('POST', new URL(path, base)),
+    });
+    return { ...session, token, refreshToken: refreshToken ?? session.refreshToken };
+  }
+
   /** The trusted authority's CP-ABE public parameters. */
   async abePublicKey(): Promise<abe.PublicKey> {
     await abe.init();

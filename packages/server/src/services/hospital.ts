@@ -25,6 +25,7 @@ import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 import { openHospitalWitness } from '../ledger.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
+import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
 import { checkHospitalName, issuerOf } from './trust.ts';
@@ -116,9 +117,10 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
+  const tagger = await StorageTagger.open(db, kek);
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), encryptor);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
