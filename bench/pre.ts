@@ -1,7 +1,8 @@
 /**
- * Proxy re-encryption benchmark: hospital encrypt, patient decrypt, delegate, cloud convert, reader decrypt
- * (first record of a delegation and cached), and a batch conversion on one core vs two worker threads —
- * with the pairing measured in the same run.
+ * Proxy re-encryption benchmark: hospital encrypt (with and without its platform emergency grant), patient decrypt,
+ * delegate, cloud convert, reader decrypt (first record of a delegation and cached) — CPU time alternated with a
+ * pairing, medians of rounds (bench/lib/measure.ts) — and a batch conversion on one core vs worker threads (wall
+ * time: throughput across threads).
  *
  *   node --import tsx bench/pre.ts
  */
@@ -9,13 +10,13 @@ import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { abe, pre } from '@medshare/crypto';
-import { ms, ratio, timeIt } from './lib/measure.ts';
-import { measurePrimitives, primitiveRows } from './lib/primitives.ts';
+import { alternate, ms, ratio } from './lib/measure.ts';
+import { measurePrimitives, primitiveOps, primitiveRows } from './lib/primitives.ts';
 import { printTable } from './lib/report.ts';
 
 await abe.init();
 const prim = measurePrimitives();
-printTable('Primitives (BLS12-381, mcl-wasm)', ['operation', 'ms', 'pairings'], primitiveRows(prim));
+printTable('Primitives (BLS12-381, mcl-wasm; CPU time alternated with the pairing)', ['operation', 'ms', 'pairings'], primitiveRows(prim));
 
 const ta = abe.setup();
 const patient = pre.generatePatientKey('patient-bench');
@@ -31,19 +32,24 @@ const convertedHeader = pre.openConvertedHeader(converted);
 const userKey = abe.keygen(ta.masterKey, 'role:doctor, dept:cardiology');
 const warmReader = pre.createReader(userKey);
 warmReader.decrypt(converted);
+const capsule = pre.emergencyCapsule(ta.publicKey, 'role:emergency');
+const encodedPatient = pre.encodePatientKey(patient);
 
-const rows: Array<[string, number]> = [
-  ['hospital encrypt (4 KiB record)', timeIt(() => pre.encrypt(bundle, 'lab', 'rec', record))],
-  ['patient decrypt (4 KiB record)', timeIt(() => pre.decrypt(patient, ct))],
-  ['patient delegate (category → policy)', timeIt(() => pre.delegate(patient, 'lab', ta.publicKey, POLICY))],
-  ['cloud convert (header; payload copied)', timeIt(() => pre.convertHeader(rk, pre.openRecordHeader(ct)))],
-  ['  of which: the conversion alone', timeIt(() => pre.convertHeader(rk, header))],
-  ["cloud convert, rk1's lines precomputed (pre.precompute: how the platform holds keys)", timeIt(() => pre.convertHeader(precomputed, pre.openRecordHeader(ct)))],
-  ['reader decrypt, first record of a delegation', timeIt(() => pre.createReader(userKey).decrypt(converted))],
-  ['reader decrypt, cached delegation', timeIt(() => warmReader.decrypt(converted))],
-  ['  of which: recovering R alone', timeIt(() => warmReader.recordSecret(convertedHeader))],
+const ops: Array<[string, () => unknown]> = [
+  ['hospital encrypt (4 KiB record)', () => pre.encrypt(bundle, 'lab', 'rec', record)],
+  ['hospital encrypt with its platform emergency grant (one capsule per upload)', () => pre.encryptWithEmergencyGrant(bundle, 'lab', 'rec', record, capsule)],
+  ['patient decrypt (4 KiB record)', () => pre.decrypt(patient, ct)],
+  ['patient decrypt, first record of a freshly decoded key (derives the category key)', () => pre.decrypt(pre.decodePatientKey(encodedPatient), ct)],
+  ['patient delegate (category → policy)', () => pre.delegate(patient, 'lab', ta.publicKey, POLICY)],
+  ['cloud convert (header decoded and converted; payload copied)', () => pre.convertHeader(rk, pre.openRecordHeader(ct))],
+  ['  of which: the conversion alone', () => pre.convertHeader(rk, header)],
+  ["cloud convert, rk1's lines precomputed (how the platform holds keys)", () => pre.convertHeader(precomputed, pre.openRecordHeader(ct))],
+  ['reader decrypt, first record of a delegation', () => pre.createReader(userKey).decrypt(converted)],
+  ['reader decrypt, cached delegation (H(X) with precomputed lines)', () => warmReader.decrypt(converted)],
+  ['  of which: recovering R alone', () => warmReader.recordSecret(convertedHeader)],
 ];
-printTable('Proxy re-encryption, 4 KiB records', ['operation', 'ms', 'pairings'], rows.map(([name, t]) => [name, ms(t), ratio(t / prim.pairing)]));
+const m = alternate('pairing', { pairing: primitiveOps().pairing, ...Object.fromEntries(ops) });
+printTable('Proxy re-encryption, 4 KiB records (CPU time alternated with a pairing)', ['operation', 'ms', 'pairings'], ops.map(([name]) => [name, ms(m[name]!.ms), ratio(m[name]!.ratio)]));
 
 // Batch conversion: one core (this thread) vs one worker per core.
 const BATCH = 600;

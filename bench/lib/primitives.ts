@@ -1,23 +1,16 @@
 /**
- * The pairing-group primitives, measured in the same run as every scheme benchmark so results read as
- * ratios ("3.1 pairings") that hold on a noisy or slower machine.
+ * The pairing-group (and AES) reference primitives, measured alternated with a pairing in the same run as every
+ * scheme benchmark, so results read as ratios ("3.1 pairings") that hold on a noisy or slower machine.
  */
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { curve } from '@medshare/crypto';
-import { timeIt } from './measure.ts';
+import { alternate, type AlternateOptions, type Measured } from './measure.ts';
 
-export interface Primitives {
-  pairing: number;
-  millerLoop: number;
-  finalExp: number;
-  multiPairing6: number;
-  g1Mul: number;
-  g2Mul: number;
-  gtExp: number;
-  hashToG1: number;
-}
+export type PrimitiveName = 'pairing' | 'millerLoop' | 'finalExp' | 'multiPairing6' | 'g1Mul' | 'g2Mul' | 'gtExp' | 'hashToG1';
+export type Primitives = Record<PrimitiveName, Measured>;
 
-/** Measures each primitive (median milliseconds). Call after curve.initCurve(). */
-export function measurePrimitives(): Primitives {
+/** The operations, on random inputs, as closures for `alternate` (call after curve.initCurve()). */
+export function primitiveOps(): Record<PrimitiveName, () => unknown> {
   const p = curve.g1Mul(curve.g1Generator(), curve.randomFr());
   const q = curve.g2Mul(curve.g2Generator(), curve.randomFr());
   const k = curve.randomFr();
@@ -27,27 +20,45 @@ export function measurePrimitives(): Primitives {
   const qs = Array.from({ length: 6 }, () => curve.g2Mul(q, curve.randomFr()));
   let counter = 0;
   return {
-    pairing: timeIt(() => curve.pairing(p, q)),
-    millerLoop: timeIt(() => curve.millerLoop(p, q)),
-    finalExp: timeIt(() => curve.finalExp(f)),
-    multiPairing6: timeIt(() => curve.multiPairing(ps, qs)),
-    g1Mul: timeIt(() => curve.g1Mul(p, k)),
-    g2Mul: timeIt(() => curve.g2Mul(q, k)),
-    gtExp: timeIt(() => curve.gtPow(x, k)),
-    hashToG1: timeIt(() => curve.hashToG1(new TextEncoder().encode(`attribute-${counter++}`), 'MEDSHARE-BENCH')),
+    pairing: () => curve.pairing(p, q),
+    millerLoop: () => curve.millerLoop(p, q),
+    finalExp: () => curve.finalExp(f),
+    multiPairing6: () => curve.multiPairing(ps, qs),
+    g1Mul: () => curve.g1Mul(p, k),
+    g2Mul: () => curve.g2Mul(q, k),
+    gtExp: () => curve.gtPow(x, k),
+    hashToG1: () => curve.hashToG1(new TextEncoder().encode(`attribute-${counter++}`), 'MEDSHARE-BENCH'),
+  };
+}
+
+/** Measures each primitive alternated with the pairing (CPU time, medians of rounds). */
+export function measurePrimitives(options: AlternateOptions = {}): Primitives {
+  return alternate('pairing', primitiveOps(), options) as Primitives;
+}
+
+/** One-shot AES-256-GCM over `bytes` (fresh key and nonce setup included): the reference for payload throughput. */
+export function aesGcmOneShot(bytes: Uint8Array): () => unknown {
+  const key = randomBytes(32);
+  const nonce = randomBytes(12);
+  return () => {
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    const out = cipher.update(bytes);
+    cipher.final();
+    return [out, cipher.getAuthTag()];
   };
 }
 
 /** Markdown rows for the primitives table. */
 export function primitiveRows(p: Primitives): string[][] {
-  return [
-    ['pairing e(P,Q)', p.pairing, 1],
-    ['Miller loop', p.millerLoop, p.millerLoop / p.pairing],
-    ['final exponentiation', p.finalExp, p.finalExp / p.pairing],
-    ['multi-pairing, 6 pairs', p.multiPairing6, p.multiPairing6 / p.pairing],
-    ['G1 scalar multiplication', p.g1Mul, p.g1Mul / p.pairing],
-    ['G2 scalar multiplication', p.g2Mul, p.g2Mul / p.pairing],
-    ['GT exponentiation', p.gtExp, p.gtExp / p.pairing],
-    ['hash to G1 (RFC 9380)', p.hashToG1, p.hashToG1 / p.pairing],
-  ].map(([name, t, r]) => [name as string, (t as number).toFixed(3), (r as number).toFixed(2)]);
+  const rows: Array<[string, PrimitiveName]> = [
+    ['pairing e(P,Q)', 'pairing'],
+    ['Miller loop', 'millerLoop'],
+    ['final exponentiation', 'finalExp'],
+    ['multi-pairing, 6 pairs', 'multiPairing6'],
+    ['G1 scalar multiplication', 'g1Mul'],
+    ['G2 scalar multiplication', 'g2Mul'],
+    ['GT exponentiation', 'gtExp'],
+    ['hash to G1 (RFC 9380)', 'hashToG1'],
+  ];
+  return rows.map(([label, name]) => [label, p[name].ms.toFixed(3), p[name].ratio.toFixed(2)]);
 }

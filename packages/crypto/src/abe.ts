@@ -14,7 +14,7 @@ import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
 import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
-import { attributeKey, attributeLabel, quoteIfNeeded, type Attribute } from './policy/ast.ts';
+import { attributeKey, attributeLabel, MAX_INTEGER, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
 import { checkOccurrenceBound, checkOccurrences, DEFAULT_MAX_OCCURRENCES, keyLabels, rowLabels } from './policy/occurrence.ts';
@@ -113,6 +113,18 @@ export function keygen(masterKey: MasterKey, attributes: string | readonly KeyAt
 }
 
 /**
+ * Hashes the oracle points of every copy (1..K) of `attributes` into the process's attribute cache, so that the
+ * next keygen naming them does no RFC 9380 hashing (which is most of a cold keygen). An integer attribute is warmed
+ * for every value (both settings of each of its bits), so any key for that name then hits. Returns the labels hashed
+ * now; PolicySyntaxError / LimitExceededError as keygen throws them.
+ */
+export function warmAttributeHashes(attributes: string | readonly KeyAttribute[], options: KeygenOptions = {}): number {
+  const parsed = typeof attributes === 'string' ? parseAttributes(attributes) : parseAttributes(formatAttributes(attributes));
+  const expanded = parsed.flatMap((a): Attribute[] => (a.kind === 'integer' ? [...integerBits(a.name, 0), ...integerBits(a.name, MAX_INTEGER)] : [a]));
+  return fame.warmOracle(keyLabels(expanded, options.maxOccurrences ?? DEFAULT_MAX_OCCURRENCES));
+}
+
+/**
  * Parses a policy into its span program, enforcing the size limits: LimitExceededError past `maxLeaves`, or when
  * one attribute is named more than `maxOccurrences` times (the message names it); PolicySyntaxError if it does
  * not parse.
@@ -126,6 +138,40 @@ export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POL
   const program = toSpanProgram(expanded);
   checkOccurrences(program, limits.maxOccurrences);
   return program;
+}
+
+/** A policy compiled for headers: its span program and row labels (treated as immutable by every caller). */
+interface CompiledPolicy {
+  readonly program: SpanProgram;
+  readonly labels: readonly Uint8Array[];
+}
+
+/** Bounded: a reader's headers name few distinct policies (one per delegation), and each entry is small. */
+const MAX_COMPILED_POLICIES = 512;
+const compiledPolicies = new Map<string, CompiledPolicy>();
+
+/**
+ * compilePolicy and rowLabels for a header's policy, cached by policy text and limits: decrypting many records of
+ * one policy parses it once. Throws as compilePolicy does (failures are not cached). The least recently used entry
+ * is evicted.
+ */
+function compiledForHeader(policy: string, limits: PolicyLimits): CompiledPolicy {
+  const name = `${limits === DEFAULT_POLICY_LIMITS ? 'default' : JSON.stringify(limits)}\n${policy}`;
+  let compiled = compiledPolicies.get(name);
+  if (compiled !== undefined) {
+    compiledPolicies.delete(name);
+  } else {
+    const program = compilePolicy(policy, limits);
+    compiled = { program, labels: rowLabels(program) };
+    if (compiledPolicies.size >= MAX_COMPILED_POLICIES) compiledPolicies.delete(compiledPolicies.keys().next().value!);
+  }
+  compiledPolicies.set(name, compiled);
+  return compiled;
+}
+
+/** Empties the compiled-policy cache (benchmarks measure decryption with and without it). */
+export function clearPolicyCache(): void {
+  compiledPolicies.clear();
 }
 
 function encodeHeader(authorityId: Uint8Array, policy: string, enc: fame.FameEncapsulation): Uint8Array {
@@ -170,7 +216,7 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const r = envelope.body;
   const authorityId = r.raw(AUTHORITY_ID_BYTES);
   const policy = r.text(limits.maxLength * 4);
-  const program = compilePolicy(policy, limits);
+  const { program, labels } = compiledForHeader(policy, limits);
   const readC0 = () => c.g2FromBytesUncompressed(r.raw(c.G2_UNCOMPRESSED_BYTES), 'ct0');
   const c0: fame.Triple<c.G2> = [readC0(), readC0(), readC0()];
   const rowCount = r.count(limits.maxLeaves, 3 * c.G1_UNCOMPRESSED_BYTES);
@@ -180,7 +226,7 @@ export function openHeader(input: Uint8Array, limits: PolicyLimits = DEFAULT_POL
   const chunkSize = r.u32();
   if (chunkSize !== CHUNK_BYTES) throw new MalformedInputError(`unsupported payload chunk size ${chunkSize}`);
   r.end();
-  return { authorityId, policy, program, labels: rowLabels(program), encapsulation: { c0, rows }, bytes: envelope.bytes };
+  return { authorityId, policy, program, labels, encapsulation: { c0, rows }, bytes: envelope.bytes };
 }
 
 function sameAuthority(a: Uint8Array, b: Uint8Array): boolean {

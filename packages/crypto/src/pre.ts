@@ -16,7 +16,7 @@ import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verif
 import * as abe from './abe.ts';
 import * as c from './curve/bls12381.ts';
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
-import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
+import { envelopeLength, ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import { AccessDeniedError, IntegrityError, MalformedInputError } from './errors.ts';
 import { CHUNK_BYTES, concatBytes, derivePayloadKey, openPayload, PayloadOpener, PayloadSealer, sealPayload } from './hybrid/stream.ts';
 import * as scheme from './pre/scheme.ts';
@@ -217,6 +217,7 @@ function encodeCore(category: string, epoch: number, recordId: string, keyId: Ui
 }
 
 function readCore(r: ByteReader): RecordCore {
+  const start = r.position;
   const category = r.text(64);
   checkCategory(category);
   const epoch = r.u32();
@@ -224,7 +225,9 @@ function readCore(r: ByteReader): RecordCore {
   const keyId = r.raw(ID_BYTES);
   const c1 = c.g1FromBytesUncompressed(r.raw(c.G1_UNCOMPRESSED_BYTES), 'c1');
   if (r.u32() !== CHUNK_BYTES) throw new MalformedInputError('unsupported payload chunk size');
-  return { category, epoch, recordId, keyId, c1, bytes: encodeCore(category, epoch, recordId, keyId, c1) };
+  // Every field is canonical (text re-encodes exactly, c1's coordinates are reduced and checked), so the bytes read
+  // are the core's encoding: no re-encoding needed.
+  return { category, epoch, recordId, keyId: keyId.slice(), c1, bytes: r.since(start).slice() };
 }
 
 const coreDigest = (core: Uint8Array) => new Uint8Array(createHash('sha256').update('MedShare v1 PRE record core\n').update(core).digest());
@@ -243,16 +246,24 @@ function findCategoryKey(keys: PatientPublicKeys, category: string): CategoryKey
 export function encryptStream(keys: PatientPublicKeys, category: string, recordId: string, emergency?: EmergencyCapsule): { header: Uint8Array; sealer: PayloadSealer; emergencyGrant?: Uint8Array } {
   checkText(recordId, 'record id');
   const key = findCategoryKey(keys, category);
-  const { R, c1, c2 } = scheme.encapsulate(key.key);
+  const { R, r, c1, c2 } = scheme.encapsulate(key.key);
   const core = encodeCore(category, key.epoch, recordId, key.keyId, c1);
   const header = sealEnvelope(ObjectType.PreCiphertext, SchemeId.PreToFame, concatBytes([core, c.gtToBytes(c2)]));
   const sealer = new PayloadSealer(payloadKey(R, core), coreDigest(core));
   if (emergency === undefined) return { header, sealer };
   const grant: ReEncryptionKey = {
     patientId: keys.patientId, category, epoch: key.epoch, keyId: key.keyId, delegationId: emergency.delegationId,
-    scope: { kind: 'record', recordId, c2Converted: scheme.recordGrant(R, c1, emergency.hashOfX) }, rk2: emergency.rk2,
+    scope: { kind: 'record', recordId, c2Converted: scheme.recordGrantWithExponent(R, r, grantBaseOf(emergency)) }, rk2: emergency.rk2,
   };
   return { header, sealer, emergencyGrant: encodeEmergencyGrant(grant) };
+}
+
+/** e(g1, H(X)) of each capsule in use, computed at its first record: every further grant is one GT exponentiation. */
+const grantBases = new WeakMap<EmergencyCapsule, c.GT>();
+function grantBaseOf(capsule: EmergencyCapsule): c.GT {
+  let base = grantBases.get(capsule);
+  if (base === undefined) grantBases.set(capsule, (base = scheme.grantBase(capsule.hashOfX)));
+  return base;
 }
 
 /** Hospital: encrypts a record in memory. */
@@ -277,16 +288,42 @@ export function openRecordHeader(input: Uint8Array): RecordHeader {
   return { core, c2, bytes: envelope.bytes };
 }
 
-/** The category secret that encrypted `core`, checked against the key id the hospital recorded. */
-function secretForCore(key: PatientSecretKey, core: RecordCore) {
-  const a = secretFor(key, core.category, core.epoch);
-  if (!equalBytes(keyIdOf(scheme.categoryPublicKey(a)), core.keyId)) throw new AccessDeniedError('the record was encrypted for a different patient key');
-  return a;
+/** A category key as the patient decrypts with it: the decryption key g2^a and the key id of e(g1, g2)^a. */
+interface DerivedCategoryKey {
+  readonly decryptionKey: c.G2;
+  readonly keyId: Uint8Array;
 }
 
-/** Patient: the record key R of a header (for streaming decryption or a single-record grant). */
+/**
+ * Derived category keys of each patient key object, by category and epoch: the HKDF, the G2 multiplication and the
+ * GT exponentiation behind the key id are done once per category key, not once per record. Keyed by the (immutable)
+ * secret key object, so the cache goes when the key does.
+ */
+const derivedKeys = new WeakMap<PatientSecretKey, Map<string, DerivedCategoryKey>>();
+
+function derivedKey(key: PatientSecretKey, category: string, epoch: number): DerivedCategoryKey {
+  let perKey = derivedKeys.get(key);
+  if (perKey === undefined) derivedKeys.set(key, (perKey = new Map()));
+  const name = `${category}\n${epoch}`;
+  let derived = perKey.get(name);
+  if (derived === undefined) {
+    const a = secretFor(key, category, epoch);
+    derived = { decryptionKey: scheme.categoryDecryptionKey(a), keyId: keyIdOf(scheme.categoryPublicKey(a)) };
+    perKey.set(name, derived);
+  }
+  return derived;
+}
+
+/** The decryption key of the category key that encrypted `core`, checked against the key id the hospital recorded. */
+function decryptionKeyForCore(key: PatientSecretKey, core: RecordCore): c.G2 {
+  const derived = derivedKey(key, core.category, core.epoch);
+  if (!equalBytes(derived.keyId, core.keyId)) throw new AccessDeniedError('the record was encrypted for a different patient key');
+  return derived.decryptionKey;
+}
+
+/** Patient: the record key R of a header (for streaming decryption or a single-record grant). One pairing. */
 export function recordSecret(key: PatientSecretKey, header: RecordHeader): c.GT {
-  return scheme.decapsulate(scheme.categoryDecryptionKey(secretForCore(key, header.core)), header.core.c1, header.c2);
+  return scheme.decapsulate(decryptionKeyForCore(key, header.core), header.core.c1, header.c2);
 }
 
 /** Patient: streaming decryption of one of her records. */
@@ -410,6 +447,18 @@ export function convertHeader(rk: ReEncryptionKey, header: RecordHeader): Uint8A
   return sealEnvelope(ObjectType.ConvertedCiphertext, SchemeId.PreToFame, body);
 }
 
+/**
+ * Cloud: splits a stored record ciphertext into its header envelope and its payload (views, no copy) without
+ * validating the header, which `openRecordHeader` does where it is converted: the cloud moves only headers to its
+ * converters and serves the payload as it is stored. IntegrityError if `ciphertext` is shorter than the header it
+ * announces, MalformedInputError if it does not start like a record ciphertext.
+ */
+export function splitRecord(ciphertext: Uint8Array): { header: Uint8Array; payload: Uint8Array } {
+  const length = envelopeLength(ciphertext, ObjectType.PreCiphertext);
+  if (length === undefined || length > ciphertext.length) throw new IntegrityError('corrupted record ciphertext: truncated');
+  return { header: ciphertext.subarray(0, length), payload: ciphertext.subarray(length) };
+}
+
 /** Cloud: converts a whole record ciphertext in memory (the payload is copied unchanged). */
 export function convert(rk: ReEncryptionKey, ciphertext: Uint8Array): Uint8Array {
   const header = openRecordHeader(ciphertext);
@@ -505,7 +554,8 @@ export function emergencyGrantKey(capsule: EmergencyCapsuleInfo, grant: Uint8Arr
  * caching H(X) (bounded), so each further record of that delegation costs one pairing.
  */
 export class Reader {
-  private readonly cache = new Map<string, c.G2>();
+  /** H(X) of each opened delegation with its Miller-loop lines (20 KiB of wasm memory each, freed on eviction). */
+  private readonly cache = new Map<string, c.PrecomputedG2>();
   private static readonly MAX_CACHED = 1024;
 
   constructor(private readonly userKey: abe.UserKey) {}
@@ -515,15 +565,25 @@ export class Reader {
     return this.cache.size;
   }
 
-  private hashOfX(header: ConvertedHeader): c.G2 {
+  private hashOfX(header: ConvertedHeader): c.PrecomputedG2 {
     const id = createHash('sha256').update(header.delegationId).update(header.rk2).digest('hex');
     let h = this.cache.get(id);
     if (!h) {
-      h = scheme.delegationHash(abe.decapsulate(this.userKey, abe.openHeader(header.rk2)), header.delegationId, header.rk2);
-      if (this.cache.size >= Reader.MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
+      h = new c.PrecomputedG2(scheme.delegationHash(abe.decapsulate(this.userKey, abe.openHeader(header.rk2)), header.delegationId, header.rk2));
+      if (this.cache.size >= Reader.MAX_CACHED) {
+        const oldest = this.cache.keys().next().value!;
+        this.cache.get(oldest)!.destroy();
+        this.cache.delete(oldest);
+      }
       this.cache.set(id, h);
     }
     return h;
+  }
+
+  /** Frees the cached lines now (otherwise the garbage collector frees them with the reader); the reader stays usable. */
+  clear(): void {
+    for (const h of this.cache.values()) h.destroy();
+    this.cache.clear();
   }
 
   /** The record key R; AccessDeniedError if the user key does not satisfy the delegation's policy. */

@@ -1,7 +1,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { abe } from '@medshare/crypto';
+import { abe, PolicySyntaxError } from '@medshare/crypto';
 import {
   base32Decode, DeviceKeys, DpopVerifier, MemoryNonceCache, openIssuedKey, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList, type IssuedKey,
 } from '../src/index.ts';
@@ -20,6 +20,8 @@ async function deviceKeyPair(): Promise<DeviceKeys & { jwk: DeviceKeys['sealingP
   return Object.assign(keys, { jwk: keys.sealingPublicJwk, privateKey: keys.sealingPrivateKey });
 }
 
+let authority: TrustedAuthority;
+
 before(async () => {
   await abe.init();
   a = await startHospital('hospital-a', clock);
@@ -28,7 +30,7 @@ before(async () => {
   trust.add(a.member());
   const keys = abe.setup();
   publicKey = keys.publicKey;
-  const authority = new TrustedAuthority({
+  authority = new TrustedAuthority({
     verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
     publicKey: keys.publicKey,
     masterKey: keys.masterKey,
@@ -140,4 +142,12 @@ test('the TA publishes its public parameters', async () => {
   const body = (await response.json()) as { authorityId: string; publicKey: string };
   const decoded = abe.decodePublicKey(Buffer.from(body.publicKey, 'base64'));
   assert.equal(Buffer.from(decoded.authorityId).toString('hex'), body.authorityId);
+});
+
+test('warming hashes every copy of the attributes (an integer for every value) once; keys issued after it hash nothing', async () => {
+  // hospital:zz-warm: 8 copies; grade: 32 bits × 2 settings × 8 copies.
+  assert.equal(await authority.warm(['hospital:zz-warm', 'grade=4']), 8 + 64 * 8);
+  assert.equal(await authority.warm(['hospital:zz-warm', 'grade=200']), 0);
+  assert.equal(abe.warmAttributeHashes('grade=77, hospital:zz-warm'), 0, 'any value of grade is cached');
+  await assert.rejects(authority.warm(['not an attribute']), PolicySyntaxError);
 });

@@ -4,7 +4,8 @@
  * and the one HTTP→error mapping: a problem answer (RFC 9457) becomes the taxonomy's typed error again, by its
  * `type` (`urn:medshare:problem:<code>`) or else by its status, so the CLI's exit codes apply end to end.
  */
-import { MedShareError, UnavailableError, type ErrorCode } from '@medshare/crypto';
+import { MalformedInputError, MedShareError, UnavailableError, type ErrorCode } from '@medshare/crypto';
+import { parseRecordFrames, RECORD_STREAM_TYPE, type RecordParts } from './cloud/record-stream.ts';
 
 /** An HTTP problem answer as a typed error; `status` is the HTTP status, `code` the taxonomy's. */
 export class HttpProblemError extends MedShareError {
@@ -100,6 +101,31 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
     }
     if (attempt >= retries || wait > MAX_RETRY_WAIT_MS) throw failure;
     await sleep(wait);
+  }
+}
+
+/**
+ * POSTs a JSON body to a read route asking for the binary record stream (`Accept: application/octet-stream`,
+ * cloud/record-stream.ts) and returns the records as their bytes arrive: no base64, no JSON around large
+ * payloads. A problem answer becomes its typed error, as with callJson; a read is not retried (it is audited).
+ */
+export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: RECORD_STREAM_TYPE };
+  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
+  const url = new URL(path.replace(/^\//, ''), base.href.endsWith('/') ? base : new URL(`${base.href}/`));
+  try {
+    if (options.dpop !== undefined) headers.dpop = typeof options.dpop === 'string' ? options.dpop : await options.dpop(url);
+    const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(options.body ?? {}), signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
+    if (!response.ok) throw errorFromProblem(response.status, await response.text());
+    if (response.headers.get('content-type') !== RECORD_STREAM_TYPE || response.body === null) {
+      throw new MalformedInputError(`${url.origin} did not answer a record stream`);
+    }
+    const records: RecordParts[] = [];
+    for await (const record of parseRecordFrames(response.body)) records.push(record);
+    return records;
+  } catch (error) {
+    if (error instanceof MedShareError) throw error;
+    throw new UnavailableError(`${url.origin} is unreachable (${reasonOf(error)})`);
   }
 }
 

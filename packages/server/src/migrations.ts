@@ -130,6 +130,12 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX cloud_dpop_nonces_expiry ON cloud_dpop_nonces (scope, expires_at_ms)',
     ],
   },
+  {
+    version: 6,
+    description: "each record's ciphertext hash, stored at upload: reads name records in the ledger without rehashing them",
+    // NULL for records stored before: the read hashes those.
+    statements: ['ALTER TABLE cloud_records ADD COLUMN ciphertext_hash text'],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [

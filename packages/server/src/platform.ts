@@ -70,6 +70,8 @@ export interface PlatformOptions extends ServiceHttpOptions {
   readonly emergencyPolicy?: string | null;
   /** Worker threads converting records on read in the cloud (default 0: in its event loop). */
   readonly conversionWorkers?: number;
+  /** Worker threads encrypting uploads in each hospital's gateway (default 0: in its event loop). */
+  readonly encryptionWorkers?: number;
   /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
   readonly statsConsortium?: Consortium;
   /** A file outside the cloud's database where the ledger keeps its last signed checkpoint. */
@@ -146,6 +148,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         adminToken: byHospital(options.adminTokens, name, 'administrator credential'), cloud: lateUrl('cloud'), authorityUrl: lateUrl('authority'),
         relyingParty: options.relyingParty, categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
+        encryptionWorkers: options.encryptionWorkers,
       });
       started.push(hospital);
       hospitals.push(hospital);

@@ -58,6 +58,7 @@ interface RelyingPartyOptions {
 
 interface HospitalOptions extends CommonOptions, RelyingPartyOptions {
   name: string;
+  encryptionWorkers?: string;
 }
 
 interface AllOptions extends CloudOptions, RelyingPartyOptions {
@@ -247,6 +248,7 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   const service = await createHospitalService({
     ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
     ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}),
+    encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
@@ -346,6 +348,7 @@ export function registerServe(program: Command): void {
     .action(serveCloud);
   webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway and ledger witness (administrator token on stdin)"), 'medshare-hospital'))
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
+    .option('--encryption-workers <n>', 'worker threads encrypting gateway uploads (default 0 = in the event loop)')
     .action(serveHospital);
   webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))
     .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])

@@ -9,7 +9,7 @@
  */
 import * as mcl from 'mcl-wasm';
 import { MalformedInputError } from '../errors.ts';
-import { hasMillerLoopVec, hashAndMapWithDst, millerLoopVec } from './mcl-raw.ts';
+import { affineBytes, hasMillerLoopVec, hashAndMapWithDst, millerLoopVec, setAffineBytes, sumG1 } from './mcl-raw.ts';
 
 export type { Fr, G1, G2, GT } from 'mcl-wasm';
 type Fr = mcl.Fr;
@@ -34,6 +34,7 @@ const G2_GENERATOR_HEX =
 let ready: Promise<void> | undefined;
 let generatorG1: G1;
 let generatorG2: G2;
+let baseGT: GT;
 
 /** Initialises mcl for BLS12-381 once per process. Every other function here requires it. */
 export function initCurve(): Promise<void> {
@@ -48,6 +49,7 @@ export function initCurve(): Promise<void> {
     generatorG1.deserializeHexStr(G1_GENERATOR_HEX);
     generatorG2 = new mcl.G2();
     generatorG2.deserializeHexStr(G2_GENERATOR_HEX);
+    baseGT = mcl.pairing(generatorG1, generatorG2);
   })();
   return ready;
 }
@@ -66,6 +68,12 @@ export function g1Generator(): G1 {
 export function g2Generator(): G2 {
   assertReady();
   return generatorG2.clone();
+}
+
+/** e(g1, g2), computed once by initCurve (a fresh copy). */
+export function gtBase(): GT {
+  assertReady();
+  return baseGT.clone();
 }
 
 /** A uniformly random non-zero scalar from the operating system's CSPRNG (via mcl's getRandomValues). */
@@ -106,6 +114,13 @@ export const gtMul = (a: GT, b: GT): GT => mcl.mul(a, b);
 export const gtDiv = (a: GT, b: GT): GT => mcl.div(a, b);
 export const gtPow = (a: GT, k: Fr): GT => mcl.pow(a, k);
 
+/** Σ P_i in G1 (at least one point), accumulated inside wasm: no intermediate point objects. */
+export function g1Sum(points: readonly G1[]): G1 {
+  const out = new mcl.G1();
+  sumG1(out, points);
+  return out;
+}
+
 /** Σ k_i·P_i in G1 by mcl's multi-scalar multiplication. */
 export function msmG1(points: readonly G1[], scalars: readonly Fr[]): G1 {
   return mcl.mulVec(points as G1[], scalars as Fr[]);
@@ -133,6 +148,8 @@ export class PrecomputedG2 {
   constructor(readonly q: G2) {
     assertReady();
     this.lines = new mcl.PrecomputedG2(q);
+    // An owner that forgets to destroy (a dropped Reader, a cache that is garbage collected) still frees the lines.
+    unreleasedLines.register(this, this.lines, this);
   }
 
   /** e(P, Q). */
@@ -142,10 +159,13 @@ export class PrecomputedG2 {
 
   /** Frees the wasm memory of the lines (idempotent). */
   destroy(): void {
+    unreleasedLines.unregister(this);
     this.lines?.destroy();
     this.lines = undefined;
   }
 }
+
+const unreleasedLines = new FinalizationRegistry<mcl.PrecomputedG2>((lines) => lines.destroy());
 
 /** The Miller loop alone (for benchmarks; combine with finalExp). */
 export const millerLoop = (p: G1, q: G2): GT => mcl.millerLoop(p, q);
@@ -194,9 +214,10 @@ export function hashToG2(msg: Uint8Array, dst: string): G2 {
   return out;
 }
 
-/** Uniform random element of GT (as e(g1, g2)^x for random x). */
+/** Uniform random element of GT (as e(g1, g2)^x for random x): one GT exponentiation of the cached e(g1, g2). */
 export function randomGT(): GT {
-  return mcl.pow(pairing(generatorG1, generatorG2), randomFr());
+  assertReady();
+  return mcl.pow(baseGT, randomFr());
 }
 
 /** The identity of GT. */
@@ -252,44 +273,39 @@ export function g2FromBytes(bytes: Uint8Array, what = 'G2 point'): G2 {
 export const G1_UNCOMPRESSED_BYTES = 96;
 export const G2_UNCOMPRESSED_BYTES = 192;
 
-/** The base field modulus p, as 96 lowercase hex digits (for canonicality checks by string comparison). */
-const FIELD_MODULUS_HEX =
-  '1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab';
+/** The base field modulus p, big-endian (a coordinate is canonical when it compares below it byte by byte). */
+const FIELD_MODULUS = Buffer.from(
+  '1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab',
+  'hex',
+);
+const COORDINATE_BYTES = 48;
 
 /**
  * Uncompressed affine encodings in the ZCash/IETF layout: G1 is x ‖ y, G2 is x.c1 ‖ x.c0 ‖ y.c1 ‖ y.c0,
- * each coordinate 48 bytes big-endian; the three flag bits of the first byte are 0.
+ * each coordinate 48 bytes big-endian; the three flag bits of the first byte are 0. Written by mcl in one call
+ * (its affine serialization under setETHserialization is exactly this layout).
  */
 export function g1ToBytesUncompressed(p: G1): Uint8Array {
-  return coordinatesToBytes(mcl.normalize(p).getStr(16).split(' ').slice(1));
+  return affineBytes('G1', p, G1_UNCOMPRESSED_BYTES);
 }
 
 export function g2ToBytesUncompressed(q: G2): Uint8Array {
-  const [xc0, xc1, yc0, yc1] = mcl.normalize(q).getStr(16).split(' ').slice(1);
-  return coordinatesToBytes([xc1!, xc0!, yc1!, yc0!]);
+  return affineBytes('G2', q, G2_UNCOMPRESSED_BYTES);
 }
 
-function coordinatesToBytes(hex: string[]): Uint8Array {
-  return new Uint8Array(Buffer.from(hex.map((h) => h.padStart(96, '0')).join(''), 'hex'));
-}
-
-/** Splits uncompressed bytes into canonical coordinates (each < p) as hex, checking length and flags. */
-function bytesToCoordinates(bytes: Uint8Array, count: number, what: string): string[] {
-  if (bytes.length !== count * 48) throw new MalformedInputError(`${what}: expected ${count * 48} bytes, got ${bytes.length}`);
+/** Checks the length, the flag bits and that every coordinate is reduced modulo p. */
+function checkUncompressed(bytes: Uint8Array, count: number, what: string): void {
+  if (bytes.length !== count * COORDINATE_BYTES) throw new MalformedInputError(`${what}: expected ${count * COORDINATE_BYTES} bytes, got ${bytes.length}`);
   if ((bytes[0]! & 0xe0) !== 0) throw new MalformedInputError(`${what}: unexpected flag bits for an uncompressed point`);
-  const hex = Buffer.from(bytes).toString('hex');
-  const coordinates = Array.from({ length: count }, (_, i) => hex.slice(96 * i, 96 * (i + 1)));
-  if (coordinates.some((x) => x >= FIELD_MODULUS_HEX)) throw new MalformedInputError(`${what}: coordinate not reduced modulo p`);
-  return coordinates;
+  for (let at = 0; at < bytes.length; at += COORDINATE_BYTES) {
+    if (Buffer.compare(bytes.subarray(at, at + COORDINATE_BYTES), FIELD_MODULUS) >= 0) throw new MalformedInputError(`${what}: coordinate not reduced modulo p`);
+  }
 }
 
-function setAffine<T extends G1 | G2>(point: T, coordinates: string[], what: string): T {
+/** Decodes checked uncompressed bytes in one wasm call; refuses off-curve points and the identity. */
+function setAffine<T extends G1 | G2>(group: 'G1' | 'G2', point: T, bytes: Uint8Array, what: string): T {
   assertReady();
-  try {
-    point.setStr(`1 ${coordinates.join(' ')}`, 16);
-  } catch {
-    throw new MalformedInputError(`${what}: not a point on the curve`);
-  }
+  if (!setAffineBytes(group, point, bytes)) throw new MalformedInputError(`${what}: not a point on the curve`);
   if (point.isZero()) throw new MalformedInputError(`${what}: the identity is not allowed`);
   return point;
 }
@@ -300,13 +316,14 @@ function setAffine<T extends G1 | G2>(point: T, coordinates: string[], what: str
  * point derived from it that meets secret material in a pairing (see docs/crypto.md, "Validation").
  */
 export function g1FromBytesOnCurve(bytes: Uint8Array, what = 'G1 point'): G1 {
-  return setAffine(new mcl.G1(), bytesToCoordinates(bytes, 2, what), what);
+  checkUncompressed(bytes, 2, what);
+  return setAffine('G1', new mcl.G1(), bytes, what);
 }
 
 /** Decodes an uncompressed G2 point with all checks: canonical, on the curve, in the prime-order subgroup. */
 export function g2FromBytesUncompressed(bytes: Uint8Array, what = 'G2 point'): G2 {
-  const [xc1, xc0, yc1, yc0] = bytesToCoordinates(bytes, 4, what);
-  const q = setAffine(new mcl.G2(), [xc0!, xc1!, yc0!, yc1!], what);
+  checkUncompressed(bytes, 4, what);
+  const q = setAffine('G2', new mcl.G2(), bytes, what);
   if (!q.isValidOrder()) throw new MalformedInputError(`${what}: not in the prime-order subgroup`);
   return q;
 }

@@ -55,6 +55,9 @@ export class ByteWriter {
 }
 
 /** Reads a binary encoding; every failure is a MalformedInputError naming `what` was being read. */
+/** One decoder for every read: without `stream`, each decode is independent of the previous ones. */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 export class ByteReader {
   private offset = 0;
   constructor(
@@ -64,6 +67,16 @@ export class ByteReader {
 
   get remaining(): number {
     return this.input.length - this.offset;
+  }
+
+  /** Where the next read starts. */
+  get position(): number {
+    return this.offset;
+  }
+
+  /** The bytes read since `position` was `start` (a view, not a copy). */
+  since(start: number): Uint8Array {
+    return this.input.subarray(start, this.offset);
   }
 
   private fail(reason: string): never {
@@ -105,7 +118,7 @@ export class ByteReader {
   text(max: number): string {
     const bytes = this.bytes(max);
     try {
-      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+      return strictUtf8.decode(bytes);
     } catch {
       return this.fail('text field is not valid UTF-8');
     }

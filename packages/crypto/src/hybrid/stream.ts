@@ -118,15 +118,28 @@ export class PayloadOpener {
     return body;
   }
 
-  /** Adds ciphertext bytes; returns the plaintext of every full chunk now available. */
+  /**
+   * Adds ciphertext bytes; returns the plaintext of every full chunk now available. Full chunks are opened where
+   * they lie in `data`; only a partial chunk at the end is copied (the caller may reuse its buffer).
+   */
   push(data: Uint8Array): Uint8Array[] {
     if (this.done && data.length > 0) throw new IntegrityError('data after the final payload chunk');
-    this.buffer = this.buffer.length === 0 ? Buffer.from(data) : Buffer.concat([this.buffer, data]);
     const out: Uint8Array[] = [];
-    while (this.buffer.length >= SEALED_CHUNK_BYTES) {
-      out.push(this.open(this.buffer.subarray(0, SEALED_CHUNK_BYTES), false));
-      this.buffer = this.buffer.subarray(SEALED_CHUNK_BYTES);
+    let offset = 0;
+    if (this.buffer.length > 0) {
+      const needed = SEALED_CHUNK_BYTES - this.buffer.length;
+      if (data.length < needed) {
+        this.buffer = Buffer.concat([this.buffer, data]);
+        return out;
+      }
+      out.push(this.open(Buffer.concat([this.buffer, data.subarray(0, needed)]), false));
+      offset = needed;
     }
+    // A full-size sealed chunk is never the last one (the last carries fewer plaintext bytes).
+    for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES) {
+      out.push(this.open(data.subarray(offset, offset + SEALED_CHUNK_BYTES), false));
+    }
+    this.buffer = Buffer.from(data.subarray(offset));
     return out;
   }
 

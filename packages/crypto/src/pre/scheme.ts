@@ -15,7 +15,8 @@
  *   convert (proxy)  c2' = c2 / e(c1, rk1) = R / e(c1, H(X, id, rk2))
  *   reader           X = FAME.Decapsulate(rk2) (once per delegation),  R = c2' · e(c1, H(X, id, rk2))
  *   record grant     c2' = R / e(c1, H(X, id, rk2)) by a party that knows R (patient: one shared record;
- *                    encrypting hospital: platform emergency grants — docs/crypto.md §10)
+ *                    encrypting hospital: platform emergency grants — docs/crypto.md §10); the hospital, which
+ *                    also knows r, computes it as R / e(g1, H(X, id, rk2))^r with e(g1, H(X, id, rk2)) cached per capsule
  *
  * H hashes the delegation id and a digest of rk2 with X (format 2), so what the reader's key derivation relies on
  * is bound: a converted header whose delegation id or rk2 was swapped for another yields a wrong R, which the
@@ -33,13 +34,6 @@ import type { Fr, G1, G2, GT } from '../curve/bls12381.ts';
 const HASH_GT_DST = 'MEDSHARE-V02-CS02-PRE-GT-with-BLS12381G2_XMD:SHA-256_SSWU_RO_';
 const DELEGATION_ID_BYTES = 16;
 const utf8 = new TextEncoder();
-
-/** e(g1, g2), computed once. */
-let baseGt: GT | undefined;
-function base(): GT {
-  baseGt ??= c.pairing(c.g1Generator(), c.g2Generator());
-  return baseGt;
-}
 
 /**
  * The category secret a_{t,e}: HKDF-SHA256 of the patient's master secret with the category and epoch as
@@ -61,7 +55,7 @@ export function categorySecret(masterSecret: Uint8Array, category: string, epoch
 
 /** pk_t = e(g1, g2)^{a_t}. */
 export function categoryPublicKey(a: Fr): GT {
-  return c.gtPow(base(), a);
+  return c.gtPow(c.gtBase(), a);
 }
 
 /** The patient's decryption key for a category: g2^{a_t}. Secret. */
@@ -69,11 +63,14 @@ export function categoryDecryptionKey(a: Fr): G2 {
   return c.g2Mul(c.g2Generator(), a);
 }
 
-/** Hospital-side encapsulation: a fresh uniformly random R and (c1, c2). One G1 and two GT exponentiations. */
-export function encapsulate(publicKey: GT): { R: GT; c1: G1; c2: GT } {
+/**
+ * Hospital-side encapsulation: a fresh uniformly random R and (c1, c2). One G1 and two GT exponentiations (R is
+ * e(g1, g2)^x with e(g1, g2) cached). r is returned for `recordGrantWithExponent` only; it must not leave the caller.
+ */
+export function encapsulate(publicKey: GT): { R: GT; r: Fr; c1: G1; c2: GT } {
   const r = c.randomFr();
   const R = c.randomGT();
-  return { R, c1: c.g1Mul(c.g1Generator(), r), c2: c.gtMul(R, c.gtPow(publicKey, r)) };
+  return { R, r, c1: c.g1Mul(c.g1Generator(), r), c2: c.gtMul(R, c.gtPow(publicKey, r)) };
 }
 
 /** Patient-side decapsulation: R = c2 / e(c1, g2^{a_t}). c1 must already be checked to be in G1. */
@@ -101,9 +98,9 @@ export function convert(rk1: G2 | c.PrecomputedG2, c1: G1, c2: GT): GT {
   return c.gtDiv(c2, rk1 instanceof c.PrecomputedG2 ? rk1.pairing(c1) : c.pairing(c1, rk1));
 }
 
-/** The reader's recovery with H(X) known: R = c2' · e(c1, H(X)). One pairing. */
-export function recover(hashOfX: G2, c1: G1, c2Converted: GT): GT {
-  return c.gtMul(c2Converted, c.pairing(c1, hashOfX));
+/** The reader's recovery with H(X) known: R = c2' · e(c1, H(X)). One pairing (cheaper with H(X)'s lines precomputed). */
+export function recover(hashOfX: G2 | c.PrecomputedG2, c1: G1, c2Converted: GT): GT {
+  return c.gtMul(c2Converted, hashOfX instanceof c.PrecomputedG2 ? hashOfX.pairing(c1) : c.pairing(c1, hashOfX));
 }
 
 /**
@@ -112,4 +109,17 @@ export function recover(hashOfX: G2, c1: G1, c2Converted: GT): GT {
  */
 export function recordGrant(R: GT, c1: G1, hashOfX: G2): GT {
   return c.gtDiv(R, c.pairing(c1, hashOfX));
+}
+
+/** e(g1, H(X)): computed once per emergency capsule, so that each record's grant is a GT exponentiation. */
+export function grantBase(hashOfX: G2): GT {
+  return c.pairing(c.g1Generator(), hashOfX);
+}
+
+/**
+ * `recordGrant` by the party that chose c1 = g1^r (the encrypting hospital): e(c1, H(X)) = e(g1, H(X))^r by
+ * bilinearity, so c2' = R / grantBase^r, one GT exponentiation instead of a pairing. Same value.
+ */
+export function recordGrantWithExponent(R: GT, r: Fr, base: GT): GT {
+  return c.gtDiv(R, c.gtPow(base, r));
 }

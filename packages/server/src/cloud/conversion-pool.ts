@@ -1,7 +1,8 @@
 /**
- * The cloud's record conversions (pre.convert: one pairing each, the bulk of a read's CPU time), either in the
+ * The cloud's record conversions (pre.convertHeader: one pairing each, the bulk of a read's CPU time), either in the
  * calling thread or in a pool of worker threads, so that a multi-core server converts in parallel while its
- * event loop serves HTTP and SQL.
+ * event loop serves HTTP and SQL. Only record headers (about 0.8 KiB each) travel to and from the workers: the
+ * payload, which conversion leaves unchanged, stays where the database put it.
  *
  * Both keep decoded re-encryption keys with rk1's Miller-loop lines precomputed (pre.precompute), by delegation
  * id, checked against the key's bytes on every use. That is only a cache of decoding: the service finds the
@@ -10,7 +11,8 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
+import { createHash } from 'node:crypto';
+import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
 
 /** The delegation whose key converts, as the database holds it. */
 export interface DelegationKey {
@@ -18,10 +20,13 @@ export interface DelegationKey {
   readonly reencryptionKey: Uint8Array;
 }
 
-/** Converts stored record ciphertexts for a reader. */
+/** Converts stored record headers for a reader. */
 export interface Converter {
-  /** pre.convert of each ciphertext under the delegation's key, in order; MedShareErrors as pre.convert throws them. */
-  convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]>;
+  /**
+   * The converted header of each record header (pre.splitRecord's `header`) under the delegation's key, in order;
+   * MedShareErrors as pre.openRecordHeader and pre.convertHeader throw them.
+   */
+  convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]>;
   /** Drops a revoked delegation's cached key. */
   forget(delegationId: string): void;
   close(): Promise<void>;
@@ -29,6 +34,9 @@ export interface Converter {
 
 /** 20 KiB of precomputed lines (wasm memory) and ~2 KiB of decoded key each: ~22 MiB per converter when full. */
 const MAX_CACHED_KEYS = 1024;
+/** Converts one stored record header (pre.convertHeader after decoding and validating it). */
+export const convertStoredHeader = (rk: pre.ReEncryptionKey, header: Uint8Array): Uint8Array => pre.convertHeader(rk, pre.openRecordHeader(header));
+
 /** Records per message to a worker: a large read spreads over the pool, and no message holds a worker for long. */
 const RECORDS_PER_JOB = 32;
 
@@ -68,9 +76,9 @@ export class KeyCache {
 export class InThreadConverter implements Converter {
   private readonly keys = new KeyCache();
 
-  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  async convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]> {
     const rk = this.keys.get(key);
-    return ciphertexts.map((ct) => pre.convert(rk, ct));
+    return headers.map((header) => convertStoredHeader(rk, header));
   }
 
   forget(delegationId: string): void {
@@ -82,10 +90,86 @@ export class InThreadConverter implements Converter {
   }
 }
 
+/**
+ * What a hospital gateway encrypts for one patient in one upload, in a form that crosses to a worker thread (the
+ * same process and trust domain: H(X) and the plaintexts never leave the hospital's service).
+ */
+export interface EncryptionBatch {
+  /** The patient's signed key bundle as served (each worker decodes and verifies it once, then caches it). */
+  readonly bundle: Uint8Array;
+  /** The upload's emergency capsules: the encoded public part and H(X) (G2, compressed), by category. */
+  readonly capsules: ReadonlyArray<{ readonly category: string; readonly capsule: Uint8Array; readonly hashOfX: Uint8Array }>;
+  readonly records: ReadonlyArray<{ readonly recordId: string; readonly category: string; readonly plaintext: Uint8Array }>;
+}
+
+/** One encrypted record: its ciphertext and, when its category has a capsule, its encoded emergency grant. */
+export interface EncryptedRecord {
+  readonly ciphertext: Uint8Array;
+  readonly grant?: Uint8Array;
+}
+
+/** Encrypts a gateway's records (pre.encrypt, or pre.encryptWithEmergencyGrant where a capsule is given). */
+export interface RecordEncryptor {
+  /** The records of `batch`, in order; MedShareErrors as pre.decodePublicKeys and pre.encrypt throw them. */
+  encrypt(batch: EncryptionBatch): Promise<EncryptedRecord[]>;
+  close(): Promise<void>;
+}
+
+/** Bounded caches of decoded bundles and capsules, by their bytes: one upload reuses them for every record. */
+export class EncryptionInputs {
+  private readonly bundles = new Map<string, pre.PatientPublicKeys>();
+  private readonly capsules = new Map<string, pre.EmergencyCapsule>();
+  private static readonly MAX = 256;
+
+  private static remember<T>(map: Map<string, T>, key: string, make: () => T): T {
+    let value = map.get(key);
+    if (value === undefined) {
+      value = make();
+      if (map.size >= EncryptionInputs.MAX) map.delete(map.keys().next().value!);
+      map.set(key, value);
+    }
+    return value;
+  }
+
+  /** Encrypts every record of the batch here (the decoded bundle and capsules are cached for the next batch). */
+  encrypt(batch: EncryptionBatch): EncryptedRecord[] {
+    const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    const keys = EncryptionInputs.remember(this.bundles, digest(batch.bundle), () => pre.decodePublicKeys(batch.bundle));
+    // A capsule object per (capsule, H(X)): pre caches e(g1, H(X)) per object, so every grant after the first is one GT exponentiation.
+    const capsules = new Map(batch.capsules.map((c) => [c.category, EncryptionInputs.remember(this.capsules, digest(Buffer.concat([c.capsule, c.hashOfX])), () => ({
+      ...pre.decodeEmergencyCapsule(c.capsule), hashOfX: curve.g2FromBytes(c.hashOfX, 'H(X)'),
+    }))]));
+    return batch.records.map((r) => {
+      const capsule = capsules.get(r.category);
+      if (capsule === undefined) return { ciphertext: pre.encrypt(keys, r.category, r.recordId, r.plaintext) };
+      const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
+      return { ciphertext, grant: emergencyGrant! };
+    });
+  }
+}
+
+/** Encryption in the calling thread (tests, 0 workers). */
+export class InThreadEncryptor implements RecordEncryptor {
+  private readonly inputs = new EncryptionInputs();
+
+  async encrypt(batch: EncryptionBatch): Promise<EncryptedRecord[]> {
+    return this.inputs.encrypt(batch);
+  }
+
+  async close(): Promise<void> {}
+}
+
 /** Main thread → worker. */
-export type WorkerRequest = { id: number; key: DelegationKey; ciphertexts: readonly Uint8Array[] } | { forget: string };
+export type WorkerRequest =
+  | { id: number; key: DelegationKey; headers: readonly Uint8Array[] }
+  | { id: number; encrypt: EncryptionBatch }
+  | { forget: string };
 /** Worker → main thread. */
-export type WorkerReply = { ready: true } | { id: number; ciphertexts: Uint8Array[] } | { id: number; error: { code?: ErrorCode; message: string } };
+export type WorkerReply =
+  | { ready: true }
+  | { id: number; headers: Uint8Array[] }
+  | { id: number; encrypted: EncryptedRecord[] }
+  | { id: number; error: { code?: ErrorCode; message: string } };
 
 const TYPED_ERRORS: Partial<Record<ErrorCode, new (message: string) => Error>> = {
   MALFORMED: MalformedInputError, UNSUPPORTED: UnsupportedError, LIMIT: LimitExceededError, ACCESS_DENIED: AccessDeniedError, INTEGRITY: IntegrityError,
@@ -99,7 +183,7 @@ function revive(error: { code?: ErrorCode; message: string }): Error {
 
 interface Job {
   records: number;
-  resolve: (ciphertexts: Uint8Array[]) => void;
+  resolve: (results: never[]) => void;
   reject: (error: Error) => void;
 }
 
@@ -121,7 +205,7 @@ const RESTART_DELAY_MS = 1000;
  * Worker threads converting in parallel. A worker that dies (crash, out of memory, terminated) fails the jobs it
  * held with a plain Error (a 500 problem at the HTTP layer, never a hang) and is replaced.
  */
-export class ConversionPool implements Converter {
+export class ConversionPool implements Converter, RecordEncryptor {
   private readonly slots: Slot[] = [];
   private nextJob = 0;
   private closed = false;
@@ -164,7 +248,7 @@ export class ConversionPool implements Converter {
         slot.jobs.delete(reply.id);
         slot.load -= job.records;
         if ('error' in reply) job.reject(revive(reply.error));
-        else job.resolve(reply.ciphertexts);
+        else job.resolve(('headers' in reply ? reply.headers : reply.encrypted) as never[]);
       });
       slot.worker.on('error', (error) => (failure = error));
       slot.worker.on('exit', (code) => {
@@ -181,20 +265,43 @@ export class ConversionPool implements Converter {
     });
   }
 
-  async convert(key: DelegationKey, ciphertexts: readonly Uint8Array[]): Promise<Uint8Array[]> {
+  async convert(key: DelegationKey, headers: readonly Uint8Array[]): Promise<Uint8Array[]> {
     if (this.closed) throw new Error('the conversion pool is closed');
     const jobs: Array<Promise<Uint8Array[]>> = [];
-    for (let from = 0; from < ciphertexts.length; from += RECORDS_PER_JOB) {
+    for (let from = 0; from < headers.length; from += RECORDS_PER_JOB) {
       const live = this.slots.filter((s) => !s.dead);
       if (live.length === 0) throw new Error('no conversion worker is running');
       const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
-      // Exact copies, moved to the worker: cloning a view would copy its whole backing store (a pooled slab, a result buffer).
-      const batch = ciphertexts.slice(from, from + RECORDS_PER_JOB).map((ct) => new Uint8Array(ct));
-      const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, ciphertexts: batch };
-      jobs.push(new Promise((resolve, reject) => {
+      // Exact copies of the headers, moved to the worker: cloning a view would copy its whole backing store (the
+      // stored ciphertext, payload included).
+      const batch = headers.slice(from, from + RECORDS_PER_JOB).map((header) => new Uint8Array(header));
+      const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, headers: batch };
+      jobs.push(new Promise<Uint8Array[]>((resolve, reject) => {
         slot.jobs.set(request.id, { records: batch.length, resolve, reject });
         slot.load += batch.length;
-        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((ct) => ct.buffer)]);
+        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((header) => header.buffer)]);
+      }));
+    }
+    return (await Promise.all(jobs)).flat();
+  }
+
+  /**
+   * Encrypts a gateway's batch across the workers, RECORDS_PER_JOB records per job, in order. The plaintexts are
+   * copied to the workers (a view would carry its whole backing store); ciphertexts come back moved.
+   */
+  async encrypt(batch: EncryptionBatch): Promise<EncryptedRecord[]> {
+    if (this.closed) throw new Error('the worker pool is closed');
+    const jobs: Array<Promise<EncryptedRecord[]>> = [];
+    for (let from = 0; from < batch.records.length; from += RECORDS_PER_JOB) {
+      const live = this.slots.filter((s) => !s.dead);
+      if (live.length === 0) throw new Error('no worker is running');
+      const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
+      const records = batch.records.slice(from, from + RECORDS_PER_JOB).map((r) => ({ recordId: r.recordId, category: r.category, plaintext: new Uint8Array(r.plaintext) }));
+      const request = { id: this.nextJob++, encrypt: { bundle: batch.bundle, capsules: batch.capsules, records } };
+      jobs.push(new Promise<EncryptedRecord[]>((resolve, reject) => {
+        slot.jobs.set(request.id, { records: records.length, resolve: resolve as (results: never[]) => void, reject });
+        slot.load += records.length;
+        slot.worker.postMessage(request satisfies WorkerRequest, records.map((r) => r.plaintext.buffer));
       }));
     }
     return (await Promise.all(jobs)).flat();

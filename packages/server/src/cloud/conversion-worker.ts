@@ -1,21 +1,32 @@
-/** A conversion worker of the cloud's ConversionPool (conversion-pool.ts): converts the records it is sent. */
+/**
+ * A worker of ConversionPool (conversion-pool.ts): converts the record headers the cloud sends, or encrypts the
+ * records a hospital gateway sends (each service starts its own pool).
+ */
 import { parentPort } from 'node:worker_threads';
-import { abe, MedShareError, pre } from '@medshare/crypto';
-import { KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
+import { abe, MedShareError } from '@medshare/crypto';
+import { convertStoredHeader, EncryptionInputs, KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
 
 const port = parentPort!;
 await abe.init();
 const keys = new KeyCache();
+const inputs = new EncryptionInputs();
 port.on('message', (request: WorkerRequest) => {
   if ('forget' in request) return keys.forget(request.forget);
   let reply: WorkerReply;
   let moved: ArrayBuffer[] = [];
   try {
-    const rk = keys.get(request.key);
-    // Exact copies, moved back without a second copy (a small conversion may sit in a shared Buffer slab).
-    const ciphertexts = request.ciphertexts.map((ct) => new Uint8Array(pre.convert(rk, ct)));
-    reply = { id: request.id, ciphertexts };
-    moved = ciphertexts.map((ct) => ct.buffer);
+    if ('encrypt' in request) {
+      // Exact copies (a small ciphertext may sit in a shared Buffer slab), moved back without a second copy.
+      const encrypted = inputs.encrypt(request.encrypt).map((r) => ({ ...r, ciphertext: new Uint8Array(r.ciphertext) }));
+      reply = { id: request.id, encrypted };
+      moved = encrypted.flatMap((r) => [r.ciphertext.buffer, ...(r.grant === undefined ? [] : [r.grant.buffer as ArrayBuffer])]);
+    } else {
+      const rk = keys.get(request.key);
+      // Each converted header in a buffer of its own, moved back without a second copy.
+      const headers = request.headers.map((header) => convertStoredHeader(rk, header));
+      reply = { id: request.id, headers };
+      moved = headers.map((header) => header.buffer as ArrayBuffer);
+    }
   } catch (error) {
     reply = { id: request.id, error: error instanceof MedShareError ? { code: error.code, message: error.message } : { message: String(error) } };
   }

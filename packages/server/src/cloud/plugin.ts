@@ -7,6 +7,7 @@
  *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
  *   POST   /patients/:patient/read                 (reader) { category, recordIds? } converted ciphertexts
  *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason, recordIds? } converted ciphertexts
+ *          (both as JSON with base64, or with `Accept: application/octet-stream` as a binary record stream)
  *   POST   /patients/:patient/own-records          (patient) { category } her ciphertexts as stored (she decrypts them)
  *   POST   /patients/:patient/search/indexes       (reader) { category, reason? } sub-index keys (converted) and states
  *   POST   /patients/:patient/search               (reader) { category, labels, reason? } the index values of labels
@@ -27,16 +28,18 @@
  * The gateway routes take `role:gateway` tokens of any hospital on the cloud's trust list; the record source is
  * the token's hospital. They carry ciphertexts, hashed record ids and emergency capsules/grants only.
  */
-import type { FastifyInstance } from 'fastify';
+import { Readable } from 'node:stream';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
 import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import { decodeIndexWrites, encodeWriterStates, INDEX_WRITES_SCHEMA, type IndexWireWrite } from './index-wire.ts';
+import { recordFrames, RECORD_STREAM_TYPE } from './record-stream.ts';
 import { MAX_SEARCH_LABELS } from './search-store.ts';
 import type { NewCapsule, NewRecord } from './store.ts';
-import type { CloudService } from './service.ts';
+import type { CloudService, ConvertedRecord } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
@@ -92,6 +95,17 @@ interface UploadBody {
 const decode = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
 const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
 
+/**
+ * A read's answer: with `Accept: application/octet-stream`, the binary record stream (record-stream.ts), each payload
+ * written as stored; otherwise JSON with base64 ciphertexts (small records, simple clients).
+ */
+function answerRecords(request: FastifyRequest, reply: FastifyReply, converted: readonly ConvertedRecord[]) {
+  if ((request.headers.accept ?? '').split(',').some((type) => type.trim().split(';')[0] === RECORD_STREAM_TYPE)) {
+    return reply.type(RECORD_STREAM_TYPE).send(Readable.from(recordFrames(converted), { objectMode: false }));
+  }
+  return reply.send({ records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) });
+}
+
 /** The Fastify plugin; register it with prefix `/cloud`. */
 export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOptions): Promise<void> {
   useProblems(app);
@@ -130,11 +144,11 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
       params: patientParams,
       body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } } },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const who = await caller(request);
     requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
-    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+    return answerRecords(request, reply, converted);
   });
 
   app.post<{ Params: { patient: string }; Body: { category: string } }>('/patients/:patient/own-records', {
@@ -156,11 +170,11 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
         properties: { category: CATEGORY, reason: REASON, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } },
       },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const who = await caller(request);
     requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason, recordIds: request.body.recordIds });
-    return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+    return answerRecords(request, reply, converted);
   });
 
   // Searchable index (docs/platform.md § Search): the reader's sub-index keys (converted) and states, then label lookups.

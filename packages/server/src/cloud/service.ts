@@ -12,7 +12,6 @@
  * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
  * the patient has opted out of those.
  */
-import { createHash } from 'node:crypto';
 import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededError, MalformedInputError, ObjectType, pre, sse } from '@medshare/crypto';
 import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
@@ -20,12 +19,32 @@ import { NotFoundError } from '../http.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
-import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
+import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredPolicy } from './store.ts';
 
-/** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
-export interface ConvertedRecord {
-  recordId: string;
-  ciphertext: Uint8Array;
+/**
+ * A converted record: its converted header and the payload as stored (a view of the stored bytes: conversion never
+ * touches it). `ciphertext` joins them, ready for the reader's `pre.createReader(key).decrypt`; streaming responses
+ * write the two parts without joining them.
+ */
+export class ConvertedRecord {
+  constructor(
+    readonly recordId: string,
+    readonly header: Uint8Array,
+    readonly payload: Uint8Array,
+  ) {}
+
+  /** Bytes of the converted ciphertext (header ‖ payload). */
+  get size(): number {
+    return this.header.length + this.payload.length;
+  }
+
+  /** The converted ciphertext in one buffer (a copy of the payload). */
+  get ciphertext(): Uint8Array {
+    const joined = new Uint8Array(this.size);
+    joined.set(this.header);
+    joined.set(this.payload, this.header.length);
+    return joined;
+  }
 }
 
 const LEDGER_SOURCE = 'cloud';
@@ -95,10 +114,7 @@ function cached<V>(cache: Map<string, V>, key: string, compute: () => V): V {
   return value;
 }
 
-/** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
-export function sha256Name(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
+export { sha256Name };
 
 /** A stored policy that repeats an attribute, with what it repeats and whether its object must be re-issued. */
 export interface RepeatedAttributePolicy extends StoredPolicy {
@@ -364,20 +380,27 @@ export class CloudService {
   async read(caller: Caller, patient: string, category: string, options: { recordIds?: readonly string[]; reason?: string } = {}): Promise<ConvertedRecord[]> {
     const emergency = options.reason !== undefined;
     const { source, event } = await this.authoriseRead(caller, patient, category, options.reason, emergency ? 'emergency read' : 'read');
-    let converted: Array<ConvertedRecord & { stored: Uint8Array }>;
+    let converted: ConvertedRecord[];
+    let stored: Array<{ hash: string }>;
     if (source.kind === 'delegation') {
-      const stored = await this.store.ciphertexts(patient, category, options.recordIds);
-      const ciphertexts = await this.converter.convert(source.delegation, stored.map((r) => r.ciphertext));
-      converted = stored.map((r, i) => ({ recordId: r.recordId, ciphertext: ciphertexts[i]!, stored: r.ciphertext }));
+      const records = await this.store.ciphertexts(patient, category, options.recordIds);
+      const parts = records.map((r) => pre.splitRecord(r.ciphertext));
+      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      converted = records.map((r, i) => new ConvertedRecord(r.recordId, headers[i]!, parts[i]!.payload));
+      stored = records;
     } else {
       // A grant is already c2': no pairing, so no worker.
-      const stored = await this.store.emergencyRecords(patient, category, options.recordIds);
-      converted = stored.map((r) => ({ recordId: r.recordId, ciphertext: pre.convert(pre.emergencyGrantKey(this.capsule(r), r.grant), r.ciphertext), stored: r.ciphertext }));
+      const records = await this.store.emergencyRecords(patient, category, options.recordIds);
+      converted = records.map((r) => {
+        const { header, payload } = pre.splitRecord(r.ciphertext);
+        return new ConvertedRecord(r.recordId, pre.convertHeader(pre.emergencyGrantKey(this.capsule(r), r.grant), pre.openRecordHeader(header)), payload);
+      });
+      stored = records;
     }
     const action = source.kind === 'platform' ? 'emergency read (platform policy)' : emergency ? 'emergency read' : 'read';
     await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
-      converted.map((r) => ({ hash: sha256Name(r.stored), category })));
-    return converted.map(({ recordId, ciphertext }) => ({ recordId, ciphertext }));
+      stored.map((r) => ({ hash: r.hash, category })));
+    return converted;
   }
 
   /**
@@ -434,7 +457,10 @@ export class CloudService {
       // A delegation converts the key epoch it was made for; sub-indexes of other epochs need their own delegation.
       const epoch = cached(this.delegationEpochs, source.delegation.delegationId, () => pre.decodeReEncryptionKey(source.delegation.reencryptionKey).epoch);
       usable = subs.filter((s) => s.keyEpoch === epoch);
-      keys = await this.converter.convert(source.delegation, usable.map((s) => s.keyCapsule));
+      // Converters take headers only: each converted header is joined with its capsule's payload again.
+      const parts = usable.map((s) => pre.splitRecord(s.keyCapsule));
+      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      keys = parts.map((p, i) => new Uint8Array(Buffer.concat([headers[i]!, p.payload])));
     } else {
       usable = subs.filter((s) => s.emergency !== undefined);
       keys = usable.map((s) => pre.convert(pre.emergencyGrantKey(cached(this.decodedCapsules, s.emergency!.capsuleId, () => pre.decodeEmergencyCapsule(s.emergency!.capsule)), s.emergency!.grant), s.keyCapsule));

@@ -4,6 +4,7 @@
  * Uploads of many records are one transaction and `ON CONFLICT DO NOTHING` on the record id, so a retried upload
  * neither duplicates nor half-applies.
  */
+import { createHash } from 'node:crypto';
 import type { Database, Queryable } from '@medshare/db';
 import type { RecordStorageTags } from '../storage-audit/tagger.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
@@ -36,10 +37,20 @@ export interface NewCapsule {
   capsule: Uint8Array;
 }
 
-/** A record readable under a platform emergency capsule: what `pre.emergencyGrantKey` and `pre.convert` need. */
-export interface EmergencyRecord {
+/** A stored record ciphertext and its hash (`sha256:<hex>`, stored at upload; computed for records stored before). */
+export interface StoredCiphertext {
   recordId: string;
   ciphertext: Uint8Array;
+  hash: string;
+}
+
+/** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
+export function sha256Name(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/** A record readable under a platform emergency capsule: what `pre.emergencyGrantKey` and `pre.convert` need. */
+export interface EmergencyRecord extends StoredCiphertext {
   capsuleId: string;
   capsule: Uint8Array;
   grant: Uint8Array;
@@ -178,9 +189,9 @@ export class CloudStore {
       const storedCapsules = new Set<string>();
       for (const record of records) {
         const result = await tx.query(
-          `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext) VALUES ($1, $2, $3, $4, $5, $6)
+          `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
-          [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext],
+          [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext, sha256Name(record.ciphertext)],
         );
         if (result.rows.length > 0) {
           added.push(record);
@@ -205,13 +216,13 @@ export class CloudStore {
 
   /** Records of one category (or only `recordIds`) that carry a platform emergency grant, with grant and capsule. */
   async emergencyRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<EmergencyRecord[]> {
-    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; capsule_id: string; capsule: Uint8Array; emergency_grant: Uint8Array }>(
-      `SELECT r.record_id, r.ciphertext, c.capsule_id, c.capsule, g.emergency_grant
+    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; ciphertext_hash: string | null; capsule_id: string; capsule: Uint8Array; emergency_grant: Uint8Array }>(
+      `SELECT r.record_id, r.ciphertext, r.ciphertext_hash, c.capsule_id, c.capsule, g.emergency_grant
        FROM cloud_records r JOIN cloud_emergency_grants g ON g.record_id = r.record_id JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id
        WHERE r.patient = $1 AND r.category = $2 AND ($3::text[] IS NULL OR r.record_id = ANY($3::text[])) ORDER BY r.seq`,
       [patient, category, recordIds ?? null],
     );
-    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant }));
+    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext), capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant }));
   }
 
   /** How many of a patient's records carry a platform emergency grant. */
@@ -256,20 +267,20 @@ export class CloudStore {
     return rows.rows.map((r) => ({ recordId: r.record_id, patient: r.patient, category: r.category, source: r.source, size: r.size, createdAt: iso(r.created_at) }));
   }
 
-  /** Ciphertexts of a patient's records of one category (or only `recordIds` among them). */
-  async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
+  /** Ciphertexts of a patient's records of one category (or only `recordIds` among them), with their hashes. */
+  async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<StoredCiphertext[]> {
     // Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh
     // bulk upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the
     // whole category to find them.
-    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array }>(
+    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; ciphertext_hash: string | null }>(
       recordIds === undefined
-        ? 'SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
-        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext FROM cloud_records WHERE record_id = ANY($3::text[]))
-           SELECT record_id, ciphertext FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+        ? 'SELECT record_id, ciphertext, ciphertext_hash FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
+        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE record_id = ANY($3::text[]))
+           SELECT record_id, ciphertext, ciphertext_hash FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
       { prepared: true },
     );
-    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext }));
+    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext) }));
   }
 
   /** Stores a delegation. */

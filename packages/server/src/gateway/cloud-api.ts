@@ -11,14 +11,16 @@ import { pre } from '@medshare/crypto';
 import type { InclusionBundle } from '@medshare/ledger';
 import { decodeWriterStates, encodeIndexWrites } from '../cloud/index-wire.ts';
 import type { IndexWrite } from '../cloud/search-store.ts';
-import type { ConvertedRecord, UploadOutcome, WriterIndexState } from '../cloud/service.ts';
+import { ConvertedRecord, type UploadOutcome, type WriterIndexState } from '../cloud/service.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import type { DpopKey } from '@medshare/identity';
-import { callJson, type CallOptions } from '../http-client.ts';
+import { callJson, callRecordStream, type CallOptions } from '../http-client.ts';
 
 /** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
 export interface PatientKeys {
   readonly keys: pre.PatientPublicKeys;
+  /** The signed bundle `keys` was decoded from (what the gateway's encryption workers decode and verify themselves). */
+  readonly bundle: Uint8Array;
   /** The cloud's platform emergency policy; undefined when there is none. */
   readonly emergencyPolicy: string | undefined;
 }
@@ -80,7 +82,8 @@ export class HttpCloudApi implements CloudApi {
   async patientKeys(token: string, patient: string): Promise<PatientKeys> {
     const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
     // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
-    return { keys: pre.decodePublicKeys(unb64(answer.publicKeys)), emergencyPolicy: answer.emergencyPolicy ?? undefined };
+    const bundle = unb64(answer.publicKeys);
+    return { keys: pre.decodePublicKeys(bundle), bundle, emergencyPolicy: answer.emergencyPolicy ?? undefined };
   }
 
   async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
@@ -110,8 +113,9 @@ export class HttpCloudApi implements CloudApi {
   }
 
   async read(token: string, patient: string, category: string): Promise<ConvertedRecord[]> {
-    const answer = await callJson<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.base, 'POST', this.path(patient, '/read'), { ...this.auth('POST', token), body: { category }, timeoutMs: this.timeoutMs });
-    return answer.records.map((r) => ({ recordId: r.recordId, ciphertext: unb64(r.ciphertext) }));
+    // The binary record stream: large records cross without base64 or JSON.
+    const records = await callRecordStream(this.base, this.path(patient, '/read'), { ...this.auth('POST', token), body: { category }, timeoutMs: this.timeoutMs });
+    return records.map((r) => new ConvertedRecord(r.recordId, r.header, r.payload));
   }
 
   async recordResearchExport(token: string, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number> {

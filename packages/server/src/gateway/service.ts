@@ -10,9 +10,10 @@
  * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
  * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
-import { type abe, ConflictError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
+import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError, type Caller } from '../http.ts';
 import { requireWriteScope } from '../scopes.ts';
@@ -42,7 +43,7 @@ const MAX_INDEX_ATTEMPTS = 8;
  * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
  * token). Given the TA's public key and a cloud with an emergency policy, it also grants each record to a fresh
  * capsule per upload and category under that policy (platform emergency access, docs/platform.md §3): one FAME
- * encapsulation per capsule and one pairing per record. Calls to the cloud carry the caller's own token.
+ * encapsulation and one pairing per capsule, one GT exponentiation per record. Calls to the cloud carry the caller's own token.
  */
 export class GatewayService {
   /**
@@ -67,6 +68,8 @@ export class GatewayService {
     private readonly index?: SearchIndexWriter,
     /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
     private readonly tagger?: StorageTagger,
+    /** Where records are encrypted: this thread by default, or the hospital service's worker pool. */
+    private readonly encryptor: RecordEncryptor = new InThreadEncryptor(),
   ) {}
 
   /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
@@ -122,18 +125,25 @@ export class GatewayService {
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const indexed: IndexedRecord[] = [];
-    const encrypted = resources.map((resource): NewRecord => {
+    const inputs = resources.map((resource) => {
       const category = categoryOf(this.mapping, resource);
       if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
       byCategory[category] = (byCategory[category] ?? 0) + 1;
+      if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
       const recordId = recordIdOf(hospital, patient, resource);
       indexed.push({ recordId, category, resource });
-      const plaintext = utf8.encode(JSON.stringify(resource));
-      if (policy === undefined || abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
-      let capsule = capsules.get(category);
-      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(abePublicKey, policy)));
-      const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
-      return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
+      return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
+    });
+    // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
+    const sealed = await this.encryptor.encrypt({
+      bundle: answer.bundle,
+      capsules: [...capsules].map(([category, capsule]) => ({ category, capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) })),
+      records: inputs,
+    });
+    const encrypted = inputs.map(({ recordId, category }, i): NewRecord => {
+      const { ciphertext, grant } = sealed[i]!;
+      const capsule = capsules.get(category);
+      return capsule === undefined || grant === undefined ? { recordId, category, ciphertext } : { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant } };
     });
     const records = this.tagger === undefined ? encrypted : await this.tagger.attach(hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({

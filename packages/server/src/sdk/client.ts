@@ -15,7 +15,7 @@ import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirRe
 import { parseQuery } from '../search/keywords.ts';
 import { searchRecords, searchset, SubIndexCache, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
-import { callJson, type CallOptions, type ServiceUrls } from '../http-client.ts';
+import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 
 /** What registration returns (shown once). */
@@ -55,7 +55,12 @@ function hospitalUrl(urls: ServiceUrls, hospital: string): URL {
  * session's device key for this method, URL and token for every attempt (the platform refuses the token without one).
  */
 export function sessionCall<T>(session: Session, base: URL, method: string, path: string, options: Omit<CallOptions, 'token' | 'dpop'> = {}): Promise<T> {
-  return call<T>(base, method, path, { ...options, token: session.token, dpop: (url) => session.device.dpop.proof(method, url, { accessToken: session.token }) });
+  return call<T>(base, method, path, { ...options, ...sessionAuth(session, method) });
+}
+
+/** The session's token with a fresh DPoP proof of its device key for each URL called. */
+function sessionAuth(session: Session, method: string): Pick<CallOptions, 'token' | 'dpop'> {
+  return { token: session.token, dpop: (url) => session.device.dpop.proof(method, url, { accessToken: session.token }) };
 }
 
 /** Entry point: registration and login, given the URL of each service. */
@@ -282,17 +287,27 @@ export class DoctorClient {
     return (await sessionCall<{ records: RecordMeta[] }>(this.session, this.session.urls.cloud, 'GET', path)).records;
   }
 
-  /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
+  /**
+   * Reads (and decrypts here) a patient's records of one category, optionally only some ids. The records come as
+   * the cloud's binary record stream (no base64) and each payload is decrypted chunk by chunk where it arrived.
+   */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body });
-    return records.map((r) => this.decrypt(r.ciphertext));
+    const records = await callRecordStream(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, ...sessionAuth(this.session, 'POST') });
+    return records.map((r) => this.decryptParts(r.header, r.payload));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(this.session, this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason } });
-    return records.map((r) => this.decrypt(r.ciphertext));
+    const records = await callRecordStream(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, ...sessionAuth(this.session, 'POST') });
+    return records.map((r) => this.decryptParts(r.header, r.payload));
+  }
+
+  /** Decrypts a converted record given as its header and payload (what the record stream carries), without joining them. */
+  private decryptParts(header: Uint8Array, payload: Uint8Array): FhirResource {
+    const opener = this.reader.decryptStream(pre.openConvertedHeader(header));
+    const plaintext = Buffer.concat([...opener.push(payload), opener.finish()]);
+    return JSON.parse(utf8.decode(plaintext)) as FhirResource;
   }
 
   /**

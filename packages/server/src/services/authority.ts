@@ -51,6 +51,8 @@ export async function createAuthorityService(options: AuthorityServiceOptions): 
     verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
     proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now), now,
   });
+  // Every key names its hospital: hash those attributes now, in the background, rather than in the first keygens.
+  void authority.warm(options.hospitals.map((peer) => `hospital:${peer.name}`)).catch(() => undefined);
   const app = await serviceApp('MedShare trusted authority', options);
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
   return { app, abePublicKey: setup.publicKey, close: () => app.close() };

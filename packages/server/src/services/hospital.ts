@@ -19,6 +19,7 @@ import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   createSqlHospital, hospitalIdentityPlugin, oidcPlugin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
+import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
@@ -73,6 +74,8 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly publicOrigin?: string;
   /** Serve the web portal at /portal/ (default true). */
   readonly portal?: boolean;
+  /** Worker threads encrypting the gateway's uploads (default 0: in the event loop's thread). */
+  readonly encryptionWorkers?: number;
 }
 
 /** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
@@ -136,7 +139,9 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
   const tagger = await StorageTagger.open(db, kek);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger);
+  const workers = options.encryptionWorkers ?? 0;
+  const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   await app.register(oidcPlugin, {
@@ -159,5 +164,11 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
   await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, prefix: '/gateway' });
   await witness.register(app);
-  return { app, name, issuer, identity, witnessKey: witness.verifier.vkey, close: () => app.close() };
+  return {
+    app, name, issuer, identity, witnessKey: witness.verifier.vkey,
+    close: async () => {
+      await app.close();
+      await encryptor.close();
+    },
+  };
 }
