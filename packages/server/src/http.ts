@@ -54,7 +54,8 @@ export function patientParam(value: string): string {
   return value;
 }
 
-function problemFor(error: unknown): { type: string; title: string; status: number; detail: string } {
+/** The RFC 9457 problem of an error (the one error → status mapping; FHIR routes wrap it in an OperationOutcome). */
+export function problemFor(error: unknown): { type: string; title: string; status: number; detail: string } {
   if (error instanceof UnauthenticatedError) return { type: 'urn:medshare:problem:unauthenticated', title: 'Authentication required', status: 401, detail: error.message };
   if (error instanceof NotFoundError) return { type: 'urn:medshare:problem:not-found', title: 'Not found', status: 404, detail: error.message };
   if (error instanceof MedShareError) {

@@ -76,6 +76,18 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX cloud_emergency_grants_capsule ON cloud_emergency_grants (capsule_id)',
     ],
   },
+  {
+    version: 3,
+    description: "hospitals a patient allows to write into her record (her home hospital at registration; the hospitals that already wrote)",
+    statements: [
+      `CREATE TABLE cloud_writers (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        hospital text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (patient, hospital))`,
+      'INSERT INTO cloud_writers (patient, hospital) SELECT DISTINCT patient, source FROM cloud_records',
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -100,6 +112,24 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         ledger_index bigint NOT NULL,
         bundle text NOT NULL,
         PRIMARY KEY (hospital, ledger_index))`,
+    ],
+  },
+  {
+    version: 3,
+    description: 'FHIR resource versions the gateway wrote: which record holds each version (no clinical content)',
+    statements: [
+      `CREATE TABLE gateway_versions (
+        hospital text NOT NULL,
+        resource_type text NOT NULL,
+        fhir_id text NOT NULL,
+        version integer NOT NULL,
+        patient text NOT NULL,
+        record_id text NOT NULL,
+        category text NOT NULL,
+        content_hash text NOT NULL,
+        deleted boolean NOT NULL,
+        last_updated text NOT NULL,
+        PRIMARY KEY (hospital, resource_type, fhir_id, version))`,
     ],
   },
 ];

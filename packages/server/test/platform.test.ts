@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
-import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient, recordIdOf } from '../src/index.ts';
+import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -207,8 +207,9 @@ for (const { label, db } of databases) {
       // A new lab record, uploaded after the rotation, is encrypted under epoch 2.
       const lab = bundle.entry.find((e) => e.resource.resourceType === 'Observation')!.resource;
       const fresh = { ...lab, id: 'after-rotation-1' };
-      assert.equal((await cast.gateway.upload(fresh)).stored, 1);
-      const freshId = recordIdOf('st-marys', patient, fresh);
+      const uploaded = await cast.gateway.upload(fresh);
+      assert.equal(uploaded.stored, 1);
+      const freshId = uploaded.versions[0]!.recordId;
       // A cloud that serves the old bundle again (its database edited) is refused by the gateway, which used epoch 2.
       const published = (await db.query<{ public_keys: Uint8Array }>('SELECT public_keys FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!.public_keys;
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, pre.encodePublicKeys(oldKey)]);

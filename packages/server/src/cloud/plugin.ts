@@ -12,6 +12,9 @@
  *   GET    /patients/:patient/access-log           (patient)
  *   GET    /patients/:patient/platform-emergency   (patient) the platform's emergency policy and her consent
  *   PUT    /patients/:patient/platform-emergency   (patient) { allowed } give or withdraw that consent
+ *   GET    /patients/:patient/writers              (patient) the hospitals that may write into her record
+ *   PUT    /patients/:patient/writers/:hospital    (patient) allow a hospital to write (enrol her and upload)
+ *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
@@ -122,6 +125,22 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   app.get<{ Params: { patient: string } }>('/patients/:patient/access-log', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { entries: await cloud.accessLog(who, patientParam(request.params.patient)) };
+  });
+
+  const writerParams = { type: 'object', required: ['patient', 'hospital'], properties: { patient: { type: 'string', maxLength: 100 }, hospital: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } } };
+  app.get<{ Params: { patient: string } }>('/patients/:patient/writers', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.writers(who, patientParam(request.params.patient)) };
+  });
+
+  app.put<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.allowWriter(who, patientParam(request.params.patient), request.params.hospital) };
+  });
+
+  app.delete<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.removeWriter(who, patientParam(request.params.patient), request.params.hospital) };
   });
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {

@@ -17,6 +17,7 @@ import { abe, AccessDeniedError, ConflictError, formatVersion, MalformedInputErr
 import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
+import { isRecordOf } from '../record-id.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
 
@@ -140,7 +141,8 @@ export class CloudService {
   }
 
   /**
-   * A patient registers her signed key bundle under her pseudonym; she becomes its owner. Publishing again replaces
+   * A patient registers her signed key bundle under her pseudonym; she becomes its owner, and the hospital she
+   * registered through (her token's) may write into her record (others only once she allows them). Publishing again replaces
    * it (after `keys rotate`) when it is signed by her registered signing key (IntegrityError otherwise), keeps every
    * category and moves at least one epoch forward and none back (ConflictError for a no-op or a backwards
    * bundle, or when another replacement committed first). Returns whether it was a first registration.
@@ -151,7 +153,7 @@ export class CloudService {
     if (keys.patientId !== patient) throw new MalformedInputError('the key bundle is for another pseudonym');
     const existing = await this.store.patient(patient);
     if (existing === undefined) {
-      if (await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey)) return { created: true };
+      if (await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey, caller.token.hospital)) return { created: true };
       throw new AccessDeniedError('this pseudonym belongs to another patient');
     }
     if (existing.owner !== caller.pseudonym) throw new AccessDeniedError('this pseudonym belongs to another patient');
@@ -186,6 +188,9 @@ export class CloudService {
    */
   async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
+    await this.requireWriter(patient, uploader.token.hospital);
+    const foreign = records.find((r) => !isRecordOf(r.recordId, uploader.token.hospital));
+    if (foreign !== undefined) throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
     this.checkEmergencyGrants(patient, records, capsules);
     const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules);
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
@@ -193,6 +198,39 @@ export class CloudService {
     const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
     const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
     return { stored: added.length, ledgerEntries };
+  }
+
+  /**
+   * Refuses (403) a hospital the patient has not allowed to write into her record: only her home hospital and those
+   * she allowed (allowWriter) may enrol her pseudonym and upload for her.
+   */
+  async requireWriter(patient: string, hospital: string): Promise<void> {
+    if (!(await this.store.writers(patient)).includes(hospital)) {
+      throw new AccessDeniedError(`the patient has not allowed ${hospital} to write into her record (she allows it with PUT /cloud/patients/<pseudonym>/writers/${hospital})`);
+    }
+  }
+
+  /** The hospitals that may write into her record (the patient only). */
+  async writers(caller: Caller, patient: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    return this.store.writers(patient);
+  }
+
+  /** The patient allows a hospital to write into her record; recorded as a consent grant. */
+  async allowWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.addWriter(patient, hospital)) {
+      await this.audit(caller, patient, `allow ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-grant', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+    }
+    return this.store.writers(patient);
+  }
+
+  /** The patient withdraws a hospital's permission to write (its records stay readable); recorded as a consent revocation. */
+  async removeWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    if (!(await this.store.removeWriter(patient, hospital))) throw new NotFoundError(`${hospital} may not write into her record`);
+    await this.audit(caller, patient, `refuse ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+    return this.store.writers(patient);
   }
 
   /**

@@ -1,22 +1,28 @@
 /**
- * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment), encrypts each
- * incoming resource under the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads the whole
- * upload to the cloud in one transaction. The gateway runs at the hospital and sees plaintext FHIR; the cloud
- * receives only ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
+ * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment, with the patient's
+ * consent at the cloud), validates each incoming resource (fhir-validate.ts), makes each change a new version
+ * (fhir-versions.ts: meta.versionId/lastUpdated/source set here, inside the ciphertext), encrypts each version under
+ * the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads a transaction to the cloud at once. The
+ * gateway runs at the hospital and sees plaintext FHIR; the cloud receives only ciphertexts and record ids, which
+ * name the writing hospital (record-id.ts) and hash the FHIR id, version and content — so a retry stores nothing twice.
  *
  * Receipts: the cloud records every stored upload in the audit ledger (`record-create` entries naming the
  * ciphertexts by hash); the gateway obtains each entry's inclusion proof against a checkpoint the hospitals'
  * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
  * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
  */
-import { type abe, ConflictError, MalformedInputError, pre } from '@medshare/crypto';
+import { type abe, ConflictError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { CloudService } from '../cloud/service.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { NotFoundError } from '../http.ts';
-import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
+import { taggedRecordId } from '../record-id.ts';
+import { categoryOf, type CategoryMapping, type FhirResource } from './fhir.ts';
+import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
+import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
+import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
 /** What an upload did. */
 export interface UploadResult {
@@ -26,6 +32,26 @@ export interface UploadResult {
   byCategory: Record<string, number>;
   /** The ledger entries recording the stored records, each proven in the tree of `treeSize` (witnessed). */
   receipts: { index: number; treeSize: number }[];
+  /** Each resource's version after the upload, and the record that holds it. */
+  versions: Array<{ resourceType: string; id: string; versionId: string; recordId: string }>;
+}
+
+/** What one write operation did (a transaction-response or batch-response entry). */
+export interface WriteOutcome {
+  /** The operation's entry index. */
+  index: number;
+  /** 201 created, 200 updated or unchanged (a retry), 204 deleted or nothing to delete. */
+  status: 200 | 201 | 204;
+  resourceType: string;
+  id: string;
+  /** The current version (absent when a delete found nothing). */
+  versionId?: string;
+  lastUpdated?: string;
+  /** The version as stored (meta set by the gateway); absent for deletes. */
+  resource?: FhirResource;
+  recordId?: string;
+  /** Whether this operation stored a new version. */
+  stored: boolean;
 }
 
 const utf8 = new TextEncoder();
@@ -46,6 +72,9 @@ export class GatewayService {
    * replayed by the cloud — is refused.
    */
   private readonly seenEpochs = new Map<string, Map<string, number>>();
+  /** Writes of one patient run one at a time in this process, so two updates of a resource cannot both be version n+1. */
+  private readonly patientLocks = new Map<string, Promise<unknown>>();
+  private readonly versions: VersionStore;
 
   constructor(
     private readonly db: Database,
@@ -54,11 +83,17 @@ export class GatewayService {
     private readonly abePublicKey?: abe.PublicKey,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
     private readonly receiptTrust?: TrustPolicy,
-  ) {}
+  ) {
+    this.versions = new VersionStore(db);
+  }
 
-  /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
+  /**
+   * Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered, and must
+   * have allowed this hospital to write into her record: AccessDeniedError otherwise).
+   */
   async enrol(hospital: string, fhirId: string, patient: string): Promise<void> {
     await this.cloud.publicKeys(patient);
+    await this.cloud.requireWriter(patient, hospital);
     const result = await this.db.query(
       `INSERT INTO gateway_patients (hospital, fhir_id, patient) VALUES ($1, $2, $3)
        ON CONFLICT (hospital, fhir_id) DO UPDATE SET patient = gateway_patients.patient RETURNING patient`,
@@ -90,23 +125,141 @@ export class GatewayService {
   }
 
   /**
-   * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
-   * obtains, checks and stores the ledger receipts. @throws IntegrityError for a receipt that does not verify.
+   * A resource or a Bundle, all or nothing, as the SDK's `GatewayClient.upload` sends it (entries without `request`
+   * are updates by id); then the ledger receipts are obtained, checked and stored. @throws as `write`.
    */
   async upload(caller: Caller, body: unknown): Promise<UploadResult> {
+    const parsed = parseWrite(body);
+    const [refused] = parsed.refused.values();
+    if (refused !== undefined) throw refused;
+    const { patient, outcomes, byCategory, receipts } = await this.transaction(caller, parsed.operations);
+    return {
+      patient, received: outcomes.length, stored: outcomes.filter((o) => o.stored).length, byCategory, receipts,
+      versions: outcomes.filter((o) => o.versionId !== undefined).map((o) => ({ resourceType: o.resourceType, id: o.id, versionId: o.versionId!, recordId: o.recordId! })),
+    };
+  }
+
+  /**
+   * Runs write operations as one FHIR transaction: every resource is validated (FhirValidationError names the
+   * element), all concern one enrolled patient, and the new versions are encrypted and uploaded in one cloud
+   * transaction — nothing is stored if anything fails. A resource whose content equals its current version stores
+   * nothing (a retry); a delete of a missing or deleted resource stores nothing.
+   * @throws MalformedInputError, FhirValidationError, NotFoundError (patient not enrolled), AccessDeniedError (no
+   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify).
+   */
+  async transaction(caller: Caller, operations: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
     const hospital = caller.token.hospital;
-    const resources = resourcesOf(body);
-    const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
+    for (const op of operations) {
+      if (op.resource === undefined) continue;
+      try {
+        validateFhirResource(op.resource);
+      } catch (error) {
+        if (error instanceof FhirValidationError) throw new FhirValidationError(error.issues.map((i) => ({ ...i, diagnostics: op.where })));
+        throw error;
+      }
+    }
+    const current = await this.versions.latest(hospital, operations);
+    const patient = await this.patientOf(hospital, operations, current);
+    return this.withPatientLock(`${hospital}|${patient}`, async () => {
+      // Re-read under the lock: a concurrent write of the same patient may have added versions.
+      const latest = await this.versions.latest(hospital, operations);
+      const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
+      const now = new Date().toISOString();
+      const outcomes: WriteOutcome[] = [];
+      const fresh: Array<{ row: VersionRow; plaintext: FhirResource }> = [];
+      for (const op of operations) {
+        const key = `${op.resourceType}/${op.id}`;
+        const before = latest.get(key);
+        if (op.method === 'DELETE') {
+          if (before === undefined || before.deleted) {
+            outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, stored: false, ...(before && { versionId: String(before.version), lastUpdated: before.lastUpdated, recordId: before.recordId }) });
+            continue;
+          }
+          const version = before.version + 1;
+          const row: VersionRow = { ...before, version, recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']), contentHash: 'deleted', deleted: true, lastUpdated: now };
+          fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now) });
+          outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
+          continue;
+        }
+        const resource = op.resource!;
+        const hash = contentHash(resource);
+        if (before !== undefined && !before.deleted && before.contentHash === hash) {
+          outcomes.push({ index: op.index, status: 200, resourceType: op.resourceType, id: op.id, versionId: String(before.version), lastUpdated: before.lastUpdated, resource: versioned(resource, hospital, before.version, before.lastUpdated), recordId: before.recordId, stored: false });
+          continue;
+        }
+        const version = (before?.version ?? 0) + 1;
+        const category = categoryOf(this.mapping, resource);
+        const row: VersionRow = { hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now };
+        const plaintext = versioned(resource, hospital, version, now);
+        fresh.push({ row, plaintext });
+        outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
+      }
+      const { byCategory, receipts } = await this.store(caller, patient, keys, fresh);
+      await this.versions.add(fresh.map((f) => f.row));
+      return { patient, outcomes, byCategory, receipts };
+    });
+  }
+
+  /** Runs each operation as its own transaction (a FHIR batch): one failing entry does not stop the others. */
+  async batch(caller: Caller, operations: readonly FhirOperation[]): Promise<Array<WriteOutcome | { index: number; error: Error }>> {
+    const out: Array<WriteOutcome | { index: number; error: Error }> = [];
+    for (const op of operations) {
+      try {
+        out.push(...(await this.transaction(caller, [op])).outcomes);
+      } catch (error) {
+        if (!(error instanceof MedShareError)) throw error;
+        out.push({ index: op.index, error });
+      }
+    }
+    return out;
+  }
+
+  private async withPatientLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.patientLocks.get(key) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(work);
+    this.patientLocks.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.patientLocks.get(key) === run) this.patientLocks.delete(key);
+    }
+  }
+
+  /** The pseudonym of the one patient the operations are about (a Patient written, else references, else a deleted version's). */
+  private async patientOf(hospital: string, operations: readonly FhirOperation[], current: ReadonlyMap<string, VersionRow>): Promise<string> {
+    const fhirPatients = new Set<string>();
+    const pseudonyms = new Set<string>();
+    for (const op of operations) {
+      if (op.resource === undefined) {
+        const known = current.get(`${op.resourceType}/${op.id}`);
+        if (known !== undefined) pseudonyms.add(known.patient);
+        continue;
+      }
+      const about = op.resourceType === 'Patient' ? op.id : referencedPatient(op.resource);
+      if (about !== undefined) fhirPatients.add(about);
+    }
+    for (const fhirId of fhirPatients) pseudonyms.add(await this.pseudonymOf(hospital, fhirId));
+    if (pseudonyms.size !== 1) {
+      const deletesOnly = operations.every((o) => o.method === 'DELETE');
+      if (deletesOnly && pseudonyms.size === 0) throw new NotFoundError(`${operations.map((o) => `${o.resourceType}/${o.id}`).join(', ')}: not written by this hospital`);
+      throw new MalformedInputError(`an upload must concern exactly one patient (found ${Math.max(fhirPatients.size, pseudonyms.size)})`);
+    }
+    return [...pseudonyms][0]!;
+  }
+
+  /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
+  private async store(caller: Caller, patient: string, keys: pre.PatientPublicKeys, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>): Promise<{ byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
+    const hospital = caller.token.hospital;
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const policy = this.cloud.emergencyPolicy;
-    const records = resources.map((resource): NewRecord => {
-      const category = categoryOf(this.mapping, resource);
-      if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
+    const records = fresh.map(({ row, plaintext: resource }): NewRecord => {
+      const { category, recordId } = row;
+      if (!available.has(category)) {
+        throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType}); she adds it with \`medshare keys add-category --key patient.key --category ${category} --out DIR\` and publishes the new patient.pub`);
+      }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
-      const recordId = recordIdOf(hospital, patient, resource);
       const plaintext = utf8.encode(JSON.stringify(resource));
       if (policy === undefined || this.abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
       let capsule = capsules.get(category);
@@ -114,10 +267,11 @@ export class GatewayService {
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
+    if (records.length === 0) return { byCategory, receipts: [] };
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { stored, ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    const { ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
     const receipts = [];
     for (const bundle of await this.cloud.receipts(ledgerEntries)) {
       const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
@@ -127,6 +281,17 @@ export class GatewayService {
       );
       receipts.push({ index: bundle.index, treeSize });
     }
-    return { patient, received: resources.length, stored, byCategory, receipts };
+    return { byCategory, receipts };
   }
+}
+
+/** The FHIR id of the patient a resource references (`subject`, `patient` or `beneficiary`: `Patient/<id>`). */
+function referencedPatient(resource: FhirResource): string | undefined {
+  for (const field of ['subject', 'patient', 'beneficiary']) {
+    const reference = (resource[field] as { reference?: unknown } | undefined)?.reference;
+    if (typeof reference !== 'string') continue;
+    const match = /^(?:Patient\/|urn:uuid:)([A-Za-z0-9.-]{1,64})$/.exec(reference);
+    if (match) return match[1];
+  }
+  return undefined;
 }

@@ -261,6 +261,6 @@ export class GatewayClient {
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return call(this.session.base, 'POST', '/gateway/fhir', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
+    return call(this.session.base, 'POST', '/gateway/upload', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
   }
 }
