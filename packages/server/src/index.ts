@@ -17,5 +17,6 @@ export { hospitalTag, isRecordOf } from './record-id.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT } from './gateway/plugin.ts';
 export type { UploadResult } from './gateway/service.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, HttpProblemError, type Session, type UserEnrolment } from './sdk/client.ts';
+export { DEFAULT_SEARCH_PARAMETERS, startFhirView, type FhirView, type FhirViewOptions, type SearchParameter } from './sdk/fhir-view.ts';
 export { cloudContents } from './inspect.ts';
 export * from './stats/index.ts';

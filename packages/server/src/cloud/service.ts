@@ -189,9 +189,9 @@ export class CloudService {
   async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
     await this.requireWriter(patient, uploader.token.hospital);
+    this.checkEmergencyGrants(patient, records, capsules);
     const foreign = records.find((r) => !isRecordOf(r.recordId, uploader.token.hospital));
     if (foreign !== undefined) throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
-    this.checkEmergencyGrants(patient, records, capsules);
     const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules);
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
     const touched = added.map((r) => ({ hash: sha256Name(r.ciphertext), category: r.category }));

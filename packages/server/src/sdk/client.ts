@@ -208,6 +208,28 @@ export class PatientClient {
     return call(this.session.base, 'GET', this.path('/platform-emergency'), { token: this.session.token });
   }
 
+  /** The hospitals that may write into her record (her home hospital and those she allowed). */
+  async writers(): Promise<string[]> {
+    return (await call<{ writers: string[] }>(this.session.base, 'GET', this.path('/writers'), { token: this.session.token })).writers;
+  }
+
+  /** Allows another hospital to enrol her and write into her record (recorded as a consent grant). */
+  async allowWriter(hospital: string): Promise<string[]> {
+    return (await call<{ writers: string[] }>(this.session.base, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
+  }
+
+  /** Withdraws a hospital's permission to write (what it wrote stays readable). */
+  async removeWriter(hospital: string): Promise<string[]> {
+    return (await call<{ writers: string[] }>(this.session.base, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
+  }
+
+  /** Adds a category to her key (epoch 1) and publishes the new bundle; returns the client holding the extended key. */
+  async addCategory(category: string): Promise<PatientClient> {
+    const extended = new PatientClient(this.session, pre.addCategory(this.key, category));
+    await extended.register();
+    return extended;
+  }
+
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
     return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
@@ -233,9 +255,14 @@ export class DoctorClient {
 
   /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
+    return (await this.readRecords(patient, category, recordIds)).map((r) => r.resource);
+  }
+
+  /** As `read`, with each resource's record id (the cloud's name for it, which carries the writing hospital's tag). */
+  async readRecords(patient: string, category: string, recordIds?: string[]): Promise<Array<{ recordId: string; resource: FhirResource }>> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
-    return records.map((r) => this.decrypt(r.ciphertext));
+    const { records } = await call<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    return records.map((r) => ({ recordId: r.recordId, resource: this.decrypt(r.ciphertext) }));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */

@@ -1,0 +1,284 @@
+/**
+ * The FHIR R4 gateway and the reader's FHIR view, driven by fhir-kit-client (a real FHIR client) over HTTP on
+ * 127.0.0.1: capability, create, read, update (new version), history, delete, transaction, batch, validation,
+ * content negotiation — and the attacks on who writes into a patient's record. One platform (PGlite) for the file.
+ */
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from 'fhir-kit-client';
+import { pre } from '@medshare/crypto';
+import { openTestDatabases } from '@medshare/db';
+import { HttpProblemError, hospitalTag, PatientClient, PROVENANCE_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
+import { CATEGORIES, sampleBundle, startCast, type Cast } from './harness.ts';
+
+const { db } = (await openTestDatabases())[0]!;
+type Outcome = { resourceType: string; issue: Array<{ code: string; diagnostics?: string; expression?: string[] }> };
+type Resource = { resourceType: string; id: string; meta?: { versionId?: string; lastUpdated?: string; source?: string; tag?: Array<{ system: string; code: string }> }; [k: string]: unknown };
+
+/** The status and OperationOutcome of a failed fhir-kit-client call. */
+async function failure(call: Promise<unknown>): Promise<{ status: number; outcome: Outcome }> {
+  try {
+    await call;
+  } catch (error) {
+    const { status, data } = (error as { response: { status: number; data: unknown } }).response;
+    return { status, outcome: (typeof data === 'string' ? JSON.parse(data) : data) as Outcome };
+  }
+  throw new Error('the call succeeded');
+}
+
+describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
+  let cast: Cast;
+  let gateway: Client;
+  let view: FhirView;
+  let reader: Client;
+  let patient: PatientClient;
+  const fhirPatient = `pat-${randomBytes(4).toString('hex')}`;
+  const observation = (value: number, extra: Record<string, unknown> = {}) => ({
+    resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
+    subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value, unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' }, ...extra,
+  });
+
+  before(async () => {
+    cast = await startCast(db);
+    patient = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+    await patient.register();
+    await cast.gateway.enrol(fhirPatient, patient.key.patientId);
+    const abePublicKey = await cast.client.abePublicKey();
+    for (const category of CATEGORIES) await patient.delegate(category, '(role:doctor and dept:cardiology)', abePublicKey);
+    // Trailing slash on purpose: fhir-kit-client posts transactions to the base as given.
+    gateway = new Client({ baseUrl: new URL('/gateway/fhir/', cast.base).href });
+    gateway.bearerToken = cast.gateway.session.token;
+    view = await startFhirView(cast.chen);
+    reader = new Client({ baseUrl: view.baseUrl(patient.key.patientId) });
+  });
+  after(async () => {
+    await view?.close();
+    await cast.platform.close();
+    await db.close();
+  });
+
+  test('capability: both endpoints answer a FHIR 4.0.1 CapabilityStatement in application/fhir+json', async () => {
+    const written = (await gateway.capabilityStatement()) as unknown as { fhirVersion: string; rest: Array<{ resource: Array<{ interaction: Array<{ code: string }> }>; interaction: Array<{ code: string }> }> };
+    assert.equal(written.fhirVersion, '4.0.1');
+    assert.deepEqual(written.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['create', 'update', 'delete']);
+    assert.deepEqual(written.rest[0]!.interaction.map((i) => i.code), ['transaction', 'batch']);
+    const read = (await reader.capabilityStatement()) as unknown as typeof written;
+    assert.deepEqual(read.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['read', 'vread', 'history-instance', 'search-type']);
+    const raw = await fetch(new URL('/gateway/fhir/metadata', cast.base));
+    assert.match(raw.headers.get('content-type')!, /^application\/fhir\+json/);
+  });
+
+  test('content negotiation: XML is 415/406, every error is an OperationOutcome, the gateway serves no decrypted read', async () => {
+    const token = { authorization: `Bearer ${cast.gateway.session.token}` };
+    const cases: Array<[string, RequestInit & { path: string }, number]> = [
+      ['XML body', { path: 'Observation', method: 'POST', headers: { ...token, 'content-type': 'application/fhir+xml' }, body: '<Observation xmlns="http://hl7.org/fhir"/>' }, 415],
+      ['_format=xml', { path: 'metadata?_format=xml', method: 'GET' }, 406],
+      ['Accept XML', { path: 'metadata', method: 'GET', headers: { accept: 'application/fhir+xml' } }, 406],
+      ['unknown route', { path: 'Observation/x/$everything/y', method: 'POST', headers: token }, 404],
+      ['no token', { path: 'Observation', method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(observation(1)) }, 401],
+      ['read at the gateway', { path: 'Observation/x', method: 'GET', headers: token }, 405],
+      ['not JSON', { path: 'Observation', method: 'POST', headers: { ...token, 'content-type': 'application/fhir+json' }, body: '{"resourceType":' }, 400],
+    ];
+    for (const [what, { path, ...init }, status] of cases) {
+      const answer = await fetch(new URL(`/gateway/fhir/${path}`, cast.base), init);
+      assert.equal(answer.status, status, what);
+      assert.match(answer.headers.get('content-type')!, /^application\/fhir\+json/, what);
+      const outcome = (await answer.json()) as Outcome;
+      assert.equal(outcome.resourceType, 'OperationOutcome', what);
+      assert.ok(outcome.issue[0]!.diagnostics, what);
+    }
+  });
+
+  let created: Resource;
+  test('create without an id: 201, a server-assigned id, version 1, Location and ETag; the reader reads it decrypted with its provenance', async () => {
+    const response = await fetch(new URL('/gateway/fhir/Observation', cast.base), {
+      method: 'POST', headers: { authorization: `Bearer ${cast.gateway.session.token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify(observation(72)),
+    });
+    assert.equal(response.status, 201);
+    created = (await response.json()) as Resource;
+    assert.match(created.id, /^[0-9a-f-]{36}$/);
+    assert.equal(created.meta!.versionId, '1');
+    assert.equal(response.headers.get('etag'), 'W/"1"');
+    assert.match(response.headers.get('location')!, new RegExp(`/gateway/fhir/Observation/${created.id}/_history/1$`));
+    const read = (await reader.read({ resourceType: 'Observation', id: created.id })) as Resource;
+    assert.deepEqual(read, created);
+    assert.equal(read.meta!.source, 'urn:medshare:hospital:st-marys');
+    assert.deepEqual(read.meta!.tag, [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }]);
+  });
+
+  test('update is a new version (the amended value is what the doctor reads); an identical retry stays that version; history and vread show both', async () => {
+    const amended = { ...observation(80, { status: 'amended' }), id: created.id };
+    const v2 = (await gateway.update({ resourceType: 'Observation', id: created.id, body: amended })) as Resource;
+    assert.equal(v2.meta!.versionId, '2');
+    const retry = (await gateway.update({ resourceType: 'Observation', id: created.id, body: { ...amended, meta: v2.meta } })) as Resource;
+    assert.equal(retry.meta!.versionId, '2', 'a retry with the same content is not a new version');
+    const read = (await reader.read({ resourceType: 'Observation', id: created.id })) as Resource & { valueQuantity: { value: number } };
+    assert.equal(read.status, 'amended');
+    assert.equal(read.valueQuantity.value, 80);
+    const history = (await reader.history({ resourceType: 'Observation', id: created.id })) as unknown as { type: string; entry: Array<{ resource: Resource; request: { method: string } }> };
+    assert.equal(history.type, 'history');
+    assert.deepEqual(history.entry.map((e) => [e.resource.meta!.versionId, e.request.method]), [['2', 'PUT'], ['1', 'POST']]);
+    const v1 = (await reader.vread({ resourceType: 'Observation', id: created.id, version: '1' })) as Resource & { valueQuantity: { value: number } };
+    assert.equal(v1.valueQuantity.value, 72);
+    // The ledger holds one record-create per version stored: the access log shows three uploads so far.
+    assert.equal((await patient.records('lab')).length, 2);
+  });
+
+  test('delete is a tombstone the reader sees: read is 410, history ends in a DELETE, search no longer finds it', async () => {
+    await gateway.delete({ resourceType: 'Observation', id: created.id });
+    const gone = await failure(reader.read({ resourceType: 'Observation', id: created.id }));
+    assert.equal(gone.status, 410);
+    assert.equal(gone.outcome.issue[0]!.code, 'deleted');
+    const history = (await reader.history({ resourceType: 'Observation', id: created.id })) as unknown as { entry: Array<{ request: { method: string } }> };
+    assert.deepEqual(history.entry.map((e) => e.request.method), ['DELETE', 'PUT', 'POST']);
+    await gateway.delete({ resourceType: 'Observation', id: created.id });
+    assert.equal((await patient.records('lab')).length, 3, 'deleting a deleted resource stores nothing');
+    const found = (await reader.search({ resourceType: 'Observation', searchParams: { _id: created.id } })) as unknown as { total: number };
+    assert.equal(found.total, 0);
+  });
+
+  test('transaction: urn:uuid and conditional references resolve to Type/id, a transaction-response Bundle carries Location and ETag per entry', async () => {
+    const condition = `urn:uuid:${crypto.randomUUID()}`;
+    const response = (await gateway.transaction({
+      body: {
+        resourceType: 'Bundle', type: 'transaction', entry: [
+          { fullUrl: condition, resource: { resourceType: 'Condition', subject: { reference: `Patient/${fhirPatient}` }, code: { text: 'Atrial fibrillation' } }, request: { method: 'POST', url: 'Condition' } },
+          { resource: { resourceType: 'Encounter', id: 'enc-1', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: `Patient/${fhirPatient}` }, identifier: [{ system: 'urn:mrn-visits', value: 'V-17' }] }, request: { method: 'PUT', url: 'Encounter/enc-1' } },
+          { resource: { ...observation(91), hasMember: undefined, encounter: { reference: 'Encounter?identifier=urn:mrn-visits|V-17' }, focus: [{ reference: condition }] }, request: { method: 'POST', url: 'Observation' } },
+        ],
+      },
+    })) as unknown as { type: string; entry: Array<{ response: { status: string; location: string; etag: string } }> };
+    assert.equal(response.type, 'transaction-response');
+    assert.deepEqual(response.entry.map((e) => e.response.status), ['201 Created', '201 Created', '201 Created']);
+    assert.ok(response.entry.every((e) => /^[A-Za-z]+\/[A-Za-z0-9.-]+\/_history\/1$/.test(e.response.location) && e.response.etag === 'W/"1"'));
+    const conditionId = response.entry[0]!.response.location.split('/')[1]!;
+    assert.equal(conditionId, condition.slice('urn:uuid:'.length), 'a create with a urn:uuid fullUrl gets that UUID as id');
+    const observationId = response.entry[2]!.response.location.split('/')[1]!;
+    const read = (await reader.read({ resourceType: 'Observation', id: observationId })) as Resource & { encounter: { reference: string }; focus: Array<{ reference: string }> };
+    assert.equal(read.encounter.reference, 'Encounter/enc-1');
+    assert.equal(read.focus[0]!.reference, `Condition/${conditionId}`);
+    const search = (await reader.search({ resourceType: 'Condition', searchParams: { patient: fhirPatient } })) as unknown as { total: number };
+    assert.equal(search.total, 1);
+  });
+
+  test('validation before encryption: invalid resources are 400 OperationOutcomes naming the element; a transaction with one invalid entry stores nothing', async () => {
+    const before = (await patient.records()).length;
+    const cases: Array<[string, unknown, RegExp]> = [
+      ['status banana', observation(1, { status: 'banana' }), /Observation\.status/],
+      ['string quantity', observation(1, { valueQuantity: { value: '12' } }), /Observation\.value/],
+      ['unknown element', observation(1, { colour: 'red' }), /colour/],
+    ];
+    for (const [what, body, element] of cases) {
+      const { status, outcome } = await failure(gateway.create({ resourceType: 'Observation', body: body as Resource }));
+      assert.equal(status, 400, what);
+      assert.match(JSON.stringify(outcome.issue.map((i) => [i.expression, i.diagnostics])), element, what);
+    }
+    const banana = await failure(gateway.create({ resourceType: 'Banana', body: { resourceType: 'Banana' } as unknown as Resource }));
+    assert.equal(banana.status, 400);
+    const transaction = await failure(gateway.transaction({
+      body: { resourceType: 'Bundle', type: 'transaction', entry: [
+        { resource: observation(60), request: { method: 'POST', url: 'Observation' } },
+        { resource: observation(61, { status: 'banana' }), request: { method: 'POST', url: 'Observation' } },
+      ] },
+    }));
+    assert.equal(transaction.status, 400);
+    assert.match(JSON.stringify(transaction.outcome), /Bundle\.entry\[1\]/);
+    assert.equal((await patient.records()).length, before, 'nothing stored');
+  });
+
+  test('batch: each entry on its own; the batch-response has 201 for the good entry and a 400 OperationOutcome for the bad one', async () => {
+    const response = (await gateway.batch({
+      body: { resourceType: 'Bundle', type: 'batch', entry: [
+        { resource: observation(65), request: { method: 'POST', url: 'Observation' } },
+        { resource: observation(66, { status: 'banana' }), request: { method: 'POST', url: 'Observation' } },
+        { request: { method: 'PATCH', url: 'Observation/x' } },
+      ] },
+    })) as unknown as { type: string; entry: Array<{ response: { status: string; outcome?: Outcome } }> };
+    assert.equal(response.type, 'batch-response');
+    assert.deepEqual(response.entry.map((e) => e.response.status.slice(0, 3)), ['201', '400', '400']);
+    assert.match(response.entry[1]!.response.outcome!.issue[0]!.expression![0]!, /Observation\.status/);
+  });
+
+  test('a 2 MiB resource is accepted (the body limit is the documented 32 MiB, not 1 MiB; each string stays under FHIR\'s 1 MB)', async () => {
+    const note = observation(70, { note: Array.from({ length: 3 }, () => ({ text: 'x'.repeat(700 * 1024) })) });
+    const stored = (await gateway.create({ resourceType: 'Observation', body: note as unknown as Resource })) as Resource;
+    assert.equal(stored.meta!.versionId, '1');
+  });
+
+  test('the Synthea sample goes in as a transaction and every resource reads back identical through the reader view', async () => {
+    const sample = sampleBundle() as unknown as { entry: Array<{ fullUrl: string; resource: Resource; request: { method: string; url: string } }> };
+    const other = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+    await other.register();
+    const person = sample.entry.find((e) => e.resource.resourceType === 'Patient')!.resource;
+    await cast.gateway.enrol(person.id, other.key.patientId);
+    const abePublicKey = await cast.client.abePublicKey();
+    for (const category of CATEGORIES) await other.delegate(category, 'role:doctor', abePublicKey);
+    const response = (await gateway.transaction({ body: sample as unknown as Resource })) as unknown as { entry: Array<{ response: { status: string } }> };
+    assert.ok(response.entry.every((e) => e.response.status === '201 Created'));
+    const retry = (await gateway.transaction({ body: sample as unknown as Resource })) as unknown as { entry: Array<{ response: { status: string } }> };
+    assert.ok(retry.entry.every((e) => e.response.status === '200 OK'), 'a retried transaction creates nothing');
+    const otherReader = new Client({ baseUrl: view.baseUrl(other.key.patientId) });
+    const ids = new Map(sample.entry.map((e) => [e.fullUrl, `${e.resource.resourceType}/${e.resource.id}`]));
+    const rewrite = (value: unknown): unknown => Array.isArray(value) ? value.map(rewrite)
+      : typeof value === 'object' && value !== null ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k === 'reference' && typeof v === 'string' ? ids.get(v) ?? v : rewrite(v)])) : value;
+    for (const { resource } of sample.entry) {
+      const read = (await otherReader.read({ resourceType: resource.resourceType, id: resource.id })) as Resource;
+      const provenance = { versionId: '1', lastUpdated: read.meta!.lastUpdated, source: 'urn:medshare:hospital:st-marys', tag: [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }] };
+      assert.deepEqual(read, { ...(rewrite(resource) as Resource), meta: { ...resource.meta, ...provenance } }, `${resource.resourceType}/${resource.id}`);
+    }
+  });
+
+  test('a patient key without clinical: the error names the category and the command that adds it', async () => {
+    const old = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'imaging', 'notes', 'medication']));
+    await old.register();
+    await cast.gateway.enrol('old-key-patient', old.key.patientId);
+    const { status, outcome } = await failure(gateway.update({ resourceType: 'Patient', id: 'old-key-patient', body: { resourceType: 'Patient', id: 'old-key-patient' } }));
+    assert.equal(status, 400);
+    assert.match(outcome.issue[0]!.diagnostics!, /no key for category 'clinical' \(Patient\).*medshare keys add-category --key patient\.key --category clinical/);
+    await old.addCategory('clinical');
+    assert.equal(((await gateway.update({ resourceType: 'Patient', id: 'old-key-patient', body: { resourceType: 'Patient', id: 'old-key-patient' } })) as Resource).meta!.versionId, '1');
+  });
+
+  describe('attacks on who writes into her record', () => {
+    test('forged cross-hospital write: Riverside enrols her pseudonym and writes "no known allergies" — refused at the gateway and at the cloud', async () => {
+      const riverside = await cast.registerAndLogin('riverside', `ehr-${randomBytes(3).toString('hex')}`, ['role:gateway']);
+      const enrol = await fetch(new URL('/gateway/patients', cast.base), {
+        method: 'POST', headers: { authorization: `Bearer ${riverside.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ fhirId: 'forged-1', patient: patient.key.patientId }),
+      });
+      assert.equal(enrol.status, 403);
+      assert.match(((await enrol.json()) as unknown as { detail: string }).detail, /has not allowed riverside to write/);
+      // A Riverside that skips its own gateway and uploads a ciphertext straight to the cloud is refused there.
+      const { cloud } = cast.platform;
+      const keys = await cloud.publicKeys(patient.key.patientId);
+      const forged = { resourceType: 'AllergyIntolerance', id: 'nka', code: { text: 'No known allergies' }, patient: { reference: `Patient/${fhirPatient}` }, meta: { source: 'urn:medshare:hospital:st-marys' } };
+      const recordId = `${hospitalTag('riverside')}${'A'.repeat(22)}`;
+      const caller = { token: { hospital: 'riverside' }, pseudonym: 'psn:gateway-of-riverside0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
+      const record = { recordId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', recordId, new TextEncoder().encode(JSON.stringify(forged))) };
+      await assert.rejects(cloud.upload(caller, patient.key.patientId, [record]), /has not allowed riverside to write/);
+      const found = (await reader.search({ resourceType: 'AllergyIntolerance', searchParams: { patient: fhirPatient } })) as unknown as { total: number };
+      assert.equal(found.total, 0);
+    });
+
+    test("a hospital she allowed cannot pass its record off as another hospital's: foreign record-id tags are refused, a mislabelled meta.source is left out by the reader", async () => {
+      assert.deepEqual(await patient.allowWriter('riverside'), ['riverside', 'st-marys']);
+      const { cloud } = cast.platform;
+      const keys = await cloud.publicKeys(patient.key.patientId);
+      const caller = { token: { hospital: 'riverside' }, pseudonym: 'psn:gateway-of-riverside0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
+      const forged = { resourceType: 'AllergyIntolerance', id: 'nka', code: { text: 'No known allergies' }, patient: { reference: `Patient/${fhirPatient}` }, meta: { versionId: '1', lastUpdated: new Date().toISOString(), source: 'urn:medshare:hospital:st-marys' } };
+      const plaintext = new TextEncoder().encode(JSON.stringify(forged));
+      const stMarysId = `${hospitalTag('st-marys')}${'B'.repeat(22)}`;
+      await assert.rejects(cloud.upload(caller, patient.key.patientId, [{ recordId: stMarysId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', stMarysId, plaintext) }]), /does not carry the tag of riverside/);
+      const ownId = `${hospitalTag('riverside')}${'C'.repeat(22)}`;
+      assert.equal((await cloud.upload(caller, patient.key.patientId, [{ recordId: ownId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', ownId, plaintext) }])).stored, 1);
+      const found = (await reader.search({ resourceType: 'AllergyIntolerance', searchParams: { patient: fhirPatient } })) as unknown as { total: number; entry: Array<{ resource: Outcome; search: { mode: string } }> };
+      assert.equal(found.total, 0);
+      assert.equal(found.entry[0]!.search.mode, 'outcome');
+      assert.match(found.entry[0]!.resource.issue[0]!.diagnostics!, new RegExp(`left out: meta.source does not name the hospital of the record id \\(${ownId}\\)`));
+      // She withdraws Riverside's permission: its next upload is refused.
+      assert.deepEqual(await patient.removeWriter('riverside'), ['st-marys']);
+      await assert.rejects(cloud.upload(caller, patient.key.patientId, []), /has not allowed riverside/);
+      await assert.rejects(patient.removeWriter('riverside'), (e: HttpProblemError) => e.status === 404);
+    });
+  });
+});
