@@ -102,7 +102,7 @@ for (const { label, db } of databases) {
     test("platform emergency access: without a delegation of hers, role:emergency breaks the glass under the platform's policy; she sees it and can opt out", async () => {
       const patient = cast.patient.key.patientId;
       const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
-      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', subject: { reference: `Patient/${patientFhirId}` } });
+      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', content: [{ attachment: { contentType: 'text/plain', data: 'bm90ZQ==' } }], subject: { reference: `Patient/${patientFhirId}` } });
       assert.deepEqual(await cast.patient.platformEmergency(), { policy: 'role:emergency', allowed: true, grantedRecords: bundle.entry.length });
       await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
       await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'the platform policy is for emergencies only');

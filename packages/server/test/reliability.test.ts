@@ -57,7 +57,7 @@ for (const [position, { label, db }] of databases.entries()) {
       await cast.patient.register();
       const fhirPatient = `concurrent-${randomBytes(4).toString('hex')}`;
       await cast.gateway.enrol(fhirPatient, cast.patient.key.patientId);
-      const observation = (i: number, j: number) => ({ resourceType: 'Observation', id: `obs-${i}-${j}`, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i * 100 + j } });
+      const observation = (i: number, j: number) => ({ resourceType: 'Observation', id: `obs-${i}-${j}`, status: 'final', code: { text: 'test' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i * 100 + j } });
       const uploads = await Promise.all(Array.from({ length: 20 }, (_, i) =>
         cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: Array.from({ length: 2 }, (_, j) => ({ resource: observation(i, j) })) })));
       assert.deepEqual(uploads.map((u) => u.stored), Array(20).fill(2));

@@ -12,6 +12,8 @@ import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@m
 import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
 
+/** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
+const errorMedia = (path: string) => (path.startsWith('/gateway/fhir') ? /^application\/fhir\+json/ : /^application\/problem\+json/);
 const databases: TestDatabase[] = await openTestDatabases();
 after(async () => {
   for (const { db } of databases) await db.close();
@@ -89,7 +91,7 @@ for (const { label, db } of databases) {
         for (const [what, token] of [['no token', undefined], ['garbage', 'not.a.jwt'], ['TA-only audience', taOnly], ['foreign signer', foreignToken]] as const) {
           const answer = await request(method, path, { token, body });
           assert.equal(answer.status, 401, `${what}: ${method} ${path}`);
-          assert.match(answer.type, /^application\/problem\+json/);
+          assert.match(answer.type, errorMedia(path));
         }
       }
     });
@@ -154,7 +156,7 @@ for (const { label, db } of databases) {
       for (const [what, body, type, status] of cases) {
         const answer = await request('POST', '/gateway/fhir', { token: gw, body, type });
         assert.equal(answer.status, status, what);
-        assert.match(answer.type, /^application\/problem\+json/, what);
+        assert.match(answer.type, errorMedia('/gateway/fhir'), what);
       }
       const bigCloudBody = JSON.stringify({ reencryptionKey: 'A'.repeat(300 * 1024) });
       assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { token: cast.patient.session.token, body: bigCloudBody })).status, 413);
@@ -195,7 +197,7 @@ for (const { label, db } of databases) {
         ];
         answers.forEach((answer, i) => {
           assert.ok([400, 404].includes(answer.status), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
-          assert.match(answer.type, /^application\/problem\+json/, `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
+          assert.match(answer.type, errorMedia(i === 7 ? '/gateway/fhir' : '/cloud'), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
         });
       }
       assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length);
