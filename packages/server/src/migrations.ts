@@ -88,6 +88,18 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
       'INSERT INTO cloud_writers (patient, hospital) SELECT DISTINCT patient, source FROM cloud_records',
     ],
   },
+  {
+    version: 4,
+    description: "keyed hashes of patients' business identifiers (the cloud holds no key to invert them); her consent to be found",
+    statements: [
+      'ALTER TABLE cloud_patients ADD COLUMN findable boolean NOT NULL DEFAULT false',
+      `CREATE TABLE cloud_identifier_index (
+        digest text NOT NULL,
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        hospital text NOT NULL,
+        PRIMARY KEY (digest, patient))`,
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [

@@ -30,6 +30,7 @@ import { CloudService } from './cloud/service.ts';
 import { CloudStore } from './cloud/store.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from './gateway/fhir.ts';
 import { gatewayPlugin } from './gateway/plugin.ts';
+import { IdentifierKey } from './gateway/identifier-index.ts';
 import { GatewayService } from './gateway/service.ts';
 import { PLATFORM_AUDIENCE, useProblems } from './http.ts';
 import { openPlatformLedger } from './ledger.ts';
@@ -69,6 +70,11 @@ export interface PlatformOptions {
   readonly trustProxy?: readonly string[];
   /** Resource type → category mapping of the gateway. */
   readonly categories?: CategoryMapping;
+  /**
+   * The consortium's identifier key (32 bytes, shared by the hospitals, never the cloud's): gateways index Patient
+   * identifiers under it for cross-hospital lookup (gateway/identifier-index.ts). None: lookup is off.
+   */
+  readonly identifierKey?: Uint8Array;
   /** scrypt parameters for passwords (identity's production default when absent). */
   readonly scrypt?: ScryptParams;
   /** Log requests with Fastify's logger (method, URL, status: never bodies or tokens); or a destination stream. */
@@ -167,7 +173,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const converter = await createConverter(options.conversionWorkers ?? 0);
   const cloud = new CloudService(store, ledger, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
-  const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust);
+  const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
+  const gateway = new GatewayService(db, cloud, categories, setup.publicKey, platformLedger.trust, identifierKey);
   await app.register(cloudPlugin, { cloud, verifier: platformVerifier, categories, prefix: '/cloud' });
   await app.register(gatewayPlugin, { gateway, cloud, verifier: platformVerifier, categories, prefix: '/gateway' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger, options.statsConsortium);

@@ -3,13 +3,13 @@
  * 127.0.0.1: capability, create, read, update (new version), history, delete, transaction, batch, validation,
  * content negotiation — and the attacks on who writes into a patient's record. One platform (PGlite) for the file.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from 'fhir-kit-client';
 import { pre } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
-import { HttpProblemError, hospitalTag, PatientClient, PROVENANCE_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
+import { HttpProblemError, hospitalTag, PatientClient, PROVENANCE_SYSTEM, PSEUDONYM_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
 import { CATEGORIES, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -40,7 +40,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
   });
 
   before(async () => {
-    cast = await startCast(db);
+    cast = await startCast(db, { identifierKey: randomBytes(32) });
     patient = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
     await patient.register();
     await cast.gateway.enrol(fhirPatient, patient.key.patientId);
@@ -238,6 +238,33 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.match(outcome.issue[0]!.diagnostics!, /no key for category 'clinical' \(Patient\).*medshare keys add-category --key patient\.key --category clinical/);
     await old.addCategory('clinical');
     assert.equal(((await gateway.update({ resourceType: 'Patient', id: 'old-key-patient', body: { resourceType: 'Patient', id: 'old-key-patient' } })) as Resource).meta!.versionId, '1');
+  });
+
+  test("cross-hospital lookup by business identifier: a Riverside doctor finds her pseudonym by St Mary's MRN once she consents; the cloud holds only keyed digests", async () => {
+    const mrn = `MRN-${randomBytes(4).toString('hex')}`;
+    await gateway.update({ resourceType: 'Patient', id: fhirPatient, body: { resourceType: 'Patient', id: fhirPatient, identifier: [{ system: 'urn:oid:st-marys-mrn', value: mrn }], gender: 'female' } });
+    const doctorAtRiverside = new Client({ baseUrl: new URL('/gateway/fhir', cast.base).href });
+    doctorAtRiverside.bearerToken = cast.chen.session.token;
+    const lookup = () => doctorAtRiverside.search({ resourceType: 'Patient', searchParams: { identifier: `urn:oid:st-marys-mrn|${mrn}` } }) as unknown as Promise<{ total: number; entry: Array<{ resource: { identifier: Array<{ system: string; value: string }> } }> }>;
+    assert.equal((await lookup()).total, 0, 'not findable without her consent');
+    await patient.setFindable(true);
+    const found = await lookup();
+    assert.equal(found.total, 1);
+    assert.deepEqual(found.entry[0]!.resource.identifier, [{ system: PSEUDONYM_SYSTEM, value: patient.key.patientId }]);
+    assert.ok((await patient.accessLog()).some((e) => e.action === 'lookup by identifier' && e.hospital === 'riverside'));
+    // The cloud's database: no identifier in clear, and no digest it could recompute from a guess without the key.
+    const digests = (await db.query<{ digest: string }>('SELECT digest FROM cloud_identifier_index WHERE patient = $1', [patient.key.patientId])).rows.map((r) => r.digest);
+    assert.equal(digests.length, 1);
+    const guesses = [mrn, `urn:oid:st-marys-mrn|${mrn}`, `medshare/identifier/v1\nurn:oid:st-marys-mrn\n${mrn}`];
+    for (const guess of guesses) {
+      assert.ok(!digests.includes(createHash('sha256').update(guess).digest('base64url')), guess);
+    }
+    const dump = JSON.stringify((await db.query('SELECT * FROM cloud_identifier_index')).rows) + JSON.stringify((await db.query('SELECT patient, category, source FROM cloud_records')).rows);
+    assert.ok(!dump.includes(mrn));
+    await patient.setFindable(false);
+    assert.equal((await lookup()).total, 0, 'withdrawn');
+    const bare = await failure(doctorAtRiverside.search({ resourceType: 'Patient', searchParams: { identifier: mrn } }));
+    assert.equal(bare.status, 400);
   });
 
   describe('attacks on who writes into her record', () => {

@@ -15,6 +15,7 @@
  *   GET    /patients/:patient/writers              (patient) the hospitals that may write into her record
  *   PUT    /patients/:patient/writers/:hospital    (patient) allow a hospital to write (enrol her and upload)
  *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
+ *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
@@ -141,6 +142,14 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   app.delete<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
     const who = await caller(request);
     return { writers: await cloud.removeWriter(who, patientParam(request.params.patient), request.params.hospital) };
+  });
+
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/findable', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return cloud.setFindable(who, patientParam(request.params.patient), request.body.allowed);
   });
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {

@@ -234,6 +234,37 @@ export class CloudService {
   }
 
   /**
+   * A writing hospital's gateway stores keyed hashes of the patient's business identifiers (identifier-index.ts): the
+   * cloud cannot invert them without the consortium's key. @throws AccessDeniedError for a hospital she did not allow.
+   */
+  async indexIdentifiers(uploader: Caller, patient: string, digests: readonly string[]): Promise<void> {
+    await this.requireWriter(patient, uploader.token.hospital);
+    if (digests.some((d) => !/^[A-Za-z0-9_-]{43}$/.test(d))) throw new MalformedInputError('an identifier digest is 43 base64url characters (HMAC-SHA-256)');
+    await this.store.addIdentifierDigests(patient, uploader.token.hospital, digests);
+  }
+
+  /**
+   * The pseudonyms of the patients who allowed being found and one of whose identifiers has this keyed hash; each
+   * found patient sees the lookup in her access log and the ledger (a record-access of no record).
+   */
+  async lookupIdentifier(caller: Caller, digest: string): Promise<string[]> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(digest)) throw new MalformedInputError('an identifier digest is 43 base64url characters (HMAC-SHA-256)');
+    const found = await this.store.findByDigest(digest);
+    for (const patient of found) await this.audit(caller, patient, 'lookup by identifier', 'all', 'success', 0, null, { type: 'record-access' });
+    return found;
+  }
+
+  /** The patient allows or refuses being found by her business identifiers; recorded as a consent grant or revocation. */
+  async setFindable(caller: Caller, patient: string, allowed: boolean): Promise<{ findable: boolean }> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.setFindable(patient, allowed)) {
+      await this.audit(caller, patient, allowed ? 'allow lookup by identifier' : 'refuse lookup by identifier', 'all', 'success', 0, null,
+        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode('lookup-by-identifier')) });
+    }
+    return { findable: allowed };
+  }
+
+  /**
    * Receipts of ledger entries: each entry's inclusion bundle against a checkpoint the witness quorum cosigned
    * (waiting for one, up to 10 s). @throws UnavailableError when the witnesses do not cosign in time.
    */

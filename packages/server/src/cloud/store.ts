@@ -136,6 +136,30 @@ export class CloudStore {
     return result.rows.length === 1;
   }
 
+  /** Adds keyed hashes of a patient's business identifiers (a hospital's gateway computed them); repeats are kept once. */
+  async addIdentifierDigests(patient: string, hospital: string, digests: readonly string[]): Promise<void> {
+    if (digests.length === 0) return;
+    await this.db.query(
+      'INSERT INTO cloud_identifier_index (digest, patient, hospital) SELECT d, $2, $3 FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING',
+      [digests, patient, hospital],
+    );
+  }
+
+  /** The patients who allowed being found and whose identifiers include `digest`. */
+  async findByDigest(digest: string): Promise<string[]> {
+    const rows = await this.db.query<{ patient: string }>(
+      'SELECT i.patient FROM cloud_identifier_index i JOIN cloud_patients p ON p.patient = i.patient WHERE i.digest = $1 AND p.findable ORDER BY i.patient',
+      [digest],
+    );
+    return rows.rows.map((r) => r.patient);
+  }
+
+  /** Records whether a patient may be found by her identifiers; returns whether it changed. */
+  async setFindable(patient: string, allowed: boolean): Promise<boolean> {
+    const result = await this.db.query('UPDATE cloud_patients SET findable = $2 WHERE patient = $1 AND findable <> $2 RETURNING patient', [patient, allowed]);
+    return result.rows.length === 1;
+  }
+
   /** The hospitals that may write into a patient's record, in name order. */
   async writers(patient: string): Promise<string[]> {
     const rows = await this.db.query<{ hospital: string }>('SELECT hospital FROM cloud_writers WHERE patient = $1 ORDER BY hospital', [patient]);

@@ -16,7 +16,7 @@ const JSON_FORMATS = new Set(['json', 'application/json', FHIR_JSON]);
 
 const ISSUE_CODE: Record<number, string> = {
   400: 'invalid', 401: 'login', 403: 'forbidden', 404: 'not-found', 405: 'not-supported', 406: 'not-supported', 409: 'conflict',
-  410: 'deleted', 412: 'conflict', 413: 'too-costly', 415: 'not-supported', 429: 'throttled', 503: 'transient',
+  410: 'deleted', 412: 'conflict', 413: 'too-costly', 415: 'not-supported', 429: 'throttled', 501: 'not-supported', 503: 'transient',
 };
 
 /** An OperationOutcome resource. */

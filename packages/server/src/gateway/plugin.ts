@@ -12,6 +12,8 @@
  *     POST   /fhir/:type                              create (server-assigned id)
  *     PUT    /fhir/:type/:id                          update: a new version when the content changed
  *     DELETE /fhir/:type/:id                          delete: a tombstone version
+ *     GET    /fhir/Patient?identifier=system|value    cross-hospital lookup (identifier-index.ts): a searchset of Patient
+ *                                                     stubs carrying the pseudonyms of consenting patients
  *     GET    /fhir/Patient/:id/records?category=      converted records for the caller, as a searchset of Binary
  *                                                     (a SMART scope to read and search that category, scopes.ts)
  * Reads of resources are not served here: the gateway holds no reader's key. A reader's SDK serves them, decrypted
@@ -37,6 +39,8 @@ export interface GatewayPluginOptions {
 }
 
 export const GATEWAY_BODY_LIMIT = 32 * 1024 * 1024;
+/** Identifier system of a MedShare pseudonym in a lookup's Patient stubs (her FHIR view's base is /fhir/<pseudonym>). */
+export const PSEUDONYM_SYSTEM = 'urn:medshare:pseudonym';
 /** Media type of a converted MedShare record inside a FHIR Binary. */
 export const CONVERTED_RECORD_TYPE = 'application/vnd.medshare.pre-converted';
 
@@ -124,6 +128,19 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
   const noReads = async () => {
     throw new FhirHttpError(405, 'the gateway holds no reader key and serves no decrypted resource: read through your SDK\'s FHIR view (docs/platform.md, FHIR reads)');
   };
+  app.get<{ Querystring: Record<string, string> }>('/Patient', async (request) => {
+    const caller = await authenticate(verifier, request);
+    requireRecordScope(caller, options.categories.byType.Patient ?? options.categories.fallback, 's', options.categories);
+    const { identifier, _format: _ignored, ...rest } = request.query;
+    const unknown = Object.keys(rest)[0];
+    if (unknown !== undefined || typeof identifier !== 'string') throw new MalformedInputError(`the gateway searches Patient by identifier=system|value only${unknown === undefined ? '' : ` (not '${unknown}')`}`);
+    if (gateway.identifierKey === undefined) throw new FhirHttpError(501, 'this gateway has no identifier key (PlatformOptions.identifierKey): lookup by identifier is off');
+    const found = await cloud.lookupIdentifier(caller, gateway.identifierKey.digestOfToken(identifier));
+    return {
+      resourceType: 'Bundle', type: 'searchset', total: found.length,
+      entry: found.map((pseudonym) => ({ resource: { resourceType: 'Patient', identifier: [{ system: PSEUDONYM_SYSTEM, value: pseudonym }] }, search: { mode: 'match' } })),
+    };
+  });
   app.get('/:type', noReads);
   app.get('/:type/:id', noReads);
   app.get('/:type/:id/*', noReads);

@@ -22,6 +22,7 @@ import { taggedRecordId } from '../record-id.ts';
 import { categoryOf, type CategoryMapping, type FhirResource } from './fhir.ts';
 import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
 import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
+import type { IdentifierKey } from './identifier-index.ts';
 import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
 /** What an upload did. */
@@ -83,6 +84,8 @@ export class GatewayService {
     private readonly abePublicKey?: abe.PublicKey,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
     private readonly receiptTrust?: TrustPolicy,
+    /** The consortium's identifier key: with it, Patient identifiers are indexed for cross-hospital lookup. */
+    readonly identifierKey?: IdentifierKey,
   ) {
     this.versions = new VersionStore(db);
   }
@@ -196,6 +199,8 @@ export class GatewayService {
       }
       const { byCategory, receipts } = await this.store(caller, patient, keys, fresh);
       await this.versions.add(fresh.map((f) => f.row));
+      const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
+      if (digests.length > 0) await this.cloud.indexIdentifiers(caller, patient, [...new Set(digests)]);
       return { patient, outcomes, byCategory, receipts };
     });
   }

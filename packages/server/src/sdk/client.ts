@@ -230,6 +230,11 @@ export class PatientClient {
     return extended;
   }
 
+  /** Allows or refuses being found by her business identifiers (cross-hospital lookup). */
+  async setFindable(allowed: boolean): Promise<{ findable: boolean }> {
+    return call(this.session.base, 'PUT', this.path('/findable'), { body: { allowed }, token: this.session.token });
+  }
+
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
     return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
