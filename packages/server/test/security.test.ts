@@ -54,6 +54,7 @@ for (const { label, db } of databases) {
       ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
       ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
+      ['POST', '/gateway/upload', JSON.stringify(bundle)],
       ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
     ] as const;
 
@@ -154,9 +155,9 @@ for (const { label, db } of databases) {
         ['XML', '<Bundle xmlns="http://hl7.org/fhir"/>', 'application/fhir+xml', 415],
       ];
       for (const [what, body, type, status] of cases) {
-        const answer = await request('POST', '/gateway/fhir', { token: gw, body, type });
+        const answer = await request('POST', '/gateway/upload', { token: gw, body, type });
         assert.equal(answer.status, status, what);
-        assert.match(answer.type, errorMedia('/gateway/fhir'), what);
+        assert.match(answer.type, errorMedia('/gateway/upload'), what);
       }
       const bigCloudBody = JSON.stringify({ reencryptionKey: 'A'.repeat(300 * 1024) });
       assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { token: cast.patient.session.token, body: bigCloudBody })).status, 413);

@@ -55,8 +55,12 @@ async function serve(options: ServeOptions): Promise<void> {
   // What must stay outside the database: the KEK (unless MEDSHARE_KEK is set) and the ledger's last signed checkpoint.
   await mkdir(options.state, { recursive: true, mode: 0o700 });
   const kek = loadKeyEncryptionKey({ file: join(options.state, 'kek'), create: true });
+  // The consortium's identifier key (cross-hospital lookup by business identifier): shared by the hospitals, 64 hex digits.
+  const identifierHex = process.env['MEDSHARE_IDENTIFIER_KEY'];
+  if (identifierHex !== undefined && !/^[0-9a-fA-F]{64}$/.test(identifierHex)) throw new UsageError('MEDSHARE_IDENTIFIER_KEY must be 64 hex digits');
   const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
   const platform = await createPlatform({
+    ...(identifierHex === undefined ? {} : { identifierKey: new Uint8Array(Buffer.from(identifierHex, 'hex')) }),
     db, hospitals: options.hospital, adminTokens, logger: options.log ?? false, emergencyPolicy,
     conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine), kek, ledgerCheckpointFile: join(options.state, 'ledger-checkpoint'),
     ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),

@@ -243,6 +243,7 @@ export class GatewayService {
       const about = op.resourceType === 'Patient' ? op.id : referencedPatient(op.resource);
       if (about !== undefined) fhirPatients.add(about);
     }
+    if (fhirPatients.size > 1) throw new MalformedInputError(`an upload must concern exactly one patient (found ${fhirPatients.size})`);
     for (const fhirId of fhirPatients) pseudonyms.add(await this.pseudonymOf(hospital, fhirId));
     if (pseudonyms.size !== 1) {
       const deletesOnly = operations.every((o) => o.method === 'DELETE');
