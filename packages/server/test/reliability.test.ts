@@ -16,7 +16,8 @@ import { openDatabase, openTestDatabases, type TestDatabase } from '@medshare/db
 import { PatientClient } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, startCast, type Cast } from './harness.ts';
 
-const SYNTHEA = fileURLToPath(new URL('../../../../shared/data/synthea', import.meta.url));
+/** ../shared beside the repository root (CI), or MEDSHARE_SHARED_DIR (a worktree elsewhere). */
+const SYNTHEA = join(process.env['MEDSHARE_SHARED_DIR'] ?? fileURLToPath(new URL('../../../../shared', import.meta.url)), 'data', 'synthea');
 const CHILD = fileURLToPath(new URL('./fixtures/upload-child.ts', import.meta.url));
 const databases: TestDatabase[] = await openTestDatabases();
 after(async () => {

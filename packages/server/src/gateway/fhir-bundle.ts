@@ -37,6 +37,8 @@ export interface ParsedWrite {
 }
 
 const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
+/** JSON nesting a resource may have (FHIR resources nest a few dozen levels at most); deeper is refused, not recursed into. */
+export const MAX_DEPTH = 100;
 const UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -52,10 +54,22 @@ function checkId(value: unknown, where: string): string {
   return value;
 }
 
+/** Refuses values nested deeper than MAX_DEPTH (checked without recursion, so a hostile body cannot overflow the stack). */
+function checkDepth(value: unknown, where: string): void {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (typeof item !== 'object' || item === null) continue;
+    if (depth > MAX_DEPTH) throw new MalformedInputError(`${where}: nested deeper than ${MAX_DEPTH} levels`);
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
+  }
+}
+
 /** A resource with a checked type; its `id` is replaced by `id`. */
 function withId(value: unknown, id: string, where: string): FhirResource {
   if (!isObject(value)) throw new MalformedInputError(`${where}: a FHIR resource is a JSON object`);
   checkType(value.resourceType, where);
+  checkDepth(value, where);
   return { ...value, id } as FhirResource;
 }
 
@@ -64,6 +78,7 @@ function upsert(value: unknown, where: string): Parsed {
   if (!isObject(value)) throw new MalformedInputError(`${where}: a FHIR resource is a JSON object`);
   const resourceType = checkType(value.resourceType, where);
   const id = checkId(value.id, where);
+  checkDepth(value, where);
   return { method: 'PUT', resourceType, id, resource: value as FhirResource, where };
 }
 

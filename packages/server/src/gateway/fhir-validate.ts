@@ -21,7 +21,7 @@ export class FhirValidationError extends MalformedInputError {
 }
 
 let indexed = false;
-let schemaValidators: Ajv | undefined;
+let schemaValidators: { ajv: Ajv; types: ReadonlySet<string> } | undefined;
 const schemaId = 'http://hl7.org/fhir/json-schema/4.0';
 const compiled = new Map<string, ValidateFunction | undefined>();
 
@@ -31,24 +31,30 @@ function loadStructureDefinitions(): void {
   indexed = true;
 }
 
+/** Ajv with the R4 JSON Schema added (compiled per resource type on demand), and the types it defines. */
+function loadSchema(): { ajv: Ajv; types: ReadonlySet<string> } {
+  if (schemaValidators !== undefined) return schemaValidators;
+  const schema = readJson('fhir/r4/fhir.schema.json') as { definitions: Record<string, unknown>; [key: string]: unknown };
+  const types = new Set(Object.keys(schema.definitions));
+  // Ajv 8 speaks draft-07+ ids; the top-level union of every resource is not needed (one type is compiled at a time).
+  const { $schema: _draft, id: _id, discriminator: _discriminator, oneOf: _oneOf, ...rest } = schema;
+  const references = new Set<string>();
+  JSON.stringify(schema, (key, value: unknown) => (key === '$ref' && typeof value === 'string' && references.add(value), value));
+  // Definitions referenced but not shipped (the abstract Resource of contained resources, R5's integer64) accept any value.
+  for (const ref of references) {
+    const name = ref.replace('#/definitions/', '');
+    if (!(name in schema.definitions)) schema.definitions[name] = {};
+  }
+  const ajv = new Ajv({ strict: false, allErrors: true, validateSchema: false });
+  ajv.addSchema({ ...rest, $id: schemaId });
+  return (schemaValidators = { ajv, types });
+}
+
 /** The JSON Schema validator of one resource type (undefined for a type the schema does not define). */
 function schemaFor(resourceType: string): ValidateFunction | undefined {
   if (!compiled.has(resourceType)) {
-    if (schemaValidators === undefined) {
-      const schema = readJson('fhir/r4/fhir.schema.json') as { definitions: Record<string, unknown>; [key: string]: unknown };
-      // Ajv 8 speaks draft-07+ ids; the top-level union of every resource is not needed (one type is compiled at a time).
-      const { $schema: _draft, id: _id, discriminator: _discriminator, oneOf: _oneOf, ...rest } = schema;
-      const references = new Set<string>();
-      JSON.stringify(schema, (key, value: unknown) => (key === '$ref' && typeof value === 'string' && references.add(value), value));
-      // Definitions referenced but not shipped (the abstract Resource of contained resources, R5's integer64) accept any value.
-      for (const ref of references) {
-        const name = ref.replace('#/definitions/', '');
-        if (!(name in schema.definitions)) schema.definitions[name] = {};
-      }
-      schemaValidators = new Ajv({ strict: false, allErrors: true, validateSchema: false });
-      schemaValidators.addSchema({ ...rest, $id: schemaId });
-    }
-    compiled.set(resourceType, resourceType in (readJson('fhir/r4/fhir.schema.json') as { definitions: object }).definitions ? schemaValidators.getSchema(`${schemaId}#/definitions/${resourceType}`) : undefined);
+    const { ajv, types } = loadSchema();
+    compiled.set(resourceType, types.has(resourceType) ? ajv.getSchema(`${schemaId}#/definitions/${resourceType}`) : undefined);
   }
   return compiled.get(resourceType);
 }

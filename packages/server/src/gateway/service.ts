@@ -163,7 +163,7 @@ export class GatewayService {
     }
     const current = await this.versions.latest(hospital, operations);
     const patient = await this.patientOf(hospital, operations, current);
-    return this.withPatientLock(`${hospital}|${patient}`, async () => {
+    const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
       // Re-read under the lock: a concurrent write of the same patient may have added versions.
       const latest = await this.versions.latest(hospital, operations);
       const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
@@ -197,12 +197,15 @@ export class GatewayService {
         fresh.push({ row, plaintext });
         outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
       }
-      const { byCategory, receipts } = await this.store(caller, patient, keys, fresh);
+      const { byCategory, ledgerEntries } = await this.store(caller, patient, keys, fresh);
       await this.versions.add(fresh.map((f) => f.row));
       const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
       if (digests.length > 0) await this.cloud.indexIdentifiers(caller, patient, [...new Set(digests)]);
-      return { patient, outcomes, byCategory, receipts };
+      return { outcomes, byCategory, ledgerEntries };
     });
+    // Receipts wait for the witnesses' next cosigned checkpoint: outside the lock, so concurrent writes share it.
+    const receipts = await this.keepReceipts(hospital, patient, written.ledgerEntries);
+    return { patient, outcomes: written.outcomes, byCategory: written.byCategory, receipts };
   }
 
   /** Runs each operation as its own transaction (a FHIR batch): one failing entry does not stop the others. */
@@ -254,8 +257,7 @@ export class GatewayService {
   }
 
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
-  private async store(caller: Caller, patient: string, keys: pre.PatientPublicKeys, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>): Promise<{ byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
-    const hospital = caller.token.hospital;
+  private async store(caller: Caller, patient: string, keys: pre.PatientPublicKeys, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
@@ -273,11 +275,17 @@ export class GatewayService {
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
-    if (records.length === 0) return { byCategory, receipts: [] };
+    if (records.length === 0) return { byCategory, ledgerEntries: [] };
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
     const { ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    return { byCategory, ledgerEntries };
+  }
+
+  /** Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries. @throws IntegrityError */
+  private async keepReceipts(hospital: string, patient: string, ledgerEntries: readonly number[]): Promise<UploadResult['receipts']> {
+    if (ledgerEntries.length === 0) return [];
     const receipts = [];
     for (const bundle of await this.cloud.receipts(ledgerEntries)) {
       const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
@@ -287,7 +295,7 @@ export class GatewayService {
       );
       receipts.push({ index: bundle.index, treeSize });
     }
-    return { byCategory, receipts };
+    return receipts;
   }
 }
 
