@@ -128,7 +128,7 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: 'FHIR resource versions the gateway wrote: which record holds each version (no clinical content)',
+    description: "FHIR resource versions the gateway wrote into each patient's record: which record holds each version (no clinical content)",
     statements: [
       `CREATE TABLE gateway_versions (
         hospital text NOT NULL,
@@ -141,7 +141,8 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         content_hash text NOT NULL,
         deleted boolean NOT NULL,
         last_updated text NOT NULL,
-        PRIMARY KEY (hospital, resource_type, fhir_id, version))`,
+        PRIMARY KEY (hospital, patient, resource_type, fhir_id, version))`,
+      'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
     ],
   },
 ];

@@ -75,17 +75,29 @@ const rowOf = (r: Record<string, unknown>): VersionRow => ({
 export class VersionStore {
   constructor(private readonly db: Database) {}
 
-  /** The latest version of each of `keys` (`Type/id`) the hospital wrote. */
-  async latest(hospital: string, keys: ReadonlyArray<{ resourceType: string; id: string }>): Promise<Map<string, VersionRow>> {
+  /**
+   * The latest version of each of `keys` (`Type/id`) the hospital wrote into the patient's record. A resource shared
+   * by several patients' records (Synthea's Organization and Practitioner) has versions in each: every record is
+   * encrypted for one patient.
+   */
+  async latest(hospital: string, patient: string, keys: ReadonlyArray<{ resourceType: string; id: string }>): Promise<Map<string, VersionRow>> {
     const found = new Map<string, VersionRow>();
     if (keys.length === 0) return found;
     const rows = await this.db.query<Record<string, unknown>>(
-      `SELECT DISTINCT ON (resource_type, fhir_id) * FROM gateway_versions
-       WHERE hospital = $1 AND (resource_type || '/' || fhir_id) = ANY($2::text[]) ORDER BY resource_type, fhir_id, version DESC`,
-      [hospital, keys.map((k) => `${k.resourceType}/${k.id}`)],
+      `SELECT DISTINCT ON (v.resource_type, v.fhir_id) v.* FROM gateway_versions v
+       JOIN unnest($3::text[], $4::text[]) AS k(resource_type, fhir_id) ON k.resource_type = v.resource_type AND k.fhir_id = v.fhir_id
+       WHERE v.hospital = $1 AND v.patient = $2 ORDER BY v.resource_type, v.fhir_id, v.version DESC`,
+      [hospital, patient, keys.map((k) => k.resourceType), keys.map((k) => k.id)],
     );
     for (const row of rows.rows.map(rowOf)) found.set(`${row.resourceType}/${row.fhirId}`, row);
     return found;
+  }
+
+  /** The patients into whose records the hospital wrote `resourceType/id` (what a delete without a resource concerns). */
+  async patientsOf(hospital: string, resourceType: string, id: string): Promise<string[]> {
+    const rows = await this.db.query<{ patient: string }>(
+      'SELECT DISTINCT patient FROM gateway_versions WHERE hospital = $1 AND resource_type = $2 AND fhir_id = $3 ORDER BY patient', [hospital, resourceType, id]);
+    return rows.rows.map((r) => r.patient);
   }
 
   /** Records new versions in one transaction (a version already recorded — a retry after a crash — is kept). */

@@ -161,11 +161,10 @@ export class GatewayService {
         throw error;
       }
     }
-    const current = await this.versions.latest(hospital, operations);
-    const patient = await this.patientOf(hospital, operations, current);
+    const patient = await this.patientOf(hospital, operations);
     const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
-      // Re-read under the lock: a concurrent write of the same patient may have added versions.
-      const latest = await this.versions.latest(hospital, operations);
+      // Read under the lock: a concurrent write of the same patient may have added versions.
+      const latest = await this.versions.latest(hospital, patient, operations);
       const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
       const now = new Date().toISOString();
       const outcomes: WriteOutcome[] = [];
@@ -234,13 +233,12 @@ export class GatewayService {
   }
 
   /** The pseudonym of the one patient the operations are about (a Patient written, else references, else a deleted version's). */
-  private async patientOf(hospital: string, operations: readonly FhirOperation[], current: ReadonlyMap<string, VersionRow>): Promise<string> {
+  private async patientOf(hospital: string, operations: readonly FhirOperation[]): Promise<string> {
     const fhirPatients = new Set<string>();
     const pseudonyms = new Set<string>();
     for (const op of operations) {
       if (op.resource === undefined) {
-        const known = current.get(`${op.resourceType}/${op.id}`);
-        if (known !== undefined) pseudonyms.add(known.patient);
+        for (const known of await this.versions.patientsOf(hospital, op.resourceType, op.id)) pseudonyms.add(known);
         continue;
       }
       const about = op.resourceType === 'Patient' ? op.id : referencedPatient(op.resource);
