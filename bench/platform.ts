@@ -20,7 +20,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
-import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient } from '@medshare/server';
+import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient, type ServiceUrls } from '@medshare/server';
 import { ms, ratio, timeIt } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { measurePrimitives } from './lib/primitives.ts';
@@ -61,8 +61,8 @@ const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + 
  * Fresh doctors on a running platform: each logged in with password + TOTP, holding a sealed CP-ABE key. Accounts
  * persist in the database across read phases, so each phase registers its own (`phase` in the username).
  */
-async function loginDoctors(base: string, phase: string): Promise<string[]> {
-  const client = new PlatformClient(base);
+async function loginDoctors(urls: ServiceUrls, phase: string): Promise<string[]> {
+  const client = new PlatformClient(urls);
   return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
     const attributes = ['role:doctor', 'dept:cardiology'];
     const username = `doctor${d}-${phase}`;
@@ -72,8 +72,9 @@ async function loginDoctors(base: string, phase: string): Promise<string[]> {
 }
 
 /** The read phase against one platform: the doctors in a child process, CPU time per read by whom. */
-async function readPhase(base: string, phase: string, patient: string, recordIds: string[]): Promise<string[]> {
-  const tokens = await loginDoctors(base, phase);
+async function readPhase(urls: ServiceUrls, phase: string, patient: string, recordIds: string[]): Promise<string[]> {
+  const tokens = await loginDoctors(urls, phase);
+  const base = urls.cloud.href;
   const child = fork(new URL('./lib/read-clients.ts', import.meta.url), { execArgv: ['--import', 'tsx'] });
   const message = async () => ((await once(child, 'message')) as [ClientMessage])[0];
   child.send({ base, patient, category: 'lab', tokens, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
@@ -93,8 +94,11 @@ async function readPhase(base: string, phase: string, patient: string, recordIds
     perRead(serverMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
 }
 
+/** One key-encryption key for every platform of the run (they reopen the same databases). */
+const BENCH_KEK = randomKeyEncryptionKey();
+
 const platformOptions = (db: Database, conversionWorkers: number) => ({
-  db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` }, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientFreeFailures: 1000 },
+  db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` }, kek: BENCH_KEK, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientFreeFailures: 1000 },
   requestsPerMinute: 1_000_000, conversionWorkers,
 });
 
@@ -105,8 +109,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
   let ids: string[];
   let uploadRate: number;
   try {
-    const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
-    const client = new PlatformClient(base);
+    const client = new PlatformClient(platform.urls);
     const login = async (hospital: string, username: string, attributes: string[]) => {
       const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] });
       return client.login(hospital, username, PASSWORD, totpSecret);
@@ -134,8 +137,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
   for (const workers of WORKER_COUNTS) {
     const reading = await createPlatform(platformOptions(db, workers));
     try {
-      const base = await reading.app.listen({ host: '127.0.0.1', port: 0 });
-      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(base, `w${workers}`, patientId, ids))]);
+      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(reading.urls, `w${workers}`, patientId, ids))]);
     } finally {
       await reading.close();
     }

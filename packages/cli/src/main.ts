@@ -1,40 +1,57 @@
 import { Command, CommanderError } from 'commander';
 import { describeFailure, EXIT } from './errors.ts';
-import { registerAbe } from './commands/abe.ts';
-import { registerPatientKeys, registerPre } from './commands/pre.ts';
-import { registerDemo } from './commands/demo.ts';
-import { registerInspect } from './commands/inspect.ts';
-import { registerIdentity } from './commands/identity.ts';
-import { registerAudit } from './commands/audit.ts';
-import { registerPrivacy } from './commands/privacy.ts';
-import { registerServe } from './commands/serve.ts';
-import { registerStats } from './commands/stats.ts';
-import { registerCloud } from './commands/cloud.ts';
 
-/** Builds the `medshare` command tree. Each command group lives in its own module. */
-export function buildProgram(): Command {
-  const program = new Command('medshare')
+type Register = (program: Command) => void;
+
+/**
+ * Each top-level command and the module that registers it. Loading is lazy because the command groups pull in
+ * very different dependencies (the server and PGlite, the de-identification word lists, the EVM client): a
+ * `medshare abe keygen` should not pay for loading the FHIR de-identifier.
+ */
+const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Register[]> }> = [
+  { names: ['abe'], load: async () => [(await import('./commands/abe.ts')).registerAbe] },
+  {
+    names: ['keys', 'pre'],
+    load: async () => {
+      const m = await import('./commands/pre.ts');
+      return [m.registerPatientKeys, m.registerPre];
+    },
+  },
+  { names: ['demo'], load: async () => [(await import('./commands/demo.ts')).registerDemo] },
+  { names: ['inspect'], load: async () => [(await import('./commands/inspect.ts')).registerInspect] },
+  { names: ['identity'], load: async () => [(await import('./commands/identity.ts')).registerIdentity] },
+  { names: ['audit'], load: async () => [(await import('./commands/audit.ts')).registerAudit] },
+  { names: ['deid', 'anonymize'], load: async () => [(await import('./commands/privacy.ts')).registerPrivacy] },
+  { names: ['serve'], load: async () => [(await import('./commands/serve.ts')).registerServe] },
+  { names: ['stats'], load: async () => [(await import('./commands/stats.ts')).registerStats] },
+  { names: ['cloud'], load: async () => [(await import('./commands/cloud.ts')).registerCloud] },
+];
+
+function newProgram(): Command {
+  return new Command('medshare')
     .description('MedShare: privacy-preserving cross-domain sharing of electronic medical records')
     .version('0.1.0')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  registerAbe(program);
-  registerPatientKeys(program);
-  registerPre(program);
-  registerDemo(program);
-  registerInspect(program);
-  registerIdentity(program);
-  registerAudit(program);
-  registerPrivacy(program);
-  registerServe(program);
-  registerStats(program);
-  registerCloud(program);
+}
+
+/**
+ * Builds the `medshare` command tree. With `commandName`, only the group that defines it is loaded (the others
+ * are not needed to parse its arguments); without it, or for a name no group defines, all of them (for help
+ * and commander's "unknown command" message).
+ */
+export async function buildProgram(commandName?: string): Promise<Command> {
+  const program = newProgram();
+  const known = COMMANDS.filter((group) => commandName !== undefined && group.names.includes(commandName));
+  for (const group of known.length > 0 ? known : COMMANDS) {
+    for (const register of await group.load()) register(program);
+  }
   return program;
 }
 
 /** Runs the CLI and returns the process exit code. Errors become one line on stderr. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  const program = await buildProgram(argv[2]);
   program.configureOutput({ writeErr: (text) => process.stderr.write(text) });
   try {
     await program.parseAsync(argv);

@@ -5,18 +5,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PatientClient, PlatformClient } from '@medshare/server';
+import { PatientClient, PlatformClient, type ServiceUrls } from '@medshare/server';
 import { pre } from '@medshare/crypto';
 import { runCli } from './run-cli.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
 const ADMIN = 'serve-test-admin-token-0123456789';
 
-test('medshare serve runs the platform on PGlite, keeps data across restarts, and stops on SIGTERM', async () => {
+test('medshare serve (all) runs every service on its own port and PGlite, keeps data across restarts, and stops on SIGTERM', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'medshare-serve-'));
   const env = { ...process.env, DATABASE_URL: '' };
   const running = new Set<ReturnType<typeof spawn>>();
-  const start = () => new Promise<{ stop: () => Promise<number | null>; base: string }>((resolve, reject) => {
+  const start = () => new Promise<{ stop: () => Promise<number | null>; urls: ServiceUrls }>((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'serve', '--data', join(dir, 'data'), '--state', join(dir, 'state'), '--port', '0', '--hospital', 'st-marys'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     running.add(child);
     child.once('close', () => running.delete(child));
@@ -25,16 +25,21 @@ test('medshare serve runs the platform on PGlite, keeps data across restarts, an
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
-      const match = /^(http:\/\/127\.0\.0\.1:\d+)\//m.exec(out);
-      if (match) resolve({ base: match[1]!, stop: () => new Promise((done) => { child.once('close', done); child.kill('SIGTERM'); }) });
+      const url = (service: string) => new URL(new RegExp(`^${service} (http://127\\.0\\.0\\.1:\\d+/) \\((.+)\\)$`, 'm').exec(out)![1]!);
+      if (/^st-marys http/m.test(out)) {
+        const urls = { authority: url('authority'), cloud: url('cloud'), hospitals: { 'st-marys': url('st-marys') } };
+        assert.equal(new Set([urls.authority.port, urls.cloud.port, urls.hospitals['st-marys'].port]).size, 3, 'one port per service');
+        assert.match(out, /^cloud .*\(PGlite in .*data\/cloud\/db\)$/m, 'its own database');
+        resolve({ urls, stop: () => new Promise((done) => { child.once('close', done); child.kill('SIGTERM'); }) });
+      }
     });
     child.once('close', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
     child.stdin.end(`${ADMIN}\n`);
   });
   try {
     const first = await start();
-    const client = new PlatformClient(first.base);
-    const openapi = await (await fetch(new URL('/openapi.json', first.base))).json() as { openapi: string; paths: Record<string, unknown> };
+    const client = new PlatformClient(first.urls);
+    const openapi = await (await fetch(new URL('/openapi.json', first.urls.cloud))).json() as { openapi: string; paths: Record<string, unknown> };
     assert.match(openapi.openapi, /^3\./);
     assert.ok('/cloud/patients/{patient}/read' in openapi.paths);
     const { totpSecret } = await client.registerUser('st-marys', ADMIN, { username: 'p', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
@@ -43,7 +48,7 @@ test('medshare serve runs the platform on PGlite, keeps data across restarts, an
     const authority = (await client.abePublicKey()).authorityId;
     assert.equal(await first.stop(), 0);
     const second = await start();
-    assert.deepEqual((await new PlatformClient(second.base).abePublicKey()).authorityId, authority, 'the TA setup persists');
+    assert.deepEqual((await new PlatformClient(second.urls).abePublicKey()).authorityId, authority, 'the TA setup persists');
     assert.equal(await second.stop(), 0);
   } finally {
     for (const child of running) child.kill('SIGKILL');

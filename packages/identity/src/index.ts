@@ -36,7 +36,7 @@ export { createLoginRequest, acceptLoginResponse, deriveSessionKey, protocolMac,
 export { contentDigest, signatureBase, signatureInput, signRequest, parseSignatureHeaders, splitTarget, type SignatureParams, type SignedRequestParts } from './device/signature.ts';
 export { DeviceAuthServer, type DeviceAuthServerOptions, type DeviceSession } from './device/server.ts';
 export { DeviceSessionClient } from './device/client.ts';
-export { useProblemDetails, bearerToken, type Problem } from './http/problem.ts';
+export { useProblemDetails, bearerToken, problemFor, problemType, HTTP_STATUS_BY_CODE, type Problem } from './http/problem.ts';
 export { presentedToken, dpopHeader, requestUrl } from './http/proof.ts';
 export { hospitalIdentityPlugin, type HospitalPluginOptions } from './http/hospital-plugin.ts';
 export { trustedAuthorityPlugin, type TaPluginOptions } from './http/ta-plugin.ts';

@@ -14,7 +14,8 @@ import type { Witness } from './witness.ts';
 
 /** The witnesses served, one per log origin. */
 export interface WitnessPluginOptions {
-  witnesses: readonly Witness[];
+  /** A `Witness`, or anything answering for one origin as it does (a hospital's witness opened on first request). */
+  witnesses: ReadonlyArray<Pick<Witness, 'origin' | 'addCheckpoint'>>;
 }
 
 function statusOf(error: unknown): number {

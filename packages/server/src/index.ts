@@ -1,14 +1,23 @@
 /**
- * @medshare/server — the MedShare platform over HTTP (docs/platform.md): trusted authority, hospital identity,
- * cloud store and re-encryption proxy, hospital FHIR gateway, and the typed client SDK used by the CLI.
+ * @medshare/server — the MedShare platform over HTTP (docs/platform.md): one service per trust domain (the trusted
+ * authority, the cloud store and re-encryption proxy, each hospital's identity service and FHIR gateway), their
+ * composition on one machine (`createPlatform`, `medshare serve all`), and the typed client SDK used by the CLI.
  */
-export { createPlatform, DEFAULT_EMERGENCY_POLICY, TA_AUDIENCE, type Platform, type PlatformOptions } from './platform.ts';
+export { createPlatform, type Platform, type PlatformDatabases, type PlatformKeks, type PlatformOptions } from './platform.ts';
+export { serviceApp, listen, DEFAULT_REQUESTS_PER_MINUTE, type ServiceHttpOptions } from './services/app.ts';
+export { createAuthorityService, TA_AUDIENCE, type AuthorityService, type AuthorityServiceOptions } from './services/authority.ts';
+export { createCloudService, DEFAULT_EMERGENCY_POLICY, type CloudDeployment, type CloudServiceOptions } from './services/cloud.ts';
+export { createHospitalService, type HospitalDeployment, type HospitalServiceOptions, type ServiceUrl } from './services/hospital.ts';
+export { openCloudLedger, openHospitalWitness, pinnedKey, LEDGER_KEY_NAME, witnessKeyName, type CloudLedger, type HospitalWitness, type WitnessPeer } from './ledger.ts';
+export { federationTrust, trustHospital, issuerOf, checkHospitalName, remoteSessionCheck, HOSPITAL_NAME, type HospitalPeer } from './services/trust.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';
+export { callJson, errorFromProblem, codeForStatus, HttpProblemError, sameOrigin, type CallOptions, type ServiceUrls } from './http-client.ts';
 export { CloudService, repeatedAttributePolicies, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus, type RepeatedAttributePolicy } from './cloud/service.ts';
 export { CloudStore } from './cloud/store.ts';
 export { CLOUD_MIGRATIONS } from './migrations.ts';
 export { defaultConversionWorkers } from './cloud/conversion-pool.ts';
 export type { AccessEntry, RecordMeta } from './cloud/store.ts';
+export { HttpCloudApi, type CloudApi, type PatientKeys } from './gateway/cloud-api.ts';
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';
 export { parseWrite, type FhirOperation } from './gateway/fhir-bundle.ts';
 export { FhirValidationError, validateFhirResource } from './gateway/fhir-validate.ts';
@@ -17,7 +26,8 @@ export { hospitalTag, isRecordOf } from './record-id.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT, PSEUDONYM_SYSTEM } from './gateway/plugin.ts';
 export { IdentifierKey } from './gateway/identifier-index.ts';
 export type { UploadResult } from './gateway/service.ts';
-export { PlatformClient, PatientClient, DoctorClient, GatewayClient, HttpProblemError, type Session, type UserEnrolment } from './sdk/client.ts';
+export { PlatformClient, PatientClient, DoctorClient, GatewayClient, type Session, type UserEnrolment } from './sdk/client.ts';
 export { DEFAULT_SEARCH_PARAMETERS, startFhirView, type FhirView, type FhirViewOptions, type SearchParameter } from './sdk/fhir-view.ts';
-export { cloudContents } from './inspect.ts';
+export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
+export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';
 export * from './stats/index.ts';

@@ -159,3 +159,19 @@ export const AUTHORITY_MIGRATIONS: readonly Migration[] = [
     ],
   },
 ];
+
+/**
+ * Public keys of other services a service pinned on first sight (the cloud pins each hospital's witness key, a
+ * hospital the log's key): never secrets, so any service's database may hold them.
+ */
+export const FEDERATION_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'public keys of other services, pinned on first sight',
+    statements: [
+      `CREATE TABLE federation_pins (
+        name text PRIMARY KEY,
+        value text NOT NULL)`,
+    ],
+  },
+];

@@ -109,7 +109,7 @@ describe('the platform with a conversion pool', () => {
 
   test('a worker dying mid-read fails that read with a 500 problem, and the next read succeeds', async () => {
     const [slot] = workersOf(pool);
-    const reading = fetch(new URL(`/cloud/patients/${cast.patient.key.patientId}/read`, cast.base), {
+    const reading = fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/read`), {
       method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ category: 'lab' }),
     });

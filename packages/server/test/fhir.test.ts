@@ -33,6 +33,15 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
   let view: FhirView;
   let reader: Client;
   let patient: PatientClient;
+  const stMarys = () => cast.urls.hospitals['st-marys']!;
+  /** A ciphertext upload straight to the cloud's gateway route with a hospital gateway's token (skipping any gateway's checks). */
+  const uploadToCloud = async (token: string, records: Array<{ recordId: string; category: string; ciphertext: Uint8Array }>) => {
+    const body = { records: records.map((r) => ({ ...r, ciphertext: Buffer.from(r.ciphertext).toString('base64') })), capsules: [] };
+    const answer = await fetch(new URL(`/cloud/patients/${patient.key.patientId}/uploads`, cast.urls.cloud), {
+      method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    return { status: answer.status, body: (await answer.json()) as { stored?: number; detail?: string } };
+  };
   const fhirPatient = `pat-${randomBytes(4).toString('hex')}`;
   const observation = (value: number, extra: Record<string, unknown> = {}) => ({
     resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }] },
@@ -47,7 +56,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     const abePublicKey = await cast.client.abePublicKey();
     for (const category of CATEGORIES) await patient.delegate(category, '(role:doctor and dept:cardiology)', abePublicKey);
     // Trailing slash on purpose: fhir-kit-client posts transactions to the base as given.
-    gateway = new Client({ baseUrl: new URL('/gateway/fhir/', cast.base).href });
+    gateway = new Client({ baseUrl: new URL('/gateway/fhir/', stMarys()).href });
     gateway.bearerToken = cast.gateway.session.token;
     view = await startFhirView(cast.chen);
     reader = new Client({ baseUrl: view.baseUrl(patient.key.patientId) });
@@ -65,7 +74,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.deepEqual(written.rest[0]!.interaction.map((i) => i.code), ['transaction', 'batch']);
     const read = (await reader.capabilityStatement()) as unknown as typeof written;
     assert.deepEqual(read.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['read', 'vread', 'history-instance', 'search-type']);
-    const raw = await fetch(new URL('/gateway/fhir/metadata', cast.base));
+    const raw = await fetch(new URL('/gateway/fhir/metadata', stMarys()));
     assert.match(raw.headers.get('content-type')!, /^application\/fhir\+json/);
   });
 
@@ -81,7 +90,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
       ['not JSON', { path: 'Observation', method: 'POST', headers: { ...token, 'content-type': 'application/fhir+json' }, body: '{"resourceType":' }, 400],
     ];
     for (const [what, { path, ...init }, status] of cases) {
-      const answer = await fetch(new URL(`/gateway/fhir/${path}`, cast.base), init);
+      const answer = await fetch(new URL(`/gateway/fhir/${path}`, stMarys()), init);
       assert.equal(answer.status, status, what);
       assert.match(answer.headers.get('content-type')!, /^application\/fhir\+json/, what);
       const outcome = (await answer.json()) as Outcome;
@@ -92,7 +101,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
 
   let created: Resource;
   test('create without an id: 201, a server-assigned id, version 1, Location and ETag; the reader reads it decrypted with its provenance', async () => {
-    const response = await fetch(new URL('/gateway/fhir/Observation', cast.base), {
+    const response = await fetch(new URL('/gateway/fhir/Observation', stMarys()), {
       method: 'POST', headers: { authorization: `Bearer ${cast.gateway.session.token}`, 'content-type': 'application/fhir+json' }, body: JSON.stringify(observation(72)),
     });
     assert.equal(response.status, 201);
@@ -243,7 +252,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
   test("cross-hospital lookup by business identifier: a Riverside doctor finds her pseudonym by St Mary's MRN once she consents; the cloud holds only keyed digests", async () => {
     const mrn = `MRN-${randomBytes(4).toString('hex')}`;
     await gateway.update({ resourceType: 'Patient', id: fhirPatient, body: { resourceType: 'Patient', id: fhirPatient, identifier: [{ system: 'urn:oid:st-marys-mrn', value: mrn }], gender: 'female' } });
-    const doctorAtRiverside = new Client({ baseUrl: new URL('/gateway/fhir', cast.base).href });
+    const doctorAtRiverside = new Client({ baseUrl: new URL('/gateway/fhir', cast.urls.hospitals['riverside']).href });
     doctorAtRiverside.bearerToken = cast.chen.session.token;
     const lookup = () => doctorAtRiverside.search({ resourceType: 'Patient', searchParams: { identifier: `urn:oid:st-marys-mrn|${mrn}` } }) as unknown as Promise<{ total: number; entry: Array<{ resource: { identifier: Array<{ system: string; value: string }> } }> }>;
     assert.equal((await lookup()).total, 0, 'not findable without her consent');
@@ -270,41 +279,42 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
   describe('attacks on who writes into her record', () => {
     test('forged cross-hospital write: Riverside enrols her pseudonym and writes "no known allergies" — refused at the gateway and at the cloud', async () => {
       const riverside = await cast.registerAndLogin('riverside', `ehr-${randomBytes(3).toString('hex')}`, ['role:gateway']);
-      const enrol = await fetch(new URL('/gateway/patients', cast.base), {
+      const enrol = await fetch(new URL('/gateway/patients', cast.urls.hospitals['riverside']), {
         method: 'POST', headers: { authorization: `Bearer ${riverside.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ fhirId: 'forged-1', patient: patient.key.patientId }),
       });
       assert.equal(enrol.status, 403);
       assert.match(((await enrol.json()) as unknown as { detail: string }).detail, /has not allowed riverside to write/);
       // A Riverside that skips its own gateway and uploads a ciphertext straight to the cloud is refused there.
-      const { cloud } = cast.platform;
-      const keys = await cloud.publicKeys(patient.key.patientId);
+      const keys = pre.decodePublicKeys(pre.encodePublicKeys(patient.key));
       const forged = { resourceType: 'AllergyIntolerance', id: 'nka', code: { text: 'No known allergies' }, patient: { reference: `Patient/${fhirPatient}` }, meta: { source: 'urn:medshare:hospital:st-marys' } };
       const recordId = `${hospitalTag('riverside')}${'A'.repeat(22)}`;
-      const caller = { token: { hospital: 'riverside' }, pseudonym: 'psn:gateway-of-riverside0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
-      const record = { recordId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', recordId, new TextEncoder().encode(JSON.stringify(forged))) };
-      await assert.rejects(cloud.upload(caller, patient.key.patientId, [record]), /has not allowed riverside to write/);
+      const refused = await uploadToCloud(riverside.token, [{ recordId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', recordId, new TextEncoder().encode(JSON.stringify(forged))) }]);
+      assert.equal(refused.status, 403);
+      assert.match(refused.body.detail!, /has not allowed riverside to write/);
       const found = (await reader.search({ resourceType: 'AllergyIntolerance', searchParams: { patient: fhirPatient } })) as unknown as { total: number };
       assert.equal(found.total, 0);
     });
 
     test("a hospital she allowed cannot pass its record off as another hospital's: foreign record-id tags are refused, a mislabelled meta.source is left out by the reader", async () => {
       assert.deepEqual(await patient.allowWriter('riverside'), ['riverside', 'st-marys']);
-      const { cloud } = cast.platform;
-      const keys = await cloud.publicKeys(patient.key.patientId);
-      const caller = { token: { hospital: 'riverside' }, pseudonym: 'psn:gateway-of-riverside0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
+      const riverside = await cast.registerAndLogin('riverside', `ehr-${randomBytes(3).toString('hex')}`, ['role:gateway']);
+      const keys = pre.decodePublicKeys(pre.encodePublicKeys(patient.key));
       const forged = { resourceType: 'AllergyIntolerance', id: 'nka', code: { text: 'No known allergies' }, patient: { reference: `Patient/${fhirPatient}` }, meta: { versionId: '1', lastUpdated: new Date().toISOString(), source: 'urn:medshare:hospital:st-marys' } };
       const plaintext = new TextEncoder().encode(JSON.stringify(forged));
       const stMarysId = `${hospitalTag('st-marys')}${'B'.repeat(22)}`;
-      await assert.rejects(cloud.upload(caller, patient.key.patientId, [{ recordId: stMarysId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', stMarysId, plaintext) }]), /does not carry the tag of riverside/);
+      const foreignTag = await uploadToCloud(riverside.token, [{ recordId: stMarysId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', stMarysId, plaintext) }]);
+      assert.equal(foreignTag.status, 403);
+      assert.match(foreignTag.body.detail!, /does not carry the tag of riverside/);
       const ownId = `${hospitalTag('riverside')}${'C'.repeat(22)}`;
-      assert.equal((await cloud.upload(caller, patient.key.patientId, [{ recordId: ownId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', ownId, plaintext) }])).stored, 1);
+      assert.equal((await uploadToCloud(riverside.token, [{ recordId: ownId, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', ownId, plaintext) }])).body.stored, 1);
       const found = (await reader.search({ resourceType: 'AllergyIntolerance', searchParams: { patient: fhirPatient } })) as unknown as { total: number; entry: Array<{ resource: Outcome; search: { mode: string } }> };
       assert.equal(found.total, 0);
       assert.equal(found.entry[0]!.search.mode, 'outcome');
       assert.match(found.entry[0]!.resource.issue[0]!.diagnostics!, new RegExp(`left out: meta.source does not name the hospital of the record id \\(${ownId}\\)`));
       // She withdraws Riverside's permission: its next upload is refused.
       assert.deepEqual(await patient.removeWriter('riverside'), ['st-marys']);
-      await assert.rejects(cloud.upload(caller, patient.key.patientId, []), /has not allowed riverside/);
+      const after = await uploadToCloud(riverside.token, [{ recordId: `${hospitalTag('riverside')}${'D'.repeat(22)}`, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', `${hospitalTag('riverside')}${'D'.repeat(22)}`, plaintext) }]);
+      assert.equal(after.status, 403);
       await assert.rejects(patient.removeWriter('riverside'), (e: HttpProblemError) => e.status === 404);
     });
   });

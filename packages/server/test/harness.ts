@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
 import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
-import { createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformOptions } from '../src/index.ts';
+import {
+  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls,
+} from '../src/index.ts';
 
 export const ADMIN = 'admin-token-for-platform-tests-0123';
 /** Each hospital's own administrator credential. */
@@ -19,11 +21,31 @@ export function sampleBundle(): { resourceType: string; type: string; entry: Arr
   return JSON.parse(readFileSync(SAMPLE_BUNDLE, 'utf8').replace(/^\uFEFF/, ''));
 }
 
+/**
+ * One database handle for every service: the services still talk only over HTTP and keep to their own tables, but
+ * a test file starts one PGlite instead of four (~2.5 s and ~0.8 GB each). The demo, `serve` and the
+ * multi-process deployment test give each service its own database.
+ */
+export function sharedDatabases(db: Database, hospitals: readonly string[]): PlatformDatabases {
+  return { authority: db, cloud: db, hospitals: Object.fromEntries(hospitals.map((h) => [h, db])) };
+}
+
+/** The URL a platform path goes to: /identity/<h>/ and /gateway/ to a hospital, /ta/ to the authority, the rest to the cloud. */
+export function routeUrl(urls: ServiceUrls, path: string, gatewayHospital = 'st-marys'): URL {
+  const identity = /^\/identity\/([a-z0-9-]+)\//.exec(path);
+  const base = identity ? urls.hospitals[identity[1]!] : path.startsWith('/gateway/') ? urls.hospitals[gatewayHospital] : path.startsWith('/ta/') ? urls.authority : urls.cloud;
+  return new URL(path, base);
+}
+
 export interface Cast {
   platform: Platform;
-  /** The platform's key-encryption key (tests unwrap what it stored). */
+  /** The platform's key-encryption key (every service's here; tests unwrap what it stored). */
   kek: KeyEncryptionKey;
+  /** The cloud's URL (the /cloud, /ledger and /stats routes). */
   base: URL;
+  urls: ServiceUrls;
+  /** The URL of a platform path (routeUrl). */
+  urlFor(path: string): URL;
   client: PlatformClient;
   patient: PatientClient;
   gateway: GatewayClient;
@@ -41,12 +63,14 @@ export function smartScopes(attributes: readonly string[]): string[] {
   return attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
 }
 
-/** Starts the platform on `db` with two hospitals and logs in the cast. */
+const HOSPITALS = ['st-marys', 'riverside'];
+
+/** Starts the platform on `db` (or `extra.databases`) with two hospitals and logs in the cast. */
 export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
   const kek = extra.kek ?? randomKeyEncryptionKey();
-  const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, scrypt: FAST_SCRYPT, ...extra, kek });
-  const base = new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
-  const client = new PlatformClient(base);
+  const platform = await createPlatform({ databases: sharedDatabases(db, HOSPITALS), hospitals: HOSPITALS, adminTokens: ADMINS, scrypt: FAST_SCRYPT, ...extra, kek });
+  const { urls } = platform;
+  const client = new PlatformClient(urls);
   const enrol = (hospital: string, username: string, attributes: string[]) =>
     client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: smartScopes(attributes) });
   const reader = async (username: string, attributes: string[]) => {
@@ -59,7 +83,7 @@ export async function startCast(db: Database, extra: Partial<PlatformOptions> = 
   const gatewayEnrolment = await enrol('st-marys', 'ehr-system', ['role:gateway']);
   const gateway = new GatewayClient(await client.login('st-marys', 'ehr-system', PASSWORD, gatewayEnrolment.totpSecret));
   return {
-    platform, kek, base, client, patient, gateway,
+    platform, kek, base: urls.cloud, urls, urlFor: (path) => routeUrl(urls, path), client, patient, gateway,
     chen: await reader('chen', ['role:doctor', 'dept:cardiology']),
     patel: await reader('patel', ['role:doctor', 'dept:dermatology']),
     okafor: await reader('okafor', ['role:emergency']),

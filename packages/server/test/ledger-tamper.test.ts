@@ -37,7 +37,7 @@ let provenLog: Awaited<ReturnType<PatientClient['provenAccessLog']>>;
 
 async function start(): Promise<void> {
   platform = await createPlatform(options);
-  base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
+  base = platform.urls.cloud.href.replace(/\/$/, '');
 }
 
 const ledger = () => new LedgerClient(`${base}/ledger`);
@@ -214,7 +214,7 @@ describe('tampering with the ledger of a running platform is detected and the en
     for (let i = 0; i < size + 2; i++) tree.append(hashLeaf(Buffer.from(`other history ${i}`)));
     const signer = (platform.ledger as unknown as { signer: Parameters<typeof signNote>[1][number] }).signer;
     const note = signNote(formatCheckpoint({ origin: 'medshare.cloud/audit', size: size + 2, rootHash: tree.rootHash() }), [signer], 0);
-    const fork = () => fetch(`${base}/witness/riverside/add-checkpoint`, {
+    const fork = () => fetch(new URL('/witness/riverside/add-checkpoint', platform.urls.hospitals['riverside']!), {
       method: 'POST', body: formatAddCheckpoint({ oldSize: size, consistencyProof: tree.consistencyProof(size), note }),
     });
     assert.equal((await fork()).status, 422);

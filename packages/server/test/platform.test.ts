@@ -64,7 +64,7 @@ for (const { label, db } of databases) {
     test("a St Mary's system reads her records back through its gateway as a FHIR searchset of Binary", async () => {
       const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
       const cardiologist = await cast.registerAndLogin('st-marys', 'stm-cardiology', ['role:doctor', 'dept:cardiology']);
-      const response = await fetch(new URL(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`, cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      const response = await fetch(cast.urlFor(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`), { headers: { authorization: `Bearer ${cardiologist.token}` } });
       assert.equal(response.status, 200);
       const searchset = (await response.json()) as { resourceType: string; type: string; total: number; entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }> };
       assert.equal(searchset.resourceType, 'Bundle');
@@ -74,14 +74,14 @@ for (const { label, db } of databases) {
       // Any key satisfying the delegation's policy opens them, here the Riverside cardiologist's.
       const opened = searchset.entry.map((e) => cast.chen.decrypt(e.resource.data));
       assert.ok(opened.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
-      const unknown = await fetch(new URL('/gateway/fhir/Patient/not-enrolled/records?category=lab', cast.base), { headers: { authorization: `Bearer ${cardiologist.token}` } });
+      const unknown = await fetch(cast.urlFor('/gateway/fhir/Patient/not-enrolled/records?category=lab'), { headers: { authorization: `Bearer ${cardiologist.token}` } });
       assert.equal(unknown.status, 404);
     });
 
     test('only the patient lists, delegates, revokes and reads her log', async () => {
       const patient = cast.patient.key.patientId;
       const asChen = (method: string, path: string, body?: unknown) =>
-        fetch(new URL(`/cloud/patients/${patient}${path}`, cast.base), {
+        fetch(cast.urlFor(`/cloud/patients/${patient}${path}`), {
           method, headers: { authorization: `Bearer ${cast.chen.session.token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
         });
       for (const [method, path] of [['GET', '/records'], ['GET', '/delegations'], ['GET', '/access-log'], ['DELETE', `/delegations/${labDelegation}`]] as const) {
@@ -125,7 +125,7 @@ for (const { label, db } of databases) {
       assert.deepEqual(notes.map((r) => r.id), ['note-after-opt-in']);
       const consent = (await cast.patient.accessLog()).filter((e) => /platform emergency access/.test(e.action)).map((e) => e.action);
       assert.deepEqual(consent, ['refuse platform emergency access', 'allow platform emergency access']);
-      const asChen = await fetch(new URL(`/cloud/patients/${patient}/platform-emergency`, cast.base), {
+      const asChen = await fetch(cast.urlFor(`/cloud/patients/${patient}/platform-emergency`), {
         method: 'PUT', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ allowed: false }),
       });
       assert.equal(asChen.status, 403, 'only the patient decides');
@@ -169,7 +169,7 @@ for (const { label, db } of databases) {
       await cast.patient.delegate('lab', 'role:emergency', abePublicKey, { emergency: true });
       await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
       await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'an emergency delegation is not usable for ordinary reads');
-      const emptyReason = await fetch(new URL(`/cloud/patients/${patient}/emergency-read`, cast.base), {
+      const emptyReason = await fetch(cast.urlFor(`/cloud/patients/${patient}/emergency-read`), {
         method: 'POST', headers: { authorization: `Bearer ${cast.okafor.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
       });
       assert.equal(emptyReason.status, 400);
@@ -217,7 +217,7 @@ for (const { label, db } of databases) {
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, published]);
       // The patient delegates lab once with her old key (epoch 1) and once with the new one (epoch 2).
       const readRaw = async () => {
-        const response = await fetch(new URL(`/cloud/patients/${patient}/read`, cast.base), {
+        const response = await fetch(cast.urlFor(`/cloud/patients/${patient}/read`), {
           method: 'POST', headers: { authorization: `Bearer ${cast.chen.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
         });
         return { status: response.status, body: (await response.json()) as { records?: Array<{ ciphertext: string }>; detail?: string } };
@@ -243,7 +243,7 @@ for (const { label, db } of databases) {
       await cast.patient.delegate('imaging', LAB_POLICY, abePublicKey);
       const listed = (await cast.patient.repeatedAttributePolicies()).filter((p) => p.kind === 'delegation');
       assert.deepEqual(listed.map((p) => [p.id, p.policy, p.repeated, p.format, p.reissue]), [[made.delegationId, repeated, ['level (integer bits)'], 2, false]]);
-      const asChen = await fetch(new URL(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`, cast.base), { headers: { authorization: `Bearer ${cast.chen.session.token}` } });
+      const asChen = await fetch(cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`), { headers: { authorization: `Bearer ${cast.chen.session.token}` } });
       assert.equal(asChen.status, 403);
       for (const d of await cast.patient.delegations()) await cast.patient.revoke(d.delegationId);
     });

@@ -14,8 +14,8 @@ import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { base32Decode, DeviceKeys, totp } from '@medshare/identity';
-import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform } from '../src/index.ts';
-import { ADMIN, FAST_SCRYPT } from './harness.ts';
+import { createPlatform, PatientClient, PLATFORM_AUDIENCE, TA_AUDIENCE, type Platform, type ServiceUrls } from '../src/index.ts';
+import { ADMIN, FAST_SCRYPT, routeUrl } from './harness.ts';
 
 const PASSWORD = 'a long enough passphrase';
 const HOSPITAL = 'st-marys';
@@ -49,41 +49,41 @@ const targets: Target[] = [
 ];
 
 /** The platform on `db`, listening on 127.0.0.1. */
-async function start(db: Database): Promise<{ platform: Platform; base: URL }> {
+async function start(db: Database): Promise<{ platform: Platform; base: ServiceUrls }> {
   const platform = await createPlatform({
     db, hospitals: [HOSPITAL], adminTokens: { [HOSPITAL]: ADMIN }, kek, scrypt: FAST_SCRYPT, limits: { accountFreeFailures: 2, baseDelaySeconds: 600 }, now,
   });
-  return { platform, base: new URL(await platform.app.listen({ host: '127.0.0.1', port: 0 })) };
+  return { platform, base: platform.urls };
 }
 
-async function call(base: URL, method: string, path: string, body?: unknown, token?: string, dpop?: string): Promise<{ status: number; body: any }> {
+async function call(base: ServiceUrls, method: string, path: string, body?: unknown, token?: string, dpop?: string): Promise<{ status: number; body: any }> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token !== undefined) headers.authorization = `${dpop ? 'DPoP' : 'Bearer'} ${token}`;
   if (dpop !== undefined) headers.dpop = dpop;
-  const response = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const response = await fetch(routeUrl(base, path, HOSPITAL), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   const text = await response.text();
   return { status: response.status, body: text ? JSON.parse(text) : undefined };
 }
 
 /** Password + TOTP at the platform's clock (on `device` when given); `code` defaults to the current one. */
-async function login(base: URL, username: string, secret: string, device?: DeviceKeys, code = totp(base32Decode(secret), now() / 1000)) {
+async function login(base: ServiceUrls, username: string, secret: string, device?: DeviceKeys, code = totp(base32Decode(secret), now() / 1000)) {
   const first = await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username, password: PASSWORD });
   assert.equal(first.status, 200, JSON.stringify(first.body));
   const path = `/identity/${HOSPITAL}/login/totp`;
   const body = { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(device ? { deviceKey: device.sealingPublicJwk } : {}) };
-  return { code, ...(await call(base, 'POST', path, body, undefined, device && (await device.loginProof(new URL(path, base), first.body.challenge)))) };
+  return { code, ...(await call(base, 'POST', path, body, undefined, device && (await device.loginProof(routeUrl(base, path, HOSPITAL), first.body.challenge)))) };
 }
 
 /** A refresh signed by `device`. */
-async function refresh(base: URL, device: DeviceKeys, refreshToken: string) {
+async function refresh(base: ServiceUrls, device: DeviceKeys, refreshToken: string) {
   const path = `/identity/${HOSPITAL}/token`;
-  return call(base, 'POST', path, { refreshToken, audience: [PLATFORM_AUDIENCE] }, undefined, await device.dpop.proof('POST', new URL(path, base)));
+  return call(base, 'POST', path, { refreshToken, audience: [PLATFORM_AUDIENCE] }, undefined, await device.dpop.proof('POST', routeUrl(base, path, HOSPITAL)));
 }
 
 /** A key request signed by `device`. */
-async function requestKey(base: URL, device: DeviceKeys, token: string) {
-  return call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey: device.sealingPublicJwk }, token, await device.dpop.proof('POST', new URL('/ta/keys', base), { accessToken: token }));
+async function requestKey(base: ServiceUrls, device: DeviceKeys, token: string) {
+  return call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey: device.sealingPublicJwk }, token, await device.dpop.proof('POST', routeUrl(base, '/ta/keys'), { accessToken: token }));
 }
 
 for (const target of targets) {
@@ -101,7 +101,7 @@ for (const target of targets) {
         assert.equal(kept.status, 200);
         assert.equal((await requestKey(base, device, kept.body.token)).status, 200);
         const key = pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']);
-        const session = { base, hospital: HOSPITAL, token: kept.body.token, refreshToken: kept.body.refreshToken, device };
+        const session = { urls: base, hospital: HOSPITAL, token: kept.body.token, refreshToken: kept.body.refreshToken, device };
         await new PatientClient(session, key).register();
         offsetMs += 30_000;
         const revoked = await login(base, 'antonia', secret, device);
@@ -120,7 +120,7 @@ for (const target of targets) {
           const refreshed = await refresh(base, device, kept.body.refreshToken);
           assert.equal(refreshed.status, 200, 'a session from before the restart refreshes');
           assert.equal(refreshed.body.sessionId, kept.body.sessionId);
-          assert.deepEqual(await new PatientClient({ ...session, base }, key).records(), [], 'the cloud accepts its token');
+          assert.deepEqual(await new PatientClient({ ...session, urls: base }, key).records(), [], 'the cloud accepts its token');
           assert.equal((await call(base, 'GET', `/cloud/patients/${key.patientId}/records`, undefined, revoked.body.token)).status, 401, 'the logged-out session stays revoked');
           assert.equal((await refresh(base, device, revoked.body.refreshToken)).status, 401);
           const ta = await requestKey(base, device, kept.body.token);

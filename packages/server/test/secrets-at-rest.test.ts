@@ -53,7 +53,7 @@ function assertAbsent(haystack: Buffer, secrets: Array<[string, Uint8Array]>, wh
 async function populate(db: Database, kek: KeyEncryptionKey): Promise<string[]> {
   const platform = await createPlatform({ db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek, scrypt: FAST_SCRYPT });
   try {
-    const client = new PlatformClient(await platform.app.listen({ host: '127.0.0.1', port: 0 }));
+    const client = new PlatformClient(platform.urls);
     const secrets: string[] = [];
     for (const [hospital, username] of [['st-marys', 'antonia'], ['riverside', 'chen'], ['riverside', 'patel']] as const) {
       const { totpSecret } = await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes: ['role:doctor'], scopes: ['user/*.rs'] });

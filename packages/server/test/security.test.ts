@@ -10,13 +10,15 @@ import assert from 'node:assert/strict';
 import { abe } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient } from '../src/index.ts';
-import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 /** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
 const errorMedia = (path: string) => (path.startsWith('/gateway/fhir') ? /^application\/fhir\+json/ : /^application\/problem\+json/);
 const databases: TestDatabase[] = await openTestDatabases();
+// The cloud gets a database of its own, so that what it holds can be scanned table by table.
+const cloudDatabases: TestDatabase[] = await openTestDatabases();
 after(async () => {
-  for (const { db } of databases) await db.close();
+  for (const { db } of [...databases, ...cloudDatabases]) await db.close();
 });
 
 let offsetMs = 0;
@@ -25,6 +27,7 @@ const kek = randomKeyEncryptionKey();
 const now = () => Date.now() + offsetMs;
 
 for (const { label, db } of databases) {
+  const cloudDb = cloudDatabases.find((d) => d.label === label)!.db;
   describe(`security on ${label}`, () => {
     let cast: Cast;
     const logLines: string[] = [];
@@ -35,7 +38,7 @@ for (const { label, db } of databases) {
       const headers: Record<string, string> = {};
       if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
       if (options.body !== undefined) headers['content-type'] = options.type ?? 'application/json';
-      const response = await fetch(new URL(path, cast.base), { method, headers, body: options.body });
+      const response = await fetch(cast.urlFor(path), { method, headers, body: options.body });
       const text = await response.text();
       return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : undefined };
     };
@@ -52,6 +55,8 @@ for (const { label, db } of databases) {
       ['GET', `/cloud/patients/${patient}/access-log`, undefined],
       ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],
       ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
+      ['GET', `/cloud/patients/${patient}/public-keys`, undefined],
+      ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
       ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
       ['POST', '/gateway/upload', JSON.stringify(bundle)],
@@ -61,7 +66,7 @@ for (const { label, db } of databases) {
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream }, kek });
+      cast = await startCast(db, { now, logger: { stream }, kek, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -82,8 +87,7 @@ for (const { label, db } of databases) {
       // Another platform with the same hospital names and issuers, but its own signing keys.
       const foreignDb = (await openTestDatabases())[0]!.db;
       const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT });
-      const foreignBase = await foreign.app.listen({ host: '127.0.0.1', port: 0 });
-      const foreignClient = new PlatformClient(foreignBase);
+      const foreignClient = new PlatformClient(foreign.urls);
       const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
       const foreignToken = (await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret)).token;
       await foreign.close();
@@ -107,8 +111,11 @@ for (const { label, db } of databases) {
       const patientOnly = await login('scoped-patient-only', ['user/Patient.r', 'openid']);
       await assert.rejects(patientOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message));
       await assert.rejects(patientOnly.search(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
-      const viaGateway = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
+      // At her own hospital's gateway (another hospital's gateway does not take Riverside's tokens at all: 401).
+      const viaGateway = await fetch(routeUrl(cast.urls, '/gateway/fhir/Patient/x/records?category=lab', 'riverside'), { headers: { authorization: `Bearer ${patientOnly.session.token}` } });
       assert.equal(viaGateway.status, 403);
+      const elsewhere = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
+      assert.equal(elsewhere.status, 401, "St Mary's gateway trusts only St Mary's tokens");
       // A patient/ scope is the patient's own, not a doctor's.
       await assert.rejects((await login('scoped-patient-context', ['patient/*.rs'])).read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
       // SMART v2 granular: Observation with category=laboratory reads lab; v1 read syntax too.
@@ -125,11 +132,13 @@ for (const { label, db } of databases) {
         if (path.includes('/read') && !path.includes('emergency')) continue; // Chen may read (her delegation)
         if (path.startsWith('/cloud/patients') && method === 'GET' && path.includes('records')) continue; // and search
         const answer = await request(method, path, { token: chen, body });
-        assert.ok([403, 404].includes(answer.status), `${method} ${path}: ${answer.status}`);
-        if (!path.startsWith('/gateway/fhir/Patient')) assert.equal(answer.status, 403, `${method} ${path}`);
+        // A gateway trusts only its own hospital's tokens: Riverside's Dr Chen is unknown at St Mary's gateway.
+        if (path.startsWith('/gateway/')) assert.equal(answer.status, 401, `${method} ${path}`);
+        else assert.equal(answer.status, 403, `${method} ${path}`);
       }
       const patientToken = cast.patient.session.token;
       assert.equal((await request('POST', '/gateway/fhir', { token: patientToken, body: JSON.stringify(bundle) })).status, 403);
+      assert.equal((await request('POST', '/gateway/patients', { token: patientToken, body: JSON.stringify({ fhirId: 'x', patient }) })).status, 403);
       assert.equal((await request('POST', `/cloud/patients/${patient}/emergency-read`, { token: patientToken, body: JSON.stringify({ category: 'lab', reason: 'x' }) })).status, 403);
     });
 
@@ -207,7 +216,7 @@ for (const { label, db } of databases) {
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
       const limited = await createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, requestsPerMinute: 5 });
       try {
-        const base = await limited.app.listen({ host: '127.0.0.1', port: 0 });
+        const base = limited.urls.cloud;
         const statuses: number[] = [];
         let last: Response | undefined;
         for (let i = 0; i < 7; i++) {
@@ -240,12 +249,12 @@ for (const { label, db } of databases) {
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {
       await cast.platform.ledger.flush();
-      const stored = (await cloudContents(db)).toString('latin1');
+      const stored = (await cloudContents(cloudDb)).toString('latin1');
       const logs = logLines.join('');
       assert.ok(stored.length > 10_000 && logs.length > 1_000, 'there is something to scan');
       const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
       const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
-      // The hospitals' identity secrets share the database but stay in their identity_* tables.
+      // The hospitals' identity secrets are in their own databases; cloudContents reads every table of the cloud's.
       // (wrapped by the platform's key-encryption key: unwrapped here to know what to look for).
       const keyRows = (await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')).rows;
       const signingKeys = await Promise.all(keyRows.map(async (r) => {

@@ -63,8 +63,9 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   // The demo keeps nothing: a key-encryption key in memory only.
   const platform = await createPlatform({ db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey(), statsConsortium: consortium });
   try {
-    const base = await platform.app.listen({ host: '127.0.0.1', port: 0 });
-    const client = new PlatformClient(base);
+    const { urls } = platform;
+    const base = urls.cloud;
+    const client = new PlatformClient(urls);
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
@@ -86,7 +87,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     let researcher!: StatsClient;
     let released: string[][] = [];
 
-    await step(1, 'trusted authority', `The platform starts on ${base}: trusted authority (FAME CP-ABE setup), ${HOSPITALS.join(' and ')} identity, cloud, gateway`, async () => {
+    await step(1, 'trusted authority', `The platform starts on 127.0.0.1: trusted authority (FAME CP-ABE setup) on :${urls.authority.port}, cloud on :${urls.cloud.port}, ${HOSPITALS.map((h) => `${h} (identity, gateway, witness) on :${urls.hospitals[h]!.port}`).join(', ')}`, async () => {
       const abeKey = await client.abePublicKey();
       chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
       patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');

@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
-import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
+import { MalformedInputError } from '@medshare/crypto';
+import { errorFromProblem } from '@medshare/server';
 import {
   DeviceAuthServer,
   deviceAuthenticationPlugin,
@@ -107,11 +108,9 @@ export function registerDeviceCommands(identity: Command): void {
       const credential = await readJson<DeviceCredential>(options.credential, 'device credential');
       const session = await DeviceSessionClient.login(new URL(options.url), credential, options.serverId);
       const response = await session.fetch('GET', '/device/whoami');
-      const body = (await response.json()) as { deviceId?: string; detail?: string };
-      if (!response.ok) {
-        const detail = body.detail ?? `HTTP ${response.status}`;
-        throw response.status === 401 ? new AccessDeniedError(detail) : new MalformedInputError(detail);
-      }
+      const text = await response.text();
+      if (!response.ok) throw errorFromProblem(response.status, text);
+      const body = JSON.parse(text) as { deviceId?: string };
       process.stdout.write(`${JSON.stringify({ sessionId: session.sessionId, ...body })}\n`);
     });
 }

@@ -1,82 +1,179 @@
 /**
- * `medshare serve` — the whole platform (@medshare/server) in one process: trusted authority, each hospital's
- * identity service, the cloud and the hospital gateway. Data in embedded PGlite under `--data`, or in PostgreSQL
- * when DATABASE_URL is set; `--state` holds what must stay outside the database: the key-encryption key (`kek`,
- * unless MEDSHARE_KEK is set; it wraps the secrets kept in the database) and the ledger's last signed checkpoint
- * (`ledger-checkpoint`). Each hospital's administrator token (registration, administration) is read like every
- * secret: a hidden prompt on a terminal, else one line per hospital on stdin, in --hospital order — never a
- * command-line argument.
+ * `medshare serve <service>` — one trust domain per process (docs/platform.md § Deployment):
+ *
+ *   serve authority                 the trusted authority (CP-ABE master key)
+ *   serve cloud                     the cloud store, re-encryption proxy and audit log
+ *   serve hospital --name st-marys  one hospital's identity service and FHIR gateway
+ *   serve all                       every service on this machine, each on its own port and database (the default)
+ *
+ * Each keeps its database under its own `--data` directory (embedded PGlite), or its own PostgreSQL schema when
+ * DATABASE_URL is set (give each service its own database and role for real separation), and under `--state` what
+ * must stay outside the database: its own key-encryption key `kek` (0600; MEDSHARE_KEK overrides), which wraps the
+ * secrets its database keeps, and for the cloud the ledger's last signed checkpoint (`ledger-checkpoint`). `serve
+ * all` gives each service a subdirectory of both. Services find each other through `--config` (docs/platform.md)
+ * and the URL flags. A hospital's administrator token (registration, administration) is read like every secret: a
+ * hidden prompt on a terminal, else one line per hospital on stdin, in --hospital order — never an argument.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { abe } from '@medshare/crypto';
-import { loadKeyEncryptionKey, openDatabase } from '@medshare/db';
-import { createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers } from '@medshare/server';
+import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
+import {
+  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
+  listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
+} from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 
-interface ServeOptions {
+interface CommonOptions {
   data: string;
-  state: string;
+  state?: string;
+  schema?: string;
   port: string;
   host: string;
-  hospital: string[];
+  config?: string;
+  authorityUrl?: string;
+  cloudUrl?: string;
+  hospitalUrl?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  trustProxy?: string[];
+  requestsPerMinute?: string;
   log?: boolean;
+}
+
+interface CloudOptions extends CommonOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
-  trustProxy?: string[];
+}
+
+interface RelyingPartyOptions {
   rpId?: string;
   origin?: string;
 }
 
-async function serve(options: ServeOptions): Promise<void> {
-  const port = Number(options.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`not a port: ${options.port}`);
-  const emergencyPolicy = options.platformEmergency ? options.emergencyPolicy : null;
-  if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy); // a bad policy fails before anything starts
-  const conversionWorkers = options.conversionWorkers === undefined ? undefined : Number(options.conversionWorkers);
-  if (conversionWorkers !== undefined && !(Number.isInteger(conversionWorkers) && conversionWorkers >= 0 && conversionWorkers <= 256)) {
-    throw new UsageError(`not a worker count: ${options.conversionWorkers}`);
+interface HospitalOptions extends CommonOptions, RelyingPartyOptions {
+  name: string;
+}
+
+interface AllOptions extends CloudOptions, RelyingPartyOptions {
+  hospital: string[];
+}
+
+/**
+ * The consortium's identifier key for cross-hospital lookup by business identifier, from MEDSHARE_IDENTIFIER_KEY (64 hex
+ * digits, the same at every hospital, never given to the cloud); none: lookup is off.
+ */
+function identifierKey(): { identifierKey?: Uint8Array } {
+  const hex = process.env['MEDSHARE_IDENTIFIER_KEY'];
+  if (hex === undefined || hex === '') return {};
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new UsageError('MEDSHARE_IDENTIFIER_KEY must be 64 hex digits');
+  return { identifierKey: new Uint8Array(Buffer.from(hex, 'hex')) };
+}
+
+function integer(text: string, what: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`not ${what}: ${text}`);
+  return value;
+}
+
+function parseUrl(text: string, what: string): URL {
+  try {
+    const url = new URL(text);
+    if (url.protocol === 'http:' || url.protocol === 'https:') return url;
+  } catch {
+    // fall through
   }
-  const rp = options.rpId || options.origin ? relyingParty(options.rpId, options.origin) : undefined;
-  const tokens = await readSecrets(options.hospital.map((hospital) => `administrator token of ${hospital}`));
-  const adminTokens: Record<string, string> = {};
-  options.hospital.forEach((hospital, i) => {
-    const token = tokens[i];
-    if (token === undefined || token.length < 16) throw new UsageError(`the administrator token of ${hospital} must have at least 16 characters`);
-    adminTokens[hospital] = token;
-  });
-  if (new Set(Object.values(adminTokens)).size !== options.hospital.length) throw new UsageError('each hospital needs its own administrator token');
+  throw new UsageError(`${what} is not an http(s) URL: ${text}`);
+}
+
+/** The config file, with the URL flags applied on top. */
+async function deployment(options: CommonOptions): Promise<DeploymentConfig> {
+  const file = options.config === undefined ? { hospitals: [] } : parseDeploymentConfig(await readFile(options.config, 'utf8'));
+  const hospitals = new Map<string, HospitalPeer>(file.hospitals.map((h) => [h.name, h]));
+  for (const entry of options.hospitalUrl ?? []) {
+    const match = /^([^=]+)=(.+)$/.exec(entry);
+    if (!match) throw new UsageError(`--hospital-url takes name=url: ${entry}`);
+    hospitals.set(checkHospitalName(match[1]!), { name: match[1]!, url: parseUrl(match[2]!, `--hospital-url ${match[1]}`) });
+  }
+  return {
+    authority: options.authorityUrl ? { url: parseUrl(options.authorityUrl, '--authority-url') } : file.authority,
+    cloud: options.cloudUrl ? { url: parseUrl(options.cloudUrl, '--cloud-url') } : file.cloud,
+    hospitals: [...hospitals.values()],
+  };
+}
+
+/** HTTP settings shared by every service: TLS, proxy trust, rate limit, logging. */
+async function httpOptions(options: CommonOptions): Promise<ServiceHttpOptions> {
+  if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  const tls = options.tlsCert === undefined ? undefined : { cert: await readFile(options.tlsCert), key: await readFile(options.tlsKey!) };
+  const trustProxy = options.trustProxy === undefined ? undefined : [...options.trustProxy];
+  const requestsPerMinute = options.requestsPerMinute === undefined ? undefined : integer(options.requestsPerMinute, 'a request rate', 1, 10_000_000);
+  return { tls, trustProxy, requestsPerMinute, logger: options.log ?? false };
+}
+
+/** A service's own storage: its database (PGlite in its data directory, or its PostgreSQL schema) and its state directory. */
+interface ServiceStorage {
+  readonly db: Database;
+  readonly where: string;
+  /** Kept outside the database: the KEK file, the ledger checkpoint. */
+  readonly stateDir: string;
+  /** Wraps the secrets in `db`: `<state>/kek` (created 0600), or MEDSHARE_KEK. */
+  readonly kek: KeyEncryptionKey;
+}
+
+async function openStorage(dataDir: string, stateDir: string, schema: string): Promise<ServiceStorage> {
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const kek = loadKeyEncryptionKey({ file: join(stateDir, 'kek'), create: true });
   const url = process.env['DATABASE_URL'];
-  const usePostgres = url !== undefined && url !== '';
-  if (!usePostgres) await mkdir(options.data, { recursive: true, mode: 0o700 });
-  // What must stay outside the database: the KEK (unless MEDSHARE_KEK is set) and the ledger's last signed checkpoint.
-  await mkdir(options.state, { recursive: true, mode: 0o700 });
-  const kek = loadKeyEncryptionKey({ file: join(options.state, 'kek'), create: true });
-  // The consortium's identifier key (cross-hospital lookup by business identifier): shared by the hospitals, 64 hex digits.
-  const identifierHex = process.env['MEDSHARE_IDENTIFIER_KEY'];
-  if (identifierHex !== undefined && !/^[0-9a-fA-F]{64}$/.test(identifierHex)) throw new UsageError('MEDSHARE_IDENTIFIER_KEY must be 64 hex digits');
-  const db = await openDatabase(usePostgres ? { url } : { dataDir: options.data });
-  const platform = await createPlatform({
-    ...(identifierHex === undefined ? {} : { identifierKey: new Uint8Array(Buffer.from(identifierHex, 'hex')) }),
-    db, hospitals: options.hospital, adminTokens, logger: options.log ?? false, emergencyPolicy,
-    conversionWorkers: conversionWorkers ?? defaultConversionWorkers(db.engine), kek, ledgerCheckpointFile: join(options.state, 'ledger-checkpoint'),
-    ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),
-    ...(rp ? { relyingParty: rp } : {}),
-  });
-  const address = await platform.app.listen({ host: options.host, port });
-  process.stdout.write(`${address}/ (${usePostgres ? 'PostgreSQL' : `PGlite in ${options.data}`}; hospitals ${options.hospital.join(', ')})\n`);
+  if (url !== undefined && url !== '') return { db: await openDatabase({ url, schema }), stateDir, kek, where: `PostgreSQL schema ${schema}` };
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  return { db: await openDatabase({ dataDir: join(dataDir, 'db') }), stateDir, kek, where: `PGlite in ${join(dataDir, 'db')}` };
+}
+
+/** The state directory of a service: --state, else `<data>/state`. */
+const stateOf = (options: CommonOptions): string => options.state ?? join(options.data, 'state');
+
+/** Runs until SIGINT/SIGTERM, then closes the services and their databases. */
+async function untilStopped(close: () => Promise<void>): Promise<void> {
   await new Promise<void>((resolve) => {
-    const stop = () => void platform.close().then(() => db.close()).then(() => resolve());
+    const stop = () => void close().then(resolve, resolve);
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
 }
 
+const say = (service: string, url: URL, where: string) => process.stdout.write(`${service} ${url.href} (${where})\n`);
+
+function emergencyPolicyOf(options: CloudOptions): string | null {
+  const policy = options.platformEmergency ? options.emergencyPolicy : null;
+  if (policy !== null) abe.compilePolicy(policy); // a bad policy fails before anything starts
+  return policy;
+}
+
+function conversionWorkersOf(options: CloudOptions, db: Database): number {
+  return options.conversionWorkers === undefined ? defaultConversionWorkers(db.engine) : integer(options.conversionWorkers, 'a worker count', 0, 256);
+}
+
+/** Each hospital's administrator token, in order (one line each on stdin); each its own. */
+async function adminTokens(hospitals: readonly string[]): Promise<Record<string, string>> {
+  const tokens = await readSecrets(hospitals.map((hospital) => `administrator token of ${hospital}`));
+  const byHospital: Record<string, string> = {};
+  hospitals.forEach((hospital, i) => {
+    const token = tokens[i];
+    if (token === undefined || token.length < 16) throw new UsageError(`the administrator token of ${hospital} must have at least 16 characters`);
+    byHospital[hospital] = token;
+  });
+  if (new Set(Object.values(byHospital)).size !== hospitals.length) throw new UsageError('each hospital needs its own administrator token');
+  return byHospital;
+}
+
 /** The WebAuthn relying party of --rp-id and --origin (each defaulting from the other). */
-function relyingParty(rpId: string | undefined, origin: string | undefined): { id: string; origins: string[] } {
+function relyingParty(options: RelyingPartyOptions): { id: string; origins: string[] } | undefined {
+  const { rpId, origin } = options;
+  if (rpId === undefined && origin === undefined) return undefined;
   let parsed: URL;
   try {
     parsed = new URL(origin ?? `https://${rpId}`);
@@ -89,22 +186,144 @@ function relyingParty(rpId: string | undefined, origin: string | undefined): { i
   return { id, origins: [parsed.origin] };
 }
 
-/** Registers `medshare serve`. */
-export function registerServe(program: Command): void {
-  program
-    .command('serve')
-    .description('run the platform (trusted authority, hospital identity, cloud, gateway) until SIGINT/SIGTERM; DATABASE_URL selects PostgreSQL')
-    .option('--data <dir>', 'PGlite data directory (ignored when DATABASE_URL is set)', 'medshare-data')
-    .option('--state <dir>', 'kept outside the database: the key-encryption key file (unless MEDSHARE_KEK) and the ledger checkpoint', 'medshare-state')
-    .option('--trust-proxy <addresses...>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy')
-    .option('--rp-id <id>', 'WebAuthn relying-party id (default: the --origin host, else localhost)')
-    .option('--origin <url>', 'WebAuthn origin browsers use (default https://<rp-id>, else http://localhost)')
+async function serveAuthority(options: CommonOptions): Promise<void> {
+  const port = integer(options.port, 'a port', 0, 65535);
+  const config = await deployment(options);
+  const http = await httpOptions(options);
+  const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_authority');
+  const service = await createAuthorityService({ ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals });
+  say('authority', await listen(service.app, options.host, port), storage.where);
+  await untilStopped(async () => {
+    await service.close();
+    await storage.db.close();
+  });
+}
+
+async function serveCloud(options: CloudOptions): Promise<void> {
+  const port = integer(options.port, 'a port', 0, 65535);
+  const emergencyPolicy = emergencyPolicyOf(options);
+  const config = await deployment(options);
+  const http = await httpOptions(options);
+  const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
+  const service = await createCloudService({
+    ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'),
+  });
+  say('cloud', await listen(service.app, options.host, port), storage.where);
+  await untilStopped(async () => {
+    await service.close();
+    await storage.db.close();
+  });
+}
+
+async function serveHospital(options: HospitalOptions): Promise<void> {
+  const port = integer(options.port, 'a port', 0, 65535);
+  const name = checkHospitalName(options.name);
+  const config = await deployment(options);
+  if (config.cloud === undefined) throw new UsageError('a hospital needs the cloud\'s URL (--cloud-url or the config file)');
+  if (config.authority === undefined) throw new UsageError('a hospital needs the authority\'s URL (--authority-url or the config file)');
+  const http = await httpOptions(options);
+  const rp = relyingParty(options);
+  const token = (await adminTokens([name]))[name]!;
+  const storage = await openStorage(options.data, stateOf(options), options.schema ?? `medshare_hospital_${name.replaceAll('-', '_')}`);
+  const service = await createHospitalService({
+    ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
+    ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+  });
+  say(name, await listen(service.app, options.host, port), storage.where);
+  await untilStopped(async () => {
+    await service.close();
+    await storage.db.close();
+  });
+}
+
+async function serveAll(options: AllOptions): Promise<void> {
+  const port = integer(options.port, 'a port', 0, 65535);
+  for (const name of options.hospital) checkHospitalName(name);
+  const emergencyPolicy = emergencyPolicyOf(options);
+  const http = await httpOptions(options);
+  const rp = relyingParty(options);
+  const tokens = await adminTokens(options.hospital);
+  const opened: ServiceStorage[] = [];
+  const open = async (dir: string, schema: string) => {
+    const storage = await openStorage(join(options.data, dir), join(stateOf(options), dir), options.schema === undefined ? schema : `${options.schema}_${schema}`);
+    opened.push(storage);
+    return storage;
+  };
+  const closeAll = async () => {
+    for (const storage of opened) await storage.db.close();
+  };
+  try {
+    const authority = await open('authority', 'medshare_authority');
+    const cloud = await open('cloud', 'medshare_cloud');
+    const hospitals: Record<string, Database> = {};
+    const hospitalKeks: Record<string, KeyEncryptionKey> = {};
+    for (const name of options.hospital) {
+      const storage = await open(`hospital-${name}`, `medshare_hospital_${name.replaceAll('-', '_')}`);
+      hospitals[name] = storage.db;
+      hospitalKeks[name] = storage.kek;
+    }
+    const platform = await createPlatform({
+      ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
+      hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
+      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+    });
+    say('authority', platform.urls.authority, authority.where);
+    say('cloud', platform.urls.cloud, cloud.where);
+    options.hospital.forEach((name, i) => say(name, platform.urls.hospitals[name]!, opened[2 + i]!.where));
+    await untilStopped(async () => {
+      await platform.close();
+      await closeAll();
+    });
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+/** The options every service takes. */
+function common(command: Command, dataDefault: string): Command {
+  return command
+    .option('--data <dir>', 'data directory: the PGlite database (unless DATABASE_URL is set)', dataDefault)
+    .option('--state <dir>', 'kept outside the database: the key-encryption key file (unless MEDSHARE_KEK) and the ledger checkpoint (default <data>/state)')
     .option('--port <n>', 'TCP port (0 = any free one)', '8080')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
-    .option('--hospital <name...>', 'hospitals to serve (identity services)', ['st-marys', 'riverside'])
-    .option('--log', 'log requests (method, URL, status; never bodies or tokens)')
+    .option('--schema <name>', 'PostgreSQL schema when DATABASE_URL is set (default: medshare_<service>)')
+    .option('--config <file>', 'deployment config file (JSON: authority, cloud and hospital URLs; docs/platform.md)')
+    .option('--authority-url <url>', "the trusted authority's URL (overrides the config file)")
+    .option('--cloud-url <url>', "the cloud's URL (overrides the config file)")
+    .option('--hospital-url <name=url...>', 'a trusted hospital and its URL (overrides the config file; repeatable)')
+    .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS (with --tls-key)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert')
+    .option('--trust-proxy <addresses...>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy')
+    .option('--requests-per-minute <n>', 'requests per client address per minute on every route (default 600)')
+    .option('--log', 'log requests (method, URL, status; never bodies or tokens)');
+}
+
+function cloudOptions(command: Command): Command {
+  return command
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
     .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
-    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
-    .action(serve);
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)');
+}
+
+function webAuthn(command: Command): Command {
+  return command
+    .option('--rp-id <id>', 'WebAuthn relying-party id (default: the --origin host, else localhost)')
+    .option('--origin <url>', 'WebAuthn origin browsers use (default https://<rp-id>, else http://localhost)');
+}
+
+/** Registers `medshare serve` and its services. */
+export function registerServe(program: Command): void {
+  const serve = program.command('serve').description('run MedShare services until SIGINT/SIGTERM (one per trust domain); DATABASE_URL selects PostgreSQL');
+  common(serve.command('authority').description('the trusted authority: CP-ABE setup and key issuance to authenticated users'), 'medshare-authority')
+    .action(serveAuthority);
+  cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud'))
+    .action(serveCloud);
+  webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway and ledger witness (administrator token on stdin)"), 'medshare-hospital'))
+    .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
+    .action(serveHospital);
+  webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))
+    .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])
+    .action(serveAll);
 }

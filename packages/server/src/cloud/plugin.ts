@@ -16,13 +16,23 @@
  *   PUT    /patients/:patient/writers/:hospital    (patient) allow a hospital to write (enrol her and upload)
  *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
  *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
+ *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle and the platform emergency policy
+ *   POST   /patients/:patient/uploads              (gateway) { records, capsules } ciphertexts of one upload, atomically
+ *   POST   /receipts                               (gateway) { entries } inclusion bundles of ledger entries, witnessed
+ *   GET    /patients/:patient/writable             (gateway) 204 if the token's hospital may write for her, else 403
+ *   POST   /patients/:patient/identifiers          (gateway) { digests } keyed hashes of her business identifiers
+ *   POST   /identifier-lookup                      (any staff, through their gateway) { digest } pseudonyms of consenting patients
+ *
+ * The gateway routes take `role:gateway` tokens of any hospital on the cloud's trust list; the record source is
+ * the token's hospital. They carry ciphertexts, hashed record ids and emergency capsules/grants only.
  */
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
 import type { TokenVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
-import { authenticate, patientParam, useProblems } from '../http.ts';
+import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
+import type { NewCapsule, NewRecord } from './store.ts';
 import type { CloudService } from './service.ts';
 
 export interface CloudPluginOptions {
@@ -37,6 +47,38 @@ const CATEGORY = { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,63}$' };
 const RECORD_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' };
 const patientParams = { type: 'object', required: ['patient'], properties: { patient: { type: 'string', maxLength: 100 } } };
 const SMALL_BODY = 256 * 1024;
+/** A gateway upload: a 32 MiB FHIR bundle becomes ~45 MB of base64 ciphertexts plus grants. */
+export const CLOUD_UPLOAD_BODY_LIMIT = 96 * 1024 * 1024;
+const MAX_UPLOAD_RECORDS = 20_000;
+const HEX_ID = { type: 'string', pattern: '^[0-9a-f]{32}$' };
+const B64 = (maxLength: number) => ({ type: 'string', maxLength, pattern: BASE64 });
+const uploadBody = {
+  type: 'object', required: ['records', 'capsules'], additionalProperties: false,
+  properties: {
+    records: {
+      type: 'array', minItems: 1, maxItems: MAX_UPLOAD_RECORDS,
+      items: {
+        type: 'object', required: ['recordId', 'category', 'ciphertext'], additionalProperties: false,
+        properties: {
+          recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
+          emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
+        },
+      },
+    },
+    capsules: {
+      type: 'array', maxItems: MAX_UPLOAD_RECORDS,
+      items: {
+        type: 'object', required: ['capsuleId', 'category', 'policy', 'capsule'], additionalProperties: false,
+        properties: { capsuleId: HEX_ID, category: CATEGORY, policy: { type: 'string', minLength: 1, maxLength: 4096 }, capsule: B64(256 * 1024) },
+      },
+    },
+  },
+};
+
+interface UploadBody {
+  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string } }>;
+  capsules: Array<{ capsuleId: string; category: string; policy: string; capsule: string }>;
+}
 
 const decode = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
 const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
@@ -163,5 +205,66 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   }, async (request) => {
     const who = await caller(request);
     return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/public-keys', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    const keys = await cloud.publicKeyBundle(patientParam(request.params.patient));
+    return { publicKeys: encode(keys), emergencyPolicy: cloud.emergencyPolicy ?? null };
+  });
+
+  app.post<{ Params: { patient: string }; Body: UploadBody }>('/patients/:patient/uploads', {
+    bodyLimit: CLOUD_UPLOAD_BODY_LIMIT,
+    schema: { params: patientParams, body: uploadBody },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    const records = request.body.records.map((r): NewRecord => ({
+      recordId: r.recordId, category: r.category, ciphertext: decode(r.ciphertext),
+      ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
+    }));
+    const capsules = request.body.capsules.map((c): NewCapsule => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: decode(c.capsule) }));
+    const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules);
+    return reply.status(stored > 0 ? 201 : 200).send({ stored, ledgerEntries });
+  });
+
+  app.post<{ Body: { entries: number[] } }>('/receipts', {
+    schema: {
+      body: {
+        type: 'object', required: ['entries'], additionalProperties: false,
+        properties: { entries: { type: 'array', maxItems: MAX_UPLOAD_RECORDS, items: { type: 'integer', minimum: 0, maximum: 2 ** 40 } } },
+      },
+    },
+  }, async (request) => {
+    requireRole(await caller(request), 'gateway');
+    return { bundles: await cloud.receipts(request.body.entries) };
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/writable', { schema: { params: patientParams } }, async (request, reply) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    await cloud.requireWriter(patientParam(request.params.patient), who.token.hospital);
+    return reply.status(204).send();
+  });
+
+  const DIGEST = { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' };
+  app.post<{ Params: { patient: string }; Body: { digests: string[] } }>('/patients/:patient/identifiers', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['digests'], additionalProperties: false, properties: { digests: { type: 'array', maxItems: 1000, items: DIGEST } } } },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    await cloud.indexIdentifiers(who, patientParam(request.params.patient), request.body.digests);
+    return reply.status(204).send();
+  });
+
+  app.post<{ Body: { digest: string } }>('/identifier-lookup', {
+    bodyLimit: SMALL_BODY,
+    schema: { body: { type: 'object', required: ['digest'], additionalProperties: false, properties: { digest: DIGEST } } },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRecordScope(who, categories.byType.Patient ?? categories.fallback, 's', categories);
+    return { patients: await cloud.lookupIdentifier(who, request.body.digest) };
   });
 }

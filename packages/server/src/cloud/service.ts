@@ -180,6 +180,14 @@ export class CloudService {
     return pre.decodePublicKeys(found.publicKeys, found.signingKey);
   }
 
+  /** A patient's signed key bundle as registered (verified first), for a gateway in another domain. */
+  async publicKeyBundle(patient: string): Promise<Uint8Array> {
+    const found = await this.store.patient(patient);
+    if (found === undefined) throw new NotFoundError('no such patient');
+    pre.decodePublicKeys(found.publicKeys, found.signingKey);
+    return found.publicKeys;
+  }
+
   /**
    * Stores a hospital gateway's records of one patient atomically and idempotently, then appends `record-create`
    * entries naming the new records by ciphertext hash (≤ 64 a entry) and shows the upload in the patient's access

@@ -7,7 +7,8 @@
  *   - a CapabilityStatement at `/metadata` listing what the scope really supports.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { problemFor } from '../http.ts';
+import { problemFor } from '@medshare/identity';
+import { RateLimitedError, UnavailableError } from '@medshare/crypto';
 import { FhirValidationError } from './fhir-validate.ts';
 
 /** The media type of FHIR JSON. */
@@ -51,6 +52,7 @@ export function outcomeOf(error: unknown): { status: number; outcome: OperationO
 function sendOutcome(reply: FastifyReply, error: unknown): FastifyReply {
   const { status, outcome } = outcomeOf(error);
   if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  if (error instanceof RateLimitedError || error instanceof UnavailableError) void reply.header('retry-after', String(error.retryAfterSeconds));
   return reply.status(status).type(FHIR_JSON).send(outcome);
 }
 

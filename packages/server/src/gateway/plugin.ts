@@ -1,6 +1,7 @@
 /**
- * The hospital gateway's HTTP API (Fastify). Callers are the hospital's own systems with a token of role `gateway`
- * from that hospital; the hospital is the token's. Bodies are at most 32 MiB (a whole Synthea patient is 0.5-3.2 MB).
+ * The hospital gateway's HTTP API (Fastify), in the hospital's own service. Callers are the hospital's own systems
+ * (a token of role `gateway`) and staff, with tokens of that hospital; it reaches the cloud through `CloudApi` with
+ * the caller's own token. Bodies are at most 32 MiB (a whole Synthea patient is 0.5-3.2 MB).
  *
  *   POST /patients                        { fhirId, patient }   enrol a FHIR patient under her pseudonym (she must
  *                                                               have allowed this hospital to write: cloud writers)
@@ -22,17 +23,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
 import type { TokenVerifier } from '@medshare/identity';
-import type { CloudService } from '../cloud/service.ts';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import { FHIR_ID, type CategoryMapping } from './fhir.ts';
 import { createOperation, deleteOperation, parseWrite, updateOperation } from './fhir-bundle.ts';
+import type { CloudApi } from './cloud-api.ts';
 import { capabilityStatement, FhirHttpError, outcomeOf, useFhirJson } from './fhir-rest.ts';
 import type { GatewayService, WriteOutcome } from './service.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
-  readonly cloud: CloudService;
+  readonly cloud: CloudApi;
+  /** Verifies tokens of the gateway's own hospital (its callers are that hospital's systems and staff). */
   readonly verifier: TokenVerifier;
   /** Resource type → category, for SMART scopes. */
   readonly categories: CategoryMapping;
@@ -135,7 +137,7 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
     const unknown = Object.keys(rest)[0];
     if (unknown !== undefined || typeof identifier !== 'string') throw new MalformedInputError(`the gateway searches Patient by identifier=system|value only${unknown === undefined ? '' : ` (not '${unknown}')`}`);
     if (gateway.identifierKey === undefined) throw new FhirHttpError(501, 'this gateway has no identifier key (PlatformOptions.identifierKey): lookup by identifier is off');
-    const found = await cloud.lookupIdentifier(caller, gateway.identifierKey.digestOfToken(identifier));
+    const found = await cloud.lookupIdentifier(caller.bearer, gateway.identifierKey.digestOfToken(identifier));
     return {
       resourceType: 'Bundle', type: 'searchset', total: found.length,
       entry: found.map((pseudonym) => ({ resource: { resourceType: 'Patient', identifier: [{ system: PSEUDONYM_SYSTEM, value: pseudonym }] }, search: { mode: 'match' } })),
@@ -155,7 +157,7 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
     requireRecordScope(caller, request.query.category, 'r', options.categories);
     requireRecordScope(caller, request.query.category, 's', options.categories);
     const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
-    const records = await cloud.read(caller, patient, request.query.category);
+    const records = await cloud.read(caller.bearer, patient, request.query.category);
     return {
       resourceType: 'Bundle',
       type: 'searchset',
@@ -196,7 +198,7 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
   }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'gateway');
-    await gateway.enrol(caller.token.hospital, request.body.fhirId, request.body.patient);
+    await gateway.enrol(caller, request.body.fhirId, request.body.patient);
     return reply.status(201).send({ fhirId: request.body.fhirId, patient: request.body.patient });
   });
 

@@ -14,9 +14,9 @@
 import { type abe, ConflictError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
-import type { CloudService } from '../cloud/service.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
+import type { CloudApi } from './cloud-api.ts';
 import { NotFoundError } from '../http.ts';
 import { taggedRecordId } from '../record-id.ts';
 import { categoryOf, type CategoryMapping, type FhirResource } from './fhir.ts';
@@ -61,10 +61,10 @@ const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
 /**
- * One gateway serves every hospital of the process; each call names the caller's hospital. Given the TA's public
- * key and a cloud with an emergency policy, it also grants each record to a fresh capsule per upload and
- * category under that policy (platform emergency access, docs/platform.md §3): one FAME encapsulation per
- * capsule and one pairing per record.
+ * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
+ * token). Given the TA's public key and a cloud with an emergency policy, it also grants each record to a fresh
+ * capsule per upload and category under that policy (platform emergency access, docs/platform.md §3): one FAME
+ * encapsulation per capsule and one pairing per record. Calls to the cloud carry the caller's own token.
  */
 export class GatewayService {
   /**
@@ -77,13 +77,17 @@ export class GatewayService {
   private readonly patientLocks = new Map<string, Promise<unknown>>();
   private readonly versions: VersionStore;
 
+  /**
+   * `abePublicKey` gives the TA's public key (fetched from the authority once, at first need), or undefined for no
+   * platform emergency grants.
+   */
   constructor(
     private readonly db: Database,
-    private readonly cloud: CloudService,
+    private readonly cloud: CloudApi,
     private readonly mapping: CategoryMapping,
-    private readonly abePublicKey?: abe.PublicKey,
-    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum). */
-    private readonly receiptTrust?: TrustPolicy,
+    private readonly abePublicKey?: () => Promise<abe.PublicKey>,
+    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
+    private readonly receiptTrust?: () => Promise<TrustPolicy>,
     /** The consortium's identifier key: with it, Patient identifiers are indexed for cross-hospital lookup. */
     readonly identifierKey?: IdentifierKey,
   ) {
@@ -94,9 +98,10 @@ export class GatewayService {
    * Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered, and must
    * have allowed this hospital to write into her record: AccessDeniedError otherwise).
    */
-  async enrol(hospital: string, fhirId: string, patient: string): Promise<void> {
-    await this.cloud.publicKeys(patient);
-    await this.cloud.requireWriter(patient, hospital);
+  async enrol(caller: Caller, fhirId: string, patient: string): Promise<void> {
+    const hospital = caller.token.hospital;
+    await this.cloud.patientKeys(caller.bearer, patient);
+    await this.cloud.requireWriter(caller.bearer, patient);
     const result = await this.db.query(
       `INSERT INTO gateway_patients (hospital, fhir_id, patient) VALUES ($1, $2, $3)
        ON CONFLICT (hospital, fhir_id) DO UPDATE SET patient = gateway_patients.patient RETURNING patient`,
@@ -165,7 +170,9 @@ export class GatewayService {
     const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
       // Read under the lock: a concurrent write of the same patient may have added versions.
       const latest = await this.versions.latest(hospital, patient, operations);
-      const keys = this.checkEpochs(await this.cloud.publicKeys(patient));
+      const answer = await this.cloud.patientKeys(caller.bearer, patient);
+      if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+      const keys = this.checkEpochs(answer.keys);
       const now = new Date().toISOString();
       const outcomes: WriteOutcome[] = [];
       const fresh: Array<{ row: VersionRow; plaintext: FhirResource }> = [];
@@ -196,14 +203,14 @@ export class GatewayService {
         fresh.push({ row, plaintext });
         outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
       }
-      const { byCategory, ledgerEntries } = await this.store(caller, patient, keys, fresh);
+      const { byCategory, ledgerEntries } = await this.store(caller, patient, keys, answer.emergencyPolicy, fresh);
       await this.versions.add(fresh.map((f) => f.row));
       const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
-      if (digests.length > 0) await this.cloud.indexIdentifiers(caller, patient, [...new Set(digests)]);
+      if (digests.length > 0) await this.cloud.indexIdentifiers(caller.bearer, patient, [...new Set(digests)]);
       return { outcomes, byCategory, ledgerEntries };
     });
     // Receipts wait for the witnesses' next cosigned checkpoint: outside the lock, so concurrent writes share it.
-    const receipts = await this.keepReceipts(hospital, patient, written.ledgerEntries);
+    const receipts = await this.keepReceipts(caller, patient, written.ledgerEntries);
     return { patient, outcomes: written.outcomes, byCategory: written.byCategory, receipts };
   }
 
@@ -255,11 +262,13 @@ export class GatewayService {
   }
 
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
-  private async store(caller: Caller, patient: string, keys: pre.PatientPublicKeys, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[] }> {
+  private async store(
+    caller: Caller, patient: string, keys: pre.PatientPublicKeys, policy: string | undefined, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>,
+  ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
-    const policy = this.cloud.emergencyPolicy;
+    const abePublicKey = policy === undefined || this.abePublicKey === undefined || fresh.length === 0 ? undefined : await this.abePublicKey();
     const records = fresh.map(({ row, plaintext: resource }): NewRecord => {
       const { category, recordId } = row;
       if (!available.has(category)) {
@@ -267,9 +276,9 @@ export class GatewayService {
       }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       const plaintext = utf8.encode(JSON.stringify(resource));
-      if (policy === undefined || this.abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
+      if (policy === undefined || abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
       let capsule = capsules.get(category);
-      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(this.abePublicKey, policy)));
+      if (capsule === undefined) capsules.set(category, (capsule = pre.emergencyCapsule(abePublicKey, policy)));
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
@@ -277,16 +286,18 @@ export class GatewayService {
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { ledgerEntries } = await this.cloud.upload(caller, patient, records, uploaded);
+    const { ledgerEntries } = await this.cloud.upload(caller.bearer, patient, records, uploaded);
     return { byCategory, ledgerEntries };
   }
 
   /** Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries. @throws IntegrityError */
-  private async keepReceipts(hospital: string, patient: string, ledgerEntries: readonly number[]): Promise<UploadResult['receipts']> {
+  private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[]): Promise<UploadResult['receipts']> {
     if (ledgerEntries.length === 0) return [];
+    const hospital = caller.token.hospital;
     const receipts = [];
-    for (const bundle of await this.cloud.receipts(ledgerEntries)) {
-      const { treeSize } = this.receiptTrust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, this.receiptTrust);
+    const trust = this.receiptTrust === undefined ? undefined : await this.receiptTrust();
+    for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
+      const { treeSize } = trust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, trust);
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],

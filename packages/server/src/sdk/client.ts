@@ -1,31 +1,20 @@
 /**
  * The typed client SDK of the platform, used by the CLI (and later the web portal). It speaks HTTP to the
- * services and does on the client what must never happen on a server: the patient's key stays with the patient
- * (delegations are computed here, pre.delegate), and the doctor's CP-ABE key is opened and used only here
- * (pre.createReader). Problems (RFC 9457) come back as typed errors. Methods that use the pairing library
- * initialise it first (abe.init is idempotent).
+ * services — one URL per service: the authority, the cloud, each hospital — and does on the client what must
+ * never happen on a server: the patient's key stays with the patient (delegations are computed here,
+ * pre.delegate), and the doctor's CP-ABE key is opened and used only here (pre.createReader). Problems (RFC 9457)
+ * come back as typed errors (http-client.ts); every call has a timeout and idempotent ones are retried. Methods
+ * that use the pairing library initialise it first (abe.init is idempotent).
  */
-import { abe, IntegrityError, LimitExceededError, MedShareError, pre, type ErrorCode } from '@medshare/crypto';
+import { abe, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
 import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
 import type { UploadResult } from '../gateway/service.ts';
+import { callJson, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
-
-/** An HTTP problem answer as a typed error (ACCESS_DENIED for 401/403, LIMIT for 413, MALFORMED for other 4xx). */
-export class HttpProblemError extends MedShareError {
-  constructor(readonly status: number, message: string) {
-    super(codeFor(status), message);
-  }
-}
-
-function codeFor(status: number): ErrorCode {
-  if (status === 401 || status === 403) return 'ACCESS_DENIED';
-  if (status === 413) return 'LIMIT';
-  return 'MALFORMED';
-}
 
 /** What registration returns (shown once). */
 export interface UserEnrolment {
@@ -36,7 +25,8 @@ export interface UserEnrolment {
 
 /** A logged-in user; `device` holds the keys the login proved (the token is bound to them). */
 export interface Session {
-  readonly base: URL;
+  /** The services' URLs. */
+  readonly urls: ServiceUrls;
   readonly hospital: string;
   readonly token: string;
   readonly refreshToken: string;
@@ -44,45 +34,27 @@ export interface Session {
 }
 
 const TA_AUDIENCE = 'medshare-ta';
+/** A whole patient bundle is encrypted by the gateway and stored by the cloud in one call. */
+const UPLOAD_TIMEOUT_MS = 300_000;
 const utf8 = new TextDecoder();
 
-/**
- * One JSON request to the platform; problem answers become typed errors (HttpProblemError, LimitExceededError). With
- * `dpop`, the token goes as `Authorization: DPoP` with that proof.
- */
-export async function call<T>(
-  base: URL, method: string, path: string, options: { body?: unknown; token?: string; contentType?: string; dpop?: string } = {},
-): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
-  if (options.dpop !== undefined) headers.dpop = options.dpop;
-  const response = await fetch(new URL(path, base), { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
-  const text = await response.text();
-  if (!response.ok) {
-    let detail = `HTTP ${response.status}`;
-    try {
-      detail = (JSON.parse(text) as { detail?: string }).detail ?? detail;
-    } catch {
-      // not a problem document: keep the status line
-    }
-    if (response.status === 413) throw new LimitExceededError(detail);
-    throw new HttpProblemError(response.status, detail);
-  }
-  return (text === '' ? undefined : JSON.parse(text)) as T;
+/** One JSON request to a service (callJson: timeouts, retries of idempotent calls, problems as typed errors). */
+export const call = <T>(base: URL, method: string, path: string, options: CallOptions = {}): Promise<T> => callJson<T>(base, method, path, options);
+
+/** The URL of a hospital's service. */
+function hospitalUrl(urls: ServiceUrls, hospital: string): URL {
+  const url = urls.hospitals[hospital];
+  if (url === undefined) throw new MalformedInputError(`no URL is configured for hospital '${hospital}'`);
+  return url;
 }
 
-/** Entry point: registration and login against one platform base URL. */
+/** Entry point: registration and login, given the URL of each service. */
 export class PlatformClient {
-  readonly base: URL;
-
-  constructor(baseUrl: string | URL) {
-    this.base = new URL(baseUrl);
-  }
+  constructor(readonly urls: ServiceUrls) {}
 
   /** Registers a user at a hospital (administrator credential). */
   registerUser(hospital: string, adminToken: string, user: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<UserEnrolment> {
-    return call(this.base, 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
+    return call(hospitalUrl(this.urls, hospital), 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
   }
 
   /**
@@ -90,20 +62,22 @@ export class PlatformClient {
    * trusted authority) is bound to them, and only they can refresh it or have a CP-ABE key sealed to them.
    */
   async login(hospital: string, username: string, password: string, totpSecret: string): Promise<Session> {
+    const base = hospitalUrl(this.urls, hospital);
     const device = await DeviceKeys.generate();
-    const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(this.base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
+    const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
     const code = totp(base32Decode(totpSecret), Date.now() / 1000);
     const path = `/identity/${hospital}/login/totp`;
     const body = { ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
-    const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(this.base, 'POST', path, {
-      body, dpop: await device.loginProof(new URL(path, this.base), challenge),
+    const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(base, 'POST', path, {
+      body, dpop: await device.loginProof(new URL(path, base), challenge),
     });
-    return { base: this.base, hospital, token, refreshToken, device };
+    return { urls: this.urls, hospital, token, refreshToken, device };
   }
 
   /** The trusted authority's CP-ABE public parameters. */
   async abePublicKey(): Promise<abe.PublicKey> {
-    const { publicKey } = await call<{ publicKey: string }>(this.base, 'GET', '/ta/public-key');
+    await abe.init();
+    const { publicKey } = await call<{ publicKey: string }>(this.urls.authority, 'GET', '/ta/public-key');
     return abe.decodePublicKey(Buffer.from(publicKey, 'base64'));
   }
 
@@ -112,8 +86,8 @@ export class PlatformClient {
     await abe.init();
     const session = await this.login(hospital, username, password, totpSecret);
     const { device, token } = session;
-    const dpop = await device.dpop.proof('POST', new URL('/ta/keys', this.base), { accessToken: token });
-    const issued = await call<IssuedKey>(this.base, 'POST', '/ta/keys', { body: { attributes, deviceKey: device.sealingPublicJwk }, token, dpop });
+    const dpop = await device.dpop.proof('POST', new URL('/ta/keys', this.urls.authority), { accessToken: token });
+    const issued = await call<IssuedKey>(this.urls.authority, 'POST', '/ta/keys', { body: { attributes, deviceKey: device.sealingPublicJwk }, token, dpop });
     return new DoctorClient(session, openIssuedKey(device.sealingPrivateKey, issued));
   }
 }
@@ -132,7 +106,7 @@ export class PatientClient {
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
     await abe.init();
-    await call(this.session.base, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
+    await call(this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') }, token: this.session.token });
   }
 
   /**
@@ -148,13 +122,13 @@ export class PatientClient {
 
   /** Her delegations and her records' emergency capsules whose policy repeats an attribute (to re-issue those still `reissue`). */
   async repeatedAttributePolicies(): Promise<Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>> {
-    return (await call<{ policies: [] }>(this.session.base, 'GET', this.path('/repeated-attribute-policies'), { token: this.session.token })).policies;
+    return (await call<{ policies: [] }>(this.session.urls.cloud, 'GET', this.path('/repeated-attribute-policies'), { token: this.session.token })).policies;
   }
 
   /** Her records' metadata (optionally one category). */
   async records(category?: string): Promise<RecordMeta[]> {
     const query = category === undefined ? '' : `?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
+    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', this.path(`/records${query}`), { token: this.session.token })).records;
   }
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
@@ -162,22 +136,22 @@ export class PatientClient {
     await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
-    return call(this.session.base, 'POST', this.path('/delegations'), { body, token: this.session.token });
+    return call(this.session.urls.cloud, 'POST', this.path('/delegations'), { body, token: this.session.token });
   }
 
   /** Her active delegations. */
   async delegations(): Promise<Array<{ delegationId: string; category: string; policy: string; emergency: boolean; createdAt: string }>> {
-    return (await call<{ delegations: [] }>(this.session.base, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
+    return (await call<{ delegations: [] }>(this.session.urls.cloud, 'GET', this.path('/delegations'), { token: this.session.token })).delegations;
   }
 
   /** Revokes a delegation: the cloud deletes the re-encryption key. */
   async revoke(delegationId: string): Promise<void> {
-    await call(this.session.base, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
+    await call(this.session.urls.cloud, 'DELETE', this.path(`/delegations/${encodeURIComponent(delegationId)}`), { token: this.session.token });
   }
 
   /** Every grant, revocation, access and emergency access about her. */
   async accessLog(): Promise<AccessEntry[]> {
-    return (await call<{ entries: AccessEntry[] }>(this.session.base, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
+    return (await call<{ entries: AccessEntry[] }>(this.session.urls.cloud, 'GET', this.path('/access-log'), { token: this.session.token })).entries;
   }
 
   /**
@@ -186,7 +160,7 @@ export class PatientClient {
    * default), and the entry must be about her and of what the log line says. @throws IntegrityError on any mismatch.
    */
   async provenAccessLog(trust: TrustPolicy): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null }>> {
-    const ledger = new LedgerClient(new URL('/ledger', this.session.base).href);
+    const ledger = new LedgerClient(new URL('/ledger', this.session.urls.cloud).href);
     const proven = [];
     for (const entry of await this.accessLog()) {
       if (entry.ledgerIndex === null) {
@@ -205,22 +179,22 @@ export class PatientClient {
 
   /** The platform's emergency policy, whether she allows it, and how many of her records hospitals granted under it. */
   async platformEmergency(): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'GET', this.path('/platform-emergency'), { token: this.session.token });
+    return call(this.session.urls.cloud, 'GET', this.path('/platform-emergency'), { token: this.session.token });
   }
 
   /** The hospitals that may write into her record (her home hospital and those she allowed). */
   async writers(): Promise<string[]> {
-    return (await call<{ writers: string[] }>(this.session.base, 'GET', this.path('/writers'), { token: this.session.token })).writers;
+    return (await call<{ writers: string[] }>(this.session.urls.cloud, 'GET', this.path('/writers'), { token: this.session.token })).writers;
   }
 
   /** Allows another hospital to enrol her and write into her record (recorded as a consent grant). */
   async allowWriter(hospital: string): Promise<string[]> {
-    return (await call<{ writers: string[] }>(this.session.base, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
+    return (await call<{ writers: string[] }>(this.session.urls.cloud, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
   }
 
   /** Withdraws a hospital's permission to write (what it wrote stays readable). */
   async removeWriter(hospital: string): Promise<string[]> {
-    return (await call<{ writers: string[] }>(this.session.base, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
+    return (await call<{ writers: string[] }>(this.session.urls.cloud, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`), { token: this.session.token })).writers;
   }
 
   /** Adds a category to her key (epoch 1) and publishes the new bundle; returns the client holding the extended key. */
@@ -232,12 +206,12 @@ export class PatientClient {
 
   /** Allows or refuses being found by her business identifiers (cross-hospital lookup). */
   async setFindable(allowed: boolean): Promise<{ findable: boolean }> {
-    return call(this.session.base, 'PUT', this.path('/findable'), { body: { allowed }, token: this.session.token });
+    return call(this.session.urls.cloud, 'PUT', this.path('/findable'), { body: { allowed }, token: this.session.token });
   }
 
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
-    return call(this.session.base, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
+    return call(this.session.urls.cloud, 'PUT', this.path('/platform-emergency'), { body: { allowed }, token: this.session.token });
   }
 }
 
@@ -247,15 +221,20 @@ export class DoctorClient {
 
   constructor(
     readonly session: Session,
-    userKey: abe.UserKey,
+    private readonly userKey: abe.UserKey,
   ) {
     this.reader = pre.createReader(userKey);
+  }
+
+  /** The same reader (her CP-ABE key) with another session: a refreshed token, or other service URLs (another cloud instance). */
+  withSession(session: Session): DoctorClient {
+    return new DoctorClient(session, this.userKey);
   }
 
   /** Metadata of a patient's records in a category she delegated to this reader. */
   async search(patient: string, category: string): Promise<RecordMeta[]> {
     const path = `/cloud/patients/${encodeURIComponent(patient)}/records?category=${encodeURIComponent(category)}`;
-    return (await call<{ records: RecordMeta[] }>(this.session.base, 'GET', path, { token: this.session.token })).records;
+    return (await call<{ records: RecordMeta[] }>(this.session.urls.cloud, 'GET', path, { token: this.session.token })).records;
   }
 
   /** Reads (and decrypts here) a patient's records of one category, optionally only some ids. */
@@ -266,13 +245,13 @@ export class DoctorClient {
   /** As `read`, with each resource's record id (the cloud's name for it, which carries the writing hospital's tag). */
   async readRecords(patient: string, category: string, recordIds?: string[]): Promise<Array<{ recordId: string; resource: FhirResource }>> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const { records } = await call<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
+    const { records } = await call<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, token: this.session.token });
     return records.map((r) => ({ recordId: r.recordId, resource: this.decrypt(r.ciphertext) }));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.base, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
+    const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
     return records.map((r) => this.decrypt(r.ciphertext));
   }
 
@@ -288,11 +267,13 @@ export class GatewayClient {
 
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
-    await call(this.session.base, 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token });
+    await call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', { body: { fhirId, patient }, token: this.session.token, idempotent: true });
   }
 
-  /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically). */
+  /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return call(this.session.base, 'POST', '/gateway/upload', { body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json' });
+    return call(hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/upload', {
+      body: resourceOrBundle, token: this.session.token, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
+    });
   }
 }

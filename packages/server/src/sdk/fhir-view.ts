@@ -20,7 +20,8 @@ import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } fro
 import { capabilityStatement, FhirHttpError, useFhirJson } from '../gateway/fhir-rest.ts';
 import { isTombstone } from '../gateway/fhir-versions.ts';
 import { isRecordOf } from '../record-id.ts';
-import { HttpProblemError, type DoctorClient } from './client.ts';
+import { HttpProblemError } from '../http-client.ts';
+import type { DoctorClient } from './client.ts';
 
 /**
  * A search parameter of the view. Parameters that filter decrypted resources implement `matches`; one backed by an

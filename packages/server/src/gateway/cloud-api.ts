@@ -1,0 +1,102 @@
+/**
+ * What a hospital gateway needs from the cloud, as an interface: in production an HTTP client of the cloud's
+ * gateway routes (`HttpCloudApi`), authenticated with the hospital's own `role:gateway` token, so the gateway
+ * can run in the hospital's domain and the cloud in another. What crosses is what the cloud may hold anyway:
+ * pseudonyms, record ids (hashes), categories, ciphertexts, emergency capsules and grants — never FHIR or FHIR ids.
+ */
+import { pre } from '@medshare/crypto';
+import type { InclusionBundle } from '@medshare/ledger';
+import type { ConvertedRecord, UploadOutcome } from '../cloud/service.ts';
+import type { NewCapsule, NewRecord } from '../cloud/store.ts';
+import { callJson } from '../http-client.ts';
+
+/** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
+export interface PatientKeys {
+  readonly keys: pre.PatientPublicKeys;
+  /** The cloud's platform emergency policy; undefined when there is none. */
+  readonly emergencyPolicy: string | undefined;
+}
+
+/** The cloud as a gateway sees it. Every call carries the bearer token of the gateway's caller. */
+export interface CloudApi {
+  /** The patient's signed public keys (NotFoundError when she is not registered). */
+  patientKeys(token: string, patient: string): Promise<PatientKeys>;
+  /** Stores one upload atomically and idempotently; returns how many records were new and the ledger entries recording them. */
+  upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): Promise<UploadOutcome>;
+  /** Inclusion bundles of ledger entries against a witnessed checkpoint (UnavailableError when none comes in time). */
+  receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]>;
+  /** Converted records of one category for the token's holder. */
+  read(token: string, patient: string, category: string): Promise<ConvertedRecord[]>;
+  /** Resolves if the token's hospital may write into the patient's record (AccessDeniedError otherwise). */
+  requireWriter(token: string, patient: string): Promise<void>;
+  /** Stores keyed hashes of the patient's business identifiers (identifier-index.ts). */
+  indexIdentifiers(token: string, patient: string, digests: readonly string[]): Promise<void>;
+  /** The pseudonyms of consenting patients with an identifier of this keyed hash (the token's holder looks up). */
+  lookupIdentifier(token: string, digest: string): Promise<string[]>;
+}
+
+const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
+const unb64 = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
+/** An upload of thousands of records converts nothing but writes them all in one transaction. */
+const UPLOAD_TIMEOUT_MS = 300_000;
+
+/** The cloud's gateway routes over HTTP(S). */
+export class HttpCloudApi implements CloudApi {
+  /** `base` is the cloud's URL, or a function giving it (known once the cloud listens). */
+  constructor(base: URL | (() => URL), private readonly timeoutMs = 60_000) {
+    this.baseOf = base instanceof URL ? () => base : base;
+  }
+
+  private readonly baseOf: () => URL;
+
+  private get base(): URL {
+    return this.baseOf();
+  }
+
+  private path(patient: string, suffix: string): string {
+    return `/cloud/patients/${encodeURIComponent(patient)}${suffix}`;
+  }
+
+  async patientKeys(token: string, patient: string): Promise<PatientKeys> {
+    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { token, timeoutMs: this.timeoutMs });
+    // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
+    return { keys: pre.decodePublicKeys(unb64(answer.publicKeys)), emergencyPolicy: answer.emergencyPolicy ?? undefined };
+  }
+
+  async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): Promise<UploadOutcome> {
+    const body = {
+      records: records.map((r) => ({
+        recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
+        ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
+      })),
+      capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
+    };
+    // Record ids are deterministic and stored ON CONFLICT DO NOTHING: a repeated upload stores nothing twice.
+    return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { token, body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
+  }
+
+  async receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]> {
+    if (entries.length === 0) return [];
+    // Reading bundles changes nothing: safe to retry.
+    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { token, body: { entries }, idempotent: true, timeoutMs: this.timeoutMs });
+    return answer.bundles;
+  }
+
+  async requireWriter(token: string, patient: string): Promise<void> {
+    await callJson(this.base, 'GET', this.path(patient, '/writable'), { token, timeoutMs: this.timeoutMs });
+  }
+
+  async indexIdentifiers(token: string, patient: string, digests: readonly string[]): Promise<void> {
+    // The index keeps each digest once: safe to retry.
+    await callJson(this.base, 'POST', this.path(patient, '/identifiers'), { token, body: { digests }, idempotent: true, timeoutMs: this.timeoutMs });
+  }
+
+  async lookupIdentifier(token: string, digest: string): Promise<string[]> {
+    return (await callJson<{ patients: string[] }>(this.base, 'POST', '/cloud/identifier-lookup', { token, body: { digest }, timeoutMs: this.timeoutMs })).patients;
+  }
+
+  async read(token: string, patient: string, category: string): Promise<ConvertedRecord[]> {
+    const answer = await callJson<{ records: Array<{ recordId: string; ciphertext: string }> }>(this.base, 'POST', this.path(patient, '/read'), { token, body: { category }, timeoutMs: this.timeoutMs });
+    return answer.records.map((r) => ({ recordId: r.recordId, ciphertext: unb64(r.ciphertext) }));
+  }
+}

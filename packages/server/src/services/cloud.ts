@@ -1,0 +1,107 @@
+/**
+ * `medshare serve cloud`: the semi-trusted cloud as its own service, process and database — the store, the
+ * re-encryption proxy and the audit log. Its database holds only what the cloud may hold: ciphertexts, patients'
+ * signed public keys, re-encryption keys, emergency capsules and grants (public-key material), pseudonyms, the
+ * access log and the ledger; its one secret (the ledger's checkpoint signing key) is stored wrapped by the
+ * cloud's key-encryption key, which lives outside the database. It trusts the hospitals of its trust list, whose
+ * witnesses cosign its ledger over HTTP (ledger.ts), and, given a statistics consortium, aggregates the hospitals'
+ * encrypted histograms at /stats (the hospitals' key shares stay in their domains).
+ *
+ * Stateless apart from the database: several cloud processes can serve the same PostgreSQL database at once.
+ */
+import type { FastifyInstance } from 'fastify';
+import { abe } from '@medshare/crypto';
+import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
+import { TokenVerifier } from '@medshare/identity';
+import type { AuditLog, TrustPolicy } from '@medshare/ledger';
+import { createConverter } from '../cloud/conversion-pool.ts';
+import { cloudPlugin } from '../cloud/plugin.ts';
+import { CloudService } from '../cloud/service.ts';
+import { CloudStore } from '../cloud/store.ts';
+import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
+import { PLATFORM_AUDIENCE } from '../http.ts';
+import { openCloudLedger } from '../ledger.ts';
+import { CLOUD_MIGRATIONS } from '../migrations.ts';
+import { StatsAggregator } from '../stats/aggregator.ts';
+import type { Consortium } from '../stats/consortium.ts';
+import { statsPlugin } from '../stats/plugin.ts';
+import { serviceApp, type ServiceHttpOptions } from './app.ts';
+import { federationTrust, type HospitalPeer } from './trust.ts';
+
+/** The default platform emergency policy. */
+export const DEFAULT_EMERGENCY_POLICY = 'role:emergency';
+/**
+ * Group commit of the audit ledger under concurrent load (AuditLog's lingerMs): 20 doctors reading on PostgreSQL
+ * went from ~3 to ~6 entries per transaction and the database's CPU time per read fell by a third
+ * (docs/benchmarks.md § Platform); a lone request never waits.
+ */
+const LEDGER_LINGER_MS = 10;
+
+/** The cloud's settings. */
+export interface CloudServiceOptions extends ServiceHttpOptions {
+  /** The cloud's own database. */
+  readonly db: Database;
+  /** Wraps the cloud's secrets at rest (from the service's data directory or MEDSHARE_KEK, never the database). */
+  readonly kek: KeyEncryptionKey;
+  /** The hospitals whose tokens it accepts and whose witnesses cosign its ledger. */
+  readonly hospitals: readonly HospitalPeer[];
+  /**
+   * The platform's emergency policy: gateways grant every record under it, and role:emergency staff whose
+   * attributes satisfy it may break the glass where the patient has no emergency delegation of her own (unless
+   * she opted out). Default `role:emergency`; null for no platform emergency access.
+   */
+  readonly emergencyPolicy?: string | null;
+  /** Resource type → category mapping (for SMART scopes on reads). */
+  readonly categories?: CategoryMapping;
+  /** Worker threads converting records on read (default 0: in the event loop's thread). */
+  readonly conversionWorkers?: number;
+  /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
+  readonly statsConsortium?: Consortium;
+  /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
+  readonly ledgerCheckpointFile?: string;
+  /** The clock of token verification (tests move it). */
+  readonly now?: () => number;
+}
+
+/** A composed cloud service (not yet listening). */
+export interface CloudDeployment {
+  readonly app: FastifyInstance;
+  readonly cloud: CloudService;
+  readonly ledger: AuditLog;
+  /** The ledger keys (log, witnesses, quorum) receipts verify against. */
+  readonly ledgerTrust: TrustPolicy;
+  /** The statistics service, when a consortium was given. */
+  readonly stats?: StatsAggregator;
+  close(): Promise<void>;
+}
+
+/** Builds the cloud's app on its own database (the hospitals' witnesses must answer for their keys the first time). */
+export async function createCloudService(options: CloudServiceOptions): Promise<CloudDeployment> {
+  await abe.init();
+  const { db } = options;
+  await migrate(db, 'cloud', CLOUD_MIGRATIONS);
+  const store = new CloudStore(db);
+  const ledger = await openCloudLedger(db, {
+    kek: options.kek, lingerMs: LEDGER_LINGER_MS,
+    witnesses: options.hospitals.map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
+    ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
+  });
+  const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
+  if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
+  const verifier = new TokenVerifier(PLATFORM_AUDIENCE, federationTrust(options.hospitals), { now: options.now });
+  const converter = await createConverter(options.conversionWorkers ?? 0);
+  const cloud = new CloudService(store, ledger.log, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
+  const app = await serviceApp('MedShare cloud', options);
+  await app.register(cloudPlugin, { cloud, verifier, categories: options.categories ?? DEFAULT_CATEGORY_MAPPING, prefix: '/cloud' });
+  const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger.log, options.statsConsortium);
+  if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, prefix: '/stats' });
+  await ledger.register(app);
+  return {
+    app, cloud, ledger: ledger.log, ledgerTrust: ledger.trust, ...(stats === undefined ? {} : { stats }),
+    close: async () => {
+      await app.close();
+      await converter.close();
+      await ledger.log.flush();
+    },
+  };
+}

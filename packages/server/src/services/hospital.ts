@@ -1,0 +1,126 @@
+/**
+ * `medshare serve hospital --name st-marys`: one hospital's domain as its own service, process and database —
+ * its identity service (accounts, MFA login, SSO tokens and their signing keys, sessions), its FHIR gateway
+ * (enrolments FHIR id → pseudonym, upload receipts; it sees plaintext FHIR and encrypts it before anything
+ * leaves) and its ledger witness (its own key and state, ledger.ts). The gateway reaches the cloud through
+ * `CloudApi` (HTTP in production) with the caller's own token, and fetches the TA's public key from the authority
+ * once, at the first upload that needs it. Its secrets (TOTP secrets, token-signing and witness keys) are stored
+ * wrapped by the hospital's own KEK.
+ *
+ *   /identity/<name>/...   identity (@medshare/identity hospitalIdentityPlugin)
+ *   /gateway/...           FHIR R4 gateway
+ *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
+ */
+import type { FastifyInstance } from 'fastify';
+import { abe } from '@medshare/crypto';
+import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
+import { createSqlHospital, hospitalIdentityPlugin, TokenVerifier, type HospitalService, type LimiterOptions, type RelyingParty, type ScryptParams } from '@medshare/identity';
+import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
+import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
+import { IdentifierKey } from '../gateway/identifier-index.ts';
+import { gatewayPlugin } from '../gateway/plugin.ts';
+import { GatewayService } from '../gateway/service.ts';
+import { callJson } from '../http-client.ts';
+import { PLATFORM_AUDIENCE } from '../http.ts';
+import { openHospitalWitness } from '../ledger.ts';
+import { GATEWAY_MIGRATIONS } from '../migrations.ts';
+import { serviceApp, type ServiceHttpOptions } from './app.ts';
+import { TA_AUDIENCE } from './authority.ts';
+import { checkHospitalName, issuerOf } from './trust.ts';
+
+/** A service's URL, or a function giving it (a service on one machine learns another's port once it listens). */
+export type ServiceUrl = URL | (() => URL);
+const resolve = (url: ServiceUrl): URL => (url instanceof URL ? url : url());
+
+/** One hospital's settings. */
+export interface HospitalServiceOptions extends ServiceHttpOptions {
+  /** The hospital's own database. */
+  readonly db: Database;
+  /** Wraps the hospital's secrets at rest (its own; never the database, never another domain's). */
+  readonly kek: KeyEncryptionKey;
+  /** Lower-case code (`st-marys`). */
+  readonly name: string;
+  /** This hospital's administrator credential (register users, administration). */
+  readonly adminToken: string;
+  /** The cloud: its URL (HTTP client) or any CloudApi. */
+  readonly cloud: ServiceUrl | CloudApi;
+  /** The cloud's URL for the ledger's keys, when `cloud` is a CloudApi (default: `cloud` itself). */
+  readonly cloudUrl?: ServiceUrl;
+  /** The ledger's verifier key, when the config pins it (else learnt from the cloud once and pinned). */
+  readonly logKey?: string;
+  /** The trusted authority's URL (its public key is fetched for platform emergency grants). */
+  readonly authorityUrl: ServiceUrl;
+  /** The WebAuthn relying party (id and origins) of its identity service (default localhost, http://localhost). */
+  readonly relyingParty?: Pick<RelyingParty, 'id' | 'origins'>;
+  /** Resource type → category mapping of the gateway. */
+  readonly categories?: CategoryMapping;
+  /** The consortium's identifier key (32 bytes, the same at every hospital, never the cloud's): lookup by identifier. */
+  readonly identifierKey?: Uint8Array;
+  /** scrypt parameters for passwords (identity's production default when absent). */
+  readonly scrypt?: ScryptParams;
+  /** Login rate limits and lockout (identity's defaults when absent). */
+  readonly limits?: Partial<LimiterOptions>;
+  /** The clock of token issuance and verification (tests move it). */
+  readonly now?: () => number;
+}
+
+/** A composed hospital service (not yet listening). */
+export interface HospitalDeployment {
+  readonly app: FastifyInstance;
+  readonly name: string;
+  readonly issuer: string;
+  readonly identity: HospitalService;
+  /** Its ledger witness's verifier key (c2sp.org signed-note vkey). */
+  readonly witnessKey: string;
+  close(): Promise<void>;
+}
+
+/** The TA's public key, fetched once; a failed fetch is retried at the next need. */
+function authorityKey(url: ServiceUrl): () => Promise<abe.PublicKey> {
+  let key: Promise<abe.PublicKey> | undefined;
+  return () => {
+    key ??= callJson<{ publicKey: string }>(resolve(url), 'GET', '/ta/public-key', { timeoutMs: 10_000 })
+      .then(({ publicKey }) => abe.decodePublicKey(new Uint8Array(Buffer.from(publicKey, 'base64'))))
+      .catch((error: unknown) => {
+        key = undefined;
+        throw error;
+      });
+    return key;
+  };
+}
+
+/** Builds one hospital's app on its own database. */
+export async function createHospitalService(options: HospitalServiceOptions): Promise<HospitalDeployment> {
+  const name = checkHospitalName(options.name);
+  // The gateway decodes patients' key bundles and encrypts on the pairing curve.
+  await abe.init();
+  const { db, kek } = options;
+  await migrate(db, 'gateway', GATEWAY_MIGRATIONS);
+  const issuer = issuerOf(name);
+  const relyingParty = options.relyingParty ?? { id: 'localhost', origins: ['http://localhost'] };
+  const identity = await createSqlHospital(db, {
+    hospital: name, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now: options.now, kek,
+    audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
+    relyingParty: { ...relyingParty, name: `MedShare ${name}` },
+  });
+  const given = options.cloud;
+  const cloudUrl = options.cloudUrl ?? (given instanceof URL || typeof given === 'function' ? given : undefined);
+  const cloud = given instanceof URL || typeof given === 'function' ? new HttpCloudApi(() => resolve(given)) : given;
+  const witness = await openHospitalWitness(db, {
+    kek, hospital: name,
+    cloudUrl: () => {
+      if (cloudUrl === undefined) throw new Error('createHospitalService: cloudUrl is needed with a CloudApi');
+      return resolve(cloudUrl);
+    },
+    ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
+  });
+  const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
+  const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), identifierKey);
+  const app = await serviceApp(`MedShare hospital ${name}`, options);
+  await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
+  // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
+  await app.register(gatewayPlugin, { gateway, cloud, verifier: new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), categories, prefix: '/gateway' });
+  await witness.register(app);
+  return { app, name, issuer, identity, witnessKey: witness.verifier.vkey, close: () => app.close() };
+}
