@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { Client } from 'fhir-kit-client';
 import { pre } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
-import { HttpProblemError, hospitalTag, PatientClient, PROVENANCE_SYSTEM, PSEUDONYM_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
+import { LedgerClient, parseVerifierKey } from '@medshare/ledger';
+import { HttpProblemError, hospitalTag, sha256Name, PatientClient, PROVENANCE_SYSTEM, PSEUDONYM_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
 import { CATEGORIES, sampleBundle, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -130,8 +131,14 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.deepEqual(history.entry.map((e) => [e.resource.meta!.versionId, e.request.method]), [['2', 'PUT'], ['1', 'POST']]);
     const v1 = (await reader.vread({ resourceType: 'Observation', id: created.id, version: '1' })) as Resource & { valueQuantity: { value: number } };
     assert.equal(v1.valueQuantity.value, 72);
-    // The ledger holds one record-create per version stored: the access log shows three uploads so far.
-    assert.equal((await patient.records('lab')).length, 2);
+    // Each version is a record of its own, and the ledger's record-create entries name both (checked against its keys).
+    const stored = (await db.query<{ ciphertext: Uint8Array }>('SELECT ciphertext FROM cloud_records WHERE patient = $1 AND category = $2', [patient.key.patientId, 'lab'])).rows;
+    assert.equal(stored.length, 2);
+    const ledger = new LedgerClient(new URL('/ledger', cast.urls.cloud).href);
+    const keys = await ledger.keys();
+    const proven = await patient.provenAccessLog({ log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) });
+    const recorded = new Set(proven.filter((e) => e.action === 'upload').flatMap((e) => e.proof!.event.entity.filter((x) => x.type.code === 'record').map((x) => x.what.identifier.value)));
+    for (const { ciphertext } of stored) assert.ok(recorded.has(sha256Name(ciphertext)), 'every version is in the ledger');
   });
 
   test('delete is a tombstone the reader sees: read is 410, history ends in a DELETE, search no longer finds it', async () => {

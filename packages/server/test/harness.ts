@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
 import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls,
+  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls, type Session,
 } from '../src/index.ts';
 
 export const ADMIN = 'admin-token-for-platform-tests-0123';
@@ -53,7 +53,7 @@ export interface Cast {
   patel: DoctorClient;
   okafor: DoctorClient;
   /** A doctor at St Mary's with a plain platform session (no ABE key). */
-  registerAndLogin(hospital: string, username: string, attributes: string[]): Promise<{ token: string }>;
+  registerAndLogin(hospital: string, username: string, attributes: string[]): Promise<Session>;
 }
 
 const PASSWORD = 'a long enough passphrase';

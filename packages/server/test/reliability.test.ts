@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
 import { openDatabase, openTestDatabases, type TestDatabase } from '@medshare/db';
-import { PatientClient } from '../src/index.ts';
+import { GatewayClient, PatientClient } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, startCast, type Cast } from './harness.ts';
 
 /** ../shared beside the repository root (CI), or MEDSHARE_SHARED_DIR (a worktree elsewhere). */
@@ -33,6 +33,24 @@ for (const [position, { label, db }] of databases.entries()) {
     });
     after(async () => cast.platform.close());
 
+    test('20 concurrent uploaders and 20 concurrent readers lose nothing', async () => {
+      await cast.patient.register();
+      const fhirPatient = `concurrent-${randomBytes(4).toString('hex')}`;
+      await cast.gateway.enrol(fhirPatient, cast.patient.key.patientId);
+      const observation = (i: number, j: number) => ({ resourceType: 'Observation', id: `obs-${i}-${j}`, status: 'final', code: { text: 'test' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i * 100 + j } });
+      const uploads = await Promise.all(Array.from({ length: 20 }, (_, i) =>
+        cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: Array.from({ length: 2 }, (_, j) => ({ resource: observation(i, j) })) })));
+      assert.deepEqual(uploads.map((u) => u.stored), Array(20).fill(2));
+      await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
+      const reads = await Promise.all(Array.from({ length: 20 }, () => cast.chen.read(cast.patient.key.patientId, 'lab')));
+      for (const records of reads) {
+        assert.equal(records.length, 40);
+        assert.equal(new Set(records.map((r) => r.id)).size, 40);
+      }
+      const log = await cast.patient.accessLog();
+      assert.equal(log.filter((e) => e.action === 'read' && e.outcome === '40 records').length, 20, 'every read is logged');
+    });
+
     // ~5,000 resources take ~50 s to encrypt on 2 cores: run on the first engine only (the SQL is the same).
     const skipSynthea = !existsSync(SYNTHEA) ? 'no ../shared/data/synthea' : position > 0 ? 'run on PGlite only (time)' : false;
     test('every Synthea patient bundle of the shared data set is uploaded whole, a retry adds nothing, and every resource decrypts to what was sent', { skip: skipSynthea }, async () => {
@@ -45,12 +63,14 @@ for (const [position, { label, db }] of databases.entries()) {
           await assert.rejects(cast.gateway.upload(bundle), /exactly one patient/);
           continue;
         }
-        const patient = new PatientClient(cast.patient.session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+        // Fresh sessions per bundle: tokens live 5 minutes, and the whole set takes longer on a busy machine.
+        const patient = new PatientClient(await cast.registerAndLogin('st-marys', `synthea-${i}`, ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+        const gateway = new GatewayClient(await cast.registerAndLogin('st-marys', `synthea-ehr-${i}`, ['role:gateway']));
         await patient.register();
-        await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient.key.patientId);
-        const result = await cast.gateway.upload(bundle);
+        await gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient.key.patientId);
+        const result = await gateway.upload(bundle);
         assert.equal(result.stored, bundle.entry.length, file);
-        if (i === 0) assert.equal((await cast.gateway.upload(bundle)).stored, 0, 'retry');
+        if (i === 0) assert.equal((await gateway.upload(bundle)).stored, 0, 'retry');
         assert.equal((await patient.records()).length, bundle.entry.length, file);
         // The patient decrypts every stored ciphertext with her own key: each is the resource sent, with the transaction's
         // urn:uuid references resolved to Type/id (FHIR's rule) and the gateway's meta (version, time, source hospital).
@@ -71,24 +91,6 @@ for (const [position, { label, db }] of databases.entries()) {
         }
         assert.equal(sent.size, 0, `${file}: every resource came back`);
       }
-    });
-
-    test('20 concurrent uploaders and 20 concurrent readers lose nothing', async () => {
-      await cast.patient.register();
-      const fhirPatient = `concurrent-${randomBytes(4).toString('hex')}`;
-      await cast.gateway.enrol(fhirPatient, cast.patient.key.patientId);
-      const observation = (i: number, j: number) => ({ resourceType: 'Observation', id: `obs-${i}-${j}`, status: 'final', code: { text: 'test' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i * 100 + j } });
-      const uploads = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-        cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: Array.from({ length: 2 }, (_, j) => ({ resource: observation(i, j) })) })));
-      assert.deepEqual(uploads.map((u) => u.stored), Array(20).fill(2));
-      await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
-      const reads = await Promise.all(Array.from({ length: 20 }, () => cast.chen.read(cast.patient.key.patientId, 'lab')));
-      for (const records of reads) {
-        assert.equal(records.length, 40);
-        assert.equal(new Set(records.map((r) => r.id)).size, 40);
-      }
-      const log = await cast.patient.accessLog();
-      assert.equal(log.filter((e) => e.action === 'read' && e.outcome === '40 records').length, 20, 'every read is logged');
     });
   });
 }
