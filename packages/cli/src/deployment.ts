@@ -1,8 +1,8 @@
 /**
  * A deployment of separate processes on this machine: `medshare serve authority`, `serve cloud` and one
  * `serve hospital` per hospital, each an OS process with its own data directory (embedded PGlite and its own
- * key-encryption key, or its own PostgreSQL schema), wired by a config file of 127.0.0.1 URLs. `medshare demo`
- * tells its story over one; the deployment tests kill and restart its processes.
+ * key-encryption key under `<data>/state`, or its own PostgreSQL schema), wired by a config file of 127.0.0.1 URLs.
+ * `medshare demo` tells its story over one; the deployment test kills and restarts its processes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
@@ -18,9 +18,9 @@ const START_TIMEOUT_MS = 300_000;
 
 /** What each kind of process holds (docs/platform.md § Deployment; the deployment test checks the tables). */
 export const HOLDINGS: Readonly<Record<'authority' | 'cloud' | 'hospital', string>> = {
-  authority: 'the CP-ABE master key; ids of tokens it issued keys for',
-  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger',
-  hospital: 'accounts, TOTP secrets, SSO signing keys, sessions, FHIR id → pseudonym; plaintext FHIR in memory',
+  authority: 'the CP-ABE master key (wrapped by its KEK); ids of tokens it issued keys for',
+  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK)',
+  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
 };
 
 /** One service process of a local deployment. */
@@ -51,12 +51,14 @@ export interface LocalDeploymentOptions {
   /** A directory for the config file and each service's data directory. */
   readonly root: string;
   readonly hospitals: readonly string[];
-  /** The hospitals' administrator token (given on each hospital's stdin). */
-  readonly adminToken: string;
+  /** Each hospital's administrator token (given on its stdin). */
+  readonly adminTokens: Readonly<Record<string, string>>;
   /** The children's environment (default: this one's, without DATABASE_URL: PGlite everywhere). */
   readonly env?: NodeJS.ProcessEnv;
   /** Extra arguments of every `serve` (for example `--requests-per-minute`). */
   readonly args?: readonly string[];
+  /** Extra arguments of `serve cloud` only (for example `--stats-consortium`). */
+  readonly cloudArgs?: readonly string[];
   /** With DATABASE_URL in `env`: a prefix making each service's schema unique (`<prefix>_<service>`). */
   readonly schemaPrefix?: string;
 }
@@ -90,11 +92,12 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
   const spawnService = (service: ServiceProcess): Promise<void> => {
     const kindArgs = service.kind === 'hospital' ? ['hospital', '--name', service.name] : [service.kind];
     const schema = options.schemaPrefix === undefined ? [] : ['--schema', `${options.schemaPrefix}_${service.name.replaceAll('-', '_')}`];
-    const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? [])], {
+    const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? []),
+      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : [])], {
       env, stdio: ['pipe', 'pipe', 'pipe'],
     });
     service.child = child;
-    child.stdin!.end(service.kind === 'hospital' ? `${options.adminToken}\n` : '');
+    child.stdin!.end(service.kind === 'hospital' ? `${options.adminTokens[service.name]}\n` : '');
     return new Promise<void>((resolve, reject) => {
       let out = '';
       let err = '';

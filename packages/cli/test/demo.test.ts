@@ -7,10 +7,13 @@ test('medshare demo tells the whole story and exits 0', async () => {
   assert.equal(r.code, 0, r.stderr);
   const out = r.stdout;
   assert.match(out, /Antonia enrols at St Mary's/);
-  assert.match(out, /plaintext found in the cloud's store: none/);
-  assert.match(out, /a retry stored 0;/);
-  assert.match(out, /Real HTTP services on 127\.0\.0\.1/);
-  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL/);
+  assert.match(out, /a retry stored 0$/m);
+  assert.match(out, /\d+ ledger receipts cosigned by both hospitals' witnesses/);
+  assert.match(out, /Real HTTP services on 127\.0\.0\.1, one process per trust domain/);
+  // Four processes, each printed with its pid and what it holds.
+  for (const process of ['authority', 'cloud', 'hospital st-marys', 'hospital riverside']) assert.match(out, new RegExp(`^${process} +\\d+ +http://127\\.0\\.0\\.1:\\d+/ +\\S`, 'm'));
+  assert.match(out, /14\. Someone copies the cloud's database.*\n\s+→ plaintext or FHIR ids found: none; key-shaped values: 0 ABE master keys, 0 ABE user keys, 0 patient keys, \d+ 32-byte scalars; records decrypted with them: 0 of \d+/);
+  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL; code=http:\/\/loinc\.org\|\S+ \(.*\) found [1-9]\d* without the cloud learning the code/);
   assert.match(out, /6\. Dr Patel .*\n\s+→ refused: your attributes satisfy no active delegation of 'lab'/);
   assert.match(out, /8\. Dr Chen reads again\n\s+→ refused: no active delegation of 'lab' \(revoked or never granted\)/);
   assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);

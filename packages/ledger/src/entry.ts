@@ -12,7 +12,7 @@ import canonicalize from 'canonicalize';
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 
 /** What happened, as this platform's AuditEvent.type codes. */
-export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release'] as const;
+export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release', 'storage-audit'] as const;
 export type AuditEventType = (typeof EVENT_TYPES)[number];
 
 const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
@@ -23,6 +23,7 @@ const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
   'record-create': 'C',
   'stats-query': 'E',
   'stats-release': 'R',
+  'storage-audit': 'E',
 };
 
 /** FHIR AuditEvent.action codes: create, read, update, delete, execute. */
@@ -46,14 +47,39 @@ export interface AuditEventInput {
   agents: { who: string; role: string; requestor?: boolean }[];
   /** The domain (hospital) that observed and reports the event. */
   source: string;
-  /** Records touched, by ciphertext hash, with their category. */
-  records?: { hash: string; category: string }[];
+  /**
+   * Records touched, by ciphertext hash, with their category; a created record may carry the commitment to its
+   * proof-of-storage tags (docs/crypto.md, "Proofs of storage"), which an auditor challenges the cloud against.
+   */
+  records?: { hash: string; category: string; storage?: StorageCommitment }[];
   /** Consent grants and revocations: the hash of the access policy / re-encryption key concerned. */
   policyHash?: string;
   /** Required for, and only for, emergency access. */
   emergencyReason?: (typeof EMERGENCY_REASONS)[number];
   /** Required for, and only for, statistics events: the query by hash, its query set, and ε with the budget, in millionths. */
   stats?: StatsEventDetail;
+  /** Required for, and only for, storage audits: the challenge by hash and what it covered; `records` are the failing ones. */
+  storageAudit?: StorageAuditDetail;
+}
+
+/** What a record-create entry commits to about a record's proof-of-storage tags. */
+export interface StorageCommitment {
+  /** SHA-256 of the encoded tag set. */
+  tags: string;
+  /** Number of blocks (what a challenge samples from). */
+  blocks: number;
+  /** SHA-256 of the uploading hospital's encoded proof-of-storage public key. */
+  key: string;
+}
+
+/** The outcome of one storage audit, as the ledger records it. */
+export interface StorageAuditDetail {
+  /** SHA-256 of the challenge (nonce, files, sample size). */
+  challenge: string;
+  /** Records and blocks the challenge covered, and how many records failed. */
+  records: number;
+  samples: number;
+  failed: number;
 }
 
 /** The privacy accounting of a statistics query as the ledger records it (integers: exact sums). */
@@ -118,8 +144,12 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   const recorded = input.recorded ?? new Date();
   expect(recorded instanceof Date && recorded.getTime() >= EARLIEST, 'recorded must be a valid date after 2000');
   const isStats = input.type === 'stats-query' || input.type === 'stats-release';
+  const isStorageAudit = input.type === 'storage-audit';
   if (isStats) expect(input.patient === undefined, 'statistics events concern no patient');
+  else if (isStorageAudit) expect(input.patient === undefined, 'storage audits concern no patient');
   else expect(typeof input.patient === 'string' && PSEUDONYM.test(input.patient), 'patient must be a pseudonym (psn:...), never an identifier');
+  expect(isStorageAudit === (input.storageAudit !== undefined), 'storageAudit is required for, and only for, storage audits');
+  if (input.storageAudit !== undefined) checkStorageAudit(input.storageAudit);
   expect(isStats === (input.stats !== undefined), 'stats is required for, and only for, statistics events');
   if (input.stats !== undefined) checkStats(input.stats);
   expect(Array.isArray(input.agents) && input.agents.length > 0, 'at least one agent is required');
@@ -135,6 +165,11 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   for (const record of records) {
     expect(typeof record.hash === 'string' && HASH.test(record.hash), 'a record is named by sha256:<64 hex>');
     expect(typeof record.category === 'string' && CODE.test(record.category), 'a record category is a lower-case code');
+    if (record.storage !== undefined) {
+      expect(input.type === 'record-create', 'only a record-create entry commits to storage tags');
+      expect(HASH.test(record.storage.tags) && HASH.test(record.storage.key), 'storage tags and key are named by sha256:<64 hex>');
+      expect(Number.isSafeInteger(record.storage.blocks) && record.storage.blocks > 0, 'storage blocks must be a positive integer');
+    }
   }
   const isConsent = input.type === 'consent-grant' || input.type === 'consent-revoke';
   expect(isConsent === (input.policyHash !== undefined), 'policyHash is required for, and only for, consent events');
@@ -145,7 +180,13 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
 
   const entity: AuditEvent['entity'] = input.patient === undefined ? [] : [{ what: identifier(input.patient), type: { code: 'patient' } }];
   if (input.stats !== undefined) entity.push(...statsEntities(input.stats));
-  for (const record of records) entity.push({ what: identifier(record.hash), type: { code: 'record' }, securityLabel: [{ code: record.category }] });
+  if (input.storageAudit !== undefined) entity.push(storageAuditEntity(input.storageAudit));
+  for (const record of records) {
+    entity.push({
+      what: identifier(record.hash), type: { code: 'record' }, securityLabel: [{ code: record.category }],
+      ...(record.storage === undefined ? {} : { detail: storageDetail(record.storage) }),
+    });
+  }
   if (input.policyHash !== undefined) entity.push({ what: identifier(input.policyHash), type: { code: 'policy' } });
   return {
     resourceType: 'AuditEvent',
@@ -174,6 +215,41 @@ function checkStats(stats: StatsEventDetail): void {
     expect(typeof h.code === 'string' && CODE.test(h.code), 'a hospital is named by its lower-case domain code');
     expect(STATS_ROLES.includes(h.role), `a hospital's role is one of ${STATS_ROLES.join(', ')}`);
   }
+}
+
+function checkStorageAudit(audit: StorageAuditDetail): void {
+  expect(typeof audit === 'object' && audit !== null, 'storageAudit is an object');
+  expect(typeof audit.challenge === 'string' && HASH.test(audit.challenge), 'storageAudit.challenge must be sha256:<64 hex>');
+  for (const key of ['records', 'samples', 'failed'] as const) {
+    expect(Number.isSafeInteger(audit[key]) && audit[key] >= 0, `storageAudit.${key} must be a non-negative integer`);
+  }
+}
+
+/** The record entity's details of its storage commitment, in a fixed order. */
+function storageDetail(storage: StorageCommitment): { type: string; valueString: string }[] {
+  return [
+    { type: 'storage-tags', valueString: storage.tags },
+    { type: 'storage-blocks', valueString: String(storage.blocks) },
+    { type: 'storage-key', valueString: storage.key },
+  ];
+}
+
+/** The storage commitment of a record entity, if it carries one (what an auditor reads back). */
+export function storageCommitmentOf(entity: AuditEvent['entity'][number]): StorageCommitment | undefined {
+  const value = (type: string) => entity.detail?.find((d) => d.type === type)?.valueString;
+  const tags = value('storage-tags');
+  const blocks = Number(value('storage-blocks'));
+  const key = value('storage-key');
+  if (tags === undefined || key === undefined || !HASH.test(tags) || !HASH.test(key) || !Number.isSafeInteger(blocks) || blocks < 1) return undefined;
+  return { tags, blocks, key };
+}
+
+function storageAuditEntity(audit: StorageAuditDetail): AuditEvent['entity'][number] {
+  const detail = (type: string, value: number) => ({ type, valueString: String(value) });
+  return {
+    what: identifier(audit.challenge), type: { code: 'storage-challenge' },
+    detail: [detail('records', audit.records), detail('samples', audit.samples), detail('failed', audit.failed)],
+  };
 }
 
 function statsEntities(stats: StatsEventDetail): AuditEvent['entity'] {

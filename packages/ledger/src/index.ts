@@ -2,7 +2,7 @@
 export { hashLeaf, hashChildren, EMPTY_ROOT } from './hashing.ts';
 export { MerkleTree } from './tree.ts';
 export { verifyInclusion, verifyConsistency } from './proofs.ts';
-export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REASONS, STATS_ROLES, type AuditEvent, type StatsEventDetail, type AuditEventInput, type AuditEventType } from './entry.ts';
+export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REASONS, STATS_ROLES, type AuditEvent, type StatsEventDetail, type AuditEventInput, type AuditEventType, storageCommitmentOf, type StorageCommitment, type StorageAuditDetail } from './entry.ts';
 export {
   generateCheckpointKey, parseSignerKey, parseVerifierKey, type CheckpointKeyType, type CheckpointSigner, type CheckpointVerifier,
 } from './keys.ts';
@@ -14,7 +14,7 @@ export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type Veri
 export { HttpCosigner, formatAddCheckpoint, parseAddCheckpoint, cosignatureFrom, type Cosigner } from './cosigner.ts';
 export { witnessPlugin, type WitnessPluginOptions } from './witness-http.ts';
 export { ledgerRoutesPlugin, MAX_ENTRIES_PER_PAGE, type LedgerRoutesOptions } from './http.ts';
-export { LedgerClient, verifyRemoteLog, fetchVerifiedEntries } from './remote.ts';
+export { LedgerClient, verifyRemoteLog, verifyRemoteLogEntries, fetchVerifiedEntries } from './remote.ts';
 export { verifyLog, cosignersOf, defaultQuorum, type TrustPolicy, type VerifyReport, type Fault } from './verify.ts';
 export { buildInclusionBundle, buildWitnessedBundles, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
 export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';

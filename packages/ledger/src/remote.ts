@@ -80,26 +80,28 @@ function decodeProof(proof: unknown): Buffer[] {
 }
 
 /** Fetches entries up to `size` and recomputes their tree, stopping at the first that is not entry i. */
-async function fetchTree(client: LedgerClient, size: number): Promise<{ tree: MerkleTree; fault?: Fault }> {
+async function fetchTree(client: LedgerClient, size: number): Promise<{ tree: MerkleTree; fault?: Fault; events: AuditEvent[] }> {
   const tree = new MerkleTree();
+  const events: AuditEvent[] = [];
   while (tree.size < size) {
     const page = await client.entries(tree.size, Math.min(size, tree.size + MAX_ENTRIES_PER_PAGE));
-    if (page.length === 0) return { tree, fault: { index: tree.size, problem: `entry ${tree.size} is missing` } };
+    if (page.length === 0) return { tree, events, fault: { index: tree.size, problem: `entry ${tree.size} is missing` } };
     for (const { index, entry } of page) {
       const i = tree.size;
-      if (index !== i || typeof entry !== 'string') return { tree, fault: { index: i, problem: `entry ${i} is missing (deleted or renumbered)` } };
+      if (index !== i || typeof entry !== 'string') return { tree, events, fault: { index: i, problem: `entry ${i} is missing (deleted or renumbered)` } };
       const bytes = Buffer.from(entry, 'utf8');
-      let id: string;
+      let event: AuditEvent;
       try {
-        id = parseEntry(bytes).id;
+        event = parseEntry(bytes);
       } catch {
-        return { tree, fault: { index: i, problem: `entry ${i} is not a canonical AuditEvent` } };
+        return { tree, events, fault: { index: i, problem: `entry ${i} is not a canonical AuditEvent` } };
       }
-      if (id !== String(i)) return { tree, fault: { index: i, problem: `entry ${i} carries id ${id}: an entry was inserted, deleted or reordered` } };
+      if (event.id !== String(i)) return { tree, events, fault: { index: i, problem: `entry ${i} carries id ${event.id}: an entry was inserted, deleted or reordered` } };
       tree.append(hashLeaf(bytes));
+      events.push(event);
     }
   }
-  return { tree };
+  return { tree, events };
 }
 
 /** The first entry where the fetched entries stop matching `checkpoint`, by bisection over consistency proofs. */
@@ -124,43 +126,53 @@ async function firstMismatch(client: LedgerClient, tree: MerkleTree, checkpoint:
  * Reports rather than throws for a tampered log.
  */
 export async function verifyRemoteLog(client: LedgerClient, trust: TrustPolicy): Promise<VerifyReport> {
+  return (await verifyRemoteLogEntries(client, trust)).report;
+}
+
+/**
+ * `verifyRemoteLog`, also returning the entries it checked (parsed) when the report is ok — what a storage
+ * auditor reads the record-create commitments from, so that it relies on exactly the entries the witnessed
+ * checkpoint commits to. `entries` is empty when the report is not ok.
+ */
+export async function verifyRemoteLogEntries(client: LedgerClient, trust: TrustPolicy): Promise<{ report: VerifyReport; entries: AuditEvent[] }> {
+  const fail = (report: VerifyReport) => ({ report, entries: [] as AuditEvent[] });
   const base = { ok: false, size: 0, checkpoints: 1, latestCosigners: [] as string[] };
   let checkpoint: VerifiedCheckpoint;
   try {
     checkpoint = verifyCheckpointNote(await client.checkpoint(), trust.log);
   } catch (error) {
     if (error instanceof UnavailableError) throw error;
-    return { ...base, problem: `the served checkpoint: ${error instanceof MedShareError ? error.message : 'unreadable'}` };
+    return fail({ ...base, problem: `the served checkpoint: ${error instanceof MedShareError ? error.message : 'unreadable'}` });
   }
   const latestCosigners = cosignersOf(checkpoint.note, trust.witnesses ?? []);
   const report = { ...base, size: checkpoint.size, latestCosigners };
-  const { tree, fault } = await fetchTree(client, checkpoint.size);
-  if (fault !== undefined) return { ...report, firstBadIndex: fault.index, problem: fault.problem };
+  const { tree, fault, events } = await fetchTree(client, checkpoint.size);
+  if (fault !== undefined) return fail({ ...report, firstBadIndex: fault.index, problem: fault.problem });
   if (!tree.rootHash().equals(checkpoint.rootHash)) {
     const index = await firstMismatch(client, tree, checkpoint);
-    return { ...report, firstBadIndex: index, problem: `entry ${index} is not the one the signed checkpoint ${checkpoint.size} commits to` };
+    return fail({ ...report, firstBadIndex: index, problem: `entry ${index} is not the one the signed checkpoint ${checkpoint.size} commits to` });
   }
   for (const note of trust.external ?? []) {
     let earlier: VerifiedCheckpoint;
     try {
       earlier = verifyCheckpointNote(note, trust.log);
     } catch (error) {
-      return { ...report, problem: `external checkpoint: ${error instanceof MedShareError ? error.message : 'unreadable'}` };
+      return fail({ ...report, problem: `external checkpoint: ${error instanceof MedShareError ? error.message : 'unreadable'}` });
     }
     if (earlier.size > checkpoint.size) {
       const problem = `the log was cut back: a checkpoint of ${earlier.size} was seen, ${checkpoint.size} is served`;
-      return { ...report, firstBadIndex: checkpoint.size, problem };
+      return fail({ ...report, firstBadIndex: checkpoint.size, problem });
     }
     if (!tree.rootHash(earlier.size).equals(earlier.rootHash)) {
       const index = await firstMismatch(client, tree, earlier);
-      return { ...report, firstBadIndex: index, problem: `entry ${index} differs from the one an earlier checkpoint (${earlier.size}) committed to: a fork` };
+      return fail({ ...report, firstBadIndex: index, problem: `entry ${index} differs from the one an earlier checkpoint (${earlier.size}) committed to: a fork` });
     }
   }
   const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
   if (latestCosigners.length < quorum) {
-    return { ...report, problem: `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required` };
+    return fail({ ...report, problem: `the latest checkpoint has ${latestCosigners.length} valid witness cosignatures, ${quorum} required` });
   }
-  return { ...report, ok: true };
+  return { report: { ...report, ok: true }, entries: events };
 }
 
 /** Fetches and checks the inclusion bundles of `indices` (a patient's access log); throws IntegrityError on the first bad one. */

@@ -19,7 +19,7 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, HttpCosigner, ledgerRoutesPlugin, loadNoteSigner, parseVerifierKey, Witness, witnessPlugin,
+  AuditLog, CheckpointFile, defaultQuorum, HttpCosigner, ledgerRoutesPlugin, loadNoteSigner, parseVerifierKey, Witness, witnessPlugin,
   type CheckpointVerifier, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
@@ -169,7 +169,8 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     const listed = await ledgerKeys();
     if (listed.log !== log.vkey) throw new IntegrityError('the cloud now names another log key than the one pinned');
     if (!listed.witnesses.includes(key.verifier.vkey)) throw new IntegrityError(`the cloud's ledger does not count ${options.hospital}'s witness`);
-    return { log, witnesses: listed.witnesses.map(parseVerifierKey), quorum: listed.quorum };
+    // A cloud cannot lower the bar: at least a majority of the witnesses it lists, whatever quorum it names.
+    return { log, witnesses: listed.witnesses.map(parseVerifierKey), quorum: Math.max(listed.quorum, defaultQuorum(listed.witnesses.length)) };
   };
   // Learnt once per process (a failure is retried at the next upload).
   let receiptTrust: Promise<TrustPolicy> | undefined;

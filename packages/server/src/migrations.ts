@@ -78,6 +78,43 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    description: 'searchable index: sub-indexes per writer and epoch (key capsule, sealed state), rows, index epochs',
+    statements: [
+      `CREATE TABLE cloud_index_epochs (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        epoch integer NOT NULL,
+        PRIMARY KEY (patient, category))`,
+      `CREATE TABLE cloud_index_writers (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        category text NOT NULL,
+        source text NOT NULL,
+        key_epoch integer NOT NULL,
+        index_epoch integer NOT NULL,
+        key_capsule bytea NOT NULL,
+        state bytea NOT NULL,
+        version integer NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (patient, category, source, key_epoch, index_epoch))`,
+      `CREATE TABLE cloud_index_key_grants (
+        patient text NOT NULL,
+        category text NOT NULL,
+        source text NOT NULL,
+        key_epoch integer NOT NULL,
+        index_epoch integer NOT NULL,
+        capsule_id text NOT NULL REFERENCES cloud_emergency_capsules(capsule_id) ON DELETE CASCADE,
+        emergency_grant bytea NOT NULL,
+        PRIMARY KEY (patient, category, source, key_epoch, index_epoch),
+        FOREIGN KEY (patient, category, source, key_epoch, index_epoch) REFERENCES cloud_index_writers ON DELETE CASCADE)`,
+      `CREATE TABLE cloud_index_rows (
+        label bytea PRIMARY KEY,
+        patient text NOT NULL,
+        category text NOT NULL,
+        value bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 4,
     description: "hospitals a patient allows to write into her record (her home hospital at registration; the hospitals that already wrote)",
     statements: [
       `CREATE TABLE cloud_writers (
@@ -89,7 +126,7 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
     ],
   },
   {
-    version: 4,
+    version: 5,
     description: "keyed hashes of patients' business identifiers (the cloud holds no key to invert them); her consent to be found",
     statements: [
       'ALTER TABLE cloud_patients ADD COLUMN findable boolean NOT NULL DEFAULT false',
@@ -128,6 +165,15 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
+    description: 'each hospital\'s searchable-index secret (KEK-wrapped), from which its sub-index keys are derived',
+    statements: [
+      `CREATE TABLE gateway_index_secrets (
+        hospital text PRIMARY KEY,
+        secret bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 4,
     description: "FHIR resource versions the gateway wrote into each patient's record: which record holds each version (no clinical content)",
     statements: [
       `CREATE TABLE gateway_versions (

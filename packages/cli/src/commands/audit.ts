@@ -4,6 +4,8 @@
  *   proof   an inclusion proof bundle for one entry (JSON), verifiable offline with `check-proof`
  *   check-proof  verify such a bundle offline against pinned keys
  *   log     who accessed a patient's records, each line with its inclusion proof checked
+ *   storage challenge the cloud to prove it still holds every record the ledger says it accepted (proofs of
+ *           storage, docs/crypto.md); the auditor's SSO token is read from standard input
  *   anchor / anchored  put the latest checkpoint on the EVM chain / prove a checkpoint is there
  *           (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, and LEDGER_PRIVATE_KEY to write)
  * verify, proof and log read a running platform's public ledger routes with `--url` (e.g. http://host/ledger, no
@@ -19,6 +21,7 @@ import {
   verifyRemoteLog, type CheckpointVerifier, type InclusionBundle,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
+import { readSecrets } from '../secrets.ts';
 
 const DEFAULT_DATA_DIR = '.medshare/data';
 const PSEUDONYM = /^psn:[A-Za-z0-9_-]{16,86}$/;
@@ -181,6 +184,40 @@ export function registerAudit(program: Command): void {
       );
     }
     process.stdout.write(`${checked.length} entr${checked.length === 1 ? 'y' : 'ies'} for ${options.patient}\n`);
+  });
+
+  addTrustOptions(
+    audit
+      .command('storage')
+      .description("challenge the cloud to prove it holds every record the ledger committed (token on stdin)")
+      .requiredOption('--url <url>', "the platform's base URL (the cloud's /cloud/storage routes)")
+      .option('--ledger-url <url>', 'the public ledger routes (default: <url>/ledger)')
+      .option('--samples <n>', 'blocks to sample (default 460: 1 % of blocks lost is caught with probability >= 99 %)')
+      .option('--no-report', 'do not append the result to the ledger')
+      .option('--json', 'print the result as JSON'),
+  ).action(async (options: TrustOptions & { url: string; ledgerUrl?: string; samples?: string; report: boolean; json?: boolean }) => {
+    let base: URL;
+    try {
+      base = new URL(options.url);
+    } catch {
+      throw new UsageError(`--url: not a URL: ${options.url}`);
+    }
+    const samples = options.samples === undefined ? undefined : Number(options.samples);
+    if (samples !== undefined && (!Number.isSafeInteger(samples) || samples < 1)) throw new UsageError('--samples must be a positive integer');
+    const ledgerUrl = options.ledgerUrl ?? new URL('ledger', base.href.endsWith('/') ? base : new URL(`${base.href}/`)).href;
+    const [token] = await readSecrets(['auditor token']);
+    const { auditStorage, StorageAuditClient, verifiedInventory } = await import('@medshare/server');
+    const progress = (line: string) => process.stderr.write(`medshare: ${line}\n`);
+    const inventory = await verifiedInventory(remote({ url: ledgerUrl }), await remoteTrust({ ...options, url: ledgerUrl }));
+    progress(`the verified ledger commits ${inventory.length} record(s)`);
+    const result = await auditStorage(new StorageAuditClient(base, token!), inventory, { ...(samples === undefined ? {} : { samples }), report: options.report, progress });
+    if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      for (const f of result.failing) process.stdout.write(`FAILED ${f.hash} (${f.category})\n`);
+      process.stdout.write(`${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s) of ${result.hospitals} hospital(s), ${result.samples} block(s) sampled, ${result.failing.length} failing` +
+        `${result.ledgerEntries.length > 0 ? `; ledger entr${result.ledgerEntries.length === 1 ? 'y' : 'ies'} ${result.ledgerEntries.join(', ')}` : ''}\n`);
+    }
+    if (!result.ok) throw new IntegrityError(`storage audit failed: ${result.failing.length} record(s) could not be proven held`);
   });
 
   addTrustOptions(

@@ -1,12 +1,13 @@
 /**
- * `medshare demo` — the MedShare story end to end through the real HTTP services on 127.0.0.1: the platform
- * (trusted authority, two hospitals' identity services, the cloud, the hospital gateway; @medshare/server) runs
- * on embedded PGlite in a temporary data directory, and every actor uses the typed SDK over HTTP with MFA login
- * and SSO tokens. Upload, delegation, a read, a refusal, revocation, emergency access, the access log, and one
- * cross-hospital statistics query under threshold homomorphic encryption.
+ * `medshare demo` — the MedShare story end to end across separate processes on 127.0.0.1, one per trust domain:
+ * `medshare serve authority`, `serve cloud` and `serve hospital` for St Mary's and Riverside (deployment.ts), each
+ * with its own embedded PGlite and key-encryption key in a temporary directory; every actor uses the typed SDK over
+ * HTTP with MFA login and SSO tokens. Upload, delegation, a read, a refusal, revocation, emergency access, the access
+ * log, one cross-hospital statistics query under threshold homomorphic encryption, and at the end the attack the
+ * design is for: a copy of the cloud's database, every key-shaped value in it tried against every record.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,9 +15,10 @@ import type { Command } from 'commander';
 import { curve, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import {
-  agentPseudonym, cloudContents, createPlatform, formConsortium, GatewayClient, HospitalStatsClient, PatientClient, PlatformClient, StatsClient, StatsHospital,
-  type DoctorClient, type FhirResource, type StatsResource,
+  agentPseudonym, consortiumToJson, everyValue, formConsortium, GatewayClient, HospitalStatsClient, issuerOf, PatientClient, PlatformClient, StatsClient, StatsHospital,
+  tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
+import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../fixtures/synthea-sample.json', import.meta.url));
 const LAB_POLICY = '(role:doctor and dept:cardiology) or role:emergency';
@@ -24,7 +26,7 @@ const CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'];
 const HOSPITALS = ['st-marys', 'riverside'];
 
 interface DemoResource extends FhirResource {
-  code?: { coding?: Array<{ display?: string }> };
+  code?: { coding?: Array<{ system?: string; code?: string; display?: string }> };
   valueQuantity?: { value?: number; unit?: string };
   medicationCodeableConcept?: { coding?: Array<{ display?: string }> };
   name?: Array<{ given?: string[]; family?: string }>;
@@ -52,27 +54,37 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   };
 
   write('MedShare demo: cross-hospital sharing of one patient\'s records through a semi-trusted cloud.');
-  write('Real HTTP services on 127.0.0.1, embedded PostgreSQL (PGlite) in a temporary directory, MFA logins and SSO tokens,');
-  write('real cryptography (FAME CP-ABE and proxy re-encryption on BLS12-381, AES-256-GCM).\n');
-  const dataDir = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
-  const db = await openDatabase({ dataDir });
+  write('Real HTTP services on 127.0.0.1, one process per trust domain, each with its own embedded PostgreSQL (PGlite) and');
+  write('key-encryption key in a temporary directory; MFA logins and SSO tokens; real cryptography (FAME CP-ABE and proxy');
+  write('re-encryption on BLS12-381, AES-256-GCM).\n');
+  const root = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
   const adminTokens = Object.fromEntries(HOSPITALS.map((hospital) => [hospital, randomBytes(24).toString('base64url')]));
   // The statistics consortium of the two hospitals: a threshold key by distributed key generation (2 of 2 decrypt).
   await curve.initCurve();
   const { consortium, secrets } = formConsortium(HOSPITALS, 2);
-  // The demo keeps nothing: a key-encryption key in memory only.
-  const platform = await createPlatform({ db, hospitals: HOSPITALS, adminTokens, kek: randomKeyEncryptionKey(), statsConsortium: consortium });
+  const consortiumFile = join(root, 'consortium.json');
+  await writeFile(consortiumFile, JSON.stringify(consortiumToJson(consortium)));
+  write('Starting authority, cloud, st-marys and riverside (medshare serve …) …');
+  const deployment = await startLocalDeployment({
+    root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-consortium', consortiumFile, '--stats-budget', `${STATS_QUERY.querySet}=1`],
+  });
+  // The hospitals' statistics agents run here, on a database of their own (not the hospital processes': see docs/platform.md).
+  const agentsDb = await openDatabase();
   try {
-    const { urls } = platform;
+    const { urls } = deployment;
     const base = urls.cloud;
     const client = new PlatformClient(urls);
+    write(table(['process', 'pid', 'url', 'holds'], [...deployment.services.values()].map((s) => [
+      s.kind === 'hospital' ? `hospital ${s.name}` : s.name, String(s.child.pid), s.url.href, HOLDINGS[s.kind],
+    ])));
+    write('');
     const names = new Map<string, string>();
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
       // SMART scopes: the patient reads her own records, staff read as users.
       const scopes = attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'];
       const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes });
-      names.set(agentPseudonym(platform.issuers.get(hospital)!, enrolment.userId), display);
+      names.set(agentPseudonym(issuerOf(hospital), enrolment.userId), display);
       return { password, totpSecret: enrolment.totpSecret };
     };
     const reader = async (username: string, attributes: string[], display: string): Promise<DoctorClient> => {
@@ -107,11 +119,8 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       await gateway.enrol(person?.id ?? '', patient.key.patientId);
       const result = await gateway.upload(bundle);
       const retry = await gateway.upload(bundle);
-      const stored = (await cloudContents(db)).toString('latin1');
-      const family = person?.name?.[0]?.family;
-      const leaked = resources.filter((r) => stored.includes(JSON.stringify(r).slice(0, 40)) || (family !== undefined && stored.includes(family)));
       const byCategory = CATEGORIES.map((c) => `${c} ${result.byCategory[c] ?? 0}`).join(', ');
-      return `${result.stored} ciphertexts (${byCategory}); a retry stored ${retry.stored}; plaintext found in the cloud's store: ${leaked.length === 0 ? 'none' : leaked.length}`;
+      return `${result.stored} ciphertexts (${byCategory}), ${result.receipts.length} ledger receipts cosigned by both hospitals' witnesses; a retry stored ${retry.stored}`;
     });
     await step(4, 'patient', `The patient delegates 'lab' to ${LAB_POLICY}, and pre-approves emergency access`, async () => {
       const abeKey = await client.abePublicKey();
@@ -124,7 +133,13 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       const sample = records.find((r) => r.valueQuantity);
       return `read ${records.length} lab records, e.g. ${sample?.code?.coding?.[0]?.display} ${sample?.valueQuantity?.value} ${sample?.valueQuantity?.unit ?? ''}`.trim();
     };
-    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results', () => readLab(chen));
+    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results, then searches them on the encrypted index', async () => {
+      const read = await readLab(chen);
+      const coding = resources.filter((r) => r.resourceType === 'Observation').map((r) => (r as DemoResource).code?.coding?.[0]).find((c) => c?.system === 'http://loinc.org' && c.code !== undefined);
+      if (coding === undefined) return read;
+      const { bundle: found } = await chen.searchFhir(patient.key.patientId, 'Observation', `code=${coding.system}|${coding.code}`);
+      return `${read}; code=${coding.system}|${coding.code} (${coding.display}) found ${String(found.total)} without the cloud learning the code`;
+    });
     await step(6, 'Dr Patel, dermatology, Riverside', 'Dr Patel (dermatology, Riverside Hospital) tries the same', () => readLab(patel));
     await step(7, 'patient', "The patient revokes the 'lab' delegation: the cloud deletes the key", async () => {
       await patient.revoke(labDelegation);
@@ -149,12 +164,11 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       const kek = randomKeyEncryptionKey();
       const agents = new Map<string, HospitalStatsClient>();
       for (const hospital of HOSPITALS) {
-        await StatsHospital.enrol(db, kek, hospital, consortium, secrets.get(hospital)!);
-        const agent = await StatsHospital.open(db, kek, hospital, consortium);
+        await StatsHospital.enrol(agentsDb, kek, hospital, consortium, secrets.get(hospital)!);
+        const agent = await StatsHospital.open(agentsDb, kek, hospital, consortium);
         await agent.setBudget(STATS_QUERY.querySet, 1);
         agents.set(hospital, new HospitalStatsClient(base, agent));
       }
-      await platform.stats!.setBudget(STATS_QUERY.querySet, 1);
       const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
       researcher = new StatsClient(base, (await client.login('riverside', 'researcher', password, totpSecret)).token);
       const { queryId } = await researcher.submit(STATS_QUERY);
@@ -168,6 +182,23 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       await researcher.submit(STATS_QUERY);
       return 'accepted (it should not have been)';
     });
+    await step(14, 'an attacker', "Someone copies the cloud's database (its PGlite directory) and tries every key-shaped value in it against every record", async () => {
+      await deployment.stop();
+      const copy = join(root, 'cloud-copy');
+      await cp(join(deployment.services.get('cloud')!.dataDir, 'db'), copy, { recursive: true });
+      const db = await openDatabase({ dataDir: copy });
+      try {
+        const values = await everyValue(db);
+        const text = Buffer.concat(values).toString('latin1');
+        const family = person?.name?.[0]?.family;
+        const leaked = resources.filter((r) => text.includes(JSON.stringify(r).slice(0, 40)) || text.includes(r.id ?? '\u0000') || (family !== undefined && text.includes(family)));
+        const scan = await tryEveryKey(values, 'role:doctor, dept:cardiology, role:emergency');
+        const c = scan.candidates;
+        return `plaintext or FHIR ids found: ${leaked.length === 0 ? 'none' : leaked.length}; key-shaped values: ${c.masterKeys} ABE master keys, ${c.userKeys} ABE user keys, ${c.patientKeys} patient keys, ${c.scalars} 32-byte scalars; records decrypted with them: ${scan.decrypted} of ${scan.records}`;
+      } finally {
+        await db.close();
+      }
+    });
     write('\nAccess log (what the patient sees):');
     write(table(['actor', 'action', 'category', 'outcome', 'reason'], log.map((e) => [names.get(e.actor) ?? e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));
     write('\nCross-hospital statistics (noisy totals; no hospital, and not the cloud, saw another hospital\'s counts):');
@@ -176,9 +207,9 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
   } finally {
-    await platform.close();
-    await db.close();
-    await rm(dataDir, { recursive: true, force: true });
+    await deployment.stop();
+    await agentsDb.close();
+    await rm(root, { recursive: true, force: true });
   }
 }
 

@@ -75,6 +75,8 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
         ['policy', abe.openHeader(header.rk2).policy],
       ];
     }
+    case ObjectType.SseWriterState:
+      return [['searchable-index writer state', `${bytes.length} bytes, sealed under the writer's index key`]];
   }
 }
 

@@ -17,11 +17,11 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { abe } from '@medshare/crypto';
+import { abe, curve } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
-  listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
+  consortiumFromJson, listen, parseDeploymentConfig, type Consortium, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
 } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -47,6 +47,8 @@ interface CloudOptions extends CommonOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
+  statsConsortium?: string;
+  statsBudget?: string[];
 }
 
 interface RelyingPartyOptions {
@@ -199,16 +201,41 @@ async function serveAuthority(options: CommonOptions): Promise<void> {
   });
 }
 
+/** The statistics consortium of --stats-consortium (its public JSON) and the budgets of --stats-budget SET=EPSILON. */
+async function statsOf(options: CloudOptions): Promise<{ consortium?: Consortium; budgets: Array<[string, number]> }> {
+  const budgets = (options.statsBudget ?? []).map((entry): [string, number] => {
+    const match = /^([A-Za-z0-9_.-]{1,64})=([0-9]+(?:\.[0-9]+)?)$/.exec(entry);
+    if (!match) throw new UsageError(`--stats-budget takes querySet=epsilon: ${entry}`);
+    return [match[1]!, Number(match[2])];
+  });
+  if (options.statsConsortium === undefined) {
+    if (budgets.length > 0) throw new UsageError('--stats-budget needs --stats-consortium');
+    return { budgets };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(options.statsConsortium, 'utf8'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
+    throw new UsageError(`${options.statsConsortium} is not JSON`);
+  }
+  // The consortium's threshold key is decoded on the curve.
+  await curve.initCurve();
+  return { consortium: consortiumFromJson(json), budgets };
+}
+
 async function serveCloud(options: CloudOptions): Promise<void> {
   const port = integer(options.port, 'a port', 0, 65535);
   const emergencyPolicy = emergencyPolicyOf(options);
+  const stats = await statsOf(options);
   const config = await deployment(options);
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
-    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'),
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), ...(stats.consortium ? { statsConsortium: stats.consortium } : {}),
   });
+  for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
     await service.close();
@@ -307,6 +334,12 @@ function cloudOptions(command: Command): Command {
     .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)');
 }
 
+function statsOptions(command: Command): Command {
+  return command
+    .option('--stats-consortium <file>', 'the statistics consortium (public JSON: threshold key, members, verify keys): serve /stats')
+    .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-consortium)');
+}
+
 function webAuthn(command: Command): Command {
   return command
     .option('--rp-id <id>', 'WebAuthn relying-party id (default: the --origin host, else localhost)')
@@ -318,7 +351,7 @@ export function registerServe(program: Command): void {
   const serve = program.command('serve').description('run MedShare services until SIGINT/SIGTERM (one per trust domain); DATABASE_URL selects PostgreSQL');
   common(serve.command('authority').description('the trusted authority: CP-ABE setup and key issuance to authenticated users'), 'medshare-authority')
     .action(serveAuthority);
-  cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud'))
+  statsOptions(cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')))
     .action(serveCloud);
   webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway and ledger witness (administrator token on stdin)"), 'medshare-hospital'))
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')

@@ -38,6 +38,8 @@ export enum ObjectType {
   ConvertedCiphertext = 9,
   EmergencyCapsule = 10,
   EmergencyGrant = 11,
+  /** A searchable-index writer's keyword counters, sealed under its index key (sse/state.ts). */
+  SseWriterState = 12,
 }
 
 export enum SchemeId {
@@ -45,6 +47,8 @@ export enum SchemeId {
   Fame = 1,
   /** MedShare's public-key → CP-ABE proxy re-encryption over FAME. */
   PreToFame = 2,
+  /** Chamani et al.'s Mitra dynamic SSE (CCS 2018), with per-writer sub-indexes (sse/). */
+  Mitra = 3,
 }
 
 export enum CurveId {
@@ -69,6 +73,7 @@ export const FORMAT_VERSIONS: Record<ObjectType, number> = {
   [ObjectType.ConvertedCiphertext]: 2,
   [ObjectType.EmergencyCapsule]: 2,
   [ObjectType.EmergencyGrant]: 2,
+  [ObjectType.SseWriterState]: 1,
 };
 
 /** How to replace a version-1 object of a type whose format changed (shown in the UnsupportedError). */
@@ -98,6 +103,7 @@ const TYPE_NAMES: Record<ObjectType, string> = {
   [ObjectType.ConvertedCiphertext]: 'CONVERTED CIPHERTEXT',
   [ObjectType.EmergencyCapsule]: 'EMERGENCY CAPSULE',
   [ObjectType.EmergencyGrant]: 'EMERGENCY GRANT',
+  [ObjectType.SseWriterState]: 'SSE WRITER STATE',
 };
 
 /** `a name` or `an name`, for messages. */

@@ -5,7 +5,9 @@
  *   PUT    /patients/:patient                      (patient) { publicKeys }        register her signed key bundle
  *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
  *   POST   /patients/:patient/read                 (reader) { category, recordIds? } converted ciphertexts
- *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason } converted ciphertexts
+ *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason, recordIds? } converted ciphertexts
+ *   POST   /patients/:patient/search/indexes       (reader) { category, reason? } sub-index keys (converted) and states
+ *   POST   /patients/:patient/search               (reader) { category, labels, reason? } the index values of labels
  *   POST   /patients/:patient/delegations          (patient) { reencryptionKey, emergency? }
  *   GET    /patients/:patient/delegations          (patient)
  *   DELETE /patients/:patient/delegations/:id      (patient) revoke
@@ -17,7 +19,8 @@
  *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
  *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
  *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle and the platform emergency policy
- *   POST   /patients/:patient/uploads              (gateway) { records, capsules } ciphertexts of one upload, atomically
+ *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
+ *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
  *   POST   /receipts                               (gateway) { entries } inclusion bundles of ledger entries, witnessed
  *   GET    /patients/:patient/writable             (gateway) 204 if the token's hospital may write for her, else 403
  *   POST   /patients/:patient/identifiers          (gateway) { digests } keyed hashes of her business identifiers
@@ -32,6 +35,8 @@ import type { TokenVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
+import { decodeIndexWrites, encodeWriterStates, INDEX_WRITES_SCHEMA, type IndexWireWrite } from './index-wire.ts';
+import { MAX_SEARCH_LABELS } from './search-store.ts';
 import type { NewCapsule, NewRecord } from './store.ts';
 import type { CloudService } from './service.ts';
 
@@ -47,6 +52,7 @@ const CATEGORY = { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,63}$' };
 const RECORD_ID = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' };
 const patientParams = { type: 'object', required: ['patient'], properties: { patient: { type: 'string', maxLength: 100 } } };
 const SMALL_BODY = 256 * 1024;
+const REASON = { type: 'string', minLength: 1, maxLength: 500 };
 /** A gateway upload: a 32 MiB FHIR bundle becomes ~45 MB of base64 ciphertexts plus grants. */
 export const CLOUD_UPLOAD_BODY_LIMIT = 96 * 1024 * 1024;
 const MAX_UPLOAD_RECORDS = 20_000;
@@ -62,6 +68,8 @@ const uploadBody = {
         properties: {
           recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
           emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
+          // Proof-of-storage tags (48 bytes per 992-byte block) and the hospital's public key (storage-audit/).
+          storage: { type: 'object', required: ['publicKey', 'tags'], additionalProperties: false, properties: { publicKey: B64(256), tags: B64(4 * 1024 * 1024) } },
         },
       },
     },
@@ -72,12 +80,14 @@ const uploadBody = {
         properties: { capsuleId: HEX_ID, category: CATEGORY, policy: { type: 'string', minLength: 1, maxLength: 4096 }, capsule: B64(256 * 1024) },
       },
     },
+    index: INDEX_WRITES_SCHEMA,
   },
 };
 
 interface UploadBody {
-  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string } }>;
+  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string }; storage?: { publicKey: string; tags: string } }>;
   capsules: Array<{ capsuleId: string; category: string; policy: string; capsule: string }>;
+  index?: IndexWireWrite[];
 }
 
 const decode = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, 'base64'));
@@ -127,17 +137,47 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
   });
 
-  app.post<{ Params: { patient: string }; Body: { category: string; reason: string } }>('/patients/:patient/emergency-read', {
+  app.post<{ Params: { patient: string }; Body: { category: string; reason: string; recordIds?: string[] } }>('/patients/:patient/emergency-read', {
     bodyLimit: SMALL_BODY,
     schema: {
       params: patientParams,
-      body: { type: 'object', required: ['category', 'reason'], additionalProperties: false, properties: { category: CATEGORY, reason: { type: 'string', minLength: 1, maxLength: 500 } } },
+      body: {
+        type: 'object', required: ['category', 'reason'], additionalProperties: false,
+        properties: { category: CATEGORY, reason: REASON, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } },
+      },
     },
   }, async (request) => {
     const who = await caller(request);
     requireRecordScope(who, request.body.category, 'r', categories);
-    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason });
+    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason, recordIds: request.body.recordIds });
     return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+  });
+
+  // Searchable index (docs/platform.md § Search): the reader's sub-index keys (converted) and states, then label lookups.
+  app.post<{ Params: { patient: string }; Body: { category: string; reason?: string } }>('/patients/:patient/search/indexes', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, reason: REASON } } },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRecordScope(who, request.body.category, 's', categories);
+    const subs = await cloud.searchIndexes(who, patientParam(request.params.patient), request.body.category, request.body.reason);
+    return { subIndexes: subs.map((s) => ({ ...s, keyCapsule: encode(s.keyCapsule), state: encode(s.state) })) };
+  });
+
+  app.post<{ Params: { patient: string }; Body: { category: string; labels: string[]; reason?: string } }>('/patients/:patient/search', {
+    bodyLimit: 8 * 1024 * 1024,
+    schema: {
+      params: patientParams,
+      body: {
+        type: 'object', required: ['category', 'labels'], additionalProperties: false,
+        properties: { category: CATEGORY, reason: REASON, labels: { type: 'array', maxItems: MAX_SEARCH_LABELS, items: { type: 'string', minLength: 24, maxLength: 24, pattern: BASE64 } } },
+      },
+    },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRecordScope(who, request.body.category, 's', categories);
+    const values = await cloud.searchRows(who, patientParam(request.params.patient), request.body.category, request.body.labels.map(decode), request.body.reason);
+    return { values: values.map((v) => (v === undefined ? null : encode(v))) };
   });
 
   app.post<{ Params: { patient: string }; Body: { reencryptionKey: string; emergency?: boolean } }>('/patients/:patient/delegations', {
@@ -223,10 +263,20 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     const records = request.body.records.map((r): NewRecord => ({
       recordId: r.recordId, category: r.category, ciphertext: decode(r.ciphertext),
       ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
+      ...(r.storage ? { storage: { publicKey: decode(r.storage.publicKey), tags: decode(r.storage.tags) } } : {}),
     }));
     const capsules = request.body.capsules.map((c): NewCapsule => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: decode(c.capsule) }));
-    const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules);
+    const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules, decodeIndexWrites(request.body.index ?? []));
     return reply.status(stored > 0 ? 201 : 200).send({ stored, ledgerEntries });
+  });
+
+  app.post<{ Params: { patient: string }; Body: { categories: string[] } }>('/patients/:patient/index-states', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['categories'], additionalProperties: false, properties: { categories: { type: 'array', maxItems: 256, uniqueItems: true, items: CATEGORY } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    return { states: encodeWriterStates(await cloud.indexStates(who, patientParam(request.params.patient), request.body.categories)) };
   });
 
   app.post<{ Body: { entries: number[] } }>('/receipts', {

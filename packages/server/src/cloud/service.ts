@@ -13,12 +13,14 @@
  * the patient has opted out of those.
  */
 import { createHash } from 'node:crypto';
-import { abe, AccessDeniedError, ConflictError, formatVersion, MalformedInputError, ObjectType, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededError, MalformedInputError, ObjectType, pre, sse } from '@medshare/crypto';
 import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { isRecordOf } from '../record-id.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
+import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
+import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
 import type { AccessEntry, CloudStore, DelegationRow, EmergencyRecord, NewCapsule, NewRecord, RecordMeta, StoredPolicy } from './store.ts';
 
 /** A converted record, ready for the reader's `pre.createReader(key).decrypt`. */
@@ -45,6 +47,8 @@ export interface UploadOutcome {
 export interface CloudOptions {
   /** The platform's emergency policy; hospitals' emergency grants must be made under it. None: no platform emergency access. */
   readonly emergencyPolicy?: string;
+  /** Storage auditing: checks and keeps uploaded records' proof-of-storage tags (none: tags are refused). */
+  readonly storage?: StorageAuditCloud;
 }
 
 /** What a patient sees of platform emergency access to her records. */
@@ -55,6 +59,25 @@ export interface PlatformEmergencyStatus {
   allowed: boolean;
   /** How many of her records hospitals have granted under it. */
   grantedRecords: number;
+}
+
+/** A gateway's own sub-index of one category at the current epochs (state absent: not written yet, version 0). */
+export interface WriterIndexState {
+  category: string;
+  keyEpoch: number;
+  indexEpoch: number;
+  version: number;
+  state?: Uint8Array;
+}
+
+/** A sub-index as a reader receives it: the index key's capsule converted for the reader, and the sealed state. */
+export interface ReaderSubIndex {
+  source: string;
+  keyEpoch: number;
+  indexEpoch: number;
+  keyCapsule: Uint8Array;
+  state: Uint8Array;
+  version: number;
 }
 
 /** Where an authorised read takes its conversion keys from. */
@@ -123,6 +146,8 @@ export class CloudService {
   private readonly decodedCapsules = new Map<string, pre.EmergencyCapsuleInfo>();
   /** Compiled policies by their text: every read checks the reader against the patient's delegation policies. */
   private readonly policyChecks = new Map<string, ReturnType<typeof abe.policyCheck>>();
+  /** The key epoch of each delegation by id (a delegation's key never changes; revocation deletes the row). */
+  private readonly delegationEpochs = new Map<string, number>();
 
   /**
    * `converter` converts in this thread or in worker threads (conversion-pool.ts); either caches decoded keys by
@@ -192,17 +217,29 @@ export class CloudService {
    * Stores a hospital gateway's records of one patient atomically and idempotently, then appends `record-create`
    * entries naming the new records by ciphertext hash (≤ 64 a entry) and shows the upload in the patient's access
    * log. Returns how many records were new and the ledger entries (the gateway asks for their receipts). Records
-   * may carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy.
+   * may carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy,
+   * and searchable-index writes (`index`, stored in the same transaction; ConflictError when a sub-index moved).
    */
-  async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<UploadOutcome> {
+  async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
     await this.requireWriter(patient, uploader.token.hospital);
     this.checkEmergencyGrants(patient, records, capsules);
     const foreign = records.find((r) => !isRecordOf(r.recordId, uploader.token.hospital));
     if (foreign !== undefined) throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules);
+    const recordCategories = new Map(records.map((r) => [r.recordId, r.category]));
+    for (const write of index) checkIndexWrite(patient, write, recordCategories);
+    const storage = this.options.storage;
+    if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
+    const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, async (tx, record) => {
+      const checked = tags.get(record.recordId);
+      if (checked !== undefined) await storage!.storeTags(tx, record.recordId, checked);
+    });
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
-    const touched = added.map((r) => ({ hash: sha256Name(r.ciphertext), category: r.category }));
+    const touched = added.map((r) => {
+      const commitment = tags.get(r.recordId)?.commitment;
+      return { hash: sha256Name(r.ciphertext), category: r.category, ...(commitment === undefined ? {} : { storage: commitment }) };
+    });
     const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
     const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
     return { stored: added.length, ledgerEntries };
@@ -336,6 +373,8 @@ export class CloudService {
     const removed = await this.store.deleteDelegation(patient, delegationId);
     this.converter.forget(delegationId);
     if (removed === undefined) throw new NotFoundError('no such delegation');
+    // New index entries go to sub-indexes under fresh keys, which the revoked delegation never converted.
+    await this.store.search.advanceIndexEpoch(patient, removed.category);
     await this.audit(caller, patient, 'revoke', removed.category, 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(removed.reencryptionKey) });
   }
 
@@ -346,20 +385,7 @@ export class CloudService {
    */
   async read(caller: Caller, patient: string, category: string, options: { recordIds?: readonly string[]; reason?: string } = {}): Promise<ConvertedRecord[]> {
     const emergency = options.reason !== undefined;
-    if (emergency) {
-      if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
-      if (options.reason!.trim().length === 0 || options.reason!.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
-    }
-    const found = await this.store.readableDelegations(patient, category);
-    if (found === undefined) throw new NotFoundError('no such patient');
-    const event: Parameters<CloudService['audit']>[7] = emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' };
-    let source: ReadSource;
-    try {
-      source = this.readSource(caller, found.delegations, category, emergency, found.platformEmergency);
-    } catch (error) {
-      await this.audit(caller, patient, emergency ? 'emergency read' : 'read', category, 'minor-failure', 0, options.reason ?? null, event);
-      throw error;
-    }
+    const { source, event } = await this.authoriseRead(caller, patient, category, options.reason, emergency ? 'emergency read' : 'read');
     let converted: Array<ConvertedRecord & { stored: Uint8Array }>;
     if (source.kind === 'delegation') {
       const stored = await this.store.ciphertexts(patient, category, options.recordIds);
@@ -374,6 +400,80 @@ export class CloudService {
     await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
       converted.map((r) => ({ hash: sha256Name(r.stored), category })));
     return converted.map(({ recordId, ciphertext }) => ({ recordId, ciphertext }));
+  }
+
+  /**
+   * Where a read (or a search) of `category` takes its keys from, refused (and audited as refused) when the
+   * caller's attributes satisfy no delegation; `reason` makes it an emergency access.
+   */
+  private async authoriseRead(caller: Caller, patient: string, category: string, reason: string | undefined, action: string): Promise<{ source: ReadSource; event: Parameters<CloudService['audit']>[7] }> {
+    const emergency = reason !== undefined;
+    if (emergency) {
+      if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
+      if (reason.trim().length === 0 || reason.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
+    }
+    const found = await this.store.readableDelegations(patient, category);
+    if (found === undefined) throw new NotFoundError('no such patient');
+    const event: Parameters<CloudService['audit']>[7] = emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' };
+    try {
+      return { source: this.readSource(caller, found.delegations, category, emergency, found.platformEmergency), event };
+    } catch (error) {
+      await this.audit(caller, patient, action, category, 'minor-failure', 0, reason ?? null, event);
+      throw error;
+    }
+  }
+
+  // ---- searchable index (search-store.ts, docs/platform.md § Search) ----------------------------------------
+
+  /**
+   * A gateway's view of its own sub-indexes of `categories` for one patient: the current index epoch and, if the
+   * hospital has written to the sub-index of the current key and index epochs, its sealed state and version.
+   */
+  async indexStates(caller: Caller, patient: string, categories: readonly string[]): Promise<WriterIndexState[]> {
+    if (caller.role !== 'gateway') throw new AccessDeniedError('only a hospital gateway writes to the index');
+    const keys = await this.publicKeys(patient);
+    return Promise.all(categories.map(async (category): Promise<WriterIndexState> => {
+      const keyEpoch = keys.categories.find((k) => k.category === category)?.epoch;
+      if (keyEpoch === undefined) throw new MalformedInputError(`the patient has no key for category '${category}'`);
+      const indexEpoch = await this.store.search.indexEpoch(patient, category);
+      const mine = await this.store.search.subIndex(patient, category, caller.token.hospital, keyEpoch, indexEpoch);
+      return { category, keyEpoch, indexEpoch, ...(mine === undefined ? { version: 0 } : { version: mine.version, state: mine.state }) };
+    }));
+  }
+
+  /**
+   * A reader's entry to searching `category`: every sub-index (writer, key epoch, index epoch) whose key it may
+   * have — the key capsule converted for it exactly as a record would be (one conversion each), with the sealed
+   * state. For a platform emergency search, only sub-indexes whose key the writer granted. Audited as a search.
+   */
+  async searchIndexes(caller: Caller, patient: string, category: string, reason?: string): Promise<ReaderSubIndex[]> {
+    const action = reason === undefined ? 'search' : 'emergency search';
+    const { source, event } = await this.authoriseRead(caller, patient, category, reason, action);
+    const subs = await this.store.search.subIndexes(patient, category);
+    let keys: Uint8Array[];
+    let usable: typeof subs;
+    if (source.kind === 'delegation') {
+      // A delegation converts the key epoch it was made for; sub-indexes of other epochs need their own delegation.
+      const epoch = cached(this.delegationEpochs, source.delegation.delegationId, () => pre.decodeReEncryptionKey(source.delegation.reencryptionKey).epoch);
+      usable = subs.filter((s) => s.keyEpoch === epoch);
+      keys = await this.converter.convert(source.delegation, usable.map((s) => s.keyCapsule));
+    } else {
+      usable = subs.filter((s) => s.emergency !== undefined);
+      keys = usable.map((s) => pre.convert(pre.emergencyGrantKey(cached(this.decodedCapsules, s.emergency!.capsuleId, () => pre.decodeEmergencyCapsule(s.emergency!.capsule)), s.emergency!.grant), s.keyCapsule));
+    }
+    await this.audit(caller, patient, source.kind === 'platform' ? `${action} (platform policy)` : action, category, 'success', 0, reason ?? null, event);
+    return usable.map((s, i) => ({ source: s.source, keyEpoch: s.keyEpoch, indexEpoch: s.indexEpoch, keyCapsule: keys[i]!, state: s.state, version: s.version }));
+  }
+
+  /**
+   * The stored values of `labels` (a search token) in a patient's category, for a reader authorised as for
+   * `searchIndexes`: one indexed lookup per label, so the cost follows the entries searched, not the records held.
+   */
+  async searchRows(caller: Caller, patient: string, category: string, labels: readonly Uint8Array[], reason?: string): Promise<Array<Uint8Array | undefined>> {
+    if (labels.length > MAX_SEARCH_LABELS) throw new LimitExceededError(`a search sends at most ${MAX_SEARCH_LABELS} labels`);
+    if (labels.some((l) => l.length !== sse.LABEL_BYTES)) throw new MalformedInputError(`a search label is ${sse.LABEL_BYTES} bytes`);
+    await this.authoriseRead(caller, patient, category, reason, reason === undefined ? 'search' : 'emergency search');
+    return this.store.search.lookup(patient, category, labels);
   }
 
   /** The patient's access log: every grant, revocation, access and emergency access about her. */

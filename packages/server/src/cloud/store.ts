@@ -4,7 +4,9 @@
  * Uploads of many records are one transaction and `ON CONFLICT DO NOTHING` on the record id, so a retried upload
  * neither duplicates nor half-applies.
  */
-import type { Database } from '@medshare/db';
+import type { Database, Queryable } from '@medshare/db';
+import type { RecordStorageTags } from '../storage-audit/tagger.ts';
+import { SearchStore, type IndexWrite } from './search-store.ts';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
 export interface RecordMeta {
@@ -22,6 +24,8 @@ export interface NewRecord {
   category: string;
   ciphertext: Uint8Array;
   emergency?: { capsuleId: string; grant: Uint8Array };
+  /** The record's proof-of-storage tags and its hospital's public key (storage-audit/), when the gateway tags. */
+  storage?: RecordStorageTags;
 }
 
 /** A platform emergency capsule as uploaded by a hospital (its public part). */
@@ -106,7 +110,12 @@ export class CloudStore {
   private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
   private accessFlush: Promise<void> | undefined;
 
-  constructor(readonly db: Database) {}
+  /** The searchable index's tables (search-store.ts). */
+  readonly search: SearchStore;
+
+  constructor(readonly db: Database) {
+    this.search = new SearchStore(db);
+  }
 
   /**
    * Registers a patient's key bundle and allows her home hospital (where she registered) to write into her record,
@@ -203,9 +212,14 @@ export class CloudStore {
    * Stores records in one transaction; returns those that were new (retries insert nothing). Grants are stored
    * for new records only, and a capsule only when one of its grants is, so a retry leaves no orphan capsule.
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
-   * first is seen, and one that commits later deletes what this stored).
+   * first is seen, and one that commits later deletes what this stored). Searchable-index writes of the same
+   * upload commit with it or not at all (SearchStore.write: ConflictError on a concurrent write of a sub-index).
+   * `onAdded` runs inside the transaction for each new record (the storage audit stores its tags there).
    */
-  async addRecords(patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = []): Promise<NewRecord[]> {
+  async addRecords(
+    patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = [],
+    onAdded?: (tx: Queryable, record: NewRecord) => Promise<void>,
+  ): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
       const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
@@ -217,7 +231,10 @@ export class CloudStore {
            ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
           [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext],
         );
-        if (result.rows.length > 0) added.push(record);
+        if (result.rows.length > 0) {
+          added.push(record);
+          await onAdded?.(tx, record);
+        }
         if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
         const { capsuleId, grant } = record.emergency;
         if (!storedCapsules.has(capsuleId)) {
@@ -230,6 +247,7 @@ export class CloudStore {
         }
         await tx.query('INSERT INTO cloud_emergency_grants (record_id, capsule_id, emergency_grant) VALUES ($1, $2, $3)', [record.recordId, capsuleId, grant]);
       }
+      if (index.length > 0) await this.search.write(tx, patient, source, index, new Set(added.map((r) => r.recordId)), storedCapsules);
       return added;
     });
   }

@@ -2,11 +2,14 @@
  * What a hospital gateway needs from the cloud, as an interface: in production an HTTP client of the cloud's
  * gateway routes (`HttpCloudApi`), authenticated with the hospital's own `role:gateway` token, so the gateway
  * can run in the hospital's domain and the cloud in another. What crosses is what the cloud may hold anyway:
- * pseudonyms, record ids (hashes), categories, ciphertexts, emergency capsules and grants — never FHIR or FHIR ids.
+ * pseudonyms, record ids (hashes), categories, ciphertexts, emergency capsules and grants, searchable-index rows and
+ * sealed states — never FHIR, FHIR ids or index keywords.
  */
 import { pre } from '@medshare/crypto';
 import type { InclusionBundle } from '@medshare/ledger';
-import type { ConvertedRecord, UploadOutcome } from '../cloud/service.ts';
+import { decodeWriterStates, encodeIndexWrites } from '../cloud/index-wire.ts';
+import type { IndexWrite } from '../cloud/search-store.ts';
+import type { ConvertedRecord, UploadOutcome, WriterIndexState } from '../cloud/service.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { callJson } from '../http-client.ts';
 
@@ -21,8 +24,13 @@ export interface PatientKeys {
 export interface CloudApi {
   /** The patient's signed public keys (NotFoundError when she is not registered). */
   patientKeys(token: string, patient: string): Promise<PatientKeys>;
-  /** Stores one upload atomically and idempotently; returns how many records were new and the ledger entries recording them. */
-  upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): Promise<UploadOutcome>;
+  /**
+   * Stores one upload atomically and idempotently, with its searchable-index writes; returns how many records were new
+   * and the ledger entries recording them. ConflictError when an index write lost a race (fetch the states again).
+   */
+  upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index?: readonly IndexWrite[]): Promise<UploadOutcome>;
+  /** The gateway's own sub-indexes of `categories` for the patient, at the current epochs. */
+  indexStates(token: string, patient: string, categories: readonly string[]): Promise<WriterIndexState[]>;
   /** Inclusion bundles of ledger entries against a witnessed checkpoint (UnavailableError when none comes in time). */
   receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]>;
   /** Converted records of one category for the token's holder. */
@@ -63,16 +71,23 @@ export class HttpCloudApi implements CloudApi {
     return { keys: pre.decodePublicKeys(unb64(answer.publicKeys)), emergencyPolicy: answer.emergencyPolicy ?? undefined };
   }
 
-  async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[]): Promise<UploadOutcome> {
+  async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
     const body = {
+      ...(index.length > 0 ? { index: encodeIndexWrites(index) } : {}),
       records: records.map((r) => ({
         recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
         ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
+        ...(r.storage ? { storage: { publicKey: b64(r.storage.publicKey), tags: b64(r.storage.tags) } } : {}),
       })),
       capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
     };
     // Record ids are deterministic and stored ON CONFLICT DO NOTHING: a repeated upload stores nothing twice.
     return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { token, body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
+  }
+
+  async indexStates(token: string, patient: string, categories: readonly string[]): Promise<WriterIndexState[]> {
+    const answer = await callJson<{ states: Parameters<typeof decodeWriterStates>[0] }>(this.base, 'POST', this.path(patient, '/index-states'), { token, body: { categories }, idempotent: true, timeoutMs: this.timeoutMs });
+    return decodeWriterStates(answer.states);
   }
 
   async receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]> {

@@ -17,6 +17,8 @@ import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import type { CloudApi } from './cloud-api.ts';
+import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
+import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
 import { NotFoundError } from '../http.ts';
 import { taggedRecordId } from '../record-id.ts';
 import { categoryOf, type CategoryMapping, type FhirResource } from './fhir.ts';
@@ -59,6 +61,8 @@ const utf8 = new TextEncoder();
 /** Patients whose epochs a gateway remembers (a few hundred bytes each). */
 const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+/** Uploads retried when another writer's index write committed first (409). */
+const MAX_INDEX_ATTEMPTS = 8;
 
 /**
  * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
@@ -88,6 +92,10 @@ export class GatewayService {
     private readonly abePublicKey?: () => Promise<abe.PublicKey>,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
     private readonly receiptTrust?: () => Promise<TrustPolicy>,
+    /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
+    private readonly index?: SearchIndexWriter,
+    /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
+    private readonly tagger?: StorageTagger,
     /** The consortium's identifier key: with it, Patient identifiers are indexed for cross-hospital lookup. */
     readonly identifierKey?: IdentifierKey,
   ) {
@@ -203,14 +211,14 @@ export class GatewayService {
         fresh.push({ row, plaintext });
         outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
       }
-      const { byCategory, ledgerEntries } = await this.store(caller, patient, keys, answer.emergencyPolicy, fresh);
+      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.emergencyPolicy, fresh);
       await this.versions.add(fresh.map((f) => f.row));
       const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
       if (digests.length > 0) await this.cloud.indexIdentifiers(caller.bearer, patient, [...new Set(digests)]);
-      return { outcomes, byCategory, ledgerEntries };
+      return { outcomes, byCategory, ledgerEntries, records };
     });
     // Receipts wait for the witnesses' next cosigned checkpoint: outside the lock, so concurrent writes share it.
-    const receipts = await this.keepReceipts(caller, patient, written.ledgerEntries);
+    const receipts = await this.keepReceipts(caller, patient, written.ledgerEntries, written.records);
     return { patient, outcomes: written.outcomes, byCategory: written.byCategory, receipts };
   }
 
@@ -264,17 +272,19 @@ export class GatewayService {
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
   private async store(
     caller: Caller, patient: string, keys: pre.PatientPublicKeys, policy: string | undefined, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>,
-  ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[] }> {
+  ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[]; records: NewRecord[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const abePublicKey = policy === undefined || this.abePublicKey === undefined || fresh.length === 0 ? undefined : await this.abePublicKey();
-    const records = fresh.map(({ row, plaintext: resource }): NewRecord => {
+    const indexed: IndexedRecord[] = [];
+    const encrypted = fresh.map(({ row, plaintext: resource }): NewRecord => {
       const { category, recordId } = row;
       if (!available.has(category)) {
         throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType}); she adds it with \`medshare keys add-category --key patient.key --category ${category} --out DIR\` and publishes the new patient.pub`);
       }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
+      if (!row.deleted) indexed.push({ recordId, category, resource });
       const plaintext = utf8.encode(JSON.stringify(resource));
       if (policy === undefined || abePublicKey === undefined) return { recordId, category, ciphertext: pre.encrypt(keys, category, recordId, plaintext) };
       let capsule = capsules.get(category);
@@ -282,22 +292,46 @@ export class GatewayService {
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, category, recordId, plaintext, capsule);
       return { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant: emergencyGrant! } };
     });
-    if (records.length === 0) return { byCategory, ledgerEntries: [] };
+    if (encrypted.length === 0) return { byCategory, ledgerEntries: [], records: [] };
+    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(caller.token.hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { ledgerEntries } = await this.cloud.upload(caller.bearer, patient, records, uploaded);
-    return { byCategory, ledgerEntries };
+    const { ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
+    return { byCategory, ledgerEntries, records };
+  }
+
+  /** Uploads with the hospital's searchable-index writes, retried when another writer's index write committed first. */
+  private async uploadWithIndex(caller: Caller, keys: pre.PatientPublicKeys, records: NewRecord[], capsules: NewCapsule[], indexed: IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>) {
+    if (this.index === undefined || indexed.length === 0) return this.cloud.upload(caller.bearer, keys.patientId, records, capsules);
+    for (let attempt = 1; ; attempt++) {
+      const states = await this.cloud.indexStates(caller.bearer, keys.patientId, [...new Set(indexed.map((r) => r.category))]);
+      for (const s of states) {
+        if (keys.categories.find((k) => k.category === s.category)?.epoch !== s.keyEpoch) throw new ConflictError(`the patient's '${s.category}' key epoch moved during the upload; upload again`);
+      }
+      const writes = await this.index.writes(caller.token.hospital, keys, states, indexed, emergency);
+      try {
+        return await this.cloud.upload(caller.bearer, keys.patientId, records, capsules, writes);
+      } catch (error) {
+        // Over HTTP a 409 comes back as an error of code CONFLICT (http-client.ts's mapping), not a ConflictError.
+        if (!(error instanceof MedShareError && error.code === 'CONFLICT') || attempt >= MAX_INDEX_ATTEMPTS) throw error;
+      }
+    }
   }
 
   /** Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries. @throws IntegrityError */
-  private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[]): Promise<UploadResult['receipts']> {
+  private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[], records: readonly NewRecord[]): Promise<UploadResult['receipts']> {
     if (ledgerEntries.length === 0) return [];
     const hospital = caller.token.hospital;
     const receipts = [];
     const trust = this.receiptTrust === undefined ? undefined : await this.receiptTrust();
     for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
-      const { treeSize } = trust === undefined ? { treeSize: 0 } : verifyInclusionBundle(bundle, trust);
+      let treeSize = 0;
+      if (trust !== undefined) {
+        const verified = verifyInclusionBundle(bundle, trust);
+        checkReceiptCommitments(verified.event, records);
+        treeSize = verified.treeSize;
+      }
       await this.db.query(
         'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
         [hospital, patient, bundle.index, JSON.stringify(bundle)],

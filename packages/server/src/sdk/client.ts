@@ -10,8 +10,10 @@ import { abe, IntegrityError, MalformedInputError, pre } from '@medshare/crypto'
 import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
-import type { PlatformEmergencyStatus } from '../cloud/service.ts';
-import type { FhirResource } from '../gateway/fhir.ts';
+import type { PlatformEmergencyStatus, ReaderSubIndex } from '../cloud/service.ts';
+import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
+import { parseQuery } from '../search/keywords.ts';
+import { searchRecords, searchset, SubIndexCache, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import { callJson, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
@@ -72,6 +74,19 @@ export class PlatformClient {
       body, dpop: await device.loginProof(new URL(path, base), challenge),
     });
     return { urls: this.urls, hospital, token, refreshToken, device };
+  }
+
+  /**
+   * A fresh token for the same session (tokens live minutes): the refresh credential, with a DPoP proof by the
+   * session's device keys (nobody else can use it). The session itself is unchanged.
+   */
+  async refresh(session: Session): Promise<Session> {
+    const base = hospitalUrl(this.urls, session.hospital);
+    const path = `/identity/${session.hospital}/token`;
+    const { token, refreshToken } = await call<{ token: string; refreshToken?: string }>(base, 'POST', path, {
+      body: { refreshToken: session.refreshToken, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE] }, dpop: await session.device.dpop.proof('POST', new URL(path, base)),
+    });
+    return { ...session, token, refreshToken: refreshToken ?? session.refreshToken };
   }
 
   /** The trusted authority's CP-ABE public parameters. */
@@ -215,9 +230,45 @@ export class PatientClient {
   }
 }
 
+/**
+ * The cloud's search routes over HTTP as `session`, as the reader's search module (search/reader.ts) uses them;
+ * with `reason`, the emergency variants (audited as emergency searches and reads).
+ */
+export function httpSearchTransport(session: Session, reason?: string): SearchTransport {
+  const { token } = session;
+  const base = session.urls.cloud;
+  const path = (patient: string, suffix: string) => `/cloud/patients/${encodeURIComponent(patient)}${suffix}`;
+  const extra = reason === undefined ? {} : { reason };
+  const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
+  return {
+    async subIndexes(patient, category) {
+      const { subIndexes } = await call<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
+        base, 'POST', path(patient, '/search/indexes'), { body: { category, ...extra }, token });
+      return subIndexes.map((s) => ({ ...s, keyCapsule: bytes(s.keyCapsule), state: bytes(s.state) }));
+    },
+    async rows(patient, category, labels) {
+      const { values } = await call<{ values: Array<string | null> }>(base, 'POST', path(patient, '/search'),
+        { body: { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra }, token });
+      return values.map((v) => (v === null ? undefined : bytes(v)));
+    },
+    async records(patient, category, recordIds) {
+      const out: Uint8Array[] = [];
+      for (let i = 0; i < recordIds.length; i += 1000) {
+        const { records } = await call<{ records: Array<{ ciphertext: string }> }>(base, 'POST', path(patient, reason === undefined ? '/read' : '/emergency-read'),
+          { body: { category, recordIds: recordIds.slice(i, i + 1000), ...extra }, token });
+        out.push(...records.map((r) => bytes(r.ciphertext)));
+      }
+      return out;
+    },
+  };
+}
+
 /** A reader (doctor, emergency staff): finds records by category and decrypts converted ones locally. */
 export class DoctorClient {
-  private readonly reader: pre.Reader;
+  /** The reader of converted records under this doctor's CP-ABE key (its FAME results are cached per delegation). */
+  readonly reader: pre.Reader;
+  /** Sub-indexes opened by earlier searches (keys and states, by version). */
+  private readonly subIndexes = new SubIndexCache();
 
   constructor(
     readonly session: Session,
@@ -253,6 +304,19 @@ export class DoctorClient {
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
     const { records } = await call<{ records: Array<{ ciphertext: string }> }>(this.session.urls.cloud, 'POST', `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, token: this.session.token });
     return records.map((r) => this.decrypt(r.ciphertext));
+  }
+
+  /**
+   * FHIR search of a patient's records on the encrypted index (docs/platform.md § Search): `query` is a FHIR query
+   * string or parameters (code, status, date, _content, _text). The cloud sees labels and record ids, never the
+   * codes, dates or words; results are decrypted here, checked against the query, and returned as a searchset
+   * Bundle. With `reason`, an emergency search (audited; platform emergency grants as for emergency reads).
+   */
+  async searchFhir(patient: string, resourceType: string, query: string | URLSearchParams, options: { reason?: string; categories?: CategoryMapping } = {}): Promise<{ bundle: Record<string, unknown>; stats: SearchStats }> {
+    const parsed = parseQuery(resourceType, typeof query === 'string' ? new URLSearchParams(query) : query);
+    const category = categoryOf(options.categories ?? DEFAULT_CATEGORY_MAPPING, { resourceType, id: 'query' });
+    const { resources, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
+    return { bundle: searchset(resources), stats };
   }
 
   /** Decrypts one converted record given in base64 (from the cloud, or a FHIR Binary of a gateway searchset). */

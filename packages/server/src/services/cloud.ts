@@ -25,6 +25,8 @@ import { CLOUD_MIGRATIONS } from '../migrations.ts';
 import { StatsAggregator } from '../stats/aggregator.ts';
 import type { Consortium } from '../stats/consortium.ts';
 import { statsPlugin } from '../stats/plugin.ts';
+import { StorageAuditCloud } from '../storage-audit/cloud.ts';
+import { storageAuditPlugin } from '../storage-audit/plugin.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { federationTrust, type HospitalPeer } from './trust.ts';
 
@@ -90,9 +92,11 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
   const verifier = new TokenVerifier(PLATFORM_AUDIENCE, federationTrust(options.hospitals), { now: options.now });
   const converter = await createConverter(options.conversionWorkers ?? 0);
-  const cloud = new CloudService(store, ledger.log, converter, emergencyPolicy === null ? {} : { emergencyPolicy });
+  const storage = await StorageAuditCloud.open(db, ledger.log);
+  const cloud = new CloudService(store, ledger.log, converter, { storage, ...(emergencyPolicy === null ? {} : { emergencyPolicy }) });
   const app = await serviceApp('MedShare cloud', options);
   await app.register(cloudPlugin, { cloud, verifier, categories: options.categories ?? DEFAULT_CATEGORY_MAPPING, prefix: '/cloud' });
+  await app.register(storageAuditPlugin, { storage, verifier, prefix: '/cloud/storage' });
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger.log, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, prefix: '/stats' });
   await ledger.register(app);

@@ -19,11 +19,13 @@ import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { IdentifierKey } from '../gateway/identifier-index.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
+import { SearchIndexWriter } from '../gateway/search-index.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 import { openHospitalWitness } from '../ledger.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
+import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
 import { checkHospitalName, issuerOf } from './trust.ts';
@@ -115,8 +117,9 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
+  const tagger = await StorageTagger.open(db, kek);
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), identifierKey);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).

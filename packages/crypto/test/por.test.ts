@@ -1,0 +1,327 @@
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import * as mcl from 'mcl-wasm';
+import * as curve from '../src/curve/bls12381.ts';
+import * as por from '../src/por/shacham-waters.ts';
+import { LimitExceededError, MalformedInputError, UnsupportedError } from '../src/errors.ts';
+
+before(() => curve.initCurve());
+
+const utf8 = (s: string) => new TextEncoder().encode(s);
+/** Small blocks in tests (4 sectors = 124 bytes) so files have many blocks at little cost. */
+const S = 4;
+const BLOCK = S * por.SECTOR_BYTES;
+
+interface Fixture {
+  keys: por.PorSecretKey[];
+  files: { name: Uint8Array; data: Uint8Array; key: number; tags: por.TagSet }[];
+}
+
+function fixture(sizes: number[], ownerCount: number, keys = Array.from({ length: ownerCount }, () => por.generateKey())): Fixture {
+  const files = sizes.map((size, i) => {
+    const key = i % ownerCount;
+    const name = utf8(`rec-${i}-${randomBytes(4).toString('hex')}`);
+    const data = new Uint8Array(randomBytes(size));
+    return { name, data, key, tags: por.tagFile(keys[key]!, name, data, S) };
+  });
+  return { keys, files };
+}
+
+function challengeOf(f: Fixture, samples: number, nonce = por.freshNonce()): por.Challenge {
+  return { nonce, sectors: S, keys: f.keys.length, samples, files: f.files.map((x) => ({ name: x.name, blocks: x.tags.tags.length, key: x.key })) };
+}
+
+const stored = (f: Fixture) => f.files.map((x) => ({ data: x.data, tags: x.tags }));
+const publicKeys = (f: Fixture) => f.keys.map((k) => k.publicKey);
+
+/** Runs the audit as the auditor does: aggregate first, then per-file to name the failing files. */
+function audit(f: Fixture, challenge: por.Challenge, held: por.StoredFile[]): { ok: boolean; failing: number[] } {
+  const aggregate = por.decodeProof(por.encodeProof(por.prove(challenge, held)), challenge) as por.AggregateProof;
+  if (por.verifyAggregate(challenge, publicKeys(f), aggregate)) return { ok: true, failing: [] };
+  const perFile = por.decodeProof(por.encodeProof(por.prove(challenge, held, 'per-file')), challenge) as por.PerFileProof;
+  return { ok: false, failing: por.failingFiles(challenge, publicKeys(f), perFile) };
+}
+
+test('honest proofs verify for random files, owners, sector counts and sample sizes (fast-check)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 1500 }), { minLength: 1, maxLength: 5 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 40 }),
+      (sizes, owners, samples) => {
+        const f = fixture(sizes, owners);
+        const challenge = challengeOf(f, samples);
+        const proof = por.prove(challenge, stored(f));
+        assert.ok(por.verifyAggregate(challenge, publicKeys(f), proof as por.AggregateProof));
+        const perFile = por.prove(challenge, stored(f), 'per-file') as por.PerFileProof;
+        assert.deepEqual(por.failingFiles(challenge, publicKeys(f), perFile), []);
+        f.files.forEach((x, i) => assert.ok(por.verifyTagSet(f.keys[x.key]!.publicKey, x.name, x.data, x.tags), `tag set ${i}`));
+      },
+    ),
+    { numRuns: 12 },
+  );
+});
+
+test('encodings round-trip: keys, tag sets and both kinds of proof', () => {
+  const f = fixture([10, 700], 2);
+  const challenge = challengeOf(f, 100);
+  const key = f.keys[0]!;
+  assert.ok(por.decodePublicKey(por.encodePublicKey(key.publicKey)).v.isEqual(key.publicKey.v));
+  assert.ok(por.decodeSecretKey(por.encodeSecretKey(key)).publicKey.v.isEqual(key.publicKey.v));
+  const tags = por.decodeTagSet(por.encodeTagSet(f.files[1]!.tags));
+  assert.ok(tags.tags.every((t, i) => t.isEqual(f.files[1]!.tags.tags[i]!)));
+  for (const kind of ['aggregate', 'per-file'] as const) {
+    const bytes = por.encodeProof(por.prove(challenge, stored(f), kind));
+    assert.deepEqual(por.encodeProof(por.decodeProof(bytes, challenge)), bytes);
+  }
+  // The aggregate's size depends on owners and sectors, not on files: 5 + 48 + keys × sectors × 32.
+  assert.equal(por.encodeProof(por.prove(challenge, stored(f))).length, 5 + 48 + 2 * S * 32);
+});
+
+/** One damaged block of one file, as a cloud that lost or altered data would hold it. */
+const damages = ['lose-block', 'flip-byte', 'truncate', 'swap-within', 'swap-across', 'drop-tag', 'forge-tag'] as const;
+
+function damage(f: Fixture, kind: (typeof damages)[number], file: number, block: number): por.StoredFile[] {
+  const held = stored(f).map((x) => ({ data: new Uint8Array(x.data), tags: { sectors: S, tags: [...x.tags.tags] } }));
+  const target = held[file]!;
+  const blocks = target.tags.tags.length;
+  const at = block * BLOCK;
+  switch (kind) {
+    case 'lose-block':
+      target.data.fill(0, at, at + BLOCK);
+      if (f.files[file]!.data.subarray(at, at + BLOCK).every((b) => b === 0)) target.data[at] = 1;
+      break;
+    case 'flip-byte':
+      target.data[Math.min(at + 7, target.data.length - 1)]! ^= 0x40;
+      break;
+    case 'truncate':
+      held[file] = { data: target.data.subarray(0, at), tags: { sectors: S, tags: target.tags.tags.slice(0, block) } };
+      break;
+    case 'swap-within': {
+      // Swap block `block` with another block of the same file, data and tags together.
+      const other = (block + 1) % blocks;
+      const a = target.data.slice(at, at + BLOCK);
+      const b = target.data.slice(other * BLOCK, other * BLOCK + BLOCK);
+      target.data.set(b.subarray(0, Math.min(b.length, target.data.length - at)), at);
+      target.data.set(a.subarray(0, Math.min(a.length, target.data.length - other * BLOCK)), other * BLOCK);
+      [target.tags.tags[block], target.tags.tags[other]] = [target.tags.tags[other]!, target.tags.tags[block]!];
+      break;
+    }
+    case 'swap-across': {
+      // Replace the block with block 0 of another file of the same owner, its tag included.
+      const donor = f.files.findIndex((x, i) => i !== file && x.key === f.files[file]!.key);
+      const src = f.files[donor]!;
+      const bytes = new Uint8Array(BLOCK);
+      bytes.set(src.data.subarray(0, BLOCK));
+      if (target.data.length < at + BLOCK) held[file] = { data: new Uint8Array([...target.data.subarray(0, at), ...bytes]), tags: target.tags };
+      else target.data.set(bytes, at);
+      held[file]!.tags.tags[block] = src.tags.tags[0]!;
+      break;
+    }
+    case 'drop-tag':
+      target.tags.tags.splice(block, 1);
+      break;
+    case 'forge-tag':
+      // A tag under a key the cloud made up, on the genuine data: the cloud cannot tag for the hospital.
+      target.tags.tags[block] = por.tagFile(por.generateKey(), f.files[file]!.name, target.data, S).tags[block]!;
+      break;
+  }
+  return held;
+}
+
+test('a cloud that lost, altered or swapped one block of one record is caught, and the audit names that record (fast-check)', () => {
+  // Six files of two owners (3 to 12 blocks each); the sample covers every block, so one damaged block is always hit.
+  const f = fixture([400, 1500, 900, 1000, 373, 1200], 2);
+  const total = f.files.reduce((n, x) => n + x.tags.tags.length, 0);
+  fc.assert(
+    fc.property(
+      fc.constantFrom(...damages),
+      fc.integer({ min: 0, max: f.files.length - 1 }),
+      fc.nat(),
+      (kind, file, blockSeed) => {
+        const blocks = f.files[file]!.tags.tags.length;
+        const block = kind === 'swap-across' ? blockSeed % Math.max(1, blocks - 1) : blockSeed % blocks;
+        const challenge = challengeOf(f, total);
+        const result = audit(f, challenge, damage(f, kind, file, block));
+        assert.equal(result.ok, false, `${kind} of block ${block} of file ${file} passed the audit`);
+        assert.deepEqual(result.failing, [file], kind);
+      },
+    ),
+    { numRuns: 30 },
+  );
+  assert.deepEqual(audit(f, challengeOf(f, total), stored(f)), { ok: true, failing: [] });
+});
+
+test('sampling: 460 blocks catch the deletion of 1 % of 10,000 blocks in >= 99 % of challenges (formula) and in practice', () => {
+  assert.ok(por.detectionProbability(10_000, 100, 460) >= 0.99);
+  assert.ok(por.detectionProbability(10_000, 100, 440) < 0.99, 'c = 460 is about the smallest sample that reaches 99 %');
+  // The real sampler over 1,000 files of 10 blocks (names only: no tags are needed to choose blocks).
+  const files = Array.from({ length: 1000 }, (_, i) => ({ name: utf8(`r${i}`), blocks: 10, key: i % 3 }));
+  let caught = 0;
+  const trials = 300;
+  for (let t = 0; t < trials; t++) {
+    const deleted = new Set<number>();
+    while (deleted.size < 100) deleted.add(Math.floor(Math.random() * 10_000));
+    const samples = por.expandChallenge({ nonce: por.freshNonce(), sectors: S, keys: 3, samples: 460, files });
+    assert.equal(new Set(samples.map((s) => s.file * 10 + s.block)).size, 460, 'samples are distinct');
+    if (samples.some((s) => deleted.has(s.file * 10 + s.block))) caught++;
+  }
+  // Expected 99 % (297 of 300); below 96 % would happen with probability < 1e-4 if the sampler were uniform.
+  assert.ok(caught / trials >= 0.96, `caught ${caught} of ${trials}`);
+});
+
+test('sampled audit end to end: a cloud that deleted a tenth of the blocks fails a challenge of 60 of 300 blocks', () => {
+  const f = fixture(Array.from({ length: 30 }, () => 10 * BLOCK), 3);
+  const lost = (file: number) => (file * 7) % 10;
+  const held = stored(f).map((x, i) => {
+    const data = new Uint8Array(x.data);
+    data.fill(0, lost(i) * BLOCK, (lost(i) + 1) * BLOCK);
+    return { data, tags: x.tags };
+  });
+  // P(miss) = C(270,60)/C(300,60) < 1e-3; each sampled damaged block names its file.
+  const challenge = challengeOf(f, 60);
+  const result = audit(f, challenge, held);
+  assert.equal(result.ok, false);
+  const hitFiles = [...new Set(por.expandChallenge(challenge).filter((s) => s.block === lost(s.file)).map((s) => s.file))].sort((a, b) => a - b);
+  assert.deepEqual(result.failing, hitFiles);
+});
+
+test('replay: a proof for an earlier challenge fails against a fresh nonce', () => {
+  const f = fixture([600, 900], 1);
+  const old = challengeOf(f, 5);
+  const oldProof = por.prove(old, stored(f)) as por.AggregateProof;
+  assert.ok(por.verifyAggregate(old, publicKeys(f), oldProof));
+  const fresh = challengeOf(f, 5);
+  assert.equal(por.verifyAggregate(fresh, publicKeys(f), oldProof), false);
+  // Even a challenge over the very same blocks (every block) has fresh coefficients.
+  const all = challengeOf(f, 100);
+  const replay = por.prove(all, stored(f)) as por.AggregateProof;
+  assert.equal(por.verifyAggregate({ ...all, nonce: por.freshNonce() }, publicKeys(f), replay), false);
+  const perFile = por.prove(all, stored(f), 'per-file') as por.PerFileProof;
+  assert.deepEqual(por.failingFiles({ ...all, nonce: por.freshNonce() }, publicKeys(f), perFile), [0, 1]);
+});
+
+test('tamper: an altered σ or μ, μ moved between owners, a proof checked under another key, a challenge edited after the fact', () => {
+  const f = fixture([500, 800, 300], 2);
+  const challenge = challengeOf(f, 100);
+  const proof = por.prove(challenge, stored(f)) as por.AggregateProof;
+  const keys = publicKeys(f);
+  assert.ok(por.verifyAggregate(challenge, keys, proof));
+  const one = curve.frFromBigInt(1n);
+  assert.equal(por.verifyAggregate(challenge, keys, { ...proof, sigma: curve.g1Add(proof.sigma, curve.g1Generator()) }), false);
+  const bumped = proof.mu.map((m, k) => m.map((x, j) => (k === 1 && j === 2 ? curve.frAdd(x, one) : x)));
+  assert.equal(por.verifyAggregate(challenge, keys, { ...proof, mu: bumped }), false);
+  assert.equal(por.verifyAggregate(challenge, keys, { ...proof, mu: [proof.mu[1]!, proof.mu[0]!] }), false);
+  assert.equal(por.verifyAggregate(challenge, [keys[1]!, keys[0]!], proof), false);
+  assert.equal(por.verifyAggregate(challenge, [por.generateKey().publicKey, keys[1]!], proof), false);
+  // Re-attribute a file to the other owner, or claim a file is shorter: the coefficients change with the challenge.
+  const moved = { ...challenge, files: challenge.files.map((x, i) => (i === 2 ? { ...x, key: 1 - x.key } : x)) };
+  assert.equal(por.verifyAggregate(moved, keys, proof), false);
+  const shorter = { ...challenge, files: challenge.files.map((x, i) => (i === 1 ? { ...x, blocks: x.blocks - 1 } : x)) };
+  assert.equal(por.verifyAggregate(shorter, keys, proof), false);
+  // The cloud's upload check refuses tags that do not match the data, or that were made under another key.
+  const x = f.files[1]!;
+  const altered = new Uint8Array(x.data);
+  altered[3]! ^= 1;
+  assert.equal(por.verifyTagSet(f.keys[x.key]!.publicKey, x.name, altered, x.tags), false);
+  assert.equal(por.verifyTagSet(f.keys[1 - x.key]!.publicKey, x.name, x.data, x.tags), false);
+  assert.equal(por.verifyTagSet(f.keys[x.key]!.publicKey, utf8('another-record'), x.data, x.tags), false);
+  assert.equal(por.verifyTagSet(f.keys[x.key]!.publicKey, x.name, x.data, { sectors: S, tags: x.tags.tags.slice(1) }), false);
+  // The batched upload check over many files of one owner: one altered file among them is enough to fail it.
+  const mine = f.files.filter((y) => y.key === 0).map((y) => ({ name: y.name, data: y.data, tags: y.tags }));
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, mine), true);
+  const oneBad = mine.map((y, i) => (i === mine.length - 1 ? { ...y, data: Uint8Array.from(y.data, (b, j) => (j === 5 ? b ^ 1 : b)) } : y));
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, oneBad), false);
+  const swappedTags = [{ ...mine[0]!, tags: mine[1]!.tags }, { ...mine[1]!, tags: mine[0]!.tags }];
+  assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, swappedTags), false);
+});
+
+test('rogue keys: a public key without a valid proof of possession is refused', () => {
+  const honest = por.generateKey().publicKey;
+  // v' = g2^y · v^{-1}: the classic rogue key, whose discrete log the attacker does not know.
+  const y = curve.randomFr();
+  const rogue = curve.g2Add(curve.g2Mul(curve.g2Generator(), y), curve.g2Mul(honest.v, curve.frFromBigInt(-1n)));
+  const bytes = por.encodePublicKey({ v: rogue, pop: curve.g1Mul(curve.g1Generator(), y) });
+  assert.throws(() => por.decodePublicKey(bytes), (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test(e.message));
+  // Another key's proof of possession does not transfer.
+  assert.throws(() => por.decodePublicKey(por.encodePublicKey({ v: honest.v, pop: por.generateKey().publicKey.pop })), MalformedInputError);
+});
+
+/** A compressed G1 encoding of an on-curve point outside the r-order subgroup. */
+function nonSubgroupCompressed(): Uint8Array {
+  for (let x = 1; ; x++) {
+    const bytes = new Uint8Array(48);
+    bytes[0] = 0x80;
+    bytes[47] = x;
+    const p = new mcl.G1();
+    try {
+      p.deserialize(bytes);
+    } catch {
+      continue;
+    }
+    if (!p.isValidOrder()) return bytes;
+  }
+}
+
+test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs, tags, keys and challenges get typed errors', () => {
+  const f = fixture([300, 200], 1);
+  const challenge = challengeOf(f, 10);
+  const bytes = por.encodeProof(por.prove(challenge, stored(f)));
+  const perFile = por.encodeProof(por.prove(challenge, stored(f), 'per-file'));
+  const throwsA = (fn: () => unknown, type: new (...args: never[]) => Error, pattern?: RegExp) =>
+    assert.throws(fn, (e: unknown) => e instanceof type && (pattern === undefined || pattern.test((e as Error).message)));
+  for (const cut of [0, 3, 4, 52, bytes.length - 1]) throwsA(() => por.decodeProof(bytes.subarray(0, cut), challenge), MalformedInputError);
+  throwsA(() => por.decodeProof(new Uint8Array([...bytes, 0]), challenge), MalformedInputError, /expected/);
+  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 0 ? 2 : b)), challenge), UnsupportedError);
+  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 1 ? 9 : b)), challenge), UnsupportedError);
+  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 2 ? S + 1 : b)), challenge), MalformedInputError, /sectors/);
+  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 4 ? 2 : b)), challenge), MalformedInputError, /keys/);
+  const badSigma = new Uint8Array(bytes);
+  badSigma.set(nonSubgroupCompressed(), 5);
+  throwsA(() => por.decodeProof(badSigma, challenge), MalformedInputError, /subgroup/);
+  const offCurve = new Uint8Array(bytes);
+  offCurve.set(new Uint8Array(48).fill(0x9f), 5);
+  throwsA(() => por.decodeProof(offCurve, challenge), MalformedInputError);
+  const bigScalar = new Uint8Array(bytes);
+  bigScalar.set(new Uint8Array(32).fill(0xff), 53);
+  throwsA(() => por.decodeProof(bigScalar, challenge), MalformedInputError, /modulo r/);
+  // Per-file: more entries than files, an entry outside the challenge.
+  const many = new Uint8Array(perFile);
+  new DataView(many.buffer).setUint32(3, 1000);
+  throwsA(() => por.decodeProof(many, challenge), LimitExceededError);
+  const outside = new Uint8Array(perFile);
+  new DataView(outside.buffer).setUint32(7, 7);
+  throwsA(() => por.decodeProof(outside, challenge), MalformedInputError, /outside/);
+  // Tag sets and keys.
+  const tags = por.encodeTagSet(f.files[0]!.tags);
+  throwsA(() => por.decodeTagSet(tags.subarray(0, 5)), MalformedInputError);
+  throwsA(() => por.decodeTagSet(tags.subarray(0, tags.length - 1)), MalformedInputError);
+  throwsA(() => por.decodeTagSet(Uint8Array.from(tags, (b, i) => (i === 0 ? 7 : b))), UnsupportedError);
+  throwsA(() => por.decodeTagSet(Uint8Array.from(tags, (b, i) => (i === 2 ? 0xff : b))), LimitExceededError);
+  const badTag = new Uint8Array(tags);
+  badTag.set(nonSubgroupCompressed(), 6);
+  throwsA(() => por.decodeTagSet(badTag), MalformedInputError, /subgroup/);
+  // The prover's partial decoding checks the header the same way and every tag it decodes.
+  throwsA(() => por.decodeTagsAt(badTag, [0]), MalformedInputError, /subgroup/);
+  throwsA(() => por.decodeTagsAt(tags.subarray(0, tags.length - 1), [0]), MalformedInputError);
+  const encoded = por.encodeTagSet(f.files[1]!.tags);
+  const partial = por.decodeTagsAt(encoded, [1]);
+  assert.ok(partial.tags[1]!.isEqual(f.files[1]!.tags.tags[1]!));
+  assert.equal(partial.tags[0], undefined);
+  const key = por.encodePublicKey(f.keys[0]!.publicKey);
+  throwsA(() => por.decodePublicKey(key.subarray(1)), MalformedInputError);
+  throwsA(() => por.decodePublicKey(Uint8Array.from(key, (b, i) => (i === 0 ? 9 : b))), UnsupportedError);
+  throwsA(() => por.decodeSecretKey(new Uint8Array(32)), MalformedInputError);
+  // Challenges: bad nonce, sizes beyond the limits, a file naming a missing key.
+  throwsA(() => por.expandChallenge({ ...challenge, nonce: new Uint8Array(5) }), MalformedInputError, /nonce/);
+  throwsA(() => por.expandChallenge({ ...challenge, samples: por.MAX_SAMPLES + 1 }), LimitExceededError);
+  throwsA(() => por.expandChallenge({ ...challenge, keys: por.MAX_CHALLENGE_KEYS + 1 }), LimitExceededError);
+  throwsA(() => por.expandChallenge({ ...challenge, files: [] }), MalformedInputError);
+  throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: utf8('x'), blocks: 1, key: 1 }] }), MalformedInputError, /key/);
+  throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: new Uint8Array(256), blocks: 1, key: 0 }] }), MalformedInputError);
+  throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: utf8('x'), blocks: 0, key: 0 }] }), MalformedInputError);
+  throwsA(() => por.expandChallenge({ ...challenge, sectors: 0 }), MalformedInputError);
+  throwsA(() => por.verifyAggregate(challenge, [], por.prove(challenge, stored(f)) as por.AggregateProof), MalformedInputError);
+});

@@ -1,0 +1,122 @@
+/**
+ * The reader's side of an encrypted FHIR search (docs/platform.md § Search), over any transport to the cloud:
+ *
+ *   1. the cloud converts each sub-index's key capsule for the reader (only if a delegation allows it);
+ *      the reader decrypts it (pre.Reader: FAME once per delegation, then one pairing) and opens the state;
+ *   2. of the query's keyword groups (search parameters, ANDed), the one with the fewest entries — known from the
+ *      states' counts — is searched: its labels go to the cloud, whose values the reader resolves to record ids;
+ *   3. those records are read (converted), decrypted and checked against the whole query; a record the index
+ *      pointed to that does not even carry the searched keyword is an IntegrityError (the index was altered).
+ */
+import { createHash } from 'node:crypto';
+import { IntegrityError, MalformedInputError, pre, sse } from '@medshare/crypto';
+import type { ReaderSubIndex } from '../cloud/service.ts';
+import type { FhirResource } from '../gateway/fhir.ts';
+import { keyCapsuleId, subIndexName } from '../gateway/search-index.ts';
+import { keywordsOf, type IndexQuery } from './keywords.ts';
+
+/** What a search needs from the cloud (HTTP in the SDK, the service itself in tests and benchmarks). */
+export interface SearchTransport {
+  /** The sub-indexes of the category the reader may search, key capsules converted for it. */
+  subIndexes(patient: string, category: string): Promise<ReaderSubIndex[]>;
+  /** The values stored under `labels`, in order (undefined: none). */
+  rows(patient: string, category: string, labels: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>>;
+  /** Converted ciphertexts of the named records. */
+  records(patient: string, category: string, recordIds: readonly string[]): Promise<Uint8Array[]>;
+}
+
+/** What a search cost and found, for the caller's diagnostics (never the keywords). */
+export interface SearchStats {
+  subIndexes: number;
+  labels: number;
+  candidates: number;
+  matches: number;
+  /** Entries the cloud did not return (withheld, or entries of a retried upload that stored nothing). */
+  missing: number;
+}
+
+const utf8 = new TextDecoder();
+
+/** An opened sub-index: its key and state. */
+export interface OpenedSubIndex {
+  key: Uint8Array;
+  state: sse.WriterState;
+}
+
+/**
+ * Opened sub-indexes of earlier searches, by sub-index, state version and the digest of the key capsule and sealed
+ * state as the cloud sent them: a repeated search skips the key's decryption (a pairing) and the state's opening
+ * (hashing costs a fifth of opening); anything the cloud changes misses and is opened, and checked, again.
+ * Bounded; the oldest entry goes first.
+ */
+export class SubIndexCache {
+  private readonly entries = new Map<string, OpenedSubIndex>();
+  constructor(private readonly capacity = 256) {}
+
+  /** The opened sub-index for `id`, computed by `open` on a miss. */
+  get(id: string, open: () => OpenedSubIndex): OpenedSubIndex {
+    let found = this.entries.get(id);
+    if (found === undefined) {
+      found = open();
+      if (this.entries.size >= this.capacity) this.entries.delete(this.entries.keys().next().value!);
+      this.entries.set(id, found);
+    }
+    return found;
+  }
+}
+
+/** Decrypts a sub-index's converted key capsule and opens its state. @throws IntegrityError for a capsule of another sub-index. */
+function openSubIndex(reader: pre.Reader, patient: string, category: string, sub: ReaderSubIndex, cache?: SubIndexCache): OpenedSubIndex {
+  if (cache !== undefined) {
+    const id = `${subIndexName(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source)}|${sub.version}|${createHash('sha256').update(sub.keyCapsule).update(sub.state).digest('hex')}`;
+    return cache.get(id, () => openSubIndex(reader, patient, category, sub));
+  }
+  const header = pre.openConvertedHeader(sub.keyCapsule);
+  if (header.core.recordId !== keyCapsuleId(category, sub.keyEpoch, sub.indexEpoch, sub.source) || header.core.category !== category || header.core.epoch !== sub.keyEpoch) {
+    throw new IntegrityError(`the cloud answered with the index key of another sub-index for ${sub.source}`);
+  }
+  const key = reader.decrypt(sub.keyCapsule);
+  if (key.length !== sse.INDEX_KEY_BYTES) throw new IntegrityError('an index key capsule does not hold an index key');
+  return { key, state: sse.openState(key, subIndexName(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source), sub.state, sub.version) };
+}
+
+/**
+ * Runs `query` on a patient's `category`. Returns the decrypted resources that match it exactly, in the order the
+ * index found them, and what it cost. @throws AccessDeniedError (from the cloud or the reader's key) when the reader
+ * may not search; IntegrityError when the cloud's answer does not fit the index.
+ */
+export async function searchRecords(
+  reader: pre.Reader, transport: SearchTransport, patient: string, category: string, query: IndexQuery, cache?: SubIndexCache,
+): Promise<{ resources: FhirResource[]; stats: SearchStats }> {
+  const subs = (await transport.subIndexes(patient, category)).map((s) => openSubIndex(reader, patient, category, s, cache));
+  const total = (keywords: readonly string[]) => subs.reduce((n, s) => n + keywords.reduce((m, k) => m + (s.state.counts.get(k) ?? 0), 0), 0);
+  const group = [...query.groups].sort((a, b) => total(a.anyOf) - total(b.anyOf))[0];
+  if (group === undefined) throw new MalformedInputError('a search needs at least one parameter');
+  const queries = subs.flatMap((s) => group.anyOf.filter((k) => s.state.counts.has(k)).map((k) => sse.query(s.key, s.state, k)));
+  const labels = queries.flatMap((q) => q.labels);
+  const values = await transport.rows(patient, category, labels);
+  if (values.length !== labels.length) throw new MalformedInputError(`the cloud answered ${values.length} values for ${labels.length} labels`);
+  const candidates = new Set<string>();
+  let offset = 0;
+  let missing = 0;
+  for (const q of queries) {
+    const result = q.resolve(values.slice(offset, offset + q.labels.length));
+    offset += q.labels.length;
+    missing += result.missing.length;
+    for (const id of result.recordIds) candidates.add(id);
+  }
+  const ciphertexts = candidates.size === 0 ? [] : await transport.records(patient, category, [...candidates]);
+  const resources = ciphertexts.map((c) => JSON.parse(utf8.decode(reader.decrypt(c))) as FhirResource);
+  if (resources.length !== candidates.size) throw new IntegrityError(`the index names ${candidates.size} records, the cloud returned ${resources.length}`);
+  for (const r of resources) {
+    const has = new Set(keywordsOf(r));
+    if (!group.anyOf.some((k) => has.has(k))) throw new IntegrityError('the index pointed to a record that does not carry the searched keyword');
+  }
+  const matches = resources.filter((r) => query.matches(r));
+  return { resources: matches, stats: { subIndexes: subs.length, labels: labels.length, candidates: candidates.size, matches: matches.length, missing } };
+}
+
+/** A FHIR R4 searchset Bundle of decrypted resources. */
+export function searchset(resources: readonly FhirResource[]): Record<string, unknown> {
+  return { resourceType: 'Bundle', type: 'searchset', total: resources.length, entry: resources.map((resource) => ({ resource, search: { mode: 'match' } })) };
+}

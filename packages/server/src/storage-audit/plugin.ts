@@ -1,0 +1,70 @@
+/**
+ * The cloud's storage-audit routes (Fastify; register with prefix `/cloud/storage`). Every route needs a platform
+ * SSO token; challenges and reports need role `auditor` or `gateway` (a hospital auditing the cloud itself).
+ *
+ *   GET  /keys            the hospitals' proof-of-storage public keys { keys: [{ keyId, hospital, publicKey }] }
+ *   POST /audit           { challenge, kind: aggregate | per-file } → { proof } (base64; checked by the auditor)
+ *   POST /audit/report    { challenge, failing: [{ hash, category }] } → { ledgerEntries } (storage-audit entries)
+ */
+import type { FastifyInstance } from 'fastify';
+import type { TokenVerifier } from '@medshare/identity';
+import { authenticate, requireRole, useProblems } from '../http.ts';
+import type { StorageAuditCloud, StorageAuditReport } from './cloud.ts';
+import { WIRE_CHALLENGE_SCHEMA, type WireChallenge } from './wire.ts';
+
+export interface StorageAuditPluginOptions {
+  readonly storage: StorageAuditCloud;
+  readonly verifier: TokenVerifier;
+}
+
+/** A challenge over 100,000 records is about 9 MB of JSON. */
+export const STORAGE_AUDIT_BODY_LIMIT = 16 * 1024 * 1024;
+const AUDITOR_ROLES = ['auditor', 'gateway'];
+
+/** The Fastify plugin. */
+export async function storageAuditPlugin(app: FastifyInstance, options: StorageAuditPluginOptions): Promise<void> {
+  useProblems(app);
+  const { storage, verifier } = options;
+
+  app.get('/keys', async (request) => {
+    await authenticate(verifier, request);
+    return { keys: (await storage.publicKeys()).map((k) => ({ ...k, publicKey: Buffer.from(k.publicKey).toString('base64') })) };
+  });
+
+  app.post<{ Body: { challenge: WireChallenge; kind: 'aggregate' | 'per-file' } }>('/audit', {
+    bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
+    schema: {
+      body: {
+        type: 'object', required: ['challenge', 'kind'], additionalProperties: false,
+        properties: { challenge: WIRE_CHALLENGE_SCHEMA, kind: { type: 'string', enum: ['aggregate', 'per-file'] } },
+      },
+    },
+  }, async (request) => {
+    requireRole(await authenticate(verifier, request), ...AUDITOR_ROLES);
+    const proof = await storage.prove(request.body.challenge, request.body.kind);
+    return { proof: Buffer.from(proof).toString('base64') };
+  });
+
+  app.post<{ Body: StorageAuditReport }>('/audit/report', {
+    bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
+    schema: {
+      body: {
+        type: 'object', required: ['challenge', 'failing'], additionalProperties: false,
+        properties: {
+          challenge: WIRE_CHALLENGE_SCHEMA,
+          failing: {
+            type: 'array', maxItems: 100_000,
+            items: {
+              type: 'object', required: ['hash', 'category'], additionalProperties: false,
+              properties: { hash: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, category: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } },
+            },
+          },
+        },
+      },
+    },
+  }, async (request, reply) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, ...AUDITOR_ROLES);
+    return reply.status(201).send({ ledgerEntries: await storage.report(caller, request.body) });
+  });
+}

@@ -1,0 +1,238 @@
+/**
+ * Encrypted FHIR search over the real platform (docs/platform.md § Search): gateways of two hospitals write their
+ * own sub-indexes at upload, the cloud answers label lookups, the reader's SDK decrypts and checks. Tested against
+ * a plaintext oracle, and by adversaries: a stale token, a reader the policy refuses (with the cloud's database
+ * and re-encryption keys in hand), a revoked reader keeping its index key, a cloud that edits its index rows, and a
+ * scan of everything the cloud stores for the index.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { abe, AccessDeniedError, IntegrityError, pre, sse } from '@medshare/crypto';
+import { openTestDatabases, type TestDatabase } from '@medshare/db';
+import { GatewayClient, httpSearchTransport, HttpProblemError, type DoctorClient, type Session } from '../src/index.ts';
+import { parseQuery } from '../src/search/keywords.ts';
+import { searchRecords, type SearchTransport } from '../src/search/reader.ts';
+import { LAB_POLICY, sampleBundle, startCast, type Cast } from './harness.ts';
+
+const databases: TestDatabase[] = (await openTestDatabases()).slice(0, 1);
+after(async () => {
+  for (const { db } of databases) await db.close();
+});
+
+const LOINC = 'http://loinc.org';
+const CODES = ['2093-3', '2085-9', '8480-6', '718-7'];
+const STATUSES = ['final', 'amended', 'preliminary'];
+let serial = 0;
+
+interface Observation { resourceType: 'Observation'; id: string; status: string; subject: { reference: string }; code: { coding: Array<{ system: string; code: string }> }; effectiveDateTime: string; note?: Array<{ text: string }> }
+
+function observation(patient: string, code: string, status: string, day: string, note?: string): Observation {
+  return {
+    resourceType: 'Observation', id: `obs-${++serial}`, status, subject: { reference: `Patient/${patient}` },
+    code: { coding: [{ system: LOINC, code }] }, effectiveDateTime: `${day}T09:30:00+01:00`, ...(note ? { note: [{ text: note }] } : {}),
+  };
+}
+
+const transaction = (resources: object[]) => ({ resourceType: 'Bundle', type: 'transaction', entry: resources.map((resource) => ({ resource })) });
+const ids = (bundle: Record<string, unknown>) => ((bundle.entry as Array<{ resource: { id: string } }>).map((e) => e.resource.id)).sort();
+
+const day = fc.tuple(fc.integer({ min: 2018, max: 2022 }), fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 28 }))
+  .map(([y, m, d]) => `${y}-${String(m).padStart(2, '0')}-${String(d).padStart(2, '0')}`);
+
+for (const { label, db } of databases) {
+  describe(`encrypted search on ${label}`, () => {
+    let cast: Cast;
+    let abePublicKey: abe.PublicKey;
+    let riverside: GatewayClient;
+    let patient: string;
+    let fhirId: string;
+    let delegationId: string;
+    /** Everything uploaded, in plaintext: the oracle. */
+    const uploaded: Observation[] = [];
+
+    const upload = async (gateway: GatewayClient, resources: Observation[]) => {
+      await gateway.upload(transaction(resources));
+      uploaded.push(...resources);
+    };
+    /** What the oracle says a query returns. */
+    const oracle = (query: string) => {
+      const parsed = parseQuery('Observation', new URLSearchParams(query));
+      return uploaded.filter((r) => parsed.matches(r as never)).map((r) => r.id).sort();
+    };
+    const search = async (reader: DoctorClient, query: string) => ids((await reader.searchFhir(patient, 'Observation', query)).bundle);
+
+    before(async () => {
+      cast = await startCast(db);
+      abePublicKey = await cast.client.abePublicKey();
+      await cast.patient.register();
+      patient = cast.patient.key.patientId;
+      fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+      await cast.gateway.enrol(fhirId, patient);
+      // registerAndLogin returns the whole Session (typed narrowly for the other tests).
+      riverside = new GatewayClient((await cast.registerAndLogin('riverside', 'ehr-riverside', ['role:gateway'])) as Session);
+      await riverside.enrol(fhirId, patient);
+      delegationId = (await cast.patient.delegate('lab', LAB_POLICY, abePublicKey)).delegationId;
+    });
+    after(async () => cast.platform.close());
+
+    test('correctness: searches by code, status, date range and note words equal a plaintext oracle on random uploads from two hospitals', async () => {
+      const record = fc.record({ code: fc.constantFrom(...CODES), status: fc.constantFrom(...STATUSES), day, word: fc.constantFrom('fasting', 'chest pain', undefined) });
+      const query = fc.oneof(
+        fc.constantFrom(...CODES).map((c) => `code=${LOINC}|${c}`),
+        fc.tuple(fc.constantFrom(...CODES), fc.constantFrom(...CODES)).map(([a, b]) => `code=${a},${LOINC}|${b}&status=final`),
+        fc.tuple(fc.constantFrom('ge', 'lt', 'le', 'gt', 'eq', ''), day).map(([p, d]) => `date=${p}${d}`),
+        fc.tuple(day, day).map(([a, b]) => `date=ge${a < b ? a : b}&date=le${a < b ? b : a}&code=${LOINC}|2093-3`),
+        fc.constantFrom('date=2020', 'date=ge2020-03', 'status=amended,preliminary', '_content=fasting', '_text=chest pain', 'date=ne2020-01-01'),
+      );
+      await fc.assert(fc.asyncProperty(fc.array(record, { minLength: 1, maxLength: 6 }), fc.array(record, { maxLength: 4 }), fc.array(query, { minLength: 1, maxLength: 3 }),
+        async (stMarys, river, queries) => {
+          await Promise.all([
+            upload(cast.gateway, stMarys.map((r) => observation(fhirId, r.code, r.status, r.day, r.word))),
+            river.length === 0 ? Promise.resolve() : upload(riverside, river.map((r) => observation(fhirId, r.code, r.status, r.day, r.word))),
+          ]);
+          for (const q of queries) {
+            if (q.startsWith('date=ne')) {
+              await assert.rejects(search(cast.chen, q), /not a FHIR date/);
+              continue;
+            }
+            assert.deepEqual(await search(cast.chen, q), oracle(q), q);
+          }
+        }), { numRuns: 3 });
+    });
+
+    test('forward privacy: a token taken before an upload, replayed to the cloud after it, returns none of the new rows', async () => {
+      const code = '99999-9';
+      await upload(cast.gateway, [observation(fhirId, code, 'final', '2021-05-05')]);
+      // The labels Chen's search sent (what a cloud could keep and replay).
+      const sent: Uint8Array[][] = [];
+      const transport = spy(httpSearchTransport(cast.chen.session), (labels) => sent.push([...labels]));
+      const before1 = await searchRecords(cast.chen.reader, transport, patient, 'lab', parseQuery('Observation', new URLSearchParams(`code=${LOINC}|${code}`)));
+      assert.equal(before1.resources.length, 1);
+      const stale = sent.flat();
+      const rowsBefore = new Set((await db.query<{ label: Uint8Array }>('SELECT label FROM cloud_index_rows')).rows.map((r) => Buffer.from(r.label).toString('hex')));
+      await upload(cast.gateway, [observation(fhirId, code, 'final', '2021-06-06')]);
+      // The cloud replays the old token: it finds exactly the rows it found before, and no row written since.
+      const replayed = await transport.rows(patient, 'lab', stale);
+      assert.equal(replayed.filter((r) => r !== undefined).length, stale.length);
+      const added = (await db.query<{ label: Uint8Array }>('SELECT label FROM cloud_index_rows')).rows.map((r) => Buffer.from(r.label).toString('hex')).filter((l) => !rowsBefore.has(l));
+      assert.ok(added.length >= 5, 'the upload wrote its entries');
+      const staleHex = new Set(stale.map((l) => Buffer.from(l).toString('hex')));
+      assert.ok(added.every((l) => !staleHex.has(l)), 'a new row answers the old token');
+      assert.deepEqual(await search(cast.chen, `code=${LOINC}|${code}`), oracle(`code=${LOINC}|${code}`));
+      assert.equal(oracle(`code=${LOINC}|${code}`).length, 2);
+    });
+
+    test('unauthorised reader: refused by the cloud, and with the cloud database and re-encryption key cannot open an index key', async () => {
+      await assert.rejects(cast.patel.searchFhir(patient, 'Observation', `code=${LOINC}|2093-3`), (e: HttpProblemError) => e.status === 403);
+      // The adversary: the cloud's rows (index keys' capsules, re-encryption key) and Patel's ABE key.
+      const capsules = (await db.query<{ key_capsule: Uint8Array }>('SELECT key_capsule FROM cloud_index_writers WHERE patient = $1', [patient])).rows;
+      const rk = pre.decodeReEncryptionKey((await db.query<{ reencryption_key: Uint8Array }>('SELECT reencryption_key FROM cloud_delegations WHERE delegation_id = $1', [delegationId])).rows[0]!.reencryption_key);
+      const patel = cast.patel.reader;
+      assert.ok(capsules.length >= 2, 'one sub-index per hospital');
+      for (const { key_capsule } of capsules) assert.throws(() => patel.decrypt(pre.convert(rk, key_capsule)), AccessDeniedError);
+    });
+
+    test('scan: the cloud\'s index tables hold no code, keyword, date or resource type in any recognisable form', async () => {
+      const dump = Buffer.concat([
+        ...(await db.query<{ label: Uint8Array; value: Uint8Array }>('SELECT label, value FROM cloud_index_rows')).rows.flatMap((r) => [r.label, r.value]),
+        ...(await db.query<{ state: Uint8Array }>('SELECT state FROM cloud_index_writers')).rows.map((r) => r.state),
+      ]);
+      const needles = ['2093-3', '2085-9', '8480-6', '718-7', 'loinc', 'Observation', 'observation', 'final', 'amended', 'fasting', 'chest', '2020-', '2021-05-05', 'code:', 'date:', 'type:', 'word:', ...uploaded.slice(0, 20).map((o) => o.id)];
+      for (const n of needles) {
+        for (const form of [Buffer.from(n), Buffer.from(n).toString('base64').replace(/=+$/, '').slice(0, 8), Buffer.from(n).toString('hex'), createHash('sha256').update(n).digest().subarray(0, 8), createHash('sha256').update(`code:${LOINC}|${n}`).digest().subarray(0, 8)]) {
+          assert.equal(dump.indexOf(form), -1, `a form of '${n}' is in the index tables`);
+        }
+      }
+      // Record ids are not there either (rows are stored with none).
+      const recordIds = (await db.query<{ record_id: string }>('SELECT record_id FROM cloud_records WHERE patient = $1 LIMIT 50', [patient])).rows.map((r) => r.record_id);
+      for (const id of recordIds) assert.equal(dump.indexOf(Buffer.from(id)), -1);
+    });
+
+    test('tamper: a cloud that rewrites an index value, or swaps values between labels, is caught by the reader', async () => {
+      await upload(cast.gateway, [observation(fhirId, '11111-1', 'final', '2022-01-01'), observation(fhirId, '22222-2', 'final', '2022-01-02')]);
+      const labelsOf = async (code: string) => {
+        const sent: Uint8Array[] = [];
+        await searchRecords(cast.chen.reader, spy(httpSearchTransport(cast.chen.session), (l) => sent.push(...l)), patient, 'lab', parseQuery('Observation', new URLSearchParams(`code=${LOINC}|${code}`)));
+        return sent;
+      };
+      const [a] = await labelsOf('11111-1');
+      const [b] = await labelsOf('22222-2');
+      const value = async (l: Uint8Array) => (await db.query<{ value: Uint8Array }>('SELECT value FROM cloud_index_rows WHERE label = $1', [l])).rows[0]!.value;
+      const [va, vb] = [await value(a!), await value(b!)];
+      await db.query('UPDATE cloud_index_rows SET value = $2 WHERE label = $1', [a, vb]);
+      await assert.rejects(search(cast.chen, `code=${LOINC}|11111-1`), IntegrityError);
+      const flipped = Buffer.from(va); flipped[47]! ^= 1;
+      await db.query('UPDATE cloud_index_rows SET value = $2 WHERE label = $1', [a, flipped]);
+      await assert.rejects(search(cast.chen, `code=${LOINC}|11111-1`), IntegrityError);
+      await db.query('UPDATE cloud_index_rows SET value = $2 WHERE label = $1', [a, va]);
+      assert.equal((await search(cast.chen, `code=${LOINC}|11111-1`)).length, 1);
+      // A state rolled back to another sub-index's: refused as foreign.
+      const states = (await db.query<{ source: string; state: Uint8Array }>("SELECT source, state FROM cloud_index_writers WHERE patient = $1 AND category = 'lab'", [patient])).rows;
+      const mine = states.find((s) => s.source === 'st-marys')!;
+      await db.query("UPDATE cloud_index_writers SET state = $2 WHERE patient = $1 AND category = 'lab' AND source = 'st-marys'", [patient, states.find((s) => s.source === 'riverside')!.state]);
+      await assert.rejects(search(cast.chen, 'status=final'), IntegrityError);
+      await db.query("UPDATE cloud_index_writers SET state = $2 WHERE patient = $1 AND category = 'lab' AND source = 'st-marys'", [patient, mine.state]);
+    });
+
+    test('hostile requests: malformed labels, too many, or a category without delegation are clear 4xx', async () => {
+      const token = cast.chen.session.token;
+      const post = (path: string, body: unknown) => fetch(new URL(`/cloud/patients/${encodeURIComponent(patient)}${path}`, cast.base), { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      for (const body of [{ category: 'lab', labels: ['short'] }, { category: 'lab', labels: ['A'.repeat(24), 'not base64 at all!!!!!!!'] }, { category: 'lab' }, { category: 'lab', labels: [], extra: 1 }, { category: 'LAB', labels: [] }]) {
+        const response = await post('/search', body);
+        assert.equal(response.status, 400, JSON.stringify(body));
+        assert.match(response.headers.get('content-type') ?? '', /problem\+json/);
+      }
+      const tooMany = await post('/search', { category: 'lab', labels: Array.from({ length: 100_001 }, () => 'AAAAAAAAAAAAAAAAAAAAAA==') });
+      assert.ok(tooMany.status === 400 || tooMany.status === 413);
+      assert.equal((await post('/search/indexes', { category: 'notes' })).status, 403);
+      assert.equal((await post('/search', { category: 'notes', labels: [] })).status, 403);
+      await assert.rejects(cast.chen.searchFhir(patient, 'Observation', 'foo=bar'), /unsupported search parameter/);
+    });
+
+    test('revocation moves the index epoch: the revoked reader\'s old index key finds nothing written after it, even in the cloud\'s rows', async () => {
+      const before = await httpSearchTransport(cast.chen.session).subIndexes(patient, 'lab');
+      const oldKeys = before.map((s) => ({ s, key: cast.chen.reader.decrypt(s.keyCapsule) }));
+      await cast.patient.revoke(delegationId);
+      await assert.rejects(cast.chen.searchFhir(patient, 'Observation', 'status=final'), (e: HttpProblemError) => e.status === 403);
+      await upload(cast.gateway, [observation(fhirId, '33333-3', 'final', '2022-02-02')]);
+      const epochs = (await db.query<{ index_epoch: number }>("SELECT DISTINCT index_epoch FROM cloud_index_writers WHERE patient = $1 AND category = 'lab' AND source = 'st-marys'", [patient])).rows.map((r) => r.index_epoch).sort();
+      assert.deepEqual(epochs, [1, 2]);
+      // Chen kept her old keys and reads the cloud's database: any count she guesses, no row of the new record.
+      for (const { key } of oldKeys) {
+        const q = sse.query(key, { version: 1, counts: new Map([[`code:${LOINC}|33333-3`, 20]]) }, `code:${LOINC}|33333-3`);
+        const rows = await db.query('SELECT value FROM cloud_index_rows WHERE label = ANY($1::bytea[])', [q.labels]);
+        assert.equal(rows.rows.length, 0);
+      }
+      // Delegating again gives the cardiologist both epochs.
+      delegationId = (await cast.patient.delegate('lab', LAB_POLICY, abePublicKey)).delegationId;
+      assert.deepEqual(await search(cast.chen, `code=${LOINC}|33333-3`), oracle(`code=${LOINC}|33333-3`));
+      assert.deepEqual(await search(cast.chen, 'status=final'), oracle('status=final'));
+    });
+
+    test('emergency search reaches only what emergency access may read: platform grants of the index keys, audited', async () => {
+      await assert.rejects(cast.chen.searchFhir(patient, 'Observation', 'status=final', { reason: 'curious' }), (e: HttpProblemError) => e.status === 403);
+      const found = await cast.okafor.searchFhir(patient, 'Observation', `code=${LOINC}|33333-3`, { reason: 'unconscious in A&E' });
+      assert.deepEqual(ids(found.bundle), oracle(`code=${LOINC}|33333-3`));
+      const log = (await cast.patient.accessLog()).map((e) => e.action);
+      assert.ok(log.includes('emergency search (platform policy)'));
+      // Once she opts out of platform emergency access, nothing is searchable that way.
+      await cast.patient.setPlatformEmergency(false);
+      await assert.rejects(cast.okafor.searchFhir(patient, 'Observation', 'status=final', { reason: 'again' }), (e: HttpProblemError) => e.status === 403);
+    });
+
+    test('many writers at once: concurrent uploads of two hospitals and of two instances of one gateway all land in the index', async () => {
+      const batches = Array.from({ length: 4 }, (_, i) => [observation(fhirId, '44444-4', 'final', `2019-0${i + 1}-15`), observation(fhirId, '55555-5', 'final', '2019-07-01')]);
+      await Promise.all(batches.map((b, i) => upload(i % 3 === 0 ? riverside : cast.gateway, b)));
+      assert.deepEqual(await search(cast.chen, `code=${LOINC}|44444-4`), oracle(`code=${LOINC}|44444-4`));
+      assert.equal(oracle(`code=${LOINC}|44444-4`).length, 4);
+      assert.deepEqual(await search(cast.chen, `code=${LOINC}|55555-5&date=2019-07`), oracle(`code=${LOINC}|55555-5&date=2019-07`));
+    });
+  });
+}
+
+/** `transport`, reporting the labels each search sends (what a curious cloud records). */
+function spy(transport: SearchTransport, onLabels: (labels: readonly Uint8Array[]) => void): SearchTransport {
+  return { ...transport, rows: (p, c, labels) => { onLabels(labels); return transport.rows(p, c, labels); } };
+}

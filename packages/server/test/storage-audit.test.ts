@@ -1,0 +1,292 @@
+/**
+ * Storage audits over the running platform (issue #17): the gateway tags every ciphertext at upload, the cloud
+ * keeps the tags, record-create entries commit to them, and an auditor with an auditor token and the pinned
+ * ledger keys challenges the cloud over HTTP. Attacks are made the way a cloud operator would: by editing the
+ * cloud's database under the running service.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import Fastify from 'fastify';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
+import { openTestDatabases } from '@medshare/db';
+import { LedgerClient, parseVerifierKey, verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
+import {
+  auditStorage, HttpProblemError, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
+} from '../src/index.ts';
+import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
+import { sampleBundle, startCast, type Cast } from './harness.ts';
+
+const { db } = (await openTestDatabases())[0]!;
+let cast: Cast;
+let trust: TrustPolicy;
+let ledger: LedgerClient;
+let auditor: StorageAuditClient;
+let auditorToken: string;
+let uploaded: UploadResult;
+let inventory: CommittedRecord[];
+
+const sha = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+before(async () => {
+  cast = await startCast(db);
+  await cast.patient.register();
+  await cast.gateway.enrol(sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, cast.patient.key.patientId);
+  uploaded = await cast.gateway.upload(sampleBundle());
+  await cast.platform.ledger.flush();
+  ledger = new LedgerClient(new URL('ledger', cast.base).href);
+  const keys = await ledger.keys();
+  trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
+  auditorToken = (await cast.registerAndLogin('riverside', 'auditor-1', ['role:auditor'])).token;
+  auditor = new StorageAuditClient(cast.base, auditorToken);
+  inventory = await verifiedInventory(ledger, trust);
+});
+
+after(async () => {
+  await cast.platform.close();
+  await db.close();
+});
+
+/** A stored record's id and ciphertext, by its ledger name. */
+async function storedRecord(hash: string): Promise<{ recordId: string; ciphertext: Uint8Array }> {
+  const row = (await db.query<{ record_id: string }>('SELECT record_id FROM storage_tags WHERE record_hash = $1', [hash])).rows[0]!;
+  const r = (await db.query<{ ciphertext: Uint8Array }>('SELECT ciphertext FROM cloud_records WHERE record_id = $1', [row.record_id])).rows[0]!;
+  return { recordId: row.record_id, ciphertext: r.ciphertext };
+}
+
+/** Runs `attack` on the database, audits, and undoes it. */
+async function auditAfter(attack: () => Promise<() => Promise<void>>, options: Parameters<typeof auditStorage>[2] = {}) {
+  const undo = await attack();
+  try {
+    return await auditStorage(auditor, inventory, options);
+  } finally {
+    await undo();
+  }
+}
+
+test('every uploaded record is committed in the ledger with its tags, and an honest cloud passes a full audit, recorded in the ledger', async () => {
+  assert.equal(inventory.length, uploaded.stored);
+  const rows = await db.query<{ record_hash: string; tags: Uint8Array; blocks: number }>('SELECT record_hash, tags, blocks FROM storage_tags');
+  assert.equal(rows.rows.length, uploaded.stored);
+  for (const record of inventory) {
+    const row = rows.rows.find((r) => r.record_hash === record.hash)!;
+    assert.equal(record.tags, sha(row.tags), 'the ledger commits to the stored tag set');
+    assert.equal(record.blocks, row.blocks);
+  }
+  const result = await auditStorage(auditor, inventory);
+  assert.equal(result.ok, true, JSON.stringify(result.failing));
+  assert.equal(result.records, uploaded.stored);
+  assert.equal(result.hospitals, 1);
+  assert.ok(result.samples > 0);
+  assert.equal(result.ledgerEntries.length, 1);
+  await cast.platform.ledger.flush();
+  const { event } = verifyInclusionBundle(await ledger.bundle(result.ledgerEntries[0]!), trust);
+  assert.equal(event.type.code, 'storage-audit');
+  assert.equal(event.outcome, '0');
+  assert.equal(event.entity[0]!.what.identifier.value, `sha256:${result.challenge}`);
+});
+
+test('a cloud that altered one byte of one stored ciphertext fails the audit, which names that record in the ledger', async () => {
+  const victim = inventory[Math.floor(inventory.length / 2)]!;
+  const { recordId, ciphertext } = await storedRecord(victim.hash);
+  const result = await auditAfter(async () => {
+    const altered = new Uint8Array(ciphertext);
+    altered[altered.length - 20]! ^= 0x01;
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, altered]);
+    return async () => void (await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, ciphertext]));
+  });
+  assert.equal(result.ok, false);
+  assert.deepEqual(result.failing.map((f) => f.hash), [victim.hash]);
+  await cast.platform.ledger.flush();
+  const { event } = verifyInclusionBundle(await ledger.bundle(result.ledgerEntries[0]!), trust);
+  assert.equal(event.outcome, '8');
+  assert.deepEqual(event.entity.filter((e) => e.type.code === 'record').map((e) => e.what.identifier.value), [victim.hash]);
+  assert.equal((await auditStorage(auditor, inventory, { report: false })).ok, true, 'the restored record passes again');
+});
+
+test('a cloud that swapped two records (ciphertexts and tags) or lost one record\'s tags is caught, and the audit names exactly those records', async () => {
+  const [a, b] = [inventory[0]!, inventory[1]!];
+  const ra = await storedRecord(a.hash);
+  const rb = await storedRecord(b.hash);
+  const swapped = await auditAfter(async () => {
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, rb.ciphertext]);
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, ra.ciphertext]);
+    return async () => {
+      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, ra.ciphertext]);
+      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, rb.ciphertext]);
+    };
+  }, { report: false });
+  assert.deepEqual(swapped.failing.map((f) => f.hash).sort(), [a.hash, b.hash].sort());
+  const victim = inventory[inventory.length - 1]!;
+  const lost = await auditAfter(async () => {
+    const row = (await db.query<{ record_id: string; key_id: string; blocks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [victim.hash])).rows[0]!;
+    await db.query('DELETE FROM storage_tags WHERE record_hash = $1', [victim.hash]);
+    return async () => void (await db.query('INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5)',
+      [victim.hash, row.record_id, row.key_id, row.blocks, row.tags]));
+  }, { report: false });
+  assert.deepEqual(lost.failing.map((f) => f.hash), [victim.hash]);
+});
+
+test('a cloud that replaces a hospital\'s public key with its own is caught: the key no longer hashes to the id the ledger committed', async () => {
+  const [row] = (await db.query<{ key_id: string; public_key: Uint8Array }>('SELECT key_id, public_key FROM storage_keys')).rows;
+  const own = por.encodePublicKey(por.generateKey().publicKey);
+  await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, own]);
+  try {
+    await assert.rejects(auditStorage(auditor, inventory, { report: false }), IntegrityError);
+  } finally {
+    await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, row!.public_key]);
+  }
+});
+
+test('the gateway\'s receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError', async () => {
+  const record = inventory[0]!;
+  const { event } = verifyInclusionBundle(await ledger.bundle(record.entry), trust);
+  const { ciphertext } = await storedRecord(record.hash);
+  const tags = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [record.hash])).rows[0]!.tags;
+  const publicKey = (await db.query<{ public_key: Uint8Array }>('SELECT public_key FROM storage_keys')).rows[0]!.public_key;
+  checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags } }]);
+  const otherTags = new Uint8Array(tags);
+  otherTags[10]! ^= 1;
+  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags: otherTags } }]), IntegrityError);
+  const otherKey = por.encodePublicKey(por.generateKey().publicKey);
+  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey: otherKey, tags } }]), IntegrityError);
+});
+
+test('a cloud that replays an earlier proof, or answers garbage, fails the audit with every sampled record named', async () => {
+  // A front for the real cloud: keys pass through; the first proof is forwarded and remembered, then replayed.
+  let recorded: string | undefined;
+  let garbage = false;
+  let badAggregateOnly = false;
+  const front = Fastify();
+  const forward = async (path: string, body?: unknown) => (await fetch(new URL(path, cast.base), {
+    method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${auditorToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  })).json();
+  front.get('/cloud/storage/keys', async () => forward('/cloud/storage/keys'));
+  front.post('/cloud/storage/audit', { bodyLimit: 16 * 1024 * 1024 }, async (request) => {
+    if (badAggregateOnly) {
+      const body = request.body as { kind: string };
+      if (body.kind === 'aggregate') return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+      return forward('/cloud/storage/audit', request.body);
+    }
+    if (garbage) return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+    if (recorded === undefined) recorded = ((await forward('/cloud/storage/audit', request.body)) as { proof: string }).proof;
+    return { proof: recorded };
+  });
+  front.post('/cloud/storage/audit/report', async () => ({ ledgerEntries: [] }));
+  const client = new StorageAuditClient(new URL(await front.listen({ host: '127.0.0.1', port: 0 })), auditorToken);
+  try {
+    assert.equal((await auditStorage(client, inventory)).ok, true, 'the first, forwarded proof is honest');
+    const replayed = await auditStorage(client, inventory);
+    assert.equal(replayed.ok, false, 'a replayed proof fails a fresh challenge');
+    assert.ok(replayed.failing.length > 0);
+    garbage = true;
+    const broken = await auditStorage(client, inventory);
+    assert.equal(broken.ok, false);
+    assert.equal(broken.failing.length, inventory.length, 'every challenged record is named (all blocks are sampled here)');
+    // A broken aggregate with sound per-record proofs of the same challenge: possession is proven, nobody is named.
+    badAggregateOnly = true;
+    const perRecord = await auditStorage(client, inventory);
+    assert.deepEqual({ ok: perRecord.ok, failing: perRecord.failing }, { ok: true, failing: [] });
+  } finally {
+    await front.close();
+  }
+});
+
+test('at upload the cloud refuses tags that do not match the ciphertext, another hospital\'s key, and a key without proof of possession', async () => {
+  const cloud = await StorageAuditCloud.open(db, cast.platform.ledger);
+  const tagger = await StorageTagger.open(db, cast.kek);
+  const ciphertext = new Uint8Array(2000).fill(7);
+  const good = await tagger.tag('riverside', ciphertext);
+  const altered = new Uint8Array(ciphertext);
+  altered[1500] = 8;
+  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r1', ciphertext: altered, storage: good }]), IntegrityError);
+  // One bad record among several of an upload is named.
+  const other = new Uint8Array(900).fill(3);
+  await assert.rejects(
+    cloud.checkUpload('riverside', [{ recordId: 'r0', ciphertext: other, storage: await tagger.tag('riverside', other) }, { recordId: 'r1', ciphertext: altered, storage: good }]),
+    (e: unknown) => e instanceof IntegrityError && /record r1 /.test(e.message),
+  );
+  // St Mary's key (registered by the uploads above) presented by riverside.
+  const stMarys = await tagger.tag('st-marys', ciphertext);
+  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r2', ciphertext, storage: stMarys }]), AccessDeniedError);
+  const rogue = new Uint8Array(good.publicKey);
+  rogue.set(por.encodePublicKey(por.generateKey().publicKey).subarray(97), 97);
+  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r3', ciphertext, storage: { ...good, publicKey: rogue } }]), MalformedInputError);
+  const checked = await cloud.checkUpload('riverside', [{ recordId: 'r4', ciphertext, storage: good }]);
+  assert.equal(checked.get('r4')!.commitment.blocks, por.blockCount(2000));
+  // The hospital's secret key is stored wrapped by its KEK, not in the clear.
+  const stored = (await db.query<{ secret_key: Uint8Array }>("SELECT secret_key FROM storage_hospital_keys WHERE hospital = 'riverside'")).rows[0]!.secret_key;
+  const secret = por.encodeSecretKey(await tagger.keyOf('riverside'));
+  for (const form of [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('hex')), Buffer.from(Buffer.from(secret).toString('base64'))]) {
+    assert.equal(Buffer.from(stored).includes(form), false);
+  }
+  const dump = (await db.query<{ t: string }>("SELECT string_agg(encode(secret_key, 'hex') || encode(public_key, 'hex'), '') AS t FROM storage_hospital_keys")).rows[0]!.t;
+  assert.equal(dump.includes(Buffer.from(secret).toString('hex')), false, 'no row of the table holds the secret in the clear');
+});
+
+test('hostile challenges get problem answers, and only auditors and gateways may challenge', async () => {
+  const wire = {
+    nonce: Buffer.alloc(32, 1).toString('base64'), sectors: por.DEFAULT_SECTORS, samples: 10, keys: [inventory[0]!.key],
+    files: [{ hash: inventory[0]!.hash, blocks: inventory[0]!.blocks, key: 0 }],
+  };
+  const status = async (challenge: unknown, token?: string) => {
+    const response = await fetch(new URL('/cloud/storage/audit', cast.base), {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token ?? auditorToken}` },
+      body: JSON.stringify({ challenge, kind: 'aggregate' }),
+    });
+    assert.match(response.headers.get('content-type') ?? '', /problem\+json|json/);
+    return response.status;
+  };
+  assert.equal(await status(wire), 200);
+  assert.equal(await status({ ...wire, samples: por.MAX_SAMPLES + 1 }), 400);
+  assert.equal(await status({ ...wire, nonce: 'AAAA' }), 400);
+  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], key: 3 }] }), 400);
+  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], hash: 'sha256:zz' }] }), 400);
+  assert.equal(await status({ ...wire, extra: 1 }), 400);
+  const doctor = await cast.registerAndLogin('riverside', 'dr-nosy', ['role:doctor']);
+  assert.equal(await status(wire, doctor.token), 403);
+  assert.equal(await status(wire, 'not-a-token'), 401);
+  await assert.rejects(new StorageAuditClient(cast.base, doctor.token).report(wire, []), (e: unknown) => e instanceof HttpProblemError && e.status === 403);
+});
+
+/** The real `medshare` binary with stdin, for the CLI's own behaviour (output, exit code, one-line errors). */
+function medshare(args: string[], stdin: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const bin = fileURLToPath(new URL('../../cli/bin/medshare.js', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    child.stdin.end(stdin);
+  });
+}
+
+test('medshare audit storage --url: names a damaged record, exits 4 with a one-line error; a bad --url is a usage error', async () => {
+  const keys = await ledger.keys();
+  const pinned = ['--url', cast.base.href, '--log-key', keys.log, ...keys.witnesses.flatMap((k) => ['--witness-key', k])];
+  const victim = inventory[2]!;
+  const { recordId, ciphertext } = await storedRecord(victim.hash);
+  const altered = new Uint8Array(ciphertext);
+  altered[10]! ^= 0x80;
+  await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, altered]);
+  try {
+    const failed = await medshare(['audit', 'storage', ...pinned, '--no-report'], `${auditorToken}\n`);
+    assert.equal(failed.code, 4, failed.stderr);
+    assert.match(failed.stdout, new RegExp(`^FAILED ${victim.hash} \\(${victim.category}\\)$`, 'm'));
+    assert.match(failed.stdout, /^FAILED: \d+ record\(s\) of 1 hospital\(s\), \d+ block\(s\) sampled, 1 failing$/m);
+    const lastLine = failed.stderr.trim().split('\n').at(-1)!;
+    assert.match(lastLine, /storage audit failed: 1 record/);
+    assert.doesNotMatch(failed.stderr, /\bat .*\.ts:\d+/, 'no stack trace');
+  } finally {
+    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, ciphertext]);
+  }
+  const bad = await medshare(['audit', 'storage', '--url', 'not a url'], `${auditorToken}\n`);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /--url: not a URL/);
+});
