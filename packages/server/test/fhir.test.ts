@@ -217,8 +217,10 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
   });
 
   test('a 2 MiB resource is accepted (the body limit is the documented 32 MiB, not 1 MiB; each string stays under FHIR\'s 1 MB)', async () => {
-    const note = observation(70, { note: Array.from({ length: 3 }, () => ({ text: 'x'.repeat(700 * 1024) })) });
-    const stored = (await gateway.create({ resourceType: 'Observation', body: note as unknown as Resource })) as Resource;
+    // Attachments, not note text: note words go into the searchable index, which is not what this measures.
+    const data = Buffer.alloc(500 * 1024, 7).toString('base64');
+    const document = { resourceType: 'DocumentReference', status: 'current', subject: { reference: `Patient/${fhirPatient}` }, content: Array.from({ length: 3 }, () => ({ attachment: { contentType: 'application/pdf', data } })) };
+    const stored = (await gateway.create({ resourceType: 'DocumentReference', body: document as unknown as Resource })) as Resource;
     assert.equal(stored.meta!.versionId, '1');
   });
 
