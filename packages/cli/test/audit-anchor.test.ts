@@ -3,52 +3,64 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createHash } from 'node:crypto';
-import { BrowserProvider, Wallet } from 'ethers';
-import { openDatabase } from '@medshare/db';
-import { AnchorClient, AuditLog, generateCheckpointKey } from '@medshare/ledger';
+import { createHash, randomBytes } from 'node:crypto';
+import Fastify from 'fastify';
+import { SigningKey } from 'ethers';
+import { openDatabase, type Database } from '@medshare/db';
+import { AnchorClient, AuditLog, collectCosignatures, generateCheckpointKey, Witness, witnessPlugin } from '@medshare/ledger';
+import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
 import { runCli } from './run-cli.ts';
 
-// An in-process Hardhat 2 chain served over JSON-RPC on 127.0.0.1: the CLI reaches it exactly as it would reach a
-// consortium node, through LEDGER_RPC_URL.
-process.env['HARDHAT_CONFIG'] = fileURLToPath(new URL('../../ledger/test/hardhat.config.cjs', import.meta.url));
-process.env['HARDHAT_NETWORK'] = 'hardhat';
-const { default: hre } = await import('hardhat');
-const { JsonRpcServer } = await import('hardhat/internal/hardhat-network/jsonrpc/server.js');
-
+// A ganache JSON-RPC node process on 127.0.0.1: the CLI reaches it exactly as it would reach a consortium node,
+// through LEDGER_RPC_URL; the hospitals' witnesses answer chain cosignatures over HTTP.
 const dir = mkdtempSync(join(tmpdir(), 'medshare-anchor-'));
 const dataDir = join(dir, 'data');
 const logKey = generateCheckpointKey('medshare.test/audit');
-const server = new JsonRpcServer({ hostname: '127.0.0.1', port: 0, provider: hre.network.provider });
+const app = Fastify();
+let node: GanacheNode;
+let witnessDb: Database;
 let env: NodeJS.ProcessEnv;
+let chainWitnesses: string[];
 
 before(async () => {
-  const { port } = await server.listen();
-  const provider = new BrowserProvider(hre.network.provider as never, undefined, { cacheTimeout: -1 });
-  const contract = await AnchorClient.deploy(await provider.getSigner(0));
-  env = {
-    ...process.env,
-    LEDGER_RPC_URL: `http://127.0.0.1:${port}`,
-    LEDGER_ANCHOR_ADDRESS: await contract.address(),
-    // Hardhat's first development account, derived from its public test mnemonic.
-    LEDGER_PRIVATE_KEY: Wallet.fromPhrase('test test test test test test test test test test test junk').privateKey,
-  };
+  node = await startGanache();
+  witnessDb = await openDatabase();
+  const witnesses = await Promise.all(['a', 'b'].map((h) =>
+    Witness.open(witnessDb, generateCheckpointKey(`hospital-${h}.test/witness`).signer, logKey.signer.verifier, { chainKey: new SigningKey(randomBytes(32)) })));
+  for (const [i, w] of witnesses.entries()) await app.register(witnessPlugin, { witnesses: [w], prefix: `/witness/${i}` });
+  const base = await app.listen({ host: '127.0.0.1', port: 0 });
+  chainWitnesses = witnesses.map((w, i) => `${w.address}=${base}/witness/${i}`);
+  const contract = await AnchorClient.deploy(node.wallet(0));
+  const anchorer = node.wallet(1);
+  await contract.configureLog('medshare.test/audit', anchorer.address, witnesses.map((w) => w.address), 2);
+  env = { ...process.env, LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: await contract.address(), LEDGER_PRIVATE_KEY: anchorer.privateKey };
   const db = await openDatabase({ dataDir });
-  const log = await AuditLog.open(db, logKey.signer);
+  const log = await AuditLog.open(db, logKey.signer, { cosigners: witnesses });
   const psn = `psn:${createHash('sha256').update('alice').digest('base64url').slice(0, 22)}`;
   for (let i = 0; i < 3; i++) await log.append({ type: 'record-access', patient: psn, agents: [{ who: psn, role: 'patient' }], source: 'hospital-a' });
-  writeFileSync(join(dir, 'checkpoint.txt'), await log.checkpoint());
+  writeFileSync(join(dir, 'checkpoint.txt'), await collectCosignatures(log, witnesses));
   await db.close();
 });
 after(async () => {
-  await server.close();
+  await app.close();
+  await witnessDb.close();
+  await node.stop();
   rmSync(dir, { recursive: true, force: true });
+});
+
+test('audit anchor needs the witness quorum: one chain witness is refused (exit 4), a malformed one is a usage error', async () => {
+  const vkey = logKey.signer.verifier.vkey;
+  const short = await runCli(['audit', 'anchor', '--data', dataDir, '--log-key', vkey, '--chain-witness', chainWitnesses[0]!], { env });
+  assert.equal(short.code, 4, short.stderr);
+  assert.match(short.stderr, /quorum/);
+  const malformed = await runCli(['audit', 'anchor', '--data', dataDir, '--log-key', vkey, '--chain-witness', 'nobody'], { env });
+  assert.equal(malformed.code, 2);
+  assert.match(malformed.stderr, /--chain-witness nobody/);
 });
 
 test('audit anchor puts the latest checkpoint on the chain; audit anchored proves it from the chain', async () => {
   const vkey = logKey.signer.verifier.vkey;
-  const anchored = await runCli(['audit', 'anchor', '--data', dataDir, '--log-key', vkey], { env });
+  const anchored = await runCli(['audit', 'anchor', '--data', dataDir, '--log-key', vkey, '--chain-witness', ...chainWitnesses], { env });
   assert.equal(anchored.code, 0, anchored.stderr);
   const receipt = JSON.parse(anchored.stdout);
   assert.equal(receipt.treeSize, 3);

@@ -16,6 +16,8 @@ import { localSessionStatus, TokenVerifier, TrustList } from './sso/federation.t
 import { TokenIssuer } from './sso/issuer.ts';
 import { SigningKeyRing } from './sso/keyring.ts';
 import { MemoryAttemptStore, MemoryNonceCache, MemorySessionStore, MemorySigningKeyStore, MemoryTicketStore, MemoryUserStore } from './memory-stores.ts';
+import { ClientRegistry, type OidcClient } from './oidc/clients.ts';
+import { OidcProvider, type IssuedCode, type PendingAuthorization } from './oidc/provider.ts';
 import { IDENTITY_MIGRATIONS } from './sql/schema.ts';
 import { SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore, SqlTicketStore, SqlUserStore } from './sql/stores.ts';
 import type { AttemptStore, NonceCache, SessionStore, SigningKeyStore, TicketStore, UserStore } from './stores.ts';
@@ -30,6 +32,10 @@ export interface HospitalConfig {
   /** Registered clients (RFC 9068 `client_id`); the first is the default. Default: `medshare-app`. */
   readonly clients?: readonly string[];
   readonly relyingParty: RelyingParty;
+  /** OpenID Connect clients (oidc/clients.ts); their ids are registered clients of the tokens too. */
+  readonly oidcClients?: readonly OidcClient[];
+  /** FHIR servers a SMART `aud` may name (a path is the service's own origin). */
+  readonly fhirServers?: readonly string[];
   readonly scrypt?: ScryptParams;
   readonly limits?: Partial<LimiterOptions>;
   readonly tokenSeconds?: number;
@@ -49,10 +55,13 @@ interface HospitalStores {
   readonly attempts: AttemptStore;
   readonly keys: SigningKeyStore;
   readonly proofs: NonceCache;
+  readonly oidcRequests: TicketStore<PendingAuthorization>;
+  readonly oidcCodes: TicketStore<IssuedCode>;
+  readonly oidcRedeemed: TicketStore<string>;
 }
 
 /** A hospital identity service, ready to mount with hospitalIdentityPlugin. */
-export type HospitalService = HospitalPluginOptions & { trust: TrustList };
+export type HospitalService = HospitalPluginOptions & { trust: TrustList; oidc: OidcProvider };
 
 /** A hospital identity service on in-memory stores: everything is forgotten when the process ends. */
 export async function createMemoryHospital(config: HospitalConfig): Promise<HospitalService> {
@@ -66,6 +75,9 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
     attempts: new MemoryAttemptStore(100_000, now),
     keys: new MemorySigningKeyStore(),
     proofs: new MemoryNonceCache(),
+    oidcRequests: new MemoryTicketStore<PendingAuthorization>(),
+    oidcCodes: new MemoryTicketStore<IssuedCode>(),
+    oidcRedeemed: new MemoryTicketStore<string>(),
   });
 }
 
@@ -92,6 +104,9 @@ export async function createSqlHospital(db: Database, config: HospitalConfig & {
     attempts: new SqlAttemptStore(db, hospital, now),
     keys: new SqlSigningKeyStore(db, hospital, config.kek),
     proofs: new SqlNonceCache(db, `${hospital}/dpop`),
+    oidcRequests: new SqlTicketStore<PendingAuthorization>(db, `${hospital}/oidc-request`),
+    oidcCodes: new SqlTicketStore<IssuedCode>(db, `${hospital}/oidc-code`),
+    oidcRedeemed: new SqlTicketStore<string>(db, `${hospital}/oidc-redeemed`),
   });
 }
 
@@ -112,8 +127,14 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
     scrypt: config.scrypt,
     now,
   });
+  const oidcClients = new ClientRegistry(config.oidcClients ?? []);
   const issuer = new TokenIssuer({
-    issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now, audiences: config.audiences, clients: config.clients ?? [DEFAULT_CLIENT],
+    issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now, audiences: config.audiences,
+    clients: [...(config.clients ?? [DEFAULT_CLIENT]), ...oidcClients.ids()],
+  });
+  const oidc = new OidcProvider({
+    hospital: config.hospital, clients: oidcClients, credentials, issuer, keys, sessions, now,
+    requests: stores.oidcRequests, codes: stores.oidcCodes, redeemed: stores.oidcRedeemed, fhirServers: config.fhirServers ?? [], accountAudience: config.issuer,
   });
   const trust = new TrustList();
   trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });
@@ -121,5 +142,5 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   // Ending a session is no privilege: logout takes any token of this hospital, whatever its audience.
   const logoutVerifier = new TokenVerifier([config.issuer, ...config.audiences], trust, { now });
   const proofs = new DpopVerifier(stores.proofs, now);
-  return { accounts, admin, credentials, issuer, keys, proofs, sessions, verifier, logoutVerifier, trust, adminToken: config.adminToken, now };
+  return { accounts, admin, credentials, issuer, keys, proofs, sessions, verifier, logoutVerifier, trust, oidc, adminToken: config.adminToken, now };
 }

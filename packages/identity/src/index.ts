@@ -41,4 +41,8 @@ export { presentedToken, dpopHeader, requestUrl } from './http/proof.ts';
 export { hospitalIdentityPlugin, type HospitalPluginOptions } from './http/hospital-plugin.ts';
 export { trustedAuthorityPlugin, type TaPluginOptions } from './http/ta-plugin.ts';
 export { deviceAuthenticationPlugin, type DevicePluginOptions } from './http/device-plugin.ts';
+export { ClientRegistry, type OidcClient } from './oidc/clients.ts';
+export { OidcProvider, OAuthError, type TokenResponse, type PendingAuthorization, type IssuedCode } from './oidc/provider.ts';
+export { oidcPlugin, type OidcPluginOptions } from './oidc/plugin.ts';
+export { s256Challenge } from './oidc/pkce.ts';
 export { createMemoryHospital, createSqlHospital, migrateIdentity, DEFAULT_CLIENT, type HospitalConfig, type HospitalService } from './hospital.ts';

@@ -10,7 +10,7 @@ export { loadNoteSigner, type NoteSignerOptions } from './signing-key.ts';
 export { formatCheckpoint, parseCheckpoint, parseNote, formatNote, signNote, type Checkpoint, type NoteSignature } from './note.ts';
 export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions, type LogOptions, type LedgerHealth } from './log.ts';
 export { CheckpointFile, type TrustedCheckpoint } from './trusted.ts';
-export { Witness, collectCosignatures, findFork, verifyCheckpointNote, type VerifiedCheckpoint, type AddCheckpointRequest } from './witness.ts';
+export { Witness, type WitnessOptions, collectCosignatures, findFork, verifyCheckpointNote, type VerifiedCheckpoint, type AddCheckpointRequest } from './witness.ts';
 export { HttpCosigner, formatAddCheckpoint, parseAddCheckpoint, cosignatureFrom, type Cosigner } from './cosigner.ts';
 export { witnessPlugin, type WitnessPluginOptions } from './witness-http.ts';
 export { ledgerRoutesPlugin, MAX_ENTRIES_PER_PAGE, type LedgerRoutesOptions } from './http.ts';
@@ -18,5 +18,10 @@ export { LedgerClient, verifyRemoteLog, verifyRemoteLogEntries, fetchVerifiedEnt
 export { verifyLog, cosignersOf, defaultQuorum, type TrustPolicy, type VerifyReport, type Fault } from './verify.ts';
 export { buildInclusionBundle, buildWitnessedBundles, verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
 export { ChainCallError, ForkDetectedError, WitnessConflictError } from './errors.ts';
-export { AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt } from './anchor.ts';
+export {
+  AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt, type ConsentRecord, type LogRegistration,
+} from './anchor.ts';
+export {
+  HttpChainCosigner, chainCosignatureDigest, checkChainCosignature, checkpointBodyHash, CHAIN_COSIGNATURE_PREFIX, type ChainCosigner,
+} from './chain-cosign.ts';
 export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';

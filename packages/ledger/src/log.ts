@@ -22,12 +22,12 @@ import { migrate, type Database, type Queryable } from '@medshare/db';
 import { buildAuditEvent, canonicalBytes, parseEntry, patientOf, type AuditEvent, type AuditEventInput } from './entry.ts';
 import { hashLeaf } from './hashing.ts';
 import { LEDGER_MIGRATIONS } from './schema.ts';
-import { MerkleTree } from './tree.ts';
+import { MerkleTree, type TreeChunk } from './tree.ts';
 import { formatCheckpoint, parseCheckpoint, parseNote, signNote, formatNote, type NoteSignature } from './note.ts';
 import { auditStoredLog, checkEntryRow, defaultQuorum, scanEntries, type EntryRow, type Fault } from './verify.ts';
 import { verifyCheckpointNote } from './witness.ts';
 import { WitnessConflictError } from './errors.ts';
-import type { CheckpointSigner, CheckpointVerifier } from './keys.ts';
+import { parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from './keys.ts';
 import type { TrustedCheckpoint } from './trusted.ts';
 import type { Cosigner } from './cosigner.ts';
 
@@ -78,6 +78,12 @@ export interface LogOptions extends BatchOptions {
   onAlarm?: (alarm: Fault) => void;
   /** Called when a witness refuses or cannot be reached (the checkpoint stays below quorum until the next one). */
   onCosignFailure?: (witness: string, error: unknown) => void;
+  /**
+   * When the full audit of the stored entries runs on open: 'blocking' (default: `open` resolves after it) or
+   * 'background' (`open` resolves once the persisted tree matches the signed and the trusted checkpoint, which is
+   * all signing relies on; `audited()` resolves when every entry has been recomputed). See `load`.
+   */
+  audit?: 'blocking' | 'background';
 }
 
 /** What the health check reports: whether the log is consistent, and its counters (the metrics). */
@@ -131,6 +137,9 @@ export class AuditLog {
     if (list === undefined) this.patientIndex.set(patient, [index]);
     else list.push(index);
   };
+  /** The full audit of the entries stored before open (see `load`). */
+  private fullAudit: Promise<void> | undefined;
+  private fullAuditError: unknown;
   readonly quorum: number;
 
   private constructor(
@@ -178,25 +187,136 @@ export class AuditLog {
       ? (await db.query<{ origin: string; log_vkey: string }>('SELECT origin, log_vkey FROM ledger_head WHERE id = 1')).rows[0]
       : undefined;
     if (row === undefined) throw new MalformedInputError('this database holds no audit log');
-    const log = new AuditLog(db, row.origin, undefined, {});
-    const { tree, fault } = await scanEntries(db, new MerkleTree(), Infinity, log.indexPatient);
-    log.tree = tree;
-    if (fault !== undefined) log.raise(fault);
+    const log = new AuditLog(db, row.origin, undefined, { audit: 'background' });
+    // The reader writes nothing and starts no background work (the CLI closes the database when done): the full
+    // audit runs only if a patient query needs its index (entriesForPatient).
+    await log.load(undefined);
     return { log, logVkey: row.log_vkey };
   }
 
   /**
-   * Rebuilds the tree from the stored entries, recomputing every leaf hash, and checks it against the stored
-   * checkpoints and the one held outside the database. A mismatch halts the log (see `health`).
+   * Opens the persisted tree (ledger_tree: every level in chunks, written with each batch) and checks it before
+   * anything is signed: its root at the head's size must be that of the latest stored checkpoint signed by the
+   * log key, and it must extend the checkpoint held outside the database. That is all a new signature depends on
+   * (a new root is made of the tree's right edge and the new leaves), so a forged history is never signed. The
+   * full audit — every leaf hash recomputed from its entry, every checkpoint checked, the persisted tree compared
+   * node by node with the recomputed one — follows (`audited`): before `open` resolves, or in the background. A
+   * database without a persisted tree (created before it existed) is audited in full first and the tree stored.
+   * A mismatch halts the log (see `health`).
    */
-  private async load(verifier: CheckpointVerifier): Promise<void> {
-    const trusted = await this.options.trusted?.load();
+  private async load(verifier: CheckpointVerifier | undefined): Promise<void> {
     this.patientIndex = new Map();
-    const external = trusted === undefined ? [] : [trusted];
-    const { report, tree } = await auditStoredLog(this.db, { log: verifier, quorum: 0, external }, this.indexPatient);
+    this.fullAudit = undefined;
+    this.fullAuditError = undefined;
+    const head = (await this.db.query<{ size: number; log_vkey: string }>('SELECT size, log_vkey FROM ledger_head WHERE id = 1')).rows[0];
+    // As hex text: decoding it natively is ~20× cheaper than PGlite's bytea parsing (64 MiB at 10^6 entries).
+    const chunks = (await this.db.query<{ level: number; chunk: number; hex: string }>("SELECT level, chunk, encode(hashes, 'hex') AS hex FROM ledger_tree")).rows;
+    const logKey = verifier ?? parseVerifierKey(head?.log_vkey ?? '');
+    const trusted = verifier === undefined ? undefined : await this.options.trusted?.load();
+    if (chunks.length === 0 && (head?.size ?? 0) > 0) {
+      // No persisted tree yet: recompute it from the entries, then store it (a reader stores nothing).
+      const { report, tree } = await auditStoredLog(this.db, { log: logKey, quorum: 0, external: trusted === undefined ? [] : [trusted] }, this.indexPatient);
+      this.tree = tree;
+      this.trustedSize = tree.size;
+      if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
+      else if (verifier !== undefined) await this.db.transaction((tx) => this.saveChunks(tx, tree.chunksSince(0)));
+      this.fullAudit = Promise.resolve();
+      return;
+    }
+    let tree: MerkleTree;
+    try {
+      tree = MerkleTree.fromChunks(chunks.map((c) => ({ level: c.level, chunk: Number(c.chunk), hashes: Buffer.from(c.hex, 'hex') })));
+    } catch (error) {
+      tree = new MerkleTree();
+      this.raise({ index: 0, problem: `the stored Merkle tree: ${error instanceof Error ? error.message : 'unreadable'}` });
+    }
     this.tree = tree;
     this.trustedSize = tree.size;
+    const fault = await this.checkLoadedTree(logKey, head?.size ?? 0, trusted);
+    const size = tree.size;
+    this.startAudit = () => this.auditEntries(logKey, trusted, size);
+    // A reader audits only on demand. A writer audits now: awaited unless in background, and then first, so
+    // that the alarm names the first bad entry rather than only the tree that no longer matches.
+    if (verifier !== undefined) {
+      if (this.options.audit === 'background') this.audited().catch(() => undefined);
+      else await this.audited();
+    }
+    if (fault !== undefined) this.raise(fault);
+  }
+
+  /** Starts the full audit (once). */
+  private startAudit: (() => Promise<void>) | undefined;
+
+  /** Resolves once every entry stored before open has been recomputed and checked (a fault halts the log). */
+  async audited(): Promise<void> {
+    if (this.fullAudit === undefined) {
+      const start = this.startAudit;
+      this.startAudit = undefined;
+      this.fullAudit = start === undefined ? Promise.resolve() : start().catch((error) => {
+        this.fullAuditError = error;
+      });
+    }
+    await this.fullAudit;
+    if (this.fullAuditError !== undefined) throw new UnavailableError('the audit of the stored log could not complete');
+  }
+
+  /** The loaded tree against the head, the latest signed checkpoint and the checkpoint held outside the database. */
+  private async checkLoadedTree(logKey: CheckpointVerifier, headSize: number, trusted: string | undefined): Promise<Fault | undefined> {
+    if (this.tree.size !== headSize) {
+      return { index: Math.min(this.tree.size, headSize), problem: `the stored Merkle tree has ${this.tree.size} leaves, the head says ${headSize}` };
+    }
+    if (headSize > 0) {
+      const latest = (await this.db.query<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints ORDER BY size DESC LIMIT 1')).rows[0];
+      let checkpoint;
+      try {
+        checkpoint = latest === undefined ? undefined : verifyCheckpointNote(latest.note, logKey);
+      } catch (error) {
+        return { index: 0, problem: `the latest checkpoint: ${error instanceof Error ? error.message : 'unreadable'}` };
+      }
+      if (checkpoint === undefined || checkpoint.size !== headSize) {
+        const covered = checkpoint?.size ?? 0;
+        return { index: Math.min(covered, headSize), problem: `entries from ${Math.min(covered, headSize)} are not covered by the latest signed checkpoint` };
+      }
+      if (!this.tree.rootHash(headSize).equals(checkpoint.rootHash)) {
+        return { index: 0, problem: `the stored tree does not match the signed checkpoint ${headSize}` };
+      }
+    }
+    if (trusted === undefined) return undefined;
+    return this.compareTrusted(trusted, logKey);
+  }
+
+  /** The full audit of the first `size` entries (see `load`); builds the patient index from the entries. */
+  private async auditEntries(logKey: CheckpointVerifier, trusted: string | undefined, size: number): Promise<void> {
+    const scanned = new Map<string, number[]>();
+    const { report, tree } = await auditStoredLog(
+      this.db, { log: logKey, quorum: 0, external: trusted === undefined ? [] : [trusted] },
+      (index, patient) => {
+        const list = scanned.get(patient);
+        if (list === undefined) scanned.set(patient, [index]);
+        else list.push(index);
+      },
+      size,
+    );
     if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
+    const difference = tree.firstDifference(this.tree);
+    if (difference !== undefined) {
+      this.raise(difference.level === 0
+        ? { index: difference.index, problem: `entry ${difference.index} does not match the stored Merkle tree` }
+        : { index: difference.index * 2 ** difference.level, problem: `the stored Merkle tree's node ${difference.index} at level ${difference.level} does not match the entries` });
+    }
+    // Entries appended since open were indexed as they came; the audited ones go first.
+    for (const [patient, indices] of scanned) this.patientIndex.set(patient, [...indices, ...(this.patientIndex.get(patient) ?? [])]);
+  }
+
+  /** Stores tree chunks (inside the batch's transaction). */
+  private async saveChunks(tx: Queryable, chunks: readonly TreeChunk[]): Promise<void> {
+    for (let offset = 0; offset < chunks.length; offset += 100) {
+      const part = chunks.slice(offset, offset + 100);
+      // Hex text, decoded by the database: cheaper than PGlite's bytea parameter encoding.
+      const params = part.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]);
+      const values = part.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, decode($${3 * i + 3}, 'hex'))`).join(', ');
+      await tx.query(`INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
+    }
   }
 
   /** Halts the log on the first tampering found: nothing is signed or appended from now on. */
@@ -320,6 +440,7 @@ export class AuditLog {
         await tx.query(`INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params);
       }
       const size = start + rows.length;
+      await this.saveChunks(tx, this.tree.chunksSince(start));
       const note = this.signCheckpoint(size);
       this.trustedSize = size;
       await tx.query('UPDATE ledger_head SET size = $1 WHERE id = 1', [size]);
@@ -332,9 +453,18 @@ export class AuditLog {
   private async checkTrusted(): Promise<void> {
     const note = await this.options.trusted?.load();
     if (note === undefined || this.signer === undefined) return;
+    const fault = this.compareTrusted(note, this.signer.verifier);
+    if (fault !== undefined) {
+      this.raise(fault);
+      this.checkHealthy();
+    }
+  }
+
+  /** Whether the tree extends the checkpoint held outside the database; the fault otherwise. */
+  private compareTrusted(note: string, logKey: CheckpointVerifier): Fault | undefined {
     let fault: Fault | undefined;
     try {
-      const trusted = verifyCheckpointNote(note, this.signer.verifier);
+      const trusted = verifyCheckpointNote(note, logKey);
       if (trusted.size > this.tree.size) {
         fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
       }
@@ -346,10 +476,7 @@ export class AuditLog {
     } catch (error) {
       fault = { index: 0, problem: `the checkpoint held outside the database: ${error instanceof Error ? error.message : 'unreadable'}` };
     }
-    if (fault !== undefined) {
-      this.raise(fault);
-      this.checkHealthy();
-    }
+    return fault;
   }
 
   private signCheckpoint(size: number): string {
@@ -540,9 +667,13 @@ export class AuditLog {
   /**
    * Every entry about one pseudonymous patient, oldest first (at most `limit`). Found by the index the log built
    * from the verified entries themselves, not by the stored patient column (which an attacker could edit to hide
-   * entries); each entry is read back and checked against the tree.
+   * entries); each entry is read back and checked against the tree. Waits for the audit on open (which builds
+   * that index). @throws IntegrityError when the log is halted.
    */
   async entriesForPatient(patient: string, limit = 10_000): Promise<StoredEntry[]> {
+    await this.audited();
+    // A halted log's index stops at the fault: a partial answer would hide entries.
+    if (this.alarm !== undefined) throw new IntegrityError(`the audit log is halted at entry ${this.alarm.index}: ${this.alarm.problem}`);
     const indices = (this.patientIndex.get(patient) ?? []).slice(0, limit);
     if (indices.length === 0) return [];
     const rows = await this.db.query<EntryRow>(

@@ -38,4 +38,15 @@ export const LEDGER_MIGRATIONS: readonly Migration[] = [
         wrapped bytea NOT NULL)`,
     ],
   },
+  {
+    version: 3,
+    description: 'the Merkle tree, level by level in chunks of 1024 hashes, so that opening a log reads no entries',
+    statements: [
+      `CREATE TABLE ledger_tree (
+        level integer NOT NULL,
+        chunk bigint NOT NULL,
+        hashes bytea NOT NULL,
+        PRIMARY KEY (level, chunk))`,
+    ],
+  },
 ];

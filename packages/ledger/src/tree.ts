@@ -7,20 +7,43 @@
  * asks for is composed of at most O(log n) stored hashes, and proofs cost O(log² n) hashing at worst. Each level
  * is one growable byte array (32 bytes a node) rather than one object a node: 10^6 leaves take ~64 MB.
  */
-import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
+import { IntegrityError, LimitExceededError, MalformedInputError } from '@medshare/crypto';
 import { EMPTY_ROOT, HASH_SIZE, hashChildren, splitPoint } from './hashing.ts';
 
 /** The largest tree this implementation handles (indices stay exact JS integers). */
 export const MAX_TREE_SIZE = 2 ** 40;
 
+/** Hashes per persisted chunk of a level (log.ts stores each level as rows of up to this many hashes). */
+export const CHUNK_HASHES = 1024;
+
+/** One persisted piece of a level: hashes [chunk·CHUNK_HASHES, …) of `level`, back to back. */
+export interface TreeChunk {
+  level: number;
+  chunk: number;
+  hashes: Uint8Array;
+}
+
 /** One level of the tree: `count` hashes stored back to back. */
 class HashLevel {
-  private bytes = new Uint8Array(HASH_SIZE * 16);
+  private bytes: Uint8Array = new Uint8Array(HASH_SIZE * 16);
   count = 0;
+
+  /** A level holding exactly `hashes` (32 bytes each). */
+  static of(hashes: Uint8Array): HashLevel {
+    const level = new HashLevel();
+    level.bytes = hashes;
+    level.count = hashes.length / HASH_SIZE;
+    return level;
+  }
+
+  /** The bytes of hashes [start, end). */
+  range(start: number, end: number): Uint8Array {
+    return this.bytes.subarray(start * HASH_SIZE, end * HASH_SIZE);
+  }
 
   push(hash: Uint8Array): void {
     if ((this.count + 1) * HASH_SIZE > this.bytes.length) {
-      const grown = new Uint8Array(this.bytes.length * 2);
+      const grown = new Uint8Array(Math.max(HASH_SIZE * 16, this.bytes.length * 2));
       grown.set(this.bytes);
       this.bytes = grown;
     }
@@ -35,7 +58,76 @@ class HashLevel {
 
 /** An in-memory RFC 9162 tree over leaf hashes, appended in order. */
 export class MerkleTree {
-  private readonly levels: HashLevel[] = [new HashLevel()];
+  private levels: HashLevel[] = [new HashLevel()];
+
+  /**
+   * A tree from its persisted chunks (see `chunksSince`), in any order. Only the shape is checked here — chunks
+   * contiguous and full but the last, level l holding ⌊n / 2^l⌋ hashes — not the hashes: the caller checks the
+   * root against a signed checkpoint (log.ts), and the full audit recomputes everything.
+   * @throws IntegrityError for chunks that do not form a tree.
+   */
+  static fromChunks(chunks: readonly TreeChunk[]): MerkleTree {
+    const byLevel: TreeChunk[][] = [];
+    for (const chunk of chunks) (byLevel[chunk.level] ??= []).push(chunk);
+    const tree = new MerkleTree();
+    if (byLevel.length === 0) return tree;
+    const levels: HashLevel[] = [];
+    for (let level = 0; level < byLevel.length; level++) {
+      const parts = (byLevel[level] ?? []).sort((a, b) => a.chunk - b.chunk);
+      parts.forEach((part, i) => {
+        const full = part.hashes.length === CHUNK_HASHES * HASH_SIZE;
+        if (part.chunk !== i || part.hashes.length === 0 || part.hashes.length % HASH_SIZE !== 0 || (!full && i !== parts.length - 1)) {
+          throw new IntegrityError(`the stored tree's level ${level} is not contiguous at chunk ${part.chunk}`);
+        }
+      });
+      const bytes = new Uint8Array(parts.reduce((sum, part) => sum + part.hashes.length, 0));
+      let offset = 0;
+      for (const part of parts) {
+        bytes.set(part.hashes, offset);
+        offset += part.hashes.length;
+      }
+      levels.push(HashLevel.of(bytes));
+    }
+    const size = levels[0]!.count;
+    if (size > MAX_TREE_SIZE) throw new IntegrityError('the stored tree is too large');
+    levels.forEach((level, l) => {
+      if (level.count !== Math.floor(size / 2 ** l)) throw new IntegrityError(`the stored tree's level ${l} has ${level.count} nodes, ${Math.floor(size / 2 ** l)} expected`);
+    });
+    // append() keeps one level above the last complete pair only while it is being filled.
+    if (Math.floor(size / 2 ** levels.length) !== 0) throw new IntegrityError('the stored tree lacks its top levels');
+    tree.levels = levels;
+    return tree;
+  }
+
+  /** The chunks (level, index, hashes so far) that changed since the tree had `oldSize` leaves: what to persist. */
+  chunksSince(oldSize: number): TreeChunk[] {
+    const changed: TreeChunk[] = [];
+    this.levels.forEach((nodes, level) => {
+      const before = Math.floor(oldSize / 2 ** level);
+      if (nodes.count === before) return;
+      for (let chunk = Math.floor(before / CHUNK_HASHES); chunk * CHUNK_HASHES < nodes.count; chunk++) {
+        changed.push({ level, chunk, hashes: nodes.range(chunk * CHUNK_HASHES, Math.min(nodes.count, (chunk + 1) * CHUNK_HASHES)) });
+      }
+    });
+    return changed;
+  }
+
+  /**
+   * The first node (level, index) where this tree and `other` differ, over the nodes both hold; undefined when
+   * one is a prefix of the other.
+   */
+  firstDifference(other: MerkleTree): { level: number; index: number } | undefined {
+    for (let level = 0; level < Math.min(this.levels.length, other.levels.length); level++) {
+      const count = Math.min(this.levels[level]!.count, other.levels[level]!.count);
+      const a = this.levels[level]!.range(0, count);
+      const b = other.levels[level]!.range(0, count);
+      if (Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length))) continue;
+      for (let index = 0; index < count; index++) {
+        if (!this.levels[level]!.get(index).equals(other.levels[level]!.get(index))) return { level, index };
+      }
+    }
+    return undefined;
+  }
 
   /** Number of leaves. */
   get size(): number {

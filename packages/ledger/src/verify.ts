@@ -136,16 +136,21 @@ export async function auditStoredLog(
   db: Queryable,
   trust: TrustPolicy,
   onEntry?: (index: number, patient: string) => void,
+  upTo?: number,
 ): Promise<{ report: VerifyReport; tree: MerkleTree }> {
-  const scanned = await scanEntries(db, new MerkleTree(), Infinity, onEntry);
+  // With `upTo` (a running log auditing itself while it appends), only the first upTo entries and the checkpoints
+  // up to that size are checked: the head moves meanwhile.
+  const scanned = await scanEntries(db, new MerkleTree(), upTo ?? Infinity, onEntry);
   const { tree } = scanned;
   let entryFault = scanned.fault;
-  const head = (await db.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0];
+  const head = upTo === undefined ? (await db.query<{ size: number }>('SELECT size FROM ledger_head WHERE id = 1')).rows[0] : undefined;
   if (entryFault === undefined && head !== undefined && head.size !== tree.size) {
     entryFault = { index: Math.min(head.size, tree.size), problem: `the head says ${head.size} entries, ${tree.size} are stored` };
   }
   const complete = entryFault === undefined;
-  const rows = (await db.query<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints ORDER BY size')).rows;
+  const rows = (await db.query<{ size: number; note: string }>(
+    'SELECT size, note FROM ledger_checkpoints WHERE size <= $1 ORDER BY size', [upTo ?? Number.MAX_SAFE_INTEGER],
+  )).rows;
   let goodSize = 0;
   let latest: VerifiedCheckpoint | undefined;
   let fault: Fault | undefined;

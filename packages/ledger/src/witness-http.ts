@@ -4,6 +4,10 @@
  * an unknown log, 403 when no trusted log signature verifies, 400 for a malformed request, 409 with a
  * `text/x.tlog.size` body when the old size is not the witness's, 409 for the same size with another root, 422
  * for a consistency proof that does not verify. Bodies are plain text.
+ *
+ * `POST /chain-cosignature` (ours, not C2SP): the body is a checkpoint note; a witness with a chain key answers its
+ * ECDSA cosignature for the anchor contract (0x hex) if the note is the checkpoint it last cosigned, else 409 with
+ * its size; 404 without a chain key.
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { IntegrityError, MedShareError, NotFoundError } from '@medshare/crypto';
@@ -15,7 +19,7 @@ import type { Witness } from './witness.ts';
 /** The witnesses served, one per log origin. */
 export interface WitnessPluginOptions {
   /** A `Witness`, or anything answering for one origin as it does (a hospital's witness opened on first request). */
-  witnesses: ReadonlyArray<Pick<Witness, 'origin' | 'addCheckpoint'>>;
+  witnesses: ReadonlyArray<Pick<Witness, 'origin' | 'addCheckpoint'> & Partial<Pick<Witness, 'chainCosign'>>>;
 }
 
 function statusOf(error: unknown): number {
@@ -51,5 +55,13 @@ export const witnessPlugin: FastifyPluginAsync<WitnessPluginOptions> = async (ap
     const cosignature = await witness.addCheckpoint(submitted);
     // One signature line: formatNote of an empty body yields "\n— name sig\n"; drop the leading newline.
     return reply.type('text/plain; charset=utf-8').send(formatNote('', [cosignature]).slice(1));
+  });
+  app.post('/chain-cosignature', { schema: { hide: true } }, async (request, reply) => {
+    const note = typeof request.body === 'string' ? request.body : '';
+    const origin = parseCheckpoint(parseNote(note).body).origin;
+    const witness = byOrigin.get(origin);
+    if (witness?.chainCosign === undefined) throw new NotFoundError(`no witness here gives chain cosignatures for ${origin}`);
+    // A WitnessConflictError becomes 409 with the witness's size, as for add-checkpoint (the error handler).
+    return reply.type('text/plain; charset=utf-8').send(`${await witness.chainCosign(note)}\n`);
   });
 };

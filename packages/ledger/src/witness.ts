@@ -5,7 +5,9 @@
  * (or one witness twice) different histories is caught: same size with another root, or a failing consistency
  * proof, is a fork, reported with both signed checkpoints as evidence.
  */
+import { computeAddress, type SigningKey } from 'ethers';
 import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
+import { chainCosignatureDigest, type ChainCosigner } from './chain-cosign.ts';
 import { migrate, type Database } from '@medshare/db';
 import { findSignature, parseCheckpoint, parseNote, type Checkpoint, type NoteSignature } from './note.ts';
 import { verifyConsistency } from './proofs.ts';
@@ -55,18 +57,50 @@ export interface AddCheckpointRequest {
   note: string;
 }
 
-/** A witness of one log, with its state in its own database. It is a `Cosigner` (cosigner.ts) for in-process use. */
-export class Witness {
+/** How a witness is opened. */
+export interface WitnessOptions {
+  /** The witness's secp256k1 chain key, when it cosigns checkpoints for the anchor contract (chain-cosign.ts). */
+  chainKey?: SigningKey;
+}
+
+/**
+ * A witness of one log, with its state in its own database. It is a `Cosigner` (cosigner.ts) for in-process use,
+ * and with a chain key a `ChainCosigner` (chain-cosign.ts).
+ */
+export class Witness implements ChainCosigner {
   private constructor(
     private readonly db: Database,
     private readonly signer: CheckpointSigner,
     private readonly log: CheckpointVerifier,
+    private readonly chainKey: SigningKey | undefined,
   ) {}
 
   /** Opens the witness `signer.verifier.name` of the log whose key is `log`. */
-  static async open(db: Database, signer: CheckpointSigner, log: CheckpointVerifier): Promise<Witness> {
+  static async open(db: Database, signer: CheckpointSigner, log: CheckpointVerifier, options: WitnessOptions = {}): Promise<Witness> {
     await migrate(db, 'ledger', LEDGER_MIGRATIONS);
-    return new Witness(db, signer, log);
+    return new Witness(db, signer, log, options.chainKey);
+  }
+
+  /** The witness's chain address ('' without a chain key). */
+  get address(): string {
+    if (this.chainKey === undefined) return '';
+    return computeAddress(this.chainKey);
+  }
+
+  /**
+   * Signs, with the chain key, the checkpoint this witness last cosigned: `note` must be signed by the log and have
+   * that checkpoint's size and root. The contract then counts the signature towards the anchoring quorum.
+   * @throws NotFoundError without a chain key, IntegrityError for another log's note or one the log did not sign,
+   *   WitnessConflictError when the witness last cosigned another checkpoint (or none).
+   */
+  async chainCosign(note: string): Promise<string> {
+    if (this.chainKey === undefined) throw new NotFoundError(`the witness ${this.verifier.name} has no chain key`);
+    const checkpoint = verifyCheckpointNote(note, this.log);
+    const latest = await this.latest();
+    if (latest === undefined || latest.size !== checkpoint.size || !latest.rootHash.equals(checkpoint.rootHash)) {
+      throw new WitnessConflictError(latest?.size ?? 0);
+    }
+    return this.chainKey.sign(chainCosignatureDigest(checkpoint)).serialized;
   }
 
   /** The witness's public key, for verifiers' trust policies. */

@@ -16,7 +16,7 @@ import {
   AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseVerifierKey,
   signNote, verifyCheckpointNote, verifyLog, Witness,
 } from '../src/index.ts';
-import { accessEvent } from './fixtures.ts';
+import { accessEvent, pseudonym } from './fixtures.ts';
 
 const { db } = (await openTestDatabases())[0]!;
 const dir = mkdtempSync(join(tmpdir(), 'ledger-guard-'));
@@ -28,7 +28,7 @@ const kek = randomKeyEncryptionKey();
 let fileCount = 0;
 
 async function reset(): Promise<void> {
-  await db.query('DROP TABLE IF EXISTS ledger_entries, ledger_checkpoints, ledger_head, ledger_witness_state, ledger_keys, schema_migrations');
+  await db.query('DROP TABLE IF EXISTS ledger_entries, ledger_checkpoints, ledger_head, ledger_witness_state, ledger_keys, ledger_tree, schema_migrations');
 }
 
 /** A log whose key is KEK-wrapped in the database and whose last checkpoint is also kept in a file. */
@@ -129,6 +129,100 @@ describe('the log refuses to sign a history forged in its database', () => {
     const reopened = await open();
     assert.equal(reopened.health().ok, true, reopened.health().alarm?.problem);
     assert.equal((await reopened.append(accessEvent('later'))).index, 5);
+  });
+});
+
+/** Rewrites one stored hash of the persisted tree (ledger_tree) in place. */
+async function editTreeNode(level: number, index: number, hash: Buffer): Promise<void> {
+  const chunk = Math.floor(index / 1024);
+  const row = (await db.query<{ hashes: Uint8Array }>('SELECT hashes FROM ledger_tree WHERE level = $1 AND chunk = $2', [level, chunk])).rows[0]!;
+  const hashes = Buffer.from(row.hashes);
+  hash.copy(hashes, (index % 1024) * 32);
+  await db.query('UPDATE ledger_tree SET hashes = $1 WHERE level = $2 AND chunk = $3', [hashes, level, chunk]);
+}
+
+describe('the persisted Merkle tree (opening reads no entries) is checked too', () => {
+  beforeEach(reset);
+
+  test('forge entry 6, its leaf hash and the stored tree consistently: the signed checkpoints still name entry 6', async () => {
+    const { log, open } = await guardedLog(10);
+    await log.flush();
+    const row = (await db.query<{ entry: string }>('SELECT entry FROM ledger_entries WHERE idx = 6')).rows[0]!;
+    const forged = row.entry.replace('"outcome":"0"', '"outcome":"4"');
+    await db.query('UPDATE ledger_entries SET entry = $1, leaf_hash = $2 WHERE idx = 6', [forged, hashLeaf(Buffer.from(forged))]);
+    const rebuilt = new MerkleTree();
+    for (const r of (await db.query<{ leaf_hash: Uint8Array }>('SELECT leaf_hash FROM ledger_entries ORDER BY idx')).rows) rebuilt.append(r.leaf_hash);
+    await db.query('DELETE FROM ledger_tree');
+    for (const c of rebuilt.chunksSince(0)) await db.query('INSERT INTO ledger_tree (level, chunk, hashes) VALUES ($1, $2, $3)', [c.level, c.chunk, Buffer.from(c.hashes)]);
+    const reopened = await open();
+    assert.equal(reopened.health().alarm?.index, 6, reopened.health().alarm?.problem);
+    await assert.rejects(reopened.append(accessEvent('after')), IntegrityError);
+  });
+
+  test('edit a node on the right edge of the stored tree: refused before any signature, even with the audit in the background', async () => {
+    const { log, signer, file } = await guardedLog(10);
+    await log.flush();
+    // 10 leaves: the root is made of the level-3 node 0 (leaves 0..7) and the level-1 node 4 (leaves 8, 9).
+    await editTreeNode(3, 0, Buffer.alloc(32, 7));
+    const reopened = await AuditLog.open(db, signer, { trusted: file, audit: 'background' });
+    assert.equal(reopened.health().ok, false);
+    assert.match(reopened.health().alarm?.problem ?? '', /stored tree does not match the signed checkpoint/);
+    await assert.rejects(reopened.append(accessEvent('after')), IntegrityError);
+    await reopened.audited();
+  });
+
+  test('edit an interior node off the right edge: open signs nothing wrong, and the background audit names it', async () => {
+    const { log, signer, file } = await guardedLog(10);
+    await log.flush();
+    await editTreeNode(1, 1, Buffer.alloc(32, 9)); // leaves 2, 3: not part of any new root
+    const reopened = await AuditLog.open(db, signer, { trusted: file, audit: 'background' });
+    await reopened.audited();
+    assert.equal(reopened.health().alarm?.index, 2, reopened.health().alarm?.problem);
+    assert.match(reopened.health().alarm?.problem ?? '', /stored Merkle tree's node 1 at level 1/);
+  });
+
+  test('delete a chunk of the stored tree: the log halts', async () => {
+    const { log, open } = await guardedLog(5);
+    await log.flush();
+    await db.query('DELETE FROM ledger_tree WHERE level = 1');
+    assert.equal((await open()).health().ok, false);
+  });
+
+  test('a log stored before the persisted tree existed is audited in full once, and its tree stored', async () => {
+    const { log, open } = await guardedLog(7);
+    await log.flush();
+    const proof = log.inclusionProof(3);
+    await db.query('DELETE FROM ledger_tree');
+    const reopened = await open();
+    assert.equal(reopened.health().ok, true, reopened.health().alarm?.problem);
+    assert.ok((await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_tree')).rows[0]!.c > 0);
+    assert.deepEqual(reopened.inclusionProof(3), proof);
+    const { log: reader } = await AuditLog.openReader(db);
+    assert.deepEqual(reader.inclusionProof(3), proof);
+    assert.equal(reader.health().ok, true);
+  });
+
+  test('a gap (a deleted entry) does not make the reader throw: verify reports the first bad index, the entry read is a typed error', async () => {
+    const { log, signer } = await guardedLog(8);
+    await log.flush();
+    await db.query('DELETE FROM ledger_entries WHERE idx = 3');
+    const { log: reader } = await AuditLog.openReader(db);
+    assert.equal(reader.size, 8);
+    assert.equal(reader.inclusionProof(5).length, 3, 'proofs still come from the stored tree');
+    await assert.rejects(reader.entry(3), IntegrityError);
+    const report = await verifyLog(db, { log: signer.verifier });
+    assert.equal(report.ok, false);
+    assert.equal(report.firstBadIndex, 3, report.problem);
+  });
+
+  test('in the background, a patient query waits for the audit, so an edited patient column still cannot hide an entry', async () => {
+    const { log, signer, file } = await guardedLog(6);
+    await log.flush();
+    const patient = pseudonym('patient-1'); // entry 4's
+    await db.query("UPDATE ledger_entries SET patient = 'psn:AAAAAAAAAAAAAAAAAAAAAA' WHERE idx = 4");
+    const reopened = await AuditLog.open(db, signer, { trusted: file, audit: 'background' });
+    await assert.rejects(reopened.entriesForPatient(patient), IntegrityError);
+    assert.equal(reopened.health().alarm?.index, 4);
   });
 });
 

@@ -17,7 +17,7 @@ const logKey = generateCheckpointKey('medshare.test/audit');
 const trust = { log: logKey.signer.verifier };
 
 async function reset(db: Database): Promise<void> {
-  await db.query('DROP TABLE IF EXISTS ledger_entries, ledger_checkpoints, ledger_head, ledger_witness_state, ledger_keys, schema_migrations');
+  await db.query('DROP TABLE IF EXISTS ledger_entries, ledger_checkpoints, ledger_head, ledger_witness_state, ledger_keys, ledger_tree, schema_migrations');
 }
 
 /** A log with `n` entries, each appended and flushed alone so every size has its own checkpoint. */

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { EMPTY_ROOT, hashLeaf } from '../src/hashing.ts';
-import { MerkleTree } from '../src/tree.ts';
+import { IntegrityError } from '@medshare/crypto';
+import { MerkleTree, type TreeChunk } from '../src/tree.ts';
 import { verifyConsistency, verifyInclusion } from '../src/proofs.ts';
 
 // RFC 6962/9162 reference vectors, as published by transparency-dev/merkle (testonly/constants.go).
@@ -137,4 +138,42 @@ test('out-of-range requests are refused with a typed error; verifiers reject mal
   assert.ok(!verifyConsistency(3, 10, [], big.rootHash(3), big.rootHash(10)));
   assert.ok(!verifyConsistency(10, 3, big.consistencyProof(3, 10), big.rootHash(10), big.rootHash(3)));
   assert.ok(!verifyConsistency(0, 10, [], big.rootHash(1), big.rootHash(10)));
+});
+
+test('the persisted chunks of a tree, written batch by batch, rebuild the same tree (proofs and roots)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 6 }), (batches) => {
+      const tree = new MerkleTree();
+      const stored = new Map<string, TreeChunk>();
+      for (const batch of batches) {
+        const before = tree.size;
+        for (let i = 0; i < batch; i++) tree.append(hashLeaf(Buffer.from(`leaf ${tree.size}`)));
+        for (const chunk of tree.chunksSince(before)) stored.set(`${chunk.level}/${chunk.chunk}`, { ...chunk, hashes: Uint8Array.from(chunk.hashes) });
+      }
+      const rebuilt = MerkleTree.fromChunks([...stored.values()].reverse());
+      assert.equal(rebuilt.size, tree.size);
+      assert.equal(rebuilt.firstDifference(tree), undefined);
+      assert.deepEqual(rebuilt.rootHash(), tree.rootHash());
+      const index = tree.size - 1;
+      assert.deepEqual(rebuilt.inclusionProof(index), tree.inclusionProof(index));
+      assert.deepEqual(rebuilt.consistencyProof(1), tree.consistencyProof(1));
+      // It keeps growing like the original.
+      rebuilt.append(hashLeaf(Buffer.from('next')));
+      tree.append(hashLeaf(Buffer.from('next')));
+      assert.deepEqual(rebuilt.rootHash(), tree.rootHash());
+    }),
+    { numRuns: 30 },
+  );
+});
+
+test('chunks that do not form a tree are refused with IntegrityError; a changed node is found by firstDifference', () => {
+  const tree = new MerkleTree();
+  for (let i = 0; i < 2100; i++) tree.append(hashLeaf(Buffer.from([i & 255, i >> 8])));
+  const chunks = tree.chunksSince(0);
+  assert.throws(() => MerkleTree.fromChunks(chunks.filter((c) => !(c.level === 0 && c.chunk === 1))), IntegrityError);
+  assert.throws(() => MerkleTree.fromChunks(chunks.filter((c) => c.level !== 3)), IntegrityError);
+  assert.throws(() => MerkleTree.fromChunks(chunks.filter((c) => c.level < 11)), IntegrityError, 'top level missing');
+  assert.throws(() => MerkleTree.fromChunks(chunks.map((c) => (c.level === 0 && c.chunk === 2 ? { ...c, hashes: c.hashes.subarray(0, 31) } : c))), IntegrityError);
+  const edited = chunks.map((c) => (c.level === 2 && c.chunk === 0 ? { ...c, hashes: Uint8Array.from(c.hashes).fill(1, 64 * 32, 65 * 32) } : c));
+  assert.deepEqual(MerkleTree.fromChunks(edited).firstDifference(tree), { level: 2, index: 64 });
 });

@@ -7,7 +7,7 @@ export { createPlatform, type Platform, type PlatformDatabases, type PlatformKek
 export { serviceApp, listen, DEFAULT_REQUESTS_PER_MINUTE, type ServiceHttpOptions } from './services/app.ts';
 export { createAuthorityService, TA_AUDIENCE, type AuthorityService, type AuthorityServiceOptions } from './services/authority.ts';
 export { createCloudService, DEFAULT_EMERGENCY_POLICY, type CloudDeployment, type CloudServiceOptions } from './services/cloud.ts';
-export { createHospitalService, type HospitalDeployment, type HospitalServiceOptions, type ServiceUrl } from './services/hospital.ts';
+export { createHospitalService, PORTAL_CLIENT, type HospitalDeployment, type HospitalServiceOptions, type ServiceUrl } from './services/hospital.ts';
 export { openCloudLedger, openHospitalWitness, pinnedKey, LEDGER_KEY_NAME, witnessKeyName, type CloudLedger, type HospitalWitness, type WitnessPeer } from './ledger.ts';
 export { federationTrust, trustHospital, issuerOf, checkHospitalName, remoteSessionCheck, HOSPITAL_NAME, type HospitalPeer } from './services/trust.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';

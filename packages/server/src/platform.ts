@@ -10,7 +10,7 @@
  */
 import { MalformedInputError, type abe } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
-import type { LimiterOptions, RelyingParty, ScryptParams } from '@medshare/identity';
+import type { LimiterOptions, OidcClient, RelyingParty, ScryptParams } from '@medshare/identity';
 import type { AuditLog, TrustPolicy } from '@medshare/ledger';
 import type { CloudService } from './cloud/service.ts';
 import type { CategoryMapping } from './gateway/fhir.ts';
@@ -83,6 +83,13 @@ export interface PlatformOptions extends ServiceHttpOptions {
   readonly host?: string;
   /** The authority's port; the cloud's is the next one, then each hospital's in order. 0 (default): free ports. */
   readonly port?: number;
+  /**
+   * Origins browsers reach the hospitals' portals at (CORS at the cloud and the authority). Default: each hospital's
+   * URL as it listens (and its `localhost` spelling for 127.0.0.1).
+   */
+  readonly portalOrigins?: readonly string[];
+  /** OpenID Connect clients of every hospital besides the portal (tests register their own). */
+  readonly oidcClients?: readonly OidcClient[];
 }
 
 /** A running platform: every service listening, and what tests and the CLI look at. */
@@ -144,17 +151,21 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         adminToken: byHospital(options.adminTokens, name, 'administrator credential'), cloud: lateUrl('cloud'), authorityUrl: lateUrl('authority'),
         relyingParty: options.relyingParty, categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
         identifierKey: options.identifierKey,
+        ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
       });
       started.push(hospital);
       hospitals.push(hospital);
       hospitalUrls[name] = await listen(hospital.app, host, port(2 + i));
       peers.push({ name, url: hospitalUrls[name], witnessKey: hospital.witnessKey });
     }
-    const authority = await createAuthorityService({ ...http, db: databases.authority, kek: keks.authority, hospitals: peers, now: options.now });
+    const portals = options.portalOrigins ?? Object.values(hospitalUrls).flatMap((url) => [url.origin, url.origin.replace('//127.0.0.1:', '//localhost:')]);
+    // The hospitals' portals call the authority and the cloud from browsers.
+    const browserFacing: ServiceHttpOptions = { ...http, browserOrigins: [...new Set(portals)] };
+    const authority = await createAuthorityService({ ...browserFacing, db: databases.authority, kek: keks.authority, hospitals: peers, now: options.now });
     started.push(authority);
     late.authority = await listen(authority.app, host, port(0));
     const cloud = await createCloudService({
-      ...http, db: databases.cloud, kek: keks.cloud, hospitals: peers, now: options.now, categories: options.categories,
+      ...browserFacing, db: databases.cloud, kek: keks.cloud, hospitals: peers, now: options.now, categories: options.categories,
       emergencyPolicy: options.emergencyPolicy, conversionWorkers: options.conversionWorkers, statsConsortium: options.statsConsortium,
       ledgerCheckpointFile: options.ledgerCheckpointFile,
     });

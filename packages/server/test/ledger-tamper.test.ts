@@ -25,7 +25,7 @@ const dir = await mkdtemp(join(tmpdir(), 'medshare-ledger-tamper-'));
 const kek = randomKeyEncryptionKey();
 const checkpointFile = join(dir, 'ledger-checkpoint');
 const options = { db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, scrypt: FAST_SCRYPT, kek, ledgerCheckpointFile: checkpointFile };
-const TABLES = ['ledger_entries', 'ledger_checkpoints', 'ledger_head', 'ledger_keys', 'ledger_witness_state'];
+const TABLES = ['ledger_entries', 'ledger_checkpoints', 'ledger_head', 'ledger_keys', 'ledger_witness_state', 'ledger_tree'];
 
 let platform: Platform;
 let base: string;

@@ -11,7 +11,7 @@ import { formConsortium, signPayload } from '../src/stats/consortium.ts';
 import { StatsHospital, type Contribution } from '../src/stats/hospital.ts';
 import { StatsAggregator } from '../src/stats/aggregator.ts';
 import { DEFAULT_ALLOW_LIST, parseQuery, type StatsQuery } from '../src/stats/query.ts';
-import { laplaceAlpha, noiseShare, noiseVariance } from '../src/stats/noise.ts';
+import { bernoulliExp, discreteLaplace, epsilonFraction, laplaceAlpha, noiseSample, noiseVariance } from '../src/stats/noise.ts';
 import { curve } from '@medshare/crypto';
 
 const DIABETES = 'http://snomed.info/sct|44054006';
@@ -92,6 +92,7 @@ test('query language: shape errors, allow-list refusals and limits are typed and
   assert.throws(() => parseQuery({ ...QUERY, where: [{ resourceType: 'DocumentReference', codes: [HBA1C] }] }), MalformedInputError);
   assert.throws(() => parseQuery(QUERY, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': ['2339-0'] } } }), /Condition is not on the allow-list/);
   assert.throws(() => parseQuery({ ...QUERY, epsilon: 5 }), (e: unknown) => e instanceof AccessDeniedError && /epsilon 5 is outside/.test(e.message));
+  assert.throws(() => parseQuery({ ...QUERY, epsilon: 0.1234567 }), /epsilon has at most 6 decimals/);
   assert.throws(() => parseQuery({ ...QUERY, groupBy: ['ageBand', 'gender', 'year'] }), LimitExceededError);
   assert.throws(() => parseQuery({ ...QUERY, groupBy: ['year'], where: [{ resourceType: 'Condition', codes: [DIABETES] }] }), /needs a criterion with a date range/);
   assert.throws(() => parseQuery({ ...QUERY, where: new Array(5).fill(QUERY.where[0]) }), LimitExceededError);
@@ -128,15 +129,59 @@ test('encrypted totals over hospitals equal the plaintext evaluation of the pool
   );
 });
 
-test('distributed noise: n shares for h honest sum to discrete Laplace with the stated variance', () => {
-  const alpha = laplaceAlpha(1, 1);
-  const samples = Array.from({ length: 12_000 }, () => noiseShare(alpha, 3) + noiseShare(alpha, 3) + noiseShare(alpha, 3));
+/** The chi-square statistic of `samples` against the discrete Laplace pmf of α, |k| ≤ K binned, tails lumped. */
+function chiSquare(samples: number[], alpha: number, K: number): { statistic: number; df: number } {
+  const pmf = (k: number) => ((1 - alpha) / (1 + alpha)) * alpha ** Math.abs(k);
+  const tail = (2 * alpha ** (K + 1)) / (1 + alpha); // P(|Z| > K)
+  const observed = new Map<number, number>();
+  for (const x of samples) observed.set(Math.abs(x) > K ? Infinity : x, (observed.get(Math.abs(x) > K ? Infinity : x) ?? 0) + 1);
+  let statistic = 0;
+  for (let k = -K; k <= K; k++) statistic += ((observed.get(k) ?? 0) - samples.length * pmf(k)) ** 2 / (samples.length * pmf(k));
+  statistic += ((observed.get(Infinity) ?? 0) - samples.length * tail) ** 2 / (samples.length * tail);
+  return { statistic, df: 2 * K + 1 };
+}
+
+/** The chi-square quantile at p = 10⁻⁴ (z = 3.719), by Wilson and Hilferty's approximation. */
+const chiCritical = (df: number) => df * (1 - 2 / (9 * df) + 3.719 * Math.sqrt(2 / (9 * df))) ** 3;
+
+test('exact discrete Laplace (Canonne–Kamath–Steinke): samples fit the pmf (chi-square), at several rational scales', () => {
+  for (const [t, s] of [[1, 1], [2, 1], [7, 3], [20, 1]] as const) {
+    const alpha = Math.exp(-s / t);
+    const samples = Array.from({ length: 20_000 }, () => discreteLaplace(t, s));
+    assert.ok(samples.every(Number.isSafeInteger));
+    // Bins with an expected count of at least 20.
+    let K = 0;
+    while (20_000 * ((1 - alpha) / (1 + alpha)) * alpha ** (K + 1) >= 20) K++;
+    const { statistic, df } = chiSquare(samples, alpha, K);
+    assert.ok(statistic < chiCritical(df), `scale ${t}/${s}: chi² ${statistic.toFixed(1)} ≥ ${chiCritical(df).toFixed(1)} (df ${df})`);
+  }
+  // A wrong scale is rejected by the same test: the test has power.
+  const wrong = Array.from({ length: 20_000 }, () => discreteLaplace(3, 1));
+  const { statistic, df } = chiSquare(wrong, Math.exp(-1 / 2), 8);
+  assert.ok(statistic > chiCritical(df), 'samples of scale 3 do not pass as scale 2');
+});
+
+test('exact Bernoulli(exp(−γ)) for rational γ matches exp(−γ); bad parameters are a RangeError', () => {
+  for (const [n, d] of [[0, 1], [1, 3], [1, 1], [5, 2], [7, 4]] as const) {
+    const p = Math.exp(-n / d);
+    const runs = 20_000;
+    let hits = 0;
+    for (let i = 0; i < runs; i++) if (bernoulliExp(n, d)) hits++;
+    assert.ok(Math.abs(hits / runs - p) < 4.5 * Math.sqrt((p * (1 - p)) / runs) + 1e-9, `exp(−${n}/${d}): ${hits / runs} vs ${p}`);
+  }
+  assert.throws(() => bernoulliExp(-1, 2), RangeError);
+  assert.throws(() => discreteLaplace(0, 1), RangeError);
+  assert.throws(() => noiseSample(0.5, 1.5), RangeError);
+});
+
+test('every hospital adds one discrete Laplace: the total has the stated variance; ε is taken as the fraction it spells', () => {
+  assert.deepEqual(epsilonFraction(0.1), { p: 1, q: 10 });
+  assert.deepEqual(epsilonFraction(1.25), { p: 125, q: 100 });
+  assert.throws(() => epsilonFraction(0.1234567), RangeError);
+  const alpha = laplaceAlpha(0.5, 1);
+  const samples = Array.from({ length: 12_000 }, () => noiseSample(0.5, 1) + noiseSample(0.5, 1) + noiseSample(0.5, 1));
   const variance = samples.reduce((a, x) => a + x * x, 0) / samples.length;
-  assert.ok(Math.abs(variance - noiseVariance(alpha, 3, 3)) / noiseVariance(alpha, 3, 3) < 0.1, `variance ${variance}`);
-  // P(Z = 0) of a discrete Laplace is (1 − α)/(1 + α).
-  const zero = samples.filter((x) => x === 0).length / samples.length;
-  assert.ok(Math.abs(zero - (1 - alpha) / (1 + alpha)) < 0.02, `P(0) ${zero}`);
-  assert.ok(samples.every(Number.isInteger));
+  assert.ok(Math.abs(variance - noiseVariance(alpha, 3)) / noiseVariance(alpha, 3) < 0.1, `variance ${variance} vs ${noiseVariance(alpha, 3)}`);
 });
 
 /** A consortium of three (t = 2) on the shared database, with budgets, and a data set split among them. */

@@ -17,7 +17,7 @@ import type { Command } from 'commander';
 import { IntegrityError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
-  AuditLog, anchorClientFromEnv, buildInclusionBundle, defaultQuorum, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyLog,
+  AuditLog, anchorClientFromEnv, buildInclusionBundle, HttpChainCosigner, defaultQuorum, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyLog,
   verifyRemoteLog, type CheckpointVerifier, type InclusionBundle,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
@@ -224,11 +224,17 @@ export function registerAudit(program: Command): void {
     audit
       .command('anchor')
       .description("anchor the log's latest checkpoint on the EVM chain (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, LEDGER_PRIVATE_KEY)")
-      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)'),
-  ).action(async (options: StoreOptions & TrustOptions) => {
+      .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
+      .requiredOption('--chain-witness <address=url...>', "each witness's chain address and its URL (…/witness/<hospital>) for its chain cosignature"),
+  ).action(async (options: StoreOptions & TrustOptions & { chainWitness: string[] }) => {
+    const cosigners = options.chainWitness.map((spec) => {
+      const match = /^(0x[0-9a-fA-F]{40})=(https?:\/\/\S+)$/.exec(spec);
+      if (match === null) throw new UsageError(`--chain-witness ${spec}: expected 0x<40 hex>=http(s)://…`);
+      return new HttpChainCosigner(match[2]!, match[1]!);
+    });
     const chain = anchorClientFromEnv();
     try {
-      const receipt = await withReader(options, (log, storedVkey) => chain.anchorLatest(log, trustFrom(options, storedVkey).log));
+      const receipt = await withReader(options, (log, storedVkey) => chain.anchorLatest(log, trustFrom(options, storedVkey).log, cosigners));
       process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
     } finally {
       chain.contract.runner?.provider?.destroy();

@@ -193,7 +193,8 @@ async function serveAuthority(options: CommonOptions): Promise<void> {
   const config = await deployment(options);
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_authority');
-  const service = await createAuthorityService({ ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals });
+  // The hospitals' portals call the authority from browsers at the hospitals' URLs.
+  const service = await createAuthorityService({ ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, browserOrigins: config.hospitals.map((h) => new URL(h.url).origin) });
   say('authority', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
     await service.close();
@@ -233,7 +234,8 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
-    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), ...(stats.consortium ? { statsConsortium: stats.consortium } : {}),
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
+    ...(stats.consortium ? { statsConsortium: stats.consortium } : {}),
   });
   for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);

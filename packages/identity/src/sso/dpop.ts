@@ -18,6 +18,8 @@ import type { NonceCache } from '../stores.ts';
 /** The proof's media type (RFC 9449 §4.2). */
 export const DPOP_TYPE = 'dpop+jwt';
 const ALGORITHM = 'EdDSA';
+/** Accepted proof algorithms: Ed25519 under its polymorphic name and its fully specified one (RFC 9864), which oauth4webapi sends. */
+const ACCEPTED_ALGORITHMS = [ALGORITHM, 'Ed25519'];
 const MAX_PROOF_CHARS = 4096;
 /** How far a proof's `iat` may lie from the server's clock (RFC 9449 §11.1 leaves it to the server). */
 const PROOF_WINDOW_SECONDS = 60;
@@ -87,7 +89,7 @@ export class DpopVerifier {
     const nowMs = this.now();
     const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
       typ: DPOP_TYPE,
-      algorithms: [ALGORITHM],
+      algorithms: ACCEPTED_ALGORITHMS,
       requiredClaims: ['htm', 'htu', 'iat', 'jti'],
       currentDate: new Date(nowMs),
       clockTolerance: PROOF_WINDOW_SECONDS,

@@ -6,6 +6,7 @@
  *   GET    /patients/:patient/records?category=    (patient, or a delegated reader) record metadata
  *   POST   /patients/:patient/read                 (reader) { category, recordIds? } converted ciphertexts
  *   POST   /patients/:patient/emergency-read       (role:emergency) { category, reason, recordIds? } converted ciphertexts
+ *   POST   /patients/:patient/own-records          (patient) { category } her ciphertexts as stored (she decrypts them)
  *   POST   /patients/:patient/search/indexes       (reader) { category, reason? } sub-index keys (converted) and states
  *   POST   /patients/:patient/search               (reader) { category, labels, reason? } the index values of labels
  *   POST   /patients/:patient/delegations          (patient) { reencryptionKey, emergency? }
@@ -135,6 +136,16 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     requireRecordScope(who, request.body.category, 'r', categories);
     const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
     return { records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+  });
+
+  app.post<{ Params: { patient: string }; Body: { category: string } }>('/patients/:patient/own-records', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY } } },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRecordScope(who, request.body.category, 'r', categories);
+    const stored = await cloud.ownRecords(who, patientParam(request.params.patient), request.body.category);
+    return { records: stored.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
   });
 
   app.post<{ Params: { patient: string }; Body: { category: string; reason: string; recordIds?: string[] } }>('/patients/:patient/emergency-read', {

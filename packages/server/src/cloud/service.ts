@@ -347,6 +347,16 @@ export class CloudService {
     return this.store.listRecords(patient, category);
   }
 
+  /**
+   * The patient's own ciphertexts of a category, as stored (under her public key: only she can open them, in her
+   * browser or with her key file). Owner only; not an access to record in her log (no one else learns anything).
+   * @throws AccessDeniedError for anyone but the patient.
+   */
+  async ownRecords(caller: Caller, patient: string, category: string): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
+    await this.requireOwner(caller, patient);
+    return this.store.ciphertexts(patient, category);
+  }
+
   /** The owner stores a delegation (a re-encryption key); it is recorded as a consent grant. */
   async delegate(caller: Caller, patient: string, keyBytes: Uint8Array, emergency: boolean): Promise<{ delegationId: string; category: string; policy: string }> {
     await this.requireOwner(caller, patient);

@@ -5,6 +5,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
+import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -23,6 +24,11 @@ export interface ServiceHttpOptions {
   readonly trustProxy?: boolean | string | string[];
   /** PEM certificate chain and key: the service speaks HTTPS only. */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * Origins of web pages allowed to call this service from a browser (CORS): the hospitals' portals, for the cloud
+   * and the authority. None by default. Tokens go in headers, never cookies, so no credentials mode is allowed.
+   */
+  readonly browserOrigins?: readonly string[];
 }
 
 /** Identity routes relying parties call (session status, JWKS): cheap lookups by random id, no credentials. */
@@ -53,6 +59,12 @@ export async function serviceApp(title: string, options: ServiceHttpOptions): Pr
     global: true, max: options.requestsPerMinute ?? DEFAULT_REQUESTS_PER_MINUTE, timeWindow: 60_000,
     allowList: (request) => FEDERATION_ROUTE.test(request.url),
   });
+  if (options.browserOrigins && options.browserOrigins.length > 0) {
+    await app.register(cors, {
+      origin: [...options.browserOrigins], methods: ['GET', 'POST', 'PUT', 'DELETE'], allowedHeaders: ['authorization', 'content-type', 'dpop'],
+      credentials: false, maxAge: 600, strictPreflight: true,
+    });
+  }
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

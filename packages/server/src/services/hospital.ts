@@ -10,11 +10,15 @@
  *   /identity/<name>/...   identity (@medshare/identity hospitalIdentityPlugin)
  *   /gateway/...           FHIR R4 gateway
  *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
+ *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
+ *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
  */
 import type { FastifyInstance } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
-import { createSqlHospital, hospitalIdentityPlugin, TokenVerifier, type HospitalService, type LimiterOptions, type RelyingParty, type ScryptParams } from '@medshare/identity';
+import {
+  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+} from '@medshare/identity';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { IdentifierKey } from '../gateway/identifier-index.ts';
@@ -25,6 +29,7 @@ import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 import { openHospitalWitness } from '../ledger.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
+import { portalPlugin } from '../portal.ts';
 import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
@@ -64,7 +69,20 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly limits?: Partial<LimiterOptions>;
   /** The clock of token issuance and verification (tests move it). */
   readonly now?: () => number;
+  /** OpenID Connect clients besides the portal (PORTAL_CLIENT). */
+  readonly oidcClients?: readonly OidcClient[];
+  /** The origin browsers reach this service at, for its OIDC issuer URL (default: the origin each request names). */
+  readonly publicOrigin?: string;
+  /** Serve the web portal at /portal/ (default true). */
+  readonly portal?: boolean;
 }
+
+/** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
+export const PORTAL_CLIENT: OidcClient = {
+  clientId: 'medshare-portal', name: 'MedShare portal', redirectUris: ['/portal/'], audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE], accountAccess: true,
+};
+/** What the OIDC discovery documents list as supported scopes. */
+const OIDC_SCOPES = ['openid', 'profile', 'offline_access', 'patient/*.rs', 'user/*.rs'];
 
 /** A composed hospital service (not yet listening). */
 export interface HospitalDeployment {
@@ -104,6 +122,7 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     hospital: name, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now: options.now, kek,
     audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
     relyingParty: { ...relyingParty, name: `MedShare ${name}` },
+    oidcClients: [PORTAL_CLIENT, ...(options.oidcClients ?? [])], fhirServers: ['/gateway/fhir'],
   });
   const given = options.cloud;
   const cloudUrl = options.cloudUrl ?? (given instanceof URL || typeof given === 'function' ? given : undefined);
@@ -122,6 +141,19 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
+  await app.register(oidcPlugin, {
+    hospital: name, provider: identity.oidc, accounts: identity.accounts, proofs: identity.proofs, scopesSupported: OIDC_SCOPES, prefix: `/identity/${name}`,
+    ...(options.publicOrigin === undefined ? {} : { publicOrigin: options.publicOrigin }),
+  });
+  if (options.portal !== false) {
+    await app.register(portalPlugin, {
+      hospital: name, authority: () => resolve(options.authorityUrl),
+      cloud: () => {
+        if (cloudUrl === undefined) throw new Error('createHospitalService: cloudUrl is needed for the portal with a CloudApi');
+        return resolve(cloudUrl);
+      },
+    });
+  }
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
   await app.register(gatewayPlugin, { gateway, cloud, verifier: new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), categories, prefix: '/gateway' });
   await witness.register(app);

@@ -229,7 +229,7 @@ export class StatsAggregator {
     const { count, sum } = sensitivity(query);
     const epsilon = isSum ? query.epsilon / 2 : query.epsilon;
     const n = this.consortium.publicKey.n;
-    const stdDev = (s: number) => Math.sqrt(noiseVariance(laplaceAlpha(epsilon, s), n, this.consortium.honest));
+    const stdDev = (s: number) => Math.sqrt(noiseVariance(laplaceAlpha(epsilon, s), n));
     const budget = await this.budget(query.querySet);
     const result: Release = {
       queryId,

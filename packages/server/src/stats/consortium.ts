@@ -27,8 +27,6 @@ export interface ConsortiumMember {
 export interface Consortium {
   publicKey: threshold.ThresholdPublicKey;
   members: ConsortiumMember[];
-  /** Hospitals whose noise shares are assumed honest: n − t + 1 (noise.ts). */
-  honest: number;
 }
 
 /** What one hospital keeps secret. */
@@ -48,7 +46,7 @@ export function formConsortium(codes: readonly string[], t: number): { consortiu
     secrets.set(code, { share: dkg.shares[i]!, signingKey: new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' })) });
     return { code, index: i + 1, verifyKey: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' })) };
   });
-  return { consortium: { publicKey: dkg.publicKey, members, honest: codes.length - t + 1 }, secrets };
+  return { consortium: { publicKey: dkg.publicKey, members }, secrets };
 }
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -85,7 +83,7 @@ export function consortiumFromJson(json: unknown): Consortium {
   if (members.length !== publicKey.n || new Set(members.map((m) => m.code)).size !== members.length) {
     throw new MalformedInputError('consortium: members must match the key, once each');
   }
-  return { publicKey, members, honest: publicKey.n - publicKey.t + 1 };
+  return { publicKey, members };
 }
 
 /** The member named `code` (MalformedInputError if there is none). */

@@ -20,7 +20,7 @@ import { epsilonToMicros, readBudget, setBudget, spendBudget, type BudgetState }
 import { memberOf, signPayload, verifyPayload, type Consortium, type MemberSecrets } from './consortium.ts';
 import { evaluateQuery, type StatsResource } from './evaluate.ts';
 import { STATS_HOSPITAL_MIGRATIONS } from './migrations.ts';
-import { laplaceAlpha, noiseShare } from './noise.ts';
+import { noiseSample } from './noise.ts';
 import { DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
 
 /** A query as the cloud hands it to the hospitals. */
@@ -48,14 +48,13 @@ const QUERY_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** The noisy, encrypted histogram of one hospital (exported for the benchmark and tests of the noise). */
-export function noisyHistogram(query: StatsQuery, counts: number[], honest: number): number[] {
+export function noisyHistogram(query: StatsQuery, counts: number[]): number[] {
   const groups = groupsOf(query).length;
   const { count, sum } = sensitivity(query);
-  // A sum query releases two measures; sequential composition splits ε between them.
-  const epsilon = query.measure.kind === 'sum' ? query.epsilon / 2 : query.epsilon;
-  const alphaCount = laplaceAlpha(epsilon, count);
-  const alphaSum = sum === undefined ? 0 : laplaceAlpha(epsilon, sum);
-  return counts.map((v, k) => v + noiseShare(k < groups ? alphaCount : alphaSum, honest));
+  // A sum query releases two measures; sequential composition splits ε between them: scale Δ/(ε/2) = 2Δ/ε, which
+  // keeps ε's exact fraction.
+  const sample = (delta: number) => (query.measure.kind === 'sum' ? noiseSample(query.epsilon, 2 * delta) : noiseSample(query.epsilon, delta));
+  return counts.map((v, k) => v + sample(k < groups ? count : sum!));
 }
 
 /** A hospital's statistics agent, bound to its database, KEK and consortium membership. */
@@ -123,7 +122,7 @@ export class StatsHospital {
    */
   async contribute(ticket: QueryTicket, resources: Iterable<StatsResource>): Promise<Contribution> {
     const { query, hash } = this.parse(ticket);
-    const histogram = noisyHistogram(query, evaluateQuery(query, resources), this.consortium.honest);
+    const histogram = noisyHistogram(query, evaluateQuery(query, resources));
     const ciphertext = threshold.encodeCiphertext(threshold.encrypt(this.consortium.publicKey, histogram));
     await this.db.transaction(async (tx) => {
       const inserted = await tx.query(

@@ -1,98 +1,81 @@
 /**
- * Distributed discrete Laplace noise. The discrete Laplace (two-sided geometric) mechanism of Ghosh, Roughgarden
- * and Sundararajan ("Universally Utility-Maximizing Privacy Mechanisms", STOC 2009) adds Z with
- * P(Z = k) ∝ α^|k|, α = exp(−ε/Δ), which is ε-differentially private for an integer query of L1 sensitivity Δ.
+ * Differential privacy of the released totals: the discrete Laplace (two-sided geometric) mechanism of Ghosh,
+ * Roughgarden and Sundararajan ("Universally Utility-Maximizing Privacy Mechanisms", STOC 2009) adds Z with
+ * P(Z = k) = (1 − α)/(1 + α) · α^|k|, α = exp(−ε/Δ), which is ε-differentially private for an integer query of L1
+ * sensitivity Δ.
  *
- * Z is the difference of two Geometric(1 − α) variables, and a geometric variable is infinitely divisible: it is
- * the sum of h independent Pólya (negative binomial) variables NB(1/h, α). So each of n hospitals adds, in every
- * cell, its share NB(1/h, α) − NB(1/h, α); any h honest hospitals' shares alone sum to a full discrete Laplace
- * (Goryczka and Xiong, "A Comprehensive Comparison of Multiparty Secure Additions with Differential Privacy",
- * IEEE TDSC 14(5), 2017, § 5.2). We take h = n − t + 1: with at most t − 1 hospitals colluding (the threshold
- * assumption of the key) at least h honest shares are in every total, so subtracting the colluders' own shares
- * leaves at least the noise ε promises. The released total carries n/h times that variance, the price of not
- * trusting anyone with the noise.
+ * Sampled exactly, with integer arithmetic only: Algorithms 1 (Bernoulli(exp(−γ)) for rational γ) and 2 (discrete
+ * Laplace of rational scale t/s) of Canonne, Kamath and Steinke, "The Discrete Gaussian for Differential Privacy"
+ * (NeurIPS 2020). ε is the rational its decimal spells (at most 6 decimals, enforced by parseQuery), Δ an integer,
+ * so the scale Δ/ε is rational and no floating-point number enters the sample: Mironov's attack on floating-point
+ * Laplace noise (CCS 2012) has nothing to work on. Uniform integers come from node:crypto's `randomInt`
+ * (unbiased, CSPRNG).
  *
- * NB(r, α) is sampled as Poisson(Gamma(r, α/(1 − α))) (the Gamma–Poisson mixture), Gamma by Marsaglia and Tsang
- * ("A Simple Method for Generating Gamma Variables", ACM TOMS 26(3), 2000) with the U^{1/r} boost for r < 1,
- * uniforms from node:crypto's CSPRNG. The samplers use floating point: they are not the exact integer samplers of
- * Canonne, Kamath and Steinke (NeurIPS 2020), and Mironov's floating-point attack (CCS 2012) on Laplace noise is
- * not excluded for the last bits — docs/crypto.md states this limit.
+ * Distributed: every one of the n hospitals adds one full discrete Laplace to every cell of its own histogram
+ * before encrypting it. The released total thus carries any one honest hospital's noise, so it is ε-DP even against
+ * all other hospitals together subtracting their own noise (post-processing). The price is variance: n · 2α/(1 − α)²,
+ * n times one mechanism's. (Shares that only *together* make one discrete Laplace — Pólya NB(1/h, α) differences —
+ * would cut that to n/h but have no exact integer sampler: they need Gamma variables.)
  */
-import { randomFillSync } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 
-/** CSPRNG output fetched 4 KiB at a time (one system call per 512 uniforms), each byte used once. */
-const pool = Buffer.alloc(4096);
-let used = pool.length;
+/** Bernoulli(n / d) for integers 0 ≤ n ≤ d, d ≥ 1. */
+function bernoulli(n: number, d: number): boolean {
+  return randomInt(0, d) < n;
+}
 
-/** A uniform double in (0, 1) with 53 random bits. */
-function uniform(): number {
+/** Bernoulli(exp(−γ)) for γ = n/d ∈ [0, 1]: K counts draws until Bernoulli(γ/K) fails; exp(−γ) = P(K odd). */
+function bernoulliExpSmall(n: number, d: number): boolean {
+  let k = 1;
+  while (bernoulli(n, d * k)) k++;
+  return k % 2 === 1;
+}
+
+/** Bernoulli(exp(−n/d)) for integers n ≥ 0, d ≥ 1 (CKS 2020, Algorithm 1: ⌊γ⌋ draws of exp(−1), then the rest). */
+export function bernoulliExp(n: number, d: number): boolean {
+  if (!Number.isSafeInteger(n) || !Number.isSafeInteger(d) || n < 0 || d < 1) throw new RangeError('bernoulliExp needs integers n ≥ 0, d ≥ 1');
+  for (let whole = Math.floor(n / d); whole > 0; whole--) if (!bernoulliExpSmall(1, 1)) return false;
+  return bernoulliExpSmall(n % d, d);
+}
+
+/** An exact sample of the discrete Laplace of scale t/s: P(x) ∝ exp(−|x|·s/t), for integers s, t ≥ 1 (CKS 2020, Algorithm 2). */
+export function discreteLaplace(t: number, s: number): number {
+  if (!Number.isSafeInteger(t) || !Number.isSafeInteger(s) || t < 1 || s < 1 || t > 2 ** 40) throw new RangeError('discreteLaplace needs integers 1 ≤ t ≤ 2^40, s ≥ 1');
   for (;;) {
-    if (used === pool.length) {
-      randomFillSync(pool);
-      used = 0;
-    }
-    const x = (pool.readUInt32BE(used) * 2 ** 21 + (pool.readUInt32BE(used + 4) >>> 11)) / 2 ** 53;
-    pool.fill(0, used, used + 8);
-    used += 8;
-    if (x > 0) return x;
+    const u = randomInt(0, t);
+    if (!bernoulliExp(u, t)) continue;
+    let v = 0;
+    while (bernoulliExpSmall(1, 1)) v++;
+    const y = Math.floor((u + t * v) / s);
+    const negative = randomInt(0, 2) === 1;
+    if (negative && y === 0) continue;
+    return negative ? -y : y;
   }
 }
 
-function normal(): number {
-  return Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-}
-
-/** Gamma(shape, 1). */
-function gamma(shape: number): number {
-  if (shape < 1) return gamma(shape + 1) * uniform() ** (1 / shape);
-  const d = shape - 1 / 3;
-  const c = 1 / Math.sqrt(9 * d);
-  for (;;) {
-    let x: number;
-    let v: number;
-    do {
-      x = normal();
-      v = 1 + c * x;
-    } while (v <= 0);
-    v = v * v * v;
-    const u = uniform();
-    if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v;
+/** ε as the exact fraction p/q its decimal spells (at most 6 decimals). @throws RangeError otherwise. */
+export function epsilonFraction(epsilon: number): { p: number; q: number } {
+  for (let q = 1; q <= 1_000_000; q *= 10) {
+    const p = Math.round(epsilon * q);
+    if (p > 0 && Number(`${p}e-${Math.log10(q)}`) === epsilon) return { p, q };
   }
+  throw new RangeError(`epsilon ${epsilon} is not a positive decimal with at most 6 decimals`);
 }
 
-/** Poisson(λ), by Knuth's product method on chunks of at most 30 (exp(−30) is far from underflow). */
-function poisson(lambda: number): number {
-  let total = 0;
-  for (let left = lambda; left > 0; left -= 30) {
-    const limit = Math.exp(-Math.min(left, 30));
-    let k = 0;
-    let p = uniform();
-    while (p > limit) {
-      k++;
-      p *= uniform();
-    }
-    total += k;
-  }
-  return total;
+/** One hospital's noise for one cell of a measure of sensitivity Δ under ε (a decimal): discrete Laplace of scale Δ/ε. */
+export function noiseSample(epsilon: number, sensitivity: number): number {
+  if (!Number.isSafeInteger(sensitivity) || sensitivity < 1) throw new RangeError('the sensitivity is a positive integer');
+  const { p, q } = epsilonFraction(epsilon);
+  return discreteLaplace(sensitivity * q, p);
 }
 
-/** NB(r, α): failures before r successes of probability 1 − α (Pólya for non-integer r). */
-export function polya(r: number, alpha: number): number {
-  return poisson(gamma(r) * (alpha / (1 - alpha)));
-}
-
-/** α = exp(−ε/Δ) of the discrete Laplace mechanism. */
+/** α = exp(−ε/Δ) of the discrete Laplace mechanism (a float: for stating the noise, never for sampling it). */
 export function laplaceAlpha(epsilon: number, sensitivity: number): number {
   if (!(epsilon > 0) || !(sensitivity > 0)) throw new RangeError('epsilon and sensitivity must be positive');
   return Math.exp(-epsilon / sensitivity);
 }
 
-/** One hospital's noise share for one cell: NB(1/h, α) − NB(1/h, α). */
-export function noiseShare(alpha: number, honest: number): number {
-  return polya(1 / honest, alpha) - polya(1 / honest, alpha);
-}
-
-/** The variance of the total noise when all n hospitals add shares for h: (n/h) · 2α/(1 − α)². */
-export function noiseVariance(alpha: number, n: number, honest: number): number {
-  return (n / honest) * ((2 * alpha) / (1 - alpha) ** 2);
+/** The variance of the total noise when each of n hospitals adds one discrete Laplace: n · 2α/(1 − α)². */
+export function noiseVariance(alpha: number, n: number): number {
+  return n * ((2 * alpha) / (1 - alpha) ** 2);
 }

@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { AccessDeniedError, LimitExceededError, MalformedInputError } from '@medshare/crypto';
+import { epsilonFraction } from './noise.ts';
 
 /** The resource types a criterion may name, with the field that dates them. */
 export const RESOURCE_DATES = {
@@ -195,6 +196,12 @@ export function parseQuery(input: unknown, allow: AllowList = DEFAULT_ALLOW_LIST
   query.measure = measure(input.measure ?? { kind: 'count' });
   query.epsilon = finite(input.epsilon, 'epsilon');
   if (query.epsilon <= 0) fail('epsilon must be positive');
+  // The noise is sampled exactly from ε's fraction (noise.ts).
+  try {
+    epsilonFraction(query.epsilon);
+  } catch {
+    fail('epsilon has at most 6 decimals');
+  }
   if (query.groupBy.includes('year')) {
     const years = yearsOf(query);
     if (years === undefined) fail("groupBy year needs a criterion with a date range { from, to }");

@@ -1,0 +1,68 @@
+/**
+ * The reader's screens (doctors, emergency staff). At sign-in the trusted authority seals her CP-ABE attribute key
+ * to this page's X25519 device key; it is opened here (sealed-box.ts) and records converted by the cloud are
+ * decrypted here (pre.createReader). A refusal — attributes that do not satisfy the patient's policy — is shown as
+ * such. Breaking the glass needs a stated reason, which the patient sees in her access log.
+ */
+import { abe, pre } from '@medshare/crypto';
+import { Buffer } from 'buffer';
+import { api } from './api.ts';
+import { clinicalView, type Resource } from './clinical.ts';
+import { at } from './config.ts';
+import { busy, field, h, show, status } from './dom.ts';
+import { CATEGORIES } from './patient.ts';
+import { deliveryContext, openBox, type SealedBox } from './sealed-box.ts';
+import type { Session } from './session.ts';
+
+const utf8 = new TextDecoder();
+
+/** Her CP-ABE key from the trusted authority, sealed to this page's device key and opened here. */
+async function attributeKey(session: Session): Promise<abe.UserKey> {
+  await abe.init();
+  const attributes = session.attributes.filter((a) => !a.startsWith('uid:'));
+  const url = at('authority', '/ta/keys');
+  const issued = await api<{ authorityId: string; subject: string; tokenId: string; box: SealedBox }>('POST', url, {
+    body: { attributes, deviceKey: session.device.sealingJwk }, token: session.token,
+    dpop: await session.device.proof('POST', url, { accessToken: session.token }),
+  });
+  const bytes = await openBox(session.device.sealingPrivateKey, session.device.sealingJwk, issued.box, deliveryContext(issued.authorityId, issued.subject, issued.tokenId));
+  return abe.decodeUserKey(bytes);
+}
+
+/** The reader's screens, in `root`. */
+export async function doctorScreen(root: HTMLElement, session: Session): Promise<void> {
+  const reader = pre.createReader(await attributeKey(session));
+  const patient = h('input', { type: 'text', id: 'patient', autocomplete: 'off', spellcheck: 'false', placeholder: 'psn:…', pattern: 'psn:[A-Za-z0-9_-]{16,86}', required: true });
+  const category = h('select', { id: 'category' }, ...CATEGORIES.map((c) => h('option', { value: c }, c)));
+  const out = h('div', { 'aria-live': 'polite', id: 'reader-output' });
+  const path = (suffix: string) => at('cloud', `/cloud/patients/${encodeURIComponent(patient.value.trim())}${suffix}`);
+  const decrypt = (records: Array<{ ciphertext: string }>) => records.map((r) => JSON.parse(utf8.decode(reader.decrypt(new Uint8Array(Buffer.from(r.ciphertext, 'base64'))))) as Resource);
+
+  const read = h('button', { type: 'button' }, 'Read records') as HTMLButtonElement;
+  read.addEventListener('click', () => busy(read, out, async () => {
+    const { records } = await api<{ records: Array<{ ciphertext: string }> }>('POST', path('/read'), { body: { category: category.value }, token: session.token });
+    const resources = decrypt(records);
+    show(out, status(`${resources.length} ${category.value} records, decrypted in this browser with your attribute key.`, 'ok'), clinicalView(resources));
+  }));
+
+  const sections: HTMLElement[] = [h('section', { 'aria-labelledby': 'lookup-title' },
+    h('h2', { id: 'lookup-title' }, 'Look up a patient'),
+    h('p', {}, 'You can read a category when the patient shared it with a policy your attributes satisfy: ', h('code', {}, session.attributes.filter((a) => !a.startsWith('uid:')).join(', '))),
+    h('div', { class: 'grid' }, field('Patient pseudonym', patient), field('Category', category)), read)];
+
+  if (session.role === 'emergency') {
+    const reason = h('textarea', { id: 'reason', rows: '2', maxlength: '500', required: true });
+    const glass = h('button', { type: 'button', class: 'contrast' }, 'Break the glass') as HTMLButtonElement;
+    glass.addEventListener('click', () => busy(glass, out, async () => {
+      if (reason.value.trim() === '') throw new Error('breaking the glass needs a stated reason');
+      const { records } = await api<{ records: Array<{ ciphertext: string }> }>('POST', path('/emergency-read'), { body: { category: category.value, reason: reason.value.trim() }, token: session.token });
+      const resources = decrypt(records);
+      show(out, h('p', { class: 'status emergency', role: 'alert' }, `Emergency access: ${resources.length} ${category.value} records. Recorded with your reason; the patient will see it.`), clinicalView(resources));
+    }));
+    sections.push(h('section', { class: 'break-glass', 'aria-labelledby': 'glass-title' },
+      h('h2', { id: 'glass-title' }, 'Emergency access (break the glass)'),
+      h('p', {}, 'Only when the patient cannot consent. The access and your reason are written to the ledger and shown to the patient.'),
+      field('Reason', reason), glass));
+  }
+  show(root, ...sections, out);
+}

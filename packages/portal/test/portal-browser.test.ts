@@ -1,0 +1,287 @@
+/**
+ * The portal end to end in Debian's Chromium (playwright-core, never a downloaded browser), against the real
+ * platform on 127.0.0.1 (PGlite), one browser and one server for the file. Each person has her own browser context
+ * (her own IndexedDB). The story: an administrator onboards the cardiologist; the patient signs in through her
+ * hospital's OpenID Connect provider, makes her keys in the browser, sees her records decrypted there and delegates
+ * lab to a policy built in the policy builder; the cardiologist reads, the dermatologist is refused; the patient
+ * revokes; the emergency doctor breaks the glass with a reason; the patient's access log shows all of it with
+ * ledger proofs verified in her browser. A passkey is added and used to sign in through the DevTools virtual
+ * authenticator. Every request the patient's browser sends is recorded and searched for her secret key.
+ *
+ * Screenshots go to $MEDSHARE_SCREENSHOTS when set (docs/portal/ is made that way). Skipped, saying so, only when
+ * /usr/bin/chromium is absent outside CI (`scripts/install-chromium.sh` installs it); in CI its absence fails.
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
+import { pre } from '@medshare/crypto';
+import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
+import { base32Decode, totp } from '@medshare/identity';
+import { createPlatform, GatewayClient, PlatformClient } from '@medshare/server';
+
+const CHROMIUM = '/usr/bin/chromium';
+const skip = !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
+const SHOTS = process.env['MEDSHARE_SCREENSHOTS'];
+const ADMINS: Record<string, string> = { 'st-marys': 'admin-token-st-marys-portal-0123', riverside: 'admin-token-riverside-portal-4567' };
+const PASSWORD = 'a long enough passphrase';
+const BUNDLE = new URL('../../cli/fixtures/synthea-sample.json', import.meta.url);
+
+/** True when `port` on 127.0.0.1 can be listened on now. */
+async function isFree(port: number): Promise<boolean> {
+  const server = createServer();
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) await new Promise((resolve) => server.close(resolve));
+  return ok;
+}
+
+/** A first port of `count` free consecutive ones (the platform's services listen from it on; origins must be known first). */
+async function freePorts(count: number): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    let free = true;
+    for (let i = 0; i < count && free; i++) free = await isFree(base + i);
+    if (free) return base;
+  }
+}
+
+test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the glass, access log, passkey; the secret key never leaves the browser', { skip, timeout: 180_000 }, async (t) => {
+  const port = await freePorts(4);
+  // authority :port, cloud :port+1, then each hospital, whose portal the browser opens at http://localhost:<its port>.
+  const origins: Record<string, string> = { 'st-marys': `http://localhost:${port + 2}`, riverside: `http://localhost:${port + 3}` };
+  assert.ok(existsSync(new URL('../dist/index.html', import.meta.url)), 'the portal is not built: npm run build -w @medshare/portal');
+  const launching = chromium.launch({
+    executablePath: CHROMIUM, headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const dataDir = await mkdtemp(join(tmpdir(), 'medshare-portal-'));
+  const db = await openDatabase({ dataDir });
+  const platform = await createPlatform({
+    db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 },
+    relyingParty: { id: 'localhost', origins: Object.values(origins) }, portalOrigins: Object.values(origins), requestsPerMinute: 10_000, port,
+  });
+  const sdk = new PlatformClient(platform.urls);
+  let browser: Browser | undefined;
+  t.after(async () => {
+    await browser?.close();
+    await platform.close();
+    await db.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  browser = await launching;
+  /** A screenshot of the page, or of one section of it (`selector`), when $MEDSHARE_SCREENSHOTS is set. */
+  const shot = async (page: Page, name: string, selector?: string) => {
+    if (!SHOTS) return;
+    const path = join(SHOTS, `${name}.png`);
+    if (selector) await page.locator(selector).screenshot({ path });
+    else await page.screenshot({ path, fullPage: true });
+  };
+  const person = async () => {
+    const context = await browser!.newContext({ viewport: { width: 1400, height: 900 } });
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    return { context, page, errors };
+  };
+  const enrol = async (hospital: string, username: string, attributes: string[]) =>
+    (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] })).totpSecret;
+  /** Signs in through the portal and the hospital's sign-in pages (password, then TOTP). */
+  const signIn = async (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) => {
+    await page.goto(`${origins[hospital]}/portal/`);
+    await page.getByRole('button', { name: `Sign in with ${hospital}` }).click();
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Password').fill(password);
+    if (shotName) await shot(page, shotName);
+    await page.getByRole('button', { name: 'Continue' }).click();
+    await page.getByLabel('One-time code from your authenticator app').fill(totp(base32Decode(totpSecret), Date.now() / 1000));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.waitForURL(`${origins[hospital]}/portal/`);
+    await page.getByText(`${username} ·`).waitFor();
+  };
+  const alertText = async (page: Page) => (await page.getByRole('alert').first().textContent()) ?? '';
+  /** Waits for `text`; an alert instead fails at once, saying what it says. */
+  const expectText = async (page: Page, text: string) => {
+    const wanted = page.getByText(text).first();
+    await wanted.or(page.getByRole('alert').first()).first().waitFor();
+    if (!(await wanted.isVisible())) assert.fail(`waiting for "${text}": ${await alertText(page)}`);
+  };
+
+  // What the hospital serves the portal with, and who may call the cloud from a browser.
+  const page = await fetch(new URL('/portal/', platform.urls.hospitals['st-marys']));
+  const csp = page.headers.get('content-security-policy') ?? '';
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.ok(csp.includes(`connect-src 'self' ${platform.urls.cloud.origin} ${platform.urls.authority.origin};`), csp);
+  const config = await (await fetch(new URL('/portal/config.json', platform.urls.hospitals['st-marys']))).json();
+  assert.deepEqual(config, { hospital: 'st-marys', cloud: platform.urls.cloud.origin, authority: platform.urls.authority.origin });
+  const preflight = (from: string) => fetch(new URL('/cloud/patients/psn:AAAAAAAAAAAAAAAAAAAAAA/delegations', platform.urls.cloud), {
+    method: 'OPTIONS', headers: { origin: from, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+  });
+  assert.equal((await preflight(origins['st-marys']!)).headers.get('access-control-allow-origin'), origins['st-marys']);
+  assert.equal((await preflight('https://evil.example')).headers.get('access-control-allow-origin'), null, 'a page of another origin may not call the cloud');
+
+  // The administrator of Riverside onboards the cardiologist in the portal.
+  const admin = await person();
+  await admin.page.goto(`${origins['riverside']}/portal/`);
+  await shot(admin.page, 'landing');
+  await admin.page.getByRole('button', { name: 'Administer' }).click();
+  await admin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
+  await admin.page.getByLabel('Username', { exact: true }).fill('chen');
+  await admin.page.getByLabel('Role').selectOption('doctor');
+  await admin.page.getByLabel('Department').fill('cardiology');
+  await admin.page.getByRole('button', { name: 'Onboard' }).click();
+  const chenPassword = (await admin.page.locator('#new-password').textContent())!;
+  const chenTotp = (await admin.page.locator('#new-totp').textContent())!;
+  await admin.page.getByRole('button', { name: 'Check ledger and witnesses' }).click();
+  await expectText(admin.page, 'Ledger healthy.');
+  await shot(admin.page, 'admin');
+  const wrongAdmin = await person();
+  await wrongAdmin.page.goto(`${origins['st-marys']}/portal/`);
+  await wrongAdmin.page.getByRole('button', { name: 'Administer' }).click(); // St Mary's, with Riverside's credential
+  await wrongAdmin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
+  await wrongAdmin.page.getByLabel('Username', { exact: true }).fill('mallory');
+  await wrongAdmin.page.getByRole('button', { name: 'Onboard' }).click();
+  assert.match(await alertText(wrongAdmin.page), /administrator credential of this hospital required/);
+
+  // The patient signs in, makes her keys in the browser; every request of her browser is kept.
+  const patientTotp = await enrol('st-marys', 'antonia', ['role:patient']);
+  const patient = await person();
+  const sent: Request[] = [];
+  patient.context.on('request', (request) => sent.push(request));
+  await signIn(patient.page, 'st-marys', 'antonia', PASSWORD, patientTotp, 'sign-in');
+  await shot(patient.page, 'patient-keys');
+  await patient.page.getByRole('button', { name: 'Create my keys' }).click();
+  await patient.page.locator('#pseudonym').or(patient.page.getByRole('alert')).first().waitFor();
+  if (await patient.page.getByRole('alert').count()) assert.fail(`key creation: ${await alertText(patient.page)} ${patient.errors.join(' ')}`);
+  const pseudonym = (await patient.page.locator('#pseudonym').textContent())!;
+  assert.match(pseudonym, /^psn:[A-Za-z0-9_-]{22}$/);
+
+  // St Mary's EHR enrols her under that pseudonym and uploads her records, encrypted under her public keys.
+  const ehrTotp = await enrol('st-marys', 'ehr', ['role:gateway']);
+  const gateway = new GatewayClient(await sdk.login('st-marys', 'ehr', PASSWORD, ehrTotp));
+  const bundle = JSON.parse((await readFile(BUNDLE, 'utf8')).replace(/^\uFEFF/, '')) as { entry: Array<{ resource: { resourceType: string; id: string } }> };
+  await gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, pseudonym);
+  const uploaded = await gateway.upload(bundle);
+  const labCount = uploaded.byCategory['lab']!;
+  assert.ok(labCount > 0);
+
+  // She reads her own lab records, decrypted in her browser.
+  await patient.page.locator('#records').getByLabel('Category').selectOption('lab');
+  await patient.page.getByRole('button', { name: 'Show my records' }).click();
+  await expectText(patient.page, `${labCount} records decrypted in this browser.`);
+  assert.ok(await patient.page.locator('table.observations tbody tr').count() > 0);
+  await shot(patient.page, 'patient-records', '#records');
+
+  // She builds "role:doctor and dept:cardiology" for lab; a broken edit is shown as invalid first.
+  await patient.page.locator('#sharing').getByLabel('Category to share').selectOption('lab');
+  await patient.page.getByLabel('Policy text').fill('role:doctor and (');
+  assert.match((await patient.page.locator('#policy-verdict').textContent())!, /^✗/);
+  await patient.page.getByLabel('Role (clause 1)').selectOption('doctor');
+  await patient.page.getByLabel('Department (clause 1)').fill('cardiology');
+  assert.equal(await patient.page.getByLabel('Policy text').inputValue(), 'role:doctor and dept:cardiology');
+  assert.equal(await patient.page.locator('#policy-verdict').textContent(), '✓ valid policy');
+  await patient.page.getByRole('button', { name: 'Share', exact: true }).click();
+  await expectText(patient.page, 'Shared lab with role:doctor and dept:cardiology.');
+  // And an emergency-only delegation of lab to role:emergency.
+  await patient.page.getByLabel('Policy text').fill('role:emergency');
+  await patient.page.getByLabel('Only for emergency access').check();
+  await patient.page.getByRole('button', { name: 'Share', exact: true }).click();
+  await expectText(patient.page, 'Shared lab with role:emergency (emergency only).');
+  await shot(patient.page, 'patient-sharing', '#sharing');
+
+  // The cardiologist reads lab as clinical views; the dermatologist is refused.
+  const chen = await person();
+  await signIn(chen.page, 'riverside', 'chen', chenPassword, chenTotp);
+  const read = async (page: Page, category = 'lab') => {
+    await page.getByLabel('Patient pseudonym').fill(pseudonym);
+    await page.getByLabel('Category').selectOption(category);
+    await page.getByRole('button', { name: 'Read records' }).click();
+  };
+  await read(chen.page);
+  await expectText(chen.page, `${labCount} lab records, decrypted in this browser`);
+  assert.ok(await chen.page.locator('table.observations th', { hasText: 'Reference range' }).count() === 1);
+  await shot(chen.page, 'doctor-read');
+
+  const patelTotp = await enrol('riverside', 'patel', ['role:doctor', 'dept:dermatology']);
+  const patel = await person();
+  await signIn(patel.page, 'riverside', 'patel', PASSWORD, patelTotp);
+  await read(patel.page);
+  assert.match(await alertText(patel.page), /polic|not satisf|denied|delegat/i);
+  await shot(patel.page, 'doctor-refused');
+
+  // The cardiologist adds a passkey, and signs in with it through the virtual authenticator.
+  const cdp = await chen.context.newCDPSession(chen.page);
+  await cdp.send('WebAuthn.enable');
+  await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  });
+  await chen.page.getByRole('button', { name: 'Add a passkey' }).click();
+  await expectText(chen.page, 'Passkey added');
+  await chen.page.goto(`${origins['riverside']}/portal/`);
+  await chen.page.getByRole('button', { name: 'Sign in with riverside' }).click();
+  await chen.page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+  await chen.page.waitForURL(`${origins['riverside']}/portal/`);
+  await expectText(chen.page, 'chen ·');
+
+  // The patient revokes the routine lab delegation; the cardiologist (signed in with her passkey) is refused.
+  await patient.page.getByRole('button', { name: 'Revoke lab for role:doctor and dept:cardiology' }).click();
+  await expectText(patient.page, 'Revoked: the cloud deleted the key for lab.');
+  await read(chen.page);
+  assert.match(await alertText(chen.page), /polic|not satisf|denied|delegat|no active/i);
+
+  // The emergency doctor breaks the glass, with a reason.
+  const okaforTotp = await enrol('riverside', 'okafor', ['role:emergency']);
+  const okafor = await person();
+  await signIn(okafor.page, 'riverside', 'okafor', PASSWORD, okaforTotp);
+  await okafor.page.getByLabel('Patient pseudonym').fill(pseudonym);
+  await okafor.page.getByLabel('Category').selectOption('lab');
+  await okafor.page.getByRole('button', { name: 'Break the glass' }).click();
+  assert.match(await alertText(okafor.page), /needs a stated reason/);
+  await okafor.page.getByLabel('Reason').fill('unconscious on arrival, suspected myocardial infarction');
+  await okafor.page.getByRole('button', { name: 'Break the glass' }).click();
+  await expectText(okafor.page, `Emergency access: ${labCount} lab records.`);
+  await shot(okafor.page, 'break-glass');
+
+  // Her access log shows the grants, the reads, the refusal, the revocation and the emergency read with its reason, proven.
+  await patient.page.getByRole('button', { name: 'Check my access log' }).click();
+  const log = patient.page.locator('#access-log-table');
+  await log.waitFor();
+  const rows = await log.locator('tbody tr').allTextContents();
+  assert.ok(rows.some((r) => r.includes('emergency read') && r.includes('unconscious on arrival')), rows.join('\n'));
+  assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes(`read${'lab'}${labCount} records`)), rows.join('\n'));
+  assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes('refused')), 'a refused read');
+  assert.ok(rows.some((r) => /revoke/i.test(r)), 'the revocation');
+  const proven = rows.filter((r) => r.includes('✓ entry')).length;
+  assert.ok(proven >= rows.length - 1, `entries proven in the browser: ${proven} of ${rows.length}`);
+  assert.ok(!rows.some((r) => r.includes('✗')), 'no proof failed');
+  await shot(patient.page, 'patient-access-log', '#access-log');
+
+  // Her secret key never left the browser: decode every string of every request and search for its bytes.
+  const secret = Buffer.from(await patient.page.evaluate(`(async () => {
+    const db = await new Promise((resolve, reject) => { const r = indexedDB.open('medshare-portal', 1); r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error); });
+    const stored = await new Promise((resolve) => { const r = db.transaction('patient-keys').objectStore('patient-keys').getAll(); r.onsuccess = () => resolve(r.result[0]); });
+    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: stored.iv, additionalData: new TextEncoder().encode(stored.id) }, stored.wrappingKey, stored.wrapped);
+    return Array.from(new Uint8Array(plain));
+  })()`) as number[]);
+  const master = Buffer.from(pre.decodePatientKey(secret).masterSecret);
+  assert.equal(pre.decodePatientKey(secret).patientId, pseudonym);
+  const carries = (text: string) => {
+    if (text.includes(master.toString('hex'))) return true;
+    for (const piece of text.match(/[A-Za-z0-9+/_-]{40,}={0,2}/g) ?? []) {
+      for (const decoded of [Buffer.from(piece, 'base64'), Buffer.from(piece, 'base64url')]) if (decoded.includes(master.subarray(0, 16))) return true;
+    }
+    return false;
+  };
+  assert.ok(sent.length > 20, `requests seen: ${sent.length}`);
+  const leaking = sent.filter((r) => carries(r.url()) || carries(JSON.stringify(r.headers())) || carries(r.postData() ?? ''));
+  assert.deepEqual(leaking.map((r) => r.url()), []);
+  // The same search finds the secret where it is (the check is not blind).
+  assert.ok(carries(secret.toString('base64')));
+  for (const p of [admin, patient, chen, patel, okafor]) assert.deepEqual(p.errors, []);
+});
