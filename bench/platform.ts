@@ -44,7 +44,7 @@ function syntheaText(): string {
 
 /** Record i: an Observation whose note carries Synthea text, 4 KiB in all. */
 function makeRecord(i: number, text: string, fhirPatient: string): Record<string, unknown> {
-  const shell = { resourceType: 'Observation', id: `bench-${i}`, status: 'final', subject: { reference: `Patient/${fhirPatient}` }, note: [{ text: '' }] };
+  const shell = { resourceType: 'Observation', id: `bench-${i}`, status: 'final', code: { text: 'bench' }, subject: { reference: `Patient/${fhirPatient}` }, note: [{ text: '' }] };
   const room = 4096 - JSON.stringify(shell).length;
   const start = (i * 997) % Math.max(1, text.length - room);
   shell.note[0]!.text = text.slice(start, start + room).replace(/["\\]/g, ' ');

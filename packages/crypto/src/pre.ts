@@ -21,7 +21,12 @@ import { AccessDeniedError, IntegrityError, MalformedInputError } from './errors
 import { CHUNK_BYTES, concatBytes, derivePayloadKey, openPayload, PayloadOpener, PayloadSealer, sealPayload } from './hybrid/stream.ts';
 import * as scheme from './pre/scheme.ts';
 
-export const DEFAULT_CATEGORIES = ['lab', 'imaging', 'notes', 'medication'] as const;
+/**
+ * The categories of a new patient key: those of the hospital gateway's default FHIR mapping (docs/platform.md §FHIR:
+ * Observation/DiagnosticReport → lab, ImagingStudy/Media → imaging, DocumentReference/Composition → notes,
+ * Medication* and Immunization → medication, every other resource type → clinical).
+ */
+export const DEFAULT_CATEGORIES = ['lab', 'imaging', 'notes', 'medication', 'clinical'] as const;
 const CATEGORY = /^[a-z][a-z0-9_-]{0,63}$/;
 const MAX_TEXT = 256;
 const MAX_CATEGORIES = 256;
@@ -120,6 +125,17 @@ export function rotate(key: PatientSecretKey, category: string): PatientSecretKe
   const epoch = key.epochs.get(category);
   if (epoch === undefined) throw new MalformedInputError(`no category '${category}' in this patient key`);
   return { ...key, epochs: new Map([...key.epochs, [category, epoch + 1]]) };
+}
+
+/**
+ * Adds a category at epoch 1 (for a key made before the category existed); publish the new bundle, which the cloud
+ * accepts as a replacement. @throws MalformedInputError for an invalid or existing category.
+ */
+export function addCategory(key: PatientSecretKey, category: string): PatientSecretKey {
+  checkCategory(category);
+  if (key.epochs.has(category)) throw new MalformedInputError(`the patient key already has category '${category}'`);
+  if (key.epochs.size >= MAX_CATEGORIES) throw new MalformedInputError(`a patient key holds at most ${MAX_CATEGORIES} categories`);
+  return { ...key, epochs: new Map([...key.epochs, [category, 1]]) };
 }
 
 function secretFor(key: PatientSecretKey, category: string, epoch: number) {

@@ -136,6 +136,30 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
     // NULL for records stored before: the read hashes those.
     statements: ['ALTER TABLE cloud_records ADD COLUMN ciphertext_hash text'],
   },
+  {
+    version: 7,
+    description: "hospitals a patient allows to write into her record (her home hospital at registration; the hospitals that already wrote)",
+    statements: [
+      `CREATE TABLE cloud_writers (
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        hospital text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (patient, hospital))`,
+      'INSERT INTO cloud_writers (patient, hospital) SELECT DISTINCT patient, source FROM cloud_records',
+    ],
+  },
+  {
+    version: 8,
+    description: "keyed hashes of patients' business identifiers (the cloud holds no key to invert them); her consent to be found",
+    statements: [
+      'ALTER TABLE cloud_patients ADD COLUMN findable boolean NOT NULL DEFAULT false',
+      `CREATE TABLE cloud_identifier_index (
+        digest text NOT NULL,
+        patient text NOT NULL REFERENCES cloud_patients(patient),
+        hospital text NOT NULL,
+        PRIMARY KEY (digest, patient))`,
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -178,6 +202,25 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
       `CREATE TABLE gateway_deid_keys (
         hospital text PRIMARY KEY,
         key_wrapped bytea NOT NULL)`,
+    ],
+  },
+  {
+    version: 5,
+    description: "FHIR resource versions the gateway wrote into each patient's record: which record holds each version (no clinical content)",
+    statements: [
+      `CREATE TABLE gateway_versions (
+        hospital text NOT NULL,
+        resource_type text NOT NULL,
+        fhir_id text NOT NULL,
+        version integer NOT NULL,
+        patient text NOT NULL,
+        record_id text NOT NULL,
+        category text NOT NULL,
+        content_hash text NOT NULL,
+        deleted boolean NOT NULL,
+        last_updated text NOT NULL,
+        PRIMARY KEY (hospital, patient, resource_type, fhir_id, version))`,
+      'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
     ],
   },
 ];

@@ -60,6 +60,11 @@ export interface PlatformOptions extends ServiceHttpOptions {
   readonly relyingParty?: Pick<RelyingParty, 'id' | 'origins'>;
   /** Resource type → category mapping of the gateways and the cloud's scope checks. */
   readonly categories?: CategoryMapping;
+  /**
+   * The consortium's identifier key (32 bytes, shared by the hospitals, never given to the cloud): every hospital's
+   * gateway indexes Patient identifiers under it for cross-hospital lookup (gateway/identifier-index.ts). None: off.
+   */
+  readonly identifierKey?: Uint8Array;
   /** scrypt parameters for passwords (identity's production default when absent). */
   readonly scrypt?: ScryptParams;
   /** Login rate limits and lockout (identity's defaults when absent; a load test from one address raises them). */
@@ -147,6 +152,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         ...http, db: byHospital(databases.hospitals, name, 'database'), kek: byHospital(keks.hospitals, name, 'key-encryption key'), name,
         adminToken: byHospital(options.adminTokens, name, 'administrator credential'), cloud: lateUrl('cloud'), authorityUrl: lateUrl('authority'),
         relyingParty: options.relyingParty, categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
+        identifierKey: options.identifierKey,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
         encryptionWorkers: options.encryptionWorkers,
       });

@@ -4,7 +4,8 @@
  * category (the gateway's mapping), in the caller's context — `patient/` for the patient herself, `user/` or
  * `system/` for everyone else. A token without it is refused (403) even when a delegation would let its attributes
  * decrypt: the scope is what the user granted this client, the delegation what the patient granted the user.
- * An upload needs a scope to create (`c`; v1 `write`) every resource it holds, as `user/` or `system/`.
+ * A write needs a scope to create (`c`; v1 `write`) every resource it holds, or to delete (`d`) what it deletes, as
+ * `user/` or `system/`.
  */
 import { AccessDeniedError } from '@medshare/crypto';
 import { grantsCategory, grantsResource } from '@medshare/identity';
@@ -36,13 +37,15 @@ export function requireRecordScope(caller: Caller, category: string | undefined,
 
 /**
  * Throws AccessDeniedError (naming the first resource type refused) unless the caller's token has a `user/` or
- * `system/` scope to create each of `resources` (its type, or `*`; `category=` criteria must name its category).
+ * `system/` scope for `interaction` (create by default, or delete) on each of `resources` (its type, or `*`;
+ * `category=` criteria must name its category).
  */
-export function requireWriteScope(caller: Caller, resources: readonly FhirResource[], mapping: CategoryMapping): void {
+export function requireWriteScope(caller: Caller, resources: readonly FhirResource[], mapping: CategoryMapping, interaction: 'c' | 'd' = 'c'): void {
   const contexts = ['user', 'system'] as const;
   for (const resource of resources) {
-    if (!grantsResource(caller.token.scopes, contexts, resource.resourceType, categoryOf(mapping, resource), 'c')) {
-      throw new AccessDeniedError(`the token has no SMART scope to write ${resource.resourceType} (user/ or system/ ….c or .write)`);
+    if (!grantsResource(caller.token.scopes, contexts, resource.resourceType, categoryOf(mapping, resource), interaction)) {
+      const verb = interaction === 'c' ? 'write' : 'delete';
+      throw new AccessDeniedError(`the token has no SMART scope to ${verb} ${resource.resourceType} (user/ or system/ ….${interaction} or .write)`);
     }
   }
 }

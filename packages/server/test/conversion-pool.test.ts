@@ -119,7 +119,7 @@ describe('the platform with a conversion pool', () => {
     await cast.patient.register();
     await cast.gateway.enrol('pool-patient', cast.patient.key.patientId);
     // 80 lab records: a read of all of them spans three jobs.
-    const entry = Array.from({ length: 80 }, (_, i) => ({ resource: { resourceType: 'Observation', id: `obs-${i}`, subject: { reference: 'Patient/pool-patient' }, valueQuantity: { value: i } } }));
+    const entry = Array.from({ length: 80 }, (_, i) => ({ resource: { resourceType: 'Observation', id: `obs-${i}`, status: 'final', code: { text: 'test' }, subject: { reference: 'Patient/pool-patient' }, valueQuantity: { value: i } } }));
     await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry });
   });
   after(async () => {

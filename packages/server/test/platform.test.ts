@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
-import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient, recordIdOf } from '../src/index.ts';
+import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -103,7 +103,7 @@ for (const { label, db } of databases) {
     test("platform emergency access: without a delegation of hers, role:emergency breaks the glass under the platform's policy; she sees it and can opt out", async () => {
       const patient = cast.patient.key.patientId;
       const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
-      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', subject: { reference: `Patient/${patientFhirId}` } });
+      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', content: [{ attachment: { contentType: 'text/plain', data: 'bm90ZQ==' } }], subject: { reference: `Patient/${patientFhirId}` } });
       assert.deepEqual(await cast.patient.platformEmergency(), { policy: 'role:emergency', allowed: true, grantedRecords: bundle.entry.length });
       await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
       await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'the platform policy is for emergencies only');
@@ -247,8 +247,9 @@ for (const { label, db } of databases) {
       // A new lab record, uploaded after the rotation, is encrypted under epoch 2.
       const lab = bundle.entry.find((e) => e.resource.resourceType === 'Observation')!.resource;
       const fresh = { ...lab, id: 'after-rotation-1' };
-      assert.equal((await cast.gateway.upload(fresh)).stored, 1);
-      const freshId = recordIdOf('st-marys', patient, fresh);
+      const uploaded = await cast.gateway.upload(fresh);
+      assert.equal(uploaded.stored, 1);
+      const freshId = uploaded.versions[0]!.recordId;
       // A cloud that serves the old bundle again (its database edited) is refused by the gateway, which used epoch 2.
       const published = (await db.query<{ public_keys: Uint8Array }>('SELECT public_keys FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!.public_keys;
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, pre.encodePublicKeys(oldKey)]);

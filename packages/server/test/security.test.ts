@@ -13,6 +13,8 @@ import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@m
 import { cloudContents, createPlatform, PlatformClient, type Session } from '../src/index.ts';
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
+/** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
+const errorMedia = (path: string) => (path.startsWith('/gateway/fhir') ? /^application\/fhir\+json/ : /^application\/problem\+json/);
 const databases: TestDatabase[] = await openTestDatabases();
 // The cloud gets a database of its own, so that what it holds can be scanned table by table.
 const cloudDatabases: TestDatabase[] = await openTestDatabases();
@@ -59,6 +61,7 @@ for (const { label, db } of databases) {
       ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
       ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
+      ['POST', '/gateway/upload', JSON.stringify(bundle)],
       ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
     ] as const;
 
@@ -95,7 +98,7 @@ for (const { label, db } of databases) {
         for (const [what, token] of [['no token', undefined], ['garbage', 'not.a.jwt'], ['TA-only audience', taOnly]] as const) {
           const answer = await request(method, path, { token, body });
           assert.equal(answer.status, 401, `${what}: ${method} ${path}`);
-          assert.match(answer.type, /^application\/problem\+json/);
+          assert.match(answer.type, errorMedia(path));
         }
         // With a valid proof of its own key: the signature is what fails.
         const answer = await request(method, path, { as: foreignSession, body });
@@ -277,9 +280,9 @@ for (const { label, db } of databases) {
         ['XML', '<Bundle xmlns="http://hl7.org/fhir"/>', 'application/fhir+xml', 415],
       ];
       for (const [what, body, type, status] of cases) {
-        const answer = await request('POST', '/gateway/fhir', { as: gw, body, type });
+        const answer = await request('POST', '/gateway/upload', { as: gw, body, type });
         assert.equal(answer.status, status, what);
-        assert.match(answer.type, /^application\/problem\+json/, what);
+        assert.match(answer.type, errorMedia('/gateway/upload'), what);
       }
       const bigCloudBody = JSON.stringify({ reencryptionKey: 'A'.repeat(300 * 1024) });
       assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: bigCloudBody })).status, 413);
@@ -322,7 +325,7 @@ for (const { label, db } of databases) {
         ];
         answers.forEach((answer, i) => {
           assert.ok([400, 404].includes(answer.status), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
-          assert.match(answer.type, /^application\/problem\+json/, `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
+          assert.match(answer.type, errorMedia(i === 7 ? '/gateway/fhir' : '/cloud'), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
         });
       }
       assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length);

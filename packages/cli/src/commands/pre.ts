@@ -59,6 +59,19 @@ export function registerPatientKeys(program: Command): void {
           `hospitals then encrypt under the new epoch) and delegate ${o.category} again: old-epoch re-encryption keys convert no new record\n`,
       );
     });
+
+  keys
+    .command('add-category')
+    .description('add a record category (epoch 1) to a patient key; rewrites patient.key and patient.pub in DIR')
+    .requiredOption('--key <file>', 'the patient key')
+    .requiredOption('--category <name>', 'the category to add (e.g. clinical)')
+    .requiredOption('--out <dir>', 'directory for the new patient.key and patient.pub')
+    .action(async (o: { key: string; category: string; out: string }) => {
+      await abe.init();
+      const extended = pre.addCategory(await loadPatientKey(o.key), o.category);
+      await writePatientFiles(o.out, extended, true);
+      process.stderr.write(`added category ${o.category}; publish the new patient.pub (the cloud replaces the old bundle) and delegate ${o.category} as needed\n`);
+    });
 }
 
 export function registerPre(program: Command): void {

@@ -65,6 +65,17 @@ interface AllOptions extends CloudOptions, RelyingPartyOptions {
   hospital: string[];
 }
 
+/**
+ * The consortium's identifier key for cross-hospital lookup by business identifier, from MEDSHARE_IDENTIFIER_KEY (64 hex
+ * digits, the same at every hospital, never given to the cloud); none: lookup is off.
+ */
+function identifierKey(): { identifierKey?: Uint8Array } {
+  const hex = process.env['MEDSHARE_IDENTIFIER_KEY'];
+  if (hex === undefined || hex === '') return {};
+  if (!/^[0-9a-fA-F]{64}$/.test(hex)) throw new UsageError('MEDSHARE_IDENTIFIER_KEY must be 64 hex digits');
+  return { identifierKey: new Uint8Array(Buffer.from(hex, 'hex')) };
+}
+
 function integer(text: string, what: string, min: number, max: number): number {
   const value = Number(text);
   if (!Number.isInteger(value) || value < min || value > max) throw new UsageError(`not ${what}: ${text}`);
@@ -247,7 +258,7 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? `medshare_hospital_${name.replaceAll('-', '_')}`);
   const service = await createHospitalService({
     ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
-    ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}),
+    ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
     encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
@@ -286,7 +297,7 @@ async function serveAll(options: AllOptions): Promise<void> {
     const platform = await createPlatform({
       ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
       hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
-      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}),
+      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
     });
     say('authority', platform.urls.authority, authority.where);
     say('cloud', platform.urls.cloud, cloud.where);

@@ -17,6 +17,10 @@
  *   GET    /patients/:patient/access-log           (patient)
  *   GET    /patients/:patient/platform-emergency   (patient) the platform's emergency policy and her consent
  *   PUT    /patients/:patient/platform-emergency   (patient) { allowed } give or withdraw that consent
+ *   GET    /patients/:patient/writers              (patient) the hospitals that may write into her record
+ *   PUT    /patients/:patient/writers/:hospital    (patient) allow a hospital to write (enrol her and upload)
+ *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
+ *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
  *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle and the platform emergency policy
  *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
@@ -24,6 +28,9 @@
  *   GET    /patients/:patient/research-consent     (patient) whether she consents to de-identified research release
  *   PUT    /patients/:patient/research-consent     (patient) { allowed } give or withdraw it
  *   POST   /patients/:patient/research-exports     (gateway) { profile, digest, resources } record a release (403 without consent)
+ *   GET    /patients/:patient/writable             (gateway) 204 if the token's hospital may write for her, else 403
+ *   POST   /patients/:patient/identifiers          (gateway) { digests } keyed hashes of her business identifiers
+ *   POST   /identifier-lookup                      (any staff, through their gateway) { digest } pseudonyms of consenting patients
  *
  * The gateway routes take `role:gateway` tokens of any hospital on the cloud's trust list; the record source is
  * the token's hospital. They carry ciphertexts, hashed record ids and emergency capsules/grants only.
@@ -234,6 +241,30 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return { entries: await cloud.accessLog(who, patientParam(request.params.patient)) };
   });
 
+  const writerParams = { type: 'object', required: ['patient', 'hospital'], properties: { patient: { type: 'string', maxLength: 100 }, hospital: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } } };
+  app.get<{ Params: { patient: string } }>('/patients/:patient/writers', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.writers(who, patientParam(request.params.patient)) };
+  });
+
+  app.put<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.allowWriter(who, patientParam(request.params.patient), request.params.hospital) };
+  });
+
+  app.delete<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
+    const who = await caller(request);
+    return { writers: await cloud.removeWriter(who, patientParam(request.params.patient), request.params.hospital) };
+  });
+
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/findable', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
+  }, async (request) => {
+    const who = await caller(request);
+    return cloud.setFindable(who, patientParam(request.params.patient), request.body.allowed);
+  });
+
   app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return cloud.platformEmergency(who, patientParam(request.params.patient));
@@ -316,5 +347,32 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   }, async (request, reply) => {
     const who = await caller(request);
     return reply.status(201).send({ ledgerIndex: await cloud.recordResearchExport(who, patientParam(request.params.patient), request.body) });
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/writable', { schema: { params: patientParams } }, async (request, reply) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    await cloud.requireWriter(patientParam(request.params.patient), who.token.hospital);
+    return reply.status(204).send();
+  });
+
+  const DIGEST = { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' };
+  app.post<{ Params: { patient: string }; Body: { digests: string[] } }>('/patients/:patient/identifiers', {
+    bodyLimit: SMALL_BODY,
+    schema: { params: patientParams, body: { type: 'object', required: ['digests'], additionalProperties: false, properties: { digests: { type: 'array', maxItems: 1000, items: DIGEST } } } },
+  }, async (request, reply) => {
+    const who = await caller(request);
+    requireRole(who, 'gateway');
+    await cloud.indexIdentifiers(who, patientParam(request.params.patient), request.body.digests);
+    return reply.status(204).send();
+  });
+
+  app.post<{ Body: { digest: string } }>('/identifier-lookup', {
+    bodyLimit: SMALL_BODY,
+    schema: { body: { type: 'object', required: ['digest'], additionalProperties: false, properties: { digest: DIGEST } } },
+  }, async (request) => {
+    const who = await caller(request);
+    requireRecordScope(who, categories.byType.Patient ?? categories.fallback, 's', categories);
+    return { patients: await cloud.lookupIdentifier(who, request.body.digest) };
   });
 }

@@ -16,6 +16,7 @@ import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededErro
 import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
+import { isRecordOf } from '../record-id.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
@@ -183,7 +184,8 @@ export class CloudService {
   }
 
   /**
-   * A patient registers her signed key bundle under her pseudonym; she becomes its owner. Publishing again replaces
+   * A patient registers her signed key bundle under her pseudonym; she becomes its owner, and the hospital she
+   * registered through (her token's) may write into her record (others only once she allows them). Publishing again replaces
    * it (after `keys rotate`) when it is signed by her registered signing key (IntegrityError otherwise), keeps every
    * category and moves at least one epoch forward and none back (ConflictError for a no-op or a backwards
    * bundle, or when another replacement committed first). Returns whether it was a first registration.
@@ -194,7 +196,7 @@ export class CloudService {
     if (keys.patientId !== patient) throw new MalformedInputError('the key bundle is for another pseudonym');
     const existing = await this.store.patient(patient);
     if (existing === undefined) {
-      if (await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey)) return { created: true };
+      if (await this.store.addPatient(patient, caller.pseudonym, bundle, keys.signingKey, caller.token.hospital)) return { created: true };
       throw new AccessDeniedError('this pseudonym belongs to another patient');
     }
     if (existing.owner !== caller.pseudonym) throw new AccessDeniedError('this pseudonym belongs to another patient');
@@ -238,7 +240,10 @@ export class CloudService {
    */
   async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
+    await this.requireWriter(patient, uploader.token.hospital);
     this.checkEmergencyGrants(patient, records, capsules);
+    const foreign = records.find((r) => !isRecordOf(r.recordId, uploader.token.hospital));
+    if (foreign !== undefined) throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
     const recordCategories = new Map(records.map((r) => [r.recordId, r.category]));
     for (const write of index) checkIndexWrite(patient, write, recordCategories);
     const storage = this.options.storage;
@@ -256,6 +261,70 @@ export class CloudService {
     const categories = [...new Set(added.map((r) => r.category))].sort().join(',');
     const ledgerEntries = await this.audit(uploader, patient, 'upload', categories, 'success', added.length, null, { type: 'record-create' }, touched);
     return { stored: added.length, ledgerEntries };
+  }
+
+  /**
+   * Refuses (403) a hospital the patient has not allowed to write into her record: only her home hospital and those
+   * she allowed (allowWriter) may enrol her pseudonym and upload for her.
+   */
+  async requireWriter(patient: string, hospital: string): Promise<void> {
+    if (!(await this.store.writers(patient)).includes(hospital)) {
+      throw new AccessDeniedError(`the patient has not allowed ${hospital} to write into her record (she allows it with PUT /cloud/patients/<pseudonym>/writers/${hospital})`);
+    }
+  }
+
+  /** The hospitals that may write into her record (the patient only). */
+  async writers(caller: Caller, patient: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    return this.store.writers(patient);
+  }
+
+  /** The patient allows a hospital to write into her record; recorded as a consent grant. */
+  async allowWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.addWriter(patient, hospital)) {
+      await this.audit(caller, patient, `allow ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-grant', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+    }
+    return this.store.writers(patient);
+  }
+
+  /** The patient withdraws a hospital's permission to write (its records stay readable); recorded as a consent revocation. */
+  async removeWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
+    await this.requireOwner(caller, patient);
+    if (!(await this.store.removeWriter(patient, hospital))) throw new NotFoundError(`${hospital} may not write into her record`);
+    await this.audit(caller, patient, `refuse ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+    return this.store.writers(patient);
+  }
+
+  /**
+   * A writing hospital's gateway stores keyed hashes of the patient's business identifiers (identifier-index.ts): the
+   * cloud cannot invert them without the consortium's key. @throws AccessDeniedError for a hospital she did not allow.
+   */
+  async indexIdentifiers(uploader: Caller, patient: string, digests: readonly string[]): Promise<void> {
+    await this.requireWriter(patient, uploader.token.hospital);
+    if (digests.some((d) => !/^[A-Za-z0-9_-]{43}$/.test(d))) throw new MalformedInputError('an identifier digest is 43 base64url characters (HMAC-SHA-256)');
+    await this.store.addIdentifierDigests(patient, uploader.token.hospital, digests);
+  }
+
+  /**
+   * The pseudonyms of the patients who allowed being found and one of whose identifiers has this keyed hash; each
+   * found patient sees the lookup in her access log and the ledger (a record-access of no record).
+   */
+  async lookupIdentifier(caller: Caller, digest: string): Promise<string[]> {
+    if (!/^[A-Za-z0-9_-]{43}$/.test(digest)) throw new MalformedInputError('an identifier digest is 43 base64url characters (HMAC-SHA-256)');
+    const found = await this.store.findByDigest(digest);
+    for (const patient of found) await this.audit(caller, patient, 'lookup by identifier', 'all', 'success', 0, null, { type: 'record-access' });
+    return found;
+  }
+
+  /** The patient allows or refuses being found by her business identifiers; recorded as a consent grant or revocation. */
+  async setFindable(caller: Caller, patient: string, allowed: boolean): Promise<{ findable: boolean }> {
+    await this.requireOwner(caller, patient);
+    if (await this.store.setFindable(patient, allowed)) {
+      await this.audit(caller, patient, allowed ? 'allow lookup by identifier' : 'refuse lookup by identifier', 'all', 'success', 0, null,
+        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode('lookup-by-identifier')) });
+    }
+    return { findable: allowed };
   }
 
   /**

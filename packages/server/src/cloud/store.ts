@@ -128,13 +128,62 @@ export class CloudStore {
     this.search = new SearchStore(db);
   }
 
-  /** Registers a patient's key bundle; false when the pseudonym is already taken. */
-  async addPatient(patient: string, owner: string, publicKeys: Uint8Array, signingKey: Uint8Array): Promise<boolean> {
-    const result = await this.db.query(
-      'INSERT INTO cloud_patients (patient, owner, public_keys, signing_key) VALUES ($1, $2, $3, $4) ON CONFLICT (patient) DO NOTHING RETURNING patient',
-      [patient, owner, publicKeys, signingKey],
-    );
+  /**
+   * Registers a patient's key bundle and allows her home hospital (where she registered) to write into her record,
+   * in one transaction; false when the pseudonym is already taken.
+   */
+  async addPatient(patient: string, owner: string, publicKeys: Uint8Array, signingKey: Uint8Array, homeHospital: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const result = await tx.query(
+        'INSERT INTO cloud_patients (patient, owner, public_keys, signing_key) VALUES ($1, $2, $3, $4) ON CONFLICT (patient) DO NOTHING RETURNING patient',
+        [patient, owner, publicKeys, signingKey],
+      );
+      if (result.rows.length === 0) return false;
+      await tx.query('INSERT INTO cloud_writers (patient, hospital) VALUES ($1, $2)', [patient, homeHospital]);
+      return true;
+    });
+  }
+
+  /** Allows a hospital to write into a patient's record; false when it already may. */
+  async addWriter(patient: string, hospital: string): Promise<boolean> {
+    const result = await this.db.query('INSERT INTO cloud_writers (patient, hospital) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING hospital', [patient, hospital]);
     return result.rows.length === 1;
+  }
+
+  /** Withdraws a hospital's permission to write; false when it had none. Its stored records stay. */
+  async removeWriter(patient: string, hospital: string): Promise<boolean> {
+    const result = await this.db.query('DELETE FROM cloud_writers WHERE patient = $1 AND hospital = $2 RETURNING hospital', [patient, hospital]);
+    return result.rows.length === 1;
+  }
+
+  /** Adds keyed hashes of a patient's business identifiers (a hospital's gateway computed them); repeats are kept once. */
+  async addIdentifierDigests(patient: string, hospital: string, digests: readonly string[]): Promise<void> {
+    if (digests.length === 0) return;
+    await this.db.query(
+      'INSERT INTO cloud_identifier_index (digest, patient, hospital) SELECT d, $2, $3 FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING',
+      [digests, patient, hospital],
+    );
+  }
+
+  /** The patients who allowed being found and whose identifiers include `digest`. */
+  async findByDigest(digest: string): Promise<string[]> {
+    const rows = await this.db.query<{ patient: string }>(
+      'SELECT i.patient FROM cloud_identifier_index i JOIN cloud_patients p ON p.patient = i.patient WHERE i.digest = $1 AND p.findable ORDER BY i.patient',
+      [digest],
+    );
+    return rows.rows.map((r) => r.patient);
+  }
+
+  /** Records whether a patient may be found by her identifiers; returns whether it changed. */
+  async setFindable(patient: string, allowed: boolean): Promise<boolean> {
+    const result = await this.db.query('UPDATE cloud_patients SET findable = $2 WHERE patient = $1 AND findable <> $2 RETURNING patient', [patient, allowed]);
+    return result.rows.length === 1;
+  }
+
+  /** The hospitals that may write into a patient's record, in name order. */
+  async writers(patient: string): Promise<string[]> {
+    const rows = await this.db.query<{ hospital: string }>('SELECT hospital FROM cloud_writers WHERE patient = $1 ORDER BY hospital', [patient]);
+    return rows.rows.map((r) => r.hospital);
   }
 
   /**

@@ -42,6 +42,12 @@ export interface CloudApi {
   read(token: string, patient: string, category: string): Promise<ConvertedRecord[]>;
   /** Records a research release on the ledger (AccessDeniedError when the patient has not consented); the entry's index. */
   recordResearchExport(token: string, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number>;
+  /** Resolves if the token's hospital may write into the patient's record (AccessDeniedError otherwise). */
+  requireWriter(token: string, patient: string): Promise<void>;
+  /** Stores keyed hashes of the patient's business identifiers (identifier-index.ts). */
+  indexIdentifiers(token: string, patient: string, digests: readonly string[]): Promise<void>;
+  /** The pseudonyms of consenting patients with an identifier of this keyed hash (the token's holder looks up). */
+  lookupIdentifier(token: string, digest: string): Promise<string[]>;
 }
 
 const b64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');
@@ -110,6 +116,19 @@ export class HttpCloudApi implements CloudApi {
     // Reading bundles changes nothing: safe to retry.
     const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { ...this.auth('POST', token), body: { entries }, idempotent: true, timeoutMs: this.timeoutMs });
     return answer.bundles;
+  }
+
+  async requireWriter(token: string, patient: string): Promise<void> {
+    await callJson(this.base, 'GET', this.path(patient, '/writable'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
+  }
+
+  async indexIdentifiers(token: string, patient: string, digests: readonly string[]): Promise<void> {
+    // The index keeps each digest once: safe to retry.
+    await callJson(this.base, 'POST', this.path(patient, '/identifiers'), { ...this.auth('POST', token), body: { digests }, idempotent: true, timeoutMs: this.timeoutMs });
+  }
+
+  async lookupIdentifier(token: string, digest: string): Promise<string[]> {
+    return (await callJson<{ patients: string[] }>(this.base, 'POST', '/cloud/identifier-lookup', { ...this.auth('POST', token), body: { digest }, timeoutMs: this.timeoutMs })).patients;
   }
 
   async read(token: string, patient: string, category: string): Promise<ConvertedRecord[]> {

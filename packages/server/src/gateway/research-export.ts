@@ -16,7 +16,8 @@ import { MalformedInputError } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
 import { Deidentifier, profileConfig, type ProfileName } from '@medshare/privacy';
 import type { Caller } from '../http.ts';
-import { patientOf, resourcesOf, type FhirResource } from './fhir.ts';
+import { patientOf, type FhirResource } from './fhir.ts';
+import { parseWrite } from './fhir-bundle.ts';
 
 /** The profiles a research release may use. */
 export const RELEASE_PROFILES: readonly ProfileName[] = ['safe-harbor', 'research'];
@@ -60,7 +61,7 @@ export class ResearchExporter {
   async release(caller: Caller, body: unknown, profile: string): Promise<ResearchRelease> {
     if (!RELEASE_PROFILES.includes(profile as ProfileName)) throw new MalformedInputError(`profile must be one of ${RELEASE_PROFILES.join(', ')}`);
     const hospital = caller.token.hospital;
-    const resources = resourcesOf(body);
+    const resources = parseWrite(body).operations.flatMap((op) => (op.resource === undefined ? [] : [op.resource]));
     const patient = await this.pseudonymOf(hospital, patientOf(resources));
     const engine = await this.engine(hospital, profile as ProfileName);
     const copy = structuredClone(body) as FhirResource & Record<string, unknown>;

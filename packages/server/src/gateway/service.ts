@@ -1,9 +1,10 @@
 /**
- * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment), encrypts each
- * incoming resource under the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads the whole
- * upload to the cloud in one transaction. The gateway runs at the hospital, in the hospital's process and
- * database, and sees plaintext FHIR; the cloud, reached through `CloudApi` (HTTP in production), receives only
- * ciphertexts. Record ids are deterministic (fhir.ts), so a retry stores nothing twice.
+ * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment, with the patient's
+ * consent at the cloud), validates each incoming resource (fhir-validate.ts), makes each change a new version
+ * (fhir-versions.ts: meta.versionId/lastUpdated/source set here, inside the ciphertext), encrypts each version under
+ * the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads a transaction to the cloud at once. The
+ * gateway runs at the hospital and sees plaintext FHIR; the cloud receives only ciphertexts and record ids, which
+ * name the writing hospital (record-id.ts) and hash the FHIR id, version and content — so a retry stores nothing twice.
  *
  * Receipts: the cloud records every stored upload in the audit ledger (`record-create` entries naming the
  * ciphertexts by hash); the gateway obtains each entry's inclusion proof against a checkpoint the hospitals'
@@ -14,13 +15,19 @@ import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre
 import type { Database } from '@medshare/db';
 import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
+import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
-import { NotFoundError, type Caller } from '../http.ts';
 import { requireWriteScope } from '../scopes.ts';
 import type { CloudApi } from './cloud-api.ts';
 import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
-import { categoryOf, patientOf, recordIdOf, resourcesOf, type CategoryMapping } from './fhir.ts';
 import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
+import { NotFoundError } from '../http.ts';
+import { taggedRecordId } from '../record-id.ts';
+import { categoryOf, referencedPatient, type CategoryMapping, type FhirResource } from './fhir.ts';
+import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
+import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
+import type { IdentifierKey } from './identifier-index.ts';
+import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
 /** What an upload did. */
 export interface UploadResult {
@@ -30,13 +37,33 @@ export interface UploadResult {
   byCategory: Record<string, number>;
   /** The ledger entries recording the stored records, each proven in the tree of `treeSize` (witnessed). */
   receipts: { index: number; treeSize: number }[];
+  /** Each resource's version after the upload, and the record that holds it. */
+  versions: Array<{ resourceType: string; id: string; versionId: string; recordId: string }>;
+}
+
+/** What one write operation did (a transaction-response or batch-response entry). */
+export interface WriteOutcome {
+  /** The operation's entry index. */
+  index: number;
+  /** 201 created, 200 updated or unchanged (a retry), 204 deleted or nothing to delete. */
+  status: 200 | 201 | 204;
+  resourceType: string;
+  id: string;
+  /** The current version (absent when a delete found nothing). */
+  versionId?: string;
+  lastUpdated?: string;
+  /** The version as stored (meta set by the gateway); absent for deletes. */
+  resource?: FhirResource;
+  recordId?: string;
+  /** Whether this operation stored a new version. */
+  stored: boolean;
 }
 
 const utf8 = new TextEncoder();
 /** Patients whose epochs a gateway remembers (a few hundred bytes each). */
 const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
-/** Attempts of an upload whose index write keeps losing races with the hospital's other gateway instances. */
+/** Uploads retried when another writer's index write committed first (409). */
 const MAX_INDEX_ATTEMPTS = 8;
 
 /**
@@ -52,6 +79,9 @@ export class GatewayService {
    * replayed by the cloud — is refused.
    */
   private readonly seenEpochs = new Map<string, Map<string, number>>();
+  /** Writes of one patient run one at a time in this process, so two updates of a resource cannot both be version n+1. */
+  private readonly patientLocks = new Map<string, Promise<unknown>>();
+  private readonly versions: VersionStore;
 
   /**
    * `abePublicKey` gives the TA's public key (fetched from the authority once, at first need), or undefined for no
@@ -68,14 +98,22 @@ export class GatewayService {
     private readonly index?: SearchIndexWriter,
     /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
     private readonly tagger?: StorageTagger,
+    /** The consortium's identifier key: with it, Patient identifiers are indexed for cross-hospital lookup. */
+    readonly identifierKey?: IdentifierKey,
     /** Where records are encrypted: this thread by default, or the hospital service's worker pool. */
     private readonly encryptor: RecordEncryptor = new InThreadEncryptor(),
-  ) {}
+  ) {
+    this.versions = new VersionStore(db);
+  }
 
-  /** Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered). */
+  /**
+   * Links the hospital's FHIR patient id to the patient's MedShare pseudonym (which must be registered, and must
+   * have allowed this hospital to write into her record: AccessDeniedError otherwise).
+   */
   async enrol(caller: Caller, fhirId: string, patient: string): Promise<void> {
     const hospital = caller.token.hospital;
     await this.cloud.patientKeys(caller.bearer, patient);
+    await this.cloud.requireWriter(caller.bearer, patient);
     const result = await this.db.query(
       `INSERT INTO gateway_patients (hospital, fhir_id, patient) VALUES ($1, $2, $3)
        ON CONFLICT (hospital, fhir_id) DO UPDATE SET patient = gateway_patients.patient RETURNING patient`,
@@ -107,36 +145,159 @@ export class GatewayService {
   }
 
   /**
-   * Validates, groups, encrypts and uploads a resource or a Bundle, all or nothing, for the caller's hospital; then
-   * obtains, checks and stores the ledger receipts. @throws AccessDeniedError when the token has no SMART scope to
-   * write one of the resources; IntegrityError for a receipt that does not verify.
+   * A resource or a Bundle, all or nothing, as the SDK's `GatewayClient.upload` sends it (entries without `request`
+   * are updates by id); then the ledger receipts are obtained, checked and stored. @throws as `write`.
    */
   async upload(caller: Caller, body: unknown): Promise<UploadResult> {
+    const parsed = parseWrite(body);
+    const [refused] = parsed.refused.values();
+    if (refused !== undefined) throw refused;
+    const { patient, outcomes, byCategory, receipts } = await this.transaction(caller, parsed.operations);
+    return {
+      patient, received: outcomes.length, stored: outcomes.filter((o) => o.stored).length, byCategory, receipts,
+      versions: outcomes.filter((o) => o.versionId !== undefined).map((o) => ({ resourceType: o.resourceType, id: o.id, versionId: o.versionId!, recordId: o.recordId! })),
+    };
+  }
+
+  /**
+   * Runs write operations as one FHIR transaction: every resource is validated (FhirValidationError names the
+   * element), all concern one enrolled patient, and the new versions are encrypted and uploaded in one cloud
+   * transaction — nothing is stored if anything fails. A resource whose content equals its current version stores
+   * nothing (a retry); a delete of a missing or deleted resource stores nothing.
+   * @throws MalformedInputError, FhirValidationError, NotFoundError (patient not enrolled), AccessDeniedError (no
+   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify).
+   */
+  async transaction(caller: Caller, operations: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
     const hospital = caller.token.hospital;
-    const resources = resourcesOf(body);
-    requireWriteScope(caller, resources, this.mapping);
-    const patient = await this.pseudonymOf(hospital, patientOf(resources));
-    const answer = await this.cloud.patientKeys(caller.bearer, patient);
-    if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
-    const keys = this.checkEpochs(answer.keys);
-    const policy = answer.emergencyPolicy;
-    const abePublicKey = policy === undefined || this.abePublicKey === undefined ? undefined : await this.abePublicKey();
+    // The token's SMART scopes first: a client without the right to write learns nothing about the record.
+    requireWriteScope(caller, operations.flatMap((op) => (op.resource === undefined ? [] : [op.resource])), this.mapping);
+    requireWriteScope(caller, operations.filter((op) => op.method === 'DELETE').map((op) => ({ resourceType: op.resourceType, id: op.id })), this.mapping, 'd');
+    for (const op of operations) {
+      if (op.resource === undefined) continue;
+      try {
+        validateFhirResource(op.resource);
+      } catch (error) {
+        if (error instanceof FhirValidationError) throw new FhirValidationError(error.issues.map((i) => ({ ...i, diagnostics: op.where })));
+        throw error;
+      }
+    }
+    const patient = await this.patientOf(hospital, operations);
+    const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
+      // Read under the lock: a concurrent write of the same patient may have added versions.
+      const latest = await this.versions.latest(hospital, patient, operations);
+      const answer = await this.cloud.patientKeys(caller.bearer, patient);
+      if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+      const keys = this.checkEpochs(answer.keys);
+      const now = new Date().toISOString();
+      const outcomes: WriteOutcome[] = [];
+      const fresh: Array<{ row: VersionRow; plaintext: FhirResource }> = [];
+      for (const op of operations) {
+        const key = `${op.resourceType}/${op.id}`;
+        const before = latest.get(key);
+        if (op.method === 'DELETE') {
+          if (before === undefined || before.deleted) {
+            outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, stored: false, ...(before && { versionId: String(before.version), lastUpdated: before.lastUpdated, recordId: before.recordId }) });
+            continue;
+          }
+          const version = before.version + 1;
+          const row: VersionRow = { ...before, version, recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']), contentHash: 'deleted', deleted: true, lastUpdated: now };
+          fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now) });
+          outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
+          continue;
+        }
+        const resource = op.resource!;
+        const hash = contentHash(resource);
+        if (before !== undefined && !before.deleted && before.contentHash === hash) {
+          outcomes.push({ index: op.index, status: 200, resourceType: op.resourceType, id: op.id, versionId: String(before.version), lastUpdated: before.lastUpdated, resource: versioned(resource, hospital, before.version, before.lastUpdated), recordId: before.recordId, stored: false });
+          continue;
+        }
+        const version = (before?.version ?? 0) + 1;
+        const category = categoryOf(this.mapping, resource);
+        const row: VersionRow = { hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now };
+        const plaintext = versioned(resource, hospital, version, now);
+        fresh.push({ row, plaintext });
+        outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
+      }
+      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh);
+      await this.versions.add(fresh.map((f) => f.row));
+      const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
+      if (digests.length > 0) await this.cloud.indexIdentifiers(caller.bearer, patient, [...new Set(digests)]);
+      return { outcomes, byCategory, ledgerEntries, records };
+    });
+    // Receipts wait for the witnesses' next cosigned checkpoint: outside the lock, so concurrent writes share it.
+    const receipts = await this.keepReceipts(caller, patient, written.ledgerEntries, written.records);
+    return { patient, outcomes: written.outcomes, byCategory: written.byCategory, receipts };
+  }
+
+  /** Runs each operation as its own transaction (a FHIR batch): one failing entry does not stop the others. */
+  async batch(caller: Caller, operations: readonly FhirOperation[]): Promise<Array<WriteOutcome | { index: number; error: Error }>> {
+    const out: Array<WriteOutcome | { index: number; error: Error }> = [];
+    for (const op of operations) {
+      try {
+        out.push(...(await this.transaction(caller, [op])).outcomes);
+      } catch (error) {
+        if (!(error instanceof MedShareError)) throw error;
+        out.push({ index: op.index, error });
+      }
+    }
+    return out;
+  }
+
+  private async withPatientLock<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.patientLocks.get(key) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(work);
+    this.patientLocks.set(key, run);
+    try {
+      return await run;
+    } finally {
+      if (this.patientLocks.get(key) === run) this.patientLocks.delete(key);
+    }
+  }
+
+  /** The pseudonym of the one patient the operations are about (a Patient written, else references, else a deleted version's). */
+  private async patientOf(hospital: string, operations: readonly FhirOperation[]): Promise<string> {
+    const fhirPatients = new Set<string>();
+    const pseudonyms = new Set<string>();
+    for (const op of operations) {
+      if (op.resource === undefined) {
+        for (const known of await this.versions.patientsOf(hospital, op.resourceType, op.id)) pseudonyms.add(known);
+        continue;
+      }
+      const about = op.resourceType === 'Patient' ? op.id : referencedPatient(op.resource);
+      if (about !== undefined) fhirPatients.add(about);
+    }
+    if (fhirPatients.size > 1) throw new MalformedInputError(`an upload must concern exactly one patient (found ${fhirPatients.size})`);
+    for (const fhirId of fhirPatients) pseudonyms.add(await this.pseudonymOf(hospital, fhirId));
+    if (pseudonyms.size !== 1) {
+      const deletesOnly = operations.every((o) => o.method === 'DELETE');
+      if (deletesOnly && pseudonyms.size === 0) throw new NotFoundError(`${operations.map((o) => `${o.resourceType}/${o.id}`).join(', ')}: not written by this hospital`);
+      throw new MalformedInputError(`an upload must concern exactly one patient (found ${Math.max(fhirPatients.size, pseudonyms.size)})`);
+    }
+    return [...pseudonyms][0]!;
+  }
+
+  /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
+  private async store(
+    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>,
+  ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[]; records: NewRecord[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
+    const abePublicKey = policy === undefined || this.abePublicKey === undefined || fresh.length === 0 ? undefined : await this.abePublicKey();
     const indexed: IndexedRecord[] = [];
-    const inputs = resources.map((resource) => {
-      const category = categoryOf(this.mapping, resource);
-      if (!available.has(category)) throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType})`);
+    const inputs = fresh.map(({ row, plaintext: resource }) => {
+      const { category, recordId } = row;
+      if (!available.has(category)) {
+        throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType}); she adds it with \`medshare keys add-category --key patient.key --category ${category} --out DIR\` and publishes the new patient.pub`);
+      }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
-      const recordId = recordIdOf(hospital, patient, resource);
-      indexed.push({ recordId, category, resource });
+      if (!row.deleted) indexed.push({ recordId, category, resource });
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
-    const sealed = await this.encryptor.encrypt({
-      bundle: answer.bundle,
+    const sealed = inputs.length === 0 ? [] : await this.encryptor.encrypt({
+      bundle,
       capsules: [...capsules].map(([category, capsule]) => ({ category, capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) })),
       records: inputs,
     });
@@ -145,35 +306,18 @@ export class GatewayService {
       const capsule = capsules.get(category);
       return capsule === undefined || grant === undefined ? { recordId, category, ciphertext } : { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant } };
     });
-    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(hospital, encrypted);
+    if (encrypted.length === 0) return { byCategory, ledgerEntries: [], records: [] };
+    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(caller.token.hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));
-    const { stored, ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
-    const receipts = [];
-    const trust = ledgerEntries.length === 0 || this.receiptTrust === undefined ? undefined : await this.receiptTrust();
-    for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
-      let treeSize = 0;
-      if (trust !== undefined) {
-        const verified = verifyInclusionBundle(bundle, trust);
-        checkReceiptCommitments(verified.event, records);
-        treeSize = verified.treeSize;
-      }
-      await this.db.query(
-        'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-        [hospital, patient, bundle.index, JSON.stringify(bundle)],
-      );
-      receipts.push({ index: bundle.index, treeSize });
-    }
-    return { patient, received: resources.length, stored, byCategory, receipts };
+    const { ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
+    return { byCategory, ledgerEntries, records };
   }
 
-  /**
-   * cloud.upload with the index writes of the records, in the same transaction at the cloud. A write that lost a
-   * race with another instance of this hospital's gateway (ConflictError) is rebuilt on the new state and retried.
-   */
+  /** Uploads with the hospital's searchable-index writes, retried when another writer's index write committed first. */
   private async uploadWithIndex(caller: Caller, keys: pre.PatientPublicKeys, records: NewRecord[], capsules: NewCapsule[], indexed: IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>) {
-    if (this.index === undefined) return this.cloud.upload(caller.bearer, keys.patientId, records, capsules);
+    if (this.index === undefined || indexed.length === 0) return this.cloud.upload(caller.bearer, keys.patientId, records, capsules);
     for (let attempt = 1; ; attempt++) {
       const states = await this.cloud.indexStates(caller.bearer, keys.patientId, [...new Set(indexed.map((r) => r.category))]);
       for (const s of states) {
@@ -187,5 +331,27 @@ export class GatewayService {
         if (!(error instanceof MedShareError && error.code === 'CONFLICT') || attempt >= MAX_INDEX_ATTEMPTS) throw error;
       }
     }
+  }
+
+  /** Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries. @throws IntegrityError */
+  private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[], records: readonly NewRecord[]): Promise<UploadResult['receipts']> {
+    if (ledgerEntries.length === 0) return [];
+    const hospital = caller.token.hospital;
+    const receipts = [];
+    const trust = this.receiptTrust === undefined ? undefined : await this.receiptTrust();
+    for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
+      let treeSize = 0;
+      if (trust !== undefined) {
+        const verified = verifyInclusionBundle(bundle, trust);
+        checkReceiptCommitments(verified.event, records);
+        treeSize = verified.treeSize;
+      }
+      await this.db.query(
+        'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
+        [hospital, patient, bundle.index, JSON.stringify(bundle)],
+      );
+      receipts.push({ index: bundle.index, treeSize });
+    }
+    return receipts;
   }
 }

@@ -224,6 +224,33 @@ export class PatientClient {
     return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/research-consent'), { body: { allowed } });
   }
 
+  /** The hospitals that may write into her record (her home hospital and those she allowed). */
+  async writers(): Promise<string[]> {
+    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'GET', this.path('/writers'))).writers;
+  }
+
+  /** Allows another hospital to enrol her and write into her record (recorded as a consent grant). */
+  async allowWriter(hospital: string): Promise<string[]> {
+    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`))).writers;
+  }
+
+  /** Withdraws a hospital's permission to write (what it wrote stays readable). */
+  async removeWriter(hospital: string): Promise<string[]> {
+    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`))).writers;
+  }
+
+  /** Adds a category to her key (epoch 1) and publishes the new bundle; returns the client holding the extended key. */
+  async addCategory(category: string): Promise<PatientClient> {
+    const extended = new PatientClient(this.session, pre.addCategory(this.key, category));
+    await extended.register();
+    return extended;
+  }
+
+  /** Allows or refuses being found by her business identifiers (cross-hospital lookup). */
+  async setFindable(allowed: boolean): Promise<{ findable: boolean }> {
+    return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/findable'), { body: { allowed } });
+  }
+
   /** Gives or withdraws her consent to platform emergency access (withdrawing deletes every grant at once). */
   async setPlatformEmergency(allowed: boolean): Promise<PlatformEmergencyStatus> {
     return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/platform-emergency'), { body: { allowed } });
@@ -292,9 +319,14 @@ export class DoctorClient {
    * the cloud's binary record stream (no base64) and each payload is decrypted chunk by chunk where it arrived.
    */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
+    return (await this.readRecords(patient, category, recordIds)).map((r) => r.resource);
+  }
+
+  /** As `read`, with each resource's record id (the cloud's name for it, which carries the writing hospital's tag). */
+  async readRecords(patient: string, category: string, recordIds?: string[]): Promise<Array<{ recordId: string; resource: FhirResource }>> {
     const body = { category, ...(recordIds ? { recordIds } : {}) };
     const records = await callRecordStream(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, ...sessionAuth(this.session, 'POST') });
-    return records.map((r) => this.decryptParts(r.header, r.payload));
+    return records.map((r) => ({ recordId: r.recordId, resource: this.decryptParts(r.header, r.payload) }));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
@@ -350,7 +382,7 @@ export class GatewayClient {
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
-    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/fhir', {
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/upload', {
       body: resourceOrBundle, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
     });
   }

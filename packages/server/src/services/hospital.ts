@@ -22,6 +22,7 @@ import {
 import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
+import { IdentifierKey } from '../gateway/identifier-index.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
 import { ResearchExporter } from '../gateway/research-export.ts';
 import { SearchIndexWriter } from '../gateway/search-index.ts';
@@ -62,6 +63,8 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly relyingParty?: Pick<RelyingParty, 'id' | 'origins'>;
   /** Resource type → category mapping of the gateway. */
   readonly categories?: CategoryMapping;
+  /** The consortium's identifier key (32 bytes, the same at every hospital, never the cloud's): lookup by identifier. */
+  readonly identifierKey?: Uint8Array;
   /** scrypt parameters for passwords (identity's production default when absent). */
   readonly scrypt?: ScryptParams;
   /** Login rate limits and lockout (identity's defaults when absent). */
@@ -141,7 +144,8 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const tagger = await StorageTagger.open(db, kek);
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, encryptor);
+  const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
   await app.register(oidcPlugin, {
