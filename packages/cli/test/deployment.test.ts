@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database } from '@medshare/db';
 import { SigningKeyRing, SqlSigningKeyStore } from '@medshare/identity';
-import { everyValue, GatewayClient, HttpProblemError, PatientClient, PlatformClient, tryEveryKey, type DoctorClient } from '@medshare/server';
+import { everyValue, GatewayClient, HttpProblemError, PatientClient, PlatformClient, roleScopes, tryEveryKey, type DoctorClient } from '@medshare/server';
 import { startLocalDeployment, type LocalDeployment } from '../src/deployment.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
@@ -64,7 +64,7 @@ for (const engine of engines) {
     let acknowledged = 0;
 
     const enrol = async (hospital: string, username: string, attributes: string[]) =>
-      (await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] })).totpSecret;
+      (await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
     const reader = async (username: string, attributes: string[]) => client.loginReader('riverside', username, PASSWORD, await enrol('riverside', username, attributes), attributes);
     /** Fresh tokens for the same sessions (tokens live 5 minutes; a slow machine takes longer than that for the file). */
     const refresh = async () => {
@@ -132,8 +132,10 @@ for (const engine of engines) {
         if (outcome.ok) acknowledged += outcome.value.stored;
         else assert.ok(outcome.error instanceof MedShareError && outcome.error.code === 'UNAVAILABLE', `a typed 503, not ${String(outcome.error)}`);
         // While the cloud is down, the gateway answers 503 problem+json with Retry-After at once.
-        const down = await fetch(new URL('/gateway/patients', deployment.urls.hospitals['st-marys']), {
-          method: 'POST', headers: { authorization: `Bearer ${gateway.session.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ fhirId: 'someone', patient: patient.key.patientId }),
+        const enrolUrl = new URL('/gateway/patients', deployment.urls.hospitals['st-marys']);
+        const proof = await gateway.session.device.dpop.proof('POST', enrolUrl, { accessToken: gateway.session.token });
+        const down = await fetch(enrolUrl, {
+          method: 'POST', headers: { authorization: `DPoP ${gateway.session.token}`, dpop: proof, 'content-type': 'application/json' }, body: JSON.stringify({ fhirId: 'someone', patient: patient.key.patientId }),
         });
         assert.equal(down.status, 503);
         assert.match(down.headers.get('content-type') ?? '', /^application\/problem\+json/);

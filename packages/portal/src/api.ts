@@ -37,3 +37,17 @@ export async function api<T>(method: string, path: string, options: { body?: unk
   }
   return json as T;
 }
+
+/** A signed-in caller: her access token and the device key it is bound to (DPoP, RFC 9449). */
+export interface BoundCaller {
+  readonly token: string;
+  readonly device: { proof(method: string, url: string, options?: { accessToken?: string }): Promise<string> };
+}
+
+/**
+ * One request as `caller`: her token with a fresh DPoP proof of her device key for this method and URL. The cloud
+ * and the gateways refuse a bound token without one, so a token stolen from the page is useless without the key.
+ */
+export async function callerApi<T>(caller: BoundCaller, method: string, url: string, options: { body?: unknown } = {}): Promise<T> {
+  return api<T>(method, url, { ...options, token: caller.token, dpop: await caller.device.proof(method, url, { accessToken: caller.token }) });
+}

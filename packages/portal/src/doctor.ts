@@ -6,7 +6,7 @@
  */
 import { abe, pre } from '@medshare/crypto';
 import { Buffer } from 'buffer';
-import { api } from './api.ts';
+import { api, callerApi } from './api.ts';
 import { clinicalView, type Resource } from './clinical.ts';
 import { at } from './config.ts';
 import { busy, field, h, show, status } from './dom.ts';
@@ -40,7 +40,7 @@ export async function doctorScreen(root: HTMLElement, session: Session): Promise
 
   const read = h('button', { type: 'button' }, 'Read records') as HTMLButtonElement;
   read.addEventListener('click', () => busy(read, out, async () => {
-    const { records } = await api<{ records: Array<{ ciphertext: string }> }>('POST', path('/read'), { body: { category: category.value }, token: session.token });
+    const { records } = await callerApi<{ records: Array<{ ciphertext: string }> }>(session, 'POST', path('/read'), { body: { category: category.value } });
     const resources = decrypt(records);
     show(out, status(`${resources.length} ${category.value} records, decrypted in this browser with your attribute key.`, 'ok'), clinicalView(resources));
   }));
@@ -55,7 +55,7 @@ export async function doctorScreen(root: HTMLElement, session: Session): Promise
     const glass = h('button', { type: 'button', class: 'contrast' }, 'Break the glass') as HTMLButtonElement;
     glass.addEventListener('click', () => busy(glass, out, async () => {
       if (reason.value.trim() === '') throw new Error('breaking the glass needs a stated reason');
-      const { records } = await api<{ records: Array<{ ciphertext: string }> }>('POST', path('/emergency-read'), { body: { category: category.value, reason: reason.value.trim() }, token: session.token });
+      const { records } = await callerApi<{ records: Array<{ ciphertext: string }> }>(session, 'POST', path('/emergency-read'), { body: { category: category.value, reason: reason.value.trim() } });
       const resources = decrypt(records);
       show(out, h('p', { class: 'status emergency', role: 'alert' }, `Emergency access: ${resources.length} ${category.value} records. Recorded with your reason; the patient will see it.`), clinicalView(resources));
     }));

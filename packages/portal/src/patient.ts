@@ -7,7 +7,7 @@
 import { abe, pre } from '@medshare/crypto';
 import { parseVerifierKey, verifyInclusionBundle, type InclusionBundle } from '@medshare/ledger/proofs';
 import { Buffer } from 'buffer';
-import { api, ApiError } from './api.ts';
+import { api, ApiError, callerApi } from './api.ts';
 import type { Resource } from './clinical.ts';
 import { clinicalView } from './clinical.ts';
 import { at } from './config.ts';
@@ -54,7 +54,7 @@ function keySetup(root: HTMLElement, session: Session, keyId: string): void {
   const create = h('button', { type: 'button' }, 'Create my keys') as HTMLButtonElement;
   create.addEventListener('click', () => busy(create, out, async () => {
     const key = pre.generatePatientKey(`psn:${Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString('base64url')}`, CATEGORIES);
-    await api('PUT', at('cloud', `/cloud/patients/${encodeURIComponent(key.patientId)}`), { body: { publicKeys: toBase64(pre.encodePublicKeys(key)) }, token: session.token });
+    await callerApi(session, 'PUT', at('cloud', `/cloud/patients/${encodeURIComponent(key.patientId)}`), { body: { publicKeys: toBase64(pre.encodePublicKeys(key)) } });
     await storeSecret(keyId, key.patientId, pre.encodePatientKey(key));
     await dashboard(root, session, keyId, key);
   }));
@@ -80,7 +80,7 @@ function keySetup(root: HTMLElement, session: Session, keyId: string): void {
 async function dashboard(root: HTMLElement, session: Session, keyId: string, initialKey: pre.PatientSecretKey): Promise<void> {
   let key = initialKey;
   const patientPath = (suffix = '') => at('cloud', `/cloud/patients/${encodeURIComponent(key.patientId)}${suffix}`);
-  const call = <T>(method: string, suffix: string, body?: unknown) => api<T>(method, patientPath(suffix), { token: session.token, ...(body === undefined ? {} : { body }) });
+  const call = <T>(method: string, suffix: string, body?: unknown) => callerApi<T>(session, method, patientPath(suffix), body === undefined ? {} : { body });
 
   // Keys: her pseudonym (what a hospital enrols her under), backup, rotation.
   const keysOut = h('div', { 'aria-live': 'polite' });
@@ -201,7 +201,7 @@ async function pinnedLedgerKeys(): Promise<{ log: string; witnesses: string[]; q
 
 /** Her access log as a table, each entry's inclusion proof and cosignatures verified here. */
 async function accessLog(patientId: string, session: Session): Promise<HTMLElement> {
-  const { entries } = await api<{ entries: AccessEntry[] }>('GET', at('cloud', `/cloud/patients/${encodeURIComponent(patientId)}/access-log`), { token: session.token });
+  const { entries } = await callerApi<{ entries: AccessEntry[] }>(session, 'GET', at('cloud', `/cloud/patients/${encodeURIComponent(patientId)}/access-log`));
   const keys = await pinnedLedgerKeys();
   const trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey), quorum: keys.quorum };
   let verified = 0;
