@@ -42,7 +42,7 @@ const engines = [{ label: 'pglite', postgres: false }, ...(url ? [{ label: 'post
 function observations(fhirPatient: string, n: number, tag: string) {
   return {
     resourceType: 'Bundle', type: 'transaction',
-    entry: Array.from({ length: n }, (_, i) => ({ resource: { resourceType: 'Observation', id: `${tag}-${i}`, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } } })),
+    entry: Array.from({ length: n }, (_, i) => ({ resource: { resourceType: 'Observation', id: `${tag}-${i}`, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } } })),
   };
 }
 
