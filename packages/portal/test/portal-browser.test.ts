@@ -22,7 +22,7 @@ import { chromium, type Browser, type BrowserContext, type Page, type Request } 
 import { pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import { base32Decode, totp } from '@medshare/identity';
-import { createPlatform, GatewayClient, PlatformClient } from '@medshare/server';
+import { createPlatform, GatewayClient, PlatformClient, roleScopes } from '@medshare/server';
 
 const CHROMIUM = '/usr/bin/chromium';
 const skip = !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
@@ -91,7 +91,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
     return { context, page, errors };
   };
   const enrol = async (hospital: string, username: string, attributes: string[]) =>
-    (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: attributes.includes('role:patient') ? ['patient/*.rs'] : ['user/*.rs'] })).totpSecret;
+    (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
   /** Signs in through the portal and the hospital's sign-in pages (password, then TOTP). */
   const signIn = async (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) => {
     await page.goto(`${origins[hospital]}/portal/`);

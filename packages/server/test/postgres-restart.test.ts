@@ -47,7 +47,7 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
         while (running) {
           const id = `obs-${n++}`;
           try {
-            await cast.gateway.upload({ resourceType: 'Observation', id, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: n } });
+            await cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: n } });
             acknowledged.add(id);
           } catch (error) {
             // The SDK retries an upload over a short outage; a longer one surfaces as a typed outage, nothing else.
@@ -84,7 +84,7 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       const stored = await cast.patient.records();
       assert.ok(stored.length >= acknowledged.size, `${stored.length} stored, ${acknowledged.size} acknowledged`);
       const retry = await Promise.all([...acknowledged].map((id) =>
-        cast.gateway.upload({ resourceType: 'Observation', id, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: 0 } })));
+        cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: 0 } })));
       assert.equal(retry.reduce((sum, r) => sum + r.stored, 0), 0, 'no acknowledged record was missing');
     } finally {
       await cast.platform.close();
