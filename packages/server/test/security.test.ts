@@ -14,6 +14,10 @@ import { cloudContents, createPlatform, PlatformClient, type Session } from '../
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 /** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
+/** A problem's `detail`, or an OperationOutcome's first diagnostics (FHIR routes) as `detail`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a JSON body of either shape
+const withDetail = (body: any): any =>
+  body.resourceType === 'OperationOutcome' ? { ...body, detail: body.issue?.[0]?.diagnostics } : body;
 const errorMedia = (path: string) => (path.startsWith('/gateway/fhir') ? /^application\/fhir\+json/ : /^application\/problem\+json/);
 const databases: TestDatabase[] = await openTestDatabases();
 // The cloud gets a database of its own, so that what it holds can be scanned table by table.
@@ -42,7 +46,7 @@ for (const { label, db } of databases) {
       if (options.body !== undefined) headers['content-type'] = options.type ?? 'application/json';
       const response = await fetch(cast.urlFor(path), { method, headers, body: options.body });
       const text = await response.text();
-      return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? JSON.parse(text) : undefined };
+      return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? withDetail(JSON.parse(text)) : undefined };
     };
     // Every authenticated endpoint, with a body it would accept.
     const endpoints = () => [
@@ -114,7 +118,7 @@ for (const { label, db } of databases) {
       const send = (method: string, path: string, headers: Record<string, string>, body?: string) =>
         fetch(cast.urlFor(path), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
       const refusal = async (response: Response, pattern: RegExp, what: string) => {
-        const problem = (await response.json()) as { detail: string };
+        const problem = withDetail(await response.json()) as { detail: string };
         assert.equal(response.status, 401, `${what}: ${problem.detail}`);
         assert.match(problem.detail, pattern, what);
         assert.match(response.headers.get('www-authenticate') ?? '', /^DPoP /, what);
@@ -211,7 +215,7 @@ for (const { label, db } of databases) {
       // A v2 create scope on every type it holds uploads (the same bundle again: accepted, nothing new to store).
       const types = [...new Set(bundle.entry.map((e) => e.resource.resourceType))];
       const writer = await login('gw-v2-create', types.map((t) => `system/${t}.c`));
-      const answer = await request('POST', '/gateway/fhir', { as: writer, body: JSON.stringify(bundle), type: 'application/fhir+json' });
+      const answer = await request('POST', '/gateway/upload', { as: writer, body: JSON.stringify(bundle), type: 'application/fhir+json' });
       assert.equal(answer.status, 200);
       assert.equal(answer.body.received, bundle.entry.length);
     });

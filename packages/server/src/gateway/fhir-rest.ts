@@ -7,7 +7,7 @@
  *   - a CapabilityStatement at `/metadata` listing what the scope really supports.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { problemFor } from '@medshare/identity';
+import { DPOP_CHALLENGE, problemFor } from '@medshare/identity';
 import { RateLimitedError, UnavailableError } from '@medshare/crypto';
 import { FhirValidationError } from './fhir-validate.ts';
 
@@ -51,7 +51,7 @@ export function outcomeOf(error: unknown): { status: number; outcome: OperationO
 
 function sendOutcome(reply: FastifyReply, error: unknown): FastifyReply {
   const { status, outcome } = outcomeOf(error);
-  if (status === 401) void reply.header('www-authenticate', 'Bearer');
+  if (status === 401) void reply.header('www-authenticate', DPOP_CHALLENGE);
   if (error instanceof RateLimitedError || error instanceof UnavailableError) void reply.header('retry-after', String(error.retryAfterSeconds));
   return reply.status(status).type(FHIR_JSON).send(outcome);
 }
