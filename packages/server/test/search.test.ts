@@ -72,6 +72,7 @@ for (const { label, db } of databases) {
       await cast.gateway.enrol(fhirId, patient);
       // registerAndLogin returns the whole Session (typed narrowly for the other tests).
       riverside = new GatewayClient((await cast.registerAndLogin('riverside', 'ehr-riverside', ['role:gateway'])) as Session);
+      await cast.patient.allowWriter('riverside');
       await riverside.enrol(fhirId, patient);
       delegationId = (await cast.patient.delegate('lab', LAB_POLICY, abePublicKey)).delegationId;
     });
