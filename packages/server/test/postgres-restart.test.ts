@@ -40,15 +40,17 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       await cast.patient.register();
       const fhirPatient = `restart-${randomBytes(4).toString('hex')}`;
       await cast.gateway.enrol(fhirPatient, cast.patient.key.patientId);
-      const acknowledged = new Set<string>();
+      // Each acknowledged upload and its value: a retry with the same content must store nothing.
+      const acknowledged = new Map<string, number>();
       let n = 0;
       let running = true;
       const uploader = async () => {
         while (running) {
-          const id = `obs-${n++}`;
+          const value = n++;
+          const id = `obs-${value}`;
           try {
-            await cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: n } });
-            acknowledged.add(id);
+            await cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value } });
+            acknowledged.set(id, value);
           } catch (error) {
             // The SDK retries an upload over a short outage; a longer one surfaces as a typed outage, nothing else.
             assert.ok(error instanceof MedShareError && error.code === 'UNAVAILABLE', `a typed outage, not ${String(error)}`);
@@ -83,8 +85,8 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       // Every acknowledged upload is stored (its record id is a hash of hospital, pseudonym and FHIR id).
       const stored = await cast.patient.records();
       assert.ok(stored.length >= acknowledged.size, `${stored.length} stored, ${acknowledged.size} acknowledged`);
-      const retry = await Promise.all([...acknowledged].map((id) =>
-        cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: 0 } })));
+      const retry = await Promise.all([...acknowledged].map(([id, value]) =>
+        cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value } })));
       assert.equal(retry.reduce((sum, r) => sum + r.stored, 0), 0, 'no acknowledged record was missing');
     } finally {
       await cast.platform.close();
