@@ -72,13 +72,18 @@ const DEFAULT_TIMEOUT_MS = 120_000;
 const RETRY_BASE_MS = 250;
 const MAX_RETRY_WAIT_MS = 5_000;
 
+/** Sets the token (`Bearer`, or `DPoP` with a proof) on `headers`; a proof function makes a fresh one for `url` (once per attempt). */
+async function authorize(headers: Record<string, string>, options: Pick<CallOptions, 'token' | 'dpop'>, url: URL): Promise<void> {
+  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
+  if (options.dpop !== undefined) headers.dpop = typeof options.dpop === 'string' ? options.dpop : await options.dpop(url);
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Calls `method path` on `base` and returns the parsed JSON answer (undefined for an empty body). */
 export async function callJson<T>(base: URL, method: string, path: string, options: CallOptions = {}): Promise<T> {
   const headers: Record<string, string> = {};
   if (options.body !== undefined) headers['content-type'] = options.contentType ?? 'application/json';
-  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
   const body = options.body === undefined ? undefined : JSON.stringify(options.body);
   const idempotent = options.idempotent ?? (method === 'GET' || method === 'PUT' || method === 'DELETE');
   const retries = idempotent ? (options.retries ?? 2) : 0;
@@ -87,7 +92,7 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
     let failure: MedShareError;
     let wait = RETRY_BASE_MS * 2 ** attempt;
     try {
-      if (options.dpop !== undefined) headers.dpop = typeof options.dpop === 'string' ? options.dpop : await options.dpop(url);
+      await authorize(headers, options, url);
       const response = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
       const text = await response.text();
       if (response.ok) return (text === '' ? undefined : JSON.parse(text)) as T;
@@ -111,10 +116,9 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
  */
 export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: RECORD_STREAM_TYPE };
-  if (options.token !== undefined) headers.authorization = `${options.dpop === undefined ? 'Bearer' : 'DPoP'} ${options.token}`;
   const url = new URL(path.replace(/^\//, ''), base.href.endsWith('/') ? base : new URL(`${base.href}/`));
   try {
-    if (options.dpop !== undefined) headers.dpop = typeof options.dpop === 'string' ? options.dpop : await options.dpop(url);
+    await authorize(headers, options, url);
     const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(options.body ?? {}), signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
     if (!response.ok) throw errorFromProblem(response.status, await response.text());
     if (response.headers.get('content-type') !== RECORD_STREAM_TYPE || response.body === null) {
