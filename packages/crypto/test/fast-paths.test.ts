@@ -30,6 +30,8 @@ before(async () => {
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const scalar = fc.bigInt({ min: 1n, max: c.CURVE_ORDER - 1n }).map(c.frFromBigInt);
+/** Excludes r − 1 so that k·G + G is never the identity (fast-check favours the bounds; the identity has no affine encoding). */
+const scalarNotMinusOne = fc.bigInt({ min: 1n, max: c.CURVE_ORDER - 2n }).map(c.frFromBigInt);
 
 /** The reference encoding: mcl's text output of the normalised point (what the code did before #21). */
 function referenceUncompressed(point: c.G1 | c.G2): string {
@@ -41,7 +43,7 @@ function referenceUncompressed(point: c.G1 | c.G2): string {
 describe('binary point coding', () => {
   test('uncompressed G1 and G2 encodings equal the text-based reference and decode back, on random points', () => {
     fc.assert(
-      fc.property(scalar, scalar, (k1, k2) => {
+      fc.property(scalarNotMinusOne, scalar, (k1, k2) => {
         const p = c.g1Mul(c.g1Generator(), k1);
         const q = c.g2Mul(c.g2Generator(), k2);
         // A point that is not normalised (the sum of two), so the encoder must normalise a copy.
