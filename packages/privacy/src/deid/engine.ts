@@ -68,7 +68,7 @@ interface Run {
 /** De-identifies FHIR resources under one configuration. */
 export class Deidentifier {
   private readonly dictionary: string[];
-  /** The form-keeping hash under this configuration's key, made once (not a closure per hashed value). */
+  /** The form-keeping hash under this configuration's key, made once (not a closure per hashed value), its results kept. */
   private readonly keepFormHash: (id: string) => string;
   /** Hashed values by form (see `hash`), bounded; one engine has one key. */
   private readonly hashes: Record<HashForm, Map<string, string>> = { reference: new Map(), fullUrl: new Map(), request: new Map(), value: new Map() };
@@ -77,7 +77,16 @@ export class Deidentifier {
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
     const key = config.parameters.cryptoHashKey;
-    this.keepFormHash = (id) => formKeepingHash(id, key);
+    // A resource's id recurs in its fullUrl and in every reference to it: each id is hashed once.
+    const ids = new Map<string, string>();
+    this.keepFormHash = (id) => {
+      let hashed = ids.get(id);
+      if (hashed === undefined) {
+        if (ids.size >= HASH_CACHE_LIMIT) ids.clear();
+        ids.set(id, (hashed = formKeepingHash(id, key)));
+      }
+      return hashed;
+    };
     for (const rule of config.rules) {
       if (rule.cases) {
         this.generalizers.set(rule, rule.cases.map((c) => ({ condition: compileValueExpression(c.condition), expression: compileValueExpression(c.expression) })));
