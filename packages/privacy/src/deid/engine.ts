@@ -72,6 +72,7 @@ export class Deidentifier {
   private readonly keepFormHash: (id: string) => string;
   /** Hashed values by form (see `hash`), bounded; one engine has one key. */
   private readonly hashes: Record<HashForm, Map<string, string>> = { reference: new Map(), fullUrl: new Map(), request: new Map(), value: new Map() };
+  private readonly offsets = new Map<string, number>();
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
 
   constructor(readonly config: DeidConfig) {
@@ -212,7 +213,7 @@ export class Deidentifier {
         return set(node, run, labels, undefined, 'REDACTED');
       case 'dateShift': {
         if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
-        const offset = params.dateShiftFixedOffsetInDays ?? dateShiftOffset(this.shiftPrefix(node, run), params.dateShiftKey, params.dateShiftAlgorithm);
+        const offset = params.dateShiftFixedOffsetInDays ?? this.shiftOffset(this.shiftPrefix(node, run));
         const shifted = shiftDate(String(value), offset);
         if (shifted !== undefined) return set(node, run, labels, shifted, 'PERTURBED');
         return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
@@ -299,6 +300,17 @@ export class Deidentifier {
       }
     }
     return rule.otherValues === 'keep' ? value : undefined;
+  }
+
+  /** The date-shift offset of a prefix, computed once per prefix (the HMAC variant costs an HMAC per date otherwise). */
+  private shiftOffset(prefix: string): number {
+    let offset = this.offsets.get(prefix);
+    if (offset === undefined) {
+      const params = this.config.parameters;
+      if (this.offsets.size >= HASH_CACHE_LIMIT) this.offsets.clear();
+      this.offsets.set(prefix, (offset = dateShiftOffset(prefix, params.dateShiftKey, params.dateShiftAlgorithm)));
+    }
+    return offset;
   }
 
   private shiftPrefix(node: TypedNode, run: Run): string {
