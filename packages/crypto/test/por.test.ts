@@ -166,6 +166,13 @@ test('sampling: 460 blocks catch the deletion of 1 % of 10,000 blocks in >= 99 %
     while (deleted.size < 100) deleted.add(Math.floor(Math.random() * 10_000));
     const samples = por.expandChallenge({ nonce: por.freshNonce(), sectors: S, keys: 3, samples: 460, files });
     assert.equal(new Set(samples.map((s) => s.file * 10 + s.block)).size, 460, 'samples are distinct');
+    if (t === 0) {
+      // Coefficients come from B = [0, 2^128) (docs/crypto.md § 13), distinct, and use the whole range.
+      const nus = samples.map((s) => curve.frToBigInt(s.coefficient));
+      assert.ok(nus.every((nu) => nu < 1n << 128n), 'coefficients below 2^128');
+      assert.equal(new Set(nus).size, 460, 'coefficients are distinct');
+      assert.ok(nus.some((nu) => nu >= 1n << 127n), 'coefficients use the top bit');
+    }
     if (samples.some((s) => deleted.has(s.file * 10 + s.block))) caught++;
   }
   // Expected 99 % (297 of 300); below 96 % would happen with probability < 1e-4 if the sampler were uniform.
