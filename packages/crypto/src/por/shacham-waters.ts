@@ -384,7 +384,7 @@ export function expandChallenge(challenge: Challenge): Sample[] {
     picked = [...chosen].sort((a, b) => a - b);
   }
   const perBlock = 64 / COEFFICIENT_BYTES;
-  let coefficients = Buffer.alloc(0);
+  let coefficients: Buffer = Buffer.alloc(0);
   return picked.map((global, k) => {
     let lo = 0;
     let hi = starts.length - 1;
