@@ -332,3 +332,30 @@ test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs
   throwsA(() => por.expandChallenge({ ...challenge, sectors: 0 }), MalformedInputError);
   throwsA(() => por.verifyAggregate(challenge, [], por.prove(challenge, stored(f)) as por.AggregateProof), MalformedInputError);
 });
+
+test('attack: published u_j^x would let a cloud that deleted the data answer with μ = 0 (why u_j^x stay at the gateway)', () => {
+  // docs/crypto.md § 13: the hospitals' u-terms cannot share one pairing by publishing u_j^x. Given them, the cloud
+  // strips H(name ‖ i)^x from each tag while it still holds the block, deletes the data, and passes every audit.
+  const f = fixture([3 * BLOCK], 1);
+  const x = curve.frFromBytes(por.encodeSecretKey(f.keys[0]!));
+  const published = Array.from({ length: S }, (_, j) => curve.g1Mul(curve.hashToG1(utf8(`u${j}`), 'MEDSHARE-POR-V01-SECTOR-BLS12381G1_XMD:SHA-256_SSWU_RO_'), x));
+  const file = f.files[0]!;
+  const sectorsOf = (block: number) => Array.from({ length: S }, (_, j) => {
+    const at = (block * S + j) * por.SECTOR_BYTES;
+    return curve.frFromBigInt(BigInt('0x' + Buffer.from(file.data.subarray(at, at + por.SECTOR_BYTES)).toString('hex')));
+  });
+  const stripped = file.tags.tags.map((tag, i) => curve.g1Add(tag, curve.g1Neg(curve.msmG1(published, sectorsOf(i)))));
+  const challenge = challengeOf(f, 3);
+  const samples = por.expandChallenge(challenge);
+  const forged: por.AggregateProof = {
+    kind: 'aggregate',
+    sigma: curve.msmG1(samples.map((s) => stripped[s.block]!), samples.map((s) => s.coefficient)),
+    mu: [Array.from({ length: S }, () => new mcl.Fr())],
+  };
+  assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: publishing u_j^x breaks soundness');
+  // Without u_j^x (what the public key actually carries: v and its proof of possession), the same zero-μ answer
+  // built from the intact tags fails.
+  assert.equal(por.encodePublicKey(f.keys[0]!.publicKey).length, 1 + curve.G2_BYTES + curve.G1_BYTES);
+  const honestTags: por.AggregateProof = { ...forged, sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)) };
+  assert.equal(por.verifyAggregate(challenge, publicKeys(f), honestTags), false);
+});
