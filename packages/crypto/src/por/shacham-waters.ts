@@ -67,6 +67,8 @@ const DST_BLOCK = 'MEDSHARE-POR-V01-BLOCK-BLS12381G1_XMD:SHA-256_SSWU_RO_';
 const ALPHA_SALT = 'MEDSHARE-POR-V02-ALPHA';
 const DST_POP = 'MEDSHARE-POR-V01-POP-BLS12381G1_XMD:SHA-256_SSWU_RO_';
 const publicKeyBytes = (generators: number) => 2 + curve.G2_BYTES + (generators + 1) * curve.G1_BYTES;
+/** Longest public-key encoding (MAX_SECTORS generators): what a wire format must allow. */
+export const MAX_PUBLIC_KEY_BYTES = publicKeyBytes(MAX_SECTORS);
 
 /**
  * An owner's public key: v = g2^x, the owner's sector generators u_j = g1^{α_j} (tags may use the first s of
