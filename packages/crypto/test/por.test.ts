@@ -414,6 +414,24 @@ test('attack: a cloud holding only the owner public key (its u_j included) canno
   assert.equal(por.verifyTagSet(key, file.name, file.data, file.tags), true);
 });
 
+test('attack: the α_j leaked would let a cloud keep one scalar per block instead of the data (why α_j stay with x)', () => {
+  // docs/crypto.md § 13: Π u_j^{μ_j} = g1^{Σ α_j μ_j}, so a cloud that knows the α_j may keep e_i = Σ_j α_j m_ij
+  // per block, delete the data, and answer any μ with Σ α_j μ_j = Σ ν_i e_i.
+  const f = fixture([3 * BLOCK], 1);
+  const x = curve.frFromBytes(por.encodeSecretKey(f.keys[0]!));
+  const alphas = f.keys[0]!.xAlpha.slice(0, S).map((xa) => curve.frMul(xa, curve.frInv(x)));
+  const file = f.files[0]!;
+  const kept = file.tags.tags.map((_, i) => sectorScalars(file.data, i).reduce((e, m, j) => curve.frAdd(e, curve.frMul(alphas[j]!, m)), new mcl.Fr()));
+  const challenge = challengeOf(f, 3);
+  const samples = por.expandChallenge(challenge);
+  const target = samples.reduce((e, s) => curve.frAdd(e, curve.frMul(s.coefficient, kept[s.block]!)), new mcl.Fr());
+  const mu = Array.from({ length: S }, (_, j) => (j === 0 ? curve.frMul(target, curve.frInv(alphas[0]!)) : new mcl.Fr()));
+  const forged: por.AggregateProof = { kind: 'aggregate', sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)), mu: [mu] };
+  assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: the α_j are as secret as x');
+  // The public key carries the u_j only: the α_j are derived from x at the owner and never encoded.
+  assert.equal(por.encodeSecretKey(f.keys[0]!).length, curve.FR_BYTES);
+});
+
 test('owner keys: version-1 keys are refused naming the version; repeated, identity or too few generators are refused', () => {
   const key = por.generateKey(4);
   const bytes = por.encodePublicKey(key.publicKey);
