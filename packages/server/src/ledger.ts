@@ -19,8 +19,8 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, defaultQuorum, HttpCosigner, ledgerRoutesPlugin, loadNoteSigner, parseVerifierKey, Witness, witnessPlugin,
-  type CheckpointVerifier, type Cosigner, type Fault, type TrustPolicy,
+  AuditLog, CheckpointFile, defaultQuorum, HttpCosigner, ledgerRoutesPlugin, loadNoteSigner, parseVerifierKey, verifyInclusionBundle, Witness, witnessPlugin,
+  type CheckpointVerifier, type InclusionBundle, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
 import { FEDERATION_MIGRATIONS } from './migrations.ts';
@@ -111,7 +111,11 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
   }
   const sink: { log?: (fault: Fault) => void } = {};
   const alarms: Fault[] = [];
+  // The full audit (every stored entry rehashed: ~80 s CPU at 10^6) runs in the background: open resolves once the
+  // persisted tree matches the latest signed checkpoint and the one held outside the database, which is all a new
+  // signature rests on; an entry the audit finds bad later halts the log (alarm, 503 health) before it is vouched for again.
   const log = await AuditLog.open(db, signer, {
+    audit: 'background',
     lingerMs: options.lingerMs,
     cosigners,
     ...(options.checkpointFile === undefined ? {} : { trusted: new CheckpointFile(options.checkpointFile) }),
@@ -137,13 +141,42 @@ export interface HospitalWitnessOptions {
   cloudUrl: () => URL;
   /** The log's verifier key, when the config pins it. */
   logKey?: string;
+  /**
+   * The federation's other hospitals' witnesses, from this hospital's own configuration (keys from the config, else
+   * fetched from each hospital itself and pinned). Receipts are checked against these and the hospital's own
+   * witness, never against the list the cloud publishes; without them, the cloud's list is used, but the hospital's
+   * own witness's cosignature is still required.
+   */
+  peers?: () => readonly WitnessPeer[];
+}
+
+/** The keys a gateway checks its receipts against, and the witness whose cosignature every receipt must carry (its own). */
+export interface ReceiptTrust extends TrustPolicy {
+  readonly requiredWitness?: string;
+}
+
+/**
+ * Checks an upload receipt (an inclusion bundle) against a gateway's receipt trust: the bundle verifies under its
+ * keys and quorum, and its checkpoint carries the required witness's cosignature. Returns what `verifyInclusionBundle`
+ * does. @throws IntegrityError (MalformedInputError for a malformed bundle)
+ */
+export function verifyReceipt(bundle: InclusionBundle, trust: ReceiptTrust): ReturnType<typeof verifyInclusionBundle> {
+  const verified = verifyInclusionBundle(bundle, trust);
+  if (trust.requiredWitness !== undefined && !verified.cosigners.includes(trust.requiredWitness)) {
+    throw new IntegrityError(`the receipt of entry ${bundle.index} is not cosigned by ${trust.requiredWitness}`);
+  }
+  return verified;
 }
 
 /** A hospital's witness: its public key, the ledger keys it checks receipts with, and `register` to mount its routes. */
 export interface HospitalWitness {
   readonly verifier: CheckpointVerifier;
-  /** The ledger keys the hospital's gateway checks receipts against (the log key pinned; witnesses as the cloud lists them, its own among them). */
-  receiptTrust(): Promise<TrustPolicy>;
+  /**
+   * The ledger keys the hospital's gateway checks receipts against: the log key pinned, the witnesses this hospital
+   * knows by its own configuration (`peers`) and its own, a majority of them, its own always required.
+   * @throws IntegrityError when the cloud names another log key or does not count this hospital's witness
+   */
+  receiptTrust(): Promise<ReceiptTrust>;
   register(app: FastifyInstance): Promise<void>;
 }
 
@@ -164,16 +197,30 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     });
     return witness;
   };
-  const trust = async (): Promise<TrustPolicy> => {
+  /** A peer hospital's witness key: as configured, else as that hospital (not the cloud) publishes it; pinned. */
+  const peerKey = async (peer: WitnessPeer): Promise<CheckpointVerifier> => {
+    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitnessKey(peer)));
+    if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
+    const verifier = parseVerifierKey(vkey);
+    if (verifier.name !== witnessKeyName(peer.hospital)) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}`);
+    return verifier;
+  };
+  const trust = async (): Promise<ReceiptTrust> => {
     const log = await logKey();
     const listed = await ledgerKeys();
     if (listed.log !== log.vkey) throw new IntegrityError('the cloud now names another log key than the one pinned');
     if (!listed.witnesses.includes(key.verifier.vkey)) throw new IntegrityError(`the cloud's ledger does not count ${options.hospital}'s witness`);
-    // A cloud cannot lower the bar: at least a majority of the witnesses it lists, whatever quorum it names.
-    return { log, witnesses: listed.witnesses.map(parseVerifierKey), quorum: Math.max(listed.quorum, defaultQuorum(listed.witnesses.length)) };
+    const peers = options.peers?.().filter((peer) => peer.hospital !== options.hospital);
+    const witnesses = peers === undefined
+      ? listed.witnesses.map(parseVerifierKey)
+      : [key.verifier, ...(await Promise.all(peers.map(peerKey)))];
+    // A cloud cannot lower the bar: at least a majority of the witnesses, whatever quorum it names; and a receipt the
+    // hospital's own witness did not cosign is refused, so witnesses the cloud made up cannot vouch for one.
+    const quorum = peers === undefined ? Math.max(listed.quorum, defaultQuorum(witnesses.length)) : defaultQuorum(witnesses.length);
+    return { log, witnesses, quorum, requiredWitness: key.verifier.name };
   };
   // Learnt once per process (a failure is retried at the next upload).
-  let receiptTrust: Promise<TrustPolicy> | undefined;
+  let receiptTrust: Promise<ReceiptTrust> | undefined;
   return {
     verifier: key.verifier,
     receiptTrust() {

@@ -155,6 +155,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         identifierKey: options.identifierKey,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
         encryptionWorkers: options.encryptionWorkers,
+        // Its own list of the federation (every hospital is listening before the first upload).
+        federation: () => peers,
       });
       started.push(hospital);
       hospitals.push(hospital);

@@ -259,6 +259,8 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   const service = await createHospitalService({
     ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
     ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+    // Receipts are checked against the witnesses of the hospitals this config lists, not those the cloud names.
+    ...(config.hospitals.length === 0 ? {} : { federation: () => config.hospitals }),
     encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
