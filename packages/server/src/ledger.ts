@@ -6,10 +6,12 @@
  *               key an older version kept in `platform_keys` is adopted and its plaintext row deleted), the last
  *               checkpoint also in a file outside the database, and the public verification routes at /ledger/...
  *               It obtains every checkpoint's cosignatures from the hospitals' witnesses over HTTP
- *               (c2sp.org/tlog-witness), a majority of them the quorum.
- *   a hospital  runs its own witness, with its own key (wrapped by the hospital's KEK) and state in the hospital's
- *               own database, at /witness/<hospital>/add-checkpoint, and publishes its public key at
- *               /witness/<hospital>/key.
+ *               (c2sp.org/tlog-witness), a majority of them the quorum, and, given an anchor client, anchors the
+ *               witnessed checkpoints on chain with the witnesses' chain cosignatures.
+ *   a hospital  runs its own witness, with its own keys (note and chain, wrapped by the hospital's KEK) and state in
+ *               the hospital's own database, at /witness/<hospital>/add-checkpoint and /chain-cosignature, and
+ *               publishes its public key and chain address at /witness/<hospital>/key. Its gateway checks upload
+ *               receipts against the witnesses of its own configuration, its own always required (`receiptTrust`).
  *
  * Each side learns the other's public key once: from the deployment config when it names it, else over HTTP(S)
  * from the other service on first need, then pinned in its own database (`federation_pins`), so a later answer with
@@ -19,8 +21,8 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, chainAddressOf, CheckpointFile, defaultQuorum, HttpChainCosigner, parseChainAddress, HttpCosigner, ledgerRoutesPlugin, loadChainKey, loadNoteSigner, parseVerifierKey,
-  verifyInclusionBundle, Witness, witnessPlugin,
+  AuditLog, chainAddressOf, CheckpointFile, defaultQuorum, HttpChainCosigner, HttpCosigner, ledgerRoutesPlugin, loadChainKey, loadNoteSigner,
+  parseChainAddress, parseVerifierKey, verifyInclusionBundle, Witness, witnessPlugin,
   type AnchorClient, type AnchorReceipt, type ChainCosigner, type CheckpointVerifier, type InclusionBundle, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
@@ -139,7 +141,7 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
   const alarms: Fault[] = [];
   // The full audit (every stored entry rehashed: ~80 s CPU at 10^6) runs in the background: open resolves once the
   // persisted tree matches the latest signed checkpoint and the one held outside the database, which is all a new
-  // signature rests on; an entry the audit finds bad later halts the log (alarm, 503 health) before it is vouched for again.
+  // signature rests on (the tree, not the entry rows); an entry the audit then finds edited halts the log (alarm, 503 health).
   const log = await AuditLog.open(db, signer, {
     audit: 'background',
     lingerMs: options.lingerMs,
