@@ -17,8 +17,8 @@
  * service binds the query and the hospital, so that a hospital cannot pass off another's contribution, proofs
  * and all, as its own), the cell and bit position, the bit's ciphertext and the four commitments.
  *
- * Cost per bit: 8 G1 multiplications to prove (2 to encrypt, 2 for the real branch, 4 to simulate the other),
- * 8 to verify (four 2-term multi-scalar multiplications), 224 bytes.
+ * Cost per bit: 4 G1 multiplications and two 2-term multi-scalar multiplications to prove (encrypt the bit, the
+ * real branch, simulate the other), four 2-term MSMs to verify, 224 bytes (measured: docs/benchmarks.md).
  */
 import type { Fr, G1 } from '../curve/bls12381.ts';
 import { frAdd, frFromBigInt, frMul, frSub, g1Add, g1Generator, g1Mul, g1Sub, g1ToBytes, msmG1, randomFr, frNeg } from '../curve/bls12381.ts';
