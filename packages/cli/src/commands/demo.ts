@@ -68,7 +68,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   const deployment = await startLocalDeployment({
     root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-consortium', consortiumFile, '--stats-budget', `${STATS_QUERY.querySet}=1`],
   });
-  // The hospitals' statistics agents run here, on a database of their own (not the hospital processes': see docs/platform.md).
+  // The hospitals' statistics agents run here, on a database of their own, each with its own KEK (not in the hospital processes: see docs/platform.md).
   const agentsDb = await openDatabase();
   try {
     const { urls } = deployment;
@@ -160,9 +160,10 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
     await step(12, 'researcher', `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`, async () => {
-      const kek = randomKeyEncryptionKey();
       const agents = new Map<string, HospitalStatsClient>();
       for (const hospital of HOSPITALS) {
+        // Each agent's share is wrapped by a KEK of its own: neither can unwrap the other's row.
+        const kek = randomKeyEncryptionKey();
         await StatsHospital.enrol(agentsDb, kek, hospital, consortium, secrets.get(hospital)!);
         const agent = await StatsHospital.open(agentsDb, kek, hospital, consortium);
         await agent.setBudget(STATS_QUERY.querySet, 1);
