@@ -25,7 +25,7 @@ import { frAdd, frFromBigInt, frMul, frSub, g1Add, g1Generator, g1Mul, g1Sub, g1
 import { LimitExceededError } from '../errors.ts';
 import type { Ciphertext } from './elgamal.ts';
 import { keyIdOf, type ThresholdPublicKey } from './keys.ts';
-import { digest, hashToFr } from './scalars.ts';
+import { digest, hashToFr, sameBytes } from './scalars.ts';
 
 /** The widest range a cell may be proven in: |m| < 2^31. */
 export const MAX_RANGE_BITS = 32;
@@ -46,8 +46,6 @@ export interface RangeProof {
   bits: number[];
   cells: BitProof[][];
 }
-
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 const offsets = new Map<number, G1>();
 /** 2^(k−1)·G, the offset that makes a signed cell a sum of k bits. */
