@@ -146,17 +146,20 @@ export class StatsHospital {
    */
   async contribute(ticket: QueryTicket, resources: Iterable<StatsResource>): Promise<ProvenContribution> {
     const { query, hash } = this.parse(ticket);
-    const histogram = noisyHistogram(query, evaluateQuery(query, resources));
-    const proven = threshold.encryptInRange(this.consortium.publicKey, histogram, cellBits(query), contributionContext(ticket.queryId, this.code));
-    const ciphertext = threshold.encodeCiphertext(proven.ciphertext);
+    // The query is claimed and its ε spent before the (costly) proving, so that a repeated or unaffordable
+    // request costs this hospital nothing; a claimed query whose proving then fails stays spent, never retried.
     await this.db.transaction(async (tx) => {
       const inserted = await tx.query(
-        'INSERT INTO stats_hospital_queries (hospital, query_id, query_hash, contribution_digest) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING query_id',
-        [this.code, ticket.queryId, hash, hex(ciphertext)],
+        "INSERT INTO stats_hospital_queries (hospital, query_id, query_hash, contribution_digest) VALUES ($1, $2, $3, '') ON CONFLICT DO NOTHING RETURNING query_id",
+        [this.code, ticket.queryId, hash],
       );
       if (inserted.rows.length === 0) throw new ConflictError(`hospital ${this.code} already contributed to query ${ticket.queryId}`);
       await spendBudget(tx, 'stats_hospital_budgets', { hospital: this.code, query_set: query.querySet }, query.querySet, epsilonToMicros(query.epsilon), `hospital ${this.code}`);
     });
+    const histogram = noisyHistogram(query, evaluateQuery(query, resources));
+    const proven = threshold.encryptInRange(this.consortium.publicKey, histogram, cellBits(query), contributionContext(ticket.queryId, this.code));
+    const ciphertext = threshold.encodeCiphertext(proven.ciphertext);
+    await this.db.query('UPDATE stats_hospital_queries SET contribution_digest = $3 WHERE hospital = $1 AND query_id = $2', [this.code, ticket.queryId, hex(ciphertext)]);
     const signature = signPayload('contribution', this.secrets.signingKey, ticket.queryId, hash, this.code, ciphertext);
     return { hospital: this.code, ciphertext, signature, proof: threshold.encodeRangeProof(proven.proof) };
   }
