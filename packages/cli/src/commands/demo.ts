@@ -176,7 +176,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);
       const release = await researcher.release(queryId);
       released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
-      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}) and encrypted; the cloud added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
+      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
     });
     await step(13, 'researcher', 'The same query again: the query set\'s privacy budget does not cover it', async () => {
       await researcher.submit(STATS_QUERY);
