@@ -68,7 +68,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   const deployment = await startLocalDeployment({
     root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-consortium', consortiumFile, '--stats-budget', `${STATS_QUERY.querySet}=1`],
   });
-  // The hospitals' statistics agents run here, on a database of their own (not the hospital processes': see docs/platform.md).
+  // The hospitals' statistics agents run here, on a database of their own, each with its own KEK (not in the hospital processes: see docs/platform.md).
   const agentsDb = await openDatabase();
   try {
     const { urls } = deployment;
@@ -160,9 +160,10 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
     await step(12, 'researcher', `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`, async () => {
-      const kek = randomKeyEncryptionKey();
       const agents = new Map<string, HospitalStatsClient>();
       for (const hospital of HOSPITALS) {
+        // Each agent's share is wrapped by a KEK of its own: neither can unwrap the other's row.
+        const kek = randomKeyEncryptionKey();
         await StatsHospital.enrol(agentsDb, kek, hospital, consortium, secrets.get(hospital)!);
         const agent = await StatsHospital.open(agentsDb, kek, hospital, consortium);
         await agent.setBudget(STATS_QUERY.querySet, 1);
@@ -175,7 +176,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);
       const release = await researcher.release(queryId);
       released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
-      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}) and encrypted; the cloud added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
+      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
     });
     await step(13, 'researcher', 'The same query again: the query set\'s privacy budget does not cover it', async () => {
       await researcher.submit(STATS_QUERY);
