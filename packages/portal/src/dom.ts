@@ -38,6 +38,7 @@ export function status(text: string, kind: 'ok' | 'error' | 'info' = 'info'): HT
 export async function busy(button: HTMLButtonElement, out: Element, action: () => Promise<void>): Promise<void> {
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
+  show(out); // A previous result or error is not left standing as if it were this action's.
   try {
     await action();
   } catch (error) {
