@@ -54,6 +54,17 @@ console.log(`tag storage: ${tagBytes} bytes per MiB = ${((100 * tagBytes) / MIB)
 const small = por.encodeTagSet(por.tagFile(keys[0]!, mibName, mib.subarray(0, RECORD_BYTES))).length;
 console.log(`a ${RECORD_BYTES}-byte record: ${small} bytes of tags = ${((100 * small) / RECORD_BYTES).toFixed(1)} %`);
 
+// The verifier's multi-exponentiation with full-size and with 128-bit coefficients (c hashes plus 3 × 32 u-terms).
+const msmPoints = Array.from({ length: SAMPLES + 96 }, (_, i) => curve.hashToG1(new TextEncoder().encode(`p${i}`), 'MEDSHARE-BENCH'));
+const fullScalars = msmPoints.map(() => curve.randomFr());
+const shortScalars = msmPoints.map(() => curve.frFromBigInt(BigInt('0x' + randomBytes(16).toString('hex'))));
+const msm = cpuAlternating({
+  ...reference,
+  full: () => curve.msmG1(msmPoints, fullScalars),
+  short: () => curve.msmG1(msmPoints, shortScalars),
+}, ROUNDS);
+console.log(`multi-exponentiation of ${msmPoints.length} terms in G1: full scalars ${ratio(msm['full']! / msm['pairing']!)} pairings, 128-bit scalars ${ratio(msm['short']! / msm['pairing']!)} pairings`);
+
 // Challenges over many records.
 const rows: string[][] = [];
 const largest = 10_000;

@@ -62,6 +62,14 @@ for (const engine of engines) {
     const schemaPrefix = `dep_${randomBytes(4).toString('hex')}`;
     /** Records the cloud acknowledged (uploads that answered). */
     let acknowledged = 0;
+    /** Lab records Dr Chen should read now: the bundle's, plus what later tests uploaded. */
+    let labRecords = LAB_COUNT;
+    /**
+     * A killed service is a crash of its embedded database only on PGlite (on PostgreSQL the server outlives the
+     * process, and its own restart is postgres-restart.test.ts), so the kill tests run there; PostgreSQL runs what
+     * only it can (two processes on one schema). The story and the database-copy attack run on both.
+     */
+    const killTest = engine.postgres && 'the kill tests run on PGlite, where the killed process holds the database';
 
     const enrol = async (hospital: string, username: string, attributes: string[]) =>
       (await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
@@ -118,11 +126,13 @@ for (const engine of engines) {
       assert.deepEqual(log.map((e) => e.hospital), ['st-marys', 'st-marys', 'st-marys', 'riverside', 'riverside', 'st-marys', 'riverside', 'riverside', 'riverside']);
       // The upload's receipts: witnessed by both hospitals' witnesses (each in its own process and database).
       assert.ok(upload.receipts.length > 0 && upload.receipts.every((r) => r.treeSize > 0), 'the gateway holds a witnessed receipt for every ledger entry');
+      // She delegates again: the tests that follow read under this delegation.
+      await patient.delegate('lab', LAB_POLICY, abeKey);
+      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, LAB_COUNT, 'a new delegation restores access');
     });
 
-    test('the cloud killed (SIGKILL) in the middle of an upload: none of it or all of it, nothing acknowledged lost', async () => {
+    test('the cloud killed (SIGKILL) in the middle of an upload: none of it or all of it, nothing acknowledged lost', { skip: killTest }, async () => {
       await refresh();
-      await patient.delegate('lab', LAB_POLICY, await client.abePublicKey());
       const big = observations(FHIR_PATIENT, 60, 'cloud-kill');
       const uploading = settle(gateway.upload(big));
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -149,10 +159,11 @@ for (const engine of engines) {
       assert.equal(retry.stored + stored, acknowledged + 60, 'the retry stores exactly what was missing');
       acknowledged += retry.stored + (stored - acknowledged);
       assert.equal((await patient.records()).length, acknowledged);
-      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, LAB_COUNT + 60, 'a token issued before the restart still reads');
+      labRecords += 60;
+      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, labRecords, 'a token issued before the restart still reads');
     });
 
-    test('a hospital killed in the middle of an upload, and a reader\'s hospital killed: 503 upstream, then service resumes', async () => {
+    test('a hospital killed in the middle of an upload, and a reader\'s hospital killed: 503 upstream, then service resumes', { skip: killTest }, async () => {
       await refresh();
       const uploading = settle(gateway.upload(observations(FHIR_PATIENT, 40, 'hospital-kill')));
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -180,10 +191,11 @@ for (const engine of engines) {
       } finally {
         await deployment.restart('riverside');
       }
-      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, LAB_COUNT + 60 + 40);
+      labRecords += 40;
+      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, labRecords);
     });
 
-    test('the authority killed while issuing keys: its setup survives, keys from before still read, new ones are issued', async () => {
+    test('the authority killed while issuing keys: its setup survives, keys from before still read, new ones are issued', { skip: killTest }, async () => {
       await refresh();
       const authorityId = Buffer.from((await client.abePublicKey()).authorityId).toString('hex');
       const issuing = settle(reader('kim', ['role:doctor', 'dept:cardiology']));
@@ -197,8 +209,8 @@ for (const engine of engines) {
       }
       assert.equal(Buffer.from((await client.abePublicKey()).authorityId).toString('hex'), authorityId, 'the same setup after the restart');
       const kim = await reader('kim2', ['role:doctor', 'dept:cardiology']);
-      assert.equal((await kim.read(patient.key.patientId, 'lab')).length, LAB_COUNT + 60 + 40, 'a key issued after the restart is of the same authority');
-      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, LAB_COUNT + 60 + 40, 'and one from before');
+      assert.equal((await kim.read(patient.key.patientId, 'lab')).length, labRecords, 'a key issued after the restart is of the same authority');
+      assert.equal((await chen.read(patient.key.patientId, 'lab')).length, labRecords, 'and one from before');
     });
 
     test('two cloud processes on one PostgreSQL schema serve uploads and reads at once; a hospital key rotation is seen by both', { skip: !engine.postgres && 'PGlite is one process\'s database' }, async () => {
@@ -240,7 +252,8 @@ for (const engine of engines) {
         const fresh = await reader('lee', ['role:doctor', 'dept:cardiology']);
         const kid = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
         assert.notEqual(kid(fresh.session.token), kid(chen.session.token), 'signed with the new key');
-        const count = LAB_COUNT + 60 + 40 + 40;
+        labRecords += 40;
+        const count = labRecords;
         assert.equal((await fresh.read(patient.key.patientId, 'lab')).length, count, 'the first cloud accepts the new key without a restart');
         assert.equal((await viaSecond(fresh).read(patient.key.patientId, 'lab')).length, count, 'and so does the second');
         assert.equal((await viaSecond(chen).read(patient.key.patientId, 'lab')).length, count, 'a token of the retired key still verifies at both');

@@ -166,6 +166,13 @@ test('sampling: 460 blocks catch the deletion of 1 % of 10,000 blocks in >= 99 %
     while (deleted.size < 100) deleted.add(Math.floor(Math.random() * 10_000));
     const samples = por.expandChallenge({ nonce: por.freshNonce(), sectors: S, keys: 3, samples: 460, files });
     assert.equal(new Set(samples.map((s) => s.file * 10 + s.block)).size, 460, 'samples are distinct');
+    if (t === 0) {
+      // Coefficients come from B = [0, 2^128) (docs/crypto.md § 13), distinct, and use the whole range.
+      const nus = samples.map((s) => curve.frToBigInt(s.coefficient));
+      assert.ok(nus.every((nu) => nu < 1n << 128n), 'coefficients below 2^128');
+      assert.equal(new Set(nus).size, 460, 'coefficients are distinct');
+      assert.ok(nus.some((nu) => nu >= 1n << 127n), 'coefficients use the top bit');
+    }
     if (samples.some((s) => deleted.has(s.file * 10 + s.block))) caught++;
   }
   // Expected 99 % (297 of 300); below 96 % would happen with probability < 1e-4 if the sampler were uniform.
@@ -324,4 +331,31 @@ test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs
   throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: utf8('x'), blocks: 0, key: 0 }] }), MalformedInputError);
   throwsA(() => por.expandChallenge({ ...challenge, sectors: 0 }), MalformedInputError);
   throwsA(() => por.verifyAggregate(challenge, [], por.prove(challenge, stored(f)) as por.AggregateProof), MalformedInputError);
+});
+
+test('attack: published u_j^x would let a cloud that deleted the data answer with μ = 0 (why u_j^x stay at the gateway)', () => {
+  // docs/crypto.md § 13: the hospitals' u-terms cannot share one pairing by publishing u_j^x. Given them, the cloud
+  // strips H(name ‖ i)^x from each tag while it still holds the block, deletes the data, and passes every audit.
+  const f = fixture([3 * BLOCK], 1);
+  const x = curve.frFromBytes(por.encodeSecretKey(f.keys[0]!));
+  const published = Array.from({ length: S }, (_, j) => curve.g1Mul(curve.hashToG1(utf8(`u${j}`), 'MEDSHARE-POR-V01-SECTOR-BLS12381G1_XMD:SHA-256_SSWU_RO_'), x));
+  const file = f.files[0]!;
+  const sectorsOf = (block: number) => Array.from({ length: S }, (_, j) => {
+    const at = (block * S + j) * por.SECTOR_BYTES;
+    return curve.frFromBigInt(BigInt('0x' + Buffer.from(file.data.subarray(at, at + por.SECTOR_BYTES)).toString('hex')));
+  });
+  const stripped = file.tags.tags.map((tag, i) => curve.g1Add(tag, curve.g1Neg(curve.msmG1(published, sectorsOf(i)))));
+  const challenge = challengeOf(f, 3);
+  const samples = por.expandChallenge(challenge);
+  const forged: por.AggregateProof = {
+    kind: 'aggregate',
+    sigma: curve.msmG1(samples.map((s) => stripped[s.block]!), samples.map((s) => s.coefficient)),
+    mu: [Array.from({ length: S }, () => new mcl.Fr())],
+  };
+  assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: publishing u_j^x breaks soundness');
+  // Without u_j^x (what the public key actually carries: v and its proof of possession), the same zero-μ answer
+  // built from the intact tags fails.
+  assert.equal(por.encodePublicKey(f.keys[0]!.publicKey).length, 1 + curve.G2_BYTES + curve.G1_BYTES);
+  const honestTags: por.AggregateProof = { ...forged, sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)) };
+  assert.equal(por.verifyAggregate(challenge, publicKeys(f), honestTags), false);
 });

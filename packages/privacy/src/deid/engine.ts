@@ -41,6 +41,10 @@ const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duratio
 const TEXT_TYPES = new Set(['string', 'markdown', 'xhtml', 'base64Binary', '']);
 const PRIMITIVE_TYPES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
 
+/** How cryptoHash treats a value: a reference or fullUrl (its id part), a Bundle request.url, or any other value (whole). */
+type HashForm = 'reference' | 'fullUrl' | 'request' | 'value';
+const HASH_CACHE_LIMIT = 50_000;
+
 /** What a resource is processed with, beyond the configuration. */
 export interface ResourceContext {
   /** Name matchers for free-text scrubbing (see `namesFor`). */
@@ -64,14 +68,26 @@ interface Run {
 /** De-identifies FHIR resources under one configuration. */
 export class Deidentifier {
   private readonly dictionary: string[];
-  /** The form-keeping hash under this configuration's key, made once (not a closure per hashed value). */
+  /** The form-keeping hash under this configuration's key, made once (not a closure per hashed value), its results kept. */
   private readonly keepFormHash: (id: string) => string;
+  /** Hashed values by form (see `hash`), bounded; one engine has one key. */
+  private readonly hashes: Record<HashForm, Map<string, string>> = { reference: new Map(), fullUrl: new Map(), request: new Map(), value: new Map() };
+  private readonly offsets = new Map<string, number>();
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
     const key = config.parameters.cryptoHashKey;
-    this.keepFormHash = (id) => formKeepingHash(id, key);
+    // A resource's id recurs in its fullUrl and in every reference to it: each id is hashed once.
+    const ids = new Map<string, string>();
+    this.keepFormHash = (id) => {
+      let hashed = ids.get(id);
+      if (hashed === undefined) {
+        if (ids.size >= HASH_CACHE_LIMIT) ids.clear();
+        ids.set(id, (hashed = formKeepingHash(id, key)));
+      }
+      return hashed;
+    };
     for (const rule of config.rules) {
       if (rule.cases) {
         this.generalizers.set(rule, rule.cases.map((c) => ({ condition: compileValueExpression(c.condition), expression: compileValueExpression(c.expression) })));
@@ -197,7 +213,7 @@ export class Deidentifier {
         return set(node, run, labels, undefined, 'REDACTED');
       case 'dateShift': {
         if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
-        const offset = params.dateShiftFixedOffsetInDays ?? dateShiftOffset(this.shiftPrefix(node, run), params.dateShiftKey, params.dateShiftAlgorithm);
+        const offset = params.dateShiftFixedOffsetInDays ?? this.shiftOffset(this.shiftPrefix(node, run));
         const shifted = shiftDate(String(value), offset);
         if (shifted !== undefined) return set(node, run, labels, shifted, 'PERTURBED');
         return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
@@ -231,17 +247,33 @@ export class Deidentifier {
     }
   }
 
-  /** cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay UUIDs and Bundle links stay valid. */
+  /**
+   * cryptoHash of one value: the id part of a reference; with `cryptoHashKeepsForm`, UUIDs stay
+   * UUIDs and Bundle links stay valid. Results are kept per form of hashing: a record set repeats
+   * the same references (its patient's, its encounters') tens of thousands of times.
+   */
   private hash(node: TypedNode, value: string): string {
-    const key = this.config.parameters.cryptoHashKey;
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
-    if (!this.config.parameters.cryptoHashKeepsForm) return isReference ? cryptoHashReference(value, key) : cryptoHash(value, key);
+    const form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    const cache = this.hashes[form];
+    let hashed = cache.get(value);
+    if (hashed === undefined) {
+      hashed = this.hashUncached(form, value);
+      if (cache.size >= HASH_CACHE_LIMIT) cache.clear();
+      cache.set(value, hashed);
+    }
+    return hashed;
+  }
+
+  private hashUncached(form: HashForm, value: string): string {
+    const key = this.config.parameters.cryptoHashKey;
+    if (!this.config.parameters.cryptoHashKeepsForm) return form === 'reference' ? cryptoHashReference(value, key) : cryptoHash(value, key);
     const hash = this.keepFormHash;
-    if (node.key === 'url' && node.parentNode?.key === 'request') {
+    if (form === 'request') {
       const path = value.split('?')[0] ?? '';
       return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
     }
-    return isReference || node.key === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
+    return form === 'reference' || form === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
   }
 
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
@@ -268,6 +300,17 @@ export class Deidentifier {
       }
     }
     return rule.otherValues === 'keep' ? value : undefined;
+  }
+
+  /** The date-shift offset of a prefix, computed once per prefix (the HMAC variant costs an HMAC per date otherwise). */
+  private shiftOffset(prefix: string): number {
+    let offset = this.offsets.get(prefix);
+    if (offset === undefined) {
+      const params = this.config.parameters;
+      if (this.offsets.size >= HASH_CACHE_LIMIT) this.offsets.clear();
+      this.offsets.set(prefix, (offset = dateShiftOffset(prefix, params.dateShiftKey, params.dateShiftAlgorithm)));
+    }
+    return offset;
   }
 
   private shiftPrefix(node: TypedNode, run: Run): string {
@@ -467,8 +510,8 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
   const contentType = leaf.parent['contentType'];
   if (leaf.key === 'data' && typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule
-    const decoded = Buffer.from(value, 'base64').toString('utf8');
-    return Buffer.from(scrubText(decoded, names).text, 'utf8').toString('base64');
+    // A note is often attached twice (DocumentReference.content and DiagnosticReport.presentedForm): the base64 text is cached too.
+    return cachedScrubBase64(value, names);
   }
   if (leaf.type === 'xhtml') return scrubXhtml(value, names);
   return cachedScrub(value, names, scope);
@@ -479,19 +522,35 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
  * thousands of times ("Body mass index (BMI) [Ratio]"), and a text scrubs the same way under
  * the same matchers. Bounded; dropped with the matcher set.
  */
-const scrubCache = new WeakMap<readonly NameMatcher[], Map<string, string>>();
+const scrubCache = new WeakMap<readonly NameMatcher[], Record<TextScope | 'base64', Map<string, string>>>();
 const SCRUB_CACHE_LIMIT = 20_000;
+/** Decoded notes are large: fewer of them are kept. */
+const BASE64_CACHE_LIMIT = 500;
 const NO_NAMES: readonly NameMatcher[] = [];
 
+/** The cache of scrubbed texts of a matcher set and kind (one map per kind: no key strings built per lookup). */
+function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64'): Map<string, string> {
+  let caches = scrubCache.get(names);
+  if (!caches) scrubCache.set(names, (caches = { all: new Map(), terminology: new Map(), base64: new Map() }));
+  const cache = caches[kind];
+  if (cache.size >= (kind === 'base64' ? BASE64_CACHE_LIMIT : SCRUB_CACHE_LIMIT)) cache.clear();
+  return cache;
+}
+
 function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextScope): string {
-  let cache = scrubCache.get(names);
-  if (!cache) scrubCache.set(names, (cache = new Map()));
-  const key = scope === 'all' ? value : `\u0000${value}`;
-  let scrubbed = cache.get(key);
+  const cache = cacheFor(names, scope);
+  let scrubbed = cache.get(value);
+  if (scrubbed === undefined) cache.set(value, (scrubbed = scrubText(value, names, scope).text));
+  return scrubbed;
+}
+
+/** Scrubs the text inside base64 data (decoded as UTF-8, re-encoded). */
+function cachedScrubBase64(value: string, names: readonly NameMatcher[]): string {
+  const cache = cacheFor(names, 'base64');
+  let scrubbed = cache.get(value);
   if (scrubbed === undefined) {
-    scrubbed = scrubText(value, names, scope).text;
-    if (cache.size >= SCRUB_CACHE_LIMIT) cache.clear();
-    cache.set(key, scrubbed);
+    scrubbed = Buffer.from(scrubText(Buffer.from(value, 'base64').toString('utf8'), names).text, 'utf8').toString('base64');
+    cache.set(value, scrubbed);
   }
   return scrubbed;
 }

@@ -61,11 +61,14 @@ function countDigits(text: string): number {
  */
 type Pattern = [PhiKind, RegExp, Guard];
 
+const DIGIT_DOT_DIGIT = /\d\.\d/;
+
 /** Detectors that run before the dictionaries (so that "May 5, 1978" is a date, not a name). */
 const EARLY_PATTERNS: Pattern[] = [
   ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
   ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, digitsAtLeast(4)],
+  // An IPv4 address has a digit, a dot and a digit; an IPv6 one seven colons.
+  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
   ['DATE', new RegExp([
     '\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?',
@@ -182,9 +185,7 @@ const CAPITALISED_WORD = /(?<![\p{L}\p{N}])\p{Lu}(?:['’]\p{Lu})?[\p{Ll}'’]+(
 
 /** Dictionary hits: runs of up to four capitalised words separated by single spaces, longest first. */
 function dictionaryMatches(text: string, dictionary: NameDictionary): [number, number][] {
-  const words: { start: number; end: number }[] = [];
-  CAPITALISED_WORD.lastIndex = 0;
-  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) words.push({ start: match.index, end: match.index + match[0].length });
+  const words = capitalisedWords(text);
   const found: [number, number][] = [];
   for (let i = 0; i < words.length; i++) {
     let n = 1;
@@ -202,6 +203,18 @@ function dictionaryMatches(text: string, dictionary: NameDictionary): [number, n
     }
   }
   return found;
+}
+
+/** The capitalised words of the text last looked up: the name and city dictionaries scan the same text one after the other. */
+let lastWords: { text: string; words: { start: number; end: number }[] } | undefined;
+
+function capitalisedWords(text: string): { start: number; end: number }[] {
+  if (lastWords?.text === text) return lastWords.words;
+  const words: { start: number; end: number }[] = [];
+  CAPITALISED_WORD.lastIndex = 0;
+  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) words.push({ start: match.index, end: match.index + match[0].length });
+  lastWords = { text, words };
+  return words;
 }
 
 function flatName(word: string): string {

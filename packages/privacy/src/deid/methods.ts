@@ -11,20 +11,9 @@ import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, ra
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 import { RESOURCE_TYPES } from './native-paths.ts';
 
-/** Recently computed hashes: the same ids recur in many references of a Bundle. */
-const hashCache = new Map<string, string>();
-const HASH_CACHE_LIMIT = 50_000;
-
-/** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. */
+/** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. (The engine keeps the results it reuses, per instance.) */
 export function cryptoHash(value: string, key: string): string {
-  const cacheKey = `${key.length}:${key}\u0000${value}`;
-  let hash = hashCache.get(cacheKey);
-  if (hash === undefined) {
-    hash = createHmac('sha256', key).update(value, 'utf8').digest('hex');
-    if (hashCache.size >= HASH_CACHE_LIMIT) hashCache.clear();
-    hashCache.set(cacheKey, hash);
-  }
-  return hash;
+  return createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
 const ID = '[A-Za-z0-9\\-\\.]{1,64}';

@@ -64,6 +64,8 @@ interface ChildType {
   name: string;
   /** The element repeats (0..*): it is written as an array, as FHIR JSON requires. */
   repeating: boolean;
+  /** The key of its element part (`_key`), built once. */
+  partKey: string;
 }
 
 /** The FHIR type of element `key` under model path `typePath`, the path its own children use, and its element name (`value` for `valueQuantity`). */
@@ -105,16 +107,22 @@ function resolveChildType(typePath: string, key: string): ChildType {
   }
   const repeating = model.path2Repeating[path] === true;
   const elsewhere = model.pathsDefinedElsewhere[path];
-  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating };
+  const partKey = `_${key}`;
+  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating, partKey };
   let type = model.path2Type[path] ?? choiceType;
-  if (type === undefined) return { type: '', next: path, name, repeating };
+  if (type === undefined) return { type: '', next: path, name, repeating, partKey };
   if (type.startsWith('System.')) type = key === 'url' && typePath === 'Extension' ? 'uri' : key === 'id' && RESOURCE_TYPES.has(typePath) ? 'id' : (SYSTEM_TYPES[type] ?? type);
-  return { type, next: type === 'BackboneElement' || type === 'Element' ? path : type, name, repeating };
+  return { type, next: type === 'BackboneElement' || type === 'Element' ? path : type, name, repeating, partKey };
 }
 
 /** The element part (`_key`) of a primitive: `object._key` or `object._key[index]`. */
 export function elementPart(object: JsonObject, key: string, index: number | null): JsonObject | undefined {
-  const part = object[`_${key}`];
+  return partItem(object[`_${key}`], index);
+}
+
+/** Item `index` of an element part value (see elementPart). */
+function partItem(part: unknown, index: number | null): JsonObject | undefined {
+  if (part === undefined || part === null) return undefined;
   const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : index === 0 ? part : undefined;
   return item && typeof item === 'object' ? (item as JsonObject) : undefined;
 }
@@ -163,7 +171,7 @@ export function indexResource(resource: JsonObject): NodeIndex {
     if (nested) index.resources.push(node);
     else if (item !== null && typeof item === 'object') visit(item as JsonObject, info.next, node);
     else {
-      const part = elementPart(object, key, i);
+      const part = partItem(object[info.partKey], i);
       if (part) visit(part, 'Element', node);
     }
     return node;
@@ -187,13 +195,13 @@ export function indexResource(resource: JsonObject): NodeIndex {
         // A repeating element given as a single value is written as an array, as the reference tool's serializer does.
         value = object[key] = [value];
       }
-      const part = object[`_${key}`];
-      if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[`_${key}`] = [part];
+      const part = object[info.partKey];
+      if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[info.partKey] = [part];
       if (Array.isArray(value)) {
         for (let i = 0; i < value.length; i++) {
           const item: unknown = value[i];
           if (item === null || item === undefined) {
-            if (elementPart(object, key, i)) add(parentNode, object, key, i, undefined, info);
+            if (partItem(object[info.partKey], i)) add(parentNode, object, key, i, undefined, info);
             continue;
           }
           add(parentNode, object, key, i, item, info);
@@ -218,7 +226,24 @@ export function compileNative(path: string): ((index: NodeIndex) => TypedNode[])
   if (compiled.some((c) => c === undefined)) return undefined;
   const evaluators = compiled as ((index: NodeIndex) => TypedNode[])[];
   if (evaluators.length === 1) return evaluators[0];
-  return (index) => [...new Set(evaluators.flatMap((evaluate) => evaluate(index)))];
+  return (index) => {
+    // Branches rarely share a node: deduplicate only when one is seen twice.
+    const out: TypedNode[] = [];
+    let seen: Set<TypedNode> | undefined;
+    for (const evaluate of evaluators) {
+      const nodes = evaluate(index);
+      if (out.length === 0) {
+        for (const node of nodes) out.push(node);
+        continue;
+      }
+      seen ??= new Set(out);
+      for (const node of nodes) if (!seen.has(node)) {
+        seen.add(node);
+        out.push(node);
+      }
+    }
+    return out;
+  };
 }
 
 function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | undefined {
@@ -239,7 +264,7 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
     if (member) {
       const name = member[1] ?? member[2] ?? '';
       if (name === 'where') return undefined;
-      steps.push((nodes) => nodes.flatMap((node) => node.children.filter((c) => c.key === name || isChoiceOf(c.key, name))));
+      steps.push((nodes) => memberStep(nodes, name));
       rest = rest.slice(member[0].length);
       continue;
     }
@@ -254,6 +279,15 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
     for (const step of steps) nodes = step(nodes, index);
     return nodes;
   };
+}
+
+/** The children named `name` of the nodes (a choice element under either name), in order; one loop, no intermediate arrays. */
+function memberStep(nodes: TypedNode[], name: string): TypedNode[] {
+  const out: TypedNode[] = [];
+  for (const node of nodes) {
+    for (const c of node.children) if (c.key === name || (c.key.length > name.length && c.key.charCodeAt(0) === name.charCodeAt(0) && isChoiceOf(c.key, name))) out.push(c);
+  }
+  return out;
 }
 
 function isChoiceOf(key: string, name: string): boolean {
