@@ -175,11 +175,12 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
   const emergencySection = h('section', { id: 'emergency', 'aria-labelledby': 'emergency-title' },
     h('h2', { id: 'emergency-title' }, 'Emergency access'), h('label', {}, consent, consentText), consentOut);
 
-  // Writer consent: the hospitals whose gateways may enrol her and write into her record (her home hospital always may).
+  // Writer consent: the hospitals whose gateways may enrol her and write into her record (the cloud lists the one she
+  // registered through from the start; she may withdraw it too).
   const writersOut = h('div', { 'aria-live': 'polite' });
   const writersList = h('ul', { id: 'writers-list' });
   const renderWriters = (writers: string[]) => show(writersList, ...(writers.length === 0
-    ? [h('li', {}, 'No other hospital may write into your record.')]
+    ? [h('li', {}, 'No hospital may write into your record.')]
     : writers.map((hospital) => {
       const remove = h('button', { type: 'button', class: 'secondary', 'aria-label': `Withdraw ${hospital}` }, 'Withdraw') as HTMLButtonElement;
       remove.addEventListener('click', () => busy(remove, writersOut, async () => {
