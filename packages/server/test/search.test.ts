@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { abe, AccessDeniedError, IntegrityError, pre, sse } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
-import { GatewayClient, httpSearchTransport, HttpProblemError, type DoctorClient, type Session } from '../src/index.ts';
+import { Client } from 'fhir-kit-client';
+import { GatewayClient, httpSearchTransport, HttpProblemError, startFhirView, type DoctorClient, type Session } from '../src/index.ts';
 import { parseQuery } from '../src/search/keywords.ts';
 import { searchRecords, type SearchTransport } from '../src/search/reader.ts';
 import { LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
@@ -135,6 +136,50 @@ for (const { label, db } of databases) {
       for (const { key_capsule } of capsules) assert.throws(() => patel.decrypt(pre.convert(rk, key_capsule)), AccessDeniedError);
     });
 
+    test('FHIR view (fhir-kit-client): code, date range and status searches answered from the index equal a plaintext oracle; a refused reader gets an OperationOutcome', async () => {
+      const views = [await startFhirView(cast.chen), await startFhirView(cast.patel)];
+      try {
+        const [chen, patel] = views.map((v) => new Client({ baseUrl: v.baseUrl(patient) }));
+        type Searchset = { resourceType: string; type: string; total: number; entry?: Array<{ fullUrl: string; resource: Observation; search: { mode: string } }> };
+        const find = async (searchParams: Record<string, string | string[]>) => (await chen!.search({ resourceType: 'Observation', searchParams })) as unknown as Searchset;
+        const found = (bundle: Searchset) => {
+          assert.equal(bundle.type, 'searchset');
+          assert.equal(bundle.total, bundle.entry?.length ?? 0);
+          for (const e of bundle.entry ?? []) assert.deepEqual([e.fullUrl, e.search.mode], [`Observation/${e.resource.id}`, 'match']);
+          return (bundle.entry ?? []).map((e) => e.resource.id).sort();
+        };
+        // The oracle reads the uploaded plaintext directly, not through the SDK's query code.
+        const dayOf = (o: Observation) => o.effectiveDateTime.slice(0, 10);
+        const where = (keep: (o: Observation) => boolean) => uploaded.filter(keep).map((o) => o.id).sort();
+        for (const code of CODES) {
+          const expected = where((o) => o.code.coding.some((c) => c.system === LOINC && c.code === code));
+          assert.deepEqual(found(await find({ code: `${LOINC}|${code}` })), expected, code);
+        }
+        const [from, to] = [uploaded[0]!, uploaded.at(-1)!].map(dayOf).sort() as [string, string];
+        assert.deepEqual(found(await find({ date: [`ge${from}`, `le${to}`] })), where((o) => from <= dayOf(o) && dayOf(o) <= to));
+        assert.deepEqual(found(await find({ date: `gt${from}` })), where((o) => dayOf(o) > from));
+        assert.deepEqual(found(await find({ date: `lt${to}` })), where((o) => dayOf(o) < to));
+        assert.deepEqual(found(await find({ date: `eq${from.slice(0, 7)}` })), where((o) => dayOf(o).startsWith(from.slice(0, 7))));
+        const combined = where((o) => o.code.coding[0]!.code === '2093-3' && o.status === 'final' && dayOf(o) >= '2020-01-01');
+        assert.deepEqual(found(await find({ code: `${LOINC}|2093-3`, date: 'ge2020-01-01', status: 'final' })), combined);
+        assert.deepEqual(found(await find({ status: 'final', _id: uploaded[0]!.id })), where((o) => o.id === uploaded[0]!.id && o.status === 'final'));
+        // Unknown parameters and malformed values: 400 OperationOutcome, before any request to the cloud.
+        for (const searchParams of [{ 'code:text': 'x' }, { foo: 'bar' }, { date: 'ne2020-01-01' }, { date: 'ge2020-13-01' }] as Array<Record<string, string>>) {
+          const { status, outcome } = await failure(chen!.search({ resourceType: 'Observation', searchParams }));
+          assert.equal(status, 400, JSON.stringify(searchParams));
+          assert.equal(outcome.resourceType, 'OperationOutcome');
+        }
+        // Patel (the policy refuses him): a 403 OperationOutcome, no resource.
+        const refused = await failure(patel!.search({ resourceType: 'Observation', searchParams: { code: `${LOINC}|2093-3` } }));
+        assert.equal(refused.status, 403);
+        assert.equal(refused.outcome.resourceType, 'OperationOutcome');
+        const text = JSON.stringify(refused.outcome);
+        for (const o of uploaded) assert.ok(!text.includes(`"${o.id}"`) && !text.includes(`Observation/${o.id}`), 'the refusal names a record');
+      } finally {
+        for (const v of views) await v.close();
+      }
+    });
+
     test('scan: the cloud\'s index tables hold no code, keyword, date or resource type in any recognisable form', async () => {
       const dump = Buffer.concat([
         ...(await db.query<{ label: Uint8Array; value: Uint8Array }>('SELECT label, value FROM cloud_index_rows')).rows.flatMap((r) => [r.label, r.value]),
@@ -231,6 +276,17 @@ for (const { label, db } of databases) {
       assert.deepEqual(await search(cast.chen, `code=${LOINC}|55555-5&date=2019-07`), oracle(`code=${LOINC}|55555-5&date=2019-07`));
     });
   });
+}
+
+/** The status and OperationOutcome of a failed fhir-kit-client call. */
+async function failure(call: Promise<unknown>): Promise<{ status: number; outcome: { resourceType: string; issue: Array<Record<string, unknown>> } }> {
+  try {
+    await call;
+  } catch (error) {
+    const { status, data } = (error as { response: { status: number; data: unknown } }).response;
+    return { status, outcome: (typeof data === 'string' ? JSON.parse(data) : data) as { resourceType: string; issue: Array<Record<string, unknown>> } };
+  }
+  throw new Error('the call succeeded');
 }
 
 /** `transport`, reporting the labels each search sends (what a curious cloud records). */

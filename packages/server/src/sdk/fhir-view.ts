@@ -9,7 +9,10 @@
  *   GET /fhir/:patient/:type/:id                       read: the latest version (410 if it is a tombstone)
  *   GET /fhir/:patient/:type/:id/_history/:vid         vread
  *   GET /fhir/:patient/:type/:id/_history              history (newest first, tombstones as DELETE entries)
- *   GET /fhir/:patient/:type?patient=&_id=             search (parameters pluggable: FhirViewOptions.searchParameters)
+ *   GET /fhir/:patient/:type?patient=&_id=             search on the decrypted category (FhirViewOptions.searchParameters)
+ *   GET /fhir/:patient/:type?code=&date=&status=       search from the encrypted index (fhir-search.ts): only the
+ *                                                      matching records are fetched and decrypted, then ANDed
+ *                                                      with any `_id`/`patient` filter
  *
  * `:patient` is the patient's pseudonym; the base URL of one patient is `baseUrl(patient)`. Provenance: a version is
  * served only if its `meta.source` names the hospital whose tag its record id carries (the cloud enforces the tag at
@@ -22,11 +25,11 @@ import { isTombstone } from '../gateway/fhir-versions.ts';
 import { isRecordOf } from '../record-id.ts';
 import { HttpProblemError } from '../http-client.ts';
 import type { DoctorClient } from './client.ts';
+import { INDEX_SEARCH_PARAMETERS, parseViewSearch } from './fhir-search.ts';
 
 /**
- * A search parameter of the view. Parameters that filter decrypted resources implement `matches`; one backed by an
- * encrypted index at the cloud (searchable encryption) would narrow the record ids to fetch instead — the seam for
- * `code`/`date`/`type` is this list.
+ * A search parameter of the view that filters decrypted resources. The index-backed ones (`code`, `date`,
+ * `status`, `_content`, `_text`) are not in this list: they narrow which records are fetched (fhir-search.ts).
  */
 export interface SearchParameter {
   readonly name: string;
@@ -50,8 +53,6 @@ export const DEFAULT_SEARCH_PARAMETERS: readonly SearchParameter[] = [
     },
   },
 ];
-/** Result parameters the view accepts and ignores (it returns every match in one page). */
-const CONTROL_PARAMETERS = new Set(['_format', '_count', '_pretty', '_summary', '_total']);
 
 /** The view's settings. */
 export interface FhirViewOptions {
@@ -121,6 +122,32 @@ function histories(versions: readonly Version[], resourceType: string): Map<stri
   return out;
 }
 
+/**
+ * The newest matching version of each resource found by the index (the index finds versions: every version is a
+ * record of its own). A resource whose newer version no longer matches is still returned at its matching version.
+ */
+function latestMatches(found: readonly FhirResource[]): FhirResource[] {
+  const newest = new Map<string, FhirResource>();
+  for (const r of found) {
+    const key = `${r.resourceType}/${r.id}`;
+    const seen = newest.get(key);
+    if (seen === undefined || versionOf(r) > versionOf(seen) || (versionOf(r) === versionOf(seen) && lastUpdatedOf(r) > lastUpdatedOf(seen))) newest.set(key, r);
+  }
+  return [...newest.values()];
+}
+
+/** A searchset Bundle of `matches`, with a warning entry naming the records left out by the provenance check. */
+function searchset(matches: readonly FhirResource[], mislabelled: readonly string[]): Record<string, unknown> {
+  const warnings = mislabelled.length === 0 ? [] : [{
+    resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'security', diagnostics: `${mislabelled.length} record(s) left out: meta.source does not name the hospital of the record id (${mislabelled.slice(0, 5).join(', ')})` }] },
+    search: { mode: 'outcome' },
+  }];
+  return {
+    resourceType: 'Bundle', type: 'searchset', total: matches.length,
+    entry: [...matches.map((resource) => ({ fullUrl: `${resource.resourceType}/${resource.id}`, resource, search: { mode: 'match' } })), ...warnings],
+  };
+}
+
 /** Starts a reader's FHIR view on 127.0.0.1 (an ephemeral port unless `options.port`). */
 export async function startFhirView(doctor: DoctorClient, options: FhirViewOptions = {}): Promise<FhirView> {
   const mapping = options.mapping ?? DEFAULT_CATEGORY_MAPPING;
@@ -129,18 +156,27 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
   const app = Fastify({ logger: false, routerOptions: { maxParamLength: 256 } });
   const categoryOf = (type: string) => mapping.byType[type] ?? mapping.fallback;
 
-  /** The histories of a type, mapping the platform's problems to their HTTP status. */
-  const load = async (patient: string, type: string) => {
+  /** `work` on a patient's records of a type, mapping the platform's problems to their HTTP status. */
+  const fromPlatform = async <T>(patient: string, type: string, work: () => Promise<T>): Promise<T> => {
     if (!/^psn:[A-Za-z0-9_-]{16,86}$/.test(patient)) throw new FhirHttpError(400, 'the base names a patient by her pseudonym: /fhir/psn:<id>');
     if (!/^[A-Z][A-Za-z]{1,63}$/.test(type)) throw new FhirHttpError(400, `'${type}' is not a resource type`);
     try {
-      const { versions, mislabelled } = await records.category(patient, categoryOf(type));
-      return { histories: histories(versions, type), mislabelled };
+      return await work();
     } catch (error) {
       if (error instanceof HttpProblemError) throw new FhirHttpError(error.status, error.message);
       throw error;
     }
   };
+  /** The histories of a type. */
+  const load = (patient: string, type: string) => fromPlatform(patient, type, async () => {
+    const { versions, mislabelled } = await records.category(patient, categoryOf(type));
+    return { histories: histories(versions, type), mislabelled };
+  });
+  /** The decrypted versions the encrypted index finds for `query` (already checked against it exactly). */
+  const indexSearch = (patient: string, type: string, query: URLSearchParams) => fromPlatform(patient, type, async () => {
+    const { bundle } = await doctor.searchFhir(patient, type, query, { categories: mapping });
+    return (bundle.entry as Array<{ resource: FhirResource }>).map((e) => e.resource);
+  });
   const historyOf = async (request: FastifyRequest<{ Params: { patient: string; type: string; id: string } }>) => {
     const { patient, type, id } = request.params;
     const history = (await load(patient, type)).histories.get(id);
@@ -156,7 +192,7 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
       url: '/fhir/<patient>',
       interactions: ['read', 'vread', 'history-instance', 'search-type'],
       system: [],
-      searchParams: [...parameters.values()].map(({ name, type, documentation }) => ({ name, type, documentation })),
+      searchParams: [...parameters.values(), ...INDEX_SEARCH_PARAMETERS].map(({ name, type, documentation }) => ({ name, type, documentation })),
     }));
 
     scope.get<{ Params: { patient: string; type: string; id: string } }>('/:type/:id', async (request, reply) => {
@@ -191,24 +227,12 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
     });
 
     scope.get<{ Params: { patient: string; type: string }; Querystring: Record<string, string | string[]> }>('/:type', async (request) => {
-      const criteria: Array<[SearchParameter, string[]]> = [];
-      for (const [name, raw] of Object.entries(request.query)) {
-        if (CONTROL_PARAMETERS.has(name)) continue;
-        const parameter = parameters.get(name);
-        if (parameter === undefined) throw new FhirHttpError(400, `unknown search parameter '${name}' (supported: ${[...parameters.keys()].join(', ')})`);
-        for (const value of Array.isArray(raw) ? raw : [raw]) criteria.push([parameter, value.split(',')]);
-      }
-      const { histories: found, mislabelled } = await load(request.params.patient, request.params.type);
-      const matches = [...found.values()].map((h) => h.at(-1)!.resource)
-        .filter((r) => !isTombstone(r) && criteria.every(([p, values]) => values.some((v) => p.matches(r, v))));
-      const warnings = mislabelled.length === 0 ? [] : [{
-        resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'security', diagnostics: `${mislabelled.length} record(s) left out: meta.source does not name the hospital of the record id (${mislabelled.slice(0, 5).join(', ')})` }] },
-        search: { mode: 'outcome' },
-      }];
-      return {
-        resourceType: 'Bundle', type: 'searchset', total: matches.length,
-        entry: [...matches.map((resource) => ({ fullUrl: `${resource.resourceType}/${resource.id}`, resource, search: { mode: 'match' } })), ...warnings],
-      };
+      const { patient, type } = request.params;
+      const search = parseViewSearch(type, request.query, parameters);
+      const matchesLocal = (r: FhirResource) => !isTombstone(r) && search.local.every(([p, values]) => values.some((v) => p.matches(r, v)));
+      if (search.index !== undefined) return searchset(latestMatches(await indexSearch(patient, type, search.index)).filter(matchesLocal), []);
+      const { histories: found, mislabelled } = await load(patient, type);
+      return searchset([...found.values()].map((h) => h.at(-1)!.resource).filter(matchesLocal), mislabelled);
     });
   }, { prefix: '/fhir/:patient' });
 
