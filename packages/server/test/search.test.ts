@@ -162,6 +162,7 @@ for (const { label, db } of databases) {
         assert.deepEqual(found(await find({ date: `eq${from.slice(0, 7)}` })), where((o) => dayOf(o).startsWith(from.slice(0, 7))));
         const combined = where((o) => o.code.coding[0]!.code === '2093-3' && o.status === 'final' && dayOf(o) >= '2020-01-01');
         assert.deepEqual(found(await find({ code: `${LOINC}|2093-3`, date: 'ge2020-01-01', status: 'final' })), combined);
+        assert.deepEqual(found(await find({ _content: 'fasting', status: 'final' })), where((o) => o.status === 'final' && (o.note ?? []).some((n) => /\bfasting\b/i.test(n.text))));
         assert.deepEqual(found(await find({ status: 'final', _id: uploaded[0]!.id })), where((o) => o.id === uploaded[0]!.id && o.status === 'final'));
         // Unknown parameters and malformed values: 400 OperationOutcome, before any request to the cloud.
         for (const searchParams of [{ 'code:text': 'x' }, { foo: 'bar' }, { date: 'ne2020-01-01' }, { date: 'ge2020-13-01' }] as Array<Record<string, string>>) {
