@@ -6,7 +6,7 @@
  * set-up (in the event loop, or N worker threads), with freshly logged-in doctors. The pairing and the
  * conversion are measured in the same run, so costs read as pairing-equivalents.
  *
- *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>]
+ *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>] [gateway encryption workers=0]
  *
  * The doctors run in a child process (bench/lib/read-clients.ts), so this process's CPU time is the server's
  * (event loop and conversion workers); but both share this machine's cores with each other and with PostgreSQL.
@@ -29,6 +29,8 @@ const RECORDS = Number(process.argv[2] ?? 10_000);
 const READ_SECONDS = Number(process.argv[3] ?? 20);
 const WARMUP_SECONDS = 5;
 const WORKER_COUNTS = process.argv[4]?.split(',').map(Number) ?? [...new Set([0, Math.max(1, availableParallelism() - 1), availableParallelism()])];
+/** The hospital's encryption worker threads during the upload (0: its event loop encrypts). */
+const ENCRYPTION_WORKERS = Number(process.argv[5] ?? 0);
 const DOCTORS = 20;
 const BATCH = 500;
 const ADMIN = randomBytes(24).toString('base64url');
@@ -100,7 +102,7 @@ const BENCH_KEK = randomKeyEncryptionKey();
 
 const platformOptions = (db: Database, conversionWorkers: number) => ({
   db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` }, kek: BENCH_KEK, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientFreeFailures: 1000 },
-  requestsPerMinute: 1_000_000, conversionWorkers,
+  requestsPerMinute: 1_000_000, conversionWorkers, encryptionWorkers: ENCRYPTION_WORKERS,
 });
 
 /** Uploads the records once, then measures reads with each conversion set-up on a platform restarted on the same data. */
@@ -194,6 +196,6 @@ if (url) {
     await postgres.close();
   }
 }
-printTable('Upload through the gateway (transaction Bundles of 500)', ['engine', 'records', 'upload records/s'], uploads);
+printTable(`Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`, ['engine', 'records', 'upload records/s'], uploads);
 printTable(`${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
   ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);

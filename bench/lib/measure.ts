@@ -87,6 +87,8 @@ export function cpuAlternating(ops: Record<string, () => unknown>, rounds: numbe
 export interface FreshRun {
   readonly ms: number;
   readonly ratio: number;
+  /** The ratio counting the main thread's CPU time only (without background compiler threads), when reported. */
+  readonly mainRatio?: number;
 }
 
 /**
@@ -101,7 +103,10 @@ export function freshProcesses(script: URL, args: readonly string[], processes: 
     if (child.status !== 0) throw new Error(`fresh-process run failed: ${child.stderr.trim().split('\n').at(-1)}`);
     runs.push(child.stdout.trim().split('\n').map((line) => JSON.parse(line) as FreshRun));
   }
-  return runs[0]!.map((_, k) => ({ ms: median(runs.map((r) => r[k]!.ms)), ratio: median(runs.map((r) => r[k]!.ratio)) }));
+  return runs[0]!.map((_, k) => {
+    const main = runs.map((r) => r[k]!.mainRatio).filter((x): x is number => x !== undefined && Number.isFinite(x));
+    return { ms: median(runs.map((r) => r[k]!.ms)), ratio: median(runs.map((r) => r[k]!.ratio)), ...(main.length > 0 ? { mainRatio: median(main) } : {}) };
+  });
 }
 
 /** Wall-clock timing (for throughput over real I/O, where CPU time would not count the waiting): median of samples. */

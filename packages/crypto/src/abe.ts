@@ -13,7 +13,7 @@ import { AccessDeniedError, LimitExceededError, MalformedInputError } from './er
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import * as fame from './fame/scheme.ts';
-import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, sealPayload, CHUNK_BYTES } from './hybrid/stream.ts';
+import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, CHUNK_BYTES } from './hybrid/stream.ts';
 import { attributeKey, attributeLabel, MAX_INTEGER, quoteIfNeeded, type Attribute } from './policy/ast.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
@@ -203,8 +203,9 @@ export function encapsulate(publicKey: PublicKey, policy: string, limits?: Polic
 export function encrypt(publicKey: PublicKey, policy: string, plaintext: Uint8Array, limits?: PolicyLimits): Uint8Array {
   const { key, header } = encapsulate(publicKey, policy, limits);
   const digest = headerDigest(header);
-  const payload = sealPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, plaintext);
-  return concatBytes([header, payload]);
+  const sealer = new PayloadSealer(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest);
+  // The header and the sealed chunks joined once (sealPayload would join the chunks, and this the payload again).
+  return concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
 }
 
 /**

@@ -18,7 +18,7 @@ import * as c from './curve/bls12381.ts';
 import { ByteReader, ByteWriter } from './encoding/bytes.ts';
 import { envelopeLength, ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/envelope.ts';
 import { AccessDeniedError, IntegrityError, MalformedInputError } from './errors.ts';
-import { CHUNK_BYTES, concatBytes, derivePayloadKey, openPayload, PayloadOpener, PayloadSealer, sealPayload } from './hybrid/stream.ts';
+import { CHUNK_BYTES, concatBytes, derivePayloadKey, openPayload, PayloadOpener, PayloadSealer } from './hybrid/stream.ts';
 import * as scheme from './pre/scheme.ts';
 
 /**

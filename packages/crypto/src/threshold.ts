@@ -30,16 +30,20 @@ export {
   type Decryption,
   type PartialDecryption,
 } from './threshold/elgamal.ts';
+export { encryptInRange, rangeFailures, MAX_RANGE_BITS, type BitProof, type RangeProof } from './threshold/range.ts';
 export { decodeSmall, DEFAULT_DECODE_BOUND, MAX_DECODE_BOUND } from './threshold/bsgs.ts';
 export {
   decodeCiphertext,
   decodeKeyShare,
   decodePartial,
   decodePublicKey,
+  decodeRangeProof,
   encodeCiphertext,
   encodeKeyShare,
   encodePartial,
   encodePublicKey,
+  encodeRangeProof,
   keyFingerprint,
   MAX_CELLS,
+  MAX_RANGE_PROOF_BITS,
 } from './threshold/encoding.ts';

@@ -250,10 +250,10 @@ test('rogue keys: a public key without a valid proof of possession is refused', 
   // v' = g2^y · v^{-1}: the classic rogue key, whose discrete log the attacker does not know.
   const y = curve.randomFr();
   const rogue = curve.g2Add(curve.g2Mul(curve.g2Generator(), y), curve.g2Mul(honest.v, curve.frFromBigInt(-1n)));
-  const bytes = por.encodePublicKey({ v: rogue, pop: curve.g1Mul(curve.g1Generator(), y) });
+  const bytes = por.encodePublicKey({ v: rogue, u: honest.u, pop: curve.g1Mul(curve.g1Generator(), y) });
   assert.throws(() => por.decodePublicKey(bytes), (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test(e.message));
   // Another key's proof of possession does not transfer.
-  assert.throws(() => por.decodePublicKey(por.encodePublicKey({ v: honest.v, pop: por.generateKey().publicKey.pop })), MalformedInputError);
+  assert.throws(() => por.decodePublicKey(por.encodePublicKey({ v: honest.v, u: honest.u, pop: por.generateKey().publicKey.pop })), MalformedInputError);
 });
 
 /** A compressed G1 encoding of an on-curve point outside the r-order subgroup. */
@@ -318,7 +318,8 @@ test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs
   assert.ok(partial.tags[1]!.isEqual(f.files[1]!.tags.tags[1]!));
   assert.equal(partial.tags[0], undefined);
   const key = por.encodePublicKey(f.keys[0]!.publicKey);
-  throwsA(() => por.decodePublicKey(key.subarray(1)), MalformedInputError);
+  throwsA(() => por.decodePublicKey(key.subarray(0, key.length - 1)), MalformedInputError);
+  throwsA(() => por.decodePublicKey(key.subarray(0, 1)), MalformedInputError);
   throwsA(() => por.decodePublicKey(Uint8Array.from(key, (b, i) => (i === 0 ? 9 : b))), UnsupportedError);
   throwsA(() => por.decodeSecretKey(new Uint8Array(32)), MalformedInputError);
   // Challenges: bad nonce, sizes beyond the limits, a file naming a missing key.
@@ -338,13 +339,9 @@ test('attack: published u_j^x would let a cloud that deleted the data answer wit
   // strips H(name ‖ i)^x from each tag while it still holds the block, deletes the data, and passes every audit.
   const f = fixture([3 * BLOCK], 1);
   const x = curve.frFromBytes(por.encodeSecretKey(f.keys[0]!));
-  const published = Array.from({ length: S }, (_, j) => curve.g1Mul(curve.hashToG1(utf8(`u${j}`), 'MEDSHARE-POR-V01-SECTOR-BLS12381G1_XMD:SHA-256_SSWU_RO_'), x));
+  const published = f.keys[0]!.publicKey.u.slice(0, S).map((u) => curve.g1Mul(u, x));
   const file = f.files[0]!;
-  const sectorsOf = (block: number) => Array.from({ length: S }, (_, j) => {
-    const at = (block * S + j) * por.SECTOR_BYTES;
-    return curve.frFromBigInt(BigInt('0x' + Buffer.from(file.data.subarray(at, at + por.SECTOR_BYTES)).toString('hex')));
-  });
-  const stripped = file.tags.tags.map((tag, i) => curve.g1Add(tag, curve.g1Neg(curve.msmG1(published, sectorsOf(i)))));
+  const stripped = file.tags.tags.map((tag, i) => curve.g1Add(tag, curve.g1Neg(curve.msmG1(published, sectorScalars(file.data, i)))));
   const challenge = challengeOf(f, 3);
   const samples = por.expandChallenge(challenge);
   const forged: por.AggregateProof = {
@@ -353,9 +350,119 @@ test('attack: published u_j^x would let a cloud that deleted the data answer wit
     mu: [Array.from({ length: S }, () => new mcl.Fr())],
   };
   assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: publishing u_j^x breaks soundness');
-  // Without u_j^x (what the public key actually carries: v and its proof of possession), the same zero-μ answer
-  // built from the intact tags fails.
-  assert.equal(por.encodePublicKey(f.keys[0]!.publicKey).length, 1 + curve.G2_BYTES + curve.G1_BYTES);
+  // Without u_j^x (what the public key actually carries: v, the u_j and the proof of possession), the same zero-μ
+  // answer built from the intact tags fails.
+  assert.equal(por.encodePublicKey(f.keys[0]!.publicKey).length, 2 + curve.G2_BYTES + (por.DEFAULT_SECTORS + 1) * curve.G1_BYTES);
   const honestTags: por.AggregateProof = { ...forged, sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)) };
   assert.equal(por.verifyAggregate(challenge, publicKeys(f), honestTags), false);
+});
+
+/** The sectors of block i computed independently of the scheme: big-endian 31-byte integers, zero-padded. */
+function sectorScalars(data: Uint8Array, block: number, sectors = S): mcl.Fr[] {
+  return Array.from({ length: sectors }, (_, j) => {
+    const sector = new Uint8Array(por.SECTOR_BYTES);
+    const at = (block * sectors + j) * por.SECTOR_BYTES;
+    if (at < data.length) sector.set(data.subarray(at, Math.min(at + por.SECTOR_BYTES, data.length)));
+    return curve.frFromBigInt(BigInt('0x' + Buffer.from(sector).toString('hex')));
+  });
+}
+
+test('owner generators: tags equal (H(name ‖ i) · Π u_j^{m_ij})^x computed with explicit multiplications (fast-check)', () => {
+  const key = por.generateKey(8);
+  const x = curve.frFromBytes(por.encodeSecretKey(key));
+  fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 700 }), fc.integer({ min: 1, max: 8 }), (data, sectors) => {
+    const name = utf8(`slow-${data.length}-${sectors}`);
+    const set = por.tagFile(key, name, data, sectors);
+    set.tags.forEach((tag, i) => {
+      const m = sectorScalars(data, i, sectors);
+      let base = curve.hashToG1(blockMessage(name, i), 'MEDSHARE-POR-V01-BLOCK-BLS12381G1_XMD:SHA-256_SSWU_RO_');
+      for (let j = 0; j < sectors; j++) base = curve.g1Add(base, curve.g1Mul(key.publicKey.u[j]!, m[j]!));
+      assert.ok(tag.isEqual(curve.g1Mul(base, x)), `block ${i}`);
+    });
+  }), { numRuns: 12 });
+});
+
+/** name length ‖ name ‖ block (4, big-endian): the message H binds, as the paper's name ‖ i. */
+function blockMessage(name: Uint8Array, block: number): Uint8Array {
+  const out = new Uint8Array(1 + name.length + 4);
+  out[0] = name.length;
+  out.set(name, 1);
+  new DataView(out.buffer).setUint32(1 + name.length, block);
+  return out;
+}
+
+test('attack: a cloud holding only the owner public key (its u_j included) cannot make an altered block pass', () => {
+  // The cloud sees v, the u_j = g1^{α_j}, the proof of possession and the honest tags. Its best algebraic moves with
+  // that view: keep the old tag for altered data, or adjust the tag by Π u_j^{Δm_j} (it lacks x, so the adjustment
+  // is not raised to x). Both fail at upload and in an audit.
+  const f = fixture([2 * BLOCK], 1);
+  const file = f.files[0]!;
+  const key = f.keys[0]!.publicKey;
+  const altered = new Uint8Array(file.data);
+  altered[3] = altered[3]! ^ 0x40;
+  const delta = sectorScalars(altered, 0).map((m, j) => curve.frSub(m, sectorScalars(file.data, 0)[j]!));
+  const adjusted = curve.g1Add(file.tags.tags[0]!, curve.msmG1(key.u.slice(0, S), delta));
+  for (const tag0 of [file.tags.tags[0]!, adjusted]) {
+    const tags = { sectors: S, tags: [tag0, file.tags.tags[1]!] };
+    assert.equal(por.verifyTagSet(key, file.name, altered, tags), false);
+    const challenge = challengeOf(f, 2);
+    const proof = por.prove(challenge, [{ data: altered, tags }]) as por.AggregateProof;
+    assert.equal(por.verifyAggregate(challenge, [key], proof), false);
+  }
+  // The honest data with its tags passes, and the exponent e = Σ x·α_j m_j is not public: the key carries no
+  // multiple of x in G1 beyond the proof of possession, which signs another message.
+  assert.equal(por.verifyTagSet(key, file.name, file.data, file.tags), true);
+});
+
+test('attack: the α_j leaked would let a cloud keep one scalar per block instead of the data (why α_j stay with x)', () => {
+  // docs/crypto.md § 13: Π u_j^{μ_j} = g1^{Σ α_j μ_j}, so a cloud that knows the α_j may keep e_i = Σ_j α_j m_ij
+  // per block, delete the data, and answer any μ with Σ α_j μ_j = Σ ν_i e_i.
+  const f = fixture([3 * BLOCK], 1);
+  const x = curve.frFromBytes(por.encodeSecretKey(f.keys[0]!));
+  const alphas = f.keys[0]!.xAlpha.slice(0, S).map((xa) => curve.frMul(xa, curve.frInv(x)));
+  const file = f.files[0]!;
+  const kept = file.tags.tags.map((_, i) => sectorScalars(file.data, i).reduce((e, m, j) => curve.frAdd(e, curve.frMul(alphas[j]!, m)), new mcl.Fr()));
+  const challenge = challengeOf(f, 3);
+  const samples = por.expandChallenge(challenge);
+  const target = samples.reduce((e, s) => curve.frAdd(e, curve.frMul(s.coefficient, kept[s.block]!)), new mcl.Fr());
+  const mu = Array.from({ length: S }, (_, j) => (j === 0 ? curve.frMul(target, curve.frInv(alphas[0]!)) : new mcl.Fr()));
+  const forged: por.AggregateProof = { kind: 'aggregate', sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)), mu: [mu] };
+  assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: the α_j are as secret as x');
+  // The public key carries the u_j only: the α_j are derived from x at the owner and never encoded.
+  assert.equal(por.encodeSecretKey(f.keys[0]!).length, curve.FR_BYTES);
+});
+
+test('owner keys: version-1 keys are refused naming the version; repeated, identity or too few generators are refused', () => {
+  const key = por.generateKey(4);
+  const bytes = por.encodePublicKey(key.publicKey);
+  assert.equal(bytes.length, 2 + curve.G2_BYTES + 5 * curve.G1_BYTES);
+  assert.ok(por.decodePublicKey(bytes).u.every((u, j) => u.isEqual(key.publicKey.u[j]!)));
+  // A version-1 key (version ‖ v ‖ proof of possession, global generators).
+  const v1 = new Uint8Array(1 + curve.G2_BYTES + curve.G1_BYTES);
+  v1[0] = 1;
+  v1.set(curve.g2ToBytes(key.publicKey.v), 1);
+  v1.set(curve.g1ToBytes(key.publicKey.pop), 1 + curve.G2_BYTES);
+  assert.throws(() => por.decodePublicKey(v1), (e: unknown) => e instanceof UnsupportedError && /version 1 /.test((e as Error).message));
+  const at = (j: number) => 2 + curve.G2_BYTES + j * curve.G1_BYTES;
+  const repeated = new Uint8Array(bytes);
+  repeated.copyWithin(at(1), at(0), at(1));
+  assert.throws(() => por.decodePublicKey(repeated), (e: unknown) => e instanceof MalformedInputError && /repeats/.test((e as Error).message));
+  const identity = new Uint8Array(bytes);
+  identity.set(curve.g1ToBytes(new mcl.G1()), at(2));
+  assert.throws(() => por.decodePublicKey(identity), MalformedInputError);
+  const nonSubgroup = new Uint8Array(bytes);
+  nonSubgroup.set(nonSubgroupCompressed(), at(3));
+  assert.throws(() => por.decodePublicKey(nonSubgroup), (e: unknown) => e instanceof MalformedInputError && /subgroup/.test((e as Error).message));
+  // A generator replaced by another valid point: the proof of possession covers the u_j.
+  const swapped = new Uint8Array(bytes);
+  swapped.set(curve.g1ToBytes(curve.g1Generator()), at(0));
+  assert.throws(() => por.decodePublicKey(swapped), (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test((e as Error).message));
+  for (const count of [0, 5]) {
+    const wrongCount = Uint8Array.from(bytes, (b, i) => (i === 1 ? count : b));
+    assert.throws(() => por.decodePublicKey(wrongCount), MalformedInputError);
+  }
+  // Tags and challenges with more sectors than the key has generators.
+  assert.throws(() => por.tagFile(key, utf8('n'), new Uint8Array(10), 5), MalformedInputError);
+  const six = por.tagFile(por.generateKey(6), utf8('n'), new Uint8Array(10), 6);
+  assert.equal(por.verifyTagSet(key.publicKey, utf8('n'), new Uint8Array(10), six), false);
 });

@@ -200,6 +200,18 @@ export class AnchorClient {
     return this.anchorCheckpoint(checkpoint, log.consistencyProof(anchored, checkpoint.size), cosignatures);
   }
 
+  /**
+   * The latest checkpoint anchored for `origin`, as the chain holds it (size and root; the contract computed its
+   * hash from them), undefined before any: what a verifier checks the served tree against (`TrustPolicy.anchored`).
+   */
+  async latestAnchor(origin: string): Promise<{ size: number; rootHash: Buffer } | undefined> {
+    const size = await this.latestSize(origin);
+    if (size === 0) return undefined;
+    const anchor = (await this.contract.getFunction('anchorOf')(originHash(origin), size)) as { rootHash: string; blockNumber: bigint };
+    if (anchor.blockNumber === 0n) return undefined;
+    return { size, rootHash: Buffer.from(anchor.rootHash.slice(2), 'hex') };
+  }
+
   /** Proves from the chain that this exact signed checkpoint was anchored; throws IntegrityError if not. */
   async proveAnchored(note: string, logKey: CheckpointVerifier): Promise<AnchorReceipt> {
     const checkpoint = verifyCheckpointNote(note, logKey);

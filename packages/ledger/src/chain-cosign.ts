@@ -7,7 +7,7 @@
  * signature and consistency checked), so the chain inherits the witness's checks.
  */
 import { createHash } from 'node:crypto';
-import { concat, getBytes, keccak256, recoverAddress, toUtf8Bytes } from 'ethers';
+import { computeAddress, concat, getAddress, getBytes, keccak256, recoverAddress, toUtf8Bytes, type SigningKey } from 'ethers';
 import { IntegrityError, MalformedInputError, NotFoundError, UnavailableError } from '@medshare/crypto';
 import { formatCheckpoint, type Checkpoint } from './note.ts';
 import { WitnessConflictError } from './errors.ts';
@@ -23,6 +23,20 @@ export function checkpointBodyHash(checkpoint: Checkpoint): string {
 /** The digest a witness signs with its chain key for `checkpoint`. */
 export function chainCosignatureDigest(checkpoint: Checkpoint): string {
   return keccak256(concat([toUtf8Bytes(CHAIN_COSIGNATURE_PREFIX), getBytes(checkpointBodyHash(checkpoint))]));
+}
+
+/** The chain address (EIP-55) of a witness's chain key. */
+export function chainAddressOf(key: SigningKey): string {
+  return computeAddress(key);
+}
+
+/** `value` as a checksummed chain address. @throws MalformedInputError when it is not one. */
+export function parseChainAddress(value: unknown): string {
+  try {
+    return getAddress(String(value));
+  } catch {
+    throw new MalformedInputError('not a chain address');
+  }
 }
 
 /** A witness as the anchoring client sees it: its chain account and a way to ask for its cosignature. */

@@ -6,7 +6,7 @@ export { buildAuditEvent, canonicalBytes, parseEntry, EVENT_TYPES, EMERGENCY_REA
 export {
   generateCheckpointKey, parseSignerKey, parseVerifierKey, type CheckpointKeyType, type CheckpointSigner, type CheckpointVerifier,
 } from './keys.ts';
-export { loadNoteSigner, type NoteSignerOptions } from './signing-key.ts';
+export { loadChainKey, loadNoteSigner, type NoteSignerOptions } from './signing-key.ts';
 export { formatCheckpoint, parseCheckpoint, parseNote, formatNote, signNote, type Checkpoint, type NoteSignature } from './note.ts';
 export { AuditLog, type AppendResult, type StoredEntry, type BatchOptions, type LogOptions, type LedgerHealth } from './log.ts';
 export { CheckpointFile, type TrustedCheckpoint } from './trusted.ts';
@@ -22,6 +22,6 @@ export {
   AnchorClient, anchorClientFromEnv, originHash, checkpointHash, type AnchorReceipt, type ConsentRecord, type LogRegistration,
 } from './anchor.ts';
 export {
-  HttpChainCosigner, chainCosignatureDigest, checkChainCosignature, checkpointBodyHash, CHAIN_COSIGNATURE_PREFIX, type ChainCosigner,
+  HttpChainCosigner, chainAddressOf, parseChainAddress, chainCosignatureDigest, checkChainCosignature, checkpointBodyHash, CHAIN_COSIGNATURE_PREFIX, type ChainCosigner,
 } from './chain-cosign.ts';
 export { compileAnchorContract, loadAnchorArtifact, formatArtifact, type ContractArtifact } from './contract.ts';

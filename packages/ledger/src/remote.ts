@@ -105,7 +105,7 @@ async function fetchTree(client: LedgerClient, size: number): Promise<{ tree: Me
 }
 
 /** The first entry where the fetched entries stop matching `checkpoint`, by bisection over consistency proofs. */
-async function firstMismatch(client: LedgerClient, tree: MerkleTree, checkpoint: VerifiedCheckpoint): Promise<number> {
+async function firstMismatch(client: LedgerClient, tree: MerkleTree, checkpoint: Pick<VerifiedCheckpoint, 'size' | 'rootHash'>): Promise<number> {
   const matches = async (m: number) => {
     const proof = m === checkpoint.size ? [] : await client.consistencyProof(m, checkpoint.size);
     return verifyConsistency(m, checkpoint.size, proof, tree.rootHash(m), checkpoint.rootHash);
@@ -166,6 +166,15 @@ export async function verifyRemoteLogEntries(client: LedgerClient, trust: TrustP
     if (!tree.rootHash(earlier.size).equals(earlier.rootHash)) {
       const index = await firstMismatch(client, tree, earlier);
       return fail({ ...report, firstBadIndex: index, problem: `entry ${index} differs from the one an earlier checkpoint (${earlier.size}) committed to: a fork` });
+    }
+  }
+  for (const anchor of trust.anchored ?? []) {
+    if (anchor.size > checkpoint.size) {
+      return fail({ ...report, firstBadIndex: checkpoint.size, problem: `the log was cut back: the chain anchored ${anchor.size} entries, ${checkpoint.size} are served` });
+    }
+    if (!tree.rootHash(anchor.size).equals(anchor.rootHash)) {
+      const index = await firstMismatch(client, tree, anchor);
+      return fail({ ...report, firstBadIndex: index, problem: `entry ${index} differs from the one the checkpoint anchored on chain (${anchor.size}) committed to: a fork` });
     }
   }
   const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);

@@ -31,6 +31,8 @@ export interface TrustPolicy {
   quorum?: number;
   /** Checkpoints obtained elsewhere (a witness, the chain): each must match the stored log. */
   external?: readonly string[];
+  /** Tree heads anchored on chain (`AnchorClient.latestAnchor`): the served log must extend each (remote verification). */
+  anchored?: readonly { size: number; rootHash: Buffer }[];
 }
 
 /** The outcome of `verifyLog`. */

@@ -34,10 +34,11 @@ export function status(text: string, kind: 'ok' | 'error' | 'info' = 'info'): HT
   return h('p', { class: `status ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
 }
 
-/** Runs `action` while `button` is disabled and busy; errors go to `out` as an alert. */
+/** Runs `action` while `button` is disabled and busy, `out` cleared first; errors go to `out` as an alert. */
 export async function busy(button: HTMLButtonElement, out: Element, action: () => Promise<void>): Promise<void> {
   button.disabled = true;
   button.setAttribute('aria-busy', 'true');
+  show(out); // A previous result or error is not left standing as if it were this action's.
   try {
     await action();
   } catch (error) {

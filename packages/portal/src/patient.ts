@@ -2,7 +2,8 @@
  * The patient's screens. Her key pair is made here (pre.generatePatientKey: mcl-wasm and the browser's CSPRNG), kept
  * in IndexedDB wrapped by a non-extractable key (keystore.ts), and used here only: her records are decrypted in
  * this page, re-encryption keys are computed in this page, and the cloud receives public keys, re-encryption keys
- * and her choices — never the secret (the browser test intercepts every request to check).
+ * and her choices — never the secret (the browser test intercepts every request to check). She approves (and
+ * withdraws) the hospitals that may enrol her and write into her record: the cloud's writer consent.
  */
 import { abe, pre } from '@medshare/crypto';
 import { parseVerifierKey, verifyInclusionBundle, type InclusionBundle } from '@medshare/ledger/proofs';
@@ -174,6 +175,32 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
   const emergencySection = h('section', { id: 'emergency', 'aria-labelledby': 'emergency-title' },
     h('h2', { id: 'emergency-title' }, 'Emergency access'), h('label', {}, consent, consentText), consentOut);
 
+  // Writer consent: the hospitals whose gateways may enrol her and write into her record (the cloud lists the one she
+  // registered through from the start; she may withdraw it too).
+  const writersOut = h('div', { 'aria-live': 'polite' });
+  const writersList = h('ul', { id: 'writers-list' });
+  const renderWriters = (writers: string[]) => show(writersList, ...(writers.length === 0
+    ? [h('li', {}, 'No hospital may write into your record.')]
+    : writers.map((hospital) => {
+      const remove = h('button', { type: 'button', class: 'secondary', 'aria-label': `Withdraw ${hospital}` }, 'Withdraw') as HTMLButtonElement;
+      remove.addEventListener('click', () => busy(remove, writersOut, async () => {
+        renderWriters((await call<{ writers: string[] }>('DELETE', `/writers/${encodeURIComponent(hospital)}`)).writers);
+        show(writersOut, status(`${hospital} may no longer write into your record.`, 'ok'));
+      }));
+      return h('li', {}, `${hospital} `, remove);
+    })));
+  const writerName = h('input', { type: 'text', autocomplete: 'off', id: 'writer-hospital', placeholder: 'e.g. riverside', pattern: '[a-z][a-z0-9-]{0,62}' });
+  const allow = h('button', { type: 'button' }, 'Approve') as HTMLButtonElement;
+  allow.addEventListener('click', () => busy(allow, writersOut, async () => {
+    const hospital = writerName.value.trim().toLowerCase();
+    renderWriters((await call<{ writers: string[] }>('PUT', `/writers/${encodeURIComponent(hospital)}`)).writers);
+    show(writersOut, status(`${hospital} may now enrol you and write into your record.`, 'ok'));
+  }));
+  const writersSection = h('section', { id: 'writers', 'aria-labelledby': 'writers-title' },
+    h('h2', { id: 'writers-title' }, 'Hospitals that may write into my record'),
+    h('p', {}, 'A hospital that asks to enrol you (by your pseudonym above) can do so only once you approve it here.'),
+    field('Hospital asking to enrol me', writerName), allow, writersList, writersOut);
+
   // Access log, each entry checked against the ledger in this browser.
   const logOut = h('div', { 'aria-live': 'polite' });
   const loadLog = h('button', { type: 'button' }, 'Check my access log') as HTMLButtonElement;
@@ -181,9 +208,10 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
   const log = h('section', { id: 'access-log', 'aria-labelledby': 'log-title' },
     h('h2', { id: 'log-title' }, 'Who read my records'), h('p', {}, 'Every grant, revocation and read, each proven by the tamper-evident ledger that the hospitals co-sign.'), loadLog, logOut);
 
-  show(root, h('nav', { 'aria-label': 'Sections' }, h('ul', {}, ...[['keys', 'Keys'], ['records', 'Records'], ['sharing', 'Sharing'], ['emergency', 'Emergency'], ['access-log', 'Access log']]
-    .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label!))))), keys, records, sharing, emergencySection, log);
+  show(root, h('nav', { 'aria-label': 'Sections' }, h('ul', {}, ...[['keys', 'Keys'], ['records', 'Records'], ['sharing', 'Sharing'], ['emergency', 'Emergency'], ['writers', 'Hospitals'], ['access-log', 'Access log']]
+    .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label!))))), keys, records, sharing, emergencySection, writersSection, log);
   await refreshDelegations();
+  renderWriters((await call<{ writers: string[] }>('GET', '/writers')).writers);
   renderConsent(await call('GET', '/platform-emergency'));
 }
 

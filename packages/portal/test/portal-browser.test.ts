@@ -171,6 +171,21 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const labCount = uploaded.byCategory['lab']!;
   assert.ok(labCount > 0);
 
+  // Riverside's EHR asks to enrol her too: refused until she approves Riverside in the portal, then accepted.
+  const riversideEhr = new GatewayClient(await sdk.login('riverside', 'ehr', PASSWORD, await enrol('riverside', 'ehr', ['role:gateway'])));
+  const patientId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+  await assert.rejects(riversideEhr.enrol(patientId, pseudonym));
+  // By keyboard only: type in the labelled field, Tab to Approve, Enter.
+  await patient.page.getByLabel('Hospital asking to enrol me').focus();
+  await patient.page.keyboard.type('riverside');
+  await patient.page.keyboard.press('Tab');
+  assert.ok(await patient.page.getByRole('button', { name: 'Approve' }).evaluate((button) => button === button.ownerDocument.activeElement), 'Tab reaches Approve');
+  await patient.page.keyboard.press('Enter');
+  await expectText(patient.page, 'riverside may now enrol you and write into your record.');
+  await patient.page.getByRole('button', { name: 'Withdraw riverside' }).waitFor();
+  await shot(patient.page, 'patient-writers', '#writers');
+  await riversideEhr.enrol(patientId, pseudonym);
+
   // She reads her own lab records, decrypted in her browser.
   await patient.page.locator('#records').getByLabel('Category').selectOption('lab');
   await patient.page.getByRole('button', { name: 'Show my records' }).click();

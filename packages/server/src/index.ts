@@ -8,7 +8,7 @@ export { serviceApp, listen, DEFAULT_REQUESTS_PER_MINUTE, type ServiceHttpOption
 export { createAuthorityService, TA_AUDIENCE, type AuthorityService, type AuthorityServiceOptions } from './services/authority.ts';
 export { createCloudService, DEFAULT_EMERGENCY_POLICY, type CloudDeployment, type CloudServiceOptions } from './services/cloud.ts';
 export { createHospitalService, PORTAL_CLIENT, type HospitalDeployment, type HospitalServiceOptions, type ServiceUrl } from './services/hospital.ts';
-export { openCloudLedger, openHospitalWitness, pinnedKey, LEDGER_KEY_NAME, witnessKeyName, type CloudLedger, type HospitalWitness, type WitnessPeer } from './ledger.ts';
+export { openCloudLedger, openHospitalWitness, pinnedKey, verifyReceipt, type ReceiptTrust, type LedgerAnchoring, LEDGER_KEY_NAME, witnessKeyName, type CloudLedger, type HospitalWitness, type WitnessPeer } from './ledger.ts';
 export { federationTrust, trustHospital, issuerOf, checkHospitalName, remoteSessionCheck, HOSPITAL_NAME, type HospitalPeer } from './services/trust.ts';
 export { PLATFORM_AUDIENCE, agentPseudonym, UnauthenticatedError, NotFoundError } from './http.ts';
 export { callJson, errorFromProblem, codeForStatus, HttpProblemError, sameOrigin, type CallOptions, type ServiceUrls } from './http-client.ts';

@@ -6,10 +6,12 @@
  *               key an older version kept in `platform_keys` is adopted and its plaintext row deleted), the last
  *               checkpoint also in a file outside the database, and the public verification routes at /ledger/...
  *               It obtains every checkpoint's cosignatures from the hospitals' witnesses over HTTP
- *               (c2sp.org/tlog-witness), a majority of them the quorum.
- *   a hospital  runs its own witness, with its own key (wrapped by the hospital's KEK) and state in the hospital's
- *               own database, at /witness/<hospital>/add-checkpoint, and publishes its public key at
- *               /witness/<hospital>/key.
+ *               (c2sp.org/tlog-witness), a majority of them the quorum, and, given an anchor client, anchors the
+ *               witnessed checkpoints on chain with the witnesses' chain cosignatures.
+ *   a hospital  runs its own witness, with its own keys (note and chain, wrapped by the hospital's KEK) and state in
+ *               the hospital's own database, at /witness/<hospital>/add-checkpoint and /chain-cosignature, and
+ *               publishes its public key and chain address at /witness/<hospital>/key. Its gateway checks upload
+ *               receipts against the witnesses of its own configuration, its own always required (`receiptTrust`).
  *
  * Each side learns the other's public key once: from the deployment config when it names it, else over HTTP(S)
  * from the other service on first need, then pinned in its own database (`federation_pins`), so a later answer with
@@ -19,8 +21,9 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, defaultQuorum, HttpCosigner, ledgerRoutesPlugin, loadNoteSigner, parseVerifierKey, Witness, witnessPlugin,
-  type CheckpointVerifier, type Cosigner, type Fault, type TrustPolicy,
+  AuditLog, chainAddressOf, CheckpointFile, defaultQuorum, HttpChainCosigner, HttpCosigner, ledgerRoutesPlugin, loadChainKey, loadNoteSigner,
+  parseChainAddress, parseVerifierKey, verifyInclusionBundle, Witness, witnessPlugin,
+  type AnchorClient, type AnchorReceipt, type ChainCosigner, type CheckpointVerifier, type InclusionBundle, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
 import { FEDERATION_MIGRATIONS } from './migrations.ts';
@@ -37,12 +40,17 @@ const WITNESS_KEY_WAIT_MS = 30_000;
  * pinned one, and `fetch` answering another key is an IntegrityError (a swapped key is refused, not adopted).
  */
 export async function pinnedKey(db: Database, name: string, fetch: () => Promise<string>): Promise<string> {
+  return pinnedValue(db, name, fetch, (value) => void parseVerifierKey(value));
+}
+
+/** A value another service published (checked by `check`, which throws), pinned as `pinnedKey` does. */
+async function pinnedValue(db: Database, name: string, fetch: () => Promise<string>, check: (value: string) => void): Promise<string> {
   await migrate(db, 'federation', FEDERATION_MIGRATIONS);
   const stored = async () => (await db.query<{ value: string }>('SELECT value FROM federation_pins WHERE name = $1', [name])).rows[0]?.value;
   const pinned = await stored();
   if (pinned !== undefined) return pinned;
   const fetched = await fetch();
-  parseVerifierKey(fetched);
+  check(fetched);
   await db.query('INSERT INTO federation_pins (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [name, fetched]);
   const kept = (await stored())!;
   if (kept !== fetched) throw new IntegrityError(`${name}: another key was pinned meanwhile`);
@@ -65,6 +73,19 @@ export interface CloudLedgerOptions {
   /** The file outside the database holding the last signed checkpoint (none: only the witnesses' state). */
   checkpointFile?: string;
   lingerMs: number;
+  /** The anchor contract the log's witnessed checkpoints are put on (its account key is the client's, never in the database). */
+  anchor?: AnchorClient;
+}
+
+/** Anchoring the cloud's log on chain: `anchorNow` and its metrics. */
+export interface LedgerAnchoring {
+  /**
+   * Anchors the latest witnessed checkpoint with the hospitals' witnesses' chain cosignatures (nothing new: the
+   * receipt of the anchored one). Failures are counted. @throws as `AnchorClient.anchorLatest`.
+   */
+  anchorNow(): Promise<AnchorReceipt>;
+  /** The largest tree size this process anchored (or found anchored), and the anchoring attempts that failed. */
+  health(): { anchoredSize: number; anchorFailures: number };
 }
 
 /** The cloud's ledger: the log, the keys verifiers pin, and `register` to mount the public routes. */
@@ -72,17 +93,19 @@ export interface CloudLedger {
   readonly log: AuditLog;
   /** The keys a hospital pins to check receipts and bundles: the log's, the witnesses', a majority quorum. */
   readonly trust: TrustPolicy;
+  /** Present when an anchor contract was configured. */
+  readonly anchoring?: LedgerAnchoring;
   register(app: FastifyInstance): Promise<void>;
 }
 
 const under = (base: URL, path: string): URL => new URL(path, base.href.endsWith('/') ? base : new URL(`${base.href}/`));
 
-/** The witness key a hospital publishes, waiting up to WITNESS_KEY_WAIT_MS for it to answer. */
-async function publishedWitnessKey(peer: WitnessPeer): Promise<string> {
+/** The witness keys a hospital publishes (note key, chain address), waiting up to WITNESS_KEY_WAIT_MS for it to answer. */
+async function publishedWitness(peer: WitnessPeer): Promise<{ key: string; chainAddress: string }> {
   const deadline = Date.now() + WITNESS_KEY_WAIT_MS;
   for (;;) {
     try {
-      return (await callJson<{ key: string }>(peer.url, 'GET', `/witness/${peer.hospital}/key`, { timeoutMs: 5_000 })).key;
+      return await callJson<{ key: string; chainAddress: string }>(peer.url, 'GET', `/witness/${peer.hospital}/key`, { timeoutMs: 5_000 });
     } catch (error) {
       if (!(error instanceof UnavailableError) || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 250));
@@ -101,31 +124,65 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
   // Once wrapped, the plaintext copy goes.
   if ((await legacy()) !== undefined) await db.query('DELETE FROM platform_keys WHERE name = $1', [LEDGER_KEY_NAME]);
   const cosigners: Cosigner[] = [];
+  const chainCosigners: ChainCosigner[] = [];
   for (const peer of options.witnesses) {
     const name = witnessKeyName(peer.hospital);
-    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitnessKey(peer)));
+    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
     if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
     const verifier = parseVerifierKey(vkey);
     if (verifier.name !== name) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}, not ${name}`);
     cosigners.push(new HttpCosigner(under(peer.url, `witness/${peer.hospital}/`).href, verifier));
+    if (options.anchor !== undefined) {
+      const address = await pinnedValue(db, `chain/${peer.hospital}`, async () => (await publishedWitness(peer)).chainAddress, (value) => void parseChainAddress(value));
+      chainCosigners.push(new HttpChainCosigner(under(peer.url, `witness/${peer.hospital}/`).href, address));
+    }
   }
   const sink: { log?: (fault: Fault) => void } = {};
   const alarms: Fault[] = [];
+  // The full audit (every stored entry rehashed: ~80 s CPU at 10^6) runs in the background: open resolves once the
+  // persisted tree matches the latest signed checkpoint and the one held outside the database, which is all a new
+  // signature rests on (the tree, not the entry rows); an entry the audit then finds edited halts the log (alarm, 503 health).
   const log = await AuditLog.open(db, signer, {
+    audit: 'background',
     lingerMs: options.lingerMs,
     cosigners,
     ...(options.checkpointFile === undefined ? {} : { trusted: new CheckpointFile(options.checkpointFile) }),
     onAlarm: (fault) => (sink.log === undefined ? alarms.push(fault) : sink.log(fault)),
   });
   const witnessKeys = cosigners.map((c) => c.verifier);
+  const anchor = options.anchor;
   return {
     log,
     trust: { log: signer.verifier, witnesses: witnessKeys, quorum: log.quorum },
+    ...(anchor === undefined ? {} : { anchoring: anchoringOf(log, signer.verifier, anchor, chainCosigners) }),
     async register(app) {
       sink.log = (fault) => app.log.error({ ledgerAlarm: fault }, `audit ledger halted: entry ${fault.index}: ${fault.problem}`);
       for (const fault of alarms.splice(0)) sink.log(fault);
       await app.register(ledgerRoutesPlugin, { log, logKey: signer.verifier, witnessKeys, prefix: '/ledger' });
     },
+  };
+}
+
+/** Anchoring of `log` through `anchor`, one attempt at a time (a call during one shares it). */
+function anchoringOf(log: AuditLog, logKey: CheckpointVerifier, anchor: AnchorClient, cosigners: readonly ChainCosigner[]): LedgerAnchoring {
+  let anchoredSize = 0;
+  let anchorFailures = 0;
+  let running: Promise<AnchorReceipt> | undefined;
+  return {
+    anchorNow() {
+      running ??= anchor.anchorLatest(log, logKey, cosigners).then(
+        (receipt) => {
+          anchoredSize = Math.max(anchoredSize, receipt.treeSize);
+          return receipt;
+        },
+        (error: unknown) => {
+          anchorFailures += 1;
+          throw error;
+        },
+      ).finally(() => (running = undefined));
+      return running;
+    },
+    health: () => ({ anchoredSize, anchorFailures }),
   };
 }
 
@@ -137,19 +194,50 @@ export interface HospitalWitnessOptions {
   cloudUrl: () => URL;
   /** The log's verifier key, when the config pins it. */
   logKey?: string;
+  /**
+   * The federation's other hospitals' witnesses, from this hospital's own configuration (keys from the config, else
+   * fetched from each hospital itself and pinned). Receipts are checked against these and the hospital's own
+   * witness, never against the list the cloud publishes; without them, the cloud's list is used, but the hospital's
+   * own witness's cosignature is still required.
+   */
+  peers?: () => readonly WitnessPeer[];
+}
+
+/** The keys a gateway checks its receipts against, and the witness whose cosignature every receipt must carry (its own). */
+export interface ReceiptTrust extends TrustPolicy {
+  readonly requiredWitness?: string;
+}
+
+/**
+ * Checks an upload receipt (an inclusion bundle) against a gateway's receipt trust: the bundle verifies under its
+ * keys and quorum, and its checkpoint carries the required witness's cosignature. Returns what `verifyInclusionBundle`
+ * does. @throws IntegrityError (MalformedInputError for a malformed bundle)
+ */
+export function verifyReceipt(bundle: InclusionBundle, trust: ReceiptTrust): ReturnType<typeof verifyInclusionBundle> {
+  const verified = verifyInclusionBundle(bundle, trust);
+  if (trust.requiredWitness !== undefined && !verified.cosigners.includes(trust.requiredWitness)) {
+    throw new IntegrityError(`the receipt of entry ${bundle.index} is not cosigned by ${trust.requiredWitness}`);
+  }
+  return verified;
 }
 
 /** A hospital's witness: its public key, the ledger keys it checks receipts with, and `register` to mount its routes. */
 export interface HospitalWitness {
   readonly verifier: CheckpointVerifier;
-  /** The ledger keys the hospital's gateway checks receipts against (the log key pinned; witnesses as the cloud lists them, its own among them). */
-  receiptTrust(): Promise<TrustPolicy>;
+  /**
+   * The ledger keys the hospital's gateway checks receipts against: the log key pinned, the witnesses this hospital
+   * knows by its own configuration (`peers`) and its own, a majority of them, its own always required.
+   * @throws IntegrityError when the cloud names another log key or does not count this hospital's witness
+   */
+  receiptTrust(): Promise<ReceiptTrust>;
   register(app: FastifyInstance): Promise<void>;
 }
 
 /** Opens a hospital's witness on its own database; the log's key is learnt from the cloud on first need and pinned. */
 export async function openHospitalWitness(db: Database, options: HospitalWitnessOptions): Promise<HospitalWitness> {
   const key = await loadNoteSigner(db, { name: witnessKeyName(options.hospital), kek: options.kek, type: 'cosignature' });
+  // Its signatures count towards the anchor contract's quorum, only for checkpoints this witness cosigned.
+  const chainKey = await loadChainKey(db, { name: `${options.hospital}.medshare/chain`, kek: options.kek });
   const ledgerKeys = () => callJson<{ log: string; witnesses: string[]; quorum: number }>(options.cloudUrl(), 'GET', '/ledger/keys', { timeoutMs: 10_000 });
   const logKey = async () => {
     const vkey = await pinnedKey(db, 'ledger/log', async () => options.logKey ?? (await ledgerKeys()).log);
@@ -158,22 +246,36 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
   };
   let witness: Promise<Witness> | undefined;
   const opened = () => {
-    witness ??= logKey().then((log) => Witness.open(db, key, log)).catch((error: unknown) => {
+    witness ??= logKey().then((log) => Witness.open(db, key, log, { chainKey })).catch((error: unknown) => {
       witness = undefined;
       throw error;
     });
     return witness;
   };
-  const trust = async (): Promise<TrustPolicy> => {
+  /** A peer hospital's witness key: as configured, else as that hospital (not the cloud) publishes it; pinned. */
+  const peerKey = async (peer: WitnessPeer): Promise<CheckpointVerifier> => {
+    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
+    if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
+    const verifier = parseVerifierKey(vkey);
+    if (verifier.name !== witnessKeyName(peer.hospital)) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}`);
+    return verifier;
+  };
+  const trust = async (): Promise<ReceiptTrust> => {
     const log = await logKey();
     const listed = await ledgerKeys();
     if (listed.log !== log.vkey) throw new IntegrityError('the cloud now names another log key than the one pinned');
     if (!listed.witnesses.includes(key.verifier.vkey)) throw new IntegrityError(`the cloud's ledger does not count ${options.hospital}'s witness`);
-    // A cloud cannot lower the bar: at least a majority of the witnesses it lists, whatever quorum it names.
-    return { log, witnesses: listed.witnesses.map(parseVerifierKey), quorum: Math.max(listed.quorum, defaultQuorum(listed.witnesses.length)) };
+    const peers = options.peers?.().filter((peer) => peer.hospital !== options.hospital);
+    const witnesses = peers === undefined
+      ? listed.witnesses.map(parseVerifierKey)
+      : [key.verifier, ...(await Promise.all(peers.map(peerKey)))];
+    // A cloud cannot lower the bar: at least a majority of the witnesses, whatever quorum it names; and a receipt the
+    // hospital's own witness did not cosign is refused, so witnesses the cloud made up cannot vouch for one.
+    const quorum = peers === undefined ? Math.max(listed.quorum, defaultQuorum(witnesses.length)) : defaultQuorum(witnesses.length);
+    return { log, witnesses, quorum, requiredWitness: key.verifier.name };
   };
   // Learnt once per process (a failure is retried at the next upload).
-  let receiptTrust: Promise<TrustPolicy> | undefined;
+  let receiptTrust: Promise<ReceiptTrust> | undefined;
   return {
     verifier: key.verifier,
     receiptTrust() {
@@ -185,9 +287,13 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     },
     async register(app) {
       const prefix = `/witness/${options.hospital}`;
-      app.get(`${prefix}/key`, { schema: { hide: true } }, async () => ({ key: key.verifier.vkey }));
+      app.get(`${prefix}/key`, { schema: { hide: true } }, async () => ({ key: key.verifier.vkey, chainAddress: chainAddressOf(chainKey) }));
       await app.register(witnessPlugin, {
-        witnesses: [{ origin: LEDGER_KEY_NAME, addCheckpoint: async (request) => (await opened()).addCheckpoint(request) }],
+        witnesses: [{
+          origin: LEDGER_KEY_NAME,
+          addCheckpoint: async (request) => (await opened()).addCheckpoint(request),
+          chainCosign: async (note) => (await opened()).chainCosign(note),
+        }],
         prefix,
       });
     },

@@ -17,7 +17,7 @@ import type { CategoryMapping } from './gateway/fhir.ts';
 import type { ServiceUrls } from './http-client.ts';
 import { listen, type ServiceHttpOptions } from './services/app.ts';
 import { createAuthorityService, type AuthorityService } from './services/authority.ts';
-import { createCloudService, type CloudDeployment } from './services/cloud.ts';
+import { createCloudService, type CloudDeployment, type CloudServiceOptions } from './services/cloud.ts';
 import { createHospitalService, type HospitalDeployment } from './services/hospital.ts';
 import { checkHospitalName, type HospitalPeer } from './services/trust.ts';
 import type { StatsAggregator } from './stats/aggregator.ts';
@@ -81,6 +81,8 @@ export interface PlatformOptions extends ServiceHttpOptions {
   readonly statsConsortium?: Consortium;
   /** A file outside the cloud's database where the ledger keeps its last signed checkpoint. */
   readonly ledgerCheckpointFile?: string;
+  /** The anchor contract the cloud puts its ledger's witnessed checkpoints on (createCloudService's `ledgerAnchor`). */
+  readonly ledgerAnchor?: CloudServiceOptions['ledgerAnchor'];
   /** Address every service listens on (default 127.0.0.1). */
   readonly host?: string;
   /** The authority's port; the cloud's is the next one, then each hospital's in order. 0 (default): free ports. */
@@ -155,6 +157,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         identifierKey: options.identifierKey,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
         encryptionWorkers: options.encryptionWorkers,
+        // Its own list of the federation (every hospital is listening before the first upload).
+        federation: () => peers,
       });
       started.push(hospital);
       hospitals.push(hospital);
@@ -170,7 +174,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     const cloud = await createCloudService({
       ...browserFacing, db: databases.cloud, kek: keks.cloud, hospitals: peers, now: options.now, categories: options.categories,
       emergencyPolicy: options.emergencyPolicy, conversionWorkers: options.conversionWorkers, statsConsortium: options.statsConsortium,
-      ledgerCheckpointFile: options.ledgerCheckpointFile,
+      ledgerCheckpointFile: options.ledgerCheckpointFile, ...(options.ledgerAnchor === undefined ? {} : { ledgerAnchor: options.ledgerAnchor }),
     });
     started.push(cloud);
     late.cloud = await listen(cloud.app, host, port(1));

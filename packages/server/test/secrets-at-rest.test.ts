@@ -40,11 +40,16 @@ async function keptSecrets(db: Database, kek: KeyEncryptionKey, totpSecrets: str
   secrets.push(['the TA master key', masterKey]);
   // A window of its scalars, in case the encoding around them were ever changed.
   secrets.push(['a window of the TA master key', masterKey.subarray(masterKey.length - 48, masterKey.length - 16)]);
-  // The ledger's and the witnesses' note signing keys (PRIVATE+KEY+<name>+<hash>+<base64 key>).
+  // The ledger's and the witnesses' note signing keys (PRIVATE+KEY+<name>+<hash>+<base64 key>) and chain keys.
   const ledgerKeys = (await db.query<{ name: string; wrapped: Uint8Array }>('SELECT name, wrapped FROM ledger_keys')).rows;
   assert.ok(ledgerKeys.length >= 3, 'the log and the witnesses have keys');
   for (const row of ledgerKeys) {
     const skey = Buffer.from(await kek.unwrap(row.wrapped, `ledger_keys/wrapped/${row.name}`)).toString('utf8');
+    // A witness's chain key (secp256k1, 0x + 64 hex).
+    if (skey.startsWith('0x')) {
+      secrets.push([`the chain key ${row.name}`, Buffer.from(skey.slice(2), 'hex')]);
+      continue;
+    }
     const material = /^PRIVATE\+KEY\+[^+]*\+[0-9a-f]+\+(.+)$/.exec(skey)![1]!;
     secrets.push([`the ledger signing key ${row.name}`, Buffer.from(material, 'base64').subarray(1)]);
   }

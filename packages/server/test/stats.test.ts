@@ -8,7 +8,7 @@ import { startCast, type Cast } from './harness.ts';
 import { HospitalStatsClient, StatsClient } from '../src/stats/client.ts';
 import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
 import { formConsortium, signPayload } from '../src/stats/consortium.ts';
-import { StatsHospital, type Contribution } from '../src/stats/hospital.ts';
+import { cellBits, contributionContext, StatsHospital, type ProvenContribution } from '../src/stats/hospital.ts';
 import { StatsAggregator } from '../src/stats/aggregator.ts';
 import { DEFAULT_ALLOW_LIST, parseQuery, type StatsQuery } from '../src/stats/query.ts';
 import { bernoulliExp, discreteLaplace, epsilonFraction, laplaceAlpha, noiseSample, noiseVariance } from '../src/stats/noise.ts';
@@ -184,10 +184,13 @@ test('every hospital adds one discrete Laplace: the total has the stated varianc
   assert.ok(Math.abs(variance - noiseVariance(alpha, 3)) / noiseVariance(alpha, 3) < 0.1, `variance ${variance} vs ${noiseVariance(alpha, 3)}`);
 });
 
-/** A consortium of three (t = 2) on the shared database, with budgets, and a data set split among them. */
-async function setup(tag: string, budget = 1) {
+/**
+ * A consortium of three (t = 2) on the shared database, with budgets, and a data set split among them. `groupBy`
+ * narrows the query (4 cells by gender instead of 24) where a test needs no more: every cell costs 16 bit proofs.
+ */
+async function setup(tag: string, budget = 1, groupBy = QUERY.groupBy) {
   const querySet = `diabetes-${tag}`;
-  const query = { ...QUERY, querySet };
+  const query = { ...QUERY, querySet, groupBy };
   const kek = randomKeyEncryptionKey();
   const codes = HOSPITALS.map((h) => `${h}-${tag}`);
   const { consortium, secrets } = formConsortium(codes, 2);
@@ -208,7 +211,7 @@ async function setup(tag: string, budget = 1) {
 const REQUESTER = 'psn:researcher-0123456789ab';
 
 test('a cross-hospital query end to end: noisy totals near the truth, small cells suppressed, budget and ledger accounted', async () => {
-  const s = await setup('e2e');
+  const s = await setup('e2e', 1, ['ageBand']);
   const { ticket, budget } = await s.cloud.submit(REQUESTER, s.query);
   assert.deepEqual(budget, { querySet: s.querySet, budget: 1, spent: 0.5, remaining: 0.5 });
   for (const [i, h] of s.hospitals.entries()) await s.cloud.addContribution(ticket.queryId, await h.contribute(ticket, s.data[i]!));
@@ -217,11 +220,11 @@ test('a cross-hospital query end to end: noisy totals near the truth, small cell
   const release = await s.cloud.release(ticket.queryId);
   assert.deepEqual(release.decryptedBy, s.codes.slice(1));
   assert.deepEqual(release.contributors, [...s.codes].sort());
-  assert.equal(release.cells.length, 24);
+  assert.equal(release.cells.length, 6);
   const truth = oracle(s.people);
   const sigma = release.noise.countStdDev;
   for (const [k, cell] of release.cells.entries()) {
-    const real = truth.get(`${Math.floor(k / 4)}/${['female', 'male', 'other', 'unknown'][k % 4]}`) ?? 0;
+    const real = (truth.get(`${k}/female`) ?? 0) + (truth.get(`${k}/male`) ?? 0);
     if (cell.count === null) assert.ok(real < 10 + 12 * sigma, `suppressed cell ${k} with ${real}`);
     else {
       assert.ok(cell.count >= 10, 'released cells are at least the threshold');
@@ -241,7 +244,7 @@ test('a cross-hospital query end to end: noisy totals near the truth, small cell
 });
 
 test('over budget or outside the allow-list: refused with a clear error by the cloud, and by each hospital itself', async () => {
-  const s = await setup('budget', 0.8);
+  const s = await setup('budget', 0.8, ['gender']);
   await s.cloud.submit(REQUESTER, s.query);
   await assert.rejects(s.cloud.submit(REQUESTER, s.query), (e: unknown) => e instanceof LimitExceededError && /budget of query set diabetes-budget is exhausted: ε 0.5 of 0.8 spent, 0.3 left, this query needs 0.5/.test(e.message));
   assert.deepEqual(await s.cloud.budget(s.querySet), { querySet: s.querySet, budget: 0.8, spent: 0.5, remaining: 0.3 });
@@ -259,7 +262,7 @@ test('over budget or outside the allow-list: refused with a clear error by the c
 });
 
 test('a cheating hospital\'s wrong partial decryption is detected and named; with too few honest ones nothing is released', async () => {
-  const s = await setup('cheat');
+  const s = await setup('cheat', 1, ['gender']);
   const { ticket } = await s.cloud.submit(REQUESTER, s.query);
   for (const [i, h] of s.hospitals.entries()) await s.cloud.addContribution(ticket.queryId, await h.contribute(ticket, s.data[i]!));
   const contributions = await s.cloud.contributions(ticket.queryId);
@@ -283,14 +286,14 @@ test('a cheating hospital\'s wrong partial decryption is detected and named; wit
 });
 
 test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replayed or altered contributions, a second total', async () => {
-  const s = await setup('attack');
+  const s = await setup('attack', 1, ['gender']);
   const { ticket } = await s.cloud.submit(REQUESTER, s.query);
   const mine = await Promise.all(s.hospitals.map((h, i) => h.contribute(ticket, s.data[i]!)));
   // Ask hospitals 2 and 3 to decrypt hospital 1's histogram alone.
   await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!]), (e: unknown) => e instanceof AccessDeniedError && /missing: /.test(e.message));
   // Or hospital 1's histogram plus encryptions of zero in the others' names (the cloud cannot sign for them).
-  const zero = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, new Array(24).fill(0)));
-  const fake = (hospital: string): Contribution => ({ hospital, ciphertext: zero, signature: mine[0]!.signature });
+  const zero = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, new Array(4).fill(0)));
+  const fake = (hospital: string): ProvenContribution => ({ hospital, ciphertext: zero, signature: mine[0]!.signature, proof: mine[0]!.proof });
   await assert.rejects(s.hospitals[1]!.decrypt(ticket, [mine[0]!, fake(s.codes[1]!), fake(s.codes[2]!)]), /not signed by/);
   await assert.rejects(s.cloud.addContribution(ticket.queryId, fake(s.codes[1]!)), /not signed by/);
   // Replaying a contribution signed for another query.
@@ -311,14 +314,42 @@ test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replay
   await assert.rejects(s.hospitals[0]!.decrypt({ queryId: 'never-contributed', query: s.query }, mine), /did not contribute/);
   // Hostile ciphertexts at the cloud: truncated, another key.
   const sig = (bytes: Uint8Array) => signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, 'sha256:x', s.codes[0]!, bytes);
-  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: s.codes[0]!, ciphertext: zero.subarray(0, 50), signature: sig(zero.subarray(0, 50)) }), /not signed/);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: s.codes[0]!, ciphertext: zero.subarray(0, 50), signature: sig(zero.subarray(0, 50)), proof: mine[0]!.proof }), /not signed/);
   await assert.rejects(s.cloud.addContribution('no-such-query-id', mine[0]!), /no statistics query/);
   const short = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, [1]));
   const hash = (await s.cloud.status(ticket.queryId)).queryHash;
-  const signedShort = { hospital: s.codes[0]!, ciphertext: short, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short) };
+  const signedShort = { hospital: s.codes[0]!, ciphertext: short, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short), proof: mine[0]!.proof };
   await assert.rejects(s.cloud.addContribution(ticket.queryId, signedShort), /wrong number of cells/);
   await s.cloud.addContribution(ticket.queryId, mine[0]!);
   await assert.rejects(s.cloud.addContribution(ticket.queryId, mine[0]!), /already contributed/);
+});
+
+test('a cheating hospital inflating its histogram is refused by name: a cell outside its range, too wide a range, a copied contribution', async () => {
+  const s = await setup('inflate', 1, ['gender']);
+  const { ticket } = await s.cloud.submit(REQUESTER, s.query);
+  const { queryHash } = await s.cloud.status(ticket.queryId);
+  const cheat = s.codes[1]!;
+  const signed = (ciphertext: Uint8Array) => signPayload('contribution', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, ciphertext);
+  const widths = cellBits(parseQuery(s.query));
+  const pk = s.consortium.publicKey;
+  // Riverside claims 100,000 patients in cell 3: beyond a count cell's ±2^15 it cannot prove, so it proves 30,000
+  // and swaps in a ciphertext of 100,000 — the cell no longer matches its proof.
+  const values = [0, 0, 0, 30_000];
+  const honest = threshold.encryptInRange(pk, values, widths, contributionContext(ticket.queryId, cheat));
+  const big = threshold.encrypt(pk, [0, 0, 0, 100_000]);
+  const swapped = threshold.encodeCiphertext({ ...honest.ciphertext, c1: honest.ciphertext.c1.map((c, k) => (k === 3 ? big.c1[3]! : c)), c2: honest.ciphertext.c2.map((c, k) => (k === 3 ? big.c2[3]! : c)) });
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: swapped, signature: signed(swapped), proof: threshold.encodeRangeProof(honest.proof) }),
+    (e: unknown) => e instanceof AccessDeniedError && new RegExp(`contribution of ${cheat} is refused: the range proof fails in 1 cell\\(s\\) \\(3\\)`).test(e.message));
+  // A proof in wider ranges than the query's (32 bits per cell) is refused as a whole.
+  const wide = threshold.encryptInRange(pk, values, [32, 32, 32, 32], contributionContext(ticket.queryId, cheat));
+  const wideCt = threshold.encodeCiphertext(wide.ciphertext);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: wideCt, signature: signed(wideCt), proof: threshold.encodeRangeProof(wide.proof) }), /fails in 4 cell/);
+  // St Mary's honest contribution, copied by Riverside and signed as its own: the proof is bound to St Mary's.
+  const marys = await s.hospitals[0]!.contribute(ticket, s.data[0]!);
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: marys.ciphertext, signature: signed(marys.ciphertext), proof: marys.proof }), new RegExp(`contribution of ${cheat} is refused`));
+  await assert.rejects(s.cloud.addContribution(ticket.queryId, { ...marys, proof: marys.proof.subarray(0, 100) }), MalformedInputError);
+  await s.cloud.addContribution(ticket.queryId, marys);
+  await s.cloud.addContribution(ticket.queryId, await s.hospitals[1]!.contribute(ticket, s.data[1]!));
 });
 
 test('a copy of a hospital\'s database yields no key share: it is wrapped by the KEK and bound to its row', async () => {
@@ -362,7 +393,7 @@ test('over HTTP: researchers need role:researcher, hospitals post signed message
     // A contribution posted in riverside's name but signed by st-marys is refused.
     const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64') }),
+      body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64'), proof: 'AAAA' }),
     });
     assert.equal(forged.status, 403);
     await assert.rejects(researcher.release(queryId), /waiting for contributions from riverside/);

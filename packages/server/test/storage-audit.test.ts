@@ -213,7 +213,8 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   const stMarys = await tagger.tag('st-marys', ciphertext);
   await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r2', ciphertext, storage: stMarys }]), AccessDeniedError);
   const rogue = new Uint8Array(good.publicKey);
-  rogue.set(por.encodePublicKey(por.generateKey().publicKey).subarray(97), 97);
+  // Riverside's v with another key's generators and proof of possession (2 + 96 bytes: version, count, v).
+  rogue.set(por.encodePublicKey(por.generateKey().publicKey).subarray(98), 98);
   await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r3', ciphertext, storage: { ...good, publicKey: rogue } }]), MalformedInputError);
   const checked = await cloud.checkUpload('riverside', [{ recordId: 'r4', ciphertext, storage: good }]);
   assert.equal(checked.get('r4')!.commitment.blocks, por.blockCount(2000));

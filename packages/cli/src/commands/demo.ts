@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { curve, MedShareError, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
+import { patientKeyBackup } from '@medshare/portal';
 import {
   agentPseudonym, consortiumToJson, everyValue, formConsortium, GatewayClient, HospitalStatsClient, issuerOf, PatientClient, PlatformClient, roleScopes, StatsClient,
   StatsHospital, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
@@ -32,8 +33,11 @@ interface DemoResource extends FhirResource {
   name?: Array<{ given?: string[]; family?: string }>;
 }
 
-/** Runs the story; `write` receives the narrative line by line. */
-export async function runDemo(bundlePath: string, write: (line: string) => void): Promise<void> {
+/**
+ * Runs the story; `write` receives the narrative line by line. It ends with each hospital's portal URL and the demo's
+ * accounts; `untilStopped`, when given, keeps the four services running (for the portal) until it resolves.
+ */
+export async function runDemo(bundlePath: string, write: (line: string) => void, untilStopped?: Promise<void>): Promise<void> {
   const started = performance.now();
   const bundle = JSON.parse((await readFile(bundlePath, 'utf8')).replace(/^\uFEFF/, '')) as { entry?: Array<{ resource: DemoResource }> };
   const resources = (bundle.entry ?? []).map((e) => e.resource);
@@ -68,7 +72,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
   const deployment = await startLocalDeployment({
     root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-consortium', consortiumFile, '--stats-budget', `${STATS_QUERY.querySet}=1`],
   });
-  // The hospitals' statistics agents run here, on a database of their own (not the hospital processes': see docs/platform.md).
+  // The hospitals' statistics agents run here, on a database of their own, each with its own KEK (not in the hospital processes: see docs/platform.md).
   const agentsDb = await openDatabase();
   try {
     const { urls } = deployment;
@@ -79,11 +83,13 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     ])));
     write('');
     const names = new Map<string, string>();
+    const accounts: string[][] = [];
     const enrol = async (hospital: string, username: string, attributes: string[], display: string) => {
       const password = randomBytes(18).toString('base64url');
       // SMART scopes: the patient reads her own records, the EHR system uploads, staff read as users.
       const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: roleScopes(attributes) });
       names.set(agentPseudonym(issuerOf(hospital), enrolment.userId), display);
+      accounts.push([hospital, username, password, enrolment.totpSecret, attributes.join(' ')]);
       return { password, totpSecret: enrolment.totpSecret };
     };
     const reader = async (username: string, attributes: string[], display: string): Promise<DoctorClient> => {
@@ -160,9 +166,10 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
     await step(12, 'researcher', `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`, async () => {
-      const kek = randomKeyEncryptionKey();
       const agents = new Map<string, HospitalStatsClient>();
       for (const hospital of HOSPITALS) {
+        // Each agent's share is wrapped by a KEK of its own: neither can unwrap the other's row.
+        const kek = randomKeyEncryptionKey();
         await StatsHospital.enrol(agentsDb, kek, hospital, consortium, secrets.get(hospital)!);
         const agent = await StatsHospital.open(agentsDb, kek, hospital, consortium);
         await agent.setBudget(STATS_QUERY.querySet, 1);
@@ -175,7 +182,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
       for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);
       const release = await researcher.release(queryId);
       released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
-      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}) and encrypted; the cloud added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
+      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
     });
     await step(13, 'researcher', 'The same query again: the query set\'s privacy budget does not cover it', async () => {
       await researcher.submit(STATS_QUERY);
@@ -205,6 +212,23 @@ export async function runDemo(bundlePath: string, write: (line: string) => void)
     write('\nSummary:');
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+    write('\nThe web portal (docs/portal.md), signed in with a password and the TOTP secret in an authenticator app:');
+    write(table(['hospital', 'portal'], HOSPITALS.map((hospital) => [hospital, new URL('/portal/', urls.hospitals[hospital]!).href])));
+    write(table(['hospital', 'username', 'password', 'TOTP secret (base32)', 'attributes'], accounts));
+    write(table(['hospital', 'administrator credential (the portal\'s Administer screen)'], HOSPITALS.map((hospital) => [hospital, adminTokens[hospital]!])));
+    if (untilStopped === undefined) {
+      write('These services stop now; `npx medshare demo --serve` keeps them running for the portal until Ctrl-C.');
+    } else {
+      // Step 14 stopped the services to copy the cloud's database: the same processes' data, started again.
+      await Promise.all([...deployment.services.keys()].map((name) => deployment.restart(name)));
+      // Her keys were made in this process: a backup in the portal's format lets her restore them in a browser.
+      const passphrase = randomBytes(15).toString('base64url');
+      const backupFile = join(root, 'patient-key-backup.json');
+      await writeFile(backupFile, patientKeyBackup(patient.key.patientId, pre.encodePatientKey(patient.key), passphrase), { mode: 0o600 });
+      write(`The patient's keys: "Restore from backup" with ${backupFile} and the passphrase ${passphrase} (the file is deleted when the demo stops).`);
+      write('Serving until Ctrl-C (SIGINT) or SIGTERM.');
+      await untilStopped;
+    }
   } finally {
     await deployment.stop();
     await agentsDb.close();
@@ -257,7 +281,9 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .description('run the end-to-end sharing story through the HTTP services on a sample Synthea patient and exit')
     .option('--bundle <file>', 'a FHIR transaction Bundle to use instead of the shipped sample')
-    .action(async (o: { bundle?: string }) => {
-      await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`));
+    .option('--serve', 'keep the services running after the story, for the portal, until SIGINT or SIGTERM')
+    .action(async (o: { bundle?: string; serve?: boolean }) => {
+      const untilStopped = o.serve === true ? new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); }) : undefined;
+      await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`), untilStopped);
     });
 }

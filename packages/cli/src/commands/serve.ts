@@ -23,6 +23,7 @@ import {
   checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
   consortiumFromJson, listen, parseDeploymentConfig, type Consortium, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
 } from '@medshare/server';
+import { anchorClientFromEnv, type AnchorClient } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 
@@ -49,6 +50,7 @@ interface CloudOptions extends CommonOptions {
   conversionWorkers?: string;
   statsConsortium?: string;
   statsBudget?: string[];
+  anchorInterval?: string;
 }
 
 interface RelyingPartyOptions {
@@ -231,12 +233,13 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const stats = await statsOf(options);
   const config = await deployment(options);
+  const anchor = ledgerAnchorOf(options);
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
     ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
-    ...(stats.consortium ? { statsConsortium: stats.consortium } : {}),
+    ...(stats.consortium ? { statsConsortium: stats.consortium } : {}), ...(anchor === undefined ? {} : { ledgerAnchor: anchor }),
   });
   for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);
@@ -259,6 +262,8 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   const service = await createHospitalService({
     ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
     ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+    // Receipts are checked against the witnesses of the hospitals this config lists, not those the cloud names.
+    ...(config.hospitals.length === 0 ? {} : { federation: () => config.hospitals }),
     encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
@@ -335,7 +340,15 @@ function cloudOptions(command: Command): Command {
   return command
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
     .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
-    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)');
+    .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
+    .option('--anchor-interval <seconds>', 'anchor the ledger on chain this often, when LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY are set', '300');
+}
+
+/** The anchor contract the cloud's ledger is put on: from the environment (the account key never in the database), if set. */
+function ledgerAnchorOf(options: CloudOptions): { client: AnchorClient; intervalMs: number } | undefined {
+  if (!process.env['LEDGER_RPC_URL']) return undefined;
+  if (!process.env['LEDGER_PRIVATE_KEY']) throw new UsageError('anchoring the ledger needs LEDGER_PRIVATE_KEY (the log\'s anchorer account) with LEDGER_RPC_URL');
+  return { client: anchorClientFromEnv(), intervalMs: integer(options.anchorInterval ?? '300', 'an anchoring interval', 1, 86_400) * 1000 };
 }
 
 function statsOptions(command: Command): Command {

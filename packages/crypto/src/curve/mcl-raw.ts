@@ -3,8 +3,8 @@
  * `mclBn_millerLoopVec` (a real multi-Miller loop), `mclBnG1/G2_hashAndMapToWithDst` (RFC 9380 hashing
  * with a caller-chosen domain separation tag), `mclBnG1/G2_setStr/getStr` in mcl's binary affine mode
  * (`IoEcAffineSerialize`: x ‖ y, each coordinate in the field's serialization — big-endian under
- * setETHserialization, the ZCash/IETF uncompressed layout), and `mclBnG1_add` run in a loop over points
- * already on mcl's stack. Everything here goes through mcl's own stack allocator and value layouts; no
+ * setETHserialization, the ZCash/IETF uncompressed layout), and `mclBnG1_add` / `mclBnGT_mul` run in a loop over
+ * values already on mcl's stack. Everything here goes through mcl's own stack allocator and value layouts; no
  * arithmetic is done in TypeScript.
  */
 import mclRuntime from 'mcl-wasm/dist/mcl.js';
@@ -13,6 +13,7 @@ import type { G1, G2, GT } from 'mcl-wasm';
 interface RawModule {
   _mclBn_millerLoopVec?: (out: number, g1s: number, g2s: number, n: number) => void;
   _mclBnG1_add: (out: number, x: number, y: number) => void;
+  _mclBnGT_mul: (out: number, x: number, y: number) => void;
   _mclBnG1_normalize: (out: number, x: number) => void;
   _mclBnG2_normalize: (out: number, x: number) => void;
   _mclBnG1_setStr: (out: number, buf: number, bufLen: number, ioMode: number) => number;
@@ -137,4 +138,48 @@ export function sumG1(out: G1, points: readonly G1[]): void {
     }
     runtime.copyFromHeap32(target.a_, accPos);
   });
+}
+
+/**
+ * Writes Π factors into `out` (at least one factor), the multiplications done in wasm on one accumulator. Each
+ * factor is the limbs of a GT element (as `a_` holds them), e.g. a row of a precomputed table.
+ */
+export function productGT(out: GT, factors: readonly Uint32Array[]): void {
+  const mul = runtime.mod._mclBnGT_mul;
+  if (factors.length === 0) throw new RangeError('productGT needs at least one factor');
+  withStack(() => {
+    const target = out as unknown as Limbs;
+    const accPos = runtime.sallocCopy(factors[0]!);
+    const words = target.a_.length * 4;
+    if (factors.length > 1) {
+      const rest = runtime.sallocArray(factors.slice(1) as Uint32Array[]);
+      for (let i = 0; i < factors.length - 1; i++) mul(accPos, accPos, rest + i * words);
+    }
+    runtime.copyFromHeap32(target.a_, accPos);
+  });
+}
+
+/** The limbs of a GT element (a copy), for tables that `productGT` multiplies from. */
+export function gtLimbs(x: GT): Uint32Array {
+  return (x as unknown as Limbs).a_.slice();
+}
+
+/**
+ * x^1, x^2, …, x^count as one array of limbs (entry d − 1 holds x^d), each power one multiplication in wasm on an
+ * accumulator that stays on mcl's stack.
+ */
+export function gtPowers(x: GT, count: number): Uint32Array {
+  const mul = runtime.mod._mclBnGT_mul;
+  const limbs = (x as unknown as Limbs).a_;
+  const words = limbs.length;
+  const out = new Uint32Array(count * words);
+  withStack(() => {
+    const basePos = runtime.sallocCopy(limbs);
+    const accPos = runtime.sallocCopy(limbs);
+    for (let d = 0; d < count; d++) {
+      if (d > 0) mul(accPos, accPos, basePos);
+      runtime.copyFromHeap32(out.subarray(d * words, (d + 1) * words), accPos);
+    }
+  });
+  return out;
 }

@@ -161,7 +161,9 @@ export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Ar
 
 export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
   const opener = new PayloadOpener(key, aad);
-  return concatBytes([...opener.push(sealed), opener.finish()]);
+  const pieces = [...opener.push(sealed), opener.finish()].filter((piece) => piece.length > 0);
+  // A payload of one chunk (every record up to 64 KiB) is returned as the decipher's own output, not copied.
+  return pieces.length === 1 ? new Uint8Array(pieces[0]!.buffer, pieces[0]!.byteOffset, pieces[0]!.length) : concatBytes(pieces);
 }
 
 /** Concatenation as a plain Uint8Array (the API never hands out Node Buffers). */

@@ -5,15 +5,17 @@
  * on BLS12-381 through the curve layer (mcl-wasm), used as a proof of storage of ciphertexts the cloud holds.
  *
  * A file (a record's ciphertext) is split into n blocks of s sectors of 31 bytes, each sector an integer m_ij < r.
- * The owner (the uploading hospital, secret x, public v = g2^x) tags block i as
- *     σ_i = (H(name ‖ i) · Π_j u_j^{m_ij})^x ∈ G1,
- * H being RFC 9380 hash_to_curve into G1 and u_1..u_s fixed generators hashed to G1 (nobody knows their logs).
+ * The owner (the uploading hospital, secret x and α_1..α_s, public v = g2^x and u_j = g1^{α_j}) tags block i as
+ *     σ_i = (H(name ‖ i) · Π_j u_j^{m_ij})^x = H(name ‖ i)^x · g1^{x · Σ_j α_j m_ij} ∈ G1,
+ * H being RFC 9380 hash_to_curve into G1. Knowing the α_j, the owner computes the right-hand side: one hash to G1,
+ * one two-term multi-exponentiation and s multiply-adds in Z_r per block, instead of an (s+1)-term one.
  * A challenge picks blocks and coefficients ν_i from a fresh nonce; the prover answers σ = Π σ_i^{ν_i} and
- * μ_j = Σ ν_i m_ij; anyone checks e(σ, g2) = e(Π H(name ‖ i)^{ν_i} · Π u_j^{μ_j}, v).
+ * μ_j = Σ ν_i m_ij; anyone checks e(σ, g2) = e(Π H(name ‖ i)^{ν_i} · Π u_j^{μ_j}, v) with the owner's own u_j.
  *
  * Deviations from the paper, explained in docs/crypto.md ("Proofs of storage"):
- * - The u_j are global (hashed from a fixed tag) instead of random per owner, and the file name is the record id;
- *   the record-create ledger entry (blocks, tag-set hash) replaces the paper's signed file tag.
+ * - The u_j are chosen once per owner (the paper picks them per file) and published in the owner's public key;
+ *   α_j = HKDF-SHA256(x, j), so the secret key stays the 32 bytes of x. The file name is the record id; the
+ *   record-create ledger entry (blocks, tag-set and key hashes) replaces the paper's signed file tag.
  * - Batch audit: one challenge spans files of several owners. The response aggregates σ over every file and μ per
  *   owner, checked with one multi-pairing of (owners + 1) pairs. Owner keys carry a proof of possession (a BLS
  *   signature on the key), so no owner can register a key built from another's.
@@ -26,7 +28,7 @@
  *   one random 128-bit exponent per block, error probability 2^-128.
  * Pure computation: no I/O. Every decoder validates lengths, versions and subgroup membership.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hkdfSync, randomBytes } from 'node:crypto';
 import * as mcl from 'mcl-wasm';
 import * as curve from '../curve/bls12381.ts';
 import { LimitExceededError, MalformedInputError, UnsupportedError } from '../errors.ts';
@@ -57,22 +59,31 @@ export const NONCE_BYTES = 32;
 export const COEFFICIENT_BYTES = 16;
 
 const VERSION = 1;
+/** Version of the public-key encoding: 2 since the key carries the owner's u_j (version 1 had global u_j). */
+const PUBLIC_KEY_VERSION = 2;
 const PROOF_AGGREGATE = 1;
 const PROOF_PER_FILE = 2;
 const DST_BLOCK = 'MEDSHARE-POR-V01-BLOCK-BLS12381G1_XMD:SHA-256_SSWU_RO_';
-const DST_SECTOR = 'MEDSHARE-POR-V01-SECTOR-BLS12381G1_XMD:SHA-256_SSWU_RO_';
+const ALPHA_SALT = 'MEDSHARE-POR-V02-ALPHA';
 const DST_POP = 'MEDSHARE-POR-V01-POP-BLS12381G1_XMD:SHA-256_SSWU_RO_';
-const PUBLIC_KEY_BYTES = 1 + curve.G2_BYTES + curve.G1_BYTES;
+const publicKeyBytes = (generators: number) => 2 + curve.G2_BYTES + (generators + 1) * curve.G1_BYTES;
+/** Longest public-key encoding (MAX_SECTORS generators): what a wire format must allow. */
+export const MAX_PUBLIC_KEY_BYTES = publicKeyBytes(MAX_SECTORS);
 
-/** An owner's public key: v = g2^x and a proof of possession of x. */
+/**
+ * An owner's public key: v = g2^x, the owner's sector generators u_j = g1^{α_j} (tags may use the first s of
+ * them, s ≤ u.length) and a proof of possession: a BLS signature under x on the encoding of v and the u_j.
+ */
 export interface PorPublicKey {
   readonly v: G2;
+  readonly u: readonly G1[];
   readonly pop: G1;
 }
 
-/** An owner's secret key x, with its public key. */
+/** An owner's secret key x, the scalars x·α_j the tags use, and its public key. */
 export interface PorSecretKey {
   readonly x: Fr;
+  readonly xAlpha: readonly Fr[];
   readonly publicKey: PorPublicKey;
 }
 
@@ -126,15 +137,10 @@ export interface StoredFile {
   readonly tags: TagSet;
 }
 
-const sectorGenerators: G1[] = [];
-
-/** u_0..u_{s-1}, hashed once per process. */
-function generators(sectors: number): G1[] {
-  const utf8 = new TextEncoder();
-  while (sectorGenerators.length < sectors) {
-    sectorGenerators.push(curve.hashToG1(utf8.encode(`u${sectorGenerators.length}`), DST_SECTOR));
-  }
-  return sectorGenerators.slice(0, sectors);
+/** The owner's u_0..u_{s-1} for an s-sector challenge or tag set. @throws MalformedInputError when the key has fewer. */
+function generators(key: PorPublicKey, sectors: number): readonly G1[] {
+  if (sectors > key.u.length) throw new MalformedInputError(`proof of storage: the key has ${key.u.length} sector generators, ${sectors} needed`);
+  return key.u.slice(0, sectors);
 }
 
 function checkSectors(sectors: number): void {
@@ -181,18 +187,41 @@ function sectorsOf(data: Uint8Array, block: number, sectors: number): Fr[] {
   return out;
 }
 
-function popMessage(v: G2): Uint8Array {
-  return curve.g2ToBytes(v);
+/** What the proof of possession signs: the key's encoding up to the signature (version, count, v, u_j). */
+function popMessage(v: G2, u: readonly G1[]): Uint8Array {
+  const out = new Uint8Array(publicKeyBytes(u.length) - curve.G1_BYTES);
+  out[0] = PUBLIC_KEY_VERSION;
+  out[1] = u.length;
+  out.set(curve.g2ToBytes(v), 2);
+  u.forEach((p, j) => out.set(curve.g1ToBytes(p), 2 + curve.G2_BYTES + j * curve.G1_BYTES));
+  return out;
 }
 
-/** A fresh owner key from the CSPRNG. */
-export function generateKey(): PorSecretKey {
-  return secretKeyFromScalar(curve.randomFr());
+/**
+ * A fresh owner key from the CSPRNG, with `sectors` generators (the largest sector count its tags may use).
+ * @throws MalformedInputError for a sector count outside 1..MAX_SECTORS.
+ */
+export function generateKey(sectors = DEFAULT_SECTORS): PorSecretKey {
+  return secretKeyFromScalar(curve.randomFr(), sectors);
 }
 
-function secretKeyFromScalar(x: Fr): PorSecretKey {
+/** α_j = HKDF-SHA256(x, j) reduced mod r from 48 bytes (bias below 2^-128), as RFC 9380 hash_to_field does. */
+function alpha(x: Fr, j: number): Fr {
+  const info = new Uint8Array(4);
+  new DataView(info.buffer).setUint32(0, j);
+  const a = new mcl.Fr();
+  a.setBigEndianMod(new Uint8Array(hkdfSync('sha256', curve.frToBytes(x), ALPHA_SALT, info, 48)));
+  return a;
+}
+
+function secretKeyFromScalar(x: Fr, sectors: number): PorSecretKey {
+  checkSectors(sectors);
+  const alphas = Array.from({ length: sectors }, (_, j) => alpha(x, j));
+  const g1 = curve.g1Generator();
+  const u = alphas.map((a) => curve.g1Mul(g1, a));
   const v = curve.g2Mul(curve.g2Generator(), x);
-  return { x, publicKey: { v, pop: curve.g1Mul(curve.hashToG1(popMessage(v), DST_POP), x) } };
+  const pop = curve.g1Mul(curve.hashToG1(popMessage(v, u), DST_POP), x);
+  return { x, xAlpha: alphas.map((a) => curve.frMul(x, a)), publicKey: { v, u, pop } };
 }
 
 /** The 32-byte encoding of a secret key (to be stored wrapped by a key-encryption key). */
@@ -200,35 +229,52 @@ export function encodeSecretKey(key: PorSecretKey): Uint8Array {
   return curve.frToBytes(key.x);
 }
 
-/** Decodes a secret key. @throws MalformedInputError for a wrong length or a non-canonical or zero scalar. */
-export function decodeSecretKey(bytes: Uint8Array): PorSecretKey {
-  return secretKeyFromScalar(curve.frFromBytes(bytes, 'proof-of-storage secret key'));
+/**
+ * Decodes a secret key and derives its public key with `sectors` generators.
+ * @throws MalformedInputError for a wrong length, a non-canonical or zero scalar, or a sector count outside 1..MAX_SECTORS.
+ */
+export function decodeSecretKey(bytes: Uint8Array, sectors = DEFAULT_SECTORS): PorSecretKey {
+  return secretKeyFromScalar(curve.frFromBytes(bytes, 'proof-of-storage secret key'), sectors);
 }
 
-/** version ‖ v (96) ‖ proof of possession (48). */
+/** version (2) ‖ generator count ‖ v (96) ‖ u_j (48 each) ‖ proof of possession (48). */
 export function encodePublicKey(key: PorPublicKey): Uint8Array {
-  const out = new Uint8Array(PUBLIC_KEY_BYTES);
-  out[0] = VERSION;
-  out.set(curve.g2ToBytes(key.v), 1);
-  out.set(curve.g1ToBytes(key.pop), 1 + curve.G2_BYTES);
+  const message = popMessage(key.v, key.u);
+  const out = new Uint8Array(message.length + curve.G1_BYTES);
+  out.set(message);
+  out.set(curve.g1ToBytes(key.pop), message.length);
   return out;
 }
 
 /**
- * Decodes and checks a public key, its proof of possession included.
- * @throws MalformedInputError (length, encoding, subgroup, or a proof of possession that does not verify),
- *         UnsupportedError (version).
+ * Decodes and checks a public key: every u_j in G1, not the identity and all distinct, and the proof of
+ * possession over v and the u_j.
+ * @throws UnsupportedError naming the version (version 1, the global-generator keys, included),
+ *         MalformedInputError (length, generator count, encoding, subgroup, repeated generators, or a proof of
+ *         possession that does not verify).
  */
 export function decodePublicKey(bytes: Uint8Array): PorPublicKey {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== PUBLIC_KEY_BYTES) throw new MalformedInputError(`proof-of-storage public key: expected ${PUBLIC_KEY_BYTES} bytes`);
-  if (bytes[0] !== VERSION) throw new UnsupportedError(`proof-of-storage public key: version ${bytes[0]} is not supported`);
-  const v = curve.g2FromBytes(bytes.subarray(1, 1 + curve.G2_BYTES), 'proof-of-storage public key');
-  const pop = curve.g1FromBytes(bytes.subarray(1 + curve.G2_BYTES), 'proof of possession');
-  const h = curve.hashToG1(popMessage(v), DST_POP);
+  if (!(bytes instanceof Uint8Array) || bytes.length < 2) throw new MalformedInputError('proof-of-storage public key: truncated header');
+  if (bytes[0] !== PUBLIC_KEY_VERSION) throw new UnsupportedError(`proof-of-storage public key: version ${bytes[0]} is not supported (expected version ${PUBLIC_KEY_VERSION})`);
+  const count = bytes[1]!;
+  if (count < 1 || count > MAX_SECTORS) throw new MalformedInputError(`proof-of-storage public key: 1..${MAX_SECTORS} sector generators, got ${count}`);
+  if (bytes.length !== publicKeyBytes(count)) throw new MalformedInputError(`proof-of-storage public key: ${count} generators need ${publicKeyBytes(count)} bytes, got ${bytes.length}`);
+  const v = curve.g2FromBytes(bytes.subarray(2, 2 + curve.G2_BYTES), 'proof-of-storage public key');
+  const seen = new Set<string>();
+  const u = Array.from({ length: count }, (_, j) => {
+    const at = 2 + curve.G2_BYTES + j * curve.G1_BYTES;
+    const encoded = bytes.subarray(at, at + curve.G1_BYTES);
+    const hex = Buffer.from(encoded).toString('hex');
+    if (seen.has(hex)) throw new MalformedInputError(`proof-of-storage public key: generator ${j} repeats an earlier one`);
+    seen.add(hex);
+    return curve.g1FromBytes(encoded, `proof-of-storage generator ${j}`);
+  });
+  const pop = curve.g1FromBytes(bytes.subarray(bytes.length - curve.G1_BYTES), 'proof of possession');
+  const h = curve.hashToG1(popMessage(v, u), DST_POP);
   if (!curve.multiPairing([curve.g1Neg(pop), h], [curve.g2Generator(), v]).isOne()) {
     throw new MalformedInputError('proof-of-storage public key: the proof of possession does not verify');
   }
-  return { v, pop };
+  return { v, u, pop };
 }
 
 /** SHA-256 of the public key's encoding, hex: how the ledger and the cloud name a key. */
@@ -237,31 +283,25 @@ export function publicKeyId(key: PorPublicKey): string {
 }
 
 /**
- * Tags every block of `data` (the gateway, at upload): per block one hash to G1 and one multi-exponentiation
- * of s + 1 terms, H(name ‖ i)^x · Π (u_j^x)^{m_ij}.
+ * Tags every block of `data` (the gateway, at upload): per block one hash to G1, s multiply-adds in Z_r and one
+ * two-term multi-exponentiation, H(name ‖ i)^x · g1^{Σ_j (x·α_j) m_ij} (equal to (H(name ‖ i) · Π u_j^{m_ij})^x).
+ * @throws MalformedInputError (name, sector count, or more sectors than the key has generators), LimitExceededError.
  */
 export function tagFile(key: PorSecretKey, name: Uint8Array, data: Uint8Array, sectors = DEFAULT_SECTORS): TagSet {
   checkName(name);
   const blocks = blockCount(data.length, sectors);
   if (blocks > MAX_BLOCKS) throw new LimitExceededError(`proof of storage: at most ${MAX_BLOCKS} blocks per file`);
-  const bases = [new mcl.G1(), ...scaledGenerators(key, sectors)];
+  generators(key.publicKey, sectors);
+  const bases = [new mcl.G1(), curve.g1Generator()];
   const tags: G1[] = [];
   for (let i = 0; i < blocks; i++) {
+    const m = sectorsOf(data, i, sectors);
+    let exponent = new mcl.Fr();
+    for (let j = 0; j < sectors; j++) exponent = curve.frAdd(exponent, curve.frMul(key.xAlpha[j]!, m[j]!));
     bases[0] = blockPoint(name, i);
-    tags.push(curve.msmG1(bases, [key.x, ...sectorsOf(data, i, sectors)]));
+    tags.push(curve.msmG1(bases, [key.x, exponent]));
   }
   return { sectors, tags };
-}
-
-/** u_j^x of each key, computed once per key and sector count (s G1 multiplications; a record is often one block). */
-const scaledByKey = new WeakMap<PorSecretKey, Map<number, G1[]>>();
-
-function scaledGenerators(key: PorSecretKey, sectors: number): G1[] {
-  let bySectors = scaledByKey.get(key);
-  if (bySectors === undefined) scaledByKey.set(key, (bySectors = new Map()));
-  let scaled = bySectors.get(sectors);
-  if (scaled === undefined) bySectors.set(sectors, (scaled = generators(sectors).map((u) => curve.g1Mul(u, key.x))));
-  return scaled;
 }
 
 /** version ‖ sectors ‖ block count (4, big-endian) ‖ 48-byte tags. */
@@ -464,8 +504,8 @@ export function prove(challenge: Challenge, stored: readonly (StoredFile | undef
 }
 
 /** Π H(name ‖ i)^{ν_i} · Π u_j^{μ_j} over the given samples. */
-function expected(challenge: Challenge, samples: readonly Sample[], mu: readonly Fr[]): G1 {
-  const points = [...generators(challenge.sectors), ...samples.map((s) => blockPoint(challenge.files[s.file]!.name, s.block))];
+function expected(challenge: Challenge, key: PorPublicKey, samples: readonly Sample[], mu: readonly Fr[]): G1 {
+  const points = [...generators(key, challenge.sectors), ...samples.map((s) => blockPoint(challenge.files[s.file]!.name, s.block))];
   const scalars = [...mu, ...samples.map((s) => s.coefficient)];
   return curve.msmG1(points, scalars);
 }
@@ -473,7 +513,8 @@ function expected(challenge: Challenge, samples: readonly Sample[], mu: readonly
 /**
  * Checks an aggregated proof: e(σ, g2) = Π_k e(A_k, v_k), one multi-pairing of (owners with samples + 1) pairs
  * after one multi-exponentiation per owner. False when the cloud does not hold the challenged blocks.
- * @throws MalformedInputError for a challenge that does not validate or a key list of the wrong length.
+ * @throws MalformedInputError for a challenge that does not validate, a key list of the wrong length, or a key
+ *         with fewer sector generators than the challenge's sectors.
  */
 export function verifyAggregate(challenge: Challenge, keys: readonly PorPublicKey[], proof: AggregateProof): boolean {
   const samples = expandChallenge(challenge);
@@ -488,7 +529,7 @@ export function verifyAggregate(challenge: Challenge, keys: readonly PorPublicKe
       if (proof.mu[k]!.some((x) => !x.isZero())) return false;
       continue;
     }
-    g1s.push(expected(challenge, byKey[k]!, proof.mu[k]!));
+    g1s.push(expected(challenge, keys[k]!, byKey[k]!, proof.mu[k]!));
     g2s.push(keys[k]!.v);
   }
   return curve.multiPairing(g1s, g2s).isOne();
@@ -509,8 +550,9 @@ export function failingFiles(challenge: Challenge, keys: readonly PorPublicKey[]
   const failing: number[] = [];
   for (const [file, fileSamples] of byFile) {
     const answer = answers.get(file);
+    const key = keys[challenge.files[file]!.key]!;
     const ok = answer !== undefined && answer.mu.length === challenge.sectors &&
-      curve.multiPairing([curve.g1Neg(answer.sigma), expected(challenge, fileSamples, answer.mu)], [curve.g2Generator(), keys[challenge.files[file]!.key]!.v]).isOne();
+      curve.multiPairing([curve.g1Neg(answer.sigma), expected(challenge, key, fileSamples, answer.mu)], [curve.g2Generator(), key.v]).isOne();
     if (!ok) failing.push(file);
   }
   return failing.sort((a, b) => a - b);
@@ -541,7 +583,7 @@ export function verifyTagSets(key: PorPublicKey, files: readonly TaggedFile[]): 
   const sectors = files[0]?.tags.sectors;
   for (const file of files) {
     checkName(file.name);
-    if (file.tags.sectors !== sectors || file.tags.tags.length !== blockCount(file.data.length, file.tags.sectors)) return false;
+    if (file.tags.sectors !== sectors || sectors > key.u.length || file.tags.tags.length !== blockCount(file.data.length, file.tags.sectors)) return false;
     for (let i = 0; i < file.tags.tags.length; i++) blocks.push({ file, block: i });
   }
   for (let start = 0; start < blocks.length; start += MAX_SAMPLES) {
@@ -563,7 +605,7 @@ function verifyBlocks(key: PorPublicKey, s: number, blocks: readonly { file: Tag
     hashes.push(blockPoint(file.name, block));
     coefficients.push(nu);
   }
-  const a = curve.msmG1([...generators(s), ...hashes], [...mu, ...coefficients]);
+  const a = curve.msmG1([...generators(key, s), ...hashes], [...mu, ...coefficients]);
   return curve.multiPairing([curve.g1Neg(curve.msmG1(points, coefficients)), a], [curve.g2Generator(), key.v]).isOne();
 }
 

@@ -34,7 +34,7 @@ import {
 import { AccessDeniedError, MalformedInputError } from '../errors.ts';
 import { decodeSmall, DEFAULT_DECODE_BOUND } from './bsgs.ts';
 import { keyIdOf, type KeyShare, type ThresholdPublicKey } from './keys.ts';
-import { digest, hashToFr, lagrangeCoefficients } from './scalars.ts';
+import { digest, hashToFr, lagrangeCoefficients, sameBytes } from './scalars.ts';
 
 /** A vector of ElGamal ciphertexts (one per cell) under the key named by `keyId`. */
 export interface Ciphertext {
@@ -57,8 +57,6 @@ export interface Decryption {
   used: number[];
   rejected: number[];
 }
-
-const sameBytes = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Encrypts each value (an integer, possibly negative) as one cell under the joint key. */
 export function encrypt(pk: ThresholdPublicKey, values: readonly (number | bigint)[]): Ciphertext {

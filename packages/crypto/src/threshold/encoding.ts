@@ -6,6 +6,7 @@
  *   key share      kind 2: keyId (32) ‖ index u16 ‖ x_j (32)
  *   ciphertext     kind 3: keyId (32) ‖ cells u32 ‖ (c1 ‖ c2) × cells
  *   partial        kind 4: keyId (32) ‖ index u16 ‖ cells u32 ‖ D × cells ‖ challenge (32) ‖ response (32)
+ *   range proof    kind 5: keyId (32) ‖ cells u32 ‖ bits u8 × cells ‖ (a ‖ β ‖ c0 ‖ c1 ‖ z0 ‖ z1) per bit, low bit first
  *
  * Decoders check everything before use: magic, version (UnsupportedError), kind, lengths and counts against the
  * bytes that remain and against MAX_CELLS (LimitExceededError), canonical points in the prime-order subgroup and
@@ -18,20 +19,25 @@ import { ByteReader, ByteWriter } from '../encoding/bytes.ts';
 import { LimitExceededError, MalformedInputError, UnsupportedError } from '../errors.ts';
 import type { Ciphertext, PartialDecryption } from './elgamal.ts';
 import { checkParameters, keyIdOf, MAX_PARTICIPANTS, type KeyShare, type ThresholdPublicKey } from './keys.ts';
+import { MAX_RANGE_BITS, type BitProof, type RangeProof } from './range.ts';
 
 const MAGIC = [0x4d, 0x53, 0x54, 0x48]; // "MSTH"
 const VERSION = 1;
 const KEY_ID_BYTES = 32;
 /** The most cells a ciphertext may have (a histogram of 65,536 counters; 6 MiB encoded). */
 export const MAX_CELLS = 65_536;
+/** The most bit proofs one range proof may hold (65,536 × 224 bytes = 14 MiB). */
+export const MAX_RANGE_PROOF_BITS = 65_536;
+const BIT_PROOF_BYTES = 2 * G1_BYTES + 4 * FR_BYTES;
 
 enum Kind {
   PublicKey = 1,
   KeyShare = 2,
   Ciphertext = 3,
   Partial = 4,
+  RangeProof = 5,
 }
-const KIND_NAMES: Record<Kind, string> = { 1: 'threshold public key', 2: 'threshold key share', 3: 'threshold ciphertext', 4: 'partial decryption' };
+const KIND_NAMES: Record<Kind, string> = { 1: 'threshold public key', 2: 'threshold key share', 3: 'threshold ciphertext', 4: 'partial decryption', 5: 'range proof' };
 
 function header(kind: Kind): ByteWriter {
   return new ByteWriter().raw(Uint8Array.from(MAGIC)).u8(VERSION).u8(kind);
@@ -149,6 +155,39 @@ export function decodePartial(bytes: Uint8Array): PartialDecryption {
   const response = frFromBytes(r.raw(FR_BYTES), `${what} response`);
   r.end();
   return { keyId, index: i, d, proof: { challenge, response } };
+}
+
+/** Encodes a range proof. */
+export function encodeRangeProof(proof: RangeProof): Uint8Array {
+  const w = header(Kind.RangeProof).raw(proof.keyId).u32(proof.cells.length);
+  for (const k of proof.bits) w.u8(k);
+  for (const cell of proof.cells) for (const p of cell) w.raw(g1ToBytes(p.a)).raw(g1ToBytes(p.b)).raw(frToBytes(p.c0)).raw(frToBytes(p.c1)).raw(frToBytes(p.z0)).raw(frToBytes(p.z1));
+  return w.finish();
+}
+
+/** Decodes a range proof: bit widths 1..MAX_RANGE_BITS, at most MAX_RANGE_PROOF_BITS bits (LimitExceededError), every point in G1 and not the identity, scalars below r (MalformedInputError). The proof itself is checked by `rangeFailures`. */
+export function decodeRangeProof(bytes: Uint8Array): RangeProof {
+  const what = KIND_NAMES[Kind.RangeProof];
+  const r = open(bytes, Kind.RangeProof);
+  const keyId = new Uint8Array(r.raw(KEY_ID_BYTES));
+  const count = cells(r, what, 1);
+  const bits = Array.from({ length: count }, (_, k) => {
+    const b = r.u8();
+    if (b < 1 || b > MAX_RANGE_BITS) throw new MalformedInputError(`${what}: cell ${k} has ${b} bits (1..${MAX_RANGE_BITS})`);
+    return b;
+  });
+  const total = bits.reduce((a, b) => a + b, 0);
+  if (total > MAX_RANGE_PROOF_BITS) throw new LimitExceededError(`${what}: ${total} bit proofs exceed the limit of ${MAX_RANGE_PROOF_BITS}`);
+  if (total * BIT_PROOF_BYTES !== r.remaining) throw new MalformedInputError(`${what}: expected ${total} bit proofs`);
+  const scalar = (at: string) => frFromBytes(r.raw(FR_BYTES), `${what} ${at}`);
+  const proofCells = bits.map((k, cell) =>
+    Array.from({ length: k }, (_, i): BitProof => {
+      const at = `cell ${cell} bit ${i}`;
+      return { a: point(r, `${what} ${at} a`), b: point(r, `${what} ${at} b`), c0: scalar(`${at} c0`), c1: scalar(`${at} c1`), z0: scalar(`${at} z0`), z1: scalar(`${at} z1`) };
+    }),
+  );
+  r.end();
+  return { keyId, bits, cells: proofCells };
 }
 
 /** Hex fingerprint of a public key, for display and for naming keys in storage. */

@@ -69,6 +69,11 @@ export function digest(domain: string, ...parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(h.digest());
 }
 
+/** Byte-wise equality of two public values (key ids, digests; not constant-time: nothing secret is compared). */
+export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 function lengthPrefix(n: number): Uint8Array {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, n);

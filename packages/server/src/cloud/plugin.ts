@@ -37,7 +37,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { MalformedInputError } from '@medshare/crypto';
+import { MalformedInputError, por } from '@medshare/crypto';
 import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
@@ -78,7 +78,7 @@ const uploadBody = {
           recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
           emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
           // Proof-of-storage tags (48 bytes per 992-byte block) and the hospital's public key (storage-audit/).
-          storage: { type: 'object', required: ['publicKey', 'tags'], additionalProperties: false, properties: { publicKey: B64(256), tags: B64(4 * 1024 * 1024) } },
+          storage: { type: 'object', required: ['publicKey', 'tags'], additionalProperties: false, properties: { publicKey: B64(4 * Math.ceil(por.MAX_PUBLIC_KEY_BYTES / 3)), tags: B64(4 * 1024 * 1024) } },
         },
       },
     },

@@ -13,7 +13,7 @@
  */
 import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
-import { verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
+import { verifyReceipt, type ReceiptTrust } from '../ledger.ts';
 import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
@@ -94,7 +94,7 @@ export class GatewayService {
     private readonly mapping: CategoryMapping,
     private readonly abePublicKey?: () => Promise<abe.PublicKey>,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
-    private readonly receiptTrust?: () => Promise<TrustPolicy>,
+    private readonly receiptTrust?: () => Promise<ReceiptTrust>,
     /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
     private readonly index?: SearchIndexWriter,
     /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
@@ -347,7 +347,7 @@ export class GatewayService {
     for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
       let treeSize = 0;
       if (trust !== undefined) {
-        const verified = verifyInclusionBundle(bundle, trust);
+        const verified = verifyReceipt(bundle, trust);
         checkReceiptCommitments(verified.event, records);
         treeSize = verified.treeSize;
       }

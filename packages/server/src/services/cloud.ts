@@ -13,14 +13,14 @@ import type { FastifyInstance } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { DpopVerifier, SenderConstrainedVerifier, SqlNonceCache, TokenVerifier } from '@medshare/identity';
-import type { AuditLog, TrustPolicy } from '@medshare/ledger';
+import type { AnchorClient, AuditLog, TrustPolicy } from '@medshare/ledger';
 import { createConverter } from '../cloud/conversion-pool.ts';
 import { cloudPlugin } from '../cloud/plugin.ts';
 import { CloudService } from '../cloud/service.ts';
 import { CloudStore } from '../cloud/store.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
-import { openCloudLedger } from '../ledger.ts';
+import { openCloudLedger, type LedgerAnchoring } from '../ledger.ts';
 import { CLOUD_MIGRATIONS } from '../migrations.ts';
 import { StatsAggregator } from '../stats/aggregator.ts';
 import type { Consortium } from '../stats/consortium.ts';
@@ -61,6 +61,11 @@ export interface CloudServiceOptions extends ServiceHttpOptions {
   readonly statsConsortium?: Consortium;
   /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
   readonly ledgerCheckpointFile?: string;
+  /**
+   * The anchor contract the ledger's witnessed checkpoints are put on (the client carries the anchorer account's key,
+   * from the environment, never from the database), every `intervalMs` (default 5 minutes) and on `anchorNow`.
+   */
+  readonly ledgerAnchor?: { readonly client: AnchorClient; readonly intervalMs?: number };
   /** The clock of token verification (tests move it). */
   readonly now?: () => number;
 }
@@ -72,6 +77,8 @@ export interface CloudDeployment {
   readonly ledger: AuditLog;
   /** The ledger keys (log, witnesses, quorum) receipts verify against. */
   readonly ledgerTrust: TrustPolicy;
+  /** Anchoring of the ledger on chain, when `ledgerAnchor` was given. */
+  readonly anchoring?: LedgerAnchoring;
   /** The statistics service, when a consortium was given. */
   readonly stats?: StatsAggregator;
   close(): Promise<void>;
@@ -87,6 +94,7 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
     kek: options.kek, lingerMs: LEDGER_LINGER_MS,
     witnesses: options.hospitals.map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
     ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
+    ...(options.ledgerAnchor === undefined ? {} : { anchor: options.ledgerAnchor.client }),
   });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
@@ -108,9 +116,16 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger.log, options.statsConsortium);
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, prefix: '/stats' });
   await ledger.register(app);
+  const anchoring = ledger.anchoring;
+  // Anchoring costs a transaction: on a timer, not per batch. A failure is logged and counted; the next tick retries.
+  const anchorTimer = anchoring === undefined ? undefined : setInterval(() => {
+    anchoring.anchorNow().catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'anchoring the audit ledger failed'));
+  }, options.ledgerAnchor?.intervalMs ?? 300_000);
+  anchorTimer?.unref();
   return {
-    app, cloud, ledger: ledger.log, ledgerTrust: ledger.trust, ...(stats === undefined ? {} : { stats }),
+    app, cloud, ledger: ledger.log, ledgerTrust: ledger.trust, ...(stats === undefined ? {} : { stats }), ...(anchoring === undefined ? {} : { anchoring }),
     close: async () => {
+      clearInterval(anchorTimer);
       await app.close();
       await converter.close();
       await ledger.log.flush();

@@ -35,7 +35,7 @@ import { portalPlugin } from '../portal.ts';
 import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
-import { checkHospitalName, issuerOf } from './trust.ts';
+import { checkHospitalName, issuerOf, type HospitalPeer } from './trust.ts';
 
 /** A service's URL, or a function giving it (a service on one machine learns another's port once it listens). */
 export type ServiceUrl = URL | (() => URL);
@@ -57,6 +57,12 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly cloudUrl?: ServiceUrl;
   /** The ledger's verifier key, when the config pins it (else learnt from the cloud once and pinned). */
   readonly logKey?: string;
+  /**
+   * The federation's hospitals, as this hospital's own configuration lists them (itself may be among them): its
+   * gateway checks receipts against their witnesses and its own (docs/ledger.md §Upload receipts), never against the
+   * witnesses the cloud lists. Absent: the cloud's list, with this hospital's own witness's cosignature required.
+   */
+  readonly federation?: () => readonly HospitalPeer[];
   /** The trusted authority's URL (its public key is fetched for platform emergency grants). */
   readonly authorityUrl: ServiceUrl;
   /** The WebAuthn relying party (id and origins) of its identity service (default localhost, http://localhost). */
@@ -139,6 +145,9 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
       return resolve(cloudUrl);
     },
     ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
+    ...(options.federation === undefined ? {} : {
+      peers: () => options.federation!().map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
+    }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
   const tagger = await StorageTagger.open(db, kek);

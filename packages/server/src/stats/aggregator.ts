@@ -16,7 +16,7 @@ import { migrate, type Database } from '@medshare/db';
 import type { AuditLog, StatsEventDetail } from '@medshare/ledger';
 import { epsilonToMicros, readBudget, setBudget, spendBudget, type BudgetState } from './budget.ts';
 import { memberOf, verifyPayload, type Consortium } from './consortium.ts';
-import type { Contribution, QueryTicket, SignedPartial } from './hospital.ts';
+import { cellBits, contributionContext, type Contribution, type ProvenContribution, type QueryTicket, type SignedPartial } from './hospital.ts';
 import { STATS_CLOUD_MIGRATIONS } from './migrations.ts';
 import { noiseVariance, laplaceAlpha } from './noise.ts';
 import { cellCount, DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
@@ -147,8 +147,12 @@ export class StatsAggregator {
     return { queryId, query: (await this.load(queryId)).query };
   }
 
-  /** Stores a member's contribution after checking its signature and ciphertext (AccessDeniedError / MalformedInputError / ConflictError). */
-  async addContribution(queryId: string, contribution: Contribution): Promise<void> {
+  /**
+   * Stores a member's contribution after checking its signature, its ciphertext and the range proof of every cell
+   * (in the widths `cellBits` gives the query). Throws AccessDeniedError (not signed by the member; a cell outside
+   * its range, naming the hospital and the cells), MalformedInputError, ConflictError (already contributed).
+   */
+  async addContribution(queryId: string, contribution: ProvenContribution): Promise<void> {
     const { query, hash, release } = await this.load(queryId);
     if (release !== undefined) throw new ConflictError('this query is already released');
     memberOf(this.consortium, contribution.hospital);
@@ -158,6 +162,15 @@ export class StatsAggregator {
     const ct = threshold.decodeCiphertext(contribution.ciphertext);
     if (ct.c1.length !== cellCount(query)) throw new MalformedInputError('the contribution has the wrong number of cells');
     if (threshold.keyFingerprint(this.consortium.publicKey) !== Buffer.from(ct.keyId).toString('hex')) throw new MalformedInputError('the contribution is under another key');
+    const proof = threshold.decodeRangeProof(contribution.proof);
+    const widths = cellBits(query);
+    const failed = proof.bits.some((k, cell) => k !== widths[cell])
+      ? widths.map((_, cell) => cell)
+      : threshold.rangeFailures(this.consortium.publicKey, ct, proof, contributionContext(queryId, contribution.hospital));
+    if (failed.length > 0) {
+      const shown = failed.slice(0, 8).join(', ') + (failed.length > 8 ? ', …' : '');
+      throw new AccessDeniedError(`the contribution of ${contribution.hospital} is refused: the range proof fails in ${failed.length} cell(s) (${shown})`);
+    }
     const inserted = await this.db.query('INSERT INTO stats_contributions (query_id, hospital, ciphertext, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING hospital', [
       queryId, contribution.hospital, contribution.ciphertext, contribution.signature,
     ]);

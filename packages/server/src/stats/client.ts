@@ -48,7 +48,7 @@ export class HospitalStatsClient {
   async contribute(queryId: string, resources: Iterable<StatsResource>): Promise<void> {
     const ticket = await call<QueryTicket>(this.base, 'GET', `/stats/queries/${queryId}/ticket`);
     const c = await this.hospital.contribute(ticket, resources);
-    await call(this.base, 'POST', `/stats/queries/${queryId}/contributions`, { body: { hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature) } });
+    await call(this.base, 'POST', `/stats/queries/${queryId}/contributions`, { body: { hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature), proof: text(c.proof) } });
   }
 
   /** Fetches every contribution, checks and adds them here, and posts this hospital's partial decryption of the total. */

@@ -4,7 +4,8 @@
  *   contribute  check the query against the hospital's own allow-list and privacy budget (the cloud is only
  *               semi-trusted, so each hospital enforces both itself), evaluate it on the hospital's plaintext
  *               records, add this hospital's share of the discrete Laplace noise to every cell, encrypt the
- *               histogram under the consortium's threshold key, sign it. Once per query: a second contribution
+ *               histogram under the consortium's threshold key with a range proof of every cell (so that the
+ *               cloud can refuse a histogram that would inflate a total), sign it. Once per query: a second contribution
  *               with fresh noise would let noise be averaged away.
  *   decrypt     make this hospital's partial decryption — but only of the sum of every member's signed
  *               contribution to that query (its own unchanged among them), computed here, and only of one such
@@ -21,7 +22,7 @@ import { memberOf, signPayload, verifyPayload, type Consortium, type MemberSecre
 import { evaluateQuery, type StatsResource } from './evaluate.ts';
 import { STATS_HOSPITAL_MIGRATIONS } from './migrations.ts';
 import { noiseSample } from './noise.ts';
-import { DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
+import { cellCount, DEFAULT_ALLOW_LIST, groupsOf, parseQuery, queryHash, sensitivity, type AllowList, type StatsQuery } from './query.ts';
 
 /** A query as the cloud hands it to the hospitals. */
 export interface QueryTicket {
@@ -37,6 +38,11 @@ export interface Contribution {
   signature: Uint8Array;
 }
 
+/** A contribution as its hospital sends it: with the range proof of every cell (checked by the cloud, not stored). */
+export interface ProvenContribution extends Contribution {
+  proof: Uint8Array;
+}
+
 /** One hospital's signed partial decryption of a query's aggregate. */
 export interface SignedPartial {
   hospital: string;
@@ -46,6 +52,23 @@ export interface SignedPartial {
 
 const QUERY_ID = /^[A-Za-z0-9_-]{8,64}$/;
 const hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * The range each cell of a contribution is proven in, in bits: a count ±2^15, a sum ±2^23 (one hospital's noisy
+ * cell). Chosen so that no MAX_PARTICIPANTS = 255 valid contributions add up to a total outside the decoding
+ * bounds (2^24 for counts, 2^31 for sums): 255 · 2^15 < 2^24 and 255 · 2^23 < 2^31.
+ */
+export function cellBits(query: StatsQuery): number[] {
+  const groups = groupsOf(query).length;
+  return Array.from({ length: cellCount(query) }, (_, k) => (k < groups ? COUNT_BITS : SUM_BITS));
+}
+const COUNT_BITS = 16;
+const SUM_BITS = 24;
+
+/** What a contribution's range proof is bound to: the query and the hospital (a copied contribution fails elsewhere). */
+export function contributionContext(queryId: string, hospital: string): Uint8Array {
+  return new TextEncoder().encode(`medshare/stats/contribution/v1\0${queryId}\0${hospital}`);
+}
 
 /** The noisy, encrypted histogram of one hospital (exported for the benchmark and tests of the noise). */
 export function noisyHistogram(query: StatsQuery, counts: number[]): number[] {
@@ -116,23 +139,29 @@ export class StatsHospital {
   }
 
   /**
-   * Evaluates, noises, encrypts and signs this hospital's histogram for the query. Throws what parseQuery throws
-   * (not allowed here: AccessDeniedError), AccessDeniedError without a budget for the query set,
-   * LimitExceededError when the budget would be exceeded, ConflictError when it already contributed.
+   * Evaluates, noises, encrypts, proves in range and signs this hospital's histogram for the query. Throws what
+   * parseQuery throws (not allowed here: AccessDeniedError), AccessDeniedError without a budget for the query set,
+   * LimitExceededError when the budget would be exceeded or a noisy cell is outside its range (cellBits),
+   * ConflictError when it already contributed.
    */
-  async contribute(ticket: QueryTicket, resources: Iterable<StatsResource>): Promise<Contribution> {
+  async contribute(ticket: QueryTicket, resources: Iterable<StatsResource>): Promise<ProvenContribution> {
     const { query, hash } = this.parse(ticket);
-    const histogram = noisyHistogram(query, evaluateQuery(query, resources));
-    const ciphertext = threshold.encodeCiphertext(threshold.encrypt(this.consortium.publicKey, histogram));
+    // The query is claimed and its ε spent before the (costly) proving, so that a repeated or unaffordable
+    // request costs this hospital nothing; a claimed query whose proving then fails stays spent, never retried.
     await this.db.transaction(async (tx) => {
       const inserted = await tx.query(
-        'INSERT INTO stats_hospital_queries (hospital, query_id, query_hash, contribution_digest) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING query_id',
-        [this.code, ticket.queryId, hash, hex(ciphertext)],
+        "INSERT INTO stats_hospital_queries (hospital, query_id, query_hash, contribution_digest) VALUES ($1, $2, $3, '') ON CONFLICT DO NOTHING RETURNING query_id",
+        [this.code, ticket.queryId, hash],
       );
       if (inserted.rows.length === 0) throw new ConflictError(`hospital ${this.code} already contributed to query ${ticket.queryId}`);
       await spendBudget(tx, 'stats_hospital_budgets', { hospital: this.code, query_set: query.querySet }, query.querySet, epsilonToMicros(query.epsilon), `hospital ${this.code}`);
     });
-    return { hospital: this.code, ciphertext, signature: signPayload('contribution', this.secrets.signingKey, ticket.queryId, hash, this.code, ciphertext) };
+    const histogram = noisyHistogram(query, evaluateQuery(query, resources));
+    const proven = threshold.encryptInRange(this.consortium.publicKey, histogram, cellBits(query), contributionContext(ticket.queryId, this.code));
+    const ciphertext = threshold.encodeCiphertext(proven.ciphertext);
+    await this.db.query('UPDATE stats_hospital_queries SET contribution_digest = $3 WHERE hospital = $1 AND query_id = $2', [this.code, ticket.queryId, hex(ciphertext)]);
+    const signature = signPayload('contribution', this.secrets.signingKey, ticket.queryId, hash, this.code, ciphertext);
+    return { hospital: this.code, ciphertext, signature, proof: threshold.encodeRangeProof(proven.proof) };
   }
 
   /**

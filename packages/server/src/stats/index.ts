@@ -2,7 +2,7 @@
 export { DEFAULT_ALLOW_LIST, parseQuery, queryHash, groupsOf, cellCount, type AllowList, type StatsQuery } from './query.ts';
 export { evaluateQuery, type StatsResource } from './evaluate.ts';
 export { formConsortium, consortiumFromJson, consortiumToJson, type Consortium, type MemberSecrets } from './consortium.ts';
-export { StatsHospital, noisyHistogram, type Contribution, type QueryTicket, type SignedPartial } from './hospital.ts';
+export { StatsHospital, noisyHistogram, cellBits, type Contribution, type ProvenContribution, type QueryTicket, type SignedPartial } from './hospital.ts';
 export { StatsAggregator, DEFAULT_RELEASE_RULES, type Release, type ReleasedCell, type ReleaseRules, type QueryStatus } from './aggregator.ts';
 export { statsPlugin } from './plugin.ts';
 export { StatsClient, HospitalStatsClient } from './client.ts';

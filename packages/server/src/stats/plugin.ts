@@ -7,7 +7,7 @@
  *   POST /queries                  (researcher) { query }            → 201 { queryId, queryHash, budget }
  *   GET  /queries/:id                          progress, and the release once made
  *   GET  /queries/:id/ticket                   the query for the hospitals to evaluate
- *   POST /queries/:id/contributions (hospital) { hospital, ciphertext, signature }
+ *   POST /queries/:id/contributions (hospital) { hospital, ciphertext, signature, proof }   (proof: range proof, checked)
  *   GET  /queries/:id/contributions            every contribution (ciphertexts: the hospitals add them themselves)
  *   POST /queries/:id/partials      (hospital) { hospital, partial, signature }
  *   POST /queries/:id/release      (researcher) the noisy totals, small cells suppressed, budget shown
@@ -28,7 +28,10 @@ export interface StatsPluginOptions {
 const BASE64 = { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' } as const;
 const HOSPITAL = { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } as const;
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } } } as const;
-/** A 65,536-cell ciphertext is 6 MiB, 8 MiB in base64. */
+/**
+ * A 65,536-cell ciphertext is 6 MiB, 8 MiB in base64. A contribution with its range proofs: the query language's
+ * largest (600 cells, 12,000 bit proofs) is 2.7 MiB, 3.7 MiB in base64.
+ */
 const CIPHERTEXT_BODY = 9 * 1024 * 1024;
 
 const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
@@ -59,19 +62,22 @@ export async function statsPlugin(app: FastifyInstance, options: StatsPluginOpti
 
   app.get<{ Params: { id: string } }>('/queries/:id/ticket', { schema: { params: idParams } }, async (request) => stats.ticket(request.params.id));
 
-  const signedBody = (field: string) => ({
+  const signedBody = (field: string, extra: string[] = []) => ({
     type: 'object',
-    required: ['hospital', field, 'signature'],
+    required: ['hospital', field, 'signature', ...extra],
     additionalProperties: false,
-    properties: { hospital: HOSPITAL, [field]: { ...BASE64, maxLength: CIPHERTEXT_BODY }, signature: { ...BASE64, maxLength: 200 } },
+    properties: {
+      hospital: HOSPITAL, [field]: { ...BASE64, maxLength: CIPHERTEXT_BODY }, signature: { ...BASE64, maxLength: 200 },
+      ...Object.fromEntries(extra.map((name) => [name, { ...BASE64, maxLength: CIPHERTEXT_BODY }])),
+    },
   });
 
-  app.post<{ Params: { id: string }; Body: { hospital: string; ciphertext: string; signature: string } }>('/queries/:id/contributions', {
+  app.post<{ Params: { id: string }; Body: { hospital: string; ciphertext: string; signature: string; proof: string } }>('/queries/:id/contributions', {
     bodyLimit: CIPHERTEXT_BODY,
-    schema: { params: idParams, body: signedBody('ciphertext') },
+    schema: { params: idParams, body: signedBody('ciphertext', ['proof']) },
   }, async (request, reply) => {
-    const { hospital, ciphertext, signature } = request.body;
-    await stats.addContribution(request.params.id, { hospital, ciphertext: bytes(ciphertext), signature: bytes(signature) });
+    const { hospital, ciphertext, signature, proof } = request.body;
+    await stats.addContribution(request.params.id, { hospital, ciphertext: bytes(ciphertext), signature: bytes(signature), proof: bytes(proof) });
     return reply.status(201).send({ hospital });
   });
 

@@ -95,7 +95,8 @@ export class StorageAuditClient {
 
   /**
    * The hospitals' public keys by id. @throws IntegrityError when a served key does not hash to its id,
-   * MalformedInputError when one does not decode or its proof of possession fails.
+   * MalformedInputError when one does not decode or its proof of possession fails, UnsupportedError for a key of
+   * another version (version 1, from before the owners' own generators: records tagged under it cannot be audited).
    */
   async keys(): Promise<Map<string, por.PorPublicKey>> {
     const answer = await callJson<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', { token: this.token, idempotent: true });

@@ -54,16 +54,16 @@ export class StorageTagger {
     const select = () => this.db.query<{ secret_key: Uint8Array }>('SELECT secret_key FROM storage_hospital_keys WHERE hospital = $1', [hospital]);
     let row = (await select()).rows[0];
     if (row === undefined) {
-      const fresh = por.generateKey();
+      const fresh = por.generateKey(this.sectors);
       const wrapped = await this.kek.wrap(por.encodeSecretKey(fresh), context(hospital));
       await this.db.query('INSERT INTO storage_hospital_keys (hospital, secret_key, public_key) VALUES ($1, $2, $3) ON CONFLICT (hospital) DO NOTHING',
         [hospital, wrapped, por.encodePublicKey(fresh.publicKey)]);
       row = (await select()).rows[0]!;
     }
-    return por.decodeSecretKey(await this.kek.unwrap(row.secret_key, context(hospital)));
+    return por.decodeSecretKey(await this.kek.unwrap(row.secret_key, context(hospital)), this.sectors);
   }
 
-  /** The tags of one ciphertext under the hospital's key (one hash to G1 and one (s+1)-term multi-exponentiation per block). */
+  /** The tags of one ciphertext under the hospital's key (one hash to G1, s multiply-adds in Z_r and one two-term multi-exponentiation per block). */
   async tag(hospital: string, ciphertext: Uint8Array): Promise<RecordStorageTags> {
     const key = await this.keyOf(hospital);
     const tags = por.tagFile(key, storageName(ciphertext), ciphertext, this.sectors);

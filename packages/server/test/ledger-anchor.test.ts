@@ -1,0 +1,99 @@
+/**
+ * Anchoring from the running platform (issue #13): the cloud puts its witnessed checkpoints on the anchor contract
+ * of a real JSON-RPC node (ganache 7.9 as a child process on 127.0.0.1, one for this file), with the hospitals'
+ * witnesses' chain cosignatures obtained over HTTP, and an auditor checks the served log against what the chain
+ * anchored: a cloud that shows an auditor an older (genuine, witnessed) checkpoint to hide later entries is caught.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openDatabase, type Database } from '@medshare/db';
+import { AnchorClient, LedgerClient, parseVerifierKey, verifyRemoteLog, type TrustPolicy } from '@medshare/ledger';
+import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
+import { LEDGER_KEY_NAME } from '../src/index.ts';
+import { sampleBundle, startCast, type Cast } from './harness.ts';
+
+let node: GanacheNode;
+let db: Database;
+let cast: Cast;
+let admin: AnchorClient;
+let trust: TrustPolicy;
+let ledgerUrl: string;
+
+before(async () => {
+  node = await startGanache();
+  db = await openDatabase();
+  admin = await AnchorClient.deploy(node.wallet(0));
+  // The cloud's anchorer account; its key is handed to the service (in `medshare serve`: LEDGER_PRIVATE_KEY), never stored.
+  const anchorer = admin.as(node.wallet(1));
+  cast = await startCast(db, { ledgerAnchor: { client: anchorer, intervalMs: 3_600_000 } });
+  ledgerUrl = new URL('/ledger', cast.base).href;
+  const keys = await new LedgerClient(ledgerUrl).keys();
+  trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
+  // The consortium's admin registers the log: its anchorer and the hospitals' witnesses' chain addresses, a majority quorum.
+  const addresses = await Promise.all(['st-marys', 'riverside'].map(async (h) =>
+    ((await (await fetch(new URL(`/witness/${h}/key`, cast.urls.hospitals[h]!))).json()) as { chainAddress: string }).chainAddress));
+  await admin.configureLog(LEDGER_KEY_NAME, node.wallet(1).address, addresses, 2);
+  await cast.patient.register();
+  await cast.gateway.enrol(sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, cast.patient.key.patientId);
+  await cast.gateway.upload(sampleBundle());
+  // One more batch, so that an older witnessed checkpoint exists below the one anchored.
+  await cast.platform.ledger.flush();
+  await cast.platform.ledger.append(access(0));
+  await cast.platform.ledger.flush();
+});
+
+/** A record access by a made-up doctor (a ledger entry of its own batch). */
+function access(i: number) {
+  const psn = `psn:${String(i).repeat(22).slice(0, 22)}`;
+  return { type: 'record-access' as const, patient: psn, agents: [{ who: psn, role: 'doctor' }], source: 'st-marys', records: [{ hash: `sha256:${'1'.repeat(64)}`, category: 'lab' }] };
+}
+
+after(async () => {
+  await cast?.platform.close();
+  await db?.close();
+  await node?.stop();
+});
+
+test('the running cloud anchors its witnessed checkpoint with the hospitals\' chain cosignatures; the chain proves the served one', async () => {
+  const anchoring = cast.platform.services.cloud.anchoring!;
+  await cast.platform.ledger.flush();
+  const receipt = await anchoring.anchorNow();
+  assert.equal(receipt.treeSize, cast.platform.ledger.size);
+  assert.deepEqual(anchoring.health(), { anchoredSize: receipt.treeSize, anchorFailures: 0 });
+  const served = await new LedgerClient(ledgerUrl).checkpoint();
+  assert.equal((await admin.proveAnchored(served, trust.log)).treeSize, receipt.treeSize);
+  const anchored = await admin.latestAnchor(LEDGER_KEY_NAME);
+  const report = await verifyRemoteLog(new LedgerClient(ledgerUrl), { ...trust, anchored: [anchored!] });
+  assert.equal(report.ok, true, report.problem);
+});
+
+test('a cloud showing an auditor an older witnessed checkpoint to hide later entries: the anchored one names the cut', async () => {
+  const anchored = (await admin.latestAnchor(LEDGER_KEY_NAME))!;
+  // A genuine checkpoint the witnesses cosigned earlier, served in place of the latest.
+  const older = (await db.query<{ size: number; note: string }>(
+    'SELECT size, note FROM ledger_checkpoints WHERE size < $1 ORDER BY size DESC LIMIT 1', [anchored.size],
+  )).rows[0]!;
+  assert.ok(older !== undefined && older.size < anchored.size);
+  class RollingBackCloud extends LedgerClient {
+    override async checkpoint(): Promise<string> {
+      return older.note;
+    }
+  }
+  const stale = new RollingBackCloud(ledgerUrl);
+  const unanchored = await verifyRemoteLog(stale, { ...trust, quorum: 0 });
+  assert.equal(unanchored.ok, true, `without the chain the older view checks out: ${unanchored.problem}`);
+  const report = await verifyRemoteLog(stale, { ...trust, quorum: 0, anchored: [anchored] });
+  assert.equal(report.ok, false);
+  assert.equal(report.firstBadIndex, older.size, report.problem);
+});
+
+test('anchoring without the witnesses\' chain cosignatures fails and is counted (the contract requires its quorum)', async () => {
+  const anchoring = cast.platform.services.cloud.anchoring!;
+  const before = anchoring.health().anchorFailures;
+  // Reconfigured by the admin with witnesses that are not the hospitals': their signatures are missing.
+  await admin.configureLog(LEDGER_KEY_NAME, node.wallet(1).address, [node.wallet(5).address, node.wallet(6).address], 2);
+  await cast.platform.ledger.append(access(1));
+  await cast.platform.ledger.flush();
+  await assert.rejects(anchoring.anchorNow());
+  assert.equal(anchoring.health().anchorFailures, before + 1);
+});
