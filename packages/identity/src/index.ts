@@ -28,7 +28,7 @@ export { SigningKeyRing } from './sso/keyring.ts';
 export { TokenIssuer, deviceKeyThumbprint, type IssuedToken, type IssuerOptions, type TokenProfile, type TokenRequest } from './sso/issuer.ts';
 export { DpopKey, DpopVerifier, accessTokenHash, proofTarget, DPOP_TYPE, type ProofExpectation, type VerifiedProof } from './sso/dpop.ts';
 export { DeviceKeys } from './sso/device-keys.ts';
-export { SenderConstrainedVerifier, senderConstrained, DPOP_CHALLENGE } from './dpop/verify.ts';
+export { SenderConstrainedVerifier, senderConstrained, PUBLIC_ROUTE, DPOP_CHALLENGE } from './dpop/verify.ts';
 export { TrustList, TokenVerifier, remoteSessionStatus, localSessionStatus, type FederationMember, type SessionStatus } from './sso/federation.ts';
 export { TOKEN_ALGORITHM, TOKEN_TYPE, MAX_TOKEN_CHARS, ACR_MULTI_FACTOR, type VerifiedToken } from './sso/claims.ts';
 export { seal, open, importDevicePublicKey, type SealedBox } from './ta/sealed-box.ts';
@@ -45,6 +45,6 @@ export { trustedAuthorityPlugin, type TaPluginOptions } from './http/ta-plugin.t
 export { deviceAuthenticationPlugin, type DevicePluginOptions } from './http/device-plugin.ts';
 export { ClientRegistry, type OidcClient } from './oidc/clients.ts';
 export { OidcProvider, OAuthError, type TokenResponse, type PendingAuthorization, type IssuedCode } from './oidc/provider.ts';
-export { oidcPlugin, type OidcPluginOptions } from './oidc/plugin.ts';
+export { oidcPlugin, requestOrigin, smartConfiguration, type OidcPluginOptions } from './oidc/plugin.ts';
 export { s256Challenge } from './oidc/pkce.ts';
 export { createMemoryHospital, createSqlHospital, migrateIdentity, DEFAULT_CLIENT, type HospitalConfig, type HospitalService } from './hospital.ts';

@@ -83,6 +83,34 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.match(raw.headers.get('content-type')!, /^application\/fhir\+json/);
   });
 
+  test("SMART discovery at the FHIR base: the identity service's smart-configuration, and oauth-uris in the CapabilityStatement, naming endpoints that answer", async () => {
+    // Both documents are read before the client has a token: anonymous (the write routes still need one: 401 above).
+    const atBase = await fetch(new URL('/gateway/fhir/.well-known/smart-configuration', stMarys()));
+    assert.equal(atBase.status, 200);
+    assert.equal((await fetch(new URL('/gateway/fhir/metadata', stMarys()))).status, 200);
+    assert.match(atBase.headers.get('content-type')!, /^application\/json/);
+    const discovered = (await atBase.json()) as { issuer: string; authorization_endpoint: string; token_endpoint: string; capabilities: string[] };
+    const atIssuer = await (await fetch(new URL('/identity/st-marys/.well-known/smart-configuration', stMarys()))).json();
+    assert.deepEqual(discovered, atIssuer);
+    assert.equal(discovered.issuer, new URL('/identity/st-marys', stMarys()).href);
+    const openid = (await (await fetch(new URL('/identity/st-marys/.well-known/openid-configuration', stMarys()))).json()) as { authorization_endpoint: string; token_endpoint: string };
+    assert.equal(discovered.authorization_endpoint, openid.authorization_endpoint);
+    assert.equal(discovered.token_endpoint, openid.token_endpoint);
+    const capability = (await gateway.capabilityStatement()) as unknown as { rest: Array<{ security: { service: Array<{ coding: Array<{ code: string }> }>; extension: Array<{ url: string; extension: Array<{ url: string; valueUri: string }> }> } }> };
+    const security = capability.rest[0]!.security;
+    assert.equal(security.service[0]!.coding[0]!.code, 'SMART-on-FHIR');
+    const uris = Object.fromEntries(security.extension.find((e) => e.url === 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris')!.extension.map((e) => [e.url, e.valueUri]));
+    assert.deepEqual(uris, { authorize: discovered.authorization_endpoint, token: discovered.token_endpoint });
+    // What a SMART client library does with the base (fhir-kit-client races both documents).
+    const smart = await gateway.smartAuthMetadata();
+    assert.equal(smart.authorizeUrl?.toString(), discovered.authorization_endpoint);
+    assert.equal(smart.tokenUrl?.toString(), discovered.token_endpoint);
+    // The URLs are the identity service's real endpoints: a token request without a form is an OAuth error, not a 404.
+    const token = await fetch(discovered.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    assert.equal(token.status, 400);
+    assert.equal(((await token.json()) as { error: string }).error, 'invalid_request');
+  });
+
   test('content negotiation: XML is 415/406, every error is an OperationOutcome, the gateway serves no decrypted read', async () => {
     // Marks the cases sent as the gateway's session (its token with a fresh DPoP proof each).
     const token = { 'x-as-gateway': '1' };
@@ -160,6 +188,31 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.equal((await patient.records('lab')).length, 3, 'deleting a deleted resource stores nothing');
     const found = (await reader.search({ resourceType: 'Observation', searchParams: { _id: created.id } })) as unknown as { total: number };
     assert.equal(found.total, 0);
+  });
+
+  test('conditional update: If-Match of a stale version is 412 and stores nothing; the current version succeeds; a malformed If-Match is 400', async () => {
+    const id = `ifm-${randomBytes(4).toString('hex')}`;
+    const v1 = (await gateway.update({ resourceType: 'Observation', id, body: { ...observation(50), id } })) as Resource;
+    assert.equal(v1.meta!.versionId, '1');
+    const v2 = (await gateway.update({ resourceType: 'Observation', id, body: { ...observation(51), id }, options: { headers: { 'If-Match': 'W/"1"' } } })) as Resource;
+    assert.equal(v2.meta!.versionId, '2');
+    const records = (await patient.records('lab')).length;
+    // A second writer still holding version 1 (lost update): refused, and her amended value does not replace 51.
+    const stale = await failure(gateway.update({ resourceType: 'Observation', id, body: { ...observation(99), id }, options: { headers: { 'If-Match': 'W/"1"' } } }));
+    assert.equal(stale.status, 412);
+    assert.equal(stale.outcome.resourceType, 'OperationOutcome');
+    assert.match(stale.outcome.issue[0]!.diagnostics!, /If-Match names version 1 but the current version is 2/);
+    const missing = await failure(gateway.update({ resourceType: 'Observation', id: `${id}-none`, body: { ...observation(1), id: `${id}-none` }, options: { headers: { 'If-Match': 'W/"1"' } } }));
+    assert.equal(missing.status, 412, 'If-Match on a resource that does not exist');
+    for (const header of ['1', 'W/1', '*', 'W/"1", W/"2"', 'W/"0"', 'W/"x"', 'W/"99999999999999999999"']) {
+      const malformed = await failure(gateway.update({ resourceType: 'Observation', id, body: { ...observation(98), id }, options: { headers: { 'If-Match': header } } }));
+      assert.equal(malformed.status, 400, header);
+      assert.match(malformed.outcome.issue[0]!.diagnostics!, /If-Match/, header);
+    }
+    assert.equal((await patient.records('lab')).length, records, 'nothing stored');
+    const read = (await reader.read({ resourceType: 'Observation', id })) as Resource & { valueQuantity: { value: number } };
+    assert.equal(read.meta!.versionId, '2');
+    assert.equal(read.valueQuantity.value, 51);
   });
 
   test('transaction: urn:uuid and conditional references resolve to Type/id, a transaction-response Bundle carries Location and ETag per entry', async () => {

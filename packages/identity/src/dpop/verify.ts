@@ -70,18 +70,23 @@ export class SenderConstrainedVerifier {
   }
 }
 
+/** Route `config` of a route senderConstrained leaves open to anonymous callers (discovery only). */
+export const PUBLIC_ROUTE = { public: true } as const;
+
 /**
  * Requires a DPoP-bound token and proof on every route of the Fastify scope `app` registered after this call: an
  * `onRequest` hook of each route, so nothing of the body is read before the caller is known, appended after the
  * hooks that parent scopes' `onRoute` handlers added (a rate limiter counts refused requests too). The scope's
  * error handler answers the UnauthenticatedError (401). Handlers get the token from `verifier.verifyRequest(request)`
- * again (the same answer, no second check).
+ * again (the same answer, no second check). A route declared with `config: PUBLIC_ROUTE` is left open: discovery
+ * documents a client reads before it has a token (a FHIR CapabilityStatement, SMART configuration).
  */
 export function senderConstrained(app: FastifyInstance, verifier: SenderConstrainedVerifier): void {
   const check = async (request: FastifyRequest) => {
     await verifier.verifyRequest(request);
   };
   app.addHook('onRoute', (route) => {
+    if ((route.config as { public?: unknown } | undefined)?.public === true) return;
     const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest];
     route.onRequest = [...hooks, check];
   });

@@ -43,6 +43,28 @@ const webauthnBody = {
   properties: { request: { type: 'string', maxLength: 64 }, ticket: { type: 'string', maxLength: 64 }, response: { type: 'object' } },
 };
 
+/** The origin a request reached this service at: `publicOrigin` when configured, else the request's (as Fastify resolves it). */
+export const requestOrigin = (request: FastifyRequest, publicOrigin?: string): string => publicOrigin ?? `${request.protocol}://${request.host}`;
+
+/**
+ * The SMART App Launch 2.x discovery document of the identity service whose issuer URL is `issuer` (served at the
+ * issuer's and at each FHIR base's `/.well-known/smart-configuration`).
+ */
+export function smartConfiguration(issuer: string, scopesSupported: readonly string[]): Record<string, unknown> {
+  return {
+    issuer,
+    jwks_uri: `${issuer}/.well-known/jwks.json`,
+    authorization_endpoint: `${issuer}/oidc/authorize`,
+    token_endpoint: `${issuer}/oidc/token`,
+    grant_types_supported: ['authorization_code'],
+    token_endpoint_auth_methods_supported: ['none'],
+    scopes_supported: scopesSupported,
+    response_types_supported: ['code'],
+    code_challenge_methods_supported: ['S256'],
+    capabilities: ['launch-standalone', 'client-public', 'sso-openid-connect', 'permission-patient', 'permission-user', 'permission-v1', 'permission-v2'],
+  };
+}
+
 /** The Fastify plugin. */
 export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOptions): Promise<void> {
   const { accounts, provider, proofs, hospital } = options;
@@ -51,7 +73,7 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
     done(null, Object.fromEntries(new URLSearchParams(String(body))));
   });
 
-  const origin = (request: FastifyRequest) => options.publicOrigin ?? `${request.protocol}://${request.host}`;
+  const origin = (request: FastifyRequest) => requestOrigin(request, options.publicOrigin);
   const issuerOf = (request: FastifyRequest) => `${origin(request)}${prefix}`;
 
   app.get('/.well-known/openid-configuration', async (request, reply) => {
@@ -78,21 +100,8 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
     });
   });
 
-  app.get('/.well-known/smart-configuration', async (request, reply) => {
-    const issuer = issuerOf(request);
-    return reply.header('cache-control', 'max-age=60').send({
-      issuer,
-      jwks_uri: `${issuer}/.well-known/jwks.json`,
-      authorization_endpoint: `${issuer}/oidc/authorize`,
-      token_endpoint: `${issuer}/oidc/token`,
-      grant_types_supported: ['authorization_code'],
-      token_endpoint_auth_methods_supported: ['none'],
-      scopes_supported: options.scopesSupported,
-      response_types_supported: ['code'],
-      code_challenge_methods_supported: ['S256'],
-      capabilities: ['launch-standalone', 'client-public', 'sso-openid-connect', 'permission-patient', 'permission-user', 'permission-v1', 'permission-v2'],
-    });
-  });
+  app.get('/.well-known/smart-configuration', async (request, reply) =>
+    reply.header('cache-control', 'max-age=60').send(smartConfiguration(issuerOf(request), options.scopesSupported)));
 
   /** An HTML page with the CSP that lets its form redirect to the client. */
   const page = (reply: FastifyReply, status: number, html: string, redirectUri?: string) =>

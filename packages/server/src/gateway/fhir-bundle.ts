@@ -24,6 +24,8 @@ export interface FhirOperation {
   readonly where: string;
   /** Its entry's position in the Bundle (0 for a single resource). */
   readonly index: number;
+  /** The version the client's `If-Match` requires to be current (a PUT only): otherwise 412, nothing stored. */
+  readonly ifMatch?: number;
 }
 
 type Parsed = Omit<FhirOperation, 'index'>;
@@ -200,13 +202,25 @@ export function createOperation(resourceType: string, body: unknown): FhirOperat
   return { method: 'POST', resourceType, id: resource.id, resource, where: 'resource', index: 0 };
 }
 
-/** `PUT [base]/Type/id`: an update (or a create with the client's id). */
-export function updateOperation(resourceType: string, id: string, body: unknown): FhirOperation {
+/** `PUT [base]/Type/id`: an update (or a create with the client's id), optionally conditional on the current version. */
+export function updateOperation(resourceType: string, id: string, body: unknown, ifMatch?: number): FhirOperation {
   checkId(id, 'the url');
   if (isObject(body) && body.id !== id) throw new MalformedInputError(`resource.id '${String(body.id)}' must equal the url's id '${id}'`);
   const resource = withId(body, id, 'resource');
   if (resource.resourceType !== resourceType) throw new MalformedInputError(`the url names ${resourceType} but the resource is a ${resource.resourceType}`);
-  return { method: 'PUT', resourceType, id, resource, where: 'resource', index: 0 };
+  return { method: 'PUT', resourceType, id, resource, where: 'resource', index: 0, ...(ifMatch === undefined ? {} : { ifMatch }) };
+}
+
+const ENTITY_TAG = /^(?:W\/)?"([1-9][0-9]{0,15})"$/;
+
+/**
+ * The version an `If-Match` header names (`W/"3"`, the ETag this server sends; the strong form `"3"` too).
+ * @throws MalformedInputError for anything else (a list, `*`, a non-numeric tag).
+ */
+export function parseIfMatch(header: string): number {
+  const match = ENTITY_TAG.exec(header.trim());
+  if (match === null) throw new MalformedInputError(`If-Match '${header.slice(0, 40)}' is not a version ETag W/"<versionId>"`);
+  return Number(match[1]);
 }
 
 /** `DELETE [base]/Type/id`. */

@@ -70,9 +70,12 @@ function negotiate(request: FastifyRequest): void {
   }
 }
 
+/** Route `config` of a route in a FHIR scope that answers plain `application/json` (SMART's discovery document). */
+export const PLAIN_JSON_ROUTE = { plainJson: true } as const;
+
 /**
  * Makes a Fastify scope a FHIR JSON endpoint: parsers for both JSON media types (up to `bodyLimit`), content
- * negotiation, FHIR JSON answers, and OperationOutcome for every error and unknown route (404) or method (405).
+ * negotiation, FHIR JSON answers (but for PLAIN_JSON_ROUTE routes), and OperationOutcome for every error and unknown route (404) or method (405).
  */
 export function useFhirJson(app: FastifyInstance, bodyLimit: number): void {
   app.removeAllContentTypeParsers();
@@ -85,20 +88,32 @@ export function useFhirJson(app: FastifyInstance, bodyLimit: number): void {
   };
   app.addContentTypeParser([FHIR_JSON, 'application/json'], { parseAs: 'string', bodyLimit }, parse);
   app.addHook('onRequest', async (request) => negotiate(request));
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', async (request, reply, payload) => {
     const type = String(reply.getHeader('content-type') ?? '');
-    if (type.startsWith('application/json') || type === '') void reply.header('content-type', `${FHIR_JSON}; charset=utf-8`);
+    const plainJson = (request.routeOptions.config as { plainJson?: unknown } | undefined)?.plainJson === true;
+    if ((type.startsWith('application/json') && !plainJson) || type === '') void reply.header('content-type', `${FHIR_JSON}; charset=utf-8`);
     return payload;
   });
   app.setErrorHandler((error, _request, reply) => sendOutcome(reply, error));
   app.setNotFoundHandler((request, reply) => sendOutcome(reply, new FhirHttpError(404, `no FHIR interaction ${request.method} ${request.url.split('?')[0]} here (see /metadata)`)));
 }
 
+/** The SMART App Launch extension of CapabilityStatement.rest.security naming the OAuth endpoints. */
+export const SMART_OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
+
 /** A CapabilityStatement of a server that supports `interactions` on every resource type (JSON only). */
 export function capabilityStatement(options: {
   name: string; description: string; url: string; interactions: readonly string[]; system: readonly string[];
   searchParams?: ReadonlyArray<{ name: string; type: string; documentation: string }>; versioning?: 'versioned' | 'no-version';
+  /** The SMART authorization server's endpoints, declared with the `oauth-uris` extension of rest.security. */
+  oauth?: { authorize: string; token: string };
 }): Record<string, unknown> {
+  const oauthUris = options.oauth === undefined ? {} : {
+    extension: [{
+      url: SMART_OAUTH_URIS,
+      extension: [{ url: 'authorize', valueUri: options.oauth.authorize }, { url: 'token', valueUri: options.oauth.token }],
+    }],
+  };
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -113,7 +128,7 @@ export function capabilityStatement(options: {
     format: [FHIR_JSON, 'json'],
     rest: [{
       mode: 'server',
-      security: { cors: false, service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }], description: 'Bearer SSO token of a MedShare hospital (SMART scopes)' },
+      security: { ...oauthUris, cors: false, service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }], description: 'Bearer SSO token of a MedShare hospital (SMART scopes)' },
       resource: [{
         type: 'Resource',
         interaction: options.interactions.map((code) => ({ code })),

@@ -12,10 +12,12 @@
  *                                         ledgerIndex }: de-identified with the hospital's keys, recorded on the
  *                                         ledger first (research-export.ts); 403 when she has not consented
  *   /fhir/...                             the FHIR R4 write API (fhir-rest.ts conventions, OperationOutcome errors):
- *     GET    /fhir/metadata                           CapabilityStatement
+ *     GET    /fhir/metadata                           CapabilityStatement (rest.security: SMART oauth-uris)
+ *     GET    /fhir/.well-known/smart-configuration    SMART discovery: the hospital identity service's
  *     POST   /fhir  (or /fhir/)                       transaction or batch Bundle → transaction-/batch-response
  *     POST   /fhir/:type                              create (server-assigned id)
  *     PUT    /fhir/:type/:id                          update: a new version when the content changed
+ *                                                     (If-Match: W/"n" → 412 unless n is the current version)
  *     DELETE /fhir/:type/:id                          delete: a tombstone version
  *     GET    /fhir/Patient?identifier=system|value    cross-hospital lookup (identifier-index.ts): a searchset of Patient
  *                                                     stubs carrying the pseudonyms of consenting patients
@@ -26,13 +28,13 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
-import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
+import { PUBLIC_ROUTE, senderConstrained, smartConfiguration, type SenderConstrainedVerifier } from '@medshare/identity';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import { FHIR_ID, type CategoryMapping } from './fhir.ts';
-import { createOperation, deleteOperation, parseWrite, updateOperation } from './fhir-bundle.ts';
+import { createOperation, deleteOperation, parseIfMatch, parseWrite, updateOperation } from './fhir-bundle.ts';
 import type { CloudApi } from './cloud-api.ts';
-import { capabilityStatement, FhirHttpError, outcomeOf, useFhirJson } from './fhir-rest.ts';
+import { capabilityStatement, FhirHttpError, outcomeOf, PLAIN_JSON_ROUTE, useFhirJson } from './fhir-rest.ts';
 import type { GatewayService, WriteOutcome } from './service.ts';
 import type { ResearchExporter } from './research-export.ts';
 
@@ -45,6 +47,13 @@ export interface GatewayPluginOptions {
   readonly categories: CategoryMapping;
   /** Research release (de-identified FHIR for consenting patients). */
   readonly exporter: ResearchExporter;
+  /** The hospital's identity service, the SMART authorization server of this FHIR base. */
+  readonly identity: {
+    /** Its issuer URL as the request's client reaches it. */
+    readonly issuerOf: (request: FastifyRequest) => string;
+    /** The scopes its discovery lists. */
+    readonly scopesSupported: readonly string[];
+  };
 }
 
 export const GATEWAY_BODY_LIMIT = 32 * 1024 * 1024;
@@ -87,8 +96,12 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
     return /return=minimal/.test(String(request.headers.prefer ?? '')) ? reply.send() : reply.send(outcome.resource);
   };
 
-  app.get('/metadata', async () => capabilityStatement({
+  app.get('/.well-known/smart-configuration', { config: { ...PUBLIC_ROUTE, ...PLAIN_JSON_ROUTE } }, async (request, reply) =>
+    reply.header('cache-control', 'max-age=60').type('application/json').send(smartConfiguration(options.identity.issuerOf(request), options.identity.scopesSupported)));
+
+  app.get('/metadata', { config: PUBLIC_ROUTE }, async (request) => capabilityStatement({
     name: 'MedShareGateway',
+    oauth: { authorize: `${options.identity.issuerOf(request)}/oidc/authorize`, token: `${options.identity.issuerOf(request)}/oidc/token` },
     description: 'MedShare hospital gateway: validates, versions and encrypts FHIR R4 writes for the semi-trusted cloud. Reads are served decrypted by the reader\'s own SDK (FHIR view), never here.',
     url: app.prefix,
     interactions: ['create', 'update', 'delete'],
@@ -122,7 +135,9 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
 
   app.put<{ Params: { type: string; id: string } }>('/:type/:id', { bodyLimit: GATEWAY_BODY_LIMIT, schema: { params: INSTANCE_PARAMS } }, async (request, reply) => {
     const caller = await writer(request);
-    const { outcomes } = await gateway.transaction(caller, [updateOperation(request.params.type, request.params.id, request.body)]);
+    const ifMatch = request.headers['if-match'];
+    const operation = updateOperation(request.params.type, request.params.id, request.body, ifMatch === undefined ? undefined : parseIfMatch(ifMatch));
+    const { outcomes } = await gateway.transaction(caller, [operation]);
     return single(request, reply, outcomes[0]!);
   });
 

@@ -27,6 +27,7 @@ import { categoryOf, referencedPatient, type CategoryMapping, type FhirResource 
 import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
 import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
 import type { IdentifierKey } from './identifier-index.ts';
+import { FhirHttpError } from './fhir-rest.ts';
 import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
 /** What an upload did. */
@@ -165,7 +166,8 @@ export class GatewayService {
    * transaction — nothing is stored if anything fails. A resource whose content equals its current version stores
    * nothing (a retry); a delete of a missing or deleted resource stores nothing.
    * @throws MalformedInputError, FhirValidationError, NotFoundError (patient not enrolled), AccessDeniedError (no
-   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify).
+   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify), FhirHttpError
+   * 412 (an update's `ifMatch` is not the current version).
    */
   async transaction(caller: Caller, operations: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
     const hospital = caller.token.hospital;
@@ -204,6 +206,9 @@ export class GatewayService {
           fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now) });
           outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
           continue;
+        }
+        if (op.ifMatch !== undefined && op.ifMatch !== before?.version) {
+          throw new FhirHttpError(412, `${key}: If-Match names version ${op.ifMatch} but the current version is ${before === undefined ? 'none (no such resource)' : before.version}`);
         }
         const resource = op.resource!;
         const hash = contentHash(resource);

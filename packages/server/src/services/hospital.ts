@@ -13,11 +13,11 @@
  *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
@@ -156,9 +156,10 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
   const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
-  await app.register(hospitalIdentityPlugin, { ...identity, prefix: `/identity/${name}` });
+  const identityPrefix = `/identity/${name}`;
+  await app.register(hospitalIdentityPlugin, { ...identity, prefix: identityPrefix });
   await app.register(oidcPlugin, {
-    hospital: name, provider: identity.oidc, accounts: identity.accounts, proofs: identity.proofs, scopesSupported: OIDC_SCOPES, prefix: `/identity/${name}`,
+    hospital: name, provider: identity.oidc, accounts: identity.accounts, proofs: identity.proofs, scopesSupported: OIDC_SCOPES, prefix: identityPrefix,
     ...(options.publicOrigin === undefined ? {} : { publicOrigin: options.publicOrigin }),
   });
   if (options.portal !== false) {
@@ -175,7 +176,8 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const verifier = new SenderConstrainedVerifier(new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), identity.proofs);
   const exporter = new ResearchExporter(db, kek, { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
     (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
-  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, prefix: '/gateway' });
+  const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
+  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
   await witness.register(app);
   return {
     app, name, issuer, identity, witnessKey: witness.verifier.vkey,
