@@ -19,8 +19,9 @@ function testFiles(dir) {
 }
 
 /**
- * Files run two at a time (node's default is one fewer than the cores: one, on CI's two). Most files spend their
- * time in one single-threaded process or waiting for a child service, so two overlap well. The longest files start
+ * Files run three at a time (node's default is one fewer than the cores: one, on CI's two). Most files spend their
+ * time in one single-threaded process or waiting for a child service (a whole run used 1.2 of CI's 2 cores at two
+ * files at a time), so three overlap well; each file's PGlite takes about 0.8 GB, well within CI's memory. The longest files start
  * first so that the last one to finish does not start late; this list only orders, it selects nothing.
  */
 function slowRank(file) {
@@ -29,7 +30,10 @@ function slowRank(file) {
 }
 const SLOW_FIRST = [
   'server/test/reliability.test.ts',
+  'cli/test/deployment.test.ts',
+  'portal/test/portal-browser.test.ts',
   'server/test/platform.test.ts',
+  'cli/test/demo.test.ts',
   'server/test/security.test.ts',
   'server/test/restart.test.ts',
   'server/test/conversion-pool.test.ts',
@@ -39,7 +43,7 @@ const SLOW_FIRST = [
   'cli/test/serve.test.ts',
   'crypto/test/abe.test.ts',
 ];
-const concurrency = process.env.MEDSHARE_TEST_CONCURRENCY ?? '2';
+const concurrency = process.env.MEDSHARE_TEST_CONCURRENCY ?? '3';
 
 const files = readdirSync(join(root, 'packages'))
   .map((pkg) => join(root, 'packages', pkg, 'test'))
