@@ -43,6 +43,19 @@ export async function pinnedKey(db: Database, name: string, fetch: () => Promise
   return pinnedValue(db, name, fetch, (value) => void parseVerifierKey(value));
 }
 
+/**
+ * A hospital's witness key: as configured, else as that hospital itself (never the cloud) publishes it; pinned.
+ * @throws IntegrityError when it differs from the configured or pinned key, or names another witness
+ */
+async function pinnedWitnessKey(db: Database, peer: WitnessPeer): Promise<CheckpointVerifier> {
+  const name = witnessKeyName(peer.hospital);
+  const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
+  if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
+  const verifier = parseVerifierKey(vkey);
+  if (verifier.name !== name) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}, not ${name}`);
+  return verifier;
+}
+
 /** A value another service published (checked by `check`, which throws), pinned as `pinnedKey` does. */
 async function pinnedValue(db: Database, name: string, fetch: () => Promise<string>, check: (value: string) => void): Promise<string> {
   await migrate(db, 'federation', FEDERATION_MIGRATIONS);
@@ -126,11 +139,7 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
   const cosigners: Cosigner[] = [];
   const chainCosigners: ChainCosigner[] = [];
   for (const peer of options.witnesses) {
-    const name = witnessKeyName(peer.hospital);
-    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
-    if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
-    const verifier = parseVerifierKey(vkey);
-    if (verifier.name !== name) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}, not ${name}`);
+    const verifier = await pinnedWitnessKey(db, peer);
     cosigners.push(new HttpCosigner(under(peer.url, `witness/${peer.hospital}/`).href, verifier));
     if (options.anchor !== undefined) {
       const address = await pinnedValue(db, `chain/${peer.hospital}`, async () => (await publishedWitness(peer)).chainAddress, (value) => void parseChainAddress(value));
@@ -252,14 +261,6 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     });
     return witness;
   };
-  /** A peer hospital's witness key: as configured, else as that hospital (not the cloud) publishes it; pinned. */
-  const peerKey = async (peer: WitnessPeer): Promise<CheckpointVerifier> => {
-    const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
-    if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
-    const verifier = parseVerifierKey(vkey);
-    if (verifier.name !== witnessKeyName(peer.hospital)) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}`);
-    return verifier;
-  };
   const trust = async (): Promise<ReceiptTrust> => {
     const log = await logKey();
     const listed = await ledgerKeys();
@@ -268,7 +269,7 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     const peers = options.peers?.().filter((peer) => peer.hospital !== options.hospital);
     const witnesses = peers === undefined
       ? listed.witnesses.map(parseVerifierKey)
-      : [key.verifier, ...(await Promise.all(peers.map(peerKey)))];
+      : [key.verifier, ...(await Promise.all(peers.map((peer) => pinnedWitnessKey(db, peer))))];
     // A cloud cannot lower the bar: at least a majority of the witnesses, whatever quorum it names; and a receipt the
     // hospital's own witness did not cosign is refused, so witnesses the cloud made up cannot vouch for one.
     const quorum = peers === undefined ? Math.max(listed.quorum, defaultQuorum(witnesses.length)) : defaultQuorum(witnesses.length);
