@@ -77,3 +77,36 @@ test('without LEDGER_RPC_URL the anchoring commands are usage errors', async () 
   assert.equal(result.code, 2);
   assert.match(result.stderr, /LEDGER_RPC_URL/);
 });
+
+test('serve cloud with bad anchoring settings: one clear line and a non-zero exit, before anything is opened', async () => {
+  const data = join(dir, 'cloud-data');
+  const serve = (ledger: Record<string, string>) => runCli(['serve', 'cloud', '--data', data, '--port', '0', '--hospital-url', 'st-marys=http://127.0.0.1:9'], {
+    env: { ...process.env, DATABASE_URL: '', LEDGER_RPC_URL: '', LEDGER_ANCHOR_ADDRESS: '', LEDGER_PRIVATE_KEY: '', ...ledger },
+  });
+  const address = env['LEDGER_ANCHOR_ADDRESS']!;
+  const key = env['LEDGER_PRIVATE_KEY']!;
+  const cases: Array<[Record<string, string>, RegExp]> = [
+    [{ LEDGER_RPC_URL: 'http://127.0.0.1:9', LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: key }, /the chain node at http:\/\/127\.0\.0\.1:9 does not answer JSON-RPC/],
+    // An account with no code: a mistyped contract address.
+    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: node.wallet(7).address, LEDGER_PRIVATE_KEY: key }, /no contract is deployed there/],
+    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: 'not-a-key-but-a-secret-4711' }, /LEDGER_PRIVATE_KEY is not a secp256k1 private key/],
+    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: 'contract' , LEDGER_PRIVATE_KEY: key }, /LEDGER_ANCHOR_ADDRESS is not a contract address/],
+    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: address }, /needs all of LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY/],
+  ];
+  for (const [ledger, expected] of cases) {
+    const result = await serve(ledger);
+    assert.equal(result.code, 2, `${JSON.stringify(Object.keys(ledger))}: ${result.stderr}`);
+    assert.match(result.stderr, expected);
+    assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`);
+    assert.doesNotMatch(result.stderr, /4711|at .*\.ts:\d+/, 'neither the key nor a stack trace');
+  }
+});
+
+test('audit verify: chain flags need --url and both settings', async () => {
+  const onData = await runCli(['audit', 'verify', '--data', dataDir, '--rpc-url', node.url, '--anchor-address', env['LEDGER_ANCHOR_ADDRESS']!]);
+  assert.equal(onData.code, 2);
+  assert.match(onData.stderr, /give --url/);
+  const half = await runCli(['audit', 'verify', '--url', 'http://127.0.0.1:9/ledger', '--rpc-url', node.url], { env: { ...process.env, LEDGER_ANCHOR_ADDRESS: '' } });
+  assert.equal(half.code, 2);
+  assert.match(half.stderr, /needs both --rpc-url and --anchor-address/);
+});

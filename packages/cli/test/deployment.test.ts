@@ -16,11 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database } from '@medshare/db';
 import { SigningKeyRing, SqlSigningKeyStore } from '@medshare/identity';
-import { everyValue, GatewayClient, HttpProblemError, PatientClient, PlatformClient, roleScopes, tryEveryKey, type DoctorClient } from '@medshare/server';
+import { AnchorClient, parseCheckpoint, parseNote } from '@medshare/ledger';
+import { everyValue, GatewayClient, HttpProblemError, LEDGER_KEY_NAME, PatientClient, PlatformClient, roleScopes, tryEveryKey, type DoctorClient } from '@medshare/server';
+import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
 import { startLocalDeployment, type LocalDeployment } from '../src/deployment.ts';
+import { runCli } from './run-cli.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
 const ADMINS: Record<string, string> = { 'st-marys': 'deployment-test-admin-st-marys-0123', riverside: 'deployment-test-admin-riverside-4567' };
@@ -81,16 +86,25 @@ for (const engine of engines) {
       [chen, patel, okafor] = await Promise.all([chen, patel, okafor].map(async (d) => d.withSession(await client.refresh(d.session)))) as [DoctorClient, DoctorClient, DoctorClient];
     };
 
+    /** The consortium chain (a ganache JSON-RPC node process) the cloud process anchors its ledger on. */
+    let chain: GanacheNode;
+    let anchorContract: AnchorClient;
     before(async () => {
       root = await mkdtemp(join(tmpdir(), 'medshare-deployment-'));
+      chain = await startGanache();
+      anchorContract = await AnchorClient.deploy(chain.wallet(0));
+      // The cloud's anchorer account key reaches it only through its environment, as in production.
+      const ledgerEnv = { LEDGER_RPC_URL: chain.url, LEDGER_ANCHOR_ADDRESS: await anchorContract.address(), LEDGER_PRIVATE_KEY: chain.wallet(1).privateKey };
       deployment = await startLocalDeployment({
-        root, hospitals: HOSPITALS, adminTokens: ADMINS, args: ['--requests-per-minute', '100000'],
-        ...(engine.postgres ? { env: { ...process.env }, schemaPrefix } : {}),
+        root, hospitals: HOSPITALS, adminTokens: ADMINS, args: ['--requests-per-minute', '100000'], cloudArgs: ['--anchor-interval', '1'],
+        env: { ...process.env, ...(engine.postgres ? {} : { DATABASE_URL: '' }), ...ledgerEnv },
+        ...(engine.postgres ? { schemaPrefix } : {}),
       });
       client = new PlatformClient(deployment.urls);
     });
     after(async () => {
       await deployment?.stop();
+      await chain?.stop();
       if (engine.postgres) {
         const db = await openDatabase({ url: url! });
         for (const name of ['authority', 'cloud', ...HOSPITALS]) await db.query(`DROP SCHEMA IF EXISTS ${schemaPrefix}_${name.replaceAll('-', '_')} CASCADE`);
@@ -129,6 +143,54 @@ for (const engine of engines) {
       // She delegates again: the tests that follow read under this delegation.
       await patient.delegate('lab', LAB_POLICY, abeKey);
       assert.equal((await chen.read(patient.key.patientId, 'lab')).length, LAB_COUNT, 'a new delegation restores access');
+    });
+
+    test('the cloud process anchors on chain every --anchor-interval; audit verify --url --rpc-url checks the served log against the anchor', async () => {
+      const ledgerUrl = new URL('/ledger', deployment.urls.cloud).href;
+      const sizeOf = (note: string) => parseCheckpoint(parseNote(note).body).size;
+      const earlier = await (await fetch(`${ledgerUrl}/checkpoint`)).text();
+      await chen.read(patient.key.patientId, 'lab'); // a logged read: the log grows past `earlier`
+      // The consortium's admin registers the log: the cloud's anchorer account and the hospitals' chain addresses
+      // (each published by the hospital itself), a quorum of both.
+      const published = await Promise.all(HOSPITALS.map(async (h) =>
+        (await (await fetch(new URL(`/witness/${h}/key`, deployment.urls.hospitals[h]))).json()) as { key: string; chainAddress: string }));
+      await anchorContract.configureLog(LEDGER_KEY_NAME, chain.wallet(1).address, published.map((p) => p.chainAddress), 2);
+      let anchored = await anchorContract.latestAnchor(LEDGER_KEY_NAME);
+      for (const deadline = Date.now() + 60_000; (anchored?.size ?? 0) <= sizeOf(earlier); anchored = await anchorContract.latestAnchor(LEDGER_KEY_NAME)) {
+        assert.ok(Date.now() < deadline, 'the cloud process anchored nothing beyond the earlier checkpoint within 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+      const { log: logKey } = (await (await fetch(`${ledgerUrl}/keys`)).json()) as { log: string };
+      const pinned = ['--log-key', logKey, ...published.flatMap((p) => ['--witness-key', p.key])];
+      const chainFlags = ['--rpc-url', chain.url, '--anchor-address', await anchorContract.address()];
+      const verified = await runCli(['audit', 'verify', '--url', ledgerUrl, ...pinned, ...chainFlags]);
+      assert.equal(verified.code, 0, verified.stderr);
+      const report = JSON.parse(verified.stdout);
+      assert.equal(report.anchored.size, anchored!.size);
+      assert.equal(report.anchored.rootHash, anchored!.rootHash.toString('base64'));
+
+      // A cloud that shows an auditor its earlier (genuine, witnessed) checkpoint to hide what came after it.
+      const rollingBack = createServer((request, response) => {
+        const path = request.url ?? '/';
+        if (path === '/ledger/checkpoint') return void response.writeHead(200, { 'content-type': 'text/plain' }).end(earlier);
+        fetch(new URL(path, deployment.urls.cloud)).then(async (upstream) => {
+          response.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await upstream.arrayBuffer()));
+        }, () => response.writeHead(502).end());
+      });
+      await new Promise<void>((resolve) => rollingBack.listen(0, '127.0.0.1', resolve));
+      try {
+        const staleUrl = `http://127.0.0.1:${(rollingBack.address() as AddressInfo).port}/ledger`;
+        const unchained = await runCli(['audit', 'verify', '--url', staleUrl, ...pinned]);
+        assert.equal(unchained.code, 0, `without the chain the earlier view checks out: ${unchained.stderr}`);
+        // The chain read through the environment, as an auditor's shell would have it.
+        const env = { ...process.env, LEDGER_RPC_URL: chain.url, LEDGER_ANCHOR_ADDRESS: await anchorContract.address() };
+        const caught = await runCli(['audit', 'verify', '--url', staleUrl, ...pinned], { env });
+        assert.equal(caught.code, 4, caught.stderr);
+        assert.match(caught.stderr, new RegExp(`at entry ${sizeOf(earlier)}: the log was cut back: the chain anchored ${anchored!.size} entries, ${sizeOf(earlier)} are served`));
+        assert.equal(caught.stderr.trim().split('\n').length, 1, 'one line');
+      } finally {
+        await new Promise((resolve) => rollingBack.close(resolve));
+      }
     });
 
     test('the cloud killed (SIGKILL) in the middle of an upload: none of it or all of it, nothing acknowledged lost', { skip: killTest }, async () => {

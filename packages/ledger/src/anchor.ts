@@ -10,7 +10,7 @@
  * LEDGER_ANCHOR_ADDRESS (a deployed contract). Tests start a ganache JSON-RPC node process.
  */
 import { createHash } from 'node:crypto';
-import { Contract, ContractFactory, JsonRpcProvider, Wallet, keccak256, toUtf8Bytes, type ContractRunner, type Signer } from 'ethers';
+import { Contract, ContractFactory, JsonRpcProvider, Network, Wallet, keccak256, toUtf8Bytes, type ContractRunner, type Signer } from 'ethers';
 import { AccessDeniedError, IntegrityError, MalformedInputError, NotFoundError, type MedShareError } from '@medshare/crypto';
 import { ChainCallError } from './errors.ts';
 import { loadAnchorArtifact } from './contract.ts';
@@ -262,13 +262,46 @@ export class AnchorClient {
   }
 }
 
-/** Connects to the chain named by LEDGER_RPC_URL, LEDGER_PRIVATE_KEY and LEDGER_ANCHOR_ADDRESS. */
-export function anchorClientFromEnv(env: NodeJS.ProcessEnv = process.env): AnchorClient {
+/** One JSON-RPC call by plain fetch (before a provider exists); an unreachable node or an error answer is a ChainCallError. */
+async function rpcCall(url: string, method: string, params: unknown[]): Promise<unknown> {
+  // The URL may carry an API key in its path: errors name its origin only.
+  const where = new URL(url).origin;
+  let answer: { result?: unknown; error?: { message?: unknown } };
+  try {
+    const response = await fetch(url, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+    });
+    answer = (await response.json()) as typeof answer;
+  } catch {
+    throw new ChainCallError(`the chain node at ${where} does not answer JSON-RPC (${method})`);
+  }
+  if (answer.error !== undefined || answer.result === undefined) throw new ChainCallError(`the chain node at ${where} refused ${method}`);
+  return answer.result;
+}
+
+/**
+ * Connects to the chain named by LEDGER_RPC_URL, LEDGER_PRIVATE_KEY (omit it to read only) and LEDGER_ANCHOR_ADDRESS,
+ * checking first that the node answers and that a contract is deployed at the address, so that bad settings are one
+ * clear error at start rather than failures (or ethers retrying network detection forever) later.
+ * @throws MalformedInputError for missing or malformed settings or no contract at the address, ChainCallError when the node does not answer
+ */
+export async function anchorClientFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<AnchorClient> {
   const url = env['LEDGER_RPC_URL'];
   const key = env['LEDGER_PRIVATE_KEY'];
   const address = env['LEDGER_ANCHOR_ADDRESS'];
   if (!url || !address) throw new MalformedInputError('LEDGER_RPC_URL and LEDGER_ANCHOR_ADDRESS must be set to anchor on a chain');
-  // No response cache: two identical calls around a state change must both reach the node.
-  const provider = new JsonRpcProvider(url, undefined, { cacheTimeout: -1 });
+  if (!/^https?:\/\/\S+$/.test(url) || !URL.canParse(url)) throw new MalformedInputError('LEDGER_RPC_URL is not an http(s) URL');
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new MalformedInputError(`LEDGER_ANCHOR_ADDRESS is not a contract address (0x and 40 hex digits): ${address.slice(0, 50)}`);
+  // Never echoed: it is the anchorer account's secret.
+  if (key && !/^(0x)?[0-9a-fA-F]{64}$/.test(key)) throw new MalformedInputError('LEDGER_PRIVATE_KEY is not a secp256k1 private key (64 hex digits)');
+  const chainId = await rpcCall(url, 'eth_chainId', []);
+  if (typeof chainId !== 'string' || !/^0x[0-9a-fA-F]+$/.test(chainId)) throw new ChainCallError(`the chain node at ${new URL(url).origin} answered no chain id`);
+  if ((await rpcCall(url, 'eth_getCode', [address, 'latest'])) === '0x') {
+    throw new MalformedInputError(`LEDGER_ANCHOR_ADDRESS ${address}: no contract is deployed there on the chain at ${new URL(url).origin}`);
+  }
+  // A static network: ethers detects none (it would retry forever, printing, if the node went away). No response
+  // cache: two identical calls around a state change must both reach the node.
+  const provider = new JsonRpcProvider(url, Network.from(BigInt(chainId)), { cacheTimeout: -1, staticNetwork: true });
   return AnchorClient.connect(address, key ? new Wallet(key, provider) : provider);
 }

@@ -8,7 +8,8 @@
  *   GET /entries?start=&end=           stored entries [start, end), at most 1,000 (JSON; each checked by the client)
  *   GET /proof/inclusion?index=&size=  RFC 9162 audit path (base64, leaf side first)
  *   GET /proof/consistency?first=&second=
- *   GET /bundle/:index                 inclusion bundle of one entry against the latest witnessed checkpoint
+ *   GET /bundle/:index                 inclusion bundle of one entry against the latest witnessed checkpoint (503 while
+ *                                      none covers it yet: a witness down)
  *   GET /patients/:patient/bundles     the bundles of every entry about one pseudonymous patient (her access log, proven)
  *   GET /health                        200 while the log is consistent, 503 with the alarm once it is not
  */
@@ -71,9 +72,13 @@ export const ledgerRoutesPlugin: FastifyPluginAsync<LedgerRoutesOptions> = async
     '/bundle/:index',
     { schema: { params: { type: 'object', required: ['index'], properties: { index: size } } } },
     async (request): Promise<InclusionBundle> => {
-      const checkpoint = await witnessed();
       const { index } = request.params;
-      if (index >= sizeOf(checkpoint)) throw new MalformedInputError(`entry ${index} is not yet covered by a witnessed checkpoint`);
+      const checkpoint = await witnessed();
+      if (index >= log.size) throw new MalformedInputError(`entry ${index} is not in the log (${log.size} entries)`);
+      // Logged but not yet witnessed (a witness down): the bundle is pending, ask again later.
+      if (index >= sizeOf(checkpoint) || (log.quorum > 0 && log.health().witnessedSize <= index)) {
+        throw new UnavailableError(`entry ${index} is not yet covered by a witnessed checkpoint`);
+      }
       return bundlesOf([await log.entry(index)], checkpoint)[0]!;
     },
   );

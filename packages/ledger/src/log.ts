@@ -76,8 +76,14 @@ export interface LogOptions extends BatchOptions {
   quorum?: number;
   /** Called once when the log finds tampering and halts (the service logs it). */
   onAlarm?: (alarm: Fault) => void;
-  /** Called when a witness refuses or cannot be reached (the checkpoint stays below quorum until the next one). */
+  /** Called when a witness refuses or cannot be reached (the checkpoint stays below quorum until a retry or the next one). */
   onCosignFailure?: (witness: string, error: unknown) => void;
+  /**
+   * While the latest checkpoint lacks the quorum's cosignatures (a witness down), the witnesses are asked again after
+   * this long, doubling up to a minute between attempts (default 5 s), so a witness that comes back cosigns without
+   * waiting for the next append.
+   */
+  cosignRetryMs?: number;
   /**
    * When the full audit of the stored entries runs on open: 'blocking' (default: `open` resolves after it) or
    * 'background' (`open` resolves once the persisted tree matches the signed and the trusted checkpoint, which is
@@ -127,6 +133,10 @@ export class AuditLog {
   /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
   private readonly witnessSizes = new Map<string, number>();
   private witnessing: Promise<void> = Promise.resolve();
+  /** The pending retry of a cosigning round below quorum, and the delay of the next one (doubles while they fail). */
+  private cosignRetry: NodeJS.Timeout | undefined;
+  private cosignRetryDelay: number;
+  private closed = false;
   private readonly waiters: { size: number; resolve: () => void }[] = [];
   /** The latest checkpoint the quorum cosigned, as this process holds it (rows deleted from the database cannot hide it). */
   private witnessedNote: string | undefined;
@@ -152,6 +162,7 @@ export class AuditLog {
     this.maxQueued = options.maxQueued ?? 100_000;
     this.lingerMs = options.lingerMs ?? 0;
     this.quorum = options.quorum ?? defaultQuorum(options.cosigners?.length ?? 0);
+    this.cosignRetryDelay = options.cosignRetryMs ?? 5_000;
   }
 
   /**
@@ -521,16 +532,57 @@ export class AuditLog {
     throw new MalformedInputError(`no checkpoint was signed at size ${size ?? 0}`);
   }
 
-  /** Has the configured witnesses cosign the latest checkpoint, after the current round (failures are counted, not thrown). */
-  private cosignLater(): void {
+  /**
+   * Has the configured witnesses cosign the latest checkpoint, after the current round (failures are counted, not
+   * thrown); a round that leaves it below quorum schedules a retry. `onlyBelowQuorum`: skip the round if, by its turn,
+   * the latest checkpoint already carries the quorum (a retry, a request on demand).
+   */
+  private cosignLater(onlyBelowQuorum = false): void {
     const cosigners = this.options.cosigners ?? [];
-    if (this.alarm !== undefined) return; // a halted log asks no one to vouch for it
+    if (this.alarm !== undefined || this.closed) return; // a halted log asks no one to vouch for it
     if (cosigners.length === 0) {
       this.witnessedNote = undefined;
       this.settleWaiters(this.size);
       return;
     }
-    this.witnessing = this.witnessing.then(() => this.cosign(cosigners, { strict: false })).then(() => undefined, () => undefined);
+    this.witnessing = this.witnessing.then(async () => {
+      if (onlyBelowQuorum && this.witnessedSize >= this.size) return;
+      await this.cosign(cosigners, { strict: false }).catch(() => undefined);
+      this.retryBelowQuorum();
+    });
+  }
+
+  /** Schedules another cosigning round while the latest checkpoint is below quorum (backing off), or resets the delay. */
+  private retryBelowQuorum(): void {
+    const base = this.options.cosignRetryMs ?? 5_000;
+    if (this.witnessedSize >= this.size) {
+      this.cosignRetryDelay = base;
+      return;
+    }
+    if (this.cosignRetry !== undefined || this.closed || this.alarm !== undefined) return;
+    this.cosignRetry = setTimeout(() => {
+      this.cosignRetry = undefined;
+      this.cosignLater(true);
+    }, this.cosignRetryDelay);
+    this.cosignRetry.unref();
+    this.cosignRetryDelay = Math.min(this.cosignRetryDelay * 2, Math.max(base, 60_000));
+  }
+
+  /**
+   * Asks the witnesses again now if the latest checkpoint lacks the quorum's cosignatures (on demand: a gateway
+   * completing a pending receipt); resolves after that round.
+   */
+  async rewitness(): Promise<void> {
+    this.cosignLater(true);
+    await this.witnessing;
+  }
+
+  /** Stops retrying cosignatures and waits for what is queued (the database is the caller's to close). */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.cosignRetry);
+    this.cosignRetry = undefined;
+    await this.flush();
   }
 
   /**

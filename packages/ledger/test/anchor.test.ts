@@ -288,11 +288,11 @@ test('witnesses give chain cosignatures over HTTP only for the checkpoint they l
 });
 
 test('LEDGER_RPC_URL: the client from the environment anchors and proves; missing settings are a clear error', async () => {
-  assert.throws(() => anchorClientFromEnv({}), /LEDGER_RPC_URL/);
+  await assert.rejects(anchorClientFromEnv({}), /LEDGER_RPC_URL/);
   const { asAnchorer } = await registeredContract();
   const env = { LEDGER_RPC_URL: node.url, LEDGER_PRIVATE_KEY: anchorer.privateKey, LEDGER_ANCHOR_ADDRESS: await asAnchorer.address() };
-  const remote = anchorClientFromEnv(env);
-  const readOnly = anchorClientFromEnv({ ...env, LEDGER_PRIVATE_KEY: '' });
+  const remote = await anchorClientFromEnv(env);
+  const readOnly = await anchorClientFromEnv({ ...env, LEDGER_PRIVATE_KEY: '' });
   try {
     await grow(1, 'e');
     const receipt = await remote.anchorLatest(log, logKey.signer.verifier, witnesses);

@@ -218,15 +218,28 @@ export interface ReceiptTrust extends TrustPolicy {
 }
 
 /**
- * Checks an upload receipt (an inclusion bundle) against a gateway's receipt trust: the bundle verifies under its
- * keys and quorum, and its checkpoint carries the required witness's cosignature. Returns what `verifyInclusionBundle`
- * does. @throws IntegrityError (MalformedInputError for a malformed bundle)
+ * Checks an upload receipt (an inclusion bundle) against a gateway's receipt trust: the entry is in the tree of a
+ * checkpoint the log signed (else IntegrityError: a bad bundle), and whether that checkpoint is witnessed — the
+ * trust's quorum of its witnesses cosigned it, the required one among them. `shortOf` says what is missing when not.
+ * @throws IntegrityError (MalformedInputError for a malformed bundle)
+ */
+export function checkReceipt(bundle: InclusionBundle, trust: ReceiptTrust): ReturnType<typeof verifyInclusionBundle> & { shortOf?: string } {
+  const verified = verifyInclusionBundle(bundle, { ...trust, quorum: 0 });
+  const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
+  if (verified.cosigners.length < quorum) return { ...verified, shortOf: `the checkpoint has ${verified.cosigners.length} witness cosignatures, ${quorum} required` };
+  if (trust.requiredWitness !== undefined && !verified.cosigners.includes(trust.requiredWitness)) {
+    return { ...verified, shortOf: `the receipt of entry ${bundle.index} is not cosigned by ${trust.requiredWitness}` };
+  }
+  return verified;
+}
+
+/**
+ * `checkReceipt`, requiring the checkpoint to be witnessed. Returns what `verifyInclusionBundle` does.
+ * @throws IntegrityError (MalformedInputError for a malformed bundle)
  */
 export function verifyReceipt(bundle: InclusionBundle, trust: ReceiptTrust): ReturnType<typeof verifyInclusionBundle> {
-  const verified = verifyInclusionBundle(bundle, trust);
-  if (trust.requiredWitness !== undefined && !verified.cosigners.includes(trust.requiredWitness)) {
-    throw new IntegrityError(`the receipt of entry ${bundle.index} is not cosigned by ${trust.requiredWitness}`);
-  }
+  const { shortOf, ...verified } = checkReceipt(bundle, trust);
+  if (shortOf !== undefined) throw new IntegrityError(shortOf);
   return verified;
 }
 

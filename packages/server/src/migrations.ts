@@ -223,6 +223,15 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
     ],
   },
+  {
+    version: 6,
+    description: 'pending upload receipts: kept with the log-signed bundle until a checkpoint the witness quorum cosigned covers the entry',
+    statements: [
+      'ALTER TABLE gateway_receipts ADD COLUMN witnessed boolean NOT NULL DEFAULT true',
+      'ALTER TABLE gateway_receipts ADD COLUMN problem text',
+      'CREATE INDEX gateway_receipts_pending ON gateway_receipts (hospital, ledger_index) WHERE NOT witnessed',
+    ],
+  },
 ];
 
 export const AUTHORITY_MIGRATIONS: readonly Migration[] = [

@@ -18,7 +18,7 @@ import { IntegrityError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
   AuditLog, anchorClientFromEnv, buildInclusionBundle, HttpChainCosigner, defaultQuorum, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyLog,
-  verifyRemoteLog, type CheckpointVerifier, type InclusionBundle,
+  verifyRemoteLog, type AnchorClient, type CheckpointVerifier, type InclusionBundle, type VerifyReport,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -59,6 +59,29 @@ function quorumOf(options: TrustOptions): number {
   const quorum = Number(options.quorum ?? defaultQuorum(options.witnessKey?.length ?? 0));
   if (!Number.isSafeInteger(quorum) || quorum < 0) throw new UsageError('--quorum must be a non-negative integer');
   return quorum;
+}
+
+interface ChainOptions {
+  rpcUrl?: string;
+  anchorAddress?: string;
+}
+
+/**
+ * The anchor chain `verify --url` reads (read-only): `--rpc-url`/`--anchor-address`, else LEDGER_RPC_URL/LEDGER_ANCHOR_ADDRESS;
+ * none when neither names it (or without --url: the environment is then ignored, the flags refused).
+ */
+async function chainOf(options: ChainOptions & StoreOptions): Promise<AnchorClient | undefined> {
+  if (options.url === undefined) {
+    if (options.rpcUrl !== undefined || options.anchorAddress !== undefined) throw new UsageError('the chain anchor is checked against a served log: give --url');
+    return undefined;
+  }
+  const url = options.rpcUrl ?? (process.env['LEDGER_RPC_URL'] || undefined);
+  const address = options.anchorAddress ?? (process.env['LEDGER_ANCHOR_ADDRESS'] || undefined);
+  if (url === undefined && address === undefined) return undefined;
+  if (!url || !address) throw new UsageError('checking the chain anchor needs both --rpc-url and --anchor-address (or LEDGER_RPC_URL and LEDGER_ANCHOR_ADDRESS)');
+  if (!/^https?:\/\/\S+$/.test(url)) throw new UsageError(`--rpc-url: not an http(s) URL: ${url}`);
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new UsageError(`--anchor-address: not a contract address (0x and 40 hex digits): ${address}`);
+  return anchorClientFromEnv({ LEDGER_RPC_URL: url, LEDGER_ANCHOR_ADDRESS: address });
 }
 
 /** The ledger client of `--url`. */
@@ -108,13 +131,29 @@ export function registerAudit(program: Command): void {
       .description('recompute the tree from every entry; check every checkpoint and cosignature')
       .option('--data <dir>', 'PGlite data directory (default: DATABASE_URL, else .medshare/data)')
       .option('--url <url>', "a running platform's ledger routes (http://host/ledger) instead of a database")
-      .option('--checkpoint <file...>', 'checkpoints obtained elsewhere (a witness, the chain, an earlier run) that must match'),
-  ).action(async (options: StoreOptions & TrustOptions & { checkpoint?: string[] }) => {
+      .option('--checkpoint <file...>', 'checkpoints obtained elsewhere (a witness, the chain, an earlier run) that must match')
+      .option('--rpc-url <url>', "the anchor chain's JSON-RPC node (default: LEDGER_RPC_URL): the served log must extend the head anchored there (with --url)")
+      .option('--anchor-address <address>', 'the LedgerAnchor contract on that chain (default: LEDGER_ANCHOR_ADDRESS)'),
+  ).action(async (options: StoreOptions & TrustOptions & ChainOptions & { checkpoint?: string[] }) => {
     const external = (options.checkpoint ?? []).map((file) => readFileSync(file, 'utf8'));
-    const report = options.url !== undefined
-      ? await verifyRemoteLog(remote(options), { ...(await remoteTrust(options)), external })
-      : await withReader(options, async (_log, storedVkey, db) => verifyLog(db, { ...trustFrom(options, storedVkey), external }));
-    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    const chain = await chainOf(options);
+    let anchored: Awaited<ReturnType<AnchorClient['latestAnchor']>>;
+    const verified = async () => {
+      if (options.url === undefined) return withReader(options, async (_log, storedVkey, db) => verifyLog(db, { ...trustFrom(options, storedVkey), external }));
+      const trust = await remoteTrust(options);
+      // The chain's head for this log (its origin is the log key's name); the served log must extend it.
+      anchored = chain === undefined ? undefined : await chain.latestAnchor(trust.log.name);
+      if (chain !== undefined && anchored === undefined) process.stderr.write(`medshare: nothing of ${trust.log.name} is anchored on that chain yet\n`);
+      return verifyRemoteLog(remote(options), { ...trust, external, ...(anchored === undefined ? {} : { anchored: [anchored] }) });
+    };
+    let report: VerifyReport;
+    try {
+      report = await verified();
+    } finally {
+      chain?.contract.runner?.provider?.destroy();
+    }
+    const chainHead = chain === undefined ? {} : { anchored: anchored === undefined ? null : { size: anchored.size, rootHash: anchored.rootHash.toString('base64') } };
+    process.stdout.write(`${JSON.stringify({ ...report, ...chainHead }, null, 2)}\n`);
     if (!report.ok) {
       const where = report.firstBadIndex === undefined ? '' : ` at entry ${report.firstBadIndex}`;
       throw new IntegrityError(`ledger verification failed${where}: ${report.problem}`);
@@ -232,7 +271,7 @@ export function registerAudit(program: Command): void {
       if (match === null) throw new UsageError(`--chain-witness ${spec}: expected 0x<40 hex>=http(s)://…`);
       return new HttpChainCosigner(match[2]!, match[1]!);
     });
-    const chain = anchorClientFromEnv();
+    const chain = await anchorClientFromEnv();
     try {
       const receipt = await withReader(options, (log, storedVkey) => chain.anchorLatest(log, trustFrom(options, storedVkey).log, cosigners));
       process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);
@@ -247,7 +286,7 @@ export function registerAudit(program: Command): void {
     .requiredOption('--checkpoint <file>', 'the signed checkpoint note')
     .requiredOption('--log-key <vkey>', "the log's verifier key")
     .action(async (options: { checkpoint: string; logKey: string }) => {
-      const chain = anchorClientFromEnv();
+      const chain = await anchorClientFromEnv();
       try {
         const receipt = await chain.proveAnchored(readFileSync(options.checkpoint, 'utf8'), parseVerifierKey(options.logKey));
         process.stdout.write(`${JSON.stringify(receipt, null, 2)}\n`);

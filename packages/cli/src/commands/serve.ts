@@ -233,7 +233,7 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const stats = await statsOf(options);
   const config = await deployment(options);
-  const anchor = ledgerAnchorOf(options);
+  const anchor = await ledgerAnchorOf(options);
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
@@ -345,10 +345,15 @@ function cloudOptions(command: Command): Command {
 }
 
 /** The anchor contract the cloud's ledger is put on: from the environment (the account key never in the database), if set. */
-function ledgerAnchorOf(options: CloudOptions): { client: AnchorClient; intervalMs: number } | undefined {
-  if (!process.env['LEDGER_RPC_URL']) return undefined;
-  if (!process.env['LEDGER_PRIVATE_KEY']) throw new UsageError('anchoring the ledger needs LEDGER_PRIVATE_KEY (the log\'s anchorer account) with LEDGER_RPC_URL');
-  return { client: anchorClientFromEnv(), intervalMs: integer(options.anchorInterval ?? '300', 'an anchoring interval', 1, 86_400) * 1000 };
+async function ledgerAnchorOf(options: CloudOptions): Promise<{ client: AnchorClient; intervalMs: number } | undefined> {
+  const env = process.env;
+  if (!env['LEDGER_RPC_URL'] && !env['LEDGER_ANCHOR_ADDRESS'] && !env['LEDGER_PRIVATE_KEY']) return undefined;
+  // Half a configuration is refused rather than silently not anchoring.
+  if (!env['LEDGER_RPC_URL'] || !env['LEDGER_ANCHOR_ADDRESS'] || !env['LEDGER_PRIVATE_KEY']) {
+    throw new UsageError('anchoring the ledger needs all of LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY (the log\'s anchorer account)');
+  }
+  const intervalMs = integer(options.anchorInterval ?? '300', 'an anchoring interval', 1, 86_400) * 1000;
+  return { client: await anchorClientFromEnv(), intervalMs };
 }
 
 function statsOptions(command: Command): Command {

@@ -24,7 +24,8 @@
  *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle and the platform emergency policy
  *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
- *   POST   /receipts                               (gateway) { entries } inclusion bundles of ledger entries, witnessed
+ *   POST   /receipts                               (gateway) { entries, waitMs? } inclusion bundles of ledger entries, witnessed
+ *                                                   (or, after waitMs, only log-signed: the gateway keeps them pending)
  *   GET    /patients/:patient/research-consent     (patient) whether she consents to de-identified research release
  *   PUT    /patients/:patient/research-consent     (patient) { allowed } give or withdraw it
  *   POST   /patients/:patient/research-exports     (gateway) { profile, digest, resources } record a release (403 without consent)
@@ -46,7 +47,7 @@ import { decodeIndexWrites, encodeWriterStates, INDEX_WRITES_SCHEMA, type IndexW
 import { recordFrames, RECORD_STREAM_TYPE } from './record-stream.ts';
 import { MAX_SEARCH_LABELS } from './search-store.ts';
 import type { NewCapsule, NewRecord } from './store.ts';
-import type { CloudService, ConvertedRecord } from './service.ts';
+import { MAX_RECEIPT_WAIT_MS, type CloudService, type ConvertedRecord } from './service.ts';
 
 export interface CloudPluginOptions {
   readonly cloud: CloudService;
@@ -310,16 +311,19 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return { states: encodeWriterStates(await cloud.indexStates(who, patientParam(request.params.patient), request.body.categories)) };
   });
 
-  app.post<{ Body: { entries: number[] } }>('/receipts', {
+  app.post<{ Body: { entries: number[]; waitMs?: number } }>('/receipts', {
     schema: {
       body: {
         type: 'object', required: ['entries'], additionalProperties: false,
-        properties: { entries: { type: 'array', maxItems: MAX_UPLOAD_RECORDS, items: { type: 'integer', minimum: 0, maximum: 2 ** 40 } } },
+        properties: {
+          entries: { type: 'array', maxItems: MAX_UPLOAD_RECORDS, items: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
+          waitMs: { type: 'integer', minimum: 0, maximum: MAX_RECEIPT_WAIT_MS },
+        },
       },
     },
   }, async (request) => {
     requireRole(await caller(request), 'gateway');
-    return { bundles: await cloud.receipts(request.body.entries) };
+    return { bundles: await cloud.receipts(request.body.entries, request.body.waitMs) };
   });
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/research-consent', { schema: { params: patientParams } }, async (request) => {

@@ -12,8 +12,8 @@
  * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
  * the patient has opted out of those.
  */
-import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededError, MalformedInputError, ObjectType, pre, sse } from '@medshare/crypto';
-import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
+import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededError, MalformedInputError, ObjectType, pre, sse, UnavailableError } from '@medshare/crypto';
+import { buildInclusionBundle, buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { isRecordOf } from '../record-id.ts';
@@ -21,6 +21,9 @@ import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
 import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredPolicy } from './store.ts';
+
+/** The longest an upload's receipts wait for a witnessed checkpoint before the log-signed ones are returned. */
+export const MAX_RECEIPT_WAIT_MS = 10_000;
 
 /**
  * A converted record: its converted header and the payload as stored (a view of the stored bytes: conversion never
@@ -328,11 +331,21 @@ export class CloudService {
   }
 
   /**
-   * Receipts of ledger entries: each entry's inclusion bundle against a checkpoint the witness quorum cosigned
-   * (waiting for one, up to 10 s). @throws UnavailableError when the witnesses do not cosign in time.
+   * Receipts of ledger entries: each entry's inclusion bundle against a checkpoint the witness quorum cosigned,
+   * waiting for one up to `waitMs` (asking the witnesses again meanwhile); after that (a witness is down), against the
+   * latest checkpoint the log signed, which the gateway keeps as a pending receipt and completes later.
+   * @throws UnavailableError when the log is halted
    */
-  receipts(entries: readonly number[]): Promise<InclusionBundle[]> {
-    return buildWitnessedBundles(this.ledger, entries);
+  async receipts(entries: readonly number[], waitMs = MAX_RECEIPT_WAIT_MS): Promise<InclusionBundle[]> {
+    if (entries.length === 0) return [];
+    const needed = Math.max(...entries) + 1;
+    if (this.ledger.health().witnessedSize < needed) void this.ledger.rewitness();
+    try {
+      return await buildWitnessedBundles(this.ledger, entries, waitMs);
+    } catch (error) {
+      if (!(error instanceof UnavailableError) || !this.ledger.health().ok) throw error;
+      return Promise.all(entries.map((index) => buildInclusionBundle(this.ledger, index)));
+    }
   }
 
   /** The patient's view of platform emergency access: the policy, her consent, how many records it covers. */

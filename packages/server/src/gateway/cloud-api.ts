@@ -36,8 +36,11 @@ export interface CloudApi {
   upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index?: readonly IndexWrite[]): Promise<UploadOutcome>;
   /** The gateway's own sub-indexes of `categories` for the patient, at the current epochs. */
   indexStates(token: string, patient: string, categories: readonly string[]): Promise<WriterIndexState[]>;
-  /** Inclusion bundles of ledger entries against a witnessed checkpoint (UnavailableError when none comes in time). */
-  receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]>;
+  /**
+   * Inclusion bundles of ledger entries against a checkpoint the witness quorum cosigned, waiting up to `waitMs`
+   * (default 10 s) for one; after that, against the latest checkpoint the log signed (the gateway keeps those pending).
+   */
+  receipts(token: string, entries: readonly number[], waitMs?: number): Promise<InclusionBundle[]>;
   /** Converted records of one category for the token's holder. */
   read(token: string, patient: string, category: string): Promise<ConvertedRecord[]>;
   /** Records a research release on the ledger (AccessDeniedError when the patient has not consented); the entry's index. */
@@ -111,10 +114,11 @@ export class HttpCloudApi implements CloudApi {
     return decodeWriterStates(answer.states);
   }
 
-  async receipts(token: string, entries: readonly number[]): Promise<InclusionBundle[]> {
+  async receipts(token: string, entries: readonly number[], waitMs?: number): Promise<InclusionBundle[]> {
     if (entries.length === 0) return [];
     // Reading bundles changes nothing: safe to retry.
-    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { ...this.auth('POST', token), body: { entries }, idempotent: true, timeoutMs: this.timeoutMs });
+    const body = waitMs === undefined ? { entries } : { entries, waitMs };
+    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { ...this.auth('POST', token), body, idempotent: true, timeoutMs: this.timeoutMs });
     return answer.bundles;
   }
 

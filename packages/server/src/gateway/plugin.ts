@@ -8,6 +8,9 @@
  *                                                               have allowed this hospital to write: cloud writers)
  *   POST /upload                          a resource or Bundle → encrypted and uploaded atomically; MedShare's summary
  *                                         (what the SDK's GatewayClient.upload reads)
+ *   GET  /receipts?status=&patient=&from= the hospital's upload receipts: { index, patient, status (complete | pending),
+ *                                         treeSize, problem? } (receipts.ts)
+ *   POST /receipts/complete               complete pending receipts now → { completed, pending }
  *   POST /research-exports?profile=       a resource or Bundle of one consenting patient → { profile, released, digest,
  *                                         ledgerIndex }: de-identified with the hospital's keys, recorded on the
  *                                         ledger first (research-export.ts); 403 when she has not consented
@@ -37,6 +40,7 @@ import type { CloudApi } from './cloud-api.ts';
 import { capabilityStatement, FhirHttpError, outcomeOf, PLAIN_JSON_ROUTE, useFhirJson } from './fhir-rest.ts';
 import type { GatewayService, WriteOutcome } from './service.ts';
 import type { ResearchExporter } from './research-export.ts';
+import type { ReceiptBook } from './receipts.ts';
 
 export interface GatewayPluginOptions {
   readonly gateway: GatewayService;
@@ -47,6 +51,8 @@ export interface GatewayPluginOptions {
   readonly categories: CategoryMapping;
   /** Research release (de-identified FHIR for consenting patients). */
   readonly exporter: ResearchExporter;
+  /** The hospital's upload receipts (listed, and pending ones completed on demand). */
+  readonly receipts: ReceiptBook;
   /** The hospital's identity service, the SMART authorization server of this FHIR base. */
   readonly identity: {
     /** Its issuer URL as the request's client reaches it. */
@@ -230,6 +236,26 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     requireRole(caller, 'gateway');
     const result = await gateway.upload(caller, request.body);
     return reply.status(result.stored > 0 ? 201 : 200).send(result);
+  });
+
+  app.get<{ Querystring: { status?: 'pending' | 'complete'; patient?: string; from?: number } }>('/receipts', {
+    schema: {
+      querystring: {
+        type: 'object', additionalProperties: false,
+        properties: { status: { enum: ['pending', 'complete'] }, patient: { type: 'string', pattern: '^psn:[A-Za-z0-9_-]{16,86}$' }, from: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
+      },
+    },
+  }, async (request) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, 'gateway');
+    return { receipts: await options.receipts.list(caller.token.hospital, request.query) };
+  });
+
+  app.post('/receipts/complete', { bodyLimit: 1024 }, async (request) => {
+    const caller = await authenticate(verifier, request);
+    requireRole(caller, 'gateway');
+    // On demand, through the cloud's gateway route: it asks the witnesses again before answering.
+    return options.receipts.complete(caller.token.hospital, (entries) => options.cloud.receipts(caller.bearer, entries, options.receipts.waitMs));
   });
 
   app.post<{ Querystring: { profile: string } }>('/research-exports', {

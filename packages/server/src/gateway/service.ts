@@ -8,19 +8,20 @@
  *
  * Receipts: the cloud records every stored upload in the audit ledger (`record-create` entries naming the
  * ciphertexts by hash); the gateway obtains each entry's inclusion proof against a checkpoint the hospitals'
- * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts), so the hospital
- * can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one.
+ * witnesses cosigned, checks it against the ledger keys it pins, and keeps it (gateway_receipts, receipts.ts), so the
+ * hospital can later show that the cloud accepted exactly these ciphertexts if it drops or swaps one. While a witness
+ * is down the receipt is kept pending and completed later.
  */
 import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
-import { verifyReceipt, type ReceiptTrust } from '../ledger.ts';
 import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { requireWriteScope } from '../scopes.ts';
 import type { CloudApi } from './cloud-api.ts';
 import type { IndexedRecord, SearchIndexWriter } from './search-index.ts';
-import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/tagger.ts';
+import type { StorageTagger } from '../storage-audit/tagger.ts';
+import type { Receipt, ReceiptBook } from './receipts.ts';
 import { NotFoundError } from '../http.ts';
 import { taggedRecordId } from '../record-id.ts';
 import { categoryOf, referencedPatient, type CategoryMapping, type FhirResource } from './fhir.ts';
@@ -36,8 +37,11 @@ export interface UploadResult {
   received: number;
   stored: number;
   byCategory: Record<string, number>;
-  /** The ledger entries recording the stored records, each proven in the tree of `treeSize` (witnessed). */
-  receipts: { index: number; treeSize: number }[];
+  /**
+   * The ledger entries recording the stored records, each proven in the tree of `treeSize`: `complete` when its
+   * checkpoint is witnessed, `pending` when only the log signed it (a witness down; completed later).
+   */
+  receipts: Pick<Receipt, 'index' | 'treeSize' | 'status'>[];
   /** Each resource's version after the upload, and the record that holds it. */
   versions: Array<{ resourceType: string; id: string; versionId: string; recordId: string }>;
 }
@@ -93,8 +97,8 @@ export class GatewayService {
     private readonly cloud: CloudApi,
     private readonly mapping: CategoryMapping,
     private readonly abePublicKey?: () => Promise<abe.PublicKey>,
-    /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
-    private readonly receiptTrust?: () => Promise<ReceiptTrust>,
+    /** Where upload receipts are checked and kept (none: none are asked for). */
+    private readonly receipts?: ReceiptBook,
     /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
     private readonly index?: SearchIndexWriter,
     /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
@@ -166,7 +170,7 @@ export class GatewayService {
    * transaction — nothing is stored if anything fails. A resource whose content equals its current version stores
    * nothing (a retry); a delete of a missing or deleted resource stores nothing.
    * @throws MalformedInputError, FhirValidationError, NotFoundError (patient not enrolled), AccessDeniedError (no
-   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify), FhirHttpError
+   * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt the log did not sign), FhirHttpError
    * 412 (an update's `ifMatch` is not the current version).
    */
   async transaction(caller: Caller, operations: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
@@ -338,25 +342,14 @@ export class GatewayService {
     }
   }
 
-  /** Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries. @throws IntegrityError */
+  /**
+   * Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries: complete, or pending
+   * when no witnessed checkpoint covers them in time. @throws IntegrityError
+   */
   private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[], records: readonly NewRecord[]): Promise<UploadResult['receipts']> {
-    if (ledgerEntries.length === 0) return [];
-    const hospital = caller.token.hospital;
-    const receipts = [];
-    const trust = this.receiptTrust === undefined ? undefined : await this.receiptTrust();
-    for (const bundle of await this.cloud.receipts(caller.bearer, ledgerEntries)) {
-      let treeSize = 0;
-      if (trust !== undefined) {
-        const verified = verifyReceipt(bundle, trust);
-        checkReceiptCommitments(verified.event, records);
-        treeSize = verified.treeSize;
-      }
-      await this.db.query(
-        'INSERT INTO gateway_receipts (hospital, patient, ledger_index, bundle) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING',
-        [hospital, patient, bundle.index, JSON.stringify(bundle)],
-      );
-      receipts.push({ index: bundle.index, treeSize });
-    }
-    return receipts;
+    if (ledgerEntries.length === 0 || this.receipts === undefined) return [];
+    const bundles = await this.cloud.receipts(caller.bearer, ledgerEntries, this.receipts.waitMs);
+    const kept = await this.receipts.keep(caller.token.hospital, patient, ledgerEntries, bundles, records);
+    return kept.map(({ index, treeSize, status }) => ({ index, treeSize, status }));
   }
 }

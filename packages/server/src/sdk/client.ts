@@ -6,8 +6,8 @@
  * come back as typed errors (http-client.ts); every call has a timeout and idempotent ones are retried. Methods
  * that use the pairing library initialise it first (abe.init is idempotent).
  */
-import { abe, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
-import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
+import { abe, IntegrityError, MalformedInputError, pre, UnavailableError } from '@medshare/crypto';
+import { LedgerClient, verifyInclusionBundle, type AuditEvent, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus, ReaderSubIndex } from '../cloud/service.ts';
@@ -15,6 +15,7 @@ import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirRe
 import { parseQuery } from '../search/keywords.ts';
 import { searchRecords, searchset, SubIndexCache, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
+import type { Receipt } from '../gateway/receipts.ts';
 import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 
@@ -191,7 +192,7 @@ export class PatientClient {
    * routes and checked against the keys she pins (`trust`: the log's and witnesses' keys, a majority quorum by
    * default), and the entry must be about her and of what the log line says. @throws IntegrityError on any mismatch.
    */
-  async provenAccessLog(trust: TrustPolicy): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null }>> {
+  async provenAccessLog(trust: TrustPolicy): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null; pending?: true }>> {
     const ledger = new LedgerClient(new URL('/ledger', this.session.urls.cloud).href);
     const proven = [];
     for (const entry of await this.accessLog()) {
@@ -199,7 +200,16 @@ export class PatientClient {
         proven.push({ ...entry, proof: null });
         continue;
       }
-      const proof = verifyInclusionBundle(await ledger.bundle(entry.ledgerIndex), trust);
+      let bundle: InclusionBundle;
+      try {
+        bundle = await ledger.bundle(entry.ledgerIndex);
+      } catch (error) {
+        // Logged, but no witnessed checkpoint covers it yet (a witness down): shown as pending, never as proven.
+        if (!(error instanceof UnavailableError)) throw error;
+        proven.push({ ...entry, proof: null, pending: true as const });
+        continue;
+      }
+      const proof = verifyInclusionBundle(bundle, trust);
       const about = proof.event.entity.find((e) => e.type.code === 'patient')?.what.identifier.value;
       if (proof.event.id !== String(entry.ledgerIndex) || about !== this.key.patientId) {
         throw new IntegrityError(`ledger entry ${entry.ledgerIndex} is not the one her access log names`);
@@ -378,6 +388,17 @@ export class GatewayClient {
     return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', `/gateway/research-exports?profile=${encodeURIComponent(profile)}`, {
       body: resourceOrBundle, contentType: 'application/fhir+json', timeoutMs: UPLOAD_TIMEOUT_MS,
     });
+  }
+
+  /** The hospital's upload receipts (at most 1,000 from entry `from`), optionally only the pending or the complete ones. */
+  receipts(filter: { status?: 'pending' | 'complete'; from?: number } = {}): Promise<{ receipts: Receipt[] }> {
+    const query = new URLSearchParams(Object.entries(filter).map(([k, v]): [string, string] => [k, String(v)]));
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'GET', `/gateway/receipts${query.size > 0 ? `?${query}` : ''}`);
+  }
+
+  /** Completes pending receipts now (the cloud asks the witnesses again); how many completed and how many are still pending. */
+  completeReceipts(): Promise<{ completed: number; pending: number }> {
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/receipts/complete', { body: {}, idempotent: true });
   }
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */

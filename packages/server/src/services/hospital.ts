@@ -15,6 +15,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { abe } from '@medshare/crypto';
+import { LedgerClient } from '@medshare/ledger';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
@@ -26,6 +27,7 @@ import { IdentifierKey } from '../gateway/identifier-index.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
 import { ResearchExporter } from '../gateway/research-export.ts';
 import { SearchIndexWriter } from '../gateway/search-index.ts';
+import { publicBundles, ReceiptBook } from '../gateway/receipts.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
@@ -85,6 +87,10 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly portal?: boolean;
   /** Worker threads encrypting the gateway's uploads (default 0: in the event loop's thread). */
   readonly encryptionWorkers?: number;
+  /** How long an upload waits for a witnessed checkpoint before its receipts are kept pending (default and at most 10 s). */
+  readonly receiptWaitMs?: number;
+  /** How often pending receipts are completed from the cloud's public ledger routes (default 30 s). */
+  readonly receiptRetryMs?: number;
 }
 
 /** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
@@ -154,7 +160,8 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
+  const receipts = new ReceiptBook(db, () => witness.receiptTrust(), options.receiptWaitMs);
+  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), receipts, new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   const identityPrefix = `/identity/${name}`;
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: identityPrefix });
@@ -177,11 +184,21 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const exporter = new ResearchExporter(db, kek, { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
     (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
-  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
+  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, receipts, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
   await witness.register(app);
+  // Pending receipts (a witness was down at upload) are completed from the public ledger routes, which need no token.
+  const completeReceipts = () => {
+    if (cloudUrl === undefined) return;
+    const ledger = new LedgerClient(new URL('/ledger', resolve(cloudUrl)).href);
+    receipts.complete(name, (entries) => publicBundles(ledger, entries))
+      .catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'completing pending upload receipts failed'));
+  };
+  const receiptTimer = setInterval(completeReceipts, options.receiptRetryMs ?? 30_000);
+  receiptTimer.unref();
   return {
     app, name, issuer, identity, witnessKey: witness.verifier.vkey,
     close: async () => {
+      clearInterval(receiptTimer);
       await app.close();
       await encryptor.close();
     },
