@@ -88,6 +88,8 @@ export interface CloudLedgerOptions {
   lingerMs: number;
   /** The anchor contract the log's witnessed checkpoints are put on (its account key is the client's, never in the database). */
   anchor?: AnchorClient;
+  /** AuditLog's `cosignRetryMs`: how soon a checkpoint below quorum is offered to the witnesses again. */
+  cosignRetryMs?: number;
 }
 
 /** Anchoring the cloud's log on chain: `anchorNow` and its metrics. */
@@ -155,6 +157,7 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
     audit: 'background',
     lingerMs: options.lingerMs,
     cosigners,
+    ...(options.cosignRetryMs === undefined ? {} : { cosignRetryMs: options.cosignRetryMs }),
     ...(options.checkpointFile === undefined ? {} : { trusted: new CheckpointFile(options.checkpointFile) }),
     onAlarm: (fault) => (sink.log === undefined ? alarms.push(fault) : sink.log(fault)),
   });

@@ -83,6 +83,11 @@ export interface PlatformOptions extends ServiceHttpOptions {
   readonly ledgerCheckpointFile?: string;
   /** The anchor contract the cloud puts its ledger's witnessed checkpoints on (createCloudService's `ledgerAnchor`). */
   readonly ledgerAnchor?: CloudServiceOptions['ledgerAnchor'];
+  /** createCloudService's `ledgerCosignRetryMs` (a checkpoint below quorum offered to the witnesses again). */
+  readonly ledgerCosignRetryMs?: number;
+  /** Each hospital's `receiptWaitMs` and `receiptRetryMs` (pending upload receipts). */
+  readonly receiptWaitMs?: number;
+  readonly receiptRetryMs?: number;
   /** Address every service listens on (default 127.0.0.1). */
   readonly host?: string;
   /** The authority's port; the cloud's is the next one, then each hospital's in order. 0 (default): free ports. */
@@ -156,7 +161,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
         relyingParty: options.relyingParty, categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
         identifierKey: options.identifierKey,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
-        encryptionWorkers: options.encryptionWorkers,
+        encryptionWorkers: options.encryptionWorkers, receiptWaitMs: options.receiptWaitMs, receiptRetryMs: options.receiptRetryMs,
         // Its own list of the federation (every hospital is listening before the first upload).
         federation: () => peers,
       });
@@ -175,6 +180,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
       ...browserFacing, db: databases.cloud, kek: keks.cloud, hospitals: peers, now: options.now, categories: options.categories,
       emergencyPolicy: options.emergencyPolicy, conversionWorkers: options.conversionWorkers, statsConsortium: options.statsConsortium,
       ledgerCheckpointFile: options.ledgerCheckpointFile, ...(options.ledgerAnchor === undefined ? {} : { ledgerAnchor: options.ledgerAnchor }),
+      ledgerCosignRetryMs: options.ledgerCosignRetryMs,
     });
     started.push(cloud);
     late.cloud = await listen(cloud.app, host, port(1));

@@ -3,11 +3,16 @@
  * of a real JSON-RPC node (ganache 7.9 as a child process on 127.0.0.1, one for this file), with the hospitals'
  * witnesses' chain cosignatures obtained over HTTP, and an auditor checks the served log against what the chain
  * anchored: a cloud that shows an auditor an older (genuine, witnessed) checkpoint to hide later entries is caught.
+ *
+ * The same platform then loses a witness (riverside's server stops listening): uploads are accepted with their
+ * receipts pending, and complete once it is back (docs/ledger.md § Upload receipts).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openDatabase, type Database } from '@medshare/db';
-import { AnchorClient, LedgerClient, parseVerifierKey, verifyRemoteLog, type TrustPolicy } from '@medshare/ledger';
+import type { Server } from 'node:http';
+import { IntegrityError } from '@medshare/crypto';
+import { AnchorClient, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLog, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
 import { LEDGER_KEY_NAME } from '../src/index.ts';
 import { sampleBundle, startCast, type Cast } from './harness.ts';
@@ -25,7 +30,9 @@ before(async () => {
   admin = await AnchorClient.deploy(node.wallet(0));
   // The cloud's anchorer account; its key is handed to the service (in `medshare serve`: LEDGER_PRIVATE_KEY), never stored.
   const anchorer = admin.as(node.wallet(1));
-  cast = await startCast(db, { ledgerAnchor: { client: anchorer, intervalMs: 3_600_000 } });
+  // Pending receipts: an upload waits 3 s for a witnessed checkpoint; the log offers a checkpoint below quorum to the
+  // witnesses again every 0.5 s (backing off), and the gateway completes pending receipts every 0.5 s.
+  cast = await startCast(db, { ledgerAnchor: { client: anchorer, intervalMs: 3_600_000 }, receiptWaitMs: 3_000, ledgerCosignRetryMs: 500, receiptRetryMs: 500 });
   ledgerUrl = new URL('/ledger', cast.base).href;
   const keys = await new LedgerClient(ledgerUrl).keys();
   trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
@@ -96,4 +103,74 @@ test('anchoring without the witnesses\' chain cosignatures fails and is counted 
   await cast.platform.ledger.flush();
   await assert.rejects(anchoring.anchorNow());
   assert.equal(anchoring.health().anchorFailures, before + 1);
+});
+
+/** Stops a service's HTTP server (its open connections too: the cloud's keep-alive ones), as a machine going down. */
+async function takeDown(server: Server): Promise<void> {
+  const closed = new Promise((resolve) => server.close(resolve));
+  server.closeAllConnections();
+  await closed;
+}
+
+/** Observations of the sample patient not uploaded before: new records, so new ledger entries. */
+function observations(tag: string, n: number) {
+  const fhirPatient = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+  return {
+    resourceType: 'Bundle', type: 'transaction',
+    entry: Array.from({ length: n }, (_, i) => ({
+      resource: { resourceType: 'Observation', id: `${tag}-${i}`, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } },
+    })),
+  };
+}
+
+const keptBundles = async (indices: readonly number[]) => (await db.query<{ ledger_index: number; bundle: string; witnessed: boolean }>(
+  'SELECT ledger_index, bundle, witnessed FROM gateway_receipts WHERE ledger_index = ANY($1::bigint[]) ORDER BY ledger_index', [indices],
+)).rows.map((r) => ({ index: Number(r.ledger_index), bundle: JSON.parse(r.bundle) as InclusionBundle, witnessed: r.witnessed }));
+
+test('a witness down: the upload is accepted, its receipts kept pending (never complete); the witness back, they complete and verify', async () => {
+  const riverside = cast.platform.services.hospitals.find((h) => h.name === 'riverside')!;
+  const port = Number(cast.urls.hospitals['riverside']!.port);
+  await takeDown(riverside.app.server);
+  let pending: number[];
+  let signedEntries: string[];
+  try {
+    const uploaded = await cast.gateway.upload(observations('witness-down', 70));
+    assert.equal(uploaded.stored, 70, 'the upload is accepted and stored');
+    assert.equal(uploaded.receipts.length, 2, '70 records: two record-create entries');
+    assert.ok(uploaded.receipts.every((r) => r.status === 'pending'), JSON.stringify(uploaded.receipts));
+    pending = uploaded.receipts.map((r) => r.index);
+    // The hospital's view: those two pending, nothing else.
+    assert.deepEqual((await cast.gateway.receipts({ status: 'pending' })).receipts.map((r) => [r.index, r.status]), pending.map((i) => [i, 'pending']));
+    // What it keeps: the log's signed word (the entry is in a tree the log signed), refused at the witness quorum.
+    const kept = await keptBundles(pending);
+    for (const { bundle, witnessed } of kept) {
+      assert.equal(witnessed, false);
+      assert.equal(verifyInclusionBundle(bundle, { ...trust, quorum: 0 }).event.type.code, 'record-create');
+      assert.throws(() => verifyInclusionBundle(bundle, trust), IntegrityError);
+    }
+    signedEntries = kept.map((k) => k.bundle.entry);
+    // The patient's view: the upload is on her access log, pending rather than proven.
+    const log = await cast.patient.provenAccessLog(trust);
+    const uploads = log.filter((e) => e.ledgerIndex !== null && pending.includes(e.ledgerIndex));
+    assert.ok(uploads.length > 0 && uploads.every((e) => e.action === 'upload' && e.pending === true && e.proof === null), JSON.stringify(uploads));
+    // Asked on demand while the witness is still down: nothing completes.
+    const onDemand = await cast.gateway.completeReceipts();
+    assert.equal(onDemand.completed, 0);
+    assert.equal(onDemand.pending, pending.length);
+  } finally {
+    await new Promise<void>((resolve) => riverside.app.server.listen(port, '127.0.0.1', resolve));
+  }
+  // Back: the log's retry obtains riverside's cosignature, the gateway's timer completes the receipts.
+  for (const deadline = Date.now() + 60_000; (await cast.gateway.receipts({ status: 'pending' })).receipts.length > 0;) {
+    assert.ok(Date.now() < deadline, 'the pending receipts did not complete within 60 s of the witness coming back');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const completed = await keptBundles(pending);
+  assert.deepEqual(completed.map((c) => c.bundle.entry), signedEntries, 'the same entries the log signed at upload');
+  for (const { bundle, witnessed } of completed) {
+    assert.equal(witnessed, true);
+    assert.equal(verifyInclusionBundle(bundle, trust).cosigners.length, 2);
+  }
+  const log = await cast.patient.provenAccessLog(trust);
+  assert.ok(log.filter((e) => e.ledgerIndex !== null && pending.includes(e.ledgerIndex)).every((e) => e.pending === undefined && e.proof?.cosigners.length === 2));
 });

@@ -66,6 +66,8 @@ export interface CloudServiceOptions extends ServiceHttpOptions {
    * from the environment, never from the database), every `intervalMs` (default 5 minutes) and on `anchorNow`.
    */
   readonly ledgerAnchor?: { readonly client: AnchorClient; readonly intervalMs?: number };
+  /** While a checkpoint lacks the witness quorum (a witness down), the witnesses are asked again after this long, backing off (default 5 s). */
+  readonly ledgerCosignRetryMs?: number;
   /** The clock of token verification (tests move it). */
   readonly now?: () => number;
 }
@@ -95,6 +97,7 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
     witnesses: options.hospitals.map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
     ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
     ...(options.ledgerAnchor === undefined ? {} : { anchor: options.ledgerAnchor.client }),
+    ...(options.ledgerCosignRetryMs === undefined ? {} : { cosignRetryMs: options.ledgerCosignRetryMs }),
   });
   const emergencyPolicy = options.emergencyPolicy === undefined ? DEFAULT_EMERGENCY_POLICY : options.emergencyPolicy;
   if (emergencyPolicy !== null) abe.compilePolicy(emergencyPolicy);
@@ -128,7 +131,7 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
       clearInterval(anchorTimer);
       await app.close();
       await converter.close();
-      await ledger.log.flush();
+      await ledger.log.close();
     },
   };
 }

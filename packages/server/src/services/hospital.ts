@@ -187,18 +187,25 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, receipts, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
   await witness.register(app);
   // Pending receipts (a witness was down at upload) are completed from the public ledger routes, which need no token.
-  const completeReceipts = () => {
+  const completeReceipts = async () => {
     if (cloudUrl === undefined) return;
-    const ledger = new LedgerClient(new URL('/ledger', resolve(cloudUrl)).href);
-    receipts.complete(name, (entries) => publicBundles(ledger, entries))
-      .catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'completing pending upload receipts failed'));
+    // Resolved at each round: the cloud may not be listening yet when this hospital starts.
+    const ledger = () => new LedgerClient(new URL('/ledger', resolve(cloudUrl)).href);
+    await receipts.complete(name, (entries) => publicBundles(ledger(), entries));
   };
-  const receiptTimer = setInterval(completeReceipts, options.receiptRetryMs ?? 30_000);
+  let completing: Promise<void> | undefined;
+  const receiptTimer = setInterval(() => {
+    // One round at a time: a slow cloud must not pile them up.
+    completing ??= completeReceipts()
+      .catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'completing pending upload receipts failed'))
+      .finally(() => (completing = undefined));
+  }, options.receiptRetryMs ?? 30_000);
   receiptTimer.unref();
   return {
     app, name, issuer, identity, witnessKey: witness.verifier.vkey,
     close: async () => {
       clearInterval(receiptTimer);
+      await completing;
       await app.close();
       await encryptor.close();
     },
