@@ -13,7 +13,7 @@ import fc from 'fast-check';
 import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseVerifierKey,
+  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseSignerKey, parseVerifierKey,
   signNote, verifyCheckpointNote, verifyLog, Witness,
 } from '../src/index.ts';
 import { accessEvent, pseudonym } from './fixtures.ts';
@@ -269,6 +269,22 @@ describe('note keys', () => {
       assert.ok(verify(null, Buffer.from(body), publicKey, line.signature.subarray(4)));
       assert.equal(parseVerifierKey(signer.verifier.vkey).verify(body, line.signature), 0);
     }), { numRuns: 30 });
+  });
+
+  test('the stock verifier\'s own vector: Go\'s golang.org/x/mod/sumdb/note ExampleSign / ExampleOpen, byte for byte', () => {
+    // From golang.org/x/mod/sumdb/note/example_test.go: Go's signer output for this key and text, and the key it opens with.
+    const skey = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
+    const vkey = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
+    const text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+    const goSigned = `${text}\n\u2014 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n`;
+    const signer = parseSignerKey(skey);
+    assert.equal(signer.verifier.vkey, vkey, 'the same verifier key (name, key ID, type 0x01)');
+    assert.equal(signNote(text, [signer], 0), goSigned, 'our signature is the one Go produces (Ed25519 is deterministic)');
+    const { body, signatures } = parseNote(goSigned);
+    assert.equal(parseVerifierKey(vkey).verify(body, signatures[0]!.signature), 0, 'and Go\'s opens under our verifier');
+    const flipped = Buffer.from(signatures[0]!.signature);
+    flipped[20]! ^= 1;
+    assert.equal(parseVerifierKey(vkey).verify(body, flipped), undefined);
   });
 
   test('a note with a failing signature by a known key is refused even when a valid one follows', () => {
