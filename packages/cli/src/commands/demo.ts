@@ -125,7 +125,9 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       const result = await gateway.upload(bundle);
       const retry = await gateway.upload(bundle);
       const byCategory = CATEGORIES.map((c) => `${c} ${result.byCategory[c] ?? 0}`).join(', ');
-      return `${result.stored} ciphertexts (${byCategory}), ${result.receipts.length} ledger receipts cosigned by both hospitals' witnesses; a retry stored ${retry.stored}`;
+      const pending = result.receipts.filter((r) => r.status === 'pending').length;
+      const receipts = `${result.receipts.length - pending} ledger receipts cosigned by both hospitals' witnesses${pending > 0 ? ` (${pending} pending)` : ''}`;
+      return `${result.stored} ciphertexts (${byCategory}), ${receipts}; a retry stored ${retry.stored}`;
     });
     await step(4, 'patient', `The patient delegates 'lab' to ${LAB_POLICY}, and pre-approves emergency access`, async () => {
       const abeKey = await client.abePublicKey();
