@@ -10,7 +10,9 @@
  *           (LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS, and LEDGER_PRIVATE_KEY to write)
  * verify, proof and log read a running platform's public ledger routes with `--url` (e.g. http://host/ledger, no
  * database access), else the database: `--data DIR` (PGlite), else DATABASE_URL (PostgreSQL), else ./.medshare/data.
- * The witness quorum defaults to a majority of the `--witness-key`s given.
+ * The witness quorum defaults to a majority of the `--witness-key`s given. `verify --url` also reads the chain's
+ * anchored head for the log (`--rpc-url`/`--anchor-address`, else LEDGER_RPC_URL/LEDGER_ANCHOR_ADDRESS, read-only) and
+ * requires the served log to extend it.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
