@@ -89,8 +89,7 @@ test('serve cloud with bad anchoring settings: one clear line and a non-zero exi
     [{ LEDGER_RPC_URL: 'http://127.0.0.1:9', LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: key }, /the chain node at http:\/\/127\.0\.0\.1:9 does not answer JSON-RPC/],
     // An account with no code: a mistyped contract address.
     [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: node.wallet(7).address, LEDGER_PRIVATE_KEY: key }, /no contract is deployed there/],
-    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: 'not-a-key-but-a-secret-4711' }, /LEDGER_PRIVATE_KEY is not a secp256k1 private key/],
-    [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: 'contract' , LEDGER_PRIVATE_KEY: key }, /LEDGER_ANCHOR_ADDRESS is not a contract address/],
+    // (Malformed settings are refused the same way: packages/ledger/test/anchor.test.ts, in process.)
     [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: address }, /needs all of LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY/],
   ];
   for (const [ledger, expected] of cases) {
@@ -98,7 +97,7 @@ test('serve cloud with bad anchoring settings: one clear line and a non-zero exi
     assert.equal(result.code, 2, `${JSON.stringify(Object.keys(ledger))}: ${result.stderr}`);
     assert.match(result.stderr, expected);
     assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`);
-    assert.doesNotMatch(result.stderr, /4711|at .*\.ts:\d+/, 'neither the key nor a stack trace');
+    assert.doesNotMatch(result.stderr, new RegExp(`${key.slice(2)}|at .*\\.ts:\\d+`), 'neither the key nor a stack trace');
   }
 });
 

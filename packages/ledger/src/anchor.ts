@@ -266,17 +266,22 @@ export class AnchorClient {
 async function rpcCall(url: string, method: string, params: unknown[]): Promise<unknown> {
   // The URL may carry an API key in its path: errors name its origin only.
   const where = new URL(url).origin;
-  let answer: { result?: unknown; error?: { message?: unknown } };
-  try {
-    const response = await fetch(url, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
-    });
-    answer = (await response.json()) as typeof answer;
-  } catch {
-    throw new ChainCallError(`the chain node at ${where} does not answer JSON-RPC (${method})`);
+  let answer: { result?: unknown; error?: { message?: unknown } } | undefined;
+  // Twice: a kept-alive connection the node has just closed fails once without the node being down.
+  for (let attempt = 0; answer === undefined; attempt++) {
+    try {
+      const response = await fetch(url, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
+      });
+      answer = (await response.json()) as typeof answer;
+    } catch {
+      if (attempt > 0) throw new ChainCallError(`the chain node at ${where} does not answer JSON-RPC (${method})`);
+    }
   }
-  if (answer.error !== undefined || answer.result === undefined) throw new ChainCallError(`the chain node at ${where} refused ${method}`);
+  if (typeof answer !== 'object' || answer === null || answer.error !== undefined || answer.result === undefined) {
+    throw new ChainCallError(`the chain node at ${where} refused ${method}`);
+  }
   return answer.result;
 }
 

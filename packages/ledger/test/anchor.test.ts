@@ -289,6 +289,18 @@ test('witnesses give chain cosignatures over HTTP only for the checkpoint they l
 
 test('LEDGER_RPC_URL: the client from the environment anchors and proves; missing settings are a clear error', async () => {
   await assert.rejects(anchorClientFromEnv({}), /LEDGER_RPC_URL/);
+  const good = { LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: anchorer.address, LEDGER_PRIVATE_KEY: anchorer.privateKey };
+  const refusals: Array<[Record<string, string>, RegExp]> = [
+    [{ LEDGER_RPC_URL: 'ftp://127.0.0.1:9' }, /LEDGER_RPC_URL is not an http\(s\) URL/],
+    [{ LEDGER_ANCHOR_ADDRESS: 'the-contract' }, /LEDGER_ANCHOR_ADDRESS is not a contract address/],
+    [{ LEDGER_PRIVATE_KEY: 'not-a-key-but-a-secret-4711' }, /LEDGER_PRIVATE_KEY is not a secp256k1 private key/],
+    // An account, not a contract: a mistyped address.
+    [{}, /no contract is deployed there/],
+    [{ LEDGER_RPC_URL: 'http://127.0.0.1:9/key-in-path-4711' }, /the chain node at http:\/\/127\.0\.0\.1:9 does not answer JSON-RPC/],
+  ];
+  for (const [change, expected] of refusals) {
+    await assert.rejects(anchorClientFromEnv({ ...good, ...change }), (error: Error) => expected.test(error.message) && !error.message.includes('4711'));
+  }
   const { asAnchorer } = await registeredContract();
   const env = { LEDGER_RPC_URL: node.url, LEDGER_PRIVATE_KEY: anchorer.privateKey, LEDGER_ANCHOR_ADDRESS: await asAnchorer.address() };
   const remote = await anchorClientFromEnv(env);
