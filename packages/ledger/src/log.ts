@@ -80,8 +80,8 @@ export interface LogOptions extends BatchOptions {
   onCosignFailure?: (witness: string, error: unknown) => void;
   /**
    * While the latest checkpoint lacks the quorum's cosignatures (a witness down), the witnesses are asked again after
-   * this long, doubling up to a minute between attempts (default 5 s), so a witness that comes back cosigns without
-   * waiting for the next append.
+   * this long, doubling up to 16 times it (at most a minute) between attempts (default 5 s), so a witness that comes
+   * back cosigns without waiting for the next append.
    */
   cosignRetryMs?: number;
   /**
@@ -565,7 +565,8 @@ export class AuditLog {
       this.cosignLater(true);
     }, this.cosignRetryDelay);
     this.cosignRetry.unref();
-    this.cosignRetryDelay = Math.min(this.cosignRetryDelay * 2, Math.max(base, 60_000));
+    // Backing off to 16 times the base delay, at most a minute.
+    this.cosignRetryDelay = Math.min(this.cosignRetryDelay * 2, Math.max(base, Math.min(60_000, base * 16)));
   }
 
   /**

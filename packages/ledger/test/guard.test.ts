@@ -59,6 +59,7 @@ describe('the log refuses to sign a history forged in its database', () => {
     const reopened = await open();
     assert.equal(reopened.health().ok, false);
     assert.equal(reopened.health().alarm?.index, 6, reopened.health().alarm?.problem);
+    assert.equal(reopened.health().alarms, 1, 'the metric');
     assert.equal(alarms.length, 1);
     await assert.rejects(reopened.append(accessEvent('after')), IntegrityError);
     assert.equal((await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints WHERE size > 6')).rows[0]!.c, 0, 'nothing new was signed');
