@@ -534,7 +534,7 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
     // A note is often attached twice (DocumentReference.content and DiagnosticReport.presentedForm): the base64 text is cached too.
     return cachedScrubBase64(value, names);
   }
-  if (leaf.type === 'xhtml') return scrubXhtml(value, names);
+  if (leaf.type === 'xhtml') return cachedScrubXhtml(value, names);
   return cachedScrub(value, names, scope);
 }
 
@@ -543,18 +543,19 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
  * thousands of times ("Body mass index (BMI) [Ratio]"), and a text scrubs the same way under
  * the same matchers. Bounded; dropped with the matcher set.
  */
-const scrubCache = new WeakMap<readonly NameMatcher[], Record<TextScope | 'base64', Map<string, string>>>();
+const scrubCache = new WeakMap<readonly NameMatcher[], Record<TextScope | 'base64' | 'xhtml', Map<string, string>>>();
+
 const SCRUB_CACHE_LIMIT = 20_000;
 /** Decoded notes are large: fewer of them are kept. */
 const BASE64_CACHE_LIMIT = 500;
 const NO_NAMES: readonly NameMatcher[] = [];
 
 /** The cache of scrubbed texts of a matcher set and kind (one map per kind: no key strings built per lookup). */
-function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64'): Map<string, string> {
+function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64' | 'xhtml'): Map<string, string> {
   let caches = scrubCache.get(names);
-  if (!caches) scrubCache.set(names, (caches = { all: new Map(), terminology: new Map(), base64: new Map() }));
+  if (!caches) scrubCache.set(names, (caches = { all: new Map(), terminology: new Map(), base64: new Map(), xhtml: new Map() }));
   const cache = caches[kind];
-  if (cache.size >= (kind === 'base64' ? BASE64_CACHE_LIMIT : SCRUB_CACHE_LIMIT)) cache.clear();
+  if (cache.size >= (kind === 'base64' || kind === 'xhtml' ? BASE64_CACHE_LIMIT : SCRUB_CACHE_LIMIT)) cache.clear();
   return cache;
 }
 
@@ -562,6 +563,14 @@ function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextSc
   const cache = cacheFor(names, scope);
   let scrubbed = cache.get(value);
   if (scrubbed === undefined) cache.set(value, (scrubbed = scrubText(value, names, scope).text));
+  return scrubbed;
+}
+
+/** A narrative scrubs the same way each time it recurs (Synthea repeats them per resource type). */
+function cachedScrubXhtml(value: string, names: readonly NameMatcher[]): string {
+  const cache = cacheFor(names, 'xhtml');
+  let scrubbed = cache.get(value);
+  if (scrubbed === undefined) cache.set(value, (scrubbed = scrubXhtml(value, names)));
   return scrubbed;
 }
 
