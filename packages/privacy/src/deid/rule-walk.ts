@@ -41,7 +41,7 @@ export interface NestedResource {
 
 export interface WalkResult {
   nested: NestedResource[];
-  /** The resource holds a null or an empty object or array (from its input, or a value a rule removed): it needs pruning. */
+  /** The resource holds a null, an empty object or array (from its input, or a value a rule removed) or element parts: it needs pruning. */
   dirty: boolean;
 }
 
@@ -185,6 +185,8 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
         // Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
         let hasParts = false;
         for (const key of keys) if (key.charCodeAt(0) === 95) hasParts = true;
+        // Pruning also pads a primitive array and its element-part array to one length (FHIR JSON's null placeholders).
+        if (hasParts) dirty = true;
         for (const key of keys) {
           if (key === 'resourceType') continue;
           let value = object[key];
