@@ -180,14 +180,17 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
 
       // The same traversal, key order and JSON normalisation as indexResource (native-paths.ts).
       const visit = (object: JsonObject, typePath: string, type: string, objectKey: string, inherited: Progress[], ruleOrder: number) => {
-        const keys = Object.keys(object);
-        if (keys.length === 0) dirty = true;
-        // Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
+        // (for-in, not Object.keys: no array allocated per object.) Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
         let hasParts = false;
-        for (const key of keys) if (key.charCodeAt(0) === 95) hasParts = true;
+        let empty = true;
+        for (const key in object) {
+          empty = false;
+          if (key.charCodeAt(0) === 95) hasParts = true;
+        }
+        if (empty) dirty = true;
         // Pruning also pads a primitive array and its element-part array to one length (FHIR JSON's null placeholders).
         if (hasParts) dirty = true;
-        for (const key of keys) {
+        for (const key in object) {
           if (key === 'resourceType') continue;
           let value = object[key];
           if (key.charCodeAt(0) === 95 /* _ */) {
