@@ -365,7 +365,7 @@ function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> 
 function retypeQuantityAges(index: NodeIndex): void {
   const quantities = index.byType.get('Quantity');
   if (!quantities) return;
-  const ages = quantities.filter((node) => isYearsQuantity(node.value as JsonObject));
+  const ages = quantities.filter((node) => isYearsQuantity(node.value));
   if (ages.length === 0) return;
   index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
   for (const node of ages) node.type = 'Age';

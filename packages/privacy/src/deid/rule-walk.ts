@@ -135,7 +135,7 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
           return;
         }
         let type = info.type;
-        if (type === 'Quantity' && options.quantityAgesAsAges && isYearsQuantity(item as JsonObject)) type = 'Age';
+        if (type === 'Quantity' && options.quantityAgesAsAges && isYearsQuantity(item)) type = 'Age';
         // The rule order this element gets, and the progress its children inherit (allocated only when a path goes on below).
         let order = ruleOrder;
         let carry: Progress[] | undefined;
@@ -241,6 +241,8 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
 }
 
 /** A Quantity in years (UCUM `a`), which `quantityAgesAsAges` types as an Age. */
-export function isYearsQuantity(quantity: JsonObject): boolean {
-  return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
+export function isYearsQuantity(quantity: unknown): boolean {
+  if (quantity === null || typeof quantity !== 'object') return false; // (`_valueQuantity` alone: no quantity)
+  const { code, unit } = quantity as JsonObject;
+  return code === 'a' || ['a', 'yr', 'year', 'years'].includes(String(unit));
 }
