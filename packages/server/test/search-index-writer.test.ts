@@ -9,6 +9,7 @@ import { abe, IntegrityError, pre, sse } from '@medshare/crypto';
 import { migrate, openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { SearchIndexWriter, subIndexName } from '../src/gateway/search-index.ts';
 import { GATEWAY_MIGRATIONS } from '../src/migrations.ts';
+import { keywordsOf } from '../src/search/keywords.ts';
 
 const observation = (id: string, code: string) => ({ resourceType: 'Observation', id, status: 'final', code: { coding: [{ system: 'http://loinc.org', code }] }, effectiveDateTime: '2021-02-03' });
 
@@ -28,13 +29,13 @@ describe('gateway index writer', () => {
 
   test('after a restart the same hospital continues its sub-index; the patient opens its key and state', async () => {
     const first = await new SearchIndexWriter(db, kek).writes('st-marys', keys, [{ category: 'lab', keyEpoch: 1, indexEpoch: 1, version: 0 }],
-      [{ recordId: 'rec-1', category: 'lab', resource: observation('o1', '2093-3') }], new Map());
+      [{ recordId: 'rec-1', category: 'lab', keywords: keywordsOf(observation('o1', '2093-3')) }], new Map());
     assert.equal(first.length, 1);
     const created = first[0]!;
     assert.ok(created.keyCapsule !== undefined && created.expectedVersion === 0);
     // A new process: nothing in memory, the same database and KEK.
     const again = await new SearchIndexWriter(db, kek).writes('st-marys', keys, [{ category: 'lab', keyEpoch: 1, indexEpoch: 1, version: 1, state: created.state }],
-      [{ recordId: 'rec-2', category: 'lab', resource: observation('o2', '2093-3') }], new Map());
+      [{ recordId: 'rec-2', category: 'lab', keywords: keywordsOf(observation('o2', '2093-3')) }], new Map());
     assert.equal(again[0]!.keyCapsule, undefined, 'an existing sub-index is not created again');
     // The patient decrypts the key from its capsule and finds both records.
     const key = pre.decrypt(patient, created.keyCapsule!);
@@ -50,13 +51,13 @@ describe('gateway index writer', () => {
     const stored = (await db.query<{ secret: Uint8Array }>("SELECT secret FROM gateway_index_secrets WHERE hospital = 'st-marys'")).rows[0]!.secret;
     assert.equal(stored.length, 1 + 8 + 12 + 32 + 16);
     await assert.rejects(new SearchIndexWriter(db, randomKeyEncryptionKey()).writes('st-marys', keys, [{ category: 'lab', keyEpoch: 1, indexEpoch: 1, version: 0 }],
-      [{ recordId: 'rec-3', category: 'lab', resource: observation('o3', '718-7') }], new Map()), IntegrityError);
+      [{ recordId: 'rec-3', category: 'lab', keywords: keywordsOf(observation('o3', '718-7')) }], new Map()), IntegrityError);
   });
 
   test('two hospitals, or two epochs, have unrelated keys (each state opens only under its own)', async () => {
     const writer = new SearchIndexWriter(db, kek);
     const make = (hospital: string, indexEpoch: number) => writer.writes(hospital, keys, [{ category: 'lab', keyEpoch: 1, indexEpoch, version: 0 }],
-      [{ recordId: `rec-${hospital}-${indexEpoch}`, category: 'lab', resource: observation('o', '718-7') }], new Map());
+      [{ recordId: `rec-${hospital}-${indexEpoch}`, category: 'lab', keywords: keywordsOf(observation('o', '718-7')) }], new Map());
     const [a, b, c] = [(await make('st-marys', 2))[0]!, (await make('riverside', 1))[0]!, (await make('st-marys', 3))[0]!];
     const keyOf = (w: typeof a) => Buffer.from(pre.decrypt(patient, w.keyCapsule!)).toString('hex');
     assert.equal(new Set([keyOf(a), keyOf(b), keyOf(c)]).size, 3);
