@@ -116,8 +116,13 @@ export class PlatformClient {
 
   /** Logs a reader in on fresh device keys, obtains her CP-ABE key sealed to them, and returns a doctor client. */
   async loginReader(hospital: string, username: string, password: string, totpSecret: string, attributes: string[]): Promise<DoctorClient> {
+    return this.loginReaderWithCode(hospital, username, password, () => totp(base32Decode(totpSecret), Date.now() / 1000), attributes);
+  }
+
+  /** The same reader login with a one-time code the user typed. */
+  async loginReaderWithCode(hospital: string, username: string, password: string, code: string | (() => string), attributes: string[]): Promise<DoctorClient> {
     await abe.init();
-    const session = await this.login(hospital, username, password, totpSecret);
+    const session = await this.loginWithCode(hospital, username, password, code);
     const { device, token } = session;
     const dpop = await device.dpop.proof('POST', new URL('/ta/keys', this.urls.authority), { accessToken: token });
     const issued = await call<IssuedKey>(this.urls.authority, 'POST', '/ta/keys', { body: { attributes, deviceKey: device.sealingPublicJwk }, token, dpop });
