@@ -389,6 +389,26 @@ for (const { label, db } of databases) {
       assert.equal((await put(cast.chen.session, { salt: 'A'.repeat(22), excludedWords: [], excludeNumbers: false })).status, 403);
       await assert.rejects(cast.patient.setIndexRules({ excludedWords: ['two words'] }), /not one word/);
     });
+
+    test('rotation moves the key epoch: a new sub-index under a fresh key; the old epoch\'s keys find none of its rows, the new delegation finds its records', async () => {
+      const oldKeys = (await httpSearchTransport(cast.chen.session).subIndexes(patient, 'lab')).map((s) => cast.chen.reader.decrypt(s.keyCapsule));
+      const rotated = await cast.patient.rotate('lab');
+      await rotated.revoke(delegationId);
+      delegationId = (await rotated.delegate('lab', LAB_POLICY, abePublicKey)).delegationId;
+      cast.patient = rotated;
+      const o = observation(fhirId, '12121-2', 'final', '2023-07-07');
+      const written = await cast.gateway.upload(transaction([o]));
+      uploaded.push(o);
+      const epochs = (await db.query<{ key_epoch: number }>("SELECT DISTINCT key_epoch FROM cloud_index_writers WHERE patient = $1 AND category = 'lab' AND source = 'st-marys'", [patient])).rows.map((r) => Number(r.key_epoch)).sort();
+      assert.deepEqual(epochs, [1, 2]);
+      for (const key of oldKeys) {
+        const labels = sse.query(key, { version: 1, counts: new Map([[`code:${LOINC}|12121-2`, 20]]) }, `code:${LOINC}|12121-2`).labels;
+        assert.equal((await db.query('SELECT 1 FROM cloud_index_rows WHERE label = ANY($1::bytea[])', [labels])).rows.length, 0);
+      }
+      const found = await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|12121-2`);
+      assert.deepEqual(found.records.map((r) => r.recordId), [written.versions[0]!.recordId]);
+      assert.equal(found.stats.subIndexes, 1, 'the epoch-2 delegation converts the epoch-2 sub-index only');
+    });
   });
 }
 
