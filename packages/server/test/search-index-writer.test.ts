@@ -54,6 +54,28 @@ describe('gateway index writer', () => {
       [{ recordId: 'rec-3', category: 'lab', keywords: keywordsOf(observation('o3', '718-7')) }], new Map()), IntegrityError);
   });
 
+  test('a new version deletes its predecessor\'s keywords: rows carried by the new record, the old record resolves to nothing; stored keywords open only for their record', async () => {
+    const writer = new SearchIndexWriter(db, kek);
+    const v1 = keywordsOf(observation('o9', '2093-3'));
+    const sealed = await writer.sealKeywords('st-marys', 'rec-v1', v1);
+    assert.ok(!Buffer.from(sealed).includes(Buffer.from('2093-3')), 'stored keywords are wrapped');
+    assert.deepEqual(await writer.openKeywords('st-marys', 'rec-v1', sealed), v1);
+    await assert.rejects(writer.openKeywords('st-marys', 'rec-v2', sealed), IntegrityError);
+    const [w1] = await writer.writes('st-marys', keys, [{ category: 'lab', keyEpoch: 1, indexEpoch: 9, version: 0 }], [{ recordId: 'rec-v1', category: 'lab', keywords: v1 }], new Map());
+    const v2 = keywordsOf(observation('o9', '2085-9'));
+    const [w2] = await writer.writes('st-marys', keys, [{ category: 'lab', keyEpoch: 1, indexEpoch: 9, version: 1, state: w1!.state }],
+      [{ recordId: 'rec-v2', category: 'lab', keywords: v2, supersedes: { recordId: 'rec-v1', keywords: v1 } }], new Map());
+    assert.equal(w2!.rows.length, v1.length + v2.length);
+    assert.ok(w2!.rows.every((r) => r.recordId === 'rec-v2'), 'every row is carried by the new version');
+    const key = pre.decrypt(patient, w1!.keyCapsule!);
+    const state = sse.openState(key, subIndexName(keys.patientId, 'lab', 1, 9, 'st-marys'), w2!.state, 2);
+    const rows = new Map([...w1!.rows, ...w2!.rows].map((r) => [Buffer.from(r.label).toString('hex'), r.value]));
+    const find = (keyword: string) => { const q = sse.query(key, state, keyword); return q.resolve(q.labels.map((l) => rows.get(Buffer.from(l).toString('hex')))).recordIds; };
+    assert.deepEqual(find('code:http://loinc.org|2093-3'), []);
+    assert.deepEqual(find('code:http://loinc.org|2085-9'), ['rec-v2']);
+    assert.deepEqual(find('type:Observation'), ['rec-v2']);
+  });
+
   test('two hospitals, or two epochs, have unrelated keys (each state opens only under its own)', async () => {
     const writer = new SearchIndexWriter(db, kek);
     const make = (hospital: string, indexEpoch: number) => writer.writes(hospital, keys, [{ category: 'lab', keyEpoch: 1, indexEpoch, version: 0 }],
