@@ -338,6 +338,7 @@ export class GatewayService {
     for (const f of fresh) {
       const keywords = f.row.deleted ? [] : keywordsOf(f.plaintext, rules);
       if (keywords.length > 0) f.row.indexKeywords = await this.index.sealKeywords(hospital, f.row.recordId, keywords);
+      else delete f.row.indexKeywords; // a tombstone's row is copied from its predecessor's: it indexes nothing itself
       const old = f.before;
       const supersedes = old === undefined || old.deleted || old.indexKeywords === undefined || old.category !== f.row.category
         ? undefined : { recordId: old.recordId, keywords: await this.index.openKeywords(hospital, old.recordId, old.indexKeywords) };
