@@ -223,6 +223,20 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
       'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
     ],
   },
+  {
+    version: 6,
+    description: "identifiers of the current resources the gateway wrote, as SHA-256 digests of system|value, for conditional creates (If-None-Exist)",
+    statements: [
+      `CREATE TABLE gateway_identifiers (
+        hospital text NOT NULL,
+        resource_type text NOT NULL,
+        token text NOT NULL,
+        patient text NOT NULL,
+        fhir_id text NOT NULL,
+        PRIMARY KEY (hospital, resource_type, token, patient, fhir_id))`,
+      'CREATE INDEX gateway_identifiers_resource ON gateway_identifiers (hospital, patient, resource_type, fhir_id)',
+    ],
+  },
 ];
 
 export const AUTHORITY_MIGRATIONS: readonly Migration[] = [

@@ -163,7 +163,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
       started.push(hospital);
       hospitals.push(hospital);
       hospitalUrls[name] = await listen(hospital.app, host, port(2 + i));
-      peers.push({ name, url: hospitalUrls[name], witnessKey: hospital.witnessKey });
+      peers.push({ name, url: hospitalUrls[name], witnessKey: hospital.witnessKey, recordKey: hospital.recordKey });
     }
     const portals = options.portalOrigins ?? Object.values(hospitalUrls).flatMap((url) => [url.origin, url.origin.replace('//127.0.0.1:', '//localhost:')]);
     // The hospitals' portals call the authority and the cloud from browsers.
