@@ -1,7 +1,8 @@
 /**
  * Provenance the cloud cannot forge. The cloud holds every patient's public keys, so it could encrypt a record of its
  * own and name any hospital in its `meta.source` (and give it that hospital's record-id tag: it is the one enforcing
- * tags). So each hospital's gateway signs every version it writes with its own Ed25519 key (node:crypto, through
+ * tags). So each hospital's gateway signs every version it writes with its own Ed25519 key (RFC 8032, Josefsson and
+ * Liusvaara, "Edwards-Curve Digital Signature Algorithm (EdDSA)", 2017; node:crypto, through
  * the ledger's signed-note keys: `<hospital>.medshare/records`, of type 0x01, stored KEK-wrapped in the hospital's
  * database), and the signature travels inside the ciphertext, as a `meta.extension` of the resource. It signs
  *
