@@ -80,8 +80,10 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.equal(written.fhirVersion, '4.0.1');
     assert.deepEqual(written.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['create', 'update', 'delete']);
     assert.deepEqual(written.rest[0]!.interaction.map((i) => i.code), ['transaction', 'batch']);
+    assert.equal((written.rest[0]!.resource[0] as unknown as { conditionalCreate?: boolean }).conditionalCreate, true);
     const read = (await reader.capabilityStatement()) as unknown as typeof written;
     assert.deepEqual(read.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['read', 'vread', 'history-instance', 'search-type']);
+    assert.deepEqual((read.rest[0]!.resource[0] as unknown as { operation: Array<{ name: string }> }).operation.map((o) => o.name), ['everything']);
     const raw = await fetch(new URL('/gateway/fhir/metadata', stMarys()));
     assert.match(raw.headers.get('content-type')!, /^application\/fhir\+json/);
   });
@@ -545,8 +547,14 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
         const rogue = await served('rogue-1');
         assert.deepEqual(rogue.matches, []);
         assert.ok(rogue.warnings.some((w) => w.includes("rogue is not in your hospital's federation") && w.includes(rogueId)), rogue.warnings.join('; '));
-        // Her hospital's list is what counts: Riverside lists St Mary's and itself, whatever the cloud says.
-        assert.deepEqual([...(await cast.chen.writerKeys()).keys()].sort(), ['riverside', 'st-marys']);
+        // Her hospital's list is what counts: Riverside lists St Mary's and itself, whatever the cloud says — St Mary's
+        // key as St Mary's itself published it, pinned in Riverside's database on first sight.
+        const listed = await cast.chen.writerKeys();
+        assert.deepEqual([...listed.keys()].sort(), ['riverside', 'st-marys']);
+        const published = (await (await fetch(new URL('/gateway/record-key', stMarys()))).json()) as { hospital: string; key: string };
+        assert.deepEqual(published, { hospital: 'st-marys', key: listed.get('st-marys')!.vkey });
+        const pinned = (await db.query<{ value: string }>("SELECT value FROM federation_pins WHERE name = 'records/st-marys'")).rows;
+        assert.deepEqual(pinned.map((r) => r.value), [published.key]);
         await cloudStores('st-marys', 'clinical', allergy('legacy-1', 'st-marys'));
         const lenient = await startFhirView(cast.chen, { unsigned: 'mark' });
         try {
