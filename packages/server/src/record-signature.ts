@@ -54,7 +54,7 @@ export function withoutSignature(resource: FhirResource): FhirResource {
   const meta = metaOf(resource);
   if (!Array.isArray(meta.extension)) return resource;
   const { extension, ...rest } = meta;
-  const kept = extension.filter((e) => e.url !== SIGNATURE_EXTENSION);
+  const kept = extension.filter((e) => !(typeof e === 'object' && e !== null && e.url === SIGNATURE_EXTENSION));
   return { ...resource, meta: kept.length > 0 ? { ...rest, extension: kept } : rest };
 }
 
@@ -84,7 +84,9 @@ export type RecordProvenance =
  * version comes back without the extension and with a VERIFIED_SYSTEM tag naming its hospital.
  */
 export function verifyRecord(trusted: ReadonlyMap<string, CheckpointVerifier>, resource: FhirResource, context: RecordContext): RecordProvenance {
-  const signatures = (metaOf(resource).extension ?? []).filter((e) => e.url === SIGNATURE_EXTENSION);
+  const extension = metaOf(resource).extension;
+  // A hostile payload's meta.extension may be anything: only a list of objects can carry a signature.
+  const signatures = (Array.isArray(extension) ? extension : []).filter((e) => typeof e === 'object' && e !== null && e.url === SIGNATURE_EXTENSION);
   if (signatures.length === 0) return { status: 'unsigned', resource };
   const signature = signatures[0]!.valueBase64Binary;
   if (signatures.length > 1 || typeof signature !== 'string') return { status: 'refused', reason: 'its signature extension is malformed' };

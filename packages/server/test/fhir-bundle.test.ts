@@ -118,6 +118,10 @@ test('record signatures (Ed25519, RFC 8032): random versions verify; any change 
   assert.equal(verifyRecord(trusted, plain, context).status, 'unsigned');
   const extension = (value: unknown) => ({ ...plain, meta: { ...(plain.meta as object), extension: [{ url: SIGNATURE_EXTENSION, valueBase64Binary: value }] } });
   for (const hostile of [42, '', 'not base64 !!', 'A'.repeat(100_000), null]) assert.equal(verifyRecord(trusted, extension(hostile), context).status, 'refused', String(hostile).slice(0, 20));
+  const valid = (signRecord(stMarys, plain, context).meta as { extension: unknown[] }).extension;
+  for (const meta of [{ extension: 'x' }, { extension: [null, 7, { url: SIGNATURE_EXTENSION }] }, { ...(plain.meta as object), extension: [null, ...valid] }, null, 5]) {
+    assert.ok(['unsigned', 'refused'].includes(verifyRecord(trusted, { ...plain, meta } as unknown as FhirResource, context).status), JSON.stringify(meta));
+  }
   // A federation list naming a key under another hospital's name is refused.
   assert.throws(() => writerKeys([{ hospital: 'st-marys', key: riverside.verifier.vkey }]), MedShareError);
 });
