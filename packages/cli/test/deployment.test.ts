@@ -353,9 +353,9 @@ for (const engine of engines) {
         try {
           const held = await tables(db);
           assert.ok(!held.has('ta_setup') && ![...held].some((t) => t.startsWith('cloud_')), `${hospital} holds no authority or cloud table`);
-          // Its ledger tables are its witness's: its own keys (note and chain) and the checkpoint it last cosigned, no log entries.
+          // Its ledger tables are its witness's and its gateway's: its own keys (note, chain, record signing) and the checkpoint it last cosigned, no log entries.
           assert.equal(await count(db, 'ledger_entries'), 0);
-          assert.deepEqual((await db.query<{ name: string }>('SELECT name FROM ledger_keys ORDER BY name')).rows.map((r) => r.name), [`${hospital}.medshare/chain`, `${hospital}.medshare/witness`]);
+          assert.deepEqual((await db.query<{ name: string }>('SELECT name FROM ledger_keys ORDER BY name')).rows.map((r) => r.name), [`${hospital}.medshare/chain`, `${hospital}.medshare/records`, `${hospital}.medshare/witness`]);
           assert.ok((await count(db, 'ledger_witness_state')) >= 1, 'it cosigned checkpoints');
           assert.ok((await count(db, 'identity_signing_keys')) >= 1);
           const others = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM identity_users WHERE hospital <> $1', [hospital])).rows[0]!.n;
