@@ -9,6 +9,7 @@
  *
  *   /identity/<name>/...   identity (@medshare/identity hospitalIdentityPlugin)
  *   /gateway/...           FHIR R4 gateway
+ *   /gateway/admin/...     its administrator's view of upload receipts and witness (gateway/admin-plugin.ts)
  *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
  *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
@@ -17,12 +18,13 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+  adminCredentialCheck, createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { IdentifierKey } from '../gateway/identifier-index.ts';
+import { gatewayAdminPlugin } from '../gateway/admin-plugin.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
 import { ResearchExporter } from '../gateway/research-export.ts';
 import { SearchIndexWriter } from '../gateway/search-index.ts';
@@ -178,6 +180,7 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
     (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
   await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
+  await app.register(gatewayAdminPlugin, { db, hospital: name, witness, requireAdmin: adminCredentialCheck(options.adminToken), prefix: '/gateway/admin' });
   await witness.register(app);
   return {
     app, name, issuer, identity, witnessKey: witness.verifier.vkey,
