@@ -171,6 +171,19 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const labCount = uploaded.byCategory['lab']!;
   assert.ok(labCount > 0);
 
+  // St Mary's administrator sees that upload's receipts, checked again by her hospital, and its witness's state; with
+  // Riverside's credential (still in the field) she is refused.
+  await wrongAdmin.page.getByRole('button', { name: 'Show upload receipts' }).click();
+  assert.match(await alertText(wrongAdmin.page), /administrator credential of this hospital required/);
+  await wrongAdmin.page.getByLabel('Administrator credential').fill(ADMINS['st-marys']!);
+  await wrongAdmin.page.getByRole('button', { name: 'Show upload receipts' }).click();
+  await expectText(wrongAdmin.page, `${uploaded.receipts.length} receipts, newest first`);
+  const receiptRows = await wrongAdmin.page.locator('#receipts-table tbody tr').allTextContents();
+  assert.equal(receiptRows.length, uploaded.receipts.length);
+  assert.ok(receiptRows.every((r) => r.includes('✓ verified') && r.includes(pseudonym)), receiptRows.join('\n'));
+  assert.match((await wrongAdmin.page.locator('#witness-state').textContent())!, /Witness st-marys\.medshare\/witness is reachable/);
+  await shot(wrongAdmin.page, 'admin-receipts', '#receipts');
+
   // Riverside's EHR asks to enrol her too: refused until she approves Riverside in the portal, then accepted.
   const riversideEhr = new GatewayClient(await sdk.login('riverside', 'ehr', PASSWORD, await enrol('riverside', 'ehr', ['role:gateway'])));
   const patientId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
@@ -222,6 +235,19 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await expectText(chen.page, `${labCount} lab records, decrypted in this browser`);
   assert.ok(await chen.page.locator('table.observations th', { hasText: 'Reference range' }).count() === 1);
   await shot(chen.page, 'doctor-read');
+  // She searches by code and date: the cholesterol observation, found through the encrypted index, decrypted here.
+  const search = async (page: Page, code: string, date = '') => {
+    await page.getByLabel('Resource type').selectOption('Observation');
+    await page.getByLabel('Code', { exact: true }).fill(code);
+    await page.getByLabel('Date', { exact: true }).fill(date);
+    await page.getByRole('button', { name: 'Search records' }).click();
+  };
+  await search(chen.page, 'http://loinc.org|2093-3', 'ge2000-01-01');
+  await expectText(chen.page, '1 Observation records (lab) match');
+  assert.deepEqual(await chen.page.locator('table.observations tbody tr td:first-child').allTextContents(), ['Total Cholesterol']);
+  await shot(chen.page, 'doctor-search');
+  await search(chen.page, '2093-3', 'lt2000-01-01'); // the same code before it was measured: nothing
+  await expectText(chen.page, '0 Observation records (lab) match');
 
   const patelTotp = await enrol('riverside', 'patel', ['role:doctor', 'dept:dermatology']);
   const patel = await person();
@@ -229,6 +255,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await read(patel.page);
   assert.match(await alertText(patel.page), /polic|not satisf|denied|delegat/i);
   await shot(patel.page, 'doctor-refused');
+  await search(patel.page, '2093-3');
+  assert.match(await alertText(patel.page), /polic|not satisf|denied|delegat/i);
 
   // The cardiologist adds a passkey, and signs in with it through the virtual authenticator.
   const cdp = await chen.context.newCDPSession(chen.page);

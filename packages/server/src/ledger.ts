@@ -235,9 +235,8 @@ export interface WitnessState {
   /** Its key name and verifier key. */
   readonly name: string;
   readonly key: string;
-  /** The size of the last checkpoint it cosigned (0: none yet), and when the log signed that checkpoint. */
+  /** The size of the last checkpoint it cosigned (0: none yet). */
   readonly lastCosignedSize: number;
-  readonly lastCosignedAt?: string;
   /** The size of the cloud's latest witnessed checkpoint (absent when the cloud did not answer with a valid one). */
   readonly ledgerSize?: number;
   /**
@@ -311,8 +310,7 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
       const failed = (what: string, error: unknown) => `${what}: ${error instanceof Error ? error.message : String(error)}`;
       let cosigned;
       try {
-        const latest = await (await opened()).latest();
-        cosigned = { lastCosignedSize: latest?.size ?? 0, ...(latest === undefined ? {} : { lastCosignedAt: new Date(latest.time * 1000).toISOString() }) };
+        cosigned = { lastCosignedSize: (await (await opened()).latest())?.size ?? 0 };
       } catch (error) {
         return { ...own, lastCosignedSize: 0, reachable: false, problem: failed('its state could not be read', error) };
       }

@@ -11,8 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { pre, sse } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
-import type { IndexWrite } from '../cloud/search-store.ts';
-import type { WriterIndexState } from '../cloud/service.ts';
+import type { IndexWrite, WriterIndexState } from '../cloud/search-store.ts';
 import { keywordsOf } from '../search/keywords.ts';
 import type { FhirResource } from './fhir.ts';
 
