@@ -9,7 +9,7 @@
  * authenticator. Every request the patient's browser sends is recorded and searched for her secret key.
  *
  * Screenshots go to $MEDSHARE_SCREENSHOTS when set (docs/portal/ is made that way). Skipped, saying so, only when
- * /usr/bin/chromium is absent outside CI (`scripts/install-chromium.sh` installs it); in CI its absence fails.
+ * /usr/bin/chromium is absent outside CI (chromium.ts).
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -18,14 +18,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
-import { base32Decode, totp } from '@medshare/identity';
 import { createPlatform, GatewayClient, PlatformClient, roleScopes } from '@medshare/server';
+import { chromiumSkip as skip, launchChromium, signInWithTotp } from './chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
 const SHOTS = process.env['MEDSHARE_SCREENSHOTS'];
 const ADMINS: Record<string, string> = { 'st-marys': 'admin-token-st-marys-portal-0123', riverside: 'admin-token-riverside-portal-4567' };
 const PASSWORD = 'a long enough passphrase';
@@ -57,10 +55,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   // authority :port, cloud :port+1, then each hospital, whose portal the browser opens at http://localhost:<its port>.
   const origins: Record<string, string> = { 'st-marys': `http://localhost:${port + 2}`, riverside: `http://localhost:${port + 3}` };
   assert.ok(existsSync(new URL('../dist/index.html', import.meta.url)), 'the portal is not built: npm run build -w @medshare/portal');
-  const launching = chromium.launch({
-    executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  const launching = launchChromium();
   const dataDir = await mkdtemp(join(tmpdir(), 'medshare-portal-'));
   const db = await openDatabase({ dataDir });
   const platform = await createPlatform({
@@ -92,19 +87,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   };
   const enrol = async (hospital: string, username: string, attributes: string[]) =>
     (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
-  /** Signs in through the portal and the hospital's sign-in pages (password, then TOTP). */
-  const signIn = async (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) => {
-    await page.goto(`${origins[hospital]}/portal/`);
-    await page.getByRole('button', { name: `Sign in with ${hospital}` }).click();
-    await page.getByLabel('Username').fill(username);
-    await page.getByLabel('Password').fill(password);
-    if (shotName) await shot(page, shotName);
-    await page.getByRole('button', { name: 'Continue' }).click();
-    await page.getByLabel('One-time code from your authenticator app').fill(totp(base32Decode(totpSecret), Date.now() / 1000));
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(`${origins[hospital]}/portal/`);
-    await page.getByText(`${username} ·`).waitFor();
-  };
+  const signIn = (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) =>
+    signInWithTotp(page, `${origins[hospital]}/portal/`, hospital, username, password, totpSecret, shotName ? () => shot(page, shotName) : undefined);
   const alertText = async (page: Page) => (await page.getByRole('alert').first().textContent()) ?? '';
   /** Waits for `text`; an alert instead fails at once, saying what it says. */
   const expectText = async (page: Page, text: string) => {
