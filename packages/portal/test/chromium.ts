@@ -3,7 +3,8 @@
  * is skipped, saying so, only when /usr/bin/chromium is absent outside CI (`scripts/install-chromium.sh` installs
  * it); in CI its absence fails the test.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { base32Decode, totp } from '@medshare/identity';
 
@@ -35,4 +36,19 @@ export async function signInWithTotp(page: Page, portal: string, hospital: strin
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(portal);
   await page.getByText(`${username} ·`).waitFor();
+}
+
+/** axe-core (Deque's accessibility engine), evaluated in the page (through DevTools, so the portal's CSP is left as it is). */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * The WCAG 2.1 level A and AA violations axe-core finds on the page as it is now — text contrast, labels and
+ * accessible names, landmarks, headings, tables — each as `rule: help (first elements)`.
+ */
+export async function accessibilityViolations(page: Page): Promise<string[]> {
+  await page.evaluate(AXE);
+  return page.evaluate(`(async () => {
+    const result = await axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return result.violations.map((v) => v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')');
+  })()`);
 }

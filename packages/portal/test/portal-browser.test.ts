@@ -22,7 +22,7 @@ import type { Browser, Page, Request } from 'playwright-core';
 import { pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import { createPlatform, GatewayClient, PlatformClient, roleScopes } from '@medshare/server';
-import { chromiumSkip as skip, launchChromium, signInWithTotp } from './chromium.ts';
+import { accessibilityViolations, chromiumSkip as skip, launchChromium, signInWithTotp } from './chromium.ts';
 
 const SHOTS = process.env['MEDSHARE_SCREENSHOTS'];
 const ADMINS: Record<string, string> = { 'st-marys': 'admin-token-st-marys-portal-0123', riverside: 'admin-token-riverside-portal-4567' };
@@ -114,6 +114,17 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const admin = await person();
   await admin.page.goto(`${origins['riverside']}/portal/`);
   await shot(admin.page, 'landing');
+  const accessible = async (page: Page, screen: string) => assert.deepEqual(await accessibilityViolations(page), [], `${screen}: WCAG 2.1 AA violations`);
+  await accessible(admin.page, 'landing');
+  // The check is not blind: an unlabelled field and grey-on-white text put on the page are found, then removed.
+  await admin.page.evaluate(`(() => {
+    const field = document.createElement('input'); field.id = 'unlabelled';
+    const faint = document.createElement('p'); faint.id = 'faint'; faint.textContent = 'faint text'; faint.style.color = '#bbbbbb';
+    document.getElementById('main').append(field, faint);
+  })()`);
+  const planted = await accessibilityViolations(admin.page);
+  assert.ok(planted.some((v) => v.startsWith('label:')) && planted.some((v) => v.startsWith('color-contrast:')), planted.join('\n'));
+  await admin.page.evaluate(`document.getElementById('unlabelled').remove(); document.getElementById('faint').remove()`);
   await admin.page.getByRole('button', { name: 'Administer' }).click();
   await admin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
   await admin.page.getByLabel('Username', { exact: true }).fill('chen');
@@ -167,6 +178,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.ok(receiptRows.every((r) => r.includes('✓ verified') && r.includes(pseudonym)), receiptRows.join('\n'));
   assert.match((await wrongAdmin.page.locator('#witness-state').textContent())!, /Witness st-marys\.medshare\/witness is reachable/);
   await shot(wrongAdmin.page, 'admin-receipts', '#receipts');
+  await accessible(wrongAdmin.page, 'administration with receipts');
 
   // Riverside's EHR asks to enrol her too: refused until she approves Riverside in the portal, then accepted.
   const riversideEhr = new GatewayClient(await sdk.login('riverside', 'ehr', PASSWORD, await enrol('riverside', 'ehr', ['role:gateway'])));
@@ -230,6 +242,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await expectText(chen.page, '1 Observation records (lab) match');
   assert.deepEqual(await chen.page.locator('table.observations tbody tr td:first-child').allTextContents(), ['Total Cholesterol']);
   await shot(chen.page, 'doctor-search');
+  await accessible(chen.page, 'clinician search');
   await search(chen.page, '2093-3', 'lt2000-01-01'); // the same code before it was measured: nothing
   await expectText(chen.page, '0 Observation records (lab) match');
 
@@ -274,6 +287,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await okafor.page.getByRole('button', { name: 'Break the glass' }).click();
   await expectText(okafor.page, `Emergency access: ${labCount} lab records.`);
   await shot(okafor.page, 'break-glass');
+  await accessible(okafor.page, 'break the glass');
 
   // Her access log shows the grants, the reads, the refusal, the revocation and the emergency read with its reason, proven.
   await patient.page.getByRole('button', { name: 'Check my access log' }).click();
@@ -288,6 +302,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.ok(proven >= rows.length - 1, `entries proven in the browser: ${proven} of ${rows.length}`);
   assert.ok(!rows.some((r) => r.includes('✗')), 'no proof failed');
   await shot(patient.page, 'patient-access-log', '#access-log');
+  await accessible(patient.page, 'patient dashboard with records and access log');
 
   // Her secret key never left the browser: decode every string of every request and search for its bytes.
   const secret = Buffer.from(await patient.page.evaluate(`(async () => {
