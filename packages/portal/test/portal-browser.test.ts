@@ -150,6 +150,13 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const sent: Request[] = [];
   patient.context.on('request', (request) => sent.push(request));
   await signIn(patient.page, 'st-marys', 'antonia', PASSWORD, patientTotp, 'sign-in');
+  // A SMART standalone launch: PKCE S256, the FHIR base as `aud`, SMART scopes, of which she is granted hers only.
+  const authorize = new URL(sent.find((r) => r.url().includes('/identity/st-marys/oidc/authorize'))!.url());
+  assert.equal(authorize.searchParams.get('aud'), `${origins['st-marys']}/gateway/fhir`);
+  assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+  assert.deepEqual(authorize.searchParams.get('scope')!.split(' ').filter((s) => s.includes('/')), ['patient/*.rs', 'user/*.rs']);
+  const tokenAnswer = await (await sent.find((r) => r.url().endsWith('/identity/st-marys/oidc/token'))!.response())!.json() as { scope: string };
+  assert.deepEqual(tokenAnswer.scope.split(' ').filter((s) => s.includes('/')), ['patient/*.rs']);
   await shot(patient.page, 'patient-keys');
   await patient.page.getByRole('button', { name: 'Create my keys' }).click();
   await patient.page.locator('#pseudonym').or(patient.page.getByRole('alert')).first().waitFor();
@@ -325,5 +332,23 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.deepEqual(leaking.map((r) => r.url()), []);
   // The same search finds the secret where it is (the check is not blind).
   assert.ok(carries(secret.toString('base64')));
+
+  // Riverside's administrator unlocks an account locked by failed passwords, then disables and enables it.
+  const passwordStep = (password: string) => fetch(new URL('/identity/riverside/login/password', platform.urls.hospitals['riverside']), {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'patel', password }),
+  });
+  const administer = async (button: string, done: string) => {
+    await admin.page.getByLabel('Username of the account').fill('patel');
+    await admin.page.getByRole('button', { name: button, exact: true }).click();
+    await expectText(admin.page, `${done} patel: done.`);
+  };
+  for (let i = 0; i < 6; i++) await passwordStep('not her password');
+  assert.equal((await passwordStep(PASSWORD)).ok, false, 'locked after repeated failures');
+  await administer('Unlock', 'unlock');
+  assert.equal((await passwordStep(PASSWORD)).ok, true, 'unlocked');
+  await administer('Disable', 'disable');
+  assert.match(((await (await passwordStep(PASSWORD)).json()) as { detail: string }).detail, /this account is disabled/);
+  await administer('Enable', 'enable');
+  assert.equal((await passwordStep(PASSWORD)).ok, true, 'enabled again');
   for (const p of [admin, patient, chen, patel, okafor]) assert.deepEqual(p.errors, []);
 });
