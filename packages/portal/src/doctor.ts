@@ -68,8 +68,23 @@ export async function doctorScreen(root: HTMLElement, session: Session): Promise
     show(out, status(`${resources.length} ${resourceType} records (${inCategory}) match ${[...query].map(([name, value]) => `${name}=${value}`).join(', ')}: found through the encrypted index and decrypted in this browser.`, 'ok'), clinicalView(resources));
   }));
 
+  // Lookup by a business identifier at this hospital's gateway: the consortium's keyed hash of it goes to the cloud,
+  // which answers the pseudonyms of patients who allow being found (each sees the lookup in her access log).
+  const identifier = h('input', { type: 'text', id: 'identifier', autocomplete: 'off', spellcheck: 'false', placeholder: 'system|value, e.g. http://hl7.org/fhir/sid/us-ssn|999-40-8244' });
+  const lookupOut = h('div', { 'aria-live': 'polite', id: 'lookup-output' });
+  const lookup = h('button', { type: 'button', class: 'secondary' }, 'Find patient') as HTMLButtonElement;
+  lookup.addEventListener('click', () => busy(lookup, lookupOut, async () => {
+    const url = `${location.origin}/gateway/fhir/Patient?identifier=${encodeURIComponent(identifier.value.trim())}`;
+    const bundle = await callerApi<{ entry?: Array<{ resource: { identifier?: Array<{ value?: string }> } }> }>(session, 'GET', url);
+    const found = (bundle.entry ?? []).map((e) => e.resource.identifier?.[0]?.value).filter((v): v is string => typeof v === 'string');
+    if (found.length === 0) return show(lookupOut, status('No patient who allows being found has this identifier.', 'info'));
+    patient.value = found[0]!;
+    show(lookupOut, status(`Found ${found.length === 1 ? found[0] : `${found.length} patients: ${found.join(', ')}`}; ${found[0]} is filled in.`, 'ok'));
+  }));
+
   const sections: HTMLElement[] = [h('section', { 'aria-labelledby': 'lookup-title' },
     h('h2', { id: 'lookup-title' }, 'Look up a patient'),
+    h('div', { class: 'grid' }, field('Patient identifier', identifier), h('div', {}, lookup)), lookupOut,
     h('p', {}, 'You can read a category when the patient shared it with a policy your attributes satisfy: ', h('code', {}, session.attributes.filter((a) => !a.startsWith('uid:')).join(', '))),
     h('div', { class: 'grid' }, field('Patient pseudonym', patient), field('Category', category)), read),
   h('section', { 'aria-labelledby': 'search-title', id: 'search' },

@@ -11,6 +11,7 @@
  * Screenshots go to $MEDSHARE_SCREENSHOTS when set (docs/portal/ is made that way). Skipped, saying so, only when
  * /usr/bin/chromium is absent outside CI (chromium.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -61,6 +62,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const platform = await createPlatform({
     db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 },
     relyingParty: { id: 'localhost', origins: Object.values(origins) }, portalOrigins: Object.values(origins), requestsPerMinute: 10_000, port,
+    identifierKey: randomBytes(32),
   });
   const sdk = new PlatformClient(platform.urls);
   let browser: Browser | undefined;
@@ -229,6 +231,17 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   // The cardiologist reads lab as clinical views; the dermatologist is refused.
   const chen = await person();
   await signIn(chen.page, 'riverside', 'chen', chenPassword, chenTotp);
+  // Once the patient allows it, she finds her by the medical record number St Mary's uploaded (across hospitals).
+  const patientResource = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { identifier: Array<{ system: string; value: string }> };
+  const mrn = patientResource.identifier.find((i) => i.system === 'http://hospital.smarthealthit.org')!;
+  await chen.page.getByLabel('Patient identifier').fill(`${mrn.system}|${mrn.value}`);
+  await chen.page.getByRole('button', { name: 'Find patient' }).click();
+  await expectText(chen.page, 'No patient who allows being found has this identifier.');
+  await patient.page.getByRole('button', { name: 'Allow being found' }).click();
+  await expectText(patient.page, 'Clinicians may now find you');
+  await chen.page.getByRole('button', { name: 'Find patient' }).click();
+  await expectText(chen.page, `Found ${pseudonym};`);
+  assert.equal(await chen.page.getByLabel('Patient pseudonym').inputValue(), pseudonym);
   const read = async (page: Page, category = 'lab') => {
     await page.getByLabel('Patient pseudonym').fill(pseudonym);
     await page.getByLabel('Category').selectOption(category);
@@ -305,6 +318,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes(`read${'lab'}${labCount} records`)), rows.join('\n'));
   assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes('refused')), 'a refused read');
   assert.ok(rows.some((r) => /revoke/i.test(r)), 'the revocation');
+  assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes('lookup by identifier')), 'the lookup by her record number');
   const proven = rows.filter((r) => r.includes('✓ entry')).length;
   assert.ok(proven >= rows.length - 1, `entries proven in the browser: ${proven} of ${rows.length}`);
   assert.ok(!rows.some((r) => r.includes('✗')), 'no proof failed');
