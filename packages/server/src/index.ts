@@ -28,6 +28,8 @@ export { IdentifierKey } from './gateway/identifier-index.ts';
 export type { UploadResult } from './gateway/service.ts';
 export { ResearchExporter, RELEASE_PROFILES, type ReleaseRecorder, type ResearchRelease } from './gateway/research-export.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
+export { parseQuery as parseSearchQuery, type IndexRules } from './search/keywords.ts';
+export type { FoundRecord, SearchStats } from './search/reader.ts';
 export { DEFAULT_SEARCH_PARAMETERS, startFhirView, type FhirView, type FhirViewOptions, type SearchParameter } from './sdk/fhir-view.ts';
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';

@@ -160,6 +160,11 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (digest, patient))`,
     ],
   },
+  {
+    version: 9,
+    description: "each patient's desensitisation rules for the words of her notes in the searchable index (salted digests, JSON)",
+    statements: ['ALTER TABLE cloud_patients ADD COLUMN index_rules text'],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -222,6 +227,11 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (hospital, patient, resource_type, fhir_id, version))`,
       'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
     ],
+  },
+  {
+    version: 6,
+    description: 'the searchable-index keywords of each version (KEK-wrapped), so a later version deletes them from the index',
+    statements: ['ALTER TABLE gateway_versions ADD COLUMN index_keywords bytea'],
   },
 ];
 

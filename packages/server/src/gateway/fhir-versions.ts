@@ -19,6 +19,10 @@ export const DELETED_TAG = { system: 'urn:medshare:fhir', code: 'deleted', displ
 /** `meta.source` of what `hospital` wrote. */
 export const sourceOf = (hospital: string): string => `urn:medshare:hospital:${hospital}`;
 
+/** The hospital a resource's `meta.source` names (sourceOf's inverse), if it names one. */
+export const sourceHospital = (r: FhirResource): string | undefined =>
+  /^urn:medshare:hospital:([a-z][a-z0-9-]{0,62})$/.exec(String((r.meta as { source?: unknown } | undefined)?.source ?? ''))?.[1];
+
 /** A stored version as the gateway's index knows it. */
 export interface VersionRow {
   hospital: string;
@@ -31,6 +35,8 @@ export interface VersionRow {
   contentHash: string;
   deleted: boolean;
   lastUpdated: string;
+  /** The keywords the searchable index holds for this version, KEK-wrapped (search-index.ts); none when not indexed. */
+  indexKeywords?: Uint8Array;
 }
 
 type Meta = { versionId?: unknown; lastUpdated?: unknown; source?: unknown; tag?: Array<{ system?: unknown }>; [key: string]: unknown };
@@ -69,6 +75,7 @@ export const isTombstone = (resource: FhirResource): boolean =>
 const rowOf = (r: Record<string, unknown>): VersionRow => ({
   hospital: String(r.hospital), resourceType: String(r.resource_type), fhirId: String(r.fhir_id), version: Number(r.version), patient: String(r.patient),
   recordId: String(r.record_id), category: String(r.category), contentHash: String(r.content_hash), deleted: Boolean(r.deleted), lastUpdated: String(r.last_updated),
+  ...(r.index_keywords instanceof Uint8Array ? { indexKeywords: r.index_keywords } : {}),
 });
 
 /** The gateway's version index (table gateway_versions). */
@@ -106,9 +113,9 @@ export class VersionStore {
     await this.db.transaction(async (tx) => {
       for (const r of rows) {
         await tx.query(
-          `INSERT INTO gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-          [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated],
+          `INSERT INTO gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+          [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated, r.indexKeywords ?? null],
         );
       }
     });

@@ -27,6 +27,7 @@ import { categoryOf, referencedPatient, type CategoryMapping, type FhirResource 
 import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
 import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
 import type { IdentifierKey } from './identifier-index.ts';
+import { keywordsOf, type IndexRules } from '../search/keywords.ts';
 import { FhirHttpError } from './fhir-rest.ts';
 import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
@@ -66,6 +67,13 @@ const MAX_TRACKED_PATIENTS = 100_000;
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 /** Uploads retried when another writer's index write committed first (409). */
 const MAX_INDEX_ATTEMPTS = 8;
+
+/** A version about to be stored: its row, its plaintext, and the version it supersedes (if any). */
+interface FreshVersion {
+  readonly row: VersionRow;
+  readonly plaintext: FhirResource;
+  readonly before?: VersionRow;
+}
 
 /**
  * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
@@ -192,7 +200,7 @@ export class GatewayService {
       const keys = this.checkEpochs(answer.keys);
       const now = new Date().toISOString();
       const outcomes: WriteOutcome[] = [];
-      const fresh: Array<{ row: VersionRow; plaintext: FhirResource }> = [];
+      const fresh: FreshVersion[] = [];
       for (const op of operations) {
         const key = `${op.resourceType}/${op.id}`;
         const before = latest.get(key);
@@ -203,7 +211,7 @@ export class GatewayService {
           }
           const version = before.version + 1;
           const row: VersionRow = { ...before, version, recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']), contentHash: 'deleted', deleted: true, lastUpdated: now };
-          fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now) });
+          fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now), before });
           outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
           continue;
         }
@@ -220,10 +228,11 @@ export class GatewayService {
         const category = categoryOf(this.mapping, resource);
         const row: VersionRow = { hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now };
         const plaintext = versioned(resource, hospital, version, now);
-        fresh.push({ row, plaintext });
+        fresh.push({ row, plaintext, ...(before && { before }) });
         outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
       }
-      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh);
+      const indexed = await this.indexedRecords(hospital, fresh, answer.indexRules);
+      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh, indexed);
       await this.versions.add(fresh.map((f) => f.row));
       const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
       if (digests.length > 0) await this.cloud.indexIdentifiers(caller.bearer, patient, [...new Set(digests)]);
@@ -283,13 +292,12 @@ export class GatewayService {
 
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
   private async store(
-    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>,
+    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: readonly FreshVersion[], indexed: IndexedRecord[],
   ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[]; records: NewRecord[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const abePublicKey = policy === undefined || this.abePublicKey === undefined || fresh.length === 0 ? undefined : await this.abePublicKey();
-    const indexed: IndexedRecord[] = [];
     const inputs = fresh.map(({ row, plaintext: resource }) => {
       const { category, recordId } = row;
       if (!available.has(category)) {
@@ -297,7 +305,6 @@ export class GatewayService {
       }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
-      if (!row.deleted) indexed.push({ recordId, category, resource });
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
@@ -318,6 +325,26 @@ export class GatewayService {
     }));
     const { ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
     return { byCategory, ledgerEntries, records };
+  }
+
+  /**
+   * What the searchable index gains with the new versions: each version's keywords (after the patient's rules),
+   * stored KEK-wrapped with the version, and the deletion of the keywords of the version it supersedes, so that
+   * a search finds current versions only (a tombstone deletes and adds nothing).
+   */
+  private async indexedRecords(hospital: string, fresh: readonly FreshVersion[], rules: IndexRules | undefined): Promise<IndexedRecord[]> {
+    if (this.index === undefined) return [];
+    const indexed: IndexedRecord[] = [];
+    for (const f of fresh) {
+      const keywords = f.row.deleted ? [] : keywordsOf(f.plaintext, rules);
+      if (keywords.length > 0) f.row.indexKeywords = await this.index.sealKeywords(hospital, f.row.recordId, keywords);
+      else delete f.row.indexKeywords; // a tombstone's row is copied from its predecessor's: it indexes nothing itself
+      const old = f.before;
+      const supersedes = old === undefined || old.deleted || old.indexKeywords === undefined || old.category !== f.row.category
+        ? undefined : { recordId: old.recordId, keywords: await this.index.openKeywords(hospital, old.recordId, old.indexKeywords) };
+      if (keywords.length > 0 || supersedes !== undefined) indexed.push({ recordId: f.row.recordId, category: f.row.category, keywords, ...(supersedes && { supersedes }) });
+    }
+    return indexed;
   }
 
   /** Uploads with the hospital's searchable-index writes, retried when another writer's index write committed first. */

@@ -21,7 +21,7 @@
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
 import { capabilityStatement, FhirHttpError, useFhirJson } from '../gateway/fhir-rest.ts';
-import { isTombstone } from '../gateway/fhir-versions.ts';
+import { isTombstone, sourceHospital } from '../gateway/fhir-versions.ts';
 import { isRecordOf } from '../record-id.ts';
 import { HttpProblemError } from '../http-client.ts';
 import type { DoctorClient } from './client.ts';
@@ -81,7 +81,6 @@ type History = Version[];
 
 const versionOf = (r: FhirResource) => Number((r.meta as { versionId?: unknown } | undefined)?.versionId ?? 0);
 const lastUpdatedOf = (r: FhirResource) => String((r.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
-const sourceHospital = (r: FhirResource) => /^urn:medshare:hospital:([a-z][a-z0-9-]{0,62})$/.exec(String((r.meta as { source?: unknown } | undefined)?.source ?? ''))?.[1];
 
 /** The decrypted records of one reader, by record id (records are immutable). */
 class DecryptedRecords {
@@ -123,8 +122,9 @@ function histories(versions: readonly Version[], resourceType: string): Map<stri
 }
 
 /**
- * The newest matching version of each resource found by the index (the index finds versions: every version is a
- * record of its own). A resource whose newer version no longer matches is still returned at its matching version.
+ * One version of each resource found by the index, the newest: the index holds current versions only (a new
+ * version deletes its predecessor's entries), but a write retried with equal content may have stored two records
+ * of one version number.
  */
 function latestMatches(found: readonly FhirResource[]): FhirResource[] {
   const newest = new Map<string, FhirResource>();
