@@ -22,7 +22,8 @@ export { DEFAULT_CATEGORY_MAPPING, categoryOf, type CategoryMapping, type FhirRe
 export { parseWrite, type FhirOperation } from './gateway/fhir-bundle.ts';
 export { FhirValidationError, validateFhirResource } from './gateway/fhir-validate.ts';
 export { PROVENANCE_SYSTEM, isTombstone } from './gateway/fhir-versions.ts';
-export { hospitalTag, isRecordOf } from './record-id.ts';
+export { hospitalTag, isRecordOf, taggedRecordId } from './record-id.ts';
+export { recordKeyName, signRecord, SIGNATURE_EXTENSION, UNSIGNED_TAG, VERIFIED_SYSTEM, verifyRecord, writerKeys, type RecordProvenance } from './record-signature.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT, PSEUDONYM_SYSTEM } from './gateway/plugin.ts';
 export { IdentifierKey } from './gateway/identifier-index.ts';
 export type { UploadResult } from './gateway/service.ts';

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { abe, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
-import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
+import { LedgerClient, verifyInclusionBundle, type AuditEvent, type CheckpointVerifier, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
@@ -18,6 +18,7 @@ import { cloudSearchTransport, searchRecords, searchset, SubIndexCache, type Fou
 import type { UploadResult } from '../gateway/service.ts';
 import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
+import { writerKeys } from '../record-signature.ts';
 
 /** What registration returns (shown once). */
 export interface UserEnrolment {
@@ -351,6 +352,16 @@ export class DoctorClient {
     const category = categoryOf(options.categories ?? DEFAULT_CATEGORY_MAPPING, { resourceType, id: 'query' });
     const { resources, records, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
     return { bundle: searchset(resources), records, stats };
+  }
+
+  /**
+   * The hospitals whose record signatures this reader accepts, with their keys (record-signature.ts): the list of
+   * her own hospital's gateway (its federation configuration, pinned there), never one the cloud serves.
+   * @throws IntegrityError when a listed key is not that hospital's record key
+   */
+  async writerKeys(): Promise<Map<string, CheckpointVerifier>> {
+    const { keys } = await sessionCall<{ keys: Array<{ hospital: string; key: string }> }>(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'GET', '/gateway/writer-keys');
+    return writerKeys(keys);
   }
 
   /** Decrypts one converted record given in base64 (from the cloud, or a FHIR Binary of a gateway searchset). */

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { IntegrityError, MalformedInputError, pre, sse } from '@medshare/crypto';
 import type { ReaderSubIndex } from '../cloud/search-store.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
-import { sourceHospital } from '../gateway/fhir-versions.ts';
+import { sourceHospital } from '../record-signature.ts';
 import { keyCapsuleId, subIndexName } from '../gateway/search-index.ts';
 import { isRecordOf } from '../record-id.ts';
 import { keywordsOf, type IndexQuery } from './keywords.ts';
