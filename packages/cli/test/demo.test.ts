@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { pre } from '@medshare/crypto';
 import { PlatformClient } from '@medshare/server';
 import { restoreBackup } from '../../portal/src/backup.ts';
+import { chromiumSkip, launchChromium, signInWithTotp } from '../../portal/test/chromium.ts';
 import { runCli } from './run-cli.ts';
 
 const BIN = fileURLToPath(new URL('../bin/medshare.js', import.meta.url));
@@ -18,7 +19,7 @@ function printedUrls(out: string): { authority: URL; cloud: URL; hospitals: Reco
 
 // One run (the demo is among the suite's slowest files): the story with --serve, then the portal and the accounts it
 // printed are tried while it serves, then SIGINT stops it with exit 0.
-test('medshare demo --serve tells the whole story, ends with the portal URL and demo accounts that sign in, and exits 0 on SIGINT', async () => {
+test('medshare demo --serve tells the whole story, ends with the portal URL and demo accounts that sign in, and exits 0 on SIGINT', async (t) => {
   const child = spawn(process.execPath, [BIN, 'demo', '--serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stderr = '';
@@ -55,6 +56,30 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
     [, file, passphrase] = /"Restore from backup" with (\S+) and the passphrase (\S+) /.exec(out)!;
     const restored = pre.decodePatientKey(await restoreBackup(await readFile(file!, 'utf8'), passphrase!));
     assert.equal(restored.patientId, /pseudonym (psn:\S+),/.exec(out)![1]);
+    // In Chromium, with what was printed only: the portal URL, her account (OpenID Connect sign-in at St Mary's),
+    // her key backup and passphrase; her lab records decrypted in the browser.
+    await t.test('the printed portal URL signs the printed patient in (OIDC) in Chromium and shows her records', { skip: chromiumSkip }, async () => {
+      const [, patientPassword, patientTotp] = /^st-marys +patient +(\S+) +([A-Z2-7]+) +role:patient\s*$/m.exec(out)!;
+      const browser = await launchChromium();
+      try {
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (error) => errors.push(error.message));
+        await signInWithTotp(page, new URL('/portal/', urls.hospitals['st-marys']).href, 'st-marys', 'patient', patientPassword!, patientTotp!);
+        await page.getByLabel('Backup file').setInputFiles(file!);
+        await page.getByLabel('Backup passphrase').fill(passphrase!);
+        await page.getByRole('button', { name: 'Restore from backup' }).click();
+        await page.locator('#pseudonym').waitFor();
+        assert.equal(await page.locator('#pseudonym').textContent(), restored.patientId);
+        await page.locator('#records').getByLabel('Category').selectOption('lab');
+        await page.getByRole('button', { name: 'Show my records' }).click();
+        await page.getByText(/records decrypted in this browser/).or(page.getByRole('alert')).first().waitFor();
+        assert.match(await page.locator('#records').textContent() ?? '', /15 records decrypted in this browser\..*Total Cholesterol/s);
+        assert.deepEqual(errors, []);
+      } finally {
+        await browser.close();
+      }
+    });
   } finally {
     child.kill('SIGINT');
   }

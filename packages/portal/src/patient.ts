@@ -175,6 +175,21 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
   const emergencySection = h('section', { id: 'emergency', 'aria-labelledby': 'emergency-title' },
     h('h2', { id: 'emergency-title' }, 'Emergency access'), h('label', {}, consent, consentText), consentOut);
 
+  // Lookup consent (opt-in): whether clinicians may find her pseudonym by the business identifiers hospitals uploaded.
+  const findOut = h('div', { 'aria-live': 'polite' });
+  const findButtons = ([true, false] as const).map((allowed) => {
+    const button = h('button', { type: 'button', class: allowed ? undefined : 'secondary' }, allowed ? 'Allow being found' : 'Refuse being found') as HTMLButtonElement;
+    button.addEventListener('click', () => busy(button, findOut, async () => {
+      await call('PUT', '/findable', { allowed });
+      show(findOut, status(allowed ? 'Clinicians may now find you by the identifiers your hospitals hold; each lookup is in your access log.' : 'Clinicians can no longer find you by identifier.', 'ok'));
+    }));
+    return button;
+  });
+  const findSection = h('section', { id: 'findable', 'aria-labelledby': 'findable-title' },
+    h('h2', { id: 'findable-title' }, 'Being found by identifier'),
+    h('p', {}, 'A clinician at another hospital can find your pseudonym by a record number or other identifier a hospital holds for you, only if you allow it. The cloud keeps keyed hashes of identifiers, never the identifiers.'),
+    h('div', { class: 'actions' }, ...findButtons), findOut);
+
   // Writer consent: the hospitals whose gateways may enrol her and write into her record (the cloud lists the one she
   // registered through from the start; she may withdraw it too).
   const writersOut = h('div', { 'aria-live': 'polite' });
@@ -208,8 +223,8 @@ async function dashboard(root: HTMLElement, session: Session, keyId: string, ini
   const log = h('section', { id: 'access-log', 'aria-labelledby': 'log-title' },
     h('h2', { id: 'log-title' }, 'Who read my records'), h('p', {}, 'Every grant, revocation and read, each proven by the tamper-evident ledger that the hospitals co-sign.'), loadLog, logOut);
 
-  show(root, h('nav', { 'aria-label': 'Sections' }, h('ul', {}, ...[['keys', 'Keys'], ['records', 'Records'], ['sharing', 'Sharing'], ['emergency', 'Emergency'], ['writers', 'Hospitals'], ['access-log', 'Access log']]
-    .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label!))))), keys, records, sharing, emergencySection, writersSection, log);
+  show(root, h('nav', { 'aria-label': 'Sections' }, h('ul', {}, ...[['keys', 'Keys'], ['records', 'Records'], ['sharing', 'Sharing'], ['emergency', 'Emergency'], ['findable', 'Being found'], ['writers', 'Hospitals'], ['access-log', 'Access log']]
+    .map(([id, label]) => h('li', {}, h('a', { href: `#${id}` }, label!))))), keys, records, sharing, emergencySection, findSection, writersSection, log);
   await refreshDelegations();
   renderWriters((await call<{ writers: string[] }>('GET', '/writers')).writers);
   renderConsent(await call('GET', '/platform-emergency'));

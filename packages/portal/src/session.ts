@@ -24,6 +24,11 @@ export interface Session {
 }
 
 const redirectUri = () => `${location.origin}/portal/`;
+/**
+ * SMART App Launch, standalone: `aud` is this hospital's FHIR base, and the clinical scopes the portal's own
+ * onboarding grants (a patient her own records, staff as users); the hospital grants those of them she holds.
+ */
+const SMART_SCOPES = 'patient/*.rs user/*.rs';
 const issuerOf = (hospital: string) => `${location.origin}/identity/${hospital}`;
 const random = () => base64url.encode(crypto.getRandomValues(new Uint8Array(32)));
 
@@ -35,8 +40,8 @@ export async function signIn(hospital: string): Promise<void> {
   sessionStorage.setItem(PENDING, JSON.stringify({ hospital, verifier, state, nonce }));
   const challenge = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
   const params = new URLSearchParams({
-    response_type: 'code', client_id: CLIENT_ID, redirect_uri: redirectUri(), scope: 'openid profile offline_access',
-    code_challenge: challenge, code_challenge_method: 'S256', state, nonce,
+    response_type: 'code', client_id: CLIENT_ID, redirect_uri: redirectUri(), scope: `openid profile offline_access ${SMART_SCOPES}`,
+    code_challenge: challenge, code_challenge_method: 'S256', state, nonce, aud: `${location.origin}/gateway/fhir`,
   });
   location.assign(`${issuerOf(hospital)}/oidc/authorize?${params}`);
 }

@@ -9,8 +9,9 @@
  * authenticator. Every request the patient's browser sends is recorded and searched for her secret key.
  *
  * Screenshots go to $MEDSHARE_SCREENSHOTS when set (docs/portal/ is made that way). Skipped, saying so, only when
- * /usr/bin/chromium is absent outside CI (`scripts/install-chromium.sh` installs it); in CI its absence fails.
+ * /usr/bin/chromium is absent outside CI (chromium.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -18,14 +19,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser, type BrowserContext, type Page, type Request } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
-import { base32Decode, totp } from '@medshare/identity';
 import { createPlatform, GatewayClient, PlatformClient, roleScopes } from '@medshare/server';
+import { accessibilityViolations, chromiumSkip as skip, launchChromium, signInWithTotp } from './chromium.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
 const SHOTS = process.env['MEDSHARE_SCREENSHOTS'];
 const ADMINS: Record<string, string> = { 'st-marys': 'admin-token-st-marys-portal-0123', riverside: 'admin-token-riverside-portal-4567' };
 const PASSWORD = 'a long enough passphrase';
@@ -57,15 +56,13 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   // authority :port, cloud :port+1, then each hospital, whose portal the browser opens at http://localhost:<its port>.
   const origins: Record<string, string> = { 'st-marys': `http://localhost:${port + 2}`, riverside: `http://localhost:${port + 3}` };
   assert.ok(existsSync(new URL('../dist/index.html', import.meta.url)), 'the portal is not built: npm run build -w @medshare/portal');
-  const launching = chromium.launch({
-    executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  const launching = launchChromium();
   const dataDir = await mkdtemp(join(tmpdir(), 'medshare-portal-'));
   const db = await openDatabase({ dataDir });
   const platform = await createPlatform({
     db, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: { logN: 12, r: 8, p: 1 },
     relyingParty: { id: 'localhost', origins: Object.values(origins) }, portalOrigins: Object.values(origins), requestsPerMinute: 10_000, port,
+    identifierKey: randomBytes(32),
   });
   const sdk = new PlatformClient(platform.urls);
   let browser: Browser | undefined;
@@ -92,19 +89,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   };
   const enrol = async (hospital: string, username: string, attributes: string[]) =>
     (await sdk.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
-  /** Signs in through the portal and the hospital's sign-in pages (password, then TOTP). */
-  const signIn = async (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) => {
-    await page.goto(`${origins[hospital]}/portal/`);
-    await page.getByRole('button', { name: `Sign in with ${hospital}` }).click();
-    await page.getByLabel('Username').fill(username);
-    await page.getByLabel('Password').fill(password);
-    if (shotName) await shot(page, shotName);
-    await page.getByRole('button', { name: 'Continue' }).click();
-    await page.getByLabel('One-time code from your authenticator app').fill(totp(base32Decode(totpSecret), Date.now() / 1000));
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(`${origins[hospital]}/portal/`);
-    await page.getByText(`${username} ·`).waitFor();
-  };
+  const signIn = (page: Page, hospital: string, username: string, password: string, totpSecret: string, shotName?: string) =>
+    signInWithTotp(page, `${origins[hospital]}/portal/`, hospital, username, password, totpSecret, shotName ? () => shot(page, shotName) : undefined);
   const alertText = async (page: Page) => (await page.getByRole('alert').first().textContent()) ?? '';
   /** Waits for `text`; an alert instead fails at once, saying what it says. */
   const expectText = async (page: Page, text: string) => {
@@ -130,6 +116,17 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const admin = await person();
   await admin.page.goto(`${origins['riverside']}/portal/`);
   await shot(admin.page, 'landing');
+  const accessible = async (page: Page, screen: string) => assert.deepEqual(await accessibilityViolations(page), [], `${screen}: WCAG 2.1 AA violations`);
+  await accessible(admin.page, 'landing');
+  // The check is not blind: an unlabelled field and grey-on-white text put on the page are found, then removed.
+  await admin.page.evaluate(`(() => {
+    const field = document.createElement('input'); field.id = 'unlabelled';
+    const faint = document.createElement('p'); faint.id = 'faint'; faint.textContent = 'faint text'; faint.style.color = '#bbbbbb';
+    document.getElementById('main').append(field, faint);
+  })()`);
+  const planted = await accessibilityViolations(admin.page);
+  assert.ok(planted.some((v) => v.startsWith('label:')) && planted.some((v) => v.startsWith('color-contrast:')), planted.join('\n'));
+  await admin.page.evaluate(`document.getElementById('unlabelled').remove(); document.getElementById('faint').remove()`);
   await admin.page.getByRole('button', { name: 'Administer' }).click();
   await admin.page.getByLabel('Administrator credential').fill(ADMINS['riverside']!);
   await admin.page.getByLabel('Username', { exact: true }).fill('chen');
@@ -155,6 +152,13 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const sent: Request[] = [];
   patient.context.on('request', (request) => sent.push(request));
   await signIn(patient.page, 'st-marys', 'antonia', PASSWORD, patientTotp, 'sign-in');
+  // A SMART standalone launch: PKCE S256, the FHIR base as `aud`, SMART scopes, of which she is granted hers only.
+  const authorize = new URL(sent.find((r) => r.url().includes('/identity/st-marys/oidc/authorize'))!.url());
+  assert.equal(authorize.searchParams.get('aud'), `${origins['st-marys']}/gateway/fhir`);
+  assert.equal(authorize.searchParams.get('code_challenge_method'), 'S256');
+  assert.deepEqual(authorize.searchParams.get('scope')!.split(' ').filter((s) => s.includes('/')), ['patient/*.rs', 'user/*.rs']);
+  const tokenAnswer = await (await sent.find((r) => r.url().endsWith('/identity/st-marys/oidc/token'))!.response())!.json() as { scope: string };
+  assert.deepEqual(tokenAnswer.scope.split(' ').filter((s) => s.includes('/')), ['patient/*.rs']);
   await shot(patient.page, 'patient-keys');
   await patient.page.getByRole('button', { name: 'Create my keys' }).click();
   await patient.page.locator('#pseudonym').or(patient.page.getByRole('alert')).first().waitFor();
@@ -170,6 +174,20 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   const uploaded = await gateway.upload(bundle);
   const labCount = uploaded.byCategory['lab']!;
   assert.ok(labCount > 0);
+
+  // St Mary's administrator sees that upload's receipts, checked again by her hospital, and its witness's state; with
+  // Riverside's credential (still in the field) she is refused.
+  await wrongAdmin.page.getByRole('button', { name: 'Show upload receipts' }).click();
+  assert.match(await alertText(wrongAdmin.page), /administrator credential of this hospital required/);
+  await wrongAdmin.page.getByLabel('Administrator credential').fill(ADMINS['st-marys']!);
+  await wrongAdmin.page.getByRole('button', { name: 'Show upload receipts' }).click();
+  await expectText(wrongAdmin.page, `${uploaded.receipts.length} receipts, newest first`);
+  const receiptRows = await wrongAdmin.page.locator('#receipts-table tbody tr').allTextContents();
+  assert.equal(receiptRows.length, uploaded.receipts.length);
+  assert.ok(receiptRows.every((r) => r.includes('✓ verified') && r.includes(pseudonym)), receiptRows.join('\n'));
+  assert.match((await wrongAdmin.page.locator('#witness-state').textContent())!, /Witness st-marys\.medshare\/witness is reachable/);
+  await shot(wrongAdmin.page, 'admin-receipts', '#receipts');
+  await accessible(wrongAdmin.page, 'administration with receipts');
 
   // Riverside's EHR asks to enrol her too: refused until she approves Riverside in the portal, then accepted.
   const riversideEhr = new GatewayClient(await sdk.login('riverside', 'ehr', PASSWORD, await enrol('riverside', 'ehr', ['role:gateway'])));
@@ -213,6 +231,17 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   // The cardiologist reads lab as clinical views; the dermatologist is refused.
   const chen = await person();
   await signIn(chen.page, 'riverside', 'chen', chenPassword, chenTotp);
+  // Once the patient allows it, she finds her by the medical record number St Mary's uploaded (across hospitals).
+  const patientResource = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { identifier: Array<{ system: string; value: string }> };
+  const mrn = patientResource.identifier.find((i) => i.system === 'http://hospital.smarthealthit.org')!;
+  await chen.page.getByLabel('Patient identifier').fill(`${mrn.system}|${mrn.value}`);
+  await chen.page.getByRole('button', { name: 'Find patient' }).click();
+  await expectText(chen.page, 'No patient who allows being found has this identifier.');
+  await patient.page.getByRole('button', { name: 'Allow being found' }).click();
+  await expectText(patient.page, 'Clinicians may now find you');
+  await chen.page.getByRole('button', { name: 'Find patient' }).click();
+  await expectText(chen.page, `Found ${pseudonym};`);
+  assert.equal(await chen.page.getByLabel('Patient pseudonym').inputValue(), pseudonym);
   const read = async (page: Page, category = 'lab') => {
     await page.getByLabel('Patient pseudonym').fill(pseudonym);
     await page.getByLabel('Category').selectOption(category);
@@ -222,6 +251,20 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await expectText(chen.page, `${labCount} lab records, decrypted in this browser`);
   assert.ok(await chen.page.locator('table.observations th', { hasText: 'Reference range' }).count() === 1);
   await shot(chen.page, 'doctor-read');
+  // She searches by code and date: the cholesterol observation, found through the encrypted index, decrypted here.
+  const search = async (page: Page, code: string, date = '') => {
+    await page.getByLabel('Resource type').selectOption('Observation');
+    await page.getByLabel('Code', { exact: true }).fill(code);
+    await page.getByLabel('Date', { exact: true }).fill(date);
+    await page.getByRole('button', { name: 'Search records' }).click();
+  };
+  await search(chen.page, 'http://loinc.org|2093-3', 'ge2000-01-01');
+  await expectText(chen.page, '1 Observation records (lab) match');
+  assert.deepEqual(await chen.page.locator('table.observations tbody tr td:first-child').allTextContents(), ['Total Cholesterol']);
+  await shot(chen.page, 'doctor-search');
+  await accessible(chen.page, 'clinician search');
+  await search(chen.page, '2093-3', 'lt2000-01-01'); // the same code before it was measured: nothing
+  await expectText(chen.page, '0 Observation records (lab) match');
 
   const patelTotp = await enrol('riverside', 'patel', ['role:doctor', 'dept:dermatology']);
   const patel = await person();
@@ -229,6 +272,8 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await read(patel.page);
   assert.match(await alertText(patel.page), /polic|not satisf|denied|delegat/i);
   await shot(patel.page, 'doctor-refused');
+  await search(patel.page, '2093-3');
+  assert.match(await alertText(patel.page), /polic|not satisf|denied|delegat/i);
 
   // The cardiologist adds a passkey, and signs in with it through the virtual authenticator.
   const cdp = await chen.context.newCDPSession(chen.page);
@@ -262,6 +307,7 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   await okafor.page.getByRole('button', { name: 'Break the glass' }).click();
   await expectText(okafor.page, `Emergency access: ${labCount} lab records.`);
   await shot(okafor.page, 'break-glass');
+  await accessible(okafor.page, 'break the glass');
 
   // Her access log shows the grants, the reads, the refusal, the revocation and the emergency read with its reason, proven.
   await patient.page.getByRole('button', { name: 'Check my access log' }).click();
@@ -272,10 +318,12 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes(`read${'lab'}${labCount} records`)), rows.join('\n'));
   assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes('refused')), 'a refused read');
   assert.ok(rows.some((r) => /revoke/i.test(r)), 'the revocation');
+  assert.ok(rows.some((r) => r.includes('doctor at riverside') && r.includes('lookup by identifier')), 'the lookup by her record number');
   const proven = rows.filter((r) => r.includes('✓ entry')).length;
   assert.ok(proven >= rows.length - 1, `entries proven in the browser: ${proven} of ${rows.length}`);
   assert.ok(!rows.some((r) => r.includes('✗')), 'no proof failed');
   await shot(patient.page, 'patient-access-log', '#access-log');
+  await accessible(patient.page, 'patient dashboard with records and access log');
 
   // Her secret key never left the browser: decode every string of every request and search for its bytes.
   const secret = Buffer.from(await patient.page.evaluate(`(async () => {
@@ -298,5 +346,23 @@ test('the portal in Chromium: enrol, delegate, read, refuse, revoke, break the g
   assert.deepEqual(leaking.map((r) => r.url()), []);
   // The same search finds the secret where it is (the check is not blind).
   assert.ok(carries(secret.toString('base64')));
+
+  // Riverside's administrator unlocks an account locked by failed passwords, then disables and enables it.
+  const passwordStep = (password: string) => fetch(new URL('/identity/riverside/login/password', platform.urls.hospitals['riverside']), {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'patel', password }),
+  });
+  const administer = async (button: string, done: string) => {
+    await admin.page.getByLabel('Username of the account').fill('patel');
+    await admin.page.getByRole('button', { name: button, exact: true }).click();
+    await expectText(admin.page, `${done} patel: done.`);
+  };
+  for (let i = 0; i < 6; i++) await passwordStep('not her password');
+  assert.equal((await passwordStep(PASSWORD)).ok, false, 'locked after repeated failures');
+  await administer('Unlock', 'unlock');
+  assert.equal((await passwordStep(PASSWORD)).ok, true, 'unlocked');
+  await administer('Disable', 'disable');
+  assert.match(((await (await passwordStep(PASSWORD)).json()) as { detail: string }).detail, /this account is disabled/);
+  await administer('Enable', 'enable');
+  assert.equal((await passwordStep(PASSWORD)).ok, true, 'enabled again');
   for (const p of [admin, patient, chen, patel, okafor]) assert.deepEqual(p.errors, []);
 });

@@ -21,8 +21,8 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, chainAddressOf, CheckpointFile, defaultQuorum, HttpChainCosigner, HttpCosigner, ledgerRoutesPlugin, loadChainKey, loadNoteSigner,
-  parseChainAddress, parseVerifierKey, verifyInclusionBundle, Witness, witnessPlugin,
+  AuditLog, chainAddressOf, CheckpointFile, cosignersOf, defaultQuorum, HttpChainCosigner, HttpCosigner, LedgerClient, ledgerRoutesPlugin, loadChainKey,
+  loadNoteSigner, parseChainAddress, parseVerifierKey, verifyCheckpointNote, verifyInclusionBundle, Witness, witnessPlugin,
   type AnchorClient, type AnchorReceipt, type ChainCosigner, type CheckpointVerifier, type InclusionBundle, type Cosigner, type Fault, type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
@@ -254,6 +254,23 @@ export function verifyReceipt(bundle: InclusionBundle, trust: ReceiptTrust): Ret
   return verified;
 }
 
+/** What a hospital's administrator is shown of its witness (GET /gateway/admin/receipts). */
+export interface WitnessState {
+  /** Its key name and verifier key. */
+  readonly name: string;
+  readonly key: string;
+  /** The size of the last checkpoint it cosigned (0: none yet). */
+  readonly lastCosignedSize: number;
+  /** The size of the cloud's latest witnessed checkpoint (absent when the cloud did not answer with a valid one). */
+  readonly ledgerSize?: number;
+  /**
+   * Whether the log reaches it: the cloud's latest witnessed checkpoint carries its valid cosignature. False when
+   * the cloud cosigned without it (it did not answer the log, or refused) or could not be asked (`problem` says why).
+   */
+  readonly reachable: boolean;
+  readonly problem?: string;
+}
+
 /** A hospital's witness: its public key, the ledger keys it checks receipts with, and `register` to mount its routes. */
 export interface HospitalWitness {
   readonly verifier: CheckpointVerifier;
@@ -263,6 +280,8 @@ export interface HospitalWitness {
    * @throws IntegrityError when the cloud names another log key or does not count this hospital's witness
    */
   receiptTrust(): Promise<ReceiptTrust>;
+  /** Its state, and whether the cloud's latest witnessed checkpoint carries its cosignature; never throws. */
+  state(): Promise<WitnessState>;
   register(app: FastifyInstance): Promise<void>;
 }
 
@@ -309,6 +328,24 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
         throw error;
       });
       return receiptTrust;
+    },
+    async state() {
+      const own = { name: key.verifier.name, key: key.verifier.vkey };
+      const failed = (what: string, error: unknown) => `${what}: ${error instanceof Error ? error.message : String(error)}`;
+      let cosigned;
+      try {
+        cosigned = { lastCosignedSize: (await (await opened()).latest())?.size ?? 0 };
+      } catch (error) {
+        return { ...own, lastCosignedSize: 0, reachable: false, problem: failed('its state could not be read', error) };
+      }
+      try {
+        const base = options.cloudUrl();
+        const note = await new LedgerClient(new URL('ledger', base.href.endsWith('/') ? base : `${base.href}/`).href).checkpoint();
+        const checkpoint = verifyCheckpointNote(note, await logKey());
+        return { ...own, ...cosigned, ledgerSize: checkpoint.size, reachable: cosignersOf(note, [key.verifier]).length === 1 };
+      } catch (error) {
+        return { ...own, ...cosigned, reachable: false, problem: failed("the cloud's latest checkpoint", error) };
+      }
     },
     async register(app) {
       const prefix = `/witness/${options.hospital}`;

@@ -15,7 +15,7 @@ import { IntegrityError } from '@medshare/crypto';
 import { AnchorClient, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLog, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
 import { LEDGER_KEY_NAME } from '../src/index.ts';
-import { sampleBundle, startCast, type Cast } from './harness.ts';
+import { ADMINS, sampleBundle, startCast, type Cast } from './harness.ts';
 
 let node: GanacheNode;
 let db: Database;
@@ -131,6 +131,8 @@ test('a witness down: the upload is accepted, its receipts kept pending (never c
   const riverside = cast.platform.services.hospitals.find((h) => h.name === 'riverside')!;
   const port = Number(cast.urls.hospitals['riverside']!.port);
   await takeDown(riverside.app.server);
+  // The administrator's list of receipts (GET /gateway/admin/receipts), as the portal's Administer screen shows it.
+  const adminList = async () => ((await (await fetch(new URL('/gateway/admin/receipts', cast.urls.hospitals['st-marys']!), { headers: { authorization: `Bearer ${ADMINS['st-marys']}` } })).json()) as { receipts: Array<{ index: number; status: string }> }).receipts;
   let pending: number[];
   let signedEntries: string[];
   try {
@@ -141,6 +143,8 @@ test('a witness down: the upload is accepted, its receipts kept pending (never c
     pending = uploaded.receipts.map((r) => r.index);
     // The hospital's view: those two pending, nothing else.
     assert.deepEqual((await cast.gateway.receipts({ status: 'pending' })).receipts.map((r) => [r.index, r.status]), pending.map((i) => [i, 'pending']));
+    // The administrator's list (GET /gateway/admin/receipts) shows them pending, not invalid.
+    assert.deepEqual((await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status), pending.map(() => 'pending'));
     // What it keeps: the log's signed word (the entry is in a tree the log signed), refused at the witness quorum.
     const kept = await keptBundles(pending);
     for (const { bundle, witnessed } of kept) {
@@ -171,6 +175,7 @@ test('a witness down: the upload is accepted, its receipts kept pending (never c
     assert.equal(witnessed, true);
     assert.equal(verifyInclusionBundle(bundle, trust).cosigners.length, 2);
   }
+  assert.deepEqual((await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status), pending.map(() => 'verified'));
   const log = await cast.patient.provenAccessLog(trust);
   assert.ok(log.filter((e) => e.ledgerIndex !== null && pending.includes(e.ledgerIndex)).every((e) => e.pending === undefined && e.proof?.cosigners.length === 2));
 });

@@ -34,6 +34,8 @@ let patient: string;
 let savedCheckpoint: string;
 let uploaded: UploadResult;
 let provenLog: Awaited<ReturnType<PatientClient['provenAccessLog']>>;
+/** The st-marys EHR system's own (DPoP-bound) token: a user of the hospital, not its administrator. */
+let systemToken: string;
 
 /** Starts a platform on the database; its log opens at once and audits the stored entries in the background. */
 async function start(): Promise<void> {
@@ -58,6 +60,7 @@ before(async () => {
   await cast.patient.register();
   await cast.gateway.enrol(sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, cast.patient.key.patientId);
   uploaded = await cast.gateway.upload(sampleBundle());
+  systemToken = cast.gateway.session.token;
   await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
   for (let i = 0; i < 9; i++) await cast.chen.read(cast.patient.key.patientId, 'lab');
   patient = cast.patient.key.patientId;
@@ -133,6 +136,46 @@ describe('upload receipts and the proven access log', () => {
     const { sha256Name } = await import('../src/cloud/service.ts');
     assert.ok(named.has(sha256Name(dropped.ciphertext)));
     assert.equal(named.size, uploaded.stored);
+  });
+
+  test("the administrator's receipt list (GET /gateway/admin/receipts): each receipt re-verified, naming every stored ciphertext; its witness reachable; an edited receipt listed as invalid; anyone else refused", async () => {
+    const list = (hospital: string, token?: string) => fetch(new URL('/gateway/admin/receipts', platform.urls.hospitals[hospital]!), token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
+    type Listing = { witness: { name: string; lastCosignedSize: number; ledgerSize: number; reachable: boolean }; receipts: Array<{ index: number; status: string; checkpointSize: number; records: Array<{ hash: string }>; problem?: string }> };
+    const listing = await (await list('st-marys', ADMINS['st-marys'])).json() as Listing;
+    assert.deepEqual(listing.receipts.map((r) => r.index), uploaded.receipts.map((r) => r.index).sort((a, b) => b - a), 'newest first');
+    for (const row of listing.receipts) {
+      assert.equal(row.status, 'verified', row.problem);
+      assert.equal(row.checkpointSize, uploaded.receipts.find((r) => r.index === row.index)!.treeSize);
+    }
+    assert.equal(new Set(listing.receipts.flatMap((r) => r.records.map((x) => x.hash))).size, uploaded.stored);
+    assert.equal(listing.witness.name, 'st-marys.medshare/witness');
+    assert.equal(listing.witness.reachable, true);
+    assert.ok(listing.witness.lastCosignedSize >= Math.max(...listing.receipts.map((r) => r.checkpointSize)));
+    assert.equal(listing.witness.ledgerSize, listing.witness.lastCosignedSize, 'both witnesses cosign every checkpoint (quorum 2 of 2)');
+    assert.deepEqual(((await (await list('riverside', ADMINS['riverside'])).json()) as Listing).receipts, [], "another hospital's receipts are not listed");
+
+    // The hospital's database is edited: a receipt's entry names another ciphertext. Listed as invalid, not verified.
+    const newest = listing.receipts[0]!.index;
+    const { bundle } = (await db.query<{ bundle: string }>('SELECT bundle FROM gateway_receipts WHERE ledger_index = $1', [newest])).rows[0]!;
+    const edited = JSON.parse(bundle) as InclusionBundle;
+    edited.entry = edited.entry.replace(/sha256:[0-9a-f]{4}/, 'sha256:0000');
+    await db.query('UPDATE gateway_receipts SET bundle = $1 WHERE ledger_index = $2', [JSON.stringify(edited), newest]);
+    try {
+      const row = ((await (await list('st-marys', ADMINS['st-marys'])).json()) as Listing).receipts[0]!;
+      assert.equal(row.status, 'invalid');
+      assert.match(row.problem!, /not in the log/);
+    } finally {
+      await db.query('UPDATE gateway_receipts SET bundle = $1 WHERE ledger_index = $2', [bundle, newest]);
+    }
+
+    // No credential, another hospital's administrator credential, a user's token: 403 problem+json, nothing listed.
+    for (const token of [undefined, ADMINS['riverside'], systemToken, `${ADMINS['st-marys']}x`]) {
+      const refused = await list('st-marys', token);
+      assert.equal(refused.status, 403);
+      assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
+      assert.match(((await refused.json()) as { detail: string }).detail, /administrator credential of this hospital required/);
+    }
+    assert.equal((await fetch(new URL('/gateway/admin/receipts?limit=0', platform.urls.hospitals['st-marys']!), { headers: { authorization: `Bearer ${ADMINS['st-marys']}` } })).status, 400);
   });
 
   test("the patient's access log shows the upload and every line is proven by an inclusion bundle the SDK checked", () => {

@@ -89,18 +89,24 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
+/**
+ * A check that a request carries `adminToken` as its bearer token (compared in constant time, by digest), for every
+ * route of the hospital's administrator. @throws AccessDeniedError otherwise.
+ */
+export function adminCredentialCheck(adminToken: string): (request: FastifyRequest) => void {
+  const adminDigest = digest(adminToken);
+  return (request) => {
+    const token = bearerToken(request.headers.authorization);
+    if (!token || !timingSafeEqual(digest(token), adminDigest)) throw new AccessDeniedError('administrator credential of this hospital required');
+  };
+}
+
 /** The Fastify plugin; register it with a prefix such as `/identity`. */
 export async function hospitalIdentityPlugin(app: FastifyInstance, options: HospitalPluginOptions): Promise<void> {
   useProblemDetails(app, 401);
   const { accounts, admin, credentials, issuer, keys, logoutVerifier, proofs, sessions, verifier } = options;
   const now = options.now ?? Date.now;
-  const adminDigest = digest(options.adminToken);
-
-  function requireAdmin(request: FastifyRequest): void {
-    const token = bearerToken(request.headers.authorization);
-    if (!token || !timingSafeEqual(digest(token), adminDigest)) throw new AccessDeniedError('administrator credential of this hospital required');
-  }
-
+  const requireAdmin = adminCredentialCheck(options.adminToken);
 
   /** Step-up: a DPoP-bound token for this hospital, a proof by its key, a login within five minutes. */
   async function steppedUp(request: FastifyRequest): Promise<VerifiedToken> {

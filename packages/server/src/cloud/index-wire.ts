@@ -4,8 +4,7 @@
  * record, each record's entries as one base64 string of label ‖ value pairs (64 bytes each).
  */
 import { MalformedInputError, sse } from '@medshare/crypto';
-import type { IndexWrite } from './search-store.ts';
-import type { WriterIndexState } from './service.ts';
+import type { IndexWrite, WriterIndexState } from './search-store.ts';
 
 const BASE64 = '^[A-Za-z0-9+/]*={0,2}$';
 const ROW_BYTES = sse.LABEL_BYTES + sse.VALUE_BYTES;

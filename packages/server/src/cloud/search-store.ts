@@ -178,3 +178,22 @@ export class SearchStore {
     return labels.map((l) => byLabel.get(Buffer.from(l).toString('hex')));
   }
 }
+
+/** A gateway's own sub-index of one category at the current epochs (state absent: not written yet, version 0). */
+export interface WriterIndexState {
+  category: string;
+  keyEpoch: number;
+  indexEpoch: number;
+  version: number;
+  state?: Uint8Array;
+}
+
+/** A sub-index as a reader receives it: the index key's capsule converted for the reader, and the sealed state. */
+export interface ReaderSubIndex {
+  source: string;
+  keyEpoch: number;
+  indexEpoch: number;
+  keyCapsule: Uint8Array;
+  state: Uint8Array;
+  version: number;
+}

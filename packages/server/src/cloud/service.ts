@@ -20,7 +20,7 @@ import { isRecordOf } from '../record-id.ts';
 import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
-import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
+import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite, type ReaderSubIndex, type WriterIndexState } from './search-store.ts';
 import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredPolicy } from './store.ts';
 
 /** The longest an upload's receipts wait for a witnessed checkpoint before the log-signed ones are returned. */
@@ -84,25 +84,6 @@ export interface PlatformEmergencyStatus {
   allowed: boolean;
   /** How many of her records hospitals have granted under it. */
   grantedRecords: number;
-}
-
-/** A gateway's own sub-index of one category at the current epochs (state absent: not written yet, version 0). */
-export interface WriterIndexState {
-  category: string;
-  keyEpoch: number;
-  indexEpoch: number;
-  version: number;
-  state?: Uint8Array;
-}
-
-/** A sub-index as a reader receives it: the index key's capsule converted for the reader, and the sealed state. */
-export interface ReaderSubIndex {
-  source: string;
-  keyEpoch: number;
-  indexEpoch: number;
-  keyCapsule: Uint8Array;
-  state: Uint8Array;
-  version: number;
 }
 
 /** Where an authorised read takes its conversion keys from. */

@@ -11,8 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { IntegrityError, pre, sse } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
-import type { IndexWrite } from '../cloud/search-store.ts';
-import type { WriterIndexState } from '../cloud/service.ts';
+import type { IndexWrite, WriterIndexState } from '../cloud/search-store.ts';
 
 /** The name of a sub-index: bound into its key, its sealed state and its key capsule's record id. */
 export function subIndexName(patient: string, category: string, keyEpoch: number, indexEpoch: number, source: string): string {

@@ -11,10 +11,10 @@ import { abe, IntegrityError, MalformedInputError, pre, UnavailableError } from 
 import { LedgerClient, verifyInclusionBundle, type AuditEvent, type CheckpointVerifier, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
-import type { PlatformEmergencyStatus, ReaderSubIndex } from '../cloud/service.ts';
+import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
 import { indexRuleDigest, parseQuery, wordsOf, type IndexRules } from '../search/keywords.ts';
-import { searchRecords, searchset, SubIndexCache, type FoundRecord, type SearchStats, type SearchTransport } from '../search/reader.ts';
+import { cloudSearchTransport, searchRecords, searchset, SubIndexCache, type FoundRecord, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import type { Receipt } from '../gateway/receipts.ts';
 import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
@@ -295,31 +295,7 @@ export class PatientClient {
  * with `reason`, the emergency variants (audited as emergency searches and reads).
  */
 export function httpSearchTransport(session: Session, reason?: string): SearchTransport {
-  const base = session.urls.cloud;
-  const path = (patient: string, suffix: string) => `/cloud/patients/${encodeURIComponent(patient)}${suffix}`;
-  const extra = reason === undefined ? {} : { reason };
-  const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
-  return {
-    async subIndexes(patient, category) {
-      const { subIndexes } = await sessionCall<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
-        session, base, 'POST', path(patient, '/search/indexes'), { body: { category, ...extra } });
-      return subIndexes.map((s) => ({ ...s, keyCapsule: bytes(s.keyCapsule), state: bytes(s.state) }));
-    },
-    async rows(patient, category, labels) {
-      const { values } = await sessionCall<{ values: Array<string | null> }>(session, base, 'POST', path(patient, '/search'),
-        { body: { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra } });
-      return values.map((v) => (v === null ? undefined : bytes(v)));
-    },
-    async records(patient, category, recordIds) {
-      const out: Uint8Array[] = [];
-      for (let i = 0; i < recordIds.length; i += 1000) {
-        const { records } = await sessionCall<{ records: Array<{ ciphertext: string }> }>(session, base, 'POST', path(patient, reason === undefined ? '/read' : '/emergency-read'),
-          { body: { category, recordIds: recordIds.slice(i, i + 1000), ...extra } });
-        out.push(...records.map((r) => bytes(r.ciphertext)));
-      }
-      return out;
-    },
-  };
+  return cloudSearchTransport((path, body) => sessionCall(session, session.urls.cloud, 'POST', path, { body }), reason);
 }
 
 /** A reader (doctor, emergency staff): finds records by category and decrypts converted ones locally. */

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { IntegrityError, MalformedInputError, pre, sse } from '@medshare/crypto';
-import type { ReaderSubIndex } from '../cloud/service.ts';
+import type { ReaderSubIndex } from '../cloud/search-store.ts';
 import type { FhirResource } from '../gateway/fhir.ts';
 import { sourceHospital } from '../record-signature.ts';
 import { keyCapsuleId, subIndexName } from '../gateway/search-index.ts';
@@ -27,6 +27,39 @@ export interface SearchTransport {
   rows(patient: string, category: string, labels: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>>;
   /** Converted ciphertexts of the named records. */
   records(patient: string, category: string, recordIds: readonly string[]): Promise<Uint8Array[]>;
+}
+
+/** A POST of a JSON body to a path of the cloud, answered with its JSON (the caller's token and DPoP proof added). */
+export type CloudPost = <T>(path: string, body: unknown) => Promise<T>;
+
+/**
+ * The cloud's search routes through `post` (the SDK's session call, or the portal's fetch in the reader's browser);
+ * with `reason`, the emergency variants (audited as emergency searches and reads).
+ */
+export function cloudSearchTransport(post: CloudPost, reason?: string): SearchTransport {
+  const path = (patient: string, suffix: string) => `/cloud/patients/${encodeURIComponent(patient)}${suffix}`;
+  const extra = reason === undefined ? {} : { reason };
+  const bytes = (text: string) => new Uint8Array(Buffer.from(text, 'base64'));
+  return {
+    async subIndexes(patient, category) {
+      const { subIndexes } = await post<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
+        path(patient, '/search/indexes'), { category, ...extra });
+      return subIndexes.map((s) => ({ ...s, keyCapsule: bytes(s.keyCapsule), state: bytes(s.state) }));
+    },
+    async rows(patient, category, labels) {
+      const { values } = await post<{ values: Array<string | null> }>(path(patient, '/search'), { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra });
+      return values.map((v) => (v === null ? undefined : bytes(v)));
+    },
+    async records(patient, category, recordIds) {
+      const out: Uint8Array[] = [];
+      for (let i = 0; i < recordIds.length; i += 1000) {
+        const { records } = await post<{ records: Array<{ ciphertext: string }> }>(path(patient, reason === undefined ? '/read' : '/emergency-read'),
+          { category, recordIds: recordIds.slice(i, i + 1000), ...extra });
+        out.push(...records.map((r) => bytes(r.ciphertext)));
+      }
+      return out;
+    },
+  };
 }
 
 /** What a search cost and found, for the caller's diagnostics (never the keywords). */

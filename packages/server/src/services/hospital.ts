@@ -9,6 +9,7 @@
  *
  *   /identity/<name>/...   identity (@medshare/identity hospitalIdentityPlugin)
  *   /gateway/...           FHIR R4 gateway
+ *   /gateway/admin/...     its administrator's view of upload receipts and witness (gateway/admin-plugin.ts)
  *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
  *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
@@ -18,12 +19,13 @@ import { abe, IntegrityError } from '@medshare/crypto';
 import { LedgerClient, loadNoteSigner } from '@medshare/ledger';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+  adminCredentialCheck, createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
 } from '@medshare/identity';
 import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping } from '../gateway/fhir.ts';
 import { IdentifierKey } from '../gateway/identifier-index.ts';
+import { gatewayAdminPlugin } from '../gateway/admin-plugin.ts';
 import { gatewayPlugin } from '../gateway/plugin.ts';
 import { ResearchExporter } from '../gateway/research-export.ts';
 import { SearchIndexWriter } from '../gateway/search-index.ts';
@@ -214,6 +216,7 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
   const writers = { hospital: name, key: recordSigner.verifier.vkey, trusted: () => federationWriterKeys(db, name, recordSigner.verifier.vkey, options.federation?.() ?? []) };
   await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, writers, receipts, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
+  await app.register(gatewayAdminPlugin, { db, hospital: name, witness, requireAdmin: adminCredentialCheck(options.adminToken), prefix: '/gateway/admin' });
   await witness.register(app);
   // Pending receipts (a witness was down at upload) are completed from the public ledger routes, which need no token.
   const completeReceipts = async () => {
