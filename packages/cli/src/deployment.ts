@@ -57,8 +57,10 @@ export interface LocalDeploymentOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Extra arguments of every `serve` (for example `--requests-per-minute`). */
   readonly args?: readonly string[];
-  /** Extra arguments of `serve cloud` only (for example `--stats-consortium`). */
+  /** Extra arguments of `serve cloud` only (for example `--stats-threshold`). */
   readonly cloudArgs?: readonly string[];
+  /** Extra arguments of one hospital's `serve hospital` (for example its `--stats-data`). */
+  readonly hospitalArgs?: Readonly<Record<string, readonly string[]>>;
   /** With DATABASE_URL in `env`: a prefix making each service's schema unique (`<prefix>_<service>`). */
   readonly schemaPrefix?: string;
 }
@@ -93,7 +95,7 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
     const kindArgs = service.kind === 'hospital' ? ['hospital', '--name', service.name] : [service.kind];
     const schema = options.schemaPrefix === undefined ? [] : ['--schema', `${options.schemaPrefix}_${service.name.replaceAll('-', '_')}`];
     const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? []),
-      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : [])], {
+      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : []), ...(service.kind === 'hospital' ? (options.hospitalArgs?.[service.name] ?? []) : [])], {
       env, stdio: ['pipe', 'pipe', 'pipe'],
     });
     service.child = child;

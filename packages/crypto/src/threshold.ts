@@ -11,6 +11,7 @@ export {
   adoptedShare,
   complaintsOf,
   deal,
+  dealingOf,
   dkgOutcome,
   evaluateCommitments,
   feldmanCommitments,

@@ -61,18 +61,24 @@ export interface DealtShare {
 /** Phase 1 of one dealer: its secret polynomials, its Pedersen commitments (broadcast) and one share per participant. */
 export function deal(params: ThresholdParameters, dealer: number): { secret: DealerSecret; commitments: G1[]; shares: DealtShare[] } {
   checkParameters(params);
-  const f = randomPolynomial(params.t - 1);
-  const blind = randomPolynomial(params.t - 1);
+  const secret = { dealer, f: randomPolynomial(params.t - 1), blind: randomPolynomial(params.t - 1) };
+  return { secret, ...dealingOf(params, secret) };
+}
+
+/** The commitments and shares of a dealer's polynomials (a participant that kept them recomputes its phase 1 messages). */
+export function dealingOf(params: ThresholdParameters, secret: DealerSecret): { commitments: G1[]; shares: DealtShare[] } {
+  checkParameters(params);
+  if (secret.f.length !== params.t || secret.blind.length !== params.t) throw new RangeError(`a dealer's polynomials have degree t − 1 = ${params.t - 1}`);
   const g = g1Generator();
   const h = pedersenGenerator();
-  const commitments = f.map((a, k) => g1Add(g1Mul(g, a), g1Mul(h, blind[k]!)));
+  const commitments = secret.f.map((a, k) => g1Add(g1Mul(g, a), g1Mul(h, secret.blind[k]!)));
   const shares = Array.from({ length: params.n }, (_, i) => ({
-    dealer,
+    dealer: secret.dealer,
     recipient: i + 1,
-    share: evaluatePolynomial(f, i + 1),
-    blinding: evaluatePolynomial(blind, i + 1),
+    share: evaluatePolynomial(secret.f, i + 1),
+    blinding: evaluatePolynomial(secret.blind, i + 1),
   }));
-  return { secret: { dealer, f, blind }, commitments, shares };
+  return { commitments, shares };
 }
 
 /** Σ_k j^k·C_k: the committed polynomial evaluated "in the exponent" at j. */
@@ -103,14 +109,6 @@ export function feldmanCommitments(secret: DealerSecret): G1[] {
 export function verifyFeldmanShare(feldman: readonly G1[], share: DealtShare): boolean {
   return g1Mul(g1Generator(), share.share).isEqual(evaluateCommitments(feldman, share.recipient));
 }
-
-/** Why a dealer was disqualified or had its polynomial reconstructed. */
-export type DealerFault =
-  | 'too-many-complaints' // t or more participants complained: answering would reveal its secret
-  | 'no-answer' // accused, it published nothing
-  | 'bad-answer' // the share it published does not match its Pedersen commitments
-  | 'bad-commitments' // phase 1 commitments of the wrong size
-  | 'feldman-mismatch'; // phase 2 commitments inconsistent with its shares (its polynomial was reconstructed)
 
 /** Why a dealer was disqualified or had its polynomial reconstructed. */
 export type DealerFault =

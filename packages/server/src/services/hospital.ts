@@ -12,6 +12,8 @@
  *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
  *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
+ *   /stats-agent/...       its statistics agent (with `stats`): its share of the consortium's threshold key, made
+ *                          by key generation with the other hospitals over the cloud's board, and its half of each query
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { abe } from '@medshare/crypto';
@@ -32,6 +34,8 @@ import { PLATFORM_AUDIENCE } from '../http.ts';
 import { openHospitalWitness } from '../ledger.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
 import { portalPlugin } from '../portal.ts';
+import { StatsAgent, type StatsAgentOptions } from '../stats/agent.ts';
+import { statsAgentPlugin } from '../stats/agent-plugin.ts';
 import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
@@ -85,6 +89,8 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly portal?: boolean;
   /** Worker threads encrypting the gateway's uploads (default 0: in the event loop's thread). */
   readonly encryptionWorkers?: number;
+  /** Run a statistics agent: its data, budgets and approval policy (stats/agent.ts). Needs `federation` and the cloud's URL. */
+  readonly stats?: StatsAgentOptions;
 }
 
 /** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
@@ -102,6 +108,8 @@ export interface HospitalDeployment {
   readonly identity: HospitalService;
   /** Its ledger witness's verifier key (c2sp.org signed-note vkey). */
   readonly witnessKey: string;
+  /** Its statistics agent, when it runs one. */
+  readonly statsAgent?: StatsAgent;
   close(): Promise<void>;
 }
 
@@ -179,9 +187,18 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
   await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
   await witness.register(app);
+  let agent: StatsAgent | undefined;
+  if (options.stats !== undefined) {
+    if (cloudUrl === undefined || options.federation === undefined) throw new Error('createHospitalService: a statistics agent needs the cloud\'s URL and the federation');
+    agent = await StatsAgent.open(db, kek, name, () => resolve(cloudUrl), options.federation, options.stats);
+    await app.register(statsAgentPlugin, { agent, adminToken: options.adminToken, prefix: '/stats-agent' });
+    // It starts polling once the service listens (its peers fetch its keys from it).
+    app.addHook('onListen', async () => agent!.start());
+  }
   return {
-    app, name, issuer, identity, witnessKey: witness.verifier.vkey,
+    app, name, issuer, identity, witnessKey: witness.verifier.vkey, ...(agent === undefined ? {} : { statsAgent: agent }),
     close: async () => {
+      await agent?.close();
       await app.close();
       await encryptor.close();
     },
