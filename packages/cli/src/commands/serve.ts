@@ -60,7 +60,6 @@ interface RelyingPartyOptions {
 }
 
 interface AgentCliOptions {
-  statsData?: string | string[];
   statsBudget?: string[];
   statsApprove: 'auto' | 'manual';
   statsPollMs?: string;
@@ -69,10 +68,14 @@ interface AgentCliOptions {
 interface HospitalOptions extends CommonOptions, RelyingPartyOptions, AgentCliOptions {
   name: string;
   encryptionWorkers?: string;
+  /** One directory. */
+  statsData?: string;
 }
 
 interface AllOptions extends CloudOptions, RelyingPartyOptions, AgentCliOptions {
   hospital: string[];
+  /** hospital=dir, repeated. */
+  statsData?: string[];
 }
 
 /**
@@ -270,7 +273,6 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   if (config.authority === undefined) throw new UsageError('a hospital needs the authority\'s URL (--authority-url or the config file)');
   const http = await httpOptions(options);
   const rp = relyingParty(options);
-  if (Array.isArray(options.statsData)) throw new UsageError('--stats-data takes one directory here');
   const agent = agentOf(options.statsData, options);
   if (agent === undefined && (options.statsBudget ?? []).length > 0) throw new UsageError('--stats-budget needs --stats-data');
   if (agent !== undefined && config.hospitals.length === 0) throw new UsageError('a statistics agent checks the other hospitals\' keys: list them (--config or --hospital-url)');
@@ -299,7 +301,7 @@ async function serveAll(options: AllOptions): Promise<void> {
   const rp = relyingParty(options);
   const stats = statsOf(options);
   const dataDirs = new Map<string, string>();
-  for (const entry of typeof options.statsData === 'string' ? [options.statsData] : (options.statsData ?? [])) {
+  for (const entry of options.statsData ?? []) {
     const match = /^([^=]+)=(.+)$/.exec(entry);
     if (!match || !options.hospital.includes(match[1]!)) throw new UsageError(`--stats-data takes hospital=directory for a served hospital: ${entry}`);
     dataDirs.set(match[1]!, match[2]!);
@@ -386,9 +388,9 @@ function statsOptions(command: Command): Command {
     .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-threshold; a hospital\'s own with --stats-data)');
 }
 
-function agentOptions(command: Command, data: string): Command {
+function agentOptions(command: Command, flag: string, data: string): Command {
   return command
-    .option('--stats-data <dir...>', data)
+    .option(flag, data)
     .addOption(new Option('--stats-approve <policy>', 'decrypt a query\'s total at once (auto), or once the hospital\'s administrator approved it (manual)').choices(['auto', 'manual']).default('auto'))
     .option('--stats-poll-ms <ms>', 'how often the statistics agent polls the cloud (default 1000)');
 }
@@ -406,13 +408,13 @@ export function registerServe(program: Command): void {
     .action(serveAuthority);
   statsOptions(cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')))
     .action(serveCloud);
-  agentOptions(webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway, ledger witness and statistics agent (administrator token on stdin)"), 'medshare-hospital')),
+  agentOptions(webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway, ledger witness and statistics agent (administrator token on stdin)"), 'medshare-hospital')), '--stats-data <dir>',
     'run its statistics agent on the FHIR bundles (.json) of this directory: the hospital\'s own records')
     .option('--stats-budget <querySet=epsilon...>', 'the hospital\'s own privacy budget of a query set (with --stats-data)')
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
     .option('--encryption-workers <n>', 'worker threads encrypting gateway uploads (default 0 = in the event loop)')
     .action(serveHospital);
-  agentOptions(statsOptions(webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))), 'hospital=dir: run that hospital\'s statistics agent on the FHIR bundles of dir (with --stats-threshold)')
+  agentOptions(statsOptions(webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))), '--stats-data <hospital=dir...>', 'run that hospital\'s statistics agent on the FHIR bundles of dir (with --stats-threshold)')
     .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])
     .action(serveAll);
 }

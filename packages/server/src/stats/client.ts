@@ -3,7 +3,7 @@
  * the hospital's half of a query against the cloud — fetch the ticket, contribute its encrypted histogram, then,
  * once every member has contributed, fetch the contributions and post its partial decryption of their total.
  */
-import { curve, threshold, UnavailableError } from '@medshare/crypto';
+import { curve, MedShareError, threshold, UnavailableError } from '@medshare/crypto';
 import { call, sessionCall, type Session } from '../sdk/client.ts';
 import type { BudgetState } from './budget.ts';
 import type { QueryStatus, Release } from './aggregator.ts';
@@ -48,7 +48,18 @@ export class StatsClient {
    */
   async run(query: unknown, options: { pollMs?: number; timeoutMs?: number } = {}): Promise<Release> {
     const deadline = Date.now() + (options.timeoutMs ?? 120_000);
-    const consortium = await this.consortium();
+    const pause = () => new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+    let consortium: Awaited<ReturnType<StatsClient['consortium']>>;
+    for (;;) {
+      try {
+        consortium = await this.consortium();
+        break;
+      } catch (error) {
+        // The hospitals' agents may still be generating the key.
+        if (!(error instanceof MedShareError && error.code === 'UNAVAILABLE') || Date.now() > deadline) throw error;
+        await pause();
+      }
+    }
     await curve.initCurve();
     const t = threshold.decodePublicKey(bytes(consortium.publicKey)).t;
     const members = consortium.members.map((m) => m.code);
@@ -60,7 +71,7 @@ export class StatsClient {
       if (Date.now() > deadline) {
         throw new UnavailableError(`query ${queryId}: ${missing.length > 0 ? `no contribution from ${missing.join(', ')}` : `${status.partials.length} of ${t} partial decryptions (${status.partials.join(', ') || 'none'})`}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+      await pause();
     }
   }
 }
