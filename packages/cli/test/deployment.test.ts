@@ -68,7 +68,10 @@ function randomCohort(tag: string, n: number): StatsResource[] {
 async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = await check().catch(() => undefined);
+    const value = await check().catch((error: unknown) => {
+      if (error instanceof assert.AssertionError) throw error;
+      return undefined;
+    });
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -176,26 +179,29 @@ for (const engine of engines) {
 
     test('statistics through the hospitals\' agents: a key generated between the processes, `medshare stats query` released, fewer than t decrypt nothing, a cheating agent named', async () => {
       const cloud = deployment.urls.cloud;
+      await curve.initCurve();
       // The agents of the two hospital processes generate the key over the cloud's board (no process holds both shares).
       const consortium = await until('the key generation', async () => consortiumFromJson(await (await fetch(new URL('/stats/consortium', cloud))).json()));
-      await curve.initCurve();
       const board = await (await fetch(new URL('/stats/dkg', cloud))).json() as { messages: { phase: string; body: { shares?: Record<string, unknown> } }[] };
       assert.equal(board.messages.length, 12, 'six phases, one message each per member');
       const riversideUrl = deployment.urls.hospitals['riverside']!;
       const researcherSecret = await enrol('riverside', 'researcher', ['role:researcher']);
       // `medshare stats query` runs while the agents work: password and one-time code on its stdin.
+      let exited: { code: number | null; out: string; err: string } | undefined;
       const cli = new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
         const child = spawn(process.execPath, [BIN, 'stats', 'query', '--url', cloud.href, '--hospital-url', riversideUrl.href, '--hospital', 'riverside', '--username', 'researcher', '--query', JSON.stringify(STATS_QUERY), '--json'], { stdio: ['pipe', 'pipe', 'pipe'] });
         let out = '';
         let err = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
         child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-        child.on('close', (code) => resolve({ code, out, err }));
+        child.on('close', (code) => resolve((exited = { code, out, err })));
         child.stdin.end(`${PASSWORD}\n${totp(base32Decode(researcherSecret), Date.now() / 1000)}\n`);
       });
-      const researcher = new StatsClient(await client.login('riverside', 'researcher', PASSWORD, researcherSecret));
+      // The test's own researcher, at St Mary's (a one-time code is accepted once; Riverside is stopped below).
+      const researcher = new StatsClient(await client.login('st-marys', 'researcher', PASSWORD, await enrol('st-marys', 'researcher', ['role:researcher'])));
       // Both contributed and St Mary's decrypted; Riverside (policy manual) has not: 1 of t = 2, nothing is released.
       const queryId = await until('the contributions and st-marys\'s partial', async () => {
+        assert.equal(exited, undefined, `medshare stats query exited early: ${exited?.err}`);
         const { queries } = await (await fetch(new URL('/stats/queries', cloud))).json() as { queries: { queryId: string; contributors: string[]; partials: string[] }[] };
         return queries.find((q) => q.contributors.length === 2 && q.partials.includes('st-marys'))?.queryId;
       });

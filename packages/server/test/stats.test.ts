@@ -5,6 +5,7 @@ import { AccessDeniedError, ConflictError, IntegrityError, LimitExceededError, M
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import type { AuditLog } from '@medshare/ledger';
 import { ADMINS, startCast, type Cast } from './harness.ts';
+import { StatsAgent } from '../src/stats/agent.ts';
 import { StatsClient } from '../src/stats/client.ts';
 import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
 import { formConsortium, signPayload } from '../src/stats/consortium.ts';
@@ -426,4 +427,31 @@ test('over HTTP: the hospitals\' agents generate the key among themselves, contr
   assert.deepEqual((await researcher.status(queryId)).release, release);
   assert.deepEqual(await researcher.budget('http-set'), { querySet: 'http-set', budget: 1, spent: 0.6, remaining: 0.4 });
   await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
+});
+
+test('an agent refuses a ceremony whose board substituted a member\'s key (to read the share sealed to it), or names a hospital it does not know', async () => {
+  const { createServer } = await import('node:http');
+  const { generateKeyPairSync } = await import('node:crypto');
+  const probe = await StatsAgent.open(db, randomKeyEncryptionKey(), 'probe-hospital', () => board, () => [{ name: 'riverside', url: cast.urls.hospitals['riverside']! }], { data: async () => [] });
+  const riverside = (await (await fetch(new URL('/stats-agent/keys', cast.urls.hospitals['riverside']))).json()) as { verifyKey: string; boxKey: string };
+  const attackerBox = Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' })).toString('base64');
+  let members = [{ code: 'probe-hospital', index: 1, ...probe.keys }, { code: 'riverside', index: 2, verifyKey: riverside.verifyKey, boxKey: attackerBox }];
+  const posted: unknown[] = [];
+  const server = createServer((request, response) => {
+    if (request.method === 'POST') posted.push(request.url);
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify({ ceremony: { id: 'substituted-ceremony-1', t: 2, members }, messages: [] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const board = new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+  try {
+    await probe.step();
+    assert.match(probe.status().lastError ?? '', /keys for riverside are not the ones riverside's own service publishes/);
+    members = [members[0]!, { code: 'unknown-hospital', index: 2, verifyKey: riverside.verifyKey, boxKey: riverside.boxKey }];
+    await probe.step();
+    assert.match(probe.status().lastError ?? '', /names unknown-hospital, which this hospital's configuration does not list/);
+    assert.deepEqual(posted, [], 'it dealt nothing');
+  } finally {
+    server.close();
+  }
 });
