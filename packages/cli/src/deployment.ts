@@ -19,8 +19,8 @@ const START_TIMEOUT_MS = 300_000;
 /** What each kind of process holds (docs/platform.md § Deployment; the deployment test checks the tables). */
 export const HOLDINGS: Readonly<Record<'authority' | 'cloud' | 'hospital', string>> = {
   authority: 'the CP-ABE master key (wrapped by its KEK); ids of tokens it issued keys for',
-  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK)',
-  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
+  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK), the statistics key generation\'s board and encrypted histograms',
+  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key, its statistics key share (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
 };
 
 /** One service process of a local deployment. */

@@ -5,7 +5,9 @@ import { AccessDeniedError, ConflictError, IntegrityError, LimitExceededError, M
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import type { AuditLog } from '@medshare/ledger';
 import { ADMINS, startCast, type Cast } from './harness.ts';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { StatsAgent } from '../src/stats/agent.ts';
+import { bodies, decodeBoard, decodeBody, openShare, parseCeremony } from '../src/stats/dkg-wire.ts';
 import { StatsClient } from '../src/stats/client.ts';
 import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
 import { formConsortium, signPayload } from '../src/stats/consortium.ts';
@@ -431,7 +433,6 @@ test('over HTTP: the hospitals\' agents generate the key among themselves, contr
 
 test('an agent refuses a ceremony whose board substituted a member\'s key (to read the share sealed to it), or names a hospital it does not know', async () => {
   const { createServer } = await import('node:http');
-  const { generateKeyPairSync } = await import('node:crypto');
   const probe = await StatsAgent.open(db, randomKeyEncryptionKey(), 'probe-hospital', () => board, () => [{ name: 'riverside', url: cast.urls.hospitals['riverside']! }], { data: async () => [] });
   const riverside = (await (await fetch(new URL('/stats-agent/keys', cast.urls.hospitals['riverside']))).json()) as { verifyKey: string; boxKey: string };
   const attackerBox = Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' })).toString('base64');
@@ -454,4 +455,41 @@ test('an agent refuses a ceremony whose board substituted a member\'s key (to re
   } finally {
     server.close();
   }
+});
+
+test('hostile key-generation messages: every malformed body, ceremony or sealed share is a typed error or a complaint, never a crash', () => {
+  const member = (code: string, index: number) => {
+    const ed = generateKeyPairSync('ed25519');
+    const x = generateKeyPairSync('x25519');
+    const spki = (k: KeyObject) => Buffer.from(k.export({ format: 'der', type: 'spki' })).toString('base64');
+    return { member: { code, index, verifyKey: spki(ed.publicKey), boxKey: spki(x.publicKey) }, box: x.privateKey };
+  };
+  const a = member('a-hospital', 1);
+  const b = member('b-hospital', 2);
+  const ceremony = parseCeremony({ id: 'hostile-ceremony-1', t: 2, members: [a.member, b.member] });
+  assert.throws(() => parseCeremony({ id: 'x', t: 2, members: [] }), MalformedInputError);
+  assert.throws(() => parseCeremony({ ...ceremony, t: 3 }), MalformedInputError);
+  assert.throws(() => parseCeremony({ ...ceremony, members: [{ ...a.member, boxKey: a.member.verifyKey }, b.member] }), /not an x25519 public key/);
+  const malformed = (phase: Parameters<typeof decodeBody>[1], body: unknown) => assert.throws(() => decodeBody(ceremony, phase, 1, body), MalformedInputError, `${phase} ${JSON.stringify(body).slice(0, 60)}`);
+  const { commitments, shares } = threshold.deal({ n: 2, t: 2 }, 1);
+  const deal = bodies.deal(ceremony, commitments, shares);
+  decodeBody(ceremony, 'deal', 1, deal);
+  malformed('deal', { ...deal, shares: { 1: deal.shares['1'] } });
+  malformed('deal', { ...deal, commitments: [...deal.commitments, deal.commitments[0]] });
+  malformed('deal', { ...deal, commitments: ['AAAA', deal.commitments[1]] });
+  malformed('deal', []);
+  malformed('complain', { against: [1, 1] });
+  malformed('complain', { against: [3] });
+  malformed('complain', { against: 'everyone' });
+  malformed('answer', { pairs: [{ recipient: 9, share: 'AA==', blinding: 'AA==' }] });
+  malformed('answer', { pairs: [{ recipient: 2, share: Buffer.alloc(32, 0xff).toString('base64'), blinding: 'AA==' }] });
+  malformed('extract', { feldman: new Array(3).fill(deal.commitments[0]) });
+  malformed('reconstruct', { pairs: [{ dealer: 0, share: 'AA==', blinding: 'AA==' }] });
+  // A share sealed to b does not open for a, nor as another dealer's: a complains instead.
+  assert.ok(openShare(ceremony.id, b.box, deal.shares['2'], 1, 2) !== undefined);
+  assert.equal(openShare(ceremony.id, a.box, deal.shares['2'], 1, 2), undefined);
+  assert.equal(openShare(ceremony.id, b.box, deal.shares['2'], 2, 2), undefined);
+  assert.equal(openShare(ceremony.id, b.box, { v: 1, epk: 'x' }, 1, 2), undefined);
+  // A message in a's name not signed by a is refused when the board is read.
+  assert.throws(() => decodeBoard(ceremony, [{ ceremony: ceremony.id, phase: 'deal', sender: 'a-hospital', body: deal, signature: Buffer.alloc(64).toString('base64') }]), /not signed by a member/);
 });
