@@ -19,8 +19,8 @@ const START_TIMEOUT_MS = 300_000;
 /** What each kind of process holds (docs/platform.md § Deployment; the deployment test checks the tables). */
 export const HOLDINGS: Readonly<Record<'authority' | 'cloud' | 'hospital', string>> = {
   authority: 'the CP-ABE master key (wrapped by its KEK); ids of tokens it issued keys for',
-  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK)',
-  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
+  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK), the statistics key generation\'s board and encrypted histograms',
+  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key, its statistics key share (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
 };
 
 /** One service process of a local deployment. */
@@ -57,8 +57,10 @@ export interface LocalDeploymentOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Extra arguments of every `serve` (for example `--requests-per-minute`). */
   readonly args?: readonly string[];
-  /** Extra arguments of `serve cloud` only (for example `--stats-consortium`). */
+  /** Extra arguments of `serve cloud` only (for example `--stats-threshold`). */
   readonly cloudArgs?: readonly string[];
+  /** Extra arguments of one hospital's `serve hospital` (for example its `--stats-data`). */
+  readonly hospitalArgs?: Readonly<Record<string, readonly string[]>>;
   /** With DATABASE_URL in `env`: a prefix making each service's schema unique (`<prefix>_<service>`). */
   readonly schemaPrefix?: string;
 }
@@ -93,7 +95,7 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
     const kindArgs = service.kind === 'hospital' ? ['hospital', '--name', service.name] : [service.kind];
     const schema = options.schemaPrefix === undefined ? [] : ['--schema', `${options.schemaPrefix}_${service.name.replaceAll('-', '_')}`];
     const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? []),
-      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : [])], {
+      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : []), ...(service.kind === 'hospital' ? (options.hospitalArgs?.[service.name] ?? []) : [])], {
       env, stdio: ['pipe', 'pipe', 'pipe'],
     });
     service.child = child;

@@ -100,7 +100,7 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
   assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);
   assert.match(out, /10\. Emergency on 'medication'.*\n\s+→ read 6 medication records/);
   assert.match(out, /emergency read \(platform policy\)\s+medication\s+6 records\s+anaphylaxis/);
-  assert.match(out, /12\. Cross-hospital statistics: .*\n\s+→ each hospital counted its own patients, .*proved every cell in range; the cloud checked the proofs.*st-marys and riverside decrypted only the total, with proofs; ε 0\.6 of 1 spent/);
+  assert.match(out, /12\. Cross-hospital statistics: .*\n\s+→ the hospitals' agents made the threshold key among themselves \(distributed key generation over the cloud\); each counted its own patients in its own process, .*proved every cell in range; the cloud checked the proofs.*st-marys and riverside decrypted only the total, with proofs; ε 0\.6 of 1 spent/);
   assert.match(out, /13\. The same query again.*\n\s+→ refused: the cloud: the privacy budget of query set demo-diabetes is exhausted: ε 0\.6 of 1 spent, 0\.4 left, this query needs 0\.6/);
   assert.match(out, /age band\s+patients\s*\n-+\s+-+\s*\n0-17\s+(suppressed \(< 10\)|\d+)\s*\n18-44/);
   assert.match(out, /^Summary:/m);

@@ -8,8 +8,8 @@
  * master key is added). PGlite always; PostgreSQL (a schema per service) too when DATABASE_URL is set.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { createPrivateKey, randomBytes, randomInt } from 'node:crypto';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,11 +18,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { abe, MedShareError, pre } from '@medshare/crypto';
+import { abe, curve, MedShareError, pre, threshold } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database } from '@medshare/db';
-import { SigningKeyRing, SqlSigningKeyStore } from '@medshare/identity';
+import { base32Decode, open as openBox, SigningKeyRing, SqlSigningKeyStore, totp } from '@medshare/identity';
 import { AnchorClient, parseCheckpoint, parseNote } from '@medshare/ledger';
-import { everyValue, GatewayClient, HttpProblemError, LEDGER_KEY_NAME, PatientClient, PlatformClient, roleScopes, tryEveryKey, type DoctorClient } from '@medshare/server';
+import {
+  consortiumFromJson, evaluateQuery, everyValue, GatewayClient, HttpProblemError, LEDGER_KEY_NAME, parseQuery, PatientClient, PlatformClient, roleScopes, StatsClient, StatsHospital, tryEveryKey,
+  type DoctorClient, type Release, type StatsResource,
+} from '@medshare/server';
+import { signPayload } from '../../server/src/stats/consortium.ts';
 import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
 import { startLocalDeployment, type LocalDeployment } from '../src/deployment.ts';
 import { runCli } from './run-cli.ts';
@@ -49,6 +53,34 @@ function observations(fhirPatient: string, n: number, tag: string) {
     resourceType: 'Bundle', type: 'transaction',
     entry: Array.from({ length: n }, (_, i) => ({ resource: { resourceType: 'Observation', id: `${tag}-${i}`, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } } })),
   };
+}
+
+/** The statistics query of the deployment (each hospital's agent evaluates it on its own bundles). */
+const STATS_QUERY = { querySet: 'dep-stats', asOf: '2026-01-01', where: [{ resourceType: 'Observation', codes: ['http://loinc.org|4548-4'], value: { min: 7 } }], groupBy: ['gender'], epsilon: 0.5 };
+
+/** `n` random patients, some with an HbA1c ≥ 7, as one FHIR bundle's resources. */
+function randomCohort(tag: string, n: number): StatsResource[] {
+  return Array.from({ length: n }, (_, i) => {
+    const id = `${tag}-${i}`;
+    return [
+      { resourceType: 'Patient', id, birthDate: `19${40 + randomInt(50)}-03-0${1 + randomInt(9)}`, gender: ['female', 'male', 'other'][randomInt(3)] },
+      { resourceType: 'Observation', subject: { reference: `urn:uuid:${id}` }, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2024-01-01', valueQuantity: { value: 5 + randomInt(60) / 10 } },
+    ];
+  }).flat();
+}
+
+/** Polls `check` until it gives a value. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch((error: unknown) => {
+      if (error instanceof assert.AssertionError) throw error;
+      return undefined;
+    });
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** Resolves to the outcome of `work`, whatever it is (the kill tests accept success or a typed failure). */
@@ -89,14 +121,28 @@ for (const engine of engines) {
     /** The consortium chain (a ganache JSON-RPC node process) the cloud process anchors its ledger on. */
     let chain: GanacheNode;
     let anchorContract: AnchorClient;
+    /** Each hospital's own records for statistics (its agent reads its own directory only). */
+    const cohorts: Record<string, StatsResource[]> = { 'st-marys': randomCohort('sm', 60), riverside: randomCohort('rv', 50) };
+    /** The query the cheating test leaves unreleased (the database-copy test attacks its contributions). */
+    let cheatedQuery = '';
+
     before(async () => {
       root = await mkdtemp(join(tmpdir(), 'medshare-deployment-'));
       chain = await startGanache();
       anchorContract = await AnchorClient.deploy(chain.wallet(0));
       // The cloud's anchorer account key reaches it only through its environment, as in production.
       const ledgerEnv = { LEDGER_RPC_URL: chain.url, LEDGER_ANCHOR_ADDRESS: await anchorContract.address(), LEDGER_PRIVATE_KEY: chain.wallet(1).privateKey };
+      const agentArgs = async (hospital: string) => {
+        const dir = join(root, `${hospital}-ehr`);
+        await mkdir(dir);
+        await writeFile(join(dir, 'export.json'), JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: cohorts[hospital]!.map((resource) => ({ resource })) }));
+        // St Mary's decrypts at once; Riverside's administrator approves each release.
+        return ['--stats-data', dir, '--stats-budget', 'dep-stats=1', '--stats-poll-ms', '200', '--stats-approve', hospital === 'riverside' ? 'manual' : 'auto'];
+      };
       deployment = await startLocalDeployment({
-        root, hospitals: HOSPITALS, adminTokens: ADMINS, args: ['--requests-per-minute', '100000'], cloudArgs: ['--anchor-interval', '1'],
+        root, hospitals: HOSPITALS, adminTokens: ADMINS, args: ['--requests-per-minute', '100000'],
+        cloudArgs: ['--anchor-interval', '1', '--stats-threshold', '2', '--stats-budget', 'dep-stats=1'],
+        hospitalArgs: Object.fromEntries(await Promise.all(HOSPITALS.map(async (h) => [h, await agentArgs(h)] as const))),
         env: { ...process.env, ...(engine.postgres ? {} : { DATABASE_URL: '' }), ...ledgerEnv },
         ...(engine.postgres ? { schemaPrefix } : {}),
       });
@@ -191,6 +237,84 @@ for (const engine of engines) {
       } finally {
         await new Promise((resolve) => rollingBack.close(resolve));
       }
+    });
+
+    test('statistics through the hospitals\' agents: a key generated between the processes, `medshare stats query` released, fewer than t decrypt nothing, a cheating agent named', async () => {
+      const cloud = deployment.urls.cloud;
+      await curve.initCurve();
+      // The agents of the two hospital processes generate the key over the cloud's board (no process holds both shares).
+      const consortium = await until('the key generation', async () => consortiumFromJson(await (await fetch(new URL('/stats/consortium', cloud))).json()));
+      const board = await (await fetch(new URL('/stats/dkg', cloud))).json() as { messages: { phase: string; body: { shares?: Record<string, unknown> } }[] };
+      assert.equal(board.messages.length, 12, 'six phases, one message each per member');
+      const riversideUrl = deployment.urls.hospitals['riverside']!;
+      const researcherSecret = await enrol('riverside', 'researcher', ['role:researcher']);
+      // `medshare stats query` runs while the agents work: password and one-time code on its stdin.
+      let exited: { code: number | null; out: string; err: string } | undefined;
+      const cli = new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, 'stats', 'query', '--url', cloud.href, '--hospital-url', riversideUrl.href, '--hospital', 'riverside', '--username', 'researcher', '--query', JSON.stringify(STATS_QUERY), '--json'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+        child.on('close', (code) => resolve((exited = { code, out, err })));
+        child.stdin.end(`${PASSWORD}\n${totp(base32Decode(researcherSecret), Date.now() / 1000)}\n`);
+      });
+      // The test's own researcher, at St Mary's (a one-time code is accepted once; Riverside is stopped below).
+      const researcher = new StatsClient(await client.login('st-marys', 'researcher', PASSWORD, await enrol('st-marys', 'researcher', ['role:researcher'])));
+      // Both contributed and St Mary's decrypted; Riverside (policy manual) has not: 1 of t = 2, nothing is released.
+      const queryId = await until('the contributions and st-marys\'s partial', async () => {
+        assert.equal(exited, undefined, `medshare stats query exited early: ${exited?.err}`);
+        const { queries } = await (await fetch(new URL('/stats/queries', cloud))).json() as { queries: { queryId: string; contributors: string[]; partials: string[] }[] };
+        return queries.find((q) => q.contributors.length === 2 && q.partials.includes('st-marys'))?.queryId;
+      });
+      await assert.rejects(researcher.release(queryId), (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed/.test(e.message));
+      const approved = await fetch(new URL(`/stats-agent/queries/${queryId}/approve`, riversideUrl), { method: 'POST', headers: { authorization: `Bearer ${ADMINS['riverside']}` } });
+      assert.equal(approved.status, 201);
+      const ran = await cli;
+      assert.equal(ran.code, 0, ran.err);
+      const release = JSON.parse(ran.out) as Release;
+      assert.equal(release.queryId, queryId);
+      assert.deepEqual(release.decryptedBy, ['st-marys', 'riverside']);
+      // The plaintext oracle: the query evaluated on the two hospitals' pooled records; the release carries the noise.
+      const truth = evaluateQuery(parseQuery(STATS_QUERY), [...cohorts['st-marys']!, ...cohorts['riverside']!]);
+      release.cells.forEach((cell, k) => {
+        if (cell.count === null) assert.ok(truth[k]! < 10 + 12 * release.noise.countStdDev, `suppressed cell ${k} (${truth[k]})`);
+        else assert.ok(Math.abs(cell.count - truth[k]!) <= 12 * release.noise.countStdDev, `cell ${k}: ${cell.count} vs ${truth[k]}`);
+      });
+
+      // Riverside's operator cheats: its own service stopped, it decrypts with its own share and key, alters the partial
+      // and posts it signed. The proof fails and the cloud names Riverside.
+      const { queryId: cheated } = await researcher.submit(STATS_QUERY);
+      cheatedQuery = cheated;
+      await until('both contributions', async () => ((await researcher.status(cheated)).contributors.length === 2 ? true : undefined));
+      await deployment.kill('riverside', 'SIGTERM');
+      const dir = deployment.services.get('riverside')!.dataDir;
+      const kek = loadKeyEncryptionKey({ file: join(dir, 'state', 'kek') });
+      const db = engine.postgres ? await openDatabase({ url: url!, schema: `${schemaPrefix}_riverside` }) : await openDatabase({ dataDir: join(dir, 'db') });
+      try {
+        const row = (await db.query<{ signing_key: Uint8Array; consortium: string }>("SELECT signing_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")).rows[0]!;
+        const own = consortiumFromJson(JSON.parse(row.consortium));
+        assert.equal(threshold.keyFingerprint(own.publicKey), threshold.keyFingerprint(consortium.publicKey));
+        const agent = await StatsHospital.open(db, kek, 'riverside', own);
+        const ticket = await (await fetch(new URL(`/stats/queries/${cheated}/ticket`, cloud))).json() as { queryId: string; query: unknown };
+        const { contributions } = await (await fetch(new URL(`/stats/queries/${cheated}/contributions`, cloud))).json() as { contributions: { hospital: string; ciphertext: string; signature: string }[] };
+        const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
+        const honest = await agent.decrypt(ticket, contributions.map((c) => ({ hospital: c.hospital, ciphertext: bytes(c.ciphertext), signature: bytes(c.signature) })));
+        const p = threshold.decodePartial(honest.partial);
+        const forged = threshold.encodePartial({ ...p, d: p.d.map((d, k) => (k === 0 ? curve.g1Add(d, curve.g1Generator()) : d)) });
+        const signingKey = await kek.unwrap(new Uint8Array(row.signing_key), 'stats_agent_keys/signing_key/riverside');
+        const { queryHash } = await researcher.status(cheated);
+        const posted = await fetch(new URL(`/stats/queries/${cheated}/partials`, cloud), {
+          method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ hospital: 'riverside', partial: Buffer.from(forged).toString('base64'), signature: Buffer.from(signPayload('partial', signingKey, cheated, queryHash, 'riverside', forged)).toString('base64') }),
+        });
+        assert.equal(posted.status, 201);
+      } finally {
+        await db.close();
+      }
+      await until('st-marys\'s partial', async () => ((await researcher.status(cheated)).partials.includes('st-marys') ? true : undefined));
+      await assert.rejects(researcher.release(cheated), (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed; rejected \(proof failed\): riverside/.test(e.message));
+      await deployment.restart('riverside');
     });
 
     test('the cloud killed (SIGKILL) in the middle of an upload: none of it or all of it, nothing acknowledged lost', { skip: killTest }, async () => {
@@ -396,6 +520,47 @@ for (const engine of engines) {
       assert.ok(scan.candidates.scalars > 0, 'there were key-shaped values to try');
       assert.deepEqual({ ...scan.candidates, scalars: 0 }, { masterKeys: 0, userKeys: 0, patientKeys: 0, scalars: 0 });
       assert.equal(scan.decrypted, 0, 'nothing in the cloud\'s database decrypts any record');
+      // Statistics: the copy of the cloud's database plus Riverside's whole database and KEK do not decrypt St Mary's
+      // contribution: Riverside's one share is below t = 2, no value in the cloud's copy is St Mary's share, and the
+      // key generation's shares sealed to St Mary's on the board do not open with Riverside's key.
+      {
+        const riverside = await open('riverside');
+        const cloudCopy = engine.postgres ? await open('cloud') : await openDatabase({ dataDir: join(root, 'cloud-copy') });
+        try {
+          await curve.initCurve();
+          const kek = loadKeyEncryptionKey({ file: join(deployment.services.get('riverside')!.dataDir, 'state', 'kek') });
+          const keys = (await riverside.query<{ box_key: Uint8Array; consortium: string }>("SELECT box_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")).rows[0]!;
+          const { publicKey } = consortiumFromJson(JSON.parse(keys.consortium));
+          const wrappedShare = (await riverside.query<{ share: Uint8Array }>("SELECT share FROM stats_hospital_keys WHERE hospital = 'riverside'")).rows[0]!.share;
+          const share = threshold.decodeKeyShare(await kek.unwrap(new Uint8Array(wrappedShare), 'stats_hospital_keys/share/riverside'));
+          const contribution = (await cloudCopy.query<{ ciphertext: Uint8Array }>("SELECT ciphertext FROM stats_contributions WHERE query_id = $1 AND hospital = 'st-marys'", [cheatedQuery])).rows[0]!;
+          const ct = threshold.decodeCiphertext(new Uint8Array(contribution.ciphertext));
+          const partial = threshold.partialDecrypt(share, publicKey.verificationKeys[1]!, ct);
+          assert.throws(() => threshold.combine(publicKey, ct, [partial]), (e: MedShareError) => e.code === 'ACCESS_DENIED', 'one share decrypts nothing');
+          const stMarysKey = publicKey.verificationKeys[0]!;
+          let tried = 0;
+          for (const v of values.filter((x) => x.length === 32)) {
+            let x: ReturnType<typeof curve.frFromBytes>;
+            try {
+              x = curve.frFromBytes(new Uint8Array(v));
+            } catch {
+              continue;
+            }
+            tried++;
+            assert.ok(!curve.g1Mul(curve.g1Generator(), x).isEqual(stMarysKey), 'a value in the cloud\'s copy is St Mary\'s share');
+          }
+          assert.ok(tried > 0, 'there were scalars to try');
+          const boxKey = createPrivateKey({ key: Buffer.from(await kek.unwrap(new Uint8Array(keys.box_key), 'stats_agent_keys/box_key/riverside')), format: 'der', type: 'pkcs8' });
+          const deals = (await cloudCopy.query<{ message: string }>("SELECT message FROM stats_dkg_messages WHERE phase = 'deal'")).rows.map((r) => JSON.parse(r.message) as { ceremony: string; sender: string; body: { shares: Record<string, unknown> } });
+          assert.equal(deals.length, 2);
+          for (const d of deals) {
+            assert.throws(() => openBox(boxKey, d.body.shares['1'] as never, `medshare/stats/dkg/v1/share\0${d.ceremony}\0${d.sender === 'st-marys' ? 1 : 2}\0${1}`), (e: MedShareError) => e.code === 'INTEGRITY' || e.code === 'MALFORMED');
+          }
+        } finally {
+          await riverside.close();
+          await cloudCopy.close();
+        }
+      }
       // Positive control: the same attack, on the keys and capsules and a sample of 30 records, with the authority's
       // master key added, reads records (so a 0 above is the database's doing, not a blind attack).
       let sampled = 0;

@@ -37,3 +37,13 @@ test('medshare stats refuses a query outside the allow-list with one line and ex
   assert.equal(r.code, 3);
   assert.equal(r.stderr, 'medshare: query: where[0]: code system http://hl7.org/fhir/sid/icd-10 is not allowed for Observation\n');
 });
+
+test('medshare stats query: a bad URL or query is one line and a non-zero exit, before any secret is read', async () => {
+  const args = (url: string, query: string) => ['stats', 'query', '--url', url, '--hospital-url', 'http://127.0.0.1:1/', '--hospital', 'riverside', '--username', 'r', '--query', query];
+  const badUrl = await runCli(args('not a url', QUERY));
+  assert.notEqual(badUrl.code, 0);
+  assert.equal(badUrl.stderr, 'medshare: --url: not a URL: not a url\n');
+  const outside = await runCli(args('http://127.0.0.1:1/', QUERY.replace('http://loinc.org|4548-4', 'http://hl7.org/fhir/sid/icd-10|E11')));
+  assert.equal(outside.code, 3);
+  assert.match(outside.stderr, /^medshare: query: where\[0\]: code system http:\/\/hl7.org\/fhir\/sid\/icd-10 is not allowed for Observation\n$/);
+});

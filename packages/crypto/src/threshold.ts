@@ -6,18 +6,28 @@
  */
 export { checkParameters, keyIdOf, MAX_PARTICIPANTS, type KeyShare, type ThresholdParameters, type ThresholdPublicKey } from './threshold/keys.ts';
 export {
+  accusationsOf,
+  accusedDealers,
+  adoptedShare,
+  complaintsOf,
   deal,
+  dealingOf,
+  dkgOutcome,
   evaluateCommitments,
   feldmanCommitments,
   pedersenGenerator,
+  qualify,
   runDkg,
+  shareOf,
   verifyDealtShare,
   verifyFeldmanShare,
   type DealerFault,
   type DealerSecret,
   type DealtShare,
   type DkgChannel,
+  type DkgFault,
   type DkgResult,
+  type DkgTranscript,
 } from './threshold/dkg.ts';
 export {
   addCiphertexts,

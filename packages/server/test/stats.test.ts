@@ -4,8 +4,11 @@ import fc from 'fast-check';
 import { AccessDeniedError, ConflictError, IntegrityError, LimitExceededError, MalformedInputError, threshold } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import type { AuditLog } from '@medshare/ledger';
-import { startCast, type Cast } from './harness.ts';
-import { HospitalStatsClient, StatsClient } from '../src/stats/client.ts';
+import { ADMINS, startCast, type Cast } from './harness.ts';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { StatsAgent } from '../src/stats/agent.ts';
+import { bodies, decodeBoard, decodeBody, openShare, parseCeremony } from '../src/stats/dkg-wire.ts';
+import { StatsClient } from '../src/stats/client.ts';
 import { evaluateQuery, type StatsResource } from '../src/stats/evaluate.ts';
 import { formConsortium, signPayload } from '../src/stats/consortium.ts';
 import { cellBits, contributionContext, StatsHospital, type ProvenContribution } from '../src/stats/hospital.ts';
@@ -70,14 +73,15 @@ function oracle(people: Person[]): Map<string, number> {
 let db: Database;
 let ledger: AuditLog;
 let cast: Cast;
-const HTTP_CODES = ['st-marys', 'riverside'];
-let httpConsortium: ReturnType<typeof formConsortium>;
-// One PGlite and one platform (whose ledger every test appends to) for the whole file.
+/** The two platform hospitals' own records: each agent reads only its half. */
+const HTTP_PEOPLE = fc.sample(person, { numRuns: 60, seed: 3 });
+// One PGlite and one platform (whose ledger every test appends to) for the whole file. Its two hospitals run
+// statistics agents that generate the consortium's key among themselves (2 of 2) over the cloud's board.
 before(async () => {
   await curve.initCurve();
   db = await openDatabase();
-  httpConsortium = formConsortium(HTTP_CODES, 2);
-  cast = await startCast(db, { statsConsortium: httpConsortium.consortium });
+  const agent = (people: Person[], approve: 'auto' | 'manual') => ({ data: async () => people.flatMap(resourcesOf), budgets: [['http-set', 1]] as const, approve, pollMs: 50 });
+  cast = await startCast(db, { stats: { threshold: 2 }, statsAgents: { 'st-marys': agent(HTTP_PEOPLE.slice(0, 30), 'auto'), riverside: agent(HTTP_PEOPLE.slice(30), 'manual') } });
   ledger = cast.platform.ledger;
 });
 after(async () => {
@@ -366,44 +370,126 @@ test('a copy of a hospital\'s database yields no key share: it is wrapped by the
 
 export type { StatsQuery };
 
-test('over HTTP: researchers need role:researcher, hospitals post signed messages, one query released, a repeat over budget is a 413', async () => {
-  const kek = randomKeyEncryptionKey();
-  const codes = HTTP_CODES;
-  const { consortium, secrets } = httpConsortium;
-  {
-    const stats = cast.platform.stats!;
-    await stats.setBudget('http-set', 1);
-    const agents = [];
-    for (const code of codes) {
-      await StatsHospital.enrol(db, kek, code, consortium, secrets.get(code)!);
-      const agent = await StatsHospital.open(db, kek, code, consortium);
-      await agent.setBudget('http-set', 1);
-      agents.push(new HospitalStatsClient(cast.base, agent));
-    }
-    const query = { ...QUERY, querySet: 'http-set', groupBy: ['gender'], epsilon: 0.6 };
-    const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
-    assert.equal(anonymous.status, 401);
-    const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
-    await assert.rejects(new StatsClient(doctor).submit(query), (e: { status?: number }) => e.status === 403);
-    const researcher = new StatsClient(await cast.registerAndLogin('riverside', 'res', ['role:researcher']));
-    await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
-    const { queryId } = await researcher.submit(query);
-    const people = fc.sample(person, { numRuns: 60, seed: 3 });
-    await agents[0]!.contribute(queryId, people.slice(0, 30).flatMap(resourcesOf));
-    // A contribution posted in riverside's name but signed by st-marys is refused.
-    const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64'), proof: 'AAAA' }),
-    });
-    assert.equal(forged.status, 403);
-    await assert.rejects(researcher.release(queryId), /waiting for contributions from riverside/);
-    await agents[1]!.contribute(queryId, people.slice(30).flatMap(resourcesOf));
-    for (const a of agents) await a.decrypt(queryId);
-    const release = await researcher.release(queryId);
-    assert.deepEqual(release.decryptedBy, codes);
-    assert.equal(release.cells.length, 4);
-    assert.deepEqual((await researcher.status(queryId)).release, release);
-    assert.deepEqual(await researcher.budget('http-set'), { querySet: 'http-set', budget: 1, spent: 0.6, remaining: 0.4 });
-    await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
+/** Polls `check` until it returns something other than undefined (the agents work on their own timers). */
+async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+test('over HTTP: the hospitals\' agents generate the key among themselves, contribute, and decrypt under their own approval policy', async () => {
+  const agents = cast.platform.services.hospitals.map((h) => h.statsAgent!);
+  // The key generation ran between the two hospital services over the cloud's board: same key everywhere.
+  const formed = await until('the key generation', () => (agents.every((a) => a.status().stage === 'formed') ? agents.map((a) => a.status().keyId) : undefined));
+  const cloudKey = threshold.keyFingerprint(cast.platform.stats!.consortium.publicKey);
+  assert.deepEqual(formed, [cloudKey, cloudKey]);
+  const board = (await (await fetch(new URL('/stats/dkg', cast.base))).json()) as { messages: { phase: string }[]; ceremony: { t: number; members: unknown[] } };
+  assert.equal(board.messages.length, 2 * 6, 'one message per member per phase');
+  assert.deepEqual([board.ceremony.t, board.ceremony.members.length], [2, 2]);
+  // A message not signed by its sender is refused by the board.
+  const replayed = (board.messages as unknown as Record<string, unknown>[])[0]!;
+  const bad = await fetch(new URL('/stats/dkg/messages', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...replayed, sender: replayed['sender'] === 'riverside' ? 'st-marys' : 'riverside' }) });
+  assert.equal(bad.status, 400);
+
+  await cast.platform.stats!.setBudget('http-set', 1);
+  const query = { ...QUERY, querySet: 'http-set', groupBy: ['gender'], epsilon: 0.6 };
+  const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+  assert.equal(anonymous.status, 401);
+  const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
+  await assert.rejects(new StatsClient(doctor).submit(query), (e: { status?: number }) => e.status === 403);
+  const researcher = new StatsClient(await cast.registerAndLogin('riverside', 'res', ['role:researcher']));
+  await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
+  const { queryId } = await researcher.submit(query);
+  // A contribution posted in riverside's name but signed by nobody is refused.
+  const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64'), proof: 'AAAA' }),
+  });
+  assert.equal(forged.status, 403);
+  // St Mary's decrypts at once (policy auto); Riverside's administrator has not approved (policy manual): one of
+  // two partials, so nothing can be released.
+  await until('st-marys\'s partial', async () => ((await researcher.status(queryId)).partials.includes('st-marys') ? true : undefined));
+  assert.deepEqual((await researcher.status(queryId)).contributors, ['riverside', 'st-marys']);
+  await assert.rejects(researcher.release(queryId), /1 valid partial decryptions, 2 needed/);
+  const approve = (token: string) => fetch(new URL(`/stats-agent/queries/${queryId}/approve`, cast.urls.hospitals['riverside']), { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  assert.equal((await approve('not-the-administrator-token')).status, 401);
+  assert.equal((await approve(ADMINS['riverside']!)).status, 201);
+  await until('riverside\'s partial', async () => ((await researcher.status(queryId)).partials.includes('riverside') ? true : undefined));
+  const release = await researcher.release(queryId);
+  assert.deepEqual(release.decryptedBy, ['st-marys', 'riverside']);
+  const truth = evaluateQuery(parseQuery(query), HTTP_PEOPLE.flatMap(resourcesOf));
+  release.cells.forEach((cell, k) => {
+    if (cell.count !== null) assert.ok(Math.abs(cell.count - truth[k]!) <= 12 * release.noise.countStdDev, `cell ${k}: ${cell.count} vs ${truth[k]}`);
+    else assert.ok(truth[k]! < 10 + 12 * release.noise.countStdDev);
+  });
+  assert.deepEqual((await researcher.status(queryId)).release, release);
+  assert.deepEqual(await researcher.budget('http-set'), { querySet: 'http-set', budget: 1, spent: 0.6, remaining: 0.4 });
+  await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
+});
+
+test('an agent refuses a ceremony whose board substituted a member\'s key (to read the share sealed to it), or names a hospital it does not know', async () => {
+  const { createServer } = await import('node:http');
+  const probe = await StatsAgent.open(db, randomKeyEncryptionKey(), 'probe-hospital', () => board, () => [{ name: 'riverside', url: cast.urls.hospitals['riverside']! }], { data: async () => [] });
+  const riverside = (await (await fetch(new URL('/stats-agent/keys', cast.urls.hospitals['riverside']))).json()) as { verifyKey: string; boxKey: string };
+  const attackerBox = Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' })).toString('base64');
+  let members = [{ code: 'probe-hospital', index: 1, ...probe.keys }, { code: 'riverside', index: 2, verifyKey: riverside.verifyKey, boxKey: attackerBox }];
+  const posted: unknown[] = [];
+  const server = createServer((request, response) => {
+    if (request.method === 'POST') posted.push(request.url);
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify({ ceremony: { id: 'substituted-ceremony-1', t: 2, members }, messages: [] }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const board = new URL(`http://127.0.0.1:${(server.address() as { port: number }).port}/`);
+  try {
+    await probe.step();
+    assert.match(probe.status().lastError ?? '', /keys for riverside are not the ones riverside's own service publishes/);
+    members = [members[0]!, { code: 'unknown-hospital', index: 2, verifyKey: riverside.verifyKey, boxKey: riverside.boxKey }];
+    await probe.step();
+    assert.match(probe.status().lastError ?? '', /names unknown-hospital, which this hospital's configuration does not list/);
+    assert.deepEqual(posted, [], 'it dealt nothing');
+  } finally {
+    server.close();
+  }
+});
+
+test('hostile key-generation messages: every malformed body, ceremony or sealed share is a typed error or a complaint, never a crash', () => {
+  const member = (code: string, index: number) => {
+    const ed = generateKeyPairSync('ed25519');
+    const x = generateKeyPairSync('x25519');
+    const spki = (k: KeyObject) => Buffer.from(k.export({ format: 'der', type: 'spki' })).toString('base64');
+    return { member: { code, index, verifyKey: spki(ed.publicKey), boxKey: spki(x.publicKey) }, box: x.privateKey };
+  };
+  const a = member('a-hospital', 1);
+  const b = member('b-hospital', 2);
+  const ceremony = parseCeremony({ id: 'hostile-ceremony-1', t: 2, members: [a.member, b.member] });
+  assert.throws(() => parseCeremony({ id: 'x', t: 2, members: [] }), MalformedInputError);
+  assert.throws(() => parseCeremony({ ...ceremony, t: 3 }), MalformedInputError);
+  assert.throws(() => parseCeremony({ ...ceremony, members: [{ ...a.member, boxKey: a.member.verifyKey }, b.member] }), /not an x25519 public key/);
+  const malformed = (phase: Parameters<typeof decodeBody>[1], body: unknown) => assert.throws(() => decodeBody(ceremony, phase, 1, body), MalformedInputError, `${phase} ${JSON.stringify(body).slice(0, 60)}`);
+  const { commitments, shares } = threshold.deal({ n: 2, t: 2 }, 1);
+  const deal = bodies.deal(ceremony, commitments, shares);
+  decodeBody(ceremony, 'deal', 1, deal);
+  malformed('deal', { ...deal, shares: { 1: deal.shares['1'] } });
+  malformed('deal', { ...deal, commitments: [...deal.commitments, deal.commitments[0]] });
+  malformed('deal', { ...deal, commitments: ['AAAA', deal.commitments[1]] });
+  malformed('deal', []);
+  malformed('complain', { against: [1, 1] });
+  malformed('complain', { against: [3] });
+  malformed('complain', { against: 'everyone' });
+  malformed('answer', { pairs: [{ recipient: 9, share: 'AA==', blinding: 'AA==' }] });
+  malformed('answer', { pairs: [{ recipient: 2, share: Buffer.alloc(32, 0xff).toString('base64'), blinding: 'AA==' }] });
+  malformed('extract', { feldman: new Array(3).fill(deal.commitments[0]) });
+  malformed('reconstruct', { pairs: [{ dealer: 0, share: 'AA==', blinding: 'AA==' }] });
+  // A share sealed to b does not open for a, nor as another dealer's: a complains instead.
+  assert.ok(openShare(ceremony.id, b.box, deal.shares['2'], 1, 2) !== undefined);
+  assert.equal(openShare(ceremony.id, a.box, deal.shares['2'], 1, 2), undefined);
+  assert.equal(openShare(ceremony.id, b.box, deal.shares['2'], 2, 2), undefined);
+  assert.equal(openShare(ceremony.id, b.box, { v: 1, epk: 'x' }, 1, 2), undefined);
+  // A message in a's name not signed by a is refused when the board is read.
+  assert.throws(() => decodeBoard(ceremony, [{ ceremony: ceremony.id, phase: 'deal', sender: 'a-hospital', body: deal, signature: Buffer.alloc(64).toString('base64') }]), /not signed by a member/);
 });

@@ -7,17 +7,16 @@
  * design is for: a copy of the cloud's database, every key-shaped value in it tried against every record.
  */
 import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { curve, MedShareError, pre } from '@medshare/crypto';
-import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
+import { MedShareError, pre } from '@medshare/crypto';
+import { openDatabase } from '@medshare/db';
 import { patientKeyBackup } from '@medshare/portal';
 import {
-  agentPseudonym, consortiumToJson, everyValue, formConsortium, GatewayClient, HospitalStatsClient, issuerOf, PatientClient, PlatformClient, roleScopes, StatsClient,
-  StatsHospital, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
+  agentPseudonym, everyValue, GatewayClient, issuerOf, PatientClient, PlatformClient, roleScopes, StatsClient, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
 import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
@@ -63,17 +62,19 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
   write('re-encryption on BLS12-381, AES-256-GCM).\n');
   const root = await mkdtemp(join(tmpdir(), 'medshare-demo-'));
   const adminTokens = Object.fromEntries(HOSPITALS.map((hospital) => [hospital, randomBytes(24).toString('base64url')]));
-  // The statistics consortium of the two hospitals: a threshold key by distributed key generation (2 of 2 decrypt).
-  await curve.initCurve();
-  const { consortium, secrets } = formConsortium(HOSPITALS, 2);
-  const consortiumFile = join(root, 'consortium.json');
-  await writeFile(consortiumFile, JSON.stringify(consortiumToJson(consortium)));
+  // Each hospital's statistics agent runs in its own process on its own records (a synthetic cohort exported as a
+  // bundle); the agents generate the consortium's threshold key among themselves (2 of 2 decrypt) over the cloud.
+  const hospitalArgs: Record<string, string[]> = {};
+  for (const [i, hospital] of HOSPITALS.entries()) {
+    const dir = join(root, `${hospital}-ehr`);
+    await mkdir(dir);
+    await writeFile(join(dir, 'cohort.json'), JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: demoCohort(hospital, 300 + 100 * i).map((resource) => ({ resource })) }));
+    hospitalArgs[hospital] = ['--stats-data', dir, '--stats-budget', `${STATS_QUERY.querySet}=1`, '--stats-poll-ms', '200'];
+  }
   write('Starting authority, cloud, st-marys and riverside (medshare serve …) …');
   const deployment = await startLocalDeployment({
-    root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-consortium', consortiumFile, '--stats-budget', `${STATS_QUERY.querySet}=1`],
+    root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-threshold', '2', '--stats-budget', `${STATS_QUERY.querySet}=1`], hospitalArgs,
   });
-  // The hospitals' statistics agents run here, on a database of their own, each with its own KEK (not in the hospital processes: see docs/platform.md).
-  const agentsDb = await openDatabase();
   try {
     const { urls } = deployment;
     const base = urls.cloud;
@@ -168,23 +169,12 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
 
     await step(12, 'researcher', `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`, async () => {
-      const agents = new Map<string, HospitalStatsClient>();
-      for (const hospital of HOSPITALS) {
-        // Each agent's share is wrapped by a KEK of its own: neither can unwrap the other's row.
-        const kek = randomKeyEncryptionKey();
-        await StatsHospital.enrol(agentsDb, kek, hospital, consortium, secrets.get(hospital)!);
-        const agent = await StatsHospital.open(agentsDb, kek, hospital, consortium);
-        await agent.setBudget(STATS_QUERY.querySet, 1);
-        agents.set(hospital, new HospitalStatsClient(base, agent));
-      }
       const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
       researcher = new StatsClient(await client.login('riverside', 'researcher', password, totpSecret));
-      const { queryId } = await researcher.submit(STATS_QUERY);
-      for (const [i, hospital] of HOSPITALS.entries()) await agents.get(hospital)!.contribute(queryId, demoCohort(hospital, 300 + 100 * i));
-      for (const hospital of HOSPITALS) await agents.get(hospital)!.decrypt(queryId);
-      const release = await researcher.release(queryId);
+      // The hospitals' agents (in their own processes) have made the key by now, or finish while this waits.
+      const release = await researcher.run(STATS_QUERY, { pollMs: 200 });
       released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
-      return `each hospital counted its own patients, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
+      return `the hospitals' agents made the threshold key among themselves (distributed key generation over the cloud); each counted its own patients in its own process, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
     });
     await step(13, 'researcher', 'The same query again: the query set\'s privacy budget does not cover it', async () => {
       await researcher.submit(STATS_QUERY);
@@ -233,7 +223,6 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     }
   } finally {
     await deployment.stop();
-    await agentsDb.close();
     await rm(root, { recursive: true, force: true });
   }
 }

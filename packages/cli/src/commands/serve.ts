@@ -16,16 +16,17 @@
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Command } from 'commander';
-import { abe, curve } from '@medshare/crypto';
+import { Option, type Command } from 'commander';
+import { abe } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
-  consortiumFromJson, listen, parseDeploymentConfig, type Consortium, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions,
+  listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions, type StatsAgentOptions,
 } from '@medshare/server';
 import { anchorClientFromEnv, type AnchorClient } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
+import { bundleResources } from './stats.ts';
 
 interface CommonOptions {
   data: string;
@@ -48,7 +49,7 @@ interface CloudOptions extends CommonOptions {
   emergencyPolicy: string;
   platformEmergency: boolean;
   conversionWorkers?: string;
-  statsConsortium?: string;
+  statsThreshold?: string;
   statsBudget?: string[];
   anchorInterval?: string;
 }
@@ -58,13 +59,23 @@ interface RelyingPartyOptions {
   origin?: string;
 }
 
-interface HospitalOptions extends CommonOptions, RelyingPartyOptions {
-  name: string;
-  encryptionWorkers?: string;
+interface AgentCliOptions {
+  statsBudget?: string[];
+  statsApprove: 'auto' | 'manual';
+  statsPollMs?: string;
 }
 
-interface AllOptions extends CloudOptions, RelyingPartyOptions {
+interface HospitalOptions extends CommonOptions, RelyingPartyOptions, AgentCliOptions {
+  name: string;
+  encryptionWorkers?: string;
+  /** One directory. */
+  statsData?: string;
+}
+
+interface AllOptions extends CloudOptions, RelyingPartyOptions, AgentCliOptions {
   hospital: string[];
+  /** hospital=dir, repeated. */
+  statsData?: string[];
 }
 
 /**
@@ -205,33 +216,38 @@ async function serveAuthority(options: CommonOptions): Promise<void> {
   });
 }
 
-/** The statistics consortium of --stats-consortium (its public JSON) and the budgets of --stats-budget SET=EPSILON. */
-async function statsOf(options: CloudOptions): Promise<{ consortium?: Consortium; budgets: Array<[string, number]> }> {
-  const budgets = (options.statsBudget ?? []).map((entry): [string, number] => {
+/** --stats-budget querySet=epsilon, repeated. */
+function statsBudgets(entries: readonly string[] = []): Array<[string, number]> {
+  return entries.map((entry): [string, number] => {
     const match = /^([A-Za-z0-9_.-]{1,64})=([0-9]+(?:\.[0-9]+)?)$/.exec(entry);
     if (!match) throw new UsageError(`--stats-budget takes querySet=epsilon: ${entry}`);
     return [match[1]!, Number(match[2])];
   });
-  if (options.statsConsortium === undefined) {
-    if (budgets.length > 0) throw new UsageError('--stats-budget needs --stats-consortium');
+}
+
+/** The cloud's statistics: --stats-threshold t (the hospitals of the trust list generate the key) and its budgets. */
+function statsOf(options: CloudOptions): { stats?: { threshold: number }; budgets: Array<[string, number]> } {
+  const budgets = statsBudgets(options.statsBudget);
+  if (options.statsThreshold === undefined) {
+    if (budgets.length > 0) throw new UsageError('--stats-budget needs --stats-threshold');
     return { budgets };
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(options.statsConsortium, 'utf8'));
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== undefined) throw error;
-    throw new UsageError(`${options.statsConsortium} is not JSON`);
-  }
-  // The consortium's threshold key is decoded on the curve.
-  await curve.initCurve();
-  return { consortium: consortiumFromJson(json), budgets };
+  return { stats: { threshold: integer(options.statsThreshold, 'a threshold', 1, 255) }, budgets };
+}
+
+/** A hospital's statistics agent from --stats-data DIR (its FHIR bundles), --stats-budget and --stats-approve; none without --stats-data. */
+function agentOf(dataDir: string | undefined, options: AgentCliOptions): StatsAgentOptions | undefined {
+  if (dataDir === undefined) return undefined;
+  return {
+    data: () => bundleResources(dataDir), budgets: statsBudgets(options.statsBudget), approve: options.statsApprove,
+    ...(options.statsPollMs === undefined ? {} : { pollMs: integer(options.statsPollMs, 'a poll interval', 10, 3_600_000) }),
+  };
 }
 
 async function serveCloud(options: CloudOptions): Promise<void> {
   const port = integer(options.port, 'a port', 0, 65535);
   const emergencyPolicy = emergencyPolicyOf(options);
-  const stats = await statsOf(options);
+  const stats = statsOf(options);
   const config = await deployment(options);
   const anchor = await ledgerAnchorOf(options);
   const http = await httpOptions(options);
@@ -239,7 +255,7 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const service = await createCloudService({
     ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
     ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
-    ...(stats.consortium ? { statsConsortium: stats.consortium } : {}), ...(anchor === undefined ? {} : { ledgerAnchor: anchor }),
+    ...(stats.stats ? { stats: stats.stats } : {}), ...(anchor === undefined ? {} : { ledgerAnchor: anchor }),
   });
   for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);
@@ -257,6 +273,9 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   if (config.authority === undefined) throw new UsageError('a hospital needs the authority\'s URL (--authority-url or the config file)');
   const http = await httpOptions(options);
   const rp = relyingParty(options);
+  const agent = agentOf(options.statsData, options);
+  if (agent === undefined && (options.statsBudget ?? []).length > 0) throw new UsageError('--stats-budget needs --stats-data');
+  if (agent !== undefined && config.hospitals.length === 0) throw new UsageError('a statistics agent checks the other hospitals\' keys: list them (--config or --hospital-url)');
   const token = (await adminTokens([name]))[name]!;
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? `medshare_hospital_${name.replaceAll('-', '_')}`);
   const service = await createHospitalService({
@@ -265,6 +284,7 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
     // Receipts are checked against the witnesses of the hospitals this config lists, not those the cloud names.
     ...(config.hospitals.length === 0 ? {} : { federation: () => config.hospitals }),
     encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
+    ...(agent === undefined ? {} : { stats: agent }),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
@@ -279,6 +299,15 @@ async function serveAll(options: AllOptions): Promise<void> {
   const emergencyPolicy = emergencyPolicyOf(options);
   const http = await httpOptions(options);
   const rp = relyingParty(options);
+  const stats = statsOf(options);
+  const dataDirs = new Map<string, string>();
+  for (const entry of options.statsData ?? []) {
+    const match = /^([^=]+)=(.+)$/.exec(entry);
+    if (!match || !options.hospital.includes(match[1]!)) throw new UsageError(`--stats-data takes hospital=directory for a served hospital: ${entry}`);
+    dataDirs.set(match[1]!, match[2]!);
+  }
+  if (dataDirs.size > 0 && stats.stats === undefined) throw new UsageError('--stats-data needs --stats-threshold');
+  const statsAgents = Object.fromEntries([...dataDirs].map(([name, dir]) => [name, agentOf(dir, options)!]));
   const tokens = await adminTokens(options.hospital);
   const opened: ServiceStorage[] = [];
   const open = async (dir: string, schema: string) => {
@@ -303,7 +332,9 @@ async function serveAll(options: AllOptions): Promise<void> {
       ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
       hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
       ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+      ...(stats.stats ? { stats: stats.stats, statsAgents } : {}),
     });
+    for (const [querySet, epsilon] of stats.budgets) await platform.stats!.setBudget(querySet, epsilon);
     say('authority', platform.urls.authority, authority.where);
     say('cloud', platform.urls.cloud, cloud.where);
     options.hospital.forEach((name, i) => say(name, platform.urls.hospitals[name]!, opened[2 + i]!.where));
@@ -358,8 +389,15 @@ async function ledgerAnchorOf(options: CloudOptions): Promise<{ client: AnchorCl
 
 function statsOptions(command: Command): Command {
   return command
-    .option('--stats-consortium <file>', 'the statistics consortium (public JSON: threshold key, members, verify keys): serve /stats')
-    .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-consortium)');
+    .option('--stats-threshold <t>', 'serve /stats: the hospitals of the trust list generate a t-of-n threshold key among themselves (distributed key generation)')
+    .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-threshold; a hospital\'s own with --stats-data)');
+}
+
+function agentOptions(command: Command, flag: string, data: string): Command {
+  return command
+    .option(flag, data)
+    .addOption(new Option('--stats-approve <policy>', 'decrypt a query\'s total at once (auto), or once the hospital\'s administrator approved it (manual)').choices(['auto', 'manual']).default('auto'))
+    .option('--stats-poll-ms <ms>', 'how often the statistics agent polls the cloud (default 1000)');
 }
 
 function webAuthn(command: Command): Command {
@@ -375,11 +413,13 @@ export function registerServe(program: Command): void {
     .action(serveAuthority);
   statsOptions(cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')))
     .action(serveCloud);
-  webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway and ledger witness (administrator token on stdin)"), 'medshare-hospital'))
+  agentOptions(webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway, ledger witness and statistics agent (administrator token on stdin)"), 'medshare-hospital')), '--stats-data <dir>',
+    'run its statistics agent on the FHIR bundles (.json) of this directory: the hospital\'s own records')
+    .option('--stats-budget <querySet=epsilon...>', 'the hospital\'s own privacy budget of a query set (with --stats-data)')
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
     .option('--encryption-workers <n>', 'worker threads encrypting gateway uploads (default 0 = in the event loop)')
     .action(serveHospital);
-  webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))
+  agentOptions(statsOptions(webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))), '--stats-data <hospital=dir...>', 'run that hospital\'s statistics agent on the FHIR bundles of dir (with --stats-threshold)')
     .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])
     .action(serveAll);
 }

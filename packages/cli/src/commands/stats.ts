@@ -4,6 +4,9 @@
  *   run    one query across hospitals on this machine: a consortium key made by distributed key generation,
  *          each hospital's histogram evaluated from its own FHIR bundles, noised and encrypted, the total
  *          decrypted by t of them with proofs, released with small cells suppressed and the budget shown
+ *   query  one query against running services (`medshare serve`): a researcher signs in at a hospital (password
+ *          and one-time code from the terminal or stdin), submits it to the cloud, the hospitals' statistics agents
+ *          contribute and decrypt, and the release is printed
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,9 +15,11 @@ import { curve } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
 import {
-  cellCount, DEFAULT_ALLOW_LIST, DEFAULT_RELEASE_RULES, formatRelease, formConsortium, groupsOf, parseQuery, queryHash, runLocalQuery, StatsAggregator, StatsHospital, type StatsResource,
+  cellCount, DEFAULT_ALLOW_LIST, DEFAULT_RELEASE_RULES, formatRelease, formConsortium, groupsOf, parseQuery, PlatformClient, queryHash, runLocalQuery, StatsAggregator, StatsClient,
+  StatsHospital, type StatsResource,
 } from '@medshare/server';
 import { UsageError } from '../errors.ts';
+import { readSecrets } from '../secrets.ts';
 
 async function readQuery(path: string): Promise<unknown> {
   try {
@@ -26,7 +31,7 @@ async function readQuery(path: string): Promise<unknown> {
 }
 
 /** Every resource of the FHIR bundles in a file or a directory of .json files. */
-async function bundleResources(path: string): Promise<StatsResource[]> {
+export async function bundleResources(path: string): Promise<StatsResource[]> {
   const files = (await stat(path)).isDirectory() ? (await readdir(path)).filter((f) => f.endsWith('.json')).sort().map((f) => join(path, f)) : [path];
   const out: StatsResource[] = [];
   for (const file of files) {
@@ -58,6 +63,34 @@ export function registerStats(program: Command): void {
     .action(async (options: { query: string }) => {
       const query = parseQuery(await readQuery(options.query), DEFAULT_ALLOW_LIST);
       process.stdout.write(`${queryHash(query)}\nquery set ${query.querySet}, ε ${query.epsilon}, ${groupsOf(query).length} groups, ${cellCount(query)} encrypted cells\n`);
+    });
+
+  stats
+    .command('query')
+    .description('run one query against running services: the hospitals\' statistics agents contribute and decrypt (password and one-time code on the terminal or stdin)')
+    .requiredOption('--url <url>', 'the cloud (its /stats routes)')
+    .requiredOption('--hospital-url <url>', 'the researcher\'s hospital service, where they sign in')
+    .requiredOption('--hospital <name>', 'the researcher\'s hospital')
+    .requiredOption('--username <name>', 'the researcher (role:researcher)')
+    .requiredOption('--query <file|json>', 'the query (a JSON file, or JSON text)')
+    .option('--timeout <seconds>', 'how long to wait for the agents', '120')
+    .option('--json', 'print the release as JSON')
+    .action(async (options: { url: string; hospitalUrl: string; hospital: string; username: string; query: string; timeout: string; json?: boolean }) => {
+      const query = await readQuery(options.query);
+      parseQuery(query, DEFAULT_ALLOW_LIST);
+      const url = (text: string, what: string) => {
+        try {
+          return new URL(text);
+        } catch {
+          throw new UsageError(`${what}: not a URL: ${text}`);
+        }
+      };
+      const cloud = url(options.url, '--url');
+      const hospitalUrl = url(options.hospitalUrl, '--hospital-url');
+      const [password, code] = await readSecrets(['password', 'one-time code']);
+      const session = await new PlatformClient({ authority: hospitalUrl, cloud, hospitals: { [options.hospital]: hospitalUrl } }).loginWithCode(options.hospital, options.username, password!, code!);
+      const release = await new StatsClient(session).run(query, { timeoutMs: positive(options.timeout, '--timeout') * 1000 });
+      process.stdout.write(options.json ? `${JSON.stringify(release, null, 2)}\n` : `${formatRelease(release).join('\n')}\n`);
     });
 
   stats

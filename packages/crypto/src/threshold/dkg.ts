@@ -21,9 +21,13 @@
  *
  * H is a second generator whose discrete logarithm to G nobody knows: RFC 9380 hash_to_curve of a fixed string.
  *
- * `runDkg` plays the protocol for n participants that exchange messages through a `DkgChannel` (the identity by
- * default). A deployment delivers the private shares over authenticated, encrypted point-to-point channels; the
- * broadcasts over the cloud's bulletin board. Everything a participant checks is here, in pure functions.
+ * Everything a participant checks and decides is here, in pure functions over the public transcript (`DkgTranscript`:
+ * what was broadcast) and its own private inputs: `complaintsOf` (phase 1), `qualify` (who is in QUAL, from the
+ * complaints and the answers), `accusationsOf` (phase 2 reveals), `dkgOutcome` (the joint key, the same for every
+ * participant and for the board) and `shareOf` (a participant's own secret share). A deployment delivers the
+ * private shares encrypted to their recipient over the cloud's bulletin board (server stats/dkg-*.ts); `runDkg` plays
+ * all n participants in one process through the same functions, for tests and the single-machine CLI, with a
+ * `DkgChannel` on which tests interpose adversaries.
  */
 import type { Fr, G1 } from '../curve/bls12381.ts';
 import { frAdd, frFromBigInt, frMul, g1Add, g1Generator, g1Mul, hashToG1, msmG1 } from '../curve/bls12381.ts';
@@ -57,18 +61,24 @@ export interface DealtShare {
 /** Phase 1 of one dealer: its secret polynomials, its Pedersen commitments (broadcast) and one share per participant. */
 export function deal(params: ThresholdParameters, dealer: number): { secret: DealerSecret; commitments: G1[]; shares: DealtShare[] } {
   checkParameters(params);
-  const f = randomPolynomial(params.t - 1);
-  const blind = randomPolynomial(params.t - 1);
+  const secret = { dealer, f: randomPolynomial(params.t - 1), blind: randomPolynomial(params.t - 1) };
+  return { secret, ...dealingOf(params, secret) };
+}
+
+/** The commitments and shares of a dealer's polynomials (a participant that kept them recomputes its phase 1 messages). */
+export function dealingOf(params: ThresholdParameters, secret: DealerSecret): { commitments: G1[]; shares: DealtShare[] } {
+  checkParameters(params);
+  if (secret.f.length !== params.t || secret.blind.length !== params.t) throw new RangeError(`a dealer's polynomials have degree t − 1 = ${params.t - 1}`);
   const g = g1Generator();
   const h = pedersenGenerator();
-  const commitments = f.map((a, k) => g1Add(g1Mul(g, a), g1Mul(h, blind[k]!)));
+  const commitments = secret.f.map((a, k) => g1Add(g1Mul(g, a), g1Mul(h, secret.blind[k]!)));
   const shares = Array.from({ length: params.n }, (_, i) => ({
-    dealer,
+    dealer: secret.dealer,
     recipient: i + 1,
-    share: evaluatePolynomial(f, i + 1),
-    blinding: evaluatePolynomial(blind, i + 1),
+    share: evaluatePolynomial(secret.f, i + 1),
+    blinding: evaluatePolynomial(secret.blind, i + 1),
   }));
-  return { secret: { dealer, f, blind }, commitments, shares };
+  return { commitments, shares };
 }
 
 /** Σ_k j^k·C_k: the committed polynomial evaluated "in the exponent" at j. */
@@ -108,7 +118,141 @@ export type DealerFault =
   | 'bad-commitments' // phase 1 commitments of the wrong size
   | 'feldman-mismatch'; // phase 2 commitments inconsistent with its shares (its polynomial was reconstructed)
 
-/** How messages travel. A deployment's channel is the network; tests interpose adversaries here. */
+/**
+ * What the participants broadcast, by sender index. Phase 1: `commitments` (Pedersen, per dealer), `complaints`
+ * (per recipient: the dealers whose share failed its check), `answers` (per dealer: the pairs it publishes for its
+ * accusers). Phase 2: `feldman` (per qualified dealer), `accusations` (per participant: its Pedersen-valid pairs
+ * from dealers whose Feldman commitments fail its check), `reconstruction` (per participant: its pairs from every
+ * dealer validly accused). Every participant and the board compute the same outcome from it.
+ */
+export interface DkgTranscript {
+  commitments: ReadonlyMap<number, readonly G1[]>;
+  complaints: ReadonlyMap<number, readonly number[]>;
+  answers: ReadonlyMap<number, readonly DealtShare[]>;
+  feldman: ReadonlyMap<number, readonly G1[]>;
+  accusations: ReadonlyMap<number, readonly DealtShare[]>;
+  reconstruction: ReadonlyMap<number, readonly DealtShare[]>;
+}
+
+/** A fault of one dealer and who accused it. */
+export interface DkgFault {
+  dealer: number;
+  fault: DealerFault;
+  accusers: number[];
+}
+
+const indicesOf = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+/** Phase 1 at recipient j: the dealers whose share (undefined: none arrived, or it did not open) fails its check. */
+export function complaintsOf(params: ThresholdParameters, commitments: DkgTranscript['commitments'], received: ReadonlyMap<number, DealtShare | undefined>, j: number): number[] {
+  return indicesOf(params.n).filter((i) => {
+    const c = commitments.get(i);
+    if (c === undefined || c.length !== params.t) return false; // disqualified by everyone anyway
+    const s = received.get(i);
+    return s === undefined || s.dealer !== i || s.recipient !== j || !verifyDealtShare(c, s);
+  });
+}
+
+/**
+ * QUAL from the phase 1 broadcasts: a dealer with commitments of the wrong size, t or more complaints, or an accuser
+ * its answers do not satisfy (a missing or Pedersen-invalid pair) is out. Returns the faults too.
+ */
+export function qualify(params: ThresholdParameters, t: Pick<DkgTranscript, 'commitments' | 'complaints' | 'answers'>): { qualified: number[]; faults: DkgFault[] } {
+  const indices = indicesOf(params.n);
+  const faults: DkgFault[] = [];
+  for (const i of indices) {
+    const commitments = t.commitments.get(i);
+    if (commitments === undefined || commitments.length !== params.t) {
+      faults.push({ dealer: i, fault: 'bad-commitments', accusers: indices.filter((j) => j !== i) });
+      continue;
+    }
+    const accusers = indices.filter((j) => (t.complaints.get(j) ?? []).includes(i));
+    if (accusers.length === 0) continue;
+    if (accusers.length >= params.t) {
+      faults.push({ dealer: i, fault: 'too-many-complaints', accusers });
+      continue;
+    }
+    for (const j of accusers) {
+      const answer = (t.answers.get(i) ?? []).find((a) => a.recipient === j);
+      if (answer === undefined || answer.dealer !== i || !verifyDealtShare(commitments, answer)) {
+        faults.push({ dealer: i, fault: answer === undefined ? 'no-answer' : 'bad-answer', accusers });
+        break;
+      }
+    }
+  }
+  const out = new Set(faults.map((f) => f.dealer));
+  return { qualified: indices.filter((i) => !out.has(i)), faults };
+}
+
+/** The pair recipient j holds from dealer i after phase 1: the answer dealer i published for j, if any, else what it received. */
+export function adoptedShare(t: Pick<DkgTranscript, 'answers'>, received: DealtShare | undefined, dealer: number, j: number): DealtShare | undefined {
+  return (t.answers.get(dealer) ?? []).find((a) => a.recipient === j && a.dealer === dealer) ?? received;
+}
+
+/** Phase 2 at participant j: its pairs from the qualified dealers whose Feldman commitments fail its check. */
+export function accusationsOf(params: ThresholdParameters, qualified: readonly number[], t: Pick<DkgTranscript, 'feldman'>, held: ReadonlyMap<number, DealtShare>): DealtShare[] {
+  return qualified.filter((i) => {
+    const feldman = t.feldman.get(i);
+    const s = held.get(i)!;
+    return feldman === undefined || feldman.length !== params.t || !verifyFeldmanShare(feldman, s);
+  }).map((i) => held.get(i)!);
+}
+
+/**
+ * The qualified dealers whose polynomial must be reconstructed: those with missing or malformed Feldman commitments,
+ * and those a participant proved inconsistent (a pair valid for the Pedersen commitments, invalid for the Feldman ones).
+ */
+export function accusedDealers(params: ThresholdParameters, qualified: readonly number[], t: Pick<DkgTranscript, 'commitments' | 'feldman' | 'accusations'>): Map<number, number[]> {
+  const accused = new Map<number, number[]>();
+  for (const i of qualified) {
+    const feldman = t.feldman.get(i);
+    const malformed = feldman === undefined || feldman.length !== params.t;
+    const accusers = indicesOf(params.n).filter((j) => (t.accusations.get(j) ?? []).some((s) =>
+      s.dealer === i && s.recipient === j && verifyDealtShare(t.commitments.get(i)!, s) && (malformed || !verifyFeldmanShare(feldman!, s))));
+    if (malformed || accusers.length > 0) accused.set(i, malformed ? indicesOf(params.n) : accusers);
+  }
+  return accused;
+}
+
+/**
+ * The joint public key from the whole transcript (every participant and the board compute the same): y and the
+ * verification keys from the Feldman commitments, and for each accused dealer from t Pedersen-valid pairs
+ * published in the reconstruction (fewer: Error, the run failed). Throws an Error if fewer than t dealers qualify.
+ */
+export function dkgOutcome(params: ThresholdParameters, t: DkgTranscript): { publicKey: ThresholdPublicKey; qualified: number[]; faults: DkgFault[] } {
+  checkParameters(params);
+  const { qualified, faults } = qualify(params, t);
+  if (qualified.length < params.t) throw new Error(`only ${qualified.length} dealers qualified; at least ${params.t} are needed`);
+  const accused = accusedDealers(params, qualified, t);
+  const publicShareOf = new Map<number, (j: number) => G1>();
+  for (const i of qualified) {
+    const accusers = accused.get(i);
+    if (accusers === undefined) {
+      const feldman = t.feldman.get(i)!;
+      publicShareOf.set(i, (j) => evaluateCommitments(feldman, j));
+      continue;
+    }
+    const published = [...t.reconstruction.entries()].flatMap(([j, pairs]) => pairs.filter((s) => s.dealer === i && s.recipient === j));
+    const valid = published.filter((s) => verifyDealtShare(t.commitments.get(i)!, s)).slice(0, params.t);
+    if (valid.length < params.t) throw new Error(`dealer ${i}'s polynomial cannot be reconstructed: ${valid.length} valid pairs, ${params.t} needed`);
+    const fAt = (j: number) => lagrangeCoefficients(valid.map((s) => s.recipient), j).reduce((acc, l, k) => frAdd(acc, frMul(l, valid[k]!.share)), frFromBigInt(0n));
+    publicShareOf.set(i, (j) => g1Mul(g1Generator(), fAt(j)));
+    faults.push({ dealer: i, fault: 'feldman-mismatch', accusers });
+  }
+  const sum = (points: G1[]) => points.reduce((a, b) => g1Add(a, b));
+  const y = sum(qualified.map((i) => publicShareOf.get(i)!(0)));
+  const verificationKeys = indicesOf(params.n).map((j) => sum(qualified.map((i) => publicShareOf.get(i)!(j))));
+  return { publicKey: { n: params.n, t: params.t, y, verificationKeys }, qualified, faults };
+}
+
+/** Participant j's secret share: the sum of the pairs it holds from the qualified dealers; an Error unless it matches Y_j. */
+export function shareOf(publicKey: ThresholdPublicKey, qualified: readonly number[], held: ReadonlyMap<number, DealtShare>, j: number): KeyShare {
+  const secret = qualified.map((i) => held.get(i)!.share).reduce((a, b) => frAdd(a, b));
+  if (!g1Mul(g1Generator(), secret).isEqual(publicKey.verificationKeys[j - 1]!)) throw new Error(`participant ${j}'s share does not match its verification key`);
+  return { index: j, secret, keyId: keyIdOf(publicKey) };
+}
+
+/** How messages travel in `runDkg`. Tests interpose adversaries here. */
 export interface DkgChannel {
   /** The Pedersen commitments dealer i broadcasts. */
   commitments?(dealer: number, honest: G1[]): G1[];
@@ -127,83 +271,36 @@ export interface DkgResult {
   publicKey: ThresholdPublicKey;
   shares: KeyShare[];
   qualified: number[];
-  faults: { dealer: number; fault: DealerFault; accusers: number[] }[];
+  faults: DkgFault[];
 }
 
 /**
- * Runs the protocol among participants 1..n (each one's checks are the functions above) and returns the key.
- * Throws RangeError on bad parameters, and an Error if fewer than t dealers qualify (no key can be made safely).
+ * Runs the protocol among participants 1..n in this process (each one's checks are the functions above) and returns
+ * the key. Throws RangeError on bad parameters, and an Error if fewer than t dealers qualify (no key can be made safely).
  */
 export function runDkg(params: ThresholdParameters, channel: DkgChannel = {}): DkgResult {
   checkParameters(params);
-  const { n, t } = params;
-  const indices = Array.from({ length: n }, (_, i) => i + 1);
+  const indices = indicesOf(params.n);
   const dealt = indices.map((i) => deal(params, i));
-  const broadcast = dealt.map(({ commitments }, k) => channel.commitments?.(k + 1, commitments) ?? commitments);
-  // received[i][j]: what recipient j holds from dealer i (after the channel and any complaint answers).
-  const received = dealt.map(({ shares }) => shares.map((s) => channel.share?.(s) ?? s));
-  const faults: DkgResult['faults'] = [];
-  const disqualified = new Set<number>();
-
-  // Phase 1: complaints and answers.
-  for (const i of indices) {
-    const commitments = broadcast[i - 1]!;
-    if (commitments.length !== t) {
-      faults.push({ dealer: i, fault: 'bad-commitments', accusers: indices.filter((j) => j !== i) });
-      disqualified.add(i);
-      continue;
-    }
-    const accusers = indices.filter(
-      (j) => !verifyDealtShare(commitments, received[i - 1]![j - 1]!) || (channel.falseComplaints?.(j) ?? []).includes(i),
-    );
-    if (accusers.length === 0) continue;
-    if (accusers.length >= t) {
-      faults.push({ dealer: i, fault: 'too-many-complaints', accusers });
-      disqualified.add(i);
-      continue;
-    }
-    for (const j of accusers) {
-      const honest = dealt[i - 1]!.shares[j - 1]!;
-      const answer = channel.answer ? channel.answer(honest) : honest;
-      if (answer === undefined || answer.dealer !== i || answer.recipient !== j || !verifyDealtShare(commitments, answer)) {
-        faults.push({ dealer: i, fault: answer === undefined ? 'no-answer' : 'bad-answer', accusers });
-        disqualified.add(i);
-        break;
-      }
-      received[i - 1]![j - 1] = answer; // everyone saw it published; j adopts it
-    }
-  }
-  const qualified = indices.filter((i) => !disqualified.has(i));
-  if (qualified.length < t) throw new Error(`only ${qualified.length} dealers qualified; at least ${t} are needed`);
-
-  // Phase 2: Feldman commitments, checked by every recipient; a mismatch gets the dealer's polynomial reconstructed.
-  const publicShareOf = new Map<number, (j: number) => G1>();
-  for (const i of qualified) {
+  const commitments = new Map(dealt.map(({ commitments: c }, k) => [k + 1, channel.commitments?.(k + 1, c) ?? c]));
+  // received[j]: what recipient j holds, by dealer.
+  const received = new Map(indices.map((j) => [j, new Map(dealt.map(({ shares }, k) => [k + 1, channel.share?.(shares[j - 1]!) ?? shares[j - 1]!]))]));
+  const complaints = new Map(indices.map((j) => [j, [...new Set([...complaintsOf(params, commitments, received.get(j)!, j), ...(channel.falseComplaints?.(j) ?? [])])].sort((a, b) => a - b)]));
+  const answers = new Map(indices.map((i) => [i, indices.filter((j) => complaints.get(j)!.includes(i)).flatMap((j) => {
+    const honest = dealt[i - 1]!.shares[j - 1]!;
+    const answer = channel.answer ? channel.answer(honest) : honest;
+    return answer === undefined ? [] : [answer];
+  })]));
+  const { qualified } = qualify(params, { commitments, complaints, answers });
+  if (qualified.length < params.t) throw new Error(`only ${qualified.length} dealers qualified; at least ${params.t} are needed`);
+  const held = new Map(indices.map((j) => [j, new Map(qualified.map((i) => [i, adoptedShare({ answers }, received.get(j)!.get(i), i, j)!]))]));
+  const feldman = new Map(qualified.map((i) => {
     const honest = feldmanCommitments(dealt[i - 1]!.secret);
-    const feldman = channel.feldman?.(i, honest) ?? honest;
-    const shares = received[i - 1]!;
-    const accusers = feldman.length === t ? indices.filter((j) => !verifyFeldmanShare(feldman, shares[j - 1]!)) : indices;
-    if (accusers.length === 0) {
-      publicShareOf.set(i, (j) => evaluateCommitments(feldman, j));
-      continue;
-    }
-    // Every participant publishes its (Pedersen-valid) pair from dealer i; any t of them fix f_i.
-    const valid = shares.filter((s) => verifyDealtShare(broadcast[i - 1]!, s)).slice(0, t);
-    const lambdasAt = (j: number) => lagrangeCoefficients(valid.map((s) => s.recipient), j);
-    const fAt = (j: number) => lambdasAt(j).reduce((acc, l, k) => frAdd(acc, frMul(l, valid[k]!.share)), frFromBigInt(0n));
-    publicShareOf.set(i, (j) => g1Mul(g1Generator(), fAt(j)));
-    faults.push({ dealer: i, fault: 'feldman-mismatch', accusers });
-  }
-
-  const sum = (points: G1[]) => points.reduce((a, b) => g1Add(a, b));
-  const y = sum(qualified.map((i) => publicShareOf.get(i)!(0)));
-  const verificationKeys = indices.map((j) => sum(qualified.map((i) => publicShareOf.get(i)!(j))));
-  const publicKey: ThresholdPublicKey = { n, t, y, verificationKeys };
-  const keyId = keyIdOf(publicKey);
-  const shares = indices.map((j) => ({
-    index: j,
-    secret: qualified.map((i) => received[i - 1]![j - 1]!.share).reduce((a, b) => frAdd(a, b)),
-    keyId,
+    return [i, channel.feldman?.(i, honest) ?? honest];
   }));
-  return { publicKey, shares, qualified, faults };
+  const accusations = new Map(indices.map((j) => [j, accusationsOf(params, qualified, { feldman }, held.get(j)!)]));
+  const accused = accusedDealers(params, qualified, { commitments, feldman, accusations });
+  const reconstruction = new Map(indices.map((j) => [j, [...accused.keys()].map((i) => held.get(j)!.get(i)!)]));
+  const { publicKey, faults } = dkgOutcome(params, { commitments, complaints, answers, feldman, accusations, reconstruction });
+  return { publicKey, shares: indices.map((j) => shareOf(publicKey, qualified, held.get(j)!, j)), qualified, faults };
 }

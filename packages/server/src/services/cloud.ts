@@ -4,8 +4,9 @@
  * signed public keys, re-encryption keys, emergency capsules and grants (public-key material), pseudonyms, the
  * access log and the ledger; its one secret (the ledger's checkpoint signing key) is stored wrapped by the
  * cloud's key-encryption key, which lives outside the database. It trusts the hospitals of its trust list, whose
- * witnesses cosign its ledger over HTTP (ledger.ts), and, given a statistics consortium, aggregates the hospitals'
- * encrypted histograms at /stats (the hospitals' key shares stay in their domains).
+ * witnesses cosign its ledger over HTTP (ledger.ts), and, for statistics, is the bulletin board on which the
+ * hospitals' agents generate their threshold key and aggregates their encrypted histograms at /stats (the key
+ * shares are made and stay in the hospitals' domains).
  *
  * Stateless apart from the database: several cloud processes can serve the same PostgreSQL database at once.
  */
@@ -24,6 +25,7 @@ import { openCloudLedger, type LedgerAnchoring } from '../ledger.ts';
 import { CLOUD_MIGRATIONS } from '../migrations.ts';
 import { StatsAggregator } from '../stats/aggregator.ts';
 import type { Consortium } from '../stats/consortium.ts';
+import { StatsDkgBoard } from '../stats/dkg-board.ts';
 import { statsPlugin } from '../stats/plugin.ts';
 import { StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { storageAuditPlugin } from '../storage-audit/plugin.ts';
@@ -57,8 +59,12 @@ export interface CloudServiceOptions extends ServiceHttpOptions {
   readonly categories?: CategoryMapping;
   /** Worker threads converting records on read (default 0: in the event loop's thread). */
   readonly conversionWorkers?: number;
-  /** The statistics consortium whose queries the cloud aggregates at /stats (none: no statistics routes). */
-  readonly statsConsortium?: Consortium;
+  /**
+   * Statistics at /stats: `{ threshold: t }` has the hospitals of the trust list generate a t-of-n key among
+   * themselves over the cloud's bulletin board (dkg-board.ts); `{ consortium }` takes one made elsewhere (tests, the
+   * single-machine CLI). None: no statistics routes.
+   */
+  readonly stats?: { readonly threshold: number } | { readonly consortium: Consortium };
   /** A file outside the database where the ledger keeps its last signed checkpoint (checked on open and before each signature). */
   readonly ledgerCheckpointFile?: string;
   /**
@@ -116,8 +122,11 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   await app.register(cloudPlugin, { cloud, verifier, categories: options.categories ?? DEFAULT_CATEGORY_MAPPING, prefix: '/cloud' });
   // Bearer tokens still (docs/identity.md §8: its CLI has no device key yet).
   await app.register(storageAuditPlugin, { storage, verifier: verifier.tokens, prefix: '/cloud/storage' });
-  const stats = options.statsConsortium === undefined ? undefined : await StatsAggregator.open(db, ledger.log, options.statsConsortium);
-  if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, prefix: '/stats' });
+  const given = options.stats;
+  const stats = given === undefined ? undefined : await StatsAggregator.open(db, ledger.log, 'consortium' in given ? given.consortium : undefined);
+  const board = given === undefined || !('threshold' in given) ? undefined
+    : await StatsDkgBoard.open(db, { t: given.threshold, members: () => options.hospitals, formed: (consortium) => stats!.adopt(consortium) });
+  if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, ...(board === undefined ? {} : { board }), prefix: '/stats' });
   await ledger.register(app);
   const anchoring = ledger.anchoring;
   // Anchoring costs a transaction: on a timer, not per batch. A failure is logged and counted; the next tick retries.

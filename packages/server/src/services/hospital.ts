@@ -13,6 +13,8 @@
  *   /witness/<name>/...    its ledger witness: add-checkpoint (c2sp.org/tlog-witness) and its public key
  *   /identity/<name>/oidc/ its OpenID Connect provider (discovery under /identity/<name>/.well-known/)
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
+ *   /stats-agent/...       its statistics agent (with `stats`): its share of the consortium's threshold key, made
+ *                          by key generation with the other hospitals over the cloud's board, and its half of each query
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { abe, IntegrityError } from '@medshare/crypto';
@@ -37,6 +39,8 @@ import { openHospitalWitness, pinnedPeerKey } from '../ledger.ts';
 import { recordKeyName } from '../record-signature.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
 import { portalPlugin } from '../portal.ts';
+import { StatsAgent, type StatsAgentOptions } from '../stats/agent.ts';
+import { statsAgentPlugin } from '../stats/agent-plugin.ts';
 import { StorageTagger } from '../storage-audit/tagger.ts';
 import { serviceApp, type ServiceHttpOptions } from './app.ts';
 import { TA_AUDIENCE } from './authority.ts';
@@ -94,6 +98,8 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
   readonly receiptWaitMs?: number;
   /** How often pending receipts are completed from the cloud's public ledger routes (default 30 s). */
   readonly receiptRetryMs?: number;
+  /** Run a statistics agent: its data, budgets and approval policy (stats/agent.ts). Needs `federation` and the cloud's URL. */
+  readonly stats?: StatsAgentOptions;
 }
 
 /** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
@@ -113,6 +119,8 @@ export interface HospitalDeployment {
   readonly witnessKey: string;
   /** Its gateway's record-signing key (signed-note vkey, record-signature.ts). */
   readonly recordKey: string;
+  /** Its statistics agent, when it runs one. */
+  readonly statsAgent?: StatsAgent;
   close(): Promise<void>;
 }
 
@@ -233,11 +241,20 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
       .finally(() => (completing = undefined));
   }, options.receiptRetryMs ?? 30_000);
   receiptTimer.unref();
+  let agent: StatsAgent | undefined;
+  if (options.stats !== undefined) {
+    if (cloudUrl === undefined || options.federation === undefined) throw new Error('createHospitalService: a statistics agent needs the cloud\'s URL and the federation');
+    agent = await StatsAgent.open(db, kek, name, () => resolve(cloudUrl), options.federation, options.stats);
+    await app.register(statsAgentPlugin, { agent, adminToken: options.adminToken, prefix: '/stats-agent' });
+    // It starts polling once the service listens (its peers fetch its keys from it).
+    app.addHook('onListen', async () => agent!.start());
+  }
   return {
-    app, name, issuer, identity, witnessKey: witness.verifier.vkey, recordKey: recordSigner.verifier.vkey,
+    app, name, issuer, identity, witnessKey: witness.verifier.vkey, recordKey: recordSigner.verifier.vkey, ...(agent === undefined ? {} : { statsAgent: agent }),
     close: async () => {
       clearInterval(receiptTimer);
       await completing;
+      await agent?.close();
       await app.close();
       await encryptor.close();
     },

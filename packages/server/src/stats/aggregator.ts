@@ -11,7 +11,7 @@
  * cloud's database and hashed on the ledger): no PHI, and a query is not free text on a permanent log.
  */
 import { randomBytes } from 'node:crypto';
-import { AccessDeniedError, ConflictError, IntegrityError, MalformedInputError, NotFoundError, threshold } from '@medshare/crypto';
+import { AccessDeniedError, ConflictError, IntegrityError, MalformedInputError, NotFoundError, threshold, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database } from '@medshare/db';
 import type { AuditLog, StatsEventDetail } from '@medshare/ledger';
 import { epsilonToMicros, readBudget, setBudget, spendBudget, type BudgetState } from './budget.ts';
@@ -70,16 +70,33 @@ export class StatsAggregator {
   private constructor(
     private readonly db: Database,
     private readonly ledger: AuditLog,
-    readonly consortium: Consortium,
+    private formed: Consortium | undefined,
     private readonly allow: AllowList,
     private readonly rules: ReleaseRules,
     private readonly source: string,
   ) {}
 
-  /** Opens (migrating) the service; `source` is the domain code the ledger names as observer. */
-  static async open(db: Database, ledger: AuditLog, consortium: Consortium, options: { allow?: AllowList; rules?: ReleaseRules; source?: string } = {}): Promise<StatsAggregator> {
+  /**
+   * Opens (migrating) the service; `source` is the domain code the ledger names as observer. Without a consortium
+   * it waits for one (`adopt`, from the key generation's board): until then queries are refused as unavailable.
+   */
+  static async open(db: Database, ledger: AuditLog, consortium: Consortium | undefined, options: { allow?: AllowList; rules?: ReleaseRules; source?: string } = {}): Promise<StatsAggregator> {
     await migrate(db, 'stats-cloud', STATS_CLOUD_MIGRATIONS);
     return new StatsAggregator(db, ledger, consortium, options.allow ?? DEFAULT_ALLOW_LIST, options.rules ?? DEFAULT_RELEASE_RULES, options.source ?? 'cloud');
+  }
+
+  /** The consortium whose key the queries are encrypted under (UnavailableError while its key is being generated). */
+  get consortium(): Consortium {
+    if (this.formed === undefined) throw new UnavailableError('the statistics consortium has no key yet: its distributed key generation is in progress');
+    return this.formed;
+  }
+
+  /** Takes the consortium the key generation formed (once; a different one later is an IntegrityError). */
+  adopt(consortium: Consortium): void {
+    if (this.formed !== undefined && threshold.keyFingerprint(this.formed.publicKey) !== threshold.keyFingerprint(consortium.publicKey)) {
+      throw new IntegrityError('the statistics consortium already has another key');
+    }
+    this.formed = consortium;
   }
 
   /** The allow-list queries are checked against. */
@@ -106,6 +123,7 @@ export class StatsAggregator {
    */
   async submit(requester: string, input: unknown): Promise<{ ticket: QueryTicket; queryHash: string; budget: BudgetState }> {
     const query = parseQuery(input, this.allow);
+    void this.consortium; // no query before there is a key to encrypt it under
     const hash = queryHash(query);
     const queryId = randomBytes(16).toString('base64url');
     const micros = epsilonToMicros(query.epsilon);
@@ -271,6 +289,14 @@ export class StatsAggregator {
 
   private async requester(queryId: string): Promise<string> {
     return (await this.db.query<{ requester: string }>('SELECT requester FROM stats_queries WHERE query_id = $1', [queryId])).rows[0]!.requester;
+  }
+
+  /** The queries not released yet, oldest first (at most 100), with who has contributed and decrypted: what the agents work on. */
+  async openQueries(): Promise<QueryStatus[]> {
+    const rows = await this.db.query<{ query_id: string }>('SELECT query_id FROM stats_queries WHERE release IS NULL ORDER BY created_at, query_id LIMIT 100');
+    const out: QueryStatus[] = [];
+    for (const r of rows.rows) out.push(await this.status(r.query_id));
+    return out;
   }
 
   /** A query's progress and, once released, its release. */

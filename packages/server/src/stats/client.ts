@@ -3,6 +3,7 @@
  * the hospital's half of a query against the cloud — fetch the ticket, contribute its encrypted histogram, then,
  * once every member has contributed, fetch the contributions and post its partial decryption of their total.
  */
+import { curve, MedShareError, threshold, UnavailableError } from '@medshare/crypto';
 import { call, sessionCall, type Session } from '../sdk/client.ts';
 import type { BudgetState } from './budget.ts';
 import type { QueryStatus, Release } from './aggregator.ts';
@@ -34,6 +35,44 @@ export class StatsClient {
 
   budget(querySet: string): Promise<BudgetState> {
     return sessionCall(this.session, this.base, 'GET', `/stats/budgets/${querySet}`);
+  }
+
+  /** The consortium, once its key generation is done (UnavailableError until then). */
+  consortium(): Promise<{ publicKey: string; members: { code: string; index: number }[] }> {
+    return call(this.base, 'GET', '/stats/consortium');
+  }
+
+  /**
+   * Submits a query and waits while the hospitals' agents contribute and decrypt: once every member has contributed
+   * and t have posted partial decryptions, releases it. UnavailableError after `timeoutMs` naming who is missing.
+   */
+  async run(query: unknown, options: { pollMs?: number; timeoutMs?: number } = {}): Promise<Release> {
+    const deadline = Date.now() + (options.timeoutMs ?? 120_000);
+    const pause = () => new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
+    let consortium: Awaited<ReturnType<StatsClient['consortium']>>;
+    for (;;) {
+      try {
+        consortium = await this.consortium();
+        break;
+      } catch (error) {
+        // The hospitals' agents may still be generating the key.
+        if (!(error instanceof MedShareError && error.code === 'UNAVAILABLE') || Date.now() > deadline) throw error;
+        await pause();
+      }
+    }
+    await curve.initCurve();
+    const t = threshold.decodePublicKey(bytes(consortium.publicKey)).t;
+    const members = consortium.members.map((m) => m.code);
+    const { queryId } = await this.submit(query);
+    for (;;) {
+      const status = await this.status(queryId);
+      const missing = members.filter((m) => !status.contributors.includes(m));
+      if (missing.length === 0 && status.partials.length >= t) return this.release(queryId);
+      if (Date.now() > deadline) {
+        throw new UnavailableError(`query ${queryId}: ${missing.length > 0 ? `no contribution from ${missing.join(', ')}` : `${status.partials.length} of ${t} partial decryptions (${status.partials.join(', ') || 'none'})`}`);
+      }
+      await pause();
+    }
   }
 }
 

@@ -8,3 +8,5 @@ export { statsPlugin } from './plugin.ts';
 export { StatsClient, HospitalStatsClient } from './client.ts';
 export type { BudgetState } from './budget.ts';
 export { runLocalQuery, formatRelease, type LocalHospital } from './local.ts';
+export { StatsAgent, type StatsAgentOptions, type AgentStatus } from './agent.ts';
+export { StatsDkgBoard, type BoardState } from './dkg-board.ts';

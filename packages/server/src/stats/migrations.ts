@@ -1,8 +1,10 @@
 /**
  * Schemas of the statistics components, each its own migration component so that a hospital's state and the
- * cloud's can live in different databases. A hospital keeps its key share (wrapped by its KEK), its signing key
- * (wrapped) and its own privacy accounting; the cloud keeps queries, encrypted contributions, partial
- * decryptions and releases. No table holds a plaintext histogram of one hospital.
+ * cloud's can live in different databases. A hospital keeps its key share, its signing and share-sealing keys and,
+ * while the key is generated, its dealer polynomials (all wrapped by its KEK), and its own privacy accounting; the
+ * cloud keeps the key generation's bulletin board (public commitments, signed messages, shares sealed to their
+ * recipients), queries, encrypted contributions, partial decryptions and releases. No table holds a plaintext
+ * histogram of one hospital, and the cloud's none a key share.
  */
 import type { Migration } from '@medshare/db';
 
@@ -30,6 +32,27 @@ export const STATS_HOSPITAL_MIGRATIONS: readonly Migration[] = [
         contribution_digest text NOT NULL,
         aggregate_digest text,
         created_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (hospital, query_id))`,
+    ],
+  },
+  {
+    version: 2,
+    description: "the stats agent's own keys (signing, share-sealing) and the consortium it checked, its dealer polynomials during key generation, and its administrator's approvals",
+    statements: [
+      `CREATE TABLE stats_agent_keys (
+        hospital text PRIMARY KEY,
+        signing_key bytea NOT NULL,
+        box_key bytea NOT NULL,
+        consortium text)`,
+      `CREATE TABLE stats_agent_dealings (
+        hospital text NOT NULL,
+        ceremony_id text NOT NULL,
+        polynomials bytea NOT NULL,
+        PRIMARY KEY (hospital, ceremony_id))`,
+      `CREATE TABLE stats_agent_approvals (
+        hospital text NOT NULL,
+        query_id text NOT NULL,
+        approved_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (hospital, query_id))`,
     ],
   },
@@ -64,6 +87,27 @@ export const STATS_CLOUD_MIGRATIONS: readonly Migration[] = [
         hospital text NOT NULL,
         partial bytea NOT NULL,
         PRIMARY KEY (query_id, hospital))`,
+    ],
+  },
+  {
+    version: 2,
+    description: 'the key-generation bulletin board (the ceremony, its signed messages) and the consortium it formed',
+    statements: [
+      `CREATE TABLE stats_dkg_ceremonies (
+        slot text PRIMARY KEY,
+        ceremony text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now())`,
+      `CREATE TABLE stats_dkg_messages (
+        ceremony_id text NOT NULL,
+        phase text NOT NULL,
+        sender text NOT NULL,
+        message text NOT NULL,
+        seq bigserial,
+        PRIMARY KEY (ceremony_id, phase, sender))`,
+      `CREATE TABLE stats_consortium (
+        slot text PRIMARY KEY,
+        consortium text,
+        failure text)`,
     ],
   },
 ];

@@ -3,7 +3,10 @@
  * SSO token (role:researcher); hospitals authenticate what they send by their consortium signature, which the
  * service checks, so a forged contribution or partial is refused and a failing proof is blamed on its signer only.
  *
- *   GET  /consortium                         the threshold public key and the members' verify keys
+ *   GET  /dkg                                  the key generation's board: the ceremony, every signed message, the outcome
+ *   POST /dkg/messages             (member)   one signed message of one phase (dkg-wire.ts)
+ *   GET  /consortium                         the threshold public key and the members' verify keys (503 until formed)
+ *   GET  /queries                              the queries not released yet and their progress (what the agents poll)
  *   POST /queries                  (researcher) { query }            → 201 { queryId, queryHash, budget }
  *   GET  /queries/:id                          progress, and the release once made
  *   GET  /queries/:id/ticket                   the query for the hospitals to evaluate
@@ -18,9 +21,13 @@ import type { SenderConstrainedVerifier } from '@medshare/identity';
 import { authenticate, requireRole, useProblems } from '../http.ts';
 import type { StatsAggregator } from './aggregator.ts';
 import { consortiumToJson } from './consortium.ts';
+import type { StatsDkgBoard } from './dkg-board.ts';
+import { DKG_PHASES, type DkgMessage } from './dkg-wire.ts';
 
 export interface StatsPluginOptions {
   readonly stats: StatsAggregator;
+  /** The key generation's bulletin board (absent: the consortium was given, no key is generated here). */
+  readonly board?: StatsDkgBoard;
   /** Checks the caller's DPoP-bound token and proof. */
   readonly verifier: SenderConstrainedVerifier;
 }
@@ -40,7 +47,7 @@ const text = (value: Uint8Array) => Buffer.from(value).toString('base64');
 /** The Fastify plugin of the cloud's statistics service. */
 export async function statsPlugin(app: FastifyInstance, options: StatsPluginOptions): Promise<void> {
   useProblems(app);
-  const { stats, verifier } = options;
+  const { stats, verifier, board } = options;
   const researcher = async (request: Parameters<typeof authenticate>[1]) => {
     const caller = await authenticate(verifier, request);
     requireRole(caller, 'researcher');
@@ -48,6 +55,24 @@ export async function statsPlugin(app: FastifyInstance, options: StatsPluginOpti
   };
 
   app.get('/consortium', async () => consortiumToJson(stats.consortium));
+
+  if (board !== undefined) {
+    app.get('/dkg', async () => board.state());
+    app.post<{ Body: DkgMessage }>('/dkg/messages', {
+      bodyLimit: 256 * 1024,
+      schema: {
+        body: {
+          type: 'object', required: ['ceremony', 'phase', 'sender', 'body', 'signature'], additionalProperties: false,
+          properties: { ceremony: { type: 'string', maxLength: 64 }, phase: { type: 'string', enum: [...DKG_PHASES] }, sender: HOSPITAL, body: { type: 'object' }, signature: { ...BASE64, maxLength: 200 } },
+        },
+      },
+    }, async (request, reply) => {
+      await board.post(request.body);
+      return reply.status(201).send({ phase: request.body.phase, sender: request.body.sender });
+    });
+  }
+
+  app.get('/queries', async () => ({ queries: await stats.openQueries() }));
 
   app.post<{ Body: { query: unknown } }>('/queries', {
     bodyLimit: 64 * 1024,
