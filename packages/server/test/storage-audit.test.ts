@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import Fastify from 'fastify';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
@@ -16,6 +16,7 @@ import { LedgerClient, parseVerifierKey, verifyInclusionBundle, type TrustPolicy
 import {
   auditStorage, HttpProblemError, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
 } from '../src/index.ts';
+import { uploadBody } from '../src/gateway/cloud-api.ts';
 import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
 import { sampleBundle, startCast, type Cast } from './harness.ts';
 
@@ -138,6 +139,39 @@ test('a cloud that replaces a hospital\'s public key with its own is caught: the
   } finally {
     await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, row!.public_key]);
   }
+});
+
+test('records tagged under a version-1 key are named one by one as "unsupported key version 1" while every other record is audited', async () => {
+  // A version-1 key (version byte 1: v and a proof of possession, global generators) the cloud still serves.
+  const v1 = new Uint8Array([1, ...randomBytes(144)]);
+  const keyId = createHash('sha256').update(v1).digest('hex');
+  await db.query("INSERT INTO storage_keys (key_id, hospital, public_key) VALUES ($1, 'riverside', $2)", [keyId, v1]);
+  const old = { hash: sha(randomBytes(64)), category: 'lab', blocks: 1, key: keyId, tags: sha(randomBytes(48)), entry: 0 };
+  try {
+    const result = await auditStorage(auditor, [...inventory, old], { report: false });
+    assert.deepEqual(result.unaudited, [{ hash: old.hash, category: 'lab', reason: 'unsupported key version 1' }]);
+    assert.deepEqual(result.failing, [], 'the records under the current key are audited and pass');
+    assert.equal(result.hospitals, 1);
+    assert.ok(result.samples > 0);
+    assert.equal(result.ok, false, 'an audit that left a record unaudited is not a clean audit');
+  } finally {
+    await db.query('DELETE FROM storage_keys WHERE key_id = $1', [keyId]);
+  }
+});
+
+test('an upload carries the hospital\'s 1,682-byte proof-of-storage key once, whatever its number of records', async () => {
+  const tagger = await StorageTagger.open(db, cast.kek);
+  const records = await tagger.attach('riverside', [1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })));
+  const key = Buffer.from(records[0]!.storage.publicKey).toString('base64');
+  assert.equal(records[0]!.storage.publicKey.length, 1682);
+  const json = JSON.stringify(uploadBody(records, []));
+  assert.equal(json.split(key).length - 1, 1, 'the key appears once in the upload body');
+  const body = JSON.parse(json) as { storageKey: string; records: { storage: Record<string, string> }[] };
+  assert.equal(body.storageKey, key);
+  assert.deepEqual(body.records.map((r) => Object.keys(r.storage)), [['tags'], ['tags'], ['tags']]);
+  // Records tagged under two keys cannot share one upload.
+  const mixed = [...records, ...(await tagger.attach('st-marys', [{ recordId: 'r-4', category: 'lab', ciphertext: new Uint8Array(900) }]))];
+  assert.throws(() => uploadBody(mixed, []), MalformedInputError);
 });
 
 test('the gateway\'s receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError', async () => {
