@@ -60,7 +60,7 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       assert.equal((await hospital.service.admin.trace(verified.subject)).userId, enrolment.userId, 'which the hospital traces to her');
       assert.equal(verified.hospital, 'hospital-a');
       assert.deepEqual(verified.scopes, ['user/Observation.rs']);
-      assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${verified.subject}`]);
+      assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${verified.subject.slice('psn:'.length)}`]);
       assert.deepEqual(verified.audience, ['medshare-cloud'], 'the audience asked for, not the issuer besides');
       assert.equal(verified.clientId, 'medshare-app');
       assert.deepEqual(verified.methods, ['pwd', 'otp']);

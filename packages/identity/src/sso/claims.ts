@@ -49,3 +49,11 @@ export const MAX_TOKEN_CHARS = 8192;
 
 /** `acr` of a login with a password (or passkey) and a second factor. */
 export const ACR_MULTI_FACTOR = 'urn:medshare:acr:mfa';
+
+/**
+ * The `uid:` attribute a token must carry for its subject: the subject itself, or for a session pseudonym
+ * (`psn:<base64url>`) its base64url part, since an attribute value is a bare word without `:`.
+ */
+export function uidAttribute(subject: string): string {
+  return `uid:${subject.startsWith('psn:') ? subject.slice('psn:'.length) : subject}`;
+}

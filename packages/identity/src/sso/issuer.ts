@@ -19,7 +19,7 @@ import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { AuthenticatedUser } from '../account/accounts.ts';
 import { grantScopes } from '../account/vouching.ts';
 import type { SessionDevice, SessionRecord, SessionStore } from '../stores.ts';
-import { ACR_MULTI_FACTOR, TOKEN_ALGORITHM, TOKEN_TYPE } from './claims.ts';
+import { ACR_MULTI_FACTOR, TOKEN_ALGORITHM, TOKEN_TYPE, uidAttribute } from './claims.ts';
 import type { SigningKeyRing } from './keyring.ts';
 import type { SessionPseudonyms } from './pseudonyms.ts';
 
@@ -139,7 +139,7 @@ export class TokenIssuer {
     const expiresAt = nowSeconds + this.tokenSeconds;
     // The platform sees the session's pseudonym, as subject and as the `uid:` attribute the hospital vouches for.
     const subject = this.options.pseudonyms.of(session.id);
-    const attributes = user.attributes.map((a) => (a.startsWith('uid:') ? `uid:${subject}` : a));
+    const attributes = user.attributes.map((a) => (a.startsWith('uid:') ? uidAttribute(subject) : a));
     const claims: Record<string, unknown> = {
       sid: session.id, hospital: this.options.hospital, attrs: attributes, scope: scopes.join(' '), client_id: session.clientId,
       auth_time: session.authTime, acr: ACR_MULTI_FACTOR, amr: user.methods,
