@@ -26,9 +26,9 @@ export interface AdminServiceOptions {
 export interface TracedPseudonym {
   readonly username: string;
   readonly userId: string;
-  readonly sessionId: string;
-  /** When she logged in (ISO 8601). */
-  readonly loggedInAt: string;
+  /** The session, and when she logged in (ISO 8601); absent for a patient's pseudonym, which names her account. */
+  readonly sessionId?: string;
+  readonly loggedInAt?: string;
 }
 
 /** Administration of one hospital's accounts. */
@@ -62,11 +62,12 @@ export class AdminService {
    *   did not issue, NotFoundError when its session or user is gone.
    */
   async trace(pseudonym: string): Promise<TracedPseudonym> {
-    const sessionId = this.options.pseudonyms.trace(pseudonym);
-    const session = await this.options.sessions.get(sessionId);
-    const user = session === undefined ? undefined : await this.options.users.findById(session.userId);
-    if (session === undefined || user === undefined) throw new NotFoundError('the session of this pseudonym is no longer known');
-    return { username: user.username, userId: user.id, sessionId, loggedInAt: new Date(session.authTime * 1000).toISOString() };
+    const named = this.options.pseudonyms.trace(pseudonym);
+    const session = await this.options.sessions.get(named);
+    // A patient's pseudonym names her account, not a session (sso/issuer.ts).
+    const user = await this.options.users.findById(session?.userId ?? named);
+    if (user === undefined) throw new NotFoundError('the session or account of this pseudonym is no longer known');
+    return { username: user.username, userId: user.id, ...(session === undefined ? {} : { sessionId: named, loggedInAt: new Date(session.authTime * 1000).toISOString() }) };
   }
 
   /** Clears the login throttle of a user from every address. */

@@ -111,7 +111,7 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     if (token.proofKeyThumbprint === undefined) throw new AccessDeniedError('changing a factor needs a login with a device key (DPoP)');
     await proofs.verify(dpopHeader(request), { method: request.method, url: requestUrl(request), accessToken: presented.token, thumbprint: token.proofKeyThumbprint });
     requireRecentLogin(token, now());
-    // The subject is the session's pseudonym: the session names the user.
+    // The subject is a pseudonym: the session names the user.
     const session = await sessions.get(token.sessionId);
     if (session === undefined) throw new AccessDeniedError('token session is unknown');
     return session.userId;

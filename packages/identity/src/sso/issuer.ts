@@ -137,8 +137,10 @@ export class TokenIssuer {
     const scopes = grantScopes(user.scopes, request.scopes);
     const nowSeconds = Math.floor(this.now() / 1000);
     const expiresAt = nowSeconds + this.tokenSeconds;
-    // The platform sees the session's pseudonym, as subject and as the `uid:` attribute the hospital vouches for.
-    const subject = this.options.pseudonyms.of(session.id);
+    // The platform sees the session's pseudonym, as subject and as the `uid:` attribute the hospital vouches for. A
+    // patient's is her account's (the same in every session): the cloud binds her record to it, and knows her by her
+    // patient pseudonym anyway.
+    const subject = this.options.pseudonyms.of(user.attributes.includes('role:patient') ? user.id : session.id);
     const attributes = user.attributes.map((a) => (a.startsWith('uid:') ? uidAttribute(subject) : a));
     const claims: Record<string, unknown> = {
       sid: session.id, hospital: this.options.hospital, attrs: attributes, scope: scopes.join(' '), client_id: session.clientId,
