@@ -5,13 +5,13 @@
  *
  *   node --import tsx bench/sse.ts            (SSE_BENCH_DB_MAX=100000 also loads 100,000 records into PGlite)
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import { abe, curve, pre, sse } from '@medshare/crypto';
 import { migrate, openDatabase } from '@medshare/db';
 import { SearchStore } from '../packages/server/src/cloud/search-store.ts';
 import { CLOUD_MIGRATIONS } from '../packages/server/src/migrations.ts';
 import { keywordsOf } from '../packages/server/src/search/keywords.ts';
-import { cpuAlternating, ms, ratio } from './lib/measure.ts';
+import { alternate, cpuAlternating, ms, ratio } from './lib/measure.ts';
 import { printTable } from './lib/report.ts';
 
 await abe.init();
@@ -141,6 +141,58 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
     ['reference: HMAC-SHA256 (32 B)', (t.hmac! / HMAC_BATCH).toFixed(4), '1.00', ratio(t.hmac! / HMAC_BATCH / t.pairing!)],
     ['reference: pairing', ms(t.pairing!), ratio(hmacOf(t, 'pairing')), '1.00'],
   ]);
+}
+
+// ---- per index entry, at 10,000 and 100,000 entries: search, add, and a version update (adds + deletes) ----------
+{
+  const aesKey = randomBytes(32);
+  const aesInput = randomBytes(sse.LABEL_BYTES + sse.VALUE_BYTES);
+  /** AES-256-GCM of one 64-byte row's worth of data (fresh nonce, tag): the other reference primitive. */
+  const aes = () => { const c = createCipheriv('aes-256-gcm', aesKey, randomBytes(12)); c.update(aesInput); c.final(); return c.getAuthTag(); };
+  const entryRows: Array<Array<string | number>> = [];
+  for (const entries of [10_000, 100_000]) {
+    // Records of ~9 keywords each until the index holds `entries` entries; TARGET on 50 of them.
+    let n = 0;
+    const key = sse.generateIndexKey();
+    let state = sse.EMPTY_STATE;
+    const rows = new Map<string, Uint8Array>();
+    let total = 0;
+    while (total < entries) {
+      const updates = [];
+      for (let i = n; i < n + 500 && total + updates.length < entries; i++) for (const keyword of keywordsOf(record(i, entries, MATCHES) as never)) updates.push({ keyword, recordId: `rec-${i}` });
+      n += 500;
+      const out = sse.update(key, state, updates);
+      state = out.state;
+      for (const row of out.rows) rows.set(Buffer.from(row.label).toString('latin1'), row.value);
+      total += out.rows.length;
+    }
+    const lookup = (labels: readonly Uint8Array[]) => labels.map((l) => rows.get(Buffer.from(l).toString('latin1')));
+    const search = (kw: string) => { const q = sse.query(key, state, kw); return q.resolve(lookup(q.labels)); };
+    const kwFew = `code:${TARGET}`;
+    const kwMany = 'status:final';
+    const many = state.counts.get(kwMany)!;
+    // A new version of one record: its 9 keywords added, its predecessor's 9 deleted (what the gateway writes).
+    const version = keywordsOf(record(1, 0, 0) as never);
+    const versionUpdate = [...version.map((keyword) => ({ keyword, recordId: 'rec-v2' })), ...version.map((keyword) => ({ keyword, recordId: 'rec-v1', operation: 'delete' as const }))];
+    const addBatch = Array.from({ length: 100 }, (_, i) => keywordsOf(record(n + i, 0, 0) as never).map((keyword) => ({ keyword, recordId: `new-${i}` }))).flat();
+    const t = alternate('hmac', {
+      hmac: () => createHmac('sha256', hmacKey).update(hmacInput).digest(),
+      aes,
+      searchFew: () => search(kwFew),
+      searchMany: () => search(kwMany),
+      add: () => sse.update(key, state, addBatch),
+      version: () => sse.update(key, state, versionUpdate),
+    }, { rounds: 15 });
+    const perEntry = (name: string, count: number) => [(t[name]!.ms * 1000 / count).toFixed(2), ratio(t[name]!.ratio / count), ratio(t[name]!.ratio / t.aes!.ratio / count)];
+    entryRows.push(
+      [total.toLocaleString('en'), `search, ${MATCHES} entries of one code`, ...perEntry('searchFew', MATCHES)],
+      [total.toLocaleString('en'), `search, ${many.toLocaleString('en')} entries of status:final`, ...perEntry('searchMany', many)],
+      [total.toLocaleString('en'), `add, ${addBatch.length} entries (100 records)`, ...perEntry('add', addBatch.length)],
+      [total.toLocaleString('en'), `new version: ${version.length} adds + ${version.length} deletes`, ...perEntry('version', versionUpdate.length)],
+    );
+  }
+  printTable('Per index entry (reader token + cloud lookup + resolve for a search; writer PRFs for an update), one sub-index in memory',
+    ['index entries', 'operation', 'µs per entry', 'HMAC-SHA256 (32 B) per entry', 'AES-256-GCM (64 B) per entry'], entryRows);
 }
 
 // ---- the cloud's lookups in PGlite (label = ANY(...) on the primary key) ----------------------------------------

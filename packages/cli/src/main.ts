@@ -26,6 +26,7 @@ const COMMANDS: ReadonlyArray<{ names: readonly string[]; load: () => Promise<Re
   { names: ['stats'], load: async () => [(await import('./commands/stats.ts')).registerStats] },
   { names: ['cloud'], load: async () => [(await import('./commands/cloud.ts')).registerCloud] },
   { names: ['export'], load: async () => [(await import('./commands/export.ts')).registerExport] },
+  { names: ['search'], load: async () => [(await import('./commands/search.ts')).registerSearch] },
 ];
 
 function newProgram(): Command {

@@ -326,5 +326,19 @@ for (const { label, db } of databases) {
       assert.equal(await count('identity_attempts', 'hospital', hospital), 5, 'the locked record is kept');
       assert.equal(await attempts.update('account:locked', (r) => r.lockedUntilMs), t0 + 3_600_000);
     });
+
+    test('nonces are swept in batches, not by a DELETE per insertion, and the sweep still keeps up with them', async () => {
+      const scope = `${freshHospital()}/nonces`;
+      let deletes = 0;
+      const counting = { query: (sql: string, params?: unknown[]) => ((deletes += sql.startsWith('DELETE') ? 1 : 0), db.query(sql, params)) } as unknown as Database;
+      const nonces = new SqlNonceCache(counting, scope);
+      const t0 = 20_000_000;
+      for (let i = 0; i < 600; i++) assert.equal(await nonces.add(`a-${i}`, t0 + 10, t0), true);
+      assert.equal(deletes, 2, 'one sweep at the first insertion, one after 512 more in the same second');
+      assert.equal(await nonces.add('a-1', t0 + 10, t0), false, 'a replay is still refused');
+      // A second later every one of the 600 has expired: the next insertion sweeps them all (twice the batch size).
+      assert.equal(await nonces.add('b-0', t0 + 2000, t0 + 1000), true);
+      assert.equal(await count('identity_nonces', 'scope', scope), 1);
+    });
   });
 }

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import { Deidentifier, parseConfig, profileConfig } from '../src/index.ts';
+import { readFileSync } from 'node:fs';
 import { RESOURCE_TYPES } from '../src/deid/native-paths.ts';
+import { compileWalk } from '../src/deid/rule-walk.ts';
 
 type Json = Record<string, any>;
 const model = r4Model as unknown as { path2Type: Record<string, string>; path2Repeating: Record<string, boolean>; choiceTypePaths: Record<string, string[]>; pathsDefinedElsewhere: Record<string, string> };
@@ -137,4 +139,32 @@ test('no crash on any generated resource of any R4 type (both profiles and a sam
     }),
     { numRuns: 150, seed: 20261201 },
   );
+});
+
+test('the built-in profiles in one walk (rule-walk.ts) give the output of the rule-by-rule engine: generated resources of every R4 type and a Synthea bundle', () => {
+  const walked = new Deidentifier(profileConfig('safe-harbor', keys));
+  const ruleByRule = new Deidentifier({ ...profileConfig('safe-harbor', keys), singlePass: false });
+  assert.notEqual(compileWalk(profileConfig('safe-harbor', keys).rules, { quantityAgesAsAges: true }), undefined, 'safe-harbor must be walkable, or this test compares the engine with itself');
+  const same = (input: Json) => {
+    const a = structuredClone(input);
+    const b = structuredClone(input);
+    const withEntries = (r: Json) => [r, ...(Array.isArray(r['entry']) ? (r['entry'] as Json[]) : []).map((e) => e?.['resource']).filter((e) => e?.['resourceType'])];
+    walked.processResource(a, { names: walked.namesFor(withEntries(a)) });
+    ruleByRule.processResource(b, { names: ruleByRule.namesFor(withEntries(b)) });
+    assert.deepEqual(a, b, `differs on ${input['resourceType']}: ${JSON.stringify(input).slice(0, 1500)}`);
+  };
+  same(JSON.parse(readFileSync(new URL('./fixtures/synthea-carolee-trimmed.json', import.meta.url), 'utf8')) as Json);
+  fc.assert(
+    fc.property(resource, (input) => same(input)),
+    { numRuns: 150, seed: 20261202 },
+  );
+});
+
+test('a rule the walk cannot apply alone (a where that is not a simple test, substitute, dateShift) keeps the rule-by-rule engine', () => {
+  const rules = (path: string, method: string) => parseConfig({ fhirVersion: 'R4', fhirPathRules: [{ path, method, ...(method === 'substitute' ? { replaceWith: 'x' } : {}) }], parameters: { dateShiftKey: 'k', cryptoHashKey: 'k' } }).rules;
+  assert.equal(compileWalk(rules("nodesByType('HumanName').where(given.count() > 1)", 'redact'), { quantityAgesAsAges: false }), undefined);
+  assert.equal(compileWalk(rules("nodesByName('given')", 'redact'), { quantityAgesAsAges: false }), undefined);
+  assert.equal(compileWalk(rules("nodesByType('date')", 'dateShift'), { quantityAgesAsAges: false }), undefined);
+  assert.equal(compileWalk(rules('Patient.name', 'substitute'), { quantityAgesAsAges: false }), undefined);
+  assert.notEqual(compileWalk(rules("nodesByType('Attachment').where(contentType.exists() and contentType.startsWith('image')).data", 'redact'), { quantityAgesAsAges: false }), undefined);
 });

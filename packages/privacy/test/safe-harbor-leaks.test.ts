@@ -169,3 +169,12 @@ test('leak: a research date shift is never 0 (keyed HMAC offsets over many patie
   }
   assert.equal(seen.size, 100, 'every non-zero offset in [-50, 50] occurs');
 });
+
+test('hostile: an element part of a Quantity without the Quantity (`_valueQuantity` alone) does not crash either profile', () => {
+  const observation = { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'age' }, _valueQuantity: { extension: [{ url: 'http://example.org/x', valueString: 'Chidi Okafor' }] } };
+  for (const profile of ['safe-harbor', 'research'] as const) {
+    const engine = new Deidentifier(profileConfig(profile, { cryptoHashKey: 'k', dateShiftKey: 's' }));
+    const out = JSON.stringify(engine.processResource(structuredClone(observation), { names: engine.namesFor([]) }));
+    assert.ok(!out.includes('Okafor'), `${profile}: ${out}`);
+  }
+});

@@ -22,12 +22,15 @@ export { DEFAULT_CATEGORY_MAPPING, categoryOf, type CategoryMapping, type FhirRe
 export { parseWrite, type FhirOperation } from './gateway/fhir-bundle.ts';
 export { FhirValidationError, validateFhirResource } from './gateway/fhir-validate.ts';
 export { PROVENANCE_SYSTEM, isTombstone } from './gateway/fhir-versions.ts';
-export { hospitalTag, isRecordOf } from './record-id.ts';
+export { hospitalTag, isRecordOf, taggedRecordId } from './record-id.ts';
+export { recordKeyName, signRecord, SIGNATURE_EXTENSION, UNSIGNED_TAG, VERIFIED_SYSTEM, verifyRecord, writerKeys, type RecordProvenance } from './record-signature.ts';
 export { CONVERTED_RECORD_TYPE, GATEWAY_BODY_LIMIT, PSEUDONYM_SYSTEM } from './gateway/plugin.ts';
 export { IdentifierKey } from './gateway/identifier-index.ts';
 export type { UploadResult } from './gateway/service.ts';
 export { ResearchExporter, RELEASE_PROFILES, type ReleaseRecorder, type ResearchRelease } from './gateway/research-export.ts';
 export { PlatformClient, PatientClient, DoctorClient, GatewayClient, httpSearchTransport, sessionCall, type Session, type UserEnrolment } from './sdk/client.ts';
+export { parseQuery as parseSearchQuery, type IndexRules } from './search/keywords.ts';
+export type { FoundRecord, SearchStats } from './search/reader.ts';
 export { DEFAULT_SEARCH_PARAMETERS, startFhirView, type FhirView, type FhirViewOptions, type SearchParameter } from './sdk/fhir-view.ts';
 export { cloudContents, everyValue, tryEveryKey, type KeyScan } from './inspect.ts';
 export { parseDeploymentConfig, formatDeploymentConfig, type DeploymentConfig } from './services/config.ts';

@@ -44,16 +44,24 @@ export async function pinnedKey(db: Database, name: string, fetch: () => Promise
 }
 
 /**
- * A hospital's witness key: as configured, else as that hospital itself (never the cloud) publishes it; pinned.
- * @throws IntegrityError when it differs from the configured or pinned key, or names another witness
+ * A key of another hospital (`what`, for messages): as this service's configuration gives it, else as that hospital
+ * itself (never the cloud) publishes it; pinned under `pin` on first sight.
+ * @throws IntegrityError when it differs from the configured or pinned key, or is named other than `name`
  */
-async function pinnedWitnessKey(db: Database, peer: WitnessPeer): Promise<CheckpointVerifier> {
-  const name = witnessKeyName(peer.hospital);
-  const vkey = await pinnedKey(db, `witness/${peer.hospital}`, async () => peer.key ?? (await publishedWitness(peer)).key);
-  if (peer.key !== undefined && peer.key !== vkey) throw new IntegrityError(`the configured witness key of ${peer.hospital} is not the one pinned`);
+export async function pinnedPeerKey(db: Database, peer: { pin: string; name: string; what: string; configured?: string; published: () => Promise<string> }): Promise<CheckpointVerifier> {
+  const vkey = await pinnedKey(db, peer.pin, async () => peer.configured ?? (await peer.published()));
+  if (peer.configured !== undefined && peer.configured !== vkey) throw new IntegrityError(`the configured ${peer.what} is not the one pinned`);
   const verifier = parseVerifierKey(vkey);
-  if (verifier.name !== name) throw new IntegrityError(`the witness key of ${peer.hospital} is named ${verifier.name}, not ${name}`);
+  if (verifier.name !== peer.name) throw new IntegrityError(`the ${peer.what} is named ${verifier.name}, not ${peer.name}`);
   return verifier;
+}
+
+/** A hospital's witness key (pinnedPeerKey). */
+function pinnedWitnessKey(db: Database, peer: WitnessPeer): Promise<CheckpointVerifier> {
+  return pinnedPeerKey(db, {
+    pin: `witness/${peer.hospital}`, name: witnessKeyName(peer.hospital), what: `witness key of ${peer.hospital}`,
+    ...(peer.key === undefined ? {} : { configured: peer.key }), published: async () => (await publishedWitness(peer)).key,
+  });
 }
 
 /** A value another service published (checked by `check`, which throws), pinned as `pinnedKey` does. */

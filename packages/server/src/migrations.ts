@@ -160,6 +160,11 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (digest, patient))`,
     ],
   },
+  {
+    version: 9,
+    description: "each patient's desensitisation rules for the words of her notes in the searchable index (salted digests, JSON)",
+    statements: ['ALTER TABLE cloud_patients ADD COLUMN index_rules text'],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [
@@ -221,6 +226,25 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
         last_updated text NOT NULL,
         PRIMARY KEY (hospital, patient, resource_type, fhir_id, version))`,
       'CREATE INDEX gateway_versions_resource ON gateway_versions (hospital, resource_type, fhir_id)',
+    ],
+  },
+  {
+    version: 6,
+    description: 'the searchable-index keywords of each version (KEK-wrapped), so a later version deletes them from the index',
+    statements: ['ALTER TABLE gateway_versions ADD COLUMN index_keywords bytea'],
+  },
+  {
+    version: 7,
+    description: "identifiers of the current resources the gateway wrote, as SHA-256 digests of system|value, for conditional creates (If-None-Exist)",
+    statements: [
+      `CREATE TABLE gateway_identifiers (
+        hospital text NOT NULL,
+        resource_type text NOT NULL,
+        token text NOT NULL,
+        patient text NOT NULL,
+        fhir_id text NOT NULL,
+        PRIMARY KEY (hospital, resource_type, token, patient, fhir_id))`,
+      'CREATE INDEX gateway_identifiers_resource ON gateway_identifiers (hospital, patient, resource_type, fhir_id)',
     ],
   },
 ];

@@ -163,6 +163,7 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
       started.push(hospital);
       hospitals.push(hospital);
       hospitalUrls[name] = await listen(hospital.app, host, port(2 + i));
+      // Record keys are not pinned here: each hospital fetches the others' from them and pins it (a config file's default).
       peers.push({ name, url: hospitalUrls[name], witnessKey: hospital.witnessKey });
     }
     const portals = options.portalOrigins ?? Object.values(hospitalUrls).flatMap((url) => [url.origin, url.origin.replace('//127.0.0.1:', '//localhost:')]);

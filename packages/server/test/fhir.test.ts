@@ -9,13 +9,16 @@ import assert from 'node:assert/strict';
 import { Client } from 'fhir-kit-client';
 import { pre } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
-import { LedgerClient, parseVerifierKey } from '@medshare/ledger';
-import { type Session, HttpProblemError, hospitalTag, sha256Name, PatientClient, PROVENANCE_SYSTEM, PSEUDONYM_SYSTEM, startFhirView, type FhirView } from '../src/index.ts';
+import { generateCheckpointKey, LedgerClient, parseVerifierKey } from '@medshare/ledger';
+import { type Session, HttpProblemError, hospitalTag, sha256Name, PatientClient, PROVENANCE_SYSTEM, PSEUDONYM_SYSTEM, recordKeyName, SIGNATURE_EXTENSION, signRecord, startFhirView, taggedRecordId, type FhirView, UNSIGNED_TAG, VERIFIED_SYSTEM } from '../src/index.ts';
 import { CATEGORIES, sampleBundle, sessionFetch, sessionHeaders, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
 type Outcome = { resourceType: string; issue: Array<{ code: string; diagnostics?: string; expression?: string[] }> };
 type Resource = { resourceType: string; id: string; meta?: { versionId?: string; lastUpdated?: string; source?: string; tag?: Array<{ system: string; code: string }> }; [k: string]: unknown };
+
+/** The tag the reader's view sets on a version whose signature verified under `hospital`'s key. */
+const verified = (hospital: string) => ({ system: VERIFIED_SYSTEM, code: hospital, display: 'signature verified' });
 
 /** The status and OperationOutcome of a failed fhir-kit-client call. */
 async function failure(call: Promise<unknown>): Promise<{ status: number; outcome: Outcome }> {
@@ -77,8 +80,10 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.equal(written.fhirVersion, '4.0.1');
     assert.deepEqual(written.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['create', 'update', 'delete']);
     assert.deepEqual(written.rest[0]!.interaction.map((i) => i.code), ['transaction', 'batch']);
+    assert.equal((written.rest[0]!.resource[0] as unknown as { conditionalCreate?: boolean }).conditionalCreate, true);
     const read = (await reader.capabilityStatement()) as unknown as typeof written;
     assert.deepEqual(read.rest[0]!.resource[0]!.interaction.map((i) => i.code), ['read', 'vread', 'history-instance', 'search-type']);
+    assert.deepEqual((read.rest[0]!.resource[0] as unknown as { operation: Array<{ name: string }> }).operation.map((o) => o.name), ['everything']);
     const raw = await fetch(new URL('/gateway/fhir/metadata', stMarys()));
     assert.match(raw.headers.get('content-type')!, /^application\/fhir\+json/);
   });
@@ -148,9 +153,9 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.equal(response.headers.get('etag'), 'W/"1"');
     assert.match(response.headers.get('location')!, new RegExp(`/gateway/fhir/Observation/${created.id}/_history/1$`));
     const read = (await reader.read({ resourceType: 'Observation', id: created.id })) as Resource;
-    assert.deepEqual(read, created);
+    assert.deepEqual(read, { ...created, meta: { ...created.meta, tag: [...created.meta!.tag!, verified('st-marys')] } });
     assert.equal(read.meta!.source, 'urn:medshare:hospital:st-marys');
-    assert.deepEqual(read.meta!.tag, [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }]);
+    assert.deepEqual(read.meta!.tag, [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }, verified('st-marys')]);
   });
 
   test('update is a new version (the amended value is what the doctor reads); an identical retry stays that version; history and vread show both', async () => {
@@ -213,6 +218,66 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     const read = (await reader.read({ resourceType: 'Observation', id })) as Resource & { valueQuantity: { value: number } };
     assert.equal(read.meta!.versionId, '2');
     assert.equal(read.valueQuantity.value, 51);
+  });
+
+  test('conditional create (If-None-Exist): 0 matches create, 1 answers 200 with its Location and ETag and stores nothing, 2 are 412; other criteria are 400', async () => {
+    const system = `urn:lab-orders:${randomBytes(3).toString('hex')}`;
+    const post = (body: unknown, criteria?: string) => sessionFetch(cast.gateway.session, new URL('/gateway/fhir/Observation', stMarys()), {
+      method: 'POST', headers: { 'content-type': 'application/fhir+json', ...(criteria === undefined ? {} : { 'if-none-exist': criteria }) }, body: JSON.stringify(body),
+    });
+    const first = await post(observation(70, { identifier: [{ system, value: 'A-1' }] }), `identifier=${system}|A-1`);
+    assert.equal(first.status, 201);
+    const stored = (await first.json()) as Resource;
+    const records = (await patient.records('lab')).length;
+    const again = await post(observation(71, { identifier: [{ system, value: 'A-1' }] }), `identifier=${encodeURIComponent(system)}|A-1`);
+    assert.equal(again.status, 200);
+    assert.equal(again.headers.get('etag'), 'W/"1"');
+    assert.match(again.headers.get('location')!, new RegExp(`/Observation/${stored.id}/_history/1$`));
+    assert.equal(((await again.json()) as Outcome).resourceType, 'OperationOutcome');
+    const byId = await post(observation(72), `_id=${stored.id}`);
+    assert.equal(byId.status, 200, '_id matches the existing resource');
+    assert.equal((await patient.records('lab')).length, records, 'a matched conditional create stores nothing');
+    const read = (await reader.read({ resourceType: 'Observation', id: stored.id })) as Resource & { valueQuantity: { value: number } };
+    assert.equal(read.valueQuantity.value, 70, 'the existing resource is unchanged');
+    // Two resources carry the identifier: the criteria are ambiguous.
+    await gateway.create({ resourceType: 'Observation', body: observation(73, { identifier: [{ system, value: 'A-1' }] }) as unknown as Resource });
+    const ambiguous = await post(observation(74, { identifier: [{ system, value: 'A-1' }] }), `identifier=${system}|A-1`);
+    assert.equal(ambiguous.status, 412);
+    assert.match(((await ambiguous.json()) as Outcome).issue[0]!.diagnostics!, /matches 2 Observation resources/);
+    for (const [criteria, message] of [['code=8867-4', /'code' is not supported/], ['identifier=A-1', /needs system\|value/], ['', /needs identifier/]] as const) {
+      const refused = await post(observation(75), criteria);
+      assert.equal(refused.status, 400, criteria);
+      assert.match(((await refused.json()) as Outcome).issue[0]!.diagnostics!, message, criteria);
+    }
+    // In a transaction: the matched entry is 200 with the existing resource's location, and references to its fullUrl point there.
+    const orderUrl = `urn:uuid:${crypto.randomUUID()}`;
+    const response = (await gateway.transaction({
+      body: { resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: orderUrl, resource: observation(76, { identifier: [{ system, value: 'B-2' }] }), request: { method: 'POST', url: 'Observation', ifNoneExist: `identifier=${system}|B-2` } },
+        { resource: observation(77, { hasMember: [{ reference: orderUrl }] }), request: { method: 'POST', url: 'Observation' } },
+      ] },
+    })) as unknown as { entry: Array<{ response: { status: string; location: string } }> };
+    assert.deepEqual(response.entry.map((e) => e.response.status), ['201 Created', '201 Created']);
+    const member = response.entry[0]!.response.location.split('/')[1]!;
+    const repeat = (await gateway.transaction({
+      body: { resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: `urn:uuid:${crypto.randomUUID()}`, resource: observation(78, { identifier: [{ system, value: 'B-2' }] }), request: { method: 'POST', url: 'Observation', ifNoneExist: `identifier=${system}|B-2` } },
+      ] },
+    })) as unknown as { entry: Array<{ response: { status: string; location: string } }> };
+    assert.equal(repeat.entry[0]!.response.status, '200 OK');
+    assert.equal(repeat.entry[0]!.response.location, `Observation/${member}/_history/1`);
+    // A reference to a matched entry's fullUrl names the existing resource.
+    const linked = (await gateway.transaction({
+      body: { resourceType: 'Bundle', type: 'transaction', entry: [
+        { fullUrl: 'urn:uuid:00000000-0000-4000-8000-000000000002', resource: observation(80, { identifier: [{ system, value: 'B-2' }] }), request: { method: 'POST', url: 'Observation', ifNoneExist: `identifier=${system}|B-2` } },
+        { resource: observation(81, { hasMember: [{ reference: 'urn:uuid:00000000-0000-4000-8000-000000000002' }] }), request: { method: 'POST', url: 'Observation' } },
+      ] },
+    })) as unknown as { entry: Array<{ response: { status: string; location: string } }> };
+    const panel = (await reader.read({ resourceType: 'Observation', id: linked.entry[1]!.response.location.split('/')[1]! })) as Resource & { hasMember: Array<{ reference: string }> };
+    assert.deepEqual(panel.hasMember, [{ reference: `Observation/${member}` }]);
+    // Deleted resources do not match: the conditional create creates again.
+    await gateway.delete({ resourceType: 'Observation', id: member });
+    assert.equal((await post(observation(82, { identifier: [{ system, value: 'B-2' }] }), `identifier=${system}|B-2`)).status, 201);
   });
 
   test('transaction: urn:uuid and conditional references resolve to Type/id, a transaction-response Bundle carries Location and ETag per entry', async () => {
@@ -303,7 +368,7 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
       : typeof value === 'object' && value !== null ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k === 'reference' && typeof v === 'string' ? ids.get(v) ?? v : rewrite(v)])) : value;
     for (const { resource } of sample.entry) {
       const read = (await otherReader.read({ resourceType: resource.resourceType, id: resource.id })) as Resource;
-      const provenance = { versionId: '1', lastUpdated: read.meta!.lastUpdated, source: 'urn:medshare:hospital:st-marys', tag: [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }] };
+      const provenance = { versionId: '1', lastUpdated: read.meta!.lastUpdated, source: 'urn:medshare:hospital:st-marys', tag: [{ system: PROVENANCE_SYSTEM, code: 'st-marys' }, verified('st-marys')] };
       assert.deepEqual(read, { ...(rewrite(resource) as Resource), meta: { ...resource.meta, ...provenance } }, `${resource.resourceType}/${resource.id}`);
     }
   });
@@ -343,6 +408,37 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
     assert.equal((await lookup()).total, 0, 'withdrawn');
     const bare = await failure(doctorAtRiverside.search({ resourceType: 'Patient', searchParams: { identifier: mrn } }));
     assert.equal(bare.status, 400);
+  });
+
+  test('Patient compartment and $everything: what the reader may read about her, by her rights (fhir-kit-client compartmentSearch, operation)', async () => {
+    type Searchset = { type: string; entry?: Array<{ resource: Resource; search: { mode: string } }> };
+    const ids = (bundle: Searchset) => (bundle.entry ?? []).filter((e) => e.search.mode === 'match').map((e) => `${e.resource.resourceType}/${e.resource.id}`).sort();
+    const compartment = (await reader.compartmentSearch({ resourceType: 'Observation', compartment: { resourceType: 'Patient', id: fhirPatient } })) as unknown as Searchset;
+    assert.equal(compartment.type, 'searchset');
+    const bySearch = (await reader.search({ resourceType: 'Observation', searchParams: { patient: fhirPatient } })) as unknown as Searchset;
+    assert.ok(ids(compartment).length > 3);
+    assert.deepEqual(ids(compartment), ids(bySearch));
+    const none = (await reader.compartmentSearch({ resourceType: 'Observation', compartment: { resourceType: 'Patient', id: 'someone-else' } })) as unknown as Searchset;
+    assert.deepEqual(ids(none), []);
+    const everything = (await reader.operation({ name: '$everything', resourceType: 'Patient', id: fhirPatient, method: 'GET' })) as unknown as Searchset;
+    const expected: string[] = [];
+    for (const type of ['Patient', 'Observation', 'Condition', 'Encounter', 'DocumentReference']) {
+      expected.push(...ids((await reader.search({ resourceType: type, searchParams: { patient: fhirPatient } })) as unknown as Searchset));
+    }
+    assert.ok(expected.includes(`Patient/${fhirPatient}`));
+    assert.deepEqual(ids(everything), expected.sort());
+    // Patel (dermatology) was given nothing, then her lab records only: $everything follows her rights.
+    const patelView = await startFhirView(cast.patel);
+    try {
+      const patel = new Client({ baseUrl: patelView.baseUrl(patient.key.patientId) });
+      const everythingOf = async () => ids((await patel.operation({ name: '$everything', resourceType: 'Patient', id: fhirPatient, method: 'GET' })) as unknown as Searchset);
+      assert.deepEqual(await everythingOf(), []);
+      await patient.delegate('lab', '(role:doctor and dept:dermatology)', await cast.client.abePublicKey());
+      const lab = await everythingOf();
+      assert.deepEqual(lab, expected.filter((id) => id.startsWith('Observation/')));
+    } finally {
+      await patelView.close();
+    }
   });
 
   describe('attacks on who writes into her record', () => {
@@ -385,6 +481,91 @@ describe('FHIR R4 gateway and reader view (fhir-kit-client)', () => {
       const after = await uploadToCloud(riverside, [{ recordId: `${hospitalTag('riverside')}${'D'.repeat(22)}`, category: 'clinical', ciphertext: pre.encrypt(keys, 'clinical', `${hospitalTag('riverside')}${'D'.repeat(22)}`, plaintext) }]);
       assert.equal(after.status, 403);
       await assert.rejects(patient.removeWriter('riverside'), (e: HttpProblemError) => e.status === 404);
+    });
+
+    describe('a hostile cloud (it holds her public keys and writes its own database) cannot pass a record off as a hospital\'s', () => {
+      const keys = () => pre.decodePublicKeys(pre.encodePublicKeys(patient.key));
+      /** What the cloud can do alone: encrypt any plaintext under her key and store it under any hospital's record-id tag. */
+      const cloudStores = async (hospital: string, category: string, resource: unknown) => {
+        const recordId = taggedRecordId(hospital, [randomBytes(8).toString('hex')]);
+        const ciphertext = pre.encrypt(keys(), category, recordId, new TextEncoder().encode(JSON.stringify(resource)));
+        await db.query('INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+          [recordId, patient.key.patientId, category, hospital, ciphertext.length, ciphertext, sha256Name(ciphertext)]);
+        return recordId;
+      };
+      const allergy = (id: string, hospital: string) => ({
+        resourceType: 'AllergyIntolerance', id, code: { text: 'No known allergies' }, patient: { reference: `Patient/${fhirPatient}` },
+        meta: { versionId: '1', lastUpdated: new Date().toISOString(), source: `urn:medshare:hospital:${hospital}`, tag: [{ system: PROVENANCE_SYSTEM, code: hospital }] },
+      });
+      /** What the reader's view serves of an AllergyIntolerance, and the reasons it gives for what it left out. */
+      const served = async (id: string, client = reader) => {
+        const bundle = (await client.search({ resourceType: 'AllergyIntolerance', searchParams: { _id: id } })) as unknown as { entry?: Array<{ resource: Resource & Outcome; search: { mode: string } }> };
+        const entries = bundle.entry ?? [];
+        return { matches: entries.filter((e) => e.search.mode === 'match').map((e) => e.resource), warnings: entries.filter((e) => e.search.mode === 'outcome').flatMap((e) => e.resource.issue.map((i) => i.diagnostics!)) };
+      };
+
+      test("forged record under St Mary's tag: unsigned is left out, a signature by a key the cloud made is refused; reads are 404", async () => {
+        const unsignedId = await cloudStores('st-marys', 'clinical', allergy('cloud-nka-1', 'st-marys'));
+        const unsigned = await served('cloud-nka-1');
+        assert.deepEqual(unsigned.matches, []);
+        assert.ok(unsigned.warnings.some((w) => w.includes('unsigned') && w.includes(unsignedId)), unsigned.warnings.join('; '));
+        assert.equal((await failure(reader.read({ resourceType: 'AllergyIntolerance', id: 'cloud-nka-1' }))).status, 404);
+        const { signer } = generateCheckpointKey(recordKeyName('st-marys'), 'ed25519');
+        const forgedId = await cloudStores('st-marys', 'clinical', signRecord(signer, allergy('cloud-nka-2', 'st-marys'), { patient: patient.key.patientId, category: 'clinical' }));
+        const forged = await served('cloud-nka-2');
+        assert.deepEqual(forged.matches, []);
+        assert.ok(forged.warnings.some((w) => w.includes("does not verify under st-marys's key") && w.includes(forgedId)), forged.warnings.join('; '));
+      });
+
+      test("relabelling a genuine St Mary's record as Riverside's, or moving it to another category, is refused", async () => {
+        const genuine = (await gateway.create({ resourceType: 'AllergyIntolerance', body: {
+          resourceType: 'AllergyIntolerance', code: { text: 'Penicillin' }, patient: { reference: `Patient/${fhirPatient}` },
+          clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical', code: 'active' }] },
+        } as unknown as Resource })) as Resource;
+        const signed = (await cast.chen.readRecords(patient.key.patientId, 'clinical')).map((r) => r.resource).find((r) => r.id === genuine.id)!;
+        assert.ok(JSON.stringify(signed.meta).includes(SIGNATURE_EXTENSION), 'the gateway signed it inside the ciphertext');
+        assert.equal((await served(genuine.id)).matches.length, 1, 'the genuine record is served');
+        const relabelled = { ...signed, meta: { ...(signed.meta as object), source: 'urn:medshare:hospital:riverside', tag: [{ system: PROVENANCE_SYSTEM, code: 'riverside' }] } };
+        await cloudStores('riverside', 'clinical', relabelled);
+        const movedId = await cloudStores('st-marys', 'lab', signed);
+        const seen = await served(genuine.id);
+        assert.equal(seen.matches.length, 1, 'only the genuine version');
+        assert.equal(seen.matches[0]!.meta!.source, 'urn:medshare:hospital:st-marys');
+        assert.deepEqual(seen.matches[0]!.meta!.tag!.at(-1), verified('st-marys'));
+        assert.ok(seen.warnings.some((w) => w.includes("does not verify under riverside's key")), seen.warnings.join('; '));
+        // The genuine version copied under her `lab` key (the category the signature does not name): $everything reads
+        // every category, and refuses it there.
+        const everything = (await reader.operation({ name: '$everything', resourceType: 'Patient', id: fhirPatient, method: 'GET' })) as unknown as { entry: Array<{ resource: Resource & Outcome; search: { mode: string } }> };
+        assert.equal(everything.entry.filter((e) => e.search.mode === 'match' && e.resource.id === genuine.id).length, 1);
+        const warnings = everything.entry.filter((e) => e.search.mode === 'outcome').flatMap((e) => e.resource.issue.map((i) => i.diagnostics!));
+        assert.ok(warnings.some((w) => w.includes("does not verify under st-marys's key") && w.includes(movedId)), warnings.join('; '));
+      });
+
+      test('a record signed by a hospital outside the reader\'s federation is refused; an unsigned (pre-signature) record is served marked only when the view is told to', async () => {
+        const { signer } = generateCheckpointKey(recordKeyName('rogue'), 'ed25519');
+        const rogueId = await cloudStores('rogue', 'clinical', signRecord(signer, allergy('rogue-1', 'rogue'), { patient: patient.key.patientId, category: 'clinical' }));
+        const rogue = await served('rogue-1');
+        assert.deepEqual(rogue.matches, []);
+        assert.ok(rogue.warnings.some((w) => w.includes("rogue is not in your hospital's federation") && w.includes(rogueId)), rogue.warnings.join('; '));
+        // Her hospital's list is what counts: Riverside lists St Mary's and itself, whatever the cloud says — St Mary's
+        // key as St Mary's itself published it, pinned in Riverside's database on first sight.
+        const listed = await cast.chen.writerKeys();
+        assert.deepEqual([...listed.keys()].sort(), ['riverside', 'st-marys']);
+        const published = (await (await fetch(new URL('/gateway/record-key', stMarys()))).json()) as { hospital: string; key: string };
+        assert.deepEqual(published, { hospital: 'st-marys', key: listed.get('st-marys')!.vkey });
+        const pinned = (await db.query<{ value: string }>("SELECT value FROM federation_pins WHERE name = 'records/st-marys'")).rows;
+        assert.deepEqual(pinned.map((r) => r.value), [published.key]);
+        await cloudStores('st-marys', 'clinical', allergy('legacy-1', 'st-marys'));
+        const lenient = await startFhirView(cast.chen, { unsigned: 'mark' });
+        try {
+          const marked = await served('legacy-1', new Client({ baseUrl: lenient.baseUrl(patient.key.patientId) }));
+          assert.equal(marked.matches.length, 1);
+          assert.deepEqual(marked.matches[0]!.meta!.tag!.at(-1), UNSIGNED_TAG);
+        } finally {
+          await lenient.close();
+        }
+        assert.deepEqual((await served('legacy-1')).matches, [], 'the default view leaves it out');
+      });
     });
   });
 });

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pre } from '@medshare/crypto';
 import { openDatabase, openTestDatabases, type TestDatabase } from '@medshare/db';
-import { GatewayClient, PatientClient } from '../src/index.ts';
+import { GatewayClient, PatientClient, verifyRecord, writerKeys, type FhirResource } from '../src/index.ts';
 import { CATEGORIES, LAB_POLICY, startCast, type Cast } from './harness.ts';
 
 /** ../shared beside the repository root (CI), or MEDSHARE_SHARED_DIR (a worktree elsewhere). */
@@ -53,9 +53,11 @@ for (const [position, { label, db }] of databases.entries()) {
 
     // ~5,000 resources to validate, encrypt and decrypt (170 s CPU for this file on a loaded machine): the first engine only (the SQL is the same).
     const skipSynthea = !existsSync(SYNTHEA) ? 'no ../shared/data/synthea' : position > 0 ? 'run on PGlite only (time)' : false;
-    test('every Synthea patient bundle of the shared data set is uploaded whole, a retry adds nothing, and every resource decrypts to what was sent', { skip: skipSynthea }, async () => {
+    test('every Synthea patient bundle of the shared data set is uploaded whole, a retry adds nothing, and every resource decrypts to what was sent, signed by St Mary\'s', { skip: skipSynthea }, async () => {
       const files = readdirSync(SYNTHEA).filter((f) => f.endsWith('.json')).sort();
       assert.ok(files.length > 0);
+      let trusted: ReturnType<typeof writerKeys> | undefined;
+      const stMarysKey = async () => (trusted ??= writerKeys([(await (await fetch(new URL('/gateway/record-key', cast.urls.hospitals['st-marys']))).json()) as { hospital: string; key: string }]));
       for (const [i, file] of files.entries()) {
         const bundle = JSON.parse(readFileSync(join(SYNTHEA, file), 'utf8').replace(/^\uFEFF/, '')) as { entry: Array<{ fullUrl: string; resource: { resourceType: string; id: string; meta?: object } }> };
         // Fresh sessions per bundle: tokens live 5 minutes, and the whole set takes longer on a busy machine.
@@ -78,10 +80,15 @@ for (const [position, { label, db }] of databases.entries()) {
         const resolve = (value: unknown): unknown => Array.isArray(value) ? value.map(resolve)
           : typeof value === 'object' && value !== null ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, k === 'reference' && typeof v === 'string' ? ids.get(v) ?? v : resolve(v)])) : value;
         const sent = new Map(bundle.entry.map((e) => [`${e.resource.resourceType}/${e.resource.id}`, e.resource]));
-        const stored = (await db.query<{ ciphertext: Uint8Array }>('SELECT ciphertext FROM cloud_records WHERE patient = $1', [patient.key.patientId])).rows;
+        const stored = (await db.query<{ ciphertext: Uint8Array; category: string }>('SELECT ciphertext, category FROM cloud_records WHERE patient = $1', [patient.key.patientId])).rows;
         assert.equal(stored.length, bundle.entry.length, file);
-        for (const { ciphertext } of stored) {
-          const { meta, ...content } = JSON.parse(new TextDecoder().decode(pre.decrypt(patient.key, ciphertext))) as { resourceType: string; id: string; meta: Record<string, unknown> };
+        for (const { ciphertext, category } of stored) {
+          // Each version carries St Mary's signature (over her pseudonym and the category), checked with the key St Mary's publishes.
+          const decrypted = JSON.parse(new TextDecoder().decode(pre.decrypt(patient.key, ciphertext))) as FhirResource;
+          const provenance = verifyRecord(await stMarysKey(), decrypted, { patient: patient.key.patientId, category });
+          assert.equal(provenance.status, 'verified', `${file}: ${decrypted.resourceType}/${decrypted.id}`);
+          const { meta: verifiedMeta, ...content } = (provenance as { resource: FhirResource }).resource;
+          const meta = verifiedMeta as Record<string, unknown>;
           const original = sent.get(`${content.resourceType}/${content.id}`)!;
           const { meta: sentMeta, ...sentContent } = original;
           assert.deepEqual(content, resolve(sentContent), `${file}: ${content.resourceType}/${content.id}`);

@@ -1,12 +1,13 @@
 /**
  * The searchable index's keywords (src/search/keywords.ts): what a resource is indexed under, range queries by
- * decomposition (the buckets cover exactly the days asked for), and FHIR query parsing (hostile values refused).
+ * decomposition (the buckets cover exactly the days asked for), FHIR query parsing (hostile values refused), and the
+ * patient's desensitisation rules (an excluded word is never a keyword).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MalformedInputError, LimitExceededError } from '@medshare/crypto';
-import { coverDays, dateKeywords, keywordsOf, parseQuery } from '../src/search/keywords.ts';
+import { coverDays, dateKeywords, indexRuleDigest, keywordsOf, parseIndexRules, parseQuery, wordsOf } from '../src/search/keywords.ts';
 
 const DAY_MS = 86_400_000;
 const dayOf = (n: number) => new Date(Date.UTC(1995, 0, 1) + n * DAY_MS).toISOString().slice(0, 10);
@@ -59,5 +60,28 @@ describe('search keywords', () => {
     assert.throws(() => parseQuery('Observation', new URLSearchParams(`code=${Array.from({ length: 65 }, (_, i) => i).join(',')}`)), LimitExceededError);
     assert.throws(() => parseQuery('observation', new URLSearchParams('')), MalformedInputError);
     assert.throws(() => parseQuery('Observation', new URLSearchParams(`code=${'x'.repeat(257)}`)), MalformedInputError);
+  });
+
+  test('desensitisation rules: on random notes, an excluded word or (with excludeNumbers) a word with a digit is never a keyword; every other word is', () => {
+    const word = fc.stringMatching(/^[a-z0-9]{3,12}$/);
+    fc.assert(fc.property(fc.array(word, { minLength: 1, maxLength: 30 }), fc.array(word, { maxLength: 10 }), fc.boolean(), (notes, excludedExtra, numbers) => {
+      const excluded = [...notes.filter((_, i) => i % 3 === 0), ...excludedExtra];
+      const salt = 'c2FsdHNhbHRzYWx0c2FsdA';
+      const rules = parseIndexRules({ salt, excludedWords: excluded.map((w) => indexRuleDigest(salt, w)), excludeNumbers: numbers });
+      const keywords = keywordsOf({ resourceType: 'Observation', id: 'o', note: [{ text: notes.join(' ') }] }, rules);
+      for (const w of wordsOf(notes.join(' '))) {
+        const out = excluded.includes(w) || (numbers && /\d/.test(w));
+        assert.equal(keywords.includes(`word:${w}`), !out, w);
+      }
+    }), { numRuns: 200 });
+  });
+
+  test('hostile index rules are typed errors: wrong salt, digests, flags, extra fields, too many words', () => {
+    const salt = 'A'.repeat(22);
+    for (const bad of [null, [], 'rules', { salt, excludedWords: [] }, { salt: 'short', excludedWords: [], excludeNumbers: false }, { salt, excludedWords: ['hepatitis'], excludeNumbers: false },
+      { salt, excludedWords: [], excludeNumbers: 1 }, { salt, excludedWords: [], excludeNumbers: false, words: ['x'] }]) {
+      assert.throws(() => parseIndexRules(bad), MalformedInputError, JSON.stringify(bad));
+    }
+    assert.throws(() => parseIndexRules({ salt, excludedWords: Array.from({ length: 1001 }, (_, i) => indexRuleDigest(salt, `w${i}`)), excludeNumbers: false }), LimitExceededError);
   });
 });

@@ -7,12 +7,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { abe, AccessDeniedError, IntegrityError, pre, sse } from '@medshare/crypto';
 import { openTestDatabases, type TestDatabase } from '@medshare/db';
 import { Client } from 'fhir-kit-client';
-import { GatewayClient, httpSearchTransport, HttpProblemError, startFhirView, type DoctorClient, type Session } from '../src/index.ts';
+import { GatewayClient, httpSearchTransport, HttpProblemError, PatientClient, startFhirView, type DoctorClient, type Session } from '../src/index.ts';
 import { parseQuery } from '../src/search/keywords.ts';
 import { searchRecords, type SearchTransport } from '../src/search/reader.ts';
 import { LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
@@ -186,22 +186,6 @@ for (const { label, db } of databases) {
       }
     });
 
-    test('scan: the cloud\'s index tables hold no code, keyword, date or resource type in any recognisable form', async () => {
-      const dump = Buffer.concat([
-        ...(await db.query<{ label: Uint8Array; value: Uint8Array }>('SELECT label, value FROM cloud_index_rows')).rows.flatMap((r) => [r.label, r.value]),
-        ...(await db.query<{ state: Uint8Array }>('SELECT state FROM cloud_index_writers')).rows.map((r) => r.state),
-      ]);
-      const needles = ['2093-3', '2085-9', '8480-6', '718-7', 'loinc', 'Observation', 'observation', 'final', 'amended', 'fasting', 'chest', '2020-', '2021-05-05', 'code:', 'date:', 'type:', 'word:', ...uploaded.slice(0, 20).map((o) => o.id)];
-      for (const n of needles) {
-        for (const form of [Buffer.from(n), Buffer.from(n).toString('base64').replace(/=+$/, '').slice(0, 8), Buffer.from(n).toString('hex'), createHash('sha256').update(n).digest().subarray(0, 8), createHash('sha256').update(`code:${LOINC}|${n}`).digest().subarray(0, 8)]) {
-          assert.equal(dump.indexOf(form), -1, `a form of '${n}' is in the index tables`);
-        }
-      }
-      // Record ids are not there either (rows are stored with none).
-      const recordIds = (await db.query<{ record_id: string }>('SELECT record_id FROM cloud_records WHERE patient = $1 LIMIT 50', [patient])).rows.map((r) => r.record_id);
-      for (const id of recordIds) assert.equal(dump.indexOf(Buffer.from(id)), -1);
-    });
-
     test('tamper: a cloud that rewrites an index value, or swaps values between labels, is caught by the reader', async () => {
       await upload(cast.gateway, [observation(fhirId, '11111-1', 'final', '2022-01-01'), observation(fhirId, '22222-2', 'final', '2022-01-02')]);
       const labelsOf = async (code: string) => {
@@ -280,6 +264,151 @@ for (const { label, db } of databases) {
       assert.deepEqual(await search(cast.chen, `code=${LOINC}|44444-4`), oracle(`code=${LOINC}|44444-4`));
       assert.equal(oracle(`code=${LOINC}|44444-4`).length, 4);
       assert.deepEqual(await search(cast.chen, `code=${LOINC}|55555-5&date=2019-07`), oracle(`code=${LOINC}|55555-5&date=2019-07`));
+    });
+
+    test('current versions only: an Observation amended to another code no longer matches its old code, a deleted one matches nothing; results carry their record ids', async () => {
+      const amended = observation(fhirId, '66666-1', 'final', '2023-03-03');
+      const kept = observation(fhirId, '66666-1', 'final', '2023-03-04');
+      const first = await cast.gateway.upload(transaction([amended, kept]));
+      const v1 = first.versions.find((v) => v.id === amended.id)!.recordId;
+      assert.deepEqual(ids((await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|66666-1`)).bundle), [amended.id, kept.id].sort());
+      // The amendment: same id, another code. The search for the old code finds the other record only.
+      const second = await cast.gateway.upload(transaction([{ ...amended, status: 'amended', code: { coding: [{ system: LOINC, code: '66666-2' }] } }]));
+      const v2 = second.versions[0]!.recordId;
+      const old = await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|66666-1`);
+      assert.deepEqual(old.records.map((r) => r.recordId), [first.versions.find((v) => v.id === kept.id)!.recordId]);
+      const current = await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|66666-2`);
+      assert.deepEqual(current.records.map((r) => [r.recordId, r.resource.id, (r.resource.meta as { versionId: string }).versionId]), [[v2, amended.id, '2']]);
+      // Status and date keywords of version 1 are gone too; version 2's are there.
+      assert.ok(!(await cast.chen.searchFhir(patient, 'Observation', 'date=2023-03-03&status=final')).records.some((r) => r.recordId === v1));
+      assert.deepEqual((await cast.chen.searchFhir(patient, 'Observation', 'date=2023-03-03&status=amended')).records.map((r) => r.recordId), [v2]);
+      // A delete (tombstone) removes every entry of the last version.
+      await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ request: { method: 'DELETE', url: `Observation/${amended.id}` } }] });
+      assert.deepEqual((await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|66666-2`)).records, []);
+      assert.deepEqual((await cast.chen.searchFhir(patient, 'Observation', 'date=2023-03')).records.map((r) => r.resource.id), [kept.id]);
+      uploaded.push(kept);
+    });
+
+    test('withheld deletion: a cloud that drops the entry deleting a superseded version (to bring it back) is caught', async () => {
+      const o = observation(fhirId, '77777-1', 'final', '2023-04-04');
+      await cast.gateway.upload(transaction([o]));
+      const labels: Uint8Array[] = [];
+      const transport = spy(httpSearchTransport(cast.chen.session), (l) => labels.push(...l));
+      const q = parseQuery('Observation', new URLSearchParams(`code=${LOINC}|77777-1`));
+      assert.equal((await searchRecords(cast.chen.reader, transport, patient, 'lab', q)).records.length, 1);
+      await cast.gateway.upload(transaction([{ ...o, code: { coding: [{ system: LOINC, code: '77777-2' }] } }]));
+      labels.length = 0;
+      assert.equal((await searchRecords(cast.chen.reader, transport, patient, 'lab', q)).records.length, 0);
+      // The deletion is the keyword's second entry: the hostile cloud answers it as absent.
+      assert.equal(labels.length, 2);
+      const withholding: SearchTransport = { ...transport, rows: async (p, c, l) => (await transport.rows(p, c, l)).map((v, i) => (i === 1 ? undefined : v)) };
+      await assert.rejects(searchRecords(cast.chen.reader, withholding, patient, 'lab', q), (e: Error) => e instanceof IntegrityError && /withheld 1 entries/.test(e.message));
+      // In the cloud's table the deletion is a row like any other (label and masked value, no operation in clear).
+      const rows = (await db.query<{ label: Uint8Array; value: Uint8Array }>('SELECT label, value FROM cloud_index_rows WHERE label = ANY($1::bytea[])', [labels])).rows;
+      assert.deepEqual(rows.map((r) => [r.label.length, r.value.length]), [[sse.LABEL_BYTES, sse.VALUE_BYTES], [sse.LABEL_BYTES, sse.VALUE_BYTES]]);
+      uploaded.push({ ...o, code: { coding: [{ system: LOINC, code: '77777-2' }] } });
+    });
+
+    test('hostile cloud returning another record for a search: a swapped ciphertext (same patient, same keyword), a duplicate, or another patient\'s record are caught', async () => {
+      const [a, b] = [observation(fhirId, '88888-1', 'final', '2023-05-05'), observation(fhirId, '88888-1', 'final', '2023-05-06')];
+      const written = await cast.gateway.upload(transaction([a, b]));
+      const [ra, rb] = [a, b].map((o) => written.versions.find((v) => v.id === o.id)!.recordId) as [string, string];
+      const query = `code=${LOINC}|88888-1&date=2023-05-05`;
+      assert.deepEqual((await cast.chen.searchFhir(patient, 'Observation', query)).records.map((r) => r.recordId), [ra]);
+      // Over HTTP: the cloud's database serves record b's ciphertext under record a's id.
+      const cipher = async (id: string) => (await db.query<{ ciphertext: Uint8Array }>('SELECT ciphertext FROM cloud_records WHERE record_id = $1', [id])).rows[0]!.ciphertext;
+      const original = await cipher(ra);
+      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra, await cipher(rb)]);
+      try {
+        await assert.rejects(cast.chen.searchFhir(patient, 'Observation', query), (e: Error) => e instanceof IntegrityError && /did not name/.test(e.message));
+      } finally {
+        await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra, original]);
+      }
+      const http = httpSearchTransport(cast.chen.session);
+      const q = parseQuery('Observation', new URLSearchParams(query));
+      const duplicating: SearchTransport = { ...http, records: async (p, c, list) => { const got = await http.records(p, c, list); return [got[0]!, got[0]!]; } };
+      const both = parseQuery('Observation', new URLSearchParams(`code=${LOINC}|88888-1`));
+      await assert.rejects(searchRecords(cast.chen.reader, duplicating, patient, 'lab', both), IntegrityError);
+      // Another patient who delegated her lab records to the same cardiologist: the cloud converts her record instead.
+      const other = new PatientClient(await cast.registerAndLogin('st-marys', 'beatrice', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'notes', 'imaging']));
+      await other.register();
+      await cast.gateway.enrol('beatrice-fhir', other.key.patientId);
+      await other.delegate('lab', LAB_POLICY, abePublicKey);
+      const hers = await cast.gateway.upload(transaction([observation('beatrice-fhir', '88888-1', 'final', '2023-05-05')]));
+      const substituting: SearchTransport = { ...http, records: () => http.records(other.key.patientId, 'lab', [hers.versions[0]!.recordId]) };
+      await assert.rejects(searchRecords(cast.chen.reader, substituting, patient, 'lab', q), IntegrityError);
+      uploaded.push(a, b);
+    });
+
+    test('desensitisation: a word she excluded, and numbers, are never indexed: no search finds them and no token of theirs is in the cloud', async () => {
+      await cast.patient.setIndexRules({ excludedWords: ['Hepatitis', 'oncology'], excludeNumbers: true });
+      const o = observation(fhirId, '99999-1', 'final', '2023-06-06', 'hepatitis panel sent to oncology ward 4B77 callback 5551234 negative');
+      const written = await cast.gateway.upload(transaction([o]));
+      uploaded.push(o);
+      const find = async (q: string) => (await cast.chen.searchFhir(patient, 'Observation', q)).records.map((r) => r.recordId);
+      assert.deepEqual(await find('_content=negative'), [written.versions[0]!.recordId]);
+      assert.deepEqual(await find('_content=panel&code=99999-1'), [written.versions[0]!.recordId]);
+      for (const word of ['hepatitis', 'oncology', '4b77', '5551234']) assert.deepEqual(await find(`_content=${word}`), [], word);
+      // With every sub-index key (what a reader holds) and the cloud's rows: no entry of an excluded word at any count.
+      const subs = await httpSearchTransport(cast.chen.session).subIndexes(patient, 'lab');
+      for (const sub of subs) {
+        const key = cast.chen.reader.decrypt(sub.keyCapsule);
+        const state = sse.openState(key, `${patient}|lab|${sub.keyEpoch}|${sub.indexEpoch}|${sub.source}`, sub.state, sub.version);
+        for (const word of ['hepatitis', 'oncology', '4b77', '5551234']) {
+          assert.equal(state.counts.has(`word:${word}`), false);
+          const labels = sse.query(key, { version: 1, counts: new Map([[`word:${word}`, 50]]) }, `word:${word}`).labels;
+          assert.equal((await db.query('SELECT 1 FROM cloud_index_rows WHERE label = ANY($1::bytea[])', [labels])).rows.length, 0, word);
+        }
+      }
+      // The cloud keeps her rules as salted digests: no excluded word in any form.
+      const stored = (await db.query<{ index_rules: string }>('SELECT index_rules FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!.index_rules;
+      for (const word of ['hepatitis', 'Hepatitis', 'oncology']) assert.ok(!stored.includes(word) && !stored.includes(createHash('sha256').update(word).digest('base64url')));
+      // Malformed rules are a clear 400; only she may set them.
+      const put = (session: Session, body: unknown) => sessionFetch(session, new URL(`/cloud/patients/${encodeURIComponent(patient)}/index-rules`, cast.base), { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      for (const body of [{ salt: 'x', excludedWords: [], excludeNumbers: false }, { salt: 'A'.repeat(22), excludedWords: ['hepatitis'], excludeNumbers: false }, { salt: 'A'.repeat(22), excludedWords: [], excludeNumbers: 'yes' }, [1]]) {
+        const response = await put(cast.patient.session, body);
+        assert.equal(response.status, 400, JSON.stringify(body));
+        assert.match(response.headers.get('content-type') ?? '', /problem\+json/);
+      }
+      assert.equal((await put(cast.chen.session, { salt: 'A'.repeat(22), excludedWords: [], excludeNumbers: false })).status, 403);
+      await assert.rejects(cast.patient.setIndexRules({ excludedWords: ['two words'] }), /not one word/);
+    });
+
+    test('rotation moves the key epoch: a new sub-index under a fresh key; the old epoch\'s keys find none of its rows, the new delegation finds its records', async () => {
+      const oldKeys = (await httpSearchTransport(cast.chen.session).subIndexes(patient, 'lab')).map((s) => cast.chen.reader.decrypt(s.keyCapsule));
+      const rotated = await cast.patient.rotate('lab');
+      await rotated.revoke(delegationId);
+      delegationId = (await rotated.delegate('lab', LAB_POLICY, abePublicKey)).delegationId;
+      cast.patient = rotated;
+      const o = observation(fhirId, '12121-2', 'final', '2023-07-07');
+      const written = await cast.gateway.upload(transaction([o]));
+      uploaded.push(o);
+      const epochs = (await db.query<{ key_epoch: number }>("SELECT DISTINCT key_epoch FROM cloud_index_writers WHERE patient = $1 AND category = 'lab' AND source = 'st-marys'", [patient])).rows.map((r) => Number(r.key_epoch)).sort();
+      assert.deepEqual(epochs, [1, 2]);
+      for (const key of oldKeys) {
+        const labels = sse.query(key, { version: 1, counts: new Map([[`code:${LOINC}|12121-2`, 20]]) }, `code:${LOINC}|12121-2`).labels;
+        assert.equal((await db.query('SELECT 1 FROM cloud_index_rows WHERE label = ANY($1::bytea[])', [labels])).rows.length, 0);
+      }
+      const found = await cast.chen.searchFhir(patient, 'Observation', `code=${LOINC}|12121-2`);
+      assert.deepEqual(found.records.map((r) => r.recordId), [written.versions[0]!.recordId]);
+      assert.equal(found.stats.subIndexes, 1, 'the epoch-2 delegation converts the epoch-2 sub-index only');
+    });
+
+    test('scan (after every write of this file: deletions, epochs, rules): the cloud\'s index tables hold no code, keyword, date or resource type in any recognisable form', async () => {
+      const dump = Buffer.concat([
+        ...(await db.query<{ label: Uint8Array; value: Uint8Array }>('SELECT label, value FROM cloud_index_rows')).rows.flatMap((r) => [r.label, r.value]),
+        ...(await db.query<{ state: Uint8Array }>('SELECT state FROM cloud_index_writers')).rows.map((r) => r.state),
+        ...(await db.query<{ index_rules: string | null }>('SELECT index_rules FROM cloud_patients')).rows.flatMap((r) => (r.index_rules === null ? [] : [Buffer.from(r.index_rules)])),
+      ]);
+      const needles = ['2093-3', '2085-9', '8480-6', '718-7', 'loinc', 'Observation', 'observation', 'final', 'amended', 'fasting', 'chest', '2020-', '2021-05-05', 'code:', 'date:', 'type:', 'word:', '66666-1', '66666-2', '77777-2', 'hepatitis', 'oncology', 'negative', '5551234', ...uploaded.slice(0, 20).map((o) => o.id)];
+      for (const n of needles) {
+        for (const form of [Buffer.from(n), Buffer.from(n).toString('base64').replace(/=+$/, '').slice(0, 8), Buffer.from(n).toString('hex'), createHash('sha256').update(n).digest().subarray(0, 8), createHash('sha256').update(`code:${LOINC}|${n}`).digest().subarray(0, 8)]) {
+          assert.equal(dump.indexOf(form), -1, `a form of '${n}' is in the index tables`);
+        }
+      }
+      // Record ids are not there either (rows are stored with none).
+      const recordIds = (await db.query<{ record_id: string }>('SELECT record_id FROM cloud_records WHERE patient = $1 LIMIT 50', [patient])).rows.map((r) => r.record_id);
+      for (const id of recordIds) assert.equal(dump.indexOf(Buffer.from(id)), -1);
     });
   });
 }

@@ -67,6 +67,7 @@ for (const { label, db } of databases) {
       ['POST', '/gateway/fhir', JSON.stringify(bundle)],
       ['POST', '/gateway/upload', JSON.stringify(bundle)],
       ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
+      ['GET', '/gateway/writer-keys', undefined],
     ] as const;
 
     before(async () => {

@@ -27,9 +27,18 @@ const SWEEP_ROWS = 32;
 /** An unlocked attempt record untouched this long is forgotten (the memory store forgets such records under pressure). */
 const ATTEMPT_IDLE_MS = 24 * 3600 * 1000;
 
-/** Deletes at most SWEEP_ROWS rows of `table` that match `where`, never waiting for a row another transaction holds. */
-async function sweep(db: Queryable, table: string, key: string, where: string, params: readonly unknown[]): Promise<void> {
-  await db.query(`DELETE FROM ${table} WHERE (${key}) IN (SELECT ${key} FROM ${table} WHERE ${where} LIMIT ${SWEEP_ROWS} FOR UPDATE SKIP LOCKED)`, params);
+/**
+ * Nonces come with every DPoP-proofed request, so their sweep is batched: at most once a second, or after
+ * NONCE_SWEEP_EVERY insertions, deleting up to NONCE_SWEEP_ROWS (twice the insertions between two sweeps, so the
+ * table stays bounded at any rate). A DELETE after every insertion was one of a record read's four queries.
+ */
+const NONCE_SWEEP_MS = 1000;
+const NONCE_SWEEP_EVERY = 512;
+const NONCE_SWEEP_ROWS = 2 * NONCE_SWEEP_EVERY;
+
+/** Deletes at most `limit` rows of `table` that match `where`, never waiting for a row another transaction holds. */
+async function sweep(db: Queryable, table: string, key: string, where: string, params: readonly unknown[], limit = SWEEP_ROWS): Promise<void> {
+  await db.query(`DELETE FROM ${table} WHERE (${key}) IN (SELECT ${key} FROM ${table} WHERE ${where} LIMIT ${limit} FOR UPDATE SKIP LOCKED)`, params);
 }
 
 interface UserRow {
@@ -160,6 +169,9 @@ export class SqlTicketStore<T> implements TicketStore<T> {
  * same shape (scope, nonce, expires_at_ms; primary key scope, nonce) that a service without identity tables keeps.
  */
 export class SqlNonceCache implements NonceCache {
+  private lastSweepMs = Number.NEGATIVE_INFINITY;
+  private addedSinceSweep = 0;
+
   constructor(private readonly db: Database, private readonly scope: string, private readonly table = 'identity_nonces') {
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
   }
@@ -173,7 +185,11 @@ export class SqlNonceCache implements NonceCache {
       [this.scope, nonce, expiresAtMs, nowMs],
     );
     if (rows.rows.length === 0) return false;
-    await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs]);
+    if (++this.addedSinceSweep >= NONCE_SWEEP_EVERY || nowMs - this.lastSweepMs >= NONCE_SWEEP_MS) {
+      this.addedSinceSweep = 0;
+      this.lastSweepMs = nowMs;
+      await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs], NONCE_SWEEP_ROWS);
+    }
     return true;
   }
 }

@@ -73,6 +73,8 @@ export interface DeidConfig {
   processingErrors: 'raise' | 'skip';
   rules: Rule[];
   parameters: Parameters;
+  /** The rules may run in one walk of each resource (rule-walk.ts); set by the built-in profiles only. */
+  singlePass?: boolean;
 }
 
 const PARAMETER_KINDS: Record<keyof Parameters, 'string' | 'boolean' | 'string[]' | 'integer' | 'object'> = {

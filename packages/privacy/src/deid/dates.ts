@@ -35,7 +35,10 @@ export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' |
 /** True when a date (possibly partial) lies more than 89 years before `now`: it indicates an age over 89. */
 export function indicatesAgeOver89(value: string, now = new Date()): boolean {
   const match = DATE.exec(value);
-  if (!match) return false;
+  return match !== null && overAgeLimit(match, now);
+}
+
+function overAgeLimit(match: RegExpExecArray, now: Date): boolean {
   const year = Number(match[1]);
   const month = match[2] ? Number(match[2]) : 1;
   const day = match[3] ? Number(match[3]) : 1;
@@ -50,7 +53,7 @@ export function indicatesAgeOver89(value: string, now = new Date()): boolean {
  */
 export function partialDate(value: string, now = new Date()): string | undefined {
   const match = DATE.exec(value);
-  if (!match || indicatesAgeOver89(value, now)) return undefined;
+  if (!match || overAgeLimit(match, now)) return undefined;
   return match[1];
 }
 
@@ -61,7 +64,7 @@ export function partialDate(value: string, now = new Date()): string | undefined
  */
 export function shiftDate(value: string, offsetDays: number, now = new Date()): string | undefined {
   const match = DATE.exec(value);
-  if (!match || !match[3] || indicatesAgeOver89(value, now)) return undefined;
+  if (!match || !match[3] || overAgeLimit(match, now)) return undefined;
   const shifted = new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + offsetDays));
   const date = shifted.toISOString().slice(0, 10);
   const time = TIME.exec(value);

@@ -13,6 +13,7 @@ import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLoc
 import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
+import { compileWalk, isYearsQuantity, type Leaf, type RuleWalk } from './rule-walk.ts';
 import { builtinNameMatchers, nameMatcher, scrubText, termMatcher, type NameMatcher, type TextScope } from './free-text.ts';
 
 const PEOPLE = ['Patient', 'RelatedPerson', 'Practitioner', 'Person'];
@@ -74,9 +75,12 @@ export class Deidentifier {
   private readonly hashes: Record<HashForm, Map<string, string>> = { reference: new Map(), fullUrl: new Map(), request: new Map(), value: new Map() };
   private readonly offsets = new Map<string, number>();
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
+  /** The rules in one walk per resource, when the configuration allows it (rule-walk.ts). */
+  private readonly ruleWalk: RuleWalk | undefined;
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
+    this.ruleWalk = config.singlePass ? compileWalk(config.rules, { quantityAgesAsAges: config.parameters.quantityAgesAsAges }) : undefined;
     const key = config.parameters.cryptoHashKey;
     // A resource's id recurs in its fullUrl and in every reference to it: each id is hashed once.
     const ids = new Map<string, string>();
@@ -152,18 +156,28 @@ export class Deidentifier {
   }
 
   private visitResource(resource: JsonObject, contained: boolean, run: Run): Set<Label> {
-    forgetDescendants(resource);
-    const index = indexResource(resource);
-    if (this.config.parameters.quantityAgesAsAges) retypeQuantityAges(index);
-    const labels = this.applyRules(resource, index, run);
+    let labels: Set<Label>;
+    let nested: { resource: JsonObject; key: string }[];
+    let dirty = true;
+    if (this.ruleWalk) {
+      const found = new Set<Label>();
+      ({ nested, dirty } = this.ruleWalk.walk(resource, (rule, leaf) => this.applyLeaf(rule, leaf, run, found)));
+      labels = found;
+    } else {
+      forgetDescendants(resource);
+      const index = indexResource(resource);
+      if (this.config.parameters.quantityAgesAsAges) retypeQuantityAges(index);
+      labels = this.applyRules(resource, index, run);
+      nested = index.resources.map((node) => ({ resource: node.value as JsonObject, key: node.key }));
+    }
     const entries = resource['resourceType'] === 'Bundle';
-    for (const nested of index.resources) {
-      for (const label of this.visitResource(nested.value as JsonObject, nested.key === 'contained', run)) labels.add(label);
-      if (entries && nested.key === 'resource') run.context.onEntry?.();
+    for (const { resource: inner, key } of nested) {
+      for (const label of this.visitResource(inner, key === 'contained', run)) labels.add(label);
+      if (entries && key === 'resource') run.context.onEntry?.();
     }
     if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
     // Each resource prunes its own elements (its nested resources pruned themselves), as the reference tool removes empty nodes.
-    pruneRemoved(resource, resource);
+    if (dirty) pruneRemoved(resource, resource);
     return labels;
   }
 
@@ -195,35 +209,14 @@ export class Deidentifier {
   private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
     const params = this.config.parameters;
     const value = primitiveValue(node);
-    // (A closure here would be created per node: the hot path uses a plain function.)
-    const set = setValue;
     switch (rule.method) {
-      case 'keep':
-        return;
-      case 'redact':
-        if (isEmpty(value)) return;
-        if (DATE_TYPES.has(node.type)) return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
-        if (node.type === 'decimal' && node.key === 'value' && node.parentNode?.type === 'Age') {
-          return set(node, run, labels, params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
-        }
-        if (node.key === 'postalCode') {
-          if (params.enablePartialZipCodesForRedact) return set(node, run, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
-          return set(node, run, labels, undefined, 'REDACTED');
-        }
-        return set(node, run, labels, undefined, 'REDACTED');
       case 'dateShift': {
         if (isEmpty(value) || !DATE_TYPES.has(node.type)) return;
         const offset = params.dateShiftFixedOffsetInDays ?? this.shiftOffset(this.shiftPrefix(node, run));
         const shifted = shiftDate(String(value), offset);
-        if (shifted !== undefined) return set(node, run, labels, shifted, 'PERTURBED');
-        return set(node, run, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (shifted !== undefined) return setValue(node, labels, shifted, 'PERTURBED');
+        return setValue(node, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
       }
-      case 'cryptoHash':
-        if (isEmpty(value)) return;
-        return set(node, run, labels, this.hash(node, String(value)), 'CRYTOHASH');
-      case 'encrypt':
-        if (isEmpty(value)) return;
-        return set(node, run, labels, encryptValue(String(value), params.encryptKey), 'ENCRYPT');
       case 'substitute':
         substitute(node, rule.replaceWith, run);
         labels.add('SUBSTITUTED');
@@ -235,15 +228,46 @@ export class Deidentifier {
           throw new MalformedInputError(`generalize applies to primitive values only, not to ${node.type || 'an untyped element'} at ${node.key}`);
         }
         if (value === undefined) return;
-        return set(node, run, labels, this.generalize(rule, value, node.type), 'GENERALIZED');
+        return setValue(node, labels, this.generalize(rule, value, node.type), 'GENERALIZED');
       }
+      default:
+        return this.applyLeaf(rule, node, run, labels);
+    }
+  }
+
+  /** The methods that act on one value alone (the ones the rule walk applies). */
+  private applyLeaf(rule: Rule, node: Leaf, run: Run, labels: Set<Label>): void {
+    const params = this.config.parameters;
+    const value = primitiveValue(node);
+    switch (rule.method) {
+      case 'keep':
+        return;
+      case 'redact':
+        if (isEmpty(value)) return;
+        if (DATE_TYPES.has(node.type)) return setValue(node, labels, params.enablePartialDatesForRedact ? partialDate(String(value)) : undefined, 'REDACTED');
+        if (node.type === 'decimal' && node.key === 'value' && node.parentNode?.type === 'Age') {
+          return setValue(node, labels, params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
+        }
+        if (node.key === 'postalCode') {
+          if (params.enablePartialZipCodesForRedact) return setValue(node, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
+          return setValue(node, labels, undefined, 'REDACTED');
+        }
+        return setValue(node, labels, undefined, 'REDACTED');
+      case 'cryptoHash':
+        if (isEmpty(value)) return;
+        return setValue(node, labels, this.hash(node, String(value)), 'CRYTOHASH');
+      case 'encrypt':
+        if (isEmpty(value)) return;
+        return setValue(node, labels, encryptValue(String(value), params.encryptKey), 'ENCRYPT');
       case 'scrubText': {
         // Free text only: uris, codes and ids below a matched element (an extension's url) are links and terminology.
         if (typeof value !== 'string' || !TEXT_TYPES.has(node.type)) return;
         const scrubbed = scrubLeaf(node, value, run.context.names, rule.scope);
-        if (scrubbed !== value) set(node, run, labels, scrubbed, 'REDACTED');
+        if (scrubbed !== value) setValue(node, labels, scrubbed, 'REDACTED');
         return;
       }
+      default:
+        throw new MalformedInputError(`method ${rule.method} does not act on a single value`);
     }
   }
 
@@ -252,7 +276,7 @@ export class Deidentifier {
    * UUIDs and Bundle links stay valid. Results are kept per form of hashing: a record set repeats
    * the same references (its patient's, its encounters') tens of thousands of times.
    */
-  private hash(node: TypedNode, value: string): string {
+  private hash(node: Leaf, value: string): string {
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
     const form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
     const cache = this.hashes[form];
@@ -341,10 +365,7 @@ function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> 
 function retypeQuantityAges(index: NodeIndex): void {
   const quantities = index.byType.get('Quantity');
   if (!quantities) return;
-  const ages = quantities.filter((node) => {
-    const quantity = node.value as JsonObject;
-    return quantity['code'] === 'a' || ['a', 'yr', 'year', 'years'].includes(String(quantity['unit']));
-  });
+  const ages = quantities.filter((node) => isYearsQuantity(node.value));
   if (ages.length === 0) return;
   index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
   for (const node of ages) node.type = 'Age';
@@ -352,7 +373,7 @@ function retypeQuantityAges(index: NodeIndex): void {
 }
 
 /** Writes a method's result into a node (undefined or null removes it) and records the label. */
-function setValue(node: TypedNode, _run: Run, labels: Set<Label>, next: unknown, label: Label): void {
+function setValue(node: Leaf, labels: Set<Label>, next: unknown, label: Label): void {
   writeValue(node, next ?? REMOVED);
   node.value = next ?? undefined;
   labels.add(label);
@@ -366,7 +387,7 @@ function isVisited(node: TypedNode, run: Run): boolean {
 }
 
 /** A node's primitive value (undefined for a complex element or an absent primitive). */
-function primitiveValue(node: TypedNode): unknown {
+function primitiveValue(node: Leaf): unknown {
   const value = node.value;
   return value !== null && typeof value === 'object' ? undefined : value;
 }
@@ -513,7 +534,7 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
     // A note is often attached twice (DocumentReference.content and DiagnosticReport.presentedForm): the base64 text is cached too.
     return cachedScrubBase64(value, names);
   }
-  if (leaf.type === 'xhtml') return scrubXhtml(value, names);
+  if (leaf.type === 'xhtml') return cachedScrubXhtml(value, names);
   return cachedScrub(value, names, scope);
 }
 
@@ -522,18 +543,19 @@ function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatche
  * thousands of times ("Body mass index (BMI) [Ratio]"), and a text scrubs the same way under
  * the same matchers. Bounded; dropped with the matcher set.
  */
-const scrubCache = new WeakMap<readonly NameMatcher[], Record<TextScope | 'base64', Map<string, string>>>();
+const scrubCache = new WeakMap<readonly NameMatcher[], Record<TextScope | 'base64' | 'xhtml', Map<string, string>>>();
+
 const SCRUB_CACHE_LIMIT = 20_000;
 /** Decoded notes are large: fewer of them are kept. */
 const BASE64_CACHE_LIMIT = 500;
 const NO_NAMES: readonly NameMatcher[] = [];
 
 /** The cache of scrubbed texts of a matcher set and kind (one map per kind: no key strings built per lookup). */
-function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64'): Map<string, string> {
+function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64' | 'xhtml'): Map<string, string> {
   let caches = scrubCache.get(names);
-  if (!caches) scrubCache.set(names, (caches = { all: new Map(), terminology: new Map(), base64: new Map() }));
+  if (!caches) scrubCache.set(names, (caches = { all: new Map(), terminology: new Map(), base64: new Map(), xhtml: new Map() }));
   const cache = caches[kind];
-  if (cache.size >= (kind === 'base64' ? BASE64_CACHE_LIMIT : SCRUB_CACHE_LIMIT)) cache.clear();
+  if (cache.size >= (kind === 'base64' || kind === 'xhtml' ? BASE64_CACHE_LIMIT : SCRUB_CACHE_LIMIT)) cache.clear();
   return cache;
 }
 
@@ -541,6 +563,14 @@ function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextSc
   const cache = cacheFor(names, scope);
   let scrubbed = cache.get(value);
   if (scrubbed === undefined) cache.set(value, (scrubbed = scrubText(value, names, scope).text));
+  return scrubbed;
+}
+
+/** A narrative scrubs the same way each time it recurs (Synthea repeats them per resource type). */
+function cachedScrubXhtml(value: string, names: readonly NameMatcher[]): string {
+  const cache = cacheFor(names, 'xhtml');
+  let scrubbed = cache.get(value);
+  if (scrubbed === undefined) cache.set(value, (scrubbed = scrubXhtml(value, names)));
   return scrubbed;
 }
 

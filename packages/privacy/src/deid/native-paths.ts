@@ -58,7 +58,7 @@ function push<K>(map: Map<K, TypedNode[]>, key: K, node: TypedNode): void {
   else map.set(key, [node]);
 }
 
-interface ChildType {
+export interface ChildType {
   type: string;
   next: string;
   name: string;
@@ -69,7 +69,7 @@ interface ChildType {
 }
 
 /** The FHIR type of element `key` under model path `typePath`, the path its own children use, and its element name (`value` for `valueQuantity`). */
-function childType(typePath: string, key: string): ChildType {
+export function childType(typePath: string, key: string): ChildType {
   let byKey = childTypeCache.get(typePath);
   if (!byKey) childTypeCache.set(typePath, (byKey = new Map()));
   let info = byKey.get(key);
@@ -121,7 +121,7 @@ export function elementPart(object: JsonObject, key: string, index: number | nul
 }
 
 /** Item `index` of an element part value (see elementPart). */
-function partItem(part: unknown, index: number | null): JsonObject | undefined {
+export function partItem(part: unknown, index: number | null): JsonObject | undefined {
   if (part === undefined || part === null) return undefined;
   const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : index === 0 ? part : undefined;
   return item && typeof item === 'object' ? (item as JsonObject) : undefined;
@@ -246,17 +246,24 @@ export function compileNative(path: string): ((index: NodeIndex) => TypedNode[])
   };
 }
 
-function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | undefined {
+/** Where a native branch starts: the nodes of a FHIR type, of an element name, or the resource (of a type, when named). */
+export type BranchStart = { byType: string } | { byName: string } | { root: string | undefined };
+/** A step of a native branch: a child element name, or a `where` condition (`simple` when it reads the JSON directly). */
+export type BranchStep = { member: string } | { where: string; simple: ((value: JsonObject) => boolean) | undefined };
+
+/** Parses one union branch of the native shapes, or `undefined` when fhirpath must evaluate it. */
+export function parseBranch(branch: string): { start: BranchStart; steps: BranchStep[] } | undefined {
   const start = START.exec(branch);
   if (!start) return undefined;
   const [, byType, byName, typeName] = start;
-  const steps: Step[] = [];
+  const steps: BranchStep[] = [];
   // A path relative to the resource (`name.family`, the expression after a rule's resource type) starts at the root.
   let rest = start[0] === '' ? `.${branch}` : branch.slice(start[0].length);
   while (rest.length > 0) {
     const where = WHERE.exec(rest);
     if (where) {
-      steps.push(whereStep(where[1] ?? ''));
+      const condition = where[1] ?? '';
+      steps.push({ where: condition, simple: simpleCondition(condition) });
       rest = rest.slice(where[0].length);
       continue;
     }
@@ -264,18 +271,30 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
     if (member) {
       const name = member[1] ?? member[2] ?? '';
       if (name === 'where') return undefined;
-      steps.push((nodes) => memberStep(nodes, name));
+      steps.push({ member: name });
       rest = rest.slice(member[0].length);
       continue;
     }
     return undefined;
   }
+  return { start: byType !== undefined ? { byType } : byName !== undefined ? { byName } : { root: typeName }, steps };
+}
+
+/** A root start named `Resource` or `DomainResource` matches every resource; another type name only its own. */
+export function startsAtRoot(typeName: string | undefined, resourceType: string): boolean {
+  return typeName === undefined || typeName === resourceType || typeName === 'Resource' || typeName === 'DomainResource';
+}
+
+function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | undefined {
+  const parsed = parseBranch(branch);
+  if (!parsed) return undefined;
+  const { start } = parsed;
+  const steps: Step[] = parsed.steps.map((step) => ('member' in step ? (nodes: TypedNode[]) => memberStep(nodes, step.member) : whereStep(step.where, step.simple)));
   return (index) => {
     let nodes: TypedNode[];
-    if (byType !== undefined) nodes = index.byType.get(byType) ?? [];
-    else if (byName !== undefined) nodes = index.byName(byName) ?? [];
-    else if (typeName === undefined) nodes = [index.root];
-    else nodes = typeName === index.root.type || typeName === 'Resource' || typeName === 'DomainResource' ? [index.root] : [];
+    if ('byType' in start) nodes = index.byType.get(start.byType) ?? [];
+    else if ('byName' in start) nodes = index.byName(start.byName) ?? [];
+    else nodes = startsAtRoot(start.root, index.root.type) ? [index.root] : [];
     for (const step of steps) nodes = step(nodes, index);
     return nodes;
   };
@@ -290,7 +309,7 @@ function memberStep(nodes: TypedNode[], name: string): TypedNode[] {
   return out;
 }
 
-function isChoiceOf(key: string, name: string): boolean {
+export function isChoiceOf(key: string, name: string): boolean {
   return key.length > name.length && key.startsWith(name) && /[A-Z]/.test(key[name.length] ?? '');
 }
 
@@ -328,8 +347,7 @@ function simpleCondition(condition: string): ((value: JsonObject) => boolean) | 
 }
 
 /** A `where(condition)` filter: fhirpath evaluates the condition on each element, typed by its model path. */
-function whereStep(condition: string): Step {
-  const simple = simpleCondition(condition);
+function whereStep(condition: string, simple: ((value: JsonObject) => boolean) | undefined): Step {
   if (simple) return (nodes) => nodes.filter((node) => node.value !== null && typeof node.value === 'object' && simple(node.value as JsonObject));
   const compiledByBase = new Map<string, (resource: unknown) => unknown[]>();
   // Compiling validates the condition now, so a bad rule fails at configuration time.

@@ -119,5 +119,6 @@ export function profileConfig(name: ProfileName, keys: ProfileKeys): DeidConfig 
     name === 'safe-harbor'
       ? { fhirVersion: 'R4', processingErrors: 'raise', fhirPathRules: SAFE_HARBOR_RULES, parameters: common }
       : { fhirVersion: 'R4', processingErrors: 'raise', fhirPathRules: RESEARCH_RULES, parameters: { ...common, dateShiftScope: 'patient', dateShiftAlgorithm: 'hmac' } };
-  return parseConfig(json, `profile ${name}`);
+  // Their rules meet the walk's condition (rule-walk.ts): no rule changes what a later rule's `where` reads.
+  return { ...parseConfig(json, `profile ${name}`), singlePass: true };
 }

@@ -21,7 +21,8 @@
  *   PUT    /patients/:patient/writers/:hospital    (patient) allow a hospital to write (enrol her and upload)
  *   DELETE /patients/:patient/writers/:hospital    (patient) withdraw that permission
  *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
- *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle and the platform emergency policy
+ *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle, the platform emergency policy, her index rules
+ *   GET|PUT /patients/:patient/index-rules         (patient) the desensitisation rules of her notes' words in the index
  *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index?, storageKey? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
  *   POST   /receipts                               (gateway) { entries } inclusion bundles of ledger entries, witnessed
@@ -285,7 +286,17 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     const who = await caller(request);
     requireRole(who, 'gateway');
     const keys = await cloud.publicKeyBundle(patientParam(request.params.patient));
-    return { publicKeys: encode(keys), emergencyPolicy: cloud.emergencyPolicy ?? null };
+    return { publicKeys: encode(keys), emergencyPolicy: cloud.emergencyPolicy ?? null, indexRules: (await cloud.indexRules(patientParam(request.params.patient))) ?? null };
+  });
+
+  app.get<{ Params: { patient: string } }>('/patients/:patient/index-rules', { schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { indexRules: (await cloud.ownIndexRules(who, patientParam(request.params.patient))) ?? null };
+  });
+
+  app.put<{ Params: { patient: string }; Body: unknown }>('/patients/:patient/index-rules', { bodyLimit: SMALL_BODY, schema: { params: patientParams } }, async (request) => {
+    const who = await caller(request);
+    return { indexRules: await cloud.setIndexRules(who, patientParam(request.params.patient), request.body) };
   });
 
   app.post<{ Params: { patient: string }; Body: UploadBody }>('/patients/:patient/uploads', {

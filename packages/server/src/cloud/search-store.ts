@@ -26,7 +26,10 @@ export interface IndexWrite {
   keyCapsule?: Uint8Array;
   /** The key capsule's platform emergency grant, under one of the upload's emergency capsules. */
   keyEmergency?: { capsuleId: string; grant: Uint8Array };
-  /** Rows, each naming the record of this upload it indexes (only rows of newly stored records are kept). */
+  /**
+   * Rows, each naming the record of this upload that carries it: the record it indexes, or (for the entries that
+   * delete a superseded version's keywords) the version that supersedes it. Kept if any of them is newly stored.
+   */
   rows: ReadonlyArray<{ recordId: string; label: Uint8Array; value: Uint8Array }>;
 }
 
@@ -128,14 +131,17 @@ export class SearchStore {
   }
 
   /**
-   * Inside an upload's transaction: each write's rows for the records that were new, and its state if the version
+   * Inside an upload's transaction: each write's rows if one of its records was new, and its state if the version
    * is still the one it built on. @throws ConflictError when another write of the sub-index committed first, or
    * the index epoch moved (the upload rolls back; the writer fetches the state again and retries).
    */
   async write(tx: Queryable, patient: string, source: string, writes: readonly IndexWrite[], newRecords: ReadonlySet<string>, storedCapsules: ReadonlySet<string>): Promise<void> {
     for (const write of writes) {
-      const rows = write.rows.filter((r) => newRecords.has(r.recordId));
-      if (rows.length === 0) continue;
+      // A write whose records all exist already is a retry of one that committed: nothing to add. Otherwise every
+      // row is kept, so the state never counts an entry the cloud does not hold (a reader treats a missing entry
+      // as withheld: search/reader.ts).
+      const rows = write.rows;
+      if (!rows.some((r) => newRecords.has(r.recordId))) continue;
       if ((await this.indexEpoch(patient, write.category, tx, true)) !== write.indexEpoch) throw new ConflictError(`the index epoch of '${write.category}' moved; fetch the index state again`);
       const key = [patient, write.category, source, write.keyEpoch, write.indexEpoch];
       const current = (await tx.query<{ version: number }>(

@@ -17,6 +17,7 @@ import { buildWitnessedBundles, type AuditEventInput, type AuditLog, type Inclus
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
 import { isRecordOf } from '../record-id.ts';
+import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite } from './search-store.ts';
@@ -325,6 +326,31 @@ export class CloudService {
         { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode('lookup-by-identifier')) });
     }
     return { findable: allowed };
+  }
+
+  /**
+   * The patient sets the desensitisation rules gateways apply to the words of her notes before indexing them
+   * (search/keywords.ts); recorded as a consent grant. @throws MalformedInputError for malformed rules.
+   */
+  async setIndexRules(caller: Caller, patient: string, rules: unknown): Promise<IndexRules> {
+    await this.requireOwner(caller, patient);
+    const parsed = parseIndexRules(rules);
+    const text = JSON.stringify(parsed);
+    await this.store.setIndexRules(patient, text);
+    await this.audit(caller, patient, 'set index rules', 'all', 'success', 0, null, { type: 'consent-grant', policyHash: sha256Name(utf8.encode(`index-rules:${text}`)) });
+    return parsed;
+  }
+
+  /** The patient's own index rules (undefined: none set). */
+  async ownIndexRules(caller: Caller, patient: string): Promise<IndexRules | undefined> {
+    await this.requireOwner(caller, patient);
+    return this.indexRules(patient);
+  }
+
+  /** The patient's index rules (undefined: none set), for the gateways writing her record. */
+  async indexRules(patient: string): Promise<IndexRules | undefined> {
+    const text = await this.store.indexRules(patient);
+    return text === undefined ? undefined : parseIndexRules(JSON.parse(text));
   }
 
   /**

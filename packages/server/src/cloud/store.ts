@@ -180,6 +180,17 @@ export class CloudStore {
     return result.rows.length === 1;
   }
 
+  /** The patient's index rules as she stored them (JSON), if any. */
+  async indexRules(patient: string): Promise<string | undefined> {
+    const row = (await this.db.query<{ index_rules: string | null }>('SELECT index_rules FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
+    return row?.index_rules ?? undefined;
+  }
+
+  /** Replaces the patient's index rules. */
+  async setIndexRules(patient: string, rules: string): Promise<void> {
+    await this.db.query('UPDATE cloud_patients SET index_rules = $2 WHERE patient = $1', [patient, rules]);
+  }
+
   /** The hospitals that may write into a patient's record, in name order. */
   async writers(patient: string): Promise<string[]> {
     const rows = await this.db.query<{ hospital: string }>('SELECT hospital FROM cloud_writers WHERE patient = $1 ORDER BY hospital', [patient]);

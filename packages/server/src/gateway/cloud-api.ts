@@ -13,6 +13,7 @@ import { decodeWriterStates, encodeIndexWrites } from '../cloud/index-wire.ts';
 import type { IndexWrite } from '../cloud/search-store.ts';
 import { ConvertedRecord, type UploadOutcome, type WriterIndexState } from '../cloud/service.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
+import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import type { DpopKey } from '@medshare/identity';
 import { callJson, callRecordStream, type CallOptions } from '../http-client.ts';
 import { uploadStorageKey } from '../storage-audit/wire.ts';
@@ -24,6 +25,8 @@ export interface PatientKeys {
   readonly bundle: Uint8Array;
   /** The cloud's platform emergency policy; undefined when there is none. */
   readonly emergencyPolicy: string | undefined;
+  /** The patient's desensitisation rules for the words of her notes; undefined when she has set none. */
+  readonly indexRules?: IndexRules;
 }
 
 /** The cloud as a gateway sees it. Every call carries the bearer token of the gateway's caller. */
@@ -87,10 +90,11 @@ export class HttpCloudApi implements CloudApi {
   }
 
   async patientKeys(token: string, patient: string): Promise<PatientKeys> {
-    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null }>(this.base, 'GET', this.path(patient, '/public-keys'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null; indexRules?: unknown }>(this.base, 'GET', this.path(patient, '/public-keys'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
     // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
     const bundle = unb64(answer.publicKeys);
-    return { keys: pre.decodePublicKeys(bundle), bundle, emergencyPolicy: answer.emergencyPolicy ?? undefined };
+    const indexRules = answer.indexRules == null ? undefined : parseIndexRules(answer.indexRules);
+    return { keys: pre.decodePublicKeys(bundle), bundle, emergencyPolicy: answer.emergencyPolicy ?? undefined, ...(indexRules && { indexRules }) };
   }
 
   async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {

@@ -26,6 +26,19 @@ export interface FhirOperation {
   readonly index: number;
   /** The version the client's `If-Match` requires to be current (a PUT only): otherwise 412, nothing stored. */
   readonly ifMatch?: number;
+  /** A conditional create's `If-None-Exist` criteria (a POST only): an existing match is answered instead of a create. */
+  readonly ifNoneExist?: Criteria;
+}
+
+/**
+ * The criteria of a conditional create (`If-None-Exist: identifier=system|value&_id=x`), ANDed: what the gateway can
+ * answer from its own index (it cannot search the ciphertexts). The raw query is kept for messages.
+ */
+export interface Criteria {
+  readonly query: string;
+  /** `system|value` tokens, each with its system (the index keys identifiers by both). */
+  readonly identifiers: readonly string[];
+  readonly id?: string;
 }
 
 type Parsed = Omit<FhirOperation, 'index'>;
@@ -42,6 +55,36 @@ const RESOURCE_TYPE = /^[A-Z][A-Za-z]{1,63}$/;
 /** JSON nesting a resource may have (FHIR resources nest a few dozen levels at most); deeper is refused, not recursed into. */
 export const MAX_DEPTH = 100;
 const UUID = /^urn:uuid:([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$/;
+
+/**
+ * Parses `If-None-Exist` criteria (https://hl7.org/fhir/R4/http.html#ccreate): `identifier=system|value` (repeatable)
+ * and `_id`, ANDed. @throws MalformedInputError for an empty query, another parameter or an identifier without system.
+ */
+export function parseCriteria(query: string, where: string): Criteria {
+  const trimmed = query.trim().replace(/^\?/, '');
+  const identifiers: string[] = [];
+  let id: string | undefined;
+  for (const [name, value] of new URLSearchParams(trimmed)) {
+    if (name === 'identifier') {
+      const bar = value.indexOf('|');
+      if (bar <= 0 || bar === value.length - 1) throw new MalformedInputError(`${where}: If-None-Exist identifier '${value.slice(0, 100)}' needs system|value (the gateway indexes identifiers by system and value)`);
+      identifiers.push(value);
+    } else if (name === '_id') {
+      if (id !== undefined && id !== value) throw new MalformedInputError(`${where}: If-None-Exist names two _id values`);
+      id = checkId(value, `${where}: If-None-Exist _id`);
+    } else {
+      throw new MalformedInputError(`${where}: If-None-Exist '${name.slice(0, 64)}' is not supported (the gateway answers identifier=system|value and _id from its own index; it cannot search the encrypted records)`);
+    }
+  }
+  if (identifiers.length === 0 && id === undefined) throw new MalformedInputError(`${where}: If-None-Exist needs identifier=system|value or _id`);
+  return { query: trimmed, identifiers, ...(id === undefined ? {} : { id }) };
+}
+
+/** The `system|value` tokens of a resource's identifiers that have both. */
+export function identifierTokens(resource: FhirResource): string[] {
+  const identifiers = Array.isArray(resource.identifier) ? (resource.identifier as Array<{ system?: unknown; value?: unknown }>) : [];
+  return [...new Set(identifiers.filter((i) => typeof i.system === 'string' && i.system !== '' && typeof i.value === 'string' && i.value !== '').map((i) => `${String(i.system)}|${String(i.value)}`))];
+}
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -100,7 +143,9 @@ function entryOperation(entry: unknown, where: string): Parsed {
       const minted = typeof entry.fullUrl === 'string' ? UUID.exec(entry.fullUrl)?.[1]?.toLowerCase() : undefined;
       const resource = withId(entry.resource, minted ?? randomUUID(), `${where}.resource`);
       if (resource.resourceType !== resourceType) throw new MalformedInputError(`${where}: request.url names ${resourceType} but the resource is a ${resource.resourceType}`);
-      return { method: 'POST', resourceType, id: resource.id, resource, where };
+      if (request.ifNoneExist !== undefined && typeof request.ifNoneExist !== 'string') throw new MalformedInputError(`${where}.request.ifNoneExist must be a string`);
+      const ifNoneExist = request.ifNoneExist === undefined ? undefined : parseCriteria(request.ifNoneExist, `${where}.request.ifNoneExist`);
+      return { method: 'POST', resourceType, id: resource.id, resource, where, ...(ifNoneExist === undefined ? {} : { ifNoneExist }) };
     }
     case 'PUT': {
       if (rest.length > 0) throw new MalformedInputError(`${where}.request.url: an update names Type/id ('${url}')`);
@@ -195,11 +240,21 @@ export function parseWrite(body: unknown): ParsedWrite {
   return { kind, operations: resolved.filter((o): o is FhirOperation => o !== undefined), refused };
 }
 
-/** `POST [base]/Type`: a create with a fresh server-assigned id. */
-export function createOperation(resourceType: string, body: unknown): FhirOperation {
+/** `POST [base]/Type`: a create with a fresh server-assigned id, conditional when `ifNoneExist` (the header) is given. */
+export function createOperation(resourceType: string, body: unknown, ifNoneExist?: string): FhirOperation {
   const resource = withId(body, randomUUID(), 'resource');
   if (resource.resourceType !== resourceType) throw new MalformedInputError(`the url names ${resourceType} but the resource is a ${resource.resourceType}`);
-  return { method: 'POST', resourceType, id: resource.id, resource, where: 'resource', index: 0 };
+  const criteria = ifNoneExist === undefined ? undefined : parseCriteria(ifNoneExist, 'If-None-Exist');
+  return { method: 'POST', resourceType, id: resource.id, resource, where: 'resource', index: 0, ...(criteria === undefined ? {} : { ifNoneExist: criteria }) };
+}
+
+/**
+ * The operations with every reference to a conditional create that matched an existing resource (`Type/minted`, as
+ * parseWrite rewrote it) pointing at that resource instead (`Type/existing`).
+ */
+export function retarget(operations: readonly FhirOperation[], matched: ReadonlyMap<string, string>): FhirOperation[] {
+  if (matched.size === 0) return [...operations];
+  return operations.map((op) => (op.resource === undefined ? op : { ...op, resource: rewriteReferences(op.resource, matched, [], op.where) as FhirResource }));
 }
 
 /** `PUT [base]/Type/id`: an update (or a create with the client's id), optionally conditional on the current version. */

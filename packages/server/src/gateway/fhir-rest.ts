@@ -105,6 +105,10 @@ export const SMART_OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/Structur
 export function capabilityStatement(options: {
   name: string; description: string; url: string; interactions: readonly string[]; system: readonly string[];
   searchParams?: ReadonlyArray<{ name: string; type: string; documentation: string }>; versioning?: 'versioned' | 'no-version';
+  /** Whether creates may be conditional (If-None-Exist). */
+  conditionalCreate?: boolean;
+  /** Operations served (`$everything`), each with its OperationDefinition's canonical URL. */
+  operations?: ReadonlyArray<{ name: string; definition: string }>;
   /** The SMART authorization server's endpoints, declared with the `oauth-uris` extension of rest.security. */
   oauth?: { authorize: string; token: string };
 }): Record<string, unknown> {
@@ -135,7 +139,9 @@ export function capabilityStatement(options: {
         versioning: options.versioning ?? 'versioned',
         readHistory: options.interactions.includes('vread'),
         updateCreate: options.interactions.includes('update'),
+        ...(options.conditionalCreate === true ? { conditionalCreate: true } : {}),
         ...(options.searchParams === undefined ? {} : { searchParam: options.searchParams }),
+        ...(options.operations === undefined ? {} : { operation: options.operations }),
       }],
       interaction: options.system.map((code) => ({ code })),
     }],

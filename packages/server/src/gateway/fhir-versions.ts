@@ -10,6 +10,8 @@ import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import type { Database } from '@medshare/db';
 import type { FhirResource } from './fhir.ts';
+import type { Criteria } from './fhir-bundle.ts';
+import { withoutSignature } from '../record-signature.ts';
 
 /** `meta.tag` system naming the hospital that wrote a version (set by the gateway, bound into the ciphertext). */
 export const PROVENANCE_SYSTEM = 'urn:medshare:provenance:hospital';
@@ -18,6 +20,7 @@ export const DELETED_TAG = { system: 'urn:medshare:fhir', code: 'deleted', displ
 
 /** `meta.source` of what `hospital` wrote. */
 export const sourceOf = (hospital: string): string => `urn:medshare:hospital:${hospital}`;
+
 
 /** A stored version as the gateway's index knows it. */
 export interface VersionRow {
@@ -31,13 +34,20 @@ export interface VersionRow {
   contentHash: string;
   deleted: boolean;
   lastUpdated: string;
+  /** The keywords the searchable index holds for this version, KEK-wrapped (search-index.ts); none when not indexed. */
+  indexKeywords?: Uint8Array;
+  /** The version's identifier tokens `system|value` (fhir-bundle.ts identifierTokens), for conditional creates. */
+  identifiers?: readonly string[];
 }
+
+/** Digest under which the conditional-create index keeps an identifier token (no identifier in clear). */
+const tokenDigest = (token: string) => createHash('sha256').update(`medshare/gateway-identifier/v1\n${token}`).digest('base64url');
 
 type Meta = { versionId?: unknown; lastUpdated?: unknown; source?: unknown; tag?: Array<{ system?: unknown }>; [key: string]: unknown };
 
-/** The resource without what the gateway sets itself (version, time, source, provenance tags). */
+/** The resource without what the gateway sets itself (version, time, source, provenance tags, signature). */
 function clientContent(resource: FhirResource): FhirResource {
-  const { meta, ...rest } = resource as FhirResource & { meta?: Meta };
+  const { meta, ...rest } = withoutSignature(resource) as FhirResource & { meta?: Meta };
   if (meta === undefined) return rest as FhirResource;
   const { versionId: _v, lastUpdated: _l, source: _s, tag, ...otherMeta } = meta;
   const tags = (tag ?? []).filter((t) => t.system !== PROVENANCE_SYSTEM && t.system !== DELETED_TAG.system);
@@ -69,6 +79,7 @@ export const isTombstone = (resource: FhirResource): boolean =>
 const rowOf = (r: Record<string, unknown>): VersionRow => ({
   hospital: String(r.hospital), resourceType: String(r.resource_type), fhirId: String(r.fhir_id), version: Number(r.version), patient: String(r.patient),
   recordId: String(r.record_id), category: String(r.category), contentHash: String(r.content_hash), deleted: Boolean(r.deleted), lastUpdated: String(r.last_updated),
+  ...(r.index_keywords instanceof Uint8Array ? { indexKeywords: r.index_keywords } : {}),
 });
 
 /** The gateway's version index (table gateway_versions). */
@@ -100,16 +111,47 @@ export class VersionStore {
     return rows.rows.map((r) => r.patient);
   }
 
-  /** Records new versions in one transaction (a version already recorded — a retry after a crash — is kept). */
+  /**
+   * Current resources of `resourceType` that meet conditional-create criteria (every identifier token, and the
+   * `_id`), in the patient's record or, without `patient`, in any record the hospital wrote (a Patient's own).
+   * Answered from the gateway's index (gateway_identifiers, kept by `add`) and versions: never from the cloud.
+   */
+  async matching(hospital: string, resourceType: string, criteria: Criteria, patient?: string): Promise<Array<{ patient: string; id: string }>> {
+    const rows = criteria.identifiers.length > 0
+      ? await this.db.query<{ patient: string; fhir_id: string }>(
+        `SELECT patient, fhir_id FROM gateway_identifiers
+         WHERE hospital = $1 AND resource_type = $2 AND token = ANY($3::text[]) AND ($4::text IS NULL OR patient = $4) AND ($5::text IS NULL OR fhir_id = $5)
+         GROUP BY patient, fhir_id HAVING count(DISTINCT token) = $6 ORDER BY patient, fhir_id`,
+        [hospital, resourceType, [...new Set(criteria.identifiers)].map(tokenDigest), patient ?? null, criteria.id ?? null, new Set(criteria.identifiers).size])
+      : await this.db.query<{ patient: string; fhir_id: string }>(
+        `SELECT patient, fhir_id FROM (SELECT DISTINCT ON (patient) patient, fhir_id, deleted FROM gateway_versions
+           WHERE hospital = $1 AND resource_type = $2 AND fhir_id = $3 AND ($4::text IS NULL OR patient = $4) ORDER BY patient, version DESC) v
+         WHERE NOT deleted ORDER BY patient`,
+        [hospital, resourceType, criteria.id, patient ?? null]);
+    return rows.rows.map((r) => ({ patient: r.patient, id: r.fhir_id }));
+  }
+
+  /**
+   * Records new versions in one transaction (a version already recorded — a retry after a crash — is kept), with
+   * the conditional-create index: each resource's identifiers are those of its newest version (none once deleted).
+   */
   async add(rows: readonly VersionRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db.transaction(async (tx) => {
       for (const r of rows) {
         await tx.query(
-          `INSERT INTO gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING`,
-          [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated],
+          `INSERT INTO gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
+          [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated, r.indexKeywords ?? null],
         );
+        await tx.query('DELETE FROM gateway_identifiers WHERE hospital = $1 AND patient = $2 AND resource_type = $3 AND fhir_id = $4', [r.hospital, r.patient, r.resourceType, r.fhirId]);
+        const tokens = r.deleted ? [] : (r.identifiers ?? []);
+        if (tokens.length > 0) {
+          await tx.query(
+            `INSERT INTO gateway_identifiers (hospital, resource_type, token, patient, fhir_id) SELECT $1, $2, t, $3, $4 FROM unnest($5::text[]) AS t ON CONFLICT DO NOTHING`,
+            [r.hospital, r.resourceType, r.patient, r.fhirId, tokens.map(tokenDigest)],
+          );
+        }
       }
     });
   }

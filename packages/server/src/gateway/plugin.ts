@@ -8,6 +8,9 @@
  *                                                               have allowed this hospital to write: cloud writers)
  *   POST /upload                          a resource or Bundle → encrypted and uploaded atomically; MedShare's summary
  *                                         (what the SDK's GatewayClient.upload reads)
+ *   GET  /record-key                      this gateway's record-signing key { hospital, key } (public: peers pin it)
+ *   GET  /writer-keys                     { keys: [{ hospital, key }] }: the record keys of this hospital's federation
+ *                                         list, which its readers' SDKs verify record signatures with
  *   POST /research-exports?profile=       a resource or Bundle of one consenting patient → { profile, released, digest,
  *                                         ledgerIndex }: de-identified with the hospital's keys, recorded on the
  *                                         ledger first (research-export.ts); 403 when she has not consented
@@ -15,7 +18,9 @@
  *     GET    /fhir/metadata                           CapabilityStatement (rest.security: SMART oauth-uris)
  *     GET    /fhir/.well-known/smart-configuration    SMART discovery: the hospital identity service's
  *     POST   /fhir  (or /fhir/)                       transaction or batch Bundle → transaction-/batch-response
- *     POST   /fhir/:type                              create (server-assigned id)
+ *     POST   /fhir/:type                              create (server-assigned id); with If-None-Exist
+ *                                                     (identifier=system|value, _id) conditional: 0 matches create,
+ *                                                     1 answers 200 with its Location/ETag, more are 412
  *     PUT    /fhir/:type/:id                          update: a new version when the content changed
  *                                                     (If-Match: W/"n" → 412 unless n is the current version)
  *     DELETE /fhir/:type/:id                          delete: a tombstone version
@@ -47,6 +52,14 @@ export interface GatewayPluginOptions {
   readonly categories: CategoryMapping;
   /** Research release (de-identified FHIR for consenting patients). */
   readonly exporter: ResearchExporter;
+  /** Record signatures (record-signature.ts): this gateway's own key, and the keys its readers trust. */
+  readonly writers: {
+    readonly hospital: string;
+    /** Its record-signing key (signed-note vkey), published for the other hospitals to pin. */
+    readonly key: string;
+    /** The federation's record keys as this hospital's own configuration knows them. */
+    readonly trusted: () => Promise<ReadonlyArray<{ hospital: string; key: string }>>;
+  };
   /** The hospital's identity service, the SMART authorization server of this FHIR base. */
   readonly identity: {
     /** Its issuer URL as the request's client reaches it. */
@@ -93,7 +106,12 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
   const single = (request: FastifyRequest, reply: FastifyReply, outcome: WriteOutcome) => {
     void reply.status(outcome.status).header('etag', `W/"${outcome.versionId}"`).header('last-modified', httpDate(outcome.lastUpdated!))
       .header('location', `${base(request)}/${outcome.resourceType}/${outcome.id}/_history/${outcome.versionId}`);
-    return /return=minimal/.test(String(request.headers.prefer ?? '')) ? reply.send() : reply.send(outcome.resource);
+    if (/return=minimal/.test(String(request.headers.prefer ?? ''))) return reply.send();
+    // A conditional create that matched: the gateway keeps no clinical content to answer with, only where it is.
+    return reply.send(outcome.resource ?? {
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'information', code: 'duplicate', diagnostics: `If-None-Exist matched ${outcome.resourceType}/${outcome.id} (version ${outcome.versionId}): nothing created; read it through your FHIR view` }],
+    });
   };
 
   app.get('/.well-known/smart-configuration', { config: { ...PUBLIC_ROUTE, ...PLAIN_JSON_ROUTE } }, async (request, reply) =>
@@ -105,6 +123,7 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
     description: 'MedShare hospital gateway: validates, versions and encrypts FHIR R4 writes for the semi-trusted cloud. Reads are served decrypted by the reader\'s own SDK (FHIR view), never here.',
     url: app.prefix,
     interactions: ['create', 'update', 'delete'],
+    conditionalCreate: true,
     system: ['transaction', 'batch'],
   }));
 
@@ -129,7 +148,9 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
 
   app.post<{ Params: { type: string } }>('/:type', { bodyLimit: GATEWAY_BODY_LIMIT, schema: { params: TYPE_PARAMS } }, async (request, reply) => {
     const caller = await writer(request);
-    const { outcomes } = await gateway.transaction(caller, [createOperation(request.params.type, request.body)]);
+    const ifNoneExist = request.headers['if-none-exist'];
+    if (Array.isArray(ifNoneExist)) throw new MalformedInputError('one If-None-Exist header at most');
+    const { outcomes } = await gateway.transaction(caller, [createOperation(request.params.type, request.body, ifNoneExist)]);
     return single(request, reply, outcomes[0]!);
   });
 
@@ -208,6 +229,13 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     } catch {
       done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400 }), undefined);
     }
+  });
+
+  // Public keys: the other hospitals pin this one on first sight; this hospital's readers verify records with the list.
+  app.get('/record-key', { config: PUBLIC_ROUTE }, async () => ({ hospital: options.writers.hospital, key: options.writers.key }));
+  app.get('/writer-keys', async (request) => {
+    await authenticate(verifier, request);
+    return { keys: await options.writers.trusted() };
   });
 
   app.post<{ Body: { fhirId: string; patient: string } }>('/patients', {

@@ -1,7 +1,8 @@
 /**
  * The hospital gateway: maps the hospital's FHIR patients to MedShare pseudonyms (enrolment, with the patient's
  * consent at the cloud), validates each incoming resource (fhir-validate.ts), makes each change a new version
- * (fhir-versions.ts: meta.versionId/lastUpdated/source set here, inside the ciphertext), encrypts each version under
+ * (fhir-versions.ts: meta.versionId/lastUpdated/source set here, inside the ciphertext), signs it with the hospital's
+ * record key (record-signature.ts: provenance the cloud cannot forge), encrypts each version under
  * the patient's category key (pre.encrypt, docs/crypto.md §9) and uploads a transaction to the cloud at once. The
  * gateway runs at the hospital and sees plaintext FHIR; the cloud receives only ciphertexts and record ids, which
  * name the writing hospital (record-id.ts) and hash the FHIR id, version and content — so a retry stores nothing twice.
@@ -13,7 +14,9 @@
  */
 import { type abe, ConflictError, curve, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
 import type { Database } from '@medshare/db';
+import type { CheckpointSigner } from '@medshare/ledger';
 import { verifyReceipt, type ReceiptTrust } from '../ledger.ts';
+import { signRecord } from '../record-signature.ts';
 import { InThreadEncryptor, type RecordEncryptor } from '../cloud/conversion-pool.ts';
 import type { Caller } from '../http.ts';
 import type { NewCapsule, NewRecord } from '../cloud/store.ts';
@@ -24,9 +27,10 @@ import { checkReceiptCommitments, type StorageTagger } from '../storage-audit/ta
 import { NotFoundError } from '../http.ts';
 import { taggedRecordId } from '../record-id.ts';
 import { categoryOf, referencedPatient, type CategoryMapping, type FhirResource } from './fhir.ts';
-import { parseWrite, type FhirOperation } from './fhir-bundle.ts';
+import { identifierTokens, parseWrite, retarget, type FhirOperation } from './fhir-bundle.ts';
 import { FhirValidationError, validateFhirResource } from './fhir-validate.ts';
 import type { IdentifierKey } from './identifier-index.ts';
+import { keywordsOf, type IndexRules } from '../search/keywords.ts';
 import { FhirHttpError } from './fhir-rest.ts';
 import { contentHash, tombstone, versioned, VersionStore, type VersionRow } from './fhir-versions.ts';
 
@@ -67,6 +71,13 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 /** Uploads retried when another writer's index write committed first (409). */
 const MAX_INDEX_ATTEMPTS = 8;
 
+/** A version about to be stored: its row, its plaintext, and the version it supersedes (if any). */
+interface FreshVersion {
+  readonly row: VersionRow;
+  readonly plaintext: FhirResource;
+  readonly before?: VersionRow;
+}
+
 /**
  * The gateway of the caller's hospital (rows are keyed by hospital; each call names it through its caller's
  * token). Given the TA's public key and a cloud with an emergency policy, it also grants each record to a fresh
@@ -92,6 +103,8 @@ export class GatewayService {
     private readonly db: Database,
     private readonly cloud: CloudApi,
     private readonly mapping: CategoryMapping,
+    /** The hospital's record-signing key (record-signature.ts): every version it writes is signed inside the ciphertext. */
+    private readonly recordSigner: CheckpointSigner,
     private readonly abePublicKey?: () => Promise<abe.PublicKey>,
     /** The ledger keys receipts must verify against (the log's and the witnesses', with their quorum), when known. */
     private readonly receiptTrust?: () => Promise<ReceiptTrust>,
@@ -169,12 +182,12 @@ export class GatewayService {
    * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt that does not verify), FhirHttpError
    * 412 (an update's `ifMatch` is not the current version).
    */
-  async transaction(caller: Caller, operations: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
+  async transaction(caller: Caller, requested: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
     const hospital = caller.token.hospital;
     // The token's SMART scopes first: a client without the right to write learns nothing about the record.
-    requireWriteScope(caller, operations.flatMap((op) => (op.resource === undefined ? [] : [op.resource])), this.mapping);
-    requireWriteScope(caller, operations.filter((op) => op.method === 'DELETE').map((op) => ({ resourceType: op.resourceType, id: op.id })), this.mapping, 'd');
-    for (const op of operations) {
+    requireWriteScope(caller, requested.flatMap((op) => (op.resource === undefined ? [] : [op.resource])), this.mapping);
+    requireWriteScope(caller, requested.filter((op) => op.method === 'DELETE').map((op) => ({ resourceType: op.resourceType, id: op.id })), this.mapping, 'd');
+    for (const op of requested) {
       if (op.resource === undefined) continue;
       try {
         validateFhirResource(op.resource);
@@ -183,16 +196,26 @@ export class GatewayService {
         throw error;
       }
     }
-    const patient = await this.patientOf(hospital, operations);
+    // Conditional creates of a Patient are matched among every record the hospital wrote (she owns her own record);
+    // the others, under the patient's lock, in her record only (the readers of her record must find what they reference).
+    const patientMatches = await this.conditionalMatches(hospital, requested.filter((op) => op.resourceType === 'Patient'));
+    const first = this.withoutMatched(requested, patientMatches);
+    const patient = await this.patientOf(hospital, first, [...patientMatches.values()].map((m) => m.patient));
     const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
+      const matched = new Map([...patientMatches, ...(await this.conditionalMatches(hospital, first.filter((op) => op.resourceType !== 'Patient'), patient))]);
+      const operations = this.withoutMatched(first, matched);
       // Read under the lock: a concurrent write of the same patient may have added versions.
-      const latest = await this.versions.latest(hospital, patient, operations);
+      const latest = await this.versions.latest(hospital, patient, [...operations, ...[...matched.values()].map((m) => ({ resourceType: m.resourceType, id: m.id }))]);
       const answer = await this.cloud.patientKeys(caller.bearer, patient);
       if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
       const keys = this.checkEpochs(answer.keys);
       const now = new Date().toISOString();
       const outcomes: WriteOutcome[] = [];
-      const fresh: Array<{ row: VersionRow; plaintext: FhirResource }> = [];
+      for (const [index, match] of matched) {
+        const current = latest.get(`${match.resourceType}/${match.id}`)!;
+        outcomes.push({ index, status: 200, resourceType: match.resourceType, id: match.id, versionId: String(current.version), lastUpdated: current.lastUpdated, recordId: current.recordId, stored: false });
+      }
+      const fresh: FreshVersion[] = [];
       for (const op of operations) {
         const key = `${op.resourceType}/${op.id}`;
         const before = latest.get(key);
@@ -203,7 +226,7 @@ export class GatewayService {
           }
           const version = before.version + 1;
           const row: VersionRow = { ...before, version, recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']), contentHash: 'deleted', deleted: true, lastUpdated: now };
-          fresh.push({ row, plaintext: tombstone(op.resourceType, op.id, hospital, version, now) });
+          fresh.push({ row, plaintext: signRecord(this.recordSigner, tombstone(op.resourceType, op.id, hospital, version, now), { patient, category: row.category }), before });
           outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
           continue;
         }
@@ -218,12 +241,16 @@ export class GatewayService {
         }
         const version = (before?.version ?? 0) + 1;
         const category = categoryOf(this.mapping, resource);
-        const row: VersionRow = { hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now };
+        const row: VersionRow = {
+          hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now,
+          identifiers: identifierTokens(resource),
+        };
         const plaintext = versioned(resource, hospital, version, now);
-        fresh.push({ row, plaintext });
+        fresh.push({ row, plaintext: signRecord(this.recordSigner, plaintext, { patient, category }), ...(before && { before }) });
         outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
       }
-      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh);
+      const indexed = await this.indexedRecords(hospital, fresh, answer.indexRules);
+      const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh, indexed);
       await this.versions.add(fresh.map((f) => f.row));
       const digests = this.identifierKey === undefined ? [] : fresh.flatMap((f) => (f.row.deleted ? [] : this.identifierKey!.digestsOf(f.plaintext)));
       if (digests.length > 0) await this.cloud.indexIdentifiers(caller.bearer, patient, [...new Set(digests)]);
@@ -259,10 +286,34 @@ export class GatewayService {
     }
   }
 
-  /** The pseudonym of the one patient the operations are about (a Patient written, else references, else a deleted version's). */
-  private async patientOf(hospital: string, operations: readonly FhirOperation[]): Promise<string> {
+  /**
+   * The conditional creates among `operations` that match an existing resource (by entry index), in the patient's
+   * record or, without `patient`, in any of the hospital's. @throws FhirHttpError 412 when criteria match several.
+   */
+  private async conditionalMatches(hospital: string, operations: readonly FhirOperation[], patient?: string): Promise<Map<number, { resourceType: string; id: string; minted: string; patient: string }>> {
+    const matched = new Map<number, { resourceType: string; id: string; minted: string; patient: string }>();
+    for (const op of operations) {
+      if (op.ifNoneExist === undefined) continue;
+      const found = await this.versions.matching(hospital, op.resourceType, op.ifNoneExist, patient);
+      if (found.length > 1) throw new FhirHttpError(412, `${op.where}: If-None-Exist '${op.ifNoneExist.query}' matches ${found.length} ${op.resourceType} resources (a conditional create needs at most one)`);
+      if (found.length === 1) matched.set(op.index, { resourceType: op.resourceType, id: found[0]!.id, minted: op.id, patient: found[0]!.patient });
+    }
+    return matched;
+  }
+
+  /** The operations but the matched conditional creates, with references to those pointing at what they matched. */
+  private withoutMatched(operations: readonly FhirOperation[], matched: ReadonlyMap<number, { resourceType: string; id: string; minted: string }>): FhirOperation[] {
+    const targets = new Map([...matched.values()].map((m) => [`${m.resourceType}/${m.minted}`, `${m.resourceType}/${m.id}`]));
+    return retarget(operations.filter((op) => !matched.has(op.index)), targets);
+  }
+
+  /**
+   * The pseudonym of the one patient the operations are about (a Patient written, else references, else a deleted
+   * version's), with `known` pseudonyms (of the Patients that conditional creates matched).
+   */
+  private async patientOf(hospital: string, operations: readonly FhirOperation[], known: readonly string[] = []): Promise<string> {
     const fhirPatients = new Set<string>();
-    const pseudonyms = new Set<string>();
+    const pseudonyms = new Set<string>(known);
     for (const op of operations) {
       if (op.resource === undefined) {
         for (const known of await this.versions.patientsOf(hospital, op.resourceType, op.id)) pseudonyms.add(known);
@@ -283,13 +334,12 @@ export class GatewayService {
 
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
   private async store(
-    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: ReadonlyArray<{ row: VersionRow; plaintext: FhirResource }>,
+    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: readonly FreshVersion[], indexed: IndexedRecord[],
   ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[]; records: NewRecord[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
     const capsules = new Map<string, pre.EmergencyCapsule>();
     const abePublicKey = policy === undefined || this.abePublicKey === undefined || fresh.length === 0 ? undefined : await this.abePublicKey();
-    const indexed: IndexedRecord[] = [];
     const inputs = fresh.map(({ row, plaintext: resource }) => {
       const { category, recordId } = row;
       if (!available.has(category)) {
@@ -297,7 +347,6 @@ export class GatewayService {
       }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
-      if (!row.deleted) indexed.push({ recordId, category, resource });
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
@@ -318,6 +367,26 @@ export class GatewayService {
     }));
     const { ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
     return { byCategory, ledgerEntries, records };
+  }
+
+  /**
+   * What the searchable index gains with the new versions: each version's keywords (after the patient's rules),
+   * stored KEK-wrapped with the version, and the deletion of the keywords of the version it supersedes, so that
+   * a search finds current versions only (a tombstone deletes and adds nothing).
+   */
+  private async indexedRecords(hospital: string, fresh: readonly FreshVersion[], rules: IndexRules | undefined): Promise<IndexedRecord[]> {
+    if (this.index === undefined) return [];
+    const indexed: IndexedRecord[] = [];
+    for (const f of fresh) {
+      const keywords = f.row.deleted ? [] : keywordsOf(f.plaintext, rules);
+      if (keywords.length > 0) f.row.indexKeywords = await this.index.sealKeywords(hospital, f.row.recordId, keywords);
+      else delete f.row.indexKeywords; // a tombstone's row is copied from its predecessor's: it indexes nothing itself
+      const old = f.before;
+      const supersedes = old === undefined || old.deleted || old.indexKeywords === undefined || old.category !== f.row.category
+        ? undefined : { recordId: old.recordId, keywords: await this.index.openKeywords(hospital, old.recordId, old.indexKeywords) };
+      if (keywords.length > 0 || supersedes !== undefined) indexed.push({ recordId: f.row.recordId, category: f.row.category, keywords, ...(supersedes && { supersedes }) });
+    }
+    return indexed;
   }
 
   /** Uploads with the hospital's searchable-index writes, retried when another writer's index write committed first. */

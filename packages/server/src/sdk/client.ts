@@ -6,17 +6,19 @@
  * come back as typed errors (http-client.ts); every call has a timeout and idempotent ones are retried. Methods
  * that use the pairing library initialise it first (abe.init is idempotent).
  */
+import { randomBytes } from 'node:crypto';
 import { abe, IntegrityError, MalformedInputError, pre } from '@medshare/crypto';
-import { LedgerClient, verifyInclusionBundle, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
+import { LedgerClient, verifyInclusionBundle, type AuditEvent, type CheckpointVerifier, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey, type TracedPseudonym } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus, ReaderSubIndex } from '../cloud/service.ts';
 import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
-import { parseQuery } from '../search/keywords.ts';
-import { searchRecords, searchset, SubIndexCache, type SearchStats, type SearchTransport } from '../search/reader.ts';
+import { indexRuleDigest, parseQuery, wordsOf, type IndexRules } from '../search/keywords.ts';
+import { searchRecords, searchset, SubIndexCache, type FoundRecord, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
+import { writerKeys } from '../record-signature.ts';
 
 /** What registration returns (shown once). */
 export interface UserEnrolment {
@@ -120,8 +122,13 @@ export class PlatformClient {
 
   /** Logs a reader in on fresh device keys, obtains her CP-ABE key sealed to them, and returns a doctor client. */
   async loginReader(hospital: string, username: string, password: string, totpSecret: string, attributes: string[]): Promise<DoctorClient> {
+    return this.loginReaderWithCode(hospital, username, password, () => totp(base32Decode(totpSecret), Date.now() / 1000), attributes);
+  }
+
+  /** The same reader login with a one-time code the user typed. */
+  async loginReaderWithCode(hospital: string, username: string, password: string, code: string | (() => string), attributes: string[]): Promise<DoctorClient> {
     await abe.init();
-    const session = await this.login(hospital, username, password, totpSecret);
+    const session = await this.loginWithCode(hospital, username, password, code);
     const { device, token } = session;
     const dpop = await device.dpop.proof('POST', new URL('/ta/keys', this.urls.authority), { accessToken: token });
     const issued = await call<IssuedKey>(this.urls.authority, 'POST', '/ta/keys', { body: { attributes, deviceKey: device.sealingPublicJwk }, token, dpop });
@@ -251,6 +258,22 @@ export class PatientClient {
     return extended;
   }
 
+  /**
+   * Sets the desensitisation rules of her notes' words in the searchable index: `excludedWords` are never indexed
+   * (sent as salted digests, so the cloud keeps no word), nor, with `excludeNumbers`, any word with a digit. Applies
+   * to records written from now on. @throws MalformedInputError for a word that is not a searchable word.
+   */
+  async setIndexRules(rules: { excludedWords: readonly string[]; excludeNumbers?: boolean }): Promise<IndexRules> {
+    const salt = randomBytes(16).toString('base64url');
+    const words = rules.excludedWords.map((w) => {
+      const [word, ...rest] = wordsOf(w);
+      if (word === undefined || rest.length > 0) throw new MalformedInputError(`'${w}' is not one word of 3 to 40 letters or digits`);
+      return word;
+    });
+    const body = { salt, excludedWords: [...new Set(words)].map((w) => indexRuleDigest(salt, w)), excludeNumbers: rules.excludeNumbers ?? false };
+    return (await sessionCall<{ indexRules: IndexRules }>(this.session, this.session.urls.cloud, 'PUT', this.path('/index-rules'), { body })).indexRules;
+  }
+
   /** Allows or refuses being found by her business identifiers (cross-hospital lookup). */
   async setFindable(allowed: boolean): Promise<{ findable: boolean }> {
     return sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path('/findable'), { body: { allowed } });
@@ -350,14 +373,24 @@ export class DoctorClient {
   /**
    * FHIR search of a patient's records on the encrypted index (docs/platform.md § Search): `query` is a FHIR query
    * string or parameters (code, status, date, _content, _text). The cloud sees labels and record ids, never the
-   * codes, dates or words; results are decrypted here, checked against the query, and returned as a searchset
-   * Bundle. With `reason`, an emergency search (audited; platform emergency grants as for emergency reads).
+   * codes, dates or words; results (current versions only) are checked to be the records the index named, decrypted
+   * here, checked against the query, and returned as a searchset Bundle and with their record ids (`records`). With `reason`, an emergency search (audited; platform emergency grants as for emergency reads).
    */
-  async searchFhir(patient: string, resourceType: string, query: string | URLSearchParams, options: { reason?: string; categories?: CategoryMapping } = {}): Promise<{ bundle: Record<string, unknown>; stats: SearchStats }> {
+  async searchFhir(patient: string, resourceType: string, query: string | URLSearchParams, options: { reason?: string; categories?: CategoryMapping } = {}): Promise<{ bundle: Record<string, unknown>; records: FoundRecord[]; stats: SearchStats }> {
     const parsed = parseQuery(resourceType, typeof query === 'string' ? new URLSearchParams(query) : query);
     const category = categoryOf(options.categories ?? DEFAULT_CATEGORY_MAPPING, { resourceType, id: 'query' });
-    const { resources, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
-    return { bundle: searchset(resources), stats };
+    const { resources, records, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
+    return { bundle: searchset(resources), records, stats };
+  }
+
+  /**
+   * The hospitals whose record signatures this reader accepts, with their keys (record-signature.ts): the list of
+   * her own hospital's gateway (its federation configuration, pinned there), never one the cloud serves.
+   * @throws IntegrityError when a listed key is not that hospital's record key
+   */
+  async writerKeys(): Promise<Map<string, CheckpointVerifier>> {
+    const { keys } = await sessionCall<{ keys: Array<{ hospital: string; key: string }> }>(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'GET', '/gateway/writer-keys');
+    return writerKeys(keys);
   }
 
   /** Decrypts one converted record given in base64 (from the cloud, or a FHIR Binary of a gateway searchset). */

@@ -14,15 +14,26 @@
  *                                                      matching records are fetched and decrypted, then ANDed
  *                                                      with any `_id`/`patient` filter
  *
+ *   GET /fhir/:patient/Patient/:id/:type               Patient compartment search: the search above, limited to
+ *                                                      resources about Patient/:id (subject, patient, beneficiary)
+ *   GET /fhir/:patient/Patient/:id/$everything         every resource of her record the reader may read that is
+ *                                                      Patient/:id or about her, across the categories (those the
+ *                                                      reader was not given are skipped)
+ *
  * `:patient` is the patient's pseudonym; the base URL of one patient is `baseUrl(patient)`. Provenance: a version is
- * served only if its `meta.source` names the hospital whose tag its record id carries (the cloud enforces the tag at
- * upload, the record id is bound into the ciphertext); others are left out with a warning in the searchset.
+ * served only if its signature (record-signature.ts) verifies under the key of the hospital its `meta.source` names,
+ * taken from the reader's own hospital's federation list (DoctorClient.writerKeys), and, for records read by id, that
+ * hospital's tag is the record id's; it is served with a VERIFIED_SYSTEM tag naming that hospital. Others are left
+ * out with a warning in the searchset (a read of one is a 404). Unsigned versions, written before signatures, are
+ * left out too unless `FhirViewOptions.unsigned` is 'mark' (then served with the UNSIGNED_TAG).
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
 import { capabilityStatement, FhirHttpError, useFhirJson } from '../gateway/fhir-rest.ts';
 import { isTombstone } from '../gateway/fhir-versions.ts';
 import { isRecordOf } from '../record-id.ts';
+import { sourceHospital, UNSIGNED_TAG, verifyRecord } from '../record-signature.ts';
+import type { CheckpointVerifier } from '@medshare/ledger';
 import { HttpProblemError } from '../http-client.ts';
 import type { DoctorClient } from './client.ts';
 import { INDEX_SEARCH_PARAMETERS, parseViewSearch } from './fhir-search.ts';
@@ -58,6 +69,10 @@ export const DEFAULT_SEARCH_PARAMETERS: readonly SearchParameter[] = [
 export interface FhirViewOptions {
   readonly mapping?: CategoryMapping;
   readonly searchParameters?: readonly SearchParameter[];
+  /** The hospitals whose record signatures are accepted (default: DoctorClient.writerKeys, her hospital's list). */
+  readonly writerKeys?: () => Promise<ReadonlyMap<string, CheckpointVerifier>>;
+  /** Unsigned (pre-signature) versions: left out ('refuse', the default) or served marked unverified ('mark'). */
+  readonly unsigned?: 'refuse' | 'mark';
   readonly host?: string;
   readonly port?: number;
 }
@@ -81,31 +96,88 @@ type History = Version[];
 
 const versionOf = (r: FhirResource) => Number((r.meta as { versionId?: unknown } | undefined)?.versionId ?? 0);
 const lastUpdatedOf = (r: FhirResource) => String((r.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
-const sourceHospital = (r: FhirResource) => /^urn:medshare:hospital:([a-z][a-z0-9-]{0,62})$/.exec(String((r.meta as { source?: unknown } | undefined)?.source ?? ''))?.[1];
+
+ /** A version the provenance check left out: its record id (or Type/id) and why. */
+interface LeftOut {
+  readonly label: string;
+  readonly reason: string;
+}
+
+/**
+ * The provenance check of decrypted versions (record-signature.ts) against the reader's writer keys, fetched at
+ * first need and again when a version names a hospital not among them (a hospital that joined meanwhile).
+ */
+class Provenance {
+  private keys: Promise<ReadonlyMap<string, CheckpointVerifier>> | undefined;
+  /** Versions already verified (records never change), by patient, category and record id. */
+  private readonly verified = new Map<string, FhirResource>();
+
+  constructor(private readonly load: () => Promise<ReadonlyMap<string, CheckpointVerifier>>, private readonly unsigned: 'refuse' | 'mark') {}
+
+  private trusted(refresh: boolean): Promise<ReadonlyMap<string, CheckpointVerifier>> {
+    if (refresh || this.keys === undefined) {
+      const loading = this.load();
+      this.keys = loading;
+      loading.catch(() => {
+        if (this.keys === loading) this.keys = undefined;
+      });
+    }
+    return this.keys;
+  }
+
+  /** The versions that pass (as served: verified tag, no signature) and those left out. `recordId`: read by id. */
+  async check(patient: string, category: string, found: ReadonlyArray<{ recordId?: string; resource: FhirResource }>): Promise<{ kept: Array<{ recordId?: string; resource: FhirResource }>; leftOut: LeftOut[] }> {
+    let keys = await this.trusted(false);
+    if (found.some((f) => { const h = sourceHospital(f.resource); return h !== undefined && !keys.has(h); })) keys = await this.trusted(true);
+    const kept: Array<{ recordId?: string; resource: FhirResource }> = [];
+    const leftOut: LeftOut[] = [];
+    for (const { recordId, resource } of found) {
+      const label = recordId ?? `${resource.resourceType}/${resource.id}`;
+      const cacheKey = recordId === undefined ? undefined : `${patient}|${category}|${recordId}`;
+      const cached = cacheKey === undefined ? undefined : this.verified.get(cacheKey);
+      if (cached !== undefined) {
+        kept.push({ recordId, resource: cached });
+        continue;
+      }
+      const hospital = sourceHospital(resource);
+      if (recordId !== undefined && (hospital === undefined || !isRecordOf(recordId, hospital))) {
+        leftOut.push({ label, reason: 'meta.source does not name the hospital of the record id' });
+        continue;
+      }
+      const provenance = verifyRecord(keys, resource, { patient, category });
+      if (provenance.status === 'verified') {
+        if (cacheKey !== undefined) this.verified.set(cacheKey, provenance.resource);
+        kept.push({ recordId, resource: provenance.resource });
+      } else if (provenance.status === 'unsigned' && this.unsigned === 'mark') {
+        const meta = (resource.meta ?? {}) as { tag?: unknown[] };
+        kept.push({ recordId, resource: { ...resource, meta: { ...meta, tag: [...(meta.tag ?? []), UNSIGNED_TAG] } } });
+      } else {
+        leftOut.push({ label, reason: provenance.status === 'unsigned' ? 'unsigned (written before record signatures; FhirViewOptions.unsigned \'mark\' serves such records marked unverified)' : provenance.reason });
+      }
+    }
+    return { kept, leftOut };
+  }
+}
 
 /** The decrypted records of one reader, by record id (records are immutable). */
 class DecryptedRecords {
   private readonly byId = new Map<string, FhirResource>();
 
-  constructor(private readonly doctor: DoctorClient) {}
+  constructor(private readonly doctor: DoctorClient, private readonly provenance: Provenance) {}
 
   /** Every record of the patient's category this reader may read, with the ones failing the provenance check apart. */
-  async category(patient: string, category: string): Promise<{ versions: Version[]; mislabelled: string[] }> {
+  async category(patient: string, category: string): Promise<{ versions: Version[]; leftOut: LeftOut[] }> {
     const listed = await this.doctor.search(patient, category);
     const missing = listed.map((r) => r.recordId).filter((id) => !this.byId.has(id));
     for (let i = 0; i < missing.length; i += 1000) {
       for (const { recordId, resource } of await this.doctor.readRecords(patient, category, missing.slice(i, i + 1000))) this.byId.set(recordId, resource);
     }
-    const versions: Version[] = [];
-    const mislabelled: string[] = [];
-    for (const { recordId } of listed) {
+    const found = listed.flatMap(({ recordId }) => {
       const resource = this.byId.get(recordId);
-      if (resource === undefined) continue;
-      const hospital = sourceHospital(resource);
-      if (hospital === undefined || !isRecordOf(recordId, hospital)) mislabelled.push(recordId);
-      else versions.push({ recordId, resource, version: versionOf(resource) });
-    }
-    return { versions, mislabelled };
+      return resource === undefined ? [] : [{ recordId, resource }];
+    });
+    const { kept, leftOut } = await this.provenance.check(patient, category, found);
+    return { versions: kept.map(({ recordId, resource }) => ({ recordId: recordId!, resource, version: versionOf(resource) })), leftOut };
   }
 }
 
@@ -123,8 +195,9 @@ function histories(versions: readonly Version[], resourceType: string): Map<stri
 }
 
 /**
- * The newest matching version of each resource found by the index (the index finds versions: every version is a
- * record of its own). A resource whose newer version no longer matches is still returned at its matching version.
+ * One version of each resource found by the index, the newest: the index holds current versions only (a new
+ * version deletes its predecessor's entries), but a write retried with equal content may have stored two records
+ * of one version number.
  */
 function latestMatches(found: readonly FhirResource[]): FhirResource[] {
   const newest = new Map<string, FhirResource>();
@@ -136,10 +209,15 @@ function latestMatches(found: readonly FhirResource[]): FhirResource[] {
   return [...newest.values()];
 }
 
-/** A searchset Bundle of `matches`, with a warning entry naming the records left out by the provenance check. */
-function searchset(matches: readonly FhirResource[], mislabelled: readonly string[]): Record<string, unknown> {
-  const warnings = mislabelled.length === 0 ? [] : [{
-    resource: { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'security', diagnostics: `${mislabelled.length} record(s) left out: meta.source does not name the hospital of the record id (${mislabelled.slice(0, 5).join(', ')})` }] },
+/** A searchset Bundle of `matches`, with a warning entry naming the records left out by the provenance check, by reason. */
+function searchset(matches: readonly FhirResource[], leftOut: readonly LeftOut[]): Record<string, unknown> {
+  const byReason = new Map<string, string[]>();
+  for (const { label, reason } of leftOut) byReason.set(reason, [...(byReason.get(reason) ?? []), label]);
+  const warnings = leftOut.length === 0 ? [] : [{
+    resource: {
+      resourceType: 'OperationOutcome',
+      issue: [...byReason].map(([reason, labels]) => ({ severity: 'warning', code: 'security', diagnostics: `${labels.length} record(s) left out: ${reason} (${labels.slice(0, 5).join(', ')})` })),
+    },
     search: { mode: 'outcome' },
   }];
   return {
@@ -152,7 +230,8 @@ function searchset(matches: readonly FhirResource[], mislabelled: readonly strin
 export async function startFhirView(doctor: DoctorClient, options: FhirViewOptions = {}): Promise<FhirView> {
   const mapping = options.mapping ?? DEFAULT_CATEGORY_MAPPING;
   const parameters = new Map((options.searchParameters ?? DEFAULT_SEARCH_PARAMETERS).map((p) => [p.name, p]));
-  const records = new DecryptedRecords(doctor);
+  const provenance = new Provenance(options.writerKeys ?? (() => doctor.writerKeys()), options.unsigned ?? 'refuse');
+  const records = new DecryptedRecords(doctor, provenance);
   const app = Fastify({ logger: false, routerOptions: { maxParamLength: 256 } });
   const categoryOf = (type: string) => mapping.byType[type] ?? mapping.fallback;
 
@@ -169,13 +248,50 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
   };
   /** The histories of a type. */
   const load = (patient: string, type: string) => fromPlatform(patient, type, async () => {
-    const { versions, mislabelled } = await records.category(patient, categoryOf(type));
-    return { histories: histories(versions, type), mislabelled };
+    const { versions, leftOut } = await records.category(patient, categoryOf(type));
+    return { histories: histories(versions, type), leftOut };
   });
-  /** The decrypted versions the encrypted index finds for `query` (already checked against it exactly). */
+  /** The decrypted versions the encrypted index finds for `query` (already checked against it exactly), provenance checked. */
   const indexSearch = (patient: string, type: string, query: URLSearchParams) => fromPlatform(patient, type, async () => {
     const { bundle } = await doctor.searchFhir(patient, type, query, { categories: mapping });
-    return (bundle.entry as Array<{ resource: FhirResource }>).map((e) => e.resource);
+    const { kept, leftOut } = await provenance.check(patient, categoryOf(type), (bundle.entry as Array<{ resource: FhirResource }>));
+    return { found: kept.map((k) => k.resource), leftOut };
+  });
+  /** A type search (index-backed or on the decrypted category), with `also` ANDed (a compartment's patient). */
+  const searchType = async (patient: string, type: string, query: Record<string, string | string[]>, also: (r: FhirResource) => boolean = () => true) => {
+    const search = parseViewSearch(type, query, parameters);
+    const matches = (r: FhirResource) => !isTombstone(r) && also(r) && search.local.every(([p, values]) => values.some((v) => p.matches(r, v)));
+    if (search.index !== undefined) {
+      const { found, leftOut } = await indexSearch(patient, type, search.index);
+      return searchset(latestMatches(found).filter(matches), leftOut);
+    }
+    const { histories: found, leftOut } = await load(patient, type);
+    return searchset([...found.values()].map((h) => h.at(-1)!.resource).filter(matches), leftOut);
+  };
+  const inCompartment = (id: string) => (r: FhirResource) => parameters.get('patient')?.matches(r, id) ?? DEFAULT_SEARCH_PARAMETERS[1]!.matches(r, id);
+  /** Patient/:id and every current resource about her, across the categories the reader was given. */
+  const everything = (patient: string, id: string) => fromPlatform(patient, 'Patient', async () => {
+    const matches: FhirResource[] = [];
+    const leftOut: LeftOut[] = [];
+    for (const category of new Set([...Object.values(mapping.byType), mapping.fallback])) {
+      let found: Awaited<ReturnType<DecryptedRecords['category']>>;
+      try {
+        found = await records.category(patient, category);
+      } catch (error) {
+        // A category she did not delegate to this reader is not part of what the reader may read.
+        if (error instanceof HttpProblemError && (error.status === 403 || error.status === 404)) continue;
+        throw error;
+      }
+      leftOut.push(...found.leftOut);
+      const types = new Set(found.versions.map((v) => v.resource.resourceType));
+      for (const type of types) {
+        for (const history of histories(found.versions, type).values()) {
+          const latest = history.at(-1)!.resource;
+          if (!isTombstone(latest) && inCompartment(id)(latest)) matches.push(latest);
+        }
+      }
+    }
+    return searchset(matches, leftOut);
   });
   const historyOf = async (request: FastifyRequest<{ Params: { patient: string; type: string; id: string } }>) => {
     const { patient, type, id } = request.params;
@@ -192,6 +308,7 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
       url: '/fhir/<patient>',
       interactions: ['read', 'vread', 'history-instance', 'search-type'],
       system: [],
+      operations: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }],
       searchParams: [...parameters.values(), ...INDEX_SEARCH_PARAMETERS].map(({ name, type, documentation }) => ({ name, type, documentation })),
     }));
 
@@ -226,13 +343,20 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
       };
     });
 
-    scope.get<{ Params: { patient: string; type: string }; Querystring: Record<string, string | string[]> }>('/:type', async (request) => {
-      const { patient, type } = request.params;
-      const search = parseViewSearch(type, request.query, parameters);
-      const matchesLocal = (r: FhirResource) => !isTombstone(r) && search.local.every(([p, values]) => values.some((v) => p.matches(r, v)));
-      if (search.index !== undefined) return searchset(latestMatches(await indexSearch(patient, type, search.index)).filter(matchesLocal), []);
-      const { histories: found, mislabelled } = await load(patient, type);
-      return searchset([...found.values()].map((h) => h.at(-1)!.resource).filter(matchesLocal), mislabelled);
+    scope.get<{ Params: { patient: string; type: string }; Querystring: Record<string, string | string[]> }>('/:type', async (request) =>
+      searchType(request.params.patient, request.params.type, request.query));
+
+    // Patient compartment (`_history` has its own route above, which a static segment wins).
+    scope.get<{ Params: { patient: string; type: string; id: string; compartment: string }; Querystring: Record<string, string | string[]> }>('/:type/:id/:compartment', async (request) => {
+      const { patient, type, id, compartment } = request.params;
+      if (type !== 'Patient') throw new FhirHttpError(404, `no compartment of ${type} here: the view serves the Patient compartment (Patient/<id>/<type>, Patient/<id>/$everything)`);
+      if (compartment === '$everything') {
+        const { _format: _f, ...rest } = request.query;
+        const unknown = Object.keys(rest)[0];
+        if (unknown !== undefined) throw new FhirHttpError(400, `$everything takes no parameter here ('${unknown}')`);
+        return everything(patient, id);
+      }
+      return searchType(patient, compartment, request.query, inCompartment(id));
     });
   }, { prefix: '/fhir/:patient' });
 

@@ -12,6 +12,7 @@
  * The reader's SDK uses the same extraction to check each decrypted result against the whole query, so the
  * index only has to find candidates: a result the cloud pointed at wrongly is caught here, not trusted.
  */
+import { createHash } from 'node:crypto';
 import { MalformedInputError, LimitExceededError } from '@medshare/crypto';
 import type { FhirResource } from '../gateway/fhir.ts';
 
@@ -87,8 +88,48 @@ export function dateKeywords(day: string): string[] {
   return [`date:y:${day.slice(0, 4)}`, `date:m:${day.slice(0, 7)}`, `date:d:${day}`];
 }
 
-/** Every keyword the index holds for `resource` (distinct). */
-export function keywordsOf(resource: FhirResource): string[] {
+/**
+ * The patient's desensitisation rules for the words of her notes (docs/platform.md § Search): the gateway leaves out
+ * of the index every word whose digest is in `excludedWords` and, with `excludeNumbers`, every word with a digit
+ * (dates, phone numbers, identifiers written in a note). Words are digested (salted SHA-256, indexRuleDigest) so
+ * the cloud that keeps the rules sees no word; it can still test words it guesses.
+ */
+export interface IndexRules {
+  /** Per-patient salt of the digests (base64url, 16 bytes). */
+  readonly salt: string;
+  /** indexRuleDigest of each excluded word (lower case, as wordsOf finds it). */
+  readonly excludedWords: readonly string[];
+  readonly excludeNumbers: boolean;
+}
+
+/** Most words one patient may exclude. */
+export const MAX_EXCLUDED_WORDS = 1000;
+
+/** The digest of an excluded word under the rules' salt (base64url SHA-256 of salt ‖ word). */
+export function indexRuleDigest(salt: string, word: string): string {
+  return createHash('sha256').update('medshare/index-rules/v1\0').update(salt).update('\0').update(word).digest('base64url');
+}
+
+/** `json` as index rules, or MalformedInputError / LimitExceededError naming what is wrong. */
+export function parseIndexRules(json: unknown): IndexRules {
+  const r = json as Partial<IndexRules> | null;
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new MalformedInputError('index rules are an object { salt, excludedWords, excludeNumbers }');
+  const extra = Object.keys(r).find((k) => !['salt', 'excludedWords', 'excludeNumbers'].includes(k));
+  if (extra !== undefined) throw new MalformedInputError(`unknown field '${extra}' in index rules`);
+  if (typeof r.salt !== 'string' || !/^[A-Za-z0-9_-]{22}$/.test(r.salt)) throw new MalformedInputError('the index rules\' salt is 16 bytes in base64url');
+  if (!Array.isArray(r.excludedWords) || r.excludedWords.some((d) => typeof d !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(d))) throw new MalformedInputError('excludedWords are SHA-256 digests in base64url');
+  if (r.excludedWords.length > MAX_EXCLUDED_WORDS) throw new LimitExceededError(`at most ${MAX_EXCLUDED_WORDS} excluded words`);
+  if (typeof r.excludeNumbers !== 'boolean') throw new MalformedInputError('excludeNumbers is true or false');
+  return { salt: r.salt, excludedWords: [...r.excludedWords], excludeNumbers: r.excludeNumbers };
+}
+
+/** Whether the rules keep `word` out of the index. */
+function excluded(rules: IndexRules | undefined, digests: ReadonlySet<string>, word: string): boolean {
+  return rules !== undefined && ((rules.excludeNumbers && /\p{N}/u.test(word)) || digests.has(indexRuleDigest(rules.salt, word)));
+}
+
+/** Every keyword the index holds for `resource` (distinct), note words after the patient's `rules`. */
+export function keywordsOf(resource: FhirResource, rules?: IndexRules): string[] {
   const keywords = new Set<string>([`type:${resource.resourceType}`]);
   for (const { system, code } of codingsOf(resource)) {
     keywords.add(`code:${system}|${code}`);
@@ -98,7 +139,8 @@ export function keywordsOf(resource: FhirResource): string[] {
   const day = clinicalDateOf(resource);
   if (day !== undefined) for (const k of dateKeywords(day)) keywords.add(k);
   const words = new Set<string>();
-  for (const text of notesOf(resource)) for (const w of wordsOf(text)) if (words.size < MAX_WORDS_PER_RECORD) words.add(w);
+  const digests = new Set(rules?.excludedWords);
+  for (const text of notesOf(resource)) for (const w of wordsOf(text)) if (words.size < MAX_WORDS_PER_RECORD && !excluded(rules, digests, w)) words.add(w);
   for (const w of words) keywords.add(`word:${w}`);
   return [...keywords];
 }

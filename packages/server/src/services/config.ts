@@ -11,14 +11,16 @@
  *         "issuer": "urn:medshare:idp:riverside",
  *         "jwks": "https://riverside.example/identity/riverside/.well-known/jwks.json",
  *         "sessionStatus": "https://riverside.example/identity/riverside/",
- *         "witnessKey": "riverside.medshare/witness+…" }
+ *         "witnessKey": "riverside.medshare/witness+…",
+ *         "recordKey": "riverside.medshare/records+…" }
  *     ]
  *   }
  *
  * The hospitals listed are the trust list of the cloud and the authority: their tokens are accepted, verified
  * against their JWKS, with sessions checked at their session-status route. `logKey` and `witnessKey` pin the ledger's
  * and a witness's public key (c2sp.org signed-note vkeys); without them each service fetches the other's key
- * once and pins it in its own database (ledger.ts).
+ * once and pins it in its own database (ledger.ts). `recordKey` pins a hospital's record-signing key, which a
+ * hospital lists to its readers (record-signature.ts); without it, fetched from that hospital once and pinned.
  */
 import { MalformedInputError } from '@medshare/crypto';
 import { checkHospitalName, type HospitalPeer } from './trust.ts';
@@ -78,7 +80,7 @@ export function parseDeploymentConfig(text: string): DeploymentConfig {
   const peers = hospitals.map((entry: unknown, i): HospitalPeer => {
     const where = `config.hospitals[${i}]`;
     if (typeof entry !== 'object' || entry === null) throw new MalformedInputError(`${where} must be an object`);
-    only(entry, ['name', 'url', 'issuer', 'jwks', 'sessionStatus', 'witnessKey'], where);
+    only(entry, ['name', 'url', 'issuer', 'jwks', 'sessionStatus', 'witnessKey', 'recordKey'], where);
     const e = entry as Record<string, unknown>;
     if (typeof e['name'] !== 'string') throw new MalformedInputError(`${where}.name must be a string`);
     const name = checkHospitalName(e['name']);
@@ -91,6 +93,7 @@ export function parseDeploymentConfig(text: string): DeploymentConfig {
       ...(e['jwks'] === undefined ? {} : { jwks: url(e['jwks'], `${where}.jwks`) }),
       ...(e['sessionStatus'] === undefined ? {} : { sessionStatus: url(e['sessionStatus'], `${where}.sessionStatus`) }),
       ...(e['witnessKey'] === undefined ? {} : { witnessKey: vkey(e['witnessKey'], `${where}.witnessKey`)! }),
+      ...(e['recordKey'] === undefined ? {} : { recordKey: vkey(e['recordKey'], `${where}.recordKey`)! }),
     };
   });
   const authorityService = service(authority, 'config.authority');
@@ -109,7 +112,7 @@ export function formatDeploymentConfig(config: DeploymentConfig): string {
     ...(config.authority ? { authority: { url: text(config.authority.url) } } : {}),
     ...(config.cloud ? { cloud: { url: text(config.cloud.url), ...(config.cloud.logKey ? { logKey: config.cloud.logKey } : {}) } } : {}),
     hospitals: config.hospitals.map((h) => ({
-      name: h.name, url: text(h.url), ...(h.issuer ? { issuer: h.issuer } : {}), ...(h.jwks ? { jwks: text(h.jwks) } : {}), ...(h.sessionStatus ? { sessionStatus: text(h.sessionStatus) } : {}), ...(h.witnessKey ? { witnessKey: h.witnessKey } : {}),
+      name: h.name, url: text(h.url), ...(h.issuer ? { issuer: h.issuer } : {}), ...(h.jwks ? { jwks: text(h.jwks) } : {}), ...(h.sessionStatus ? { sessionStatus: text(h.sessionStatus) } : {}), ...(h.witnessKey ? { witnessKey: h.witnessKey } : {}), ...(h.recordKey ? { recordKey: h.recordKey } : {}),
     })),
   }, null, 2)}\n`;
 }

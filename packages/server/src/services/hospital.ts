@@ -5,7 +5,7 @@
  * leaves) and its ledger witness (its own key and state, ledger.ts). The gateway reaches the cloud through
  * `CloudApi` (HTTP in production) with the caller's own token, and fetches the TA's public key from the authority
  * once, at the first upload that needs it. Its secrets (TOTP secrets, token-signing and witness keys) are stored
- * wrapped by the hospital's own KEK.
+ * wrapped by the hospital's own KEK, and so is its gateway's record-signing key (record-signature.ts).
  *
  *   /identity/<name>/...   identity (@medshare/identity hospitalIdentityPlugin)
  *   /gateway/...           FHIR R4 gateway
@@ -14,7 +14,8 @@
  *   /portal/               the web portal, signing in here (portal.ts; / redirects there)
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { abe } from '@medshare/crypto';
+import { abe, IntegrityError } from '@medshare/crypto';
+import { loadNoteSigner } from '@medshare/ledger';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
   createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
@@ -29,7 +30,8 @@ import { SearchIndexWriter } from '../gateway/search-index.ts';
 import { GatewayService } from '../gateway/service.ts';
 import { callJson } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
-import { openHospitalWitness } from '../ledger.ts';
+import { openHospitalWitness, pinnedPeerKey } from '../ledger.ts';
+import { recordKeyName } from '../record-signature.ts';
 import { GATEWAY_MIGRATIONS } from '../migrations.ts';
 import { portalPlugin } from '../portal.ts';
 import { StorageTagger } from '../storage-audit/tagger.ts';
@@ -102,6 +104,8 @@ export interface HospitalDeployment {
   readonly identity: HospitalService;
   /** Its ledger witness's verifier key (c2sp.org signed-note vkey). */
   readonly witnessKey: string;
+  /** Its gateway's record-signing key (signed-note vkey, record-signature.ts). */
+  readonly recordKey: string;
   close(): Promise<void>;
 }
 
@@ -117,6 +121,30 @@ function authorityKey(url: ServiceUrl): () => Promise<abe.PublicKey> {
       });
     return key;
   };
+}
+
+/**
+ * The record keys this hospital's readers trust: its own and, for each hospital of its own federation list, the key
+ * its configuration pins, else the one that hospital publishes (GET /gateway/record-key), pinned on first sight. A
+ * hospital that cannot be reached yet is left out (its records are refused until it can be), so one hospital down
+ * does not stop reads of the others'. Never the cloud's word.
+ */
+async function federationWriterKeys(db: Database, self: string, own: string, peers: readonly HospitalPeer[]): Promise<Array<{ hospital: string; key: string }>> {
+  const others = peers.filter((peer) => peer.name !== self);
+  const keys = await Promise.allSettled(others.map((peer) => pinnedPeerKey(db, {
+    pin: `records/${peer.name}`, name: recordKeyName(peer.name), what: `record key of ${peer.name}`,
+    ...(peer.recordKey === undefined ? {} : { configured: peer.recordKey }),
+    published: async () => {
+      const answer = await callJson<{ hospital: string; key: string }>(new URL(peer.url), 'GET', '/gateway/record-key', { timeoutMs: 10_000 });
+      return answer.key;
+    },
+  })));
+  const found: Array<{ hospital: string; key: string }> = [{ hospital: self, key: own }];
+  for (const [i, key] of keys.entries()) {
+    if (key.status === 'fulfilled') found.push({ hospital: others[i]!.name, key: key.value.vkey });
+    else if (key.reason instanceof IntegrityError) throw key.reason;
+  }
+  return found;
 }
 
 /** Builds one hospital's app on its own database. */
@@ -154,7 +182,8 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
-  const gateway = new GatewayService(db, cloud, categories, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
+  const recordSigner = await loadNoteSigner(db, { name: recordKeyName(name), kek, type: 'ed25519' });
+  const gateway = new GatewayService(db, cloud, categories, recordSigner, authorityKey(options.authorityUrl), () => witness.receiptTrust(), new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   const identityPrefix = `/identity/${name}`;
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: identityPrefix });
@@ -177,10 +206,11 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const exporter = new ResearchExporter(db, kek, { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
     (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
-  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
+  const writers = { hospital: name, key: recordSigner.verifier.vkey, trusted: () => federationWriterKeys(db, name, recordSigner.verifier.vkey, options.federation?.() ?? []) };
+  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, writers, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
   await witness.register(app);
   return {
-    app, name, issuer, identity, witnessKey: witness.verifier.vkey,
+    app, name, issuer, identity, witnessKey: witness.verifier.vkey, recordKey: recordSigner.verifier.vkey,
     close: async () => {
       await app.close();
       await encryptor.close();

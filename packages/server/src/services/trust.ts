@@ -21,6 +21,8 @@ export interface HospitalPeer {
   readonly sessionStatus?: string | URL;
   /** Its ledger witness's verifier key, pinned by the config (default: fetched from the hospital once, then pinned). */
   readonly witnessKey?: string;
+  /** Its gateway's record-signing key, pinned by the config (default: fetched from the hospital once, then pinned). */
+  readonly recordKey?: string;
 }
 
 /** Hospital names: lower-case codes. */
