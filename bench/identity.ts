@@ -4,6 +4,7 @@
  *
  *   node --import tsx bench/identity.ts          (writes docs/benchmarks/identity-scrypt.svg)
  */
+import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
 import { abe } from '@medshare/crypto';
 import {
@@ -24,6 +25,7 @@ import {
   RegistrationCentre,
   signRequest,
   SigningKeyRing,
+  SessionPseudonyms,
   TokenIssuer,
   TokenVerifier,
   totp,
@@ -73,7 +75,7 @@ rows.push(['TOTP verify (±1 step, 3 HMAC-SHA1)', ms(await timeAsync(async () =>
 
 const sessions = new MemorySessionStore();
 const keys = await SigningKeyRing.create(600_000);
-const issuer = new TokenIssuer({ issuer: 'https://idp.a.example', hospital: 'a', keys, sessions, audiences: ['medshare-ta'], clients: ['medshare-app'] });
+const issuer = new TokenIssuer({ issuer: 'https://idp.a.example', hospital: 'a', keys, sessions, pseudonyms: new SessionPseudonyms(randomBytes(32), 'https://idp.a.example'), audiences: ['medshare-ta'], clients: ['medshare-app'] });
 const user = {
   id: 'u1', username: 'alice', attributes: ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:a', 'uid:u1'], scopes: ['user/Observation.rs'], factor: 'totp' as const,
   methods: ['pwd', 'otp'],

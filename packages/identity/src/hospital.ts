@@ -3,6 +3,7 @@
  * `identity serve`, the tests) or on SQL stores in a @medshare/db database (the platform server), where
  * accounts, sessions, tickets, lockout counters and signing keys survive a restart.
  */
+import { randomBytes } from 'node:crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { AdminService } from './account/admin.ts';
 import { AccountService, type LoginTicket } from './account/accounts.ts';
@@ -15,6 +16,7 @@ import { DpopVerifier } from './sso/dpop.ts';
 import { localSessionStatus, TokenVerifier, TrustList } from './sso/federation.ts';
 import { TokenIssuer } from './sso/issuer.ts';
 import { SigningKeyRing } from './sso/keyring.ts';
+import { SessionPseudonyms, TRACING_KEY_BYTES } from './sso/pseudonyms.ts';
 import { MemoryAttemptStore, MemoryNonceCache, MemorySessionStore, MemorySigningKeyStore, MemoryTicketStore, MemoryUserStore } from './memory-stores.ts';
 import { ClientRegistry, type OidcClient } from './oidc/clients.ts';
 import { OidcProvider, type IssuedCode, type PendingAuthorization } from './oidc/provider.ts';
@@ -58,6 +60,8 @@ interface HospitalStores {
   readonly oidcRequests: TicketStore<PendingAuthorization>;
   readonly oidcCodes: TicketStore<IssuedCode>;
   readonly oidcRedeemed: TicketStore<string>;
+  /** The hospital's tracing key (sso/pseudonyms.ts). */
+  readonly tracingKey: Uint8Array;
 }
 
 /** A hospital identity service, ready to mount with hospitalIdentityPlugin. */
@@ -78,6 +82,7 @@ export async function createMemoryHospital(config: HospitalConfig): Promise<Hosp
     oidcRequests: new MemoryTicketStore<PendingAuthorization>(),
     oidcCodes: new MemoryTicketStore<IssuedCode>(),
     oidcRedeemed: new MemoryTicketStore<string>(),
+    tracingKey: randomBytes(TRACING_KEY_BYTES),
   });
 }
 
@@ -107,7 +112,19 @@ export async function createSqlHospital(db: Database, config: HospitalConfig & {
     oidcRequests: new SqlTicketStore<PendingAuthorization>(db, `${hospital}/oidc-request`),
     oidcCodes: new SqlTicketStore<IssuedCode>(db, `${hospital}/oidc-code`),
     oidcRedeemed: new SqlTicketStore<string>(db, `${hospital}/oidc-redeemed`),
+    tracingKey: await sqlTracingKey(db, hospital, config.kek),
   });
+}
+
+/**
+ * The hospital's tracing key, created on first start and stored wrapped by its KEK (the cloud never holds it: it
+ * lives in the hospital's identity database). Two starters racing keep the first committed key.
+ */
+async function sqlTracingKey(db: Database, hospital: string, kek: KeyEncryptionKey): Promise<Uint8Array> {
+  const context = `identity_tracing_keys.key_wrapped|${hospital}`;
+  await db.query('INSERT INTO identity_tracing_keys (hospital, key_wrapped) VALUES ($1, $2) ON CONFLICT (hospital) DO NOTHING', [hospital, await kek.wrap(randomBytes(TRACING_KEY_BYTES), context)]);
+  const row = (await db.query<{ key_wrapped: Uint8Array }>('SELECT key_wrapped FROM identity_tracing_keys WHERE hospital = $1', [hospital])).rows[0]!;
+  return kek.unwrap(row.key_wrapped, context);
 }
 
 async function wire(config: HospitalConfig, now: () => number, stores: HospitalStores): Promise<HospitalService> {
@@ -116,7 +133,8 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   const keys = await SigningKeyRing.open(stores.keys, (tokenSeconds + 60) * 1000, now);
   const credentials = new CredentialService({ hospital: config.hospital, users, challenges: stores.challenges, relyingParty: config.relyingParty, scrypt: config.scrypt, now });
   const limiter = new AttemptLimiter(stores.attempts, config.limits, now);
-  const admin = new AdminService({ hospital: config.hospital, users, sessions, limiter });
+  const pseudonyms = new SessionPseudonyms(stores.tracingKey, config.issuer);
+  const admin = new AdminService({ hospital: config.hospital, users, sessions, limiter, pseudonyms });
   const accounts = new AccountService({
     hospital: config.hospital,
     users,
@@ -129,7 +147,7 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   });
   const oidcClients = new ClientRegistry(config.oidcClients ?? []);
   const issuer = new TokenIssuer({
-    issuer: config.issuer, hospital: config.hospital, keys, sessions, tokenSeconds, now, audiences: config.audiences,
+    issuer: config.issuer, hospital: config.hospital, keys, sessions, pseudonyms, tokenSeconds, now, audiences: config.audiences,
     clients: [...(config.clients ?? [DEFAULT_CLIENT]), ...oidcClients.ids()],
   });
   const oidc = new OidcProvider({

@@ -56,10 +56,11 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       const second = await hospital.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'], scopes: ['user/Observation.rs'] });
       assert.equal(second.status, 200, JSON.stringify(second.body));
       const verified = await hospital.service.logoutVerifier.verify(second.body.token);
-      assert.equal(verified.subject, enrolment.userId);
+      assert.match(verified.subject, /^psn:[A-Za-z0-9_-]{16,86}$/, 'the subject is the session\'s pseudonym');
+      assert.equal((await hospital.service.admin.trace(verified.subject)).userId, enrolment.userId, 'which the hospital traces to her');
       assert.equal(verified.hospital, 'hospital-a');
       assert.deepEqual(verified.scopes, ['user/Observation.rs']);
-      assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${enrolment.userId}`]);
+      assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${verified.subject.slice('psn:'.length)}`]);
       assert.deepEqual(verified.audience, ['medshare-cloud'], 'the audience asked for, not the issuer besides');
       assert.equal(verified.clientId, 'medshare-app');
       assert.deepEqual(verified.methods, ['pwd', 'otp']);

@@ -95,7 +95,9 @@ test('OpenID Connect provider against openid-client, and its attacks', async (t)
     assert.equal(tokens.token_type, 'bearer');
     assert.equal(tokens.scope, 'openid profile user/*.rs');
     const access = await verifier.verify(tokens.access_token);
-    assert.equal(access.subject, claims.sub);
+    // The ID token tells the client (the user's own app) who she is; the access token names only her session.
+    assert.notEqual(access.subject, claims.sub);
+    assert.equal((await service.admin.trace(access.subject)).userId, claims.sub);
     assert.equal(access.clientId, CLIENT);
   });
 

@@ -1,8 +1,8 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { base32Decode, DeviceKeys, SigningKeyRing, TokenIssuer, TokenVerifier, totp, TrustList, MemorySessionStore, type AuthenticatedUser } from '../src/index.ts';
+import { base32Decode, DeviceKeys, SessionPseudonyms, SigningKeyRing, TokenIssuer, TokenVerifier, totp, TrustList, MemorySessionStore, type AuthenticatedUser } from '../src/index.ts';
 import { DOCTOR, deviceLogin, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
@@ -110,7 +110,7 @@ test('an issuer not on the trust list is refused, and removing a member stops it
 
 test('a token signed by a key not in the issuer JWKS is refused (hospital B cannot speak for A)', async () => {
   const rogueKeys = await SigningKeyRing.create(60_000, clock.now);
-  const rogue = new TokenIssuer({ issuer: a.issuer, hospital: 'hospital-a', keys: rogueKeys, sessions: new MemorySessionStore(), now: clock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
+  const rogue = new TokenIssuer({ issuer: a.issuer, hospital: 'hospital-a', keys: rogueKeys, sessions: new MemorySessionStore(), pseudonyms: new SessionPseudonyms(randomBytes(32), a.issuer), now: clock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
   const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:hospital-a', 'uid:u1'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] };
   const forged = await rogue.startSession(user, { audience: ['medshare-cloud'] });
   await assert.rejects(cloud.verify(forged.token), /unknown key/);
@@ -161,7 +161,7 @@ test('key rotation: new tokens verify after the verifier refetches the JWKS; old
 test("a live key ring (a hospital's own tokens): a new key verifies at once, a retired one only within its retention", async () => {
   const ownClock = new TestClock();
   const keys = await SigningKeyRing.create(60_000, ownClock.now);
-  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), now: ownClock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
+  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), pseudonyms: new SessionPseudonyms(randomBytes(32), 'urn:test:live'), now: ownClock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
   const live = new TrustList();
   live.add({ issuer: 'urn:test:live', hospital: 'live', jwks: () => keys.jwks(), sessionStatus: async () => true });
   const verifier = new TokenVerifier('medshare-cloud', live, { now: ownClock.now });
@@ -207,6 +207,6 @@ test('revocation stops a token at every verifier at once', async () => {
   assert.equal((await a.post('logout', undefined, token)).status, 204);
   await assert.rejects(cloud.verify(token), /revoked/);
   const second = await loginA();
-  await a.service.sessions.revokeAllForUser((await cloud.verify(second.token)).subject);
+  await a.service.sessions.revokeAllForUser((await a.service.admin.trace((await cloud.verify(second.token)).subject)).userId);
   await assert.rejects(cloud.verify(second.token), /revoked/);
 });

@@ -26,8 +26,13 @@ export const PLATFORM_AUDIENCE = 'medshare-platform';
 /** Patient pseudonyms: `psn:` + 16-86 base64url characters (the ledger's format). */
 export const PSEUDONYM = /^psn:[A-Za-z0-9_-]{16,86}$/;
 
-/** A stable pseudonym for a user: a hash of issuer and subject, so logs never carry the uid. */
+/**
+ * The caller's pseudonym in logs and the ledger. MedShare hospitals issue tokens whose subject is already a session
+ * pseudonym (identity's sso/pseudonyms.ts: one per session, traceable only by the issuing hospital), kept as it is
+ * so that the hospital can trace a ledger entry; any other subject is hashed with its issuer, so no log carries it.
+ */
 export function agentPseudonym(issuer: string, subject: string): string {
+  if (PSEUDONYM.test(subject)) return subject;
   return `psn:${createHash('sha256').update(`medshare/agent/v1|${issuer}|${subject}`).digest('base64url').slice(0, 22)}`;
 }
 

@@ -2,7 +2,7 @@
  * Secrets at rest, tested as a thief with a copy of the database would: the raw files of a PGlite data directory
  * (tables, indexes and the write-ahead log) and, when DATABASE_URL is set, a pg_dump of the platform's schema are
  * searched for every secret the platform keeps — TOTP secrets, the hospitals' private signing keys, the trusted
- * authority's master key, the ledger's and witnesses' signing keys, the hospitals' de-identification keys — as raw bytes and in hex, base64, base64url and base32. None may appear: each is stored
+ * authority's master key, the ledger's and witnesses' signing keys, the hospitals' de-identification and tracing keys — as raw bytes and in hex, base64, base64url and base32. None may appear: each is stored
  * wrapped by the key-encryption key, which is not in the database. The secrets to look for are unwrapped with that
  * key (the one thing the copy lacks); the same database under another key does not start.
  */
@@ -53,6 +53,10 @@ async function keptSecrets(db: Database, kek: KeyEncryptionKey, totpSecrets: str
     const material = /^PRIVATE\+KEY\+[^+]*\+[0-9a-f]+\+(.+)$/.exec(skey)![1]!;
     secrets.push([`the ledger signing key ${row.name}`, Buffer.from(material, 'base64').subarray(1)]);
   }
+  // Each hospital's tracing key of session pseudonyms (identity's sso/pseudonyms.ts).
+  const tracing = (await db.query<{ hospital: string; key_wrapped: Uint8Array }>('SELECT hospital, key_wrapped FROM identity_tracing_keys')).rows;
+  assert.ok(tracing.length >= 1, 'a hospital keeps a tracing key');
+  for (const row of tracing) secrets.push([`the tracing key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `identity_tracing_keys.key_wrapped|${row.hospital}`)]);
   // Each hospital's research-release de-identification key.
   const deid = (await db.query<{ hospital: string; key_wrapped: Uint8Array }>('SELECT hospital, key_wrapped FROM gateway_deid_keys')).rows;
   assert.equal(deid.length, 1, 'a release made a de-identification key');

@@ -8,16 +8,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import Fastify from 'fastify';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
-import { LedgerClient, parseVerifierKey, verifyInclusionBundle, type TrustPolicy } from '@medshare/ledger';
+import { base32Decode, SessionPseudonyms, totp } from '@medshare/identity';
+import { LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLogEntries, type TrustPolicy } from '@medshare/ledger';
 import {
-  auditStorage, HttpProblemError, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
+  auditStorage, HttpProblemError, roleScopes, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
 } from '../src/index.ts';
+import { uploadBody } from '../src/gateway/cloud-api.ts';
 import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
-import { sampleBundle, startCast, type Cast } from './harness.ts';
+import { ADMINS, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
 let cast: Cast;
@@ -140,6 +142,39 @@ test('a cloud that replaces a hospital\'s public key with its own is caught: the
   }
 });
 
+test('records tagged under a version-1 key are named one by one as "unsupported key version 1" while every other record is audited', async () => {
+  // A version-1 key (version byte 1: v and a proof of possession, global generators) the cloud still serves.
+  const v1 = new Uint8Array([1, ...randomBytes(144)]);
+  const keyId = createHash('sha256').update(v1).digest('hex');
+  await db.query("INSERT INTO storage_keys (key_id, hospital, public_key) VALUES ($1, 'riverside', $2)", [keyId, v1]);
+  const old = { hash: sha(randomBytes(64)), category: 'lab', blocks: 1, key: keyId, tags: sha(randomBytes(48)), entry: 0 };
+  try {
+    const result = await auditStorage(auditor, [...inventory, old], { report: false });
+    assert.deepEqual(result.unaudited, [{ hash: old.hash, category: 'lab', reason: 'unsupported key version 1' }]);
+    assert.deepEqual(result.failing, [], 'the records under the current key are audited and pass');
+    assert.equal(result.hospitals, 1);
+    assert.ok(result.samples > 0);
+    assert.equal(result.ok, false, 'an audit that left a record unaudited is not a clean audit');
+  } finally {
+    await db.query('DELETE FROM storage_keys WHERE key_id = $1', [keyId]);
+  }
+});
+
+test('an upload carries the hospital\'s 1,682-byte proof-of-storage key once, whatever its number of records', async () => {
+  const tagger = await StorageTagger.open(db, cast.kek);
+  const records = await tagger.attach('riverside', [1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })));
+  const key = Buffer.from(records[0]!.storage.publicKey).toString('base64');
+  assert.equal(records[0]!.storage.publicKey.length, 1682);
+  const json = JSON.stringify(uploadBody(records, []));
+  assert.equal(json.split(key).length - 1, 1, 'the key appears once in the upload body');
+  const body = JSON.parse(json) as { storageKey: string; records: { storage: Record<string, string> }[] };
+  assert.equal(body.storageKey, key);
+  assert.deepEqual(body.records.map((r) => Object.keys(r.storage)), [['tags'], ['tags'], ['tags']]);
+  // Records tagged under two keys cannot share one upload.
+  const mixed = [...records, ...(await tagger.attach('st-marys', [{ recordId: 'r-4', category: 'lab', ciphertext: new Uint8Array(900) }]))];
+  assert.throws(() => uploadBody(mixed, []), MalformedInputError);
+});
+
 test('the gateway\'s receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError', async () => {
   const record = inventory[0]!;
   const { event } = verifyInclusionBundle(await ledger.bundle(record.entry), trust);
@@ -251,6 +286,75 @@ test('hostile challenges get problem answers, and only auditors and gateways may
   assert.equal(await status(wire, doctor.token), 403);
   assert.equal(await status(wire, 'not-a-token'), 401);
   await assert.rejects(new StorageAuditClient(cast.base, doctor.token).report(wire, []), (e: unknown) => e instanceof HttpProblemError && e.status === 403);
+});
+
+/** The cloud's tables, as an operator of the cloud (or a thief of its database) holds them: not a hospital's or the authority's. */
+async function cloudRowsAsText(): Promise<string> {
+  const tables = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).rows
+    .map((r) => r.table_name).filter((t) => !/^(identity_|gateway_|storage_hospital_|stats_hospital_|ta_|schema_migrations)/.test(t));
+  assert.ok(tables.includes('cloud_access_log') && tables.includes('ledger_entries') && tables.includes('storage_tags'), 'the cloud\'s tables are scanned');
+  const dumps: string[] = [];
+  for (const table of tables) dumps.push(...(await db.query<{ row: string }>(`SELECT t::text AS row FROM "${table}" t`)).rows.map((r) => r.row));
+  return dumps.join('\n');
+}
+
+test('conditional anonymity: the cloud\'s tables and ledger carry no user id, two sessions of one doctor are unlinkable, and only her hospital traces them', async () => {
+  const hospital = 'riverside';
+  const password = 'a long enough passphrase';
+  const attributes = ['role:doctor', 'dept:cardiology'];
+  const enrolment = await cast.client.registerUser(hospital, ADMINS[hospital]!, { username: 'dr-anonymous', password, attributes, scopes: roleScopes(attributes) });
+  const patient = cast.patient.key.patientId;
+  await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
+  // Two logins (the second with the next time step's code: a TOTP code works once).
+  const first = await cast.client.loginWithCode(hospital, 'dr-anonymous', password, () => totp(base32Decode(enrolment.totpSecret), Date.now() / 1000));
+  const second = await cast.client.loginWithCode(hospital, 'dr-anonymous', password, () => totp(base32Decode(enrolment.totpSecret), Date.now() / 1000 + 30));
+  for (const session of [first, second]) {
+    const read = await sessionFetch(session, new URL(`/cloud/patients/${patient}/read`, cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }) });
+    assert.equal(read.status, 200, await read.text());
+  }
+  await cast.platform.ledger.flush();
+  // What the cloud sees in each token: no claim in common that names her, beyond what her hospital vouches for.
+  const claims = [first, second].map((s) => JSON.parse(Buffer.from(s.token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>);
+  for (const name of ['sub', 'sid', 'jti']) assert.notEqual(claims[0]![name], claims[1]![name], `${name} differs between her sessions`);
+  assert.notDeepEqual(claims[0]!['cnf'], claims[1]!['cnf'], 'each login proves a fresh device key');
+  for (const c of claims) assert.deepEqual((c['attrs'] as string[]).filter((a) => a.startsWith('uid:')), [`uid:${(c['sub'] as string).slice('psn:'.length)}`]);
+  // The cloud's database, read as its operator would: no user id or username of anyone, in any row.
+  const dump = await cloudRowsAsText();
+  const users = (await db.query<{ id: string; username: string }>('SELECT id, username FROM identity_users')).rows;
+  assert.ok(users.length >= 6, 'the cast\'s users are in the hospitals\' tables');
+  for (const u of users) {
+    for (const form of [u.id, Buffer.from(u.id).toString('hex'), Buffer.from(u.id).toString('base64')]) assert.equal(dump.includes(form), false, `the cloud holds the id of ${u.username}`);
+    assert.doesNotMatch(dump, new RegExp(`(?<![A-Za-z0-9_-])${u.username.replace(/[.-]/g, '\\$&')}(?![A-Za-z0-9_-])`), `the cloud holds the username ${u.username}`);
+  }
+  // Her two reads are in the ledger under two pseudonyms, which her hospital's administrator traces to her.
+  const { entries } = await verifyRemoteLogEntries(ledger, trust);
+  const agents = entries.flatMap((e) => e.agent.map((a) => a.who.identifier.value));
+  const subjects = claims.map((c) => c['sub'] as string);
+  for (const subject of subjects) assert.ok(agents.includes(subject), 'the ledger names the session pseudonym');
+  const trace = (hospitalName: string, pseudonym: string, admin = ADMINS[hospitalName]!) => fetch(cast.urlFor(`/identity/${hospitalName}/admin/trace`), {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: JSON.stringify({ pseudonym }),
+  });
+  for (const subject of subjects) {
+    const traced = await trace(hospital, subject);
+    assert.equal(traced.status, 200);
+    const who = (await traced.json()) as { username: string; userId: string };
+    assert.deepEqual([who.username, who.userId], ['dr-anonymous', enrolment.userId]);
+  }
+  // Nobody else: another hospital's administrator, this hospital's route without its credential, and any other key.
+  const elsewhere = await trace('st-marys', subjects[0]!);
+  assert.equal(elsewhere.status, 400);
+  assert.match(((await elsewhere.json()) as { detail: string }).detail, /not a session pseudonym of this hospital/);
+  assert.equal((await trace(hospital, subjects[0]!, ADMINS['st-marys'])).status, 401, 'another hospital\'s administrator credential');
+  assert.throws(() => new SessionPseudonyms(randomBytes(32), claims[0]!['iss'] as string).trace(subjects[0]!), IntegrityError, 'another tracing key');
+  // A patient's pseudonym is her account's: the cloud binds her record to it, so it is the same in every session.
+  const patientEnrolment = await cast.client.registerUser('st-marys', ADMINS['st-marys']!, { username: 'pat-anonymous', password, attributes: ['role:patient'], scopes: roleScopes(['role:patient']) });
+  const patientSubjects = await Promise.all([0, 30].map(async (ahead) => {
+    const session = await cast.client.loginWithCode('st-marys', 'pat-anonymous', password, () => totp(base32Decode(patientEnrolment.totpSecret), Date.now() / 1000 + ahead));
+    return JSON.parse(Buffer.from(session.token.split('.')[1]!, 'base64url').toString()).sub as string;
+  }));
+  assert.equal(patientSubjects[0], patientSubjects[1]);
+  assert.notEqual(patientSubjects[0], patientEnrolment.userId);
+  assert.equal(((await (await trace('st-marys', patientSubjects[0]!)).json()) as { userId: string }).userId, patientEnrolment.userId);
 });
 
 /** The real `medshare` binary with stdin, for the CLI's own behaviour (output, exit code, one-line errors). */

@@ -255,10 +255,15 @@ export function registerAudit(program: Command): void {
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       for (const f of result.failing) process.stdout.write(`FAILED ${f.hash} (${f.category})\n`);
+      for (const u of result.unaudited) process.stdout.write(`UNAUDITED ${u.hash} (${u.category}): ${u.reason}\n`);
       process.stdout.write(`${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s) of ${result.hospitals} hospital(s), ${result.samples} block(s) sampled, ${result.failing.length} failing` +
+        `${result.unaudited.length > 0 ? `, ${result.unaudited.length} unaudited` : ''}` +
         `${result.ledgerEntries.length > 0 ? `; ledger entr${result.ledgerEntries.length === 1 ? 'y' : 'ies'} ${result.ledgerEntries.join(', ')}` : ''}\n`);
     }
-    if (!result.ok) throw new IntegrityError(`storage audit failed: ${result.failing.length} record(s) could not be proven held`);
+    if (!result.ok) {
+      const unaudited = result.unaudited.length > 0 ? `, ${result.unaudited.length} could not be audited (${[...new Set(result.unaudited.map((u) => u.reason))].join(', ')})` : '';
+      throw new IntegrityError(`storage audit failed: ${result.failing.length} record(s) could not be proven held${unaudited}`);
+    }
   });
 
   addTrustOptions(

@@ -16,7 +16,7 @@ import { MedShareError, pre } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
 import { patientKeyBackup } from '@medshare/portal';
 import {
-  agentPseudonym, everyValue, GatewayClient, issuerOf, PatientClient, PlatformClient, roleScopes, StatsClient, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
+  everyValue, GatewayClient, PatientClient, PlatformClient, roleScopes, StatsClient, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
 } from '@medshare/server';
 import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
@@ -89,7 +89,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       const password = randomBytes(18).toString('base64url');
       // SMART scopes: the patient reads her own records, the EHR system uploads, staff read as users.
       const enrolment = await client.registerUser(hospital, adminTokens[hospital]!, { username, password, attributes, scopes: roleScopes(attributes) });
-      names.set(agentPseudonym(issuerOf(hospital), enrolment.userId), display);
+      names.set(`${hospital}|${enrolment.userId}`, display);
       accounts.push([hospital, username, password, enrolment.totpSecret, attributes.join(' ')]);
       return { password, totpSecret: enrolment.totpSecret };
     };
@@ -198,7 +198,15 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       }
     });
     write('\nAccess log (what the patient sees):');
-    write(table(['actor', 'action', 'category', 'outcome', 'reason'], log.map((e) => [names.get(e.actor) ?? e.actor, e.action, e.category, e.outcome, e.reason ?? ''])));
+    // Actors are session pseudonyms: the demo, every hospital's administrator at once, traces them to names.
+    const display = async (actor: string) => {
+      for (const hospital of Object.keys(adminTokens)) {
+        const traced = await client.traceAgent(hospital, adminTokens[hospital]!, actor).catch(() => undefined);
+        if (traced !== undefined) return names.get(`${hospital}|${traced.userId}`) ?? actor;
+      }
+      return actor;
+    };
+    write(table(['actor', 'action', 'category', 'outcome', 'reason'], await Promise.all(log.map(async (e) => [await display(e.actor), e.action, e.category, e.outcome, e.reason ?? '']))));
     write('\nCross-hospital statistics (noisy totals; no hospital, and not the cloud, saw another hospital\'s counts):');
     write(table(['age band', 'patients'], released));
     write('\nSummary:');

@@ -5,6 +5,7 @@
  *
  *   disable | enable | revoke-sessions | unlock --username U
  *   attributes --username U --attribute A ...      replaces the vouched attributes (her sessions end)
+ *   trace --pseudonym psn:...                      whom a session pseudonym (a token subject, a ledger agent) names
  */
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
@@ -13,15 +14,17 @@ import { postJson } from './identity-http.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
-function adminUrl(server: string, username: string, action: string): URL {
+function serverUrl(server: string, path: string): URL {
   let base: URL;
   try {
     base = new URL(server.endsWith('/') ? server : `${server}/`);
   } catch {
     throw new UsageError(`not a URL: ${server}`);
   }
-  return new URL(`admin/users/${encodeURIComponent(username)}/${action}`, base);
+  return new URL(path, base);
 }
+
+const adminUrl = (server: string, username: string, action: string) => serverUrl(server, `admin/users/${encodeURIComponent(username)}/${action}`);
 
 async function run(action: string, options: { server: string; username: string; attribute?: string[] }): Promise<void> {
   const [adminToken] = await readSecrets(['administrator token']);
@@ -56,4 +59,13 @@ export function registerIdentityAdmin(identity: Command): void {
     .requiredOption('--username <name>', 'login name')
     .requiredOption('--attribute <attr>', 'vouched attribute, e.g. role:doctor, dept:cardiology, level=3 (repeatable)', collect)
     .action((options: { server: string; username: string; attribute: string[] }) => run('attributes', options));
+  admin
+    .command('trace')
+    .description('name the user and session behind a session pseudonym of this hospital (only its tracing key opens one)')
+    .requiredOption('--server <url>', 'identity service URL (…/identity/ or /identity/<hospital>/)')
+    .requiredOption('--pseudonym <psn>', 'a session pseudonym, psn:…, as a token subject or a ledger agent shows it')
+    .action(async (options: { server: string; pseudonym: string }) => {
+      const [adminToken] = await readSecrets(['administrator token']);
+      process.stdout.write(`${JSON.stringify(await postJson(serverUrl(options.server, 'admin/trace'), { pseudonym: options.pseudonym }, adminToken))}\n`);
+    });
 }

@@ -9,6 +9,7 @@
  * delivered to her device still decrypts copies of converted records she already downloaded.
  */
 import { NotFoundError } from '@medshare/crypto';
+import type { SessionPseudonyms } from '../sso/pseudonyms.ts';
 import type { SessionStore, UserStore } from '../stores.ts';
 import type { AttemptLimiter } from './limiter.ts';
 import { canonicalAttributes } from './vouching.ts';
@@ -18,6 +19,16 @@ export interface AdminServiceOptions {
   readonly users: UserStore;
   readonly sessions: SessionStore;
   readonly limiter: AttemptLimiter;
+  readonly pseudonyms: SessionPseudonyms;
+}
+
+/** Whom a session pseudonym names: what the hospital's administrator learns by tracing it. */
+export interface TracedPseudonym {
+  readonly username: string;
+  readonly userId: string;
+  /** The session, and when she logged in (ISO 8601); absent for a patient's pseudonym, which names her account. */
+  readonly sessionId?: string;
+  readonly loggedInAt?: string;
 }
 
 /** Administration of one hospital's accounts. */
@@ -42,6 +53,21 @@ export class AdminService {
   /** Revokes every session of a user (she must log in again). */
   async revokeSessions(username: string): Promise<{ revokedSessions: number }> {
     return { revokedSessions: await this.options.sessions.revokeAllForUser(await this.userId(username)) };
+  }
+
+  /**
+   * Traces a session pseudonym (a token subject, a ledger entry's agent, a line of the cloud's log) to the user and
+   * session it names. Only this hospital's tracing key opens it.
+   * @throws MalformedInputError for a string that is not a pseudonym, IntegrityError for a pseudonym this hospital
+   *   did not issue, NotFoundError when its session or user is gone.
+   */
+  async trace(pseudonym: string): Promise<TracedPseudonym> {
+    const named = this.options.pseudonyms.trace(pseudonym);
+    const session = await this.options.sessions.get(named);
+    // A patient's pseudonym names her account, not a session (sso/issuer.ts).
+    const user = await this.options.users.findById(session?.userId ?? named);
+    if (user === undefined) throw new NotFoundError('the session or account of this pseudonym is no longer known');
+    return { username: user.username, userId: user.id, ...(session === undefined ? {} : { sessionId: named, loggedInAt: new Date(session.authTime * 1000).toISOString() }) };
   }
 
   /** Clears the login throttle of a user from every address. */

@@ -7,6 +7,8 @@
  *   POST /users                            (admin) register a user → enrolment (shown once)
  *   POST /admin/users/:username/disable | /enable | /revoke-sessions | /unlock        (admin)
  *   PUT  /admin/users/:username/attributes (admin) { attributes } → the new attributes; her sessions are revoked
+ *   POST /admin/trace                      (admin) { pseudonym } → { username, userId, sessionId, loggedInAt }: whom a
+ *                                          session pseudonym (a token subject, a ledger agent) names
  *   POST /login/password                   { username, password } → { ticket, factors, challenge }
  *   POST /login/totp | /login/recovery     { ticket, code, audience, clientId?, scopes?, deviceKey? } → token
  *   POST /login/webauthn/options           { ticket } → WebAuthn request options
@@ -34,7 +36,6 @@ import { AccessDeniedError } from '@medshare/crypto';
 import { loginChallenge, type AccountService, type AuthenticatedUser } from '../account/accounts.ts';
 import type { AdminService } from '../account/admin.ts';
 import { requireRecentLogin, type CredentialService } from '../account/credentials.ts';
-import type { VerifiedToken } from '../sso/claims.ts';
 import type { DpopVerifier } from '../sso/dpop.ts';
 import { localSessionStatus, type TokenVerifier } from '../sso/federation.ts';
 import { deviceKeyThumbprint, type IssuedToken, type TokenIssuer } from '../sso/issuer.ts';
@@ -108,15 +109,18 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
   const now = options.now ?? Date.now;
   const requireAdmin = adminCredentialCheck(options.adminToken);
 
-  /** Step-up: a DPoP-bound token for this hospital, a proof by its key, a login within five minutes. */
-  async function steppedUp(request: FastifyRequest): Promise<VerifiedToken> {
+  /** Step-up: a DPoP-bound token for this hospital, a proof by its key, a login within five minutes; returns the user's id. */
+  async function steppedUp(request: FastifyRequest): Promise<string> {
     const presented = presentedToken(request.headers.authorization);
     if (!presented) throw new AccessDeniedError('a token is required');
     const token = await verifier.verify(presented.token);
     if (token.proofKeyThumbprint === undefined) throw new AccessDeniedError('changing a factor needs a login with a device key (DPoP)');
     await proofs.verify(dpopHeader(request), { method: request.method, url: requestUrl(request), accessToken: presented.token, thumbprint: token.proofKeyThumbprint });
     requireRecentLogin(token, now());
-    return token;
+    // The subject is a pseudonym: the session names the user.
+    const session = await sessions.get(token.sessionId);
+    if (session === undefined) throw new AccessDeniedError('token session is unknown');
+    return session.userId;
   }
 
   /** The device keys the login's DPoP proof signs the challenge of `ticket` with (none without a proof). */
@@ -176,6 +180,13 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
       return run(request.params.username);
     });
   }
+  app.post<{ Body: { pseudonym: string } }>('/admin/trace', {
+    bodyLimit: BODY_LIMIT,
+    schema: { body: { type: 'object', required: ['pseudonym'], additionalProperties: false, properties: { pseudonym: str(100) } } },
+  }, async (request) => {
+    requireAdmin(request);
+    return admin.trace(request.body.pseudonym);
+  });
   app.put<{ Params: { username: string }; Body: { attributes: string[] } }>('/admin/users/:username/attributes', {
     bodyLimit: BODY_LIMIT,
     schema: {
@@ -228,22 +239,22 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     return answer(await issuer.refresh(refreshToken, proof.thumbprint, { ...(audience ? { audience } : {}), ...(scopes ? { scopes } : {}) }, (id) => credentials.profile(id)));
   });
 
-  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await steppedUp(request)).subject));
+  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await steppedUp(request))));
 
   app.post<{ Body: { response: never } }>('/webauthn/register', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
-  }, async (request) => credentials.finishWebAuthnRegistration((await steppedUp(request)).subject, request.body.response));
+  }, async (request) => credentials.finishWebAuthnRegistration((await steppedUp(request)), request.body.response));
 
-  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await steppedUp(request)).subject) }));
+  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await steppedUp(request))) }));
 
-  app.post('/totp/reset', async (request) => credentials.resetTotp((await steppedUp(request)).subject));
+  app.post('/totp/reset', async (request) => credentials.resetTotp((await steppedUp(request))));
 
   app.post<{ Body: { password: string } }>('/password', {
     bodyLimit: BODY_LIMIT,
     schema: { body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password: str(1024) } } },
   }, async (request, reply) => {
-    await credentials.changePassword((await steppedUp(request)).subject, request.body.password);
+    await credentials.changePassword((await steppedUp(request)), request.body.password);
     return reply.status(204).send();
   });
 

@@ -100,4 +100,13 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
       'ALTER TABLE identity_attempts DROP COLUMN window_count',
     ],
   },
+  {
+    version: 3,
+    description: "each hospital's tracing key of session pseudonyms (KEK-wrapped)",
+    statements: [
+      `CREATE TABLE identity_tracing_keys (
+        hospital text PRIMARY KEY,
+        key_wrapped bytea NOT NULL)`,
+    ],
+  },
 ];

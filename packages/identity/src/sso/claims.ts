@@ -1,7 +1,7 @@
 /**
  * The MedShare SSO access token: a JWT (RFC 7519) in the JWT access-token profile (RFC 9068,
  * `typ: at+jwt`) signed with EdDSA (RFC 8037). Claims:
- *   iss, aud, sub (the user's uid), iat, nbf, exp, jti, client_id   — RFC 7519 / RFC 9068
+ *   iss, aud, sub (the session's pseudonym, sso/pseudonyms.ts: never the uid), iat, nbf, exp, jti, client_id   — RFC 7519 / RFC 9068
  *   auth_time, acr, amr   when and how the user authenticated (OpenID Connect Core §2; RFC 8176 methods):
  *                         factor changes need an `auth_time` at most five minutes old (step-up)
  *   sid        the hospital session; revoking it stops the token at every verifier at once
@@ -49,3 +49,11 @@ export const MAX_TOKEN_CHARS = 8192;
 
 /** `acr` of a login with a password (or passkey) and a second factor. */
 export const ACR_MULTI_FACTOR = 'urn:medshare:acr:mfa';
+
+/**
+ * The `uid:` attribute a token must carry for its subject: the subject itself, or for a session pseudonym
+ * (`psn:<base64url>`) its base64url part, since an attribute value is a bare word without `:`.
+ */
+export function uidAttribute(subject: string): string {
+  return `uid:${subject.startsWith('psn:') ? subject.slice('psn:'.length) : subject}`;
+}

@@ -10,7 +10,7 @@
  *   - its `iss` is on the trust list and a key of *that* issuer verifies the signature;
  *   - `aud` contains this verifier's audience, `exp`/`nbf` hold (30 s skew) and its lifetime is bounded;
  *   - `hospital` is the listed hospital, `attrs` contains exactly `hospital:<that hospital>` and
- *     `uid:<sub>` (a hospital can vouch only for its own staff);
+ *     `uid:<sub>` (`uidAttribute`: a hospital can vouch only for its own staff);
  *   - its session is still active at the issuer (checked on every verification: revocation is immediate).
  *
  * A verifier remembers the tokens whose signatures it has verified (the signature check was a fifth of a cloud
@@ -21,7 +21,7 @@
 import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, type CryptoKey, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters, type CompactJWSHeaderParameters } from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { SessionStore } from '../stores.ts';
-import { MAX_TOKEN_CHARS, TOKEN_ALGORITHM, TOKEN_TYPE, type VerifiedToken } from './claims.ts';
+import { MAX_TOKEN_CHARS, TOKEN_ALGORITHM, TOKEN_TYPE, uidAttribute, type VerifiedToken } from './claims.ts';
 
 /** Answers whether a session of the member hospital is still active. */
 export type SessionStatus = (sessionId: string) => Promise<boolean>;
@@ -239,7 +239,7 @@ export class TokenVerifier {
     const attributes = stringArray(payload.attrs, 'attrs');
     const hospitals = attributes.filter((a) => a.startsWith('hospital:'));
     const uids = attributes.filter((a) => a.startsWith('uid:'));
-    if (hospitals.length !== 1 || hospitals[0] !== `hospital:${member.hospital}` || uids.length !== 1 || uids[0] !== `uid:${sub}`) {
+    if (hospitals.length !== 1 || hospitals[0] !== `hospital:${member.hospital}` || uids.length !== 1 || uids[0] !== uidAttribute(sub)) {
       throw new AccessDeniedError('token vouches for attributes its issuer cannot vouch for');
     }
     const scope = payload.scope;

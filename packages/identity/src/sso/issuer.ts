@@ -19,14 +19,17 @@ import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { AuthenticatedUser } from '../account/accounts.ts';
 import { grantScopes } from '../account/vouching.ts';
 import type { SessionDevice, SessionRecord, SessionStore } from '../stores.ts';
-import { ACR_MULTI_FACTOR, TOKEN_ALGORITHM, TOKEN_TYPE } from './claims.ts';
+import { ACR_MULTI_FACTOR, TOKEN_ALGORITHM, TOKEN_TYPE, uidAttribute } from './claims.ts';
 import type { SigningKeyRing } from './keyring.ts';
+import type { SessionPseudonyms } from './pseudonyms.ts';
 
 export interface IssuerOptions {
   readonly issuer: string; // the hospital's identity URL, e.g. https://idp.hospital-a.example
   readonly hospital: string;
   readonly keys: SigningKeyRing;
   readonly sessions: SessionStore;
+  /** The subject of every token: its session's pseudonym, never the user's id (pseudonyms.ts). */
+  readonly pseudonyms: SessionPseudonyms;
   /** The services tokens may be for (besides the issuer itself, the audience of the account endpoints). */
   readonly audiences: readonly string[];
   /** The registered clients (RFC 9068 `client_id`); the first is the default. */
@@ -134,8 +137,13 @@ export class TokenIssuer {
     const scopes = grantScopes(user.scopes, request.scopes);
     const nowSeconds = Math.floor(this.now() / 1000);
     const expiresAt = nowSeconds + this.tokenSeconds;
+    // The platform sees the session's pseudonym, as subject and as the `uid:` attribute the hospital vouches for. A
+    // patient's is her account's (the same in every session): the cloud binds her record to it, and knows her by her
+    // patient pseudonym anyway.
+    const subject = this.options.pseudonyms.of(user.attributes.includes('role:patient') ? user.id : session.id);
+    const attributes = user.attributes.map((a) => (a.startsWith('uid:') ? uidAttribute(subject) : a));
     const claims: Record<string, unknown> = {
-      sid: session.id, hospital: this.options.hospital, attrs: user.attributes, scope: scopes.join(' '), client_id: session.clientId,
+      sid: session.id, hospital: this.options.hospital, attrs: attributes, scope: scopes.join(' '), client_id: session.clientId,
       auth_time: session.authTime, acr: ACR_MULTI_FACTOR, amr: user.methods,
     };
     if (session.device) claims.cnf = { jkt: session.device.proofKey, ...(session.device.sealingKey ? { sealing_jkt: session.device.sealingKey } : {}) };
@@ -143,7 +151,7 @@ export class TokenIssuer {
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: TOKEN_ALGORITHM, typ: TOKEN_TYPE, kid })
       .setIssuer(this.options.issuer)
-      .setSubject(user.id)
+      .setSubject(subject)
       .setAudience(request.audience)
       .setIssuedAt(nowSeconds)
       .setNotBefore(nowSeconds)

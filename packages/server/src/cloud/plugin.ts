@@ -23,7 +23,7 @@
  *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
  *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle, the platform emergency policy, her index rules
  *   GET|PUT /patients/:patient/index-rules         (patient) the desensitisation rules of her notes' words in the index
- *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
+ *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index?, storageKey? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
  *   POST   /receipts                               (gateway) { entries, waitMs? } inclusion bundles of ledger entries, witnessed
  *                                                   (or, after waitMs, only log-signed: the gateway keeps them pending)
@@ -79,8 +79,8 @@ const uploadBody = {
         properties: {
           recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
           emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
-          // Proof-of-storage tags (48 bytes per 992-byte block) and the hospital's public key (storage-audit/).
-          storage: { type: 'object', required: ['publicKey', 'tags'], additionalProperties: false, properties: { publicKey: B64(4 * Math.ceil(por.MAX_PUBLIC_KEY_BYTES / 3)), tags: B64(4 * 1024 * 1024) } },
+          // Proof-of-storage tags (48 bytes per 992-byte block) under the upload's storageKey (storage-audit/).
+          storage: { type: 'object', required: ['tags'], additionalProperties: false, properties: { tags: B64(4 * 1024 * 1024) } },
         },
       },
     },
@@ -92,11 +92,14 @@ const uploadBody = {
       },
     },
     index: INDEX_WRITES_SCHEMA,
+    // The hospital's proof-of-storage public key, once per upload: every tagged record is tagged under it.
+    storageKey: B64(4 * Math.ceil(por.MAX_PUBLIC_KEY_BYTES / 3)),
   },
 };
 
 interface UploadBody {
-  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string }; storage?: { publicKey: string; tags: string } }>;
+  records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string }; storage?: { tags: string } }>;
+  storageKey?: string;
   capsules: Array<{ capsuleId: string; category: string; policy: string; capsule: string }>;
   index?: IndexWireWrite[];
 }
@@ -303,10 +306,12 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   }, async (request, reply) => {
     const who = await caller(request);
     requireRole(who, 'gateway');
+    const storageKey = request.body.storageKey === undefined ? undefined : decode(request.body.storageKey);
+    if (storageKey === undefined && request.body.records.some((r) => r.storage !== undefined)) throw new MalformedInputError('tagged records need the upload\'s storageKey');
     const records = request.body.records.map((r): NewRecord => ({
       recordId: r.recordId, category: r.category, ciphertext: decode(r.ciphertext),
       ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
-      ...(r.storage ? { storage: { publicKey: decode(r.storage.publicKey), tags: decode(r.storage.tags) } } : {}),
+      ...(r.storage ? { storage: { publicKey: storageKey!, tags: decode(r.storage.tags) } } : {}),
     }));
     const capsules = request.body.capsules.map((c): NewCapsule => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: decode(c.capsule) }));
     const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules, decodeIndexWrites(request.body.index ?? []));

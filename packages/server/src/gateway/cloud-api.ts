@@ -17,6 +17,7 @@ import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import type { DpopKey } from '@medshare/identity';
 import { callJson, callRecordStream, type CallOptions } from '../http-client.ts';
+import { uploadStorageKey } from '../storage-audit/wire.ts';
 
 /** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
 export interface PatientKeys {
@@ -101,15 +102,7 @@ export class HttpCloudApi implements CloudApi {
   }
 
   async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
-    const body = {
-      ...(index.length > 0 ? { index: encodeIndexWrites(index) } : {}),
-      records: records.map((r) => ({
-        recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
-        ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
-        ...(r.storage ? { storage: { publicKey: b64(r.storage.publicKey), tags: b64(r.storage.tags) } } : {}),
-      })),
-      capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
-    };
+    const body = uploadBody(records, capsules, index);
     // Record ids are deterministic and stored ON CONFLICT DO NOTHING: a repeated upload stores nothing twice.
     return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { ...this.auth('POST', token), body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
   }
@@ -151,4 +144,22 @@ export class HttpCloudApi implements CloudApi {
     const answer = await callJson<{ ledgerIndex: number }>(this.base, 'POST', this.path(patient, '/research-exports'), { ...this.auth('POST', token), body: release, timeoutMs: this.timeoutMs });
     return answer.ledgerIndex;
   }
+}
+
+/**
+ * The JSON body of an upload: the hospital's proof-of-storage public key once (`storageKey`), each record with only
+ * its own tags.
+ */
+export function uploadBody(records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []) {
+  const storageKey = uploadStorageKey(records);
+  return {
+    ...(index.length > 0 ? { index: encodeIndexWrites(index) } : {}),
+    ...(storageKey === undefined ? {} : { storageKey: b64(storageKey) }),
+    records: records.map((r) => ({
+      recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
+      ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
+      ...(r.storage ? { storage: { tags: b64(r.storage.tags) } } : {}),
+    })),
+    capsules: capsules.map((c) => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: b64(c.capsule) })),
+  };
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { abe, IntegrityError, MalformedInputError, pre, UnavailableError } from '@medshare/crypto';
 import { LedgerClient, verifyInclusionBundle, type AuditEvent, type CheckpointVerifier, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
-import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey } from '@medshare/identity';
+import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey, type TracedPseudonym } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
 import type { PlatformEmergencyStatus } from '../cloud/service.ts';
 import { categoryOf, DEFAULT_CATEGORY_MAPPING, type CategoryMapping, type FhirResource } from '../gateway/fhir.ts';
@@ -81,6 +81,11 @@ export class PlatformClient {
    */
   async login(hospital: string, username: string, password: string, totpSecret: string): Promise<Session> {
     return this.loginWithCode(hospital, username, password, () => totp(base32Decode(totpSecret), Date.now() / 1000));
+  }
+
+  /** Whom a session pseudonym of `hospital` names (its administrator's credential; an IntegrityError 400 for another's pseudonym). */
+  async traceAgent(hospital: string, adminToken: string, pseudonym: string): Promise<TracedPseudonym> {
+    return call(hospitalUrl(this.urls, hospital), 'POST', `/identity/${hospital}/admin/trace`, { body: { pseudonym }, token: adminToken });
   }
 
   /** The same login with a one-time code the user typed (`code` is asked for after the password step). */

@@ -8,7 +8,7 @@
  * other than public ones, or a ciphertext: only a proof (σ, μ), whose μ are combinations of ciphertext blocks.
  */
 import { createHash } from 'node:crypto';
-import { curve, IntegrityError, MedShareError, por } from '@medshare/crypto';
+import { curve, IntegrityError, MedShareError, por, UnsupportedError } from '@medshare/crypto';
 import { LedgerClient, storageCommitmentOf, verifyRemoteLogEntries, type AuditEvent, type TrustPolicy } from '@medshare/ledger';
 import { callJson, HttpProblemError } from '../http-client.ts';
 import type { FailingRecord } from './cloud.ts';
@@ -36,6 +36,11 @@ export interface StorageAuditResult {
   samples: number;
   /** Records whose proof failed, or whose hospital key the cloud no longer serves. */
   failing: FailingRecord[];
+  /**
+   * Records that could not be audited, with why: tagged under a key of a version this auditor does not support
+   * (`unsupported key version 1`: the global-generator keys). The other records are audited all the same.
+   */
+  unaudited: (FailingRecord & { reason: string })[];
   /** Hex SHA-256 of the challenge (the ledger's name for it). */
   challenge: string;
   /** The storage-audit ledger entries the cloud appended for this result (empty when not reported). */
@@ -88,23 +93,36 @@ function isBadProof(error: unknown): boolean {
   return error instanceof MedShareError && !(error instanceof HttpProblemError) && ['MALFORMED', 'UNSUPPORTED', 'LIMIT'].includes(error.code);
 }
 
+/** A served key this auditor cannot check proofs with, and why. */
+export interface UnsupportedKey {
+  readonly unsupported: string;
+}
+
+const isUnsupported = (key: por.PorPublicKey | UnsupportedKey | undefined): key is UnsupportedKey => key !== undefined && 'unsupported' in key;
+
 /** The cloud's storage-audit routes, as an auditor calls them. */
 export class StorageAuditClient {
   /** `base` is the platform's URL (the routes are under /cloud/storage); `token` an auditor's or a gateway's. */
   constructor(readonly base: URL, private readonly token: string) {}
 
   /**
-   * The hospitals' public keys by id. @throws IntegrityError when a served key does not hash to its id,
-   * MalformedInputError when one does not decode or its proof of possession fails, UnsupportedError for a key of
-   * another version (version 1, from before the owners' own generators: records tagged under it cannot be audited).
+   * The hospitals' public keys by id; a key of a version this auditor does not support (version 1, from before the
+   * owners' own generators) maps to the reason, so that only the records tagged under it go unaudited.
+   * @throws IntegrityError when a served key does not hash to its id, MalformedInputError when one does not decode
+   *   or its proof of possession fails.
    */
-  async keys(): Promise<Map<string, por.PorPublicKey>> {
+  async keys(): Promise<Map<string, por.PorPublicKey | UnsupportedKey>> {
     const answer = await callJson<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', { token: this.token, idempotent: true });
-    const keys = new Map<string, por.PorPublicKey>();
+    const keys = new Map<string, por.PorPublicKey | UnsupportedKey>();
     for (const { keyId, publicKey } of answer.keys) {
       const bytes = new Uint8Array(Buffer.from(publicKey, 'base64'));
       if (createHash('sha256').update(bytes).digest('hex') !== keyId) throw new IntegrityError(`the cloud serves a key under id ${keyId.slice(0, 16)}… that does not hash to it`);
-      keys.set(keyId, por.decodePublicKey(bytes));
+      try {
+        keys.set(keyId, por.decodePublicKey(bytes));
+      } catch (error) {
+        if (!(error instanceof UnsupportedError)) throw error;
+        keys.set(keyId, { unsupported: `unsupported key version ${bytes[0]}` });
+      }
     }
     return keys;
   }
@@ -135,18 +153,23 @@ export async function auditStorage(client: StorageAuditClient, inventory: readon
   const records = inventory.filter((r) => wanted === undefined || wanted.has(r.hash));
   const keys = await client.keys();
   const unverifiable = records.filter((r) => !keys.has(r.key));
-  const auditable = records.filter((r) => keys.has(r.key));
+  const unaudited = records.flatMap((r) => {
+    const key = keys.get(r.key);
+    return isUnsupported(key) ? [{ hash: r.hash, category: r.category, reason: key.unsupported }] : [];
+  });
+  const auditable = records.filter((r) => keys.has(r.key) && !isUnsupported(keys.get(r.key)));
   const keyIds = [...new Set(auditable.map((r) => r.key))].sort();
   const failing: FailingRecord[] = unverifiable.map((r) => ({ hash: r.hash, category: r.category }));
+  if (unaudited.length > 0) progress(`${unaudited.length} record(s) not audited: ${[...new Set(unaudited.map((u) => u.reason))].join(', ')}`);
   if (auditable.length === 0) {
-    return { ok: failing.length === 0, records: records.length, hospitals: 0, samples: 0, failing, challenge: '', ledgerEntries: [] };
+    return { ok: failing.length === 0 && unaudited.length === 0, records: records.length, hospitals: 0, samples: 0, failing, unaudited, challenge: '', ledgerEntries: [] };
   }
   const wire: WireChallenge = {
     nonce: Buffer.from(por.freshNonce()).toString('base64'), sectors: por.DEFAULT_SECTORS, samples: options.samples ?? DEFAULT_SAMPLES,
     keys: keyIds, files: auditable.map((r) => ({ hash: r.hash, blocks: r.blocks, key: keyIds.indexOf(r.key) })),
   };
   const challenge = fromWire(wire);
-  const publicKeys = keyIds.map((id) => keys.get(id)!);
+  const publicKeys = keyIds.map((id) => keys.get(id) as por.PorPublicKey);
   const sampled = new Set(por.expandChallenge(challenge).map((s) => s.file));
   progress(`challenge: ${auditable.length} records of ${keyIds.length} hospital key(s), ${sampled.size} record(s) sampled`);
   let ok: boolean;
@@ -174,7 +197,7 @@ export async function auditStorage(client: StorageAuditClient, inventory: readon
   const ledgerEntries = options.report === false ? [] : await client.report(wire, failing.filter((f) => challenged.has(f.hash)));
   // After an invalid aggregate, the per-record proofs of the same challenge decide: each is sound on its own.
   return {
-    ok: failing.length === 0, records: records.length, hospitals: keyIds.length,
-    samples: por.expandChallenge(challenge).length, failing, challenge: challengeDigest(wire), ledgerEntries,
+    ok: failing.length === 0 && unaudited.length === 0, records: records.length, hospitals: keyIds.length,
+    samples: por.expandChallenge(challenge).length, failing, unaudited, challenge: challengeDigest(wire), ledgerEntries,
   };
 }

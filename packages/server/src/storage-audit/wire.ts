@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
 import { MalformedInputError, por } from '@medshare/crypto';
+import type { RecordStorageTags } from './tagger.ts';
 
 /** A challenge on the wire. */
 export interface WireChallenge {
@@ -60,4 +61,16 @@ export function fromWire(wire: WireChallenge): por.Challenge {
 /** Hex SHA-256 of the challenge's canonical JSON: how the ledger names it. */
 export function challengeDigest(wire: WireChallenge): string {
   return createHash('sha256').update(canonicalize(wire) ?? '').digest('hex');
+}
+
+/**
+ * The one proof-of-storage public key the tagged records of an upload share (1,682 bytes): an upload carries it once,
+ * beside the records, instead of once per record. Undefined when no record is tagged.
+ * @throws MalformedInputError when the records carry different keys (a gateway tags one upload under one key).
+ */
+export function uploadStorageKey(records: readonly { storage?: RecordStorageTags }[]): Uint8Array | undefined {
+  const keys = records.flatMap((r) => (r.storage === undefined ? [] : [r.storage.publicKey]));
+  const first = keys[0];
+  if (first !== undefined && keys.some((k) => !Buffer.from(k).equals(first))) throw new MalformedInputError('the records of one upload are tagged under one proof-of-storage key');
+  return first;
 }
