@@ -3,5 +3,5 @@
  * pinned keys, and parsing those keys. Nothing here touches a database or the network.
  */
 export { verifyInclusionBundle, type InclusionBundle } from './bundle.ts';
-export { parseVerifierKey, type CheckpointVerifier } from './keys.ts';
+export { parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from './keys.ts';
 export type { AuditEvent } from './entry.ts';

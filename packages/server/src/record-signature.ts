@@ -23,7 +23,8 @@
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import { parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from '@medshare/ledger';
+// The browser-safe entry (the portal bundles this file through the search code): keys only, no database or files.
+import { parseVerifierKey, type CheckpointSigner, type CheckpointVerifier } from '@medshare/ledger/proofs';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 import type { FhirResource } from './gateway/fhir.ts';
 
