@@ -114,21 +114,41 @@ export const gtMul = (a: GT, b: GT): GT => mcl.mul(a, b);
 export const gtDiv = (a: GT, b: GT): GT => mcl.div(a, b);
 export const gtPow = (a: GT, k: Fr): GT => mcl.pow(a, k);
 
-/** Σ P_i in G1 (at least one point), accumulated inside wasm: no intermediate point objects. */
+/**
+ * Most points one call into wasm takes. mcl-wasm copies a call's points and scalars onto its wasm stack, which holds
+ * about 1 MiB: 8,492 G1 points threw `stackAlloc: bad size` (an 8 MiB record's storage tags at upload, a 500), so
+ * longer vectors go in chunks of this many (G2 points are twice as large, hence half).
+ */
+const G1_CHUNK = 2_048;
+const G2_CHUNK = 1_024;
+
+/** Σ over chunks of `size` of `op` on each chunk (at least one element). */
+function chunked<P extends G1 | G2>(length: number, size: number, op: (start: number, end: number) => P, add: (a: P, b: P) => P): P {
+  let acc = op(0, Math.min(size, length));
+  for (let start = size; start < length; start += size) acc = add(acc, op(start, Math.min(start + size, length)));
+  return acc;
+}
+
+/** Σ P_i in G1 (at least one point; throws RangeError otherwise), accumulated inside wasm: no intermediate point objects. */
 export function g1Sum(points: readonly G1[]): G1 {
-  const out = new mcl.G1();
-  sumG1(out, points);
-  return out;
+  if (points.length === 0) throw new RangeError('g1Sum needs at least one point');
+  return chunked(points.length, G1_CHUNK, (start, end) => {
+    const out = new mcl.G1();
+    sumG1(out, points.slice(start, end));
+    return out;
+  }, g1Add);
 }
 
-/** Σ k_i·P_i in G1 by mcl's multi-scalar multiplication. */
+/** Σ k_i·P_i in G1 by mcl's multi-scalar multiplication (in chunks of G1_CHUNK points). */
 export function msmG1(points: readonly G1[], scalars: readonly Fr[]): G1 {
-  return mcl.mulVec(points as G1[], scalars as Fr[]);
+  if (points.length <= G1_CHUNK) return mcl.mulVec(points as G1[], scalars as Fr[]);
+  return chunked(points.length, G1_CHUNK, (start, end) => mcl.mulVec(points.slice(start, end) as G1[], scalars.slice(start, end) as Fr[]), g1Add);
 }
 
-/** Σ k_i·Q_i in G2 by mcl's multi-scalar multiplication. */
+/** Σ k_i·Q_i in G2 by mcl's multi-scalar multiplication (in chunks of G2_CHUNK points). */
 export function msmG2(points: readonly G2[], scalars: readonly Fr[]): G2 {
-  return mcl.mulVec(points as G2[], scalars as Fr[]);
+  if (points.length <= G2_CHUNK) return mcl.mulVec(points as G2[], scalars as Fr[]);
+  return chunked(points.length, G2_CHUNK, (start, end) => mcl.mulVec(points.slice(start, end) as G2[], scalars.slice(start, end) as Fr[]), g2Add);
 }
 
 /** The single pairing e(P, Q). */
