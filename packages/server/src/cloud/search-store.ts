@@ -188,12 +188,8 @@ export interface WriterIndexState {
   state?: Uint8Array;
 }
 
-/** A sub-index as a reader receives it: the index key's capsule converted for the reader, and the sealed state. */
-export interface ReaderSubIndex {
-  source: string;
-  keyEpoch: number;
-  indexEpoch: number;
-  keyCapsule: Uint8Array;
-  state: Uint8Array;
-  version: number;
-}
+/**
+ * A sub-index as a reader receives it: the same fields, `keyCapsule` converted for the reader, and no emergency
+ * grant (that is the cloud's to use).
+ */
+export type ReaderSubIndex = Omit<SubIndex, 'emergency'>;
