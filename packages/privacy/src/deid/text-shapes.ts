@@ -1,0 +1,152 @@
+/**
+ * Detectors that go by the shape and context of words rather than by a list of identifiers, for
+ * the names and places no dictionary has (most of the world's names, small towns, streets written
+ * number-last): a capitalised word that is no English word (SCOWL sizes 10-70, all spellings), a
+ * name cue ("my name is X", "named X"), a place cue ("in X", "from X"), a street name followed by
+ * its number ("Koskikatu 25", "Rua Igreja 25", "Kálmán Imre u. 12."), and, after the other
+ * detectors, the growth of a found name over its initials, suffixes and the neighbouring words
+ * that are names too ("Zoe Young", "Graves and Reed"), and of a found address over the city,
+ * region and postal-code lines that follow it. Built once, with the built-in dictionaries
+ * (free-text.ts builtinNameMatchers); they run only in the `all` text scope.
+ */
+import type { Finding, PhiKind } from './free-text.ts';
+
+/** A detector's span finder (free-text.ts runs them in order, earlier findings win). */
+export type SpanFinder = (text: string) => Iterable<[number, number]>;
+
+// A capitalised word: O'Reilly, McDowell, Szöllösy, Jean-Luc; a trailing possessive 's is not part of it.
+const WORD = String.raw`\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)*(?:-\p{L}[\p{Ll}\p{M}]+)*`;
+const CAPITALISED = new RegExp(`(?<![\\p{L}\\p{N}'’-])${WORD}(?![\\p{L}\\p{N}])`, 'gu');
+// Words in capitals (LAPPEENRANTA, ΛΕΥΚΩΣΙΑ), three letters or more.
+const CAPITALS = /(?<![\p{L}\p{N}])\p{Lu}{3,}(?:[-]\p{Lu}+)*(?![\p{L}\p{N}])/gu;
+const MONTHS_AND_DAYS = /^(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)$/i;
+// Words that say the next capitalised word is a person's name.
+const NAME_CUE = new RegExp(`\\b(?:name is|named(?: him| her)?|called|calls me|call me|name:|signed|regards,|sincerely,)\\s+(${WORD})`, 'giu');
+// Words that say the next capitalised words (or words in capitals) are a place.
+const PLACE = String.raw`(?:${WORD}|\p{Lu}{2,}(?:-\p{Lu}+)*)`;
+const PLACE_CUE = new RegExp(`\\b(?:in|from|to|at|near|city|town|where:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on))*)`, 'giu');
+// A street name then its number: words or particles, then a house number not followed by a unit of measure.
+const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|utca|tér|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
+const STREET_THEN_NUMBER = new RegExp(`(?<![\\p{L}\\p{N}])(?:\\d{1,6}\\s+)?(${STREET_WORD}(?:\\s+${STREET_WORD}){0,4})\\s+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`, 'gu');
+const STREET_KEYWORD = /^(?:ul|u|al|pl|str|rkp|út|utca|tér|rua|via|calle|avenida|avenue|rue|strasse|straße|street|road|gasse|gatan|gata|gade|vej|veien|vegen|vegur|katu|tie|kuja|tee|weg|laan|straat|plein|piazza|viale|vicolo|corso|largo|travessa|estrada|camino|paseo)$/i;
+// A name's initials, generational suffixes and particles, right after it.
+const NAME_TAIL = /^\s+(?:\p{Lu}\.?(?=\s+\p{Lu})|(?:II|III|IV|Jr\.?|Sr\.?)(?![\p{L}])|(?:ten|van|von|de|da|del|der|den|le|la|bin|ibn|al)(?=\s+\p{Lu}))/u;
+// A capitalised word right after a name, or joined to it by "and", "&" or a comma; and one right before it.
+const NEXT_WORD = new RegExp(`^(?:\s|,\s|\s(?:and|&)\s)(${WORD})`, 'u');
+const PREVIOUS_WORD = new RegExp(`(?<![\p{L}\p{N}'’-])(${WORD})(?:\s|,\s|\s(?:and|&)\s)$`, 'u');
+// What may follow an address on its lines: a city or region (capitalised words or capitals), a region code, a postal code.
+const ADDRESS_TAIL = new RegExp(`^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)`, 'u');
+const NUMBER_BEFORE = /\d{1,6}[ \t]+$/;
+
+export interface ShapeWords {
+  /** Common English words of every SCOWL size up to 70, lower case: a word that is one of them is not taken for a name by its shape. */
+  ordinary: ReadonlySet<string>;
+  /** The built-in name list, capitalised, common words included ("Lily", "Young"): for neighbours of a found name. */
+  allNames: ReadonlySet<string>;
+}
+
+export class TextShapes {
+  constructor(private readonly words: ShapeWords) {}
+
+  private isOrdinary(word: string): boolean {
+    const lower = word.toLowerCase();
+    return this.words.ordinary.has(lower) || this.words.ordinary.has(lower.replace(/['’]s$/, '')) || MONTHS_AND_DAYS.test(lower);
+  }
+
+  private isName(word: string): boolean {
+    return this.words.allNames.has(word) || this.words.allNames.has(word[0]!.toUpperCase() + word.slice(1).toLowerCase());
+  }
+
+  /** The detectors, in the order they run (after the dictionaries and the labelled-identifier patterns). */
+  detectors(): [PhiKind, SpanFinder][] {
+    return [
+      ['ADDRESS', (text) => this.streets(text)],
+      ['NAME', (text) => groups(text, NAME_CUE)],
+      ['ADDRESS', (text) => this.places(text)],
+      ['NAME', (text) => this.unknownWords(text)],
+      ['NAME', (text) => this.lowerCaseNames(text)],
+    ];
+  }
+
+  private *streets(text: string): Generator<[number, number]> {
+    for (const m of text.matchAll(STREET_THEN_NUMBER)) {
+      const words = m[1]!.split(/\s+/);
+      if (words.some((w) => STREET_KEYWORD.test(w.replace(/\.$/, '')) || (/^\p{Lu}/u.test(w) && w.length > 2 && !this.isOrdinary(w.replace(/\.$/, ''))))) yield [m.index, m.index + m[0].length];
+    }
+  }
+
+  private *places(text: string): Generator<[number, number]> {
+    for (const m of text.matchAll(PLACE_CUE)) {
+      const place = m[1]!;
+      if (place.split(/[ -]/).some((w) => /^\p{Lu}/u.test(w) && !this.isOrdinary(w))) {
+        const start = m.index + m[0].length - place.length;
+        yield [start, start + place.length];
+      }
+    }
+  }
+
+  /** Capitalised words that are no English word, and runs of two or more such words in capitals. */
+  private *unknownWords(text: string): Generator<[number, number]> {
+    for (const m of text.matchAll(CAPITALISED)) if (!this.isOrdinary(m[0])) yield [m.index, m.index + m[0].length];
+    const capitals = [...text.matchAll(CAPITALS)].filter((m) => !this.isOrdinary(m[0]));
+    for (let i = 0; i + 1 < capitals.length; i++) {
+      const a = capitals[i]!;
+      const b = capitals[i + 1]!;
+      if (/^[ \t]+$/.test(text.slice(a.index + a[0].length, b.index))) {
+        yield [a.index, b.index + b[0].length];
+        i++;
+      }
+    }
+  }
+
+  /** Lower-case words that are in the name list and no English word ("patricia desrosiers" in a lower-cased message). */
+  private *lowerCaseNames(text: string): Generator<[number, number]> {
+    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
+  }
+
+  /**
+   * Grows the findings: a name over its initials, suffixes and neighbouring names (a capitalised
+   * word of the name list next to it, or joined to it by "and" or a comma), an address over the
+   * house number before it and the city, region and postal-code lines after it.
+   */
+  extend(text: string, findings: Finding[]): Finding[] {
+    const out = [...findings].sort((a, b) => a.start - b.start);
+    const free = (start: number, end: number, self: Finding) => !out.some((f) => f !== self && start < f.end && f.start < end);
+    for (let i = 0; i < out.length; i++) {
+      const f = out[i]!;
+      if (f.kind === 'NAME') {
+        for (let tail = NAME_TAIL.exec(text.slice(f.end)); tail && free(f.end, f.end + tail[0].length, f); tail = NAME_TAIL.exec(text.slice(f.end))) f.end += tail[0].length;
+        const next = NEXT_WORD.exec(text.slice(f.end));
+        if (next) {
+          const start = f.end + next[0].length - next[1]!.length;
+          if (this.isName(next[1]!) && free(start, start + next[1]!.length, f)) out.splice(i + 1, 0, { kind: 'NAME', start, end: start + next[1]!.length });
+        }
+        const before = PREVIOUS_WORD.exec(text.slice(Math.max(0, f.start - 60), f.start));
+        const from = Math.max(0, f.start - 60) + (before?.index ?? 0);
+        if (before && this.isName(before[1]!) && free(from, from + before[1]!.length, f)) {
+          out.splice(i, 0, { kind: 'NAME', start: from, end: from + before[1]!.length });
+          i++;
+        }
+      } else if (f.kind === 'ADDRESS') {
+        const number = NUMBER_BEFORE.exec(text.slice(0, f.start));
+        if (number && free(number.index, f.start, f)) f.start = number.index;
+        for (let tail = ADDRESS_TAIL.exec(text.slice(f.end)); tail && tail[0].trim() !== ''; tail = ADDRESS_TAIL.exec(text.slice(f.end))) {
+          const end = f.end + tail[0].length;
+          // A later finding inside the tail (a city found by the gazetteer) joins the address.
+          for (let j = out.length - 1; j > i; j--) if (out[j]!.start < end && out[j]!.end <= end) out.splice(j, 1);
+          if (!free(f.end, end, f)) break;
+          f.end = end;
+        }
+      }
+    }
+    return out.sort((a, b) => a.start - b.start);
+  }
+}
+
+/** The first capture group of each match. */
+function* groups(text: string, pattern: RegExp): Generator<[number, number]> {
+  for (const m of text.matchAll(pattern)) {
+    const start = m.index + m[0].length - m[1]!.length;
+    yield [start, start + m[1]!.length];
+  }
+}
