@@ -28,7 +28,7 @@ const MONTHS = [...MONTH_WORDS, ...MONTH_WORDS.map((m) => m.replace(/[a-z]/g, (c
 const ORDINAL = '(?:st|nd|rd|th)?';
 const STREET_SUFFIXES = [
   'Street', 'St', 'Avenue', 'Ave', 'Road', 'Rd', 'Boulevard', 'Blvd', 'Lane', 'Ln', 'Drive', 'Dr', 'Court', 'Ct', 'Way', 'Place', 'Pl', 'Terrace', 'Ter',
-  'Circle', 'Cir', 'Highway', 'Hwy', 'Parkway', 'Pkwy', 'Square', 'Sq', 'Parade', 'Pde', 'Pathway', 'Path', 'Run', 'Route', 'Rte', 'Park', 'Trail', 'Trl',
+  'Circle', 'Cir', 'Str', 'Highway', 'Hwy', 'Parkway', 'Pkwy', 'Square', 'Sq', 'Parade', 'Pde', 'Pathway', 'Path', 'Run', 'Route', 'Rte', 'Park', 'Trail', 'Trl',
   'Crescent', 'Cres', 'Close', 'Row', 'Alley', 'Loop', 'Point', 'Pt', 'Ridge', 'Heights', 'Hill', 'Plaza', 'Walk', 'Crossing', 'Commons', 'Grove', 'Gardens',
   'Mews', 'Pike', 'Turnpike', 'Expressway', 'Expy', 'Freeway', 'Fwy', 'Center', 'Centre', 'Junction', 'Landing', 'Manor', 'Meadows?', 'Estates', 'View',
   'Village', 'Station', 'Cove', 'Bend', 'Glen', 'Harbor', 'Harbour', 'Green', 'Wharf', 'Quay', 'Esplanade', 'Broadway',
@@ -69,13 +69,13 @@ const EARLY_PATTERNS: Pattern[] = [
   ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
   ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
   // An IPv4 address has a digit, a dot and a digit; an IPv6 one seven colons.
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
+  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
   ['DATE', new RegExp([
     // ISO dates with a valid month and day (so a licence number 2270-66-1551 is not one), and their time of day.
     '\\b\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])(?:(?:T|\\s)\\d{2}:\\d{2}(?::\\d{2}(?:\\.\\d+)?)?(?:Z|[+-]\\d{2}:\\d{2})?)?(?!\\d)',
     '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
-    '(?<![\\d.])\\d{1,2}([/.-])\\d{1,2}\\1\\d{2,4}(?!\\d|[.,]\\d)',
+    '(?<![\\d.])(?:[0-2]?\\d|3[01])([/.-])(?:[0-2]?\\d|3[01])\\1\\d{2,4}(?!\\d|[.,]\\d|-\\d)',
     `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}${ORDINAL}\\b(?:,?\\s+\\d{4}\\b)?`,
     `\\b\\d{1,2}${ORDINAL}\\s+(?:of\\s+)?(?:${MONTHS})\\b\\.?(?:,?\\s+\\d{4}\\b)?`,
     `\\b(?:${MONTHS})\\.?,?\\s+\\d{4}\\b`,
@@ -83,11 +83,11 @@ const EARLY_PATTERNS: Pattern[] = [
   ['SSN', /\b(\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})\b|\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?(\d{9})\b/gid, digitsAtLeast(9)],
   // Street addresses: a number, capitalised words, a street suffix (USPS Publication 28 suffixes, and others).
   ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t)],
-  ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
   // IBAN (ISO 13616: country, check digits, up to 30 letters and digits), any case.
   ['ID', /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/gi, digitsAtLeast(8)],
   // Military addresses (USPS Publication 28: PSC/Unit/CMR ... Box, APO/FPO/DPO; ships USNS/USNV/USS/USCGC) and unit numbers.
   ['ADDRESS', /\b(?:PSC|Unit|CMR)\s+\d+,?\s+Box\s+\d+(?:\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5})?|\bUS(?:NS|NV|S|CGC)\s+\p{L}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)?\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5}|\b(?:Apt|Apartment|Suite|Ste|Unit|Flat)\b\.?\s*#?\s*\d+[A-Z]?\b/giu, hasDigit],
+  ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
 ];
 
 /** Detectors that run after the dictionaries. */
@@ -264,8 +264,27 @@ function matcherDetector(matcher: Exclude<NameMatcher, ShapeMatcher>): Detector 
 }
 
 const patternDetector = ([kind, pattern, guard]: Pattern): Detector => [kind, (t) => spans(t, pattern), guard];
-const EARLY = EARLY_PATTERNS.map(patternDetector);
-const LATE = LATE_PATTERNS.map(patternDetector);
+const EARLY: Detector[] = [...EARLY_PATTERNS.slice(0, -1).map(patternDetector), ['PHONE', groupedPhones, digitsAtLeast(7)], patternDetector(EARLY_PATTERNS.at(-1)!)];
+/**
+ * Phone numbers as the world writes them: an optional +country code and (area) code, then two to
+ * six groups of digits separated by a space, dot or hyphen (dots only between all groups), 7 to 15
+ * digits in all ("+46 (0)8 928 571 38", "0490 75 40 81", "03.93.92.16.85").
+ */
+const GROUPED_PHONE = /(?<![\w.+/-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,6}(?:[ .-]\d{2,6}){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?(?![\w/]|[.,-]\d)/g;
+function* groupedPhones(text: string): Generator<[number, number]> {
+  for (const m of text.matchAll(GROUPED_PHONE)) {
+    const digits = m[0].replace(/\D/g, '').length;
+    const separators = m[0].replace(/^\+\d{1,3}|\(\d{1,4}\)/g, '').match(/\d([ .-])\d/g) ?? [];
+    const dotted = m[0].includes('.');
+    if (digits >= 7 && digits <= 15 && (!dotted || (separators.length >= 3 && separators.every((sep) => sep[1] === '.')))) yield [m.index, m.index + m[0].length];
+  }
+}
+
+const LATE: Detector[] = [
+  // A postal code after its label, in any country's form ("ZIP: 394 13", "zip code is 7412 SL").
+  patternDetector(['ZIP', /\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\b[\s:#]*(?:is\s+)?(\d{3,6}(?:[ -]\d{2,4})?(?:[ ][A-Z]{2}\b)?)/gid, hasDigit]),
+  ...LATE_PATTERNS.map(patternDetector),
+];
 
 function overlaps(findings: Finding[], start: number, end: number): boolean {
   for (const f of findings) if (start < f.end && f.start < end) return true;
@@ -284,8 +303,8 @@ function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextSc
   if (!lists) {
     const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
     const shapes = scope === 'all' ? shapesOf(all) : undefined;
-    const shapeDetectors: Detector[] = shapes ? shapes.detectors().map(([kind, find]) => [kind, find, () => true]) : [];
-    lists = [EARLY, matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapeDetectors];
+    const asDetectors = (list: [PhiKind, (text: string) => Iterable<[number, number]>][]): Detector[] => list.map(([kind, find]) => [kind, find, () => true]);
+    lists = [EARLY, shapes ? asDetectors(shapes.early()) : [], matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapes ? asDetectors(shapes.detectors()) : []];
     byScope.set(scope, lists);
   }
   return lists;

@@ -26,8 +26,14 @@ const NAME_CUE = new RegExp(`\\b(?:name is|named(?: him| her)?|called|calls me|c
 const PLACE = String.raw`(?:${WORD}|\p{Lu}{2,}(?:-\p{Lu}+)*)`;
 const PLACE_CUE = new RegExp(`\\b(?:in|from|to|at|near|city|town|where:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on))*)`, 'giu');
 // A street name then its number: words or particles, then a house number not followed by a unit of measure.
-const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|utca|tér|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
-const STREET_THEN_NUMBER = new RegExp(`(?<![\\p{L}\\p{N}])(?:\\d{1,6}\\s+)?(${STREET_WORD}(?:\\s+${STREET_WORD}){0,4})\\s+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`, 'gu');
+const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|vegur|veien|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
+// A house number, then a street type that comes first in French, Italian, Spanish and Portuguese ("95 Avenue des Tuileries").
+const NUMBER_THEN_TYPE = new RegExp(`(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)){1,5}`, 'gu');
+// Capitalised words before a street type, without a number ("on Marina Fort Street").
+const NAMED_STREET = new RegExp(`(?<![\\p{L}\\p{N}])(?:${WORD}[ \\t]+){1,3}(?:Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway)\\b`, 'gu');
+// The second street of a corner ("the corner of Dalbraut 99 and Frederikke Coves").
+const CORNER = new RegExp(`(?<=\\bcorner of\\s[^\\n.?!]{1,60}?\\s)and\\s+(${WORD}(?:\\s+\\p{L}[\\p{L}'’-]*\\.?)?)`, 'giu');
+const STREET_THEN_NUMBER = new RegExp(`(?<![\\p{L}\\p{N}])(?:\\d{1,6}[ \\t]+)?(${STREET_WORD}(?:[ \\t]+${STREET_WORD}){0,4})[ \\t]+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`, 'gu');
 const STREET_KEYWORD = /^(?:ul|u|al|pl|str|rkp|út|utca|tér|rua|via|calle|avenida|avenue|rue|strasse|straße|street|road|gasse|gatan|gata|gade|vej|veien|vegen|vegur|katu|tie|kuja|tee|weg|laan|straat|plein|piazza|viale|vicolo|corso|largo|travessa|estrada|camino|paseo)$/i;
 // A name's initials, generational suffixes and particles, right after it.
 const NAME_TAIL = /^\s+(?:\p{Lu}\.?(?=\s+\p{Lu})|(?:II|III|IV|Jr\.?|Sr\.?)(?![\p{L}])|(?:ten|van|von|de|da|del|der|den|le|la|bin|ibn|al)(?=\s+\p{Lu}))/u;
@@ -35,7 +41,7 @@ const NAME_TAIL = /^\s+(?:\p{Lu}\.?(?=\s+\p{Lu})|(?:II|III|IV|Jr\.?|Sr\.?)(?![\p
 const NEXT_WORD = new RegExp(`^(?:\s|,\s|\s(?:and|&)\s)(${WORD})`, 'u');
 const PREVIOUS_WORD = new RegExp(`(?<![\p{L}\p{N}'’-])(${WORD})(?:\s|,\s|\s(?:and|&)\s)$`, 'u');
 // What may follow an address on its lines: a city or region (capitalised words or capitals), a region code, a postal code.
-const ADDRESS_TAIL = new RegExp(`^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)`, 'u');
+const ADDRESS_TAIL = new RegExp(`^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)(?![\\p{L}\\p{N}]|[ \\t]*:)`, 'u');
 const NUMBER_BEFORE = /\d{1,6}[ \t]+$/;
 
 export interface ShapeWords {
@@ -57,10 +63,19 @@ export class TextShapes {
     return this.words.allNames.has(word) || this.words.allNames.has(word[0]!.toUpperCase() + word.slice(1).toLowerCase());
   }
 
-  /** The detectors, in the order they run (after the dictionaries and the labelled-identifier patterns). */
-  detectors(): [PhiKind, SpanFinder][] {
+  /** The street detectors, which run before the dictionaries (so that "Joaquin Suarez 2906" is a street, not two names). */
+  early(): [PhiKind, SpanFinder][] {
     return [
       ['ADDRESS', (text) => this.streets(text)],
+      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE)],
+      ['ADDRESS', (text) => whole(text, NAMED_STREET)],
+      ['ADDRESS', (text) => groups(text, CORNER)],
+    ];
+  }
+
+  /** The detectors that run after the dictionaries and the labelled-identifier patterns. */
+  detectors(): [PhiKind, SpanFinder][] {
+    return [
       ['NAME', (text) => groups(text, NAME_CUE)],
       ['ADDRESS', (text) => this.places(text)],
       ['NAME', (text) => this.unknownWords(text)],
@@ -141,6 +156,10 @@ export class TextShapes {
     }
     return out.sort((a, b) => a.start - b.start);
   }
+}
+
+function* whole(text: string, pattern: RegExp): Generator<[number, number]> {
+  for (const m of text.matchAll(pattern)) yield [m.index, m.index + m[0].length];
 }
 
 /** The first capture group of each match. */
