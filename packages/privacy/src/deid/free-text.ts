@@ -69,7 +69,7 @@ const EARLY_PATTERNS: Pattern[] = [
   ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
   ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
   // An IPv4 address has a digit, a dot and a digit; an IPv6 one seven colons.
-  ['IP', /\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
+  ['IP', /(?<![\d.])\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
   ['DATE', new RegExp([
     // ISO dates with a valid month and day (so a licence number 2270-66-1551 is not one), and their time of day.

@@ -21,25 +21,26 @@ const CAPITALISED = new RegExp(`(?<![\\p{L}\\p{N}'’-])${WORD}(?![\\p{L}\\p{N}]
 const CAPITALS = /(?<![\p{L}\p{N}])\p{Lu}{3,}(?:[-]\p{Lu}+)*(?![\p{L}\p{N}])/gu;
 const MONTHS_AND_DAYS = /^(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)$/i;
 // Words that say the next capitalised word is a person's name.
-const NAME_CUE = new RegExp(`\\b(?:name is|named(?: him| her)?|called|calls me|call me|name:|signed|regards,|sincerely,)\\s+(${WORD})`, 'giu');
+const NAME_CUE = new RegExp(`\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[Cc]alls me|[Cc]all me|[Nn]ame:|[Ss]igned|[Rr]egards,|[Ss]incerely,)\\s+(${WORD})`, 'gu');
 // Words that say the next capitalised words (or words in capitals) are a place.
 const PLACE = String.raw`(?:${WORD}|\p{Lu}{2,}(?:-\p{Lu}+)*)`;
-const PLACE_CUE = new RegExp(`\\b(?:in|from|to|at|near|city|town|where:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on))*)`, 'giu');
+const PLACE_CUE = new RegExp(`\\b(?:[Ii]n|[Ff]rom|[Tt]o|[Aa]t|[Nn]ear|[Cc]ity|[Tt]own|[Ww]here:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on)(?![\\p{L}]))*)`, 'gu');
 // A street name then its number: words or particles, then a house number not followed by a unit of measure.
 const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|vegur|veien|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
 // A house number, then a street type that comes first in French, Italian, Spanish and Portuguese ("95 Avenue des Tuileries").
-const NUMBER_THEN_TYPE = new RegExp(`(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)){1,5}`, 'gu');
+const NUMBER_THEN_TYPE = new RegExp(`(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)(?![\\p{L}])){1,5}`, 'gu');
 // Capitalised words before a street type, without a number ("on Marina Fort Street").
 const NAMED_STREET = new RegExp(`(?<![\\p{L}\\p{N}])(?:${WORD}[ \\t]+){1,3}(?:Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway)\\b`, 'gu');
 // The second street of a corner ("the corner of Dalbraut 99 and Frederikke Coves").
-const CORNER = new RegExp(`(?<=\\bcorner of\\s[^\\n.?!]{1,60}?\\s)and\\s+(${WORD}(?:\\s+\\p{L}[\\p{L}'’-]*\\.?)?)`, 'giu');
+const CORNER = new RegExp(`(?<=\\bcorner of\\s[^\\n.?!]{1,60}?\\s)and\\s+(${WORD}(?:\\s+\\p{L}[\\p{L}'’-]*\\.?)?)`, 'gu');
 const STREET_THEN_NUMBER = new RegExp(`(?<![\\p{L}\\p{N}])(?:\\d{1,6}[ \\t]+)?(${STREET_WORD}(?:[ \\t]+${STREET_WORD}){0,4})[ \\t]+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`, 'gu');
 const STREET_KEYWORD = /^(?:ul|u|al|pl|str|rkp|út|utca|tér|rua|via|calle|avenida|avenue|rue|strasse|straße|street|road|gasse|gatan|gata|gade|vej|veien|vegen|vegur|katu|tie|kuja|tee|weg|laan|straat|plein|piazza|viale|vicolo|corso|largo|travessa|estrada|camino|paseo)$/i;
 // A name's initials, generational suffixes and particles, right after it.
 const NAME_TAIL = /^\s+(?:\p{Lu}\.?(?=\s+\p{Lu})|(?:II|III|IV|Jr\.?|Sr\.?)(?![\p{L}])|(?:ten|van|von|de|da|del|der|den|le|la|bin|ibn|al)(?=\s+\p{Lu}))/u;
 // A capitalised word right after a name, or joined to it by "and", "&" or a comma; and one right before it.
-const NEXT_WORD = new RegExp(`^(?:\s|,\s|\s(?:and|&)\s)(${WORD})`, 'u');
-const PREVIOUS_WORD = new RegExp(`(?<![\p{L}\p{N}'’-])(${WORD})(?:\s|,\s|\s(?:and|&)\s)$`, 'u');
+const NEXT_WORD = new RegExp(`^(?:[ \\t]|,[ \\t]|[ \\t](?:and|&)[ \\t])(${WORD})`, 'u');
+const LOWER_NEXT = /^(?:\s|\s\p{Ll}\.\s)(\p{Ll}{3,})(?![\p{L}\p{N}])/u;
+const PREVIOUS_WORD = new RegExp(`(?<![\\p{L}\\p{N}'’-])(${WORD})(?:[ \\t]|,[ \\t]|[ \\t](?:and|&)[ \\t])$`, 'u');
 // What may follow an address on its lines: a city or region (capitalised words or capitals), a region code, a postal code.
 const ADDRESS_TAIL = new RegExp(`^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)(?![\\p{L}\\p{N}]|[ \\t]*:)`, 'u');
 const NUMBER_BEFORE = /\d{1,6}[ \t]+$/;
@@ -131,10 +132,17 @@ export class TextShapes {
       const f = out[i]!;
       if (f.kind === 'NAME') {
         for (let tail = NAME_TAIL.exec(text.slice(f.end)); tail && free(f.end, f.end + tail[0].length, f); tail = NAME_TAIL.exec(text.slice(f.end))) f.end += tail[0].length;
-        const next = NEXT_WORD.exec(text.slice(f.end));
-        if (next) {
+        // The capitalised word after a name is its surname or another name ("Zoe Young", "Graves and Reed"), whatever it
+        // means in English (the name list has no surnames); after a lower-case name, a lower-case word that is no English word.
+        const next = (/^\p{Ll}/u.test(text.slice(f.start, f.end)) ? LOWER_NEXT : NEXT_WORD).exec(text.slice(f.end));
+        if (next && !MONTHS_AND_DAYS.test(next[1]!) && (!/^\p{Ll}/u.test(next[1]!) || !this.isOrdinary(next[1]!))) {
           const start = f.end + next[0].length - next[1]!.length;
-          if (this.isName(next[1]!) && free(start, start + next[1]!.length, f)) out.splice(i + 1, 0, { kind: 'NAME', start, end: start + next[1]!.length });
+          if (free(start, start + next[1]!.length, f)) {
+            if (/^(?:\s|\s\p{Ll}\.\s)$/u.test(next[0].slice(0, next[0].length - next[1]!.length))) f.end = start + next[1]!.length;
+            else out.splice(i + 1, 0, { kind: 'NAME', start, end: start + next[1]!.length });
+            i--;
+            continue;
+          }
         }
         const before = PREVIOUS_WORD.exec(text.slice(Math.max(0, f.start - 60), f.start));
         const from = Math.max(0, f.start - 60) + (before?.index ?? 0);
