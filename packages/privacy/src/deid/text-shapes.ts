@@ -20,6 +20,8 @@ const CAPITALISED = new RegExp(`(?<![\\p{L}\\p{N}'’-])${WORD}(?![\\p{L}\\p{N}]
 // Words in capitals (LAPPEENRANTA, ΛΕΥΚΩΣΙΑ), three letters or more.
 const CAPITALS = /(?<![\p{L}\p{N}])\p{Lu}{3,}(?:[-]\p{Lu}+)*(?![\p{L}\p{N}])/gu;
 const MONTHS_AND_DAYS = /^(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)$/i;
+// Titles before a name are not part of it (the title detector of free-text.ts keeps them).
+const TITLES = /^(?:mr|mrs|ms|mx|miss|dr|prof|sr|sra|srta|st)$/;
 // Words that say the next capitalised word is a person's name.
 const NAME_CUE = new RegExp(`\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[Cc]alls me|[Cc]all me|[Nn]ame:|[Ss]igned|[Rr]egards,|[Ss]incerely,)\\s+(${WORD})`, 'gu');
 // Words that say the next capitalised words (or words in capitals) are a place.
@@ -57,7 +59,7 @@ export class TextShapes {
 
   private isOrdinary(word: string): boolean {
     const lower = word.toLowerCase();
-    return this.words.ordinary.has(lower) || this.words.ordinary.has(lower.replace(/['’]s$/, '')) || MONTHS_AND_DAYS.test(lower);
+    return this.words.ordinary.has(lower) || this.words.ordinary.has(lower.replace(/['’]s$/, '')) || MONTHS_AND_DAYS.test(lower) || TITLES.test(lower);
   }
 
   private isName(word: string): boolean {
@@ -115,9 +117,19 @@ export class TextShapes {
     }
   }
 
-  /** Lower-case words that are in the name list and no English word ("patricia desrosiers" in a lower-cased message). */
+  /**
+   * Lower-case words that are in the name list and no English word, in a text written all in lower
+   * case ("follow up with patricia desrosiers"), or followed by a lower-case word that is no English
+   * word either (a surname). Elsewhere a lower-case word of the name list is more often a drug's
+   * brand name ("errin", "camila" in the Synthea notes) than a person.
+   */
   private *lowerCaseNames(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
+    const lowerText = !/\p{Lu}/u.test(text);
+    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) {
+      if (this.isOrdinary(m[0]) || !this.isName(m[0])) continue;
+      const next = /^ (\p{Ll}{3,})(?![\p{L}\p{N}])/u.exec(text.slice(m.index + m[0].length));
+      if (lowerText || (next && !this.isOrdinary(next[1]!))) yield [m.index, m.index + m[0].length];
+    }
   }
 
   /**
@@ -135,7 +147,7 @@ export class TextShapes {
         // The capitalised word after a name is its surname or another name ("Zoe Young", "Graves and Reed"), whatever it
         // means in English (the name list has no surnames); after a lower-case name, a lower-case word that is no English word.
         const next = (/^\p{Ll}/u.test(text.slice(f.start, f.end)) ? LOWER_NEXT : NEXT_WORD).exec(text.slice(f.end));
-        if (next && !MONTHS_AND_DAYS.test(next[1]!) && (!/^\p{Ll}/u.test(next[1]!) || !this.isOrdinary(next[1]!))) {
+        if (next && !MONTHS_AND_DAYS.test(next[1]!) && !TITLES.test(next[1]!.toLowerCase()) && (!/^\p{Ll}/u.test(next[1]!) || !this.isOrdinary(next[1]!))) {
           const start = f.end + next[0].length - next[1]!.length;
           if (free(start, start + next[1]!.length, f)) {
             if (/^(?:\s|\s\p{Ll}\.\s)$/u.test(next[0].slice(0, next[0].length - next[1]!.length))) f.end = start + next[1]!.length;
