@@ -28,7 +28,7 @@ const NAME_CUE = new RegExp(`\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[
 const PLACE = String.raw`(?:${WORD}|\p{Lu}{2,}(?:-\p{Lu}+)*)`;
 const PLACE_CUE = new RegExp(`\\b(?:[Ii]n|[Ff]rom|[Tt]o|[Aa]t|[Nn]ear|[Cc]ity|[Tt]own|[Ww]here:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on)(?![\\p{L}]))*)`, 'gu');
 // A street name then its number: words or particles, then a house number not followed by a unit of measure.
-const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|vegur|veien|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
+const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|tee|kuja|vegur|veien|vei|vegen|weg|laan|straat|plein|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
 // A house number, then a street type that comes first in French, Italian, Spanish and Portuguese ("95 Avenue des Tuileries").
 const NUMBER_THEN_TYPE = new RegExp(`(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)(?![\\p{L}])){1,5}`, 'gu');
 // Capitalised words before a street type, without a number ("on Marina Fort Street").
