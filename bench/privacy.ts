@@ -12,8 +12,8 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { readSentences, scorePhi } from '../packages/privacy/test/phi-eval.ts';
-import { Deidentifier, encode, globalRecoding, Hierarchy, measure, mondrian, parseCsv, profileConfig, riskPlotSvg, riskReport, utilityCurve, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
+import { byTemplateHalf, presidioSentences, readSentences, scorePhi, type LabelledSentence } from '../packages/privacy/test/phi-eval.ts';
+import { Deidentifier, findPhi, encode, globalRecoding, Hierarchy, measure, mondrian, parseCsv, profileConfig, riskPlotSvg, riskReport, utilityCurve, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const data = `${process.env['MEDSHARE_SHARED_DIR'] ?? `${root}../shared`}/data`;
@@ -78,20 +78,66 @@ function deidThroughput(): void {
   console.log(`| ${resources} | ${deid.length} | ${median(deid).toFixed(0)} | ${Math.round((resources / median(deid)) * 1000)} | ${median(reference).toFixed(0)} | ${median(ratios).toFixed(2)}x | ${median(stepRatios).toFixed(2)}x |`);
 }
 
-/** Recall and precision by PHI kind on the labelled sentences (packages/privacy/test/fixtures), built-in dictionaries only. */
+/**
+ * Recall and precision by PHI kind, built-in dictionaries and shape detectors only (no record's own
+ * dictionary): MedShare's own labelled sentences, and the two halves of the Presidio corpus (a
+ * corpus made by others; fixtures/README.md). Then the CPU cost of the shape detectors on the
+ * Synthea clinical notes: findPhi with and without them, alternated note by note.
+ */
 function freeTextScores(): void {
   const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
-  const scores = scorePhi(readSentences(), engine.namesFor([]));
-  console.log('| kind | labelled spans | removed | recall | findings of this kind | on a labelled span | precision |');
-  console.log('|---|---:|---:|---:|---:|---:|---:|');
-  for (const [kind, k] of Object.entries(scores.byKind)) {
-    const f = scores.findings[kind] ?? { total: 0, onPhi: 0 };
-    console.log(`| ${kind} | ${k.spans} | ${k.removed} | ${(k.removed / k.spans).toFixed(3)} | ${f.total} | ${f.onPhi} | ${f.total ? (f.onPhi / f.total).toFixed(3) : '–'} |`);
+  const names = engine.namesFor([]);
+  const { fit, heldOut } = byTemplateHalf(presidioSentences());
+  const sets: [string, LabelledSentence[]][] = [['MedShare sentences (test/fixtures/phi-sentences.jsonl)', readSentences()], ['Presidio corpus, fit half (even templates)', fit], ['Presidio corpus, held-out half (odd templates)', heldOut]];
+  for (const [label, sentences] of sets) {
+    const scores = scorePhi(sentences, names);
+    console.log(`\n### ${label}: ${sentences.length} texts\n`);
+    console.log('| kind | labelled spans | removed | recall | findings of this kind | on a labelled span | on a non-PHI label | precision |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
+    const kinds = [...new Set([...Object.keys(scores.byKind), ...Object.keys(scores.findings)])];
+    for (const kind of kinds) {
+      const k = scores.byKind[kind] ?? { spans: 0, removed: 0 };
+      const f = scores.findings[kind] ?? { total: 0, onPhi: 0, onOther: 0 };
+      const judged = f.total - f.onOther;
+      console.log(`| ${kind} | ${k.spans} | ${k.removed} | ${k.spans ? (k.removed / k.spans).toFixed(3) : '–'} | ${f.total} | ${f.onPhi} | ${f.onOther} | ${judged ? (f.onPhi / judged).toFixed(3) : '–'} |`);
+    }
+    const spans = Object.values(scores.byKind).reduce((a, k) => a + k.spans, 0);
+    const removed = Object.values(scores.byKind).reduce((a, k) => a + k.removed, 0);
+    console.log(`| all | ${spans} | ${removed} | ${scores.recall.toFixed(3)} | | | | ${scores.precision.toFixed(3)} |`);
+    console.log(`\nordinary words kept: ${scores.words.kept} of ${scores.words.total} (${(scores.words.kept / scores.words.total).toFixed(3)})`);
   }
-  const spans = Object.values(scores.byKind).reduce((a, k) => a + k.spans, 0);
-  const removed = Object.values(scores.byKind).reduce((a, k) => a + k.removed, 0);
-  console.log(`| all | ${spans} | ${removed} | ${scores.recall.toFixed(3)} | | | ${scores.precision.toFixed(3)} |`);
-  console.log(`\nordinary words kept: ${scores.words.kept} of ${scores.words.total} (${(scores.words.kept / scores.words.total).toFixed(3)})`);
+  const notes: string[] = [];
+  for (const file of readdirSync(`${data}/synthea`)) {
+    const bundle = JSON.parse(readFileSync(`${data}/synthea/${file}`, 'utf8').replace(/^\uFEFF/, '')) as { entry: { resource: { resourceType: string; content?: { attachment: { data: string } }[] } }[] };
+    for (const { resource } of bundle.entry) if (resource.resourceType === 'DocumentReference') for (const c of resource.content ?? []) notes.push(Buffer.from(c.attachment.data, 'base64').toString('utf8'));
+  }
+  const withoutShapes = names.filter((m) => m instanceof RegExp || !('shapes' in m));
+  const cpuMs = (run: () => void) => {
+    const before = process.cpuUsage();
+    run();
+    const used = process.cpuUsage(before);
+    return (used.user + used.system) / 1000;
+  };
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let round = 0; round < 8; round++) {
+    let withMs = 0;
+    let withoutMs = 0;
+    for (const note of notes) {
+      withoutMs += cpuMs(() => findPhi(note, withoutShapes));
+      withMs += cpuMs(() => findPhi(note, names));
+    }
+    if (round >= 2) {
+      a.push(withMs);
+      b.push(withoutMs);
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
+  const chars = notes.reduce((n, t) => n + t.length, 0);
+  console.log(`\n### Cost of the shape detectors: findPhi on the ${notes.length} Synthea notes (${(chars / 1e6).toFixed(2)} M characters), CPU ms, median of ${a.length} rounds\n`);
+  console.log('| without shape detectors | with | ratio |');
+  console.log('|---:|---:|---:|');
+  console.log(`| ${median(b).toFixed(0)} | ${median(a).toFixed(0)} | ${(median(a.map((x, i) => x / b[i]!))).toFixed(2)}x |`);
 }
 
 const ADULT_COLUMNS = ['age', 'workclass', 'fnlwgt', 'education', 'education-num', 'marital-status', 'occupation', 'relationship', 'race', 'sex', 'capital-gain', 'capital-loss', 'hours-per-week', 'native-country', 'salary-class'];

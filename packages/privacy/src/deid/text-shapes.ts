@@ -25,7 +25,7 @@ const TITLES = /^(?:mr|mrs|ms|mx|miss|dr|prof|sr|sra|srta|st)$/;
 // Words that say the next capitalised word is a person's name.
 const NAME_CUE = new RegExp(`\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[Cc]alls me|[Cc]all me|[Nn]ame:|[Ss]igned|[Rr]egards,|[Ss]incerely,)\\s+(${WORD})`, 'gu');
 // Words that say the next capitalised words (or words in capitals) are a place.
-const PLACE = String.raw`(?:${WORD}|\p{Lu}{2,}(?:-\p{Lu}+)*)`;
+const PLACE = String.raw`(?:${WORD}|\p{Lu}{3,}(?:-\p{Lu}+)*)`;
 const PLACE_CUE = new RegExp(`\\b(?:[Ii]n|[Ff]rom|[Tt]o|[Aa]t|[Nn]ear|[Cc]ity|[Tt]own|[Ww]here:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on)(?![\\p{L}]))*)`, 'gu');
 // A street name then its number: words or particles, then a house number not followed by a unit of measure.
 const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|tee|kuja|vegur|veien|vei|vegen|weg|laan|straat|plein|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
@@ -158,7 +158,9 @@ export class TextShapes {
         }
         const before = PREVIOUS_WORD.exec(text.slice(Math.max(0, f.start - 60), f.start));
         const from = Math.max(0, f.start - 60) + (before?.index ?? 0);
-        if (before && this.isName(before[1]!) && free(from, from + before[1]!.length, f)) {
+        // Not a sentence's first word: "Patient Antonia Ruelas", "Wife Maria" (both in the name list).
+        const sentenceStart = /(?:^|[.!?:;\n]\s*)$/.test(text.slice(0, from));
+        if (before && !sentenceStart && this.isName(before[1]!) && free(from, from + before[1]!.length, f)) {
           out.splice(i, 0, { kind: 'NAME', start: from, end: from + before[1]!.length });
           i++;
         }
