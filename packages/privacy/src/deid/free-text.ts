@@ -303,8 +303,7 @@ function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextSc
   if (!lists) {
     const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
     const shapes = scope === 'all' ? shapesOf(all) : undefined;
-    const asDetectors = (list: [PhiKind, (text: string) => Iterable<[number, number]>][]): Detector[] => list.map(([kind, find]) => [kind, find, () => true]);
-    lists = [EARLY, shapes ? asDetectors(shapes.early()) : [], matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapes ? asDetectors(shapes.detectors()) : []];
+    lists = [EARLY, shapes ? shapes.early() : [], matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapes ? shapes.detectors() : []];
     byScope.set(scope, lists);
   }
   return lists;
@@ -333,7 +332,7 @@ export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[
     }
   }
   const shapes = scope === 'all' ? shapesOf(Array.isArray(names) ? names : [names as NameMatcher]) : undefined;
-  return shapes ? shapes.extend(text, findings) : findings.sort((a, b) => a.start - b.start);
+  return shapes && findings.length > 0 ? shapes.extend(text, findings) : findings.sort((a, b) => a.start - b.start);
 }
 
 function shapesOf(matchers: readonly NameMatcher[]): TextShapes | undefined {

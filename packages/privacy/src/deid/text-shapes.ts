@@ -13,6 +13,11 @@ import type { Finding, PhiKind } from './free-text.ts';
 
 /** A detector's span finder (free-text.ts runs them in order, earlier findings win). */
 export type SpanFinder = (text: string) => Iterable<[number, number]>;
+/** What a detector cannot match without, tested first (most scrubbed strings are short codes): the text and its digit count. */
+export type ShapeGuard = (text: string, digits: number) => boolean;
+const UPPER = /\p{Lu}/u;
+const hasUpper: ShapeGuard = (t) => UPPER.test(t);
+const upperAndDigit: ShapeGuard = (t, d) => d > 0 && UPPER.test(t);
 
 // A capitalised word: O'Reilly, McDowell, Szöllösy, Jean-Luc; a trailing possessive 's is not part of it.
 const WORD = String.raw`\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)*(?:-\p{L}[\p{Ll}\p{M}]+)*`;
@@ -67,22 +72,23 @@ export class TextShapes {
   }
 
   /** The street detectors, which run before the dictionaries (so that "Joaquin Suarez 2906" is a street, not two names). */
-  early(): [PhiKind, SpanFinder][] {
+  early(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
-      ['ADDRESS', (text) => this.streets(text)],
-      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE)],
-      ['ADDRESS', (text) => whole(text, NAMED_STREET)],
-      ['ADDRESS', (text) => groups(text, CORNER)],
+      ['ADDRESS', (text) => this.streets(text), upperAndDigit],
+      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE), upperAndDigit],
+      ['ADDRESS', (text) => whole(text, NAMED_STREET), (t) => /Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway/.test(t)],
+      ['ADDRESS', (text) => groups(text, CORNER), (t) => /corner of/i.test(t)],
     ];
   }
 
   /** The detectors that run after the dictionaries and the labelled-identifier patterns. */
-  detectors(): [PhiKind, SpanFinder][] {
+  detectors(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
-      ['NAME', (text) => groups(text, NAME_CUE)],
-      ['ADDRESS', (text) => this.places(text)],
-      ['NAME', (text) => this.unknownWords(text)],
-      ['NAME', (text) => this.lowerCaseNames(text)],
+      ['NAME', (text) => groups(text, NAME_CUE), hasUpper],
+      ['ADDRESS', (text) => this.places(text), hasUpper],
+      ['NAME', (text) => this.unknownWords(text), hasUpper],
+      // Lower-case names are looked for in texts written all in lower case only (see lowerCaseNames).
+      ['NAME', (text) => this.lowerCaseNames(text), (t) => !UPPER.test(t) && t.includes(' ')],
     ];
   }
 
@@ -119,17 +125,11 @@ export class TextShapes {
 
   /**
    * Lower-case words that are in the name list and no English word, in a text written all in lower
-   * case ("follow up with patricia desrosiers"), or followed by a lower-case word that is no English
-   * word either (a surname). Elsewhere a lower-case word of the name list is more often a drug's
-   * brand name ("errin", "camila" in the Synthea notes) than a person.
+   * case ("follow up with patricia desrosiers"). Elsewhere a lower-case word of the name list is
+   * more often a drug's brand name ("errin", "camila" in the Synthea notes) than a person.
    */
   private *lowerCaseNames(text: string): Generator<[number, number]> {
-    const lowerText = !/\p{Lu}/u.test(text);
-    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) {
-      if (this.isOrdinary(m[0]) || !this.isName(m[0])) continue;
-      const next = /^ (\p{Ll}{3,})(?![\p{L}\p{N}])/u.exec(text.slice(m.index + m[0].length));
-      if (lowerText || (next && !this.isOrdinary(next[1]!))) yield [m.index, m.index + m[0].length];
-    }
+    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
   }
 
   /**
