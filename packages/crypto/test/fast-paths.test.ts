@@ -273,6 +273,24 @@ describe('flat policy compilation', () => {
     assert.ok(flatTaken > 30, `flat path taken ${flatTaken} times`);
   });
 
+  test('at every limit the flat path leaves the refusal to the general compiler: the same error, word for word', () => {
+    const cases: Array<[string, Partial<typeof DEFAULT_POLICY_LIMITS>]> = [
+      ['a:b and a:b', { maxOccurrences: 1 }],
+      ['a:b or c:d or a:b or a:b', { maxOccurrences: 2 }],
+      ['a:b and c:d and e:f', { maxChildren: 2 }],
+      ['a:b or c:d or e:f', { maxLeaves: 2 }],
+      ['a:b and c:d', { maxLength: 10 }],
+      ['and:b and c:d', {}],
+      ['a:b or OR:d', {}],
+    ];
+    for (const [policy, limits] of cases) {
+      const lim = { ...DEFAULT_POLICY_LIMITS, ...limits };
+      const general = outcome(() => abe.compileGeneral(policy, lim));
+      assert.match(String(general), /Error: /, policy);
+      assert.equal(outcome(() => abe.compilePolicy(policy, lim)), general, policy);
+    }
+  });
+
   test('the flat path answers the canonical flat AND and OR of 1 to 256 attributes with the general program', () => {
     for (const n of [1, 2, 3, 50, 100, 256]) {
       for (const shape of [' and ', ' or ']) {
