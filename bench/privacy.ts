@@ -8,12 +8,13 @@
  * EMD, risk; CPU times as ratios to a CSV parse of the same file in the same run.
  * Run: node --import tsx bench/privacy.ts [--deid-only | --free-text | --release-only]   (needs ../shared/data beside
  * the repository, or MEDSHARE_SHARED_DIR)
- * Writes docs/benchmarks/privacy-utility-vs-k.svg, privacy-release-vs-k.svg, privacy-release-vs-risk.svg.
+ * With --plots, writes docs/benchmarks/privacy-utility-vs-k.svg, privacy-release-vs-k.svg, privacy-release-vs-risk.svg.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { byTemplateHalf, presidioSentences, readSentences, scorePhi, type LabelledSentence } from '../packages/privacy/test/phi-eval.ts';
 import { Deidentifier, findPhi, encode, globalRecoding, Hierarchy, measure, mondrian, parseCsv, profileConfig, riskPlotSvg, riskReport, utilityCurve, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
+import { wantsPlots } from './lib/measure.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const data = `${process.env['MEDSHARE_SHARED_DIR'] ?? `${root}../shared`}/data`;
@@ -112,12 +113,6 @@ function freeTextScores(): void {
     for (const { resource } of bundle.entry) if (resource.resourceType === 'DocumentReference') for (const c of resource.content ?? []) notes.push(Buffer.from(c.attachment.data, 'base64').toString('utf8'));
   }
   const withoutShapes = names.filter((m) => m instanceof RegExp || !('shapes' in m));
-  const cpuMs = (run: () => void) => {
-    const before = process.cpuUsage();
-    run();
-    const used = process.cpuUsage(before);
-    return (used.user + used.system) / 1000;
-  };
   const a: number[] = [];
   const b: number[] = [];
   for (let round = 0; round < 8; round++) {
@@ -214,8 +209,10 @@ async function mondrianAdult(): Promise<void> {
       console.log(`| ${mode} | ${k} | ${(times[1] ?? 0).toFixed(0)} | ${metrics.ncpPercent.toFixed(2)} | ${metrics.classes} | ${smallest} |`);
     }
   }
-  writeFileSync(`${root}docs/benchmarks/privacy-utility-vs-k.svg`, await utilityPlotSvg(points, 'Mondrian on UCI Adult: NCP vs k'));
-  console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
+  if (wantsPlots()) {
+    writeFileSync(`${root}docs/benchmarks/privacy-utility-vs-k.svg`, await utilityPlotSvg(points, 'Mondrian on UCI Adult: NCP vs k'));
+    console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
+  }
 }
 
 const cpuMs = (run: () => void): number => {
@@ -265,9 +262,11 @@ async function researchRelease(): Promise<void> {
     }
   }
   const points = utilityCurve(table, { ...base, model: { k: 2 }, maxSuppression: 0.05 }, [2, 5, 10, 20, 50, 100], ['strict', 'global']);
-  writeFileSync(`${root}docs/benchmarks/privacy-release-vs-k.svg`, await utilityPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs k'));
-  writeFileSync(`${root}docs/benchmarks/privacy-release-vs-risk.svg`, await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'));
-  console.log('\nplots: docs/benchmarks/privacy-release-vs-k.svg, docs/benchmarks/privacy-release-vs-risk.svg');
+  if (wantsPlots()) {
+    writeFileSync(`${root}docs/benchmarks/privacy-release-vs-k.svg`, await utilityPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs k'));
+    writeFileSync(`${root}docs/benchmarks/privacy-release-vs-risk.svg`, await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'));
+    console.log('\nplots: docs/benchmarks/privacy-release-vs-k.svg, docs/benchmarks/privacy-release-vs-risk.svg');
+  }
 }
 
 if (process.argv.includes('--free-text')) {
