@@ -18,6 +18,10 @@ export type ShapeGuard = (text: string, digits: number) => boolean;
 const UPPER = /\p{Lu}/u;
 const hasUpper: ShapeGuard = (t) => UPPER.test(t);
 const upperAndDigit: ShapeGuard = (t, d) => d > 0 && UPPER.test(t);
+// Cheap tests that let most strings skip a detector's regular expression.
+const LETTER_THEN_NUMBER = /\p{L}\.?[ \t]+\d/u;
+const STREET_TYPE_FIRST = /\d[ \t]+(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)\b/;
+const NAME_CUE_WORD = /ame[ :d]|all|igned|egards|incerely/;
 
 // A capitalised word: O'Reilly, McDowell, Szöllösy, Jean-Luc; a trailing possessive 's is not part of it.
 const WORD = String.raw`\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{M}]+)*(?:-\p{L}[\p{Ll}\p{M}]+)*`;
@@ -74,8 +78,8 @@ export class TextShapes {
   /** The street detectors, which run before the dictionaries (so that "Joaquin Suarez 2906" is a street, not two names). */
   early(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
-      ['ADDRESS', (text) => this.streets(text), upperAndDigit],
-      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE), upperAndDigit],
+      ['ADDRESS', (text) => this.streets(text), (t, d) => upperAndDigit(t, d) && LETTER_THEN_NUMBER.test(t)],
+      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE), (t, d) => d > 0 && STREET_TYPE_FIRST.test(t)],
       ['ADDRESS', (text) => whole(text, NAMED_STREET), (t) => /Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway/.test(t)],
       ['ADDRESS', (text) => groups(text, CORNER), (t) => /corner of/i.test(t)],
     ];
@@ -84,7 +88,7 @@ export class TextShapes {
   /** The detectors that run after the dictionaries and the labelled-identifier patterns. */
   detectors(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
-      ['NAME', (text) => groups(text, NAME_CUE), hasUpper],
+      ['NAME', (text) => groups(text, NAME_CUE), (t) => NAME_CUE_WORD.test(t) && UPPER.test(t)],
       ['ADDRESS', (text) => this.places(text), hasUpper],
       ['NAME', (text) => this.unknownWords(text), hasUpper],
       // Lower-case names are looked for in texts written all in lower case only (see lowerCaseNames).
