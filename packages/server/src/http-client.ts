@@ -5,7 +5,7 @@
  * `type` (`urn:medshare:problem:<code>`) or else by its status, so the CLI's exit codes apply end to end.
  */
 import { MalformedInputError, MedShareError, UnavailableError, type ErrorCode } from '@medshare/crypto';
-import { parseRecordFrames, RECORD_STREAM_TYPE, type RecordParts } from './cloud/record-stream.ts';
+import { RECORD_STREAM_TYPE, recordStreamEvents, wholeRecords, type RecordParts, type RecordStreamEvent } from './cloud/record-stream.ts';
 
 /** An HTTP problem answer as a typed error; `status` is the HTTP status, `code` the taxonomy's. */
 export class HttpProblemError extends MedShareError {
@@ -111,10 +111,11 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
 
 /**
  * POSTs a JSON body to a read route asking for the binary record stream (`Accept: application/octet-stream`,
- * cloud/record-stream.ts) and returns the records as their bytes arrive: no base64, no JSON around large
- * payloads. A problem answer becomes its typed error, as with callJson; a read is not retried (it is audited).
+ * cloud/record-stream.ts) and yields its events as the bytes arrive: no base64, no JSON around large payloads, and a
+ * large payload handed out piece by piece. A problem answer becomes its typed error, as with callJson; a read is
+ * not retried (it is audited). Stopping the iteration early cancels the response.
  */
-export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
+export async function* callRecordStreamEvents(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): AsyncGenerator<RecordStreamEvent> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: RECORD_STREAM_TYPE };
   const url = new URL(path.replace(/^\//, ''), base.href.endsWith('/') ? base : new URL(`${base.href}/`));
   try {
@@ -124,13 +125,18 @@ export async function callRecordStream(base: URL, path: string, options: Pick<Ca
     if (response.headers.get('content-type') !== RECORD_STREAM_TYPE || response.body === null) {
       throw new MalformedInputError(`${url.origin} did not answer a record stream`);
     }
-    const records: RecordParts[] = [];
-    for await (const record of parseRecordFrames(response.body)) records.push(record);
-    return records;
+    yield* recordStreamEvents(response.body);
   } catch (error) {
     if (error instanceof MedShareError) throw error;
     throw new UnavailableError(`${url.origin} is unreachable (${reasonOf(error)})`);
   }
+}
+
+/** As callRecordStreamEvents, gathered: every record of the answer with its payload in one buffer. */
+export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
+  const records: RecordParts[] = [];
+  for await (const record of wholeRecords(callRecordStreamEvents(base, path, options))) records.push(record);
+  return records;
 }
 
 function reasonOf(error: unknown): string {

@@ -171,7 +171,8 @@ describe('the platform with a conversion pool', () => {
   });
 
   test('a truncated or implausible record stream is a typed error, not a hang or a short answer', async () => {
-    const frames = [...recordFrames([{ recordId: 'r1', header: new Uint8Array(40).fill(1), payload: new Uint8Array(1000).fill(2) }])];
+    const frames: Uint8Array[] = [];
+    for await (const frame of recordFrames([{ recordId: 'r1', header: new Uint8Array(40).fill(1), payload: new Uint8Array(1000).fill(2) }])) frames.push(frame);
     const whole = Buffer.concat(frames);
     const parse = async (bytes: Uint8Array, cut = 7) => {
       const pieces = Array.from({ length: Math.ceil(bytes.length / cut) }, (_, i) => bytes.subarray(i * cut, (i + 1) * cut));
