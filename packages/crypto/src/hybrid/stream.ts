@@ -85,10 +85,24 @@ export class PayloadSealer {
 
   /** Seals what is left (fewer than CHUNK_BYTES, possibly none) as the final chunk. */
   finish(): Uint8Array[] {
-    const rest = Buffer.concat(this.pending);
+    const rest = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     this.pending = [];
     this.pendingBytes = 0;
     return this.seal(rest, true);
+  }
+
+  /**
+   * `push(data)` then `finish()`, for the end of a payload in memory: the chunks are sealed where they lie in `data`,
+   * with no copy of its tail (what `push` copies because a streaming caller may reuse its buffer).
+   */
+  end(data: Uint8Array): Uint8Array[] {
+    if (this.pendingBytes > 0) return [...this.push(data), ...this.finish()];
+    const out: Uint8Array[] = [];
+    let offset = 0;
+    // The last chunk is the one shorter than CHUNK_BYTES (empty when the length is a multiple of it).
+    for (; data.length - offset >= CHUNK_BYTES; offset += CHUNK_BYTES) out.push(...this.seal(data.subarray(offset, offset + CHUNK_BYTES), false));
+    out.push(...this.seal(data.subarray(offset), true));
+    return out;
   }
 }
 
@@ -151,17 +165,30 @@ export class PayloadOpener {
     this.done = true;
     return plaintext;
   }
+
+  /**
+   * `push(data)` then `finish()`, for the end of a payload in memory: every chunk, the final one too, is opened where
+   * it lies in `data` (push copies a partial chunk, because a streaming caller may reuse its buffer).
+   */
+  end(data: Uint8Array): Uint8Array[] {
+    if (this.buffer.length > 0 || this.done) return [...this.push(data), this.finish()];
+    const out: Uint8Array[] = [];
+    let offset = 0;
+    for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES) out.push(this.open(data.subarray(offset, offset + SEALED_CHUNK_BYTES), false));
+    if (data.length - offset < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
+    out.push(this.open(data.subarray(offset), true));
+    this.done = true;
+    return out;
+  }
 }
 
 /** One-shot helpers for payloads already in memory. */
 export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const sealer = new PayloadSealer(key, aad);
-  return concatBytes([...sealer.push(plaintext), ...sealer.finish()]);
+  return concatBytes(new PayloadSealer(key, aad).end(plaintext));
 }
 
 export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
-  const opener = new PayloadOpener(key, aad);
-  const pieces = [...opener.push(sealed), opener.finish()].filter((piece) => piece.length > 0);
+  const pieces = new PayloadOpener(key, aad).end(sealed).filter((piece) => piece.length > 0);
   // A payload of one chunk (every record up to 64 KiB) is returned as the decipher's own output, not copied.
   return pieces.length === 1 ? new Uint8Array(pieces[0]!.buffer, pieces[0]!.byteOffset, pieces[0]!.length) : concatBytes(pieces);
 }
