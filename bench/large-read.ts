@@ -10,7 +10,8 @@
  * round). The ratio "÷ one-shot" is read wall time ÷ one-shot wall time (≤ 1.25 is ≥ 0.8× the throughput). CPU time
  * of each process per read is reported beside it, also as a ratio to the one-shot's CPU time. Medians of rounds.
  *
- *   node --import tsx bench/large-read.ts [MiB=2] [rounds=5]        (BENCH_LOG=1: the services log every request)
+ *   node --import tsx bench/large-read.ts [MiB=2] [rounds=5]
+ *   (BENCH_LOG=1: the services log every request; BENCH_PROFILE_DIR=dir: the platform process writes a CPU profile there)
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -38,7 +39,9 @@ async function serve(mib: number): Promise<void> {
   const { createPlatform, GatewayClient, PatientClient, PlatformClient, roleScopes } = await import('@medshare/server');
   const ADMIN = randomBytes(24).toString('base64url');
   await abe.init();
-  const db = await openDatabase(process.env['DATABASE_URL'] ? { url: process.env['DATABASE_URL'], schema: `bench_${randomBytes(4).toString('hex')}` } : {});
+  // On PostgreSQL, a schema of its own, dropped at the end.
+  const schema = `bench_${randomBytes(4).toString('hex')}`;
+  const db = await openDatabase(process.env['DATABASE_URL'] ? { url: process.env['DATABASE_URL'], schema } : {});
   const platform = await createPlatform({
     db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: ADMIN }, kek: randomKeyEncryptionKey(),
     scrypt: { logN: 12, r: 8, p: 1 }, conversionWorkers: 0, logger: process.env['BENCH_LOG'] === '1',
@@ -67,6 +70,7 @@ async function serve(mib: number): Promise<void> {
     if (message === 'cpu') process.send!({ cpu: cpuMs() });
     if (message === 'stop') {
       await platform.close();
+      if (db.engine === 'postgres') await db.query(`DROP SCHEMA ${schema} CASCADE`);
       await db.close();
       process.disconnect();
     }
@@ -76,7 +80,7 @@ async function serve(mib: number): Promise<void> {
 /** The reader's process: log in, then alternate reads and one-shot AES-GCM. */
 async function read(mib: number, rounds: number): Promise<void> {
   const { PlatformClient } = await import('@medshare/server');
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve', String(mib)], { execArgv: ['--import', 'tsx'] });
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve', String(mib)], { execArgv: ['--import', 'tsx', ...(process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : [])] });
   const next = <T>(key: string) => new Promise<T>((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`the platform process exited (${code})`));
     const onMessage = (message: Record<string, unknown>) => {

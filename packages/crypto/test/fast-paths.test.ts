@@ -291,6 +291,16 @@ describe('payload opening without copies', () => {
         }
         out.push(...opener.push(sealed.subarray(offset)), opener.finish());
         assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
+        // Pieces handed over (`owned`, as received from the network): kept as views, chunks opened across them.
+        const owning = new PayloadOpener(key, aad);
+        const owned: Uint8Array[] = [];
+        let at = 0;
+        for (const cut of [...cuts, sealed.length]) {
+          owned.push(...owning.push(sealed.subarray(at, at + cut), { owned: true }));
+          at = Math.min(sealed.length, at + cut);
+        }
+        owned.push(owning.finish());
+        assert.deepEqual(new Uint8Array(Buffer.concat(owned)), plaintext);
       }),
       { numRuns: 30 },
     );

@@ -380,7 +380,8 @@ export class DoctorClient {
         opener = this.reader.decryptStream(pre.openConvertedHeader(event.header));
         recordId = event.recordId;
       } else if (event.kind === 'payload') {
-        for (const bytes of opener!.push(event.bytes)) yield { recordId, bytes, end: false };
+        // The payload pieces are views of received bytes nothing writes into again: the opener keeps them, uncopied.
+        for (const bytes of opener!.push(event.bytes, { owned: true })) yield { recordId, bytes, end: false };
       } else {
         yield { recordId, bytes: opener!.finish(), end: true };
       }
