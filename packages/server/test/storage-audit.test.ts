@@ -395,3 +395,25 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /--url: not a URL/);
 });
+
+test('a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row\'s bytes fails the audit for that record', async () => {
+  const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+  const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
+  const resource = { resourceType: 'Observation', id: 'large-audited', status: 'final', code: { text: 'large' }, subject: { reference: `Patient/${fhirId}` }, note: [{ text: text.slice(0, 1_000_000) }, { text: text.slice(1_000_000) }] };
+  await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
+  await cast.platform.ledger.flush();
+  const all = await verifiedInventory(ledger, trust);
+  const large = all.find((r) => !inventory.some((known) => known.hash === r.hash))!;
+  const { recordId } = await storedRecord(large.hash);
+  const [first] = (await db.query<{ bytes: Uint8Array }>('SELECT bytes FROM cloud_record_chunks WHERE record_id = $1 AND seq = 0', [recordId])).rows;
+  assert.ok(first !== undefined && first.bytes.length === 1024 * 1024, 'the record is stored in chunk rows');
+  assert.equal((await auditStorage(auditor, [large], { report: false })).ok, true, 'an honest cloud passes');
+  await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, new Uint8Array(randomBytes(first.bytes.length))]);
+  try {
+    const result = await auditStorage(auditor, [large], { report: false });
+    assert.equal(result.ok, false);
+    assert.deepEqual(result.failing.map((f) => f.hash), [large.hash]);
+  } finally {
+    await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, first.bytes]);
+  }
+});

@@ -10,6 +10,7 @@ import { AccessDeniedError, curve, IntegrityError, MalformedInputError, por } fr
 import { migrate, type Database, type Queryable } from '@medshare/db';
 import type { AuditLog, StorageCommitment } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
+import { WHOLE_CIPHERTEXT_SQL } from '../cloud/record-payloads.ts';
 import { STORAGE_CLOUD_MIGRATIONS } from './migrations.ts';
 import { storageName, type RecordStorageTags } from './tagger.ts';
 import { challengeDigest, type WireChallenge, fromWire } from './wire.ts';
@@ -131,7 +132,7 @@ export class StorageAuditCloud {
     for (const s of samples) blocksOf.set(s.file, [...(blocksOf.get(s.file) ?? []), s.block]);
     const hashes = [...blocksOf.keys()].map((i) => wire.files[i]!.hash);
     const rows = await this.db.query<{ record_hash: string; tags: Uint8Array; ciphertext: Uint8Array }>(
-      `SELECT t.record_hash, t.tags, r.ciphertext FROM storage_tags t JOIN cloud_records r ON r.record_id = t.record_id
+      `SELECT t.record_hash, t.tags, ${WHOLE_CIPHERTEXT_SQL} AS ciphertext FROM storage_tags t JOIN cloud_records r ON r.record_id = t.record_id
        WHERE t.record_hash = ANY($1::text[])`,
       [hashes],
     );
