@@ -3,12 +3,14 @@
  * registration, gateway upload of a whole Synthea bundle (atomic, idempotent), delegation, conversion on read,
  * refusal, revocation, emergency access, the access log and the ledger.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient } from '../src/index.ts';
+import { uploadBody } from '../src/gateway/cloud-api.ts';
+import { taggedRecordId } from '../src/record-id.ts';
 import { CATEGORIES, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -416,6 +418,18 @@ for (const { label, db } of databases) {
             for (const c of chunks) await tx.query('INSERT INTO cloud_record_chunks (record_id, seq, bytes) VALUES ($1, $2, $3)', [recordId, c.seq, c.bytes]);
           });
         }
+      });
+
+      test('a large upload that is not a record ciphertext is refused with a clear 400, and nothing is stored', async () => {
+        const recordId = taggedRecordId('st-marys', ['hostile-large-upload']);
+        const garbage = new Uint8Array(randomBytes(1024 * 1024 + 4096));
+        const response = await sessionFetch(cast.gateway.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/uploads`), {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(uploadBody([{ recordId, category: 'lab', ciphertext: garbage }], [])),
+        });
+        assert.equal(response.status, 400);
+        assert.match(((await response.json()) as { detail: string }).detail, new RegExp(`record ${recordId} is not a record ciphertext`));
+        assert.equal((await db.query('SELECT 1 FROM cloud_records WHERE record_id = $1', [recordId])).rows.length, 0);
+        assert.equal((await chunkRows(recordId)).length, 0);
       });
 
       test('a chunk insert that fails mid-upload rolls the whole upload back: no half record, and the retry stores it', async () => {
