@@ -7,6 +7,7 @@
  * with the HL7 v3 ObservationValue codes of the operations applied.
  */
 /// <reference types="fhir" />
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
 import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
@@ -77,11 +78,14 @@ export class Deidentifier {
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
   /** The rules in one walk per resource, when the configuration allows it (rule-walk.ts). */
   private readonly ruleWalk: RuleWalk | undefined;
+  /** `cryptoHashKey` as a key object, made once (createHmac converts a string key on every call). */
+  private readonly hashKey: KeyObject;
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
+    this.hashKey = createSecretKey(Buffer.from(config.parameters.cryptoHashKey, 'utf8'));
     this.ruleWalk = config.singlePass ? compileWalk(config.rules, { quantityAgesAsAges: config.parameters.quantityAgesAsAges }) : undefined;
-    const key = config.parameters.cryptoHashKey;
+    const key = this.hashKey;
     // A resource's id recurs in its fullUrl and in every reference to it: each id is hashed once.
     const ids = new Map<string, string>();
     this.keepFormHash = (id) => {
@@ -278,7 +282,12 @@ export class Deidentifier {
    */
   private hash(node: Leaf, value: string): string {
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
-    const form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    let form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    if (this.config.parameters.cryptoHashKeepsForm) {
+      // A plain value is an id, whose cache keepFormHash is; a fullUrl hashes as a reference does (its id part), so they share one cache.
+      if (form === 'value') return this.keepFormHash(value);
+      if (form === 'fullUrl') form = 'reference';
+    }
     const cache = this.hashes[form];
     let hashed = cache.get(value);
     if (hashed === undefined) {
@@ -290,14 +299,14 @@ export class Deidentifier {
   }
 
   private hashUncached(form: HashForm, value: string): string {
-    const key = this.config.parameters.cryptoHashKey;
+    const key = this.hashKey;
     if (!this.config.parameters.cryptoHashKeepsForm) return form === 'reference' ? cryptoHashReference(value, key) : cryptoHash(value, key);
     const hash = this.keepFormHash;
     if (form === 'request') {
       const path = value.split('?')[0] ?? '';
       return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
     }
-    return form === 'reference' || form === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
+    return cryptoHashReference(value, key, hash);
   }
 
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */

@@ -7,12 +7,16 @@
  * (NIST SP 800-38D) under a key derived by HKDF-SHA256 (RFC 5869) from `encryptKey`, so ciphertexts
  * are authenticated and any key length is accepted. Output: base64(iv(12) || ciphertext || tag(16)).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 import { RESOURCE_TYPES } from './native-paths.ts';
 
-/** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. (The engine keeps the results it reuses, per instance.) */
-export function cryptoHash(value: string, key: string): string {
+/**
+ * HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. (The engine keeps the
+ * results it reuses, per instance, and passes its key as a KeyObject made once: a string key is
+ * converted to bytes on every call.)
+ */
+export function cryptoHash(value: string, key: string | KeyObject): string {
   return createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
@@ -30,7 +34,7 @@ const LITERAL_REFERENCES = [
  * the same rule hashes) is hashed, so references stay resolvable; anything else is hashed whole.
  * `hash` is the id transformation (cryptoHash by default).
  */
-export function cryptoHashReference(reference: string, key: string, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
+export function cryptoHashReference(reference: string, key: string | KeyObject, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
   if (reference.startsWith('#')) return `#${hash(reference.slice(1))}`;
   // Only the pattern its scheme can match is tried (the first one is an alternation of every resource type).
   const pattern = reference.startsWith('urn:uuid:') ? LITERAL_REFERENCES[2]! : reference.startsWith('urn:oid:') ? LITERAL_REFERENCES[1]! : LITERAL_REFERENCES[0]!;
@@ -47,7 +51,7 @@ const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
  * fullUrls stay valid and match the hashed ids and references of the same Bundle; any other
  * value hashes to the hex HMAC.
  */
-export function formKeepingHash(value: string, key: string): string {
+export function formKeepingHash(value: string, key: string | KeyObject): string {
   const hex = cryptoHash(value, key);
   if (!UUID.test(value)) return hex;
   const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
