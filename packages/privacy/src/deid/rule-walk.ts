@@ -108,12 +108,23 @@ interface RootBranch {
   typeName: string | undefined;
 }
 
-/** The branches that start at elements of each type, for one resource type (those whose rule applies to it). */
+/** The branches that start at elements of one type, for one resource type (those whose rule applies to it). */
+interface Start {
+  branches: readonly Branch[];
+  /**
+   * When no branch has a `where` step before its first member step, what they give an element
+   * under no rule to which no inherited path applies, whatever its value: its rule order and the
+   * progress its children inherit, made once (most elements are in this case).
+   */
+  fixed: { order: number; carry: Progress[] } | undefined;
+}
+
+/** The starts of one resource type. */
 interface Starts {
   /** By child type id, for an element of its child type's own type; null: none. Filled on first use. */
-  byChildType: (readonly Branch[] | null | undefined)[];
+  byChildType: (Start | null | undefined)[];
   /** By type name (a Quantity in years walked as an Age). */
-  byName: Map<string, readonly Branch[] | null>;
+  byName: Map<string, Start | null>;
 }
 
 const ELEMENT_TYPES = childTypes('Element');
@@ -167,21 +178,30 @@ class CompiledWalk implements RuleWalk {
   }
 
   /** The branches that start at an element of `type` (its child type's own, or Age for a Quantity in years). */
-  private startsAt(type: string, info: ChildType): readonly Branch[] | null {
+  private startsAt(type: string, info: ChildType): Start | null {
     const starts = this.current;
     if (type === info.type) {
-      let list = starts.byChildType[info.id];
-      if (list === undefined) starts.byChildType[info.id] = list = this.startsOfType(type);
-      return list;
+      let start = starts.byChildType[info.id];
+      if (start === undefined) starts.byChildType[info.id] = start = this.startOfType(type);
+      return start;
     }
-    let list = starts.byName.get(type);
-    if (list === undefined) starts.byName.set(type, (list = this.startsOfType(type)));
-    return list;
+    let start = starts.byName.get(type);
+    if (start === undefined) starts.byName.set(type, (start = this.startOfType(type)));
+    return start;
   }
 
-  private startsOfType(type: string): readonly Branch[] | null {
-    const list = this.byType.get(type)?.filter((branch) => applies(branch, this.resourceType));
-    return list && list.length > 0 ? list : null;
+  private startOfType(type: string): Start | null {
+    const branches = this.byType.get(type)?.filter((branch) => applies(branch, this.resourceType));
+    if (!branches || branches.length === 0) return null;
+    if (branches.some((branch) => branch.steps.length > 0 && !('member' in branch.steps[0]!))) return { branches, fixed: undefined };
+    let order = NONE;
+    const carry: Progress[] = [];
+    for (const branch of branches) {
+      const result = advance(branch, 0, undefined, order);
+      if (result < 0) carry.push({ branch, position: -1 - result });
+      else if (result < order) order = result;
+    }
+    return { branches, fixed: { order, carry: carry.length > 0 ? carry : NO_PROGRESS } };
   }
 
   private element(object: JsonObject, hasParts: boolean, key: string, index: number | null, item: unknown, info: ChildType, parentType: string, parentKey: string, inherited: Progress[], ruleOrder: number): void {
@@ -202,16 +222,20 @@ class CompiledWalk implements RuleWalk {
       if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
       else if (result < order) order = result;
     }
-    const starting = this.startsAt(type, info);
-    if (starting !== null) {
-      for (let i = 0; i < starting.length; i++) {
-        const branch = starting[i]!;
-        const result = advance(branch, 0, item, order);
-        if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
-        else if (result < order) order = result;
+    const start = this.startsAt(type, info);
+    let progress: Progress[];
+    // Nothing inherited applies here: the branches starting here give what was worked out for their type.
+    if (start !== null && start.fixed && carry === undefined && order === NONE) ({ order, carry: progress } = start.fixed);
+    else {
+      if (start !== null) {
+        for (const branch of start.branches) {
+          const result = advance(branch, 0, item, order);
+          if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
+          else if (result < order) order = result;
+        }
       }
+      progress = carry ?? NO_PROGRESS;
     }
-    const progress = carry ?? NO_PROGRESS;
     if (item !== null && typeof item === 'object') {
       this.visit(item as JsonObject, info.nextTypes, type, key, progress, order);
       return;
@@ -235,6 +259,10 @@ class CompiledWalk implements RuleWalk {
     if (part) this.visit(part, ELEMENT_TYPES, type, key, progress, order);
   }
 
+  private lonePart(object: JsonObject, key: string, types: ChildTypes, type: string, objectKey: string, inherited: Progress[], ruleOrder: number): void {
+    eachLonePart(object, key, (base, i) => this.element(object, true, base, i, undefined, types.get(base), type, objectKey, inherited, ruleOrder));
+  }
+
   // The same traversal, key order and JSON normalisation as indexResource (native-paths.ts).
   private visit(object: JsonObject, types: ChildTypes, type: string, objectKey: string, inherited: Progress[], ruleOrder: number): void {
     // (for-in, not Object.keys: no array allocated per object.) Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
@@ -251,7 +279,7 @@ class CompiledWalk implements RuleWalk {
       if (key === 'resourceType') continue;
       let value = object[key];
       if (key.charCodeAt(0) === 95 /* _ */) {
-        eachLonePart(object, key, (base, i) => this.element(object, true, base, i, undefined, types.get(base), type, objectKey, inherited, ruleOrder));
+        this.lonePart(object, key, types, type, objectKey, inherited, ruleOrder);
         continue;
       }
       if (value === null || value === undefined) {
