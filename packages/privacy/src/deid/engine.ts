@@ -524,9 +524,13 @@ function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
   let security = metaObject['security'];
   if (!Array.isArray(security)) metaObject['security'] = security = [];
   const list = security as unknown[];
-  const present = (code: string) => list.some((s) => s !== null && typeof s === 'object' && String((s as JsonObject)['code']).toLowerCase() === code.toLowerCase());
-  for (const code of LABEL_ORDER) if (labels.has(code) && !present(code)) list.push({ ...LABELS[code] });
+  // The codes there before (the labels added here differ from one another); most resources have none.
+  let present: Set<string> | undefined;
+  for (const s of list) if (s !== null && typeof s === 'object') (present ??= new Set()).add(String((s as JsonObject)['code']).toLowerCase());
+  for (const code of LABEL_ORDER) if (labels.has(code) && !present?.has(LOWER_CASE_LABELS[code])) list.push({ ...LABELS[code] });
 }
+
+const LOWER_CASE_LABELS = Object.fromEntries(LABEL_ORDER.map((code) => [code, code.toLowerCase()])) as Record<Label, string>;
 
 function partialZip(zip: string, restricted: string[]): string {
   if (restricted.some((area) => zip.startsWith(area))) return zip.replace(/\d/g, '0');
