@@ -225,18 +225,39 @@ function flatName(word: string): string {
 /** A detector: its kind, its [start, end) spans in a text, and its guard. */
 type Detector = [PhiKind, (text: string) => Iterable<[number, number]>, Guard];
 
-function* spans(text: string, pattern: RegExp): Generator<[number, number]> {
-  for (const match of text.matchAll(pattern)) {
-    if (match.indices) {
-      // The first capture group that took part is the identifier; the rest of the match (its label) stays.
-      const group = match.indices.slice(1).find((g) => g !== undefined);
-      if (group) {
-        yield group;
-        continue;
+/**
+ * The matches of a global pattern, as `text.matchAll(pattern)` gives them, collected at once: an
+ * exec loop on the pattern itself, its lastIndex put back after (matchAll clones the pattern, a
+ * new RegExp object per text and detector).
+ */
+function spans(text: string, pattern: RegExp): [number, number][] {
+  if (!pattern.global) throw new TypeError('a detector pattern must be global (flag g)');
+  const saved = pattern.lastIndex;
+  const found: [number, number][] = [];
+  try {
+    for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
+      if (match[0] === '') pattern.lastIndex = advanceStringIndex(text, pattern.lastIndex, pattern.unicode);
+      if (match.indices) {
+        // The first capture group that took part is the identifier; the rest of the match (its label) stays.
+        const group = match.indices.slice(1).find((g) => g !== undefined);
+        if (group) {
+          found.push(group);
+          continue;
+        }
       }
+      found.push([match.index, match.index + match[0].length]);
     }
-    yield [match.index, match.index + match[0].length];
+  } finally {
+    pattern.lastIndex = saved;
   }
+  return found;
+}
+
+/** ECMA-262 AdvanceStringIndex: past an empty match, by one code point under the `u` flag. */
+function advanceStringIndex(text: string, index: number, unicode: boolean): number {
+  if (!unicode || index + 1 >= text.length) return index + 1;
+  const c = text.charCodeAt(index);
+  return c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(index + 1) & 0xfc00) === 0xdc00 ? index + 2 : index + 1;
 }
 
 function matcherDetector(matcher: NameMatcher): Detector {
