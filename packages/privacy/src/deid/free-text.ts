@@ -244,7 +244,7 @@ function dictionaryMatches(text: string, dictionary: NameDictionary): [number, n
       const end = words[i + n - 1]!.end;
       const term = text.slice(start, end);
       // O'Reilly and McDonald are listed as Oreilly and Mcdonald.
-      if (dictionary.words.has(term) || (n === 1 && /['’]|\p{Ll}\p{Lu}/u.test(term) && dictionary.words.has(flatName(term)))) {
+      if (dictionary.words.has(term) || (n === 1 && APOSTROPHE_OR_INNER_CAPITAL.test(term) && dictionary.words.has(flatName(term)))) {
         found.push([start, end]);
         i += n - 1;
         break;
@@ -253,6 +253,8 @@ function dictionaryMatches(text: string, dictionary: NameDictionary): [number, n
   }
   return found;
 }
+
+const APOSTROPHE_OR_INNER_CAPITAL = /['’]|\p{Ll}\p{Lu}/u;
 
 /** The capitalised words of the text last looked up: the name and city dictionaries scan the same text one after the other. */
 let lastWords: { text: string; words: { start: number; end: number }[] } | undefined;
