@@ -79,6 +79,22 @@ test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the i
   assert.equal(cryptoHashReference('#contained-1', 'key'), `#${cryptoHash('contained-1', 'key')}`);
 });
 
+test('urn:uuid references are read as the reference pattern reads them: a UUID id is hashed, anything else whole (random near-UUIDs)', () => {
+  const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+  const char = fc.oneof({ arbitrary: fc.constantFrom('0', '9', 'a', 'f', 'A', 'F'), weight: 40 }, { arbitrary: fc.constantFrom('g', 'G', '-', '/', '\n', 'é'), weight: 1 });
+  const nearUuid = fc.tuple(fc.array(char, { minLength: 35, maxLength: 37 }), fc.boolean()).map(([c, shaped]) => {
+    if (shaped) for (const at of [8, 13, 18, 23]) if (at < c.length) c[at] = '-';
+    return c.join('');
+  });
+  // Both sides are drawn: UUIDs and strings that miss by one character, one length or one hyphen.
+  const drawn = fc.sample(nearUuid, { numRuns: 500, seed: 1 });
+  assert.ok(drawn.some((id) => UUID.test(id)) && drawn.some((id) => !UUID.test(id)));
+  fc.assert(fc.property(nearUuid, (id) => {
+    const expected = UUID.test(id) ? `urn:uuid:${cryptoHash(id, 'k')}` : cryptoHash(`urn:uuid:${id}`, 'k');
+    assert.equal(cryptoHashReference(`urn:uuid:${id}`, 'k'), expected);
+  }), { numRuns: 3000 });
+});
+
 test('encrypt round-trips, is randomised, and detects tampering and wrong keys', () => {
   const a = encryptValue('Jane Doe', 'secret');
   assert.notEqual(a, encryptValue('Jane Doe', 'secret'));
