@@ -540,9 +540,9 @@ function partialZip(zip: string, restricted: string[]): string {
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
 function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = NO_NAMES, scope: TextScope = 'all'): string {
-  // A base64 attachment's contentType is its sibling.
-  const contentType = leaf.parent['contentType'];
-  if (leaf.key === 'data' && typeof contentType === 'string') {
+  // A base64 attachment's contentType is its sibling (read for `data` only).
+  const contentType = leaf.key === 'data' ? leaf.parent['contentType'] : undefined;
+  if (typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule
     // A note is often attached twice (DocumentReference.content and DiagnosticReport.presentedForm): the base64 text is cached too.
     return cachedScrubBase64(value, names);

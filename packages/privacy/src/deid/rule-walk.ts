@@ -181,8 +181,13 @@ class CompiledWalk implements RuleWalk {
   private startsAt(type: string, info: ChildType): Start | null {
     const starts = this.current;
     if (type === info.type) {
-      let start = starts.byChildType[info.id];
-      if (start === undefined) starts.byChildType[info.id] = start = this.startOfType(type);
+      const table = starts.byChildType;
+      let start = table[info.id];
+      if (start === undefined) {
+        // Filled up to the id, not written past the end: a sparse array would turn into a slower dictionary.
+        while (table.length <= info.id) table.push(undefined);
+        table[info.id] = start = this.startOfType(type);
+      }
       return start;
     }
     let start = starts.byName.get(type);
