@@ -32,10 +32,23 @@ export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' |
 }
 
 /** True when a date (possibly partial) lies more than 89 years before `now`: it indicates an age over 89. */
-export function indicatesAgeOver89(value: string, now = new Date()): boolean {
+export function indicatesAgeOver89(value: string, now = today()): boolean {
   const parts = dateParts(value);
   return parts !== undefined && overAgeLimit(parts, now);
 }
+
+/** The current time as a Date made once per UTC day (the age rule reads only the date), not per value. */
+function today(): Date {
+  const now = Date.now();
+  if (current === undefined || now < current.start || now >= current.start + DAY) {
+    const date = new Date(now);
+    current = { date, start: Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()) };
+  }
+  return current.date;
+}
+
+const DAY = 86_400_000;
+let current: { date: Date; start: number } | undefined;
 
 /** The year, month and day of a value's leading `YYYY[-MM[-DD]]` (month and day undefined when absent), or `undefined`. */
 interface DateParts {
@@ -75,7 +88,7 @@ function overAgeLimit({ year, month = 1, day = 1 }: DateParts, now: Date): boole
  * Partial redaction of a date: its year, or `undefined` (remove) when the date is unparseable
  * or indicates an age over 89.
  */
-export function partialDate(value: string, now = new Date()): string | undefined {
+export function partialDate(value: string, now = today()): string | undefined {
   const parts = dateParts(value);
   if (!parts || overAgeLimit(parts, now)) return undefined;
   return value.slice(0, 4);
@@ -86,7 +99,7 @@ export function partialDate(value: string, now = new Date()): string | undefined
  * 00:00:00. Returns `undefined` when the value has no day (partial) or indicates an age over 89:
  * the caller then redacts it, as the reference tool does.
  */
-export function shiftDate(value: string, offsetDays: number, now = new Date()): string | undefined {
+export function shiftDate(value: string, offsetDays: number, now = today()): string | undefined {
   const parts = dateParts(value);
   if (!parts || parts.day === undefined || overAgeLimit(parts, now)) return undefined;
   const shifted = new Date(Date.UTC(parts.year, parts.month! - 1, parts.day + offsetDays));

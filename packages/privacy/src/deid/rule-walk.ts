@@ -224,7 +224,7 @@ class CompiledWalk implements RuleWalk {
       const member = (branch.steps[position] as { member: string }).member;
       if (key !== member && !isChoiceOf(key, member)) continue;
       const result = advance(branch, position + 1, item, order);
-      if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
+      if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
       else if (result < order) order = result;
     }
     const start = this.startsAt(type, info);
@@ -235,7 +235,7 @@ class CompiledWalk implements RuleWalk {
       if (start !== null) {
         for (const branch of start.branches) {
           const result = advance(branch, 0, item, order);
-          if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
+          if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
           else if (result < order) order = result;
         }
       }
@@ -311,6 +311,13 @@ class CompiledWalk implements RuleWalk {
       } else this.element(object, hasParts, key, null, value, info, type, objectKey, inherited, ruleOrder);
     }
   }
+}
+
+/** Adds a progress to a carry, made for its first entry (one or two, mostly; a `[]` pushed to reserves seventeen slots). */
+function withProgress(carry: Progress[] | undefined, progress: Progress): Progress[] {
+  if (carry === undefined) return [progress];
+  carry.push(progress);
+  return carry;
 }
 
 function applies(branch: Branch, resourceType: string): boolean {
