@@ -11,7 +11,7 @@
  * then start new sub-indexes under fresh keys that only the remaining delegations convert.
  */
 import { ConflictError, MalformedInputError, pre, sse } from '@medshare/crypto';
-import type { Database, Queryable } from '@medshare/db';
+import { insertMany, type Database, type Queryable } from '@medshare/db';
 
 /** One sub-index's part of an upload: its new rows and state, and (when it is new) its key capsule. */
 export interface IndexWrite {
@@ -159,13 +159,7 @@ export class SearchStore {
       } else {
         await tx.query('UPDATE cloud_index_writers SET state = $6, version = version + 1 WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5', [...key, write.state]);
       }
-      // One INSERT per 2,000 rows (4 parameters each).
-      for (let i = 0; i < rows.length; i += 2000) {
-        const chunk = rows.slice(i, i + 2000);
-        const params: unknown[] = [];
-        const tuples = chunk.map((r, j) => { params.push(r.label, patient, write.category, r.value); return `($${4 * j + 1}, $${4 * j + 2}, $${4 * j + 3}, $${4 * j + 4})`; });
-        await tx.query(`INSERT INTO cloud_index_rows (label, patient, category, value) VALUES ${tuples.join(', ')}`, params);
-      }
+      await insertMany(tx, 'cloud_index_rows (label, patient, category, value)', rows.map((r) => [r.label, patient, write.category, r.value]));
     }
   }
 

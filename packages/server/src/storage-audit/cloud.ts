@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { AccessDeniedError, curve, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
-import { migrate, type Database, type Queryable } from '@medshare/db';
+import { insertMany, migrate, type Database, type Queryable } from '@medshare/db';
 import type { AuditLog, StorageCommitment } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { STORAGE_CLOUD_MIGRATIONS } from './migrations.ts';
@@ -107,12 +107,13 @@ export class StorageAuditCloud {
     return checked;
   }
 
-  /** Stores a new record's checked tags, inside the upload's transaction. */
-  async storeTags(tx: Queryable, recordId: string, tags: CheckedTags): Promise<void> {
-    await tx.query(
-      'INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-      [tags.recordHash, recordId, tags.keyId, tags.commitment.blocks, tags.tags],
-    );
+  /** Stores new records' checked tags (those that carry tags), inside the upload's transaction. */
+  async storeTags(tx: Queryable, added: readonly { recordId: string }[], tags: ReadonlyMap<string, CheckedTags>): Promise<void> {
+    const rows = added.flatMap(({ recordId }) => {
+      const t = tags.get(recordId);
+      return t === undefined ? [] : [[t.recordHash, recordId, t.keyId, t.commitment.blocks, t.tags]];
+    });
+    if (rows.length > 0) await insertMany(tx, 'storage_tags (record_hash, record_id, key_id, blocks, tags)', rows, 'ON CONFLICT DO NOTHING');
   }
 
   /** Every registered key: what an auditor checks proofs with (it checks each id against the key itself). */
