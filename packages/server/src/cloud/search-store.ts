@@ -11,7 +11,7 @@
  * then start new sub-indexes under fresh keys that only the remaining delegations convert.
  */
 import { ConflictError, MalformedInputError, pre, sse } from '@medshare/crypto';
-import { insertMany, type Database, type Queryable } from '@medshare/db';
+import type { Database, Queryable } from '@medshare/db';
 
 /** One sub-index's part of an upload: its new rows and state, and (when it is new) its key capsule. */
 export interface IndexWrite {
@@ -45,6 +45,8 @@ export interface SubIndex {
   emergency?: { capsuleId: string; capsule: Uint8Array; grant: Uint8Array };
 }
 
+/** Index rows per INSERT at upload (two bytea arrays of this many elements). */
+const INDEX_ROWS_PER_STATEMENT = 5_000;
 /** Most rows one search may ask for (one label each). */
 export const MAX_SEARCH_LABELS = 100_000;
 /** Largest sealed state a writer may store. */
@@ -159,7 +161,12 @@ export class SearchStore {
       } else {
         await tx.query('UPDATE cloud_index_writers SET state = $6, version = version + 1 WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5', [...key, write.state]);
       }
-      await insertMany(tx, 'cloud_index_rows (label, patient, category, value)', rows.map((r) => [r.label, patient, write.category, r.value]));
+      // Columns as arrays (unnest), in chunks: a third to a half of multi-row VALUES' CPU time per row on both engines.
+      for (let i = 0; i < rows.length; i += INDEX_ROWS_PER_STATEMENT) {
+        const chunk = rows.slice(i, i + INDEX_ROWS_PER_STATEMENT);
+        await tx.query('INSERT INTO cloud_index_rows (label, patient, category, value) SELECT l, $2, $3, v FROM unnest($1::bytea[], $4::bytea[]) AS x(l, v)',
+          [chunk.map((r) => r.label), patient, write.category, chunk.map((r) => r.value)]);
+      }
     }
   }
 
