@@ -376,6 +376,12 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
  */
 export const defaultConversionWorkers = (engine: 'pglite' | 'postgres'): number => Math.max(1, availableParallelism() - (engine === 'pglite' ? 1 : 0));
 
+/**
+ * The encryption worker count `medshare serve hospital` uses by default (docs/benchmarks.md § Platform): one per
+ * core, since while its gateway encrypts and tags an upload, its event loop only waits for the workers.
+ */
+export const defaultEncryptionWorkers = (): number => Math.max(1, availableParallelism());
+
 /** In-thread conversion for 0 workers, else a started pool. */
 export async function createConverter(workers: number): Promise<Converter> {
   return workers === 0 ? new InThreadConverter() : ConversionPool.start(workers);
