@@ -14,6 +14,7 @@ import * as c from '../src/curve/bls12381.ts';
 import * as scheme from '../src/pre/scheme.ts';
 import { AccessDeniedError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
 import { DEFAULT_POLICY_LIMITS } from '../src/policy/parser.ts';
+import { flatSpanProgram } from '../src/policy/flat.ts';
 import { openPayload, PayloadOpener, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { occurrencesNeeded, policyText } from './arbitraries.ts';
 
@@ -229,6 +230,76 @@ describe('compiled-policy cache', () => {
     assert.throws(() => abe.openHeader(ct, { ...DEFAULT_POLICY_LIMITS, maxLeaves: 2 }), LimitExceededError);
     // The refusal is not cached either: the default limits still accept it.
     assert.equal(abe.openHeader(ct).program.rows.length, 3);
+  });
+});
+
+describe('flat policy compilation', () => {
+  /** The outcome of a compiler: its program, or the class and message of its error. */
+  const outcome = (compile: () => unknown) => {
+    try {
+      return compile();
+    } catch (error) {
+      return `${(error as Error).constructor.name}: ${(error as Error).message}`;
+    }
+  };
+  // Names and values close to the grammar's edges: keywords, threshold words, digits, every word character.
+  const word = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom('role', 'dept', 'of', '_x', 'a.b-c', 'x') },
+    fc.constantFrom('and', 'or', 'AND', 'Or', '3', 'v@h/1+2', '-', ''),
+  );
+  const term = fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(word, word).map(([n, v]) => `${n}:${v}`) },
+    fc.constantFrom('level >= 3', '"q":x', 'a:"b c"', '(a:b)', 'a : b', 'é:x', 'a:b,'),
+  );
+  const flatish = fc.tuple(fc.array(term, { minLength: 1, maxLength: 8 }), fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' and ', ' or ') }, fc.constantFrom(' AND ', '  or ', ' and  '))).map(([terms, joiner]) => terms.join(joiner));
+  const limits = fc.record({
+    maxLength: fc.integer({ min: 1, max: 200 }),
+    maxDepth: fc.integer({ min: 0, max: 3 }),
+    maxChildren: fc.integer({ min: 1, max: 12 }),
+    maxLeaves: fc.integer({ min: 1, max: 12 }),
+    maxOccurrences: fc.integer({ min: 1, max: 3 }),
+  });
+
+  test('compilePolicy (flat path first) and the general compiler give the same program or the same error, on near-flat policies and random limits', () => {
+    let flatTaken = 0;
+    fc.assert(
+      fc.property(fc.oneof(flatish, policyText), fc.oneof(fc.constant(DEFAULT_POLICY_LIMITS), limits), (policy, lim) => {
+        assert.deepStrictEqual(outcome(() => abe.compilePolicy(policy, lim)), outcome(() => abe.compileGeneral(policy, lim)));
+        if (flatSpanProgram(policy, lim) !== undefined) flatTaken++;
+      }),
+      { numRuns: 600 },
+    );
+    // The comparison is not vacuous: the flat path answered a good share of the cases itself.
+    assert.ok(flatTaken > 30, `flat path taken ${flatTaken} times`);
+  });
+
+  test('at every limit the flat path leaves the refusal to the general compiler: the same error, word for word', () => {
+    const cases: Array<[string, Partial<typeof DEFAULT_POLICY_LIMITS>]> = [
+      ['a:b and a:b', { maxOccurrences: 1 }],
+      ['a:b or c:d or a:b or a:b', { maxOccurrences: 2 }],
+      ['a:b and c:d and e:f', { maxChildren: 2 }],
+      ['a:b or c:d or e:f', { maxLeaves: 2 }],
+      ['a:b and c:d', { maxLength: 10 }],
+      ['and:b and c:d', {}],
+      ['a:b or OR:d', {}],
+    ];
+    for (const [policy, limits] of cases) {
+      const lim = { ...DEFAULT_POLICY_LIMITS, ...limits };
+      const general = outcome(() => abe.compileGeneral(policy, lim));
+      assert.match(String(general), /Error: /, policy);
+      assert.equal(outcome(() => abe.compilePolicy(policy, lim)), general, policy);
+    }
+  });
+
+  test('the flat path answers the canonical flat AND and OR of 1 to 256 attributes with the general program', () => {
+    for (const n of [1, 2, 3, 50, 100, 256]) {
+      for (const shape of [' and ', ' or ']) {
+        const policy = Array.from({ length: n }, (_, i) => `attr:f${i % 97}`).join(shape);
+        const flat = flatSpanProgram(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 3 });
+        assert.ok(flat, `${n}${shape}`);
+        assert.deepStrictEqual(flat, abe.compileGeneral(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 3 }));
+      }
+    }
   });
 });
 
