@@ -244,10 +244,7 @@ export class CloudService {
     const storage = this.options.storage;
     if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
     const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, async (tx, record) => {
-      const checked = tags.get(record.recordId);
-      if (checked !== undefined) await storage!.storeTags(tx, record.recordId, checked);
-    });
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, (tx, added) => storage?.storeTags(tx, added, tags) ?? Promise.resolve());
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
     const touched = added.map((r) => {
       const commitment = tags.get(r.recordId)?.commitment;

@@ -5,7 +5,7 @@
  * neither duplicates nor half-applies.
  */
 import { createHash } from 'node:crypto';
-import type { Database, Queryable } from '@medshare/db';
+import { insertMany, type Database, type Queryable } from '@medshare/db';
 import type { RecordStorageTags } from '../storage-audit/tagger.ts';
 import { ChunkedPayload, insertPayloadChunks, storageLayout } from './record-payloads.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
@@ -250,41 +250,37 @@ export class CloudStore {
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
    * first is seen, and one that commits later deletes what this stored). Searchable-index writes of the same
    * upload commit with it or not at all (SearchStore.write: ConflictError on a concurrent write of a sub-index).
-   * `onAdded` runs inside the transaction for each new record (the storage audit stores its tags there).
+   * `onAdded` runs inside the transaction with the new records (the storage audit stores their tags there). Each
+   * table's rows go in multi-row INSERTs.
    */
   async addRecords(
     patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = [],
-    onAdded?: (tx: Queryable, record: NewRecord) => Promise<void>,
+    onAdded?: (tx: Queryable, added: readonly NewRecord[]) => Promise<void>,
   ): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
-      const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
         'SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]?.platform_emergency === true;
       const storedCapsules = new Set<string>();
-      for (const record of records) {
-        const { inline, chunks } = storageLayout(record.recordId, record.ciphertext);
-        const result = await tx.query(
-          `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash, payload_chunks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-           ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
-          [record.recordId, patient, record.category, source, record.ciphertext.length, inline, sha256Name(record.ciphertext), chunks.length],
-        );
-        if (result.rows.length > 0) {
-          await insertPayloadChunks(tx, record.recordId, chunks);
-          added.push(record);
-          await onAdded?.(tx, record);
-        }
-        if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
-        const { capsuleId, grant } = record.emergency;
-        if (!storedCapsules.has(capsuleId)) {
-          const capsule = capsules.find((c) => c.capsuleId === capsuleId)!;
-          await tx.query(
-            'INSERT INTO cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule) VALUES ($1, $2, $3, $4, $5, $6)',
-            [capsuleId, patient, capsule.category, source, capsule.policy, capsule.capsule],
-          );
-          storedCapsules.add(capsuleId);
-        }
-        await tx.query('INSERT INTO cloud_emergency_grants (record_id, capsule_id, emergency_grant) VALUES ($1, $2, $3)', [record.recordId, capsuleId, grant]);
+      // A large payload's row keeps its header; the rest goes to 1 MiB chunk rows (record-payloads.ts).
+      const layouts = records.map((r) => storageLayout(r.recordId, r.ciphertext));
+      const inserted = new Set((await insertMany<{ record_id: string }>(tx, 'cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash, payload_chunks)',
+        records.map((r, i) => [r.recordId, patient, r.category, source, r.ciphertext.length, layouts[i]!.inline, sha256Name(r.ciphertext), layouts[i]!.chunks.length]),
+        'ON CONFLICT (record_id) DO NOTHING RETURNING record_id')).map((row) => row.record_id));
+      // A record id twice in one upload is stored once, as the first of them.
+      const added: NewRecord[] = [];
+      for (const [i, r] of records.entries()) {
+        if (!inserted.delete(r.recordId)) continue;
+        await insertPayloadChunks(tx, r.recordId, layouts[i]!.chunks);
+        added.push(r);
       }
+      if (added.length > 0) await onAdded?.(tx, added);
+      const granted = consent ? added.filter((r) => r.emergency !== undefined) : [];
+      const newCapsules = capsules.filter((c, i) => capsules.findIndex((d) => d.capsuleId === c.capsuleId) === i && granted.some((r) => r.emergency!.capsuleId === c.capsuleId));
+      if (newCapsules.length > 0) {
+        await insertMany(tx, 'cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule)', newCapsules.map((c) => [c.capsuleId, patient, c.category, source, c.policy, c.capsule]));
+        for (const c of newCapsules) storedCapsules.add(c.capsuleId);
+      }
+      if (granted.length > 0) await insertMany(tx, 'cloud_emergency_grants (record_id, capsule_id, emergency_grant)', granted.map((r) => [r.recordId, r.emergency!.capsuleId, r.emergency!.grant]));
       if (index.length > 0) await this.search.write(tx, patient, source, index, new Set(added.map((r) => r.recordId)), storedCapsules);
       return added;
     });
