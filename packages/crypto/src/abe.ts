@@ -211,7 +211,7 @@ export function encrypt(publicKey: PublicKey, policy: string, plaintext: Uint8Ar
   const digest = headerDigest(header);
   const sealer = new PayloadSealer(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest);
   // The header and the sealed chunks joined once (sealPayload would join the chunks, and this the payload again).
-  return concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
+  return concatBytes([header, ...sealer.end(plaintext)]);
 }
 
 /**

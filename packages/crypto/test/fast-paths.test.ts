@@ -12,10 +12,10 @@ import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
 import * as c from '../src/curve/bls12381.ts';
 import * as scheme from '../src/pre/scheme.ts';
-import { AccessDeniedError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
+import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
 import { DEFAULT_POLICY_LIMITS } from '../src/policy/parser.ts';
 import { flatSpanProgram } from '../src/policy/flat.ts';
-import { openPayload, PayloadOpener, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
+import { CHUNK_BYTES, openPayload, PayloadOpener, PayloadSealer, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { occurrencesNeeded, policyText } from './arbitraries.ts';
 
 let ta: ReturnType<typeof abe.setup>;
@@ -304,6 +304,44 @@ describe('flat policy compilation', () => {
 });
 
 describe('payload opening without copies', () => {
+  test('end() seals and opens in place exactly what push() in random pieces and finish() do, whatever came before', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const aad = new Uint8Array(randomBytes(32));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 * CHUNK_BYTES + 1 }), fc.array(fc.integer({ min: 1, max: 2 * CHUNK_BYTES }), { maxLength: 6 }), (size, cuts) => {
+        const plaintext = new Uint8Array(randomBytes(size));
+        const streamed = new PayloadSealer(key, aad);
+        const pieces: Uint8Array[] = [];
+        let offset = 0;
+        for (const cut of cuts) {
+          pieces.push(...streamed.push(plaintext.subarray(offset, offset + cut)));
+          offset = Math.min(size, offset + cut);
+        }
+        pieces.push(...streamed.push(plaintext.subarray(offset)), ...streamed.finish());
+        const sealed = Buffer.concat(new PayloadSealer(key, aad).end(plaintext));
+        assert.deepEqual(Buffer.concat(pieces), sealed);
+        // end() after some pushes (a streaming writer's last piece) seals the same bytes too.
+        const half = new PayloadSealer(key, aad);
+        const cut = Math.floor(size / 2);
+        assert.deepEqual(Buffer.concat([...half.push(plaintext.subarray(0, cut)), ...half.end(plaintext.subarray(cut))]), sealed);
+        assert.deepEqual(Buffer.concat(new PayloadOpener(key, aad).end(sealed)), Buffer.from(plaintext));
+        const opener = new PayloadOpener(key, aad);
+        assert.deepEqual(Buffer.concat([...opener.push(sealed.subarray(0, cut)), ...opener.end(sealed.subarray(cut))]), Buffer.from(plaintext));
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  test('end() refuses a payload cut anywhere or extended, as push() and finish() do', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const aad = new Uint8Array(randomBytes(32));
+    const sealed = sealPayload(key, aad, new Uint8Array(randomBytes(2 * CHUNK_BYTES + 10)));
+    for (const length of [0, 15, SEALED_CHUNK_BYTES, SEALED_CHUNK_BYTES + 15, 2 * SEALED_CHUNK_BYTES, sealed.length - 1]) {
+      assert.throws(() => new PayloadOpener(key, aad).end(sealed.subarray(0, length)), IntegrityError, `cut to ${length}`);
+    }
+    assert.throws(() => new PayloadOpener(key, aad).end(Buffer.concat([sealed, new Uint8Array(1)])), IntegrityError);
+  });
+
   test('opening in random pieces (full chunks in place, partial ones buffered) equals the one-shot opening', () => {
     const key = new Uint8Array(randomBytes(32));
     const aad = new Uint8Array(randomBytes(32));
@@ -324,6 +362,16 @@ describe('payload opening without copies', () => {
         }
         out.push(...opener.push(sealed.subarray(offset)), opener.finish());
         assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
+        // Pieces handed over (`owned`, as received from the network): kept as views, chunks opened across them.
+        const owning = new PayloadOpener(key, aad);
+        const owned: Uint8Array[] = [];
+        let at = 0;
+        for (const cut of [...cuts, sealed.length]) {
+          owned.push(...owning.push(sealed.subarray(at, at + cut), { owned: true }));
+          at = Math.min(sealed.length, at + cut);
+        }
+        owned.push(owning.finish());
+        assert.deepEqual(new Uint8Array(Buffer.concat(owned)), plaintext);
       }),
       { numRuns: 30 },
     );
