@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { Deidentifier, findPhi, profileConfig, type NameMatcher } from '../src/index.ts';
+import { EARLY_MILITARY, startSpans, UNIT_WORD_START } from '../src/deid/free-text.ts';
 import { readPresidioSamples, readSentences } from './phi-eval.ts';
 
 /**
@@ -111,3 +113,23 @@ const PINNED: Record<string, string> = {
   'random builtin': '0b46a832324ade58',
   'random terminology': 'bde9673d85aee553',
 };
+
+test('free-text equivalence: the unit-word start class is every character the iu pattern folds to its first letters, and the start scan finds what the pattern finds', () => {
+  const firsts = /^[pucasf]$/iu;
+  const inClass = /^[PpUuCcAaSsFf\u017f]$/;
+  for (let c = 0; c <= 0x10ffff; c++) {
+    if (c >= 0xd800 && c <= 0xdfff) continue;
+    const ch = String.fromCodePoint(c);
+    assert.equal(inClass.test(ch), firsts.test(ch), `U+${c.toString(16)}`);
+  }
+  const pattern = EARLY_MILITARY;
+  const own = (t: string) => [...t.matchAll(pattern)].map((m) => [m.index, m.index + m[0].length]);
+  fc.assert(
+    fc.property(fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 3 }), fc.nat({ max: 99999 }).map(String)), { maxLength: 20 }), fc.constantFrom(' ', '', ', ', '\n'), (parts, sep) => {
+      const t = parts.join(sep);
+      assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
+    }),
+    { numRuns: 3000 },
+  );
+  for (const t of [...randomTexts(4000, 16), ...readPresidioSamples().map((s) => s.text), ...fixtureStrings()]) assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
+});

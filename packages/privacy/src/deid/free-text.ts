@@ -63,6 +63,12 @@ function countDigits(text: string): number {
 type Pattern = [PhiKind, RegExp, Guard];
 
 const DIGIT_DOT_DIGIT = /\d\.\d/;
+/**
+ * Where a match of the military-address and unit pattern can start: one of its first words, any
+ * case, ſ folding to s as under its `iu` flags. A case-sensitive scan for these is about 7x
+ * cheaper than the pattern's own scan under `iu` (free-text-equivalence.test.ts proves the class).
+ */
+export const UNIT_WORD_START = /[Pp][Ss\u017f][Cc]|[Uu][Nn][Ii][Tt]|[Cc][Mm][Rr]|[Uu][Ss\u017f]|[Aa][Pp][Tt]|[Aa][Pp][Aa]|[Ss\u017f][Uu][Ii][Tt][Ee]|[Ss\u017f][Tt][Ee]|[Ff][Ll][Aa][Tt]/g;
 
 /** Detectors that run before the dictionaries (so that "May 5, 1978" is a date, not a name). */
 const EARLY_PATTERNS: Pattern[] = [
@@ -335,7 +341,35 @@ function matcherDetector(matcher: Exclude<NameMatcher, ShapeMatcher>): Detector 
   return [matcher.kind ?? 'NAME', (t) => dictionaryMatches(t, matcher), () => true];
 }
 
-const patternDetector = ([kind, pattern, guard]: Pattern): Detector => [kind, (t) => spans(t, pattern), guard];
+/** The military-address and unit pattern (exported for its equivalence test). */
+export const EARLY_MILITARY = EARLY_PATTERNS.at(-2)![1];
+/** Patterns scanned from the places where a match can start (see startSpans), by the pattern. */
+const MATCH_STARTS = new Map<RegExp, RegExp>([[EARLY_MILITARY, UNIT_WORD_START]]);
+const stickyOf = new WeakMap<RegExp, RegExp>();
+
+/**
+ * The matches of a global pattern found by trying it, sticky, at each place `starts` matches
+ * (overlapping places included), in order: the same matches as its own scan when every match of
+ * the pattern starts where `starts` matches and no match is empty.
+ */
+export function startSpans(text: string, pattern: RegExp, starts: RegExp): [number, number][] {
+  let sticky = stickyOf.get(pattern);
+  if (!sticky) stickyOf.set(pattern, (sticky = new RegExp(pattern.source, pattern.flags.replace('g', '') + 'y')));
+  const found: [number, number][] = [];
+  starts.lastIndex = 0;
+  for (let start = starts.exec(text); start; start = starts.exec(text)) {
+    sticky.lastIndex = start.index;
+    const match = sticky.exec(text);
+    if (match) found.push([match.index, (starts.lastIndex = match.index + match[0].length)]);
+    else starts.lastIndex = start.index + 1;
+  }
+  return found;
+}
+
+const patternDetector = ([kind, pattern, guard]: Pattern): Detector => {
+  const starts = MATCH_STARTS.get(pattern);
+  return [kind, starts ? (t) => startSpans(t, pattern, starts) : (t) => spans(t, pattern), guard];
+};
 const EARLY: Detector[] = [...EARLY_PATTERNS.slice(0, -1).map(patternDetector), ['PHONE', groupedPhones, digitsAtLeast(7)], patternDetector(EARLY_PATTERNS.at(-1)!)];
 /**
  * Phone numbers as the world writes them: an optional +country code and (area) code, then two to
