@@ -407,6 +407,32 @@ for (const { label, db } of databases) {
       assert.equal((await request('GET', `/cloud/patients/${patient}/access-log`, { as: cast.patient.session })).status, 401);
     });
 
+    test('batched session checks: a session revoked amid a burst of reads is refused on its very next request, the others keep reading', async () => {
+      // The cloud asks the issuer about many sessions in one request (remoteSessionCheck); no answer may outlive a revocation.
+      const victim = await cast.registerAndLogin('st-marys', 'burst-victim', ['role:doctor']);
+      const bystander = await cast.registerAndLogin('st-marys', 'burst-bystander', ['role:doctor']);
+      const burst = (sessions: Session[]) => Promise.all(sessions.flatMap((s) => Array.from({ length: 6 }, () => request('GET', `/cloud/patients/${patient}/writers`, { as: s }))));
+      // A non-owner is refused with 403 after its token and session checked out; 401 would mean the session check failed.
+      assert.deepEqual([...new Set((await burst([victim, bystander])).map((a) => a.status))], [403]);
+      const during = burst([bystander, victim, bystander]);
+      assert.equal((await request('POST', '/identity/st-marys/logout', { token: victim.token })).status, 204);
+      await during;
+      const [victimNext, bystanderNext] = await Promise.all([
+        request('GET', `/cloud/patients/${patient}/writers`, { as: victim }),
+        request('GET', `/cloud/patients/${patient}/writers`, { as: bystander }),
+      ]);
+      assert.equal(victimNext.status, 401);
+      assert.match(victimNext.body.detail, /revoked/);
+      assert.equal(bystanderNext.status, 403);
+      // The issuer's batch route refuses hostile bodies with 400 and answers nothing for sessions it does not hold.
+      const statusUrl = cast.urlFor('/identity/st-marys/sso/session-status');
+      const post = (body: unknown) => fetch(statusUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      for (const hostile of [{}, { sessions: [] }, { sessions: ['x'.repeat(129)] }, { sessions: Array(257).fill('a') }, { sessions: [{}] }, { sessions: ['a'], extra: 1 }]) {
+        assert.equal((await post(hostile)).status, 400, JSON.stringify(hostile).slice(0, 60));
+      }
+      assert.deepEqual(await (await post({ sessions: ["' OR 1=1 --", 'no-such-session'] })).json(), { active: [false, false] });
+    });
+
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {
       await cast.platform.ledger.flush();
       const stored = (await cloudContents(cloudDb)).toString('latin1');

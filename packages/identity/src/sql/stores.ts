@@ -240,6 +240,16 @@ export class SqlSessionStore implements SessionStore {
     };
   }
 
+  async activeAmong(ids: readonly string[], nowMs: number): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.db.query<{ id: string }>(
+      'SELECT id FROM identity_sessions WHERE hospital = $1 AND id = ANY($2::text[]) AND NOT revoked AND expires_at_ms > $3',
+      [this.hospital, ids, nowMs],
+      { prepared: true },
+    );
+    return new Set(rows.rows.map((r) => r.id));
+  }
+
   async rotateRefresh(id: string, expected: string, next: string, nowMs: number): Promise<boolean> {
     const rows = await this.db.query(
       `UPDATE identity_sessions SET refresh_digest = $4
