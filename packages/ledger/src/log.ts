@@ -133,6 +133,8 @@ export class AuditLog {
   /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
   private readonly witnessSizes = new Map<string, number>();
   private witnessing: Promise<void> = Promise.resolve();
+  /** A cosigning round is queued and not started: a later request joins it (it cosigns the latest checkpoint when it starts). */
+  private cosignQueued = false;
   /** The pending retry of a cosigning round below quorum, and the delay of the next one (doubles while they fail). */
   private cosignRetry: NodeJS.Timeout | undefined;
   private cosignRetryDelay: number;
@@ -545,7 +547,10 @@ export class AuditLog {
       this.settleWaiters(this.size);
       return;
     }
+    if (this.cosignQueued) return;
+    this.cosignQueued = true;
     this.witnessing = this.witnessing.then(async () => {
+      this.cosignQueued = false;
       if (onlyBelowQuorum && this.witnessedSize >= this.size) return;
       await this.cosign(cosigners, { strict: false }).catch(() => undefined);
       this.retryBelowQuorum();
@@ -597,7 +602,7 @@ export class AuditLog {
     const { size } = parseCheckpoint(parseNote(note).body);
     const settled = await Promise.allSettled(cosigners.map((cosigner) => this.requestCosignature(cosigner, note, size)));
     const obtained = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
-    const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained) : note;
+    const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained, note) : note;
     if (obtained.length >= this.quorum && cosigners === this.options.cosigners && size >= this.witnessedSize) {
       this.witnessedNote = stored;
       this.settleWaiters(size);
@@ -660,8 +665,19 @@ export class AuditLog {
     return this.witnessedNote ?? this.checkpoint(this.witnessedSize);
   }
 
-  /** Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped). */
-  async addCosignatures(size: number, cosignatures: readonly NoteSignature[]): Promise<string> {
+  /**
+   * Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped).
+   * `seen`: the note as the caller read it; if it is still the stored one, one compare-and-swap UPDATE writes the
+   * lines (no transaction). Otherwise (another round added lines meanwhile) the note is re-read under a row lock.
+   */
+  async addCosignatures(size: number, cosignatures: readonly NoteSignature[], seen?: string): Promise<string> {
+    if (seen !== undefined) {
+      const { body, signatures } = parseNote(seen);
+      const fresh = cosignatures.filter((c) => !signatures.some((s) => s.signature.equals(c.signature)));
+      const note = formatNote(body, [...signatures, ...fresh]);
+      const swapped = await this.db.query('UPDATE ledger_checkpoints SET note = $1 WHERE size = $2 AND note = $3 RETURNING size', [note, size, seen], { prepared: true });
+      if (swapped.rows.length === 1) return note;
+    }
     return this.db.transaction(async (tx) => {
       const row = (await tx.query<{ note: string }>('SELECT note FROM ledger_checkpoints WHERE size = $1 FOR UPDATE', [size])).rows[0];
       if (row === undefined) throw new MalformedInputError(`no checkpoint was signed at size ${size}`);

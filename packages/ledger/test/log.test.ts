@@ -212,6 +212,34 @@ for (const { label, db } of databases) {
         assert.equal((await witness.latest())?.size, 5);
       });
 
+      test('two processes of one witness (one database): each answers from the state the other moved it to, never from its own memory of it', async () => {
+        const log = await logWith(db, 2);
+        const key = generateCheckpointKey('hospital-e.test/w');
+        const [first, second] = await Promise.all([Witness.open(db, key.signer, logKey.signer.verifier), Witness.open(db, key.signer, logKey.signer.verifier)]);
+        await collectCosignatures(log, [first!]);
+        await log.append(accessEvent('moved-by-the-second'));
+        await collectCosignatures(log, [second!]);
+        // The first still remembers size 2; the stored state is 3. A request from 2 (a stale log view) is a conflict at 3.
+        await log.append(accessEvent('next'));
+        const note = await log.checkpoint();
+        await assert.rejects(first!.addCheckpoint({ oldSize: 2, consistencyProof: log.consistencyProof(2, 4), note }), (error: unknown) => (error as { witnessSize?: number }).witnessSize === 3);
+        // A fork of the size the other process moved to is caught by the first as well.
+        const forged = await forkedCheckpoint(3);
+        await assert.rejects(first!.addCheckpoint({ oldSize: 3, consistencyProof: [], note: forged.note }), ForkDetectedError);
+        const cosignature = await first!.addCheckpoint({ oldSize: 3, consistencyProof: log.consistencyProof(3, 4), note });
+        assert.equal(cosignature.name, 'hospital-e.test/w');
+        assert.equal((await second!.latest())?.size, 4);
+      });
+
+      test('cosignatures of concurrent rounds are all kept on the checkpoint (the second round re-reads the note it did not see)', async () => {
+        const log = await logWith(db, 3);
+        const witnesses = await Promise.all(['f', 'g', 'h'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, logKey.signer.verifier)));
+        await Promise.all(witnesses.map((w) => log.cosign([w], { strict: true })));
+        const report = await verifyLog(db, { ...trust, witnesses: witnesses.map((w) => w.verifier), quorum: 3 });
+        assert.equal(report.ok, true);
+        assert.deepEqual([...report.latestCosigners].sort(), ['hospital-f.test/w', 'hospital-g.test/w', 'hospital-h.test/w']);
+      });
+
       test('a witness refuses checkpoints not signed by the log and stale requests', async () => {
         const log = await logWith(db, 2);
         const witness = await Witness.open(db, generateCheckpointKey('hospital-d.test/w').signer, logKey.signer.verifier);
