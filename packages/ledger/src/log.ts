@@ -85,6 +85,12 @@ export interface LogOptions extends BatchOptions {
    */
   cosignRetryMs?: number;
   /**
+   * Under load, at most one cosigning round starts in this many milliseconds (default 0: a round after every commit).
+   * A round always asks for the latest checkpoint, so the commits of the interval join the next round; after a
+   * quiet spell the first commit's round starts at once.
+   */
+  cosignIntervalMs?: number;
+  /**
    * When the full audit of the stored entries runs on open: 'blocking' (default: `open` resolves after it) or
    * 'background' (`open` resolves once the persisted tree matches the signed and the trusted checkpoint, which is
    * all signing relies on; `audited()` resolves when every entry has been recomputed). See `load`.
@@ -135,6 +141,8 @@ export class AuditLog {
   private witnessing: Promise<void> = Promise.resolve();
   /** A cosigning round is queued and not started: a later request joins it (it cosigns the latest checkpoint when it starts). */
   private cosignQueued = false;
+  /** When the last cosigning round started (cosignIntervalMs). */
+  private lastCosignMs = Number.NEGATIVE_INFINITY;
   /** The pending retry of a cosigning round below quorum, and the delay of the next one (doubles while they fail). */
   private cosignRetry: NodeJS.Timeout | undefined;
   private cosignRetryDelay: number;
@@ -550,7 +558,10 @@ export class AuditLog {
     if (this.cosignQueued) return;
     this.cosignQueued = true;
     this.witnessing = this.witnessing.then(async () => {
+      const wait = this.lastCosignMs + (this.options.cosignIntervalMs ?? 0) - Date.now();
+      if (wait > 0 && !this.closed) await new Promise((resolve) => setTimeout(resolve, wait));
       this.cosignQueued = false;
+      this.lastCosignMs = Date.now();
       if (onlyBelowQuorum && this.witnessedSize >= this.size) return;
       await this.cosign(cosigners, { strict: false }).catch(() => undefined);
       this.retryBelowQuorum();

@@ -240,6 +240,28 @@ for (const { label, db } of databases) {
         assert.deepEqual([...report.latestCosigners].sort(), ['hospital-f.test/w', 'hospital-g.test/w', 'hospital-h.test/w']);
       });
 
+      test('with cosignIntervalMs, commits under load share cosigning rounds, each for the latest checkpoint; a lone commit is cosigned at once', async () => {
+        const witness = await Witness.open(db, generateCheckpointKey('hospital-i.test/w').signer, logKey.signer.verifier);
+        const asked: number[] = [];
+        // The real witness, with each request's checkpoint size noted.
+        const counting = { verifier: witness.verifier, addCheckpoint: (request: Parameters<Witness['addCheckpoint']>[0]) => {
+          asked.push(verifyCheckpointNote(request.note, logKey.signer.verifier).size);
+          return witness.addCheckpoint(request);
+        } };
+        const log = await AuditLog.open(db, logKey.signer, { cosigners: [counting], quorum: 1, cosignIntervalMs: 2_000 });
+        await log.append(accessEvent('lone'));
+        // Well within the interval: the first round did not wait for it.
+        await log.witnessedCheckpoint(1, 1_500);
+        for (let i = 0; i < 12; i++) await log.append(accessEvent(`busy-${i}`));
+        await log.flush();
+        // Twelve commits, one checkpoint each: without the interval, a round each.
+        assert.ok(asked.length < 13, `rounds: ${asked.join(', ')}`);
+        assert.equal(asked.at(-1), 13, 'the last round cosigned the latest checkpoint');
+        assert.equal(log.health().witnessedSize, 13);
+        assert.equal((await verifyLog(db, { ...trust, witnesses: [witness.verifier], quorum: 1 })).ok, true);
+        await log.close();
+      });
+
       test('a witness refuses checkpoints not signed by the log and stale requests', async () => {
         const log = await logWith(db, 2);
         const witness = await Witness.open(db, generateCheckpointKey('hospital-d.test/w').signer, logKey.signer.verifier);
