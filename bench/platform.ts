@@ -8,6 +8,8 @@
  *
  *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>] [gateway encryption workers=0]
  *
+ * (BENCH_SKIP_PGLITE=1: PostgreSQL only, for A/B runs and profiles of one engine.)
+ *
  * The doctors run in a child process (bench/lib/read-clients.ts), so this process's CPU time is the server's
  * (event loop and conversion workers); but both share this machine's cores with each other and with PostgreSQL.
  * CPU time per read is reported for the server, the clients and the rest of the machine (PostgreSQL and anything
@@ -182,9 +184,11 @@ const record = (result: { upload: string[]; reads: string[][] }) => {
   uploads.push(result.upload);
   reads.push(...result.reads);
 };
-const pglite = await openDatabase();
-record(await run('PGlite (in memory)', pglite));
-await pglite.close();
+if (process.env['BENCH_SKIP_PGLITE'] !== '1') {
+  const pglite = await openDatabase();
+  record(await run('PGlite (in memory)', pglite));
+  await pglite.close();
+}
 const url = process.env['DATABASE_URL'];
 if (url) {
   const schema = `bench_${randomBytes(4).toString('hex')}`;
