@@ -116,6 +116,30 @@ const delegationRow = (r: DelegationSqlRow): DelegationRow => ({
   emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
 });
 
+/** A registered patient's platform emergency consent and her active delegations of one category. */
+export interface ReadableDelegations {
+  platformEmergency: boolean;
+  delegations: DelegationRow[];
+}
+
+interface CiphertextSqlRow {
+  record_id: string;
+  ciphertext: Uint8Array;
+  ciphertext_hash: string | null;
+}
+
+const storedCiphertext = (r: CiphertextSqlRow): StoredCiphertext => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext) });
+
+/**
+ * `WITH named AS (…)`: a read's candidate records, a category's ($1 patient, $2 category) or those named by id ($3).
+ * Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh bulk
+ * upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the whole
+ * category to find them.
+ */
+const recordsSource = (recordIds: readonly string[] | undefined): string => recordIds === undefined
+  ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE patient = $1 AND category = $2)'
+  : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE record_id = ANY($3::text[]))';
+
 /** SQL access for the cloud service. */
 export class CloudStore {
   private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
@@ -329,18 +353,40 @@ export class CloudStore {
 
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them), with their hashes. */
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<StoredCiphertext[]> {
-    // Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh
-    // bulk upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the
-    // whole category to find them.
-    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; ciphertext_hash: string | null }>(
-      recordIds === undefined
-        ? 'SELECT record_id, ciphertext, ciphertext_hash FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
-        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE record_id = ANY($3::text[]))
-           SELECT record_id, ciphertext, ciphertext_hash FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+    const rows = await this.db.query<CiphertextSqlRow>(
+      `${recordsSource(recordIds)} SELECT record_id, ciphertext, ciphertext_hash FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
       { prepared: true },
     );
-    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext) }));
+    return rows.rows.map(storedCiphertext);
+  }
+
+  /**
+   * What a delegated read needs, in one round trip: `readableDelegations` and the records `ciphertexts` returns.
+   * The records are for the caller to use only once the delegations authorise the read (a refused read fetched them
+   * for nothing and returns none). Undefined when the patient is not registered.
+   */
+  async readableRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<(ReadableDelegations & { records: StoredCiphertext[] }) | undefined> {
+    // One result of two parts: part 0, the patient and her delegations (a row with null delegation columns when she
+    // has none); part 1, the records, in upload order.
+    const rows = await this.db.query<{ part: number; platform_emergency: boolean | null } & Partial<DelegationSqlRow> & Partial<CiphertextSqlRow>>(
+      `${recordsSource(recordIds)}
+       SELECT 0 AS part, p.platform_emergency, d.delegation_id, d.patient, d.category, d.policy, d.emergency, d.reencryption_key, d.created_at,
+              NULL::text AS record_id, NULL::bytea AS ciphertext, NULL::text AS ciphertext_hash, NULL::bigint AS seq
+         FROM cloud_patients p LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2 WHERE p.patient = $1
+       UNION ALL
+       SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, record_id, ciphertext, ciphertext_hash, seq FROM named WHERE patient = $1 AND category = $2
+       ORDER BY part, created_at, delegation_id, seq`,
+      recordIds === undefined ? [patient, category] : [patient, category, recordIds],
+      { prepared: true },
+    );
+    const head = rows.rows.filter((r) => r.part === 0);
+    if (head.length === 0) return undefined;
+    return {
+      platformEmergency: head[0]!.platform_emergency === true,
+      delegations: head.filter((r): r is typeof r & DelegationSqlRow => r.delegation_id != null).map(delegationRow),
+      records: rows.rows.filter((r): r is typeof r & CiphertextSqlRow => r.part === 1).map(storedCiphertext),
+    };
   }
 
   /** Stores a delegation. */
@@ -365,7 +411,7 @@ export class CloudStore {
    * What a read needs first, in one round trip: the patient's platform emergency consent and her active
    * delegations of `category`; undefined when she is not registered.
    */
-  async readableDelegations(patient: string, category: string): Promise<{ platformEmergency: boolean; delegations: DelegationRow[] } | undefined> {
+  async readableDelegations(patient: string, category: string): Promise<ReadableDelegations | undefined> {
     const rows = await this.db.query<{ registered: string; platform_emergency: boolean } & Partial<DelegationSqlRow>>(
       `SELECT p.patient AS registered, p.platform_emergency, d.* FROM cloud_patients p
        LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2
