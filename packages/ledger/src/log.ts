@@ -116,6 +116,25 @@ export interface LedgerHealth {
 }
 
 const ROWS_PER_INSERT = 500;
+const CHUNKS_PER_INSERT = 100;
+
+/** `items` in consecutive slices of at most `size`. */
+const slices = <T>(items: readonly T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+
+/** An INSERT of entry rows, its parameters numbered from `offset` + 1. */
+function entriesInsert(rows: ReadonlyArray<{ index: number; text: string; leafHash: Buffer; patient: string }>, offset: number): { sql: string; params: unknown[] } {
+  const values = rows.map((_, i) => `($${offset + 4 * i + 1}, $${offset + 4 * i + 2}, $${offset + 4 * i + 3}, $${offset + 4 * i + 4})`).join(', ');
+  return { sql: `INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params: rows.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]) };
+}
+
+/** An upsert of tree chunks, its parameters numbered from `offset` + 1; hashes as hex text, decoded by the database (cheaper than PGlite's bytea parameters). */
+function treeInsert(chunks: readonly TreeChunk[], offset: number): { sql: string; params: unknown[] } {
+  const values = chunks.map((_, i) => `($${offset + 3 * i + 1}, $${offset + 3 * i + 2}, decode($${offset + 3 * i + 3}, 'hex'))`).join(', ');
+  return {
+    sql: `INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`,
+    params: chunks.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]),
+  };
+}
 
 /** The audit log of one origin, persisted through @medshare/db. */
 export class AuditLog {
@@ -331,12 +350,9 @@ export class AuditLog {
 
   /** Stores tree chunks (inside the batch's transaction). */
   private async saveChunks(tx: Queryable, chunks: readonly TreeChunk[]): Promise<void> {
-    for (let offset = 0; offset < chunks.length; offset += 100) {
-      const part = chunks.slice(offset, offset + 100);
-      // Hex text, decoded by the database: cheaper than PGlite's bytea parameter encoding.
-      const params = part.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]);
-      const values = part.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, decode($${3 * i + 3}, 'hex'))`).join(', ');
-      await tx.query(`INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
+    for (const part of slices(chunks, CHUNKS_PER_INSERT)) {
+      const { sql, params } = treeInsert(part, 0);
+      await tx.query(sql, params);
     }
   }
 
@@ -454,18 +470,24 @@ export class AuditLog {
       });
       // Indexed only once the rows are built; a rolled-back batch reloads everything (flushAll).
       rows.forEach((r) => this.indexPatient(r.index, r.patient));
-      for (let offset = 0; offset < rows.length; offset += ROWS_PER_INSERT) {
-        const chunk = rows.slice(offset, offset + ROWS_PER_INSERT);
-        const params = chunk.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]);
-        const values = chunk.map((_, i) => `($${4 * i + 1}, $${4 * i + 2}, $${4 * i + 3}, $${4 * i + 4})`).join(', ');
-        await tx.query(`INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params);
-      }
       const size = start + rows.length;
-      await this.saveChunks(tx, this.tree.chunksSince(start));
+      const entryParts = slices(rows, ROWS_PER_INSERT);
+      const treeParts = slices(this.tree.chunksSince(start), CHUNKS_PER_INSERT);
+      for (const part of entryParts.slice(0, -1)) {
+        const { sql, params } = entriesInsert(part, 0);
+        await tx.query(sql, params);
+      }
+      await this.saveChunks(tx, treeParts.slice(0, -1).flat());
       const note = this.signCheckpoint(size);
       this.trustedSize = size;
-      await tx.query('UPDATE ledger_head SET size = $1 WHERE id = 1', [size]);
-      await tx.query('INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)', [size, note]);
+      // One statement (fewer round trips; a small batch has no other): the last entries and tree chunks, the head, the checkpoint.
+      const entries = entriesInsert(entryParts.at(-1)!, 2);
+      const tree = treeInsert(treeParts.at(-1)!, 2 + entries.params.length);
+      await tx.query(
+        `WITH entries AS (${entries.sql}), tree AS (${tree.sql}), head AS (UPDATE ledger_head SET size = $1 WHERE id = 1)
+         INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)`,
+        [size, note, ...entries.params, ...tree.params],
+      );
       return { results: rows.map((r) => ({ index: r.index, leafHash: r.leafHash })), note };
     });
   }

@@ -44,6 +44,17 @@ for (const { label, db } of databases) {
       assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 300, checkpoints, latestCosigners: [] });
     });
 
+    test('a batch larger than one INSERT (1,200 entries: three statements of rows, the last with the head and checkpoint) commits whole', async () => {
+      const log = await AuditLog.open(db, logKey.signer);
+      await log.append(accessEvent('first'));
+      const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => log.append(accessEvent(`p${i % 7}`, `big-${i}`))));
+      assert.deepEqual(results.map((r) => r.index), Array.from({ length: 1200 }, (_, i) => i + 1));
+      assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 1201, checkpoints: 2, latestCosigners: [] });
+      const reopened = await AuditLog.open(db, logKey.signer);
+      assert.equal(reopened.health().ok, true);
+      assert.equal((await reopened.entry(1200)).event.agent[0]!.who.identifier.value, pseudonym('big-1199'));
+    });
+
     test('under concurrent load a batch lingers for the appends of later ticks until it is full; a lone appender does not wait', async () => {
       const log = await AuditLog.open(db, logKey.signer, { lingerMs: 600_000, maxBatch: 4 });
       const checkpoints = async () => (await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints')).rows[0]!.c;
