@@ -4,13 +4,15 @@
  * strings and path traversal are clear 4xx problems that change nothing; and nothing the cloud stores or logs
  * contains plaintext.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { abe } from '@medshare/crypto';
+import { abe, UnavailableError } from '@medshare/crypto';
 import { DpopKey } from '@medshare/identity';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
-import { cloudContents, createPlatform, PlatformClient, type Session } from '../src/index.ts';
+import { cloudContents, createPlatform, PlatformClient, remoteSessionCheck, type Session } from '../src/index.ts';
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 /** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
@@ -437,6 +439,26 @@ for (const { label, db } of databases) {
         assert.equal((await post(hostile)).status, 400, JSON.stringify(hostile).slice(0, 60));
       }
       assert.deepEqual(await (await post({ sessions: ["' OR 1=1 --", 'no-such-session'] })).json(), { active: [false, false] });
+    });
+
+    test('batched session checks fail closed: an unreachable issuer is UnavailableError for every waiting check, a miscounted answer revokes them all', async () => {
+      const unreachable = remoteSessionCheck(new URL('http://127.0.0.1:1/identity/x/'), 2_000);
+      const waiting = await Promise.allSettled(['a', 'b', 'c'].map((sid) => unreachable(sid)));
+      assert.ok(waiting.every((r) => r.status === 'rejected' && r.reason instanceof UnavailableError), JSON.stringify(waiting));
+      // A hostile or broken issuer: two answers for one session, a string for a boolean, an object, not JSON.
+      const answers = ['{"active":[true,true]}', '{"active":["yes"]}', '{"active":{"0":true}}', 'true'];
+      const issuer = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => response.setHeader('content-type', 'application/json').end(answers.shift()));
+      });
+      await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+      try {
+        const check = remoteSessionCheck(new URL(`http://127.0.0.1:${(issuer.address() as AddressInfo).port}/`));
+        for (let round = 0; round < 2; round++) assert.deepEqual(await Promise.all([check('s1'), check('s2')]), [false, false]);
+        assert.equal(answers.length, 0, 'each round was two requests (one check on its way, the other waiting for it)');
+      } finally {
+        issuer.close();
+      }
     });
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {
