@@ -17,7 +17,7 @@
  * to another row does not unwrap there.
  */
 import { MalformedInputError } from '@medshare/crypto';
-import type { Database, KeyEncryptionKey, Queryable } from '@medshare/db';
+import { GroupCommit, type Database, type KeyEncryptionKey, type Queryable } from '@medshare/db';
 import type {
   AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredCredential, StoredSigningKey,
   TicketStore, UserRecord, UserStore,
@@ -173,39 +173,18 @@ export class SqlTicketStore<T> implements TicketStore<T> {
 export class SqlNonceCache implements NonceCache {
   private lastSweepMs = Number.NEGATIVE_INFINITY;
   private addedSinceSweep = 0;
-  private queue: PendingNonce[] = [];
-  private flushing: Promise<void> | undefined;
+  private readonly pending = new GroupCommit<PendingNonce, boolean>((batch) => this.insert(batch), NONCES_PER_INSERT);
 
   constructor(private readonly db: Database, private readonly scope: string, private readonly table = 'identity_nonces') {
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
   }
 
   add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ nonce, expiresAtMs, nowMs, resolve, reject });
-      this.flushing ??= this.flush();
-    });
+    return this.pending.add({ nonce, expiresAtMs, nowMs });
   }
 
-  private async flush(): Promise<void> {
-    await new Promise((resolve) => setImmediate(resolve));
-    try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, NONCES_PER_INSERT);
-        try {
-          const fresh = await this.insert(batch);
-          for (const pending of batch) pending.resolve(fresh.has(pending));
-        } catch (error) {
-          for (const pending of batch) pending.reject(error);
-        }
-      }
-    } finally {
-      this.flushing = undefined;
-    }
-  }
-
-  /** Inserts a batch; returns the additions that were fresh. A nonce twice in one batch is fresh at most the first time. */
-  private async insert(batch: readonly PendingNonce[]): Promise<Set<PendingNonce>> {
+  /** Inserts a batch; returns whether each addition was fresh. A nonce twice in one batch is fresh at most the first time. */
+  private async insert(batch: readonly PendingNonce[]): Promise<boolean[]> {
     const first = new Map<string, PendingNonce>();
     for (const pending of batch) if (!first.has(pending.nonce)) first.set(pending.nonce, pending);
     const unique = [...first.values()];
@@ -227,7 +206,7 @@ export class SqlNonceCache implements NonceCache {
       this.lastSweepMs = nowMs;
       await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs], NONCE_SWEEP_ROWS);
     }
-    return fresh;
+    return batch.map((p) => fresh.has(p));
   }
 }
 
@@ -236,8 +215,6 @@ interface PendingNonce {
   readonly nonce: string;
   readonly expiresAtMs: number;
   readonly nowMs: number;
-  readonly resolve: (fresh: boolean) => void;
-  readonly reject: (error: unknown) => void;
 }
 
 /** Most nonces one INSERT adds (two parameters each, well under PostgreSQL's 65,535). */

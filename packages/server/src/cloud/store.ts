@@ -5,7 +5,7 @@
  * neither duplicates nor half-applies.
  */
 import { createHash } from 'node:crypto';
-import type { Database, Queryable } from '@medshare/db';
+import { GroupCommit, type Database, type Queryable } from '@medshare/db';
 import type { RecordStorageTags } from '../storage-audit/tagger.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
 
@@ -142,8 +142,8 @@ const recordsSource = (recordIds: readonly string[] | undefined): string => reco
 
 /** SQL access for the cloud service. */
 export class CloudStore {
-  private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
-  private accessFlush: Promise<void> | undefined;
+  /** Access-log rows of concurrent callers, group-committed: one multi-row INSERT for everything queued while the previous one ran. */
+  private readonly accessRows = new GroupCommit<unknown[], void>((batch) => this.insertAccessRows(batch), ACCESS_ROWS_PER_INSERT);
 
   /** The searchable index's tables (search-store.ts). */
   readonly search: SearchStore;
@@ -437,33 +437,16 @@ export class CloudStore {
    * are group-committed: one multi-row INSERT for everything queued while the previous one ran.
    */
   logAccess(patient: string, entry: Omit<AccessEntry, 'at'>): Promise<void> {
-    const values = [patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex];
-    return new Promise((resolve, reject) => {
-      this.accessQueue.push({ values, resolve, reject });
-      this.accessFlush ??= this.flushAccessLog();
-    });
+    return this.accessRows.add([patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex]);
   }
 
-  private async flushAccessLog(): Promise<void> {
-    // Let the current tick's callers join the first batch.
-    await new Promise((resolve) => setImmediate(resolve));
-    try {
-      while (this.accessQueue.length > 0) {
-        const batch = this.accessQueue.splice(0, ACCESS_ROWS_PER_INSERT);
-        const rows = batch.map((_, i) => `(${Array.from({ length: ACCESS_COLUMNS }, (_, j) => `$${i * ACCESS_COLUMNS + j + 1}`).join(', ')})`);
-        try {
-          await this.db.query(
-            `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index) VALUES ${rows.join(', ')}`,
-            batch.flatMap((row) => row.values),
-          );
-          for (const row of batch) row.resolve();
-        } catch (error) {
-          for (const row of batch) row.reject(error);
-        }
-      }
-    } finally {
-      this.accessFlush = undefined;
-    }
+  private async insertAccessRows(batch: unknown[][]): Promise<void[]> {
+    const rows = batch.map((_, i) => `(${Array.from({ length: ACCESS_COLUMNS }, (_, j) => `$${i * ACCESS_COLUMNS + j + 1}`).join(', ')})`);
+    await this.db.query(
+      `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index) VALUES ${rows.join(', ')}`,
+      batch.flat(),
+    );
+    return batch.map(() => undefined);
   }
 
   /** A patient's access log, oldest first. */
