@@ -2,7 +2,7 @@
  * Identity benchmark: scrypt cost against N, TOTP, SSO token issue/verify, trusted-authority key
  * issuance, HMAC device authentication in process and over HTTP on 127.0.0.1, and a full MFA login.
  *
- *   node --import tsx bench/identity.ts          (writes docs/benchmarks/identity-scrypt.svg)
+ *   node --import tsx bench/identity.ts          [--plots]   (--plots writes docs/benchmarks/identity-scrypt.svg)
  */
 import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
@@ -35,7 +35,7 @@ import {
   verifyPassword,
   type DeviceSession,
 } from '@medshare/identity';
-import { ms } from './lib/measure.ts';
+import { ms, wantsPlots } from './lib/measure.ts';
 import { plotLines, printTable, type Point } from './lib/report.ts';
 
 /** Median time of an async operation, repeated until `budgetMs` is spent (at least `minRuns`). */
@@ -64,7 +64,7 @@ for (const logN of [14, 15, 16, 17, 18]) {
   points.push({ series: 'scrypt verify (r=8, p=1)', x: logN, y: verify });
 }
 printTable('Password hashing: scrypt verify vs N (r = 8, p = 1)', ['N', 'memory MiB', 'verify ms', ''], scryptRows);
-await plotLines('docs/benchmarks/identity-scrypt.svg', points, { title: 'scrypt verification time vs log2 N', x: 'log2 N', y: 'ms (median)', logY: true });
+if (wantsPlots()) await plotLines('docs/benchmarks/identity-scrypt.svg', points, { title: 'scrypt verification time vs log2 N', x: 'log2 N', y: 'ms (median)', logY: true });
 
 // ---- in-process operations -----------------------------------------------------------------
 const rows: string[][] = [];

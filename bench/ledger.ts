@@ -6,7 +6,7 @@
 // Method for 10^6: the in-memory RFC 9162 tree (the one AuditLog keeps) is built from 10^6 leaf hashes of
 // distinct synthetic entries (SHA-256 leaf hashing included in the build time). Appending 10^6 rows through
 // PGlite would take minutes at the measured append rate and proves nothing more about proof cost, which
-// depends only on the tree. Writes docs/benchmarks/ledger-*.svg.
+// depends only on the tree. With --plots, writes docs/benchmarks/ledger-*.svg.
 import { performance } from 'node:perf_hooks';
 import { cpus, totalmem } from 'node:os';
 import { createHash, randomInt } from 'node:crypto';
@@ -14,7 +14,7 @@ import { openDatabase } from '@medshare/db';
 import {
   AuditLog, MerkleTree, buildInclusionBundle, generateCheckpointKey, hashChildren, hashLeaf, verifyConsistency, verifyInclusion, type AuditEventInput,
 } from '@medshare/ledger';
-import { cpuAlternating } from './lib/measure.ts';
+import { cpuAlternating, wantsPlots } from './lib/measure.ts';
 import { plotLines, printTable } from './lib/report.ts';
 
 const quick = process.argv.includes('--quick');
@@ -201,6 +201,8 @@ const appendCurve = await appendBench();
 await verifyBench();
 const proofSeries = proofBench();
 const points = (series: { name: string; points: [number, number][] }[]) => series.flatMap((s) => s.points.map(([x, y]) => ({ series: s.name, x, y })));
-await plotLines('docs/benchmarks/ledger-appends.svg', points([{ name: 'appends/s', points: appendCurve }]), { title: 'Batched appends on PGlite', x: 'max entries per batch', y: 'appends per second', logX: true });
-await plotLines('docs/benchmarks/ledger-proofs.svg', points(proofSeries), { title: 'Proof time vs tree size', x: 'tree size', y: 'microseconds per proof', logX: true });
-console.log('\nPlots written to docs/benchmarks/ledger-appends.svg and docs/benchmarks/ledger-proofs.svg');
+if (wantsPlots()) {
+  await plotLines('docs/benchmarks/ledger-appends.svg', points([{ name: 'appends/s', points: appendCurve }]), { title: 'Batched appends on PGlite', x: 'max entries per batch', y: 'appends per second', logX: true });
+  await plotLines('docs/benchmarks/ledger-proofs.svg', points(proofSeries), { title: 'Proof time vs tree size', x: 'tree size', y: 'microseconds per proof', logX: true });
+  console.log('\nPlots written to docs/benchmarks/ledger-appends.svg and docs/benchmarks/ledger-proofs.svg');
+}

@@ -10,6 +10,10 @@
  *
  * (BENCH_SKIP_PGLITE=1: PostgreSQL only, for A/B runs and profiles of one engine.)
  *
+ * The upload is reported as records/s and as CPU time per record of this process (all its threads), also in
+ * pairing-equivalents against a block of pairings run between Bundles (less sensitive to a busy host than
+ * records/s); UPLOAD_PROFILE=<directory> writes a CPU profile of the upload phase.
+ *
  * The doctors run in a child process (bench/lib/read-clients.ts), so this process's CPU time is the server's
  * (event loop and conversion workers); but both share this machine's cores with each other and with PostgreSQL.
  * CPU time per read is reported for the server, the clients and the rest of the machine (PostgreSQL and anything
@@ -18,12 +22,14 @@
 import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
 import { abe, curve, pre } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import { createPlatform, DEFAULT_EMERGENCY_POLICY, GatewayClient, PatientClient, PlatformClient, roleScopes, type ServiceUrls } from '@medshare/server';
-import { alternate, ms, ratio, type Measured } from './lib/measure.ts';
+import { alternate, cpuMs, ms, ratio, type Measured } from './lib/measure.ts';
 import type { ClientMessage, ReadResult, ReadTask } from './lib/read-clients.ts';
 import { printTable } from './lib/report.ts';
 
@@ -31,7 +37,7 @@ const RECORDS = Number(process.argv[2] ?? 10_000);
 const READ_SECONDS = Number(process.argv[3] ?? 20);
 const WARMUP_SECONDS = 5;
 const WORKER_COUNTS = process.argv[4]?.split(',').map(Number) ?? [...new Set([0, Math.max(1, availableParallelism() - 1), availableParallelism()])];
-/** The hospital's encryption worker threads during the upload (0: its event loop encrypts). */
+/** Worker threads during the upload, of the hospital (encryption and tagging) and of the cloud (tag checks); 0: their event loops do it. */
 const ENCRYPTION_WORKERS = Number(process.argv[5] ?? 0);
 const DOCTORS = 20;
 const BATCH = 500;
@@ -56,6 +62,13 @@ function makeRecord(i: number, text: string, fhirPatient: string): Record<string
 }
 
 const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+/** CPU milliseconds per pairing e(P, Q) over a block of 20 (this thread). */
+function pairingBlock(): number {
+  const start = cpuMs();
+  for (let i = 0; i < 20; i++) curve.pairing(p, q);
+  return (cpuMs() - start) / 20;
+}
 
 /** Busy milliseconds of every core of the machine so far (os.cpus: all processes, ours and PostgreSQL's included). */
 const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + t.nice + t.sys + t.irq, 0);
@@ -108,6 +121,26 @@ async function readPhase(urls: ServiceUrls, phase: string, patient: string, reco
     perRead(serverMs), ratio(serverMs / reads / pairingMs), ms(pairingMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
 }
 
+/**
+ * With UPLOAD_PROFILE=<directory>, a V8 CPU profile of the upload phase alone (this process's main thread: the
+ * gateway, the cloud and the databases' JavaScript; not the encryption workers), one file per engine, for
+ * Chrome DevTools or `node --cpu-prof`-style tooling. Returns the function that stops and writes it.
+ */
+async function startUploadProfile(): Promise<((label: string) => Promise<void>) | undefined> {
+  const directory = process.env['UPLOAD_PROFILE'];
+  if (directory === undefined) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (label) => {
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(directory, { recursive: true });
+    writeFileSync(join(directory, `upload-${label.split(' ')[0]!.toLowerCase()}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 /** One key-encryption key for every platform of the run (they reopen the same databases). */
 const BENCH_KEK = randomKeyEncryptionKey();
 
@@ -118,10 +151,12 @@ const platformOptions = (db: Database, conversionWorkers: number) => ({
 
 /** Uploads the records once, then measures reads with each conversion set-up on a platform restarted on the same data. */
 async function run(label: string, db: Database): Promise<{ upload: string[]; reads: string[][] }> {
-  const platform = await createPlatform(platformOptions(db, 0));
+  // The upload runs with E workers on both sides: the gateway's encryption and tagging, the cloud's tag checks.
+  const platform = await createPlatform(platformOptions(db, ENCRYPTION_WORKERS));
   let patientId: string;
   let ids: string[];
   let uploadRate: number;
+  let uploadCosts: string[];
   try {
     const client = new PlatformClient(platform.urls);
     const login = async (hospital: string, username: string, attributes: string[]) => {
@@ -135,12 +170,26 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
     await gateway.enrol(fhirPatient, patient.key.patientId);
     const text = syntheaText();
 
-    const uploadStart = performance.now();
+    const profiler = await startUploadProfile();
+    // A block of pairings before each Bundle and after the last, outside the timed upload: the reference the upload's
+    // CPU time is divided by, taken under the same load.
+    const pairingMs: number[] = [pairingBlock()];
+    let uploadMs = 0;
+    let processMs = 0;
+    let machineMs = 0;
     for (let from = 0; from < RECORDS; from += BATCH) {
       const entry = Array.from({ length: Math.min(BATCH, RECORDS - from) }, (_, j) => ({ resource: makeRecord(from + j, text, fhirPatient) }));
+      const [wall, cpu, machine] = [performance.now(), cpuMs(), machineBusyMs()];
       await gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry });
+      uploadMs += performance.now() - wall;
+      processMs += cpuMs() - cpu;
+      machineMs += machineBusyMs() - machine;
+      pairingMs.push(pairingBlock());
     }
-    uploadRate = RECORDS / ((performance.now() - uploadStart) / 1000);
+    uploadRate = RECORDS / (uploadMs / 1000);
+    await profiler?.(label);
+    const pairing = pairingMs.sort((a, b) => a - b)[Math.floor(pairingMs.length / 2)]!;
+    uploadCosts = [(processMs / RECORDS).toFixed(2), (processMs / RECORDS / pairing).toFixed(2), (Math.max(0, machineMs - processMs) / RECORDS).toFixed(2)];
     await patient.delegate('lab', '(role:doctor and dept:cardiology) or role:emergency', await client.abePublicKey());
     patientId = patient.key.patientId;
     ids = (await patient.records('lab')).map((r) => r.recordId);
@@ -156,7 +205,7 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
       await reading.close();
     }
   }
-  return { upload: [label, String(RECORDS), uploadRate.toFixed(0)], reads };
+  return { upload: [label, String(RECORDS), uploadRate.toFixed(0), ...uploadCosts], reads };
 }
 
 await abe.init();
@@ -209,6 +258,7 @@ if (url) {
     await postgres.close();
   }
 }
-printTable(`Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`, ['engine', 'records', 'upload records/s'], uploads);
+printTable(`Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`,
+  ['engine', 'records', 'upload records/s', 'platform process CPU ms/record', 'pairing-eq/record (pairings between Bundles)', 'rest of machine CPU ms/record'], uploads);
 printTable(`${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
   ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'server CPU pairing-eq/read', 'pairing ms (around the phase)', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);

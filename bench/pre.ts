@@ -1,16 +1,19 @@
 /**
  * Proxy re-encryption benchmark: hospital encrypt (with and without its platform emergency grant), patient decrypt,
  * delegate, cloud convert, reader decrypt (first record of a delegation and cached) — CPU time alternated with a
- * pairing, medians of rounds (bench/lib/measure.ts) — and a batch conversion on one core vs worker threads (wall
+ * pairing, medians of rounds (bench/lib/measure.ts) —, the encryptions and decryptions again as a fresh process's
+ * first call (bench/lib/fresh-pre.ts), and a batch conversion on one core vs worker threads (wall
  * time: throughput across threads).
  *
  *   node --import tsx bench/pre.ts
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { abe, curve, pre } from '@medshare/crypto';
-import { alternate, cpuMs, ms, ratio } from './lib/measure.ts';
+import { alternate, cpuMs, freshProcesses, ms, ratio } from './lib/measure.ts';
 import { measurePrimitives, primitiveOps, primitiveRows } from './lib/primitives.ts';
 import { printTable } from './lib/report.ts';
 
@@ -50,6 +53,31 @@ const ops: Array<[string, () => unknown]> = [
 ];
 const m = alternate('pairing', { pairing: primitiveOps().pairing, ...Object.fromEntries(ops) });
 printTable('Proxy re-encryption, 4 KiB records (CPU time alternated with a pairing)', ['operation', 'ms', 'pairings'], ops.map(([name]) => [name, ms(m[name]!.ms), ratio(m[name]!.ratio)]));
+
+// The same operations as a fresh process's first call (bench/lib/fresh-pre.ts), beside the warm figures above.
+const FRESH_PROCESSES = 5;
+const freshDir = mkdtempSync(join(tmpdir(), 'medshare-bench-pre-'));
+const freshRows: string[][] = [];
+try {
+  writeFileSync(join(freshDir, 'public-keys'), pre.encodePublicKeys(patient));
+  writeFileSync(join(freshDir, 'record'), record);
+  writeFileSync(join(freshDir, 'patient-key'), encodedPatient);
+  writeFileSync(join(freshDir, 'ciphertext'), ct);
+  writeFileSync(join(freshDir, 'user-key'), abe.encodeUserKey(userKey));
+  writeFileSync(join(freshDir, 'converted'), converted);
+  for (const [label, operation] of [['hospital encrypt (4 KiB record)', 'encrypt'], ['patient decrypt', 'patient'], ['reader decrypt, first record of a delegation', 'reader']] as const) {
+    const run = freshProcesses(new URL('./lib/fresh-pre.ts', import.meta.url), [freshDir, operation], FRESH_PROCESSES)[0]!;
+    const optional = (x: number | undefined) => (x === undefined ? '' : ratio(x));
+    freshRows.push([label, ms(run.ms), ratio(run.ratio), optional(run.mainRatio), optional(run.startRatio)]);
+  }
+} finally {
+  rmSync(freshDir, { recursive: true, force: true });
+}
+printTable(
+  `In a fresh process (its first call after start-up; medians of ${FRESH_PROCESSES} processes; ratio to the pairing measured afterwards in the same process)`,
+  ['operation', 'ms', 'pairings', 'pairings, main thread', 'start-up (abe.init) pairings'],
+  freshRows,
+);
 
 // A gateway that has encrypted 128 records builds the fixed-base table of e(g1, g2) (EncryptionInputs): the same two
 // operations with it, and the table's one-off cost.

@@ -8,12 +8,13 @@
  * EMD, risk; CPU times as ratios to a CSV parse of the same file in the same run.
  * Run: node --import tsx bench/privacy.ts [--deid-only | --free-text | --release-only]   (needs ../shared/data beside
  * the repository, or MEDSHARE_SHARED_DIR)
- * Writes docs/benchmarks/privacy-utility-vs-k.svg, privacy-release-vs-k.svg, privacy-release-vs-risk.svg.
+ * With --plots, writes docs/benchmarks/privacy-utility-vs-k.svg, privacy-release-vs-k.svg, privacy-release-vs-risk.svg.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { readSentences, scorePhi } from '../packages/privacy/test/phi-eval.ts';
 import { Deidentifier, encode, globalRecoding, Hierarchy, measure, mondrian, parseCsv, profileConfig, riskPlotSvg, riskReport, utilityCurve, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
+import { wantsPlots } from './lib/measure.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const data = `${process.env['MEDSHARE_SHARED_DIR'] ?? `${root}../shared`}/data`;
@@ -168,8 +169,10 @@ async function mondrianAdult(): Promise<void> {
       console.log(`| ${mode} | ${k} | ${(times[1] ?? 0).toFixed(0)} | ${metrics.ncpPercent.toFixed(2)} | ${metrics.classes} | ${smallest} |`);
     }
   }
-  writeFileSync(`${root}docs/benchmarks/privacy-utility-vs-k.svg`, await utilityPlotSvg(points, 'Mondrian on UCI Adult: NCP vs k'));
-  console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
+  if (wantsPlots()) {
+    writeFileSync(`${root}docs/benchmarks/privacy-utility-vs-k.svg`, await utilityPlotSvg(points, 'Mondrian on UCI Adult: NCP vs k'));
+    console.log('\nplot: docs/benchmarks/privacy-utility-vs-k.svg');
+  }
 }
 
 const cpuMs = (run: () => void): number => {
@@ -219,9 +222,11 @@ async function researchRelease(): Promise<void> {
     }
   }
   const points = utilityCurve(table, { ...base, model: { k: 2 }, maxSuppression: 0.05 }, [2, 5, 10, 20, 50, 100], ['strict', 'global']);
-  writeFileSync(`${root}docs/benchmarks/privacy-release-vs-k.svg`, await utilityPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs k'));
-  writeFileSync(`${root}docs/benchmarks/privacy-release-vs-risk.svg`, await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'));
-  console.log('\nplots: docs/benchmarks/privacy-release-vs-k.svg, docs/benchmarks/privacy-release-vs-risk.svg');
+  if (wantsPlots()) {
+    writeFileSync(`${root}docs/benchmarks/privacy-release-vs-k.svg`, await utilityPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs k'));
+    writeFileSync(`${root}docs/benchmarks/privacy-release-vs-risk.svg`, await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'));
+    console.log('\nplots: docs/benchmarks/privacy-release-vs-k.svg, docs/benchmarks/privacy-release-vs-risk.svg');
+  }
 }
 
 if (process.argv.includes('--free-text')) {

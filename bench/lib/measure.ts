@@ -89,6 +89,8 @@ export interface FreshRun {
   readonly ratio: number;
   /** The ratio counting the main thread's CPU time only (without background compiler threads), when reported. */
   readonly mainRatio?: number;
+  /** The process's start-up (library initialisation) against the same reference, when reported. */
+  readonly startRatio?: number;
 }
 
 /**
@@ -104,8 +106,12 @@ export function freshProcesses(script: URL, args: readonly string[], processes: 
     runs.push(child.stdout.trim().split('\n').map((line) => JSON.parse(line) as FreshRun));
   }
   return runs[0]!.map((_, k) => {
-    const main = runs.map((r) => r[k]!.mainRatio).filter((x): x is number => x !== undefined && Number.isFinite(x));
-    return { ms: median(runs.map((r) => r[k]!.ms)), ratio: median(runs.map((r) => r[k]!.ratio)), ...(main.length > 0 ? { mainRatio: median(main) } : {}) };
+    /** The median of an optional field over the processes that reported it. */
+    const optional = (field: 'mainRatio' | 'startRatio') => {
+      const values = runs.map((r) => r[k]![field]).filter((x): x is number => x !== undefined && Number.isFinite(x));
+      return values.length > 0 ? { [field]: median(values) } : {};
+    };
+    return { ms: median(runs.map((r) => r[k]!.ms)), ratio: median(runs.map((r) => r[k]!.ratio)), ...optional('mainRatio'), ...optional('startRatio') };
   });
 }
 

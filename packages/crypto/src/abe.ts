@@ -15,6 +15,7 @@ import { ObjectType, SchemeId, openEnvelope, sealEnvelope } from './encoding/env
 import * as fame from './fame/scheme.ts';
 import { concatBytes, derivePayloadKey, headerDigest, openPayload, PayloadOpener, PayloadSealer, CHUNK_BYTES } from './hybrid/stream.ts';
 import { attributeKey, attributeLabel, MAX_INTEGER, quoteIfNeeded, type Attribute } from './policy/ast.ts';
+import { flatSpanProgram } from './policy/flat.ts';
 import { countLeaves, toSpanProgram, type SpanProgram } from './policy/msp.ts';
 import { expandComparisons, integerBits } from './policy/numeric.ts';
 import { checkOccurrenceBound, checkOccurrences, DEFAULT_MAX_OCCURRENCES, keyLabels, rowLabels } from './policy/occurrence.ts';
@@ -130,6 +131,11 @@ export function warmAttributeHashes(attributes: string | readonly KeyAttribute[]
  * not parse.
  */
 export function compilePolicy(policy: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): SpanProgram {
+  return flatSpanProgram(policy, limits) ?? compileGeneral(policy, limits);
+}
+
+/** compilePolicy by the general parser and span-program builder, for every policy (the flat path's reference). */
+export function compileGeneral(policy: string, limits: PolicyLimits = DEFAULT_POLICY_LIMITS): SpanProgram {
   const expanded = expandComparisons(parsePolicy(policy, limits));
   const leaves = countLeaves(expanded);
   if (leaves > limits.maxLeaves) {
@@ -205,7 +211,7 @@ export function encrypt(publicKey: PublicKey, policy: string, plaintext: Uint8Ar
   const digest = headerDigest(header);
   const sealer = new PayloadSealer(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest);
   // The header and the sealed chunks joined once (sealPayload would join the chunks, and this the payload again).
-  return concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
+  return concatBytes([header, ...sealer.end(plaintext)]);
 }
 
 /**

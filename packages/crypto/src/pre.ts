@@ -290,7 +290,7 @@ export function encrypt(keys: PatientPublicKeys, category: string, recordId: str
 /** Hospital: encrypts a record in memory and, given a capsule, makes its platform emergency grant. */
 export function encryptWithEmergencyGrant(keys: PatientPublicKeys, category: string, recordId: string, plaintext: Uint8Array, emergency?: EmergencyCapsule): { ciphertext: Uint8Array; emergencyGrant?: Uint8Array } {
   const { header, sealer, emergencyGrant } = encryptStream(keys, category, recordId, emergency);
-  const ciphertext = concatBytes([header, ...sealer.push(plaintext), ...sealer.finish()]);
+  const ciphertext = concatBytes([header, ...sealer.end(plaintext)]);
   return emergencyGrant === undefined ? { ciphertext } : { ciphertext, emergencyGrant };
 }
 

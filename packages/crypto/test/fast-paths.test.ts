@@ -12,9 +12,10 @@ import * as abe from '../src/abe.ts';
 import * as pre from '../src/pre.ts';
 import * as c from '../src/curve/bls12381.ts';
 import * as scheme from '../src/pre/scheme.ts';
-import { AccessDeniedError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
+import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError } from '../src/errors.ts';
 import { DEFAULT_POLICY_LIMITS } from '../src/policy/parser.ts';
-import { openPayload, PayloadOpener, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
+import { flatSpanProgram } from '../src/policy/flat.ts';
+import { CHUNK_BYTES, openPayload, PayloadOpener, PayloadSealer, sealPayload, SEALED_CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { occurrencesNeeded, policyText } from './arbitraries.ts';
 
 let ta: ReturnType<typeof abe.setup>;
@@ -232,7 +233,115 @@ describe('compiled-policy cache', () => {
   });
 });
 
+describe('flat policy compilation', () => {
+  /** The outcome of a compiler: its program, or the class and message of its error. */
+  const outcome = (compile: () => unknown) => {
+    try {
+      return compile();
+    } catch (error) {
+      return `${(error as Error).constructor.name}: ${(error as Error).message}`;
+    }
+  };
+  // Names and values close to the grammar's edges: keywords, threshold words, digits, every word character.
+  const word = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom('role', 'dept', 'of', '_x', 'a.b-c', 'x') },
+    fc.constantFrom('and', 'or', 'AND', 'Or', '3', 'v@h/1+2', '-', ''),
+  );
+  const term = fc.oneof(
+    { weight: 6, arbitrary: fc.tuple(word, word).map(([n, v]) => `${n}:${v}`) },
+    fc.constantFrom('level >= 3', '"q":x', 'a:"b c"', '(a:b)', 'a : b', 'é:x', 'a:b,'),
+  );
+  const flatish = fc.tuple(fc.array(term, { minLength: 1, maxLength: 8 }), fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' and ', ' or ') }, fc.constantFrom(' AND ', '  or ', ' and  '))).map(([terms, joiner]) => terms.join(joiner));
+  const limits = fc.record({
+    maxLength: fc.integer({ min: 1, max: 200 }),
+    maxDepth: fc.integer({ min: 0, max: 3 }),
+    maxChildren: fc.integer({ min: 1, max: 12 }),
+    maxLeaves: fc.integer({ min: 1, max: 12 }),
+    maxOccurrences: fc.integer({ min: 1, max: 3 }),
+  });
+
+  test('compilePolicy (flat path first) and the general compiler give the same program or the same error, on near-flat policies and random limits', () => {
+    let flatTaken = 0;
+    fc.assert(
+      fc.property(fc.oneof(flatish, policyText), fc.oneof(fc.constant(DEFAULT_POLICY_LIMITS), limits), (policy, lim) => {
+        assert.deepStrictEqual(outcome(() => abe.compilePolicy(policy, lim)), outcome(() => abe.compileGeneral(policy, lim)));
+        if (flatSpanProgram(policy, lim) !== undefined) flatTaken++;
+      }),
+      { numRuns: 600 },
+    );
+    // The comparison is not vacuous: the flat path answered a good share of the cases itself.
+    assert.ok(flatTaken > 30, `flat path taken ${flatTaken} times`);
+  });
+
+  test('at every limit the flat path leaves the refusal to the general compiler: the same error, word for word', () => {
+    const cases: Array<[string, Partial<typeof DEFAULT_POLICY_LIMITS>]> = [
+      ['a:b and a:b', { maxOccurrences: 1 }],
+      ['a:b or c:d or a:b or a:b', { maxOccurrences: 2 }],
+      ['a:b and c:d and e:f', { maxChildren: 2 }],
+      ['a:b or c:d or e:f', { maxLeaves: 2 }],
+      ['a:b and c:d', { maxLength: 10 }],
+      ['and:b and c:d', {}],
+      ['a:b or OR:d', {}],
+    ];
+    for (const [policy, limits] of cases) {
+      const lim = { ...DEFAULT_POLICY_LIMITS, ...limits };
+      const general = outcome(() => abe.compileGeneral(policy, lim));
+      assert.match(String(general), /Error: /, policy);
+      assert.equal(outcome(() => abe.compilePolicy(policy, lim)), general, policy);
+    }
+  });
+
+  test('the flat path answers the canonical flat AND and OR of 1 to 256 attributes with the general program', () => {
+    for (const n of [1, 2, 3, 50, 100, 256]) {
+      for (const shape of [' and ', ' or ']) {
+        const policy = Array.from({ length: n }, (_, i) => `attr:f${i % 97}`).join(shape);
+        const flat = flatSpanProgram(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 3 });
+        assert.ok(flat, `${n}${shape}`);
+        assert.deepStrictEqual(flat, abe.compileGeneral(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 3 }));
+      }
+    }
+  });
+});
+
 describe('payload opening without copies', () => {
+  test('end() seals and opens in place exactly what push() in random pieces and finish() do, whatever came before', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const aad = new Uint8Array(randomBytes(32));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 3 * CHUNK_BYTES + 1 }), fc.array(fc.integer({ min: 1, max: 2 * CHUNK_BYTES }), { maxLength: 6 }), (size, cuts) => {
+        const plaintext = new Uint8Array(randomBytes(size));
+        const streamed = new PayloadSealer(key, aad);
+        const pieces: Uint8Array[] = [];
+        let offset = 0;
+        for (const cut of cuts) {
+          pieces.push(...streamed.push(plaintext.subarray(offset, offset + cut)));
+          offset = Math.min(size, offset + cut);
+        }
+        pieces.push(...streamed.push(plaintext.subarray(offset)), ...streamed.finish());
+        const sealed = Buffer.concat(new PayloadSealer(key, aad).end(plaintext));
+        assert.deepEqual(Buffer.concat(pieces), sealed);
+        // end() after some pushes (a streaming writer's last piece) seals the same bytes too.
+        const half = new PayloadSealer(key, aad);
+        const cut = Math.floor(size / 2);
+        assert.deepEqual(Buffer.concat([...half.push(plaintext.subarray(0, cut)), ...half.end(plaintext.subarray(cut))]), sealed);
+        assert.deepEqual(Buffer.concat(new PayloadOpener(key, aad).end(sealed)), Buffer.from(plaintext));
+        const opener = new PayloadOpener(key, aad);
+        assert.deepEqual(Buffer.concat([...opener.push(sealed.subarray(0, cut)), ...opener.end(sealed.subarray(cut))]), Buffer.from(plaintext));
+      }),
+      { numRuns: 30 },
+    );
+  });
+
+  test('end() refuses a payload cut anywhere or extended, as push() and finish() do', () => {
+    const key = new Uint8Array(randomBytes(32));
+    const aad = new Uint8Array(randomBytes(32));
+    const sealed = sealPayload(key, aad, new Uint8Array(randomBytes(2 * CHUNK_BYTES + 10)));
+    for (const length of [0, 15, SEALED_CHUNK_BYTES, SEALED_CHUNK_BYTES + 15, 2 * SEALED_CHUNK_BYTES, sealed.length - 1]) {
+      assert.throws(() => new PayloadOpener(key, aad).end(sealed.subarray(0, length)), IntegrityError, `cut to ${length}`);
+    }
+    assert.throws(() => new PayloadOpener(key, aad).end(Buffer.concat([sealed, new Uint8Array(1)])), IntegrityError);
+  });
+
   test('opening in random pieces (full chunks in place, partial ones buffered) equals the one-shot opening', () => {
     const key = new Uint8Array(randomBytes(32));
     const aad = new Uint8Array(randomBytes(32));
@@ -253,6 +362,16 @@ describe('payload opening without copies', () => {
         }
         out.push(...opener.push(sealed.subarray(offset)), opener.finish());
         assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
+        // Pieces handed over (`owned`, as received from the network): kept as views, chunks opened across them.
+        const owning = new PayloadOpener(key, aad);
+        const owned: Uint8Array[] = [];
+        let at = 0;
+        for (const cut of [...cuts, sealed.length]) {
+          owned.push(...owning.push(sealed.subarray(at, at + cut), { owned: true }));
+          at = Math.min(sealed.length, at + cut);
+        }
+        owned.push(owning.finish());
+        assert.deepEqual(new Uint8Array(Buffer.concat(owned)), plaintext);
       }),
       { numRuns: 30 },
     );

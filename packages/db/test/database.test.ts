@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
-import { migrate, openDatabase, openTestDatabases, schemaVersion, type Migration, type TestDatabase } from '../src/index.ts';
+import { insertMany, migrate, openDatabase, openTestDatabases, schemaVersion, type Migration, type TestDatabase } from '../src/index.ts';
 import { byteaCodec } from '../src/pglite.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -34,6 +34,19 @@ for (const { label, db } of databases) {
       assert.equal(row.n, Number.MAX_SAFE_INTEGER);
       assert.deepEqual([...row.b], [0, 1, 255]);
       assert.equal(row.t, "it's");
+    });
+
+    test('insertMany stores every row exactly across statement chunks, returns what RETURNING gives, and refuses ragged rows', async () => {
+      await db.query('CREATE TABLE IF NOT EXISTS many (id integer PRIMARY KEY, b bytea NOT NULL, t text)');
+      const rows = Array.from({ length: 1_201 }, (_, i) => [i, Buffer.from([i & 255, i >> 8]), i % 7 === 0 ? null : `row ${i}`]);
+      const returned = await insertMany<{ id: number }>(db, 'many (id, b, t)', rows, 'ON CONFLICT (id) DO NOTHING RETURNING id');
+      assert.deepEqual(returned.map((r) => r.id), rows.map((r) => r[0]));
+      const stored = (await db.query<{ id: number; b: Uint8Array; t: string | null }>('SELECT id, b, t FROM many ORDER BY id')).rows;
+      assert.deepEqual(stored.map((r) => [r.id, Buffer.from(r.b), r.t]), rows);
+      // Rows already there (and one twice in the same statement) are skipped, not returned.
+      assert.deepEqual(await insertMany(db, 'many (id, b, t)', [[5, Buffer.from([1]), 'x'], [2_000, Buffer.from([2]), 'y'], [2_000, Buffer.from([3]), 'z']], 'ON CONFLICT (id) DO NOTHING RETURNING id'), [{ id: 2_000 }]);
+      await assert.rejects(insertMany(db, 'many (id, b, t)', [[3_000, Buffer.from([1]), 'x'], [3_001, Buffer.from([1])]]), RangeError);
+      await db.query('DROP TABLE many');
     });
 
     test('bytea of any length round-trips exactly, each value in a buffer of its own', async () => {

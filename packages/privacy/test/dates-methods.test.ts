@@ -46,6 +46,26 @@ test('ages 89 and 90: a date indicating an age over 89 is removed, 89 keeps its 
   assert.equal(shiftDate('1930-01-01', 3, NOW), undefined);
 });
 
+test('dates are read as the pattern ^(\\d{4})(?:-(\\d{2})(?:-(\\d{2}))?)? reads them (year, partial dates, ages, shifts) on random date-like strings', () => {
+  // The reader is hand-written (no match array per date); the pattern it replaced is the oracle here.
+  const PATTERN = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?/;
+  const overLimit = (m: RegExpExecArray) => {
+    const month = m[2] ? Number(m[2]) : 1;
+    const day = m[3] ? Number(m[3]) : 1;
+    const before = NOW.getUTCMonth() + 1 < month || (NOW.getUTCMonth() + 1 === month && NOW.getUTCDate() < day);
+    return NOW.getUTCFullYear() - Number(m[1]) - (before ? 1 : 0) > 89;
+  };
+  const dateLike = fc.array(fc.constantFrom('0', '1', '2', '3', '9', '-', 'T', ':', 'Z', '+', '.', 'x', '٣'), { maxLength: 16 }).map((c) => c.join(''));
+  const prefixed = fc.tuple(fc.constantFrom('1930', '1936', '1937', '2019', '0000', '9999'), dateLike).map(([y, rest]) => y + rest);
+  fc.assert(fc.property(fc.oneof(dateLike, prefixed), fc.integer({ min: -50, max: 50 }), (value, offset) => {
+    const m = PATTERN.exec(value);
+    assert.equal(partialDate(value, NOW), m && !overLimit(m) ? m[1] : undefined);
+    assert.equal(indicatesAgeOver89(value, NOW), m !== null && overLimit(m));
+    const shifted = m && m[3] && !overLimit(m) ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + offset)).toISOString().slice(0, 10) : undefined;
+    assert.equal(shiftDate(value, offset, NOW)?.slice(0, 10), shifted);
+  }), { numRuns: 2000 });
+});
+
 test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the id of a reference', () => {
   assert.equal(cryptoHash('what do ya want for nothing?', 'Jefe'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
   const h = cryptoHash('123', 'key');
@@ -57,6 +77,22 @@ test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the i
   assert.equal(cryptoHashReference('urn:uuid:123', 'key'), cryptoHash('urn:uuid:123', 'key'));
   assert.equal(cryptoHashReference('urn:oid:1.2.3', 'key'), `urn:oid:${cryptoHash('1.2.3', 'key')}`);
   assert.equal(cryptoHashReference('#contained-1', 'key'), `#${cryptoHash('contained-1', 'key')}`);
+});
+
+test('urn:uuid references are read as the reference pattern reads them: a UUID id is hashed, anything else whole (random near-UUIDs)', () => {
+  const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+  const char = fc.oneof({ arbitrary: fc.constantFrom('0', '9', 'a', 'f', 'A', 'F'), weight: 40 }, { arbitrary: fc.constantFrom('g', 'G', '-', '/', '\n', 'é'), weight: 1 });
+  const nearUuid = fc.tuple(fc.array(char, { minLength: 35, maxLength: 37 }), fc.boolean()).map(([c, shaped]) => {
+    if (shaped) for (const at of [8, 13, 18, 23]) if (at < c.length) c[at] = '-';
+    return c.join('');
+  });
+  // Both sides are drawn: UUIDs and strings that miss by one character, one length or one hyphen.
+  const drawn = fc.sample(nearUuid, { numRuns: 500, seed: 1 });
+  assert.ok(drawn.some((id) => UUID.test(id)) && drawn.some((id) => !UUID.test(id)));
+  fc.assert(fc.property(nearUuid, (id) => {
+    const expected = UUID.test(id) ? `urn:uuid:${cryptoHash(id, 'k')}` : cryptoHash(`urn:uuid:${id}`, 'k');
+    assert.equal(cryptoHashReference(`urn:uuid:${id}`, 'k'), expected);
+  }), { numRuns: 3000 });
 });
 
 test('encrypt round-trips, is randomised, and detects tampering and wrong keys', () => {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Deidentifier, profileConfig, scrubText, findPhi } from '../src/index.ts';
+import fc from 'fast-check';
+import { Deidentifier, profileConfig, scrubText, findPhi, nameMatcher, termMatcher } from '../src/index.ts';
 import { allText, FIXTURE_BUNDLE, hasSharedData, patientBundles, patientIdentifiers, readJson, SKIP_NO_DATA } from './helpers.ts';
 
 type Json = Record<string, any>;
@@ -85,6 +86,21 @@ test('free text recall on the Synthea notes, labelled from each bundle\'s Patien
   assert.ok(counts.DATE.found / counts.DATE.total >= 0.99, JSON.stringify(counts));
   // Every date finding in these notes should be a real date (dosages like 12/0.015 are not).
   assert.ok(dateFindings.correct / dateFindings.total >= 0.99, JSON.stringify(dateFindings));
+});
+
+test('record names and places are found exactly where their whole-word pattern matches (case folding, letters and digits of any script at the edges)', () => {
+  // The scan checks the word boundaries apart from the terms (free-text.ts termSpans); the pattern's own matchAll is the oracle.
+  // No ASCII digit, @ or dot: no other detector can find anything, so every finding is the pattern's.
+  const char = fc.constantFrom('a', 'A', 'n', 'N', 's', 'S', 'k', 'K', 'ſ', '\u212a', 'ß', 'é', 'É', 'ı', 'İ', '٣', 'Ⅻ', '𝐀', '😀', ' ', '  ', '-', "'", '\n');
+  const word = fc.array(char, { minLength: 1, maxLength: 6 }).map((c) => c.join(''));
+  fc.assert(fc.property(fc.array(word, { minLength: 1, maxLength: 5 }), fc.array(fc.oneof(word, char), { maxLength: 12 }), fc.boolean(), (terms, parts, asPlace) => {
+    const text = parts.join('');
+    const matcher = asPlace ? termMatcher('ADDRESS', terms) : nameMatcher(terms);
+    if (!matcher) return;
+    const pattern = matcher instanceof RegExp ? matcher : matcher.pattern;
+    const expected = [...text.matchAll(pattern)].map((m) => [m.index, m.index + m[0].length]);
+    assert.deepEqual(findPhi(text, [matcher], 'terminology').map((f) => [f.start, f.end]), expected);
+  }), { numRuns: 3000 });
 });
 
 test('the built-in first-name dictionary finds names that are in no resource, case-sensitively', () => {

@@ -4,8 +4,10 @@
  * and the one HTTP→error mapping: a problem answer (RFC 9457) becomes the taxonomy's typed error again, by its
  * `type` (`urn:medshare:problem:<code>`) or else by its status, so the CLI's exit codes apply end to end.
  */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { MalformedInputError, MedShareError, UnavailableError, type ErrorCode } from '@medshare/crypto';
-import { parseRecordFrames, RECORD_STREAM_TYPE, type RecordParts } from './cloud/record-stream.ts';
+import { RECORD_STREAM_TYPE, recordStreamEvents, wholeRecords, type RecordParts, type RecordStreamEvent } from './cloud/record-stream.ts';
 
 /** An HTTP problem answer as a typed error; `status` is the HTTP status, `code` the taxonomy's. */
 export class HttpProblemError extends MedShareError {
@@ -111,26 +113,47 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
 
 /**
  * POSTs a JSON body to a read route asking for the binary record stream (`Accept: application/octet-stream`,
- * cloud/record-stream.ts) and returns the records as their bytes arrive: no base64, no JSON around large
- * payloads. A problem answer becomes its typed error, as with callJson; a read is not retried (it is audited).
+ * cloud/record-stream.ts) and yields its events as the bytes arrive: no base64, no JSON around large payloads, and a
+ * large payload handed out piece by piece. A problem answer becomes its typed error, as with callJson; a read is
+ * not retried (it is audited). Stopping the iteration early ends the request. The body is read with node:http(s),
+ * not fetch: receiving a 16 MiB stream through fetch's web streams cost this process about twice the CPU time
+ * (docs/benchmarks.md § Platform); TLS trusts what fetch trusts (the system store and NODE_EXTRA_CA_CERTS).
  */
-export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
+export async function* callRecordStreamEvents(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): AsyncGenerator<RecordStreamEvent> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: RECORD_STREAM_TYPE };
   const url = new URL(path.replace(/^\//, ''), base.href.endsWith('/') ? base : new URL(`${base.href}/`));
+  let response: IncomingMessage | undefined;
   try {
     await authorize(headers, options, url);
-    const response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(options.body ?? {}), signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) });
-    if (!response.ok) throw errorFromProblem(response.status, await response.text());
-    if (response.headers.get('content-type') !== RECORD_STREAM_TYPE || response.body === null) {
-      throw new MalformedInputError(`${url.origin} did not answer a record stream`);
+    const body = JSON.stringify(options.body ?? {});
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    response = await new Promise<IncomingMessage>((resolve, reject) => {
+      const request = send(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) }, resolve);
+      request.once('error', reject);
+      request.end(body);
+    });
+    const status = response.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      const text: Buffer[] = [];
+      for await (const chunk of response) text.push(chunk as Buffer);
+      throw errorFromProblem(status, Buffer.concat(text).toString('utf8'));
     }
-    const records: RecordParts[] = [];
-    for await (const record of parseRecordFrames(response.body)) records.push(record);
-    return records;
+    if (response.headers['content-type'] !== RECORD_STREAM_TYPE) throw new MalformedInputError(`${url.origin} did not answer a record stream`);
+    yield* recordStreamEvents(response);
   } catch (error) {
     if (error instanceof MedShareError) throw error;
     throw new UnavailableError(`${url.origin} is unreachable (${reasonOf(error)})`);
+  } finally {
+    // An iteration stopped early (or failed) leaves the rest of the answer unread: close the connection.
+    if (response !== undefined && !response.complete) response.destroy();
   }
+}
+
+/** As callRecordStreamEvents, gathered: every record of the answer with its payload in one buffer. */
+export async function callRecordStream(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): Promise<RecordParts[]> {
+  const records: RecordParts[] = [];
+  for await (const record of wholeRecords(callRecordStreamEvents(base, path, options))) records.push(record);
+  return records;
 }
 
 function reasonOf(error: unknown): string {

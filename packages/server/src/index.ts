@@ -15,7 +15,7 @@ export { callJson, errorFromProblem, codeForStatus, HttpProblemError, sameOrigin
 export { CloudService, repeatedAttributePolicies, sha256Name, type ConvertedRecord, type PlatformEmergencyStatus, type RepeatedAttributePolicy } from './cloud/service.ts';
 export { CloudStore } from './cloud/store.ts';
 export { CLOUD_MIGRATIONS } from './migrations.ts';
-export { defaultConversionWorkers } from './cloud/conversion-pool.ts';
+export { defaultConversionWorkers, defaultEncryptionWorkers } from './cloud/conversion-pool.ts';
 export type { AccessEntry, RecordMeta } from './cloud/store.ts';
 export { HttpCloudApi, type CloudApi, type PatientKeys } from './gateway/cloud-api.ts';
 export { DEFAULT_CATEGORY_MAPPING, categoryOf, type CategoryMapping, type FhirResource } from './gateway/fhir.ts';

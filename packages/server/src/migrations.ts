@@ -165,6 +165,19 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
     description: "each patient's desensitisation rules for the words of her notes in the searchable index (salted digests, JSON)",
     statements: ['ALTER TABLE cloud_patients ADD COLUMN index_rules text'],
   },
+  {
+    version: 10,
+    description: 'large record payloads in chunk rows (the record row keeps the header), read and streamed one chunk at a time',
+    // Records stored before keep their whole ciphertext inline (payload_chunks = 0) and read as before.
+    statements: [
+      'ALTER TABLE cloud_records ADD COLUMN payload_chunks integer NOT NULL DEFAULT 0',
+      `CREATE TABLE cloud_record_chunks (
+        record_id text NOT NULL REFERENCES cloud_records(record_id),
+        seq integer NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (record_id, seq))`,
+    ],
+  },
 ];
 
 export const GATEWAY_MIGRATIONS: readonly Migration[] = [

@@ -6,10 +6,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { abe, AccessDeniedError, curve, IntegrityError, MalformedInputError, MedShareError, pre } from '@medshare/crypto';
+import { abe, AccessDeniedError, curve, IntegrityError, MalformedInputError, MedShareError, por, pre } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import { ConversionPool, InThreadConverter, InThreadEncryptor } from '../src/cloud/conversion-pool.ts';
 import { parseRecordFrames, recordFrames, RECORD_STREAM_TYPE } from '../src/cloud/record-stream.ts';
+import { storageName, tagCiphertext } from '../src/storage-audit/tags.ts';
 import { HttpProblemError, sha256Name } from '../src/index.ts';
 import { LAB_POLICY, sessionFetch, startCast, type Cast } from './harness.ts';
 
@@ -60,7 +61,8 @@ describe('conversion pool', () => {
     assert.deepEqual(await pool.convert(second, records.slice(0, 2)), await new InThreadConverter().convert(second, records.slice(0, 2)));
   });
 
-  test('workers encrypt a batch in order: each record decrypts for the patient, each grant converts for the emergency reader', async () => {
+  test('workers encrypt and tag a batch in order: each record decrypts for the patient, each grant converts for the emergency reader, each tag set verifies', async () => {
+    const storageKey = por.generateKey();
     const capsule = pre.emergencyCapsule(ta.publicKey, 'role:emergency');
     const emergencyReader = pre.createReader(abe.keygen(ta.masterKey, 'role:emergency', { maxOccurrences: 1 }));
     const plaintexts = Array.from({ length: 40 }, (_, i) => new Uint8Array(randomBytes(i * 50)));
@@ -68,6 +70,7 @@ describe('conversion pool', () => {
       bundle: pre.encodePublicKeys(patient),
       capsules: [{ category: 'lab', capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) }],
       records: plaintexts.map((plaintext, i) => ({ recordId: `e${i}`, category: i % 2 === 0 ? 'lab' : 'imaging', plaintext })),
+      tagging: { secretKey: por.encodeSecretKey(storageKey), sectors: por.DEFAULT_SECTORS },
     };
     const info = pre.decodeEmergencyCapsule(pre.encodeEmergencyCapsule(capsule));
     for (const encryptor of [pool, new InThreadEncryptor()]) {
@@ -76,6 +79,9 @@ describe('conversion pool', () => {
       encrypted.forEach((r, i) => {
         assert.deepEqual(pre.decrypt(patient, r.ciphertext), plaintexts[i]);
         assert.equal(pre.openRecordHeader(r.ciphertext).core.recordId, `e${i}`);
+        // Each ciphertext is tagged where it was encrypted, with exactly the tags the hospital's tagger computes, which verify.
+        assert.deepEqual(r.tags, tagCiphertext(storageKey, r.ciphertext, por.DEFAULT_SECTORS));
+        assert.ok(por.verifyTagSet(storageKey.publicKey, storageName(r.ciphertext), r.ciphertext, por.decodeTagSet(r.tags!)));
         if (i % 2 === 1) return assert.equal(r.grant, undefined, 'imaging has no capsule');
         assert.deepEqual(emergencyReader.decrypt(pre.convert(pre.emergencyGrantKey(info, r.grant!), r.ciphertext)), plaintexts[i]);
       });
@@ -171,7 +177,8 @@ describe('the platform with a conversion pool', () => {
   });
 
   test('a truncated or implausible record stream is a typed error, not a hang or a short answer', async () => {
-    const frames = [...recordFrames([{ recordId: 'r1', header: new Uint8Array(40).fill(1), payload: new Uint8Array(1000).fill(2) }])];
+    const frames: Uint8Array[] = [];
+    for await (const frame of recordFrames([{ recordId: 'r1', header: new Uint8Array(40).fill(1), payload: new Uint8Array(1000).fill(2) }])) frames.push(frame);
     const whole = Buffer.concat(frames);
     const parse = async (bytes: Uint8Array, cut = 7) => {
       const pieces = Array.from({ length: Math.ceil(bytes.length / cut) }, (_, i) => bytes.subarray(i * cut, (i + 1) * cut));
@@ -185,6 +192,14 @@ describe('the platform with a conversion pool', () => {
     hugeHeader.writeUInt32BE(0xffffffff, 2 + 2);
     await assert.rejects(parse(hugeHeader), /implausible header length/);
     await assert.rejects(parse(new Uint8Array([0, 0])), /implausible record id length/);
+  });
+
+  test('an upload tagged by the gateway\'s worker and checked across the cloud\'s pool stores every record\'s tags, and they verify', async () => {
+    const rows = (await db.query<{ ciphertext: Uint8Array; tags: Uint8Array; public_key: Uint8Array }>(
+      'SELECT r.ciphertext, t.tags, k.public_key FROM cloud_records r JOIN storage_tags t ON t.record_id = r.record_id JOIN storage_keys k ON k.key_id = t.key_id WHERE r.patient = $1',
+      [cast.patient.key.patientId])).rows;
+    assert.equal(rows.length, 80);
+    for (const r of rows) assert.ok(por.verifyTagSet(por.decodePublicKey(r.public_key), storageName(r.ciphertext), r.ciphertext, por.decodeTagSet(r.tags)));
   });
 
   test('the record hash the ledger names is stored at upload; a record stored before it existed is hashed at read', async () => {

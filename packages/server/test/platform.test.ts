@@ -3,12 +3,14 @@
  * registration, gateway upload of a whole Synthea bundle (atomic, idempotent), delegation, conversion on read,
  * refusal, revocation, emergency access, the access log and the ledger.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, MedShareError, pre } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { CONVERTED_RECORD_TYPE, HttpProblemError, PatientClient } from '../src/index.ts';
+import { uploadBody } from '../src/gateway/cloud-api.ts';
+import { taggedRecordId } from '../src/record-id.ts';
 import { CATEGORIES, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const databases: TestDatabase[] = await openTestDatabases();
@@ -292,6 +294,172 @@ for (const { label, db } of databases) {
       const asChen = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`));
       assert.equal(asChen.status, 403);
       for (const d of await cast.patient.delegations()) await cast.patient.revoke(d.delegationId);
+    });
+
+    describe('large records (payloads in chunk rows, streamed)', () => {
+      let large: PatientClient;
+      let recordId: string;
+      let resource: Record<string, unknown>;
+      const fhirId = 'large-record-patient';
+      const chunkRows = async (id: string) => (await db.query<{ seq: number; bytes: Uint8Array }>('SELECT seq, bytes FROM cloud_record_chunks WHERE record_id = $1 ORDER BY seq', [id])).rows;
+      const recordRow = async (id: string) => (await db.query<{ ciphertext: Uint8Array; size: number; payload_chunks: number; ciphertext_hash: string }>(
+        'SELECT ciphertext, size, payload_chunks, ciphertext_hash FROM cloud_records WHERE record_id = $1', [id])).rows[0]!;
+      /** A resource as read back, without the meta the gateway adds (version, provenance, the record signature). */
+      const content = (read: unknown) => {
+        const { meta, ...rest } = read as Record<string, unknown>;
+        assert.equal((meta as { versionId?: string }).versionId, '1');
+        return rest;
+      };
+      const parsed = (pieces: Uint8Array[]) => content(JSON.parse(Buffer.concat(pieces).toString('utf8')));
+      const streamed = async (reason?: string) => {
+        const pieces: Uint8Array[] = [];
+        for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', recordId, reason === undefined ? {} : { reason })) pieces.push(piece);
+        return pieces;
+      };
+      /** An Observation of about `characters` of notes (of at most 1,000,000 characters each, the gateway's longest string). */
+      const largeObservation = (id: string, seed: string, characters: number) => ({
+        resourceType: 'Observation', id, status: 'final', code: { text: 'large' }, subject: { reference: `Patient/${fhirId}` },
+        note: Array.from({ length: Math.ceil(characters / 1_000_000) }, (_, i) => ({
+          text: createHash('sha256').update(`${seed}${i}`).digest('hex').repeat(15_625).slice(0, Math.min(1_000_000, characters - i * 1_000_000)),
+        })),
+      });
+
+      before(async () => {
+        const session = await cast.registerAndLogin('st-marys', 'large-patient', ['role:patient']);
+        large = new PatientClient(session, pre.generatePatientKey(`psn:large-${label}-${Date.now()}`, CATEGORIES));
+        await large.register();
+        await cast.gateway.enrol(fhirId, large.key.patientId);
+        // 1.5 MB: two payload chunk rows, the second shorter.
+        resource = largeObservation('large-1', 'a', 1_500_000);
+        await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
+        await large.delegate('lab', LAB_POLICY, abePublicKey);
+        recordId = (await large.records('lab'))[0]!.recordId;
+      });
+
+      test('a 1.5 MB record: its row keeps the header, its payload is in 1 MiB chunk rows, the ledger names the whole ciphertext', async () => {
+        const row = await recordRow(recordId);
+        const chunks = await chunkRows(recordId);
+        assert.equal(row.payload_chunks, 2);
+        assert.deepEqual(chunks.map((c) => [c.seq, c.bytes.length === 1024 * 1024]), [[0, true], [1, false]]);
+        const whole = Buffer.concat([row.ciphertext, ...chunks.map((c) => c.bytes)]);
+        assert.equal(pre.splitRecord(row.ciphertext).payload.length, 0, 'the row holds exactly the header');
+        assert.equal(whole.length, row.size);
+        assert.equal(row.ciphertext_hash, `sha256:${createHash('sha256').update(whole).digest('hex')}`);
+        // The patient's own records (JSON) and her decryption see the whole ciphertext.
+        const own = await sessionFetch(large.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/own-records`), {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
+        });
+        const [mine] = ((await own.json()) as { records: Array<{ ciphertext: string }> }).records;
+        assert.deepEqual(Buffer.from(mine!.ciphertext, 'base64'), whole);
+        assert.deepEqual(content(JSON.parse(new TextDecoder().decode(pre.decrypt(large.key, Buffer.from(mine!.ciphertext, 'base64'))))), resource);
+      });
+
+      test('the reader streams it: plaintext in pieces as the chunks arrive, the same bytes as read, emergency read and the JSON answer', async () => {
+        const pieces = await streamed();
+        assert.ok(pieces.length >= 2, `decrypted in ${pieces.length} pieces as it arrived`);
+        assert.deepEqual(parsed(pieces), resource);
+        assert.deepEqual((await cast.chen.read(large.key.patientId, 'lab', [recordId])).map(content), [resource]);
+        // Under the platform's emergency grant (no emergency delegation of hers): also chunk by chunk.
+        assert.deepEqual((await cast.okafor.emergencyRead(large.key.patientId, 'lab', 'unconscious, large imaging report')).map(content), [resource]);
+        const json = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/read`), {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [recordId] }),
+        });
+        const { records } = (await json.json()) as { records: Array<{ ciphertext: string }> };
+        assert.deepEqual(content(cast.chen.decrypt(records[0]!.ciphertext)), resource);
+        await assert.rejects(async () => {
+          for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', 'no-such-record')) void piece;
+        }, (e: MedShareError) => e.code === 'NOT_FOUND');
+      });
+
+      test('a chunk row altered in the database: the stream fails authentication (never a wrong plaintext)', async () => {
+        const [, second] = await chunkRows(recordId);
+        const altered = new Uint8Array(second!.bytes);
+        // In the second chunk row: the first row's plaintext is handed out, then authentication fails.
+        altered[4096]! ^= 1;
+        await db.query('UPDATE cloud_record_chunks SET bytes = $3 WHERE record_id = $1 AND seq = $2', [recordId, 1, altered]);
+        try {
+          const seen: Uint8Array[] = [];
+          await assert.rejects(async () => {
+            for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', recordId)) seen.push(piece);
+          }, (e: MedShareError) => e.code === 'INTEGRITY');
+          assert.ok(Buffer.concat(seen).length < 1024 * 1024 + 64 * 1024, 'nothing after the altered chunk was handed out');
+        } finally {
+          await db.query('UPDATE cloud_record_chunks SET bytes = $3 WHERE record_id = $1 AND seq = $2', [recordId, 1, second!.bytes]);
+        }
+      });
+
+      test('a chunk row dropped or cut short in the database: the read fails with a typed error, never a short answer', async () => {
+        const [, last] = await chunkRows(recordId);
+        const cases: Array<[string, () => Promise<unknown>]> = [
+          ['dropped', () => db.query('DELETE FROM cloud_record_chunks WHERE record_id = $1 AND seq = 1', [recordId])],
+          ['cut short', () => db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 1', [recordId, last!.bytes.subarray(0, 1000)])],
+        ];
+        for (const [how, damage] of cases) {
+          await damage();
+          try {
+            await assert.rejects(streamed(), MedShareError, how);
+            await assert.rejects(cast.chen.read(large.key.patientId, 'lab', [recordId]), MedShareError, how);
+          } finally {
+            await db.query('DELETE FROM cloud_record_chunks WHERE record_id = $1 AND seq = 1', [recordId]);
+            await db.query('INSERT INTO cloud_record_chunks (record_id, seq, bytes) VALUES ($1, 1, $2)', [recordId, last!.bytes]);
+          }
+        }
+        assert.deepEqual(parsed(await streamed()), resource);
+      });
+
+      test('a large record stored whole in its row, as before migration 10, is read the same', async () => {
+        const row = await recordRow(recordId);
+        const chunks = await chunkRows(recordId);
+        const whole = new Uint8Array(Buffer.concat([row.ciphertext, ...chunks.map((c) => c.bytes)]));
+        await db.transaction(async (tx) => {
+          await tx.query('DELETE FROM cloud_record_chunks WHERE record_id = $1', [recordId]);
+          await tx.query('UPDATE cloud_records SET ciphertext = $2, payload_chunks = 0 WHERE record_id = $1', [recordId, whole]);
+        });
+        try {
+          assert.deepEqual(parsed(await streamed()), resource);
+          assert.deepEqual((await cast.chen.read(large.key.patientId, 'lab', [recordId])).map(content), [resource]);
+        } finally {
+          await db.transaction(async (tx) => {
+            await tx.query('UPDATE cloud_records SET ciphertext = $2, payload_chunks = $3 WHERE record_id = $1', [recordId, row.ciphertext, chunks.length]);
+            for (const c of chunks) await tx.query('INSERT INTO cloud_record_chunks (record_id, seq, bytes) VALUES ($1, $2, $3)', [recordId, c.seq, c.bytes]);
+          });
+        }
+      });
+
+      test('a large upload that is not a record ciphertext is refused with a clear 400, and nothing is stored', async () => {
+        const recordId = taggedRecordId('st-marys', ['hostile-large-upload']);
+        const garbage = new Uint8Array(randomBytes(1024 * 1024 + 4096));
+        const response = await sessionFetch(cast.gateway.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/uploads`), {
+          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(uploadBody([{ recordId, category: 'lab', ciphertext: garbage }], [])),
+        });
+        assert.equal(response.status, 400);
+        assert.match(((await response.json()) as { detail: string }).detail, new RegExp(`record ${recordId} is not a record ciphertext`));
+        assert.equal((await db.query('SELECT 1 FROM cloud_records WHERE record_id = $1', [recordId])).rows.length, 0);
+        assert.equal((await chunkRows(recordId)).length, 0);
+      });
+
+      test('a chunk insert that fails mid-upload rolls the whole upload back: no half record, and the retry stores it', async () => {
+        // The database refuses the second chunk row of this upload, as a full disk or a lost connection would mid-way.
+        await db.query(`CREATE FUNCTION medshare_test_refuse_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.seq = 1 AND NEW.record_id <> '${recordId}' THEN RAISE EXCEPTION 'disk full (test)'; END IF; RETURN NEW; END $$`);
+        await db.query('CREATE TRIGGER medshare_test_refuse_chunk BEFORE INSERT ON cloud_record_chunks FOR EACH ROW EXECUTE FUNCTION medshare_test_refuse_chunk()');
+        const second = largeObservation('large-2', 'b', 1_100_000);
+        const before = (await large.records('lab')).length;
+        try {
+          await assert.rejects(cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: second }] }), MedShareError);
+          assert.equal((await large.records('lab')).length, before, 'no record row');
+          const orphans = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_record_chunks k WHERE NOT EXISTS (SELECT 1 FROM cloud_records r WHERE r.record_id = k.record_id AND r.record_id = $1)', [recordId]);
+          assert.equal(orphans.rows[0]!.n, 0, 'no chunk row of the failed upload');
+        } finally {
+          await db.query('DROP TRIGGER medshare_test_refuse_chunk ON cloud_record_chunks');
+          await db.query('DROP FUNCTION medshare_test_refuse_chunk()');
+        }
+        await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: second }] });
+        const stored = (await large.records('lab')).find((r) => r.recordId !== recordId)!;
+        const pieces: Uint8Array[] = [];
+        for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', stored.recordId)) pieces.push(piece);
+        assert.deepEqual(parsed(pieces), second);
+      });
     });
   });
 }

@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import Fastify from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { AccessDeniedError, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
+import { AccessDeniedError, curve, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
 import { base32Decode, SessionPseudonyms, totp } from '@medshare/identity';
 import { LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLogEntries, type TrustPolicy } from '@medshare/ledger';
@@ -19,6 +19,8 @@ import {
 } from '../src/index.ts';
 import { uploadBody } from '../src/gateway/cloud-api.ts';
 import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
+import { tagCiphertext } from '../src/storage-audit/tags.ts';
+import { ConversionPool } from '../src/cloud/conversion-pool.ts';
 import { ADMINS, LAB_POLICY, sampleBundle, sessionFetch, startCast, type Cast } from './harness.ts';
 
 const { db } = (await openTestDatabases())[0]!;
@@ -263,6 +265,33 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   assert.equal(dump.includes(Buffer.from(secret).toString('hex')), false, 'no row of the table holds the secret in the clear');
 });
 
+test('one bad tag set among 500 records of an upload is refused and named, by the batch check in this thread and split across a worker pool', async () => {
+  const tagger = await StorageTagger.open(db, cast.kek);
+  const key = await tagger.keyOf('riverside');
+  const records = Array.from({ length: 500 }, (_, i) => {
+    const ciphertext = new Uint8Array(randomBytes(700 + (i % 5) * 40));
+    return { recordId: `batch-${i}`, ciphertext, storage: { publicKey: por.encodePublicKey(key.publicKey), tags: tagCiphertext(key, ciphertext, tagger.sectors) } };
+  });
+  // Record 337 carries record 12's tags (valid points under the right key, bound to another file); 480 one byte off in its data.
+  const swapped = records.map((r, i) => (i === 337 ? { ...r, storage: records[12]!.storage } : r));
+  const edited = swapped.map((r, i) => (i === 480 ? { ...r, ciphertext: Uint8Array.from(r.ciphertext, (b, j) => (j === 100 ? b ^ 1 : b)) } : r));
+  // A tag that decodes on the curve but outside the prime-order subgroup (a torsion component the pairings would not see).
+  const offGroup = [...Array(30).keys()].map((x) => Uint8Array.from({ length: 48 }, (_, j) => (j === 0 ? 0x80 : j === 47 ? x + 1 : 0)))
+    .find((point) => { try { curve.g1FromBytes(point); return false; } catch (e) { return e instanceof MalformedInputError && /prime-order subgroup/.test(e.message); } })!;
+  const torsion = records.map((r, i) => (i === 250 ? { ...r, storage: { ...r.storage, tags: Uint8Array.from(r.storage.tags, (b, j) => (j >= 6 && j < 54 ? offGroup[j - 6]! : b)) } } : r));
+  const pool = await ConversionPool.start(2);
+  try {
+    for (const cloud of [await StorageAuditCloud.open(db, cast.platform.ledger), await StorageAuditCloud.open(db, cast.platform.ledger, pool)]) {
+      assert.equal((await cloud.checkUpload('riverside', records)).size, 500, 'an honest upload passes');
+      await assert.rejects(cloud.checkUpload('riverside', swapped), (e: unknown) => e instanceof IntegrityError && /tags of record batch-337 do not match/.test(e.message));
+      await assert.rejects(cloud.checkUpload('riverside', edited), (e: unknown) => e instanceof IntegrityError && /tags of 2 records: batch-337, batch-480 do not match/.test(e.message));
+      await assert.rejects(cloud.checkUpload('riverside', torsion), (e: unknown) => e instanceof MalformedInputError && /tag 0: not in the prime-order subgroup/.test(e.message));
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
 test('hostile challenges get problem answers, and only auditors and gateways may challenge', async () => {
   const wire = {
     nonce: Buffer.alloc(32, 1).toString('base64'), sectors: por.DEFAULT_SECTORS, samples: 10, keys: [inventory[0]!.key],
@@ -394,4 +423,26 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
   const bad = await medshare(['audit', 'storage', '--url', 'not a url'], `${auditorToken}\n`);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /--url: not a URL/);
+});
+
+test('a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row\'s bytes fails the audit for that record', async () => {
+  const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+  const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
+  const resource = { resourceType: 'Observation', id: 'large-audited', status: 'final', code: { text: 'large' }, subject: { reference: `Patient/${fhirId}` }, note: [{ text: text.slice(0, 1_000_000) }, { text: text.slice(1_000_000) }] };
+  await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
+  await cast.platform.ledger.flush();
+  const all = await verifiedInventory(ledger, trust);
+  const large = all.find((r) => !inventory.some((known) => known.hash === r.hash))!;
+  const { recordId } = await storedRecord(large.hash);
+  const [first] = (await db.query<{ bytes: Uint8Array }>('SELECT bytes FROM cloud_record_chunks WHERE record_id = $1 AND seq = 0', [recordId])).rows;
+  assert.ok(first !== undefined && first.bytes.length === 1024 * 1024, 'the record is stored in chunk rows');
+  assert.equal((await auditStorage(auditor, [large], { report: false })).ok, true, 'an honest cloud passes');
+  await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, new Uint8Array(randomBytes(first.bytes.length))]);
+  try {
+    const result = await auditStorage(auditor, [large], { report: false });
+    assert.equal(result.ok, false);
+    assert.deepEqual(result.failing.map((f) => f.hash), [large.hash]);
+  } finally {
+    await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, first.bytes]);
+  }
 });

@@ -20,7 +20,7 @@ import { Option, type Command } from 'commander';
 import { abe } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers,
+  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers, defaultEncryptionWorkers,
   listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions, type StatsAgentOptions,
 } from '@medshare/server';
 import { anchorClientFromEnv, type AnchorClient } from '@medshare/ledger';
@@ -283,7 +283,7 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
     ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
     // Receipts are checked against the witnesses of the hospitals this config lists, not those the cloud names.
     ...(config.hospitals.length === 0 ? {} : { federation: () => config.hospitals }),
-    encryptionWorkers: options.encryptionWorkers === undefined ? 0 : integer(options.encryptionWorkers, 'a worker count', 0, 256),
+    encryptionWorkers: options.encryptionWorkers === undefined ? defaultEncryptionWorkers() : integer(options.encryptionWorkers, 'a worker count', 0, 256),
     ...(agent === undefined ? {} : { stats: agent }),
   });
   say(name, await listen(service.app, options.host, port), storage.where);
@@ -330,7 +330,7 @@ async function serveAll(options: AllOptions): Promise<void> {
     }
     const platform = await createPlatform({
       ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
-      hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), host: options.host, port,
+      hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), encryptionWorkers: defaultEncryptionWorkers(), host: options.host, port,
       ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
       ...(stats.stats ? { stats: stats.stats, statsAgents } : {}),
     });
@@ -417,7 +417,7 @@ export function registerServe(program: Command): void {
     'run its statistics agent on the FHIR bundles (.json) of this directory: the hospital\'s own records')
     .option('--stats-budget <querySet=epsilon...>', 'the hospital\'s own privacy budget of a query set (with --stats-data)')
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
-    .option('--encryption-workers <n>', 'worker threads encrypting gateway uploads (default 0 = in the event loop)')
+    .option('--encryption-workers <n>', 'worker threads encrypting and tagging gateway uploads (default: one per core; 0 = in the event loop)')
     .action(serveHospital);
   agentOptions(statsOptions(webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))), '--stats-data <hospital=dir...>', 'run that hospital\'s statistics agent on the FHIR bundles of dir (with --stats-threshold)')
     .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])

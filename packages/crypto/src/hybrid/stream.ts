@@ -85,17 +85,33 @@ export class PayloadSealer {
 
   /** Seals what is left (fewer than CHUNK_BYTES, possibly none) as the final chunk. */
   finish(): Uint8Array[] {
-    const rest = Buffer.concat(this.pending);
+    const rest = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     this.pending = [];
     this.pendingBytes = 0;
     return this.seal(rest, true);
+  }
+
+  /**
+   * `push(data)` then `finish()`, for the end of a payload in memory: the chunks are sealed where they lie in `data`,
+   * with no copy of its tail (what `push` copies because a streaming caller may reuse its buffer).
+   */
+  end(data: Uint8Array): Uint8Array[] {
+    if (this.pendingBytes > 0) return [...this.push(data), ...this.finish()];
+    const out: Uint8Array[] = [];
+    let offset = 0;
+    // The last chunk is the one shorter than CHUNK_BYTES (empty when the length is a multiple of it).
+    for (; data.length - offset >= CHUNK_BYTES; offset += CHUNK_BYTES) out.push(...this.seal(data.subarray(offset, offset + CHUNK_BYTES), false));
+    out.push(...this.seal(data.subarray(offset), true));
+    return out;
   }
 }
 
 /** Decrypts a payload chunk by chunk; any tampering, truncation or extension raises IntegrityError. */
 export class PayloadOpener {
   private index = 0;
-  private buffer: Buffer = Buffer.alloc(0);
+  /** The current chunk's bytes received so far, in the pieces they came in. */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
   private done = false;
 
   constructor(
@@ -103,65 +119,101 @@ export class PayloadOpener {
     private readonly aad: Uint8Array,
   ) {}
 
-  private open(sealed: Uint8Array, last: boolean): Uint8Array {
-    const tagAt = sealed.length - TAG_BYTES;
+  /**
+   * Opens one sealed chunk given in `parts` (a chunk that straddles two received pieces is deciphered piece by piece,
+   * not joined first). The plaintext is handed out only once the chunk's tag has verified.
+   */
+  private open(parts: readonly Uint8Array[], last: boolean): Uint8Array[] {
+    const tagAt = parts.reduce((n, part) => n + part.length, 0) - TAG_BYTES;
     const decipher = createDecipheriv('aes-256-gcm', this.key, nonce(this.index++, last));
     decipher.setAAD(this.aad);
-    decipher.setAuthTag(sealed.subarray(tagAt));
-    const body = decipher.update(sealed.subarray(0, tagAt));
+    const plaintext: Uint8Array[] = [];
+    const tag: Uint8Array[] = [];
+    let position = 0;
+    for (const part of parts) {
+      const bodyEnd = Math.min(part.length, Math.max(0, tagAt - position));
+      if (bodyEnd > 0) plaintext.push(decipher.update(part.subarray(0, bodyEnd)));
+      if (bodyEnd < part.length) tag.push(part.subarray(bodyEnd));
+      position += part.length;
+    }
+    decipher.setAuthTag(tag.length === 1 ? tag[0]! : Buffer.concat(tag));
     try {
       decipher.final();
     } catch {
       const why = last ? 'truncated, tampered or corrupted' : 'tampered, corrupted or reordered';
       throw new IntegrityError(`payload chunk ${this.index - 1}${last ? ' (final)' : ''} failed authentication: ${why}`);
     }
-    return body;
+    return plaintext;
+  }
+
+  /** Keeps the start of a chunk until the rest arrives: a copy, unless the caller hands the bytes over (`owned`). */
+  private keep(bytes: Uint8Array, owned: boolean): void {
+    this.pending.push(owned ? bytes : Buffer.from(bytes));
+    this.pendingBytes += bytes.length;
   }
 
   /**
    * Adds ciphertext bytes; returns the plaintext of every full chunk now available. Full chunks are opened where
-   * they lie in `data`; only a partial chunk at the end is copied (the caller may reuse its buffer).
+   * they lie in `data`; a partial chunk at the end is copied (the caller may reuse its buffer), unless `owned` says
+   * the caller will never write into `data` again (bytes received from the network), when a view is kept.
    */
-  push(data: Uint8Array): Uint8Array[] {
+  push(data: Uint8Array, options: { owned?: boolean } = {}): Uint8Array[] {
     if (this.done && data.length > 0) throw new IntegrityError('data after the final payload chunk');
+    const owned = options.owned === true;
     const out: Uint8Array[] = [];
     let offset = 0;
-    if (this.buffer.length > 0) {
-      const needed = SEALED_CHUNK_BYTES - this.buffer.length;
+    if (this.pendingBytes > 0) {
+      const needed = SEALED_CHUNK_BYTES - this.pendingBytes;
       if (data.length < needed) {
-        this.buffer = Buffer.concat([this.buffer, data]);
+        this.keep(data, owned);
         return out;
       }
-      out.push(this.open(Buffer.concat([this.buffer, data.subarray(0, needed)]), false));
+      out.push(...this.open([...this.pending, data.subarray(0, needed)], false));
+      this.pending = [];
+      this.pendingBytes = 0;
       offset = needed;
     }
     // A full-size sealed chunk is never the last one (the last carries fewer plaintext bytes).
     for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES) {
-      out.push(this.open(data.subarray(offset, offset + SEALED_CHUNK_BYTES), false));
+      out.push(...this.open([data.subarray(offset, offset + SEALED_CHUNK_BYTES)], false));
     }
-    this.buffer = Buffer.from(data.subarray(offset));
+    if (offset < data.length) this.keep(data.subarray(offset), owned);
     return out;
   }
 
   /** Ends the payload: what remains must be exactly one authentic final chunk. */
   finish(): Uint8Array {
-    if (this.buffer.length < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
-    const plaintext = this.open(this.buffer, true);
-    this.buffer = Buffer.alloc(0);
+    if (this.pendingBytes < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
+    const plaintext = this.open(this.pending, true);
+    this.pending = [];
+    this.pendingBytes = 0;
     this.done = true;
-    return plaintext;
+    return plaintext.length === 1 ? plaintext[0]! : concatBytes(plaintext);
+  }
+
+  /**
+   * `push(data)` then `finish()`, for the end of a payload in memory: every chunk, the final one too, is opened where
+   * it lies in `data` (push copies a partial chunk, because a streaming caller may reuse its buffer).
+   */
+  end(data: Uint8Array): Uint8Array[] {
+    if (this.pendingBytes > 0 || this.done) return [...this.push(data), this.finish()];
+    const out: Uint8Array[] = [];
+    let offset = 0;
+    for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES) out.push(...this.open([data.subarray(offset, offset + SEALED_CHUNK_BYTES)], false));
+    if (data.length - offset < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
+    out.push(...this.open([data.subarray(offset)], true));
+    this.done = true;
+    return out;
   }
 }
 
 /** One-shot helpers for payloads already in memory. */
 export function sealPayload(key: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Uint8Array {
-  const sealer = new PayloadSealer(key, aad);
-  return concatBytes([...sealer.push(plaintext), ...sealer.finish()]);
+  return concatBytes(new PayloadSealer(key, aad).end(plaintext));
 }
 
 export function openPayload(key: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Uint8Array {
-  const opener = new PayloadOpener(key, aad);
-  const pieces = [...opener.push(sealed), opener.finish()].filter((piece) => piece.length > 0);
+  const pieces = new PayloadOpener(key, aad).end(sealed).filter((piece) => piece.length > 0);
   // A payload of one chunk (every record up to 64 KiB) is returned as the decipher's own output, not copied.
   return pieces.length === 1 ? new Uint8Array(pieces[0]!.buffer, pieces[0]!.byteOffset, pieces[0]!.length) : concatBytes(pieces);
 }

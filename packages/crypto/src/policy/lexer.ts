@@ -12,7 +12,8 @@ export interface Token {
   position: number;
 }
 
-const WORD_CHAR = /[A-Za-z0-9_.@/+-]/;
+/** One character of a word token. */
+export const WORD_CHAR = /[A-Za-z0-9_.@/+-]/;
 
 /** Splits `input` into tokens; an unterminated string or a stray character is a PolicySyntaxError. */
 export function tokenize(input: string): Token[] {

@@ -326,6 +326,12 @@ function tagSetHeader(bytes: Uint8Array): { sectors: number; count: number } {
   return { sectors, count };
 }
 
+/** The sector and block counts an encoded tag set declares, checked against its length (no point decoded). @throws as `decodeTagSet`. */
+export function tagSetShape(bytes: Uint8Array): { sectors: number; blocks: number } {
+  const { sectors, count } = tagSetHeader(bytes);
+  return { sectors, blocks: count };
+}
+
 const tagAt = (bytes: Uint8Array, i: number): G1 => curve.g1FromBytes(bytes.subarray(6 + i * curve.G1_BYTES, 6 + (i + 1) * curve.G1_BYTES), `tag ${i}`);
 
 /** Decodes a tag set. @throws MalformedInputError, UnsupportedError, LimitExceededError. */

@@ -13,7 +13,6 @@ import { createHmac } from 'node:crypto';
 
 const SHIFT_RANGE = 50;
 const AGE_THRESHOLD = 89;
-const DATE = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?/;
 const TIME = /T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$/;
 
 /**
@@ -33,15 +32,53 @@ export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' |
 }
 
 /** True when a date (possibly partial) lies more than 89 years before `now`: it indicates an age over 89. */
-export function indicatesAgeOver89(value: string, now = new Date()): boolean {
-  const match = DATE.exec(value);
-  return match !== null && overAgeLimit(match, now);
+export function indicatesAgeOver89(value: string, now = today()): boolean {
+  const parts = dateParts(value);
+  return parts !== undefined && overAgeLimit(parts, now);
 }
 
-function overAgeLimit(match: RegExpExecArray, now: Date): boolean {
-  const year = Number(match[1]);
-  const month = match[2] ? Number(match[2]) : 1;
-  const day = match[3] ? Number(match[3]) : 1;
+/** The current time as a Date made once per UTC day (the age rule reads only the date), not per value. */
+function today(): Date {
+  const now = Date.now();
+  if (current === undefined || now < current.start || now >= current.start + DAY) {
+    const date = new Date(now);
+    current = { date, start: Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate()) };
+  }
+  return current.date;
+}
+
+const DAY = 86_400_000;
+let current: { date: Date; start: number } | undefined;
+
+/** The year, month and day of a value's leading `YYYY[-MM[-DD]]` (month and day undefined when absent), or `undefined`. */
+interface DateParts {
+  year: number;
+  month: number | undefined;
+  day: number | undefined;
+}
+
+/** What the pattern `^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?` reads of a value, without a match array and its strings (redaction reads thousands of dates). */
+function dateParts(value: string): DateParts | undefined {
+  if (!(digit(value, 0) && digit(value, 1) && digit(value, 2) && digit(value, 3))) return undefined;
+  const year = number(value, 0, 4);
+  if (!(value.charCodeAt(4) === 45 /* - */ && digit(value, 5) && digit(value, 6))) return { year, month: undefined, day: undefined };
+  const month = number(value, 5, 7);
+  if (!(value.charCodeAt(7) === 45 && digit(value, 8) && digit(value, 9))) return { year, month, day: undefined };
+  return { year, month, day: number(value, 8, 10) };
+}
+
+function digit(value: string, at: number): boolean {
+  const c = value.charCodeAt(at);
+  return c >= 48 && c <= 57;
+}
+
+function number(value: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) n = n * 10 + value.charCodeAt(i) - 48;
+  return n;
+}
+
+function overAgeLimit({ year, month = 1, day = 1 }: DateParts, now: Date): boolean {
   const nowMonth = now.getUTCMonth() + 1;
   const beforeBirthday = nowMonth < month || (nowMonth === month && now.getUTCDate() < day);
   return now.getUTCFullYear() - year - (beforeBirthday ? 1 : 0) > AGE_THRESHOLD;
@@ -51,10 +88,10 @@ function overAgeLimit(match: RegExpExecArray, now: Date): boolean {
  * Partial redaction of a date: its year, or `undefined` (remove) when the date is unparseable
  * or indicates an age over 89.
  */
-export function partialDate(value: string, now = new Date()): string | undefined {
-  const match = DATE.exec(value);
-  if (!match || overAgeLimit(match, now)) return undefined;
-  return match[1];
+export function partialDate(value: string, now = today()): string | undefined {
+  const parts = dateParts(value);
+  if (!parts || overAgeLimit(parts, now)) return undefined;
+  return value.slice(0, 4);
 }
 
 /**
@@ -62,10 +99,10 @@ export function partialDate(value: string, now = new Date()): string | undefined
  * 00:00:00. Returns `undefined` when the value has no day (partial) or indicates an age over 89:
  * the caller then redacts it, as the reference tool does.
  */
-export function shiftDate(value: string, offsetDays: number, now = new Date()): string | undefined {
-  const match = DATE.exec(value);
-  if (!match || !match[3] || overAgeLimit(match, now)) return undefined;
-  const shifted = new Date(Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3]) + offsetDays));
+export function shiftDate(value: string, offsetDays: number, now = today()): string | undefined {
+  const parts = dateParts(value);
+  if (!parts || parts.day === undefined || overAgeLimit(parts, now)) return undefined;
+  const shifted = new Date(Date.UTC(parts.year, parts.month! - 1, parts.day + offsetDays));
   const date = shifted.toISOString().slice(0, 10);
   const time = TIME.exec(value);
   if (!time) return date;

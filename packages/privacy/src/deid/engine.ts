@@ -7,6 +7,7 @@
  * with the HL7 v3 ObservationValue codes of the operations applied.
  */
 /// <reference types="fhir" />
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
 import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
@@ -77,11 +78,14 @@ export class Deidentifier {
   private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
   /** The rules in one walk per resource, when the configuration allows it (rule-walk.ts). */
   private readonly ruleWalk: RuleWalk | undefined;
+  /** `cryptoHashKey` as a key object, made once (createHmac converts a string key on every call). */
+  private readonly hashKey: KeyObject;
 
   constructor(readonly config: DeidConfig) {
     this.dictionary = config.parameters.nameDictionary;
+    this.hashKey = createSecretKey(Buffer.from(config.parameters.cryptoHashKey, 'utf8'));
     this.ruleWalk = config.singlePass ? compileWalk(config.rules, { quantityAgesAsAges: config.parameters.quantityAgesAsAges }) : undefined;
-    const key = config.parameters.cryptoHashKey;
+    const key = this.hashKey;
     // A resource's id recurs in its fullUrl and in every reference to it: each id is hashed once.
     const ids = new Map<string, string>();
     this.keepFormHash = (id) => {
@@ -278,7 +282,12 @@ export class Deidentifier {
    */
   private hash(node: Leaf, value: string): string {
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
-    const form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    let form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    if (this.config.parameters.cryptoHashKeepsForm) {
+      // A plain value is an id, whose cache keepFormHash is; a fullUrl hashes as a reference does (its id part), so they share one cache.
+      if (form === 'value') return this.keepFormHash(value);
+      if (form === 'fullUrl') form = 'reference';
+    }
     const cache = this.hashes[form];
     let hashed = cache.get(value);
     if (hashed === undefined) {
@@ -290,14 +299,14 @@ export class Deidentifier {
   }
 
   private hashUncached(form: HashForm, value: string): string {
-    const key = this.config.parameters.cryptoHashKey;
+    const key = this.hashKey;
     if (!this.config.parameters.cryptoHashKeepsForm) return form === 'reference' ? cryptoHashReference(value, key) : cryptoHash(value, key);
     const hash = this.keepFormHash;
     if (form === 'request') {
       const path = value.split('?')[0] ?? '';
       return RESOURCE_TYPES.has(path) ? path : cryptoHashReference(path, key, hash);
     }
-    return form === 'reference' || form === 'fullUrl' ? cryptoHashReference(value, key, hash) : hash(value);
+    return cryptoHashReference(value, key, hash);
   }
 
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
@@ -515,9 +524,13 @@ function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
   let security = metaObject['security'];
   if (!Array.isArray(security)) metaObject['security'] = security = [];
   const list = security as unknown[];
-  const present = (code: string) => list.some((s) => s !== null && typeof s === 'object' && String((s as JsonObject)['code']).toLowerCase() === code.toLowerCase());
-  for (const code of LABEL_ORDER) if (labels.has(code) && !present(code)) list.push({ ...LABELS[code] });
+  // The codes there before (the labels added here differ from one another); most resources have none.
+  let present: Set<string> | undefined;
+  for (const s of list) if (s !== null && typeof s === 'object') (present ??= new Set()).add(String((s as JsonObject)['code']).toLowerCase());
+  for (const code of LABEL_ORDER) if (labels.has(code) && !present?.has(LOWER_CASE_LABELS[code])) list.push({ ...LABELS[code] });
 }
+
+const LOWER_CASE_LABELS = Object.fromEntries(LABEL_ORDER.map((code) => [code, code.toLowerCase()])) as Record<Label, string>;
 
 function partialZip(zip: string, restricted: string[]): string {
   if (restricted.some((area) => zip.startsWith(area))) return zip.replace(/\d/g, '0');
@@ -527,9 +540,9 @@ function partialZip(zip: string, restricted: string[]): string {
 
 /** Scrubs a text leaf; base64 `data` of a text attachment (DocumentReference, Binary) is decoded and re-encoded. */
 function scrubLeaf(leaf: NodeLocation, value: string, names: readonly NameMatcher[] = NO_NAMES, scope: TextScope = 'all'): string {
-  // A base64 attachment's contentType is its sibling.
-  const contentType = leaf.parent['contentType'];
-  if (leaf.key === 'data' && typeof contentType === 'string') {
+  // A base64 attachment's contentType is its sibling (read for `data` only).
+  const contentType = leaf.key === 'data' ? leaf.parent['contentType'] : undefined;
+  if (typeof contentType === 'string') {
     if (!/^text\/|json|xml/.test(contentType)) return value; // non-text binaries cannot be scrubbed: redact with another rule
     // A note is often attached twice (DocumentReference.content and DiagnosticReport.presentedForm): the base64 text is cached too.
     return cachedScrubBase64(value, names);

@@ -213,18 +213,23 @@ export function pruneRemoved(node: unknown, root?: object): boolean {
     const object = node as JsonObject;
     // With a root given, nested resources (contained, entries) are left alone: they were pruned with their own rules.
     if (root !== undefined && object !== root && typeof object['resourceType'] === 'string') return false;
-    const keys = Object.keys(object);
+    // (for-in, not Object.keys: no array allocated per object; deleting the key being visited is safe in for-in.)
     let hasParts = false;
-    for (const key of keys) if (key.charCodeAt(0) === 95) hasParts = true;
+    for (const key in object) {
+      if (key.charCodeAt(0) === 95) {
+        hasParts = true;
+        break;
+      }
+    }
     if (!hasParts) {
       // The common case: no element parts, no string building.
-      for (const key of keys) {
+      for (const key in object) {
         const value = object[key];
         if (value === REMOVED || (typeof value === 'object' && pruneRemoved(value, root))) delete object[key];
       }
-      return Object.keys(object).length === 0;
+      return isEmptyObject(object);
     }
-    for (const key of keys) {
+    for (const key of Object.keys(object)) {
       if (!(key in object)) continue;
       const partKey = key.charCodeAt(0) === 95 ? key : `_${key}`;
       const valueKey = partKey.slice(1);
@@ -235,9 +240,14 @@ export function pruneRemoved(node: unknown, root?: object): boolean {
       if (key === partKey) continue;
       if (object[key] === REMOVED || pruneRemoved(object[key], root)) delete object[key];
     }
-    return Object.keys(object).length === 0;
+    return isEmptyObject(object);
   }
   return false;
+}
+
+function isEmptyObject(object: JsonObject): boolean {
+  for (const _ in object) return false;
+  return true;
 }
 
 const gone = (value: unknown) => value === REMOVED || value === undefined;

@@ -7,12 +7,16 @@
  * (NIST SP 800-38D) under a key derived by HKDF-SHA256 (RFC 5869) from `encryptKey`, so ciphertexts
  * are authenticated and any key length is accepted. Output: base64(iv(12) || ciphertext || tag(16)).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, randomInt, type KeyObject } from 'node:crypto';
 import { IntegrityError, MalformedInputError } from '@medshare/crypto';
 import { RESOURCE_TYPES } from './native-paths.ts';
 
-/** HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. (The engine keeps the results it reuses, per instance.) */
-export function cryptoHash(value: string, key: string): string {
+/**
+ * HMAC-SHA256 of a string, lower-case hex: the reference tool's cryptoHash. (The engine keeps the
+ * results it reuses, per instance, and passes its key as a KeyObject made once: a string key is
+ * converted to bytes on every call.)
+ */
+export function cryptoHash(value: string, key: string | KeyObject): string {
   return createHmac('sha256', key).update(value, 'utf8').digest('hex');
 }
 
@@ -30,8 +34,10 @@ const LITERAL_REFERENCES = [
  * the same rule hashes) is hashed, so references stay resolvable; anything else is hashed whole.
  * `hash` is the id transformation (cryptoHash by default).
  */
-export function cryptoHashReference(reference: string, key: string, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
+export function cryptoHashReference(reference: string, key: string | KeyObject, hash: (id: string) => string = (id) => cryptoHash(id, key)): string {
   if (reference.startsWith('#')) return `#${hash(reference.slice(1))}`;
+  // The common case, `urn:uuid:` and a UUID (the third pattern), read without a match array.
+  if (reference.startsWith('urn:uuid:') && isUuidAt(reference, 9)) return `urn:uuid:${hash(reference.slice(9))}`;
   // Only the pattern its scheme can match is tried (the first one is an alternation of every resource type).
   const pattern = reference.startsWith('urn:uuid:') ? LITERAL_REFERENCES[2]! : reference.startsWith('urn:oid:') ? LITERAL_REFERENCES[1]! : LITERAL_REFERENCES[0]!;
   const match = pattern.exec(reference);
@@ -39,7 +45,17 @@ export function cryptoHashReference(reference: string, key: string, hash: (id: s
   return hash(reference);
 }
 
-const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+/** `value` from `from` to its end is a UUID, as /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/ reads it. */
+function isUuidAt(value: string, from: number): boolean {
+  if (value.length !== from + 36) return false;
+  for (let i = 0; i < 36; i++) {
+    const c = value.charCodeAt(from + i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45 /* - */) return false;
+    } else if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
 
 /**
  * MedShare's form-keeping hash (parameter `cryptoHashKeepsForm`): a UUID hashes to a UUID (the
@@ -47,9 +63,9 @@ const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
  * fullUrls stay valid and match the hashed ids and references of the same Bundle; any other
  * value hashes to the hex HMAC.
  */
-export function formKeepingHash(value: string, key: string): string {
+export function formKeepingHash(value: string, key: string | KeyObject): string {
   const hex = cryptoHash(value, key);
-  if (!UUID.test(value)) return hex;
+  if (!isUuidAt(value, 0)) return hex;
   const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }

@@ -66,18 +66,38 @@ export interface ChildType {
   repeating: boolean;
   /** The key of its element part (`_key`), built once. */
   partKey: string;
+  /** A number of its own (0, 1, 2...): a walk keeps what it derives from a child type in an array by it. */
+  id: number;
+  /** The types of its own children (under `next`). */
+  nextTypes: ChildTypes;
+}
+
+/** The child types under one model path, each resolved on first use; a walk looks up the path once per object, not once per key. */
+export class ChildTypes {
+  private readonly byKey = new Map<string, ChildType>();
+  constructor(private readonly typePath: string) {}
+
+  get(key: string): ChildType {
+    let info = this.byKey.get(key);
+    if (!info) this.byKey.set(key, (info = resolveChildType(this.typePath, key)));
+    return info;
+  }
+}
+
+/** The child types under model path `typePath` (see ChildTypes). */
+export function childTypes(typePath: string): ChildTypes {
+  let types = childTypesCache.get(typePath);
+  if (!types) childTypesCache.set(typePath, (types = new ChildTypes(typePath)));
+  return types;
 }
 
 /** The FHIR type of element `key` under model path `typePath`, the path its own children use, and its element name (`value` for `valueQuantity`). */
 export function childType(typePath: string, key: string): ChildType {
-  let byKey = childTypeCache.get(typePath);
-  if (!byKey) childTypeCache.set(typePath, (byKey = new Map()));
-  let info = byKey.get(key);
-  if (!info) byKey.set(key, (info = resolveChildType(typePath, key)));
-  return info;
+  return childTypes(typePath).get(key);
 }
 
-const childTypeCache = new Map<string, Map<string, ChildType>>();
+const childTypesCache = new Map<string, ChildTypes>();
+let childTypeCount = 0;
 
 function isResourceType(type: string): boolean {
   for (let t: string | undefined = type; t; t = model.type2Parent[t]) if (t === 'Resource') return true;
@@ -91,6 +111,7 @@ export const RESOURCE_TYPES: ReadonlySet<string> = new Set(Object.keys(model.typ
 const SYSTEM_TYPES: Record<string, string> = { 'System.String': 'string', 'System.Boolean': 'boolean', 'System.Integer': 'integer', 'System.Decimal': 'decimal' };
 
 function resolveChildType(typePath: string, key: string): ChildType {
+  const id = childTypeCount++;
   const path = `${typePath}.${key}`;
   let name = key;
   let choiceType: string | undefined;
@@ -108,11 +129,12 @@ function resolveChildType(typePath: string, key: string): ChildType {
   const repeating = model.path2Repeating[path] === true;
   const elsewhere = model.pathsDefinedElsewhere[path];
   const partKey = `_${key}`;
-  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating, partKey };
+  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating, partKey, id, nextTypes: childTypes(elsewhere) };
   let type = model.path2Type[path] ?? choiceType;
-  if (type === undefined) return { type: '', next: path, name, repeating, partKey };
+  if (type === undefined) return { type: '', next: path, name, repeating, partKey, id, nextTypes: childTypes(path) };
   if (type.startsWith('System.')) type = key === 'url' && typePath === 'Extension' ? 'uri' : key === 'id' && RESOURCE_TYPES.has(typePath) ? 'id' : (SYSTEM_TYPES[type] ?? type);
-  return { type, next: type === 'BackboneElement' || type === 'Element' ? path : type, name, repeating, partKey };
+  const next = type === 'BackboneElement' || type === 'Element' ? path : type;
+  return { type, next, name, repeating, partKey, id, nextTypes: childTypes(next) };
 }
 
 /** The element part (`_key`) of a primitive: `object._key` or `object._key[index]`. */
@@ -125,6 +147,22 @@ export function partItem(part: unknown, index: number | null): JsonObject | unde
   if (part === undefined || part === null) return undefined;
   const item = index === null ? (Array.isArray(part) ? part[0] : part) : Array.isArray(part) ? part[index] : index === 0 ? part : undefined;
   return item && typeof item === 'object' ? (item as JsonObject) : undefined;
+}
+
+/**
+ * The items of element part `partKey` (`_given`) whose primitive is absent: such a primitive
+ * exists with its id and extensions only. Calls `each` with the primitive's key and the item's
+ * index (null for a single value). Nothing when the primitive is present (it carries its part).
+ */
+export function eachLonePart(object: JsonObject, partKey: string, each: (key: string, index: number | null) => void): void {
+  const key = partKey.slice(1);
+  if (object[key] !== undefined && object[key] !== null) return;
+  const part = object[partKey];
+  if (!Array.isArray(part)) {
+    if (part && typeof part === 'object') each(key, null);
+    return;
+  }
+  for (let i = 0; i < part.length; i++) if (part[i] && typeof part[i] === 'object') each(key, i);
 }
 
 /** The children of a leaf: one shared empty list (most nodes are leaves; fewer allocations). */
@@ -181,12 +219,7 @@ export function indexResource(resource: JsonObject): NodeIndex {
       if (key === 'resourceType') continue;
       let value = object[key];
       if (key.charCodeAt(0) === 95 /* _ */) {
-        // An element part whose primitive is absent: the primitive exists with extensions only.
-        const base = key.slice(1);
-        if (object[base] !== undefined && object[base] !== null) continue;
-        const info = childType(typePath, base);
-        const parts = Array.isArray(value) ? value : [value];
-        for (let i = 0; i < parts.length; i++) if (parts[i] && typeof parts[i] === 'object') add(parentNode, object, base, Array.isArray(value) ? i : null, undefined, info);
+        eachLonePart(object, key, (base, i) => add(parentNode, object, base, i, undefined, childType(typePath, base)));
         continue;
       }
       if (value === null || value === undefined) continue;

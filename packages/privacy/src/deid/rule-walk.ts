@@ -14,7 +14,7 @@
  */
 import type { Rule } from './config.ts';
 import type { JsonObject } from './fhir-nodes.ts';
-import { childType, isChoiceOf, parseBranch, partItem, startsAtRoot, type ChildType } from './native-paths.ts';
+import { childTypes, eachLonePart, isChoiceOf, parseBranch, partItem, startsAtRoot, type ChildType, type ChildTypes } from './native-paths.ts';
 import { splitUnion } from './union.ts';
 
 /** A value a rule acts on: where it lives, its FHIR type, and its parent element's type and name. */
@@ -75,7 +75,7 @@ export interface RuleWalk {
 /** Compiles the rules into a walk, or `undefined` when one of them is outside what the walk can do (see above). */
 export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAges: boolean }): RuleWalk | undefined {
   const byType = new Map<string, Branch[]>();
-  const atRoot: { branch: Branch; typeName: string | undefined }[] = [];
+  const atRoot: RootBranch[] = [];
   for (const [order, rule] of rules.entries()) {
     if (!WALK_METHODS.has(rule.method)) return undefined;
     if (rule.wholeResource) {
@@ -100,144 +100,245 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
       } else atRoot.push({ branch, typeName: parsed.start.root });
     }
   }
+  return new CompiledWalk(rules, byType, atRoot, options.quantityAgesAsAges);
+}
 
-  return {
-    walk(resource, apply) {
-      const resourceType = String(resource['resourceType']);
-      const nested: NestedResource[] = [];
-      let dirty = false;
-      const applies = (branch: Branch) => branch.resourceType === '' || branch.resourceType === resourceType;
+interface RootBranch {
+  branch: Branch;
+  typeName: string | undefined;
+}
 
-      /**
-       * Advances a branch at an element through its `where` steps: the branch's order when it
-       * matches here, NONE when it fails, or -1 - position when its next step is a member name.
-       */
-      const advance = (branch: Branch, position: number, value: unknown, ruleOrder: number): number => {
-        // An earlier rule already holds this element and all below it: a later branch cannot win anywhere here.
-        if (branch.order >= ruleOrder) return NONE;
-        const steps = branch.steps;
-        while (position < steps.length) {
-          const step = steps[position]!;
-          if ('member' in step) return -1 - position;
-          if (value === null || typeof value !== 'object' || !step.where(value as JsonObject)) return NONE;
-          position++;
-        }
-        return branch.order;
-      };
+/** The branches that start at elements of one type, for one resource type (those whose rule applies to it). */
+interface Start {
+  branches: readonly Branch[];
+  /**
+   * When no branch has a `where` step before its first member step, what they give an element
+   * under no rule to which no inherited path applies, whatever its value: its rule order and the
+   * progress its children inherit, made once (most elements are in this case).
+   */
+  fixed: { order: number; carry: Progress[] } | undefined;
+}
 
-      // One leaf and one parent frame, rewritten for each value (apply does not keep them): no allocation per value.
-      const frame: ElementFrame = { type: '', key: '' };
-      const leaf: Leaf = { parent: resource, key: '', index: null, type: '', value: undefined, parentNode: frame };
+/** The starts of one resource type. */
+interface Starts {
+  /** By child type id, for an element of its child type's own type; null: none. Filled on first use. */
+  byChildType: (Start | null | undefined)[];
+  /** By type name (a Quantity in years walked as an Age). */
+  byName: Map<string, Start | null>;
+}
 
-      const element = (object: JsonObject, hasParts: boolean, key: string, index: number | null, item: unknown, info: ChildType, parentType: string, parentKey: string, inherited: Progress[], ruleOrder: number) => {
-        if (item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string') {
-          nested.push({ resource: item as JsonObject, key });
-          return;
-        }
-        let type = info.type;
-        if (type === 'Quantity' && options.quantityAgesAsAges && isYearsQuantity(item)) type = 'Age';
-        // The rule order this element gets, and the progress its children inherit (allocated only when a path goes on below).
-        let order = ruleOrder;
-        let carry: Progress[] | undefined;
-        for (const { branch, position } of inherited) {
-          const member = (branch.steps[position] as { member: string }).member;
-          if (key !== member && !isChoiceOf(key, member)) continue;
-          const result = advance(branch, position + 1, item, order);
-          if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
+const ELEMENT_TYPES = childTypes('Element');
+
+/**
+ * One compiled walk. Its methods share the state of the resource under way in fields (nested
+ * resources are collected, not entered, so a walk never re-enters itself), so the walk allocates no
+ * closure per resource and no object per value.
+ */
+class CompiledWalk implements RuleWalk {
+  private readonly starts = new Map<string, Starts>();
+  // The resource under way.
+  private nested: NestedResource[] = [];
+  private dirty = false;
+  private apply: (rule: Rule, leaf: Leaf) => void = () => {};
+  private current: Starts = { byChildType: [], byName: new Map() };
+  private resourceType = '';
+  // One leaf and one parent frame, rewritten for each value (apply does not keep them): no allocation per value.
+  private readonly frame: ElementFrame = { type: '', key: '' };
+  private readonly leaf: Leaf = { parent: {}, key: '', index: null, type: '', value: undefined, parentNode: this.frame };
+
+  constructor(
+    private readonly rules: readonly Rule[],
+    private readonly byType: ReadonlyMap<string, readonly Branch[]>,
+    private readonly atRoot: readonly RootBranch[],
+    private readonly quantityAgesAsAges: boolean,
+  ) {}
+
+  walk(resource: JsonObject, apply: (rule: Rule, leaf: Leaf) => void): WalkResult {
+    const resourceType = String(resource['resourceType']);
+    let starts = this.starts.get(resourceType);
+    if (!starts) this.starts.set(resourceType, (starts = { byChildType: [], byName: new Map() }));
+    this.current = starts;
+    this.resourceType = resourceType;
+    this.nested = [];
+    this.dirty = false;
+    this.apply = apply;
+    let carry: Progress[] = NO_PROGRESS;
+    let order = NONE;
+    for (const { branch, typeName } of this.atRoot) {
+      if (!applies(branch, resourceType) || !startsAtRoot(typeName, resourceType)) continue;
+      const result = advance(branch, 0, resource, order);
+      if (result < 0) carry = [...carry, { branch, position: -1 - result }];
+      else if (result < order) order = result;
+    }
+    this.visit(resource, childTypes(resourceType), resourceType, 'root', carry, order);
+    const result = { nested: this.nested, dirty: this.dirty };
+    this.nested = [];
+    this.apply = () => {};
+    return result;
+  }
+
+  /** The branches that start at an element of `type` (its child type's own, or Age for a Quantity in years). */
+  private startsAt(type: string, info: ChildType): Start | null {
+    const starts = this.current;
+    if (type === info.type) {
+      const table = starts.byChildType;
+      let start = table[info.id];
+      if (start === undefined) {
+        // Filled up to the id, not written past the end: a sparse array would turn into a slower dictionary.
+        while (table.length <= info.id) table.push(undefined);
+        table[info.id] = start = this.startOfType(type);
+      }
+      return start;
+    }
+    let start = starts.byName.get(type);
+    if (start === undefined) starts.byName.set(type, (start = this.startOfType(type)));
+    return start;
+  }
+
+  private startOfType(type: string): Start | null {
+    const branches = this.byType.get(type)?.filter((branch) => applies(branch, this.resourceType));
+    if (!branches || branches.length === 0) return null;
+    if (branches.some((branch) => branch.steps.length > 0 && !('member' in branch.steps[0]!))) return { branches, fixed: undefined };
+    let order = NONE;
+    const carry: Progress[] = [];
+    for (const branch of branches) {
+      const result = advance(branch, 0, undefined, order);
+      if (result < 0) carry.push({ branch, position: -1 - result });
+      else if (result < order) order = result;
+    }
+    return { branches, fixed: { order, carry: carry.length > 0 ? carry : NO_PROGRESS } };
+  }
+
+  private element(object: JsonObject, hasParts: boolean, key: string, index: number | null, item: unknown, info: ChildType, parentType: string, parentKey: string, inherited: Progress[], ruleOrder: number): void {
+    if (item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string') {
+      this.nested.push({ resource: item as JsonObject, key });
+      return;
+    }
+    let type = info.type;
+    if (type === 'Quantity' && this.quantityAgesAsAges && isYearsQuantity(item)) type = 'Age';
+    // The rule order this element gets, and the progress its children inherit (allocated only when a path goes on below).
+    let order = ruleOrder;
+    let carry: Progress[] | undefined;
+    for (let i = 0; i < inherited.length; i++) {
+      const { branch, position } = inherited[i]!;
+      const member = (branch.steps[position] as { member: string }).member;
+      if (key !== member && !isChoiceOf(key, member)) continue;
+      const result = advance(branch, position + 1, item, order);
+      if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
+      else if (result < order) order = result;
+    }
+    const start = this.startsAt(type, info);
+    let progress: Progress[];
+    // Nothing inherited applies here: the branches starting here give what was worked out for their type.
+    if (start !== null && start.fixed && carry === undefined && order === NONE) ({ order, carry: progress } = start.fixed);
+    else {
+      if (start !== null) {
+        for (const branch of start.branches) {
+          const result = advance(branch, 0, item, order);
+          if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
           else if (result < order) order = result;
         }
-        const starting = byType.get(type);
-        if (starting) {
-          for (const branch of starting) {
-            if (!applies(branch)) continue;
-            const result = advance(branch, 0, item, order);
-            if (result < 0) (carry ??= []).push({ branch, position: -1 - result });
-            else if (result < order) order = result;
-          }
-        }
-        const progress = carry ?? NO_PROGRESS;
-        if (item !== null && typeof item === 'object') {
-          visit(item as JsonObject, info.next, type, key, progress, order);
-          return;
-        }
-        if (order !== NONE && item !== undefined) {
-          leaf.parent = object;
-          leaf.key = key;
-          leaf.index = index;
-          leaf.type = type;
-          leaf.value = item;
-          frame.type = parentType;
-          frame.key = parentKey;
-          apply(rules[order]!, leaf);
-          const now = index !== null && Array.isArray(object[key]) ? (object[key] as unknown[])[index] : object[key];
-          if (now === null) dirty = true;
-        }
-        if (!hasParts) return;
-        // A primitive's id and extensions (its `_key` part) are below it.
-        const part = partItem(object[info.partKey], index);
-        if (part) visit(part, 'Element', type, key, progress, order);
-      };
-
-      // The same traversal, key order and JSON normalisation as indexResource (native-paths.ts).
-      const visit = (object: JsonObject, typePath: string, type: string, objectKey: string, inherited: Progress[], ruleOrder: number) => {
-        // (for-in, not Object.keys: no array allocated per object.) Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
-        let hasParts = false;
-        let empty = true;
-        for (const key in object) {
-          empty = false;
-          if (key.charCodeAt(0) === 95) hasParts = true;
-        }
-        if (empty) dirty = true;
-        // Pruning also pads a primitive array and its element-part array to one length (FHIR JSON's null placeholders).
-        if (hasParts) dirty = true;
-        for (const key in object) {
-          if (key === 'resourceType') continue;
-          let value = object[key];
-          if (key.charCodeAt(0) === 95 /* _ */) {
-            const base = key.slice(1);
-            if (object[base] !== undefined && object[base] !== null) continue;
-            const info = childType(typePath, base);
-            const parts = Array.isArray(value) ? value : [value];
-            for (let i = 0; i < parts.length; i++) if (parts[i] && typeof parts[i] === 'object') element(object, true, base, Array.isArray(value) ? i : null, undefined, info, type, objectKey, inherited, ruleOrder);
-            continue;
-          }
-          if (value === null || value === undefined) {
-            dirty = true;
-            continue;
-          }
-          const info = childType(typePath, key);
-          if (info.repeating && !Array.isArray(value)) value = object[key] = [value];
-          if (hasParts) {
-            const part = object[info.partKey];
-            if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[info.partKey] = [part];
-          }
-          if (Array.isArray(value)) {
-            if (value.length === 0) dirty = true;
-            for (let i = 0; i < value.length; i++) {
-              const item: unknown = value[i];
-              if (item === null || item === undefined) {
-                dirty = true;
-                if (hasParts && partItem(object[info.partKey], i)) element(object, hasParts, key, i, undefined, info, type, objectKey, inherited, ruleOrder);
-                continue;
-              }
-              element(object, hasParts, key, i, item, info, type, objectKey, inherited, ruleOrder);
-            }
-          } else element(object, hasParts, key, null, value, info, type, objectKey, inherited, ruleOrder);
-        }
-      };
-
-      let carry: Progress[] = NO_PROGRESS;
-      let order = NONE;
-      for (const { branch, typeName } of atRoot) {
-        if (!applies(branch) || !startsAtRoot(typeName, resourceType)) continue;
-        const result = advance(branch, 0, resource, order);
-        if (result < 0) carry = [...carry, { branch, position: -1 - result }];
-        else if (result < order) order = result;
       }
-      visit(resource, resourceType, resourceType, 'root', carry, order);
-      return { nested, dirty };
-    },
-  };
+      progress = carry ?? NO_PROGRESS;
+    }
+    if (item !== null && typeof item === 'object') {
+      this.visit(item as JsonObject, info.nextTypes, type, key, progress, order);
+      return;
+    }
+    if (order !== NONE && item !== undefined) {
+      const leaf = this.leaf;
+      leaf.parent = object;
+      leaf.key = key;
+      leaf.index = index;
+      leaf.type = type;
+      leaf.value = item;
+      this.frame.type = parentType;
+      this.frame.key = parentKey;
+      this.apply(this.rules[order]!, leaf);
+      const now = index !== null && Array.isArray(object[key]) ? (object[key] as unknown[])[index] : object[key];
+      if (now === null) this.dirty = true;
+    }
+    if (!hasParts) return;
+    // A primitive's id and extensions (its `_key` part) are below it.
+    const part = partItem(object[info.partKey], index);
+    if (part) this.visit(part, ELEMENT_TYPES, type, key, progress, order);
+  }
+
+  private lonePart(object: JsonObject, key: string, types: ChildTypes, type: string, objectKey: string, inherited: Progress[], ruleOrder: number): void {
+    eachLonePart(object, key, (base, i) => this.element(object, true, base, i, undefined, types.get(base), type, objectKey, inherited, ruleOrder));
+  }
+
+  // The same traversal, key order and JSON normalisation as indexResource (native-paths.ts).
+  private visit(object: JsonObject, types: ChildTypes, type: string, objectKey: string, inherited: Progress[], ruleOrder: number): void {
+    // (for-in, not Object.keys: no array allocated per object.) Element parts (`_key`) are rare: the lookups for them are made only in an object that has one.
+    let hasParts = false;
+    let empty = true;
+    for (const key in object) {
+      empty = false;
+      if (key.charCodeAt(0) === 95) hasParts = true;
+    }
+    if (empty) this.dirty = true;
+    // Pruning also pads a primitive array and its element-part array to one length (FHIR JSON's null placeholders).
+    if (hasParts) this.dirty = true;
+    for (const key in object) {
+      if (key === 'resourceType') continue;
+      let value = object[key];
+      if (key.charCodeAt(0) === 95 /* _ */) {
+        this.lonePart(object, key, types, type, objectKey, inherited, ruleOrder);
+        continue;
+      }
+      if (value === null || value === undefined) {
+        this.dirty = true;
+        continue;
+      }
+      const info = types.get(key);
+      if (info.repeating && !Array.isArray(value)) value = object[key] = [value];
+      if (hasParts) {
+        const part = object[info.partKey];
+        if (Array.isArray(value) && part !== undefined && part !== null && !Array.isArray(part)) object[info.partKey] = [part];
+      }
+      if (Array.isArray(value)) {
+        if (value.length === 0) this.dirty = true;
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i];
+          if (item === null || item === undefined) {
+            this.dirty = true;
+            if (hasParts && partItem(object[info.partKey], i)) this.element(object, hasParts, key, i, undefined, info, type, objectKey, inherited, ruleOrder);
+            continue;
+          }
+          this.element(object, hasParts, key, i, item, info, type, objectKey, inherited, ruleOrder);
+        }
+      } else this.element(object, hasParts, key, null, value, info, type, objectKey, inherited, ruleOrder);
+    }
+  }
+}
+
+/** Adds a progress to a carry, made for its first entry (one or two, mostly; a `[]` pushed to reserves seventeen slots). */
+function withProgress(carry: Progress[] | undefined, progress: Progress): Progress[] {
+  if (carry === undefined) return [progress];
+  carry.push(progress);
+  return carry;
+}
+
+function applies(branch: Branch, resourceType: string): boolean {
+  return branch.resourceType === '' || branch.resourceType === resourceType;
+}
+
+/**
+ * Advances a branch at an element through its `where` steps: the branch's order when it matches
+ * here, NONE when it fails, or -1 - position when its next step is a member name.
+ */
+function advance(branch: Branch, position: number, value: unknown, ruleOrder: number): number {
+  // An earlier rule already holds this element and all below it: a later branch cannot win anywhere here.
+  if (branch.order >= ruleOrder) return NONE;
+  const steps = branch.steps;
+  while (position < steps.length) {
+    const step = steps[position]!;
+    if ('member' in step) return -1 - position;
+    if (value === null || typeof value !== 'object' || !step.where(value as JsonObject)) return NONE;
+    position++;
+  }
+  return branch.order;
 }
 
 /** A Quantity in years (UCUM `a`), which `quantityAgesAsAges` types as an Age. */

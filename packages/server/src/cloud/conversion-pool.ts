@@ -12,7 +12,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
+import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, por, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
+import { tagCiphertext, type TagChecker, type UploadedTags } from '../storage-audit/tags.ts';
 
 /** The delegation whose key converts, as the database holds it. */
 export interface DelegationKey {
@@ -39,6 +40,8 @@ export const convertStoredHeader = (rk: pre.ReEncryptionKey, header: Uint8Array)
 
 /** Records per message to a worker: a large read spreads over the pool, and no message holds a worker for long. */
 const RECORDS_PER_JOB = 32;
+/** Fewest tag sets a part of an upload check holds: below that, a worker's message costs more than the check saves. */
+const MIN_FILES_PER_TAG_CHECK = 16;
 
 /** Decoded, precomputed keys by delegation id; the least recently used is evicted and its wasm memory freed. */
 export class KeyCache {
@@ -100,12 +103,18 @@ export interface EncryptionBatch {
   /** The upload's emergency capsules: the encoded public part and H(X) (G2, compressed), by category. */
   readonly capsules: ReadonlyArray<{ readonly category: string; readonly capsule: Uint8Array; readonly hashOfX: Uint8Array }>;
   readonly records: ReadonlyArray<{ readonly recordId: string; readonly category: string; readonly plaintext: Uint8Array }>;
+  /** The hospital's proof-of-storage key when its gateway tags: each ciphertext is tagged where it was encrypted. */
+  readonly tagging?: { readonly secretKey: Uint8Array; readonly sectors: number };
 }
 
-/** One encrypted record: its ciphertext and, when its category has a capsule, its encoded emergency grant. */
+/**
+ * One encrypted record: its ciphertext, when its category has a capsule its encoded emergency grant, and when the
+ * batch carried a tagging key its encoded proof-of-storage tag set.
+ */
 export interface EncryptedRecord {
   readonly ciphertext: Uint8Array;
   readonly grant?: Uint8Array;
+  readonly tags?: Uint8Array;
 }
 
 /** Encrypts a gateway's records (pre.encrypt, or pre.encryptWithEmergencyGrant where a capsule is given). */
@@ -119,6 +128,7 @@ export interface RecordEncryptor {
 export class EncryptionInputs {
   private readonly bundles = new Map<string, pre.PatientPublicKeys>();
   private readonly capsules = new Map<string, pre.EmergencyCapsule>();
+  private readonly taggingKeys = new Map<string, por.PorSecretKey>();
   private static readonly MAX = 256;
   /**
    * Records after which this thread builds curve.precomputeGtBase's table (≈ 140 ms once, 4.7 MB), which makes each
@@ -137,7 +147,10 @@ export class EncryptionInputs {
     return value;
   }
 
-  /** Encrypts every record of the batch here (the decoded bundle and capsules are cached for the next batch). */
+  /**
+   * Encrypts (and, with a tagging key, tags) every record of the batch here; the decoded bundle, capsules and
+   * tagging key are cached for the next batch (deriving a tagging key's generators costs ≈ 35 G1 multiplications).
+   */
   encrypt(batch: EncryptionBatch): EncryptedRecord[] {
     this.recordsSeen += batch.records.length;
     if (this.recordsSeen >= EncryptionInputs.GT_TABLE_AFTER) curve.precomputeGtBase();
@@ -147,11 +160,16 @@ export class EncryptionInputs {
     const capsules = new Map(batch.capsules.map((c) => [c.category, EncryptionInputs.remember(this.capsules, digest(Buffer.concat([c.capsule, c.hashOfX])), () => ({
       ...pre.decodeEmergencyCapsule(c.capsule), hashOfX: curve.g2FromBytes(c.hashOfX, 'H(X)'),
     }))]));
+    const tagging = batch.tagging;
+    const taggingKey = tagging === undefined ? undefined
+      : EncryptionInputs.remember(this.taggingKeys, `${tagging.sectors}:${digest(tagging.secretKey)}`, () => por.decodeSecretKey(tagging.secretKey, tagging.sectors));
     return batch.records.map((r) => {
       const capsule = capsules.get(r.category);
-      if (capsule === undefined) return { ciphertext: pre.encrypt(keys, r.category, r.recordId, r.plaintext) };
-      const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
-      return { ciphertext, grant: emergencyGrant! };
+      const sealed = capsule === undefined ? { ciphertext: pre.encrypt(keys, r.category, r.recordId, r.plaintext) } : (() => {
+        const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
+        return { ciphertext, grant: emergencyGrant! };
+      })();
+      return taggingKey === undefined ? sealed : { ...sealed, tags: tagCiphertext(taggingKey, sealed.ciphertext, tagging!.sectors) };
     });
   }
 }
@@ -171,12 +189,14 @@ export class InThreadEncryptor implements RecordEncryptor {
 export type WorkerRequest =
   | { id: number; key: DelegationKey; headers: readonly Uint8Array[] }
   | { id: number; encrypt: EncryptionBatch }
+  | { id: number; verifyTags: { publicKey: Uint8Array; files: UploadedTags[] } }
   | { forget: string };
 /** Worker → main thread. */
 export type WorkerReply =
   | { ready: true }
   | { id: number; headers: Uint8Array[] }
   | { id: number; encrypted: EncryptedRecord[] }
+  | { id: number; verified: boolean }
   | { id: number; error: { code?: ErrorCode; message: string } };
 
 const TYPED_ERRORS: Partial<Record<ErrorCode, new (message: string) => Error>> = {
@@ -213,7 +233,7 @@ const RESTART_DELAY_MS = 1000;
  * Worker threads converting in parallel. A worker that dies (crash, out of memory, terminated) fails the jobs it
  * held with a plain Error (a 500 problem at the HTTP layer, never a hang) and is replaced.
  */
-export class ConversionPool implements Converter, RecordEncryptor {
+export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
   private readonly slots: Slot[] = [];
   private nextJob = 0;
   private closed = false;
@@ -256,7 +276,7 @@ export class ConversionPool implements Converter, RecordEncryptor {
         slot.jobs.delete(reply.id);
         slot.load -= job.records;
         if ('error' in reply) job.reject(revive(reply.error));
-        else job.resolve(('headers' in reply ? reply.headers : reply.encrypted) as never[]);
+        else job.resolve(('headers' in reply ? reply.headers : 'encrypted' in reply ? reply.encrypted : [reply.verified]) as never[]);
       });
       slot.worker.on('error', (error) => (failure = error));
       slot.worker.on('exit', (code) => {
@@ -305,7 +325,7 @@ export class ConversionPool implements Converter, RecordEncryptor {
       if (live.length === 0) throw new Error('no worker is running');
       const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
       const records = batch.records.slice(from, from + RECORDS_PER_JOB).map((r) => ({ recordId: r.recordId, category: r.category, plaintext: new Uint8Array(r.plaintext) }));
-      const request = { id: this.nextJob++, encrypt: { bundle: batch.bundle, capsules: batch.capsules, records } };
+      const request = { id: this.nextJob++, encrypt: { ...batch, records } };
       jobs.push(new Promise<EncryptedRecord[]>((resolve, reject) => {
         slot.jobs.set(request.id, { records: records.length, resolve: resolve as (results: never[]) => void, reject });
         slot.load += records.length;
@@ -313,6 +333,30 @@ export class ConversionPool implements Converter, RecordEncryptor {
       }));
     }
     return (await Promise.all(jobs)).flat();
+  }
+
+  /**
+   * The cloud's upload check of one owner's tag sets (storage-audit/tags.ts), split into one part per worker: each
+   * part is its own randomised check, and the upload passes only if every part does.
+   */
+  async verify(publicKey: Uint8Array, files: readonly UploadedTags[]): Promise<boolean> {
+    const live = this.slots.filter((s) => !s.dead);
+    if (this.closed) throw new Error('the worker pool is closed');
+    if (live.length === 0) throw new Error('no worker is running');
+    const part = Math.max(MIN_FILES_PER_TAG_CHECK, Math.ceil(files.length / live.length));
+    const jobs: Array<Promise<boolean[]>> = [];
+    for (let from = 0; from < files.length; from += part) {
+      const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
+      // Exact copies, moved to the worker (a ciphertext may be a view of the whole request body).
+      const copies = files.slice(from, from + part).map((f) => ({ name: new Uint8Array(f.name), data: new Uint8Array(f.data), tags: new Uint8Array(f.tags) }));
+      const request = { id: this.nextJob++, verifyTags: { publicKey: new Uint8Array(publicKey), files: copies } };
+      jobs.push(new Promise<boolean[]>((resolve, reject) => {
+        slot.jobs.set(request.id, { records: copies.length, resolve: resolve as (results: never[]) => void, reject });
+        slot.load += copies.length;
+        slot.worker.postMessage(request satisfies WorkerRequest, [request.verifyTags.publicKey.buffer, ...copies.flatMap((f) => [f.name.buffer, f.data.buffer, f.tags.buffer])]);
+      }));
+    }
+    return (await Promise.all(jobs)).every(([verified]) => verified === true);
   }
 
   forget(delegationId: string): void {
@@ -331,6 +375,12 @@ export class ConversionPool implements Converter, RecordEncryptor {
  * engine runs in the event loop's own thread, every core but that one. At least one.
  */
 export const defaultConversionWorkers = (engine: 'pglite' | 'postgres'): number => Math.max(1, availableParallelism() - (engine === 'pglite' ? 1 : 0));
+
+/**
+ * The encryption worker count `medshare serve hospital` uses by default (docs/benchmarks.md § Platform): one per
+ * core, since while its gateway encrypts and tags an upload, its event loop only waits for the workers.
+ */
+export const defaultEncryptionWorkers = (): number => Math.max(1, availableParallelism());
 
 /** In-thread conversion for 0 workers, else a started pool. */
 export async function createConverter(workers: number): Promise<Converter> {

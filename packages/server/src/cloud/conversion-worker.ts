@@ -1,15 +1,18 @@
 /**
- * A worker of ConversionPool (conversion-pool.ts): converts the record headers the cloud sends, or encrypts the
- * records a hospital gateway sends (each service starts its own pool).
+ * A worker of ConversionPool (conversion-pool.ts): converts the record headers the cloud sends and checks the
+ * storage tags of its uploads, or encrypts and tags the records a hospital gateway sends (each service starts its
+ * own pool).
  */
 import { parentPort } from 'node:worker_threads';
 import { abe, MedShareError } from '@medshare/crypto';
+import { PublicKeyCache, verifyUploadedTags } from '../storage-audit/tags.ts';
 import { convertStoredHeader, EncryptionInputs, KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
 
 const port = parentPort!;
 await abe.init();
 const keys = new KeyCache();
 const inputs = new EncryptionInputs();
+const storageKeys = new PublicKeyCache();
 port.on('message', (request: WorkerRequest) => {
   if ('forget' in request) return keys.forget(request.forget);
   let reply: WorkerReply;
@@ -19,7 +22,10 @@ port.on('message', (request: WorkerRequest) => {
       // Exact copies (a small ciphertext may sit in a shared Buffer slab), moved back without a second copy.
       const encrypted = inputs.encrypt(request.encrypt).map((r) => ({ ...r, ciphertext: new Uint8Array(r.ciphertext) }));
       reply = { id: request.id, encrypted };
-      moved = encrypted.flatMap((r) => [r.ciphertext.buffer, ...(r.grant === undefined ? [] : [r.grant.buffer as ArrayBuffer])]);
+      // Grants and tag sets are encoded into buffers of their own.
+      moved = encrypted.flatMap((r) => [r.ciphertext.buffer, ...[r.grant, r.tags].flatMap((b) => (b === undefined ? [] : [b.buffer as ArrayBuffer]))]);
+    } else if ('verifyTags' in request) {
+      reply = { id: request.id, verified: verifyUploadedTags(storageKeys.get(request.verifyTags.publicKey), request.verifyTags.files) };
     } else {
       const rk = keys.get(request.key);
       // Each converted header in a buffer of its own, moved back without a second copy.

@@ -109,13 +109,18 @@ const encode = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base6
 
 /**
  * A read's answer: with `Accept: application/octet-stream`, the binary record stream (record-stream.ts), each payload
- * written as stored; otherwise JSON with base64 ciphertexts (small records, simple clients).
+ * written as stored, a large one chunk row by chunk row as the socket drains (Readable.from pulls the next piece
+ * only when the response has room); otherwise JSON with base64 ciphertexts (small records, simple clients: a large
+ * record is joined in memory first).
  */
-function answerRecords(request: FastifyRequest, reply: FastifyReply, converted: readonly ConvertedRecord[]) {
+async function answerRecords(request: FastifyRequest, reply: FastifyReply, converted: readonly ConvertedRecord[]) {
   if ((request.headers.accept ?? '').split(',').some((type) => type.trim().split(';')[0] === RECORD_STREAM_TYPE)) {
+    // A chunk that fails to read after the answer has begun can only cut the stream short: Fastify logs the error
+    // and destroys the response, and the reader refuses the stream as truncated.
     return reply.type(RECORD_STREAM_TYPE).send(Readable.from(recordFrames(converted), { objectMode: false }));
   }
-  return reply.send({ records: converted.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) });
+  const joined = await Promise.all(converted.map((r) => r.joined()));
+  return reply.send({ records: converted.map((r, i) => ({ recordId: r.recordId, ciphertext: encode(joined[i]!) })) });
 }
 
 /** The Fastify plugin; register it with prefix `/cloud`. */

@@ -45,6 +45,8 @@ export interface SubIndex {
   emergency?: { capsuleId: string; capsule: Uint8Array; grant: Uint8Array };
 }
 
+/** Index rows per INSERT at upload (two bytea arrays of this many elements). */
+const INDEX_ROWS_PER_STATEMENT = 5_000;
 /** Most rows one search may ask for (one label each). */
 export const MAX_SEARCH_LABELS = 100_000;
 /** Largest sealed state a writer may store. */
@@ -159,12 +161,11 @@ export class SearchStore {
       } else {
         await tx.query('UPDATE cloud_index_writers SET state = $6, version = version + 1 WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5', [...key, write.state]);
       }
-      // One INSERT per 2,000 rows (4 parameters each).
-      for (let i = 0; i < rows.length; i += 2000) {
-        const chunk = rows.slice(i, i + 2000);
-        const params: unknown[] = [];
-        const tuples = chunk.map((r, j) => { params.push(r.label, patient, write.category, r.value); return `($${4 * j + 1}, $${4 * j + 2}, $${4 * j + 3}, $${4 * j + 4})`; });
-        await tx.query(`INSERT INTO cloud_index_rows (label, patient, category, value) VALUES ${tuples.join(', ')}`, params);
+      // Columns as arrays (unnest), in chunks: a third to a half of multi-row VALUES' CPU time per row on both engines.
+      for (let i = 0; i < rows.length; i += INDEX_ROWS_PER_STATEMENT) {
+        const chunk = rows.slice(i, i + INDEX_ROWS_PER_STATEMENT);
+        await tx.query('INSERT INTO cloud_index_rows (label, patient, category, value) SELECT l, $2, $3, v FROM unnest($1::bytea[], $4::bytea[]) AS x(l, v)',
+          [chunk.map((r) => r.label), patient, write.category, chunk.map((r) => r.value)]);
       }
     }
   }

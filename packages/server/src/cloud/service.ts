@@ -12,7 +12,7 @@
  * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
  * the patient has opted out of those.
  */
-import { abe, AccessDeniedError, ConflictError, formatVersion, LimitExceededError, MalformedInputError, ObjectType, pre, sse, UnavailableError } from '@medshare/crypto';
+import { abe, AccessDeniedError, ConflictError, formatVersion, IntegrityError, LimitExceededError, MalformedInputError, ObjectType, pre, sse, UnavailableError } from '@medshare/crypto';
 import { buildInclusionBundle, buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
@@ -21,21 +21,22 @@ import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite, type ReaderSubIndex, type WriterIndexState } from './search-store.ts';
-import { sha256Name, type AccessEntry, type CloudStore, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type ReadableDelegations, type RecordMeta, type StoredCiphertext, type StoredPolicy } from './store.ts';
+import { ChunkedPayload } from './record-payloads.ts';
+import { CloudStore, sha256Name, type AccessEntry, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type ReadableDelegations, type RecordMeta, type StoredCiphertext, type StoredPolicy } from './store.ts';
 
 /** The longest an upload's receipts wait for a witnessed checkpoint before the log-signed ones are returned. */
 export const MAX_RECEIPT_WAIT_MS = 10_000;
 
 /**
- * A converted record: its converted header and the payload as stored (a view of the stored bytes: conversion never
- * touches it). `ciphertext` joins them, ready for the reader's `pre.createReader(key).decrypt`; streaming responses
- * write the two parts without joining them.
+ * A converted record: its converted header and the payload as stored (a view of the stored bytes, or a large
+ * record's chunk rows, read as they are streamed: conversion never touches the payload). `joined` joins them, ready
+ * for the reader's `pre.createReader(key).decrypt`; streaming responses write the parts without joining them.
  */
 export class ConvertedRecord {
   constructor(
     readonly recordId: string,
     readonly header: Uint8Array,
-    readonly payload: Uint8Array,
+    readonly payload: Uint8Array | ChunkedPayload,
   ) {}
 
   /** Bytes of the converted ciphertext (header ‖ payload). */
@@ -44,12 +45,21 @@ export class ConvertedRecord {
   }
 
   /** The converted ciphertext in one buffer (a copy of the payload). */
-  get ciphertext(): Uint8Array {
+  async joined(): Promise<Uint8Array> {
+    if (this.payload instanceof ChunkedPayload) return this.payload.joinAfter(this.header);
     const joined = new Uint8Array(this.size);
     joined.set(this.header);
     joined.set(this.payload, this.header.length);
     return joined;
   }
+}
+
+/** A stored record as header and payload: a chunked record's row holds exactly its header. */
+function storedParts(record: StoredCiphertext): { header: Uint8Array; payload: Uint8Array | ChunkedPayload } {
+  const { header, payload } = pre.splitRecord(record.ciphertext);
+  if (record.chunked === undefined) return { header, payload };
+  if (payload.length > 0) throw new IntegrityError(`record ${record.recordId}: its row holds more than the header of a chunked payload`);
+  return { header, payload: record.chunked };
 }
 
 const LEDGER_SOURCE = 'cloud';
@@ -234,10 +244,7 @@ export class CloudService {
     const storage = this.options.storage;
     if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
     const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, async (tx, record) => {
-      const checked = tags.get(record.recordId);
-      if (checked !== undefined) await storage!.storeTags(tx, record.recordId, checked);
-    });
+    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, (tx, added) => storage?.storeTags(tx, added, tags) ?? Promise.resolve());
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
     const touched = added.map((r) => {
       const commitment = tags.get(r.recordId)?.commitment;
@@ -427,7 +434,8 @@ export class CloudService {
    */
   async ownRecords(caller: Caller, patient: string, category: string): Promise<Array<{ recordId: string; ciphertext: Uint8Array }>> {
     await this.requireOwner(caller, patient);
-    return this.store.ciphertexts(patient, category);
+    const stored = await this.store.ciphertexts(patient, category);
+    return Promise.all(stored.map(async (r) => ({ recordId: r.recordId, ciphertext: await CloudStore.whole(r) })));
   }
 
   /** The owner stores a delegation (a re-encryption key); it is recorded as a consent grant. */
@@ -481,7 +489,7 @@ export class CloudService {
     let stored: Array<{ hash: string }>;
     if (source.kind === 'delegation') {
       const records = fetched ?? await this.store.ciphertexts(patient, category, options.recordIds);
-      const parts = records.map((r) => pre.splitRecord(r.ciphertext));
+      const parts = records.map(storedParts);
       const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
       converted = records.map((r, i) => new ConvertedRecord(r.recordId, headers[i]!, parts[i]!.payload));
       stored = records;
@@ -489,7 +497,7 @@ export class CloudService {
       // A grant is already c2': no pairing, so no worker.
       const records = await this.store.emergencyRecords(patient, category, options.recordIds);
       converted = records.map((r) => {
-        const { header, payload } = pre.splitRecord(r.ciphertext);
+        const { header, payload } = storedParts(r);
         return new ConvertedRecord(r.recordId, pre.convertHeader(pre.emergencyGrantKey(this.capsule(r), r.grant), pre.openRecordHeader(header)), payload);
       });
       stored = records;

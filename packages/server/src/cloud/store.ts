@@ -5,8 +5,9 @@
  * neither duplicates nor half-applies.
  */
 import { createHash } from 'node:crypto';
-import { GroupCommit, type Database, type Queryable } from '@medshare/db';
+import { GroupCommit, insertMany, type Database, type Queryable } from '@medshare/db';
 import type { RecordStorageTags } from '../storage-audit/tagger.ts';
+import { ChunkedPayload, insertPayloadChunks, storageLayout } from './record-payloads.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
 
 /** Metadata of a stored record (what the cloud knows besides the ciphertext). */
@@ -37,11 +38,24 @@ export interface NewCapsule {
   capsule: Uint8Array;
 }
 
-/** A stored record ciphertext and its hash (`sha256:<hex>`, stored at upload; computed for records stored before). */
+/**
+ * A stored record ciphertext and its hash (`sha256:<hex>` of the whole ciphertext, stored at upload; computed for
+ * records stored before). A large record's `ciphertext` is its header only and its payload is `chunked`
+ * (record-payloads.ts); otherwise `ciphertext` is the whole record.
+ */
 export interface StoredCiphertext {
   recordId: string;
   ciphertext: Uint8Array;
   hash: string;
+  chunked?: ChunkedPayload;
+}
+
+interface CiphertextSqlRow {
+  record_id: string;
+  ciphertext: Uint8Array;
+  ciphertext_hash: string | null;
+  size: number;
+  payload_chunks: number;
 }
 
 /** `sha256:<hex>` of some bytes: how the ledger names records and keys. */
@@ -122,14 +136,6 @@ export interface ReadableDelegations {
   delegations: DelegationRow[];
 }
 
-interface CiphertextSqlRow {
-  record_id: string;
-  ciphertext: Uint8Array;
-  ciphertext_hash: string | null;
-}
-
-const storedCiphertext = (r: CiphertextSqlRow): StoredCiphertext => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext) });
-
 /**
  * `WITH named AS (…)`: a read's candidate records, a category's ($1 patient, $2 category) or those named by id ($3).
  * Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh bulk
@@ -137,8 +143,8 @@ const storedCiphertext = (r: CiphertextSqlRow): StoredCiphertext => ({ recordId:
  * category to find them.
  */
 const recordsSource = (recordIds: readonly string[] | undefined): string => recordIds === undefined
-  ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE patient = $1 AND category = $2)'
-  : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash FROM cloud_records WHERE record_id = ANY($3::text[]))';
+  ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE patient = $1 AND category = $2)'
+  : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE record_id = ANY($3::text[]))';
 
 /** SQL access for the cloud service. */
 export class CloudStore {
@@ -260,39 +266,37 @@ export class CloudStore {
    * Grants are dropped if the patient has withdrawn consent (read under a row lock, so an opt-out that commits
    * first is seen, and one that commits later deletes what this stored). Searchable-index writes of the same
    * upload commit with it or not at all (SearchStore.write: ConflictError on a concurrent write of a sub-index).
-   * `onAdded` runs inside the transaction for each new record (the storage audit stores its tags there).
+   * `onAdded` runs inside the transaction with the new records (the storage audit stores their tags there). Each
+   * table's rows go in multi-row INSERTs.
    */
   async addRecords(
     patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = [],
-    onAdded?: (tx: Queryable, record: NewRecord) => Promise<void>,
+    onAdded?: (tx: Queryable, added: readonly NewRecord[]) => Promise<void>,
   ): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
-      const added: NewRecord[] = [];
       const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
         'SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]?.platform_emergency === true;
       const storedCapsules = new Set<string>();
-      for (const record of records) {
-        const result = await tx.query(
-          `INSERT INTO cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (record_id) DO NOTHING RETURNING record_id`,
-          [record.recordId, patient, record.category, source, record.ciphertext.length, record.ciphertext, sha256Name(record.ciphertext)],
-        );
-        if (result.rows.length > 0) {
-          added.push(record);
-          await onAdded?.(tx, record);
-        }
-        if (result.rows.length === 0 || record.emergency === undefined || !consent) continue;
-        const { capsuleId, grant } = record.emergency;
-        if (!storedCapsules.has(capsuleId)) {
-          const capsule = capsules.find((c) => c.capsuleId === capsuleId)!;
-          await tx.query(
-            'INSERT INTO cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule) VALUES ($1, $2, $3, $4, $5, $6)',
-            [capsuleId, patient, capsule.category, source, capsule.policy, capsule.capsule],
-          );
-          storedCapsules.add(capsuleId);
-        }
-        await tx.query('INSERT INTO cloud_emergency_grants (record_id, capsule_id, emergency_grant) VALUES ($1, $2, $3)', [record.recordId, capsuleId, grant]);
+      // A large payload's row keeps its header; the rest goes to 1 MiB chunk rows (record-payloads.ts).
+      const layouts = records.map((r) => storageLayout(r.recordId, r.ciphertext));
+      const inserted = new Set((await insertMany<{ record_id: string }>(tx, 'cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash, payload_chunks)',
+        records.map((r, i) => [r.recordId, patient, r.category, source, r.ciphertext.length, layouts[i]!.inline, sha256Name(r.ciphertext), layouts[i]!.chunks.length]),
+        'ON CONFLICT (record_id) DO NOTHING RETURNING record_id')).map((row) => row.record_id));
+      // A record id twice in one upload is stored once, as the first of them.
+      const added: NewRecord[] = [];
+      for (const [i, r] of records.entries()) {
+        if (!inserted.delete(r.recordId)) continue;
+        await insertPayloadChunks(tx, r.recordId, layouts[i]!.chunks);
+        added.push(r);
       }
+      if (added.length > 0) await onAdded?.(tx, added);
+      const granted = consent ? added.filter((r) => r.emergency !== undefined) : [];
+      const newCapsules = capsules.filter((c, i) => capsules.findIndex((d) => d.capsuleId === c.capsuleId) === i && granted.some((r) => r.emergency!.capsuleId === c.capsuleId));
+      if (newCapsules.length > 0) {
+        await insertMany(tx, 'cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule)', newCapsules.map((c) => [c.capsuleId, patient, c.category, source, c.policy, c.capsule]));
+        for (const c of newCapsules) storedCapsules.add(c.capsuleId);
+      }
+      if (granted.length > 0) await insertMany(tx, 'cloud_emergency_grants (record_id, capsule_id, emergency_grant)', granted.map((r) => [r.recordId, r.emergency!.capsuleId, r.emergency!.grant]));
       if (index.length > 0) await this.search.write(tx, patient, source, index, new Set(added.map((r) => r.recordId)), storedCapsules);
       return added;
     });
@@ -300,13 +304,13 @@ export class CloudStore {
 
   /** Records of one category (or only `recordIds`) that carry a platform emergency grant, with grant and capsule. */
   async emergencyRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<EmergencyRecord[]> {
-    const rows = await this.db.query<{ record_id: string; ciphertext: Uint8Array; ciphertext_hash: string | null; capsule_id: string; capsule: Uint8Array; emergency_grant: Uint8Array }>(
-      `SELECT r.record_id, r.ciphertext, r.ciphertext_hash, c.capsule_id, c.capsule, g.emergency_grant
+    const rows = await this.db.query<CiphertextSqlRow & { capsule_id: string; capsule: Uint8Array; emergency_grant: Uint8Array }>(
+      `SELECT r.record_id, r.ciphertext, r.ciphertext_hash, r.size, r.payload_chunks, c.capsule_id, c.capsule, g.emergency_grant
        FROM cloud_records r JOIN cloud_emergency_grants g ON g.record_id = r.record_id JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id
        WHERE r.patient = $1 AND r.category = $2 AND ($3::text[] IS NULL OR r.record_id = ANY($3::text[])) ORDER BY r.seq`,
       [patient, category, recordIds ?? null],
     );
-    return rows.rows.map((r) => ({ recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext), capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant }));
+    return rows.rows.map((r) => ({ ...this.storedCiphertext(r), capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant }));
   }
 
   /** How many of a patient's records carry a platform emergency grant. */
@@ -354,11 +358,11 @@ export class CloudStore {
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them), with their hashes. */
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<StoredCiphertext[]> {
     const rows = await this.db.query<CiphertextSqlRow>(
-      `${recordsSource(recordIds)} SELECT record_id, ciphertext, ciphertext_hash FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+      `${recordsSource(recordIds)} SELECT record_id, ciphertext, ciphertext_hash, size, payload_chunks FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
       { prepared: true },
     );
-    return rows.rows.map(storedCiphertext);
+    return rows.rows.map((r) => this.storedCiphertext(r));
   }
 
   /**
@@ -372,10 +376,10 @@ export class CloudStore {
     const rows = await this.db.query<{ part: number; platform_emergency: boolean | null } & Partial<DelegationSqlRow> & Partial<CiphertextSqlRow>>(
       `${recordsSource(recordIds)}
        SELECT 0 AS part, p.platform_emergency, d.delegation_id, d.patient, d.category, d.policy, d.emergency, d.reencryption_key, d.created_at,
-              NULL::text AS record_id, NULL::bytea AS ciphertext, NULL::text AS ciphertext_hash, NULL::bigint AS seq
+              NULL::text AS record_id, NULL::bytea AS ciphertext, NULL::text AS ciphertext_hash, NULL::integer AS size, NULL::integer AS payload_chunks, NULL::bigint AS seq
          FROM cloud_patients p LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2 WHERE p.patient = $1
        UNION ALL
-       SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, record_id, ciphertext, ciphertext_hash, seq FROM named WHERE patient = $1 AND category = $2
+       SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, record_id, ciphertext, ciphertext_hash, size, payload_chunks, seq FROM named WHERE patient = $1 AND category = $2
        ORDER BY part, created_at, delegation_id, seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
       { prepared: true },
@@ -385,8 +389,20 @@ export class CloudStore {
     return {
       platformEmergency: head[0]!.platform_emergency === true,
       delegations: head.filter((r): r is typeof r & DelegationSqlRow => r.delegation_id != null).map(delegationRow),
-      records: rows.rows.filter((r): r is typeof r & CiphertextSqlRow => r.part === 1).map(storedCiphertext),
+      records: rows.rows.filter((r): r is typeof r & CiphertextSqlRow => r.part === 1).map((r) => this.storedCiphertext(r)),
     };
+  }
+
+  /** A record row as StoredCiphertext: a chunked payload is read later, chunk by chunk, as the reader consumes it. */
+  private storedCiphertext(r: CiphertextSqlRow): StoredCiphertext {
+    const stored: StoredCiphertext = { recordId: r.record_id, ciphertext: r.ciphertext, hash: r.ciphertext_hash ?? sha256Name(r.ciphertext) };
+    if (r.payload_chunks > 0) stored.chunked = new ChunkedPayload(this.db, r.record_id, r.size - r.ciphertext.length, r.payload_chunks);
+    return stored;
+  }
+
+  /** A stored record's whole ciphertext in one buffer (a chunked payload read and joined to its header). */
+  static whole(stored: StoredCiphertext): Promise<Uint8Array> {
+    return stored.chunked === undefined ? Promise.resolve(stored.ciphertext) : stored.chunked.joinAfter(stored.ciphertext);
   }
 
   /** Stores a delegation. */

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import canonicalize from 'canonicalize';
-import type { Database } from '@medshare/db';
+import { insertMany, type Database } from '@medshare/db';
 import type { FhirResource } from './fhir.ts';
 import type { Criteria } from './fhir-bundle.ts';
 import { withoutSignature } from '../record-signature.ts';
@@ -138,13 +138,15 @@ export class VersionStore {
   async add(rows: readonly VersionRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db.transaction(async (tx) => {
-      for (const r of rows) {
-        await tx.query(
-          `INSERT INTO gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING`,
-          [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated, r.indexKeywords ?? null],
-        );
-        await tx.query('DELETE FROM gateway_identifiers WHERE hospital = $1 AND patient = $2 AND resource_type = $3 AND fhir_id = $4', [r.hospital, r.patient, r.resourceType, r.fhirId]);
+      await insertMany(tx, 'gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)',
+        rows.map((r) => [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated, r.indexKeywords ?? null]), 'ON CONFLICT DO NOTHING');
+      // Each resource's identifier tokens are those of its newest version (the last of its rows here): the old ones go, in one statement.
+      await tx.query(
+        `DELETE FROM gateway_identifiers WHERE (hospital, patient, resource_type, fhir_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,
+        [rows.map((r) => r.hospital), rows.map((r) => r.patient), rows.map((r) => r.resourceType), rows.map((r) => r.fhirId)],
+      );
+      const newest = new Map(rows.map((r) => [`${r.hospital}|${r.patient}|${r.resourceType}|${r.fhirId}`, r]));
+      for (const r of newest.values()) {
         const tokens = r.deleted ? [] : (r.identifiers ?? []);
         if (tokens.length > 0) {
           await tx.query(

@@ -211,7 +211,7 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
       resourceType: 'Bundle',
       type: 'searchset',
       total: records.length,
-      entry: records.map((r) => ({ resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(r.ciphertext).toString('base64') } })),
+      entry: await Promise.all(records.map(async (r) => ({ resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(await r.joined()).toString('base64') } }))),
     };
   });
 }

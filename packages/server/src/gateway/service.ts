@@ -353,19 +353,26 @@ export class GatewayService {
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
-    // Encrypted in this thread or across the encryptor's workers (both cores of a hospital's server for an upload).
-    const sealed = inputs.length === 0 ? [] : await this.encryptor.encrypt({
+    if (inputs.length === 0) return { byCategory, ledgerEntries: [], records: [] };
+    const tagging = await this.tagger?.taggingKey(caller.token.hospital);
+    // Encrypted and tagged in this thread or across the encryptor's workers (both cores of a hospital's server for
+    // an upload), each ciphertext tagged where it was encrypted.
+    const sealed = await this.encryptor.encrypt({
       bundle,
       capsules: [...capsules].map(([category, capsule]) => ({ category, capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) })),
       records: inputs,
+      ...(tagging && { tagging: { secretKey: tagging.secretKey, sectors: tagging.sectors } }),
     });
-    const encrypted = inputs.map(({ recordId, category }, i): NewRecord => {
-      const { ciphertext, grant } = sealed[i]!;
+    const records = inputs.map(({ recordId, category }, i): NewRecord => {
+      const { ciphertext, grant, tags } = sealed[i]!;
+      if (tagging !== undefined && tags === undefined) throw new Error(`the encryptor returned record ${recordId} without its storage tags`);
       const capsule = capsules.get(category);
-      return capsule === undefined || grant === undefined ? { recordId, category, ciphertext } : { recordId, category, ciphertext, emergency: { capsuleId: hex(capsule.delegationId), grant } };
+      return {
+        recordId, category, ciphertext,
+        ...(capsule !== undefined && grant !== undefined && { emergency: { capsuleId: hex(capsule.delegationId), grant } }),
+        ...(tagging !== undefined && tags !== undefined && { storage: { publicKey: tagging.publicKey, tags } }),
+      };
     });
-    if (encrypted.length === 0) return { byCategory, ledgerEntries: [], records: [] };
-    const records = this.tagger === undefined ? encrypted : await this.tagger.attach(caller.token.hospital, encrypted);
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
       capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
     }));

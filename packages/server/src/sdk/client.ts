@@ -7,7 +7,7 @@
  * that use the pairing library initialise it first (abe.init is idempotent).
  */
 import { randomBytes } from 'node:crypto';
-import { abe, IntegrityError, MalformedInputError, pre, UnavailableError } from '@medshare/crypto';
+import { abe, IntegrityError, MalformedInputError, NotFoundError, pre, UnavailableError, type PayloadOpener } from '@medshare/crypto';
 import { LedgerClient, verifyInclusionBundle, type AuditEvent, type CheckpointVerifier, type InclusionBundle, type TrustPolicy } from '@medshare/ledger';
 import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey, type TracedPseudonym } from '@medshare/identity';
 import type { AccessEntry, RecordMeta } from '../cloud/store.ts';
@@ -17,7 +17,8 @@ import { indexRuleDigest, parseQuery, wordsOf, type IndexRules } from '../search
 import { cloudSearchTransport, searchRecords, searchset, SubIndexCache, type FoundRecord, type SearchStats, type SearchTransport } from '../search/reader.ts';
 import type { UploadResult } from '../gateway/service.ts';
 import type { Receipt } from '../gateway/receipts.ts';
-import { callJson, callRecordStream, type CallOptions, type ServiceUrls } from '../http-client.ts';
+import type { RecordStreamEvent } from '../cloud/record-stream.ts';
+import { callJson, callRecordStreamEvents, type CallOptions, type ServiceUrls } from '../http-client.ts';
 import { PLATFORM_AUDIENCE } from '../http.ts';
 import { writerKeys } from '../record-signature.ts';
 
@@ -330,7 +331,7 @@ export class DoctorClient {
 
   /**
    * Reads (and decrypts here) a patient's records of one category, optionally only some ids. The records come as
-   * the cloud's binary record stream (no base64) and each payload is decrypted chunk by chunk where it arrived.
+   * the cloud's binary record stream (no base64) and each payload is decrypted chunk by chunk as it arrives.
    */
   async read(patient: string, category: string, recordIds?: string[]): Promise<FhirResource[]> {
     return (await this.readRecords(patient, category, recordIds)).map((r) => r.resource);
@@ -338,22 +339,66 @@ export class DoctorClient {
 
   /** As `read`, with each resource's record id (the cloud's name for it, which carries the writing hospital's tag). */
   async readRecords(patient: string, category: string, recordIds?: string[]): Promise<Array<{ recordId: string; resource: FhirResource }>> {
-    const body = { category, ...(recordIds ? { recordIds } : {}) };
-    const records = await callRecordStream(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/read`, { body, ...sessionAuth(this.session, 'POST') });
-    return records.map((r) => ({ recordId: r.recordId, resource: this.decryptParts(r.header, r.payload) }));
+    return this.resources(this.recordStream(patient, 'read', { category, ...(recordIds ? { recordIds } : {}) }));
   }
 
   /** Break the glass: reads under an emergency delegation with a stated reason (recorded, shown to the patient). */
   async emergencyRead(patient: string, category: string, reason: string): Promise<FhirResource[]> {
-    const records = await callRecordStream(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/emergency-read`, { body: { category, reason }, ...sessionAuth(this.session, 'POST') });
-    return records.map((r) => this.decryptParts(r.header, r.payload));
+    return (await this.resources(this.recordStream(patient, 'emergency-read', { category, reason }))).map((r) => r.resource);
   }
 
-  /** Decrypts a converted record given as its header and payload (what the record stream carries), without joining them. */
-  private decryptParts(header: Uint8Array, payload: Uint8Array): FhirResource {
-    const opener = this.reader.decryptStream(pre.openConvertedHeader(header));
-    const plaintext = Buffer.concat([...opener.push(payload), opener.finish()]);
-    return JSON.parse(utf8.decode(plaintext)) as FhirResource;
+  /**
+   * One record's plaintext as a byte stream, decrypted as the cloud's record stream arrives: the cloud reads a large
+   * record's payload chunk row by chunk row while this process decrypts the chunks already received. Every piece
+   * handed out is authenticated (each STREAM chunk has its own tag), but only a completed iteration proves the record
+   * whole: a truncated or cut stream throws (IntegrityError or MalformedInputError) after the pieces that did
+   * arrive. With `reason`, an emergency read (audited as one). NotFoundError when the cloud has no such record for
+   * this reader.
+   */
+  async *readStream(patient: string, category: string, recordId: string, options: { reason?: string } = {}): AsyncGenerator<Uint8Array> {
+    const route = options.reason === undefined ? 'read' : 'emergency-read';
+    const body = { category, recordIds: [recordId], ...(options.reason === undefined ? {} : { reason: options.reason }) };
+    let ended = false;
+    for await (const piece of this.decrypted(this.recordStream(patient, route, body))) {
+      if (piece.recordId !== recordId || ended) throw new IntegrityError(`the cloud answered record ${piece.recordId} for ${recordId}`);
+      if (piece.bytes.length > 0) yield piece.bytes;
+      ended = piece.end;
+    }
+    if (!ended) throw new NotFoundError(`no record ${recordId} of category ${category} is readable for this reader`);
+  }
+
+  private recordStream(patient: string, route: 'read' | 'emergency-read', body: Record<string, unknown>): AsyncGenerator<RecordStreamEvent> {
+    return callRecordStreamEvents(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/${route}`, { body, ...sessionAuth(this.session, 'POST') });
+  }
+
+  /** The plaintext of each record of a record stream in pieces, decrypted chunk by chunk as the payload arrives. */
+  private async *decrypted(events: AsyncIterable<RecordStreamEvent>): AsyncGenerator<{ recordId: string; bytes: Uint8Array; end: boolean }> {
+    let opener: PayloadOpener | undefined;
+    let recordId = '';
+    for await (const event of events) {
+      if (event.kind === 'start') {
+        opener = this.reader.decryptStream(pre.openConvertedHeader(event.header));
+        recordId = event.recordId;
+      } else if (event.kind === 'payload') {
+        // The payload pieces are views of received bytes nothing writes into again: the opener keeps them, uncopied.
+        for (const bytes of opener!.push(event.bytes, { owned: true })) yield { recordId, bytes, end: false };
+      } else {
+        yield { recordId, bytes: opener!.finish(), end: true };
+      }
+    }
+  }
+
+  /** The FHIR resources of a record stream, each parsed once its plaintext is complete. */
+  private async resources(events: AsyncIterable<RecordStreamEvent>): Promise<Array<{ recordId: string; resource: FhirResource }>> {
+    const out: Array<{ recordId: string; resource: FhirResource }> = [];
+    let pieces: Uint8Array[] = [];
+    for await (const piece of this.decrypted(events)) {
+      pieces.push(piece.bytes);
+      if (!piece.end) continue;
+      out.push({ recordId: piece.recordId, resource: JSON.parse(utf8.decode(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces))) as FhirResource });
+      pieces = [];
+    }
+    return out;
   }
 
   /**

@@ -15,7 +15,7 @@ import { abe } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { DpopVerifier, SenderConstrainedVerifier, SqlNonceCache, TokenVerifier } from '@medshare/identity';
 import type { AnchorClient, AuditLog, TrustPolicy } from '@medshare/ledger';
-import { createConverter } from '../cloud/conversion-pool.ts';
+import { ConversionPool, createConverter } from '../cloud/conversion-pool.ts';
 import { cloudPlugin } from '../cloud/plugin.ts';
 import { CloudService } from '../cloud/service.ts';
 import { CloudStore } from '../cloud/store.ts';
@@ -123,7 +123,8 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
     { issuerProofs: true },
   );
   const converter = await createConverter(options.conversionWorkers ?? 0);
-  const storage = await StorageAuditCloud.open(db, ledger.log);
+  // With workers, an upload's storage-tag checks are split across them too.
+  const storage = await StorageAuditCloud.open(db, ledger.log, converter instanceof ConversionPool ? converter : undefined);
   const cloud = new CloudService(store, ledger.log, converter, { storage, ...(emergencyPolicy === null ? {} : { emergencyPolicy }) });
   const app = await serviceApp('MedShare cloud', options);
   await app.register(cloudPlugin, { cloud, verifier, categories: options.categories ?? DEFAULT_CATEGORY_MAPPING, prefix: '/cloud' });

@@ -7,11 +7,13 @@
  */
 import { createHash } from 'node:crypto';
 import { AccessDeniedError, curve, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
-import { migrate, type Database, type Queryable } from '@medshare/db';
+import { insertMany, migrate, type Database, type Queryable } from '@medshare/db';
 import type { AuditLog, StorageCommitment } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
+import { WHOLE_CIPHERTEXT_SQL } from '../cloud/record-payloads.ts';
 import { STORAGE_CLOUD_MIGRATIONS } from './migrations.ts';
-import { storageName, type RecordStorageTags } from './tagger.ts';
+import type { RecordStorageTags } from './tagger.ts';
+import { InThreadTagChecker, PublicKeyCache, storageName, verifyUploadedTags, type TagChecker, type UploadedTags } from './tags.ts';
 import { challengeDigest, type WireChallenge, fromWire } from './wire.ts';
 
 /** A record's tags after the cloud checked them: what it stores and what the ledger entry commits to. */
@@ -37,32 +39,26 @@ export interface StorageAuditReport {
 const LEDGER_SOURCE = 'cloud';
 const MAX_RECORDS_PER_EVENT = 64;
 const MAX_CACHED_KEYS = 1_000;
+/** Records a refused upload's error names (the rest are counted). */
+const MAX_NAMED_RECORDS = 20;
 const ROLE_CODE = /^[a-z][a-z0-9-]{0,62}$/;
 const sha256Hex = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** Storage auditing at the cloud. */
 export class StorageAuditCloud {
-  /** Public keys decoded (proof of possession checked) by their encoding, hex. */
-  private readonly decodedKeys = new Map<string, por.PorPublicKey>();
+  /** Public keys decoded (proof of possession checked) by their encoding. */
+  private readonly keys = new PublicKeyCache(MAX_CACHED_KEYS);
 
-  private constructor(private readonly db: Database, private readonly ledger: AuditLog) {}
+  private constructor(private readonly db: Database, private readonly ledger: AuditLog, private readonly checker: TagChecker) {}
 
-  /** Opens it on the cloud's database (migrating its tables). */
-  static async open(db: Database, ledger: AuditLog): Promise<StorageAuditCloud> {
+  /**
+   * Opens it on the cloud's database (migrating its tables); `checker` runs the upload checks (default: in this
+   * thread; the cloud's worker pool splits them across its workers).
+   */
+  static async open(db: Database, ledger: AuditLog, checker: TagChecker = new InThreadTagChecker()): Promise<StorageAuditCloud> {
     await curve.initCurve();
     await migrate(db, 'storage-cloud', STORAGE_CLOUD_MIGRATIONS);
-    return new StorageAuditCloud(db, ledger);
-  }
-
-  private decodeKey(bytes: Uint8Array): por.PorPublicKey {
-    const hex = Buffer.from(bytes).toString('hex');
-    let key = this.decodedKeys.get(hex);
-    if (key === undefined) {
-      key = por.decodePublicKey(bytes);
-      if (this.decodedKeys.size >= MAX_CACHED_KEYS) this.decodedKeys.delete(this.decodedKeys.keys().next().value!);
-      this.decodedKeys.set(hex, key);
-    }
-    return key;
+    return new StorageAuditCloud(db, ledger, checker);
   }
 
   /** Registers a hospital's key on first sight. @throws AccessDeniedError when another hospital registered it. */
@@ -73,44 +69,52 @@ export class StorageAuditCloud {
   }
 
   /**
-   * Checks the tags of an upload's records (those that carry tags) and registers the hospital's key.
-   * @throws MalformedInputError for a key or tag set that does not decode (a bad proof of possession included),
-   *         IntegrityError for tags that do not match their ciphertext, AccessDeniedError for another hospital's key.
+   * Checks the tags of an upload's records (those that carry tags) and registers the hospital's key: one randomised
+   * check per hospital key over every block of the upload (or one per part the checker splits it into), and only
+   * when that fails, a check per record to name every record whose tags do not match.
+   * @throws MalformedInputError for a key or tag set that does not decode (a bad proof of possession included) or
+   *         tag sets of one key with different sector counts, IntegrityError naming the records whose tags do not
+   *         match their ciphertext and key, AccessDeniedError for another hospital's key.
    */
   async checkUpload(hospital: string, records: readonly { recordId: string; ciphertext: Uint8Array; storage?: RecordStorageTags }[]): Promise<Map<string, CheckedTags>> {
     const checked = new Map<string, CheckedTags>();
-    // One randomised check per hospital key for the whole upload (two pairings, not two per record).
-    const byKey = new Map<string, { key: por.PorPublicKey; files: (por.TaggedFile & { recordId: string })[] }>();
+    const byKey = new Map<string, { publicKey: Uint8Array; sectors: number; files: (UploadedTags & { recordId: string })[] }>();
     for (const record of records) {
       if (record.storage === undefined) continue;
       const keyId = sha256Hex(record.storage.publicKey);
+      const { sectors, blocks } = por.tagSetShape(record.storage.tags);
       let group = byKey.get(keyId);
       if (group === undefined) {
-        group = { key: this.decodeKey(record.storage.publicKey), files: [] };
+        this.keys.get(record.storage.publicKey); // decoded, its proof of possession checked, before it is registered
         await this.registerKey(hospital, keyId, record.storage.publicKey);
+        group = { publicKey: record.storage.publicKey, sectors, files: [] };
         byKey.set(keyId, group);
       }
-      const set = por.decodeTagSet(record.storage.tags);
-      group.files.push({ recordId: record.recordId, name: storageName(record.ciphertext), data: record.ciphertext, tags: set });
+      if (sectors !== group.sectors) throw new MalformedInputError(`the proof-of-storage tags of record ${record.recordId} have ${sectors} sectors per block, those of ${group.files[0]!.recordId} ${group.sectors}`);
+      group.files.push({ recordId: record.recordId, name: storageName(record.ciphertext), data: record.ciphertext, tags: record.storage.tags });
       checked.set(record.recordId, {
         recordHash: `sha256:${sha256Hex(record.ciphertext)}`, keyId, tags: record.storage.tags,
-        commitment: { tags: `sha256:${sha256Hex(record.storage.tags)}`, blocks: set.tags.length, key: `sha256:${keyId}` },
+        commitment: { tags: `sha256:${sha256Hex(record.storage.tags)}`, blocks, key: `sha256:${keyId}` },
       });
     }
-    for (const { key, files } of byKey.values()) {
-      if (por.verifyTagSets(key, files)) continue;
-      const bad = files.find((f) => !por.verifyTagSet(key, f.name, f.data, f.tags));
-      throw new IntegrityError(`the proof-of-storage tags of record ${bad?.recordId ?? files[0]!.recordId} do not match its ciphertext and key`);
+    for (const { publicKey, files } of byKey.values()) {
+      if (await this.checker.verify(publicKey, files)) continue;
+      const key = this.keys.get(publicKey);
+      const bad = files.filter((f) => !verifyUploadedTags(key, [f]));
+      const named = (bad.length === 0 ? files : bad).map((f) => f.recordId);
+      const list = named.length <= MAX_NAMED_RECORDS ? named.join(', ') : `${named.slice(0, MAX_NAMED_RECORDS).join(', ')} and ${named.length - MAX_NAMED_RECORDS} more`;
+      throw new IntegrityError(`the proof-of-storage tags of ${named.length === 1 ? 'record' : `${named.length} records:`} ${list} do not match ${named.length === 1 ? 'its ciphertext' : 'their ciphertexts'} and key`);
     }
     return checked;
   }
 
-  /** Stores a new record's checked tags, inside the upload's transaction. */
-  async storeTags(tx: Queryable, recordId: string, tags: CheckedTags): Promise<void> {
-    await tx.query(
-      'INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING',
-      [tags.recordHash, recordId, tags.keyId, tags.commitment.blocks, tags.tags],
-    );
+  /** Stores new records' checked tags (those that carry tags), inside the upload's transaction. */
+  async storeTags(tx: Queryable, added: readonly { recordId: string }[], tags: ReadonlyMap<string, CheckedTags>): Promise<void> {
+    const rows = added.flatMap(({ recordId }) => {
+      const t = tags.get(recordId);
+      return t === undefined ? [] : [[t.recordHash, recordId, t.keyId, t.commitment.blocks, t.tags]];
+    });
+    if (rows.length > 0) await insertMany(tx, 'storage_tags (record_hash, record_id, key_id, blocks, tags)', rows, 'ON CONFLICT DO NOTHING');
   }
 
   /** Every registered key: what an auditor checks proofs with (it checks each id against the key itself). */
@@ -131,7 +135,7 @@ export class StorageAuditCloud {
     for (const s of samples) blocksOf.set(s.file, [...(blocksOf.get(s.file) ?? []), s.block]);
     const hashes = [...blocksOf.keys()].map((i) => wire.files[i]!.hash);
     const rows = await this.db.query<{ record_hash: string; tags: Uint8Array; ciphertext: Uint8Array }>(
-      `SELECT t.record_hash, t.tags, r.ciphertext FROM storage_tags t JOIN cloud_records r ON r.record_id = t.record_id
+      `SELECT t.record_hash, t.tags, ${WHOLE_CIPHERTEXT_SQL} AS ciphertext FROM storage_tags t JOIN cloud_records r ON r.record_id = t.record_id
        WHERE t.record_hash = ANY($1::text[])`,
       [hashes],
     );

@@ -9,6 +9,9 @@ import { curve, IntegrityError, por } from '@medshare/crypto';
 import { storageCommitmentOf, type AuditEvent } from '@medshare/ledger';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import { STORAGE_HOSPITAL_MIGRATIONS } from './migrations.ts';
+import { tagCiphertext } from './tags.ts';
+
+export { storageName } from './tags.ts';
 
 /** What an uploaded record carries for storage auditing: the hospital's public key and the record's tags. */
 export interface RecordStorageTags {
@@ -16,12 +19,18 @@ export interface RecordStorageTags {
   readonly tags: Uint8Array;
 }
 
-/** The file name tags bind: the 32 bytes of SHA-256(ciphertext), the ledger's name for the record. */
-export function storageName(ciphertext: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(ciphertext).digest());
-}
-
 const context = (hospital: string) => `storage-audit/por-key/${hospital}`;
+
+/**
+ * A hospital's tagging key in a form that crosses to the gateway's encryption workers (threads of the hospital's own
+ * service, the same trust domain as the key-encryption key that unwraps it): the 32-byte secret, the sector count
+ * and the encoded public key the records carry.
+ */
+export interface TaggingKey {
+  readonly secretKey: Uint8Array;
+  readonly sectors: number;
+  readonly publicKey: Uint8Array;
+}
 
 /** Tags ciphertexts under each hospital's own key. */
 export class StorageTagger {
@@ -63,11 +72,16 @@ export class StorageTagger {
     return por.decodeSecretKey(await this.kek.unwrap(row.secret_key, context(hospital)), this.sectors);
   }
 
-  /** The tags of one ciphertext under the hospital's key (one hash to G1, s multiply-adds in Z_r and one two-term multi-exponentiation per block). */
+  /** The tags of one ciphertext under the hospital's key, in this thread. */
   async tag(hospital: string, ciphertext: Uint8Array): Promise<RecordStorageTags> {
     const key = await this.keyOf(hospital);
-    const tags = por.tagFile(key, storageName(ciphertext), ciphertext, this.sectors);
-    return { publicKey: por.encodePublicKey(key.publicKey), tags: por.encodeTagSet(tags) };
+    return { publicKey: por.encodePublicKey(key.publicKey), tags: tagCiphertext(key, ciphertext, this.sectors) };
+  }
+
+  /** The hospital's key for tagging elsewhere in its service (its gateway's encryption workers tag what they encrypt). */
+  async taggingKey(hospital: string): Promise<TaggingKey> {
+    const key = await this.keyOf(hospital);
+    return { secretKey: por.encodeSecretKey(key), sectors: this.sectors, publicKey: por.encodePublicKey(key.publicKey) };
   }
 
   /** The records with their tags attached. */
