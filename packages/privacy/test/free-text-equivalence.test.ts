@@ -56,7 +56,7 @@ function generator(seed: number): () => number {
   };
 }
 
-export function randomTexts(count: number, seed: number): string[] {
+function randomTexts(count: number, seed: number): string[] {
   const next = generator(seed);
   const texts: string[] = [];
   for (let i = 0; i < count; i++) {
