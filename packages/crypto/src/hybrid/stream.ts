@@ -127,16 +127,19 @@ export class PayloadOpener {
     const tagAt = parts.reduce((n, part) => n + part.length, 0) - TAG_BYTES;
     const decipher = createDecipheriv('aes-256-gcm', this.key, nonce(this.index++, last));
     decipher.setAAD(this.aad);
-    const plaintext: Uint8Array[] = [];
+    const body: Uint8Array[] = [];
     const tag: Uint8Array[] = [];
     let position = 0;
     for (const part of parts) {
       const bodyEnd = Math.min(part.length, Math.max(0, tagAt - position));
-      if (bodyEnd > 0) plaintext.push(decipher.update(part.subarray(0, bodyEnd)));
+      if (bodyEnd > 0) body.push(part.subarray(0, bodyEnd));
       if (bodyEnd < part.length) tag.push(part.subarray(bodyEnd));
       position += part.length;
     }
+    // The tag is set before the first update: node accepts either order, the portal's WebCrypto-backed shim of
+    // node:crypto (one-shot AES-GCM) needs the tag first.
     decipher.setAuthTag(tag.length === 1 ? tag[0]! : Buffer.concat(tag));
+    const plaintext = body.map((piece) => decipher.update(piece));
     try {
       decipher.final();
     } catch {
