@@ -8,6 +8,8 @@
  *
  *   node --import tsx bench/platform.ts [records=10000] [seconds of reads=20] [worker counts=0,<cores - 1>,<cores>] [gateway encryption workers=0]
  *
+ * (BENCH_SKIP_PGLITE=1: PostgreSQL only, for A/B runs and profiles of one engine.)
+ *
  * The upload is reported as records/s and as CPU time per record of this process (all its threads), also in
  * pairing-equivalents against a block of pairings run between Bundles (less sensitive to a busy host than
  * records/s); UPLOAD_PROFILE=<directory> writes a CPU profile of the upload phase.
@@ -86,6 +88,13 @@ async function registerDoctors(urls: ServiceUrls, phase: string): Promise<ReadTa
   }));
 }
 
+/**
+ * CPU milliseconds of one pairing in this process now (median of blocks): measured right before and right after each
+ * read phase, so that a read's server CPU is read in pairings of the same minutes (the load of a shared host moves
+ * both alike), not only of the cost table's at the start.
+ */
+const pairingNowMs = () => alternate('pairing', { pairing: () => curve.pairing(p, q) }, { rounds: 7 })['pairing']!.ms;
+
 /** The read phase against one platform: the doctors in a child process, CPU time per read by whom. */
 async function readPhase(urls: ServiceUrls, phase: string, patient: string, recordIds: string[]): Promise<string[]> {
   const doctors = await registerDoctors(urls, phase);
@@ -96,18 +105,20 @@ async function readPhase(urls: ServiceUrls, phase: string, patient: string, reco
   child.send({ base, hospitalUrl, patient, category: 'lab', doctors, recordIds, warmupSeconds: WARMUP_SECONDS, seconds: READ_SECONDS } satisfies ReadTask);
   const first = await message();
   if (first !== 'measuring') throw new Error(first.failure ?? 'the clients stopped before measuring');
+  const pairingBefore = pairingNowMs();
   const serverCpu = process.cpuUsage();
   const machine = machineBusyMs();
   const result = (await message()) as ReadResult;
   const machineMs = machineBusyMs() - machine;
   const server = process.cpuUsage(serverCpu);
   const serverMs = (server.user + server.system) / 1000;
+  const pairingMs = (pairingBefore + pairingNowMs()) / 2;
   if (result.failure !== undefined) throw new Error(result.failure);
   const reads = result.latencies.length;
   const latencies = result.latencies.sort((a, b) => a - b);
   const perRead = (x: number) => (x / reads).toFixed(2);
   return [String(reads), ms(percentile(latencies, 50)), ms(percentile(latencies, 99)), (reads / result.seconds).toFixed(0),
-    perRead(serverMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
+    perRead(serverMs), ratio(serverMs / reads / pairingMs), ms(pairingMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
 }
 
 /**
@@ -231,9 +242,11 @@ const record = (result: { upload: string[]; reads: string[][] }) => {
   uploads.push(result.upload);
   reads.push(...result.reads);
 };
-const pglite = await openDatabase();
-record(await run('PGlite (in memory)', pglite));
-await pglite.close();
+if (process.env['BENCH_SKIP_PGLITE'] !== '1') {
+  const pglite = await openDatabase();
+  record(await run('PGlite (in memory)', pglite));
+  await pglite.close();
+}
 const url = process.env['DATABASE_URL'];
 if (url) {
   const schema = `bench_${randomBytes(4).toString('hex')}`;
@@ -248,4 +261,4 @@ if (url) {
 printTable(`Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`,
   ['engine', 'records', 'upload records/s', 'platform process CPU ms/record', 'pairing-eq/record (pairings between Bundles)', 'rest of machine CPU ms/record'], uploads);
 printTable(`${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
-  ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);
+  ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'server CPU pairing-eq/read', 'pairing ms (around the phase)', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);

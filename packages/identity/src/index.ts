@@ -41,7 +41,7 @@ export { DeviceAuthServer, type DeviceAuthServerOptions, type DeviceSession } fr
 export { DeviceSessionClient } from './device/client.ts';
 export { useProblemDetails, bearerToken, problemFor, problemType, HTTP_STATUS_BY_CODE, type Problem } from './http/problem.ts';
 export { presentedToken, dpopHeader, requestUrl } from './http/proof.ts';
-export { adminCredentialCheck, hospitalIdentityPlugin, type HospitalPluginOptions } from './http/hospital-plugin.ts';
+export { adminCredentialCheck, hospitalIdentityPlugin, MAX_SESSION_STATUS_BATCH, type HospitalPluginOptions } from './http/hospital-plugin.ts';
 export { trustedAuthorityPlugin, type TaPluginOptions } from './http/ta-plugin.ts';
 export { deviceAuthenticationPlugin, type DevicePluginOptions } from './http/device-plugin.ts';
 export { ClientRegistry, type OidcClient } from './oidc/clients.ts';

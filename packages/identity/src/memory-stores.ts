@@ -125,6 +125,13 @@ export class MemorySessionStore implements SessionStore {
     return session && structuredClone(session);
   }
 
+  async activeAmong(ids: readonly string[], nowMs: number): Promise<Set<string>> {
+    return new Set(ids.filter((id) => {
+      const session = this.sessions.get(id);
+      return session !== undefined && !session.revoked && session.expiresAtMs > nowMs;
+    }));
+  }
+
   async revoke(id: string): Promise<void> {
     const session = this.sessions.get(id);
     if (session) session.revoked = true;

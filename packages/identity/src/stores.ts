@@ -88,6 +88,8 @@ export interface SessionRecord {
 export interface SessionStore {
   create(session: SessionRecord): Promise<void>;
   get(id: string): Promise<SessionRecord | undefined>;
+  /** Which of `ids` name sessions that are neither revoked nor expired at `nowMs` (one lookup for many: batched session checks). */
+  activeAmong(ids: readonly string[], nowMs: number): Promise<Set<string>>;
   revoke(id: string): Promise<void>;
   revokeAllForUser(userId: string): Promise<number>;
   /**

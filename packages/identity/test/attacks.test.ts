@@ -6,10 +6,10 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { abe } from '@medshare/crypto';
 import {
-  base32Decode, DeviceKeys, DpopVerifier, MemoryNonceCache, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList,
+  base32Decode, DeviceKeys, DpopKey, DpopVerifier, MemoryNonceCache, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList,
 } from '../src/index.ts';
 import { ADMIN_TOKEN, DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
@@ -203,4 +203,26 @@ test('changed attributes end her sessions; the next token carries the new ones',
   const next = await victimLogin();
   const payload = JSON.parse(Buffer.from(next.token.split('.')[1]!, 'base64url').toString()) as { attrs: string[] };
   assert.ok(payload.attrs.includes('dept:oncology') && !payload.attrs.includes('dept:cardiology'));
+});
+
+test("a proof naming a key the verifier already imported, but signed by another key, is refused (the key cache keeps every signature check)", async () => {
+  const verifier = new DpopVerifier(new MemoryNonceCache(), clock.now);
+  const victim = await DpopKey.generate(clock.now);
+  const url = 'https://cloud.test/cloud/patients/p/read';
+  // The victim's key is imported (and remembered) by her first proof.
+  assert.equal((await verifier.verify(await victim.proof('POST', url), { method: 'POST', url })).thumbprint, victim.thumbprint);
+  const thief = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+  const forge = (jwk: object, alg = 'EdDSA') => new SignJWT({ htm: 'POST', htu: url, jti: `forged-${Math.random()}` })
+    .setProtectedHeader({ alg, typ: 'dpop+jwt', jwk }).setIssuedAt(Math.floor(clock.now() / 1000)).sign(thief.privateKey);
+  await assert.rejects(verifier.verify(await forge(victim.publicJwk), { method: 'POST', url }), /DPoP proof is not valid/);
+  await assert.rejects(verifier.verify(await forge(victim.publicJwk, 'Ed25519'), { method: 'POST', url }), /DPoP proof is not valid/);
+  // Her key with a member added is another header: imported afresh, and still not the thief's.
+  await assert.rejects(verifier.verify(await forge({ ...victim.publicJwk, use: 'sig' }), { method: 'POST', url }), /DPoP proof is not valid/);
+  // The thief's own key verifies as the thief's, not as the victim's.
+  const own = await exportJWK(thief.publicKey);
+  const proof = await verifier.verify(await forge({ kty: own.kty, crv: own.crv, x: own.x }), { method: 'POST', url });
+  assert.notEqual(proof.thumbprint, victim.thumbprint);
+  await assert.rejects(verifier.verify(await forge({ kty: own.kty, crv: own.crv, x: own.x }), { method: 'POST', url, thumbprint: victim.thumbprint }), /another key/);
+  // The victim's later proofs verify with the remembered key.
+  assert.equal((await verifier.verify(await victim.proof('POST', url), { method: 'POST', url })).thumbprint, victim.thumbprint);
 });

@@ -91,6 +91,27 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       assert.equal(reused.status, 401, 'the same time step is accepted only once');
     });
 
+    test('logins with codes of adjacent time steps succeed only in step order: an earlier step is refused once a later one was accepted', async () => {
+      // RFC 6238 §5.2 by a high-water mark: concurrent logins of one account with the codes of steps s and s+1 pass
+      // or fail by which arrives first, so a caller (or a test) that needs both must send them in step order.
+      const { user, enrolment: e } = await newUser('grace');
+      const secret = base32Decode(e.totpSecret);
+      const [later, earlier] = [totp(secret, clock.now() / 1000 + 30), totp(secret, clock.now() / 1000)];
+      const first = (await passwordStep(user.username, user.password)).body.ticket;
+      assert.equal((await hospital.post('login/totp', { ticket: first, code: later, audience: ['x'] })).status, 200);
+      const second = (await passwordStep(user.username, user.password)).body.ticket;
+      const refused = await hospital.post('login/totp', { ticket: second, code: earlier, audience: ['x'] });
+      assert.equal(refused.status, 401, 'the earlier step after the later one');
+      assert.equal(refused.body.detail, 'invalid code');
+      // In step order both pass (two steps later: s+2 is the current step, s+3 the next).
+      clock.advance(60);
+      for (const offset of [0, 30]) {
+        const ticket = (await passwordStep(user.username, user.password)).body.ticket;
+        const ok = await hospital.post('login/totp', { ticket, code: totp(secret, clock.now() / 1000 + offset), audience: ['x'] });
+        assert.equal(ok.status, 200, `step +${offset / 30} in order`);
+      }
+    });
+
     test('a ticket allows three wrong codes, is single-use and expires', async () => {
       const { user, enrolment: e } = await newUser('dave');
       const ticket = (await passwordStep(user.username, user.password)).body.ticket;

@@ -199,6 +199,16 @@ for (const backend of backends) {
       assert.equal(await nonces.add('n1', t0 + 300, t0 + 200), false);
       const racing = await Promise.all(Array.from({ length: 10 }, () => nonces.add('n2', t0 + 100, t0)));
       assert.equal(trues(racing), 1);
+      // One burst (the SQL cache inserts it as one statement): fresh nonces and an expired one (n2) accepted, live ones
+      // (n3, n1) and a repeat within the burst refused, each caller told about its own.
+      assert.equal(await nonces.add('n3', t0 + 150, t0 + 100), true);
+      const burst = await Promise.all([
+        nonces.add('fresh-a', t0 + 400, t0 + 120), nonces.add('n2', t0 + 400, t0 + 120), nonces.add('fresh-b', t0 + 400, t0 + 120),
+        nonces.add('fresh-a', t0 + 400, t0 + 120), nonces.add('n3', t0 + 400, t0 + 120), nonces.add('n1', t0 + 400, t0 + 120),
+      ]);
+      assert.deepEqual(burst, [true, true, true, false, false, false]);
+      const later = await Promise.all([nonces.add('n3', t0 + 600, t0 + 200), nonces.add('fresh-b', t0 + 600, t0 + 200), nonces.add('n2', t0 + 600, t0 + 200)]);
+      assert.deepEqual(later, [true, false, false], 'n3 had expired by then; fresh-b and the n2 of the burst had not');
     });
 
     test('sessions: create, get, revoke, revoke all of a user', async () => {

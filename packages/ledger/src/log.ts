@@ -85,6 +85,12 @@ export interface LogOptions extends BatchOptions {
    */
   cosignRetryMs?: number;
   /**
+   * Under load, at most one cosigning round starts in this many milliseconds (default 0: a round after every commit).
+   * A round always asks for the latest checkpoint, so the commits of the interval join the next round; after a
+   * quiet spell the first commit's round starts at once.
+   */
+  cosignIntervalMs?: number;
+  /**
    * When the full audit of the stored entries runs on open: 'blocking' (default: `open` resolves after it) or
    * 'background' (`open` resolves once the persisted tree matches the signed and the trusted checkpoint, which is
    * all signing relies on; `audited()` resolves when every entry has been recomputed). See `load`.
@@ -110,6 +116,25 @@ export interface LedgerHealth {
 }
 
 const ROWS_PER_INSERT = 500;
+const CHUNKS_PER_INSERT = 100;
+
+/** `items` in consecutive slices of at most `size`. */
+const slices = <T>(items: readonly T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+
+/** An INSERT of entry rows, its parameters numbered from `offset` + 1. */
+function entriesInsert(rows: ReadonlyArray<{ index: number; text: string; leafHash: Buffer; patient: string }>, offset: number): { sql: string; params: unknown[] } {
+  const values = rows.map((_, i) => `($${offset + 4 * i + 1}, $${offset + 4 * i + 2}, $${offset + 4 * i + 3}, $${offset + 4 * i + 4})`).join(', ');
+  return { sql: `INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params: rows.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]) };
+}
+
+/** An upsert of tree chunks, its parameters numbered from `offset` + 1; hashes as hex text, decoded by the database (cheaper than PGlite's bytea parameters). */
+function treeInsert(chunks: readonly TreeChunk[], offset: number): { sql: string; params: unknown[] } {
+  const values = chunks.map((_, i) => `($${offset + 3 * i + 1}, $${offset + 3 * i + 2}, decode($${offset + 3 * i + 3}, 'hex'))`).join(', ');
+  return {
+    sql: `INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`,
+    params: chunks.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]),
+  };
+}
 
 /** The audit log of one origin, persisted through @medshare/db. */
 export class AuditLog {
@@ -133,6 +158,10 @@ export class AuditLog {
   /** The size each witness last cosigned, as far as this process knows (corrected by the witness's 409 answers). */
   private readonly witnessSizes = new Map<string, number>();
   private witnessing: Promise<void> = Promise.resolve();
+  /** A cosigning round is queued and not started: a later request joins it (it cosigns the latest checkpoint when it starts). */
+  private cosignQueued = false;
+  /** When the last cosigning round started (cosignIntervalMs). */
+  private lastCosignMs = Number.NEGATIVE_INFINITY;
   /** The pending retry of a cosigning round below quorum, and the delay of the next one (doubles while they fail). */
   private cosignRetry: NodeJS.Timeout | undefined;
   private cosignRetryDelay: number;
@@ -321,12 +350,9 @@ export class AuditLog {
 
   /** Stores tree chunks (inside the batch's transaction). */
   private async saveChunks(tx: Queryable, chunks: readonly TreeChunk[]): Promise<void> {
-    for (let offset = 0; offset < chunks.length; offset += 100) {
-      const part = chunks.slice(offset, offset + 100);
-      // Hex text, decoded by the database: cheaper than PGlite's bytea parameter encoding.
-      const params = part.flatMap((c) => [c.level, c.chunk, Buffer.from(c.hashes.buffer, c.hashes.byteOffset, c.hashes.length).toString('hex')]);
-      const values = part.map((_, i) => `($${3 * i + 1}, $${3 * i + 2}, decode($${3 * i + 3}, 'hex'))`).join(', ');
-      await tx.query(`INSERT INTO ledger_tree (level, chunk, hashes) VALUES ${values} ON CONFLICT (level, chunk) DO UPDATE SET hashes = EXCLUDED.hashes`, params);
+    for (const part of slices(chunks, CHUNKS_PER_INSERT)) {
+      const { sql, params } = treeInsert(part, 0);
+      await tx.query(sql, params);
     }
   }
 
@@ -444,18 +470,24 @@ export class AuditLog {
       });
       // Indexed only once the rows are built; a rolled-back batch reloads everything (flushAll).
       rows.forEach((r) => this.indexPatient(r.index, r.patient));
-      for (let offset = 0; offset < rows.length; offset += ROWS_PER_INSERT) {
-        const chunk = rows.slice(offset, offset + ROWS_PER_INSERT);
-        const params = chunk.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]);
-        const values = chunk.map((_, i) => `($${4 * i + 1}, $${4 * i + 2}, $${4 * i + 3}, $${4 * i + 4})`).join(', ');
-        await tx.query(`INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params);
-      }
       const size = start + rows.length;
-      await this.saveChunks(tx, this.tree.chunksSince(start));
+      const entryParts = slices(rows, ROWS_PER_INSERT);
+      const treeParts = slices(this.tree.chunksSince(start), CHUNKS_PER_INSERT);
+      for (const part of entryParts.slice(0, -1)) {
+        const { sql, params } = entriesInsert(part, 0);
+        await tx.query(sql, params);
+      }
+      await this.saveChunks(tx, treeParts.slice(0, -1).flat());
       const note = this.signCheckpoint(size);
       this.trustedSize = size;
-      await tx.query('UPDATE ledger_head SET size = $1 WHERE id = 1', [size]);
-      await tx.query('INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)', [size, note]);
+      // One statement (fewer round trips; a small batch has no other): the last entries and tree chunks, the head, the checkpoint.
+      const entries = entriesInsert(entryParts.at(-1)!, 2);
+      const tree = treeInsert(treeParts.at(-1)!, 2 + entries.params.length);
+      await tx.query(
+        `WITH entries AS (${entries.sql}), tree AS (${tree.sql}), head AS (UPDATE ledger_head SET size = $1 WHERE id = 1)
+         INSERT INTO ledger_checkpoints (size, note) VALUES ($1, $2)`,
+        [size, note, ...entries.params, ...tree.params],
+      );
       return { results: rows.map((r) => ({ index: r.index, leafHash: r.leafHash })), note };
     });
   }
@@ -545,7 +577,13 @@ export class AuditLog {
       this.settleWaiters(this.size);
       return;
     }
+    if (this.cosignQueued) return;
+    this.cosignQueued = true;
     this.witnessing = this.witnessing.then(async () => {
+      const wait = this.lastCosignMs + (this.options.cosignIntervalMs ?? 0) - Date.now();
+      if (wait > 0 && !this.closed) await new Promise((resolve) => setTimeout(resolve, wait));
+      this.cosignQueued = false;
+      this.lastCosignMs = Date.now();
       if (onlyBelowQuorum && this.witnessedSize >= this.size) return;
       await this.cosign(cosigners, { strict: false }).catch(() => undefined);
       this.retryBelowQuorum();
@@ -597,7 +635,7 @@ export class AuditLog {
     const { size } = parseCheckpoint(parseNote(note).body);
     const settled = await Promise.allSettled(cosigners.map((cosigner) => this.requestCosignature(cosigner, note, size)));
     const obtained = settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
-    const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained) : note;
+    const stored = obtained.length > 0 ? await this.addCosignatures(size, obtained, note) : note;
     if (obtained.length >= this.quorum && cosigners === this.options.cosigners && size >= this.witnessedSize) {
       this.witnessedNote = stored;
       this.settleWaiters(size);
@@ -660,8 +698,19 @@ export class AuditLog {
     return this.witnessedNote ?? this.checkpoint(this.witnessedSize);
   }
 
-  /** Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped). */
-  async addCosignatures(size: number, cosignatures: readonly NoteSignature[]): Promise<string> {
+  /**
+   * Adds witness cosignature lines to the stored checkpoint of `size` (existing lines are kept, duplicates skipped).
+   * `seen`: the note as the caller read it; if it is still the stored one, one compare-and-swap UPDATE writes the
+   * lines (no transaction). Otherwise (another round added lines meanwhile) the note is re-read under a row lock.
+   */
+  async addCosignatures(size: number, cosignatures: readonly NoteSignature[], seen?: string): Promise<string> {
+    if (seen !== undefined) {
+      const { body, signatures } = parseNote(seen);
+      const fresh = cosignatures.filter((c) => !signatures.some((s) => s.signature.equals(c.signature)));
+      const note = formatNote(body, [...signatures, ...fresh]);
+      const swapped = await this.db.query('UPDATE ledger_checkpoints SET note = $1 WHERE size = $2 AND note = $3 RETURNING size', [note, size, seen], { prepared: true });
+      if (swapped.rows.length === 1) return note;
+    }
     return this.db.transaction(async (tx) => {
       const row = (await tx.query<{ note: string }>('SELECT note FROM ledger_checkpoints WHERE size = $1 FOR UPDATE', [size])).rows[0];
       if (row === undefined) throw new MalformedInputError(`no checkpoint was signed at size ${size}`);

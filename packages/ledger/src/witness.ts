@@ -68,6 +68,13 @@ export interface WitnessOptions {
  * and with a chain key a `ChainCosigner` (chain-cosign.ts).
  */
 export class Witness implements ChainCosigner {
+  /**
+   * The checkpoint this process last moved the state to (verified then). Each request is checked against it without
+   * re-reading and re-verifying the stored one; the compare-and-swap on the stored size still guards every move, so
+   * when another process of this witness moved the state, the swap fails and the stored state is read again.
+   */
+  private moved: VerifiedCheckpoint | undefined;
+
   private constructor(
     private readonly db: Database,
     private readonly signer: CheckpointSigner,
@@ -140,7 +147,10 @@ export class Witness implements ChainCosigner {
     }
     // Every tree extends the empty one, and the only proof of that is the empty proof (c2sp.org/tlog-witness).
     if (request.oldSize === 0 && request.consistencyProof.length > 0) throw new MalformedInputError('a consistency proof from size 0 is empty');
-    const latest = await this.latest();
+    // An old size other than the one this process knows: the stored state decides (another process may have moved it).
+    const known = this.moved;
+    this.moved = undefined;
+    const latest = known !== undefined && request.oldSize === known.size ? known : await this.latest();
     const latestSize = latest?.size ?? 0;
     if (request.oldSize !== latestSize) throw new WitnessConflictError(latestSize);
     const fork = latest === undefined ? undefined : findFork(latest, incoming, request.consistencyProof);
@@ -155,6 +165,7 @@ export class Witness implements ChainCosigner {
         : [this.verifier.name, this.log.name, incoming.size, request.note, latestSize],
     );
     if (updated.rows.length === 0) throw new WitnessConflictError((await this.latest())?.size ?? 0);
+    this.moved = incoming;
     return { name: this.verifier.name, signature: this.signer.sign(body, now) };
   }
 }

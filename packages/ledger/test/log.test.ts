@@ -44,6 +44,17 @@ for (const { label, db } of databases) {
       assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 300, checkpoints, latestCosigners: [] });
     });
 
+    test('a batch larger than one INSERT (1,200 entries: three statements of rows, the last with the head and checkpoint) commits whole', async () => {
+      const log = await AuditLog.open(db, logKey.signer);
+      await log.append(accessEvent('first'));
+      const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => log.append(accessEvent(`p${i % 7}`, `big-${i}`))));
+      assert.deepEqual(results.map((r) => r.index), Array.from({ length: 1200 }, (_, i) => i + 1));
+      assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 1201, checkpoints: 2, latestCosigners: [] });
+      const reopened = await AuditLog.open(db, logKey.signer);
+      assert.equal(reopened.health().ok, true);
+      assert.equal((await reopened.entry(1200)).event.agent[0]!.who.identifier.value, pseudonym('big-1199'));
+    });
+
     test('under concurrent load a batch lingers for the appends of later ticks until it is full; a lone appender does not wait', async () => {
       const log = await AuditLog.open(db, logKey.signer, { lingerMs: 600_000, maxBatch: 4 });
       const checkpoints = async () => (await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints')).rows[0]!.c;
@@ -210,6 +221,56 @@ for (const { label, db } of databases) {
         await log.append(accessEvent('genuine'));
         await collectCosignatures(log, [witness]);
         assert.equal((await witness.latest())?.size, 5);
+      });
+
+      test('two processes of one witness (one database): each answers from the state the other moved it to, never from its own memory of it', async () => {
+        const log = await logWith(db, 2);
+        const key = generateCheckpointKey('hospital-e.test/w');
+        const [first, second] = await Promise.all([Witness.open(db, key.signer, logKey.signer.verifier), Witness.open(db, key.signer, logKey.signer.verifier)]);
+        await collectCosignatures(log, [first!]);
+        await log.append(accessEvent('moved-by-the-second'));
+        await collectCosignatures(log, [second!]);
+        // The first still remembers size 2; the stored state is 3. A request from 2 (a stale log view) is a conflict at 3.
+        await log.append(accessEvent('next'));
+        const note = await log.checkpoint();
+        await assert.rejects(first!.addCheckpoint({ oldSize: 2, consistencyProof: log.consistencyProof(2, 4), note }), (error: unknown) => (error as { witnessSize?: number }).witnessSize === 3);
+        // A fork of the size the other process moved to is caught by the first as well.
+        const forged = await forkedCheckpoint(3);
+        await assert.rejects(first!.addCheckpoint({ oldSize: 3, consistencyProof: [], note: forged.note }), ForkDetectedError);
+        const cosignature = await first!.addCheckpoint({ oldSize: 3, consistencyProof: log.consistencyProof(3, 4), note });
+        assert.equal(cosignature.name, 'hospital-e.test/w');
+        assert.equal((await second!.latest())?.size, 4);
+      });
+
+      test('cosignatures of concurrent rounds are all kept on the checkpoint (the second round re-reads the note it did not see)', async () => {
+        const log = await logWith(db, 3);
+        const witnesses = await Promise.all(['f', 'g', 'h'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, logKey.signer.verifier)));
+        await Promise.all(witnesses.map((w) => log.cosign([w], { strict: true })));
+        const report = await verifyLog(db, { ...trust, witnesses: witnesses.map((w) => w.verifier), quorum: 3 });
+        assert.equal(report.ok, true);
+        assert.deepEqual([...report.latestCosigners].sort(), ['hospital-f.test/w', 'hospital-g.test/w', 'hospital-h.test/w']);
+      });
+
+      test('with cosignIntervalMs, commits under load share cosigning rounds, each for the latest checkpoint; a lone commit is cosigned at once', async () => {
+        const witness = await Witness.open(db, generateCheckpointKey('hospital-i.test/w').signer, logKey.signer.verifier);
+        const asked: number[] = [];
+        // The real witness, with each request's checkpoint size noted.
+        const counting = { verifier: witness.verifier, addCheckpoint: (request: Parameters<Witness['addCheckpoint']>[0]) => {
+          asked.push(verifyCheckpointNote(request.note, logKey.signer.verifier).size);
+          return witness.addCheckpoint(request);
+        } };
+        const log = await AuditLog.open(db, logKey.signer, { cosigners: [counting], quorum: 1, cosignIntervalMs: 2_000 });
+        await log.append(accessEvent('lone'));
+        // Well within the interval: the first round did not wait for it.
+        await log.witnessedCheckpoint(1, 1_500);
+        for (let i = 0; i < 12; i++) await log.append(accessEvent(`busy-${i}`));
+        await log.flush();
+        // Twelve commits, one checkpoint each: without the interval, a round each.
+        assert.ok(asked.length < 13, `rounds: ${asked.join(', ')}`);
+        assert.equal(asked.at(-1), 13, 'the last round cosigned the latest checkpoint');
+        assert.equal(log.health().witnessedSize, 13);
+        assert.equal((await verifyLog(db, { ...trust, witnesses: [witness.verifier], quorum: 1 })).ok, true);
+        await log.close();
       });
 
       test('a witness refuses checkpoints not signed by the log and stale requests', async () => {

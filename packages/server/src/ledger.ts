@@ -98,6 +98,8 @@ export interface CloudLedgerOptions {
   anchor?: AnchorClient;
   /** AuditLog's `cosignRetryMs`: how soon a checkpoint below quorum is offered to the witnesses again. */
   cosignRetryMs?: number;
+  /** AuditLog's `cosignIntervalMs`: under load, at most one cosigning round per this many milliseconds. */
+  cosignIntervalMs?: number;
 }
 
 /** Anchoring the cloud's log on chain: `anchorNow` and its metrics. */
@@ -166,6 +168,7 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
     lingerMs: options.lingerMs,
     cosigners,
     ...(options.cosignRetryMs === undefined ? {} : { cosignRetryMs: options.cosignRetryMs }),
+    ...(options.cosignIntervalMs === undefined ? {} : { cosignIntervalMs: options.cosignIntervalMs }),
     ...(options.checkpointFile === undefined ? {} : { trusted: new CheckpointFile(options.checkpointFile) }),
     onAlarm: (fault) => (sink.log === undefined ? alarms.push(fault) : sink.log(fault)),
   });

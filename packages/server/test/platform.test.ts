@@ -60,6 +60,12 @@ for (const { label, db } of databases) {
       assert.ok(records.every((r) => ids.has(r.id)), 'decrypted resources are the uploaded ones');
       const some = await cast.chen.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]);
       assert.equal(some.length, 1);
+      // Named records come with the delegations in one query: only her records of the category read are returned.
+      const clinical = (await cast.patient.records()).find((r) => r.category !== 'lab')!;
+      const named = await cast.chen.readRecords(cast.patient.key.patientId, 'lab', [clinical.recordId, found[1]!.recordId, 'no-such-record', found[0]!.recordId]);
+      assert.deepEqual(named.map((r) => r.recordId), [found[0]!.recordId, found[1]!.recordId], 'in upload order');
+      await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
+      await assert.rejects(cast.chen.read('psn:nobodyAAAAAAAAAAAAAAA', 'lab', [found[0]!.recordId]), (e: HttpProblemError) => e.status === 404 && /no such patient/.test(e.message));
       await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
       await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'notes'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'notes'/.test(e.message));
     });
@@ -183,7 +189,7 @@ for (const { label, db } of databases) {
       assert.equal(emergency.length, 1);
       assert.equal(emergency[0]!.reason, 'unconscious on arrival');
       // The upload comes first: hospitals' uploads are in her access log too (and on the ledger).
-      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 5), ['upload:ok', 'grant:ok', `read:${labCount} records`, `read:1 records`, 'read:refused']);
+      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 7), ['upload:ok', 'grant:ok', `read:${labCount} records`, `read:1 records`, 'read:2 records', 'read:refused', 'read:refused']);
     });
 
     test('every grant, revocation and access is in the ledger, under pseudonyms only', async () => {

@@ -4,13 +4,15 @@
  * strings and path traversal are clear 4xx problems that change nothing; and nothing the cloud stores or logs
  * contains plaintext.
  */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { abe } from '@medshare/crypto';
+import { abe, UnavailableError } from '@medshare/crypto';
 import { DpopKey } from '@medshare/identity';
 import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
-import { cloudContents, createPlatform, PlatformClient, type Session } from '../src/index.ts';
+import { cloudContents, createPlatform, PlatformClient, remoteSessionCheck, type Session } from '../src/index.ts';
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
 /** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
@@ -349,6 +351,12 @@ for (const { label, db } of databases) {
         assert.deepEqual(statuses, [401, 401, 401, 401, 401, 429, 429]);
         assert.match(last!.headers.get('content-type') ?? '', /^application\/problem\+json/);
         assert.ok(Number(last!.headers.get('retry-after')) > 0);
+        // The routes relying parties call for every token they verify are not limited (the cloud is one address for all its users).
+        const hospital = limited.urls.hospitals['st-marys']!;
+        for (let i = 0; i < 7; i++) {
+          const status = await fetch(new URL('/identity/st-marys/sso/session-status', hospital), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sessions: ['x'] }) });
+          assert.equal(status.status, 200);
+        }
       } finally {
         await limited.close();
       }
@@ -405,6 +413,52 @@ for (const { label, db } of databases) {
       }
       assert.equal((await request('POST', '/identity/st-marys/logout', { token: cast.patient.session.token })).status, 204);
       assert.equal((await request('GET', `/cloud/patients/${patient}/access-log`, { as: cast.patient.session })).status, 401);
+    });
+
+    test('batched session checks: a session revoked amid a burst of reads is refused on its very next request, the others keep reading', async () => {
+      // The cloud asks the issuer about many sessions in one request (remoteSessionCheck); no answer may outlive a revocation.
+      const victim = await cast.registerAndLogin('st-marys', 'burst-victim', ['role:doctor']);
+      const bystander = await cast.registerAndLogin('st-marys', 'burst-bystander', ['role:doctor']);
+      const burst = (sessions: Session[]) => Promise.all(sessions.flatMap((s) => Array.from({ length: 6 }, () => request('GET', `/cloud/patients/${patient}/writers`, { as: s }))));
+      // A non-owner is refused with 403 after its token and session checked out; 401 would mean the session check failed.
+      assert.deepEqual([...new Set((await burst([victim, bystander])).map((a) => a.status))], [403]);
+      const during = burst([bystander, victim, bystander]);
+      assert.equal((await request('POST', '/identity/st-marys/logout', { token: victim.token })).status, 204);
+      await during;
+      const [victimNext, bystanderNext] = await Promise.all([
+        request('GET', `/cloud/patients/${patient}/writers`, { as: victim }),
+        request('GET', `/cloud/patients/${patient}/writers`, { as: bystander }),
+      ]);
+      assert.equal(victimNext.status, 401);
+      assert.match(victimNext.body.detail, /revoked/);
+      assert.equal(bystanderNext.status, 403);
+      // The issuer's batch route refuses hostile bodies with 400 and answers nothing for sessions it does not hold.
+      const statusUrl = cast.urlFor('/identity/st-marys/sso/session-status');
+      const post = (body: unknown) => fetch(statusUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      for (const hostile of [{}, { sessions: [] }, { sessions: ['x'.repeat(129)] }, { sessions: Array(257).fill('a') }, { sessions: [{}] }, { sessions: ['a'], extra: 1 }]) {
+        assert.equal((await post(hostile)).status, 400, JSON.stringify(hostile).slice(0, 60));
+      }
+      assert.deepEqual(await (await post({ sessions: ["' OR 1=1 --", 'no-such-session'] })).json(), { active: [false, false] });
+    });
+
+    test('batched session checks fail closed: an unreachable issuer is UnavailableError for every waiting check, a miscounted answer revokes them all', async () => {
+      const unreachable = remoteSessionCheck(new URL('http://127.0.0.1:1/identity/x/'), 2_000);
+      const waiting = await Promise.allSettled(['a', 'b', 'c'].map((sid) => unreachable(sid)));
+      assert.ok(waiting.every((r) => r.status === 'rejected' && r.reason instanceof UnavailableError), JSON.stringify(waiting));
+      // A hostile or broken issuer: two answers for one session, a string for a boolean, an object, not JSON.
+      const answers = ['{"active":[true,true]}', '{"active":["yes"]}', '{"active":{"0":true}}', 'true'];
+      const issuer = createServer((request, response) => {
+        request.resume();
+        request.on('end', () => response.setHeader('content-type', 'application/json').end(answers.shift()));
+      });
+      await new Promise<void>((resolve) => issuer.listen(0, '127.0.0.1', resolve));
+      try {
+        const check = remoteSessionCheck(new URL(`http://127.0.0.1:${(issuer.address() as AddressInfo).port}/`));
+        for (let round = 0; round < 2; round++) assert.deepEqual(await Promise.all([check('s1'), check('s2')]), [false, false]);
+        assert.equal(answers.length, 0, 'each round was two requests (one check on its way, the other waiting for it)');
+      } finally {
+        issuer.close();
+      }
     });
 
     test('nothing the cloud stores or logs contains plaintext, identifiers or secrets', async () => {

@@ -377,10 +377,13 @@ test('conditional anonymity: the cloud\'s tables and ledger carry no user id, tw
   assert.throws(() => new SessionPseudonyms(randomBytes(32), claims[0]!['iss'] as string).trace(subjects[0]!), IntegrityError, 'another tracing key');
   // A patient's pseudonym is her account's: the cloud binds her record to it, so it is the same in every session.
   const patientEnrolment = await cast.client.registerUser('st-marys', ADMINS['st-marys']!, { username: 'pat-anonymous', password, attributes: ['role:patient'], scopes: roleScopes(['role:patient']) });
-  const patientSubjects = await Promise.all([0, 30].map(async (ahead) => {
+  // One login after the other, in step order: a code is refused once a later step's was accepted, so two
+  // concurrent logins with adjacent codes fail whenever the second one's arrives first (login.test.ts).
+  const patientSubjects: string[] = [];
+  for (const ahead of [0, 30]) {
     const session = await cast.client.loginWithCode('st-marys', 'pat-anonymous', password, () => totp(base32Decode(patientEnrolment.totpSecret), Date.now() / 1000 + ahead));
-    return JSON.parse(Buffer.from(session.token.split('.')[1]!, 'base64url').toString()).sub as string;
-  }));
+    patientSubjects.push(JSON.parse(Buffer.from(session.token.split('.')[1]!, 'base64url').toString()).sub as string);
+  }
   assert.equal(patientSubjects[0], patientSubjects[1]);
   assert.notEqual(patientSubjects[0], patientEnrolment.userId);
   assert.equal(((await (await trace('st-marys', patientSubjects[0]!)).json()) as { userId: string }).userId, patientEnrolment.userId);

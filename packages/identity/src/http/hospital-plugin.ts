@@ -23,6 +23,8 @@
  *   POST /password                         (step-up) { password } → 204
  *   POST /logout                           (any token of this hospital) revokes the session everywhere
  *   GET  /sso/sessions/:sid                { active }
+ *   POST /sso/session-status               { sessions: [sid…] } → { active: [boolean…] } (the same check for many
+ *                                          sessions in one request and one lookup: a relying party's concurrent checks)
  *
  * Login with a device: the device signs the `challenge` of step 1 in a DPoP proof (RFC 9449 `nonce`) with its
  * Ed25519 key, naming its X25519 key (`sealing_jkt`) when it gives one as `deviceKey`. The session is then bound
@@ -43,6 +45,9 @@ import type { SigningKeyRing } from '../sso/keyring.ts';
 import type { SessionDevice, SessionStore } from '../stores.ts';
 import { bearerToken, useProblemDetails } from './problem.ts';
 import { dpopHeader, presentedToken, requestUrl } from './proof.ts';
+
+/** Most sessions one `POST /sso/session-status` asks about. */
+export const MAX_SESSION_STATUS_BATCH = 256;
 
 export interface HospitalPluginOptions {
   readonly accounts: AccountService;
@@ -267,4 +272,16 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   const sessionStatus = localSessionStatus(sessions, now);
   app.get<{ Params: { sid: string } }>('/sso/sessions/:sid', async (request) => ({ active: await sessionStatus(request.params.sid) }));
+  app.post<{ Body: { sessions: string[] } }>('/sso/session-status', {
+    bodyLimit: 64 * 1024,
+    schema: {
+      body: {
+        type: 'object', required: ['sessions'], additionalProperties: false,
+        properties: { sessions: { type: 'array', minItems: 1, maxItems: MAX_SESSION_STATUS_BATCH, items: { type: 'string', minLength: 1, maxLength: 128 } } },
+      },
+    },
+  }, async (request) => {
+    const active = await sessions.activeAmong(request.body.sessions, now());
+    return { active: request.body.sessions.map((sid) => active.has(sid)) };
+  });
 }

@@ -17,7 +17,7 @@
  * to another row does not unwrap there.
  */
 import { MalformedInputError } from '@medshare/crypto';
-import type { Database, KeyEncryptionKey, Queryable } from '@medshare/db';
+import { GroupCommit, type Database, type KeyEncryptionKey, type Queryable } from '@medshare/db';
 import type {
   AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredCredential, StoredSigningKey,
   TicketStore, UserRecord, UserStore,
@@ -167,32 +167,58 @@ export class SqlTicketStore<T> implements TicketStore<T> {
 /**
  * Nonces of one scope (e.g. the trusted authority's used tokens), in `identity_nonces` or in another table of the
  * same shape (scope, nonce, expires_at_ms; primary key scope, nonce) that a service without identity tables keeps.
+ * Concurrent additions are group-committed: one multi-row INSERT for those of the current tick and for everything
+ * queued while the previous one ran (a DPoP proof per request: one statement for a burst of requests).
  */
 export class SqlNonceCache implements NonceCache {
   private lastSweepMs = Number.NEGATIVE_INFINITY;
   private addedSinceSweep = 0;
+  private readonly pending = new GroupCommit<PendingNonce, boolean>((batch) => this.insert(batch), NONCES_PER_INSERT);
 
   constructor(private readonly db: Database, private readonly scope: string, private readonly table = 'identity_nonces') {
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
   }
 
-  async add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean> {
+  add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean> {
+    return this.pending.add({ nonce, expiresAtMs, nowMs });
+  }
+
+  /** Inserts a batch; returns whether each addition was fresh. A nonce twice in one batch is fresh at most the first time. */
+  private async insert(batch: readonly PendingNonce[]): Promise<boolean[]> {
+    const first = new Map<string, PendingNonce>();
+    for (const pending of batch) if (!first.has(pending.nonce)) first.set(pending.nonce, pending);
+    const unique = [...first.values()];
+    // The earliest clock of the batch decides what has expired: a live entry is never taken for an expired one.
+    const nowMs = Math.min(...unique.map((p) => p.nowMs));
+    const values = unique.map((_, i) => `($1, $${2 * i + 3}, $${2 * i + 4})`).join(', ');
     // Inserted, or an expired entry replaced: a row comes back. A live entry (a replay) is left alone: none does.
-    const rows = await this.db.query(
-      `INSERT INTO ${this.table} (scope, nonce, expires_at_ms) VALUES ($1, $2, $3)
-       ON CONFLICT (scope, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms WHERE ${this.table}.expires_at_ms <= $4
+    const rows = await this.db.query<{ nonce: string }>(
+      `INSERT INTO ${this.table} (scope, nonce, expires_at_ms) VALUES ${values}
+       ON CONFLICT (scope, nonce) DO UPDATE SET expires_at_ms = excluded.expires_at_ms WHERE ${this.table}.expires_at_ms <= $2
        RETURNING nonce`,
-      [this.scope, nonce, expiresAtMs, nowMs],
+      [this.scope, nowMs, ...unique.flatMap((p) => [p.nonce, p.expiresAtMs])],
     );
-    if (rows.rows.length === 0) return false;
-    if (++this.addedSinceSweep >= NONCE_SWEEP_EVERY || nowMs - this.lastSweepMs >= NONCE_SWEEP_MS) {
+    const inserted = new Set(rows.rows.map((r) => r.nonce));
+    const fresh = new Set(unique.filter((p) => inserted.has(p.nonce)));
+    this.addedSinceSweep += fresh.size;
+    if (fresh.size > 0 && (this.addedSinceSweep >= NONCE_SWEEP_EVERY || nowMs - this.lastSweepMs >= NONCE_SWEEP_MS)) {
       this.addedSinceSweep = 0;
       this.lastSweepMs = nowMs;
       await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs], NONCE_SWEEP_ROWS);
     }
-    return true;
+    return batch.map((p) => fresh.has(p));
   }
 }
+
+/** A nonce waiting for its batch's INSERT. */
+interface PendingNonce {
+  readonly nonce: string;
+  readonly expiresAtMs: number;
+  readonly nowMs: number;
+}
+
+/** Most nonces one INSERT adds (two parameters each, well under PostgreSQL's 65,535). */
+const NONCES_PER_INSERT = 1000;
 
 interface SessionRow {
   id: string;
@@ -238,6 +264,16 @@ export class SqlSessionStore implements SessionStore {
       ...(row.proof_key === null ? {} : { device: { proofKey: row.proof_key, ...(row.sealing_key === null ? {} : { sealingKey: row.sealing_key }) } }),
       ...(row.refresh_digest === null ? {} : { refreshDigest: row.refresh_digest }),
     };
+  }
+
+  async activeAmong(ids: readonly string[], nowMs: number): Promise<Set<string>> {
+    if (ids.length === 0) return new Set();
+    const rows = await this.db.query<{ id: string }>(
+      'SELECT id FROM identity_sessions WHERE hospital = $1 AND id = ANY($2::text[]) AND NOT revoked AND expires_at_ms > $3',
+      [this.hospital, ids, nowMs],
+      { prepared: true },
+    );
+    return new Set(rows.rows.map((r) => r.id));
   }
 
   async rotateRefresh(id: string, expected: string, next: string, nowMs: number): Promise<boolean> {

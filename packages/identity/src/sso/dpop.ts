@@ -11,7 +11,7 @@
  * A token's `cnf.jkt` (RFC 9449 §6) is the thumbprint of the signing key; a proof by any other key is refused.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { calculateJwkThumbprint, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type FlattenedJWSInput, type JWK, type JWSHeaderParameters, type JWTPayload } from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { NonceCache } from '../stores.ts';
 
@@ -81,9 +81,36 @@ export interface VerifiedProof {
   readonly payload: JWTPayload;
 }
 
+/** Proof keys a verifier keeps imported (a device signs every request with one key); the oldest is dropped first. */
+const MAX_PROOF_KEYS = 10_000;
+
+/** A proof key as jose's EmbeddedJWK imported it, with its RFC 7638 thumbprint. */
+interface ProofKey {
+  readonly key: CryptoKey;
+  readonly thumbprint: string;
+}
+
 /** Verifies DPoP proofs; used `jti`s are kept (in `seen`) until they could no longer pass the `iat` check. */
 export class DpopVerifier {
+  /**
+   * Embedded keys by (alg, JWK text): importing a key and hashing its thumbprint (both WebCrypto jobs) were a tenth
+   * of a cloud read's event-loop time. Only successful imports are kept; every proof's signature is still checked.
+   */
+  private readonly keys = new Map<string, ProofKey>();
+
   constructor(private readonly seen: NonceCache, private readonly now: () => number = Date.now) {}
+
+  /** jose's EmbeddedJWK (every check of it), remembered per header `alg` and `jwk`: the same inputs give the same key. */
+  private async embeddedKey(header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<ProofKey> {
+    const id = `${String(header.alg)} ${JSON.stringify(header.jwk)}`;
+    const known = this.keys.get(id);
+    if (known !== undefined) return known;
+    const key = (await EmbeddedJWK(header, token)) as CryptoKey;
+    const imported = { key, thumbprint: await calculateJwkThumbprint(header.jwk!) };
+    if (this.keys.size >= MAX_PROOF_KEYS) this.keys.delete(this.keys.keys().next().value!);
+    this.keys.set(id, imported);
+    return imported;
+  }
 
   /**
    * The checks of RFC 9449 §4.3 and those of `expected`.
@@ -93,7 +120,8 @@ export class DpopVerifier {
     if (typeof proof !== 'string' || proof.length === 0) throw new AccessDeniedError('a DPoP proof of the device key is required');
     if (proof.length > MAX_PROOF_CHARS || proof.includes(',')) throw new AccessDeniedError('DPoP proof is malformed');
     const nowMs = this.now();
-    const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
+    let signer: ProofKey | undefined;
+    const { payload, protectedHeader } = await jwtVerify(proof, async (header, token) => (signer = await this.embeddedKey(header, token)).key, {
       typ: DPOP_TYPE,
       algorithms: ACCEPTED_ALGORITHMS,
       requiredClaims: ['htm', 'htu', 'iat', 'jti'],
@@ -109,7 +137,8 @@ export class DpopVerifier {
     if (payload.htm !== expected.method.toUpperCase() || payload.htu !== proofTarget(expected.url)) throw new AccessDeniedError('DPoP proof is for another request');
     if (expected.accessToken !== undefined && payload.ath !== accessTokenHash(expected.accessToken)) throw new AccessDeniedError('DPoP proof is for another access token');
     if (expected.nonce !== undefined && payload.nonce !== expected.nonce) throw new AccessDeniedError('DPoP proof does not sign the challenge');
-    const thumbprint = await calculateJwkThumbprint(jwk);
+    // The thumbprint of the very key that verified the signature.
+    const thumbprint = signer!.thumbprint;
     if (expected.thumbprint !== undefined && thumbprint !== expected.thumbprint) throw new AccessDeniedError('DPoP proof is signed by another key than the token is bound to');
     if (typeof payload.jti !== 'string' || payload.jti.length > 128) throw new MalformedInputError('DPoP proof jti is malformed');
     const fresh = await this.seen.add(`${thumbprint} ${payload.jti}`, (iat + 2 * PROOF_WINDOW_SECONDS) * 1000, nowMs);

@@ -22,7 +22,7 @@ import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite, type ReaderSubIndex, type WriterIndexState } from './search-store.ts';
 import { ChunkedPayload } from './record-payloads.ts';
-import { CloudStore, sha256Name, type AccessEntry, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type RecordMeta, type StoredCiphertext, type StoredPolicy } from './store.ts';
+import { CloudStore, sha256Name, type AccessEntry, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type ReadableDelegations, type RecordMeta, type StoredCiphertext, type StoredPolicy } from './store.ts';
 
 /** The longest an upload's receipts wait for a witnessed checkpoint before the log-signed ones are returned. */
 export const MAX_RECEIPT_WAIT_MS = 10_000;
@@ -476,11 +476,19 @@ export class CloudService {
    */
   async read(caller: Caller, patient: string, category: string, options: { recordIds?: readonly string[]; reason?: string } = {}): Promise<ConvertedRecord[]> {
     const emergency = options.reason !== undefined;
-    const { source, event } = await this.authoriseRead(caller, patient, category, options.reason, emergency ? 'emergency read' : 'read');
+    // A reader's delegations and the records come in one query, the records used only once the delegations authorise
+    // the read; an emergency read (its delegation or the platform's grants) fetches its records once authorised.
+    let fetched: StoredCiphertext[] | undefined;
+    const lookup = emergency ? undefined : async () => {
+      const found = await this.store.readableRecords(patient, category, options.recordIds);
+      fetched = found?.records;
+      return found;
+    };
+    const { source, event } = await this.authoriseRead(caller, patient, category, options.reason, emergency ? 'emergency read' : 'read', lookup);
     let converted: ConvertedRecord[];
     let stored: Array<{ hash: string }>;
     if (source.kind === 'delegation') {
-      const records = await this.store.ciphertexts(patient, category, options.recordIds);
+      const records = fetched ?? await this.store.ciphertexts(patient, category, options.recordIds);
       const parts = records.map(storedParts);
       const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
       converted = records.map((r, i) => new ConvertedRecord(r.recordId, headers[i]!, parts[i]!.payload));
@@ -504,13 +512,16 @@ export class CloudService {
    * Where a read (or a search) of `category` takes its keys from, refused (and audited as refused) when the
    * caller's attributes satisfy no delegation; `reason` makes it an emergency access.
    */
-  private async authoriseRead(caller: Caller, patient: string, category: string, reason: string | undefined, action: string): Promise<{ source: ReadSource; event: Parameters<CloudService['audit']>[7] }> {
+  private async authoriseRead(
+    caller: Caller, patient: string, category: string, reason: string | undefined, action: string,
+    lookup: () => Promise<ReadableDelegations | undefined> = () => this.store.readableDelegations(patient, category),
+  ): Promise<{ source: ReadSource; event: Parameters<CloudService['audit']>[7] }> {
     const emergency = reason !== undefined;
     if (emergency) {
       if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
       if (reason.trim().length === 0 || reason.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
     }
-    const found = await this.store.readableDelegations(patient, category);
+    const found = await lookup();
     if (found === undefined) throw new NotFoundError('no such patient');
     const event: Parameters<CloudService['audit']>[7] = emergency ? { type: 'emergency-access', emergencyReason: 'BTG' } : { type: 'record-access' };
     try {

@@ -5,7 +5,7 @@
  * neither duplicates nor half-applies.
  */
 import { createHash } from 'node:crypto';
-import { insertMany, type Database, type Queryable } from '@medshare/db';
+import { GroupCommit, insertMany, type Database, type Queryable } from '@medshare/db';
 import type { RecordStorageTags } from '../storage-audit/tagger.ts';
 import { ChunkedPayload, insertPayloadChunks, storageLayout } from './record-payloads.ts';
 import { SearchStore, type IndexWrite } from './search-store.ts';
@@ -130,10 +130,26 @@ const delegationRow = (r: DelegationSqlRow): DelegationRow => ({
   emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
 });
 
+/** A registered patient's platform emergency consent and her active delegations of one category. */
+export interface ReadableDelegations {
+  platformEmergency: boolean;
+  delegations: DelegationRow[];
+}
+
+/**
+ * `WITH named AS (…)`: a read's candidate records, a category's ($1 patient, $2 category) or those named by id ($3).
+ * Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh bulk
+ * upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the whole
+ * category to find them.
+ */
+const recordsSource = (recordIds: readonly string[] | undefined): string => recordIds === undefined
+  ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE patient = $1 AND category = $2)'
+  : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE record_id = ANY($3::text[]))';
+
 /** SQL access for the cloud service. */
 export class CloudStore {
-  private readonly accessQueue: Array<{ values: unknown[]; resolve: () => void; reject: (error: unknown) => void }> = [];
-  private accessFlush: Promise<void> | undefined;
+  /** Access-log rows of concurrent callers, group-committed: one multi-row INSERT for everything queued while the previous one ran. */
+  private readonly accessRows = new GroupCommit<unknown[], void>((batch) => this.insertAccessRows(batch), ACCESS_ROWS_PER_INSERT);
 
   /** The searchable index's tables (search-store.ts). */
   readonly search: SearchStore;
@@ -341,18 +357,40 @@ export class CloudStore {
 
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them), with their hashes. */
   async ciphertexts(patient: string, category: string, recordIds?: readonly string[]): Promise<StoredCiphertext[]> {
-    // Named records are looked up by primary key, fenced off from the planner: without table statistics (a fresh
-    // bulk upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the
-    // whole category to find them.
     const rows = await this.db.query<CiphertextSqlRow>(
-      recordIds === undefined
-        ? 'SELECT record_id, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE patient = $1 AND category = $2 ORDER BY seq'
-        : `WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE record_id = ANY($3::text[]))
-           SELECT record_id, ciphertext, ciphertext_hash, size, payload_chunks FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
+      `${recordsSource(recordIds)} SELECT record_id, ciphertext, ciphertext_hash, size, payload_chunks FROM named WHERE patient = $1 AND category = $2 ORDER BY seq`,
       recordIds === undefined ? [patient, category] : [patient, category, recordIds],
       { prepared: true },
     );
     return rows.rows.map((r) => this.storedCiphertext(r));
+  }
+
+  /**
+   * What a delegated read needs, in one round trip: `readableDelegations` and the records `ciphertexts` returns.
+   * The records are for the caller to use only once the delegations authorise the read (a refused read fetched them
+   * for nothing and returns none). Undefined when the patient is not registered.
+   */
+  async readableRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<(ReadableDelegations & { records: StoredCiphertext[] }) | undefined> {
+    // One result of two parts: part 0, the patient and her delegations (a row with null delegation columns when she
+    // has none); part 1, the records, in upload order.
+    const rows = await this.db.query<{ part: number; platform_emergency: boolean | null } & Partial<DelegationSqlRow> & Partial<CiphertextSqlRow>>(
+      `${recordsSource(recordIds)}
+       SELECT 0 AS part, p.platform_emergency, d.delegation_id, d.patient, d.category, d.policy, d.emergency, d.reencryption_key, d.created_at,
+              NULL::text AS record_id, NULL::bytea AS ciphertext, NULL::text AS ciphertext_hash, NULL::integer AS size, NULL::integer AS payload_chunks, NULL::bigint AS seq
+         FROM cloud_patients p LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2 WHERE p.patient = $1
+       UNION ALL
+       SELECT 1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, record_id, ciphertext, ciphertext_hash, size, payload_chunks, seq FROM named WHERE patient = $1 AND category = $2
+       ORDER BY part, created_at, delegation_id, seq`,
+      recordIds === undefined ? [patient, category] : [patient, category, recordIds],
+      { prepared: true },
+    );
+    const head = rows.rows.filter((r) => r.part === 0);
+    if (head.length === 0) return undefined;
+    return {
+      platformEmergency: head[0]!.platform_emergency === true,
+      delegations: head.filter((r): r is typeof r & DelegationSqlRow => r.delegation_id != null).map(delegationRow),
+      records: rows.rows.filter((r): r is typeof r & CiphertextSqlRow => r.part === 1).map((r) => this.storedCiphertext(r)),
+    };
   }
 
   /** A record row as StoredCiphertext: a chunked payload is read later, chunk by chunk, as the reader consumes it. */
@@ -389,7 +427,7 @@ export class CloudStore {
    * What a read needs first, in one round trip: the patient's platform emergency consent and her active
    * delegations of `category`; undefined when she is not registered.
    */
-  async readableDelegations(patient: string, category: string): Promise<{ platformEmergency: boolean; delegations: DelegationRow[] } | undefined> {
+  async readableDelegations(patient: string, category: string): Promise<ReadableDelegations | undefined> {
     const rows = await this.db.query<{ registered: string; platform_emergency: boolean } & Partial<DelegationSqlRow>>(
       `SELECT p.patient AS registered, p.platform_emergency, d.* FROM cloud_patients p
        LEFT JOIN cloud_delegations d ON d.patient = p.patient AND d.category = $2
@@ -415,33 +453,16 @@ export class CloudStore {
    * are group-committed: one multi-row INSERT for everything queued while the previous one ran.
    */
   logAccess(patient: string, entry: Omit<AccessEntry, 'at'>): Promise<void> {
-    const values = [patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex];
-    return new Promise((resolve, reject) => {
-      this.accessQueue.push({ values, resolve, reject });
-      this.accessFlush ??= this.flushAccessLog();
-    });
+    return this.accessRows.add([patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex]);
   }
 
-  private async flushAccessLog(): Promise<void> {
-    // Let the current tick's callers join the first batch.
-    await new Promise((resolve) => setImmediate(resolve));
-    try {
-      while (this.accessQueue.length > 0) {
-        const batch = this.accessQueue.splice(0, ACCESS_ROWS_PER_INSERT);
-        const rows = batch.map((_, i) => `(${Array.from({ length: ACCESS_COLUMNS }, (_, j) => `$${i * ACCESS_COLUMNS + j + 1}`).join(', ')})`);
-        try {
-          await this.db.query(
-            `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index) VALUES ${rows.join(', ')}`,
-            batch.flatMap((row) => row.values),
-          );
-          for (const row of batch) row.resolve();
-        } catch (error) {
-          for (const row of batch) row.reject(error);
-        }
-      }
-    } finally {
-      this.accessFlush = undefined;
-    }
+  private async insertAccessRows(batch: unknown[][]): Promise<void[]> {
+    const rows = batch.map((_, i) => `(${Array.from({ length: ACCESS_COLUMNS }, (_, j) => `$${i * ACCESS_COLUMNS + j + 1}`).join(', ')})`);
+    await this.db.query(
+      `INSERT INTO cloud_access_log (patient, actor, hospital, role, action, category, outcome, records, reason, ledger_index) VALUES ${rows.join(', ')}`,
+      batch.flat(),
+    );
+    return batch.map(() => undefined);
   }
 
   /** A patient's access log, oldest first. */

@@ -32,7 +32,7 @@ export interface ServiceHttpOptions {
 }
 
 /** Identity routes relying parties call (session status, JWKS): cheap lookups by random id, no credentials. */
-const FEDERATION_ROUTE = /^\/identity\/[a-z0-9-]+\/(sso\/sessions\/[^/?]+|\.well-known\/jwks\.json)$/;
+const FEDERATION_ROUTE = /^\/identity\/[a-z0-9-]+\/(sso\/sessions\/[^/?]+|sso\/session-status|\.well-known\/jwks\.json)$/;
 
 /** The default rate limit (requests per client address per minute). */
 export const DEFAULT_REQUESTS_PER_MINUTE = 600;

@@ -40,6 +40,13 @@ export const DEFAULT_EMERGENCY_POLICY = 'role:emergency';
  * (docs/benchmarks.md § Platform); a lone request never waits.
  */
 const LEDGER_LINGER_MS = 10;
+/**
+ * Under load, at most one round of witness cosignatures per this many milliseconds (AuditLog's cosignIntervalMs),
+ * each for the latest checkpoint: 20 reading doctors commit a checkpoint every few milliseconds, and a round per
+ * commit (two HTTP requests, the witnesses' checks and signatures) took 11–13% of the cloud's event-loop time
+ * (docs/benchmarks.md § Platform). A lone commit is still offered at once; an upload's receipt waits at most this much longer.
+ */
+const LEDGER_COSIGN_INTERVAL_MS = 100;
 
 /** The cloud's settings. */
 export interface CloudServiceOptions extends ServiceHttpOptions {
@@ -99,7 +106,7 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   await migrate(db, 'cloud', CLOUD_MIGRATIONS);
   const store = new CloudStore(db);
   const ledger = await openCloudLedger(db, {
-    kek: options.kek, lingerMs: LEDGER_LINGER_MS,
+    kek: options.kek, lingerMs: LEDGER_LINGER_MS, cosignIntervalMs: LEDGER_COSIGN_INTERVAL_MS,
     witnesses: options.hospitals.map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
     ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
     ...(options.ledgerAnchor === undefined ? {} : { anchor: options.ledgerAnchor.client }),

@@ -5,7 +5,7 @@
  * not a 401: the token may be fine, its issuer is down.
  */
 import { MalformedInputError, UnavailableError } from '@medshare/crypto';
-import { TrustList, type SessionStatus } from '@medshare/identity';
+import { MAX_SESSION_STATUS_BATCH, TrustList, type SessionStatus } from '@medshare/identity';
 
 /** A trusted hospital, as the config file or `--hospital-url name=url` lists it. */
 export interface HospitalPeer {
@@ -48,33 +48,68 @@ function under(base: string | URL, path: string): URL {
   return new URL(path, url);
 }
 
+/** A session check waiting for its request. */
+interface PendingCheck {
+  readonly promise: Promise<boolean>;
+  readonly resolve: (active: boolean) => void;
+  readonly reject: (error: unknown) => void;
+}
+
 /**
- * Session status at a remote issuer (`GET <base>sso/sessions/<sid>` → `{active}`). An answer of anything but
- * `active: true` is a revoked session; no answer (refused, timed out, 5xx, 429) is UnavailableError. Nothing is
- * cached (revocation stays immediate); concurrent checks of one session share one request, so a reader's burst
- * of parallel reads costs her hospital one lookup.
+ * Session status at a remote issuer (`POST <base>sso/session-status` → `{active: [...]}`). An answer of anything but
+ * `true` for a session is a revoked session; no answer (refused, timed out, 5xx, 429) is UnavailableError. Nothing
+ * is cached (revocation stays immediate): every check is answered by a request sent after the check was asked for.
+ * Checks are batched: while a request is on its way, the checks asked for meanwhile wait and then go together
+ * in the next one (one request and one lookup at the issuer for a burst of concurrent reads; a lone check is sent
+ * at once). Checks of one session waiting for the same request share its answer.
  */
 export function remoteSessionCheck(base: URL, timeoutMs = SESSION_STATUS_TIMEOUT_MS): SessionStatus {
-  const inFlight = new Map<string, Promise<boolean>>();
-  const check = async (sessionId: string): Promise<boolean> => {
+  const target = new URL('sso/session-status', base);
+  /** Checks not yet sent, by session id. */
+  const waiting = new Map<string, PendingCheck>();
+  let inFlight = 0;
+  const ask = async (sessionIds: string[]): Promise<boolean[]> => {
     let response: Response;
     try {
-      response = await fetch(new URL(`sso/sessions/${encodeURIComponent(sessionId)}`, base), { signal: AbortSignal.timeout(timeoutMs) });
+      response = await fetch(target, {
+        method: 'POST', body: JSON.stringify({ sessions: sessionIds }), headers: { 'content-type': 'application/json' },
+        signal: AbortSignal.timeout(timeoutMs),
+      });
     } catch {
       throw new UnavailableError(`the token's issuer at ${base.origin} cannot be reached to check the session`);
     }
     if (response.status >= 500 || response.status === 429) throw new UnavailableError(`the token's issuer at ${base.origin} answered ${response.status}`);
-    if (!response.ok) return false;
-    const body = (await response.json().catch(() => ({}))) as { active?: unknown };
-    return body.active === true;
+    const body = response.ok ? ((await response.json().catch(() => ({}))) as { active?: unknown }) : {};
+    const active = Array.isArray(body.active) && body.active.length === sessionIds.length ? body.active : [];
+    return sessionIds.map((_, i) => active[i] === true);
+  };
+  const send = (): void => {
+    const batch = [...waiting].slice(0, MAX_SESSION_STATUS_BATCH);
+    for (const [sessionId] of batch) waiting.delete(sessionId);
+    inFlight += 1;
+    ask(batch.map(([sessionId]) => sessionId)).then(
+      (active) => batch.forEach(([, pending], i) => pending.resolve(active[i]!)),
+      (error: unknown) => batch.forEach(([, pending]) => pending.reject(error)),
+    ).finally(() => {
+      inFlight -= 1;
+      if (waiting.size > 0 && inFlight === 0) send();
+    });
   };
   return (sessionId) => {
-    let pending = inFlight.get(sessionId);
+    let pending = waiting.get(sessionId);
     if (pending === undefined) {
-      pending = check(sessionId).finally(() => inFlight.delete(sessionId));
-      inFlight.set(sessionId, pending);
+      let resolve!: (active: boolean) => void;
+      let reject!: (error: unknown) => void;
+      const promise = new Promise<boolean>((yes, no) => {
+        resolve = yes;
+        reject = no;
+      });
+      pending = { promise, resolve, reject };
+      waiting.set(sessionId, pending);
     }
-    return pending;
+    // A full batch goes at once; otherwise the checks wait for the request on its way (or go now if there is none).
+    if (inFlight === 0 || waiting.size >= MAX_SESSION_STATUS_BATCH) send();
+    return pending.promise;
   };
 }
 
