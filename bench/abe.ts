@@ -38,63 +38,98 @@ for (const n of SIZES) {
   const key = abe.keygen(masterKey, attributes, { maxOccurrences: 1 });
   const andCt = abe.encrypt(publicKey, andPolicy, payload);
   const orCt = abe.encrypt(publicKey, orPolicy, payload);
-  const m = alternate('pairing', {
-    pairing,
-    g1Mul,
-    keygen: () => abe.keygen(masterKey, attributes, { maxOccurrences: 1 }),
-    encryptAnd: () => abe.encrypt(publicKey, andPolicy, payload),
-    encryptOr: () => abe.encrypt(publicKey, orPolicy, payload),
-    // First use of the attributes: their hashes computed afresh, the columns' (shared by every policy) cached …
-    encryptAndNew: () => {
-      clearOracleCache('attributes');
-      abe.encrypt(publicKey, andPolicy, payload);
+  const m = alternate(
+    'pairing',
+    {
+      pairing,
+      g1Mul,
+      keygen: () => abe.keygen(masterKey, attributes, { maxOccurrences: 1 }),
+      encryptAnd: () => abe.encrypt(publicKey, andPolicy, payload),
+      encryptOr: () => abe.encrypt(publicKey, orPolicy, payload),
+      // First use of the attributes: their hashes computed afresh, the columns' (shared by every policy) cached …
+      encryptAndNew: () => {
+        clearOracleCache('attributes');
+        abe.encrypt(publicKey, andPolicy, payload);
+      },
+      // … and a process's first policy of this size: the columns' hashes too.
+      encryptAndCold: () => {
+        clearOracleCache();
+        abe.encrypt(publicKey, andPolicy, payload);
+      },
+      decryptAnd: () => abe.decrypt(key, andCt),
+      decryptOr: () => abe.decrypt(key, orCt),
+      // Each cold operation refills the cache with what it hashed, so the warm ones of the next round stay warm.
+      keygenNew: () => {
+        clearOracleCache('attributes');
+        abe.keygen(masterKey, attributes, { maxOccurrences: 1 });
+      },
     },
-    // … and a process's first policy of this size: the columns' hashes too.
-    encryptAndCold: () => {
-      clearOracleCache();
-      abe.encrypt(publicKey, andPolicy, payload);
-    },
-    decryptAnd: () => abe.decrypt(key, andCt),
-    decryptOr: () => abe.decrypt(key, orCt),
-    // Each cold operation refills the cache with what it hashed, so the warm ones of the next round stay warm.
-    keygenNew: () => {
-      clearOracleCache('attributes');
-      abe.keygen(masterKey, attributes, { maxOccurrences: 1 });
-    },
-  }, { rounds: n >= 50 ? 5 : 7 });
+    { rounds: n >= 50 ? 5 : 7 },
+  );
   const inG1 = (name: string) => m[name]!.ratio / m['g1Mul']!.ratio;
   for (const name of Object.keys(perAttribute)) perAttribute[name]!.push(name.startsWith('decrypt') ? m[name]!.ratio : inG1(name));
   rows.push([
     String(n),
-    ms(m['keygen']!.ms), ratio(inG1('keygen') / n), ratio(inG1('keygenNew') / n),
-    ms(m['encryptAnd']!.ms), ratio(inG1('encryptAnd') / n),
+    ms(m['keygen']!.ms),
+    ratio(inG1('keygen') / n),
+    ratio(inG1('keygenNew') / n),
+    ms(m['encryptAnd']!.ms),
+    ratio(inG1('encryptAnd') / n),
     ms(m['encryptOr']!.ms),
     ratio(inG1('encryptAndNew') / n),
-    ms(m['encryptAndCold']!.ms), ratio(inG1('encryptAndCold') / n),
-    ms(m['decryptAnd']!.ms), ratio(m['decryptAnd']!.ratio),
-    ms(m['decryptOr']!.ms), ratio(m['decryptOr']!.ratio),
+    ms(m['encryptAndCold']!.ms),
+    ratio(inG1('encryptAndCold') / n),
+    ms(m['decryptAnd']!.ms),
+    ratio(m['decryptAnd']!.ratio),
+    ms(m['decryptOr']!.ms),
+    ratio(m['decryptOr']!.ratio),
   ]);
-  for (const [series, name] of [['keygen (K = 1)', 'keygen'], ['encrypt (AND, cached hashes)', 'encryptAnd'], ['encrypt (AND, cold)', 'encryptAndCold'], ['decrypt (AND)', 'decryptAnd'], ['decrypt (OR)', 'decryptOr']] as const) {
+  for (const [series, name] of [
+    ['keygen (K = 1)', 'keygen'],
+    ['encrypt (AND, cached hashes)', 'encryptAnd'],
+    ['encrypt (AND, cold)', 'encryptAndCold'],
+    ['decrypt (AND)', 'decryptAnd'],
+    ['decrypt (OR)', 'decryptOr'],
+  ] as const) {
     points.push({ series, x: n, y: m[name]!.ms });
   }
 }
 
 printTable(
   'FAME CP-ABE, warm loop (CPU time alternated with a pairing and a G1 multiplication; keygen with K = 1)',
-  ['attributes', 'keygen ms', 'keygen G1-mul/attr', 'keygen, new attributes, G1-mul/attr', 'encrypt AND ms', 'encrypt G1-mul/attr', 'encrypt OR ms', 'encrypt AND, new attributes, G1-mul/attr', 'encrypt AND cold ms', 'cold G1-mul/attr', 'decrypt AND ms', 'decrypt AND pairings', 'decrypt OR ms', 'decrypt OR pairings'],
+  [
+    'attributes',
+    'keygen ms',
+    'keygen G1-mul/attr',
+    'keygen, new attributes, G1-mul/attr',
+    'encrypt AND ms',
+    'encrypt G1-mul/attr',
+    'encrypt OR ms',
+    'encrypt AND, new attributes, G1-mul/attr',
+    'encrypt AND cold ms',
+    'cold G1-mul/attr',
+    'decrypt AND ms',
+    'decrypt AND pairings',
+    'decrypt OR ms',
+    'decrypt OR pairings',
+  ],
   rows,
 );
 
 /** Marginal cost per additional attribute between 1 and 100 attributes. */
 const slope = (series: number[]) => (series.at(-1)! - series[0]!) / (SIZES.at(-1)! - SIZES[0]!);
-printTable(`Marginal cost per additional attribute (${SIZES[0]} → ${SIZES.at(-1)})`, ['operation', 'per attribute'], [
-  ['keygen (per attribute copy)', `${ratio(slope(perAttribute['keygen']!))} G1-mul`],
-  ['keygen, attributes never hashed before', `${ratio(slope(perAttribute['keygenNew']!))} G1-mul`],
-  ['encrypt, AND policy, cached hashes', `${ratio(slope(perAttribute['encryptAnd']!))} G1-mul`],
-  ['encrypt, AND policy, attributes never hashed before (columns cached)', `${ratio(slope(perAttribute['encryptAndNew']!))} G1-mul`],
-  ['encrypt, AND policy, cold hash cache', `${ratio(slope(perAttribute['encryptAndCold']!))} G1-mul`],
-  ['decrypt, AND policy (6 Miller loops + 1 final exp. whatever the size)', `${ratio(slope(perAttribute['decryptAnd']!))} pairings`],
-]);
+printTable(
+  `Marginal cost per additional attribute (${SIZES[0]} → ${SIZES.at(-1)})`,
+  ['operation', 'per attribute'],
+  [
+    ['keygen (per attribute copy)', `${ratio(slope(perAttribute['keygen']!))} G1-mul`],
+    ['keygen, attributes never hashed before', `${ratio(slope(perAttribute['keygenNew']!))} G1-mul`],
+    ['encrypt, AND policy, cached hashes', `${ratio(slope(perAttribute['encryptAnd']!))} G1-mul`],
+    ['encrypt, AND policy, attributes never hashed before (columns cached)', `${ratio(slope(perAttribute['encryptAndNew']!))} G1-mul`],
+    ['encrypt, AND policy, cold hash cache', `${ratio(slope(perAttribute['encryptAndCold']!))} G1-mul`],
+    ['decrypt, AND policy (6 Miller loops + 1 final exp. whatever the size)', `${ratio(slope(perAttribute['decryptAnd']!))} pairings`],
+  ],
+);
 
 // Decryption in fresh processes: each process initialises the curve (start-up), decodes the key and ciphertext, times
 // its first decryption — policy compilation, JIT, wasm compilation and tier-up included — and only then measures the
@@ -112,9 +147,14 @@ try {
     const optional = (x: number | undefined) => (x === undefined ? '' : ratio(x));
     freshRows.push([
       String(n),
-      ms(and.ms), ratio(and.ratio), optional(and.mainRatio),
-      ms(or.ms), ratio(or.ratio), optional(or.mainRatio),
-      optional(and.startRatio), and.startRatio === undefined ? '' : ratio(and.startRatio + and.ratio),
+      ms(and.ms),
+      ratio(and.ratio),
+      optional(and.mainRatio),
+      ms(or.ms),
+      ratio(or.ratio),
+      optional(or.mainRatio),
+      optional(and.startRatio),
+      and.startRatio === undefined ? '' : ratio(and.startRatio + and.ratio),
     ]);
   }
 } finally {
@@ -122,7 +162,17 @@ try {
 }
 printTable(
   `Decrypt in a fresh process (its first call, the first curve operation after start-up; medians of ${FRESH_PROCESSES} processes per cell; ratio to the pairing measured afterwards in the same process)`,
-  ['attributes', 'AND ms', 'AND pairings', 'AND pairings, main thread', 'OR ms', 'OR pairings', 'OR pairings, main thread', 'start-up (abe.init) pairings', 'start-up + first AND decrypt'],
+  [
+    'attributes',
+    'AND ms',
+    'AND pairings',
+    'AND pairings, main thread',
+    'OR ms',
+    'OR pairings',
+    'OR pairings, main thread',
+    'start-up (abe.init) pairings',
+    'start-up + first AND decrypt',
+  ],
   freshRows,
 );
 
@@ -144,8 +194,16 @@ for (const leaves of [4, 10, 20, 50]) {
   repeatedCase('DNF (s_(i mod 6) and a_i) or …', dnf, key);
   repeatedCase('AND, each attribute twice', twice, key);
 }
-repeatedCase('(level >= 3 and role:a) or (level >= 5 and role:b)', '(level >= 3 and role:a) or (level >= 5 and role:b)', abe.keygen(masterKey, 'role:b, level=7', { maxOccurrences: 2 }));
-printTable('Decryption of policies that repeat attributes (warm loop, alternated with a pairing)', ['policy', 'leaves', 'decrypt ms', 'decrypt pairings'], repeatedRows);
+repeatedCase(
+  '(level >= 3 and role:a) or (level >= 5 and role:b)',
+  '(level >= 3 and role:a) or (level >= 5 and role:b)',
+  abe.keygen(masterKey, 'role:b, level=7', { maxOccurrences: 2 }),
+);
+printTable(
+  'Decryption of policies that repeat attributes (warm loop, alternated with a pairing)',
+  ['policy', 'leaves', 'decrypt ms', 'decrypt pairings'],
+  repeatedRows,
+);
 
 // Keygen and key size against the bound K, for a typical reader (3 string attributes + 1 integer = 35 expanded).
 const READER = 'role:doctor, dept:cardiology, hospital:riverside, level=3';
@@ -157,10 +215,24 @@ for (const K of [1, 2, 4, 8, 16]) {
 }
 {
   // The same key with every attribute hash computed afresh: what a TA pays for attributes it has never hashed.
-  const m = alternate('pairing', { pairing, cold: () => { clearOracleCache(); abe.keygen(masterKey, READER); } }, { rounds: 3, blockMs: 1 });
+  const m = alternate(
+    'pairing',
+    {
+      pairing,
+      cold: () => {
+        clearOracleCache();
+        abe.keygen(masterKey, READER);
+      },
+    },
+    { rounds: 3, blockMs: 1 },
+  );
   boundRows.push(['8, cold hash cache', ms(m['cold']!.ms), ratio(m['cold']!.ratio), ratio(m['cold']!.ratio / 8), '']);
 }
-printTable(`Keygen against the occurrence bound K (${READER}; alternated with a pairing)`, ['K', 'keygen ms', 'keygen pairings', 'pairings per copy', 'key bytes'], boundRows);
+printTable(
+  `Keygen against the occurrence bound K (${READER}; alternated with a pairing)`,
+  ['K', 'keygen ms', 'keygen pairings', 'pairings per copy', 'key bytes'],
+  boundRows,
+);
 
 // STREAM payload sealing and opening against one-shot AES-256-GCM of the same bytes.
 const payloadRows: string[][] = [];
@@ -169,16 +241,34 @@ for (const size of [4 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]) {
   const key = derivePayloadKey(randomBytes(576), headerDigest(randomBytes(100)), 'bench');
   const aad = headerDigest(randomBytes(100));
   const sealed = sealPayload(key, aad, record);
-  const m = alternate('aes', { aes: aesGcmOneShot(record), seal: () => sealPayload(key, aad, record), open: () => openPayload(key, aad, sealed) }, { rounds: size >= 4 << 20 ? 5 : 9 });
+  const m = alternate(
+    'aes',
+    { aes: aesGcmOneShot(record), seal: () => sealPayload(key, aad, record), open: () => openPayload(key, aad, sealed) },
+    { rounds: size >= 4 << 20 ? 5 : 9 },
+  );
   const gbps = (t: number) => (size / 1e9 / (t / 1000)).toFixed(2);
   const label = size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`;
   payloadRows.push([label, gbps(m['aes']!.ms), gbps(m['seal']!.ms), ratio(m['seal']!.ratio), gbps(m['open']!.ms), ratio(m['open']!.ratio)]);
 }
-printTable('Hybrid payload (AES-256-GCM STREAM, 64 KiB chunks) against one-shot AES-256-GCM (CPU time)', ['size', 'one-shot GB/s', 'seal GB/s', 'seal / one-shot', 'open GB/s', 'open / one-shot'], payloadRows);
+printTable(
+  'Hybrid payload (AES-256-GCM STREAM, 64 KiB chunks) against one-shot AES-256-GCM (CPU time)',
+  ['size', 'one-shot GB/s', 'seal GB/s', 'seal / one-shot', 'open GB/s', 'open / one-shot'],
+  payloadRows,
+);
 
 if (wantsPlots()) {
   const svg = new URL('../docs/benchmarks/abe.svg', import.meta.url).pathname;
-  await plotLines(svg, points, { title: 'FAME CP-ABE on BLS12-381 (mcl-wasm, one core, CPU time)', x: 'attributes in key / policy', y: 'milliseconds', logY: true });
+  await plotLines(svg, points, {
+    title: 'FAME CP-ABE on BLS12-381 (mcl-wasm, one core, CPU time)',
+    x: 'attributes in key / policy',
+    y: 'milliseconds',
+    logY: true,
+  });
   console.log(`\nplot written to ${svg}`);
 }
-console.log(`\nmachine load average at the end: ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(
+  `\nmachine load average at the end: ${(await import('node:os'))
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);

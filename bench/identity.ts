@@ -64,7 +64,8 @@ for (const logN of [14, 15, 16, 17, 18]) {
   points.push({ series: 'scrypt verify (r=8, p=1)', x: logN, y: verify });
 }
 printTable('Password hashing: scrypt verify vs N (r = 8, p = 1)', ['N', 'memory MiB', 'verify ms', ''], scryptRows);
-if (wantsPlots()) await plotLines('docs/benchmarks/identity-scrypt.svg', points, { title: 'scrypt verification time vs log2 N', x: 'log2 N', y: 'ms (median)', logY: true });
+if (wantsPlots())
+  await plotLines('docs/benchmarks/identity-scrypt.svg', points, { title: 'scrypt verification time vs log2 N', x: 'log2 N', y: 'ms (median)', logY: true });
 
 // ---- in-process operations -----------------------------------------------------------------
 const rows: string[][] = [];
@@ -75,14 +76,30 @@ rows.push(['TOTP verify (±1 step, 3 HMAC-SHA1)', ms(await timeAsync(async () =>
 
 const sessions = new MemorySessionStore();
 const keys = await SigningKeyRing.create(600_000);
-const issuer = new TokenIssuer({ issuer: 'https://idp.a.example', hospital: 'a', keys, sessions, pseudonyms: new SessionPseudonyms(randomBytes(32), 'https://idp.a.example'), audiences: ['medshare-ta'], clients: ['medshare-app'] });
+const issuer = new TokenIssuer({
+  issuer: 'https://idp.a.example',
+  hospital: 'a',
+  keys,
+  sessions,
+  pseudonyms: new SessionPseudonyms(randomBytes(32), 'https://idp.a.example'),
+  audiences: ['medshare-ta'],
+  clients: ['medshare-app'],
+});
 const user = {
-  id: 'u1', username: 'alice', attributes: ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:a', 'uid:u1'], scopes: ['user/Observation.rs'], factor: 'totp' as const,
+  id: 'u1',
+  username: 'alice',
+  attributes: ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:a', 'uid:u1'],
+  scopes: ['user/Observation.rs'],
+  factor: 'totp' as const,
   methods: ['pwd', 'otp'],
 };
 const device = await DeviceKeys.generate();
 const deviceKey = device.sealingPublicJwk;
-const { sessionId } = await issuer.startSession(user, { audience: ['medshare-ta'] }, { proofKey: device.dpop.thumbprint, sealingKey: device.sealingThumbprint });
+const { sessionId } = await issuer.startSession(
+  user,
+  { audience: ['medshare-ta'] },
+  { proofKey: device.dpop.thumbprint, sealingKey: device.sealingThumbprint },
+);
 const session = (await sessions.get(sessionId))!;
 rows.push(['SSO token issue (EdDSA sign)', ms(await timeAsync(() => issuer.sign(user, session, { audience: ['medshare-ta'] })))]);
 const trust = new TrustList();
@@ -99,23 +116,56 @@ const taCases: Array<[string, string[]]> = [
 ];
 for (const [label, attributes] of taCases) {
   const authority = new TrustedAuthority({
-    verifier, publicKey: authorityKeys.publicKey, masterKey: authorityKeys.masterKey, usedTokens: new MemoryNonceCache(), proofs: new DpopVerifier(new MemoryNonceCache()),
+    verifier,
+    publicKey: authorityKeys.publicKey,
+    masterKey: authorityKeys.masterKey,
+    usedTokens: new MemoryNonceCache(),
+    proofs: new DpopVerifier(new MemoryNonceCache()),
   });
   const url = 'https://ta.example/ta/keys';
-  rows.push([`TA key issuance, ${label}: verify + DPoP proof + FAME keygen + seal`, ms(await timeAsync(async () => {
-    const fresh = (await issuer.sign(user, session, { audience: ['medshare-ta'] })).token;
-    await authority.issueKey(fresh, { attributes, deviceKey }, { proof: await device.dpop.proof('POST', url, { accessToken: fresh }), method: 'POST', url });
-  }))]);
+  rows.push([
+    `TA key issuance, ${label}: verify + DPoP proof + FAME keygen + seal`,
+    ms(
+      await timeAsync(async () => {
+        const fresh = (await issuer.sign(user, session, { audience: ['medshare-ta'] })).token;
+        await authority.issueKey(
+          fresh,
+          { attributes, deviceKey },
+          { proof: await device.dpop.proof('POST', url, { accessToken: fresh }), method: 'POST', url },
+        );
+      }),
+    ),
+  ]);
 }
 
 const centre = new RegistrationCentre();
 const serverSecret = centre.enrolServer('server-a');
 const credential = centre.registerDevice(['server-a']);
 const pairwise = Buffer.from(credential.keys['server-a']!, 'base64url');
-const deviceServer = new DeviceAuthServer({ serverId: 'server-a', serverSecret, isRevoked: centre.isRevoked, nonces: new MemoryNonceCache(), sessions: new MemoryTicketStore<DeviceSession>() });
-rows.push(['device login, server side (derive K, 2 HMAC, HKDF)', ms(await timeAsync(() => deviceServer.login(createLoginRequest(credential.deviceId, 'server-a', pairwise, Date.now()))))]);
+const deviceServer = new DeviceAuthServer({
+  serverId: 'server-a',
+  serverSecret,
+  isRevoked: centre.isRevoked,
+  nonces: new MemoryNonceCache(),
+  sessions: new MemoryTicketStore<DeviceSession>(),
+});
+rows.push([
+  'device login, server side (derive K, 2 HMAC, HKDF)',
+  ms(await timeAsync(() => deviceServer.login(createLoginRequest(credential.deviceId, 'server-a', pairwise, Date.now())))),
+]);
 const body = Buffer.alloc(1024, 1);
-rows.push(['sign a 1 KiB request (SHA-256 + HMAC)', ms(await timeAsync(async () => signRequest(pairwise, { method: 'POST', path: '/records', query: '?', body }, { created: 1, nonce: 'AAAAAAAAAAAAAAAAAAAAAA', keyId: 'AAAAAAAAAAAAAAAAAAAAAA' })))]);
+rows.push([
+  'sign a 1 KiB request (SHA-256 + HMAC)',
+  ms(
+    await timeAsync(async () =>
+      signRequest(
+        pairwise,
+        { method: 'POST', path: '/records', query: '?', body },
+        { created: 1, nonce: 'AAAAAAAAAAAAAAAAAAAAAA', keyId: 'AAAAAAAAAAAAAAAAAAAAAA' },
+      ),
+    ),
+  ),
+]);
 printTable('In-process operations', ['operation', 'median ms'], rows);
 
 // ---- over HTTP on 127.0.0.1 ------------------------------------------------------------------
@@ -125,29 +175,62 @@ await app.register(deviceAuthenticationPlugin, { server: deviceServer, routes: (
 app.post('/plain', async () => ({ ok: true }));
 const base = new URL(await app.listen({ host: '127.0.0.1', port: 0 }));
 const client = await DeviceSessionClient.login(base, credential, 'server-a');
-httpRows.push(['unsigned POST, 1 KiB JSON (baseline)', ms(await timeAsync(() => fetch(new URL('/plain', base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ data: 'x'.repeat(1000) }) }).then((r) => r.text())))]);
+httpRows.push([
+  'unsigned POST, 1 KiB JSON (baseline)',
+  ms(
+    await timeAsync(() =>
+      fetch(new URL('/plain', base), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ data: 'x'.repeat(1000) }),
+      }).then((r) => r.text()),
+    ),
+  ),
+]);
 httpRows.push(['HMAC-signed POST, 1 KiB JSON', ms(await timeAsync(() => client.fetch('POST', '/records', { data: 'x'.repeat(1000) }).then((r) => r.text())))]);
 httpRows.push(['device mutual login (2 messages)', ms(await timeAsync(() => DeviceSessionClient.login(base, credential, 'server-a')))]);
 await app.close();
 
-const hospital = await createMemoryHospital({ hospital: 'a', issuer: 'https://idp.a.example', adminToken: 'bench-admin-token', audiences: ['medshare-cloud'], relyingParty: { id: 'a.example', name: 'a', origins: ['https://a.example'] } });
+const hospital = await createMemoryHospital({
+  hospital: 'a',
+  issuer: 'https://idp.a.example',
+  adminToken: 'bench-admin-token',
+  audiences: ['medshare-cloud'],
+  relyingParty: { id: 'a.example', name: 'a', origins: ['https://a.example'] },
+});
 const idp = Fastify({ logger: false });
 await idp.register(hospitalIdentityPlugin, { ...hospital, prefix: '/identity' });
 const idpBase = new URL('/identity/', await idp.listen({ host: '127.0.0.1', port: 0 }));
 const post = (path: string, json: unknown, bearer?: string) =>
-  fetch(new URL(path, idpBase), { method: 'POST', headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) }, body: JSON.stringify(json) }).then((r) => r.json() as Promise<any>);
+  fetch(new URL(path, idpBase), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+    body: JSON.stringify(json),
+  }).then((r) => r.json() as Promise<any>);
 // Each login uses up a recovery code (a TOTP step is accepted once, so a loop cannot reuse one).
 const pool: Array<{ username: string; code: string }> = [];
 for (const username of ['alice', 'bob', 'carol']) {
-  const enrolment = await post('users', { username, password: 'correct horse battery staple', attributes: ['role:doctor'], scopes: ['openid'] }, 'bench-admin-token');
+  const enrolment = await post(
+    'users',
+    { username, password: 'correct horse battery staple', attributes: ['role:doctor'], scopes: ['openid'] },
+    'bench-admin-token',
+  );
   for (const code of enrolment.recoveryCodes as string[]) pool.push({ username, code });
 }
-httpRows.push(['full MFA login: password (scrypt 2^17) + second factor → token', ms(await timeAsync(async () => {
-  const next = pool.pop();
-  if (!next) throw new Error('benchmark ran out of recovery codes');
-  const { ticket } = await post('login/password', { username: next.username, password: 'correct horse battery staple' });
-  const result = await post('login/recovery', { ticket, code: next.code, audience: ['x'] });
-  if (typeof result.token !== 'string') throw new Error(`login failed: ${JSON.stringify(result)}`);
-}, { minRuns: 5, budgetMs: 2000 }))]);
+httpRows.push([
+  'full MFA login: password (scrypt 2^17) + second factor → token',
+  ms(
+    await timeAsync(
+      async () => {
+        const next = pool.pop();
+        if (!next) throw new Error('benchmark ran out of recovery codes');
+        const { ticket } = await post('login/password', { username: next.username, password: 'correct horse battery staple' });
+        const result = await post('login/recovery', { ticket, code: next.code, audience: ['x'] });
+        if (typeof result.token !== 'string') throw new Error(`login failed: ${JSON.stringify(result)}`);
+      },
+      { minRuns: 5, budgetMs: 2000 },
+    ),
+  ),
+]);
 await idp.close();
 printTable('Over HTTP on 127.0.0.1 (Fastify 5, global fetch)', ['operation', 'median ms'], httpRows);

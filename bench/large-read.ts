@@ -43,14 +43,21 @@ async function serve(mib: number): Promise<void> {
   const schema = `bench_${randomBytes(4).toString('hex')}`;
   const db = await openDatabase(process.env['DATABASE_URL'] ? { url: process.env['DATABASE_URL'], schema } : {});
   const platform = await createPlatform({
-    db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: ADMIN }, kek: randomKeyEncryptionKey(),
-    scrypt: { logN: 12, r: 8, p: 1 }, conversionWorkers: 0, logger: process.env['BENCH_LOG'] === '1',
+    db,
+    hospitals: ['st-marys', 'riverside'],
+    adminTokens: { 'st-marys': ADMIN, riverside: ADMIN },
+    kek: randomKeyEncryptionKey(),
+    scrypt: { logN: 12, r: 8, p: 1 },
+    conversionWorkers: 0,
+    logger: process.env['BENCH_LOG'] === '1',
   });
   const client = new PlatformClient(platform.urls);
   const register = async (hospital: string, username: string, attributes: string[]) =>
     (await client.registerUser(hospital, ADMIN, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
-  const patient = new PatientClient(await client.login('st-marys', 'patient', PASSWORD, await register('st-marys', 'patient', ['role:patient'])),
-    pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']));
+  const patient = new PatientClient(
+    await client.login('st-marys', 'patient', PASSWORD, await register('st-marys', 'patient', ['role:patient'])),
+    pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab']),
+  );
   await patient.register();
   const gateway = new GatewayClient(await client.login('st-marys', 'ehr', PASSWORD, await register('st-marys', 'ehr', ['role:gateway'])));
   await gateway.enrol('large-1', patient.key.patientId);
@@ -62,8 +69,14 @@ async function serve(mib: number): Promise<void> {
   const [record] = await patient.records('lab');
   const href = (url: URL) => url.href;
   const ready: Ready = {
-    urls: { authority: href(platform.urls.authority), cloud: href(platform.urls.cloud), hospitals: Object.fromEntries(Object.entries(platform.urls.hospitals).map(([h, u]) => [h, href(u)])) },
-    patientId: patient.key.patientId, recordId: record!.recordId, doctorTotp: await register('riverside', 'doctor', ['role:doctor']),
+    urls: {
+      authority: href(platform.urls.authority),
+      cloud: href(platform.urls.cloud),
+      hospitals: Object.fromEntries(Object.entries(platform.urls.hospitals).map(([h, u]) => [h, href(u)])),
+    },
+    patientId: patient.key.patientId,
+    recordId: record!.recordId,
+    doctorTotp: await register('riverside', 'doctor', ['role:doctor']),
   };
   process.send!({ ready });
   process.on('message', async (message: string) => {
@@ -80,16 +93,19 @@ async function serve(mib: number): Promise<void> {
 /** The reader's process: log in, then alternate reads and one-shot AES-GCM. */
 async function read(mib: number, rounds: number): Promise<void> {
   const { PlatformClient } = await import('@medshare/server');
-  const server: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve', String(mib)], { execArgv: ['--import', 'tsx', ...(process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : [])] });
-  const next = <T>(key: string) => new Promise<T>((resolve, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`the platform process exited (${code})`));
-    const onMessage = (message: Record<string, unknown>) => {
-      if (!(key in message)) return;
-      server.off('message', onMessage).off('exit', onExit);
-      resolve(message[key] as T);
-    };
-    server.on('message', onMessage).once('exit', onExit);
+  const server: ChildProcess = fork(fileURLToPath(import.meta.url), ['--serve', String(mib)], {
+    execArgv: ['--import', 'tsx', ...(process.env['BENCH_PROFILE_DIR'] ? ['--cpu-prof', `--cpu-prof-dir=${process.env['BENCH_PROFILE_DIR']}`] : [])],
   });
+  const next = <T>(key: string) =>
+    new Promise<T>((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`the platform process exited (${code})`));
+      const onMessage = (message: Record<string, unknown>) => {
+        if (!(key in message)) return;
+        server.off('message', onMessage).off('exit', onExit);
+        resolve(message[key] as T);
+      };
+      server.on('message', onMessage).once('exit', onExit);
+    });
   const serverCpu = async () => {
     const answer = next<number>('cpu');
     server.send('cpu');
@@ -97,7 +113,11 @@ async function read(mib: number, rounds: number): Promise<void> {
   };
   try {
     const ready = await next<Ready>('ready');
-    const urls = { authority: new URL(ready.urls.authority), cloud: new URL(ready.urls.cloud), hospitals: Object.fromEntries(Object.entries(ready.urls.hospitals).map(([h, u]) => [h, new URL(u)])) };
+    const urls = {
+      authority: new URL(ready.urls.authority),
+      cloud: new URL(ready.urls.cloud),
+      hospitals: Object.fromEntries(Object.entries(ready.urls.hospitals).map(([h, u]) => [h, new URL(u)])),
+    };
     const doctor = await new PlatformClient(urls).loginReader('riverside', 'doctor', PASSWORD, ready.doctorTotp, ['role:doctor']);
     const readOnce = async () => {
       let bytes = 0;
@@ -126,14 +146,27 @@ async function read(mib: number, rounds: number): Promise<void> {
     }
     const median = (pick: (s: (typeof samples)[number]) => number) => samples.map(pick).sort((a, b) => a - b)[Math.floor(samples.length / 2)]!;
     const mibs = (bytes: number, t: number) => (bytes / 2 ** 20 / (t / 1000)).toFixed(0);
-    printTable(`One ${(plaintextBytes / 2 ** 20).toFixed(1)} MiB record read end to end, platform and reader in separate processes (${process.env['DATABASE_URL'] ? 'PostgreSQL' : 'PGlite in memory'}; medians of ${rounds} rounds)`,
+    printTable(
+      `One ${(plaintextBytes / 2 ** 20).toFixed(1)} MiB record read end to end, platform and reader in separate processes (${process.env['DATABASE_URL'] ? 'PostgreSQL' : 'PGlite in memory'}; medians of ${rounds} rounds)`,
       ['measure', 'read', 'one-shot AES-256-GCM, same bytes', 'read ÷ one-shot'],
       [
         ['wall time to the last plaintext byte, ms', ms(median((s) => s.wall)), ms(median((s) => s.refWall)), ratio(median((s) => s.wall / s.refWall))],
-        ['throughput, MiB/s', mibs(plaintextBytes, median((s) => s.wall)), mibs(plaintextBytes, median((s) => s.refWall)), ratio(median((s) => s.refWall / s.wall))],
+        [
+          'throughput, MiB/s',
+          mibs(
+            plaintextBytes,
+            median((s) => s.wall),
+          ),
+          mibs(
+            plaintextBytes,
+            median((s) => s.refWall),
+          ),
+          ratio(median((s) => s.refWall / s.wall)),
+        ],
         ['CPU time of the reader process, ms', ms(median((s) => s.client)), ms(median((s) => s.refCpu)), ratio(median((s) => s.client / s.refCpu))],
         ['CPU time of the platform process, ms', ms(median((s) => s.server)), ms(median((s) => s.refCpu)), ratio(median((s) => s.server / s.refCpu))],
-      ]);
+      ],
+    );
   } finally {
     server.send('stop');
   }

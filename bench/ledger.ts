@@ -12,7 +12,15 @@ import { cpus, totalmem } from 'node:os';
 import { createHash, randomInt } from 'node:crypto';
 import { openDatabase } from '@medshare/db';
 import {
-  AuditLog, MerkleTree, buildInclusionBundle, generateCheckpointKey, hashChildren, hashLeaf, verifyConsistency, verifyInclusion, type AuditEventInput,
+  AuditLog,
+  MerkleTree,
+  buildInclusionBundle,
+  generateCheckpointKey,
+  hashChildren,
+  hashLeaf,
+  verifyConsistency,
+  verifyInclusion,
+  type AuditEventInput,
 } from '@medshare/ledger';
 import { cpuAlternating, wantsPlots } from './lib/measure.ts';
 import { plotLines, printTable } from './lib/report.ts';
@@ -59,9 +67,11 @@ async function verifyBench(): Promise<void> {
   const start = performance.now();
   const report = await verifyLog(db, { log: key.signer.verifier });
   const seconds = (performance.now() - start) / 1000;
-  printTable('Full audit verification on PGlite (recompute every leaf, check every checkpoint)', ['entries', 'checkpoints', 'ok', 'seconds', 'entries/s'], [
-    [report.size, report.checkpoints, String(report.ok), seconds.toFixed(2), Math.round(report.size / seconds)],
-  ]);
+  printTable(
+    'Full audit verification on PGlite (recompute every leaf, check every checkpoint)',
+    ['entries', 'checkpoints', 'ok', 'seconds', 'entries/s'],
+    [[report.size, report.checkpoints, String(report.ok), seconds.toFixed(2), Math.round(report.size / seconds)]],
+  );
   await db.close();
 }
 
@@ -89,16 +99,54 @@ function proofBench(): { name: string; points: [number, number][] }[] {
     const cons = firsts.map((f) => tree.consistencyProof(f, size));
     const firstRoots = firsts.map((f) => tree.rootHash(f));
     const ig = time(runs, (k) => tree.inclusionProof(indices[k]!, size));
-    const iv = time(runs, (k) => verifyInclusion(tree.leafHash(indices[k]!), indices[k]!, size, incl[k]!, root) || (() => { throw new Error('bad proof'); })());
+    const iv = time(
+      runs,
+      (k) =>
+        verifyInclusion(tree.leafHash(indices[k]!), indices[k]!, size, incl[k]!, root) ||
+        (() => {
+          throw new Error('bad proof');
+        })(),
+    );
     const cg = time(runs, (k) => tree.consistencyProof(firsts[k]!, size));
-    const cv = time(runs, (k) => verifyConsistency(firsts[k]!, size, cons[k]!, firstRoots[k]!, root) || (() => { throw new Error('bad proof'); })());
-    rows.push([size.toLocaleString('en'), (buildMs / 1000).toFixed(2), incl[0]!.length, ig.toFixed(1), iv.toFixed(1), cons[0]!.length, cg.toFixed(1), cv.toFixed(1), Math.round(process.memoryUsage().rss / 2 ** 20)]);
+    const cv = time(
+      runs,
+      (k) =>
+        verifyConsistency(firsts[k]!, size, cons[k]!, firstRoots[k]!, root) ||
+        (() => {
+          throw new Error('bad proof');
+        })(),
+    );
+    rows.push([
+      size.toLocaleString('en'),
+      (buildMs / 1000).toFixed(2),
+      incl[0]!.length,
+      ig.toFixed(1),
+      iv.toFixed(1),
+      cons[0]!.length,
+      cg.toFixed(1),
+      cv.toFixed(1),
+      Math.round(process.memoryUsage().rss / 2 ** 20),
+    ]);
     series.ig.push([size, ig]);
     series.iv.push([size, iv]);
     series.cg.push([size, cg]);
     series.cv.push([size, cv]);
   }
-  printTable('RFC 9162 proofs (mean of 2,000 random proofs per size)', ['tree size', 'build s (cumulative)', 'inclusion hashes', 'inclusion gen µs', 'inclusion verify µs', 'consistency hashes', 'consistency gen µs', 'consistency verify µs', 'RSS MiB'], rows);
+  printTable(
+    'RFC 9162 proofs (mean of 2,000 random proofs per size)',
+    [
+      'tree size',
+      'build s (cumulative)',
+      'inclusion hashes',
+      'inclusion gen µs',
+      'inclusion verify µs',
+      'consistency hashes',
+      'consistency gen µs',
+      'consistency verify µs',
+      'RSS MiB',
+    ],
+    rows,
+  );
   return [
     { name: 'inclusion gen', points: series.ig },
     { name: 'inclusion verify', points: series.iv },
@@ -126,16 +174,26 @@ async function scaleBench(n: number): Promise<void> {
   const db = await openDatabase();
   const writer = await AuditLog.open(db, key.signer);
   const fill = await timed(async () => {
-    for (let done = 0; done < n; ) {
+    for (let done = 0; done < n;) {
       const step = Math.min(20_000, n - done);
       await Promise.all(Array.from({ length: step }, (_, i) => writer.append(event(done + i))));
       done += step;
       if (done % 100_000 === 0) process.stderr.write(`  ${done.toLocaleString('en')} entries appended\n`);
     }
   });
-  printTable(`Appending ${n.toLocaleString('en')} entries to one log on PGlite (max batch 2,000, concurrent callers)`, ['entries', 'wall s', 'appends/s (wall)', 'CPU s', 'appends per CPU s'], [
-    [n.toLocaleString('en'), (fill.wallMs / 1000).toFixed(1), Math.round(n / (fill.wallMs / 1000)), (fill.cpuMs / 1000).toFixed(1), Math.round(n / (fill.cpuMs / 1000))],
-  ]);
+  printTable(
+    `Appending ${n.toLocaleString('en')} entries to one log on PGlite (max batch 2,000, concurrent callers)`,
+    ['entries', 'wall s', 'appends/s (wall)', 'CPU s', 'appends per CPU s'],
+    [
+      [
+        n.toLocaleString('en'),
+        (fill.wallMs / 1000).toFixed(1),
+        Math.round(n / (fill.wallMs / 1000)),
+        (fill.cpuMs / 1000).toFixed(1),
+        Math.round(n / (fill.cpuMs / 1000)),
+      ],
+    ],
+  );
   const treeRows = (await db.query<{ c: number; b: number }>('SELECT count(*)::int AS c, sum(length(hashes))::bigint AS b FROM ledger_tree')).rows[0]!;
   // Opening as the CLI does (reader) and as the service does (writer, full audit in the background), 3 times each.
   const readerOpens: { wallMs: number; cpuMs: number }[] = [];
@@ -172,28 +230,62 @@ async function scaleBench(n: number): Promise<void> {
   const left = hashLeaf(Buffer.from('l'));
   const right = hashLeaf(Buffer.from('r'));
   const batch = 10_000;
-  const sha = cpuAlternating({
-    leaf: () => { for (let i = 0; i < batch; i++) hashLeaf(entryBytes); },
-    node: () => { for (let i = 0; i < batch; i++) hashChildren(left, right); },
-  }, 15);
-  printTable(`Opening and proving at ${n.toLocaleString('en')} entries (medians; CPU = process.cpuUsage)`, ['measure', 'wall ms', 'CPU ms', 'note'], [
-    ['AuditLog.openReader (CLI: proof, entries)', median(readerOpens.map((t) => t.wallMs)).toFixed(0), median(readerOpens.map((t) => t.cpuMs)).toFixed(0), `3 opens; reads ${treeRows.c} tree chunks, ${(Number(treeRows.b) / 2 ** 20).toFixed(1)} MiB`],
-    ['AuditLog.open, audit in background (service)', median(writerOpens.map((t) => t.wallMs)).toFixed(0), median(writerOpens.map((t) => t.cpuMs)).toFixed(0), '3 opens; root checked against the signed checkpoint'],
-    ['inclusion proof bundle from the database', median(proofWall).toFixed(2), median(proofCpu).toFixed(2), `200 random entries: entry read + checked, path, checkpoint`],
-    ['full audit (every entry rehashed; the old open)', audit.wallMs.toFixed(0), audit.cpuMs.toFixed(0), `ok=${audit.value}`],
-  ]);
+  const sha = cpuAlternating(
+    {
+      leaf: () => {
+        for (let i = 0; i < batch; i++) hashLeaf(entryBytes);
+      },
+      node: () => {
+        for (let i = 0; i < batch; i++) hashChildren(left, right);
+      },
+    },
+    15,
+  );
+  printTable(
+    `Opening and proving at ${n.toLocaleString('en')} entries (medians; CPU = process.cpuUsage)`,
+    ['measure', 'wall ms', 'CPU ms', 'note'],
+    [
+      [
+        'AuditLog.openReader (CLI: proof, entries)',
+        median(readerOpens.map((t) => t.wallMs)).toFixed(0),
+        median(readerOpens.map((t) => t.cpuMs)).toFixed(0),
+        `3 opens; reads ${treeRows.c} tree chunks, ${(Number(treeRows.b) / 2 ** 20).toFixed(1)} MiB`,
+      ],
+      [
+        'AuditLog.open, audit in background (service)',
+        median(writerOpens.map((t) => t.wallMs)).toFixed(0),
+        median(writerOpens.map((t) => t.cpuMs)).toFixed(0),
+        '3 opens; root checked against the signed checkpoint',
+      ],
+      [
+        'inclusion proof bundle from the database',
+        median(proofWall).toFixed(2),
+        median(proofCpu).toFixed(2),
+        `200 random entries: entry read + checked, path, checkpoint`,
+      ],
+      ['full audit (every entry rehashed; the old open)', audit.wallMs.toFixed(0), audit.cpuMs.toFixed(0), `ok=${audit.value}`],
+    ],
+  );
   const leafUs = (sha['leaf']! * 1000) / batch;
   const nodeUs = (sha['node']! * 1000) / batch;
-  printTable('SHA-256 in the same process (node:crypto, CPU medians of 15 × 10,000)', ['input', 'bytes', 'µs per hash', 'hashes/s', 'MB/s'], [
-    ['leaf: 0x00 ‖ entry', entryBytes.length + 1, leafUs.toFixed(2), Math.round(1e6 / leafUs), ((entryBytes.length + 1) / leafUs).toFixed(0)],
-    ['node: 0x01 ‖ left ‖ right', 65, nodeUs.toFixed(2), Math.round(1e6 / nodeUs), (65 / nodeUs).toFixed(0)],
-  ]);
-  console.log(`\nThe full audit costs ${(audit.cpuMs / 1000 / (n * leafUs / 1e6)).toFixed(1)} × the SHA-256 time of the leaves alone; opening costs ${(median(readerOpens.map((t) => t.cpuMs)) / (n * leafUs / 1000)).toFixed(3)} × it.`);
+  printTable(
+    'SHA-256 in the same process (node:crypto, CPU medians of 15 × 10,000)',
+    ['input', 'bytes', 'µs per hash', 'hashes/s', 'MB/s'],
+    [
+      ['leaf: 0x00 ‖ entry', entryBytes.length + 1, leafUs.toFixed(2), Math.round(1e6 / leafUs), ((entryBytes.length + 1) / leafUs).toFixed(0)],
+      ['node: 0x01 ‖ left ‖ right', 65, nodeUs.toFixed(2), Math.round(1e6 / nodeUs), (65 / nodeUs).toFixed(0)],
+    ],
+  );
+  console.log(
+    `\nThe full audit costs ${(audit.cpuMs / 1000 / ((n * leafUs) / 1e6)).toFixed(1)} × the SHA-256 time of the leaves alone; opening costs ${(median(readerOpens.map((t) => t.cpuMs)) / ((n * leafUs) / 1000)).toFixed(3)} × it.`,
+  );
   void reopened;
   await db.close();
 }
 
-console.log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}${quick ? ' (quick run)' : ''}`);
+console.log(
+  `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}${quick ? ' (quick run)' : ''}`,
+);
 const scaleArg = process.argv.indexOf('--scale');
 await scaleBench(scaleArg > 0 ? Number(process.argv[scaleArg + 1]) : quick ? 20_000 : 1_000_000);
 if (process.argv.includes('--scale-only')) process.exit(0);
@@ -202,7 +294,17 @@ await verifyBench();
 const proofSeries = proofBench();
 const points = (series: { name: string; points: [number, number][] }[]) => series.flatMap((s) => s.points.map(([x, y]) => ({ series: s.name, x, y })));
 if (wantsPlots()) {
-  await plotLines('docs/benchmarks/ledger-appends.svg', points([{ name: 'appends/s', points: appendCurve }]), { title: 'Batched appends on PGlite', x: 'max entries per batch', y: 'appends per second', logX: true });
-  await plotLines('docs/benchmarks/ledger-proofs.svg', points(proofSeries), { title: 'Proof time vs tree size', x: 'tree size', y: 'microseconds per proof', logX: true });
+  await plotLines('docs/benchmarks/ledger-appends.svg', points([{ name: 'appends/s', points: appendCurve }]), {
+    title: 'Batched appends on PGlite',
+    x: 'max entries per batch',
+    y: 'appends per second',
+    logX: true,
+  });
+  await plotLines('docs/benchmarks/ledger-proofs.svg', points(proofSeries), {
+    title: 'Proof time vs tree size',
+    x: 'tree size',
+    y: 'microseconds per proof',
+    logX: true,
+  });
   console.log('\nPlots written to docs/benchmarks/ledger-appends.svg and docs/benchmarks/ledger-proofs.svg');
 }

@@ -48,13 +48,24 @@ const FIXTURE = new URL('../packages/cli/fixtures/synthea-sample.json', import.m
 
 /** Serialised Synthea resources to cut 4 KiB records from. */
 function syntheaText(): string {
-  const files = existsSync(SYNTHEA) ? readdirSync(SYNTHEA).filter((f) => f.endsWith('.json')).map((f) => new URL(f, SYNTHEA)) : [FIXTURE];
+  const files = existsSync(SYNTHEA)
+    ? readdirSync(SYNTHEA)
+        .filter((f) => f.endsWith('.json'))
+        .map((f) => new URL(f, SYNTHEA))
+    : [FIXTURE];
   return files.map((f) => JSON.stringify((JSON.parse(readFileSync(f, 'utf8').replace(/^\uFEFF/, '')) as { entry: unknown[] }).entry)).join('');
 }
 
 /** Record i: an Observation whose note carries Synthea text, 4 KiB in all. */
 function makeRecord(i: number, text: string, fhirPatient: string): Record<string, unknown> {
-  const shell = { resourceType: 'Observation', id: `bench-${i}`, status: 'final', code: { text: 'bench' }, subject: { reference: `Patient/${fhirPatient}` }, note: [{ text: '' }] };
+  const shell = {
+    resourceType: 'Observation',
+    id: `bench-${i}`,
+    status: 'final',
+    code: { text: 'bench' },
+    subject: { reference: `Patient/${fhirPatient}` },
+    note: [{ text: '' }],
+  };
   const room = 4096 - JSON.stringify(shell).length;
   const start = (i * 997) % Math.max(1, text.length - room);
   shell.note[0]!.text = text.slice(start, start + room).replace(/["\\]/g, ' ');
@@ -80,12 +91,19 @@ const machineBusyMs = () => cpus().reduce((sum, { times: t }) => sum + t.user + 
  */
 async function registerDoctors(urls: ServiceUrls, phase: string): Promise<ReadTask['doctors']> {
   const client = new PlatformClient(urls);
-  return Promise.all(Array.from({ length: DOCTORS }, async (_, d) => {
-    const attributes = ['role:doctor', 'dept:cardiology'];
-    const username = `doctor${d}-${phase}`;
-    const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
-    return { hospital: 'riverside', username, password: PASSWORD, totpSecret };
-  }));
+  return Promise.all(
+    Array.from({ length: DOCTORS }, async (_, d) => {
+      const attributes = ['role:doctor', 'dept:cardiology'];
+      const username = `doctor${d}-${phase}`;
+      const { totpSecret } = await client.registerUser('riverside', `${ADMIN}-riverside`, {
+        username,
+        password: PASSWORD,
+        attributes,
+        scopes: roleScopes(attributes),
+      });
+      return { hospital: 'riverside', username, password: PASSWORD, totpSecret };
+    }),
+  );
 }
 
 /**
@@ -117,8 +135,17 @@ async function readPhase(urls: ServiceUrls, phase: string, patient: string, reco
   const reads = result.latencies.length;
   const latencies = result.latencies.sort((a, b) => a - b);
   const perRead = (x: number) => (x / reads).toFixed(2);
-  return [String(reads), ms(percentile(latencies, 50)), ms(percentile(latencies, 99)), (reads / result.seconds).toFixed(0),
-    perRead(serverMs), ratio(serverMs / reads / pairingMs), ms(pairingMs), perRead(result.cpuMs), perRead(Math.max(0, machineMs - serverMs - result.cpuMs))];
+  return [
+    String(reads),
+    ms(percentile(latencies, 50)),
+    ms(percentile(latencies, 99)),
+    (reads / result.seconds).toFixed(0),
+    perRead(serverMs),
+    ratio(serverMs / reads / pairingMs),
+    ms(pairingMs),
+    perRead(result.cpuMs),
+    perRead(Math.max(0, machineMs - serverMs - result.cpuMs)),
+  ];
 }
 
 /**
@@ -145,8 +172,15 @@ async function startUploadProfile(): Promise<((label: string) => Promise<void>) 
 const BENCH_KEK = randomKeyEncryptionKey();
 
 const platformOptions = (db: Database, conversionWorkers: number) => ({
-  db, hospitals: ['st-marys', 'riverside'], adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` }, kek: BENCH_KEK, scrypt: { logN: 12, r: 8, p: 1 }, limits: { clientFreeFailures: 1000 },
-  requestsPerMinute: 1_000_000, conversionWorkers, encryptionWorkers: ENCRYPTION_WORKERS,
+  db,
+  hospitals: ['st-marys', 'riverside'],
+  adminTokens: { 'st-marys': ADMIN, riverside: `${ADMIN}-riverside` },
+  kek: BENCH_KEK,
+  scrypt: { logN: 12, r: 8, p: 1 },
+  limits: { clientFreeFailures: 1000 },
+  requestsPerMinute: 1_000_000,
+  conversionWorkers,
+  encryptionWorkers: ENCRYPTION_WORKERS,
 });
 
 /** Uploads the records once, then measures reads with each conversion set-up on a platform restarted on the same data. */
@@ -160,10 +194,18 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
   try {
     const client = new PlatformClient(platform.urls);
     const login = async (hospital: string, username: string, attributes: string[]) => {
-      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
+      const { totpSecret } = await client.registerUser(hospital, hospital === 'riverside' ? `${ADMIN}-riverside` : ADMIN, {
+        username,
+        password: PASSWORD,
+        attributes,
+        scopes: roleScopes(attributes),
+      });
       return client.login(hospital, username, PASSWORD, totpSecret);
     };
-    const patient = new PatientClient(await login('st-marys', 'patient', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']));
+    const patient = new PatientClient(
+      await login('st-marys', 'patient', ['role:patient']),
+      pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['lab', 'clinical']),
+    );
     await patient.register();
     const gateway = new GatewayClient(await login('st-marys', 'ehr', ['role:gateway']));
     const fhirPatient = `bench-${randomBytes(4).toString('hex')}`;
@@ -200,7 +242,11 @@ async function run(label: string, db: Database): Promise<{ upload: string[]; rea
   for (const workers of WORKER_COUNTS) {
     const reading = await createPlatform(platformOptions(db, workers));
     try {
-      reads.push([label, workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`, ...(await readPhase(reading.urls, `w${workers}`, patientId, ids))]);
+      reads.push([
+        label,
+        workers === 0 ? 'in the event loop' : `${workers} worker thread${workers > 1 ? 's' : ''}`,
+        ...(await readPhase(reading.urls, `w${workers}`, patientId, ids)),
+      ]);
     } finally {
       await reading.close();
     }
@@ -234,7 +280,11 @@ const measured = alternate('pairing', { pairing: () => curve.pairing(p, q), ...O
 const costs: Array<[string, Measured]> = [['pairing e(P,Q)', measured['pairing']!], ...costOps.map(([name]): [string, Measured] => [name, measured[name]!])];
 lines.destroy();
 pre.release(fast);
-printTable('Costs measured in this run (CPU time, alternated with a pairing, medians)', ['operation', 'ms', 'pairing-equivalents'], costs.map(([name, m]) => [name, ms(m.ms), ratio(m.ratio)]));
+printTable(
+  'Costs measured in this run (CPU time, alternated with a pairing, medians)',
+  ['operation', 'ms', 'pairing-equivalents'],
+  costs.map(([name, m]) => [name, ms(m.ms), ratio(m.ratio)]),
+);
 
 const uploads: string[][] = [];
 const reads: string[][] = [];
@@ -258,7 +308,25 @@ if (url) {
     await postgres.close();
   }
 }
-printTable(`Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`,
-  ['engine', 'records', 'upload records/s', 'platform process CPU ms/record', 'pairing-eq/record (pairings between Bundles)', 'rest of machine CPU ms/record'], uploads);
-printTable(`${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
-  ['engine', 'conversion', 'reads', 'read p50 ms', 'read p99 ms', 'reads/s', 'server CPU ms/read', 'server CPU pairing-eq/read', 'pairing ms (around the phase)', 'clients CPU ms/read', 'rest of machine CPU ms/read'], reads);
+printTable(
+  `Upload through the gateway (transaction Bundles of 500, ${ENCRYPTION_WORKERS} encryption workers)`,
+  ['engine', 'records', 'upload records/s', 'platform process CPU ms/record', 'pairing-eq/record (pairings between Bundles)', 'rest of machine CPU ms/record'],
+  uploads,
+);
+printTable(
+  `${DOCTORS} concurrent doctors (another process) reading single records for ${READ_SECONDS} s`,
+  [
+    'engine',
+    'conversion',
+    'reads',
+    'read p50 ms',
+    'read p99 ms',
+    'reads/s',
+    'server CPU ms/read',
+    'server CPU pairing-eq/read',
+    'pairing ms (around the phase)',
+    'clients CPU ms/read',
+    'rest of machine CPU ms/read',
+  ],
+  reads,
+);

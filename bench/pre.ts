@@ -52,7 +52,11 @@ const ops: Array<[string, () => unknown]> = [
   ['  of which: recovering R alone', () => warmReader.recordSecret(convertedHeader)],
 ];
 const m = alternate('pairing', { pairing: primitiveOps().pairing, ...Object.fromEntries(ops) });
-printTable('Proxy re-encryption, 4 KiB records (CPU time alternated with a pairing)', ['operation', 'ms', 'pairings'], ops.map(([name]) => [name, ms(m[name]!.ms), ratio(m[name]!.ratio)]));
+printTable(
+  'Proxy re-encryption, 4 KiB records (CPU time alternated with a pairing)',
+  ['operation', 'ms', 'pairings'],
+  ops.map(([name]) => [name, ms(m[name]!.ms), ratio(m[name]!.ratio)]),
+);
 
 // The same operations as a fresh process's first call (bench/lib/fresh-pre.ts), beside the warm figures above.
 const FRESH_PROCESSES = 5;
@@ -65,7 +69,11 @@ try {
   writeFileSync(join(freshDir, 'ciphertext'), ct);
   writeFileSync(join(freshDir, 'user-key'), abe.encodeUserKey(userKey));
   writeFileSync(join(freshDir, 'converted'), converted);
-  for (const [label, operation] of [['hospital encrypt (4 KiB record)', 'encrypt'], ['patient decrypt', 'patient'], ['reader decrypt, first record of a delegation', 'reader']] as const) {
+  for (const [label, operation] of [
+    ['hospital encrypt (4 KiB record)', 'encrypt'],
+    ['patient decrypt', 'patient'],
+    ['reader decrypt, first record of a delegation', 'reader'],
+  ] as const) {
     const run = freshProcesses(new URL('./lib/fresh-pre.ts', import.meta.url), [freshDir, operation], FRESH_PROCESSES)[0]!;
     const optional = (x: number | undefined) => (x === undefined ? '' : ratio(x));
     freshRows.push([label, ms(run.ms), ratio(run.ratio), optional(run.mainRatio), optional(run.startRatio)]);
@@ -89,10 +97,14 @@ const gatewayOps: Array<[string, () => unknown]> = [
   ['  with its platform emergency grant', () => pre.encryptWithEmergencyGrant(bundle, 'lab', 'rec', record, capsule)],
 ];
 const g = alternate('pairing', { pairing: primitiveOps().pairing, ...Object.fromEntries(gatewayOps) });
-printTable('Hospital encryption in a long-running gateway (CPU time alternated with a pairing)', ['operation', 'ms', 'pairings'], [
-  ...gatewayOps.map(([name]) => [name, ms(g[name]!.ms), ratio(g[name]!.ratio)]),
-  ['building the table (once per thread; 4.7 MB)', ms(tableMs), ratio(tableMs / g['pairing']!.ms)],
-]);
+printTable(
+  'Hospital encryption in a long-running gateway (CPU time alternated with a pairing)',
+  ['operation', 'ms', 'pairings'],
+  [
+    ...gatewayOps.map(([name]) => [name, ms(g[name]!.ms), ratio(g[name]!.ratio)]),
+    ['building the table (once per thread; 4.7 MB)', ms(tableMs), ratio(tableMs / g['pairing']!.ms)],
+  ],
+);
 
 // Batch conversion: one core (this thread) vs one worker per core.
 const BATCH = 600;
@@ -117,7 +129,11 @@ const results = await Promise.all(workers.map((w, k) => run(w, slices(BATCH)[k]!
 const parallel = performance.now() - t;
 await Promise.all(workers.map((w) => w.terminate()));
 if (results.flat().length !== BATCH) throw new Error('batch conversion lost records');
-printTable(`Batch conversion of ${BATCH} records`, ['setup', 'records/s', 'speed-up'], [
-  ['one core (main thread)', (BATCH / (oneCore / 1000)).toFixed(0), '1.00'],
-  [`${threads} worker threads`, (BATCH / (parallel / 1000)).toFixed(0), ratio(oneCore / parallel)],
-]);
+printTable(
+  `Batch conversion of ${BATCH} records`,
+  ['setup', 'records/s', 'speed-up'],
+  [
+    ['one core (main thread)', (BATCH / (oneCore / 1000)).toFixed(0), '1.00'],
+    [`${threads} worker threads`, (BATCH / (parallel / 1000)).toFixed(0), ratio(oneCore / parallel)],
+  ],
+);

@@ -13,7 +13,24 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { byTemplateHalf, presidioSentences, readSentences, scorePhi, type LabelledSentence } from '../packages/privacy/test/phi-eval.ts';
-import { Deidentifier, findPhi, encode, globalRecoding, Hierarchy, measure, mondrian, parseCsv, profileConfig, riskPlotSvg, riskReport, utilityCurve, utilityPlotSvg, type CurvePoint, type QuasiIdentifier, type Table } from '@medshare/privacy';
+import {
+  Deidentifier,
+  findPhi,
+  encode,
+  globalRecoding,
+  Hierarchy,
+  measure,
+  mondrian,
+  parseCsv,
+  profileConfig,
+  riskPlotSvg,
+  riskReport,
+  utilityCurve,
+  utilityPlotSvg,
+  type CurvePoint,
+  type QuasiIdentifier,
+  type Table,
+} from '@medshare/privacy';
 import { wantsPlots } from './lib/measure.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -74,9 +91,13 @@ function deidThroughput(): void {
   const ratios = deid.map((ms, i) => ms / reference[i]!);
   const stepRatios = ruleByRule.map((ms, i) => ms / reference[i]!);
   console.log('\n## De-identification, safe-harbor profile, the Synthea bundles (CPU time, one thread, parse and stringify included)\n');
-  console.log('| resources | rounds | median ms | resources/s (CPU) | JSON parse+stringify ms (median) | ratio to parse+stringify (median) | same rules rule by rule: ratio (median) |');
+  console.log(
+    '| resources | rounds | median ms | resources/s (CPU) | JSON parse+stringify ms (median) | ratio to parse+stringify (median) | same rules rule by rule: ratio (median) |',
+  );
   console.log('|---:|---:|---:|---:|---:|---:|---:|');
-  console.log(`| ${resources} | ${deid.length} | ${median(deid).toFixed(0)} | ${Math.round((resources / median(deid)) * 1000)} | ${median(reference).toFixed(0)} | ${median(ratios).toFixed(2)}x | ${median(stepRatios).toFixed(2)}x |`);
+  console.log(
+    `| ${resources} | ${deid.length} | ${median(deid).toFixed(0)} | ${Math.round((resources / median(deid)) * 1000)} | ${median(reference).toFixed(0)} | ${median(ratios).toFixed(2)}x | ${median(stepRatios).toFixed(2)}x |`,
+  );
 }
 
 /**
@@ -89,7 +110,11 @@ function freeTextScores(): void {
   const engine = new Deidentifier(profileConfig('safe-harbor', { cryptoHashKey: 'bench-hash-key', dateShiftKey: 'bench-shift-key' }));
   const names = engine.namesFor([]);
   const { fit, heldOut } = byTemplateHalf(presidioSentences());
-  const sets: [string, LabelledSentence[]][] = [['MedShare sentences (test/fixtures/phi-sentences.jsonl)', readSentences()], ['Presidio corpus, fit half (even templates)', fit], ['Presidio corpus, held-out half (odd templates)', heldOut]];
+  const sets: [string, LabelledSentence[]][] = [
+    ['MedShare sentences (test/fixtures/phi-sentences.jsonl)', readSentences()],
+    ['Presidio corpus, fit half (even templates)', fit],
+    ['Presidio corpus, held-out half (odd templates)', heldOut],
+  ];
   for (const [label, sentences] of sets) {
     const scores = scorePhi(sentences, names);
     console.log(`\n### ${label}: ${sentences.length} texts\n`);
@@ -100,7 +125,9 @@ function freeTextScores(): void {
       const k = scores.byKind[kind] ?? { spans: 0, removed: 0 };
       const f = scores.findings[kind] ?? { total: 0, onPhi: 0, onOther: 0 };
       const judged = f.total - f.onOther;
-      console.log(`| ${kind} | ${k.spans} | ${k.removed} | ${k.spans ? (k.removed / k.spans).toFixed(3) : '–'} | ${f.total} | ${f.onPhi} | ${f.onOther} | ${judged ? (f.onPhi / judged).toFixed(3) : '–'} |`);
+      console.log(
+        `| ${kind} | ${k.spans} | ${k.removed} | ${k.spans ? (k.removed / k.spans).toFixed(3) : '–'} | ${f.total} | ${f.onPhi} | ${f.onOther} | ${judged ? (f.onPhi / judged).toFixed(3) : '–'} |`,
+      );
     }
     const spans = Object.values(scores.byKind).reduce((a, k) => a + k.spans, 0);
     const removed = Object.values(scores.byKind).reduce((a, k) => a + k.removed, 0);
@@ -109,8 +136,12 @@ function freeTextScores(): void {
   }
   const notes: string[] = [];
   for (const file of readdirSync(`${data}/synthea`)) {
-    const bundle = JSON.parse(readFileSync(`${data}/synthea/${file}`, 'utf8').replace(/^\uFEFF/, '')) as { entry: { resource: { resourceType: string; content?: { attachment: { data: string } }[] } }[] };
-    for (const { resource } of bundle.entry) if (resource.resourceType === 'DocumentReference') for (const c of resource.content ?? []) notes.push(Buffer.from(c.attachment.data, 'base64').toString('utf8'));
+    const bundle = JSON.parse(readFileSync(`${data}/synthea/${file}`, 'utf8').replace(/^\uFEFF/, '')) as {
+      entry: { resource: { resourceType: string; content?: { attachment: { data: string } }[] } }[];
+    };
+    for (const { resource } of bundle.entry)
+      if (resource.resourceType === 'DocumentReference')
+        for (const c of resource.content ?? []) notes.push(Buffer.from(c.attachment.data, 'base64').toString('utf8'));
   }
   const withoutShapes = names.filter((m) => m instanceof RegExp || !('shapes' in m));
   const a: number[] = [];
@@ -129,13 +160,31 @@ function freeTextScores(): void {
   }
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
   const chars = notes.reduce((n, t) => n + t.length, 0);
-  console.log(`\n### Cost of the shape detectors: findPhi on the ${notes.length} Synthea notes (${(chars / 1e6).toFixed(2)} M characters), CPU ms, median of ${a.length} rounds\n`);
+  console.log(
+    `\n### Cost of the shape detectors: findPhi on the ${notes.length} Synthea notes (${(chars / 1e6).toFixed(2)} M characters), CPU ms, median of ${a.length} rounds\n`,
+  );
   console.log('| without shape detectors | with | ratio |');
   console.log('|---:|---:|---:|');
-  console.log(`| ${median(b).toFixed(0)} | ${median(a).toFixed(0)} | ${(median(a.map((x, i) => x / b[i]!))).toFixed(2)}x |`);
+  console.log(`| ${median(b).toFixed(0)} | ${median(a).toFixed(0)} | ${median(a.map((x, i) => x / b[i]!)).toFixed(2)}x |`);
 }
 
-const ADULT_COLUMNS = ['age', 'workclass', 'fnlwgt', 'education', 'education-num', 'marital-status', 'occupation', 'relationship', 'race', 'sex', 'capital-gain', 'capital-loss', 'hours-per-week', 'native-country', 'salary-class'];
+const ADULT_COLUMNS = [
+  'age',
+  'workclass',
+  'fnlwgt',
+  'education',
+  'education-num',
+  'marital-status',
+  'occupation',
+  'relationship',
+  'race',
+  'sex',
+  'capital-gain',
+  'capital-loss',
+  'hours-per-week',
+  'native-country',
+  'salary-class',
+];
 const ADULT_QIS = ['age', 'workclass', 'education-num', 'marital-status', 'occupation', 'race', 'sex', 'native-country'];
 const readAdult = (): Table => parseCsv(readFileSync(`${data}/adult/adult.data`, 'utf8'), { header: ADULT_COLUMNS, delimiter: ',', missing: '?' });
 
@@ -186,7 +235,11 @@ async function mondrianAdult(): Promise<void> {
     { column: 'age', kind: 'numeric' },
     { column: 'workclass', kind: 'categorical', hierarchy: hierarchy('workclass') },
     { column: 'education-num', kind: 'numeric' },
-    ...['marital-status', 'occupation', 'race', 'sex', 'native-country'].map((column) => ({ column, kind: 'categorical' as const, hierarchy: hierarchy(column) })),
+    ...['marital-status', 'occupation', 'race', 'sex', 'native-country'].map((column) => ({
+      column,
+      kind: 'categorical' as const,
+      hierarchy: hierarchy(column),
+    })),
   ];
   const encoded = encode(table, { quasiIdentifiers: qis, model: { k: 2 } });
   const points: CurvePoint[] = [];
@@ -241,30 +294,70 @@ async function researchRelease(): Promise<void> {
   const encoded = encode(table, { ...base, model: { k: 2 } });
   console.log(`\n## Research release on adult.csv (${table.rows.length} rows; standard QIs with ARX's hierarchies, age included; sensitive occupation)\n`);
   console.log(`CSV parse of adult.csv: ${median(parse).toFixed(0)} ms CPU (median of 3, alternated with the search).\n`);
-  console.log('| method | model | suppression limit | CPU ms (median of 3) | ÷ CSV parse | NCP (%) | suppressed | classes | highest prosecutor risk | node / search |');
+  console.log(
+    '| method | model | suppression limit | CPU ms (median of 3) | ÷ CSV parse | NCP (%) | suppressed | classes | highest prosecutor risk | node / search |',
+  );
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---|');
   const row = (method: string, model: string, limit: number, ms: number, classes: { records: number[] }[], suppressed: number, ncp: number, extra: string) => {
     const risk = riskReport(classes.map((c) => c.records.length));
-    console.log(`| ${method} | ${model} | ${limit} | ${ms.toFixed(0)} | ${(ms / median(parse)).toFixed(2)} | ${ncp.toFixed(2)} | ${suppressed} | ${classes.length} | ${risk.prosecutor.highest.toFixed(3)} | ${extra} |`);
+    console.log(
+      `| ${method} | ${model} | ${limit} | ${ms.toFixed(0)} | ${(ms / median(parse)).toFixed(2)} | ${ncp.toFixed(2)} | ${suppressed} | ${classes.length} | ${risk.prosecutor.highest.toFixed(3)} | ${extra} |`,
+    );
   };
-  row('global', 'k=5', 0.05, median(globalTimes), result.classes, result.suppressed.length, result.ncpPercent, `${result.node.join(',')}; checked ${result.search.checked} of ${result.search.latticeSize}`);
-  for (const [model, limit] of [[{ k: 5 }, 0.05], [{ k: 10 }, 0], [{ k: 100 }, 0], [{ k: 10, t: 0.2 }, 0.05], [{ k: 10, t: 0.2 }, 0]] as const) {
+  row(
+    'global',
+    'k=5',
+    0.05,
+    median(globalTimes),
+    result.classes,
+    result.suppressed.length,
+    result.ncpPercent,
+    `${result.node.join(',')}; checked ${result.search.checked} of ${result.search.latticeSize}`,
+  );
+  for (const [model, limit] of [
+    [{ k: 5 }, 0.05],
+    [{ k: 10 }, 0],
+    [{ k: 100 }, 0],
+    [{ k: 10, t: 0.2 }, 0.05],
+    [{ k: 10, t: 0.2 }, 0],
+  ] as const) {
     const options = { ...base, model, maxSuppression: limit };
     let local = mondrian(table, options);
     const ms = cpuMs(() => (local = mondrian(table, options)));
     const starAges = local.classes.filter((c) => (c.bounds[0] as { label: string }).label === '*').length;
     const name = 't' in model ? `k=${model.k}, t=0.2 (hierarchical EMD)` : `k=${model.k}`;
-    row('mondrian strict', name, limit, ms, local.classes, local.suppressed.length, measure(encoded, local.classes, model.k, local.suppressed.length).ncpPercent, `classes with age *: ${starAges}`);
+    row(
+      'mondrian strict',
+      name,
+      limit,
+      ms,
+      local.classes,
+      local.suppressed.length,
+      measure(encoded, local.classes, model.k, local.suppressed.length).ncpPercent,
+      `classes with age *: ${starAges}`,
+    );
     if ('t' in model && limit > 0) {
       let global = globalRecoding(table, options);
       const gms = cpuMs(() => (global = globalRecoding(table, options)));
-      row('global', name, limit, gms, global.classes, global.suppressed.length, global.ncpPercent, `${global.node.join(',')}; checked ${global.search.checked} of ${global.search.latticeSize}`);
+      row(
+        'global',
+        name,
+        limit,
+        gms,
+        global.classes,
+        global.suppressed.length,
+        global.ncpPercent,
+        `${global.node.join(',')}; checked ${global.search.checked} of ${global.search.latticeSize}`,
+      );
     }
   }
   const points = utilityCurve(table, { ...base, model: { k: 2 }, maxSuppression: 0.05 }, [2, 5, 10, 20, 50, 100], ['strict', 'global']);
   if (wantsPlots()) {
     writeFileSync(`${root}docs/benchmarks/privacy-release-vs-k.svg`, await utilityPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs k'));
-    writeFileSync(`${root}docs/benchmarks/privacy-release-vs-risk.svg`, await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'));
+    writeFileSync(
+      `${root}docs/benchmarks/privacy-release-vs-risk.svg`,
+      await riskPlotSvg(points, 'adult.csv, 5 % suppression: NCP vs average prosecutor risk'),
+    );
     console.log('\nplots: docs/benchmarks/privacy-release-vs-k.svg, docs/benchmarks/privacy-release-vs-risk.svg');
   }
 }

@@ -19,7 +19,14 @@ import { printTable } from './lib/report.ts';
 
 await abe.init();
 const synthea = join(process.env['MEDSHARE_SHARED_DIR'] ?? fileURLToPath(new URL('../../shared', import.meta.url)), 'data', 'synthea');
-const file = existsSync(synthea) ? join(synthea, readdirSync(synthea).filter((f) => f.endsWith('.json')).sort()[0]!) : fileURLToPath(new URL('../packages/cli/fixtures/synthea-sample.json', import.meta.url));
+const file = existsSync(synthea)
+  ? join(
+      synthea,
+      readdirSync(synthea)
+        .filter((f) => f.endsWith('.json'))
+        .sort()[0]!,
+    )
+  : fileURLToPath(new URL('../packages/cli/fixtures/synthea-sample.json', import.meta.url));
 const bundle = JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, '')) as { entry: Array<{ resource: FhirResource }> };
 const resources = bundle.entry.map((e) => versioned(e.resource, 'st-marys', 1, '2026-12-01T00:00:00.000Z'));
 const { signer } = generateCheckpointKey(recordKeyName('st-marys'), 'ed25519');
@@ -33,12 +40,19 @@ const signed = resources.map((r) => JSON.parse(JSON.stringify(signRecord(signer,
 let i = 0;
 let j = 0;
 let k = 0;
-const measured = alternate('encrypt (pre.encrypt)', {
-  'encrypt (pre.encrypt)': () => pre.encrypt(keys, 'clinical', 'r', utf8.encode(JSON.stringify(resources[i++ % resources.length]!))),
-  'sign (gateway)': () => signRecord(signer, resources[j++ % resources.length]!, context),
-  'verify (reader)': () => {
-    if (verifyRecord(trusted, signed[k++ % signed.length]!, context).status !== 'verified') throw new Error('a genuine signature failed');
+const measured = alternate(
+  'encrypt (pre.encrypt)',
+  {
+    'encrypt (pre.encrypt)': () => pre.encrypt(keys, 'clinical', 'r', utf8.encode(JSON.stringify(resources[i++ % resources.length]!))),
+    'sign (gateway)': () => signRecord(signer, resources[j++ % resources.length]!, context),
+    'verify (reader)': () => {
+      if (verifyRecord(trusted, signed[k++ % signed.length]!, context).status !== 'verified') throw new Error('a genuine signature failed');
+    },
   },
-}, { rounds: 9 });
-printTable(`Record signatures over ${resources.length} resources of ${file.split('/').at(-1)} (CPU time alternated with pre.encrypt)`, ['operation', 'ms per record', '× encrypt'],
-  Object.entries(measured).map(([name, m]) => [name, m.ms.toFixed(3), m.ratio.toFixed(3)]));
+  { rounds: 9 },
+);
+printTable(
+  `Record signatures over ${resources.length} resources of ${file.split('/').at(-1)} (CPU time alternated with pre.encrypt)`,
+  ['operation', 'ms per record', '× encrypt'],
+  Object.entries(measured).map(([name, m]) => [name, m.ms.toFixed(3), m.ratio.toFixed(3)]),
+);

@@ -24,7 +24,9 @@ const HMAC_BATCH = 200;
 // Reference primitives: HMAC-SHA256 of 32 bytes (timed per batch of 200, divided) and one pairing.
 const hmacKey = randomBytes(32);
 const hmacInput = randomBytes(32);
-const hmacBatch = () => { for (let i = 0; i < HMAC_BATCH; i++) createHmac('sha256', hmacKey).update(hmacInput).digest(); };
+const hmacBatch = () => {
+  for (let i = 0; i < HMAC_BATCH; i++) createHmac('sha256', hmacKey).update(hmacInput).digest();
+};
 const p = curve.g1Mul(curve.g1Generator(), curve.randomFr());
 const q = curve.g2Mul(curve.g2Generator(), curve.randomFr());
 const pairing = () => curve.pairing(p, q);
@@ -34,8 +36,11 @@ function record(i: number, n: number, matches: number) {
   const code = i < matches ? '2093-3' : `${10_000 + (i % 200)}-${i % 10}`;
   const day = new Date(Date.UTC(2015, 0, 1) + (i % 3000) * 86_400_000).toISOString().slice(0, 10);
   return {
-    resourceType: 'Observation', id: `obs-${n}-${i}`, status: i % 7 === 0 ? 'amended' : 'final',
-    code: { coding: [{ system: 'http://loinc.org', code }] }, effectiveDateTime: `${day}T08:00:00Z`,
+    resourceType: 'Observation',
+    id: `obs-${n}-${i}`,
+    status: i % 7 === 0 ? 'amended' : 'final',
+    code: { coding: [{ system: 'http://loinc.org', code }] },
+    effectiveDateTime: `${day}T08:00:00Z`,
     note: [{ text: i % 5 === 0 ? 'fasting sample' : 'routine' }],
   };
 }
@@ -64,8 +69,13 @@ function build(n: number) {
 const hmacOf = (t: Record<string, number>, name: string) => t[name]! / (t.hmac! / HMAC_BATCH);
 /** Sub-millisecond operations are timed `REPS` at a time (CPU-time clocks are coarse), then divided. */
 const REPS = 20;
-const reps = (fn: () => unknown) => () => { for (let i = 0; i < REPS; i++) fn(); };
-const perRep = (t: Record<string, number>, names: string[]) => { for (const n of names) t[n] = t[n]! / REPS; return t; };
+const reps = (fn: () => unknown) => () => {
+  for (let i = 0; i < REPS; i++) fn();
+};
+const perRep = (t: Record<string, number>, names: string[]) => {
+  for (const n of names) t[n] = t[n]! / REPS;
+  return t;
+};
 
 // ---- search cost against the number of records ------------------------------------------------------------
 const searchRows: Array<Array<string | number>> = [];
@@ -76,35 +86,88 @@ for (const n of SIZES) {
   const kw = `code:${TARGET}`;
   const query = sse.query(index.key, index.state, kw);
   const values = query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1')));
-  const t = perRep(cpuAlternating({
-    hmac: hmacBatch,
-    pairing,
-    token: reps(() => sse.query(index.key, index.state, kw)),
-    server: reps(() => query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1')))),
-    resolve: reps(() => query.resolve(values)),
-    openState: () => sse.openState(index.key, 'bench', index.sealed),
-  }, 31), ['token', 'server', 'resolve']);
+  const t = perRep(
+    cpuAlternating(
+      {
+        hmac: hmacBatch,
+        pairing,
+        token: reps(() => sse.query(index.key, index.state, kw)),
+        server: reps(() => query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1')))),
+        resolve: reps(() => query.resolve(values)),
+        openState: () => sse.openState(index.key, 'bench', index.sealed),
+      },
+      31,
+    ),
+    ['token', 'server', 'resolve'],
+  );
   const found = query.resolve(values).recordIds.length;
   const reader = t.token! + t.resolve!;
-  searchRows.push([n.toLocaleString('en'), found, ms(t.token!), ms(t.server!), ms(t.resolve!), ratio(hmacOf(t, 'token') + hmacOf(t, 'resolve')), ratio(hmacOf(t, 'server')), ms(t.openState!), ratio(hmacOf(t, 'openState')), ratio(reader / t.pairing!)]);
-  sizeRows.push([n.toLocaleString('en'), index.entries.toLocaleString('en'), ratio(index.entries / n), ms((index.entries * (sse.LABEL_BYTES + sse.VALUE_BYTES)) / n), index.state.counts.size.toLocaleString('en'), (index.sealed.length / 1024).toFixed(1)]);
+  searchRows.push([
+    n.toLocaleString('en'),
+    found,
+    ms(t.token!),
+    ms(t.server!),
+    ms(t.resolve!),
+    ratio(hmacOf(t, 'token') + hmacOf(t, 'resolve')),
+    ratio(hmacOf(t, 'server')),
+    ms(t.openState!),
+    ratio(hmacOf(t, 'openState')),
+    ratio(reader / t.pairing!),
+  ]);
+  sizeRows.push([
+    n.toLocaleString('en'),
+    index.entries.toLocaleString('en'),
+    ratio(index.entries / n),
+    ms((index.entries * (sse.LABEL_BYTES + sse.VALUE_BYTES)) / n),
+    index.state.counts.size.toLocaleString('en'),
+    (index.sealed.length / 1024).toFixed(1),
+  ]);
   if (n === 10_000) largest = index;
 }
-printTable(`Search for one LOINC code (${MATCHES} matches, or all records when fewer): one writer's sub-index in memory`,
-  ['records', 'found', 'reader token ms', 'cloud lookup ms', 'reader resolve ms', 'reader HMAC-eq', 'cloud HMAC-eq', 'open state ms', 'open state HMAC-eq', 'reader pairings'], searchRows);
-printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes per record (label 16 + value 48)', 'distinct keywords', 'sealed state KiB'], sizeRows);
+printTable(
+  `Search for one LOINC code (${MATCHES} matches, or all records when fewer): one writer's sub-index in memory`,
+  [
+    'records',
+    'found',
+    'reader token ms',
+    'cloud lookup ms',
+    'reader resolve ms',
+    'reader HMAC-eq',
+    'cloud HMAC-eq',
+    'open state ms',
+    'open state HMAC-eq',
+    'reader pairings',
+  ],
+  searchRows,
+);
+printTable(
+  'Index size',
+  ['records', 'entries', 'entries per record', 'row bytes per record (label 16 + value 48)', 'distinct keywords', 'sealed state KiB'],
+  sizeRows,
+);
 
 // ---- update cost per keyword ------------------------------------------------------------------------------
 {
   const key = sse.generateIndexKey();
   const state = build(1000).state;
-  const updates = Array.from({ length: 1000 }, (_, i) => keywordsOf(record(i, 0, 0) as never).map((keyword) => ({ keyword, recordId: `new-${i}` }))).flat().slice(0, 1000);
+  const updates = Array.from({ length: 1000 }, (_, i) => keywordsOf(record(i, 0, 0) as never).map((keyword) => ({ keyword, recordId: `new-${i}` })))
+    .flat()
+    .slice(0, 1000);
   const distinct = new Set(updates.map((u) => u.keyword)).size;
   const t = cpuAlternating({ hmac: hmacBatch, update: () => sse.update(key, state, updates), seal: () => sse.sealState(key, 'bench', state) }, 31);
-  printTable('Index update (writer side): 1,000 entries in one batch', ['operation', 'ms', 'per entry µs', 'HMAC-eq per entry'], [
-    [`update, 1,000 entries (${distinct} distinct keywords)`, ms(t.update!), (t.update! * 1000 / updates.length).toFixed(2), ratio(hmacOf(t, 'update') / updates.length)],
-    [`seal the state (${state.counts.size.toLocaleString('en')} keywords)`, ms(t.seal!), '', ratio(hmacOf(t, 'seal'))],
-  ]);
+  printTable(
+    'Index update (writer side): 1,000 entries in one batch',
+    ['operation', 'ms', 'per entry µs', 'HMAC-eq per entry'],
+    [
+      [
+        `update, 1,000 entries (${distinct} distinct keywords)`,
+        ms(t.update!),
+        ((t.update! * 1000) / updates.length).toFixed(2),
+        ratio(hmacOf(t, 'update') / updates.length),
+      ],
+      [`seal the state (${state.counts.size.toLocaleString('en')} keywords)`, ms(t.seal!), '', ratio(hmacOf(t, 'seal'))],
+    ],
+  );
 }
 
 // ---- the 10,000-record, 50-match search end to end (reader and cloud CPU, conversions counted apart) --------
@@ -117,30 +180,37 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
   const reader = pre.createReader(abe.keygen(ta.masterKey, 'role:doctor'));
   reader.decrypt(pre.convert(rk, capsule)); // the delegation's FAME is cached, as in a session
   const kw = `code:${TARGET}`;
-  const t = cpuAlternating({
-    hmac: hmacBatch,
-    pairing,
-    convertKey: () => pre.convert(rk, capsule),
-    openKey: () => reader.decrypt(pre.convert(rk, capsule)),
-    search: () => {
-      const state = sse.openState(index.key, 'bench', index.sealed);
-      const query = sse.query(index.key, state, kw);
-      return query.resolve(query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1'))));
+  const t = cpuAlternating(
+    {
+      hmac: hmacBatch,
+      pairing,
+      convertKey: () => pre.convert(rk, capsule),
+      openKey: () => reader.decrypt(pre.convert(rk, capsule)),
+      search: () => {
+        const state = sse.openState(index.key, 'bench', index.sealed);
+        const query = sse.query(index.key, state, kw);
+        return query.resolve(query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1'))));
+      },
+      searchNoState: reps(() => {
+        const query = sse.query(index.key, index.state, kw);
+        return query.resolve(query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1'))));
+      }),
     },
-    searchNoState: reps(() => {
-      const query = sse.query(index.key, index.state, kw);
-      return query.resolve(query.labels.map((l) => index.rows.get(Buffer.from(l).toString('latin1'))));
-    }),
-  }, 31);
+    31,
+  );
   perRep(t, ['searchNoState']);
-  printTable(`10,000 records, one LOINC code, ${MATCHES} matches: one sub-index, CPU time of reader + cloud`, ['part', 'ms', 'HMAC-eq', 'pairings'], [
-    ['token + lookup + resolve (state already open)', ms(t.searchNoState!), ratio(hmacOf(t, 'searchNoState')), ratio(t.searchNoState! / t.pairing!)],
-    ['the same, opening the sealed state first', ms(t.search!), ratio(hmacOf(t, 'search')), ratio(t.search! / t.pairing!)],
-    ['conversion of the index key (cloud, precomputed rk)', ms(t.convertKey!), ratio(hmacOf(t, 'convertKey')), ratio(t.convertKey! / t.pairing!)],
-    ['conversion + decryption of the index key (reader, FAME cached)', ms(t.openKey!), ratio(hmacOf(t, 'openKey')), ratio(t.openKey! / t.pairing!)],
-    ['reference: HMAC-SHA256 (32 B)', (t.hmac! / HMAC_BATCH).toFixed(4), '1.00', ratio(t.hmac! / HMAC_BATCH / t.pairing!)],
-    ['reference: pairing', ms(t.pairing!), ratio(hmacOf(t, 'pairing')), '1.00'],
-  ]);
+  printTable(
+    `10,000 records, one LOINC code, ${MATCHES} matches: one sub-index, CPU time of reader + cloud`,
+    ['part', 'ms', 'HMAC-eq', 'pairings'],
+    [
+      ['token + lookup + resolve (state already open)', ms(t.searchNoState!), ratio(hmacOf(t, 'searchNoState')), ratio(t.searchNoState! / t.pairing!)],
+      ['the same, opening the sealed state first', ms(t.search!), ratio(hmacOf(t, 'search')), ratio(t.search! / t.pairing!)],
+      ['conversion of the index key (cloud, precomputed rk)', ms(t.convertKey!), ratio(hmacOf(t, 'convertKey')), ratio(t.convertKey! / t.pairing!)],
+      ['conversion + decryption of the index key (reader, FAME cached)', ms(t.openKey!), ratio(hmacOf(t, 'openKey')), ratio(t.openKey! / t.pairing!)],
+      ['reference: HMAC-SHA256 (32 B)', (t.hmac! / HMAC_BATCH).toFixed(4), '1.00', ratio(t.hmac! / HMAC_BATCH / t.pairing!)],
+      ['reference: pairing', ms(t.pairing!), ratio(hmacOf(t, 'pairing')), '1.00'],
+    ],
+  );
 }
 
 // ---- per index entry, at 10,000 and 100,000 entries: search, add, and a version update (adds + deletes) ----------
@@ -148,7 +218,12 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
   const aesKey = randomBytes(32);
   const aesInput = randomBytes(sse.LABEL_BYTES + sse.VALUE_BYTES);
   /** AES-256-GCM of one 64-byte row's worth of data (fresh nonce, tag): the other reference primitive. */
-  const aes = () => { const c = createCipheriv('aes-256-gcm', aesKey, randomBytes(12)); c.update(aesInput); c.final(); return c.getAuthTag(); };
+  const aes = () => {
+    const c = createCipheriv('aes-256-gcm', aesKey, randomBytes(12));
+    c.update(aesInput);
+    c.final();
+    return c.getAuthTag();
+  };
   const entryRows: Array<Array<string | number>> = [];
   for (const entries of [10_000, 100_000]) {
     // Records of ~9 keywords each until the index holds `entries` entries; TARGET on 50 of them.
@@ -159,7 +234,8 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
     let total = 0;
     while (total < entries) {
       const updates = [];
-      for (let i = n; i < n + 500 && total + updates.length < entries; i++) for (const keyword of keywordsOf(record(i, entries, MATCHES) as never)) updates.push({ keyword, recordId: `rec-${i}` });
+      for (let i = n; i < n + 500 && total + updates.length < entries; i++)
+        for (const keyword of keywordsOf(record(i, entries, MATCHES) as never)) updates.push({ keyword, recordId: `rec-${i}` });
       n += 500;
       const out = sse.update(key, state, updates);
       state = out.state;
@@ -167,23 +243,39 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
       total += out.rows.length;
     }
     const lookup = (labels: readonly Uint8Array[]) => labels.map((l) => rows.get(Buffer.from(l).toString('latin1')));
-    const search = (kw: string) => { const q = sse.query(key, state, kw); return q.resolve(lookup(q.labels)); };
+    const search = (kw: string) => {
+      const q = sse.query(key, state, kw);
+      return q.resolve(lookup(q.labels));
+    };
     const kwFew = `code:${TARGET}`;
     const kwMany = 'status:final';
     const many = state.counts.get(kwMany)!;
     // A new version of one record: its 9 keywords added, its predecessor's 9 deleted (what the gateway writes).
     const version = keywordsOf(record(1, 0, 0) as never);
-    const versionUpdate = [...version.map((keyword) => ({ keyword, recordId: 'rec-v2' })), ...version.map((keyword) => ({ keyword, recordId: 'rec-v1', operation: 'delete' as const }))];
-    const addBatch = Array.from({ length: 100 }, (_, i) => keywordsOf(record(n + i, 0, 0) as never).map((keyword) => ({ keyword, recordId: `new-${i}` }))).flat();
-    const t = alternate('hmac', {
-      hmac: () => createHmac('sha256', hmacKey).update(hmacInput).digest(),
-      aes,
-      searchFew: () => search(kwFew),
-      searchMany: () => search(kwMany),
-      add: () => sse.update(key, state, addBatch),
-      version: () => sse.update(key, state, versionUpdate),
-    }, { rounds: 15 });
-    const perEntry = (name: string, count: number) => [(t[name]!.ms * 1000 / count).toFixed(2), ratio(t[name]!.ratio / count), ratio(t[name]!.ratio / t.aes!.ratio / count)];
+    const versionUpdate = [
+      ...version.map((keyword) => ({ keyword, recordId: 'rec-v2' })),
+      ...version.map((keyword) => ({ keyword, recordId: 'rec-v1', operation: 'delete' as const })),
+    ];
+    const addBatch = Array.from({ length: 100 }, (_, i) =>
+      keywordsOf(record(n + i, 0, 0) as never).map((keyword) => ({ keyword, recordId: `new-${i}` })),
+    ).flat();
+    const t = alternate(
+      'hmac',
+      {
+        hmac: () => createHmac('sha256', hmacKey).update(hmacInput).digest(),
+        aes,
+        searchFew: () => search(kwFew),
+        searchMany: () => search(kwMany),
+        add: () => sse.update(key, state, addBatch),
+        version: () => sse.update(key, state, versionUpdate),
+      },
+      { rounds: 15 },
+    );
+    const perEntry = (name: string, count: number) => [
+      ((t[name]!.ms * 1000) / count).toFixed(2),
+      ratio(t[name]!.ratio / count),
+      ratio(t[name]!.ratio / t.aes!.ratio / count),
+    ];
     entryRows.push(
       [total.toLocaleString('en'), `search, ${MATCHES} entries of one code`, ...perEntry('searchFew', MATCHES)],
       [total.toLocaleString('en'), `search, ${many.toLocaleString('en')} entries of status:final`, ...perEntry('searchMany', many)],
@@ -191,8 +283,11 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
       [total.toLocaleString('en'), `new version: ${version.length} adds + ${version.length} deletes`, ...perEntry('version', versionUpdate.length)],
     );
   }
-  printTable('Per index entry (reader token + cloud lookup + resolve for a search; writer PRFs for an update), one sub-index in memory',
-    ['index entries', 'operation', 'µs per entry', 'HMAC-SHA256 (32 B) per entry', 'AES-256-GCM (64 B) per entry'], entryRows);
+  printTable(
+    'Per index entry (reader token + cloud lookup + resolve for a search; writer PRFs for an update), one sub-index in memory',
+    ['index entries', 'operation', 'µs per entry', 'HMAC-SHA256 (32 B) per entry', 'AES-256-GCM (64 B) per entry'],
+    entryRows,
+  );
 }
 
 // ---- the cloud's lookups in PGlite (label = ANY(...) on the primary key) ----------------------------------------
@@ -209,7 +304,10 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
     for (let i = 0; i < all.length; i += 2000) {
       const chunk = all.slice(i, i + 2000);
       const params: unknown[] = [];
-      const tuples = chunk.map(([label, value], j) => { params.push(Buffer.from(label, 'latin1'), patient, 'lab', value); return `($${4 * j + 1}, $${4 * j + 2}, $${4 * j + 3}, $${4 * j + 4})`; });
+      const tuples = chunk.map(([label, value], j) => {
+        params.push(Buffer.from(label, 'latin1'), patient, 'lab', value);
+        return `($${4 * j + 1}, $${4 * j + 2}, $${4 * j + 3}, $${4 * j + 4})`;
+      });
       await db.query(`INSERT INTO cloud_index_rows (label, patient, category, value) VALUES ${tuples.join(', ')}`, params);
     }
     loaded += all.length;
@@ -227,6 +325,9 @@ printTable('Index size', ['records', 'entries', 'entries per record', 'row bytes
     dbRows.push([n.toLocaleString('en'), labels.length, loaded.toLocaleString('en'), ms(samples[15]!), (Number(size) / loaded).toFixed(0)]);
   }
   await db.close();
-  printTable('The cloud\'s lookup in PGlite (this process\'s CPU, PGlite runs in it), rows of all sizes in one table', ['patient records', 'labels (= matches)', 'rows in the table', 'lookup ms', 'table + index bytes per row']
-    , dbRows);
+  printTable(
+    "The cloud's lookup in PGlite (this process's CPU, PGlite runs in it), rows of all sizes in one table",
+    ['patient records', 'labels (= matches)', 'rows in the table', 'lookup ms', 'table + index bytes per row'],
+    dbRows,
+  );
 }

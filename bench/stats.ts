@@ -68,21 +68,27 @@ const ms = cpuTimes(
 const mul = ms['g1Mul100']! / 100;
 const perCell = (x: number) => ratio(x / CELLS / mul);
 const row = (name: string, t: number, times = 1): string[] => [name, (t * times).toFixed(0), ratio((t * times) / ms['pairing']!), perCell(t * times)];
-printTable(`Threshold ElGamal, ${CELLS}-cell histogram, ${HOSPITALS} hospitals, t = ${T} (CPU ms, medians of ${ROUNDS})`, ['step', 'ms', 'pairings', 'G1 muls per cell'], [
-  ['G1 scalar multiplication', mul.toFixed(3), ratio(mul / ms['pairing']!), '—'],
-  ['pairing', ms['pairing']!.toFixed(3), '1.00', '—'],
-  row('one hospital: encrypt 1,000 cells', ms['encrypt']!),
-  row(`one hospital: encrypt 1,000 cells with ${RANGE_BITS}-bit range proofs (×10 of ${RANGE_CELLS} cells)`, ms['rangeProve']!, CELLS / RANGE_CELLS),
-  row(`cloud: verify one contribution's range proofs (×10 of ${RANGE_CELLS} cells)`, ms['rangeVerify']!, CELLS / RANGE_CELLS),
-  row('cloud: decode + subgroup-check one contribution', ms['decodeChecked']!),
-  row('cloud: add 10 hospitals\' ciphertexts', ms['aggregate']!),
-  row('one hospital: partial decryption with its proof', ms['partial']!),
-  row('verify one partial\'s proof', ms['verify']!),
-  row('combine t partials (Lagrange) and decode (BSGS)', ms['combineDecode']!),
-  row(`whole release: ${T} partials + ${T} verifications + combine/decode`, ms['partial']! * T + ms['verify']! * T + ms['combineDecode']!),
-]);
+printTable(
+  `Threshold ElGamal, ${CELLS}-cell histogram, ${HOSPITALS} hospitals, t = ${T} (CPU ms, medians of ${ROUNDS})`,
+  ['step', 'ms', 'pairings', 'G1 muls per cell'],
+  [
+    ['G1 scalar multiplication', mul.toFixed(3), ratio(mul / ms['pairing']!), '—'],
+    ['pairing', ms['pairing']!.toFixed(3), '1.00', '—'],
+    row('one hospital: encrypt 1,000 cells', ms['encrypt']!),
+    row(`one hospital: encrypt 1,000 cells with ${RANGE_BITS}-bit range proofs (×10 of ${RANGE_CELLS} cells)`, ms['rangeProve']!, CELLS / RANGE_CELLS),
+    row(`cloud: verify one contribution's range proofs (×10 of ${RANGE_CELLS} cells)`, ms['rangeVerify']!, CELLS / RANGE_CELLS),
+    row('cloud: decode + subgroup-check one contribution', ms['decodeChecked']!),
+    row("cloud: add 10 hospitals' ciphertexts", ms['aggregate']!),
+    row('one hospital: partial decryption with its proof', ms['partial']!),
+    row("verify one partial's proof", ms['verify']!),
+    row('combine t partials (Lagrange) and decode (BSGS)', ms['combineDecode']!),
+    row(`whole release: ${T} partials + ${T} verifications + combine/decode`, ms['partial']! * T + ms['verify']! * T + ms['combineDecode']!),
+  ],
+);
 console.log(`range proof: ${threshold.encodeRangeProof(proven.proof).length} bytes for ${RANGE_CELLS} cells of ${RANGE_BITS} bits`);
-console.log(`ciphertext: ${encoded[0]!.length} bytes for ${CELLS} cells (${(encoded[0]!.length / CELLS).toFixed(0)} B/cell); partial: ${threshold.encodePartial(partials[0]!).length} bytes`);
+console.log(
+  `ciphertext: ${encoded[0]!.length} bytes for ${CELLS} cells (${(encoded[0]!.length / CELLS).toFixed(0)} B/cell); partial: ${threshold.encodePartial(partials[0]!).length} bytes`,
+);
 
 // BFV (node-seal 6.0.3, SEAL 3.x compiled to wasm): the same 1,000 counters batched into one ciphertext.
 try {
@@ -125,12 +131,18 @@ try {
   );
   const bmul = b['g1Mul100']! / 100;
   const brow = (name: string, t: number): string[] => [name, t.toFixed(2), ratio(t / b['pairing']!), ratio(t / CELLS / bmul)];
-  printTable(`BFV (node-seal 6.0.3, n = ${degree}, ${encoder.slotCount} slots, 128-bit), the same ${CELLS} counters in one ciphertext (CPU ms)`, ['step', 'ms', 'pairings', 'G1 muls per cell'], [
-    brow('one hospital: encrypt 1,000 cells', b['encrypt']!),
-    brow('cloud: add 10 hospitals\' ciphertexts', b['aggregate']!),
-    brow('the key holder: decrypt and decode (no threshold in SEAL)', b['decrypt']!),
-  ]);
-  console.log(`BFV ciphertext: ${summed.save().length} characters base64 (${(summed.save().length * 0.75 / 1024).toFixed(0)} KiB) for up to ${encoder.slotCount} cells`);
+  printTable(
+    `BFV (node-seal 6.0.3, n = ${degree}, ${encoder.slotCount} slots, 128-bit), the same ${CELLS} counters in one ciphertext (CPU ms)`,
+    ['step', 'ms', 'pairings', 'G1 muls per cell'],
+    [
+      brow('one hospital: encrypt 1,000 cells', b['encrypt']!),
+      brow("cloud: add 10 hospitals' ciphertexts", b['aggregate']!),
+      brow('the key holder: decrypt and decode (no threshold in SEAL)', b['decrypt']!),
+    ],
+  );
+  console.log(
+    `BFV ciphertext: ${summed.save().length} characters base64 (${((summed.save().length * 0.75) / 1024).toFixed(0)} KiB) for up to ${encoder.slotCount} cells`,
+  );
 } catch (error) {
   console.log(`BFV not measured: ${(error as Error).message}`);
 }

@@ -20,10 +20,17 @@ for (const size of [4 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20]) {
   const aad = headerDigest(randomBytes(100));
   const sealed = sealPayload(key, aad, record);
   const pieces = () => new PayloadSealer(key, aad).end(record);
-  const m = alternate('aes', { aes: aesGcmOneShot(record), seal: () => sealPayload(key, aad, record), pieces, open: () => openPayload(key, aad, sealed) }, { rounds: ROUNDS });
+  const m = alternate(
+    'aes',
+    { aes: aesGcmOneShot(record), seal: () => sealPayload(key, aad, record), pieces, open: () => openPayload(key, aad, sealed) },
+    { rounds: ROUNDS },
+  );
   const gbps = (t: number) => (size / 1e9 / (t / 1000)).toFixed(2);
   const label = size >= 1 << 20 ? `${size >> 20} MiB` : `${size >> 10} KiB`;
   rows.push([label, gbps(m['aes']!.ms), ratio(m['seal']!.ratio), ratio(m['pieces']!.ratio), ratio(m['open']!.ratio)]);
 }
-printTable(`STREAM (AES-256-GCM, 64 KiB chunks) ÷ one-shot AES-256-GCM of the same bytes (CPU time, medians of ${ROUNDS} rounds)`,
-  ['size', 'one-shot GB/s', 'seal (joined)', 'seal, pieces', 'open (joined)'], rows);
+printTable(
+  `STREAM (AES-256-GCM, 64 KiB chunks) ÷ one-shot AES-256-GCM of the same bytes (CPU time, medians of ${ROUNDS} rounds)`,
+  ['size', 'one-shot GB/s', 'seal (joined)', 'seal, pieces', 'open (joined)'],
+  rows,
+);

@@ -103,7 +103,12 @@ export function freshProcesses(script: URL, args: readonly string[], processes: 
   for (let i = 0; i < processes; i++) {
     const child = spawnSync(process.execPath, ['--import', 'tsx', script.pathname, ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
     if (child.status !== 0) throw new Error(`fresh-process run failed: ${child.stderr.trim().split('\n').at(-1)}`);
-    runs.push(child.stdout.trim().split('\n').map((line) => JSON.parse(line) as FreshRun));
+    runs.push(
+      child.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as FreshRun),
+    );
   }
   return runs[0]!.map((_, k) => {
     /** The median of an optional field over the processes that reported it. */

@@ -36,7 +36,11 @@ const [task] = (await once(process, 'message')) as [ReadTask];
 const url = new URL(`/cloud/patients/${task.patient}/read`, task.base);
 // node:http with kept-alive connections, one per doctor: a lighter client than fetch, so less of the shared cores go to load generation.
 const agent = new Agent({ keepAlive: true, maxSockets: task.doctors.length });
-const client = new PlatformClient({ authority: new URL(task.base), cloud: new URL(task.base), hospitals: { [task.doctors[0]!.hospital]: new URL(task.hospitalUrl) } });
+const client = new PlatformClient({
+  authority: new URL(task.base),
+  cloud: new URL(task.base),
+  hospitals: { [task.doctors[0]!.hospital]: new URL(task.hospitalUrl) },
+});
 const sessions = await Promise.all(task.doctors.map((d) => client.login(d.hospital, d.username, d.password, d.totpSecret)));
 
 /** One read: POST, the whole response body, its status. */
@@ -44,14 +48,19 @@ async function read(session: Session, recordId: string): Promise<number> {
   const body = JSON.stringify({ category: task.category, recordIds: [recordId] });
   const dpop = await session.device.dpop.proof('POST', url, { accessToken: session.token });
   return new Promise((resolve, reject) => {
-    const request = httpRequest(url, {
-      method: 'POST', agent,
-      headers: { authorization: `DPoP ${session.token}`, dpop, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    }, (response) => {
-      response.on('data', () => undefined);
-      response.on('end', () => resolve(response.statusCode ?? 0));
-      response.on('error', reject);
-    });
+    const request = httpRequest(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: { authorization: `DPoP ${session.token}`, dpop, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
+      (response) => {
+        response.on('data', () => undefined);
+        response.on('end', () => resolve(response.statusCode ?? 0));
+        response.on('error', reject);
+      },
+    );
     request.on('error', reject);
     request.end(body);
   });
@@ -66,14 +75,16 @@ const measuring = setTimeout(() => {
   cpu = process.cpuUsage();
   process.send!('measuring' satisfies ClientMessage);
 }, task.warmupSeconds * 1000);
-await Promise.all(sessions.map(async (session) => {
-  while (failure === undefined && performance.now() < until) {
-    const t = performance.now();
-    const status = await read(session, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
-    if (status !== 200) failure = `read failed: HTTP ${status}`;
-    else if (t >= measureFrom) latencies.push(performance.now() - t);
-  }
-}));
+await Promise.all(
+  sessions.map(async (session) => {
+    while (failure === undefined && performance.now() < until) {
+      const t = performance.now();
+      const status = await read(session, task.recordIds[Math.floor(Math.random() * task.recordIds.length)]!);
+      if (status !== 200) failure = `read failed: HTTP ${status}`;
+      else if (t >= measureFrom) latencies.push(performance.now() - t);
+    }
+  }),
+);
 clearTimeout(measuring);
 const used = process.cpuUsage(cpu);
 agent.destroy();

@@ -18,8 +18,18 @@ interface PeerResult {
   pairingMs: number;
 }
 
-const LABELS: Record<string, string> = { keygen: 'keygen', 'encrypt-and': 'encrypt AND', 'decrypt-and': 'decrypt AND', 'encrypt-or': 'encrypt OR', 'decrypt-or': 'decrypt OR' };
-const circl = readFileSync(0, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as PeerResult);
+const LABELS: Record<string, string> = {
+  keygen: 'keygen',
+  'encrypt-and': 'encrypt AND',
+  'decrypt-and': 'decrypt AND',
+  'encrypt-or': 'encrypt OR',
+  'decrypt-or': 'decrypt OR',
+};
+const circl = readFileSync(0, 'utf8')
+  .trim()
+  .split('\n')
+  .filter(Boolean)
+  .map((line) => JSON.parse(line) as PeerResult);
 await abe.init();
 const { pairing } = primitiveOps();
 const { masterKey, publicKey } = abe.setup();

@@ -13,7 +13,14 @@ const nodeBuffer = fileURLToPath(new URL('./src/shims/node-buffer.ts', import.me
 export default defineConfig({
   base: '/portal/',
   root: fileURLToPath(new URL('.', import.meta.url)),
-  resolve: { alias: [{ find: /^node:crypto$/, replacement: shim }, { find: /^crypto$/, replacement: shim }, { find: /^@medshare\/db$/, replacement: noDatabase }, { find: /^node:buffer$/, replacement: nodeBuffer }] },
+  resolve: {
+    alias: [
+      { find: /^node:crypto$/, replacement: shim },
+      { find: /^crypto$/, replacement: shim },
+      { find: /^@medshare\/db$/, replacement: noDatabase },
+      { find: /^node:buffer$/, replacement: nodeBuffer },
+    ],
+  },
   define: { 'process.env.NODE_DEBUG': 'false' },
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: false, chunkSizeWarningLimit: 4096, reportCompressedSize: false },
 });

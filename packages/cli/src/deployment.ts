@@ -19,8 +19,10 @@ const START_TIMEOUT_MS = 300_000;
 /** What each kind of process holds (docs/platform.md § Deployment; the deployment test checks the tables). */
 export const HOLDINGS: Readonly<Record<'authority' | 'cloud' | 'hospital', string>> = {
   authority: 'the CP-ABE master key (wrapped by its KEK); ids of tokens it issued keys for',
-  cloud: 'ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK), the statistics key generation\'s board and encrypted histograms',
-  hospital: 'accounts, TOTP secrets, SSO signing keys, witness key, its statistics key share (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
+  cloud:
+    "ciphertexts, patient public keys, re-encryption keys, emergency grants, access log, ledger (its key wrapped by its KEK), the statistics key generation's board and encrypted histograms",
+  hospital:
+    'accounts, TOTP secrets, SSO signing keys, witness key, its statistics key share (wrapped by its KEK), sessions, FHIR id → pseudonym, receipts; plaintext FHIR in memory',
 };
 
 /** One service process of a local deployment. */
@@ -67,11 +69,17 @@ export interface LocalDeploymentOptions {
 
 /** Free TCP ports on 127.0.0.1 (held open together, so that they are distinct, then released). */
 async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(Array.from({ length: count }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  })));
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const server = createServer();
+          server.once('error', reject);
+          server.listen(0, '127.0.0.1', () => resolve(server));
+        }),
+    ),
+  );
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
   return ports;
@@ -83,27 +91,55 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
   const ports = await freePorts(names.length);
   const url = (i: number) => new URL(`http://127.0.0.1:${ports[i]}/`);
   const urls: ServiceUrls = {
-    authority: url(0), cloud: url(1), hospitals: Object.fromEntries(options.hospitals.map((h, i) => [h, url(2 + i)])),
+    authority: url(0),
+    cloud: url(1),
+    hospitals: Object.fromEntries(options.hospitals.map((h, i) => [h, url(2 + i)])),
   };
   const config = join(options.root, 'config.json');
-  await writeFile(config, formatDeploymentConfig({
-    authority: { url: urls.authority }, cloud: { url: urls.cloud }, hospitals: options.hospitals.map((name) => ({ name, url: urls.hospitals[name]! })),
-  }));
+  await writeFile(
+    config,
+    formatDeploymentConfig({
+      authority: { url: urls.authority },
+      cloud: { url: urls.cloud },
+      hospitals: options.hospitals.map((name) => ({ name, url: urls.hospitals[name]! })),
+    }),
+  );
   const env = options.env ?? { ...process.env, DATABASE_URL: '' };
   const services = new Map<string, ServiceProcess>();
   const spawnService = (service: ServiceProcess): Promise<void> => {
     const kindArgs = service.kind === 'hospital' ? ['hospital', '--name', service.name] : [service.kind];
     const schema = options.schemaPrefix === undefined ? [] : ['--schema', `${options.schemaPrefix}_${service.name.replaceAll('-', '_')}`];
-    const child = spawn(process.execPath, [BIN, 'serve', ...kindArgs, '--data', service.dataDir, '--port', service.url.port, '--config', config, ...schema, ...(options.args ?? []),
-      ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : []), ...(service.kind === 'hospital' ? (options.hospitalArgs?.[service.name] ?? []) : [])], {
-      env, stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'serve',
+        ...kindArgs,
+        '--data',
+        service.dataDir,
+        '--port',
+        service.url.port,
+        '--config',
+        config,
+        ...schema,
+        ...(options.args ?? []),
+        ...(service.kind === 'cloud' ? (options.cloudArgs ?? []) : []),
+        ...(service.kind === 'hospital' ? (options.hospitalArgs?.[service.name] ?? []) : []),
+      ],
+      {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     service.child = child;
     child.stdin!.end(service.kind === 'hospital' ? `${options.adminTokens[service.name]}\n` : '');
     return new Promise<void>((resolve, reject) => {
       let out = '';
       let err = '';
-      const timer = setTimeout(() => reject(new UnavailableError(`${service.name} did not start within ${START_TIMEOUT_MS / 1000} s: ${err.trim().slice(0, 300)}`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new UnavailableError(`${service.name} did not start within ${START_TIMEOUT_MS / 1000} s: ${err.trim().slice(0, 300)}`)),
+        START_TIMEOUT_MS,
+      );
       child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
       child.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString();
@@ -118,10 +154,15 @@ export async function startLocalDeployment(options: LocalDeploymentOptions): Pro
       });
     });
   };
-  names.forEach((name, i) => services.set(name, {
-    name, kind: i === 0 ? 'authority' : i === 1 ? 'cloud' : 'hospital', url: i === 0 ? urls.authority : i === 1 ? urls.cloud : urls.hospitals[name]!,
-    dataDir: join(options.root, name), child: undefined as unknown as ChildProcess,
-  }));
+  names.forEach((name, i) =>
+    services.set(name, {
+      name,
+      kind: i === 0 ? 'authority' : i === 1 ? 'cloud' : 'hospital',
+      url: i === 0 ? urls.authority : i === 1 ? urls.cloud : urls.hospitals[name]!,
+      dataDir: join(options.root, name),
+      child: undefined as unknown as ChildProcess,
+    }),
+  );
   const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
   const kill = async (name: string, signal: NodeJS.Signals = 'SIGKILL') => {
     const { child } = services.get(name)!;

@@ -50,11 +50,25 @@ describe('medshare abe', () => {
     const ct = readFileSync(path('record.ct'));
     ct[ct.length - 100]! ^= 0x01;
     writeFileSync(path('tampered.ct'), ct);
-    const r = await runCli(['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('tampered.ct'), '--out', path('tampered.out')]);
+    const r = await runCli([
+      'abe',
+      'decrypt',
+      '--public',
+      pub(),
+      '--key',
+      path('cardiologist.key'),
+      '--in',
+      path('tampered.ct'),
+      '--out',
+      path('tampered.out'),
+    ]);
     assert.equal(r.code, 4);
     assert.match(r.stderr, /^medshare: payload chunk 3 \(final\) failed authentication/);
     assert.equal(existsSync(path('tampered.out')), false);
-    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+      [],
+    );
   });
 
   test('exit 4 for a truncated ciphertext', async () => {
@@ -66,13 +80,28 @@ describe('medshare abe', () => {
 
   test('exit 2 for usage errors and malformed input, with one line and no stack trace', async () => {
     const cases: Array<[string[], RegExp]> = [
-      [['abe', 'encrypt', '--public', pub(), '--policy', 'role:doctor and', '--in', path('record.bin'), '--out', path('x.ct')], /expected an attribute, a comparison, a threshold or '\(', found end of input at position 15/],
-      [['abe', 'encrypt', '--public', path('cardiologist.key'), '--policy', 'role:a', '--in', path('record.bin'), '--out', path('x.ct')], /expected a medshare abe public key, got a medshare abe user key/],
+      [
+        ['abe', 'encrypt', '--public', pub(), '--policy', 'role:doctor and', '--in', path('record.bin'), '--out', path('x.ct')],
+        /expected an attribute, a comparison, a threshold or '\(', found end of input at position 15/,
+      ],
+      [
+        ['abe', 'encrypt', '--public', path('cardiologist.key'), '--policy', 'role:a', '--in', path('record.bin'), '--out', path('x.ct')],
+        /expected a medshare abe public key, got a medshare abe user key/,
+      ],
       [['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('missing.ct'), '--out', '-'], /missing\.ct: no such file/],
-      [['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('record.bin'), '--out', '-'], /not a MedShare abe ciphertext \(bad magic\)/],
-      [['abe', 'keygen', '--public', pub(), '--master', path('authority/abe-master.key'), '--attributes', 'level=1,level=2', '--out', path('bad.key')], /given more than one value/],
+      [
+        ['abe', 'decrypt', '--public', pub(), '--key', path('cardiologist.key'), '--in', path('record.bin'), '--out', '-'],
+        /not a MedShare abe ciphertext \(bad magic\)/,
+      ],
+      [
+        ['abe', 'keygen', '--public', pub(), '--master', path('authority/abe-master.key'), '--attributes', 'level=1,level=2', '--out', path('bad.key')],
+        /given more than one value/,
+      ],
       [['abe', 'encrypt', '--public', pub(), '--in', path('record.bin'), '--out', path('x.ct')], /required option '--policy <policy>' not specified/],
-      [['abe', 'encrypt', '--public', pub(), '--policy', 'role:a', '--in', path('record.bin'), '--out', path('record.ct')], /record\.ct already exists \(use --force to overwrite\)/],
+      [
+        ['abe', 'encrypt', '--public', pub(), '--policy', 'role:a', '--in', path('record.bin'), '--out', path('record.ct')],
+        /record\.ct already exists \(use --force to overwrite\)/,
+      ],
     ];
     for (const [args, message] of cases) {
       const r = await runCli(args);

@@ -25,14 +25,24 @@ let chainWitnesses: string[];
 before(async () => {
   node = await startGanache();
   witnessDb = await openDatabase();
-  const witnesses = await Promise.all(['a', 'b'].map((h) =>
-    Witness.open(witnessDb, generateCheckpointKey(`hospital-${h}.test/witness`).signer, logKey.signer.verifier, { chainKey: new SigningKey(randomBytes(32)) })));
+  const witnesses = await Promise.all(
+    ['a', 'b'].map((h) =>
+      Witness.open(witnessDb, generateCheckpointKey(`hospital-${h}.test/witness`).signer, logKey.signer.verifier, {
+        chainKey: new SigningKey(randomBytes(32)),
+      }),
+    ),
+  );
   for (const [i, w] of witnesses.entries()) await app.register(witnessPlugin, { witnesses: [w], prefix: `/witness/${i}` });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   chainWitnesses = witnesses.map((w, i) => `${w.address}=${base}/witness/${i}`);
   const contract = await AnchorClient.deploy(node.wallet(0));
   const anchorer = node.wallet(1);
-  await contract.configureLog('medshare.test/audit', anchorer.address, witnesses.map((w) => w.address), 2);
+  await contract.configureLog(
+    'medshare.test/audit',
+    anchorer.address,
+    witnesses.map((w) => w.address),
+    2,
+  );
   env = { ...process.env, LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: await contract.address(), LEDGER_PRIVATE_KEY: anchorer.privateKey };
   const db = await openDatabase({ dataDir });
   const log = await AuditLog.open(db, logKey.signer, { cosigners: witnesses });
@@ -80,13 +90,17 @@ test('without LEDGER_RPC_URL the anchoring commands are usage errors', async () 
 
 test('serve cloud with bad anchoring settings: one clear line and a non-zero exit, before anything is opened', async () => {
   const data = join(dir, 'cloud-data');
-  const serve = (ledger: Record<string, string>) => runCli(['serve', 'cloud', '--data', data, '--port', '0', '--hospital-url', 'st-marys=http://127.0.0.1:9'], {
-    env: { ...process.env, DATABASE_URL: '', LEDGER_RPC_URL: '', LEDGER_ANCHOR_ADDRESS: '', LEDGER_PRIVATE_KEY: '', ...ledger },
-  });
+  const serve = (ledger: Record<string, string>) =>
+    runCli(['serve', 'cloud', '--data', data, '--port', '0', '--hospital-url', 'st-marys=http://127.0.0.1:9'], {
+      env: { ...process.env, DATABASE_URL: '', LEDGER_RPC_URL: '', LEDGER_ANCHOR_ADDRESS: '', LEDGER_PRIVATE_KEY: '', ...ledger },
+    });
   const address = env['LEDGER_ANCHOR_ADDRESS']!;
   const key = env['LEDGER_PRIVATE_KEY']!;
   const cases: Array<[Record<string, string>, RegExp]> = [
-    [{ LEDGER_RPC_URL: 'http://127.0.0.1:9', LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: key }, /the chain node at http:\/\/127\.0\.0\.1:9 does not answer JSON-RPC/],
+    [
+      { LEDGER_RPC_URL: 'http://127.0.0.1:9', LEDGER_ANCHOR_ADDRESS: address, LEDGER_PRIVATE_KEY: key },
+      /the chain node at http:\/\/127\.0\.0\.1:9 does not answer JSON-RPC/,
+    ],
     // An account with no code: a mistyped contract address.
     [{ LEDGER_RPC_URL: node.url, LEDGER_ANCHOR_ADDRESS: node.wallet(7).address, LEDGER_PRIVATE_KEY: key }, /no contract is deployed there/],
     // (Malformed settings are refused the same way: packages/ledger/test/anchor.test.ts, in process.)
@@ -105,7 +119,9 @@ test('audit verify: chain flags need --url and both settings', async () => {
   const onData = await runCli(['audit', 'verify', '--data', dataDir, '--rpc-url', node.url, '--anchor-address', env['LEDGER_ANCHOR_ADDRESS']!]);
   assert.equal(onData.code, 2);
   assert.match(onData.stderr, /give --url/);
-  const half = await runCli(['audit', 'verify', '--url', 'http://127.0.0.1:9/ledger', '--rpc-url', node.url], { env: { ...process.env, LEDGER_ANCHOR_ADDRESS: '' } });
+  const half = await runCli(['audit', 'verify', '--url', 'http://127.0.0.1:9/ledger', '--rpc-url', node.url], {
+    env: { ...process.env, LEDGER_ANCHOR_ADDRESS: '' },
+  });
   assert.equal(half.code, 2);
   assert.match(half.stderr, /needs both --rpc-url and --anchor-address/);
 });

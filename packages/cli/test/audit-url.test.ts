@@ -10,7 +10,10 @@ import { runCli } from './run-cli.ts';
 const psn = (label: string) => `psn:${createHash('sha256').update(label).digest('base64url').slice(0, 22)}`;
 const alice = psn('alice');
 const event = (patient: string, doctor: string): AuditEventInput => ({
-  type: 'record-access', patient, agents: [{ who: psn(doctor), role: 'doctor' }], source: 'hospital-a',
+  type: 'record-access',
+  patient,
+  agents: [{ who: psn(doctor), role: 'doctor' }],
+  source: 'hospital-a',
   records: [{ hash: `sha256:${'ab'.repeat(32)}`, category: 'lab' }],
 });
 

@@ -24,9 +24,20 @@ before(async () => {
   await migrate(db, 'cloud', CLOUD_MIGRATIONS);
   const key = pre.generatePatientKey(patient);
   const ta = abe.setup();
-  await db.query('INSERT INTO cloud_patients (patient, owner, public_keys, signing_key) VALUES ($1, $2, $3, $4)', [patient, 'psn:owner', pre.encodePublicKeys(key), pre.publicKeys(key).signingKey]);
+  await db.query('INSERT INTO cloud_patients (patient, owner, public_keys, signing_key) VALUES ($1, $2, $3, $4)', [
+    patient,
+    'psn:owner',
+    pre.encodePublicKeys(key),
+    pre.publicKeys(key).signingKey,
+  ]);
   const insert = (id: string, category: string, policy: string, rk: Uint8Array) =>
-    db.query('INSERT INTO cloud_delegations (delegation_id, patient, category, policy, emergency, reencryption_key) VALUES ($1, $2, $3, $4, false, $5)', [id, patient, category, policy, rk]);
+    db.query('INSERT INTO cloud_delegations (delegation_id, patient, category, policy, emergency, reencryption_key) VALUES ($1, $2, $3, $4, false, $5)', [
+      id,
+      patient,
+      category,
+      policy,
+      rk,
+    ]);
   const repeated = pre.delegate(key, 'lab', ta.publicKey, REPEATED);
   repeatedId = Buffer.from(repeated.delegationId).toString('hex');
   await insert(repeatedId, 'lab', REPEATED, pre.encodeReEncryptionKey(repeated));
@@ -45,11 +56,17 @@ test('cloud repeated-attributes lists the policies that repeat an attribute, wit
     runCli(['cloud', 'repeated-attributes', '--data', dataDir, '--patient', `psn:${'b'.repeat(22)}`]),
   ]);
   assert.equal(result.code, 0, result.stderr);
-  const rows = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { id: string; repeated: string[]; format: number; reissue: boolean });
-  assert.deepEqual(rows.map((r) => [r.id, r.repeated, r.format, r.reissue]).sort(), [
-    ['legacy', ['role:doctor'], 1, true],
-    [repeatedId, ['level (integer bits)'], 2, false],
-  ].sort());
+  const rows = result.stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { id: string; repeated: string[]; format: number; reissue: boolean });
+  assert.deepEqual(
+    rows.map((r) => [r.id, r.repeated, r.format, r.reissue]).sort(),
+    [
+      ['legacy', ['role:doctor'], 1, true],
+      [repeatedId, ['level (integer bits)'], 2, false],
+    ].sort(),
+  );
   assert.equal(other.code, 0, other.stderr);
   assert.equal(other.stdout, '', 'another patient has none');
 });

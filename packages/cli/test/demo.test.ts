@@ -23,10 +23,15 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
   const child = spawn(process.execPath, [BIN, 'demo', '--serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString('utf8'); });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8');
+  });
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString('utf8'); if (out.includes('Serving until Ctrl-C')) resolve(); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString('utf8');
+      if (out.includes('Serving until Ctrl-C')) resolve();
+    });
     void exited.then((code) => reject(new Error(`demo exited ${code} before serving: ${stderr}`)));
   });
   let file: string | undefined;
@@ -48,7 +53,11 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
     await assert.rejects(client.login('riverside', 'chen', `${password}x`, totpSecret!));
     // The printed administrator credential is the one the hospital's identity service accepts.
     const admin = new RegExp('^riverside +(\\S{16,}) *$', 'm').exec(out.slice(out.indexOf('administrator credential')))![1]!;
-    const unlock = (credential: string) => fetch(new URL('/identity/riverside/admin/users/chen/unlock', urls.hospitals.riverside), { method: 'POST', headers: { authorization: `Bearer ${credential}` } });
+    const unlock = (credential: string) =>
+      fetch(new URL('/identity/riverside/admin/users/chen/unlock', urls.hospitals.riverside), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${credential}` },
+      });
     const accepted = await unlock(admin);
     assert.ok(accepted.ok, `admin credential accepted: ${accepted.status}`);
     assert.equal((await unlock(`${admin.slice(0, -1)}${admin.endsWith('A') ? 'B' : 'A'}`)).status, 401);
@@ -73,8 +82,12 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
         assert.equal(await page.locator('#pseudonym').textContent(), restored.patientId);
         await page.locator('#records').getByLabel('Category').selectOption('lab');
         await page.getByRole('button', { name: 'Show my records' }).click();
-        await page.getByText(/records decrypted in this browser/).or(page.getByRole('alert')).first().waitFor();
-        assert.match(await page.locator('#records').textContent() ?? '', /15 records decrypted in this browser\..*Total Cholesterol/s);
+        await page
+          .getByText(/records decrypted in this browser/)
+          .or(page.getByRole('alert'))
+          .first()
+          .waitFor();
+        assert.match((await page.locator('#records').textContent()) ?? '', /15 records decrypted in this browser\..*Total Cholesterol/s);
         assert.deepEqual(errors, []);
       } finally {
         await browser.close();
@@ -92,16 +105,29 @@ test('medshare demo --serve tells the whole story, ends with the portal URL and 
   assert.match(out, /\d+ ledger receipts cosigned by both hospitals' witnesses/);
   assert.match(out, /Real HTTP services on 127\.0\.0\.1, one process per trust domain/);
   // Four processes, each printed with its pid and what it holds.
-  for (const process of ['authority', 'cloud', 'hospital st-marys', 'hospital riverside']) assert.match(out, new RegExp(`^${process} +\\d+ +http://127\\.0\\.0\\.1:\\d+/ +\\S`, 'm'));
-  assert.match(out, /14\. Someone copies the cloud's database.*\n\s+→ plaintext or FHIR ids found: none; key-shaped values: 0 ABE master keys, 0 ABE user keys, 0 patient keys, \d+ 32-byte scalars; records decrypted with them: 0 of \d+/);
-  assert.match(out, /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL; code=http:\/\/loinc\.org\|\S+ \(.*\) found [1-9]\d* without the cloud learning the code/);
+  for (const process of ['authority', 'cloud', 'hospital st-marys', 'hospital riverside'])
+    assert.match(out, new RegExp(`^${process} +\\d+ +http://127\\.0\\.0\\.1:\\d+/ +\\S`, 'm'));
+  assert.match(
+    out,
+    /14\. Someone copies the cloud's database.*\n\s+→ plaintext or FHIR ids found: none; key-shaped values: 0 ABE master keys, 0 ABE user keys, 0 patient keys, \d+ 32-byte scalars; records decrypted with them: 0 of \d+/,
+  );
+  assert.match(
+    out,
+    /5\. Dr Chen .*\n\s+→ read 15 lab records, e\.g\. Total Cholesterol 268\.1 mg\/dL; code=http:\/\/loinc\.org\|\S+ \(.*\) found [1-9]\d* without the cloud learning the code/,
+  );
   assert.match(out, /6\. Dr Patel .*\n\s+→ refused: your attributes satisfy no active delegation of 'lab'/);
   assert.match(out, /8\. Dr Chen reads again\n\s+→ refused: no active delegation of 'lab' \(revoked or never granted\)/);
   assert.match(out, /emergency read\s+lab\s+15 records\s+unconscious on arrival/);
   assert.match(out, /10\. Emergency on 'medication'.*\n\s+→ read 6 medication records/);
   assert.match(out, /emergency read \(platform policy\)\s+medication\s+6 records\s+anaphylaxis/);
-  assert.match(out, /12\. Cross-hospital statistics: .*\n\s+→ the hospitals' agents made the threshold key among themselves \(distributed key generation over the cloud\); each counted its own patients in its own process, .*proved every cell in range; the cloud checked the proofs.*st-marys and riverside decrypted only the total, with proofs; ε 0\.6 of 1 spent/);
-  assert.match(out, /13\. The same query again.*\n\s+→ refused: the cloud: the privacy budget of query set demo-diabetes is exhausted: ε 0\.6 of 1 spent, 0\.4 left, this query needs 0\.6/);
+  assert.match(
+    out,
+    /12\. Cross-hospital statistics: .*\n\s+→ the hospitals' agents made the threshold key among themselves \(distributed key generation over the cloud\); each counted its own patients in its own process, .*proved every cell in range; the cloud checked the proofs.*st-marys and riverside decrypted only the total, with proofs; ε 0\.6 of 1 spent/,
+  );
+  assert.match(
+    out,
+    /13\. The same query again.*\n\s+→ refused: the cloud: the privacy budget of query set demo-diabetes is exhausted: ε 0\.6 of 1 spent, 0\.4 left, this query needs 0\.6/,
+  );
   assert.match(out, /age band\s+patients\s*\n-+\s+-+\s*\n0-17\s+(suppressed \(< 10\)|\d+)\s*\n18-44/);
   assert.match(out, /^Summary:/m);
 });

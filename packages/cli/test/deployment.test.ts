@@ -23,8 +23,22 @@ import { loadKeyEncryptionKey, openDatabase, type Database } from '@medshare/db'
 import { base32Decode, open as openBox, SigningKeyRing, SqlSigningKeyStore, totp } from '@medshare/identity';
 import { AnchorClient, parseCheckpoint, parseNote } from '@medshare/ledger';
 import {
-  consortiumFromJson, evaluateQuery, everyValue, GatewayClient, HttpProblemError, LEDGER_KEY_NAME, parseQuery, PatientClient, PlatformClient, roleScopes, StatsClient, StatsHospital, tryEveryKey,
-  type DoctorClient, type Release, type StatsResource,
+  consortiumFromJson,
+  evaluateQuery,
+  everyValue,
+  GatewayClient,
+  HttpProblemError,
+  LEDGER_KEY_NAME,
+  parseQuery,
+  PatientClient,
+  PlatformClient,
+  roleScopes,
+  StatsClient,
+  StatsHospital,
+  tryEveryKey,
+  type DoctorClient,
+  type Release,
+  type StatsResource,
 } from '@medshare/server';
 import { signPayload } from '../../server/src/stats/consortium.ts';
 import { startGanache, type GanacheNode } from '../../ledger/test/ganache.ts';
@@ -50,13 +64,29 @@ const engines = [{ label: 'pglite', postgres: false }, ...(url ? [{ label: 'post
 /** A transaction Bundle of `n` observations of one FHIR patient (a few seconds of gateway work). */
 function observations(fhirPatient: string, n: number, tag: string) {
   return {
-    resourceType: 'Bundle', type: 'transaction',
-    entry: Array.from({ length: n }, (_, i) => ({ resource: { resourceType: 'Observation', id: `${tag}-${i}`, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } } })),
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: Array.from({ length: n }, (_, i) => ({
+      resource: {
+        resourceType: 'Observation',
+        id: `${tag}-${i}`,
+        status: 'final',
+        code: { text: 'heart rate' },
+        subject: { reference: `Patient/${fhirPatient}` },
+        valueQuantity: { value: i },
+      },
+    })),
   };
 }
 
 /** The statistics query of the deployment (each hospital's agent evaluates it on its own bundles). */
-const STATS_QUERY = { querySet: 'dep-stats', asOf: '2026-01-01', where: [{ resourceType: 'Observation', codes: ['http://loinc.org|4548-4'], value: { min: 7 } }], groupBy: ['gender'], epsilon: 0.5 };
+const STATS_QUERY = {
+  querySet: 'dep-stats',
+  asOf: '2026-01-01',
+  where: [{ resourceType: 'Observation', codes: ['http://loinc.org|4548-4'], value: { min: 7 } }],
+  groupBy: ['gender'],
+  epsilon: 0.5,
+};
 
 /** `n` random patients, some with an HbA1c ≥ 7, as one FHIR bundle's resources. */
 function randomCohort(tag: string, n: number): StatsResource[] {
@@ -64,7 +94,13 @@ function randomCohort(tag: string, n: number): StatsResource[] {
     const id = `${tag}-${i}`;
     return [
       { resourceType: 'Patient', id, birthDate: `19${40 + randomInt(50)}-03-0${1 + randomInt(9)}`, gender: ['female', 'male', 'other'][randomInt(3)] },
-      { resourceType: 'Observation', subject: { reference: `urn:uuid:${id}` }, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2024-01-01', valueQuantity: { value: 5 + randomInt(60) / 10 } },
+      {
+        resourceType: 'Observation',
+        subject: { reference: `urn:uuid:${id}` },
+        code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+        effectiveDateTime: '2024-01-01',
+        valueQuantity: { value: 5 + randomInt(60) / 10 },
+      },
     ];
   }).flat();
 }
@@ -84,7 +120,11 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, timeo
 }
 
 /** Resolves to the outcome of `work`, whatever it is (the kill tests accept success or a typed failure). */
-const settle = <T>(work: Promise<T>) => work.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+const settle = <T>(work: Promise<T>) =>
+  work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 
 for (const engine of engines) {
   describe(`four processes on ${engine.label}`, () => {
@@ -110,12 +150,17 @@ for (const engine of engines) {
 
     const enrol = async (hospital: string, username: string, attributes: string[]) =>
       (await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) })).totpSecret;
-    const reader = async (username: string, attributes: string[]) => client.loginReader('riverside', username, PASSWORD, await enrol('riverside', username, attributes), attributes);
+    const reader = async (username: string, attributes: string[]) =>
+      client.loginReader('riverside', username, PASSWORD, await enrol('riverside', username, attributes), attributes);
     /** Fresh tokens for the same sessions (tokens live 5 minutes; a slow machine takes longer than that for the file). */
     const refresh = async () => {
       patient = new PatientClient(await client.refresh(patient.session), patient.key);
       gateway = new GatewayClient(await client.refresh(gateway.session));
-      [chen, patel, okafor] = await Promise.all([chen, patel, okafor].map(async (d) => d.withSession(await client.refresh(d.session)))) as [DoctorClient, DoctorClient, DoctorClient];
+      [chen, patel, okafor] = (await Promise.all([chen, patel, okafor].map(async (d) => d.withSession(await client.refresh(d.session))))) as [
+        DoctorClient,
+        DoctorClient,
+        DoctorClient,
+      ];
     };
 
     /** The consortium chain (a ganache JSON-RPC node process) the cloud process anchors its ledger on. */
@@ -135,12 +180,27 @@ for (const engine of engines) {
       const agentArgs = async (hospital: string) => {
         const dir = join(root, `${hospital}-ehr`);
         await mkdir(dir);
-        await writeFile(join(dir, 'export.json'), JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: cohorts[hospital]!.map((resource) => ({ resource })) }));
+        await writeFile(
+          join(dir, 'export.json'),
+          JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: cohorts[hospital]!.map((resource) => ({ resource })) }),
+        );
         // St Mary's decrypts at once; Riverside's administrator approves each release.
-        return ['--stats-data', dir, '--stats-budget', 'dep-stats=1', '--stats-poll-ms', '200', '--stats-approve', hospital === 'riverside' ? 'manual' : 'auto'];
+        return [
+          '--stats-data',
+          dir,
+          '--stats-budget',
+          'dep-stats=1',
+          '--stats-poll-ms',
+          '200',
+          '--stats-approve',
+          hospital === 'riverside' ? 'manual' : 'auto',
+        ];
       };
       deployment = await startLocalDeployment({
-        root, hospitals: HOSPITALS, adminTokens: ADMINS, args: ['--requests-per-minute', '100000'],
+        root,
+        hospitals: HOSPITALS,
+        adminTokens: ADMINS,
+        args: ['--requests-per-minute', '100000'],
         cloudArgs: ['--anchor-interval', '1', '--stats-threshold', '2', '--stats-budget', 'dep-stats=1'],
         hospitalArgs: Object.fromEntries(await Promise.all(HOSPITALS.map(async (h) => [h, await agentArgs(h)] as const))),
         env: { ...process.env, ...(engine.postgres ? {} : { DATABASE_URL: '' }), ...ledgerEnv },
@@ -161,11 +221,16 @@ for (const engine of engines) {
 
     test('the story over HTTP: enrol, upload, delegate, read, refuse, revoke, emergency, access log', async () => {
       const patientSecret = await enrol('st-marys', 'antonia', ['role:patient']);
-      patient = new PatientClient(await client.login('st-marys', 'antonia', PASSWORD, patientSecret), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+      patient = new PatientClient(
+        await client.login('st-marys', 'antonia', PASSWORD, patientSecret),
+        pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES),
+      );
       await patient.register();
       gateway = new GatewayClient(await client.login('st-marys', 'ehr', PASSWORD, await enrol('st-marys', 'ehr', ['role:gateway'])));
       [chen, patel, okafor] = await Promise.all([
-        reader('chen', ['role:doctor', 'dept:cardiology']), reader('patel', ['role:doctor', 'dept:dermatology']), reader('okafor', ['role:emergency']),
+        reader('chen', ['role:doctor', 'dept:cardiology']),
+        reader('patel', ['role:doctor', 'dept:dermatology']),
+        reader('okafor', ['role:emergency']),
       ]);
       await gateway.enrol(FHIR_PATIENT, patient.key.patientId);
       const upload = await gateway.upload(BUNDLE);
@@ -182,8 +247,14 @@ for (const engine of engines) {
       assert.equal((await okafor.emergencyRead(patient.key.patientId, 'lab', 'unconscious on arrival')).length, LAB_COUNT);
       assert.ok((await okafor.emergencyRead(patient.key.patientId, 'medication', 'anaphylaxis')).length > 0, 'the platform emergency policy');
       const log = await patient.accessLog();
-      assert.deepEqual(log.map((e) => e.action), ['upload', 'grant', 'grant', 'read', 'read', 'revoke', 'read', 'emergency read', 'emergency read (platform policy)']);
-      assert.deepEqual(log.map((e) => e.hospital), ['st-marys', 'st-marys', 'st-marys', 'riverside', 'riverside', 'st-marys', 'riverside', 'riverside', 'riverside']);
+      assert.deepEqual(
+        log.map((e) => e.action),
+        ['upload', 'grant', 'grant', 'read', 'read', 'revoke', 'read', 'emergency read', 'emergency read (platform policy)'],
+      );
+      assert.deepEqual(
+        log.map((e) => e.hospital),
+        ['st-marys', 'st-marys', 'st-marys', 'riverside', 'riverside', 'st-marys', 'riverside', 'riverside', 'riverside'],
+      );
       // The upload's receipts: witnessed by both hospitals' witnesses (each in its own process and database).
       assert.ok(upload.receipts.length > 0 && upload.receipts.every((r) => r.treeSize > 0), 'the gateway holds a witnessed receipt for every ledger entry');
       // She delegates again: the tests that follow read under this delegation.
@@ -198,9 +269,17 @@ for (const engine of engines) {
       await chen.read(patient.key.patientId, 'lab'); // a logged read: the log grows past `earlier`
       // The consortium's admin registers the log: the cloud's anchorer account and the hospitals' chain addresses
       // (each published by the hospital itself), a quorum of both.
-      const published = await Promise.all(HOSPITALS.map(async (h) =>
-        (await (await fetch(new URL(`/witness/${h}/key`, deployment.urls.hospitals[h]))).json()) as { key: string; chainAddress: string }));
-      await anchorContract.configureLog(LEDGER_KEY_NAME, chain.wallet(1).address, published.map((p) => p.chainAddress), 2);
+      const published = await Promise.all(
+        HOSPITALS.map(
+          async (h) => (await (await fetch(new URL(`/witness/${h}/key`, deployment.urls.hospitals[h]))).json()) as { key: string; chainAddress: string },
+        ),
+      );
+      await anchorContract.configureLog(
+        LEDGER_KEY_NAME,
+        chain.wallet(1).address,
+        published.map((p) => p.chainAddress),
+        2,
+      );
       let anchored = await anchorContract.latestAnchor(LEDGER_KEY_NAME);
       for (const deadline = Date.now() + 60_000; (anchored?.size ?? 0) <= sizeOf(earlier); anchored = await anchorContract.latestAnchor(LEDGER_KEY_NAME)) {
         assert.ok(Date.now() < deadline, 'the cloud process anchored nothing beyond the earlier checkpoint within 60 s');
@@ -219,9 +298,14 @@ for (const engine of engines) {
       const rollingBack = createServer((request, response) => {
         const path = request.url ?? '/';
         if (path === '/ledger/checkpoint') return void response.writeHead(200, { 'content-type': 'text/plain' }).end(earlier);
-        fetch(new URL(path, deployment.urls.cloud)).then(async (upstream) => {
-          response.writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' }).end(Buffer.from(await upstream.arrayBuffer()));
-        }, () => response.writeHead(502).end());
+        fetch(new URL(path, deployment.urls.cloud)).then(
+          async (upstream) => {
+            response
+              .writeHead(upstream.status, { 'content-type': upstream.headers.get('content-type') ?? 'application/json' })
+              .end(Buffer.from(await upstream.arrayBuffer()));
+          },
+          () => response.writeHead(502).end(),
+        );
       });
       await new Promise<void>((resolve) => rollingBack.listen(0, '127.0.0.1', resolve));
       try {
@@ -232,26 +316,48 @@ for (const engine of engines) {
         const env = { ...process.env, LEDGER_RPC_URL: chain.url, LEDGER_ANCHOR_ADDRESS: await anchorContract.address() };
         const caught = await runCli(['audit', 'verify', '--url', staleUrl, ...pinned], { env });
         assert.equal(caught.code, 4, caught.stderr);
-        assert.match(caught.stderr, new RegExp(`at entry ${sizeOf(earlier)}: the log was cut back: the chain anchored ${anchored!.size} entries, ${sizeOf(earlier)} are served`));
+        assert.match(
+          caught.stderr,
+          new RegExp(`at entry ${sizeOf(earlier)}: the log was cut back: the chain anchored ${anchored!.size} entries, ${sizeOf(earlier)} are served`),
+        );
         assert.equal(caught.stderr.trim().split('\n').length, 1, 'one line');
       } finally {
         await new Promise((resolve) => rollingBack.close(resolve));
       }
     });
 
-    test('statistics through the hospitals\' agents: a key generated between the processes, `medshare stats query` released, fewer than t decrypt nothing, a cheating agent named', async () => {
+    test("statistics through the hospitals' agents: a key generated between the processes, `medshare stats query` released, fewer than t decrypt nothing, a cheating agent named", async () => {
       const cloud = deployment.urls.cloud;
       await curve.initCurve();
       // The agents of the two hospital processes generate the key over the cloud's board (no process holds both shares).
       const consortium = await until('the key generation', async () => consortiumFromJson(await (await fetch(new URL('/stats/consortium', cloud))).json()));
-      const board = await (await fetch(new URL('/stats/dkg', cloud))).json() as { messages: { phase: string; body: { shares?: Record<string, unknown> } }[] };
+      const board = (await (await fetch(new URL('/stats/dkg', cloud))).json()) as { messages: { phase: string; body: { shares?: Record<string, unknown> } }[] };
       assert.equal(board.messages.length, 12, 'six phases, one message each per member');
       const riversideUrl = deployment.urls.hospitals['riverside']!;
       const researcherSecret = await enrol('riverside', 'researcher', ['role:researcher']);
       // `medshare stats query` runs while the agents work: password and one-time code on its stdin.
       let exited: { code: number | null; out: string; err: string } | undefined;
       const cli = new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const child = spawn(process.execPath, [BIN, 'stats', 'query', '--url', cloud.href, '--hospital-url', riversideUrl.href, '--hospital', 'riverside', '--username', 'researcher', '--query', JSON.stringify(STATS_QUERY), '--json'], { stdio: ['pipe', 'pipe', 'pipe'] });
+        const child = spawn(
+          process.execPath,
+          [
+            BIN,
+            'stats',
+            'query',
+            '--url',
+            cloud.href,
+            '--hospital-url',
+            riversideUrl.href,
+            '--hospital',
+            'riverside',
+            '--username',
+            'researcher',
+            '--query',
+            JSON.stringify(STATS_QUERY),
+            '--json',
+          ],
+          { stdio: ['pipe', 'pipe', 'pipe'] },
+        );
         let out = '';
         let err = '';
         child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -262,13 +368,21 @@ for (const engine of engines) {
       // The test's own researcher, at St Mary's (a one-time code is accepted once; Riverside is stopped below).
       const researcher = new StatsClient(await client.login('st-marys', 'researcher', PASSWORD, await enrol('st-marys', 'researcher', ['role:researcher'])));
       // Both contributed and St Mary's decrypted; Riverside (policy manual) has not: 1 of t = 2, nothing is released.
-      const queryId = await until('the contributions and st-marys\'s partial', async () => {
+      const queryId = await until("the contributions and st-marys's partial", async () => {
         assert.equal(exited, undefined, `medshare stats query exited early: ${exited?.err}`);
-        const { queries } = await (await fetch(new URL('/stats/queries', cloud))).json() as { queries: { queryId: string; contributors: string[]; partials: string[] }[] };
+        const { queries } = (await (await fetch(new URL('/stats/queries', cloud))).json()) as {
+          queries: { queryId: string; contributors: string[]; partials: string[] }[];
+        };
         return queries.find((q) => q.contributors.length === 2 && q.partials.includes('st-marys'))?.queryId;
       });
-      await assert.rejects(researcher.release(queryId), (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed/.test(e.message));
-      const approved = await fetch(new URL(`/stats-agent/queries/${queryId}/approve`, riversideUrl), { method: 'POST', headers: { authorization: `Bearer ${ADMINS['riverside']}` } });
+      await assert.rejects(
+        researcher.release(queryId),
+        (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed/.test(e.message),
+      );
+      const approved = await fetch(new URL(`/stats-agent/queries/${queryId}/approve`, riversideUrl), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMINS['riverside']}` },
+      });
       assert.equal(approved.status, 201);
       const ran = await cli;
       assert.equal(ran.code, 0, ran.err);
@@ -292,28 +406,43 @@ for (const engine of engines) {
       const kek = loadKeyEncryptionKey({ file: join(dir, 'state', 'kek') });
       const db = engine.postgres ? await openDatabase({ url: url!, schema: `${schemaPrefix}_riverside` }) : await openDatabase({ dataDir: join(dir, 'db') });
       try {
-        const row = (await db.query<{ signing_key: Uint8Array; consortium: string }>("SELECT signing_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")).rows[0]!;
+        const row = (
+          await db.query<{ signing_key: Uint8Array; consortium: string }>("SELECT signing_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")
+        ).rows[0]!;
         const own = consortiumFromJson(JSON.parse(row.consortium));
         assert.equal(threshold.keyFingerprint(own.publicKey), threshold.keyFingerprint(consortium.publicKey));
         const agent = await StatsHospital.open(db, kek, 'riverside', own);
-        const ticket = await (await fetch(new URL(`/stats/queries/${cheated}/ticket`, cloud))).json() as { queryId: string; query: unknown };
-        const { contributions } = await (await fetch(new URL(`/stats/queries/${cheated}/contributions`, cloud))).json() as { contributions: { hospital: string; ciphertext: string; signature: string }[] };
+        const ticket = (await (await fetch(new URL(`/stats/queries/${cheated}/ticket`, cloud))).json()) as { queryId: string; query: unknown };
+        const { contributions } = (await (await fetch(new URL(`/stats/queries/${cheated}/contributions`, cloud))).json()) as {
+          contributions: { hospital: string; ciphertext: string; signature: string }[];
+        };
         const bytes = (b64: string) => new Uint8Array(Buffer.from(b64, 'base64'));
-        const honest = await agent.decrypt(ticket, contributions.map((c) => ({ hospital: c.hospital, ciphertext: bytes(c.ciphertext), signature: bytes(c.signature) })));
+        const honest = await agent.decrypt(
+          ticket,
+          contributions.map((c) => ({ hospital: c.hospital, ciphertext: bytes(c.ciphertext), signature: bytes(c.signature) })),
+        );
         const p = threshold.decodePartial(honest.partial);
         const forged = threshold.encodePartial({ ...p, d: p.d.map((d, k) => (k === 0 ? curve.g1Add(d, curve.g1Generator()) : d)) });
         const signingKey = await kek.unwrap(new Uint8Array(row.signing_key), 'stats_agent_keys/signing_key/riverside');
         const { queryHash } = await researcher.status(cheated);
         const posted = await fetch(new URL(`/stats/queries/${cheated}/partials`, cloud), {
-          method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ hospital: 'riverside', partial: Buffer.from(forged).toString('base64'), signature: Buffer.from(signPayload('partial', signingKey, cheated, queryHash, 'riverside', forged)).toString('base64') }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            hospital: 'riverside',
+            partial: Buffer.from(forged).toString('base64'),
+            signature: Buffer.from(signPayload('partial', signingKey, cheated, queryHash, 'riverside', forged)).toString('base64'),
+          }),
         });
         assert.equal(posted.status, 201);
       } finally {
         await db.close();
       }
-      await until('st-marys\'s partial', async () => ((await researcher.status(cheated)).partials.includes('st-marys') ? true : undefined));
-      await assert.rejects(researcher.release(cheated), (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed; rejected \(proof failed\): riverside/.test(e.message));
+      await until("st-marys's partial", async () => ((await researcher.status(cheated)).partials.includes('st-marys') ? true : undefined));
+      await assert.rejects(
+        researcher.release(cheated),
+        (e: MedShareError) => e.code === 'ACCESS_DENIED' && /1 valid partial decryptions, 2 needed; rejected \(proof failed\): riverside/.test(e.message),
+      );
       await deployment.restart('riverside');
     });
 
@@ -331,7 +460,9 @@ for (const engine of engines) {
         const enrolUrl = new URL('/gateway/patients', deployment.urls.hospitals['st-marys']);
         const proof = await gateway.session.device.dpop.proof('POST', enrolUrl, { accessToken: gateway.session.token });
         const down = await fetch(enrolUrl, {
-          method: 'POST', headers: { authorization: `DPoP ${gateway.session.token}`, dpop: proof, 'content-type': 'application/json' }, body: JSON.stringify({ fhirId: 'someone', patient: patient.key.patientId }),
+          method: 'POST',
+          headers: { authorization: `DPoP ${gateway.session.token}`, dpop: proof, 'content-type': 'application/json' },
+          body: JSON.stringify({ fhirId: 'someone', patient: patient.key.patientId }),
         });
         assert.equal(down.status, 503);
         assert.match(down.headers.get('content-type') ?? '', /^application\/problem\+json/);
@@ -349,7 +480,7 @@ for (const engine of engines) {
       assert.equal((await chen.read(patient.key.patientId, 'lab')).length, labRecords, 'a token issued before the restart still reads');
     });
 
-    test('a hospital killed in the middle of an upload, and a reader\'s hospital killed: 503 upstream, then service resumes', { skip: killTest }, async () => {
+    test("a hospital killed in the middle of an upload, and a reader's hospital killed: 503 upstream, then service resumes", { skip: killTest }, async () => {
       await refresh();
       const uploading = settle(gateway.upload(observations(FHIR_PATIENT, 40, 'hospital-kill')));
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -399,62 +530,99 @@ for (const engine of engines) {
       assert.equal((await chen.read(patient.key.patientId, 'lab')).length, labRecords, 'and one from before');
     });
 
-    test('two cloud processes on one PostgreSQL schema serve uploads and reads at once; a hospital key rotation is seen by both', { skip: !engine.postgres && 'PGlite is one process\'s database' }, async () => {
-      await refresh();
-      // A second `serve cloud` on the first one's schema and data directory (its KEK file): stateless apart from the database.
-      const cloud = deployment.services.get('cloud')!;
-      const second = spawn(process.execPath, [BIN, 'serve', 'cloud', '--data', cloud.dataDir, '--port', '0', '--config', join(root, 'config.json'),
-        '--schema', `${schemaPrefix}_cloud`, '--requests-per-minute', '100000'], { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-      try {
-        second.stdin.end();
-        const secondUrl = await new Promise<URL>((resolve, reject) => {
-          let out = '';
-          second.stdout.on('data', (chunk: Buffer) => {
-            out += chunk.toString();
-            const match = /^cloud (http:\S+) /m.exec(out);
-            if (match) resolve(new URL(match[1]!));
-          });
-          second.once('exit', (code) => reject(new Error(`the second cloud exited ${code}`)));
-        });
-        const viaSecond = (doctor: DoctorClient) => doctor.withSession({ ...doctor.session, urls: { ...doctor.session.urls, cloud: secondUrl } });
-        const before = (await patient.records()).length;
-        const [uploaded, reads] = await Promise.all([
-          gateway.upload(observations(FHIR_PATIENT, 40, 'scale')),
-          Promise.all(Array.from({ length: 5 }, () => chen.read(patient.key.patientId, 'lab').then(() => new PatientClient({ ...patient.session, urls: { ...patient.session.urls, cloud: secondUrl } }, patient.key).records()))),
-        ]);
-        acknowledged += uploaded.stored;
-        for (const seen of reads) assert.ok(seen.length === before || seen.length === before + 40, 'a read sees an upload whole or not at all');
-        assert.equal((await new PatientClient({ ...patient.session, urls: { ...patient.session.urls, cloud: secondUrl } }, patient.key).records()).length, acknowledged);
-        // Rotate riverside's signing key (through its key store, while it is stopped: there is no rotation route).
-        await deployment.kill('riverside', 'SIGTERM');
-        const riverside = await openDatabase({ url: url!, schema: `${schemaPrefix}_riverside` });
+    test(
+      'two cloud processes on one PostgreSQL schema serve uploads and reads at once; a hospital key rotation is seen by both',
+      { skip: !engine.postgres && "PGlite is one process's database" },
+      async () => {
+        await refresh();
+        // A second `serve cloud` on the first one's schema and data directory (its KEK file): stateless apart from the database.
+        const cloud = deployment.services.get('cloud')!;
+        const second = spawn(
+          process.execPath,
+          [
+            BIN,
+            'serve',
+            'cloud',
+            '--data',
+            cloud.dataDir,
+            '--port',
+            '0',
+            '--config',
+            join(root, 'config.json'),
+            '--schema',
+            `${schemaPrefix}_cloud`,
+            '--requests-per-minute',
+            '100000',
+          ],
+          { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] },
+        );
         try {
-          const kek = loadKeyEncryptionKey({ file: join(deployment.services.get('riverside')!.dataDir, 'state', 'kek') });
-          await (await SigningKeyRing.open(new SqlSigningKeyStore(riverside, 'riverside', kek), 600_000)).rotate();
+          second.stdin.end();
+          const secondUrl = await new Promise<URL>((resolve, reject) => {
+            let out = '';
+            second.stdout.on('data', (chunk: Buffer) => {
+              out += chunk.toString();
+              const match = /^cloud (http:\S+) /m.exec(out);
+              if (match) resolve(new URL(match[1]!));
+            });
+            second.once('exit', (code) => reject(new Error(`the second cloud exited ${code}`)));
+          });
+          const viaSecond = (doctor: DoctorClient) => doctor.withSession({ ...doctor.session, urls: { ...doctor.session.urls, cloud: secondUrl } });
+          const before = (await patient.records()).length;
+          const [uploaded, reads] = await Promise.all([
+            gateway.upload(observations(FHIR_PATIENT, 40, 'scale')),
+            Promise.all(
+              Array.from({ length: 5 }, () =>
+                chen
+                  .read(patient.key.patientId, 'lab')
+                  .then(() => new PatientClient({ ...patient.session, urls: { ...patient.session.urls, cloud: secondUrl } }, patient.key).records()),
+              ),
+            ),
+          ]);
+          acknowledged += uploaded.stored;
+          for (const seen of reads) assert.ok(seen.length === before || seen.length === before + 40, 'a read sees an upload whole or not at all');
+          assert.equal(
+            (await new PatientClient({ ...patient.session, urls: { ...patient.session.urls, cloud: secondUrl } }, patient.key).records()).length,
+            acknowledged,
+          );
+          // Rotate riverside's signing key (through its key store, while it is stopped: there is no rotation route).
+          await deployment.kill('riverside', 'SIGTERM');
+          const riverside = await openDatabase({ url: url!, schema: `${schemaPrefix}_riverside` });
+          try {
+            const kek = loadKeyEncryptionKey({ file: join(deployment.services.get('riverside')!.dataDir, 'state', 'kek') });
+            await (await SigningKeyRing.open(new SqlSigningKeyStore(riverside, 'riverside', kek), 600_000)).rotate();
+          } finally {
+            await riverside.close();
+          }
+          await deployment.restart('riverside');
+          const fresh = await reader('lee', ['role:doctor', 'dept:cardiology']);
+          const kid = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+          assert.notEqual(kid(fresh.session.token), kid(chen.session.token), 'signed with the new key');
+          labRecords += 40;
+          const count = labRecords;
+          assert.equal((await fresh.read(patient.key.patientId, 'lab')).length, count, 'the first cloud accepts the new key without a restart');
+          assert.equal((await viaSecond(fresh).read(patient.key.patientId, 'lab')).length, count, 'and so does the second');
+          assert.equal((await viaSecond(chen).read(patient.key.patientId, 'lab')).length, count, 'a token of the retired key still verifies at both');
         } finally {
-          await riverside.close();
+          second.kill('SIGTERM');
         }
-        await deployment.restart('riverside');
-        const fresh = await reader('lee', ['role:doctor', 'dept:cardiology']);
-        const kid = (token: string) => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
-        assert.notEqual(kid(fresh.session.token), kid(chen.session.token), 'signed with the new key');
-        labRecords += 40;
-        const count = labRecords;
-        assert.equal((await fresh.read(patient.key.patientId, 'lab')).length, count, 'the first cloud accepts the new key without a restart');
-        assert.equal((await viaSecond(fresh).read(patient.key.patientId, 'lab')).length, count, 'and so does the second');
-        assert.equal((await viaSecond(chen).read(patient.key.patientId, 'lab')).length, count, 'a token of the retired key still verifies at both');
-      } finally {
-        second.kill('SIGTERM');
-      }
-    });
+      },
+    );
 
-    test('each domain\'s keys are only in its own database; a copy of the cloud\'s database decrypts nothing', async () => {
+    test("each domain's keys are only in its own database; a copy of the cloud's database decrypts nothing", async () => {
       await deployment.stop();
-      const open = async (name: string): Promise<Database> => engine.postgres
-        ? openDatabase({ url: url!, schema: `${schemaPrefix}_${name.replaceAll('-', '_')}` })
-        : openDatabase({ dataDir: join(deployment.services.get(name)!.dataDir, 'db') });
-      const tables = async (db: Database) => new Set((await db.query<{ t: string }>(
-        "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).rows.map((r) => r.t));
+      const open = async (name: string): Promise<Database> =>
+        engine.postgres
+          ? openDatabase({ url: url!, schema: `${schemaPrefix}_${name.replaceAll('-', '_')}` })
+          : openDatabase({ dataDir: join(deployment.services.get(name)!.dataDir, 'db') });
+      const tables = async (db: Database) =>
+        new Set(
+          (
+            await db.query<{ t: string }>(
+              "SELECT table_name AS t FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+            )
+          ).rows.map((r) => r.t),
+        );
       const count = async (db: Database, table: string) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n;
 
       const authority = await open('authority');
@@ -465,7 +633,10 @@ for (const engine of engines) {
         const wrapped = (await authority.query<{ master_key: Uint8Array }>('SELECT master_key FROM ta_setup')).rows[0]!.master_key;
         assert.throws(() => abe.decodeMasterKey(wrapped), 'the master key is stored wrapped');
         // The positive control below is an attacker who also has the authority's KEK (its state directory).
-        masterKey = await loadKeyEncryptionKey({ file: join(deployment.services.get('authority')!.dataDir, 'state', 'kek') }).unwrap(wrapped, 'ta_setup.master_key|1');
+        masterKey = await loadKeyEncryptionKey({ file: join(deployment.services.get('authority')!.dataDir, 'state', 'kek') }).unwrap(
+          wrapped,
+          'ta_setup.master_key|1',
+        );
         assert.ok(![...held].some((t) => t.startsWith('cloud_') || t.startsWith('gateway_')), 'no cloud or gateway table at the authority');
         assert.equal(await count(authority, 'identity_users'), 0, 'no account at the authority');
         assert.equal(await count(authority, 'identity_signing_keys'), 0, 'no hospital signing key at the authority');
@@ -479,7 +650,10 @@ for (const engine of engines) {
           assert.ok(!held.has('ta_setup') && ![...held].some((t) => t.startsWith('cloud_')), `${hospital} holds no authority or cloud table`);
           // Its ledger tables are its witness's and its gateway's: its own keys (note, chain, record signing) and the checkpoint it last cosigned, no log entries.
           assert.equal(await count(db, 'ledger_entries'), 0);
-          assert.deepEqual((await db.query<{ name: string }>('SELECT name FROM ledger_keys ORDER BY name')).rows.map((r) => r.name), [`${hospital}.medshare/chain`, `${hospital}.medshare/records`, `${hospital}.medshare/witness`]);
+          assert.deepEqual(
+            (await db.query<{ name: string }>('SELECT name FROM ledger_keys ORDER BY name')).rows.map((r) => r.name),
+            [`${hospital}.medshare/chain`, `${hospital}.medshare/records`, `${hospital}.medshare/witness`],
+          );
           assert.ok((await count(db, 'ledger_witness_state')) >= 1, 'it cosigned checkpoints');
           assert.ok((await count(db, 'identity_signing_keys')) >= 1);
           const others = (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM identity_users WHERE hospital <> $1', [hospital])).rows[0]!.n;
@@ -506,20 +680,24 @@ for (const engine of engines) {
         const db = await openDatabase({ dataDir: copy });
         try {
           const held = await tables(db);
-          assert.ok(!held.has('ta_setup') && ![...held].some((t) => t.startsWith('identity_') || t.startsWith('gateway_')), `the cloud holds only its own tables: ${[...held].join(', ')}`);
+          assert.ok(
+            !held.has('ta_setup') && ![...held].some((t) => t.startsWith('identity_') || t.startsWith('gateway_')),
+            `the cloud holds only its own tables: ${[...held].join(', ')}`,
+          );
           values = await everyValue(db);
         } finally {
           await db.close();
         }
       }
       const text = Buffer.concat(values).toString('latin1');
-      for (const entry of BUNDLE.entry) assert.ok(!text.includes(`"${entry.resource.id}"`) && !text.includes(entry.resource.id), `FHIR id ${entry.resource.id}`);
+      for (const entry of BUNDLE.entry)
+        assert.ok(!text.includes(`"${entry.resource.id}"`) && !text.includes(entry.resource.id), `FHIR id ${entry.resource.id}`);
       assert.ok(!text.includes('Total Cholesterol'), 'clinical text');
       const scan = await tryEveryKey(values, ATTACKER_ATTRIBUTES);
       assert.ok(scan.records >= acknowledged, `every record is in the copy (${scan.records})`);
       assert.ok(scan.candidates.scalars > 0, 'there were key-shaped values to try');
       assert.deepEqual({ ...scan.candidates, scalars: 0 }, { masterKeys: 0, userKeys: 0, patientKeys: 0, scalars: 0 });
-      assert.equal(scan.decrypted, 0, 'nothing in the cloud\'s database decrypts any record');
+      assert.equal(scan.decrypted, 0, "nothing in the cloud's database decrypts any record");
       // Statistics: the copy of the cloud's database plus Riverside's whole database and KEK do not decrypt St Mary's
       // contribution: Riverside's one share is below t = 2, no value in the cloud's copy is St Mary's share, and the
       // key generation's shares sealed to St Mary's on the board do not open with Riverside's key.
@@ -529,14 +707,25 @@ for (const engine of engines) {
         try {
           await curve.initCurve();
           const kek = loadKeyEncryptionKey({ file: join(deployment.services.get('riverside')!.dataDir, 'state', 'kek') });
-          const keys = (await riverside.query<{ box_key: Uint8Array; consortium: string }>("SELECT box_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")).rows[0]!;
+          const keys = (
+            await riverside.query<{ box_key: Uint8Array; consortium: string }>("SELECT box_key, consortium FROM stats_agent_keys WHERE hospital = 'riverside'")
+          ).rows[0]!;
           const { publicKey } = consortiumFromJson(JSON.parse(keys.consortium));
-          const wrappedShare = (await riverside.query<{ share: Uint8Array }>("SELECT share FROM stats_hospital_keys WHERE hospital = 'riverside'")).rows[0]!.share;
+          const wrappedShare = (await riverside.query<{ share: Uint8Array }>("SELECT share FROM stats_hospital_keys WHERE hospital = 'riverside'")).rows[0]!
+            .share;
           const share = threshold.decodeKeyShare(await kek.unwrap(new Uint8Array(wrappedShare), 'stats_hospital_keys/share/riverside'));
-          const contribution = (await cloudCopy.query<{ ciphertext: Uint8Array }>("SELECT ciphertext FROM stats_contributions WHERE query_id = $1 AND hospital = 'st-marys'", [cheatedQuery])).rows[0]!;
+          const contribution = (
+            await cloudCopy.query<{ ciphertext: Uint8Array }>("SELECT ciphertext FROM stats_contributions WHERE query_id = $1 AND hospital = 'st-marys'", [
+              cheatedQuery,
+            ])
+          ).rows[0]!;
           const ct = threshold.decodeCiphertext(new Uint8Array(contribution.ciphertext));
           const partial = threshold.partialDecrypt(share, publicKey.verificationKeys[1]!, ct);
-          assert.throws(() => threshold.combine(publicKey, ct, [partial]), (e: MedShareError) => e.code === 'ACCESS_DENIED', 'one share decrypts nothing');
+          assert.throws(
+            () => threshold.combine(publicKey, ct, [partial]),
+            (e: MedShareError) => e.code === 'ACCESS_DENIED',
+            'one share decrypts nothing',
+          );
           const stMarysKey = publicKey.verificationKeys[0]!;
           let tried = 0;
           for (const v of values.filter((x) => x.length === 32)) {
@@ -547,14 +736,23 @@ for (const engine of engines) {
               continue;
             }
             tried++;
-            assert.ok(!curve.g1Mul(curve.g1Generator(), x).isEqual(stMarysKey), 'a value in the cloud\'s copy is St Mary\'s share');
+            assert.ok(!curve.g1Mul(curve.g1Generator(), x).isEqual(stMarysKey), "a value in the cloud's copy is St Mary's share");
           }
           assert.ok(tried > 0, 'there were scalars to try');
-          const boxKey = createPrivateKey({ key: Buffer.from(await kek.unwrap(new Uint8Array(keys.box_key), 'stats_agent_keys/box_key/riverside')), format: 'der', type: 'pkcs8' });
-          const deals = (await cloudCopy.query<{ message: string }>("SELECT message FROM stats_dkg_messages WHERE phase = 'deal'")).rows.map((r) => JSON.parse(r.message) as { ceremony: string; sender: string; body: { shares: Record<string, unknown> } });
+          const boxKey = createPrivateKey({
+            key: Buffer.from(await kek.unwrap(new Uint8Array(keys.box_key), 'stats_agent_keys/box_key/riverside')),
+            format: 'der',
+            type: 'pkcs8',
+          });
+          const deals = (await cloudCopy.query<{ message: string }>("SELECT message FROM stats_dkg_messages WHERE phase = 'deal'")).rows.map(
+            (r) => JSON.parse(r.message) as { ceremony: string; sender: string; body: { shares: Record<string, unknown> } },
+          );
           assert.equal(deals.length, 2);
           for (const d of deals) {
-            assert.throws(() => openBox(boxKey, d.body.shares['1'] as never, `medshare/stats/dkg/v1/share\0${d.ceremony}\0${d.sender === 'st-marys' ? 1 : 2}\0${1}`), (e: MedShareError) => e.code === 'INTEGRITY' || e.code === 'MALFORMED');
+            assert.throws(
+              () => openBox(boxKey, d.body.shares['1'] as never, `medshare/stats/dkg/v1/share\0${d.ceremony}\0${d.sender === 'st-marys' ? 1 : 2}\0${1}`),
+              (e: MedShareError) => e.code === 'INTEGRITY' || e.code === 'MALFORMED',
+            );
           }
         } finally {
           await riverside.close();
@@ -564,11 +762,21 @@ for (const engine of engines) {
       // Positive control: the same attack, on the keys and capsules and a sample of 30 records, with the authority's
       // master key added, reads records (so a 0 above is the database's doing, not a blind attack).
       let sampled = 0;
-      const isRecord = (v: Buffer) => { try { pre.openRecordHeader(v); return true; } catch { return false; } };
+      const isRecord = (v: Buffer) => {
+        try {
+          pre.openRecordHeader(v);
+          return true;
+        } catch {
+          return false;
+        }
+      };
       const sample = values.filter((v) => v.length > 100 && (!isRecord(v) || sampled++ < 30));
       const controlled = await tryEveryKey([...sample, Buffer.from(masterKey!)], ATTACKER_ATTRIBUTES);
       assert.equal(controlled.candidates.masterKeys, 1);
-      assert.ok(controlled.records === 30 && controlled.decrypted > 0, `the attack works when the key is there (${controlled.decrypted} of ${controlled.records})`);
+      assert.ok(
+        controlled.records === 30 && controlled.decrypted > 0,
+        `the attack works when the key is there (${controlled.decrypted} of ${controlled.records})`,
+      );
     });
   });
 }
@@ -588,7 +796,14 @@ function copyValues(dump: string): Buffer[] {
     }
     for (const field of line.split('\t')) {
       if (field === '\\N') continue;
-      values.push(field.startsWith('\\\\x') ? Buffer.from(field.slice(3), 'hex') : Buffer.from(field.replace(/\\(.)/g, (_, c: string) => ({ t: '\t', n: '\n', r: '\r', '\\': '\\' })[c] ?? c), 'utf8'));
+      values.push(
+        field.startsWith('\\\\x')
+          ? Buffer.from(field.slice(3), 'hex')
+          : Buffer.from(
+              field.replace(/\\(.)/g, (_, c: string) => ({ t: '\t', n: '\n', r: '\r', '\\': '\\' })[c] ?? c),
+              'utf8',
+            ),
+      );
     }
   }
   return values;

@@ -17,7 +17,11 @@ let url: string;
 
 before(async () => {
   assert.equal((await runCli(['identity', 'rc', 'init', '--dir', dir])).code, 0);
-  server = spawn(process.execPath, [BIN, 'identity', 'serve', '--hospital', 'hospital-a', '--audience', 'medshare-cloud', 'x', '--rc-dir', dir, '--device-server-id', 'server-a'], { stdio: ['pipe', 'pipe', 'inherit'] });
+  server = spawn(
+    process.execPath,
+    [BIN, 'identity', 'serve', '--hospital', 'hospital-a', '--audience', 'medshare-cloud', 'x', '--rc-dir', dir, '--device-server-id', 'server-a'],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   server.stdin!.end(`${ADMIN}\n`);
   url = await new Promise<string>((resolve, reject) => {
     let out = '';
@@ -33,19 +37,40 @@ after(() => {
 });
 
 test('register a user, log in with password + TOTP; secrets come from stdin, never argv', async () => {
-  const registered = await runCli(['identity', 'register-user', '--server', url, '--username', 'alice', '--attribute', 'role:doctor', '--attribute', 'level=3', '--scope', 'user/Observation.rs', '--json'], { stdin: `${ADMIN}\n${PASSWORD}\n` });
+  const registered = await runCli(
+    [
+      'identity',
+      'register-user',
+      '--server',
+      url,
+      '--username',
+      'alice',
+      '--attribute',
+      'role:doctor',
+      '--attribute',
+      'level=3',
+      '--scope',
+      'user/Observation.rs',
+      '--json',
+    ],
+    { stdin: `${ADMIN}\n${PASSWORD}\n` },
+  );
   assert.equal(registered.code, 0, registered.stderr);
   const enrolment = JSON.parse(registered.stdout) as { totpSecret: string; recoveryCodes: string[] };
   assert.equal(enrolment.recoveryCodes.length, 10);
   const code = totp(base32Decode(enrolment.totpSecret), Date.now() / 1000);
   const tokenFile = join(dir, 'token.json');
-  const login = await runCli(['identity', 'login', '--server', url, '--username', 'alice', '--audience', 'medshare-cloud', '--out', tokenFile], { stdin: `${PASSWORD}\n${code}\n` });
+  const login = await runCli(['identity', 'login', '--server', url, '--username', 'alice', '--audience', 'medshare-cloud', '--out', tokenFile], {
+    stdin: `${PASSWORD}\n${code}\n`,
+  });
   assert.equal(login.code, 0, login.stderr);
   assert.equal(login.stdout, '', 'the token goes to the file, not the terminal');
   assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
   const { token } = JSON.parse(readFileSync(tokenFile, 'utf8')) as { token: string };
   assert.equal(token.split('.').length, 3);
-  const recovery = await runCli(['identity', 'login', '--server', url, '--username', 'alice', '--audience', 'x', '--recovery'], { stdin: `${PASSWORD}\n${enrolment.recoveryCodes[0]}\n` });
+  const recovery = await runCli(['identity', 'login', '--server', url, '--username', 'alice', '--audience', 'x', '--recovery'], {
+    stdin: `${PASSWORD}\n${enrolment.recoveryCodes[0]}\n`,
+  });
   assert.equal(recovery.code, 0, recovery.stderr);
   assert.ok(JSON.parse(recovery.stdout).token);
 });
@@ -62,18 +87,24 @@ test('wrong password exits 3 with one line; no secret appears in output; missing
 });
 
 test('identity admin: disable refuses her login, enable restores it, attributes are replaced, an unknown user exits 4xx', async () => {
-  const registered = await runCli(['identity', 'register-user', '--server', url, '--username', 'dora', '--attribute', 'role:doctor', '--json'], { stdin: `${ADMIN}\n${PASSWORD}\n` });
+  const registered = await runCli(['identity', 'register-user', '--server', url, '--username', 'dora', '--attribute', 'role:doctor', '--json'], {
+    stdin: `${ADMIN}\n${PASSWORD}\n`,
+  });
   assert.equal(registered.code, 0, registered.stderr);
   const enrolment = JSON.parse(registered.stdout);
   const login = (recovery: number) =>
-    runCli(['identity', 'login', '--server', url, '--username', 'dora', '--audience', 'x', '--recovery'], { stdin: `${PASSWORD}\n${enrolment.recoveryCodes[recovery]}\n` });
+    runCli(['identity', 'login', '--server', url, '--username', 'dora', '--audience', 'x', '--recovery'], {
+      stdin: `${PASSWORD}\n${enrolment.recoveryCodes[recovery]}\n`,
+    });
   const disabled = await runCli(['identity', 'admin', 'disable', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` });
   assert.equal(disabled.code, 0, disabled.stderr);
   assert.equal((await login(0)).code, 3, 'disabled: refused');
   assert.equal((await runCli(['identity', 'admin', 'disable', '--server', url, '--username', 'dora'], { stdin: 'not-the-admin-token\n' })).code, 3);
   assert.equal((await runCli(['identity', 'admin', 'enable', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` })).code, 0);
   assert.equal((await login(1)).code, 0, 'enabled: logs in');
-  const changed = await runCli(['identity', 'admin', 'attributes', '--server', url, '--username', 'dora', '--attribute', 'role:nurse'], { stdin: `${ADMIN}\n` });
+  const changed = await runCli(['identity', 'admin', 'attributes', '--server', url, '--username', 'dora', '--attribute', 'role:nurse'], {
+    stdin: `${ADMIN}\n`,
+  });
   assert.equal(changed.code, 0, changed.stderr);
   assert.ok(JSON.parse(changed.stdout).attributes.includes('role:nurse'));
   assert.equal((await runCli(['identity', 'admin', 'unlock', '--server', url, '--username', 'dora'], { stdin: `${ADMIN}\n` })).code, 0);

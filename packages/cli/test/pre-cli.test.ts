@@ -20,17 +20,65 @@ before(async () => {
 describe('medshare keys / pre', () => {
   test('the whole flow: hospital encrypts, patient reads, delegates lab, cloud converts, cardiologist reads', async () => {
     assert.equal(statSync(path('patient/patient.key')).mode & 0o777, 0o600);
-    await runOk(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'lab', '--record-id', 'obs-1', '--in', path('lab.json'), '--out', path('lab.ct')]);
+    await runOk([
+      'pre',
+      'encrypt',
+      '--to',
+      path('patient/patient.pub'),
+      '--category',
+      'lab',
+      '--record-id',
+      'obs-1',
+      '--in',
+      path('lab.json'),
+      '--out',
+      path('lab.ct'),
+    ]);
     await runOk(['pre', 'decrypt', '--key', path('patient/patient.key'), '--in', path('lab.ct'), '--out', path('lab.patient.json')]);
     assert.deepEqual(readFileSync(path('lab.patient.json')), record);
-    await runOk(['pre', 'delegate', '--key', path('patient/patient.key'), '--category', 'lab', '--public', path('authority/abe-public.key'), '--policy', POLICY, '--out', path('lab.rk')]);
+    await runOk([
+      'pre',
+      'delegate',
+      '--key',
+      path('patient/patient.key'),
+      '--category',
+      'lab',
+      '--public',
+      path('authority/abe-public.key'),
+      '--policy',
+      POLICY,
+      '--out',
+      path('lab.rk'),
+    ]);
     await runOk(['pre', 'convert', '--rk', path('lab.rk'), '--in', path('lab.ct'), '--out', path('lab.abe.ct')]);
-    await runOk(['abe', 'decrypt', '--public', path('authority/abe-public.key'), '--key', path('cardiologist.key'), '--in', path('lab.abe.ct'), '--out', path('lab.doctor.json')]);
+    await runOk([
+      'abe',
+      'decrypt',
+      '--public',
+      path('authority/abe-public.key'),
+      '--key',
+      path('cardiologist.key'),
+      '--in',
+      path('lab.abe.ct'),
+      '--out',
+      path('lab.doctor.json'),
+    ]);
     assert.deepEqual(readFileSync(path('lab.doctor.json')), record);
   });
 
   test('exit 3: a dermatologist reading, and converting an imaging record with the lab key', async () => {
-    const denied = await runCli(['abe', 'decrypt', '--public', path('authority/abe-public.key'), '--key', path('dermatologist.key'), '--in', path('lab.abe.ct'), '--out', path('derm.json')]);
+    const denied = await runCli([
+      'abe',
+      'decrypt',
+      '--public',
+      path('authority/abe-public.key'),
+      '--key',
+      path('dermatologist.key'),
+      '--in',
+      path('lab.abe.ct'),
+      '--out',
+      path('derm.json'),
+    ]);
     assert.equal(denied.code, 3, denied.stderr);
     assert.equal(existsSync(path('derm.json')), false);
     await runOk(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'imaging', '--in', path('lab.json'), '--out', path('img.ct')]);
@@ -40,9 +88,33 @@ describe('medshare keys / pre', () => {
   });
 
   test('a single record can be shared with --record; the grant converts nothing else', async () => {
-    await runOk(['pre', 'delegate', '--key', path('patient/patient.key'), '--record', path('img.ct'), '--public', path('authority/abe-public.key'), '--policy', 'dept:dermatology', '--out', path('img.rk')]);
+    await runOk([
+      'pre',
+      'delegate',
+      '--key',
+      path('patient/patient.key'),
+      '--record',
+      path('img.ct'),
+      '--public',
+      path('authority/abe-public.key'),
+      '--policy',
+      'dept:dermatology',
+      '--out',
+      path('img.rk'),
+    ]);
     await runOk(['pre', 'convert', '--rk', path('img.rk'), '--in', path('img.ct'), '--out', path('img.abe.ct')]);
-    const r = await runCli(['abe', 'decrypt', '--public', path('authority/abe-public.key'), '--key', path('dermatologist.key'), '--in', path('img.abe.ct'), '--out', '-']);
+    const r = await runCli([
+      'abe',
+      'decrypt',
+      '--public',
+      path('authority/abe-public.key'),
+      '--key',
+      path('dermatologist.key'),
+      '--in',
+      path('img.abe.ct'),
+      '--out',
+      '-',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdoutBytes, record);
     await runOk(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'imaging', '--in', path('lab.json'), '--out', path('img2.ct')]);
@@ -68,13 +140,44 @@ describe('medshare keys / pre', () => {
   });
 
   test('exit 2 for usage errors; every command has --help', async () => {
-    const both = await runCli(['pre', 'delegate', '--key', path('patient/patient.key'), '--public', path('authority/abe-public.key'), '--policy', 'a:b', '--out', path('x.rk')]);
+    const both = await runCli([
+      'pre',
+      'delegate',
+      '--key',
+      path('patient/patient.key'),
+      '--public',
+      path('authority/abe-public.key'),
+      '--policy',
+      'a:b',
+      '--out',
+      path('x.rk'),
+    ]);
     assert.equal(both.code, 2);
     assert.match(both.stderr, /exactly one of --category or --record/);
-    const signer = await runCli(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'lab', '--expect-signer', '00'.repeat(32), '--in', path('lab.json'), '--out', '-']);
+    const signer = await runCli([
+      'pre',
+      'encrypt',
+      '--to',
+      path('patient/patient.pub'),
+      '--category',
+      'lab',
+      '--expect-signer',
+      '00'.repeat(32),
+      '--in',
+      path('lab.json'),
+      '--out',
+      '-',
+    ]);
     assert.equal(signer.code, 4);
     assert.match(signer.stderr, /signed by an unexpected key/);
-    for (const command of [['keys', 'patient'], ['keys', 'rotate'], ['pre', 'encrypt'], ['pre', 'decrypt'], ['pre', 'delegate'], ['pre', 'convert']]) {
+    for (const command of [
+      ['keys', 'patient'],
+      ['keys', 'rotate'],
+      ['pre', 'encrypt'],
+      ['pre', 'decrypt'],
+      ['pre', 'delegate'],
+      ['pre', 'convert'],
+    ]) {
       const r = await runCli([...command, '--help']);
       assert.equal(r.code, 0);
       assert.match(r.stdout, /Usage: medshare/);

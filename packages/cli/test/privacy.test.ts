@@ -21,12 +21,18 @@ test('medshare deid --profile safe-harbor de-identifies a Bundle file', async ()
 test('medshare deid streams NDJSON and processes folders', async () => {
   const folder = join(dir, 'in');
   mkdirSync(join(folder, 'sub'), { recursive: true });
-  const lines = [{ resourceType: 'Patient', id: 'p', name: [{ family: 'Zyx', given: ['Qwerty'] }], birthDate: '1980-05-06' }, { resourceType: 'Observation', id: 'o', subject: { reference: 'Patient/p' }, note: [{ text: 'Qwerty Zyx called on 1999-01-02' }] }];
+  const lines = [
+    { resourceType: 'Patient', id: 'p', name: [{ family: 'Zyx', given: ['Qwerty'] }], birthDate: '1980-05-06' },
+    { resourceType: 'Observation', id: 'o', subject: { reference: 'Patient/p' }, note: [{ text: 'Qwerty Zyx called on 1999-01-02' }] },
+  ];
   writeFileSync(join(folder, 'sub', 'data.ndjson'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
   copyFileSync(join(FIXTURES, 'synthea-carolee-trimmed.json'), join(folder, 'bundle.json'));
   const result = await runCli(['deid', '--profile', 'safe-harbor', '--in', folder, '--out', join(dir, 'out')]);
   assert.equal(result.code, 0, result.stderr);
-  const ndjson = readFileSync(join(dir, 'out', 'sub', 'data.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const ndjson = readFileSync(join(dir, 'out', 'sub', 'data.ndjson'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(ndjson.length, 2);
   assert.equal(ndjson[0].birthDate, '1980');
   assert.equal(ndjson[1].note[0].text, '[NAME] [NAME] called on [DATE]');
@@ -34,7 +40,15 @@ test('medshare deid streams NDJSON and processes folders', async () => {
 
 test('medshare deid: bad config, unknown method and malformed input are one-line usage errors naming the file and rule', async () => {
   const config = join(dir, 'bad.json');
-  writeFileSync(config, JSON.stringify({ fhirPathRules: [{ path: 'Patient.name', method: 'redact' }, { path: 'Patient.(', method: 'redact' }] }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      fhirPathRules: [
+        { path: 'Patient.name', method: 'redact' },
+        { path: 'Patient.(', method: 'redact' },
+      ],
+    }),
+  );
   const bad = await runCli(['deid', '--config', config, '--in', join(FIXTURES, 'synthea-carolee-trimmed.json'), '--out', join(dir, 'x.json')]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /bad\.json: fhirPathRules\[1\] \(Patient\.\(\): invalid FHIRPath/);
@@ -52,7 +66,29 @@ test('medshare anonymize writes a k-anonymous CSV, a JSON report and an SVG plot
   const out = join(dir, 'anon.csv');
   const report = join(dir, 'report.json');
   const plot = join(dir, 'plot.svg');
-  const result = await runCli(['anonymize', '--in', join(FIXTURES, 'adult_subset.csv'), '--qi', 'age,sex,race,marital-status,education,native-country,workclass,salary-class', '--sensitive', 'occupation', '--k', '10', '--l', '2', '--hierarchies', join(FIXTURES, 'adult-hierarchies'), '--max-suppression', '0.02', '--out', out, '--report', report, '--plot', plot]);
+  const result = await runCli([
+    'anonymize',
+    '--in',
+    join(FIXTURES, 'adult_subset.csv'),
+    '--qi',
+    'age,sex,race,marital-status,education,native-country,workclass,salary-class',
+    '--sensitive',
+    'occupation',
+    '--k',
+    '10',
+    '--l',
+    '2',
+    '--hierarchies',
+    join(FIXTURES, 'adult-hierarchies'),
+    '--max-suppression',
+    '0.02',
+    '--out',
+    out,
+    '--report',
+    report,
+    '--plot',
+    plot,
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const json = JSON.parse(readFileSync(report, 'utf8'));
   assert.equal(json.model.k, 10);
@@ -69,15 +105,42 @@ test('medshare anonymize writes a k-anonymous CSV, a JSON report and an SVG plot
 
 test('medshare anonymize builds its table from FHIR resources by FHIRPath columns', async () => {
   const columns = join(dir, 'columns.json');
-  writeFileSync(columns, JSON.stringify({ resourceType: 'Observation', columns: { code: 'code.coding.code', year: 'effective.toString().substring(0,4)', status: 'status' } }));
+  writeFileSync(
+    columns,
+    JSON.stringify({ resourceType: 'Observation', columns: { code: 'code.coding.code', year: 'effective.toString().substring(0,4)', status: 'status' } }),
+  );
   const out = join(dir, 'obs.csv');
-  const result = await runCli(['anonymize', '--in', join(FIXTURES, 'synthea-carolee-trimmed.json'), '--fhir-columns', columns, '--qi', 'code,year', '--k', '2', '--out', out]);
+  const result = await runCli([
+    'anonymize',
+    '--in',
+    join(FIXTURES, 'synthea-carolee-trimmed.json'),
+    '--fhir-columns',
+    columns,
+    '--qi',
+    'code,year',
+    '--k',
+    '2',
+    '--out',
+    out,
+  ]);
   assert.equal(result.code, 0, result.stderr);
   const lines = readFileSync(out, 'utf8').trim().split('\n');
   assert.equal(lines[0], 'code,year,status');
   assert.equal(lines.length, 7);
   writeFileSync(columns, '{"resourceType": 3}');
-  const bad = await runCli(['anonymize', '--in', join(FIXTURES, 'synthea-carolee-trimmed.json'), '--fhir-columns', columns, '--qi', 'code', '--k', '2', '--out', out]);
+  const bad = await runCli([
+    'anonymize',
+    '--in',
+    join(FIXTURES, 'synthea-carolee-trimmed.json'),
+    '--fhir-columns',
+    columns,
+    '--qi',
+    'code',
+    '--k',
+    '2',
+    '--out',
+    out,
+  ]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /columns\.json: expected/);
 });

@@ -42,6 +42,17 @@ export async function setupAuthority(dir: string, cardiologistAttributes = 'role
     ['cardiologist', cardiologistAttributes],
     ['dermatologist', 'role:doctor,dept:dermatology'],
   ] as const) {
-    await runOk(['abe', 'keygen', '--public', `${dir}/authority/abe-public.key`, '--master', `${dir}/authority/abe-master.key`, '--attributes', attributes, '--out', `${dir}/${name}.key`]);
+    await runOk([
+      'abe',
+      'keygen',
+      '--public',
+      `${dir}/authority/abe-public.key`,
+      '--master',
+      `${dir}/authority/abe-master.key`,
+      '--attributes',
+      attributes,
+      '--out',
+      `${dir}/${name}.key`,
+    ]);
   }
 }

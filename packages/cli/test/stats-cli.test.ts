@@ -6,13 +6,27 @@ import { tmpdir } from 'node:os';
 import { runCli } from './run-cli.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'medshare-stats-cli-'));
-const QUERY = JSON.stringify({ querySet: 'cli', asOf: '2026-01-01', where: [{ resourceType: 'Observation', codes: ['http://loinc.org|4548-4'] }], groupBy: ['gender'], epsilon: 1 });
+const QUERY = JSON.stringify({
+  querySet: 'cli',
+  asOf: '2026-01-01',
+  where: [{ resourceType: 'Observation', codes: ['http://loinc.org|4548-4'] }],
+  groupBy: ['gender'],
+  epsilon: 1,
+});
 
 /** A bundle of `n` patients with one HbA1c each, all `gender`. */
 function bundle(name: string, n: number, gender: string): string {
   const entry = Array.from({ length: n }, (_, i) => [
     { resource: { resourceType: 'Patient', id: `${name}-${i}`, birthDate: '1960-01-01', gender } },
-    { resource: { resourceType: 'Observation', subject: { reference: `urn:uuid:${name}-${i}` }, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2024-01-01', valueQuantity: { value: 6.5 } } },
+    {
+      resource: {
+        resourceType: 'Observation',
+        subject: { reference: `urn:uuid:${name}-${i}` },
+        code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+        effectiveDateTime: '2024-01-01',
+        valueQuantity: { value: 6.5 },
+      },
+    },
   ]).flat();
   mkdirSync(join(dir, name));
   const path = join(dir, name, 'bundle.json');
@@ -21,7 +35,19 @@ function bundle(name: string, n: number, gender: string): string {
 }
 
 test('medshare stats run: three hospitals, the noisy total released with small cells suppressed and the budget shown', async () => {
-  const r = await runCli(['stats', 'run', '--query', QUERY, '--hospital', `a=${bundle('a', 40, 'female')}`, '--hospital', `b=${bundle('b', 30, 'female')}`, '--hospital', `c=${bundle('c', 1, 'male')}`, '--json']);
+  const r = await runCli([
+    'stats',
+    'run',
+    '--query',
+    QUERY,
+    '--hospital',
+    `a=${bundle('a', 40, 'female')}`,
+    '--hospital',
+    `b=${bundle('b', 30, 'female')}`,
+    '--hospital',
+    `c=${bundle('c', 1, 'male')}`,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const release = JSON.parse(r.stdout);
   assert.equal(release.cells.length, 4);
@@ -39,7 +65,20 @@ test('medshare stats refuses a query outside the allow-list with one line and ex
 });
 
 test('medshare stats query: a bad URL or query is one line and a non-zero exit, before any secret is read', async () => {
-  const args = (url: string, query: string) => ['stats', 'query', '--url', url, '--hospital-url', 'http://127.0.0.1:1/', '--hospital', 'riverside', '--username', 'r', '--query', query];
+  const args = (url: string, query: string) => [
+    'stats',
+    'query',
+    '--url',
+    url,
+    '--hospital-url',
+    'http://127.0.0.1:1/',
+    '--hospital',
+    'riverside',
+    '--username',
+    'r',
+    '--query',
+    query,
+  ];
   const badUrl = await runCli(args('not a url', QUERY));
   assert.notEqual(badUrl.code, 0);
   assert.equal(badUrl.stderr, 'medshare: --url: not a URL: not a url\n');

@@ -76,12 +76,7 @@ function fingerprint(publicKeyBody: Uint8Array): Uint8Array {
 }
 
 function publicKeyBody(pk: fame.FamePublicKey): Uint8Array {
-  return new ByteWriter()
-    .raw(c.g2ToBytes(pk.hA[0]))
-    .raw(c.g2ToBytes(pk.hA[1]))
-    .raw(c.gtToBytes(pk.eA[0]))
-    .raw(c.gtToBytes(pk.eA[1]))
-    .finish();
+  return new ByteWriter().raw(c.g2ToBytes(pk.hA[0])).raw(c.g2ToBytes(pk.hA[1])).raw(c.gtToBytes(pk.eA[0])).raw(c.gtToBytes(pk.eA[1])).finish();
 }
 
 /** Setup: a new authority's public key and master key. */
@@ -253,7 +248,9 @@ export function decapsulate(userKey: UserKey, header: CiphertextHeader): c.GT {
   } catch (error) {
     const needed = Math.max(...header.program.rows.map((row) => row.occurrence));
     if (error instanceof AccessDeniedError && needed > userKey.maxOccurrences && satisfiedBy(header.program, userKey.attributes)) {
-      throw new AccessDeniedError(`the policy names an attribute ${needed} times but this key carries ${userKey.maxOccurrences} copies; ask the authority for a key with a larger bound`);
+      throw new AccessDeniedError(
+        `the policy names an attribute ${needed} times but this key carries ${userKey.maxOccurrences} copies; ask the authority for a key with a larger bound`,
+      );
     }
     throw error;
   }
@@ -281,7 +278,9 @@ export function decrypt(userKey: UserKey, ciphertext: Uint8Array): Uint8Array {
  */
 export function repeatedAttributes(policy: string): string[] {
   const program = compilePolicy(policy, { ...DEFAULT_POLICY_LIMITS, maxOccurrences: Number.MAX_SAFE_INTEGER });
-  const repeated = program.rows.filter((row) => row.occurrence === 2).map((row) => (row.attribute.kind === 'bit' ? `${row.attribute.name} (integer bits)` : attributeLabel(row.attribute)));
+  const repeated = program.rows
+    .filter((row) => row.occurrence === 2)
+    .map((row) => (row.attribute.kind === 'bit' ? `${row.attribute.name} (integer bits)` : attributeLabel(row.attribute)));
   return [...new Set(repeated)];
 }
 

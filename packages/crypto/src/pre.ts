@@ -195,7 +195,8 @@ export function decodePublicKeys(bytes: Uint8Array, expectedSigningKey?: Uint8Ar
   const signed = bytes.subarray(12, 12 + (bytes.length - 12 - 32 - 64));
   const signature = r.raw(64);
   r.end();
-  if (expectedSigningKey && !equalBytes(expectedSigningKey, signingKey)) throw new IntegrityError(`patient keys for '${patientId}' are signed by an unexpected key`);
+  if (expectedSigningKey && !equalBytes(expectedSigningKey, signingKey))
+    throw new IntegrityError(`patient keys for '${patientId}' are signed by an unexpected key`);
   const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), signingKey]);
   const publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   if (!verify(null, Buffer.concat([utf8.encode('MedShare v1 patient keys\n'), signed]), publicKey, signature)) {
@@ -259,7 +260,12 @@ function findCategoryKey(keys: PatientPublicKeys, category: string): CategoryKey
  * Hospital: streaming encryption of one record under the patient's key for `category`. With an emergency
  * capsule, also the record's platform emergency grant (encoded), for the cloud to store beside it.
  */
-export function encryptStream(keys: PatientPublicKeys, category: string, recordId: string, emergency?: EmergencyCapsule): { header: Uint8Array; sealer: PayloadSealer; emergencyGrant?: Uint8Array } {
+export function encryptStream(
+  keys: PatientPublicKeys,
+  category: string,
+  recordId: string,
+  emergency?: EmergencyCapsule,
+): { header: Uint8Array; sealer: PayloadSealer; emergencyGrant?: Uint8Array } {
   checkText(recordId, 'record id');
   const key = findCategoryKey(keys, category);
   const { R, r, c1, c2 } = scheme.encapsulate(key.key);
@@ -268,8 +274,13 @@ export function encryptStream(keys: PatientPublicKeys, category: string, recordI
   const sealer = new PayloadSealer(payloadKey(R, core), coreDigest(core));
   if (emergency === undefined) return { header, sealer };
   const grant: ReEncryptionKey = {
-    patientId: keys.patientId, category, epoch: key.epoch, keyId: key.keyId, delegationId: emergency.delegationId,
-    scope: { kind: 'record', recordId, c2Converted: scheme.recordGrantWithExponent(R, r, grantBaseOf(emergency)) }, rk2: emergency.rk2,
+    patientId: keys.patientId,
+    category,
+    epoch: key.epoch,
+    keyId: key.keyId,
+    delegationId: emergency.delegationId,
+    scope: { kind: 'record', recordId, c2Converted: scheme.recordGrantWithExponent(R, r, grantBaseOf(emergency)) },
+    rk2: emergency.rk2,
   };
   return { header, sealer, emergencyGrant: encodeEmergencyGrant(grant) };
 }
@@ -288,7 +299,13 @@ export function encrypt(keys: PatientPublicKeys, category: string, recordId: str
 }
 
 /** Hospital: encrypts a record in memory and, given a capsule, makes its platform emergency grant. */
-export function encryptWithEmergencyGrant(keys: PatientPublicKeys, category: string, recordId: string, plaintext: Uint8Array, emergency?: EmergencyCapsule): { ciphertext: Uint8Array; emergencyGrant?: Uint8Array } {
+export function encryptWithEmergencyGrant(
+  keys: PatientPublicKeys,
+  category: string,
+  recordId: string,
+  plaintext: Uint8Array,
+  emergency?: EmergencyCapsule,
+): { ciphertext: Uint8Array; emergencyGrant?: Uint8Array } {
   const { header, sealer, emergencyGrant } = encryptStream(keys, category, recordId, emergency);
   const ciphertext = concatBytes([header, ...sealer.end(plaintext)]);
   return emergencyGrant === undefined ? { ciphertext } : { ciphertext, emergencyGrant };

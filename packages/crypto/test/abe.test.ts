@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import * as abe from '../src/abe.ts';
-import { AccessDeniedError, IntegrityError, LimitExceededError, MalformedInputError, MedShareError, PolicySyntaxError, UnsupportedError } from '../src/errors.ts';
+import {
+  AccessDeniedError,
+  IntegrityError,
+  LimitExceededError,
+  MalformedInputError,
+  MedShareError,
+  PolicySyntaxError,
+  UnsupportedError,
+} from '../src/errors.ts';
 import { CHUNK_BYTES } from '../src/hybrid/stream.ts';
 import { ByteReader, ByteWriter } from '../src/encoding/bytes.ts';
 import { attributeBytes } from '../src/policy/ast.ts';
@@ -91,7 +99,10 @@ describe('CP-ABE refusal', () => {
   test('a dermatologist cannot read a cardiology record', () => {
     const ct = abe.encrypt(authority.publicKey, POLICY, utf8('lab result'));
     const derm = abe.keygen(authority.masterKey, 'role:doctor, dept:dermatology');
-    assert.throws(() => abe.decrypt(derm, ct), (e: unknown) => e instanceof AccessDeniedError && /does not satisfy/.test(e.message));
+    assert.throws(
+      () => abe.decrypt(derm, ct),
+      (e: unknown) => e instanceof AccessDeniedError && /does not satisfy/.test(e.message),
+    );
   });
 
   test('numeric thresholds refuse values outside the range', () => {
@@ -111,7 +122,11 @@ describe('CP-ABE hostile input', () => {
   test('truncation at every length of a user key is a typed error, never a crash', () => {
     const uk = abe.encodeUserKey(abe.keygen(authority.masterKey, 'role:doctor, level=2'));
     for (let n = 0; n < uk.length; n += 7) {
-      assert.throws(() => abe.decodeUserKey(uk.subarray(0, n)), (e: unknown) => e instanceof MedShareError, `length ${n}`);
+      assert.throws(
+        () => abe.decodeUserKey(uk.subarray(0, n)),
+        (e: unknown) => e instanceof MedShareError,
+        `length ${n}`,
+      );
     }
   });
 
@@ -119,9 +134,18 @@ describe('CP-ABE hostile input', () => {
     const pk = abe.encodePublicKey(authority.publicKey);
     assert.throws(() => abe.decodePublicKey(Buffer.concat([pk, Buffer.from([0])])), /1 unexpected trailing bytes/);
     assert.throws(() => abe.decodePublicKey(abe.encodeMasterKey(authority.masterKey)), /expected an abe public key, got an abe master key/);
-    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 4: 2 })), (e: unknown) => e instanceof UnsupportedError && /format version 2/.test(e.message));
-    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 6: 9 })), (e: unknown) => e instanceof UnsupportedError && /scheme id 9/.test(e.message));
-    assert.throws(() => abe.decodePublicKey(reseal(pk, undefined, { 7: 2 })), (e: unknown) => e instanceof UnsupportedError && /only BLS12-381/.test(e.message));
+    assert.throws(
+      () => abe.decodePublicKey(reseal(pk, undefined, { 4: 2 })),
+      (e: unknown) => e instanceof UnsupportedError && /format version 2/.test(e.message),
+    );
+    assert.throws(
+      () => abe.decodePublicKey(reseal(pk, undefined, { 6: 9 })),
+      (e: unknown) => e instanceof UnsupportedError && /scheme id 9/.test(e.message),
+    );
+    assert.throws(
+      () => abe.decodePublicKey(reseal(pk, undefined, { 7: 2 })),
+      (e: unknown) => e instanceof UnsupportedError && /only BLS12-381/.test(e.message),
+    );
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 2000 }), (bytes) => {
         assert.throws(() => abe.decodeUserKey(bytes), MedShareError);
@@ -135,7 +159,10 @@ describe('CP-ABE hostile input', () => {
     const ct = abe.encrypt(authority.publicKey, 'role:emergency', utf8('x'));
     const rogue = nonSubgroupG1();
     const forged = reseal(ct, (body) => patchFirstRow(body, rogue));
-    assert.throws(() => abe.decrypt(key, forged), (e: unknown) => e instanceof MalformedInputError && /ciphertext rows: not in the prime-order subgroup/.test(e.message));
+    assert.throws(
+      () => abe.decrypt(key, forged),
+      (e: unknown) => e instanceof MalformedInputError && /ciphertext rows: not in the prime-order subgroup/.test(e.message),
+    );
     // An off-curve point is refused while decoding.
     const offCurve = rogue.slice();
     offCurve[95]! ^= 1;
@@ -156,7 +183,10 @@ describe('CP-ABE hostile input', () => {
 
   test('oversized policies are refused with the configured bound', () => {
     const big = Array.from({ length: 40 }, (_, i) => `level >= ${i + 1}`).join(' or ');
-    assert.throws(() => abe.encrypt(authority.publicKey, big, utf8('x')), (e: unknown) => e instanceof LimitExceededError && /limit is 1024/.test(e.message));
+    assert.throws(
+      () => abe.encrypt(authority.publicKey, big, utf8('x')),
+      (e: unknown) => e instanceof LimitExceededError && /limit is 1024/.test(e.message),
+    );
     assert.throws(() => abe.encrypt(authority.publicKey, 'role:', utf8('x')), PolicySyntaxError);
   });
 });
@@ -201,9 +231,15 @@ describe('CP-ABE tamper detection', () => {
 describe('CP-ABE occurrence bound K (one-use copies)', () => {
   test('a policy naming one attribute more than K times is refused with LIMIT, naming the attribute', () => {
     const nine = Array.from({ length: 9 }, (_, i) => `(role:doctor and dept:d${i})`).join(' or ');
-    assert.throws(() => abe.encrypt(authority.publicKey, nine, utf8('x')), (e: unknown) => e instanceof LimitExceededError && /names 'role:doctor' 9 times; at most 8/.test(e.message));
+    assert.throws(
+      () => abe.encrypt(authority.publicKey, nine, utf8('x')),
+      (e: unknown) => e instanceof LimitExceededError && /names 'role:doctor' 9 times; at most 8/.test(e.message),
+    );
     const comparisons = Array.from({ length: 9 }, (_, i) => `level >= ${i + 2}`).join(' or ');
-    assert.throws(() => abe.compilePolicy(comparisons), (e: unknown) => e instanceof LimitExceededError && /bit \d+ of 'level' \(from its comparisons\) 9 times/.test(e.message));
+    assert.throws(
+      () => abe.compilePolicy(comparisons),
+      (e: unknown) => e instanceof LimitExceededError && /bit \d+ of 'level' \(from its comparisons\) 9 times/.test(e.message),
+    );
     // Eight uses are within the default bound and decrypt with a default key.
     const eight = Array.from({ length: 8 }, (_, i) => `(role:doctor and dept:d${i})`).join(' or ');
     assert.deepEqual(abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, dept:d7'), abe.encrypt(authority.publicKey, eight, utf8('ok'))), utf8('ok'));
@@ -215,7 +251,10 @@ describe('CP-ABE occurrence bound K (one-use copies)', () => {
     const policy = '(role:doctor and dept:a) or (role:doctor and dept:b) or (role:doctor and dept:c)';
     const ct = abe.encrypt(authority.publicKey, policy, utf8('ok'));
     const small = abe.keygen(authority.masterKey, 'role:doctor, dept:c', { maxOccurrences: 2 });
-    assert.throws(() => abe.decrypt(small, ct), (e: unknown) => e instanceof AccessDeniedError && /names an attribute 3 times but this key carries 2 copies/.test(e.message));
+    assert.throws(
+      () => abe.decrypt(small, ct),
+      (e: unknown) => e instanceof AccessDeniedError && /names an attribute 3 times but this key carries 2 copies/.test(e.message),
+    );
     // Its first two copies still serve the rows they label.
     assert.deepEqual(abe.decrypt(abe.keygen(authority.masterKey, 'role:doctor, dept:b', { maxOccurrences: 2 }), ct), utf8('ok'));
     const limits = { ...DEFAULT_POLICY_LIMITS, maxOccurrences: 10 };
@@ -229,7 +268,10 @@ describe('CP-ABE occurrence bound K (one-use copies)', () => {
 
   test('attribute encodings refuse fields over 65,535 bytes instead of wrapping their u16 length', () => {
     const long = 'x'.repeat(65_536);
-    assert.throws(() => attributeBytes({ kind: 'string', name: 'role', value: long }), (e: unknown) => e instanceof LimitExceededError && /65536 bytes exceeds the limit of 65535/.test(e.message));
+    assert.throws(
+      () => attributeBytes({ kind: 'string', name: 'role', value: long }),
+      (e: unknown) => e instanceof LimitExceededError && /65536 bytes exceeds the limit of 65535/.test(e.message),
+    );
     assert.throws(() => attributeBytes({ kind: 'bit', name: long, bit: 0, set: true }), LimitExceededError);
     assert.equal(attributeBytes({ kind: 'string', name: 'role', value: 'x'.repeat(65_535) }).length, 1 + 2 + 4 + 2 + 65_535);
   });

@@ -210,7 +210,9 @@ const legacyRowLabels = (program: SpanProgram) => program.rows.map((row) => hex(
 const legacyKeyLabels = (set: AttributeSet) => new Set(expanded(set).map((a) => hex(attributeBytes(a))));
 /** Format 2: the labels of the ciphertext header, and what a key for the set holds (K copies of each attribute). */
 const currentKeyLabels = (set: AttributeSet, bound: number) =>
-  new Set(expanded(set).flatMap((a) => Array.from({ length: bound }, (_, k) => hex(Buffer.concat([attributeBytes(a), Buffer.from([(k + 1) >> 8, (k + 1) & 0xff])])))));
+  new Set(
+    expanded(set).flatMap((a) => Array.from({ length: bound }, (_, k) => hex(Buffer.concat([attributeBytes(a), Buffer.from([(k + 1) >> 8, (k + 1) & 0xff])])))),
+  );
 
 const PAYLOAD_LABEL = 'FAME CP-ABE';
 
@@ -226,7 +228,11 @@ function legacyForgeryOpens(policy: string, set: AttributeSet): boolean {
   const rowLabels = legacyRowLabels(program);
   const gamma = forgeCoefficients(program, rowLabels, legacyKeyLabels(set));
   if (!gamma) return false;
-  const { key, encapsulation } = fame.encapsulate(authority.publicKey.fame, program, program.rows.map((row) => attributeBytes(row.attribute)));
+  const { key, encapsulation } = fame.encapsulate(
+    authority.publicKey.fame,
+    program,
+    program.rows.map((row) => attributeBytes(row.attribute)),
+  );
   const digest = headerDigest(utf8(policy));
   const sealed = sealPayload(derivePayloadKey(c.gtToBytes(key), digest, PAYLOAD_LABEL), digest, utf8('lab result'));
   const userKey = fame.keygen(authority.masterKey.fame, expanded(set).map(attributeBytes));
@@ -234,10 +240,13 @@ function legacyForgeryOpens(policy: string, set: AttributeSet): boolean {
   return new TextDecoder().decode(openPayload(derivePayloadKey(c.gtToBytes(forged), digest, PAYLOAD_LABEL), digest, sealed)) === 'lab result';
 }
 
-const set = (strings: string[], integers: Record<string, number> = {}): AttributeSet => ({ strings: new Set(strings), integers: new Map(Object.entries(integers)) });
+const set = (strings: string[], integers: Record<string, number> = {}): AttributeSet => ({
+  strings: new Set(strings),
+  integers: new Map(Object.entries(integers)),
+});
 
 describe('linear-algebra adversary', () => {
-  test('linear-algebra-adversary (format 1): the issue\'s policies open end to end through the AEAD for keys that do not satisfy them', () => {
+  test("linear-algebra-adversary (format 1): the issue's policies open end to end through the AEAD for keys that do not satisfy them", () => {
     const cases: Array<[string, AttributeSet]> = [
       ['role:doctor and (role:doctor or dept:cardiology)', set(['dept:"cardiology"'])],
       ['(role:doctor and level >= 3) or (role:nurse and level >= 5)', set(['role:"doctor"'])],
@@ -249,7 +258,7 @@ describe('linear-algebra adversary', () => {
     }
   });
 
-  test('linear-algebra-adversary: on random policies, no set of the policy\'s own attributes that fails it solves the equation; satisfying sets do, and open the ciphertext', () => {
+  test("linear-algebra-adversary: on random policies, no set of the policy's own attributes that fails it solves the equation; satisfying sets do, and open the ciphertext", () => {
     let unsatisfying = 0;
     let opened = 0;
     fc.assert(
@@ -308,7 +317,7 @@ describe('linear-algebra adversary', () => {
     );
   });
 
-  test('linear-algebra-adversary: the issue\'s policies are refused to every non-satisfying set under the current labels, and work for satisfying keys', () => {
+  test("linear-algebra-adversary: the issue's policies are refused to every non-satisfying set under the current labels, and work for satisfying keys", () => {
     const policies = [
       'role:doctor and (role:doctor or dept:cardiology)',
       '(role:doctor and level >= 3) or (role:nurse and level >= 5)',

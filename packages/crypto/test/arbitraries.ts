@@ -20,9 +20,7 @@ export const policyText: fc.Arbitrary<string> = fc.letrec<{ node: string }>((tie
     comparison,
     fc.array(tie('node'), { minLength: 2, maxLength: 3 }).map((xs) => `(${xs.join(' and ')})`),
     fc.array(tie('node'), { minLength: 2, maxLength: 3 }).map((xs) => `(${xs.join(' or ')})`),
-    fc
-      .array(tie('node'), { minLength: 3, maxLength: 4 })
-      .chain((xs) => fc.integer({ min: 2, max: xs.length - 1 }).map((k) => `${k} of (${xs.join(', ')})`)),
+    fc.array(tie('node'), { minLength: 3, maxLength: 4 }).chain((xs) => fc.integer({ min: 2, max: xs.length - 1 }).map((k) => `${k} of (${xs.join(', ')})`)),
   ),
 })).node;
 

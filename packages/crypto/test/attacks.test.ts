@@ -102,7 +102,11 @@ describe('encoding attacks', () => {
     ];
     const column0 = new Uint8Array(4);
     for (const a of tricky) {
-      for (const [l, t] of [[0, 0], [1, 1], [2, 1]] as const) {
+      for (const [l, t] of [
+        [0, 0],
+        [1, 1],
+        [2, 1],
+      ] as const) {
         const attributeInput = fame.oracleMessage('attribute', l, t, attributeBytes(a));
         assert.notDeepEqual(attributeInput, fame.oracleMessage('column', l, t, column0));
         assert.equal(attributeInput[0], 0x01);
@@ -149,7 +153,7 @@ describe('STREAM payload attacks', () => {
   };
   const refused = (key: abe.UserKey, ct: Uint8Array, what: string) => assert.throws(() => abe.decrypt(key, ct), IntegrityError, what);
 
-  test('stream-chunk-reorder-drop-duplicate-extend: every rearrangement of a payload\'s chunks fails authentication', () => {
+  test("stream-chunk-reorder-drop-duplicate-extend: every rearrangement of a payload's chunks fails authentication", () => {
     const key = abe.keygen(authority.masterKey, 'role:emergency');
     const ct = abe.encrypt(authority.publicKey, 'role:emergency', randomBytes(3 * CHUNK_BYTES + 100));
     const header = headerOf(ct);
@@ -178,7 +182,7 @@ describe('STREAM payload attacks', () => {
     refused(key, concat(headerOf(a), payloadOf(b)), "another ciphertext's whole payload");
   });
 
-  test('stream-cross-record-splice: a converted record with another record\'s payload fails authentication', () => {
+  test("stream-cross-record-splice: a converted record with another record's payload fails authentication", () => {
     const patient = pre.generatePatientKey('patient-splice');
     const bundle = pre.publicKeys(patient);
     const rk = pre.delegate(patient, 'lab', authority.publicKey, 'role:emergency');
@@ -250,7 +254,11 @@ describe('resealed tampering (the checksum recomputed, so the cryptographic bind
     const ct = abe.encrypt(authority.publicKey, 'role:emergency', randomBytes(CHUNK_BYTES + 50));
     fc.assert(
       fc.property(fc.integer({ min: 4, max: ct.length - 1 }), (n) => {
-        assert.throws(() => abe.decrypt(key, ct.subarray(0, n)), (e: unknown) => e instanceof IntegrityError || e instanceof MalformedInputError, `length ${n}`);
+        assert.throws(
+          () => abe.decrypt(key, ct.subarray(0, n)),
+          (e: unknown) => e instanceof IntegrityError || e instanceof MalformedInputError,
+          `length ${n}`,
+        );
       }),
       { numRuns: 60 },
     );

@@ -86,13 +86,25 @@ test('msmG1 equals the sum of separate multiplications', () => {
   assert.ok(curve.msmG1(ps, ks).isEqual(expected));
 });
 
-test('8 MiB upload stackAlloc (regression): MSMs and sums longer than mcl-wasm\'s stack holds (9,000 G1, 3,000 G2 points) equal the grouped result', () => {
+test("8 MiB upload stackAlloc (regression): MSMs and sums longer than mcl-wasm's stack holds (9,000 G1, 3,000 G2 points) equal the grouped result", () => {
   // Three distinct points repeated: Σ k_i·P_(i mod 3) = Σ_j P_j·(Σ_(i ≡ j) k_i), computed with three multiplications.
-  const check = <P extends curve.G1 | curve.G2>(n: number, base: P[], msm: (ps: P[], ks: curve.Fr[]) => P, mul: (p: P, k: curve.Fr) => P, add: (a: P, b: P) => P) => {
+  const check = <P extends curve.G1 | curve.G2>(
+    n: number,
+    base: P[],
+    msm: (ps: P[], ks: curve.Fr[]) => P,
+    mul: (p: P, k: curve.Fr) => P,
+    add: (a: P, b: P) => P,
+  ) => {
     const ks = Array.from({ length: n }, () => curve.randomFr());
     const sums = base.map((_, j) => ks.filter((_, i) => i % base.length === j).reduce((a, b) => curve.frAdd(a, b)));
     const expected = base.map((p, j) => mul(p, sums[j]!)).reduce(add);
-    assert.equal(msm(ks.map((_, i) => base[i % base.length]!), ks).serializeToHexStr(), expected.serializeToHexStr());
+    assert.equal(
+      msm(
+        ks.map((_, i) => base[i % base.length]!),
+        ks,
+      ).serializeToHexStr(),
+      expected.serializeToHexStr(),
+    );
   };
   const g1 = [1n, 2n, 3n].map((x) => curve.g1Mul(curve.g1Generator(), curve.frFromBigInt(x)));
   const g2 = [1n, 2n, 3n].map((x) => curve.g2Mul(curve.g2Generator(), curve.frFromBigInt(x)));

@@ -39,14 +39,20 @@ function upload(capsule: pre.EmergencyCapsule, recordId: string, plaintext: Uint
 describe('emergency grants: correctness', () => {
   test('on random payloads, categories, policies and keys: a key satisfying the policy reads, the patient still reads', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 40_000 }), fc.constantFrom(...pre.DEFAULT_CATEGORIES), policyText, attributeList, (plaintext, category, policy, attributes) => {
-        const { ciphertext, grant, capsule } = upload(pre.emergencyCapsule(ta.publicKey, policy), `rec-${category}`, plaintext, category);
-        assert.deepEqual(pre.decrypt(patient, ciphertext), plaintext);
-        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
-        const converted = cloudConvert(capsule, grant, ciphertext);
-        if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
-        else assert.throws(() => reader.decrypt(converted), AccessDeniedError);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 40_000 }),
+        fc.constantFrom(...pre.DEFAULT_CATEGORIES),
+        policyText,
+        attributeList,
+        (plaintext, category, policy, attributes) => {
+          const { ciphertext, grant, capsule } = upload(pre.emergencyCapsule(ta.publicKey, policy), `rec-${category}`, plaintext, category);
+          assert.deepEqual(pre.decrypt(patient, ciphertext), plaintext);
+          const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
+          const converted = cloudConvert(capsule, grant, ciphertext);
+          if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
+          else assert.throws(() => reader.decrypt(converted), AccessDeniedError);
+        },
+      ),
       { numRuns: 20 },
     );
   });
@@ -61,7 +67,7 @@ describe('emergency grants: correctness', () => {
     assert.equal(reader.cachedDelegations, 1);
   });
 
-  test('a record with a grant is an ordinary record: the patient\'s own delegations still convert it', () => {
+  test("a record with a grant is an ordinary record: the patient's own delegations still convert it", () => {
     const { ciphertext } = upload(pre.emergencyCapsule(ta.publicKey, EMERGENCY), 'r1', utf8('glucose 5.1'));
     const cardiologist = abe.keygen(ta.masterKey, 'role:doctor, dept:cardiology');
     const rk = pre.delegate(patient, 'lab', ta.publicKey, 'role:doctor and dept:cardiology');
@@ -100,7 +106,7 @@ describe('emergency grants: refusal', () => {
     assert.throws(() => cloudConvert(other, first.grant, first.ciphertext), /made under another capsule/);
   });
 
-  test('a grant made for one patient\'s key does not convert another patient\'s record of the same id', () => {
+  test("a grant made for one patient's key does not convert another patient's record of the same id", () => {
     const capsule = pre.emergencyCapsule(ta.publicKey, EMERGENCY);
     const mine = upload(capsule, 'r1', utf8('mine'));
     const someoneElse = pre.encrypt(pre.publicKeys(pre.generatePatientKey('patient-other')), 'lab', 'r1', utf8('theirs'));
@@ -111,11 +117,15 @@ describe('emergency grants: refusal', () => {
 describe('emergency grants: tamper and hostile input', () => {
   test('flipping any byte of a capsule or a grant is detected with a typed error', () => {
     const { ciphertext, grant, capsule } = upload(pre.emergencyCapsule(ta.publicKey, EMERGENCY), 'r1', utf8('x'));
-    for (const [name, bytes] of [['capsule', capsule], ['grant', grant]] as const) {
+    for (const [name, bytes] of [
+      ['capsule', capsule],
+      ['grant', grant],
+    ] as const) {
       for (let i = 0; i < bytes.length; i++) {
         const flipped = bytes.slice();
         flipped[i]! ^= 0x01;
-        const attempt = () => pre.createReader(medic).decrypt(name === 'capsule' ? cloudConvert(flipped, grant, ciphertext) : cloudConvert(capsule, flipped, ciphertext));
+        const attempt = () =>
+          pre.createReader(medic).decrypt(name === 'capsule' ? cloudConvert(flipped, grant, ciphertext) : cloudConvert(capsule, flipped, ciphertext));
         assert.throws(attempt, MedShareError, `${name} byte ${i}`);
       }
     }
@@ -135,10 +145,12 @@ describe('emergency grants: tamper and hostile input', () => {
     const { grant, capsule } = upload(pre.emergencyCapsule(ta.publicKey, EMERGENCY), 'r1', utf8('x'));
     for (let n = 0; n < capsule.length; n += 7) assert.throws(() => pre.decodeEmergencyCapsule(capsule.subarray(0, n)), MedShareError);
     for (let n = 0; n < grant.length; n += 7) assert.throws(() => pre.decodeEmergencyGrant(grant.subarray(0, n)), MedShareError);
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 1500 }), (bytes) => {
-      assert.throws(() => pre.decodeEmergencyCapsule(bytes), MedShareError);
-      assert.throws(() => pre.decodeEmergencyGrant(bytes), MedShareError);
-    }));
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1500 }), (bytes) => {
+        assert.throws(() => pre.decodeEmergencyCapsule(bytes), MedShareError);
+        assert.throws(() => pre.decodeEmergencyGrant(bytes), MedShareError);
+      }),
+    );
     assert.throws(() => pre.decodeEmergencyGrant(capsule), /expected an emergency grant, got an emergency capsule/);
     const rk = pre.encodeReEncryptionKey(pre.delegate(patient, 'lab', ta.publicKey, EMERGENCY));
     assert.throws(() => pre.decodeEmergencyCapsule(rk), /expected an emergency capsule, got a re-encryption key/);

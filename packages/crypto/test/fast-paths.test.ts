@@ -36,7 +36,12 @@ const scalarNotMinusOne = fc.bigInt({ min: 1n, max: c.CURVE_ORDER - 2n }).map(c.
 
 /** The reference encoding: mcl's text output of the normalised point (what the code did before #21). */
 function referenceUncompressed(point: c.G1 | c.G2): string {
-  const parts = mcl.normalize(point).getStr(16).split(' ').slice(1).map((h) => h.padStart(96, '0'));
+  const parts = mcl
+    .normalize(point)
+    .getStr(16)
+    .split(' ')
+    .slice(1)
+    .map((h) => h.padStart(96, '0'));
   // G2's text order is x.c0 x.c1 y.c0 y.c1; the ZCash layout puts c1 first.
   return (parts.length === 2 ? parts : [parts[1], parts[0], parts[3], parts[2]]).join('');
 }
@@ -69,14 +74,53 @@ describe('binary point coding', () => {
     const withY = (y: Uint8Array) => new Uint8Array([...good.subarray(0, 48), ...y]);
     const cases: Array<[string, Uint8Array, RegExp]> = [
       ['y = p', withY(p), /not reduced/],
-      ['y = p + 1', withY((() => { const b = Buffer.from(p); b[47]! += 1; return b; })()), /not reduced/],
-      ['compression flag', (() => { const b = good.slice(); b[0]! |= 0x80; return b; })(), /flag bits/],
-      ['infinity flag', (() => { const b = good.slice(); b[0]! |= 0x40; return b; })(), /flag bits/],
-      ['off the curve', (() => { const b = good.slice(); b[95]! ^= 1; return b; })(), /not a point on the curve/],
+      [
+        'y = p + 1',
+        withY(
+          (() => {
+            const b = Buffer.from(p);
+            b[47]! += 1;
+            return b;
+          })(),
+        ),
+        /not reduced/,
+      ],
+      [
+        'compression flag',
+        (() => {
+          const b = good.slice();
+          b[0]! |= 0x80;
+          return b;
+        })(),
+        /flag bits/,
+      ],
+      [
+        'infinity flag',
+        (() => {
+          const b = good.slice();
+          b[0]! |= 0x40;
+          return b;
+        })(),
+        /flag bits/,
+      ],
+      [
+        'off the curve',
+        (() => {
+          const b = good.slice();
+          b[95]! ^= 1;
+          return b;
+        })(),
+        /not a point on the curve/,
+      ],
       ['the identity (all zero)', new Uint8Array(96), /identity/],
       ['short', good.subarray(0, 95), /expected 96 bytes/],
     ];
-    for (const [name, bytes, message] of cases) assert.throws(() => c.g1FromBytesOnCurve(bytes), (e: unknown) => e instanceof MalformedInputError && message.test(e.message), name);
+    for (const [name, bytes, message] of cases)
+      assert.throws(
+        () => c.g1FromBytesOnCurve(bytes),
+        (e: unknown) => e instanceof MalformedInputError && message.test(e.message),
+        name,
+      );
     const q = c.g2ToBytesUncompressed(c.g2Generator());
     const offCurve = q.slice();
     offCurve[191]! ^= 1;
@@ -90,7 +134,11 @@ describe('binary point coding', () => {
         const points = ks.map((k) => c.g1Mul(c.g1Generator(), k));
         const before = points.map((p) => c.g1ToBytes(p));
         assert.ok(c.g1Sum(points).isEqual(points.reduce((a, b) => c.g1Add(a, b))));
-        assert.deepEqual(points.map((p) => c.g1ToBytes(p)), before, 'the inputs are unchanged');
+        assert.deepEqual(
+          points.map((p) => c.g1ToBytes(p)),
+          before,
+          'the inputs are unchanged',
+        );
       }),
       { numRuns: 30 },
     );
@@ -115,7 +163,10 @@ describe('cached pairing values', () => {
     c.precomputeGtBase();
     c.precomputeGtBase(); // idempotent
     for (const x of edges) assert.ok(c.gtBasePow(x).isEqual(reference(x)));
-    fc.assert(fc.property(scalar, (x) => c.gtBasePow(x).isEqual(reference(x))), { numRuns: 40 });
+    fc.assert(
+      fc.property(scalar, (x) => c.gtBasePow(x).isEqual(reference(x))),
+      { numRuns: 40 },
+    );
     // The record key R comes from the table now: the patient still recovers every record.
     const record = randomBytes(300);
     assert.deepEqual(pre.decrypt(patient, pre.encrypt(bundle, 'lab', 'rec-table', record)), new Uint8Array(record));
@@ -251,7 +302,12 @@ describe('flat policy compilation', () => {
     { weight: 6, arbitrary: fc.tuple(word, word).map(([n, v]) => `${n}:${v}`) },
     fc.constantFrom('level >= 3', '"q":x', 'a:"b c"', '(a:b)', 'a : b', 'é:x', 'a:b,'),
   );
-  const flatish = fc.tuple(fc.array(term, { minLength: 1, maxLength: 8 }), fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' and ', ' or ') }, fc.constantFrom(' AND ', '  or ', ' and  '))).map(([terms, joiner]) => terms.join(joiner));
+  const flatish = fc
+    .tuple(
+      fc.array(term, { minLength: 1, maxLength: 8 }),
+      fc.oneof({ weight: 4, arbitrary: fc.constantFrom(' and ', ' or ') }, fc.constantFrom(' AND ', '  or ', ' and  ')),
+    )
+    .map(([terms, joiner]) => terms.join(joiner));
   const limits = fc.record({
     maxLength: fc.integer({ min: 1, max: 200 }),
     maxDepth: fc.integer({ min: 0, max: 3 }),
@@ -264,7 +320,10 @@ describe('flat policy compilation', () => {
     let flatTaken = 0;
     fc.assert(
       fc.property(fc.oneof(flatish, policyText), fc.oneof(fc.constant(DEFAULT_POLICY_LIMITS), limits), (policy, lim) => {
-        assert.deepStrictEqual(outcome(() => abe.compilePolicy(policy, lim)), outcome(() => abe.compileGeneral(policy, lim)));
+        assert.deepStrictEqual(
+          outcome(() => abe.compilePolicy(policy, lim)),
+          outcome(() => abe.compileGeneral(policy, lim)),
+        );
         if (flatSpanProgram(policy, lim) !== undefined) flatTaken++;
       }),
       { numRuns: 600 },
@@ -287,7 +346,11 @@ describe('flat policy compilation', () => {
       const lim = { ...DEFAULT_POLICY_LIMITS, ...limits };
       const general = outcome(() => abe.compileGeneral(policy, lim));
       assert.match(String(general), /Error: /, policy);
-      assert.equal(outcome(() => abe.compilePolicy(policy, lim)), general, policy);
+      assert.equal(
+        outcome(() => abe.compilePolicy(policy, lim)),
+        general,
+        policy,
+      );
     }
   });
 
@@ -346,33 +409,37 @@ describe('payload opening without copies', () => {
     const key = new Uint8Array(randomBytes(32));
     const aad = new Uint8Array(randomBytes(32));
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: 3 * SEALED_CHUNK_BYTES }), fc.array(fc.integer({ min: 1, max: 2 * SEALED_CHUNK_BYTES }), { maxLength: 8 }), (size, cuts) => {
-        const plaintext = new Uint8Array(randomBytes(size));
-        const sealed = sealPayload(key, aad, plaintext);
-        assert.deepEqual(openPayload(key, aad, sealed), plaintext);
-        const opener = new PayloadOpener(key, aad);
-        const out: Uint8Array[] = [];
-        let offset = 0;
-        for (const cut of cuts) {
-          // The caller reuses its buffer after each push: the opener must have copied what it kept.
-          const piece = Buffer.from(sealed.subarray(offset, offset + cut));
-          out.push(...opener.push(piece));
-          piece.fill(0);
-          offset = Math.min(sealed.length, offset + cut);
-        }
-        out.push(...opener.push(sealed.subarray(offset)), opener.finish());
-        assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
-        // Pieces handed over (`owned`, as received from the network): kept as views, chunks opened across them.
-        const owning = new PayloadOpener(key, aad);
-        const owned: Uint8Array[] = [];
-        let at = 0;
-        for (const cut of [...cuts, sealed.length]) {
-          owned.push(...owning.push(sealed.subarray(at, at + cut), { owned: true }));
-          at = Math.min(sealed.length, at + cut);
-        }
-        owned.push(owning.finish());
-        assert.deepEqual(new Uint8Array(Buffer.concat(owned)), plaintext);
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: 3 * SEALED_CHUNK_BYTES }),
+        fc.array(fc.integer({ min: 1, max: 2 * SEALED_CHUNK_BYTES }), { maxLength: 8 }),
+        (size, cuts) => {
+          const plaintext = new Uint8Array(randomBytes(size));
+          const sealed = sealPayload(key, aad, plaintext);
+          assert.deepEqual(openPayload(key, aad, sealed), plaintext);
+          const opener = new PayloadOpener(key, aad);
+          const out: Uint8Array[] = [];
+          let offset = 0;
+          for (const cut of cuts) {
+            // The caller reuses its buffer after each push: the opener must have copied what it kept.
+            const piece = Buffer.from(sealed.subarray(offset, offset + cut));
+            out.push(...opener.push(piece));
+            piece.fill(0);
+            offset = Math.min(sealed.length, offset + cut);
+          }
+          out.push(...opener.push(sealed.subarray(offset)), opener.finish());
+          assert.deepEqual(new Uint8Array(Buffer.concat(out)), plaintext);
+          // Pieces handed over (`owned`, as received from the network): kept as views, chunks opened across them.
+          const owning = new PayloadOpener(key, aad);
+          const owned: Uint8Array[] = [];
+          let at = 0;
+          for (const cut of [...cuts, sealed.length]) {
+            owned.push(...owning.push(sealed.subarray(at, at + cut), { owned: true }));
+            at = Math.min(sealed.length, at + cut);
+          }
+          owned.push(owning.finish());
+          assert.deepEqual(new Uint8Array(Buffer.concat(owned)), plaintext);
+        },
+      ),
       { numRuns: 30 },
     );
   });

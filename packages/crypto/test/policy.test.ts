@@ -158,7 +158,10 @@ describe('numeric comparisons (bit decomposition)', () => {
       return reconstruct(program, (row) => held.has(JSON.stringify(row.attribute))) !== undefined;
     };
     assert.ok(holds(0) && holds(12345));
-    assert.equal(reconstruct(program, () => false), undefined);
+    assert.equal(
+      reconstruct(program, () => false),
+      undefined,
+    );
   });
 });
 

@@ -136,19 +136,14 @@ test('a cloud that lost, altered or swapped one block of one record is caught, a
   const f = fixture([400, 1500, 900, 1000, 373, 1200], 2);
   const total = f.files.reduce((n, x) => n + x.tags.tags.length, 0);
   fc.assert(
-    fc.property(
-      fc.constantFrom(...damages),
-      fc.integer({ min: 0, max: f.files.length - 1 }),
-      fc.nat(),
-      (kind, file, blockSeed) => {
-        const blocks = f.files[file]!.tags.tags.length;
-        const block = kind === 'swap-across' ? blockSeed % Math.max(1, blocks - 1) : blockSeed % blocks;
-        const challenge = challengeOf(f, total);
-        const result = audit(f, challenge, damage(f, kind, file, block));
-        assert.equal(result.ok, false, `${kind} of block ${block} of file ${file} passed the audit`);
-        assert.deepEqual(result.failing, [file], kind);
-      },
-    ),
+    fc.property(fc.constantFrom(...damages), fc.integer({ min: 0, max: f.files.length - 1 }), fc.nat(), (kind, file, blockSeed) => {
+      const blocks = f.files[file]!.tags.tags.length;
+      const block = kind === 'swap-across' ? blockSeed % Math.max(1, blocks - 1) : blockSeed % blocks;
+      const challenge = challengeOf(f, total);
+      const result = audit(f, challenge, damage(f, kind, file, block));
+      assert.equal(result.ok, false, `${kind} of block ${block} of file ${file} passed the audit`);
+      assert.deepEqual(result.failing, [file], kind);
+    }),
     { numRuns: 30 },
   );
   assert.deepEqual(audit(f, challengeOf(f, total), stored(f)), { ok: true, failing: [] });
@@ -169,9 +164,15 @@ test('sampling: 460 blocks catch the deletion of 1 % of 10,000 blocks in >= 99 %
     if (t === 0) {
       // Coefficients come from B = [0, 2^128) (docs/crypto.md § 13), distinct, and use the whole range.
       const nus = samples.map((s) => curve.frToBigInt(s.coefficient));
-      assert.ok(nus.every((nu) => nu < 1n << 128n), 'coefficients below 2^128');
+      assert.ok(
+        nus.every((nu) => nu < 1n << 128n),
+        'coefficients below 2^128',
+      );
       assert.equal(new Set(nus).size, 460, 'coefficients are distinct');
-      assert.ok(nus.some((nu) => nu >= 1n << 127n), 'coefficients use the top bit');
+      assert.ok(
+        nus.some((nu) => nu >= 1n << 127n),
+        'coefficients use the top bit',
+      );
     }
     if (samples.some((s) => deleted.has(s.file * 10 + s.block))) caught++;
   }
@@ -180,7 +181,10 @@ test('sampling: 460 blocks catch the deletion of 1 % of 10,000 blocks in >= 99 %
 });
 
 test('sampled audit end to end: a cloud that deleted a tenth of the blocks fails a challenge of 60 of 300 blocks', () => {
-  const f = fixture(Array.from({ length: 30 }, () => 10 * BLOCK), 3);
+  const f = fixture(
+    Array.from({ length: 30 }, () => 10 * BLOCK),
+    3,
+  );
   const lost = (file: number) => (file * 7) % 10;
   const held = stored(f).map((x, i) => {
     const data = new Uint8Array(x.data);
@@ -191,7 +195,14 @@ test('sampled audit end to end: a cloud that deleted a tenth of the blocks fails
   const challenge = challengeOf(f, 60);
   const result = audit(f, challenge, held);
   assert.equal(result.ok, false);
-  const hitFiles = [...new Set(por.expandChallenge(challenge).filter((s) => s.block === lost(s.file)).map((s) => s.file))].sort((a, b) => a - b);
+  const hitFiles = [
+    ...new Set(
+      por
+        .expandChallenge(challenge)
+        .filter((s) => s.block === lost(s.file))
+        .map((s) => s.file),
+    ),
+  ].sort((a, b) => a - b);
   assert.deepEqual(result.failing, hitFiles);
 });
 
@@ -241,7 +252,10 @@ test('tamper: an altered σ or μ, μ moved between owners, a proof checked unde
   assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, mine), true);
   const oneBad = mine.map((y, i) => (i === mine.length - 1 ? { ...y, data: Uint8Array.from(y.data, (b, j) => (j === 5 ? b ^ 1 : b)) } : y));
   assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, oneBad), false);
-  const swappedTags = [{ ...mine[0]!, tags: mine[1]!.tags }, { ...mine[1]!, tags: mine[0]!.tags }];
+  const swappedTags = [
+    { ...mine[0]!, tags: mine[1]!.tags },
+    { ...mine[1]!, tags: mine[0]!.tags },
+  ];
   assert.equal(por.verifyTagSets(f.keys[0]!.publicKey, swappedTags), false);
 });
 
@@ -251,7 +265,10 @@ test('rogue keys: a public key without a valid proof of possession is refused', 
   const y = curve.randomFr();
   const rogue = curve.g2Add(curve.g2Mul(curve.g2Generator(), y), curve.g2Mul(honest.v, curve.frFromBigInt(-1n)));
   const bytes = por.encodePublicKey({ v: rogue, u: honest.u, pop: curve.g1Mul(curve.g1Generator(), y) });
-  assert.throws(() => por.decodePublicKey(bytes), (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test(e.message));
+  assert.throws(
+    () => por.decodePublicKey(bytes),
+    (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test(e.message),
+  );
   // Another key's proof of possession does not transfer.
   assert.throws(() => por.decodePublicKey(por.encodePublicKey({ v: honest.v, u: honest.u, pop: por.generateKey().publicKey.pop })), MalformedInputError);
 });
@@ -281,10 +298,40 @@ test('hostile input: truncated, oversized, wrong-version and non-subgroup proofs
     assert.throws(fn, (e: unknown) => e instanceof type && (pattern === undefined || pattern.test((e as Error).message)));
   for (const cut of [0, 3, 4, 52, bytes.length - 1]) throwsA(() => por.decodeProof(bytes.subarray(0, cut), challenge), MalformedInputError);
   throwsA(() => por.decodeProof(new Uint8Array([...bytes, 0]), challenge), MalformedInputError, /expected/);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 0 ? 2 : b)), challenge), UnsupportedError);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 1 ? 9 : b)), challenge), UnsupportedError);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 2 ? S + 1 : b)), challenge), MalformedInputError, /sectors/);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 4 ? 2 : b)), challenge), MalformedInputError, /keys/);
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 0 ? 2 : b)),
+        challenge,
+      ),
+    UnsupportedError,
+  );
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 1 ? 9 : b)),
+        challenge,
+      ),
+    UnsupportedError,
+  );
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 2 ? S + 1 : b)),
+        challenge,
+      ),
+    MalformedInputError,
+    /sectors/,
+  );
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 4 ? 2 : b)),
+        challenge,
+      ),
+    MalformedInputError,
+    /keys/,
+  );
   const badSigma = new Uint8Array(bytes);
   badSigma.set(nonSubgroupCompressed(), 5);
   throwsA(() => por.decodeProof(badSigma, challenge), MalformedInputError, /subgroup/);
@@ -346,14 +393,23 @@ test('attack: published u_j^x would let a cloud that deleted the data answer wit
   const samples = por.expandChallenge(challenge);
   const forged: por.AggregateProof = {
     kind: 'aggregate',
-    sigma: curve.msmG1(samples.map((s) => stripped[s.block]!), samples.map((s) => s.coefficient)),
+    sigma: curve.msmG1(
+      samples.map((s) => stripped[s.block]!),
+      samples.map((s) => s.coefficient),
+    ),
     mu: [Array.from({ length: S }, () => new mcl.Fr())],
   };
   assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: publishing u_j^x breaks soundness');
   // Without u_j^x (what the public key actually carries: v, the u_j and the proof of possession), the same zero-μ
   // answer built from the intact tags fails.
   assert.equal(por.encodePublicKey(f.keys[0]!.publicKey).length, 2 + curve.G2_BYTES + (por.DEFAULT_SECTORS + 1) * curve.G1_BYTES);
-  const honestTags: por.AggregateProof = { ...forged, sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)) };
+  const honestTags: por.AggregateProof = {
+    ...forged,
+    sigma: curve.msmG1(
+      samples.map((s) => file.tags.tags[s.block]!),
+      samples.map((s) => s.coefficient),
+    ),
+  };
   assert.equal(por.verifyAggregate(challenge, publicKeys(f), honestTags), false);
 });
 
@@ -370,16 +426,19 @@ function sectorScalars(data: Uint8Array, block: number, sectors = S): mcl.Fr[] {
 test('owner generators: tags equal (H(name ‖ i) · Π u_j^{m_ij})^x computed with explicit multiplications (fast-check)', () => {
   const key = por.generateKey(8);
   const x = curve.frFromBytes(por.encodeSecretKey(key));
-  fc.assert(fc.property(fc.uint8Array({ minLength: 0, maxLength: 700 }), fc.integer({ min: 1, max: 8 }), (data, sectors) => {
-    const name = utf8(`slow-${data.length}-${sectors}`);
-    const set = por.tagFile(key, name, data, sectors);
-    set.tags.forEach((tag, i) => {
-      const m = sectorScalars(data, i, sectors);
-      let base = curve.hashToG1(blockMessage(name, i), 'MEDSHARE-POR-V01-BLOCK-BLS12381G1_XMD:SHA-256_SSWU_RO_');
-      for (let j = 0; j < sectors; j++) base = curve.g1Add(base, curve.g1Mul(key.publicKey.u[j]!, m[j]!));
-      assert.ok(tag.isEqual(curve.g1Mul(base, x)), `block ${i}`);
-    });
-  }), { numRuns: 12 });
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 700 }), fc.integer({ min: 1, max: 8 }), (data, sectors) => {
+      const name = utf8(`slow-${data.length}-${sectors}`);
+      const set = por.tagFile(key, name, data, sectors);
+      set.tags.forEach((tag, i) => {
+        const m = sectorScalars(data, i, sectors);
+        let base = curve.hashToG1(blockMessage(name, i), 'MEDSHARE-POR-V01-BLOCK-BLS12381G1_XMD:SHA-256_SSWU_RO_');
+        for (let j = 0; j < sectors; j++) base = curve.g1Add(base, curve.g1Mul(key.publicKey.u[j]!, m[j]!));
+        assert.ok(tag.isEqual(curve.g1Mul(base, x)), `block ${i}`);
+      });
+    }),
+    { numRuns: 12 },
+  );
 });
 
 /** name length ‖ name ‖ block (4, big-endian): the message H binds, as the paper's name ‖ i. */
@@ -426,7 +485,14 @@ test('attack: the α_j leaked would let a cloud keep one scalar per block instea
   const samples = por.expandChallenge(challenge);
   const target = samples.reduce((e, s) => curve.frAdd(e, curve.frMul(s.coefficient, kept[s.block]!)), new mcl.Fr());
   const mu = Array.from({ length: S }, (_, j) => (j === 0 ? curve.frMul(target, curve.frInv(alphas[0]!)) : new mcl.Fr()));
-  const forged: por.AggregateProof = { kind: 'aggregate', sigma: curve.msmG1(samples.map((s) => file.tags.tags[s.block]!), samples.map((s) => s.coefficient)), mu: [mu] };
+  const forged: por.AggregateProof = {
+    kind: 'aggregate',
+    sigma: curve.msmG1(
+      samples.map((s) => file.tags.tags[s.block]!),
+      samples.map((s) => s.coefficient),
+    ),
+    mu: [mu],
+  };
   assert.ok(por.verifyAggregate(challenge, publicKeys(f), forged), 'the forgery passes: the α_j are as secret as x');
   // The public key carries the u_j only: the α_j are derived from x at the owner and never encoded.
   assert.equal(por.encodeSecretKey(f.keys[0]!).length, curve.FR_BYTES);
@@ -442,21 +508,33 @@ test('owner keys: version-1 keys are refused naming the version; repeated, ident
   v1[0] = 1;
   v1.set(curve.g2ToBytes(key.publicKey.v), 1);
   v1.set(curve.g1ToBytes(key.publicKey.pop), 1 + curve.G2_BYTES);
-  assert.throws(() => por.decodePublicKey(v1), (e: unknown) => e instanceof UnsupportedError && /version 1 /.test((e as Error).message));
+  assert.throws(
+    () => por.decodePublicKey(v1),
+    (e: unknown) => e instanceof UnsupportedError && /version 1 /.test((e as Error).message),
+  );
   const at = (j: number) => 2 + curve.G2_BYTES + j * curve.G1_BYTES;
   const repeated = new Uint8Array(bytes);
   repeated.copyWithin(at(1), at(0), at(1));
-  assert.throws(() => por.decodePublicKey(repeated), (e: unknown) => e instanceof MalformedInputError && /repeats/.test((e as Error).message));
+  assert.throws(
+    () => por.decodePublicKey(repeated),
+    (e: unknown) => e instanceof MalformedInputError && /repeats/.test((e as Error).message),
+  );
   const identity = new Uint8Array(bytes);
   identity.set(curve.g1ToBytes(new mcl.G1()), at(2));
   assert.throws(() => por.decodePublicKey(identity), MalformedInputError);
   const nonSubgroup = new Uint8Array(bytes);
   nonSubgroup.set(nonSubgroupCompressed(), at(3));
-  assert.throws(() => por.decodePublicKey(nonSubgroup), (e: unknown) => e instanceof MalformedInputError && /subgroup/.test((e as Error).message));
+  assert.throws(
+    () => por.decodePublicKey(nonSubgroup),
+    (e: unknown) => e instanceof MalformedInputError && /subgroup/.test((e as Error).message),
+  );
   // A generator replaced by another valid point: the proof of possession covers the u_j.
   const swapped = new Uint8Array(bytes);
   swapped.set(curve.g1ToBytes(curve.g1Generator()), at(0));
-  assert.throws(() => por.decodePublicKey(swapped), (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test((e as Error).message));
+  assert.throws(
+    () => por.decodePublicKey(swapped),
+    (e: unknown) => e instanceof MalformedInputError && /proof of possession/.test((e as Error).message),
+  );
   for (const count of [0, 5]) {
     const wrongCount = Uint8Array.from(bytes, (b, i) => (i === 1 ? count : b));
     assert.throws(() => por.decodePublicKey(wrongCount), MalformedInputError);

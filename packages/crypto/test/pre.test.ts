@@ -29,14 +29,20 @@ before(async () => {
 describe('PRE correctness', () => {
   test('every path round-trips: patient decrypt, convert + reader, on random payloads, policies and keys', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 70_000 }), fc.constantFrom(...pre.DEFAULT_CATEGORIES), policyText, attributeList, (plaintext, category, policy, attributes) => {
-        const ct = pre.encrypt(bundle, category, `rec-${category}`, plaintext);
-        assert.deepEqual(pre.decrypt(patient, ct), plaintext);
-        const converted = pre.convert(pre.delegate(patient, category, ta.publicKey, policy), ct);
-        const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
-        if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
-        else assert.throws(() => reader.decrypt(converted), AccessDeniedError);
-      }),
+      fc.property(
+        fc.uint8Array({ maxLength: 70_000 }),
+        fc.constantFrom(...pre.DEFAULT_CATEGORIES),
+        policyText,
+        attributeList,
+        (plaintext, category, policy, attributes) => {
+          const ct = pre.encrypt(bundle, category, `rec-${category}`, plaintext);
+          assert.deepEqual(pre.decrypt(patient, ct), plaintext);
+          const converted = pre.convert(pre.delegate(patient, category, ta.publicKey, policy), ct);
+          const reader = pre.createReader(abe.keygen(ta.masterKey, attributes, { maxOccurrences: occurrencesNeeded(policy) }));
+          if (abe.satisfies(attributes, policy)) assert.deepEqual(reader.decrypt(converted), plaintext);
+          else assert.throws(() => reader.decrypt(converted), AccessDeniedError);
+        },
+      ),
       { numRuns: 25 },
     );
   });
@@ -75,9 +81,15 @@ describe('PRE correctness', () => {
     const rk = pre.encodeReEncryptionKey(pre.delegate(patient, 'notes', ta.publicKey, POLICY));
     assert.deepEqual(pre.encodeReEncryptionKey(pre.decodeReEncryptionKey(rk)), rk);
     const signed = pre.encodePublicKeys(patient);
-    assert.deepEqual(pre.decodePublicKeys(signed, bundle.signingKey).categories.map((k) => k.category), [...pre.DEFAULT_CATEGORIES]);
+    assert.deepEqual(
+      pre.decodePublicKeys(signed, bundle.signingKey).categories.map((k) => k.category),
+      [...pre.DEFAULT_CATEGORIES],
+    );
     const stranger = pre.publicKeys(pre.generatePatientKey('someone-else'));
-    assert.throws(() => pre.decodePublicKeys(signed, stranger.signingKey), (e: unknown) => e instanceof IntegrityError && /unexpected key/.test(e.message));
+    assert.throws(
+      () => pre.decodePublicKeys(signed, stranger.signingKey),
+      (e: unknown) => e instanceof IntegrityError && /unexpected key/.test(e.message),
+    );
     // A category key swapped in (checksum recomputed) breaks the signature.
     const swapped = reseal(signed, (body) => {
       const copy = body.slice();
@@ -95,7 +107,7 @@ describe('PRE refusal', () => {
     assert.throws(() => pre.createReader(dermatologist).decrypt(converted), AccessDeniedError);
   });
 
-  test('a lab delegation converts nothing of imaging, nor another patient\'s lab records', () => {
+  test("a lab delegation converts nothing of imaging, nor another patient's lab records", () => {
     const rk = pre.delegate(patient, 'lab', ta.publicKey, POLICY);
     assert.throws(() => pre.convert(rk, pre.encrypt(bundle, 'imaging', 'x', utf8('x'))), /for category 'lab', the record is 'imaging'/);
     const other = pre.publicKeys(pre.generatePatientKey('patient-other'));
@@ -129,7 +141,10 @@ describe('PRE collusion boundary', () => {
     assert.equal(rk.scope.kind, 'category');
     // The reader learns X from rk2; with the proxy's rk1 the pair computes rk1 − H(X) = g2^{a_lab}.
     const x = abe.decapsulate(cardiologist, abe.openHeader(rk.rk2));
-    const stolen = c.g2Add(rk.scope.kind === 'category' ? rk.scope.rk1 : c.g2Generator(), c.g2Mul(scheme.delegationHash(x, rk.delegationId, rk.rk2), c.frFromBigInt(-1n)));
+    const stolen = c.g2Add(
+      rk.scope.kind === 'category' ? rk.scope.rk1 : c.g2Generator(),
+      c.g2Mul(scheme.delegationHash(x, rk.delegationId, rk.rk2), c.frFromBigInt(-1n)),
+    );
     const openWith = (ct: Uint8Array) => {
       const header = pre.openRecordHeader(ct);
       return scheme.decapsulate(stolen, header.core.c1, header.c2).isEqual(pre.recordSecret(patient, header));
@@ -212,7 +227,10 @@ describe('PRE tamper and hostile input', () => {
       copy.set(rogue, coreLength - 4 - 96);
       return copy;
     });
-    assert.throws(() => pre.decrypt(patient, forged), (e: unknown) => e instanceof MalformedInputError && /c1: not in the prime-order subgroup/.test(e.message));
+    assert.throws(
+      () => pre.decrypt(patient, forged),
+      (e: unknown) => e instanceof MalformedInputError && /c1: not in the prime-order subgroup/.test(e.message),
+    );
     assert.throws(() => pre.convert(pre.delegate(patient, 'lab', ta.publicKey, POLICY), forged), /c1: not in the prime-order subgroup/);
   });
 

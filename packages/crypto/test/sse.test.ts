@@ -31,7 +31,11 @@ class CloudModel {
 /** A writer of one sub-index: key, state kept sealed at the cloud like the gateway does. */
 class Writer {
   state: sse.WriterState = sse.EMPTY_STATE;
-  constructor(readonly key: Uint8Array, readonly context: string, private readonly cloud: CloudModel) {}
+  constructor(
+    readonly key: Uint8Array,
+    readonly context: string,
+    private readonly cloud: CloudModel,
+  ) {}
   write(updates: sse.IndexUpdate[]): sse.RecordRow[] {
     const before = this.cloud.states.get(this.context);
     const current = before === undefined ? sse.EMPTY_STATE : sse.openState(this.key, this.context, before, this.state.version);
@@ -59,43 +63,51 @@ const op = fc.record({ writer: fc.integer({ min: 0, max: 2 }), keyword, recordId
 
 describe('sse: Mitra with per-writer sub-indexes', () => {
   test('correctness: every search equals the plaintext oracle on random histories of three writers', () => {
-    fc.assert(fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 6 }), { maxLength: 12 }), (batches) => {
-      const cloud = new CloudModel();
-      const writers = [0, 1, 2].map((i) => new Writer(sse.generateIndexKey(), `patient|lab|1|1|hospital-${i}`, cloud));
-      const oracle = [0, 1, 2].map(() => new Map<string, Set<string>>());
-      for (const batch of batches) {
-        for (const w of [0, 1, 2]) {
-          const mine = batch.filter((u) => u.writer === w);
-          if (mine.length === 0) continue;
-          writers[w]!.write(mine);
-          for (const u of mine) {
-            const set = oracle[w]!.get(u.keyword) ?? new Set<string>();
-            if (u.operation === 'add') set.add(u.recordId);
-            else set.delete(u.recordId);
-            oracle[w]!.set(u.keyword, set);
+    fc.assert(
+      fc.property(fc.array(fc.array(op, { minLength: 1, maxLength: 6 }), { maxLength: 12 }), (batches) => {
+        const cloud = new CloudModel();
+        const writers = [0, 1, 2].map((i) => new Writer(sse.generateIndexKey(), `patient|lab|1|1|hospital-${i}`, cloud));
+        const oracle = [0, 1, 2].map(() => new Map<string, Set<string>>());
+        for (const batch of batches) {
+          for (const w of [0, 1, 2]) {
+            const mine = batch.filter((u) => u.writer === w);
+            if (mine.length === 0) continue;
+            writers[w]!.write(mine);
+            for (const u of mine) {
+              const set = oracle[w]!.get(u.keyword) ?? new Set<string>();
+              if (u.operation === 'add') set.add(u.recordId);
+              else set.delete(u.recordId);
+              oracle[w]!.set(u.keyword, set);
+            }
           }
         }
-      }
-      for (const w of [0, 1, 2]) {
-        for (const kw of ['type:Observation', 'code:http://loinc.org|2093-3', 'wörd:ü', 'never-written']) {
-          assert.deepEqual(search(cloud, writers[w]!.key, writers[w]!.context, kw).ids, [...(oracle[w]!.get(kw) ?? [])].sort());
+        for (const w of [0, 1, 2]) {
+          for (const kw of ['type:Observation', 'code:http://loinc.org|2093-3', 'wörd:ü', 'never-written']) {
+            assert.deepEqual(search(cloud, writers[w]!.key, writers[w]!.context, kw).ids, [...(oracle[w]!.get(kw) ?? [])].sort());
+          }
         }
-      }
-    }), { numRuns: 60 });
+      }),
+      { numRuns: 60 },
+    );
   });
 
   test('forward privacy: labels of a token taken before an upload match none of its rows', () => {
-    fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 8 }), fc.array(op, { minLength: 1, maxLength: 8 }), (first, later) => {
-      const cloud = new CloudModel();
-      const writer = new Writer(sse.generateIndexKey(), 'p|lab|1|1|h', cloud);
-      writer.write(first);
-      const tokens = ['type:Observation', 'code:http://loinc.org|2093-3', 'date:y:2020', 'status:final', 'word:chest', 'wörd:ü', 'type:Condition']
-        .map((kw) => search(cloud, writer.key, writer.context, kw).labels).flat().map(hex);
-      const newRows = writer.write(later);
-      for (const row of newRows) assert.ok(!tokens.includes(hex(row.label)), 'a later row answers an earlier token');
-      // Replaying every earlier label returns exactly the rows that existed then.
-      assert.ok(tokens.every((l) => cloud.rows.has(l)));
-    }), { numRuns: 50 });
+    fc.assert(
+      fc.property(fc.array(op, { minLength: 1, maxLength: 8 }), fc.array(op, { minLength: 1, maxLength: 8 }), (first, later) => {
+        const cloud = new CloudModel();
+        const writer = new Writer(sse.generateIndexKey(), 'p|lab|1|1|h', cloud);
+        writer.write(first);
+        const tokens = ['type:Observation', 'code:http://loinc.org|2093-3', 'date:y:2020', 'status:final', 'word:chest', 'wörd:ü', 'type:Condition']
+          .map((kw) => search(cloud, writer.key, writer.context, kw).labels)
+          .flat()
+          .map(hex);
+        const newRows = writer.write(later);
+        for (const row of newRows) assert.ok(!tokens.includes(hex(row.label)), 'a later row answers an earlier token');
+        // Replaying every earlier label returns exactly the rows that existed then.
+        assert.ok(tokens.every((l) => cloud.rows.has(l)));
+      }),
+      { numRuns: 50 },
+    );
   });
 
   test('backward privacy (type II): after add+delete the record is gone, and the cloud view does not depend on which record it was', () => {
@@ -120,7 +132,11 @@ describe('sse: Mitra with per-writer sub-indexes', () => {
 
   test('backward privacy: a deletion entry is indistinguishable from an addition in the rows (op byte masked)', () => {
     const key = sse.generateIndexKey();
-    const { rows } = sse.update(key, sse.EMPTY_STATE, Array.from({ length: 400 }, (_, i) => ({ keyword: `w${i}`, recordId: 'same', operation: i % 2 === 0 ? 'add' : 'delete' as const })));
+    const { rows } = sse.update(
+      key,
+      sse.EMPTY_STATE,
+      Array.from({ length: 400 }, (_, i) => ({ keyword: `w${i}`, recordId: 'same', operation: i % 2 === 0 ? 'add' : ('delete' as const) })),
+    );
     // If the first value byte leaked the operation it would take at most 2 values; masked it spreads over ~200.
     const firstBytes = (parity: number) => new Set(rows.filter((_, i) => i % 2 === parity).map((r) => r.value[0]));
     assert.ok(firstBytes(0).size > 50 && firstBytes(1).size > 50);
@@ -147,7 +163,12 @@ describe('sse: Mitra with per-writer sub-indexes', () => {
     const blob = Buffer.concat([...[...cloud.rows.keys()].map((l) => Buffer.from(l, 'hex')), ...cloud.rows.values(), cloud.states.get(writer.context)!]);
     const needles = [...keywords, '2093-3', 'loinc', 'Observation', '2020', 'cholesterol', 'record-0123456789'];
     for (const n of needles) {
-      for (const form of [utf8(n), utf8(n.toLowerCase()), Buffer.from(n).toString('base64').replace(/=+$/, ''), createHash('sha256').update(n).digest().subarray(0, 8)]) {
+      for (const form of [
+        utf8(n),
+        utf8(n.toLowerCase()),
+        Buffer.from(n).toString('base64').replace(/=+$/, ''),
+        createHash('sha256').update(n).digest().subarray(0, 8),
+      ]) {
         assert.equal(blob.indexOf(form), -1, `found a form of '${n}'`);
       }
     }
@@ -198,8 +219,27 @@ describe('sse: Mitra with per-writer sub-indexes', () => {
 
     test('sealed state: altered (checksum resealed), truncated, foreign context, stale version or wrong key', () => {
       const sealed = cloud.states.get(writer.context)!;
-      assert.throws(() => sse.openState(key, writer.context, reseal(sealed, (b) => { b[20]! ^= 1; return b; })), IntegrityError);
-      assert.throws(() => sse.openState(key, writer.context, reseal(sealed, (b) => b.subarray(0, 20))), IntegrityError);
+      assert.throws(
+        () =>
+          sse.openState(
+            key,
+            writer.context,
+            reseal(sealed, (b) => {
+              b[20]! ^= 1;
+              return b;
+            }),
+          ),
+        IntegrityError,
+      );
+      assert.throws(
+        () =>
+          sse.openState(
+            key,
+            writer.context,
+            reseal(sealed, (b) => b.subarray(0, 20)),
+          ),
+        IntegrityError,
+      );
       assert.throws(() => sse.openState(key, writer.context, sealed.subarray(0, 30)), IntegrityError);
       assert.throws(() => sse.openState(key, writer.context, utf8('not a state')), MalformedInputError);
       assert.throws(() => sse.openState(key, 'p|lab|1|1|other-hospital', sealed), IntegrityError);

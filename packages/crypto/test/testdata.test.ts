@@ -36,7 +36,10 @@ test('the pinned ciphertext decrypts with the pinned user key to the pinned plai
   assert.equal(abe.formatAttributes(userKey.attributes), 'role:doctor, dept:cardiology, level=3');
   const header = abe.openHeader(read('abe-ciphertext.bin'));
   assert.equal(header.policy, '(role:doctor and dept:cardiology and level >= 2) or (role:doctor and level >= 3) or role:emergency');
-  assert.ok(header.program.rows.some((row) => row.occurrence === 2), 'the pinned policy repeats attributes');
+  assert.ok(
+    header.program.rows.some((row) => row.occurrence === 2),
+    'the pinned policy repeats attributes',
+  );
 });
 
 test('a key issued today by the pinned master key decrypts the pinned ciphertext', () => {

@@ -15,22 +15,31 @@ test('range proofs: values within their ranges verify, and the proven cells stil
   const { publicKey, shares } = dkg();
   fc.assert(
     fc.property(
-      fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 }).chain((bits) =>
-        fc.tuple(fc.constant(bits), fc.tuple(...bits.map((k) => fc.integer({ min: -(2 ** (k - 1)), max: 2 ** (k - 1) - 1 }))), fc.array(fc.integer({ min: -100, max: 100 }), { minLength: bits.length, maxLength: bits.length })),
-      ),
+      fc
+        .array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 3 })
+        .chain((bits) =>
+          fc.tuple(
+            fc.constant(bits),
+            fc.tuple(...bits.map((k) => fc.integer({ min: -(2 ** (k - 1)), max: 2 ** (k - 1) - 1 }))),
+            fc.array(fc.integer({ min: -100, max: 100 }), { minLength: bits.length, maxLength: bits.length }),
+          ),
+        ),
       ([bits, values, other]) => {
         const { ciphertext, proof } = th.encryptInRange(publicKey, values, bits, context('st-marys'));
         assert.deepEqual(th.rangeFailures(publicKey, ciphertext, th.decodeRangeProof(th.encodeRangeProof(proof)), context('st-marys')), []);
         const total = th.addCiphertexts(ciphertext, th.encrypt(publicKey, other));
         const partials = [1, 3].map((j) => th.partialDecrypt(shares[j - 1]!, publicKey.verificationKeys[j - 1]!, total));
-        assert.deepEqual(th.combine(publicKey, total, partials).values, values.map((v, k) => BigInt(v + other[k]!)));
+        assert.deepEqual(
+          th.combine(publicKey, total, partials).values,
+          values.map((v, k) => BigInt(v + other[k]!)),
+        );
       },
     ),
     { numRuns: 8 },
   );
 });
 
-test('attack: a cheating hospital inflating a cell, or encrypting a bit of 2, fails that cell\'s proof; out-of-range values cannot be proven', () => {
+test("attack: a cheating hospital inflating a cell, or encrypting a bit of 2, fails that cell's proof; out-of-range values cannot be proven", () => {
   const { publicKey } = dkg();
   const g = curve.g1Generator();
   const { ciphertext, proof } = th.encryptInRange(publicKey, [3, -2, 0], [4, 4, 4], context('riverside'));
@@ -45,12 +54,15 @@ test('attack: a cheating hospital inflating a cell, or encrypting a bit of 2, fa
   assert.deepEqual(th.rangeFailures(publicKey, shifted, { ...proof, cells }, context('riverside')), [2]);
   // Claiming a wider range for a cell than it was proven in, or a proof of fewer bits, fails too.
   assert.deepEqual(th.rangeFailures(publicKey, ciphertext, { ...proof, bits: [4, 5, 4] }, context('riverside')), [1]);
-  assert.throws(() => th.encryptInRange(publicKey, [8], [4], context('x')), (e: unknown) => e instanceof LimitExceededError && /outside ±2\^3/.test(e.message));
+  assert.throws(
+    () => th.encryptInRange(publicKey, [8], [4], context('x')),
+    (e: unknown) => e instanceof LimitExceededError && /outside ±2\^3/.test(e.message),
+  );
   assert.throws(() => th.encryptInRange(publicKey, [-9], [4], context('x')), LimitExceededError);
   assert.throws(() => th.encryptInRange(publicKey, [1], [33], context('x')), RangeError);
 });
 
-test('attack: another hospital\'s contribution replayed as one\'s own fails every cell (the proof is bound to its context and key)', () => {
+test("attack: another hospital's contribution replayed as one's own fails every cell (the proof is bound to its context and key)", () => {
   const { publicKey } = dkg();
   const { ciphertext, proof } = th.encryptInRange(publicKey, [5, 6], [8, 8], context('query-1/st-marys'));
   assert.deepEqual(th.rangeFailures(publicKey, ciphertext, proof, context('query-1/riverside')), [0, 1]);

@@ -26,7 +26,10 @@ test('totals equal the plaintext oracle for random hospitals, histograms and quo
           t: fc.integer({ min: 1, max: n }),
           cells: fc.integer({ min: 1, max: 6 }),
           seed: fc.array(fc.array(fc.integer({ min: -50, max: 5000 }), { minLength: 6, maxLength: 6 }), { minLength: n, maxLength: n }),
-          quorum: fc.shuffledSubarray(Array.from({ length: n }, (_, i) => i + 1), { minLength: n, maxLength: n }),
+          quorum: fc.shuffledSubarray(
+            Array.from({ length: n }, (_, i) => i + 1),
+            { minLength: n, maxLength: n },
+          ),
         }),
       ),
       ({ n, t, cells, seed, quorum }) => {
@@ -46,7 +49,11 @@ test('totals equal the plaintext oracle for random hospitals, histograms and quo
 test('the DKG key is consistent: any t shares interpolate to log_G(y), and Y_j = x_j·G', () => {
   const dkg = th.runDkg({ n: 5, t: 3 });
   for (const j of [1, 2, 3, 4, 5]) assert.ok(curve.g1Mul(g(), dkg.shares[j - 1]!.secret).isEqual(dkg.publicKey.verificationKeys[j - 1]!));
-  for (const set of [[1, 2, 3], [2, 4, 5], [1, 3, 5]]) {
+  for (const set of [
+    [1, 2, 3],
+    [2, 4, 5],
+    [1, 3, 5],
+  ]) {
     const lambdas = lagrangeCoefficients(set);
     const x = set.reduce((acc, j, k) => curve.frAdd(acc, curve.frMul(lambdas[k]!, dkg.shares[j - 1]!.secret)), curve.frFromBigInt(0n));
     assert.ok(curve.g1Mul(g(), x).isEqual(dkg.publicKey.y));
@@ -65,14 +72,17 @@ test('a wrong partial decryption is detected and its participant named; the othe
   assert.deepEqual(result.values, [3n, 0n, 7n]);
   assert.deepEqual(result.rejected, [2]);
   assert.deepEqual(result.used, [1, 3]);
-  assert.throws(() => th.combine(dkg.publicKey, ct, [p1!, cheat]), (e: unknown) => e instanceof AccessDeniedError && /participant\(s\) 2 gave invalid/.test(e.message));
+  assert.throws(
+    () => th.combine(dkg.publicKey, ct, [p1!, cheat]),
+    (e: unknown) => e instanceof AccessDeniedError && /participant\(s\) 2 gave invalid/.test(e.message),
+  );
   // Garbage posted first under participant 3's index does not shut out participant 3's valid partial.
   const garbage = { ...p3!, d: p3!.d.map((d) => curve.g1Add(d, g())) };
   const mixed = th.combine(dkg.publicKey, ct, [garbage, p3!, cheat, p1!]);
   assert.deepEqual([mixed.used, mixed.rejected, mixed.values], [[1, 3], [2], [3n, 0n, 7n]]);
 });
 
-test('attack: a cheater proving with its own share for a shifted D, or borrowing another participant\'s partial, is rejected', () => {
+test("attack: a cheater proving with its own share for a shifted D, or borrowing another participant's partial, is rejected", () => {
   const dkg = th.runDkg({ n: 3, t: 2 });
   const ct = th.encrypt(dkg.publicKey, [10, 20]);
   const [p1, p2] = partialsOf(dkg, ct, [1, 2]);
@@ -108,14 +118,18 @@ test('fewer than t participants learn nothing: combine refuses, and their own La
 });
 
 test('DKG: a dealer sending a bad share is accused; an honest answer keeps it, a bad or missing answer disqualifies it by name', () => {
-  const corrupt = (s: th.DealtShare): th.DealtShare => (s.dealer === 2 && s.recipient === 3 ? { ...s, share: curve.frAdd(s.share, curve.frFromBigInt(1n)) } : s);
+  const corrupt = (s: th.DealtShare): th.DealtShare =>
+    s.dealer === 2 && s.recipient === 3 ? { ...s, share: curve.frAdd(s.share, curve.frFromBigInt(1n)) } : s;
   const answered = th.runDkg({ n: 4, t: 2 }, { share: corrupt });
   assert.deepEqual(answered.qualified, [1, 2, 3, 4]);
   const bad = th.runDkg({ n: 4, t: 2 }, { share: corrupt, answer: (s) => corrupt(s) });
   assert.deepEqual(bad.qualified, [1, 3, 4]);
   assert.deepEqual(bad.faults, [{ dealer: 2, fault: 'bad-answer', accusers: [3] }]);
   const silent = th.runDkg({ n: 4, t: 2 }, { share: corrupt, answer: (s) => (s.dealer === 2 ? undefined : s) });
-  assert.deepEqual(silent.faults.map((f) => [f.dealer, f.fault]), [[2, 'no-answer']]);
+  assert.deepEqual(
+    silent.faults.map((f) => [f.dealer, f.fault]),
+    [[2, 'no-answer']],
+  );
   for (const dkg of [answered, bad, silent]) {
     const ct = th.encrypt(dkg.publicKey, [5, 6]);
     assert.deepEqual(th.combine(dkg.publicKey, ct, partialsOf(dkg, ct, [3, 4])).values, [5n, 6n]);
@@ -136,9 +150,15 @@ test('DKG: t false complaints disqualify, fewer do not; malformed commitments di
   const falsely = th.runDkg({ n: 4, t: 3 }, { falseComplaints: (j) => (j === 1 ? [4] : []) });
   assert.deepEqual(falsely.qualified, [1, 2, 3, 4]);
   const many = th.runDkg({ n: 4, t: 2 }, { falseComplaints: (j) => (j <= 2 ? [4] : []) });
-  assert.deepEqual(many.faults.map((f) => [f.dealer, f.fault]), [[4, 'too-many-complaints']]);
+  assert.deepEqual(
+    many.faults.map((f) => [f.dealer, f.fault]),
+    [[4, 'too-many-complaints']],
+  );
   const short = th.runDkg({ n: 3, t: 2 }, { commitments: (i, c) => (i === 3 ? c.slice(1) : c) });
-  assert.deepEqual(short.faults.map((f) => [f.dealer, f.fault]), [[3, 'bad-commitments']]);
+  assert.deepEqual(
+    short.faults.map((f) => [f.dealer, f.fault]),
+    [[3, 'bad-commitments']],
+  );
   assert.throws(() => th.runDkg({ n: 3, t: 3 }, { commitments: (i, c) => (i === 3 ? c.slice(1) : c) }), /only 2 dealers qualified/);
   assert.throws(() => th.runDkg({ n: 2, t: 3 }), RangeError);
 });
@@ -168,7 +188,14 @@ test('encodings round-trip', () => {
   const share = th.decodeKeyShare(th.encodeKeyShare(dkg.shares[1]!));
   const ct = th.decodeCiphertext(th.encodeCiphertext(th.encrypt(pk, [4, 5])));
   const partials = [th.partialDecrypt(share, pk.verificationKeys[1]!, ct), th.partialDecrypt(dkg.shares[2]!, pk.verificationKeys[2]!, ct)];
-  assert.deepEqual(th.combine(pk, ct, partials.map((p) => th.decodePartial(th.encodePartial(p)))).values, [4n, 5n]);
+  assert.deepEqual(
+    th.combine(
+      pk,
+      ct,
+      partials.map((p) => th.decodePartial(th.encodePartial(p))),
+    ).values,
+    [4n, 5n],
+  );
 });
 
 /** A compressed encoding of an on-curve point outside the prime-order subgroup. */
@@ -214,16 +241,20 @@ test('hostile input: truncated, oversized, wrong version or kind, non-subgroup, 
   assert.throws(() => th.decodePartial(edit(partial, 38, [0, 0])), /index 0 out of range/);
   assert.throws(() => th.decodePartial(edit(partial, partial.length - 32, new Uint8Array(32).fill(0xff))), MalformedInputError);
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 300 }), fc.constantFrom(th.decodeCiphertext, th.decodePartial, th.decodePublicKey, th.decodeKeyShare), (bytes, decode) => {
-      const framed = new Uint8Array([0x4d, 0x53, 0x54, 0x48, 1, ...bytes]);
-      for (const input of [bytes, framed]) {
-        try {
-          decode(input);
-        } catch (error) {
-          assert.ok(error instanceof MedShareError, String(error));
+    fc.property(
+      fc.uint8Array({ maxLength: 300 }),
+      fc.constantFrom(th.decodeCiphertext, th.decodePartial, th.decodePublicKey, th.decodeKeyShare),
+      (bytes, decode) => {
+        const framed = new Uint8Array([0x4d, 0x53, 0x54, 0x48, 1, ...bytes]);
+        for (const input of [bytes, framed]) {
+          try {
+            decode(input);
+          } catch (error) {
+            assert.ok(error instanceof MedShareError, String(error));
+          }
         }
-      }
-    }),
+      },
+    ),
     { numRuns: 300 },
   );
 });

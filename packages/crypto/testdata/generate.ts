@@ -43,10 +43,14 @@ write('abe-user.key', armor(ObjectType.AbeUserKey, abe.encodeUserKey(abe.keygen(
 write('abe-ciphertext.bin', abe.encrypt(publicKey, ABE_POLICY, plaintext));
 
 // Proxy re-encryption: a patient key, its signed bundle, a lab record, a delegation, the converted record.
-const patient = pinned('patient.key') ? pre.decodePatientKey(readPinned('patient.key', ObjectType.PatientSecretKey)) : pre.generatePatientKey('patient-testvector');
+const patient = pinned('patient.key')
+  ? pre.decodePatientKey(readPinned('patient.key', ObjectType.PatientSecretKey))
+  : pre.generatePatientKey('patient-testvector');
 write('patient.key', armor(ObjectType.PatientSecretKey, pre.encodePatientKey(patient)));
 write('patient.pub', armor(ObjectType.PatientPublicKeys, pre.encodePublicKeys(patient)));
-const record = pinned('pre-record.ct') ? new Uint8Array(readFileSync(path('pre-record.ct'))) : pre.encrypt(pre.publicKeys(patient), 'lab', 'record-1', plaintext);
+const record = pinned('pre-record.ct')
+  ? new Uint8Array(readFileSync(path('pre-record.ct')))
+  : pre.encrypt(pre.publicKeys(patient), 'lab', 'record-1', plaintext);
 write('pre-record.ct', record);
 if (!pinned('lab.rk')) {
   const rk = pre.delegate(patient, 'lab', publicKey, POLICY);

@@ -8,7 +8,10 @@ export class GroupCommit<Item, Result> {
   private flushing: Promise<void> | undefined;
 
   /** `write` returns one result per item, in the items' order. */
-  constructor(private readonly write: (items: Item[]) => Promise<Result[]>, private readonly maxBatch: number) {}
+  constructor(
+    private readonly write: (items: Item[]) => Promise<Result[]>,
+    private readonly maxBatch: number,
+  ) {}
 
   add(item: Item): Promise<Result> {
     return new Promise((resolve, reject) => {

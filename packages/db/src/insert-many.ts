@@ -12,7 +12,12 @@ const ROWS_PER_STATEMENT = 500;
  * order), in chunks; returns what the statements' RETURNING clause gave, in chunk order. `into` and `suffix` are
  * SQL written by the caller, never input.
  */
-export async function insertMany<Row = Record<string, unknown>>(db: Queryable, into: string, rows: readonly (readonly unknown[])[], suffix = ''): Promise<Row[]> {
+export async function insertMany<Row = Record<string, unknown>>(
+  db: Queryable,
+  into: string,
+  rows: readonly (readonly unknown[])[],
+  suffix = '',
+): Promise<Row[]> {
   const out: Row[] = [];
   const width = rows[0]?.length ?? 0;
   for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {

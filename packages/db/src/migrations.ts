@@ -44,10 +44,10 @@ export async function migrate(db: Database, component: string, migrations: reado
     const done = await db.transaction(async (tx) => {
       // Serialise concurrent migrators of this component (lock released at commit or rollback).
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`schema_migrations:${component}`]);
-      const existing = await tx.query<{ checksum: string }>(
-        'SELECT checksum FROM schema_migrations WHERE component = $1 AND version = $2',
-        [component, migration.version],
-      );
+      const existing = await tx.query<{ checksum: string }>('SELECT checksum FROM schema_migrations WHERE component = $1 AND version = $2', [
+        component,
+        migration.version,
+      ]);
       const recorded = existing.rows[0];
       if (recorded !== undefined) {
         if (recorded.checksum !== checksum) {
@@ -56,10 +56,12 @@ export async function migrate(db: Database, component: string, migrations: reado
         return false;
       }
       for (const statement of migration.statements) await tx.query(statement);
-      await tx.query(
-        'INSERT INTO schema_migrations (component, version, description, checksum) VALUES ($1, $2, $3, $4)',
-        [component, migration.version, migration.description, checksum],
-      );
+      await tx.query('INSERT INTO schema_migrations (component, version, description, checksum) VALUES ($1, $2, $3, $4)', [
+        component,
+        migration.version,
+        migration.description,
+        checksum,
+      ]);
       return true;
     });
     if (done) applied.push(migration.version);
@@ -69,9 +71,6 @@ export async function migrate(db: Database, component: string, migrations: reado
 
 /** The highest applied version of `component`, 0 when none. */
 export async function schemaVersion(db: Database, component: string): Promise<number> {
-  const result = await db.query<{ version: number | null }>(
-    'SELECT max(version) AS version FROM schema_migrations WHERE component = $1',
-    [component],
-  );
+  const result = await db.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations WHERE component = $1', [component]);
   return result.rows[0]?.version ?? 0;
 }

@@ -37,7 +37,10 @@ const CONNECT_TIMEOUT_MS = 3_000;
 export function isConnectionError(error: unknown): boolean {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && (UNAVAILABLE_SQLSTATE.test(code) || UNAVAILABLE_ERRNO.has(code))) return true;
-  return typeof message === 'string' && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message);
+  return (
+    typeof message === 'string' &&
+    /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable/i.test(message)
+  );
 }
 
 /** A connection failure as the taxonomy's UnavailableError; anything else unchanged. */
@@ -55,7 +58,10 @@ export async function openPostgres(url: string, schema?: string): Promise<Databa
   });
   // An idle connection the server ended: pg removes it from the pool; without a listener the process would die.
   pool.on('error', () => undefined);
-  if (schema !== undefined) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((error: unknown) => { throw unavailable(error); });
+  if (schema !== undefined)
+    await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`).catch((error: unknown) => {
+      throw unavailable(error);
+    });
   const query = async <Row>(sql: string, params: readonly unknown[] = [], options?: QueryOptions): Promise<QueryResult<Row>> => {
     try {
       const result = await pool.query(statement(sql, params, options));
@@ -68,7 +74,9 @@ export async function openPostgres(url: string, schema?: string): Promise<Databa
     engine: 'postgres',
     query,
     async transaction<T>(work: (tx: Queryable) => Promise<T>): Promise<T> {
-      const client = await pool.connect().catch((error: unknown) => { throw unavailable(error); });
+      const client = await pool.connect().catch((error: unknown) => {
+        throw unavailable(error);
+      });
       // A checked-out client whose connection ends emits 'error' on itself, not on the pool.
       let broken: Error | undefined;
       const onError = (error: Error) => (broken = error);

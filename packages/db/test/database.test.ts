@@ -26,10 +26,11 @@ for (const { label, db } of databases) {
     });
 
     test('parameters, bytea and bigint round-trip the same on every engine', async () => {
-      const result = await db.query<{ n: number; b: Uint8Array; t: string }>(
-        'SELECT $1::bigint AS n, $2::bytea AS b, $3::text AS t',
-        [9007199254740991n.toString(), Buffer.from([0, 1, 255]), "it's"],
-      );
+      const result = await db.query<{ n: number; b: Uint8Array; t: string }>('SELECT $1::bigint AS n, $2::bytea AS b, $3::text AS t', [
+        9007199254740991n.toString(),
+        Buffer.from([0, 1, 255]),
+        "it's",
+      ]);
       const row = result.rows[0]!;
       assert.equal(row.n, Number.MAX_SAFE_INTEGER);
       assert.deepEqual([...row.b], [0, 1, 255]);
@@ -40,12 +41,36 @@ for (const { label, db } of databases) {
       await db.query('CREATE TABLE IF NOT EXISTS many (id integer PRIMARY KEY, b bytea NOT NULL, t text)');
       const rows = Array.from({ length: 1_201 }, (_, i) => [i, Buffer.from([i & 255, i >> 8]), i % 7 === 0 ? null : `row ${i}`]);
       const returned = await insertMany<{ id: number }>(db, 'many (id, b, t)', rows, 'ON CONFLICT (id) DO NOTHING RETURNING id');
-      assert.deepEqual(returned.map((r) => r.id), rows.map((r) => r[0]));
+      assert.deepEqual(
+        returned.map((r) => r.id),
+        rows.map((r) => r[0]),
+      );
       const stored = (await db.query<{ id: number; b: Uint8Array; t: string | null }>('SELECT id, b, t FROM many ORDER BY id')).rows;
-      assert.deepEqual(stored.map((r) => [r.id, Buffer.from(r.b), r.t]), rows);
+      assert.deepEqual(
+        stored.map((r) => [r.id, Buffer.from(r.b), r.t]),
+        rows,
+      );
       // Rows already there (and one twice in the same statement) are skipped, not returned.
-      assert.deepEqual(await insertMany(db, 'many (id, b, t)', [[5, Buffer.from([1]), 'x'], [2_000, Buffer.from([2]), 'y'], [2_000, Buffer.from([3]), 'z']], 'ON CONFLICT (id) DO NOTHING RETURNING id'), [{ id: 2_000 }]);
-      await assert.rejects(insertMany(db, 'many (id, b, t)', [[3_000, Buffer.from([1]), 'x'], [3_001, Buffer.from([1])]]), RangeError);
+      assert.deepEqual(
+        await insertMany(
+          db,
+          'many (id, b, t)',
+          [
+            [5, Buffer.from([1]), 'x'],
+            [2_000, Buffer.from([2]), 'y'],
+            [2_000, Buffer.from([3]), 'z'],
+          ],
+          'ON CONFLICT (id) DO NOTHING RETURNING id',
+        ),
+        [{ id: 2_000 }],
+      );
+      await assert.rejects(
+        insertMany(db, 'many (id, b, t)', [
+          [3_000, Buffer.from([1]), 'x'],
+          [3_001, Buffer.from([1])],
+        ]),
+        RangeError,
+      );
       await db.query('DROP TABLE many');
     });
 
@@ -68,16 +93,21 @@ for (const { label, db } of databases) {
     test('migrations are applied once, in order, and recorded per component', async () => {
       assert.equal(await schemaVersion(db, 'notes'), 2);
       assert.deepEqual(await migrate(db, 'notes', NOTES), []);
-      assert.deepEqual(await migrate(db, 'other', [NOTES[0]!].map((m) => ({ ...m, statements: ['CREATE TABLE other_t (x int)'] }))), [1]);
+      assert.deepEqual(
+        await migrate(
+          db,
+          'other',
+          [NOTES[0]!].map((m) => ({ ...m, statements: ['CREATE TABLE other_t (x int)'] })),
+        ),
+        [1],
+      );
       assert.equal(await schemaVersion(db, 'other'), 1);
       await db.query("INSERT INTO notes (id, body, tag) VALUES (1, 'a', 'x')");
       assert.equal((await db.query<{ c: number }>('SELECT count(*)::int AS c FROM notes')).rows[0]!.c, 1);
     });
 
     test('a failing migration is rolled back entirely, including its bookkeeping', async () => {
-      const broken: Migration[] = [
-        { version: 1, description: 'half', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] },
-      ];
+      const broken: Migration[] = [{ version: 1, description: 'half', statements: ['CREATE TABLE half_done (x int)', 'SELECT no_such_function()'] }];
       await assert.rejects(migrate(db, 'broken', broken));
       assert.equal(await schemaVersion(db, 'broken'), 0);
       const exists = await db.query<{ r: string | null }>("SELECT to_regclass('half_done')::text AS r");
@@ -156,7 +186,11 @@ test('a schema name that is not an identifier is refused before connecting', asy
 test("the PGlite bytea codec gives exactly PGlite's own text and bytes, and refuses what PGlite's refuses", () => {
   // PGlite 0.3's own codec (types.ts), as the reference.
   const reference = {
-    serialize: (e: Uint8Array) => '\\x' + Array.from(e).map((t) => t.toString(16).padStart(2, '0')).join(''),
+    serialize: (e: Uint8Array) =>
+      '\\x' +
+      Array.from(e)
+        .map((t) => t.toString(16).padStart(2, '0'))
+        .join(''),
     parse: (e: string) => Uint8Array.from({ length: (e.length - 2) / 2 }, (_, r) => parseInt(e.substring(2 + r * 2, 2 + (r + 1) * 2), 16)),
   };
   fc.assert(

@@ -122,7 +122,10 @@ export async function createSqlHospital(db: Database, config: HospitalConfig & {
  */
 async function sqlTracingKey(db: Database, hospital: string, kek: KeyEncryptionKey): Promise<Uint8Array> {
   const context = `identity_tracing_keys.key_wrapped|${hospital}`;
-  await db.query('INSERT INTO identity_tracing_keys (hospital, key_wrapped) VALUES ($1, $2) ON CONFLICT (hospital) DO NOTHING', [hospital, await kek.wrap(randomBytes(TRACING_KEY_BYTES), context)]);
+  await db.query('INSERT INTO identity_tracing_keys (hospital, key_wrapped) VALUES ($1, $2) ON CONFLICT (hospital) DO NOTHING', [
+    hospital,
+    await kek.wrap(randomBytes(TRACING_KEY_BYTES), context),
+  ]);
   const row = (await db.query<{ key_wrapped: Uint8Array }>('SELECT key_wrapped FROM identity_tracing_keys WHERE hospital = $1', [hospital])).rows[0]!;
   return kek.unwrap(row.key_wrapped, context);
 }
@@ -131,7 +134,14 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   const tokenSeconds = config.tokenSeconds ?? 300;
   const { users, sessions } = stores;
   const keys = await SigningKeyRing.open(stores.keys, (tokenSeconds + 60) * 1000, now);
-  const credentials = new CredentialService({ hospital: config.hospital, users, challenges: stores.challenges, relyingParty: config.relyingParty, scrypt: config.scrypt, now });
+  const credentials = new CredentialService({
+    hospital: config.hospital,
+    users,
+    challenges: stores.challenges,
+    relyingParty: config.relyingParty,
+    scrypt: config.scrypt,
+    now,
+  });
   const limiter = new AttemptLimiter(stores.attempts, config.limits, now);
   const pseudonyms = new SessionPseudonyms(stores.tracingKey, config.issuer);
   const admin = new AdminService({ hospital: config.hospital, users, sessions, limiter, pseudonyms });
@@ -147,12 +157,29 @@ async function wire(config: HospitalConfig, now: () => number, stores: HospitalS
   });
   const oidcClients = new ClientRegistry(config.oidcClients ?? []);
   const issuer = new TokenIssuer({
-    issuer: config.issuer, hospital: config.hospital, keys, sessions, pseudonyms, tokenSeconds, now, audiences: config.audiences,
+    issuer: config.issuer,
+    hospital: config.hospital,
+    keys,
+    sessions,
+    pseudonyms,
+    tokenSeconds,
+    now,
+    audiences: config.audiences,
     clients: [...(config.clients ?? [DEFAULT_CLIENT]), ...oidcClients.ids()],
   });
   const oidc = new OidcProvider({
-    hospital: config.hospital, clients: oidcClients, credentials, issuer, keys, sessions, now,
-    requests: stores.oidcRequests, codes: stores.oidcCodes, redeemed: stores.oidcRedeemed, fhirServers: config.fhirServers ?? [], accountAudience: config.issuer,
+    hospital: config.hospital,
+    clients: oidcClients,
+    credentials,
+    issuer,
+    keys,
+    sessions,
+    now,
+    requests: stores.oidcRequests,
+    codes: stores.oidcCodes,
+    redeemed: stores.oidcRedeemed,
+    fhirServers: config.fhirServers ?? [],
+    accountAudience: config.issuer,
   });
   const trust = new TrustList();
   trust.add({ issuer: config.issuer, hospital: config.hospital, jwks: () => keys.jwks(), sessionStatus: localSessionStatus(sessions, now) });

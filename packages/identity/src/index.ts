@@ -33,10 +33,35 @@ export { SenderConstrainedVerifier, senderConstrained, PUBLIC_ROUTE, DPOP_CHALLE
 export { TrustList, TokenVerifier, remoteSessionStatus, localSessionStatus, type FederationMember, type SessionStatus } from './sso/federation.ts';
 export { TOKEN_ALGORITHM, TOKEN_TYPE, MAX_TOKEN_CHARS, ACR_MULTI_FACTOR, type VerifiedToken } from './sso/claims.ts';
 export { seal, open, importDevicePublicKey, type SealedBox } from './ta/sealed-box.ts';
-export { TrustedAuthority, openIssuedKey, deliveryContext, type IssuedKey, type KeyRequest, type ProofContext, type TrustedAuthorityOptions } from './ta/authority.ts';
-export { RegistrationCentre, deriveServerSecret, derivePairwiseKey, checkIdentifier, type DeviceCredential, type RegistrationCentreState, type DeviceRevocationCheck } from './device/registration-centre.ts';
+export {
+  TrustedAuthority,
+  openIssuedKey,
+  deliveryContext,
+  type IssuedKey,
+  type KeyRequest,
+  type ProofContext,
+  type TrustedAuthorityOptions,
+} from './ta/authority.ts';
+export {
+  RegistrationCentre,
+  deriveServerSecret,
+  derivePairwiseKey,
+  checkIdentifier,
+  type DeviceCredential,
+  type RegistrationCentreState,
+  type DeviceRevocationCheck,
+} from './device/registration-centre.ts';
 export { createLoginRequest, acceptLoginResponse, deriveSessionKey, protocolMac, type LoginRequest, type LoginResponse } from './device/protocol.ts';
-export { contentDigest, signatureBase, signatureInput, signRequest, parseSignatureHeaders, splitTarget, type SignatureParams, type SignedRequestParts } from './device/signature.ts';
+export {
+  contentDigest,
+  signatureBase,
+  signatureInput,
+  signRequest,
+  parseSignatureHeaders,
+  splitTarget,
+  type SignatureParams,
+  type SignedRequestParts,
+} from './device/signature.ts';
 export { DeviceAuthServer, type DeviceAuthServerOptions, type DeviceSession } from './device/server.ts';
 export { DeviceSessionClient } from './device/client.ts';
 export { useProblemDetails, bearerToken, problemFor, problemType, HTTP_STATUS_BY_CODE, type Problem } from './http/problem.ts';

@@ -3,7 +3,16 @@
  * sizes are capped), for demos, single-process deployments and tests.
  */
 import type {
-  AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredSigningKey, TicketStore, UserRecord, UserStore,
+  AttemptRecord,
+  AttemptStore,
+  NonceCache,
+  SessionRecord,
+  SessionStore,
+  SigningKeyStore,
+  StoredSigningKey,
+  TicketStore,
+  UserRecord,
+  UserStore,
 } from './stores.ts';
 
 const MAX_EXPIRING_ENTRIES = 1_000_000;
@@ -109,7 +118,10 @@ export class MemoryNonceCache implements NonceCache {
 export class MemorySessionStore implements SessionStore {
   private readonly sessions = new Map<string, SessionRecord>();
 
-  constructor(private readonly now: () => number = Date.now, private readonly maxSessions = MAX_EXPIRING_ENTRIES) {}
+  constructor(
+    private readonly now: () => number = Date.now,
+    private readonly maxSessions = MAX_EXPIRING_ENTRIES,
+  ) {}
 
   async create(session: SessionRecord): Promise<void> {
     if (this.sessions.size >= this.maxSessions) {
@@ -126,10 +138,12 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async activeAmong(ids: readonly string[], nowMs: number): Promise<Set<string>> {
-    return new Set(ids.filter((id) => {
-      const session = this.sessions.get(id);
-      return session !== undefined && !session.revoked && session.expiresAtMs > nowMs;
-    }));
+    return new Set(
+      ids.filter((id) => {
+        const session = this.sessions.get(id);
+        return session !== undefined && !session.revoked && session.expiresAtMs > nowMs;
+      }),
+    );
   }
 
   async revoke(id: string): Promise<void> {
@@ -163,7 +177,10 @@ export class MemorySessionStore implements SessionStore {
 export class MemoryAttemptStore implements AttemptStore {
   private readonly records = new Map<string, AttemptRecord>();
 
-  constructor(private readonly maxKeys = 100_000, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly maxKeys = 100_000,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async update<T>(key: string, change: (record: AttemptRecord) => T): Promise<T> {
     let record = this.records.get(key);

@@ -9,7 +9,16 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { abe } from '@medshare/crypto';
 import {
-  base32Decode, DeviceKeys, DpopKey, DpopVerifier, MemoryNonceCache, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList,
+  base32Decode,
+  DeviceKeys,
+  DpopKey,
+  DpopVerifier,
+  MemoryNonceCache,
+  totp,
+  TokenVerifier,
+  TrustedAuthority,
+  trustedAuthorityPlugin,
+  TrustList,
 } from '../src/index.ts';
 import { ADMIN_TOKEN, DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
@@ -30,8 +39,12 @@ before(async () => {
   trust.add(a.member());
   const keys = abe.setup();
   const authority = new TrustedAuthority({
-    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }), publicKey: keys.publicKey, masterKey: keys.masterKey,
-    usedTokens: new MemoryNonceCache(), proofs: new DpopVerifier(new MemoryNonceCache(), clock.now), now: clock.now,
+    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
+    publicKey: keys.publicKey,
+    masterKey: keys.masterKey,
+    usedTokens: new MemoryNonceCache(),
+    proofs: new DpopVerifier(new MemoryNonceCache(), clock.now),
+    now: clock.now,
   });
   taApp = Fastify({ logger: false });
   await taApp.register(trustedAuthorityPlugin, { authority, publicKey: keys.publicKey });
@@ -51,10 +64,10 @@ async function victimLogin(audience = ['medshare-cloud', 'medshare-ta', a.issuer
   const device = await DeviceKeys.generate(clock.now);
   const result = await deviceLogin(a, device, code, { audience });
   assert.equal(result.status, 200, JSON.stringify(result.body));
-  return { device, ...result.body as { token: string; refreshToken: string; sessionId: string } };
+  return { device, ...(result.body as { token: string; refreshToken: string; sessionId: string }) };
 }
 
-test('a stolen platform token cannot be re-issued for the TA and a thief\'s device key, nor used at /ta/keys', async () => {
+test("a stolen platform token cannot be re-issued for the TA and a thief's device key, nor used at /ta/keys", async () => {
   const victim = await victimLogin(['medshare-cloud']);
   const thief = await DeviceKeys.generate(clock.now);
   // The exact attack of the issue: the token at /token, asking for the TA audience and the thief's device key.
@@ -86,9 +99,15 @@ test('a replayed or misdirected DPoP proof is refused', async () => {
   const victim = await victimLogin(['medshare-ta']);
   const body = { attributes: ['role:doctor'], deviceKey: victim.device.sealingPublicJwk };
   const otherUrl = new URL('/ta/other', taUrl);
-  assert.match((await postJson(taUrl, body, victim.token, await victim.device.dpop.proof('POST', otherUrl, { accessToken: victim.token }))).body.detail, /another request/);
+  assert.match(
+    (await postJson(taUrl, body, victim.token, await victim.device.dpop.proof('POST', otherUrl, { accessToken: victim.token }))).body.detail,
+    /another request/,
+  );
   const other = await victimLogin(['medshare-ta']);
-  assert.match((await postJson(taUrl, body, victim.token, await victim.device.dpop.proof('POST', taUrl, { accessToken: other.token }))).body.detail, /another access token/);
+  assert.match(
+    (await postJson(taUrl, body, victim.token, await victim.device.dpop.proof('POST', taUrl, { accessToken: other.token }))).body.detail,
+    /another access token/,
+  );
   const proof = await victim.device.dpop.proof('POST', taUrl, { accessToken: victim.token });
   assert.equal((await postJson(taUrl, body, victim.token, proof)).status, 200);
   assert.match((await postJson(taUrl, body, victim.token, proof)).body.detail, /already been used/);
@@ -112,7 +131,11 @@ test('an independent verifier (jose createRemoteJWKSet + jwtVerify) accepts the 
   const { token } = await victimLogin(['medshare-cloud']);
   const jwks = createRemoteJWKSet(a.url('.well-known/jwks.json'));
   const { payload, protectedHeader } = await jwtVerify(token, jwks, {
-    issuer: a.issuer, audience: 'medshare-cloud', algorithms: ['EdDSA'], typ: 'at+jwt', currentDate: new Date(clock.now()),
+    issuer: a.issuer,
+    audience: 'medshare-cloud',
+    algorithms: ['EdDSA'],
+    typ: 'at+jwt',
+    currentDate: new Date(clock.now()),
     requiredClaims: ['sub', 'client_id', 'iat', 'exp', 'jti', 'auth_time'],
   });
   assert.equal(protectedHeader.alg, 'EdDSA');
@@ -124,7 +147,12 @@ test('a token alone cannot change a factor; step-up needs a fresh login and a pr
   const victim = await victimLogin();
   const stepUp = async (path: string, body?: unknown, signer = victim.device, token = victim.token) =>
     a.post(path, body, token, await signer.dpop.proof('POST', a.url(path), { accessToken: token }));
-  for (const [path, body] of [['recovery-codes'], ['webauthn/register/options'], ['totp/reset'], ['password', { password: 'another long passphrase' }]] as const) {
+  for (const [path, body] of [
+    ['recovery-codes'],
+    ['webauthn/register/options'],
+    ['totp/reset'],
+    ['password', { password: 'another long passphrase' }],
+  ] as const) {
     assert.equal((await a.post(path, body, victim.token)).status, 401, `${path}: a bearer token alone`);
     assert.equal((await stepUp(path, body, await DeviceKeys.generate(clock.now))).status, 401, `${path}: a proof by another key`);
   }
@@ -159,7 +187,10 @@ test('an attacker failing from her address does not lock the doctor out; Retry-A
   clock.advance(30);
   const first = await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, '198.51.100.7');
   assert.equal(first.status, 200);
-  assert.equal((await a.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'] }, undefined, undefined, '198.51.100.7')).status, 200);
+  assert.equal(
+    (await a.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'] }, undefined, undefined, '198.51.100.7')).status,
+    200,
+  );
   // Failing on, the attacker waits longer each time, until the administrator unlocks the account.
   assert.equal((await a.post('login/password', { username: DOCTOR.username, password: 'one more wrong guess' }, undefined, undefined, attacker)).status, 401);
   assert.equal((await a.post('login/password', { username: DOCTOR.username, password: DOCTOR.password }, undefined, undefined, attacker)).status, 429);
@@ -197,23 +228,30 @@ test('changed attributes end her sessions; the next token carries the new ones',
   assert.equal(changed.status, 200, JSON.stringify(changed.body));
   assert.ok(changed.body.attributes.includes('dept:oncology') && !changed.body.attributes.includes('dept:cardiology'));
   assert.ok(changed.body.attributes.includes('hospital:hospital-a'));
-  const refused = await postJson(taUrl, { attributes: ['dept:cardiology'], deviceKey: victim.device.sealingPublicJwk }, victim.token,
-    await victim.device.dpop.proof('POST', taUrl, { accessToken: victim.token }));
+  const refused = await postJson(
+    taUrl,
+    { attributes: ['dept:cardiology'], deviceKey: victim.device.sealingPublicJwk },
+    victim.token,
+    await victim.device.dpop.proof('POST', taUrl, { accessToken: victim.token }),
+  );
   assert.equal(refused.status, 403);
   const next = await victimLogin();
   const payload = JSON.parse(Buffer.from(next.token.split('.')[1]!, 'base64url').toString()) as { attrs: string[] };
   assert.ok(payload.attrs.includes('dept:oncology') && !payload.attrs.includes('dept:cardiology'));
 });
 
-test("a proof naming a key the verifier already imported, but signed by another key, is refused (the key cache keeps every signature check)", async () => {
+test('a proof naming a key the verifier already imported, but signed by another key, is refused (the key cache keeps every signature check)', async () => {
   const verifier = new DpopVerifier(new MemoryNonceCache(), clock.now);
   const victim = await DpopKey.generate(clock.now);
   const url = 'https://cloud.test/cloud/patients/p/read';
   // The victim's key is imported (and remembered) by her first proof.
   assert.equal((await verifier.verify(await victim.proof('POST', url), { method: 'POST', url })).thumbprint, victim.thumbprint);
   const thief = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-  const forge = (jwk: object, alg = 'EdDSA') => new SignJWT({ htm: 'POST', htu: url, jti: `forged-${Math.random()}` })
-    .setProtectedHeader({ alg, typ: 'dpop+jwt', jwk }).setIssuedAt(Math.floor(clock.now() / 1000)).sign(thief.privateKey);
+  const forge = (jwk: object, alg = 'EdDSA') =>
+    new SignJWT({ htm: 'POST', htu: url, jti: `forged-${Math.random()}` })
+      .setProtectedHeader({ alg, typ: 'dpop+jwt', jwk })
+      .setIssuedAt(Math.floor(clock.now() / 1000))
+      .sign(thief.privateKey);
   await assert.rejects(verifier.verify(await forge(victim.publicJwk), { method: 'POST', url }), /DPoP proof is not valid/);
   await assert.rejects(verifier.verify(await forge(victim.publicJwk, 'Ed25519'), { method: 'POST', url }), /DPoP proof is not valid/);
   // Her key with a member added is another header: imported afresh, and still not the thief's.
@@ -222,7 +260,10 @@ test("a proof naming a key the verifier already imported, but signed by another 
   const own = await exportJWK(thief.publicKey);
   const proof = await verifier.verify(await forge({ kty: own.kty, crv: own.crv, x: own.x }), { method: 'POST', url });
   assert.notEqual(proof.thumbprint, victim.thumbprint);
-  await assert.rejects(verifier.verify(await forge({ kty: own.kty, crv: own.crv, x: own.x }), { method: 'POST', url, thumbprint: victim.thumbprint }), /another key/);
+  await assert.rejects(
+    verifier.verify(await forge({ kty: own.kty, crv: own.crv, x: own.x }), { method: 'POST', url, thumbprint: victim.thumbprint }),
+    /another key/,
+  );
   // The victim's later proofs verify with the remembered key.
   assert.equal((await verifier.verify(await victim.proof('POST', url), { method: 'POST', url })).thumbprint, victim.thumbprint);
 });

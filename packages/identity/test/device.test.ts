@@ -57,7 +57,11 @@ after(async () => {
 const url = (id: string) => servers[id]!.url;
 
 async function raw(id: string, method: string, path: string, headers: Record<string, string>, body?: string): Promise<{ status: number; body: any }> {
-  const response = await fetch(new URL(path, url(id)), { method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) }, body });
+  const response = await fetch(new URL(path, url(id)), {
+    method,
+    headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body,
+  });
   return { status: response.status, body: await response.json() };
 }
 
@@ -78,7 +82,11 @@ test('non-JSON bodies are signed and verified over their raw bytes', async () =>
   const headers = { ...session.sign('PUT', '/blobs', blob), 'content-type': 'application/octet-stream' };
   const ok = await fetch(new URL('/blobs', url('server-a')), { method: 'PUT', headers, body: blob });
   assert.deepEqual(await ok.json(), { device: credential.deviceId, bytes: 5 });
-  const altered = await fetch(new URL('/blobs', url('server-a')), { method: 'PUT', headers: { ...session.sign('PUT', '/blobs', blob), 'content-type': 'application/octet-stream' }, body: Buffer.from([0, 1, 2, 255, 253]) });
+  const altered = await fetch(new URL('/blobs', url('server-a')), {
+    method: 'PUT',
+    headers: { ...session.sign('PUT', '/blobs', blob), 'content-type': 'application/octet-stream' },
+    body: Buffer.from([0, 1, 2, 255, 253]),
+  });
   assert.equal(altered.status, 401);
 });
 
@@ -142,7 +150,14 @@ test('the device authenticates the server: a server without the pairwise key can
   const request = createLoginRequest(credential.deviceId, 'server-a', keyA, clock.now());
   const impostorKey = Buffer.alloc(32, 7);
   const forged = { sessionId: 'AAAAAAAAAAAAAAAAAAAAAA', nonce: 'AAAAAAAAAAAAAAAAAAAAAA', expiresAt: clock.now() + 1000 };
-  const mac = protocolMac(impostorKey, 'login-response', [request.serverId, request.deviceId, request.nonce, forged.nonce, forged.sessionId, forged.expiresAt]).toString('base64url');
+  const mac = protocolMac(impostorKey, 'login-response', [
+    request.serverId,
+    request.deviceId,
+    request.nonce,
+    forged.nonce,
+    forged.sessionId,
+    forged.expiresAt,
+  ]).toString('base64url');
   assert.throws(() => acceptLoginResponse(keyA, request, { ...forged, mac }), /server failed to authenticate/);
   const genuine = await raw('server-a', 'POST', '/device/login', {}, JSON.stringify(request));
   assert.equal(acceptLoginResponse(keyA, request, genuine.body).length, 32);
@@ -178,7 +193,12 @@ test('unsigned, malformed or forged requests get 401/400 problem+json', async ()
   const headers = session.sign('GET', '/records', Buffer.alloc(0));
   const flipped = { ...headers, signature: headers.signature!.replace(/^medshare=:(.)/, (_m, c: string) => `medshare=:${c === 'A' ? 'B' : 'A'}`) };
   assert.equal((await raw('server-a', 'GET', '/records', flipped)).body.detail, 'request signature is not valid');
-  for (const body of ['{}', '{"deviceId":"x"}', 'not json', JSON.stringify({ deviceId: 'a', serverId: 'server-a', nonce: 'A'.repeat(22), timestamp: 1.5, mac: 'A'.repeat(43) })]) {
+  for (const body of [
+    '{}',
+    '{"deviceId":"x"}',
+    'not json',
+    JSON.stringify({ deviceId: 'a', serverId: 'server-a', nonce: 'A'.repeat(22), timestamp: 1.5, mac: 'A'.repeat(43) }),
+  ]) {
     const result = await raw('server-a', 'POST', '/device/login', {}, body);
     assert.equal(result.status, 400, body);
   }

@@ -2,7 +2,13 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  createMemoryHospital, createSqlHospital, DeviceKeys, hospitalIdentityPlugin, remoteSessionStatus, type FederationMember, type HospitalService,
+  createMemoryHospital,
+  createSqlHospital,
+  DeviceKeys,
+  hospitalIdentityPlugin,
+  remoteSessionStatus,
+  type FederationMember,
+  type HospitalService,
 } from '../src/index.ts';
 
 /** A clock tests can move forward. */
@@ -74,7 +80,12 @@ export async function startHospital(name: string, clock: TestClock, limits = {},
 
 /** POSTs JSON and returns status, parsed body and headers; with `dpop`, the token goes as `DPoP` with that proof. */
 export async function postJson(
-  url: URL, body: unknown, bearer?: string, dpop?: string, from?: string, method = 'POST',
+  url: URL,
+  body: unknown,
+  bearer?: string,
+  dpop?: string,
+  from?: string,
+  method = 'POST',
 ): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = {};
   if (from) headers['x-forwarded-for'] = from;
@@ -86,7 +97,12 @@ export async function postJson(
   return { status: response.status, body: text ? JSON.parse(text) : undefined, headers: response.headers };
 }
 
-export const DOCTOR = { username: 'alice', password: 'a long enough passphrase', attributes: ['role:doctor', 'dept:cardiology', 'level=3'], scopes: ['user/Observation.rs', 'patient/*.rs', 'openid'] };
+export const DOCTOR = {
+  username: 'alice',
+  password: 'a long enough passphrase',
+  attributes: ['role:doctor', 'dept:cardiology', 'level=3'],
+  scopes: ['user/Observation.rs', 'patient/*.rs', 'openid'],
+};
 
 /** Registers a user and returns the enrolment (TOTP secret, recovery codes). */
 export async function register(hospital: RunningHospital, user = DOCTOR): Promise<{ userId: string; totpSecret: string; recoveryCodes: string[] }> {
@@ -97,7 +113,10 @@ export async function register(hospital: RunningHospital, user = DOCTOR): Promis
 
 /** A login (password, TOTP at `clock`) on `device`, whose keys sign the challenge; the token is also for the hospital itself. */
 export async function deviceLogin(
-  hospital: RunningHospital, device: DeviceKeys, totpCode: () => string, options: { username?: string; password?: string; audience?: string[] } = {},
+  hospital: RunningHospital,
+  device: DeviceKeys,
+  totpCode: () => string,
+  options: { username?: string; password?: string; audience?: string[] } = {},
 ): Promise<{ status: number; body: any }> {
   const first = await hospital.post('login/password', { username: options.username ?? DOCTOR.username, password: options.password ?? DOCTOR.password });
   if (first.status !== 200) return first;

@@ -18,7 +18,12 @@ async function guessesPerDay(accounts: number, addresses: number): Promise<{ per
   let nowMs = 0;
   const limiter = new AttemptLimiter(new MemoryAttemptStore(1_000_000, () => nowMs), DEFAULT_LIMITS, () => nowMs);
   const perAccount = new Array<number>(accounts).fill(0);
-  const pairs = Array.from({ length: accounts * addresses }, (_, i) => ({ account: `user${i % accounts}`, index: i % accounts, client: `10.0.0.${Math.floor(i / accounts)}`, at: 0 }));
+  const pairs = Array.from({ length: accounts * addresses }, (_, i) => ({
+    account: `user${i % accounts}`,
+    index: i % accounts,
+    client: `10.0.0.${Math.floor(i / accounts)}`,
+    at: 0,
+  }));
   for (;;) {
     const pair = pairs.reduce((a, b) => (b.at < a.at ? b : a));
     if (pair.at >= DAY_MS) break;
@@ -46,7 +51,7 @@ test('one address spraying 10 accounts: 50 guesses a day in all (the per-address
   assert.ok(Math.max(...perAccount) <= 35);
 });
 
-test('each further address adds at most one address\'s budget on an account (35 a day)', async () => {
+test("each further address adds at most one address's budget on an account (35 a day)", async () => {
   const { total } = await guessesPerDay(1, 4);
   assert.equal(total, 4 * 35);
 });

@@ -53,14 +53,25 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       const first = await passwordStep();
       assert.equal(first.status, 200);
       assert.deepEqual(first.body.factors, ['totp', 'recovery']);
-      const second = await hospital.post('login/totp', { ticket: first.body.ticket, code: code(), audience: ['medshare-cloud'], scopes: ['user/Observation.rs'] });
+      const second = await hospital.post('login/totp', {
+        ticket: first.body.ticket,
+        code: code(),
+        audience: ['medshare-cloud'],
+        scopes: ['user/Observation.rs'],
+      });
       assert.equal(second.status, 200, JSON.stringify(second.body));
       const verified = await hospital.service.logoutVerifier.verify(second.body.token);
-      assert.match(verified.subject, /^psn:[A-Za-z0-9_-]{16,86}$/, 'the subject is the session\'s pseudonym');
+      assert.match(verified.subject, /^psn:[A-Za-z0-9_-]{16,86}$/, "the subject is the session's pseudonym");
       assert.equal((await hospital.service.admin.trace(verified.subject)).userId, enrolment.userId, 'which the hospital traces to her');
       assert.equal(verified.hospital, 'hospital-a');
       assert.deepEqual(verified.scopes, ['user/Observation.rs']);
-      assert.deepEqual(verified.attributes, ['role:doctor', 'dept:cardiology', 'level=3', 'hospital:hospital-a', `uid:${verified.subject.slice('psn:'.length)}`]);
+      assert.deepEqual(verified.attributes, [
+        'role:doctor',
+        'dept:cardiology',
+        'level=3',
+        'hospital:hospital-a',
+        `uid:${verified.subject.slice('psn:'.length)}`,
+      ]);
       assert.deepEqual(verified.audience, ['medshare-cloud'], 'the audience asked for, not the issuer besides');
       assert.equal(verified.clientId, 'medshare-app');
       assert.deepEqual(verified.methods, ['pwd', 'otp']);
@@ -141,7 +152,12 @@ for (const { label, db } of [{ label: 'memory', db: undefined }, ...databases]) 
       const proof = await device.loginProof(hospital.url('login/recovery'), first.challenge);
       const login = await hospital.post('login/recovery', { ticket: first.ticket, code: e.recoveryCodes[0], audience: [hospital.issuer] }, undefined, proof);
       const { token } = login.body;
-      const fresh = await hospital.post('recovery-codes', undefined, token, await device.dpop.proof('POST', hospital.url('recovery-codes'), { accessToken: token }));
+      const fresh = await hospital.post(
+        'recovery-codes',
+        undefined,
+        token,
+        await device.dpop.proof('POST', hospital.url('recovery-codes'), { accessToken: token }),
+      );
       assert.equal(fresh.status, 200);
       assert.equal(fresh.body.recoveryCodes.length, 10);
       const t1 = (await passwordStep(user.username, user.password)).body.ticket;

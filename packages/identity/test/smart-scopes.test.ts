@@ -14,13 +14,25 @@ test('v1 and v2 scopes parse; v1 read is rs, write is cud', () => {
   assert.deepEqual([...parseSmartScope('user/Observation.write')!.interactions].sort(), ['c', 'd', 'u']);
   assert.deepEqual([...parseSmartScope('patient/*.cruds')!.interactions].sort(), ['c', 'd', 'r', 's', 'u']);
   assert.deepEqual(parseSmartScope('user/Observation.rs?category=laboratory')!.categories, ['laboratory']);
-  assert.deepEqual(parseSmartScope('user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory')!.categories, ['laboratory']);
+  assert.deepEqual(parseSmartScope('user/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory')!.categories, [
+    'laboratory',
+  ]);
   checkScopes(['user/Observation.rs?category=laboratory', 'openid', 'user/*.read']);
 });
 
 test('malformed scopes are refused', () => {
-  for (const bad of ['user/Observation', 'user/observation.rs', 'doctor/*.rs', 'user/Observation.sr', 'user/Observation.', 'user/Observation.read?category=laboratory',
-    'user/Observation.rs?code=123', 'user/Observation.rs?category=', 'user/Observation.rs?category=a=b', `user/Observation.rs?category=${'x'.repeat(300)}`]) {
+  for (const bad of [
+    'user/Observation',
+    'user/observation.rs',
+    'doctor/*.rs',
+    'user/Observation.sr',
+    'user/Observation.',
+    'user/Observation.read?category=laboratory',
+    'user/Observation.rs?code=123',
+    'user/Observation.rs?category=',
+    'user/Observation.rs?category=a=b',
+    `user/Observation.rs?category=${'x'.repeat(300)}`,
+  ]) {
     assert.equal(parseSmartScope(bad), undefined, bad);
     assert.throws(() => checkScopes([bad]), { code: 'MALFORMED' }, bad);
   }
@@ -29,7 +41,7 @@ test('malformed scopes are refused', () => {
 test('a scope grants a category through the resource types that go into it, the interaction and the context', () => {
   assert.equal(grants(['user/Observation.rs'], 'lab'), true);
   assert.equal(grants(['user/Observation.rs'], 'imaging'), false);
-  assert.equal(grants(['user/Patient.r'], 'lab'), false, 'the issue\'s case');
+  assert.equal(grants(['user/Patient.r'], 'lab'), false, "the issue's case");
   assert.equal(grants(['user/Observation.s'], 'lab', 'r'), false, 'search is not read');
   assert.equal(grants(['patient/*.rs'], 'lab'), false, 'another context');
   assert.equal(grants(['patient/*.rs'], 'lab', 'r', ['patient']), true);
@@ -41,9 +53,11 @@ test('a scope grants a category through the resource types that go into it, the 
 });
 
 test('random scope text never throws and never grants without a matching scope', () => {
-  fc.assert(fc.property(fc.string({ maxLength: 80 }), (text) => {
-    const parsed = parseSmartScope(text);
-    if (!text.startsWith('user/')) assert.equal(grants([text], 'lab'), false);
-    return parsed === undefined || ['patient', 'user', 'system'].includes(parsed.context);
-  }));
+  fc.assert(
+    fc.property(fc.string({ maxLength: 80 }), (text) => {
+      const parsed = parseSmartScope(text);
+      if (!text.startsWith('user/')) assert.equal(grants([text], 'lab'), false);
+      return parsed === undefined || ['patient', 'user', 'system'].includes(parsed.context);
+    }),
+  );
 });

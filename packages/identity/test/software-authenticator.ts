@@ -6,7 +6,12 @@
  */
 import { createHash, createSign, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { isoCBOR } from '@simplewebauthn/server/helpers';
-import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
+import type {
+  AuthenticationResponseJSON,
+  PublicKeyCredentialCreationOptionsJSON,
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
+} from '@simplewebauthn/server';
 
 const FLAG_UP = 0x01;
 const FLAG_UV = 0x04;
@@ -22,7 +27,10 @@ export class SoftwareAuthenticator {
   private counter = 0;
   userHandle: string | undefined;
 
-  constructor(private readonly origin: string, private readonly userVerified = true) {
+  constructor(
+    private readonly origin: string,
+    private readonly userVerified = true,
+  ) {
     const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     this.privateKey = pair.privateKey;
     const jwk = pair.publicKey.export({ format: 'jwk' });
@@ -58,7 +66,13 @@ export class SoftwareAuthenticator {
     idLength.writeUInt16BE(this.credentialId.length);
     const attested = Buffer.concat([Buffer.alloc(16), idLength, this.credentialId, this.coseKey()]);
     const authData = this.authData(options.rp.id!, this.flags(FLAG_AT), attested);
-    const attestationObject = isoCBOR.encode(new Map<string, unknown>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]) as never);
+    const attestationObject = isoCBOR.encode(
+      new Map<string, unknown>([
+        ['fmt', 'none'],
+        ['attStmt', new Map()],
+        ['authData', authData],
+      ]) as never,
+    );
     return {
       id: b64u(this.credentialId),
       rawId: b64u(this.credentialId),
@@ -73,7 +87,9 @@ export class SoftwareAuthenticator {
     this.counter++;
     const clientData = Buffer.from(JSON.stringify({ type: 'webauthn.get', challenge: options.challenge, origin: this.origin, crossOrigin: false }));
     const authData = this.authData(options.rpId!, this.flags());
-    const signature = createSign('sha256').update(Buffer.concat([authData, sha256(clientData)])).sign(this.privateKey);
+    const signature = createSign('sha256')
+      .update(Buffer.concat([authData, sha256(clientData)]))
+      .sign(this.privateKey);
     if (tamper) authData[authData.length - 1]! ^= 0xff;
     return {
       id: b64u(this.credentialId),

@@ -2,7 +2,18 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
-import { base32Decode, DeviceKeys, SessionPseudonyms, SigningKeyRing, TokenIssuer, TokenVerifier, totp, TrustList, MemorySessionStore, type AuthenticatedUser } from '../src/index.ts';
+import {
+  base32Decode,
+  DeviceKeys,
+  SessionPseudonyms,
+  SigningKeyRing,
+  TokenIssuer,
+  TokenVerifier,
+  totp,
+  TrustList,
+  MemorySessionStore,
+  type AuthenticatedUser,
+} from '../src/index.ts';
 import { DOCTOR, deviceLogin, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
@@ -110,8 +121,24 @@ test('an issuer not on the trust list is refused, and removing a member stops it
 
 test('a token signed by a key not in the issuer JWKS is refused (hospital B cannot speak for A)', async () => {
   const rogueKeys = await SigningKeyRing.create(60_000, clock.now);
-  const rogue = new TokenIssuer({ issuer: a.issuer, hospital: 'hospital-a', keys: rogueKeys, sessions: new MemorySessionStore(), pseudonyms: new SessionPseudonyms(randomBytes(32), a.issuer), now: clock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
-  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:hospital-a', 'uid:u1'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] };
+  const rogue = new TokenIssuer({
+    issuer: a.issuer,
+    hospital: 'hospital-a',
+    keys: rogueKeys,
+    sessions: new MemorySessionStore(),
+    pseudonyms: new SessionPseudonyms(randomBytes(32), a.issuer),
+    now: clock.now,
+    audiences: ['medshare-cloud'],
+    clients: ['medshare-app'],
+  });
+  const user: AuthenticatedUser = {
+    id: 'u1',
+    username: 'x',
+    attributes: ['role:doctor', 'hospital:hospital-a', 'uid:u1'],
+    scopes: ['openid'],
+    factor: 'totp',
+    methods: ['pwd', 'otp'],
+  };
   const forged = await rogue.startSession(user, { audience: ['medshare-cloud'] });
   await assert.rejects(cloud.verify(forged.token), /unknown key/);
 });
@@ -133,11 +160,26 @@ test('a member cannot vouch for another hospital or another uid', async () => {
   // A correctly signed token of hospital B whose attributes claim hospital A.
   const bKeys = b.service.keys;
   const now = Math.floor(clock.now() / 1000);
-  const session = await b.service.issuer.startSession({ id: 'u2', username: 'bob', attributes: ['role:doctor', 'hospital:hospital-b', 'uid:u2'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] }, { audience: ['medshare-cloud'] });
-  const claims = { sid: session.sessionId, hospital: 'hospital-b', attrs: ['role:doctor', 'hospital:hospital-a', 'uid:u2'], scope: 'openid', client_id: 'medshare-app', auth_time: now };
+  const session = await b.service.issuer.startSession(
+    { id: 'u2', username: 'bob', attributes: ['role:doctor', 'hospital:hospital-b', 'uid:u2'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] },
+    { audience: ['medshare-cloud'] },
+  );
+  const claims = {
+    sid: session.sessionId,
+    hospital: 'hospital-b',
+    attrs: ['role:doctor', 'hospital:hospital-a', 'uid:u2'],
+    scope: 'openid',
+    client_id: 'medshare-app',
+    auth_time: now,
+  };
   const lying = await new SignJWT(claims)
     .setProtectedHeader({ alg: 'EdDSA', typ: 'at+jwt', kid: bKeys.current.kid })
-    .setIssuer(b.issuer).setSubject('u2').setAudience('medshare-cloud').setIssuedAt(now).setExpirationTime(now + 60).setJti('j1')
+    .setIssuer(b.issuer)
+    .setSubject('u2')
+    .setAudience('medshare-cloud')
+    .setIssuedAt(now)
+    .setExpirationTime(now + 60)
+    .setJti('j1')
     .sign(bKeys.current.privateKey);
   await assert.rejects(cloud.verify(lying), /cannot vouch for/);
 });
@@ -161,11 +203,27 @@ test('key rotation: new tokens verify after the verifier refetches the JWKS; old
 test("a live key ring (a hospital's own tokens): a new key verifies at once, a retired one only within its retention", async () => {
   const ownClock = new TestClock();
   const keys = await SigningKeyRing.create(60_000, ownClock.now);
-  const issuer = new TokenIssuer({ issuer: 'urn:test:live', hospital: 'live', keys, sessions: new MemorySessionStore(), pseudonyms: new SessionPseudonyms(randomBytes(32), 'urn:test:live'), now: ownClock.now, audiences: ['medshare-cloud'], clients: ['medshare-app'] });
+  const issuer = new TokenIssuer({
+    issuer: 'urn:test:live',
+    hospital: 'live',
+    keys,
+    sessions: new MemorySessionStore(),
+    pseudonyms: new SessionPseudonyms(randomBytes(32), 'urn:test:live'),
+    now: ownClock.now,
+    audiences: ['medshare-cloud'],
+    clients: ['medshare-app'],
+  });
   const live = new TrustList();
   live.add({ issuer: 'urn:test:live', hospital: 'live', jwks: () => keys.jwks(), sessionStatus: async () => true });
   const verifier = new TokenVerifier('medshare-cloud', live, { now: ownClock.now });
-  const user: AuthenticatedUser = { id: 'u1', username: 'x', attributes: ['role:doctor', 'hospital:live', 'uid:u1'], scopes: ['openid'], factor: 'totp', methods: ['pwd', 'otp'] };
+  const user: AuthenticatedUser = {
+    id: 'u1',
+    username: 'x',
+    attributes: ['role:doctor', 'hospital:live', 'uid:u1'],
+    scopes: ['openid'],
+    factor: 'totp',
+    methods: ['pwd', 'otp'],
+  };
   const issue = async () => (await issuer.startSession(user, { audience: ['medshare-cloud'] })).token;
   const old = await issue();
   await verifier.verify(old);
@@ -177,7 +235,7 @@ test("a live key ring (a hospital's own tokens): a new key verifies at once, a r
   await verifier.verify(await issue());
 });
 
-test('a device session refreshes with its refresh credential and a proof by its key, within the login\'s audiences; after logout it cannot', async () => {
+test("a device session refreshes with its refresh credential and a proof by its key, within the login's audiences; after logout it cannot", async () => {
   clock.advance(30);
   const device = await DeviceKeys.generate(clock.now);
   const login = await deviceLogin(a, device, () => totp(secretA, clock.now() / 1000), { audience: ['medshare-cloud', 'medshare-ta'] });

@@ -10,10 +10,33 @@ import assert from 'node:assert/strict';
 import { createLocalJWKSet, jwtVerify, SignJWT } from 'jose';
 import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  AccountService, AttemptLimiter, base32Decode, MemoryAttemptStore, MemoryNonceCache, MemorySessionStore, MemorySigningKeyStore,
-  MemoryTicketStore, MemoryUserStore, migrateIdentity, SigningKeyRing, SqlAttemptStore, SqlNonceCache, SqlSessionStore, SqlSigningKeyStore,
-  SqlTicketStore, SqlUserStore, totp, type AttemptStore, type LoginTicket, type NonceCache, type SessionStore, type SigningKeyStore,
-  type StoredSigningKey, type TicketStore, type UserRecord, type UserStore,
+  AccountService,
+  AttemptLimiter,
+  base32Decode,
+  MemoryAttemptStore,
+  MemoryNonceCache,
+  MemorySessionStore,
+  MemorySigningKeyStore,
+  MemoryTicketStore,
+  MemoryUserStore,
+  migrateIdentity,
+  SigningKeyRing,
+  SqlAttemptStore,
+  SqlNonceCache,
+  SqlSessionStore,
+  SqlSigningKeyStore,
+  SqlTicketStore,
+  SqlUserStore,
+  totp,
+  type AttemptStore,
+  type LoginTicket,
+  type NonceCache,
+  type SessionStore,
+  type SigningKeyStore,
+  type StoredSigningKey,
+  type TicketStore,
+  type UserRecord,
+  type UserStore,
 } from '../src/index.ts';
 import { DOCTOR, FAST_SCRYPT } from './harness.ts';
 
@@ -72,8 +95,17 @@ const freshHospital = () => `h-${randomBytes(6).toString('hex')}`;
 
 function user(username: string): UserRecord {
   return {
-    id: randomUUID(), username, attributes: ['role:doctor', 'level=3'], scopes: ['openid'], passwordHash: 'scrypt$hash', totpSecret: 'JBSWY3DPEHPK3PXP',
-    lastTotpStep: -1, recoveryDigests: ['d1', 'd2'], webauthnUserId: randomBytes(16).toString('base64url'), credentials: [], disabled: false,
+    id: randomUUID(),
+    username,
+    attributes: ['role:doctor', 'level=3'],
+    scopes: ['openid'],
+    passwordHash: 'scrypt$hash',
+    totpSecret: 'JBSWY3DPEHPK3PXP',
+    lastTotpStep: -1,
+    recoveryDigests: ['d1', 'd2'],
+    webauthnUserId: randomBytes(16).toString('base64url'),
+    credentials: [],
+    disabled: false,
   };
 }
 
@@ -128,10 +160,13 @@ for (const backend of backends) {
       assert.deepEqual(stored.recoveryDigests, ['d2']);
       assert.deepEqual(stored.credentials, [credential]);
       assert.equal(stored.totpSecret, undefined);
-      await assert.rejects(users.update(alice.id, (u) => {
-        u.lastTotpStep = 99;
-        throw new Error('refused');
-      }), /refused/);
+      await assert.rejects(
+        users.update(alice.id, (u) => {
+          u.lastTotpStep = 99;
+          throw new Error('refused');
+        }),
+        /refused/,
+      );
       assert.equal((await users.findById(alice.id))!.lastTotpStep, 42);
       assert.equal(await users.update(randomUUID(), () => 'never'), undefined);
     });
@@ -142,19 +177,28 @@ for (const backend of backends) {
       await users.create({ ...alice, credentials: [{ id: 'c', publicKey: 'pk', counter: 0, transports: [] }] });
       await Promise.all(Array.from({ length: 20 }, () => users.update(alice.id, (u) => u.credentials[0]!.counter++)));
       assert.equal((await users.findById(alice.id))!.credentials[0]!.counter, 20, 'no lost update');
-      const consumed = await Promise.all(Array.from({ length: 20 }, () => users.update(alice.id, (u) => {
-        if (u.lastTotpStep >= 7) return false;
-        u.lastTotpStep = 7;
-        return true;
-      })));
+      const consumed = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          users.update(alice.id, (u) => {
+            if (u.lastTotpStep >= 7) return false;
+            u.lastTotpStep = 7;
+            return true;
+          }),
+        ),
+      );
       assert.equal(trues(consumed as boolean[]), 1, 'one time step, accepted once');
     });
 
     test('two logins racing with the same TOTP code, or the same recovery code: exactly one succeeds', async () => {
       const stores = open();
       const accounts = new AccountService({
-        hospital: 'race', users: stores.users, tickets: stores.tickets, passkeyChallenges: new MemoryTicketStore<string>(), limiter: new AttemptLimiter(stores.attempts, { clientFreeFailures: 1000, accountFreeFailures: 100 }),
-        relyingParty: { id: 'race.example', name: 'race', origins: ['https://race.example'] }, scrypt: FAST_SCRYPT,
+        hospital: 'race',
+        users: stores.users,
+        tickets: stores.tickets,
+        passkeyChallenges: new MemoryTicketStore<string>(),
+        limiter: new AttemptLimiter(stores.attempts, { clientFreeFailures: 1000, accountFreeFailures: 100 }),
+        relyingParty: { id: 'race.example', name: 'race', origins: ['https://race.example'] },
+        scrypt: FAST_SCRYPT,
       });
       const enrolment = await accounts.register({ ...DOCTOR });
       const tickets = async (n: number) => Promise.all(Array.from({ length: n }, () => accounts.startLogin(DOCTOR.username, DOCTOR.password, '127.0.0.1')));
@@ -203,8 +247,12 @@ for (const backend of backends) {
       // (n3, n1) and a repeat within the burst refused, each caller told about its own.
       assert.equal(await nonces.add('n3', t0 + 150, t0 + 100), true);
       const burst = await Promise.all([
-        nonces.add('fresh-a', t0 + 400, t0 + 120), nonces.add('n2', t0 + 400, t0 + 120), nonces.add('fresh-b', t0 + 400, t0 + 120),
-        nonces.add('fresh-a', t0 + 400, t0 + 120), nonces.add('n3', t0 + 400, t0 + 120), nonces.add('n1', t0 + 400, t0 + 120),
+        nonces.add('fresh-a', t0 + 400, t0 + 120),
+        nonces.add('n2', t0 + 400, t0 + 120),
+        nonces.add('fresh-b', t0 + 400, t0 + 120),
+        nonces.add('fresh-a', t0 + 400, t0 + 120),
+        nonces.add('n3', t0 + 400, t0 + 120),
+        nonces.add('n1', t0 + 400, t0 + 120),
       ]);
       assert.deepEqual(burst, [true, true, true, false, false, false]);
       const later = await Promise.all([nonces.add('n3', t0 + 600, t0 + 200), nonces.add('fresh-b', t0 + 600, t0 + 200), nonces.add('n2', t0 + 600, t0 + 200)]);
@@ -214,7 +262,13 @@ for (const backend of backends) {
     test('sessions: create, get, revoke, revoke all of a user', async () => {
       const { sessions } = open();
       const expiresAtMs = Date.now() + 3_600_000;
-      for (const [id, userId] of [['s1', 'u1'], ['s2', 'u1'], ['s3', 'u1'], ['s4', 'u2']] as const) await sessions.create({ id, userId, expiresAtMs, revoked: false, ...SESSION });
+      for (const [id, userId] of [
+        ['s1', 'u1'],
+        ['s2', 'u1'],
+        ['s3', 'u1'],
+        ['s4', 'u2'],
+      ] as const)
+        await sessions.create({ id, userId, expiresAtMs, revoked: false, ...SESSION });
       assert.deepEqual(await sessions.get('s1'), { id: 's1', userId: 'u1', expiresAtMs, revoked: false, ...SESSION });
       assert.equal(await sessions.get('nope'), undefined);
       await sessions.revoke('s1');
@@ -271,7 +325,10 @@ for (const backend of backends) {
       assert.equal(third.jwks().keys.length, 2);
       await jwtVerify(before, createLocalJWKSet(third.jwks()));
       await jwtVerify(await sign(third), createLocalJWKSet(third.jwks()));
-      assert.ok(third.jwks().keys.every((k) => k.d === undefined), 'the JWKS publishes no private part');
+      assert.ok(
+        third.jwks().keys.every((k) => k.d === undefined),
+        'the JWKS publishes no private part',
+      );
     });
   });
 }
@@ -340,7 +397,9 @@ for (const { label, db } of databases) {
     test('nonces are swept in batches, not by a DELETE per insertion, and the sweep still keeps up with them', async () => {
       const scope = `${freshHospital()}/nonces`;
       let deletes = 0;
-      const counting = { query: (sql: string, params?: unknown[]) => ((deletes += sql.startsWith('DELETE') ? 1 : 0), db.query(sql, params)) } as unknown as Database;
+      const counting = {
+        query: (sql: string, params?: unknown[]) => ((deletes += sql.startsWith('DELETE') ? 1 : 0), db.query(sql, params)),
+      } as unknown as Database;
       const nonces = new SqlNonceCache(counting, scope);
       const t0 = 20_000_000;
       for (let i = 0; i < 600; i++) assert.equal(await nonces.add(`a-${i}`, t0 + 10, t0), true);

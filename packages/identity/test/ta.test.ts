@@ -3,7 +3,17 @@ import assert from 'node:assert/strict';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { abe, PolicySyntaxError } from '@medshare/crypto';
 import {
-  base32Decode, DeviceKeys, DpopVerifier, MemoryNonceCache, openIssuedKey, totp, TokenVerifier, TrustedAuthority, trustedAuthorityPlugin, TrustList, type IssuedKey,
+  base32Decode,
+  DeviceKeys,
+  DpopVerifier,
+  MemoryNonceCache,
+  openIssuedKey,
+  totp,
+  TokenVerifier,
+  TrustedAuthority,
+  trustedAuthorityPlugin,
+  TrustList,
+  type IssuedKey,
 } from '../src/index.ts';
 import { DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
@@ -129,7 +139,11 @@ test('a revoked session gets no key', async () => {
 test('malformed key requests are 400 problem+json', async () => {
   const device = await deviceKeyPair();
   const token = await login(device);
-  const bad: unknown[] = [{ attributes: [], deviceKey: device.jwk }, { attributes: ['role:doctor'], deviceKey: { kty: 'EC' } }, { attributes: ['role doctor ('], deviceKey: device.jwk }];
+  const bad: unknown[] = [
+    { attributes: [], deviceKey: device.jwk },
+    { attributes: ['role:doctor'], deviceKey: { kty: 'EC' } },
+    { attributes: ['role doctor ('], deviceKey: device.jwk },
+  ];
   for (const body of bad) {
     const result = await requestKey(token, body, device);
     assert.equal(result.status, 400, JSON.stringify(body));

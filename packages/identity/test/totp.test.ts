@@ -49,7 +49,15 @@ test('hotp rejects bad counters and digit counts with a typed error', () => {
 });
 
 test('base32: RFC 4648 §10 vectors and round trip', () => {
-  const cases: Array<[string, string]> = [['', ''], ['f', 'MY'], ['fo', 'MZXQ'], ['foo', 'MZXW6'], ['foob', 'MZXW6YQ'], ['fooba', 'MZXW6YTB'], ['foobar', 'MZXW6YTBOI']];
+  const cases: Array<[string, string]> = [
+    ['', ''],
+    ['f', 'MY'],
+    ['fo', 'MZXQ'],
+    ['foo', 'MZXW6'],
+    ['foob', 'MZXW6YQ'],
+    ['fooba', 'MZXW6YTB'],
+    ['foobar', 'MZXW6YTBOI'],
+  ];
   for (const [plain, encoded] of cases) {
     assert.equal(base32Encode(Buffer.from(plain)), encoded);
     assert.equal(Buffer.from(base32Decode(encoded.toLowerCase() + '======')).toString(), plain);

@@ -83,6 +83,11 @@ test('WebAuthn enrolment needs a step-up token and a pending challenge', async (
   assert.equal((await hospital.post('webauthn/register/options', undefined)).status, 401);
   const login = await totpLogin();
   const authenticator = new SoftwareAuthenticator(hospital.origin);
-  const fake = authenticator.create({ challenge: 'AAAA', rp: { id: 'hospital-a.example', name: 'x' }, user: { id: 'AAAA', name: 'x', displayName: 'x' }, pubKeyCredParams: [] });
+  const fake = authenticator.create({
+    challenge: 'AAAA',
+    rp: { id: 'hospital-a.example', name: 'x' },
+    user: { id: 'AAAA', name: 'x', displayName: 'x' },
+    pubKeyCredParams: [],
+  });
   assert.equal((await stepUp(login, 'webauthn/register', { response: fake })).body.detail, 'no pending WebAuthn registration');
 });

@@ -75,18 +75,30 @@ function chainError(contract: Contract, error: unknown, action: string): MedShar
     }
   }
   switch (name) {
-    case 'NotConsistent': return new IntegrityError(`${action}: the chain refuses a checkpoint inconsistent with the one it anchored (fork)`);
-    case 'QuorumNotMet': return new IntegrityError(`${action}: the checkpoint lacks the witness quorum's chain cosignatures`);
-    case 'NotIncluded': return new IntegrityError(`${action}: the entry is not in the anchored tree`);
-    case 'NotNewer': return new MalformedInputError(`${action}: the chain already holds this or a larger tree size`);
-    case 'NotAuthorised': return new AccessDeniedError(`${action}: this account may not do this`);
-    case 'UnknownLog': return new NotFoundError(`${action}: the consortium admin has not registered this log`);
-    case 'BadConfiguration': return new MalformedInputError(`${action}: a log needs an anchorer, 1 ≤ quorum ≤ witnesses ≤ 32, witnesses distinct`);
-    case 'NotAnchored': return new MalformedInputError(`${action}: no checkpoint of that size is anchored`);
-    case 'AlreadyRecorded': return new MalformedInputError(`${action}: this entry's consent is already recorded`);
-    case 'StaleConsent': return new MalformedInputError(`${action}: a later entry of this consent is already recorded`);
-    case 'ConsentUnchanged': return new MalformedInputError(`${action}: the consent is already in that state`);
-    case 'ProofTooLong': return new MalformedInputError(`${action}: a proof has at most 64 hashes`);
+    case 'NotConsistent':
+      return new IntegrityError(`${action}: the chain refuses a checkpoint inconsistent with the one it anchored (fork)`);
+    case 'QuorumNotMet':
+      return new IntegrityError(`${action}: the checkpoint lacks the witness quorum's chain cosignatures`);
+    case 'NotIncluded':
+      return new IntegrityError(`${action}: the entry is not in the anchored tree`);
+    case 'NotNewer':
+      return new MalformedInputError(`${action}: the chain already holds this or a larger tree size`);
+    case 'NotAuthorised':
+      return new AccessDeniedError(`${action}: this account may not do this`);
+    case 'UnknownLog':
+      return new NotFoundError(`${action}: the consortium admin has not registered this log`);
+    case 'BadConfiguration':
+      return new MalformedInputError(`${action}: a log needs an anchorer, 1 ≤ quorum ≤ witnesses ≤ 32, witnesses distinct`);
+    case 'NotAnchored':
+      return new MalformedInputError(`${action}: no checkpoint of that size is anchored`);
+    case 'AlreadyRecorded':
+      return new MalformedInputError(`${action}: this entry's consent is already recorded`);
+    case 'StaleConsent':
+      return new MalformedInputError(`${action}: a later entry of this consent is already recorded`);
+    case 'ConsentUnchanged':
+      return new MalformedInputError(`${action}: the consent is already in that state`);
+    case 'ProofTooLong':
+      return new MalformedInputError(`${action}: a proof has at most 64 hashes`);
     default: {
       const message = shortMessage ?? (error instanceof Error ? error.message.split('\n')[0] : String(error));
       return new ChainCallError(`${action}: chain call failed (${message})`);
@@ -172,8 +184,13 @@ export class AnchorClient {
   /** Anchors a verified checkpoint with the consistency proof from the chain's last anchored size and chain cosignatures. */
   async anchorCheckpoint(checkpoint: VerifiedCheckpoint, consistencyProof: readonly Uint8Array[], cosignatures: readonly string[]): Promise<AnchorReceipt> {
     const receipt = await this.send(
-      `anchoring checkpoint ${checkpoint.size}`, 'anchorCheckpoint',
-      checkpoint.origin, checkpoint.size, hex(checkpoint.rootHash), consistencyProof.map(hex), [...cosignatures],
+      `anchoring checkpoint ${checkpoint.size}`,
+      'anchorCheckpoint',
+      checkpoint.origin,
+      checkpoint.size,
+      hex(checkpoint.rootHash),
+      consistencyProof.map(hex),
+      [...cosignatures],
     );
     return { ...receipt, treeSize: checkpoint.size };
   }
@@ -216,7 +233,10 @@ export class AnchorClient {
   async proveAnchored(note: string, logKey: CheckpointVerifier): Promise<AnchorReceipt> {
     const checkpoint = verifyCheckpointNote(note, logKey);
     const anchor = (await this.contract.getFunction('anchorOf')(originHash(checkpoint.origin), checkpoint.size)) as {
-      rootHash: string; checkpointHash: string; blockNumber: bigint; timestamp: bigint;
+      rootHash: string;
+      checkpointHash: string;
+      blockNumber: bigint;
+      timestamp: bigint;
     };
     if (anchor.blockNumber === 0n) throw new IntegrityError(`checkpoint ${checkpoint.size} of ${checkpoint.origin} was never anchored`);
     if (anchor.rootHash !== hex(checkpoint.rootHash) || anchor.checkpointHash !== checkpointBodyHash(checkpoint)) {
@@ -238,8 +258,14 @@ export class AnchorClient {
     const anchored = await this.latestSize(log.origin);
     if (anchored <= entry.index) throw new MalformedInputError(`entry ${entry.index} is not in an anchored checkpoint yet (the chain holds ${anchored})`);
     const receipt = await this.send(
-      `recording the consent of entry ${entry.index}`, 'recordConsent',
-      originHash(log.origin), entry.index, hex(entry.leafHash), anchored, log.inclusionProof(entry.index, anchored).map(hex), `0x${hexHash}`,
+      `recording the consent of entry ${entry.index}`,
+      'recordConsent',
+      originHash(log.origin),
+      entry.index,
+      hex(entry.leafHash),
+      anchored,
+      log.inclusionProof(entry.index, anchored).map(hex),
+      `0x${hexHash}`,
       code === 'consent-grant',
     );
     return { ...receipt, treeSize: anchored };
@@ -248,7 +274,10 @@ export class AnchorClient {
   /** The consent record the chain holds for entry `index` of `origin`'s log, if any. */
   async consentRecord(origin: string, index: number): Promise<ConsentRecord | undefined> {
     const record = (await this.contract.getFunction('consentRecordOf')(originHash(origin), index)) as {
-      consentHash: string; leafHash: string; granted: boolean; blockNumber: bigint;
+      consentHash: string;
+      leafHash: string;
+      granted: boolean;
+      blockNumber: bigint;
     };
     if (record.blockNumber === 0n) return undefined;
     return { consentHash: record.consentHash, leafHash: record.leafHash, granted: record.granted, blockNumber: Number(record.blockNumber) };
@@ -271,7 +300,9 @@ async function rpcCall(url: string, method: string, params: unknown[]): Promise<
   for (let attempt = 0; answer === undefined; attempt++) {
     try {
       const response = await fetch(url, {
-        method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        signal: AbortSignal.timeout(10_000),
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params }),
       });
       answer = (await response.json()) as typeof answer;
@@ -297,11 +328,13 @@ export async function anchorClientFromEnv(env: NodeJS.ProcessEnv = process.env):
   const address = env['LEDGER_ANCHOR_ADDRESS'];
   if (!url || !address) throw new MalformedInputError('LEDGER_RPC_URL and LEDGER_ANCHOR_ADDRESS must be set to anchor on a chain');
   if (!/^https?:\/\/\S+$/.test(url) || !URL.canParse(url)) throw new MalformedInputError('LEDGER_RPC_URL is not an http(s) URL');
-  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new MalformedInputError(`LEDGER_ANCHOR_ADDRESS is not a contract address (0x and 40 hex digits): ${address.slice(0, 50)}`);
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address))
+    throw new MalformedInputError(`LEDGER_ANCHOR_ADDRESS is not a contract address (0x and 40 hex digits): ${address.slice(0, 50)}`);
   // Never echoed: it is the anchorer account's secret.
   if (key && !/^(0x)?[0-9a-fA-F]{64}$/.test(key)) throw new MalformedInputError('LEDGER_PRIVATE_KEY is not a secp256k1 private key (64 hex digits)');
   const chainId = await rpcCall(url, 'eth_chainId', []);
-  if (typeof chainId !== 'string' || !/^0x[0-9a-fA-F]+$/.test(chainId)) throw new ChainCallError(`the chain node at ${new URL(url).origin} answered no chain id`);
+  if (typeof chainId !== 'string' || !/^0x[0-9a-fA-F]+$/.test(chainId))
+    throw new ChainCallError(`the chain node at ${new URL(url).origin} answered no chain id`);
   if ((await rpcCall(url, 'eth_getCode', [address, 'latest'])) === '0x') {
     throw new MalformedInputError(`LEDGER_ANCHOR_ADDRESS ${address}: no contract is deployed there on the chain at ${new URL(url).origin}`);
   }

@@ -49,7 +49,9 @@ export async function buildWitnessedBundles(log: AuditLog, indices: readonly num
 /** Bundles of stored entries against `checkpoint` (of tree `size`, covering them). */
 export function bundlesAgainst(log: AuditLog, entries: readonly StoredEntry[], checkpoint: string, size: number): InclusionBundle[] {
   return entries.map((stored) => ({
-    index: stored.index, entry: stored.bytes.toString('utf8'), checkpoint,
+    index: stored.index,
+    entry: stored.bytes.toString('utf8'),
+    checkpoint,
     inclusionProof: log.inclusionProof(stored.index, size).map((h) => h.toString('base64')),
   }));
 }
@@ -62,8 +64,15 @@ export function verifyInclusionBundle(
   bundle: InclusionBundle,
   trust: { log: CheckpointVerifier; witnesses?: readonly CheckpointVerifier[]; quorum?: number },
 ): { event: AuditEvent; treeSize: number; cosigners: string[] } {
-  if (typeof bundle !== 'object' || bundle === null || typeof bundle.entry !== 'string' || typeof bundle.checkpoint !== 'string'
-    || !Array.isArray(bundle.inclusionProof) || bundle.inclusionProof.length > 64 || !Number.isSafeInteger(bundle.index)) {
+  if (
+    typeof bundle !== 'object' ||
+    bundle === null ||
+    typeof bundle.entry !== 'string' ||
+    typeof bundle.checkpoint !== 'string' ||
+    !Array.isArray(bundle.inclusionProof) ||
+    bundle.inclusionProof.length > 64 ||
+    !Number.isSafeInteger(bundle.index)
+  ) {
     throw new MalformedInputError('not an inclusion proof bundle');
   }
   const checkpoint = verifyCheckpointNote(bundle.checkpoint, trust.log);

@@ -74,7 +74,10 @@ export class HttpChainCosigner implements ChainCosigner {
     let response: Response;
     try {
       response = await fetch(new URL('chain-cosignature', this.url.endsWith('/') ? this.url : `${this.url}/`), {
-        method: 'POST', body: note, headers: { 'content-type': 'text/plain; charset=utf-8' }, signal: AbortSignal.timeout(this.timeoutMs),
+        method: 'POST',
+        body: note,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+        signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch {
       throw new UnavailableError(`the witness ${this.address} at ${this.url} is unreachable`);

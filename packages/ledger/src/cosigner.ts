@@ -70,7 +70,9 @@ export class HttpCosigner implements Cosigner {
     let response: Response;
     try {
       response = await fetch(new URL('add-checkpoint', this.url.endsWith('/') ? this.url : `${this.url}/`), {
-        method: 'POST', body: formatAddCheckpoint(request), headers: { 'content-type': 'text/plain; charset=utf-8' },
+        method: 'POST',
+        body: formatAddCheckpoint(request),
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch {

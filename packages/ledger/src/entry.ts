@@ -12,7 +12,17 @@ import canonicalize from 'canonicalize';
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 
 /** What happened, as this platform's AuditEvent.type codes. */
-export const EVENT_TYPES = ['consent-grant', 'consent-revoke', 'record-access', 'emergency-access', 'record-create', 'stats-query', 'stats-release', 'storage-audit', 'research-export'] as const;
+export const EVENT_TYPES = [
+  'consent-grant',
+  'consent-revoke',
+  'record-access',
+  'emergency-access',
+  'record-create',
+  'stats-query',
+  'stats-release',
+  'storage-audit',
+  'research-export',
+] as const;
 export type AuditEventType = (typeof EVENT_TYPES)[number];
 
 const DEFAULT_ACTION: Record<AuditEventType, AuditAction> = {
@@ -178,14 +188,19 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
   expect(input.policyHash === undefined || HASH.test(input.policyHash), 'policyHash must be sha256:<64 hex>');
   const isEmergency = input.type === 'emergency-access';
   expect(isEmergency === (input.emergencyReason !== undefined), 'emergencyReason is required for, and only for, emergency access');
-  expect(input.emergencyReason === undefined || EMERGENCY_REASONS.includes(input.emergencyReason), `emergencyReason must be one of ${EMERGENCY_REASONS.join(', ')}`);
+  expect(
+    input.emergencyReason === undefined || EMERGENCY_REASONS.includes(input.emergencyReason),
+    `emergencyReason must be one of ${EMERGENCY_REASONS.join(', ')}`,
+  );
 
   const entity: AuditEvent['entity'] = input.patient === undefined ? [] : [{ what: identifier(input.patient), type: { code: 'patient' } }];
   if (input.stats !== undefined) entity.push(...statsEntities(input.stats));
   if (input.storageAudit !== undefined) entity.push(storageAuditEntity(input.storageAudit));
   for (const record of records) {
     entity.push({
-      what: identifier(record.hash), type: { code: 'record' }, securityLabel: [{ code: record.category }],
+      what: identifier(record.hash),
+      type: { code: 'record' },
+      securityLabel: [{ code: record.category }],
       ...(record.storage === undefined ? {} : { detail: storageDetail(record.storage) }),
     });
   }
@@ -249,7 +264,8 @@ export function storageCommitmentOf(entity: AuditEvent['entity'][number]): Stora
 function storageAuditEntity(audit: StorageAuditDetail): AuditEvent['entity'][number] {
   const detail = (type: string, value: number) => ({ type, valueString: String(value) });
   return {
-    what: identifier(audit.challenge), type: { code: 'storage-challenge' },
+    what: identifier(audit.challenge),
+    type: { code: 'storage-challenge' },
     detail: [detail('records', audit.records), detail('samples', audit.samples), detail('failed', audit.failed)],
   };
 }

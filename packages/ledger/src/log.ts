@@ -119,12 +119,19 @@ const ROWS_PER_INSERT = 500;
 const CHUNKS_PER_INSERT = 100;
 
 /** `items` in consecutive slices of at most `size`. */
-const slices = <T>(items: readonly T[], size: number): T[][] => Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
+const slices = <T>(items: readonly T[], size: number): T[][] =>
+  Array.from({ length: Math.ceil(items.length / size) }, (_, i) => items.slice(i * size, (i + 1) * size));
 
 /** An INSERT of entry rows, its parameters numbered from `offset` + 1. */
-function entriesInsert(rows: ReadonlyArray<{ index: number; text: string; leafHash: Buffer; patient: string }>, offset: number): { sql: string; params: unknown[] } {
+function entriesInsert(
+  rows: ReadonlyArray<{ index: number; text: string; leafHash: Buffer; patient: string }>,
+  offset: number,
+): { sql: string; params: unknown[] } {
   const values = rows.map((_, i) => `($${offset + 4 * i + 1}, $${offset + 4 * i + 2}, $${offset + 4 * i + 3}, $${offset + 4 * i + 4})`).join(', ');
-  return { sql: `INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`, params: rows.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]) };
+  return {
+    sql: `INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES ${values}`,
+    params: rows.flatMap((r) => [r.index, r.text, r.leafHash, r.patient]),
+  };
 }
 
 /** An upsert of tree chunks, its parameters numbered from `offset` + 1; hashes as hex text, decoded by the database (cheaper than PGlite's bytea parameters). */
@@ -201,10 +208,7 @@ export class AuditLog {
   static async open(db: Database, signer: CheckpointSigner, options: LogOptions = {}): Promise<AuditLog> {
     await migrate(db, 'ledger', LEDGER_MIGRATIONS);
     const origin = signer.verifier.name;
-    await db.query(
-      'INSERT INTO ledger_head (id, origin, log_vkey, size) VALUES (1, $1, $2, 0) ON CONFLICT (id) DO NOTHING',
-      [origin, signer.verifier.vkey],
-    );
+    await db.query('INSERT INTO ledger_head (id, origin, log_vkey, size) VALUES (1, $1, $2, 0) ON CONFLICT (id) DO NOTHING', [origin, signer.verifier.vkey]);
     const head = (await db.query<{ origin: string; log_vkey: string }>('SELECT origin, log_vkey FROM ledger_head')).rows[0];
     if (head?.origin !== origin || head.log_vkey !== signer.verifier.vkey) {
       throw new IntegrityError(`this database holds the log ${head?.origin}, not ${origin} with this key`);
@@ -250,7 +254,8 @@ export class AuditLog {
     this.fullAuditError = undefined;
     const head = (await this.db.query<{ size: number; log_vkey: string }>('SELECT size, log_vkey FROM ledger_head WHERE id = 1')).rows[0];
     // As hex text: decoding it natively is ~20× cheaper than PGlite's bytea parsing (64 MiB at 10^6 entries).
-    const chunks = (await this.db.query<{ level: number; chunk: number; hex: string }>("SELECT level, chunk, encode(hashes, 'hex') AS hex FROM ledger_tree")).rows;
+    const chunks = (await this.db.query<{ level: number; chunk: number; hex: string }>("SELECT level, chunk, encode(hashes, 'hex') AS hex FROM ledger_tree"))
+      .rows;
     const logKey = verifier ?? parseVerifierKey(head?.log_vkey ?? '');
     const trusted = verifier === undefined ? undefined : await this.options.trusted?.load();
     if (chunks.length === 0 && (head?.size ?? 0) > 0) {
@@ -292,9 +297,12 @@ export class AuditLog {
     if (this.fullAudit === undefined) {
       const start = this.startAudit;
       this.startAudit = undefined;
-      this.fullAudit = start === undefined ? Promise.resolve() : start().catch((error) => {
-        this.fullAuditError = error;
-      });
+      this.fullAudit =
+        start === undefined
+          ? Promise.resolve()
+          : start().catch((error) => {
+              this.fullAuditError = error;
+            });
     }
     await this.fullAudit;
     if (this.fullAuditError !== undefined) throw new UnavailableError('the audit of the stored log could not complete');
@@ -329,7 +337,8 @@ export class AuditLog {
   private async auditEntries(logKey: CheckpointVerifier, trusted: string | undefined, size: number): Promise<void> {
     const scanned = new Map<string, number[]>();
     const { report, tree } = await auditStoredLog(
-      this.db, { log: logKey, quorum: 0, external: trusted === undefined ? [] : [trusted] },
+      this.db,
+      { log: logKey, quorum: 0, external: trusted === undefined ? [] : [trusted] },
       (index, patient) => {
         const list = scanned.get(patient);
         if (list === undefined) scanned.set(patient, [index]);
@@ -340,9 +349,14 @@ export class AuditLog {
     if (!report.ok) this.raise({ index: report.firstBadIndex ?? tree.size, problem: report.problem ?? 'the stored log is inconsistent' });
     const difference = tree.firstDifference(this.tree);
     if (difference !== undefined) {
-      this.raise(difference.level === 0
-        ? { index: difference.index, problem: `entry ${difference.index} does not match the stored Merkle tree` }
-        : { index: difference.index * 2 ** difference.level, problem: `the stored Merkle tree's node ${difference.index} at level ${difference.level} does not match the entries` });
+      this.raise(
+        difference.level === 0
+          ? { index: difference.index, problem: `entry ${difference.index} does not match the stored Merkle tree` }
+          : {
+              index: difference.index * 2 ** difference.level,
+              problem: `the stored Merkle tree's node ${difference.index} at level ${difference.level} does not match the entries`,
+            },
+      );
     }
     // Entries appended since open were indexed as they came; the audited ones go first.
     for (const [patient, indices] of scanned) this.patientIndex.set(patient, [...indices, ...(this.patientIndex.get(patient) ?? [])]);
@@ -373,9 +387,14 @@ export class AuditLog {
   /** The health check and metrics: not ok once tampering was found. */
   health(): LedgerHealth {
     return {
-      ok: this.alarm === undefined, size: this.size, ...(this.alarm === undefined ? {} : { alarm: this.alarm }),
-      alarms: this.alarm === undefined ? 0 : 1, cosignFailures: this.cosignFailures, trustedSaveFailures: this.trustedSaveFailures,
-      witnessedSize: this.witnessedSize, quorum: this.quorum,
+      ok: this.alarm === undefined,
+      size: this.size,
+      ...(this.alarm === undefined ? {} : { alarm: this.alarm }),
+      alarms: this.alarm === undefined ? 0 : 1,
+      cosignFailures: this.cosignFailures,
+      trustedSaveFailures: this.trustedSaveFailures,
+      witnessedSize: this.witnessedSize,
+      quorum: this.quorum,
     };
   }
 
@@ -510,8 +529,7 @@ export class AuditLog {
       const trusted = verifyCheckpointNote(note, logKey);
       if (trusted.size > this.tree.size) {
         fault = { index: this.tree.size, problem: `the checkpoint held outside the database covers ${trusted.size} entries, the database ${this.tree.size}` };
-      }
-      else if (!this.tree.rootHash(trusted.size).equals(trusted.rootHash)) {
+      } else if (!this.tree.rootHash(trusted.size).equals(trusted.rootHash)) {
         // What this process had vouched for matched before: the fault is in what it loaded since.
         const from = Math.min(this.trustedSize, trusted.size);
         fault = { index: from, problem: `entries ${from}..${trusted.size - 1} do not match the checkpoint held outside the database` };
@@ -687,7 +705,13 @@ export class AuditLog {
   async witnessedCheckpoint(size: number, timeoutMs = 10_000): Promise<string> {
     if (this.witnessedSize < size) {
       await new Promise<void>((resolve, reject) => {
-        const waiter = { size, resolve: () => { clearTimeout(timer); resolve(); } };
+        const waiter = {
+          size,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
         const timer = setTimeout(() => {
           this.waiters.splice(this.waiters.indexOf(waiter), 1);
           reject(new UnavailableError(`no checkpoint of size ${size} or more reached the witness quorum (${this.quorum}) in time`));
@@ -708,7 +732,9 @@ export class AuditLog {
       const { body, signatures } = parseNote(seen);
       const fresh = cosignatures.filter((c) => !signatures.some((s) => s.signature.equals(c.signature)));
       const note = formatNote(body, [...signatures, ...fresh]);
-      const swapped = await this.db.query('UPDATE ledger_checkpoints SET note = $1 WHERE size = $2 AND note = $3 RETURNING size', [note, size, seen], { prepared: true });
+      const swapped = await this.db.query('UPDATE ledger_checkpoints SET note = $1 WHERE size = $2 AND note = $3 RETURNING size', [note, size, seen], {
+        prepared: true,
+      });
       if (swapped.rows.length === 1) return note;
     }
     return this.db.transaction(async (tx) => {
@@ -753,9 +779,9 @@ export class AuditLog {
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start || end > this.size) {
       throw new MalformedInputError(`entries ${start}..${end} are not within the log of ${this.size}`);
     }
-    const rows = (await this.db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end],
-    )).rows;
+    const rows = (
+      await this.db.query<EntryRow>('SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx', [start, end])
+    ).rows;
     for (const [i, row] of rows.entries()) {
       try {
         this.checked(row, start + i);
@@ -778,9 +804,9 @@ export class AuditLog {
     if (this.alarm !== undefined) throw new IntegrityError(`the audit log is halted at entry ${this.alarm.index}: ${this.alarm.problem}`);
     const indices = (this.patientIndex.get(patient) ?? []).slice(0, limit);
     if (indices.length === 0) return [];
-    const rows = await this.db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = ANY($1::bigint[]) ORDER BY idx', [indices],
-    );
+    const rows = await this.db.query<EntryRow>('SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx = ANY($1::bigint[]) ORDER BY idx', [
+      indices,
+    ]);
     const byIndex = new Map(rows.rows.map((row) => [Number(row.idx), row]));
     return indices.map((index) => this.checked(byIndex.get(index), index));
   }
@@ -788,8 +814,12 @@ export class AuditLog {
   /** `row` as entry `index`, after checking it against the tree; a mismatch halts the log and throws IntegrityError. */
   private checked(row: EntryRow | undefined, index: number): StoredEntry {
     const result = row === undefined ? { index, problem: `entry ${index} is missing (deleted or renumbered)` } : checkEntryRow(row, index);
-    const fault = 'problem' in result ? result
-      : result.leafHash.equals(this.tree.leafHash(index)) ? undefined : { index, problem: `entry ${index} was changed after it was logged` };
+    const fault =
+      'problem' in result
+        ? result
+        : result.leafHash.equals(this.tree.leafHash(index))
+          ? undefined
+          : { index, problem: `entry ${index} was changed after it was logged` };
     if (fault !== undefined) {
       this.raise(fault);
       throw new IntegrityError(`entry ${index}: ${fault.problem}`);

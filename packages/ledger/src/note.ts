@@ -59,7 +59,10 @@ export function parseCheckpoint(body: string): Checkpoint {
 
 /** A new note: `body` signed by each signer at `timestamp` (seconds since the epoch). */
 export function signNote(body: string, signers: readonly CheckpointSigner[], timestamp: number): string {
-  return formatNote(body, signers.map((signer) => ({ name: signer.verifier.name, signature: signer.sign(body, timestamp) })));
+  return formatNote(
+    body,
+    signers.map((signer) => ({ name: signer.verifier.name, signature: signer.sign(body, timestamp) })),
+  );
 }
 
 /** Serialises a note from its body and signature lines. */

@@ -9,20 +9,12 @@ import { MAX_TREE_SIZE } from './tree.ts';
 
 const isOdd = (x: number): boolean => x % 2 === 1;
 const half = (x: number): number => Math.floor(x / 2);
-const sameHash = (a: Uint8Array, b: Uint8Array): boolean =>
-  a.length === HASH_SIZE && b.length === HASH_SIZE && timingSafeEqual(a, b);
-const wellFormed = (proof: readonly Uint8Array[]): boolean =>
-  proof.length <= 64 && proof.every((hash) => hash.length === HASH_SIZE);
+const sameHash = (a: Uint8Array, b: Uint8Array): boolean => a.length === HASH_SIZE && b.length === HASH_SIZE && timingSafeEqual(a, b);
+const wellFormed = (proof: readonly Uint8Array[]): boolean => proof.length <= 64 && proof.every((hash) => hash.length === HASH_SIZE);
 const validSize = (n: number): boolean => Number.isSafeInteger(n) && n >= 0 && n <= MAX_TREE_SIZE;
 
 /** True when `proof` shows the leaf with hash `leafHash` at `index` in the tree of `size` leaves with `root`. */
-export function verifyInclusion(
-  leafHash: Uint8Array,
-  index: number,
-  size: number,
-  proof: readonly Uint8Array[],
-  root: Uint8Array,
-): boolean {
+export function verifyInclusion(leafHash: Uint8Array, index: number, size: number, proof: readonly Uint8Array[], root: Uint8Array): boolean {
   if (!validSize(size) || !Number.isSafeInteger(index) || index < 0 || index >= size || !wellFormed(proof)) return false;
   let fn = index;
   let sn = size - 1;
@@ -47,13 +39,7 @@ export function verifyInclusion(
 }
 
 /** True when `proof` shows the tree (`first`, `firstRoot`) is a prefix of the tree (`second`, `secondRoot`). */
-export function verifyConsistency(
-  first: number,
-  second: number,
-  proof: readonly Uint8Array[],
-  firstRoot: Uint8Array,
-  secondRoot: Uint8Array,
-): boolean {
+export function verifyConsistency(first: number, second: number, proof: readonly Uint8Array[], firstRoot: Uint8Array, secondRoot: Uint8Array): boolean {
   if (!validSize(first) || !validSize(second) || first > second || !wellFormed(proof)) return false;
   if (first === second) return proof.length === 0 && sameHash(firstRoot, secondRoot);
   // Every tree extends the empty tree; RFC 9162 leaves size 0 out, we accept it with an empty proof.

@@ -96,7 +96,8 @@ async function fetchTree(client: LedgerClient, size: number): Promise<{ tree: Me
       } catch {
         return { tree, events, fault: { index: i, problem: `entry ${i} is not a canonical AuditEvent` } };
       }
-      if (event.id !== String(i)) return { tree, events, fault: { index: i, problem: `entry ${i} carries id ${event.id}: an entry was inserted, deleted or reordered` } };
+      if (event.id !== String(i))
+        return { tree, events, fault: { index: i, problem: `entry ${i} carries id ${event.id}: an entry was inserted, deleted or reordered` } };
       tree.append(hashLeaf(bytes));
       events.push(event);
     }
@@ -165,16 +166,28 @@ export async function verifyRemoteLogEntries(client: LedgerClient, trust: TrustP
     }
     if (!tree.rootHash(earlier.size).equals(earlier.rootHash)) {
       const index = await firstMismatch(client, tree, earlier);
-      return fail({ ...report, firstBadIndex: index, problem: `entry ${index} differs from the one an earlier checkpoint (${earlier.size}) committed to: a fork` });
+      return fail({
+        ...report,
+        firstBadIndex: index,
+        problem: `entry ${index} differs from the one an earlier checkpoint (${earlier.size}) committed to: a fork`,
+      });
     }
   }
   for (const anchor of trust.anchored ?? []) {
     if (anchor.size > checkpoint.size) {
-      return fail({ ...report, firstBadIndex: checkpoint.size, problem: `the log was cut back: the chain anchored ${anchor.size} entries, ${checkpoint.size} are served` });
+      return fail({
+        ...report,
+        firstBadIndex: checkpoint.size,
+        problem: `the log was cut back: the chain anchored ${anchor.size} entries, ${checkpoint.size} are served`,
+      });
     }
     if (!tree.rootHash(anchor.size).equals(anchor.rootHash)) {
       const index = await firstMismatch(client, tree, anchor);
-      return fail({ ...report, firstBadIndex: index, problem: `entry ${index} differs from the one the checkpoint anchored on chain (${anchor.size}) committed to: a fork` });
+      return fail({
+        ...report,
+        firstBadIndex: index,
+        problem: `entry ${index} differs from the one the checkpoint anchored on chain (${anchor.size}) committed to: a fork`,
+      });
     }
   }
   const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);

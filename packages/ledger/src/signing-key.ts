@@ -28,8 +28,12 @@ const context = (name: string): string => `ledger_keys/wrapped/${name}`;
  * @throws IntegrityError when the stored key was wrapped by another KEK, for another row, or altered.
  */
 export async function loadNoteSigner(db: Database, options: NoteSignerOptions): Promise<CheckpointSigner> {
-  const skey = await loadWrappedSecret(db, options.name, options.kek, async () =>
-    (await options.legacy?.()) ?? generateCheckpointKey(options.name, options.type ?? 'ed25519').skey);
+  const skey = await loadWrappedSecret(
+    db,
+    options.name,
+    options.kek,
+    async () => (await options.legacy?.()) ?? generateCheckpointKey(options.name, options.type ?? 'ed25519').skey,
+  );
   return parseSignerKey(skey);
 }
 
@@ -44,8 +48,7 @@ export async function loadChainKey(db: Database, options: { name: string; kek: K
 /** The secret stored wrapped under `name` in ledger_keys, made by `create` and stored on first use. */
 async function loadWrappedSecret(db: Database, name: string, kek: KeyEncryptionKey, create: () => Promise<string>): Promise<string> {
   await migrate(db, 'ledger', LEDGER_MIGRATIONS);
-  const select = async () =>
-    (await db.query<{ wrapped: Uint8Array }>('SELECT wrapped FROM ledger_keys WHERE name = $1', [name])).rows[0]?.wrapped;
+  const select = async () => (await db.query<{ wrapped: Uint8Array }>('SELECT wrapped FROM ledger_keys WHERE name = $1', [name])).rows[0]?.wrapped;
   let wrapped = await select();
   if (wrapped === undefined) {
     const fresh = await kek.wrap(Buffer.from(await create(), 'utf8'), context(name));

@@ -91,7 +91,8 @@ export class MerkleTree {
     const size = levels[0]!.count;
     if (size > MAX_TREE_SIZE) throw new IntegrityError('the stored tree is too large');
     levels.forEach((level, l) => {
-      if (level.count !== Math.floor(size / 2 ** l)) throw new IntegrityError(`the stored tree's level ${l} has ${level.count} nodes, ${Math.floor(size / 2 ** l)} expected`);
+      if (level.count !== Math.floor(size / 2 ** l))
+        throw new IntegrityError(`the stored tree's level ${l} has ${level.count} nodes, ${Math.floor(size / 2 ** l)} expected`);
     });
     // append() keeps one level above the last complete pair only while it is being filled.
     if (Math.floor(size / 2 ** levels.length) !== 0) throw new IntegrityError('the stored tree lacks its top levels');

@@ -95,10 +95,10 @@ export async function scanEntries(
   onEntry?: (index: number, patient: string) => void,
 ): Promise<{ tree: MerkleTree; fault?: Fault }> {
   while (tree.size < upTo) {
-    const rows = await db.query<EntryRow>(
-      'SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2',
-      [tree.size, Math.min(PAGE, upTo - tree.size)],
-    );
+    const rows = await db.query<EntryRow>('SELECT idx, entry, leaf_hash, patient FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2', [
+      tree.size,
+      Math.min(PAGE, upTo - tree.size),
+    ]);
     for (const row of rows.rows) {
       const checked = checkEntryRow(row, tree.size);
       if ('problem' in checked) return { tree, fault: checked };
@@ -150,9 +150,11 @@ export async function auditStoredLog(
     entryFault = { index: Math.min(head.size, tree.size), problem: `the head says ${head.size} entries, ${tree.size} are stored` };
   }
   const complete = entryFault === undefined;
-  const rows = (await db.query<{ size: number; note: string }>(
-    'SELECT size, note FROM ledger_checkpoints WHERE size <= $1 ORDER BY size', [upTo ?? Number.MAX_SAFE_INTEGER],
-  )).rows;
+  const rows = (
+    await db.query<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints WHERE size <= $1 ORDER BY size', [
+      upTo ?? Number.MAX_SAFE_INTEGER,
+    ])
+  ).rows;
   let goodSize = 0;
   let latest: VerifiedCheckpoint | undefined;
   let fault: Fault | undefined;

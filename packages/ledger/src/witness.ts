@@ -118,10 +118,7 @@ export class Witness implements ChainCosigner {
   /** The last checkpoint this witness cosigned, if any. */
   async latest(): Promise<VerifiedCheckpoint | undefined> {
     const row = (
-      await this.db.query<{ note: string }>('SELECT note FROM ledger_witness_state WHERE witness = $1 AND origin = $2', [
-        this.verifier.name,
-        this.log.name,
-      ])
+      await this.db.query<{ note: string }>('SELECT note FROM ledger_witness_state WHERE witness = $1 AND origin = $2', [this.verifier.name, this.log.name])
     ).rows[0];
     return row === undefined ? undefined : verifyCheckpointNote(row.note, this.log);
   }

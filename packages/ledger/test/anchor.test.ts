@@ -14,8 +14,27 @@ import { SigningKey, Wallet } from 'ethers';
 import { AccessDeniedError, IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
-  AnchorClient, AuditLog, anchorClientFromEnv, chainCosignatureDigest, checkChainCosignature, checkpointBodyHash, collectCosignatures, originHash,   formatCheckpoint, generateCheckpointKey, hashChildren, hashLeaf, HttpChainCosigner, HttpCosigner, MerkleTree, signNote,
-  verifyCheckpointNote, Witness, witnessPlugin, WitnessConflictError, type ChainCosigner,
+  AnchorClient,
+  AuditLog,
+  anchorClientFromEnv,
+  chainCosignatureDigest,
+  checkChainCosignature,
+  checkpointBodyHash,
+  collectCosignatures,
+  originHash,
+  formatCheckpoint,
+  generateCheckpointKey,
+  hashChildren,
+  hashLeaf,
+  HttpChainCosigner,
+  HttpCosigner,
+  MerkleTree,
+  signNote,
+  verifyCheckpointNote,
+  Witness,
+  witnessPlugin,
+  WitnessConflictError,
+  type ChainCosigner,
 } from '../src/index.ts';
 import { accessEvent, hashName } from './fixtures.ts';
 import { startGanache, type GanacheNode } from './ganache.ts';
@@ -42,7 +61,8 @@ before(async () => {
   db = await openDatabase();
   witnesses = await Promise.all(
     ['a', 'b', 'c'].map((h, i) =>
-      Witness.open(db, generateCheckpointKey(`hospital-${h}.test/witness`).signer, logKey.signer.verifier, { chainKey: chainKeys[i]! })),
+      Witness.open(db, generateCheckpointKey(`hospital-${h}.test/witness`).signer, logKey.signer.verifier, { chainKey: chainKeys[i]! }),
+    ),
   );
   log = await AuditLog.open(db, logKey.signer, { cosigners: witnesses });
 });
@@ -55,7 +75,12 @@ after(async () => {
 /** A contract with the log registered: `anchorer` anchors it with 2 of the 3 witnesses' cosignatures. */
 async function registeredContract(): Promise<{ asAdmin: AnchorClient; asAnchorer: AnchorClient }> {
   const asAdmin = await AnchorClient.deploy(admin);
-  await asAdmin.configureLog(ORIGIN, anchorer.address, witnesses.map((w) => w.address), 2);
+  await asAdmin.configureLog(
+    ORIGIN,
+    anchorer.address,
+    witnesses.map((w) => w.address),
+    2,
+  );
   return { asAdmin, asAnchorer: asAdmin.as(anchorer) };
 }
 
@@ -108,7 +133,9 @@ test('griefing: a made-up 64-hash consistency proof to size 2^63 cannot freeze t
   assert.equal(await verify(anchored, huge, hex(log.rootHash(anchored)), hex(root), proof.map(hex)), true, 'the crafted proof is valid math');
   // Sent by the registered anchorer itself: no witness quorum cosigned such a checkpoint.
   await assert.rejects(
-    asAnchorer.contract.getFunction('anchorCheckpoint')(ORIGIN, huge, hex(root), proof.map(hex), []).then((tx: { wait(): Promise<unknown> }) => tx.wait()),
+    asAnchorer.contract
+      .getFunction('anchorCheckpoint')(ORIGIN, huge, hex(root), proof.map(hex), [])
+      .then((tx: { wait(): Promise<unknown> }) => tx.wait()),
     /QuorumNotMet|revert/,
   );
   // The witnesses refuse to cosign it: it is not signed by the log (their C2SP checks).
@@ -127,7 +154,12 @@ test('griefing: squatting the first anchor of a log is refused (unregistered ori
   // Nobody, not even the admin, anchors a log the admin has not registered.
   await assert.rejects(asAdmin.as(attacker).anchorCheckpoint(checkpoint, [], cosignatures), NotFoundError);
   await assert.rejects(asAdmin.anchorCheckpoint(checkpoint, [], cosignatures), NotFoundError);
-  await asAdmin.configureLog(ORIGIN, anchorer.address, witnesses.map((w) => w.address), 2);
+  await asAdmin.configureLog(
+    ORIGIN,
+    anchorer.address,
+    witnesses.map((w) => w.address),
+    2,
+  );
   // Registered: only its anchorer, and only with the quorum, even for the first anchor.
   await assert.rejects(asAdmin.as(attacker).anchorCheckpoint(checkpoint, [], cosignatures), AccessDeniedError);
   await assert.rejects(asAdmin.as(anchorer).anchorCheckpoint(checkpoint, [], cosignatures.slice(0, 1)), /quorum/);
@@ -153,7 +185,9 @@ test('griefing: checkpointHash is computed on chain from origin, size and root, 
   const onChain = asAnchorer.contract.getFunction('checkpointHashOf');
   await fc.assert(
     fc.asyncProperty(
-      fc.stringMatching(/^[a-z0-9.\-/]{1,40}$/), fc.integer({ min: 0, max: 2 ** 40 }), fc.uint8Array({ minLength: 32, maxLength: 32 }),
+      fc.stringMatching(/^[a-z0-9.\-/]{1,40}$/),
+      fc.integer({ min: 0, max: 2 ** 40 }),
+      fc.uint8Array({ minLength: 32, maxLength: 32 }),
       async (origin, size, root) => {
         assert.equal(await onChain(origin, size, hex(root)), checkpointBodyHash({ origin, size, rootHash: Buffer.from(root) }));
       },
@@ -178,8 +212,11 @@ test('griefing: consent records are tied to (origin, entry index) by an inclusio
   // Scoped to the log: the same consent hash is not granted in another log.
   assert.equal(await asAnchorer.consentGranted('other.test/audit', policyHash), false);
   const record = await asAnchorer.consentRecord(ORIGIN, grant.index);
-  assert.deepEqual(record && { consentHash: record.consentHash, leafHash: record.leafHash, granted: record.granted },
-    { consentHash: `0x${policyHash.slice(7)}`, leafHash: hex(grant.leafHash), granted: true });
+  assert.deepEqual(record && { consentHash: record.consentHash, leafHash: record.leafHash, granted: record.granted }, {
+    consentHash: `0x${policyHash.slice(7)}`,
+    leafHash: hex(grant.leafHash),
+    granted: true,
+  });
   await asAnchorer.recordConsentEntry(log, await log.entry(revoke.index));
   assert.equal(await asAnchorer.consentGranted(ORIGIN, policyHash), false);
   // Replaying the earlier grant after the revocation is refused.
@@ -188,8 +225,15 @@ test('griefing: consent records are tied to (origin, entry index) by an inclusio
   const anchored = await asAnchorer.latestSize(ORIGIN);
   const made = asAnchorer.contract.getFunction('recordConsent');
   await assert.rejects(
-    made(originHash(ORIGIN), revoke.index + 1 < anchored ? revoke.index + 1 : 0, hex(randomBytes(32)), anchored,
-      log.inclusionProof(0, anchored).map(hex), hex(randomBytes(32)), true).then((tx: { wait(): Promise<unknown> }) => tx.wait()),
+    made(
+      originHash(ORIGIN),
+      revoke.index + 1 < anchored ? revoke.index + 1 : 0,
+      hex(randomBytes(32)),
+      anchored,
+      log.inclusionProof(0, anchored).map(hex),
+      hex(randomBytes(32)),
+      true,
+    ).then((tx: { wait(): Promise<unknown> }) => tx.wait()),
     /NotIncluded|revert/,
   );
   const access = await log.append(accessEvent('not-consent'));
@@ -226,8 +270,9 @@ test('the contract refuses a forked history signed with the genuine log key and 
   const anchoredSize = log.size;
   // A misbehaving log operator signs another history; a witness quorum shown only it (split view) cosigns it.
   {
-    const split = await Promise.all(chainKeys.map((chainKey, i) =>
-      Witness.open(db, generateCheckpointKey(`split-${i}.test/witness`).signer, logKey.signer.verifier, { chainKey })));
+    const split = await Promise.all(
+      chainKeys.map((chainKey, i) => Witness.open(db, generateCheckpointKey(`split-${i}.test/witness`).signer, logKey.signer.verifier, { chainKey })),
+    );
     const forged = new MerkleTree();
     for (let i = 0; i < anchoredSize + 4; i++) forged.append(hashLeaf(Buffer.from(`forged ${i}`)));
     const note = signNote(formatCheckpoint({ origin: ORIGIN, size: forged.size, rootHash: forged.rootHash() }), [logKey.signer], 1);
@@ -236,7 +281,10 @@ test('the contract refuses a forked history signed with the genuine log key and 
       await w.addCheckpoint({ oldSize: 0, consistencyProof: [], note });
       cosignatures.push(await w.chainCosign(note));
     }
-    await assert.rejects(asAnchorer.anchorCheckpoint(verifyCheckpointNote(note, logKey.signer.verifier), forged.consistencyProof(anchoredSize), cosignatures), /fork/);
+    await assert.rejects(
+      asAnchorer.anchorCheckpoint(verifyCheckpointNote(note, logKey.signer.verifier), forged.consistencyProof(anchoredSize), cosignatures),
+      /fork/,
+    );
   }
   const current = verifyCheckpointNote(await log.checkpoint(), logKey.signer.verifier);
   await assert.rejects(asAnchorer.anchorCheckpoint(current, [], []), MalformedInputError);
@@ -248,7 +296,16 @@ test('the on-chain RFC 9162 consistency and inclusion checks agree with the Type
   for (let i = 0; i < 40; i++) tree.append(hashLeaf(Buffer.from([i])));
   const consistency = asAnchorer.contract.getFunction('verifyConsistency');
   const inclusion = asAnchorer.contract.getFunction('verifyInclusion');
-  for (const [first, second] of [[1, 2], [3, 7], [4, 8], [6, 8], [5, 40], [16, 33], [39, 40], [12, 12]] as const) {
+  for (const [first, second] of [
+    [1, 2],
+    [3, 7],
+    [4, 8],
+    [6, 8],
+    [5, 40],
+    [16, 33],
+    [39, 40],
+    [12, 12],
+  ] as const) {
     const proof = tree.consistencyProof(first, second).map(hex);
     assert.equal(await consistency(first, second, hex(tree.rootHash(first)), hex(tree.rootHash(second)), proof), true, `${first}->${second}`);
     if (proof.length > 0) {
@@ -257,10 +314,23 @@ test('the on-chain RFC 9162 consistency and inclusion checks agree with the Type
       assert.equal(await consistency(first, second, hex(tree.rootHash(first)), hex(tree.rootHash(second)), altered), false);
     }
   }
-  for (const [index, size] of [[0, 1], [0, 2], [1, 2], [5, 7], [6, 7], [31, 40], [39, 40], [16, 33]] as const) {
+  for (const [index, size] of [
+    [0, 1],
+    [0, 2],
+    [1, 2],
+    [5, 7],
+    [6, 7],
+    [31, 40],
+    [39, 40],
+    [16, 33],
+  ] as const) {
     const proof = tree.inclusionProof(index, size).map(hex);
     assert.equal(await inclusion(index, size, hex(tree.leafHash(index)), proof, hex(tree.rootHash(size))), true, `${index}@${size}`);
-    assert.equal(await inclusion(index, size, hex(tree.leafHash((index + 1) % size)), proof, hex(tree.rootHash(size))), size === 1, `wrong leaf ${index}@${size}`);
+    assert.equal(
+      await inclusion(index, size, hex(tree.leafHash((index + 1) % size)), proof, hex(tree.rootHash(size))),
+      size === 1,
+      `wrong leaf ${index}@${size}`,
+    );
     assert.equal(await inclusion(size, size, hex(tree.leafHash(index)), proof, hex(tree.rootHash(size))), false);
   }
 });
@@ -268,7 +338,10 @@ test('the on-chain RFC 9162 consistency and inclusion checks agree with the Type
 test('witnesses give chain cosignatures over HTTP only for the checkpoint they last cosigned', async () => {
   const app = Fastify();
   await app.register(witnessPlugin, { witnesses: [witnesses[0]!], prefix: '/witness' });
-  await app.register(witnessPlugin, { witnesses: [await Witness.open(db, generateCheckpointKey('keyless.test/witness').signer, logKey.signer.verifier)], prefix: '/keyless' });
+  await app.register(witnessPlugin, {
+    witnesses: [await Witness.open(db, generateCheckpointKey('keyless.test/witness').signer, logKey.signer.verifier)],
+    prefix: '/keyless',
+  });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
   try {
     const note = await grow(1, 'w');

@@ -2,8 +2,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LimitExceededError, MalformedInputError } from '@medshare/crypto';
 import {
-  buildAuditEvent, canonicalBytes, formatCheckpoint, generateCheckpointKey, parseCheckpoint, parseEntry, parseNote,
-  parseSignerKey, parseVerifierKey, signNote, verifyCheckpointNote,
+  buildAuditEvent,
+  canonicalBytes,
+  formatCheckpoint,
+  generateCheckpointKey,
+  parseCheckpoint,
+  parseEntry,
+  parseNote,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+  verifyCheckpointNote,
 } from '../src/index.ts';
 import { accessEvent, hashName, pseudonym } from './fixtures.ts';
 
@@ -60,7 +69,10 @@ test('keys round-trip through the C2SP vkey and PRIVATE+KEY forms; a tampered ke
   assert.throws(() => parseVerifierKey(`${name}+00000000+${key}`), /key ID/);
   assert.throws(() => parseVerifierKey(`${name}+${id}`), MalformedInputError);
   assert.throws(() => parseVerifierKey(`bad name+${id}+${key}`), MalformedInputError);
-  assert.throws(() => parseSignerKey('not a key'), (e: Error) => e instanceof MalformedInputError && !e.message.includes('not a key'));
+  assert.throws(
+    () => parseSignerKey('not a key'),
+    (e: Error) => e instanceof MalformedInputError && !e.message.includes('not a key'),
+  );
 });
 
 test('checkpoints are C2SP text: origin, size, base64 root; signature lines carry a cosignature/v1 timestamp', () => {

@@ -35,8 +35,20 @@ export async function startGanache(): Promise<GanacheNode> {
   const cli = createRequire(import.meta.url).resolve('ganache/dist/node/cli.js');
   const child: ChildProcess = spawn(
     process.execPath,
-    [cli, '--server.host', '127.0.0.1', '--server.port', String(port), '--wallet.mnemonic', TEST_MNEMONIC,
-      '--wallet.totalAccounts', '10', '--chain.chainId', '1337', '--logging.quiet'],
+    [
+      cli,
+      '--server.host',
+      '127.0.0.1',
+      '--server.port',
+      String(port),
+      '--wallet.mnemonic',
+      TEST_MNEMONIC,
+      '--wallet.totalAccounts',
+      '10',
+      '--chain.chainId',
+      '1337',
+      '--logging.quiet',
+    ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';
@@ -47,7 +59,8 @@ export async function startGanache(): Promise<GanacheNode> {
     if (child.exitCode !== null) throw new Error(`ganache exited: ${stderr.slice(0, 500)}`);
     try {
       const response = await fetch(url, {
-        method: 'POST', headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
       });
       if (response.ok) break;

@@ -13,8 +13,21 @@ import fc from 'fast-check';
 import { IntegrityError, MalformedInputError, NotFoundError } from '@medshare/crypto';
 import { openTestDatabases, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  AuditLog, CheckpointFile, formatCheckpoint, formatNote, generateCheckpointKey, hashLeaf, loadNoteSigner, MerkleTree, parseNote, parseSignerKey, parseVerifierKey,
-  signNote, verifyCheckpointNote, verifyLog, Witness,
+  AuditLog,
+  CheckpointFile,
+  formatCheckpoint,
+  formatNote,
+  generateCheckpointKey,
+  hashLeaf,
+  loadNoteSigner,
+  MerkleTree,
+  parseNote,
+  parseSignerKey,
+  parseVerifierKey,
+  signNote,
+  verifyCheckpointNote,
+  verifyLog,
+  Witness,
 } from '../src/index.ts';
 import { accessEvent, pseudonym } from './fixtures.ts';
 
@@ -106,7 +119,7 @@ describe('the log refuses to sign a history forged in its database', () => {
     assert.equal((await open()).health().alarm?.index, 2);
   });
 
-  test('edit the patient column to hide an entry from the patient\'s log: caught on open and by verify', async () => {
+  test("edit the patient column to hide an entry from the patient's log: caught on open and by verify", async () => {
     const { log, open, signer } = await guardedLog(6);
     await log.flush();
     await db.query("UPDATE ledger_entries SET patient = 'psn:AAAAAAAAAAAAAAAAAAAAAA' WHERE idx = 4");
@@ -154,7 +167,8 @@ describe('the persisted Merkle tree (opening reads no entries) is checked too', 
     const rebuilt = new MerkleTree();
     for (const r of (await db.query<{ leaf_hash: Uint8Array }>('SELECT leaf_hash FROM ledger_entries ORDER BY idx')).rows) rebuilt.append(r.leaf_hash);
     await db.query('DELETE FROM ledger_tree');
-    for (const c of rebuilt.chunksSince(0)) await db.query('INSERT INTO ledger_tree (level, chunk, hashes) VALUES ($1, $2, $3)', [c.level, c.chunk, Buffer.from(c.hashes)]);
+    for (const c of rebuilt.chunksSince(0))
+      await db.query('INSERT INTO ledger_tree (level, chunk, hashes) VALUES ($1, $2, $3)', [c.level, c.chunk, Buffer.from(c.hashes)]);
     const reopened = await open();
     assert.equal(reopened.health().alarm?.index, 6, reopened.health().alarm?.problem);
     await assert.rejects(reopened.append(accessEvent('after')), IntegrityError);
@@ -235,7 +249,9 @@ describe('the signing key at rest', () => {
     const again = await loadNoteSigner(db, { name: 'medshare.test/audit', kek });
     assert.equal(again.verifier.vkey, signer.verifier.vkey);
     const note = signNote('body\n', [signer], 0);
-    const dump = JSON.stringify((await db.query('SELECT * FROM ledger_keys')).rows.map((r: unknown) => Buffer.from((r as { wrapped: Uint8Array }).wrapped).toString('base64')));
+    const dump = JSON.stringify(
+      (await db.query('SELECT * FROM ledger_keys')).rows.map((r: unknown) => Buffer.from((r as { wrapped: Uint8Array }).wrapped).toString('base64')),
+    );
     assert.ok(!dump.includes('PRIVATE'), 'the key text is not stored');
     await assert.rejects(loadNoteSigner(db, { name: 'medshare.test/audit', kek: randomKeyEncryptionKey() }), IntegrityError);
     assert.ok(note.length > 0);
@@ -259,20 +275,23 @@ describe('the signing key at rest', () => {
 
 describe('note keys', () => {
   test('type 0x01 is plain Ed25519 over the note body (c2sp.org/signed-note), checked with node:crypto directly', () => {
-    fc.assert(fc.property(fc.stringMatching(/^[a-z][a-z0-9./-]{0,30}$/), fc.string({ maxLength: 200 }), (name, text) => {
-      const { signer } = generateCheckpointKey(name, 'ed25519');
-      const body = `${text.replace(/\n/g, ' ')}\n`;
-      const line = parseNote(signNote(body, [signer], 0)).signatures[0]!;
-      const raw = Buffer.from(signer.verifier.vkey.split('+').slice(2).join('+'), 'base64');
-      assert.equal(raw[0], 0x01);
-      const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.subarray(1).toString('base64url') }, format: 'jwk' });
-      assert.equal(line.signature.length, 4 + 64);
-      assert.ok(verify(null, Buffer.from(body), publicKey, line.signature.subarray(4)));
-      assert.equal(parseVerifierKey(signer.verifier.vkey).verify(body, line.signature), 0);
-    }), { numRuns: 30 });
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-z][a-z0-9./-]{0,30}$/), fc.string({ maxLength: 200 }), (name, text) => {
+        const { signer } = generateCheckpointKey(name, 'ed25519');
+        const body = `${text.replace(/\n/g, ' ')}\n`;
+        const line = parseNote(signNote(body, [signer], 0)).signatures[0]!;
+        const raw = Buffer.from(signer.verifier.vkey.split('+').slice(2).join('+'), 'base64');
+        assert.equal(raw[0], 0x01);
+        const publicKey = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.subarray(1).toString('base64url') }, format: 'jwk' });
+        assert.equal(line.signature.length, 4 + 64);
+        assert.ok(verify(null, Buffer.from(body), publicKey, line.signature.subarray(4)));
+        assert.equal(parseVerifierKey(signer.verifier.vkey).verify(body, line.signature), 0);
+      }),
+      { numRuns: 30 },
+    );
   });
 
-  test('the stock verifier\'s own vector: Go\'s golang.org/x/mod/sumdb/note ExampleSign / ExampleOpen, byte for byte', () => {
+  test("the stock verifier's own vector: Go's golang.org/x/mod/sumdb/note ExampleSign / ExampleOpen, byte for byte", () => {
     // From golang.org/x/mod/sumdb/note/example_test.go: Go's signer output for this key and text, and the key it opens with.
     const skey = 'PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz';
     const vkey = 'PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW';
@@ -282,7 +301,7 @@ describe('note keys', () => {
     assert.equal(signer.verifier.vkey, vkey, 'the same verifier key (name, key ID, type 0x01)');
     assert.equal(signNote(text, [signer], 0), goSigned, 'our signature is the one Go produces (Ed25519 is deterministic)');
     const { body, signatures } = parseNote(goSigned);
-    assert.equal(parseVerifierKey(vkey).verify(body, signatures[0]!.signature), 0, 'and Go\'s opens under our verifier');
+    assert.equal(parseVerifierKey(vkey).verify(body, signatures[0]!.signature), 0, "and Go's opens under our verifier");
     const flipped = Buffer.from(signatures[0]!.signature);
     flipped[20]! ^= 1;
     assert.equal(parseVerifierKey(vkey).verify(body, flipped), undefined);

@@ -3,8 +3,19 @@ import assert from 'node:assert/strict';
 import { IntegrityError, LimitExceededError, MalformedInputError, UnsupportedError } from '@medshare/crypto';
 import { openTestDatabases, type Database } from '@medshare/db';
 import {
-  AuditLog, buildInclusionBundle, collectCosignatures, ForkDetectedError, generateCheckpointKey, hashLeaf, parseEntry,
-  verifyCheckpointNote, verifyConsistency, verifyInclusion, verifyInclusionBundle, verifyLog, Witness,
+  AuditLog,
+  buildInclusionBundle,
+  collectCosignatures,
+  ForkDetectedError,
+  generateCheckpointKey,
+  hashLeaf,
+  parseEntry,
+  verifyCheckpointNote,
+  verifyConsistency,
+  verifyInclusion,
+  verifyInclusionBundle,
+  verifyLog,
+  Witness,
 } from '../src/index.ts';
 import { accessEvent, pseudonym } from './fixtures.ts';
 
@@ -34,7 +45,10 @@ for (const { label, db } of databases) {
     test('concurrent appends are batched, each gets a distinct index in call order, nothing is lost', async () => {
       const log = await AuditLog.open(db, logKey.signer, { maxBatch: 64 });
       const results = await Promise.all(Array.from({ length: 300 }, (_, i) => log.append(accessEvent(`p${i}`, `d${i}`))));
-      assert.deepEqual(results.map((r) => r.index), Array.from({ length: 300 }, (_, i) => i));
+      assert.deepEqual(
+        results.map((r) => r.index),
+        Array.from({ length: 300 }, (_, i) => i),
+      );
       const checkpoints = (await db.query<{ c: number }>('SELECT count(*)::int AS c FROM ledger_checkpoints')).rows[0]!.c;
       assert.ok(checkpoints >= 5 && checkpoints < 300, `batched into ${checkpoints} checkpoints`);
       for (const { index } of [results[0]!, results[150]!, results[299]!]) {
@@ -48,7 +62,10 @@ for (const { label, db } of databases) {
       const log = await AuditLog.open(db, logKey.signer);
       await log.append(accessEvent('first'));
       const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => log.append(accessEvent(`p${i % 7}`, `big-${i}`))));
-      assert.deepEqual(results.map((r) => r.index), Array.from({ length: 1200 }, (_, i) => i + 1));
+      assert.deepEqual(
+        results.map((r) => r.index),
+        Array.from({ length: 1200 }, (_, i) => i + 1),
+      );
       assert.deepEqual(await verifyLog(db, trust), { ok: true, size: 1201, checkpoints: 2, latestCosigners: [] });
       const reopened = await AuditLog.open(db, logKey.signer);
       assert.equal(reopened.health().ok, true);
@@ -67,7 +84,10 @@ for (const { label, db } of databases) {
         later.push(log.append(accessEvent('p', `later-${i}`)));
         await new Promise((resolve) => setImmediate(resolve));
       }
-      assert.deepEqual((await Promise.all(later)).map((r) => r.index), [3, 4, 5, 6]);
+      assert.deepEqual(
+        (await Promise.all(later)).map((r) => r.index),
+        [3, 4, 5, 6],
+      );
       assert.equal(await checkpoints(), 3, 'the four later appends were committed as one batch');
     });
 
@@ -76,7 +96,10 @@ for (const { label, db } of databases) {
       const b = await AuditLog.open(db, logKey.signer, { maxBatch: 16 });
       const appends = Array.from({ length: 120 }, (_, i) => (i % 2 === 0 ? a : b).append(accessEvent(`p${i}`, `w${i}`)));
       const indices = (await Promise.all(appends)).map((r) => r.index).sort((x, y) => x - y);
-      assert.deepEqual(indices, Array.from({ length: 120 }, (_, i) => i));
+      assert.deepEqual(
+        indices,
+        Array.from({ length: 120 }, (_, i) => i),
+      );
       await a.refresh();
       await b.refresh();
       assert.ok(a.rootHash().equals(b.rootHash()));
@@ -134,28 +157,48 @@ for (const { label, db } of databases) {
     describe('tampering with stored entries is caught and the first bad index named', () => {
       const cases: [string, (db: Database) => Promise<unknown>, number][] = [
         ['change one entry', (d) => d.query(`UPDATE ledger_entries SET entry = replace(entry, '"outcome":"0"', '"outcome":"4"') WHERE idx = 6`), 6],
-        ['change an entry and its stored leaf hash', async (d) => {
-          const row = (await d.query<{ entry: string }>('SELECT entry FROM ledger_entries WHERE idx = 4')).rows[0]!;
-          const forged = row.entry.replace('"outcome":"0"', '"outcome":"4"');
-          await d.query('UPDATE ledger_entries SET entry = $1, leaf_hash = $2 WHERE idx = 4', [forged, hashLeaf(Buffer.from(forged))]);
-        }, 4],
+        [
+          'change an entry and its stored leaf hash',
+          async (d) => {
+            const row = (await d.query<{ entry: string }>('SELECT entry FROM ledger_entries WHERE idx = 4')).rows[0]!;
+            const forged = row.entry.replace('"outcome":"0"', '"outcome":"4"');
+            await d.query('UPDATE ledger_entries SET entry = $1, leaf_hash = $2 WHERE idx = 4', [forged, hashLeaf(Buffer.from(forged))]);
+          },
+          4,
+        ],
         ['delete one entry', (d) => d.query('DELETE FROM ledger_entries WHERE idx = 3'), 3],
-        ['delete one entry and renumber the rest', async (d) => {
-          await d.query('DELETE FROM ledger_entries WHERE idx = 3');
-          await d.query('UPDATE ledger_entries SET idx = idx - 1 WHERE idx > 3');
-        }, 3],
-        ['insert one entry', async (d) => {
-          await d.query('UPDATE ledger_entries SET idx = idx + 100 WHERE idx >= 5');
-          await d.query('UPDATE ledger_entries SET idx = idx - 99 WHERE idx >= 105');
-          const row = (await d.query<{ entry: string; patient: string }>('SELECT entry, patient FROM ledger_entries WHERE idx = 4')).rows[0]!;
-          const forged = row.entry.replace('"id":"4"', '"id":"5"');
-          await d.query('INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES (5, $1, $2, $3)', [forged, hashLeaf(Buffer.from(forged)), row.patient]);
-        }, 5],
-        ['reorder two entries', async (d) => {
-          await d.query('UPDATE ledger_entries SET idx = -1 WHERE idx = 7');
-          await d.query('UPDATE ledger_entries SET idx = 7 WHERE idx = 8');
-          await d.query('UPDATE ledger_entries SET idx = 8 WHERE idx = -1');
-        }, 7],
+        [
+          'delete one entry and renumber the rest',
+          async (d) => {
+            await d.query('DELETE FROM ledger_entries WHERE idx = 3');
+            await d.query('UPDATE ledger_entries SET idx = idx - 1 WHERE idx > 3');
+          },
+          3,
+        ],
+        [
+          'insert one entry',
+          async (d) => {
+            await d.query('UPDATE ledger_entries SET idx = idx + 100 WHERE idx >= 5');
+            await d.query('UPDATE ledger_entries SET idx = idx - 99 WHERE idx >= 105');
+            const row = (await d.query<{ entry: string; patient: string }>('SELECT entry, patient FROM ledger_entries WHERE idx = 4')).rows[0]!;
+            const forged = row.entry.replace('"id":"4"', '"id":"5"');
+            await d.query('INSERT INTO ledger_entries (idx, entry, leaf_hash, patient) VALUES (5, $1, $2, $3)', [
+              forged,
+              hashLeaf(Buffer.from(forged)),
+              row.patient,
+            ]);
+          },
+          5,
+        ],
+        [
+          'reorder two entries',
+          async (d) => {
+            await d.query('UPDATE ledger_entries SET idx = -1 WHERE idx = 7');
+            await d.query('UPDATE ledger_entries SET idx = 7 WHERE idx = 8');
+            await d.query('UPDATE ledger_entries SET idx = 8 WHERE idx = -1');
+          },
+          7,
+        ],
         ['truncate the tail but keep the checkpoints', (d) => d.query('DELETE FROM ledger_entries WHERE idx >= 9'), 9],
       ];
       for (const [name, tamper, expected] of cases) {
@@ -233,7 +276,10 @@ for (const { label, db } of databases) {
         // The first still remembers size 2; the stored state is 3. A request from 2 (a stale log view) is a conflict at 3.
         await log.append(accessEvent('next'));
         const note = await log.checkpoint();
-        await assert.rejects(first!.addCheckpoint({ oldSize: 2, consistencyProof: log.consistencyProof(2, 4), note }), (error: unknown) => (error as { witnessSize?: number }).witnessSize === 3);
+        await assert.rejects(
+          first!.addCheckpoint({ oldSize: 2, consistencyProof: log.consistencyProof(2, 4), note }),
+          (error: unknown) => (error as { witnessSize?: number }).witnessSize === 3,
+        );
         // A fork of the size the other process moved to is caught by the first as well.
         const forged = await forkedCheckpoint(3);
         await assert.rejects(first!.addCheckpoint({ oldSize: 3, consistencyProof: [], note: forged.note }), ForkDetectedError);
@@ -244,7 +290,9 @@ for (const { label, db } of databases) {
 
       test('cosignatures of concurrent rounds are all kept on the checkpoint (the second round re-reads the note it did not see)', async () => {
         const log = await logWith(db, 3);
-        const witnesses = await Promise.all(['f', 'g', 'h'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, logKey.signer.verifier)));
+        const witnesses = await Promise.all(
+          ['f', 'g', 'h'].map((h) => Witness.open(db, generateCheckpointKey(`hospital-${h}.test/w`).signer, logKey.signer.verifier)),
+        );
         await Promise.all(witnesses.map((w) => log.cosign([w], { strict: true })));
         const report = await verifyLog(db, { ...trust, witnesses: witnesses.map((w) => w.verifier), quorum: 3 });
         assert.equal(report.ok, true);
@@ -255,10 +303,13 @@ for (const { label, db } of databases) {
         const witness = await Witness.open(db, generateCheckpointKey('hospital-i.test/w').signer, logKey.signer.verifier);
         const asked: number[] = [];
         // The real witness, with each request's checkpoint size noted.
-        const counting = { verifier: witness.verifier, addCheckpoint: (request: Parameters<Witness['addCheckpoint']>[0]) => {
-          asked.push(verifyCheckpointNote(request.note, logKey.signer.verifier).size);
-          return witness.addCheckpoint(request);
-        } };
+        const counting = {
+          verifier: witness.verifier,
+          addCheckpoint: (request: Parameters<Witness['addCheckpoint']>[0]) => {
+            asked.push(verifyCheckpointNote(request.note, logKey.signer.verifier).size);
+            return witness.addCheckpoint(request);
+          },
+        };
         const log = await AuditLog.open(db, logKey.signer, { cosigners: [counting], quorum: 1, cosignIntervalMs: 2_000 });
         await log.append(accessEvent('lone'));
         // Well within the interval: the first round did not wait for it.

@@ -14,12 +14,15 @@ const query = (overrides: Partial<AuditEventInput> = {}): AuditEventInput => ({
     epsilonMicros: 500_000,
     spentMicros: 1_000_000,
     budgetMicros: 2_000_000,
-    hospitals: [{ code: 'st-marys', role: 'decrypt' }, { code: 'riverside', role: 'reject' }],
+    hospitals: [
+      { code: 'st-marys', role: 'decrypt' },
+      { code: 'riverside', role: 'reject' },
+    ],
   },
   ...overrides,
 });
 
-test('statistics events: the query by hash with its budget in millionths and each hospital\'s role, no patient', () => {
+test("statistics events: the query by hash with its budget in millionths and each hospital's role, no patient", () => {
   const event = buildAuditEvent(query(), 3);
   assert.equal(event.type.code, 'stats-release');
   assert.equal(event.action, 'R');
@@ -27,14 +30,24 @@ test('statistics events: the query by hash with its budget in millionths and eac
     what: { identifier: { value: HASH } },
     type: { code: 'query' },
     securityLabel: [{ code: 'diabetes-2026' }],
-    detail: [{ type: 'epsilon-micros', valueString: '500000' }, { type: 'spent-micros', valueString: '1000000' }, { type: 'budget-micros', valueString: '2000000' }],
+    detail: [
+      { type: 'epsilon-micros', valueString: '500000' },
+      { type: 'spent-micros', valueString: '1000000' },
+      { type: 'budget-micros', valueString: '2000000' },
+    ],
   });
-  assert.deepEqual(event.entity.slice(1).map((e) => [e.what.identifier.value, e.role?.code]), [['st-marys', 'decrypt'], ['riverside', 'reject']]);
+  assert.deepEqual(
+    event.entity.slice(1).map((e) => [e.what.identifier.value, e.role?.code]),
+    [
+      ['st-marys', 'decrypt'],
+      ['riverside', 'reject'],
+    ],
+  );
   assert.deepEqual(parseEntry(canonicalBytes(event)), event);
   assert.equal(buildAuditEvent(query({ type: 'stats-query' }), 0).action, 'E');
 });
 
-test('statistics events refuse a patient, free text, fractional budgets and other events\' fields; other events still need a patient', () => {
+test("statistics events refuse a patient, free text, fractional budgets and other events' fields; other events still need a patient", () => {
   assert.throws(() => buildAuditEvent(query({ patient: 'psn:patient-0123456789abcdef' }), 0), /statistics events concern no patient/);
   assert.throws(() => buildAuditEvent(query({ stats: undefined }), 0), /stats is required/);
   assert.throws(() => buildAuditEvent({ ...query(), type: 'record-access', patient: 'psn:patient-0123456789abcdef' }, 0), /only for, statistics events/);
@@ -44,5 +57,8 @@ test('statistics events refuse a patient, free text, fractional budgets and othe
   assert.throws(() => buildAuditEvent(query({ stats: { ...stats, queryHash: 'SELECT *' } }), 0), /queryHash/);
   assert.throws(() => buildAuditEvent(query({ stats: { ...stats, epsilonMicros: 0.5 } }), 0), /epsilonMicros/);
   assert.throws(() => buildAuditEvent(query({ stats: { ...stats, hospitals: [{ code: 'st-marys', role: 'admin' as 'approve' }] } }), 0), /role is one of/);
-  assert.throws(() => buildAuditEvent(query({ stats: { ...stats, hospitals: Array.from({ length: 65 }, (_, i) => ({ code: `h${i}`, role: 'approve' as const })) } }), 0), LimitExceededError);
+  assert.throws(
+    () => buildAuditEvent(query({ stats: { ...stats, hospitals: Array.from({ length: 65 }, (_, i) => ({ code: `h${i}`, role: 'approve' as const })) } }), 0),
+    LimitExceededError,
+  );
 });

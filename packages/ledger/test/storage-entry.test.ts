@@ -6,12 +6,18 @@ import { buildAuditEvent, canonicalBytes, parseEntry, storageCommitmentOf, type 
 const hash = (c: string) => `sha256:${c.repeat(64)}`;
 const storage = { tags: hash('a'), blocks: 3, key: hash('b') };
 const created = (overrides: Partial<AuditEventInput> = {}): AuditEventInput => ({
-  type: 'record-create', patient: 'psn:patient-0123456789ab', agents: [{ who: 'psn:gateway-0123456789ab', role: 'gateway' }], source: 'cloud',
-  records: [{ hash: hash('c'), category: 'lab', storage }, { hash: hash('d'), category: 'notes' }],
+  type: 'record-create',
+  patient: 'psn:patient-0123456789ab',
+  agents: [{ who: 'psn:gateway-0123456789ab', role: 'gateway' }],
+  source: 'cloud',
+  records: [
+    { hash: hash('c'), category: 'lab', storage },
+    { hash: hash('d'), category: 'notes' },
+  ],
   ...overrides,
 });
 
-test('record-create entries commit to each record\'s storage tags, blocks and key; records without tags keep their old form', () => {
+test("record-create entries commit to each record's storage tags, blocks and key; records without tags keep their old form", () => {
   const event = buildAuditEvent(created(), 4);
   const [, tagged, plain] = event.entity;
   assert.deepEqual(storageCommitmentOf(tagged!), storage);
@@ -21,19 +27,32 @@ test('record-create entries commit to each record\'s storage tags, blocks and ke
 });
 
 test('storage commitments are refused outside record-create and when malformed; storage-audit entries need their detail and no patient', () => {
-  const refuse = (input: AuditEventInput, pattern: RegExp) => assert.throws(() => buildAuditEvent(input, 0), (e: unknown) => e instanceof MalformedInputError && pattern.test(e.message));
+  const refuse = (input: AuditEventInput, pattern: RegExp) =>
+    assert.throws(
+      () => buildAuditEvent(input, 0),
+      (e: unknown) => e instanceof MalformedInputError && pattern.test(e.message),
+    );
   refuse(created({ type: 'record-access' }), /only a record-create/);
   refuse(created({ records: [{ hash: hash('c'), category: 'lab', storage: { ...storage, tags: 'free text' } }] }), /sha256/);
   refuse(created({ records: [{ hash: hash('c'), category: 'lab', storage: { ...storage, blocks: 0 } }] }), /blocks/);
   const audit: AuditEventInput = {
-    type: 'storage-audit', outcome: 'serious-failure', agents: [{ who: 'psn:auditor-0123456789ab', role: 'auditor' }], source: 'cloud',
-    storageAudit: { challenge: hash('e'), records: 10, samples: 460, failed: 1 }, records: [{ hash: hash('c'), category: 'lab' }],
+    type: 'storage-audit',
+    outcome: 'serious-failure',
+    agents: [{ who: 'psn:auditor-0123456789ab', role: 'auditor' }],
+    source: 'cloud',
+    storageAudit: { challenge: hash('e'), records: 10, samples: 460, failed: 1 },
+    records: [{ hash: hash('c'), category: 'lab' }],
   };
   const event = buildAuditEvent(audit, 9);
   assert.equal(event.outcome, '8');
   assert.deepEqual(event.entity[0], {
-    what: { identifier: { value: hash('e') } }, type: { code: 'storage-challenge' },
-    detail: [{ type: 'records', valueString: '10' }, { type: 'samples', valueString: '460' }, { type: 'failed', valueString: '1' }],
+    what: { identifier: { value: hash('e') } },
+    type: { code: 'storage-challenge' },
+    detail: [
+      { type: 'records', valueString: '10' },
+      { type: 'samples', valueString: '460' },
+      { type: 'failed', valueString: '1' },
+    ],
   });
   refuse({ ...audit, storageAudit: undefined }, /storageAudit is required/);
   refuse({ ...audit, patient: 'psn:patient-0123456789ab' }, /concern no patient/);

@@ -4,8 +4,20 @@ import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { openTestDatabases } from '@medshare/db';
 import {
-  AuditLog, ForkDetectedError, formatAddCheckpoint, formatCheckpoint, generateCheckpointKey, hashLeaf, HttpCosigner, MerkleTree, signNote,
-  verifyCheckpointNote, verifyLog, Witness, witnessPlugin, WitnessConflictError,
+  AuditLog,
+  ForkDetectedError,
+  formatAddCheckpoint,
+  formatCheckpoint,
+  generateCheckpointKey,
+  hashLeaf,
+  HttpCosigner,
+  MerkleTree,
+  signNote,
+  verifyCheckpointNote,
+  verifyLog,
+  Witness,
+  witnessPlugin,
+  WitnessConflictError,
 } from '../src/index.ts';
 import { accessEvent } from './fixtures.ts';
 
@@ -61,21 +73,21 @@ test('status codes: 409 with the witness size (text/x.tlog.size), 403 for a fore
     assert.ok([400, 413].includes(response.status), `${JSON.stringify(garbage.slice(0, 20))} → ${response.status}`);
   }
   const longer = forkedNote(log.size + 2);
-  const badProof = await post('st-marys', formatAddCheckpoint({ oldSize: log.size, consistencyProof: longer.tree.consistencyProof(log.size), note: longer.note }));
+  const badProof = await post(
+    'st-marys',
+    formatAddCheckpoint({ oldSize: log.size, consistencyProof: longer.tree.consistencyProof(log.size), note: longer.note }),
+  );
   assert.equal(badProof.status, 422);
   const sameSize = forkedNote(log.size);
   assert.equal((await post('st-marys', formatAddCheckpoint({ oldSize: log.size, consistencyProof: [], note: sameSize.note }))).status, 409);
 });
 
-test('a split view shown to two hospitals\' witnesses: whichever sees the fork refuses it, and the client side names it a fork', async () => {
+test("a split view shown to two hospitals' witnesses: whichever sees the fork refuses it, and the client side names it a fork", async () => {
   await log.flush();
   const size = log.size;
   // The log operator shows riverside a forked extension while st-marys and northgate saw the genuine one.
   const fork = forkedNote(size + 3);
-  await assert.rejects(
-    cosigners[1]!.addCheckpoint({ oldSize: size, consistencyProof: fork.tree.consistencyProof(size), note: fork.note }),
-    ForkDetectedError,
-  );
+  await assert.rejects(cosigners[1]!.addCheckpoint({ oldSize: size, consistencyProof: fork.tree.consistencyProof(size), note: fork.note }), ForkDetectedError);
   await assert.rejects(cosigners[1]!.addCheckpoint({ oldSize: 0, consistencyProof: [], note: fork.note }), WitnessConflictError);
   // The genuine log keeps being cosigned by everyone.
   await log.append(accessEvent('genuine'));

@@ -5,13 +5,20 @@
 
 /** A refused or failed request. */
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
 
 /** One request; `token` goes as a bearer token, `dpop` as the DPoP header (then the scheme is DPoP). */
-export async function api<T>(method: string, path: string, options: { body?: unknown; token?: string; dpop?: string; form?: Record<string, string> } = {}): Promise<T> {
+export async function api<T>(
+  method: string,
+  path: string,
+  options: { body?: unknown; token?: string; dpop?: string; form?: Record<string, string> } = {},
+): Promise<T> {
   const headers: Record<string, string> = {};
   let body: string | undefined;
   if (options.form) {

@@ -24,7 +24,18 @@ export async function backupFile(patientId: string, secret: Uint8Array, passphra
   const iv = crypto.getRandomValues(new Uint8Array(12));
   const key = await passphraseKey(passphrase, salt, 'encrypt');
   const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: BACKUP_AAD }, key, own(secret)));
-  return JSON.stringify({ format: 'medshare-patient-key-backup', v: 1, patientId, kdf: { name: 'PBKDF2-SHA256', iterations: ITERATIONS, salt: base64url.encode(salt) }, iv: base64url.encode(iv), ct: base64url.encode(ct) }, null, 2);
+  return JSON.stringify(
+    {
+      format: 'medshare-patient-key-backup',
+      v: 1,
+      patientId,
+      kdf: { name: 'PBKDF2-SHA256', iterations: ITERATIONS, salt: base64url.encode(salt) },
+      iv: base64url.encode(iv),
+      ct: base64url.encode(ct),
+    },
+    null,
+    2,
+  );
 }
 
 /** The secret of a backup file; throws for a wrong passphrase or a damaged file. */
@@ -40,7 +51,9 @@ export async function restoreBackup(text: string, passphrase: string): Promise<U
   }
   const key = await passphraseKey(passphrase, own(base64url.decode(file.kdf.salt)), 'decrypt');
   try {
-    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: own(base64url.decode(file.iv)), additionalData: BACKUP_AAD }, key, own(base64url.decode(file.ct))));
+    return new Uint8Array(
+      await crypto.subtle.decrypt({ name: 'AES-GCM', iv: own(base64url.decode(file.iv)), additionalData: BACKUP_AAD }, key, own(base64url.decode(file.ct))),
+    );
   } catch {
     throw new Error('wrong passphrase, or the backup file is damaged');
   }

@@ -46,23 +46,46 @@ function observations(list: Resource[]): HTMLElement {
       const value = o.valueQuantity as Quantity;
       const text = value ? quantity(value) : concept(o.valueCodeableConcept as Concept);
       const flagged = outside(o);
-      return h('tr', {}, h('td', {}, concept(o.code as Concept)), h('td', { class: flagged ? 'flag' : undefined }, text, flagged ? ' (outside range)' : ''),
-        h('td', {}, value?.unit ?? value?.code ?? ''), h('td', {}, range(o.referenceRange)), h('td', {}, date(o.effectiveDateTime ?? o.issued)));
+      return h(
+        'tr',
+        {},
+        h('td', {}, concept(o.code as Concept)),
+        h('td', { class: flagged ? 'flag' : undefined }, text, flagged ? ' (outside range)' : ''),
+        h('td', {}, value?.unit ?? value?.code ?? ''),
+        h('td', {}, range(o.referenceRange)),
+        h('td', {}, date(o.effectiveDateTime ?? o.issued)),
+      );
     });
-  return h('table', { class: 'clinical observations' },
+  return h(
+    'table',
+    { class: 'clinical observations' },
     h('caption', {}, `Observations (${list.length})`),
     h('thead', {}, h('tr', {}, ...['Test', 'Value', 'Unit', 'Reference range', 'Date'].map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, ...rows));
+    h('tbody', {}, ...rows),
+  );
 }
 
 function medications(list: Resource[]): HTMLElement {
-  return h('table', { class: 'clinical medications' },
+  return h(
+    'table',
+    { class: 'clinical medications' },
     h('caption', {}, `Medications (${list.length})`),
     h('thead', {}, h('tr', {}, ...['Medication', 'Status', 'Since', 'Dosage'].map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, ...list.map((m) => h('tr', {},
-      h('td', {}, concept((m.medicationCodeableConcept ?? m.vaccineCode ?? m.code) as Concept)), h('td', {}, String(m.status ?? '—')),
-      h('td', {}, date(m.authoredOn ?? m.effectiveDateTime ?? m.occurrenceDateTime)),
-      h('td', {}, String((m.dosageInstruction as Array<{ text?: string }> | undefined)?.[0]?.text ?? '—'))))));
+    h(
+      'tbody',
+      {},
+      ...list.map((m) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, concept((m.medicationCodeableConcept ?? m.vaccineCode ?? m.code) as Concept)),
+          h('td', {}, String(m.status ?? '—')),
+          h('td', {}, date(m.authoredOn ?? m.effectiveDateTime ?? m.occurrenceDateTime)),
+          h('td', {}, String((m.dosageInstruction as Array<{ text?: string }> | undefined)?.[0]?.text ?? '—')),
+        ),
+      ),
+    ),
+  );
 }
 
 function noteText(n: Resource): string {
@@ -82,16 +105,41 @@ function noteText(n: Resource): string {
 }
 
 function notes(list: Resource[]): HTMLElement {
-  return h('section', { class: 'clinical notes', 'aria-label': 'Notes' }, h('h4', {}, `Notes and reports (${list.length})`),
-    ...list.map((n) => h('article', {}, h('h5', {}, `${concept((n.type ?? n.code) as Concept)} — ${date(n.date ?? n.effectiveDateTime ?? n.issued)}`), h('p', { class: 'note' }, noteText(n)))));
+  return h(
+    'section',
+    { class: 'clinical notes', 'aria-label': 'Notes' },
+    h('h4', {}, `Notes and reports (${list.length})`),
+    ...list.map((n) =>
+      h(
+        'article',
+        {},
+        h('h5', {}, `${concept((n.type ?? n.code) as Concept)} — ${date(n.date ?? n.effectiveDateTime ?? n.issued)}`),
+        h('p', { class: 'note' }, noteText(n)),
+      ),
+    ),
+  );
 }
 
 function others(list: Resource[]): HTMLElement {
-  return h('table', { class: 'clinical other' },
+  return h(
+    'table',
+    { class: 'clinical other' },
     h('caption', {}, `Other records (${list.length})`),
     h('thead', {}, h('tr', {}, ...['Type', 'What', 'Date'].map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, ...list.map((r) => h('tr', {}, h('td', {}, r.resourceType), h('td', {}, concept((r.code ?? r.type ?? r.vaccineCode) as Concept)),
-      h('td', {}, date(r.onsetDateTime ?? r.performedDateTime ?? r.date ?? (r.period as { start?: string } | undefined)?.start))))));
+    h(
+      'tbody',
+      {},
+      ...list.map((r) =>
+        h(
+          'tr',
+          {},
+          h('td', {}, r.resourceType),
+          h('td', {}, concept((r.code ?? r.type ?? r.vaccineCode) as Concept)),
+          h('td', {}, date(r.onsetDateTime ?? r.performedDateTime ?? r.date ?? (r.period as { start?: string } | undefined)?.start)),
+        ),
+      ),
+    ),
+  );
 }
 
 const MEDICATION = new Set(['MedicationRequest', 'MedicationAdministration', 'MedicationStatement', 'Medication', 'Immunization']);
@@ -103,6 +151,13 @@ export function clinicalView(resources: Resource[]): HTMLElement {
   const meds = resources.filter((r) => MEDICATION.has(r.resourceType));
   const text = resources.filter((r) => NOTES.has(r.resourceType));
   const rest = resources.filter((r) => r.resourceType !== 'Observation' && !MEDICATION.has(r.resourceType) && !NOTES.has(r.resourceType));
-  return h('div', { class: 'records' }, obs.length ? observations(obs) : null, meds.length ? medications(meds) : null, text.length ? notes(text) : null,
-    rest.length ? others(rest) : null, resources.length === 0 ? h('p', {}, 'No records in this category.') : null);
+  return h(
+    'div',
+    { class: 'records' },
+    obs.length ? observations(obs) : null,
+    meds.length ? medications(meds) : null,
+    text.length ? notes(text) : null,
+    rest.length ? others(rest) : null,
+    resources.length === 0 ? h('p', {}, 'No records in this category.') : null,
+  );
 }

@@ -35,7 +35,12 @@ export class DeviceKeys {
   /** A DPoP proof for `method` `url` (query and fragment are not part of `htu`), for `accessToken` when given. */
   async proof(method: string, url: string, options: { accessToken?: string; claims?: Record<string, unknown> } = {}): Promise<string> {
     const target = new URL(url, location.href);
-    const payload: Record<string, unknown> = { htm: method, htu: `${target.origin}${target.pathname}`, jti: base64url.encode(crypto.getRandomValues(new Uint8Array(16))), ...options.claims };
+    const payload: Record<string, unknown> = {
+      htm: method,
+      htu: `${target.origin}${target.pathname}`,
+      jti: base64url.encode(crypto.getRandomValues(new Uint8Array(16))),
+      ...options.claims,
+    };
     if (options.accessToken) payload.ath = base64url.encode(await sha256(options.accessToken));
     return new SignJWT(payload).setProtectedHeader({ alg: 'EdDSA', typ: DPOP_TYPE, jwk: this.dpopJwk }).setIssuedAt().sign(this.signing);
   }

@@ -25,8 +25,16 @@ export function patientKeyBackup(patientId: string, secret: Uint8Array, passphra
   const key = pbkdf2Sync(passphrase, salt, ITERATIONS, 32, 'sha256');
   const cipher = createCipheriv('aes-256-gcm', key, iv).setAAD(AAD);
   const ct = Buffer.concat([cipher.update(secret), cipher.final(), cipher.getAuthTag()]);
-  return JSON.stringify({
-    format: 'medshare-patient-key-backup', v: 1, patientId, kdf: { name: 'PBKDF2-SHA256', iterations: ITERATIONS, salt: salt.toString('base64url') },
-    iv: iv.toString('base64url'), ct: ct.toString('base64url'),
-  }, null, 2);
+  return JSON.stringify(
+    {
+      format: 'medshare-patient-key-backup',
+      v: 1,
+      patientId,
+      kdf: { name: 'PBKDF2-SHA256', iterations: ITERATIONS, salt: salt.toString('base64url') },
+      iv: iv.toString('base64url'),
+      ct: ct.toString('base64url'),
+    },
+    null,
+    2,
+  );
 }

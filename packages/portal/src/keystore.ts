@@ -9,7 +9,6 @@ import { own } from './backup.ts';
 const DATABASE = 'medshare-portal';
 const STORE = 'patient-keys';
 
-
 /** A stored, wrapped secret key. */
 interface StoredKey {
   readonly id: string;
@@ -53,5 +52,7 @@ export async function storeSecret(id: string, patientId: string, secret: Uint8Ar
 export async function loadSecret(id: string): Promise<Uint8Array | undefined> {
   const stored = await transact<StoredKey | undefined>('readonly', (store) => store.get(id) as IDBRequest<StoredKey | undefined>);
   if (!stored) return undefined;
-  return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: stored.iv, additionalData: new TextEncoder().encode(id) }, stored.wrappingKey, stored.wrapped));
+  return new Uint8Array(
+    await crypto.subtle.decrypt({ name: 'AES-GCM', iv: stored.iv, additionalData: new TextEncoder().encode(id) }, stored.wrappingKey, stored.wrapped),
+  );
 }

@@ -25,11 +25,24 @@ function landing(hospital: string, error?: string): void {
     who.replaceChildren(h('li', {}, `Administrator of ${hospital}`));
     adminScreen(main, hospital);
   });
-  show(main,
+  show(
+    main,
     h('h1', {}, `MedShare portal — ${hospital}`),
-    h('p', {}, 'Patients keep their keys in this browser and decide who reads which records; clinicians read what patients share, decrypted here; every access is proven by the ledger.'),
-    h('section', { 'aria-labelledby': 'signin-title' }, h('h2', { id: 'signin-title' }, 'Sign in'), h('p', {}, `With your ${hospital} account: password and one-time code, or a passkey.`), go, out),
-    h('section', { 'aria-labelledby': 'admin-title' }, h('h2', { id: 'admin-title' }, 'Hospital administration'), admin));
+    h(
+      'p',
+      {},
+      'Patients keep their keys in this browser and decide who reads which records; clinicians read what patients share, decrypted here; every access is proven by the ledger.',
+    ),
+    h(
+      'section',
+      { 'aria-labelledby': 'signin-title' },
+      h('h2', { id: 'signin-title' }, 'Sign in'),
+      h('p', {}, `With your ${hospital} account: password and one-time code, or a passkey.`),
+      go,
+      out,
+    ),
+    h('section', { 'aria-labelledby': 'admin-title' }, h('h2', { id: 'admin-title' }, 'Hospital administration'), admin),
+  );
 }
 
 async function signedIn(session: Session): Promise<void> {

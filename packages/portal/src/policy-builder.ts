@@ -44,14 +44,29 @@ export function policyBuilder(): { element: HTMLElement; policy(): string } {
     const level = h('input', { type: 'number', min: '0', max: '10', placeholder: 'none' });
     rows.push(() => {
       const conditions = [
-        role.value && `role:${value(role.value)}`, dept.value.trim() && `dept:${value(dept.value.trim().toLowerCase())}`,
-        hospital.value.trim() && `hospital:${value(hospital.value.trim().toLowerCase())}`, level.value !== '' && `level >= ${Number(level.value)}`,
+        role.value && `role:${value(role.value)}`,
+        dept.value.trim() && `dept:${value(dept.value.trim().toLowerCase())}`,
+        hospital.value.trim() && `hospital:${value(hospital.value.trim().toLowerCase())}`,
+        level.value !== '' && `level >= ${Number(level.value)}`,
       ].filter((c): c is string => Boolean(c));
       return conditions.length > 1 ? `(${conditions.join(' and ')})` : (conditions[0] ?? '');
     });
     for (const control of [role, dept, hospital, level]) control.addEventListener('input', write);
-    clauses.append(h('fieldset', { class: 'clause' }, h('legend', {}, n === 1 ? 'Readers who are' : 'or who are'),
-      h('div', { class: 'grid' }, field(`Role (clause ${n})`, role), field(`Department (clause ${n})`, dept), field(`Hospital (clause ${n})`, hospital), field(`Minimum level (clause ${n})`, level))));
+    clauses.append(
+      h(
+        'fieldset',
+        { class: 'clause' },
+        h('legend', {}, n === 1 ? 'Readers who are' : 'or who are'),
+        h(
+          'div',
+          { class: 'grid' },
+          field(`Role (clause ${n})`, role),
+          field(`Department (clause ${n})`, dept),
+          field(`Hospital (clause ${n})`, hospital),
+          field(`Minimum level (clause ${n})`, level),
+        ),
+      ),
+    );
   };
   const more = h('button', { type: 'button', class: 'secondary' }, 'Add an “or” clause');
   more.addEventListener('click', () => {
@@ -62,7 +77,14 @@ export function policyBuilder(): { element: HTMLElement; policy(): string } {
   addClause();
   write();
   return {
-    element: h('div', { class: 'policy-builder' }, clauses, more, field('Policy text', text, 'Written by the builder; you may edit it. Checked by the same parser that encrypts.'), verdict),
+    element: h(
+      'div',
+      { class: 'policy-builder' },
+      clauses,
+      more,
+      field('Policy text', text, 'Written by the builder; you may edit it. Checked by the same parser that encrypts.'),
+      verdict,
+    ),
     policy() {
       abe.compilePolicy(text.value);
       return text.value;

@@ -36,7 +36,11 @@ export async function openBox(privateKey: CryptoKey, publicJwk: JWK, box: Sealed
   const info = new Uint8Array([...utf8.encode(LABEL), 0, ...utf8.encode(context)]);
   const hkdfKey = await crypto.subtle.importKey('raw', shared, 'HKDF', false, ['deriveKey']);
   const key = await crypto.subtle.deriveKey(
-    { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array([...epk, ...recipient]), info }, hkdfKey, { name: 'AES-GCM', length: 256 }, false, ['decrypt'],
+    { name: 'HKDF', hash: 'SHA-256', salt: new Uint8Array([...epk, ...recipient]), info },
+    hkdfKey,
+    { name: 'AES-GCM', length: 256 },
+    false,
+    ['decrypt'],
   );
   try {
     return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv, additionalData: utf8.encode(context) }, key, sealed));

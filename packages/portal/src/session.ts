@@ -40,8 +40,15 @@ export async function signIn(hospital: string): Promise<void> {
   sessionStorage.setItem(PENDING, JSON.stringify({ hospital, verifier, state, nonce }));
   const challenge = base64url.encode(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))));
   const params = new URLSearchParams({
-    response_type: 'code', client_id: CLIENT_ID, redirect_uri: redirectUri(), scope: `openid profile offline_access ${SMART_SCOPES}`,
-    code_challenge: challenge, code_challenge_method: 'S256', state, nonce, aud: `${location.origin}/gateway/fhir`,
+    response_type: 'code',
+    client_id: CLIENT_ID,
+    redirect_uri: redirectUri(),
+    scope: `openid profile offline_access ${SMART_SCOPES}`,
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    state,
+    nonce,
+    aud: `${location.origin}/gateway/fhir`,
   });
   location.assign(`${issuerOf(hospital)}/oidc/authorize?${params}`);
 }
@@ -64,7 +71,11 @@ export async function completeSignIn(): Promise<Session | undefined> {
   const tokenUrl = `${issuer}/oidc/token`;
   const tokens = await api<{ access_token: string; id_token: string; refresh_token?: string }>('POST', tokenUrl, {
     form: {
-      grant_type: 'authorization_code', code: params.get('code')!, redirect_uri: redirectUri(), client_id: CLIENT_ID, code_verifier: pending.verifier,
+      grant_type: 'authorization_code',
+      code: params.get('code')!,
+      redirect_uri: redirectUri(),
+      client_id: CLIENT_ID,
+      code_verifier: pending.verifier,
       device_key: JSON.stringify(device.sealingJwk),
     },
     dpop: await device.proof('POST', tokenUrl, { claims: { sealing_jkt: device.sealingThumbprint } }),
@@ -74,8 +85,14 @@ export async function completeSignIn(): Promise<Session | undefined> {
   const access = decodeJwt(tokens.access_token) as { attrs?: string[] };
   const attributes = access.attrs ?? [];
   const session: Session = {
-    hospital: pending.hospital, device, token: tokens.access_token, refreshToken: tokens.refresh_token, subject: String(id.sub),
-    username: String(id.preferred_username ?? id.sub), attributes, role: attributes.find((a) => a.startsWith('role:'))?.slice(5) ?? 'none',
+    hospital: pending.hospital,
+    device,
+    token: tokens.access_token,
+    refreshToken: tokens.refresh_token,
+    subject: String(id.sub),
+    username: String(id.preferred_username ?? id.sub),
+    attributes,
+    role: attributes.find((a) => a.startsWith('role:'))?.slice(5) ?? 'none',
   };
   keepFresh(session);
   return session;
@@ -84,12 +101,18 @@ export async function completeSignIn(): Promise<Session | undefined> {
 /** Refreshes the access token a minute before it expires, for as long as the page lives. */
 function keepFresh(session: Session): void {
   const expires = (decodeJwt(session.token).exp ?? 0) * 1000;
-  setTimeout(async () => {
-    if (!session.refreshToken) return;
-    const url = `${issuerOf(session.hospital)}/token`;
-    const fresh = await api<{ token: string; refreshToken: string }>('POST', url, { body: { refreshToken: session.refreshToken }, dpop: await session.device.proof('POST', url) });
-    session.token = fresh.token;
-    session.refreshToken = fresh.refreshToken;
-    keepFresh(session);
-  }, Math.max(5_000, expires - Date.now() - 60_000));
+  setTimeout(
+    async () => {
+      if (!session.refreshToken) return;
+      const url = `${issuerOf(session.hospital)}/token`;
+      const fresh = await api<{ token: string; refreshToken: string }>('POST', url, {
+        body: { refreshToken: session.refreshToken },
+        dpop: await session.device.proof('POST', url),
+      });
+      session.token = fresh.token;
+      session.refreshToken = fresh.refreshToken;
+      keepFresh(session);
+    },
+    Math.max(5_000, expires - Date.now() - 60_000),
+  );
 }

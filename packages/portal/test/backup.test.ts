@@ -17,7 +17,10 @@ test('a Node backup restores in the portal; wrong passphrase, edited ciphertext 
   const parsed = JSON.parse(file);
   const ct = Buffer.from(parsed.ct, 'base64url');
   ct[3]! ^= 1;
-  await assert.rejects(restoreBackup(JSON.stringify({ ...parsed, ct: ct.toString('base64url') }), 'correct horse battery'), /wrong passphrase, or the backup file is damaged/);
+  await assert.rejects(
+    restoreBackup(JSON.stringify({ ...parsed, ct: ct.toString('base64url') }), 'correct horse battery'),
+    /wrong passphrase, or the backup file is damaged/,
+  );
   await assert.rejects(restoreBackup('{"format":"other"}', 'correct horse battery'), /not a MedShare key backup/);
   await assert.rejects(restoreBackup('not json', 'correct horse battery'), /not a MedShare key backup/);
   // The portal's own backup round-trips too.

@@ -11,12 +11,14 @@ import { base32Decode, totp } from '@medshare/identity';
 const CHROMIUM = '/usr/bin/chromium';
 
 /** The skip reason of a browser test on this machine, or false. */
-export const chromiumSkip: string | false = !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
+export const chromiumSkip: string | false =
+  !existsSync(CHROMIUM) && !process.env['CI'] ? `${CHROMIUM} is not installed (bash scripts/install-chromium.sh installs it)` : false;
 
 /** Starts headless Chromium without its background traffic (updates, sync, first-run pages). */
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
-    executablePath: CHROMIUM, headless: true,
+    executablePath: CHROMIUM,
+    headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
 }
@@ -25,7 +27,15 @@ export function launchChromium(): Promise<Browser> {
  * Signs in through the portal at `portal` and its hospital's sign-in pages (OpenID Connect: password, then TOTP),
  * until the portal shows her signed in; `beforeContinue` runs on the filled password page (a screenshot).
  */
-export async function signInWithTotp(page: Page, portal: string, hospital: string, username: string, password: string, totpSecret: string, beforeContinue?: () => Promise<void>): Promise<void> {
+export async function signInWithTotp(
+  page: Page,
+  portal: string,
+  hospital: string,
+  username: string,
+  password: string,
+  totpSecret: string,
+  beforeContinue?: () => Promise<void>,
+): Promise<void> {
   await page.goto(portal);
   await page.getByRole('button', { name: `Sign in with ${hospital}` }).click();
   await page.getByLabel('Username').fill(username);

@@ -24,7 +24,11 @@ export class ReidentificationTable {
   private readonly entries = new Map<string, Buffer>();
   private readonly encryptionKey: Buffer;
 
-  constructor(private readonly pseudonymKey: Uint8Array, tableKey: Uint8Array, private readonly authorisedRoles: ReadonlySet<string> = new Set(['privacy-officer'])) {
+  constructor(
+    private readonly pseudonymKey: Uint8Array,
+    tableKey: Uint8Array,
+    private readonly authorisedRoles: ReadonlySet<string> = new Set(['privacy-officer']),
+  ) {
     if (tableKey.length < 32) throw new MalformedInputError('re-identification table key must be at least 32 bytes');
     this.encryptionKey = Buffer.from(hkdfSync('sha256', tableKey, Buffer.alloc(0), 'medshare/reid-table/v1', 32));
   }

@@ -2,12 +2,31 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import fc from 'fast-check';
-import { anonymizeWithReport, earthMoversDistance, encode, Hierarchy, isLDiverse, measure, mondrian, originalClasses, parseCsv, tableFromFhir, utilityCurve, utilityPlotSvg, type QuasiIdentifier, type Table } from '../src/index.ts';
+import {
+  anonymizeWithReport,
+  earthMoversDistance,
+  encode,
+  Hierarchy,
+  isLDiverse,
+  measure,
+  mondrian,
+  originalClasses,
+  parseCsv,
+  tableFromFhir,
+  utilityCurve,
+  utilityPlotSvg,
+  type QuasiIdentifier,
+  type Table,
+} from '../src/index.ts';
 import { FIXTURE_ADULT, FIXTURE_BUNDLE, FIXTURE_HIERARCHIES, readJson } from './helpers.ts';
 
 const adult = parseCsv(readFileSync(FIXTURE_ADULT, 'utf8'));
 const hierarchy = (column: string) => Hierarchy.parse(readFileSync(`${FIXTURE_HIERARCHIES}/adult_hierarchy_${column}.csv`, 'utf8'));
-const adultQis: QuasiIdentifier[] = ['sex', 'race', 'marital-status', 'education', 'native-country', 'workclass', 'salary-class'].map((column) => ({ column, kind: 'categorical' as const, hierarchy: hierarchy(column) }));
+const adultQis: QuasiIdentifier[] = ['sex', 'race', 'marital-status', 'education', 'native-country', 'workclass', 'salary-class'].map((column) => ({
+  column,
+  kind: 'categorical' as const,
+  hierarchy: hierarchy(column),
+}));
 adultQis.unshift({ column: 'age', kind: 'numeric' });
 
 function classSizes(table: Table, qis: string[]): Map<string, number> {
@@ -36,7 +55,11 @@ test('strict and relaxed Mondrian are k-anonymous on the Adult subset, and NCP g
     for (const mode of ['strict', 'relaxed'] as const) {
       const { table, report } = anonymizeWithReport(adult, { quasiIdentifiers: adultQis, model: { k }, mode });
       assert.equal(table.rows.length, adult.rows.length);
-      for (const size of classSizes(table, adultQis.map((q) => q.column)).values()) assert.ok(size >= k);
+      for (const size of classSizes(
+        table,
+        adultQis.map((q) => q.column),
+      ).values())
+        assert.ok(size >= k);
       assert.ok(report.after.highestProsecutorRisk <= 1 / k);
       assert.equal(report.after.uniqueRecordShare, 0);
       assert.ok(report.before.uniqueRecordShare > 0);
@@ -51,7 +74,12 @@ test('strict and relaxed Mondrian are k-anonymous on the Adult subset, and NCP g
 
 test('l-diversity (distinct, entropy, recursive) and t-closeness hold in every class', () => {
   const sensitiveIndex = adult.columns.indexOf('occupation');
-  const models = [{ k: 5, l: { kind: 'distinct' as const, l: 3 } }, { k: 5, l: { kind: 'entropy' as const, l: 3 } }, { k: 5, l: { kind: 'recursive' as const, l: 3, c: 3 } }, { k: 5, t: 0.3 }];
+  const models = [
+    { k: 5, l: { kind: 'distinct' as const, l: 3 } },
+    { k: 5, l: { kind: 'entropy' as const, l: 3 } },
+    { k: 5, l: { kind: 'recursive' as const, l: 3, c: 3 } },
+    { k: 5, t: 0.3 },
+  ];
   for (const model of models) {
     const options = { quasiIdentifiers: adultQis, sensitive: 'occupation', model };
     const { classes } = mondrian(adult, options);
@@ -80,8 +108,19 @@ test('privacy-model arithmetic on hand-computed cases', () => {
 });
 
 test('metrics: NCP, discernibility, class size and risk on a tiny table', () => {
-  const table: Table = { columns: ['age', 'zip'], rows: [['20', 'a'], ['30', 'a'], ['40', 'b'], ['50', 'b']] };
-  const qis: QuasiIdentifier[] = [{ column: 'age', kind: 'numeric' }, { column: 'zip', kind: 'categorical', hierarchy: Hierarchy.flat(['a', 'b']) }];
+  const table: Table = {
+    columns: ['age', 'zip'],
+    rows: [
+      ['20', 'a'],
+      ['30', 'a'],
+      ['40', 'b'],
+      ['50', 'b'],
+    ],
+  };
+  const qis: QuasiIdentifier[] = [
+    { column: 'age', kind: 'numeric' },
+    { column: 'zip', kind: 'categorical', hierarchy: Hierarchy.flat(['a', 'b']) },
+  ];
   const result = mondrian(table, { quasiIdentifiers: qis, model: { k: 2 } });
   const data = encode(table, { quasiIdentifiers: qis, model: { k: 2 } });
   const m = measure(data, result.classes, 2);
@@ -90,25 +129,41 @@ test('metrics: NCP, discernibility, class size and risk on a tiny table', () => 
   // each class spans 10 of 30 years (1/3) and a single ZIP (0): NCP = (1/3 + 0) / 2
   assert.ok(Math.abs(m.ncpPercent - 100 / 6) < 1e-9);
   assert.equal(m.highestProsecutorRisk, 0.5);
-  assert.deepEqual(result.table.rows.map((r) => r[0]), ['20-30', '20-30', '40-50', '40-50']);
+  assert.deepEqual(
+    result.table.rows.map((r) => r[0]),
+    ['20-30', '20-30', '40-50', '40-50'],
+  );
   const before = measure(data, originalClasses(data), 2);
   assert.equal(before.uniqueRecordShare, 1);
 });
 
 test('k is a property: any random table either fails clearly or is k-anonymous', () => {
-  fc.assert(fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 99 }), fc.constantFrom('a', 'b', 'c')), { minLength: 0, maxLength: 60 }), fc.integer({ min: 1, max: 8 }), (rows, k) => {
-    const table: Table = { columns: ['x', 'y'], rows: rows.map(([x, y]) => [String(x), y]) };
-    const qis: QuasiIdentifier[] = [{ column: 'x', kind: 'numeric' }, { column: 'y', kind: 'categorical', hierarchy: Hierarchy.flat(['a', 'b', 'c']) }];
-    if (rows.length > 0 && rows.length < k) {
-      assert.throws(() => mondrian(table, { quasiIdentifiers: qis, model: { k } }), { code: 'MALFORMED' });
-      return;
-    }
-    for (const mode of ['strict', 'relaxed'] as const) {
-      const { classes } = mondrian(table, { quasiIdentifiers: qis, model: { k }, mode });
-      assert.equal(classes.reduce((s, c) => s + c.records.length, 0), rows.length);
-      for (const c of classes) assert.ok(c.records.length >= k);
-    }
-  }), { numRuns: 150 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 99 }), fc.constantFrom('a', 'b', 'c')), { minLength: 0, maxLength: 60 }),
+      fc.integer({ min: 1, max: 8 }),
+      (rows, k) => {
+        const table: Table = { columns: ['x', 'y'], rows: rows.map(([x, y]) => [String(x), y]) };
+        const qis: QuasiIdentifier[] = [
+          { column: 'x', kind: 'numeric' },
+          { column: 'y', kind: 'categorical', hierarchy: Hierarchy.flat(['a', 'b', 'c']) },
+        ];
+        if (rows.length > 0 && rows.length < k) {
+          assert.throws(() => mondrian(table, { quasiIdentifiers: qis, model: { k } }), { code: 'MALFORMED' });
+          return;
+        }
+        for (const mode of ['strict', 'relaxed'] as const) {
+          const { classes } = mondrian(table, { quasiIdentifiers: qis, model: { k }, mode });
+          assert.equal(
+            classes.reduce((s, c) => s + c.records.length, 0),
+            rows.length,
+          );
+          for (const c of classes) assert.ok(c.records.length >= k);
+        }
+      },
+    ),
+    { numRuns: 150 },
+  );
 });
 
 test('bad input is a clear error: unknown column, non-numeric value, bad k', () => {
@@ -137,7 +192,11 @@ test('suppression withholds outlier groups within the budget; published classes 
     const result = mondrian(adult, options);
     assert.ok(result.suppressed.length <= Math.floor(maxSuppression * adult.rows.length));
     assert.equal(result.table.rows.length, adult.rows.length - result.suppressed.length);
-    for (const size of classSizes(result.table, adultQis.map((q) => q.column)).values()) assert.ok(size >= 10);
+    for (const size of classSizes(
+      result.table,
+      adultQis.map((q) => q.column),
+    ).values())
+      assert.ok(size >= 10);
     const published = result.classes.reduce((sum, c) => sum + c.records.length, 0);
     assert.equal(published + result.suppressed.length, adult.rows.length);
     const metrics = measure(encode(adult, options), result.classes, 10, result.suppressed.length);

@@ -1,7 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { cryptoHash, cryptoHashReference, dateShiftOffset, decryptValue, encryptValue, indicatesAgeOver89, partialDate, perturbNumber, shiftDate } from '../src/index.ts';
+import {
+  cryptoHash,
+  cryptoHashReference,
+  dateShiftOffset,
+  decryptValue,
+  encryptValue,
+  indicatesAgeOver89,
+  partialDate,
+  perturbNumber,
+  shiftDate,
+} from '../src/index.ts';
 
 const NOW = new Date(Date.UTC(2026, 10, 24));
 
@@ -11,12 +21,14 @@ test('date-shift offset reproduces the reference tool: "example" with key "123" 
 });
 
 test('offsets stay within [-50, 50] for both algorithms and the HMAC variant depends on the key', () => {
-  fc.assert(fc.property(fc.string(), fc.string(), (id, key) => {
-    for (const algorithm of ['fold', 'hmac'] as const) {
-      const o = dateShiftOffset(id, key, algorithm);
-      assert.ok(o >= -50 && o <= 50);
-    }
-  }));
+  fc.assert(
+    fc.property(fc.string(), fc.string(), (id, key) => {
+      for (const algorithm of ['fold', 'hmac'] as const) {
+        const o = dateShiftOffset(id, key, algorithm);
+        assert.ok(o >= -50 && o <= 50);
+      }
+    }),
+  );
   const offsets = new Set(['k1', 'k2', 'k3', 'k4', 'k5', 'k6'].map((k) => dateShiftOffset('patient-1', k, 'hmac')));
   assert.ok(offsets.size > 1);
 });
@@ -57,13 +69,17 @@ test('dates are read as the pattern ^(\\d{4})(?:-(\\d{2})(?:-(\\d{2}))?)? reads 
   };
   const dateLike = fc.array(fc.constantFrom('0', '1', '2', '3', '9', '-', 'T', ':', 'Z', '+', '.', 'x', '٣'), { maxLength: 16 }).map((c) => c.join(''));
   const prefixed = fc.tuple(fc.constantFrom('1930', '1936', '1937', '2019', '0000', '9999'), dateLike).map(([y, rest]) => y + rest);
-  fc.assert(fc.property(fc.oneof(dateLike, prefixed), fc.integer({ min: -50, max: 50 }), (value, offset) => {
-    const m = PATTERN.exec(value);
-    assert.equal(partialDate(value, NOW), m && !overLimit(m) ? m[1] : undefined);
-    assert.equal(indicatesAgeOver89(value, NOW), m !== null && overLimit(m));
-    const shifted = m && m[3] && !overLimit(m) ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + offset)).toISOString().slice(0, 10) : undefined;
-    assert.equal(shiftDate(value, offset, NOW)?.slice(0, 10), shifted);
-  }), { numRuns: 2000 });
+  fc.assert(
+    fc.property(fc.oneof(dateLike, prefixed), fc.integer({ min: -50, max: 50 }), (value, offset) => {
+      const m = PATTERN.exec(value);
+      assert.equal(partialDate(value, NOW), m && !overLimit(m) ? m[1] : undefined);
+      assert.equal(indicatesAgeOver89(value, NOW), m !== null && overLimit(m));
+      const shifted =
+        m && m[3] && !overLimit(m) ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + offset)).toISOString().slice(0, 10) : undefined;
+      assert.equal(shiftDate(value, offset, NOW)?.slice(0, 10), shifted);
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the id of a reference', () => {
@@ -81,7 +97,10 @@ test('cryptoHash is HMAC-SHA256 hex (RFC 4231 test case 2) and hashes only the i
 
 test('urn:uuid references are read as the reference pattern reads them: a UUID id is hashed, anything else whole (random near-UUIDs)', () => {
   const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-  const char = fc.oneof({ arbitrary: fc.constantFrom('0', '9', 'a', 'f', 'A', 'F'), weight: 40 }, { arbitrary: fc.constantFrom('g', 'G', '-', '/', '\n', 'é'), weight: 1 });
+  const char = fc.oneof(
+    { arbitrary: fc.constantFrom('0', '9', 'a', 'f', 'A', 'F'), weight: 40 },
+    { arbitrary: fc.constantFrom('g', 'G', '-', '/', '\n', 'é'), weight: 1 },
+  );
   const nearUuid = fc.tuple(fc.array(char, { minLength: 35, maxLength: 37 }), fc.boolean()).map(([c, shaped]) => {
     if (shaped) for (const at of [8, 13, 18, 23]) if (at < c.length) c[at] = '-';
     return c.join('');
@@ -89,10 +108,13 @@ test('urn:uuid references are read as the reference pattern reads them: a UUID i
   // Both sides are drawn: UUIDs and strings that miss by one character, one length or one hyphen.
   const drawn = fc.sample(nearUuid, { numRuns: 500, seed: 1 });
   assert.ok(drawn.some((id) => UUID.test(id)) && drawn.some((id) => !UUID.test(id)));
-  fc.assert(fc.property(nearUuid, (id) => {
-    const expected = UUID.test(id) ? `urn:uuid:${cryptoHash(id, 'k')}` : cryptoHash(`urn:uuid:${id}`, 'k');
-    assert.equal(cryptoHashReference(`urn:uuid:${id}`, 'k'), expected);
-  }), { numRuns: 3000 });
+  fc.assert(
+    fc.property(nearUuid, (id) => {
+      const expected = UUID.test(id) ? `urn:uuid:${cryptoHash(id, 'k')}` : cryptoHash(`urn:uuid:${id}`, 'k');
+      assert.equal(cryptoHashReference(`urn:uuid:${id}`, 'k'), expected);
+    }),
+    { numRuns: 3000 },
+  );
 });
 
 test('encrypt round-trips, is randomised, and detects tampering and wrong keys', () => {
@@ -107,11 +129,13 @@ test('encrypt round-trips, is randomised, and detects tampering and wrong keys',
 });
 
 test('perturb stays within half the span (fixed and proportional) and rounds', () => {
-  fc.assert(fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 0, max: 100, noNaN: true }), (value, span) => {
-    const fixed = perturbNumber(value, span, 'fixed', 6, false);
-    assert.ok(Math.abs(fixed - value) <= span / 2 + 1e-6);
-    const proportional = perturbNumber(value, span / 100, 'proportional', 6, false);
-    assert.ok(Math.abs(proportional - value) <= (Math.abs(value) * span) / 200 + 1e-6);
-  }));
+  fc.assert(
+    fc.property(fc.double({ min: -1e6, max: 1e6, noNaN: true }), fc.double({ min: 0, max: 100, noNaN: true }), (value, span) => {
+      const fixed = perturbNumber(value, span, 'fixed', 6, false);
+      assert.ok(Math.abs(fixed - value) <= span / 2 + 1e-6);
+      const proportional = perturbNumber(value, span / 100, 'proportional', 6, false);
+      assert.ok(Math.abs(proportional - value) <= (Math.abs(value) * span) / 200 + 1e-6);
+    }),
+  );
   assert.ok(Number.isInteger(perturbNumber(70, 10, 'fixed', 2, true)));
 });

@@ -13,7 +13,10 @@ test('a Bundle file reports progress per entry and names from its own Patient ar
   const seen: number[] = [];
   const count = await deidentifyPath(safeHarbor(), FIXTURE_BUNDLE, join(dir, 'b.json'), { onResource: (n) => seen.push(n) });
   assert.equal(count, 26);
-  assert.deepEqual(seen, Array.from({ length: 26 }, (_, i) => i + 1));
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 26 }, (_, i) => i + 1),
+  );
   const out = readFileSync(join(dir, 'b.json'), 'utf8');
   assert.ok(!out.includes('Carolee951'));
 });
@@ -32,10 +35,18 @@ test('NDJSON errors name the file and line; non-resources are refused', async ()
 
 test('dateShiftScope file shifts every resource of a file by the same offset', async () => {
   const ndjson = join(dir, 'two.ndjson');
-  writeFileSync(ndjson, ['{"resourceType":"Patient","id":"a","birthDate":"2000-01-01"}', '{"resourceType":"Patient","id":"b","birthDate":"2000-01-01"}'].join('\n') + '\n');
-  const engine = new Deidentifier(parseConfig({ fhirPathRules: [{ path: "nodesByType('date')", method: 'dateShift' }], parameters: { dateShiftKey: 'k', dateShiftScope: 'file' } }));
+  writeFileSync(
+    ndjson,
+    ['{"resourceType":"Patient","id":"a","birthDate":"2000-01-01"}', '{"resourceType":"Patient","id":"b","birthDate":"2000-01-01"}'].join('\n') + '\n',
+  );
+  const engine = new Deidentifier(
+    parseConfig({ fhirPathRules: [{ path: "nodesByType('date')", method: 'dateShift' }], parameters: { dateShiftKey: 'k', dateShiftScope: 'file' } }),
+  );
   await deidentifyPath(engine, ndjson, join(dir, 'two-out.ndjson'));
-  const [a, b] = readFileSync(join(dir, 'two-out.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const [a, b] = readFileSync(join(dir, 'two-out.ndjson'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(a.birthDate, b.birthDate);
   assert.notEqual(a.birthDate, '2000-01-01');
 });

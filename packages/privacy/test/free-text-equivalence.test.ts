@@ -18,7 +18,9 @@ import { readPresidioSamples, readSentences } from './phi-eval.ts';
  * not depend on a library's version).
  */
 const keys = { cryptoHashKey: 'a', dateShiftKey: 'b' };
-const bundle = JSON.parse(readFileSync(fileURLToPath(new URL('./fixtures/synthea-carolee-trimmed.json', import.meta.url)), 'utf8')) as { entry: { resource: Record<string, unknown> }[] };
+const bundle = JSON.parse(readFileSync(fileURLToPath(new URL('./fixtures/synthea-carolee-trimmed.json', import.meta.url)), 'utf8')) as {
+  entry: { resource: Record<string, unknown> }[];
+};
 
 function fixtureStrings(): string[] {
   const out: string[] = [];
@@ -35,12 +37,114 @@ function fixtureStrings(): string[] {
 
 // What the detectors look for: street words and types, cues, titles, months, units, labels, letters that fold under /iu (ſ, K).
 const TOKENS = [
-  'Unit', 'UNIT', 'unit', 'Apt', 'apt.', 'Apartment', 'Suite', 'Ste', 'Flat', 'PSC', 'CMR', 'Box', 'APO', 'FPO', 'USS', 'USNS', 'uſs', 'ſuite', 'Kelvin', 'Street', 'Road', 'Avenue',
-  'Rue', 'Via', 'Rua', 'Koskikatu', 'u.', 'corner of', 'and', '&', 'name is', 'named', 'called', 'Signed', 'Regards,', 'in', 'from', 'to', 'at', 'near', 'city', 'Mr', 'Dr.', 'Mrs',
-  'Jr.', 'III', 'van', 'de', 'May', 'March', 'Apr', 'of', 'mg', 'days', 'ZIP', 'MRN:', 'plate', 'SSN', 'age', 'years', 'y/o', 'Maria', 'Zoe', 'Young', 'Graves', 'Reed', 'Boston',
-  'LAPPEENRANTA', 'ΛΕΥΚΩΣΙΑ', 'Szöllösy', "O'Reilly", 'McDowell', 'Jean-Luc', 'patricia', 'desrosiers', 'errin', 'Patient', 'Wife', 'Primary', 'Care', 'Practitioner',
-  'clinic', 'Seen', 'www.example.com', 'a@b.org', '10.0.0.1', '555-123-4567', '123-45-6789', '2019-03-04', '03/05/2019.', '95', '02134', '12', '2906', '7412 SL', '\n', '\n> ',
-  ',', '.', ':', ';', '!', '?', '(', ')', '#', '-', "'",
+  'Unit',
+  'UNIT',
+  'unit',
+  'Apt',
+  'apt.',
+  'Apartment',
+  'Suite',
+  'Ste',
+  'Flat',
+  'PSC',
+  'CMR',
+  'Box',
+  'APO',
+  'FPO',
+  'USS',
+  'USNS',
+  'uſs',
+  'ſuite',
+  'Kelvin',
+  'Street',
+  'Road',
+  'Avenue',
+  'Rue',
+  'Via',
+  'Rua',
+  'Koskikatu',
+  'u.',
+  'corner of',
+  'and',
+  '&',
+  'name is',
+  'named',
+  'called',
+  'Signed',
+  'Regards,',
+  'in',
+  'from',
+  'to',
+  'at',
+  'near',
+  'city',
+  'Mr',
+  'Dr.',
+  'Mrs',
+  'Jr.',
+  'III',
+  'van',
+  'de',
+  'May',
+  'March',
+  'Apr',
+  'of',
+  'mg',
+  'days',
+  'ZIP',
+  'MRN:',
+  'plate',
+  'SSN',
+  'age',
+  'years',
+  'y/o',
+  'Maria',
+  'Zoe',
+  'Young',
+  'Graves',
+  'Reed',
+  'Boston',
+  'LAPPEENRANTA',
+  'ΛΕΥΚΩΣΙΑ',
+  'Szöllösy',
+  "O'Reilly",
+  'McDowell',
+  'Jean-Luc',
+  'patricia',
+  'desrosiers',
+  'errin',
+  'Patient',
+  'Wife',
+  'Primary',
+  'Care',
+  'Practitioner',
+  'clinic',
+  'Seen',
+  'www.example.com',
+  'a@b.org',
+  '10.0.0.1',
+  '555-123-4567',
+  '123-45-6789',
+  '2019-03-04',
+  '03/05/2019.',
+  '95',
+  '02134',
+  '12',
+  '2906',
+  '7412 SL',
+  '\n',
+  '\n> ',
+  ',',
+  '.',
+  ':',
+  ';',
+  '!',
+  '?',
+  '(',
+  ')',
+  '#',
+  '-',
+  "'",
 ];
 const CHARS = 'aeiouAEIOUzZ0123456789 \t.,-ſKÉéß';
 
@@ -125,11 +229,16 @@ test('free-text equivalence: the unit-word start class is every character the iu
   const pattern = EARLY_MILITARY;
   const own = (t: string) => [...t.matchAll(pattern)].map((m) => [m.index, m.index + m[0].length]);
   fc.assert(
-    fc.property(fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 3 }), fc.nat({ max: 99999 }).map(String)), { maxLength: 20 }), fc.constantFrom(' ', '', ', ', '\n'), (parts, sep) => {
-      const t = parts.join(sep);
-      assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
-    }),
+    fc.property(
+      fc.array(fc.oneof(fc.constantFrom(...TOKENS), fc.string({ maxLength: 3 }), fc.nat({ max: 99999 }).map(String)), { maxLength: 20 }),
+      fc.constantFrom(' ', '', ', ', '\n'),
+      (parts, sep) => {
+        const t = parts.join(sep);
+        assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
+      },
+    ),
     { numRuns: 3000 },
   );
-  for (const t of [...randomTexts(4000, 16), ...readPresidioSamples().map((s) => s.text), ...fixtureStrings()]) assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
+  for (const t of [...randomTexts(4000, 16), ...readPresidioSamples().map((s) => s.text), ...fixtureStrings()])
+    assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
 });

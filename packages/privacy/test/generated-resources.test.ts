@@ -8,7 +8,12 @@ import { RESOURCE_TYPES } from '../src/deid/native-paths.ts';
 import { compileWalk } from '../src/deid/rule-walk.ts';
 
 type Json = Record<string, any>;
-const model = r4Model as unknown as { path2Type: Record<string, string>; path2Repeating: Record<string, boolean>; choiceTypePaths: Record<string, string[]>; pathsDefinedElsewhere: Record<string, string> };
+const model = r4Model as unknown as {
+  path2Type: Record<string, string>;
+  path2Repeating: Record<string, boolean>;
+  choiceTypePaths: Record<string, string[]>;
+  pathsDefinedElsewhere: Record<string, string>;
+};
 
 /** The elements of each model path (`Patient` -> birthDate, name, ...), from the fhirpath package's R4 model. */
 const childrenOf = new Map<string, string[]>();
@@ -21,7 +26,19 @@ for (const path of [...Object.keys(model.path2Type), ...Object.keys(model.choice
   childrenOf.set(parent, list);
 }
 
-const PHI_STRINGS = fc.constantFrom('Chidi Okafor', '555-867-5309', 'chidi@example.org', '17 Wattle Grove Parade', 'SSN 123456789', 'born May 5, 1978', 'https://x.example.com/a', '', ' ', '<b>x</b>', 'Major depression disorder');
+const PHI_STRINGS = fc.constantFrom(
+  'Chidi Okafor',
+  '555-867-5309',
+  'chidi@example.org',
+  '17 Wattle Grove Parade',
+  'SSN 123456789',
+  'born May 5, 1978',
+  'https://x.example.com/a',
+  '',
+  ' ',
+  '<b>x</b>',
+  'Major depression disorder',
+);
 const value = (type: string): fc.Arbitrary<unknown> => {
   switch (type) {
     case 'boolean':
@@ -52,7 +69,29 @@ const value = (type: string): fc.Arbitrary<unknown> => {
   }
 };
 
-const PRIMITIVES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
+const PRIMITIVES = new Set([
+  'boolean',
+  'integer',
+  'integer64',
+  'string',
+  'decimal',
+  'uri',
+  'url',
+  'canonical',
+  'base64Binary',
+  'instant',
+  'date',
+  'dateTime',
+  'time',
+  'code',
+  'oid',
+  'id',
+  'markdown',
+  'unsignedInt',
+  'positiveInt',
+  'uuid',
+  'xhtml',
+]);
 
 /** A random element of model path `path`, `depth` levels deep at most; primitives sometimes carry an `_x` element part. */
 function element(path: string, depth: number): fc.Arbitrary<Json> {
@@ -65,11 +104,18 @@ function element(path: string, depth: number): fc.Arbitrary<Json> {
       const choices = model.choiceTypePaths[full];
       const name = choices ? `${key}${choices[0]}` : key;
       const choiceType = choices ? choices[0]!.charAt(0).toLowerCase() + choices[0]!.slice(1) : undefined;
-      const type = choiceType && PRIMITIVES.has(choiceType) ? choiceType : (choices?.[0] ?? model.path2Type[model.pathsDefinedElsewhere[full] ?? full] ?? 'string');
+      const type =
+        choiceType && PRIMITIVES.has(choiceType) ? choiceType : (choices?.[0] ?? model.path2Type[model.pathsDefinedElsewhere[full] ?? full] ?? 'string');
       const next = model.pathsDefinedElsewhere[full] ?? (type === 'BackboneElement' || type === 'Element' ? full : type);
-      const item = type.startsWith('System.') || PRIMITIVES.has(type) ? value(type === 'System.String' ? (key === 'url' || key === 'id' ? 'uri' : 'string') : type) : element(next, depth - 1);
+      const item =
+        type.startsWith('System.') || PRIMITIVES.has(type)
+          ? value(type === 'System.String' ? (key === 'url' || key === 'id' ? 'uri' : 'string') : type)
+          : element(next, depth - 1);
       parts[name] = model.path2Repeating[full] ? fc.array(item, { minLength: 1, maxLength: 2 }) : item;
-      if (PRIMITIVES.has(type)) parts[`_${name}`] = fc.option(fc.constant({ extension: [{ url: 'http://example.org/x', valueString: 'Chidi Okafor 555-867-5309' }] }), { nil: undefined });
+      if (PRIMITIVES.has(type))
+        parts[`_${name}`] = fc.option(fc.constant({ extension: [{ url: 'http://example.org/x', valueString: 'Chidi Okafor 555-867-5309' }] }), {
+          nil: undefined,
+        });
     }
     return fc.record(parts, { requiredKeys: [] }).map((object) => JSON.parse(JSON.stringify(object)) as Json);
   });
@@ -77,7 +123,12 @@ function element(path: string, depth: number): fc.Arbitrary<Json> {
 
 const RESOURCE_NAMES = [...RESOURCE_TYPES].filter((t) => t !== 'Resource' && t !== 'DomainResource').sort();
 const resource = fc.constantFrom(...RESOURCE_NAMES).chain((type) =>
-  element(type, 3).map((body) => ({ ...body, resourceType: type, id: 'r1', contained: [{ resourceType: 'Patient', id: 'c1', name: [{ family: 'Okafor' }] }] })),
+  element(type, 3).map((body) => ({
+    ...body,
+    resourceType: type,
+    id: 'r1',
+    contained: [{ resourceType: 'Patient', id: 'c1', name: [{ family: 'Okafor' }] }],
+  })),
 );
 
 // Rules of every shape the reference tool's R4 sample configuration uses: type rules, resource-scoped paths, choice elements, `as`.
@@ -114,11 +165,21 @@ const SAMPLE_LIKE = parseConfig({
     { path: "nodesByType('HumanName')", method: 'redact' },
     { path: "nodesByType('ContactPoint')", method: 'redact' },
   ],
-  parameters: { dateShiftKey: 'k', cryptoHashKey: 'k', enablePartialAgesForRedact: true, enablePartialDatesForRedact: true, enablePartialZipCodesForRedact: true },
+  parameters: {
+    dateShiftKey: 'k',
+    cryptoHashKey: 'k',
+    enablePartialAgesForRedact: true,
+    enablePartialDatesForRedact: true,
+    enablePartialZipCodesForRedact: true,
+  },
 });
 
 const keys = { cryptoHashKey: 'gen-hash', dateShiftKey: 'gen-shift' };
-const engines = { 'safe-harbor': new Deidentifier(profileConfig('safe-harbor', keys)), research: new Deidentifier(profileConfig('research', keys)), 'sample-like': new Deidentifier(SAMPLE_LIKE) };
+const engines = {
+  'safe-harbor': new Deidentifier(profileConfig('safe-harbor', keys)),
+  research: new Deidentifier(profileConfig('research', keys)),
+  'sample-like': new Deidentifier(SAMPLE_LIKE),
+};
 
 test('no crash on any generated resource of any R4 type (both profiles and a sample-like configuration); output is JSON without empty values', () => {
   fc.assert(
@@ -134,7 +195,8 @@ test('no crash on any generated resource of any R4 type (both profiles and a sam
         assert.equal(out['resourceType'], input.resourceType);
         const json = JSON.stringify(out);
         assert.doesNotMatch(json, /:null[,}]|:\{\}|:\[\]/, `${name}: empty value left in ${json.slice(0, 400)}`);
-        if (name === 'safe-harbor') assert.ok(!json.includes('867-5309') && !json.includes('Okafor'), `${name} leaked on ${input.resourceType}: ${json.slice(0, 600)}`);
+        if (name === 'safe-harbor')
+          assert.ok(!json.includes('867-5309') && !json.includes('Okafor'), `${name} leaked on ${input.resourceType}: ${json.slice(0, 600)}`);
       }
     }),
     { numRuns: 150, seed: 20261201 },
@@ -144,11 +206,18 @@ test('no crash on any generated resource of any R4 type (both profiles and a sam
 test('the built-in profiles in one walk (rule-walk.ts) give the output of the rule-by-rule engine: generated resources of every R4 type and a Synthea bundle', () => {
   const walked = new Deidentifier(profileConfig('safe-harbor', keys));
   const ruleByRule = new Deidentifier({ ...profileConfig('safe-harbor', keys), singlePass: false });
-  assert.notEqual(compileWalk(profileConfig('safe-harbor', keys).rules, { quantityAgesAsAges: true }), undefined, 'safe-harbor must be walkable, or this test compares the engine with itself');
+  assert.notEqual(
+    compileWalk(profileConfig('safe-harbor', keys).rules, { quantityAgesAsAges: true }),
+    undefined,
+    'safe-harbor must be walkable, or this test compares the engine with itself',
+  );
   const same = (input: Json) => {
     const a = structuredClone(input);
     const b = structuredClone(input);
-    const withEntries = (r: Json) => [r, ...(Array.isArray(r['entry']) ? (r['entry'] as Json[]) : []).map((e) => e?.['resource']).filter((e) => e?.['resourceType'])];
+    const withEntries = (r: Json) => [
+      r,
+      ...(Array.isArray(r['entry']) ? (r['entry'] as Json[]) : []).map((e) => e?.['resource']).filter((e) => e?.['resourceType']),
+    ];
     walked.processResource(a, { names: walked.namesFor(withEntries(a)) });
     ruleByRule.processResource(b, { names: ruleByRule.namesFor(withEntries(b)) });
     assert.deepEqual(a, b, `differs on ${input['resourceType']}: ${JSON.stringify(input).slice(0, 1500)}`);
@@ -161,10 +230,20 @@ test('the built-in profiles in one walk (rule-walk.ts) give the output of the ru
 });
 
 test('a rule the walk cannot apply alone (a where that is not a simple test, substitute, dateShift) keeps the rule-by-rule engine', () => {
-  const rules = (path: string, method: string) => parseConfig({ fhirVersion: 'R4', fhirPathRules: [{ path, method, ...(method === 'substitute' ? { replaceWith: 'x' } : {}) }], parameters: { dateShiftKey: 'k', cryptoHashKey: 'k' } }).rules;
+  const rules = (path: string, method: string) =>
+    parseConfig({
+      fhirVersion: 'R4',
+      fhirPathRules: [{ path, method, ...(method === 'substitute' ? { replaceWith: 'x' } : {}) }],
+      parameters: { dateShiftKey: 'k', cryptoHashKey: 'k' },
+    }).rules;
   assert.equal(compileWalk(rules("nodesByType('HumanName').where(given.count() > 1)", 'redact'), { quantityAgesAsAges: false }), undefined);
   assert.equal(compileWalk(rules("nodesByName('given')", 'redact'), { quantityAgesAsAges: false }), undefined);
   assert.equal(compileWalk(rules("nodesByType('date')", 'dateShift'), { quantityAgesAsAges: false }), undefined);
   assert.equal(compileWalk(rules('Patient.name', 'substitute'), { quantityAgesAsAges: false }), undefined);
-  assert.notEqual(compileWalk(rules("nodesByType('Attachment').where(contentType.exists() and contentType.startsWith('image')).data", 'redact'), { quantityAgesAsAges: false }), undefined);
+  assert.notEqual(
+    compileWalk(rules("nodesByType('Attachment').where(contentType.exists() and contentType.startsWith('image')).data", 'redact'), {
+      quantityAgesAsAges: false,
+    }),
+    undefined,
+  );
 });

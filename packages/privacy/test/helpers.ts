@@ -21,7 +21,9 @@ export function readJson(path: string): Record<string, unknown> {
 
 /** The 11 Synthea patient bundles. */
 export function patientBundles(): string[] {
-  return readdirSync(SYNTHEA_DIR).filter((f) => /^[A-Z][a-z]+\d+_.*\.json$/.test(f)).map((f) => `${SYNTHEA_DIR}/${f}`);
+  return readdirSync(SYNTHEA_DIR)
+    .filter((f) => /^[A-Z][a-z]+\d+_.*\.json$/.test(f))
+    .map((f) => `${SYNTHEA_DIR}/${f}`);
 }
 
 type Json = Record<string, unknown>;
@@ -33,7 +35,8 @@ export function patientIdentifiers(patient: Json): string[] {
   for (const name of (patient['name'] as Json[] | undefined) ?? []) out.push(...((name['given'] as string[]) ?? []), String(name['family']));
   for (const t of (patient['telecom'] as Json[] | undefined) ?? []) out.push(String(t['value']));
   for (const a of (patient['address'] as Json[] | undefined) ?? []) out.push(...((a['line'] as string[]) ?? []), String(a['city']), String(a['postalCode']));
-  for (const e of (patient['extension'] as Json[] | undefined) ?? []) if (typeof e['valueString'] === 'string' && String(e['url']).includes('mothersMaidenName')) out.push(...e['valueString'].split(' '));
+  for (const e of (patient['extension'] as Json[] | undefined) ?? [])
+    if (typeof e['valueString'] === 'string' && String(e['url']).includes('mothersMaidenName')) out.push(...e['valueString'].split(' '));
   out.push(String(patient['birthDate']));
   return [...new Set(out.filter((s) => s && s !== 'undefined'))];
 }

@@ -11,16 +11,23 @@ const GOLDEN = `${SHARED}/conformance/msft-anonymizer`;
 const hasGolden = existsSync(`${GOLDEN}/cases.tsv`);
 const readJsonText = (path: string) => JSON.parse(readFileSync(path, 'utf8').replace(/^\uFEFF/, '')) as Json;
 
-test('every golden case of the reference tool is reproduced (compared as parsed JSON)', { skip: hasGolden ? false : 'needs ../shared/conformance beside the repository' }, () => {
-  const cases = readFileSync(`${GOLDEN}/cases.tsv`, 'utf8').trim().split('\n').map((line) => line.split('\t'));
-  assert.ok(cases.length >= 12);
-  for (const [input, configuration, expected] of cases) {
-    const engine = new Deidentifier(parseConfigText(readFileSync(`${GOLDEN}/Configurations/${configuration}`, 'utf8'), configuration));
-    const resource = readJsonText(`${GOLDEN}/TestResources/${input}`);
-    const output = engine.processResource(resource, { names: engine.namesFor([resource]) });
-    assert.deepEqual(output, readJsonText(`${GOLDEN}/TestResources/${expected}`), `${input} with ${configuration}`);
-  }
-});
+test(
+  'every golden case of the reference tool is reproduced (compared as parsed JSON)',
+  { skip: hasGolden ? false : 'needs ../shared/conformance beside the repository' },
+  () => {
+    const cases = readFileSync(`${GOLDEN}/cases.tsv`, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => line.split('\t'));
+    assert.ok(cases.length >= 12);
+    for (const [input, configuration, expected] of cases) {
+      const engine = new Deidentifier(parseConfigText(readFileSync(`${GOLDEN}/Configurations/${configuration}`, 'utf8'), configuration));
+      const resource = readJsonText(`${GOLDEN}/TestResources/${input}`);
+      const output = engine.processResource(resource, { names: engine.namesFor([resource]) });
+      assert.deepEqual(output, readJsonText(`${GOLDEN}/TestResources/${expected}`), `${input} with ${configuration}`);
+    }
+  },
+);
 
 const REDACTED = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'REDACTED', display: 'redacted' };
 const CRYTOHASH = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'CRYTOHASH', display: 'cryptographic hash function' };
@@ -40,11 +47,14 @@ test('contained resources: processed with their own rules, labelled on the conta
     contained: [{ resourceType: 'RelatedPerson', id: 'rp1', name: [{ family: 'Doe' }], patient: { reference: 'Patient/p1' } }],
     contact: [{ extension: [{ url: 'http://example.org/related', valueReference: { reference: '#rp1' } }] }],
   };
-  const out = engine([
-    { path: 'RelatedPerson.name', method: 'redact' },
-    { path: 'Resource.id', method: 'cryptoHash' },
-    { path: "nodesByType('Reference').reference", method: 'cryptoHash' },
-  ], { cryptoHashKey: 'k' }).processResource(patient);
+  const out = engine(
+    [
+      { path: 'RelatedPerson.name', method: 'redact' },
+      { path: 'Resource.id', method: 'cryptoHash' },
+      { path: "nodesByType('Reference').reference", method: 'cryptoHash' },
+    ],
+    { cryptoHashKey: 'k' },
+  ).processResource(patient);
   assert.deepEqual(out, {
     resourceType: 'Patient',
     id: cryptoHash('p1', 'k'),
@@ -56,8 +66,16 @@ test('contained resources: processed with their own rules, labelled on the conta
 });
 
 test('a container rule does not reach into contained resources; a rule scoped to another type does not run', () => {
-  const patient: Json = { resourceType: 'Patient', id: 'p', name: [{ family: 'A' }], contained: [{ resourceType: 'Practitioner', id: 'x', name: [{ family: 'B' }] }] };
-  const out = engine([{ path: 'Patient.name', method: 'redact' }, { path: 'Observation.id', method: 'redact' }]).processResource(patient) as Json;
+  const patient: Json = {
+    resourceType: 'Patient',
+    id: 'p',
+    name: [{ family: 'A' }],
+    contained: [{ resourceType: 'Practitioner', id: 'x', name: [{ family: 'B' }] }],
+  };
+  const out = engine([
+    { path: 'Patient.name', method: 'redact' },
+    { path: 'Observation.id', method: 'redact' },
+  ]).processResource(patient) as Json;
   assert.deepEqual(out['contained'][0]['name'], [{ family: 'B' }]);
   assert.equal(out['name'], undefined);
   assert.equal(out['id'], 'p');
@@ -70,13 +88,19 @@ test('Bundles: the Bundle is processed first, every entry is labelled, the Bundl
     type: 'collection',
     entry: [
       { fullUrl: 'http://example.org/Patient/p1', resource: { resourceType: 'Patient', id: 'p1', birthDate: '2000-03-04' } },
-      { fullUrl: 'http://example.org/Observation/o1', resource: { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'x' }, effectiveDateTime: '2001-01-01T10:20:30Z' } },
+      {
+        fullUrl: 'http://example.org/Observation/o1',
+        resource: { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'x' }, effectiveDateTime: '2001-01-01T10:20:30Z' },
+      },
     ],
   };
-  const out = engine([
-    { path: 'Bundle.entry.fullUrl', method: 'redact' },
-    { path: "nodesByType('date') | nodesByType('dateTime')", method: 'dateShift' },
-  ], { dateShiftKey: 'key' }).processResource(bundle);
+  const out = engine(
+    [
+      { path: 'Bundle.entry.fullUrl', method: 'redact' },
+      { path: "nodesByType('date') | nodesByType('dateTime')", method: 'dateShift' },
+    ],
+    { dateShiftKey: 'key' },
+  ).processResource(bundle);
   const offset = dateShiftOffset('b1', 'key');
   const shift = (date: string) => new Date(Date.parse(`${date}T00:00:00Z`) + offset * 86_400_000).toISOString().slice(0, 10);
   assert.deepEqual(out, {
@@ -86,23 +110,47 @@ test('Bundles: the Bundle is processed first, every entry is labelled, the Bundl
     type: 'collection',
     entry: [
       { resource: { resourceType: 'Patient', id: 'p1', meta: { security: [PERTURBED] }, birthDate: shift('2000-03-04') } },
-      { resource: { resourceType: 'Observation', id: 'o1', meta: { security: [PERTURBED] }, status: 'final', code: { text: 'x' }, effectiveDateTime: `${shift('2001-01-01')}T00:00:00Z` } },
+      {
+        resource: {
+          resourceType: 'Observation',
+          id: 'o1',
+          meta: { security: [PERTURBED] },
+          status: 'final',
+          code: { text: 'x' },
+          effectiveDateTime: `${shift('2001-01-01')}T00:00:00Z`,
+        },
+      },
     ],
   });
 });
 
 test('configuration: method names and enumerations in any case, dateShiftFixedOffsetInDays (bounded), a FHIRPath date comparison in generalize', () => {
-  const out = engine([{ path: 'Patient.birthDate', method: 'DATESHIFT' }], { dateShiftFixedOffsetInDays: 10, dateShiftScope: 'Resource' }).processResource({ resourceType: 'Patient', id: 'p', birthDate: '2000-01-01' });
+  const out = engine([{ path: 'Patient.birthDate', method: 'DATESHIFT' }], { dateShiftFixedOffsetInDays: 10, dateShiftScope: 'Resource' }).processResource({
+    resourceType: 'Patient',
+    id: 'p',
+    birthDate: '2000-01-01',
+  });
   assert.equal(out['birthDate'], '2000-01-11');
   assert.throws(() => engine([], { dateShiftFixedOffsetInDays: 366 }), /outside -365\.\.365/);
   assert.throws(() => engine([], { dateShiftFixedOffsetInDays: 1.5 }), /must be an integer/);
-  const generalized = engine([{ path: "nodesByType('date')", method: 'Generalize', cases: { '$this >= @1990-01-01': '@1990-01-01' }, otherValues: 'Keep' }]).processResource({ resourceType: 'Patient', birthDate: '1995-06-07' });
+  const generalized = engine([
+    { path: "nodesByType('date')", method: 'Generalize', cases: { '$this >= @1990-01-01': '@1990-01-01' }, otherValues: 'Keep' },
+  ]).processResource({ resourceType: 'Patient', birthDate: '1995-06-07' });
   assert.equal(generalized['birthDate'], '1990-01-01');
 });
 
 test('primitive extensions (_birthDate) are processed with their primitive and found by type rules', () => {
-  const patient = { resourceType: 'Patient', id: 'p', birthDate: '2000-01-01', _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/patient-birthTime', valueDateTime: '2000-01-01T10:11:12Z' }] }, _gender: { extension: [{ url: 'http://example.org/x', valueString: 'John Smith 555-123-4567' }] } };
-  const out = engine([{ path: 'Patient.birthDate', method: 'redact' }, { path: "nodesByType('Extension').value", method: 'redact' }]).processResource(structuredClone(patient));
+  const patient = {
+    resourceType: 'Patient',
+    id: 'p',
+    birthDate: '2000-01-01',
+    _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/patient-birthTime', valueDateTime: '2000-01-01T10:11:12Z' }] },
+    _gender: { extension: [{ url: 'http://example.org/x', valueString: 'John Smith 555-123-4567' }] },
+  };
+  const out = engine([
+    { path: 'Patient.birthDate', method: 'redact' },
+    { path: "nodesByType('Extension').value", method: 'redact' },
+  ]).processResource(structuredClone(patient));
   // Redacting a primitive redacts everything below it, its extensions included: no birth time survives.
   assert.equal(out['birthDate'], undefined);
   assert.equal(out['_birthDate'], undefined);

@@ -38,7 +38,8 @@ test('the native path evaluator finds exactly the nodes fhirpath finds (type and
       for (const path of PATHS) {
         const native = compileNative(path);
         assert.ok(native, `${path} should compile natively`);
-        const key = (l: { parent: object; key: string; index: number | null; type: string }) => `${index.all.findIndex((n) => n.parent === l.parent)}|${l.key}|${l.index}|${typeName(l)}`;
+        const key = (l: { parent: object; key: string; index: number | null; type: string }) =>
+          `${index.all.findIndex((n) => n.parent === l.parent)}|${l.key}|${l.index}|${typeName(l)}`;
         // FHIRPath's union removes duplicates by value, so two equal dates would collapse into
         // one node; the native evaluator keeps every node. Compare with the branches' union by location.
         const branches = path.includes(' | ') ? path.split(' | ') : [path];

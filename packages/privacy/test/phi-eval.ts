@@ -28,7 +28,10 @@ export interface PhiScores {
 }
 
 export function readSentences(path = PHI_SENTENCES): LabelledSentence[] {
-  return readFileSync(path, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as LabelledSentence);
+  return readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as LabelledSentence);
 }
 
 /** Scores findPhi on labelled sentences: span recall (a span counts when findings cover all of it), precision, and ordinary words kept. */
@@ -42,7 +45,8 @@ export function scorePhi(sentences: LabelledSentence[], names: readonly NameMatc
       for (const f of found) if ((kind === undefined || f.kind === kind) && f.start <= at && f.end > at) at = Math.max(at, f.end);
       return at >= end;
     };
-    const coversAll = (span: LabelledSentence['spans'][number], kind?: string) => (span.required ?? [[span.start, span.end]]).every(([s, e]) => covers(s, e, kind));
+    const coversAll = (span: LabelledSentence['spans'][number], kind?: string) =>
+      (span.required ?? [[span.start, span.end]]).every(([s, e]) => covers(s, e, kind));
     const other = sentence.other ?? [];
     const overlapsAny = (list: { start: number; end: number }[], start: number, end: number) => list.some((s) => start < s.end && s.start < end);
     for (const span of spans) {
@@ -68,7 +72,12 @@ export function scorePhi(sentences: LabelledSentence[], names: readonly NameMatc
   const kinds = Object.values(scores.byKind);
   scores.recall = kinds.reduce((a, k) => a + k.removed, 0) / kinds.reduce((a, k) => a + k.spans, 0);
   const finding = Object.values(scores.findings);
-  scores.precision = finding.reduce((a, k) => a + k.onPhi, 0) / Math.max(1, finding.reduce((a, k) => a + k.total - k.onOther, 0));
+  scores.precision =
+    finding.reduce((a, k) => a + k.onPhi, 0) /
+    Math.max(
+      1,
+      finding.reduce((a, k) => a + k.total - k.onOther, 0),
+    );
   return scores;
 }
 
@@ -83,7 +92,10 @@ export interface PresidioSample {
 }
 
 export function readPresidioSamples(path = PRESIDIO_SAMPLES): PresidioSample[] {
-  return readFileSync(path, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as PresidioSample);
+  return readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as PresidioSample);
 }
 
 const require = createRequire(import.meta.url);
@@ -92,7 +104,9 @@ let countryNames: string[] | undefined;
 function countries(): string[] {
   if (!countryNames) {
     const iso = require('i18n-iso-countries') as { getNames(lang: string, options: { select: 'all' }): Record<string, string[]> };
-    countryNames = Object.values(iso.getNames('en', { select: 'all' })).flat().map((n) => n.toLowerCase());
+    countryNames = Object.values(iso.getNames('en', { select: 'all' }))
+      .flat()
+      .map((n) => n.toLowerCase());
   }
   return countryNames;
 }
@@ -168,7 +182,8 @@ function requiredTokens(text: string, start: number, end: number): [number, numb
     for (let at = lower.indexOf(country); at >= 0; at = lower.indexOf(country, at + 1)) {
       const before = lower[at - 1];
       const after = lower[at + country.length];
-      if ((before === undefined || !/[\p{L}\p{N}]/u.test(before)) && (after === undefined || !/[\p{L}\p{N}]/u.test(after))) for (let k = at; k < at + country.length; k++) allowed.add(k);
+      if ((before === undefined || !/[\p{L}\p{N}]/u.test(before)) && (after === undefined || !/[\p{L}\p{N}]/u.test(after)))
+        for (let k = at; k < at + country.length; k++) allowed.add(k);
     }
   }
   const required: [number, number][] = [];

@@ -11,7 +11,10 @@ const keys = { cryptoHashKey: 'a', dateShiftKey: 'b' };
 
 test('presidio corpus: the transcription is faithful (every span is the text at its offsets) and both halves are used', () => {
   assert.equal(samples.length, 590);
-  assert.deepEqual(samples.map((s) => s.i), samples.map((_, i) => i));
+  assert.deepEqual(
+    samples.map((s) => s.i),
+    samples.map((_, i) => i),
+  );
   for (const s of samples) for (const span of s.spans) assert.equal(s.text.slice(span.start, span.end), span.value, `sample ${s.i} ${span.type}`);
   const { fit, heldOut } = byTemplateHalf(presidioSentences(samples));
   assert.equal(fit.length + heldOut.length, samples.length);
@@ -32,12 +35,14 @@ test('presidio corpus: the Safe Harbor mapping keeps years, weekdays, ages up to
 });
 
 // The figures of docs/privacy.md ("A corpus made by others"), from `node --import tsx bench/privacy.ts --free-text`.
-test('presidio corpus, held-out half: recall >= 0.95 of identifier spans, >= 0.95 of ordinary words kept, precision >= 0.90, both profiles alike, without the record\'s own dictionary', () => {
+test("presidio corpus, held-out half: recall >= 0.95 of identifier spans, >= 0.95 of ordinary words kept, precision >= 0.90, both profiles alike, without the record's own dictionary", () => {
   const { heldOut } = byTemplateHalf(presidioSentences(samples));
   const scores = ['research', 'safe-harbor'].map((profile) => scorePhi(heldOut, new Deidentifier(profileConfig(profile as 'research', keys)).namesFor([])));
   assert.deepEqual(scores[0], scores[1]);
   const s = scores[0]!;
-  const table = Object.entries(s.byKind).map(([kind, k]) => `${kind} ${k.removed}/${k.spans}`).join(', ');
+  const table = Object.entries(s.byKind)
+    .map(([kind, k]) => `${kind} ${k.removed}/${k.spans}`)
+    .join(', ');
   assert.ok(s.recall >= 0.95, `recall ${s.recall.toFixed(3)} (${table})`);
   assert.ok(s.words.kept / s.words.total >= 0.95, `words kept ${s.words.kept}/${s.words.total}`);
   assert.ok(s.precision >= 0.9, `precision ${s.precision.toFixed(3)}`);
@@ -50,7 +55,8 @@ test('shape detectors leave clinical text alone: drug brand names in the name li
     'Prescribed errin daily; camila was stopped. Continue levora.',
     'Type 2 diabetes mellitus, stage 3 chronic kidney disease; aspirin 81 mg daily for 30 days.',
     'Seen in clinic. Blood pressure 120/80. Follow up in 2 weeks.',
-  ]) assert.equal(scrubText(clinical, names).text, clinical);
+  ])
+    assert.equal(scrubText(clinical, names).text, clinical);
   // A title is not grown into the name after "and" (the attack that turned "and Mrs Ngata" into two names).
   assert.equal(scrubText('Seen with Jaxon and Mrs Ngata.', names).text, 'Seen with [NAME] and Mrs [NAME].');
 });

@@ -48,7 +48,13 @@ function groups(table: Table, qis: string[]): string[][][] {
 
 /** Leaf → ancestors (leaf first) from the ARX rows, read straight from the file text. */
 function ancestry(text: string): Map<string, string[]> {
-  return new Map(text.trim().split('\n').map((line) => line.split(';').map((c) => c.trim())).map((row) => [row[0] as string, row]));
+  return new Map(
+    text
+      .trim()
+      .split('\n')
+      .map((line) => line.split(';').map((c) => c.trim()))
+      .map((row) => [row[0] as string, row]),
+  );
 }
 
 /** EMD under the ground distance height(LCA)/H as a tree metric: Σ over non-root nodes of |P(v) − Q(v)| / (2H). */
@@ -122,16 +128,23 @@ test('hierarchical EMD equals the tree-metric closed form, and the equal distanc
   const rows = ancestry(hierarchyText('occupation'));
   const labels = [...rows.keys()].sort();
   const distance = new HierarchicalDistance(occupation, labels);
-  fc.assert(fc.property(fc.array(fc.nat(20), { minLength: labels.length, maxLength: labels.length }), fc.array(fc.nat(20), { minLength: labels.length, maxLength: labels.length }), (a, b) => {
-    const sa = a.reduce((x, y) => x + y, 0);
-    const sb = b.reduce((x, y) => x + y, 0);
-    if (sa === 0 || sb === 0) return;
-    const global = Float64Array.from(b, (v) => v / sb);
-    const ours = distance.distance(Float64Array.from(a), sa, global);
-    const p = new Map(labels.map((l, i) => [l, (a[i] as number) / sa]));
-    const q = new Map(labels.map((l, i) => [l, (b[i] as number) / sb]));
-    close(ours, treeEmd(rows, p, q), 'hierarchical EMD');
-  }), { numRuns: 200 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.nat(20), { minLength: labels.length, maxLength: labels.length }),
+      fc.array(fc.nat(20), { minLength: labels.length, maxLength: labels.length }),
+      (a, b) => {
+        const sa = a.reduce((x, y) => x + y, 0);
+        const sb = b.reduce((x, y) => x + y, 0);
+        if (sa === 0 || sb === 0) return;
+        const global = Float64Array.from(b, (v) => v / sb);
+        const ours = distance.distance(Float64Array.from(a), sa, global);
+        const p = new Map(labels.map((l, i) => [l, (a[i] as number) / sa]));
+        const q = new Map(labels.map((l, i) => [l, (b[i] as number) / sb]));
+        close(ours, treeEmd(rows, p, q), 'hierarchical EMD');
+      },
+    ),
+    { numRuns: 200 },
+  );
   // A class holding only Tech-support against a table of Tech-support and Craft-repair (siblings) in
   // equal shares: half the mass moves between siblings at distance 1/2: EMD 0.25. To Sales (another branch): 0.5.
   const two = new HierarchicalDistance(occupation, ['Craft-repair', 'Sales', 'Tech-support']);
@@ -153,61 +166,73 @@ const randomRelease = fc.record({
 function treeRows(fanouts: number[]): string[][] {
   let rows: string[][] = [['*']];
   fanouts.forEach((fanout, level) => {
-    rows = rows.flatMap((row, i) => Array.from({ length: fanout }, (_, j) => [level === fanouts.length - 1 ? `v${i * fanout + j}` : `g${level}_${i * fanout + j}`, ...row]));
+    rows = rows.flatMap((row, i) =>
+      Array.from({ length: fanout }, (_, j) => [level === fanouts.length - 1 ? `v${i * fanout + j}` : `g${level}_${i * fanout + j}`, ...row]),
+    );
   });
   return rows;
 }
 
 test('global recoding finds the optimum of an independent brute force over every lattice node (fast-check)', () => {
-  fc.assert(fc.property(randomRelease, ({ fanouts, rows, k, suppression, t }) => {
-    const trees = fanouts.map(treeRows);
-    const columns = trees.map((_, q) => `q${q}`);
-    const table: Table = { columns: [...columns, 's'], rows: rows.map((r) => [...trees.map((tree, q) => (tree[(r[q] as number) % tree.length] as string[])[0] as string), String.fromCharCode(97 + (r[3] as number))]) };
-    const qis: QuasiIdentifier[] = trees.map((tree, q) => ({ column: columns[q] as string, kind: 'categorical', hierarchy: Hierarchy.fromRows(tree) }));
-    const sensitiveRows = new Map(['a', 'b', 'c'].map((v) => [v, [v, '*']]));
-    const options = { quasiIdentifiers: qis, sensitive: 's', model: { k, ...(t !== undefined ? { t } : {}) }, maxSuppression: suppression };
-    const leafCount = trees.map((tree) => tree.length);
-    // Brute force: every node, each row generalised `level` steps up its own ARX row.
-    const budget = Math.floor(suppression * rows.length);
-    const whole = distribution(table.rows.map((r) => r[columns.length] as string));
-    let best = Infinity;
-    const levels = trees.map((tree) => (tree[0] as string[]).length);
-    const total = levels.reduce((a, b) => a * b, 1);
-    for (let index = 0; index < total; index++) {
-      const node: number[] = [];
-      let rest = index;
-      for (const h of levels) node.push(rest % h), (rest = Math.floor(rest / h));
-      const cells = table.rows.map((row) => columns.map((_, q) => trees[q]!.find((tr) => tr[0] === row[q])![node[q] as number] as string));
-      const byKey = new Map<string, number[]>();
-      cells.forEach((c, r) => byKey.set(c.join('|'), [...(byKey.get(c.join('|')) ?? []), r]));
-      let suppressed = 0;
-      let penalty = 0;
-      for (const members of byKey.values()) {
-        const values = members.map((r) => table.rows[r]![columns.length] as string);
-        const ok = members.length >= k && (t === undefined || treeEmd(sensitiveRows, distribution(values), whole) <= t + 1e-12);
-        if (!ok) {
-          suppressed += members.length;
-          continue;
+  fc.assert(
+    fc.property(randomRelease, ({ fanouts, rows, k, suppression, t }) => {
+      const trees = fanouts.map(treeRows);
+      const columns = trees.map((_, q) => `q${q}`);
+      const table: Table = {
+        columns: [...columns, 's'],
+        rows: rows.map((r) => [
+          ...trees.map((tree, q) => (tree[(r[q] as number) % tree.length] as string[])[0] as string),
+          String.fromCharCode(97 + (r[3] as number)),
+        ]),
+      };
+      const qis: QuasiIdentifier[] = trees.map((tree, q) => ({ column: columns[q] as string, kind: 'categorical', hierarchy: Hierarchy.fromRows(tree) }));
+      const sensitiveRows = new Map(['a', 'b', 'c'].map((v) => [v, [v, '*']]));
+      const options = { quasiIdentifiers: qis, sensitive: 's', model: { k, ...(t !== undefined ? { t } : {}) }, maxSuppression: suppression };
+      const leafCount = trees.map((tree) => tree.length);
+      // Brute force: every node, each row generalised `level` steps up its own ARX row.
+      const budget = Math.floor(suppression * rows.length);
+      const whole = distribution(table.rows.map((r) => r[columns.length] as string));
+      let best = Infinity;
+      const levels = trees.map((tree) => (tree[0] as string[]).length);
+      const total = levels.reduce((a, b) => a * b, 1);
+      for (let index = 0; index < total; index++) {
+        const node: number[] = [];
+        let rest = index;
+        for (const h of levels) (node.push(rest % h), (rest = Math.floor(rest / h)));
+        const cells = table.rows.map((row) => columns.map((_, q) => trees[q]!.find((tr) => tr[0] === row[q])![node[q] as number] as string));
+        const byKey = new Map<string, number[]>();
+        cells.forEach((c, r) => byKey.set(c.join('|'), [...(byKey.get(c.join('|')) ?? []), r]));
+        let suppressed = 0;
+        let penalty = 0;
+        for (const members of byKey.values()) {
+          const values = members.map((r) => table.rows[r]![columns.length] as string);
+          const ok = members.length >= k && (t === undefined || treeEmd(sensitiveRows, distribution(values), whole) <= t + 1e-12);
+          if (!ok) {
+            suppressed += members.length;
+            continue;
+          }
+          for (const r of members)
+            columns.forEach((_, q) => {
+              const label = cells[r]![q] as string;
+              const leaves = trees[q]!.filter((tr) => tr.includes(label)).length;
+              penalty += node[q] === 0 ? 0 : leaves / (leafCount[q] as number);
+            });
         }
-        for (const r of members) columns.forEach((_, q) => {
-          const label = cells[r]![q] as string;
-          const leaves = trees[q]!.filter((tr) => tr.includes(label)).length;
-          penalty += node[q] === 0 ? 0 : leaves / (leafCount[q] as number);
-        });
+        if (suppressed > budget) continue;
+        best = Math.min(best, (100 * (penalty + suppressed * columns.length)) / (rows.length * columns.length));
       }
-      if (suppressed > budget) continue;
-      best = Math.min(best, (100 * (penalty + suppressed * columns.length)) / (rows.length * columns.length));
-    }
-    if (best === Infinity) {
-      assert.throws(() => globalRecoding(table, options), { code: 'MALFORMED' });
-      return;
-    }
-    const result = globalRecoding(table, options);
-    close(result.ncpPercent, best, 'optimal NCP');
-    assert.ok(result.suppressed.length <= budget);
-    assert.equal(result.table.rows.length + result.suppressed.length, rows.length);
-    checkRelease(table, result.table, columns, { k, ...(t !== undefined ? { t, sensitive: 's', sensitiveRows } : {}) });
-  }), { numRuns: 120 });
+      if (best === Infinity) {
+        assert.throws(() => globalRecoding(table, options), { code: 'MALFORMED' });
+        return;
+      }
+      const result = globalRecoding(table, options);
+      close(result.ncpPercent, best, 'optimal NCP');
+      assert.ok(result.suppressed.length <= budget);
+      assert.equal(result.table.rows.length + result.suppressed.length, rows.length);
+      checkRelease(table, result.table, columns, { k, ...(t !== undefined ? { t, sensitive: 's', sensitiveRows } : {}) });
+    }),
+    { numRuns: 120 },
+  );
 });
 
 test('global recoding on the Adult subset: k = 5 within 5 % suppression, every class checked; a generalisation of the optimum is no better', () => {
@@ -221,7 +246,10 @@ test('global recoding on the Adult subset: k = 5 within 5 % suppression, every c
     const rows = ancestry(hierarchyText(column));
     const allowed = new Set([...rows.values()].map((r) => r[Math.min(result.node[q] as number, r.length - 1)]));
     const at = result.table.columns.indexOf(column);
-    assert.ok(result.table.rows.every((row) => allowed.has(row[at] as string)), column);
+    assert.ok(
+      result.table.rows.every((row) => allowed.has(row[at] as string)),
+      column,
+    );
   });
   const bottom = globalRecoding(adult, { ...options, maxSuppression: 0 });
   assert.ok(bottom.ncpPercent >= result.ncpPercent, 'no suppression cannot do better than 5 % of it');
@@ -230,10 +258,17 @@ test('global recoding on the Adult subset: k = 5 within 5 % suppression, every c
 
 test('t-closeness with the hierarchical EMD: Mondrian and global outputs pass the independent EMD check', () => {
   const sensitiveRows = ancestry(hierarchyText('occupation'));
-  const options = { quasiIdentifiers: adultQis, sensitive: 'occupation', sensitiveHierarchy: hierarchy('occupation'), model: { k: 10, t: 0.2 }, maxSuppression: 0.05 };
+  const options = {
+    quasiIdentifiers: adultQis,
+    sensitive: 'occupation',
+    sensitiveHierarchy: hierarchy('occupation'),
+    model: { k: 10, t: 0.2 },
+    maxSuppression: 0.05,
+  };
   const { tables, report } = anonymizeWithReport(adult, options, ['mondrian', 'global']);
   assert.equal(report.tClosenessDistance, 'hierarchical');
-  for (const method of ['mondrian', 'global'] as const) checkRelease(adult, tables[method] as Table, STANDARD_QIS, { k: 10, t: 0.2, sensitive: 'occupation', sensitiveRows });
+  for (const method of ['mondrian', 'global'] as const)
+    checkRelease(adult, tables[method] as Table, STANDARD_QIS, { k: 10, t: 0.2, sensitive: 'occupation', sensitiveRows });
   // The equal distance (no hierarchy) is stricter than the hierarchical one: Mondrian keeps less.
   const equal = anonymizeWithReport(adult, { ...options, sensitiveHierarchy: undefined } as never).report;
   assert.equal(equal.tClosenessDistance, 'equal');
@@ -243,9 +278,15 @@ test('t-closeness with the hierarchical EMD: Mondrian and global outputs pass th
 test('Mondrian at k = 100 splits a blocked age hierarchy: no class keeps age "*"', () => {
   const result = mondrian(adult, { quasiIdentifiers: adultQis, model: { k: 100 } });
   const sizes = checkRelease(adult, result.table, STANDARD_QIS, { k: 100 });
-  assert.equal(sizes.reduce((a, b) => a + b, 0), adult.rows.length);
+  assert.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    adult.rows.length,
+  );
   const age = result.table.columns.indexOf('age');
-  assert.ok(result.table.rows.every((row) => row[age] !== '*'), 'an all-* age class');
+  assert.ok(
+    result.table.rows.every((row) => row[age] !== '*'),
+    'an all-* age class',
+  );
   // A set-valued age covers its records: each record's row in the hierarchy file names one of its members.
   const ageRows = ancestry(hierarchyText('age'));
   const ageColumn = adult.columns.indexOf('age');
@@ -255,7 +296,12 @@ test('Mondrian at k = 100 splits a blocked age hierarchy: no class keeps age "*"
     if (!bound.groupOf) continue;
     setValued++;
     const members = new Set(bound.children.map((c) => c.label));
-    for (const r of cls.records) assert.equal(ageRows.get(adult.rows[r]![ageColumn] as string)!.some((label) => members.has(label)), true, `age ${adult.rows[r]![ageColumn]} outside ${bound.label}`);
+    for (const r of cls.records)
+      assert.equal(
+        ageRows.get(adult.rows[r]![ageColumn] as string)!.some((label) => members.has(label)),
+        true,
+        `age ${adult.rows[r]![ageColumn]} outside ${bound.label}`,
+      );
   }
   assert.ok(setValued > 0, 'the blocked age hierarchy was cut into sibling groups');
 });
@@ -313,16 +359,24 @@ test('the research table from FHIR: age, sex, ZIP3 and condition codes per Patie
   const resources = resourcesFromText(readFileSync(FIXTURE_BUNDLE, 'utf8'), 'bundle');
   const bundle = JSON.parse(readFileSync(FIXTURE_BUNDLE, 'utf8').replace(/^\uFEFF/, '')) as { entry: { resource: Record<string, unknown> }[] };
   const patient = bundle.entry.map((e) => e.resource).find((r) => r['resourceType'] === 'Patient') as Record<string, unknown>;
-  const conditions = bundle.entry.map((e) => e.resource).filter((r) => r['resourceType'] === 'Condition').map((r) => ((r['code'] as { coding: { code: string }[] }).coding[0] as { code: string }).code);
+  const conditions = bundle.entry
+    .map((e) => e.resource)
+    .filter((r) => r['resourceType'] === 'Condition')
+    .map((r) => ((r['code'] as { coding: { code: string }[] }).coding[0] as { code: string }).code);
   const asOf = new Date('2020-03-26T00:00:00Z'); // the day before the birthday
   const table = researchTable(resources, { fields: ['age', 'sex', 'zip3', 'conditions'], asOf, conditionFlags: [conditions[0] as string, '0000'] });
   assert.deepEqual(table.columns, ['age', 'sex', 'zip3', 'conditions', `condition:${conditions[0]}`, 'condition:0000']);
   const birthYear = Number(String(patient['birthDate']).slice(0, 4));
   const zip = ((patient['address'] as { postalCode: string }[])[0] as { postalCode: string }).postalCode;
-  assert.deepEqual(table.rows, [[String(2020 - birthYear - 1), String(patient['gender']), zip.slice(0, 3), [...new Set(conditions)].sort().join(' '), '1', '0']]);
+  assert.deepEqual(table.rows, [
+    [String(2020 - birthYear - 1), String(patient['gender']), zip.slice(0, 3), [...new Set(conditions)].sort().join(' '), '1', '0'],
+  ]);
   // NDJSON of the same resources gives the same table; it then anonymizes like any other table.
   const ndjson = bundle.entry.map((e) => JSON.stringify(e.resource)).join('\n');
-  assert.deepEqual(researchTable(resourcesFromText(ndjson), { fields: ['age', 'sex', 'zip3', 'conditions'], asOf }).rows, table.rows.map((r) => r.slice(0, 4)));
+  assert.deepEqual(
+    researchTable(resourcesFromText(ndjson), { fields: ['age', 'sex', 'zip3', 'conditions'], asOf }).rows,
+    table.rows.map((r) => r.slice(0, 4)),
+  );
   assert.throws(() => resourcesFromText('{"resourceType":"Patient"}\n{oops}\n', 'x.ndjson'), /x\.ndjson, line 2: not valid JSON/);
   assert.throws(() => resourcesFromText('[1,2]'), { code: 'MALFORMED' });
   assert.throws(() => researchTable(resources, { fields: ['height' as never] }), /unknown research field/);

@@ -18,7 +18,11 @@ const text = (value: unknown) => allText(value).join('\n');
 test('leak: primitive extensions (_birthDate birth time, _gender string with a name, phone and SSN) are processed', () => {
   for (const engine of [safeHarbor, research]) {
     const patient: Json = {
-      resourceType: 'Patient', id: 'p1', name: [{ family: 'Okafor', given: ['Chidi'] }], gender: 'male', birthDate: '1980-04-05',
+      resourceType: 'Patient',
+      id: 'p1',
+      name: [{ family: 'Okafor', given: ['Chidi'] }],
+      gender: 'male',
+      birthDate: '1980-04-05',
       _birthDate: { extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/patient-birthTime', valueDateTime: '1980-04-05T13:14:15+01:00' }] },
       _gender: { extension: [{ url: 'http://example.org/note', valueString: 'told by Chidi Okafor, 555-867-5309, SSN 123-45-6789' }] },
     };
@@ -29,8 +33,12 @@ test('leak: primitive extensions (_birthDate birth time, _gender string with a n
 
 test('leak: url and uri values (valueUrl, valueUri) are removed; Coding.system stays', () => {
   const patient: Json = {
-    resourceType: 'Patient', id: 'p2',
-    extension: [{ url: 'http://example.org/homepage', valueUrl: 'https://chidi-okafor.example.com/me' }, { url: 'http://example.org/profile', valueUri: 'http://social.example.org/u/chidi' }],
+    resourceType: 'Patient',
+    id: 'p2',
+    extension: [
+      { url: 'http://example.org/homepage', valueUrl: 'https://chidi-okafor.example.com/me' },
+      { url: 'http://example.org/profile', valueUri: 'http://social.example.org/u/chidi' },
+    ],
     maritalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-MaritalStatus', code: 'M' }] },
   };
   const out = run(safeHarbor, patient);
@@ -40,8 +48,17 @@ test('leak: url and uri values (valueUrl, valueUri) are removed; Coding.system s
 
 test('leak: DICOM study, series and instance UIDs (ImagingStudy.series.uid) are not released', () => {
   const study: Json = {
-    resourceType: 'ImagingStudy', id: 's1', status: 'available', subject: { reference: 'Patient/p1' },
-    series: [{ uid: '1.2.840.99999.1.1.12345', modality: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: 'CT' }, instance: [{ uid: '1.2.840.99999.1.1.12345.1', sopClass: { code: '1.2.840.10008.5.1.4.1.1.2' } }] }],
+    resourceType: 'ImagingStudy',
+    id: 's1',
+    status: 'available',
+    subject: { reference: 'Patient/p1' },
+    series: [
+      {
+        uid: '1.2.840.99999.1.1.12345',
+        modality: { system: 'http://dicom.nema.org/resources/ontology/DCM', code: 'CT' },
+        instance: [{ uid: '1.2.840.99999.1.1.12345.1', sopClass: { code: '1.2.840.10008.5.1.4.1.1.2' } }],
+      },
+    ],
   };
   for (const engine of [safeHarbor, research]) {
     const out = text(run(engine, structuredClone(study)));
@@ -51,7 +68,13 @@ test('leak: DICOM study, series and instance UIDs (ImagingStudy.series.uid) are 
 });
 
 test('leak: an age of 95 as valueQuantity with unit a is removed; an age of 45 stays', () => {
-  const observation = (value: number): Json => ({ resourceType: 'Observation', id: 'o', status: 'final', code: { text: 'Age' }, valueQuantity: { value, unit: 'a', system: 'http://unitsofmeasure.org', code: 'a' } });
+  const observation = (value: number): Json => ({
+    resourceType: 'Observation',
+    id: 'o',
+    status: 'final',
+    code: { text: 'Age' },
+    valueQuantity: { value, unit: 'a', system: 'http://unitsofmeasure.org', code: 'a' },
+  });
   assert.equal(run(safeHarbor, observation(95))['valueQuantity']?.['value'], undefined);
   assert.equal(run(safeHarbor, observation(45))['valueQuantity']['value'], 45);
   assert.equal(run(research, observation(95))['valueQuantity']?.['value'], undefined);
@@ -87,7 +110,9 @@ test('leak: dates before a full stop, 2019/03/04, Apr 26, 26th of April 1978, an
 
 test("leak: the record's own addresses, cities and ZIPs are found in its text (streets the suffix list lacks too)", () => {
   const patient: Json = {
-    resourceType: 'Patient', id: 'p3', name: [{ family: 'Okafor', given: ['Chidi'] }],
+    resourceType: 'Patient',
+    id: 'p3',
+    name: [{ family: 'Okafor', given: ['Chidi'] }],
     address: [{ line: ['17 Wattle Grove Parade'], city: 'Wagga Wagga', postalCode: '26501' }],
     text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Lives at 17 Wattle Grove Parade, Wagga Wagga 26501 with family.</div>' },
   };
@@ -95,7 +120,12 @@ test("leak: the record's own addresses, cities and ZIPs are found in its text (s
   const div = out['text']['div'] as string;
   for (const leaked of ['Wattle', 'Wagga', '26501']) assert.ok(!div.includes(leaked), `${leaked} survived: ${div}`);
   assert.match(div, /with family/);
-  for (const street of ['12 Maple Run', '4 Harbour Route', '88 Elm Pathway', '9 Cedar Park']) assert.deepEqual(findPhi(`at ${street} today`).map((f) => f.kind), ['ADDRESS'], street);
+  for (const street of ['12 Maple Run', '4 Harbour Route', '88 Elm Pathway', '9 Cedar Park'])
+    assert.deepEqual(
+      findPhi(`at ${street} today`).map((f) => f.kind),
+      ['ADDRESS'],
+      street,
+    );
 });
 
 test('leak: built-in gazetteer finds cities in no resource; English words that are also names or places survive', () => {
@@ -110,9 +140,14 @@ test('leak: built-in gazetteer finds cities in no resource; English words that a
 
 test('leak: Coding.display and CodeableConcept.text (terminology) are left alone', () => {
   const encounter: Json = {
-    resourceType: 'Encounter', id: 'e1', status: 'finished', class: { code: 'AMB' },
+    resourceType: 'Encounter',
+    id: 'e1',
+    status: 'finished',
+    class: { code: 'AMB' },
     type: [{ coding: [{ system: 'http://snomed.info/sct', code: '185345009', display: 'Encounter for symptom' }], text: 'Primary Care Practitioner visit' }],
-    reasonCode: [{ coding: [{ system: 'http://snomed.info/sct', code: '370143000', display: 'Major depression disorder' }], text: 'Major depression disorder' }],
+    reasonCode: [
+      { coding: [{ system: 'http://snomed.info/sct', code: '370143000', display: 'Major depression disorder' }], text: 'Major depression disorder' },
+    ],
     participant: [{ individual: { reference: 'Practitioner/x', display: 'Dr. Chidi Okafor' } }],
   };
   const out = run(safeHarbor, encounter, [{ resourceType: 'Practitioner', name: [{ family: 'Okafor', given: ['Chidi'] }] }]);
@@ -124,10 +159,31 @@ test('leak: Coding.display and CodeableConcept.text (terminology) are left alone
 test('leak: Bundle links stay valid: # references match contained ids, fullUrls are UUIDs matching references, request.url keeps its type', () => {
   const uuid = '6f1b7c3e-2a4d-4e5f-9a8b-0c1d2e3f4a5b';
   const bundle: Json = {
-    resourceType: 'Bundle', type: 'transaction',
+    resourceType: 'Bundle',
+    type: 'transaction',
     entry: [
-      { fullUrl: `urn:uuid:${uuid}`, resource: { resourceType: 'Patient', id: uuid, name: [{ family: 'Okafor' }], contained: [{ resourceType: 'Organization', id: 'org1', name: 'Clinic' }], managingOrganization: { reference: '#org1' } }, request: { method: 'POST', url: 'Patient' } },
-      { fullUrl: 'urn:uuid:0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d', resource: { resourceType: 'Observation', id: '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d', status: 'final', code: { text: 'x' }, subject: { reference: `urn:uuid:${uuid}` } }, request: { method: 'PUT', url: `Observation/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d` } },
+      {
+        fullUrl: `urn:uuid:${uuid}`,
+        resource: {
+          resourceType: 'Patient',
+          id: uuid,
+          name: [{ family: 'Okafor' }],
+          contained: [{ resourceType: 'Organization', id: 'org1', name: 'Clinic' }],
+          managingOrganization: { reference: '#org1' },
+        },
+        request: { method: 'POST', url: 'Patient' },
+      },
+      {
+        fullUrl: 'urn:uuid:0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d',
+        resource: {
+          resourceType: 'Observation',
+          id: '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d',
+          status: 'final',
+          code: { text: 'x' },
+          subject: { reference: `urn:uuid:${uuid}` },
+        },
+        request: { method: 'PUT', url: `Observation/0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d` },
+      },
       { resource: { resourceType: 'Patient', id: 'q' }, request: { method: 'POST', url: 'Patient?identifier=http://hospital.org/mrn|12345' } },
     ],
   };
@@ -147,15 +203,24 @@ test('leak: Bundle links stay valid: # references match contained ids, fullUrls 
 
 test('leak: narrative XHTML stays valid (xmlns kept, text scrubbed, attributes dropped)', () => {
   const patient: Json = {
-    resourceType: 'Patient', id: 'p4', name: [{ family: 'Okafor', given: ['Chidi'] }],
-    text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml"><p title="Chidi Okafor">Chidi Okafor &amp; family, born 1980-04-05</p><a href="https://x.example.com/chidi">home</a><br/></div>' },
+    resourceType: 'Patient',
+    id: 'p4',
+    name: [{ family: 'Okafor', given: ['Chidi'] }],
+    text: {
+      status: 'generated',
+      div: '<div xmlns="http://www.w3.org/1999/xhtml"><p title="Chidi Okafor">Chidi Okafor &amp; family, born 1980-04-05</p><a href="https://x.example.com/chidi">home</a><br/></div>',
+    },
   };
   const div = run(safeHarbor, patient)['text']['div'] as string;
   assert.equal(div, '<div xmlns="http://www.w3.org/1999/xhtml"><p>[NAME] [NAME] &amp; family, born [DATE]</p><a>home</a><br/></div>');
 });
 
 test('leak: a Patient photo with a contentType does not crash either profile, and the photo goes', () => {
-  const patient: Json = { resourceType: 'Patient', id: 'p5', photo: [{ contentType: 'image/jpeg', data: Buffer.from('not really a jpeg').toString('base64'), title: 'Chidi at the beach' }] };
+  const patient: Json = {
+    resourceType: 'Patient',
+    id: 'p5',
+    photo: [{ contentType: 'image/jpeg', data: Buffer.from('not really a jpeg').toString('base64'), title: 'Chidi at the beach' }],
+  };
   for (const engine of [safeHarbor, research]) assert.equal(run(engine, structuredClone(patient))['photo'], undefined);
 });
 
@@ -171,7 +236,13 @@ test('leak: a research date shift is never 0 (keyed HMAC offsets over many patie
 });
 
 test('hostile: an element part of a Quantity without the Quantity (`_valueQuantity` alone) does not crash either profile', () => {
-  const observation = { resourceType: 'Observation', id: 'o1', status: 'final', code: { text: 'age' }, _valueQuantity: { extension: [{ url: 'http://example.org/x', valueString: 'Chidi Okafor' }] } };
+  const observation = {
+    resourceType: 'Observation',
+    id: 'o1',
+    status: 'final',
+    code: { text: 'age' },
+    _valueQuantity: { extension: [{ url: 'http://example.org/x', valueString: 'Chidi Okafor' }] },
+  };
   for (const profile of ['safe-harbor', 'research'] as const) {
     const engine = new Deidentifier(profileConfig(profile, { cryptoHashKey: 'k', dateShiftKey: 's' }));
     const out = JSON.stringify(engine.processResource(structuredClone(observation), { names: engine.namesFor([]) }));

@@ -11,13 +11,27 @@ import { RECORD_STREAM_TYPE, recordStreamEvents, wholeRecords, type RecordParts,
 
 /** An HTTP problem answer as a typed error; `status` is the HTTP status, `code` the taxonomy's. */
 export class HttpProblemError extends MedShareError {
-  constructor(readonly status: number, message: string, code: ErrorCode = codeForStatus(status)) {
+  constructor(
+    readonly status: number,
+    message: string,
+    code: ErrorCode = codeForStatus(status),
+  ) {
     super(code, message);
   }
 }
 
 const CODES: ReadonlySet<string> = new Set<ErrorCode>([
-  'MALFORMED', 'UNSUPPORTED', 'LIMIT', 'POLICY_SYNTAX', 'ACCESS_DENIED', 'INTEGRITY', 'UNAUTHENTICATED', 'NOT_FOUND', 'CONFLICT', 'RATE_LIMITED', 'UNAVAILABLE',
+  'MALFORMED',
+  'UNSUPPORTED',
+  'LIMIT',
+  'POLICY_SYNTAX',
+  'ACCESS_DENIED',
+  'INTEGRITY',
+  'UNAUTHENTICATED',
+  'NOT_FOUND',
+  'CONFLICT',
+  'RATE_LIMITED',
+  'UNAVAILABLE',
 ]);
 
 /** The error code an HTTP status stands for when the problem names none. */
@@ -119,7 +133,11 @@ export async function callJson<T>(base: URL, method: string, path: string, optio
  * not fetch: receiving a 16 MiB stream through fetch's web streams cost this process about twice the CPU time
  * (docs/benchmarks.md § Platform); TLS trusts what fetch trusts (the system store and NODE_EXTRA_CA_CERTS).
  */
-export async function* callRecordStreamEvents(base: URL, path: string, options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>): AsyncGenerator<RecordStreamEvent> {
+export async function* callRecordStreamEvents(
+  base: URL,
+  path: string,
+  options: Pick<CallOptions, 'body' | 'token' | 'dpop' | 'timeoutMs'>,
+): AsyncGenerator<RecordStreamEvent> {
   const headers: Record<string, string> = { 'content-type': 'application/json', accept: RECORD_STREAM_TYPE };
   const url = new URL(path.replace(/^\//, ''), base.href.endsWith('/') ? base : new URL(`${base.href}/`));
   let response: IncomingMessage | undefined;
@@ -128,7 +146,15 @@ export async function* callRecordStreamEvents(base: URL, path: string, options: 
     const body = JSON.stringify(options.body ?? {});
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     response = await new Promise<IncomingMessage>((resolve, reject) => {
-      const request = send(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS) }, resolve);
+      const request = send(
+        url,
+        {
+          method: 'POST',
+          headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+          signal: AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+        },
+        resolve,
+      );
       request.once('error', reject);
       request.end(body);
     });

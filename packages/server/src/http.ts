@@ -84,12 +84,30 @@ export function useProblems(app: FastifyInstance): void {
     const problem = problemFor(error);
     // An unexpected error was answered with a bare 500 and logged nowhere (an 8 MiB upload's MSM overflowed mcl-wasm's
     // stack unseen). Its class and stack frames are logged; not its message, which may quote request data.
-    if (problem.status === 500) request.log.error({ error: error instanceof Error ? { name: error.name, frames: error.stack?.split('\n').slice(1, 8).map((l) => l.trim()) } : typeof error }, 'internal error');
+    if (problem.status === 500)
+      request.log.error(
+        {
+          error:
+            error instanceof Error
+              ? {
+                  name: error.name,
+                  frames: error.stack
+                    ?.split('\n')
+                    .slice(1, 8)
+                    .map((l) => l.trim()),
+                }
+              : typeof error,
+        },
+        'internal error',
+      );
     if (error instanceof RateLimitedError || error instanceof UnavailableError) void reply.header('retry-after', String(error.retryAfterSeconds));
     if (problem.status === 401) void reply.header('www-authenticate', DPOP_CHALLENGE);
     return reply.status(problem.status).type('application/problem+json').send(problem);
   });
   app.setNotFoundHandler((_request, reply) =>
-    reply.status(404).type('application/problem+json').send({ type: 'urn:medshare:problem:not-found', title: 'Not found', status: 404, detail: 'no such resource' }),
+    reply
+      .status(404)
+      .type('application/problem+json')
+      .send({ type: 'urn:medshare:problem:not-found', title: 'Not found', status: 404, detail: 'no such resource' }),
   );
 }

@@ -106,20 +106,44 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
   for (const bytes of all) {
     const u8 = new Uint8Array(bytes);
     const header = attempt(() => pre.openRecordHeader(u8));
-    if (header !== undefined) { records.push({ bytes: u8, header }); continue; }
+    if (header !== undefined) {
+      records.push({ bytes: u8, header });
+      continue;
+    }
     const rk = attempt(() => pre.decodeReEncryptionKey(u8));
-    if (rk !== undefined) { rks.push(rk); continue; }
+    if (rk !== undefined) {
+      rks.push(rk);
+      continue;
+    }
     const capsule = attempt(() => pre.decodeEmergencyCapsule(u8));
-    if (capsule !== undefined) { capsules.set(Buffer.from(capsule.delegationId).toString('hex'), capsule); continue; }
-    if (attempt(() => pre.decodeEmergencyGrant(u8)) !== undefined) { grants.push(u8); continue; }
+    if (capsule !== undefined) {
+      capsules.set(Buffer.from(capsule.delegationId).toString('hex'), capsule);
+      continue;
+    }
+    if (attempt(() => pre.decodeEmergencyGrant(u8)) !== undefined) {
+      grants.push(u8);
+      continue;
+    }
     const master = attempt(() => abe.decodeMasterKey(u8));
-    if (master !== undefined) { masterKeys.push(master); continue; }
+    if (master !== undefined) {
+      masterKeys.push(master);
+      continue;
+    }
     const user = attempt(() => abe.decodeUserKey(u8));
-    if (user !== undefined) { userKeys.push(user); continue; }
+    if (user !== undefined) {
+      userKeys.push(user);
+      continue;
+    }
     const patient = attempt(() => pre.decodePatientKey(u8));
-    if (patient !== undefined) { patientKeys.push(patient); continue; }
+    if (patient !== undefined) {
+      patientKeys.push(patient);
+      continue;
+    }
     const bundle = attempt(() => pre.decodePublicKeys(u8));
-    if (bundle !== undefined) { bundles.push(bundle); continue; }
+    if (bundle !== undefined) {
+      bundles.push(bundle);
+      continue;
+    }
     if (u8.length === 32) scalars.set(Buffer.from(u8).toString('hex'), u8);
   }
   let attempts = 0;
@@ -134,9 +158,10 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
     return capsule === undefined ? [] : [attempt(() => pre.emergencyGrantKey(capsule, g))].filter((k): k is pre.ReEncryptionKey => k !== undefined);
   });
   // pre.convert refuses a key for another record, category, epoch or patient key: only the keys it accepts are tried.
-  const fits = (rk: pre.ReEncryptionKey, core: pre.RecordCore) => rk.scope.kind === 'record'
-    ? rk.scope.recordId === core.recordId
-    : rk.category === core.category && rk.epoch === core.epoch && Buffer.compare(rk.keyId, core.keyId) === 0;
+  const fits = (rk: pre.ReEncryptionKey, core: pre.RecordCore) =>
+    rk.scope.kind === 'record'
+      ? rk.scope.recordId === core.recordId
+      : rk.category === core.category && rk.epoch === core.epoch && Buffer.compare(rk.keyId, core.keyId) === 0;
   for (const [i, record] of records.entries()) {
     if (readers.length > 0) {
       for (const rk of [...rks, ...grantKeys]) {
@@ -159,12 +184,17 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
   for (const scalar of scalars.values()) {
     for (const bundle of bundles) {
       const first = bundle.categories[0]!;
-      const guess: pre.PatientSecretKey = { patientId: bundle.patientId, masterSecret: scalar, epochs: new Map(bundle.categories.map((k) => [k.category, k.epoch])) };
+      const guess: pre.PatientSecretKey = {
+        patientId: bundle.patientId,
+        masterSecret: scalar,
+        epochs: new Map(bundle.categories.map((k) => [k.category, k.epoch])),
+      };
       attempts++;
       const derived = attempt(() => pre.publicKeys({ ...guess, epochs: new Map([[first.category, first.epoch]]) }));
       if (derived === undefined || Buffer.compare(derived.categories[0]!.keyId, first.keyId) !== 0) continue;
       const theirs = new Set(bundle.categories.map((k) => Buffer.from(k.keyId).toString('hex')));
-      for (const [i, record] of records.entries()) if (theirs.has(Buffer.from(record.header.core.keyId).toString('hex'))) tryOpen(i, () => pre.decrypt(guess, record.bytes));
+      for (const [i, record] of records.entries())
+        if (theirs.has(Buffer.from(record.header.core.keyId).toString('hex'))) tryOpen(i, () => pre.decrypt(guess, record.bytes));
     }
     for (const i of groups.values()) {
       const { category, epoch } = records[i]!.header.core;
@@ -172,7 +202,10 @@ export async function tryEveryKey(values: readonly Buffer[], attributes: string)
     }
   }
   return {
-    values: values.length, records: records.length, attempts, decrypted: opened.size,
+    values: values.length,
+    records: records.length,
+    attempts,
+    decrypted: opened.size,
     candidates: { masterKeys: masterKeys.length, userKeys: userKeys.length, patientKeys: patientKeys.length, scalars: scalars.size },
   };
 }

@@ -21,9 +21,31 @@ import type { FastifyInstance } from 'fastify';
 import { IntegrityError, UnavailableError } from '@medshare/crypto';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  AuditLog, chainAddressOf, CheckpointFile, cosignersOf, defaultQuorum, HttpChainCosigner, HttpCosigner, LedgerClient, ledgerRoutesPlugin, loadChainKey,
-  loadNoteSigner, parseChainAddress, parseVerifierKey, verifyCheckpointNote, verifyInclusionBundle, Witness, witnessPlugin,
-  type AnchorClient, type AnchorReceipt, type ChainCosigner, type CheckpointVerifier, type InclusionBundle, type Cosigner, type Fault, type TrustPolicy,
+  AuditLog,
+  chainAddressOf,
+  CheckpointFile,
+  cosignersOf,
+  defaultQuorum,
+  HttpChainCosigner,
+  HttpCosigner,
+  LedgerClient,
+  ledgerRoutesPlugin,
+  loadChainKey,
+  loadNoteSigner,
+  parseChainAddress,
+  parseVerifierKey,
+  verifyCheckpointNote,
+  verifyInclusionBundle,
+  Witness,
+  witnessPlugin,
+  type AnchorClient,
+  type AnchorReceipt,
+  type ChainCosigner,
+  type CheckpointVerifier,
+  type InclusionBundle,
+  type Cosigner,
+  type Fault,
+  type TrustPolicy,
 } from '@medshare/ledger';
 import { callJson } from './http-client.ts';
 import { FEDERATION_MIGRATIONS } from './migrations.ts';
@@ -48,7 +70,10 @@ export async function pinnedKey(db: Database, name: string, fetch: () => Promise
  * itself (never the cloud) publishes it; pinned under `pin` on first sight.
  * @throws IntegrityError when it differs from the configured or pinned key, or is named other than `name`
  */
-export async function pinnedPeerKey(db: Database, peer: { pin: string; name: string; what: string; configured?: string; published: () => Promise<string> }): Promise<CheckpointVerifier> {
+export async function pinnedPeerKey(
+  db: Database,
+  peer: { pin: string; name: string; what: string; configured?: string; published: () => Promise<string> },
+): Promise<CheckpointVerifier> {
   const vkey = await pinnedKey(db, peer.pin, async () => peer.configured ?? (await peer.published()));
   if (peer.configured !== undefined && peer.configured !== vkey) throw new IntegrityError(`the configured ${peer.what} is not the one pinned`);
   const verifier = parseVerifierKey(vkey);
@@ -59,8 +84,11 @@ export async function pinnedPeerKey(db: Database, peer: { pin: string; name: str
 /** A hospital's witness key (pinnedPeerKey). */
 function pinnedWitnessKey(db: Database, peer: WitnessPeer): Promise<CheckpointVerifier> {
   return pinnedPeerKey(db, {
-    pin: `witness/${peer.hospital}`, name: witnessKeyName(peer.hospital), what: `witness key of ${peer.hospital}`,
-    ...(peer.key === undefined ? {} : { configured: peer.key }), published: async () => (await publishedWitness(peer)).key,
+    pin: `witness/${peer.hospital}`,
+    name: witnessKeyName(peer.hospital),
+    what: `witness key of ${peer.hospital}`,
+    ...(peer.key === undefined ? {} : { configured: peer.key }),
+    published: async () => (await publishedWitness(peer)).key,
   });
 }
 
@@ -154,7 +182,12 @@ export async function openCloudLedger(db: Database, options: CloudLedgerOptions)
     const verifier = await pinnedWitnessKey(db, peer);
     cosigners.push(new HttpCosigner(under(peer.url, `witness/${peer.hospital}/`).href, verifier));
     if (options.anchor !== undefined) {
-      const address = await pinnedValue(db, `chain/${peer.hospital}`, async () => (await publishedWitness(peer)).chainAddress, (value) => void parseChainAddress(value));
+      const address = await pinnedValue(
+        db,
+        `chain/${peer.hospital}`,
+        async () => (await publishedWitness(peer)).chainAddress,
+        (value) => void parseChainAddress(value),
+      );
       chainCosigners.push(new HttpChainCosigner(under(peer.url, `witness/${peer.hospital}/`).href, address));
     }
   }
@@ -193,16 +226,19 @@ function anchoringOf(log: AuditLog, logKey: CheckpointVerifier, anchor: AnchorCl
   let running: Promise<AnchorReceipt> | undefined;
   return {
     anchorNow() {
-      running ??= anchor.anchorLatest(log, logKey, cosigners).then(
-        (receipt) => {
-          anchoredSize = Math.max(anchoredSize, receipt.treeSize);
-          return receipt;
-        },
-        (error: unknown) => {
-          anchorFailures += 1;
-          throw error;
-        },
-      ).finally(() => (running = undefined));
+      running ??= anchor
+        .anchorLatest(log, logKey, cosigners)
+        .then(
+          (receipt) => {
+            anchoredSize = Math.max(anchoredSize, receipt.treeSize);
+            return receipt;
+          },
+          (error: unknown) => {
+            anchorFailures += 1;
+            throw error;
+          },
+        )
+        .finally(() => (running = undefined));
       return running;
     },
     health: () => ({ anchoredSize, anchorFailures }),
@@ -240,7 +276,8 @@ export interface ReceiptTrust extends TrustPolicy {
 export function checkReceipt(bundle: InclusionBundle, trust: ReceiptTrust): ReturnType<typeof verifyInclusionBundle> & { shortOf?: string } {
   const verified = verifyInclusionBundle(bundle, { ...trust, quorum: 0 });
   const quorum = trust.quorum ?? defaultQuorum(trust.witnesses?.length ?? 0);
-  if (verified.cosigners.length < quorum) return { ...verified, shortOf: `the checkpoint has ${verified.cosigners.length} witness cosignatures, ${quorum} required` };
+  if (verified.cosigners.length < quorum)
+    return { ...verified, shortOf: `the checkpoint has ${verified.cosigners.length} witness cosignatures, ${quorum} required` };
   if (trust.requiredWitness !== undefined && !verified.cosigners.includes(trust.requiredWitness)) {
     return { ...verified, shortOf: `the receipt of entry ${bundle.index} is not cosigned by ${trust.requiredWitness}` };
   }
@@ -301,10 +338,12 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
   };
   let witness: Promise<Witness> | undefined;
   const opened = () => {
-    witness ??= logKey().then((log) => Witness.open(db, key, log, { chainKey })).catch((error: unknown) => {
-      witness = undefined;
-      throw error;
-    });
+    witness ??= logKey()
+      .then((log) => Witness.open(db, key, log, { chainKey }))
+      .catch((error: unknown) => {
+        witness = undefined;
+        throw error;
+      });
     return witness;
   };
   const trust = async (): Promise<ReceiptTrust> => {
@@ -313,9 +352,8 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
     if (listed.log !== log.vkey) throw new IntegrityError('the cloud now names another log key than the one pinned');
     if (!listed.witnesses.includes(key.verifier.vkey)) throw new IntegrityError(`the cloud's ledger does not count ${options.hospital}'s witness`);
     const peers = options.peers?.().filter((peer) => peer.hospital !== options.hospital);
-    const witnesses = peers === undefined
-      ? listed.witnesses.map(parseVerifierKey)
-      : [key.verifier, ...(await Promise.all(peers.map((peer) => pinnedWitnessKey(db, peer))))];
+    const witnesses =
+      peers === undefined ? listed.witnesses.map(parseVerifierKey) : [key.verifier, ...(await Promise.all(peers.map((peer) => pinnedWitnessKey(db, peer))))];
     // A cloud cannot lower the bar: at least a majority of the witnesses, whatever quorum it names; and a receipt the
     // hospital's own witness did not cosign is refused, so witnesses the cloud made up cannot vouch for one.
     const quorum = peers === undefined ? Math.max(listed.quorum, defaultQuorum(witnesses.length)) : defaultQuorum(witnesses.length);
@@ -354,11 +392,13 @@ export async function openHospitalWitness(db: Database, options: HospitalWitness
       const prefix = `/witness/${options.hospital}`;
       app.get(`${prefix}/key`, { schema: { hide: true } }, async () => ({ key: key.verifier.vkey, chainAddress: chainAddressOf(chainKey) }));
       await app.register(witnessPlugin, {
-        witnesses: [{
-          origin: LEDGER_KEY_NAME,
-          addCheckpoint: async (request) => (await opened()).addCheckpoint(request),
-          chainCosign: async (note) => (await opened()).chainCosign(note),
-        }],
+        witnesses: [
+          {
+            origin: LEDGER_KEY_NAME,
+            addCheckpoint: async (request) => (await opened()).addCheckpoint(request),
+            chainCosign: async (note) => (await opened()).chainCosign(note),
+          },
+        ],
         prefix,
       });
     },

@@ -138,7 +138,7 @@ export const CLOUD_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 7,
-    description: "hospitals a patient allows to write into her record (her home hospital at registration; the hospitals that already wrote)",
+    description: 'hospitals a patient allows to write into her record (her home hospital at registration; the hospitals that already wrote)',
     statements: [
       `CREATE TABLE cloud_writers (
         patient text NOT NULL REFERENCES cloud_patients(patient),
@@ -206,7 +206,7 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: 'each hospital\'s searchable-index secret (KEK-wrapped), from which its sub-index keys are derived',
+    description: "each hospital's searchable-index secret (KEK-wrapped), from which its sub-index keys are derived",
     statements: [
       `CREATE TABLE gateway_index_secrets (
         hospital text PRIMARY KEY,
@@ -248,7 +248,7 @@ export const GATEWAY_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 7,
-    description: "identifiers of the current resources the gateway wrote, as SHA-256 digests of system|value, for conditional creates (If-None-Exist)",
+    description: 'identifiers of the current resources the gateway wrote, as SHA-256 digests of system|value, for conditional creates (If-None-Exist)',
     statements: [
       `CREATE TABLE gateway_identifiers (
         hospital text NOT NULL,

@@ -135,16 +135,20 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const host = options.host ?? '127.0.0.1';
   const port = (offset: number) => (options.port ? options.port + offset : 0);
   const http: ServiceHttpOptions = { logger: options.logger, requestsPerMinute: options.requestsPerMinute, trustProxy: options.trustProxy, tls: options.tls };
-  const databases: PlatformDatabases = options.databases ?? (() => {
-    if (options.db === undefined) throw new MalformedInputError('createPlatform needs databases (or one db)');
-    const db = options.db;
-    return { authority: db, cloud: db, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, db])) };
-  })();
-  const keks: PlatformKeks = options.keks ?? (() => {
-    if (options.kek === undefined) throw new MalformedInputError('createPlatform needs a key-encryption key per service (or one kek)');
-    const kek = options.kek;
-    return { authority: kek, cloud: kek, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, kek])) };
-  })();
+  const databases: PlatformDatabases =
+    options.databases ??
+    (() => {
+      if (options.db === undefined) throw new MalformedInputError('createPlatform needs databases (or one db)');
+      const db = options.db;
+      return { authority: db, cloud: db, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, db])) };
+    })();
+  const keks: PlatformKeks =
+    options.keks ??
+    (() => {
+      if (options.kek === undefined) throw new MalformedInputError('createPlatform needs a key-encryption key per service (or one kek)');
+      const kek = options.kek;
+      return { authority: kek, cloud: kek, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, kek])) };
+    })();
   const late: { authority?: URL; cloud?: URL } = {};
   const lateUrl = (which: 'authority' | 'cloud') => () => {
     const url = late[which];
@@ -158,12 +162,23 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     const peers: HospitalPeer[] = [];
     for (const [i, name] of options.hospitals.entries()) {
       const hospital = await createHospitalService({
-        ...http, db: byHospital(databases.hospitals, name, 'database'), kek: byHospital(keks.hospitals, name, 'key-encryption key'), name,
-        adminToken: byHospital(options.adminTokens, name, 'administrator credential'), cloud: lateUrl('cloud'), authorityUrl: lateUrl('authority'),
-        relyingParty: options.relyingParty, categories: options.categories, scrypt: options.scrypt, limits: options.limits, now: options.now,
+        ...http,
+        db: byHospital(databases.hospitals, name, 'database'),
+        kek: byHospital(keks.hospitals, name, 'key-encryption key'),
+        name,
+        adminToken: byHospital(options.adminTokens, name, 'administrator credential'),
+        cloud: lateUrl('cloud'),
+        authorityUrl: lateUrl('authority'),
+        relyingParty: options.relyingParty,
+        categories: options.categories,
+        scrypt: options.scrypt,
+        limits: options.limits,
+        now: options.now,
         identifierKey: options.identifierKey,
         ...(options.oidcClients === undefined ? {} : { oidcClients: options.oidcClients }),
-        encryptionWorkers: options.encryptionWorkers, receiptWaitMs: options.receiptWaitMs, receiptRetryMs: options.receiptRetryMs,
+        encryptionWorkers: options.encryptionWorkers,
+        receiptWaitMs: options.receiptWaitMs,
+        receiptRetryMs: options.receiptRetryMs,
         ...(options.statsAgents?.[name] === undefined ? {} : { stats: options.statsAgents[name] }),
         // Its own list of the federation (every hospital is listening before the first upload).
         federation: () => peers,
@@ -181,9 +196,17 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
     started.push(authority);
     late.authority = await listen(authority.app, host, port(0));
     const cloud = await createCloudService({
-      ...browserFacing, db: databases.cloud, kek: keks.cloud, hospitals: peers, now: options.now, categories: options.categories,
-      emergencyPolicy: options.emergencyPolicy, conversionWorkers: options.conversionWorkers, ...(options.stats === undefined ? {} : { stats: options.stats }),
-      ledgerCheckpointFile: options.ledgerCheckpointFile, ...(options.ledgerAnchor === undefined ? {} : { ledgerAnchor: options.ledgerAnchor }),
+      ...browserFacing,
+      db: databases.cloud,
+      kek: keks.cloud,
+      hospitals: peers,
+      now: options.now,
+      categories: options.categories,
+      emergencyPolicy: options.emergencyPolicy,
+      conversionWorkers: options.conversionWorkers,
+      ...(options.stats === undefined ? {} : { stats: options.stats }),
+      ledgerCheckpointFile: options.ledgerCheckpointFile,
+      ...(options.ledgerAnchor === undefined ? {} : { ledgerAnchor: options.ledgerAnchor }),
       ledgerCosignRetryMs: options.ledgerCosignRetryMs,
     });
     started.push(cloud);

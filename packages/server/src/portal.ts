@@ -24,24 +24,35 @@ export interface PortalOptions {
 /** The portal pages' content-security policy, connecting to this origin and to `services`. */
 export function portalSecurityPolicy(services: readonly URL[]): string {
   const connect = ["'self'", ...new Set(services.map((url) => url.origin))].join(' ');
-  return `default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src ${connect}; `
-    + "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+  return (
+    `default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src ${connect}; ` +
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+  );
 }
 
 /** Registers /portal/ (and a redirect from /). */
 export async function portalPlugin(app: FastifyInstance, options: PortalOptions): Promise<void> {
   app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/portal/', 302));
   app.get('/portal/config.json', { schema: { hide: true } }, async (_request, reply) =>
-    reply.header('cache-control', 'no-store').send({ hospital: options.hospital, cloud: options.cloud().origin, authority: options.authority().origin }));
+    reply.header('cache-control', 'no-store').send({ hospital: options.hospital, cloud: options.cloud().origin, authority: options.authority().origin }),
+  );
   if (!existsSync(join(PORTAL_DIST, 'index.html'))) {
     app.get('/portal/*', { schema: { hide: true } }, async (_request, reply) =>
       reply.status(503).type('application/problem+json').send({
-        type: 'urn:medshare:problem:unavailable', title: 'Service unavailable', status: 503, detail: 'the portal is not built: run npm run build -w @medshare/portal',
-      }));
+        type: 'urn:medshare:problem:unavailable',
+        title: 'Service unavailable',
+        status: 503,
+        detail: 'the portal is not built: run npm run build -w @medshare/portal',
+      }),
+    );
     return;
   }
   await app.register(fastifyStatic, {
-    root: PORTAL_DIST, prefix: '/portal/', index: 'index.html', decorateReply: false, schemaHide: true,
+    root: PORTAL_DIST,
+    prefix: '/portal/',
+    index: 'index.html',
+    decorateReply: false,
+    schemaHide: true,
     setHeaders: (response) => {
       response.setHeader('content-security-policy', portalSecurityPolicy([options.cloud(), options.authority()]));
       response.setHeader('x-content-type-options', 'nosniff');

@@ -16,7 +16,10 @@ export function hospitalTag(hospital: string): string {
 
 /** A record id of `hospital`: its tag, then 22 characters of a hash of `parts` (unique per hospital and parts). */
 export function taggedRecordId(hospital: string, parts: readonly string[]): string {
-  const digest = createHash('sha256').update(['medshare/record/v2', hospital, ...parts].join('|')).digest('base64url').slice(0, 22);
+  const digest = createHash('sha256')
+    .update(['medshare/record/v2', hospital, ...parts].join('|'))
+    .digest('base64url')
+    .slice(0, 22);
   return `${hospitalTag(hospital)}${digest}`;
 }
 

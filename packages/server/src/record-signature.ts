@@ -33,7 +33,11 @@ export const SIGNATURE_EXTENSION = 'urn:medshare:fhir:record-signature:v1';
 /** `meta.tag` system the reader's view sets on a version whose signature it verified (code: the signing hospital). */
 export const VERIFIED_SYSTEM = 'urn:medshare:provenance:verified';
 /** `meta.tag` the view sets on an unsigned (pre-signature) version it was told to serve. */
-export const UNSIGNED_TAG = { system: 'urn:medshare:provenance:unverified', code: 'unsigned', display: 'written before record signatures: source not verified' } as const;
+export const UNSIGNED_TAG = {
+  system: 'urn:medshare:provenance:unverified',
+  code: 'unsigned',
+  display: 'written before record signatures: source not verified',
+} as const;
 
 /** The name of a hospital's record-signing key. */
 export const recordKeyName = (hospital: string): string => `${hospital}.medshare/records`;
@@ -60,15 +64,26 @@ export function withoutSignature(resource: FhirResource): FhirResource {
 }
 
 function signedBody(resource: FhirResource, hospital: string, context: RecordContext): string {
-  const hash = createHash('sha256').update(canonicalize(resource) ?? '').digest('base64url');
-  return ['medshare/record-signature/v1', `hospital ${hospital}`, `patient ${context.patient}`, `category ${context.category}`, `version ${String(metaOf(resource).versionId ?? '')}`, `resource ${hash}`, ''].join('\n');
+  const hash = createHash('sha256')
+    .update(canonicalize(resource) ?? '')
+    .digest('base64url');
+  return [
+    'medshare/record-signature/v1',
+    `hospital ${hospital}`,
+    `patient ${context.patient}`,
+    `category ${context.category}`,
+    `version ${String(metaOf(resource).versionId ?? '')}`,
+    `resource ${hash}`,
+    '',
+  ].join('\n');
 }
 
 /** The version as the gateway encrypts it: signed by its hospital's key. @throws MalformedInputError when `meta.source` is not that hospital */
 export function signRecord(signer: CheckpointSigner, resource: FhirResource, context: RecordContext): FhirResource {
   const unsigned = withoutSignature(resource);
   const hospital = sourceHospital(unsigned);
-  if (hospital === undefined || recordKeyName(hospital) !== signer.verifier.name) throw new MalformedInputError(`a record signed by ${signer.verifier.name} must name that hospital in meta.source`);
+  if (hospital === undefined || recordKeyName(hospital) !== signer.verifier.name)
+    throw new MalformedInputError(`a record signed by ${signer.verifier.name} must name that hospital in meta.source`);
   const signature = signer.sign(signedBody(unsigned, hospital, context), 0).toString('base64');
   const meta = metaOf(unsigned);
   return { ...unsigned, meta: { ...meta, extension: [...(meta.extension ?? []), { url: SIGNATURE_EXTENSION, valueBase64Binary: signature }] } };
@@ -100,7 +115,11 @@ export function verifyRecord(trusted: ReadonlyMap<string, CheckpointVerifier>, r
     return { status: 'refused', reason: `its signature does not verify under ${hospital}'s key (forged, relabelled or moved)` };
   }
   const meta = metaOf(unsigned) as Meta & { tag?: unknown[] };
-  return { status: 'verified', hospital, resource: { ...unsigned, meta: { ...meta, tag: [...(meta.tag ?? []), { system: VERIFIED_SYSTEM, code: hospital, display: 'signature verified' }] } } };
+  return {
+    status: 'verified',
+    hospital,
+    resource: { ...unsigned, meta: { ...meta, tag: [...(meta.tag ?? []), { system: VERIFIED_SYSTEM, code: hospital, display: 'signature verified' }] } },
+  };
 }
 
 /**
@@ -111,7 +130,8 @@ export function writerKeys(list: ReadonlyArray<{ hospital: string; key: string }
   const keys = new Map<string, CheckpointVerifier>();
   for (const { hospital, key } of list) {
     const verifier = parseVerifierKey(key);
-    if (verifier.name !== recordKeyName(hospital) || verifier.type !== 'ed25519') throw new IntegrityError(`the record key listed for ${hospital} is ${verifier.name} (${verifier.type}), not ${recordKeyName(hospital)}`);
+    if (verifier.name !== recordKeyName(hospital) || verifier.type !== 'ed25519')
+      throw new IntegrityError(`the record key listed for ${hospital} is ${verifier.name} (${verifier.type}), not ${recordKeyName(hospital)}`);
     keys.set(hospital, verifier);
   }
   return keys;

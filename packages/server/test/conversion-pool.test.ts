@@ -15,7 +15,8 @@ import { HttpProblemError, sha256Name } from '../src/index.ts';
 import { LAB_POLICY, sessionFetch, startCast, type Cast } from './harness.ts';
 
 /** The pool's workers, for the tests that stop one as a crash would. */
-const workersOf = (pool: ConversionPool) => (pool as unknown as { slots: Array<{ worker: { threadId: number; terminate(): Promise<number> }; jobs: Map<number, unknown> }> }).slots;
+const workersOf = (pool: ConversionPool) =>
+  (pool as unknown as { slots: Array<{ worker: { threadId: number; terminate(): Promise<number> }; jobs: Map<number, unknown> }> }).slots;
 
 describe('conversion pool', () => {
   let pool: ConversionPool;
@@ -48,7 +49,9 @@ describe('conversion pool', () => {
       assert.deepEqual(await pool.convert(key, headers.slice(3, 4)), expected.slice(3, 4));
       // A converted header and the stored payload make exactly the in-memory conversion of the whole record.
       const rk = pre.decodeReEncryptionKey(key.reencryptionKey);
-      expected.forEach((header, i) => assert.deepEqual(Buffer.concat([header, pre.splitRecord(records[i]!).payload]), Buffer.from(pre.convert(rk, records[i]!))));
+      expected.forEach((header, i) =>
+        assert.deepEqual(Buffer.concat([header, pre.splitRecord(records[i]!).payload]), Buffer.from(pre.convert(rk, records[i]!))),
+      );
     }
     assert.deepEqual(await pool.convert(delegation(), []), []);
     await inThread.close();
@@ -125,7 +128,16 @@ describe('the platform with a conversion pool', () => {
     await cast.patient.register();
     await cast.gateway.enrol('pool-patient', cast.patient.key.patientId);
     // 80 lab records: a read of all of them spans three jobs.
-    const entry = Array.from({ length: 80 }, (_, i) => ({ resource: { resourceType: 'Observation', id: `obs-${i}`, status: 'final', code: { text: 'test' }, subject: { reference: 'Patient/pool-patient' }, valueQuantity: { value: i } } }));
+    const entry = Array.from({ length: 80 }, (_, i) => ({
+      resource: {
+        resourceType: 'Observation',
+        id: `obs-${i}`,
+        status: 'final',
+        code: { text: 'test' },
+        subject: { reference: 'Patient/pool-patient' },
+        valueQuantity: { value: i },
+      },
+    }));
     await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry });
   });
   after(async () => {
@@ -139,7 +151,10 @@ describe('the platform with a conversion pool', () => {
     const first = await cast.chen.read(cast.patient.key.patientId, 'lab');
     assert.deepEqual(first.map((r) => r.id).sort(), Array.from({ length: 80 }, (_, i) => `obs-${i}`).sort());
     await cast.patient.revoke(delegationId);
-    await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /no active delegation/.test(e.message));
+    await assert.rejects(
+      cast.chen.read(cast.patient.key.patientId, 'lab'),
+      (e: HttpProblemError) => e.status === 403 && /no active delegation/.test(e.message),
+    );
     await cast.patient.delegate('lab', LAB_POLICY, abePublicKey);
     assert.equal((await cast.chen.read(cast.patient.key.patientId, 'lab')).length, first.length);
   });
@@ -147,7 +162,8 @@ describe('the platform with a conversion pool', () => {
   test('a worker dying mid-read fails that read with a 500 problem, and the next read succeeds', async () => {
     const [slot] = workersOf(pool);
     const reading = sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/read`), {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ category: 'lab' }),
     });
     while (slot!.jobs.size === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -155,21 +171,29 @@ describe('the platform with a conversion pool', () => {
     const response = await reading;
     assert.equal(response.status, 500);
     assert.equal(response.headers.get('content-type'), 'application/problem+json; charset=utf-8');
-    assert.deepEqual(await response.json(), { type: 'urn:medshare:problem:internal', title: 'Internal error', status: 500, detail: 'the request could not be completed' });
+    assert.deepEqual(await response.json(), {
+      type: 'urn:medshare:problem:internal',
+      title: 'Internal error',
+      status: 500,
+      detail: 'the request could not be completed',
+    });
     assert.equal((await cast.chen.read(cast.patient.key.patientId, 'lab')).length, 80);
   });
 
   test('a read as a binary record stream carries exactly the ciphertexts of the JSON read, which decrypt', async () => {
     const url = new URL(`/cloud/patients/${cast.patient.key.patientId}/read`, cast.base);
-    const post = (accept: string) => sessionFetch(cast.chen.session, url, {
-      method: 'POST', headers: { 'content-type': 'application/json', accept },
-      body: JSON.stringify({ category: 'lab' }),
-    });
+    const post = (accept: string) =>
+      sessionFetch(cast.chen.session, url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept },
+        body: JSON.stringify({ category: 'lab' }),
+      });
     const json = (await (await post('application/json')).json()) as { records: Array<{ recordId: string; ciphertext: string }> };
     const response = await post('application/octet-stream');
     assert.equal(response.headers.get('content-type'), RECORD_STREAM_TYPE);
     const streamed: Array<{ recordId: string; ciphertext: string }> = [];
-    for await (const r of parseRecordFrames(response.body!)) streamed.push({ recordId: r.recordId, ciphertext: Buffer.concat([r.header, r.payload]).toString('base64') });
+    for await (const r of parseRecordFrames(response.body!))
+      streamed.push({ recordId: r.recordId, ciphertext: Buffer.concat([r.header, r.payload]).toString('base64') });
     assert.equal(streamed.length, 80);
     // Conversion is randomised only through the key, not per read: both reads convert to the same bytes.
     assert.deepEqual(streamed, json.records);
@@ -183,10 +207,18 @@ describe('the platform with a conversion pool', () => {
     const parse = async (bytes: Uint8Array, cut = 7) => {
       const pieces = Array.from({ length: Math.ceil(bytes.length / cut) }, (_, i) => bytes.subarray(i * cut, (i + 1) * cut));
       const out = [];
-      for await (const r of parseRecordFrames((async function* () { yield* pieces; })())) out.push(r);
+      for await (const r of parseRecordFrames(
+        (async function* () {
+          yield* pieces;
+        })(),
+      ))
+        out.push(r);
       return out;
     };
-    assert.deepEqual((await parse(whole)).map((r) => [r.recordId, r.header.length, r.payload.length]), [['r1', 40, 1000]]);
+    assert.deepEqual(
+      (await parse(whole)).map((r) => [r.recordId, r.header.length, r.payload.length]),
+      [['r1', 40, 1000]],
+    );
     for (const cut of [1, 2, 6, 47, whole.length - 1]) await assert.rejects(parse(whole.subarray(0, cut)), MalformedInputError, `cut at ${cut}`);
     const hugeHeader = Buffer.from(whole);
     hugeHeader.writeUInt32BE(0xffffffff, 2 + 2);
@@ -194,18 +226,29 @@ describe('the platform with a conversion pool', () => {
     await assert.rejects(parse(new Uint8Array([0, 0])), /implausible record id length/);
   });
 
-  test('an upload tagged by the gateway\'s worker and checked across the cloud\'s pool stores every record\'s tags, and they verify', async () => {
-    const rows = (await db.query<{ ciphertext: Uint8Array; tags: Uint8Array; public_key: Uint8Array }>(
-      'SELECT r.ciphertext, t.tags, k.public_key FROM cloud_records r JOIN storage_tags t ON t.record_id = r.record_id JOIN storage_keys k ON k.key_id = t.key_id WHERE r.patient = $1',
-      [cast.patient.key.patientId])).rows;
+  test("an upload tagged by the gateway's worker and checked across the cloud's pool stores every record's tags, and they verify", async () => {
+    const rows = (
+      await db.query<{ ciphertext: Uint8Array; tags: Uint8Array; public_key: Uint8Array }>(
+        'SELECT r.ciphertext, t.tags, k.public_key FROM cloud_records r JOIN storage_tags t ON t.record_id = r.record_id JOIN storage_keys k ON k.key_id = t.key_id WHERE r.patient = $1',
+        [cast.patient.key.patientId],
+      )
+    ).rows;
     assert.equal(rows.length, 80);
     for (const r of rows) assert.ok(por.verifyTagSet(por.decodePublicKey(r.public_key), storageName(r.ciphertext), r.ciphertext, por.decodeTagSet(r.tags)));
   });
 
   test('the record hash the ledger names is stored at upload; a record stored before it existed is hashed at read', async () => {
-    const store = (cast.platform.cloud as unknown as { store: { ciphertexts(p: string, c: string): Promise<Array<{ recordId: string; ciphertext: Uint8Array; hash: string }>> } }).store;
+    const store = (
+      cast.platform.cloud as unknown as {
+        store: { ciphertexts(p: string, c: string): Promise<Array<{ recordId: string; ciphertext: Uint8Array; hash: string }>> };
+      }
+    ).store;
     const patient = cast.patient.key.patientId;
-    const rows = (await db.query<{ record_id: string; ciphertext_hash: string | null }>('SELECT record_id, ciphertext_hash FROM cloud_records WHERE patient = $1', [patient])).rows;
+    const rows = (
+      await db.query<{ record_id: string; ciphertext_hash: string | null }>('SELECT record_id, ciphertext_hash FROM cloud_records WHERE patient = $1', [
+        patient,
+      ])
+    ).rows;
     assert.ok(rows.length === 80 && rows.every((r) => r.ciphertext_hash !== null));
     for (const r of await store.ciphertexts(patient, 'lab')) assert.equal(r.hash, sha256Name(r.ciphertext));
     await db.query('UPDATE cloud_records SET ciphertext_hash = NULL WHERE record_id = $1', [rows[0]!.record_id]);
@@ -214,7 +257,11 @@ describe('the platform with a conversion pool', () => {
   });
 
   test('edit a stored payload in the database: the reader refuses the record (the stored hash does not vouch for it)', async () => {
-    const [row] = (await db.query<{ record_id: string; ciphertext: Uint8Array }>('SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 ORDER BY seq LIMIT 1', [cast.patient.key.patientId])).rows;
+    const [row] = (
+      await db.query<{ record_id: string; ciphertext: Uint8Array }>('SELECT record_id, ciphertext FROM cloud_records WHERE patient = $1 ORDER BY seq LIMIT 1', [
+        cast.patient.key.patientId,
+      ])
+    ).rows;
     const edited = new Uint8Array(row!.ciphertext);
     edited[edited.length - 1]! ^= 1;
     await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [row!.record_id, edited]);

@@ -5,7 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { pre } from '@medshare/crypto';
 import { randomKeyEncryptionKey, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  createPlatform, DoctorClient, GatewayClient, PatientClient, PlatformClient, roleScopes, type Platform, type PlatformDatabases, type PlatformOptions, type ServiceUrls,
+  createPlatform,
+  DoctorClient,
+  GatewayClient,
+  PatientClient,
+  PlatformClient,
+  roleScopes,
+  type Platform,
+  type PlatformDatabases,
+  type PlatformOptions,
+  type ServiceUrls,
   type Session,
 } from '../src/index.ts';
 
@@ -34,7 +43,13 @@ export function sharedDatabases(db: Database, hospitals: readonly string[]): Pla
 /** The URL a platform path goes to: /identity/<h>/ and /gateway/ to a hospital, /ta/ to the authority, the rest to the cloud. */
 export function routeUrl(urls: ServiceUrls, path: string, gatewayHospital = 'st-marys'): URL {
   const identity = /^\/identity\/([a-z0-9-]+)\//.exec(path);
-  const base = identity ? urls.hospitals[identity[1]!] : path.startsWith('/gateway/') ? urls.hospitals[gatewayHospital] : path.startsWith('/ta/') ? urls.authority : urls.cloud;
+  const base = identity
+    ? urls.hospitals[identity[1]!]
+    : path.startsWith('/gateway/')
+      ? urls.hospitals[gatewayHospital]
+      : path.startsWith('/ta/')
+        ? urls.authority
+        : urls.cloud;
   return new URL(path, base);
 }
 
@@ -59,9 +74,12 @@ export interface Cast {
 
 const PASSWORD = 'a long enough passphrase';
 
-
 /** fetch as `session`: its token and a fresh DPoP proof for this method and URL added to `init`'s headers. */
-export async function sessionFetch(session: Session, url: URL, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Response> {
+export async function sessionFetch(
+  session: Session,
+  url: URL,
+  init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<Response> {
   return fetch(url, { ...init, headers: { ...init.headers, ...(await sessionHeaders(session, init.method ?? 'GET', url)) } });
 }
 
@@ -75,7 +93,14 @@ const HOSPITALS = ['st-marys', 'riverside'];
 /** Starts the platform on `db` (or `extra.databases`) with two hospitals and logs in the cast. */
 export async function startCast(db: Database, extra: Partial<PlatformOptions> = {}): Promise<Cast> {
   const kek = extra.kek ?? randomKeyEncryptionKey();
-  const platform = await createPlatform({ databases: sharedDatabases(db, HOSPITALS), hospitals: HOSPITALS, adminTokens: ADMINS, scrypt: FAST_SCRYPT, ...extra, kek });
+  const platform = await createPlatform({
+    databases: sharedDatabases(db, HOSPITALS),
+    hospitals: HOSPITALS,
+    adminTokens: ADMINS,
+    scrypt: FAST_SCRYPT,
+    ...extra,
+    kek,
+  });
   const { urls } = platform;
   const client = new PlatformClient(urls);
   const enrol = (hospital: string, username: string, attributes: string[]) =>
@@ -90,7 +115,14 @@ export async function startCast(db: Database, extra: Partial<PlatformOptions> = 
   const gatewayEnrolment = await enrol('st-marys', 'ehr-system', ['role:gateway']);
   const gateway = new GatewayClient(await client.login('st-marys', 'ehr-system', PASSWORD, gatewayEnrolment.totpSecret));
   return {
-    platform, kek, base: urls.cloud, urls, urlFor: (path) => routeUrl(urls, path), client, patient, gateway,
+    platform,
+    kek,
+    base: urls.cloud,
+    urls,
+    urlFor: (path) => routeUrl(urls, path),
+    client,
+    patient,
+    gateway,
     chen: await reader('chen', ['role:doctor', 'dept:cardiology']),
     patel: await reader('patel', ['role:doctor', 'dept:dermatology']),
     okafor: await reader('okafor', ['role:emergency']),

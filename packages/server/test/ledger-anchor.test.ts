@@ -32,13 +32,21 @@ before(async () => {
   const anchorer = admin.as(node.wallet(1));
   // Pending receipts: an upload waits 3 s for a witnessed checkpoint; the log offers a checkpoint below quorum to the
   // witnesses again every 0.5 s (backing off), and the gateway completes pending receipts every 0.5 s.
-  cast = await startCast(db, { ledgerAnchor: { client: anchorer, intervalMs: 3_600_000 }, receiptWaitMs: 3_000, ledgerCosignRetryMs: 500, receiptRetryMs: 500 });
+  cast = await startCast(db, {
+    ledgerAnchor: { client: anchorer, intervalMs: 3_600_000 },
+    receiptWaitMs: 3_000,
+    ledgerCosignRetryMs: 500,
+    receiptRetryMs: 500,
+  });
   ledgerUrl = new URL('/ledger', cast.base).href;
   const keys = await new LedgerClient(ledgerUrl).keys();
   trust = { log: parseVerifierKey(keys.log), witnesses: keys.witnesses.map(parseVerifierKey) };
   // The consortium's admin registers the log: its anchorer and the hospitals' witnesses' chain addresses, a majority quorum.
-  const addresses = await Promise.all(['st-marys', 'riverside'].map(async (h) =>
-    ((await (await fetch(new URL(`/witness/${h}/key`, cast.urls.hospitals[h]!))).json()) as { chainAddress: string }).chainAddress));
+  const addresses = await Promise.all(
+    ['st-marys', 'riverside'].map(
+      async (h) => ((await (await fetch(new URL(`/witness/${h}/key`, cast.urls.hospitals[h]!))).json()) as { chainAddress: string }).chainAddress,
+    ),
+  );
   await admin.configureLog(LEDGER_KEY_NAME, node.wallet(1).address, addresses, 2);
   await cast.patient.register();
   await cast.gateway.enrol(sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, cast.patient.key.patientId);
@@ -52,7 +60,13 @@ before(async () => {
 /** A record access by a made-up doctor (a ledger entry of its own batch). */
 function access(i: number) {
   const psn = `psn:${String(i).repeat(22).slice(0, 22)}`;
-  return { type: 'record-access' as const, patient: psn, agents: [{ who: psn, role: 'doctor' }], source: 'st-marys', records: [{ hash: `sha256:${'1'.repeat(64)}`, category: 'lab' }] };
+  return {
+    type: 'record-access' as const,
+    patient: psn,
+    agents: [{ who: psn, role: 'doctor' }],
+    source: 'st-marys',
+    records: [{ hash: `sha256:${'1'.repeat(64)}`, category: 'lab' }],
+  };
 }
 
 after(async () => {
@@ -61,7 +75,7 @@ after(async () => {
   await node?.stop();
 });
 
-test('the running cloud anchors its witnessed checkpoint with the hospitals\' chain cosignatures; the chain proves the served one', async () => {
+test("the running cloud anchors its witnessed checkpoint with the hospitals' chain cosignatures; the chain proves the served one", async () => {
   const anchoring = cast.platform.services.cloud.anchoring!;
   await cast.platform.ledger.flush();
   const receipt = await anchoring.anchorNow();
@@ -77,9 +91,9 @@ test('the running cloud anchors its witnessed checkpoint with the hospitals\' ch
 test('a cloud showing an auditor an older witnessed checkpoint to hide later entries: the anchored one names the cut', async () => {
   const anchored = (await admin.latestAnchor(LEDGER_KEY_NAME))!;
   // A genuine checkpoint the witnesses cosigned earlier, served in place of the latest.
-  const older = (await db.query<{ size: number; note: string }>(
-    'SELECT size, note FROM ledger_checkpoints WHERE size < $1 ORDER BY size DESC LIMIT 1', [anchored.size],
-  )).rows[0]!;
+  const older = (
+    await db.query<{ size: number; note: string }>('SELECT size, note FROM ledger_checkpoints WHERE size < $1 ORDER BY size DESC LIMIT 1', [anchored.size])
+  ).rows[0]!;
   assert.ok(older !== undefined && older.size < anchored.size);
   class RollingBackCloud extends LedgerClient {
     override async checkpoint(): Promise<string> {
@@ -94,7 +108,7 @@ test('a cloud showing an auditor an older witnessed checkpoint to hide later ent
   assert.equal(report.firstBadIndex, older.size, report.problem);
 });
 
-test('anchoring without the witnesses\' chain cosignatures fails and is counted (the contract requires its quorum)', async () => {
+test("anchoring without the witnesses' chain cosignatures fails and is counted (the contract requires its quorum)", async () => {
   const anchoring = cast.platform.services.cloud.anchoring!;
   const before = anchoring.health().anchorFailures;
   // Reconfigured by the admin with witnesses that are not the hospitals': their signatures are missing.
@@ -116,35 +130,61 @@ async function takeDown(server: Server): Promise<void> {
 function observations(tag: string, n: number) {
   const fhirPatient = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
   return {
-    resourceType: 'Bundle', type: 'transaction',
+    resourceType: 'Bundle',
+    type: 'transaction',
     entry: Array.from({ length: n }, (_, i) => ({
-      resource: { resourceType: 'Observation', id: `${tag}-${i}`, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value: i } },
+      resource: {
+        resourceType: 'Observation',
+        id: `${tag}-${i}`,
+        status: 'final',
+        code: { text: 'heart rate' },
+        subject: { reference: `Patient/${fhirPatient}` },
+        valueQuantity: { value: i },
+      },
     })),
   };
 }
 
-const keptBundles = async (indices: readonly number[]) => (await db.query<{ ledger_index: number; bundle: string; witnessed: boolean }>(
-  'SELECT ledger_index, bundle, witnessed FROM gateway_receipts WHERE ledger_index = ANY($1::bigint[]) ORDER BY ledger_index', [indices],
-)).rows.map((r) => ({ index: Number(r.ledger_index), bundle: JSON.parse(r.bundle) as InclusionBundle, witnessed: r.witnessed }));
+const keptBundles = async (indices: readonly number[]) =>
+  (
+    await db.query<{ ledger_index: number; bundle: string; witnessed: boolean }>(
+      'SELECT ledger_index, bundle, witnessed FROM gateway_receipts WHERE ledger_index = ANY($1::bigint[]) ORDER BY ledger_index',
+      [indices],
+    )
+  ).rows.map((r) => ({ index: Number(r.ledger_index), bundle: JSON.parse(r.bundle) as InclusionBundle, witnessed: r.witnessed }));
 
 test('a witness down: the upload is accepted, its receipts kept pending (never complete); the witness back, they complete and verify', async () => {
   const riverside = cast.platform.services.hospitals.find((h) => h.name === 'riverside')!;
   const port = Number(cast.urls.hospitals['riverside']!.port);
   await takeDown(riverside.app.server);
   // The administrator's list of receipts (GET /gateway/admin/receipts), as the portal's Administer screen shows it.
-  const adminList = async () => ((await (await fetch(new URL('/gateway/admin/receipts', cast.urls.hospitals['st-marys']!), { headers: { authorization: `Bearer ${ADMINS['st-marys']}` } })).json()) as { receipts: Array<{ index: number; status: string }> }).receipts;
+  const adminList = async () =>
+    (
+      (await (
+        await fetch(new URL('/gateway/admin/receipts', cast.urls.hospitals['st-marys']!), { headers: { authorization: `Bearer ${ADMINS['st-marys']}` } })
+      ).json()) as { receipts: Array<{ index: number; status: string }> }
+    ).receipts;
   let pending: number[];
   let signedEntries: string[];
   try {
     const uploaded = await cast.gateway.upload(observations('witness-down', 70));
     assert.equal(uploaded.stored, 70, 'the upload is accepted and stored');
     assert.equal(uploaded.receipts.length, 2, '70 records: two record-create entries');
-    assert.ok(uploaded.receipts.every((r) => r.status === 'pending'), JSON.stringify(uploaded.receipts));
+    assert.ok(
+      uploaded.receipts.every((r) => r.status === 'pending'),
+      JSON.stringify(uploaded.receipts),
+    );
     pending = uploaded.receipts.map((r) => r.index);
     // The hospital's view: those two pending, nothing else.
-    assert.deepEqual((await cast.gateway.receipts({ status: 'pending' })).receipts.map((r) => [r.index, r.status]), pending.map((i) => [i, 'pending']));
+    assert.deepEqual(
+      (await cast.gateway.receipts({ status: 'pending' })).receipts.map((r) => [r.index, r.status]),
+      pending.map((i) => [i, 'pending']),
+    );
     // The administrator's list (GET /gateway/admin/receipts) shows them pending, not invalid.
-    assert.deepEqual((await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status), pending.map(() => 'pending'));
+    assert.deepEqual(
+      (await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status),
+      pending.map(() => 'pending'),
+    );
     // What it keeps: the log's signed word (the entry is in a tree the log signed), refused at the witness quorum.
     const kept = await keptBundles(pending);
     for (const { bundle, witnessed } of kept) {
@@ -170,12 +210,21 @@ test('a witness down: the upload is accepted, its receipts kept pending (never c
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   const completed = await keptBundles(pending);
-  assert.deepEqual(completed.map((c) => c.bundle.entry), signedEntries, 'the same entries the log signed at upload');
+  assert.deepEqual(
+    completed.map((c) => c.bundle.entry),
+    signedEntries,
+    'the same entries the log signed at upload',
+  );
   for (const { bundle, witnessed } of completed) {
     assert.equal(witnessed, true);
     assert.equal(verifyInclusionBundle(bundle, trust).cosigners.length, 2);
   }
-  assert.deepEqual((await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status), pending.map(() => 'verified'));
+  assert.deepEqual(
+    (await adminList()).filter((r) => pending.includes(r.index)).map((r) => r.status),
+    pending.map(() => 'verified'),
+  );
   const log = await cast.patient.provenAccessLog(trust);
-  assert.ok(log.filter((e) => e.ledgerIndex !== null && pending.includes(e.ledgerIndex)).every((e) => e.pending === undefined && e.proof?.cosigners.length === 2));
+  assert.ok(
+    log.filter((e) => e.ledgerIndex !== null && pending.includes(e.ledgerIndex)).every((e) => e.pending === undefined && e.proof?.cosigners.length === 2),
+  );
 });

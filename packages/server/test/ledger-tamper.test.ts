@@ -13,8 +13,18 @@ import { join } from 'node:path';
 import { IntegrityError } from '@medshare/crypto';
 import { migrate, openTestDatabases, randomKeyEncryptionKey } from '@medshare/db';
 import {
-  formatAddCheckpoint, formatCheckpoint, generateCheckpointKey, hashLeaf, LedgerClient, MerkleTree, parseVerifierKey, signNote, verifyInclusionBundle,
-  verifyRemoteLog, type InclusionBundle, type TrustPolicy,
+  formatAddCheckpoint,
+  formatCheckpoint,
+  generateCheckpointKey,
+  hashLeaf,
+  LedgerClient,
+  MerkleTree,
+  parseVerifierKey,
+  signNote,
+  verifyInclusionBundle,
+  verifyRemoteLog,
+  type InclusionBundle,
+  type TrustPolicy,
 } from '@medshare/ledger';
 import { createPlatform, type PatientClient, type Platform, type UploadResult } from '../src/index.ts';
 import { CLOUD_MIGRATIONS } from '../src/migrations.ts';
@@ -71,7 +81,7 @@ before(async () => {
   assert.equal(keys.log, legacyKey.signer.verifier.vkey, 'the old plaintext key was adopted');
   assert.equal((await db.query('SELECT * FROM platform_keys')).rows.length, 0, 'and its plaintext row deleted');
   provenLog = await cast.patient.provenAccessLog(trust);
-  assert.equal(keys.quorum, 2, 'a majority of the two hospitals\' witnesses');
+  assert.equal(keys.quorum, 2, "a majority of the two hospitals' witnesses");
   const report = await verifyRemoteLog(ledger(), trust);
   assert.equal(report.ok, true, report.problem);
   assert.ok(report.size >= 10, `${report.size} entries`);
@@ -139,10 +149,21 @@ describe('upload receipts and the proven access log', () => {
   });
 
   test("the administrator's receipt list (GET /gateway/admin/receipts): each receipt re-verified, naming every stored ciphertext; its witness reachable; an edited receipt listed as invalid; anyone else refused", async () => {
-    const list = (hospital: string, token?: string) => fetch(new URL('/gateway/admin/receipts', platform.urls.hospitals[hospital]!), token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } });
-    type Listing = { witness: { name: string; lastCosignedSize: number; ledgerSize: number; reachable: boolean }; receipts: Array<{ index: number; status: string; checkpointSize: number; records: Array<{ hash: string }>; problem?: string }> };
-    const listing = await (await list('st-marys', ADMINS['st-marys'])).json() as Listing;
-    assert.deepEqual(listing.receipts.map((r) => r.index), uploaded.receipts.map((r) => r.index).sort((a, b) => b - a), 'newest first');
+    const list = (hospital: string, token?: string) =>
+      fetch(
+        new URL('/gateway/admin/receipts', platform.urls.hospitals[hospital]!),
+        token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } },
+      );
+    type Listing = {
+      witness: { name: string; lastCosignedSize: number; ledgerSize: number; reachable: boolean };
+      receipts: Array<{ index: number; status: string; checkpointSize: number; records: Array<{ hash: string }>; problem?: string }>;
+    };
+    const listing = (await (await list('st-marys', ADMINS['st-marys'])).json()) as Listing;
+    assert.deepEqual(
+      listing.receipts.map((r) => r.index),
+      uploaded.receipts.map((r) => r.index).sort((a, b) => b - a),
+      'newest first',
+    );
     for (const row of listing.receipts) {
       assert.equal(row.status, 'verified', row.problem);
       assert.equal(row.checkpointSize, uploaded.receipts.find((r) => r.index === row.index)!.treeSize);
@@ -175,7 +196,14 @@ describe('upload receipts and the proven access log', () => {
       assert.match(refused.headers.get('content-type') ?? '', /application\/problem\+json/);
       assert.match(((await refused.json()) as { detail: string }).detail, /administrator credential of this hospital required/);
     }
-    assert.equal((await fetch(new URL('/gateway/admin/receipts?limit=0', platform.urls.hospitals['st-marys']!), { headers: { authorization: `Bearer ${ADMINS['st-marys']}` } })).status, 400);
+    assert.equal(
+      (
+        await fetch(new URL('/gateway/admin/receipts?limit=0', platform.urls.hospitals['st-marys']!), {
+          headers: { authorization: `Bearer ${ADMINS['st-marys']}` },
+        })
+      ).status,
+      400,
+    );
   });
 
   test("the patient's access log shows the upload and every line is proven by an inclusion bundle the SDK checked", () => {
@@ -202,7 +230,16 @@ describe('tampering with the ledger of a running platform is detected and the en
       await db.query('DELETE FROM ledger_checkpoints WHERE size > 5');
       assert.equal((await verifyRemoteLog(ledger(), { ...trust, external: [savedCheckpoint] })).firstBadIndex, 5);
       await restartAndExpectHalt(5);
-      assert.equal(await ledger().checkpoint().then(() => 'served', () => 'refused'), 'refused', 'no checkpoint is signed over the forgery');
+      assert.equal(
+        await ledger()
+          .checkpoint()
+          .then(
+            () => 'served',
+            () => 'refused',
+          ),
+        'refused',
+        'no checkpoint is signed over the forgery',
+      );
     }));
 
   test('delete an entry', () =>
@@ -228,7 +265,10 @@ describe('tampering with the ledger of a running platform is detected and the en
       await db.query('UPDATE ledger_head SET size = 4');
       await restartAndExpectHalt(4);
       // An auditor who kept an earlier checkpoint sees the cut wherever the log is served from.
-      const report = await verifyRemoteLog(ledger(), { ...trust, external: [savedCheckpoint] }).catch((error: Error) => ({ firstBadIndex: -1, problem: error.message }));
+      const report = await verifyRemoteLog(ledger(), { ...trust, external: [savedCheckpoint] }).catch((error: Error) => ({
+        firstBadIndex: -1,
+        problem: error.message,
+      }));
       assert.notEqual(report.firstBadIndex, undefined);
     }));
 
@@ -244,28 +284,42 @@ describe('tampering with the ledger of a running platform is detected and the en
   test('replace the signing key: without the KEK it does not unwrap; with it, the checkpoint file outside the database is not signed by the new key', () =>
     attack(async () => {
       const theirs = generateCheckpointKey('medshare.cloud/audit', 'ed25519');
-      await db.query('UPDATE ledger_keys SET wrapped = $1 WHERE name = $2', [await randomKeyEncryptionKey().wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.cloud/audit'), 'medshare.cloud/audit']);
+      await db.query('UPDATE ledger_keys SET wrapped = $1 WHERE name = $2', [
+        await randomKeyEncryptionKey().wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.cloud/audit'),
+        'medshare.cloud/audit',
+      ]);
       await platform.close();
       await assert.rejects(createPlatform(options), IntegrityError);
-      await db.query('UPDATE ledger_keys SET wrapped = $1 WHERE name = $2', [await kek.wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.cloud/audit'), 'medshare.cloud/audit']);
+      await db.query('UPDATE ledger_keys SET wrapped = $1 WHERE name = $2', [
+        await kek.wrap(Buffer.from(theirs.skey), 'ledger_keys/wrapped/medshare.cloud/audit'),
+        'medshare.cloud/audit',
+      ]);
       await db.query('UPDATE ledger_head SET log_vkey = $1', [theirs.signer.verifier.vkey]);
       await start();
       assert.equal(await health(), 503);
       assert.match(platform.ledger.health().alarm?.problem ?? '', /not signed by the log key/);
       // And an auditor pinning the genuine key refuses what the new key signs.
-      assert.equal(await verifyRemoteLog(ledger(), trust).then((r) => r.ok, () => false), false);
+      assert.equal(
+        await verifyRemoteLog(ledger(), trust).then(
+          (r) => r.ok,
+          () => false,
+        ),
+        false,
+      );
     }));
 
-  test('fork views between two hospitals\' witnesses: the witness shown the other history refuses it, before and after a restart', async () => {
+  test("fork views between two hospitals' witnesses: the witness shown the other history refuses it, before and after a restart", async () => {
     // The operator, holding the log key, signs a second history extending another past and shows it to riverside.
     const size = platform.ledger.size;
     const tree = new MerkleTree();
     for (let i = 0; i < size + 2; i++) tree.append(hashLeaf(Buffer.from(`other history ${i}`)));
     const signer = (platform.ledger as unknown as { signer: Parameters<typeof signNote>[1][number] }).signer;
     const note = signNote(formatCheckpoint({ origin: 'medshare.cloud/audit', size: size + 2, rootHash: tree.rootHash() }), [signer], 0);
-    const fork = () => fetch(new URL('/witness/riverside/add-checkpoint', platform.urls.hospitals['riverside']!), {
-      method: 'POST', body: formatAddCheckpoint({ oldSize: size, consistencyProof: tree.consistencyProof(size), note }),
-    });
+    const fork = () =>
+      fetch(new URL('/witness/riverside/add-checkpoint', platform.urls.hospitals['riverside']!), {
+        method: 'POST',
+        body: formatAddCheckpoint({ oldSize: size, consistencyProof: tree.consistencyProof(size), note }),
+      });
     assert.equal((await fork()).status, 422);
     await platform.close();
     await start();

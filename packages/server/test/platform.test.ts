@@ -57,17 +57,41 @@ for (const { label, db } of databases) {
       assert.equal(records.length, labCount);
       assert.ok(records.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
       const ids = new Set(bundle.entry.map((e) => e.resource.id));
-      assert.ok(records.every((r) => ids.has(r.id)), 'decrypted resources are the uploaded ones');
+      assert.ok(
+        records.every((r) => ids.has(r.id)),
+        'decrypted resources are the uploaded ones',
+      );
       const some = await cast.chen.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]);
       assert.equal(some.length, 1);
       // Named records come with the delegations in one query: only her records of the category read are returned.
       const clinical = (await cast.patient.records()).find((r) => r.category !== 'lab')!;
-      const named = await cast.chen.readRecords(cast.patient.key.patientId, 'lab', [clinical.recordId, found[1]!.recordId, 'no-such-record', found[0]!.recordId]);
-      assert.deepEqual(named.map((r) => r.recordId), [found[0]!.recordId, found[1]!.recordId], 'in upload order');
-      await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
-      await assert.rejects(cast.chen.read('psn:nobodyAAAAAAAAAAAAAAA', 'lab', [found[0]!.recordId]), (e: HttpProblemError) => e.status === 404 && /no such patient/.test(e.message));
-      await assert.rejects(cast.patel.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message));
-      await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'notes'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'notes'/.test(e.message));
+      const named = await cast.chen.readRecords(cast.patient.key.patientId, 'lab', [
+        clinical.recordId,
+        found[1]!.recordId,
+        'no-such-record',
+        found[0]!.recordId,
+      ]);
+      assert.deepEqual(
+        named.map((r) => r.recordId),
+        [found[0]!.recordId, found[1]!.recordId],
+        'in upload order',
+      );
+      await assert.rejects(
+        cast.patel.read(cast.patient.key.patientId, 'lab', [found[0]!.recordId]),
+        (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message),
+      );
+      await assert.rejects(
+        cast.chen.read('psn:nobodyAAAAAAAAAAAAAAA', 'lab', [found[0]!.recordId]),
+        (e: HttpProblemError) => e.status === 404 && /no such patient/.test(e.message),
+      );
+      await assert.rejects(
+        cast.patel.read(cast.patient.key.patientId, 'lab'),
+        (e: HttpProblemError) => e.status === 403 && /satisfy no active delegation/.test(e.message),
+      );
+      await assert.rejects(
+        cast.chen.read(cast.patient.key.patientId, 'notes'),
+        (e: HttpProblemError) => e.status === 403 && /no active delegation of 'notes'/.test(e.message),
+      );
     });
 
     test("a St Mary's system reads her records back through its gateway as a FHIR searchset of Binary", async () => {
@@ -75,7 +99,12 @@ for (const { label, db } of databases) {
       const cardiologist = await cast.registerAndLogin('st-marys', 'stm-cardiology', ['role:doctor', 'dept:cardiology']);
       const response = await sessionFetch(cardiologist, cast.urlFor(`/gateway/fhir/Patient/${patientFhirId}/records?category=lab`));
       assert.equal(response.status, 200);
-      const searchset = (await response.json()) as { resourceType: string; type: string; total: number; entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }> };
+      const searchset = (await response.json()) as {
+        resourceType: string;
+        type: string;
+        total: number;
+        entry: Array<{ resource: { resourceType: string; contentType: string; data: string } }>;
+      };
       assert.equal(searchset.resourceType, 'Bundle');
       assert.equal(searchset.type, 'searchset');
       assert.equal(searchset.total, labCount);
@@ -91,9 +120,16 @@ for (const { label, db } of databases) {
       const patient = cast.patient.key.patientId;
       const asChen = (method: string, path: string, body?: unknown) =>
         sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}${path}`), {
-          method, headers: { ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined,
+          method,
+          headers: { ...(body ? { 'content-type': 'application/json' } : {}) },
+          body: body ? JSON.stringify(body) : undefined,
         });
-      for (const [method, path] of [['GET', '/records'], ['GET', '/delegations'], ['GET', '/access-log'], ['DELETE', `/delegations/${labDelegation}`]] as const) {
+      for (const [method, path] of [
+        ['GET', '/records'],
+        ['GET', '/delegations'],
+        ['GET', '/access-log'],
+        ['DELETE', `/delegations/${labDelegation}`],
+      ] as const) {
         const response = await asChen(method, path);
         assert.equal(response.status, 403, `${method} ${path}`);
         assert.equal(response.headers.get('content-type'), 'application/problem+json; charset=utf-8');
@@ -103,7 +139,10 @@ for (const { label, db } of databases) {
 
     test('revocation deletes the key: the cardiologist is refused at once', async () => {
       await cast.patient.revoke(labDelegation);
-      await assert.rejects(cast.chen.read(cast.patient.key.patientId, 'lab'), (e: HttpProblemError) => e.status === 403 && /no active delegation of 'lab'/.test(e.message));
+      await assert.rejects(
+        cast.chen.read(cast.patient.key.patientId, 'lab'),
+        (e: HttpProblemError) => e.status === 403 && /no active delegation of 'lab'/.test(e.message),
+      );
       assert.equal((await cast.patient.delegations()).length, 0);
       await assert.rejects(cast.patient.revoke(labDelegation), (e: HttpProblemError) => e.status === 404);
     });
@@ -111,19 +150,34 @@ for (const { label, db } of databases) {
     test("platform emergency access: without a delegation of hers, role:emergency breaks the glass under the platform's policy; she sees it and can opt out", async () => {
       const patient = cast.patient.key.patientId;
       const patientFhirId = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
-      const note = (id: string) => ({ resourceType: 'DocumentReference', id, status: 'current', content: [{ attachment: { contentType: 'text/plain', data: 'bm90ZQ==' } }], subject: { reference: `Patient/${patientFhirId}` } });
+      const note = (id: string) => ({
+        resourceType: 'DocumentReference',
+        id,
+        status: 'current',
+        content: [{ attachment: { contentType: 'text/plain', data: 'bm90ZQ==' } }],
+        subject: { reference: `Patient/${patientFhirId}` },
+      });
       assert.deepEqual(await cast.patient.platformEmergency(), { policy: 'role:emergency', allowed: true, grantedRecords: bundle.entry.length });
-      await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
+      await assert.rejects(
+        cast.chen.emergencyRead(patient, 'lab', 'curious'),
+        (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message),
+      );
       await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'the platform policy is for emergencies only');
       const records = await cast.okafor.emergencyRead(patient, 'lab', 'collapsed in the street');
       assert.equal(records.length, labCount);
       assert.ok(records.every((r) => ['Observation', 'DiagnosticReport'].includes(r.resourceType)));
       const seen = (await cast.patient.accessLog()).filter((e) => e.action === 'emergency read (platform policy)');
-      assert.deepEqual(seen.map((e) => [e.outcome, e.reason]), [[`${labCount} records`, 'collapsed in the street']]);
+      assert.deepEqual(
+        seen.map((e) => [e.outcome, e.reason]),
+        [[`${labCount} records`, 'collapsed in the street']],
+      );
 
       // She withdraws consent: every grant is deleted at once, and grants of later uploads are dropped.
       assert.deepEqual(await cast.patient.setPlatformEmergency(false), { policy: 'role:emergency', allowed: false, grantedRecords: 0 });
-      await assert.rejects(cast.okafor.emergencyRead(patient, 'lab', 'collapsed again'), (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message));
+      await assert.rejects(
+        cast.okafor.emergencyRead(patient, 'lab', 'collapsed again'),
+        (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message),
+      );
       assert.equal((await cast.gateway.upload(note('note-while-opted-out'))).stored, 1);
       assert.equal((await cast.patient.platformEmergency()).grantedRecords, 0);
       // Consent given again covers what hospitals upload from then on.
@@ -131,11 +185,16 @@ for (const { label, db } of databases) {
       assert.equal((await cast.gateway.upload(note('note-after-opt-in'))).stored, 1);
       assert.equal((await cast.patient.platformEmergency()).grantedRecords, 1);
       const notes = await cast.okafor.emergencyRead(patient, 'notes', 'collapsed again');
-      assert.deepEqual(notes.map((r) => r.id), ['note-after-opt-in']);
+      assert.deepEqual(
+        notes.map((r) => r.id),
+        ['note-after-opt-in'],
+      );
       const consent = (await cast.patient.accessLog()).filter((e) => /platform emergency access/.test(e.action)).map((e) => e.action);
       assert.deepEqual(consent, ['refuse platform emergency access', 'allow platform emergency access']);
       const asChen = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}/platform-emergency`), {
-        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ allowed: false }),
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ allowed: false }),
       });
       assert.equal(asChen.status, 403, 'only the patient decides');
     });
@@ -146,7 +205,9 @@ for (const { label, db } of databases) {
       const keys = await cloud.publicKeys(patient);
       const before = (await cast.patient.records()).length;
       // Refused before anything is stored or logged, so the uploader's token is never consulted beyond its hospital.
-      const gatewayCaller = { token: { hospital: 'st-marys' }, pseudonym: 'psn:gateway-of-st-marys0', role: 'gateway' } as unknown as Parameters<typeof cloud.upload>[0];
+      const gatewayCaller = { token: { hospital: 'st-marys' }, pseudonym: 'psn:gateway-of-st-marys0', role: 'gateway' } as unknown as Parameters<
+        typeof cloud.upload
+      >[0];
       const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
       const upload = (capsule: pre.EmergencyCapsule, recordId: string) => {
         const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, 'notes', recordId, new TextEncoder().encode('{}'), capsule);
@@ -163,10 +224,19 @@ for (const { label, db } of databases) {
         ["record a's grant on record b", [{ ...b.record, emergency: a.record.emergency }], [a.uploaded], /grant of record forged-b does not match/],
         ['a grant whose capsule is not uploaded', [a.record], [], /does not match its record or capsule/],
         ['a capsule under a wrong id', [a.record], [{ ...a.uploaded, capsuleId: '0'.repeat(32) }], /capsule id must be its delegation id/],
-        ['a grant that is not a grant', [{ ...a.record, emergency: { ...a.record.emergency, grant: a.uploaded.capsule } }], [a.uploaded], /expected an emergency grant/],
+        [
+          'a grant that is not a grant',
+          [{ ...a.record, emergency: { ...a.record.emergency, grant: a.uploaded.capsule } }],
+          [a.uploaded],
+          /expected an emergency grant/,
+        ],
       ];
       for (const [what, records, capsules, message] of cases) {
-        await assert.rejects(cloud.upload(gatewayCaller, patient, records, capsules), (e: Error) => e instanceof MedShareError && message.test(e.message), what);
+        await assert.rejects(
+          cloud.upload(gatewayCaller, patient, records, capsules),
+          (e: Error) => e instanceof MedShareError && message.test(e.message),
+          what,
+        );
       }
       assert.equal((await cast.patient.records()).length, before);
     });
@@ -174,12 +244,24 @@ for (const { label, db } of databases) {
     test('emergency access needs role:emergency, a reason and an emergency delegation; it is shown to the patient', async () => {
       const patient = cast.patient.key.patientId;
       await cast.patient.setPlatformEmergency(false); // her own emergency delegation only, from here on
-      await assert.rejects(cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival'), (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message));
+      await assert.rejects(
+        cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival'),
+        (e: HttpProblemError) => e.status === 403 && /no active emergency delegation/.test(e.message),
+      );
       await cast.patient.delegate('lab', 'role:emergency', abePublicKey, { emergency: true });
-      await assert.rejects(cast.chen.emergencyRead(patient, 'lab', 'curious'), (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message));
-      await assert.rejects(cast.okafor.read(patient, 'lab'), (e: HttpProblemError) => e.status === 403, 'an emergency delegation is not usable for ordinary reads');
+      await assert.rejects(
+        cast.chen.emergencyRead(patient, 'lab', 'curious'),
+        (e: HttpProblemError) => e.status === 403 && /needs role:emergency/.test(e.message),
+      );
+      await assert.rejects(
+        cast.okafor.read(patient, 'lab'),
+        (e: HttpProblemError) => e.status === 403,
+        'an emergency delegation is not usable for ordinary reads',
+      );
       const emptyReason = await sessionFetch(cast.okafor.session, cast.urlFor(`/cloud/patients/${patient}/emergency-read`), {
-        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ category: 'lab' }),
       });
       assert.equal(emptyReason.status, 400);
       const records = await cast.okafor.emergencyRead(patient, 'lab', 'unconscious on arrival');
@@ -189,7 +271,15 @@ for (const { label, db } of databases) {
       assert.equal(emergency.length, 1);
       assert.equal(emergency[0]!.reason, 'unconscious on arrival');
       // The upload comes first: hospitals' uploads are in her access log too (and on the ledger).
-      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 7), ['upload:ok', 'grant:ok', `read:${labCount} records`, `read:1 records`, 'read:2 records', 'read:refused', 'read:refused']);
+      assert.deepEqual(log.map((e) => `${e.action}:${e.outcome}`).slice(0, 7), [
+        'upload:ok',
+        'grant:ok',
+        `read:${labCount} records`,
+        `read:1 records`,
+        'read:2 records',
+        'read:refused',
+        'read:refused',
+      ]);
     });
 
     test('every grant, revocation and access is in the ledger, under pseudonyms only', async () => {
@@ -205,13 +295,20 @@ for (const { label, db } of databases) {
 
     test('research release: refused and recorded without her consent; with it, de-identified with the hospital keys and on the ledger first', async () => {
       const patient = cast.patient.key.patientId;
-      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }>; id: string };
+      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as {
+        name: Array<{ family: string; given: string[] }>;
+        id: string;
+      };
       assert.deepEqual(await cast.patient.researchConsent(), { allowed: false }, 'opt-in: no consent by default');
       await assert.rejects(cast.gateway.researchExport(bundle, 'safe-harbor'), (e: HttpProblemError) => e.status === 403 && /not consented/.test(e.message));
       await cast.patient.setResearchConsent(true);
       // Only a hospital's gateway releases; a doctor's token is refused; an unknown profile is a 400.
       const doctorSession = await cast.registerAndLogin('st-marys', 'release-doctor', ['role:doctor']);
-      const asDoctor = await sessionFetch(doctorSession, cast.urlFor('/gateway/research-exports?profile=safe-harbor'), { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(bundle) });
+      const asDoctor = await sessionFetch(doctorSession, cast.urlFor('/gateway/research-exports?profile=safe-harbor'), {
+        method: 'POST',
+        headers: { 'content-type': 'application/fhir+json' },
+        body: JSON.stringify(bundle),
+      });
       assert.equal(asDoctor.status, 403);
       await assert.rejects(cast.gateway.researchExport(bundle, 'everything'), (e: HttpProblemError) => e.status === 400);
       const release = await cast.gateway.researchExport(bundle, 'safe-harbor');
@@ -226,12 +323,21 @@ for (const { label, db } of databases) {
       // On the ledger before release, refused attempts included, and in her access log.
       await cast.platform.ledger.flush();
       const entries = (await cast.platform.ledger.entriesForPatient(patient)).filter((e) => e.event.type.code === 'research-export');
-      assert.deepEqual(entries.map((e) => e.event.outcome), ['4', '0', '0']);
+      assert.deepEqual(
+        entries.map((e) => e.event.outcome),
+        ['4', '0', '0'],
+      );
       const recorded = entries.find((e) => Number(e.event.id) === release.ledgerIndex)!;
-      assert.deepEqual(recorded.event.entity.filter((x) => x.type.code === 'record').map((x) => [x.what.identifier.value, x.securityLabel?.[0]?.code]), [[release.digest, 'safe-harbor']]);
+      assert.deepEqual(
+        recorded.event.entity.filter((x) => x.type.code === 'record').map((x) => [x.what.identifier.value, x.securityLabel?.[0]?.code]),
+        [[release.digest, 'safe-harbor']],
+      );
       assert.doesNotMatch(recorded.bytes.toString('utf8'), new RegExp(person.name[0]!.family));
       const log = (await cast.patient.accessLog()).filter((e) => e.action.startsWith('research release'));
-      assert.deepEqual(log.map((e) => e.outcome), ['refused', 'ok', 'ok']);
+      assert.deepEqual(
+        log.map((e) => e.outcome),
+        ['refused', 'ok', 'ok'],
+      );
       // The key is in the gateway's database only wrapped: another KEK does not open it.
       const row = (await db.query<{ key_wrapped: Uint8Array }>("SELECT key_wrapped FROM gateway_deid_keys WHERE hospital = 'st-marys'")).rows[0]!;
       await assert.rejects(randomKeyEncryptionKey().unwrap(row.key_wrapped, 'gateway_deid_keys.key_wrapped|st-marys'));
@@ -259,14 +365,20 @@ for (const { label, db } of databases) {
       assert.equal(uploaded.stored, 1);
       const freshId = uploaded.versions[0]!.recordId;
       // A cloud that serves the old bundle again (its database edited) is refused by the gateway, which used epoch 2.
-      const published = (await db.query<{ public_keys: Uint8Array }>('SELECT public_keys FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!.public_keys;
+      const published = (await db.query<{ public_keys: Uint8Array }>('SELECT public_keys FROM cloud_patients WHERE patient = $1', [patient])).rows[0]!
+        .public_keys;
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, pre.encodePublicKeys(oldKey)]);
-      await assert.rejects(cast.gateway.upload({ ...lab, id: 'after-rotation-2' }), (e: HttpProblemError) => e.status === 409 && /epoch 1 after epoch 2/.test(e.message));
+      await assert.rejects(
+        cast.gateway.upload({ ...lab, id: 'after-rotation-2' }),
+        (e: HttpProblemError) => e.status === 409 && /epoch 1 after epoch 2/.test(e.message),
+      );
       await db.query('UPDATE cloud_patients SET public_keys = $2 WHERE patient = $1', [patient, published]);
       // The patient delegates lab once with her old key (epoch 1) and once with the new one (epoch 2).
       const readRaw = async () => {
         const response = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${patient}/read`), {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ category: 'lab', recordIds: [freshId] }),
         });
         return { status: response.status, body: (await response.json()) as { records?: Array<{ ciphertext: string }>; detail?: string } };
       };
@@ -290,7 +402,10 @@ for (const { label, db } of databases) {
       const made = await cast.patient.delegate('notes', repeated, abePublicKey);
       await cast.patient.delegate('imaging', LAB_POLICY, abePublicKey);
       const listed = (await cast.patient.repeatedAttributePolicies()).filter((p) => p.kind === 'delegation');
-      assert.deepEqual(listed.map((p) => [p.id, p.policy, p.repeated, p.format, p.reissue]), [[made.delegationId, repeated, ['level (integer bits)'], 2, false]]);
+      assert.deepEqual(
+        listed.map((p) => [p.id, p.policy, p.repeated, p.format, p.reissue]),
+        [[made.delegationId, repeated, ['level (integer bits)'], 2, false]],
+      );
       const asChen = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${cast.patient.key.patientId}/repeated-attribute-policies`));
       assert.equal(asChen.status, 403);
       for (const d of await cast.patient.delegations()) await cast.patient.revoke(d.delegationId);
@@ -301,9 +416,15 @@ for (const { label, db } of databases) {
       let recordId: string;
       let resource: Record<string, unknown>;
       const fhirId = 'large-record-patient';
-      const chunkRows = async (id: string) => (await db.query<{ seq: number; bytes: Uint8Array }>('SELECT seq, bytes FROM cloud_record_chunks WHERE record_id = $1 ORDER BY seq', [id])).rows;
-      const recordRow = async (id: string) => (await db.query<{ ciphertext: Uint8Array; size: number; payload_chunks: number; ciphertext_hash: string }>(
-        'SELECT ciphertext, size, payload_chunks, ciphertext_hash FROM cloud_records WHERE record_id = $1', [id])).rows[0]!;
+      const chunkRows = async (id: string) =>
+        (await db.query<{ seq: number; bytes: Uint8Array }>('SELECT seq, bytes FROM cloud_record_chunks WHERE record_id = $1 ORDER BY seq', [id])).rows;
+      const recordRow = async (id: string) =>
+        (
+          await db.query<{ ciphertext: Uint8Array; size: number; payload_chunks: number; ciphertext_hash: string }>(
+            'SELECT ciphertext, size, payload_chunks, ciphertext_hash FROM cloud_records WHERE record_id = $1',
+            [id],
+          )
+        ).rows[0]!;
       /** A resource as read back, without the meta the gateway adds (version, provenance, the record signature). */
       const content = (read: unknown) => {
         const { meta, ...rest } = read as Record<string, unknown>;
@@ -318,9 +439,17 @@ for (const { label, db } of databases) {
       };
       /** An Observation of about `characters` of notes (of at most 1,000,000 characters each, the gateway's longest string). */
       const largeObservation = (id: string, seed: string, characters: number) => ({
-        resourceType: 'Observation', id, status: 'final', code: { text: 'large' }, subject: { reference: `Patient/${fhirId}` },
+        resourceType: 'Observation',
+        id,
+        status: 'final',
+        code: { text: 'large' },
+        subject: { reference: `Patient/${fhirId}` },
         note: Array.from({ length: Math.ceil(characters / 1_000_000) }, (_, i) => ({
-          text: createHash('sha256').update(`${seed}${i}`).digest('hex').repeat(15_625).slice(0, Math.min(1_000_000, characters - i * 1_000_000)),
+          text: createHash('sha256')
+            .update(`${seed}${i}`)
+            .digest('hex')
+            .repeat(15_625)
+            .slice(0, Math.min(1_000_000, characters - i * 1_000_000)),
         })),
       });
 
@@ -340,14 +469,22 @@ for (const { label, db } of databases) {
         const row = await recordRow(recordId);
         const chunks = await chunkRows(recordId);
         assert.equal(row.payload_chunks, 2);
-        assert.deepEqual(chunks.map((c) => [c.seq, c.bytes.length === 1024 * 1024]), [[0, true], [1, false]]);
+        assert.deepEqual(
+          chunks.map((c) => [c.seq, c.bytes.length === 1024 * 1024]),
+          [
+            [0, true],
+            [1, false],
+          ],
+        );
         const whole = Buffer.concat([row.ciphertext, ...chunks.map((c) => c.bytes)]);
         assert.equal(pre.splitRecord(row.ciphertext).payload.length, 0, 'the row holds exactly the header');
         assert.equal(whole.length, row.size);
         assert.equal(row.ciphertext_hash, `sha256:${createHash('sha256').update(whole).digest('hex')}`);
         // The patient's own records (JSON) and her decryption see the whole ciphertext.
         const own = await sessionFetch(large.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/own-records`), {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ category: 'lab' }),
         });
         const [mine] = ((await own.json()) as { records: Array<{ ciphertext: string }> }).records;
         assert.deepEqual(Buffer.from(mine!.ciphertext, 'base64'), whole);
@@ -362,13 +499,18 @@ for (const { label, db } of databases) {
         // Under the platform's emergency grant (no emergency delegation of hers): also chunk by chunk.
         assert.deepEqual((await cast.okafor.emergencyRead(large.key.patientId, 'lab', 'unconscious, large imaging report')).map(content), [resource]);
         const json = await sessionFetch(cast.chen.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/read`), {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab', recordIds: [recordId] }),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ category: 'lab', recordIds: [recordId] }),
         });
         const { records } = (await json.json()) as { records: Array<{ ciphertext: string }> };
         assert.deepEqual(content(cast.chen.decrypt(records[0]!.ciphertext)), resource);
-        await assert.rejects(async () => {
-          for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', 'no-such-record')) void piece;
-        }, (e: MedShareError) => e.code === 'NOT_FOUND');
+        await assert.rejects(
+          async () => {
+            for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', 'no-such-record')) void piece;
+          },
+          (e: MedShareError) => e.code === 'NOT_FOUND',
+        );
       });
 
       test('a chunk row altered in the database: the stream fails authentication (never a wrong plaintext)', async () => {
@@ -379,9 +521,12 @@ for (const { label, db } of databases) {
         await db.query('UPDATE cloud_record_chunks SET bytes = $3 WHERE record_id = $1 AND seq = $2', [recordId, 1, altered]);
         try {
           const seen: Uint8Array[] = [];
-          await assert.rejects(async () => {
-            for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', recordId)) seen.push(piece);
-          }, (e: MedShareError) => e.code === 'INTEGRITY');
+          await assert.rejects(
+            async () => {
+              for await (const piece of cast.chen.readStream(large.key.patientId, 'lab', recordId)) seen.push(piece);
+            },
+            (e: MedShareError) => e.code === 'INTEGRITY',
+          );
           assert.ok(Buffer.concat(seen).length < 1024 * 1024 + 64 * 1024, 'nothing after the altered chunk was handed out');
         } finally {
           await db.query('UPDATE cloud_record_chunks SET bytes = $3 WHERE record_id = $1 AND seq = $2', [recordId, 1, second!.bytes]);
@@ -392,7 +537,10 @@ for (const { label, db } of databases) {
         const [, last] = await chunkRows(recordId);
         const cases: Array<[string, () => Promise<unknown>]> = [
           ['dropped', () => db.query('DELETE FROM cloud_record_chunks WHERE record_id = $1 AND seq = 1', [recordId])],
-          ['cut short', () => db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 1', [recordId, last!.bytes.subarray(0, 1000)])],
+          [
+            'cut short',
+            () => db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 1', [recordId, last!.bytes.subarray(0, 1000)]),
+          ],
         ];
         for (const [how, damage] of cases) {
           await damage();
@@ -430,7 +578,9 @@ for (const { label, db } of databases) {
         const recordId = taggedRecordId('st-marys', ['hostile-large-upload']);
         const garbage = new Uint8Array(randomBytes(1024 * 1024 + 4096));
         const response = await sessionFetch(cast.gateway.session, cast.urlFor(`/cloud/patients/${large.key.patientId}/uploads`), {
-          method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(uploadBody([{ recordId, category: 'lab', ciphertext: garbage }], [])),
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(uploadBody([{ recordId, category: 'lab', ciphertext: garbage }], [])),
         });
         assert.equal(response.status, 400);
         assert.match(((await response.json()) as { detail: string }).detail, new RegExp(`record ${recordId} is not a record ciphertext`));
@@ -442,13 +592,18 @@ for (const { label, db } of databases) {
         // The database refuses the second chunk row of this upload, as a full disk or a lost connection would mid-way.
         await db.query(`CREATE FUNCTION medshare_test_refuse_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN IF NEW.seq = 1 AND NEW.record_id <> '${recordId}' THEN RAISE EXCEPTION 'disk full (test)'; END IF; RETURN NEW; END $$`);
-        await db.query('CREATE TRIGGER medshare_test_refuse_chunk BEFORE INSERT ON cloud_record_chunks FOR EACH ROW EXECUTE FUNCTION medshare_test_refuse_chunk()');
+        await db.query(
+          'CREATE TRIGGER medshare_test_refuse_chunk BEFORE INSERT ON cloud_record_chunks FOR EACH ROW EXECUTE FUNCTION medshare_test_refuse_chunk()',
+        );
         const second = largeObservation('large-2', 'b', 1_100_000);
         const before = (await large.records('lab')).length;
         try {
           await assert.rejects(cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: second }] }), MedShareError);
           assert.equal((await large.records('lab')).length, before, 'no record row');
-          const orphans = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cloud_record_chunks k WHERE NOT EXISTS (SELECT 1 FROM cloud_records r WHERE r.record_id = k.record_id AND r.record_id = $1)', [recordId]);
+          const orphans = await db.query<{ n: number }>(
+            'SELECT count(*)::int AS n FROM cloud_record_chunks k WHERE NOT EXISTS (SELECT 1 FROM cloud_records r WHERE r.record_id = k.record_id AND r.record_id = $1)',
+            [recordId],
+          );
           assert.equal(orphans.rows[0]!.n, 0, 'no chunk row of the failed upload');
         } finally {
           await db.query('DROP TRIGGER medshare_test_refuse_chunk ON cloud_record_chunks');

@@ -19,15 +19,18 @@ import { sessionFetch, startCast } from './harness.ts';
 const tools = existsSync('/usr/bin/pg_createcluster') && existsSync('/usr/lib/postgresql');
 const skip = !process.env['DATABASE_URL'] ? 'DATABASE_URL is not set' : !tools ? 'pg_createcluster is not installed' : false;
 
-const freePort = () => new Promise<number>((resolve) => {
-  const server = createServer().listen(0, '127.0.0.1', () => {
-    const { port } = server.address() as { port: number };
-    server.close(() => resolve(port));
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
   });
-});
 
 test('PostgreSQL restarted under load: 503 while it is down, back by itself, nothing acknowledged lost', { skip }, async () => {
-  const version = readdirSync('/usr/lib/postgresql').sort((a, b) => Number(a) - Number(b)).at(-1)!;
+  const version = readdirSync('/usr/lib/postgresql')
+    .sort((a, b) => Number(a) - Number(b))
+    .at(-1)!;
   const cluster = `medshare_${randomBytes(4).toString('hex')}`;
   const port = await freePort();
   const ctl = (action: string) => execFileSync('pg_ctlcluster', [version, cluster, action], { stdio: 'ignore' });
@@ -49,7 +52,14 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
           const value = n++;
           const id = `obs-${value}`;
           try {
-            await cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value } });
+            await cast.gateway.upload({
+              resourceType: 'Observation',
+              id,
+              status: 'final',
+              code: { text: 'heart rate' },
+              subject: { reference: `Patient/${fhirPatient}` },
+              valueQuantity: { value },
+            });
             acknowledged.set(id, value);
           } catch (error) {
             // The SDK retries an upload over a short outage; a longer one surfaces as a typed outage, nothing else.
@@ -85,9 +95,23 @@ test('PostgreSQL restarted under load: 503 while it is down, back by itself, not
       // Every acknowledged upload is stored (its record id is a hash of hospital, pseudonym and FHIR id).
       const stored = await cast.patient.records();
       assert.ok(stored.length >= acknowledged.size, `${stored.length} stored, ${acknowledged.size} acknowledged`);
-      const retry = await Promise.all([...acknowledged].map(([id, value]) =>
-        cast.gateway.upload({ resourceType: 'Observation', id, status: 'final', code: { text: 'heart rate' }, subject: { reference: `Patient/${fhirPatient}` }, valueQuantity: { value } })));
-      assert.equal(retry.reduce((sum, r) => sum + r.stored, 0), 0, 'no acknowledged record was missing');
+      const retry = await Promise.all(
+        [...acknowledged].map(([id, value]) =>
+          cast.gateway.upload({
+            resourceType: 'Observation',
+            id,
+            status: 'final',
+            code: { text: 'heart rate' },
+            subject: { reference: `Patient/${fhirPatient}` },
+            valueQuantity: { value },
+          }),
+        ),
+      );
+      assert.equal(
+        retry.reduce((sum, r) => sum + r.stored, 0),
+        0,
+        'no acknowledged record was missing',
+      );
     } finally {
       await cast.platform.close();
       await db.close();

@@ -11,8 +11,17 @@ import type { AddressInfo } from 'node:net';
 import { IntegrityError } from '@medshare/crypto';
 import { migrate, openDatabase, randomKeyEncryptionKey, type Database } from '@medshare/db';
 import {
-  buildAuditEvent, canonicalBytes, formatCheckpoint, generateCheckpointKey, hashLeaf, LedgerClient, parseVerifierKey, signNote, verifyInclusionBundle,
-  type CheckpointSigner, type InclusionBundle,
+  buildAuditEvent,
+  canonicalBytes,
+  formatCheckpoint,
+  generateCheckpointKey,
+  hashLeaf,
+  LedgerClient,
+  parseVerifierKey,
+  signNote,
+  verifyInclusionBundle,
+  type CheckpointSigner,
+  type InclusionBundle,
 } from '@medshare/ledger';
 import { openHospitalWitness, verifyReceipt, witnessKeyName } from '../src/index.ts';
 import { GATEWAY_MIGRATIONS } from '../src/migrations.ts';
@@ -50,7 +59,19 @@ after(async () => {
 
 /** A receipt for one upload entry (of record `digit`×64) whose one-entry checkpoint `signers` signed. */
 function receiptSignedBy(signers: readonly CheckpointSigner[], digit = '0'): InclusionBundle {
-  const entry = canonicalBytes({ ...buildAuditEvent({ type: 'record-create', patient: `psn:${'A'.repeat(22)}`, agents: [{ who: `psn:${'B'.repeat(22)}`, role: 'hospital' }], source: 'st-marys', records: [{ hash: `sha256:${digit.repeat(64)}`, category: 'lab' }] }, 0), id: '0' });
+  const entry = canonicalBytes({
+    ...buildAuditEvent(
+      {
+        type: 'record-create',
+        patient: `psn:${'A'.repeat(22)}`,
+        agents: [{ who: `psn:${'B'.repeat(22)}`, role: 'hospital' }],
+        source: 'st-marys',
+        records: [{ hash: `sha256:${digit.repeat(64)}`, category: 'lab' }],
+      },
+      0,
+    ),
+    id: '0',
+  });
   const body = formatCheckpoint({ origin: 'medshare.cloud/audit', size: 1, rootHash: hashLeaf(entry) });
   return { index: 0, entry: entry.toString('utf8'), inclusionProof: [], checkpoint: signNote(body, signers, 1) };
 }
@@ -58,10 +79,21 @@ function receiptSignedBy(signers: readonly CheckpointSigner[], digit = '0'): Inc
 /** A receipt for one upload entry whose checkpoint the log key and the fake witnesses signed. */
 const forgedReceipt = () => receiptSignedBy([logKey.signer, ...fakes.map((f) => f.signer)]);
 
-const open = (hospital: string, configured: boolean) => openHospitalWitness(db, {
-  kek, hospital, cloudUrl: () => cloudUrl, logKey: logKey.signer.verifier.vkey,
-  ...(configured ? { peers: () => [{ hospital, url: cloudUrl }, { hospital: 'riverside', url: cloudUrl, key: riverside.signer.verifier.vkey }] } : {}),
-});
+const open = (hospital: string, configured: boolean) =>
+  openHospitalWitness(db, {
+    kek,
+    hospital,
+    cloudUrl: () => cloudUrl,
+    logKey: logKey.signer.verifier.vkey,
+    ...(configured
+      ? {
+          peers: () => [
+            { hospital, url: cloudUrl },
+            { hospital: 'riverside', url: cloudUrl, key: riverside.signer.verifier.vkey },
+          ],
+        }
+      : {}),
+  });
 
 test('a cloud naming made-up witnesses: the receipt they cosigned is refused, with or without the federation configured', async () => {
   const configured = await open('st-marys', true);
@@ -72,20 +104,30 @@ test('a cloud naming made-up witnesses: the receipt they cosigned is refused, wi
   assert.equal(verifyInclusionBundle(receipt, { log: logKey.signer.verifier, witnesses: listed.map(parseVerifierKey), quorum: 2 }).cosigners.length, 2);
 
   const trust = await configured.receiptTrust();
-  assert.deepEqual(trust.witnesses?.map((w) => w.name), [witnessKeyName('st-marys'), witnessKeyName('riverside')], 'its own witness and the configured peer, not the fakes');
+  assert.deepEqual(
+    trust.witnesses?.map((w) => w.name),
+    [witnessKeyName('st-marys'), witnessKeyName('riverside')],
+    'its own witness and the configured peer, not the fakes',
+  );
   assert.equal(trust.quorum, 2);
   assert.throws(() => verifyReceipt(receipt, trust), IntegrityError);
 
   // Without a configured federation the cloud's list is used, but the hospital's own witness must have cosigned.
   listed = [unconfigured.verifier.vkey, ...fakes.map((f) => f.signer.verifier.vkey)];
   const fallback = await unconfigured.receiptTrust();
-  assert.throws(() => verifyReceipt(receipt, fallback), (error: Error) => error instanceof IntegrityError && /not cosigned by northgate\.medshare\/witness/.test(error.message));
+  assert.throws(
+    () => verifyReceipt(receipt, fallback),
+    (error: Error) => error instanceof IntegrityError && /not cosigned by northgate\.medshare\/witness/.test(error.message),
+  );
 });
 
 test('a peer witness key the configuration pins is not replaced by a later configuration naming another', async () => {
   const other = generateCheckpointKey(witnessKeyName('riverside'));
   const witness = await openHospitalWitness(db, {
-    kek, hospital: 'st-marys', cloudUrl: () => cloudUrl, logKey: logKey.signer.verifier.vkey,
+    kek,
+    hospital: 'st-marys',
+    cloudUrl: () => cloudUrl,
+    logKey: logKey.signer.verifier.vkey,
     peers: () => [{ hospital: 'riverside', url: cloudUrl, key: other.signer.verifier.vkey }],
   });
   await assert.rejects(witness.receiptTrust(), IntegrityError);
@@ -97,7 +139,10 @@ test('a cloud that never gets its checkpoint cosigned: the receipt is kept pendi
   listed = [witness.verifier.vkey, riverside.signer.verifier.vkey];
   const book = new ReceiptBook(db, () => witness.receiptTrust());
   const logSigned = receiptSignedBy([logKey.signer]);
-  assert.deepEqual((await book.keep('westfield', `psn:${'A'.repeat(22)}`, [0], [logSigned], [])).map((r) => r.status), ['pending']);
+  assert.deepEqual(
+    (await book.keep('westfield', `psn:${'A'.repeat(22)}`, [0], [logSigned], [])).map((r) => r.status),
+    ['pending'],
+  );
   await assert.rejects(book.keep('westfield', `psn:${'A'.repeat(22)}`, [0, 1], [logSigned], []), /no receipt for ledger entry 1/);
   const ledger = new LedgerClient(new URL('/ledger', cloudUrl).href);
   const complete = () => book.complete('westfield', (entries) => publicBundles(ledger, entries));

@@ -51,7 +51,13 @@ const targets: Target[] = [
 /** The platform on `db`, listening on 127.0.0.1. */
 async function start(db: Database): Promise<{ platform: Platform; base: ServiceUrls }> {
   const platform = await createPlatform({
-    db, hospitals: [HOSPITAL], adminTokens: { [HOSPITAL]: ADMIN }, kek, scrypt: FAST_SCRYPT, limits: { accountFreeFailures: 2, baseDelaySeconds: 600 }, now,
+    db,
+    hospitals: [HOSPITAL],
+    adminTokens: { [HOSPITAL]: ADMIN },
+    kek,
+    scrypt: FAST_SCRYPT,
+    limits: { accountFreeFailures: 2, baseDelaySeconds: 600 },
+    now,
   });
   return { platform, base: platform.urls };
 }
@@ -72,7 +78,10 @@ async function login(base: ServiceUrls, username: string, secret: string, device
   assert.equal(first.status, 200, JSON.stringify(first.body));
   const path = `/identity/${HOSPITAL}/login/totp`;
   const body = { ticket: first.body.ticket, code, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], ...(device ? { deviceKey: device.sealingPublicJwk } : {}) };
-  return { code, ...(await call(base, 'POST', path, body, undefined, device && (await device.loginProof(routeUrl(base, path, HOSPITAL), first.body.challenge)))) };
+  return {
+    code,
+    ...(await call(base, 'POST', path, body, undefined, device && (await device.loginProof(routeUrl(base, path, HOSPITAL), first.body.challenge)))),
+  };
 }
 
 /** A refresh signed by `device`. */
@@ -83,17 +92,30 @@ async function refresh(base: ServiceUrls, device: DeviceKeys, refreshToken: stri
 
 /** A key request signed by `device`. */
 async function requestKey(base: ServiceUrls, device: DeviceKeys, token: string) {
-  return call(base, 'POST', '/ta/keys', { attributes: ['role:patient'], deviceKey: device.sealingPublicJwk }, token, await device.dpop.proof('POST', routeUrl(base, '/ta/keys'), { accessToken: token }));
+  return call(
+    base,
+    'POST',
+    '/ta/keys',
+    { attributes: ['role:patient'], deviceKey: device.sealingPublicJwk },
+    token,
+    await device.dpop.proof('POST', routeUrl(base, '/ta/keys'), { accessToken: token }),
+  );
 }
 
 for (const target of targets) {
   describe(`a platform restarted on ${target.label}`, { skip: target.skip }, () => {
-    test('keeps users, TOTP enrolments, sessions, signing keys, revocations, lockouts and the TA\'s used tokens', async () => {
+    test("keeps users, TOTP enrolments, sessions, signing keys, revocations, lockouts and the TA's used tokens", async () => {
       try {
         // First life.
         let db = await target.open();
         let { platform, base } = await start(db);
-        const enrolment = await call(base, 'POST', `/identity/${HOSPITAL}/users`, { username: 'antonia', password: PASSWORD, attributes: ['role:patient'], scopes: ['patient/*.rs'] }, ADMIN);
+        const enrolment = await call(
+          base,
+          'POST',
+          `/identity/${HOSPITAL}/users`,
+          { username: 'antonia', password: PASSWORD, attributes: ['role:patient'], scopes: ['patient/*.rs'] },
+          ADMIN,
+        );
         assert.equal(enrolment.status, 201);
         const secret: string = enrolment.body.totpSecret;
         const device = await DeviceKeys.generate(now);
@@ -110,7 +132,8 @@ for (const target of targets) {
         const revoked = await login(base, 'antonia', secret, device);
         assert.equal(revoked.status, 200);
         assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/logout`, undefined, revoked.body.token)).status, 204);
-        for (let i = 0; i < 3; i++) assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 401);
+        for (let i = 0; i < 3; i++)
+          assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 401);
         const jwks = (await call(base, 'GET', `/identity/${HOSPITAL}/.well-known/jwks.json`)).body;
         await platform.close();
         await db.close();
@@ -133,7 +156,11 @@ for (const target of targets) {
           assert.equal((await login(base, 'antonia', secret, undefined, revoked.code)).status, 401, 'a TOTP step used before the restart stays used');
           offsetMs += 30_000;
           assert.equal((await login(base, 'antonia', secret)).status, 200, 'her enrolment still logs her in');
-          assert.equal((await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status, 429, 'still locked');
+          assert.equal(
+            (await call(base, 'POST', `/identity/${HOSPITAL}/login/password`, { username: 'ghost', password: 'wrong passphrase!!' })).status,
+            429,
+            'still locked',
+          );
         } finally {
           await platform.close();
           await db.close();

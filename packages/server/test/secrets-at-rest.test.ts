@@ -24,15 +24,24 @@ const PASSWORD = 'a long enough passphrase';
 /** Every form a secret could be written in. */
 function forms(secret: Uint8Array): Buffer[] {
   const bytes = Buffer.from(secret);
-  return [bytes, ...[bytes.toString('hex'), bytes.toString('hex').toUpperCase(), bytes.toString('base64'), bytes.toString('base64url'), base32Encode(bytes)].map((text) => Buffer.from(text))];
+  return [
+    bytes,
+    ...[bytes.toString('hex'), bytes.toString('hex').toUpperCase(), bytes.toString('base64'), bytes.toString('base64url'), base32Encode(bytes)].map((text) =>
+      Buffer.from(text),
+    ),
+  ];
 }
 
 /** The secrets the platform keeps in `db`, unwrapped with `kek`. */
 async function keptSecrets(db: Database, kek: KeyEncryptionKey, totpSecrets: string[]): Promise<Array<[string, Uint8Array]>> {
   const secrets: Array<[string, Uint8Array]> = totpSecrets.map((s) => ['a TOTP secret', base32Decode(s)]);
-  const keys = (await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')).rows;
+  const keys = (
+    await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')
+  ).rows;
   for (const row of keys) {
-    const jwk = JSON.parse(Buffer.from(await kek.unwrap(row.private_key_wrapped, `identity_signing_keys.private_key_wrapped|${row.hospital}|${row.kid}`)).toString()) as { d: string };
+    const jwk = JSON.parse(
+      Buffer.from(await kek.unwrap(row.private_key_wrapped, `identity_signing_keys.private_key_wrapped|${row.hospital}|${row.kid}`)).toString(),
+    ) as { d: string };
     secrets.push(['a private signing key', Buffer.from(jwk.d, 'base64url')]);
   }
   const master = (await db.query<{ master_key: Uint8Array }>('SELECT master_key FROM ta_setup')).rows[0]!.master_key;
@@ -56,11 +65,13 @@ async function keptSecrets(db: Database, kek: KeyEncryptionKey, totpSecrets: str
   // Each hospital's tracing key of session pseudonyms (identity's sso/pseudonyms.ts).
   const tracing = (await db.query<{ hospital: string; key_wrapped: Uint8Array }>('SELECT hospital, key_wrapped FROM identity_tracing_keys')).rows;
   assert.ok(tracing.length >= 1, 'a hospital keeps a tracing key');
-  for (const row of tracing) secrets.push([`the tracing key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `identity_tracing_keys.key_wrapped|${row.hospital}`)]);
+  for (const row of tracing)
+    secrets.push([`the tracing key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `identity_tracing_keys.key_wrapped|${row.hospital}`)]);
   // Each hospital's research-release de-identification key.
   const deid = (await db.query<{ hospital: string; key_wrapped: Uint8Array }>('SELECT hospital, key_wrapped FROM gateway_deid_keys')).rows;
   assert.equal(deid.length, 1, 'a release made a de-identification key');
-  for (const row of deid) secrets.push([`the de-identification key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `gateway_deid_keys.key_wrapped|${row.hospital}`)]);
+  for (const row of deid)
+    secrets.push([`the de-identification key of ${row.hospital}`, await kek.unwrap(row.key_wrapped, `gateway_deid_keys.key_wrapped|${row.hospital}`)]);
   return secrets;
 }
 
@@ -77,18 +88,35 @@ async function populate(db: Database, kek: KeyEncryptionKey): Promise<string[]> 
   try {
     const client = new PlatformClient(platform.urls);
     const secrets: string[] = [];
-    for (const [hospital, username] of [['st-marys', 'antonia'], ['riverside', 'chen'], ['riverside', 'patel']] as const) {
-      const { totpSecret } = await client.registerUser(hospital, ADMINS[hospital]!, { username, password: PASSWORD, attributes: ['role:doctor'], scopes: ['user/*.rs'] });
+    for (const [hospital, username] of [
+      ['st-marys', 'antonia'],
+      ['riverside', 'chen'],
+      ['riverside', 'patel'],
+    ] as const) {
+      const { totpSecret } = await client.registerUser(hospital, ADMINS[hospital]!, {
+        username,
+        password: PASSWORD,
+        attributes: ['role:doctor'],
+        scopes: ['user/*.rs'],
+      });
       secrets.push(totpSecret);
     }
     await client.loginReader('riverside', 'chen', PASSWORD, secrets[1]!, ['role:doctor']);
     // A research release attempt (refused: no consent) makes St Mary's de-identification key.
     const enrol = async (username: string, attributes: string[]) => {
-      const { totpSecret } = await client.registerUser('st-marys', ADMINS['st-marys']!, { username, password: PASSWORD, attributes, scopes: roleScopes(attributes) });
+      const { totpSecret } = await client.registerUser('st-marys', ADMINS['st-marys']!, {
+        username,
+        password: PASSWORD,
+        attributes,
+        scopes: roleScopes(attributes),
+      });
       secrets.push(totpSecret);
       return client.login('st-marys', username, PASSWORD, totpSecret);
     };
-    const patient = new PatientClient(await enrol('bea', ['role:patient']), pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['clinical']));
+    const patient = new PatientClient(
+      await enrol('bea', ['role:patient']),
+      pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, ['clinical']),
+    );
     await patient.register();
     const gateway = new GatewayClient(await enrol('ehr', ['role:gateway']));
     await gateway.enrol('p1', patient.key.patientId);
@@ -121,7 +149,9 @@ describe('secrets at rest', () => {
       assertAbsent(files, secrets, 'the PGlite data directory');
       // The copy under another key-encryption key: the platform refuses to start rather than use other keys.
       db = await openDatabase({ dataDir });
-      await assert.rejects(createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT }), { code: 'INTEGRITY' });
+      await assert.rejects(createPlatform({ db, hospitals: ['st-marys'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT }), {
+        code: 'INTEGRITY',
+      });
       await db.close();
     } finally {
       await rm(dataDir, { recursive: true, force: true });
@@ -129,7 +159,7 @@ describe('secrets at rest', () => {
   });
 
   const url = process.env['DATABASE_URL'];
-  test('a pg_dump of the platform\'s PostgreSQL schema holds none of them', { skip: !url && 'DATABASE_URL is not set' }, async () => {
+  test("a pg_dump of the platform's PostgreSQL schema holds none of them", { skip: !url && 'DATABASE_URL is not set' }, async () => {
     const schema = `at_rest_${randomBytes(4).toString('hex')}`;
     const kek = randomKeyEncryptionKey();
     const db = await openDatabase({ url: url!, schema });

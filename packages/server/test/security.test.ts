@@ -18,8 +18,7 @@ import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, session
 /** Errors are problem+json, except on FHIR routes, where they are OperationOutcomes in application/fhir+json. */
 /** A problem's `detail`, or an OperationOutcome's first diagnostics (FHIR routes) as `detail`. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a JSON body of either shape
-const withDetail = (body: any): any =>
-  body.resourceType === 'OperationOutcome' ? { ...body, detail: body.issue?.[0]?.diagnostics } : body;
+const withDetail = (body: any): any => (body.resourceType === 'OperationOutcome' ? { ...body, detail: body.issue?.[0]?.diagnostics } : body);
 const errorMedia = (path: string) => (path.startsWith('/gateway/fhir') ? /^application\/fhir\+json/ : /^application\/problem\+json/);
 const databases: TestDatabase[] = await openTestDatabases();
 // The cloud gets a database of its own, so that what it holds can be scanned table by table.
@@ -51,31 +50,38 @@ for (const { label, db } of databases) {
       return { status: response.status, type: response.headers.get('content-type') ?? '', body: text ? withDetail(JSON.parse(text)) : undefined };
     };
     // Every authenticated endpoint, with a body it would accept.
-    const endpoints = () => [
-      ['PUT', `/cloud/patients/${patient}`, JSON.stringify({ publicKeys: 'AAAA' })],
-      ['GET', `/cloud/patients/${patient}/records?category=lab`, undefined],
-      ['POST', `/cloud/patients/${patient}/read`, JSON.stringify({ category: 'lab' })],
-      ['POST', `/cloud/patients/${patient}/emergency-read`, JSON.stringify({ category: 'lab', reason: 'test' })],
-      ['POST', `/cloud/patients/${patient}/delegations`, JSON.stringify({ reencryptionKey: 'AAAA' })],
-      ['GET', `/cloud/patients/${patient}/delegations`, undefined],
-      ['GET', `/cloud/patients/${patient}/repeated-attribute-policies`, undefined],
-      ['DELETE', `/cloud/patients/${patient}/delegations/${'0'.repeat(32)}`, undefined],
-      ['GET', `/cloud/patients/${patient}/access-log`, undefined],
-      ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],
-      ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
-      ['GET', `/cloud/patients/${patient}/public-keys`, undefined],
-      ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
-      ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
-      ['POST', '/gateway/fhir', JSON.stringify(bundle)],
-      ['POST', '/gateway/upload', JSON.stringify(bundle)],
-      ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
-      ['GET', '/gateway/writer-keys', undefined],
-    ] as const;
+    const endpoints = () =>
+      [
+        ['PUT', `/cloud/patients/${patient}`, JSON.stringify({ publicKeys: 'AAAA' })],
+        ['GET', `/cloud/patients/${patient}/records?category=lab`, undefined],
+        ['POST', `/cloud/patients/${patient}/read`, JSON.stringify({ category: 'lab' })],
+        ['POST', `/cloud/patients/${patient}/emergency-read`, JSON.stringify({ category: 'lab', reason: 'test' })],
+        ['POST', `/cloud/patients/${patient}/delegations`, JSON.stringify({ reencryptionKey: 'AAAA' })],
+        ['GET', `/cloud/patients/${patient}/delegations`, undefined],
+        ['GET', `/cloud/patients/${patient}/repeated-attribute-policies`, undefined],
+        ['DELETE', `/cloud/patients/${patient}/delegations/${'0'.repeat(32)}`, undefined],
+        ['GET', `/cloud/patients/${patient}/access-log`, undefined],
+        ['GET', `/cloud/patients/${patient}/platform-emergency`, undefined],
+        ['PUT', `/cloud/patients/${patient}/platform-emergency`, JSON.stringify({ allowed: false })],
+        ['GET', `/cloud/patients/${patient}/public-keys`, undefined],
+        ['POST', `/cloud/patients/${patient}/uploads`, JSON.stringify({ records: [{ recordId: 'r1', category: 'lab', ciphertext: 'AAAA' }], capsules: [] })],
+        ['POST', '/gateway/patients', JSON.stringify({ fhirId: 'x', patient })],
+        ['POST', '/gateway/fhir', JSON.stringify(bundle)],
+        ['POST', '/gateway/upload', JSON.stringify(bundle)],
+        ['GET', '/gateway/fhir/Patient/x/records?category=lab', undefined],
+        ['GET', '/gateway/writer-keys', undefined],
+      ] as const;
 
     before(async () => {
       const stream = new PassThrough();
       stream.on('data', (chunk: Buffer) => logLines.push(chunk.toString('utf8')));
-      cast = await startCast(db, { now, logger: { stream }, kek, requestsPerMinute: 10_000, databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb } });
+      cast = await startCast(db, {
+        now,
+        logger: { stream },
+        kek,
+        requestsPerMinute: 10_000,
+        databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb },
+      });
       patient = cast.patient.key.patientId;
       await cast.patient.register();
       await cast.gateway.enrol(bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id, patient);
@@ -87,22 +93,45 @@ for (const { label, db } of databases) {
 
     test('missing, malformed, wrong-audience and foreign tokens are 401 problems on every endpoint', async () => {
       const taOnly = await (async () => {
-        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username: 'ta-only', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: [] });
-        const { ticket } = (await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'ta-only', password: 'a long enough passphrase' }) })).body;
+        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, {
+          username: 'ta-only',
+          password: 'a long enough passphrase',
+          attributes: ['role:doctor'],
+          scopes: [],
+        });
+        const { ticket } = (
+          await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'ta-only', password: 'a long enough passphrase' }) })
+        ).body;
         const { totp, base32Decode } = await import('@medshare/identity');
         const code = totp(base32Decode(totpSecret), Date.now() / 1000);
-        return (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-ta'] }) })).body.token as string;
+        return (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-ta'] }) })).body
+          .token as string;
       })();
       // Another platform with the same hospital names and issuers, but its own signing keys.
       const foreignDb = (await openTestDatabases())[0]!.db;
-      const foreign = await createPlatform({ db: foreignDb, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: randomKeyEncryptionKey(), scrypt: FAST_SCRYPT });
+      const foreign = await createPlatform({
+        db: foreignDb,
+        hospitals: ['st-marys', 'riverside'],
+        adminTokens: ADMINS,
+        kek: randomKeyEncryptionKey(),
+        scrypt: FAST_SCRYPT,
+      });
       const foreignClient = new PlatformClient(foreign.urls);
-      const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, { username: 'mallory', password: 'a long enough passphrase', attributes: ['role:patient'], scopes: [] });
+      const { totpSecret } = await foreignClient.registerUser('st-marys', ADMIN, {
+        username: 'mallory',
+        password: 'a long enough passphrase',
+        attributes: ['role:patient'],
+        scopes: [],
+      });
       const foreignSession = await foreignClient.login('st-marys', 'mallory', 'a long enough passphrase', totpSecret);
       await foreign.close();
       await foreignDb.close();
       for (const [method, path, body] of endpoints()) {
-        for (const [what, token] of [['no token', undefined], ['garbage', 'not.a.jwt'], ['TA-only audience', taOnly]] as const) {
+        for (const [what, token] of [
+          ['no token', undefined],
+          ['garbage', 'not.a.jwt'],
+          ['TA-only audience', taOnly],
+        ] as const) {
           const answer = await request(method, path, { token, body });
           assert.equal(answer.status, 401, `${what}: ${method} ${path}`);
           assert.match(answer.type, errorMedia(path));
@@ -134,20 +163,40 @@ for (const { label, db } of databases) {
         await refusal(await send(method, path, { authorization: `Bearer ${stolen}` }, body), /DPoP/, `the token alone as Bearer: ${where}`);
         await refusal(await send(method, path, { authorization: `DPoP ${stolen}` }, body), /proof of the device key is required/, `no proof: ${where}`);
         const thiefProof = await thief.proof(method, url, { accessToken: stolen });
-        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: thiefProof }, body), /another key/, `a proof by the thief's key: ${where}`);
+        await refusal(
+          await send(method, path, { authorization: `DPoP ${stolen}`, dpop: thiefProof }, body),
+          /another key/,
+          `a proof by the thief's key: ${where}`,
+        );
         // The victim's own proofs, captured on the wire: for another URL, another method, another token, or used once already.
         const otherUrl = await victim.device.dpop.proof(method, new URL('/cloud/patients/elsewhere/access-log', cast.base), { accessToken: stolen });
-        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherUrl }, body), /another request/, `a proof for another URL: ${where}`);
+        await refusal(
+          await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherUrl }, body),
+          /another request/,
+          `a proof for another URL: ${where}`,
+        );
         const otherMethod = await victim.device.dpop.proof(method === 'GET' ? 'DELETE' : 'GET', url, { accessToken: stolen });
-        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherMethod }, body), /another request/, `a proof for another method: ${where}`);
+        await refusal(
+          await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherMethod }, body),
+          /another request/,
+          `a proof for another method: ${where}`,
+        );
         const otherToken = await victim.device.dpop.proof(method, url, { accessToken: cast.patient.session.token });
-        await refusal(await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherToken }, body), /another access token/, `a proof for another token: ${where}`);
+        await refusal(
+          await send(method, path, { authorization: `DPoP ${stolen}`, dpop: otherToken }, body),
+          /another access token/,
+          `a proof for another token: ${where}`,
+        );
         const headers = await sessionHeaders(victim, method, url);
         const first = await send(method, path, headers, body);
         assert.notEqual(first.status, 401, `the victim's own request: ${where}`);
         await first.arrayBuffer();
         await refusal(await send(method, path, headers, body), /already been used/, `a replayed proof: ${where}`);
-        await refusal(await send(method, path, { ...headers, authorization: `Bearer ${stolen}` }, body), /Authorization: DPoP/, `the token as Bearer with a proof: ${where}`);
+        await refusal(
+          await send(method, path, { ...headers, authorization: `Bearer ${stolen}` }, body),
+          /Authorization: DPoP/,
+          `the token as Bearer with a proof: ${where}`,
+        );
       }
     });
 
@@ -164,21 +213,42 @@ for (const { label, db } of databases) {
       // A hospital gateway itself accepts only its users' own device keys.
       const gatewayUrl = cast.urlFor('/gateway/fhir/Patient/x/records?category=lab');
       const stMarys = cast.gateway.session.token;
-      const atGateway = await fetch(gatewayUrl, { headers: { authorization: `DPoP ${stMarys}`, dpop: await (await keyOf('st-marys')).proof('GET', gatewayUrl, { accessToken: stMarys }) } });
+      const atGateway = await fetch(gatewayUrl, {
+        headers: { authorization: `DPoP ${stMarys}`, dpop: await (await keyOf('st-marys')).proof('GET', gatewayUrl, { accessToken: stMarys }) },
+      });
       assert.equal(atGateway.status, 401);
     });
 
     test('a token never bound to a device key (login without a DPoP proof) is refused on every endpoint', async () => {
-      const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
-      const { ticket } = (await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
+      const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, {
+        username: 'unbound',
+        password: 'a long enough passphrase',
+        attributes: ['role:doctor'],
+        scopes: ['user/*.rs'],
+      });
+      const { ticket } = (
+        await request('POST', '/identity/riverside/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })
+      ).body;
       const { totp, base32Decode } = await import('@medshare/identity');
       const code = totp(base32Decode(totpSecret), Date.now() / 1000);
-      const unbound = (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-platform'] }) })).body.token as string;
+      const unbound = (await request('POST', '/identity/riverside/login/totp', { body: JSON.stringify({ ticket, code, audience: ['medshare-platform'] }) }))
+        .body.token as string;
       // And one of St Mary's, for St Mary's gateway.
-      const stMarys = await cast.client.registerUser('st-marys', ADMIN, { username: 'unbound', password: 'a long enough passphrase', attributes: ['role:doctor'], scopes: ['user/*.rs'] });
-      const second = (await request('POST', '/identity/st-marys/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })).body;
+      const stMarys = await cast.client.registerUser('st-marys', ADMIN, {
+        username: 'unbound',
+        password: 'a long enough passphrase',
+        attributes: ['role:doctor'],
+        scopes: ['user/*.rs'],
+      });
+      const second = (
+        await request('POST', '/identity/st-marys/login/password', { body: JSON.stringify({ username: 'unbound', password: 'a long enough passphrase' }) })
+      ).body;
       const stMarysCode = totp(base32Decode(stMarys.totpSecret), Date.now() / 1000);
-      const unboundAtStMarys = (await request('POST', '/identity/st-marys/login/totp', { body: JSON.stringify({ ticket: second.ticket, code: stMarysCode, audience: ['medshare-platform'] }) })).body.token as string;
+      const unboundAtStMarys = (
+        await request('POST', '/identity/st-marys/login/totp', {
+          body: JSON.stringify({ ticket: second.ticket, code: stMarysCode, audience: ['medshare-platform'] }),
+        })
+      ).body.token as string;
       for (const [method, path, body] of endpoints()) {
         const answer = await request(method, path, { token: path.startsWith('/gateway/') ? unboundAtStMarys : unbound, body });
         assert.equal(answer.status, 401, `${method} ${path}`);
@@ -202,22 +272,38 @@ for (const { label, db } of databases) {
 
     test('a read-only token is refused on upload (403), and a write scope for other resource types does not do', async () => {
       const login = async (username: string, scopes: string[]) => {
-        const { totpSecret } = await cast.client.registerUser('st-marys', ADMIN, { username, password: 'a long enough passphrase', attributes: ['role:gateway'], scopes });
+        const { totpSecret } = await cast.client.registerUser('st-marys', ADMIN, {
+          username,
+          password: 'a long enough passphrase',
+          attributes: ['role:gateway'],
+          scopes,
+        });
         return cast.client.login('st-marys', username, 'a long enough passphrase', totpSecret);
       };
       const before = (await cast.patient.records()).length;
       for (const [what, scopes] of [
-        ['read-only v1', ['system/*.read']], ['read-only v2', ['user/*.rs']], ['Patient only', ['system/Patient.write']],
-        ['lab writes only', ['system/*.c?category=laboratory']], ['patient context', ['patient/*.write']], ['no scope', []],
+        ['read-only v1', ['system/*.read']],
+        ['read-only v2', ['user/*.rs']],
+        ['Patient only', ['system/Patient.write']],
+        ['lab writes only', ['system/*.c?category=laboratory']],
+        ['patient context', ['patient/*.write']],
+        ['no scope', []],
       ] as const) {
-        const answer = await request('POST', '/gateway/fhir', { as: await login(`gw-${what.toLowerCase().replaceAll(' ', '-')}`, [...scopes]), body: JSON.stringify(bundle), type: 'application/fhir+json' });
+        const answer = await request('POST', '/gateway/fhir', {
+          as: await login(`gw-${what.toLowerCase().replaceAll(' ', '-')}`, [...scopes]),
+          body: JSON.stringify(bundle),
+          type: 'application/fhir+json',
+        });
         assert.equal(answer.status, 403, what);
         assert.match(answer.body.detail, /SMART scope to write/, what);
       }
       assert.equal((await cast.patient.records()).length, before, 'nothing stored');
       // A v2 create scope on every type it holds uploads (the same bundle again: accepted, nothing new to store).
       const types = [...new Set(bundle.entry.map((e) => e.resource.resourceType))];
-      const writer = await login('gw-v2-create', types.map((t) => `system/${t}.c`));
+      const writer = await login(
+        'gw-v2-create',
+        types.map((t) => `system/${t}.c`),
+      );
       const answer = await request('POST', '/gateway/upload', { as: writer, body: JSON.stringify(bundle), type: 'application/fhir+json' });
       assert.equal(answer.status, 200);
       assert.equal(answer.body.received, bundle.entry.length);
@@ -226,12 +312,20 @@ for (const { label, db } of databases) {
     test('a token without the SMART scope is refused (403) even when the delegation would let it decrypt', async () => {
       const login = async (username: string, scopes: string[]) => {
         const attributes = ['role:doctor', 'dept:cardiology'];
-        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, { username, password: 'a long enough passphrase', attributes, scopes });
+        const { totpSecret } = await cast.client.registerUser('riverside', ADMINS['riverside']!, {
+          username,
+          password: 'a long enough passphrase',
+          attributes,
+          scopes,
+        });
         return cast.client.loginReader('riverside', username, 'a long enough passphrase', totpSecret, attributes);
       };
       // The issue's case: a cardiologist whose token grants only user/Patient.r read the lab records.
       const patientOnly = await login('scoped-patient-only', ['user/Patient.r', 'openid']);
-      await assert.rejects(patientOnly.read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message));
+      await assert.rejects(
+        patientOnly.read(patient, 'lab'),
+        (error: Error & { status?: number }) => error.status === 403 && /SMART scope to read lab/.test(error.message),
+      );
       await assert.rejects(patientOnly.search(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
       // At her own hospital's gateway (another hospital's gateway does not take Riverside's tokens at all: 401).
       const riversideGateway = routeUrl(cast.urls, '/gateway/fhir/Patient/x/records?category=lab', 'riverside');
@@ -240,7 +334,10 @@ for (const { label, db } of databases) {
       const elsewhere = await request('GET', `/gateway/fhir/Patient/x/records?category=lab`, { token: patientOnly.session.token });
       assert.equal(elsewhere.status, 401, "St Mary's gateway trusts only St Mary's tokens");
       // A patient/ scope is the patient's own, not a doctor's.
-      await assert.rejects((await login('scoped-patient-context', ['patient/*.rs'])).read(patient, 'lab'), (error: Error & { status?: number }) => error.status === 403);
+      await assert.rejects(
+        (await login('scoped-patient-context', ['patient/*.rs'])).read(patient, 'lab'),
+        (error: Error & { status?: number }) => error.status === 403,
+      );
       // SMART v2 granular: Observation with category=laboratory reads lab; v1 read syntax too.
       const lab = bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length;
       assert.equal((await (await login('scoped-v2-lab', ['user/Observation.rs?category=laboratory'])).read(patient, 'lab')).length, lab);
@@ -262,7 +359,11 @@ for (const { label, db } of databases) {
       const patientSession = cast.patient.session;
       assert.equal((await request('POST', '/gateway/fhir', { as: patientSession, body: JSON.stringify(bundle) })).status, 403);
       assert.equal((await request('POST', '/gateway/patients', { as: patientSession, body: JSON.stringify({ fhirId: 'x', patient }) })).status, 403);
-      assert.equal((await request('POST', `/cloud/patients/${patient}/emergency-read`, { as: patientSession, body: JSON.stringify({ category: 'lab', reason: 'x' }) })).status, 403);
+      assert.equal(
+        (await request('POST', `/cloud/patients/${patient}/emergency-read`, { as: patientSession, body: JSON.stringify({ category: 'lab', reason: 'x' }) }))
+          .status,
+        403,
+      );
     });
 
     test('malformed FHIR, oversized bodies and wrong content types are refused and store nothing', async () => {
@@ -274,14 +375,43 @@ for (const { label, db } of databases) {
         ['an array', '[]', 'application/json', 400],
         ['no resourceType', JSON.stringify({ id: 'a' }), 'application/fhir+json', 400],
         ['bad resourceType', JSON.stringify({ resourceType: 'Observation<script>', id: 'a' }), 'application/fhir+json', 400],
-        ['bad id', JSON.stringify({ resourceType: 'Observation', id: '../../etc/passwd', subject: { reference: `Patient/${patientEntry.resource.id}` } }), 'application/fhir+json', 400],
+        [
+          'bad id',
+          JSON.stringify({ resourceType: 'Observation', id: '../../etc/passwd', subject: { reference: `Patient/${patientEntry.resource.id}` } }),
+          'application/fhir+json',
+          400,
+        ],
         ['searchset Bundle', JSON.stringify({ ...bundle, type: 'searchset' }), 'application/fhir+json', 400],
         ['empty Bundle', JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [] }), 'application/fhir+json', 400],
-        ['nested Bundle', JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Bundle', id: 'b' } }] }), 'application/fhir+json', 400],
-        ['one bad entry among good ones', JSON.stringify({ ...bundle, entry: [...bundle.entry, { resource: { resourceType: 'Observation' } }] }), 'application/fhir+json', 400],
-        ['two patients', JSON.stringify({ ...bundle, entry: [...bundle.entry, { resource: { resourceType: 'Patient', id: 'other' } }] }), 'application/fhir+json', 400],
+        [
+          'nested Bundle',
+          JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Bundle', id: 'b' } }] }),
+          'application/fhir+json',
+          400,
+        ],
+        [
+          'one bad entry among good ones',
+          JSON.stringify({ ...bundle, entry: [...bundle.entry, { resource: { resourceType: 'Observation' } }] }),
+          'application/fhir+json',
+          400,
+        ],
+        [
+          'two patients',
+          JSON.stringify({ ...bundle, entry: [...bundle.entry, { resource: { resourceType: 'Patient', id: 'other' } }] }),
+          'application/fhir+json',
+          400,
+        ],
         ['unenrolled patient', JSON.stringify({ resourceType: 'Patient', id: 'nobody' }), 'application/fhir+json', 404],
-        ['too many entries', JSON.stringify({ resourceType: 'Bundle', type: 'batch', entry: Array.from({ length: 20_001 }, (_, i) => ({ resource: { resourceType: 'Basic', id: `b${i}` } })) }), 'application/fhir+json', 413],
+        [
+          'too many entries',
+          JSON.stringify({
+            resourceType: 'Bundle',
+            type: 'batch',
+            entry: Array.from({ length: 20_001 }, (_, i) => ({ resource: { resourceType: 'Basic', id: `b${i}` } })),
+          }),
+          'application/fhir+json',
+          413,
+        ],
         ['over 32 MiB', Buffer.alloc(33 * 1024 * 1024, 0x20), 'application/fhir+json', 413],
         ['text/plain', JSON.stringify(bundle), 'text/plain', 415],
         ['XML', '<Bundle xmlns="http://hl7.org/fhir"/>', 'application/fhir+xml', 415],
@@ -293,7 +423,11 @@ for (const { label, db } of databases) {
       }
       const bigCloudBody = JSON.stringify({ reencryptionKey: 'A'.repeat(300 * 1024) });
       assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: bigCloudBody })).status, 413);
-      assert.equal((await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: JSON.stringify({ reencryptionKey: 'AAAA' }) })).status, 400);
+      assert.equal(
+        (await request('POST', `/cloud/patients/${patient}/delegations`, { as: cast.patient.session, body: JSON.stringify({ reencryptionKey: 'AAAA' }) }))
+          .status,
+        400,
+      );
       assert.equal((await cast.patient.records()).length, before);
     });
 
@@ -301,7 +435,10 @@ for (const { label, db } of databases) {
       const answers = [
         await request('POST', `/cloud/patients/${patient}/read`, { as: cast.chen.session, body: JSON.stringify({ category: 'lab', asRole: 'admin' }) }),
         await request('GET', `/cloud/patients/${patient}/records?category=lab&asRole=admin`, { as: cast.patient.session }),
-        await request('PUT', `/cloud/patients/${patient}/platform-emergency`, { as: cast.patient.session, body: JSON.stringify({ allowed: true, policy: 'role:any' }) }),
+        await request('PUT', `/cloud/patients/${patient}/platform-emergency`, {
+          as: cast.patient.session,
+          body: JSON.stringify({ allowed: true, policy: 'role:any' }),
+        }),
       ];
       for (const [i, answer] of answers.entries()) {
         assert.equal(answer.status, 400);
@@ -315,7 +452,17 @@ for (const { label, db } of databases) {
       const chen = cast.chen.session;
       // St Mary's gateway takes only St Mary's tokens.
       const stMarysDoctor = await cast.registerAndLogin('st-marys', 'injection-doctor', ['role:doctor']);
-      const hostile = ["'; DROP TABLE cloud_records; --", "lab' OR '1'='1", '../../etc/passwd', '..%2F..%2Fetc', '%00', 'psn:aaaaaaaaaaaaaaaa/../../x', '$(id)', '<script>alert(1)</script>', 'a'.repeat(1000)];
+      const hostile = [
+        "'; DROP TABLE cloud_records; --",
+        "lab' OR '1'='1",
+        '../../etc/passwd',
+        '..%2F..%2Fetc',
+        '%00',
+        'psn:aaaaaaaaaaaaaaaa/../../x',
+        '$(id)',
+        '<script>alert(1)</script>',
+        'a'.repeat(1000),
+      ];
       for (const value of hostile) {
         const enc = encodeURIComponent(value);
         const answers = [
@@ -335,7 +482,10 @@ for (const { label, db } of databases) {
           assert.match(answer.type, errorMedia(i === 7 ? '/gateway/fhir' : '/cloud'), `${JSON.stringify(value).slice(0, 40)} #${i}: ${answer.status}`);
         });
       }
-      assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length);
+      assert.equal(
+        (await cast.chen.read(patient, 'lab')).length,
+        bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length,
+      );
     });
 
     test('requests beyond the per-address rate limit are 429 problems with Retry-After', async () => {
@@ -354,7 +504,11 @@ for (const { label, db } of databases) {
         // The routes relying parties call for every token they verify are not limited (the cloud is one address for all its users).
         const hospital = limited.urls.hospitals['st-marys']!;
         for (let i = 0; i < 7; i++) {
-          const status = await fetch(new URL('/identity/st-marys/sso/session-status', hospital), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sessions: ['x'] }) });
+          const status = await fetch(new URL('/identity/st-marys/sso/session-status', hospital), {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ sessions: ['x'] }),
+          });
           assert.equal(status.status, 200);
         }
       } finally {
@@ -367,13 +521,25 @@ for (const { label, db } of databases) {
       const publicUrl = new URL(path, 'https://medshare.example');
       const forwarded = (client: string) => ({ 'x-forwarded-proto': 'https', 'x-forwarded-host': 'medshare.example', 'x-forwarded-for': client });
       // The test platform trusts no proxy: a proof for the public URL is for another request than the one it sees.
-      const untrusted = await fetch(new URL(path, cast.base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+      const untrusted = await fetch(new URL(path, cast.base), {
+        headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) },
+      });
       assert.equal(untrusted.status, 401);
       assert.match(((await untrusted.json()) as { detail: string }).detail, /another request/);
-      const proxied = await createPlatform({ databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb }, hospitals: ['st-marys', 'riverside'], adminTokens: ADMINS, kek: cast.kek, scrypt: FAST_SCRYPT, trustProxy: ['127.0.0.1'], requestsPerMinute: 4 });
+      const proxied = await createPlatform({
+        databases: { ...sharedDatabases(db, ['st-marys', 'riverside']), cloud: cloudDb },
+        hospitals: ['st-marys', 'riverside'],
+        adminTokens: ADMINS,
+        kek: cast.kek,
+        scrypt: FAST_SCRYPT,
+        trustProxy: ['127.0.0.1'],
+        requestsPerMinute: 4,
+      });
       try {
         const base = proxied.urls.cloud;
-        const viaProxy = await fetch(new URL(path, base), { headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) } });
+        const viaProxy = await fetch(new URL(path, base), {
+          headers: { ...forwarded('10.0.0.9'), ...(await sessionHeaders(cast.chen.session, 'GET', publicUrl)) },
+        });
         assert.equal(viaProxy.status, 200, `the proof for the public URL is accepted behind the trusted proxy: ${await viaProxy.text()}`);
         const statuses = async (client: string, n: number) => {
           const seen: number[] = [];
@@ -394,9 +560,16 @@ for (const { label, db } of databases) {
       for (const action of ['disable', 'revoke-sessions', 'unlock']) {
         assert.ok([401, 403].includes((await request('POST', `/identity/riverside/admin/users/chen/${action}`, { token: stMarys })).status), action);
       }
-      const attributes = await request('PUT', '/identity/riverside/admin/users/chen/attributes', { token: stMarys, body: JSON.stringify({ attributes: ['role:doctor', 'dept:cardiology', 'level=5'] }) });
+      const attributes = await request('PUT', '/identity/riverside/admin/users/chen/attributes', {
+        token: stMarys,
+        body: JSON.stringify({ attributes: ['role:doctor', 'dept:cardiology', 'level=5'] }),
+      });
       assert.ok([401, 403].includes(attributes.status), 'attributes');
-      assert.equal((await cast.chen.read(patient, 'lab')).length, bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length, 'Chen is untouched');
+      assert.equal(
+        (await cast.chen.read(patient, 'lab')).length,
+        bundle.entry.filter((e) => ['Observation', 'DiagnosticReport'].includes(e.resource.resourceType)).length,
+        'Chen is untouched',
+      );
       assert.equal((await request('POST', '/identity/riverside/users', { token: ADMINS['riverside']!, body })).status, 201, "Riverside's own token does");
     });
 
@@ -419,7 +592,8 @@ for (const { label, db } of databases) {
       // The cloud asks the issuer about many sessions in one request (remoteSessionCheck); no answer may outlive a revocation.
       const victim = await cast.registerAndLogin('st-marys', 'burst-victim', ['role:doctor']);
       const bystander = await cast.registerAndLogin('st-marys', 'burst-bystander', ['role:doctor']);
-      const burst = (sessions: Session[]) => Promise.all(sessions.flatMap((s) => Array.from({ length: 6 }, () => request('GET', `/cloud/patients/${patient}/writers`, { as: s }))));
+      const burst = (sessions: Session[]) =>
+        Promise.all(sessions.flatMap((s) => Array.from({ length: 6 }, () => request('GET', `/cloud/patients/${patient}/writers`, { as: s }))));
       // A non-owner is refused with 403 after its token and session checked out; 401 would mean the session check failed.
       assert.deepEqual([...new Set((await burst([victim, bystander])).map((a) => a.status))], [403]);
       const during = burst([bystander, victim, bystander]);
@@ -435,7 +609,14 @@ for (const { label, db } of databases) {
       // The issuer's batch route refuses hostile bodies with 400 and answers nothing for sessions it does not hold.
       const statusUrl = cast.urlFor('/identity/st-marys/sso/session-status');
       const post = (body: unknown) => fetch(statusUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-      for (const hostile of [{}, { sessions: [] }, { sessions: ['x'.repeat(129)] }, { sessions: Array(257).fill('a') }, { sessions: [{}] }, { sessions: ['a'], extra: 1 }]) {
+      for (const hostile of [
+        {},
+        { sessions: [] },
+        { sessions: ['x'.repeat(129)] },
+        { sessions: Array(257).fill('a') },
+        { sessions: [{}] },
+        { sessions: ['a'], extra: 1 },
+      ]) {
         assert.equal((await post(hostile)).status, 400, JSON.stringify(hostile).slice(0, 60));
       }
       assert.deepEqual(await (await post({ sessions: ["' OR 1=1 --", 'no-such-session'] })).json(), { active: [false, false] });
@@ -444,7 +625,10 @@ for (const { label, db } of databases) {
     test('batched session checks fail closed: an unreachable issuer is UnavailableError for every waiting check, a miscounted answer revokes them all', async () => {
       const unreachable = remoteSessionCheck(new URL('http://127.0.0.1:1/identity/x/'), 2_000);
       const waiting = await Promise.allSettled(['a', 'b', 'c'].map((sid) => unreachable(sid)));
-      assert.ok(waiting.every((r) => r.status === 'rejected' && r.reason instanceof UnavailableError), JSON.stringify(waiting));
+      assert.ok(
+        waiting.every((r) => r.status === 'rejected' && r.reason instanceof UnavailableError),
+        JSON.stringify(waiting),
+      );
       // A hostile or broken issuer: two answers for one session, a string for a boolean, an object, not JSON.
       const answers = ['{"active":[true,true]}', '{"active":["yes"]}', '{"active":{"0":true}}', 'true'];
       const issuer = createServer((request, response) => {
@@ -466,27 +650,48 @@ for (const { label, db } of databases) {
       const stored = (await cloudContents(cloudDb)).toString('latin1');
       const logs = logLines.join('');
       assert.ok(stored.length > 10_000 && logs.length > 1_000, 'there is something to scan');
-      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as { name: Array<{ family: string; given: string[] }> };
-      const needles = [person.name[0]!.family, person.name[0]!.given[0]!, 'Total Cholesterol', 'mg/dL', '"Observation"', '"DiagnosticReport"', ...bundle.entry.map((e) => e.resource.id)];
+      const person = bundle.entry.find((e) => e.resource.resourceType === 'Patient')!.resource as unknown as {
+        name: Array<{ family: string; given: string[] }>;
+      };
+      const needles = [
+        person.name[0]!.family,
+        person.name[0]!.given[0]!,
+        'Total Cholesterol',
+        'mg/dL',
+        '"Observation"',
+        '"DiagnosticReport"',
+        ...bundle.entry.map((e) => e.resource.id),
+      ];
       // The hospitals' identity secrets are in their own databases; cloudContents reads every table of the cloud's.
       // (wrapped by the platform's key-encryption key: unwrapped here to know what to look for).
-      const keyRows = (await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>('SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys')).rows;
-      const signingKeys = await Promise.all(keyRows.map(async (r) => {
-        const jwk = await cast.kek.unwrap(r.private_key_wrapped, `identity_signing_keys.private_key_wrapped|${r.hospital}|${r.kid}`);
-        return (JSON.parse(Buffer.from(jwk).toString('utf8')) as { d: string }).d;
-      }));
-      const userRows = (await db.query<{ hospital: string; id: string; totp_secret_wrapped: Uint8Array; password_hash: string }>(
-        'SELECT hospital, id, totp_secret_wrapped, password_hash FROM identity_users',
-      )).rows;
-      const accounts = await Promise.all(userRows.map(async (r) => ({
-        totp_secret: Buffer.from(await cast.kek.unwrap(r.totp_secret_wrapped, `identity_users.totp_secret_wrapped|${r.hospital}|${r.id}`)).toString('utf8'),
-        password_hash: r.password_hash,
-      })));
+      const keyRows = (
+        await db.query<{ hospital: string; kid: string; private_key_wrapped: Uint8Array }>(
+          'SELECT hospital, kid, private_key_wrapped FROM identity_signing_keys',
+        )
+      ).rows;
+      const signingKeys = await Promise.all(
+        keyRows.map(async (r) => {
+          const jwk = await cast.kek.unwrap(r.private_key_wrapped, `identity_signing_keys.private_key_wrapped|${r.hospital}|${r.kid}`);
+          return (JSON.parse(Buffer.from(jwk).toString('utf8')) as { d: string }).d;
+        }),
+      );
+      const userRows = (
+        await db.query<{ hospital: string; id: string; totp_secret_wrapped: Uint8Array; password_hash: string }>(
+          'SELECT hospital, id, totp_secret_wrapped, password_hash FROM identity_users',
+        )
+      ).rows;
+      const accounts = await Promise.all(
+        userRows.map(async (r) => ({
+          totp_secret: Buffer.from(await cast.kek.unwrap(r.totp_secret_wrapped, `identity_users.totp_secret_wrapped|${r.hospital}|${r.id}`)).toString('utf8'),
+          password_hash: r.password_hash,
+        })),
+      );
       assert.ok(signingKeys.length >= 2 && accounts.length >= 5);
       needles.push(...signingKeys, ...accounts.flatMap((a) => [a.totp_secret, a.password_hash]));
       for (const text of [stored, logs]) {
         for (const needle of needles) assert.ok(!text.includes(needle), `found ${needle}`);
-        for (const token of [cast.chen.session.token, cast.patient.session.token, cast.gateway.session.token]) assert.ok(!text.includes(token.split('.')[2]!), 'a token');
+        for (const token of [cast.chen.session.token, cast.patient.session.token, cast.gateway.session.token])
+          assert.ok(!text.includes(token.split('.')[2]!), 'a token');
         assert.ok(!text.includes(Buffer.from(cast.patient.key.masterSecret).toString('latin1')), 'the patient secret');
         assert.ok(!text.includes(Buffer.from(cast.patient.key.masterSecret).toString('hex')), 'the patient secret (hex)');
         assert.ok(!text.includes(ADMIN), 'the administrator token');

@@ -33,8 +33,16 @@ interface Person {
 function resourcesOf(p: Person): StatsResource[] {
   const out: StatsResource[] = [{ resourceType: 'Patient', id: p.id, birthDate: p.birthDate, gender: p.gender }];
   const subject = { reference: `urn:uuid:${p.id}` };
-  if (p.diabetic) out.push({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006' }] }, onsetDateTime: '2015-03-01' });
-  for (const o of p.hba1c) out.push({ resourceType: 'Observation', subject, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: `${o.date}T10:00:00Z`, valueQuantity: { value: o.value } });
+  if (p.diabetic)
+    out.push({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006' }] }, onsetDateTime: '2015-03-01' });
+  for (const o of p.hba1c)
+    out.push({
+      resourceType: 'Observation',
+      subject,
+      code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+      effectiveDateTime: `${o.date}T10:00:00Z`,
+      valueQuantity: { value: o.value },
+    });
   return out;
 }
 
@@ -43,13 +51,22 @@ const person = fc.record({
   birthDate: fc.date({ min: new Date('1930-01-01'), max: new Date('2010-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
   gender: fc.constantFrom('female' as const, 'male' as const),
   diabetic: fc.boolean(),
-  hba1c: fc.array(fc.record({ date: fc.date({ min: new Date('2018-01-01'), max: new Date('2025-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)), value: fc.integer({ min: 40, max: 120 }).map((v) => v / 10) }), { maxLength: 3 }),
+  hba1c: fc.array(
+    fc.record({
+      date: fc.date({ min: new Date('2018-01-01'), max: new Date('2025-12-31'), noInvalidDate: true }).map((d) => d.toISOString().slice(0, 10)),
+      value: fc.integer({ min: 40, max: 120 }).map((v) => v / 10),
+    }),
+    { maxLength: 3 },
+  ),
 });
 
 const QUERY = {
   querySet: 'diabetes-2026',
   asOf: '2026-01-01',
-  where: [{ resourceType: 'Condition', codes: [DIABETES] }, { resourceType: 'Observation', codes: [HBA1C], value: { min: 7 }, date: { from: '2020-01-01', to: '2025-12-31' } }],
+  where: [
+    { resourceType: 'Condition', codes: [DIABETES] },
+    { resourceType: 'Observation', codes: [HBA1C], value: { min: 7 }, date: { from: '2020-01-01', to: '2025-12-31' } },
+  ],
   age: { min: 45 },
   groupBy: ['ageBand', 'gender'],
   epsilon: 0.5,
@@ -57,7 +74,14 @@ const QUERY = {
 
 /** The oracle, from the ground truth: patients over 45 with diabetes and an HbA1c ≥ 7 in 2020-2025, by age band and gender. */
 function oracle(people: Person[]): Map<string, number> {
-  const bands = [[0, 17], [18, 44], [45, 64], [65, 74], [75, 84], [85, 200]];
+  const bands = [
+    [0, 17],
+    [18, 44],
+    [45, 64],
+    [65, 74],
+    [75, 84],
+    [85, 200],
+  ];
   const out = new Map<string, number>();
   for (const p of people) {
     const [y, m, d] = p.birthDate.split('-').map(Number) as [number, number, number];
@@ -80,8 +104,16 @@ const HTTP_PEOPLE = fc.sample(person, { numRuns: 60, seed: 3 });
 before(async () => {
   await curve.initCurve();
   db = await openDatabase();
-  const agent = (people: Person[], approve: 'auto' | 'manual') => ({ data: async () => people.flatMap(resourcesOf), budgets: [['http-set', 1]] as const, approve, pollMs: 50 });
-  cast = await startCast(db, { stats: { threshold: 2 }, statsAgents: { 'st-marys': agent(HTTP_PEOPLE.slice(0, 30), 'auto'), riverside: agent(HTTP_PEOPLE.slice(30), 'manual') } });
+  const agent = (people: Person[], approve: 'auto' | 'manual') => ({
+    data: async () => people.flatMap(resourcesOf),
+    budgets: [['http-set', 1]] as const,
+    approve,
+    pollMs: 50,
+  });
+  cast = await startCast(db, {
+    stats: { threshold: 2 },
+    statsAgents: { 'st-marys': agent(HTTP_PEOPLE.slice(0, 30), 'auto'), riverside: agent(HTTP_PEOPLE.slice(30), 'manual') },
+  });
   ledger = cast.platform.ledger;
 });
 after(async () => {
@@ -91,16 +123,34 @@ after(async () => {
 
 test('query language: shape errors, allow-list refusals and limits are typed and clear', () => {
   assert.equal(parseQuery(QUERY).groupBy.length, 2);
-  assert.throws(() => parseQuery({ ...QUERY, select: '*' }), (e: unknown) => e instanceof MalformedInputError && /unknown field 'select'/.test(e.message));
-  assert.throws(() => parseQuery({ ...QUERY, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: unknown) => e instanceof AccessDeniedError && /icd-10 is not allowed/.test(e.message));
+  assert.throws(
+    () => parseQuery({ ...QUERY, select: '*' }),
+    (e: unknown) => e instanceof MalformedInputError && /unknown field 'select'/.test(e.message),
+  );
+  assert.throws(
+    () => parseQuery({ ...QUERY, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }),
+    (e: unknown) => e instanceof AccessDeniedError && /icd-10 is not allowed/.test(e.message),
+  );
   assert.throws(() => parseQuery({ ...QUERY, where: [{ resourceType: 'DocumentReference', codes: [HBA1C] }] }), MalformedInputError);
-  assert.throws(() => parseQuery(QUERY, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': ['2339-0'] } } }), /Condition is not on the allow-list/);
-  assert.throws(() => parseQuery({ ...QUERY, epsilon: 5 }), (e: unknown) => e instanceof AccessDeniedError && /epsilon 5 is outside/.test(e.message));
+  assert.throws(
+    () => parseQuery(QUERY, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': ['2339-0'] } } }),
+    /Condition is not on the allow-list/,
+  );
+  assert.throws(
+    () => parseQuery({ ...QUERY, epsilon: 5 }),
+    (e: unknown) => e instanceof AccessDeniedError && /epsilon 5 is outside/.test(e.message),
+  );
   assert.throws(() => parseQuery({ ...QUERY, epsilon: 0.1234567 }), /epsilon has at most 6 decimals/);
   assert.throws(() => parseQuery({ ...QUERY, groupBy: ['ageBand', 'gender', 'year'] }), LimitExceededError);
-  assert.throws(() => parseQuery({ ...QUERY, groupBy: ['year'], where: [{ resourceType: 'Condition', codes: [DIABETES] }] }), /needs a criterion with a date range/);
+  assert.throws(
+    () => parseQuery({ ...QUERY, groupBy: ['year'], where: [{ resourceType: 'Condition', codes: [DIABETES] }] }),
+    /needs a criterion with a date range/,
+  );
   assert.throws(() => parseQuery({ ...QUERY, where: new Array(5).fill(QUERY.where[0]) }), LimitExceededError);
-  assert.throws(() => parseQuery({ ...QUERY, measure: { kind: 'sum', code: 'http://loinc.org|8302-2', min: 0, max: 250, scale: 1 } }), /summing .* is not allowed/);
+  assert.throws(
+    () => parseQuery({ ...QUERY, measure: { kind: 'sum', code: 'http://loinc.org|8302-2', min: 0, max: 250, scale: 1 } }),
+    /summing .* is not allowed/,
+  );
   assert.throws(() => parseQuery({ ...QUERY, asOf: '2026-02-30x' }), /asOf must be a date/);
   assert.throws(() => parseQuery('SELECT * FROM patients'), MalformedInputError);
 });
@@ -127,7 +177,13 @@ test('encrypted totals over hospitals equal the plaintext evaluation of the pool
       const total = threshold.addCiphertexts(cts[0]!, cts[1]!, cts[2]!);
       const partials = [1, 3].map((j) => threshold.partialDecrypt(dkg.shares[j - 1]!, dkg.publicKey.verificationKeys[j - 1]!, total));
       const values = threshold.combine(dkg.publicKey, total, partials).values.map(Number);
-      assert.deepEqual(values, evaluateQuery(query, assigned.flatMap(([p]) => resourcesOf(p))));
+      assert.deepEqual(
+        values,
+        evaluateQuery(
+          query,
+          assigned.flatMap(([p]) => resourcesOf(p)),
+        ),
+      );
     }),
     { numRuns: 5 },
   );
@@ -149,7 +205,12 @@ function chiSquare(samples: number[], alpha: number, K: number): { statistic: nu
 const chiCritical = (df: number) => df * (1 - 2 / (9 * df) + 3.719 * Math.sqrt(2 / (9 * df))) ** 3;
 
 test('exact discrete Laplace (Canonne–Kamath–Steinke): samples fit the pmf (chi-square), at several rational scales', () => {
-  for (const [t, s] of [[1, 1], [2, 1], [7, 3], [20, 1]] as const) {
+  for (const [t, s] of [
+    [1, 1],
+    [2, 1],
+    [7, 3],
+    [20, 1],
+  ] as const) {
     const alpha = Math.exp(-s / t);
     const samples = Array.from({ length: 20_000 }, () => discreteLaplace(t, s));
     assert.ok(samples.every(Number.isSafeInteger));
@@ -166,7 +227,13 @@ test('exact discrete Laplace (Canonne–Kamath–Steinke): samples fit the pmf (
 });
 
 test('exact Bernoulli(exp(−γ)) for rational γ matches exp(−γ); bad parameters are a RangeError', () => {
-  for (const [n, d] of [[0, 1], [1, 3], [1, 1], [5, 2], [7, 4]] as const) {
+  for (const [n, d] of [
+    [0, 1],
+    [1, 3],
+    [1, 1],
+    [5, 2],
+    [7, 4],
+  ] as const) {
     const p = Math.exp(-n / d);
     const runs = 20_000;
     let hits = 0;
@@ -207,7 +274,12 @@ async function setup(tag: string, budget = 1, groupBy = QUERY.groupBy) {
   }
   const cloud = await StatsAggregator.open(db, ledger, consortium);
   await cloud.setBudget(querySet, budget);
-  const people = fc.sample(person, { numRuns: 240, seed: 7 }).map((p, i) => ({ ...p, diabetic: i % 2 === 0, hba1c: i % 3 === 0 ? [] : [{ date: '2022-05-05', value: 6 + (i % 5) }], birthDate: `19${40 + (i % 40)}-06-15` }));
+  const people = fc.sample(person, { numRuns: 240, seed: 7 }).map((p, i) => ({
+    ...p,
+    diabetic: i % 2 === 0,
+    hba1c: i % 3 === 0 ? [] : [{ date: '2022-05-05', value: 6 + (i % 5) }],
+    birthDate: `19${40 + (i % 40)}-06-15`,
+  }));
   const data = codes.map((_, h) => people.filter((_, i) => i % 3 === h).flatMap(resourcesOf));
   return { kek, codes, consortium, secrets, hospitals, cloud, people, data, query, querySet };
 }
@@ -238,10 +310,15 @@ test('a cross-hospital query end to end: noisy totals near the truth, small cell
   assert.ok(release.cells.some((c) => c.count === null) && release.cells.some((c) => c.count !== null));
   assert.deepEqual(await s.cloud.release(ticket.queryId), release, 'a release is made once');
   await ledger.flush();
-  const entries = (await db.query<{ entry: string }>("SELECT entry FROM ledger_entries WHERE entry LIKE '%stats-%' ORDER BY idx")).rows.map((r) => JSON.parse(r.entry));
+  const entries = (await db.query<{ entry: string }>("SELECT entry FROM ledger_entries WHERE entry LIKE '%stats-%' ORDER BY idx")).rows.map((r) =>
+    JSON.parse(r.entry),
+  );
   const last = entries.at(-1)!;
   assert.equal(last.type.code, 'stats-release');
-  assert.deepEqual(last.entity.filter((e: { type: { code: string } }) => e.type.code === 'hospital').map((e: { role: { code: string } }) => e.role.code), ['approve', 'decrypt', 'decrypt']);
+  assert.deepEqual(
+    last.entity.filter((e: { type: { code: string } }) => e.type.code === 'hospital').map((e: { role: { code: string } }) => e.role.code),
+    ['approve', 'decrypt', 'decrypt'],
+  );
   assert.ok(!JSON.stringify(entries).includes('44054006'), 'the query text is not on the ledger, only its hash');
   // Each hospital accounted its own budget too.
   assert.deepEqual(await s.hospitals[0]!.budget(s.querySet), { querySet: s.querySet, budget: 1, spent: 0.5, remaining: 0.5 });
@@ -250,22 +327,32 @@ test('a cross-hospital query end to end: noisy totals near the truth, small cell
 test('over budget or outside the allow-list: refused with a clear error by the cloud, and by each hospital itself', async () => {
   const s = await setup('budget', 0.8, ['gender']);
   await s.cloud.submit(REQUESTER, s.query);
-  await assert.rejects(s.cloud.submit(REQUESTER, s.query), (e: unknown) => e instanceof LimitExceededError && /budget of query set diabetes-budget is exhausted: ε 0.5 of 0.8 spent, 0.3 left, this query needs 0.5/.test(e.message));
+  await assert.rejects(
+    s.cloud.submit(REQUESTER, s.query),
+    (e: unknown) =>
+      e instanceof LimitExceededError && /budget of query set diabetes-budget is exhausted: ε 0.5 of 0.8 spent, 0.3 left, this query needs 0.5/.test(e.message),
+  );
   assert.deepEqual(await s.cloud.budget(s.querySet), { querySet: s.querySet, budget: 0.8, spent: 0.5, remaining: 0.3 });
   await assert.rejects(s.cloud.submit(REQUESTER, { ...s.query, querySet: 'unfunded' }), /no privacy budget is set for query set unfunded/);
-  await assert.rejects(s.cloud.submit(REQUESTER, { ...s.query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), AccessDeniedError);
+  await assert.rejects(
+    s.cloud.submit(REQUESTER, { ...s.query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }),
+    AccessDeniedError,
+  );
   // A cloud that skips its own checks still meets the hospitals': each spends from its own budget.
   const h = s.hospitals[0]!;
   await h.contribute({ queryId: 'skipped-check-1', query: s.query }, s.data[0]!);
   await assert.rejects(h.contribute({ queryId: 'skipped-check-2', query: s.query }, s.data[0]!), LimitExceededError);
-  const strict = await StatsHospital.open(db, s.kek, s.codes[1]!, s.consortium, { ...DEFAULT_ALLOW_LIST, resources: { Observation: { 'http://loinc.org': '*' } } });
+  const strict = await StatsHospital.open(db, s.kek, s.codes[1]!, s.consortium, {
+    ...DEFAULT_ALLOW_LIST,
+    resources: { Observation: { 'http://loinc.org': '*' } },
+  });
   await assert.rejects(strict.contribute({ queryId: 'not-allowed-here', query: s.query }, []), /Condition is not on the allow-list/);
   // Restarting keeps the account.
   const reopened = await StatsHospital.open(db, s.kek, s.codes[0]!, s.consortium);
   assert.equal((await reopened.budget(s.querySet))!.spent, 0.5);
 });
 
-test('a cheating hospital\'s wrong partial decryption is detected and named; with too few honest ones nothing is released', async () => {
+test("a cheating hospital's wrong partial decryption is detected and named; with too few honest ones nothing is released", async () => {
   const s = await setup('cheat', 1, ['gender']);
   const { ticket } = await s.cloud.submit(REQUESTER, s.query);
   for (const [i, h] of s.hospitals.entries()) await s.cloud.addContribution(ticket.queryId, await h.contribute(ticket, s.data[i]!));
@@ -276,12 +363,23 @@ test('a cheating hospital\'s wrong partial decryption is detected and named; wit
   const forged = threshold.encodePartial({ ...p, d: p.d.map((d, k) => (k === 0 ? curve.g1Add(d, curve.g1Generator()) : d)) });
   const { queryHash } = await s.cloud.status(ticket.queryId);
   const cheat = s.codes[0]!;
-  await s.cloud.addPartial(ticket.queryId, { hospital: cheat, partial: forged, signature: signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged) });
+  await s.cloud.addPartial(ticket.queryId, {
+    hospital: cheat,
+    partial: forged,
+    signature: signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged),
+  });
   await s.cloud.addPartial(ticket.queryId, await s.hospitals[1]!.decrypt(ticket, contributions));
-  await assert.rejects(s.cloud.release(ticket.queryId), (e: unknown) => e instanceof AccessDeniedError && new RegExp(`1 valid partial decryptions, 2 needed; rejected \\(proof failed\\): ${cheat}`).test(e.message));
+  await assert.rejects(
+    s.cloud.release(ticket.queryId),
+    (e: unknown) =>
+      e instanceof AccessDeniedError && new RegExp(`1 valid partial decryptions, 2 needed; rejected \\(proof failed\\): ${cheat}`).test(e.message),
+  );
   // Nobody can blame a hospital for a partial it did not sign: the cheat's signed partial posted in lakeside's name.
   const cheatSignature = signPayload('partial', s.secrets.get(cheat)!.signingKey, ticket.queryId, queryHash, cheat, forged);
-  await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[2]!, partial: forged, signature: cheatSignature }), (e: unknown) => e instanceof AccessDeniedError && /not signed by/.test(e.message));
+  await assert.rejects(
+    s.cloud.addPartial(ticket.queryId, { hospital: s.codes[2]!, partial: forged, signature: cheatSignature }),
+    (e: unknown) => e instanceof AccessDeniedError && /not signed by/.test(e.message),
+  );
   await s.cloud.addPartial(ticket.queryId, await s.hospitals[2]!.decrypt(ticket, contributions));
   const release = await s.cloud.release(ticket.queryId);
   assert.deepEqual(release.rejected, [cheat]);
@@ -289,7 +387,7 @@ test('a cheating hospital\'s wrong partial decryption is detected and named; wit
   await assert.rejects(s.cloud.addPartial(ticket.queryId, { hospital: s.codes[1]!, partial: forged, signature: new Uint8Array(64) }), ConflictError);
 });
 
-test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replayed or altered contributions, a second total', async () => {
+test("attacks by the cloud: decrypting one hospital's histogram, forged, replayed or altered contributions, a second total", async () => {
   const s = await setup('attack', 1, ['gender']);
   const { ticket } = await s.cloud.submit(REQUESTER, s.query);
   const mine = await Promise.all(s.hospitals.map((h, i) => h.contribute(ticket, s.data[i]!)));
@@ -311,18 +409,42 @@ test('attacks by the cloud: decrypting one hospital\'s histogram, forged, replay
   // Decrypting the genuine total works once; another total for the same query is refused.
   await s.hospitals[1]!.decrypt(ticket, mine);
   await s.hospitals[1]!.decrypt(ticket, [mine[2]!, mine[0]!, mine[1]!]); // the same total again is harmless
-  const resigned = { ...mine[0]!, ciphertext: zero, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, (await s.cloud.status(ticket.queryId)).queryHash, s.codes[0]!, zero) };
+  const resigned = {
+    ...mine[0]!,
+    ciphertext: zero,
+    signature: signPayload(
+      'contribution',
+      s.secrets.get(s.codes[0]!)!.signingKey,
+      ticket.queryId,
+      (await s.cloud.status(ticket.queryId)).queryHash,
+      s.codes[0]!,
+      zero,
+    ),
+  };
   await assert.rejects(s.hospitals[1]!.decrypt(ticket, [resigned, mine[1]!, mine[2]!]), ConflictError);
   await assert.rejects(s.hospitals[0]!.decrypt(ticket, [resigned, mine[1]!, mine[2]!]), /own contribution was altered/);
   // A hospital that never contributed decrypts nothing.
   await assert.rejects(s.hospitals[0]!.decrypt({ queryId: 'never-contributed', query: s.query }, mine), /did not contribute/);
   // Hostile ciphertexts at the cloud: truncated, another key.
   const sig = (bytes: Uint8Array) => signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, 'sha256:x', s.codes[0]!, bytes);
-  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: s.codes[0]!, ciphertext: zero.subarray(0, 50), signature: sig(zero.subarray(0, 50)), proof: mine[0]!.proof }), /not signed/);
+  await assert.rejects(
+    s.cloud.addContribution(ticket.queryId, {
+      hospital: s.codes[0]!,
+      ciphertext: zero.subarray(0, 50),
+      signature: sig(zero.subarray(0, 50)),
+      proof: mine[0]!.proof,
+    }),
+    /not signed/,
+  );
   await assert.rejects(s.cloud.addContribution('no-such-query-id', mine[0]!), /no statistics query/);
   const short = threshold.encodeCiphertext(threshold.encrypt(s.consortium.publicKey, [1]));
   const hash = (await s.cloud.status(ticket.queryId)).queryHash;
-  const signedShort = { hospital: s.codes[0]!, ciphertext: short, signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short), proof: mine[0]!.proof };
+  const signedShort = {
+    hospital: s.codes[0]!,
+    ciphertext: short,
+    signature: signPayload('contribution', s.secrets.get(s.codes[0]!)!.signingKey, ticket.queryId, hash, s.codes[0]!, short),
+    proof: mine[0]!.proof,
+  };
   await assert.rejects(s.cloud.addContribution(ticket.queryId, signedShort), /wrong number of cells/);
   await s.cloud.addContribution(ticket.queryId, mine[0]!);
   await assert.rejects(s.cloud.addContribution(ticket.queryId, mine[0]!), /already contributed/);
@@ -341,22 +463,40 @@ test('a cheating hospital inflating its histogram is refused by name: a cell out
   const values = [0, 0, 0, 30_000];
   const honest = threshold.encryptInRange(pk, values, widths, contributionContext(ticket.queryId, cheat));
   const big = threshold.encrypt(pk, [0, 0, 0, 100_000]);
-  const swapped = threshold.encodeCiphertext({ ...honest.ciphertext, c1: honest.ciphertext.c1.map((c, k) => (k === 3 ? big.c1[3]! : c)), c2: honest.ciphertext.c2.map((c, k) => (k === 3 ? big.c2[3]! : c)) });
-  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: swapped, signature: signed(swapped), proof: threshold.encodeRangeProof(honest.proof) }),
-    (e: unknown) => e instanceof AccessDeniedError && new RegExp(`contribution of ${cheat} is refused: the range proof fails in 1 cell\\(s\\) \\(3\\)`).test(e.message));
+  const swapped = threshold.encodeCiphertext({
+    ...honest.ciphertext,
+    c1: honest.ciphertext.c1.map((c, k) => (k === 3 ? big.c1[3]! : c)),
+    c2: honest.ciphertext.c2.map((c, k) => (k === 3 ? big.c2[3]! : c)),
+  });
+  await assert.rejects(
+    s.cloud.addContribution(ticket.queryId, {
+      hospital: cheat,
+      ciphertext: swapped,
+      signature: signed(swapped),
+      proof: threshold.encodeRangeProof(honest.proof),
+    }),
+    (e: unknown) =>
+      e instanceof AccessDeniedError && new RegExp(`contribution of ${cheat} is refused: the range proof fails in 1 cell\\(s\\) \\(3\\)`).test(e.message),
+  );
   // A proof in wider ranges than the query's (32 bits per cell) is refused as a whole.
   const wide = threshold.encryptInRange(pk, values, [32, 32, 32, 32], contributionContext(ticket.queryId, cheat));
   const wideCt = threshold.encodeCiphertext(wide.ciphertext);
-  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: wideCt, signature: signed(wideCt), proof: threshold.encodeRangeProof(wide.proof) }), /fails in 4 cell/);
+  await assert.rejects(
+    s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: wideCt, signature: signed(wideCt), proof: threshold.encodeRangeProof(wide.proof) }),
+    /fails in 4 cell/,
+  );
   // St Mary's honest contribution, copied by Riverside and signed as its own: the proof is bound to St Mary's.
   const marys = await s.hospitals[0]!.contribute(ticket, s.data[0]!);
-  await assert.rejects(s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: marys.ciphertext, signature: signed(marys.ciphertext), proof: marys.proof }), new RegExp(`contribution of ${cheat} is refused`));
+  await assert.rejects(
+    s.cloud.addContribution(ticket.queryId, { hospital: cheat, ciphertext: marys.ciphertext, signature: signed(marys.ciphertext), proof: marys.proof }),
+    new RegExp(`contribution of ${cheat} is refused`),
+  );
   await assert.rejects(s.cloud.addContribution(ticket.queryId, { ...marys, proof: marys.proof.subarray(0, 100) }), MalformedInputError);
   await s.cloud.addContribution(ticket.queryId, marys);
   await s.cloud.addContribution(ticket.queryId, await s.hospitals[1]!.contribute(ticket, s.data[1]!));
 });
 
-test('a copy of a hospital\'s database yields no key share: it is wrapped by the KEK and bound to its row', async () => {
+test("a copy of a hospital's database yields no key share: it is wrapped by the KEK and bound to its row", async () => {
   const s = await setup('copy');
   const row = (await db.query<{ share: Uint8Array }>('SELECT share FROM stats_hospital_keys WHERE hospital = $1', [s.codes[0]])).rows[0]!;
   const plain = threshold.encodeKeyShare(s.secrets.get(s.codes[0]!)!.share);
@@ -381,44 +521,65 @@ async function until<T>(what: string, check: () => Promise<T | undefined> | T | 
   }
 }
 
-test('over HTTP: the hospitals\' agents generate the key among themselves, contribute, and decrypt under their own approval policy', async () => {
+test("over HTTP: the hospitals' agents generate the key among themselves, contribute, and decrypt under their own approval policy", async () => {
   const agents = cast.platform.services.hospitals.map((h) => h.statsAgent!);
   // The key generation ran between the two hospital services over the cloud's board: same key everywhere.
-  const formed = await until('the key generation', () => (agents.every((a) => a.status().stage === 'formed') ? agents.map((a) => a.status().keyId) : undefined));
+  const formed = await until('the key generation', () =>
+    agents.every((a) => a.status().stage === 'formed') ? agents.map((a) => a.status().keyId) : undefined,
+  );
   const cloudKey = threshold.keyFingerprint(cast.platform.stats!.consortium.publicKey);
   assert.deepEqual(formed, [cloudKey, cloudKey]);
-  const board = (await (await fetch(new URL('/stats/dkg', cast.base))).json()) as { messages: { phase: string }[]; ceremony: { t: number; members: unknown[] } };
+  const board = (await (await fetch(new URL('/stats/dkg', cast.base))).json()) as {
+    messages: { phase: string }[];
+    ceremony: { t: number; members: unknown[] };
+  };
   assert.equal(board.messages.length, 2 * 6, 'one message per member per phase');
   assert.deepEqual([board.ceremony.t, board.ceremony.members.length], [2, 2]);
   // A message not signed by its sender is refused by the board.
   const replayed = (board.messages as unknown as Record<string, unknown>[])[0]!;
-  const bad = await fetch(new URL('/stats/dkg/messages', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...replayed, sender: replayed['sender'] === 'riverside' ? 'st-marys' : 'riverside' }) });
+  const bad = await fetch(new URL('/stats/dkg/messages', cast.base), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ ...replayed, sender: replayed['sender'] === 'riverside' ? 'st-marys' : 'riverside' }),
+  });
   assert.equal(bad.status, 400);
 
   await cast.platform.stats!.setBudget('http-set', 1);
   const query = { ...QUERY, querySet: 'http-set', groupBy: ['gender'], epsilon: 0.6 };
-  const anonymous = await fetch(new URL('/stats/queries', cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) });
+  const anonymous = await fetch(new URL('/stats/queries', cast.base), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query }),
+  });
   assert.equal(anonymous.status, 401);
   const doctor = await cast.registerAndLogin('riverside', 'dr-stats', ['role:doctor']);
   await assert.rejects(new StatsClient(doctor).submit(query), (e: { status?: number }) => e.status === 403);
   const researcher = new StatsClient(await cast.registerAndLogin('riverside', 'res', ['role:researcher']));
-  await assert.rejects(researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }), (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message));
+  await assert.rejects(
+    researcher.submit({ ...query, where: [{ resourceType: 'Condition', codes: ['http://hl7.org/fhir/sid/icd-10|E11'] }] }),
+    (e: { status?: number; message: string }) => e.status === 403 && /icd-10 is not allowed/.test(e.message),
+  );
   const { queryId } = await researcher.submit(query);
   // A contribution posted in riverside's name but signed by nobody is refused.
   const forged = await fetch(new URL(`/stats/queries/${queryId}/contributions`, cast.base), {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ hospital: 'riverside', ciphertext: 'AAAA', signature: Buffer.alloc(64).toString('base64'), proof: 'AAAA' }),
   });
   assert.equal(forged.status, 403);
   // St Mary's decrypts at once (policy auto); Riverside's administrator has not approved (policy manual): one of
   // two partials, so nothing can be released.
-  await until('st-marys\'s partial', async () => ((await researcher.status(queryId)).partials.includes('st-marys') ? true : undefined));
+  await until("st-marys's partial", async () => ((await researcher.status(queryId)).partials.includes('st-marys') ? true : undefined));
   assert.deepEqual((await researcher.status(queryId)).contributors, ['riverside', 'st-marys']);
   await assert.rejects(researcher.release(queryId), /1 valid partial decryptions, 2 needed/);
-  const approve = (token: string) => fetch(new URL(`/stats-agent/queries/${queryId}/approve`, cast.urls.hospitals['riverside']), { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  const approve = (token: string) =>
+    fetch(new URL(`/stats-agent/queries/${queryId}/approve`, cast.urls.hospitals['riverside']), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}` },
+    });
   assert.equal((await approve('not-the-administrator-token')).status, 401);
   assert.equal((await approve(ADMINS['riverside']!)).status, 201);
-  await until('riverside\'s partial', async () => ((await researcher.status(queryId)).partials.includes('riverside') ? true : undefined));
+  await until("riverside's partial", async () => ((await researcher.status(queryId)).partials.includes('riverside') ? true : undefined));
   const release = await researcher.release(queryId);
   assert.deepEqual(release.decryptedBy, ['st-marys', 'riverside']);
   const truth = evaluateQuery(parseQuery(query), HTTP_PEOPLE.flatMap(resourcesOf));
@@ -431,12 +592,22 @@ test('over HTTP: the hospitals\' agents generate the key among themselves, contr
   await assert.rejects(researcher.submit(query), (e: { code?: string; message: string }) => e.code === 'LIMIT' && /exhausted/.test(e.message));
 });
 
-test('an agent refuses a ceremony whose board substituted a member\'s key (to read the share sealed to it), or names a hospital it does not know', async () => {
+test("an agent refuses a ceremony whose board substituted a member's key (to read the share sealed to it), or names a hospital it does not know", async () => {
   const { createServer } = await import('node:http');
-  const probe = await StatsAgent.open(db, randomKeyEncryptionKey(), 'probe-hospital', () => board, () => [{ name: 'riverside', url: cast.urls.hospitals['riverside']! }], { data: async () => [] });
+  const probe = await StatsAgent.open(
+    db,
+    randomKeyEncryptionKey(),
+    'probe-hospital',
+    () => board,
+    () => [{ name: 'riverside', url: cast.urls.hospitals['riverside']! }],
+    { data: async () => [] },
+  );
   const riverside = (await (await fetch(new URL('/stats-agent/keys', cast.urls.hospitals['riverside']))).json()) as { verifyKey: string; boxKey: string };
   const attackerBox = Buffer.from(generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' })).toString('base64');
-  let members = [{ code: 'probe-hospital', index: 1, ...probe.keys }, { code: 'riverside', index: 2, verifyKey: riverside.verifyKey, boxKey: attackerBox }];
+  let members = [
+    { code: 'probe-hospital', index: 1, ...probe.keys },
+    { code: 'riverside', index: 2, verifyKey: riverside.verifyKey, boxKey: attackerBox },
+  ];
   const posted: unknown[] = [];
   const server = createServer((request, response) => {
     if (request.method === 'POST') posted.push(request.url);
@@ -470,7 +641,8 @@ test('hostile key-generation messages: every malformed body, ceremony or sealed 
   assert.throws(() => parseCeremony({ id: 'x', t: 2, members: [] }), MalformedInputError);
   assert.throws(() => parseCeremony({ ...ceremony, t: 3 }), MalformedInputError);
   assert.throws(() => parseCeremony({ ...ceremony, members: [{ ...a.member, boxKey: a.member.verifyKey }, b.member] }), /not an x25519 public key/);
-  const malformed = (phase: Parameters<typeof decodeBody>[1], body: unknown) => assert.throws(() => decodeBody(ceremony, phase, 1, body), MalformedInputError, `${phase} ${JSON.stringify(body).slice(0, 60)}`);
+  const malformed = (phase: Parameters<typeof decodeBody>[1], body: unknown) =>
+    assert.throws(() => decodeBody(ceremony, phase, 1, body), MalformedInputError, `${phase} ${JSON.stringify(body).slice(0, 60)}`);
   const { commitments, shares } = threshold.deal({ n: 2, t: 2 }, 1);
   const deal = bodies.deal(ceremony, commitments, shares);
   decodeBody(ceremony, 'deal', 1, deal);
@@ -491,5 +663,8 @@ test('hostile key-generation messages: every malformed body, ceremony or sealed 
   assert.equal(openShare(ceremony.id, b.box, deal.shares['2'], 2, 2), undefined);
   assert.equal(openShare(ceremony.id, b.box, { v: 1, epk: 'x' }, 1, 2), undefined);
   // A message in a's name not signed by a is refused when the board is read.
-  assert.throws(() => decodeBoard(ceremony, [{ ceremony: ceremony.id, phase: 'deal', sender: 'a-hospital', body: deal, signature: Buffer.alloc(64).toString('base64') }]), /not signed by a member/);
+  assert.throws(
+    () => decodeBoard(ceremony, [{ ceremony: ceremony.id, phase: 'deal', sender: 'a-hospital', body: deal, signature: Buffer.alloc(64).toString('base64') }]),
+    /not signed by a member/,
+  );
 });

@@ -15,7 +15,15 @@ import { openTestDatabases } from '@medshare/db';
 import { base32Decode, SessionPseudonyms, totp } from '@medshare/identity';
 import { LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLogEntries, type TrustPolicy } from '@medshare/ledger';
 import {
-  auditStorage, HttpProblemError, roleScopes, StorageAuditClient, StorageAuditCloud, StorageTagger, verifiedInventory, type CommittedRecord, type UploadResult,
+  auditStorage,
+  HttpProblemError,
+  roleScopes,
+  StorageAuditClient,
+  StorageAuditCloud,
+  StorageTagger,
+  verifiedInventory,
+  type CommittedRecord,
+  type UploadResult,
 } from '../src/index.ts';
 import { uploadBody } from '../src/gateway/cloud-api.ts';
 import { checkReceiptCommitments } from '../src/storage-audit/tagger.ts';
@@ -102,38 +110,63 @@ test('a cloud that altered one byte of one stored ciphertext fails the audit, wh
     return async () => void (await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [recordId, ciphertext]));
   });
   assert.equal(result.ok, false);
-  assert.deepEqual(result.failing.map((f) => f.hash), [victim.hash]);
+  assert.deepEqual(
+    result.failing.map((f) => f.hash),
+    [victim.hash],
+  );
   await cast.platform.ledger.flush();
   const { event } = verifyInclusionBundle(await ledger.bundle(result.ledgerEntries[0]!), trust);
   assert.equal(event.outcome, '8');
-  assert.deepEqual(event.entity.filter((e) => e.type.code === 'record').map((e) => e.what.identifier.value), [victim.hash]);
+  assert.deepEqual(
+    event.entity.filter((e) => e.type.code === 'record').map((e) => e.what.identifier.value),
+    [victim.hash],
+  );
   assert.equal((await auditStorage(auditor, inventory, { report: false })).ok, true, 'the restored record passes again');
 });
 
-test('a cloud that swapped two records (ciphertexts and tags) or lost one record\'s tags is caught, and the audit names exactly those records', async () => {
+test("a cloud that swapped two records (ciphertexts and tags) or lost one record's tags is caught, and the audit names exactly those records", async () => {
   const [a, b] = [inventory[0]!, inventory[1]!];
   const ra = await storedRecord(a.hash);
   const rb = await storedRecord(b.hash);
-  const swapped = await auditAfter(async () => {
-    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, rb.ciphertext]);
-    await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, ra.ciphertext]);
-    return async () => {
-      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, ra.ciphertext]);
-      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, rb.ciphertext]);
-    };
-  }, { report: false });
+  const swapped = await auditAfter(
+    async () => {
+      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, rb.ciphertext]);
+      await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, ra.ciphertext]);
+      return async () => {
+        await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [ra.recordId, ra.ciphertext]);
+        await db.query('UPDATE cloud_records SET ciphertext = $2 WHERE record_id = $1', [rb.recordId, rb.ciphertext]);
+      };
+    },
+    { report: false },
+  );
   assert.deepEqual(swapped.failing.map((f) => f.hash).sort(), [a.hash, b.hash].sort());
   const victim = inventory[inventory.length - 1]!;
-  const lost = await auditAfter(async () => {
-    const row = (await db.query<{ record_id: string; key_id: string; blocks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [victim.hash])).rows[0]!;
-    await db.query('DELETE FROM storage_tags WHERE record_hash = $1', [victim.hash]);
-    return async () => void (await db.query('INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5)',
-      [victim.hash, row.record_id, row.key_id, row.blocks, row.tags]));
-  }, { report: false });
-  assert.deepEqual(lost.failing.map((f) => f.hash), [victim.hash]);
+  const lost = await auditAfter(
+    async () => {
+      const row = (
+        await db.query<{ record_id: string; key_id: string; blocks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [
+          victim.hash,
+        ])
+      ).rows[0]!;
+      await db.query('DELETE FROM storage_tags WHERE record_hash = $1', [victim.hash]);
+      return async () =>
+        void (await db.query('INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5)', [
+          victim.hash,
+          row.record_id,
+          row.key_id,
+          row.blocks,
+          row.tags,
+        ]));
+    },
+    { report: false },
+  );
+  assert.deepEqual(
+    lost.failing.map((f) => f.hash),
+    [victim.hash],
+  );
 });
 
-test('a cloud that replaces a hospital\'s public key with its own is caught: the key no longer hashes to the id the ledger committed', async () => {
+test("a cloud that replaces a hospital's public key with its own is caught: the key no longer hashes to the id the ledger committed", async () => {
   const [row] = (await db.query<{ key_id: string; public_key: Uint8Array }>('SELECT key_id, public_key FROM storage_keys')).rows;
   const own = por.encodePublicKey(por.generateKey().publicKey);
   await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, own]);
@@ -162,22 +195,28 @@ test('records tagged under a version-1 key are named one by one as "unsupported 
   }
 });
 
-test('an upload carries the hospital\'s 1,682-byte proof-of-storage key once, whatever its number of records', async () => {
+test("an upload carries the hospital's 1,682-byte proof-of-storage key once, whatever its number of records", async () => {
   const tagger = await StorageTagger.open(db, cast.kek);
-  const records = await tagger.attach('riverside', [1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })));
+  const records = await tagger.attach(
+    'riverside',
+    [1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })),
+  );
   const key = Buffer.from(records[0]!.storage.publicKey).toString('base64');
   assert.equal(records[0]!.storage.publicKey.length, 1682);
   const json = JSON.stringify(uploadBody(records, []));
   assert.equal(json.split(key).length - 1, 1, 'the key appears once in the upload body');
   const body = JSON.parse(json) as { storageKey: string; records: { storage: Record<string, string> }[] };
   assert.equal(body.storageKey, key);
-  assert.deepEqual(body.records.map((r) => Object.keys(r.storage)), [['tags'], ['tags'], ['tags']]);
+  assert.deepEqual(
+    body.records.map((r) => Object.keys(r.storage)),
+    [['tags'], ['tags'], ['tags']],
+  );
   // Records tagged under two keys cannot share one upload.
   const mixed = [...records, ...(await tagger.attach('st-marys', [{ recordId: 'r-4', category: 'lab', ciphertext: new Uint8Array(900) }]))];
   assert.throws(() => uploadBody(mixed, []), MalformedInputError);
 });
 
-test('the gateway\'s receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError', async () => {
+test("the gateway's receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError", async () => {
   const record = inventory[0]!;
   const { event } = verifyInclusionBundle(await ledger.bundle(record.entry), trust);
   const { ciphertext } = await storedRecord(record.hash);
@@ -197,10 +236,14 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
   let garbage = false;
   let badAggregateOnly = false;
   const front = Fastify();
-  const forward = async (path: string, body?: unknown) => (await fetch(new URL(path, cast.base), {
-    method: body === undefined ? 'GET' : 'POST', headers: { authorization: `Bearer ${auditorToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  })).json();
+  const forward = async (path: string, body?: unknown) =>
+    (
+      await fetch(new URL(path, cast.base), {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${auditorToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+    ).json();
   front.get('/cloud/storage/keys', async () => forward('/cloud/storage/keys'));
   front.post('/cloud/storage/audit', { bodyLimit: 16 * 1024 * 1024 }, async (request) => {
     if (badAggregateOnly) {
@@ -232,7 +275,7 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
   }
 });
 
-test('at upload the cloud refuses tags that do not match the ciphertext, another hospital\'s key, and a key without proof of possession', async () => {
+test("at upload the cloud refuses tags that do not match the ciphertext, another hospital's key, and a key without proof of possession", async () => {
   const cloud = await StorageAuditCloud.open(db, cast.platform.ledger);
   const tagger = await StorageTagger.open(db, cast.kek);
   const ciphertext = new Uint8Array(2000).fill(7);
@@ -243,7 +286,10 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   // One bad record among several of an upload is named.
   const other = new Uint8Array(900).fill(3);
   await assert.rejects(
-    cloud.checkUpload('riverside', [{ recordId: 'r0', ciphertext: other, storage: await tagger.tag('riverside', other) }, { recordId: 'r1', ciphertext: altered, storage: good }]),
+    cloud.checkUpload('riverside', [
+      { recordId: 'r0', ciphertext: other, storage: await tagger.tag('riverside', other) },
+      { recordId: 'r1', ciphertext: altered, storage: good },
+    ]),
     (e: unknown) => e instanceof IntegrityError && /record r1 /.test(e.message),
   );
   // St Mary's key (registered by the uploads above) presented by riverside.
@@ -261,7 +307,8 @@ test('at upload the cloud refuses tags that do not match the ciphertext, another
   for (const form of [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('hex')), Buffer.from(Buffer.from(secret).toString('base64'))]) {
     assert.equal(Buffer.from(stored).includes(form), false);
   }
-  const dump = (await db.query<{ t: string }>("SELECT string_agg(encode(secret_key, 'hex') || encode(public_key, 'hex'), '') AS t FROM storage_hospital_keys")).rows[0]!.t;
+  const dump = (await db.query<{ t: string }>("SELECT string_agg(encode(secret_key, 'hex') || encode(public_key, 'hex'), '') AS t FROM storage_hospital_keys"))
+    .rows[0]!.t;
   assert.equal(dump.includes(Buffer.from(secret).toString('hex')), false, 'no row of the table holds the secret in the clear');
 });
 
@@ -270,22 +317,45 @@ test('one bad tag set among 500 records of an upload is refused and named, by th
   const key = await tagger.keyOf('riverside');
   const records = Array.from({ length: 500 }, (_, i) => {
     const ciphertext = new Uint8Array(randomBytes(700 + (i % 5) * 40));
-    return { recordId: `batch-${i}`, ciphertext, storage: { publicKey: por.encodePublicKey(key.publicKey), tags: tagCiphertext(key, ciphertext, tagger.sectors) } };
+    return {
+      recordId: `batch-${i}`,
+      ciphertext,
+      storage: { publicKey: por.encodePublicKey(key.publicKey), tags: tagCiphertext(key, ciphertext, tagger.sectors) },
+    };
   });
   // Record 337 carries record 12's tags (valid points under the right key, bound to another file); 480 one byte off in its data.
   const swapped = records.map((r, i) => (i === 337 ? { ...r, storage: records[12]!.storage } : r));
   const edited = swapped.map((r, i) => (i === 480 ? { ...r, ciphertext: Uint8Array.from(r.ciphertext, (b, j) => (j === 100 ? b ^ 1 : b)) } : r));
   // A tag that decodes on the curve but outside the prime-order subgroup (a torsion component the pairings would not see).
-  const offGroup = [...Array(30).keys()].map((x) => Uint8Array.from({ length: 48 }, (_, j) => (j === 0 ? 0x80 : j === 47 ? x + 1 : 0)))
-    .find((point) => { try { curve.g1FromBytes(point); return false; } catch (e) { return e instanceof MalformedInputError && /prime-order subgroup/.test(e.message); } })!;
-  const torsion = records.map((r, i) => (i === 250 ? { ...r, storage: { ...r.storage, tags: Uint8Array.from(r.storage.tags, (b, j) => (j >= 6 && j < 54 ? offGroup[j - 6]! : b)) } } : r));
+  const offGroup = [...Array(30).keys()]
+    .map((x) => Uint8Array.from({ length: 48 }, (_, j) => (j === 0 ? 0x80 : j === 47 ? x + 1 : 0)))
+    .find((point) => {
+      try {
+        curve.g1FromBytes(point);
+        return false;
+      } catch (e) {
+        return e instanceof MalformedInputError && /prime-order subgroup/.test(e.message);
+      }
+    })!;
+  const torsion = records.map((r, i) =>
+    i === 250 ? { ...r, storage: { ...r.storage, tags: Uint8Array.from(r.storage.tags, (b, j) => (j >= 6 && j < 54 ? offGroup[j - 6]! : b)) } } : r,
+  );
   const pool = await ConversionPool.start(2);
   try {
     for (const cloud of [await StorageAuditCloud.open(db, cast.platform.ledger), await StorageAuditCloud.open(db, cast.platform.ledger, pool)]) {
       assert.equal((await cloud.checkUpload('riverside', records)).size, 500, 'an honest upload passes');
-      await assert.rejects(cloud.checkUpload('riverside', swapped), (e: unknown) => e instanceof IntegrityError && /tags of record batch-337 do not match/.test(e.message));
-      await assert.rejects(cloud.checkUpload('riverside', edited), (e: unknown) => e instanceof IntegrityError && /tags of 2 records: batch-337, batch-480 do not match/.test(e.message));
-      await assert.rejects(cloud.checkUpload('riverside', torsion), (e: unknown) => e instanceof MalformedInputError && /tag 0: not in the prime-order subgroup/.test(e.message));
+      await assert.rejects(
+        cloud.checkUpload('riverside', swapped),
+        (e: unknown) => e instanceof IntegrityError && /tags of record batch-337 do not match/.test(e.message),
+      );
+      await assert.rejects(
+        cloud.checkUpload('riverside', edited),
+        (e: unknown) => e instanceof IntegrityError && /tags of 2 records: batch-337, batch-480 do not match/.test(e.message),
+      );
+      await assert.rejects(
+        cloud.checkUpload('riverside', torsion),
+        (e: unknown) => e instanceof MalformedInputError && /tag 0: not in the prime-order subgroup/.test(e.message),
+      );
     }
   } finally {
     await pool.close();
@@ -294,12 +364,16 @@ test('one bad tag set among 500 records of an upload is refused and named, by th
 
 test('hostile challenges get problem answers, and only auditors and gateways may challenge', async () => {
   const wire = {
-    nonce: Buffer.alloc(32, 1).toString('base64'), sectors: por.DEFAULT_SECTORS, samples: 10, keys: [inventory[0]!.key],
+    nonce: Buffer.alloc(32, 1).toString('base64'),
+    sectors: por.DEFAULT_SECTORS,
+    samples: 10,
+    keys: [inventory[0]!.key],
     files: [{ hash: inventory[0]!.hash, blocks: inventory[0]!.blocks, key: 0 }],
   };
   const status = async (challenge: unknown, token?: string) => {
     const response = await fetch(new URL('/cloud/storage/audit', cast.base), {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token ?? auditorToken}` },
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token ?? auditorToken}` },
       body: JSON.stringify({ challenge, kind: 'aggregate' }),
     });
     assert.match(response.headers.get('content-type') ?? '', /problem\+json|json/);
@@ -319,26 +393,40 @@ test('hostile challenges get problem answers, and only auditors and gateways may
 
 /** The cloud's tables, as an operator of the cloud (or a thief of its database) holds them: not a hospital's or the authority's. */
 async function cloudRowsAsText(): Promise<string> {
-  const tables = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")).rows
-    .map((r) => r.table_name).filter((t) => !/^(identity_|gateway_|storage_hospital_|stats_hospital_|ta_|schema_migrations)/.test(t));
-  assert.ok(tables.includes('cloud_access_log') && tables.includes('ledger_entries') && tables.includes('storage_tags'), 'the cloud\'s tables are scanned');
+  const tables = (
+    await db.query<{ table_name: string }>(
+      "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+    )
+  ).rows
+    .map((r) => r.table_name)
+    .filter((t) => !/^(identity_|gateway_|storage_hospital_|stats_hospital_|ta_|schema_migrations)/.test(t));
+  assert.ok(tables.includes('cloud_access_log') && tables.includes('ledger_entries') && tables.includes('storage_tags'), "the cloud's tables are scanned");
   const dumps: string[] = [];
   for (const table of tables) dumps.push(...(await db.query<{ row: string }>(`SELECT t::text AS row FROM "${table}" t`)).rows.map((r) => r.row));
   return dumps.join('\n');
 }
 
-test('conditional anonymity: the cloud\'s tables and ledger carry no user id, two sessions of one doctor are unlinkable, and only her hospital traces them', async () => {
+test("conditional anonymity: the cloud's tables and ledger carry no user id, two sessions of one doctor are unlinkable, and only her hospital traces them", async () => {
   const hospital = 'riverside';
   const password = 'a long enough passphrase';
   const attributes = ['role:doctor', 'dept:cardiology'];
-  const enrolment = await cast.client.registerUser(hospital, ADMINS[hospital]!, { username: 'dr-anonymous', password, attributes, scopes: roleScopes(attributes) });
+  const enrolment = await cast.client.registerUser(hospital, ADMINS[hospital]!, {
+    username: 'dr-anonymous',
+    password,
+    attributes,
+    scopes: roleScopes(attributes),
+  });
   const patient = cast.patient.key.patientId;
   await cast.patient.delegate('lab', LAB_POLICY, await cast.client.abePublicKey());
   // Two logins (the second with the next time step's code: a TOTP code works once).
   const first = await cast.client.loginWithCode(hospital, 'dr-anonymous', password, () => totp(base32Decode(enrolment.totpSecret), Date.now() / 1000));
   const second = await cast.client.loginWithCode(hospital, 'dr-anonymous', password, () => totp(base32Decode(enrolment.totpSecret), Date.now() / 1000 + 30));
   for (const session of [first, second]) {
-    const read = await sessionFetch(session, new URL(`/cloud/patients/${patient}/read`, cast.base), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ category: 'lab' }) });
+    const read = await sessionFetch(session, new URL(`/cloud/patients/${patient}/read`, cast.base), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ category: 'lab' }),
+    });
     assert.equal(read.status, 200, await read.text());
   }
   await cast.platform.ledger.flush();
@@ -346,23 +434,35 @@ test('conditional anonymity: the cloud\'s tables and ledger carry no user id, tw
   const claims = [first, second].map((s) => JSON.parse(Buffer.from(s.token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>);
   for (const name of ['sub', 'sid', 'jti']) assert.notEqual(claims[0]![name], claims[1]![name], `${name} differs between her sessions`);
   assert.notDeepEqual(claims[0]!['cnf'], claims[1]!['cnf'], 'each login proves a fresh device key');
-  for (const c of claims) assert.deepEqual((c['attrs'] as string[]).filter((a) => a.startsWith('uid:')), [`uid:${(c['sub'] as string).slice('psn:'.length)}`]);
+  for (const c of claims)
+    assert.deepEqual(
+      (c['attrs'] as string[]).filter((a) => a.startsWith('uid:')),
+      [`uid:${(c['sub'] as string).slice('psn:'.length)}`],
+    );
   // The cloud's database, read as its operator would: no user id or username of anyone, in any row.
   const dump = await cloudRowsAsText();
   const users = (await db.query<{ id: string; username: string }>('SELECT id, username FROM identity_users')).rows;
-  assert.ok(users.length >= 6, 'the cast\'s users are in the hospitals\' tables');
+  assert.ok(users.length >= 6, "the cast's users are in the hospitals' tables");
   for (const u of users) {
-    for (const form of [u.id, Buffer.from(u.id).toString('hex'), Buffer.from(u.id).toString('base64')]) assert.equal(dump.includes(form), false, `the cloud holds the id of ${u.username}`);
-    assert.doesNotMatch(dump, new RegExp(`(?<![A-Za-z0-9_-])${u.username.replace(/[.-]/g, '\\$&')}(?![A-Za-z0-9_-])`), `the cloud holds the username ${u.username}`);
+    for (const form of [u.id, Buffer.from(u.id).toString('hex'), Buffer.from(u.id).toString('base64')])
+      assert.equal(dump.includes(form), false, `the cloud holds the id of ${u.username}`);
+    assert.doesNotMatch(
+      dump,
+      new RegExp(`(?<![A-Za-z0-9_-])${u.username.replace(/[.-]/g, '\\$&')}(?![A-Za-z0-9_-])`),
+      `the cloud holds the username ${u.username}`,
+    );
   }
   // Her two reads are in the ledger under two pseudonyms, which her hospital's administrator traces to her.
   const { entries } = await verifyRemoteLogEntries(ledger, trust);
   const agents = entries.flatMap((e) => e.agent.map((a) => a.who.identifier.value));
   const subjects = claims.map((c) => c['sub'] as string);
   for (const subject of subjects) assert.ok(agents.includes(subject), 'the ledger names the session pseudonym');
-  const trace = (hospitalName: string, pseudonym: string, admin = ADMINS[hospitalName]!) => fetch(cast.urlFor(`/identity/${hospitalName}/admin/trace`), {
-    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` }, body: JSON.stringify({ pseudonym }),
-  });
+  const trace = (hospitalName: string, pseudonym: string, admin = ADMINS[hospitalName]!) =>
+    fetch(cast.urlFor(`/identity/${hospitalName}/admin/trace`), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${admin}` },
+      body: JSON.stringify({ pseudonym }),
+    });
   for (const subject of subjects) {
     const traced = await trace(hospital, subject);
     assert.equal(traced.status, 200);
@@ -373,15 +473,22 @@ test('conditional anonymity: the cloud\'s tables and ledger carry no user id, tw
   const elsewhere = await trace('st-marys', subjects[0]!);
   assert.equal(elsewhere.status, 400);
   assert.match(((await elsewhere.json()) as { detail: string }).detail, /not a session pseudonym of this hospital/);
-  assert.equal((await trace(hospital, subjects[0]!, ADMINS['st-marys'])).status, 401, 'another hospital\'s administrator credential');
+  assert.equal((await trace(hospital, subjects[0]!, ADMINS['st-marys'])).status, 401, "another hospital's administrator credential");
   assert.throws(() => new SessionPseudonyms(randomBytes(32), claims[0]!['iss'] as string).trace(subjects[0]!), IntegrityError, 'another tracing key');
   // A patient's pseudonym is her account's: the cloud binds her record to it, so it is the same in every session.
-  const patientEnrolment = await cast.client.registerUser('st-marys', ADMINS['st-marys']!, { username: 'pat-anonymous', password, attributes: ['role:patient'], scopes: roleScopes(['role:patient']) });
+  const patientEnrolment = await cast.client.registerUser('st-marys', ADMINS['st-marys']!, {
+    username: 'pat-anonymous',
+    password,
+    attributes: ['role:patient'],
+    scopes: roleScopes(['role:patient']),
+  });
   // One login after the other, in step order: a code is refused once a later step's was accepted, so two
   // concurrent logins with adjacent codes fail whenever the second one's arrives first (login.test.ts).
   const patientSubjects: string[] = [];
   for (const ahead of [0, 30]) {
-    const session = await cast.client.loginWithCode('st-marys', 'pat-anonymous', password, () => totp(base32Decode(patientEnrolment.totpSecret), Date.now() / 1000 + ahead));
+    const session = await cast.client.loginWithCode('st-marys', 'pat-anonymous', password, () =>
+      totp(base32Decode(patientEnrolment.totpSecret), Date.now() / 1000 + ahead),
+    );
     patientSubjects.push(JSON.parse(Buffer.from(session.token.split('.')[1]!, 'base64url').toString()).sub as string);
   }
   assert.equal(patientSubjects[0], patientSubjects[1]);
@@ -428,10 +535,17 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
   assert.match(bad.stderr, /--url: not a URL/);
 });
 
-test('a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row\'s bytes fails the audit for that record', async () => {
+test("a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row's bytes fails the audit for that record", async () => {
   const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
   const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
-  const resource = { resourceType: 'Observation', id: 'large-audited', status: 'final', code: { text: 'large' }, subject: { reference: `Patient/${fhirId}` }, note: [{ text: text.slice(0, 1_000_000) }, { text: text.slice(1_000_000) }] };
+  const resource = {
+    resourceType: 'Observation',
+    id: 'large-audited',
+    status: 'final',
+    code: { text: 'large' },
+    subject: { reference: `Patient/${fhirId}` },
+    note: [{ text: text.slice(0, 1_000_000) }, { text: text.slice(1_000_000) }],
+  };
   await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
   await cast.platform.ledger.flush();
   const all = await verifiedInventory(ledger, trust);
@@ -444,7 +558,10 @@ test('a large record kept in chunk rows is proven from its whole ciphertext; a c
   try {
     const result = await auditStorage(auditor, [large], { report: false });
     assert.equal(result.ok, false);
-    assert.deepEqual(result.failing.map((f) => f.hash), [large.hash]);
+    assert.deepEqual(
+      result.failing.map((f) => f.hash),
+      [large.hash],
+    );
   } finally {
     await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, first.bytes]);
   }

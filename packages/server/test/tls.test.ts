@@ -24,10 +24,34 @@ test('services over HTTPS with a self-signed certificate on 127.0.0.1', { skip: 
   const dir = await mkdtemp(join(tmpdir(), 'medshare-tls-'));
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert,
-    '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
   const ca = await readFile(cert);
-  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, cert, key, ADMIN], { env: { ...process.env, NODE_EXTRA_CA_CERTS: cert }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, cert, key, ADMIN], {
+    env: { ...process.env, NODE_EXTRA_CA_CERTS: cert },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   try {
     const urls = await new Promise<{ authority: string; cloud: string; hospital: string }>((resolve, reject) => {
       let out = '';
@@ -47,25 +71,27 @@ test('services over HTTPS with a self-signed certificate on 127.0.0.1', { skip: 
       if (token !== undefined) headers.authorization = `${as ? 'DPoP' : 'Bearer'} ${token}`;
       if (as) headers.dpop = as.dpop ?? (await as.device.dpop.proof(method, new URL(path, base), token === undefined ? {} : { accessToken: token }));
       return new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const req = httpsRequest(new URL(path, base), { method, headers, ca }, (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
-      });
-      req.on('error', reject);
-      req.end(body === undefined ? undefined : JSON.stringify(body));
+        const req = httpsRequest(new URL(path, base), { method, headers, ca }, (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
+        });
+        req.on('error', reject);
+        req.end(body === undefined ? undefined : JSON.stringify(body));
       });
     };
     assert.equal((await call(urls.authority, 'GET', '/ta/public-key')).status, 200);
     /** A login on a fresh device key, which signs the login challenge (the token is bound to it). */
     const user = async (username: string, attributes: string[]) => {
-      const { totpSecret } = (await call(urls.hospital, 'POST', '/identity/st-marys/users', { username, password: PASSWORD, attributes, scopes: [] }, ADMIN)).body;
+      const { totpSecret } = (await call(urls.hospital, 'POST', '/identity/st-marys/users', { username, password: PASSWORD, attributes, scopes: [] }, ADMIN))
+        .body;
       const { ticket, challenge } = (await call(urls.hospital, 'POST', '/identity/st-marys/login/password', { username, password: PASSWORD })).body;
       const code = totp(base32Decode(totpSecret), Date.now() / 1000);
       const device = await DeviceKeys.generate();
       const path = '/identity/st-marys/login/totp';
       const dpop = await device.loginProof(new URL(path, urls.hospital), challenge);
-      const token = (await call(urls.hospital, 'POST', path, { ticket, code, audience: [PLATFORM_AUDIENCE] }, undefined, { device, dpop })).body.token as string;
+      const token = (await call(urls.hospital, 'POST', path, { ticket, code, audience: [PLATFORM_AUDIENCE] }, undefined, { device, dpop })).body
+        .token as string;
       return { token, device };
     };
     const gateway = await user('ehr', ['role:gateway']);
@@ -74,7 +100,11 @@ test('services over HTTPS with a self-signed certificate on 127.0.0.1', { skip: 
     assert.equal(enrol.status, 404, JSON.stringify(enrol.body));
     assert.match(enrol.body.detail, /no such patient/);
     const patient = await user('antonia', ['role:patient']);
-    assert.equal((await call(urls.cloud, 'GET', '/cloud/patients/psn:tls-test-patient-000001/access-log', undefined, patient.token, patient)).status, 403, 'the cloud verified the token over TLS');
+    assert.equal(
+      (await call(urls.cloud, 'GET', '/cloud/patients/psn:tls-test-patient-000001/access-log', undefined, patient.token, patient)).status,
+      403,
+      'the cloud verified the token over TLS',
+    );
     // Plain HTTP to a TLS port: no HTTP answer.
     const plain = await new Promise<string>((resolve) => {
       const req = httpRequest(new URL('/ta/public-key', urls.authority.replace('https:', 'http:')), (res) => resolve(`status ${res.statusCode}`));
@@ -84,7 +114,10 @@ test('services over HTTPS with a self-signed certificate on 127.0.0.1', { skip: 
     assert.doesNotMatch(plain, /status 200/);
   } finally {
     child.stdin.end();
-    await new Promise((resolve) => { child.once('exit', resolve); setTimeout(() => child.kill('SIGKILL'), 10_000).unref(); });
+    await new Promise((resolve) => {
+      child.once('exit', resolve);
+      setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+    });
     await rm(dir, { recursive: true, force: true });
   }
 });

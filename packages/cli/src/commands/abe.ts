@@ -104,7 +104,10 @@ export function registerAbe(program: Command): void {
       const { publicKey, masterKey } = abe.setup();
       await mkdir(o.out, { recursive: true });
       await writeFileAtomic(join(o.out, 'abe-public.key'), armor(ObjectType.AbePublicKey, abe.encodePublicKey(publicKey)), { overwrite: o.force });
-      await writeFileAtomic(join(o.out, 'abe-master.key'), armor(ObjectType.AbeMasterKey, abe.encodeMasterKey(masterKey)), { secret: true, overwrite: o.force });
+      await writeFileAtomic(join(o.out, 'abe-master.key'), armor(ObjectType.AbeMasterKey, abe.encodeMasterKey(masterKey)), {
+        secret: true,
+        overwrite: o.force,
+      });
       process.stderr.write(`authority ${Buffer.from(publicKey.authorityId).toString('hex')} created in ${o.out}\n`);
     });
 

@@ -44,7 +44,11 @@ export function registerAnonymize(program: Command): void {
     .addOption(new Option('--l-kind <kind>', 'l-diversity variant').choices(['distinct', 'entropy', 'recursive']).default('distinct'))
     .option('--c <c>', 'c of recursive (c,l)-diversity', Number, 1)
     .option('--t <t>', 't of t-closeness (hierarchical EMD when the sensitive column has a hierarchy)', Number)
-    .addOption(new Option('--method <method>', 'local recoding (Mondrian), optimal global recoding, or both (the output is the first)').choices(['mondrian', 'global', 'both']).default('mondrian'))
+    .addOption(
+      new Option('--method <method>', 'local recoding (Mondrian), optimal global recoding, or both (the output is the first)')
+        .choices(['mondrian', 'global', 'both'])
+        .default('mondrian'),
+    )
     .addOption(new Option('--mode <mode>', 'Mondrian variant').choices(['strict', 'relaxed']).default('strict'))
     .option('--hierarchies <dir>', 'folder of ARX hierarchies named <column>.csv or *_hierarchy_<column>.csv')
     .option('--max-suppression <fraction>', 'share of rows that may be suppressed (withheld), e.g. 0.05', Number, 0)
@@ -57,11 +61,19 @@ export function registerAnonymize(program: Command): void {
     .option('--risk-plot <file>', 'SVG plot of NCP vs average prosecutor risk over the same k values')
     .action(async (options: AnonymizeOptions) => {
       const table = await inputTable(options);
-      const columns = options.qi.split(',').map((c) => c.trim()).filter(Boolean);
+      const columns = options.qi
+        .split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
       const folder = options.hierarchies;
       const quasiIdentifiers = await Promise.all(columns.map((column) => quasiIdentifierFor(table, column, folder)));
       const sensitiveHierarchy = options.sensitive !== undefined && folder ? await hierarchyFile(folder, options.sensitive) : undefined;
-      const l: LDiversity | undefined = options.l === undefined ? undefined : options.lKind === 'recursive' ? { kind: 'recursive', l: options.l, c: options.c } : { kind: options.lKind, l: options.l };
+      const l: LDiversity | undefined =
+        options.l === undefined
+          ? undefined
+          : options.lKind === 'recursive'
+            ? { kind: 'recursive', l: options.l, c: options.c }
+            : { kind: options.lKind, l: options.l };
       const releaseOptions = {
         quasiIdentifiers,
         ...(options.sensitive !== undefined ? { sensitive: options.sensitive } : {}),
@@ -79,13 +91,18 @@ export function registerAnonymize(program: Command): void {
       if (options.report) await writeFile(options.report, JSON.stringify(report, null, 2) + '\n');
       if (options.plot || options.riskPlot) {
         const ks = [...new Set([2, 5, 10, 20, 50, 100, options.k])].sort((a, b) => a - b).filter((k) => k <= table.rows.length);
-        const series = [...(methods.includes('mondrian') ? (['strict', 'relaxed'] as const) : []), ...(methods.includes('global') ? (['global'] as const) : [])];
+        const series = [
+          ...(methods.includes('mondrian') ? (['strict', 'relaxed'] as const) : []),
+          ...(methods.includes('global') ? (['global'] as const) : []),
+        ];
         const points = utilityCurve(table, releaseOptions, ks, series);
         if (options.plot) await writeFile(options.plot, await utilityPlotSvg(points));
         if (options.riskPlot) await writeFile(options.riskPlot, await riskPlotSvg(points));
       }
       for (const m of report.methods) {
-        process.stderr.write(`${m.method}: ${table.rows.length} rows into ${m.metrics.classes} classes (${m.metrics.suppressedRecords} suppressed); NCP ${m.metrics.ncpPercent.toFixed(2)}%; highest prosecutor risk ${m.risk.prosecutor.highest.toFixed(3)}\n`);
+        process.stderr.write(
+          `${m.method}: ${table.rows.length} rows into ${m.metrics.classes} classes (${m.metrics.suppressedRecords} suppressed); NCP ${m.metrics.ncpPercent.toFixed(2)}%; highest prosecutor risk ${m.risk.prosecutor.highest.toFixed(3)}\n`,
+        );
       }
     });
 }

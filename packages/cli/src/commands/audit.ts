@@ -19,8 +19,20 @@ import type { Command } from 'commander';
 import { IntegrityError } from '@medshare/crypto';
 import { openDatabase, type Database } from '@medshare/db';
 import {
-  AuditLog, anchorClientFromEnv, buildInclusionBundle, HttpChainCosigner, defaultQuorum, LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyLog,
-  verifyRemoteLog, type AnchorClient, type CheckpointVerifier, type InclusionBundle, type VerifyReport,
+  AuditLog,
+  anchorClientFromEnv,
+  buildInclusionBundle,
+  HttpChainCosigner,
+  defaultQuorum,
+  LedgerClient,
+  parseVerifierKey,
+  verifyInclusionBundle,
+  verifyLog,
+  verifyRemoteLog,
+  type AnchorClient,
+  type CheckpointVerifier,
+  type InclusionBundle,
+  type VerifyReport,
 } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -74,13 +86,15 @@ interface ChainOptions {
  */
 async function chainOf(options: ChainOptions & StoreOptions): Promise<AnchorClient | undefined> {
   if (options.url === undefined) {
-    if (options.rpcUrl !== undefined || options.anchorAddress !== undefined) throw new UsageError('the chain anchor is checked against a served log: give --url');
+    if (options.rpcUrl !== undefined || options.anchorAddress !== undefined)
+      throw new UsageError('the chain anchor is checked against a served log: give --url');
     return undefined;
   }
   const url = options.rpcUrl ?? (process.env['LEDGER_RPC_URL'] || undefined);
   const address = options.anchorAddress ?? (process.env['LEDGER_ANCHOR_ADDRESS'] || undefined);
   if (url === undefined && address === undefined) return undefined;
-  if (!url || !address) throw new UsageError('checking the chain anchor needs both --rpc-url and --anchor-address (or LEDGER_RPC_URL and LEDGER_ANCHOR_ADDRESS)');
+  if (!url || !address)
+    throw new UsageError('checking the chain anchor needs both --rpc-url and --anchor-address (or LEDGER_RPC_URL and LEDGER_ANCHOR_ADDRESS)');
   if (!/^https?:\/\/\S+$/.test(url)) throw new UsageError(`--rpc-url: not an http(s) URL: ${url}`);
   if (!/^0x[0-9a-fA-F]{40}$/.test(address)) throw new UsageError(`--anchor-address: not a contract address (0x and 40 hex digits): ${address}`);
   return anchorClientFromEnv({ LEDGER_RPC_URL: url, LEDGER_ANCHOR_ADDRESS: address });
@@ -154,7 +168,8 @@ export function registerAudit(program: Command): void {
     } finally {
       chain?.contract.runner?.provider?.destroy();
     }
-    const chainHead = chain === undefined ? {} : { anchored: anchored === undefined ? null : { size: anchored.size, rootHash: anchored.rootHash.toString('base64') } };
+    const chainHead =
+      chain === undefined ? {} : { anchored: anchored === undefined ? null : { size: anchored.size, rootHash: anchored.rootHash.toString('base64') } };
     process.stdout.write(`${JSON.stringify({ ...report, ...chainHead }, null, 2)}\n`);
     if (!report.ok) {
       const where = report.firstBadIndex === undefined ? '' : ` at entry ${report.firstBadIndex}`;
@@ -189,7 +204,9 @@ export function registerAudit(program: Command): void {
       throw error;
     }
     const { event, treeSize, cosigners } = verifyInclusionBundle(bundle, trustFrom(options, undefined));
-    process.stdout.write(`entry ${event.id} (${event.type.code}) is in the log at checkpoint ${treeSize}; cosigned by ${cosigners.length} trusted witness(es)\n`);
+    process.stdout.write(
+      `entry ${event.id} (${event.type.code}) is in the log at checkpoint ${treeSize}; cosigned by ${cosigners.length} trusted witness(es)\n`,
+    );
   });
 
   addTrustOptions(
@@ -217,7 +234,9 @@ export function registerAudit(program: Command): void {
     }
     for (const { event, treeSize } of checked) {
       const who = event.agent.map((a) => `${a.who.identifier.value} (${a.role.map((r) => r.text).join(',')})`).join(' ');
-      const what = event.entity.filter((e) => e.type.code !== 'patient').map((e) => `${e.type.code}:${e.securityLabel?.[0]?.code ?? e.what.identifier.value.slice(0, 19)}`);
+      const what = event.entity
+        .filter((e) => e.type.code !== 'patient')
+        .map((e) => `${e.type.code}:${e.securityLabel?.[0]?.code ?? e.what.identifier.value.slice(0, 19)}`);
       const reason = event.purposeOfEvent?.[0]?.coding[0]?.code;
       process.stdout.write(
         `#${event.id} ${event.recorded} ${event.type.code}${reason ? `[${reason}]` : ''} by ${who} at ${event.source.observer.identifier.value}` +
@@ -230,7 +249,7 @@ export function registerAudit(program: Command): void {
   addTrustOptions(
     audit
       .command('storage')
-      .description("challenge the cloud to prove it holds every record the ledger committed (token on stdin)")
+      .description('challenge the cloud to prove it holds every record the ledger committed (token on stdin)')
       .requiredOption('--url <url>', "the platform's base URL (the cloud's /cloud/storage routes)")
       .option('--ledger-url <url>', 'the public ledger routes (default: <url>/ledger)')
       .option('--samples <n>', 'blocks to sample (default 460: 1 % of blocks lost is caught with probability >= 99 %)')
@@ -251,17 +270,26 @@ export function registerAudit(program: Command): void {
     const progress = (line: string) => process.stderr.write(`medshare: ${line}\n`);
     const inventory = await verifiedInventory(remote({ url: ledgerUrl }), await remoteTrust({ ...options, url: ledgerUrl }));
     progress(`the verified ledger commits ${inventory.length} record(s)`);
-    const result = await auditStorage(new StorageAuditClient(base, token!), inventory, { ...(samples === undefined ? {} : { samples }), report: options.report, progress });
+    const result = await auditStorage(new StorageAuditClient(base, token!), inventory, {
+      ...(samples === undefined ? {} : { samples }),
+      report: options.report,
+      progress,
+    });
     if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     else {
       for (const f of result.failing) process.stdout.write(`FAILED ${f.hash} (${f.category})\n`);
       for (const u of result.unaudited) process.stdout.write(`UNAUDITED ${u.hash} (${u.category}): ${u.reason}\n`);
-      process.stdout.write(`${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s) of ${result.hospitals} hospital(s), ${result.samples} block(s) sampled, ${result.failing.length} failing` +
-        `${result.unaudited.length > 0 ? `, ${result.unaudited.length} unaudited` : ''}` +
-        `${result.ledgerEntries.length > 0 ? `; ledger entr${result.ledgerEntries.length === 1 ? 'y' : 'ies'} ${result.ledgerEntries.join(', ')}` : ''}\n`);
+      process.stdout.write(
+        `${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s) of ${result.hospitals} hospital(s), ${result.samples} block(s) sampled, ${result.failing.length} failing` +
+          `${result.unaudited.length > 0 ? `, ${result.unaudited.length} unaudited` : ''}` +
+          `${result.ledgerEntries.length > 0 ? `; ledger entr${result.ledgerEntries.length === 1 ? 'y' : 'ies'} ${result.ledgerEntries.join(', ')}` : ''}\n`,
+      );
     }
     if (!result.ok) {
-      const unaudited = result.unaudited.length > 0 ? `, ${result.unaudited.length} could not be audited (${[...new Set(result.unaudited.map((u) => u.reason))].join(', ')})` : '';
+      const unaudited =
+        result.unaudited.length > 0
+          ? `, ${result.unaudited.length} could not be audited (${[...new Set(result.unaudited.map((u) => u.reason))].join(', ')})`
+          : '';
       throw new IntegrityError(`storage audit failed: ${result.failing.length} record(s) could not be proven held${unaudited}`);
     }
   });

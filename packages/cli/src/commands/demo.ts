@@ -16,7 +16,16 @@ import { MedShareError, pre } from '@medshare/crypto';
 import { openDatabase } from '@medshare/db';
 import { patientKeyBackup } from '@medshare/portal';
 import {
-  everyValue, GatewayClient, PatientClient, PlatformClient, roleScopes, StatsClient, tryEveryKey, type DoctorClient, type FhirResource, type StatsResource,
+  everyValue,
+  GatewayClient,
+  PatientClient,
+  PlatformClient,
+  roleScopes,
+  StatsClient,
+  tryEveryKey,
+  type DoctorClient,
+  type FhirResource,
+  type StatsResource,
 } from '@medshare/server';
 import { HOLDINGS, startLocalDeployment } from '../deployment.ts';
 
@@ -56,7 +65,7 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     summary.push([String(n), actor, outcome.length > 64 ? `${outcome.slice(0, 61)}...` : outcome, `${elapsed.toFixed(0)} ms`]);
   };
 
-  write('MedShare demo: cross-hospital sharing of one patient\'s records through a semi-trusted cloud.');
+  write("MedShare demo: cross-hospital sharing of one patient's records through a semi-trusted cloud.");
   write('Real HTTP services on 127.0.0.1, one process per trust domain, each with its own embedded PostgreSQL (PGlite) and');
   write('key-encryption key in a temporary directory; MFA logins and SSO tokens; real cryptography (FAME CP-ABE and proxy');
   write('re-encryption on BLS12-381, AES-256-GCM).\n');
@@ -68,20 +77,35 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
   for (const [i, hospital] of HOSPITALS.entries()) {
     const dir = join(root, `${hospital}-ehr`);
     await mkdir(dir);
-    await writeFile(join(dir, 'cohort.json'), JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: demoCohort(hospital, 300 + 100 * i).map((resource) => ({ resource })) }));
+    await writeFile(
+      join(dir, 'cohort.json'),
+      JSON.stringify({ resourceType: 'Bundle', type: 'collection', entry: demoCohort(hospital, 300 + 100 * i).map((resource) => ({ resource })) }),
+    );
     hospitalArgs[hospital] = ['--stats-data', dir, '--stats-budget', `${STATS_QUERY.querySet}=1`, '--stats-poll-ms', '200'];
   }
   write('Starting authority, cloud, st-marys and riverside (medshare serve …) …');
   const deployment = await startLocalDeployment({
-    root, hospitals: HOSPITALS, adminTokens, cloudArgs: ['--stats-threshold', '2', '--stats-budget', `${STATS_QUERY.querySet}=1`], hospitalArgs,
+    root,
+    hospitals: HOSPITALS,
+    adminTokens,
+    cloudArgs: ['--stats-threshold', '2', '--stats-budget', `${STATS_QUERY.querySet}=1`],
+    hospitalArgs,
   });
   try {
     const { urls } = deployment;
     const base = urls.cloud;
     const client = new PlatformClient(urls);
-    write(table(['process', 'pid', 'url', 'holds'], [...deployment.services.values()].map((s) => [
-      s.kind === 'hospital' ? `hospital ${s.name}` : s.name, String(s.child.pid), s.url.href, HOLDINGS[s.kind],
-    ])));
+    write(
+      table(
+        ['process', 'pid', 'url', 'holds'],
+        [...deployment.services.values()].map((s) => [
+          s.kind === 'hospital' ? `hospital ${s.name}` : s.name,
+          String(s.child.pid),
+          s.url.href,
+          HOLDINGS[s.kind],
+        ]),
+      ),
+    );
     write('');
     const names = new Map<string, string>();
     const accounts: string[][] = [];
@@ -105,20 +129,30 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     let researcher!: StatsClient;
     let released: string[][] = [];
 
-    await step(1, 'trusted authority', `The platform starts on 127.0.0.1: trusted authority (FAME CP-ABE setup) on :${urls.authority.port}, cloud on :${urls.cloud.port}, ${HOSPITALS.map((h) => `${h} (identity, gateway, witness) on :${urls.hospitals[h]!.port}`).join(', ')}`, async () => {
-      const abeKey = await client.abePublicKey();
-      chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
-      patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');
-      okafor = await reader('okafor', ['role:emergency'], 'Dr Okafor (emergency)');
-      return `authority ${Buffer.from(abeKey.authorityId).toString('hex').slice(0, 16)}…; three Riverside clinicians logged in (password + TOTP) and hold CP-ABE keys sealed to their devices`;
-    });
-    await step(2, 'patient', `${person?.name?.[0]?.given?.[0]?.replace(/\d+$/, '') ?? 'The patient'} enrols at St Mary's: one key pair per record category`, async () => {
-      const { password, totpSecret } = await enrol('st-marys', 'patient', ['role:patient'], 'patient');
-      const session = await client.login('st-marys', 'patient', password, totpSecret);
-      patient = new PatientClient(session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
-      await patient.register();
-      return `pseudonym ${patient.key.patientId}, categories ${CATEGORIES.join(', ')}; signed public keys published to the cloud`;
-    });
+    await step(
+      1,
+      'trusted authority',
+      `The platform starts on 127.0.0.1: trusted authority (FAME CP-ABE setup) on :${urls.authority.port}, cloud on :${urls.cloud.port}, ${HOSPITALS.map((h) => `${h} (identity, gateway, witness) on :${urls.hospitals[h]!.port}`).join(', ')}`,
+      async () => {
+        const abeKey = await client.abePublicKey();
+        chen = await reader('chen', ['role:doctor', 'dept:cardiology'], 'Dr Chen (Riverside, cardiology)');
+        patel = await reader('patel', ['role:doctor', 'dept:dermatology'], 'Dr Patel (Riverside, dermatology)');
+        okafor = await reader('okafor', ['role:emergency'], 'Dr Okafor (emergency)');
+        return `authority ${Buffer.from(abeKey.authorityId).toString('hex').slice(0, 16)}…; three Riverside clinicians logged in (password + TOTP) and hold CP-ABE keys sealed to their devices`;
+      },
+    );
+    await step(
+      2,
+      'patient',
+      `${person?.name?.[0]?.given?.[0]?.replace(/\d+$/, '') ?? 'The patient'} enrols at St Mary's: one key pair per record category`,
+      async () => {
+        const { password, totpSecret } = await enrol('st-marys', 'patient', ['role:patient'], 'patient');
+        const session = await client.login('st-marys', 'patient', password, totpSecret);
+        patient = new PatientClient(session, pre.generatePatientKey(`psn:${randomBytes(16).toString('base64url')}`, CATEGORIES));
+        await patient.register();
+        return `pseudonym ${patient.key.patientId}, categories ${CATEGORIES.join(', ')}; signed public keys published to the cloud`;
+      },
+    );
     await step(3, "St Mary's", `St Mary's gateway encrypts her ${resources.length} FHIR resources under her category keys and uploads them`, async () => {
       const { password, totpSecret } = await enrol('st-marys', 'ehr', ['role:gateway'], "St Mary's EHR");
       const gateway = new GatewayClient(await client.login('st-marys', 'ehr', password, totpSecret));
@@ -137,25 +171,38 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       return 'the cloud holds two re-encryption keys and learns nothing from them';
     });
     const readLab = async (doctor: DoctorClient, reason?: string) => {
-      const records = (reason ? await doctor.emergencyRead(patient.key.patientId, 'lab', reason) : await doctor.read(patient.key.patientId, 'lab')) as DemoResource[];
+      const records = (
+        reason ? await doctor.emergencyRead(patient.key.patientId, 'lab', reason) : await doctor.read(patient.key.patientId, 'lab')
+      ) as DemoResource[];
       const sample = records.find((r) => r.valueQuantity);
       return `read ${records.length} lab records, e.g. ${sample?.code?.coding?.[0]?.display} ${sample?.valueQuantity?.value} ${sample?.valueQuantity?.unit ?? ''}`.trim();
     };
-    await step(5, 'Dr Chen, cardiology, Riverside', 'Dr Chen (cardiology, Riverside Hospital) reads her lab results, then searches them on the encrypted index', async () => {
-      const read = await readLab(chen);
-      const coding = resources.filter((r) => r.resourceType === 'Observation').map((r) => (r as DemoResource).code?.coding?.[0]).find((c) => c?.system === 'http://loinc.org' && c.code !== undefined);
-      if (coding === undefined) return read;
-      const { bundle: found } = await chen.searchFhir(patient.key.patientId, 'Observation', `code=${coding.system}|${coding.code}`);
-      return `${read}; code=${coding.system}|${coding.code} (${coding.display}) found ${String(found.total)} without the cloud learning the code`;
-    });
+    await step(
+      5,
+      'Dr Chen, cardiology, Riverside',
+      'Dr Chen (cardiology, Riverside Hospital) reads her lab results, then searches them on the encrypted index',
+      async () => {
+        const read = await readLab(chen);
+        const coding = resources
+          .filter((r) => r.resourceType === 'Observation')
+          .map((r) => (r as DemoResource).code?.coding?.[0])
+          .find((c) => c?.system === 'http://loinc.org' && c.code !== undefined);
+        if (coding === undefined) return read;
+        const { bundle: found } = await chen.searchFhir(patient.key.patientId, 'Observation', `code=${coding.system}|${coding.code}`);
+        return `${read}; code=${coding.system}|${coding.code} (${coding.display}) found ${String(found.total)} without the cloud learning the code`;
+      },
+    );
     await step(6, 'Dr Patel, dermatology, Riverside', 'Dr Patel (dermatology, Riverside Hospital) tries the same', () => readLab(patel));
     await step(7, 'patient', "The patient revokes the 'lab' delegation: the cloud deletes the key", async () => {
       await patient.revoke(labDelegation);
       return 'revoked';
     });
     await step(8, 'Dr Chen, cardiology, Riverside', 'Dr Chen reads again', () => readLab(chen));
-    await step(9, 'Dr Okafor, emergency', "Emergency: Dr Okafor breaks the glass with a stated reason, under the patient's pre-approved emergency delegation", () =>
-      readLab(okafor, 'unconscious on arrival, suspected myocardial infarction'),
+    await step(
+      9,
+      'Dr Okafor, emergency',
+      "Emergency: Dr Okafor breaks the glass with a stated reason, under the patient's pre-approved emergency delegation",
+      () => readLab(okafor, 'unconscious on arrival, suspected myocardial infarction'),
     );
     await step(10, 'Dr Okafor, emergency', "Emergency on 'medication', which the patient never delegated: the platform's emergency policy", async () => {
       const records = (await okafor.emergencyRead(patient.key.patientId, 'medication', 'anaphylaxis, needs current medication list')) as DemoResource[];
@@ -165,38 +212,55 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
     });
     const log = await patient.accessLog();
     const consent = await patient.platformEmergency();
-    await step(11, 'patient', 'The patient reads her access log and her platform emergency setting', async () =>
-      `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`);
+    await step(
+      11,
+      'patient',
+      'The patient reads her access log and her platform emergency setting',
+      async () =>
+        `${log.length} entries (below), each also in the audit ledger; platform emergency policy '${consent.policy}' covers ${consent.grantedRecords} records, and she may opt out`,
+    );
 
-    await step(12, 'researcher', `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`, async () => {
-      const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
-      researcher = new StatsClient(await client.login('riverside', 'researcher', password, totpSecret));
-      // The hospitals' agents (in their own processes) have made the key by now, or finish while this waits.
-      const release = await researcher.run(STATS_QUERY, { pollMs: 200 });
-      released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
-      return `the hospitals' agents made the threshold key among themselves (distributed key generation over the cloud); each counted its own patients in its own process, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
-    });
-    await step(13, 'researcher', 'The same query again: the query set\'s privacy budget does not cover it', async () => {
+    await step(
+      12,
+      'researcher',
+      `Cross-hospital statistics: patients over 45 with diabetes and an HbA1c ≥ 7 %, by age band, across ${HOSPITALS.join(' and ')}`,
+      async () => {
+        const { password, totpSecret } = await enrol('riverside', 'researcher', ['role:researcher'], 'a Riverside researcher');
+        researcher = new StatsClient(await client.login('riverside', 'researcher', password, totpSecret));
+        // The hospitals' agents (in their own processes) have made the key by now, or finish while this waits.
+        const release = await researcher.run(STATS_QUERY, { pollMs: 200 });
+        released = release.cells.map((c) => [c.group['ageBand']!, c.count === null ? `suppressed (< ${release.suppressedBelow})` : String(c.count)]);
+        return `the hospitals' agents made the threshold key among themselves (distributed key generation over the cloud); each counted its own patients in its own process, added its share of discrete Laplace noise (σ ≈ ${release.noise.countStdDev.toFixed(1)}), encrypted and proved every cell in range; the cloud checked the proofs and added the ciphertexts; ${release.decryptedBy.join(' and ')} decrypted only the total, with proofs; ε ${release.budget.spent} of ${release.budget.budget} spent`;
+      },
+    );
+    await step(13, 'researcher', "The same query again: the query set's privacy budget does not cover it", async () => {
       await researcher.submit(STATS_QUERY);
       return 'accepted (it should not have been)';
     });
-    await step(14, 'an attacker', "Someone copies the cloud's database (its PGlite directory) and tries every key-shaped value in it against every record", async () => {
-      await deployment.stop();
-      const copy = join(root, 'cloud-copy');
-      await cp(join(deployment.services.get('cloud')!.dataDir, 'db'), copy, { recursive: true });
-      const db = await openDatabase({ dataDir: copy });
-      try {
-        const values = await everyValue(db);
-        const text = Buffer.concat(values).toString('latin1');
-        const family = person?.name?.[0]?.family;
-        const leaked = resources.filter((r) => text.includes(JSON.stringify(r).slice(0, 40)) || text.includes(r.id ?? '\u0000') || (family !== undefined && text.includes(family)));
-        const scan = await tryEveryKey(values, 'role:doctor, dept:cardiology, role:emergency');
-        const c = scan.candidates;
-        return `plaintext or FHIR ids found: ${leaked.length === 0 ? 'none' : leaked.length}; key-shaped values: ${c.masterKeys} ABE master keys, ${c.userKeys} ABE user keys, ${c.patientKeys} patient keys, ${c.scalars} 32-byte scalars; records decrypted with them: ${scan.decrypted} of ${scan.records}`;
-      } finally {
-        await db.close();
-      }
-    });
+    await step(
+      14,
+      'an attacker',
+      "Someone copies the cloud's database (its PGlite directory) and tries every key-shaped value in it against every record",
+      async () => {
+        await deployment.stop();
+        const copy = join(root, 'cloud-copy');
+        await cp(join(deployment.services.get('cloud')!.dataDir, 'db'), copy, { recursive: true });
+        const db = await openDatabase({ dataDir: copy });
+        try {
+          const values = await everyValue(db);
+          const text = Buffer.concat(values).toString('latin1');
+          const family = person?.name?.[0]?.family;
+          const leaked = resources.filter(
+            (r) => text.includes(JSON.stringify(r).slice(0, 40)) || text.includes(r.id ?? '\u0000') || (family !== undefined && text.includes(family)),
+          );
+          const scan = await tryEveryKey(values, 'role:doctor, dept:cardiology, role:emergency');
+          const c = scan.candidates;
+          return `plaintext or FHIR ids found: ${leaked.length === 0 ? 'none' : leaked.length}; key-shaped values: ${c.masterKeys} ABE master keys, ${c.userKeys} ABE user keys, ${c.patientKeys} patient keys, ${c.scalars} 32-byte scalars; records decrypted with them: ${scan.decrypted} of ${scan.records}`;
+        } finally {
+          await db.close();
+        }
+      },
+    );
     write('\nAccess log (what the patient sees):');
     // Actors are session pseudonyms: the demo, every hospital's administrator at once, traces them to names.
     const display = async (actor: string) => {
@@ -206,16 +270,31 @@ export async function runDemo(bundlePath: string, write: (line: string) => void,
       }
       return actor;
     };
-    write(table(['actor', 'action', 'category', 'outcome', 'reason'], await Promise.all(log.map(async (e) => [await display(e.actor), e.action, e.category, e.outcome, e.reason ?? '']))));
-    write('\nCross-hospital statistics (noisy totals; no hospital, and not the cloud, saw another hospital\'s counts):');
+    write(
+      table(
+        ['actor', 'action', 'category', 'outcome', 'reason'],
+        await Promise.all(log.map(async (e) => [await display(e.actor), e.action, e.category, e.outcome, e.reason ?? ''])),
+      ),
+    );
+    write("\nCross-hospital statistics (noisy totals; no hospital, and not the cloud, saw another hospital's counts):");
     write(table(['age band', 'patients'], released));
     write('\nSummary:');
     write(table(['step', 'actor', 'outcome', 'time'], summary));
     write(`\nDone in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
     write('\nThe web portal (docs/portal.md), signed in with a password and the TOTP secret in an authenticator app:');
-    write(table(['hospital', 'portal'], HOSPITALS.map((hospital) => [hospital, new URL('/portal/', urls.hospitals[hospital]!).href])));
+    write(
+      table(
+        ['hospital', 'portal'],
+        HOSPITALS.map((hospital) => [hospital, new URL('/portal/', urls.hospitals[hospital]!).href]),
+      ),
+    );
     write(table(['hospital', 'username', 'password', 'TOTP secret (base32)', 'attributes'], accounts));
-    write(table(['hospital', 'administrator credential (the portal\'s Administer screen)'], HOSPITALS.map((hospital) => [hospital, adminTokens[hospital]!])));
+    write(
+      table(
+        ['hospital', "administrator credential (the portal's Administer screen)"],
+        HOSPITALS.map((hospital) => [hospital, adminTokens[hospital]!]),
+      ),
+    );
     if (untilStopped === undefined) {
       write('These services stop now; `npx medshare demo --serve` keeps them running for the portal until Ctrl-C.');
     } else {
@@ -260,9 +339,21 @@ function demoCohort(hospital: string, size: number): StatsResource[] {
   for (let i = 0; i < size; i++) {
     const id = `${hospital}-${i}`;
     const subject = { reference: `urn:uuid:${id}` };
-    out.push({ resourceType: 'Patient', id, birthDate: `${1935 + Math.floor(next() * 70)}-0${1 + Math.floor(next() * 9)}-15`, gender: next() < 0.5 ? 'female' : 'male' });
-    if (next() < 0.35) out.push({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006' }] }, onsetDateTime: '2016-04-01' });
-    out.push({ resourceType: 'Observation', subject, code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] }, effectiveDateTime: '2024-02-10', valueQuantity: { value: Math.round((5 + next() * 5) * 10) / 10 } });
+    out.push({
+      resourceType: 'Patient',
+      id,
+      birthDate: `${1935 + Math.floor(next() * 70)}-0${1 + Math.floor(next() * 9)}-15`,
+      gender: next() < 0.5 ? 'female' : 'male',
+    });
+    if (next() < 0.35)
+      out.push({ resourceType: 'Condition', subject, code: { coding: [{ system: 'http://snomed.info/sct', code: '44054006' }] }, onsetDateTime: '2016-04-01' });
+    out.push({
+      resourceType: 'Observation',
+      subject,
+      code: { coding: [{ system: 'http://loinc.org', code: '4548-4' }] },
+      effectiveDateTime: '2024-02-10',
+      valueQuantity: { value: Math.round((5 + next() * 5) * 10) / 10 },
+    });
   }
   return out;
 }
@@ -282,7 +373,13 @@ export function registerDemo(program: Command): void {
     .option('--bundle <file>', 'a FHIR transaction Bundle to use instead of the shipped sample')
     .option('--serve', 'keep the services running after the story, for the portal, until SIGINT or SIGTERM')
     .action(async (o: { bundle?: string; serve?: boolean }) => {
-      const untilStopped = o.serve === true ? new Promise<void>((resolve) => { process.once('SIGINT', resolve); process.once('SIGTERM', resolve); }) : undefined;
+      const untilStopped =
+        o.serve === true
+          ? new Promise<void>((resolve) => {
+              process.once('SIGINT', resolve);
+              process.once('SIGTERM', resolve);
+            })
+          : undefined;
       await runDemo(o.bundle ?? FIXTURE, (line) => process.stdout.write(`${line}\n`), untilStopped);
     });
 }

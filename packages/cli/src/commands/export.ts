@@ -56,7 +56,8 @@ async function exportRecords(options: ExportOptions): Promise<void> {
       released.push({ file: target, ledgerIndex: release.ledgerIndex, digest: release.digest });
     } catch (error) {
       const noConsent = error instanceof HttpProblemError && error.status === 403 && /not consented/.test(error.message);
-      if (!noConsent || !options.patientConsent) throw error instanceof HttpProblemError ? Object.assign(error, { message: `${basename(file)}: ${error.message}` }) : error;
+      if (!noConsent || !options.patientConsent)
+        throw error instanceof HttpProblemError ? Object.assign(error, { message: `${basename(file)}: ${error.message}` }) : error;
       skipped.push(file);
     }
     process.stderr.write(`export ${i + 1}/${files.length}: ${released.length} released, ${skipped.length} skipped (no consent)\n`);

@@ -29,15 +29,16 @@ const adminUrl = (server: string, username: string, action: string) => serverUrl
 async function run(action: string, options: { server: string; username: string; attribute?: string[] }): Promise<void> {
   const [adminToken] = await readSecrets(['administrator token']);
   const url = adminUrl(options.server, options.username, action);
-  const result = action === 'attributes'
-    ? await postJson(url, { attributes: options.attribute ?? [] }, adminToken, 'PUT')
-    : await postJson(url, undefined, adminToken);
+  const result =
+    action === 'attributes' ? await postJson(url, { attributes: options.attribute ?? [] }, adminToken, 'PUT') : await postJson(url, undefined, adminToken);
   process.stdout.write(`${JSON.stringify(result ?? {})}\n`);
 }
 
 /** Adds `identity admin`. */
 export function registerIdentityAdmin(identity: Command): void {
-  const admin = identity.command('admin').description("a hospital administrator's account operations (stdin line / prompt: that hospital's administrator token)");
+  const admin = identity
+    .command('admin')
+    .description("a hospital administrator's account operations (stdin line / prompt: that hospital's administrator token)");
   const actions: Array<[string, string]> = [
     ['disable', 'disable a user: no login, no refresh, no new key; every session of hers ends at once'],
     ['enable', 'enable a disabled user again'],

@@ -37,7 +37,15 @@ function port(value: string): number {
 }
 
 async function serve(options: {
-  hospital: string; issuer?: string; host: string; port: number; rpId?: string; origin?: string; rcDir?: string; deviceServerId?: string; audience?: string[];
+  hospital: string;
+  issuer?: string;
+  host: string;
+  port: number;
+  rpId?: string;
+  origin?: string;
+  rcDir?: string;
+  deviceServerId?: string;
+  audience?: string[];
 }): Promise<void> {
   const [adminToken] = await readSecrets(['administrator token']);
   const rpId = options.rpId ?? 'localhost';
@@ -73,7 +81,12 @@ async function registerUser(options: { server: string; username: string; attribu
     return;
   }
   process.stdout.write(
-    [`user id: ${enrolment.userId}`, `TOTP (add to an authenticator app): ${enrolment.totpUri}`, 'recovery codes (each works once; store them offline):', ...enrolment.recoveryCodes.map((c: string) => `  ${c}`)].join('\n') + '\n',
+    [
+      `user id: ${enrolment.userId}`,
+      `TOTP (add to an authenticator app): ${enrolment.totpUri}`,
+      'recovery codes (each works once; store them offline):',
+      ...enrolment.recoveryCodes.map((c: string) => `  ${c}`),
+    ].join('\n') + '\n',
   );
 }
 
@@ -81,7 +94,12 @@ async function login(options: { server: string; username: string; audience: stri
   const [password, code] = await readSecrets(['password', options.recovery ? 'recovery code' : 'one-time code']);
   const base = serverUrl(options.server);
   const { ticket } = await postJson(new URL('login/password', base), { username: options.username, password });
-  const issued = await postJson(new URL(options.recovery ? 'login/recovery' : 'login/totp', base), { ticket, code, audience: options.audience, ...(options.scope ? { scopes: options.scope } : {}) });
+  const issued = await postJson(new URL(options.recovery ? 'login/recovery' : 'login/totp', base), {
+    ticket,
+    code,
+    audience: options.audience,
+    ...(options.scope ? { scopes: options.scope } : {}),
+  });
   const output = `${JSON.stringify({ token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt })}\n`;
   if (options.out) await writeFileAtomic(options.out, output, { secret: true, overwrite: true });
   else process.stdout.write(output);
@@ -102,7 +120,7 @@ export function registerIdentity(program: Command): void {
     .option('--rp-id <id>', 'WebAuthn relying-party id (default localhost)')
     .option('--origin <url>', 'WebAuthn origin (default https://<rp-id>)')
     .option('--rc-dir <dir>', 'also authenticate devices, with server secret and revocations from this registration centre')
-    .option('--device-server-id <id>', 'this server\'s id at the registration centre')
+    .option('--device-server-id <id>', "this server's id at the registration centre")
     .action(serve);
 
   identity

@@ -17,18 +17,34 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
     case ObjectType.AbePublicKey:
       return [['authority', hex(abe.decodePublicKey(bytes).authorityId)]];
     case ObjectType.AbeMasterKey:
-      return [['authority', hex(abe.decodeMasterKey(bytes).authorityId)], ['secret', 'yes — keep it on the trusted authority only']];
+      return [
+        ['authority', hex(abe.decodeMasterKey(bytes).authorityId)],
+        ['secret', 'yes — keep it on the trusted authority only'],
+      ];
     case ObjectType.AbeUserKey: {
       const key = abe.decodeUserKey(bytes);
-      return [['authority', hex(key.authorityId)], ['attributes', abe.formatAttributes(key.attributes)], ['copies per attribute', String(key.maxOccurrences)], ['secret', 'yes']];
+      return [
+        ['authority', hex(key.authorityId)],
+        ['attributes', abe.formatAttributes(key.attributes)],
+        ['copies per attribute', String(key.maxOccurrences)],
+        ['secret', 'yes'],
+      ];
     }
     case ObjectType.AbeCiphertext: {
       const header = abe.openHeader(bytes);
-      return [['authority', hex(header.authorityId)], ['policy', header.policy], ['rows', String(header.program.rows.length)]];
+      return [
+        ['authority', hex(header.authorityId)],
+        ['policy', header.policy],
+        ['rows', String(header.program.rows.length)],
+      ];
     }
     case ObjectType.PatientSecretKey: {
       const key = pre.decodePatientKey(bytes);
-      return [['patient', key.patientId], ['categories', [...key.epochs].map(([t, e]) => `${t} (epoch ${e})`).join(', ')], ['secret', 'yes']];
+      return [
+        ['patient', key.patientId],
+        ['categories', [...key.epochs].map(([t, e]) => `${t} (epoch ${e})`).join(', ')],
+        ['secret', 'yes'],
+      ];
     }
     case ObjectType.PatientPublicKeys: {
       const keys = pre.decodePublicKeys(bytes);
@@ -40,7 +56,11 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
     }
     case ObjectType.PreCiphertext: {
       const { core } = pre.openRecordHeader(bytes);
-      return [['category', `${core.category} (epoch ${core.epoch})`], ['record', core.recordId], ['patient key id', hex(core.keyId)]];
+      return [
+        ['category', `${core.category} (epoch ${core.epoch})`],
+        ['record', core.recordId],
+        ['patient key id', hex(core.keyId)],
+      ];
     }
     case ObjectType.ReEncryptionKey: {
       const rk = pre.decodeReEncryptionKey(bytes);
@@ -55,7 +75,10 @@ export function describe(type: ObjectType, bytes: Uint8Array): Array<[string, st
     }
     case ObjectType.EmergencyCapsule: {
       const capsule = pre.decodeEmergencyCapsule(bytes);
-      return [['emergency capsule', hex(capsule.delegationId)], ['policy', capsule.policy]];
+      return [
+        ['emergency capsule', hex(capsule.delegationId)],
+        ['policy', capsule.policy],
+      ];
     }
     case ObjectType.EmergencyGrant: {
       const grant = pre.decodeEmergencyGrant(bytes);

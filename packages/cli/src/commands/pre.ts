@@ -39,7 +39,10 @@ export function registerPatientKeys(program: Command): void {
     .option('--force', 'overwrite existing files')
     .action(async (o: { out: string; id?: string; categories: string; force?: boolean }) => {
       await abe.init();
-      const key = pre.generatePatientKey(o.id ?? `patient-${randomUUID()}`, o.categories.split(',').map((s) => s.trim()));
+      const key = pre.generatePatientKey(
+        o.id ?? `patient-${randomUUID()}`,
+        o.categories.split(',').map((s) => s.trim()),
+      );
       await writePatientFiles(o.out, key, Boolean(o.force));
       process.stderr.write(`patient ${key.patientId}: signing key ${Buffer.from(pre.publicKeys(key).signingKey).toString('hex')}\n`);
     });
@@ -70,7 +73,9 @@ export function registerPatientKeys(program: Command): void {
       await abe.init();
       const extended = pre.addCategory(await loadPatientKey(o.key), o.category);
       await writePatientFiles(o.out, extended, true);
-      process.stderr.write(`added category ${o.category}; publish the new patient.pub (the cloud replaces the old bundle) and delegate ${o.category} as needed\n`);
+      process.stderr.write(
+        `added category ${o.category}; publish the new patient.pub (the cloud replaces the old bundle) and delegate ${o.category} as needed\n`,
+      );
     });
 }
 
@@ -135,7 +140,7 @@ export function registerPre(program: Command): void {
 
   group
     .command('convert')
-    .description('re-encrypt a record for the delegation\'s policy (what the cloud does; exit 3 if the key is for another category or record)')
+    .description("re-encrypt a record for the delegation's policy (what the cloud does; exit 3 if the key is for another category or record)")
     .requiredOption('--rk <file>', 'the re-encryption key')
     .requiredOption('--in <file>', 'record ciphertext (- for stdin)')
     .requiredOption('--out <file>', 'converted ciphertext, readable with `medshare abe decrypt` (- for stdout)')

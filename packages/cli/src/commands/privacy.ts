@@ -30,13 +30,15 @@ export function registerPrivacy(program: Command): void {
             cryptoHashKey: process.env['MEDSHARE_CRYPTOHASH_KEY'] ?? randomBytes(32).toString('hex'),
             dateShiftKey: process.env['MEDSHARE_DATESHIFT_KEY'] ?? randomBytes(32).toString('hex'),
           });
-      const bar = process.stderr.isTTY ? new cliProgress.SingleBar({ stream: process.stderr, format: 'deid [{bar}] {value}/{total} resources | {file}' }, cliProgress.Presets.shades_classic) : undefined;
+      const bar = process.stderr.isTTY
+        ? new cliProgress.SingleBar({ stream: process.stderr, format: 'deid [{bar}] {value}/{total} resources | {file}' }, cliProgress.Presets.shades_classic)
+        : undefined;
       let total = 0;
       const count = await deidentifyPath(new Deidentifier(config), options.in, options.out, {
         onFileStart: (file, resources) => {
           total += resources;
           if (bar && total === resources) bar.start(total, 0, { file: basename(file) });
-          else bar?.setTotal(total), bar?.update({ file: basename(file) });
+          else (bar?.setTotal(total), bar?.update({ file: basename(file) }));
         },
         onResource: (n) => bar?.update(n),
       });

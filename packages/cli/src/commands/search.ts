@@ -39,21 +39,35 @@ async function search(query: string, options: SearchOptions): Promise<void> {
   parseSearchQuery(options.type, new URLSearchParams(query)); // a bad query is a usage error before any login
   const [password, code] = await readSecrets(['password', 'one-time code']);
   const urls = sameOrigin(serviceUrl(options.url, '--url')!, [options.hospital]);
-  const client = new PlatformClient({ ...urls, cloud: serviceUrl(options.cloudUrl, '--cloud-url') ?? urls.cloud, authority: serviceUrl(options.authorityUrl, '--authority-url') ?? urls.authority });
+  const client = new PlatformClient({
+    ...urls,
+    cloud: serviceUrl(options.cloudUrl, '--cloud-url') ?? urls.cloud,
+    authority: serviceUrl(options.authorityUrl, '--authority-url') ?? urls.authority,
+  });
   const doctor = await client.loginReaderWithCode(options.hospital, options.username, password!, code!, options.attribute);
-  const { bundle, records, stats } = await doctor.searchFhir(options.patient, options.type, query, options.reason === undefined ? {} : { reason: options.reason });
+  const { bundle, records, stats } = await doctor.searchFhir(
+    options.patient,
+    options.type,
+    query,
+    options.reason === undefined ? {} : { reason: options.reason },
+  );
   const text = options.ids
     ? `${JSON.stringify(records.map((r) => ({ recordId: r.recordId, reference: `${r.resource.resourceType}/${r.resource.id}`, versionId: (r.resource.meta as { versionId?: string } | undefined)?.versionId })))}\n`
     : `${JSON.stringify(bundle)}\n`;
   if (options.out === undefined) process.stdout.write(text);
   else await writeFileAtomic(options.out, text, { overwrite: true });
-  process.stderr.write(`search ${options.type}?${query}: ${stats.matches} match(es) of ${stats.candidates} candidate(s), ${stats.labels} label(s) sent to the cloud\n`);
+  process.stderr.write(
+    `search ${options.type}?${query}: ${stats.matches} match(es) of ${stats.candidates} candidate(s), ${stats.labels} label(s) sent to the cloud\n`,
+  );
 }
 
 /** Registers `medshare search`. */
 export function registerSearch(program: Command): void {
-  program.command('search')
-    .description("a reader's FHIR search of a patient's records on the encrypted index of a running platform (password and one-time code on stdin or the terminal)")
+  program
+    .command('search')
+    .description(
+      "a reader's FHIR search of a patient's records on the encrypted index of a running platform (password and one-time code on stdin or the terminal)",
+    )
     .argument('<query>', "FHIR search parameters, e.g. 'code=http://loinc.org|2093-3&date=ge2020-01-01' (code, status, date, _content, _text)")
     .requiredOption('--url <url>', "the reader's hospital (and the cloud and authority, unless given apart)")
     .option('--cloud-url <url>', "the cloud's URL when it is not at --url")

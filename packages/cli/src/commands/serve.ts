@@ -20,8 +20,20 @@ import { Option, type Command } from 'commander';
 import { abe } from '@medshare/crypto';
 import { loadKeyEncryptionKey, openDatabase, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  checkHospitalName, createAuthorityService, createCloudService, createHospitalService, createPlatform, DEFAULT_EMERGENCY_POLICY, defaultConversionWorkers, defaultEncryptionWorkers,
-  listen, parseDeploymentConfig, type DeploymentConfig, type HospitalPeer, type ServiceHttpOptions, type StatsAgentOptions,
+  checkHospitalName,
+  createAuthorityService,
+  createCloudService,
+  createHospitalService,
+  createPlatform,
+  DEFAULT_EMERGENCY_POLICY,
+  defaultConversionWorkers,
+  defaultEncryptionWorkers,
+  listen,
+  parseDeploymentConfig,
+  type DeploymentConfig,
+  type HospitalPeer,
+  type ServiceHttpOptions,
+  type StatsAgentOptions,
 } from '@medshare/server';
 import { anchorClientFromEnv, type AnchorClient } from '@medshare/ledger';
 import { UsageError } from '../errors.ts';
@@ -208,7 +220,13 @@ async function serveAuthority(options: CommonOptions): Promise<void> {
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_authority');
   // The hospitals' portals call the authority from browsers at the hospitals' URLs.
-  const service = await createAuthorityService({ ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, browserOrigins: config.hospitals.map((h) => new URL(h.url).origin) });
+  const service = await createAuthorityService({
+    ...http,
+    db: storage.db,
+    kek: storage.kek,
+    hospitals: config.hospitals,
+    browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
+  });
   say('authority', await listen(service.app, options.host, port), storage.where);
   await untilStopped(async () => {
     await service.close();
@@ -239,7 +257,9 @@ function statsOf(options: CloudOptions): { stats?: { threshold: number }; budget
 function agentOf(dataDir: string | undefined, options: AgentCliOptions): StatsAgentOptions | undefined {
   if (dataDir === undefined) return undefined;
   return {
-    data: () => bundleResources(dataDir), budgets: statsBudgets(options.statsBudget), approve: options.statsApprove,
+    data: () => bundleResources(dataDir),
+    budgets: statsBudgets(options.statsBudget),
+    approve: options.statsApprove,
     ...(options.statsPollMs === undefined ? {} : { pollMs: integer(options.statsPollMs, 'a poll interval', 10, 3_600_000) }),
   };
 }
@@ -253,9 +273,16 @@ async function serveCloud(options: CloudOptions): Promise<void> {
   const http = await httpOptions(options);
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? 'medshare_cloud');
   const service = await createCloudService({
-    ...http, db: storage.db, kek: storage.kek, hospitals: config.hospitals, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, storage.db),
-    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'), browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
-    ...(stats.stats ? { stats: stats.stats } : {}), ...(anchor === undefined ? {} : { ledgerAnchor: anchor }),
+    ...http,
+    db: storage.db,
+    kek: storage.kek,
+    hospitals: config.hospitals,
+    emergencyPolicy,
+    conversionWorkers: conversionWorkersOf(options, storage.db),
+    ledgerCheckpointFile: join(storage.stateDir, 'ledger-checkpoint'),
+    browserOrigins: config.hospitals.map((h) => new URL(h.url).origin),
+    ...(stats.stats ? { stats: stats.stats } : {}),
+    ...(anchor === undefined ? {} : { ledgerAnchor: anchor }),
   });
   for (const [querySet, epsilon] of stats.budgets) await service.stats!.setBudget(querySet, epsilon);
   say('cloud', await listen(service.app, options.host, port), storage.where);
@@ -269,18 +296,27 @@ async function serveHospital(options: HospitalOptions): Promise<void> {
   const port = integer(options.port, 'a port', 0, 65535);
   const name = checkHospitalName(options.name);
   const config = await deployment(options);
-  if (config.cloud === undefined) throw new UsageError('a hospital needs the cloud\'s URL (--cloud-url or the config file)');
-  if (config.authority === undefined) throw new UsageError('a hospital needs the authority\'s URL (--authority-url or the config file)');
+  if (config.cloud === undefined) throw new UsageError("a hospital needs the cloud's URL (--cloud-url or the config file)");
+  if (config.authority === undefined) throw new UsageError("a hospital needs the authority's URL (--authority-url or the config file)");
   const http = await httpOptions(options);
   const rp = relyingParty(options);
   const agent = agentOf(options.statsData, options);
   if (agent === undefined && (options.statsBudget ?? []).length > 0) throw new UsageError('--stats-budget needs --stats-data');
-  if (agent !== undefined && config.hospitals.length === 0) throw new UsageError('a statistics agent checks the other hospitals\' keys: list them (--config or --hospital-url)');
+  if (agent !== undefined && config.hospitals.length === 0)
+    throw new UsageError("a statistics agent checks the other hospitals' keys: list them (--config or --hospital-url)");
   const token = (await adminTokens([name]))[name]!;
   const storage = await openStorage(options.data, stateOf(options), options.schema ?? `medshare_hospital_${name.replaceAll('-', '_')}`);
   const service = await createHospitalService({
-    ...http, db: storage.db, kek: storage.kek, name, adminToken: token, cloud: config.cloud.url, authorityUrl: config.authority.url,
-    ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+    ...http,
+    db: storage.db,
+    kek: storage.kek,
+    name,
+    adminToken: token,
+    cloud: config.cloud.url,
+    authorityUrl: config.authority.url,
+    ...(config.cloud.logKey === undefined ? {} : { logKey: config.cloud.logKey }),
+    ...(rp ? { relyingParty: rp } : {}),
+    ...identifierKey(),
     // Receipts are checked against the witnesses of the hospitals this config lists, not those the cloud names.
     ...(config.hospitals.length === 0 ? {} : { federation: () => config.hospitals }),
     encryptionWorkers: options.encryptionWorkers === undefined ? defaultEncryptionWorkers() : integer(options.encryptionWorkers, 'a worker count', 0, 256),
@@ -311,7 +347,11 @@ async function serveAll(options: AllOptions): Promise<void> {
   const tokens = await adminTokens(options.hospital);
   const opened: ServiceStorage[] = [];
   const open = async (dir: string, schema: string) => {
-    const storage = await openStorage(join(options.data, dir), join(stateOf(options), dir), options.schema === undefined ? schema : `${options.schema}_${schema}`);
+    const storage = await openStorage(
+      join(options.data, dir),
+      join(stateOf(options), dir),
+      options.schema === undefined ? schema : `${options.schema}_${schema}`,
+    );
     opened.push(storage);
     return storage;
   };
@@ -329,9 +369,19 @@ async function serveAll(options: AllOptions): Promise<void> {
       hospitalKeks[name] = storage.kek;
     }
     const platform = await createPlatform({
-      ...http, databases: { authority: authority.db, cloud: cloud.db, hospitals }, keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
-      hospitals: options.hospital, adminTokens: tokens, emergencyPolicy, conversionWorkers: conversionWorkersOf(options, cloud.db), encryptionWorkers: defaultEncryptionWorkers(), host: options.host, port,
-      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'), ...(rp ? { relyingParty: rp } : {}), ...identifierKey(),
+      ...http,
+      databases: { authority: authority.db, cloud: cloud.db, hospitals },
+      keks: { authority: authority.kek, cloud: cloud.kek, hospitals: hospitalKeks },
+      hospitals: options.hospital,
+      adminTokens: tokens,
+      emergencyPolicy,
+      conversionWorkers: conversionWorkersOf(options, cloud.db),
+      encryptionWorkers: defaultEncryptionWorkers(),
+      host: options.host,
+      port,
+      ledgerCheckpointFile: join(cloud.stateDir, 'ledger-checkpoint'),
+      ...(rp ? { relyingParty: rp } : {}),
+      ...identifierKey(),
       ...(stats.stats ? { stats: stats.stats, statsAgents } : {}),
     });
     for (const [querySet, epsilon] of stats.budgets) await platform.stats!.setBudget(querySet, epsilon);
@@ -362,7 +412,10 @@ function common(command: Command, dataDefault: string): Command {
     .option('--hospital-url <name=url...>', 'a trusted hospital and its URL (overrides the config file; repeatable)')
     .option('--tls-cert <file>', 'PEM certificate chain: serve HTTPS (with --tls-key)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .option('--trust-proxy <addresses...>', 'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy')
+    .option(
+      '--trust-proxy <addresses...>',
+      'reverse proxies (addresses or CIDR) whose X-Forwarded-For is believed, so throttling counts clients, not the proxy',
+    )
     .option('--requests-per-minute <n>', 'requests per client address per minute on every route (default 600)')
     .option('--log', 'log requests (method, URL, status; never bodies or tokens)');
 }
@@ -370,9 +423,13 @@ function common(command: Command, dataDefault: string): Command {
 function cloudOptions(command: Command): Command {
   return command
     .option('--emergency-policy <policy>', 'CP-ABE policy of platform emergency access (gateways grant every record under it)', DEFAULT_EMERGENCY_POLICY)
-    .option('--no-platform-emergency', 'no platform emergency access: only patients\' own emergency delegations')
+    .option('--no-platform-emergency', "no platform emergency access: only patients' own emergency delegations")
     .option('--conversion-workers <n>', 're-encryption worker threads (0 = in the event loop; default: one per core on PostgreSQL, one fewer on PGlite)')
-    .option('--anchor-interval <seconds>', 'anchor the ledger on chain this often, when LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY are set', '300');
+    .option(
+      '--anchor-interval <seconds>',
+      'anchor the ledger on chain this often, when LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY are set',
+      '300',
+    );
 }
 
 /** The anchor contract the cloud's ledger is put on: from the environment (the account key never in the database), if set. */
@@ -381,7 +438,7 @@ async function ledgerAnchorOf(options: CloudOptions): Promise<{ client: AnchorCl
   if (!env['LEDGER_RPC_URL'] && !env['LEDGER_ANCHOR_ADDRESS'] && !env['LEDGER_PRIVATE_KEY']) return undefined;
   // Half a configuration is refused rather than silently not anchoring.
   if (!env['LEDGER_RPC_URL'] || !env['LEDGER_ANCHOR_ADDRESS'] || !env['LEDGER_PRIVATE_KEY']) {
-    throw new UsageError('anchoring the ledger needs all of LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY (the log\'s anchorer account)');
+    throw new UsageError("anchoring the ledger needs all of LEDGER_RPC_URL, LEDGER_ANCHOR_ADDRESS and LEDGER_PRIVATE_KEY (the log's anchorer account)");
   }
   const intervalMs = integer(options.anchorInterval ?? '300', 'an anchoring interval', 1, 86_400) * 1000;
   return { client: await anchorClientFromEnv(), intervalMs };
@@ -389,14 +446,21 @@ async function ledgerAnchorOf(options: CloudOptions): Promise<{ client: AnchorCl
 
 function statsOptions(command: Command): Command {
   return command
-    .option('--stats-threshold <t>', 'serve /stats: the hospitals of the trust list generate a t-of-n threshold key among themselves (distributed key generation)')
-    .option('--stats-budget <querySet=epsilon...>', 'set the privacy budget of a query set (with --stats-threshold; a hospital\'s own with --stats-data)');
+    .option(
+      '--stats-threshold <t>',
+      'serve /stats: the hospitals of the trust list generate a t-of-n threshold key among themselves (distributed key generation)',
+    )
+    .option('--stats-budget <querySet=epsilon...>', "set the privacy budget of a query set (with --stats-threshold; a hospital's own with --stats-data)");
 }
 
 function agentOptions(command: Command, flag: string, data: string): Command {
   return command
     .option(flag, data)
-    .addOption(new Option('--stats-approve <policy>', 'decrypt a query\'s total at once (auto), or once the hospital\'s administrator approved it (manual)').choices(['auto', 'manual']).default('auto'))
+    .addOption(
+      new Option('--stats-approve <policy>', "decrypt a query's total at once (auto), or once the hospital's administrator approved it (manual)")
+        .choices(['auto', 'manual'])
+        .default('auto'),
+    )
     .option('--stats-poll-ms <ms>', 'how often the statistics agent polls the cloud (default 1000)');
 }
 
@@ -409,17 +473,44 @@ function webAuthn(command: Command): Command {
 /** Registers `medshare serve` and its services. */
 export function registerServe(program: Command): void {
   const serve = program.command('serve').description('run MedShare services until SIGINT/SIGTERM (one per trust domain); DATABASE_URL selects PostgreSQL');
-  common(serve.command('authority').description('the trusted authority: CP-ABE setup and key issuance to authenticated users'), 'medshare-authority')
-    .action(serveAuthority);
-  statsOptions(cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')))
-    .action(serveCloud);
-  agentOptions(webAuthn(common(serve.command('hospital').description("one hospital: its identity service, FHIR gateway, ledger witness and statistics agent (administrator token on stdin)"), 'medshare-hospital')), '--stats-data <dir>',
-    'run its statistics agent on the FHIR bundles (.json) of this directory: the hospital\'s own records')
-    .option('--stats-budget <querySet=epsilon...>', 'the hospital\'s own privacy budget of a query set (with --stats-data)')
+  common(serve.command('authority').description('the trusted authority: CP-ABE setup and key issuance to authenticated users'), 'medshare-authority').action(
+    serveAuthority,
+  );
+  statsOptions(
+    cloudOptions(common(serve.command('cloud').description('the cloud: ciphertext store, re-encryption proxy, access log and audit ledger'), 'medshare-cloud')),
+  ).action(serveCloud);
+  agentOptions(
+    webAuthn(
+      common(
+        serve
+          .command('hospital')
+          .description('one hospital: its identity service, FHIR gateway, ledger witness and statistics agent (administrator token on stdin)'),
+        'medshare-hospital',
+      ),
+    ),
+    '--stats-data <dir>',
+    "run its statistics agent on the FHIR bundles (.json) of this directory: the hospital's own records",
+  )
+    .option('--stats-budget <querySet=epsilon...>', "the hospital's own privacy budget of a query set (with --stats-data)")
     .requiredOption('--name <code>', 'the hospital (lower-case code, e.g. st-marys)')
     .option('--encryption-workers <n>', 'worker threads encrypting and tagging gateway uploads (default: one per core; 0 = in the event loop)')
     .action(serveHospital);
-  agentOptions(statsOptions(webAuthn(cloudOptions(common(serve.command('all', { isDefault: true }).description('every service on this machine, each on its own port and database (administrator tokens on stdin)'), 'medshare-data')))), '--stats-data <hospital=dir...>', 'run that hospital\'s statistics agent on the FHIR bundles of dir (with --stats-threshold)')
+  agentOptions(
+    statsOptions(
+      webAuthn(
+        cloudOptions(
+          common(
+            serve
+              .command('all', { isDefault: true })
+              .description('every service on this machine, each on its own port and database (administrator tokens on stdin)'),
+            'medshare-data',
+          ),
+        ),
+      ),
+    ),
+    '--stats-data <hospital=dir...>',
+    "run that hospital's statistics agent on the FHIR bundles of dir (with --stats-threshold)",
+  )
     .option('--hospital <name...>', 'hospitals to serve', ['st-marys', 'riverside'])
     .action(serveAll);
 }

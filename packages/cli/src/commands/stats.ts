@@ -15,8 +15,20 @@ import { curve } from '@medshare/crypto';
 import { openDatabase, randomKeyEncryptionKey } from '@medshare/db';
 import { AuditLog, generateCheckpointKey, parseSignerKey } from '@medshare/ledger';
 import {
-  cellCount, DEFAULT_ALLOW_LIST, DEFAULT_RELEASE_RULES, formatRelease, formConsortium, groupsOf, parseQuery, PlatformClient, queryHash, runLocalQuery, StatsAggregator, StatsClient,
-  StatsHospital, type StatsResource,
+  cellCount,
+  DEFAULT_ALLOW_LIST,
+  DEFAULT_RELEASE_RULES,
+  formatRelease,
+  formConsortium,
+  groupsOf,
+  parseQuery,
+  PlatformClient,
+  queryHash,
+  runLocalQuery,
+  StatsAggregator,
+  StatsClient,
+  StatsHospital,
+  type StatsResource,
 } from '@medshare/server';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
@@ -32,7 +44,12 @@ async function readQuery(path: string): Promise<unknown> {
 
 /** Every resource of the FHIR bundles in a file or a directory of .json files. */
 export async function bundleResources(path: string): Promise<StatsResource[]> {
-  const files = (await stat(path)).isDirectory() ? (await readdir(path)).filter((f) => f.endsWith('.json')).sort().map((f) => join(path, f)) : [path];
+  const files = (await stat(path)).isDirectory()
+    ? (await readdir(path))
+        .filter((f) => f.endsWith('.json'))
+        .sort()
+        .map((f) => join(path, f))
+    : [path];
   const out: StatsResource[] = [];
   for (const file of files) {
     let bundle: { entry?: { resource?: StatsResource }[] };
@@ -62,15 +79,19 @@ export function registerStats(program: Command): void {
     .requiredOption('--query <file|json>', 'the query (a JSON file, or JSON text)')
     .action(async (options: { query: string }) => {
       const query = parseQuery(await readQuery(options.query), DEFAULT_ALLOW_LIST);
-      process.stdout.write(`${queryHash(query)}\nquery set ${query.querySet}, ε ${query.epsilon}, ${groupsOf(query).length} groups, ${cellCount(query)} encrypted cells\n`);
+      process.stdout.write(
+        `${queryHash(query)}\nquery set ${query.querySet}, ε ${query.epsilon}, ${groupsOf(query).length} groups, ${cellCount(query)} encrypted cells\n`,
+      );
     });
 
   stats
     .command('query')
-    .description('run one query against running services: the hospitals\' statistics agents contribute and decrypt (password and one-time code on the terminal or stdin)')
+    .description(
+      "run one query against running services: the hospitals' statistics agents contribute and decrypt (password and one-time code on the terminal or stdin)",
+    )
     .requiredOption('--url <url>', 'the cloud (its /stats routes)')
-    .requiredOption('--hospital-url <url>', 'the researcher\'s hospital service, where they sign in')
-    .requiredOption('--hospital <name>', 'the researcher\'s hospital')
+    .requiredOption('--hospital-url <url>', "the researcher's hospital service, where they sign in")
+    .requiredOption('--hospital <name>', "the researcher's hospital")
     .requiredOption('--username <name>', 'the researcher (role:researcher)')
     .requiredOption('--query <file|json>', 'the query (a JSON file, or JSON text)')
     .option('--timeout <seconds>', 'how long to wait for the agents', '120')
@@ -88,7 +109,12 @@ export function registerStats(program: Command): void {
       const cloud = url(options.url, '--url');
       const hospitalUrl = url(options.hospitalUrl, '--hospital-url');
       const [password, code] = await readSecrets(['password', 'one-time code']);
-      const session = await new PlatformClient({ authority: hospitalUrl, cloud, hospitals: { [options.hospital]: hospitalUrl } }).loginWithCode(options.hospital, options.username, password!, code!);
+      const session = await new PlatformClient({ authority: hospitalUrl, cloud, hospitals: { [options.hospital]: hospitalUrl } }).loginWithCode(
+        options.hospital,
+        options.username,
+        password!,
+        code!,
+      );
       const release = await new StatsClient(session).run(query, { timeoutMs: positive(options.timeout, '--timeout') * 1000 });
       process.stdout.write(options.json ? `${JSON.stringify(release, null, 2)}\n` : `${formatRelease(release).join('\n')}\n`);
     });
@@ -99,7 +125,7 @@ export function registerStats(program: Command): void {
     .requiredOption('--query <file|json>', 'the query (a JSON file, or JSON text)')
     .requiredOption('--hospital <name=path...>', 'a hospital and its FHIR bundle file or directory (repeat)')
     .option('--threshold <t>', 'hospitals needed to decrypt (default: a majority)')
-    .option('--budget <epsilon>', 'the query set\'s total privacy budget', '1')
+    .option('--budget <epsilon>', "the query set's total privacy budget", '1')
     .option('--min-count <k>', 'release rule: counts below k are suppressed', String(DEFAULT_RELEASE_RULES.minCount))
     .option('--json', 'print the release as JSON')
     .action(async (options: { query: string; hospital: string[]; threshold?: string; budget: string; minCount: string; json?: boolean }) => {
@@ -119,7 +145,10 @@ export function registerStats(program: Command): void {
       const db = await openDatabase();
       try {
         const ledger = await AuditLog.open(db, parseSignerKey(generateCheckpointKey('medshare.local/stats').skey));
-        const { consortium, secrets } = formConsortium(members.map((m) => m.code), t);
+        const { consortium, secrets } = formConsortium(
+          members.map((m) => m.code),
+          t,
+        );
         const kek = randomKeyEncryptionKey();
         const hospitals = [];
         for (const m of members) {

@@ -25,8 +25,7 @@ export const GT_BYTES = 576;
 /** The group order r. */
 export const CURVE_ORDER = 0x73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001n;
 
-const G1_GENERATOR_HEX =
-  '97f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb';
+const G1_GENERATOR_HEX = '97f1d3a73197d7942695638c4fa9ac0fc3688c4f9774b905a14e3a3f171bac586c55e83ff97a1aeffb3af00adb22c6bb';
 const G2_GENERATOR_HEX =
   '93e02b6052719f607dacd3a088274f65596bd0d09920b61ab5da61bbdc7f5049334cf11213945d57e5ac7d055d042b7e' +
   '024aa2b2f08f0a91260805272dc51051c6e47ad4fa403b02b4510b647ae3d1770bac0326a805bbefd48056c8c121bdb8';
@@ -132,11 +131,16 @@ function chunked<P extends G1 | G2>(length: number, size: number, op: (start: nu
 /** Σ P_i in G1 (at least one point; throws RangeError otherwise), accumulated inside wasm: no intermediate point objects. */
 export function g1Sum(points: readonly G1[]): G1 {
   if (points.length === 0) throw new RangeError('g1Sum needs at least one point');
-  return chunked(points.length, G1_CHUNK, (start, end) => {
-    const out = new mcl.G1();
-    sumG1(out, points.slice(start, end));
-    return out;
-  }, g1Add);
+  return chunked(
+    points.length,
+    G1_CHUNK,
+    (start, end) => {
+      const out = new mcl.G1();
+      sumG1(out, points.slice(start, end));
+      return out;
+    },
+    g1Add,
+  );
 }
 
 /** Σ k_i·P_i in G1 by mcl's multi-scalar multiplication (in chunks of G1_CHUNK points). */
@@ -300,12 +304,7 @@ export const g2ToBytes = (q: G2): Uint8Array => q.serialize();
 export const gtToBytes = (x: GT): Uint8Array => x.serialize();
 export const frToBytes = (x: Fr): Uint8Array => x.serialize();
 
-function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): Uint8Array }>(
-  make: () => T,
-  bytes: Uint8Array,
-  size: number,
-  what: string,
-): T {
+function decodeWith<T extends { deserialize(b: Uint8Array): void; serialize(): Uint8Array }>(make: () => T, bytes: Uint8Array, size: number, what: string): T {
   assertReady();
   if (bytes.length !== size) throw new MalformedInputError(`${what}: expected ${size} bytes, got ${bytes.length}`);
   const value = make();
@@ -342,10 +341,7 @@ export const G1_UNCOMPRESSED_BYTES = 96;
 export const G2_UNCOMPRESSED_BYTES = 192;
 
 /** The base field modulus p, big-endian (a coordinate is canonical when it compares below it byte by byte). */
-const FIELD_MODULUS = Buffer.from(
-  '1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab',
-  'hex',
-);
+const FIELD_MODULUS = Buffer.from('1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaab', 'hex');
 const COORDINATE_BYTES = 48;
 
 /**
@@ -366,7 +362,8 @@ function checkUncompressed(bytes: Uint8Array, count: number, what: string): void
   if (bytes.length !== count * COORDINATE_BYTES) throw new MalformedInputError(`${what}: expected ${count * COORDINATE_BYTES} bytes, got ${bytes.length}`);
   if ((bytes[0]! & 0xe0) !== 0) throw new MalformedInputError(`${what}: unexpected flag bits for an uncompressed point`);
   for (let at = 0; at < bytes.length; at += COORDINATE_BYTES) {
-    if (Buffer.compare(bytes.subarray(at, at + COORDINATE_BYTES), FIELD_MODULUS) >= 0) throw new MalformedInputError(`${what}: coordinate not reduced modulo p`);
+    if (Buffer.compare(bytes.subarray(at, at + COORDINATE_BYTES), FIELD_MODULUS) >= 0)
+      throw new MalformedInputError(`${what}: coordinate not reduced modulo p`);
   }
 }
 

@@ -216,7 +216,12 @@ export function encapsulate(publicKey: FamePublicKey, program: SpanProgram, labe
   const rows = program.rows.map((row, i): Triple<G1> => {
     const own = attributeOracle(labels[i]!);
     const forL = (l: 0 | 1 | 2) => {
-      const perT = ([0, 1] as const).map((t) => combine(own[l][t], row.entries.map(([j, x]) => [columns[j]![l][t], x])));
+      const perT = ([0, 1] as const).map((t) =>
+        combine(
+          own[l][t],
+          row.entries.map(([j, x]) => [columns[j]![l][t], x]),
+        ),
+      );
       return c.msmG1(perT, s);
     };
     return [forL(0), forL(1), forL(2)];
@@ -250,7 +255,10 @@ function weightedSum(terms: Array<[G1, Fr | undefined]>): G1 {
   const scaled = terms.filter((t): t is [G1, Fr] => t[1] !== undefined);
   let acc = unit.length > 0 ? c.g1Sum(unit) : undefined;
   if (scaled.length > 0) {
-    const msm = c.msmG1(scaled.map(([p]) => p), scaled.map(([, g]) => g));
+    const msm = c.msmG1(
+      scaled.map(([p]) => p),
+      scaled.map(([, g]) => g),
+    );
     acc = acc ? c.g1Add(acc, msm) : msm;
   }
   return acc!;

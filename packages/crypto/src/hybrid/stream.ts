@@ -202,7 +202,8 @@ export class PayloadOpener {
     if (this.pendingBytes > 0 || this.done) return [...this.push(data), this.finish()];
     const out: Uint8Array[] = [];
     let offset = 0;
-    for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES) out.push(...this.open([data.subarray(offset, offset + SEALED_CHUNK_BYTES)], false));
+    for (; data.length - offset >= SEALED_CHUNK_BYTES; offset += SEALED_CHUNK_BYTES)
+      out.push(...this.open([data.subarray(offset, offset + SEALED_CHUNK_BYTES)], false));
     if (data.length - offset < TAG_BYTES) throw new IntegrityError('payload truncated (no final chunk)');
     out.push(...this.open([data.subarray(offset)], true));
     this.done = true;

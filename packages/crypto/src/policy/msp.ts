@@ -75,7 +75,13 @@ export function toSpanProgram(root: ExpandedNode): SpanProgram {
     const cols = fresh(node.threshold - 1);
     const children = node.children.map((child, k) => {
       const x = BigInt(k + 1);
-      return build(child, plus(v, cols.map((c, j) => [c, x ** BigInt(j + 1)] as [number, bigint])));
+      return build(
+        child,
+        plus(
+          v,
+          cols.map((c, j) => [c, x ** BigInt(j + 1)] as [number, bigint]),
+        ),
+      );
     });
     return { kind: 'threshold', threshold: node.threshold, children };
   };

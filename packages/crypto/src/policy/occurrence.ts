@@ -56,7 +56,12 @@ export function checkOccurrences(program: SpanProgram, maxOccurrences: number): 
   const worst = program.rows.reduce((w, row) => (row.occurrence > (w?.occurrence ?? 0) ? row : w), program.rows[0]);
   if (worst && worst.occurrence > maxOccurrences) {
     const count = program.rows.filter((row) => row.key === worst.key).length;
-    const what = worst.attribute.kind === 'bit' ? `bit ${worst.attribute.bit} of '${worst.attribute.name}' (from its comparisons)` : `'${attributeLabel(worst.attribute)}'`;
-    throw new LimitExceededError(`the policy names ${what} ${count} times; at most ${maxOccurrences} uses of one attribute are supported (keys carry that many copies)`);
+    const what =
+      worst.attribute.kind === 'bit'
+        ? `bit ${worst.attribute.bit} of '${worst.attribute.name}' (from its comparisons)`
+        : `'${attributeLabel(worst.attribute)}'`;
+    throw new LimitExceededError(
+      `the policy names ${what} ${count} times; at most ${maxOccurrences} uses of one attribute are supported (keys carry that many copies)`,
+    );
   }
 }

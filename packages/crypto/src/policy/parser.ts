@@ -35,7 +35,13 @@ export interface PolicyLimits {
   maxOccurrences: number;
 }
 
-export const DEFAULT_POLICY_LIMITS: PolicyLimits = { maxLength: 16_384, maxDepth: 32, maxChildren: 256, maxLeaves: 1024, maxOccurrences: DEFAULT_MAX_OCCURRENCES };
+export const DEFAULT_POLICY_LIMITS: PolicyLimits = {
+  maxLength: 16_384,
+  maxDepth: 32,
+  maxChildren: 256,
+  maxLeaves: 1024,
+  maxOccurrences: DEFAULT_MAX_OCCURRENCES,
+};
 
 /** An attribute as a key holder states it: a string attribute or an integer one (`level=3`). */
 export type KeyAttribute = StringAttribute | { kind: 'integer'; name: string; value: number };
@@ -85,11 +91,19 @@ class Parser {
   }
 
   private or(): PolicyNode {
-    return this.chain('or', () => this.and(), () => 1);
+    return this.chain(
+      'or',
+      () => this.and(),
+      () => 1,
+    );
   }
 
   private and(): PolicyNode {
-    return this.chain('and', () => this.unary(), (n) => n);
+    return this.chain(
+      'and',
+      () => this.unary(),
+      (n) => n,
+    );
   }
 
   /** Parses `item (keyword item)*` into one flat gate; `threshold(n)` gives the gate's threshold. */

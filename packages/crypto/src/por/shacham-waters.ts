@@ -144,7 +144,8 @@ function generators(key: PorPublicKey, sectors: number): readonly G1[] {
 }
 
 function checkSectors(sectors: number): void {
-  if (!Number.isInteger(sectors) || sectors < 1 || sectors > MAX_SECTORS) throw new MalformedInputError(`proof of storage: sectors per block must be 1..${MAX_SECTORS}`);
+  if (!Number.isInteger(sectors) || sectors < 1 || sectors > MAX_SECTORS)
+    throw new MalformedInputError(`proof of storage: sectors per block must be 1..${MAX_SECTORS}`);
 }
 
 /** How many blocks a file of `length` bytes has (at least one: an empty file is one block of zeros). */
@@ -167,7 +168,8 @@ function blockPoint(name: Uint8Array, block: number): G1 {
 }
 
 function checkName(name: Uint8Array): void {
-  if (!(name instanceof Uint8Array) || name.length === 0 || name.length > MAX_NAME_BYTES) throw new MalformedInputError(`proof of storage: a file name is 1..${MAX_NAME_BYTES} bytes`);
+  if (!(name instanceof Uint8Array) || name.length === 0 || name.length > MAX_NAME_BYTES)
+    throw new MalformedInputError(`proof of storage: a file name is 1..${MAX_NAME_BYTES} bytes`);
 }
 
 /** The sectors of block i as scalars; the data is read as if right-padded with zeros to whole blocks. */
@@ -255,10 +257,12 @@ export function encodePublicKey(key: PorPublicKey): Uint8Array {
  */
 export function decodePublicKey(bytes: Uint8Array): PorPublicKey {
   if (!(bytes instanceof Uint8Array) || bytes.length < 2) throw new MalformedInputError('proof-of-storage public key: truncated header');
-  if (bytes[0] !== PUBLIC_KEY_VERSION) throw new UnsupportedError(`proof-of-storage public key: version ${bytes[0]} is not supported (expected version ${PUBLIC_KEY_VERSION})`);
+  if (bytes[0] !== PUBLIC_KEY_VERSION)
+    throw new UnsupportedError(`proof-of-storage public key: version ${bytes[0]} is not supported (expected version ${PUBLIC_KEY_VERSION})`);
   const count = bytes[1]!;
   if (count < 1 || count > MAX_SECTORS) throw new MalformedInputError(`proof-of-storage public key: 1..${MAX_SECTORS} sector generators, got ${count}`);
-  if (bytes.length !== publicKeyBytes(count)) throw new MalformedInputError(`proof-of-storage public key: ${count} generators need ${publicKeyBytes(count)} bytes, got ${bytes.length}`);
+  if (bytes.length !== publicKeyBytes(count))
+    throw new MalformedInputError(`proof-of-storage public key: ${count} generators need ${publicKeyBytes(count)} bytes, got ${bytes.length}`);
   const v = curve.g2FromBytes(bytes.subarray(2, 2 + curve.G2_BYTES), 'proof-of-storage public key');
   const seen = new Set<string>();
   const u = Array.from({ length: count }, (_, j) => {
@@ -322,7 +326,8 @@ function tagSetHeader(bytes: Uint8Array): { sectors: number; count: number } {
   checkSectors(sectors);
   const count = new DataView(bytes.buffer, bytes.byteOffset).getUint32(2);
   if (count === 0 || count > MAX_BLOCKS) throw new LimitExceededError(`proof-of-storage tag set: 1..${MAX_BLOCKS} blocks`);
-  if (bytes.length !== 6 + count * curve.G1_BYTES) throw new MalformedInputError(`proof-of-storage tag set: ${count} tags need ${6 + count * curve.G1_BYTES} bytes, got ${bytes.length}`);
+  if (bytes.length !== 6 + count * curve.G1_BYTES)
+    throw new MalformedInputError(`proof-of-storage tag set: ${count} tags need ${6 + count * curve.G1_BYTES} bytes, got ${bytes.length}`);
   return { sectors, count };
 }
 
@@ -359,7 +364,8 @@ export function freshNonce(): Uint8Array {
 /** Validates a challenge's shape and bounds. @throws MalformedInputError, LimitExceededError. */
 export function checkChallenge(challenge: Challenge): void {
   if (typeof challenge !== 'object' || challenge === null) throw new MalformedInputError('proof-of-storage challenge: not an object');
-  if (!(challenge.nonce instanceof Uint8Array) || challenge.nonce.length !== NONCE_BYTES) throw new MalformedInputError(`proof-of-storage challenge: the nonce is ${NONCE_BYTES} bytes`);
+  if (!(challenge.nonce instanceof Uint8Array) || challenge.nonce.length !== NONCE_BYTES)
+    throw new MalformedInputError(`proof-of-storage challenge: the nonce is ${NONCE_BYTES} bytes`);
   checkSectors(challenge.sectors);
   if (!Number.isInteger(challenge.keys) || challenge.keys < 1) throw new MalformedInputError('proof-of-storage challenge: at least one key');
   if (challenge.keys > MAX_CHALLENGE_KEYS) throw new LimitExceededError(`proof-of-storage challenge: at most ${MAX_CHALLENGE_KEYS} keys`);
@@ -369,8 +375,10 @@ export function checkChallenge(challenge: Challenge): void {
   if (challenge.files.length > MAX_CHALLENGE_FILES) throw new LimitExceededError(`proof-of-storage challenge: at most ${MAX_CHALLENGE_FILES} files`);
   for (const f of challenge.files) {
     checkName(f.name);
-    if (!Number.isInteger(f.blocks) || f.blocks < 1 || f.blocks > MAX_BLOCKS) throw new MalformedInputError(`proof-of-storage challenge: a file has 1..${MAX_BLOCKS} blocks`);
-    if (!Number.isInteger(f.key) || f.key < 0 || f.key >= challenge.keys) throw new MalformedInputError('proof-of-storage challenge: a file names a key outside the key list');
+    if (!Number.isInteger(f.blocks) || f.blocks < 1 || f.blocks > MAX_BLOCKS)
+      throw new MalformedInputError(`proof-of-storage challenge: a file has 1..${MAX_BLOCKS} blocks`);
+    if (!Number.isInteger(f.key) || f.key < 0 || f.key >= challenge.keys)
+      throw new MalformedInputError('proof-of-storage challenge: a file names a key outside the key list');
   }
 }
 
@@ -496,7 +504,7 @@ export function prove(challenge: Challenge, stored: readonly (StoredFile | undef
     return { kind, sigma: sum(points, scalars), mu };
   }
   const files: PerFileProof['files'][number][] = [];
-  for (let start = 0; start < samples.length; ) {
+  for (let start = 0; start < samples.length;) {
     let end = start;
     while (end < samples.length && samples[end]!.file === samples[start]!.file) end++;
     const mu = zeros(s);
@@ -557,7 +565,9 @@ export function failingFiles(challenge: Challenge, keys: readonly PorPublicKey[]
   for (const [file, fileSamples] of byFile) {
     const answer = answers.get(file);
     const key = keys[challenge.files[file]!.key]!;
-    const ok = answer !== undefined && answer.mu.length === challenge.sectors &&
+    const ok =
+      answer !== undefined &&
+      answer.mu.length === challenge.sectors &&
       curve.multiPairing([curve.g1Neg(answer.sigma), expected(challenge, key, fileSamples, answer.mu)], [curve.g2Generator(), key.v]).isOne();
     if (!ok) failing.push(file);
   }

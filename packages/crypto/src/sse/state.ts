@@ -102,6 +102,7 @@ export function openState(key: Uint8Array, context: string, sealed: Uint8Array, 
   } catch {
     throw new IntegrityError('writer state: a keyword or count is out of range, repeated or truncated');
   }
-  if (expectedVersion !== undefined && version !== expectedVersion) throw new IntegrityError(`writer state: version ${version} where ${expectedVersion} was stored (a stale state)`);
+  if (expectedVersion !== undefined && version !== expectedVersion)
+    throw new IntegrityError(`writer state: version ${version} where ${expectedVersion} was stored (a stale state)`);
   return { version, counts };
 }

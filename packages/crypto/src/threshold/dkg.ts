@@ -144,7 +144,12 @@ export interface DkgFault {
 const indicesOf = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 /** Phase 1 at recipient j: the dealers whose share (undefined: none arrived, or it did not open) fails its check. */
-export function complaintsOf(params: ThresholdParameters, commitments: DkgTranscript['commitments'], received: ReadonlyMap<number, DealtShare | undefined>, j: number): number[] {
+export function complaintsOf(
+  params: ThresholdParameters,
+  commitments: DkgTranscript['commitments'],
+  received: ReadonlyMap<number, DealtShare | undefined>,
+  j: number,
+): number[] {
   return indicesOf(params.n).filter((i) => {
     const c = commitments.get(i);
     if (c === undefined || c.length !== params.t) return false; // disqualified by everyone anyway
@@ -157,7 +162,10 @@ export function complaintsOf(params: ThresholdParameters, commitments: DkgTransc
  * QUAL from the phase 1 broadcasts: a dealer with commitments of the wrong size, t or more complaints, or an accuser
  * its answers do not satisfy (a missing or Pedersen-invalid pair) is out. Returns the faults too.
  */
-export function qualify(params: ThresholdParameters, t: Pick<DkgTranscript, 'commitments' | 'complaints' | 'answers'>): { qualified: number[]; faults: DkgFault[] } {
+export function qualify(
+  params: ThresholdParameters,
+  t: Pick<DkgTranscript, 'commitments' | 'complaints' | 'answers'>,
+): { qualified: number[]; faults: DkgFault[] } {
   const indices = indicesOf(params.n);
   const faults: DkgFault[] = [];
   for (const i of indices) {
@@ -190,25 +198,39 @@ export function adoptedShare(t: Pick<DkgTranscript, 'answers'>, received: DealtS
 }
 
 /** Phase 2 at participant j: its pairs from the qualified dealers whose Feldman commitments fail its check. */
-export function accusationsOf(params: ThresholdParameters, qualified: readonly number[], t: Pick<DkgTranscript, 'feldman'>, held: ReadonlyMap<number, DealtShare>): DealtShare[] {
-  return qualified.filter((i) => {
-    const feldman = t.feldman.get(i);
-    const s = held.get(i)!;
-    return feldman === undefined || feldman.length !== params.t || !verifyFeldmanShare(feldman, s);
-  }).map((i) => held.get(i)!);
+export function accusationsOf(
+  params: ThresholdParameters,
+  qualified: readonly number[],
+  t: Pick<DkgTranscript, 'feldman'>,
+  held: ReadonlyMap<number, DealtShare>,
+): DealtShare[] {
+  return qualified
+    .filter((i) => {
+      const feldman = t.feldman.get(i);
+      const s = held.get(i)!;
+      return feldman === undefined || feldman.length !== params.t || !verifyFeldmanShare(feldman, s);
+    })
+    .map((i) => held.get(i)!);
 }
 
 /**
  * The qualified dealers whose polynomial must be reconstructed: those with missing or malformed Feldman commitments,
  * and those a participant proved inconsistent (a pair valid for the Pedersen commitments, invalid for the Feldman ones).
  */
-export function accusedDealers(params: ThresholdParameters, qualified: readonly number[], t: Pick<DkgTranscript, 'commitments' | 'feldman' | 'accusations'>): Map<number, number[]> {
+export function accusedDealers(
+  params: ThresholdParameters,
+  qualified: readonly number[],
+  t: Pick<DkgTranscript, 'commitments' | 'feldman' | 'accusations'>,
+): Map<number, number[]> {
   const accused = new Map<number, number[]>();
   for (const i of qualified) {
     const feldman = t.feldman.get(i);
     const malformed = feldman === undefined || feldman.length !== params.t;
-    const accusers = indicesOf(params.n).filter((j) => (t.accusations.get(j) ?? []).some((s) =>
-      s.dealer === i && s.recipient === j && verifyDealtShare(t.commitments.get(i)!, s) && (malformed || !verifyFeldmanShare(feldman!, s))));
+    const accusers = indicesOf(params.n).filter((j) =>
+      (t.accusations.get(j) ?? []).some(
+        (s) => s.dealer === i && s.recipient === j && verifyDealtShare(t.commitments.get(i)!, s) && (malformed || !verifyFeldmanShare(feldman!, s)),
+      ),
+    );
     if (malformed || accusers.length > 0) accused.set(i, malformed ? indicesOf(params.n) : accusers);
   }
   return accused;
@@ -235,7 +257,11 @@ export function dkgOutcome(params: ThresholdParameters, t: DkgTranscript): { pub
     const published = [...t.reconstruction.entries()].flatMap(([j, pairs]) => pairs.filter((s) => s.dealer === i && s.recipient === j));
     const valid = published.filter((s) => verifyDealtShare(t.commitments.get(i)!, s)).slice(0, params.t);
     if (valid.length < params.t) throw new Error(`dealer ${i}'s polynomial cannot be reconstructed: ${valid.length} valid pairs, ${params.t} needed`);
-    const fAt = (j: number) => lagrangeCoefficients(valid.map((s) => s.recipient), j).reduce((acc, l, k) => frAdd(acc, frMul(l, valid[k]!.share)), frFromBigInt(0n));
+    const fAt = (j: number) =>
+      lagrangeCoefficients(
+        valid.map((s) => s.recipient),
+        j,
+      ).reduce((acc, l, k) => frAdd(acc, frMul(l, valid[k]!.share)), frFromBigInt(0n));
     publicShareOf.set(i, (j) => g1Mul(g1Generator(), fAt(j)));
     faults.push({ dealer: i, fault: 'feldman-mismatch', accusers });
   }
@@ -248,7 +274,8 @@ export function dkgOutcome(params: ThresholdParameters, t: DkgTranscript): { pub
 /** Participant j's secret share: the sum of the pairs it holds from the qualified dealers; an Error unless it matches Y_j. */
 export function shareOf(publicKey: ThresholdPublicKey, qualified: readonly number[], held: ReadonlyMap<number, DealtShare>, j: number): KeyShare {
   const secret = qualified.map((i) => held.get(i)!.share).reduce((a, b) => frAdd(a, b));
-  if (!g1Mul(g1Generator(), secret).isEqual(publicKey.verificationKeys[j - 1]!)) throw new Error(`participant ${j}'s share does not match its verification key`);
+  if (!g1Mul(g1Generator(), secret).isEqual(publicKey.verificationKeys[j - 1]!))
+    throw new Error(`participant ${j}'s share does not match its verification key`);
   return { index: j, secret, keyId: keyIdOf(publicKey) };
 }
 
@@ -285,19 +312,33 @@ export function runDkg(params: ThresholdParameters, channel: DkgChannel = {}): D
   const commitments = new Map(dealt.map(({ commitments: c }, k) => [k + 1, channel.commitments?.(k + 1, c) ?? c]));
   // received[j]: what recipient j holds, by dealer.
   const received = new Map(indices.map((j) => [j, new Map(dealt.map(({ shares }, k) => [k + 1, channel.share?.(shares[j - 1]!) ?? shares[j - 1]!]))]));
-  const complaints = new Map(indices.map((j) => [j, [...new Set([...complaintsOf(params, commitments, received.get(j)!, j), ...(channel.falseComplaints?.(j) ?? [])])].sort((a, b) => a - b)]));
-  const answers = new Map(indices.map((i) => [i, indices.filter((j) => complaints.get(j)!.includes(i)).flatMap((j) => {
-    const honest = dealt[i - 1]!.shares[j - 1]!;
-    const answer = channel.answer ? channel.answer(honest) : honest;
-    return answer === undefined ? [] : [answer];
-  })]));
+  const complaints = new Map(
+    indices.map((j) => [
+      j,
+      [...new Set([...complaintsOf(params, commitments, received.get(j)!, j), ...(channel.falseComplaints?.(j) ?? [])])].sort((a, b) => a - b),
+    ]),
+  );
+  const answers = new Map(
+    indices.map((i) => [
+      i,
+      indices
+        .filter((j) => complaints.get(j)!.includes(i))
+        .flatMap((j) => {
+          const honest = dealt[i - 1]!.shares[j - 1]!;
+          const answer = channel.answer ? channel.answer(honest) : honest;
+          return answer === undefined ? [] : [answer];
+        }),
+    ]),
+  );
   const { qualified } = qualify(params, { commitments, complaints, answers });
   if (qualified.length < params.t) throw new Error(`only ${qualified.length} dealers qualified; at least ${params.t} are needed`);
   const held = new Map(indices.map((j) => [j, new Map(qualified.map((i) => [i, adoptedShare({ answers }, received.get(j)!.get(i), i, j)!]))]));
-  const feldman = new Map(qualified.map((i) => {
-    const honest = feldmanCommitments(dealt[i - 1]!.secret);
-    return [i, channel.feldman?.(i, honest) ?? honest];
-  }));
+  const feldman = new Map(
+    qualified.map((i) => {
+      const honest = feldmanCommitments(dealt[i - 1]!.secret);
+      return [i, channel.feldman?.(i, honest) ?? honest];
+    }),
+  );
   const accusations = new Map(indices.map((j) => [j, accusationsOf(params, qualified, { feldman }, held.get(j)!)]));
   const accused = accusedDealers(params, qualified, { commitments, feldman, accusations });
   const reconstruction = new Map(indices.map((j) => [j, [...accused.keys()].map((i) => held.get(j)!.get(i)!)]));

@@ -18,19 +18,7 @@
  * Σ ρ_k·(D_k − x_j·c1_k) = 0, probability ≤ 1/r over the hash. A failing proof names its participant.
  */
 import type { Fr, G1 } from '../curve/bls12381.ts';
-import {
-  frAdd,
-  frFromBigInt,
-  frMul,
-  g1Add,
-  g1Generator,
-  g1Mul,
-  g1Sub,
-  g1ToBytes,
-  frToBytes,
-  msmG1,
-  randomFr,
-} from '../curve/bls12381.ts';
+import { frAdd, frFromBigInt, frMul, g1Add, g1Generator, g1Mul, g1Sub, g1ToBytes, frToBytes, msmG1, randomFr } from '../curve/bls12381.ts';
 import { AccessDeniedError, MalformedInputError } from '../errors.ts';
 import { decodeSmall, DEFAULT_DECODE_BOUND } from './bsgs.ts';
 import { keyIdOf, type KeyShare, type ThresholdPublicKey } from './keys.ts';
@@ -102,8 +90,7 @@ function foldingCoefficients(statement: Uint8Array, count: number): Fr[] {
   });
 }
 
-const challengeOf = (statement: Uint8Array, a: G1, b: G1) =>
-  hashToFr('MedShare v1 threshold DLEQ challenge', statement, g1ToBytes(a), g1ToBytes(b));
+const challengeOf = (statement: Uint8Array, a: G1, b: G1) => hashToFr('MedShare v1 threshold DLEQ challenge', statement, g1ToBytes(a), g1ToBytes(b));
 
 /** Participant's partial decryption of every cell, with its batched Chaum–Pedersen proof. */
 export function partialDecrypt(share: KeyShare, verificationKey: G1, ct: Ciphertext): PartialDecryption {
@@ -158,7 +145,15 @@ export function combine(pk: ThresholdPublicKey, ct: Ciphertext, partials: readon
     const blamed = rejectedList.length ? `; participant(s) ${rejectedList.join(', ')} gave invalid partial decryptions` : '';
     throw new AccessDeniedError(`${used.length} valid partial decryptions, ${pk.t} needed${blamed}`);
   }
-  return { values: combineUnchecked(ct, used.map((i) => valid.get(i)!), bound), used, rejected: rejectedList };
+  return {
+    values: combineUnchecked(
+      ct,
+      used.map((i) => valid.get(i)!),
+      bound,
+    ),
+    used,
+    rejected: rejectedList,
+  };
 }
 
 /**
@@ -167,5 +162,16 @@ export function combine(pk: ThresholdPublicKey, ct: Ciphertext, partials: readon
  */
 export function combineUnchecked(ct: Ciphertext, partials: readonly PartialDecryption[], bound = DEFAULT_DECODE_BOUND): bigint[] {
   const lambdas = lagrangeCoefficients(partials.map((p) => p.index));
-  return ct.c2.map((c2, k) => decodeSmall(g1Sub(c2, msmG1(partials.map((p) => p.d[k]!), lambdas)), bound));
+  return ct.c2.map((c2, k) =>
+    decodeSmall(
+      g1Sub(
+        c2,
+        msmG1(
+          partials.map((p) => p.d[k]!),
+          lambdas,
+        ),
+      ),
+      bound,
+    ),
+  );
 }

@@ -37,7 +37,13 @@ enum Kind {
   Partial = 4,
   RangeProof = 5,
 }
-const KIND_NAMES: Record<Kind, string> = { 1: 'threshold public key', 2: 'threshold key share', 3: 'threshold ciphertext', 4: 'partial decryption', 5: 'range proof' };
+const KIND_NAMES: Record<Kind, string> = {
+  1: 'threshold public key',
+  2: 'threshold key share',
+  3: 'threshold ciphertext',
+  4: 'partial decryption',
+  5: 'range proof',
+};
 
 function header(kind: Kind): ByteWriter {
   return new ByteWriter().raw(Uint8Array.from(MAGIC)).u8(VERSION).u8(kind);
@@ -161,7 +167,8 @@ export function decodePartial(bytes: Uint8Array): PartialDecryption {
 export function encodeRangeProof(proof: RangeProof): Uint8Array {
   const w = header(Kind.RangeProof).raw(proof.keyId).u32(proof.cells.length);
   for (const k of proof.bits) w.u8(k);
-  for (const cell of proof.cells) for (const p of cell) w.raw(g1ToBytes(p.a)).raw(g1ToBytes(p.b)).raw(frToBytes(p.c0)).raw(frToBytes(p.c1)).raw(frToBytes(p.z0)).raw(frToBytes(p.z1));
+  for (const cell of proof.cells)
+    for (const p of cell) w.raw(g1ToBytes(p.a)).raw(g1ToBytes(p.b)).raw(frToBytes(p.c0)).raw(frToBytes(p.c1)).raw(frToBytes(p.z0)).raw(frToBytes(p.z1));
   return w.finish();
 }
 
@@ -183,7 +190,14 @@ export function decodeRangeProof(bytes: Uint8Array): RangeProof {
   const proofCells = bits.map((k, cell) =>
     Array.from({ length: k }, (_, i): BitProof => {
       const at = `cell ${cell} bit ${i}`;
-      return { a: point(r, `${what} ${at} a`), b: point(r, `${what} ${at} b`), c0: scalar(`${at} c0`), c1: scalar(`${at} c1`), z0: scalar(`${at} z0`), z1: scalar(`${at} z1`) };
+      return {
+        a: point(r, `${what} ${at} a`),
+        b: point(r, `${what} ${at} b`),
+        c0: scalar(`${at} c0`),
+        c1: scalar(`${at} c1`),
+        z0: scalar(`${at} z0`),
+        z1: scalar(`${at} z1`),
+      };
     }),
   );
   r.end();

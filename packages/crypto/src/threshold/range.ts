@@ -80,7 +80,12 @@ function weighted(points: readonly G1[]): G1 {
  * Throws RangeError for bad bit widths or lengths, LimitExceededError for a value outside its range (it cannot
  * be proven).
  */
-export function encryptInRange(pk: ThresholdPublicKey, values: readonly (number | bigint)[], bits: readonly number[], context: Uint8Array): { ciphertext: Ciphertext; proof: RangeProof } {
+export function encryptInRange(
+  pk: ThresholdPublicKey,
+  values: readonly (number | bigint)[],
+  bits: readonly number[],
+  context: Uint8Array,
+): { ciphertext: Ciphertext; proof: RangeProof } {
   if (bits.length !== values.length) throw new RangeError('one bit width per value');
   const g = g1Generator();
   const keyId = keyIdOf(pk);

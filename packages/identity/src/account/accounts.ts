@@ -45,7 +45,9 @@ export interface AuthenticatedUser {
 }
 
 const METHODS: Record<AuthenticatedUser['factor'], string[]> = {
-  totp: ['pwd', 'otp'], recovery: ['pwd', 'otp'], webauthn: ['pwd', 'hwk'],
+  totp: ['pwd', 'otp'],
+  recovery: ['pwd', 'otp'],
+  webauthn: ['pwd', 'hwk'],
   // A passkey with user verification: the device (something you have) unlocked by a biometric or PIN.
   passkey: ['hwk', 'user'],
 };
@@ -136,7 +138,8 @@ export class AccountService {
    * signs at step 2 to prove its keys. Throttled per (username, client address) and per address (limiter.ts).
    */
   async startLogin(username: string, password: string, client: string): Promise<{ ticket: string; factors: string[]; challenge: string }> {
-    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256) throw new MalformedInputError('username and password are required');
+    if (typeof username !== 'string' || typeof password !== 'string' || username.length > 256)
+      throw new MalformedInputError('username and password are required');
     const limiter = this.options.limiter;
     await limiter.check(username, client);
     const user = await this.options.users.findByUsername(username);

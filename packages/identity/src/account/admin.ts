@@ -67,7 +67,11 @@ export class AdminService {
     // A patient's pseudonym names her account, not a session (sso/issuer.ts).
     const user = await this.options.users.findById(session?.userId ?? named);
     if (user === undefined) throw new NotFoundError('the session or account of this pseudonym is no longer known');
-    return { username: user.username, userId: user.id, ...(session === undefined ? {} : { sessionId: named, loggedInAt: new Date(session.authTime * 1000).toISOString() }) };
+    return {
+      username: user.username,
+      userId: user.id,
+      ...(session === undefined ? {} : { sessionId: named, loggedInAt: new Date(session.authTime * 1000).toISOString() }),
+    };
   }
 
   /** Clears the login throttle of a user from every address. */

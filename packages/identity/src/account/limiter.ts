@@ -43,14 +43,20 @@ const clientKey = (client: string) => `client:${client}`;
 export class AttemptLimiter {
   private readonly limits: LimiterOptions;
 
-  constructor(private readonly store: AttemptStore, limits: Partial<LimiterOptions> = {}, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly store: AttemptStore,
+    limits: Partial<LimiterOptions> = {},
+    private readonly now: () => number = Date.now,
+  ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
   /** How long (ms) this address must still wait before trying this account; 0 when it may try now. */
   async wait(account: string, client: string): Promise<number> {
     const nowMs = this.now();
-    const waits = await Promise.all([pairKey(account, client), clientKey(client)].map((key) => this.store.update(key, (record) => record.lockedUntilMs - nowMs)));
+    const waits = await Promise.all(
+      [pairKey(account, client), clientKey(client)].map((key) => this.store.update(key, (record) => record.lockedUntilMs - nowMs)),
+    );
     return Math.max(0, ...waits);
   }
 

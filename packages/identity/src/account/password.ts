@@ -89,5 +89,6 @@ export const MIN_PASSWORD_CHARS = 12;
 
 /** Refuses (MalformedInputError) a new password that is too short. */
 export function checkNewPassword(password: string): void {
-  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_CHARS) throw new MalformedInputError(`password must have at least ${MIN_PASSWORD_CHARS} characters`);
+  if (typeof password !== 'string' || [...password].length < MIN_PASSWORD_CHARS)
+    throw new MalformedInputError(`password must have at least ${MIN_PASSWORD_CHARS} characters`);
 }

@@ -17,7 +17,9 @@ function normalise(code: string): string {
 
 /** The stored form of a code (hex SHA-256 of the normalised code). */
 export function digestRecoveryCode(code: string): string {
-  return createHash('sha256').update(`medshare-recovery:${normalise(code)}`).digest('hex');
+  return createHash('sha256')
+    .update(`medshare-recovery:${normalise(code)}`)
+    .digest('hex');
 }
 
 /** Generates fresh codes: the clear codes to show once, and the digests to store. */

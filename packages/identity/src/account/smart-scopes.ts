@@ -63,7 +63,11 @@ export type CategoryTypes = (resourceType: string, category: string) => boolean;
  * one resource type of a category grants the category: the cloud cannot see which resources a ciphertext holds.)
  */
 export function grantsCategory(
-  scopes: readonly string[], contexts: readonly SmartScope['context'][], category: string, interaction: 'r' | 's', inCategory: CategoryTypes,
+  scopes: readonly string[],
+  contexts: readonly SmartScope['context'][],
+  category: string,
+  interaction: 'r' | 's',
+  inCategory: CategoryTypes,
 ): boolean {
   return scopes.some((text) => {
     const scope = parseSmartScope(text);
@@ -79,7 +83,11 @@ export function grantsCategory(
  * that type, and, with `category=` criteria, one whose code names that category.
  */
 export function grantsResource(
-  scopes: readonly string[], contexts: readonly SmartScope['context'][], resourceType: string, category: string, interaction: 'c' | 'r' | 'u' | 'd' | 's',
+  scopes: readonly string[],
+  contexts: readonly SmartScope['context'][],
+  resourceType: string,
+  category: string,
+  interaction: 'c' | 'r' | 'u' | 'd' | 's',
 ): boolean {
   return scopes.some((text) => {
     const scope = parseSmartScope(text);

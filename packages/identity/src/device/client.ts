@@ -25,7 +25,11 @@ export class DeviceSessionClient {
     if (!encoded) throw new MalformedInputError(`this device is not registered for server ${serverId}`);
     const pairwiseKey = Buffer.from(encoded, 'base64url');
     const request = createLoginRequest(credential.deviceId, serverId, pairwiseKey, now());
-    const response = await fetch(new URL('device/login', baseUrl), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(request) });
+    const response = await fetch(new URL('device/login', baseUrl), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(request),
+    });
     if (!response.ok) throw new AccessDeniedError(`login refused (HTTP ${response.status})`);
     const body = (await response.json()) as { sessionId: string };
     const key = acceptLoginResponse(pairwiseKey, request, body);

@@ -84,7 +84,15 @@ export function createLoginRequest(deviceId: string, serverId: string, pairwiseK
 /** Checks message 2 (device side) and returns SK; AccessDeniedError if the server is not genuine. */
 export function acceptLoginResponse(pairwiseKey: Uint8Array, request: LoginRequest, value: unknown): Buffer {
   const m = value as Partial<LoginResponse> | null;
-  if (typeof m !== 'object' || m === null || typeof m.sessionId !== 'string' || typeof m.nonce !== 'string' || !NONCE.test(m.nonce) || typeof m.expiresAt !== 'number' || typeof m.mac !== 'string') {
+  if (
+    typeof m !== 'object' ||
+    m === null ||
+    typeof m.sessionId !== 'string' ||
+    typeof m.nonce !== 'string' ||
+    !NONCE.test(m.nonce) ||
+    typeof m.expiresAt !== 'number' ||
+    typeof m.mac !== 'string'
+  ) {
     throw new MalformedInputError('login response is malformed');
   }
   const expected = protocolMac(pairwiseKey, 'login-response', [request.serverId, request.deviceId, request.nonce, m.nonce, m.sessionId, m.expiresAt]);

@@ -33,7 +33,11 @@ export function checkIdentifier(value: unknown, what: string): string {
 }
 
 function prf(key: Uint8Array, label: string, input: string): Buffer {
-  return createHmac('sha256', key).update(label).update(Buffer.from([0])).update(input, 'utf8').digest();
+  return createHmac('sha256', key)
+    .update(label)
+    .update(Buffer.from([0]))
+    .update(input, 'utf8')
+    .digest();
 }
 
 /** s_j from the root secret (RC only). */

@@ -64,7 +64,9 @@ export class DeviceAuthServer {
     const expiresAt = nowMs + this.sessionMs;
     const key = deriveSessionKey(pairwiseKey, request, { nonce, sessionId });
     await this.options.sessions.put(sessionId, { deviceId: request.deviceId, key: key.toString('base64url'), expiresAtMs: expiresAt }, expiresAt, nowMs);
-    const mac = protocolMac(pairwiseKey, 'login-response', [request.serverId, request.deviceId, request.nonce, nonce, sessionId, expiresAt]).toString('base64url');
+    const mac = protocolMac(pairwiseKey, 'login-response', [request.serverId, request.deviceId, request.nonce, nonce, sessionId, expiresAt]).toString(
+      'base64url',
+    );
     return { sessionId, nonce, expiresAt, mac };
   }
 

@@ -13,7 +13,8 @@ import { createHash, createHmac } from 'node:crypto';
 import { MalformedInputError } from '@medshare/crypto';
 
 export const COVERED = '("@method" "@path" "@query" "content-digest")';
-const INPUT = /^medshare=\("@method" "@path" "@query" "content-digest"\);created=(\d{1,12});nonce="([A-Za-z0-9_-]{16,64})";keyid="([A-Za-z0-9_-]{16,64})";alg="hmac-sha256"$/;
+const INPUT =
+  /^medshare=\("@method" "@path" "@query" "content-digest"\);created=(\d{1,12});nonce="([A-Za-z0-9_-]{16,64})";keyid="([A-Za-z0-9_-]{16,64})";alg="hmac-sha256"$/;
 const SIGNATURE = /^medshare=:([A-Za-z0-9+/]{43}=):$/;
 const DIGEST = /^sha-256=:([A-Za-z0-9+/]{43}=):$/;
 

@@ -30,7 +30,11 @@ export class SenderConstrainedVerifier {
    *   the hospital's own service calling on its user's behalf (the gateway → the cloud). This gives the hospital no
    *   power it lacks: it can issue its users tokens bound to any key it likes. A thief holds neither key.
    */
-  constructor(readonly tokens: TokenVerifier, private readonly proofs: DpopVerifier, private readonly options: { issuerProofs?: boolean } = {}) {}
+  constructor(
+    readonly tokens: TokenVerifier,
+    private readonly proofs: DpopVerifier,
+    private readonly options: { issuerProofs?: boolean } = {},
+  ) {}
 
   /**
    * The request's verified token. A second call for the same request returns the first answer (the proof's `jti`
@@ -64,7 +68,8 @@ export class SenderConstrainedVerifier {
       return token;
     } catch (error) {
       // An issuer that cannot be asked about the session is a 503, not a bad token.
-      if (error instanceof MedShareError && !(error instanceof UnauthenticatedError) && !(error instanceof UnavailableError)) throw new UnauthenticatedError(error.message);
+      if (error instanceof MedShareError && !(error instanceof UnauthenticatedError) && !(error instanceof UnavailableError))
+        throw new UnauthenticatedError(error.message);
       throw error;
     }
   }

@@ -120,7 +120,12 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
     if (!presented) throw new AccessDeniedError('a token is required');
     const token = await verifier.verify(presented.token);
     if (token.proofKeyThumbprint === undefined) throw new AccessDeniedError('changing a factor needs a login with a device key (DPoP)');
-    await proofs.verify(dpopHeader(request), { method: request.method, url: requestUrl(request), accessToken: presented.token, thumbprint: token.proofKeyThumbprint });
+    await proofs.verify(dpopHeader(request), {
+      method: request.method,
+      url: requestUrl(request),
+      accessToken: presented.token,
+      thumbprint: token.proofKeyThumbprint,
+    });
     requireRecentLogin(token, now());
     // The subject is a pseudonym: the session names the user.
     const session = await sessions.get(token.sessionId);
@@ -144,8 +149,12 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   function answer(issued: IssuedToken, factor?: AuthenticatedUser['factor']) {
     return {
-      token: issued.token, sessionId: issued.sessionId, expiresAt: issued.expiresAt, tokenType: issued.refreshToken ? 'DPoP' : 'Bearer',
-      ...(issued.refreshToken ? { refreshToken: issued.refreshToken } : {}), ...(factor ? { factor } : {}),
+      token: issued.token,
+      sessionId: issued.sessionId,
+      expiresAt: issued.expiresAt,
+      tokenType: issued.refreshToken ? 'DPoP' : 'Bearer',
+      ...(issued.refreshToken ? { refreshToken: issued.refreshToken } : {}),
+      ...(factor ? { factor } : {}),
     };
   }
 
@@ -158,20 +167,29 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('cache-control', 'max-age=60').send(keys.jwks()));
 
-  app.post<{ Body: { username: string; password: string; attributes: string[]; scopes: string[] } }>('/users', {
-    bodyLimit: BODY_LIMIT,
-    schema: {
-      body: {
-        type: 'object',
-        required: ['username', 'password', 'attributes', 'scopes'],
-        additionalProperties: false,
-        properties: { username: str(64), password: str(1024), attributes: { type: 'array', maxItems: 64, items: str(256) }, scopes: { type: 'array', maxItems: 64, items: str(128) } },
+  app.post<{ Body: { username: string; password: string; attributes: string[]; scopes: string[] } }>(
+    '/users',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['username', 'password', 'attributes', 'scopes'],
+          additionalProperties: false,
+          properties: {
+            username: str(64),
+            password: str(1024),
+            attributes: { type: 'array', maxItems: 64, items: str(256) },
+            scopes: { type: 'array', maxItems: 64, items: str(128) },
+          },
+        },
       },
     },
-  }, async (request, reply) => {
-    requireAdmin(request);
-    return reply.status(201).send(await accounts.register(request.body));
-  });
+    async (request, reply) => {
+      requireAdmin(request);
+      return reply.status(201).send(await accounts.register(request.body));
+    },
+  );
 
   const adminActions = {
     disable: (username: string) => admin.setDisabled(username, true),
@@ -185,83 +203,151 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
       return run(request.params.username);
     });
   }
-  app.post<{ Body: { pseudonym: string } }>('/admin/trace', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['pseudonym'], additionalProperties: false, properties: { pseudonym: str(100) } } },
-  }, async (request) => {
-    requireAdmin(request);
-    return admin.trace(request.body.pseudonym);
-  });
-  app.put<{ Params: { username: string }; Body: { attributes: string[] } }>('/admin/users/:username/attributes', {
-    bodyLimit: BODY_LIMIT,
-    schema: {
-      params: usernameParams,
-      body: { type: 'object', required: ['attributes'], additionalProperties: false, properties: { attributes: { type: 'array', maxItems: 64, items: str(256) } } },
+  app.post<{ Body: { pseudonym: string } }>(
+    '/admin/trace',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: { body: { type: 'object', required: ['pseudonym'], additionalProperties: false, properties: { pseudonym: str(100) } } },
     },
-  }, async (request) => {
-    requireAdmin(request);
-    return admin.setAttributes(request.params.username, request.body.attributes);
-  });
+    async (request) => {
+      requireAdmin(request);
+      return admin.trace(request.body.pseudonym);
+    },
+  );
+  app.put<{ Params: { username: string }; Body: { attributes: string[] } }>(
+    '/admin/users/:username/attributes',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        params: usernameParams,
+        body: {
+          type: 'object',
+          required: ['attributes'],
+          additionalProperties: false,
+          properties: { attributes: { type: 'array', maxItems: 64, items: str(256) } },
+        },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      return admin.setAttributes(request.params.username, request.body.attributes);
+    },
+  );
 
-  app.post<{ Body: { username: string; password: string } }>('/login/password', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str(256), password: str(1024) } } },
-  }, async (request) => accounts.startLogin(request.body.username, request.body.password, request.ip));
+  app.post<{ Body: { username: string; password: string } }>(
+    '/login/password',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        body: { type: 'object', required: ['username', 'password'], additionalProperties: false, properties: { username: str(256), password: str(1024) } },
+      },
+    },
+    async (request) => accounts.startLogin(request.body.username, request.body.password, request.ip),
+  );
 
   app.post<{ Body: { ticket: string; code: string } & TokenFields }>('/login/totp', { bodyLimit: BODY_LIMIT, schema: { body: codeBody } }, async (request) =>
     login(request, () => accounts.finishWithTotp(request.body.ticket, request.body.code, request.ip)),
   );
 
-  app.post<{ Body: { ticket: string; code: string } & TokenFields }>('/login/recovery', { bodyLimit: BODY_LIMIT, schema: { body: codeBody } }, async (request) =>
-    login(request, () => accounts.finishWithRecoveryCode(request.body.ticket, request.body.code, request.ip)),
+  app.post<{ Body: { ticket: string; code: string } & TokenFields }>(
+    '/login/recovery',
+    { bodyLimit: BODY_LIMIT, schema: { body: codeBody } },
+    async (request) => login(request, () => accounts.finishWithRecoveryCode(request.body.ticket, request.body.code, request.ip)),
   );
 
-  app.post<{ Body: { ticket: string } }>('/login/webauthn/options', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str(64) } } },
-  }, async (request) => accounts.webauthnLoginOptions(request.body.ticket));
+  app.post<{ Body: { ticket: string } }>(
+    '/login/webauthn/options',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: { body: { type: 'object', required: ['ticket'], additionalProperties: false, properties: { ticket: str(64) } } },
+    },
+    async (request) => accounts.webauthnLoginOptions(request.body.ticket),
+  );
 
-  app.post<{ Body: { ticket: string; response: never } & TokenFields }>('/login/webauthn', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
-  }, async (request) => login(request, () => accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip)));
+  app.post<{ Body: { ticket: string; response: never } & TokenFields }>(
+    '/login/webauthn',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['ticket', 'response', 'audience'],
+          additionalProperties: false,
+          properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest },
+        },
+      },
+    },
+    async (request) => login(request, () => accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip)),
+  );
 
   app.post('/login/passkey/options', async () => accounts.passkeyLoginOptions());
 
-  app.post<{ Body: { ticket: string; response: never } & TokenFields }>('/login/passkey', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['ticket', 'response', 'audience'], additionalProperties: false, properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest } } },
-  }, async (request) => login(request, () => accounts.finishWithPasskey(request.body.ticket, request.body.response, request.ip)));
-
-  app.post<{ Body: { refreshToken: string; audience?: string[]; scopes?: string[] } }>('/token', {
-    bodyLimit: BODY_LIMIT,
-    schema: {
-      body: { type: 'object', required: ['refreshToken'], additionalProperties: false, properties: { refreshToken: str(256), audience: tokenRequest.audience, scopes: tokenRequest.scopes } },
+  app.post<{ Body: { ticket: string; response: never } & TokenFields }>(
+    '/login/passkey',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['ticket', 'response', 'audience'],
+          additionalProperties: false,
+          properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest },
+        },
+      },
     },
-  }, async (request) => {
-    const proof = await proofs.verify(dpopHeader(request), { method: 'POST', url: requestUrl(request) });
-    const { refreshToken, audience, scopes } = request.body;
-    return answer(await issuer.refresh(refreshToken, proof.thumbprint, { ...(audience ? { audience } : {}), ...(scopes ? { scopes } : {}) }, (id) => credentials.profile(id)));
-  });
+    async (request) => login(request, () => accounts.finishWithPasskey(request.body.ticket, request.body.response, request.ip)),
+  );
 
-  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions((await steppedUp(request))));
+  app.post<{ Body: { refreshToken: string; audience?: string[]; scopes?: string[] } }>(
+    '/token',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['refreshToken'],
+          additionalProperties: false,
+          properties: { refreshToken: str(256), audience: tokenRequest.audience, scopes: tokenRequest.scopes },
+        },
+      },
+    },
+    async (request) => {
+      const proof = await proofs.verify(dpopHeader(request), { method: 'POST', url: requestUrl(request) });
+      const { refreshToken, audience, scopes } = request.body;
+      return answer(
+        await issuer.refresh(refreshToken, proof.thumbprint, { ...(audience ? { audience } : {}), ...(scopes ? { scopes } : {}) }, (id) =>
+          credentials.profile(id),
+        ),
+      );
+    },
+  );
 
-  app.post<{ Body: { response: never } }>('/webauthn/register', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
-  }, async (request) => credentials.finishWebAuthnRegistration((await steppedUp(request)), request.body.response));
+  app.post('/webauthn/register/options', async (request) => credentials.webauthnRegistrationOptions(await steppedUp(request)));
 
-  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes((await steppedUp(request))) }));
+  app.post<{ Body: { response: never } }>(
+    '/webauthn/register',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: { body: { type: 'object', required: ['response'], additionalProperties: false, properties: { response: { type: 'object' } } } },
+    },
+    async (request) => credentials.finishWebAuthnRegistration(await steppedUp(request), request.body.response),
+  );
 
-  app.post('/totp/reset', async (request) => credentials.resetTotp((await steppedUp(request))));
+  app.post('/recovery-codes', async (request) => ({ recoveryCodes: await credentials.regenerateRecoveryCodes(await steppedUp(request)) }));
 
-  app.post<{ Body: { password: string } }>('/password', {
-    bodyLimit: BODY_LIMIT,
-    schema: { body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password: str(1024) } } },
-  }, async (request, reply) => {
-    await credentials.changePassword((await steppedUp(request)), request.body.password);
-    return reply.status(204).send();
-  });
+  app.post('/totp/reset', async (request) => credentials.resetTotp(await steppedUp(request)));
+
+  app.post<{ Body: { password: string } }>(
+    '/password',
+    {
+      bodyLimit: BODY_LIMIT,
+      schema: { body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password: str(1024) } } },
+    },
+    async (request, reply) => {
+      await credentials.changePassword(await steppedUp(request), request.body.password);
+      return reply.status(204).send();
+    },
+  );
 
   app.post('/logout', async (request, reply) => {
     const presented = presentedToken(request.headers.authorization);
@@ -272,16 +358,22 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   const sessionStatus = localSessionStatus(sessions, now);
   app.get<{ Params: { sid: string } }>('/sso/sessions/:sid', async (request) => ({ active: await sessionStatus(request.params.sid) }));
-  app.post<{ Body: { sessions: string[] } }>('/sso/session-status', {
-    bodyLimit: 64 * 1024,
-    schema: {
-      body: {
-        type: 'object', required: ['sessions'], additionalProperties: false,
-        properties: { sessions: { type: 'array', minItems: 1, maxItems: MAX_SESSION_STATUS_BATCH, items: { type: 'string', minLength: 1, maxLength: 128 } } },
+  app.post<{ Body: { sessions: string[] } }>(
+    '/sso/session-status',
+    {
+      bodyLimit: 64 * 1024,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['sessions'],
+          additionalProperties: false,
+          properties: { sessions: { type: 'array', minItems: 1, maxItems: MAX_SESSION_STATUS_BATCH, items: { type: 'string', minLength: 1, maxLength: 128 } } },
+        },
       },
     },
-  }, async (request) => {
-    const active = await sessions.activeAmong(request.body.sessions, now());
-    return { active: request.body.sessions.map((sid) => active.has(sid)) };
-  });
+    async (request) => {
+      const active = await sessions.activeAmong(request.body.sessions, now());
+      return { active: request.body.sessions.map((sid) => active.has(sid)) };
+    },
+  );
 }

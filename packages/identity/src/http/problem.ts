@@ -60,7 +60,12 @@ export function problemFor(error: unknown, deniedStatus: 401 | 403 = 403): Probl
     const unknown = fastifyError.validation?.find((v) => v.keyword === 'additionalProperties')?.params.additionalProperty;
     const detail = typeof unknown === 'string' ? `${fastifyError.message}: '${unknown}'` : String(fastifyError.message);
     const status = fastifyError.statusCode;
-    return { type: status === 429 ? problemType('RATE_LIMITED') : 'urn:medshare:problem:bad-request', title: TITLE_BY_STATUS[status] ?? 'Bad request', status, detail: detail.slice(0, 200) };
+    return {
+      type: status === 429 ? problemType('RATE_LIMITED') : 'urn:medshare:problem:bad-request',
+      title: TITLE_BY_STATUS[status] ?? 'Bad request',
+      status,
+      detail: detail.slice(0, 200),
+    };
   }
   return { type: 'urn:medshare:problem:internal', title: 'Internal error', status: 500, detail: 'the request could not be completed' };
 }

@@ -25,22 +25,26 @@ export async function trustedAuthorityPlugin(app: FastifyInstance, options: TaPl
 
   app.get('/ta/public-key', async () => ({ authorityId: options.authority.authorityId, publicKey: encodedPublicKey }));
 
-  app.post<{ Body: { attributes: string[]; deviceKey: JWK } }>('/ta/keys', {
-    bodyLimit: 16 * 1024,
-    schema: {
-      body: {
-        type: 'object',
-        required: ['attributes', 'deviceKey'],
-        additionalProperties: false,
-        properties: {
-          attributes: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } },
-          deviceKey: { type: 'object', maxProperties: 8 },
+  app.post<{ Body: { attributes: string[]; deviceKey: JWK } }>(
+    '/ta/keys',
+    {
+      bodyLimit: 16 * 1024,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['attributes', 'deviceKey'],
+          additionalProperties: false,
+          properties: {
+            attributes: { type: 'array', minItems: 1, maxItems: 64, items: { type: 'string', minLength: 1, maxLength: 256 } },
+            deviceKey: { type: 'object', maxProperties: 8 },
+          },
         },
       },
     },
-  }, async (request) => {
-    const presented = presentedToken(request.headers.authorization);
-    if (!presented) throw new AccessDeniedError('an SSO token is required');
-    return options.authority.issueKey(presented.token, request.body, { proof: dpopHeader(request), method: request.method, url: requestUrl(request) });
-  });
+    async (request) => {
+      const presented = presentedToken(request.headers.authorization);
+      if (!presented) throw new AccessDeniedError('an SSO token is required');
+      return options.authority.issueKey(presented.token, request.body, { proof: dpopHeader(request), method: request.method, url: requestUrl(request) });
+    },
+  );
 }

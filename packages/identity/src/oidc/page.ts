@@ -36,14 +36,18 @@ function errorLine(error: string | undefined): string {
 
 /** Step 1: username and password, or a passkey. */
 export function passwordPage(p: { hospital: string; clientName: string; requestId: string; base: string; error?: string }): string {
-  return layout(`Sign in — ${p.hospital}`, `<h1>Sign in to ${escapeHtml(p.hospital)}</h1>
+  return layout(
+    `Sign in — ${p.hospital}`,
+    `<h1>Sign in to ${escapeHtml(p.hospital)}</h1>
 <p class="client">for <strong>${escapeHtml(p.clientName)}</strong></p>${errorLine(p.error)}
 <form method="post" action="${escapeHtml(p.base)}/oidc/login">
 <input type="hidden" name="request" value="${escapeHtml(p.requestId)}">
 <label for="username">Username</label><input id="username" name="username" autocomplete="username webauthn" required autofocus>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Continue</button></form>
-<button type="button" class="secondary" id="passkey" data-request="${escapeHtml(p.requestId)}" data-base="${escapeHtml(p.base)}">Sign in with a passkey</button>`, `${p.base}/oidc/login.js`);
+<button type="button" class="secondary" id="passkey" data-request="${escapeHtml(p.requestId)}" data-base="${escapeHtml(p.base)}">Sign in with a passkey</button>`,
+    `${p.base}/oidc/login.js`,
+  );
 }
 
 /** Step 2: the one-time code (or the security key, when she registered one). */
@@ -51,12 +55,16 @@ export function secondFactorPage(p: { hospital: string; requestId: string; ticke
   const key = p.factors.includes('webauthn')
     ? `<button type="button" class="secondary" id="security-key" data-request="${escapeHtml(p.requestId)}" data-ticket="${escapeHtml(p.ticket)}" data-base="${escapeHtml(p.base)}">Use my security key</button>`
     : '';
-  return layout(`Second factor — ${p.hospital}`, `<h1>Confirm it is you</h1>${errorLine(p.error)}
+  return layout(
+    `Second factor — ${p.hospital}`,
+    `<h1>Confirm it is you</h1>${errorLine(p.error)}
 <form method="post" action="${escapeHtml(p.base)}/oidc/login/totp">
 <input type="hidden" name="request" value="${escapeHtml(p.requestId)}"><input type="hidden" name="ticket" value="${escapeHtml(p.ticket)}">
 <label for="code">One-time code from your authenticator app</label>
 <input id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6,8}" required autofocus>
-<button type="submit">Sign in</button></form>${key}`, `${p.base}/oidc/login.js`);
+<button type="submit">Sign in</button></form>${key}`,
+    `${p.base}/oidc/login.js`,
+  );
 }
 
 /** An error the user must see (the client or its redirect URI is not valid: she is not sent anywhere). */

@@ -36,10 +36,14 @@ export interface OidcPluginOptions {
 }
 
 const form = (fields: string[]) => ({
-  type: 'object', required: fields, properties: Object.fromEntries(fields.map((f) => [f, { type: 'string', minLength: 1, maxLength: 1024 }])),
+  type: 'object',
+  required: fields,
+  properties: Object.fromEntries(fields.map((f) => [f, { type: 'string', minLength: 1, maxLength: 1024 }])),
 });
 const webauthnBody = {
-  type: 'object', required: ['request', 'ticket', 'response'], additionalProperties: false,
+  type: 'object',
+  required: ['request', 'ticket', 'response'],
+  additionalProperties: false,
   properties: { request: { type: 'string', maxLength: 64 }, ticket: { type: 'string', maxLength: 64 }, response: { type: 'object' } },
 };
 
@@ -101,12 +105,19 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
   });
 
   app.get('/.well-known/smart-configuration', async (request, reply) =>
-    reply.header('cache-control', 'max-age=60').send(smartConfiguration(issuerOf(request), options.scopesSupported)));
+    reply.header('cache-control', 'max-age=60').send(smartConfiguration(issuerOf(request), options.scopesSupported)),
+  );
 
   /** An HTML page with the CSP that lets its form redirect to the client. */
   const page = (reply: FastifyReply, status: number, html: string, redirectUri?: string) =>
-    reply.status(status).type('text/html; charset=utf-8').header('content-security-policy', pageSecurityPolicy(redirectUri ? new URL(redirectUri).origin : ''))
-      .header('x-frame-options', 'DENY').header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').send(html);
+    reply
+      .status(status)
+      .type('text/html; charset=utf-8')
+      .header('content-security-policy', pageSecurityPolicy(redirectUri ? new URL(redirectUri).origin : ''))
+      .header('x-frame-options', 'DENY')
+      .header('cache-control', 'no-store')
+      .header('referrer-policy', 'no-referrer')
+      .send(html);
 
   app.get('/oidc/authorize', async (request, reply) => {
     try {
@@ -127,32 +138,45 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
     throw error;
   };
 
-  app.post<{ Body: { request: string; username: string; password: string } }>('/oidc/login', { schema: { body: form(['request', 'username', 'password']) } }, async (request, reply) => {
-    const { request: requestId, username, password } = request.body;
-    const pending = await provider.pending(requestId);
-    if (!pending) return page(reply, 400, errorPage('the sign-in request has expired; start again from the application'));
-    const client = provider.client(pending.clientId)!;
-    try {
-      const { ticket, factors } = await accounts.startLogin(username, password, request.ip);
-      return page(reply, 200, secondFactorPage({ hospital, requestId, ticket, factors, base: prefix }), pending.redirectUri);
-    } catch (error) {
-      return page(reply, 401, passwordPage({ hospital, clientName: client.name, requestId, base: prefix, error: userMessage(error) }), pending.redirectUri);
-    }
-  });
+  app.post<{ Body: { request: string; username: string; password: string } }>(
+    '/oidc/login',
+    { schema: { body: form(['request', 'username', 'password']) } },
+    async (request, reply) => {
+      const { request: requestId, username, password } = request.body;
+      const pending = await provider.pending(requestId);
+      if (!pending) return page(reply, 400, errorPage('the sign-in request has expired; start again from the application'));
+      const client = provider.client(pending.clientId)!;
+      try {
+        const { ticket, factors } = await accounts.startLogin(username, password, request.ip);
+        return page(reply, 200, secondFactorPage({ hospital, requestId, ticket, factors, base: prefix }), pending.redirectUri);
+      } catch (error) {
+        return page(reply, 401, passwordPage({ hospital, clientName: client.name, requestId, base: prefix, error: userMessage(error) }), pending.redirectUri);
+      }
+    },
+  );
 
-  app.post<{ Body: { request: string; ticket: string; code: string } }>('/oidc/login/totp', { schema: { body: form(['request', 'ticket', 'code']) } }, async (request, reply) => {
-    const { request: requestId, ticket, code } = request.body;
-    const pending = await provider.pending(requestId);
-    if (!pending) return page(reply, 400, errorPage('the sign-in request has expired; start again from the application'));
-    let user: AuthenticatedUser;
-    try {
-      user = await accounts.finishWithTotp(ticket, code, request.ip);
-    } catch (error) {
-      // The ticket survives a wrong code (accounts.ts counts the attempt), so she may try again on the same page.
-      return page(reply, 401, secondFactorPage({ hospital, requestId, ticket, factors: ['totp'], base: prefix, error: userMessage(error) }), pending.redirectUri);
-    }
-    return reply.redirect(await provider.complete(requestId, user), 303);
-  });
+  app.post<{ Body: { request: string; ticket: string; code: string } }>(
+    '/oidc/login/totp',
+    { schema: { body: form(['request', 'ticket', 'code']) } },
+    async (request, reply) => {
+      const { request: requestId, ticket, code } = request.body;
+      const pending = await provider.pending(requestId);
+      if (!pending) return page(reply, 400, errorPage('the sign-in request has expired; start again from the application'));
+      let user: AuthenticatedUser;
+      try {
+        user = await accounts.finishWithTotp(ticket, code, request.ip);
+      } catch (error) {
+        // The ticket survives a wrong code (accounts.ts counts the attempt), so she may try again on the same page.
+        return page(
+          reply,
+          401,
+          secondFactorPage({ hospital, requestId, ticket, factors: ['totp'], base: prefix, error: userMessage(error) }),
+          pending.redirectUri,
+        );
+      }
+      return reply.redirect(await provider.complete(requestId, user), 303);
+    },
+  );
 
   for (const [path, finish] of [
     ['/oidc/login/webauthn', (t: string, r: never, ip: string) => accounts.finishWithWebAuthn(t, r, ip)],
@@ -165,7 +189,10 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
         const user = await finish(ticket, response, request.ip);
         return { location: await provider.complete(requestId, user) };
       } catch (error) {
-        return reply.status(401).type('application/problem+json').send({ type: 'urn:medshare:problem:access-denied', title: 'Sign-in failed', status: 401, detail: userMessage(error) });
+        return reply
+          .status(401)
+          .type('application/problem+json')
+          .send({ type: 'urn:medshare:problem:access-denied', title: 'Sign-in failed', status: 401, detail: userMessage(error) });
       }
     });
   }
@@ -173,7 +200,11 @@ export async function oidcPlugin(app: FastifyInstance, options: OidcPluginOption
   app.post<{ Body: Record<string, unknown> }>('/oidc/token', async (request, reply) => {
     void reply.header('cache-control', 'no-store').header('pragma', 'no-cache');
     try {
-      if (typeof request.body !== 'object' || request.body === null || !String(request.headers['content-type']).startsWith('application/x-www-form-urlencoded')) {
+      if (
+        typeof request.body !== 'object' ||
+        request.body === null ||
+        !String(request.headers['content-type']).startsWith('application/x-www-form-urlencoded')
+      ) {
         throw new OAuthError('invalid_request', 'the token request is a form (application/x-www-form-urlencoded)');
       }
       let proof: VerifiedProof | undefined;

@@ -29,7 +29,11 @@ import { isS256Challenge, verifierMatches } from './pkce.ts';
 
 /** An OAuth 2.0 error (RFC 6749 §4.1.2.1, §5.2): `error` is the registered code sent to the client. */
 export class OAuthError extends MedShareError {
-  constructor(readonly error: string, description: string, readonly status = 400) {
+  constructor(
+    readonly error: string,
+    description: string,
+    readonly status = 400,
+  ) {
     super(status === 401 || error === 'access_denied' ? 'ACCESS_DENIED' : 'MALFORMED', description);
   }
 }
@@ -105,7 +109,11 @@ export class OidcProvider {
    * @throws OAuthError with `redirect` undefined when the client or redirect URI is wrong (the user is told, not sent
    *   anywhere: RFC 6749 §4.1.2.1), else with the redirect carrying the error.
    */
-  async authorize(params: Record<string, unknown>, origin: string, issuer: string): Promise<{ requestId: string; client: OidcClient; pending: PendingAuthorization }> {
+  async authorize(
+    params: Record<string, unknown>,
+    origin: string,
+    issuer: string,
+  ): Promise<{ requestId: string; client: OidcClient; pending: PendingAuthorization }> {
     const get = (name: string) => {
       const value = params[name];
       if (value === undefined) return undefined;
@@ -116,7 +124,8 @@ export class OidcProvider {
     const redirectUri = get('redirect_uri');
     const client = clientId === undefined ? undefined : this.options.clients.get(clientId);
     if (!client) throw new OAuthError('invalid_client', 'unknown client_id');
-    if (redirectUri === undefined || !ClientRegistry.allows(client, redirectUri, origin)) throw new OAuthError('invalid_request', 'redirect_uri is not registered for this client');
+    if (redirectUri === undefined || !ClientRegistry.allows(client, redirectUri, origin))
+      throw new OAuthError('invalid_request', 'redirect_uri is not registered for this client');
     const state = get('state');
     const fail = (error: string, description: string): never => {
       throw new RedirectableOAuthError(error, description, errorRedirect(redirectUri, { error, error_description: description, state, iss: issuer }));
@@ -144,8 +153,13 @@ export class OidcProvider {
     }
     const nonce = get('nonce');
     const pending: PendingAuthorization = {
-      clientId: client.clientId, redirectUri, codeChallenge: codeChallenge!, scopes, issuer,
-      ...(state === undefined ? {} : { state }), ...(nonce === undefined ? {} : { nonce }),
+      clientId: client.clientId,
+      redirectUri,
+      codeChallenge: codeChallenge!,
+      scopes,
+      issuer,
+      ...(state === undefined ? {} : { state }),
+      ...(nonce === undefined ? {} : { nonce }),
     };
     const requestId = randomBytes(24).toString('base64url');
     const nowMs = this.now();
@@ -195,7 +209,8 @@ export class OidcProvider {
     }
     if (issued.clientId !== clientId) throw new OAuthError('invalid_grant', 'the code was issued to another client');
     if (field('redirect_uri') !== issued.redirectUri) throw new OAuthError('invalid_grant', 'redirect_uri differs from the authorization request');
-    if (!verifierMatches(field('code_verifier'), issued.codeChallenge)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
+    if (!verifierMatches(field('code_verifier'), issued.codeChallenge))
+      throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
     const device = await this.device(proof, field('device_key'));
     const client = this.options.clients.get(clientId)!;
     let profile;
@@ -253,7 +268,12 @@ export class OidcProvider {
     const nowSeconds = Math.floor(this.now() / 1000);
     const { kid, privateKey } = this.options.keys.current;
     const claims: Record<string, unknown> = {
-      auth_time: nowSeconds, acr: ACR_MULTI_FACTOR, amr: user.methods, sid: sessionId, azp: issued.clientId, hospital: this.options.hospital,
+      auth_time: nowSeconds,
+      acr: ACR_MULTI_FACTOR,
+      amr: user.methods,
+      sid: sessionId,
+      azp: issued.clientId,
+      hospital: this.options.hospital,
       ...(issued.nonce === undefined ? {} : { nonce: issued.nonce }),
       ...(issued.scopes.includes('profile') ? { preferred_username: user.username, attributes: user.attributes } : {}),
     };
@@ -270,7 +290,11 @@ export class OidcProvider {
 
 /** An OAuthError whose answer is a redirect to the client (its client and redirect URI were valid). */
 export class RedirectableOAuthError extends OAuthError {
-  constructor(error: string, description: string, readonly redirect: string) {
+  constructor(
+    error: string,
+    description: string,
+    readonly redirect: string,
+  ) {
     super(error, description);
   }
 }

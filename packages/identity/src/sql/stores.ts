@@ -19,8 +19,17 @@
 import { MalformedInputError } from '@medshare/crypto';
 import { GroupCommit, type Database, type KeyEncryptionKey, type Queryable } from '@medshare/db';
 import type {
-  AttemptRecord, AttemptStore, NonceCache, SessionRecord, SessionStore, SigningKeyStore, StoredCredential, StoredSigningKey,
-  TicketStore, UserRecord, UserStore,
+  AttemptRecord,
+  AttemptStore,
+  NonceCache,
+  SessionRecord,
+  SessionStore,
+  SigningKeyStore,
+  StoredCredential,
+  StoredSigningKey,
+  TicketStore,
+  UserRecord,
+  UserStore,
 } from '../stores.ts';
 
 const SWEEP_ROWS = 32;
@@ -60,7 +69,11 @@ const USER_COLUMNS =
 
 /** Users of one hospital; TOTP secrets wrapped by `kek`. */
 export class SqlUserStore implements UserStore {
-  constructor(private readonly db: Database, private readonly hospital: string, private readonly kek: KeyEncryptionKey) {}
+  constructor(
+    private readonly db: Database,
+    private readonly hospital: string,
+    private readonly kek: KeyEncryptionKey,
+  ) {}
 
   private totpContext(id: string): string {
     return `identity_users.totp_secret_wrapped|${this.hospital}|${id}`;
@@ -71,7 +84,8 @@ export class SqlUserStore implements UserStore {
   }
 
   private async userOf(row: UserRow): Promise<UserRecord> {
-    const totp = row.totp_secret_wrapped === null ? undefined : Buffer.from(await this.kek.unwrap(row.totp_secret_wrapped, this.totpContext(row.id))).toString('utf8');
+    const totp =
+      row.totp_secret_wrapped === null ? undefined : Buffer.from(await this.kek.unwrap(row.totp_secret_wrapped, this.totpContext(row.id))).toString('utf8');
     return {
       id: row.id,
       username: row.username,
@@ -91,8 +105,20 @@ export class SqlUserStore implements UserStore {
     const inserted = await this.db.query(
       `INSERT INTO identity_users (hospital, ${USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12)
        ON CONFLICT (hospital, username) DO NOTHING RETURNING id`,
-      [this.hospital, user.id, user.username, user.attributes, user.scopes, user.passwordHash, await this.wrapTotp(user.id, user.totpSecret), user.lastTotpStep,
-        user.recoveryDigests, user.webauthnUserId, JSON.stringify(user.credentials), user.disabled],
+      [
+        this.hospital,
+        user.id,
+        user.username,
+        user.attributes,
+        user.scopes,
+        user.passwordHash,
+        await this.wrapTotp(user.id, user.totpSecret),
+        user.lastTotpStep,
+        user.recoveryDigests,
+        user.webauthnUserId,
+        JSON.stringify(user.credentials),
+        user.disabled,
+      ],
     );
     return inserted.rows.length === 1;
   }
@@ -108,13 +134,17 @@ export class SqlUserStore implements UserStore {
   }
 
   async findByWebAuthnUserId(handle: string): Promise<UserRecord | undefined> {
-    const rows = await this.db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND webauthn_user_id = $2`, [this.hospital, handle]);
+    const rows = await this.db.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND webauthn_user_id = $2`, [
+      this.hospital,
+      handle,
+    ]);
     return rows.rows[0] && this.userOf(rows.rows[0]);
   }
 
   async update<T>(id: string, change: (user: UserRecord) => T): Promise<T | undefined> {
     return this.db.transaction(async (tx) => {
-      const row = (await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND id = $2 FOR UPDATE`, [this.hospital, id])).rows[0];
+      const row = (await tx.query<UserRow>(`SELECT ${USER_COLUMNS} FROM identity_users WHERE hospital = $1 AND id = $2 FOR UPDATE`, [this.hospital, id]))
+        .rows[0];
       if (!row) return undefined;
       const user = await this.userOf(row);
       const before = user.totpSecret;
@@ -137,7 +167,10 @@ export class SqlUserStore implements UserStore {
  * tickets and WebAuthn challenges do.
  */
 export class SqlTicketStore<T> implements TicketStore<T> {
-  constructor(private readonly db: Database, private readonly scope: string) {}
+  constructor(
+    private readonly db: Database,
+    private readonly scope: string,
+  ) {}
 
   async put(id: string, value: T, expiresAtMs: number, nowMs: number): Promise<void> {
     await this.db.query(
@@ -149,7 +182,11 @@ export class SqlTicketStore<T> implements TicketStore<T> {
   }
 
   async peek(id: string, nowMs: number): Promise<T | undefined> {
-    const rows = await this.db.query<{ value: T }>('SELECT value FROM identity_tickets WHERE scope = $1 AND id = $2 AND expires_at_ms > $3', [this.scope, id, nowMs]);
+    const rows = await this.db.query<{ value: T }>('SELECT value FROM identity_tickets WHERE scope = $1 AND id = $2 AND expires_at_ms > $3', [
+      this.scope,
+      id,
+      nowMs,
+    ]);
     return rows.rows[0]?.value;
   }
 
@@ -175,7 +212,11 @@ export class SqlNonceCache implements NonceCache {
   private addedSinceSweep = 0;
   private readonly pending = new GroupCommit<PendingNonce, boolean>((batch) => this.insert(batch), NONCES_PER_INSERT);
 
-  constructor(private readonly db: Database, private readonly scope: string, private readonly table = 'identity_nonces') {
+  constructor(
+    private readonly db: Database,
+    private readonly scope: string,
+    private readonly table = 'identity_nonces',
+  ) {
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
   }
 
@@ -238,14 +279,27 @@ const SESSION_COLUMNS = 'id, user_id, expires_at_ms, revoked, auth_time, methods
 
 /** Login sessions of one hospital; expired sessions are swept as new ones start. */
 export class SqlSessionStore implements SessionStore {
-  constructor(private readonly db: Database, private readonly hospital: string, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly db: Database,
+    private readonly hospital: string,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async create(session: SessionRecord): Promise<void> {
-    await this.db.query(
-      `INSERT INTO identity_sessions (hospital, ${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-      [this.hospital, session.id, session.userId, session.expiresAtMs, session.revoked, session.authTime, session.methods, session.clientId,
-        session.audiences, session.device?.proofKey ?? null, session.device?.sealingKey ?? null, session.refreshDigest ?? null],
-    );
+    await this.db.query(`INSERT INTO identity_sessions (hospital, ${SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, [
+      this.hospital,
+      session.id,
+      session.userId,
+      session.expiresAtMs,
+      session.revoked,
+      session.authTime,
+      session.methods,
+      session.clientId,
+      session.audiences,
+      session.device?.proofKey ?? null,
+      session.device?.sealingKey ?? null,
+      session.refreshDigest ?? null,
+    ]);
     await sweep(this.db, 'identity_sessions', 'hospital, id', 'hospital = $1 AND expires_at_ms <= $2', [this.hospital, this.now()]);
   }
 
@@ -259,8 +313,14 @@ export class SqlSessionStore implements SessionStore {
     const row = rows.rows[0];
     if (!row) return undefined;
     return {
-      id: row.id, userId: row.user_id, expiresAtMs: row.expires_at_ms, revoked: row.revoked, authTime: row.auth_time, methods: row.methods,
-      clientId: row.client_id, audiences: row.audiences,
+      id: row.id,
+      userId: row.user_id,
+      expiresAtMs: row.expires_at_ms,
+      revoked: row.revoked,
+      authTime: row.auth_time,
+      methods: row.methods,
+      clientId: row.client_id,
+      audiences: row.audiences,
       ...(row.proof_key === null ? {} : { device: { proofKey: row.proof_key, ...(row.sealing_key === null ? {} : { sealingKey: row.sealing_key }) } }),
       ...(row.refresh_digest === null ? {} : { refreshDigest: row.refresh_digest }),
     };
@@ -317,10 +377,12 @@ export class SqlAttemptStore implements AttemptStore {
          VALUES ($1, $2, 0, 0, 0, $3) ON CONFLICT (hospital, key) DO NOTHING RETURNING key`,
         [this.hospital, key, nowMs],
       );
-      const row = (await tx.query<{ failures: number; locked_until_ms: number; last_failure_ms: number }>(
-        'SELECT failures, locked_until_ms, last_failure_ms FROM identity_attempts WHERE hospital = $1 AND key = $2 FOR UPDATE',
-        [this.hospital, key],
-      )).rows[0]!;
+      const row = (
+        await tx.query<{ failures: number; locked_until_ms: number; last_failure_ms: number }>(
+          'SELECT failures, locked_until_ms, last_failure_ms FROM identity_attempts WHERE hospital = $1 AND key = $2 FOR UPDATE',
+          [this.hospital, key],
+        )
+      ).rows[0]!;
       const record: AttemptRecord = { failures: row.failures, lockedUntilMs: row.locked_until_ms, lastFailureMs: row.last_failure_ms };
       const result = change(record);
       await tx.query(
@@ -332,7 +394,9 @@ export class SqlAttemptStore implements AttemptStore {
     });
     if (created) {
       await sweep(this.db, 'identity_attempts', 'hospital, key', 'hospital = $1 AND locked_until_ms <= $2 AND updated_at_ms <= $3', [
-        this.hospital, nowMs, nowMs - this.idleMs,
+        this.hospital,
+        nowMs,
+        nowMs - this.idleMs,
       ]);
     }
     return result;
@@ -356,7 +420,11 @@ interface KeyRow {
 
 /** The SSO signing keys of one hospital, private keys wrapped by `kek` (the hospital's identity tables, not the cloud's). */
 export class SqlSigningKeyStore implements SigningKeyStore {
-  constructor(private readonly db: Database, private readonly hospital: string, private readonly kek: KeyEncryptionKey) {}
+  constructor(
+    private readonly db: Database,
+    private readonly hospital: string,
+    private readonly kek: KeyEncryptionKey,
+  ) {}
 
   private context(kid: string): string {
     return `identity_signing_keys.private_key_wrapped|${this.hospital}|${kid}`;
@@ -383,7 +451,10 @@ export class SqlSigningKeyStore implements SigningKeyStore {
       await tx.query('UPDATE identity_signing_keys SET retired_at_ms = $2 WHERE hospital = $1 AND retired_at_ms IS NULL', [this.hospital, nowMs]);
       await tx.query('DELETE FROM identity_signing_keys WHERE hospital = $1 AND retired_at_ms <= $2', [this.hospital, forgetUpToMs]);
       await tx.query('INSERT INTO identity_signing_keys (hospital, kid, private_key_wrapped, public_jwk) VALUES ($1, $2, $3, $4::text::jsonb)', [
-        this.hospital, fresh.kid, await this.wrap(fresh), JSON.stringify(fresh.publicJwk),
+        this.hospital,
+        fresh.kid,
+        await this.wrap(fresh),
+        JSON.stringify(fresh.publicJwk),
       ]);
       return this.load(tx);
     });
@@ -395,11 +466,15 @@ export class SqlSigningKeyStore implements SigningKeyStore {
       'SELECT kid, private_key_wrapped, public_jwk, retired_at_ms FROM identity_signing_keys WHERE hospital = $1 ORDER BY retired_at_ms, kid',
       [this.hospital],
     );
-    return Promise.all(rows.rows.map(async (row) => ({
-      kid: row.kid,
-      privateJwk: JSON.parse(Buffer.from(await this.kek.unwrap(row.private_key_wrapped, this.context(row.kid))).toString('utf8')) as StoredSigningKey['privateJwk'],
-      publicJwk: row.public_jwk,
-      ...(row.retired_at_ms === null ? {} : { retiredAtMs: row.retired_at_ms }),
-    })));
+    return Promise.all(
+      rows.rows.map(async (row) => ({
+        kid: row.kid,
+        privateJwk: JSON.parse(
+          Buffer.from(await this.kek.unwrap(row.private_key_wrapped, this.context(row.kid))).toString('utf8'),
+        ) as StoredSigningKey['privateJwk'],
+        publicJwk: row.public_jwk,
+        ...(row.retired_at_ms === null ? {} : { retiredAtMs: row.retired_at_ms }),
+      })),
+    );
   }
 }

@@ -11,7 +11,12 @@ import { deviceKeyThumbprint } from './issuer.ts';
 
 /** A device's signing and sealing keys. */
 export class DeviceKeys {
-  private constructor(readonly dpop: DpopKey, readonly sealingPublicJwk: JWK, readonly sealingPrivateKey: KeyObject, readonly sealingThumbprint: string) {}
+  private constructor(
+    readonly dpop: DpopKey,
+    readonly sealingPublicJwk: JWK,
+    readonly sealingPrivateKey: KeyObject,
+    readonly sealingThumbprint: string,
+  ) {}
 
   /** Fresh keys; `now` dates their proofs. */
   static async generate(now: () => number = Date.now): Promise<DeviceKeys> {

@@ -11,7 +11,19 @@
  * A token's `cnf.jkt` (RFC 9449 §6) is the thumbprint of the signing key; a proof by any other key is refused.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { calculateJwkThumbprint, EmbeddedJWK, exportJWK, generateKeyPair, jwtVerify, SignJWT, type CryptoKey, type FlattenedJWSInput, type JWK, type JWSHeaderParameters, type JWTPayload } from 'jose';
+import {
+  calculateJwkThumbprint,
+  EmbeddedJWK,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  type CryptoKey,
+  type FlattenedJWSInput,
+  type JWK,
+  type JWSHeaderParameters,
+  type JWTPayload,
+} from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { NonceCache } from '../stores.ts';
 
@@ -37,7 +49,12 @@ export function proofTarget(url: string | URL): string {
 
 /** A device's proof-of-possession key (Ed25519), on the device. */
 export class DpopKey {
-  private constructor(private readonly privateKey: CryptoKey, readonly publicJwk: JWK, readonly thumbprint: string, private readonly now: () => number) {}
+  private constructor(
+    private readonly privateKey: CryptoKey,
+    readonly publicJwk: JWK,
+    readonly thumbprint: string,
+    private readonly now: () => number,
+  ) {}
 
   /** A proof key over an existing Ed25519 key pair (a hospital's token-signing key, see SigningKeyRing.proofKey). */
   static async fromKeyPair(privateKey: CryptoKey, publicJwk: JWK, now: () => number = Date.now): Promise<DpopKey> {
@@ -58,7 +75,10 @@ export class DpopKey {
     const payload: JWTPayload = { ...extra.claims, htm: method.toUpperCase(), htu: proofTarget(url), jti: randomBytes(16).toString('base64url') };
     if (extra.accessToken !== undefined) payload.ath = accessTokenHash(extra.accessToken);
     if (extra.nonce !== undefined) payload.nonce = extra.nonce;
-    return new SignJWT(payload).setProtectedHeader({ alg: ALGORITHM, typ: DPOP_TYPE, jwk: this.publicJwk }).setIssuedAt(Math.floor(this.now() / 1000)).sign(this.privateKey);
+    return new SignJWT(payload)
+      .setProtectedHeader({ alg: ALGORITHM, typ: DPOP_TYPE, jwk: this.publicJwk })
+      .setIssuedAt(Math.floor(this.now() / 1000))
+      .sign(this.privateKey);
   }
 }
 
@@ -98,7 +118,10 @@ export class DpopVerifier {
    */
   private readonly keys = new Map<string, ProofKey>();
 
-  constructor(private readonly seen: NonceCache, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly seen: NonceCache,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   /** jose's EmbeddedJWK (every check of it), remembered per header `alg` and `jwk`: the same inputs give the same key. */
   private async embeddedKey(header: JWSHeaderParameters, token: FlattenedJWSInput): Promise<ProofKey> {
@@ -134,12 +157,15 @@ export class DpopVerifier {
     if ('d' in jwk) throw new AccessDeniedError('DPoP proof names a private key');
     const iat = payload.iat!;
     if (Math.abs(iat - nowMs / 1000) > PROOF_WINDOW_SECONDS) throw new AccessDeniedError('DPoP proof is not fresh');
-    if (payload.htm !== expected.method.toUpperCase() || payload.htu !== proofTarget(expected.url)) throw new AccessDeniedError('DPoP proof is for another request');
-    if (expected.accessToken !== undefined && payload.ath !== accessTokenHash(expected.accessToken)) throw new AccessDeniedError('DPoP proof is for another access token');
+    if (payload.htm !== expected.method.toUpperCase() || payload.htu !== proofTarget(expected.url))
+      throw new AccessDeniedError('DPoP proof is for another request');
+    if (expected.accessToken !== undefined && payload.ath !== accessTokenHash(expected.accessToken))
+      throw new AccessDeniedError('DPoP proof is for another access token');
     if (expected.nonce !== undefined && payload.nonce !== expected.nonce) throw new AccessDeniedError('DPoP proof does not sign the challenge');
     // The thumbprint of the very key that verified the signature.
     const thumbprint = signer!.thumbprint;
-    if (expected.thumbprint !== undefined && thumbprint !== expected.thumbprint) throw new AccessDeniedError('DPoP proof is signed by another key than the token is bound to');
+    if (expected.thumbprint !== undefined && thumbprint !== expected.thumbprint)
+      throw new AccessDeniedError('DPoP proof is signed by another key than the token is bound to');
     if (typeof payload.jti !== 'string' || payload.jti.length > 128) throw new MalformedInputError('DPoP proof jti is malformed');
     const fresh = await this.seen.add(`${thumbprint} ${payload.jti}`, (iat + 2 * PROOF_WINDOW_SECONDS) * 1000, nowMs);
     if (!fresh) throw new AccessDeniedError('DPoP proof has already been used');

@@ -18,7 +18,22 @@
  * its header to the very key object that verified it (a rotated, retired or refetched key means a full check);
  * every claim and the session are checked on every verification, and a token near its expiry is checked in full.
  */
-import { calculateJwkThumbprint, createLocalJWKSet, exportJWK, type CryptoKey, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters, type CompactJWSHeaderParameters } from 'jose';
+import {
+  calculateJwkThumbprint,
+  createLocalJWKSet,
+  exportJWK,
+  type CryptoKey,
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type ProtectedHeaderParameters,
+  type CompactJWSHeaderParameters,
+} from 'jose';
 import { AccessDeniedError, MalformedInputError } from '@medshare/crypto';
 import type { SessionStore } from '../stores.ts';
 import { MAX_TOKEN_CHARS, TOKEN_ALGORITHM, TOKEN_TYPE, uidAttribute, type VerifiedToken } from './claims.ts';
@@ -189,9 +204,14 @@ export class TokenVerifier {
     const { iss, exp, iat } = hit.payload as { iss: string; exp: number; iat: number };
     const fresh = this.trust.lookup(iss) === hit.trusted && nowSeconds < exp && nowSeconds - iat < (this.options.maxLifetimeSeconds ?? 900);
     const [encodedHeader, payload, signature] = token.split('.') as [string, string, string];
-    const sameKey = fresh && (await Promise.resolve()
-      .then(() => hit.trusted.keys(hit.header, { protected: encodedHeader, payload, signature }))
-      .then((key) => key === hit.key, () => false));
+    const sameKey =
+      fresh &&
+      (await Promise.resolve()
+        .then(() => hit.trusted.keys(hit.header, { protected: encodedHeader, payload, signature }))
+        .then(
+          (key) => key === hit.key,
+          () => false,
+        ));
     if (!sameKey) this.remembered.delete(token);
     return sameKey;
   }
@@ -230,9 +250,24 @@ export class TokenVerifier {
   }
 
   private async checkClaims(payload: JWTPayload, member: FederationMember): Promise<VerifiedToken> {
-    const { sub, sid, jti, exp, client_id: clientId, auth_time: authTime, acr } = payload as JWTPayload & { client_id?: unknown; auth_time?: unknown; acr?: unknown };
-    if (typeof sub !== 'string' || typeof sid !== 'string' || typeof jti !== 'string' || typeof exp !== 'number' || typeof clientId !== 'string'
-      || typeof authTime !== 'number' || (acr !== undefined && typeof acr !== 'string')) {
+    const {
+      sub,
+      sid,
+      jti,
+      exp,
+      client_id: clientId,
+      auth_time: authTime,
+      acr,
+    } = payload as JWTPayload & { client_id?: unknown; auth_time?: unknown; acr?: unknown };
+    if (
+      typeof sub !== 'string' ||
+      typeof sid !== 'string' ||
+      typeof jti !== 'string' ||
+      typeof exp !== 'number' ||
+      typeof clientId !== 'string' ||
+      typeof authTime !== 'number' ||
+      (acr !== undefined && typeof acr !== 'string')
+    ) {
       throw new AccessDeniedError('token claims are malformed');
     }
     if (payload.hospital !== member.hospital) throw new AccessDeniedError('token hospital does not match its issuer');

@@ -88,8 +88,14 @@ export class TokenIssuer {
     const sessionId = randomBytes(16).toString('base64url');
     const secret = device ? randomBytes(32).toString('base64url') : undefined;
     const session: SessionRecord = {
-      id: sessionId, userId: user.id, expiresAtMs: this.now() + this.sessionSeconds * 1000, revoked: false,
-      authTime: Math.floor(this.now() / 1000), methods: user.methods, clientId, audiences: audience,
+      id: sessionId,
+      userId: user.id,
+      expiresAtMs: this.now() + this.sessionSeconds * 1000,
+      revoked: false,
+      authTime: Math.floor(this.now() / 1000),
+      methods: user.methods,
+      clientId,
+      audiences: audience,
       ...(device ? { device, refreshDigest: digest(secret!) } : {}),
     };
     await this.options.sessions.create(session);
@@ -103,14 +109,23 @@ export class TokenIssuer {
    * @throws AccessDeniedError for an unknown, used, revoked or expired credential, another device's proof, or an
    *   audience the login did not ask for.
    */
-  async refresh(refreshToken: string, proofThumbprint: string, request: Partial<TokenRequest>, profile: (userId: string) => Promise<TokenProfile>): Promise<IssuedToken> {
+  async refresh(
+    refreshToken: string,
+    proofThumbprint: string,
+    request: Partial<TokenRequest>,
+    profile: (userId: string) => Promise<TokenProfile>,
+  ): Promise<IssuedToken> {
     const [sessionId, secret, extra] = String(refreshToken).split('.');
     if (!sessionId || !secret || extra !== undefined) throw new AccessDeniedError('refresh credential is not valid');
     const nowMs = this.now();
     const session = await this.options.sessions.get(sessionId);
     const presented = Buffer.from(digest(secret));
-    const valid = session?.refreshDigest !== undefined && !session.revoked && session.expiresAtMs > nowMs
-      && presented.length === session.refreshDigest.length && timingSafeEqual(presented, Buffer.from(session.refreshDigest));
+    const valid =
+      session?.refreshDigest !== undefined &&
+      !session.revoked &&
+      session.expiresAtMs > nowMs &&
+      presented.length === session.refreshDigest.length &&
+      timingSafeEqual(presented, Buffer.from(session.refreshDigest));
     if (!valid || !session) throw new AccessDeniedError('refresh credential is not valid');
     if (session.device?.proofKey !== proofThumbprint) throw new AccessDeniedError('refresh must be signed by the device key of the login');
     const audience = this.checkAudience(request.audience ?? session.audiences, new Set(session.audiences));
@@ -128,7 +143,8 @@ export class TokenIssuer {
       throw new MalformedInputError('audience must be 1 to 8 identifiers');
     }
     const refused = requested.find((a) => !allowed.has(a));
-    if (refused !== undefined) throw new AccessDeniedError(`audience ${refused.slice(0, 64)} is not registered for this ${allowed === this.audiences ? 'hospital' : 'session'}`);
+    if (refused !== undefined)
+      throw new AccessDeniedError(`audience ${refused.slice(0, 64)} is not registered for this ${allowed === this.audiences ? 'hospital' : 'session'}`);
     return [...new Set(requested)];
   }
 
@@ -143,8 +159,14 @@ export class TokenIssuer {
     const subject = this.options.pseudonyms.of(user.attributes.includes('role:patient') ? user.id : session.id);
     const attributes = user.attributes.map((a) => (a.startsWith('uid:') ? uidAttribute(subject) : a));
     const claims: Record<string, unknown> = {
-      sid: session.id, hospital: this.options.hospital, attrs: attributes, scope: scopes.join(' '), client_id: session.clientId,
-      auth_time: session.authTime, acr: ACR_MULTI_FACTOR, amr: user.methods,
+      sid: session.id,
+      hospital: this.options.hospital,
+      attrs: attributes,
+      scope: scopes.join(' '),
+      client_id: session.clientId,
+      auth_time: session.authTime,
+      acr: ACR_MULTI_FACTOR,
+      amr: user.methods,
     };
     if (session.device) claims.cnf = { jkt: session.device.proofKey, ...(session.device.sealingKey ? { sealing_jkt: session.device.sealingKey } : {}) };
     const { kid, privateKey } = this.options.keys.current;

@@ -33,8 +33,12 @@ export class SessionPseudonyms {
   private readonly ivKey: Buffer;
 
   /** @throws MalformedInputError for a key that is not 32 bytes. */
-  constructor(tracingKey: Uint8Array, private readonly issuer: string) {
-    if (!(tracingKey instanceof Uint8Array) || tracingKey.length !== TRACING_KEY_BYTES) throw new MalformedInputError(`a tracing key is ${TRACING_KEY_BYTES} bytes`);
+  constructor(
+    tracingKey: Uint8Array,
+    private readonly issuer: string,
+  ) {
+    if (!(tracingKey instanceof Uint8Array) || tracingKey.length !== TRACING_KEY_BYTES)
+      throw new MalformedInputError(`a tracing key is ${TRACING_KEY_BYTES} bytes`);
     this.encryptionKey = derive(tracingKey, 'encryption');
     this.ivKey = derive(tracingKey, 'synthetic-iv');
   }

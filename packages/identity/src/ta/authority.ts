@@ -71,7 +71,8 @@ export class TrustedAuthority {
     const verified = await this.options.verifier.verify(token);
     const attributes = this.vouchedAttributes(verified, request);
     const thumbprint = await deviceKeyThumbprint(request.deviceKey);
-    if (verified.proofKeyThumbprint === undefined || verified.sealingKeyThumbprint === undefined) throw new AccessDeniedError('token is not bound to a device key');
+    if (verified.proofKeyThumbprint === undefined || verified.sealingKeyThumbprint === undefined)
+      throw new AccessDeniedError('token is not bound to a device key');
     await this.options.proofs.verify(context.proof, { method: context.method, url: context.url, accessToken: token, thumbprint: verified.proofKeyThumbprint });
     if (verified.sealingKeyThumbprint !== thumbprint) throw new AccessDeniedError('token is bound to a different device key');
     const nowMs = (this.options.now ?? Date.now)();
@@ -82,7 +83,11 @@ export class TrustedAuthority {
     // so that the next key with another value of the same attribute is not a cold keygen.
     const integers = attributes.filter((a) => a.includes('='));
     if (integers.length > 0) void this.warm(integers).catch(() => undefined);
-    const box = seal(importDevicePublicKey(request.deviceKey), abe.encodeUserKey(userKey), deliveryContext(this.authorityId, verified.subject, verified.tokenId));
+    const box = seal(
+      importDevicePublicKey(request.deviceKey),
+      abe.encodeUserKey(userKey),
+      deliveryContext(this.authorityId, verified.subject, verified.tokenId),
+    );
     return { authorityId: this.authorityId, subject: verified.subject, attributes, tokenId: verified.tokenId, box };
   }
 

@@ -147,7 +147,10 @@ const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
 /** An Ed25519 key as node:crypto's KeyObject presents it to these packages. */
 export class KeyObject {
   readonly asymmetricKeyType = 'ed25519';
-  constructor(readonly type: 'private' | 'public', readonly raw: Uint8Array) {}
+  constructor(
+    readonly type: 'private' | 'public',
+    readonly raw: Uint8Array,
+  ) {}
 
   export(options: { format: 'der' | 'jwk'; type?: string }): any {
     const publicRaw = this.type === 'private' ? ed25519.getPublicKey(this.raw) : this.raw;
@@ -162,7 +165,8 @@ export class KeyObject {
 }
 
 function withPrefix(der: Uint8Array, prefix: Uint8Array): Uint8Array {
-  if (der.length !== prefix.length + 32 || !timingSafeEqual(der.subarray(0, prefix.length), prefix)) throw new Error('node:crypto shim: not an Ed25519 DER key');
+  if (der.length !== prefix.length + 32 || !timingSafeEqual(der.subarray(0, prefix.length), prefix))
+    throw new Error('node:crypto shim: not an Ed25519 DER key');
   return der.slice(prefix.length);
 }
 
@@ -171,8 +175,10 @@ type KeyInput = KeyObject | { key: Uint8Array | { kty: string; crv: string; x: s
 /** node:crypto's createPrivateKey (Ed25519 PKCS#8 DER or JWK). */
 export function createPrivateKey(input: KeyInput): KeyObject {
   if (input instanceof KeyObject) return input;
-  if (input.format === 'jwk' && !(input.key instanceof Uint8Array) && input.key.crv === 'Ed25519' && input.key.d) return new KeyObject('private', Buffer.from(input.key.d, 'base64url'));
-  if (input.format === 'der' && input.key instanceof Uint8Array && input.type === 'pkcs8') return new KeyObject('private', withPrefix(input.key, PKCS8_ED25519));
+  if (input.format === 'jwk' && !(input.key instanceof Uint8Array) && input.key.crv === 'Ed25519' && input.key.d)
+    return new KeyObject('private', Buffer.from(input.key.d, 'base64url'));
+  if (input.format === 'der' && input.key instanceof Uint8Array && input.type === 'pkcs8')
+    return new KeyObject('private', withPrefix(input.key, PKCS8_ED25519));
   throw new Error('node:crypto shim: unsupported private key');
 }
 
@@ -210,4 +216,18 @@ export function generateKeyPairSync(): never {
   throw new Error('node:crypto shim: generateKeyPairSync is not available in the browser');
 }
 
-export default { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual, createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, sign, verify, generateKeyPairSync, KeyObject };
+export default {
+  createHash,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+  createCipheriv,
+  createDecipheriv,
+  createPrivateKey,
+  createPublicKey,
+  sign,
+  verify,
+  generateKeyPairSync,
+  KeyObject,
+};

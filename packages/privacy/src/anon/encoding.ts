@@ -67,17 +67,19 @@ export function encode(table: Table, options: AnonymizationOptions): EncodedTabl
       });
       let min = Infinity;
       let max = -Infinity;
-      for (const v of values) (min = Math.min(min, v)), (max = Math.max(max, v));
-      numeric.push(values), paths.push(null), ranges.push(n === 0 ? 0 : max - min);
+      for (const v of values) ((min = Math.min(min, v)), (max = Math.max(max, v)));
+      (numeric.push(values), paths.push(null), ranges.push(n === 0 ? 0 : max - min));
     } else {
-      paths.push(table.rows.map((row, r) => {
-        try {
-          return qi.hierarchy.path(row[col] ?? '');
-        } catch (error) {
-          throw new MalformedInputError(`column ${qi.column}, row ${r + 1}: ${(error as Error).message}`);
-        }
-      }));
-      numeric.push(null), ranges.push(qi.hierarchy.size);
+      paths.push(
+        table.rows.map((row, r) => {
+          try {
+            return qi.hierarchy.path(row[col] ?? '');
+          } catch (error) {
+            throw new MalformedInputError(`column ${qi.column}, row ${r + 1}: ${(error as Error).message}`);
+          }
+        }),
+      );
+      (numeric.push(null), ranges.push(qi.hierarchy.size));
     }
   }
   const encoded: EncodedTable = { n, numeric, paths, ranges };
@@ -102,7 +104,9 @@ function encodeSensitive(table: Table, column: string, hierarchy: Hierarchy | un
       throw new MalformedInputError(`sensitive column ${column}: ${(error as Error).message}`);
     }
   }
-  const emd = tree ? (counts: Float64Array, size: number) => tree.distance(counts, size, global) : (counts: Float64Array, size: number) => earthMoversDistance(counts, size, global, ordered);
+  const emd = tree
+    ? (counts: Float64Array, size: number) => tree.distance(counts, size, global)
+    : (counts: Float64Array, size: number) => earthMoversDistance(counts, size, global, ordered);
   return { values, domain: labels.length, labels, global, ordered, distance: ordered ? 'ordered' : tree ? 'hierarchical' : 'equal', emd };
 }
 
@@ -113,7 +117,8 @@ function encodeSensitive(table: Table, column: string, hierarchy: Hierarchy | un
 export function checkOptions(options: AnonymizationOptions): void {
   checkModel(options.model);
   if (options.quasiIdentifiers.length === 0) throw new MalformedInputError('at least one quasi-identifier is needed');
-  if ((options.model.l || options.model.t !== undefined) && options.sensitive === undefined) throw new MalformedInputError('l-diversity and t-closeness need a sensitive attribute');
+  if ((options.model.l || options.model.t !== undefined) && options.sensitive === undefined)
+    throw new MalformedInputError('l-diversity and t-closeness need a sensitive attribute');
 }
 
 /** The privacy-model predicate on a set of records. */

@@ -47,7 +47,8 @@ export function resourcesFromText(text: string, source = 'fhir'): Json[] {
   const resources: Json[] = [];
   for (const document of documents) {
     const doc = document as Json;
-    if (!doc || typeof doc !== 'object' || typeof doc['resourceType'] !== 'string') throw new MalformedInputError(`${source}: not a FHIR resource (no resourceType)`);
+    if (!doc || typeof doc !== 'object' || typeof doc['resourceType'] !== 'string')
+      throw new MalformedInputError(`${source}: not a FHIR resource (no resourceType)`);
     const items = doc['resourceType'] === 'Bundle' ? ((doc['entry'] as Json[] | undefined) ?? []).map((e) => e?.['resource'] as Json) : [doc];
     for (const item of items) if (item && typeof item === 'object') resources.push(item);
     if (resources.length > MAX_RESOURCES) throw new LimitExceededError(`${source}: more than ${MAX_RESOURCES} resources`);
@@ -63,7 +64,8 @@ export function resourcesFromText(text: string, source = 'fhir'): Json[] {
  */
 export function researchTable(resources: Iterable<Json>, options: ResearchTableOptions): Table {
   const known: ResearchField[] = ['age', 'sex', 'zip3', 'conditions'];
-  for (const field of options.fields) if (!known.includes(field)) throw new MalformedInputError(`unknown research field "${field}"; known: ${known.join(', ')}`);
+  for (const field of options.fields)
+    if (!known.includes(field)) throw new MalformedInputError(`unknown research field "${field}"; known: ${known.join(', ')}`);
   const asOf = options.asOf ?? new Date();
   if (Number.isNaN(asOf.getTime())) throw new MalformedInputError('the reference date for ages is not a date');
   const patients: Json[] = [];
@@ -93,7 +95,8 @@ export function researchTable(resources: Iterable<Json>, options: ResearchTableO
         case 'sex':
           return typeof patient['gender'] === 'string' ? patient['gender'] : '';
         case 'zip3': {
-          const postal = ((patient['address'] as Json[] | undefined) ?? []).map((a) => a?.['postalCode']).find((p) => typeof p === 'string') as string | undefined;
+          const postal = ((patient['address'] as Json[] | undefined) ?? []).map((a) => a?.['postalCode']).find((p) => typeof p === 'string') as
+            string | undefined;
           const digits = postal?.replace(/\D/g, '') ?? '';
           return digits.length >= 3 ? digits.slice(0, 3) : '';
         }

@@ -80,7 +80,7 @@ function levelColumns(data: EncodedTable, options: GlobalOptions): LevelColumn[]
     if (values) {
       let min = Infinity;
       let max = -Infinity;
-      for (const v of values) (min = Math.min(min, v)), (max = Math.max(max, v));
+      for (const v of values) ((min = Math.min(min, v)), (max = Math.max(max, v)));
       const range = data.ranges[q] ?? 0;
       const column: LevelColumn = { codes: [], bounds: [], penalty: [] };
       const distinct = [...new Set(values)].sort((a, b) => a - b);
@@ -92,10 +92,12 @@ function levelColumns(data: EncodedTable, options: GlobalOptions): LevelColumn[]
         const origin = Number.isFinite(width) ? Math.floor(min / width) * width : min;
         const codes = Int32Array.from(values, (v) => (Number.isFinite(width) ? Math.floor((v - origin) / width) : 0));
         const buckets = Number.isFinite(width) ? Math.floor((max - origin) / width) + 1 : 1;
-        const bounds = Array.from({ length: buckets }, (_, c): [number, number] => (Number.isFinite(width) ? [Math.max(origin + c * width, min), Math.min(origin + (c + 1) * width, max)] : [min, max]));
+        const bounds = Array.from({ length: buckets }, (_, c): [number, number] =>
+          Number.isFinite(width) ? [Math.max(origin + c * width, min), Math.min(origin + (c + 1) * width, max)] : [min, max],
+        );
         let penalty = 0;
         for (const c of codes) penalty += range === 0 ? 0 : ((bounds[c]?.[1] ?? 0) - (bounds[c]?.[0] ?? 0)) / range;
-        column.codes.push(codes), column.bounds.push(bounds), column.penalty.push(penalty);
+        (column.codes.push(codes), column.bounds.push(bounds), column.penalty.push(penalty));
       }
       return column;
     }
@@ -116,7 +118,7 @@ function categoricalLevels(paths: HierarchyNode[][], size: number): LevelColumn 
   for (let r = 0; r < paths.length; r++) {
     const path = paths[r] as HierarchyNode[];
     let id = leafIds.get(path);
-    if (id === undefined) leafIds.set(path, (id = leaves.length)), leaves.push(path), (height = Math.max(height, path.length - 1));
+    if (id === undefined) (leafIds.set(path, (id = leaves.length)), leaves.push(path), (height = Math.max(height, path.length - 1)));
     leafOf[r] = id;
   }
   const column: LevelColumn = { codes: [], bounds: [], penalty: [] };
@@ -128,14 +130,14 @@ function categoricalLevels(paths: HierarchyNode[][], size: number): LevelColumn 
     leaves.forEach((path, leaf) => {
       const node = path[Math.max(path.length - 1 - level, 0)] as HierarchyNode;
       let id = ids.get(node);
-      if (id === undefined) ids.set(node, (id = nodes.length)), nodes.push(node);
+      if (id === undefined) (ids.set(node, (id = nodes.length)), nodes.push(node));
       codeOfLeaf[leaf] = id;
       costOfLeaf[leaf] = node.children.length === 0 ? 0 : node.leafCount / size;
     });
     const codes = gather(codeOfLeaf, leafOf);
     let penalty = 0;
     for (let r = 0; r < paths.length; r++) penalty += costOfLeaf[leafOf[r] as number] as number;
-    column.codes.push(codes), column.bounds.push(nodes), column.penalty.push(penalty);
+    (column.codes.push(codes), column.bounds.push(nodes), column.penalty.push(penalty));
   }
   return column;
 }
@@ -161,7 +163,12 @@ function compress(columns: LevelColumn[], sensitive: Int32Array | null, n: numbe
   const bottom: LevelColumn = { codes: [], bounds: [], penalty: [] };
   const all = sensitive ? [...columns, { ...bottom, codes: [sensitive], bounds: [[...new Set(sensitive)].map(() => [0, 0] as [number, number])] }] : columns;
   const radices = all.map((c) => Math.max(...(c.codes[0] as Int32Array), 0) + 1);
-  const grouping = groupRecords(all.map((c, q) => ({ ...c, bounds: [Array.from({ length: radices[q] as number })] as never })), all.map(() => 0), n, null);
+  const grouping = groupRecords(
+    all.map((c, q) => ({ ...c, bounds: [Array.from({ length: radices[q] as number })] as never })),
+    all.map(() => 0),
+    n,
+    null,
+  );
   const m = grouping.sizes.length;
   const first = grouping.representative;
   return {
@@ -222,7 +229,7 @@ function splittingColumns(columns: LevelColumn[], node: number[]): { codes: Int3
   const radix: number[] = [];
   columns.forEach((c, q) => {
     const width = (c.bounds[node[q] ?? 0] as unknown[]).length;
-    if (width > 1) codes.push(c.codes[node[q] ?? 0] as Int32Array), radix.push(width);
+    if (width > 1) (codes.push(c.codes[node[q] ?? 0] as Int32Array), radix.push(width));
   });
   return { codes, radix };
 }
@@ -236,7 +243,7 @@ function groupByCodes(codes: Int32Array[], radix: number[], n: number, weight: F
   const table = new DenseIds(n);
   for (let r = 0; r < n; r++) {
     const c = table.id(keys[r] as number);
-    if (c === sizes.length) sizes.push(0), representative.push(r);
+    if (c === sizes.length) (sizes.push(0), representative.push(r));
     classOf[r] = c;
     sizes[c]! += weight ? (weight[r] as number) : 1;
   }
@@ -252,7 +259,12 @@ function groupByCodes(codes: Int32Array[], radix: number[], n: number, weight: F
 function rollUp(columns: LevelColumn[], node: number[], from: NodeClasses): NodeClasses {
   const { codes, radix } = splittingColumns(columns, node);
   const reps = from.representative;
-  const merged = groupByCodes(codes.map((column) => gather(column, reps)), radix, reps.length, from.sizes);
+  const merged = groupByCodes(
+    codes.map((column) => gather(column, reps)),
+    radix,
+    reps.length,
+    from.sizes,
+  );
   return { classOf: gather(merged.classOf, from.classOf), sizes: merged.sizes, representative: merged.representative.map((c) => reps[c] as number) };
 }
 
@@ -328,7 +340,8 @@ function nodeLoss(tuples: Tuples, node: number[], evaluation: Evaluation, n: num
     const codes = column.codes[level] as Int32Array;
     const bounds = column.bounds[level] as ([number, number] | HierarchyNode)[];
     const cost = bounds.map((bound) => boundPenalty(bound, columns, q));
-    for (let t = 0; t < tuples.m; t++) if (!evaluation.failing[evaluation.grouping.classOf[t] as number]) penalty += (cost[codes[t] as number] as number) * (tuples.weight[t] as number);
+    for (let t = 0; t < tuples.m; t++)
+      if (!evaluation.failing[evaluation.grouping.classOf[t] as number]) penalty += (cost[codes[t] as number] as number) * (tuples.weight[t] as number);
   }
   return (100 * penalty) / (n * d);
 }
@@ -348,7 +361,8 @@ function boundPenalty(bound: [number, number] | HierarchyNode, columns: LevelCol
 function latticeNodes(columns: LevelColumn[], n: number): { node: number[]; bound: number }[] {
   const heights = columns.map((c) => c.codes.length - 1);
   const size = heights.reduce((product, h) => product * (h + 1), 1);
-  if (size > MAX_LATTICE) throw new LimitExceededError(`the generalisation lattice has ${size} nodes (more than ${MAX_LATTICE}); use hierarchies with fewer levels`);
+  if (size > MAX_LATTICE)
+    throw new LimitExceededError(`the generalisation lattice has ${size} nodes (more than ${MAX_LATTICE}); use hierarchies with fewer levels`);
   const d = columns.length;
   const nodes: { node: number[]; bound: number }[] = [];
   for (let index = 0; index < size; index++) {
@@ -421,7 +435,13 @@ function pathUp(nodes: { node: number[]; bound: number }[], start: number, tag: 
 }
 
 /** Predictive tagging: a passing node's generalisations pass, a failing node's specialisations fail. */
-function tagAll(nodes: { node: number[] }[], index: number, passes: boolean, tag: Int8Array, search: { taggedNotAnonymous: number; taggedAnonymous: number }): void {
+function tagAll(
+  nodes: { node: number[] }[],
+  index: number,
+  passes: boolean,
+  tag: Int8Array,
+  search: { taggedNotAnonymous: number; taggedAnonymous: number },
+): void {
   const node = nodes[index]?.node as number[];
   nodes.forEach((other, i) => {
     if (tag[i] !== 0) return;
@@ -486,7 +506,10 @@ export function globalRecoding(table: Table, options: GlobalOptions, exhaustive 
     }
   }
   // The candidates in the order of their NCP lower bound; stop when the bound reaches the best NCP.
-  const order = nodes.map((_, i) => i).filter((i) => tag[i] !== -1).sort((a, b) => (exhaustive ? a - b : nodes[a]!.bound - nodes[b]!.bound));
+  const order = nodes
+    .map((_, i) => i)
+    .filter((i) => tag[i] !== -1)
+    .sort((a, b) => (exhaustive ? a - b : nodes[a]!.bound - nodes[b]!.bound));
   const failed: number[][] = [];
   const passed: number[][] = [];
   let best: { node: number[]; loss: number; evaluation: Evaluation } | undefined;
@@ -514,17 +537,37 @@ export function globalRecoding(table: Table, options: GlobalOptions, exhaustive 
     }
     passed.push(node);
     const loss = nodeLoss(tuples, node, evaluation, n);
-    if (!best || loss < best.loss - 1e-9 || (Math.abs(loss - best.loss) <= 1e-9 && evaluation.suppressedRecords < best.evaluation.suppressedRecords)) best = { node, loss, evaluation };
+    if (!best || loss < best.loss - 1e-9 || (Math.abs(loss - best.loss) <= 1e-9 && evaluation.suppressedRecords < best.evaluation.suppressedRecords))
+      best = { node, loss, evaluation };
   }
   if (!best) throw new MalformedInputError(`no full-domain generalisation satisfies the privacy model with at most ${budget} suppressed rows`);
-  return { ...apply(table, options, tuples, best.node, best.evaluation), node: best.node, heights: columns.map((c) => c.codes.length - 1), ncpPercent: best.loss, search };
+  return {
+    ...apply(table, options, tuples, best.node, best.evaluation),
+    node: best.node,
+    heights: columns.map((c) => c.codes.length - 1),
+    ncpPercent: best.loss,
+    search,
+  };
 }
 
-function apply(table: Table, options: GlobalOptions, tuples: Tuples, node: number[], evaluation: Evaluation): Pick<GlobalResult, 'table' | 'classes' | 'suppressed'> {
+function apply(
+  table: Table,
+  options: GlobalOptions,
+  tuples: Tuples,
+  node: number[],
+  evaluation: Evaluation,
+): Pick<GlobalResult, 'table' | 'classes' | 'suppressed'> {
   const { grouping, failing } = evaluation;
   const classes: EquivalenceClass[] = grouping.sizes.map((_, c) => {
     const t = grouping.representative[c] as number;
-    return { records: [], bounds: tuples.columns.map((column, q) => (column.bounds[node[q] ?? 0] as ([number, number] | HierarchyNode)[])[(column.codes[node[q] ?? 0] as Int32Array)[t] as number] as [number, number] | HierarchyNode) };
+    return {
+      records: [],
+      bounds: tuples.columns.map(
+        (column, q) =>
+          (column.bounds[node[q] ?? 0] as ([number, number] | HierarchyNode)[])[(column.codes[node[q] ?? 0] as Int32Array)[t] as number] as
+            [number, number] | HierarchyNode,
+      ),
+    };
   });
   const suppressed: number[] = [];
   for (let r = 0; r < table.rows.length; r++) {

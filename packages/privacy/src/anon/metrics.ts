@@ -79,6 +79,9 @@ export function originalClasses(data: EncodedTable): EquivalenceClass[] {
   }
   return [...groups.values()].map((records) => {
     const r = records[0] ?? 0;
-    return { records, bounds: data.numeric.map((values, q) => (values ? ([values[r], values[r]] as [number, number]) : (data.paths[q]?.[r]?.at(-1) as HierarchyNode))) };
+    return {
+      records,
+      bounds: data.numeric.map((values, q) => (values ? ([values[r], values[r]] as [number, number]) : (data.paths[q]?.[r]?.at(-1) as HierarchyNode))),
+    };
   });
 }

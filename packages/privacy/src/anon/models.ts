@@ -26,7 +26,8 @@ export interface PrivacyModel {
 /** Validates a privacy model's parameters. */
 export function checkModel(model: PrivacyModel): void {
   if (!Number.isInteger(model.k) || model.k < 1) throw new MalformedInputError('k must be a positive integer');
-  if (model.l && (!(model.l.l >= 1) || (model.l.kind === 'recursive' && !(model.l.c > 0)))) throw new MalformedInputError('l must be >= 1 (and c > 0 for recursive l-diversity)');
+  if (model.l && (!(model.l.l >= 1) || (model.l.kind === 'recursive' && !(model.l.c > 0))))
+    throw new MalformedInputError('l must be >= 1 (and c > 0 for recursive l-diversity)');
   if (model.t !== undefined && !(model.t >= 0 && model.t <= 1)) throw new MalformedInputError('t must be within [0, 1]');
 }
 

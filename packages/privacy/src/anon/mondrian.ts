@@ -73,8 +73,7 @@ export function mondrian(table: Table, options: MondrianOptions): MondrianResult
         const bounds = part.group ? partition.bounds.map((bound, q) => (q === part.group?.q ? part.group.node : bound)) : partition.bounds;
         stack.push(tighten({ records: part.records, bounds }, data));
       }
-    }
-    else classes.push(partition);
+    } else classes.push(partition);
   }
   const suppressed = suppression.records.sort((a, b) => a - b);
   return { table: generalise(table, options, classes, new Set(suppressed)), classes, suppressed };
@@ -86,7 +85,7 @@ function tighten(partition: EquivalenceClass, data: EncodedTable): EquivalenceCl
     if (values) {
       let min = Infinity;
       let max = -Infinity;
-      for (const r of partition.records) (min = Math.min(min, values[r] ?? 0)), (max = Math.max(max, values[r] ?? 0));
+      for (const r of partition.records) ((min = Math.min(min, values[r] ?? 0)), (max = Math.max(max, values[r] ?? 0)));
       return [min, max] as [number, number];
     }
     const paths = data.paths[q] as HierarchyNode[][];
@@ -143,7 +142,15 @@ interface Unit {
  * child group (ages 80-99 at k = 100) no longer keeps a large partition at the hierarchy's root,
  * and t-closeness no longer stops every median split.
  */
-function splitOnce(partition: EquivalenceClass, data: EncodedTable, satisfies: (records: number[]) => boolean, countsSatisfy: CountsCheck, mode: 'strict' | 'relaxed', suppression: { budget: number; records: number[] }, minimumClassSize: number): Part[] | null {
+function splitOnce(
+  partition: EquivalenceClass,
+  data: EncodedTable,
+  satisfies: (records: number[]) => boolean,
+  countsSatisfy: CountsCheck,
+  mode: 'strict' | 'relaxed',
+  suppression: { budget: number; records: number[] },
+  minimumClassSize: number,
+): Part[] | null {
   const order = partition.bounds
     .map((bound, q) => ({ q, width: normalisedWidth(bound, data.ranges[q] ?? 0) }))
     .filter((d) => d.width > 0)
@@ -189,7 +196,16 @@ function splitOnce(partition: EquivalenceClass, data: EncodedTable, satisfies: (
 function partFromUnits(units: Unit[], q: number, ancestor: HierarchyNode, childrenOfRealNode: boolean): Part {
   const records = units.flatMap((u) => u.records);
   if (units.length === 1 || (childrenOfRealNode && units.length === ancestor.children.length)) return { records };
-  return { records, group: { q, node: siblingGroup(ancestor, units.map((u) => u.node as HierarchyNode)) } };
+  return {
+    records,
+    group: {
+      q,
+      node: siblingGroup(
+        ancestor,
+        units.map((u) => u.node as HierarchyNode),
+      ),
+    },
+  };
 }
 
 type CountsCheck = (counts: Float64Array, size: number) => boolean;
@@ -221,7 +237,7 @@ function balancedCut(units: Unit[], data: EncodedTable, countsSatisfy: CountsChe
     const imbalance = Math.abs(2 * leftSize - size);
     if (imbalance >= bestImbalance) continue;
     for (let i = 0; i < domain; i++) right[i] = (total[i] as number) - (left[i] as number);
-    if (countsSatisfy(left, leftSize) && countsSatisfy(right, size - leftSize)) (best = cut), (bestImbalance = imbalance);
+    if (countsSatisfy(left, leftSize) && countsSatisfy(right, size - leftSize)) ((best = cut), (bestImbalance = imbalance));
   }
   return best < 0 ? null : [units.slice(0, best), units.slice(best)];
 }
@@ -268,7 +284,9 @@ function unitsAt(records: number[], paths: HierarchyNode[][], node: HierarchyNod
     else groups.set(at, { node: at, records: [r] });
   }
   const first = paths[records[0] as number] as HierarchyNode[];
-  return [...groups.values()].sort((a, b) => position(a.node as HierarchyNode, first) - position(b.node as HierarchyNode, first)).filter((u) => u.node !== node);
+  return [...groups.values()]
+    .sort((a, b) => position(a.node as HierarchyNode, first) - position(b.node as HierarchyNode, first))
+    .filter((u) => u.node !== node);
 }
 
 function splitNumeric(records: number[], values: Float64Array, mode: 'strict' | 'relaxed'): number[][] | null {

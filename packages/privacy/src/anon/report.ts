@@ -70,7 +70,15 @@ export function runMethod(table: Table, options: MondrianOptions, method: Method
     return { method, ...result, runtimeMs: performance.now() - start };
   }
   const result = globalRecoding(table, options);
-  return { method, table: result.table, classes: result.classes, suppressed: result.suppressed, runtimeMs: performance.now() - start, node: result.node, search: result.search };
+  return {
+    method,
+    table: result.table,
+    classes: result.classes,
+    suppressed: result.suppressed,
+    runtimeMs: performance.now() - start,
+    node: result.node,
+    search: result.search,
+  };
 }
 
 function methodReport(data: EncodedTable, run: MethodRun, options: ReleaseOptions): MethodReport {
@@ -80,7 +88,10 @@ function methodReport(data: EncodedTable, run: MethodRun, options: ReleaseOption
     method: run.method,
     metrics,
     attributeLoss: Object.fromEntries(names.map((name, q) => [name, metrics.attributeNcpPercent[q] ?? 0])),
-    risk: riskReport(run.classes.map((c) => c.records.length), riskOptions(options, run.table.rows.length)),
+    risk: riskReport(
+      run.classes.map((c) => c.records.length),
+      riskOptions(options, run.table.rows.length),
+    ),
     runtimeMs: run.runtimeMs,
     ...(run.node ? { node: Object.fromEntries(names.map((name, q) => [name, run.node?.[q] ?? 0])) } : {}),
     ...(run.search ? { search: run.search } : {}),
@@ -88,14 +99,21 @@ function methodReport(data: EncodedTable, run: MethodRun, options: ReleaseOption
 }
 
 function riskOptions(options: ReleaseOptions, released: number): { populationSize?: number; threshold?: number } {
-  return { ...(options.populationSize !== undefined ? { populationSize: Math.max(options.populationSize, released) } : {}), ...(options.riskThreshold !== undefined ? { threshold: options.riskThreshold } : {}) };
+  return {
+    ...(options.populationSize !== undefined ? { populationSize: Math.max(options.populationSize, released) } : {}),
+    ...(options.riskThreshold !== undefined ? { threshold: options.riskThreshold } : {}),
+  };
 }
 
 /**
  * Anonymizes a table with each method and reports utility and risk before and after. The
  * returned `table` is the first method's output; `tables` holds every method's.
  */
-export function anonymizeWithReport(table: Table, options: ReleaseOptions, methods: Method[] = ['mondrian']): { table: Table; tables: Partial<Record<Method, Table>>; report: AnonymizationReport } {
+export function anonymizeWithReport(
+  table: Table,
+  options: ReleaseOptions,
+  methods: Method[] = ['mondrian'],
+): { table: Table; tables: Partial<Record<Method, Table>>; report: AnonymizationReport } {
   const start = performance.now();
   const runs = methods.map((method) => runMethod(table, options, method));
   const runtimeMs = performance.now() - start;
@@ -110,7 +128,10 @@ export function anonymizeWithReport(table: Table, options: ReleaseOptions, metho
     ...(data.sensitive && options.model.t !== undefined ? { tClosenessDistance: data.sensitive.distance } : {}),
     maxSuppression: options.maxSuppression ?? 0,
     before: measure(data, original, options.model.k),
-    beforeRisk: riskReport(original.map((c) => c.records.length), riskOptions(options, table.rows.length)),
+    beforeRisk: riskReport(
+      original.map((c) => c.records.length),
+      riskOptions(options, table.rows.length),
+    ),
     after: (reports[0] as MethodReport).metrics,
     methods: reports,
     runtimeMs,
@@ -128,14 +149,27 @@ export interface CurvePoint {
 }
 
 /** NCP and prosecutor risk for each k and each series (Mondrian strict / relaxed, global recoding): the data of the plots. */
-export function utilityCurve(table: Table, options: MondrianOptions, ks: number[], series: ('strict' | 'relaxed' | 'global')[] = ['strict', 'relaxed']): CurvePoint[] {
+export function utilityCurve(
+  table: Table,
+  options: MondrianOptions,
+  ks: number[],
+  series: ('strict' | 'relaxed' | 'global')[] = ['strict', 'relaxed'],
+): CurvePoint[] {
   const data = encode(table, options);
-  return series.flatMap((mode) => ks.map((k) => {
-    const model = { ...options.model, k };
-    const result = mode === 'global' ? globalRecoding(table, { ...options, model }) : mondrian(table, { ...options, mode, model });
-    const metrics = measure(data, result.classes, k, result.suppressed.length);
-    return { k, mode, ncpPercent: metrics.ncpPercent, highestProsecutorRisk: metrics.highestProsecutorRisk, averageProsecutorRisk: metrics.averageProsecutorRisk };
-  }));
+  return series.flatMap((mode) =>
+    ks.map((k) => {
+      const model = { ...options.model, k };
+      const result = mode === 'global' ? globalRecoding(table, { ...options, model }) : mondrian(table, { ...options, mode, model });
+      const metrics = measure(data, result.classes, k, result.suppressed.length);
+      return {
+        k,
+        mode,
+        ncpPercent: metrics.ncpPercent,
+        highestProsecutorRisk: metrics.highestProsecutorRisk,
+        averageProsecutorRisk: metrics.averageProsecutorRisk,
+      };
+    }),
+  );
 }
 
 /** Renders the utility-vs-k curve as an SVG line chart (log-scaled k). */
@@ -145,10 +179,16 @@ export async function utilityPlotSvg(points: CurvePoint[], title = 'Information 
 
 /** Renders NCP against the average prosecutor re-identification risk (one point per k and series). */
 export async function riskPlotSvg(points: CurvePoint[], title = 'Information loss (NCP) vs re-identification risk'): Promise<string> {
-  return lineChart(points.filter((p) => p.averageProsecutorRisk !== undefined && p.averageProsecutorRisk > 0), { x: 'averageProsecutorRisk', xTitle: 'average prosecutor risk (log)', xScale: 'log', title });
+  return lineChart(
+    points.filter((p) => p.averageProsecutorRisk !== undefined && p.averageProsecutorRisk > 0),
+    { x: 'averageProsecutorRisk', xTitle: 'average prosecutor risk (log)', xScale: 'log', title },
+  );
 }
 
-async function lineChart(points: CurvePoint[], axis: { x: string; xTitle: string; xScale: 'log' | 'linear'; title: string; xValues?: number[] }): Promise<string> {
+async function lineChart(
+  points: CurvePoint[],
+  axis: { x: string; xTitle: string; xScale: 'log' | 'linear'; title: string; xValues?: number[] },
+): Promise<string> {
   const spec: vega.Spec = {
     $schema: 'https://vega.github.io/schema/vega/v5.json',
     width: 480,
@@ -171,8 +211,25 @@ async function lineChart(points: CurvePoint[], axis: { x: string; xTitle: string
         type: 'group',
         from: { facet: { name: 'series', data: 'points', groupby: 'mode' } },
         marks: [
-          { type: 'line', from: { data: 'series' }, encode: { enter: { x: { scale: 'x', field: axis.x }, y: { scale: 'y', field: 'ncpPercent' }, stroke: { scale: 'color', field: 'mode' }, strokeWidth: { value: 2 } } } },
-          { type: 'symbol', from: { data: 'series' }, encode: { enter: { x: { scale: 'x', field: axis.x }, y: { scale: 'y', field: 'ncpPercent' }, fill: { scale: 'color', field: 'mode' }, size: { value: 40 } } } },
+          {
+            type: 'line',
+            from: { data: 'series' },
+            encode: {
+              enter: {
+                x: { scale: 'x', field: axis.x },
+                y: { scale: 'y', field: 'ncpPercent' },
+                stroke: { scale: 'color', field: 'mode' },
+                strokeWidth: { value: 2 },
+              },
+            },
+          },
+          {
+            type: 'symbol',
+            from: { data: 'series' },
+            encode: {
+              enter: { x: { scale: 'x', field: axis.x }, y: { scale: 'y', field: 'ncpPercent' }, fill: { scale: 'color', field: 'mode' }, size: { value: 40 } },
+            },
+          },
         ],
       },
     ],

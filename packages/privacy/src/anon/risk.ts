@@ -123,8 +123,8 @@ function golden(f: (x: number) => number, lo: number, hi: number): number {
   let fc = f(c);
   let fd = f(d);
   for (let i = 0; i < 80 && b - a > 1e-7; i++) {
-    if (fc > fd) (b = d), (d = c), (fd = fc), (c = b - ratio * (b - a)), (fc = f(c));
-    else (a = c), (c = d), (fc = fd), (d = a + ratio * (b - a)), (fd = f(d));
+    if (fc > fd) ((b = d), (d = c), (fd = fc), (c = b - ratio * (b - a)), (fc = f(c)));
+    else ((a = c), (c = d), (fc = fd), (d = a + ratio * (b - a)), (fd = f(d)));
   }
   return (a + b) / 2;
 }
@@ -132,7 +132,10 @@ function golden(f: (x: number) => number, lo: number, hi: number): number {
 /** ln Γ(x) for x > 0 (Lanczos approximation, g = 7, 9 terms; relative error about 1e-15). */
 export function logGamma(x: number): number {
   if (x < 0.5) return Math.log(Math.PI / Math.sin(Math.PI * x)) - logGamma(1 - x);
-  const c = [0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012, 9.9843695780195716e-6, 1.5056327351493116e-7];
+  const c = [
+    0.99999999999980993, 676.5203681218851, -1259.1392167224028, 771.32342877765313, -176.61502916214059, 12.507343278686905, -0.13857109526572012,
+    9.9843695780195716e-6, 1.5056327351493116e-7,
+  ];
   const z = x - 1;
   let sum = c[0] as number;
   for (let i = 1; i < 9; i++) sum += (c[i] as number) / (z + i);

@@ -28,7 +28,13 @@ export function parseCsv(text: string, options: { delimiter?: string; header?: s
   const source = options.source ?? 'csv';
   let records: string[][];
   try {
-    records = parse(text.replace(/^\uFEFF/, ''), { delimiter: options.delimiter ?? sniffDelimiter(text), trim: true, skip_empty_lines: true, relax_column_count: false, to: MAX_ROWS + 2 });
+    records = parse(text.replace(/^\uFEFF/, ''), {
+      delimiter: options.delimiter ?? sniffDelimiter(text),
+      trim: true,
+      skip_empty_lines: true,
+      relax_column_count: false,
+      to: MAX_ROWS + 2,
+    });
   } catch (error) {
     throw new MalformedInputError(`${source}: ${(error as Error).message}`);
   }
@@ -69,10 +75,12 @@ export function tableFromFhir(resources: Iterable<unknown>, resourceType: string
   const rows: string[][] = [];
   for (const resource of resources) {
     if ((resource as { resourceType?: unknown })?.resourceType !== resourceType) continue;
-    rows.push(compiled.map((evaluate) => {
-      const value = (evaluate(resource as never) as unknown[])[0];
-      return value === undefined || value === null ? '' : String(value);
-    }));
+    rows.push(
+      compiled.map((evaluate) => {
+        const value = (evaluate(resource as never) as unknown[])[0];
+        return value === undefined || value === null ? '' : String(value);
+      }),
+    );
   }
   return { columns: Object.keys(columns), rows };
 }

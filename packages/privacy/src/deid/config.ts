@@ -233,10 +233,13 @@ function parseParameters(raw: unknown, fail: (m: string) => never): Parameters {
     if (!kind) fail(`unknown parameter "${key}"`);
     if (value === null && (kind === 'integer' || kind === 'object')) continue;
     const ok =
-      kind === 'string[]' ? Array.isArray(value) && value.every((v) => typeof v === 'string')
-      : kind === 'integer' ? Number.isInteger(value)
-      : kind === 'object' ? isObject(value)
-      : typeof value === kind;
+      kind === 'string[]'
+        ? Array.isArray(value) && value.every((v) => typeof v === 'string')
+        : kind === 'integer'
+          ? Number.isInteger(value)
+          : kind === 'object'
+            ? isObject(value)
+            : typeof value === kind;
     if (!ok) fail(`parameter "${key}" must be ${kind === 'string[]' ? 'an array of strings' : kind === 'integer' ? 'an integer' : `a ${kind}`}`);
     (params as unknown as Record<string, unknown>)[key] = key === 'dateShiftScope' || key === 'dateShiftAlgorithm' ? lower(value) : value;
   }

@@ -41,7 +41,29 @@ const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer
 const NUMBER_TYPES = new Set(['decimal', ...INTEGER_TYPES]);
 const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duration', 'SimpleQuantity', 'MoneyQuantity']);
 const TEXT_TYPES = new Set(['string', 'markdown', 'xhtml', 'base64Binary', '']);
-const PRIMITIVE_TYPES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid', 'xhtml']);
+const PRIMITIVE_TYPES = new Set([
+  'boolean',
+  'integer',
+  'integer64',
+  'string',
+  'decimal',
+  'uri',
+  'url',
+  'canonical',
+  'base64Binary',
+  'instant',
+  'date',
+  'dateTime',
+  'time',
+  'code',
+  'oid',
+  'id',
+  'markdown',
+  'unsignedInt',
+  'positiveInt',
+  'uuid',
+  'xhtml',
+]);
 
 /** How cryptoHash treats a value: a reference or fullUrl (its id part), a Bundle request.url, or any other value (whole). */
 type HashForm = 'reference' | 'fullUrl' | 'request' | 'value';
@@ -75,7 +97,10 @@ export class Deidentifier {
   /** Hashed values by form (see `hash`), bounded; one engine has one key. */
   private readonly hashes: Record<HashForm, Map<string, string>> = { reference: new Map(), fullUrl: new Map(), request: new Map(), value: new Map() };
   private readonly offsets = new Map<string, number>();
-  private readonly generalizers = new Map<Rule, { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]>();
+  private readonly generalizers = new Map<
+    Rule,
+    { condition: (v: unknown, type: string) => unknown[]; expression: (v: unknown, type: string) => unknown[] }[]
+  >();
   /** The rules in one walk per resource, when the configuration allows it (rule-walk.ts). */
   private readonly ruleWalk: RuleWalk | undefined;
   /** `cryptoHashKey` as a key object, made once (createHmac converts a string key on every call). */
@@ -98,7 +123,10 @@ export class Deidentifier {
     };
     for (const rule of config.rules) {
       if (rule.cases) {
-        this.generalizers.set(rule, rule.cases.map((c) => ({ condition: compileValueExpression(c.condition), expression: compileValueExpression(c.expression) })));
+        this.generalizers.set(
+          rule,
+          rule.cases.map((c) => ({ condition: compileValueExpression(c.condition), expression: compileValueExpression(c.expression) })),
+        );
       }
     }
   }
@@ -116,19 +144,30 @@ export class Deidentifier {
       if (!PEOPLE.includes(String(resource['resourceType']))) continue;
       // Input is untrusted JSON: the FHIR types describe the expected shape, typeof checks enforce it.
       const person = resource as unknown as fhir4.Patient;
-      const humanNames = [...asArray(person.name), ...(asArray(person.contact) as fhir4.PatientContact[]).flatMap((c) => asArray(c?.name))] as fhir4.HumanName[];
+      const humanNames = [
+        ...asArray(person.name),
+        ...(asArray(person.contact) as fhir4.PatientContact[]).flatMap((c) => asArray(c?.name)),
+      ] as fhir4.HumanName[];
       const parts: unknown[] = [];
       for (const name of humanNames) parts.push(...asArray(name?.given), name?.family, name?.text);
-      const maiden = (asArray(person.extension) as fhir4.Extension[]).find((e) => e?.url === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName');
+      const maiden = (asArray(person.extension) as fhir4.Extension[]).find(
+        (e) => e?.url === 'http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName',
+      );
       parts.push(maiden?.valueString);
       for (const part of parts) if (typeof part === 'string') for (const word of part.split(/\s+/)) names.add(word);
       const addresses = [...asArray(person.address), ...(asArray(person.contact) as fhir4.PatientContact[]).map((c) => c?.address)] as fhir4.Address[];
       for (const address of addresses) {
-        for (const part of [...asArray(address?.line), address?.city, address?.district, address?.text]) if (typeof part === 'string' && part.length >= 3) places.add(part);
+        for (const part of [...asArray(address?.line), address?.city, address?.district, address?.text])
+          if (typeof part === 'string' && part.length >= 3) places.add(part);
         if (typeof address?.postalCode === 'string') zips.add(address.postalCode);
       }
     }
-    const matchers = [nameMatcher(names), termMatcher('ADDRESS', places), termMatcher('ZIP', zips), ...(this.config.parameters.builtinNameDictionary ? builtinNameMatchers() : [])];
+    const matchers = [
+      nameMatcher(names),
+      termMatcher('ADDRESS', places),
+      termMatcher('ZIP', zips),
+      ...(this.config.parameters.builtinNameDictionary ? builtinNameMatchers() : []),
+    ];
     return matchers.filter((m): m is NameMatcher => m !== undefined);
   }
 
@@ -253,7 +292,8 @@ export class Deidentifier {
           return setValue(node, labels, params.enablePartialAgesForRedact && Number(value) <= 89 ? value : undefined, 'REDACTED');
         }
         if (node.key === 'postalCode') {
-          if (params.enablePartialZipCodesForRedact) return setValue(node, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
+          if (params.enablePartialZipCodesForRedact)
+            return setValue(node, labels, partialZip(String(value), params.restrictedZipCodeTabulationAreas), 'ABSTRED');
           return setValue(node, labels, undefined, 'REDACTED');
         }
         return setValue(node, labels, undefined, 'REDACTED');
@@ -282,7 +322,13 @@ export class Deidentifier {
    */
   private hash(node: Leaf, value: string): string {
     const isReference = node.key === 'reference' && node.parentNode?.type === 'Reference';
-    let form: HashForm = isReference ? 'reference' : node.key === 'fullUrl' ? 'fullUrl' : node.key === 'url' && node.parentNode?.key === 'request' ? 'request' : 'value';
+    let form: HashForm = isReference
+      ? 'reference'
+      : node.key === 'fullUrl'
+        ? 'fullUrl'
+        : node.key === 'url' && node.parentNode?.key === 'request'
+          ? 'request'
+          : 'value';
     if (this.config.parameters.cryptoHashKeepsForm) {
       // A plain value is an id, whose cache keepFormHash is; a fullUrl hashes as a reference does (its id part), so they share one cache.
       if (form === 'value') return this.keepFormHash(value);
@@ -376,7 +422,10 @@ function retypeQuantityAges(index: NodeIndex): void {
   if (!quantities) return;
   const ages = quantities.filter((node) => isYearsQuantity(node.value));
   if (ages.length === 0) return;
-  index.byType.set('Quantity', quantities.filter((node) => !ages.includes(node)));
+  index.byType.set(
+    'Quantity',
+    quantities.filter((node) => !ages.includes(node)),
+  );
   for (const node of ages) node.type = 'Age';
   index.byType.set('Age', [...(index.byType.get('Age') ?? []), ...ages]);
 }
@@ -425,7 +474,8 @@ function fromLocations(results: unknown[], index: NodeIndex): TypedNode[] {
     const node = index.byParent(location.parent)?.find((n) => n.key === location.key && n.index === location.index);
     if (node) nodes.push(node);
   }
-  for (const result of results) if ((result as { data?: unknown })?.data === index.root.value && (result as { parentResNode?: unknown }).parentResNode == null) nodes.push(index.root);
+  for (const result of results)
+    if ((result as { data?: unknown })?.data === index.root.value && (result as { parentResNode?: unknown }).parentResNode == null) nodes.push(index.root);
   return nodes;
 }
 

@@ -112,7 +112,9 @@ function rewriteHelpers(path: string): string {
  * would let a second element with the same value as the first escape its rule.
  */
 export function compilePath(path: string): CompiledPath {
-  const branches = splitUnion(path).map((branch) => fhirpath.compile(rewriteHelpers(branch), r4Model, { resolveInternalTypes: false, userInvocationTable } as never));
+  const branches = splitUnion(path).map((branch) =>
+    fhirpath.compile(rewriteHelpers(branch), r4Model, { resolveInternalTypes: false, userInvocationTable } as never),
+  );
   return (resource, environment) => branches.flatMap((compiled) => compiled(resource as never, environment as never) as unknown[]);
 }
 

@@ -59,8 +59,12 @@ export async function deidentifyFile(engine: Deidentifier, input: string, output
   } catch (error) {
     throw new MalformedInputError(`${input}: not valid JSON (${(error as Error).message})`);
   }
-  if (typeof json !== 'object' || json === null || typeof json['resourceType'] !== 'string') throw new MalformedInputError(`${input}: not a FHIR resource (no resourceType)`);
-  const resources = json['resourceType'] === 'Bundle' && Array.isArray(json['entry']) ? (json['entry'] as JsonObject[]).map((e) => e?.['resource'] as JsonObject).filter(Boolean) : [json];
+  if (typeof json !== 'object' || json === null || typeof json['resourceType'] !== 'string')
+    throw new MalformedInputError(`${input}: not a FHIR resource (no resourceType)`);
+  const resources =
+    json['resourceType'] === 'Bundle' && Array.isArray(json['entry'])
+      ? (json['entry'] as JsonObject[]).map((e) => e?.['resource'] as JsonObject).filter(Boolean)
+      : [json];
   target.onFileStart?.(input, resources.length);
   const names = engine.namesFor(resources);
   let count = 0;
@@ -91,7 +95,14 @@ async function deidentifyNdjson(engine: Deidentifier, input: string, output: str
   let total = 0;
   for await (const { resource } of ndjsonResources(input)) {
     total++;
-    if (['Patient', 'Practitioner', 'RelatedPerson', 'Person'].includes(String(resource['resourceType']))) people.push({ resourceType: resource['resourceType'], name: resource['name'], extension: resource['extension'], address: resource['address'], contact: resource['contact'] });
+    if (['Patient', 'Practitioner', 'RelatedPerson', 'Person'].includes(String(resource['resourceType'])))
+      people.push({
+        resourceType: resource['resourceType'],
+        name: resource['name'],
+        extension: resource['extension'],
+        address: resource['address'],
+        contact: resource['contact'],
+      });
   }
   target.onFileStart?.(input, total);
   const names = engine.namesFor(people);

@@ -23,28 +23,205 @@ export interface Finding {
 }
 
 // Month names match capitalised or in capitals only, so the verb "may" and "march" stay words.
-const MONTH_WORDS = ['Jan(?:uary)?', 'Feb(?:ruary)?', 'Mar(?:ch)?', 'Apr(?:il)?', 'May', 'Jun(?:e)?', 'Jul(?:y)?', 'Aug(?:ust)?', 'Sep(?:t(?:ember)?)?', 'Oct(?:ober)?', 'Nov(?:ember)?', 'Dec(?:ember)?'];
+const MONTH_WORDS = [
+  'Jan(?:uary)?',
+  'Feb(?:ruary)?',
+  'Mar(?:ch)?',
+  'Apr(?:il)?',
+  'May',
+  'Jun(?:e)?',
+  'Jul(?:y)?',
+  'Aug(?:ust)?',
+  'Sep(?:t(?:ember)?)?',
+  'Oct(?:ober)?',
+  'Nov(?:ember)?',
+  'Dec(?:ember)?',
+];
 const MONTHS = [...MONTH_WORDS, ...MONTH_WORDS.map((m) => m.replace(/[a-z]/g, (c) => c.toUpperCase()).replace(/\(\?:/g, '(?:'))].join('|');
 const ORDINAL = '(?:st|nd|rd|th)?';
 const STREET_SUFFIXES = [
-  'Street', 'St', 'Avenue', 'Ave', 'Road', 'Rd', 'Boulevard', 'Blvd', 'Lane', 'Ln', 'Drive', 'Dr', 'Court', 'Ct', 'Way', 'Place', 'Pl', 'Terrace', 'Ter',
-  'Circle', 'Cir', 'Str', 'Highway', 'Hwy', 'Parkway', 'Pkwy', 'Square', 'Sq', 'Parade', 'Pde', 'Pathway', 'Path', 'Run', 'Route', 'Rte', 'Park', 'Trail', 'Trl',
-  'Crescent', 'Cres', 'Close', 'Row', 'Alley', 'Loop', 'Point', 'Pt', 'Ridge', 'Heights', 'Hill', 'Plaza', 'Walk', 'Crossing', 'Commons', 'Grove', 'Gardens',
-  'Mews', 'Pike', 'Turnpike', 'Expressway', 'Expy', 'Freeway', 'Fwy', 'Center', 'Centre', 'Junction', 'Landing', 'Manor', 'Meadows?', 'Estates', 'View',
-  'Village', 'Station', 'Cove', 'Bend', 'Glen', 'Harbor', 'Harbour', 'Green', 'Wharf', 'Quay', 'Esplanade', 'Broadway',
-  'Mall', 'Gateway', 'Crossroads?', 'Byway', 'Bypass', 'Vista', 'Lights?', 'Camp', 'Knolls?', 'Hollow', 'Orchard', 'Spur', 'Pass', 'Rapids?', 'Stravenue',
-  'Wells?', 'Throughway', 'Trafficway', 'Underpass', 'Viaduct', 'Ville', 'Ways', 'Radial', 'Ramp', 'Ranch', 'Rest', 'Shoals?', 'Shores?', 'Springs?',
-  'Summit', 'Track', 'Trace', 'Union', 'Valley', 'Annex', 'Arcade', 'Bluffs?', 'Bottom', 'Branch', 'Bridge', 'Brooks?', 'Burgs?', 'Canyon', 'Cape',
-  'Causeway', 'Cliffs?', 'Club', 'Common', 'Corners?', 'Course', 'Creek', 'Crest', 'Curve', 'Dale', 'Dam', 'Divide', 'Extensions?', 'Falls', 'Ferry',
-  'Fields?', 'Flats?', 'Fords?', 'Forest', 'Forge', 'Forks?', 'Fort', 'Haven', 'Islands?', 'Isle', 'Keys?', 'Lakes?', 'Land', 'Lock', 'Lodge', 'Mills?',
-  'Mission', 'Motorway', 'Mount', 'Mountain', 'Neck', 'Oval', 'Overpass', 'Pines', 'Plains?', 'Port', 'Prairie', 'River', 'Stream', 'Tunnel', 'Unions?',
+  'Street',
+  'St',
+  'Avenue',
+  'Ave',
+  'Road',
+  'Rd',
+  'Boulevard',
+  'Blvd',
+  'Lane',
+  'Ln',
+  'Drive',
+  'Dr',
+  'Court',
+  'Ct',
+  'Way',
+  'Place',
+  'Pl',
+  'Terrace',
+  'Ter',
+  'Circle',
+  'Cir',
+  'Str',
+  'Highway',
+  'Hwy',
+  'Parkway',
+  'Pkwy',
+  'Square',
+  'Sq',
+  'Parade',
+  'Pde',
+  'Pathway',
+  'Path',
+  'Run',
+  'Route',
+  'Rte',
+  'Park',
+  'Trail',
+  'Trl',
+  'Crescent',
+  'Cres',
+  'Close',
+  'Row',
+  'Alley',
+  'Loop',
+  'Point',
+  'Pt',
+  'Ridge',
+  'Heights',
+  'Hill',
+  'Plaza',
+  'Walk',
+  'Crossing',
+  'Commons',
+  'Grove',
+  'Gardens',
+  'Mews',
+  'Pike',
+  'Turnpike',
+  'Expressway',
+  'Expy',
+  'Freeway',
+  'Fwy',
+  'Center',
+  'Centre',
+  'Junction',
+  'Landing',
+  'Manor',
+  'Meadows?',
+  'Estates',
+  'View',
+  'Village',
+  'Station',
+  'Cove',
+  'Bend',
+  'Glen',
+  'Harbor',
+  'Harbour',
+  'Green',
+  'Wharf',
+  'Quay',
+  'Esplanade',
+  'Broadway',
+  'Mall',
+  'Gateway',
+  'Crossroads?',
+  'Byway',
+  'Bypass',
+  'Vista',
+  'Lights?',
+  'Camp',
+  'Knolls?',
+  'Hollow',
+  'Orchard',
+  'Spur',
+  'Pass',
+  'Rapids?',
+  'Stravenue',
+  'Wells?',
+  'Throughway',
+  'Trafficway',
+  'Underpass',
+  'Viaduct',
+  'Ville',
+  'Ways',
+  'Radial',
+  'Ramp',
+  'Ranch',
+  'Rest',
+  'Shoals?',
+  'Shores?',
+  'Springs?',
+  'Summit',
+  'Track',
+  'Trace',
+  'Union',
+  'Valley',
+  'Annex',
+  'Arcade',
+  'Bluffs?',
+  'Bottom',
+  'Branch',
+  'Bridge',
+  'Brooks?',
+  'Burgs?',
+  'Canyon',
+  'Cape',
+  'Causeway',
+  'Cliffs?',
+  'Club',
+  'Common',
+  'Corners?',
+  'Course',
+  'Creek',
+  'Crest',
+  'Curve',
+  'Dale',
+  'Dam',
+  'Divide',
+  'Extensions?',
+  'Falls',
+  'Ferry',
+  'Fields?',
+  'Flats?',
+  'Fords?',
+  'Forest',
+  'Forge',
+  'Forks?',
+  'Fort',
+  'Haven',
+  'Islands?',
+  'Isle',
+  'Keys?',
+  'Lakes?',
+  'Land',
+  'Lock',
+  'Lodge',
+  'Mills?',
+  'Mission',
+  'Motorway',
+  'Mount',
+  'Mountain',
+  'Neck',
+  'Oval',
+  'Overpass',
+  'Pines',
+  'Plains?',
+  'Port',
+  'Prairie',
+  'River',
+  'Stream',
+  'Tunnel',
+  'Unions?',
 ].join('|');
 const TLDS = 'com|org|net|gov|edu|mil|int|io|info|biz|health|care|clinic|hospital|us|uk|ca|au|de|fr|cn|in|me|co|nz|ie';
 
 /** What guards look at: the text and how many digits it has (counted once per text). */
 type Guard = (text: string, digits: number) => boolean;
 const hasDigit: Guard = (_, digits) => digits > 0;
-const digitsAtLeast = (n: number): Guard => (_, digits) => digits >= n;
+const digitsAtLeast =
+  (n: number): Guard =>
+  (_, digits) =>
+    digits >= n;
 
 function countDigits(text: string): number {
   let digits = 0;
@@ -68,46 +245,89 @@ const DIGIT_DOT_DIGIT = /\d\.\d/;
  * case, ſ folding to s as under its `iu` flags. A case-sensitive scan for these is about 7x
  * cheaper than the pattern's own scan under `iu` (free-text-equivalence.test.ts proves the class).
  */
-export const UNIT_WORD_START = /[Pp][Ss\u017f][Cc]|[Uu][Nn][Ii][Tt]|[Cc][Mm][Rr]|[Uu][Ss\u017f]|[Aa][Pp][Tt]|[Aa][Pp][Aa]|[Ss\u017f][Uu][Ii][Tt][Ee]|[Ss\u017f][Tt][Ee]|[Ff][Ll][Aa][Tt]/g;
+export const UNIT_WORD_START =
+  /[Pp][Ss\u017f][Cc]|[Uu][Nn][Ii][Tt]|[Cc][Mm][Rr]|[Uu][Ss\u017f]|[Aa][Pp][Tt]|[Aa][Pp][Aa]|[Ss\u017f][Uu][Ii][Tt][Ee]|[Ss\u017f][Tt][Ee]|[Ff][Ll][Aa][Tt]/g;
 
 /** Detectors that run before the dictionaries (so that "May 5, 1978" is a date, not a name). */
 const EARLY_PATTERNS: Pattern[] = [
   ['EMAIL', /\b[\w.+'-]+@[\w-]+(?:\.[\w-]+)+\b/g, (t) => t.includes('@')],
-  ['URL', new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'), (t) => t.includes('.') && /\.[a-z]{2}/i.test(t)],
+  [
+    'URL',
+    new RegExp(`\\b(?:https?|ftp)://[^\\s<>"')]+|\\bwww\\.[^\\s<>"')]+|\\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\\.)+(?:${TLDS})\\b(?:/[^\\s<>"')]*)?`, 'gi'),
+    (t) => t.includes('.') && /\.[a-z]{2}/i.test(t),
+  ],
   // An IPv4 address has a digit, a dot and a digit; an IPv6 one seven colons.
-  ['IP', /(?<![\d.])\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi, (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':'))],
+  [
+    'IP',
+    /(?<![\d.])\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b(?!\.\d)|\b(?:[0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\b/gi,
+    (t, d) => d >= 4 && (DIGIT_DOT_DIGIT.test(t) || t.includes(':')),
+  ],
   ['ID', /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi, (t, d) => d > 0 && t.length >= 36],
-  ['DATE', new RegExp([
-    // ISO dates with a valid month and day (so a licence number 2270-66-1551 is not one), and their time of day.
-    '\\b\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])(?:(?:T|\\s)\\d{2}:\\d{2}(?::\\d{2}(?:\\.\\d+)?)?(?:Z|[+-]\\d{2}:\\d{2})?)?(?!\\d)',
-    '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
-    '(?<![\\d.])(?:[0-2]?\\d|3[01])([/.-])(?:[0-2]?\\d|3[01])\\1\\d{2,4}(?!\\d|[.,]\\d|-\\d)',
-    `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}${ORDINAL}\\b(?:,?\\s+\\d{4}\\b)?`,
-    `\\b\\d{1,2}${ORDINAL}\\s+(?:of\\s+)?(?:${MONTHS})\\b\\.?(?:,?\\s+\\d{4}\\b)?`,
-    `\\b(?:${MONTHS})\\.?,?\\s+\\d{4}\\b`,
-  ].join('|'), 'g'), hasDigit],
-  ['SSN', /\b(\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})\b|\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?(\d{9})\b/gid, digitsAtLeast(9)],
+  [
+    'DATE',
+    new RegExp(
+      [
+        // ISO dates with a valid month and day (so a licence number 2270-66-1551 is not one), and their time of day.
+        '\\b\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])(?:(?:T|\\s)\\d{2}:\\d{2}(?::\\d{2}(?:\\.\\d+)?)?(?:Z|[+-]\\d{2}:\\d{2})?)?(?!\\d)',
+        '\\b\\d{4}[/.]\\d{1,2}[/.]\\d{1,2}\\b',
+        '(?<![\\d.])(?:[0-2]?\\d|3[01])([/.-])(?:[0-2]?\\d|3[01])\\1\\d{2,4}(?!\\d|[.,]\\d|-\\d)',
+        `\\b(?:${MONTHS})\\.?\\s+\\d{1,2}${ORDINAL}\\b(?:,?\\s+\\d{4}\\b)?`,
+        `\\b\\d{1,2}${ORDINAL}\\s+(?:of\\s+)?(?:${MONTHS})\\b\\.?(?:,?\\s+\\d{4}\\b)?`,
+        `\\b(?:${MONTHS})\\.?,?\\s+\\d{4}\\b`,
+      ].join('|'),
+      'g',
+    ),
+    hasDigit,
+  ],
+  ['SSN', /\b(\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})\b|\b(?:SSN|SS#|social security(?: number| no\.?)?)[\s#:.-]*(?:is\s+)?(\d{9})\b/dgi, digitsAtLeast(9)],
   // Street addresses: a number, capitalised words, a street suffix (USPS Publication 28 suffixes, and others).
-  ['ADDRESS', new RegExp(`\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`, 'g'), (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t)],
+  [
+    'ADDRESS',
+    new RegExp(
+      `\\b\\d{1,6}[A-Za-z]?\\s+(?:[A-Z][A-Za-z0-9'.-]*\\s+){1,4}(?:${STREET_SUFFIXES})\\b\\.?(?:,?\\s+(?:Apt|Apartment|Suite|Ste|Unit|#)\\.?\\s*#?\\w+)?|\\bP\\.?\\s?O\\.?\\s+Box\\s+\\d+`,
+      'g',
+    ),
+    (t, d) => d > 0 && /\d\s+[A-Z]|Box/.test(t),
+  ],
   // IBAN (ISO 13616: country, check digits, up to 30 letters and digits), any case.
   ['ID', /\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b/gi, digitsAtLeast(8)],
   // Military addresses (USPS Publication 28: PSC/Unit/CMR ... Box, APO/FPO/DPO; ships USNS/USNV/USS/USCGC) and unit numbers.
-  ['ADDRESS', /\b(?:PSC|Unit|CMR)\s+\d+,?\s+Box\s+\d+(?:\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5})?|\bUS(?:NS|NV|S|CGC)\s+\p{L}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)?\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5}|\b(?:Apt|Apartment|Suite|Ste|Unit|Flat)\b\.?\s*#?\s*\d+[A-Z]?\b/giu, hasDigit],
+  [
+    'ADDRESS',
+    /\b(?:PSC|Unit|CMR)\s+\d+,?\s+Box\s+\d+(?:\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5})?|\bUS(?:NS|NV|S|CGC)\s+\p{L}[\p{L}'-]+(?:\s+\p{Lu}[\p{L}'-]+)?\s+(?:APO|FPO|DPO)\s+[A-Z]{2}\s+\d{5}|\b(?:Apt|Apartment|Suite|Ste|Unit|Flat)\b\.?\s*#?\s*\d+[A-Z]?\b/giu,
+    hasDigit,
+  ],
   ['PHONE', /(?:\+?\b1[\s.-]?)?(?:\(\d{3}\)\s?|\b\d{3}[\s.-]?)\d{3}[\s.-]?\d{4}\b(?:\s*(?:x|ext\.?)\s*\d{1,5})?/g, digitsAtLeast(10)],
 ];
 
 /** Detectors that run after the dictionaries. */
 const LATE_PATTERNS: Pattern[] = [
   // Capitalised words after a title are a name, whether or not a dictionary has it.
-  ['NAME', /\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+(\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?)/gud, (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t)],
+  [
+    'NAME',
+    /\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sr|Sra)\.?\s+(\p{Lu}[\p{L}'’-]+(?:\s+\p{Lu}[\p{L}'’-]+)?)/dgu,
+    (t) => /\b(?:Mrs?|Ms|Mx|Miss|Dr|Prof|Sra?)\b/.test(t),
+  ],
   // The label stays (ordinary words); the value goes. A value needs a digit, so "MRN: pending" is kept.
-  ['ID', /\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})\b/gid, (t, d) => d > 0 && t.length > 5],
+  [
+    'ID',
+    /\b(?:MRN|medical record(?: number| no\.?)?|record(?: number| no\.?)|account(?: number| no\.?)?|acct|member(?: id| number)?|policy(?: number| no\.?)?|group(?: number| no\.?)|claim(?: number| no\.?)?|licen[cs]e(?: number| no\.?)?|passport(?: number| no\.?)?|DL|device(?: id)?|serial(?: number| no\.?)?|plan(?: id| number)?|health plan(?: number| id)?|beneficiary(?: number| id)?|certificate(?: number| no\.?)?|badge|employee(?: id| number)?|medicare(?: number| id| no\.?)?|medicaid(?: number| id| no\.?)?|insurance(?: id| number)?|NPI|DEA|ID|case(?: number| no\.?)?|chart(?: number| no\.?)?)[\s#:.]*(?:is\s+|no\.?\s*|number\s*|#\s*)?((?=[A-Z0-9-]*\d)[A-Z0-9][A-Z0-9-]{3,})\b/dgi,
+    (t, d) => d > 0 && t.length > 5,
+  ],
   // Medicare Beneficiary Identifier (CMS format: 11 characters, no S L O I B Z letters) and the older HICN (SSN + letter).
-  ['ID', /\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}\b|\b\d{3}-?\d{2}-?\d{4}[A-Z]\d?\b/g, digitsAtLeast(5)],
+  [
+    'ID',
+    /\b[1-9][AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y][AC-HJKMNP-RT-Y0-9]\d-?[AC-HJKMNP-RT-Y]{2}\d{2}\b|\b\d{3}-?\d{2}-?\d{4}[A-Z]\d?\b/g,
+    digitsAtLeast(5),
+  ],
   // Vehicle identification number (ISO 3779: 17 characters, no I O Q), with letters and digits.
   ['ID', /\b(?=[A-HJ-NPR-Z0-9]*\d)(?=[A-HJ-NPR-Z0-9]*[A-HJ-NPR-Z])[A-HJ-NPR-Z0-9]{17}\b/g, (t, d) => d > 0 && t.length >= 17],
   // Licence plates, after their label.
-  ['ID', /\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?((?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8})\b/gid, (t, d) => d > 0 && /plate|tag|registration/i.test(t)],
+  [
+    'ID',
+    /\b(?:licen[cs]e plate|plate|tag|registration)(?: number| no\.?| #)?[\s#:.]*(?:is\s+)?((?=[A-Z0-9 -]*\d)[A-Z0-9](?:[A-Z0-9]|[ -](?=\d)){1,8})\b/dgi,
+    (t, d) => d > 0 && /plate|tag|registration/i.test(t),
+  ],
   ['AGE', /\b(?:9\d|1[0-4]\d)(?=[\s-]*(?:years?|yrs?|y\/?o)\b)/gi, hasDigit],
   ['AGE', /\b(?:aged?|age of)\s+(?:9\d|1[0-4]\d)\b/gi, hasDigit],
   ['ZIP', /\b\d{5}(?:-\d{4})?\b/g, digitsAtLeast(5)],
@@ -207,7 +427,9 @@ export type NameMatcher = RegExp | TermMatcher | NameDictionary | ShapeMatcher;
 let builtin: [NameDictionary, NameDictionary, ShapeMatcher] | undefined;
 const COMMON_WORD_LISTS = ['english-words-10', 'english-words-20', 'english-words-35', 'american-words-10', 'american-words-20', 'american-words-35'];
 /** SCOWL sizes 10-70 in every spelling: what the shape detectors take for ordinary words. */
-const ORDINARY_WORD_LISTS = ['10', '20', '35', '40', '50', '55', '60', '70'].flatMap((size) => ['english', 'american', 'british', 'canadian', 'australian'].map((v) => `${v}-words-${size}`));
+const ORDINARY_WORD_LISTS = ['10', '20', '35', '40', '50', '55', '60', '70'].flatMap((size) =>
+  ['english', 'american', 'british', 'canadian', 'australian'].map((v) => `${v}-words-${size}`),
+);
 const require = createRequire(import.meta.url);
 
 /**
@@ -241,7 +463,9 @@ export function builtinNameMatchers(): NameMatcher[] {
 
 /** A data package's `list.txt`, one entry a line (humannames, cities-list). */
 function listFile(pkg: string): string[] {
-  return readFileSync(require.resolve(`${pkg}/list.txt`), 'utf8').split(/\r?\n/).filter((line) => line !== '');
+  return readFileSync(require.resolve(`${pkg}/list.txt`), 'utf8')
+    .split(/\r?\n/)
+    .filter((line) => line !== '');
 }
 
 /** The built-in first and last names (see builtinNameMatchers). */
@@ -287,7 +511,8 @@ function capitalisedWords(text: string): { start: number; end: number }[] {
   if (lastWords?.text === text) return lastWords.words;
   const words: { start: number; end: number }[] = [];
   CAPITALISED_WORD.lastIndex = 0;
-  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text)) words.push({ start: match.index, end: match.index + match[0].length });
+  for (let match = CAPITALISED_WORD.exec(text); match; match = CAPITALISED_WORD.exec(text))
+    words.push({ start: match.index, end: match.index + match[0].length });
   lastWords = { text, words };
   return words;
 }
@@ -370,7 +595,11 @@ const patternDetector = ([kind, pattern, guard]: Pattern): Detector => {
   const starts = MATCH_STARTS.get(pattern);
   return [kind, starts ? (t) => startSpans(t, pattern, starts) : (t) => spans(t, pattern), guard];
 };
-const EARLY: Detector[] = [...EARLY_PATTERNS.slice(0, -1).map(patternDetector), ['PHONE', groupedPhones, digitsAtLeast(7)], patternDetector(EARLY_PATTERNS.at(-1)!)];
+const EARLY: Detector[] = [
+  ...EARLY_PATTERNS.slice(0, -1).map(patternDetector),
+  ['PHONE', groupedPhones, digitsAtLeast(7)],
+  patternDetector(EARLY_PATTERNS.at(-1)!),
+];
 /**
  * Phone numbers as the world writes them: an optional +country code and (area) code, then two to
  * six groups of digits separated by a space, dot or hyphen (dots only between all groups), 7 to 15
@@ -382,13 +611,18 @@ function* groupedPhones(text: string): Generator<[number, number]> {
     const digits = m[0].replace(/\D/g, '').length;
     const separators = m[0].replace(/^\+\d{1,3}|\(\d{1,4}\)/g, '').match(/\d([ .-])\d/g) ?? [];
     const dotted = m[0].includes('.');
-    if (digits >= 7 && digits <= 15 && (!dotted || (separators.length >= 3 && separators.every((sep) => sep[1] === '.')))) yield [m.index, m.index + m[0].length];
+    if (digits >= 7 && digits <= 15 && (!dotted || (separators.length >= 3 && separators.every((sep) => sep[1] === '.'))))
+      yield [m.index, m.index + m[0].length];
   }
 }
 
 const LATE: Detector[] = [
   // A postal code after its label, in any country's form ("ZIP: 394 13", "zip code is 7412 SL").
-  patternDetector(['ZIP', /\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\b[\s:#]*(?:is\s+)?(\d{3,6}(?:[ -]\d{2,4})?(?:[ ][A-Z]{2}\b)?)/gid, hasDigit]),
+  patternDetector([
+    'ZIP',
+    /\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode)\b[\s:#]*(?:is\s+)?(\d{3,6}(?:[ -]\d{2,4})?(?:[ ][A-Z]{2}\b)?)/dgi,
+    hasDigit,
+  ]),
   ...LATE_PATTERNS.map(patternDetector),
 ];
 
@@ -409,7 +643,13 @@ function detectorsFor(names: NameMatcher | readonly NameMatcher[], scope: TextSc
   if (!lists) {
     const matchers = scope === 'all' ? all : all.filter((m) => m instanceof RegExp || 'pattern' in m);
     const shapes = scope === 'all' ? shapesOf(all) : undefined;
-    lists = [EARLY, shapes ? shapes.early() : [], matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector), scope === 'all' ? LATE : [], shapes ? shapes.detectors() : []];
+    lists = [
+      EARLY,
+      shapes ? shapes.early() : [],
+      matchers.filter((m): m is Exclude<NameMatcher, ShapeMatcher> => m instanceof RegExp || !('shapes' in m)).map(matcherDetector),
+      scope === 'all' ? LATE : [],
+      shapes ? shapes.detectors() : [],
+    ];
     byScope.set(scope, lists);
   }
   return lists;

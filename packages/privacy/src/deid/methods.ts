@@ -39,7 +39,11 @@ export function cryptoHashReference(reference: string, key: string | KeyObject, 
   // The common case, `urn:uuid:` and a UUID (the third pattern), read without a match array.
   if (reference.startsWith('urn:uuid:') && isUuidAt(reference, 9)) return `urn:uuid:${hash(reference.slice(9))}`;
   // Only the pattern its scheme can match is tried (the first one is an alternation of every resource type).
-  const pattern = reference.startsWith('urn:uuid:') ? LITERAL_REFERENCES[2]! : reference.startsWith('urn:oid:') ? LITERAL_REFERENCES[1]! : LITERAL_REFERENCES[0]!;
+  const pattern = reference.startsWith('urn:uuid:')
+    ? LITERAL_REFERENCES[2]!
+    : reference.startsWith('urn:oid:')
+      ? LITERAL_REFERENCES[1]!
+      : LITERAL_REFERENCES[0]!;
   const match = pattern.exec(reference);
   if (match) return `${match[1]}${hash(match[2] ?? '')}${match[3] ?? ''}`;
   return hash(reference);

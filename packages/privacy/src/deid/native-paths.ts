@@ -19,7 +19,28 @@ const model = r4Model as unknown as {
   pathsDefinedElsewhere: Record<string, string>;
 };
 
-const PRIMITIVES = new Set(['boolean', 'integer', 'integer64', 'string', 'decimal', 'uri', 'url', 'canonical', 'base64Binary', 'instant', 'date', 'dateTime', 'time', 'code', 'oid', 'id', 'markdown', 'unsignedInt', 'positiveInt', 'uuid']);
+const PRIMITIVES = new Set([
+  'boolean',
+  'integer',
+  'integer64',
+  'string',
+  'decimal',
+  'uri',
+  'url',
+  'canonical',
+  'base64Binary',
+  'instant',
+  'date',
+  'dateTime',
+  'time',
+  'code',
+  'oid',
+  'id',
+  'markdown',
+  'unsignedInt',
+  'positiveInt',
+  'uuid',
+]);
 
 /**
  * An element of a resource with its FHIR type, the model path its children are typed under, and
@@ -108,7 +129,12 @@ function isResourceType(type: string): boolean {
 export const RESOURCE_TYPES: ReadonlySet<string> = new Set(Object.keys(model.type2Parent).filter(isResourceType));
 
 /** The model names FHIRPath system types for a few elements (Element.id, Extension.url); FHIR calls them string and uri. */
-const SYSTEM_TYPES: Record<string, string> = { 'System.String': 'string', 'System.Boolean': 'boolean', 'System.Integer': 'integer', 'System.Decimal': 'decimal' };
+const SYSTEM_TYPES: Record<string, string> = {
+  'System.String': 'string',
+  'System.Boolean': 'boolean',
+  'System.Integer': 'integer',
+  'System.Decimal': 'decimal',
+};
 
 function resolveChildType(typePath: string, key: string): ChildType {
   const id = childTypeCount++;
@@ -129,10 +155,12 @@ function resolveChildType(typePath: string, key: string): ChildType {
   const repeating = model.path2Repeating[path] === true;
   const elsewhere = model.pathsDefinedElsewhere[path];
   const partKey = `_${key}`;
-  if (elsewhere) return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating, partKey, id, nextTypes: childTypes(elsewhere) };
+  if (elsewhere)
+    return { type: model.path2Type[elsewhere] ?? 'BackboneElement', next: elsewhere, name, repeating, partKey, id, nextTypes: childTypes(elsewhere) };
   let type = model.path2Type[path] ?? choiceType;
   if (type === undefined) return { type: '', next: path, name, repeating, partKey, id, nextTypes: childTypes(path) };
-  if (type.startsWith('System.')) type = key === 'url' && typePath === 'Extension' ? 'uri' : key === 'id' && RESOURCE_TYPES.has(typePath) ? 'id' : (SYSTEM_TYPES[type] ?? type);
+  if (type.startsWith('System.'))
+    type = key === 'url' && typePath === 'Extension' ? 'uri' : key === 'id' && RESOURCE_TYPES.has(typePath) ? 'id' : (SYSTEM_TYPES[type] ?? type);
   const next = type === 'BackboneElement' || type === 'Element' ? path : type;
   return { type, next, name, repeating, partKey, id, nextTypes: childTypes(next) };
 }
@@ -172,12 +200,25 @@ const NO_CHILDREN: TypedNode[] = [];
 export function indexResource(resource: JsonObject): NodeIndex {
   const rootType = String(resource['resourceType']);
   const root: TypedNode = {
-    parent: { root: resource }, key: 'root', index: null, type: rootType, value: resource, typePath: rootType, children: [], parentNode: undefined, nested: false, name: 'root', visited: false,
+    parent: { root: resource },
+    key: 'root',
+    index: null,
+    type: rootType,
+    value: resource,
+    typePath: rootType,
+    children: [],
+    parentNode: undefined,
+    nested: false,
+    name: 'root',
+    visited: false,
   };
   let byParent: Map<object, TypedNode[]> | undefined;
   let byName: Map<string, TypedNode[]> | undefined;
   const index: NodeIndex = {
-    root, all: [], byType: new Map(), resources: [],
+    root,
+    all: [],
+    byType: new Map(),
+    resources: [],
     byName: (name) => {
       if (!byName) {
         byName = new Map();
@@ -199,8 +240,17 @@ export function indexResource(resource: JsonObject): NodeIndex {
   const add = (parentNode: TypedNode, object: JsonObject, key: string, i: number | null, item: unknown, info: ChildType): TypedNode => {
     const nested = item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string';
     const node: TypedNode = {
-      parent: object, key, index: i, type: nested ? String((item as JsonObject)['resourceType']) : info.type, value: item ?? undefined,
-      typePath: info.next, children: NO_CHILDREN, parentNode, nested, name: info.name, visited: false,
+      parent: object,
+      key,
+      index: i,
+      type: nested ? String((item as JsonObject)['resourceType']) : info.type,
+      value: item ?? undefined,
+      typePath: info.next,
+      children: NO_CHILDREN,
+      parentNode,
+      nested,
+      name: info.name,
+      visited: false,
     };
     if (parentNode.children === NO_CHILDREN) parentNode.children = [node];
     else parentNode.children.push(node);
@@ -270,10 +320,11 @@ export function compileNative(path: string): ((index: NodeIndex) => TypedNode[])
         continue;
       }
       seen ??= new Set(out);
-      for (const node of nodes) if (!seen.has(node)) {
-        seen.add(node);
-        out.push(node);
-      }
+      for (const node of nodes)
+        if (!seen.has(node)) {
+          seen.add(node);
+          out.push(node);
+        }
     }
     return out;
   };
@@ -322,7 +373,9 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
   const parsed = parseBranch(branch);
   if (!parsed) return undefined;
   const { start } = parsed;
-  const steps: Step[] = parsed.steps.map((step) => ('member' in step ? (nodes: TypedNode[]) => memberStep(nodes, step.member) : whereStep(step.where, step.simple)));
+  const steps: Step[] = parsed.steps.map((step) =>
+    'member' in step ? (nodes: TypedNode[]) => memberStep(nodes, step.member) : whereStep(step.where, step.simple),
+  );
   return (index) => {
     let nodes: TypedNode[];
     if ('byType' in start) nodes = index.byType.get(start.byType) ?? [];
@@ -337,7 +390,8 @@ function compileBranch(branch: string): ((index: NodeIndex) => TypedNode[]) | un
 function memberStep(nodes: TypedNode[], name: string): TypedNode[] {
   const out: TypedNode[] = [];
   for (const node of nodes) {
-    for (const c of node.children) if (c.key === name || (c.key.length > name.length && c.key.charCodeAt(0) === name.charCodeAt(0) && isChoiceOf(c.key, name))) out.push(c);
+    for (const c of node.children)
+      if (c.key === name || (c.key.length > name.length && c.key.charCodeAt(0) === name.charCodeAt(0) && isChoiceOf(c.key, name))) out.push(c);
   }
   return out;
 }
@@ -368,13 +422,15 @@ function simpleCondition(condition: string): ((value: JsonObject) => boolean) | 
       const item = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
       return typeof item === 'string' ? item : undefined;
     };
-    if (exists) tests.push((value) => value[name] !== undefined && value[name] !== null && !(Array.isArray(value[name]) && (value[name] as unknown[]).length === 0));
+    if (exists)
+      tests.push((value) => value[name] !== undefined && value[name] !== null && !(Array.isArray(value[name]) && (value[name] as unknown[]).length === 0));
     else if (startsWith) tests.push((value) => single(value)?.startsWith(prefix) === true);
     else if (operator === '=') tests.push((value) => single(value) === literal);
-    else tests.push((value) => {
-      const v = single(value);
-      return v !== undefined && v !== literal;
-    });
+    else
+      tests.push((value) => {
+        const v = single(value);
+        return v !== undefined && v !== literal;
+      });
   }
   return hasAnd || !hasOr ? (value) => tests.every((t) => t(value)) : (value) => tests.some((t) => t(value));
 }

@@ -32,9 +32,7 @@ export interface ProfileKeys {
 /** Extension text first: a later `keep` (Address.state) would otherwise keep the extensions below the kept value. */
 const EXTENSION_TEXT = [{ path: "nodesByType('Extension').valueString | nodesByType('Extension').valueMarkdown", method: 'scrubText' }];
 
-const TERMINOLOGY = [
-  { path: "nodesByType('Coding').display | nodesByType('CodeableConcept').text", method: 'scrubText', scope: 'terminology' },
-];
+const TERMINOLOGY = [{ path: "nodesByType('Coding').display | nodesByType('CodeableConcept').text", method: 'scrubText', scope: 'terminology' }];
 
 const FREE_TEXT = [
   { path: "nodesByType('Narrative').`div`", method: 'scrubText' },
@@ -118,7 +116,12 @@ export function profileConfig(name: ProfileName, keys: ProfileKeys): DeidConfig 
   const json =
     name === 'safe-harbor'
       ? { fhirVersion: 'R4', processingErrors: 'raise', fhirPathRules: SAFE_HARBOR_RULES, parameters: common }
-      : { fhirVersion: 'R4', processingErrors: 'raise', fhirPathRules: RESEARCH_RULES, parameters: { ...common, dateShiftScope: 'patient', dateShiftAlgorithm: 'hmac' } };
+      : {
+          fhirVersion: 'R4',
+          processingErrors: 'raise',
+          fhirPathRules: RESEARCH_RULES,
+          parameters: { ...common, dateShiftScope: 'patient', dateShiftAlgorithm: 'hmac' },
+        };
   // Their rules meet the walk's condition (rule-walk.ts): no rule changes what a later rule's `where` reads.
   return { ...parseConfig(json, `profile ${name}`), singlePass: true };
 }

@@ -209,7 +209,18 @@ class CompiledWalk implements RuleWalk {
     return { branches, fixed: { order, carry: carry.length > 0 ? carry : NO_PROGRESS } };
   }
 
-  private element(object: JsonObject, hasParts: boolean, key: string, index: number | null, item: unknown, info: ChildType, parentType: string, parentKey: string, inherited: Progress[], ruleOrder: number): void {
+  private element(
+    object: JsonObject,
+    hasParts: boolean,
+    key: string,
+    index: number | null,
+    item: unknown,
+    info: ChildType,
+    parentType: string,
+    parentKey: string,
+    inherited: Progress[],
+    ruleOrder: number,
+  ): void {
     if (item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string') {
       this.nested.push({ resource: item as JsonObject, key });
       return;

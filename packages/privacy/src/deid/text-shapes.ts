@@ -20,7 +20,8 @@ const hasUpper: ShapeGuard = (t) => UPPER.test(t);
 const upperAndDigit: ShapeGuard = (t, d) => d > 0 && UPPER.test(t);
 // Cheap tests that let most strings skip a detector's regular expression.
 const LETTER_THEN_NUMBER = /\p{L}\.?[ \t]+\d/u;
-const STREET_TYPE_FIRST = /\d[ \t]+(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)\b/;
+const STREET_TYPE_FIRST =
+  /\d[ \t]+(?:Rue|Avenue|Av\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)\b/;
 const NAME_CUE_WORD = /ame[ :d]|all|igned|egards|incerely/;
 
 // A capitalised word: O'Reilly, McDowell, Szöllösy, Jean-Luc; a trailing possessive 's is not part of it.
@@ -28,24 +29,38 @@ const WORD = String.raw`\p{Lu}(?:['’]\p{Lu})?[\p{Ll}\p{M}]+(?:\p{Lu}[\p{Ll}\p{
 const CAPITALISED = new RegExp(`(?<![\\p{L}\\p{N}'’-])${WORD}(?![\\p{L}\\p{N}])`, 'gu');
 // Words in capitals (LAPPEENRANTA, ΛΕΥΚΩΣΙΑ), three letters or more.
 const CAPITALS = /(?<![\p{L}\p{N}])\p{Lu}{3,}(?:[-]\p{Lu}+)*(?![\p{L}\p{N}])/gu;
-const MONTHS_AND_DAYS = /^(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)$/i;
+const MONTHS_AND_DAYS =
+  /^(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday)$/i;
 // Titles before a name are not part of it (the title detector of free-text.ts keeps them).
 const TITLES = /^(?:mr|mrs|ms|mx|miss|dr|prof|sr|sra|srta|st)$/;
 // Words that say the next capitalised word is a person's name.
-const NAME_CUE = new RegExp(`\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[Cc]alls me|[Cc]all me|[Nn]ame:|[Ss]igned|[Rr]egards,|[Ss]incerely,)\\s+(${WORD})`, 'gu');
+const NAME_CUE = new RegExp(
+  `\\b(?:[Nn]ame is|[Nn]amed(?: him| her)?|[Cc]alled|[Cc]alls me|[Cc]all me|[Nn]ame:|[Ss]igned|[Rr]egards,|[Ss]incerely,)\\s+(${WORD})`,
+  'gu',
+);
 // Words that say the next capitalised words (or words in capitals) are a place.
 const PLACE = String.raw`(?:${WORD}|\p{Lu}{3,}(?:-\p{Lu}+)*)`;
-const PLACE_CUE = new RegExp(`\\b(?:[Ii]n|[Ff]rom|[Tt]o|[Aa]t|[Nn]ear|[Cc]ity|[Tt]own|[Ww]here:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on)(?![\\p{L}]))*)`, 'gu');
+const PLACE_CUE = new RegExp(
+  `\\b(?:[Ii]n|[Ff]rom|[Tt]o|[Aa]t|[Nn]ear|[Cc]ity|[Tt]own|[Ww]here:)\\s+(${PLACE}(?:[ -](?:${PLACE}|de|del|la|le|do|da|sur|am|an|upon|on)(?![\\p{L}]))*)`,
+  'gu',
+);
 // A street name then its number: words or particles, then a house number not followed by a unit of measure.
 const STREET_WORD = String.raw`(?:${WORD}|\p{Lu}[\p{L}\p{M}]*\.?|(?:ul|u|al|pl|str|rkp|út|útja|utca|tér|kapu|terrasse|gate|gata|gatan|vej|gade|straße|strasse|katu|tie|tee|kuja|vegur|veien|vei|vegen|weg|laan|straat|plein|de|do|da|dos|das|del|della|dei|di|du|des|la|le|van|von|der|den|ten|y|e)\.?)`;
 // A house number, then a street type that comes first in French, Italian, Spanish and Portuguese ("95 Avenue des Tuileries").
-const NUMBER_THEN_TYPE = new RegExp(`(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)(?![\\p{L}])){1,5}`, 'gu');
+const NUMBER_THEN_TYPE = new RegExp(
+  `(?<![\\p{L}\\p{N}])\\d{1,6}\\s+(?:Rue|Avenue|Av\\.|Boulevard|Bd|Chemin|Allée|Impasse|Via|Viale|Vicolo|Calle|Avenida|Rua|Travessa|Largo|Piazza|Corso|Strada)(?:[ \\t]+(?:${WORD}|\\p{Lu}{2,}|de|del|della|dei|di|du|des|la|le|da|do|dos|das|al|el)(?![\\p{L}])){1,5}`,
+  'gu',
+);
 // Capitalised words before a street type, without a number ("on Marina Fort Street").
 const NAMED_STREET = new RegExp(`(?<![\\p{L}\\p{N}])(?:${WORD}[ \\t]+){1,3}(?:Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway)\\b`, 'gu');
 // The second street of a corner ("the corner of Dalbraut 99 and Frederikke Coves").
 const CORNER = new RegExp(`(?<=\\bcorner of\\s[^\\n.?!]{1,60}?\\s)and\\s+(${WORD}(?:\\s+\\p{L}[\\p{L}'’-]*\\.?)?)`, 'gu');
-const STREET_THEN_NUMBER = new RegExp(`(?<![\\p{L}\\p{N}])(?:\\d{1,6}[ \\t]+)?(${STREET_WORD}(?:[ \\t]+${STREET_WORD}){0,4})[ \\t]+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`, 'gu');
-const STREET_KEYWORD = /^(?:ul|u|al|pl|str|rkp|út|utca|tér|rua|via|calle|avenida|avenue|rue|strasse|straße|street|road|gasse|gatan|gata|gade|vej|veien|vegen|vegur|katu|tie|kuja|tee|weg|laan|straat|plein|piazza|viale|vicolo|corso|largo|travessa|estrada|camino|paseo)$/i;
+const STREET_THEN_NUMBER = new RegExp(
+  `(?<![\\p{L}\\p{N}])(?:\\d{1,6}[ \\t]+)?(${STREET_WORD}(?:[ \\t]+${STREET_WORD}){0,4})[ \\t]+\\d{1,5}[A-Za-z]?\\b\\.?(?!\\s*(?:mg|mcg|µg|g|kg|ml|mL|l|L|%|mmHg|mmol|units?|iu|IU|cm|mm|m|km|hours?|hrs?|days?|weeks?|months?|years?|times|x|min|minutes|seconds|bpm|beats|breaths)\\b)`,
+  'gu',
+);
+const STREET_KEYWORD =
+  /^(?:ul|u|al|pl|str|rkp|út|utca|tér|rua|via|calle|avenida|avenue|rue|strasse|straße|street|road|gasse|gatan|gata|gade|vej|veien|vegen|vegur|katu|tie|kuja|tee|weg|laan|straat|plein|piazza|viale|vicolo|corso|largo|travessa|estrada|camino|paseo)$/i;
 // A name's initials, generational suffixes and particles, right after it.
 const NAME_TAIL = /^\s+(?:\p{Lu}\.?(?=\s+\p{Lu})|(?:II|III|IV|Jr\.?|Sr\.?)(?![\p{L}])|(?:ten|van|von|de|da|del|der|den|le|la|bin|ibn|al)(?=\s+\p{Lu}))/u;
 // A capitalised word right after a name, or joined to it by "and", "&" or a comma; and one right before it.
@@ -53,7 +68,10 @@ const NEXT_WORD = new RegExp(`^(?:[ \\t]|,[ \\t]|[ \\t](?:and|&)[ \\t])(${WORD})
 const LOWER_NEXT = /^(?:\s|\s\p{Ll}\.\s)(\p{Ll}{3,})(?![\p{L}\p{N}])/u;
 const PREVIOUS_WORD = new RegExp(`(?<![\\p{L}\\p{N}'’-])(${WORD})(?:[ \\t]|,[ \\t]|[ \\t](?:and|&)[ \\t])$`, 'u');
 // What may follow an address on its lines: a city or region (capitalised words or capitals), a region code, a postal code.
-const ADDRESS_TAIL = new RegExp(`^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)(?![\\p{L}\\p{N}]|[ \\t]*:)`, 'u');
+const ADDRESS_TAIL = new RegExp(
+  `^(?:[ \\t]*(?:,|\\n|\\n>|\\n\\?\\?\\?)?[ \\t]*(?:,[ \\t]*)?)(?:(?:${PLACE})(?:[ -](?:${PLACE}|de|del|la|do|da|nad|sur|am|an))*(?:[ \\t]*\\([\\p{L} ]+\\))?|[A-Z]{2}(?![\\p{L}])|nan|\\d{3,6}(?:[ -]\\d{2,4})?(?:[ ][A-Z]{2}(?![\\p{L}]))?|[A-Z]\\d[A-Z] ?\\d[A-Z]\\d)(?![\\p{L}\\p{N}]|[ \\t]*:)`,
+  'u',
+);
 const NUMBER_BEFORE = /\d{1,6}[ \t]+$/;
 
 export interface ShapeWords {
@@ -99,7 +117,8 @@ export class TextShapes {
   private *streets(text: string): Generator<[number, number]> {
     for (const m of text.matchAll(STREET_THEN_NUMBER)) {
       const words = m[1]!.split(/\s+/);
-      if (words.some((w) => STREET_KEYWORD.test(w.replace(/\.$/, '')) || (/^\p{Lu}/u.test(w) && w.length > 2 && !this.isOrdinary(w.replace(/\.$/, ''))))) yield [m.index, m.index + m[0].length];
+      if (words.some((w) => STREET_KEYWORD.test(w.replace(/\.$/, '')) || (/^\p{Lu}/u.test(w) && w.length > 2 && !this.isOrdinary(w.replace(/\.$/, '')))))
+        yield [m.index, m.index + m[0].length];
     }
   }
 
@@ -133,7 +152,8 @@ export class TextShapes {
    * more often a drug's brand name ("errin", "camila" in the Synthea notes) than a person.
    */
   private *lowerCaseNames(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu)) if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
+    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu))
+      if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
   }
 
   /**
@@ -147,7 +167,8 @@ export class TextShapes {
     for (let i = 0; i < out.length; i++) {
       const f = out[i]!;
       if (f.kind === 'NAME') {
-        for (let tail = NAME_TAIL.exec(text.slice(f.end)); tail && free(f.end, f.end + tail[0].length, f); tail = NAME_TAIL.exec(text.slice(f.end))) f.end += tail[0].length;
+        for (let tail = NAME_TAIL.exec(text.slice(f.end)); tail && free(f.end, f.end + tail[0].length, f); tail = NAME_TAIL.exec(text.slice(f.end)))
+          f.end += tail[0].length;
         // The capitalised word after a name is its surname or another name ("Zoe Young", "Graves and Reed"), whatever it
         // means in English (the name list has no surnames); after a lower-case name, a lower-case word that is no English word.
         const next = (/^\p{Ll}/u.test(text.slice(f.start, f.end)) ? LOWER_NEXT : NEXT_WORD).exec(text.slice(f.end));

@@ -12,7 +12,17 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, por, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
+import {
+  AccessDeniedError,
+  curve,
+  IntegrityError,
+  LimitExceededError,
+  MalformedInputError,
+  por,
+  pre,
+  UnsupportedError,
+  type ErrorCode,
+} from '@medshare/crypto';
 import { tagCiphertext, type TagChecker, type UploadedTags } from '../storage-audit/tags.ts';
 
 /** The delegation whose key converts, as the database holds it. */
@@ -157,18 +167,31 @@ export class EncryptionInputs {
     const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
     const keys = EncryptionInputs.remember(this.bundles, digest(batch.bundle), () => pre.decodePublicKeys(batch.bundle));
     // A capsule object per (capsule, H(X)): pre caches e(g1, H(X)) per object, so every grant after the first is one GT exponentiation.
-    const capsules = new Map(batch.capsules.map((c) => [c.category, EncryptionInputs.remember(this.capsules, digest(Buffer.concat([c.capsule, c.hashOfX])), () => ({
-      ...pre.decodeEmergencyCapsule(c.capsule), hashOfX: curve.g2FromBytes(c.hashOfX, 'H(X)'),
-    }))]));
+    const capsules = new Map(
+      batch.capsules.map((c) => [
+        c.category,
+        EncryptionInputs.remember(this.capsules, digest(Buffer.concat([c.capsule, c.hashOfX])), () => ({
+          ...pre.decodeEmergencyCapsule(c.capsule),
+          hashOfX: curve.g2FromBytes(c.hashOfX, 'H(X)'),
+        })),
+      ]),
+    );
     const tagging = batch.tagging;
-    const taggingKey = tagging === undefined ? undefined
-      : EncryptionInputs.remember(this.taggingKeys, `${tagging.sectors}:${digest(tagging.secretKey)}`, () => por.decodeSecretKey(tagging.secretKey, tagging.sectors));
+    const taggingKey =
+      tagging === undefined
+        ? undefined
+        : EncryptionInputs.remember(this.taggingKeys, `${tagging.sectors}:${digest(tagging.secretKey)}`, () =>
+            por.decodeSecretKey(tagging.secretKey, tagging.sectors),
+          );
     return batch.records.map((r) => {
       const capsule = capsules.get(r.category);
-      const sealed = capsule === undefined ? { ciphertext: pre.encrypt(keys, r.category, r.recordId, r.plaintext) } : (() => {
-        const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
-        return { ciphertext, grant: emergencyGrant! };
-      })();
+      const sealed =
+        capsule === undefined
+          ? { ciphertext: pre.encrypt(keys, r.category, r.recordId, r.plaintext) }
+          : (() => {
+              const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
+              return { ciphertext, grant: emergencyGrant! };
+            })();
       return taggingKey === undefined ? sealed : { ...sealed, tags: tagCiphertext(taggingKey, sealed.ciphertext, tagging!.sectors) };
     });
   }
@@ -200,7 +223,11 @@ export type WorkerReply =
   | { id: number; error: { code?: ErrorCode; message: string } };
 
 const TYPED_ERRORS: Partial<Record<ErrorCode, new (message: string) => Error>> = {
-  MALFORMED: MalformedInputError, UNSUPPORTED: UnsupportedError, LIMIT: LimitExceededError, ACCESS_DENIED: AccessDeniedError, INTEGRITY: IntegrityError,
+  MALFORMED: MalformedInputError,
+  UNSUPPORTED: UnsupportedError,
+  LIMIT: LimitExceededError,
+  ACCESS_DENIED: AccessDeniedError,
+  INTEGRITY: IntegrityError,
 };
 
 /** A worker's error as the caller would have seen it in-thread: typed errors keep their class (and HTTP status). */
@@ -304,11 +331,13 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
       // stored ciphertext, payload included).
       const batch = headers.slice(from, from + RECORDS_PER_JOB).map((header) => new Uint8Array(header));
       const request = { id: this.nextJob++, key: { delegationId: key.delegationId, reencryptionKey: new Uint8Array(key.reencryptionKey) }, headers: batch };
-      jobs.push(new Promise<Uint8Array[]>((resolve, reject) => {
-        slot.jobs.set(request.id, { records: batch.length, resolve, reject });
-        slot.load += batch.length;
-        slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((header) => header.buffer)]);
-      }));
+      jobs.push(
+        new Promise<Uint8Array[]>((resolve, reject) => {
+          slot.jobs.set(request.id, { records: batch.length, resolve, reject });
+          slot.load += batch.length;
+          slot.worker.postMessage(request satisfies WorkerRequest, [request.key.reencryptionKey.buffer, ...batch.map((header) => header.buffer)]);
+        }),
+      );
     }
     return (await Promise.all(jobs)).flat();
   }
@@ -324,13 +353,20 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
       const live = this.slots.filter((s) => !s.dead);
       if (live.length === 0) throw new Error('no worker is running');
       const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
-      const records = batch.records.slice(from, from + RECORDS_PER_JOB).map((r) => ({ recordId: r.recordId, category: r.category, plaintext: new Uint8Array(r.plaintext) }));
+      const records = batch.records
+        .slice(from, from + RECORDS_PER_JOB)
+        .map((r) => ({ recordId: r.recordId, category: r.category, plaintext: new Uint8Array(r.plaintext) }));
       const request = { id: this.nextJob++, encrypt: { ...batch, records } };
-      jobs.push(new Promise<EncryptedRecord[]>((resolve, reject) => {
-        slot.jobs.set(request.id, { records: records.length, resolve: resolve as (results: never[]) => void, reject });
-        slot.load += records.length;
-        slot.worker.postMessage(request satisfies WorkerRequest, records.map((r) => r.plaintext.buffer));
-      }));
+      jobs.push(
+        new Promise<EncryptedRecord[]>((resolve, reject) => {
+          slot.jobs.set(request.id, { records: records.length, resolve: resolve as (results: never[]) => void, reject });
+          slot.load += records.length;
+          slot.worker.postMessage(
+            request satisfies WorkerRequest,
+            records.map((r) => r.plaintext.buffer),
+          );
+        }),
+      );
     }
     return (await Promise.all(jobs)).flat();
   }
@@ -350,11 +386,16 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
       // Exact copies, moved to the worker (a ciphertext may be a view of the whole request body).
       const copies = files.slice(from, from + part).map((f) => ({ name: new Uint8Array(f.name), data: new Uint8Array(f.data), tags: new Uint8Array(f.tags) }));
       const request = { id: this.nextJob++, verifyTags: { publicKey: new Uint8Array(publicKey), files: copies } };
-      jobs.push(new Promise<boolean[]>((resolve, reject) => {
-        slot.jobs.set(request.id, { records: copies.length, resolve: resolve as (results: never[]) => void, reject });
-        slot.load += copies.length;
-        slot.worker.postMessage(request satisfies WorkerRequest, [request.verifyTags.publicKey.buffer, ...copies.flatMap((f) => [f.name.buffer, f.data.buffer, f.tags.buffer])]);
-      }));
+      jobs.push(
+        new Promise<boolean[]>((resolve, reject) => {
+          slot.jobs.set(request.id, { records: copies.length, resolve: resolve as (results: never[]) => void, reject });
+          slot.load += copies.length;
+          slot.worker.postMessage(request satisfies WorkerRequest, [
+            request.verifyTags.publicKey.buffer,
+            ...copies.flatMap((f) => [f.name.buffer, f.data.buffer, f.tags.buffer]),
+          ]);
+        }),
+      );
     }
     return (await Promise.all(jobs)).every(([verified]) => verified === true);
   }

@@ -70,24 +70,40 @@ const MAX_UPLOAD_RECORDS = 20_000;
 const HEX_ID = { type: 'string', pattern: '^[0-9a-f]{32}$' };
 const B64 = (maxLength: number) => ({ type: 'string', maxLength, pattern: BASE64 });
 const uploadBody = {
-  type: 'object', required: ['records', 'capsules'], additionalProperties: false,
+  type: 'object',
+  required: ['records', 'capsules'],
+  additionalProperties: false,
   properties: {
     records: {
-      type: 'array', minItems: 1, maxItems: MAX_UPLOAD_RECORDS,
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_UPLOAD_RECORDS,
       items: {
-        type: 'object', required: ['recordId', 'category', 'ciphertext'], additionalProperties: false,
+        type: 'object',
+        required: ['recordId', 'category', 'ciphertext'],
+        additionalProperties: false,
         properties: {
-          recordId: RECORD_ID, category: CATEGORY, ciphertext: B64(48 * 1024 * 1024),
-          emergency: { type: 'object', required: ['capsuleId', 'grant'], additionalProperties: false, properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) } },
+          recordId: RECORD_ID,
+          category: CATEGORY,
+          ciphertext: B64(48 * 1024 * 1024),
+          emergency: {
+            type: 'object',
+            required: ['capsuleId', 'grant'],
+            additionalProperties: false,
+            properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) },
+          },
           // Proof-of-storage tags (48 bytes per 992-byte block) under the upload's storageKey (storage-audit/).
           storage: { type: 'object', required: ['tags'], additionalProperties: false, properties: { tags: B64(4 * 1024 * 1024) } },
         },
       },
     },
     capsules: {
-      type: 'array', maxItems: MAX_UPLOAD_RECORDS,
+      type: 'array',
+      maxItems: MAX_UPLOAD_RECORDS,
       items: {
-        type: 'object', required: ['capsuleId', 'category', 'policy', 'capsule'], additionalProperties: false,
+        type: 'object',
+        required: ['capsuleId', 'category', 'policy', 'capsule'],
+        additionalProperties: false,
         properties: { capsuleId: HEX_ID, category: CATEGORY, policy: { type: 'string', minLength: 1, maxLength: 4096 }, capsule: B64(256 * 1024) },
       },
     },
@@ -130,128 +146,211 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   senderConstrained(app, verifier);
   const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
 
-  app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>('/patients/:patient', {
-    bodyLimit: SMALL_BODY,
-    schema: {
-      params: patientParams,
-      body: { type: 'object', required: ['publicKeys'], additionalProperties: false, properties: { publicKeys: { type: 'string', maxLength: 200_000, pattern: BASE64 } } },
+  app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>(
+    '/patients/:patient',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['publicKeys'],
+          additionalProperties: false,
+          properties: { publicKeys: { type: 'string', maxLength: 200_000, pattern: BASE64 } },
+        },
+      },
     },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    const { created } = await cloud.registerPatient(who, patientParam(request.params.patient), decode(request.body.publicKeys));
-    return reply.status(created ? 201 : 200).send({ patient: request.params.patient, replaced: !created });
-  });
+    async (request, reply) => {
+      const who = await caller(request);
+      const { created } = await cloud.registerPatient(who, patientParam(request.params.patient), decode(request.body.publicKeys));
+      return reply.status(created ? 201 : 200).send({ patient: request.params.patient, replaced: !created });
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/repeated-attribute-policies', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { policies: await cloud.repeatedAttributePolicies(who, patientParam(request.params.patient)) };
   });
 
-  app.get<{ Params: { patient: string }; Querystring: { category?: string } }>('/patients/:patient/records', {
-    schema: { params: patientParams, querystring: { type: 'object', additionalProperties: false, properties: { category: CATEGORY } } },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.query.category, 's', categories);
-    return { records: await cloud.listRecords(who, patientParam(request.params.patient), request.query.category) };
-  });
-
-  app.post<{ Params: { patient: string }; Body: { category: string; recordIds?: string[] } }>('/patients/:patient/read', {
-    bodyLimit: SMALL_BODY,
-    schema: {
-      params: patientParams,
-      body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } } },
+  app.get<{ Params: { patient: string }; Querystring: { category?: string } }>(
+    '/patients/:patient/records',
+    {
+      schema: { params: patientParams, querystring: { type: 'object', additionalProperties: false, properties: { category: CATEGORY } } },
     },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.body.category, 'r', categories);
-    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
-    return answerRecords(request, reply, converted);
-  });
+    async (request) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.query.category, 's', categories);
+      return { records: await cloud.listRecords(who, patientParam(request.params.patient), request.query.category) };
+    },
+  );
 
-  app.post<{ Params: { patient: string }; Body: { category: string } }>('/patients/:patient/own-records', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY } } },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.body.category, 'r', categories);
-    const stored = await cloud.ownRecords(who, patientParam(request.params.patient), request.body.category);
-    return { records: stored.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
-  });
-
-  app.post<{ Params: { patient: string }; Body: { category: string; reason: string; recordIds?: string[] } }>('/patients/:patient/emergency-read', {
-    bodyLimit: SMALL_BODY,
-    schema: {
-      params: patientParams,
-      body: {
-        type: 'object', required: ['category', 'reason'], additionalProperties: false,
-        properties: { category: CATEGORY, reason: REASON, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } },
+  app.post<{ Params: { patient: string }; Body: { category: string; recordIds?: string[] } }>(
+    '/patients/:patient/read',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['category'],
+          additionalProperties: false,
+          properties: { category: CATEGORY, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } },
+        },
       },
     },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.body.category, 'r', categories);
-    const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { reason: request.body.reason, recordIds: request.body.recordIds });
-    return answerRecords(request, reply, converted);
-  });
+    async (request, reply) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.body.category, 'r', categories);
+      const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, { recordIds: request.body.recordIds });
+      return answerRecords(request, reply, converted);
+    },
+  );
+
+  app.post<{ Params: { patient: string }; Body: { category: string } }>(
+    '/patients/:patient/own-records',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: { params: patientParams, body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY } } },
+    },
+    async (request) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.body.category, 'r', categories);
+      const stored = await cloud.ownRecords(who, patientParam(request.params.patient), request.body.category);
+      return { records: stored.map((r) => ({ recordId: r.recordId, ciphertext: encode(r.ciphertext) })) };
+    },
+  );
+
+  app.post<{ Params: { patient: string }; Body: { category: string; reason: string; recordIds?: string[] } }>(
+    '/patients/:patient/emergency-read',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['category', 'reason'],
+          additionalProperties: false,
+          properties: { category: CATEGORY, reason: REASON, recordIds: { type: 'array', maxItems: 1000, items: RECORD_ID } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.body.category, 'r', categories);
+      const converted = await cloud.read(who, patientParam(request.params.patient), request.body.category, {
+        reason: request.body.reason,
+        recordIds: request.body.recordIds,
+      });
+      return answerRecords(request, reply, converted);
+    },
+  );
 
   // Searchable index (docs/platform.md § Search): the reader's sub-index keys (converted) and states, then label lookups.
-  app.post<{ Params: { patient: string }; Body: { category: string; reason?: string } }>('/patients/:patient/search/indexes', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, reason: REASON } } },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.body.category, 's', categories);
-    const subs = await cloud.searchIndexes(who, patientParam(request.params.patient), request.body.category, request.body.reason);
-    return { subIndexes: subs.map((s) => ({ ...s, keyCapsule: encode(s.keyCapsule), state: encode(s.state) })) };
-  });
-
-  app.post<{ Params: { patient: string }; Body: { category: string; labels: string[]; reason?: string } }>('/patients/:patient/search', {
-    bodyLimit: 8 * 1024 * 1024,
-    schema: {
-      params: patientParams,
-      body: {
-        type: 'object', required: ['category', 'labels'], additionalProperties: false,
-        properties: { category: CATEGORY, reason: REASON, labels: { type: 'array', maxItems: MAX_SEARCH_LABELS, items: { type: 'string', minLength: 24, maxLength: 24, pattern: BASE64 } } },
+  app.post<{ Params: { patient: string }; Body: { category: string; reason?: string } }>(
+    '/patients/:patient/search/indexes',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: CATEGORY, reason: REASON } },
       },
     },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRecordScope(who, request.body.category, 's', categories);
-    const values = await cloud.searchRows(who, patientParam(request.params.patient), request.body.category, request.body.labels.map(decode), request.body.reason);
-    return { values: values.map((v) => (v === undefined ? null : encode(v))) };
-  });
-
-  app.post<{ Params: { patient: string }; Body: { reencryptionKey: string; emergency?: boolean } }>('/patients/:patient/delegations', {
-    bodyLimit: SMALL_BODY,
-    schema: {
-      params: patientParams,
-      body: { type: 'object', required: ['reencryptionKey'], additionalProperties: false, properties: { reencryptionKey: { type: 'string', maxLength: 200_000, pattern: BASE64 }, emergency: { type: 'boolean' } } },
+    async (request) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.body.category, 's', categories);
+      const subs = await cloud.searchIndexes(who, patientParam(request.params.patient), request.body.category, request.body.reason);
+      return { subIndexes: subs.map((s) => ({ ...s, keyCapsule: encode(s.keyCapsule), state: encode(s.state) })) };
     },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    return reply.status(201).send(await cloud.delegate(who, patientParam(request.params.patient), decode(request.body.reencryptionKey), request.body.emergency ?? false));
-  });
+  );
+
+  app.post<{ Params: { patient: string }; Body: { category: string; labels: string[]; reason?: string } }>(
+    '/patients/:patient/search',
+    {
+      bodyLimit: 8 * 1024 * 1024,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['category', 'labels'],
+          additionalProperties: false,
+          properties: {
+            category: CATEGORY,
+            reason: REASON,
+            labels: { type: 'array', maxItems: MAX_SEARCH_LABELS, items: { type: 'string', minLength: 24, maxLength: 24, pattern: BASE64 } },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const who = await caller(request);
+      requireRecordScope(who, request.body.category, 's', categories);
+      const values = await cloud.searchRows(
+        who,
+        patientParam(request.params.patient),
+        request.body.category,
+        request.body.labels.map(decode),
+        request.body.reason,
+      );
+      return { values: values.map((v) => (v === undefined ? null : encode(v))) };
+    },
+  );
+
+  app.post<{ Params: { patient: string }; Body: { reencryptionKey: string; emergency?: boolean } }>(
+    '/patients/:patient/delegations',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['reencryptionKey'],
+          additionalProperties: false,
+          properties: { reencryptionKey: { type: 'string', maxLength: 200_000, pattern: BASE64 }, emergency: { type: 'boolean' } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      return reply
+        .status(201)
+        .send(await cloud.delegate(who, patientParam(request.params.patient), decode(request.body.reencryptionKey), request.body.emergency ?? false));
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/delegations', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { delegations: await cloud.delegations(who, patientParam(request.params.patient)) };
   });
 
-  app.delete<{ Params: { patient: string; id: string } }>('/patients/:patient/delegations/:id', {
-    schema: { params: { type: 'object', required: ['patient', 'id'], properties: { patient: { type: 'string', maxLength: 100 }, id: { type: 'string', maxLength: 100 } } } },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    if (!/^[0-9a-f]{32}$/.test(request.params.id)) throw new MalformedInputError('a delegation id is 32 hex digits');
-    await cloud.revoke(who, patientParam(request.params.patient), request.params.id);
-    return reply.status(204).send();
-  });
+  app.delete<{ Params: { patient: string; id: string } }>(
+    '/patients/:patient/delegations/:id',
+    {
+      schema: {
+        params: {
+          type: 'object',
+          required: ['patient', 'id'],
+          properties: { patient: { type: 'string', maxLength: 100 }, id: { type: 'string', maxLength: 100 } },
+        },
+      },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      if (!/^[0-9a-f]{32}$/.test(request.params.id)) throw new MalformedInputError('a delegation id is 32 hex digits');
+      await cloud.revoke(who, patientParam(request.params.patient), request.params.id);
+      return reply.status(204).send();
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/access-log', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { entries: await cloud.accessLog(who, patientParam(request.params.patient)) };
   });
 
-  const writerParams = { type: 'object', required: ['patient', 'hospital'], properties: { patient: { type: 'string', maxLength: 100 }, hospital: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } } };
+  const writerParams = {
+    type: 'object',
+    required: ['patient', 'hospital'],
+    properties: { patient: { type: 'string', maxLength: 100 }, hospital: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } },
+  };
   app.get<{ Params: { patient: string } }>('/patients/:patient/writers', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return { writers: await cloud.writers(who, patientParam(request.params.patient)) };
@@ -262,37 +361,59 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return { writers: await cloud.allowWriter(who, patientParam(request.params.patient), request.params.hospital) };
   });
 
-  app.delete<{ Params: { patient: string; hospital: string } }>('/patients/:patient/writers/:hospital', { schema: { params: writerParams } }, async (request) => {
-    const who = await caller(request);
-    return { writers: await cloud.removeWriter(who, patientParam(request.params.patient), request.params.hospital) };
-  });
+  app.delete<{ Params: { patient: string; hospital: string } }>(
+    '/patients/:patient/writers/:hospital',
+    { schema: { params: writerParams } },
+    async (request) => {
+      const who = await caller(request);
+      return { writers: await cloud.removeWriter(who, patientParam(request.params.patient), request.params.hospital) };
+    },
+  );
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/findable', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
-  }, async (request) => {
-    const who = await caller(request);
-    return cloud.setFindable(who, patientParam(request.params.patient), request.body.allowed);
-  });
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
+    '/patients/:patient/findable',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
+      },
+    },
+    async (request) => {
+      const who = await caller(request);
+      return cloud.setFindable(who, patientParam(request.params.patient), request.body.allowed);
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return cloud.platformEmergency(who, patientParam(request.params.patient));
   });
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/platform-emergency', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
-  }, async (request) => {
-    const who = await caller(request);
-    return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
-  });
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
+    '/patients/:patient/platform-emergency',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
+      },
+    },
+    async (request) => {
+      const who = await caller(request);
+      return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/public-keys', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     requireRole(who, 'gateway');
     const keys = await cloud.publicKeyBundle(patientParam(request.params.patient));
-    return { publicKeys: encode(keys), emergencyPolicy: cloud.emergencyPolicy ?? null, indexRules: (await cloud.indexRules(patientParam(request.params.patient))) ?? null };
+    return {
+      publicKeys: encode(keys),
+      emergencyPolicy: cloud.emergencyPolicy ?? null,
+      indexRules: (await cloud.indexRules(patientParam(request.params.patient))) ?? null,
+    };
   });
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/index-rules', { schema: { params: patientParams } }, async (request) => {
@@ -300,79 +421,136 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return { indexRules: (await cloud.ownIndexRules(who, patientParam(request.params.patient))) ?? null };
   });
 
-  app.put<{ Params: { patient: string }; Body: unknown }>('/patients/:patient/index-rules', { bodyLimit: SMALL_BODY, schema: { params: patientParams } }, async (request) => {
-    const who = await caller(request);
-    return { indexRules: await cloud.setIndexRules(who, patientParam(request.params.patient), request.body) };
-  });
+  app.put<{ Params: { patient: string }; Body: unknown }>(
+    '/patients/:patient/index-rules',
+    { bodyLimit: SMALL_BODY, schema: { params: patientParams } },
+    async (request) => {
+      const who = await caller(request);
+      return { indexRules: await cloud.setIndexRules(who, patientParam(request.params.patient), request.body) };
+    },
+  );
 
-  app.post<{ Params: { patient: string }; Body: UploadBody }>('/patients/:patient/uploads', {
-    bodyLimit: CLOUD_UPLOAD_BODY_LIMIT,
-    schema: { params: patientParams, body: uploadBody },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    requireRole(who, 'gateway');
-    const storageKey = request.body.storageKey === undefined ? undefined : decode(request.body.storageKey);
-    if (storageKey === undefined && request.body.records.some((r) => r.storage !== undefined)) throw new MalformedInputError('tagged records need the upload\'s storageKey');
-    const records = request.body.records.map((r): NewRecord => ({
-      recordId: r.recordId, category: r.category, ciphertext: decode(r.ciphertext),
-      ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
-      ...(r.storage ? { storage: { publicKey: storageKey!, tags: decode(r.storage.tags) } } : {}),
-    }));
-    const capsules = request.body.capsules.map((c): NewCapsule => ({ capsuleId: c.capsuleId, category: c.category, policy: c.policy, capsule: decode(c.capsule) }));
-    const { stored, ledgerEntries } = await cloud.upload(who, patientParam(request.params.patient), records, capsules, decodeIndexWrites(request.body.index ?? []));
-    return reply.status(stored > 0 ? 201 : 200).send({ stored, ledgerEntries });
-  });
+  app.post<{ Params: { patient: string }; Body: UploadBody }>(
+    '/patients/:patient/uploads',
+    {
+      bodyLimit: CLOUD_UPLOAD_BODY_LIMIT,
+      schema: { params: patientParams, body: uploadBody },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      requireRole(who, 'gateway');
+      const storageKey = request.body.storageKey === undefined ? undefined : decode(request.body.storageKey);
+      if (storageKey === undefined && request.body.records.some((r) => r.storage !== undefined))
+        throw new MalformedInputError("tagged records need the upload's storageKey");
+      const records = request.body.records.map((r): NewRecord => ({
+        recordId: r.recordId,
+        category: r.category,
+        ciphertext: decode(r.ciphertext),
+        ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
+        ...(r.storage ? { storage: { publicKey: storageKey!, tags: decode(r.storage.tags) } } : {}),
+      }));
+      const capsules = request.body.capsules.map((c): NewCapsule => ({
+        capsuleId: c.capsuleId,
+        category: c.category,
+        policy: c.policy,
+        capsule: decode(c.capsule),
+      }));
+      const { stored, ledgerEntries } = await cloud.upload(
+        who,
+        patientParam(request.params.patient),
+        records,
+        capsules,
+        decodeIndexWrites(request.body.index ?? []),
+      );
+      return reply.status(stored > 0 ? 201 : 200).send({ stored, ledgerEntries });
+    },
+  );
 
-  app.post<{ Params: { patient: string }; Body: { categories: string[] } }>('/patients/:patient/index-states', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['categories'], additionalProperties: false, properties: { categories: { type: 'array', maxItems: 256, uniqueItems: true, items: CATEGORY } } } },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRole(who, 'gateway');
-    return { states: encodeWriterStates(await cloud.indexStates(who, patientParam(request.params.patient), request.body.categories)) };
-  });
-
-  app.post<{ Body: { entries: number[]; waitMs?: number } }>('/receipts', {
-    schema: {
-      body: {
-        type: 'object', required: ['entries'], additionalProperties: false,
-        properties: {
-          entries: { type: 'array', maxItems: MAX_UPLOAD_RECORDS, items: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
-          waitMs: { type: 'integer', minimum: 0, maximum: MAX_RECEIPT_WAIT_MS },
+  app.post<{ Params: { patient: string }; Body: { categories: string[] } }>(
+    '/patients/:patient/index-states',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['categories'],
+          additionalProperties: false,
+          properties: { categories: { type: 'array', maxItems: 256, uniqueItems: true, items: CATEGORY } },
         },
       },
     },
-  }, async (request) => {
-    requireRole(await caller(request), 'gateway');
-    return { bundles: await cloud.receipts(request.body.entries, request.body.waitMs) };
-  });
+    async (request) => {
+      const who = await caller(request);
+      requireRole(who, 'gateway');
+      return { states: encodeWriterStates(await cloud.indexStates(who, patientParam(request.params.patient), request.body.categories)) };
+    },
+  );
+
+  app.post<{ Body: { entries: number[]; waitMs?: number } }>(
+    '/receipts',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['entries'],
+          additionalProperties: false,
+          properties: {
+            entries: { type: 'array', maxItems: MAX_UPLOAD_RECORDS, items: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
+            waitMs: { type: 'integer', minimum: 0, maximum: MAX_RECEIPT_WAIT_MS },
+          },
+        },
+      },
+    },
+    async (request) => {
+      requireRole(await caller(request), 'gateway');
+      return { bundles: await cloud.receipts(request.body.entries, request.body.waitMs) };
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/research-consent', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return cloud.researchConsent(who, patientParam(request.params.patient));
   });
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>('/patients/:patient/research-consent', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } } },
-  }, async (request) => {
-    const who = await caller(request);
-    return cloud.setResearchConsent(who, patientParam(request.params.patient), request.body.allowed);
-  });
-
-  app.post<{ Params: { patient: string }; Body: { profile: string; digest: string; resources: number } }>('/patients/:patient/research-exports', {
-    bodyLimit: SMALL_BODY,
-    schema: {
-      params: patientParams,
-      body: {
-        type: 'object', required: ['profile', 'digest', 'resources'], additionalProperties: false,
-        properties: { profile: CATEGORY, digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, resources: { type: 'integer', minimum: 1, maximum: 1_000_000 } },
+  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
+    '/patients/:patient/research-consent',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
       },
     },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    return reply.status(201).send({ ledgerIndex: await cloud.recordResearchExport(who, patientParam(request.params.patient), request.body) });
-  });
+    async (request) => {
+      const who = await caller(request);
+      return cloud.setResearchConsent(who, patientParam(request.params.patient), request.body.allowed);
+    },
+  );
+
+  app.post<{ Params: { patient: string }; Body: { profile: string; digest: string; resources: number } }>(
+    '/patients/:patient/research-exports',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: {
+          type: 'object',
+          required: ['profile', 'digest', 'resources'],
+          additionalProperties: false,
+          properties: {
+            profile: CATEGORY,
+            digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' },
+            resources: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      return reply.status(201).send({ ledgerIndex: await cloud.recordResearchExport(who, patientParam(request.params.patient), request.body) });
+    },
+  );
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/writable', { schema: { params: patientParams } }, async (request, reply) => {
     const who = await caller(request);
@@ -382,22 +560,33 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   });
 
   const DIGEST = { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' };
-  app.post<{ Params: { patient: string }; Body: { digests: string[] } }>('/patients/:patient/identifiers', {
-    bodyLimit: SMALL_BODY,
-    schema: { params: patientParams, body: { type: 'object', required: ['digests'], additionalProperties: false, properties: { digests: { type: 'array', maxItems: 1000, items: DIGEST } } } },
-  }, async (request, reply) => {
-    const who = await caller(request);
-    requireRole(who, 'gateway');
-    await cloud.indexIdentifiers(who, patientParam(request.params.patient), request.body.digests);
-    return reply.status(204).send();
-  });
+  app.post<{ Params: { patient: string }; Body: { digests: string[] } }>(
+    '/patients/:patient/identifiers',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: {
+        params: patientParams,
+        body: { type: 'object', required: ['digests'], additionalProperties: false, properties: { digests: { type: 'array', maxItems: 1000, items: DIGEST } } },
+      },
+    },
+    async (request, reply) => {
+      const who = await caller(request);
+      requireRole(who, 'gateway');
+      await cloud.indexIdentifiers(who, patientParam(request.params.patient), request.body.digests);
+      return reply.status(204).send();
+    },
+  );
 
-  app.post<{ Body: { digest: string } }>('/identifier-lookup', {
-    bodyLimit: SMALL_BODY,
-    schema: { body: { type: 'object', required: ['digest'], additionalProperties: false, properties: { digest: DIGEST } } },
-  }, async (request) => {
-    const who = await caller(request);
-    requireRecordScope(who, categories.byType.Patient ?? categories.fallback, 's', categories);
-    return { patients: await cloud.lookupIdentifier(who, request.body.digest) };
-  });
+  app.post<{ Body: { digest: string } }>(
+    '/identifier-lookup',
+    {
+      bodyLimit: SMALL_BODY,
+      schema: { body: { type: 'object', required: ['digest'], additionalProperties: false, properties: { digest: DIGEST } } },
+    },
+    async (request) => {
+      const who = await caller(request);
+      requireRecordScope(who, categories.byType.Patient ?? categories.fallback, 's', categories);
+      return { patients: await cloud.lookupIdentifier(who, request.body.digest) };
+    },
+  );
 }

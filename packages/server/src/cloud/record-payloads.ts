@@ -99,11 +99,15 @@ export class ChunkedPayload {
   }
 
   private async read(seq: number): Promise<Uint8Array> {
-    const rows = await this.db.query<{ bytes: Uint8Array }>('SELECT bytes FROM cloud_record_chunks WHERE record_id = $1 AND seq = $2', [this.recordId, seq], { prepared: true });
+    const rows = await this.db.query<{ bytes: Uint8Array }>('SELECT bytes FROM cloud_record_chunks WHERE record_id = $1 AND seq = $2', [this.recordId, seq], {
+      prepared: true,
+    });
     const bytes = rows.rows[0]?.bytes;
     const expected = seq < this.count - 1 ? PAYLOAD_CHUNK_BYTES : this.length - PAYLOAD_CHUNK_BYTES * (this.count - 1);
     if (bytes === undefined || bytes.length !== expected) {
-      throw new IntegrityError(`record ${this.recordId}: payload chunk ${seq} is ${bytes === undefined ? 'missing' : `${bytes.length} bytes, not ${expected}`}`);
+      throw new IntegrityError(
+        `record ${this.recordId}: payload chunk ${seq} is ${bytes === undefined ? 'missing' : `${bytes.length} bytes, not ${expected}`}`,
+      );
     }
     return bytes;
   }

@@ -65,8 +65,15 @@ interface SubIndexSqlRow {
 }
 
 const subIndex = (r: SubIndexSqlRow): SubIndex => ({
-  source: r.source, keyEpoch: Number(r.key_epoch), indexEpoch: Number(r.index_epoch), keyCapsule: r.key_capsule, state: r.state, version: Number(r.version),
-  ...(r.capsule_id !== null && r.capsule !== null && r.emergency_grant !== null ? { emergency: { capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant } } : {}),
+  source: r.source,
+  keyEpoch: Number(r.key_epoch),
+  indexEpoch: Number(r.index_epoch),
+  keyCapsule: r.key_capsule,
+  state: r.state,
+  version: Number(r.version),
+  ...(r.capsule_id !== null && r.capsule !== null && r.emergency_grant !== null
+    ? { emergency: { capsuleId: r.capsule_id, capsule: r.capsule, grant: r.emergency_grant } }
+    : {}),
 });
 
 const SUB_INDEX_SELECT = `SELECT w.source, w.key_epoch, w.index_epoch, w.key_capsule, w.state, w.version, g.capsule_id, c.capsule, g.emergency_grant
@@ -76,27 +83,43 @@ const SUB_INDEX_SELECT = `SELECT w.source, w.key_epoch, w.index_epoch, w.key_cap
 
 /** Shape checks of an index write that need no database (the service calls it before the transaction). */
 export function checkIndexWrite(patient: string, write: IndexWrite, recordCategories: ReadonlyMap<string, string>): void {
-  if (!Number.isInteger(write.keyEpoch) || write.keyEpoch < 1 || !Number.isInteger(write.indexEpoch) || write.indexEpoch < 1 || !Number.isInteger(write.expectedVersion) || write.expectedVersion < 0) {
+  if (
+    !Number.isInteger(write.keyEpoch) ||
+    write.keyEpoch < 1 ||
+    !Number.isInteger(write.indexEpoch) ||
+    write.indexEpoch < 1 ||
+    !Number.isInteger(write.expectedVersion) ||
+    write.expectedVersion < 0
+  ) {
     throw new MalformedInputError('an index write needs positive epochs and a version of 0 or more');
   }
   if (write.state.length > MAX_STATE_BYTES) throw new MalformedInputError('a sealed index state is at most 16 MiB');
   if (write.keyCapsule !== undefined) {
     const { core } = pre.openRecordHeader(write.keyCapsule);
-    if (core.category !== write.category || core.epoch !== write.keyEpoch) throw new MalformedInputError('the index key capsule is for another category or epoch');
+    if (core.category !== write.category || core.epoch !== write.keyEpoch)
+      throw new MalformedInputError('the index key capsule is for another category or epoch');
   } else if (write.expectedVersion === 0) {
     throw new MalformedInputError('a new sub-index needs its key capsule');
   }
   if (write.keyEmergency !== undefined && write.keyCapsule !== undefined) {
     const grant = pre.decodeEmergencyGrant(write.keyEmergency.grant);
     const { core } = pre.openRecordHeader(write.keyCapsule);
-    if (grant.patientId !== patient || grant.recordId !== core.recordId || grant.category !== core.category || grant.epoch !== core.epoch
-      || Buffer.compare(grant.keyId, core.keyId) !== 0 || Buffer.from(grant.delegationId).toString('hex') !== write.keyEmergency.capsuleId) {
-      throw new MalformedInputError('the index key\'s emergency grant does not match its capsule');
+    if (
+      grant.patientId !== patient ||
+      grant.recordId !== core.recordId ||
+      grant.category !== core.category ||
+      grant.epoch !== core.epoch ||
+      Buffer.compare(grant.keyId, core.keyId) !== 0 ||
+      Buffer.from(grant.delegationId).toString('hex') !== write.keyEmergency.capsuleId
+    ) {
+      throw new MalformedInputError("the index key's emergency grant does not match its capsule");
     }
   }
   for (const row of write.rows) {
-    if (row.label.length !== sse.LABEL_BYTES || row.value.length !== sse.VALUE_BYTES) throw new MalformedInputError(`an index row is a ${sse.LABEL_BYTES}-byte label and a ${sse.VALUE_BYTES}-byte value`);
-    if (recordCategories.get(row.recordId) !== write.category) throw new MalformedInputError(`an index row names record ${row.recordId}, which is not a '${write.category}' record of this upload`);
+    if (row.label.length !== sse.LABEL_BYTES || row.value.length !== sse.VALUE_BYTES)
+      throw new MalformedInputError(`an index row is a ${sse.LABEL_BYTES}-byte label and a ${sse.VALUE_BYTES}-byte value`);
+    if (recordCategories.get(row.recordId) !== write.category)
+      throw new MalformedInputError(`an index row names record ${row.recordId}, which is not a '${write.category}' record of this upload`);
   }
 }
 
@@ -106,7 +129,12 @@ export class SearchStore {
 
   /** The current index epoch of a patient's category (1 until a delegation of it is revoked). */
   async indexEpoch(patient: string, category: string, tx: Queryable = this.db, lock = false): Promise<number> {
-    const row = (await tx.query<{ epoch: number }>(`SELECT epoch FROM cloud_index_epochs WHERE patient = $1 AND category = $2${lock ? ' FOR SHARE' : ''}`, [patient, category])).rows[0];
+    const row = (
+      await tx.query<{ epoch: number }>(`SELECT epoch FROM cloud_index_epochs WHERE patient = $1 AND category = $2${lock ? ' FOR SHARE' : ''}`, [
+        patient,
+        category,
+      ])
+    ).rows[0];
     return row === undefined ? 1 : Number(row.epoch);
   }
 
@@ -121,14 +149,19 @@ export class SearchStore {
 
   /** The sub-indexes of a patient's category (all writers and epochs), oldest first. */
   async subIndexes(patient: string, category: string): Promise<SubIndex[]> {
-    const rows = await this.db.query<SubIndexSqlRow>(`${SUB_INDEX_SELECT} WHERE w.patient = $1 AND w.category = $2 ORDER BY w.created_at, w.source, w.key_epoch, w.index_epoch`, [patient, category]);
+    const rows = await this.db.query<SubIndexSqlRow>(
+      `${SUB_INDEX_SELECT} WHERE w.patient = $1 AND w.category = $2 ORDER BY w.created_at, w.source, w.key_epoch, w.index_epoch`,
+      [patient, category],
+    );
     return rows.rows.map(subIndex);
   }
 
   /** One writer's sub-index at given epochs, if it exists. */
   async subIndex(patient: string, category: string, source: string, keyEpoch: number, indexEpoch: number): Promise<SubIndex | undefined> {
-    const rows = await this.db.query<SubIndexSqlRow>(`${SUB_INDEX_SELECT} WHERE w.patient = $1 AND w.category = $2 AND w.source = $3 AND w.key_epoch = $4 AND w.index_epoch = $5`,
-      [patient, category, source, keyEpoch, indexEpoch]);
+    const rows = await this.db.query<SubIndexSqlRow>(
+      `${SUB_INDEX_SELECT} WHERE w.patient = $1 AND w.category = $2 AND w.source = $3 AND w.key_epoch = $4 AND w.index_epoch = $5`,
+      [patient, category, source, keyEpoch, indexEpoch],
+    );
     return rows.rows[0] && subIndex(rows.rows[0]);
   }
 
@@ -137,35 +170,59 @@ export class SearchStore {
    * is still the one it built on. @throws ConflictError when another write of the sub-index committed first, or
    * the index epoch moved (the upload rolls back; the writer fetches the state again and retries).
    */
-  async write(tx: Queryable, patient: string, source: string, writes: readonly IndexWrite[], newRecords: ReadonlySet<string>, storedCapsules: ReadonlySet<string>): Promise<void> {
+  async write(
+    tx: Queryable,
+    patient: string,
+    source: string,
+    writes: readonly IndexWrite[],
+    newRecords: ReadonlySet<string>,
+    storedCapsules: ReadonlySet<string>,
+  ): Promise<void> {
     for (const write of writes) {
       // A write whose records all exist already is a retry of one that committed: nothing to add. Otherwise every
       // row is kept, so the state never counts an entry the cloud does not hold (a reader treats a missing entry
       // as withheld: search/reader.ts).
       const rows = write.rows;
       if (!rows.some((r) => newRecords.has(r.recordId))) continue;
-      if ((await this.indexEpoch(patient, write.category, tx, true)) !== write.indexEpoch) throw new ConflictError(`the index epoch of '${write.category}' moved; fetch the index state again`);
+      if ((await this.indexEpoch(patient, write.category, tx, true)) !== write.indexEpoch)
+        throw new ConflictError(`the index epoch of '${write.category}' moved; fetch the index state again`);
       const key = [patient, write.category, source, write.keyEpoch, write.indexEpoch];
-      const current = (await tx.query<{ version: number }>(
-        'SELECT version FROM cloud_index_writers WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5 FOR UPDATE', key)).rows[0];
-      if ((current === undefined ? 0 : Number(current.version)) !== write.expectedVersion) throw new ConflictError(`another write of the '${write.category}' index committed first; fetch its state again`);
+      const current = (
+        await tx.query<{ version: number }>(
+          'SELECT version FROM cloud_index_writers WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5 FOR UPDATE',
+          key,
+        )
+      ).rows[0];
+      if ((current === undefined ? 0 : Number(current.version)) !== write.expectedVersion)
+        throw new ConflictError(`another write of the '${write.category}' index committed first; fetch its state again`);
       if (current === undefined) {
         const created = await tx.query(
           `INSERT INTO cloud_index_writers (patient, category, source, key_epoch, index_epoch, key_capsule, state, version) VALUES ($1, $2, $3, $4, $5, $6, $7, 1)
-           ON CONFLICT DO NOTHING RETURNING version`, [...key, write.keyCapsule!, write.state]);
+           ON CONFLICT DO NOTHING RETURNING version`,
+          [...key, write.keyCapsule!, write.state],
+        );
         if (created.rows.length === 0) throw new ConflictError(`another write created the '${write.category}' index first; fetch its state again`);
         if (write.keyEmergency !== undefined && storedCapsules.has(write.keyEmergency.capsuleId)) {
-          await tx.query('INSERT INTO cloud_index_key_grants (patient, category, source, key_epoch, index_epoch, capsule_id, emergency_grant) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-            [...key, write.keyEmergency.capsuleId, write.keyEmergency.grant]);
+          await tx.query(
+            'INSERT INTO cloud_index_key_grants (patient, category, source, key_epoch, index_epoch, capsule_id, emergency_grant) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+            [...key, write.keyEmergency.capsuleId, write.keyEmergency.grant],
+          );
         }
       } else {
-        await tx.query('UPDATE cloud_index_writers SET state = $6, version = version + 1 WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5', [...key, write.state]);
+        await tx.query(
+          'UPDATE cloud_index_writers SET state = $6, version = version + 1 WHERE patient = $1 AND category = $2 AND source = $3 AND key_epoch = $4 AND index_epoch = $5',
+          [...key, write.state],
+        );
       }
       // Columns as arrays (unnest), in chunks: a third to a half of multi-row VALUES' CPU time per row on both engines.
       for (let i = 0; i < rows.length; i += INDEX_ROWS_PER_STATEMENT) {
         const chunk = rows.slice(i, i + INDEX_ROWS_PER_STATEMENT);
-        await tx.query('INSERT INTO cloud_index_rows (label, patient, category, value) SELECT l, $2, $3, v FROM unnest($1::bytea[], $4::bytea[]) AS x(l, v)',
-          [chunk.map((r) => r.label), patient, write.category, chunk.map((r) => r.value)]);
+        await tx.query('INSERT INTO cloud_index_rows (label, patient, category, value) SELECT l, $2, $3, v FROM unnest($1::bytea[], $4::bytea[]) AS x(l, v)', [
+          chunk.map((r) => r.label),
+          patient,
+          write.category,
+          chunk.map((r) => r.value),
+        ]);
       }
     }
   }
@@ -174,7 +231,9 @@ export class SearchStore {
   async lookup(patient: string, category: string, labels: readonly Uint8Array[]): Promise<Array<Uint8Array | undefined>> {
     if (labels.length === 0) return [];
     const found = await this.db.query<{ label: Uint8Array; value: Uint8Array }>(
-      'SELECT label, value FROM cloud_index_rows WHERE label = ANY($1::bytea[]) AND patient = $2 AND category = $3', [labels, patient, category]);
+      'SELECT label, value FROM cloud_index_rows WHERE label = ANY($1::bytea[]) AND patient = $2 AND category = $3',
+      [labels, patient, category],
+    );
     const byLabel = new Map(found.rows.map((r) => [Buffer.from(r.label).toString('hex'), r.value]));
     return labels.map((l) => byLabel.get(Buffer.from(l).toString('hex')));
   }

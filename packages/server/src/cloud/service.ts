@@ -12,7 +12,19 @@
  * grants (made by the encrypting hospitals under the platform's emergency policy, docs/platform.md §3), unless
  * the patient has opted out of those.
  */
-import { abe, AccessDeniedError, ConflictError, formatVersion, IntegrityError, LimitExceededError, MalformedInputError, ObjectType, pre, sse, UnavailableError } from '@medshare/crypto';
+import {
+  abe,
+  AccessDeniedError,
+  ConflictError,
+  formatVersion,
+  IntegrityError,
+  LimitExceededError,
+  MalformedInputError,
+  ObjectType,
+  pre,
+  sse,
+  UnavailableError,
+} from '@medshare/crypto';
 import { buildInclusionBundle, buildWitnessedBundles, type AuditEventInput, type AuditLog, type InclusionBundle } from '@medshare/ledger';
 import type { Caller } from '../http.ts';
 import { NotFoundError } from '../http.ts';
@@ -22,7 +34,19 @@ import { InThreadConverter, type Converter } from './conversion-pool.ts';
 import type { CheckedTags, StorageAuditCloud } from '../storage-audit/cloud.ts';
 import { checkIndexWrite, MAX_SEARCH_LABELS, type IndexWrite, type ReaderSubIndex, type WriterIndexState } from './search-store.ts';
 import { ChunkedPayload } from './record-payloads.ts';
-import { CloudStore, sha256Name, type AccessEntry, type DelegationRow, type EmergencyRecord, type NewCapsule, type NewRecord, type ReadableDelegations, type RecordMeta, type StoredCiphertext, type StoredPolicy } from './store.ts';
+import {
+  CloudStore,
+  sha256Name,
+  type AccessEntry,
+  type DelegationRow,
+  type EmergencyRecord,
+  type NewCapsule,
+  type NewRecord,
+  type ReadableDelegations,
+  type RecordMeta,
+  type StoredCiphertext,
+  type StoredPolicy,
+} from './store.ts';
 
 /** The longest an upload's receipts wait for a witnessed checkpoint before the log-signed ones are returned. */
 export const MAX_RECEIPT_WAIT_MS = 10_000;
@@ -148,9 +172,11 @@ export function checkEpochsAdvance(previous: pre.PatientPublicKeys, next: pre.Pa
     if (now === undefined) throw new ConflictError(`the new key bundle drops category '${old.category}'`);
     if (now.epoch < old.epoch) throw new ConflictError(`the new key bundle moves '${old.category}' back from epoch ${old.epoch} to ${now.epoch}`);
     if (now.epoch > old.epoch) advanced = true;
-    else if (!Buffer.from(now.keyId).equals(Buffer.from(old.keyId))) throw new ConflictError(`the new key bundle changes the '${old.category}' key without a new epoch`);
+    else if (!Buffer.from(now.keyId).equals(Buffer.from(old.keyId)))
+      throw new ConflictError(`the new key bundle changes the '${old.category}' key without a new epoch`);
   }
-  if (!advanced && next.categories.length === previous.categories.length) throw new ConflictError('the key bundle is already published (no epoch moved forward)');
+  if (!advanced && next.categories.length === previous.categories.length)
+    throw new ConflictError('the key bundle is already published (no epoch moved forward)');
 }
 
 /** The cloud service behind the HTTP routes and the gateway. */
@@ -197,7 +223,8 @@ export class CloudService {
     if (existing.owner !== caller.pseudonym) throw new AccessDeniedError('this pseudonym belongs to another patient');
     pre.decodePublicKeys(bundle, existing.signingKey);
     checkEpochsAdvance(pre.decodePublicKeys(existing.publicKeys, existing.signingKey), keys);
-    if (!(await this.store.replacePatientKeys(patient, existing.publicKeys, bundle))) throw new ConflictError('the key bundle was replaced concurrently; fetch it and publish again');
+    if (!(await this.store.replacePatientKeys(patient, existing.publicKeys, bundle)))
+      throw new ConflictError('the key bundle was replaced concurrently; fetch it and publish again');
     return { created: false };
   }
 
@@ -233,18 +260,33 @@ export class CloudService {
    * may carry platform emergency grants under `capsules`, which must be made under the platform's emergency policy,
    * and searchable-index writes (`index`, stored in the same transaction; ConflictError when a sub-index moved).
    */
-  async upload(uploader: Caller, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
+  async upload(
+    uploader: Caller,
+    patient: string,
+    records: readonly NewRecord[],
+    capsules: readonly NewCapsule[] = [],
+    index: readonly IndexWrite[] = [],
+  ): Promise<UploadOutcome> {
     if ((await this.store.patient(patient)) === undefined) throw new NotFoundError('no such patient');
     await this.requireWriter(patient, uploader.token.hospital);
     this.checkEmergencyGrants(patient, records, capsules);
     const foreign = records.find((r) => !isRecordOf(r.recordId, uploader.token.hospital));
-    if (foreign !== undefined) throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
+    if (foreign !== undefined)
+      throw new AccessDeniedError(`record ${foreign.recordId} does not carry the tag of ${uploader.token.hospital} (record ids name their writing hospital)`);
     const recordCategories = new Map(records.map((r) => [r.recordId, r.category]));
     for (const write of index) checkIndexWrite(patient, write, recordCategories);
     const storage = this.options.storage;
-    if (storage === undefined && records.some((r) => r.storage !== undefined)) throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
+    if (storage === undefined && records.some((r) => r.storage !== undefined))
+      throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
     const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
-    const added = await this.store.addRecords(patient, uploader.token.hospital, records, capsules, index, (tx, added) => storage?.storeTags(tx, added, tags) ?? Promise.resolve());
+    const added = await this.store.addRecords(
+      patient,
+      uploader.token.hospital,
+      records,
+      capsules,
+      index,
+      (tx, added) => storage?.storeTags(tx, added, tags) ?? Promise.resolve(),
+    );
     if (added.length === 0) return { stored: 0, ledgerEntries: [] };
     const touched = added.map((r) => {
       const commitment = tags.get(r.recordId)?.commitment;
@@ -261,7 +303,9 @@ export class CloudService {
    */
   async requireWriter(patient: string, hospital: string): Promise<void> {
     if (!(await this.store.writers(patient)).includes(hospital)) {
-      throw new AccessDeniedError(`the patient has not allowed ${hospital} to write into her record (she allows it with PUT /cloud/patients/<pseudonym>/writers/${hospital})`);
+      throw new AccessDeniedError(
+        `the patient has not allowed ${hospital} to write into her record (she allows it with PUT /cloud/patients/<pseudonym>/writers/${hospital})`,
+      );
     }
   }
 
@@ -275,7 +319,10 @@ export class CloudService {
   async allowWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
     await this.requireOwner(caller, patient);
     if (await this.store.addWriter(patient, hospital)) {
-      await this.audit(caller, patient, `allow ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-grant', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+      await this.audit(caller, patient, `allow ${hospital} to write`, 'all', 'success', 0, null, {
+        type: 'consent-grant',
+        policyHash: sha256Name(utf8.encode(`writer:${hospital}`)),
+      });
     }
     return this.store.writers(patient);
   }
@@ -284,7 +331,10 @@ export class CloudService {
   async removeWriter(caller: Caller, patient: string, hospital: string): Promise<string[]> {
     await this.requireOwner(caller, patient);
     if (!(await this.store.removeWriter(patient, hospital))) throw new NotFoundError(`${hospital} may not write into her record`);
-    await this.audit(caller, patient, `refuse ${hospital} to write`, 'all', 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(utf8.encode(`writer:${hospital}`)) });
+    await this.audit(caller, patient, `refuse ${hospital} to write`, 'all', 'success', 0, null, {
+      type: 'consent-revoke',
+      policyHash: sha256Name(utf8.encode(`writer:${hospital}`)),
+    });
     return this.store.writers(patient);
   }
 
@@ -313,8 +363,10 @@ export class CloudService {
   async setFindable(caller: Caller, patient: string, allowed: boolean): Promise<{ findable: boolean }> {
     await this.requireOwner(caller, patient);
     if (await this.store.setFindable(patient, allowed)) {
-      await this.audit(caller, patient, allowed ? 'allow lookup by identifier' : 'refuse lookup by identifier', 'all', 'success', 0, null,
-        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode('lookup-by-identifier')) });
+      await this.audit(caller, patient, allowed ? 'allow lookup by identifier' : 'refuse lookup by identifier', 'all', 'success', 0, null, {
+        type: allowed ? 'consent-grant' : 'consent-revoke',
+        policyHash: sha256Name(utf8.encode('lookup-by-identifier')),
+      });
     }
     return { findable: allowed };
   }
@@ -328,7 +380,10 @@ export class CloudService {
     const parsed = parseIndexRules(rules);
     const text = JSON.stringify(parsed);
     await this.store.setIndexRules(patient, text);
-    await this.audit(caller, patient, 'set index rules', 'all', 'success', 0, null, { type: 'consent-grant', policyHash: sha256Name(utf8.encode(`index-rules:${text}`)) });
+    await this.audit(caller, patient, 'set index rules', 'all', 'success', 0, null, {
+      type: 'consent-grant',
+      policyHash: sha256Name(utf8.encode(`index-rules:${text}`)),
+    });
     return parsed;
   }
 
@@ -377,8 +432,10 @@ export class CloudService {
     await this.requireOwner(caller, patient);
     if (await this.store.setPlatformEmergency(patient, allowed)) {
       const policyHash = sha256Name(utf8.encode(this.options.emergencyPolicy ?? ''));
-      await this.audit(caller, patient, allowed ? 'allow platform emergency access' : 'refuse platform emergency access', 'all', 'success', 0, null,
-        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash });
+      await this.audit(caller, patient, allowed ? 'allow platform emergency access' : 'refuse platform emergency access', 'all', 'success', 0, null, {
+        type: allowed ? 'consent-grant' : 'consent-revoke',
+        policyHash,
+      });
     }
     return this.platformEmergency(caller, patient);
   }
@@ -393,8 +450,10 @@ export class CloudService {
   async setResearchConsent(caller: Caller, patient: string, allowed: boolean): Promise<{ allowed: boolean }> {
     await this.requireOwner(caller, patient);
     if (await this.store.setResearchConsent(patient, allowed)) {
-      await this.audit(caller, patient, allowed ? 'allow research release' : 'refuse research release', 'all', 'success', 0, null,
-        { type: allowed ? 'consent-grant' : 'consent-revoke', policyHash: sha256Name(utf8.encode(RESEARCH_PURPOSE)) });
+      await this.audit(caller, patient, allowed ? 'allow research release' : 'refuse research release', 'all', 'success', 0, null, {
+        type: allowed ? 'consent-grant' : 'consent-revoke',
+        policyHash: sha256Name(utf8.encode(RESEARCH_PURPOSE)),
+      });
     }
     return { allowed };
   }
@@ -439,7 +498,12 @@ export class CloudService {
   }
 
   /** The owner stores a delegation (a re-encryption key); it is recorded as a consent grant. */
-  async delegate(caller: Caller, patient: string, keyBytes: Uint8Array, emergency: boolean): Promise<{ delegationId: string; category: string; policy: string }> {
+  async delegate(
+    caller: Caller,
+    patient: string,
+    keyBytes: Uint8Array,
+    emergency: boolean,
+  ): Promise<{ delegationId: string; category: string; policy: string }> {
     await this.requireOwner(caller, patient);
     const rk = pre.decodeReEncryptionKey(keyBytes);
     if (rk.patientId !== patient) throw new MalformedInputError('the re-encryption key is for another patient');
@@ -466,7 +530,10 @@ export class CloudService {
     if (removed === undefined) throw new NotFoundError('no such delegation');
     // New index entries go to sub-indexes under fresh keys, which the revoked delegation never converted.
     await this.store.search.advanceIndexEpoch(patient, removed.category);
-    await this.audit(caller, patient, 'revoke', removed.category, 'success', 0, null, { type: 'consent-revoke', policyHash: sha256Name(removed.reencryptionKey) });
+    await this.audit(caller, patient, 'revoke', removed.category, 'success', 0, null, {
+      type: 'consent-revoke',
+      policyHash: sha256Name(removed.reencryptionKey),
+    });
   }
 
   /**
@@ -479,18 +546,23 @@ export class CloudService {
     // A reader's delegations and the records come in one query, the records used only once the delegations authorise
     // the read; an emergency read (its delegation or the platform's grants) fetches its records once authorised.
     let fetched: StoredCiphertext[] | undefined;
-    const lookup = emergency ? undefined : async () => {
-      const found = await this.store.readableRecords(patient, category, options.recordIds);
-      fetched = found?.records;
-      return found;
-    };
+    const lookup = emergency
+      ? undefined
+      : async () => {
+          const found = await this.store.readableRecords(patient, category, options.recordIds);
+          fetched = found?.records;
+          return found;
+        };
     const { source, event } = await this.authoriseRead(caller, patient, category, options.reason, emergency ? 'emergency read' : 'read', lookup);
     let converted: ConvertedRecord[];
     let stored: Array<{ hash: string }>;
     if (source.kind === 'delegation') {
-      const records = fetched ?? await this.store.ciphertexts(patient, category, options.recordIds);
+      const records = fetched ?? (await this.store.ciphertexts(patient, category, options.recordIds));
       const parts = records.map(storedParts);
-      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      const headers = await this.converter.convert(
+        source.delegation,
+        parts.map((p) => p.header),
+      );
       converted = records.map((r, i) => new ConvertedRecord(r.recordId, headers[i]!, parts[i]!.payload));
       stored = records;
     } else {
@@ -503,8 +575,17 @@ export class CloudService {
       stored = records;
     }
     const action = source.kind === 'platform' ? 'emergency read (platform policy)' : emergency ? 'emergency read' : 'read';
-    await this.audit(caller, patient, action, category, 'success', converted.length, options.reason ?? null, event,
-      stored.map((r) => ({ hash: r.hash, category })));
+    await this.audit(
+      caller,
+      patient,
+      action,
+      category,
+      'success',
+      converted.length,
+      options.reason ?? null,
+      event,
+      stored.map((r) => ({ hash: r.hash, category })),
+    );
     return converted;
   }
 
@@ -513,13 +594,18 @@ export class CloudService {
    * caller's attributes satisfy no delegation; `reason` makes it an emergency access.
    */
   private async authoriseRead(
-    caller: Caller, patient: string, category: string, reason: string | undefined, action: string,
+    caller: Caller,
+    patient: string,
+    category: string,
+    reason: string | undefined,
+    action: string,
     lookup: () => Promise<ReadableDelegations | undefined> = () => this.store.readableDelegations(patient, category),
   ): Promise<{ source: ReadSource; event: Parameters<CloudService['audit']>[7] }> {
     const emergency = reason !== undefined;
     if (emergency) {
       if (caller.role !== 'emergency') throw new AccessDeniedError('emergency access needs role:emergency');
-      if (reason.trim().length === 0 || reason.length > MAX_REASON) throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
+      if (reason.trim().length === 0 || reason.length > MAX_REASON)
+        throw new MalformedInputError(`an emergency access needs a stated reason of 1-${MAX_REASON} characters`);
     }
     const found = await lookup();
     if (found === undefined) throw new NotFoundError('no such patient');
@@ -541,13 +627,15 @@ export class CloudService {
   async indexStates(caller: Caller, patient: string, categories: readonly string[]): Promise<WriterIndexState[]> {
     if (caller.role !== 'gateway') throw new AccessDeniedError('only a hospital gateway writes to the index');
     const keys = await this.publicKeys(patient);
-    return Promise.all(categories.map(async (category): Promise<WriterIndexState> => {
-      const keyEpoch = keys.categories.find((k) => k.category === category)?.epoch;
-      if (keyEpoch === undefined) throw new MalformedInputError(`the patient has no key for category '${category}'`);
-      const indexEpoch = await this.store.search.indexEpoch(patient, category);
-      const mine = await this.store.search.subIndex(patient, category, caller.token.hospital, keyEpoch, indexEpoch);
-      return { category, keyEpoch, indexEpoch, ...(mine === undefined ? { version: 0 } : { version: mine.version, state: mine.state }) };
-    }));
+    return Promise.all(
+      categories.map(async (category): Promise<WriterIndexState> => {
+        const keyEpoch = keys.categories.find((k) => k.category === category)?.epoch;
+        if (keyEpoch === undefined) throw new MalformedInputError(`the patient has no key for category '${category}'`);
+        const indexEpoch = await this.store.search.indexEpoch(patient, category);
+        const mine = await this.store.search.subIndex(patient, category, caller.token.hospital, keyEpoch, indexEpoch);
+        return { category, keyEpoch, indexEpoch, ...(mine === undefined ? { version: 0 } : { version: mine.version, state: mine.state }) };
+      }),
+    );
   }
 
   /**
@@ -567,14 +655,32 @@ export class CloudService {
       usable = subs.filter((s) => s.keyEpoch === epoch);
       // Converters take headers only: each converted header is joined with its capsule's payload again.
       const parts = usable.map((s) => pre.splitRecord(s.keyCapsule));
-      const headers = await this.converter.convert(source.delegation, parts.map((p) => p.header));
+      const headers = await this.converter.convert(
+        source.delegation,
+        parts.map((p) => p.header),
+      );
       keys = parts.map((p, i) => new Uint8Array(Buffer.concat([headers[i]!, p.payload])));
     } else {
       usable = subs.filter((s) => s.emergency !== undefined);
-      keys = usable.map((s) => pre.convert(pre.emergencyGrantKey(cached(this.decodedCapsules, s.emergency!.capsuleId, () => pre.decodeEmergencyCapsule(s.emergency!.capsule)), s.emergency!.grant), s.keyCapsule));
+      keys = usable.map((s) =>
+        pre.convert(
+          pre.emergencyGrantKey(
+            cached(this.decodedCapsules, s.emergency!.capsuleId, () => pre.decodeEmergencyCapsule(s.emergency!.capsule)),
+            s.emergency!.grant,
+          ),
+          s.keyCapsule,
+        ),
+      );
     }
     await this.audit(caller, patient, source.kind === 'platform' ? `${action} (platform policy)` : action, category, 'success', 0, reason ?? null, event);
-    return usable.map((s, i) => ({ source: s.source, keyEpoch: s.keyEpoch, indexEpoch: s.indexEpoch, keyCapsule: keys[i]!, state: s.state, version: s.version }));
+    return usable.map((s, i) => ({
+      source: s.source,
+      keyEpoch: s.keyEpoch,
+      indexEpoch: s.indexEpoch,
+      keyCapsule: keys[i]!,
+      state: s.state,
+      version: s.version,
+    }));
   }
 
   /**
@@ -620,8 +726,10 @@ export class CloudService {
     for (const capsule of capsules) {
       const info = pre.decodeEmergencyCapsule(capsule.capsule);
       if (this.options.emergencyPolicy === undefined) throw new MalformedInputError('this platform has no emergency policy; upload without emergency grants');
-      if (info.policy !== this.options.emergencyPolicy || capsule.policy !== info.policy) throw new MalformedInputError(`an emergency capsule must be under the platform's emergency policy '${this.options.emergencyPolicy}'`);
-      if (capsule.capsuleId !== Buffer.from(info.delegationId).toString('hex')) throw new MalformedInputError('an emergency capsule id must be its delegation id');
+      if (info.policy !== this.options.emergencyPolicy || capsule.policy !== info.policy)
+        throw new MalformedInputError(`an emergency capsule must be under the platform's emergency policy '${this.options.emergencyPolicy}'`);
+      if (capsule.capsuleId !== Buffer.from(info.delegationId).toString('hex'))
+        throw new MalformedInputError('an emergency capsule id must be its delegation id');
       byId.set(capsule.capsuleId, capsule);
     }
     for (const record of records) {
@@ -629,9 +737,18 @@ export class CloudService {
       const capsule = byId.get(record.emergency.capsuleId);
       const grant = pre.decodeEmergencyGrant(record.emergency.grant);
       const { core } = pre.openRecordHeader(record.ciphertext);
-      if (capsule === undefined || capsule.category !== record.category || Buffer.from(grant.delegationId).toString('hex') !== capsule.capsuleId
-        || grant.patientId !== patient || grant.recordId !== record.recordId || core.recordId !== record.recordId || grant.category !== record.category
-        || core.category !== record.category || grant.epoch !== core.epoch || Buffer.compare(grant.keyId, core.keyId) !== 0) {
+      if (
+        capsule === undefined ||
+        capsule.category !== record.category ||
+        Buffer.from(grant.delegationId).toString('hex') !== capsule.capsuleId ||
+        grant.patientId !== patient ||
+        grant.recordId !== record.recordId ||
+        core.recordId !== record.recordId ||
+        grant.category !== record.category ||
+        core.category !== record.category ||
+        grant.epoch !== core.epoch ||
+        Buffer.compare(grant.keyId, core.keyId) !== 0
+      ) {
         throw new MalformedInputError(`the emergency grant of record ${record.recordId} does not match its record or capsule`);
       }
     }
@@ -650,14 +767,22 @@ export class CloudService {
     const candidates = delegations.filter((d) => d.emergency === emergency);
     const usable = candidates.find((d) => this.satisfies(caller, d.policy));
     if (usable !== undefined) return usable;
-    if (candidates.length === 0) throw new AccessDeniedError(`no active ${emergency ? 'emergency ' : ''}delegation of '${category}' (revoked or never granted)`);
+    if (candidates.length === 0)
+      throw new AccessDeniedError(`no active ${emergency ? 'emergency ' : ''}delegation of '${category}' (revoked or never granted)`);
     throw new AccessDeniedError(`your attributes satisfy no active delegation of '${category}'`);
   }
 
   /** Appends to the ledger (pseudonyms, codes and hashes only) and to the patient's access log. */
   private async audit(
-    caller: Caller, patient: string, action: string, category: string, outcome: 'success' | 'minor-failure', records: number,
-    reason: string | null, event: Pick<AuditEventInput, 'type' | 'policyHash' | 'emergencyReason'>, touched: NonNullable<AuditEventInput['records']> = [],
+    caller: Caller,
+    patient: string,
+    action: string,
+    category: string,
+    outcome: 'success' | 'minor-failure',
+    records: number,
+    reason: string | null,
+    event: Pick<AuditEventInput, 'type' | 'policyHash' | 'emergencyReason'>,
+    touched: NonNullable<AuditEventInput['records']> = [],
   ): Promise<number[]> {
     const role = ROLE_CODE.test(caller.role) ? caller.role : 'other';
     const base = { ...event, outcome, patient, source: LEDGER_SOURCE, agents: [{ who: caller.pseudonym, role }] };
@@ -668,9 +793,15 @@ export class CloudService {
     }
     const first = indices[0];
     await this.store.logAccess(patient, {
-      actor: caller.pseudonym, hospital: caller.token.hospital, role, action, category,
+      actor: caller.pseudonym,
+      hospital: caller.token.hospital,
+      role,
+      action,
+      category,
       outcome: outcome === 'success' ? (event.type === 'record-access' || event.type === 'emergency-access' ? `${records} records` : 'ok') : 'refused',
-      records, reason, ledgerIndex: first ?? null,
+      records,
+      reason,
+      ledgerIndex: first ?? null,
     });
     return indices;
   }

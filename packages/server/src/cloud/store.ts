@@ -126,8 +126,13 @@ interface DelegationSqlRow {
 }
 
 const delegationRow = (r: DelegationSqlRow): DelegationRow => ({
-  delegationId: r.delegation_id, patient: r.patient, category: r.category, policy: r.policy,
-  emergency: r.emergency, reencryptionKey: r.reencryption_key, createdAt: iso(r.created_at),
+  delegationId: r.delegation_id,
+  patient: r.patient,
+  category: r.category,
+  policy: r.policy,
+  emergency: r.emergency,
+  reencryptionKey: r.reencryption_key,
+  createdAt: iso(r.created_at),
 });
 
 /** A registered patient's platform emergency consent and her active delegations of one category. */
@@ -142,9 +147,10 @@ export interface ReadableDelegations {
  * upload before autovacuum, or PGlite, which has none) it used the (patient, category) index and read the whole
  * category to find them.
  */
-const recordsSource = (recordIds: readonly string[] | undefined): string => recordIds === undefined
-  ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE patient = $1 AND category = $2)'
-  : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE record_id = ANY($3::text[]))';
+const recordsSource = (recordIds: readonly string[] | undefined): string =>
+  recordIds === undefined
+    ? 'WITH named AS (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE patient = $1 AND category = $2)'
+    : 'WITH named AS MATERIALIZED (SELECT seq, record_id, patient, category, ciphertext, ciphertext_hash, size, payload_chunks FROM cloud_records WHERE record_id = ANY($3::text[]))';
 
 /** SQL access for the cloud service. */
 export class CloudStore {
@@ -176,7 +182,10 @@ export class CloudStore {
 
   /** Allows a hospital to write into a patient's record; false when it already may. */
   async addWriter(patient: string, hospital: string): Promise<boolean> {
-    const result = await this.db.query('INSERT INTO cloud_writers (patient, hospital) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING hospital', [patient, hospital]);
+    const result = await this.db.query('INSERT INTO cloud_writers (patient, hospital) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING hospital', [
+      patient,
+      hospital,
+    ]);
     return result.rows.length === 1;
   }
 
@@ -189,10 +198,11 @@ export class CloudStore {
   /** Adds keyed hashes of a patient's business identifiers (a hospital's gateway computed them); repeats are kept once. */
   async addIdentifierDigests(patient: string, hospital: string, digests: readonly string[]): Promise<void> {
     if (digests.length === 0) return;
-    await this.db.query(
-      'INSERT INTO cloud_identifier_index (digest, patient, hospital) SELECT d, $2, $3 FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING',
-      [digests, patient, hospital],
-    );
+    await this.db.query('INSERT INTO cloud_identifier_index (digest, patient, hospital) SELECT d, $2, $3 FROM unnest($1::text[]) AS d ON CONFLICT DO NOTHING', [
+      digests,
+      patient,
+      hospital,
+    ]);
   }
 
   /** The patients who allowed being found and whose identifiers include `digest`. */
@@ -232,7 +242,11 @@ export class CloudStore {
    * committed first, so two concurrent re-publishes cannot both win on a stale comparison.
    */
   async replacePatientKeys(patient: string, expected: Uint8Array, publicKeys: Uint8Array): Promise<boolean> {
-    const result = await this.db.query('UPDATE cloud_patients SET public_keys = $3 WHERE patient = $1 AND public_keys = $2 RETURNING patient', [patient, expected, publicKeys]);
+    const result = await this.db.query('UPDATE cloud_patients SET public_keys = $3 WHERE patient = $1 AND public_keys = $2 RETURNING patient', [
+      patient,
+      expected,
+      publicKeys,
+    ]);
     return result.rows.length === 1;
   }
 
@@ -241,7 +255,16 @@ export class CloudStore {
    * the stored object (byte 4 of its envelope): what a review of policies to re-issue needs, without the keys.
    */
   async storedPolicies(patient?: string): Promise<StoredPolicy[]> {
-    const rows = await this.db.query<{ kind: 'delegation' | 'capsule'; id: string; patient: string; category: string; source: string | null; policy: string; format: number; created_at: unknown }>(
+    const rows = await this.db.query<{
+      kind: 'delegation' | 'capsule';
+      id: string;
+      patient: string;
+      category: string;
+      source: string | null;
+      policy: string;
+      format: number;
+      created_at: unknown;
+    }>(
       `SELECT 'delegation' AS kind, delegation_id AS id, patient, category, NULL AS source, policy, get_byte(reencryption_key, 4) AS format, created_at
          FROM cloud_delegations WHERE $1::text IS NULL OR patient = $1
        UNION ALL
@@ -250,13 +273,26 @@ export class CloudStore {
        ORDER BY created_at, id`,
       [patient ?? null],
     );
-    return rows.rows.map((r) => ({ kind: r.kind, id: r.id, patient: r.patient, category: r.category, source: r.source, policy: r.policy, format: Number(r.format), createdAt: iso(r.created_at) }));
+    return rows.rows.map((r) => ({
+      kind: r.kind,
+      id: r.id,
+      patient: r.patient,
+      category: r.category,
+      source: r.source,
+      policy: r.policy,
+      format: Number(r.format),
+      createdAt: iso(r.created_at),
+    }));
   }
 
   /** A patient's owner, key bundle and platform emergency consent, if registered. */
   async patient(patient: string): Promise<{ owner: string; publicKeys: Uint8Array; signingKey: Uint8Array; platformEmergency: boolean } | undefined> {
-    const row = (await this.db.query<{ owner: string; public_keys: Uint8Array; signing_key: Uint8Array; platform_emergency: boolean }>(
-      'SELECT owner, public_keys, signing_key, platform_emergency FROM cloud_patients WHERE patient = $1', [patient])).rows[0];
+    const row = (
+      await this.db.query<{ owner: string; public_keys: Uint8Array; signing_key: Uint8Array; platform_emergency: boolean }>(
+        'SELECT owner, public_keys, signing_key, platform_emergency FROM cloud_patients WHERE patient = $1',
+        [patient],
+      )
+    ).rows[0];
     return row && { owner: row.owner, publicKeys: row.public_keys, signingKey: row.signing_key, platformEmergency: row.platform_emergency };
   }
 
@@ -270,18 +306,40 @@ export class CloudStore {
    * table's rows go in multi-row INSERTs.
    */
   async addRecords(
-    patient: string, source: string, records: readonly NewRecord[], capsules: readonly NewCapsule[] = [], index: readonly IndexWrite[] = [],
+    patient: string,
+    source: string,
+    records: readonly NewRecord[],
+    capsules: readonly NewCapsule[] = [],
+    index: readonly IndexWrite[] = [],
     onAdded?: (tx: Queryable, added: readonly NewRecord[]) => Promise<void>,
   ): Promise<NewRecord[]> {
     return this.db.transaction(async (tx) => {
-      const consent = capsules.length > 0 && (await tx.query<{ platform_emergency: boolean }>(
-        'SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]?.platform_emergency === true;
+      const consent =
+        capsules.length > 0 &&
+        (await tx.query<{ platform_emergency: boolean }>('SELECT platform_emergency FROM cloud_patients WHERE patient = $1 FOR SHARE', [patient])).rows[0]
+          ?.platform_emergency === true;
       const storedCapsules = new Set<string>();
       // A large payload's row keeps its header; the rest goes to 1 MiB chunk rows (record-payloads.ts).
       const layouts = records.map((r) => storageLayout(r.recordId, r.ciphertext));
-      const inserted = new Set((await insertMany<{ record_id: string }>(tx, 'cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash, payload_chunks)',
-        records.map((r, i) => [r.recordId, patient, r.category, source, r.ciphertext.length, layouts[i]!.inline, sha256Name(r.ciphertext), layouts[i]!.chunks.length]),
-        'ON CONFLICT (record_id) DO NOTHING RETURNING record_id')).map((row) => row.record_id));
+      const inserted = new Set(
+        (
+          await insertMany<{ record_id: string }>(
+            tx,
+            'cloud_records (record_id, patient, category, source, size, ciphertext, ciphertext_hash, payload_chunks)',
+            records.map((r, i) => [
+              r.recordId,
+              patient,
+              r.category,
+              source,
+              r.ciphertext.length,
+              layouts[i]!.inline,
+              sha256Name(r.ciphertext),
+              layouts[i]!.chunks.length,
+            ]),
+            'ON CONFLICT (record_id) DO NOTHING RETURNING record_id',
+          )
+        ).map((row) => row.record_id),
+      );
       // A record id twice in one upload is stored once, as the first of them.
       const added: NewRecord[] = [];
       for (const [i, r] of records.entries()) {
@@ -291,12 +349,23 @@ export class CloudStore {
       }
       if (added.length > 0) await onAdded?.(tx, added);
       const granted = consent ? added.filter((r) => r.emergency !== undefined) : [];
-      const newCapsules = capsules.filter((c, i) => capsules.findIndex((d) => d.capsuleId === c.capsuleId) === i && granted.some((r) => r.emergency!.capsuleId === c.capsuleId));
+      const newCapsules = capsules.filter(
+        (c, i) => capsules.findIndex((d) => d.capsuleId === c.capsuleId) === i && granted.some((r) => r.emergency!.capsuleId === c.capsuleId),
+      );
       if (newCapsules.length > 0) {
-        await insertMany(tx, 'cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule)', newCapsules.map((c) => [c.capsuleId, patient, c.category, source, c.policy, c.capsule]));
+        await insertMany(
+          tx,
+          'cloud_emergency_capsules (capsule_id, patient, category, source, policy, capsule)',
+          newCapsules.map((c) => [c.capsuleId, patient, c.category, source, c.policy, c.capsule]),
+        );
         for (const c of newCapsules) storedCapsules.add(c.capsuleId);
       }
-      if (granted.length > 0) await insertMany(tx, 'cloud_emergency_grants (record_id, capsule_id, emergency_grant)', granted.map((r) => [r.recordId, r.emergency!.capsuleId, r.emergency!.grant]));
+      if (granted.length > 0)
+        await insertMany(
+          tx,
+          'cloud_emergency_grants (record_id, capsule_id, emergency_grant)',
+          granted.map((r) => [r.recordId, r.emergency!.capsuleId, r.emergency!.grant]),
+        );
       if (index.length > 0) await this.search.write(tx, patient, source, index, new Set(added.map((r) => r.recordId)), storedCapsules);
       return added;
     });
@@ -315,8 +384,12 @@ export class CloudStore {
 
   /** How many of a patient's records carry a platform emergency grant. */
   async emergencyGrantCount(patient: string): Promise<number> {
-    const row = (await this.db.query<{ n: number }>(
-      'SELECT count(*) AS n FROM cloud_emergency_grants g JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id WHERE c.patient = $1', [patient])).rows[0];
+    const row = (
+      await this.db.query<{ n: number }>(
+        'SELECT count(*) AS n FROM cloud_emergency_grants g JOIN cloud_emergency_capsules c ON c.capsule_id = g.capsule_id WHERE c.patient = $1',
+        [patient],
+      )
+    ).rows[0];
     return row?.n ?? 0;
   }
 
@@ -326,8 +399,10 @@ export class CloudStore {
    */
   async setPlatformEmergency(patient: string, allowed: boolean): Promise<boolean> {
     return this.db.transaction(async (tx) => {
-      const changed = await tx.query(
-        'UPDATE cloud_patients SET platform_emergency = $2 WHERE patient = $1 AND platform_emergency <> $2 RETURNING patient', [patient, allowed]);
+      const changed = await tx.query('UPDATE cloud_patients SET platform_emergency = $2 WHERE patient = $1 AND platform_emergency <> $2 RETURNING patient', [
+        patient,
+        allowed,
+      ]);
       if (!allowed) await tx.query('DELETE FROM cloud_emergency_capsules WHERE patient = $1', [patient]);
       return changed.rows.length === 1;
     });
@@ -341,7 +416,10 @@ export class CloudStore {
 
   /** Sets the patient's research consent; true when it changed. */
   async setResearchConsent(patient: string, allowed: boolean): Promise<boolean> {
-    const changed = await this.db.query('UPDATE cloud_patients SET research_consent = $2 WHERE patient = $1 AND research_consent <> $2 RETURNING patient', [patient, allowed]);
+    const changed = await this.db.query('UPDATE cloud_patients SET research_consent = $2 WHERE patient = $1 AND research_consent <> $2 RETURNING patient', [
+      patient,
+      allowed,
+    ]);
     return changed.rows.length === 1;
   }
 
@@ -352,7 +430,14 @@ export class CloudStore {
        WHERE patient = $1 AND ($2::text IS NULL OR category = $2) ORDER BY seq`,
       [patient, category ?? null],
     );
-    return rows.rows.map((r) => ({ recordId: r.record_id, patient: r.patient, category: r.category, source: r.source, size: r.size, createdAt: iso(r.created_at) }));
+    return rows.rows.map((r) => ({
+      recordId: r.record_id,
+      patient: r.patient,
+      category: r.category,
+      source: r.source,
+      size: r.size,
+      createdAt: iso(r.created_at),
+    }));
   }
 
   /** Ciphertexts of a patient's records of one category (or only `recordIds` among them), with their hashes. */
@@ -370,7 +455,11 @@ export class CloudStore {
    * The records are for the caller to use only once the delegations authorise the read (a refused read fetched them
    * for nothing and returns none). Undefined when the patient is not registered.
    */
-  async readableRecords(patient: string, category: string, recordIds?: readonly string[]): Promise<(ReadableDelegations & { records: StoredCiphertext[] }) | undefined> {
+  async readableRecords(
+    patient: string,
+    category: string,
+    recordIds?: readonly string[],
+  ): Promise<(ReadableDelegations & { records: StoredCiphertext[] }) | undefined> {
     // One result of two parts: part 0, the patient and her delegations (a row with null delegation columns when she
     // has none); part 1, the records, in upload order.
     const rows = await this.db.query<{ part: number; platform_emergency: boolean | null } & Partial<DelegationSqlRow> & Partial<CiphertextSqlRow>>(
@@ -436,7 +525,9 @@ export class CloudStore {
       { prepared: true },
     );
     if (rows.rows.length === 0) return undefined;
-    const delegations = rows.rows.filter((r): r is { registered: string; platform_emergency: boolean } & DelegationSqlRow => r.delegation_id != null).map(delegationRow);
+    const delegations = rows.rows
+      .filter((r): r is { registered: string; platform_emergency: boolean } & DelegationSqlRow => r.delegation_id != null)
+      .map(delegationRow);
     return { platformEmergency: rows.rows[0]!.platform_emergency, delegations };
   }
 
@@ -453,7 +544,18 @@ export class CloudStore {
    * are group-committed: one multi-row INSERT for everything queued while the previous one ran.
    */
   logAccess(patient: string, entry: Omit<AccessEntry, 'at'>): Promise<void> {
-    return this.accessRows.add([patient, entry.actor, entry.hospital, entry.role, entry.action, entry.category, entry.outcome, entry.records, entry.reason, entry.ledgerIndex]);
+    return this.accessRows.add([
+      patient,
+      entry.actor,
+      entry.hospital,
+      entry.role,
+      entry.action,
+      entry.category,
+      entry.outcome,
+      entry.records,
+      entry.reason,
+      entry.ledgerIndex,
+    ]);
   }
 
   private async insertAccessRows(batch: unknown[][]): Promise<void[]> {
@@ -467,11 +569,29 @@ export class CloudStore {
 
   /** A patient's access log, oldest first. */
   async accessLog(patient: string, limit = 10_000): Promise<AccessEntry[]> {
-    const rows = await this.db.query<{ actor: string; hospital: string; role: string; action: string; category: string; outcome: string; records: number; reason: string | null; ledger_index: number | null; at: unknown }>(
-      'SELECT * FROM cloud_access_log WHERE patient = $1 ORDER BY id LIMIT $2', [patient, limit]);
+    const rows = await this.db.query<{
+      actor: string;
+      hospital: string;
+      role: string;
+      action: string;
+      category: string;
+      outcome: string;
+      records: number;
+      reason: string | null;
+      ledger_index: number | null;
+      at: unknown;
+    }>('SELECT * FROM cloud_access_log WHERE patient = $1 ORDER BY id LIMIT $2', [patient, limit]);
     return rows.rows.map((r) => ({
-      actor: r.actor, hospital: r.hospital, role: r.role, action: r.action, category: r.category, outcome: r.outcome,
-      records: r.records, reason: r.reason, ledgerIndex: r.ledger_index, at: iso(r.at),
+      actor: r.actor,
+      hospital: r.hospital,
+      role: r.role,
+      action: r.action,
+      category: r.category,
+      outcome: r.outcome,
+      records: r.records,
+      reason: r.reason,
+      ledgerIndex: r.ledger_index,
+      at: iso(r.at),
     }));
   }
 }

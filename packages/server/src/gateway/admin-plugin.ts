@@ -21,7 +21,8 @@ export interface GatewayAdminPluginOptions {
 }
 
 const LIST_QUERY = {
-  type: 'object', additionalProperties: false,
+  type: 'object',
+  additionalProperties: false,
   properties: { limit: { type: 'integer', minimum: 1, maximum: MAX_RECEIPTS_LISTED, default: 100 }, before: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
 } as const;
 
@@ -33,7 +34,10 @@ export async function gatewayAdminPlugin(app: FastifyInstance, options: GatewayA
   app.addHook('onRequest', async (request) => options.requireAdmin(request));
   app.get<{ Querystring: { limit: number; before?: number } }>('/receipts', { schema: { querystring: LIST_QUERY } }, async (request, reply) => {
     const [listing, state] = await Promise.all([
-      listReceipts(db, hospital, () => witness.receiptTrust(), { limit: request.query.limit, ...(request.query.before === undefined ? {} : { before: request.query.before }) }),
+      listReceipts(db, hospital, () => witness.receiptTrust(), {
+        limit: request.query.limit,
+        ...(request.query.before === undefined ? {} : { before: request.query.before }),
+      }),
       witness.state(),
     ]);
     return reply.header('cache-control', 'no-store').send({ hospital, witness: state, ...listing });

@@ -69,7 +69,10 @@ export class HttpCloudApi implements CloudApi {
    * `base` is the cloud's URL, or a function giving it (known once the cloud listens); `proofKey` signs each call's
    * DPoP proof (the hospital's signing key), without which the cloud refuses the token.
    */
-  constructor(base: URL | (() => URL), private readonly options: { proofKey?: () => Promise<DpopKey>; timeoutMs?: number } = {}) {
+  constructor(
+    base: URL | (() => URL),
+    private readonly options: { proofKey?: () => Promise<DpopKey>; timeoutMs?: number } = {},
+  ) {
     this.baseOf = base instanceof URL ? () => base : base;
     this.timeoutMs = options.timeoutMs ?? 60_000;
   }
@@ -94,21 +97,42 @@ export class HttpCloudApi implements CloudApi {
   }
 
   async patientKeys(token: string, patient: string): Promise<PatientKeys> {
-    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null; indexRules?: unknown }>(this.base, 'GET', this.path(patient, '/public-keys'), { ...this.auth('GET', token), timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ publicKeys: string; emergencyPolicy: string | null; indexRules?: unknown }>(
+      this.base,
+      'GET',
+      this.path(patient, '/public-keys'),
+      { ...this.auth('GET', token), timeoutMs: this.timeoutMs },
+    );
     // The bundle is signed by the patient's own key: the cloud can withhold it but not alter it unnoticed.
     const bundle = unb64(answer.publicKeys);
     const indexRules = answer.indexRules == null ? undefined : parseIndexRules(answer.indexRules);
     return { keys: pre.decodePublicKeys(bundle), bundle, emergencyPolicy: answer.emergencyPolicy ?? undefined, ...(indexRules && { indexRules }) };
   }
 
-  async upload(token: string, patient: string, records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []): Promise<UploadOutcome> {
+  async upload(
+    token: string,
+    patient: string,
+    records: readonly NewRecord[],
+    capsules: readonly NewCapsule[],
+    index: readonly IndexWrite[] = [],
+  ): Promise<UploadOutcome> {
     const body = uploadBody(records, capsules, index);
     // Record ids are deterministic and stored ON CONFLICT DO NOTHING: a repeated upload stores nothing twice.
-    return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), { ...this.auth('POST', token), body, idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS });
+    return callJson<UploadOutcome>(this.base, 'POST', this.path(patient, '/uploads'), {
+      ...this.auth('POST', token),
+      body,
+      idempotent: true,
+      timeoutMs: UPLOAD_TIMEOUT_MS,
+    });
   }
 
   async indexStates(token: string, patient: string, categories: readonly string[]): Promise<WriterIndexState[]> {
-    const answer = await callJson<{ states: Parameters<typeof decodeWriterStates>[0] }>(this.base, 'POST', this.path(patient, '/index-states'), { ...this.auth('POST', token), body: { categories }, idempotent: true, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ states: Parameters<typeof decodeWriterStates>[0] }>(this.base, 'POST', this.path(patient, '/index-states'), {
+      ...this.auth('POST', token),
+      body: { categories },
+      idempotent: true,
+      timeoutMs: this.timeoutMs,
+    });
     return decodeWriterStates(answer.states);
   }
 
@@ -116,7 +140,12 @@ export class HttpCloudApi implements CloudApi {
     if (entries.length === 0) return [];
     // Reading bundles changes nothing: safe to retry.
     const body = waitMs === undefined ? { entries } : { entries, waitMs };
-    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', { ...this.auth('POST', token), body, idempotent: true, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ bundles: InclusionBundle[] }>(this.base, 'POST', '/cloud/receipts', {
+      ...this.auth('POST', token),
+      body,
+      idempotent: true,
+      timeoutMs: this.timeoutMs,
+    });
     return answer.bundles;
   }
 
@@ -126,22 +155,41 @@ export class HttpCloudApi implements CloudApi {
 
   async indexIdentifiers(token: string, patient: string, digests: readonly string[]): Promise<void> {
     // The index keeps each digest once: safe to retry.
-    await callJson(this.base, 'POST', this.path(patient, '/identifiers'), { ...this.auth('POST', token), body: { digests }, idempotent: true, timeoutMs: this.timeoutMs });
+    await callJson(this.base, 'POST', this.path(patient, '/identifiers'), {
+      ...this.auth('POST', token),
+      body: { digests },
+      idempotent: true,
+      timeoutMs: this.timeoutMs,
+    });
   }
 
   async lookupIdentifier(token: string, digest: string): Promise<string[]> {
-    return (await callJson<{ patients: string[] }>(this.base, 'POST', '/cloud/identifier-lookup', { ...this.auth('POST', token), body: { digest }, timeoutMs: this.timeoutMs })).patients;
+    return (
+      await callJson<{ patients: string[] }>(this.base, 'POST', '/cloud/identifier-lookup', {
+        ...this.auth('POST', token),
+        body: { digest },
+        timeoutMs: this.timeoutMs,
+      })
+    ).patients;
   }
 
   async read(token: string, patient: string, category: string): Promise<ConvertedRecord[]> {
     // The binary record stream: large records cross without base64 or JSON.
-    const records = await callRecordStream(this.base, this.path(patient, '/read'), { ...this.auth('POST', token), body: { category }, timeoutMs: this.timeoutMs });
+    const records = await callRecordStream(this.base, this.path(patient, '/read'), {
+      ...this.auth('POST', token),
+      body: { category },
+      timeoutMs: this.timeoutMs,
+    });
     return records.map((r) => new ConvertedRecord(r.recordId, r.header, r.payload));
   }
 
   async recordResearchExport(token: string, patient: string, release: { profile: string; digest: string; resources: number }): Promise<number> {
     // Not retried: a second entry for one release would be a second release on the ledger.
-    const answer = await callJson<{ ledgerIndex: number }>(this.base, 'POST', this.path(patient, '/research-exports'), { ...this.auth('POST', token), body: release, timeoutMs: this.timeoutMs });
+    const answer = await callJson<{ ledgerIndex: number }>(this.base, 'POST', this.path(patient, '/research-exports'), {
+      ...this.auth('POST', token),
+      body: release,
+      timeoutMs: this.timeoutMs,
+    });
     return answer.ledgerIndex;
   }
 }
@@ -156,7 +204,9 @@ export function uploadBody(records: readonly NewRecord[], capsules: readonly New
     ...(index.length > 0 ? { index: encodeIndexWrites(index) } : {}),
     ...(storageKey === undefined ? {} : { storageKey: b64(storageKey) }),
     records: records.map((r) => ({
-      recordId: r.recordId, category: r.category, ciphertext: b64(r.ciphertext),
+      recordId: r.recordId,
+      category: r.category,
+      ciphertext: b64(r.ciphertext),
       ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: b64(r.emergency.grant) } } : {}),
       ...(r.storage ? { storage: { tags: b64(r.storage.tags) } } : {}),
     })),

@@ -67,13 +67,18 @@ export function parseCriteria(query: string, where: string): Criteria {
   for (const [name, value] of new URLSearchParams(trimmed)) {
     if (name === 'identifier') {
       const bar = value.indexOf('|');
-      if (bar <= 0 || bar === value.length - 1) throw new MalformedInputError(`${where}: If-None-Exist identifier '${value.slice(0, 100)}' needs system|value (the gateway indexes identifiers by system and value)`);
+      if (bar <= 0 || bar === value.length - 1)
+        throw new MalformedInputError(
+          `${where}: If-None-Exist identifier '${value.slice(0, 100)}' needs system|value (the gateway indexes identifiers by system and value)`,
+        );
       identifiers.push(value);
     } else if (name === '_id') {
       if (id !== undefined && id !== value) throw new MalformedInputError(`${where}: If-None-Exist names two _id values`);
       id = checkId(value, `${where}: If-None-Exist _id`);
     } else {
-      throw new MalformedInputError(`${where}: If-None-Exist '${name.slice(0, 64)}' is not supported (the gateway answers identifier=system|value and _id from its own index; it cannot search the encrypted records)`);
+      throw new MalformedInputError(
+        `${where}: If-None-Exist '${name.slice(0, 64)}' is not supported (the gateway answers identifier=system|value and _id from its own index; it cannot search the encrypted records)`,
+      );
     }
   }
   if (identifiers.length === 0 && id === undefined) throw new MalformedInputError(`${where}: If-None-Exist needs identifier=system|value or _id`);
@@ -83,7 +88,13 @@ export function parseCriteria(query: string, where: string): Criteria {
 /** The `system|value` tokens of a resource's identifiers that have both. */
 export function identifierTokens(resource: FhirResource): string[] {
   const identifiers = Array.isArray(resource.identifier) ? (resource.identifier as Array<{ system?: unknown; value?: unknown }>) : [];
-  return [...new Set(identifiers.filter((i) => typeof i.system === 'string' && i.system !== '' && typeof i.value === 'string' && i.value !== '').map((i) => `${String(i.system)}|${String(i.value)}`))];
+  return [
+    ...new Set(
+      identifiers
+        .filter((i) => typeof i.system === 'string' && i.system !== '' && typeof i.value === 'string' && i.value !== '')
+        .map((i) => `${String(i.system)}|${String(i.value)}`),
+    ),
+  ];
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -142,17 +153,21 @@ function entryOperation(entry: unknown, where: string): Parsed {
       if (id !== undefined) throw new MalformedInputError(`${where}.request.url: a create posts to the type ('${resourceType}')`);
       const minted = typeof entry.fullUrl === 'string' ? UUID.exec(entry.fullUrl)?.[1]?.toLowerCase() : undefined;
       const resource = withId(entry.resource, minted ?? randomUUID(), `${where}.resource`);
-      if (resource.resourceType !== resourceType) throw new MalformedInputError(`${where}: request.url names ${resourceType} but the resource is a ${resource.resourceType}`);
-      if (request.ifNoneExist !== undefined && typeof request.ifNoneExist !== 'string') throw new MalformedInputError(`${where}.request.ifNoneExist must be a string`);
+      if (resource.resourceType !== resourceType)
+        throw new MalformedInputError(`${where}: request.url names ${resourceType} but the resource is a ${resource.resourceType}`);
+      if (request.ifNoneExist !== undefined && typeof request.ifNoneExist !== 'string')
+        throw new MalformedInputError(`${where}.request.ifNoneExist must be a string`);
       const ifNoneExist = request.ifNoneExist === undefined ? undefined : parseCriteria(request.ifNoneExist, `${where}.request.ifNoneExist`);
       return { method: 'POST', resourceType, id: resource.id, resource, where, ...(ifNoneExist === undefined ? {} : { ifNoneExist }) };
     }
     case 'PUT': {
       if (rest.length > 0) throw new MalformedInputError(`${where}.request.url: an update names Type/id ('${url}')`);
       checkId(id, `${where}.request.url`);
-      if (isObject(entry.resource) && entry.resource.id !== undefined && entry.resource.id !== id) throw new MalformedInputError(`${where}: resource.id '${String(entry.resource.id)}' differs from the url's '${id}'`);
+      if (isObject(entry.resource) && entry.resource.id !== undefined && entry.resource.id !== id)
+        throw new MalformedInputError(`${where}: resource.id '${String(entry.resource.id)}' differs from the url's '${id}'`);
       const resource = withId(entry.resource, id!, `${where}.resource`);
-      if (resource.resourceType !== resourceType) throw new MalformedInputError(`${where}: request.url names ${resourceType} but the resource is a ${resource.resourceType}`);
+      if (resource.resourceType !== resourceType)
+        throw new MalformedInputError(`${where}: request.url names ${resourceType} but the resource is a ${resource.resourceType}`);
       return { method: 'PUT', resourceType, id: id!, resource, where };
     }
     case 'DELETE':
@@ -174,12 +189,18 @@ function identifierMatches(resource: FhirResource, token: string): boolean {
 function resolveConditional(reference: string, operations: readonly Parsed[], where: string): string {
   const [type, query] = [reference.slice(0, reference.indexOf('?')), reference.slice(reference.indexOf('?') + 1)];
   const criteria = [...new URLSearchParams(query)];
-  const candidates = operations.filter((o) => o.resource !== undefined && o.resourceType === type && criteria.every(([name, value]) => {
-    if (name === 'identifier') return identifierMatches(o.resource!, value);
-    if (name === '_id') return o.id === value;
-    throw new MalformedInputError(`${where}: conditional reference '${reference}' uses '${name}' (identifier and _id are supported)`);
-  }));
-  if (candidates.length !== 1) throw new MalformedInputError(`${where}: conditional reference '${reference}' matches ${candidates.length} entries of the Bundle (exactly one is needed)`);
+  const candidates = operations.filter(
+    (o) =>
+      o.resource !== undefined &&
+      o.resourceType === type &&
+      criteria.every(([name, value]) => {
+        if (name === 'identifier') return identifierMatches(o.resource!, value);
+        if (name === '_id') return o.id === value;
+        throw new MalformedInputError(`${where}: conditional reference '${reference}' uses '${name}' (identifier and _id are supported)`);
+      }),
+  );
+  if (candidates.length !== 1)
+    throw new MalformedInputError(`${where}: conditional reference '${reference}' matches ${candidates.length} entries of the Bundle (exactly one is needed)`);
   return `${type}/${candidates[0]!.id}`;
 }
 
@@ -206,7 +227,8 @@ function rewriteReferences(value: unknown, targets: ReadonlyMap<string, string>,
 export function parseWrite(body: unknown): ParsedWrite {
   if (!isObject(body)) throw new MalformedInputError('the body must be a FHIR resource or Bundle (a JSON object)');
   if (body.resourceType !== 'Bundle') return { kind: 'transaction', operations: [{ ...upsert(body, 'resource'), index: 0 }], refused: new Map() };
-  if (!['transaction', 'batch', 'collection'].includes(String(body.type))) throw new MalformedInputError('Bundle.type must be transaction, batch or collection');
+  if (!['transaction', 'batch', 'collection'].includes(String(body.type)))
+    throw new MalformedInputError('Bundle.type must be transaction, batch or collection');
   if (!Array.isArray(body.entry) || body.entry.length === 0) throw new MalformedInputError('Bundle.entry must be a non-empty list');
   if (body.entry.length > MAX_ENTRIES) throw new LimitExceededError(`a Bundle may hold at most ${MAX_ENTRIES} entries`);
   const kind = body.type === 'batch' ? 'batch' : 'transaction';
@@ -214,7 +236,11 @@ export function parseWrite(body: unknown): ParsedWrite {
   const parsed: Array<{ index: number; fullUrl?: string; operation: Parsed }> = [];
   for (const [index, entry] of (body.entry as unknown[]).entries()) {
     try {
-      parsed.push({ index, fullUrl: isObject(entry) && typeof entry.fullUrl === 'string' ? entry.fullUrl : undefined, operation: entryOperation(entry, `Bundle.entry[${index}]`) });
+      parsed.push({
+        index,
+        fullUrl: isObject(entry) && typeof entry.fullUrl === 'string' ? entry.fullUrl : undefined,
+        operation: entryOperation(entry, `Bundle.entry[${index}]`),
+      });
     } catch (error) {
       if (kind === 'transaction') throw error;
       refused.set(index, error as Error);
@@ -222,7 +248,8 @@ export function parseWrite(body: unknown): ParsedWrite {
   }
   const operations = parsed.map((p) => p.operation);
   const targets = new Map<string, string>();
-  for (const { fullUrl, operation } of parsed) if (fullUrl !== undefined && operation.resource !== undefined) targets.set(fullUrl, `${operation.resourceType}/${operation.id}`);
+  for (const { fullUrl, operation } of parsed)
+    if (fullUrl !== undefined && operation.resource !== undefined) targets.set(fullUrl, `${operation.resourceType}/${operation.id}`);
   const seen = new Set<string>();
   const resolved = parsed.map(({ index, operation }): FhirOperation | undefined => {
     try {

@@ -16,19 +16,40 @@ export const FHIR_JSON = 'application/fhir+json';
 const JSON_FORMATS = new Set(['json', 'application/json', FHIR_JSON]);
 
 const ISSUE_CODE: Record<number, string> = {
-  400: 'invalid', 401: 'login', 403: 'forbidden', 404: 'not-found', 405: 'not-supported', 406: 'not-supported', 409: 'conflict',
-  410: 'deleted', 412: 'conflict', 413: 'too-costly', 415: 'not-supported', 429: 'throttled', 501: 'not-supported', 503: 'transient',
+  400: 'invalid',
+  401: 'login',
+  403: 'forbidden',
+  404: 'not-found',
+  405: 'not-supported',
+  406: 'not-supported',
+  409: 'conflict',
+  410: 'deleted',
+  412: 'conflict',
+  413: 'too-costly',
+  415: 'not-supported',
+  429: 'throttled',
+  501: 'not-supported',
+  503: 'transient',
 };
 
 /** An OperationOutcome resource. */
 export interface OperationOutcome {
   resourceType: 'OperationOutcome';
-  issue: Array<{ severity: 'fatal' | 'error' | 'warning' | 'information'; code: string; diagnostics?: string; details?: { text: string }; expression?: string[] }>;
+  issue: Array<{
+    severity: 'fatal' | 'error' | 'warning' | 'information';
+    code: string;
+    diagnostics?: string;
+    details?: { text: string };
+    expression?: string[];
+  }>;
 }
 
 /** An HTTP status with a message, for FHIR outcomes the error taxonomy has no code for (405, 406, 410). */
 export class FhirHttpError extends Error {
-  constructor(readonly statusCode: number, message: string) {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -36,17 +57,29 @@ export class FhirHttpError extends Error {
 /** The status and OperationOutcome of an error (validation errors keep their element-level issues). */
 export function outcomeOf(error: unknown): { status: number; outcome: OperationOutcome } {
   if (error instanceof FhirHttpError) {
-    return { status: error.statusCode, outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: ISSUE_CODE[error.statusCode] ?? 'processing', diagnostics: error.message }] } };
+    return {
+      status: error.statusCode,
+      outcome: {
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'error', code: ISSUE_CODE[error.statusCode] ?? 'processing', diagnostics: error.message }],
+      },
+    };
   }
   if (error instanceof FhirValidationError) {
     const issue = error.issues.map((i) => ({
-      severity: 'error' as const, code: i.code ?? 'invalid', diagnostics: i.diagnostics ?? i.details?.text ?? error.message,
-      ...(i.details?.text === undefined ? {} : { details: { text: i.details.text } }), ...(i.expression === undefined ? {} : { expression: i.expression }),
+      severity: 'error' as const,
+      code: i.code ?? 'invalid',
+      diagnostics: i.diagnostics ?? i.details?.text ?? error.message,
+      ...(i.details?.text === undefined ? {} : { details: { text: i.details.text } }),
+      ...(i.expression === undefined ? {} : { expression: i.expression }),
     }));
     return { status: 400, outcome: { resourceType: 'OperationOutcome', issue } };
   }
   const problem = problemFor(error);
-  return { status: problem.status, outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: ISSUE_CODE[problem.status] ?? 'exception', diagnostics: problem.detail }] } };
+  return {
+    status: problem.status,
+    outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: ISSUE_CODE[problem.status] ?? 'exception', diagnostics: problem.detail }] },
+  };
 }
 
 function sendOutcome(reply: FastifyReply, error: unknown): FastifyReply {
@@ -95,7 +128,9 @@ export function useFhirJson(app: FastifyInstance, bodyLimit: number): void {
     return payload;
   });
   app.setErrorHandler((error, _request, reply) => sendOutcome(reply, error));
-  app.setNotFoundHandler((request, reply) => sendOutcome(reply, new FhirHttpError(404, `no FHIR interaction ${request.method} ${request.url.split('?')[0]} here (see /metadata)`)));
+  app.setNotFoundHandler((request, reply) =>
+    sendOutcome(reply, new FhirHttpError(404, `no FHIR interaction ${request.method} ${request.url.split('?')[0]} here (see /metadata)`)),
+  );
 }
 
 /** The SMART App Launch extension of CapabilityStatement.rest.security naming the OAuth endpoints. */
@@ -103,8 +138,13 @@ export const SMART_OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/Structur
 
 /** A CapabilityStatement of a server that supports `interactions` on every resource type (JSON only). */
 export function capabilityStatement(options: {
-  name: string; description: string; url: string; interactions: readonly string[]; system: readonly string[];
-  searchParams?: ReadonlyArray<{ name: string; type: string; documentation: string }>; versioning?: 'versioned' | 'no-version';
+  name: string;
+  description: string;
+  url: string;
+  interactions: readonly string[];
+  system: readonly string[];
+  searchParams?: ReadonlyArray<{ name: string; type: string; documentation: string }>;
+  versioning?: 'versioned' | 'no-version';
   /** Whether creates may be conditional (If-None-Exist). */
   conditionalCreate?: boolean;
   /** Operations served (`$everything`), each with its OperationDefinition's canonical URL. */
@@ -112,12 +152,20 @@ export function capabilityStatement(options: {
   /** The SMART authorization server's endpoints, declared with the `oauth-uris` extension of rest.security. */
   oauth?: { authorize: string; token: string };
 }): Record<string, unknown> {
-  const oauthUris = options.oauth === undefined ? {} : {
-    extension: [{
-      url: SMART_OAUTH_URIS,
-      extension: [{ url: 'authorize', valueUri: options.oauth.authorize }, { url: 'token', valueUri: options.oauth.token }],
-    }],
-  };
+  const oauthUris =
+    options.oauth === undefined
+      ? {}
+      : {
+          extension: [
+            {
+              url: SMART_OAUTH_URIS,
+              extension: [
+                { url: 'authorize', valueUri: options.oauth.authorize },
+                { url: 'token', valueUri: options.oauth.token },
+              ],
+            },
+          ],
+        };
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -130,20 +178,29 @@ export function capabilityStatement(options: {
     software: { name: 'MedShare', version: '0.1.0' },
     fhirVersion: '4.0.1',
     format: [FHIR_JSON, 'json'],
-    rest: [{
-      mode: 'server',
-      security: { ...oauthUris, cors: false, service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }], description: 'Bearer SSO token of a MedShare hospital (SMART scopes)' },
-      resource: [{
-        type: 'Resource',
-        interaction: options.interactions.map((code) => ({ code })),
-        versioning: options.versioning ?? 'versioned',
-        readHistory: options.interactions.includes('vread'),
-        updateCreate: options.interactions.includes('update'),
-        ...(options.conditionalCreate === true ? { conditionalCreate: true } : {}),
-        ...(options.searchParams === undefined ? {} : { searchParam: options.searchParams }),
-        ...(options.operations === undefined ? {} : { operation: options.operations }),
-      }],
-      interaction: options.system.map((code) => ({ code })),
-    }],
+    rest: [
+      {
+        mode: 'server',
+        security: {
+          ...oauthUris,
+          cors: false,
+          service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+          description: 'Bearer SSO token of a MedShare hospital (SMART scopes)',
+        },
+        resource: [
+          {
+            type: 'Resource',
+            interaction: options.interactions.map((code) => ({ code })),
+            versioning: options.versioning ?? 'versioned',
+            readHistory: options.interactions.includes('vread'),
+            updateCreate: options.interactions.includes('update'),
+            ...(options.conditionalCreate === true ? { conditionalCreate: true } : {}),
+            ...(options.searchParams === undefined ? {} : { searchParam: options.searchParams }),
+            ...(options.operations === undefined ? {} : { operation: options.operations }),
+          },
+        ],
+        interaction: options.system.map((code) => ({ code })),
+      },
+    ],
   };
 }

@@ -16,7 +16,12 @@ import { MalformedInputError } from '@medshare/crypto';
 /** A resource that breaks the R4 definitions; `issues` name each element (FHIRPath `expression`). */
 export class FhirValidationError extends MalformedInputError {
   constructor(readonly issues: OperationOutcomeIssue[]) {
-    super(`invalid FHIR resource: ${issues.map((i) => `${i.expression?.[0] ?? '(resource)'}: ${i.details?.text ?? i.diagnostics ?? i.code}`).join('; ').slice(0, 500)}`);
+    super(
+      `invalid FHIR resource: ${issues
+        .map((i) => `${i.expression?.[0] ?? '(resource)'}: ${i.details?.text ?? i.diagnostics ?? i.code}`)
+        .join('; ')
+        .slice(0, 500)}`,
+    );
   }
 }
 
@@ -63,7 +68,17 @@ const enumIssue = (resourceType: string, error: ErrorObject): OperationOutcomeIs
   severity: 'error',
   code: 'code-invalid',
   details: { text: `'${String(error.data)}' is not one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}` },
-  expression: [[resourceType, ...error.instancePath.split('/').filter(Boolean).map((p) => (/^\d+$/.test(p) ? `[${p}]` : p))].join('.').replace(/\.\[/g, '[')],
+  expression: [
+    [
+      resourceType,
+      ...error.instancePath
+        .split('/')
+        .filter(Boolean)
+        .map((p) => (/^\d+$/.test(p) ? `[${p}]` : p)),
+    ]
+      .join('.')
+      .replace(/\.\[/g, '['),
+  ],
 });
 
 /** Validates one resource against the R4 base definitions. @throws FhirValidationError naming each bad element. */

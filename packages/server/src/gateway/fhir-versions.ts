@@ -21,7 +21,6 @@ export const DELETED_TAG = { system: 'urn:medshare:fhir', code: 'deleted', displ
 /** `meta.source` of what `hospital` wrote. */
 export const sourceOf = (hospital: string): string => `urn:medshare:hospital:${hospital}`;
 
-
 /** A stored version as the gateway's index knows it. */
 export interface VersionRow {
   hospital: string;
@@ -57,7 +56,9 @@ function clientContent(resource: FhirResource): FhirResource {
 
 /** Hash of a resource's content as the client sent it (canonical JSON, RFC 8785), ignoring what the gateway sets. */
 export function contentHash(resource: FhirResource): string {
-  return createHash('sha256').update(canonicalize(clientContent(resource)) ?? '').digest('base64url');
+  return createHash('sha256')
+    .update(canonicalize(clientContent(resource)) ?? '')
+    .digest('base64url');
 }
 
 /** The version the gateway encrypts: the client's content with `meta` naming version, time and source hospital. */
@@ -69,7 +70,11 @@ export function versioned(resource: FhirResource, hospital: string, versionId: n
 
 /** The tombstone version of a deleted resource. */
 export function tombstone(resourceType: string, id: string, hospital: string, versionId: number, lastUpdated: string): FhirResource {
-  return { resourceType, id, meta: { versionId: String(versionId), lastUpdated, source: sourceOf(hospital), tag: [{ system: PROVENANCE_SYSTEM, code: hospital }, DELETED_TAG] } };
+  return {
+    resourceType,
+    id,
+    meta: { versionId: String(versionId), lastUpdated, source: sourceOf(hospital), tag: [{ system: PROVENANCE_SYSTEM, code: hospital }, DELETED_TAG] },
+  };
 }
 
 /** Whether a decrypted version is a tombstone. */
@@ -77,8 +82,16 @@ export const isTombstone = (resource: FhirResource): boolean =>
   ((resource.meta as Meta | undefined)?.tag ?? []).some((t) => t.system === DELETED_TAG.system && (t as { code?: unknown }).code === DELETED_TAG.code);
 
 const rowOf = (r: Record<string, unknown>): VersionRow => ({
-  hospital: String(r.hospital), resourceType: String(r.resource_type), fhirId: String(r.fhir_id), version: Number(r.version), patient: String(r.patient),
-  recordId: String(r.record_id), category: String(r.category), contentHash: String(r.content_hash), deleted: Boolean(r.deleted), lastUpdated: String(r.last_updated),
+  hospital: String(r.hospital),
+  resourceType: String(r.resource_type),
+  fhirId: String(r.fhir_id),
+  version: Number(r.version),
+  patient: String(r.patient),
+  recordId: String(r.record_id),
+  category: String(r.category),
+  contentHash: String(r.content_hash),
+  deleted: Boolean(r.deleted),
+  lastUpdated: String(r.last_updated),
   ...(r.index_keywords instanceof Uint8Array ? { indexKeywords: r.index_keywords } : {}),
 });
 
@@ -107,7 +120,9 @@ export class VersionStore {
   /** The patients into whose records the hospital wrote `resourceType/id` (what a delete without a resource concerns). */
   async patientsOf(hospital: string, resourceType: string, id: string): Promise<string[]> {
     const rows = await this.db.query<{ patient: string }>(
-      'SELECT DISTINCT patient FROM gateway_versions WHERE hospital = $1 AND resource_type = $2 AND fhir_id = $3 ORDER BY patient', [hospital, resourceType, id]);
+      'SELECT DISTINCT patient FROM gateway_versions WHERE hospital = $1 AND resource_type = $2 AND fhir_id = $3 ORDER BY patient',
+      [hospital, resourceType, id],
+    );
     return rows.rows.map((r) => r.patient);
   }
 
@@ -117,17 +132,27 @@ export class VersionStore {
    * Answered from the gateway's index (gateway_identifiers, kept by `add`) and versions: never from the cloud.
    */
   async matching(hospital: string, resourceType: string, criteria: Criteria, patient?: string): Promise<Array<{ patient: string; id: string }>> {
-    const rows = criteria.identifiers.length > 0
-      ? await this.db.query<{ patient: string; fhir_id: string }>(
-        `SELECT patient, fhir_id FROM gateway_identifiers
+    const rows =
+      criteria.identifiers.length > 0
+        ? await this.db.query<{ patient: string; fhir_id: string }>(
+            `SELECT patient, fhir_id FROM gateway_identifiers
          WHERE hospital = $1 AND resource_type = $2 AND token = ANY($3::text[]) AND ($4::text IS NULL OR patient = $4) AND ($5::text IS NULL OR fhir_id = $5)
          GROUP BY patient, fhir_id HAVING count(DISTINCT token) = $6 ORDER BY patient, fhir_id`,
-        [hospital, resourceType, [...new Set(criteria.identifiers)].map(tokenDigest), patient ?? null, criteria.id ?? null, new Set(criteria.identifiers).size])
-      : await this.db.query<{ patient: string; fhir_id: string }>(
-        `SELECT patient, fhir_id FROM (SELECT DISTINCT ON (patient) patient, fhir_id, deleted FROM gateway_versions
+            [
+              hospital,
+              resourceType,
+              [...new Set(criteria.identifiers)].map(tokenDigest),
+              patient ?? null,
+              criteria.id ?? null,
+              new Set(criteria.identifiers).size,
+            ],
+          )
+        : await this.db.query<{ patient: string; fhir_id: string }>(
+            `SELECT patient, fhir_id FROM (SELECT DISTINCT ON (patient) patient, fhir_id, deleted FROM gateway_versions
            WHERE hospital = $1 AND resource_type = $2 AND fhir_id = $3 AND ($4::text IS NULL OR patient = $4) ORDER BY patient, version DESC) v
          WHERE NOT deleted ORDER BY patient`,
-        [hospital, resourceType, criteria.id, patient ?? null]);
+            [hospital, resourceType, criteria.id, patient ?? null],
+          );
     return rows.rows.map((r) => ({ patient: r.patient, id: r.fhir_id }));
   }
 
@@ -138,8 +163,24 @@ export class VersionStore {
   async add(rows: readonly VersionRow[]): Promise<void> {
     if (rows.length === 0) return;
     await this.db.transaction(async (tx) => {
-      await insertMany(tx, 'gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)',
-        rows.map((r) => [r.hospital, r.resourceType, r.fhirId, r.version, r.patient, r.recordId, r.category, r.contentHash, r.deleted, r.lastUpdated, r.indexKeywords ?? null]), 'ON CONFLICT DO NOTHING');
+      await insertMany(
+        tx,
+        'gateway_versions (hospital, resource_type, fhir_id, version, patient, record_id, category, content_hash, deleted, last_updated, index_keywords)',
+        rows.map((r) => [
+          r.hospital,
+          r.resourceType,
+          r.fhirId,
+          r.version,
+          r.patient,
+          r.recordId,
+          r.category,
+          r.contentHash,
+          r.deleted,
+          r.lastUpdated,
+          r.indexKeywords ?? null,
+        ]),
+        'ON CONFLICT DO NOTHING',
+      );
       // Each resource's identifier tokens are those of its newest version (the last of its rows here): the old ones go, in one statement.
       await tx.query(
         `DELETE FROM gateway_identifiers WHERE (hospital, patient, resource_type, fhir_id) IN (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]))`,

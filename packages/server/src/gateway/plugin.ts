@@ -83,7 +83,11 @@ export const CONVERTED_RECORD_TYPE = 'application/vnd.medshare.pre-converted';
 
 const STATUS_TEXT: Record<number, string> = { 200: '200 OK', 201: '201 Created', 204: '204 No Content' };
 const TYPE_PARAMS = { type: 'object', required: ['type'], properties: { type: { type: 'string', pattern: '^[A-Z][A-Za-z]{1,63}$' } } };
-const INSTANCE_PARAMS = { type: 'object', required: ['type', 'id'], properties: { type: TYPE_PARAMS.properties.type, id: { type: 'string', pattern: FHIR_ID.source } } };
+const INSTANCE_PARAMS = {
+  type: 'object',
+  required: ['type', 'id'],
+  properties: { type: TYPE_PARAMS.properties.type, id: { type: 'string', pattern: FHIR_ID.source } },
+};
 
 const httpDate = (iso: string) => new Date(iso).toUTCString();
 
@@ -110,28 +114,46 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
   const base = (request: FastifyRequest) => `${request.protocol}://${request.host}${app.prefix}`;
   /** Answers one create/update with its version's headers and, unless `Prefer: return=minimal`, the resource. */
   const single = (request: FastifyRequest, reply: FastifyReply, outcome: WriteOutcome) => {
-    void reply.status(outcome.status).header('etag', `W/"${outcome.versionId}"`).header('last-modified', httpDate(outcome.lastUpdated!))
+    void reply
+      .status(outcome.status)
+      .header('etag', `W/"${outcome.versionId}"`)
+      .header('last-modified', httpDate(outcome.lastUpdated!))
       .header('location', `${base(request)}/${outcome.resourceType}/${outcome.id}/_history/${outcome.versionId}`);
     if (/return=minimal/.test(String(request.headers.prefer ?? ''))) return reply.send();
     // A conditional create that matched: the gateway keeps no clinical content to answer with, only where it is.
-    return reply.send(outcome.resource ?? {
-      resourceType: 'OperationOutcome',
-      issue: [{ severity: 'information', code: 'duplicate', diagnostics: `If-None-Exist matched ${outcome.resourceType}/${outcome.id} (version ${outcome.versionId}): nothing created; read it through your FHIR view` }],
-    });
+    return reply.send(
+      outcome.resource ?? {
+        resourceType: 'OperationOutcome',
+        issue: [
+          {
+            severity: 'information',
+            code: 'duplicate',
+            diagnostics: `If-None-Exist matched ${outcome.resourceType}/${outcome.id} (version ${outcome.versionId}): nothing created; read it through your FHIR view`,
+          },
+        ],
+      },
+    );
   };
 
   app.get('/.well-known/smart-configuration', { config: { ...PUBLIC_ROUTE, ...PLAIN_JSON_ROUTE } }, async (request, reply) =>
-    reply.header('cache-control', 'max-age=60').type('application/json').send(smartConfiguration(options.identity.issuerOf(request), options.identity.scopesSupported)));
+    reply
+      .header('cache-control', 'max-age=60')
+      .type('application/json')
+      .send(smartConfiguration(options.identity.issuerOf(request), options.identity.scopesSupported)),
+  );
 
-  app.get('/metadata', { config: PUBLIC_ROUTE }, async (request) => capabilityStatement({
-    name: 'MedShareGateway',
-    oauth: { authorize: `${options.identity.issuerOf(request)}/oidc/authorize`, token: `${options.identity.issuerOf(request)}/oidc/token` },
-    description: 'MedShare hospital gateway: validates, versions and encrypts FHIR R4 writes for the semi-trusted cloud. Reads are served decrypted by the reader\'s own SDK (FHIR view), never here.',
-    url: app.prefix,
-    interactions: ['create', 'update', 'delete'],
-    conditionalCreate: true,
-    system: ['transaction', 'batch'],
-  }));
+  app.get('/metadata', { config: PUBLIC_ROUTE }, async (request) =>
+    capabilityStatement({
+      name: 'MedShareGateway',
+      oauth: { authorize: `${options.identity.issuerOf(request)}/oidc/authorize`, token: `${options.identity.issuerOf(request)}/oidc/token` },
+      description:
+        "MedShare hospital gateway: validates, versions and encrypts FHIR R4 writes for the semi-trusted cloud. Reads are served decrypted by the reader's own SDK (FHIR view), never here.",
+      url: app.prefix,
+      interactions: ['create', 'update', 'delete'],
+      conditionalCreate: true,
+      system: ['transaction', 'batch'],
+    }),
+  );
 
   app.post('/', { bodyLimit: GATEWAY_BODY_LIMIT }, async (request) => {
     const caller = await writer(request);
@@ -160,13 +182,17 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
     return single(request, reply, outcomes[0]!);
   });
 
-  app.put<{ Params: { type: string; id: string } }>('/:type/:id', { bodyLimit: GATEWAY_BODY_LIMIT, schema: { params: INSTANCE_PARAMS } }, async (request, reply) => {
-    const caller = await writer(request);
-    const ifMatch = request.headers['if-match'];
-    const operation = updateOperation(request.params.type, request.params.id, request.body, ifMatch === undefined ? undefined : parseIfMatch(ifMatch));
-    const { outcomes } = await gateway.transaction(caller, [operation]);
-    return single(request, reply, outcomes[0]!);
-  });
+  app.put<{ Params: { type: string; id: string } }>(
+    '/:type/:id',
+    { bodyLimit: GATEWAY_BODY_LIMIT, schema: { params: INSTANCE_PARAMS } },
+    async (request, reply) => {
+      const caller = await writer(request);
+      const ifMatch = request.headers['if-match'];
+      const operation = updateOperation(request.params.type, request.params.id, request.body, ifMatch === undefined ? undefined : parseIfMatch(ifMatch));
+      const { outcomes } = await gateway.transaction(caller, [operation]);
+      return single(request, reply, outcomes[0]!);
+    },
+  );
 
   app.delete<{ Params: { type: string; id: string } }>('/:type/:id', { schema: { params: INSTANCE_PARAMS } }, async (request, reply) => {
     const caller = await writer(request);
@@ -177,43 +203,66 @@ async function fhirWriteRoutes(app: FastifyInstance, options: GatewayPluginOptio
   });
 
   const noReads = async () => {
-    throw new FhirHttpError(405, 'the gateway holds no reader key and serves no decrypted resource: read through your SDK\'s FHIR view (docs/platform.md, FHIR reads)');
+    throw new FhirHttpError(
+      405,
+      "the gateway holds no reader key and serves no decrypted resource: read through your SDK's FHIR view (docs/platform.md, FHIR reads)",
+    );
   };
   app.get<{ Querystring: Record<string, string> }>('/Patient', async (request) => {
     const caller = await authenticate(verifier, request);
     requireRecordScope(caller, options.categories.byType.Patient ?? options.categories.fallback, 's', options.categories);
     const { identifier, _format: _ignored, ...rest } = request.query;
     const unknown = Object.keys(rest)[0];
-    if (unknown !== undefined || typeof identifier !== 'string') throw new MalformedInputError(`the gateway searches Patient by identifier=system|value only${unknown === undefined ? '' : ` (not '${unknown}')`}`);
-    if (gateway.identifierKey === undefined) throw new FhirHttpError(501, 'this gateway has no identifier key (PlatformOptions.identifierKey): lookup by identifier is off');
+    if (unknown !== undefined || typeof identifier !== 'string')
+      throw new MalformedInputError(`the gateway searches Patient by identifier=system|value only${unknown === undefined ? '' : ` (not '${unknown}')`}`);
+    if (gateway.identifierKey === undefined)
+      throw new FhirHttpError(501, 'this gateway has no identifier key (PlatformOptions.identifierKey): lookup by identifier is off');
     const found = await cloud.lookupIdentifier(caller.bearer, gateway.identifierKey.digestOfToken(identifier));
     return {
-      resourceType: 'Bundle', type: 'searchset', total: found.length,
-      entry: found.map((pseudonym) => ({ resource: { resourceType: 'Patient', identifier: [{ system: PSEUDONYM_SYSTEM, value: pseudonym }] }, search: { mode: 'match' } })),
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: found.length,
+      entry: found.map((pseudonym) => ({
+        resource: { resourceType: 'Patient', identifier: [{ system: PSEUDONYM_SYSTEM, value: pseudonym }] },
+        search: { mode: 'match' },
+      })),
     };
   });
   app.get('/:type', noReads);
   app.get('/:type/:id', noReads);
   app.get('/:type/:id/*', noReads);
 
-  app.get<{ Params: { id: string }; Querystring: { category: string } }>('/Patient/:id/records', {
-    schema: {
-      params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: FHIR_ID.source } } },
-      querystring: { type: 'object', required: ['category'], additionalProperties: false, properties: { category: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,63}$' } } },
+  app.get<{ Params: { id: string }; Querystring: { category: string } }>(
+    '/Patient/:id/records',
+    {
+      schema: {
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: FHIR_ID.source } } },
+        querystring: {
+          type: 'object',
+          required: ['category'],
+          additionalProperties: false,
+          properties: { category: { type: 'string', pattern: '^[a-z][a-z0-9_-]{0,63}$' } },
+        },
+      },
     },
-  }, async (request) => {
-    const caller = await authenticate(verifier, request);
-    requireRecordScope(caller, request.query.category, 'r', options.categories);
-    requireRecordScope(caller, request.query.category, 's', options.categories);
-    const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
-    const records = await cloud.read(caller.bearer, patient, request.query.category);
-    return {
-      resourceType: 'Bundle',
-      type: 'searchset',
-      total: records.length,
-      entry: await Promise.all(records.map(async (r) => ({ resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(await r.joined()).toString('base64') } }))),
-    };
-  });
+    async (request) => {
+      const caller = await authenticate(verifier, request);
+      requireRecordScope(caller, request.query.category, 'r', options.categories);
+      requireRecordScope(caller, request.query.category, 's', options.categories);
+      const patient = await gateway.pseudonymOf(caller.token.hospital, request.params.id);
+      const records = await cloud.read(caller.bearer, patient, request.query.category);
+      return {
+        resourceType: 'Bundle',
+        type: 'searchset',
+        total: records.length,
+        entry: await Promise.all(
+          records.map(async (r) => ({
+            resource: { resourceType: 'Binary', id: r.recordId, contentType: CONVERTED_RECORD_TYPE, data: Buffer.from(await r.joined()).toString('base64') },
+          })),
+        ),
+      };
+    },
+  );
 }
 
 /** A batch-response entry for an entry that failed. */
@@ -244,20 +293,26 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     return { keys: await options.writers.trusted() };
   });
 
-  app.post<{ Body: { fhirId: string; patient: string } }>('/patients', {
-    bodyLimit: 16 * 1024,
-    schema: {
-      body: {
-        type: 'object', required: ['fhirId', 'patient'], additionalProperties: false,
-        properties: { fhirId: { type: 'string', pattern: FHIR_ID.source }, patient: { type: 'string', pattern: '^psn:[A-Za-z0-9_-]{16,86}$' } },
+  app.post<{ Body: { fhirId: string; patient: string } }>(
+    '/patients',
+    {
+      bodyLimit: 16 * 1024,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['fhirId', 'patient'],
+          additionalProperties: false,
+          properties: { fhirId: { type: 'string', pattern: FHIR_ID.source }, patient: { type: 'string', pattern: '^psn:[A-Za-z0-9_-]{16,86}$' } },
+        },
       },
     },
-  }, async (request, reply) => {
-    const caller = await authenticate(verifier, request);
-    requireRole(caller, 'gateway');
-    await gateway.enrol(caller, request.body.fhirId, request.body.patient);
-    return reply.status(201).send({ fhirId: request.body.fhirId, patient: request.body.patient });
-  });
+    async (request, reply) => {
+      const caller = await authenticate(verifier, request);
+      requireRole(caller, 'gateway');
+      await gateway.enrol(caller, request.body.fhirId, request.body.patient);
+      return reply.status(201).send({ fhirId: request.body.fhirId, patient: request.body.patient });
+    },
+  );
 
   app.post('/upload', { bodyLimit: GATEWAY_BODY_LIMIT }, async (request, reply) => {
     const caller = await authenticate(verifier, request);
@@ -266,18 +321,27 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     return reply.status(result.stored > 0 ? 201 : 200).send(result);
   });
 
-  app.get<{ Querystring: { status?: 'pending' | 'complete'; patient?: string; from?: number } }>('/receipts', {
-    schema: {
-      querystring: {
-        type: 'object', additionalProperties: false,
-        properties: { status: { enum: ['pending', 'complete'] }, patient: { type: 'string', pattern: '^psn:[A-Za-z0-9_-]{16,86}$' }, from: { type: 'integer', minimum: 0, maximum: 2 ** 40 } },
+  app.get<{ Querystring: { status?: 'pending' | 'complete'; patient?: string; from?: number } }>(
+    '/receipts',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            status: { enum: ['pending', 'complete'] },
+            patient: { type: 'string', pattern: '^psn:[A-Za-z0-9_-]{16,86}$' },
+            from: { type: 'integer', minimum: 0, maximum: 2 ** 40 },
+          },
+        },
       },
     },
-  }, async (request) => {
-    const caller = await authenticate(verifier, request);
-    requireRole(caller, 'gateway');
-    return { receipts: await options.receipts.list(caller.token.hospital, request.query) };
-  });
+    async (request) => {
+      const caller = await authenticate(verifier, request);
+      requireRole(caller, 'gateway');
+      return { receipts: await options.receipts.list(caller.token.hospital, request.query) };
+    },
+  );
 
   app.post('/receipts/complete', { bodyLimit: 1024 }, async (request) => {
     const caller = await authenticate(verifier, request);
@@ -286,14 +350,20 @@ export async function gatewayPlugin(app: FastifyInstance, options: GatewayPlugin
     return options.receipts.complete(caller.token.hospital, (entries) => options.cloud.receipts(caller.bearer, entries, options.receipts.waitMs));
   });
 
-  app.post<{ Querystring: { profile: string } }>('/research-exports', {
-    bodyLimit: GATEWAY_BODY_LIMIT,
-    schema: { querystring: { type: 'object', required: ['profile'], additionalProperties: false, properties: { profile: { type: 'string', maxLength: 32 } } } },
-  }, async (request) => {
-    const caller = await authenticate(verifier, request);
-    requireRole(caller, 'gateway');
-    return options.exporter.release(caller, request.body, request.query.profile);
-  });
+  app.post<{ Querystring: { profile: string } }>(
+    '/research-exports',
+    {
+      bodyLimit: GATEWAY_BODY_LIMIT,
+      schema: {
+        querystring: { type: 'object', required: ['profile'], additionalProperties: false, properties: { profile: { type: 'string', maxLength: 32 } } },
+      },
+    },
+    async (request) => {
+      const caller = await authenticate(verifier, request);
+      requireRole(caller, 'gateway');
+      return options.exporter.release(caller, request.body, request.query.profile);
+    },
+  );
 
   await app.register(fhirWriteRoutes, { ...options, prefix: '/fhir' });
 }

@@ -60,7 +60,12 @@ function unverifiedEvent(bundle: InclusionBundle): { recorded?: string; records:
  * The receipts of `hospital`, newest first: at most `limit`, of entries below `before` when given. `trust` gives the
  * pinned ledger keys (undefined: the gateway has none configured, every row `unchecked`).
  */
-export async function listReceipts(db: Database, hospital: string, trust: (() => Promise<ReceiptTrust>) | undefined, options: { limit: number; before?: number }): Promise<ReceiptListing> {
+export async function listReceipts(
+  db: Database,
+  hospital: string,
+  trust: (() => Promise<ReceiptTrust>) | undefined,
+  options: { limit: number; before?: number },
+): Promise<ReceiptListing> {
   const { rows } = await db.query<{ patient: string; ledger_index: string | number; bundle: string; witnessed: boolean; problem: string | null }>(
     'SELECT patient, ledger_index, bundle, witnessed, problem FROM gateway_receipts WHERE hospital = $1 AND ($2::bigint IS NULL OR ledger_index < $2) ORDER BY ledger_index DESC LIMIT $3',
     [hospital, options.before ?? null, Math.min(options.limit, MAX_RECEIPTS_LISTED)],
@@ -82,8 +87,11 @@ export async function listReceipts(db: Database, hospital: string, trust: (() =>
     try {
       const verified = verifyReceipt(bundle, keys);
       return {
-        ...base, recorded: verified.event.recorded, records: recordsOf(verified.event),
-        checkpointSize: verified.treeSize, status: 'verified',
+        ...base,
+        recorded: verified.event.recorded,
+        records: recordsOf(verified.event),
+        checkpointSize: verified.treeSize,
+        status: 'verified',
       };
     } catch (error) {
       return { ...base, ...unverifiedEvent(bundle), status: 'invalid', problem: message(error) };

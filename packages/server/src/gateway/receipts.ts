@@ -45,8 +45,11 @@ interface ReceiptRow {
 }
 
 const receiptOf = (row: ReceiptRow): Receipt => ({
-  index: Number(row.ledger_index), patient: row.patient, status: row.witnessed ? 'complete' : 'pending',
-  treeSize: treeSizeOf(JSON.parse(row.bundle) as InclusionBundle), ...(row.problem === null ? {} : { problem: row.problem }),
+  index: Number(row.ledger_index),
+  patient: row.patient,
+  status: row.witnessed ? 'complete' : 'pending',
+  treeSize: treeSizeOf(JSON.parse(row.bundle) as InclusionBundle),
+  ...(row.problem === null ? {} : { problem: row.problem }),
 });
 
 /** The receipts of one gateway's database. */
@@ -64,7 +67,13 @@ export class ReceiptBook {
    * complete or pending. @throws IntegrityError for a missing bundle, a bundle the log did not sign or whose entry
    * does not commit to the storage tags sent (nothing is kept for it)
    */
-  async keep(hospital: string, patient: string, entries: readonly number[], bundles: readonly InclusionBundle[], records: readonly NewRecord[]): Promise<Receipt[]> {
+  async keep(
+    hospital: string,
+    patient: string,
+    entries: readonly number[],
+    bundles: readonly InclusionBundle[],
+    records: readonly NewRecord[],
+  ): Promise<Receipt[]> {
     const trust = await this.trust();
     const byIndex = new Map(bundles.map((b) => [b.index, b]));
     const receipts: Receipt[] = [];
@@ -87,11 +96,16 @@ export class ReceiptBook {
    * Tries to complete the hospital's pending receipts with bundles from `fetch` (which may return fewer, or throw
    * UnavailableError: they stay pending). Returns how many completed and how many are still pending.
    */
-  async complete(hospital: string, fetch: (entries: readonly number[]) => Promise<readonly InclusionBundle[]>): Promise<{ completed: number; pending: number }> {
-    const rows = (await this.db.query<ReceiptRow>(
-      'SELECT ledger_index, patient, bundle, witnessed, problem FROM gateway_receipts WHERE hospital = $1 AND NOT witnessed ORDER BY ledger_index LIMIT $2',
-      [hospital, COMPLETE_BATCH],
-    )).rows;
+  async complete(
+    hospital: string,
+    fetch: (entries: readonly number[]) => Promise<readonly InclusionBundle[]>,
+  ): Promise<{ completed: number; pending: number }> {
+    const rows = (
+      await this.db.query<ReceiptRow>(
+        'SELECT ledger_index, patient, bundle, witnessed, problem FROM gateway_receipts WHERE hospital = $1 AND NOT witnessed ORDER BY ledger_index LIMIT $2',
+        [hospital, COMPLETE_BATCH],
+      )
+    ).rows;
     if (rows.length === 0) return { completed: 0, pending: 0 };
     const trust = await this.trust();
     let fetched: readonly InclusionBundle[];
@@ -111,7 +125,8 @@ export class ReceiptBook {
       let problem: string | undefined;
       try {
         const checked = checkReceipt(bundle, trust);
-        if (bundle.entry !== kept.entry) problem = `the log signed another entry ${index} (checkpoint ${checked.treeSize}) than the one it signed at upload (checkpoint ${treeSizeOf(kept)})`;
+        if (bundle.entry !== kept.entry)
+          problem = `the log signed another entry ${index} (checkpoint ${checked.treeSize}) than the one it signed at upload (checkpoint ${treeSizeOf(kept)})`;
         else if (checked.shortOf !== undefined) continue; // not witnessed yet
       } catch (error) {
         if (!(error instanceof IntegrityError || error instanceof MalformedInputError)) throw error;
@@ -133,17 +148,21 @@ export class ReceiptBook {
   /** The hospital's receipts, by entry index (at most 1,000 from `from`), optionally only pending or complete ones, or one patient's. */
   async list(hospital: string, filter: { status?: Receipt['status']; patient?: string; from?: number } = {}): Promise<Receipt[]> {
     const witnessed = filter.status === undefined ? null : filter.status === 'complete';
-    const rows = (await this.db.query<ReceiptRow>(
-      `SELECT ledger_index, patient, bundle, witnessed, problem FROM gateway_receipts
+    const rows = (
+      await this.db.query<ReceiptRow>(
+        `SELECT ledger_index, patient, bundle, witnessed, problem FROM gateway_receipts
        WHERE hospital = $1 AND ledger_index >= $2 AND ($3::boolean IS NULL OR witnessed = $3) AND ($4::text IS NULL OR patient = $4)
        ORDER BY ledger_index LIMIT 1000`,
-      [hospital, filter.from ?? 0, witnessed, filter.patient ?? null],
-    )).rows;
+        [hospital, filter.from ?? 0, witnessed, filter.patient ?? null],
+      )
+    ).rows;
     return rows.map(receiptOf);
   }
 
   private async pendingCount(hospital: string): Promise<number> {
-    return Number((await this.db.query<{ n: string | number }>('SELECT count(*) AS n FROM gateway_receipts WHERE hospital = $1 AND NOT witnessed', [hospital])).rows[0]!.n);
+    return Number(
+      (await this.db.query<{ n: string | number }>('SELECT count(*) AS n FROM gateway_receipts WHERE hospital = $1 AND NOT witnessed', [hospital])).rows[0]!.n,
+    );
   }
 }
 

@@ -76,7 +76,8 @@ export class ResearchExporter {
     let engine = this.engines.get(name);
     if (engine === undefined) {
       const key = await this.hospitalKey(hospital);
-      const derive = (purpose: string) => Buffer.from(hkdfSync('sha256', key, Buffer.from(hospital, 'utf8'), `medshare/research-release/${purpose}/v1`, 32)).toString('hex');
+      const derive = (purpose: string) =>
+        Buffer.from(hkdfSync('sha256', key, Buffer.from(hospital, 'utf8'), `medshare/research-release/${purpose}/v1`, 32)).toString('hex');
       engine = new Deidentifier(profileConfig(profile, { cryptoHashKey: derive('crypto-hash'), dateShiftKey: derive('date-shift') }));
       this.engines.set(name, engine);
     }

@@ -48,7 +48,10 @@ const utf8 = new TextEncoder();
 export class SearchIndexWriter {
   private readonly secrets = new Map<string, Uint8Array>();
 
-  constructor(private readonly db: Database, private readonly kek: KeyEncryptionKey) {}
+  constructor(
+    private readonly db: Database,
+    private readonly kek: KeyEncryptionKey,
+  ) {}
 
   /** The hospital's index secret, created (and stored wrapped) at first use; concurrent first uses agree on one. */
   private async secret(hospital: string): Promise<Uint8Array> {
@@ -70,7 +73,8 @@ export class SearchIndexWriter {
   /** The keywords sealKeywords wrapped. @throws IntegrityError for a value of another record or KEK. */
   async openKeywords(hospital: string, recordId: string, wrapped: Uint8Array): Promise<string[]> {
     const keywords: unknown = JSON.parse(Buffer.from(await this.kek.unwrap(wrapped, keywordsContext(hospital, recordId))).toString('utf8'));
-    if (!Array.isArray(keywords) || keywords.some((k) => typeof k !== 'string')) throw new IntegrityError(`the stored index keywords of ${recordId} are not a list of keywords`);
+    if (!Array.isArray(keywords) || keywords.some((k) => typeof k !== 'string'))
+      throw new IntegrityError(`the stored index keywords of ${recordId} are not a list of keywords`);
     return keywords as string[];
   }
 
@@ -79,7 +83,13 @@ export class SearchIndexWriter {
    * entry per keyword of each record; for a new sub-index, its key capsule (granted to the upload's emergency
    * capsule of the category, when there is one). @throws IntegrityError if a stored state does not open.
    */
-  async writes(hospital: string, keys: pre.PatientPublicKeys, states: readonly WriterIndexState[], records: readonly IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>): Promise<IndexWrite[]> {
+  async writes(
+    hospital: string,
+    keys: pre.PatientPublicKeys,
+    states: readonly WriterIndexState[],
+    records: readonly IndexedRecord[],
+    emergency: ReadonlyMap<string, pre.EmergencyCapsule>,
+  ): Promise<IndexWrite[]> {
     const secret = await this.secret(hospital);
     return states.flatMap((s): IndexWrite[] => {
       const mine = records.filter((r) => r.category === s.category);
@@ -90,17 +100,37 @@ export class SearchIndexWriter {
       // Each entry with the record of this upload that carries it (the cloud checks rows name records of the upload).
       const entries = mine.flatMap((r) => [
         ...r.keywords.map((keyword) => ({ update: { keyword, recordId: r.recordId }, carrier: r.recordId })),
-        ...(r.supersedes?.keywords ?? []).map((keyword) => ({ update: { keyword, recordId: r.supersedes!.recordId, operation: 'delete' as const }, carrier: r.recordId })),
+        ...(r.supersedes?.keywords ?? []).map((keyword) => ({
+          update: { keyword, recordId: r.supersedes!.recordId, operation: 'delete' as const },
+          carrier: r.recordId,
+        })),
       ]);
       if (entries.length === 0) return [];
-      const { rows, state } = sse.update(key, current, entries.map((e) => e.update));
+      const { rows, state } = sse.update(
+        key,
+        current,
+        entries.map((e) => e.update),
+      );
       const carried = rows.map((row, i) => ({ ...row, recordId: entries[i]!.carrier }));
-      const write: IndexWrite = { category: s.category, keyEpoch: s.keyEpoch, indexEpoch: s.indexEpoch, expectedVersion: s.version, state: sse.sealState(key, name, state), rows: carried };
+      const write: IndexWrite = {
+        category: s.category,
+        keyEpoch: s.keyEpoch,
+        indexEpoch: s.indexEpoch,
+        expectedVersion: s.version,
+        state: sse.sealState(key, name, state),
+        rows: carried,
+      };
       if (s.state !== undefined) return [write];
       const capsuleId = keyCapsuleId(keys.patientId, s.category, s.keyEpoch, s.indexEpoch, hospital);
       const capsule = emergency.get(s.category);
       const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, s.category, capsuleId, key, capsule);
-      return [{ ...write, keyCapsule: ciphertext, ...(capsule && emergencyGrant ? { keyEmergency: { capsuleId: Buffer.from(capsule.delegationId).toString('hex'), grant: emergencyGrant } } : {}) }];
+      return [
+        {
+          ...write,
+          keyCapsule: ciphertext,
+          ...(capsule && emergencyGrant ? { keyEmergency: { capsuleId: Buffer.from(capsule.delegationId).toString('hex'), grant: emergencyGrant } } : {}),
+        },
+      ];
     });
   }
 }

@@ -143,7 +143,8 @@ export class GatewayService {
 
   /** The pseudonym of a hospital's FHIR patient. */
   async pseudonymOf(hospital: string, fhirId: string): Promise<string> {
-    const row = (await this.db.query<{ patient: string }>('SELECT patient FROM gateway_patients WHERE hospital = $1 AND fhir_id = $2', [hospital, fhirId])).rows[0];
+    const row = (await this.db.query<{ patient: string }>('SELECT patient FROM gateway_patients WHERE hospital = $1 AND fhir_id = $2', [hospital, fhirId]))
+      .rows[0];
     if (row === undefined) throw new NotFoundError(`FHIR patient ${fhirId} is not enrolled at ${hospital}`);
     return row.patient;
   }
@@ -153,7 +154,8 @@ export class GatewayService {
     const seen = this.seenEpochs.get(keys.patientId) ?? new Map<string, number>();
     for (const { category, epoch } of keys.categories) {
       const before = seen.get(category) ?? 0;
-      if (epoch < before) throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
+      if (epoch < before)
+        throw new ConflictError(`the cloud served '${category}' keys of epoch ${epoch} after epoch ${before}; refusing to encrypt under an old key`);
     }
     for (const { category, epoch } of keys.categories) seen.set(category, epoch);
     this.seenEpochs.delete(keys.patientId);
@@ -172,8 +174,14 @@ export class GatewayService {
     if (refused !== undefined) throw refused;
     const { patient, outcomes, byCategory, receipts } = await this.transaction(caller, parsed.operations);
     return {
-      patient, received: outcomes.length, stored: outcomes.filter((o) => o.stored).length, byCategory, receipts,
-      versions: outcomes.filter((o) => o.versionId !== undefined).map((o) => ({ resourceType: o.resourceType, id: o.id, versionId: o.versionId!, recordId: o.recordId! })),
+      patient,
+      received: outcomes.length,
+      stored: outcomes.filter((o) => o.stored).length,
+      byCategory,
+      receipts,
+      versions: outcomes
+        .filter((o) => o.versionId !== undefined)
+        .map((o) => ({ resourceType: o.resourceType, id: o.id, versionId: o.versionId!, recordId: o.recordId! })),
     };
   }
 
@@ -186,11 +194,23 @@ export class GatewayService {
    * writer consent), ConflictError (an old key epoch), IntegrityError (a receipt the log did not sign), FhirHttpError
    * 412 (an update's `ifMatch` is not the current version).
    */
-  async transaction(caller: Caller, requested: readonly FhirOperation[]): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
+  async transaction(
+    caller: Caller,
+    requested: readonly FhirOperation[],
+  ): Promise<{ patient: string; outcomes: WriteOutcome[]; byCategory: Record<string, number>; receipts: UploadResult['receipts'] }> {
     const hospital = caller.token.hospital;
     // The token's SMART scopes first: a client without the right to write learns nothing about the record.
-    requireWriteScope(caller, requested.flatMap((op) => (op.resource === undefined ? [] : [op.resource])), this.mapping);
-    requireWriteScope(caller, requested.filter((op) => op.method === 'DELETE').map((op) => ({ resourceType: op.resourceType, id: op.id })), this.mapping, 'd');
+    requireWriteScope(
+      caller,
+      requested.flatMap((op) => (op.resource === undefined ? [] : [op.resource])),
+      this.mapping,
+    );
+    requireWriteScope(
+      caller,
+      requested.filter((op) => op.method === 'DELETE').map((op) => ({ resourceType: op.resourceType, id: op.id })),
+      this.mapping,
+      'd',
+    );
     for (const op of requested) {
       if (op.resource === undefined) continue;
       try {
@@ -202,22 +222,48 @@ export class GatewayService {
     }
     // Conditional creates of a Patient are matched among every record the hospital wrote (she owns her own record);
     // the others, under the patient's lock, in her record only (the readers of her record must find what they reference).
-    const patientMatches = await this.conditionalMatches(hospital, requested.filter((op) => op.resourceType === 'Patient'));
+    const patientMatches = await this.conditionalMatches(
+      hospital,
+      requested.filter((op) => op.resourceType === 'Patient'),
+    );
     const first = this.withoutMatched(requested, patientMatches);
-    const patient = await this.patientOf(hospital, first, [...patientMatches.values()].map((m) => m.patient));
+    const patient = await this.patientOf(
+      hospital,
+      first,
+      [...patientMatches.values()].map((m) => m.patient),
+    );
     const written = await this.withPatientLock(`${hospital}|${patient}`, async () => {
-      const matched = new Map([...patientMatches, ...(await this.conditionalMatches(hospital, first.filter((op) => op.resourceType !== 'Patient'), patient))]);
+      const matched = new Map([
+        ...patientMatches,
+        ...(await this.conditionalMatches(
+          hospital,
+          first.filter((op) => op.resourceType !== 'Patient'),
+          patient,
+        )),
+      ]);
       const operations = this.withoutMatched(first, matched);
       // Read under the lock: a concurrent write of the same patient may have added versions.
-      const latest = await this.versions.latest(hospital, patient, [...operations, ...[...matched.values()].map((m) => ({ resourceType: m.resourceType, id: m.id }))]);
+      const latest = await this.versions.latest(hospital, patient, [
+        ...operations,
+        ...[...matched.values()].map((m) => ({ resourceType: m.resourceType, id: m.id })),
+      ]);
       const answer = await this.cloud.patientKeys(caller.bearer, patient);
-      if (answer.keys.patientId !== patient) throw new MalformedInputError('the cloud answered with another patient\'s keys');
+      if (answer.keys.patientId !== patient) throw new MalformedInputError("the cloud answered with another patient's keys");
       const keys = this.checkEpochs(answer.keys);
       const now = new Date().toISOString();
       const outcomes: WriteOutcome[] = [];
       for (const [index, match] of matched) {
         const current = latest.get(`${match.resourceType}/${match.id}`)!;
-        outcomes.push({ index, status: 200, resourceType: match.resourceType, id: match.id, versionId: String(current.version), lastUpdated: current.lastUpdated, recordId: current.recordId, stored: false });
+        outcomes.push({
+          index,
+          status: 200,
+          resourceType: match.resourceType,
+          id: match.id,
+          versionId: String(current.version),
+          lastUpdated: current.lastUpdated,
+          recordId: current.recordId,
+          stored: false,
+        });
       }
       const fresh: FreshVersion[] = [];
       for (const op of operations) {
@@ -225,33 +271,92 @@ export class GatewayService {
         const before = latest.get(key);
         if (op.method === 'DELETE') {
           if (before === undefined || before.deleted) {
-            outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, stored: false, ...(before && { versionId: String(before.version), lastUpdated: before.lastUpdated, recordId: before.recordId }) });
+            outcomes.push({
+              index: op.index,
+              status: 204,
+              resourceType: op.resourceType,
+              id: op.id,
+              stored: false,
+              ...(before && { versionId: String(before.version), lastUpdated: before.lastUpdated, recordId: before.recordId }),
+            });
             continue;
           }
           const version = before.version + 1;
-          const row: VersionRow = { ...before, version, recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']), contentHash: 'deleted', deleted: true, lastUpdated: now };
-          fresh.push({ row, plaintext: signRecord(this.recordSigner, tombstone(op.resourceType, op.id, hospital, version, now), { patient, category: row.category }), before });
-          outcomes.push({ index: op.index, status: 204, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, recordId: row.recordId, stored: true });
+          const row: VersionRow = {
+            ...before,
+            version,
+            recordId: taggedRecordId(hospital, [patient, key, String(version), 'deleted']),
+            contentHash: 'deleted',
+            deleted: true,
+            lastUpdated: now,
+          };
+          fresh.push({
+            row,
+            plaintext: signRecord(this.recordSigner, tombstone(op.resourceType, op.id, hospital, version, now), { patient, category: row.category }),
+            before,
+          });
+          outcomes.push({
+            index: op.index,
+            status: 204,
+            resourceType: op.resourceType,
+            id: op.id,
+            versionId: String(version),
+            lastUpdated: now,
+            recordId: row.recordId,
+            stored: true,
+          });
           continue;
         }
         if (op.ifMatch !== undefined && op.ifMatch !== before?.version) {
-          throw new FhirHttpError(412, `${key}: If-Match names version ${op.ifMatch} but the current version is ${before === undefined ? 'none (no such resource)' : before.version}`);
+          throw new FhirHttpError(
+            412,
+            `${key}: If-Match names version ${op.ifMatch} but the current version is ${before === undefined ? 'none (no such resource)' : before.version}`,
+          );
         }
         const resource = op.resource!;
         const hash = contentHash(resource);
         if (before !== undefined && !before.deleted && before.contentHash === hash) {
-          outcomes.push({ index: op.index, status: 200, resourceType: op.resourceType, id: op.id, versionId: String(before.version), lastUpdated: before.lastUpdated, resource: versioned(resource, hospital, before.version, before.lastUpdated), recordId: before.recordId, stored: false });
+          outcomes.push({
+            index: op.index,
+            status: 200,
+            resourceType: op.resourceType,
+            id: op.id,
+            versionId: String(before.version),
+            lastUpdated: before.lastUpdated,
+            resource: versioned(resource, hospital, before.version, before.lastUpdated),
+            recordId: before.recordId,
+            stored: false,
+          });
           continue;
         }
         const version = (before?.version ?? 0) + 1;
         const category = categoryOf(this.mapping, resource);
         const row: VersionRow = {
-          hospital, resourceType: op.resourceType, fhirId: op.id, version, patient, recordId: taggedRecordId(hospital, [patient, key, String(version), hash]), category, contentHash: hash, deleted: false, lastUpdated: now,
+          hospital,
+          resourceType: op.resourceType,
+          fhirId: op.id,
+          version,
+          patient,
+          recordId: taggedRecordId(hospital, [patient, key, String(version), hash]),
+          category,
+          contentHash: hash,
+          deleted: false,
+          lastUpdated: now,
           identifiers: identifierTokens(resource),
         };
         const plaintext = versioned(resource, hospital, version, now);
         fresh.push({ row, plaintext: signRecord(this.recordSigner, plaintext, { patient, category }), ...(before && { before }) });
-        outcomes.push({ index: op.index, status: before === undefined || before.deleted ? 201 : 200, resourceType: op.resourceType, id: op.id, versionId: String(version), lastUpdated: now, resource: plaintext, recordId: row.recordId, stored: true });
+        outcomes.push({
+          index: op.index,
+          status: before === undefined || before.deleted ? 201 : 200,
+          resourceType: op.resourceType,
+          id: op.id,
+          versionId: String(version),
+          lastUpdated: now,
+          resource: plaintext,
+          recordId: row.recordId,
+          stored: true,
+        });
       }
       const indexed = await this.indexedRecords(hospital, fresh, answer.indexRules);
       const { byCategory, ledgerEntries, records } = await this.store(caller, patient, keys, answer.bundle, answer.emergencyPolicy, fresh, indexed);
@@ -294,21 +399,35 @@ export class GatewayService {
    * The conditional creates among `operations` that match an existing resource (by entry index), in the patient's
    * record or, without `patient`, in any of the hospital's. @throws FhirHttpError 412 when criteria match several.
    */
-  private async conditionalMatches(hospital: string, operations: readonly FhirOperation[], patient?: string): Promise<Map<number, { resourceType: string; id: string; minted: string; patient: string }>> {
+  private async conditionalMatches(
+    hospital: string,
+    operations: readonly FhirOperation[],
+    patient?: string,
+  ): Promise<Map<number, { resourceType: string; id: string; minted: string; patient: string }>> {
     const matched = new Map<number, { resourceType: string; id: string; minted: string; patient: string }>();
     for (const op of operations) {
       if (op.ifNoneExist === undefined) continue;
       const found = await this.versions.matching(hospital, op.resourceType, op.ifNoneExist, patient);
-      if (found.length > 1) throw new FhirHttpError(412, `${op.where}: If-None-Exist '${op.ifNoneExist.query}' matches ${found.length} ${op.resourceType} resources (a conditional create needs at most one)`);
+      if (found.length > 1)
+        throw new FhirHttpError(
+          412,
+          `${op.where}: If-None-Exist '${op.ifNoneExist.query}' matches ${found.length} ${op.resourceType} resources (a conditional create needs at most one)`,
+        );
       if (found.length === 1) matched.set(op.index, { resourceType: op.resourceType, id: found[0]!.id, minted: op.id, patient: found[0]!.patient });
     }
     return matched;
   }
 
   /** The operations but the matched conditional creates, with references to those pointing at what they matched. */
-  private withoutMatched(operations: readonly FhirOperation[], matched: ReadonlyMap<number, { resourceType: string; id: string; minted: string }>): FhirOperation[] {
+  private withoutMatched(
+    operations: readonly FhirOperation[],
+    matched: ReadonlyMap<number, { resourceType: string; id: string; minted: string }>,
+  ): FhirOperation[] {
     const targets = new Map([...matched.values()].map((m) => [`${m.resourceType}/${m.minted}`, `${m.resourceType}/${m.id}`]));
-    return retarget(operations.filter((op) => !matched.has(op.index)), targets);
+    return retarget(
+      operations.filter((op) => !matched.has(op.index)),
+      targets,
+    );
   }
 
   /**
@@ -330,7 +449,8 @@ export class GatewayService {
     for (const fhirId of fhirPatients) pseudonyms.add(await this.pseudonymOf(hospital, fhirId));
     if (pseudonyms.size !== 1) {
       const deletesOnly = operations.every((o) => o.method === 'DELETE');
-      if (deletesOnly && pseudonyms.size === 0) throw new NotFoundError(`${operations.map((o) => `${o.resourceType}/${o.id}`).join(', ')}: not written by this hospital`);
+      if (deletesOnly && pseudonyms.size === 0)
+        throw new NotFoundError(`${operations.map((o) => `${o.resourceType}/${o.id}`).join(', ')}: not written by this hospital`);
       throw new MalformedInputError(`an upload must concern exactly one patient (found ${Math.max(fhirPatients.size, pseudonyms.size)})`);
     }
     return [...pseudonyms][0]!;
@@ -338,7 +458,13 @@ export class GatewayService {
 
   /** Encrypts the new versions under the patient's category keys and uploads them in one cloud transaction. */
   private async store(
-    caller: Caller, patient: string, keys: pre.PatientPublicKeys, bundle: Uint8Array, policy: string | undefined, fresh: readonly FreshVersion[], indexed: IndexedRecord[],
+    caller: Caller,
+    patient: string,
+    keys: pre.PatientPublicKeys,
+    bundle: Uint8Array,
+    policy: string | undefined,
+    fresh: readonly FreshVersion[],
+    indexed: IndexedRecord[],
   ): Promise<{ byCategory: Record<string, number>; ledgerEntries: number[]; records: NewRecord[] }> {
     const available = new Set(keys.categories.map((k) => k.category));
     const byCategory: Record<string, number> = {};
@@ -347,7 +473,9 @@ export class GatewayService {
     const inputs = fresh.map(({ row, plaintext: resource }) => {
       const { category, recordId } = row;
       if (!available.has(category)) {
-        throw new MalformedInputError(`the patient has no key for category '${category}' (${resource.resourceType}); she adds it with \`medshare keys add-category --key patient.key --category ${category} --out DIR\` and publishes the new patient.pub`);
+        throw new MalformedInputError(
+          `the patient has no key for category '${category}' (${resource.resourceType}); she adds it with \`medshare keys add-category --key patient.key --category ${category} --out DIR\` and publishes the new patient.pub`,
+        );
       }
       byCategory[category] = (byCategory[category] ?? 0) + 1;
       if (policy !== undefined && abePublicKey !== undefined && !capsules.has(category)) capsules.set(category, pre.emergencyCapsule(abePublicKey, policy));
@@ -359,7 +487,11 @@ export class GatewayService {
     // an upload), each ciphertext tagged where it was encrypted.
     const sealed = await this.encryptor.encrypt({
       bundle,
-      capsules: [...capsules].map(([category, capsule]) => ({ category, capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) })),
+      capsules: [...capsules].map(([category, capsule]) => ({
+        category,
+        capsule: pre.encodeEmergencyCapsule(capsule),
+        hashOfX: curve.g2ToBytes(capsule.hashOfX),
+      })),
       records: inputs,
       ...(tagging && { tagging: { secretKey: tagging.secretKey, sectors: tagging.sectors } }),
     });
@@ -368,13 +500,18 @@ export class GatewayService {
       if (tagging !== undefined && tags === undefined) throw new Error(`the encryptor returned record ${recordId} without its storage tags`);
       const capsule = capsules.get(category);
       return {
-        recordId, category, ciphertext,
+        recordId,
+        category,
+        ciphertext,
         ...(capsule !== undefined && grant !== undefined && { emergency: { capsuleId: hex(capsule.delegationId), grant } }),
         ...(tagging !== undefined && tags !== undefined && { storage: { publicKey: tagging.publicKey, tags } }),
       };
     });
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({
-      capsuleId: hex(capsule.delegationId), category, policy: capsule.policy, capsule: pre.encodeEmergencyCapsule(capsule),
+      capsuleId: hex(capsule.delegationId),
+      category,
+      policy: capsule.policy,
+      capsule: pre.encodeEmergencyCapsule(capsule),
     }));
     const { ledgerEntries } = await this.uploadWithIndex(caller, keys, records, uploaded, indexed, capsules);
     return { byCategory, ledgerEntries, records };
@@ -393,20 +530,31 @@ export class GatewayService {
       if (keywords.length > 0) f.row.indexKeywords = await this.index.sealKeywords(hospital, f.row.recordId, keywords);
       else delete f.row.indexKeywords; // a tombstone's row is copied from its predecessor's: it indexes nothing itself
       const old = f.before;
-      const supersedes = old === undefined || old.deleted || old.indexKeywords === undefined || old.category !== f.row.category
-        ? undefined : { recordId: old.recordId, keywords: await this.index.openKeywords(hospital, old.recordId, old.indexKeywords) };
-      if (keywords.length > 0 || supersedes !== undefined) indexed.push({ recordId: f.row.recordId, category: f.row.category, keywords, ...(supersedes && { supersedes }) });
+      const supersedes =
+        old === undefined || old.deleted || old.indexKeywords === undefined || old.category !== f.row.category
+          ? undefined
+          : { recordId: old.recordId, keywords: await this.index.openKeywords(hospital, old.recordId, old.indexKeywords) };
+      if (keywords.length > 0 || supersedes !== undefined)
+        indexed.push({ recordId: f.row.recordId, category: f.row.category, keywords, ...(supersedes && { supersedes }) });
     }
     return indexed;
   }
 
   /** Uploads with the hospital's searchable-index writes, retried when another writer's index write committed first. */
-  private async uploadWithIndex(caller: Caller, keys: pre.PatientPublicKeys, records: NewRecord[], capsules: NewCapsule[], indexed: IndexedRecord[], emergency: ReadonlyMap<string, pre.EmergencyCapsule>) {
+  private async uploadWithIndex(
+    caller: Caller,
+    keys: pre.PatientPublicKeys,
+    records: NewRecord[],
+    capsules: NewCapsule[],
+    indexed: IndexedRecord[],
+    emergency: ReadonlyMap<string, pre.EmergencyCapsule>,
+  ) {
     if (this.index === undefined || indexed.length === 0) return this.cloud.upload(caller.bearer, keys.patientId, records, capsules);
     for (let attempt = 1; ; attempt++) {
       const states = await this.cloud.indexStates(caller.bearer, keys.patientId, [...new Set(indexed.map((r) => r.category))]);
       for (const s of states) {
-        if (keys.categories.find((k) => k.category === s.category)?.epoch !== s.keyEpoch) throw new ConflictError(`the patient's '${s.category}' key epoch moved during the upload; upload again`);
+        if (keys.categories.find((k) => k.category === s.category)?.epoch !== s.keyEpoch)
+          throw new ConflictError(`the patient's '${s.category}' key epoch moved during the upload; upload again`);
       }
       const writes = await this.index.writes(caller.token.hospital, keys, states, indexed, emergency);
       try {
@@ -422,7 +570,12 @@ export class GatewayService {
    * Obtains, checks (against the pinned ledger keys) and keeps the receipts of ledger entries: complete, or pending
    * when no witnessed checkpoint covers them in time. @throws IntegrityError
    */
-  private async keepReceipts(caller: Caller, patient: string, ledgerEntries: readonly number[], records: readonly NewRecord[]): Promise<UploadResult['receipts']> {
+  private async keepReceipts(
+    caller: Caller,
+    patient: string,
+    ledgerEntries: readonly number[],
+    records: readonly NewRecord[],
+  ): Promise<UploadResult['receipts']> {
     if (ledgerEntries.length === 0 || this.receipts === undefined) return [];
     const bundles = await this.cloud.receipts(caller.bearer, ledgerEntries, this.receipts.waitMs);
     const kept = await this.receipts.keep(caller.token.hospital, patient, ledgerEntries, bundles, records);

@@ -72,7 +72,11 @@ export class PlatformClient {
   constructor(readonly urls: ServiceUrls) {}
 
   /** Registers a user at a hospital (administrator credential). */
-  registerUser(hospital: string, adminToken: string, user: { username: string; password: string; attributes: string[]; scopes: string[] }): Promise<UserEnrolment> {
+  registerUser(
+    hospital: string,
+    adminToken: string,
+    user: { username: string; password: string; attributes: string[]; scopes: string[] },
+  ): Promise<UserEnrolment> {
     return call(hospitalUrl(this.urls, hospital), 'POST', `/identity/${hospital}/users`, { body: user, token: adminToken });
   }
 
@@ -93,11 +97,14 @@ export class PlatformClient {
   async loginWithCode(hospital: string, username: string, password: string, code: string | (() => string)): Promise<Session> {
     const base = hospitalUrl(this.urls, hospital);
     const device = await DeviceKeys.generate();
-    const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(base, 'POST', `/identity/${hospital}/login/password`, { body: { username, password } });
+    const { ticket, challenge } = await call<{ ticket: string; challenge: string }>(base, 'POST', `/identity/${hospital}/login/password`, {
+      body: { username, password },
+    });
     const path = `/identity/${hospital}/login/totp`;
     const body = { ticket, code: typeof code === 'string' ? code : code(), audience: [PLATFORM_AUDIENCE, TA_AUDIENCE], deviceKey: device.sealingPublicJwk };
     const { token, refreshToken } = await call<{ token: string; refreshToken: string }>(base, 'POST', path, {
-      body, dpop: await device.loginProof(new URL(path, base), challenge),
+      body,
+      dpop: await device.loginProof(new URL(path, base), challenge),
     });
     return { urls: this.urls, hospital, token, refreshToken, device };
   }
@@ -110,7 +117,8 @@ export class PlatformClient {
     const base = hospitalUrl(this.urls, session.hospital);
     const path = `/identity/${session.hospital}/token`;
     const { token, refreshToken } = await call<{ token: string; refreshToken?: string }>(base, 'POST', path, {
-      body: { refreshToken: session.refreshToken, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE] }, dpop: await session.device.dpop.proof('POST', new URL(path, base)),
+      body: { refreshToken: session.refreshToken, audience: [PLATFORM_AUDIENCE, TA_AUDIENCE] },
+      dpop: await session.device.dpop.proof('POST', new URL(path, base)),
     });
     return { ...session, token, refreshToken: refreshToken ?? session.refreshToken };
   }
@@ -152,7 +160,9 @@ export class PatientClient {
   /** Publishes her signed category public keys under her pseudonym. */
   async register(): Promise<void> {
     await abe.init();
-    await sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path(), { body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') } });
+    await sessionCall(this.session, this.session.urls.cloud, 'PUT', this.path(), {
+      body: { publicKeys: Buffer.from(pre.encodePublicKeys(this.key)).toString('base64') },
+    });
   }
 
   /**
@@ -167,7 +177,9 @@ export class PatientClient {
   }
 
   /** Her delegations and her records' emergency capsules whose policy repeats an attribute (to re-issue those still `reissue`). */
-  async repeatedAttributePolicies(): Promise<Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>> {
+  async repeatedAttributePolicies(): Promise<
+    Array<{ kind: 'delegation' | 'capsule'; id: string; category: string; policy: string; repeated: string[]; format: number; reissue: boolean }>
+  > {
     return (await sessionCall<{ policies: [] }>(this.session, this.session.urls.cloud, 'GET', this.path('/repeated-attribute-policies'))).policies;
   }
 
@@ -178,7 +190,12 @@ export class PatientClient {
   }
 
   /** Delegates a category to a CP-ABE policy: the re-encryption key is made here and stored by the cloud. */
-  async delegate(category: string, policy: string, abePublicKey: abe.PublicKey, options: { emergency?: boolean } = {}): Promise<{ delegationId: string; category: string; policy: string }> {
+  async delegate(
+    category: string,
+    policy: string,
+    abePublicKey: abe.PublicKey,
+    options: { emergency?: boolean } = {},
+  ): Promise<{ delegationId: string; category: string; policy: string }> {
     await abe.init();
     const rk = pre.delegate(this.key, category, abePublicKey, policy);
     const body = { reencryptionKey: Buffer.from(pre.encodeReEncryptionKey(rk)).toString('base64'), emergency: options.emergency ?? false };
@@ -205,7 +222,9 @@ export class PatientClient {
    * routes and checked against the keys she pins (`trust`: the log's and witnesses' keys, a majority quorum by
    * default), and the entry must be about her and of what the log line says. @throws IntegrityError on any mismatch.
    */
-  async provenAccessLog(trust: TrustPolicy): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null; pending?: true }>> {
+  async provenAccessLog(
+    trust: TrustPolicy,
+  ): Promise<Array<AccessEntry & { proof: { event: AuditEvent; treeSize: number; cosigners: string[] } | null; pending?: true }>> {
     const ledger = new LedgerClient(new URL('/ledger', this.session.urls.cloud).href);
     const proven = [];
     for (const entry of await this.accessLog()) {
@@ -254,12 +273,14 @@ export class PatientClient {
 
   /** Allows another hospital to enrol her and write into her record (recorded as a consent grant). */
   async allowWriter(hospital: string): Promise<string[]> {
-    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`))).writers;
+    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'PUT', this.path(`/writers/${encodeURIComponent(hospital)}`)))
+      .writers;
   }
 
   /** Withdraws a hospital's permission to write (what it wrote stays readable). */
   async removeWriter(hospital: string): Promise<string[]> {
-    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`))).writers;
+    return (await sessionCall<{ writers: string[] }>(this.session, this.session.urls.cloud, 'DELETE', this.path(`/writers/${encodeURIComponent(hospital)}`)))
+      .writers;
   }
 
   /** Adds a category to her key (epoch 1) and publishes the new bundle; returns the client holding the extended key. */
@@ -368,7 +389,10 @@ export class DoctorClient {
   }
 
   private recordStream(patient: string, route: 'read' | 'emergency-read', body: Record<string, unknown>): AsyncGenerator<RecordStreamEvent> {
-    return callRecordStreamEvents(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/${route}`, { body, ...sessionAuth(this.session, 'POST') });
+    return callRecordStreamEvents(this.session.urls.cloud, `/cloud/patients/${encodeURIComponent(patient)}/${route}`, {
+      body,
+      ...sessionAuth(this.session, 'POST'),
+    });
   }
 
   /** The plaintext of each record of a record stream in pieces, decrypted chunk by chunk as the payload arrives. */
@@ -407,10 +431,22 @@ export class DoctorClient {
    * codes, dates or words; results (current versions only) are checked to be the records the index named, decrypted
    * here, checked against the query, and returned as a searchset Bundle and with their record ids (`records`). With `reason`, an emergency search (audited; platform emergency grants as for emergency reads).
    */
-  async searchFhir(patient: string, resourceType: string, query: string | URLSearchParams, options: { reason?: string; categories?: CategoryMapping } = {}): Promise<{ bundle: Record<string, unknown>; records: FoundRecord[]; stats: SearchStats }> {
+  async searchFhir(
+    patient: string,
+    resourceType: string,
+    query: string | URLSearchParams,
+    options: { reason?: string; categories?: CategoryMapping } = {},
+  ): Promise<{ bundle: Record<string, unknown>; records: FoundRecord[]; stats: SearchStats }> {
     const parsed = parseQuery(resourceType, typeof query === 'string' ? new URLSearchParams(query) : query);
     const category = categoryOf(options.categories ?? DEFAULT_CATEGORY_MAPPING, { resourceType, id: 'query' });
-    const { resources, records, stats } = await searchRecords(this.reader, httpSearchTransport(this.session, options.reason), patient, category, parsed, this.subIndexes);
+    const { resources, records, stats } = await searchRecords(
+      this.reader,
+      httpSearchTransport(this.session, options.reason),
+      patient,
+      category,
+      parsed,
+      this.subIndexes,
+    );
     return { bundle: searchset(resources), records, stats };
   }
 
@@ -420,7 +456,12 @@ export class DoctorClient {
    * @throws IntegrityError when a listed key is not that hospital's record key
    */
   async writerKeys(): Promise<Map<string, CheckpointVerifier>> {
-    const { keys } = await sessionCall<{ keys: Array<{ hospital: string; key: string }> }>(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'GET', '/gateway/writer-keys');
+    const { keys } = await sessionCall<{ keys: Array<{ hospital: string; key: string }> }>(
+      this.session,
+      hospitalUrl(this.session.urls, this.session.hospital),
+      'GET',
+      '/gateway/writer-keys',
+    );
     return writerKeys(keys);
   }
 
@@ -436,7 +477,10 @@ export class GatewayClient {
 
   /** Enrols a FHIR patient of this hospital under her pseudonym. */
   async enrol(fhirId: string, patient: string): Promise<void> {
-    await sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', { body: { fhirId, patient }, idempotent: true });
+    await sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/patients', {
+      body: { fhirId, patient },
+      idempotent: true,
+    });
   }
 
   /**
@@ -444,9 +488,17 @@ export class GatewayClient {
    * hospital's keys and recorded on the ledger (403 HttpProblemError when she has not consented).
    */
   researchExport(resourceOrBundle: unknown, profile: string): Promise<{ profile: string; released: FhirResource; digest: string; ledgerIndex: number }> {
-    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', `/gateway/research-exports?profile=${encodeURIComponent(profile)}`, {
-      body: resourceOrBundle, contentType: 'application/fhir+json', timeoutMs: UPLOAD_TIMEOUT_MS,
-    });
+    return sessionCall(
+      this.session,
+      hospitalUrl(this.session.urls, this.session.hospital),
+      'POST',
+      `/gateway/research-exports?profile=${encodeURIComponent(profile)}`,
+      {
+        body: resourceOrBundle,
+        contentType: 'application/fhir+json',
+        timeoutMs: UPLOAD_TIMEOUT_MS,
+      },
+    );
   }
 
   /** The hospital's upload receipts (at most 1,000 from entry `from`), optionally only the pending or the complete ones. */
@@ -457,13 +509,19 @@ export class GatewayClient {
 
   /** Completes pending receipts now (the cloud asks the witnesses again); how many completed and how many are still pending. */
   completeReceipts(): Promise<{ completed: number; pending: number }> {
-    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/receipts/complete', { body: {}, idempotent: true });
+    return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/receipts/complete', {
+      body: {},
+      idempotent: true,
+    });
   }
 
   /** Uploads a FHIR resource or transaction Bundle (encrypted by the gateway, stored atomically; retried safely: record ids are deterministic). */
   upload(resourceOrBundle: unknown): Promise<UploadResult> {
     return sessionCall(this.session, hospitalUrl(this.session.urls, this.session.hospital), 'POST', '/gateway/upload', {
-      body: resourceOrBundle, contentType: 'application/fhir+json', idempotent: true, timeoutMs: UPLOAD_TIMEOUT_MS,
+      body: resourceOrBundle,
+      contentType: 'application/fhir+json',
+      idempotent: true,
+      timeoutMs: UPLOAD_TIMEOUT_MS,
     });
   }
 }

@@ -21,7 +21,11 @@ export interface ViewSearch {
 /** The documentation of the index-backed parameters, for the CapabilityStatement. */
 export const INDEX_SEARCH_PARAMETERS: ReadonlyArray<Pick<SearchParameter, 'name' | 'type' | 'documentation'>> = [
   { name: 'code', type: 'token', documentation: 'system|code or code, from the encrypted index' },
-  { name: 'date', type: 'date', documentation: 'clinical date with eq/ge/le/gt/lt/sa/eb, from the encrypted index (bucket decomposition, exact check after decryption)' },
+  {
+    name: 'date',
+    type: 'date',
+    documentation: 'clinical date with eq/ge/le/gt/lt/sa/eb, from the encrypted index (bucket decomposition, exact check after decryption)',
+  },
   { name: 'status', type: 'token', documentation: 'status, from the encrypted index' },
   { name: '_content', type: 'string', documentation: 'words of the notes, from the encrypted index' },
   { name: '_text', type: 'string', documentation: 'words of the notes, from the encrypted index' },
@@ -43,7 +47,8 @@ export function parseViewSearch(resourceType: string, query: Record<string, stri
       continue;
     }
     const parameter = local.get(name);
-    if (parameter === undefined) throw new FhirHttpError(400, `unknown search parameter '${name}' (supported: ${[...local.keys(), ...INDEX_PARAMETERS].join(', ')})`);
+    if (parameter === undefined)
+      throw new FhirHttpError(400, `unknown search parameter '${name}' (supported: ${[...local.keys(), ...INDEX_PARAMETERS].join(', ')})`);
     for (const value of values) filters.push([parameter, value.split(',')]);
   }
   if ([...index.keys()].length === 0) return { index: undefined, local: filters };

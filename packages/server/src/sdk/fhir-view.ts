@@ -56,7 +56,9 @@ const referenceTo = (resource: FhirResource, field: string): unknown => (resourc
 export const DEFAULT_SEARCH_PARAMETERS: readonly SearchParameter[] = [
   { name: '_id', type: 'token', documentation: 'logical id', matches: (r, value) => r.id === value },
   {
-    name: 'patient', type: 'reference', documentation: 'the FHIR patient (Patient/<id> or <id>) the resource is about',
+    name: 'patient',
+    type: 'reference',
+    documentation: 'the FHIR patient (Patient/<id> or <id>) the resource is about',
     matches: (r, value) => {
       const wanted = value.startsWith('Patient/') ? value : `Patient/${value}`;
       if (r.resourceType === 'Patient') return `Patient/${r.id}` === wanted;
@@ -97,7 +99,7 @@ type History = Version[];
 const versionOf = (r: FhirResource) => Number((r.meta as { versionId?: unknown } | undefined)?.versionId ?? 0);
 const lastUpdatedOf = (r: FhirResource) => String((r.meta as { lastUpdated?: unknown } | undefined)?.lastUpdated ?? '');
 
- /** A version the provenance check left out: its record id (or Type/id) and why. */
+/** A version the provenance check left out: its record id (or Type/id) and why. */
 interface LeftOut {
   readonly label: string;
   readonly reason: string;
@@ -112,7 +114,10 @@ class Provenance {
   /** Versions already verified (records never change), by patient, category and record id. */
   private readonly verified = new Map<string, FhirResource>();
 
-  constructor(private readonly load: () => Promise<ReadonlyMap<string, CheckpointVerifier>>, private readonly unsigned: 'refuse' | 'mark') {}
+  constructor(
+    private readonly load: () => Promise<ReadonlyMap<string, CheckpointVerifier>>,
+    private readonly unsigned: 'refuse' | 'mark',
+  ) {}
 
   private trusted(refresh: boolean): Promise<ReadonlyMap<string, CheckpointVerifier>> {
     if (refresh || this.keys === undefined) {
@@ -126,9 +131,19 @@ class Provenance {
   }
 
   /** The versions that pass (as served: verified tag, no signature) and those left out. `recordId`: read by id. */
-  async check(patient: string, category: string, found: ReadonlyArray<{ recordId?: string; resource: FhirResource }>): Promise<{ kept: Array<{ recordId?: string; resource: FhirResource }>; leftOut: LeftOut[] }> {
+  async check(
+    patient: string,
+    category: string,
+    found: ReadonlyArray<{ recordId?: string; resource: FhirResource }>,
+  ): Promise<{ kept: Array<{ recordId?: string; resource: FhirResource }>; leftOut: LeftOut[] }> {
     let keys = await this.trusted(false);
-    if (found.some((f) => { const h = sourceHospital(f.resource); return h !== undefined && !keys.has(h); })) keys = await this.trusted(true);
+    if (
+      found.some((f) => {
+        const h = sourceHospital(f.resource);
+        return h !== undefined && !keys.has(h);
+      })
+    )
+      keys = await this.trusted(true);
     const kept: Array<{ recordId?: string; resource: FhirResource }> = [];
     const leftOut: LeftOut[] = [];
     for (const { recordId, resource } of found) {
@@ -152,7 +167,13 @@ class Provenance {
         const meta = (resource.meta ?? {}) as { tag?: unknown[] };
         kept.push({ recordId, resource: { ...resource, meta: { ...meta, tag: [...(meta.tag ?? []), UNSIGNED_TAG] } } });
       } else {
-        leftOut.push({ label, reason: provenance.status === 'unsigned' ? 'unsigned (written before record signatures; FhirViewOptions.unsigned \'mark\' serves such records marked unverified)' : provenance.reason });
+        leftOut.push({
+          label,
+          reason:
+            provenance.status === 'unsigned'
+              ? "unsigned (written before record signatures; FhirViewOptions.unsigned 'mark' serves such records marked unverified)"
+              : provenance.reason,
+        });
       }
     }
     return { kept, leftOut };
@@ -163,7 +184,10 @@ class Provenance {
 class DecryptedRecords {
   private readonly byId = new Map<string, FhirResource>();
 
-  constructor(private readonly doctor: DoctorClient, private readonly provenance: Provenance) {}
+  constructor(
+    private readonly doctor: DoctorClient,
+    private readonly provenance: Provenance,
+  ) {}
 
   /** Every record of the patient's category this reader may read, with the ones failing the provenance check apart. */
   async category(patient: string, category: string): Promise<{ versions: Version[]; leftOut: LeftOut[] }> {
@@ -204,7 +228,8 @@ function latestMatches(found: readonly FhirResource[]): FhirResource[] {
   for (const r of found) {
     const key = `${r.resourceType}/${r.id}`;
     const seen = newest.get(key);
-    if (seen === undefined || versionOf(r) > versionOf(seen) || (versionOf(r) === versionOf(seen) && lastUpdatedOf(r) > lastUpdatedOf(seen))) newest.set(key, r);
+    if (seen === undefined || versionOf(r) > versionOf(seen) || (versionOf(r) === versionOf(seen) && lastUpdatedOf(r) > lastUpdatedOf(seen)))
+      newest.set(key, r);
   }
   return [...newest.values()];
 }
@@ -213,15 +238,26 @@ function latestMatches(found: readonly FhirResource[]): FhirResource[] {
 function searchset(matches: readonly FhirResource[], leftOut: readonly LeftOut[]): Record<string, unknown> {
   const byReason = new Map<string, string[]>();
   for (const { label, reason } of leftOut) byReason.set(reason, [...(byReason.get(reason) ?? []), label]);
-  const warnings = leftOut.length === 0 ? [] : [{
-    resource: {
-      resourceType: 'OperationOutcome',
-      issue: [...byReason].map(([reason, labels]) => ({ severity: 'warning', code: 'security', diagnostics: `${labels.length} record(s) left out: ${reason} (${labels.slice(0, 5).join(', ')})` })),
-    },
-    search: { mode: 'outcome' },
-  }];
+  const warnings =
+    leftOut.length === 0
+      ? []
+      : [
+          {
+            resource: {
+              resourceType: 'OperationOutcome',
+              issue: [...byReason].map(([reason, labels]) => ({
+                severity: 'warning',
+                code: 'security',
+                diagnostics: `${labels.length} record(s) left out: ${reason} (${labels.slice(0, 5).join(', ')})`,
+              })),
+            },
+            search: { mode: 'outcome' },
+          },
+        ];
   return {
-    resourceType: 'Bundle', type: 'searchset', total: matches.length,
+    resourceType: 'Bundle',
+    type: 'searchset',
+    total: matches.length,
     entry: [...matches.map((resource) => ({ fullUrl: `${resource.resourceType}/${resource.id}`, resource, search: { mode: 'match' } })), ...warnings],
   };
 }
@@ -247,16 +283,18 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
     }
   };
   /** The histories of a type. */
-  const load = (patient: string, type: string) => fromPlatform(patient, type, async () => {
-    const { versions, leftOut } = await records.category(patient, categoryOf(type));
-    return { histories: histories(versions, type), leftOut };
-  });
+  const load = (patient: string, type: string) =>
+    fromPlatform(patient, type, async () => {
+      const { versions, leftOut } = await records.category(patient, categoryOf(type));
+      return { histories: histories(versions, type), leftOut };
+    });
   /** The decrypted versions the encrypted index finds for `query` (already checked against it exactly), provenance checked. */
-  const indexSearch = (patient: string, type: string, query: URLSearchParams) => fromPlatform(patient, type, async () => {
-    const { bundle } = await doctor.searchFhir(patient, type, query, { categories: mapping });
-    const { kept, leftOut } = await provenance.check(patient, categoryOf(type), (bundle.entry as Array<{ resource: FhirResource }>));
-    return { found: kept.map((k) => k.resource), leftOut };
-  });
+  const indexSearch = (patient: string, type: string, query: URLSearchParams) =>
+    fromPlatform(patient, type, async () => {
+      const { bundle } = await doctor.searchFhir(patient, type, query, { categories: mapping });
+      const { kept, leftOut } = await provenance.check(patient, categoryOf(type), bundle.entry as Array<{ resource: FhirResource }>);
+      return { found: kept.map((k) => k.resource), leftOut };
+    });
   /** A type search (index-backed or on the decrypted category), with `also` ANDed (a compartment's patient). */
   const searchType = async (patient: string, type: string, query: Record<string, string | string[]>, also: (r: FhirResource) => boolean = () => true) => {
     const search = parseViewSearch(type, query, parameters);
@@ -270,29 +308,30 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
   };
   const inCompartment = (id: string) => (r: FhirResource) => parameters.get('patient')?.matches(r, id) ?? DEFAULT_SEARCH_PARAMETERS[1]!.matches(r, id);
   /** Patient/:id and every current resource about her, across the categories the reader was given. */
-  const everything = (patient: string, id: string) => fromPlatform(patient, 'Patient', async () => {
-    const matches: FhirResource[] = [];
-    const leftOut: LeftOut[] = [];
-    for (const category of new Set([...Object.values(mapping.byType), mapping.fallback])) {
-      let found: Awaited<ReturnType<DecryptedRecords['category']>>;
-      try {
-        found = await records.category(patient, category);
-      } catch (error) {
-        // A category she did not delegate to this reader is not part of what the reader may read.
-        if (error instanceof HttpProblemError && (error.status === 403 || error.status === 404)) continue;
-        throw error;
-      }
-      leftOut.push(...found.leftOut);
-      const types = new Set(found.versions.map((v) => v.resource.resourceType));
-      for (const type of types) {
-        for (const history of histories(found.versions, type).values()) {
-          const latest = history.at(-1)!.resource;
-          if (!isTombstone(latest) && inCompartment(id)(latest)) matches.push(latest);
+  const everything = (patient: string, id: string) =>
+    fromPlatform(patient, 'Patient', async () => {
+      const matches: FhirResource[] = [];
+      const leftOut: LeftOut[] = [];
+      for (const category of new Set([...Object.values(mapping.byType), mapping.fallback])) {
+        let found: Awaited<ReturnType<DecryptedRecords['category']>>;
+        try {
+          found = await records.category(patient, category);
+        } catch (error) {
+          // A category she did not delegate to this reader is not part of what the reader may read.
+          if (error instanceof HttpProblemError && (error.status === 403 || error.status === 404)) continue;
+          throw error;
+        }
+        leftOut.push(...found.leftOut);
+        const types = new Set(found.versions.map((v) => v.resource.resourceType));
+        for (const type of types) {
+          for (const history of histories(found.versions, type).values()) {
+            const latest = history.at(-1)!.resource;
+            if (!isTombstone(latest) && inCompartment(id)(latest)) matches.push(latest);
+          }
         }
       }
-    }
-    return searchset(matches, leftOut);
-  });
+      return searchset(matches, leftOut);
+    });
   const historyOf = async (request: FastifyRequest<{ Params: { patient: string; type: string; id: string } }>) => {
     const { patient, type, id } = request.params;
     const history = (await load(patient, type)).histories.get(id);
@@ -300,65 +339,88 @@ export async function startFhirView(doctor: DoctorClient, options: FhirViewOptio
     return history;
   };
 
-  await app.register(async (scope) => {
-    useFhirJson(scope, 1024);
-    scope.get('/metadata', async () => capabilityStatement({
-      name: 'MedShareReaderView',
-      description: "A MedShare reader's FHIR view: records decrypted on the reader's device with her own CP-ABE key",
-      url: '/fhir/<patient>',
-      interactions: ['read', 'vread', 'history-instance', 'search-type'],
-      system: [],
-      operations: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }],
-      searchParams: [...parameters.values(), ...INDEX_SEARCH_PARAMETERS].map(({ name, type, documentation }) => ({ name, type, documentation })),
-    }));
-
-    scope.get<{ Params: { patient: string; type: string; id: string } }>('/:type/:id', async (request, reply) => {
-      const latest = (await historyOf(request)).at(-1)!;
-      if (isTombstone(latest.resource)) throw new FhirHttpError(410, `${request.params.type}/${request.params.id} was deleted (version ${latest.version})`);
-      return reply.header('etag', `W/"${latest.version}"`).header('last-modified', new Date(lastUpdatedOf(latest.resource)).toUTCString()).send(latest.resource);
-    });
-
-    scope.get<{ Params: { patient: string; type: string; id: string; vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
-      const found = (await historyOf(request)).filter((v) => String(v.version) === request.params.vid).at(-1);
-      if (found === undefined) throw new FhirHttpError(404, `${request.params.type}/${request.params.id} has no version ${request.params.vid}`);
-      if (isTombstone(found.resource)) throw new FhirHttpError(410, `version ${found.version} of ${request.params.type}/${request.params.id} is its deletion`);
-      return reply.header('etag', `W/"${found.version}"`).send(found.resource);
-    });
-
-    scope.get<{ Params: { patient: string; type: string; id: string } }>('/:type/:id/_history', async (request) => {
-      const history = [...(await historyOf(request))].reverse();
-      return {
-        resourceType: 'Bundle', type: 'history', total: history.length,
-        entry: history.map((v, i) => {
-          const deleted = isTombstone(v.resource);
-          const method = deleted ? 'DELETE' : i === history.length - 1 ? 'POST' : 'PUT';
-          const url = `${v.resource.resourceType}/${v.resource.id}`;
-          return {
-            fullUrl: `${url}/_history/${v.version}`,
-            ...(deleted ? {} : { resource: v.resource }),
-            request: { method, url: method === 'POST' ? v.resource.resourceType : url },
-            response: { status: deleted ? '204' : i === history.length - 1 ? '201' : '200', etag: `W/"${v.version}"`, lastModified: lastUpdatedOf(v.resource) },
-          };
+  await app.register(
+    async (scope) => {
+      useFhirJson(scope, 1024);
+      scope.get('/metadata', async () =>
+        capabilityStatement({
+          name: 'MedShareReaderView',
+          description: "A MedShare reader's FHIR view: records decrypted on the reader's device with her own CP-ABE key",
+          url: '/fhir/<patient>',
+          interactions: ['read', 'vread', 'history-instance', 'search-type'],
+          system: [],
+          operations: [{ name: 'everything', definition: 'http://hl7.org/fhir/OperationDefinition/Patient-everything' }],
+          searchParams: [...parameters.values(), ...INDEX_SEARCH_PARAMETERS].map(({ name, type, documentation }) => ({ name, type, documentation })),
         }),
-      };
-    });
+      );
 
-    scope.get<{ Params: { patient: string; type: string }; Querystring: Record<string, string | string[]> }>('/:type', async (request) =>
-      searchType(request.params.patient, request.params.type, request.query));
+      scope.get<{ Params: { patient: string; type: string; id: string } }>('/:type/:id', async (request, reply) => {
+        const latest = (await historyOf(request)).at(-1)!;
+        if (isTombstone(latest.resource)) throw new FhirHttpError(410, `${request.params.type}/${request.params.id} was deleted (version ${latest.version})`);
+        return reply
+          .header('etag', `W/"${latest.version}"`)
+          .header('last-modified', new Date(lastUpdatedOf(latest.resource)).toUTCString())
+          .send(latest.resource);
+      });
 
-    // Patient compartment (`_history` has its own route above, which a static segment wins).
-    scope.get<{ Params: { patient: string; type: string; id: string; compartment: string }; Querystring: Record<string, string | string[]> }>('/:type/:id/:compartment', async (request) => {
-      const { patient, type, id, compartment } = request.params;
-      if (type !== 'Patient') throw new FhirHttpError(404, `no compartment of ${type} here: the view serves the Patient compartment (Patient/<id>/<type>, Patient/<id>/$everything)`);
-      if (compartment === '$everything') {
-        const { _format: _f, ...rest } = request.query;
-        const unknown = Object.keys(rest)[0];
-        if (unknown !== undefined) throw new FhirHttpError(400, `$everything takes no parameter here ('${unknown}')`);
-        return everything(patient, id);
-      }
-      return searchType(patient, compartment, request.query, inCompartment(id));
-    });
-  }, { prefix: '/fhir/:patient' });
+      scope.get<{ Params: { patient: string; type: string; id: string; vid: string } }>('/:type/:id/_history/:vid', async (request, reply) => {
+        const found = (await historyOf(request)).filter((v) => String(v.version) === request.params.vid).at(-1);
+        if (found === undefined) throw new FhirHttpError(404, `${request.params.type}/${request.params.id} has no version ${request.params.vid}`);
+        if (isTombstone(found.resource))
+          throw new FhirHttpError(410, `version ${found.version} of ${request.params.type}/${request.params.id} is its deletion`);
+        return reply.header('etag', `W/"${found.version}"`).send(found.resource);
+      });
+
+      scope.get<{ Params: { patient: string; type: string; id: string } }>('/:type/:id/_history', async (request) => {
+        const history = [...(await historyOf(request))].reverse();
+        return {
+          resourceType: 'Bundle',
+          type: 'history',
+          total: history.length,
+          entry: history.map((v, i) => {
+            const deleted = isTombstone(v.resource);
+            const method = deleted ? 'DELETE' : i === history.length - 1 ? 'POST' : 'PUT';
+            const url = `${v.resource.resourceType}/${v.resource.id}`;
+            return {
+              fullUrl: `${url}/_history/${v.version}`,
+              ...(deleted ? {} : { resource: v.resource }),
+              request: { method, url: method === 'POST' ? v.resource.resourceType : url },
+              response: {
+                status: deleted ? '204' : i === history.length - 1 ? '201' : '200',
+                etag: `W/"${v.version}"`,
+                lastModified: lastUpdatedOf(v.resource),
+              },
+            };
+          }),
+        };
+      });
+
+      scope.get<{ Params: { patient: string; type: string }; Querystring: Record<string, string | string[]> }>('/:type', async (request) =>
+        searchType(request.params.patient, request.params.type, request.query),
+      );
+
+      // Patient compartment (`_history` has its own route above, which a static segment wins).
+      scope.get<{ Params: { patient: string; type: string; id: string; compartment: string }; Querystring: Record<string, string | string[]> }>(
+        '/:type/:id/:compartment',
+        async (request) => {
+          const { patient, type, id, compartment } = request.params;
+          if (type !== 'Patient')
+            throw new FhirHttpError(
+              404,
+              `no compartment of ${type} here: the view serves the Patient compartment (Patient/<id>/<type>, Patient/<id>/$everything)`,
+            );
+          if (compartment === '$everything') {
+            const { _format: _f, ...rest } = request.query;
+            const unknown = Object.keys(rest)[0];
+            if (unknown !== undefined) throw new FhirHttpError(400, `$everything takes no parameter here ('${unknown}')`);
+            return everything(patient, id);
+          }
+          return searchType(patient, compartment, request.query, inCompartment(id));
+        },
+      );
+    },
+    { prefix: '/fhir/:patient' },
+  );
 
   const address = await app.listen({ host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   return {

@@ -21,8 +21,21 @@ export const MAX_WORDS_PER_RECORD = 200;
 const CODE_FIELDS = ['code', 'vaccineCode', 'medicationCodeableConcept', 'type'] as const;
 /** Where each resource type keeps its clinical date, first found wins (FHIR R4 `date` search parameters). */
 const DATE_PATHS = [
-  'effectiveDateTime', 'effectivePeriod.start', 'effectiveInstant', 'issued', 'onsetDateTime', 'performedDateTime', 'performedPeriod.start',
-  'period.start', 'authoredOn', 'occurrenceDateTime', 'recordedDate', 'date', 'started', 'created', 'billablePeriod.start',
+  'effectiveDateTime',
+  'effectivePeriod.start',
+  'effectiveInstant',
+  'issued',
+  'onsetDateTime',
+  'performedDateTime',
+  'performedPeriod.start',
+  'period.start',
+  'authoredOn',
+  'occurrenceDateTime',
+  'recordedDate',
+  'date',
+  'started',
+  'created',
+  'billablePeriod.start',
 ] as const;
 const DAY = /^(\d{4})-(\d{2})-(\d{2})/;
 const WORD = /[\p{L}\p{N}]+/gu;
@@ -43,7 +56,8 @@ export function codingsOf(resource: FhirResource): Array<{ system: string; code:
     for (const concept of Array.isArray(value) ? value : [value]) {
       if (!isObject(concept) || !Array.isArray(concept.coding)) continue;
       for (const coding of concept.coding) {
-        if (isObject(coding) && typeof coding.code === 'string' && coding.code.length > 0) out.push({ system: typeof coding.system === 'string' ? coding.system : '', code: coding.code });
+        if (isObject(coding) && typeof coding.code === 'string' && coding.code.length > 0)
+          out.push({ system: typeof coding.system === 'string' ? coding.system : '', code: coding.code });
       }
     }
   }
@@ -67,7 +81,8 @@ function notesOf(resource: FhirResource): string[] {
   if (Array.isArray(resource.content)) {
     for (const c of resource.content) {
       const a = isObject(c) ? c.attachment : undefined;
-      if (isObject(a) && typeof a.data === 'string' && typeof a.contentType === 'string' && a.contentType.startsWith('text/plain')) texts.push(Buffer.from(a.data, 'base64').toString('utf8'));
+      if (isObject(a) && typeof a.data === 'string' && typeof a.contentType === 'string' && a.contentType.startsWith('text/plain'))
+        texts.push(Buffer.from(a.data, 'base64').toString('utf8'));
     }
   }
   return texts;
@@ -113,11 +128,13 @@ export function indexRuleDigest(salt: string, word: string): string {
 /** `json` as index rules, or MalformedInputError / LimitExceededError naming what is wrong. */
 export function parseIndexRules(json: unknown): IndexRules {
   const r = json as Partial<IndexRules> | null;
-  if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new MalformedInputError('index rules are an object { salt, excludedWords, excludeNumbers }');
+  if (typeof r !== 'object' || r === null || Array.isArray(r))
+    throw new MalformedInputError('index rules are an object { salt, excludedWords, excludeNumbers }');
   const extra = Object.keys(r).find((k) => !['salt', 'excludedWords', 'excludeNumbers'].includes(k));
   if (extra !== undefined) throw new MalformedInputError(`unknown field '${extra}' in index rules`);
-  if (typeof r.salt !== 'string' || !/^[A-Za-z0-9_-]{22}$/.test(r.salt)) throw new MalformedInputError('the index rules\' salt is 16 bytes in base64url');
-  if (!Array.isArray(r.excludedWords) || r.excludedWords.some((d) => typeof d !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(d))) throw new MalformedInputError('excludedWords are SHA-256 digests in base64url');
+  if (typeof r.salt !== 'string' || !/^[A-Za-z0-9_-]{22}$/.test(r.salt)) throw new MalformedInputError("the index rules' salt is 16 bytes in base64url");
+  if (!Array.isArray(r.excludedWords) || r.excludedWords.some((d) => typeof d !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(d)))
+    throw new MalformedInputError('excludedWords are SHA-256 digests in base64url');
   if (r.excludedWords.length > MAX_EXCLUDED_WORDS) throw new LimitExceededError(`at most ${MAX_EXCLUDED_WORDS} excluded words`);
   if (typeof r.excludeNumbers !== 'boolean') throw new MalformedInputError('excludeNumbers is true or false');
   return { salt: r.salt, excludedWords: [...r.excludedWords], excludeNumbers: r.excludeNumbers };
@@ -178,7 +195,10 @@ function dateSpan(value: string): [string, string] {
   let m: RegExpExecArray | null;
   if ((m = /^(\d{4})$/.exec(value))) return [`${m[1]}-01-01`, `${m[1]}-12-31`];
   if ((m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(value))) return [`${value}-01`, lastDayOfMonth(value)];
-  if ((m = /^(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$/.exec(value)) && toDay(ms(value.slice(0, 10))) === value.slice(0, 10)) {
+  if (
+    (m = /^(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(T[0-9:.]+(Z|[+-]\d{2}:\d{2})?)?$/.exec(value)) &&
+    toDay(ms(value.slice(0, 10))) === value.slice(0, 10)
+  ) {
     return [value.slice(0, 10), value.slice(0, 10)];
   }
   throw new MalformedInputError(`'${value}' is not a FHIR date`);
@@ -189,11 +209,18 @@ function dateRange(raw: string): [string, string] {
   const m = /^(eq|lt|gt|le|ge|sa|eb)?(.+)$/.exec(raw)!;
   const [first, last] = dateSpan(m[2]!);
   switch (m[1] ?? 'eq') {
-    case 'eq': return [first, last];
-    case 'ge': return [first, LATEST];
-    case 'gt': case 'sa': return [addDays(last, 1), LATEST];
-    case 'le': return [EARLIEST, last];
-    case 'lt': case 'eb': return [EARLIEST, addDays(first, -1)];
+    case 'eq':
+      return [first, last];
+    case 'ge':
+      return [first, LATEST];
+    case 'gt':
+    case 'sa':
+      return [addDays(last, 1), LATEST];
+    case 'le':
+      return [EARLIEST, last];
+    case 'lt':
+    case 'eb':
+      return [EARLIEST, addDays(first, -1)];
   }
   throw new MalformedInputError(`unsupported date prefix in '${raw}'`);
 }
@@ -239,10 +266,13 @@ export function parseQuery(resourceType: string, params: URLSearchParams): Index
   const tests: Array<(r: FhirResource) => boolean> = [];
   for (const [name, raw] of params) {
     if (name === 'patient') continue;
-    if (!(SEARCH_PARAMETERS as readonly string[]).includes(name)) throw new MalformedInputError(`unsupported search parameter '${name}' (supported: patient, ${SEARCH_PARAMETERS.join(', ')})`);
+    if (!(SEARCH_PARAMETERS as readonly string[]).includes(name))
+      throw new MalformedInputError(`unsupported search parameter '${name}' (supported: patient, ${SEARCH_PARAMETERS.join(', ')})`);
     const list = values(raw, name);
     if (name === 'code') {
-      const wanted = list.map((v) => (v.includes('|') ? { system: v.slice(0, v.indexOf('|')), code: v.slice(v.indexOf('|') + 1) } : { system: undefined, code: v }));
+      const wanted = list.map((v) =>
+        v.includes('|') ? { system: v.slice(0, v.indexOf('|')), code: v.slice(v.indexOf('|') + 1) } : { system: undefined, code: v },
+      );
       if (wanted.some((w) => w.code.length === 0)) throw new MalformedInputError('a code value needs a code (system|code or code)');
       groups.push({ parameter: name, anyOf: wanted.map((w) => (w.system === undefined ? `code-any:${w.code}` : `code:${w.system}|${w.code}`)) });
       tests.push((r) => codingsOf(r).some((c) => wanted.some((w) => w.code === c.code && (w.system === undefined || w.system === c.system))));
@@ -252,7 +282,10 @@ export function parseQuery(resourceType: string, params: URLSearchParams): Index
     } else if (name === 'date') {
       const ranges = list.map(dateRange);
       groups.push({ parameter: name, anyOf: [...new Set(ranges.flatMap(([a, b]) => coverDays(a, b)))] });
-      tests.push((r) => { const d = clinicalDateOf(r); return d !== undefined && ranges.some(([a, b]) => a <= d && d <= b); });
+      tests.push((r) => {
+        const d = clinicalDateOf(r);
+        return d !== undefined && ranges.some(([a, b]) => a <= d && d <= b);
+      });
     } else {
       // _content / _text: every word of each value (a value is a phrase whose words must all appear).
       for (const phrase of list) {

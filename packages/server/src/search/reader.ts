@@ -43,18 +43,27 @@ export function cloudSearchTransport(post: CloudPost, reason?: string): SearchTr
   return {
     async subIndexes(patient, category) {
       const { subIndexes } = await post<{ subIndexes: Array<Omit<ReaderSubIndex, 'keyCapsule' | 'state'> & { keyCapsule: string; state: string }> }>(
-        path(patient, '/search/indexes'), { category, ...extra });
+        path(patient, '/search/indexes'),
+        { category, ...extra },
+      );
       return subIndexes.map((s) => ({ ...s, keyCapsule: bytes(s.keyCapsule), state: bytes(s.state) }));
     },
     async rows(patient, category, labels) {
-      const { values } = await post<{ values: Array<string | null> }>(path(patient, '/search'), { category, labels: labels.map((l) => Buffer.from(l).toString('base64')), ...extra });
+      const { values } = await post<{ values: Array<string | null> }>(path(patient, '/search'), {
+        category,
+        labels: labels.map((l) => Buffer.from(l).toString('base64')),
+        ...extra,
+      });
       return values.map((v) => (v === null ? undefined : bytes(v)));
     },
     async records(patient, category, recordIds) {
       const out: Uint8Array[] = [];
       for (let i = 0; i < recordIds.length; i += 1000) {
-        const { records } = await post<{ records: Array<{ ciphertext: string }> }>(path(patient, reason === undefined ? '/read' : '/emergency-read'),
-          { category, recordIds: recordIds.slice(i, i + 1000), ...extra });
+        const { records } = await post<{ records: Array<{ ciphertext: string }> }>(path(patient, reason === undefined ? '/read' : '/emergency-read'), {
+          category,
+          recordIds: recordIds.slice(i, i + 1000),
+          ...extra,
+        });
         out.push(...records.map((r) => bytes(r.ciphertext)));
       }
       return out;
@@ -114,12 +123,20 @@ function openSubIndex(reader: pre.Reader, patient: string, category: string, sub
     return cache.get(id, () => openSubIndex(reader, patient, category, sub));
   }
   const header = pre.openConvertedHeader(sub.keyCapsule);
-  if (header.core.recordId !== keyCapsuleId(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source) || header.core.category !== category || header.core.epoch !== sub.keyEpoch) {
+  if (
+    header.core.recordId !== keyCapsuleId(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source) ||
+    header.core.category !== category ||
+    header.core.epoch !== sub.keyEpoch
+  ) {
     throw new IntegrityError(`the cloud answered with the index key of another sub-index for ${sub.source}`);
   }
   const key = reader.decrypt(sub.keyCapsule);
   if (key.length !== sse.INDEX_KEY_BYTES) throw new IntegrityError('an index key capsule does not hold an index key');
-  return { key, keyId: header.core.keyId, state: sse.openState(key, subIndexName(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source), sub.state, sub.version) };
+  return {
+    key,
+    keyId: header.core.keyId,
+    state: sse.openState(key, subIndexName(patient, category, sub.keyEpoch, sub.indexEpoch, sub.source), sub.state, sub.version),
+  };
 }
 
 /** An opened sub-index with the writer and key epoch it is of. */
@@ -133,7 +150,10 @@ const sameBytes = (a: Uint8Array, b: Uint8Array) => Buffer.compare(a, b) === 0;
  * adds or deletes another's records, and every entry the state counts must come back.
  * @throws IntegrityError for a withheld entry or a foreign record id.
  */
-function liveRecords(queries: ReadonlyArray<{ sub: WriterSubIndex; query: sse.KeywordQuery }>, values: ReadonlyArray<Uint8Array | undefined>): Map<string, WriterSubIndex> {
+function liveRecords(
+  queries: ReadonlyArray<{ sub: WriterSubIndex; query: sse.KeywordQuery }>,
+  values: ReadonlyArray<Uint8Array | undefined>,
+): Map<string, WriterSubIndex> {
   const added = new Map<string, WriterSubIndex>();
   const deleted = new Set<string>();
   let offset = 0;
@@ -163,9 +183,18 @@ function liveRecords(queries: ReadonlyArray<{ sub: WriterSubIndex; query: sse.Ke
  *   when the cloud's answer does not fit the index.
  */
 export async function searchRecords(
-  reader: pre.Reader, transport: SearchTransport, patient: string, category: string, query: IndexQuery, cache?: SubIndexCache,
+  reader: pre.Reader,
+  transport: SearchTransport,
+  patient: string,
+  category: string,
+  query: IndexQuery,
+  cache?: SubIndexCache,
 ): Promise<{ resources: FhirResource[]; records: FoundRecord[]; stats: SearchStats }> {
-  const subs = (await transport.subIndexes(patient, category)).map((s): WriterSubIndex => ({ source: s.source, keyEpoch: s.keyEpoch, ...openSubIndex(reader, patient, category, s, cache) }));
+  const subs = (await transport.subIndexes(patient, category)).map((s): WriterSubIndex => ({
+    source: s.source,
+    keyEpoch: s.keyEpoch,
+    ...openSubIndex(reader, patient, category, s, cache),
+  }));
   const total = (keywords: readonly string[]) => subs.reduce((n, s) => n + keywords.reduce((m, k) => m + (s.state.counts.get(k) ?? 0), 0), 0);
   const group = [...query.groups].sort((a, b) => total(a.anyOf) - total(b.anyOf))[0];
   if (group === undefined) throw new MalformedInputError('a search needs at least one parameter');
@@ -187,11 +216,16 @@ export async function searchRecords(
     const resource = JSON.parse(utf8.decode(reader.decrypt(ciphertext))) as FhirResource;
     if (sourceHospital(resource) !== sub.source) throw new IntegrityError(`record ${core.recordId} was not written by ${sub.source}, whose index named it`);
     const has = new Set(keywordsOf(resource));
-    if (!group.anyOf.some((k) => has.has(k))) throw new IntegrityError(`the index pointed to record ${core.recordId}, which does not carry the searched keyword`);
+    if (!group.anyOf.some((k) => has.has(k)))
+      throw new IntegrityError(`the index pointed to record ${core.recordId}, which does not carry the searched keyword`);
     found.set(core.recordId, { recordId: core.recordId, resource });
   }
   const records = [...live.keys()].map((id) => found.get(id)!).filter((r) => query.matches(r.resource));
-  return { resources: records.map((r) => r.resource), records, stats: { subIndexes: subs.length, labels: labels.length, candidates: live.size, matches: records.length } };
+  return {
+    resources: records.map((r) => r.resource),
+    records,
+    stats: { subIndexes: subs.length, labels: labels.length, candidates: live.size, matches: records.length },
+  };
 }
 
 /** A FHIR R4 searchset Bundle of decrypted resources. */

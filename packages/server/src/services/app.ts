@@ -56,13 +56,19 @@ export async function serviceApp(title: string, options: ServiceHttpOptions): Pr
   // The routes other services call on every request they verify (session status, JWKS) are not limited per address:
   // the cloud is one address for all its users, and a limited session check would read as a revoked session.
   await app.register(rateLimit, {
-    global: true, max: options.requestsPerMinute ?? DEFAULT_REQUESTS_PER_MINUTE, timeWindow: 60_000,
+    global: true,
+    max: options.requestsPerMinute ?? DEFAULT_REQUESTS_PER_MINUTE,
+    timeWindow: 60_000,
     allowList: (request) => FEDERATION_ROUTE.test(request.url),
   });
   if (options.browserOrigins && options.browserOrigins.length > 0) {
     await app.register(cors, {
-      origin: [...options.browserOrigins], methods: ['GET', 'POST', 'PUT', 'DELETE'], allowedHeaders: ['authorization', 'content-type', 'dpop'],
-      credentials: false, maxAge: 600, strictPreflight: true,
+      origin: [...options.browserOrigins],
+      methods: ['GET', 'POST', 'PUT', 'DELETE'],
+      allowedHeaders: ['authorization', 'content-type', 'dpop'],
+      credentials: false,
+      maxAge: 600,
+      strictPreflight: true,
     });
   }
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());

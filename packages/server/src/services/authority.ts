@@ -48,8 +48,11 @@ export async function createAuthorityService(options: AuthorityServiceOptions): 
   const now = options.now ?? Date.now;
   // Key requests carry a DPoP proof of the device key the token is bound to; proofs are single-use (ta/dpop).
   const authority = new TrustedAuthority({
-    verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }), ...setup, usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
-    proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now), now,
+    verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }),
+    ...setup,
+    usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
+    proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now),
+    now,
   });
   // Every key names its hospital: hash those attributes now, in the background, rather than in the first keygens.
   void authority.warm(options.hospitals.map((peer) => `hospital:${peer.name}`)).catch(() => undefined);

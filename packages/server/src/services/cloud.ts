@@ -106,7 +106,9 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   await migrate(db, 'cloud', CLOUD_MIGRATIONS);
   const store = new CloudStore(db);
   const ledger = await openCloudLedger(db, {
-    kek: options.kek, lingerMs: LEDGER_LINGER_MS, cosignIntervalMs: LEDGER_COSIGN_INTERVAL_MS,
+    kek: options.kek,
+    lingerMs: LEDGER_LINGER_MS,
+    cosignIntervalMs: LEDGER_COSIGN_INTERVAL_MS,
     witnesses: options.hospitals.map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
     ...(options.ledgerCheckpointFile === undefined ? {} : { checkpointFile: options.ledgerCheckpointFile }),
     ...(options.ledgerAnchor === undefined ? {} : { anchor: options.ledgerAnchor.client }),
@@ -132,18 +134,30 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   await app.register(storageAuditPlugin, { storage, verifier: verifier.tokens, prefix: '/cloud/storage' });
   const given = options.stats;
   const stats = given === undefined ? undefined : await StatsAggregator.open(db, ledger.log, 'consortium' in given ? given.consortium : undefined);
-  const board = given === undefined || !('threshold' in given) ? undefined
-    : await StatsDkgBoard.open(db, { t: given.threshold, members: () => options.hospitals, formed: (consortium) => stats!.adopt(consortium) });
+  const board =
+    given === undefined || !('threshold' in given)
+      ? undefined
+      : await StatsDkgBoard.open(db, { t: given.threshold, members: () => options.hospitals, formed: (consortium) => stats!.adopt(consortium) });
   if (stats !== undefined) await app.register(statsPlugin, { stats, verifier, ...(board === undefined ? {} : { board }), prefix: '/stats' });
   await ledger.register(app);
   const anchoring = ledger.anchoring;
   // Anchoring costs a transaction: on a timer, not per batch. A failure is logged and counted; the next tick retries.
-  const anchorTimer = anchoring === undefined ? undefined : setInterval(() => {
-    anchoring.anchorNow().catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'anchoring the audit ledger failed'));
-  }, options.ledgerAnchor?.intervalMs ?? 300_000);
+  const anchorTimer =
+    anchoring === undefined
+      ? undefined
+      : setInterval(() => {
+          anchoring
+            .anchorNow()
+            .catch((error: unknown) => app.log.warn({ err: error instanceof Error ? error.message : 'unknown' }, 'anchoring the audit ledger failed'));
+        }, options.ledgerAnchor?.intervalMs ?? 300_000);
   anchorTimer?.unref();
   return {
-    app, cloud, ledger: ledger.log, ledgerTrust: ledger.trust, ...(stats === undefined ? {} : { stats }), ...(anchoring === undefined ? {} : { anchoring }),
+    app,
+    cloud,
+    ledger: ledger.log,
+    ledgerTrust: ledger.trust,
+    ...(stats === undefined ? {} : { stats }),
+    ...(anchoring === undefined ? {} : { anchoring }),
     close: async () => {
       clearInterval(anchorTimer);
       await app.close();

@@ -86,9 +86,11 @@ export function parseDeploymentConfig(text: string): DeploymentConfig {
     const name = checkHospitalName(e['name']);
     if (names.has(name)) throw new MalformedInputError(`${where}: hospital '${name}' is listed twice`);
     names.add(name);
-    if (e['issuer'] !== undefined && (typeof e['issuer'] !== 'string' || e['issuer'].length > 256)) throw new MalformedInputError(`${where}.issuer must be a string`);
+    if (e['issuer'] !== undefined && (typeof e['issuer'] !== 'string' || e['issuer'].length > 256))
+      throw new MalformedInputError(`${where}.issuer must be a string`);
     return {
-      name, url: url(e['url'], `${where}.url`),
+      name,
+      url: url(e['url'], `${where}.url`),
       ...(e['issuer'] === undefined ? {} : { issuer: e['issuer'] as string }),
       ...(e['jwks'] === undefined ? {} : { jwks: url(e['jwks'], `${where}.jwks`) }),
       ...(e['sessionStatus'] === undefined ? {} : { sessionStatus: url(e['sessionStatus'], `${where}.sessionStatus`) }),
@@ -108,11 +110,21 @@ export function parseDeploymentConfig(text: string): DeploymentConfig {
 /** The config file of a set of URLs (what `medshare demo` writes for its processes). */
 export function formatDeploymentConfig(config: DeploymentConfig): string {
   const text = (u: URL | string) => (u instanceof URL ? u.href : u);
-  return `${JSON.stringify({
-    ...(config.authority ? { authority: { url: text(config.authority.url) } } : {}),
-    ...(config.cloud ? { cloud: { url: text(config.cloud.url), ...(config.cloud.logKey ? { logKey: config.cloud.logKey } : {}) } } : {}),
-    hospitals: config.hospitals.map((h) => ({
-      name: h.name, url: text(h.url), ...(h.issuer ? { issuer: h.issuer } : {}), ...(h.jwks ? { jwks: text(h.jwks) } : {}), ...(h.sessionStatus ? { sessionStatus: text(h.sessionStatus) } : {}), ...(h.witnessKey ? { witnessKey: h.witnessKey } : {}), ...(h.recordKey ? { recordKey: h.recordKey } : {}),
-    })),
-  }, null, 2)}\n`;
+  return `${JSON.stringify(
+    {
+      ...(config.authority ? { authority: { url: text(config.authority.url) } } : {}),
+      ...(config.cloud ? { cloud: { url: text(config.cloud.url), ...(config.cloud.logKey ? { logKey: config.cloud.logKey } : {}) } } : {}),
+      hospitals: config.hospitals.map((h) => ({
+        name: h.name,
+        url: text(h.url),
+        ...(h.issuer ? { issuer: h.issuer } : {}),
+        ...(h.jwks ? { jwks: text(h.jwks) } : {}),
+        ...(h.sessionStatus ? { sessionStatus: text(h.sessionStatus) } : {}),
+        ...(h.witnessKey ? { witnessKey: h.witnessKey } : {}),
+        ...(h.recordKey ? { recordKey: h.recordKey } : {}),
+      })),
+    },
+    null,
+    2,
+  )}\n`;
 }

@@ -21,7 +21,18 @@ import { abe, IntegrityError } from '@medshare/crypto';
 import { LedgerClient, loadNoteSigner } from '@medshare/ledger';
 import { migrate, type Database, type KeyEncryptionKey } from '@medshare/db';
 import {
-  adminCredentialCheck, createSqlHospital, hospitalIdentityPlugin, oidcPlugin, requestOrigin, SenderConstrainedVerifier, TokenVerifier, type HospitalService, type LimiterOptions, type OidcClient, type RelyingParty, type ScryptParams,
+  adminCredentialCheck,
+  createSqlHospital,
+  hospitalIdentityPlugin,
+  oidcPlugin,
+  requestOrigin,
+  SenderConstrainedVerifier,
+  TokenVerifier,
+  type HospitalService,
+  type LimiterOptions,
+  type OidcClient,
+  type RelyingParty,
+  type ScryptParams,
 } from '@medshare/identity';
 import { ConversionPool, InThreadEncryptor } from '../cloud/conversion-pool.ts';
 import { HttpCloudApi, type CloudApi } from '../gateway/cloud-api.ts';
@@ -104,7 +115,11 @@ export interface HospitalServiceOptions extends ServiceHttpOptions {
 
 /** The web portal (served at /portal/) as the hospital's OpenID Connect client. */
 export const PORTAL_CLIENT: OidcClient = {
-  clientId: 'medshare-portal', name: 'MedShare portal', redirectUris: ['/portal/'], audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE], accountAccess: true,
+  clientId: 'medshare-portal',
+  name: 'MedShare portal',
+  redirectUris: ['/portal/'],
+  audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
+  accountAccess: true,
 };
 /** What the OIDC discovery documents list as supported scopes. */
 const OIDC_SCOPES = ['openid', 'profile', 'offline_access', 'patient/*.rs', 'user/*.rs'];
@@ -144,16 +159,27 @@ function authorityKey(url: ServiceUrl): () => Promise<abe.PublicKey> {
  * hospital that cannot be reached yet is left out (its records are refused until it can be), so one hospital down
  * does not stop reads of the others'. Never the cloud's word.
  */
-async function federationWriterKeys(db: Database, self: string, own: string, peers: readonly HospitalPeer[]): Promise<Array<{ hospital: string; key: string }>> {
+async function federationWriterKeys(
+  db: Database,
+  self: string,
+  own: string,
+  peers: readonly HospitalPeer[],
+): Promise<Array<{ hospital: string; key: string }>> {
   const others = peers.filter((peer) => peer.name !== self);
-  const keys = await Promise.allSettled(others.map((peer) => pinnedPeerKey(db, {
-    pin: `records/${peer.name}`, name: recordKeyName(peer.name), what: `record key of ${peer.name}`,
-    ...(peer.recordKey === undefined ? {} : { configured: peer.recordKey }),
-    published: async () => {
-      const answer = await callJson<{ hospital: string; key: string }>(new URL(peer.url), 'GET', '/gateway/record-key', { timeoutMs: 10_000 });
-      return answer.key;
-    },
-  })));
+  const keys = await Promise.allSettled(
+    others.map((peer) =>
+      pinnedPeerKey(db, {
+        pin: `records/${peer.name}`,
+        name: recordKeyName(peer.name),
+        what: `record key of ${peer.name}`,
+        ...(peer.recordKey === undefined ? {} : { configured: peer.recordKey }),
+        published: async () => {
+          const answer = await callJson<{ hospital: string; key: string }>(new URL(peer.url), 'GET', '/gateway/record-key', { timeoutMs: 10_000 });
+          return answer.key;
+        },
+      }),
+    ),
+  );
   const found: Array<{ hospital: string; key: string }> = [{ hospital: self, key: own }];
   for (const [i, key] of keys.entries()) {
     if (key.status === 'fulfilled') found.push({ hospital: others[i]!.name, key: key.value.vkey });
@@ -172,25 +198,37 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const issuer = issuerOf(name);
   const relyingParty = options.relyingParty ?? { id: 'localhost', origins: ['http://localhost'] };
   const identity = await createSqlHospital(db, {
-    hospital: name, issuer, adminToken: options.adminToken, scrypt: options.scrypt, limits: options.limits, now: options.now, kek,
+    hospital: name,
+    issuer,
+    adminToken: options.adminToken,
+    scrypt: options.scrypt,
+    limits: options.limits,
+    now: options.now,
+    kek,
     audiences: [PLATFORM_AUDIENCE, TA_AUDIENCE],
     relyingParty: { ...relyingParty, name: `MedShare ${name}` },
-    oidcClients: [PORTAL_CLIENT, ...(options.oidcClients ?? [])], fhirServers: ['/gateway/fhir'],
+    oidcClients: [PORTAL_CLIENT, ...(options.oidcClients ?? [])],
+    fhirServers: ['/gateway/fhir'],
   });
   const given = options.cloud;
   const cloudUrl = options.cloudUrl ?? (given instanceof URL || typeof given === 'function' ? given : undefined);
   // The gateway's calls to the cloud carry its caller's token with a DPoP proof by this hospital's signing key.
-  const cloud = given instanceof URL || typeof given === 'function' ? new HttpCloudApi(() => resolve(given), { proofKey: () => identity.keys.proofKey() }) : given;
+  const cloud =
+    given instanceof URL || typeof given === 'function' ? new HttpCloudApi(() => resolve(given), { proofKey: () => identity.keys.proofKey() }) : given;
   const witness = await openHospitalWitness(db, {
-    kek, hospital: name,
+    kek,
+    hospital: name,
     cloudUrl: () => {
       if (cloudUrl === undefined) throw new Error('createHospitalService: cloudUrl is needed with a CloudApi');
       return resolve(cloudUrl);
     },
     ...(options.logKey === undefined ? {} : { logKey: options.logKey }),
-    ...(options.federation === undefined ? {} : {
-      peers: () => options.federation!().map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
-    }),
+    ...(options.federation === undefined
+      ? {}
+      : {
+          peers: () =>
+            options.federation!().map((h) => ({ hospital: h.name, url: new URL(h.url), ...(h.witnessKey === undefined ? {} : { key: h.witnessKey }) })),
+        }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
   const tagger = await StorageTagger.open(db, kek);
@@ -199,17 +237,34 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);
   const recordSigner = await loadNoteSigner(db, { name: recordKeyName(name), kek, type: 'ed25519' });
   const receipts = new ReceiptBook(db, () => witness.receiptTrust(), options.receiptWaitMs);
-  const gateway = new GatewayService(db, cloud, categories, recordSigner, authorityKey(options.authorityUrl), receipts, new SearchIndexWriter(db, kek), tagger, identifierKey, encryptor);
+  const gateway = new GatewayService(
+    db,
+    cloud,
+    categories,
+    recordSigner,
+    authorityKey(options.authorityUrl),
+    receipts,
+    new SearchIndexWriter(db, kek),
+    tagger,
+    identifierKey,
+    encryptor,
+  );
   const app = await serviceApp(`MedShare hospital ${name}`, options);
   const identityPrefix = `/identity/${name}`;
   await app.register(hospitalIdentityPlugin, { ...identity, prefix: identityPrefix });
   await app.register(oidcPlugin, {
-    hospital: name, provider: identity.oidc, accounts: identity.accounts, proofs: identity.proofs, scopesSupported: OIDC_SCOPES, prefix: identityPrefix,
+    hospital: name,
+    provider: identity.oidc,
+    accounts: identity.accounts,
+    proofs: identity.proofs,
+    scopesSupported: OIDC_SCOPES,
+    prefix: identityPrefix,
     ...(options.publicOrigin === undefined ? {} : { publicOrigin: options.publicOrigin }),
   });
   if (options.portal !== false) {
     await app.register(portalPlugin, {
-      hospital: name, authority: () => resolve(options.authorityUrl),
+      hospital: name,
+      authority: () => resolve(options.authorityUrl),
       cloud: () => {
         if (cloudUrl === undefined) throw new Error('createHospitalService: cloudUrl is needed for the portal with a CloudApi');
         return resolve(cloudUrl);
@@ -219,11 +274,29 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   // The gateway's callers are this hospital's own systems and staff: its own trust list (live keys, local sessions).
   // Their tokens only with a DPoP proof of their device key (the identity service's replay cache).
   const verifier = new SenderConstrainedVerifier(new TokenVerifier(PLATFORM_AUDIENCE, identity.trust, { now: options.now }), identity.proofs);
-  const exporter = new ResearchExporter(db, kek, { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
-    (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId));
+  const exporter = new ResearchExporter(
+    db,
+    kek,
+    { recordResearchExport: (caller, patient, release) => cloud.recordResearchExport(caller.bearer, patient, release) },
+    (hospital, fhirId) => gateway.pseudonymOf(hospital, fhirId),
+  );
   const identityIssuer = (request: FastifyRequest) => `${requestOrigin(request, options.publicOrigin)}${identityPrefix}`;
-  const writers = { hospital: name, key: recordSigner.verifier.vkey, trusted: () => federationWriterKeys(db, name, recordSigner.verifier.vkey, options.federation?.() ?? []) };
-  await app.register(gatewayPlugin, { gateway, cloud, verifier, categories, exporter, writers, receipts, identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES }, prefix: '/gateway' });
+  const writers = {
+    hospital: name,
+    key: recordSigner.verifier.vkey,
+    trusted: () => federationWriterKeys(db, name, recordSigner.verifier.vkey, options.federation?.() ?? []),
+  };
+  await app.register(gatewayPlugin, {
+    gateway,
+    cloud,
+    verifier,
+    categories,
+    exporter,
+    writers,
+    receipts,
+    identity: { issuerOf: identityIssuer, scopesSupported: OIDC_SCOPES },
+    prefix: '/gateway',
+  });
   await app.register(gatewayAdminPlugin, { db, hospital: name, witness, requireAdmin: adminCredentialCheck(options.adminToken), prefix: '/gateway/admin' });
   await witness.register(app);
   // Pending receipts (a witness was down at upload) are completed from the public ledger routes, which need no token.
@@ -243,14 +316,21 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
   receiptTimer.unref();
   let agent: StatsAgent | undefined;
   if (options.stats !== undefined) {
-    if (cloudUrl === undefined || options.federation === undefined) throw new Error('createHospitalService: a statistics agent needs the cloud\'s URL and the federation');
+    if (cloudUrl === undefined || options.federation === undefined)
+      throw new Error("createHospitalService: a statistics agent needs the cloud's URL and the federation");
     agent = await StatsAgent.open(db, kek, name, () => resolve(cloudUrl), options.federation, options.stats);
     await app.register(statsAgentPlugin, { agent, adminToken: options.adminToken, prefix: '/stats-agent' });
     // It starts polling once the service listens (its peers fetch its keys from it).
     app.addHook('onListen', async () => agent!.start());
   }
   return {
-    app, name, issuer, identity, witnessKey: witness.verifier.vkey, recordKey: recordSigner.verifier.vkey, ...(agent === undefined ? {} : { statsAgent: agent }),
+    app,
+    name,
+    issuer,
+    identity,
+    witnessKey: witness.verifier.vkey,
+    recordKey: recordSigner.verifier.vkey,
+    ...(agent === undefined ? {} : { statsAgent: agent }),
     close: async () => {
       clearInterval(receiptTimer);
       await completing;

@@ -72,7 +72,9 @@ export function remoteSessionCheck(base: URL, timeoutMs = SESSION_STATUS_TIMEOUT
     let response: Response;
     try {
       response = await fetch(target, {
-        method: 'POST', body: JSON.stringify({ sessions: sessionIds }), headers: { 'content-type': 'application/json' },
+        method: 'POST',
+        body: JSON.stringify({ sessions: sessionIds }),
+        headers: { 'content-type': 'application/json' },
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch {
@@ -87,13 +89,15 @@ export function remoteSessionCheck(base: URL, timeoutMs = SESSION_STATUS_TIMEOUT
     const batch = [...waiting].slice(0, MAX_SESSION_STATUS_BATCH);
     for (const [sessionId] of batch) waiting.delete(sessionId);
     inFlight += 1;
-    ask(batch.map(([sessionId]) => sessionId)).then(
-      (active) => batch.forEach(([, pending], i) => pending.resolve(active[i]!)),
-      (error: unknown) => batch.forEach(([, pending]) => pending.reject(error)),
-    ).finally(() => {
-      inFlight -= 1;
-      if (waiting.size > 0 && inFlight === 0) send();
-    });
+    ask(batch.map(([sessionId]) => sessionId))
+      .then(
+        (active) => batch.forEach(([, pending], i) => pending.resolve(active[i]!)),
+        (error: unknown) => batch.forEach(([, pending]) => pending.reject(error)),
+      )
+      .finally(() => {
+        inFlight -= 1;
+        if (waiting.size > 0 && inFlight === 0) send();
+      });
   };
   return (sessionId) => {
     let pending = waiting.get(sessionId);

@@ -26,15 +26,19 @@ export async function statsAgentPlugin(app: FastifyInstance, options: StatsAgent
   const admin = digest(options.adminToken);
   const requireAdmin = (request: FastifyRequest) => {
     const match = /^Bearer (.+)$/.exec(request.headers.authorization ?? '');
-    if (match === null || !timingSafeEqual(digest(match[1]!), admin)) throw new UnauthenticatedError('the hospital administrator\'s credential is required');
+    if (match === null || !timingSafeEqual(digest(match[1]!), admin)) throw new UnauthenticatedError("the hospital administrator's credential is required");
   };
   app.get('/keys', async () => agent.keys);
   app.get('/', async () => agent.status());
-  app.post<{ Params: { id: string } }>('/queries/:id/approve', {
-    schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } } } },
-  }, async (request, reply) => {
-    requireAdmin(request);
-    await agent.approve(request.params.id);
-    return reply.status(201).send({ queryId: request.params.id, approved: true });
-  });
+  app.post<{ Params: { id: string } }>(
+    '/queries/:id/approve',
+    {
+      schema: { params: { type: 'object', required: ['id'], properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,64}$' } } } },
+    },
+    async (request, reply) => {
+      requireAdmin(request);
+      await agent.approve(request.params.id);
+      return reply.status(201).send({ queryId: request.params.id, approved: true });
+    },
+  );
 }

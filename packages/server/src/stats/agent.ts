@@ -26,7 +26,18 @@ import type { QueryStatus } from './aggregator.ts';
 import { HospitalStatsClient } from './client.ts';
 import { consortiumFromJson, consortiumToJson, type Consortium } from './consortium.ts';
 import type { BoardState } from './dkg-board.ts';
-import { bodies, completedPhase, decodeBoard, DKG_PHASES, openShare, parseCeremony, signMessage, type AgentKeys, type Ceremony, type DkgPhase } from './dkg-wire.ts';
+import {
+  bodies,
+  completedPhase,
+  decodeBoard,
+  DKG_PHASES,
+  openShare,
+  parseCeremony,
+  signMessage,
+  type AgentKeys,
+  type Ceremony,
+  type DkgPhase,
+} from './dkg-wire.ts';
 import type { StatsResource } from './evaluate.ts';
 import { StatsHospital } from './hospital.ts';
 import { STATS_HOSPITAL_MIGRATIONS } from './migrations.ts';
@@ -85,19 +96,32 @@ export class StatsAgent {
   ) {}
 
   /** Opens the agent of `code`, making its signing and sealing keys the first time (wrapped by its KEK). */
-  static async open(db: Database, kek: KeyEncryptionKey, code: string, cloud: () => URL, peers: () => readonly HospitalPeer[], options: StatsAgentOptions): Promise<StatsAgent> {
+  static async open(
+    db: Database,
+    kek: KeyEncryptionKey,
+    code: string,
+    cloud: () => URL,
+    peers: () => readonly HospitalPeer[],
+    options: StatsAgentOptions,
+  ): Promise<StatsAgent> {
     await migrate(db, 'stats-hospital', STATS_HOSPITAL_MIGRATIONS);
-    const select = () => db.query<{ signing_key: Uint8Array; box_key: Uint8Array }>('SELECT signing_key, box_key FROM stats_agent_keys WHERE hospital = $1', [code]);
+    const select = () =>
+      db.query<{ signing_key: Uint8Array; box_key: Uint8Array }>('SELECT signing_key, box_key FROM stats_agent_keys WHERE hospital = $1', [code]);
     if ((await select()).rows.length === 0) {
       const der = (type: 'ed25519' | 'x25519') => new Uint8Array(generateKeyPairSync(type as 'ed25519').privateKey.export({ format: 'der', type: 'pkcs8' }));
       await db.query('INSERT INTO stats_agent_keys (hospital, signing_key, box_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
-        code, await kek.wrap(der('ed25519'), context('signing_key', code)), await kek.wrap(der('x25519'), context('box_key', code)),
+        code,
+        await kek.wrap(der('ed25519'), context('signing_key', code)),
+        await kek.wrap(der('x25519'), context('box_key', code)),
       ]);
     }
     const row = (await select()).rows[0]!;
     const signingKey = await kek.unwrap(new Uint8Array(row.signing_key), context('signing_key', code));
     const boxKey = await kek.unwrap(new Uint8Array(row.box_key), context('box_key', code));
-    const spki = (pkcs8: Uint8Array) => Buffer.from(createPublicKey(createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' })).toString('base64');
+    const spki = (pkcs8: Uint8Array) =>
+      Buffer.from(
+        createPublicKey(createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' })).export({ format: 'der', type: 'spki' }),
+      ).toString('base64');
     return new StatsAgent(db, kek, code, cloud, peers, options, signingKey, boxKey, { hospital: code, verifyKey: spki(signingKey), boxKey: spki(boxKey) });
   }
 
@@ -121,8 +145,11 @@ export class StatsAgent {
 
   status(): AgentStatus {
     return {
-      hospital: this.code, stage: this.stage, ...(this.member ? { keyId: threshold.keyFingerprint(this.member.consortium.publicKey) } : {}),
-      declined: [...this.declined].map(([queryId, reason]) => ({ queryId, reason })), ...(this.lastError ? { lastError: this.lastError } : {}),
+      hospital: this.code,
+      stage: this.stage,
+      ...(this.member ? { keyId: threshold.keyFingerprint(this.member.consortium.publicKey) } : {}),
+      declined: [...this.declined].map(([queryId, reason]) => ({ queryId, reason })),
+      ...(this.lastError ? { lastError: this.lastError } : {}),
     };
   }
 
@@ -171,18 +198,27 @@ export class StatsAgent {
         if (peer === undefined) throw new IntegrityError(`the ceremony names ${m.code}, which this hospital's configuration does not list`);
         keys = await callJson<AgentKeys>(new URL(peer.url), 'GET', '/stats-agent/keys', { timeoutMs: 10_000 });
       }
-      if (keys.verifyKey !== m.verifyKey || keys.boxKey !== m.boxKey) throw new IntegrityError(`the ceremony's keys for ${m.code} are not the ones ${m.code}'s own service publishes`);
+      if (keys.verifyKey !== m.verifyKey || keys.boxKey !== m.boxKey)
+        throw new IntegrityError(`the ceremony's keys for ${m.code} are not the ones ${m.code}'s own service publishes`);
     }
     this.verifiedCeremony = ceremony.id;
   }
 
   private async dealerSecret(ceremony: Ceremony, index: number): Promise<threshold.DealerSecret> {
     const c = `stats_agent_dealings/${this.code}/${ceremony.id}`;
-    const select = () => this.db.query<{ polynomials: Uint8Array }>('SELECT polynomials FROM stats_agent_dealings WHERE hospital = $1 AND ceremony_id = $2', [this.code, ceremony.id]);
+    const select = () =>
+      this.db.query<{ polynomials: Uint8Array }>('SELECT polynomials FROM stats_agent_dealings WHERE hospital = $1 AND ceremony_id = $2', [
+        this.code,
+        ceremony.id,
+      ]);
     if ((await select()).rows.length === 0) {
       const { secret } = threshold.deal({ n: ceremony.members.length, t: ceremony.t }, index);
       const bytes = new Uint8Array([...secret.f, ...secret.blind].flatMap((x) => [...curve.frToBytes(x)]));
-      await this.db.query('INSERT INTO stats_agent_dealings (hospital, ceremony_id, polynomials) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [this.code, ceremony.id, await this.kek.wrap(bytes, c)]);
+      await this.db.query('INSERT INTO stats_agent_dealings (hospital, ceremony_id, polynomials) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [
+        this.code,
+        ceremony.id,
+        await this.kek.wrap(bytes, c),
+      ]);
     }
     const bytes = await this.kek.unwrap(new Uint8Array((await select()).rows[0]!.polynomials), c);
     const scalars = Array.from({ length: 2 * ceremony.t }, (_, k) => curve.frFromBytes(bytes.subarray(k * curve.FR_BYTES, (k + 1) * curve.FR_BYTES)));
@@ -204,7 +240,20 @@ export class StatsAgent {
     this.stage = done ?? 'waiting';
     const secret = await this.dealerSecret(ceremony, me.index);
     const t = board.transcript;
-    const received = new Map(ceremony.members.map((m) => [m.index, board.boxes.has(m.index) ? openShare(ceremony.id, createPrivateKey({ key: Buffer.from(this.boxKey), format: 'der', type: 'pkcs8' }), board.boxes.get(m.index)![String(me.index)], m.index, me.index) : undefined]));
+    const received = new Map(
+      ceremony.members.map((m) => [
+        m.index,
+        board.boxes.has(m.index)
+          ? openShare(
+              ceremony.id,
+              createPrivateKey({ key: Buffer.from(this.boxKey), format: 'der', type: 'pkcs8' }),
+              board.boxes.get(m.index)![String(me.index)],
+              m.index,
+              me.index,
+            )
+          : undefined,
+      ]),
+    );
     const qualified = () => threshold.qualify(params, t).qualified;
     const held = () => new Map(qualified().map((i) => [i, threshold.adoptedShare(t, received.get(i), i, me.index)!]));
     const next = DKG_PHASES.find((p) => !board.posted.get(me.index)!.has(p));
@@ -232,19 +281,32 @@ export class StatsAgent {
       },
     }[next]();
     try {
-      await callJson(this.cloud(), 'POST', '/stats/dkg/messages', { body: signMessage(this.signingKey, { ceremony: ceremony.id, phase: next, sender: this.code, body }), timeoutMs: 30_000 });
+      await callJson(this.cloud(), 'POST', '/stats/dkg/messages', {
+        body: signMessage(this.signingKey, { ceremony: ceremony.id, phase: next, sender: this.code, body }),
+        timeoutMs: 30_000,
+      });
     } catch (error) {
       if (!(error instanceof MedShareError && error.code === 'CONFLICT')) throw error; // posted already (an answer was lost): read on next round
     }
   }
 
   /** The joint key and this hospital's share, from the transcript; checked against the cloud's, then kept. */
-  private async finish(ceremony: Ceremony, index: number, params: threshold.ThresholdParameters, t: threshold.DkgTranscript, held: Map<number, threshold.DealtShare>): Promise<void> {
+  private async finish(
+    ceremony: Ceremony,
+    index: number,
+    params: threshold.ThresholdParameters,
+    t: threshold.DkgTranscript,
+    held: Map<number, threshold.DealtShare>,
+  ): Promise<void> {
     const { publicKey, qualified } = threshold.dkgOutcome(params, t);
     const share = threshold.shareOf(publicKey, qualified, held, index);
-    const consortium: Consortium = { publicKey, members: ceremony.members.map((m) => ({ code: m.code, index: m.index, verifyKey: new Uint8Array(Buffer.from(m.verifyKey, 'base64')) })) };
+    const consortium: Consortium = {
+      publicKey,
+      members: ceremony.members.map((m) => ({ code: m.code, index: m.index, verifyKey: new Uint8Array(Buffer.from(m.verifyKey, 'base64')) })),
+    };
     const cloudSays = consortiumFromJson(await callJson<object>(this.cloud(), 'GET', '/stats/consortium', { timeoutMs: 10_000 }));
-    if (threshold.keyFingerprint(cloudSays.publicKey) !== threshold.keyFingerprint(publicKey)) throw new IntegrityError('the cloud announces another statistics key than the transcript gives');
+    if (threshold.keyFingerprint(cloudSays.publicKey) !== threshold.keyFingerprint(publicKey))
+      throw new IntegrityError('the cloud announces another statistics key than the transcript gives');
     try {
       await StatsHospital.enrol(this.db, this.kek, this.code, consortium, { share, signingKey: this.signingKey });
     } catch (error) {
@@ -270,7 +332,8 @@ export class StatsAgent {
       if (this.declined.has(q.queryId)) continue;
       try {
         if (!q.contributors.includes(this.code)) await this.client!.contribute(q.queryId, await this.options.data());
-        else if (members.every((m) => q.contributors.includes(m)) && !q.partials.includes(this.code) && (await this.approved(q.queryId))) await this.client!.decrypt(q.queryId);
+        else if (members.every((m) => q.contributors.includes(m)) && !q.partials.includes(this.code) && (await this.approved(q.queryId)))
+          await this.client!.decrypt(q.queryId);
       } catch (error) {
         // Its own policy said no (allow-list, budget, a total it will not decrypt): not retried. Else: next round.
         if (error instanceof MedShareError && ['ACCESS_DENIED', 'LIMIT', 'CONFLICT', 'MALFORMED'].includes(error.code)) {

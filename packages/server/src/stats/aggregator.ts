@@ -80,7 +80,12 @@ export class StatsAggregator {
    * Opens (migrating) the service; `source` is the domain code the ledger names as observer. Without a consortium
    * it waits for one (`adopt`, from the key generation's board): until then queries are refused as unavailable.
    */
-  static async open(db: Database, ledger: AuditLog, consortium: Consortium | undefined, options: { allow?: AllowList; rules?: ReleaseRules; source?: string } = {}): Promise<StatsAggregator> {
+  static async open(
+    db: Database,
+    ledger: AuditLog,
+    consortium: Consortium | undefined,
+    options: { allow?: AllowList; rules?: ReleaseRules; source?: string } = {},
+  ): Promise<StatsAggregator> {
     await migrate(db, 'stats-cloud', STATS_CLOUD_MIGRATIONS);
     return new StatsAggregator(db, ledger, consortium, options.allow ?? DEFAULT_ALLOW_LIST, options.rules ?? DEFAULT_RELEASE_RULES, options.source ?? 'cloud');
   }
@@ -130,7 +135,12 @@ export class StatsAggregator {
     const budget = await this.db.transaction(async (tx) => {
       const spent = await spendBudget(tx, 'stats_budgets', { query_set: query.querySet }, query.querySet, micros, 'the cloud');
       await tx.query('INSERT INTO stats_queries (query_id, query_set, query_hash, query, epsilon_micros, requester) VALUES ($1, $2, $3, $4, $5, $6)', [
-        queryId, query.querySet, hash, JSON.stringify(query), micros, requester,
+        queryId,
+        query.querySet,
+        hash,
+        JSON.stringify(query),
+        micros,
+        requester,
       ]);
       return spent;
     });
@@ -155,9 +165,18 @@ export class StatsAggregator {
   }
 
   private async load(queryId: string): Promise<{ query: StatsQuery; hash: string; release: Release | undefined }> {
-    const row = (await this.db.query<{ query: string; query_hash: string; release: string | null }>('SELECT query, query_hash, release FROM stats_queries WHERE query_id = $1', [queryId])).rows[0];
+    const row = (
+      await this.db.query<{ query: string; query_hash: string; release: string | null }>(
+        'SELECT query, query_hash, release FROM stats_queries WHERE query_id = $1',
+        [queryId],
+      )
+    ).rows[0];
     if (row === undefined) throw new NotFoundError(`no statistics query ${String(queryId).slice(0, 64)}`);
-    return { query: JSON.parse(row.query) as StatsQuery, hash: row.query_hash, release: row.release === null ? undefined : (JSON.parse(row.release) as Release) };
+    return {
+      query: JSON.parse(row.query) as StatsQuery,
+      hash: row.query_hash,
+      release: row.release === null ? undefined : (JSON.parse(row.release) as Release),
+    };
   }
 
   /** The ticket hospitals evaluate (NotFoundError for an unknown id). */
@@ -179,7 +198,8 @@ export class StatsAggregator {
     }
     const ct = threshold.decodeCiphertext(contribution.ciphertext);
     if (ct.c1.length !== cellCount(query)) throw new MalformedInputError('the contribution has the wrong number of cells');
-    if (threshold.keyFingerprint(this.consortium.publicKey) !== Buffer.from(ct.keyId).toString('hex')) throw new MalformedInputError('the contribution is under another key');
+    if (threshold.keyFingerprint(this.consortium.publicKey) !== Buffer.from(ct.keyId).toString('hex'))
+      throw new MalformedInputError('the contribution is under another key');
     const proof = threshold.decodeRangeProof(contribution.proof);
     const widths = cellBits(query);
     const failed = proof.bits.some((k, cell) => k !== widths[cell])
@@ -189,9 +209,10 @@ export class StatsAggregator {
       const shown = failed.slice(0, 8).join(', ') + (failed.length > 8 ? ', …' : '');
       throw new AccessDeniedError(`the contribution of ${contribution.hospital} is refused: the range proof fails in ${failed.length} cell(s) (${shown})`);
     }
-    const inserted = await this.db.query('INSERT INTO stats_contributions (query_id, hospital, ciphertext, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING hospital', [
-      queryId, contribution.hospital, contribution.ciphertext, contribution.signature,
-    ]);
+    const inserted = await this.db.query(
+      'INSERT INTO stats_contributions (query_id, hospital, ciphertext, signature) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING hospital',
+      [queryId, contribution.hospital, contribution.ciphertext, contribution.signature],
+    );
     if (inserted.rows.length === 0) throw new ConflictError(`${contribution.hospital} already contributed to this query`);
   }
 
@@ -214,10 +235,12 @@ export class StatsAggregator {
       throw new AccessDeniedError(`the partial decryption is not signed by ${signed.hospital} for this query`);
     }
     const partial = threshold.decodePartial(signed.partial);
-    if (partial.index !== memberOf(this.consortium, signed.hospital).index) throw new MalformedInputError(`the partial decryption is not ${signed.hospital}'s index`);
-    await this.db.query('INSERT INTO stats_partials (query_id, hospital, partial) VALUES ($1, $2, $3) ON CONFLICT (query_id, hospital) DO UPDATE SET partial = $3', [
-      queryId, signed.hospital, signed.partial,
-    ]);
+    if (partial.index !== memberOf(this.consortium, signed.hospital).index)
+      throw new MalformedInputError(`the partial decryption is not ${signed.hospital}'s index`);
+    await this.db.query(
+      'INSERT INTO stats_partials (query_id, hospital, partial) VALUES ($1, $2, $3) ON CONFLICT (query_id, hospital) DO UPDATE SET partial = $3',
+      [queryId, signed.hospital, signed.partial],
+    );
   }
 
   /**
@@ -235,7 +258,10 @@ export class StatsAggregator {
     if (missing.length > 0) throw new AccessDeniedError(`waiting for contributions from ${missing.join(', ')}`);
     const [first, ...rest] = contributions.map((c) => threshold.decodeCiphertext(c.ciphertext));
     const aggregate = threshold.addCiphertexts(first!, ...rest);
-    const rows = await this.db.query<{ hospital: string; partial: Uint8Array }>('SELECT hospital, partial FROM stats_partials WHERE query_id = $1 ORDER BY hospital', [queryId]);
+    const rows = await this.db.query<{ hospital: string; partial: Uint8Array }>(
+      'SELECT hospital, partial FROM stats_partials WHERE query_id = $1 ORDER BY hospital',
+      [queryId],
+    );
     const partials = rows.rows.map((r) => threshold.decodePartial(new Uint8Array(r.partial)));
     const codeOf = (index: number) => this.consortium.members[index - 1]!.code;
     const groups = groupsOf(query);
@@ -246,7 +272,10 @@ export class StatsAggregator {
     } catch (error) {
       if (error instanceof AccessDeniedError) {
         const bad = partials.filter((p) => !threshold.verifyPartial(this.consortium.publicKey, aggregate, p)).map((p) => codeOf(p.index));
-        throw new AccessDeniedError(`${partials.length - bad.length} valid partial decryptions, ${this.consortium.publicKey.t} needed` + (bad.length ? `; rejected (proof failed): ${bad.join(', ')}` : ''));
+        throw new AccessDeniedError(
+          `${partials.length - bad.length} valid partial decryptions, ${this.consortium.publicKey.t} needed` +
+            (bad.length ? `; rejected (proof failed): ${bad.join(', ')}` : ''),
+        );
       }
       if (error instanceof IntegrityError) throw new IntegrityError(`a total is outside the decoding bound: ${error.message}`);
       throw error;
@@ -255,7 +284,9 @@ export class StatsAggregator {
     const cells = groups.map((group, k): ReleasedCell => {
       const count = values[k]!;
       const suppressed = count < this.rules.minCount;
-      return isSum ? { group, count: suppressed ? null : count, sum: suppressed ? null : values[groups.length + k]! } : { group, count: suppressed ? null : count };
+      return isSum
+        ? { group, count: suppressed ? null : count, sum: suppressed ? null : values[groups.length + k]! }
+        : { group, count: suppressed ? null : count };
     });
     const { count, sum } = sensitivity(query);
     const epsilon = isSum ? query.epsilon / 2 : query.epsilon;
@@ -274,7 +305,10 @@ export class StatsAggregator {
       rejected: decrypted.rejected.map(codeOf),
       ...(query.measure.kind === 'sum' ? { scale: query.measure.scale } : {}),
     };
-    const stored = await this.db.query('UPDATE stats_queries SET release = $2 WHERE query_id = $1 AND release IS NULL RETURNING query_id', [queryId, JSON.stringify(result)]);
+    const stored = await this.db.query('UPDATE stats_queries SET release = $2 WHERE query_id = $1 AND release IS NULL RETURNING query_id', [
+      queryId,
+      JSON.stringify(result),
+    ]);
     if (stored.rows.length === 0) return (await this.load(queryId)).release!;
     const role = (code: string): StatsEventDetail['hospitals'][number]['role'] =>
       result.rejected.includes(code) ? 'reject' : result.decryptedBy.includes(code) ? 'decrypt' : 'approve';
@@ -282,7 +316,12 @@ export class StatsAggregator {
       type: 'stats-release',
       agents: [{ who: await this.requester(queryId), role: 'researcher' }],
       source: this.source,
-      stats: this.detail(query, hash, budget, members.map((code) => ({ code, role: role(code) }))),
+      stats: this.detail(
+        query,
+        hash,
+        budget,
+        members.map((code) => ({ code, role: role(code) })),
+      ),
     });
     return result;
   }
@@ -303,7 +342,9 @@ export class StatsAggregator {
   async status(queryId: string): Promise<QueryStatus> {
     const { query, hash, release } = await this.load(queryId);
     const contributors = (await this.contributions(queryId)).map((c) => c.hospital);
-    const partials = (await this.db.query<{ hospital: string }>('SELECT hospital FROM stats_partials WHERE query_id = $1 ORDER BY hospital', [queryId])).rows.map((r) => r.hospital);
+    const partials = (
+      await this.db.query<{ hospital: string }>('SELECT hospital FROM stats_partials WHERE query_id = $1 ORDER BY hospital', [queryId])
+    ).rows.map((r) => r.hospital);
     return { queryId, queryHash: hash, querySet: query.querySet, epsilon: query.epsilon, contributors, partials, ...(release ? { release } : {}) };
   }
 }

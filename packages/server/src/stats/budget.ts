@@ -50,7 +50,9 @@ export async function spendBudget(
   );
   const row = updated.rows[0];
   if (row !== undefined) return state(querySet, Number(row.budget_micros), Number(row.spent_micros));
-  const current = (await tx.query<{ budget_micros: string; spent_micros: string }>(`SELECT budget_micros, spent_micros FROM ${table} WHERE ${condition(1)}`, values)).rows[0];
+  const current = (
+    await tx.query<{ budget_micros: string; spent_micros: string }>(`SELECT budget_micros, spent_micros FROM ${table} WHERE ${condition(1)}`, values)
+  ).rows[0];
   if (current === undefined) throw new AccessDeniedError(`${who}: no privacy budget is set for query set ${querySet}`);
   const now = state(querySet, Number(current.budget_micros), Number(current.spent_micros));
   throw new LimitExceededError(
@@ -59,7 +61,12 @@ export async function spendBudget(
 }
 
 /** Sets (or raises/lowers) a budget total; never below what is spent (RangeError). */
-export async function setBudget(tx: Queryable, table: 'stats_budgets' | 'stats_hospital_budgets', where: Record<string, string>, budget: number): Promise<void> {
+export async function setBudget(
+  tx: Queryable,
+  table: 'stats_budgets' | 'stats_hospital_budgets',
+  where: Record<string, string>,
+  budget: number,
+): Promise<void> {
   const micros = epsilonToMicros(budget);
   const keys = Object.keys(where);
   const updated = await tx.query(
@@ -71,7 +78,12 @@ export async function setBudget(tx: Queryable, table: 'stats_budgets' | 'stats_h
 }
 
 /** The current budget of a query set, or undefined. */
-export async function readBudget(db: Queryable, table: 'stats_budgets' | 'stats_hospital_budgets', where: Record<string, string>, querySet: string): Promise<BudgetState | undefined> {
+export async function readBudget(
+  db: Queryable,
+  table: 'stats_budgets' | 'stats_hospital_budgets',
+  where: Record<string, string>,
+  querySet: string,
+): Promise<BudgetState | undefined> {
   const keys = Object.keys(where);
   const row = (
     await db.query<{ budget_micros: string; spent_micros: string }>(

@@ -69,7 +69,9 @@ export class StatsClient {
       const missing = members.filter((m) => !status.contributors.includes(m));
       if (missing.length === 0 && status.partials.length >= t) return this.release(queryId);
       if (Date.now() > deadline) {
-        throw new UnavailableError(`query ${queryId}: ${missing.length > 0 ? `no contribution from ${missing.join(', ')}` : `${status.partials.length} of ${t} partial decryptions (${status.partials.join(', ') || 'none'})`}`);
+        throw new UnavailableError(
+          `query ${queryId}: ${missing.length > 0 ? `no contribution from ${missing.join(', ')}` : `${status.partials.length} of ${t} partial decryptions (${status.partials.join(', ') || 'none'})`}`,
+        );
       }
       await pause();
     }
@@ -79,7 +81,10 @@ export class StatsClient {
 /** A hospital's agent talking to the cloud's statistics API. */
 export class HospitalStatsClient {
   readonly base: URL;
-  constructor(baseUrl: string | URL, private readonly hospital: StatsHospital) {
+  constructor(
+    baseUrl: string | URL,
+    private readonly hospital: StatsHospital,
+  ) {
     this.base = new URL(baseUrl);
   }
 
@@ -87,15 +92,23 @@ export class HospitalStatsClient {
   async contribute(queryId: string, resources: Iterable<StatsResource>): Promise<void> {
     const ticket = await call<QueryTicket>(this.base, 'GET', `/stats/queries/${queryId}/ticket`);
     const c = await this.hospital.contribute(ticket, resources);
-    await call(this.base, 'POST', `/stats/queries/${queryId}/contributions`, { body: { hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature), proof: text(c.proof) } });
+    await call(this.base, 'POST', `/stats/queries/${queryId}/contributions`, {
+      body: { hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature), proof: text(c.proof) },
+    });
   }
 
   /** Fetches every contribution, checks and adds them here, and posts this hospital's partial decryption of the total. */
   async decrypt(queryId: string): Promise<void> {
     const ticket = await call<QueryTicket>(this.base, 'GET', `/stats/queries/${queryId}/ticket`);
-    const { contributions } = await call<{ contributions: { hospital: string; ciphertext: string; signature: string }[] }>(this.base, 'GET', `/stats/queries/${queryId}/contributions`);
+    const { contributions } = await call<{ contributions: { hospital: string; ciphertext: string; signature: string }[] }>(
+      this.base,
+      'GET',
+      `/stats/queries/${queryId}/contributions`,
+    );
     const decoded: Contribution[] = contributions.map((c) => ({ hospital: c.hospital, ciphertext: bytes(c.ciphertext), signature: bytes(c.signature) }));
     const p = await this.hospital.decrypt(ticket, decoded);
-    await call(this.base, 'POST', `/stats/queries/${queryId}/partials`, { body: { hospital: p.hospital, partial: text(p.partial), signature: text(p.signature) } });
+    await call(this.base, 'POST', `/stats/queries/${queryId}/partials`, {
+      body: { hospital: p.hospital, partial: text(p.partial), signature: text(p.signature) },
+    });
   }
 }

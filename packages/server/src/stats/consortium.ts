@@ -67,7 +67,8 @@ export function consortiumToJson(c: Consortium): object {
 /** Parses and checks a consortium description (MalformedInputError). */
 export function consortiumFromJson(json: unknown): Consortium {
   const o = json as { version?: unknown; publicKey?: unknown; members?: unknown };
-  if (typeof o !== 'object' || o === null || o.version !== 1 || !Array.isArray(o.members)) throw new MalformedInputError('consortium: not a version 1 description');
+  if (typeof o !== 'object' || o === null || o.version !== 1 || !Array.isArray(o.members))
+    throw new MalformedInputError('consortium: not a version 1 description');
   const publicKey = threshold.decodePublicKey(unb64(o.publicKey, 'publicKey'));
   const members = (o.members as unknown[]).map((m, i) => {
     const x = m as { code?: unknown; index?: unknown; verifyKey?: unknown };
@@ -100,13 +101,28 @@ function signedBytes(kind: 'contribution' | 'partial', queryId: string, queryHas
 }
 
 /** Signs a payload as hospital `hospital` with its PKCS#8 Ed25519 key. */
-export function signPayload(kind: 'contribution' | 'partial', signingKey: Uint8Array | KeyObject, queryId: string, queryHash: string, hospital: string, payload: Uint8Array): Uint8Array {
+export function signPayload(
+  kind: 'contribution' | 'partial',
+  signingKey: Uint8Array | KeyObject,
+  queryId: string,
+  queryHash: string,
+  hospital: string,
+  payload: Uint8Array,
+): Uint8Array {
   const key = signingKey instanceof Uint8Array ? { key: Buffer.from(signingKey), format: 'der' as const, type: 'pkcs8' as const } : signingKey;
   return new Uint8Array(sign(null, signedBytes(kind, queryId, queryHash, hospital, payload), key));
 }
 
 /** True iff `signature` is member `hospital`'s signature of the payload for this query. */
-export function verifyPayload(c: Consortium, kind: 'contribution' | 'partial', queryId: string, queryHash: string, hospital: string, payload: Uint8Array, signature: Uint8Array): boolean {
+export function verifyPayload(
+  c: Consortium,
+  kind: 'contribution' | 'partial',
+  queryId: string,
+  queryHash: string,
+  hospital: string,
+  payload: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   const member = c.members.find((m) => m.code === hospital);
   if (member === undefined) return false;
   const key = createPublicKey({ key: Buffer.from(member.verifyKey), format: 'der', type: 'spki' });

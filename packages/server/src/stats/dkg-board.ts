@@ -18,7 +18,18 @@ import { migrate, type Database } from '@medshare/db';
 import { callJson } from '../http-client.ts';
 import type { HospitalPeer } from '../services/trust.ts';
 import { consortiumFromJson, consortiumToJson, type Consortium } from './consortium.ts';
-import { completedPhase, decodeBoard, decodeBody, DKG_PHASES, parseCeremony, publicKeyOf, verifyMessage, type AgentKeys, type Ceremony, type DkgMessage } from './dkg-wire.ts';
+import {
+  completedPhase,
+  decodeBoard,
+  decodeBody,
+  DKG_PHASES,
+  parseCeremony,
+  publicKeyOf,
+  verifyMessage,
+  type AgentKeys,
+  type Ceremony,
+  type DkgMessage,
+} from './dkg-wire.ts';
 import { STATS_CLOUD_MIGRATIONS } from './migrations.ts';
 
 /** What GET /stats/dkg answers: the ceremony, every message so far, and the outcome once there is one. */
@@ -55,7 +66,10 @@ async function agentKeys(peer: HospitalPeer): Promise<AgentKeys> {
 }
 
 export class StatsDkgBoard {
-  private constructor(private readonly db: Database, private readonly options: DkgBoardOptions) {}
+  private constructor(
+    private readonly db: Database,
+    private readonly options: DkgBoardOptions,
+  ) {}
 
   static async open(db: Database, options: DkgBoardOptions): Promise<StatsDkgBoard> {
     await migrate(db, 'stats-cloud', STATS_CLOUD_MIGRATIONS);
@@ -66,7 +80,9 @@ export class StatsDkgBoard {
   }
 
   private async formed(): Promise<{ consortium?: object; failure?: string }> {
-    const row = (await this.db.query<{ consortium: string | null; failure: string | null }>('SELECT consortium, failure FROM stats_consortium WHERE slot = $1', [SLOT])).rows[0];
+    const row = (
+      await this.db.query<{ consortium: string | null; failure: string | null }>('SELECT consortium, failure FROM stats_consortium WHERE slot = $1', [SLOT])
+    ).rows[0];
     if (row === undefined) return {};
     return row.consortium !== null ? { consortium: JSON.parse(row.consortium) as object } : { failure: row.failure! };
   }
@@ -76,11 +92,13 @@ export class StatsDkgBoard {
     const row = (await this.db.query<{ ceremony: string }>('SELECT ceremony FROM stats_dkg_ceremonies WHERE slot = $1', [SLOT])).rows[0];
     if (row !== undefined) return parseCeremony(JSON.parse(row.ceremony));
     const peers = this.options.members();
-    if (peers.length < this.options.t) throw new UnavailableError(`a statistics key needs at least ${this.options.t} hospitals; the trust list has ${peers.length}`, 60);
+    if (peers.length < this.options.t)
+      throw new UnavailableError(`a statistics key needs at least ${this.options.t} hospitals; the trust list has ${peers.length}`, 60);
     const keys = [];
     for (const peer of peers) keys.push(await agentKeys(peer));
     const ceremony: Ceremony = {
-      id: randomBytes(16).toString('base64url'), t: this.options.t,
+      id: randomBytes(16).toString('base64url'),
+      t: this.options.t,
       members: keys.map((k, i) => ({ code: k.hospital, index: i + 1, verifyKey: k.verifyKey, boxKey: k.boxKey })),
     };
     await this.db.query('INSERT INTO stats_dkg_ceremonies (slot, ceremony) VALUES ($1, $2) ON CONFLICT (slot) DO NOTHING', [SLOT, JSON.stringify(ceremony)]);
@@ -114,10 +132,17 @@ export class StatsDkgBoard {
     const before = DKG_PHASES.indexOf(message.phase) - 1;
     const board = decodeBoard(ceremony, await this.stored(ceremony.id));
     const done = completedPhase(board);
-    if (before >= 0 && (done === undefined || DKG_PHASES.indexOf(done) < before)) throw new ConflictError(`phase ${message.phase} opens once every member has posted ${DKG_PHASES[before]}`);
-    const inserted = await this.db.query('INSERT INTO stats_dkg_messages (ceremony_id, phase, sender, message) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING sender', [
-      ceremony.id, message.phase, member.code, JSON.stringify({ ceremony: message.ceremony, phase: message.phase, sender: message.sender, body: message.body, signature: message.signature }),
-    ]);
+    if (before >= 0 && (done === undefined || DKG_PHASES.indexOf(done) < before))
+      throw new ConflictError(`phase ${message.phase} opens once every member has posted ${DKG_PHASES[before]}`);
+    const inserted = await this.db.query(
+      'INSERT INTO stats_dkg_messages (ceremony_id, phase, sender, message) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING sender',
+      [
+        ceremony.id,
+        message.phase,
+        member.code,
+        JSON.stringify({ ceremony: message.ceremony, phase: message.phase, sender: message.sender, body: message.body, signature: message.signature }),
+      ],
+    );
     if (inserted.rows.length === 0) throw new ConflictError(`${member.code} already posted its ${message.phase} message`);
     if (message.phase === 'reconstruct') await this.conclude(ceremony);
   }
@@ -130,12 +155,17 @@ export class StatsDkgBoard {
     let failure: string | undefined;
     try {
       const { publicKey } = threshold.dkgOutcome({ n: ceremony.members.length, t: ceremony.t }, board.transcript);
-      consortium = { publicKey, members: ceremony.members.map((m) => ({ code: m.code, index: m.index, verifyKey: new Uint8Array(Buffer.from(m.verifyKey, 'base64')) })) };
+      consortium = {
+        publicKey,
+        members: ceremony.members.map((m) => ({ code: m.code, index: m.index, verifyKey: new Uint8Array(Buffer.from(m.verifyKey, 'base64')) })),
+      };
     } catch (error) {
       failure = (error as Error).message;
     }
     await this.db.query('INSERT INTO stats_consortium (slot, consortium, failure) VALUES ($1, $2, $3) ON CONFLICT (slot) DO NOTHING', [
-      SLOT, consortium === undefined ? null : JSON.stringify(consortiumToJson(consortium)), failure ?? null,
+      SLOT,
+      consortium === undefined ? null : JSON.stringify(consortiumToJson(consortium)),
+      failure ?? null,
     ]);
     const formed = await this.formed();
     if (formed.consortium !== undefined) this.options.formed(consortiumFromJson(formed.consortium));

@@ -119,17 +119,30 @@ const points = (value: unknown, what: string, max: number): curve.G1[] => {
 };
 const encodePoints = (ps: readonly curve.G1[]) => ps.map((p) => b64(curve.g1ToBytes(p)));
 
-interface WirePair { dealer?: number; recipient?: number; share: string; blinding: string }
+interface WirePair {
+  dealer?: number;
+  recipient?: number;
+  share: string;
+  blinding: string;
+}
 const encodePair = (s: threshold.DealtShare, omit: 'dealer' | 'recipient'): WirePair => ({
-  ...(omit === 'dealer' ? { recipient: s.recipient } : { dealer: s.dealer }), share: b64(curve.frToBytes(s.share)), blinding: b64(curve.frToBytes(s.blinding)),
+  ...(omit === 'dealer' ? { recipient: s.recipient } : { dealer: s.dealer }),
+  share: b64(curve.frToBytes(s.share)),
+  blinding: b64(curve.frToBytes(s.blinding)),
 });
 function pairs(value: unknown, n: number, fixed: { dealer?: number; recipient?: number }, what: string): threshold.DealtShare[] {
   if (!Array.isArray(value) || value.length > n) throw new MalformedInputError(`dkg: ${what} must be a list of at most ${n} pairs`);
   return value.map((p: WirePair, k) => {
     const dealer = fixed.dealer ?? p?.dealer;
     const recipient = fixed.recipient ?? p?.recipient;
-    if (!Number.isInteger(dealer) || !Number.isInteger(recipient) || dealer! < 1 || dealer! > n || recipient! < 1 || recipient! > n) throw new MalformedInputError(`dkg: ${what}[${k}] names no member`);
-    return { dealer: dealer!, recipient: recipient!, share: curve.frFromBytes(unb64(p.share, 'share')), blinding: curve.frFromBytes(unb64(p.blinding, 'blinding')) };
+    if (!Number.isInteger(dealer) || !Number.isInteger(recipient) || dealer! < 1 || dealer! > n || recipient! < 1 || recipient! > n)
+      throw new MalformedInputError(`dkg: ${what}[${k}] names no member`);
+    return {
+      dealer: dealer!,
+      recipient: recipient!,
+      share: curve.frFromBytes(unb64(p.share, 'share')),
+      blinding: curve.frFromBytes(unb64(p.blinding, 'blinding')),
+    };
   });
 }
 
@@ -170,7 +183,12 @@ export function decodeBody(ceremony: Ceremony, phase: DkgPhase, index: number, b
     }
     case 'complain': {
       const against = o['against'];
-      if (!Array.isArray(against) || against.length > n || against.some((i) => !Number.isInteger(i) || i < 1 || i > n) || new Set(against).size !== against.length) {
+      if (
+        !Array.isArray(against) ||
+        against.length > n ||
+        against.some((i) => !Number.isInteger(i) || i < 1 || i > n) ||
+        new Set(against).size !== against.length
+      ) {
         throw new MalformedInputError('dkg: complaints name distinct members');
       }
       return against as number[];
@@ -188,15 +206,21 @@ export function decodeBody(ceremony: Ceremony, phase: DkgPhase, index: number, b
 /** The board's messages (already checked by the board, checked again here by whoever reads them) as a transcript. */
 export function decodeBoard(ceremony: Ceremony, messages: readonly DkgMessage[]): DecodedBoard {
   const t = {
-    commitments: new Map<number, curve.G1[]>(), complaints: new Map<number, number[]>(), answers: new Map<number, threshold.DealtShare[]>(),
-    feldman: new Map<number, curve.G1[]>(), accusations: new Map<number, threshold.DealtShare[]>(), reconstruction: new Map<number, threshold.DealtShare[]>(),
+    commitments: new Map<number, curve.G1[]>(),
+    complaints: new Map<number, number[]>(),
+    answers: new Map<number, threshold.DealtShare[]>(),
+    feldman: new Map<number, curve.G1[]>(),
+    accusations: new Map<number, threshold.DealtShare[]>(),
+    reconstruction: new Map<number, threshold.DealtShare[]>(),
   };
   const boxes = new Map<number, Record<string, unknown>>();
   const posted = new Map<number, Set<DkgPhase>>(ceremony.members.map((m) => [m.index, new Set()]));
   for (const m of messages) {
     const member = ceremony.members.find((x) => x.code === m.sender);
     if (member === undefined || m.ceremony !== ceremony.id || !DKG_PHASES.includes(m.phase) || !verifyMessage(member, m)) {
-      throw new MalformedInputError(`dkg: a ${String(m.phase).slice(0, 16)} message of '${String(m.sender).slice(0, 64)}' is not signed by a member for this ceremony`);
+      throw new MalformedInputError(
+        `dkg: a ${String(m.phase).slice(0, 16)} message of '${String(m.sender).slice(0, 64)}' is not signed by a member for this ceremony`,
+      );
     }
     const body = decodeBody(ceremony, m.phase, member.index, m.body);
     posted.get(member.index)!.add(m.phase);
@@ -208,11 +232,21 @@ export function decodeBoard(ceremony: Ceremony, messages: readonly DkgMessage[])
         boxes.set(i, d.shares);
         break;
       }
-      case 'complain': t.complaints.set(i, body as number[]); break;
-      case 'answer': t.answers.set(i, body as threshold.DealtShare[]); break;
-      case 'extract': t.feldman.set(i, body as curve.G1[]); break;
-      case 'accuse': t.accusations.set(i, body as threshold.DealtShare[]); break;
-      case 'reconstruct': t.reconstruction.set(i, body as threshold.DealtShare[]); break;
+      case 'complain':
+        t.complaints.set(i, body as number[]);
+        break;
+      case 'answer':
+        t.answers.set(i, body as threshold.DealtShare[]);
+        break;
+      case 'extract':
+        t.feldman.set(i, body as curve.G1[]);
+        break;
+      case 'accuse':
+        t.accusations.set(i, body as threshold.DealtShare[]);
+        break;
+      case 'reconstruct':
+        t.reconstruction.set(i, body as threshold.DealtShare[]);
+        break;
     }
   }
   return { transcript: t, boxes, posted };
@@ -231,7 +265,14 @@ export function completedPhase(board: DecodedBoard): DkgPhase | undefined {
 /** Parses a ceremony as published (MalformedInputError). */
 export function parseCeremony(json: unknown): Ceremony {
   const o = json as Partial<Ceremony>;
-  if (typeof o !== 'object' || o === null || typeof o.id !== 'string' || !/^[A-Za-z0-9_-]{8,64}$/.test(o.id) || !Array.isArray(o.members) || !Number.isInteger(o.t)) {
+  if (
+    typeof o !== 'object' ||
+    o === null ||
+    typeof o.id !== 'string' ||
+    !/^[A-Za-z0-9_-]{8,64}$/.test(o.id) ||
+    !Array.isArray(o.members) ||
+    !Number.isInteger(o.t)
+  ) {
     throw new MalformedInputError('dkg: not a ceremony');
   }
   const members = o.members.map((m, k) => {

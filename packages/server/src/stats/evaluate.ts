@@ -132,7 +132,10 @@ export function evaluateQuery(query: StatsQuery, resources: Iterable<StatsResour
     if (query.measure.kind === 'sum') {
       const { code, min, max, scale } = query.measure;
       const latest = p.resources
-        .filter((r) => r.resourceType === 'Observation' && codingsOf(r).includes(code) && typeof r.valueQuantity?.value === 'number' && (dateOf(r) ?? '') <= query.asOf)
+        .filter(
+          (r) =>
+            r.resourceType === 'Observation' && codingsOf(r).includes(code) && typeof r.valueQuantity?.value === 'number' && (dateOf(r) ?? '') <= query.asOf,
+        )
         .sort((a, b) => (dateOf(a) ?? '').localeCompare(dateOf(b) ?? ''))
         .at(-1);
       if (latest === undefined) continue; // a sum counts only patients that have the value
@@ -141,7 +144,11 @@ export function evaluateQuery(query: StatsQuery, resources: Iterable<StatsResour
     let cell = 0;
     for (const [k, d] of query.groupBy.entries()) {
       const position =
-        d === 'ageBand' ? ageBandIndex(age) : d === 'gender' ? GENDERS.indexOf(p.gender as (typeof GENDERS)[number]) : years!.indexOf(Number(firstMatch[datedIndex]!.slice(0, 4)));
+        d === 'ageBand'
+          ? ageBandIndex(age)
+          : d === 'gender'
+            ? GENDERS.indexOf(p.gender as (typeof GENDERS)[number])
+            : years!.indexOf(Number(firstMatch[datedIndex]!.slice(0, 4)));
       cell = cell * groups[k]! + position;
     }
     cells[cell]! += 1;

@@ -98,7 +98,13 @@ export class StatsHospital {
     const keyId = threshold.keyFingerprint(consortium.publicKey);
     const inserted = await db.query(
       'INSERT INTO stats_hospital_keys (hospital, key_id, public_key, share, signing_key) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (hospital) DO NOTHING RETURNING hospital',
-      [code, keyId, threshold.encodePublicKey(consortium.publicKey), await kek.wrap(threshold.encodeKeyShare(secrets.share), context('share')), await kek.wrap(secrets.signingKey, context('signing_key'))],
+      [
+        code,
+        keyId,
+        threshold.encodePublicKey(consortium.publicKey),
+        await kek.wrap(threshold.encodeKeyShare(secrets.share), context('share')),
+        await kek.wrap(secrets.signingKey, context('signing_key')),
+      ],
     );
     if (inserted.rows.length === 0) throw new ConflictError(`hospital ${code} already holds a statistics key share`);
   }
@@ -110,7 +116,12 @@ export class StatsHospital {
   static async open(db: Database, kek: KeyEncryptionKey, code: string, consortium: Consortium, allow: AllowList = DEFAULT_ALLOW_LIST): Promise<StatsHospital> {
     await migrate(db, 'stats-hospital', STATS_HOSPITAL_MIGRATIONS);
     const member = memberOf(consortium, code);
-    const row = (await db.query<{ key_id: string; share: Uint8Array; signing_key: Uint8Array }>('SELECT key_id, share, signing_key FROM stats_hospital_keys WHERE hospital = $1', [code])).rows[0];
+    const row = (
+      await db.query<{ key_id: string; share: Uint8Array; signing_key: Uint8Array }>(
+        'SELECT key_id, share, signing_key FROM stats_hospital_keys WHERE hospital = $1',
+        [code],
+      )
+    ).rows[0];
     if (row === undefined) throw new NotFoundError(`hospital ${code} holds no statistics key share`);
     if (row.key_id !== threshold.keyFingerprint(consortium.publicKey)) throw new IntegrityError(`hospital ${code}'s key share is for another consortium key`);
     const context = (column: string) => `stats_hospital_keys/${column}/${code}`;
@@ -154,12 +165,23 @@ export class StatsHospital {
         [this.code, ticket.queryId, hash],
       );
       if (inserted.rows.length === 0) throw new ConflictError(`hospital ${this.code} already contributed to query ${ticket.queryId}`);
-      await spendBudget(tx, 'stats_hospital_budgets', { hospital: this.code, query_set: query.querySet }, query.querySet, epsilonToMicros(query.epsilon), `hospital ${this.code}`);
+      await spendBudget(
+        tx,
+        'stats_hospital_budgets',
+        { hospital: this.code, query_set: query.querySet },
+        query.querySet,
+        epsilonToMicros(query.epsilon),
+        `hospital ${this.code}`,
+      );
     });
     const histogram = noisyHistogram(query, evaluateQuery(query, resources));
     const proven = threshold.encryptInRange(this.consortium.publicKey, histogram, cellBits(query), contributionContext(ticket.queryId, this.code));
     const ciphertext = threshold.encodeCiphertext(proven.ciphertext);
-    await this.db.query('UPDATE stats_hospital_queries SET contribution_digest = $3 WHERE hospital = $1 AND query_id = $2', [this.code, ticket.queryId, hex(ciphertext)]);
+    await this.db.query('UPDATE stats_hospital_queries SET contribution_digest = $3 WHERE hospital = $1 AND query_id = $2', [
+      this.code,
+      ticket.queryId,
+      hex(ciphertext),
+    ]);
     const signature = signPayload('contribution', this.secrets.signingKey, ticket.queryId, hash, this.code, ciphertext);
     return { hospital: this.code, ciphertext, signature, proof: threshold.encodeRangeProof(proven.proof) };
   }
@@ -178,16 +200,19 @@ export class StatsHospital {
         [this.code, ticket.queryId],
       )
     ).rows[0];
-    if (row === undefined || row.query_hash !== hash) throw new AccessDeniedError(`hospital ${this.code} did not contribute to this query and decrypts nothing for it`);
+    if (row === undefined || row.query_hash !== hash)
+      throw new AccessDeniedError(`hospital ${this.code} did not contribute to this query and decrypts nothing for it`);
     const members = this.consortium.members.map((m) => m.code);
     const seen = new Set<string>();
     for (const c of contributions) {
-      if (!members.includes(c.hospital) || seen.has(c.hospital)) throw new AccessDeniedError(`contribution of '${String(c.hospital).slice(0, 64)}' is not one member's single contribution`);
+      if (!members.includes(c.hospital) || seen.has(c.hospital))
+        throw new AccessDeniedError(`contribution of '${String(c.hospital).slice(0, 64)}' is not one member's single contribution`);
       seen.add(c.hospital);
       if (!verifyPayload(this.consortium, 'contribution', ticket.queryId, hash, c.hospital, c.ciphertext, c.signature)) {
         throw new AccessDeniedError(`the contribution of ${c.hospital} is not signed by it for this query`);
       }
-      if (c.hospital === this.code && hex(c.ciphertext) !== row.contribution_digest) throw new AccessDeniedError(`this hospital's own contribution was altered`);
+      if (c.hospital === this.code && hex(c.ciphertext) !== row.contribution_digest)
+        throw new AccessDeniedError(`this hospital's own contribution was altered`);
     }
     const missing = members.filter((m) => !seen.has(m));
     if (missing.length > 0) throw new AccessDeniedError(`only the total of every member is decrypted; missing: ${missing.join(', ')}`);

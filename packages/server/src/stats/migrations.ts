@@ -37,7 +37,8 @@ export const STATS_HOSPITAL_MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 2,
-    description: "the stats agent's own keys (signing, share-sealing) and the consortium it checked, its dealer polynomials during key generation, and its administrator's approvals",
+    description:
+      "the stats agent's own keys (signing, share-sealing) and the consortium it checked, its dealer polynomials during key generation, and its administrator's approvals",
     statements: [
       `CREATE TABLE stats_agent_keys (
         hospital text PRIMARY KEY,

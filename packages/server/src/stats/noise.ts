@@ -40,7 +40,8 @@ export function bernoulliExp(n: number, d: number): boolean {
 
 /** An exact sample of the discrete Laplace of scale t/s: P(x) ∝ exp(−|x|·s/t), for integers s, t ≥ 1 (CKS 2020, Algorithm 2). */
 export function discreteLaplace(t: number, s: number): number {
-  if (!Number.isSafeInteger(t) || !Number.isSafeInteger(s) || t < 1 || s < 1 || t > 2 ** 40) throw new RangeError('discreteLaplace needs integers 1 ≤ t ≤ 2^40, s ≥ 1');
+  if (!Number.isSafeInteger(t) || !Number.isSafeInteger(s) || t < 1 || s < 1 || t > 2 ** 40)
+    throw new RangeError('discreteLaplace needs integers 1 ≤ t ≤ 2^40, s ≥ 1');
   for (;;) {
     const u = randomInt(0, t);
     if (!bernoulliExp(u, t)) continue;

@@ -58,30 +58,46 @@ export async function statsPlugin(app: FastifyInstance, options: StatsPluginOpti
 
   if (board !== undefined) {
     app.get('/dkg', async () => board.state());
-    app.post<{ Body: DkgMessage }>('/dkg/messages', {
-      bodyLimit: 256 * 1024,
-      schema: {
-        body: {
-          type: 'object', required: ['ceremony', 'phase', 'sender', 'body', 'signature'], additionalProperties: false,
-          properties: { ceremony: { type: 'string', maxLength: 64 }, phase: { type: 'string', enum: [...DKG_PHASES] }, sender: HOSPITAL, body: { type: 'object' }, signature: { ...BASE64, maxLength: 200 } },
+    app.post<{ Body: DkgMessage }>(
+      '/dkg/messages',
+      {
+        bodyLimit: 256 * 1024,
+        schema: {
+          body: {
+            type: 'object',
+            required: ['ceremony', 'phase', 'sender', 'body', 'signature'],
+            additionalProperties: false,
+            properties: {
+              ceremony: { type: 'string', maxLength: 64 },
+              phase: { type: 'string', enum: [...DKG_PHASES] },
+              sender: HOSPITAL,
+              body: { type: 'object' },
+              signature: { ...BASE64, maxLength: 200 },
+            },
+          },
         },
       },
-    }, async (request, reply) => {
-      await board.post(request.body);
-      return reply.status(201).send({ phase: request.body.phase, sender: request.body.sender });
-    });
+      async (request, reply) => {
+        await board.post(request.body);
+        return reply.status(201).send({ phase: request.body.phase, sender: request.body.sender });
+      },
+    );
   }
 
   app.get('/queries', async () => ({ queries: await stats.openQueries() }));
 
-  app.post<{ Body: { query: unknown } }>('/queries', {
-    bodyLimit: 64 * 1024,
-    schema: { body: { type: 'object', required: ['query'], additionalProperties: false, properties: { query: { type: 'object' } } } },
-  }, async (request, reply) => {
-    const caller = await researcher(request);
-    const { ticket, queryHash, budget } = await stats.submit(caller.pseudonym, request.body.query);
-    return reply.status(201).send({ queryId: ticket.queryId, queryHash, budget });
-  });
+  app.post<{ Body: { query: unknown } }>(
+    '/queries',
+    {
+      bodyLimit: 64 * 1024,
+      schema: { body: { type: 'object', required: ['query'], additionalProperties: false, properties: { query: { type: 'object' } } } },
+    },
+    async (request, reply) => {
+      const caller = await researcher(request);
+      const { ticket, queryHash, budget } = await stats.submit(caller.pseudonym, request.body.query);
+      return reply.status(201).send({ queryId: ticket.queryId, queryHash, budget });
+    },
+  );
 
   app.get<{ Params: { id: string } }>('/queries/:id', { schema: { params: idParams } }, async (request) => stats.status(request.params.id));
 
@@ -92,42 +108,60 @@ export async function statsPlugin(app: FastifyInstance, options: StatsPluginOpti
     required: ['hospital', field, 'signature', ...extra],
     additionalProperties: false,
     properties: {
-      hospital: HOSPITAL, [field]: { ...BASE64, maxLength: CIPHERTEXT_BODY }, signature: { ...BASE64, maxLength: 200 },
+      hospital: HOSPITAL,
+      [field]: { ...BASE64, maxLength: CIPHERTEXT_BODY },
+      signature: { ...BASE64, maxLength: 200 },
       ...Object.fromEntries(extra.map((name) => [name, { ...BASE64, maxLength: CIPHERTEXT_BODY }])),
     },
   });
 
-  app.post<{ Params: { id: string }; Body: { hospital: string; ciphertext: string; signature: string; proof: string } }>('/queries/:id/contributions', {
-    bodyLimit: CIPHERTEXT_BODY,
-    schema: { params: idParams, body: signedBody('ciphertext', ['proof']) },
-  }, async (request, reply) => {
-    const { hospital, ciphertext, signature, proof } = request.body;
-    await stats.addContribution(request.params.id, { hospital, ciphertext: bytes(ciphertext), signature: bytes(signature), proof: bytes(proof) });
-    return reply.status(201).send({ hospital });
-  });
+  app.post<{ Params: { id: string }; Body: { hospital: string; ciphertext: string; signature: string; proof: string } }>(
+    '/queries/:id/contributions',
+    {
+      bodyLimit: CIPHERTEXT_BODY,
+      schema: { params: idParams, body: signedBody('ciphertext', ['proof']) },
+    },
+    async (request, reply) => {
+      const { hospital, ciphertext, signature, proof } = request.body;
+      await stats.addContribution(request.params.id, { hospital, ciphertext: bytes(ciphertext), signature: bytes(signature), proof: bytes(proof) });
+      return reply.status(201).send({ hospital });
+    },
+  );
 
   app.get<{ Params: { id: string } }>('/queries/:id/contributions', { schema: { params: idParams } }, async (request) => ({
-    contributions: (await stats.contributions(request.params.id)).map((c) => ({ hospital: c.hospital, ciphertext: text(c.ciphertext), signature: text(c.signature) })),
+    contributions: (await stats.contributions(request.params.id)).map((c) => ({
+      hospital: c.hospital,
+      ciphertext: text(c.ciphertext),
+      signature: text(c.signature),
+    })),
   }));
 
-  app.post<{ Params: { id: string }; Body: { hospital: string; partial: string; signature: string } }>('/queries/:id/partials', {
-    bodyLimit: CIPHERTEXT_BODY,
-    schema: { params: idParams, body: signedBody('partial') },
-  }, async (request, reply) => {
-    const { hospital, partial, signature } = request.body;
-    await stats.addPartial(request.params.id, { hospital, partial: bytes(partial), signature: bytes(signature) });
-    return reply.status(201).send({ hospital });
-  });
+  app.post<{ Params: { id: string }; Body: { hospital: string; partial: string; signature: string } }>(
+    '/queries/:id/partials',
+    {
+      bodyLimit: CIPHERTEXT_BODY,
+      schema: { params: idParams, body: signedBody('partial') },
+    },
+    async (request, reply) => {
+      const { hospital, partial, signature } = request.body;
+      await stats.addPartial(request.params.id, { hospital, partial: bytes(partial), signature: bytes(signature) });
+      return reply.status(201).send({ hospital });
+    },
+  );
 
   app.post<{ Params: { id: string } }>('/queries/:id/release', { schema: { params: idParams } }, async (request) => {
     await researcher(request);
     return stats.release(request.params.id);
   });
 
-  app.get<{ Params: { querySet: string } }>('/budgets/:querySet', {
-    schema: { params: { type: 'object', required: ['querySet'], properties: { querySet: HOSPITAL } } },
-  }, async (request) => {
-    await researcher(request);
-    return stats.budget(request.params.querySet);
-  });
+  app.get<{ Params: { querySet: string } }>(
+    '/budgets/:querySet',
+    {
+      schema: { params: { type: 'object', required: ['querySet'], properties: { querySet: HOSPITAL } } },
+    },
+    async (request) => {
+      await researcher(request);
+      return stats.budget(request.params.querySet);
+    },
+  );
 }

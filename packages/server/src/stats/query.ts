@@ -169,7 +169,8 @@ export function parseQuery(input: unknown, allow: AllowList = DEFAULT_ALLOW_LIST
     const at = `where[${i}]`;
     if (!isObject(c)) return fail(`${at} must be an object`);
     only(c, ['resourceType', 'codes', 'value', 'date'], at);
-    if (typeof c.resourceType !== 'string' || !(c.resourceType in RESOURCE_DATES)) fail(`${at}.resourceType must be one of ${Object.keys(RESOURCE_DATES).join(', ')}`);
+    if (typeof c.resourceType !== 'string' || !(c.resourceType in RESOURCE_DATES))
+      fail(`${at}.resourceType must be one of ${Object.keys(RESOURCE_DATES).join(', ')}`);
     const criterion: Criterion = { resourceType: c.resourceType as CriterionResourceType, codes: codeList(c.codes, `${at}.codes`) };
     const value = range(c.value, `${at}.value`);
     if (value !== undefined) {
@@ -184,7 +185,8 @@ export function parseQuery(input: unknown, allow: AllowList = DEFAULT_ALLOW_LIST
   const age = range(input.age, 'age');
   if (age !== undefined) query.age = age;
   if (input.gender !== undefined) {
-    if (!Array.isArray(input.gender) || input.gender.length === 0 || input.gender.some((g) => !GENDERS.includes(g))) fail(`gender must list some of ${GENDERS.join(', ')}`);
+    if (!Array.isArray(input.gender) || input.gender.length === 0 || input.gender.some((g) => !GENDERS.includes(g)))
+      fail(`gender must list some of ${GENDERS.join(', ')}`);
     query.gender = [...new Set(input.gender as NonNullable<StatsQuery['gender']>)].sort();
   }
   if (input.groupBy !== undefined) {
@@ -204,7 +206,7 @@ export function parseQuery(input: unknown, allow: AllowList = DEFAULT_ALLOW_LIST
   }
   if (query.groupBy.includes('year')) {
     const years = yearsOf(query);
-    if (years === undefined) fail("groupBy year needs a criterion with a date range { from, to }");
+    if (years === undefined) fail('groupBy year needs a criterion with a date range { from, to }');
     if (years!.length > MAX_YEARS) throw new LimitExceededError(`query: groupBy year spans at most ${MAX_YEARS} years`);
   }
   checkAllowed(query, allow);
@@ -244,7 +246,8 @@ function checkAllowed(query: StatsQuery, allow: AllowList): void {
   if (query.epsilon < allow.epsilon.min || query.epsilon > allow.epsilon.max) {
     throw new AccessDeniedError(`query: epsilon ${query.epsilon} is outside the allowed ${allow.epsilon.min}..${allow.epsilon.max}`);
   }
-  if (query.measure.kind === 'sum' && !allow.sumCodes.includes(query.measure.code)) throw new AccessDeniedError(`query: summing ${query.measure.code} is not allowed`);
+  if (query.measure.kind === 'sum' && !allow.sumCodes.includes(query.measure.code))
+    throw new AccessDeniedError(`query: summing ${query.measure.code} is not allowed`);
 }
 
 /** The years a `year` dimension spans: those of the first criterion with a full date range. */

@@ -72,7 +72,14 @@ export function committedRecords(events: readonly AuditEvent[]): CommittedRecord
       const storage = storageCommitmentOf(entity);
       const hash = entity.what.identifier.value;
       if (storage === undefined || seen.has(hash)) continue;
-      seen.set(hash, { hash, category: entity.securityLabel?.[0]?.code ?? 'unknown', blocks: storage.blocks, key: storage.key.slice('sha256:'.length), tags: storage.tags, entry: Number(event.id) });
+      seen.set(hash, {
+        hash,
+        category: entity.securityLabel?.[0]?.code ?? 'unknown',
+        blocks: storage.blocks,
+        key: storage.key.slice('sha256:'.length),
+        tags: storage.tags,
+        entry: Number(event.id),
+      });
     }
   }
   return [...seen.values()];
@@ -103,7 +110,10 @@ const isUnsupported = (key: por.PorPublicKey | UnsupportedKey | undefined): key 
 /** The cloud's storage-audit routes, as an auditor calls them. */
 export class StorageAuditClient {
   /** `base` is the platform's URL (the routes are under /cloud/storage); `token` an auditor's or a gateway's. */
-  constructor(readonly base: URL, private readonly token: string) {}
+  constructor(
+    readonly base: URL,
+    private readonly token: string,
+  ) {}
 
   /**
    * The hospitals' public keys by id; a key of a version this auditor does not support (version 1, from before the
@@ -112,11 +122,15 @@ export class StorageAuditClient {
    *   or its proof of possession fails.
    */
   async keys(): Promise<Map<string, por.PorPublicKey | UnsupportedKey>> {
-    const answer = await callJson<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', { token: this.token, idempotent: true });
+    const answer = await callJson<{ keys: { keyId: string; publicKey: string }[] }>(this.base, 'GET', '/cloud/storage/keys', {
+      token: this.token,
+      idempotent: true,
+    });
     const keys = new Map<string, por.PorPublicKey | UnsupportedKey>();
     for (const { keyId, publicKey } of answer.keys) {
       const bytes = new Uint8Array(Buffer.from(publicKey, 'base64'));
-      if (createHash('sha256').update(bytes).digest('hex') !== keyId) throw new IntegrityError(`the cloud serves a key under id ${keyId.slice(0, 16)}… that does not hash to it`);
+      if (createHash('sha256').update(bytes).digest('hex') !== keyId)
+        throw new IntegrityError(`the cloud serves a key under id ${keyId.slice(0, 16)}… that does not hash to it`);
       try {
         keys.set(keyId, por.decodePublicKey(bytes));
       } catch (error) {
@@ -130,13 +144,18 @@ export class StorageAuditClient {
   /** The cloud's proof for a challenge (bytes, to decode against the challenge). */
   async prove(challenge: WireChallenge, kind: por.Proof['kind']): Promise<Uint8Array> {
     // Proving changes nothing at the cloud: safe to retry.
-    const answer = await callJson<{ proof: string }>(this.base, 'POST', '/cloud/storage/audit', { token: this.token, body: { challenge, kind }, idempotent: true });
+    const answer = await callJson<{ proof: string }>(this.base, 'POST', '/cloud/storage/audit', {
+      token: this.token,
+      body: { challenge, kind },
+      idempotent: true,
+    });
     return new Uint8Array(Buffer.from(answer.proof, 'base64'));
   }
 
   /** Asks the cloud to append the result to the ledger; returns the entries. */
   async report(challenge: WireChallenge, failing: FailingRecord[]): Promise<number[]> {
-    return (await callJson<{ ledgerEntries: number[] }>(this.base, 'POST', '/cloud/storage/audit/report', { token: this.token, body: { challenge, failing } })).ledgerEntries;
+    return (await callJson<{ ledgerEntries: number[] }>(this.base, 'POST', '/cloud/storage/audit/report', { token: this.token, body: { challenge, failing } }))
+      .ledgerEntries;
   }
 }
 
@@ -146,7 +165,11 @@ export class StorageAuditClient {
  * counts as failing every sampled record (the cloud answered garbage). @throws on transport errors only, and
  * IntegrityError when the cloud serves a key that does not hash to its id.
  */
-export async function auditStorage(client: StorageAuditClient, inventory: readonly CommittedRecord[], options: StorageAuditOptions = {}): Promise<StorageAuditResult> {
+export async function auditStorage(
+  client: StorageAuditClient,
+  inventory: readonly CommittedRecord[],
+  options: StorageAuditOptions = {},
+): Promise<StorageAuditResult> {
   await curve.initCurve();
   const progress = options.progress ?? (() => {});
   const wanted = options.records === undefined ? undefined : new Set(options.records);
@@ -162,11 +185,23 @@ export async function auditStorage(client: StorageAuditClient, inventory: readon
   const failing: FailingRecord[] = unverifiable.map((r) => ({ hash: r.hash, category: r.category }));
   if (unaudited.length > 0) progress(`${unaudited.length} record(s) not audited: ${[...new Set(unaudited.map((u) => u.reason))].join(', ')}`);
   if (auditable.length === 0) {
-    return { ok: failing.length === 0 && unaudited.length === 0, records: records.length, hospitals: 0, samples: 0, failing, unaudited, challenge: '', ledgerEntries: [] };
+    return {
+      ok: failing.length === 0 && unaudited.length === 0,
+      records: records.length,
+      hospitals: 0,
+      samples: 0,
+      failing,
+      unaudited,
+      challenge: '',
+      ledgerEntries: [],
+    };
   }
   const wire: WireChallenge = {
-    nonce: Buffer.from(por.freshNonce()).toString('base64'), sectors: por.DEFAULT_SECTORS, samples: options.samples ?? DEFAULT_SAMPLES,
-    keys: keyIds, files: auditable.map((r) => ({ hash: r.hash, blocks: r.blocks, key: keyIds.indexOf(r.key) })),
+    nonce: Buffer.from(por.freshNonce()).toString('base64'),
+    sectors: por.DEFAULT_SECTORS,
+    samples: options.samples ?? DEFAULT_SAMPLES,
+    keys: keyIds,
+    files: auditable.map((r) => ({ hash: r.hash, blocks: r.blocks, key: keyIds.indexOf(r.key) })),
   };
   const challenge = fromWire(wire);
   const publicKeys = keyIds.map((id) => keys.get(id) as por.PorPublicKey);
@@ -194,10 +229,22 @@ export async function auditStorage(client: StorageAuditClient, inventory: readon
     progress(`per-record proofs: ${failed.length} record(s) failing`);
   }
   const challenged = new Set(wire.files.map((f) => f.hash));
-  const ledgerEntries = options.report === false ? [] : await client.report(wire, failing.filter((f) => challenged.has(f.hash)));
+  const ledgerEntries =
+    options.report === false
+      ? []
+      : await client.report(
+          wire,
+          failing.filter((f) => challenged.has(f.hash)),
+        );
   // After an invalid aggregate, the per-record proofs of the same challenge decide: each is sound on its own.
   return {
-    ok: failing.length === 0 && unaudited.length === 0, records: records.length, hospitals: keyIds.length,
-    samples: por.expandChallenge(challenge).length, failing, unaudited, challenge: challengeDigest(wire), ledgerEntries,
+    ok: failing.length === 0 && unaudited.length === 0,
+    records: records.length,
+    hospitals: keyIds.length,
+    samples: por.expandChallenge(challenge).length,
+    failing,
+    unaudited,
+    challenge: challengeDigest(wire),
+    ledgerEntries,
   };
 }

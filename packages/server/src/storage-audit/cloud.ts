@@ -49,7 +49,11 @@ export class StorageAuditCloud {
   /** Public keys decoded (proof of possession checked) by their encoding. */
   private readonly keys = new PublicKeyCache(MAX_CACHED_KEYS);
 
-  private constructor(private readonly db: Database, private readonly ledger: AuditLog, private readonly checker: TagChecker) {}
+  private constructor(
+    private readonly db: Database,
+    private readonly ledger: AuditLog,
+    private readonly checker: TagChecker,
+  ) {}
 
   /**
    * Opens it on the cloud's database (migrating its tables); `checker` runs the upload checks (default: in this
@@ -63,7 +67,11 @@ export class StorageAuditCloud {
 
   /** Registers a hospital's key on first sight. @throws AccessDeniedError when another hospital registered it. */
   private async registerKey(hospital: string, keyId: string, publicKey: Uint8Array): Promise<void> {
-    await this.db.query('INSERT INTO storage_keys (key_id, hospital, public_key) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING', [keyId, hospital, publicKey]);
+    await this.db.query('INSERT INTO storage_keys (key_id, hospital, public_key) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING', [
+      keyId,
+      hospital,
+      publicKey,
+    ]);
     const owner = (await this.db.query<{ hospital: string }>('SELECT hospital FROM storage_keys WHERE key_id = $1', [keyId])).rows[0]?.hospital;
     if (owner !== hospital) throw new AccessDeniedError('this proof-of-storage key belongs to another hospital');
   }
@@ -76,7 +84,10 @@ export class StorageAuditCloud {
    *         tag sets of one key with different sector counts, IntegrityError naming the records whose tags do not
    *         match their ciphertext and key, AccessDeniedError for another hospital's key.
    */
-  async checkUpload(hospital: string, records: readonly { recordId: string; ciphertext: Uint8Array; storage?: RecordStorageTags }[]): Promise<Map<string, CheckedTags>> {
+  async checkUpload(
+    hospital: string,
+    records: readonly { recordId: string; ciphertext: Uint8Array; storage?: RecordStorageTags }[],
+  ): Promise<Map<string, CheckedTags>> {
     const checked = new Map<string, CheckedTags>();
     const byKey = new Map<string, { publicKey: Uint8Array; sectors: number; files: (UploadedTags & { recordId: string })[] }>();
     for (const record of records) {
@@ -90,10 +101,15 @@ export class StorageAuditCloud {
         group = { publicKey: record.storage.publicKey, sectors, files: [] };
         byKey.set(keyId, group);
       }
-      if (sectors !== group.sectors) throw new MalformedInputError(`the proof-of-storage tags of record ${record.recordId} have ${sectors} sectors per block, those of ${group.files[0]!.recordId} ${group.sectors}`);
+      if (sectors !== group.sectors)
+        throw new MalformedInputError(
+          `the proof-of-storage tags of record ${record.recordId} have ${sectors} sectors per block, those of ${group.files[0]!.recordId} ${group.sectors}`,
+        );
       group.files.push({ recordId: record.recordId, name: storageName(record.ciphertext), data: record.ciphertext, tags: record.storage.tags });
       checked.set(record.recordId, {
-        recordHash: `sha256:${sha256Hex(record.ciphertext)}`, keyId, tags: record.storage.tags,
+        recordHash: `sha256:${sha256Hex(record.ciphertext)}`,
+        keyId,
+        tags: record.storage.tags,
         commitment: { tags: `sha256:${sha256Hex(record.storage.tags)}`, blocks, key: `sha256:${keyId}` },
       });
     }
@@ -102,8 +118,11 @@ export class StorageAuditCloud {
       const key = this.keys.get(publicKey);
       const bad = files.filter((f) => !verifyUploadedTags(key, [f]));
       const named = (bad.length === 0 ? files : bad).map((f) => f.recordId);
-      const list = named.length <= MAX_NAMED_RECORDS ? named.join(', ') : `${named.slice(0, MAX_NAMED_RECORDS).join(', ')} and ${named.length - MAX_NAMED_RECORDS} more`;
-      throw new IntegrityError(`the proof-of-storage tags of ${named.length === 1 ? 'record' : `${named.length} records:`} ${list} do not match ${named.length === 1 ? 'its ciphertext' : 'their ciphertexts'} and key`);
+      const list =
+        named.length <= MAX_NAMED_RECORDS ? named.join(', ') : `${named.slice(0, MAX_NAMED_RECORDS).join(', ')} and ${named.length - MAX_NAMED_RECORDS} more`;
+      throw new IntegrityError(
+        `the proof-of-storage tags of ${named.length === 1 ? 'record' : `${named.length} records:`} ${list} do not match ${named.length === 1 ? 'its ciphertext' : 'their ciphertexts'} and key`,
+      );
     }
     return checked;
   }
@@ -119,7 +138,9 @@ export class StorageAuditCloud {
 
   /** Every registered key: what an auditor checks proofs with (it checks each id against the key itself). */
   async publicKeys(): Promise<{ keyId: string; hospital: string; publicKey: Uint8Array }[]> {
-    const rows = await this.db.query<{ key_id: string; hospital: string; public_key: Uint8Array }>('SELECT key_id, hospital, public_key FROM storage_keys ORDER BY key_id');
+    const rows = await this.db.query<{ key_id: string; hospital: string; public_key: Uint8Array }>(
+      'SELECT key_id, hospital, public_key FROM storage_keys ORDER BY key_id',
+    );
     return rows.rows.map((r) => ({ keyId: r.key_id, hospital: r.hospital, publicKey: r.public_key }));
   }
 
@@ -159,12 +180,21 @@ export class StorageAuditCloud {
     const covered = new Set(report.challenge.files.map((f) => f.hash));
     if (report.failing.some((f) => !covered.has(f.hash))) throw new MalformedInputError('a failing record is not in the challenge');
     const role = ROLE_CODE.test(caller.role) ? caller.role : 'other';
-    const storageAudit = { challenge: `sha256:${challengeDigest(report.challenge)}`, records: challenge.files.length, samples: sampledBlocks(challenge), failed: report.failing.length };
+    const storageAudit = {
+      challenge: `sha256:${challengeDigest(report.challenge)}`,
+      records: challenge.files.length,
+      samples: sampledBlocks(challenge),
+      failed: report.failing.length,
+    };
     const indices: number[] = [];
     for (let i = 0; i === 0 || i < report.failing.length; i += MAX_RECORDS_PER_EVENT) {
       const entry = await this.ledger.append({
-        type: 'storage-audit', outcome: report.failing.length === 0 ? 'success' : 'serious-failure', source: LEDGER_SOURCE,
-        agents: [{ who: caller.pseudonym, role }], storageAudit, records: report.failing.slice(i, i + MAX_RECORDS_PER_EVENT),
+        type: 'storage-audit',
+        outcome: report.failing.length === 0 ? 'success' : 'serious-failure',
+        source: LEDGER_SOURCE,
+        agents: [{ who: caller.pseudonym, role }],
+        storageAudit,
+        records: report.failing.slice(i, i + MAX_RECORDS_PER_EVENT),
       });
       indices.push(entry.index);
     }

@@ -31,40 +31,55 @@ export async function storageAuditPlugin(app: FastifyInstance, options: StorageA
     return { keys: (await storage.publicKeys()).map((k) => ({ ...k, publicKey: Buffer.from(k.publicKey).toString('base64') })) };
   });
 
-  app.post<{ Body: { challenge: WireChallenge; kind: 'aggregate' | 'per-file' } }>('/audit', {
-    bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
-    schema: {
-      body: {
-        type: 'object', required: ['challenge', 'kind'], additionalProperties: false,
-        properties: { challenge: WIRE_CHALLENGE_SCHEMA, kind: { type: 'string', enum: ['aggregate', 'per-file'] } },
+  app.post<{ Body: { challenge: WireChallenge; kind: 'aggregate' | 'per-file' } }>(
+    '/audit',
+    {
+      bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['challenge', 'kind'],
+          additionalProperties: false,
+          properties: { challenge: WIRE_CHALLENGE_SCHEMA, kind: { type: 'string', enum: ['aggregate', 'per-file'] } },
+        },
       },
     },
-  }, async (request) => {
-    requireRole(await authenticate(verifier, request), ...AUDITOR_ROLES);
-    const proof = await storage.prove(request.body.challenge, request.body.kind);
-    return { proof: Buffer.from(proof).toString('base64') };
-  });
+    async (request) => {
+      requireRole(await authenticate(verifier, request), ...AUDITOR_ROLES);
+      const proof = await storage.prove(request.body.challenge, request.body.kind);
+      return { proof: Buffer.from(proof).toString('base64') };
+    },
+  );
 
-  app.post<{ Body: StorageAuditReport }>('/audit/report', {
-    bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
-    schema: {
-      body: {
-        type: 'object', required: ['challenge', 'failing'], additionalProperties: false,
-        properties: {
-          challenge: WIRE_CHALLENGE_SCHEMA,
-          failing: {
-            type: 'array', maxItems: 100_000,
-            items: {
-              type: 'object', required: ['hash', 'category'], additionalProperties: false,
-              properties: { hash: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, category: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } },
+  app.post<{ Body: StorageAuditReport }>(
+    '/audit/report',
+    {
+      bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['challenge', 'failing'],
+          additionalProperties: false,
+          properties: {
+            challenge: WIRE_CHALLENGE_SCHEMA,
+            failing: {
+              type: 'array',
+              maxItems: 100_000,
+              items: {
+                type: 'object',
+                required: ['hash', 'category'],
+                additionalProperties: false,
+                properties: { hash: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$' }, category: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,62}$' } },
+              },
             },
           },
         },
       },
     },
-  }, async (request, reply) => {
-    const caller = await authenticate(verifier, request);
-    requireRole(caller, ...AUDITOR_ROLES);
-    return reply.status(201).send({ ledgerEntries: await storage.report(caller, request.body) });
-  });
+    async (request, reply) => {
+      const caller = await authenticate(verifier, request);
+      requireRole(caller, ...AUDITOR_ROLES);
+      return reply.status(201).send({ ledgerEntries: await storage.report(caller, request.body) });
+    },
+  );
 }

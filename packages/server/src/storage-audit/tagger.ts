@@ -36,7 +36,11 @@ export interface TaggingKey {
 export class StorageTagger {
   private readonly keys = new Map<string, Promise<por.PorSecretKey>>();
 
-  private constructor(private readonly db: Database, private readonly kek: KeyEncryptionKey, readonly sectors: number) {}
+  private constructor(
+    private readonly db: Database,
+    private readonly kek: KeyEncryptionKey,
+    readonly sectors: number,
+  ) {}
 
   /** Opens the tagger on the hospital's database (migrating its table). */
   static async open(db: Database, kek: KeyEncryptionKey, sectors = por.DEFAULT_SECTORS): Promise<StorageTagger> {
@@ -65,8 +69,11 @@ export class StorageTagger {
     if (row === undefined) {
       const fresh = por.generateKey(this.sectors);
       const wrapped = await this.kek.wrap(por.encodeSecretKey(fresh), context(hospital));
-      await this.db.query('INSERT INTO storage_hospital_keys (hospital, secret_key, public_key) VALUES ($1, $2, $3) ON CONFLICT (hospital) DO NOTHING',
-        [hospital, wrapped, por.encodePublicKey(fresh.publicKey)]);
+      await this.db.query('INSERT INTO storage_hospital_keys (hospital, secret_key, public_key) VALUES ($1, $2, $3) ON CONFLICT (hospital) DO NOTHING', [
+        hospital,
+        wrapped,
+        por.encodePublicKey(fresh.publicKey),
+      ]);
       row = (await select()).rows[0]!;
     }
     return por.decodeSecretKey(await this.kek.unwrap(row.secret_key, context(hospital)), this.sectors);

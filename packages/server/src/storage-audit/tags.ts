@@ -48,7 +48,10 @@ export class PublicKeyCache {
  * @throws MalformedInputError, UnsupportedError, LimitExceededError for a tag set that does not decode.
  */
 export function verifyUploadedTags(key: por.PorPublicKey, files: readonly UploadedTags[]): boolean {
-  return por.verifyTagSets(key, files.map((f) => ({ name: f.name, data: f.data, tags: por.decodeTagSet(f.tags) })));
+  return por.verifyTagSets(
+    key,
+    files.map((f) => ({ name: f.name, data: f.data, tags: por.decodeTagSet(f.tags) })),
+  );
 }
 
 /** Where the cloud checks an upload's tag sets of one owner: in its own thread, or split across its worker pool. */

@@ -24,17 +24,27 @@ const KEY_ID = /^[0-9a-f]{64}$/;
 
 /** JSON schema of a wire challenge (Fastify validation; the limits are the scheme's). */
 export const WIRE_CHALLENGE_SCHEMA = {
-  type: 'object', required: ['nonce', 'sectors', 'samples', 'keys', 'files'], additionalProperties: false,
+  type: 'object',
+  required: ['nonce', 'sectors', 'samples', 'keys', 'files'],
+  additionalProperties: false,
   properties: {
     nonce: { type: 'string', minLength: 44, maxLength: 44, pattern: '^[A-Za-z0-9+/]{43}=$' },
     sectors: { type: 'integer', minimum: 1, maximum: por.MAX_SECTORS },
     samples: { type: 'integer', minimum: 1, maximum: por.MAX_SAMPLES },
     keys: { type: 'array', minItems: 1, maxItems: por.MAX_CHALLENGE_KEYS, items: { type: 'string', pattern: KEY_ID.source } },
     files: {
-      type: 'array', minItems: 1, maxItems: por.MAX_CHALLENGE_FILES,
+      type: 'array',
+      minItems: 1,
+      maxItems: por.MAX_CHALLENGE_FILES,
       items: {
-        type: 'object', required: ['hash', 'blocks', 'key'], additionalProperties: false,
-        properties: { hash: { type: 'string', pattern: RECORD_HASH.source }, blocks: { type: 'integer', minimum: 1, maximum: por.MAX_BLOCKS }, key: { type: 'integer', minimum: 0 } },
+        type: 'object',
+        required: ['hash', 'blocks', 'key'],
+        additionalProperties: false,
+        properties: {
+          hash: { type: 'string', pattern: RECORD_HASH.source },
+          blocks: { type: 'integer', minimum: 1, maximum: por.MAX_BLOCKS },
+          key: { type: 'integer', minimum: 0 },
+        },
       },
     },
   },
@@ -48,10 +58,14 @@ export function fileName(hash: string): Uint8Array {
 
 /** The scheme's challenge. @throws MalformedInputError, LimitExceededError (por.checkChallenge). */
 export function fromWire(wire: WireChallenge): por.Challenge {
-  if (typeof wire !== 'object' || wire === null || !Array.isArray(wire.files) || !Array.isArray(wire.keys)) throw new MalformedInputError('a storage challenge is an object with files and keys');
+  if (typeof wire !== 'object' || wire === null || !Array.isArray(wire.files) || !Array.isArray(wire.keys))
+    throw new MalformedInputError('a storage challenge is an object with files and keys');
   if (wire.keys.some((k) => typeof k !== 'string' || !KEY_ID.test(k))) throw new MalformedInputError('a key is named by 64 hex digits');
   const challenge: por.Challenge = {
-    nonce: new Uint8Array(Buffer.from(String(wire.nonce), 'base64')), sectors: wire.sectors, samples: wire.samples, keys: wire.keys.length,
+    nonce: new Uint8Array(Buffer.from(String(wire.nonce), 'base64')),
+    sectors: wire.sectors,
+    samples: wire.samples,
+    keys: wire.keys.length,
     files: wire.files.map((f) => ({ name: fileName(f.hash), blocks: f.blocks, key: f.key })),
   };
   por.checkChallenge(challenge);
@@ -60,7 +74,9 @@ export function fromWire(wire: WireChallenge): por.Challenge {
 
 /** Hex SHA-256 of the challenge's canonical JSON: how the ledger names it. */
 export function challengeDigest(wire: WireChallenge): string {
-  return createHash('sha256').update(canonicalize(wire) ?? '').digest('hex');
+  return createHash('sha256')
+    .update(canonicalize(wire) ?? '')
+    .digest('hex');
 }
 
 /**
@@ -71,6 +87,7 @@ export function challengeDigest(wire: WireChallenge): string {
 export function uploadStorageKey(records: readonly { storage?: RecordStorageTags }[]): Uint8Array | undefined {
   const keys = records.flatMap((r) => (r.storage === undefined ? [] : [r.storage.publicKey]));
   const first = keys[0];
-  if (first !== undefined && keys.some((k) => !Buffer.from(k).equals(first))) throw new MalformedInputError('the records of one upload are tagged under one proof-of-storage key');
+  if (first !== undefined && keys.some((k) => !Buffer.from(k).equals(first)))
+    throw new MalformedInputError('the records of one upload are tagged under one proof-of-storage key');
   return first;
 }
