@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import r4Model from 'fhirpath/fhir-context/r4/index.js';
 import { Deidentifier, parseConfig, profileConfig } from '../src/index.ts';
 import { readFileSync } from 'node:fs';
-import { RESOURCE_TYPES } from '../src/deid/native-paths.ts';
+import { PRIMITIVE_TYPES as PRIMITIVES, RESOURCE_TYPES } from '../src/deid/native-paths.ts';
 import { compileWalk } from '../src/deid/rule-walk.ts';
 
 type Json = Record<string, any>;
@@ -68,30 +68,6 @@ const value = (type: string): fc.Arbitrary<unknown> => {
       return fc.constantFrom('abc', 'http://loinc.org', 'urn:oid:1.2.3', 'final', '1.0.0');
   }
 };
-
-const PRIMITIVES = new Set([
-  'boolean',
-  'integer',
-  'integer64',
-  'string',
-  'decimal',
-  'uri',
-  'url',
-  'canonical',
-  'base64Binary',
-  'instant',
-  'date',
-  'dateTime',
-  'time',
-  'code',
-  'oid',
-  'id',
-  'markdown',
-  'unsignedInt',
-  'positiveInt',
-  'uuid',
-  'xhtml',
-]);
 
 /** A random element of model path `path`, `depth` levels deep at most; primitives sometimes carry an `_x` element part. */
 function element(path: string, depth: number): fc.Arbitrary<Json> {

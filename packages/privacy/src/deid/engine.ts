@@ -11,7 +11,7 @@ import { createSecretKey, type KeyObject } from 'node:crypto';
 import { MedShareError, MalformedInputError } from '@medshare/crypto';
 import type { DeidConfig, Rule } from './config.ts';
 import { compileValueExpression, forgetDescendants, pruneRemoved, REMOVED, toLocations, writeValue, type JsonObject, type NodeLocation } from './fhir-nodes.ts';
-import { elementPart, indexResource, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
+import { elementPart, indexResource, PRIMITIVE_TYPES, RESOURCE_TYPES, type NodeIndex, type TypedNode } from './native-paths.ts';
 import { dateShiftOffset, partialDate, shiftDate } from './dates.ts';
 import { cryptoHash, cryptoHashReference, encryptValue, formKeepingHash, perturbNumber } from './methods.ts';
 import { compileWalk, isYearsQuantity, type Leaf, type RuleWalk } from './rule-walk.ts';
@@ -41,30 +41,6 @@ const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer
 const NUMBER_TYPES = new Set(['decimal', ...INTEGER_TYPES]);
 const QUANTITY_TYPES = new Set(['Quantity', 'Age', 'Count', 'Distance', 'Duration', 'SimpleQuantity', 'MoneyQuantity']);
 const TEXT_TYPES = new Set(['string', 'markdown', 'xhtml', 'base64Binary', '']);
-const PRIMITIVE_TYPES = new Set([
-  'boolean',
-  'integer',
-  'integer64',
-  'string',
-  'decimal',
-  'uri',
-  'url',
-  'canonical',
-  'base64Binary',
-  'instant',
-  'date',
-  'dateTime',
-  'time',
-  'code',
-  'oid',
-  'id',
-  'markdown',
-  'unsignedInt',
-  'positiveInt',
-  'uuid',
-  'xhtml',
-]);
-
 /** How cryptoHash treats a value: a reference or fullUrl (its id part), a Bundle request.url, or any other value (whole). */
 type HashForm = 'reference' | 'fullUrl' | 'request' | 'value';
 const HASH_CACHE_LIMIT = 50_000;

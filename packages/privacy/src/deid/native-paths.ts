@@ -19,7 +19,8 @@ const model = r4Model as unknown as {
   pathsDefinedElsewhere: Record<string, string>;
 };
 
-const PRIMITIVES = new Set([
+/** FHIR R4's primitive types (one list for the engine, the path reader and the tests). */
+export const PRIMITIVE_TYPES: ReadonlySet<string> = new Set([
   'boolean',
   'integer',
   'integer64',
@@ -40,6 +41,7 @@ const PRIMITIVES = new Set([
   'unsignedInt',
   'positiveInt',
   'uuid',
+  'xhtml',
 ]);
 
 /**
@@ -148,7 +150,7 @@ function resolveChildType(typePath: string, key: string): ChildType {
     if (model.choiceTypePaths[`${typePath}.${key.slice(0, i)}`]?.includes(suffix)) {
       name = key.slice(0, i);
       const lower = suffix[0]!.toLowerCase() + suffix.slice(1);
-      choiceType = PRIMITIVES.has(lower) ? lower : suffix;
+      choiceType = lower !== 'xhtml' && PRIMITIVE_TYPES.has(lower) ? lower : suffix; // xhtml is never a choice type
       break;
     }
   }
