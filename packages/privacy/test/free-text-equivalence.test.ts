@@ -1,11 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { Deidentifier, findPhi, profileConfig, type NameMatcher } from '../src/index.ts';
+import { Deidentifier, findPhi, profileConfig, scrubText, type NameMatcher } from '../src/index.ts';
 import { EARLY_MILITARY, startSpans, UNIT_WORD_START } from '../src/deid/free-text.ts';
+import { SHARED } from './helpers.ts';
 import { readPresidioSamples, readSentences } from './phi-eval.ts';
 
 /**
@@ -23,6 +25,11 @@ const bundle = JSON.parse(readFileSync(fileURLToPath(new URL('./fixtures/synthea
 };
 
 function fixtureStrings(): string[] {
+  return bundleStrings(bundle);
+}
+
+/** Every string of a bundle, and the decoded text of each base64 attachment. */
+function bundleStrings(bundle: unknown): string[] {
   const out: string[] = [];
   const walk = (value: unknown, key: string): void => {
     if (typeof value === 'string') {
@@ -242,3 +249,37 @@ test('free-text equivalence: the unit-word start class is every character the iu
   for (const t of [...randomTexts(4000, 16), ...readPresidioSamples().map((s) => s.text), ...fixtureStrings()])
     assert.deepEqual(startSpans(t, pattern, UNIT_WORD_START), own(t));
 });
+
+test('paragraph by paragraph: the engine scrubs a note and an annotation with blank lines to what scrubText gives the whole text (every such string of the Synthea bundles and of the Presidio corpus)', () => {
+  const engine = new Deidentifier(profileConfig('safe-harbor', keys));
+  const synthea = join(SHARED, 'data', 'synthea');
+  const sets = readdirSync(synthea).map((file) => {
+    const records = JSON.parse(readFileSync(join(synthea, file), 'utf8').replace(/^\uFEFF/, '')) as typeof bundle;
+    return { names: engine.namesFor(records.entry.map((e) => e.resource)), texts: bundleStrings(records) };
+  });
+  sets.push({ names: engine.namesFor([]), texts: readPresidioSamples().map((s) => s.text) });
+  let checked = 0;
+  for (const { names, texts } of sets) for (const text of texts) if (/\n\s*\n/.test(text)) checked += checkParagraphs(engine, names, text);
+  assert.ok(checked >= 900, `${checked} texts with a blank line`);
+});
+
+function checkParagraphs(engine: Deidentifier, names: readonly NameMatcher[], text: string): number {
+  const whole = scrubText(text, names).text;
+  // Twice: the second time every paragraph comes from the cache.
+  for (let pass = 0; pass < 2; pass++) {
+    const note = engine.processResource(
+      {
+        resourceType: 'DocumentReference',
+        id: 'note',
+        content: [{ attachment: { contentType: 'text/plain', data: Buffer.from(text, 'utf8').toString('base64') } }],
+      } as never,
+      { names },
+    ) as unknown as { content: { attachment: { data: string } }[] };
+    assert.equal(Buffer.from(note.content[0]!.attachment.data, 'base64').toString('utf8'), whole);
+    const annotated = engine.processResource({ resourceType: 'Observation', id: 'o', note: [{ text }] } as never, { names }) as unknown as {
+      note: { text: string }[];
+    };
+    assert.equal(annotated.note[0]!.text, whole);
+  }
+  return 1;
+}
