@@ -10,6 +10,19 @@ const dir = mkdtempSync(join(tmpdir(), 'medshare-pre-cli-'));
 const path = (name: string) => join(dir, name);
 const POLICY = '(role:doctor and dept:cardiology) or role:emergency';
 const record = randomBytes(150_000);
+/** The arguments of `medshare abe decrypt` of a converted record with a doctor's ABE key, to `out` (a path or `-`). */
+const abeDecrypt = (key: string, input: string, out: string) => [
+  'abe',
+  'decrypt',
+  '--public',
+  path('authority/abe-public.key'),
+  '--key',
+  path(key),
+  '--in',
+  path(input),
+  '--out',
+  out,
+];
 
 before(async () => {
   await setupAuthority(dir);
@@ -51,34 +64,12 @@ describe('medshare keys / pre', () => {
       path('lab.rk'),
     ]);
     await runOk(['pre', 'convert', '--rk', path('lab.rk'), '--in', path('lab.ct'), '--out', path('lab.abe.ct')]);
-    await runOk([
-      'abe',
-      'decrypt',
-      '--public',
-      path('authority/abe-public.key'),
-      '--key',
-      path('cardiologist.key'),
-      '--in',
-      path('lab.abe.ct'),
-      '--out',
-      path('lab.doctor.json'),
-    ]);
+    await runOk(abeDecrypt('cardiologist.key', 'lab.abe.ct', path('lab.doctor.json')));
     assert.deepEqual(readFileSync(path('lab.doctor.json')), record);
   });
 
   test('exit 3: a dermatologist reading, and converting an imaging record with the lab key', async () => {
-    const denied = await runCli([
-      'abe',
-      'decrypt',
-      '--public',
-      path('authority/abe-public.key'),
-      '--key',
-      path('dermatologist.key'),
-      '--in',
-      path('lab.abe.ct'),
-      '--out',
-      path('derm.json'),
-    ]);
+    const denied = await runCli(abeDecrypt('dermatologist.key', 'lab.abe.ct', path('derm.json')));
     assert.equal(denied.code, 3, denied.stderr);
     assert.equal(existsSync(path('derm.json')), false);
     await runOk(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'imaging', '--in', path('lab.json'), '--out', path('img.ct')]);
@@ -103,18 +94,7 @@ describe('medshare keys / pre', () => {
       path('img.rk'),
     ]);
     await runOk(['pre', 'convert', '--rk', path('img.rk'), '--in', path('img.ct'), '--out', path('img.abe.ct')]);
-    const r = await runCli([
-      'abe',
-      'decrypt',
-      '--public',
-      path('authority/abe-public.key'),
-      '--key',
-      path('dermatologist.key'),
-      '--in',
-      path('img.abe.ct'),
-      '--out',
-      '-',
-    ]);
+    const r = await runCli(abeDecrypt('dermatologist.key', 'img.abe.ct', '-'));
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(r.stdoutBytes, record);
     await runOk(['pre', 'encrypt', '--to', path('patient/patient.pub'), '--category', 'imaging', '--in', path('lab.json'), '--out', path('img2.ct')]);

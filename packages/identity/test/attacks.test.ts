@@ -5,22 +5,11 @@
  */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { createRemoteJWKSet, exportJWK, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { abe } from '@medshare/crypto';
-import {
-  base32Decode,
-  DeviceKeys,
-  DpopKey,
-  DpopVerifier,
-  MemoryNonceCache,
-  totp,
-  TokenVerifier,
-  TrustedAuthority,
-  trustedAuthorityPlugin,
-  TrustList,
-} from '../src/index.ts';
-import { ADMIN_TOKEN, DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+import { base32Decode, DeviceKeys, DpopKey, DpopVerifier, MemoryNonceCache, totp } from '../src/index.ts';
+import { ADMIN_TOKEN, DOCTOR, deviceLogin, postJson, register, startAuthority, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
 let a: RunningHospital;
@@ -35,20 +24,9 @@ before(async () => {
   a = await startHospital('hospital-a', clock);
   b = await startHospital('hospital-b', clock, {}, undefined, OTHER_ADMIN);
   secret = base32Decode((await register(a)).totpSecret);
-  const trust = new TrustList();
-  trust.add(a.member());
-  const keys = abe.setup();
-  const authority = new TrustedAuthority({
-    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
-    publicKey: keys.publicKey,
-    masterKey: keys.masterKey,
-    usedTokens: new MemoryNonceCache(),
-    proofs: new DpopVerifier(new MemoryNonceCache(), clock.now),
-    now: clock.now,
-  });
-  taApp = Fastify({ logger: false });
-  await taApp.register(trustedAuthorityPlugin, { authority, publicKey: keys.publicKey });
-  taUrl = new URL('/ta/keys', await taApp.listen({ host: '127.0.0.1', port: 0 }));
+  const ta = await startAuthority(a, clock);
+  taApp = ta.app;
+  taUrl = new URL('/ta/keys', ta.base);
 });
 after(async () => {
   await a.close();

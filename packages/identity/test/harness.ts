@@ -1,12 +1,19 @@
 /** Real Fastify servers on 127.0.0.1 for the identity tests, with a controllable clock. */
 import Fastify, { type FastifyInstance } from 'fastify';
 import { randomKeyEncryptionKey, type Database } from '@medshare/db';
+import { abe } from '@medshare/crypto';
 import {
   createMemoryHospital,
   createSqlHospital,
   DeviceKeys,
+  DpopVerifier,
   hospitalIdentityPlugin,
+  MemoryNonceCache,
   remoteSessionStatus,
+  TokenVerifier,
+  TrustedAuthority,
+  trustedAuthorityPlugin,
+  TrustList,
   type FederationMember,
   type HospitalService,
 } from '../src/index.ts';
@@ -41,6 +48,35 @@ export interface RunningHospital {
   /** The absolute URL of a path of this service (what a DPoP proof names). */
   url(path: string): URL;
   close(): Promise<void>;
+}
+
+export interface RunningAuthority {
+  readonly authority: TrustedAuthority;
+  readonly publicKey: abe.PublicKey;
+  readonly app: FastifyInstance;
+  /** Where it listens (its routes are at /ta/…). */
+  readonly base: string;
+}
+
+/**
+ * Starts a trusted authority (new CP-ABE keys; abe.init first) that trusts `hospital`'s tokens, on 127.0.0.1 (random
+ * port): what the TA's own tests and the attacks on it both stand up.
+ */
+export async function startAuthority(hospital: RunningHospital, clock: TestClock): Promise<RunningAuthority> {
+  const trust = new TrustList();
+  trust.add(hospital.member());
+  const keys = abe.setup();
+  const authority = new TrustedAuthority({
+    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
+    publicKey: keys.publicKey,
+    masterKey: keys.masterKey,
+    usedTokens: new MemoryNonceCache(),
+    proofs: new DpopVerifier(new MemoryNonceCache(), clock.now),
+    now: clock.now,
+  });
+  const app = Fastify({ logger: false });
+  await app.register(trustedAuthorityPlugin, { authority, publicKey: keys.publicKey });
+  return { authority, publicKey: keys.publicKey, app, base: await app.listen({ host: '127.0.0.1', port: 0 }) };
 }
 
 /** Starts a hospital identity service on 127.0.0.1 (random port), on SQL stores in `db` if given, else in memory. */

@@ -1,21 +1,9 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { abe, PolicySyntaxError } from '@medshare/crypto';
-import {
-  base32Decode,
-  DeviceKeys,
-  DpopVerifier,
-  MemoryNonceCache,
-  openIssuedKey,
-  totp,
-  TokenVerifier,
-  TrustedAuthority,
-  trustedAuthorityPlugin,
-  TrustList,
-  type IssuedKey,
-} from '../src/index.ts';
-import { DOCTOR, deviceLogin, postJson, register, startHospital, TestClock, type RunningHospital } from './harness.ts';
+import { base32Decode, DeviceKeys, openIssuedKey, totp, type IssuedKey, type TrustedAuthority } from '../src/index.ts';
+import { DOCTOR, deviceLogin, postJson, register, startAuthority, startHospital, TestClock, type RunningHospital } from './harness.ts';
 
 const clock = new TestClock();
 let a: RunningHospital;
@@ -36,21 +24,9 @@ before(async () => {
   await abe.init();
   a = await startHospital('hospital-a', clock);
   secret = base32Decode((await register(a)).totpSecret);
-  const trust = new TrustList();
-  trust.add(a.member());
-  const keys = abe.setup();
-  publicKey = keys.publicKey;
-  authority = new TrustedAuthority({
-    verifier: new TokenVerifier('medshare-ta', trust, { now: clock.now }),
-    publicKey: keys.publicKey,
-    masterKey: keys.masterKey,
-    usedTokens: new MemoryNonceCache(),
-    proofs: new DpopVerifier(new MemoryNonceCache(), clock.now),
-    now: clock.now,
-  });
-  taApp = Fastify({ logger: false });
-  await taApp.register(trustedAuthorityPlugin, { authority, publicKey: keys.publicKey });
-  taUrl = new URL(await taApp.listen({ host: '127.0.0.1', port: 0 }));
+  const ta = await startAuthority(a, clock);
+  ({ authority, publicKey, app: taApp } = ta);
+  taUrl = new URL(ta.base);
 });
 after(async () => {
   await a.close();

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { computeAddress, concat, getAddress, getBytes, keccak256, recoverAddress, toUtf8Bytes, type SigningKey } from 'ethers';
 import { IntegrityError, MalformedInputError, NotFoundError, UnavailableError } from '@medshare/crypto';
+import { postToWitness } from './cosigner.ts';
 import { formatCheckpoint, type Checkpoint } from './note.ts';
 import { WitnessConflictError } from './errors.ts';
 
@@ -71,17 +72,7 @@ export class HttpChainCosigner implements ChainCosigner {
 
   /** @throws WitnessConflictError (409), NotFoundError (404), MalformedInputError (400), IntegrityError, UnavailableError. */
   async chainCosign(note: string): Promise<string> {
-    let response: Response;
-    try {
-      response = await fetch(new URL('chain-cosignature', this.url.endsWith('/') ? this.url : `${this.url}/`), {
-        method: 'POST',
-        body: note,
-        headers: { 'content-type': 'text/plain; charset=utf-8' },
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch {
-      throw new UnavailableError(`the witness ${this.address} at ${this.url} is unreachable`);
-    }
+    const response = await postToWitness(this.url, 'chain-cosignature', note, this.timeoutMs, this.address);
     const text = (await response.text()).trim();
     if (response.status === 200 && /^0x[0-9a-f]{130}$/.test(text)) return text;
     if (response.status === 409 && /^(0|[1-9][0-9]{0,15})$/.test(text)) throw new WitnessConflictError(Number(text));

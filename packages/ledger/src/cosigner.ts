@@ -57,6 +57,24 @@ export function cosignatureFrom(response: string, note: string, verifier: Checkp
   return mine;
 }
 
+/**
+ * POSTs a text body to `endpoint` under a witness's `url` within `timeoutMs`: how both witness clients call it
+ * (HttpCosigner here, HttpChainCosigner in chain-cosign.ts). The witness is `name` in the error.
+ * @throws UnavailableError when the witness cannot be reached (any status is the caller's to read).
+ */
+export async function postToWitness(url: string, endpoint: string, body: string, timeoutMs: number, name: string): Promise<Response> {
+  try {
+    return await fetch(new URL(endpoint, url.endsWith('/') ? url : `${url}/`), {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'text/plain; charset=utf-8' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch {
+    throw new UnavailableError(`the witness ${name} at ${url} is unreachable`);
+  }
+}
+
 /** A witness reached over HTTP at `url` (its submission prefix; `add-checkpoint` is appended). */
 export class HttpCosigner implements Cosigner {
   constructor(
@@ -67,17 +85,7 @@ export class HttpCosigner implements Cosigner {
 
   /** @throws WitnessConflictError, ForkDetectedError (422), IntegrityError (403), NotFoundError, UnavailableError. */
   async addCheckpoint(request: AddCheckpointRequest): Promise<NoteSignature> {
-    let response: Response;
-    try {
-      response = await fetch(new URL('add-checkpoint', this.url.endsWith('/') ? this.url : `${this.url}/`), {
-        method: 'POST',
-        body: formatAddCheckpoint(request),
-        headers: { 'content-type': 'text/plain; charset=utf-8' },
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch {
-      throw new UnavailableError(`the witness ${this.verifier.name} at ${this.url} is unreachable`);
-    }
+    const response = await postToWitness(this.url, 'add-checkpoint', formatAddCheckpoint(request), this.timeoutMs, this.verifier.name);
     const text = await response.text();
     if (response.status === 200) return cosignatureFrom(text, request.note, this.verifier);
     const detail = text.slice(0, 200).trim();

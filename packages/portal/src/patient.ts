@@ -7,6 +7,8 @@
  */
 import { abe, pre } from '@medshare/crypto';
 import { parseVerifierKey, verifyInclusionBundle, type InclusionBundle } from '@medshare/ledger/proofs';
+// The cloud's access-log entry as it answers it; a type only, so nothing of the server is bundled.
+import type { AccessEntry } from '@medshare/server';
 import { Buffer } from 'buffer';
 import { api, ApiError, callerApi } from './api.ts';
 import type { Resource } from './clinical.ts';
@@ -27,18 +29,6 @@ interface Delegation {
   policy: string;
   emergency: boolean;
   createdAt: string;
-}
-interface AccessEntry {
-  actor: string;
-  hospital: string;
-  role: string;
-  action: string;
-  category: string;
-  outcome: string;
-  records: number;
-  reason: string | null;
-  ledgerIndex: number | null;
-  at: string;
 }
 
 const toBase64 = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64');

@@ -126,6 +126,15 @@ function byHospital<T>(map: Readonly<Record<string, T>> | undefined, name: strin
 }
 
 /**
+ * What the one `db` or one `kek` option means: that value for the authority, the cloud and every hospital.
+ * @throws MalformedInputError (`missing`) when it is absent as well.
+ */
+function everyService<T>(value: T | undefined, hospitals: readonly string[], missing: string): { authority: T; cloud: T; hospitals: Record<string, T> } {
+  if (value === undefined) throw new MalformedInputError(missing);
+  return { authority: value, cloud: value, hospitals: Object.fromEntries(hospitals.map((h) => [h, value])) };
+}
+
+/**
  * Starts every service, each listening on its own port, wired to the others by URL: the hospitals first (they
  * reach the cloud and the authority only when asked to), then the authority and the cloud, which learn the
  * hospitals' token keys and witness keys from them.
@@ -135,20 +144,8 @@ export async function createPlatform(options: PlatformOptions): Promise<Platform
   const host = options.host ?? '127.0.0.1';
   const port = (offset: number) => (options.port ? options.port + offset : 0);
   const http: ServiceHttpOptions = { logger: options.logger, requestsPerMinute: options.requestsPerMinute, trustProxy: options.trustProxy, tls: options.tls };
-  const databases: PlatformDatabases =
-    options.databases ??
-    (() => {
-      if (options.db === undefined) throw new MalformedInputError('createPlatform needs databases (or one db)');
-      const db = options.db;
-      return { authority: db, cloud: db, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, db])) };
-    })();
-  const keks: PlatformKeks =
-    options.keks ??
-    (() => {
-      if (options.kek === undefined) throw new MalformedInputError('createPlatform needs a key-encryption key per service (or one kek)');
-      const kek = options.kek;
-      return { authority: kek, cloud: kek, hospitals: Object.fromEntries(options.hospitals.map((h) => [h, kek])) };
-    })();
+  const databases: PlatformDatabases = options.databases ?? everyService(options.db, options.hospitals, 'createPlatform needs databases (or one db)');
+  const keks: PlatformKeks = options.keks ?? everyService(options.kek, options.hospitals, 'createPlatform needs a key-encryption key per service (or one kek)');
   const late: { authority?: URL; cloud?: URL } = {};
   const lateUrl = (which: 'authority' | 'cloud') => () => {
     const url = late[which];

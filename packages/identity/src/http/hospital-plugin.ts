@@ -81,6 +81,13 @@ const codeBody = {
   additionalProperties: false,
   properties: { ticket: str(64), code: str(32), ...tokenRequest },
 };
+/** The body that finishes a login with a WebAuthn assertion: a second factor (`/login/webauthn`) or a passkey (`/login/passkey`). */
+const assertionBody = {
+  type: 'object',
+  required: ['ticket', 'response', 'audience'],
+  additionalProperties: false,
+  properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest },
+};
 
 interface TokenFields {
   audience: string[];
@@ -266,17 +273,7 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   app.post<{ Body: { ticket: string; response: never } & TokenFields }>(
     '/login/webauthn',
-    {
-      bodyLimit: BODY_LIMIT,
-      schema: {
-        body: {
-          type: 'object',
-          required: ['ticket', 'response', 'audience'],
-          additionalProperties: false,
-          properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest },
-        },
-      },
-    },
+    { bodyLimit: BODY_LIMIT, schema: { body: assertionBody } },
     async (request) => login(request, () => accounts.finishWithWebAuthn(request.body.ticket, request.body.response, request.ip)),
   );
 
@@ -284,17 +281,7 @@ export async function hospitalIdentityPlugin(app: FastifyInstance, options: Hosp
 
   app.post<{ Body: { ticket: string; response: never } & TokenFields }>(
     '/login/passkey',
-    {
-      bodyLimit: BODY_LIMIT,
-      schema: {
-        body: {
-          type: 'object',
-          required: ['ticket', 'response', 'audience'],
-          additionalProperties: false,
-          properties: { ticket: str(64), response: { type: 'object' }, ...tokenRequest },
-        },
-      },
-    },
+    { bodyLimit: BODY_LIMIT, schema: { body: assertionBody } },
     async (request) => login(request, () => accounts.finishWithPasskey(request.body.ticket, request.body.response, request.ip)),
   );
 

@@ -42,7 +42,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { MalformedInputError, por } from '@medshare/crypto';
 import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
-import { authenticate, patientParam, requireRole, useProblems } from '../http.ts';
+import { authenticate, patientParam, requireRole, useProblems, type Caller } from '../http.ts';
 import { requireRecordScope } from '../scopes.ts';
 import { decodeIndexWrites, encodeWriterStates, INDEX_WRITES_SCHEMA, type IndexWireWrite } from './index-wire.ts';
 import { recordFrames, RECORD_STREAM_TYPE } from './record-stream.ts';
@@ -145,6 +145,26 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
   const { cloud, verifier, categories } = options;
   senderConstrained(app, verifier);
   const caller = (request: Parameters<typeof authenticate>[1]) => authenticate(verifier, request);
+  /**
+   * A patient's yes/no consent (findable, platform emergency, research) is set by one kind of route: PUT `{ allowed }` on
+   * her path, answered with what the service returns. One helper registers each, so their schema and limits stay alike.
+   */
+  const putAllowedSetting = (path: string, set: (who: Caller, patient: string, allowed: boolean) => Promise<unknown>): void => {
+    app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
+      path,
+      {
+        bodyLimit: SMALL_BODY,
+        schema: {
+          params: patientParams,
+          body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
+        },
+      },
+      async (request) => {
+        const who = await caller(request);
+        return set(who, patientParam(request.params.patient), request.body.allowed);
+      },
+    );
+  };
 
   app.put<{ Params: { patient: string }; Body: { publicKeys: string } }>(
     '/patients/:patient',
@@ -370,40 +390,14 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     },
   );
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
-    '/patients/:patient/findable',
-    {
-      bodyLimit: SMALL_BODY,
-      schema: {
-        params: patientParams,
-        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
-      },
-    },
-    async (request) => {
-      const who = await caller(request);
-      return cloud.setFindable(who, patientParam(request.params.patient), request.body.allowed);
-    },
-  );
+  putAllowedSetting('/patients/:patient/findable', (who, patient, allowed) => cloud.setFindable(who, patient, allowed));
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/platform-emergency', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
     return cloud.platformEmergency(who, patientParam(request.params.patient));
   });
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
-    '/patients/:patient/platform-emergency',
-    {
-      bodyLimit: SMALL_BODY,
-      schema: {
-        params: patientParams,
-        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
-      },
-    },
-    async (request) => {
-      const who = await caller(request);
-      return cloud.setPlatformEmergency(who, patientParam(request.params.patient), request.body.allowed);
-    },
-  );
+  putAllowedSetting('/patients/:patient/platform-emergency', (who, patient, allowed) => cloud.setPlatformEmergency(who, patient, allowed));
 
   app.get<{ Params: { patient: string } }>('/patients/:patient/public-keys', { schema: { params: patientParams } }, async (request) => {
     const who = await caller(request);
@@ -513,20 +507,7 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     return cloud.researchConsent(who, patientParam(request.params.patient));
   });
 
-  app.put<{ Params: { patient: string }; Body: { allowed: boolean } }>(
-    '/patients/:patient/research-consent',
-    {
-      bodyLimit: SMALL_BODY,
-      schema: {
-        params: patientParams,
-        body: { type: 'object', required: ['allowed'], additionalProperties: false, properties: { allowed: { type: 'boolean' } } },
-      },
-    },
-    async (request) => {
-      const who = await caller(request);
-      return cloud.setResearchConsent(who, patientParam(request.params.patient), request.body.allowed);
-    },
-  );
+  putAllowedSetting('/patients/:patient/research-consent', (who, patient, allowed) => cloud.setResearchConsent(who, patient, allowed));
 
   app.post<{ Params: { patient: string }; Body: { profile: string; digest: string; resources: number } }>(
     '/patients/:patient/research-exports',

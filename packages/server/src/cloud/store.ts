@@ -255,16 +255,8 @@ export class CloudStore {
    * the stored object (byte 4 of its envelope): what a review of policies to re-issue needs, without the keys.
    */
   async storedPolicies(patient?: string): Promise<StoredPolicy[]> {
-    const rows = await this.db.query<{
-      kind: 'delegation' | 'capsule';
-      id: string;
-      patient: string;
-      category: string;
-      source: string | null;
-      policy: string;
-      format: number;
-      created_at: unknown;
-    }>(
+    // The selected columns are the policy's fields, but for the timestamp's name and type.
+    const rows = await this.db.query<Omit<StoredPolicy, 'createdAt'> & { created_at: unknown }>(
       `SELECT 'delegation' AS kind, delegation_id AS id, patient, category, NULL AS source, policy, get_byte(reencryption_key, 4) AS format, created_at
          FROM cloud_delegations WHERE $1::text IS NULL OR patient = $1
        UNION ALL
@@ -569,18 +561,11 @@ export class CloudStore {
 
   /** A patient's access log, oldest first. */
   async accessLog(patient: string, limit = 10_000): Promise<AccessEntry[]> {
-    const rows = await this.db.query<{
-      actor: string;
-      hospital: string;
-      role: string;
-      action: string;
-      category: string;
-      outcome: string;
-      records: number;
-      reason: string | null;
-      ledger_index: number | null;
-      at: unknown;
-    }>('SELECT * FROM cloud_access_log WHERE patient = $1 ORDER BY id LIMIT $2', [patient, limit]);
+    // The table's columns are the entry's fields (logAccess writes them), but for ledger_index's name and the timestamp's type.
+    const rows = await this.db.query<Omit<AccessEntry, 'ledgerIndex' | 'at'> & { ledger_index: number | null; at: unknown }>(
+      'SELECT * FROM cloud_access_log WHERE patient = $1 ORDER BY id LIMIT $2',
+      [patient, limit],
+    );
     return rows.rows.map((r) => ({
       actor: r.actor,
       hospital: r.hospital,
