@@ -325,11 +325,12 @@ export interface Challenge {
   readonly files: readonly ChallengedFile[];
 }
 
-/** One challenged chunk and its weight (an integer below 2^128). */
+/** One challenged chunk and its weight (an integer below 2^128; also as a scalar, for the verifier's MSM). */
 export interface Sample {
   readonly file: number;
   readonly chunk: number;
   readonly weight: bigint;
+  readonly weightScalar: Fr;
 }
 
 /** What a challenge expands to: the sampled chunks (sorted by record, then chunk) and the evaluation point z. */
@@ -371,13 +372,16 @@ function challengeSeed(challenge: Challenge): Buffer {
   header.writeUInt32BE(challenge.samples, 0);
   header.writeUInt32BE(challenge.files.length, 4);
   h.update(challenge.nonce).update(header);
+  // Every record as chunks (u32) ‖ name length (u8) ‖ name, in one buffer: one hash update for the whole list.
+  const body = Buffer.alloc(challenge.files.reduce((n, f) => n + 5 + f.name.length, 0));
+  let at = 0;
   for (const f of challenge.files) {
-    const meta = Buffer.alloc(5);
-    meta.writeUInt32BE(f.chunks, 0);
-    meta[4] = f.name.length;
-    h.update(meta).update(f.name);
+    body.writeUInt32BE(f.chunks, at);
+    body[at + 4] = f.name.length;
+    body.set(f.name, at + 5);
+    at += 5 + f.name.length;
   }
-  return h.digest();
+  return h.update(body).digest();
 }
 
 function stream(seed: Buffer, label: string, counter: number): Buffer {
@@ -427,8 +431,10 @@ export function expandChallenge(challenge: Challenge): Expanded {
       else hi = mid - 1;
     }
     if (k % perBlock === 0) weights = stream(seed, 'weight', k / perBlock);
-    const at = (k % perBlock) * WEIGHT_BYTES;
-    return { file: lo, chunk: global - starts[lo]!, weight: BigInt('0x' + weights.subarray(at, at + WEIGHT_BYTES).toString('hex')) };
+    const bytes = weights.subarray((k % perBlock) * WEIGHT_BYTES, (k % perBlock + 1) * WEIGHT_BYTES);
+    const weightScalar = new mcl.Fr();
+    weightScalar.setBigEndianMod(bytes);
+    return { file: lo, chunk: global - starts[lo]!, weight: BigInt('0x' + bytes.toString('hex')), weightScalar };
   });
   const point = BigInt('0x' + stream(seed, 'point', 0).toString('hex')) % r;
   return { samples, point };
@@ -518,7 +524,7 @@ function byFile(samples: readonly Sample[]): Sample[][] {
  */
 function checkOpening(samples: readonly Sample[], commitments: readonly G1[], z: bigint, opening: Opening): boolean {
   const points: G1[] = [...commitments, curve.g1Generator(), opening.pi];
-  const scalars: Fr[] = [...samples.map((s) => scalar(s.weight)), scalar(-opening.y), scalar(z)];
+  const scalars: Fr[] = [...samples.map((s) => s.weightScalar), scalar(-opening.y), scalar(z)];
   const lhs = curve.msmG1(points, scalars);
   return curve.multiPairing([lhs, curve.g1Neg(opening.pi)], [curve.g2Generator(), srsTauG2()]).isOne();
 }
@@ -530,11 +536,17 @@ function checkCommitmentCount(samples: readonly Sample[], commitments: readonly 
 /**
  * Checks an aggregated proof against the sampled chunks' commitments (`commitments[k]` is that of the k-th sample of
  * `expandChallenge(challenge).samples`, as the ledger-checked tag sets give them): one multi-exponentiation of c + 2
- * terms and one two-pair multi-pairing. False when the cloud does not hold the challenged chunks.
+ * terms and one two-pair multi-pairing. False when the cloud does not hold the challenged chunks. `expanded` is
+ * `expandChallenge(challenge)` when the caller has it already (the auditor, which needed it to fetch the tag sets).
  * @throws MalformedInputError for a challenge that does not validate or a commitment list of the wrong length.
  */
-export function verifyAggregate(challenge: Challenge, commitments: readonly G1[], proof: AggregateProof): boolean {
-  const { samples, point } = expandChallenge(challenge);
+export function verifyAggregate(
+  challenge: Challenge,
+  commitments: readonly G1[],
+  proof: AggregateProof,
+  expanded: Expanded = expandChallenge(challenge),
+): boolean {
+  const { samples, point } = expanded;
   checkCommitmentCount(samples, commitments);
   return checkOpening(samples, commitments, point, proof);
 }
@@ -544,8 +556,8 @@ export function verifyAggregate(challenge: Challenge, commitments: readonly G1[]
  * records whose opening is missing or does not verify — the records the cloud cannot show it holds.
  * @throws as `verifyAggregate`.
  */
-export function failingFiles(challenge: Challenge, commitments: readonly G1[], proof: PerFileProof): number[] {
-  const { samples, point } = expandChallenge(challenge);
+export function failingFiles(challenge: Challenge, commitments: readonly G1[], proof: PerFileProof, expanded: Expanded = expandChallenge(challenge)): number[] {
+  const { samples, point } = expanded;
   checkCommitmentCount(samples, commitments);
   const answers = new Map<number, Opening>();
   for (const f of proof.files) if (!answers.has(f.file)) answers.set(f.file, f);

@@ -157,8 +157,9 @@ export function sampledCommitments(
   challenge: por.Challenge,
   records: readonly CommittedRecord[],
   served: ReadonlyMap<string, Uint8Array>,
+  expanded: por.Expanded = por.expandChallenge(challenge),
 ): { commitments: curve.G1[]; missing: Set<number> } {
-  const { samples } = por.expandChallenge(challenge);
+  const { samples } = expanded;
   const chunksOf = new Map<number, number[]>();
   for (const s of samples) chunksOf.set(s.file, [...(chunksOf.get(s.file) ?? []), s.chunk]);
   const decoded = new Map<number, curve.G1[]>();
@@ -221,17 +222,18 @@ export async function auditStorage(
     files: auditable.map((r) => ({ hash: r.hash, chunks: r.blocks })),
   };
   const challenge = fromWire(wire);
-  const { samples } = por.expandChallenge(challenge);
+  const expanded = por.expandChallenge(challenge);
+  const { samples } = expanded;
   const sampled = [...new Set(samples.map((s) => s.file))];
   progress(`challenge: ${auditable.length} records, ${samples.length} chunk(s) of ${sampled.length} record(s) sampled`);
   const served = await client.tagSets(sampled.map((i) => auditable[i]!.hash));
-  const { commitments, missing } = sampledCommitments(challenge, auditable, served);
+  const { commitments, missing } = sampledCommitments(challenge, auditable, served, expanded);
   if (missing.size > 0) progress(`${missing.size} sampled record(s) without a usable tag set at the cloud`);
   let ok = missing.size === 0;
   if (ok) {
     try {
       const proof = por.decodeProof(await client.prove(wire, 'aggregate'), challenge);
-      ok = proof.kind === 'aggregate' && por.verifyAggregate(challenge, commitments, proof);
+      ok = proof.kind === 'aggregate' && por.verifyAggregate(challenge, commitments, proof, expanded);
     } catch (error) {
       if (!isBadAnswer(error)) throw error;
       ok = false;
@@ -242,7 +244,7 @@ export async function auditStorage(
     let failed: number[];
     try {
       const perFile = por.decodeProof(await client.prove(wire, 'per-file'), challenge);
-      failed = perFile.kind === 'per-file' ? por.failingFiles(challenge, commitments, perFile) : sampled;
+      failed = perFile.kind === 'per-file' ? por.failingFiles(challenge, commitments, perFile, expanded) : sampled;
     } catch (error) {
       if (!isBadAnswer(error)) throw error;
       failed = sampled;
