@@ -23,7 +23,11 @@ const RECORD_BYTES = 900;
 const D = por.DEFAULT_CHUNK_SECTORS;
 
 await curve.initCurve();
-console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `load average at start: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 const p = curve.g1Mul(curve.g1Generator(), curve.randomFr());
 const q = curve.g2Mul(curve.g2Generator(), curve.randomFr());
 const k = curve.randomFr();
@@ -60,7 +64,12 @@ printTable(
     ['G1 scalar multiplication', perMib['g1Mul']!.toFixed(3), pr(perMib['g1Mul']!), '1.00'],
     ['gateway: tag one 2 KiB record (1 chunk, 67 sectors)', perMib['tag2KiB']!.toFixed(2), pr(perMib['tag2KiB']!), mu(perMib['tag2KiB']!)],
     ['gateway: tag 1 MiB of ciphertext', perMib['tagMiB']!.toFixed(0), pr(perMib['tagMiB']!), mu(perMib['tagMiB']!)],
-    ['cloud: check the tags of 1 MiB at upload (decode with subgroup checks + batch check)', perMib['checkMiB']!.toFixed(0), pr(perMib['checkMiB']!), mu(perMib['checkMiB']!)],
+    [
+      'cloud: check the tags of 1 MiB at upload (decode with subgroup checks + batch check)',
+      perMib['checkMiB']!.toFixed(0),
+      pr(perMib['checkMiB']!),
+      mu(perMib['checkMiB']!),
+    ],
   ],
 );
 console.log(
@@ -74,7 +83,10 @@ const sizes = [256, 1024, 4096];
 const full = sizes.map((d) => {
   const data = new Uint8Array(randomBytes(SAMPLES * d * por.SECTOR_BYTES));
   const files = Array.from({ length: SAMPLES }, (_, i) => ({ name: new TextEncoder().encode(`c${i}`), chunks: 1 }));
-  const stored = Array.from({ length: SAMPLES }, (_, i) => ({ data: data.subarray(i * d * por.SECTOR_BYTES, (i + 1) * d * por.SECTOR_BYTES), chunkSectors: d }));
+  const stored = Array.from({ length: SAMPLES }, (_, i) => ({
+    data: data.subarray(i * d * por.SECTOR_BYTES, (i + 1) * d * por.SECTOR_BYTES),
+    chunkSectors: d,
+  }));
   return { d, challenge: { nonce: por.freshNonce(), samples: SAMPLES, files }, stored };
 });
 const bySize = cpuAlternating(
@@ -182,4 +194,8 @@ printTable(
   ],
   split,
 );
-console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `load average at end: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);

@@ -349,13 +349,30 @@ test('replay: a proof for an earlier challenge fails a fresh one; a proof for ot
       b[k - 1] = carry;
       carry = (q[k - 1]! + z * carry) % r;
     }
-    const pi = b.length === 0 ? new mcl.G1() : curve.msmG1(b.map((_, i) => por.srsPower(i)), b.map((x) => curve.frFromBigInt(x)));
+    const pi =
+      b.length === 0
+        ? new mcl.G1()
+        : curve.msmG1(
+            b.map((_, i) => por.srsPower(i)),
+            b.map((x) => curve.frFromBigInt(x)),
+          );
     return { kind: 'aggregate', y: carry, pi };
   };
   const right = samples.map((s) => s.weight);
   assert.ok(por.verifyAggregate(old, commitments, quotient(right, point)), 'the independent opening of the right combination verifies');
   assert.equal(por.verifyAggregate(old, commitments, quotient(right, (point + 1n) % r)), false, 'another point');
-  assert.equal(por.verifyAggregate(old, commitments, quotient(right.map((w, j) => (j === 0 ? w + 1n : w)), point)), false, 'other weights');
+  assert.equal(
+    por.verifyAggregate(
+      old,
+      commitments,
+      quotient(
+        right.map((w, j) => (j === 0 ? w + 1n : w)),
+        point,
+      ),
+    ),
+    false,
+    'other weights',
+  );
   assert.equal(por.verifyAggregate(old, commitments, { ...oldProof, y: (oldProof.y + 1n) % r }), false, 'y off by one');
   // The commitments the ledger bound, not others: swapping two sampled commitments fails.
   const swapped = [commitments[1]!, commitments[0]!, ...commitments.slice(2)];
@@ -468,7 +485,15 @@ test('tampered tag sets: versions, lengths, limits, chunk sizes, coordinates and
   throwsA(() => por.decodeCommitmentsAt(offCurve, [1]), MalformedInputError, /not a point on the curve/);
   const unreduced = at(0, (p) => p.fill(0xff, 0, 48).fill(0x1f, 0, 1));
   throwsA(() => por.decodeCommitmentsAt(unreduced, [0]), MalformedInputError, /not reduced modulo p/);
-  throwsA(() => por.decodeCommitmentsAt(at(0, (p) => (p[0]! |= 0x80)), [0]), MalformedInputError, /flag bits/);
+  throwsA(
+    () =>
+      por.decodeCommitmentsAt(
+        at(0, (p) => (p[0]! |= 0x80)),
+        [0],
+      ),
+    MalformedInputError,
+    /flag bits/,
+  );
   throwsA(() => por.decodeTagSet(at(2, (p) => p.set(nonSubgroupG1()))), MalformedInputError, /commitment 2: not in the prime-order subgroup/);
   throwsA(() => por.decodeCommitmentsAt(tags, [3]), MalformedInputError, /no chunk 3/);
   throwsA(() => por.decodeCommitmentsAt(tags, [-1]), MalformedInputError);
@@ -487,8 +512,24 @@ test('tampered proofs and hostile challenges: versions, kinds, lengths, scalars 
   assert.deepEqual(por.encodeProof(por.decodeProof(perFile, challenge)), perFile);
   for (const cut of [0, 1, 2, 33, bytes.length - 1]) throwsA(() => por.decodeProof(bytes.subarray(0, cut), challenge), MalformedInputError);
   throwsA(() => por.decodeProof(new Uint8Array([...bytes, 0]), challenge), MalformedInputError, /expected 130/);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 0 ? 1 : b)), challenge), UnsupportedError, /version 1/);
-  throwsA(() => por.decodeProof(Uint8Array.from(bytes, (b, i) => (i === 1 ? 9 : b)), challenge), UnsupportedError, /kind 9/);
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 0 ? 1 : b)),
+        challenge,
+      ),
+    UnsupportedError,
+    /version 1/,
+  );
+  throwsA(
+    () =>
+      por.decodeProof(
+        Uint8Array.from(bytes, (b, i) => (i === 1 ? 9 : b)),
+        challenge,
+      ),
+    UnsupportedError,
+    /kind 9/,
+  );
   const bigY = new Uint8Array(bytes);
   bigY.set(Buffer.from(r.toString(16).padStart(64, '0'), 'hex'), 2);
   throwsA(() => por.decodeProof(bigY, challenge), MalformedInputError, /not reduced modulo r/);
@@ -511,12 +552,19 @@ test('tampered proofs and hostile challenges: versions, kinds, lengths, scalars 
   throwsA(() => por.expandChallenge({ ...challenge, samples: 0 }), MalformedInputError);
   throwsA(() => por.expandChallenge({ ...challenge, samples: 1.5 }), MalformedInputError);
   throwsA(() => por.expandChallenge({ ...challenge, files: [] }), MalformedInputError);
-  throwsA(() => por.expandChallenge({ ...challenge, files: Array.from({ length: por.MAX_CHALLENGE_FILES + 1 }, () => challenge.files[0]!) }), LimitExceededError);
+  throwsA(
+    () => por.expandChallenge({ ...challenge, files: Array.from({ length: por.MAX_CHALLENGE_FILES + 1 }, () => challenge.files[0]!) }),
+    LimitExceededError,
+  );
   throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: new Uint8Array(256), chunks: 1 }] }), MalformedInputError);
   throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: utf8('x'), chunks: 0 }] }), MalformedInputError);
   throwsA(() => por.expandChallenge({ ...challenge, files: [{ name: utf8('x'), chunks: por.MAX_CHUNKS + 1 }] }), MalformedInputError);
   throwsA(() => por.expandChallenge(null as unknown as por.Challenge), MalformedInputError);
-  throwsA(() => por.verifyAggregate(challenge, [], por.prove(challenge, stored(f)) as por.AggregateProof), MalformedInputError, /one commitment per sampled chunk/);
+  throwsA(
+    () => por.verifyAggregate(challenge, [], por.prove(challenge, stored(f)) as por.AggregateProof),
+    MalformedInputError,
+    /one commitment per sampled chunk/,
+  );
   throwsA(() => por.prove(challenge, [stored(f)[0]!]), MalformedInputError, /one stored record/);
   throwsA(() => por.prove(challenge, [{ data: new Uint8Array(1), chunkSectors: 0 }, undefined]), MalformedInputError);
   // A lost record answers (its openings fail) instead of throwing.

@@ -170,9 +170,8 @@ test("a cloud that swapped two records' ciphertexts or lost one record's tag set
   const victim = inventory[inventory.length - 1]!;
   const lost = await auditAfter(
     async () => {
-      const row = (
-        await db.query<{ record_id: string; chunks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [victim.hash])
-      ).rows[0]!;
+      const row = (await db.query<{ record_id: string; chunks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [victim.hash]))
+        .rows[0]!;
       await db.query('DELETE FROM storage_tags WHERE record_hash = $1', [victim.hash]);
       return async () =>
         void (await db.query('INSERT INTO storage_tags (record_hash, record_id, chunks, tags) VALUES ($1, $2, $3, $4)', [
@@ -225,7 +224,7 @@ test('records the ledger commits in the Shacham–Waters form (tag-set version 1
   );
 });
 
-test('an upload carries each record\'s tag set and no hospital key (the binding to the hospital is the record-create entry it checks)', async () => {
+test("an upload carries each record's tag set and no hospital key (the binding to the hospital is the record-create entry it checks)", async () => {
   const tagger = await StorageTagger.open(db);
   const records = tagger.attach([1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })));
   const body = JSON.parse(JSON.stringify(uploadBody(records, []))) as Record<string, unknown> & { records: { storage: Record<string, string> }[] };
@@ -249,7 +248,10 @@ test("the gateway's receipt check: a record-create entry that commits to other t
   otherTags[10]! ^= 1;
   assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { tags: otherTags } }]), IntegrityError);
   const entity = event.entity.find((e) => e.type.code === 'record' && e.what.identifier.value === record.hash)!;
-  const withDetail = (detail: { type: string; valueString: string }[]) => ({ ...event, entity: event.entity.map((e) => (e === entity ? { ...e, detail } : e)) });
+  const withDetail = (detail: { type: string; valueString: string }[]) => ({
+    ...event,
+    entity: event.entity.map((e) => (e === entity ? { ...e, detail } : e)),
+  });
   const moreChunks = withDetail(entity.detail!.map((d) => (d.type === 'storage-blocks' ? { ...d, valueString: String(Number(d.valueString) + 1) } : d)));
   assert.throws(() => checkReceiptCommitments(moreChunks, [{ ciphertext, storage: { tags } }]), IntegrityError);
   const withKey = withDetail([...entity.detail!, { type: 'storage-key', valueString: sha(randomBytes(8)) }]);
@@ -332,7 +334,10 @@ test('at upload the cloud refuses commitments that do not match the ciphertext (
     cloud.checkUpload([{ recordId: 'r3', ciphertext, storage: { tags: torsion } }]),
     (e: unknown) => e instanceof MalformedInputError && /commitment 1: not in the prime-order subgroup/.test(e.message),
   );
-  await assert.rejects(cloud.checkUpload([{ recordId: 'r4', ciphertext, storage: { tags: Uint8Array.from(good.tags, (b, i) => (i === 0 ? 1 : b)) } }]), UnsupportedError);
+  await assert.rejects(
+    cloud.checkUpload([{ recordId: 'r4', ciphertext, storage: { tags: Uint8Array.from(good.tags, (b, i) => (i === 0 ? 1 : b)) } }]),
+    UnsupportedError,
+  );
   const checked = await cloud.checkUpload([{ recordId: 'r5', ciphertext, storage: good }]);
   assert.deepEqual(checked.get('r5')!.commitment, { tags: sha(good.tags), blocks: por.chunkCount(40_000) });
   assert.equal(por.chunkCount(40_000), 2);

@@ -106,7 +106,8 @@ export function srsEncoded(): { readonly g1: readonly string[]; readonly g2: rea
 // Chunks and sectors.
 
 function checkChunkSectors(d: number): void {
-  if (!Number.isInteger(d) || d < 1 || d > MAX_CHUNK_SECTORS) throw new MalformedInputError(`proof of storage: sectors per chunk must be 1..${MAX_CHUNK_SECTORS}`);
+  if (!Number.isInteger(d) || d < 1 || d > MAX_CHUNK_SECTORS)
+    throw new MalformedInputError(`proof of storage: sectors per chunk must be 1..${MAX_CHUNK_SECTORS}`);
 }
 
 /**
@@ -431,7 +432,7 @@ export function expandChallenge(challenge: Challenge): Expanded {
       else hi = mid - 1;
     }
     if (k % perBlock === 0) weights = stream(seed, 'weight', k / perBlock);
-    const bytes = weights.subarray((k % perBlock) * WEIGHT_BYTES, (k % perBlock + 1) * WEIGHT_BYTES);
+    const bytes = weights.subarray((k % perBlock) * WEIGHT_BYTES, ((k % perBlock) + 1) * WEIGHT_BYTES);
     const weightScalar = new mcl.Fr();
     weightScalar.setBigEndianMod(bytes);
     return { file: lo, chunk: global - starts[lo]!, weight: BigInt('0x' + bytes.toString('hex')), weightScalar };
@@ -627,7 +628,8 @@ export function decodeProof(bytes: Uint8Array, challenge: Challenge): Proof {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
   const count = view.getUint32(2);
   if (count > challenge.files.length) throw new LimitExceededError(`proof of storage: ${count} entries for ${challenge.files.length} records`);
-  if (bytes.length !== 6 + count * PER_FILE_ENTRY) throw new MalformedInputError(`proof of storage: expected ${6 + count * PER_FILE_ENTRY} bytes, got ${bytes.length}`);
+  if (bytes.length !== 6 + count * PER_FILE_ENTRY)
+    throw new MalformedInputError(`proof of storage: expected ${6 + count * PER_FILE_ENTRY} bytes, got ${bytes.length}`);
   const files = Array.from({ length: count }, (_, i) => {
     const at = 6 + i * PER_FILE_ENTRY;
     const file = view.getUint32(at);

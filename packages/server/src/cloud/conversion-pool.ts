@@ -12,16 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import {
-  AccessDeniedError,
-  curve,
-  IntegrityError,
-  LimitExceededError,
-  MalformedInputError,
-  pre,
-  UnsupportedError,
-  type ErrorCode,
-} from '@medshare/crypto';
+import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
 import { tagCiphertext, type TagChecker, type UploadedTags } from '../storage-audit/tags.ts';
 
 /** The delegation whose key converts, as the database holds it. */
