@@ -567,6 +567,11 @@ test('tampered proofs and hostile challenges: versions, kinds, lengths, scalars 
   );
   throwsA(() => por.prove(challenge, [stored(f)[0]!]), MalformedInputError, /one stored record/);
   throwsA(() => por.prove(challenge, [{ data: new Uint8Array(1), chunkSectors: 0 }, undefined]), MalformedInputError);
+  // A challenge whose sampled chunks hold more than MAX_PROOF_SECTORS sectors is refused before any work.
+  const big = { data: new Uint8Array(por.SECTOR_BYTES * (por.MAX_PROOF_SECTORS + 1)), chunkSectors: por.MAX_CHUNK_SECTORS };
+  const chunks = por.chunkCount(big.data.length, por.MAX_CHUNK_SECTORS);
+  const heavy: por.Challenge = { nonce: por.freshNonce(), samples: chunks, files: [{ name: utf8('big'), chunks }] };
+  throwsA(() => por.prove(heavy, [big]), LimitExceededError, /at most 4194304/);
   // A lost record answers (its openings fail) instead of throwing.
   assert.deepEqual(audit(f, challenge, [undefined, stored(f)[1]]), { ok: false, failing: [0] });
 });

@@ -43,6 +43,12 @@ export const MAX_CHUNKS = 1 << 20;
 export const MAX_CHALLENGE_FILES = 100_000;
 /** Most chunks one challenge may sample. */
 export const MAX_SAMPLES = 20_000;
+/**
+ * Most sectors one proof may read (Σ over the sampled chunks of their lengths, 130 MB of ciphertext): a hostile
+ * challenge of 20,000 full 4,096-sector chunks would otherwise cost the cloud minutes of CPU. The default audit
+ * (460 chunks of at most 1,024 sectors) reads at most 471,040.
+ */
+export const MAX_PROOF_SECTORS = 1 << 22;
 /** Longest record name (bytes). */
 export const MAX_NAME_BYTES = 255;
 /** Nonce length: 256 bits, fresh per audit. */
@@ -496,12 +502,19 @@ function open(samples: readonly Sample[], stored: readonly (StoredFile | undefin
  * The cloud's answer from what it holds (`stored[i]` is record i of the challenge, undefined when lost; only
  * sampled records are read). A record whose bytes were lost or altered yields a proof that does not verify.
  * @throws MalformedInputError for a challenge that does not validate or a stored list of the wrong length, or a
- *         stored chunk size outside 1..MAX_CHUNK_SECTORS.
+ *         stored chunk size outside 1..MAX_CHUNK_SECTORS; LimitExceededError when the sampled chunks hold more than
+ *         MAX_PROOF_SECTORS sectors.
  */
 export function prove(challenge: Challenge, stored: readonly (StoredFile | undefined)[], kind: Proof['kind'] = 'aggregate'): Proof {
   const { samples, point } = expandChallenge(challenge);
   if (stored.length !== challenge.files.length) throw new MalformedInputError('proof of storage: one stored record per challenged record');
   for (const s of stored) if (s !== undefined) checkChunkSectors(s.chunkSectors);
+  let sectors = 0;
+  for (const s of samples) {
+    const file = stored[s.file];
+    if (file !== undefined) sectors += Math.ceil(chunkBytes(file.data, s.chunk, file.chunkSectors).length / SECTOR_BYTES);
+  }
+  if (sectors > MAX_PROOF_SECTORS) throw new LimitExceededError(`proof of storage: the challenge samples ${sectors} sectors, at most ${MAX_PROOF_SECTORS}`);
   if (kind === 'aggregate') return { kind, ...open(samples, stored, point) };
   const files: PerFileProof['files'][number][] = [];
   for (const group of byFile(samples)) files.push({ file: group[0]!.file, ...open(group, stored, point) });
