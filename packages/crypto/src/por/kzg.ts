@@ -467,6 +467,7 @@ export interface PerFileProof {
   readonly files: readonly (Opening & { readonly file: number })[];
 }
 
+/** Either response (`kind` tells which). */
 export type Proof = AggregateProof | PerFileProof;
 
 /** What the prover holds for one challenged record: its stored bytes and the chunk size of its tag set. */

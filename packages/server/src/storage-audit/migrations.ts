@@ -1,5 +1,6 @@
 /**
- * Tables of storage auditing, in their own components so each lives in its own domain's database:
+ * Tables of storage auditing (KZG chunk commitments, Kate–Zaverucha–Goldberg, ASIACRYPT 2010; docs/crypto.md §13),
+ * in their own components so each lives in its own domain's database:
  * `storage-cloud` (the cloud: each record's tag set) and `storage-hospital` (a hospital: nothing since version 2;
  * version 1 held its Shacham–Waters secret key, which the KZG commitments do not need).
  */

@@ -1,6 +1,7 @@
 /**
- * The cloud's storage-audit routes (Fastify; register with prefix `/cloud/storage`). Every route needs a platform
- * SSO token; challenges and reports need role `auditor` or `gateway` (a hospital auditing the cloud itself).
+ * The cloud's storage-audit routes for the KZG proofs of possession (Kate–Zaverucha–Goldberg, ASIACRYPT 2010;
+ * docs/crypto.md §13) (Fastify; register with prefix `/cloud/storage`). Every route needs a platform
+ * SSO token with role `auditor` or `gateway` (a hospital auditing the cloud itself).
  *
  *   POST /tags            { hashes: [sha256:…] } → { tagSets: [{ hash, tags }] } (base64; the auditor checks each
  *                         against the hash its record-create entry commits to)

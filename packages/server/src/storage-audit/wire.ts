@@ -1,5 +1,6 @@
 /**
- * The JSON form of a storage-audit challenge (docs/crypto.md §13), as the auditor sends it and the ledger names it
+ * The JSON form of a storage-audit challenge of the KZG proof of possession (A. Kate, G. M. Zaverucha and
+ * I. Goldberg, ASIACRYPT 2010; J. Xu and E.-C. Chang, ASIACCS 2012; docs/crypto.md §13), as the auditor sends it and the ledger names it
  * (by the SHA-256 of its RFC 8785 canonical JSON). Records are named by their ledger name, `sha256:<hex of the
  * ciphertext hash>`, with the chunk count their record-create entry commits to.
  */
