@@ -236,6 +236,12 @@ test("an upload carries each record's tag set and no hospital key (the binding t
   assert.equal(records[0]!.storage.tags.length, 7 + 96, 'a 1,500-byte record is one chunk: a 7-byte header and one 96-byte commitment');
   const tables = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_name = 'storage_hospital_keys'")).rows;
   assert.deepEqual(tables, [], "the hospital's Shacham–Waters key table is dropped by its migration");
+  const cloudKeys = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_name = 'storage_keys'")).rows;
+  assert.deepEqual(cloudKeys, [], "the cloud's table of hospital keys is dropped by its migration");
+  const columns = (
+    await db.query<{ column_name: string }>("SELECT column_name FROM information_schema.columns WHERE table_name = 'storage_tags' ORDER BY column_name")
+  ).rows.map((r) => r.column_name);
+  assert.deepEqual(columns, ['chunks', 'record_hash', 'record_id', 'tags']);
 });
 
 test("the gateway's receipt check: a record-create entry that commits to other tags, another chunk count or a hospital key is an IntegrityError", async () => {
