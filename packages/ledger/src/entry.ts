@@ -78,10 +78,13 @@ export interface AuditEventInput {
 export interface StorageCommitment {
   /** SHA-256 of the encoded tag set. */
   tags: string;
-  /** Number of blocks (what a challenge samples from). */
+  /** Number of chunks (KZG tag sets, version 2) or blocks (Shacham–Waters, version 1): what a challenge samples from. */
   blocks: number;
-  /** SHA-256 of the uploading hospital's encoded proof-of-storage public key. */
-  key: string;
+  /**
+   * Only in entries written for Shacham–Waters tag sets (version 1, no longer audited): SHA-256 of the uploading
+   * hospital's proof-of-storage public key. KZG commitments need no per-hospital key.
+   */
+  key?: string;
 }
 
 /** The outcome of one storage audit, as the ledger records it. */
@@ -179,7 +182,10 @@ export function buildAuditEvent(input: AuditEventInput, index: number): AuditEve
     expect(typeof record.category === 'string' && CODE.test(record.category), 'a record category is a lower-case code');
     if (record.storage !== undefined) {
       expect(input.type === 'record-create', 'only a record-create entry commits to storage tags');
-      expect(HASH.test(record.storage.tags) && HASH.test(record.storage.key), 'storage tags and key are named by sha256:<64 hex>');
+      expect(
+        HASH.test(record.storage.tags) && (record.storage.key === undefined || HASH.test(record.storage.key)),
+        'storage tags and key are named by sha256:<64 hex>',
+      );
       expect(Number.isSafeInteger(record.storage.blocks) && record.storage.blocks > 0, 'storage blocks must be a positive integer');
     }
   }
@@ -247,18 +253,18 @@ function storageDetail(storage: StorageCommitment): { type: string; valueString:
   return [
     { type: 'storage-tags', valueString: storage.tags },
     { type: 'storage-blocks', valueString: String(storage.blocks) },
-    { type: 'storage-key', valueString: storage.key },
+    ...(storage.key === undefined ? [] : [{ type: 'storage-key', valueString: storage.key }]),
   ];
 }
 
-/** The storage commitment of a record entity, if it carries one (what an auditor reads back). */
+/** The storage commitment of a record entity, if it carries one (what an auditor reads back; `key` only in version-1 entries). */
 export function storageCommitmentOf(entity: AuditEvent['entity'][number]): StorageCommitment | undefined {
   const value = (type: string) => entity.detail?.find((d) => d.type === type)?.valueString;
   const tags = value('storage-tags');
   const blocks = Number(value('storage-blocks'));
   const key = value('storage-key');
-  if (tags === undefined || key === undefined || !HASH.test(tags) || !HASH.test(key) || !Number.isSafeInteger(blocks) || blocks < 1) return undefined;
-  return { tags, blocks, key };
+  if (tags === undefined || !HASH.test(tags) || (key !== undefined && !HASH.test(key)) || !Number.isSafeInteger(blocks) || blocks < 1) return undefined;
+  return key === undefined ? { tags, blocks } : { tags, blocks, key };
 }
 
 function storageAuditEntity(audit: StorageAuditDetail): AuditEvent['entity'][number] {

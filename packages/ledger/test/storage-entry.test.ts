@@ -26,6 +26,18 @@ test("record-create entries commit to each record's storage tags, blocks and key
   assert.deepEqual(parseEntry(canonicalBytes(event)), event);
 });
 
+test('KZG commitments (tag set version 2) carry no hospital key: storage-tags and storage-blocks (the chunk count) only, read back as such', () => {
+  const kzg = { tags: hash('e'), blocks: 7 };
+  const event = buildAuditEvent(created({ records: [{ hash: hash('c'), category: 'lab', storage: kzg }] }), 5);
+  const record = event.entity.find((e) => e.type.code === 'record')!;
+  assert.deepEqual(
+    record.detail?.map((d) => d.type),
+    ['storage-tags', 'storage-blocks'],
+  );
+  assert.deepEqual(storageCommitmentOf(record), kzg);
+  assert.deepEqual(parseEntry(canonicalBytes(event)), event);
+});
+
 test('storage commitments are refused outside record-create and when malformed; storage-audit entries need their detail and no patient', () => {
   const refuse = (input: AuditEventInput, pattern: RegExp) =>
     assert.throws(

@@ -79,10 +79,11 @@ export {
   committedRecords,
   verifiedInventory,
   DEFAULT_SAMPLES,
+  VERSION_1_REASON,
   type CommittedRecord,
   type StorageAuditResult,
   type StorageAuditOptions,
 } from './storage-audit/auditor.ts';
 export { StorageAuditCloud, type FailingRecord } from './storage-audit/cloud.ts';
-export { StorageTagger, storageName } from './storage-audit/tagger.ts';
+export { StorageTagger } from './storage-audit/tagger.ts';
 export { challengeDigest, type WireChallenge } from './storage-audit/wire.ts';

@@ -10,7 +10,7 @@ import { abe, AccessDeniedError, curve, IntegrityError, MalformedInputError, Med
 import { openDatabase, type Database } from '@medshare/db';
 import { ConversionPool, InThreadConverter, InThreadEncryptor } from '../src/cloud/conversion-pool.ts';
 import { parseRecordFrames, recordFrames, RECORD_STREAM_TYPE } from '../src/cloud/record-stream.ts';
-import { storageName, tagCiphertext } from '../src/storage-audit/tags.ts';
+import { tagCiphertext } from '../src/storage-audit/tags.ts';
 import { HttpProblemError, sha256Name } from '../src/index.ts';
 import { LAB_POLICY, sessionFetch, startCast, type Cast } from './harness.ts';
 
@@ -65,7 +65,6 @@ describe('conversion pool', () => {
   });
 
   test('workers encrypt and tag a batch in order: each record decrypts for the patient, each grant converts for the emergency reader, each tag set verifies', async () => {
-    const storageKey = por.generateKey();
     const capsule = pre.emergencyCapsule(ta.publicKey, 'role:emergency');
     const emergencyReader = pre.createReader(abe.keygen(ta.masterKey, 'role:emergency', { maxOccurrences: 1 }));
     const plaintexts = Array.from({ length: 40 }, (_, i) => new Uint8Array(randomBytes(i * 50)));
@@ -73,7 +72,7 @@ describe('conversion pool', () => {
       bundle: pre.encodePublicKeys(patient),
       capsules: [{ category: 'lab', capsule: pre.encodeEmergencyCapsule(capsule), hashOfX: curve.g2ToBytes(capsule.hashOfX) }],
       records: plaintexts.map((plaintext, i) => ({ recordId: `e${i}`, category: i % 2 === 0 ? 'lab' : 'imaging', plaintext })),
-      tagging: { secretKey: por.encodeSecretKey(storageKey), sectors: por.DEFAULT_SECTORS },
+      tagging: { chunkSectors: 8 },
     };
     const info = pre.decodeEmergencyCapsule(pre.encodeEmergencyCapsule(capsule));
     for (const encryptor of [pool, new InThreadEncryptor()]) {
@@ -82,9 +81,9 @@ describe('conversion pool', () => {
       encrypted.forEach((r, i) => {
         assert.deepEqual(pre.decrypt(patient, r.ciphertext), plaintexts[i]);
         assert.equal(pre.openRecordHeader(r.ciphertext).core.recordId, `e${i}`);
-        // Each ciphertext is tagged where it was encrypted, with exactly the tags the hospital's tagger computes, which verify.
-        assert.deepEqual(r.tags, tagCiphertext(storageKey, r.ciphertext, por.DEFAULT_SECTORS));
-        assert.ok(por.verifyTagSet(storageKey.publicKey, storageName(r.ciphertext), r.ciphertext, por.decodeTagSet(r.tags!)));
+        // Each ciphertext is tagged where it was encrypted, with exactly the commitments the hospital's tagger computes, which verify.
+        assert.deepEqual(r.tags, tagCiphertext(r.ciphertext, 8));
+        assert.ok(por.verifyTagSet(r.ciphertext, por.decodeTagSet(r.tags!)));
         if (i % 2 === 1) return assert.equal(r.grant, undefined, 'imaging has no capsule');
         assert.deepEqual(emergencyReader.decrypt(pre.convert(pre.emergencyGrantKey(info, r.grant!), r.ciphertext)), plaintexts[i]);
       });
@@ -228,13 +227,13 @@ describe('the platform with a conversion pool', () => {
 
   test("an upload tagged by the gateway's worker and checked across the cloud's pool stores every record's tags, and they verify", async () => {
     const rows = (
-      await db.query<{ ciphertext: Uint8Array; tags: Uint8Array; public_key: Uint8Array }>(
-        'SELECT r.ciphertext, t.tags, k.public_key FROM cloud_records r JOIN storage_tags t ON t.record_id = r.record_id JOIN storage_keys k ON k.key_id = t.key_id WHERE r.patient = $1',
+      await db.query<{ ciphertext: Uint8Array; tags: Uint8Array }>(
+        'SELECT r.ciphertext, t.tags FROM cloud_records r JOIN storage_tags t ON t.record_id = r.record_id WHERE r.patient = $1',
         [cast.patient.key.patientId],
       )
     ).rows;
     assert.equal(rows.length, 80);
-    for (const r of rows) assert.ok(por.verifyTagSet(por.decodePublicKey(r.public_key), storageName(r.ciphertext), r.ciphertext, por.decodeTagSet(r.tags)));
+    for (const r of rows) assert.ok(por.verifyTagSet(r.ciphertext, por.decodeTagSet(r.tags)));
   });
 
   test('the record hash the ledger names is stored at upload; a record stored before it existed is hashed at read', async () => {

@@ -1,6 +1,6 @@
 /**
- * Storage audits over the running platform (issue #17): the gateway tags every ciphertext at upload, the cloud
- * keeps the tags, record-create entries commit to them, and an auditor with an auditor token and the pinned
+ * Storage audits over the running platform (issue #17): the gateway commits to every ciphertext at upload (KZG
+ * chunk commitments), the cloud checks and keeps the tag sets, record-create entries commit to them, and an auditor with an auditor token and the pinned
  * ledger keys challenges the cloud over HTTP. Attacks are made the way a cloud operator would: by editing the
  * cloud's database under the running service.
  */
@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import Fastify from 'fastify';
 import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { AccessDeniedError, curve, IntegrityError, MalformedInputError, por } from '@medshare/crypto';
+import { curve, IntegrityError, MalformedInputError, por, UnsupportedError } from '@medshare/crypto';
 import { openTestDatabases } from '@medshare/db';
 import { base32Decode, SessionPseudonyms, totp } from '@medshare/identity';
 import { LedgerClient, parseVerifierKey, verifyInclusionBundle, verifyRemoteLogEntries, type TrustPolicy } from '@medshare/ledger';
@@ -22,6 +22,7 @@ import {
   StorageAuditCloud,
   StorageTagger,
   verifiedInventory,
+  VERSION_1_REASON,
   type CommittedRecord,
   type UploadResult,
 } from '../src/index.ts';
@@ -41,6 +42,30 @@ let uploaded: UploadResult;
 let inventory: CommittedRecord[];
 
 const sha = (bytes: Uint8Array) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/**
+ * An on-curve G1 point outside the prime-order subgroup, uncompressed (x ‖ y): the first small x with x³ + 4 a
+ * square mod p (y = (x³ + 4)^((p+1)/4), p ≡ 3 mod 4); the cofactor is large, so such a point is almost surely not in G1.
+ */
+function offGroupPoint(): Uint8Array {
+  const p = 0x1a0111ea397fe69a4b1ba7b6434bacd764774b84f38512bf6730d2a0f6b0f6241eabfffeb153ffffb9feffffffffaaabn;
+  const pow = (b: bigint, e: bigint) => {
+    let out = 1n;
+    for (b %= p; e > 0n; e >>= 1n, b = (b * b) % p) if (e & 1n) out = (out * b) % p;
+    return out;
+  };
+  for (let x = 1n; ; x++) {
+    const y = pow(x ** 3n + 4n, (p + 1n) / 4n);
+    if ((y * y) % p !== (x ** 3n + 4n) % p) continue;
+    const bytes = new Uint8Array(Buffer.from(x.toString(16).padStart(96, '0') + y.toString(16).padStart(96, '0'), 'hex'));
+    curve.g1FromBytesOnCurve(bytes);
+    try {
+      curve.g1FromBytesUncompressed(bytes);
+    } catch {
+      return bytes;
+    }
+  }
+}
 
 before(async () => {
   cast = await startCast(db);
@@ -80,18 +105,20 @@ async function auditAfter(attack: () => Promise<() => Promise<void>>, options: P
 
 test('every uploaded record is committed in the ledger with its tags, and an honest cloud passes a full audit, recorded in the ledger', async () => {
   assert.equal(inventory.length, uploaded.stored);
-  const rows = await db.query<{ record_hash: string; tags: Uint8Array; blocks: number }>('SELECT record_hash, tags, blocks FROM storage_tags');
+  const rows = await db.query<{ record_hash: string; tags: Uint8Array; chunks: number }>('SELECT record_hash, tags, chunks FROM storage_tags');
   assert.equal(rows.rows.length, uploaded.stored);
   for (const record of inventory) {
     const row = rows.rows.find((r) => r.record_hash === record.hash)!;
     assert.equal(record.tags, sha(row.tags), 'the ledger commits to the stored tag set');
-    assert.equal(record.blocks, row.blocks);
+    assert.equal(record.blocks, row.chunks);
+    assert.equal(record.version, 2);
+    assert.equal(por.tagSetShape(row.tags).chunks, row.chunks, 'the stored tag set has one commitment per chunk');
   }
   const result = await auditStorage(auditor, inventory);
   assert.equal(result.ok, true, JSON.stringify(result.failing));
   assert.equal(result.records, uploaded.stored);
-  assert.equal(result.hospitals, 1);
   assert.ok(result.samples > 0);
+  assert.deepEqual(result.unaudited, []);
   assert.equal(result.ledgerEntries.length, 1);
   await cast.platform.ledger.flush();
   const { event } = verifyInclusionBundle(await ledger.bundle(result.ledgerEntries[0]!), trust);
@@ -124,7 +151,7 @@ test('a cloud that altered one byte of one stored ciphertext fails the audit, wh
   assert.equal((await auditStorage(auditor, inventory, { report: false })).ok, true, 'the restored record passes again');
 });
 
-test("a cloud that swapped two records (ciphertexts and tags) or lost one record's tags is caught, and the audit names exactly those records", async () => {
+test("a cloud that swapped two records' ciphertexts or lost one record's tag set is caught, and the audit names exactly those records", async () => {
   const [a, b] = [inventory[0]!, inventory[1]!];
   const ra = await storedRecord(a.hash);
   const rb = await storedRecord(b.hash);
@@ -143,18 +170,14 @@ test("a cloud that swapped two records (ciphertexts and tags) or lost one record
   const victim = inventory[inventory.length - 1]!;
   const lost = await auditAfter(
     async () => {
-      const row = (
-        await db.query<{ record_id: string; key_id: string; blocks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [
-          victim.hash,
-        ])
-      ).rows[0]!;
+      const row = (await db.query<{ record_id: string; chunks: number; tags: Uint8Array }>('SELECT * FROM storage_tags WHERE record_hash = $1', [victim.hash]))
+        .rows[0]!;
       await db.query('DELETE FROM storage_tags WHERE record_hash = $1', [victim.hash]);
       return async () =>
-        void (await db.query('INSERT INTO storage_tags (record_hash, record_id, key_id, blocks, tags) VALUES ($1, $2, $3, $4, $5)', [
+        void (await db.query('INSERT INTO storage_tags (record_hash, record_id, chunks, tags) VALUES ($1, $2, $3, $4)', [
           victim.hash,
           row.record_id,
-          row.key_id,
-          row.blocks,
+          row.chunks,
           row.tags,
         ]));
     },
@@ -166,72 +189,83 @@ test("a cloud that swapped two records (ciphertexts and tags) or lost one record
   );
 });
 
-test("a cloud that replaces a hospital's public key with its own is caught: the key no longer hashes to the id the ledger committed", async () => {
-  const [row] = (await db.query<{ key_id: string; public_key: Uint8Array }>('SELECT key_id, public_key FROM storage_keys')).rows;
-  const own = por.encodePublicKey(por.generateKey().publicKey);
-  await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, own]);
+test('a cloud that serves forged commitments (a tag set for altered data, not the one the ledger committed) is an IntegrityError for the auditor', async () => {
+  const victim = inventory[0]!;
+  const { ciphertext } = await storedRecord(victim.hash);
+  const altered = new Uint8Array(ciphertext);
+  altered[0]! ^= 1;
+  const forged = tagCiphertext(altered);
+  const original = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [victim.hash])).rows[0]!.tags;
+  await db.query('UPDATE storage_tags SET tags = $2 WHERE record_hash = $1', [victim.hash, forged]);
   try {
-    await assert.rejects(auditStorage(auditor, inventory, { report: false }), IntegrityError);
+    await assert.rejects(
+      auditStorage(auditor, inventory, { report: false }),
+      (e: unknown) => e instanceof IntegrityError && /does not hash to what the ledger committed/.test(e.message),
+    );
   } finally {
-    await db.query('UPDATE storage_keys SET public_key = $2 WHERE key_id = $1', [row!.key_id, row!.public_key]);
+    await db.query('UPDATE storage_tags SET tags = $2 WHERE record_hash = $1', [victim.hash, original]);
   }
 });
 
-test('records tagged under a version-1 key are named one by one as "unsupported key version 1" while every other record is audited', async () => {
-  // A version-1 key (version byte 1: v and a proof of possession, global generators) the cloud still serves.
-  const v1 = new Uint8Array([1, ...randomBytes(144)]);
-  const keyId = createHash('sha256').update(v1).digest('hex');
-  await db.query("INSERT INTO storage_keys (key_id, hospital, public_key) VALUES ($1, 'riverside', $2)", [keyId, v1]);
-  const old = { hash: sha(randomBytes(64)), category: 'lab', blocks: 1, key: keyId, tags: sha(randomBytes(48)), entry: 0 };
-  try {
-    const result = await auditStorage(auditor, [...inventory, old], { report: false });
-    assert.deepEqual(result.unaudited, [{ hash: old.hash, category: 'lab', reason: 'unsupported key version 1' }]);
-    assert.deepEqual(result.failing, [], 'the records under the current key are audited and pass');
-    assert.equal(result.hospitals, 1);
-    assert.ok(result.samples > 0);
-    assert.equal(result.ok, false, 'an audit that left a record unaudited is not a clean audit');
-  } finally {
-    await db.query('DELETE FROM storage_keys WHERE key_id = $1', [keyId]);
-  }
-});
-
-test("an upload carries the hospital's 1,682-byte proof-of-storage key once, whatever its number of records", async () => {
-  const tagger = await StorageTagger.open(db, cast.kek);
-  const records = await tagger.attach(
-    'riverside',
-    [1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })),
+test('records the ledger commits in the Shacham–Waters form (tag-set version 1, with a hospital key) are reported unaudited while every other record is audited', async () => {
+  const old: CommittedRecord = { hash: sha(randomBytes(64)), category: 'lab', blocks: 1, tags: sha(randomBytes(48)), version: 1, entry: 0 };
+  const result = await auditStorage(auditor, [...inventory, old], { report: false });
+  assert.deepEqual(result.unaudited, [{ hash: old.hash, category: 'lab', reason: VERSION_1_REASON }]);
+  assert.equal(VERSION_1_REASON, 'unsupported tag-set version 1 (Shacham–Waters)');
+  assert.deepEqual(result.failing, [], 'the version-2 records are audited and pass');
+  assert.ok(result.samples > 0);
+  assert.equal(result.ok, false, 'an audit that left a record unaudited is not a clean audit');
+  const only = await auditStorage(auditor, [old], { report: false });
+  assert.deepEqual([only.ok, only.samples, only.unaudited.length], [false, 0, 1]);
+  // A version-1 tag set still in the cloud's table is refused by the decoders with the reason, never a crash.
+  assert.throws(
+    () => por.tagSetShape(new Uint8Array([1, 32, 0, 0, 0, 1, ...randomBytes(48)])),
+    (e: unknown) => e instanceof UnsupportedError && /version 1 is not supported \(the Shacham–Waters tags/.test(e.message),
   );
-  const key = Buffer.from(records[0]!.storage.publicKey).toString('base64');
-  assert.equal(records[0]!.storage.publicKey.length, 1682);
-  const json = JSON.stringify(uploadBody(records, []));
-  assert.equal(json.split(key).length - 1, 1, 'the key appears once in the upload body');
-  const body = JSON.parse(json) as { storageKey: string; records: { storage: Record<string, string> }[] };
-  assert.equal(body.storageKey, key);
+});
+
+test("an upload carries each record's tag set and no hospital key (the binding to the hospital is the record-create entry it checks)", async () => {
+  const tagger = await StorageTagger.open(db);
+  const records = tagger.attach([1, 2, 3].map((n) => ({ recordId: `r-${n}`, category: 'lab', ciphertext: new Uint8Array(1500).fill(n) })));
+  const body = JSON.parse(JSON.stringify(uploadBody(records, []))) as Record<string, unknown> & { records: { storage: Record<string, string> }[] };
+  assert.equal('storageKey' in body, false);
   assert.deepEqual(
     body.records.map((r) => Object.keys(r.storage)),
     [['tags'], ['tags'], ['tags']],
   );
-  // Records tagged under two keys cannot share one upload.
-  const mixed = [...records, ...(await tagger.attach('st-marys', [{ recordId: 'r-4', category: 'lab', ciphertext: new Uint8Array(900) }]))];
-  assert.throws(() => uploadBody(mixed, []), MalformedInputError);
+  assert.equal(records[0]!.storage.tags.length, 7 + 96, 'a 1,500-byte record is one chunk: a 7-byte header and one 96-byte commitment');
+  const tables = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_name = 'storage_hospital_keys'")).rows;
+  assert.deepEqual(tables, [], "the hospital's Shacham–Waters key table is dropped by its migration");
+  const cloudKeys = (await db.query<{ table_name: string }>("SELECT table_name FROM information_schema.tables WHERE table_name = 'storage_keys'")).rows;
+  assert.deepEqual(cloudKeys, [], "the cloud's table of hospital keys is dropped by its migration");
+  const columns = (
+    await db.query<{ column_name: string }>("SELECT column_name FROM information_schema.columns WHERE table_name = 'storage_tags' ORDER BY column_name")
+  ).rows.map((r) => r.column_name);
+  assert.deepEqual(columns, ['chunks', 'record_hash', 'record_id', 'tags']);
 });
 
-test("the gateway's receipt check: a record-create entry that commits to other tags or another key than those sent is an IntegrityError", async () => {
+test("the gateway's receipt check: a record-create entry that commits to other tags, another chunk count or a hospital key is an IntegrityError", async () => {
   const record = inventory[0]!;
   const { event } = verifyInclusionBundle(await ledger.bundle(record.entry), trust);
   const { ciphertext } = await storedRecord(record.hash);
   const tags = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [record.hash])).rows[0]!.tags;
-  const publicKey = (await db.query<{ public_key: Uint8Array }>('SELECT public_key FROM storage_keys')).rows[0]!.public_key;
-  checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags } }]);
+  checkReceiptCommitments(event, [{ ciphertext, storage: { tags } }]);
   const otherTags = new Uint8Array(tags);
   otherTags[10]! ^= 1;
-  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey, tags: otherTags } }]), IntegrityError);
-  const otherKey = por.encodePublicKey(por.generateKey().publicKey);
-  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { publicKey: otherKey, tags } }]), IntegrityError);
+  assert.throws(() => checkReceiptCommitments(event, [{ ciphertext, storage: { tags: otherTags } }]), IntegrityError);
+  const entity = event.entity.find((e) => e.type.code === 'record' && e.what.identifier.value === record.hash)!;
+  const withDetail = (detail: { type: string; valueString: string }[]) => ({
+    ...event,
+    entity: event.entity.map((e) => (e === entity ? { ...e, detail } : e)),
+  });
+  const moreChunks = withDetail(entity.detail!.map((d) => (d.type === 'storage-blocks' ? { ...d, valueString: String(Number(d.valueString) + 1) } : d)));
+  assert.throws(() => checkReceiptCommitments(moreChunks, [{ ciphertext, storage: { tags } }]), IntegrityError);
+  const withKey = withDetail([...entity.detail!, { type: 'storage-key', valueString: sha(randomBytes(8)) }]);
+  assert.throws(() => checkReceiptCommitments(withKey, [{ ciphertext, storage: { tags } }]), IntegrityError);
 });
 
 test('a cloud that replays an earlier proof, or answers garbage, fails the audit with every sampled record named', async () => {
-  // A front for the real cloud: keys pass through; the first proof is forwarded and remembered, then replayed.
+  // A front for the real cloud: tag sets pass through; the first proof is forwarded and remembered, then replayed.
   let recorded: string | undefined;
   let garbage = false;
   let badAggregateOnly = false;
@@ -244,14 +278,14 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       })
     ).json();
-  front.get('/cloud/storage/keys', async () => forward('/cloud/storage/keys'));
+  front.post('/cloud/storage/tags', { bodyLimit: 16 * 1024 * 1024 }, async (request) => forward('/cloud/storage/tags', request.body));
   front.post('/cloud/storage/audit', { bodyLimit: 16 * 1024 * 1024 }, async (request) => {
     if (badAggregateOnly) {
       const body = request.body as { kind: string };
-      if (body.kind === 'aggregate') return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+      if (body.kind === 'aggregate') return { proof: Buffer.from([2, 1, 32, 0]).toString('base64') };
       return forward('/cloud/storage/audit', request.body);
     }
-    if (garbage) return { proof: Buffer.from([1, 1, 32, 0]).toString('base64') };
+    if (garbage) return { proof: Buffer.from([2, 1, 32, 0]).toString('base64') };
     if (recorded === undefined) recorded = ((await forward('/cloud/storage/audit', request.body)) as { proof: string }).proof;
     return { proof: recorded };
   });
@@ -265,7 +299,7 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
     garbage = true;
     const broken = await auditStorage(client, inventory);
     assert.equal(broken.ok, false);
-    assert.equal(broken.failing.length, inventory.length, 'every challenged record is named (all blocks are sampled here)');
+    assert.equal(broken.failing.length, inventory.length, 'every challenged record is named (all chunks are sampled here)');
     // A broken aggregate with sound per-record proofs of the same challenge: possession is proven, nobody is named.
     badAggregateOnly = true;
     const perRecord = await auditStorage(client, inventory);
@@ -275,86 +309,74 @@ test('a cloud that replays an earlier proof, or answers garbage, fails the audit
   }
 });
 
-test("at upload the cloud refuses tags that do not match the ciphertext, another hospital's key, and a key without proof of possession", async () => {
+test('at upload the cloud refuses commitments that do not match the ciphertext (naming the record), a commitment outside G1 and a version-1 tag set', async () => {
   const cloud = await StorageAuditCloud.open(db, cast.platform.ledger);
-  const tagger = await StorageTagger.open(db, cast.kek);
-  const ciphertext = new Uint8Array(2000).fill(7);
-  const good = await tagger.tag('riverside', ciphertext);
+  const tagger = await StorageTagger.open(db);
+  const ciphertext = new Uint8Array(randomBytes(40_000));
+  const good = tagger.tag(ciphertext);
   const altered = new Uint8Array(ciphertext);
-  altered[1500] = 8;
-  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r1', ciphertext: altered, storage: good }]), IntegrityError);
+  altered[35_000]! ^= 8;
+  await assert.rejects(
+    cloud.checkUpload([{ recordId: 'r1', ciphertext: altered, storage: good }]),
+    (e: unknown) => e instanceof IntegrityError && /tags of record r1 do not match its ciphertext/.test(e.message),
+  );
   // One bad record among several of an upload is named.
   const other = new Uint8Array(900).fill(3);
   await assert.rejects(
-    cloud.checkUpload('riverside', [
-      { recordId: 'r0', ciphertext: other, storage: await tagger.tag('riverside', other) },
+    cloud.checkUpload([
+      { recordId: 'r0', ciphertext: other, storage: tagger.tag(other) },
       { recordId: 'r1', ciphertext: altered, storage: good },
     ]),
     (e: unknown) => e instanceof IntegrityError && /record r1 /.test(e.message),
   );
-  // St Mary's key (registered by the uploads above) presented by riverside.
-  const stMarys = await tagger.tag('st-marys', ciphertext);
-  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r2', ciphertext, storage: stMarys }]), AccessDeniedError);
-  const rogue = new Uint8Array(good.publicKey);
-  // Riverside's v with another key's generators and proof of possession (2 + 96 bytes: version, count, v).
-  rogue.set(por.encodePublicKey(por.generateKey().publicKey).subarray(98), 98);
-  await assert.rejects(cloud.checkUpload('riverside', [{ recordId: 'r3', ciphertext, storage: { ...good, publicKey: rogue } }]), MalformedInputError);
-  const checked = await cloud.checkUpload('riverside', [{ recordId: 'r4', ciphertext, storage: good }]);
-  assert.equal(checked.get('r4')!.commitment.blocks, por.blockCount(2000));
-  // The hospital's secret key is stored wrapped by its KEK, not in the clear.
-  const stored = (await db.query<{ secret_key: Uint8Array }>("SELECT secret_key FROM storage_hospital_keys WHERE hospital = 'riverside'")).rows[0]!.secret_key;
-  const secret = por.encodeSecretKey(await tagger.keyOf('riverside'));
-  for (const form of [Buffer.from(secret), Buffer.from(Buffer.from(secret).toString('hex')), Buffer.from(Buffer.from(secret).toString('base64'))]) {
-    assert.equal(Buffer.from(stored).includes(form), false);
-  }
-  const dump = (await db.query<{ t: string }>("SELECT string_agg(encode(secret_key, 'hex') || encode(public_key, 'hex'), '') AS t FROM storage_hospital_keys"))
-    .rows[0]!.t;
-  assert.equal(dump.includes(Buffer.from(secret).toString('hex')), false, 'no row of the table holds the secret in the clear');
+  // A tag set with one commitment too few for its ciphertext.
+  const short = new Uint8Array(good.tags.subarray(0, good.tags.length - 96));
+  new DataView(short.buffer).setUint32(3, por.tagSetShape(good.tags).chunks - 1);
+  await assert.rejects(cloud.checkUpload([{ recordId: 'r2', ciphertext, storage: { tags: short } }]), IntegrityError);
+  // A commitment with a torsion component: on the curve, outside G1 (it could pass a random-weight check with probability 1/3).
+  const torsion = new Uint8Array(good.tags);
+  torsion.set(offGroupPoint(), 7 + 96);
+  await assert.rejects(
+    cloud.checkUpload([{ recordId: 'r3', ciphertext, storage: { tags: torsion } }]),
+    (e: unknown) => e instanceof MalformedInputError && /commitment 1: not in the prime-order subgroup/.test(e.message),
+  );
+  await assert.rejects(
+    cloud.checkUpload([{ recordId: 'r4', ciphertext, storage: { tags: Uint8Array.from(good.tags, (b, i) => (i === 0 ? 1 : b)) } }]),
+    UnsupportedError,
+  );
+  const checked = await cloud.checkUpload([{ recordId: 'r5', ciphertext, storage: good }]);
+  assert.deepEqual(checked.get('r5')!.commitment, { tags: sha(good.tags), blocks: por.chunkCount(40_000) });
+  assert.equal(por.chunkCount(40_000), 2);
 });
 
 test('one bad tag set among 500 records of an upload is refused and named, by the batch check in this thread and split across a worker pool', async () => {
-  const tagger = await StorageTagger.open(db, cast.kek);
-  const key = await tagger.keyOf('riverside');
   const records = Array.from({ length: 500 }, (_, i) => {
     const ciphertext = new Uint8Array(randomBytes(700 + (i % 5) * 40));
-    return {
-      recordId: `batch-${i}`,
-      ciphertext,
-      storage: { publicKey: por.encodePublicKey(key.publicKey), tags: tagCiphertext(key, ciphertext, tagger.sectors) },
-    };
+    return { recordId: `batch-${i}`, ciphertext, storage: { tags: tagCiphertext(ciphertext) } };
   });
-  // Record 337 carries record 12's tags (valid points under the right key, bound to another file); 480 one byte off in its data.
+  // Record 337 carries record 12's tags (valid commitments of another ciphertext); 480 one byte off in its data.
   const swapped = records.map((r, i) => (i === 337 ? { ...r, storage: records[12]!.storage } : r));
   const edited = swapped.map((r, i) => (i === 480 ? { ...r, ciphertext: Uint8Array.from(r.ciphertext, (b, j) => (j === 100 ? b ^ 1 : b)) } : r));
-  // A tag that decodes on the curve but outside the prime-order subgroup (a torsion component the pairings would not see).
-  const offGroup = [...Array(30).keys()]
-    .map((x) => Uint8Array.from({ length: 48 }, (_, j) => (j === 0 ? 0x80 : j === 47 ? x + 1 : 0)))
-    .find((point) => {
-      try {
-        curve.g1FromBytes(point);
-        return false;
-      } catch (e) {
-        return e instanceof MalformedInputError && /prime-order subgroup/.test(e.message);
-      }
-    })!;
+  // A commitment on the curve but outside the prime-order subgroup (a torsion component the pairings would not see).
+  const offGroup = offGroupPoint();
   const torsion = records.map((r, i) =>
-    i === 250 ? { ...r, storage: { ...r.storage, tags: Uint8Array.from(r.storage.tags, (b, j) => (j >= 6 && j < 54 ? offGroup[j - 6]! : b)) } } : r,
+    i === 250 ? { ...r, storage: { tags: Uint8Array.from(r.storage.tags, (b, j) => (j >= 7 && j < 103 ? offGroup[j - 7]! : b)) } } : r,
   );
   const pool = await ConversionPool.start(2);
   try {
     for (const cloud of [await StorageAuditCloud.open(db, cast.platform.ledger), await StorageAuditCloud.open(db, cast.platform.ledger, pool)]) {
-      assert.equal((await cloud.checkUpload('riverside', records)).size, 500, 'an honest upload passes');
+      assert.equal((await cloud.checkUpload(records)).size, 500, 'an honest upload passes');
       await assert.rejects(
-        cloud.checkUpload('riverside', swapped),
-        (e: unknown) => e instanceof IntegrityError && /tags of record batch-337 do not match/.test(e.message),
+        cloud.checkUpload(swapped),
+        (e: unknown) => e instanceof IntegrityError && /tags of record batch-337 do not match its ciphertext$/.test(e.message),
       );
       await assert.rejects(
-        cloud.checkUpload('riverside', edited),
+        cloud.checkUpload(edited),
         (e: unknown) => e instanceof IntegrityError && /tags of 2 records: batch-337, batch-480 do not match/.test(e.message),
       );
       await assert.rejects(
-        cloud.checkUpload('riverside', torsion),
-        (e: unknown) => e instanceof MalformedInputError && /tag 0: not in the prime-order subgroup/.test(e.message),
+        cloud.checkUpload(torsion),
+        (e: unknown) => e instanceof MalformedInputError && /commitment 0: not in the prime-order subgroup/.test(e.message),
       );
     }
   } finally {
@@ -362,13 +384,11 @@ test('one bad tag set among 500 records of an upload is refused and named, by th
   }
 });
 
-test('hostile challenges get problem answers, and only auditors and gateways may challenge', async () => {
+test('hostile challenges and tag-set requests get problem answers, and only auditors and gateways may challenge or fetch tag sets', async () => {
   const wire = {
     nonce: Buffer.alloc(32, 1).toString('base64'),
-    sectors: por.DEFAULT_SECTORS,
     samples: 10,
-    keys: [inventory[0]!.key],
-    files: [{ hash: inventory[0]!.hash, blocks: inventory[0]!.blocks, key: 0 }],
+    files: [{ hash: inventory[0]!.hash, chunks: inventory[0]!.blocks }],
   };
   const status = async (challenge: unknown, token?: string) => {
     const response = await fetch(new URL('/cloud/storage/audit', cast.base), {
@@ -382,12 +402,28 @@ test('hostile challenges get problem answers, and only auditors and gateways may
   assert.equal(await status(wire), 200);
   assert.equal(await status({ ...wire, samples: por.MAX_SAMPLES + 1 }), 400);
   assert.equal(await status({ ...wire, nonce: 'AAAA' }), 400);
-  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], key: 3 }] }), 400);
+  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], chunks: 0 }] }), 400);
+  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], chunks: por.MAX_CHUNKS + 1 }] }), 400);
+  assert.equal(await status({ ...wire, files: [{ ...wire.files[0], key: 0 }] }), 400);
+  assert.equal(await status({ ...wire, sectors: 32 }), 400, 'the Shacham–Waters challenge fields are refused');
   assert.equal(await status({ ...wire, files: [{ ...wire.files[0], hash: 'sha256:zz' }] }), 400);
   assert.equal(await status({ ...wire, extra: 1 }), 400);
   const doctor = await cast.registerAndLogin('riverside', 'dr-nosy', ['role:doctor']);
   assert.equal(await status(wire, doctor.token), 403);
   assert.equal(await status(wire, 'not-a-token'), 401);
+  const tags = async (body: unknown, token = auditorToken) =>
+    (
+      await fetch(new URL('/cloud/storage/tags', cast.base), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      })
+    ).status;
+  assert.equal(await tags({ hashes: [inventory[0]!.hash] }), 200);
+  assert.equal(await tags({ hashes: [] }), 400);
+  assert.equal(await tags({ hashes: ['sha256:zz'] }), 400);
+  assert.equal(await tags({ hashes: Array.from({ length: por.MAX_SAMPLES + 1 }, () => inventory[0]!.hash) }), 400);
+  assert.equal(await tags({ hashes: [inventory[0]!.hash] }, doctor.token), 403);
   await assert.rejects(new StorageAuditClient(cast.base, doctor.token).report(wire, []), (e: unknown) => e instanceof HttpProblemError && e.status === 403);
 });
 
@@ -523,7 +559,7 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
     const failed = await medshare(['audit', 'storage', ...pinned, '--no-report'], `${auditorToken}\n`);
     assert.equal(failed.code, 4, failed.stderr);
     assert.match(failed.stdout, new RegExp(`^FAILED ${victim.hash} \\(${victim.category}\\)$`, 'm'));
-    assert.match(failed.stdout, /^FAILED: \d+ record\(s\) of 1 hospital\(s\), \d+ block\(s\) sampled, 1 failing$/m);
+    assert.match(failed.stdout, /^FAILED: \d+ record\(s\), \d+ chunk\(s\) sampled, 1 failing$/m);
     const lastLine = failed.stderr.trim().split('\n').at(-1)!;
     assert.match(lastLine, /storage audit failed: 1 record/);
     assert.doesNotMatch(failed.stderr, /\bat .*\.ts:\d+/, 'no stack trace');
@@ -535,7 +571,7 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
   assert.match(bad.stderr, /--url: not a URL/);
 });
 
-test("a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row's bytes fails the audit for that record", async () => {
+test("a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row's bytes, or one 31-byte sector, fails the audit for that record", async () => {
   const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
   const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
   const resource = {
@@ -558,6 +594,20 @@ test("a large record kept in chunk rows is proven from its whole ciphertext; a c
   try {
     const result = await auditStorage(auditor, [large], { report: false });
     assert.equal(result.ok, false);
+    assert.deepEqual(
+      result.failing.map((f) => f.hash),
+      [large.hash],
+    );
+  } finally {
+    await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, first.bytes]);
+  }
+  // One sector (31 bytes) zeroed in the middle of the record: its chunk's opening fails (every chunk is sampled here).
+  const sector = new Uint8Array(first.bytes);
+  sector.fill(0, 500_000, 500_031);
+  await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, sector]);
+  try {
+    const result = await auditStorage(auditor, [large], { report: false });
+    assert.ok(result.samples >= large.blocks, 'every chunk of the record is challenged');
     assert.deepEqual(
       result.failing.map((f) => f.hash),
       [large.hash],

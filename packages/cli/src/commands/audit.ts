@@ -252,7 +252,7 @@ export function registerAudit(program: Command): void {
       .description('challenge the cloud to prove it holds every record the ledger committed (token on stdin)')
       .requiredOption('--url <url>', "the platform's base URL (the cloud's /cloud/storage routes)")
       .option('--ledger-url <url>', 'the public ledger routes (default: <url>/ledger)')
-      .option('--samples <n>', 'blocks to sample (default 460: 1 % of blocks lost is caught with probability >= 99 %)')
+      .option('--samples <n>', 'chunks to sample (default 460: 1 % of chunks lost or altered is caught with probability >= 99 %)')
       .option('--no-report', 'do not append the result to the ledger')
       .option('--json', 'print the result as JSON'),
   ).action(async (options: TrustOptions & { url: string; ledgerUrl?: string; samples?: string; report: boolean; json?: boolean }) => {
@@ -280,7 +280,7 @@ export function registerAudit(program: Command): void {
       for (const f of result.failing) process.stdout.write(`FAILED ${f.hash} (${f.category})\n`);
       for (const u of result.unaudited) process.stdout.write(`UNAUDITED ${u.hash} (${u.category}): ${u.reason}\n`);
       process.stdout.write(
-        `${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s) of ${result.hospitals} hospital(s), ${result.samples} block(s) sampled, ${result.failing.length} failing` +
+        `${result.ok ? 'ok' : 'FAILED'}: ${result.records} record(s), ${result.samples} chunk(s) sampled, ${result.failing.length} failing` +
           `${result.unaudited.length > 0 ? `, ${result.unaudited.length} unaudited` : ''}` +
           `${result.ledgerEntries.length > 0 ? `; ledger entr${result.ledgerEntries.length === 1 ? 'y' : 'ies'} ${result.ledgerEntries.join(', ')}` : ''}\n`,
       );

@@ -12,17 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
-import {
-  AccessDeniedError,
-  curve,
-  IntegrityError,
-  LimitExceededError,
-  MalformedInputError,
-  por,
-  pre,
-  UnsupportedError,
-  type ErrorCode,
-} from '@medshare/crypto';
+import { AccessDeniedError, curve, IntegrityError, LimitExceededError, MalformedInputError, pre, UnsupportedError, type ErrorCode } from '@medshare/crypto';
 import { tagCiphertext, type TagChecker, type UploadedTags } from '../storage-audit/tags.ts';
 
 /** The delegation whose key converts, as the database holds it. */
@@ -113,13 +103,13 @@ export interface EncryptionBatch {
   /** The upload's emergency capsules: the encoded public part and H(X) (G2, compressed), by category. */
   readonly capsules: ReadonlyArray<{ readonly category: string; readonly capsule: Uint8Array; readonly hashOfX: Uint8Array }>;
   readonly records: ReadonlyArray<{ readonly recordId: string; readonly category: string; readonly plaintext: Uint8Array }>;
-  /** The hospital's proof-of-storage key when its gateway tags: each ciphertext is tagged where it was encrypted. */
-  readonly tagging?: { readonly secretKey: Uint8Array; readonly sectors: number };
+  /** When the hospital's gateway tags: the chunk size of its KZG commitments; each ciphertext is tagged where it was encrypted. */
+  readonly tagging?: { readonly chunkSectors: number };
 }
 
 /**
  * One encrypted record: its ciphertext, when its category has a capsule its encoded emergency grant, and when the
- * batch carried a tagging key its encoded proof-of-storage tag set.
+ * batch asked for tagging its encoded proof-of-storage tag set.
  */
 export interface EncryptedRecord {
   readonly ciphertext: Uint8Array;
@@ -138,7 +128,6 @@ export interface RecordEncryptor {
 export class EncryptionInputs {
   private readonly bundles = new Map<string, pre.PatientPublicKeys>();
   private readonly capsules = new Map<string, pre.EmergencyCapsule>();
-  private readonly taggingKeys = new Map<string, por.PorSecretKey>();
   private static readonly MAX = 256;
   /**
    * Records after which this thread builds curve.precomputeGtBase's table (≈ 140 ms once, 4.7 MB), which makes each
@@ -158,8 +147,8 @@ export class EncryptionInputs {
   }
 
   /**
-   * Encrypts (and, with a tagging key, tags) every record of the batch here; the decoded bundle, capsules and
-   * tagging key are cached for the next batch (deriving a tagging key's generators costs ≈ 35 G1 multiplications).
+   * Encrypts (and, when the batch asks, tags) every record of the batch here; the decoded bundle and capsules are
+   * cached for the next batch.
    */
   encrypt(batch: EncryptionBatch): EncryptedRecord[] {
     this.recordsSeen += batch.records.length;
@@ -177,12 +166,6 @@ export class EncryptionInputs {
       ]),
     );
     const tagging = batch.tagging;
-    const taggingKey =
-      tagging === undefined
-        ? undefined
-        : EncryptionInputs.remember(this.taggingKeys, `${tagging.sectors}:${digest(tagging.secretKey)}`, () =>
-            por.decodeSecretKey(tagging.secretKey, tagging.sectors),
-          );
     return batch.records.map((r) => {
       const capsule = capsules.get(r.category);
       const sealed =
@@ -192,7 +175,7 @@ export class EncryptionInputs {
               const { ciphertext, emergencyGrant } = pre.encryptWithEmergencyGrant(keys, r.category, r.recordId, r.plaintext, capsule);
               return { ciphertext, grant: emergencyGrant! };
             })();
-      return taggingKey === undefined ? sealed : { ...sealed, tags: tagCiphertext(taggingKey, sealed.ciphertext, tagging!.sectors) };
+      return tagging === undefined ? sealed : { ...sealed, tags: tagCiphertext(sealed.ciphertext, tagging.chunkSectors) };
     });
   }
 }
@@ -212,7 +195,7 @@ export class InThreadEncryptor implements RecordEncryptor {
 export type WorkerRequest =
   | { id: number; key: DelegationKey; headers: readonly Uint8Array[] }
   | { id: number; encrypt: EncryptionBatch }
-  | { id: number; verifyTags: { publicKey: Uint8Array; files: UploadedTags[] } }
+  | { id: number; verifyTags: { files: UploadedTags[] } }
   | { forget: string };
 /** Worker → main thread. */
 export type WorkerReply =
@@ -372,10 +355,10 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
   }
 
   /**
-   * The cloud's upload check of one owner's tag sets (storage-audit/tags.ts), split into one part per worker: each
+   * The cloud's upload check of an upload's tag sets (storage-audit/tags.ts), split into one part per worker: each
    * part is its own randomised check, and the upload passes only if every part does.
    */
-  async verify(publicKey: Uint8Array, files: readonly UploadedTags[]): Promise<boolean> {
+  async verify(files: readonly UploadedTags[]): Promise<boolean> {
     const live = this.slots.filter((s) => !s.dead);
     if (this.closed) throw new Error('the worker pool is closed');
     if (live.length === 0) throw new Error('no worker is running');
@@ -384,16 +367,16 @@ export class ConversionPool implements Converter, RecordEncryptor, TagChecker {
     for (let from = 0; from < files.length; from += part) {
       const slot = live.reduce((best, s) => (s.load < best.load ? s : best));
       // Exact copies, moved to the worker (a ciphertext may be a view of the whole request body).
-      const copies = files.slice(from, from + part).map((f) => ({ name: new Uint8Array(f.name), data: new Uint8Array(f.data), tags: new Uint8Array(f.tags) }));
-      const request = { id: this.nextJob++, verifyTags: { publicKey: new Uint8Array(publicKey), files: copies } };
+      const copies = files.slice(from, from + part).map((f) => ({ data: new Uint8Array(f.data), tags: new Uint8Array(f.tags) }));
+      const request = { id: this.nextJob++, verifyTags: { files: copies } };
       jobs.push(
         new Promise<boolean[]>((resolve, reject) => {
           slot.jobs.set(request.id, { records: copies.length, resolve: resolve as (results: never[]) => void, reject });
           slot.load += copies.length;
-          slot.worker.postMessage(request satisfies WorkerRequest, [
-            request.verifyTags.publicKey.buffer,
-            ...copies.flatMap((f) => [f.name.buffer, f.data.buffer, f.tags.buffer]),
-          ]);
+          slot.worker.postMessage(
+            request satisfies WorkerRequest,
+            copies.flatMap((f) => [f.data.buffer, f.tags.buffer]),
+          );
         }),
       );
     }

@@ -5,14 +5,13 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { abe, MedShareError } from '@medshare/crypto';
-import { PublicKeyCache, verifyUploadedTags } from '../storage-audit/tags.ts';
+import { verifyUploadedTags } from '../storage-audit/tags.ts';
 import { convertStoredHeader, EncryptionInputs, KeyCache, type WorkerReply, type WorkerRequest } from './conversion-pool.ts';
 
 const port = parentPort!;
 await abe.init();
 const keys = new KeyCache();
 const inputs = new EncryptionInputs();
-const storageKeys = new PublicKeyCache();
 port.on('message', (request: WorkerRequest) => {
   if ('forget' in request) return keys.forget(request.forget);
   let reply: WorkerReply;
@@ -25,7 +24,7 @@ port.on('message', (request: WorkerRequest) => {
       // Grants and tag sets are encoded into buffers of their own.
       moved = encrypted.flatMap((r) => [r.ciphertext.buffer, ...[r.grant, r.tags].flatMap((b) => (b === undefined ? [] : [b.buffer as ArrayBuffer]))]);
     } else if ('verifyTags' in request) {
-      reply = { id: request.id, verified: verifyUploadedTags(storageKeys.get(request.verifyTags.publicKey), request.verifyTags.files) };
+      reply = { id: request.id, verified: verifyUploadedTags(request.verifyTags.files) };
     } else {
       const rk = keys.get(request.key);
       // Each converted header in a buffer of its own, moved back without a second copy.

@@ -23,7 +23,7 @@
  *   PUT    /patients/:patient/findable             (patient) { allowed } consent to lookup by business identifier
  *   GET    /patients/:patient/public-keys          (gateway) her signed key bundle, the platform emergency policy, her index rules
  *   GET|PUT /patients/:patient/index-rules         (patient) the desensitisation rules of her notes' words in the index
- *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index?, storageKey? } ciphertexts (and index rows) of one upload, atomically
+ *   POST   /patients/:patient/uploads              (gateway) { records, capsules, index? } ciphertexts (and index rows) of one upload, atomically
  *   POST   /patients/:patient/index-states         (gateway) { categories } its own sub-indexes' epochs, sealed states, versions
  *   POST   /receipts                               (gateway) { entries, waitMs? } inclusion bundles of ledger entries, witnessed
  *                                                   (or, after waitMs, only log-signed: the gateway keeps them pending)
@@ -39,7 +39,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { MalformedInputError, por } from '@medshare/crypto';
+import { MalformedInputError } from '@medshare/crypto';
 import { senderConstrained, type SenderConstrainedVerifier } from '@medshare/identity';
 import type { CategoryMapping } from '../gateway/fhir.ts';
 import { authenticate, patientParam, requireRole, useProblems, type Caller } from '../http.ts';
@@ -92,7 +92,7 @@ const uploadBody = {
             additionalProperties: false,
             properties: { capsuleId: HEX_ID, grant: B64(64 * 1024) },
           },
-          // Proof-of-storage tags (48 bytes per 992-byte block) under the upload's storageKey (storage-audit/).
+          // Proof-of-storage tag set: a 96-byte KZG commitment per chunk of 31,744 bytes by default (storage-audit/).
           storage: { type: 'object', required: ['tags'], additionalProperties: false, properties: { tags: B64(4 * 1024 * 1024) } },
         },
       },
@@ -108,14 +108,11 @@ const uploadBody = {
       },
     },
     index: INDEX_WRITES_SCHEMA,
-    // The hospital's proof-of-storage public key, once per upload: every tagged record is tagged under it.
-    storageKey: B64(4 * Math.ceil(por.MAX_PUBLIC_KEY_BYTES / 3)),
   },
 };
 
 interface UploadBody {
   records: Array<{ recordId: string; category: string; ciphertext: string; emergency?: { capsuleId: string; grant: string }; storage?: { tags: string } }>;
-  storageKey?: string;
   capsules: Array<{ capsuleId: string; category: string; policy: string; capsule: string }>;
   index?: IndexWireWrite[];
 }
@@ -433,15 +430,12 @@ export async function cloudPlugin(app: FastifyInstance, options: CloudPluginOpti
     async (request, reply) => {
       const who = await caller(request);
       requireRole(who, 'gateway');
-      const storageKey = request.body.storageKey === undefined ? undefined : decode(request.body.storageKey);
-      if (storageKey === undefined && request.body.records.some((r) => r.storage !== undefined))
-        throw new MalformedInputError("tagged records need the upload's storageKey");
       const records = request.body.records.map((r): NewRecord => ({
         recordId: r.recordId,
         category: r.category,
         ciphertext: decode(r.ciphertext),
         ...(r.emergency ? { emergency: { capsuleId: r.emergency.capsuleId, grant: decode(r.emergency.grant) } } : {}),
-        ...(r.storage ? { storage: { publicKey: storageKey!, tags: decode(r.storage.tags) } } : {}),
+        ...(r.storage ? { storage: { tags: decode(r.storage.tags) } } : {}),
       }));
       const capsules = request.body.capsules.map((c): NewCapsule => ({
         capsuleId: c.capsuleId,

@@ -278,7 +278,7 @@ export class CloudService {
     const storage = this.options.storage;
     if (storage === undefined && records.some((r) => r.storage !== undefined))
       throw new MalformedInputError('this cloud keeps no proof-of-storage tags; upload without them');
-    const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(uploader.token.hospital, records);
+    const tags = storage === undefined ? new Map<string, CheckedTags>() : await storage.checkUpload(records);
     const added = await this.store.addRecords(
       patient,
       uploader.token.hospital,

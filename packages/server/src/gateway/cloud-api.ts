@@ -17,7 +17,6 @@ import type { NewCapsule, NewRecord } from '../cloud/store.ts';
 import { parseIndexRules, type IndexRules } from '../search/keywords.ts';
 import type { DpopKey } from '@medshare/identity';
 import { callJson, callRecordStream, type CallOptions } from '../http-client.ts';
-import { uploadStorageKey } from '../storage-audit/wire.ts';
 
 /** A patient's verified category keys and the platform emergency policy (what an upload encrypts and grants under). */
 export interface PatientKeys {
@@ -194,15 +193,10 @@ export class HttpCloudApi implements CloudApi {
   }
 }
 
-/**
- * The JSON body of an upload: the hospital's proof-of-storage public key once (`storageKey`), each record with only
- * its own tags.
- */
+/** The JSON body of an upload: each record with its ciphertext and, when tagged, its proof-of-storage tag set. */
 export function uploadBody(records: readonly NewRecord[], capsules: readonly NewCapsule[], index: readonly IndexWrite[] = []) {
-  const storageKey = uploadStorageKey(records);
   return {
     ...(index.length > 0 ? { index: encodeIndexWrites(index) } : {}),
-    ...(storageKey === undefined ? {} : { storageKey: b64(storageKey) }),
     records: records.map((r) => ({
       recordId: r.recordId,
       category: r.category,

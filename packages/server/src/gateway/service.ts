@@ -114,7 +114,7 @@ export class GatewayService {
     private readonly receipts?: ReceiptBook,
     /** Writes every uploaded record into the hospital's searchable sub-index (none: records are not searchable). */
     private readonly index?: SearchIndexWriter,
-    /** Tags every ciphertext for storage audits under the hospital's key (none: records go untagged). */
+    /** Tags every ciphertext for storage audits with its KZG chunk commitments (none: records go untagged). */
     private readonly tagger?: StorageTagger,
     /** The consortium's identifier key: with it, Patient identifiers are indexed for cross-hospital lookup. */
     readonly identifierKey?: IdentifierKey,
@@ -482,7 +482,7 @@ export class GatewayService {
       return { recordId, category, plaintext: utf8.encode(JSON.stringify(resource)) };
     });
     if (inputs.length === 0) return { byCategory, ledgerEntries: [], records: [] };
-    const tagging = await this.tagger?.taggingKey(caller.token.hospital);
+    const tagging = this.tagger === undefined ? undefined : { chunkSectors: this.tagger.chunkSectors };
     // Encrypted and tagged in this thread or across the encryptor's workers (both cores of a hospital's server for
     // an upload), each ciphertext tagged where it was encrypted.
     const sealed = await this.encryptor.encrypt({
@@ -493,7 +493,7 @@ export class GatewayService {
         hashOfX: curve.g2ToBytes(capsule.hashOfX),
       })),
       records: inputs,
-      ...(tagging && { tagging: { secretKey: tagging.secretKey, sectors: tagging.sectors } }),
+      ...(tagging && { tagging }),
     });
     const records = inputs.map(({ recordId, category }, i): NewRecord => {
       const { ciphertext, grant, tags } = sealed[i]!;
@@ -504,7 +504,7 @@ export class GatewayService {
         category,
         ciphertext,
         ...(capsule !== undefined && grant !== undefined && { emergency: { capsuleId: hex(capsule.delegationId), grant } }),
-        ...(tagging !== undefined && tags !== undefined && { storage: { publicKey: tagging.publicKey, tags } }),
+        ...(tagging !== undefined && tags !== undefined && { storage: { tags } }),
       };
     });
     const uploaded = [...capsules].map(([category, capsule]): NewCapsule => ({

@@ -231,7 +231,7 @@ export async function createHospitalService(options: HospitalServiceOptions): Pr
         }),
   });
   const categories = options.categories ?? DEFAULT_CATEGORY_MAPPING;
-  const tagger = await StorageTagger.open(db, kek);
+  const tagger = await StorageTagger.open(db);
   const workers = options.encryptionWorkers ?? 0;
   const encryptor = workers === 0 ? new InThreadEncryptor() : await ConversionPool.start(workers);
   const identifierKey = options.identifierKey === undefined ? undefined : new IdentifierKey(options.identifierKey);

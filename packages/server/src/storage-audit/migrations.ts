@@ -1,7 +1,8 @@
 /**
- * Tables of storage auditing, in their own components so each lives in its own domain's database:
- * `storage-cloud` (the cloud: hospitals' public tag keys and each record's tags) and `storage-hospital` (a
- * hospital: its tag secret key, wrapped by the hospital's key-encryption key).
+ * Tables of storage auditing (KZG chunk commitments, Kate–Zaverucha–Goldberg, ASIACRYPT 2010; docs/crypto.md §13),
+ * in their own components so each lives in its own domain's database:
+ * `storage-cloud` (the cloud: each record's tag set) and `storage-hospital` (a hospital: nothing since version 2;
+ * version 1 held its Shacham–Waters secret key, which the KZG commitments do not need).
  */
 import type { Migration } from '@medshare/db';
 
@@ -23,6 +24,11 @@ export const STORAGE_CLOUD_MIGRATIONS: readonly Migration[] = [
         tags bytea NOT NULL)`,
     ],
   },
+  {
+    version: 2,
+    description: 'KZG chunk commitments: no hospital keys; blocks count chunks (version-1 tag sets stay, unaudited)',
+    statements: ['ALTER TABLE storage_tags DROP COLUMN key_id', 'DROP TABLE storage_keys', 'ALTER TABLE storage_tags RENAME COLUMN blocks TO chunks'],
+  },
 ];
 
 export const STORAGE_HOSPITAL_MIGRATIONS: readonly Migration[] = [
@@ -36,5 +42,10 @@ export const STORAGE_HOSPITAL_MIGRATIONS: readonly Migration[] = [
         public_key bytea NOT NULL,
         created_at timestamptz NOT NULL DEFAULT now())`,
     ],
+  },
+  {
+    version: 2,
+    description: 'KZG chunk commitments need no hospital key: the Shacham–Waters secret keys are dropped',
+    statements: ['DROP TABLE storage_hospital_keys'],
   },
 ];

@@ -1,16 +1,18 @@
 /**
- * The cloud's storage-audit routes (Fastify; register with prefix `/cloud/storage`). Every route needs a platform
- * SSO token; challenges and reports need role `auditor` or `gateway` (a hospital auditing the cloud itself).
+ * The cloud's storage-audit routes for the KZG proofs of possession (Kate–Zaverucha–Goldberg, ASIACRYPT 2010;
+ * docs/crypto.md §13) (Fastify; register with prefix `/cloud/storage`). Every route needs a platform
+ * SSO token with role `auditor` or `gateway` (a hospital auditing the cloud itself).
  *
- *   GET  /keys            the hospitals' proof-of-storage public keys { keys: [{ keyId, hospital, publicKey }] }
+ *   POST /tags            { hashes: [sha256:…] } → { tagSets: [{ hash, tags }] } (base64; the auditor checks each
+ *                         against the hash its record-create entry commits to)
  *   POST /audit           { challenge, kind: aggregate | per-file } → { proof } (base64; checked by the auditor)
  *   POST /audit/report    { challenge, failing: [{ hash, category }] } → { ledgerEntries } (storage-audit entries)
  */
 import type { FastifyInstance } from 'fastify';
 import type { TokenVerifier } from '@medshare/identity';
 import { authenticateBearer as authenticate, requireRole, useProblems } from '../http.ts';
-import type { StorageAuditCloud, StorageAuditReport } from './cloud.ts';
-import { WIRE_CHALLENGE_SCHEMA, type WireChallenge } from './wire.ts';
+import { MAX_TAG_SETS_PER_REQUEST, type StorageAuditCloud, type StorageAuditReport } from './cloud.ts';
+import { RECORD_HASH_SCHEMA, WIRE_CHALLENGE_SCHEMA, type WireChallenge } from './wire.ts';
 
 export interface StorageAuditPluginOptions {
   readonly storage: StorageAuditCloud;
@@ -26,10 +28,24 @@ export async function storageAuditPlugin(app: FastifyInstance, options: StorageA
   useProblems(app);
   const { storage, verifier } = options;
 
-  app.get('/keys', async (request) => {
-    await authenticate(verifier, request);
-    return { keys: (await storage.publicKeys()).map((k) => ({ ...k, publicKey: Buffer.from(k.publicKey).toString('base64') })) };
-  });
+  app.post<{ Body: { hashes: string[] } }>(
+    '/tags',
+    {
+      bodyLimit: STORAGE_AUDIT_BODY_LIMIT,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['hashes'],
+          additionalProperties: false,
+          properties: { hashes: { type: 'array', minItems: 1, maxItems: MAX_TAG_SETS_PER_REQUEST, items: RECORD_HASH_SCHEMA } },
+        },
+      },
+    },
+    async (request) => {
+      requireRole(await authenticate(verifier, request), ...AUDITOR_ROLES);
+      return { tagSets: (await storage.tagSets(request.body.hashes)).map((t) => ({ hash: t.hash, tags: Buffer.from(t.tags).toString('base64') })) };
+    },
+  );
 
   app.post<{ Body: { challenge: WireChallenge; kind: 'aggregate' | 'per-file' } }>(
     '/audit',
