@@ -602,29 +602,28 @@ function cacheFor(names: readonly NameMatcher[], kind: TextScope | 'base64' | 'x
 const PARAGRAPH_BREAK = /(\n\s*\n)/;
 
 function cachedScrub(value: string, names: readonly NameMatcher[], scope: TextScope): string {
-  const cache = cacheFor(names, scope);
-  let scrubbed = cache.get(value);
-  if (scrubbed === undefined) cache.set(value, (scrubbed = scrubParagraphs(value, names, scope, cache)));
-  return scrubbed;
+  return scrubParagraphs(value, names, scope, cacheFor(names, scope));
 }
 
 /**
- * Scrubs a text paragraph by paragraph, each paragraph through the cache: a patient's notes repeat
- * most of their paragraphs (in the Synthea bundles 90 % of the notes' paragraph text recurs within
- * the bundle: "# Social History", "# Allergies"), so each is scrubbed once. A finding cannot span a
- * blank line this way; on the corpora and the Synthea bundles the output is the whole text's
- * (tested: `paragraph by paragraph …`, deid-engine.test.ts).
+ * Scrubs a text through the cache, paragraph by paragraph: a patient's notes repeat most of their
+ * paragraphs (in the Synthea bundles 90 % of the notes' paragraph text recurs within the bundle:
+ * "# Social History", "# Allergies"), so each is scrubbed once. A finding cannot span a blank line
+ * this way; on the corpora and the Synthea bundles the output is the whole text's (tested:
+ * `paragraph by paragraph …`, free-text-equivalence.test.ts).
  */
 function scrubParagraphs(text: string, names: readonly NameMatcher[], scope: TextScope, cache: Map<string, string>): string {
-  if (!PARAGRAPH_BREAK.test(text)) return scrubText(text, names, scope).text;
-  const parts = text.split(PARAGRAPH_BREAK);
-  for (let i = 0; i < parts.length; i += 2) {
-    const paragraph = parts[i]!;
-    let scrubbed = cache.get(paragraph);
-    if (scrubbed === undefined) cache.set(paragraph, (scrubbed = scrubText(paragraph, names, scope).text));
-    parts[i] = scrubbed;
-  }
-  return parts.join('');
+  let scrubbed = cache.get(text);
+  if (scrubbed !== undefined) return scrubbed;
+  // A paragraph has no break, so the recursion goes one level deep.
+  scrubbed = PARAGRAPH_BREAK.test(text)
+    ? text
+        .split(PARAGRAPH_BREAK)
+        .map((part, i) => (i % 2 === 1 ? part : scrubParagraphs(part, names, scope, cache)))
+        .join('')
+    : scrubText(text, names, scope).text;
+  cache.set(text, scrubbed);
+  return scrubbed;
 }
 
 /** A narrative scrubs the same way each time it recurs (Synthea repeats them per resource type). */
