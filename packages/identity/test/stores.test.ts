@@ -387,6 +387,7 @@ for (const { label, db } of databases) {
         await sessions.create({ id: `new-${i}`, userId: 'u', expiresAtMs: nowMs + 10, revoked: false, ...SESSION });
         await attempts.update(`client:new-${i}`, (r) => r.failures++);
       }
+      await nonces.idle();
       assert.equal(await count('identity_tickets', 'scope', `${hospital}/login`), 4);
       assert.equal(await count('identity_nonces', 'scope', `${hospital}/nonces`), 4);
       assert.equal(await count('identity_sessions', 'hospital', hospital), 4);
@@ -407,7 +408,72 @@ for (const { label, db } of databases) {
       assert.equal(await nonces.add('a-1', t0 + 10, t0), false, 'a replay is still refused');
       // A second later every one of the 600 has expired: the next insertion sweeps them all (twice the batch size).
       assert.equal(await nonces.add('b-0', t0 + 2000, t0 + 1000), true);
+      await nonces.idle();
       assert.equal(await count('identity_nonces', 'scope', scope), 1);
+    });
+
+    test('a nonce sweep the database refuses does not reject the batch, and is retried', async () => {
+      const scope = `${freshHospital()}/nonces`;
+      const tag = randomBytes(6).toString('hex');
+      const expired = async (nowMs: number) =>
+        (await db.query<{ n: number }>('SELECT count(*)::int AS n FROM identity_nonces WHERE scope = $1 AND expires_at_ms <= $2', [scope, nowMs])).rows[0]!.n;
+      const errors: unknown[] = [];
+      const nonces = new SqlNonceCache(db, scope, 'identity_nonces', (error) => errors.push(error));
+      const t0 = 30_000_000;
+      const old = Array.from({ length: 600 }, (_, i) => `old-${tag}-${i}`);
+      assert.deepEqual(await Promise.all(old.map((n) => nonces.add(n, t0 + 10, t0))), Array(600).fill(true));
+      await nonces.idle();
+      assert.equal(errors.length, 0);
+
+      // From now on the database refuses to delete any row of this scope, and its error quotes the row's nonce.
+      await db.query(`CREATE FUNCTION refuse_${tag}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refusing to delete nonce %', OLD.nonce; END $$`);
+      await db.query(
+        `CREATE TRIGGER refuse_${tag} BEFORE DELETE ON identity_nonces FOR EACH ROW WHEN (OLD.scope = '${scope}') EXECUTE FUNCTION refuse_${tag}()`,
+      );
+      // 600 fresh insertions (more than NONCE_SWEEP_EVERY) after the old ones expired: a sweep is due, and fails.
+      const t1 = t0 + 20;
+      const fresh = Array.from({ length: 600 }, (_, i) => `new-${tag}-${i}`);
+      assert.deepEqual(await Promise.all(fresh.map((n) => nonces.add(n, t1 + 60_000, t1))), Array(600).fill(true), 'every fresh nonce is fresh');
+      await nonces.idle();
+      assert.equal(errors.length, 1, 'the refused sweep is reported once');
+      assert.ok(errors[0] instanceof Error);
+      assert.match(errors[0].message, /refusing to delete nonce old-/, 'with the database error');
+      assert.equal(await expired(t1), 600, 'nothing was deleted');
+      assert.equal(await nonces.add(fresh[7]!, t1 + 60_000, t1), false, 'a replay is still refused');
+      // Not retried before a second has passed, however many insertions come.
+      const more = Array.from({ length: 600 }, (_, i) => `more-${tag}-${i}`);
+      assert.deepEqual(await Promise.all(more.map((n) => nonces.add(n, t1 + 60_000, t1 + 500))), Array(600).fill(true));
+      await nonces.idle();
+      assert.equal(errors.length, 1, 'no retry within the second');
+
+      // The default report: a NonceSweepWarning that quotes no nonce, although the database's error does.
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => void warnings.push(warning);
+      process.on('warning', onWarning);
+      try {
+        const warned = new SqlNonceCache(db, scope);
+        assert.equal(await warned.add(`w-${tag}`, t1 + 60_000, t1), true);
+        await warned.idle();
+        await new Promise((resolve) => setImmediate(resolve));
+      } finally {
+        process.off('warning', onWarning);
+      }
+      assert.equal(warnings.length, 1);
+      assert.equal(warnings[0]!.name, 'NonceSweepWarning');
+      assert.match(warnings[0]!.message, /sweep .* failed.*retried/);
+      for (const nonce of [...old, ...fresh, ...more, `w-${tag}`]) assert.ok(!warnings[0]!.message.includes(nonce), 'no nonce in the warning');
+      assert.doesNotMatch(warnings[0]!.message, new RegExp(tag));
+
+      // Once the database lets it, the next due sweep (a second after the failure) deletes the expired rows.
+      await db.query(`DROP TRIGGER refuse_${tag} ON identity_nonces`);
+      await db.query(`DROP FUNCTION refuse_${tag}()`);
+      const t2 = t1 + 1000;
+      assert.equal(await nonces.add(`late-${tag}`, t2 + 60_000, t2), true);
+      await nonces.idle();
+      assert.equal(errors.length, 1, 'the retry succeeded');
+      assert.equal(await expired(t2), 0, 'the expired rows are gone');
+      assert.equal(await count('identity_nonces', 'scope', scope), 600 + 600 + 1 + 1, 'the live ones are kept');
     });
   });
 }

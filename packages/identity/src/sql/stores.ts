@@ -38,12 +38,26 @@ const ATTEMPT_IDLE_MS = 24 * 3600 * 1000;
 
 /**
  * Nonces come with every DPoP-proofed request, so their sweep is batched: at most once a second, or after
- * NONCE_SWEEP_EVERY insertions, deleting up to NONCE_SWEEP_ROWS (twice the insertions between two sweeps, so the
- * table stays bounded at any rate). A DELETE after every insertion was one of a record read's four queries.
+ * NONCE_SWEEP_EVERY insertions, deleting up to twice the insertions since the previous sweep began and at least
+ * NONCE_SWEEP_ROWS (so the table stays bounded at any rate), at most NONCE_SWEEP_MAX_ROWS a statement (a larger
+ * backlog goes over the following sweeps). A DELETE after every insertion was one of a record read's four queries.
+ * The sweep is its own statement after the batch's INSERT, never part of it: a sweep the database refuses fails no
+ * addition, is reported, and is tried again NONCE_SWEEP_MS later at the earliest.
  */
 const NONCE_SWEEP_MS = 1000;
 const NONCE_SWEEP_EVERY = 512;
 const NONCE_SWEEP_ROWS = 2 * NONCE_SWEEP_EVERY;
+const NONCE_SWEEP_MAX_ROWS = 64 * NONCE_SWEEP_ROWS;
+
+/**
+ * What a nonce cache does by default with a sweep the database refused: a process warning that names the scope and
+ * the database's SQLSTATE (when it has one), never the error's message, which may quote a row (a nonce).
+ */
+function warnNonceSweepFailed(scope: string, error: unknown): void {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
+  const state = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : '';
+  process.emitWarning(`the sweep of expired nonces of scope ${JSON.stringify(scope)} failed${state}; it will be retried`, { type: 'NonceSweepWarning' });
+}
 
 /** Deletes at most `limit` rows of `table` that match `where`, never waiting for a row another transaction holds. */
 async function sweep(db: Queryable, table: string, key: string, where: string, params: readonly unknown[], limit = SWEEP_ROWS): Promise<void> {
@@ -206,22 +220,37 @@ export class SqlTicketStore<T> implements TicketStore<T> {
  * same shape (scope, nonce, expires_at_ms; primary key scope, nonce) that a service without identity tables keeps.
  * Concurrent additions are group-committed: one multi-row INSERT for those of the current tick and for everything
  * queued while the previous one ran (a DPoP proof per request: one statement for a burst of requests).
+ *
+ * Expired nonces are swept by `sweepExpired`, started once a batch's INSERT has returned and not waited for by the
+ * batch's callers, one sweep at a time. A sweep that fails (the database refuses the DELETE) is handed to
+ * `onSweepError` — by default a `NonceSweepWarning` process warning — and retried when due again, a second later at
+ * the earliest; the additions it followed are answered by their INSERT alone.
  */
 export class SqlNonceCache implements NonceCache {
   private lastSweepMs = Number.NEGATIVE_INFINITY;
+  /** Fresh insertions since the last sweep began (those of a failed sweep carried over to its retry). */
   private addedSinceSweep = 0;
+  /** After a failed sweep: the earliest clock at which the next one may run. */
+  private retryAtMs = Number.NEGATIVE_INFINITY;
+  private sweeping: Promise<void> | undefined;
   private readonly pending = new GroupCommit<PendingNonce, boolean>((batch) => this.insert(batch), NONCES_PER_INSERT);
 
   constructor(
     private readonly db: Database,
     private readonly scope: string,
     private readonly table = 'identity_nonces',
+    private readonly onSweepError: (error: unknown) => void = (error) => warnNonceSweepFailed(scope, error),
   ) {
     if (!/^[a-z][a-z0-9_]{0,62}$/.test(table)) throw new MalformedInputError('a nonce table is a lower-case SQL identifier');
   }
 
   add(nonce: string, expiresAtMs: number, nowMs: number): Promise<boolean> {
     return this.pending.add({ nonce, expiresAtMs, nowMs });
+  }
+
+  /** Resolves when no sweep is in flight (a sweep never rejects): for tests, and before closing the database. */
+  async idle(): Promise<void> {
+    while (this.sweeping !== undefined) await this.sweeping;
   }
 
   /** Inserts a batch; returns whether each addition was fresh. A nonce twice in one batch is fresh at most the first time. */
@@ -242,12 +271,35 @@ export class SqlNonceCache implements NonceCache {
     const inserted = new Set(rows.rows.map((r) => r.nonce));
     const fresh = new Set(unique.filter((p) => inserted.has(p.nonce)));
     this.addedSinceSweep += fresh.size;
-    if (fresh.size > 0 && (this.addedSinceSweep >= NONCE_SWEEP_EVERY || nowMs - this.lastSweepMs >= NONCE_SWEEP_MS)) {
-      this.addedSinceSweep = 0;
-      this.lastSweepMs = nowMs;
-      await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs], NONCE_SWEEP_ROWS);
-    }
+    if (fresh.size > 0 && this.sweepDue(nowMs)) this.sweeping = this.sweepExpired(nowMs);
     return batch.map((p) => fresh.has(p));
+  }
+
+  private sweepDue(nowMs: number): boolean {
+    if (this.sweeping !== undefined || nowMs < this.retryAtMs) return false;
+    return this.addedSinceSweep >= NONCE_SWEEP_EVERY || nowMs - this.lastSweepMs >= NONCE_SWEEP_MS;
+  }
+
+  /** Deletes expired nonces of the scope; never rejects: a failure goes to `onSweepError` and is retried when due. */
+  private async sweepExpired(nowMs: number): Promise<void> {
+    const covering = this.addedSinceSweep;
+    this.addedSinceSweep = 0;
+    this.lastSweepMs = nowMs;
+    const limit = Math.min(NONCE_SWEEP_MAX_ROWS, Math.max(NONCE_SWEEP_ROWS, 2 * covering));
+    try {
+      await sweep(this.db, this.table, 'scope, nonce', 'scope = $1 AND expires_at_ms <= $2', [this.scope, nowMs], limit);
+      this.retryAtMs = Number.NEGATIVE_INFINITY;
+    } catch (error) {
+      this.addedSinceSweep += covering;
+      this.retryAtMs = nowMs + NONCE_SWEEP_MS;
+      try {
+        this.onSweepError(error);
+      } catch {
+        // A handler that throws must not turn a failed sweep into an unhandled rejection.
+      }
+    } finally {
+      this.sweeping = undefined;
+    }
   }
 }
 
