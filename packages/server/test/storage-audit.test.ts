@@ -616,3 +616,65 @@ test("a large record kept in chunk rows is proven from its whole ciphertext; a c
     await db.query('UPDATE cloud_record_chunks SET bytes = $2 WHERE record_id = $1 AND seq = 0', [recordId, first.bytes]);
   }
 });
+
+test('a challenge that makes the cloud read more than MAX_PROOF_SECTORS sectors is a 413 problem, and the service keeps proving', async () => {
+  // A record of about 300 KB (ten chunks of 1,024 sectors): a challenge can sample at most 40,000 chunks
+  // (MAX_SAMPLES, all chunks when samples ≥ half of them), so the limit is reached by full chunks only.
+  const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
+  const known = new Set((await verifiedInventory(ledger, trust)).map((r) => r.hash));
+  const resource = {
+    resourceType: 'Observation',
+    id: 'too-costly-audit',
+    status: 'final',
+    code: { text: 'large' },
+    subject: { reference: `Patient/${fhirId}` },
+    note: [{ text: randomBytes(225_000).toString('base64') }],
+  };
+  await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
+  await cast.platform.ledger.flush();
+  const big = (await verifiedInventory(ledger, trust)).find((r) => !known.has(r.hash))!;
+  const { ciphertext } = await storedRecord(big.hash);
+  const tags = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [big.hash])).rows[0]!.tags;
+  const { chunkSectors, chunks } = por.tagSetShape(tags);
+  assert.equal(chunks, big.blocks);
+  const chunkBytes = chunkSectors * por.SECTOR_BYTES;
+  let perListing = 0;
+  for (let j = 0; j < chunks; j++) perListing += Math.ceil(Math.min(chunkBytes, ciphertext.length - j * chunkBytes) / por.SECTOR_BYTES);
+  // The route takes the same record listed many times (each listing is a record of the challenge, read from the
+  // one stored ciphertext): just enough listings, every chunk sampled, to pass the limit.
+  const listings = Math.floor(por.MAX_PROOF_SECTORS / perListing) + 1;
+  const sectors = listings * perListing;
+  assert.ok(sectors > por.MAX_PROOF_SECTORS && sectors - perListing <= por.MAX_PROOF_SECTORS);
+  const total = listings * chunks;
+  const costly = {
+    nonce: randomBytes(32).toString('base64'),
+    samples: Math.ceil(total / 2),
+    files: Array.from({ length: listings }, () => ({ hash: big.hash, chunks })),
+  };
+  assert.ok(costly.samples <= por.MAX_SAMPLES && costly.files.length <= por.MAX_CHALLENGE_FILES, 'a challenge the schema accepts');
+  const leaks = [
+    big.hash.slice('sha256:'.length),
+    Buffer.from(ciphertext.subarray(0, 24)).toString('base64'),
+    Buffer.from(ciphertext.subarray(0, 24)).toString('hex'),
+  ];
+  for (const kind of ['aggregate', 'per-file']) {
+    const response = await fetch(new URL('/cloud/storage/audit', cast.base), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${auditorToken}` },
+      body: JSON.stringify({ challenge: costly, kind }),
+    });
+    assert.equal(response.status, 413, kind);
+    assert.match(response.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    const text = await response.text();
+    const problem = JSON.parse(text) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(problem).sort(), ['detail', 'status', 'title', 'type']);
+    assert.deepEqual([problem['type'], problem['status']], ['urn:medshare:problem:limit', 413]);
+    assert.equal(problem['detail'], `proof of storage: the challenge samples ${sectors} sectors, at most ${por.MAX_PROOF_SECTORS}`);
+    for (const secret of leaks) assert.equal(text.includes(secret), false, 'no record name or ciphertext bytes in the answer');
+  }
+  // Right afterwards an ordinary audit, the large record included, is proven and verifies.
+  const result = await auditStorage(auditor, [...inventory, big], { report: false });
+  assert.equal(result.ok, true, JSON.stringify(result.failing));
+  assert.deepEqual(result.unaudited, []);
+  assert.ok(result.samples > 0);
+});
