@@ -91,8 +91,12 @@ function overAgeLimit({ year, month = 1, day = 1 }: DateParts, now: Date): boole
 export function partialDate(value: string, now = today()): string | undefined {
   const parts = dateParts(value);
   if (!parts || overAgeLimit(parts, now)) return undefined;
-  return value.slice(0, 4);
+  // One string per year: a record set's thousands of dates share a few dozen years (a slice of four characters is a copy).
+  return (YEARS[parts.year] ??= value.slice(0, 4));
 }
+
+/** The four-digit year strings made so far, by year (dateParts reads four digits: 0-9999). */
+const YEARS: (string | undefined)[] = new Array<string | undefined>(10_000);
 
 /**
  * Shifts a full date by `offsetDays`. A dateTime keeps its time zone and has its time set to

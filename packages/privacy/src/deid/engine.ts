@@ -35,6 +35,18 @@ const LABELS = {
 } as const;
 type Label = keyof typeof LABELS;
 const LABEL_ORDER = Object.keys(LABELS) as Label[];
+const LABEL_BIT = Object.fromEntries(LABEL_ORDER.map((code, i) => [code, 1 << i])) as Record<Label, number>;
+
+/**
+ * The labels of the operations applied to one resource, as bits in LABEL_ORDER's order: one number
+ * per resource where a Set and its iterators were allocated for every resource of a record set.
+ */
+class Labels {
+  bits = 0;
+  add(label: Label): void {
+    this.bits |= LABEL_BIT[label];
+  }
+}
 
 const DATE_TYPES = new Set(['date', 'dateTime', 'instant']);
 const INTEGER_TYPES = new Set(['integer', 'positiveInt', 'unsignedInt', 'integer64']);
@@ -60,9 +72,15 @@ interface Run {
   context: ResourceContext;
   /** The top-level resource: its id is the `resource`-scope date-shift prefix, as in the reference tool. */
   top: JsonObject;
-  /** Nodes processed by an earlier rule, which later rules leave alone (first rule wins), are marked `visited`. */
-  /** Substituted nodes: everything below them counts as visited. */
+  /**
+   * Substituted nodes: everything below them counts as visited. (Nodes processed by an earlier rule,
+   * which later rules leave alone under first-rule-wins, are marked `visited` themselves.)
+   */
   sealed: Set<TypedNode>;
+  /** The labels of the resource the rule walk is in (reset for each resource). */
+  found: Labels;
+  /** The rule walk's callback for this run, made once per top-level resource rather than once per resource. */
+  apply?: (rule: Rule, leaf: Leaf) => void;
 }
 
 /** De-identifies FHIR resources under one configuration. */
@@ -159,7 +177,7 @@ export class Deidentifier {
   processResource(resource: JsonObject, context: ResourceContext = {}): JsonObject {
     if (typeof resource['resourceType'] !== 'string') throw new MalformedInputError('not a FHIR resource: missing resourceType');
     try {
-      this.visitResource(resource, false, { context, top: resource, sealed: new Set() });
+      this.visitResource(resource, false, { context, top: resource, sealed: new Set(), found: new Labels() });
       return resource;
     } catch (error) {
       if (this.config.processingErrors === 'raise') {
@@ -174,14 +192,16 @@ export class Deidentifier {
     }
   }
 
-  private visitResource(resource: JsonObject, contained: boolean, run: Run): Set<Label> {
-    let labels: Set<Label>;
+  /** Processes a resource and those nested in it; returns the bits of the labels of everything applied. */
+  private visitResource(resource: JsonObject, contained: boolean, run: Run): number {
+    let labels: number;
     let nested: { resource: JsonObject; key: string }[];
     let dirty = true;
     if (this.ruleWalk) {
-      const found = new Set<Label>();
-      ({ nested, dirty } = this.ruleWalk.walk(resource, (rule, leaf) => this.applyLeaf(rule, leaf, run, found)));
-      labels = found;
+      // The walk applies this resource's values before any nested resource is visited, so one accumulator per run serves them all.
+      run.found.bits = 0;
+      ({ nested, dirty } = this.ruleWalk.walk(resource, (run.apply ??= (rule, leaf) => this.applyLeaf(rule, leaf, run, run.found))));
+      labels = run.found.bits;
     } else {
       forgetDescendants(resource);
       const index = indexResource(resource);
@@ -191,17 +211,17 @@ export class Deidentifier {
     }
     const entries = resource['resourceType'] === 'Bundle';
     for (const { resource: inner, key } of nested) {
-      for (const label of this.visitResource(inner, key === 'contained', run)) labels.add(label);
+      labels |= this.visitResource(inner, key === 'contained', run);
       if (entries && key === 'resource') run.context.onEntry?.();
     }
-    if (!contained && labels.size > 0) addSecurityLabels(resource, labels);
+    if (!contained && labels !== 0) addSecurityLabels(resource, labels);
     // Each resource prunes its own elements (its nested resources pruned themselves), as the reference tool removes empty nodes.
     if (dirty) pruneRemoved(resource, resource);
     return labels;
   }
 
-  private applyRules(resource: JsonObject, index: NodeIndex, run: Run): Set<Label> {
-    const labels = new Set<Label>();
+  private applyRules(resource: JsonObject, index: NodeIndex, run: Run): number {
+    const labels = new Labels();
     const type = String(resource['resourceType']);
     const environment = { resource, rootResource: run.top };
     for (const rule of this.config.rules) {
@@ -214,18 +234,18 @@ export class Deidentifier {
       }
       for (const node of nodes) this.processRecursive(rule, node, run, labels);
     }
-    return labels;
+    return labels.bits;
   }
 
   /** Applies a rule's method to a node and to every node below it not yet processed (nested resources excepted). */
-  private processRecursive(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+  private processRecursive(rule: Rule, node: TypedNode, run: Run, labels: Labels): void {
     if (isVisited(node, run)) return;
     this.applyMethod(rule, node, run, labels);
     node.visited = true;
     for (const child of node.children) if (!child.nested) this.processRecursive(rule, child, run, labels);
   }
 
-  private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+  private applyMethod(rule: Rule, node: TypedNode, run: Run, labels: Labels): void {
     const params = this.config.parameters;
     const value = primitiveValue(node);
     switch (rule.method) {
@@ -255,7 +275,7 @@ export class Deidentifier {
   }
 
   /** The methods that act on one value alone (the ones the rule walk applies). */
-  private applyLeaf(rule: Rule, node: Leaf, run: Run, labels: Set<Label>): void {
+  private applyLeaf(rule: Rule, node: Leaf, run: Run, labels: Labels): void {
     const params = this.config.parameters;
     const value = primitiveValue(node);
     switch (rule.method) {
@@ -332,7 +352,7 @@ export class Deidentifier {
   }
 
   /** Perturbs a number, or the `value` of a Quantity-like element; the element is then left to no other rule. */
-  private perturb(rule: Rule, node: TypedNode, run: Run, labels: Set<Label>): void {
+  private perturb(rule: Rule, node: TypedNode, run: Run, labels: Labels): void {
     const target = NUMBER_TYPES.has(node.type) ? node : QUANTITY_TYPES.has(node.type) ? node.children.find((c) => c.key === 'value') : undefined;
     if (!target || typeof target.value !== 'number' || target.visited) return;
     let next = perturbNumber(target.value, rule.span ?? 0, rule.rangeType ?? 'fixed', rule.roundTo ?? 2, INTEGER_TYPES.has(target.type));
@@ -407,7 +427,7 @@ function retypeQuantityAges(index: NodeIndex): void {
 }
 
 /** Writes a method's result into a node (undefined or null removes it) and records the label. */
-function setValue(node: Leaf, labels: Set<Label>, next: unknown, label: Label): void {
+function setValue(node: Leaf, labels: Labels, next: unknown, label: Label): void {
   writeValue(node, next ?? REMOVED);
   node.value = next ?? undefined;
   labels.add(label);
@@ -543,7 +563,7 @@ function removeNode(node: TypedNode): void {
 }
 
 /** Appends the labels not already present (codes compared case-insensitively), in the reference tool's order. */
-function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
+function addSecurityLabels(resource: JsonObject, labels: number): void {
   let meta = resource['meta'];
   if (meta === REMOVED || typeof meta !== 'object') resource['meta'] = meta = {};
   const metaObject = meta as JsonObject;
@@ -553,7 +573,7 @@ function addSecurityLabels(resource: JsonObject, labels: Set<Label>): void {
   // The codes there before (the labels added here differ from one another); most resources have none.
   let present: Set<string> | undefined;
   for (const s of list) if (s !== null && typeof s === 'object') (present ??= new Set()).add(String((s as JsonObject)['code']).toLowerCase());
-  for (const code of LABEL_ORDER) if (labels.has(code) && !present?.has(LOWER_CASE_LABELS[code])) list.push({ ...LABELS[code] });
+  for (const code of LABEL_ORDER) if ((labels & LABEL_BIT[code]) !== 0 && !present?.has(LOWER_CASE_LABELS[code])) list.push({ ...LABELS[code] });
 }
 
 const LOWER_CASE_LABELS = Object.fromEntries(LABEL_ORDER.map((code) => [code, code.toLowerCase()])) as Record<Label, string>;

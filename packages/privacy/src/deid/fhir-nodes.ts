@@ -206,10 +206,16 @@ export const REMOVED = null;
  */
 export function pruneRemoved(node: unknown, root?: object): boolean {
   if (Array.isArray(node)) {
-    for (let i = node.length - 1; i >= 0; i--) {
-      if (node[i] === REMOVED || pruneRemoved(node[i], root)) node.splice(i, 1);
+    // Kept items moved down in place (splice would allocate an array of the removed item each time).
+    let kept = 0;
+    for (let i = 0; i < node.length; i++) {
+      const item: unknown = node[i];
+      if (item === REMOVED || pruneRemoved(item, root)) continue;
+      if (kept !== i) node[kept] = item;
+      kept++;
     }
-    return node.length === 0;
+    if (kept !== node.length) node.length = kept;
+    return kept === 0;
   }
   if (typeof node === 'object' && node !== null) {
     const object = node as JsonObject;

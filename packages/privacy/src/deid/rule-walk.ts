@@ -356,5 +356,8 @@ function advance(branch: Branch, position: number, value: unknown, ruleOrder: nu
 export function isYearsQuantity(quantity: unknown): boolean {
   if (quantity === null || typeof quantity !== 'object') return false; // (`_valueQuantity` alone: no quantity)
   const { code, unit } = quantity as JsonObject;
-  return code === 'a' || ['a', 'yr', 'year', 'years'].includes(String(unit));
+  return code === 'a' || YEAR_UNITS.has(typeof unit === 'string' ? unit : String(unit));
 }
+
+/** The units of a Quantity in years (a module constant: the walk reads every Quantity's unit). */
+const YEAR_UNITS: ReadonlySet<string> = new Set(['a', 'yr', 'year', 'years']);

@@ -10,9 +10,10 @@
  * (free-text.ts builtinNameMatchers); they run only in the `all` text scope.
  */
 import type { Finding, PhiKind } from './free-text.ts';
+import { forEachMatch, groupSpans, wholeSpans, type Span } from './matches.ts';
 
 /** A detector's span finder (free-text.ts runs them in order, earlier findings win). */
-export type SpanFinder = (text: string) => Iterable<[number, number]>;
+export type SpanFinder = (text: string) => Span[];
 /** What a detector cannot match without, tested first (most scrubbed strings are short codes): the text and its digit count. */
 export type ShapeGuard = (text: string, digits: number) => boolean;
 const UPPER = /\p{Lu}/u;
@@ -73,6 +74,7 @@ const ADDRESS_TAIL = new RegExp(
   'u',
 );
 const NUMBER_BEFORE = /\d{1,6}[ \t]+$/;
+const LOWER_CASE_WORD = /(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu;
 
 export interface ShapeWords {
   /** Common English words of every SCOWL size up to 70, lower case: a word that is one of them is not taken for a name by its shape. */
@@ -97,16 +99,16 @@ export class TextShapes {
   early(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
       ['ADDRESS', (text) => this.streets(text), (t, d) => upperAndDigit(t, d) && LETTER_THEN_NUMBER.test(t)],
-      ['ADDRESS', (text) => whole(text, NUMBER_THEN_TYPE), (t, d) => d > 0 && STREET_TYPE_FIRST.test(t)],
-      ['ADDRESS', (text) => whole(text, NAMED_STREET), (t) => /Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway/.test(t)],
-      ['ADDRESS', (text) => groups(text, CORNER), (t) => /corner of/i.test(t)],
+      ['ADDRESS', (text) => wholeSpans(text, NUMBER_THEN_TYPE), (t, d) => d > 0 && STREET_TYPE_FIRST.test(t)],
+      ['ADDRESS', (text) => wholeSpans(text, NAMED_STREET), (t) => /Street|Road|Avenue|Boulevard|Lane|Drive|Terrace|Parkway|Highway/.test(t)],
+      ['ADDRESS', (text) => groupSpans(text, CORNER), (t) => /corner of/i.test(t)],
     ];
   }
 
   /** The detectors that run after the dictionaries and the labelled-identifier patterns. */
   detectors(): [PhiKind, SpanFinder, ShapeGuard][] {
     return [
-      ['NAME', (text) => groups(text, NAME_CUE), (t) => NAME_CUE_WORD.test(t) && UPPER.test(t)],
+      ['NAME', (text) => groupSpans(text, NAME_CUE), (t) => NAME_CUE_WORD.test(t) && UPPER.test(t)],
       ['ADDRESS', (text) => this.places(text), hasUpper],
       ['NAME', (text) => this.unknownWords(text), hasUpper],
       // Lower-case names are looked for in texts written all in lower case only (see lowerCaseNames).
@@ -114,36 +116,45 @@ export class TextShapes {
     ];
   }
 
-  private *streets(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(STREET_THEN_NUMBER)) {
+  private streets(text: string): Span[] {
+    const found: Span[] = [];
+    forEachMatch(text, STREET_THEN_NUMBER, (m) => {
       const words = m[1]!.split(/\s+/);
       if (words.some((w) => STREET_KEYWORD.test(w.replace(/\.$/, '')) || (/^\p{Lu}/u.test(w) && w.length > 2 && !this.isOrdinary(w.replace(/\.$/, '')))))
-        yield [m.index, m.index + m[0].length];
-    }
+        found.push([m.index, m.index + m[0].length]);
+    });
+    return found;
   }
 
-  private *places(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(PLACE_CUE)) {
+  private places(text: string): Span[] {
+    const found: Span[] = [];
+    forEachMatch(text, PLACE_CUE, (m) => {
       const place = m[1]!;
       if (place.split(/[ -]/).some((w) => /^\p{Lu}/u.test(w) && !this.isOrdinary(w))) {
         const start = m.index + m[0].length - place.length;
-        yield [start, start + place.length];
+        found.push([start, start + place.length]);
       }
-    }
+    });
+    return found;
   }
 
   /** Capitalised words that are no English word, and runs of two or more such words in capitals. */
-  private *unknownWords(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(CAPITALISED)) if (!this.isOrdinary(m[0])) yield [m.index, m.index + m[0].length];
-    const capitals = [...text.matchAll(CAPITALS)].filter((m) => !this.isOrdinary(m[0]));
-    for (let i = 0; i + 1 < capitals.length; i++) {
-      const a = capitals[i]!;
-      const b = capitals[i + 1]!;
-      if (/^[ \t]+$/.test(text.slice(a.index + a[0].length, b.index))) {
-        yield [a.index, b.index + b[0].length];
-        i++;
-      }
-    }
+  private unknownWords(text: string): Span[] {
+    const found: Span[] = [];
+    forEachMatch(text, CAPITALISED, (m) => {
+      if (!this.isOrdinary(m[0])) found.push([m.index, m.index + m[0].length]);
+    });
+    let previous: Span | undefined;
+    forEachMatch(text, CAPITALS, (m) => {
+      if (this.isOrdinary(m[0])) return;
+      const current: Span = [m.index, m.index + m[0].length];
+      // Two neighbours in capitals make one finding; the second then starts no pair.
+      if (previous && /^[ \t]+$/.test(text.slice(previous[1], current[0]))) {
+        found.push([previous[0], current[1]]);
+        previous = undefined;
+      } else previous = current;
+    });
+    return found;
   }
 
   /**
@@ -151,9 +162,12 @@ export class TextShapes {
    * case ("follow up with patricia desrosiers"). Elsewhere a lower-case word of the name list is
    * more often a drug's brand name ("errin", "camila" in the Synthea notes) than a person.
    */
-  private *lowerCaseNames(text: string): Generator<[number, number]> {
-    for (const m of text.matchAll(/(?<![\p{L}\p{N}])\p{Ll}{3,}(?![\p{L}\p{N}])/gu))
-      if (!this.isOrdinary(m[0]) && this.isName(m[0])) yield [m.index, m.index + m[0].length];
+  private lowerCaseNames(text: string): Span[] {
+    const found: Span[] = [];
+    forEachMatch(text, LOWER_CASE_WORD, (m) => {
+      if (!this.isOrdinary(m[0]) && this.isName(m[0])) found.push([m.index, m.index + m[0].length]);
+    });
+    return found;
   }
 
   /**
@@ -202,17 +216,5 @@ export class TextShapes {
       }
     }
     return out.sort((a, b) => a.start - b.start);
-  }
-}
-
-function* whole(text: string, pattern: RegExp): Generator<[number, number]> {
-  for (const m of text.matchAll(pattern)) yield [m.index, m.index + m[0].length];
-}
-
-/** The first capture group of each match. */
-function* groups(text: string, pattern: RegExp): Generator<[number, number]> {
-  for (const m of text.matchAll(pattern)) {
-    const start = m.index + m[0].length - m[1]!.length;
-    yield [start, start + m[1]!.length];
   }
 }
