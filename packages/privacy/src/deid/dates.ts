@@ -33,8 +33,8 @@ export function dateShiftOffset(prefix: string, key: string, algorithm: 'fold' |
 
 /** True when a date (possibly partial) lies more than 89 years before `now`: it indicates an age over 89. */
 export function indicatesAgeOver89(value: string, now = today()): boolean {
-  const parts = dateParts(value);
-  return parts !== undefined && overAgeLimit(parts, now);
+  const packed = datePacked(value);
+  return packed >= 0 && overAgeLimit(packed, now);
 }
 
 /** The current time as a Date made once per UTC day (the age rule reads only the date), not per value. */
@@ -50,21 +50,25 @@ function today(): Date {
 const DAY = 86_400_000;
 let current: { date: Date; start: number } | undefined;
 
-/** The year, month and day of a value's leading `YYYY[-MM[-DD]]` (month and day undefined when absent), or `undefined`. */
-interface DateParts {
-  year: number;
-  month: number | undefined;
-  day: number | undefined;
+/**
+ * What the pattern `^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?` reads of a value, packed in one number as
+ * year * 10^6 + (month + 1) * 1,000 + (day + 1), a part 0 when absent; -1 when it does not match:
+ * no match array, strings or object per value (redaction reads thousands of dates).
+ */
+function datePacked(value: string): number {
+  if (!(digit(value, 0) && digit(value, 1) && digit(value, 2) && digit(value, 3))) return -1;
+  const year = number(value, 0, 4) * 1_000_000;
+  if (!(value.charCodeAt(4) === 45 /* - */ && digit(value, 5) && digit(value, 6))) return year;
+  const month = (number(value, 5, 7) + 1) * 1_000;
+  if (!(value.charCodeAt(7) === 45 && digit(value, 8) && digit(value, 9))) return year + month;
+  return year + month + number(value, 8, 10) + 1;
 }
 
-/** What the pattern `^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?` reads of a value, without a match array and its strings (redaction reads thousands of dates). */
-function dateParts(value: string): DateParts | undefined {
-  if (!(digit(value, 0) && digit(value, 1) && digit(value, 2) && digit(value, 3))) return undefined;
-  const year = number(value, 0, 4);
-  if (!(value.charCodeAt(4) === 45 /* - */ && digit(value, 5) && digit(value, 6))) return { year, month: undefined, day: undefined };
-  const month = number(value, 5, 7);
-  if (!(value.charCodeAt(7) === 45 && digit(value, 8) && digit(value, 9))) return { year, month, day: undefined };
-  return { year, month, day: number(value, 8, 10) };
+const yearOf = (packed: number): number => Math.floor(packed / 1_000_000);
+/** A part of a packed date (unit 1,000: the month; 1: the day), undefined when absent. */
+function partOf(packed: number, unit: number): number | undefined {
+  const stored = Math.floor(packed / unit) % 1_000;
+  return stored === 0 ? undefined : stored - 1;
 }
 
 function digit(value: string, at: number): boolean {
@@ -78,10 +82,13 @@ function number(value: string, from: number, to: number): number {
   return n;
 }
 
-function overAgeLimit({ year, month = 1, day = 1 }: DateParts, now: Date): boolean {
+/** Whether a packed date (an absent month or day read as 1) lies more than 89 years before `now`. */
+function overAgeLimit(packed: number, now: Date): boolean {
+  const month = partOf(packed, 1_000) ?? 1;
+  const day = partOf(packed, 1) ?? 1;
   const nowMonth = now.getUTCMonth() + 1;
   const beforeBirthday = nowMonth < month || (nowMonth === month && now.getUTCDate() < day);
-  return now.getUTCFullYear() - year - (beforeBirthday ? 1 : 0) > AGE_THRESHOLD;
+  return now.getUTCFullYear() - yearOf(packed) - (beforeBirthday ? 1 : 0) > AGE_THRESHOLD;
 }
 
 /**
@@ -89,13 +96,13 @@ function overAgeLimit({ year, month = 1, day = 1 }: DateParts, now: Date): boole
  * or indicates an age over 89.
  */
 export function partialDate(value: string, now = today()): string | undefined {
-  const parts = dateParts(value);
-  if (!parts || overAgeLimit(parts, now)) return undefined;
+  const packed = datePacked(value);
+  if (packed < 0 || overAgeLimit(packed, now)) return undefined;
   // One string per year: a record set's thousands of dates share a few dozen years (a slice of four characters is a copy).
-  return (YEARS[parts.year] ??= value.slice(0, 4));
+  return (YEARS[yearOf(packed)] ??= value.slice(0, 4));
 }
 
-/** The four-digit year strings made so far, by year (dateParts reads four digits: 0-9999). */
+/** The four-digit year strings made so far, by year (datePacked reads four digits: 0-9999). */
 const YEARS: (string | undefined)[] = new Array<string | undefined>(10_000);
 
 /**
@@ -104,9 +111,10 @@ const YEARS: (string | undefined)[] = new Array<string | undefined>(10_000);
  * the caller then redacts it, as the reference tool does.
  */
 export function shiftDate(value: string, offsetDays: number, now = today()): string | undefined {
-  const parts = dateParts(value);
-  if (!parts || parts.day === undefined || overAgeLimit(parts, now)) return undefined;
-  const shifted = new Date(Date.UTC(parts.year, parts.month! - 1, parts.day + offsetDays));
+  const packed = datePacked(value);
+  const day = partOf(packed, 1);
+  if (packed < 0 || day === undefined || overAgeLimit(packed, now)) return undefined;
+  const shifted = new Date(Date.UTC(yearOf(packed), partOf(packed, 1_000)! - 1, day + offsetDays));
   const date = shifted.toISOString().slice(0, 10);
   const time = TIME.exec(value);
   if (!time) return date;

@@ -408,7 +408,11 @@ export class Deidentifier {
 function* withContained(resources: Iterable<JsonObject>): Generator<JsonObject> {
   for (const resource of resources) {
     yield resource;
-    for (const contained of asArray(resource['contained'])) if (isObject(contained)) yield contained;
+    // (Read without asArray: most resources contain none, and an empty array per resource adds up.)
+    const contained = resource['contained'];
+    if (Array.isArray(contained)) {
+      for (const inner of contained) if (isObject(inner)) yield inner;
+    } else if (isObject(contained)) yield contained;
   }
 }
 

@@ -202,7 +202,9 @@ export const REMOVED = null;
 /**
  * Deletes removed markers and the empty objects and arrays they leave behind. A primitive array
  * and its element-part array (`given`, `_given`) are pruned together so their items stay aligned
- * (an item whose value went but whose extensions stay becomes `null`). Returns true if `node` became empty.
+ * (an item whose value went but whose extensions stay becomes `null`). Returns true if `node` is
+ * to go whole: it became empty, or nothing in it stays (its members may then be left in place, so
+ * the caller removes it).
  */
 export function pruneRemoved(node: unknown, root?: object): boolean {
   if (Array.isArray(node)) {
@@ -230,12 +232,19 @@ export function pruneRemoved(node: unknown, root?: object): boolean {
       }
     }
     if (!hasParts) {
-      // The common case: no element parts, no string building.
+      // The common case: no element parts, no string building. An object all of whose members go (an identifier
+      // whose system and value were redacted) is left as it is for its parent to drop: deleting its members one
+      // by one would first turn it into a slower dictionary-mode object.
+      let kept = false;
+      let gone: string[] | undefined;
       for (const key in object) {
         const value = object[key];
-        if (value === REMOVED || (typeof value === 'object' && pruneRemoved(value, root))) delete object[key];
+        if (value === REMOVED || (typeof value === 'object' && pruneRemoved(value, root))) (gone ??= []).push(key);
+        else kept = true;
       }
-      return isEmptyObject(object);
+      if (!kept) return true;
+      if (gone !== undefined) for (const key of gone) delete object[key];
+      return false;
     }
     for (const key of Object.keys(object)) {
       if (!(key in object)) continue;

@@ -53,16 +53,40 @@ interface Branch {
   order: number;
   resourceType: string;
   steps: ({ member: string } | { where: (value: JsonObject) => boolean })[];
+  /** The progress at each member step, made with the branch: the walk refers to them and makes none. */
+  progress: (Progress | undefined)[];
 }
 
 /** A branch that has matched its steps up to `position`, whose next step is a member name. */
 interface Progress {
   branch: Branch;
   position: number;
+  /** This progress alone, the carry of most elements a path goes on below (never pushed to: see withProgress). */
+  alone: Progress[];
+}
+
+/** A branch of a rule, with its progress at each member step. */
+function makeBranch(order: number, resourceType: string, steps: Branch['steps']): Branch {
+  const branch: Branch = { order, resourceType, steps, progress: [] };
+  steps.forEach((step, position) => {
+    if (!('member' in step)) return;
+    const progress: Progress = { branch, position, alone: [] };
+    progress.alone.push(progress);
+    branch.progress[position] = progress;
+  });
+  return branch;
+}
+
+/** The progress of a branch whose next step, at `position`, is a member name (advance's -1 - position). */
+function progressAt(branch: Branch, position: number): Progress {
+  return branch.progress[position]!;
 }
 
 const NONE = Number.MAX_SAFE_INTEGER;
 const NO_PROGRESS: Progress[] = [];
+/** The nested resources of a resource that has none (most): an array is made for the first one found. */
+const NO_NESTED: NestedResource[] = [];
+const NO_APPLY = (): void => {};
 
 export interface RuleWalk {
   /**
@@ -79,7 +103,7 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
   for (const [order, rule] of rules.entries()) {
     if (!WALK_METHODS.has(rule.method)) return undefined;
     if (rule.wholeResource) {
-      atRoot.push({ branch: { order, resourceType: rule.resourceType, steps: [] }, typeName: undefined });
+      atRoot.push({ branch: makeBranch(order, rule.resourceType, []), typeName: undefined });
       continue;
     }
     // Each branch keeps its resource type name (`Patient.photo`): a root start checks it, as the rule's type filter does.
@@ -92,7 +116,7 @@ export function compileWalk(rules: readonly Rule[], options: { quantityAgesAsAge
         else if (step.simple) steps.push({ where: step.simple });
         else return undefined;
       }
-      const branch: Branch = { order, resourceType: rule.resourceType, steps };
+      const branch = makeBranch(order, rule.resourceType, steps);
       if ('byType' in parsed.start) {
         const list = byType.get(parsed.start.byType);
         if (list) list.push(branch);
@@ -125,6 +149,11 @@ interface Starts {
   byChildType: (Start | null | undefined)[];
   /** By type name (a Quantity in years walked as an Age). */
   byName: Map<string, Start | null>;
+  /**
+   * What the branches starting at the root give the resource, when none of them reads the resource
+   * first (a `where` before its first member): made once. Null when one does; undefined until first use.
+   */
+  root: { order: number; carry: Progress[] } | null | undefined;
 }
 
 const ELEMENT_TYPES = childTypes('Element');
@@ -137,10 +166,10 @@ const ELEMENT_TYPES = childTypes('Element');
 class CompiledWalk implements RuleWalk {
   private readonly starts = new Map<string, Starts>();
   // The resource under way.
-  private nested: NestedResource[] = [];
+  private nested: NestedResource[] = NO_NESTED;
   private dirty = false;
-  private apply: (rule: Rule, leaf: Leaf) => void = () => {};
-  private current: Starts = { byChildType: [], byName: new Map() };
+  private apply: (rule: Rule, leaf: Leaf) => void = NO_APPLY;
+  private current: Starts = { byChildType: [], byName: new Map(), root: undefined };
   private resourceType = '';
   // One leaf and one parent frame, rewritten for each value (apply does not keep them): no allocation per value.
   private readonly frame: ElementFrame = { type: '', key: '' };
@@ -156,25 +185,40 @@ class CompiledWalk implements RuleWalk {
   walk(resource: JsonObject, apply: (rule: Rule, leaf: Leaf) => void): WalkResult {
     const resourceType = String(resource['resourceType']);
     let starts = this.starts.get(resourceType);
-    if (!starts) this.starts.set(resourceType, (starts = { byChildType: [], byName: new Map() }));
+    if (!starts) this.starts.set(resourceType, (starts = { byChildType: [], byName: new Map(), root: undefined }));
     this.current = starts;
     this.resourceType = resourceType;
-    this.nested = [];
+    this.nested = NO_NESTED;
     this.dirty = false;
     this.apply = apply;
-    let carry: Progress[] = NO_PROGRESS;
+    if (starts.root === undefined) starts.root = this.rootReadsResource(resourceType) ? null : this.rootStart(resource, resourceType);
+    const { order, carry } = starts.root ?? this.rootStart(resource, resourceType);
+    this.visit(resource, childTypes(resourceType), resourceType, 'root', carry, order);
+    const result = { nested: this.nested, dirty: this.dirty };
+    this.nested = NO_NESTED;
+    this.apply = NO_APPLY;
+    return result;
+  }
+
+  /** The rule order the resource gets from the branches starting at its root, and the progress its members inherit. */
+  private rootStart(resource: JsonObject, resourceType: string): { order: number; carry: Progress[] } {
+    let carry: Progress[] | undefined;
     let order = NONE;
     for (const { branch, typeName } of this.atRoot) {
       if (!applies(branch, resourceType) || !startsAtRoot(typeName, resourceType)) continue;
       const result = advance(branch, 0, resource, order);
-      if (result < 0) carry = [...carry, { branch, position: -1 - result }];
+      if (result < 0) carry = withProgress(carry, progressAt(branch, -1 - result));
       else if (result < order) order = result;
     }
-    this.visit(resource, childTypes(resourceType), resourceType, 'root', carry, order);
-    const result = { nested: this.nested, dirty: this.dirty };
-    this.nested = [];
-    this.apply = () => {};
-    return result;
+    return { order, carry: carry ?? NO_PROGRESS };
+  }
+
+  /** Whether a root branch of this resource type reads the resource before its first member step (a `where`). */
+  private rootReadsResource(resourceType: string): boolean {
+    return this.atRoot.some(
+      ({ branch, typeName }) =>
+        applies(branch, resourceType) && startsAtRoot(typeName, resourceType) && branch.steps.length > 0 && !('member' in branch.steps[0]!),
+    );
   }
 
   /** The branches that start at an element of `type` (its child type's own, or Age for a Quantity in years). */
@@ -200,13 +244,13 @@ class CompiledWalk implements RuleWalk {
     if (!branches || branches.length === 0) return null;
     if (branches.some((branch) => branch.steps.length > 0 && !('member' in branch.steps[0]!))) return { branches, fixed: undefined };
     let order = NONE;
-    const carry: Progress[] = [];
+    let carry: Progress[] | undefined;
     for (const branch of branches) {
       const result = advance(branch, 0, undefined, order);
-      if (result < 0) carry.push({ branch, position: -1 - result });
+      if (result < 0) carry = withProgress(carry, progressAt(branch, -1 - result));
       else if (result < order) order = result;
     }
-    return { branches, fixed: { order, carry: carry.length > 0 ? carry : NO_PROGRESS } };
+    return { branches, fixed: { order, carry: carry ?? NO_PROGRESS } };
   }
 
   private element(
@@ -222,6 +266,7 @@ class CompiledWalk implements RuleWalk {
     ruleOrder: number,
   ): void {
     if (item !== null && typeof item === 'object' && typeof (item as JsonObject)['resourceType'] === 'string') {
+      if (this.nested === NO_NESTED) this.nested = [];
       this.nested.push({ resource: item as JsonObject, key });
       return;
     }
@@ -235,7 +280,7 @@ class CompiledWalk implements RuleWalk {
       const member = (branch.steps[position] as { member: string }).member;
       if (key !== member && !isChoiceOf(key, member)) continue;
       const result = advance(branch, position + 1, item, order);
-      if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
+      if (result < 0) carry = withProgress(carry, progressAt(branch, -1 - result));
       else if (result < order) order = result;
     }
     const start = this.startsAt(type, info);
@@ -246,7 +291,7 @@ class CompiledWalk implements RuleWalk {
       if (start !== null) {
         for (const branch of start.branches) {
           const result = advance(branch, 0, item, order);
-          if (result < 0) carry = withProgress(carry, { branch, position: -1 - result });
+          if (result < 0) carry = withProgress(carry, progressAt(branch, -1 - result));
           else if (result < order) order = result;
         }
       }
@@ -324,9 +369,13 @@ class CompiledWalk implements RuleWalk {
   }
 }
 
-/** Adds a progress to a carry, made for its first entry (one or two, mostly; a `[]` pushed to reserves seventeen slots). */
+/**
+ * Adds a progress to a carry: the progress's own `alone` array for the first (most carries have
+ * one), copied for the second (`alone` is shared, never pushed to), then pushed to.
+ */
 function withProgress(carry: Progress[] | undefined, progress: Progress): Progress[] {
-  if (carry === undefined) return [progress];
+  if (carry === undefined) return progress.alone;
+  if (carry === carry[0]!.alone) return [carry[0]!, progress];
   carry.push(progress);
   return carry;
 }
