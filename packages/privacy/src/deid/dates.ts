@@ -51,23 +51,24 @@ const DAY = 86_400_000;
 let current: { date: Date; start: number } | undefined;
 
 /**
- * What the pattern `^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?` reads of a value, packed in one number as
- * year * 10^6 + (month + 1) * 1,000 + (day + 1), a part 0 when absent; -1 when it does not match:
- * no match array, strings or object per value (redaction reads thousands of dates).
+ * What the pattern `^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?` reads of a value, packed in one small
+ * integer as year << 14 | (month + 1) << 7 | (day + 1), a part 0 when absent (a year is below 2^14,
+ * a month or day plus one below 2^7); -1 when it does not match: no match array, strings, object
+ * or heap number per value (redaction reads thousands of dates).
  */
 function datePacked(value: string): number {
   if (!(digit(value, 0) && digit(value, 1) && digit(value, 2) && digit(value, 3))) return -1;
-  const year = number(value, 0, 4) * 1_000_000;
+  const year = number(value, 0, 4) << 14;
   if (!(value.charCodeAt(4) === 45 /* - */ && digit(value, 5) && digit(value, 6))) return year;
-  const month = (number(value, 5, 7) + 1) * 1_000;
-  if (!(value.charCodeAt(7) === 45 && digit(value, 8) && digit(value, 9))) return year + month;
-  return year + month + number(value, 8, 10) + 1;
+  const month = (number(value, 5, 7) + 1) << 7;
+  if (!(value.charCodeAt(7) === 45 && digit(value, 8) && digit(value, 9))) return year | month;
+  return year | month | (number(value, 8, 10) + 1);
 }
 
-const yearOf = (packed: number): number => Math.floor(packed / 1_000_000);
-/** A part of a packed date (unit 1,000: the month; 1: the day), undefined when absent. */
-function partOf(packed: number, unit: number): number | undefined {
-  const stored = Math.floor(packed / unit) % 1_000;
+const yearOf = (packed: number): number => packed >> 14;
+/** A part of a packed date (shift 7: the month; 0: the day), undefined when absent. */
+function partOf(packed: number, shift: number): number | undefined {
+  const stored = (packed >> shift) & 0x7f;
   return stored === 0 ? undefined : stored - 1;
 }
 
@@ -84,8 +85,8 @@ function number(value: string, from: number, to: number): number {
 
 /** Whether a packed date (an absent month or day read as 1) lies more than 89 years before `now`. */
 function overAgeLimit(packed: number, now: Date): boolean {
-  const month = partOf(packed, 1_000) ?? 1;
-  const day = partOf(packed, 1) ?? 1;
+  const month = partOf(packed, 7) ?? 1;
+  const day = partOf(packed, 0) ?? 1;
   const nowMonth = now.getUTCMonth() + 1;
   const beforeBirthday = nowMonth < month || (nowMonth === month && now.getUTCDate() < day);
   return now.getUTCFullYear() - yearOf(packed) - (beforeBirthday ? 1 : 0) > AGE_THRESHOLD;
@@ -112,9 +113,9 @@ const YEARS: (string | undefined)[] = new Array<string | undefined>(10_000);
  */
 export function shiftDate(value: string, offsetDays: number, now = today()): string | undefined {
   const packed = datePacked(value);
-  const day = partOf(packed, 1);
+  const day = partOf(packed, 0);
   if (packed < 0 || day === undefined || overAgeLimit(packed, now)) return undefined;
-  const shifted = new Date(Date.UTC(yearOf(packed), partOf(packed, 1_000)! - 1, day + offsetDays));
+  const shifted = new Date(Date.UTC(yearOf(packed), partOf(packed, 7)! - 1, day + offsetDays));
   const date = shifted.toISOString().slice(0, 10);
   const time = TIME.exec(value);
   if (!time) return date;
