@@ -5,8 +5,10 @@
  * bundles, either the safe-harbor walk with its parse and serialisation (`deid`) or the reference
  * pass alone (JSON.parse + JSON.stringify, `ref`); each side runs at 2 and at 8 rounds, so the
  * difference over 6 rounds leaves out start-up and the first rounds' compilation. Each round uses a
- * fresh engine, as in bench/privacy.ts. Instructions are not time: a cache miss or a GC pause costs
- * more than its instructions, so this complements the CPU-time benchmark, it does not replace it.
+ * fresh engine, as in bench/privacy.ts. The children run V8 `--single-threaded` (no concurrent
+ * compilation or marking, whose share of the count varied from run to run). Instructions are not
+ * time: a cache miss or a GC pause costs more than its instructions, so this complements the
+ * CPU-time benchmark, it does not replace it.
  * Run: node --import tsx bench/deid-instructions.ts   (needs valgrind, Debian's `valgrind`; ~5 minutes on
  * 2 cores; the shared data as for bench/privacy.ts)
  */
@@ -39,6 +41,7 @@ function instructions(count: number, side: 'deid' | 'ref'): Promise<number> {
     '--tool=callgrind',
     '--callgrind-out-file=/dev/null',
     process.execPath,
+    '--single-threaded',
     '--import',
     'tsx',
     fileURLToPath(import.meta.url),
