@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { Deidentifier, findPhi, profileConfig, scrubText, type NameMatcher } from '../src/index.ts';
 import { EARLY_MILITARY, startSpans, UNIT_WORD_START } from '../src/deid/free-text.ts';
+import { forEachMatch, groupSpans, wholeSpans } from '../src/deid/matches.ts';
 import { SHARED } from './helpers.ts';
 import { readPresidioSamples, readSentences } from './phi-eval.ts';
 
@@ -283,3 +284,28 @@ function checkParagraphs(engine: Deidentifier, names: readonly NameMatcher[], te
   }
   return 1;
 }
+
+test('matches: forEachMatch and wholeSpans give what matchAll gives (empty matches, astral characters, a lastIndex left set), leave lastIndex as it was, and refuse a non-global pattern', () => {
+  const patterns = [/a+/g, /(?:)/g, /(?:)/gu, /x*/gu, /\p{L}+/gu, /\d{2,}|(?<=\s)[A-Z]/g, /\b\w/giu, /(?<![\p{L}\p{N}])\p{Lu}\p{Ll}+/gu];
+  const alphabet = fc.constantFrom('a', 'A', 'b', ' ', '1', '2', 'x', '\u{1F600}', 'é', 'Ω', '\n', 'Zoe', 'ﬀ');
+  fc.assert(
+    fc.property(fc.array(alphabet, { maxLength: 40 }), fc.constantFrom(...patterns), fc.nat(6), (parts, pattern, start) => {
+      const text = parts.join('');
+      pattern.lastIndex = start;
+      const expected = [...text.matchAll(pattern)].map((m) => [m.index, m.index + m[0].length]);
+      assert.equal(pattern.lastIndex, start, 'matchAll leaves its pattern alone');
+      const visited: number[][] = [];
+      forEachMatch(text, pattern, (m) => visited.push([m.index, m.index + m[0].length]));
+      assert.deepEqual(visited, expected);
+      assert.equal(pattern.lastIndex, start);
+      assert.deepEqual(wholeSpans(text, pattern), expected);
+      pattern.lastIndex = 0;
+    }),
+    { numRuns: 3000 },
+  );
+  assert.throws(() => forEachMatch('abc', /a/, () => {}), TypeError);
+  assert.deepEqual(groupSpans('Dr. Ann Lee and Dr. Bo', /Dr\. (\w+)/g), [
+    [4, 7],
+    [20, 22],
+  ]);
+});
