@@ -46,17 +46,27 @@ export async function createAuthorityService(options: AuthorityServiceOptions): 
   const setup = await loadAuthoritySetup(db, options.kek);
   const trust = federationTrust(options.hospitals);
   const now = options.now ?? Date.now;
+  const usedTokens = new SqlNonceCache(db, 'ta/used-tokens');
+  const usedProofs = new SqlNonceCache(db, 'ta/dpop');
   // Key requests carry a DPoP proof of the device key the token is bound to; proofs are single-use (ta/dpop).
   const authority = new TrustedAuthority({
     verifier: new TokenVerifier(TA_AUDIENCE, trust, { now }),
     ...setup,
-    usedTokens: new SqlNonceCache(db, 'ta/used-tokens'),
-    proofs: new DpopVerifier(new SqlNonceCache(db, 'ta/dpop'), now),
+    usedTokens,
+    proofs: new DpopVerifier(usedProofs, now),
     now,
   });
   // Every key names its hospital: hash those attributes now, in the background, rather than in the first keygens.
   void authority.warm(options.hospitals.map((peer) => `hospital:${peer.name}`)).catch(() => undefined);
   const app = await serviceApp('MedShare trusted authority', options);
   await app.register(trustedAuthorityPlugin, { authority, publicKey: setup.publicKey });
-  return { app, abePublicKey: setup.publicKey, close: () => app.close() };
+  return {
+    app,
+    abePublicKey: setup.publicKey,
+    close: async () => {
+      await app.close();
+      // A sweep of expired nonces may still be running: it ends before the caller closes the database.
+      await Promise.all([usedTokens.idle(), usedProofs.idle()]);
+    },
+  };
 }

@@ -119,9 +119,10 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
   // Tokens only with a DPoP proof by the key they are bound to, or by their issuing hospital's signing key (its
   // gateway calling for its user, dpop/verify.ts); used proofs are kept in the cloud's database, so every cloud
   // process on it refuses a proof replayed to another.
+  const usedProofs = new SqlNonceCache(db, 'cloud', 'cloud_dpop_nonces');
   const verifier = new SenderConstrainedVerifier(
     new TokenVerifier(PLATFORM_AUDIENCE, federationTrust(options.hospitals), { now: options.now }),
-    new DpopVerifier(new SqlNonceCache(db, 'cloud', 'cloud_dpop_nonces'), options.now),
+    new DpopVerifier(usedProofs, options.now),
     { issuerProofs: true },
   );
   const converter = await createConverter(options.conversionWorkers ?? 0);
@@ -163,6 +164,8 @@ export async function createCloudService(options: CloudServiceOptions): Promise<
       await app.close();
       await converter.close();
       await ledger.log.close();
+      // A sweep of expired nonces may still be running: it ends before the caller closes the database.
+      await usedProofs.idle();
     },
   };
 }
