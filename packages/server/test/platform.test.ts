@@ -598,7 +598,15 @@ for (const { label, db } of databases) {
         const second = largeObservation('large-2', 'b', 1_100_000);
         const before = (await large.records('lab')).length;
         try {
-          await assert.rejects(cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: second }] }), MedShareError);
+          // One request to the gateway's upload route, not GatewayClient.upload: the SDK retries a 503 (PGlite's answer
+          // here) twice after its Retry-After, and each retry encrypts, tags and is refused the same way (~9 s).
+          const refused = await sessionFetch(cast.gateway.session, cast.urlFor('/gateway/upload'), {
+            method: 'POST',
+            headers: { 'content-type': 'application/fhir+json' },
+            body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: second }] }),
+          });
+          assert.ok(refused.status >= 400, `refused, not ${refused.status}`);
+          assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/);
           assert.equal((await large.records('lab')).length, before, 'no record row');
           const orphans = await db.query<{ n: number }>(
             'SELECT count(*)::int AS n FROM cloud_record_chunks k WHERE NOT EXISTS (SELECT 1 FROM cloud_records r WHERE r.record_id = k.record_id AND r.record_id = $1)',

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { abe, UnavailableError } from '@medshare/crypto';
 import { DpopKey } from '@medshare/identity';
-import { openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
+import { openDatabase, openTestDatabases, randomKeyEncryptionKey, type TestDatabase } from '@medshare/db';
 import { cloudContents, createPlatform, PlatformClient, remoteSessionCheck, type Session } from '../src/index.ts';
 import { ADMIN, ADMINS, FAST_SCRYPT, LAB_POLICY, routeUrl, sampleBundle, sessionHeaders, sharedDatabases, startCast, type Cast } from './harness.ts';
 
@@ -108,7 +108,8 @@ for (const { label, db } of databases) {
           .token as string;
       })();
       // Another platform with the same hospital names and issuers, but its own signing keys.
-      const foreignDb = (await openTestDatabases())[0]!.db;
+      // PGlite in memory (openTestDatabases would also open, and leave behind, a PostgreSQL schema this test never uses).
+      const foreignDb = await openDatabase();
       const foreign = await createPlatform({
         db: foreignDb,
         hospitals: ['st-marys', 'riverside'],

@@ -8,21 +8,13 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { MalformedInputError } from '@medshare/crypto';
-import { errorFromProblem } from '@medshare/server';
-import {
-  DeviceAuthServer,
-  deviceAuthenticationPlugin,
-  DeviceSessionClient,
-  MemoryNonceCache,
-  MemoryTicketStore,
-  RegistrationCentre,
-  type DeviceCredential,
-  type DeviceSession,
-  type RegistrationCentreState,
-} from '@medshare/identity';
+import { errorFromProblem } from '@medshare/server/http-client';
+import type { DeviceCredential, DeviceSession, RegistrationCentre, RegistrationCentreState } from '@medshare/identity';
 import { writeFileAtomic } from '../io.ts';
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+/** @medshare/identity, loaded by the commands that use it (not by every `medshare identity` command). */
+const identityModule = () => import('@medshare/identity');
 const stateFile = (dir: string) => join(dir, 'rc.json');
 
 async function readJson<T>(path: string, what: string): Promise<T> {
@@ -36,6 +28,7 @@ async function readJson<T>(path: string, what: string): Promise<T> {
 }
 
 async function loadCentre(dir: string): Promise<RegistrationCentre> {
+  const { RegistrationCentre } = await identityModule();
   return RegistrationCentre.fromState(await readJson<RegistrationCentreState>(stateFile(dir), 'registration centre state'));
 }
 
@@ -45,6 +38,7 @@ async function saveCentre(dir: string, centre: RegistrationCentre): Promise<void
 
 /** Device login and a signed `GET /device/whoami`, for a server enrolled at the RC in `rcDir`. */
 export async function deviceServerPlugin(app: FastifyInstance, options: { rcDir: string; serverId: string }): Promise<void> {
+  const { DeviceAuthServer, deviceAuthenticationPlugin, MemoryNonceCache, MemoryTicketStore } = await identityModule();
   const centre = await loadCentre(options.rcDir);
   const serverSecret = centre.enrolServer(options.serverId);
   await saveCentre(options.rcDir, centre);
@@ -72,6 +66,7 @@ export function registerDeviceCommands(identity: Command): void {
     .description('create a registration centre with a fresh root secret')
     .requiredOption('--dir <dir>', 'state directory')
     .action(async (options: { dir: string }) => {
+      const { RegistrationCentre } = await identityModule();
       await writeFileAtomic(stateFile(options.dir), JSON.stringify(new RegistrationCentre().toState()), { secret: true, overwrite: false });
     });
 
@@ -105,6 +100,7 @@ export function registerDeviceCommands(identity: Command): void {
     .requiredOption('--server-id <id>', 'server id at the registration centre')
     .requiredOption('--credential <file>', 'device credential file')
     .action(async (options: { url: string; serverId: string; credential: string }) => {
+      const { DeviceSessionClient } = await identityModule();
       const credential = await readJson<DeviceCredential>(options.credential, 'device credential');
       const session = await DeviceSessionClient.login(new URL(options.url), credential, options.serverId);
       const response = await session.fetch('GET', '/device/whoami');

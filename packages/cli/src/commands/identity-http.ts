@@ -3,7 +3,8 @@
  * one HTTP→error mapper the SDK uses too (`errorFromProblem` of @medshare/server).
  */
 import { UnavailableError } from '@medshare/crypto';
-import { errorFromProblem } from '@medshare/server';
+// The SDK's HTTP module alone: the package's index loads the whole platform (~2 s before every identity command).
+import { errorFromProblem } from '@medshare/server/http-client';
 
 /** POSTs (or PUTs) JSON to `url`; returns the parsed body of a 2xx answer or throws the matching typed error. */
 export async function postJson(url: URL, body: unknown, bearer?: string, method: 'POST' | 'PUT' = 'POST'): Promise<any> {

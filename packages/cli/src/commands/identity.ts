@@ -11,8 +11,6 @@
  * Secrets are never arguments: they are prompted for without echo, or read one per line from stdin.
  */
 import type { Command } from 'commander';
-import Fastify from 'fastify';
-import { createMemoryHospital, hospitalIdentityPlugin } from '@medshare/identity';
 import { UsageError } from '../errors.ts';
 import { readSecrets } from '../secrets.ts';
 import { writeFileAtomic } from '../io.ts';
@@ -47,6 +45,8 @@ async function serve(options: {
   deviceServerId?: string;
   audience?: string[];
 }): Promise<void> {
+  // Loaded here, not by the client commands (login, register-user, admin, …), which need neither.
+  const [{ default: Fastify }, { createMemoryHospital, hospitalIdentityPlugin }] = await Promise.all([import('fastify'), import('@medshare/identity')]);
   const [adminToken] = await readSecrets(['administrator token']);
   const rpId = options.rpId ?? 'localhost';
   const service = await createMemoryHospital({

@@ -14,7 +14,7 @@
 import { createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { MalformedInputError } from '@medshare/crypto';
 import type { Database, KeyEncryptionKey } from '@medshare/db';
-import { Deidentifier, profileConfig, type ProfileName } from '@medshare/privacy';
+import type { Deidentifier, ProfileName } from '@medshare/privacy';
 import type { Caller } from '../http.ts';
 import { patientOf, type FhirResource } from './fhir.ts';
 import { parseWrite } from './fhir-bundle.ts';
@@ -78,6 +78,9 @@ export class ResearchExporter {
       const key = await this.hospitalKey(hospital);
       const derive = (purpose: string) =>
         Buffer.from(hkdfSync('sha256', key, Buffer.from(hospital, 'utf8'), `medshare/research-release/${purpose}/v1`, 32)).toString('hex');
+      // Loaded on the first release: @medshare/privacy (its word lists, FHIRPath, the anonymizer's report plots) is
+      // ~1 s of loading that every service process, CLI command and test importing @medshare/server paid before.
+      const { Deidentifier, profileConfig } = await import('@medshare/privacy');
       engine = new Deidentifier(profileConfig(profile, { cryptoHashKey: derive('crypto-hash'), dateShiftKey: derive('date-shift') }));
       this.engines.set(name, engine);
     }
