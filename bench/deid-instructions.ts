@@ -6,8 +6,10 @@
  * pass alone (JSON.parse + JSON.stringify, `ref`); each side runs at 2 and at 8 rounds, so the
  * difference over 6 rounds leaves out start-up and the first rounds' compilation. Each round uses a
  * fresh engine, as in bench/privacy.ts. The children run V8 `--single-threaded` (no concurrent
- * compilation or marking, whose share of the count varied from run to run). Instructions are not
- * time: a cache miss or a GC pause costs more than its instructions, so this complements the
+ * compilation or marking). The reference side repeats within 1 % from run to run; the de-identification
+ * side moved by up to 10 % between runs of the same code here (when the heap grows and how much each
+ * collection copies differ from run to run), so compare medians of several runs. Instructions are
+ * not time: a cache miss or a GC pause costs more than its instructions, so this complements the
  * CPU-time benchmark, it does not replace it.
  * Run: node --import tsx bench/deid-instructions.ts   (needs valgrind, Debian's `valgrind`; ~5 minutes on
  * 2 cores; the shared data as for bench/privacy.ts)
