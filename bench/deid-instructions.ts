@@ -6,7 +6,7 @@
  * pass alone (JSON.parse + JSON.stringify, `ref`); each side runs at 2 and at 8 rounds, so the
  * difference over 6 rounds leaves out start-up and the first rounds' compilation. Each round uses a
  * fresh engine, as in bench/privacy.ts. The children run V8 `--single-threaded` (no concurrent
- * compilation or marking). The reference side repeats within 1 % from run to run; the de-identification
+ * compilation or marking). The reference side repeated within 3 % from run to run; the de-identification
  * side moved by up to 10 % between runs of the same code here (when the heap grows and how much each
  * collection copies differ from run to run), so compare medians of several runs. Instructions are
  * not time: a cache miss or a GC pause costs more than its instructions, so this complements the
