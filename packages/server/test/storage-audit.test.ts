@@ -571,21 +571,26 @@ test('medshare audit storage --url: names a damaged record, exits 4 with a one-l
   assert.match(bad.stderr, /--url: not a URL/);
 });
 
-test("a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row's bytes, or one 31-byte sector, fails the audit for that record", async () => {
+/** Uploads an Observation of the sample patient with these notes; returns its record, the one new in the ledger's inventory. */
+async function uploadLargeObservation(id: string, notes: string[]): Promise<CommittedRecord> {
   const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
-  const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
+  const known = new Set((await verifiedInventory(ledger, trust)).map((r) => r.hash));
   const resource = {
     resourceType: 'Observation',
-    id: 'large-audited',
+    id,
     status: 'final',
     code: { text: 'large' },
     subject: { reference: `Patient/${fhirId}` },
-    note: [{ text: text.slice(0, 1_000_000) }, { text: text.slice(1_000_000) }],
+    note: notes.map((text) => ({ text })),
   };
   await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
   await cast.platform.ledger.flush();
-  const all = await verifiedInventory(ledger, trust);
-  const large = all.find((r) => !inventory.some((known) => known.hash === r.hash))!;
+  return (await verifiedInventory(ledger, trust)).find((r) => !known.has(r.hash))!;
+}
+
+test("a large record kept in chunk rows is proven from its whole ciphertext; a cloud that lost a chunk row's bytes, or one 31-byte sector, fails the audit for that record", async () => {
+  const text = randomBytes(900_000).toString('base64').slice(0, 1_100_000);
+  const large = await uploadLargeObservation('large-audited', [text.slice(0, 1_000_000), text.slice(1_000_000)]);
   const { recordId } = await storedRecord(large.hash);
   const [first] = (await db.query<{ bytes: Uint8Array }>('SELECT bytes FROM cloud_record_chunks WHERE record_id = $1 AND seq = 0', [recordId])).rows;
   assert.ok(first !== undefined && first.bytes.length === 1024 * 1024, 'the record is stored in chunk rows');
@@ -620,19 +625,7 @@ test("a large record kept in chunk rows is proven from its whole ciphertext; a c
 test('a challenge that makes the cloud read more than MAX_PROOF_SECTORS sectors is a 413 problem, and the service keeps proving', async () => {
   // A record of about 300 KB (ten chunks of 1,024 sectors): a challenge can sample at most 40,000 chunks
   // (MAX_SAMPLES, all chunks when samples ≥ half of them), so the limit is reached by full chunks only.
-  const fhirId = sampleBundle().entry.find((e) => e.resource.resourceType === 'Patient')!.resource.id;
-  const known = new Set((await verifiedInventory(ledger, trust)).map((r) => r.hash));
-  const resource = {
-    resourceType: 'Observation',
-    id: 'too-costly-audit',
-    status: 'final',
-    code: { text: 'large' },
-    subject: { reference: `Patient/${fhirId}` },
-    note: [{ text: randomBytes(225_000).toString('base64') }],
-  };
-  await cast.gateway.upload({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource }] });
-  await cast.platform.ledger.flush();
-  const big = (await verifiedInventory(ledger, trust)).find((r) => !known.has(r.hash))!;
+  const big = await uploadLargeObservation('too-costly-audit', [randomBytes(225_000).toString('base64')]);
   const { ciphertext } = await storedRecord(big.hash);
   const tags = (await db.query<{ tags: Uint8Array }>('SELECT tags FROM storage_tags WHERE record_hash = $1', [big.hash])).rows[0]!.tags;
   const { chunkSectors, chunks } = por.tagSetShape(tags);

@@ -215,10 +215,7 @@ class CompiledWalk implements RuleWalk {
 
   /** Whether a root branch of this resource type reads the resource before its first member step (a `where`). */
   private rootReadsResource(resourceType: string): boolean {
-    return this.atRoot.some(
-      ({ branch, typeName }) =>
-        applies(branch, resourceType) && startsAtRoot(typeName, resourceType) && branch.steps.length > 0 && !('member' in branch.steps[0]!),
-    );
+    return this.atRoot.some(({ branch, typeName }) => applies(branch, resourceType) && startsAtRoot(typeName, resourceType) && readsValueFirst(branch));
   }
 
   /** The branches that start at an element of `type` (its child type's own, or Age for a Quantity in years). */
@@ -242,7 +239,7 @@ class CompiledWalk implements RuleWalk {
   private startOfType(type: string): Start | null {
     const branches = this.byType.get(type)?.filter((branch) => applies(branch, this.resourceType));
     if (!branches || branches.length === 0) return null;
-    if (branches.some((branch) => branch.steps.length > 0 && !('member' in branch.steps[0]!))) return { branches, fixed: undefined };
+    if (branches.some(readsValueFirst)) return { branches, fixed: undefined };
     let order = NONE;
     let carry: Progress[] | undefined;
     for (const branch of branches) {
@@ -380,6 +377,11 @@ function withProgress(carry: Progress[] | undefined, progress: Progress): Progre
   return carry;
 }
 
+/** The branch's first step is a `where` on the element it starts at: what it gives depends on that element's value. */
+function readsValueFirst(branch: Branch): boolean {
+  return branch.steps.length > 0 && !('member' in branch.steps[0]!);
+}
+
 function applies(branch: Branch, resourceType: string): boolean {
   return branch.resourceType === '' || branch.resourceType === resourceType;
 }
@@ -405,7 +407,7 @@ function advance(branch: Branch, position: number, value: unknown, ruleOrder: nu
 export function isYearsQuantity(quantity: unknown): boolean {
   if (quantity === null || typeof quantity !== 'object') return false; // (`_valueQuantity` alone: no quantity)
   const { code, unit } = quantity as JsonObject;
-  return code === 'a' || YEAR_UNITS.has(typeof unit === 'string' ? unit : String(unit));
+  return code === 'a' || YEAR_UNITS.has(String(unit));
 }
 
 /** The units of a Quantity in years (a module constant: the walk reads every Quantity's unit). */
